@@ -1,0 +1,11 @@
+// `npm run generate`: rewrite crds/generated/ from crds/*.yaml.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generate } from './generate.js';
+import { CRD_SOURCES, GENERATED_SCHEMAS, GENERATED_TYPES, repoRoot } from './paths.js';
+
+const root = repoRoot();
+const out = generate(CRD_SOURCES.map((path) => ({ path, text: readFileSync(join(root, path), 'utf8') })));
+writeFileSync(join(root, GENERATED_TYPES), out.types);
+writeFileSync(join(root, GENERATED_SCHEMAS), out.crds);
+console.log(`wrote ${GENERATED_TYPES} and ${GENERATED_SCHEMAS}`);

@@ -1,0 +1,140 @@
+// Rules the CRD schema cannot state on a Kubernetes 1.20 API server (no CEL): relations between
+// fields, label syntax, quantity bounds. Runs on schema-valid, defaulted objects only.
+import type { Guest, GuestNetwork, GuestResources, XenHost } from './generated/types.js';
+import type { ObjectMeta } from './meta.js';
+import { DNS1123_SUBDOMAIN } from './meta.js';
+import { formatBytes, quantityValue } from './quantity.js';
+import type { FieldError, KratObject, Path } from './validate.js';
+
+const MiB = 1n << 20n;
+export const MIN_GUEST_MEMORY = 32n * MiB;
+export const MAX_GUEST_MEMORY = 1n << 40n; // 1Ti: far above any single PV guest we can build
+
+const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const ANNOTATIONS_MAX_BYTES = 256 * 1024;
+
+/** Whether the schema found the part of the object at this path (and everything above it) sound. */
+export type Sound = (...path: Path) => boolean;
+
+export function semanticErrors(obj: KratObject, sound: Sound): FieldError[] {
+  const errors = metadataErrors(obj.metadata, sound);
+  if (obj.kind === 'Guest') errors.push(...guestErrors(obj, sound));
+  else if (sound('spec', 'reserved', 'memory')) errors.push(...xenHostErrors(obj));
+  return errors;
+}
+
+/** A label or annotation key: [prefix/]name, prefix a DNS subdomain of at most 253 characters. */
+export function qualifiedNameError(key: string): string | undefined {
+  const slash = key.lastIndexOf('/');
+  const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+  const name = slash >= 0 ? key.slice(slash + 1) : key;
+  if (prefix !== undefined && (prefix.length > 253 || !new RegExp(DNS1123_SUBDOMAIN).test(prefix))) {
+    return `key "${key}": prefix must be a DNS subdomain (lowercase letters, digits, "-" and ".")`;
+  }
+  if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
+    return `key "${key}": name must be 1-63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit`;
+  }
+  return undefined;
+}
+
+export function labelValueError(value: string): string | undefined {
+  if (value.length > 63 || !LABEL_VALUE.test(value)) {
+    return `value "${value}" must be at most 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit`;
+  }
+  return undefined;
+}
+
+function labelMapErrors(map: Record<string, string> | undefined, path: Path, checkValues: boolean): FieldError[] {
+  const errors: FieldError[] = [];
+  for (const [key, value] of Object.entries(map ?? {})) {
+    const keyError = qualifiedNameError(key);
+    if (keyError) errors.push({ path: [...path, key], message: keyError, onKey: true });
+    const valueError = checkValues ? labelValueError(value) : undefined;
+    if (valueError) errors.push({ path: [...path, key], message: valueError });
+  }
+  return errors;
+}
+
+function metadataErrors(meta: ObjectMeta, sound: Sound): FieldError[] {
+  const errors = [
+    ...(sound('metadata', 'labels') ? labelMapErrors(meta.labels, ['metadata', 'labels'], true) : []),
+    ...(sound('metadata', 'annotations') ? labelMapErrors(meta.annotations, ['metadata', 'annotations'], false) : []),
+  ];
+  if (!sound('metadata', 'annotations')) return errors;
+  const size = Object.entries(meta.annotations ?? {}).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  if (size > ANNOTATIONS_MAX_BYTES) {
+    errors.push({ path: ['metadata', 'annotations'], message: `must total at most 256KiB (got ${size} bytes)` });
+  }
+  return errors;
+}
+
+function guestErrors(guest: Guest, sound: Sound): FieldError[] {
+  const { spec } = guest;
+  const errors: FieldError[] = [];
+  const at = (...path: Path): Path => ['spec', ...path];
+  if (sound('spec', 'resources')) errors.push(...resourceErrors(spec.resources));
+  for (const field of ['kernel', 'initrd'] as const) {
+    const source = spec[field];
+    if (sound('spec', field) && source?.image !== undefined && source.path !== undefined) {
+      errors.push({ path: at(field, 'path'), message: `set either ${field}.image or ${field}.path, not both` });
+    }
+  }
+  if (sound('spec', 'network')) errors.push(...portErrors(spec.network));
+  if (sound('spec', 'nodeSelector')) errors.push(...labelMapErrors(spec.nodeSelector, at('nodeSelector'), true));
+  return errors;
+}
+
+function resourceErrors(res: GuestResources): FieldError[] {
+  const errors: FieldError[] = [];
+  const at = (...path: Path): Path => ['spec', 'resources', ...path];
+
+  const memory = quantityValue(res.memory);
+  const maxMemory = res.maxMemory === undefined ? memory : quantityValue(res.maxMemory);
+  if (memory === undefined) errors.push({ path: at('memory'), message: `must match quantity (such as 512Mi or 2Gi)` });
+  else if (memory < MIN_GUEST_MEMORY) {
+    errors.push({ path: at('memory'), message: `must be at least ${formatBytes(MIN_GUEST_MEMORY)} (got ${res.memory})` });
+  } else if (memory > MAX_GUEST_MEMORY) {
+    errors.push({ path: at('memory'), message: `must be at most ${formatBytes(MAX_GUEST_MEMORY)} (got ${res.memory})` });
+  }
+  if (res.maxMemory !== undefined && maxMemory !== undefined && memory !== undefined) {
+    if (maxMemory < memory) {
+      errors.push({ path: at('maxMemory'), message: `must be at least memory (${res.memory}), got ${res.maxMemory}` });
+    } else if (maxMemory > MAX_GUEST_MEMORY) {
+      errors.push({ path: at('maxMemory'), message: `must be at most ${formatBytes(MAX_GUEST_MEMORY)} (got ${res.maxMemory})` });
+    }
+  }
+  if (res.maxCpus !== undefined && res.maxCpus < res.cpus) {
+    errors.push({ path: at('maxCpus'), message: `must be at least cpus (${res.cpus}), got ${res.maxCpus}` });
+  }
+  return errors;
+}
+
+function portErrors(network: GuestNetwork): FieldError[] {
+  const errors: FieldError[] = [];
+  const at = (...path: Path): Path => ['spec', 'network', ...path];
+  const hostPorts = new Map<string, number>();
+  (network.ports ?? []).forEach((port, i) => {
+    const key = `${port.protocol}/${port.hostPort ?? port.containerPort}`;
+    const first = hostPorts.get(key);
+    if (first === undefined) hostPorts.set(key, i);
+    else {
+      errors.push({
+        path: at('ports', i, port.hostPort === undefined ? 'containerPort' : 'hostPort'),
+        message: `host port ${key} is already published by spec.network.ports[${first}]`,
+      });
+    }
+  });
+  if (!network.enabled && network.ports?.length) {
+    errors.push({ path: at('ports'), message: 'ports need the network: remove them or set network.enabled to true' });
+  }
+  return errors;
+}
+
+function xenHostErrors(host: XenHost): FieldError[] {
+  const reserved = quantityValue(host.spec.reserved.memory);
+  if (reserved === undefined || reserved < 0n) {
+    return [{ path: ['spec', 'reserved', 'memory'], message: `must be a non-negative quantity (got ${host.spec.reserved.memory})` }];
+  }
+  return [];
+}

@@ -1,0 +1,343 @@
+// Validation and defaulting of krata objects, compiled from the CRD schemas (crds/generated/crds.ts):
+// what the API server would do with the CRD (types, bounds, enums, patterns, defaults, list-map keys),
+// plus what it cannot do without CEL (crds/semantics.ts) and strict unknown-field checks, all at once.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { CustomResourceDefinition, JSONSchemaProps } from './crd-types.js';
+import { allCRDs } from './generated/crds.js';
+import type { Guest, XenHost } from './generated/types.js';
+import { objectMetaSchema } from './meta.js';
+import { PATTERN_NAMES } from './patterns.js';
+import { semanticErrors } from './semantics.js';
+
+export type Path = (string | number)[];
+
+export interface FieldError {
+  /** Where the problem is, as a JSON path into the object. */
+  path: Path;
+  message: string;
+  /** Point at the field's key rather than its value (unknown fields). */
+  onKey?: boolean;
+}
+
+export type KratObject = Guest | XenHost;
+
+export interface ValidationResult {
+  /** The defaulted object, when there were no errors. */
+  object?: KratObject;
+  errors: FieldError[];
+}
+
+export interface KindInfo {
+  kind: string;
+  apiVersion: string;
+  plural: string;
+  namespaced: boolean;
+  crd: CustomResourceDefinition;
+  /** The served schema, as written in the CRD. */
+  schema: JSONSchemaProps;
+}
+
+/** Every kind krata serves, by kind name. */
+export const KINDS: ReadonlyMap<string, KindInfo> = new Map(
+  allCRDs.flatMap((crd) =>
+    crd.spec.versions
+      .filter((v) => v.served)
+      .map((v): [string, KindInfo] => [
+        crd.spec.names.kind,
+        {
+          kind: crd.spec.names.kind,
+          apiVersion: `${crd.spec.group}/${v.name}`,
+          plural: crd.spec.names.plural,
+          namespaced: crd.spec.scope === 'Namespaced',
+          crd,
+          schema: v.schema.openAPIV3Schema,
+        },
+      ]),
+  ),
+);
+
+/** Find a kind by name, plural, singular or short name, case-insensitively (as kubectl does). */
+export function resolveKind(name: string): KindInfo | undefined {
+  const n = name.toLowerCase();
+  for (const info of KINDS.values()) {
+    const names = info.crd.spec.names;
+    const all = [names.kind, names.plural, names.singular, ...(names.shortNames ?? [])].map((s) => s.toLowerCase());
+    if (all.includes(n) || n === `${names.plural}.${info.crd.spec.group}`) return info;
+  }
+  return undefined;
+}
+
+const KUBERNETES_EXTENSIONS = [
+  'x-kubernetes-int-or-string',
+  'x-kubernetes-preserve-unknown-fields',
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-map-type',
+  'x-kubernetes-embedded-resource',
+];
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+function newAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
+  ajv.addVocabulary(KUBERNETES_EXTENSIONS);
+  ajv.addFormat('date-time', { type: 'string', validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
+  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+  return ajv;
+}
+
+/**
+ * The schema as ajv should check it: the API server's strict field validation (unknown fields are
+ * errors) becomes additionalProperties: false, int-or-string becomes a type union, and metadata gets
+ * the ObjectMeta rules the API server applies itself.
+ */
+export function toAjvSchema(schema: JSONSchemaProps, namespaced: boolean): JSONSchemaProps {
+  return strictCopy({
+    ...schema,
+    properties: { ...schema.properties, metadata: objectMetaSchema(namespaced) },
+    required: [...new Set(['apiVersion', 'kind', 'metadata', ...(schema.required ?? [])])],
+  });
+}
+
+function strictCopy(s: JSONSchemaProps): JSONSchemaProps {
+  const out: JSONSchemaProps & { type?: unknown } = { ...s };
+  if (s['x-kubernetes-int-or-string']) {
+    delete out.anyOf;
+    out.type = ['integer', 'string'] as unknown as 'string';
+  }
+  if (s.properties) {
+    out.properties = Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, strictCopy(v)]));
+    if (s.additionalProperties === undefined && !s['x-kubernetes-preserve-unknown-fields']) out.additionalProperties = false;
+  }
+  if (typeof s.additionalProperties === 'object') out.additionalProperties = strictCopy(s.additionalProperties);
+  if (s.items) out.items = strictCopy(s.items);
+  return out;
+}
+
+const ajv = newAjv();
+const compiled = new Map<string, ValidateFunction>();
+
+function validatorFor(info: KindInfo): ValidateFunction {
+  let fn = compiled.get(info.kind);
+  if (!fn) {
+    fn = ajv.compile(toAjvSchema(info.schema, info.namespaced));
+    compiled.set(info.kind, fn);
+  }
+  return fn;
+}
+
+/**
+ * Validate one object and apply the schema's defaults. Returns every error found, never throws on
+ * bad input. The input is not modified.
+ */
+export function validateObject(input: unknown): ValidationResult {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return { errors: [{ path: [], message: `must be a mapping with apiVersion, kind, metadata and spec (got ${describe(input)})` }] };
+  }
+  const raw = input as Record<string, unknown>;
+  const kindErrors = checkKind(raw);
+  if (kindErrors.length) return { errors: kindErrors };
+  const info = KINDS.get(raw.kind as string)!;
+  const obj = structuredClone(raw);
+  const validate = validatorFor(info);
+  const errors: FieldError[] = [];
+  if (!validate(obj)) errors.push(...dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj)));
+  errors.push(...listMapErrors(info.schema, obj, []));
+  // Cross-field rules run on every part of the object the schema found sound, so one pass reports all.
+  const broken = errors.map((e) => formatPath(e.path));
+  const sound = (...path: Path) => {
+    const here = formatPath(path);
+    return !broken.some((b) => isWithin(b, here) || isWithin(here, b));
+  };
+  errors.push(...semanticErrors(obj as unknown as KratObject, sound));
+  errors.sort(byPath);
+  return errors.length ? { errors } : { object: obj as unknown as KratObject, errors };
+}
+
+function checkKind(raw: Record<string, unknown>): FieldError[] {
+  const known = [...KINDS.keys()].join(', ');
+  if (raw.kind === undefined) return [{ path: ['kind'], message: `required field is missing (krata serves ${known})` }];
+  if (typeof raw.kind !== 'string') return [{ path: ['kind'], message: `must be a string (got ${describe(raw.kind)})` }];
+  const info = KINDS.get(raw.kind);
+  if (!info) {
+    const hint = typeof raw.apiVersion === 'string' && !raw.apiVersion.startsWith('krata.dev/') ? ` (${raw.apiVersion} is not a krata API)` : '';
+    return [{ path: ['kind'], message: `unknown kind "${raw.kind}"${hint}: krata serves ${known}` }];
+  }
+  if (raw.apiVersion === undefined) return [{ path: ['apiVersion'], message: `required field is missing (use ${info.apiVersion})` }];
+  if (raw.apiVersion !== info.apiVersion) {
+    return [{ path: ['apiVersion'], message: `${info.kind} is served as ${info.apiVersion}, not ${describe(raw.apiVersion)}` }];
+  }
+  return [];
+}
+
+/** ajv reports a failed `type` for each branch of a union; keep one error per path and keyword. */
+function dedupe(errors: ErrorObject[]): ErrorObject[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const key = `${e.instancePath}|${e.keyword}|${JSON.stringify(e.params)}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function pointerToPath(pointer: string, root: unknown): Path {
+  if (!pointer) return [];
+  const path: Path = [];
+  let node: unknown = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    const key = Array.isArray(node) ? Number(seg) : seg;
+    path.push(key);
+    node = node && typeof node === 'object' ? (node as Record<string, unknown>)[key as string] : undefined;
+  }
+  return path;
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let node = root;
+  for (const seg of path) node = node && typeof node === 'object' ? (node as Record<string | number, unknown>)[seg] : undefined;
+  return node;
+}
+
+function toFieldError(e: ErrorObject, root: unknown): FieldError {
+  const path = pointerToPath(e.instancePath, root);
+  const value = valueAt(root, path);
+  const got = `got ${describe(value)}`;
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'required':
+      return { path: [...path, p.missingProperty as string], message: 'required field is missing' };
+    case 'additionalProperty':
+    case 'additionalProperties': {
+      const name = p.additionalProperty as string;
+      const parentSchema = e.parentSchema as JSONSchemaProps | undefined;
+      const suggestion = closest(name, Object.keys(parentSchema?.properties ?? {}));
+      return {
+        path: [...path, name],
+        message: `unknown field "${name}"${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`,
+        onKey: true,
+      };
+    }
+    case 'type': {
+      const want = ([] as string[]).concat(p.type as string | string[]);
+      const article = (t: string) => (t === 'integer' || t === 'array' || t === 'object' ? `an ${t}` : `a ${t}`);
+      let message = `must be ${want.map((t) => article(t === 'object' ? 'mapping' : t)).join(' or ')} (${got})`;
+      if (want.includes('string') && typeof value === 'boolean') {
+        message += '; YAML reads yes/no/on/off/true/false as booleans, so quote it';
+      }
+      return { path, message };
+    }
+    case 'enum':
+      return { path, message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')} (${got})` };
+    case 'pattern': {
+      const name = PATTERN_NAMES.get(p.pattern as string) ?? `/${p.pattern as string}/`;
+      return { path, message: `must match ${name} (${got})` };
+    }
+    case 'format':
+      return { path, message: `must be ${p.format === 'date-time' ? 'an RFC 3339 date-time' : `a valid ${p.format as string}`} (${got})` };
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return { path, message: `must be ${p.comparison as string} ${p.limit as number} (${got})` };
+    case 'minLength':
+      return { path, message: (p.limit as number) === 1 ? 'must not be empty' : `must be at least ${p.limit as number} characters long` };
+    case 'maxLength':
+      return { path, message: `must be at most ${p.limit as number} characters long (got ${(value as string).length})` };
+    case 'minItems':
+      return { path, message: `must have at least ${p.limit as number} items` };
+    case 'maxItems':
+      return { path, message: `must have at most ${p.limit as number} items (got ${(value as unknown[]).length})` };
+    case 'maxProperties':
+      return { path, message: `must have at most ${p.limit as number} entries (got ${Object.keys(value as object).length})` };
+    default:
+      return { path, message: e.message ?? `fails ${e.keyword}` };
+  }
+}
+
+/** x-kubernetes-list-type map and set: the API server rejects duplicate keys and items. */
+function listMapErrors(schema: JSONSchemaProps, value: unknown, path: Path): FieldError[] {
+  if (value === null || typeof value !== 'object') return [];
+  const errors: FieldError[] = [];
+  if (Array.isArray(value)) {
+    const listType = schema['x-kubernetes-list-type'];
+    const keys = schema['x-kubernetes-list-map-keys'] ?? [];
+    if (listType === 'map' || listType === 'set') {
+      const firstAt = new Map<string, number>();
+      value.forEach((item, i) => {
+        const id =
+          listType === 'map' && item && typeof item === 'object'
+            ? JSON.stringify(keys.map((k) => (item as Record<string, unknown>)[k]))
+            : JSON.stringify(item);
+        const first = firstAt.get(id);
+        if (first === undefined) firstAt.set(id, i);
+        else {
+          const what =
+            listType === 'map' ? keys.map((k) => `${k}=${JSON.stringify((item as Record<string, unknown>)[k])}`).join(', ') : JSON.stringify(item);
+          errors.push({ path: [...path, i], message: `duplicate entry (${what}), first at ${formatPath([...path, first])}` });
+        }
+      });
+    }
+    if (schema.items) value.forEach((item, i) => errors.push(...listMapErrors(schema.items!, item, [...path, i])));
+    return errors;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    const sub = schema.properties?.[k] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined);
+    if (sub) errors.push(...listMapErrors(sub, v, [...path, k]));
+  }
+  return errors;
+}
+
+/** spec.env[2].name */
+export function formatPath(path: Path): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(seg)) out += out ? `.${seg}` : seg;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out || '(document)';
+}
+
+/** Whether formatted path `inner` is `outer` or lies below it. */
+function isWithin(inner: string, outer: string): boolean {
+  return inner === outer || inner.startsWith(outer + '.') || inner.startsWith(outer + '[') || outer === '(document)';
+}
+
+function byPath(a: FieldError, b: FieldError): number {
+  return formatPath(a.path) < formatPath(b.path) ? -1 : formatPath(a.path) > formatPath(b.path) ? 1 : 0;
+}
+
+export function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  const text = JSON.stringify(value);
+  return text.length > 60 ? `${typeof value} ${text.slice(0, 57)}..."` : `${typeof value} ${text}`;
+}
+
+/** The closest known name within a small edit distance, for "did you mean". */
+function closest(name: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(name.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
