@@ -71,6 +71,7 @@ function metadataErrors(meta: ObjectMeta, sound: Sound): FieldError[] {
 
 function guestErrors(guest: Guest, sound: Sound): FieldError[] {
   const { spec } = guest;
+  if (spec === null || typeof spec !== 'object') return [];
   const errors: FieldError[] = [];
   const at = (...path: Path): Path => ['spec', ...path];
   if (sound('spec', 'resources')) errors.push(...resourceErrors(spec.resources));

@@ -1,0 +1,97 @@
+// kratactl explain guest.spec.resources: the API documentation, read from the CRD schema itself.
+import { parseArgs } from 'node:util';
+import type { JSONSchemaProps } from '../../crds/crd-types.js';
+import { KINDS, resolveKind } from '../../crds/validate.js';
+import { EXIT_OK, UsageError, type IO } from '../io.js';
+
+export const EXPLAIN_HELP = `Describe a kind or one of its fields, from the API schema.
+
+Usage: kratactl explain KIND[.FIELD...] [--recursive]
+
+  kratactl explain guest
+  kratactl explain guest.spec.resources.memory
+  kratactl explain xenhost.status --recursive
+`;
+
+export async function explain(argv: string[], io: IO): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: { recursive: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UsageError(`explain takes one KIND[.FIELD...] (kinds: ${[...KINDS.keys()].join(', ')})`);
+  const [kindName, ...fields] = positionals[0]!.split('.');
+  const info = resolveKind(kindName!);
+  if (!info) throw new UsageError(`unknown kind "${kindName}" (kinds: ${[...KINDS.keys()].join(', ')})`);
+  let schema = info.schema;
+  const walked: string[] = [];
+  for (const field of fields) {
+    const next = childSchema(schema, field);
+    if (!next) {
+      const known = Object.keys(fieldsOf(schema) ?? {});
+      throw new UsageError(`${[info.kind, ...walked].join('.')} has no field "${field}"${known.length ? ` (fields: ${known.join(', ')})` : ''}`);
+    }
+    walked.push(field);
+    schema = next;
+  }
+  const out: string[] = [`KIND:     ${info.kind}`, `VERSION:  ${info.apiVersion}`, ''];
+  if (walked.length) out.push(`FIELD:    ${walked.at(-1)} <${typeName(schema)}>`, '');
+  out.push('DESCRIPTION:', indent(describeSchema(schema), '    '), '');
+  const children = fieldsOf(schema);
+  if (children) {
+    out.push('FIELDS:');
+    const required = new Set(itemsOrSelf(schema).required ?? []);
+    out.push(...listFields(children, required, values.recursive ?? false, '   '));
+  }
+  io.stdout.write(out.join('\n') + '\n');
+  return EXIT_OK;
+}
+
+function itemsOrSelf(schema: JSONSchemaProps): JSONSchemaProps {
+  return schema.type === 'array' && schema.items ? schema.items : schema;
+}
+
+function fieldsOf(schema: JSONSchemaProps): Record<string, JSONSchemaProps> | undefined {
+  return itemsOrSelf(schema).properties;
+}
+
+function childSchema(schema: JSONSchemaProps, field: string): JSONSchemaProps | undefined {
+  return fieldsOf(schema)?.[field];
+}
+
+function typeName(s: JSONSchemaProps): string {
+  if (s['x-kubernetes-int-or-string']) return 'quantity';
+  if (s.type === 'array') return `[]${s.items?.properties ? 'Object' : typeName(s.items ?? {})}`;
+  if (s.type === 'object') return s.properties ? 'Object' : 'map[string]string';
+  return s.type ?? 'any';
+}
+
+function describeSchema(s: JSONSchemaProps): string {
+  const parts = [s.description ?? '(no description)'];
+  if (s.enum) parts.push(`One of: ${s.enum.map(String).join(', ')}.`);
+  if (s.default !== undefined && typeof s.default !== 'object') parts.push(`Default: ${String(s.default)}.`);
+  if (s.minimum !== undefined || s.maximum !== undefined) parts.push(`Range: ${s.minimum ?? '-'} to ${s.maximum ?? '-'}.`);
+  return parts.join(' ');
+}
+
+function listFields(fields: Record<string, JSONSchemaProps>, required: Set<string>, recursive: boolean, pad: string): string[] {
+  const out: string[] = [];
+  for (const [name, s] of Object.entries(fields)) {
+    out.push(`${pad}${name}\t<${typeName(s)}>${required.has(name) ? ' -required-' : ''}`);
+    if (recursive) {
+      const children = fieldsOf(s);
+      if (children) out.push(...listFields(children, new Set(itemsOrSelf(s).required ?? []), true, pad + '   '));
+    } else out.push(indent(describeSchema(s), pad + '  '), '');
+  }
+  return out;
+}
+
+function indent(text: string, pad: string): string {
+  const words = text.split(/\s+/);
+  const lines: string[] = [];
+  let line = '';
+  for (const w of words) {
+    if (line && line.length + w.length > 90) {
+      lines.push(pad + line);
+      line = w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) lines.push(pad + line);
+  return lines.join('\n');
+}
