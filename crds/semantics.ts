@@ -81,7 +81,7 @@ function guestErrors(guest: Guest, sound: Sound): FieldError[] {
       errors.push({ path: at(field, 'path'), message: `set either ${field}.image or ${field}.path, not both` });
     }
   }
-  if (sound('spec', 'network')) errors.push(...portErrors(spec.network));
+  if (spec.network !== null && typeof spec.network === 'object') errors.push(...portErrors(spec.network, sound));
   if (sound('spec', 'nodeSelector')) errors.push(...labelMapErrors(spec.nodeSelector, at('nodeSelector'), true));
   return errors;
 }
@@ -111,11 +111,13 @@ function resourceErrors(res: GuestResources): FieldError[] {
   return errors;
 }
 
-function portErrors(network: GuestNetwork): FieldError[] {
+function portErrors(network: GuestNetwork, sound: Sound): FieldError[] {
   const errors: FieldError[] = [];
   const at = (...path: Path): Path => ['spec', 'network', ...path];
   const hostPorts = new Map<string, number>();
-  (network.ports ?? []).forEach((port, i) => {
+  const ports = Array.isArray(network.ports) ? network.ports : [];
+  ports.forEach((port, i) => {
+    if (!sound('spec', 'network', 'ports', i)) return;
     const key = `${port.protocol}/${port.hostPort ?? port.containerPort}`;
     const first = hostPorts.get(key);
     if (first === undefined) hostPorts.set(key, i);
@@ -126,7 +128,7 @@ function portErrors(network: GuestNetwork): FieldError[] {
       });
     }
   });
-  if (!network.enabled && network.ports?.length) {
+  if (network.enabled === false && ports.length) {
     errors.push({ path: at('ports'), message: 'ports need the network: remove them or set network.enabled to true' });
   }
   return errors;

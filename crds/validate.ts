@@ -166,7 +166,7 @@ function checkKind(raw: Record<string, unknown>): FieldError[] {
   }
   if (raw.apiVersion === undefined) return [{ path: ['apiVersion'], message: `required field is missing (use ${info.apiVersion})` }];
   if (raw.apiVersion !== info.apiVersion) {
-    return [{ path: ['apiVersion'], message: `${info.kind} is served as ${info.apiVersion}, not ${describe(raw.apiVersion)}` }];
+    return [{ path: ['apiVersion'], message: `${info.kind} is served as ${info.apiVersion}, not ${JSON.stringify(raw.apiVersion)}` }];
   }
   return [];
 }
@@ -224,7 +224,7 @@ function toFieldError(e: ErrorObject, root: unknown): FieldError {
       const want = ([] as string[]).concat(p.type as string | string[]);
       const article = (t: string) => (t === 'integer' || t === 'array' || t === 'object' ? `an ${t}` : `a ${t}`);
       let message = `must be ${want.map((t) => article(t === 'object' ? 'mapping' : t)).join(' or ')} (${got})`;
-      if (want.includes('string') && typeof value === 'boolean') {
+      if (want.length === 1 && want[0] === 'string' && typeof value === 'boolean') {
         message += '; YAML reads yes/no/on/off/true/false as booleans, so quote it';
       }
       return { path, message };

@@ -57,7 +57,6 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
       for (const e of doc.errors) errors.push({ file: source.name, ...position(e.pos[0]), message: firstLine(e.message) });
       return;
     }
-    if (doc.contents === null) return; // an empty document between two `---`
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
@@ -65,6 +64,7 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
       errors.push({ file: source.name, ...position(doc.range[0]), message: firstLine((err as Error).message) });
       return;
     }
+    if (value === null || value === undefined) return; // an empty document (`---` twice, or only comments), as kubectl skips it
     documents.push({ source, index, value, locate: (path, onKey) => position(locateOffset(doc, path, onKey ?? false)) });
   });
   return { documents, errors };
