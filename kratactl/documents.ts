@@ -1,6 +1,6 @@
 // Splitting a manifest file into YAML documents and mapping JSON paths back to line and column, so
 // that every error can name the exact place in the file.
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node, type Pair } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
 import type { Path } from '../crds/validate.js';
 import type { Source } from './sources.js';
 
@@ -54,20 +54,35 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
   const errors: SyntaxError[] = [];
   list.forEach((doc, index) => {
     if (doc.errors.length) {
-      for (const e of doc.errors) errors.push({ file: source.name, ...position(e.pos[0]), message: firstLine(e.message) });
+      for (const e of doc.errors) {
+        const at = e.code === 'MISSING_CHAR' ? (unterminatedQuoteStart(doc, e.pos[0]) ?? e.pos[0]) : e.pos[0];
+        errors.push({ file: source.name, ...position(at), message: `YAML: ${firstLine(e.message)}` });
+      }
       return;
     }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (err) {
-      errors.push({ file: source.name, ...position(doc.range[0]), message: firstLine((err as Error).message) });
+      errors.push({ file: source.name, ...position(doc.range[0]), message: `YAML: ${firstLine((err as Error).message)}` });
       return;
     }
     if (value === null || value === undefined) return; // an empty document (`---` twice, or only comments), as kubectl skips it
     documents.push({ source, index, value, locate: (path, onKey) => position(locateOffset(doc, path, onKey ?? false)) });
   });
   return { documents, errors };
+}
+
+/** The parser notices a missing closing quote at the end of input; point at the quote that opened it. */
+function unterminatedQuoteStart(doc: Document, errorOffset: number): number | undefined {
+  let start: number | undefined;
+  visit(doc, {
+    Scalar(_, node) {
+      const quoted = node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE';
+      if (quoted && node.range && node.range[1] >= errorOffset) start ??= node.range[0];
+    },
+  });
+  return start;
 }
 
 function firstLine(message: string): string {

@@ -159,8 +159,8 @@ mkdir -p "$tmp/data/guest" "$tmp/disk" "$tmp/data/node/bin"
 echo "hello-from-xvda" >"$tmp/disk/hello"
 mksquashfs "$tmp/disk" "$tmp/data/guest/disk.sqfs" -all-root -no-progress -quiet >/dev/null
 # Uncompressed ELF: xl would otherwise spend 5-8 s un-xz-ing the bzImage in dom0 (pitfall 7).
-off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$x/boot/vmlinuz-$kver" | head -n1 | cut -d: -f1)
-tail -c +$((off + 1)) "$x/boot/vmlinuz-$kver" | xz -dc --single-stream >"$tmp/data/guest/vmlinux"
+off=$(LC_ALL=C grep -m1 -obUaP '\xfd7zXZ\x00' "$x/boot/vmlinuz-$kver" | cut -d: -f1)
+(tail -c +$((off + 1)) "$x/boot/vmlinuz-$kver" || true) | xz -dc --single-stream >"$tmp/data/guest/vmlinux"
 [ "$(head -c4 "$tmp/data/guest/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || xh_die "vmlinux extraction failed"
 
 # --- outputs ---------------------------------------------------------------------------------------
@@ -178,5 +178,5 @@ mv -T "$tmp/out" "$out"        # atomic publish
 xh_log "built $out in $((SECONDS - t0))s"
 
 # Keep the two newest images besides this one (a running QEMU keeps its open files anyway).
-ls -1dt "$xh_cache"/???????????????? 2>/dev/null | grep -E "/[0-9a-f]{16}$" | grep -v -x "$out" | tail -n +3 | xargs -r rm -rf
+ls -1dt "$xh_cache"/???????????????? 2>/dev/null | grep -E "/[0-9a-f]{16}$" | grep -v -x "$out" | tail -n +3 | xargs -r rm -rf || true
 echo "$out"
