@@ -101,7 +101,7 @@ export const guestCRD: CustomResourceDefinition = {
               },
               "spec": {
                 "title": "GuestSpec",
-                "description": "What should run. Changing any field except nodeSelector recreates the guest's domain.",
+                "description": "What should run. resources.cpus and resources.memory change live within maxCpus and maxMemory; changing any other field except nodeSelector recreates the guest's domain.",
                 "type": "object",
                 "required": [
                   "image"

@@ -171,7 +171,10 @@ export interface Guest {
   apiVersion: 'krata.dev/v1alpha1';
   kind: 'Guest';
   metadata: ObjectMeta;
-  /** What should run. Changing any field except nodeSelector recreates the guest's domain. */
+  /**
+   * What should run. resources.cpus and resources.memory change live within maxCpus and maxMemory;
+   * changing any other field except nodeSelector recreates the guest's domain.
+   */
   spec: GuestSpec;
   /** What is, as observed by the node agent and the operator. Never written by users. */
   status?: GuestStatus;

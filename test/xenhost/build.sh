@@ -75,7 +75,7 @@ put_libs() {
     case "$name" in linux-vdso.so.*|"") continue ;; esac
     [ "$arrow" = "=>" ] || path=$name                     # the ld.so line has no "=>"
     [ "$path" = "not" ] && xh_die "$1 needs $name, which no package provides"
-    dest=$(dirname "${path#"$x"}")/$name
+    dest=$(dirname "${path#"$x"}")/${name##*/}
     [ -e "$r$dest" ] || put "$path" "$dest"
   done < <(LD_LIBRARY_PATH=$libpath ldd "$1" 2>/dev/null || true)
 }

@@ -1,0 +1,29 @@
+// The README's two set-up commands must stay true: CI runs the test command verbatim, and the main-job
+// command works on a checkout.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execSync } from 'node:child_process';
+import { repoRoot } from '../crds/codegen/paths.js';
+
+const root = repoRoot();
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const setup = readme.split(/^## /m).find((s) => s.startsWith('Set up and run'));
+const commands = [...(setup ?? '').matchAll(/```sh\n([^\n]+)\n```/g)].map((m) => m[1]!);
+
+test('README starts with two set-up commands: the main job, then the tests', () => {
+  assert.equal(commands.length, 2, 'two ```sh blocks of one line each under "Set up and run"');
+  assert.ok(readme.indexOf('## Set up and run') < readme.indexOf('\n## ', readme.indexOf('\n## ') + 1), 'set-up is the first section');
+});
+
+test(".ci/run runs the README's test command", () => {
+  const ci = readFileSync(join(root, '.ci/run'), 'utf8');
+  assert.ok(ci.split('\n').includes(commands[1]!), `.ci/run must contain the line: ${commands[1]}`);
+});
+
+test("the README's main-job command succeeds on this checkout", () => {
+  const command = commands[0]!.replace(/^npm ci && /, ''); // dependencies are installed: the tests run
+  const out = execSync(command, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.match(out, /kind: Guest/);
+});

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Boots the xenhost (Xen 4.17 + Debian PV dom0 under QEMU/TCG), waits until dom0 is ready, runs
+#   boot.sh COMMAND [ARGS...]
+# with KRATA_XENHOST_EXEC (exec.sh), KRATA_XENHOST_STATE (per-run dir) and KRATA_XENHOST_SSH_CONFIG
+# (`ssh -F $KRATA_XENHOST_SSH_CONFIG xenhost`, for scp or port forwards) in its environment, then
+# stops QEMU. Exit status: COMMAND's, or 125 if the host could not be built or booted.
+#
+# The control channel is SSH to dropbear in dom0 through QEMU's hostfwd on a free 127.0.0.1 port:
+# exit status, separate stdout/stderr, stdin, concurrent commands and a real pty for free.
+# QEMU never outlives this script: EXIT/INT/TERM/HUP traps stop it, PR_SET_PDEATHSIG kills it if
+# this script is SIGKILLed, and a detached `flock` watcher deletes the state dir as soon as neither
+# this script nor QEMU holds the state dir's lock any more.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
+xh_require qemu-system-x86_64:qemu-system-x86 ssh:openssh-client pgrep:procps setpriv:util-linux
+boot_timeout=${KRATA_XENHOST_BOOT_TIMEOUT:-300}
+logdir=${KRATA_XENHOST_LOG_DIR:-$xh_cache/logs}
+t0=$SECONDS
+
+image=$("$xh_dir/build.sh") || exit 125
+state=$(mktemp -d "${TMPDIR:-/tmp}/krata-xenhost.XXXXXX")
+exec {lock}>"$state/lock"
+flock "$lock"
+setsid -f flock "$state/lock" rm -rf "$state" {lock}>&- </dev/null >/dev/null 2>&1
+ln -s "$image" "$state/image"     # short path without commas for QEMU's multiboot module list
+[[ $xh_repo != *,* ]] || xh_die "repository path contains a comma: $xh_repo"
+
+qemu='' master='' child='' ready=''
+alive() { local s; s=$(cut -d' ' -f3 "/proc/${1:-none}/stat" 2>/dev/null) && [ "$s" != Z ]; }
+# reap PID SECONDS: wait for our child PID, SIGKILLing it if it has not exited in time.
+reap() { (sleep "$2"; kill -KILL "$1") 2>/dev/null & local w=$!; wait "$1" 2>/dev/null || true; kill "$w" 2>/dev/null || true; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap '' INT TERM HUP   # finish cleaning up even when signalled again
+  if [ -n "$child" ]; then xh_kill_tree "$child" TERM; reap "$child" 10; fi
+  if [ -n "$master" ]; then kill "$master" 2>/dev/null; reap "$master" 5; fi
+  if alive "$qemu"; then kill -TERM "$qemu"; reap "$qemu" 10; fi   # nothing in dom0 needs flushing
+  if [ "$rc" -ne 0 ] && [ -s "$state/serial.log" ]; then
+    mkdir -p "$logdir"
+    local log=$logdir/serial-$(date +%Y%m%d-%H%M%S)-$$.log
+    cat "$state/serial.log" "$state/qemu.log" >"$log" 2>/dev/null
+    xh_log "exit status $rc; Xen/dom0 serial log saved as $log"
+    if [ -z "$ready" ]; then xh_log "last lines:"; tail -n 40 "$log" | sed 's/^/  | /' >&2; fi
+    ls -1t "$logdir"/serial-*.log | tail -n +21 | xargs -r rm -f
+  fi
+  rm -rf "$state"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+fail() { xh_log "boot failed: $*"; exit 125; }
+
+start_qemu() {
+  : >"$state/serial.log"
+  # Xen options per test/xenhost docs: smap=0 smep=0 are required under TCG, bootscrub=false
+  # saves ~1.9 GiB of host RSS. -no-reboot turns a Xen/dom0 crash into a QEMU exit.
+  setpriv --pdeathsig KILL -- qemu-system-x86_64 \
+    -accel tcg -machine q35 -cpu max -smp "${KRATA_XENHOST_SMP:-2}" -m "${KRATA_XENHOST_MEM:-3072}" \
+    -nodefaults -display none -no-reboot \
+    -chardev file,id=con0,path="$state/serial.log" -serial chardev:con0 \
+    -kernel "$state/image/xen" \
+    -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 bootscrub=false smap=0 smep=0 loglvl=all guest_loglvl=all" \
+    -initrd "$state/image/vmlinuz console=hvc0 earlyprintk=xen loglevel=4,$state/image/dom0-initrd.zst" \
+    -drive file="$state/image/data.sqfs",if=none,id=data,format=raw,readonly=on \
+    -device virtio-blk-pci,drive=data \
+    -virtfs local,path="$xh_repo",mount_tag=krata,security_model=none,readonly=on \
+    -netdev user,id=net0,hostfwd=tcp:127.0.0.1:"$1"-:22 -device virtio-net-pci,netdev=net0,romfile= \
+    </dev/null >"$state/qemu.log" 2>&1 &
+  qemu=$!
+  echo "$qemu" >"$state/qemu.pid"
+}
+
+# Free-looking port; if another process grabs it first QEMU fails to bind and we retry.
+for attempt in 1 2 3 4 5; do
+  port=$((20000 + RANDOM % 40000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+  start_qemu "$port"
+  while alive "$qemu" && [ ! -s "$state/serial.log" ]; do sleep 0.2; done
+  alive "$qemu" && break
+  reap "$qemu" 1; qemu=''
+  grep -qi forward "$state/qemu.log" || fail "QEMU did not start: $(cat "$state/qemu.log")"
+done
+[ -n "$qemu" ] || fail "no free port for the control channel"
+cat >"$state/ssh_config" <<EOF
+Host xenhost
+  HostName 127.0.0.1
+  Port $port
+  User root
+  IdentityFile $image/ssh/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $image/ssh/known_hosts
+  HostKeyAlias krata-xenhost
+  StrictHostKeyChecking yes
+  BatchMode yes
+  LogLevel ERROR
+  ConnectTimeout 10
+  ServerAliveInterval 5
+  ServerAliveCountMax 12
+  ControlMaster auto
+  ControlPath $state/ssh.ctl
+  ControlPersist no
+EOF
+xh_log "booting (QEMU pid $qemu, control port $port, serial log $state/serial.log)"
+
+deadline=$((SECONDS + boot_timeout))
+until grep -q KRATA-DOM0-READY "$state/serial.log"; do
+  alive "$qemu" || fail "QEMU exited during boot"
+  ! grep -q KRATA-DOM0-FAILED "$state/serial.log" || fail "$(grep -a -m1 KRATA-DOM0-FAILED "$state/serial.log")"
+  [ $SECONDS -lt $deadline ] || fail "dom0 not ready after ${boot_timeout}s"
+  sleep 0.5
+done
+
+# One multiplexed SSH connection; every exec.sh is a cheap channel on it.
+until [ -n "$master" ] && ssh -F "$state/ssh_config" -O check xenhost 2>/dev/null; do
+  alive "$qemu" || fail "QEMU exited during boot"
+  [ $SECONDS -lt $deadline ] || fail "no SSH control channel after ${boot_timeout}s"
+  if ! alive "$master"; then
+    [ -z "$master" ] || { reap "$master" 1; sleep 0.5; }
+    setpriv --pdeathsig TERM -- ssh -F "$state/ssh_config" -M -N xenhost </dev/null {lock}>&- &
+    master=$!
+  fi
+  sleep 0.3
+done
+check='pidof xenstored >/dev/null || { echo "xenstored not running"; exit 1; }
+for d in privcmd evtchn gntdev xenbus; do [ -c /dev/xen/$d ] || { echo "/dev/xen/$d missing"; exit 1; }; done
+node --version'
+node_version=$(KRATA_XENHOST_STATE=$state "$xh_dir/exec.sh" "$check" 2>&1 </dev/null) \
+  || fail "readiness check: $node_version"
+ready=1
+xh_log "ready after $((SECONDS - t0))s (dom0 node $node_version); running: $*"
+
+export KRATA_XENHOST_STATE=$state KRATA_XENHOST_EXEC=$xh_dir/exec.sh KRATA_XENHOST_SSH_CONFIG=$state/ssh_config
+"$@" <&0 {lock}>&- &   # background + wait, so the traps run at once on a signal
+child=$!
+rc=0
+wait "$child" || rc=$?
+child=''
+exit "$rc"
