@@ -7,8 +7,7 @@ export const DEFAULT_AGENT_SOCKET = '/run/krata/agent.sock';
 
 export interface ApplyResult {
   kind: string;
-  namespace?: string;
-  name: string;
+  metadata: { name: string; namespace?: string };
   action: 'created' | 'configured' | 'unchanged';
 }
 

@@ -77,7 +77,26 @@ test('-o json and -o name', async () => {
   const list = await kratactl(['apply', '--dry-run', '-o', 'json', '-f', 'manifests/examples/pinned.yaml']);
   assert.equal(JSON.parse(list.stdout).kind, 'List');
   const names = await kratactl(['apply', '--dry-run', '-o', 'name', '-f', 'manifests/examples/pinned.yaml']);
-  assert.equal(names.stdout, 'guests.krata.dev/cache\nguests.krata.dev/worker\n');
+  assert.equal(names.stdout, 'guest.krata.dev/cache\nguest.krata.dev/worker\n');
+});
+
+test('a kind: List (what -o json prints for several objects) applies as its items, errors located inside it', async () => {
+  const list = await kratactl(['apply', '--dry-run', '-o', 'json', '-f', 'manifests/examples/pinned.yaml']);
+  const again = await kratactl(['apply', '--dry-run', '-o', 'json', '-f', '-'], { stdin: list.stdout });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, list.stdout);
+  const broken = list.stdout.replace('"memory": "1Gi"', '"memory": "1 Gi"');
+  const r = await kratactl(['apply', '--dry-run', '-f', '-'], { stdin: broken });
+  const line = broken.split('\n').findIndex((l) => l.includes('"1 Gi"')) + 1;
+  assert.equal(r.stderr.split('\n')[0], `<stdin>:${line}:21: error: Guest "worker": spec.resources.memory: must match quantity (such as 512Mi or 2Gi) (got string "1 Gi")`);
+});
+
+test('--dry-run=server has the node agent check the batch without storing it', async (t) => {
+  const agent = await fakeAgent(t, (req, res) => res.end(JSON.stringify({ results: req.body.objects.map((o: any) => ({ kind: o.kind, metadata: o.metadata, action: 'created' })) })));
+  const r = await kratactl(['apply', '--dry-run=server', '-o', 'name', '-f', 'manifests/examples/nginx.yaml', '--agent', agent.socket]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(agent.requests[0]!.body.dryRun, true);
+  assert.equal(r.stdout, 'guest.krata.dev/web created (server dry run)\n');
 });
 
 test('-n sets the namespace of objects without one and conflicts with one that differs', async () => {
@@ -94,7 +113,7 @@ test('one name in two namespaces is two objects; a cluster-scoped namespace is d
   const host = 'apiVersion: krata.dev/v1alpha1\nkind: XenHost\nmetadata:\n  name: h\n  namespace: default\n';
   const r = await kratactl(['apply', '--dry-run', '-o', 'name', '-f', '-'], { stdin: [g('ns-x'), g('ns-y'), host].join('---\n') });
   assert.equal(r.code, 0);
-  assert.equal(r.stdout, 'guests.krata.dev/a\nguests.krata.dev/a\nxenhosts.krata.dev/h\n');
+  assert.equal(r.stdout, 'guest.krata.dev/a\nguest.krata.dev/a\nxenhost.krata.dev/h\n');
   assert.equal(r.stderr, '<stdin>:21:3: warning: XenHost "h": metadata.namespace: XenHost is cluster-scoped; namespace "default" ignored\n');
 });
 
@@ -143,7 +162,7 @@ async function fakeAgent(t: { after: (fn: () => void) => void }, respond: (req: 
 test('apply sends every object to the node agent in one batch and prints what happened', async (t) => {
   const agent = await fakeAgent(t, (req, res) => {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ results: req.body.objects.map((o: any, i: number) => ({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, action: i ? 'configured' : 'created' })) }));
+    res.end(JSON.stringify({ results: req.body.objects.map((o: any, i: number) => ({ kind: o.kind, metadata: { namespace: o.metadata.namespace, name: o.metadata.name }, action: i ? 'configured' : 'created' })) }));
   });
   const r = await kratactl(['apply', '-f', 'manifests/examples/pinned.yaml', '--agent', agent.socket]);
   assert.equal(r.stderr, '');
@@ -201,7 +220,7 @@ test('usage errors exit 2 and say what is wrong', async () => {
 
 test('--dry-run=client is kubectl’s spelling of --dry-run', async () => {
   const r = await kratactl(['apply', '--dry-run=client', '-o', 'name', '-f', 'manifests/examples/nginx.yaml']);
-  assert.equal(r.stdout, 'guests.krata.dev/web\n');
+  assert.equal(r.stdout, 'guest.krata.dev/web\n');
 });
 
 test('explain documents kinds and fields from the schema', async () => {
@@ -237,7 +256,7 @@ test('the kratactl bin entry runs as a program', () => {
   const out = execFileSync(process.execPath, [join(root, pkg.bin.kratactl!), 'apply', '--dry-run', '-o', 'name', '-f', '-'], {
     input: readFileSync(join(root, 'manifests/examples/job.yaml')),
   });
-  assert.equal(out.toString(), 'guests.krata.dev/checksum-job\n');
+  assert.equal(out.toString(), 'guest.krata.dev/checksum-job\n');
   const bad = spawnSync(process.execPath, [join(root, pkg.bin.kratactl!), 'apply', '--dry-run', '-f', `${INVALID}/02-bad-quantity.yaml`]);
   assert.equal(bad.status, 1);
 });

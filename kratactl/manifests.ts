@@ -42,7 +42,7 @@ export async function loadManifests(paths: string[], options: LoadOptions = {}):
   for (const source of read.sources) {
     const parsed = parseSource(source);
     result.problems.push(...parsed.errors);
-    documents.push(...parsed.documents);
+    documents.push(...parsed.documents.flatMap(expandList));
   }
   if (read.sources.length > 0 && documents.length === 0 && result.problems.length === 0) {
     result.problems.push({ file: read.sources.map((s) => s.name).join(', '), message: 'no objects found' });
@@ -85,6 +85,21 @@ export async function loadManifests(paths: string[], options: LoadOptions = {}):
   result.problems = sortProblems(result.problems, order);
   result.warnings = sortProblems(result.warnings, order);
   return result;
+}
+
+/**
+ * `kind: List` (what `kubectl get -o yaml` and `kratactl apply -o json` print for several objects) stands
+ * for its items; each item keeps its own place in the file.
+ */
+function expandList(doc: ParsedDocument): ParsedDocument[] {
+  const v = doc.value as { apiVersion?: unknown; kind?: unknown; items?: unknown } | null;
+  if (v === null || typeof v !== 'object' || v.kind !== 'List' || v.apiVersion !== 'v1' || !Array.isArray(v.items)) return [doc];
+  return v.items.map((item, i) => ({
+    source: doc.source,
+    index: doc.index,
+    value: item,
+    locate: (path, onKey) => doc.locate(['items', i, ...path], onKey),
+  }));
 }
 
 /** Namespaced kinds get -n or "default"; cluster-scoped kinds lose a namespace (as the API server does). */

@@ -40,10 +40,15 @@ export function formatObjects(objects: KratObject[], format: OutputFormat): stri
     case 'json':
       return (list.length === 1 ? JSON.stringify(list[0], null, 2) : JSON.stringify({ apiVersion: 'v1', kind: 'List', items: list }, null, 2)) + '\n';
     case 'name':
-      return list.map((o) => `${KINDS.get(o.kind)!.plural}.krata.dev/${o.metadata.name}\n`).join('');
+      return list.map((o) => `${objectName(o)}\n`).join('');
     case 'yaml':
       // Strings that YAML 1.1 would read as something else (yes, 0755, 1:30) are quoted, so that the
       // output applies again with the same meaning.
       return list.map((o) => stringify(o, { version: '1.1', lineWidth: 0 })).join('---\n');
   }
+}
+
+/** kubectl's NAME form: guest.krata.dev/web (kind in lower case, singular, with the group). */
+export function objectName(o: { kind: string; metadata: { name: string } }): string {
+  return `${o.kind.toLowerCase()}.${KINDS.get(o.kind)?.crd.spec.group ?? 'krata.dev'}/${o.metadata.name}`;
 }

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { AgentClient, AgentError, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
-import { formatObjects, type OutputFormat } from '../output.js';
+import { formatObjects, objectName, type OutputFormat } from '../output.js';
 
 export const APPLY_HELP = `Create or update Guests and XenHosts from manifests.
 
@@ -13,7 +13,9 @@ Usage: kratactl apply -f PATH [-f PATH...] [options]
                         multi-document YAML is read document by document
   -R, --recursive       also read subdirectories of directories
   -n, --namespace NS    namespace for objects that name none (default "default")
-      --dry-run         validate and default, print the result, change nothing
+      --dry-run[=client|server]
+                        validate and default here and print the result (client, the
+                        default), or also have the node agent check it (server); nothing changes
   -o, --output FORMAT   yaml (default with --dry-run), json, or name
       --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or ${DEFAULT_AGENT_SOCKET})
 
@@ -30,7 +32,7 @@ export async function apply(argv: string[], io: IO): Promise<number> {
       filename: { type: 'string', short: 'f', multiple: true },
       recursive: { type: 'boolean', short: 'R' },
       namespace: { type: 'string', short: 'n' },
-      'dry-run': { type: 'boolean' },
+      'dry-run': { type: 'string' },
       output: { type: 'string', short: 'o' },
       agent: { type: 'string' },
     },
@@ -39,8 +41,9 @@ export async function apply(argv: string[], io: IO): Promise<number> {
   });
   const files = values.filename ?? [];
   if (files.length === 0) throw new UsageError('apply needs at least one -f PATH (a file, a directory, or - for stdin)');
-  const dryRun = values['dry-run'] ?? false;
-  const output = (values.output ?? (dryRun ? 'yaml' : undefined)) as OutputFormat | undefined;
+  const dryRun = values['dry-run'] ?? 'none';
+  if (!['client', 'server', 'none'].includes(dryRun)) throw new UsageError(`--dry-run takes client, server or none, not "${dryRun}"`);
+  const output = (values.output ?? (dryRun !== 'none' ? 'yaml' : undefined)) as OutputFormat | undefined;
   if (output !== undefined && !FORMATS.includes(output)) throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
   if (values.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(values.namespace)) {
     throw new UsageError(`--namespace "${values.namespace}" is not a valid namespace name (a DNS label)`);
@@ -55,16 +58,16 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     return EXIT_FAILED;
   }
   const objects = loaded.objects.map((o) => o.object);
-  if (dryRun) {
+  if (dryRun === 'client') {
     io.stdout.write(formatObjects(objects, output!));
     return EXIT_OK;
   }
 
   const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
   try {
-    const results = await client.apply(objects);
+    const results = await client.apply(objects, dryRun === 'server');
     if (output && output !== 'name') io.stdout.write(formatObjects(objects, output));
-    else for (const r of results) io.stdout.write(`${r.kind.toLowerCase()}.krata.dev/${r.name} ${r.action}\n`);
+    else for (const r of results) io.stdout.write(`${objectName(r)} ${r.action}${dryRun === 'server' ? ' (server dry run)' : ''}\n`);
     return EXIT_OK;
   } catch (err) {
     if (!(err instanceof AgentError)) throw err;
@@ -77,12 +80,7 @@ export async function apply(argv: string[], io: IO): Promise<number> {
   }
 }
 
-/** kubectl spells it --dry-run=client; accept that, --dry-run=server (the same here), and =none. */
+/** kubectl spells it --dry-run[=client|server|none]; a bare --dry-run means client. */
 function normalizeDryRun(argv: string[]): string[] {
-  return argv.flatMap((a) => {
-    if (a === '--dry-run=client' || a === '--dry-run=server') return ['--dry-run'];
-    if (a === '--dry-run=none') return [];
-    if (a.startsWith('--dry-run=')) throw new UsageError(`--dry-run takes client, server or none, not "${a.slice(10)}"`);
-    return [a];
-  });
+  return argv.map((a) => (a === '--dry-run' ? '--dry-run=client' : a));
 }
