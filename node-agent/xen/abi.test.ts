@@ -1,0 +1,79 @@
+// Xen's public headers are the ABI authority: compile a probe against them (gcc, libxen-dev) that prints
+// every size, offset and constant we hard-code, and compare.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as abi from './abi.js';
+import type { Layout } from './sys/layout.js';
+
+const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo];
+
+const constants: [string, number][] = [
+  ...Object.entries(abi.Hypercall).map(([k, v]): [string, number] => [`__HYPERVISOR_${k}`, v]),
+  ...Object.entries(abi.XenVer).map(([k, v]): [string, number] => [`XENVER_${k}`, v]),
+  ...Object.entries(abi.Domctl).map(([k, v]): [string, number] => [`XEN_DOMCTL_${k}`, v]),
+  ...Object.entries(abi.Sysctl).map(([k, v]): [string, number] => [`XEN_SYSCTL_${k}`, v]),
+  ...Object.entries(abi.DomInfoFlag).map(([k, v]): [string, number] => [`XEN_DOMINF_${k}`, v]),
+  ...Object.entries(abi.PrivcmdIoctl).map(([k, v]): [string, number] => [`IOCTL_PRIVCMD_${k}`, v]),
+  ['XEN_DOMCTL_INTERFACE_VERSION', abi.XEN_DOMCTL_INTERFACE_VERSION],
+  ['XEN_SYSCTL_INTERFACE_VERSION', abi.XEN_SYSCTL_INTERFACE_VERSION],
+  ['XEN_DOMINF_shutdownshift', abi.XEN_DOMINF_shutdownshift],
+  ['XEN_DOMINF_shutdownmask', abi.XEN_DOMINF_shutdownmask],
+  ['DOMID_FIRST_RESERVED', abi.DOMID_FIRST_RESERVED],
+  ['DOMID_SELF', abi.DOMID_SELF],
+  ['DOMID_IO', abi.DOMID_IO],
+  ['XEN_EXTRAVERSION_LEN', abi.XEN_EXTRAVERSION_LEN],
+  ['XEN_CAPABILITIES_INFO_LEN', abi.XEN_CAPABILITIES_INFO_LEN],
+  ['XEN_PAGE_SIZE', abi.PAGE_SIZE],
+];
+
+const key = (l: Layout) => l.c.replace(/ /g, '_');
+
+function probe(): Map<string, number> {
+  const lines = ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
+    '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
+    '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif', 'int main(void) {'];
+  for (const l of layouts) {
+    lines.push(`printf("sizeof ${key(l)} %zu\\n", sizeof(${l.c}));`);
+    for (const [name, f] of Object.entries(l.fields)) {
+      const member = `((${l.c} *)0)->${f.c ?? name}`;
+      lines.push(`printf("offsetof ${key(l)}.${name} %zu\\n", offsetof(${l.c}, ${f.c ?? name}));`);
+      lines.push(`printf("${f.type === 'bytes' ? 'sizeof' : 'width'} ${key(l)}.${name} %zu\\n", sizeof(${member}));`);
+    }
+  }
+  for (const [name] of constants) lines.push(`printf("const ${name} %llu\\n", (unsigned long long)(${name}));`);
+  lines.push('return 0; }');
+  const dir = mkdtempSync(join(tmpdir(), 'krata-abi-'));
+  try {
+    writeFileSync(join(dir, 'probe.c'), lines.join('\n'));
+    execFileSync('gcc', ['-Wall', '-Werror', '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const out = execFileSync(join(dir, 'probe'), { encoding: 'utf8' });
+    return new Map(out.trim().split('\n').map((l) => {
+      const [kind, key, value] = l.split(' ');
+      return [`${kind} ${key}`, Number(value)];
+    }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const facts = probe();
+const widths: Record<string, number> = { u8: 1, u16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
+
+for (const l of layouts) {
+  test(`${l.c} matches the headers`, () => {
+    assert.equal(l.size, facts.get(`sizeof ${key(l)}`), 'size');
+    for (const [name, f] of Object.entries(l.fields)) {
+      assert.equal(f.offset, facts.get(`offsetof ${key(l)}.${name}`), `offset of ${name}`);
+      if (f.type === 'bytes') assert.equal(f.length, facts.get(`sizeof ${key(l)}.${name}`), `length of ${name}`);
+      else assert.equal(widths[f.type], facts.get(`width ${key(l)}.${name}`), `width of ${name}`);
+    }
+  });
+}
+
+test('hypercall numbers, commands, flags, ioctl requests and versions match the headers', () => {
+  for (const [name, value] of constants) assert.equal(value, facts.get(`const ${name}`), name);
+});

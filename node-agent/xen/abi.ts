@@ -1,0 +1,169 @@
+// Xen and Linux ABI: hypercall numbers, ioctl requests and struct layouts, as in Xen 4.17's public
+// headers (/usr/include/xen) and Linux's xen/privcmd.h. abi.test.ts compiles a C probe against those
+// headers and fails on any difference.
+import { IOC_NONE, ioc, layout } from './sys/layout.js';
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+
+/** __HYPERVISOR_* (xen.h). */
+export const Hypercall = {
+  memory_op: 12,
+  multicall: 13,
+  xen_version: 17,
+  console_io: 18,
+  grant_table_op: 20,
+  vcpu_op: 24,
+  mmuext_op: 26,
+  sched_op: 29,
+  event_channel_op: 32,
+  physdev_op: 33,
+  hvm_op: 34,
+  sysctl: 35,
+  domctl: 36,
+} as const;
+
+/** XENVER_* (version.h). */
+export const XenVer = {
+  version: 0,
+  extraversion: 1,
+  capabilities: 3,
+  changeset: 4,
+} as const;
+export const XEN_EXTRAVERSION_LEN = 16;
+export const XEN_CAPABILITIES_INFO_LEN = 1024;
+
+/** XEN_DOMCTL_* commands (domctl.h). */
+export const Domctl = {
+  createdomain: 1,
+  destroydomain: 2,
+  pausedomain: 3,
+  unpausedomain: 4,
+  getdomaininfo: 5,
+  max_mem: 11,
+  setvcpucontext: 12,
+  getvcpucontext: 13,
+  max_vcpus: 15,
+  setdomainhandle: 17,
+  hypercall_init: 22,
+  set_address_size: 35,
+} as const;
+
+/** XEN_SYSCTL_* commands (sysctl.h). */
+export const Sysctl = {
+  readconsole: 1,
+  physinfo: 3,
+  getdomaininfolist: 6,
+} as const;
+
+/** Interface versions of Xen 4.17 (the version our layouts are checked against) and the ones we probe. */
+export const XEN_DOMCTL_INTERFACE_VERSION = 0x15;
+export const XEN_SYSCTL_INTERFACE_VERSION = 0x15;
+
+/** XEN_DOMINF_* flags of getdomaininfo. */
+export const DomInfoFlag = {
+  dying: 1 << 0,
+  hvm_guest: 1 << 1,
+  shutdown: 1 << 2,
+  paused: 1 << 3,
+  blocked: 1 << 4,
+  running: 1 << 5,
+  debugged: 1 << 6,
+  xs_domain: 1 << 7,
+  hap: 1 << 8,
+} as const;
+export const XEN_DOMINF_shutdownshift = 16;
+export const XEN_DOMINF_shutdownmask = 255;
+
+/** DOMID_FIRST_RESERVED and friends (xen.h). */
+export const DOMID_FIRST_RESERVED = 0x7ff0;
+export const DOMID_SELF = 0x7ff0;
+export const DOMID_IO = 0x7ff1;
+
+export const privcmdHypercall = layout('privcmd_hypercall_t', 48, {
+  op: { offset: 0, type: 'u64' },
+  arg0: { offset: 8, type: 'u64', c: 'arg[0]' },
+  arg1: { offset: 16, type: 'u64', c: 'arg[1]' },
+  arg2: { offset: 24, type: 'u64', c: 'arg[2]' },
+  arg3: { offset: 32, type: 'u64', c: 'arg[3]' },
+  arg4: { offset: 40, type: 'u64', c: 'arg[4]' },
+});
+
+export const privcmdMmapBatchV2 = layout('privcmd_mmapbatch_v2_t', 32, {
+  num: { offset: 0, type: 'u32' },
+  dom: { offset: 4, type: 'u16' },
+  addr: { offset: 8, type: 'u64' },
+  arr: { offset: 16, type: 'u64' },
+  err: { offset: 24, type: 'u64' },
+});
+
+export const privcmdMmapResource = layout('privcmd_mmap_resource_t', 32, {
+  dom: { offset: 0, type: 'u16' },
+  type: { offset: 4, type: 'u32' },
+  id: { offset: 8, type: 'u32' },
+  idx: { offset: 12, type: 'u32' },
+  num: { offset: 16, type: 'u64' },
+  addr: { offset: 24, type: 'u64' },
+});
+
+/** IOCTL_PRIVCMD_* (xen/privcmd.h): _IOC(_IOC_NONE, 'P', nr, sizeof(struct)). */
+export const PrivcmdIoctl = {
+  HYPERCALL: ioc(IOC_NONE, 'P', 0, privcmdHypercall.size),
+  MMAPBATCH_V2: ioc(IOC_NONE, 'P', 4, privcmdMmapBatchV2.size),
+  MMAP_RESOURCE: ioc(IOC_NONE, 'P', 7, privcmdMmapResource.size),
+} as const;
+
+/** struct xen_domctl: a 16-byte header, then a 128-byte union of per-command payloads. */
+export const domctl = layout('struct xen_domctl', 144, {
+  cmd: { offset: 0, type: 'u32' },
+  interface_version: { offset: 4, type: 'u32' },
+  domain: { offset: 8, type: 'u16' },
+  u: { offset: 16, type: 'bytes', length: 128 },
+});
+
+export const sysctl = layout('struct xen_sysctl', 136, {
+  cmd: { offset: 0, type: 'u32' },
+  interface_version: { offset: 4, type: 'u32' },
+  u: { offset: 8, type: 'bytes', length: 128 },
+});
+
+export const getDomainInfo = layout('struct xen_domctl_getdomaininfo', 112, {
+  domain: { offset: 0, type: 'u16' },
+  flags: { offset: 4, type: 'u32' },
+  tot_pages: { offset: 8, type: 'u64' },
+  max_pages: { offset: 16, type: 'u64' },
+  outstanding_pages: { offset: 24, type: 'u64' },
+  shr_pages: { offset: 32, type: 'u64' },
+  paged_pages: { offset: 40, type: 'u64' },
+  shared_info_frame: { offset: 48, type: 'u64' },
+  cpu_time: { offset: 56, type: 'u64' },
+  nr_online_vcpus: { offset: 64, type: 'u32' },
+  max_vcpu_id: { offset: 68, type: 'u32' },
+  ssidref: { offset: 72, type: 'u32' },
+  handle: { offset: 76, type: 'bytes', length: 16 },
+  cpupool: { offset: 92, type: 'u32' },
+  gpaddr_bits: { offset: 96, type: 'u8' },
+});
+
+export const getDomainInfoList = layout('struct xen_sysctl_getdomaininfolist', 24, {
+  first_domain: { offset: 0, type: 'u16' },
+  max_domains: { offset: 4, type: 'u32' },
+  buffer: { offset: 8, type: 'u64' },
+  num_domains: { offset: 16, type: 'u32' },
+});
+
+export const physinfo = layout('struct xen_sysctl_physinfo', 112, {
+  threads_per_core: { offset: 0, type: 'u32' },
+  cores_per_socket: { offset: 4, type: 'u32' },
+  nr_cpus: { offset: 8, type: 'u32' },
+  max_cpu_id: { offset: 12, type: 'u32' },
+  nr_nodes: { offset: 16, type: 'u32' },
+  max_node_id: { offset: 20, type: 'u32' },
+  cpu_khz: { offset: 24, type: 'u32' },
+  capabilities: { offset: 28, type: 'u32' },
+  total_pages: { offset: 40, type: 'u64' },
+  free_pages: { offset: 48, type: 'u64' },
+  scrub_pages: { offset: 56, type: 'u64' },
+  outstanding_pages: { offset: 64, type: 'u64' },
+  max_mfn: { offset: 72, type: 'u64' },
+});

@@ -1,0 +1,137 @@
+// /dev/xen/privcmd: hypercalls and foreign memory mapping from dom0 userspace. Hypercall arguments
+// that point at memory must point at buffers the kernel lets Xen touch: pages from /dev/xen/hypercall
+// where it exists (Linux >= 4.18), otherwise anonymous pages locked in memory.
+import { existsSync } from 'node:fs';
+import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2 } from './abi.js';
+import { setField } from './sys/layout.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from './sys/libc.js';
+
+export const PRIVCMD_PATH = '/dev/xen/privcmd';
+export const HYPERCALL_BUFFER_PATH = '/dev/xen/hypercall';
+
+/** This process cannot talk to Xen: not a Xen dom0, privcmd not loaded, or the hypervisor does not answer. */
+export class NotOnXenError extends Error {
+  constructor(detail: string) {
+    super(`krata needs a Xen dom0: ${detail}`);
+  }
+}
+
+/** A failed hypercall: the hypervisor's errno, named. */
+export class HypercallError extends Error {
+  constructor(
+    readonly what: string,
+    readonly code: string,
+    readonly errno: number,
+  ) {
+    super(`${what}: ${code}`);
+  }
+}
+
+export interface HypercallBuffer {
+  /** The address to hand to Xen. */
+  address: bigint;
+  bytes: Buffer;
+  release(): void;
+}
+
+export class Privcmd {
+  private constructor(
+    private readonly fd: number,
+    private readonly bufferFd: number | undefined,
+  ) {}
+
+  static open(paths: { privcmd?: string; hypercall?: string } = {}): Privcmd {
+    const privcmd = paths.privcmd ?? PRIVCMD_PATH;
+    if (!existsSync(privcmd)) {
+      throw new NotOnXenError(`${privcmd} is missing (is this machine running Xen as dom0, with the xen_privcmd module loaded?)`);
+    }
+    let fd: number;
+    try {
+      fd = sysOpen(privcmd);
+    } catch (e) {
+      throw new NotOnXenError(`cannot open ${privcmd}: ${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`);
+    }
+    const hypercall = paths.hypercall ?? HYPERCALL_BUFFER_PATH;
+    let bufferFd: number | undefined;
+    try {
+      bufferFd = existsSync(hypercall) ? sysOpen(hypercall) : undefined;
+    } catch {
+      bufferFd = undefined;
+    }
+    return new Privcmd(fd, bufferFd);
+  }
+
+  /** Issue a hypercall; a negative result from Xen becomes a HypercallError naming `what`. */
+  hypercall(op: number, args: (number | bigint)[], what = `hypercall ${op}`): number {
+    if (args.length > 5) throw new RangeError('a hypercall takes at most 5 arguments');
+    const call = Buffer.alloc(privcmdHypercall.size);
+    setField(call, privcmdHypercall, 'op', op);
+    args.forEach((a, i) => setField(call, privcmdHypercall, `arg${i}` as 'arg0', BigInt(a)));
+    try {
+      return sysIoctl(this.fd, PrivcmdIoctl.HYPERCALL, call, what);
+    } catch (e) {
+      if (e instanceof SysError) throw new HypercallError(what, e.code, e.errno);
+      throw e;
+    }
+  }
+
+  /** Memory Xen may read and write during a hypercall, rounded up to whole pages. */
+  buffer(size: number): HypercallBuffer {
+    const length = Math.max(PAGE_SIZE, Math.ceil(size / PAGE_SIZE) * PAGE_SIZE);
+    let m: Mapping;
+    if (this.bufferFd !== undefined) m = sysMmap(length, PROT_READ | PROT_WRITE, MAP_SHARED, this.bufferFd, 0);
+    else {
+      m = sysMmap(length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+      try {
+        sysMlock(m);
+      } catch (e) {
+        m.unmap();
+        throw e;
+      }
+    }
+    m.bytes.fill(0);
+    return { address: m.address, bytes: m.bytes.subarray(0, size), release: () => m.unmap() };
+  }
+
+  /**
+   * Map frames of another domain into our address space (IOCTL_PRIVCMD_MMAPBATCH_V2). Frames Xen
+   * reports as paged out (ENOENT) are retried briefly; any other per-frame error fails the mapping.
+   */
+  async mapForeign(domid: number, frames: bigint[], writable = true): Promise<Mapping> {
+    const length = frames.length * PAGE_SIZE;
+    const m = sysMmap(length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, this.fd, 0);
+    // The frame and error arrays are read and written by the kernel through pointers in the request,
+    // so they live in memory whose address we know.
+    const arrays = sysMmap(Math.ceil((frames.length * 12) / PAGE_SIZE) * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    try {
+      frames.forEach((f, i) => arrays.bytes.writeBigUInt64LE(f, i * 8));
+      const errAddress = arrays.address + BigInt(frames.length * 8);
+      for (let attempt = 0; ; attempt++) {
+        const req = Buffer.alloc(privcmdMmapBatchV2.size);
+        setField(req, privcmdMmapBatchV2, 'num', frames.length);
+        setField(req, privcmdMmapBatchV2, 'dom', domid);
+        setField(req, privcmdMmapBatchV2, 'addr', m.address);
+        setField(req, privcmdMmapBatchV2, 'arr', arrays.address);
+        setField(req, privcmdMmapBatchV2, 'err', errAddress);
+        try {
+          sysIoctl(this.fd, PrivcmdIoctl.MMAPBATCH_V2, req, `map ${frames.length} frames of domain ${domid}`);
+          return m;
+        } catch (e) {
+          const paged = (e as SysError).code === 'ENOENT';
+          if (!paged || attempt >= 50) throw e;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+    } catch (e) {
+      m.unmap();
+      throw e;
+    } finally {
+      arrays.unmap();
+    }
+  }
+
+  close(): void {
+    sysClose(this.fd);
+    if (this.bufferFd !== undefined) sysClose(this.bufferFd);
+  }
+}
