@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as abi from './abi.js';
 import type { Layout } from './sys/layout.js';
 
-const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo];
+const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo];
 
 const constants: [string, number][] = [
   ...Object.entries(abi.Hypercall).map(([k, v]): [string, number] => [`__HYPERVISOR_${k}`, v]),
@@ -28,6 +28,8 @@ const constants: [string, number][] = [
   ['XEN_EXTRAVERSION_LEN', abi.XEN_EXTRAVERSION_LEN],
   ['XEN_CAPABILITIES_INFO_LEN', abi.XEN_CAPABILITIES_INFO_LEN],
   ['XEN_PAGE_SIZE', abi.PAGE_SIZE],
+  ['SIF_MOD_START_PFN', abi.SIF_MOD_START_PFN],
+  ['MAX_GUEST_CMDLINE', abi.MAX_GUEST_CMDLINE],
 ];
 
 const key = (l: Layout) => l.c.replace(/ /g, '_');

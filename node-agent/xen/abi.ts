@@ -167,3 +167,25 @@ export const physinfo = layout('struct xen_sysctl_physinfo', 112, {
   outstanding_pages: { offset: 64, type: 'u64' },
   max_mfn: { offset: 72, type: 'u64' },
 });
+
+/** struct start_info (xen.h), the page a PV kernel finds in %rsi at entry. */
+export const startInfo = layout('struct start_info', 1168, {
+  magic: { offset: 0, type: 'bytes', length: 32 },
+  nr_pages: { offset: 32, type: 'u64' },
+  shared_info: { offset: 40, type: 'u64' },
+  flags: { offset: 48, type: 'u32' },
+  store_mfn: { offset: 56, type: 'u64' },
+  store_evtchn: { offset: 64, type: 'u32' },
+  console_mfn: { offset: 72, type: 'u64', c: 'console.domU.mfn' },
+  console_evtchn: { offset: 80, type: 'u32', c: 'console.domU.evtchn' },
+  pt_base: { offset: 88, type: 'u64' },
+  nr_pt_frames: { offset: 96, type: 'u64' },
+  mfn_list: { offset: 104, type: 'u64' },
+  mod_start: { offset: 112, type: 'u64' },
+  mod_len: { offset: 120, type: 'u64' },
+  cmd_line: { offset: 128, type: 'bytes', length: 1024 },
+  first_p2m_pfn: { offset: 1152, type: 'u64' },
+  nr_p2m_frames: { offset: 1160, type: 'u64' },
+});
+export const SIF_MOD_START_PFN = 1 << 3;
+export const MAX_GUEST_CMDLINE = 1024;

@@ -1,0 +1,112 @@
+// Writing the boot-time structures a PV kernel expects: page tables for the plan's mappings (entries
+// hold machine addresses; page-table pages are mapped read-only, as Xen requires of PV guests), the
+// kernel's segments, the p2m array and start_info.
+import { MAX_GUEST_CMDLINE, PAGE_SIZE, SIF_MOD_START_PFN, startInfo } from '../abi.js';
+import { setField } from '../sys/layout.js';
+import type { ElfKernel } from './elf.js';
+import type { GuestMemory } from './memory.js';
+import { LEVEL_SHIFT, type BootPlan, type TablePage } from './plan.js';
+
+export const PTE_PRESENT = 0x001n;
+export const PTE_RW = 0x002n;
+export const PTE_USER = 0x004n;
+export const PTE_ACCESSED = 0x020n;
+export const PTE_DIRTY = 0x040n;
+/** Leaf entries, and entries that point at the next level's table. */
+export const L1_PROT = PTE_PRESENT | PTE_RW | PTE_ACCESSED;
+export const UPPER_PROT = PTE_PRESENT | PTE_RW | PTE_ACCESSED | PTE_DIRTY | PTE_USER;
+
+const PAGE = BigInt(PAGE_SIZE);
+
+export function writePageTables(plan: BootPlan, mem: GuestMemory): void {
+  const byLevelBase = new Map<string, TablePage>(plan.tables.map((t) => [`${t.level}:${t.base}`, t]));
+  const tablePfns = new Set(plan.tables.map((t) => t.pfn));
+  const tableFor = (level: 1 | 2 | 3, va: bigint): TablePage => {
+    const span = 1n << LEVEL_SHIFT[(level + 1) as 2 | 3 | 4];
+    const t = byLevelBase.get(`${level}:${(va / span) * span}`);
+    if (!t) throw new Error(`internal: no level-${level} table planned for 0x${va.toString(16)}`);
+    return t;
+  };
+  const set = (pfn: number, index: bigint, value: bigint) => mem.page(pfn).writeBigUInt64LE(value, Number(index) * 8);
+  const index = (va: bigint, level: 1 | 2 | 3 | 4) => (va >> LEVEL_SHIFT[level]) & 511n;
+
+  for (const m of plan.mappings) {
+    let lastL1 = -1;
+    for (let va = m.from; va < m.to; va += PAGE) {
+      const l1 = tableFor(1, va);
+      if (l1.pfn !== lastL1) {
+        // Upper levels change at most once per L1 table.
+        const l3 = tableFor(3, va);
+        const l2 = tableFor(2, va);
+        set(plan.l4Pfn, index(va, 4), (mem.mfn(l3.pfn) << 12n) | UPPER_PROT);
+        set(l3.pfn, index(va, 3), (mem.mfn(l2.pfn) << 12n) | UPPER_PROT);
+        set(l2.pfn, index(va, 2), (mem.mfn(l1.pfn) << 12n) | UPPER_PROT);
+        lastL1 = l1.pfn;
+      }
+      const pfn = m.firstPfn + Number((va - m.from) / PAGE);
+      const prot = tablePfns.has(pfn) ? L1_PROT & ~PTE_RW : L1_PROT;
+      set(l1.pfn, index(va, 1), (mem.mfn(pfn) << 12n) | prot);
+    }
+  }
+}
+
+/** Copy each loadable segment into its frames; the rest of memSize stays zero (frames start zeroed). */
+export function loadKernel(plan: BootPlan, kernel: ElfKernel, mem: GuestMemory): void {
+  for (const s of plan.segments) {
+    let copied = 0;
+    while (copied < s.fileSize) {
+      const at = s.pageOffset + copied;
+      const pfn = s.pfn + Math.floor(at / PAGE_SIZE);
+      const within = at % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - within, s.fileSize - copied);
+      kernel.bytes.copy(mem.page(pfn), within, s.fileOffset + copied, s.fileOffset + copied + n);
+      copied += n;
+    }
+  }
+}
+
+/** The p2m array the kernel starts with: one u64 machine frame per guest frame. */
+export function writeP2m(plan: BootPlan, mem: GuestMemory): void {
+  for (let pfn = 0; pfn < plan.totalPages; pfn++) {
+    const byte = pfn * 8;
+    mem.page(plan.p2m.pfn + Math.floor(byte / PAGE_SIZE)).writeBigUInt64LE(mem.mfn(pfn), byte % PAGE_SIZE);
+  }
+}
+
+export interface StartInfoParams {
+  sharedInfoMfn: bigint;
+  storeEvtchn: number;
+  consoleEvtchn: number;
+  cmdline: string;
+  initrdBytes: number;
+}
+
+export function writeStartInfo(plan: BootPlan, mem: GuestMemory, p: StartInfoParams): void {
+  const page = mem.page(plan.startInfo.pfn);
+  page.fill(0);
+  setField(page, startInfo, 'magic', Buffer.from('xen-3.0-x86_64'));
+  setField(page, startInfo, 'nr_pages', BigInt(plan.totalPages));
+  setField(page, startInfo, 'shared_info', p.sharedInfoMfn << 12n);
+  setField(page, startInfo, 'flags', plan.initrdByPfn ? SIF_MOD_START_PFN : 0);
+  setField(page, startInfo, 'store_mfn', mem.mfn(plan.xenstore.pfn));
+  setField(page, startInfo, 'store_evtchn', p.storeEvtchn);
+  setField(page, startInfo, 'console_mfn', mem.mfn(plan.console.pfn));
+  setField(page, startInfo, 'console_evtchn', p.consoleEvtchn);
+  setField(page, startInfo, 'pt_base', plan.pageTables.va!);
+  setField(page, startInfo, 'nr_pt_frames', BigInt(plan.pageTables.pages));
+  setField(page, startInfo, 'mfn_list', plan.p2m.va!);
+  if (plan.initrd) {
+    setField(page, startInfo, 'mod_start', plan.initrdByPfn ? BigInt(plan.initrd.pfn) : plan.initrd.va!);
+    setField(page, startInfo, 'mod_len', BigInt(p.initrdBytes));
+  }
+  // Truncated to fit with its NUL; the kernel reads a C string.
+  const cmdline = Buffer.from(p.cmdline, 'utf8').subarray(0, MAX_GUEST_CMDLINE - 1);
+  setField(page, startInfo, 'cmd_line', cmdline);
+  setField(page, startInfo, 'first_p2m_pfn', BigInt(plan.p2m.pfn));
+  setField(page, startInfo, 'nr_p2m_frames', BigInt(plan.p2m.pages));
+}
+
+export function loadInitrd(plan: BootPlan, data: Buffer, mem: GuestMemory): void {
+  if (!plan.initrd) return;
+  for (let off = 0; off < data.length; off += PAGE_SIZE) data.copy(mem.page(plan.initrd.pfn + off / PAGE_SIZE), 0, off, Math.min(off + PAGE_SIZE, data.length));
+}
