@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import * as abi from './abi.js';
 import type { Layout } from './sys/layout.js';
 
-const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo];
+const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo,
+  abi.domctlCreateDomain, abi.domctlVcpuContext, abi.vcpuGuestContext, abi.memoryReservation, abi.mmuextOp, abi.evtchnAllocUnbound, abi.grantEntryV1];
 
 const constants: [string, number][] = [
   ...Object.entries(abi.Hypercall).map(([k, v]): [string, number] => [`__HYPERVISOR_${k}`, v]),
@@ -28,6 +29,9 @@ const constants: [string, number][] = [
   ['XEN_EXTRAVERSION_LEN', abi.XEN_EXTRAVERSION_LEN],
   ['XEN_CAPABILITIES_INFO_LEN', abi.XEN_CAPABILITIES_INFO_LEN],
   ['XEN_PAGE_SIZE', abi.PAGE_SIZE],
+  ...Object.entries(abi.BuildConst),
+  ['sizeof(struct vcpu_info)', abi.VCPU_INFO_SIZE],
+  ['XEN_LEGACY_MAX_VCPUS', abi.XEN_LEGACY_MAX_VCPUS],
   ['SIF_MOD_START_PFN', abi.SIF_MOD_START_PFN],
   ['MAX_GUEST_CMDLINE', abi.MAX_GUEST_CMDLINE],
 ];
@@ -37,6 +41,7 @@ const key = (l: Layout) => l.c.replace(/ /g, '_');
 function probe(): Map<string, number> {
   const lines = ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
     '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
+    '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>',
     '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif', 'int main(void) {'];
   for (const l of layouts) {
     lines.push(`printf("sizeof ${key(l)} %zu\\n", sizeof(${l.c}));`);
@@ -46,7 +51,7 @@ function probe(): Map<string, number> {
       lines.push(`printf("${f.type === 'bytes' ? 'sizeof' : 'width'} ${key(l)}.${name} %zu\\n", sizeof(${member}));`);
     }
   }
-  for (const [name] of constants) lines.push(`printf("const ${name} %llu\\n", (unsigned long long)(${name}));`);
+  for (const [name] of constants) lines.push(`printf("const ${name.replace(/ /g, '_')} %llu\\n", (unsigned long long)(${name}));`);
   lines.push('return 0; }');
   const dir = mkdtempSync(join(tmpdir(), 'krata-abi-'));
   try {
@@ -77,5 +82,5 @@ for (const l of layouts) {
 }
 
 test('hypercall numbers, commands, flags, ioctl requests and versions match the headers', () => {
-  for (const [name, value] of constants) assert.equal(value, facts.get(`const ${name}`), name);
+  for (const [name, value] of constants) assert.equal(value, facts.get(`const ${name.replace(/ /g, '_')}`), name);
 });

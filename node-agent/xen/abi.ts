@@ -189,3 +189,89 @@ export const startInfo = layout('struct start_info', 1168, {
 });
 export const SIF_MOD_START_PFN = 1 << 3;
 export const MAX_GUEST_CMDLINE = 1024;
+
+export const domctlCreateDomain = layout('struct xen_domctl_createdomain', 64, {
+  ssidref: { offset: 0, type: 'u32' },
+  handle: { offset: 4, type: 'bytes', length: 16 },
+  flags: { offset: 20, type: 'u32' },
+  iommu_opts: { offset: 24, type: 'u32' },
+  max_vcpus: { offset: 28, type: 'u32' },
+  max_evtchn_port: { offset: 32, type: 'u32' },
+  max_grant_frames: { offset: 36, type: 'i32' },
+  max_maptrack_frames: { offset: 40, type: 'i32' },
+  grant_opts: { offset: 44, type: 'u32' },
+  vmtrace_size: { offset: 48, type: 'u32' },
+  cpupool_id: { offset: 52, type: 'u32' },
+  arch: { offset: 56, type: 'bytes', length: 8 },
+});
+
+export const domctlVcpuContext = layout('struct xen_domctl_vcpucontext', 16, {
+  vcpu: { offset: 0, type: 'u32' },
+  ctxt: { offset: 8, type: 'u64' },
+});
+
+/** struct vcpu_guest_context for x86_64 (arch-x86/xen.h): the registers a vCPU starts with. */
+export const vcpuGuestContext = layout('struct vcpu_guest_context', 5168, {
+  flags: { offset: 512, type: 'u64' },
+  rsi: { offset: 624, type: 'u64', c: 'user_regs.rsi' },
+  rip: { offset: 648, type: 'u64', c: 'user_regs.rip' },
+  cs: { offset: 656, type: 'u16', c: 'user_regs.cs' },
+  rflags: { offset: 664, type: 'u64', c: 'user_regs.rflags' },
+  rsp: { offset: 672, type: 'u64', c: 'user_regs.rsp' },
+  ss: { offset: 680, type: 'u16', c: 'user_regs.ss' },
+  es: { offset: 688, type: 'u16', c: 'user_regs.es' },
+  ds: { offset: 696, type: 'u16', c: 'user_regs.ds' },
+  fs: { offset: 704, type: 'u16', c: 'user_regs.fs' },
+  gs: { offset: 712, type: 'u16', c: 'user_regs.gs' },
+  kernel_ss: { offset: 4968, type: 'u64' },
+  kernel_sp: { offset: 4976, type: 'u64' },
+  cr3: { offset: 4984 + 3 * 8, type: 'u64', c: 'ctrlreg[3]' },
+  dr6: { offset: 5048 + 6 * 8, type: 'u64', c: 'debugreg[6]' },
+  dr7: { offset: 5048 + 7 * 8, type: 'u64', c: 'debugreg[7]' },
+});
+
+export const memoryReservation = layout('struct xen_memory_reservation', 32, {
+  extent_start: { offset: 0, type: 'u64' },
+  nr_extents: { offset: 8, type: 'u64' },
+  extent_order: { offset: 16, type: 'u32' },
+  mem_flags: { offset: 20, type: 'u32' },
+  domid: { offset: 24, type: 'u16' },
+});
+
+export const mmuextOp = layout('struct mmuext_op', 24, {
+  cmd: { offset: 0, type: 'u32' },
+  mfn: { offset: 8, type: 'u64', c: 'arg1.mfn' },
+});
+
+export const evtchnAllocUnbound = layout('struct evtchn_alloc_unbound', 8, {
+  dom: { offset: 0, type: 'u16' },
+  remote_dom: { offset: 2, type: 'u16' },
+  port: { offset: 4, type: 'u32' },
+});
+
+export const grantEntryV1 = layout('struct grant_entry_v1', 8, {
+  flags: { offset: 0, type: 'u16' },
+  domid: { offset: 2, type: 'u16' },
+  frame: { offset: 4, type: 'u32' },
+});
+
+export const VCPU_INFO_SIZE = 64;
+export const XEN_LEGACY_MAX_VCPUS = 32;
+
+/** Constants the builder uses, each checked against its C name in abi.test.ts. */
+export const BuildConst = {
+  FLAT_KERNEL_CS: 0xe033,
+  FLAT_KERNEL_SS: 0xe02b,
+  FLAT_KERNEL_DS: 0,
+  VGCF_in_kernel: 4,
+  VGCF_online: 32,
+  MMUEXT_PIN_L4_TABLE: 3,
+  XENMEM_populate_physmap: 6,
+  XENMEM_claim_pages: 24,
+  EVTCHNOP_alloc_unbound: 6,
+  XENMEM_resource_grant_table: 1,
+  GTF_permit_access: 1,
+  GNTTAB_RESERVED_CONSOLE: 0,
+  GNTTAB_RESERVED_XENSTORE: 1,
+  XEN_DOMCTL_CDF_iommu: 32,
+} as const;

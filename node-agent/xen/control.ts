@@ -38,6 +38,8 @@ export interface DomainInfo {
   maxVcpuId: number;
   cpuTimeNs: bigint;
   cpupool: number;
+  /** Frame of the domain's shared_info page. */
+  sharedInfoFrame: bigint;
 }
 
 export interface HostInfo {
@@ -84,8 +86,11 @@ export class XenControl {
     }
   }
 
-  /** Run a domctl; `fill` writes the command's payload, `read` reads the answer from it. */
-  domctl<T>(cmd: number, domid: number, fill: (u: Buffer) => void, read: (u: Buffer) => T, what = `domctl ${cmd}`): T {
+  /**
+   * Run a domctl; `fill` writes the command's payload, `read` reads the answer from it (and gets the
+   * header's domain field, where createdomain returns the new domid).
+   */
+  domctl<T>(cmd: number, domid: number, fill: (u: Buffer) => void, read: (u: Buffer, domain: number) => T, what = `domctl ${cmd}`): T {
     const version = this.domctlVersion ?? this.probeDomctl();
     return this.rawDomctl(version, cmd, domid, fill, read, what);
   }
@@ -183,7 +188,7 @@ export class XenControl {
     throw new NotOnXenError(`this Xen speaks none of the sysctl interface versions ${SYSCTL_VERSIONS.map(hex).join(', ')}`);
   }
 
-  private rawDomctl<T>(version: number, cmd: number, domid: number, fill: (u: Buffer) => void, read: (u: Buffer) => T, what: string): T {
+  private rawDomctl<T>(version: number, cmd: number, domid: number, fill: (u: Buffer) => void, read: (u: Buffer, domain: number) => T, what: string): T {
     const buf = this.privcmd.buffer(domctl.size);
     try {
       setField(buf.bytes, domctl, 'cmd', cmd);
@@ -192,7 +197,7 @@ export class XenControl {
       const u = buf.bytes.subarray(domctl.fields.u.offset, domctl.fields.u.offset + domctl.fields.u.length!);
       fill(u);
       this.privcmd.hypercall(Hypercall.domctl, [buf.address], what);
-      return read(u);
+      return read(u, buf.bytes.readUInt16LE(domctl.fields.domain.offset));
     } finally {
       buf.release();
     }
@@ -233,6 +238,7 @@ export function parseDomainInfo(buf: Buffer, base: number): DomainInfo {
     maxVcpuId: getNumber(buf, getDomainInfo, 'max_vcpu_id', base),
     cpuTimeNs: getField(buf, getDomainInfo, 'cpu_time', base) as bigint,
     cpupool: getNumber(buf, getDomainInfo, 'cpupool', base),
+    sharedInfoFrame: getField(buf, getDomainInfo, 'shared_info_frame', base) as bigint,
   };
 }
 

@@ -2,7 +2,7 @@
 // that point at memory must point at buffers the kernel lets Xen touch: pages from /dev/xen/hypercall
 // where it exists (Linux >= 4.18), otherwise anonymous pages locked in memory.
 import { existsSync } from 'node:fs';
-import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2 } from './abi.js';
+import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdMmapResource } from './abi.js';
 import { setField } from './sys/layout.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from './sys/libc.js';
 
@@ -127,6 +127,25 @@ export class Privcmd {
       throw e;
     } finally {
       arrays.unmap();
+    }
+  }
+
+  /** Map a domain's resource frames (IOCTL_PRIVCMD_MMAP_RESOURCE), e.g. its grant table. */
+  mapResource(domid: number, type: number, id: number, index: number, frames: number): Mapping {
+    const m = sysMmap(frames * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
+    const req = Buffer.alloc(privcmdMmapResource.size);
+    setField(req, privcmdMmapResource, 'dom', domid);
+    setField(req, privcmdMmapResource, 'type', type);
+    setField(req, privcmdMmapResource, 'id', id);
+    setField(req, privcmdMmapResource, 'idx', index);
+    setField(req, privcmdMmapResource, 'num', BigInt(frames));
+    setField(req, privcmdMmapResource, 'addr', m.address);
+    try {
+      sysIoctl(this.fd, PrivcmdIoctl.MMAP_RESOURCE, req, `map resource ${type} of domain ${domid}`);
+      return m;
+    } catch (e) {
+      m.unmap();
+      throw e;
     }
   }
 

@@ -1,0 +1,296 @@
+// Building and starting an x86_64 PV domain with our own hypercalls: create the domain, give it memory
+// (2 MiB superpages where Xen has them), write kernel, initrd, page tables, p2m and start_info into it,
+// pin its page tables, set up shared_info, vCPU 0, the grant table and xenstore, then unpause.
+// On any failure the half-built domain is destroyed and its xenstore entries removed.
+import { randomUUID } from 'node:crypto';
+import {
+  BuildConst, Domctl, Hypercall, PAGE_SIZE, VCPU_INFO_SIZE, XEN_LEGACY_MAX_VCPUS, domctlCreateDomain, domctlVcpuContext,
+  evtchnAllocUnbound, grantEntryV1, memoryReservation, mmuextOp, vcpuGuestContext,
+} from '../abi.js';
+import type { XenControl } from '../control.js';
+import { removeDomainStore, writeDomainStore } from '../domain-store.js';
+import type { Privcmd } from '../privcmd.js';
+import { setField } from '../sys/layout.js';
+import type { Mapping } from '../sys/libc.js';
+import type { XenstoreClient } from '../xenstore/client.js';
+import { findKernelPayload } from './bzimage.js';
+import { decompressKernel } from './decompress.js';
+import { parseElfKernel } from './elf.js';
+import type { GuestMemory } from './memory.js';
+import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
+import { planBoot, type BootPlan } from './plan.js';
+
+export interface DomainSpec {
+  name: string;
+  /** Domain handle; a new UUID when not given. */
+  uuid?: string;
+  /** Memory the guest starts with and the most it may balloon to, in MiB. */
+  memoryMiB: number;
+  maxMemoryMiB?: number;
+  vcpus: number;
+  maxVcpus?: number;
+  /** bzImage or ELF bytes. */
+  kernel: Buffer;
+  initrd?: Buffer;
+  cmdline: string;
+  krata?: Record<string, string>;
+  consoleBackend?: 'xenconsoled' | 'krata';
+}
+
+export interface BuiltDomain {
+  domid: number;
+  uuid: string;
+  storeEvtchn: number;
+  consoleEvtchn: number;
+  storeMfn: bigint;
+  consoleMfn: bigint;
+  plan: BootPlan;
+}
+
+/** Kept above the guest's memory for Xen's own per-domain allocations (libxl keeps 1 MiB). */
+const MAX_MEM_SLACK_KIB = 2048;
+const SUPERPAGE_ORDER = 9;
+
+export class DomainBuilder {
+  constructor(
+    private readonly privcmd: Privcmd,
+    private readonly xen: XenControl,
+    private readonly xs: XenstoreClient,
+  ) {}
+
+  /** Build, start and register a domain; the domain is running when this resolves. */
+  async launch(spec: DomainSpec): Promise<BuiltDomain> {
+    const kernel = parseElfKernel(decompressKernel(findKernelPayload(spec.kernel).payload));
+    const maxMiB = spec.maxMemoryMiB ?? spec.memoryMiB;
+    const maxVcpus = spec.maxVcpus ?? spec.vcpus;
+    const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: spec.initrd?.length ?? 0 });
+    const uuid = spec.uuid ?? randomUUID();
+    const domid = this.createDomain(uuid, maxVcpus);
+    try {
+      this.xen.domctl(Domctl.max_vcpus, domid, (u) => u.writeUInt32LE(maxVcpus, 0), () => undefined, 'max_vcpus');
+      this.xen.domctl(Domctl.max_mem, domid, (u) => u.writeBigUInt64LE(BigInt(maxMiB * 1024 + MAX_MEM_SLACK_KIB), 0), () => undefined, 'max_mem');
+      this.xen.domctl(Domctl.set_address_size, domid, (u) => u.writeUInt32LE(64, 0), () => undefined, 'set_address_size');
+      const p2m = this.populate(domid, plan.totalPages);
+      const storeEvtchn = this.allocUnbound(domid);
+      const consoleEvtchn = this.allocUnbound(domid);
+      const info = this.xen.domain(domid);
+      if (!info) throw new Error(`domain ${domid} vanished while being built`);
+
+      const memory = await this.privcmd.mapForeign(domid, p2m);
+      try {
+        const mem: GuestMemory = {
+          page: (pfn) => memory.bytes.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE),
+          mfn: (pfn) => {
+            const m = p2m[pfn];
+            if (m === undefined) throw new RangeError(`pfn ${pfn} beyond the guest's ${p2m.length} pages`);
+            return m;
+          },
+        };
+        // Fresh frames are not promised to be zero: clear everything boot touches.
+        memory.bytes.fill(0, 0, bootEndPfn(plan) * PAGE_SIZE);
+        loadKernel(plan, kernel, mem);
+        if (spec.initrd) loadInitrd(plan, spec.initrd, mem);
+        writeP2m(plan, mem);
+        writePageTables(plan, mem);
+        writeStartInfo(plan, mem, {
+          sharedInfoMfn: info.sharedInfoFrame,
+          storeEvtchn,
+          consoleEvtchn,
+          cmdline: spec.cmdline,
+          initrdBytes: spec.initrd?.length ?? 0,
+        });
+        if (kernel.notes.hypercallPage !== undefined) {
+          const pfn = Number((kernel.notes.hypercallPage - plan.virtBase) / BigInt(PAGE_SIZE));
+          this.xen.domctl(Domctl.hypercall_init, domid, (u) => u.writeBigUInt64LE(mem.mfn(pfn), 0), () => undefined, 'hypercall_init');
+        }
+      } finally {
+        // Xen refuses to pin page tables that dom0 still maps writable.
+        memory.unmap();
+      }
+      this.pinL4(domid, p2m[plan.l4Pfn]!);
+      await this.initSharedInfo(domid, info.sharedInfoFrame);
+      this.setVcpu0(domid, plan, p2m);
+      const storeMfn = p2m[plan.xenstore.pfn]!;
+      const consoleMfn = p2m[plan.console.pfn]!;
+      this.seedGrantTable(domid, storeMfn, consoleMfn);
+      await writeDomainStore(this.xs, {
+        domid,
+        uuid,
+        name: spec.name,
+        memoryKiB: spec.memoryMiB * 1024,
+        maxMemoryKiB: maxMiB * 1024,
+        vcpus: spec.vcpus,
+        maxVcpus,
+        storeMfn,
+        storeEvtchn,
+        consoleMfn,
+        consoleEvtchn,
+        cmdline: spec.cmdline,
+        krata: spec.krata,
+        consoleBackend: spec.consoleBackend,
+      });
+      this.xen.unpause(domid);
+      return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
+    } catch (e) {
+      await this.destroy(domid, uuid);
+      throw e;
+    }
+  }
+
+  /** Forced teardown: destroy the domain and remove its xenstore entries. */
+  async destroy(domid: number, uuid?: string): Promise<void> {
+    try {
+      this.xen.destroy(domid);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ESRCH') throw e;
+    }
+    await removeDomainStore(this.xs, domid, uuid);
+  }
+
+  private createDomain(uuid: string, maxVcpus: number): number {
+    return this.xen.domctl(
+      Domctl.createdomain,
+      0, // 0: Xen picks the domid
+      (u) => {
+        setField(u, domctlCreateDomain, 'handle', Buffer.from(uuid.replace(/-/g, ''), 'hex'));
+        setField(u, domctlCreateDomain, 'flags', 0); // PV; no IOMMU without passthrough (krata #146)
+        setField(u, domctlCreateDomain, 'max_vcpus', maxVcpus);
+        setField(u, domctlCreateDomain, 'max_evtchn_port', 1023);
+        setField(u, domctlCreateDomain, 'max_grant_frames', 32);
+        setField(u, domctlCreateDomain, 'max_maptrack_frames', 128);
+        setField(u, domctlCreateDomain, 'grant_opts', 2); // XEN_DOMCTL_GRANT_version(2): v1 and v2 allowed
+      },
+      (_u, domain) => domain,
+      'createdomain',
+    );
+  }
+
+  /** Give the domain `pages` frames; returns the p2m (pfn → mfn). Superpages first, then single pages. */
+  private populate(domid: number, pages: number): bigint[] {
+    const p2m: bigint[] = new Array(pages);
+    const perSuper = 1 << SUPERPAGE_ORDER;
+    let pfn = 0;
+    const batch = 512;
+    const buf = this.privcmd.buffer(batch * 8);
+    const res = this.privcmd.buffer(memoryReservation.size);
+    try {
+      const call = (order: number, starts: number[]): number => {
+        starts.forEach((s, i) => buf.bytes.writeBigUInt64LE(BigInt(s), i * 8));
+        res.bytes.fill(0);
+        setField(res.bytes, memoryReservation, 'extent_start', buf.address);
+        setField(res.bytes, memoryReservation, 'nr_extents', BigInt(starts.length));
+        setField(res.bytes, memoryReservation, 'extent_order', order);
+        setField(res.bytes, memoryReservation, 'domid', domid);
+        const done = this.privcmd.hypercall(Hypercall.memory_op, [BuildConst.XENMEM_populate_physmap, res.address], 'populate_physmap');
+        for (let i = 0; i < done; i++) {
+          const mfn = buf.bytes.readBigUInt64LE(i * 8);
+          for (let j = 0; j < 1 << order; j++) p2m[starts[i]! + j] = mfn + BigInt(j);
+        }
+        return done;
+      };
+      let superOk = true;
+      while (superOk && pages - pfn >= perSuper) {
+        const starts: number[] = [];
+        for (let s = pfn; starts.length < batch && s + perSuper <= pages; s += perSuper) starts.push(s);
+        const done = call(SUPERPAGE_ORDER, starts);
+        pfn += done * perSuper;
+        superOk = done === starts.length;
+      }
+      while (pfn < pages) {
+        const starts: number[] = [];
+        for (let s = pfn; starts.length < batch && s < pages; s++) starts.push(s);
+        const done = call(0, starts);
+        if (done === 0) throw new Error(`Xen has no memory left for domain ${domid}: ${pfn} of ${pages} pages populated`);
+        pfn += done;
+      }
+      return p2m;
+    } finally {
+      buf.release();
+      res.release();
+    }
+  }
+
+  private allocUnbound(domid: number): number {
+    const buf = this.privcmd.buffer(evtchnAllocUnbound.size);
+    try {
+      setField(buf.bytes, evtchnAllocUnbound, 'dom', domid);
+      setField(buf.bytes, evtchnAllocUnbound, 'remote_dom', 0);
+      this.privcmd.hypercall(Hypercall.event_channel_op, [BuildConst.EVTCHNOP_alloc_unbound, buf.address], 'evtchn alloc_unbound');
+      return buf.bytes.readUInt32LE(evtchnAllocUnbound.fields.port.offset);
+    } finally {
+      buf.release();
+    }
+  }
+
+  private pinL4(domid: number, l4Mfn: bigint): void {
+    const buf = this.privcmd.buffer(mmuextOp.size);
+    try {
+      setField(buf.bytes, mmuextOp, 'cmd', BuildConst.MMUEXT_PIN_L4_TABLE);
+      setField(buf.bytes, mmuextOp, 'mfn', l4Mfn);
+      this.privcmd.hypercall(Hypercall.mmuext_op, [buf.address, 1, 0, domid], 'pin L4 table');
+    } finally {
+      buf.release();
+    }
+  }
+
+  /** Zero shared_info and mask event upcalls on every vCPU until the guest sets itself up. */
+  private async initSharedInfo(domid: number, frame: bigint): Promise<void> {
+    const m: Mapping = await this.privcmd.mapForeign(domid, [frame]);
+    try {
+      m.bytes.fill(0);
+      for (let v = 0; v < XEN_LEGACY_MAX_VCPUS; v++) m.bytes[v * VCPU_INFO_SIZE + 1] = 1; // evtchn_upcall_mask
+    } finally {
+      m.unmap();
+    }
+  }
+
+  private setVcpu0(domid: number, plan: BootPlan, p2m: bigint[]): void {
+    const ctx = this.privcmd.buffer(vcpuGuestContext.size);
+    try {
+      const c = ctx.bytes;
+      const startInfoVa = plan.startInfo.va!;
+      setField(c, vcpuGuestContext, 'flags', BigInt(BuildConst.VGCF_in_kernel | BuildConst.VGCF_online));
+      setField(c, vcpuGuestContext, 'rip', plan.entry);
+      setField(c, vcpuGuestContext, 'rsp', plan.stackTop);
+      setField(c, vcpuGuestContext, 'rsi', startInfoVa);
+      setField(c, vcpuGuestContext, 'rflags', 1n << 9n);
+      setField(c, vcpuGuestContext, 'cs', BuildConst.FLAT_KERNEL_CS);
+      setField(c, vcpuGuestContext, 'ss', BuildConst.FLAT_KERNEL_SS);
+      for (const seg of ['ds', 'es', 'fs', 'gs'] as const) setField(c, vcpuGuestContext, seg, BuildConst.FLAT_KERNEL_DS);
+      setField(c, vcpuGuestContext, 'kernel_ss', BigInt(BuildConst.FLAT_KERNEL_SS));
+      setField(c, vcpuGuestContext, 'kernel_sp', plan.stackTop);
+      setField(c, vcpuGuestContext, 'cr3', p2m[plan.l4Pfn]! << 12n);
+      setField(c, vcpuGuestContext, 'dr6', 0xffff0ff0n);
+      setField(c, vcpuGuestContext, 'dr7', 0x400n);
+      this.xen.domctl(Domctl.setvcpucontext, domid, (u) => {
+        setField(u, domctlVcpuContext, 'vcpu', 0);
+        setField(u, domctlVcpuContext, 'ctxt', ctx.address);
+      }, () => undefined, 'setvcpucontext');
+    } finally {
+      ctx.release();
+    }
+  }
+
+  /** Grant dom0 the console and xenstore rings through the reserved entries, as the guest expects. */
+  private seedGrantTable(domid: number, storeMfn: bigint, consoleMfn: bigint): void {
+    const table = this.privcmd.mapResource(domid, BuildConst.XENMEM_resource_grant_table, 0, 0, 1);
+    try {
+      const entry = (ref: number, frame: bigint) => {
+        const at = ref * grantEntryV1.size;
+        setField(table.bytes, grantEntryV1, 'domid', 0, at);
+        setField(table.bytes, grantEntryV1, 'frame', Number(frame), at);
+        setField(table.bytes, grantEntryV1, 'flags', BuildConst.GTF_permit_access, at);
+      };
+      entry(BuildConst.GNTTAB_RESERVED_CONSOLE, consoleMfn);
+      entry(BuildConst.GNTTAB_RESERVED_XENSTORE, storeMfn);
+    } finally {
+      table.unmap();
+    }
+  }
+}
+
+/** One past the last pfn any boot structure uses. */
+function bootEndPfn(plan: BootPlan): number {
+  const regions = [plan.kernel, plan.initrd, plan.startInfo, plan.xenstore, plan.console, plan.pageTables, plan.bootStack, plan.p2m];
+  return Math.max(Number((plan.virtPgtabEnd - plan.virtBase) / BigInt(PAGE_SIZE)), ...regions.filter((r) => r).map((r) => r!.pfn + r!.pages));
+}

@@ -1,0 +1,80 @@
+// The xenstore entries a new PV domain needs before it runs (the layout libxl writes, see
+// test/e2e/fixtures/xl-pv-guest.xenstore.txt), our own krata/ keys, the introduction of the domain to
+// xenstored, and their removal. The guest may write only where a guest must (control/, data/, ...).
+import type { Permission } from './xenstore/permissions.js';
+import type { XenstoreClient } from './xenstore/client.js';
+
+export interface DomainRecord {
+  domid: number;
+  uuid: string;
+  name: string;
+  memoryKiB: number;
+  maxMemoryKiB: number;
+  vcpus: number;
+  maxVcpus: number;
+  storeMfn: bigint;
+  storeEvtchn: number;
+  consoleMfn: bigint;
+  consoleEvtchn: number;
+  cmdline: string;
+  /** Our own keys under /local/domain/N/krata/ (read-only to the guest). */
+  krata?: Record<string, string>;
+  /** console/type: "xenconsoled" lets the stock daemon serve the console; krata's backend claims its own. */
+  consoleBackend?: 'xenconsoled' | 'krata';
+}
+
+export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Promise<void> {
+  const home = `/local/domain/${d.domid}`;
+  const vm = `/vm/${d.uuid}`;
+  const readable: Permission[] = [{ domid: 0, access: 'none' }, { domid: d.domid, access: 'read' }];
+  const guestOwned: Permission[] = [{ domid: d.domid, access: 'none' }];
+  const entries: [string, string, Permission[]][] = [
+    [home, '', readable],
+    [`${home}/vm`, vm, readable],
+    [`${home}/name`, d.name, readable],
+    [`${home}/domid`, String(d.domid), readable],
+    [`${home}/memory/static-max`, String(d.maxMemoryKiB), readable],
+    [`${home}/memory/target`, String(d.memoryKiB), readable],
+    [`${home}/memory/videoram`, '0', readable],
+    [`${home}/store/port`, String(d.storeEvtchn), readable],
+    [`${home}/store/ring-ref`, d.storeMfn.toString(), readable],
+    [`${home}/console/port`, String(d.consoleEvtchn), readable],
+    [`${home}/console/ring-ref`, d.consoleMfn.toString(), readable],
+    [`${home}/console/limit`, String(1024 * 1024), readable],
+    [`${home}/console/type`, d.consoleBackend ?? 'krata', readable],
+    [`${home}/console/output`, 'pty', readable],
+    [`${home}/control/shutdown`, '', guestOwned],
+    [`${home}/control/feature-poweroff`, '', guestOwned],
+    [`${home}/control/feature-reboot`, '', guestOwned],
+    [`${home}/control/sysrq`, '', guestOwned],
+    [`${home}/control/platform-feature-xs_reset_watches`, '1', readable],
+    [`${home}/data`, '', guestOwned],
+    [`${home}/drivers`, '', guestOwned],
+    [`${home}/feature`, '', guestOwned],
+    [`${home}/attr`, '', guestOwned],
+    [`${home}/error`, '', guestOwned],
+    [`${home}/device`, '', readable],
+    [vm, '', readable],
+    [`${vm}/name`, d.name, readable],
+    [`${vm}/uuid`, d.uuid, readable],
+    [`${vm}/image/ostype`, 'linux', readable],
+    [`${vm}/image/cmdline`, d.cmdline, readable],
+    [`${vm}/start_time`, (Date.now() / 1000).toFixed(2), readable],
+  ];
+  for (let cpu = 0; cpu < d.maxVcpus; cpu++) entries.push([`${home}/cpu/${cpu}/availability`, cpu < d.vcpus ? 'online' : 'offline', readable]);
+  for (const [key, value] of Object.entries(d.krata ?? {})) entries.push([`${home}/krata/${key}`, value, readable]);
+  await xs.transaction(async (tx) => {
+    for (const [path, value, perms] of entries) {
+      await tx.write(path, value);
+      await tx.setPerms(path, perms);
+    }
+  });
+  await xs.introduceDomain(d.domid, d.storeMfn, d.storeEvtchn);
+}
+
+/** Remove what writeDomainStore wrote and tell xenstored the domain is gone. Missing pieces are fine. */
+export async function removeDomainStore(xs: XenstoreClient, domid: number, uuid?: string): Promise<void> {
+  await xs.releaseDomain(domid).catch(() => undefined);
+  await xs.rm(`/local/domain/${domid}`);
+  if (uuid) await xs.rm(`/vm/${uuid}`);
+}
