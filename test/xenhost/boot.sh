@@ -11,6 +11,7 @@
 # this script is SIGKILLed, and a detached `flock` watcher deletes the state dir as soon as neither
 # this script nor QEMU holds the state dir's lock any more.
 set -euo pipefail
+# shellcheck source=test/xenhost/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
 xh_require qemu-system-x86_64:qemu-system-x86 ssh:openssh-client pgrep:procps setpriv:util-linux
@@ -18,18 +19,20 @@ boot_timeout=${KRATA_XENHOST_BOOT_TIMEOUT:-300}
 logdir=${KRATA_XENHOST_LOG_DIR:-$xh_cache/logs}
 t0=$SECONDS
 
-image=$("$xh_dir/build.sh") || exit 125
+[[ $xh_repo != *,* ]] || xh_die "repository path contains a comma: $xh_repo"
 state=$(mktemp -d "${TMPDIR:-/tmp}/krata-xenhost.XXXXXX")
 exec {lock}>"$state/lock"
 flock "$lock"
 setsid -f flock "$state/lock" rm -rf "$state" {lock}>&- </dev/null >/dev/null 2>&1
-ln -s "$image" "$state/image"     # short path without commas for QEMU's multiboot module list
-[[ $xh_repo != *,* ]] || xh_die "repository path contains a comma: $xh_repo"
-
 qemu='' master='' child='' ready=''
 alive() { local s; s=$(cut -d' ' -f3 "/proc/${1:-none}/stat" 2>/dev/null) && [ "$s" != Z ]; }
 # reap PID SECONDS: wait for our child PID, SIGKILLing it if it has not exited in time.
-reap() { (sleep "$2"; kill -KILL "$1") 2>/dev/null & local w=$!; wait "$1" 2>/dev/null || true; kill "$w" 2>/dev/null || true; }
+reap() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do alive "$1" || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true   # (bash may have reaped it already)
+  wait "$1" 2>/dev/null || true
+}
 
 cleanup() {
   local rc=$?
@@ -40,20 +43,30 @@ cleanup() {
   if alive "$qemu"; then kill -TERM "$qemu"; reap "$qemu" 10; fi   # nothing in dom0 needs flushing
   if [ "$rc" -ne 0 ] && [ -s "$state/serial.log" ]; then
     mkdir -p "$logdir"
-    local log=$logdir/serial-$(date +%Y%m%d-%H%M%S)-$$.log
-    cat "$state/serial.log" "$state/qemu.log" >"$log" 2>/dev/null
+    local log; log=$logdir/serial-$(date +%Y%m%d-%H%M%S)-$$.log
+    cat "$state/serial.log" "$state/qemu.log" "$state/ssh-master.log" "$state/failure" >"$log" 2>/dev/null
+    [ -n "$ready" ] || { xh_log "last lines of the serial log:"; tail -n 40 "$log" | sed 's/^/  | /' >&2; }
     xh_log "exit status $rc; Xen/dom0 serial log saved as $log"
-    if [ -z "$ready" ]; then xh_log "last lines:"; tail -n 40 "$log" | sed 's/^/  | /' >&2; fi
+    [ -s "$state/failure" ] && xh_log "$(cat "$state/failure")"
     ls -1t "$logdir"/serial-*.log | tail -n +21 | xargs -r rm -f
   fi
   rm -rf "$state"
+  [ -n "$ready" ] || [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ] || rc=125   # unexpected errors while booting
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
-fail() { xh_log "boot failed: $*"; exit 125; }
+fail() { echo "boot failed: $*" >"$state/failure"; exit 125; }   # reported last by cleanup
+
+# The image (cached after the first build). In the background so a signal interrupts it at once.
+"$xh_dir/build.sh" >"$state/image.path" </dev/null {lock}>&- &
+child=$!
+wait "$child" || fail "could not build the image"
+child=''
+image=$(cat "$state/image.path")
+ln -s "$image" "$state/image"     # short path without commas for QEMU's multiboot module list
 
 start_qemu() {
   : >"$state/serial.log"
@@ -76,7 +89,7 @@ start_qemu() {
 }
 
 # Free-looking port; if another process grabs it first QEMU fails to bind and we retry.
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 40000))
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
   start_qemu "$port"
@@ -121,7 +134,8 @@ until [ -n "$master" ] && ssh -F "$state/ssh_config" -O check xenhost 2>/dev/nul
   [ $SECONDS -lt $deadline ] || fail "no SSH control channel after ${boot_timeout}s"
   if ! alive "$master"; then
     [ -z "$master" ] || { reap "$master" 1; sleep 0.5; }
-    setpriv --pdeathsig TERM -- ssh -F "$state/ssh_config" -M -N xenhost </dev/null {lock}>&- &
+    setpriv --pdeathsig TERM -- ssh -F "$state/ssh_config" -M -N xenhost \
+      </dev/null 2>>"$state/ssh-master.log" {lock}>&- &
     master=$!
   fi
   sleep 0.3
@@ -132,7 +146,7 @@ node --version'
 node_version=$(KRATA_XENHOST_STATE=$state "$xh_dir/exec.sh" "$check" 2>&1 </dev/null) \
   || fail "readiness check: $node_version"
 ready=1
-xh_log "ready after $((SECONDS - t0))s (dom0 node $node_version); running: $*"
+xh_log "ready after $((SECONDS - t0))s (dom0 node $node_version; KRATA_XENHOST_STATE=$state); running: $*"
 
 export KRATA_XENHOST_STATE=$state KRATA_XENHOST_EXEC=$xh_dir/exec.sh KRATA_XENHOST_SSH_CONFIG=$state/ssh_config
 "$@" <&0 {lock}>&- &   # background + wait, so the traps run at once on a signal

@@ -8,6 +8,7 @@
 # dom0-initrd.zst (busybox init, xenstored/xl/..., modules, dropbear), data.sqfs (the dom0 data disk:
 # node, and the PV guest's uncompressed vmlinux, busybox initrd and a tiny squashfs disk), ssh/ (keys).
 set -euo pipefail
+# shellcheck source=test/xenhost/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 xh_require cpio:cpio depmod:kmod mksquashfs:squashfs-tools xz:xz-utils zstd:zstd \
@@ -41,11 +42,13 @@ resolve || { xh_apt_update && resolve; } || xh_die "apt cannot resolve ${pkgs[*]
 out=$xh_cache/$(image_hash)
 if [ -f "$out/manifest.txt" ]; then echo "$out"; exit 0; fi
 
-# Building: refresh apt metadata first so the download cannot 404 on superseded versions.
-xh_apt_update && resolve && out=$xh_cache/$(image_hash)
 mkdir -p "$xh_cache"
 exec {lock}>"$xh_cache/build.lock"   # flock: released by the kernel even if the holder is killed
 flock -w 1800 "$lock" || xh_die "timed out waiting for $xh_cache/build.lock"
+# Building: refresh apt metadata first so the download cannot 404 on superseded versions.
+xh_apt_update || xh_log "apt-get update failed; using the package lists as they are"
+resolve || xh_die "apt cannot resolve ${pkgs[*]} $kpkg"
+out=$xh_cache/$(image_hash)
 if [ -f "$out/manifest.txt" ]; then echo "$out"; exit 0; fi   # another build just finished it
 rm -rf "$xh_cache"/.build.*                                   # leftovers of killed builds
 tmp=$(mktemp -d "$xh_cache/.build.XXXXXX")
@@ -56,10 +59,10 @@ xh_log "building image $(basename "$out") (kernel $kpkg)"
 # Download (into a shared, name-versioned .deb cache) and unpack.
 debs=$xh_cache/debs
 mkdir -p "$debs" "$tmp/dl" "$tmp/x"
-missing=$(while read -r _ file _; do [ -f "$debs/$file" ] || echo "${file%%_*}"; done <<<"$uris")
-if [ -n "$missing" ]; then
+todo=$(while read -r _ file _; do [ -f "$debs/$file" ] || echo "${file%%_*}"; done <<<"$uris")
+if [ -n "$todo" ]; then
   # shellcheck disable=SC2086
-  (cd "$tmp/dl" && apt-get download -q=2 -o APT::Sandbox::User=root $missing) || xh_die "apt-get download failed"
+  (cd "$tmp/dl" && apt-get download -q=2 -o APT::Sandbox::User=root $todo) || xh_die "apt-get download failed"
   mv "$tmp/dl"/*.deb "$debs/"
 fi
 while read -r _ file _; do dpkg -x "$debs/$file" "$tmp/x"; done <<<"$uris"
@@ -176,7 +179,10 @@ cp "$x/boot/vmlinuz-$kver" "$tmp/out/vmlinuz"
 } >"$tmp/out/manifest.txt"     # written last: its presence marks a complete image
 mv -T "$tmp/out" "$out"        # atomic publish
 xh_log "built $out in $((SECONDS - t0))s"
+# Drop superseded .debs.
+for f in "$debs"/*.deb; do grep -qF " ${f##*/} " <<<"$uris" || rm -f "$f"; done
 
 # Keep the two newest images besides this one (a running QEMU keeps its open files anyway).
+# shellcheck disable=SC2010  # (hex names only)
 ls -1dt "$xh_cache"/???????????????? 2>/dev/null | grep -E "/[0-9a-f]{16}$" | grep -v -x "$out" | tail -n +3 | xargs -r rm -rf || true
 echo "$out"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers for the xenhost scripts (sourced, not executed).
 
 xh_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,7 +16,7 @@ xh_apt_updated=
 xh_apt_update() {
   [ -n "$xh_apt_updated" ] && return 0
   xh_log "apt-get update"
-  xh_root apt-get update -qq >&2 || return 1
+  xh_root apt-get update -qq -o DPkg::Lock::Timeout=300 >&2 || return 1
   xh_apt_updated=1
 }
 
@@ -29,8 +30,9 @@ xh_require() {
   [ ${#missing[@]} -eq 0 ] && return 0
   xh_log "installing host packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  xh_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-    || { xh_apt_update && xh_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; } \
+  local install=(apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300)
+  xh_root "${install[@]}" "${missing[@]}" >&2 \
+    || { xh_apt_update && xh_root "${install[@]}" "${missing[@]}" >&2; } \
     || xh_die "could not install ${missing[*]}"
 }
 

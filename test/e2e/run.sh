@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# e2e runner (`npm run e2e`): boots one xenhost and runs every executable in test/e2e/scenarios/,
+# in sorted order, against it; the host is always shut down afterwards. Contract: README.md.
+#   run.sh [SUBSTRING...]   only the scenarios whose file name contains one of the substrings
+# With KRATA_XENHOST_STATE already set (e.g. the state dir of a running `npm run xenhost`), the
+# scenarios run against that host instead of a new one.
+set -uo pipefail
+e2e=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$e2e/../.." && pwd)
+if [ -z "${KRATA_XENHOST_STATE:-}" ]; then
+  exec "$repo/test/xenhost/boot.sh" "$e2e/run.sh" "$@"   # boot, then rerun this script inside
+fi
+
+x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
+ms() { echo $(($(date +%s%N) / 1000000)); }
+fmt() { printf '%d.%ds' $(($1 / 1000)) $(($1 % 1000 / 100)); }
+# Artifacts of the last 10 runs are kept in the cache dir (outside the repo).
+runs=${KRATA_CACHE:-$HOME/.cache/krata}/e2e-runs
+if [ -z "${KRATA_E2E_ARTIFACTS:-}" ]; then
+  mkdir -p "$runs"
+  ls -1d "$runs"/*/ 2>/dev/null | head -n -9 | xargs -r rm -rf
+fi
+artifacts=${KRATA_E2E_ARTIFACTS:-$(mktemp -d "$runs/$(date +%Y%m%d-%H%M%S).XXXX")}
+limit=${KRATA_E2E_TIMEOUT:-600}
+suite_start=$(ms)
+results=() failed=0 ran=0
+
+while IFS= read -r s; do
+  n=$(basename "$s")
+  if [ $# -gt 0 ]; then
+    match=''; for f in "$@"; do [[ $n == *"$f"* ]] && match=1; done
+    [ -n "$match" ] || continue
+  fi
+  mkdir -p "$artifacts/$n"
+  echo "=== RUN   $n"
+  start=$(ms)
+  (cd "$repo" && KRATA_REPO=$repo KRATA_E2E_ARTIFACTS=$artifacts/$n \
+    timeout -k 10 "$limit" "$s" </dev/null)
+  rc=$?
+  dt=$(fmt $(($(ms) - start)))
+  case $rc in
+    0) verdict=PASS ;;
+    77) verdict=SKIP ;;
+    124) verdict=FAIL; echo "    $n: timed out after ${limit}s" ;;
+    *) verdict=FAIL ;;
+  esac
+  [ $verdict = FAIL ] && failed=$((failed + 1))
+  ran=$((ran + 1))
+  echo "--- $verdict  $n ($dt)"
+  results+=("$(printf '%-4s  %-40s %8s' "$verdict" "$n" "$dt")")
+  # Isolation: guests a scenario left behind would skew the next ones.
+  left=$(x "xl list | awk 'NR > 2 {print \$1}'")
+  if [ -n "$left" ]; then
+    echo "    $n left domains behind, destroying: $left"
+    x "for d in $left; do xl destroy \$d; done"
+  fi
+done < <(find "$e2e/scenarios" -maxdepth 1 -type f -perm -u+x | LC_ALL=C sort)
+
+echo
+echo "e2e summary (artifacts: $artifacts)"
+printf '  %s\n' "${results[@]}"
+echo "e2e: $ran run, $failed failed, suite time $(fmt $(($(ms) - suite_start)))"
+[ "$ran" -gt 0 ] || { echo "e2e: no scenario matched" >&2; exit 1; }
+[ "$failed" -eq 0 ]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# krata's own PV domain builder (no xl, no libxl): boot the Debian guest kernel + the busybox initrd of
+# scenario 010 as a PV guest, see its marker on the console, destroy it with our code, and show that
+# nothing is left (domain list, xenstore). The console is served by xenconsoled here; krata's own
+# console backend is exercised separately.
+set -euo pipefail
+x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
+name=e2e-krata-boot
+marker=krata-own-$(date +%s)-$RANDOM
+log=/var/log/xen/console/guest-$name.log
+launch="node /krata/dist/node-agent/xen/launch-main.js"
+[ -f "${KRATA_REPO:-.}/dist/node-agent/xen/launch-main.js" ] || fail "dist/ is not built (npm run build)"
+domid=
+trap '[ -n "$domid" ] && x "$launch --destroy $domid" >/dev/null 2>&1 || true' EXIT
+
+x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /opt/xenhost/guest/initrd.gz --memory 128 --console xenconsoled --cmdline 'console=hvc0 quiet loglevel=3 krata_marker=$marker'" >"$out/launch.json" \
+  || { cat "$out/launch.json"; fail "launch failed"; }
+domid=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$out/launch.json','utf8')).domid)")
+echo "launched domid $domid in $(node -e "console.log(JSON.parse(require('fs').readFileSync('$out/launch.json','utf8')).ms)") ms"
+x "xl list" >"$out/xl-list.txt"
+grep -q "^$name " "$out/xl-list.txt" || fail "xl list does not show $name"
+x "for i in \$(seq 900); do grep -q KRATA-GUEST-MARKER $log 2>/dev/null && break; sleep 0.1; done; cat $log; xl dmesg | tail -20" >"$out/console.log" || true
+grep -q "KRATA-GUEST-MARKER $marker" "$out/console.log" || { tail -40 "$out/console.log"; fail "marker $marker not on the console"; }
+echo "guest console shows marker $marker"
+
+x "$launch --destroy $domid" >/dev/null
+x "for i in \$(seq 100); do ! xl domid $name >/dev/null 2>&1 && ! xenstore-exists /local/domain/$domid && exit 0; sleep 0.1; done; exit 1" \
+  || fail "domain $domid or its xenstore entries are still there after destroy"
+domid=
+echo "destroyed; nothing left in the domain list or xenstore"
