@@ -19,6 +19,7 @@ const constants: [string, number][] = [
   ...Object.entries(abi.Sysctl).map(([k, v]): [string, number] => [`XEN_SYSCTL_${k}`, v]),
   ...Object.entries(abi.DomInfoFlag).map(([k, v]): [string, number] => [`XEN_DOMINF_${k}`, v]),
   ...Object.entries(abi.PrivcmdIoctl).map(([k, v]): [string, number] => [`IOCTL_PRIVCMD_${k}`, v]),
+  ...Object.entries(abi.EvtchnIoctl).map(([k, v]): [string, number] => [`IOCTL_EVTCHN_${k}`, v]),
   ['XEN_DOMCTL_INTERFACE_VERSION', abi.XEN_DOMCTL_INTERFACE_VERSION],
   ['XEN_SYSCTL_INTERFACE_VERSION', abi.XEN_SYSCTL_INTERFACE_VERSION],
   ['XEN_DOMINF_shutdownshift', abi.XEN_DOMINF_shutdownshift],
@@ -41,7 +42,7 @@ const key = (l: Layout) => l.c.replace(/ /g, '_');
 function probe(): Map<string, number> {
   const lines = ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
     '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
-    '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>',
+    '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>', '#include <xen/sys/evtchn.h>',
     '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif', 'int main(void) {'];
   for (const l of layouts) {
     lines.push(`printf("sizeof ${key(l)} %zu\\n", sizeof(${l.c}));`);

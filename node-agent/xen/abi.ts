@@ -275,3 +275,13 @@ export const BuildConst = {
   GNTTAB_RESERVED_XENSTORE: 1,
   XEN_DOMCTL_CDF_iommu: 32,
 } as const;
+
+/** IOCTL_EVTCHN_* (xen/evtchn.h): each argument is one or two unsigned ints. */
+export const EvtchnIoctl = {
+  BIND_VIRQ: ioc(IOC_NONE, 'E', 0, 4),
+  BIND_INTERDOMAIN: ioc(IOC_NONE, 'E', 1, 8),
+  BIND_UNBOUND_PORT: ioc(IOC_NONE, 'E', 2, 4),
+  UNBIND: ioc(IOC_NONE, 'E', 3, 4),
+  NOTIFY: ioc(IOC_NONE, 'E', 4, 4),
+  RESET: ioc(IOC_NONE, 'E', 5, 0),
+} as const;

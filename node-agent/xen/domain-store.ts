@@ -46,6 +46,8 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     [`${home}/control/shutdown`, '', guestOwned],
     [`${home}/control/feature-poweroff`, '', guestOwned],
     [`${home}/control/feature-reboot`, '', guestOwned],
+    [`${home}/control/feature-suspend`, '', guestOwned],
+    [`${home}/device/suspend/event-channel`, '', guestOwned],
     [`${home}/control/sysrq`, '', guestOwned],
     [`${home}/control/platform-feature-xs_reset_watches`, '1', readable],
     [`${home}/data`, '', guestOwned],
@@ -53,7 +55,7 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     [`${home}/feature`, '', guestOwned],
     [`${home}/attr`, '', guestOwned],
     [`${home}/error`, '', guestOwned],
-    [`${home}/device`, '', readable],
+
     [vm, '', readable],
     [`${vm}/name`, d.name, readable],
     [`${vm}/uuid`, d.uuid, readable],
@@ -63,11 +65,13 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
   ];
   for (let cpu = 0; cpu < d.maxVcpus; cpu++) entries.push([`${home}/cpu/${cpu}/availability`, cpu < d.vcpus ? 'online' : 'offline', readable]);
   for (const [key, value] of Object.entries(d.krata ?? {})) entries.push([`${home}/krata/${key}`, value, readable]);
+  // A node created implicitly takes its parent's permissions, so only the home and the guest-owned
+  // nodes need SET_PERMS. Requests are pipelined: xenstored answers them in order on one connection.
   await xs.transaction(async (tx) => {
-    for (const [path, value, perms] of entries) {
-      await tx.write(path, value);
-      await tx.setPerms(path, perms);
-    }
+    await tx.write(home, '');
+    await tx.setPerms(home, readable);
+    await Promise.all(entries.slice(1).map(([path, value]) => tx.write(path, value)));
+    await Promise.all(entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)));
   });
   await xs.introduceDomain(d.domid, d.storeMfn, d.storeEvtchn);
 }

@@ -2,14 +2,19 @@
 // Start or destroy a PV domain with krata's own builder, without the node agent: the e2e suite uses
 // it, and it is the quickest way to check a kernel boots on a host.
 //   launch-main.js --name NAME --kernel PATH [--initrd PATH] [--memory MiB] [--vcpus N] [--cmdline STR]
-//                  [--console xenconsoled|krata]
+//                  [--console xenconsoled|krata] [--attach-until TEXT [--attach-timeout SECONDS]]
+//   (with --console krata and --attach-until, krata's own console backend streams the guest console to
+//   stdout until TEXT appears; an empty TEXT stops at the first byte)
 //   launch-main.js --destroy DOMID
-import { readFileSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
+import { MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
 import { parseArgs } from 'node:util';
 import { DomainBuilder } from './builder/build.js';
 import { XenControl } from './control.js';
 import { NotOnXenError, Privcmd } from './privcmd.js';
 import { XenstoreClient } from './xenstore/client.js';
+import { ConsoleBackend } from './console/backend.js';
+import { EventChannels } from './evtchn.js';
 
 const { values } = parseArgs({
   options: {
@@ -21,8 +26,54 @@ const { values } = parseArgs({
     cmdline: { type: 'string', default: 'console=hvc0' },
     console: { type: 'string', default: 'krata' },
     destroy: { type: 'string' },
+    'attach-until': { type: 'string' },
+    'attach-timeout': { type: 'string', default: '60' },
   },
 });
+
+/**
+ * The file's bytes without reading them all up front: mapped, so the builder copies each kernel segment
+ * straight from the page cache into the guest (a 66 MiB vmlinux is not copied twice).
+ */
+function mapFile(path: string): Buffer {
+  const fd = sysOpen(path, 0);
+  try {
+    const size = fstatSync(fd).size;
+    return sysMmap(size, PROT_READ, MAP_PRIVATE, fd, 0).bytes;
+  } finally {
+    sysClose(fd);
+  }
+}
+
+/** Print the guest's console through krata's own backend until `until` shows up. */
+async function streamConsoleUntil(privcmd: Privcmd, xs: XenstoreClient, domid: number, until: string, timeoutMs: number, t0: number): Promise<void> {
+  const evtchn = await EventChannels.open();
+  const session = await new ConsoleBackend(privcmd, evtchn, xs).attach(domid);
+  let firstByteMs: number | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`"${until}" did not appear on the console within ${timeoutMs / 1000}s`)), timeoutMs);
+      const check = () => {
+        const text = session.history.contents();
+        if (text.length && firstByteMs === undefined) firstByteMs = Math.round(performance.now() - t0);
+        if (until === '' ? text.length > 0 : text.includes(until)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      session.on('data', (chunk: Buffer) => {
+        process.stdout.write(chunk);
+        check();
+      });
+      process.stdout.write(session.history.contents());
+      check();
+    });
+    console.log(`\n${JSON.stringify({ consoleFirstByteMs: firstByteMs, untilMs: Math.round(performance.now() - t0) })}`);
+  } finally {
+    session.close();
+    await evtchn.close();
+  }
+}
 
 let privcmd: Privcmd | undefined;
 let xs: XenstoreClient | undefined;
@@ -41,14 +92,17 @@ try {
     const t0 = performance.now();
     const d = await builder.launch({
       name: values.name,
-      kernel: readFileSync(values.kernel),
-      initrd: values.initrd ? readFileSync(values.initrd) : undefined,
+      kernel: mapFile(values.kernel),
+      initrd: values.initrd ? mapFile(values.initrd) : undefined,
       memoryMiB: Number(values.memory),
       vcpus: Number(values.vcpus),
       cmdline: values.cmdline!,
       consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
     });
     console.log(JSON.stringify({ domid: d.domid, uuid: d.uuid, ms: Math.round(performance.now() - t0) }));
+    if (values['attach-until'] !== undefined && values.console !== 'xenconsoled') {
+      await streamConsoleUntil(privcmd, xs, d.domid, values['attach-until'], Number(values['attach-timeout']) * 1000, t0);
+    }
   }
 } catch (e) {
   process.stderr.write(`${e instanceof NotOnXenError ? '' : 'launch failed: '}${(e as Error).message}\n`);

@@ -60,10 +60,13 @@ export class DomainBuilder {
 
   /** Build, start and register a domain; the domain is running when this resolves. */
   async launch(spec: DomainSpec): Promise<BuiltDomain> {
+    const t0 = performance.now();
+    const trace = process.env.KRATA_TRACE ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`) : () => {};
     const kernel = parseElfKernel(decompressKernel(findKernelPayload(spec.kernel).payload));
     const maxMiB = spec.maxMemoryMiB ?? spec.memoryMiB;
     const maxVcpus = spec.maxVcpus ?? spec.vcpus;
     const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: spec.initrd?.length ?? 0 });
+    trace('kernel parsed');
     const uuid = spec.uuid ?? randomUUID();
     const domid = this.createDomain(uuid, maxVcpus);
     try {
@@ -71,49 +74,16 @@ export class DomainBuilder {
       this.xen.domctl(Domctl.max_mem, domid, (u) => u.writeBigUInt64LE(BigInt(maxMiB * 1024 + MAX_MEM_SLACK_KIB), 0), () => undefined, 'max_mem');
       this.xen.domctl(Domctl.set_address_size, domid, (u) => u.writeUInt32LE(64, 0), () => undefined, 'set_address_size');
       const p2m = this.populate(domid, plan.totalPages);
+      trace('memory populated');
       const storeEvtchn = this.allocUnbound(domid);
       const consoleEvtchn = this.allocUnbound(domid);
       const info = this.xen.domain(domid);
       if (!info) throw new Error(`domain ${domid} vanished while being built`);
-
-      const memory = await this.privcmd.mapForeign(domid, p2m);
-      try {
-        const mem: GuestMemory = {
-          page: (pfn) => memory.bytes.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE),
-          mfn: (pfn) => {
-            const m = p2m[pfn];
-            if (m === undefined) throw new RangeError(`pfn ${pfn} beyond the guest's ${p2m.length} pages`);
-            return m;
-          },
-        };
-        // Fresh frames are not promised to be zero: clear everything boot touches.
-        memory.bytes.fill(0, 0, bootEndPfn(plan) * PAGE_SIZE);
-        loadKernel(plan, kernel, mem);
-        if (spec.initrd) loadInitrd(plan, spec.initrd, mem);
-        writeP2m(plan, mem);
-        writePageTables(plan, mem);
-        writeStartInfo(plan, mem, {
-          sharedInfoMfn: info.sharedInfoFrame,
-          storeEvtchn,
-          consoleEvtchn,
-          cmdline: spec.cmdline,
-          initrdBytes: spec.initrd?.length ?? 0,
-        });
-        if (kernel.notes.hypercallPage !== undefined) {
-          const pfn = Number((kernel.notes.hypercallPage - plan.virtBase) / BigInt(PAGE_SIZE));
-          this.xen.domctl(Domctl.hypercall_init, domid, (u) => u.writeBigUInt64LE(mem.mfn(pfn), 0), () => undefined, 'hypercall_init');
-        }
-      } finally {
-        // Xen refuses to pin page tables that dom0 still maps writable.
-        memory.unmap();
-      }
-      this.pinL4(domid, p2m[plan.l4Pfn]!);
-      await this.initSharedInfo(domid, info.sharedInfoFrame);
-      this.setVcpu0(domid, plan, p2m);
       const storeMfn = p2m[plan.xenstore.pfn]!;
       const consoleMfn = p2m[plan.console.pfn]!;
-      this.seedGrantTable(domid, storeMfn, consoleMfn);
-      await writeDomainStore(this.xs, {
+      // The xenstore entries depend only on frames and ports known now: send them while the CPU-bound
+      // loading below runs (xenstored works on them meanwhile); the domain is unpaused after both.
+      const stored = writeDomainStore(this.xs, {
         domid,
         uuid,
         name: spec.name,
@@ -129,7 +99,65 @@ export class DomainBuilder {
         krata: spec.krata,
         consoleBackend: spec.consoleBackend,
       });
+      stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+
+      // Map only the frames boot writes (from the kernel up to the last boot structure), not all memory.
+      const firstPfn = plan.kernel.pfn;
+      const endPfn = bootEndPfn(plan);
+      const memory = await this.privcmd.mapForeign(domid, p2m.slice(firstPfn, endPfn));
+      trace('memory mapped');
+      try {
+        const mem: GuestMemory = {
+          page: (pfn) => {
+            if (pfn < firstPfn || pfn >= endPfn) throw new RangeError(`pfn ${pfn} is outside the boot frames ${firstPfn}..${endPfn}`);
+            return memory.bytes.subarray((pfn - firstPfn) * PAGE_SIZE, (pfn - firstPfn + 1) * PAGE_SIZE);
+          },
+          mfn: (pfn) => {
+            const m = p2m[pfn];
+            if (m === undefined) throw new RangeError(`pfn ${pfn} beyond the guest's ${p2m.length} pages`);
+            return m;
+          },
+        };
+        // Xen hands out scrubbed frames, so only what the kernel reads as zero-initialised is cleared:
+        // each segment's tail beyond its file bytes, and the boot structures.
+        for (const r of [plan.startInfo, plan.xenstore, plan.console, plan.pageTables, plan.bootStack, plan.p2m]) {
+          memory.bytes.fill(0, (r.pfn - firstPfn) * PAGE_SIZE, (r.pfn - firstPfn + r.pages) * PAGE_SIZE);
+        }
+        for (const seg of plan.segments) {
+          const from = (seg.pfn - firstPfn) * PAGE_SIZE + seg.pageOffset;
+          memory.bytes.fill(0, from + seg.fileSize, from + seg.memSize);
+        }
+        trace('memory cleared');
+        loadKernel(plan, kernel, mem);
+        trace('kernel loaded');
+        if (spec.initrd) loadInitrd(plan, spec.initrd, mem);
+        writeP2m(plan, mem);
+        writePageTables(plan, mem);
+        trace('page tables written');
+        writeStartInfo(plan, mem, {
+          sharedInfoMfn: info.sharedInfoFrame,
+          storeEvtchn,
+          consoleEvtchn,
+          cmdline: spec.cmdline,
+          initrdBytes: spec.initrd?.length ?? 0,
+        });
+        if (kernel.notes.hypercallPage !== undefined) {
+          const pfn = Number((kernel.notes.hypercallPage - plan.virtBase) / BigInt(PAGE_SIZE));
+          this.xen.domctl(Domctl.hypercall_init, domid, (u) => u.writeBigUInt64LE(mem.mfn(pfn), 0), () => undefined, 'hypercall_init');
+        }
+      } finally {
+        // Xen refuses to pin page tables that dom0 still maps writable.
+        memory.unmap();
+      }
+      trace('memory unmapped');
+      this.pinL4(domid, p2m[plan.l4Pfn]!);
+      await this.initSharedInfo(domid, info.sharedInfoFrame);
+      this.setVcpu0(domid, plan, p2m);
+      this.seedGrantTable(domid, storeMfn, consoleMfn);
+      await stored;
+      trace('xenstore written');
       this.xen.unpause(domid);
+      trace('unpaused');
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
       await this.destroy(domid, uuid);

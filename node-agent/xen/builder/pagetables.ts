@@ -27,25 +27,28 @@ export function writePageTables(plan: BootPlan, mem: GuestMemory): void {
     if (!t) throw new Error(`internal: no level-${level} table planned for 0x${va.toString(16)}`);
     return t;
   };
-  const set = (pfn: number, index: bigint, value: bigint) => mem.page(pfn).writeBigUInt64LE(value, Number(index) * 8);
-  const index = (va: bigint, level: 1 | 2 | 3 | 4) => (va >> LEVEL_SHIFT[level]) & 511n;
+  const index = (va: bigint, level: 1 | 2 | 3 | 4) => Number((va >> LEVEL_SHIFT[level]) & 511n);
+  const L1_SPAN = 1n << LEVEL_SHIFT[2];
 
   for (const m of plan.mappings) {
-    let lastL1 = -1;
-    for (let va = m.from; va < m.to; va += PAGE) {
-      const l1 = tableFor(1, va);
-      if (l1.pfn !== lastL1) {
-        // Upper levels change at most once per L1 table.
-        const l3 = tableFor(3, va);
-        const l2 = tableFor(2, va);
-        set(plan.l4Pfn, index(va, 4), (mem.mfn(l3.pfn) << 12n) | UPPER_PROT);
-        set(l3.pfn, index(va, 3), (mem.mfn(l2.pfn) << 12n) | UPPER_PROT);
-        set(l2.pfn, index(va, 2), (mem.mfn(l1.pfn) << 12n) | UPPER_PROT);
-        lastL1 = l1.pfn;
+    // One L1 table (2 MiB of addresses) at a time: the upper levels change at most once per table.
+    for (let chunk = (m.from / L1_SPAN) * L1_SPAN; chunk < m.to; chunk += L1_SPAN) {
+      const l3 = tableFor(3, chunk);
+      const l2 = tableFor(2, chunk);
+      const l1 = tableFor(1, chunk);
+      mem.page(plan.l4Pfn).writeBigUInt64LE((mem.mfn(l3.pfn) << 12n) | UPPER_PROT, index(chunk, 4) * 8);
+      mem.page(l3.pfn).writeBigUInt64LE((mem.mfn(l2.pfn) << 12n) | UPPER_PROT, index(chunk, 3) * 8);
+      mem.page(l2.pfn).writeBigUInt64LE((mem.mfn(l1.pfn) << 12n) | UPPER_PROT, index(chunk, 2) * 8);
+      const table = mem.page(l1.pfn);
+      const start = chunk > m.from ? chunk : m.from;
+      const end = chunk + L1_SPAN < m.to ? chunk + L1_SPAN : m.to;
+      const firstIndex = index(start, 1);
+      let pfn = m.firstPfn + Number((start - m.from) / PAGE);
+      const count = Number((end - start) / PAGE);
+      for (let i = 0; i < count; i++, pfn++) {
+        const prot = tablePfns.has(pfn) ? L1_PROT & ~PTE_RW : L1_PROT;
+        table.writeBigUInt64LE((mem.mfn(pfn) << 12n) | prot, (firstIndex + i) * 8);
       }
-      const pfn = m.firstPfn + Number((va - m.from) / PAGE);
-      const prot = tablePfns.has(pfn) ? L1_PROT & ~PTE_RW : L1_PROT;
-      set(l1.pfn, index(va, 1), (mem.mfn(pfn) << 12n) | prot);
     }
   }
 }

@@ -1,0 +1,26 @@
+// `npm run bench -- NAME`: runs one benchmark; its last output line is one JSON object with our figures,
+// the named baseline's, and their ratio.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot } from '../crds/codegen/paths.js';
+
+const root = repoRoot();
+const benches: Record<string, () => Record<string, unknown>> = {
+  /** Create → first console byte: krata's builder and console backend vs xl create + xenconsoled. */
+  'xen-launch': () => {
+    const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/xen-launch.sh')], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+    process.stdout.write(r.stdout);
+    const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+    if (r.status !== 0 || !line) throw new Error(`xen-launch failed (exit ${r.status})`);
+    const [ours, baseline, dom0UsedMb] = line.split(' ').slice(1).map(Number);
+    return { bench: 'xen-launch', ours_ms: ours, baseline_ms: baseline, baseline: 'xl create + xenconsoled (Xen 4.17, same QEMU host)', ours: 'DomainBuilder + ConsoleBackend in a resident process', ratio: Number((ours! / baseline!).toFixed(2)), dom0_used_mb: dom0UsedMb };
+  },
+};
+
+const name = process.argv[2];
+const bench = name ? benches[name] : undefined;
+if (!bench) {
+  console.error(`usage: npm run bench -- NAME (one of: ${Object.keys(benches).join(', ')})`);
+  process.exit(2);
+}
+console.log(JSON.stringify(bench()));

@@ -1,0 +1,77 @@
+// /dev/xen/evtchn: event channels for every guest on one file descriptor. One read loop (one thread of
+// the pool, however many guests) takes pending ports from the device and hands each to its handler;
+// the port is unmasked (written back) after its handler ran, so a slow handler is never re-entered.
+import { open, type FileHandle } from 'node:fs/promises';
+import { EvtchnIoctl } from './abi.js';
+import { sysIoctl } from './sys/libc.js';
+
+export const EVTCHN_PATH = '/dev/xen/evtchn';
+
+export class EventChannels {
+  private readonly handlers = new Map<number, () => void>();
+  private closed = false;
+
+  private constructor(private readonly handle: FileHandle) {
+    void this.readLoop();
+  }
+
+  static async open(path = EVTCHN_PATH): Promise<EventChannels> {
+    return new EventChannels(await open(path, 'r+'));
+  }
+
+  /** Bind our end to a port a domain allocated for us; returns our local port. */
+  bindInterdomain(domid: number, remotePort: number, handler: () => void): number {
+    const arg = Buffer.alloc(8);
+    arg.writeUInt32LE(domid, 0);
+    arg.writeUInt32LE(remotePort, 4);
+    const local = sysIoctl(this.handle.fd, EvtchnIoctl.BIND_INTERDOMAIN, arg, `bind event channel ${domid}:${remotePort}`);
+    this.handlers.set(local, handler);
+    return local;
+  }
+
+  notify(localPort: number): void {
+    sysIoctl(this.handle.fd, EvtchnIoctl.NOTIFY, u32(localPort), `notify event channel ${localPort}`);
+  }
+
+  unbind(localPort: number): void {
+    this.handlers.delete(localPort);
+    try {
+      sysIoctl(this.handle.fd, EvtchnIoctl.UNBIND, u32(localPort), `unbind event channel ${localPort}`);
+    } catch {
+      // already gone with its domain
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const port of [...this.handlers.keys()]) this.unbind(port);
+    await this.handle.close();
+  }
+
+  private async readLoop(): Promise<void> {
+    const buf = Buffer.alloc(4 * 256);
+    while (!this.closed) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await this.handle.read(buf, 0, buf.length, null));
+      } catch {
+        return; // closed
+      }
+      const ready: number[] = [];
+      for (let i = 0; i + 4 <= n; i += 4) ready.push(buf.readUInt32LE(i));
+      for (const port of ready) {
+        try {
+          this.handlers.get(port)?.();
+        } finally {
+          if (this.handlers.has(port) && !this.closed) await this.handle.write(u32(port), 0, 4, null).catch(() => undefined);
+        }
+      }
+    }
+  }
+}
+
+function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
+}
