@@ -285,3 +285,13 @@ export const EvtchnIoctl = {
   NOTIFY: ioc(IOC_NONE, 'E', 4, 4),
   RESET: ioc(IOC_NONE, 'E', 5, 0),
 } as const;
+
+/** Loop devices (linux/loop.h): LOOP_CONFIGURE attaches a file and sets flags in one step. */
+export const loopConfig = layout('struct loop_config', 304, {
+  fd: { offset: 0, type: 'u32' },
+  block_size: { offset: 4, type: 'u32' },
+  lo_flags: { offset: 8 + 52, type: 'u32', c: 'info.lo_flags' },
+  lo_file_name: { offset: 8 + 56, type: 'bytes', length: 64, c: 'info.lo_file_name' },
+});
+export const LoopIoctl = { CLR_FD: 0x4c01, CONFIGURE: 0x4c0a, CTL_GET_FREE: 0x4c82 } as const;
+export const LoopFlag = { READ_ONLY: 1, AUTOCLEAR: 4 } as const;

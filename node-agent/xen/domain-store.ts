@@ -3,6 +3,7 @@
 // xenstored, and their removal. The guest may write only where a guest must (control/, data/, ...).
 import type { Permission } from './xenstore/permissions.js';
 import type { XenstoreClient } from './xenstore/client.js';
+import { vbdBackendRoot, writeVbd, type VbdSpec } from './devices/vbd.js';
 
 export interface DomainRecord {
   domid: number;
@@ -21,6 +22,8 @@ export interface DomainRecord {
   krata?: Record<string, string>;
   /** console/type: "xenconsoled" lets the stock daemon serve the console; krata's backend claims its own. */
   consoleBackend?: 'xenconsoled' | 'krata';
+  /** Read-only disks, served by blkback from loop devices. */
+  disks?: VbdSpec[];
 }
 
 export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Promise<void> {
@@ -72,12 +75,14 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     await tx.setPerms(home, readable);
     await Promise.all(entries.slice(1).map(([path, value]) => tx.write(path, value)));
     await Promise.all(entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)));
+    for (const disk of d.disks ?? []) await writeVbd(tx, d.domid, disk);
   });
   await xs.introduceDomain(d.domid, d.storeMfn, d.storeEvtchn);
 }
 
 /** Remove what writeDomainStore wrote and tell xenstored the domain is gone. Missing pieces are fine. */
 export async function removeDomainStore(xs: XenstoreClient, domid: number, uuid?: string): Promise<void> {
+  await xs.rm(vbdBackendRoot(domid));
   await xs.releaseDomain(domid).catch(() => undefined);
   await xs.rm(`/local/domain/${domid}`);
   if (uuid) await xs.rm(`/vm/${uuid}`);

@@ -3,6 +3,7 @@
 // it, and it is the quickest way to check a kernel boots on a host.
 //   launch-main.js --name NAME --kernel PATH [--initrd PATH] [--memory MiB] [--vcpus N] [--cmdline STR]
 //                  [--console xenconsoled|krata] [--attach-until TEXT [--attach-timeout SECONDS]]
+//                  [--disk FILE:xvdX ...]   (read-only, through a loop device and blkback)
 //   (with --console krata and --attach-until, krata's own console backend streams the guest console to
 //   stdout until TEXT appears; an empty TEXT stops at the first byte)
 //   launch-main.js --destroy DOMID
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     cmdline: { type: 'string', default: 'console=hvc0' },
     console: { type: 'string', default: 'krata' },
     destroy: { type: 'string' },
+    disk: { type: 'string', multiple: true },
     'attach-until': { type: 'string' },
     'attach-timeout': { type: 'string', default: '60' },
   },
@@ -98,6 +100,11 @@ try {
       vcpus: Number(values.vcpus),
       cmdline: values.cmdline!,
       consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
+      disks: (values.disk ?? []).map((d) => {
+        const at = d.lastIndexOf(':');
+        if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);
+        return { file: d.slice(0, at), vdev: d.slice(at + 1) };
+      }),
     });
     console.log(JSON.stringify({ domid: d.domid, uuid: d.uuid, ms: Math.round(performance.now() - t0) }));
     if (values['attach-until'] !== undefined && values.console !== 'xenconsoled') {

@@ -19,6 +19,15 @@ import { parseElfKernel } from './elf.js';
 import type { GuestMemory } from './memory.js';
 import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
 import { planBoot, type BootPlan } from './plan.js';
+import { attachLoop, detachLoop, type LoopDevice } from '../devices/loop.js';
+
+function detachLoopQuietly(path: string): void {
+  try {
+    detachLoop(path);
+  } catch {
+    // already detached, or gone with the device
+  }
+}
 
 export interface DomainSpec {
   name: string;
@@ -35,6 +44,8 @@ export interface DomainSpec {
   cmdline: string;
   krata?: Record<string, string>;
   consoleBackend?: 'xenconsoled' | 'krata';
+  /** Files served to the guest as read-only disks (xvda, xvdb, ...), through loop devices. */
+  disks?: { file: string; vdev: string }[];
 }
 
 export interface BuiltDomain {
@@ -68,8 +79,11 @@ export class DomainBuilder {
     const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: spec.initrd?.length ?? 0 });
     trace('kernel parsed');
     const uuid = spec.uuid ?? randomUUID();
-    const domid = this.createDomain(uuid, maxVcpus);
+    const loops: LoopDevice[] = [];
+    let domid: number | undefined;
     try {
+      for (const disk of spec.disks ?? []) loops.push(attachLoop(disk.file));
+      domid = this.createDomain(uuid, maxVcpus);
       this.xen.domctl(Domctl.max_vcpus, domid, (u) => u.writeUInt32LE(maxVcpus, 0), () => undefined, 'max_vcpus');
       this.xen.domctl(Domctl.max_mem, domid, (u) => u.writeBigUInt64LE(BigInt(maxMiB * 1024 + MAX_MEM_SLACK_KIB), 0), () => undefined, 'max_mem');
       this.xen.domctl(Domctl.set_address_size, domid, (u) => u.writeUInt32LE(64, 0), () => undefined, 'set_address_size');
@@ -96,8 +110,9 @@ export class DomainBuilder {
         consoleMfn,
         consoleEvtchn,
         cmdline: spec.cmdline,
-        krata: spec.krata,
+        krata: { ...spec.krata, loops: loops.map((l) => l.path).join(',') },
         consoleBackend: spec.consoleBackend,
+        disks: (spec.disks ?? []).map((d, i) => ({ vdev: d.vdev, loop: loops[i]! })),
       });
       stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 
@@ -160,19 +175,24 @@ export class DomainBuilder {
       trace('unpaused');
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
-      await this.destroy(domid, uuid);
+      if (domid !== undefined) await this.destroy(domid, uuid).catch(() => undefined);
+      for (const l of loops) detachLoopQuietly(l.path);
       throw e;
     }
   }
 
-  /** Forced teardown: destroy the domain and remove its xenstore entries. */
+  /** Forced teardown: destroy the domain, remove its xenstore entries and release its loop devices. */
   async destroy(domid: number, uuid?: string): Promise<void> {
+    const loops = ((await this.xs.tryRead(`/local/domain/${domid}/krata/loops`)) ?? '').split(',').filter((p) => /^\/dev\/loop\d+$/.test(p));
     try {
       this.xen.destroy(domid);
     } catch (e) {
       if ((e as { code?: string }).code !== 'ESRCH') throw e;
     }
     await removeDomainStore(this.xs, domid, uuid);
+    // blkback closes the device once its backend directory is gone; LOOP_CLR_FD on a device still
+    // open detaches it lazily, when the last user lets go.
+    for (const path of loops) detachLoopQuietly(path);
   }
 
   private createDomain(uuid: string, maxVcpus: number): number {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # krata's own PV domain builder (no xl, no libxl): boot the Debian guest kernel + the busybox initrd of
-# scenario 010 as a PV guest, see its marker on the console, destroy it with our code, and show that
-# nothing is left (domain list, xenstore). The console is served by xenconsoled here; krata's own
-# console backend is exercised separately.
+# scenario 010 as a PV guest with a read-only disk (squashfs on a loop device, served by blkback), see
+# its marker and the disk's contents on the console, destroy it with our code, and show that nothing is
+# left (domain list, xenstore, loop devices). The console is served by xenconsoled here; krata's own
+# console backend is exercised by 050.
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -15,18 +16,23 @@ launch="node /krata/dist/node-agent/xen/launch-main.js"
 domid=
 trap '[ -n "$domid" ] && x "$launch --destroy $domid" >/dev/null 2>&1 || true' EXIT
 
-x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /opt/xenhost/guest/initrd.gz --memory 128 --console xenconsoled --cmdline 'console=hvc0 quiet loglevel=3 krata_marker=$marker'" >"$out/launch.json" \
+x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /opt/xenhost/guest/initrd.gz --memory 128 --console xenconsoled --disk /opt/xenhost/guest/disk.sqfs:xvda --cmdline 'console=hvc0 quiet loglevel=3 krata_marker=$marker krata_devices=1 krata_ip=10.99.0.3'" >"$out/launch.json" \
   || { cat "$out/launch.json"; fail "launch failed"; }
 domid=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$out/launch.json','utf8')).domid)")
 echo "launched domid $domid in $(node -e "console.log(JSON.parse(require('fs').readFileSync('$out/launch.json','utf8')).ms)") ms"
 x "xl list" >"$out/xl-list.txt"
 grep -q "^$name " "$out/xl-list.txt" || fail "xl list does not show $name"
-x "for i in \$(seq 900); do grep -q KRATA-GUEST-MARKER $log 2>/dev/null && break; sleep 0.1; done; cat $log; xl dmesg | tail -20" >"$out/console.log" || true
+x "for i in \$(seq 900); do grep -q KRATA-GUEST-READY $log 2>/dev/null && break; sleep 0.1; done; cat $log; xl dmesg | tail -20" >"$out/console.log" || true
 grep -q "KRATA-GUEST-MARKER $marker" "$out/console.log" || { tail -40 "$out/console.log"; fail "marker $marker not on the console"; }
-echo "guest console shows marker $marker"
+grep -q "KRATA-GUEST-DISK hello-from-xvda" "$out/console.log" || { tail -40 "$out/console.log"; fail "the guest could not read its disk"; }
+x "losetup -a" >"$out/losetup.txt"
+grep -q disk.sqfs "$out/losetup.txt" || fail "no loop device for the disk while the guest runs"
+echo "guest console shows marker $marker and reads its disk (xvda via blkback)"
 
 x "$launch --destroy $domid" >/dev/null
 x "for i in \$(seq 100); do ! xl domid $name >/dev/null 2>&1 && ! xenstore-exists /local/domain/$domid && exit 0; sleep 0.1; done; exit 1" \
   || fail "domain $domid or its xenstore entries are still there after destroy"
+x "for i in \$(seq 50); do losetup -a | grep -q disk.sqfs || exit 0; sleep 0.1; done; losetup -a; exit 1" || fail "loop device left behind"
+x "! xenstore-exists /local/domain/0/backend/vbd/$domid" || fail "vbd backend entries left behind"
 domid=
-echo "destroyed; nothing left in the domain list or xenstore"
+echo "destroyed; nothing left in the domain list, xenstore or loop devices"
