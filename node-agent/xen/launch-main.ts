@@ -6,7 +6,9 @@
 //                  [--disk FILE:xvdX ...]   (read-only, through a loop device and blkback)
 //   (with --console krata and --attach-until, krata's own console backend streams the guest console to
 //   stdout until TEXT appears; an empty TEXT stops at the first byte)
-//   launch-main.js --destroy DOMID
+//                  [--max-memory MiB] [--max-vcpus N]
+//   launch-main.js --destroy DOMID                 (forced)
+//   launch-main.js --shutdown DOMID [--grace SEC]  (control/shutdown=poweroff, then destroy)
 import { fstatSync } from 'node:fs';
 import { MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
 import { parseArgs } from 'node:util';
@@ -23,7 +25,11 @@ const { values } = parseArgs({
     kernel: { type: 'string' },
     initrd: { type: 'string' },
     memory: { type: 'string', default: '128' },
+    'max-memory': { type: 'string' },
     vcpus: { type: 'string', default: '1' },
+    'max-vcpus': { type: 'string' },
+    shutdown: { type: 'string' },
+    grace: { type: 'string', default: '10' },
     cmdline: { type: 'string', default: 'console=hvc0' },
     console: { type: 'string', default: 'krata' },
     destroy: { type: 'string' },
@@ -84,11 +90,16 @@ try {
   const xen = new XenControl(privcmd);
   xs = await XenstoreClient.connect();
   const builder = new DomainBuilder(privcmd, xen, xs);
-  if (values.destroy !== undefined) {
-    const domid = Number(values.destroy);
+  if (values.destroy !== undefined || values.shutdown !== undefined) {
+    const domid = Number(values.destroy ?? values.shutdown);
     const uuid = await xs.tryRead(`/local/domain/${domid}/vm`).then((vm) => vm?.replace('/vm/', ''));
-    await builder.destroy(domid, uuid);
-    console.log(JSON.stringify({ destroyed: domid }));
+    if (values.shutdown !== undefined) {
+      const graceful = await builder.shutdown(domid, uuid === undefined ? 0 : Number(values.grace) * 1000, uuid);
+      console.log(JSON.stringify({ stopped: domid, graceful }));
+    } else {
+      await builder.destroy(domid, uuid);
+      console.log(JSON.stringify({ destroyed: domid }));
+    }
   } else {
     if (!values.name || !values.kernel) throw new Error('--name and --kernel are required');
     const t0 = performance.now();
@@ -97,7 +108,9 @@ try {
       kernel: mapFile(values.kernel),
       initrd: values.initrd ? mapFile(values.initrd) : undefined,
       memoryMiB: Number(values.memory),
+      maxMemoryMiB: values['max-memory'] ? Number(values['max-memory']) : undefined,
       vcpus: Number(values.vcpus),
+      maxVcpus: values['max-vcpus'] ? Number(values['max-vcpus']) : undefined,
       cmdline: values.cmdline!,
       consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
       disks: (values.disk ?? []).map((d) => {

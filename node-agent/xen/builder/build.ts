@@ -181,6 +181,28 @@ export class DomainBuilder {
     }
   }
 
+  /**
+   * Graceful stop: ask the guest to power off (control/shutdown), wait up to `graceMs` for it to shut
+   * down, then destroy it and clean up either way. Returns whether the guest shut down by itself.
+   */
+  async shutdown(domid: number, graceMs: number, uuid?: string): Promise<boolean> {
+    let graceful = false;
+    if (this.xen.domain(domid)) {
+      await this.xs.write(`/local/domain/${domid}/control/shutdown`, 'poweroff').catch(() => undefined);
+      const deadline = performance.now() + graceMs;
+      while (performance.now() < deadline) {
+        const info = this.xen.domain(domid);
+        if (!info || info.shutdown || info.dying) {
+          graceful = true;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    await this.destroy(domid, uuid);
+    return graceful;
+  }
+
   /** Forced teardown: destroy the domain, remove its xenstore entries and release its loop devices. */
   async destroy(domid: number, uuid?: string): Promise<void> {
     const loops = ((await this.xs.tryRead(`/local/domain/${domid}/krata/loops`)) ?? '').split(',').filter((p) => /^\/dev\/loop\d+$/.test(p));
