@@ -10,7 +10,7 @@ import * as abi from './abi.js';
 import type { Layout } from './sys/layout.js';
 
 const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo,
-  abi.domctlCreateDomain, abi.domctlVcpuContext, abi.vcpuGuestContext, abi.memoryReservation, abi.mmuextOp, abi.evtchnAllocUnbound, abi.grantEntryV1, abi.loopConfig];
+  abi.domctlCreateDomain, abi.domctlVcpuContext, abi.vcpuGuestContext, abi.memoryReservation, abi.mmuextOp, abi.evtchnAllocUnbound, abi.grantEntryV1, abi.loopConfig, abi.gntdevMapGrantRef, abi.gntdevUnmapGrantRef];
 
 const constants: [string, number][] = [
   ...Object.entries(abi.Hypercall).map(([k, v]): [string, number] => [`__HYPERVISOR_${k}`, v]),
@@ -21,6 +21,7 @@ const constants: [string, number][] = [
   ...Object.entries(abi.PrivcmdIoctl).map(([k, v]): [string, number] => [`IOCTL_PRIVCMD_${k}`, v]),
   ...Object.entries(abi.LoopIoctl).map(([k, v]): [string, number] => [`LOOP_${k}`, v]),
   ...Object.entries(abi.LoopFlag).map(([k, v]): [string, number] => [`LO_FLAGS_${k}`, v]),
+  ...Object.entries(abi.GntdevIoctl).map(([k, v]): [string, number] => [`IOCTL_GNTDEV_${k}`, v]),
   ...Object.entries(abi.EvtchnIoctl).map(([k, v]): [string, number] => [`IOCTL_EVTCHN_${k}`, v]),
   ['XEN_DOMCTL_INTERFACE_VERSION', abi.XEN_DOMCTL_INTERFACE_VERSION],
   ['XEN_SYSCTL_INTERFACE_VERSION', abi.XEN_SYSCTL_INTERFACE_VERSION],
@@ -44,7 +45,7 @@ const key = (l: Layout) => l.c.replace(/ /g, '_');
 function probe(): Map<string, number> {
   const lines = ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
     '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
-    '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>', '#include <xen/sys/evtchn.h>', '#include <linux/loop.h>',
+    '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>', '#include <xen/sys/evtchn.h>', '#include <linux/loop.h>', '#include <xen/sys/gntdev.h>',
     '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif', 'int main(void) {'];
   for (const l of layouts) {
     lines.push(`printf("sizeof ${key(l)} %zu\\n", sizeof(${l.c}));`);

@@ -295,3 +295,19 @@ export const loopConfig = layout('struct loop_config', 304, {
 });
 export const LoopIoctl = { CLR_FD: 0x4c01, CONFIGURE: 0x4c0a, CTL_GET_FREE: 0x4c82 } as const;
 export const LoopFlag = { READ_ONLY: 1, AUTOCLEAR: 4 } as const;
+
+/** gntdev (xen/gntdev.h): map other domains' grants into our address space. */
+export const gntdevMapGrantRef = layout('struct ioctl_gntdev_map_grant_ref', 24, {
+  count: { offset: 0, type: 'u32' },
+  index: { offset: 8, type: 'u64' },
+  ref0_domid: { offset: 16, type: 'u32', c: 'refs[0].domid' },
+  ref0_ref: { offset: 20, type: 'u32', c: 'refs[0].ref' },
+});
+export const gntdevUnmapGrantRef = layout('struct ioctl_gntdev_unmap_grant_ref', 16, {
+  index: { offset: 0, type: 'u64' },
+  count: { offset: 8, type: 'u32' },
+});
+export const GntdevIoctl = {
+  MAP_GRANT_REF: ioc(IOC_NONE, 'G', 0, gntdevMapGrantRef.size),
+  UNMAP_GRANT_REF: ioc(IOC_NONE, 'G', 1, gntdevUnmapGrantRef.size),
+} as const;

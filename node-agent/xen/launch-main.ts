@@ -9,7 +9,8 @@
 //                  [--max-memory MiB] [--max-vcpus N]
 //   launch-main.js --destroy DOMID                 (forced)
 //   launch-main.js --shutdown DOMID [--grace SEC]  (control/shutdown=poweroff, then destroy)
-import { fstatSync } from 'node:fs';
+import { existsSync, fstatSync } from 'node:fs';
+import { GNTDEV_PATH, GrantMapper } from './gntdev.js';
 import { MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
 import { parseArgs } from 'node:util';
 import { DomainBuilder } from './builder/build.js';
@@ -56,7 +57,8 @@ function mapFile(path: string): Buffer {
 /** Print the guest's console through krata's own backend until `until` shows up. */
 async function streamConsoleUntil(privcmd: Privcmd, xs: XenstoreClient, domid: number, until: string, timeoutMs: number, t0: number): Promise<void> {
   const evtchn = await EventChannels.open();
-  const session = await new ConsoleBackend(privcmd, evtchn, xs).attach(domid);
+  const grants = existsSync(GNTDEV_PATH) ? GrantMapper.open() : undefined;
+  const session = await new ConsoleBackend(privcmd, evtchn, xs, grants).attach(domid);
   let firstByteMs: number | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -79,6 +81,7 @@ async function streamConsoleUntil(privcmd: Privcmd, xs: XenstoreClient, domid: n
     console.log(`\n${JSON.stringify({ consoleFirstByteMs: firstByteMs, untilMs: Math.round(performance.now() - t0) })}`);
   } finally {
     session.close();
+    grants?.close();
     await evtchn.close();
   }
 }

@@ -1,7 +1,9 @@
 // krata's console backend (instead of xenconsoled): maps a guest's console ring, binds its event channel,
 // and turns the ring into a byte stream with a bounded history, for attach and logs.
 import { EventEmitter } from 'node:events';
+import { BuildConst } from '../abi.js';
 import type { EventChannels } from '../evtchn.js';
+import type { GrantMapper } from '../gntdev.js';
 import type { Privcmd } from '../privcmd.js';
 import type { Mapping } from '../sys/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
@@ -60,10 +62,12 @@ export class ConsoleSession extends EventEmitter {
 }
 
 export class ConsoleBackend {
+  /** With a GrantMapper the ring is mapped through the grant the builder seeded (as xenconsoled does); without, by frame. */
   constructor(
     private readonly privcmd: Privcmd,
     private readonly evtchn: EventChannels,
     private readonly xs: XenstoreClient,
+    private readonly grants?: GrantMapper,
   ) {}
 
   /** Serve a domain's PV console (its ring frame and port come from xenstore, guest-readable but ours). */
@@ -71,7 +75,9 @@ export class ConsoleBackend {
     const ringRef = await this.xs.read(`/local/domain/${domid}/console/ring-ref`);
     const port = await this.xs.read(`/local/domain/${domid}/console/port`);
     if (!/^\d{1,15}$/.test(ringRef) || !/^\d{1,5}$/.test(port)) throw new Error(`domain ${domid} has a malformed console ring-ref or port`);
-    const mapping = await this.privcmd.mapForeign(domid, [BigInt(ringRef)]);
+    const mapping = this.grants
+      ? this.grants.mapGrant(domid, BuildConst.GNTTAB_RESERVED_CONSOLE)
+      : await this.privcmd.mapForeign(domid, [BigInt(ringRef)]);
     let session: ConsoleSession | undefined;
     try {
       const ring = new ConsoleRing(mapping.bytes);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # krata's own console backend (no xenconsoled): a PV guest started by krata's builder with
-# console/type=krata; the backend maps the ring, binds the event channel and must show the guest's
-# marker. xenconsoled must leave the guest alone (no log for it).
+# console/type=krata; the backend maps the ring through the grant the builder seeded (gntdev, grant
+# reference 0), binds the event channel and must show the guest's marker. xenconsoled must leave the
+# guest alone (no log for it).
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
