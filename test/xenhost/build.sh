@@ -6,7 +6,8 @@
 #
 # Image: xen (gunzipped, QEMU's multiboot loader needs that), vmlinuz (Debian kernel, dom0),
 # dom0-initrd.zst (busybox init, xenstored/xl/..., modules, dropbear), data.sqfs (the dom0 data disk:
-# node, and the PV guest's uncompressed vmlinux, busybox initrd and a tiny squashfs disk), ssh/ (keys).
+# node, and the PV guest's kernel as Debian ships it (vmlinuz) and uncompressed (vmlinux), busybox
+# initrd and a tiny squashfs disk), ssh/ (keys).
 set -euo pipefail
 # shellcheck source=test/xenhost/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -122,6 +123,11 @@ put_elf "$(readlink -f "$(command -v bash)")" /usr/bin/bash
 put_elf "$(readlink -f "$(command -v flock)")" /usr/bin/flock
 put_elf "$(readlink -f "$(command -v stat)")" /usr/bin/stat
 put_libs "$node_bin"   # libstdc++, libgcc_s...; the node binary itself lives on the data disk
+# Loaded at run time by krata (koffi), as on any Debian dom0: kernel payload decompressors.
+for lib in liblzma.so.5 libzstd.so.1 liblz4.so.1; do
+  f=$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib") || xh_die "$lib is missing on this machine"
+  put_elf "$f" "/usr/lib/x86_64-linux-gnu/$lib"
+done
 ln -s /opt/xenhost/node/bin/node "$r/usr/bin/node"
 cp -a /lib/terminfo "$r/usr/lib/"   # line editing in the interactive shell
 put_elf "$x/usr/sbin/dropbear" /usr/sbin/dropbear
@@ -165,6 +171,8 @@ mksquashfs "$tmp/disk" "$tmp/data/guest/disk.sqfs" -all-root -no-progress -quiet
 off=$(LC_ALL=C grep -m1 -obUaP '\xfd7zXZ\x00' "$x/boot/vmlinuz-$kver" | cut -d: -f1)
 (tail -c +$((off + 1)) "$x/boot/vmlinuz-$kver" || true) | xz -dc --single-stream >"$tmp/data/guest/vmlinux"
 [ "$(head -c4 "$tmp/data/guest/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || xh_die "vmlinux extraction failed"
+# And the stock bzImage itself, which krata's own builder must load (setup header, xz payload).
+cp "$x/boot/vmlinuz-$kver" "$tmp/data/guest/vmlinuz"
 
 # --- outputs ---------------------------------------------------------------------------------------
 cp "$node_bin" "$tmp/data/node/bin/node"

@@ -65,11 +65,19 @@ interface Codecs {
 }
 let codecs: Codecs | undefined;
 
+function library(name: string, pkg: string): ReturnType<typeof koffi.load> {
+  try {
+    return koffi.load(name);
+  } catch (e) {
+    throw new BootImageError(`cannot load ${name} to decompress the kernel (Debian package ${pkg}): ${(e as Error).message}`);
+  }
+}
+
 function load(): Codecs {
   if (!codecs) {
-    const lzma = koffi.load('liblzma.so.5');
-    const zstdLib = koffi.load('libzstd.so.1');
-    const lz4 = koffi.load('liblz4.so.1');
+    const lzma = library('liblzma.so.5', 'liblzma5');
+    const zstdLib = library('libzstd.so.1', 'libzstd1');
+    const lz4 = library('liblz4.so.1', 'liblz4-1');
     codecs = {
       lzmaStreamBufferDecode: lzma.func(
         'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t *in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',

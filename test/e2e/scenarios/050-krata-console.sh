@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# krata's own console backend (no xenconsoled): a PV guest started by krata's builder with
+# Debian's stock bzImage (xz payload, decompressed by krata in dom0) booted by krata's builder, with
 # console/type=krata; the backend maps the ring through the grant the builder seeded (gntdev, grant
 # reference 0), binds the event channel and must show the guest's marker. xenconsoled must leave the
 # guest alone (no log for it).
@@ -12,7 +12,7 @@ marker=krata-console-$(date +%s)-$RANDOM
 launch="node /krata/dist/node-agent/xen/launch-main.js"
 trap 'x "d=\$(xl domid $name 2>/dev/null) && $launch --destroy \$d" >/dev/null 2>&1 || true' EXIT
 
-x "timeout 120 $launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /opt/xenhost/guest/initrd.gz --memory 128 --console krata --attach-until KRATA-GUEST-READY --attach-timeout 90 --cmdline 'console=hvc0 quiet loglevel=3 krata_marker=$marker'" \
+x "timeout 120 $launch --name $name --kernel /opt/xenhost/guest/vmlinuz --initrd /opt/xenhost/guest/initrd.gz --memory 128 --console krata --attach-until KRATA-GUEST-READY --attach-timeout 90 --cmdline 'console=hvc0 quiet loglevel=3 krata_marker=$marker'" \
   >"$out/console.log" 2>&1 || { tail -30 "$out/console.log"; fail "launch or console attach failed"; }
 grep -q "KRATA-GUEST-MARKER $marker" "$out/console.log" || { tail -30 "$out/console.log"; fail "marker not seen through krata's console backend"; }
 first=$(grep -o '"consoleFirstByteMs":[0-9]*' "$out/console.log" | cut -d: -f2)
