@@ -4,6 +4,7 @@
 import type { Permission } from './xenstore/permissions.js';
 import type { XenstoreClient } from './xenstore/client.js';
 import { vbdBackendRoot, writeVbd, type VbdSpec } from './devices/vbd.js';
+import { vifBackendRoot, writeVif, type VifSpec } from './devices/vif.js';
 
 export interface DomainRecord {
   domid: number;
@@ -24,6 +25,8 @@ export interface DomainRecord {
   consoleBackend?: 'xenconsoled' | 'krata';
   /** Read-only disks, served by blkback from loop devices. */
   disks?: VbdSpec[];
+  /** Network interfaces, served by netback. */
+  nics?: VifSpec[];
 }
 
 export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Promise<void> {
@@ -76,6 +79,7 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     await Promise.all(entries.slice(1).map(([path, value]) => tx.write(path, value)));
     await Promise.all(entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)));
     for (const disk of d.disks ?? []) await writeVbd(tx, d.domid, disk);
+    for (const nic of d.nics ?? []) await writeVif(tx, d.domid, nic);
   });
   await xs.introduceDomain(d.domid, d.storeMfn, d.storeEvtchn);
 }
@@ -83,6 +87,7 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
 /** Remove what writeDomainStore wrote and tell xenstored the domain is gone. Missing pieces are fine. */
 export async function removeDomainStore(xs: XenstoreClient, domid: number, uuid?: string): Promise<void> {
   await xs.rm(vbdBackendRoot(domid));
+  await xs.rm(vifBackendRoot(domid));
   await xs.releaseDomain(domid).catch(() => undefined);
   await xs.rm(`/local/domain/${domid}`);
   if (uuid) await xs.rm(`/vm/${uuid}`);

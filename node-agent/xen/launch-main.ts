@@ -4,6 +4,7 @@
 //   launch-main.js --name NAME --kernel PATH [--initrd PATH] [--memory MiB] [--vcpus N] [--cmdline STR]
 //                  [--console xenconsoled|krata] [--attach-until TEXT [--attach-timeout SECONDS]]
 //                  [--disk FILE:xvdX ...]   (read-only, through a loop device and blkback)
+//                  [--mac MAC ...]          (a vif per MAC, served by netback)
 //   (with --console krata and --attach-until, krata's own console backend streams the guest console to
 //   stdout until TEXT appears; an empty TEXT stops at the first byte)
 //                  [--max-memory MiB] [--max-vcpus N]
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     console: { type: 'string', default: 'krata' },
     destroy: { type: 'string' },
     disk: { type: 'string', multiple: true },
+    mac: { type: 'string', multiple: true },
     'attach-until': { type: 'string' },
     'attach-timeout': { type: 'string', default: '60' },
   },
@@ -121,6 +123,7 @@ try {
         if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);
         return { file: d.slice(0, at), vdev: d.slice(at + 1) };
       }),
+      nics: (values.mac ?? []).map((mac) => ({ mac })),
     });
     console.log(JSON.stringify({ domid: d.domid, uuid: d.uuid, ms: Math.round(performance.now() - t0) }));
     if (values['attach-until'] !== undefined && values.console !== 'xenconsoled') {

@@ -46,6 +46,8 @@ export interface DomainSpec {
   consoleBackend?: 'xenconsoled' | 'krata';
   /** Files served to the guest as read-only disks (xvda, xvdb, ...), through loop devices. */
   disks?: { file: string; vdev: string }[];
+  /** Network interfaces (netback creates vif<domid>.<handle> in dom0). */
+  nics?: { mac: string }[];
 }
 
 export interface BuiltDomain {
@@ -113,6 +115,7 @@ export class DomainBuilder {
         krata: { ...spec.krata, loops: loops.map((l) => l.path).join(',') },
         consoleBackend: spec.consoleBackend,
         disks: (spec.disks ?? []).map((d, i) => ({ vdev: d.vdev, loop: loops[i]! })),
+        nics: (spec.nics ?? []).map((n, handle) => ({ handle, mac: n.mac })),
       });
       stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 
