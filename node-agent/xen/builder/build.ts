@@ -83,6 +83,7 @@ export class DomainBuilder {
     const uuid = spec.uuid ?? randomUUID();
     const loops: LoopDevice[] = [];
     let domid: number | undefined;
+    let stored: Promise<void> | undefined;
     try {
       for (const disk of spec.disks ?? []) loops.push(attachLoop(disk.file));
       domid = this.createDomain(uuid, maxVcpus);
@@ -99,7 +100,7 @@ export class DomainBuilder {
       const consoleMfn = p2m[plan.console.pfn]!;
       // The xenstore entries depend only on frames and ports known now: send them while the CPU-bound
       // loading below runs (xenstored works on them meanwhile); the domain is unpaused after both.
-      const stored = writeDomainStore(this.xs, {
+      stored = writeDomainStore(this.xs, {
         domid,
         uuid,
         name: spec.name,
@@ -178,6 +179,8 @@ export class DomainBuilder {
       trace('unpaused');
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
+      // Let the xenstore writes in flight finish first, or their commit could outlive the cleanup.
+      await stored?.catch(() => undefined);
       if (domid !== undefined) await this.destroy(domid, uuid).catch(() => undefined);
       for (const l of loops) detachLoopQuietly(l.path);
       throw e;
