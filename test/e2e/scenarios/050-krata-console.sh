@@ -13,7 +13,7 @@ launch="node /krata/dist/node-agent/xen/launch-main.js"
 trap 'x "d=\$(xl domid $name 2>/dev/null) && $launch --destroy \$d" >/dev/null 2>&1 || true' EXIT
 
 x "timeout 120 $launch --name $name --kernel /opt/xenhost/guest/vmlinuz --initrd /opt/xenhost/guest/initrd.gz --memory 128 --console krata --attach-until KRATA-GUEST-READY --attach-timeout 90 --cmdline 'console=hvc0 quiet loglevel=3 krata_marker=$marker'" \
-  >"$out/console.log" 2>&1 || { tail -30 "$out/console.log"; fail "launch or console attach failed"; }
+  >"$out/console.log" 2>&1 || { rc=$?; tail -30 "$out/console.log"; fail "launch or console attach failed (exit status $rc)"; }
 grep -q "KRATA-GUEST-MARKER $marker" "$out/console.log" || { tail -30 "$out/console.log"; fail "marker not seen through krata's console backend"; }
 first=$(grep -o '"consoleFirstByteMs":[0-9]*' "$out/console.log" | cut -d: -f2)
 echo "marker $marker read through krata's console backend (first console byte ${first} ms after create)"
