@@ -34,9 +34,26 @@ while IFS= read -r s; do
   mkdir -p "$artifacts/$n"
   echo "=== RUN   $n"
   start=$(ms)
-  (cd "$repo" && KRATA_REPO=$repo KRATA_E2E_ARTIFACTS=$artifacts/$n \
-    timeout -k 10 "$limit" "$s" </dev/null)
+  run_one() {
+    (cd "$repo" && KRATA_REPO=$repo KRATA_E2E_ARTIFACTS=$artifacts/$n \
+      timeout -k 10 "$limit" "$s" </dev/null)
+  }
+  run_one
   rc=$?
+  flaky=''
+  # Software-emulated Xen has rare hiccups of its own (a dom0 process dying once in hundreds of runs).
+  # A scenario that fails is run once more: a pass then counts, but is reported as flaky with the
+  # first failure's status, so it stays visible. A timeout is not retried.
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ $rc -ne 124 ] && [ -z "${KRATA_E2E_NO_RETRY:-}" ]; then
+    first=$rc
+    echo "    $n failed (exit $first); running it once more"
+    left=$(x "xl list | awk 'NR > 2 {print \$1}'")
+    [ -z "$left" ] || x "for d in $left; do xl destroy \$d; done"
+    mv "$artifacts/$n" "$artifacts/$n.first-failure" && mkdir -p "$artifacts/$n"
+    run_one
+    rc=$?
+    [ $rc -eq 0 ] && flaky=" (flaky: failed once with exit $first, see $n.first-failure)"
+  fi
   dt=$(fmt $(($(ms) - start)))
   case $rc in
     0) verdict=PASS ;;
@@ -46,8 +63,8 @@ while IFS= read -r s; do
   esac
   [ $verdict = FAIL ] && failed=$((failed + 1))
   ran=$((ran + 1))
-  echo "--- $verdict  $n ($dt)"
-  results+=("$(printf '%-4s  %-40s %8s' "$verdict" "$n" "$dt")")
+  echo "--- $verdict  $n ($dt)$flaky"
+  results+=("$(printf '%-4s  %-40s %8s%s' "$verdict" "$n" "$dt" "$flaky")")
   # Isolation: guests a scenario left behind would skew the next ones.
   left=$(x "xl list | awk 'NR > 2 {print \$1}'")
   if [ -n "$left" ]; then
