@@ -12,7 +12,7 @@
 //   launch-main.js --shutdown DOMID [--grace SEC]  (control/shutdown=poweroff, then destroy)
 import { existsSync, fstatSync } from 'node:fs';
 import { GNTDEV_PATH, GrantMapper } from './gntdev.js';
-import { MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
+import { MAP_POPULATE, MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
 import { parseArgs } from 'node:util';
 import { DomainBuilder } from './builder/build.js';
 import { XenControl } from './control.js';
@@ -50,24 +50,30 @@ function mapFile(path: string): Buffer {
   const fd = sysOpen(path, 0);
   try {
     const size = fstatSync(fd).size;
-    return sysMmap(size, PROT_READ, MAP_PRIVATE, fd, 0).bytes;
+    // MAP_POPULATE: the kernel reads the file in at once instead of one page fault per page.
+    return sysMmap(size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0).bytes;
   } finally {
     sysClose(fd);
   }
 }
 
-/** Print the guest's console through krata's own backend until `until` shows up. */
-async function streamConsoleUntil(privcmd: Privcmd, xs: XenstoreClient, domid: number, until: string, timeoutMs: number, t0: number): Promise<void> {
+async function openConsole(privcmd: Privcmd, xs: XenstoreClient, domid: number) {
   const evtchn = await EventChannels.open();
   const grants = existsSync(GNTDEV_PATH) ? GrantMapper.open() : undefined;
   const session = await new ConsoleBackend(privcmd, evtchn, xs, grants).attach(domid);
   let firstByteMs: number | undefined;
+  session.on('data', () => (firstByteMs ??= performance.now()));
+  return { evtchn, grants, session, firstByte: () => firstByteMs };
+}
+
+/** Print the guest's console through krata's own backend until `until` shows up. */
+async function streamConsoleUntil(c: Awaited<ReturnType<typeof openConsole>>, until: string, timeoutMs: number, t0: number): Promise<void> {
+  const { session } = c;
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`"${until}" did not appear on the console within ${timeoutMs / 1000}s`)), timeoutMs);
       const check = () => {
         const text = session.history.contents();
-        if (text.length && firstByteMs === undefined) firstByteMs = Math.round(performance.now() - t0);
         if (until === '' ? text.length > 0 : text.includes(until)) {
           clearTimeout(timer);
           resolve();
@@ -80,11 +86,12 @@ async function streamConsoleUntil(privcmd: Privcmd, xs: XenstoreClient, domid: n
       process.stdout.write(session.history.contents());
       check();
     });
-    console.log(`\n${JSON.stringify({ consoleFirstByteMs: firstByteMs, untilMs: Math.round(performance.now() - t0) })}`);
+    const first = c.firstByte();
+    console.log(`\n${JSON.stringify({ consoleFirstByteMs: first === undefined ? undefined : Math.round(first - t0), untilMs: Math.round(performance.now() - t0) })}`);
   } finally {
     session.close();
-    grants?.close();
-    await evtchn.close();
+    c.grants?.close();
+    await c.evtchn.close();
   }
 }
 
@@ -108,27 +115,31 @@ try {
   } else {
     if (!values.name || !values.kernel) throw new Error('--name and --kernel are required');
     const t0 = performance.now();
-    const d = await builder.launch({
-      name: values.name,
-      kernel: mapFile(values.kernel),
-      initrd: values.initrd ? mapFile(values.initrd) : undefined,
-      memoryMiB: Number(values.memory),
-      maxMemoryMiB: values['max-memory'] ? Number(values['max-memory']) : undefined,
-      vcpus: Number(values.vcpus),
-      maxVcpus: values['max-vcpus'] ? Number(values['max-vcpus']) : undefined,
-      cmdline: values.cmdline!,
-      consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
-      disks: (values.disk ?? []).map((d) => {
-        const at = d.lastIndexOf(':');
-        if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);
-        return { file: d.slice(0, at), vdev: d.slice(at + 1) };
-      }),
-      nics: (values.mac ?? []).map((mac) => ({ mac })),
-    });
+    const attach = values['attach-until'] !== undefined && values.console !== 'xenconsoled';
+    let console_: Awaited<ReturnType<typeof openConsole>> | undefined;
+    const d = await builder.launch(
+      {
+        name: values.name,
+        kernel: mapFile(values.kernel),
+        initrd: values.initrd ? mapFile(values.initrd) : undefined,
+        memoryMiB: Number(values.memory),
+        maxMemoryMiB: values['max-memory'] ? Number(values['max-memory']) : undefined,
+        vcpus: Number(values.vcpus),
+        maxVcpus: values['max-vcpus'] ? Number(values['max-vcpus']) : undefined,
+        cmdline: values.cmdline!,
+        consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
+        disks: (values.disk ?? []).map((d) => {
+          const at = d.lastIndexOf(':');
+          if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);
+          return { file: d.slice(0, at), vdev: d.slice(at + 1) };
+        }),
+        nics: (values.mac ?? []).map((mac) => ({ mac })),
+      },
+      // The console is attached before the guest runs, so nothing it prints is missed.
+      { beforeUnpause: attach ? async (domid) => void (console_ = await openConsole(privcmd!, xs!, domid)) : undefined },
+    );
     console.log(JSON.stringify({ domid: d.domid, uuid: d.uuid, ms: Math.round(performance.now() - t0) }));
-    if (values['attach-until'] !== undefined && values.console !== 'xenconsoled') {
-      await streamConsoleUntil(privcmd, xs, d.domid, values['attach-until'], Number(values['attach-timeout']) * 1000, t0);
-    }
+    if (console_) await streamConsoleUntil(console_, values['attach-until']!, Number(values['attach-timeout']) * 1000, t0);
   }
 } catch (e) {
   process.stderr.write(`${e instanceof NotOnXenError ? '' : 'launch failed: '}${(e as Error).message}\n`);

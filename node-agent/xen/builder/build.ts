@@ -71,8 +71,12 @@ export class DomainBuilder {
     private readonly xs: XenstoreClient,
   ) {}
 
-  /** Build, start and register a domain; the domain is running when this resolves. */
-  async launch(spec: DomainSpec): Promise<BuiltDomain> {
+  /**
+   * Build, start and register a domain; the domain is running when this resolves. `beforeUnpause`
+   * runs when everything is in place but the guest has not run yet: attach the console there, so the
+   * first bytes are read as they come (the ring holds only 2 KiB).
+   */
+  async launch(spec: DomainSpec, hooks: { beforeUnpause?: (domid: number) => Promise<void> } = {}): Promise<BuiltDomain> {
     const t0 = performance.now();
     const trace = process.env.KRATA_TRACE ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`) : () => {};
     const kernel = parseElfKernel(decompressKernel(findKernelPayload(spec.kernel).payload));
@@ -175,6 +179,7 @@ export class DomainBuilder {
       this.seedGrantTable(domid, storeMfn, consoleMfn);
       await stored;
       trace('xenstore written');
+      await hooks.beforeUnpause?.(domid);
       this.xen.unpause(domid);
       trace('unpaused');
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };

@@ -10,6 +10,7 @@ export const PROT_WRITE = 2;
 export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
+export const MAP_POPULATE = 0x8000;
 const MAP_FAILED = 0xffffffffffffffffn;
 
 interface Libc {
