@@ -11,8 +11,10 @@ export class EventChannels {
   private readonly handlers = new Map<number, () => void>();
   private closed = false;
 
+  private readonly reading: Promise<void>;
+
   private constructor(private readonly handle: FileHandle) {
-    void this.readLoop();
+    this.reading = this.readLoop();
   }
 
   static async open(path = EVTCHN_PATH): Promise<EventChannels> {
@@ -43,8 +45,24 @@ export class EventChannels {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     for (const port of [...this.handlers.keys()]) this.unbind(port);
+    // The read loop is blocked in read() on a thread-pool thread; neither close() nor process exit
+    // interrupts it. Wake it with an event of our own: a channel from dom0 to itself, notified once.
+    try {
+      const arg = Buffer.alloc(4); // remote_domain 0: ourselves
+      const unbound = sysIoctl(this.handle.fd, EvtchnIoctl.BIND_UNBOUND_PORT, arg, 'bind unbound event channel');
+      const bind = Buffer.alloc(8);
+      bind.writeUInt32LE(0, 0);
+      bind.writeUInt32LE(unbound, 4);
+      const local = sysIoctl(this.handle.fd, EvtchnIoctl.BIND_INTERDOMAIN, bind, 'bind loopback event channel');
+      sysIoctl(this.handle.fd, EvtchnIoctl.NOTIFY, u32(local), 'notify loopback event channel');
+      await this.reading;
+      for (const port of [unbound, local]) sysIoctl(this.handle.fd, EvtchnIoctl.UNBIND, u32(port), 'unbind loopback');
+    } catch {
+      // If the wake-up cannot be arranged, closing still releases everything but the blocked thread.
+    }
     await this.handle.close();
   }
 

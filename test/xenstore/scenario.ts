@@ -7,7 +7,10 @@ export const SCENARIO_ROOT = '/krata-test';
 
 export async function xenstoreScenario(a: XenstoreClient, b: XenstoreClient): Promise<unknown[]> {
   const out: unknown[] = [];
-  const note = (what: string, value: unknown) => out.push([what, value]);
+  const note = (what: string, value: unknown) => {
+    out.push([what, value]);
+    if (process.env.XS_SCENARIO_TRACE) process.stderr.write(`${what}: ${JSON.stringify(value)}\n`);
+  };
   const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: XenstoreError) => e.code);
 
   await a.rm(SCENARIO_ROOT);

@@ -51,7 +51,7 @@ export async function deviceTransport(path = '/dev/xen/xenbus'): Promise<XsTrans
       closeHandler(closed ? undefined : (e as Error));
     }
   };
-  void readLoop();
+  const reading = readLoop();
   return {
     send: (frame) => {
       writes = writes.then(async () => {
@@ -63,8 +63,21 @@ export async function deviceTransport(path = '/dev/xen/xenbus'): Promise<XsTrans
     onData: (h) => void (dataHandler = h),
     onClose: (h) => void (closeHandler = h),
     close: () => {
+      if (closed) return;
       closed = true;
-      void handle.close();
+      // The read loop sits in a blocking read() on a thread-pool thread, which neither close() nor
+      // process exit interrupts: ask xenstore something (here, for the domain's own path) so that a
+      // reply wakes it, then close once it has returned.
+      const wake = Buffer.alloc(16 + 2);
+      wake.writeUInt32LE(XS_GET_DOMAIN_PATH, 0);
+      wake.writeUInt32LE(0xffffffff, 4);
+      wake.writeUInt32LE(2, 12);
+      wake.write('0\0', 16, 'latin1');
+      writes = writes.then(() => handle.write(wake, 0, wake.length, null).then(() => undefined)).catch(() => undefined);
+      void reading.finally(() => handle.close().catch(() => undefined));
     },
   };
 }
+
+/** XS_GET_DOMAIN_PATH, spelled out here to keep the transport free of the protocol module. */
+const XS_GET_DOMAIN_PATH = 10;
