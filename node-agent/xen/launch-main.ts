@@ -1,25 +1,25 @@
 #!/usr/bin/env node
-// Start or destroy a PV domain with krata's own builder, without the node agent: the e2e suite uses
-// it, and it is the quickest way to check a kernel boots on a host.
-//   launch-main.js --name NAME --kernel PATH [--initrd PATH] [--memory MiB] [--vcpus N] [--cmdline STR]
+// Start or stop a PV domain with krata's own builder, without the node agent: the e2e suite and the
+// benchmark use it, and it is the quickest way to check that a kernel boots on a host.
+//   launch-main.js --name NAME --kernel PATH [--initrd PATH] [--cmdline STR]
+//                  [--memory MiB] [--max-memory MiB] [--vcpus N] [--max-vcpus N]
+//                  [--disk FILE:xvdX ...]   read-only, through a loop device and blkback
+//                  [--mac MAC ...]          a vif per MAC, served by netback
 //                  [--console xenconsoled|krata] [--attach-until TEXT [--attach-timeout SECONDS]]
-//                  [--disk FILE:xvdX ...]   (read-only, through a loop device and blkback)
-//                  [--mac MAC ...]          (a vif per MAC, served by netback)
-//   (with --console krata and --attach-until, krata's own console backend streams the guest console to
-//   stdout until TEXT appears; an empty TEXT stops at the first byte)
-//                  [--max-memory MiB] [--max-vcpus N]
-//   launch-main.js --destroy DOMID                 (forced)
-//   launch-main.js --shutdown DOMID [--grace SEC]  (control/shutdown=poweroff, then destroy)
+//     With --console krata and --attach-until, krata's own console backend (attached before the guest
+//     runs) streams the console to stdout until TEXT appears; an empty TEXT stops at the first byte.
+//   launch-main.js --destroy DOMID                 forced
+//   launch-main.js --shutdown DOMID [--grace SEC]  control/shutdown=poweroff, then destroy
 import { existsSync, fstatSync } from 'node:fs';
-import { GNTDEV_PATH, GrantMapper } from './gntdev.js';
-import { MAP_POPULATE, MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
 import { parseArgs } from 'node:util';
 import { DomainBuilder } from './builder/build.js';
-import { XenControl } from './control.js';
-import { NotOnXenError, Privcmd } from './privcmd.js';
-import { XenstoreClient } from './xenstore/client.js';
 import { ConsoleBackend } from './console/backend.js';
+import { XenControl } from './control.js';
 import { EventChannels } from './evtchn.js';
+import { GNTDEV_PATH, GrantMapper } from './gntdev.js';
+import { NotOnXenError, Privcmd } from './privcmd.js';
+import { MAP_POPULATE, MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
+import { XenstoreClient } from './xenstore/client.js';
 
 const { values } = parseArgs({
   options: {
@@ -106,7 +106,7 @@ try {
     const domid = Number(values.destroy ?? values.shutdown);
     const uuid = await xs.tryRead(`/local/domain/${domid}/vm`).then((vm) => vm?.replace('/vm/', ''));
     if (values.shutdown !== undefined) {
-      const graceful = await builder.shutdown(domid, uuid === undefined ? 0 : Number(values.grace) * 1000, uuid);
+      const graceful = await builder.shutdown(domid, Number(values.grace) * 1000, uuid);
       console.log(JSON.stringify({ stopped: domid, graceful }));
     } else {
       await builder.destroy(domid, uuid);
