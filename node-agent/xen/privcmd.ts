@@ -2,6 +2,7 @@
 // that point at memory must point at buffers the kernel lets Xen touch: pages from /dev/xen/hypercall
 // where it exists (Linux >= 4.18), otherwise anonymous pages locked in memory.
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdMmapResource } from './abi.js';
 import { setField } from './sys/layout.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from './sys/libc.js';
@@ -113,14 +114,22 @@ export class Privcmd {
         setField(req, privcmdMmapBatchV2, 'addr', m.address);
         setField(req, privcmdMmapBatchV2, 'arr', arrays.address);
         setField(req, privcmdMmapBatchV2, 'err', errAddress);
+        let paged = false;
         try {
           sysIoctl(this.fd, PrivcmdIoctl.MMAPBATCH_V2, req, `map ${frames.length} frames of domain ${domid}`);
-          return m;
         } catch (e) {
-          const paged = (e as SysError).code === 'ENOENT';
+          paged = (e as SysError).code === 'ENOENT';
           if (!paged || attempt >= 50) throw e;
-          await new Promise((r) => setTimeout(r, 1));
         }
+        // The ioctl can succeed with some frames unmapped: their errors are in the err array, and
+        // touching such a page would crash the process. Refuse the whole mapping instead.
+        const failed = firstFrameError(arrays.bytes, frames.length * 8, frames.length);
+        if (!paged && failed === undefined) return m;
+        if (failed !== undefined && failed.errno !== -2) {
+          throw new HypercallError(`map frame ${frames[failed.index]} (${failed.index + 1} of ${frames.length}) of domain ${domid}`, errnoName(-failed.errno), -failed.errno);
+        }
+        if (attempt >= 50) throw new HypercallError(`map ${frames.length} frames of domain ${domid}: frames stay paged out`, 'ENOENT', 2);
+        await new Promise((r) => setTimeout(r, 1));
       }
     } catch (e) {
       m.unmap();
@@ -153,4 +162,17 @@ export class Privcmd {
     sysClose(this.fd);
     if (this.bufferFd !== undefined) sysClose(this.bufferFd);
   }
+}
+
+function firstFrameError(bytes: Buffer, offset: number, count: number): { index: number; errno: number } | undefined {
+  for (let i = 0; i < count; i++) {
+    const errno = bytes.readInt32LE(offset + i * 4);
+    if (errno !== 0) return { index: i, errno };
+  }
+  return undefined;
+}
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }

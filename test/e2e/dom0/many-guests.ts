@@ -1,0 +1,72 @@
+// Run inside dom0: one process, one event-channel descriptor and one grant device serve the consoles of
+// N guests built by krata at once. Prints one JSON line: how many guests showed their marker, and the
+// thread count with 1 guest and with N (it must not grow per guest).
+//   node dist/test/e2e/dom0/many-guests.js N [TIMEOUT_S]
+// KNOWN BUG (issue 4 note): the second build in one process, while the first guest runs, crashes the
+// process (SIGSEGV while loading the kernel into the new guest's mapped frames). This reproduces it;
+// MG_NO_CONSOLE=1 (no console sessions) and MG_FRESH_PRIVCMD=1 (a privcmd descriptor per build) show
+// that neither the console path nor the shared descriptor is the cause. It becomes scenario 080 when fixed.
+import { readFileSync } from 'node:fs';
+import { DomainBuilder } from '../../../node-agent/xen/builder/build.js';
+import { ConsoleBackend, type ConsoleSession } from '../../../node-agent/xen/console/backend.js';
+import { XenControl } from '../../../node-agent/xen/control.js';
+import { EventChannels } from '../../../node-agent/xen/evtchn.js';
+import { GrantMapper } from '../../../node-agent/xen/gntdev.js';
+import { Privcmd } from '../../../node-agent/xen/privcmd.js';
+import { XenstoreClient } from '../../../node-agent/xen/xenstore/client.js';
+
+const count = Number(process.argv[2] ?? 8);
+const timeoutS = Number(process.argv[3] ?? 240);
+const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+const privcmd = Privcmd.open();
+const xs = await XenstoreClient.connect();
+const builder = new DomainBuilder(privcmd, new XenControl(privcmd), xs);
+const evtchn = await EventChannels.open();
+const grants = GrantMapper.open();
+const backend = new ConsoleBackend(privcmd, evtchn, xs, grants);
+const kernel = readFileSync('/opt/xenhost/guest/vmlinux');
+const initrd = readFileSync('/opt/xenhost/guest/initrd.gz');
+const sessions: ConsoleSession[] = [];
+const domids: number[] = [];
+const seen = new Set<number>();
+let threadsWithOne = 0;
+try {
+  let resolveAll!: () => void;
+  const allSeen = new Promise<void>((resolve) => (resolveAll = resolve));
+  // One build after another (each maps and writes guest memory); the consoles of those already
+  // running are served meanwhile, by the same event-channel read loop.
+  for (let i = 0; i < count; i++) {
+    const marker = `KRATA-GUEST-MARKER many-${i}-${process.pid}`;
+    const b = process.env.MG_FRESH_PRIVCMD ? new DomainBuilder(Privcmd.open(), new XenControl(privcmd), xs) : builder;
+    const d = await b.launch(
+      { name: `e2e-many-${i}`, kernel, initrd, memoryMiB: 96, vcpus: 1, cmdline: `console=hvc0 quiet loglevel=3 krata_marker=many-${i}-${process.pid}` },
+      {
+        beforeUnpause: process.env.MG_NO_CONSOLE ? undefined : async (domid) => {
+          const s = await backend.attach(domid);
+          sessions.push(s);
+          s.on('data', () => {
+            if (s.history.contents().includes(marker)) {
+              seen.add(i);
+              if (seen.size === count) resolveAll();
+            }
+          });
+        },
+      },
+    );
+    domids.push(d.domid);
+    if (i === 0) threadsWithOne = threads();
+  }
+  const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`only ${seen.size} of ${count} markers within ${timeoutS} s`)), timeoutS * 1000).unref());
+  await Promise.race([allSeen, timeout]).catch((e) => {
+    for (const [i, sess] of sessions.entries()) process.stderr.write(`--- console of guest ${i} (domid ${sess.domid}):\n${sess.history.contents().toString('latin1').slice(-1500)}\n`);
+    throw e;
+  });
+  console.log(JSON.stringify({ guests: count, markers: seen.size, threadsWithOne, threadsWithAll: threads() }));
+} finally {
+  for (const s of sessions) s.close();
+  for (const d of domids) await builder.destroy(d).catch(() => undefined);
+  grants.close();
+  await evtchn.close();
+  xs.close();
+  privcmd.close();
+}
