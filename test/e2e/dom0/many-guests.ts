@@ -5,7 +5,9 @@
 // KNOWN BUG (issue 4 note): the second build in one process, while the first guest runs, crashes the
 // process (SIGSEGV while loading the kernel into the new guest's mapped frames). This reproduces it;
 // MG_NO_CONSOLE=1 (no console sessions) and MG_FRESH_PRIVCMD=1 (a privcmd descriptor per build) show
-// that neither the console path nor the shared descriptor is the cause. It becomes scenario 080 when fixed.
+// that neither the console path nor the shared descriptor is the cause; with MG_DESTROY_BETWEEN=1 (the
+// first guest destroyed before the second build) both builds succeed, so it needs a running guest.
+// It becomes scenario 080 when fixed.
 import { readFileSync } from 'node:fs';
 import { DomainBuilder } from '../../../node-agent/xen/builder/build.js';
 import { ConsoleBackend, type ConsoleSession } from '../../../node-agent/xen/console/backend.js';
@@ -55,6 +57,7 @@ try {
     );
     domids.push(d.domid);
     if (i === 0) threadsWithOne = threads();
+    if (process.env.MG_DESTROY_BETWEEN) await b.destroy(d.domid);
   }
   const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`only ${seen.size} of ${count} markers within ${timeoutS} s`)), timeoutS * 1000).unref());
   await Promise.race([allSeen, timeout]).catch((e) => {
