@@ -81,6 +81,13 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     for (const disk of d.disks ?? []) await writeVbd(tx, d.domid, disk);
     for (const nic of d.nics ?? []) await writeVif(tx, d.domid, nic);
   });
+}
+
+/**
+ * Hand the domain's xenstore ring to xenstored. Only once the ring page is written and the grant table
+ * seeded: xenstored maps the ring through grant reference 1 and refuses (EINVAL) a domain without it.
+ */
+export async function introduceDomain(xs: XenstoreClient, d: Pick<DomainRecord, 'domid' | 'storeMfn' | 'storeEvtchn'>): Promise<void> {
   await xs.introduceDomain(d.domid, d.storeMfn, d.storeEvtchn);
 }
 

@@ -8,7 +8,7 @@ import {
   evtchnAllocUnbound, grantEntryV1, memoryReservation, mmuextOp, vcpuGuestContext,
 } from '../abi.js';
 import type { XenControl } from '../control.js';
-import { removeDomainStore, writeDomainStore } from '../domain-store.js';
+import { introduceDomain, removeDomainStore, writeDomainStore } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../sys/layout.js';
 import type { Mapping } from '../sys/libc.js';
@@ -103,7 +103,8 @@ export class DomainBuilder {
       const storeMfn = p2m[plan.xenstore.pfn]!;
       const consoleMfn = p2m[plan.console.pfn]!;
       // The xenstore entries depend only on frames and ports known now: send them while the CPU-bound
-      // loading below runs (xenstored works on them meanwhile); the domain is unpaused after both.
+      // loading below runs (xenstored works on them meanwhile). The introduction waits for the ring
+      // and the grant table; the domain is unpaused after both.
       stored = writeDomainStore(this.xs, {
         domid,
         uuid,
@@ -178,6 +179,7 @@ export class DomainBuilder {
       this.setVcpu0(domid, plan, p2m);
       this.seedGrantTable(domid, storeMfn, consoleMfn);
       await stored;
+      await introduceDomain(this.xs, { domid, storeMfn, storeEvtchn });
       trace('xenstore written');
       await hooks.beforeUnpause?.(domid);
       this.xen.unpause(domid);
