@@ -8,7 +8,28 @@ set -uo pipefail
 e2e=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$e2e/../.." && pwd)
 if [ -z "${KRATA_XENHOST_STATE:-}" ]; then
-  exec "$repo/test/xenhost/boot.sh" "$e2e/run.sh" "$@"   # boot, then rerun this script inside
+  # Boot, then rerun this script inside. QEMU's emulation very rarely dies while booting (seen once: an
+  # MSI-X assertion); a boot failure (125) gets one more try, scenario failures do not.
+  # boot.sh runs as a child (not exec'd) so it can be retried; signals to this script are passed on,
+  # and boot.sh's own cleanup stops QEMU.
+  child=
+  trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 143' TERM
+  trap '[ -n "$child" ] && kill -INT "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 130' INT
+  trap '[ -n "$child" ] && kill -HUP "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 129' HUP
+  boot() {
+    # --pdeathsig: if this script is SIGKILLed, boot.sh still gets TERM and stops QEMU.
+    setpriv --pdeathsig TERM "$repo/test/xenhost/boot.sh" "$e2e/run.sh" "$@" <&0 &
+    child=$!
+    wait "$child"
+  }
+  boot "$@"
+  rc=$?
+  if [ $rc -eq 125 ]; then
+    echo "e2e: the xenhost did not boot; trying once more" >&2
+    boot "$@"
+    rc=$?
+  fi
+  exit $rc
 fi
 
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
