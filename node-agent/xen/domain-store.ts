@@ -1,6 +1,6 @@
 // The xenstore entries a new PV domain needs before it runs (the layout libxl writes, see
-// test/e2e/fixtures/xl-pv-guest.xenstore.txt), our own krata/ keys, the introduction of the domain to
-// xenstored, and their removal. The guest may write only where a guest must (control/, data/, ...).
+// test/e2e/fixtures/xl-pv-guest.xenstore.txt), our own krata/ keys, and their removal (with the
+// domain's release from xenstored). The guest may write only where a guest must (control/, data/, ...).
 import type { Permission } from './xenstore/permissions.js';
 import type { XenstoreClient } from './xenstore/client.js';
 import { vbdBackendRoot, writeVbd, type VbdSpec } from './devices/vbd.js';
@@ -83,13 +83,6 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
   });
 }
 
-/**
- * Hand the domain's xenstore ring to xenstored. Only once the ring page is written and the grant table
- * seeded: xenstored maps the ring through grant reference 1 and refuses (EINVAL) a domain without it.
- */
-export async function introduceDomain(xs: XenstoreClient, d: Pick<DomainRecord, 'domid' | 'storeMfn' | 'storeEvtchn'>): Promise<void> {
-  await xs.introduceDomain(d.domid, d.storeMfn, d.storeEvtchn);
-}
 
 /** Remove what writeDomainStore wrote and tell xenstored the domain is gone. Missing pieces are fine. */
 export async function removeDomainStore(xs: XenstoreClient, domid: number, uuid?: string): Promise<void> {

@@ -2,10 +2,9 @@
 // that point at memory must point at buffers the kernel lets Xen touch: pages from /dev/xen/hypercall
 // where it exists (Linux >= 4.18), otherwise anonymous pages locked in memory.
 import { existsSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdMmapResource } from './abi.js';
 import { setField } from './sys/layout.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from './sys/libc.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, errnoName, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from './sys/libc.js';
 
 export const PRIVCMD_PATH = '/dev/xen/privcmd';
 export const HYPERCALL_BUFFER_PATH = '/dev/xen/hypercall';
@@ -170,9 +169,4 @@ function firstFrameError(bytes: Buffer, offset: number, count: number): { index:
     if (errno !== 0) return { index: i, errno };
   }
   return undefined;
-}
-
-const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
-function errnoName(errno: number): string {
-  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }

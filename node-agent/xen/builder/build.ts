@@ -8,7 +8,7 @@ import {
   evtchnAllocUnbound, grantEntryV1, memoryReservation, mmuextOp, vcpuGuestContext,
 } from '../abi.js';
 import type { XenControl } from '../control.js';
-import { introduceDomain, removeDomainStore, writeDomainStore } from '../domain-store.js';
+import { removeDomainStore, writeDomainStore } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../sys/layout.js';
 import type { Mapping } from '../sys/libc.js';
@@ -179,7 +179,9 @@ export class DomainBuilder {
       this.setVcpu0(domid, plan, p2m);
       this.seedGrantTable(domid, storeMfn, consoleMfn);
       await stored;
-      await introduceDomain(this.xs, { domid, storeMfn, storeEvtchn });
+      // Only now hand the ring to xenstored: it maps it through grant reference 1 and refuses (EINVAL)
+      // a domain whose grant table is not seeded yet.
+      await this.xs.introduceDomain(domid, storeMfn, storeEvtchn);
       trace('xenstore written');
       await hooks.beforeUnpause?.(domid);
       this.xen.unpause(domid);

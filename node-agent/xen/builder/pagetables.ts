@@ -56,7 +56,6 @@ export function writePageTables(plan: BootPlan, mem: GuestMemory): void {
 /** Copy each loadable segment into its frames; the rest of memSize stays zero (frames start zeroed). */
 export function loadKernel(plan: BootPlan, kernel: ElfKernel, mem: GuestMemory): void {
   for (const s of plan.segments) {
-    if (process.env.KRATA_TRACE) process.stderr.write(`  segment pfn ${s.pfn} +${s.pageOffset} file ${s.fileOffset}..${s.fileOffset + s.fileSize}\n`);
     let copied = 0;
     while (copied < s.fileSize) {
       const at = s.pageOffset + copied;

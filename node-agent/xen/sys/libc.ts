@@ -41,12 +41,17 @@ function load(): Libc {
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
+/** ENOENT for 2, or "errno N" for numbers the OS does not name. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
 export class SysError extends Error {
   constructor(
     readonly call: string,
     readonly errno: number,
   ) {
-    const code = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+    const code = errnoName(errno);
     super(`${call}: ${code}`);
     this.code = code;
   }

@@ -2,6 +2,7 @@
 // or when xenstored runs in a stub domain). The device wants each message in exactly one write().
 import { createConnection, type Socket } from 'node:net';
 import { open, type FileHandle } from 'node:fs/promises';
+import { encodeMessage, joinStrings, XsType } from './wire.js';
 
 export interface XsTransport {
   /** Send one whole message. */
@@ -68,16 +69,11 @@ export async function deviceTransport(path = '/dev/xen/xenbus'): Promise<XsTrans
       // The read loop sits in a blocking read() on a thread-pool thread, which neither close() nor
       // process exit interrupts: ask xenstore something (here, for the domain's own path) so that a
       // reply wakes it, then close once it has returned.
-      const wake = Buffer.alloc(16 + 2);
-      wake.writeUInt32LE(XS_GET_DOMAIN_PATH, 0);
-      wake.writeUInt32LE(0xffffffff, 4);
-      wake.writeUInt32LE(2, 12);
-      wake.write('0\0', 16, 'latin1');
+      // req_id 0xffffffff is never pending in the client, so the reply is dropped there.
+      const wake = encodeMessage({ type: XsType.GetDomainPath, reqId: 0xffffffff, txId: 0, payload: joinStrings(['0']) });
       writes = writes.then(() => handle.write(wake, 0, wake.length, null).then(() => undefined)).catch(() => undefined);
       void reading.finally(() => handle.close().catch(() => undefined));
     },
   };
 }
 
-/** XS_GET_DOMAIN_PATH, spelled out here to keep the transport free of the protocol module. */
-const XS_GET_DOMAIN_PATH = 10;
