@@ -72,12 +72,16 @@ start_qemu() {
   : >"$state/serial.log"
   # Xen options per test/xenhost docs: smap=0 smep=0 are required under TCG, bootscrub=false
   # saves ~1.9 GiB of host RSS. -no-reboot turns a Xen/dom0 crash into a QEMU exit.
+  # CPU model qemu64, not max: under `-cpu max`, dom0 processes that run while a PV guest boots get
+  # whole pages of their memory zeroed (malloc arenas, V8's heap: SIGSEGV, "corrupted double-linked
+  # list", TurboFan errors), with xl-built guests as well as krata-built ones; with qemu64 none of it
+  # happens (ARCHITECTURE.md, "The test bed's CPU model"). KRATA_XENHOST_CPU overrides it.
   setpriv --pdeathsig KILL -- qemu-system-x86_64 \
-    -accel tcg -machine q35 -cpu max -smp "${KRATA_XENHOST_SMP:-2}" -m "${KRATA_XENHOST_MEM:-3072}" \
+    -accel tcg -machine q35 -cpu "${KRATA_XENHOST_CPU:-qemu64}" -smp "${KRATA_XENHOST_SMP:-2}" -m "${KRATA_XENHOST_MEM:-3072}" \
     -nodefaults -display none -no-reboot \
     -chardev file,id=con0,path="$state/serial.log" -serial chardev:con0 \
     -kernel "$state/image/xen" \
-    -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 bootscrub=false smap=0 smep=0 loglvl=all guest_loglvl=all" \
+    -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 bootscrub=false smap=0 smep=0 loglvl=all guest_loglvl=all ${KRATA_XENHOST_XEN_ARGS:-}" \
     -initrd "$state/image/vmlinuz console=hvc0 earlyprintk=xen loglevel=4,$state/image/dom0-initrd.zst" \
     -drive file="$state/image/data.sqfs",if=none,id=data,format=raw,readonly=on \
     -device virtio-blk-pci,drive=data \

@@ -2,12 +2,10 @@
 // N guests built by krata at once. Prints one JSON line: how many guests showed their marker, and the
 // thread count with 1 guest and with N (it must not grow per guest).
 //   node dist/test/e2e/dom0/many-guests.js N [TIMEOUT_S]
-// KNOWN BUG (issue 4 note): the second build in one process, while the first guest runs, crashes the
-// process (SIGSEGV while loading the kernel into the new guest's mapped frames). This reproduces it;
-// MG_NO_CONSOLE=1 (no console sessions) and MG_FRESH_PRIVCMD=1 (a privcmd descriptor per build) show
-// that neither the console path nor the shared descriptor is the cause; with MG_DESTROY_BETWEEN=1 (the
-// first guest destroyed before the second build) both builds succeed, so it needs a running guest.
-// It becomes scenario 080 when fixed.
+// Used by scenario 080. Under QEMU's `-cpu max` this crashed (dom0 memory corruption by TCG while
+// guests boot, see ARCHITECTURE.md); MG_NO_CONSOLE=1 (no console sessions), MG_FRESH_PRIVCMD=1 (a
+// privcmd descriptor per build) and MG_DESTROY_BETWEEN=1 (each guest destroyed before the next build)
+// remain for narrowing down failures like that one.
 import { readFileSync } from 'node:fs';
 import { DomainBuilder } from '../../../node-agent/xen/builder/build.js';
 import { ConsoleBackend, type ConsoleSession } from '../../../node-agent/xen/console/backend.js';
