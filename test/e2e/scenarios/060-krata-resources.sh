@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # vCPUs and memory below the maximum: a guest built by krata with 2 vCPUs and a 96 MiB target under a
 # 160 MiB maximum shows 2 vCPUs, and its balloon driver gives memory back down to the target
-# (memory/target in xenstore, as krata writes it). Then the graceful stop path: control/shutdown,
-# grace period, destroy, nothing left.
+# (memory/target in xenstore, as krata writes it). Then the graceful stop path: control/shutdown, the
+# guest powering itself off within the grace period, destroy, nothing left.
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -22,6 +22,8 @@ mem=$(awk 'NR==2 {print $3}' "$out/xl-list.txt"); vcpus=$(awk 'NR==2 {print $4}'
 [ "$mem" -le 100 ] || fail "the guest still holds $mem MiB; its balloon did not go down to the 96 MiB target"
 echo "2 vCPUs; ballooned from 160 MiB to $mem MiB (target 96 MiB)"
 
-x "$launch --shutdown $domid --grace 3" >"$out/stop.json" || fail "shutdown failed"
+x "$launch --shutdown $domid --grace 30" >"$out/stop.json" || fail "shutdown failed"
+# The guest powers itself off when asked (its kernel runs /sbin/poweroff; the init traps the signal).
+grep -q '"graceful":true' "$out/stop.json" || fail "the guest did not shut down by itself within the grace period: $(cat "$out/stop.json")"
 x "! xl domid $name >/dev/null 2>&1 && ! xenstore-exists /local/domain/$domid" || fail "domain or xenstore entries left after shutdown"
 echo "stopped ($(cat "$out/stop.json")); nothing left"
