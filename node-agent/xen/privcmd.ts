@@ -104,7 +104,7 @@ export class Privcmd {
     // so they live in memory whose address we know.
     const arrays = sysMmap(Math.ceil((frames.length * 12) / PAGE_SIZE) * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     try {
-      frames.forEach((f, i) => arrays.bytes.writeBigUInt64LE(f, i * 8));
+      new BigUint64Array(arrays.bytes.buffer, arrays.bytes.byteOffset, frames.length).set(frames);
       const errAddress = arrays.address + BigInt(frames.length * 8);
       for (let attempt = 0; ; attempt++) {
         const req = Buffer.alloc(privcmdMmapBatchV2.size);

@@ -70,9 +70,15 @@ export function loadKernel(plan: BootPlan, kernel: ElfKernel, mem: GuestMemory):
 
 /** The p2m array the kernel starts with: one u64 machine frame per guest frame. */
 export function writeP2m(plan: BootPlan, mem: GuestMemory): void {
-  for (let pfn = 0; pfn < plan.totalPages; pfn++) {
-    const byte = pfn * 8;
-    mem.page(plan.p2m.pfn + Math.floor(byte / PAGE_SIZE)).writeBigUInt64LE(mem.mfn(pfn), byte % PAGE_SIZE);
+  // A page of 512 entries at a time through a typed view: one native conversion per page instead of
+  // a method call per entry (this runs over every guest frame, ~260 ms per 128 MiB under TCG otherwise).
+  const perPage = PAGE_SIZE / 8;
+  const entries = new BigUint64Array(perPage);
+  for (let first = 0; first < plan.totalPages; first += perPage) {
+    const n = Math.min(perPage, plan.totalPages - first);
+    for (let i = 0; i < n; i++) entries[i] = mem.mfn(first + i);
+    const page = mem.page(plan.p2m.pfn + first / perPage);
+    Buffer.from(entries.buffer, 0, n * 8).copy(page, 0);
   }
 }
 
