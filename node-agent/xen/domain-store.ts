@@ -74,10 +74,16 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
   // A node created implicitly takes its parent's permissions, so only the home and the guest-owned
   // nodes need SET_PERMS. Requests are pipelined: xenstored answers them in order on one connection.
   await xs.transaction(async (tx) => {
-    await tx.write(home, '');
-    await tx.setPerms(home, readable);
-    await Promise.all(entries.slice(1).map(([path, value]) => tx.write(path, value)));
-    await Promise.all(entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)));
+    // All sent at once, without waiting for each answer: xenstored handles one connection's requests
+    // in order, so the home's permissions are in place before the nodes under it are created, and
+    // each node exists before its own permissions are set. One round trip instead of four matters
+    // while the builder keeps the event loop busy.
+    await Promise.all([
+      tx.write(home, ''),
+      tx.setPerms(home, readable),
+      ...entries.slice(1).map(([path, value]) => tx.write(path, value)),
+      ...entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)),
+    ]);
     for (const disk of d.disks ?? []) await writeVbd(tx, d.domid, disk);
     for (const nic of d.nics ?? []) await writeVif(tx, d.domid, nic);
   });

@@ -145,6 +145,10 @@ export class DomainBuilder {
             if (pfn < firstPfn || pfn >= endPfn) throw new RangeError(`pfn ${pfn} is outside the boot frames ${firstPfn}..${endPfn}`);
             return memory.bytes.subarray((pfn - firstPfn) * PAGE_SIZE, (pfn - firstPfn + 1) * PAGE_SIZE);
           },
+          span: (pfn, pages) => {
+            if (pfn < firstPfn || pfn + pages > endPfn) throw new RangeError(`pfns ${pfn}..${pfn + pages} are outside the boot frames ${firstPfn}..${endPfn}`);
+            return memory.bytes.subarray((pfn - firstPfn) * PAGE_SIZE, (pfn - firstPfn + pages) * PAGE_SIZE);
+          },
           mfn: (pfn) => {
             const m = p2m[pfn];
             if (m === undefined) throw new RangeError(`pfn ${pfn} beyond the guest's ${p2m.length} pages`);

@@ -5,4 +5,26 @@ export interface GuestMemory {
   page(pfn: number): Buffer;
   /** The machine frame behind a guest frame. */
   mfn(pfn: number): bigint;
+  /**
+   * Frames pfn..pfn+pages-1 as one writable view, where the implementation maps them contiguously
+   * (the real build does); undefined otherwise. Lets a segment be copied in one call, not per page.
+   */
+  span?(pfn: number, pages: number): Buffer | undefined;
+}
+
+/** Copy `data` to guest memory starting at `offset` bytes into frame `pfn`. */
+export function copyToGuest(mem: GuestMemory, pfn: number, offset: number, data: Buffer): void {
+  const PAGE = 4096;
+  const pages = Math.ceil((offset + data.length) / PAGE);
+  const span = mem.span?.(pfn, pages);
+  if (span) {
+    data.copy(span, offset);
+    return;
+  }
+  for (let copied = 0; copied < data.length; ) {
+    const at = offset + copied;
+    const n = Math.min(PAGE - (at % PAGE), data.length - copied);
+    data.copy(mem.page(pfn + Math.floor(at / PAGE)), at % PAGE, copied, copied + n);
+    copied += n;
+  }
 }

@@ -4,7 +4,7 @@
 import { MAX_GUEST_CMDLINE, PAGE_SIZE, SIF_MOD_START_PFN, startInfo } from '../abi.js';
 import { setField } from '../sys/layout.js';
 import type { ElfKernel } from './elf.js';
-import type { GuestMemory } from './memory.js';
+import { copyToGuest, type GuestMemory } from './memory.js';
 import { LEVEL_SHIFT, type BootPlan, type TablePage } from './plan.js';
 
 export const PTE_PRESENT = 0x001n;
@@ -14,6 +14,7 @@ export const PTE_ACCESSED = 0x020n;
 export const PTE_DIRTY = 0x040n;
 /** Leaf entries, and entries that point at the next level's table. */
 export const L1_PROT = PTE_PRESENT | PTE_RW | PTE_ACCESSED;
+const L1_READONLY = L1_PROT & ~PTE_RW;
 export const UPPER_PROT = PTE_PRESENT | PTE_RW | PTE_ACCESSED | PTE_DIRTY | PTE_USER;
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -40,14 +41,16 @@ export function writePageTables(plan: BootPlan, mem: GuestMemory): void {
       mem.page(l3.pfn).writeBigUInt64LE((mem.mfn(l2.pfn) << 12n) | UPPER_PROT, index(chunk, 3) * 8);
       mem.page(l2.pfn).writeBigUInt64LE((mem.mfn(l1.pfn) << 12n) | UPPER_PROT, index(chunk, 2) * 8);
       const table = mem.page(l1.pfn);
+      // A typed view of the table: entries assigned natively, not through writeBigUInt64LE, which
+      // splits every BigInt in JavaScript (the L1 loop runs once per mapped page).
+      const entries = new BigUint64Array(table.buffer, table.byteOffset, PAGE_SIZE / 8);
       const start = chunk > m.from ? chunk : m.from;
       const end = chunk + L1_SPAN < m.to ? chunk + L1_SPAN : m.to;
       const firstIndex = index(start, 1);
       let pfn = m.firstPfn + Number((start - m.from) / PAGE);
       const count = Number((end - start) / PAGE);
       for (let i = 0; i < count; i++, pfn++) {
-        const prot = tablePfns.has(pfn) ? L1_PROT & ~PTE_RW : L1_PROT;
-        table.writeBigUInt64LE((mem.mfn(pfn) << 12n) | prot, (firstIndex + i) * 8);
+        entries[firstIndex + i] = (mem.mfn(pfn) << 12n) | (tablePfns.has(pfn) ? L1_READONLY : L1_PROT);
       }
     }
   }
@@ -55,17 +58,7 @@ export function writePageTables(plan: BootPlan, mem: GuestMemory): void {
 
 /** Copy each loadable segment into its frames; the rest of memSize stays zero (frames start zeroed). */
 export function loadKernel(plan: BootPlan, kernel: ElfKernel, mem: GuestMemory): void {
-  for (const s of plan.segments) {
-    let copied = 0;
-    while (copied < s.fileSize) {
-      const at = s.pageOffset + copied;
-      const pfn = s.pfn + Math.floor(at / PAGE_SIZE);
-      const within = at % PAGE_SIZE;
-      const n = Math.min(PAGE_SIZE - within, s.fileSize - copied);
-      kernel.bytes.copy(mem.page(pfn), within, s.fileOffset + copied, s.fileOffset + copied + n);
-      copied += n;
-    }
-  }
+  for (const s of plan.segments) copyToGuest(mem, s.pfn, s.pageOffset, kernel.bytes.subarray(s.fileOffset, s.fileOffset + s.fileSize));
 }
 
 /** The p2m array the kernel starts with: one u64 machine frame per guest frame. */
@@ -117,5 +110,5 @@ export function writeStartInfo(plan: BootPlan, mem: GuestMemory, p: StartInfoPar
 
 export function loadInitrd(plan: BootPlan, data: Buffer, mem: GuestMemory): void {
   if (!plan.initrd) return;
-  for (let off = 0; off < data.length; off += PAGE_SIZE) data.copy(mem.page(plan.initrd.pfn + off / PAGE_SIZE), 0, off, Math.min(off + PAGE_SIZE, data.length));
+  copyToGuest(mem, plan.initrd.pfn, 0, data);
 }
