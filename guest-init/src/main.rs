@@ -1,11 +1,11 @@
-//! krata's guest init. So far the pure half of PID 1 is built: reading the launch config and
-//! resolving what to run (argv, environment, identity, working directory) against the image's root.
-//! `guest-init plan CONFIG ROOT` prints that resolution as JSON; the node agent's tests use it to
-//! check both sides of the config format. The PID 1 runtime (mounts, network, exec, reaping,
-//! shutdown, exit reporting) is not written yet.
+//! krata's guest init. As PID 1 it sets the guest up from its disks and runs the container process
+//! (runtime.rs). `guest-init plan CONFIG ROOT` prints what it would run, as JSON; the node agent's
+//! tests use it to check both sides of the launch config format.
 mod config;
 mod plan;
 mod process;
+mod runtime;
+mod sys;
 mod users;
 
 use std::process::ExitCode;
@@ -23,8 +23,15 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        // As PID 1 (from the kernel, or a test's PID namespace): the guest's whole life.
+        _ if std::process::id() == 1 => {
+            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            let options = runtime::Options::from_cmdline(&cmdline, &args);
+            runtime::run(&options);
+            runtime::power_off()
+        }
         _ => {
-            eprintln!("usage: guest-init plan CONFIG ROOT");
+            eprintln!("usage: guest-init plan CONFIG ROOT   (or run as PID 1)");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,355 @@
+//! PID 1: set the guest up from its disks, run the container process as the image's user, reap
+//! everything, stop on request, report how the process ended, power off.
+//!
+//! Disks: the image (squashfs) and the config disk (squashfs holding launch.json), by default
+//! /dev/xvda and /dev/xvdb, or `krata.image=` / `krata.config=` on the kernel command line, or
+//! `--image` / `--config` arguments (tests). The process's end is printed on the console as one
+//! line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init failure as
+//! `KRATA-INIT-ERROR <reason>`.
+
+use crate::plan;
+use crate::sys::{self, Reaped};
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+pub struct Options {
+    pub image: String,
+    pub config: String,
+    /// Size of the writable layer over the image (tmpfs), MiB.
+    pub rw_mib: u64,
+}
+
+impl Options {
+    pub fn from_cmdline(cmdline: &str, args: &[String]) -> Options {
+        let mut o = Options { image: "/dev/xvda".into(), config: "/dev/xvdb".into(), rw_mib: 256 };
+        for word in cmdline.split_whitespace() {
+            if let Some(v) = word.strip_prefix("krata.image=") {
+                o.image = v.to_string();
+            } else if let Some(v) = word.strip_prefix("krata.config=") {
+                o.config = v.to_string();
+            } else if let Some(v) = word.strip_prefix("krata.rw_mib=") {
+                o.rw_mib = v.parse().unwrap_or(o.rw_mib);
+            }
+        }
+        let mut i = 0;
+        while i + 1 < args.len() {
+            match args[i].as_str() {
+                "--image" => o.image = args[i + 1].clone(),
+                "--config" => o.config = args[i + 1].clone(),
+                _ => {}
+            }
+            i += 1;
+        }
+        o
+    }
+}
+
+const RUN: &str = "/run/krata";
+const NEW_ROOT: &str = "/newroot";
+
+fn mount_basics() -> Result<(), String> {
+    // Mounted here even when something is already there (a test's namespace): the guest's view
+    // must not depend on what was inherited.
+    let nosuid = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mkdir_p("/proc")?;
+    sys::mount("proc", "/proc", "proc", nosuid, "")?;
+    sys::mkdir_p("/sys")?;
+    sys::mount("sysfs", "/sys", "sysfs", nosuid, "").or_else(|e| if std::path::Path::new("/sys/kernel").exists() { Ok(()) } else { Err(e) })?;
+    sys::mkdir_p("/dev")?;
+    sys::mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755")?;
+    sys::mkdir_p("/dev/pts")?;
+    sys::mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+    sys::mkdir_p("/run")?;
+    sys::mount("tmpfs", "/run", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=16m")?;
+    Ok(())
+}
+
+/// Modules the initrd carries for a stock kernel, in load order (`/lib/modules/krata.order`).
+fn load_modules() -> Result<(), String> {
+    let order = match fs::read_to_string("/lib/modules/krata.order") {
+        Ok(o) => o,
+        Err(_) => return Ok(()), // a kernel with everything built in
+    };
+    for line in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        sys::load_module(line)?;
+    }
+    Ok(())
+}
+
+/// Mount the disks and build the root: the image read-only under a size-limited writable layer.
+fn build_root(o: &Options) -> Result<(String, plan::Plan, crate::config::LaunchConfig), String> {
+    // The root is assembled outside /run: /run itself is moved into it afterwards.
+    let (config_dir, lower, rw, root) = (format!("{}/config", RUN), format!("{}/image", RUN), format!("{}/rw", RUN), NEW_ROOT.to_string());
+    for d in [&config_dir, &lower, &rw, &root] {
+        sys::mkdir_p(d)?;
+    }
+    let ro = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
+    sys::mount(&o.config, &config_dir, "squashfs", ro | libc::MS_NOEXEC, "")?;
+    let launch = format!("{}/launch.json", config_dir);
+    let text = read_bounded(&launch, crate::config::MAX_BYTES)?;
+    let config = crate::config::parse(&text).map_err(|e| format!("{}: {}", launch, e))?;
+    sys::mount(&o.image, &lower, "squashfs", libc::MS_RDONLY | libc::MS_NODEV, "")?;
+    sys::mount("tmpfs", &rw, "tmpfs", libc::MS_NODEV, &format!("mode=0755,size={}m", o.rw_mib))?;
+    sys::mkdir_p(&format!("{}/upper", rw))?;
+    sys::mkdir_p(&format!("{}/work", rw))?;
+    sys::mount("overlay", &root, "overlay", 0, &format!("lowerdir={},upperdir={}/upper,workdir={}/work", lower, rw, rw))?;
+    write_identity_files(&root, &config.hostname)?;
+    let passwd = read_bounded(&format!("{}/etc/passwd", root), 4 << 20).unwrap_or_default();
+    let group = read_bounded(&format!("{}/etc/group", root), 4 << 20).unwrap_or_default();
+    let p = plan::resolve(&config, &passwd, &group, |candidate| {
+        // Resolved inside the new root; a symlink is followed there only after the switch, so here
+        // an absolute link target is read relative to the root to stay inside it.
+        executable_in(&root, candidate)
+    })?;
+    Ok((root, p, config))
+}
+
+fn executable_in(root: &str, path: &str) -> bool {
+    let mut current = path.to_string();
+    for _ in 0..16 {
+        let inside = format!("{}/{}", root, current.trim_start_matches('/'));
+        match fs::symlink_metadata(&inside) {
+            Ok(m) if m.file_type().is_symlink() => match fs::read_link(&inside) {
+                Ok(t) => {
+                    let t = t.to_string_lossy().to_string();
+                    current = if t.starts_with('/') { t } else { format!("{}/{}", current.rsplit_once('/').map(|x| x.0).unwrap_or(""), t) };
+                }
+                Err(_) => return false,
+            },
+            Ok(m) => return m.is_file() && m.permissions().mode() & 0o111 != 0,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn read_bounded(path: &str, max: usize) -> Result<String, String> {
+    use std::io::Read;
+    let f = fs::File::open(path).map_err(|e| format!("{}: {}", path, e))?;
+    let mut text = String::new();
+    f.take(max as u64 + 1).read_to_string(&mut text).map_err(|e| format!("{}: {}", path, e))?;
+    if text.len() > max {
+        return Err(format!("{}: more than {} bytes", path, max));
+    }
+    Ok(text)
+}
+
+fn write_identity_files(root: &str, hostname: &str) -> Result<(), String> {
+    let etc = format!("{}/etc", root);
+    sys::mkdir_p(&etc)?;
+    let name = if hostname.is_empty() { "localhost" } else { hostname };
+    sys::sethostname(name)?;
+    // Replaced, not edited: a symlink planted by the image must not redirect the write.
+    for (file, body) in [("hostname", format!("{}\n", name)), ("hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n", name))] {
+        let path = format!("{}/{}", etc, file);
+        let _ = fs::remove_file(&path);
+        fs::write(&path, body).map_err(|e| format!("write {}: {}", path, e))?;
+    }
+    Ok(())
+}
+
+/// Move the mounts the process needs into the new root and make it `/`.
+fn switch_root(root: &str) -> Result<(), String> {
+    for m in ["/dev", "/proc", "/sys", "/run"] {
+        let target = format!("{}{}", root, m);
+        sys::mkdir_p(&target)?;
+        sys::mount(m, &target, "", libc::MS_MOVE, "")?;
+    }
+    // As switch_root does: the new root moved onto /, then chroot. Where / cannot take the move
+    // (a test's chroot), chroot into the new root is the same for the process.
+    if std::env::set_current_dir(root).is_err() {
+        return Err(format!("chdir {}", root));
+    }
+    match sys::mount(".", "/", "", libc::MS_MOVE, "") {
+        Ok(()) => sys::chroot_here("."),
+        Err(_) => sys::chroot_here(root),
+    }
+}
+
+/// fork + exec as the resolved identity. An error before exec reaches us through a CLOEXEC pipe.
+fn spawn(p: &plan::Plan, tty: bool) -> Result<libc::pid_t, String> {
+    let argv: Vec<CString> = p.argv.iter().map(|a| sys::cstr(a)).collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = p.env.iter().map(|(k, v)| sys::cstr(&format!("{}={}", k, v))).collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    let dir = sys::cstr(&p.working_dir)?;
+    let groups: Vec<libc::gid_t> = p.identity.groups.clone();
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: between fork and exec the child only makes async-signal-safe calls on memory prepared
+    // above, then writes a fixed-size error report and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        unsafe {
+            libc::close(fds[0]);
+            sys::unblock_all();
+            let fail = |step: u8| {
+                let report = [step, *libc::__errno_location() as u8];
+                libc::write(fds[1], report.as_ptr() as *const libc::c_void, 2);
+                libc::_exit(127);
+            };
+            if libc::setsid() < 0 {
+                fail(1);
+            }
+            if tty && libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
+                fail(2);
+            }
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                fail(3);
+            }
+            if libc::setgid(p.identity.gid) != 0 {
+                fail(4);
+            }
+            if libc::setuid(p.identity.uid) != 0 {
+                fail(5);
+            }
+            if libc::chdir(dir.as_ptr()) != 0 {
+                fail(6);
+            }
+            libc::execve(argv_ptrs[0], argv_ptrs.as_ptr(), env_ptrs.as_ptr());
+            fail(7);
+        }
+    }
+    // SAFETY: closing our copy of the write end, then reading the child's report, if any.
+    unsafe {
+        libc::close(fds[1]);
+        let mut report = [0u8; 2];
+        let n = libc::read(fds[0], report.as_mut_ptr() as *mut libc::c_void, 2);
+        libc::close(fds[0]);
+        if n == 2 {
+            let step = ["", "setsid", "set the controlling TTY", "setgroups", "setgid", "setuid", "chdir", "execve"][report[0] as usize % 8];
+            let what = match report[0] {
+                6 => format!("chdir {}", p.working_dir),
+                7 => format!("execve {}", p.argv[0]),
+                _ => step.to_string(),
+            };
+            return Err(format!("{}: {}", what, std::io::Error::from_raw_os_error(report[1] as i32)));
+        }
+    }
+    Ok(pid)
+}
+
+fn report(line: &str) {
+    println!("{}", line);
+}
+
+/// Everything else still running gets SIGTERM, then SIGKILL after `grace_ms`; all are reaped.
+fn stop_everything(set: &libc::sigset_t, grace_ms: u64) {
+    // SAFETY: kill(-1) signals every process we may signal, in our PID namespace all but ourselves.
+    unsafe { libc::kill(-1, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms);
+    while std::time::Instant::now() < deadline {
+        while sys::reap_one().is_some() {}
+        // SAFETY: kill(-1, 0) asks whether any process is left to signal.
+        if unsafe { libc::kill(-1, 0) } != 0 {
+            return;
+        }
+        sys::wait_signal(set, 50);
+    }
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    while sys::reap_one().is_some() {}
+}
+
+pub fn run(o: &Options) -> i32 {
+    // Signals are taken synchronously; children get them unblocked back before exec.
+    let set = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGPWR]);
+    let setup = mount_basics().and_then(|_| load_modules()).and_then(|_| build_root(o));
+    let (root, p, config) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            report(&format!("KRATA-INIT-ERROR {}", e));
+            return 1;
+        }
+    };
+    if let Err(e) = switch_root(&root) {
+        report(&format!("KRATA-INIT-ERROR {}", e));
+        return 1;
+    }
+    let main = match spawn(&p, config.process.tty) {
+        Ok(pid) => pid,
+        Err(e) => {
+            report(&format!("KRATA-INIT-ERROR {}", e));
+            return 1;
+        }
+    };
+    let grace_ms = config.shutdown_grace_seconds.saturating_mul(1000);
+    let mut stop_deadline: Option<std::time::Instant> = None;
+    loop {
+        let signal = sys::wait_signal(&set, 1000);
+        // Every ended child is reaped (PID 1 inherits orphans); the main process's end is the guest's.
+        while let Some((pid, how)) = sys::reap_one() {
+            if pid == main {
+                report(&match how {
+                    Reaped::Exited(code) => format!("KRATA-EXIT {{\"exitCode\":{}}}", code),
+                    Reaped::Signaled(sig) => format!("KRATA-EXIT {{\"signal\":{}}}", sig),
+                });
+                stop_everything(&set, 2000);
+                return 0;
+            }
+        }
+        match signal {
+            // A shutdown request (the kernel's poweroff path signals init; the xenstore watch will
+            // too): SIGTERM to the process group, SIGKILL after the grace period.
+            Some(libc::SIGTERM) | Some(libc::SIGINT) | Some(libc::SIGUSR2) | Some(libc::SIGPWR) if stop_deadline.is_none() => {
+                unsafe { libc::kill(-main, libc::SIGTERM) };
+                stop_deadline = Some(std::time::Instant::now() + std::time::Duration::from_millis(grace_ms));
+            }
+            _ => {}
+        }
+        if let Some(d) = stop_deadline {
+            if std::time::Instant::now() >= d {
+                unsafe { libc::kill(-main, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The end of PID 1: flush and power the machine off (in a PID namespace this ends the namespace).
+pub fn power_off() -> ! {
+    // SAFETY: sync and reboot take no pointers.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disks_from_cmdline_and_arguments() {
+        let o = Options::from_cmdline("console=hvc0 krata.image=/dev/vda krata.rw_mib=64", &[]);
+        assert_eq!((o.image.as_str(), o.config.as_str(), o.rw_mib), ("/dev/vda", "/dev/xvdb", 64));
+        let o = Options::from_cmdline("", &["guest-init".into(), "--config".into(), "/dev/loop3".into()]);
+        assert_eq!((o.image.as_str(), o.config.as_str()), ("/dev/xvda", "/dev/loop3"));
+    }
+
+    #[test]
+    fn executables_are_found_inside_the_root_through_symlinks() {
+        let root = std::env::temp_dir().join(format!("krata-root-{}", std::process::id()));
+        let bin = root.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("busybox"), b"").unwrap();
+        fs::set_permissions(bin.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", bin.join("sh")).unwrap();
+        std::os::unix::fs::symlink("busybox", bin.join("ls")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", bin.join("escape")).unwrap();
+        let r = root.to_str().unwrap();
+        assert!(executable_in(r, "/bin/sh"));
+        assert!(executable_in(r, "/bin/ls"));
+        assert!(!executable_in(r, "/bin/escape"), "a link out of the root is looked up inside it");
+        assert!(!executable_in(r, "/bin/none"));
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

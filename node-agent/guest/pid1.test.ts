@@ -1,0 +1,87 @@
+// guest-init as PID 1, for real but without a kernel boot: in a new PID, mount and UTS namespace,
+// chrooted into an initrd-like directory, with the image and the config disk as squashfs files on
+// read-only loop devices (as in a guest, where they are xvda and xvdb). It mounts what a guest needs,
+// builds the overlay root, switches into it, runs the process as the image's user and reports how
+// the process ended on its console (stdout here). Needs root, loop devices, squashfs-tools and
+// busybox-static (scripts/install-deps).
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { attachLoop, detachLoop } from '../xen/devices/loop.js';
+import { composeLaunchConfig, serializeLaunchConfig, type OciImageConfig } from './launch-config.js';
+
+const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
+const init = join(crate, 'target/debug/guest-init');
+const work = mkdtempSync(join(tmpdir(), 'krata-pid1-'));
+const loops: string[] = [];
+
+before(() => {
+  execFileSync('/usr/bin/cargo', ['build', '--offline', '--quiet'], { cwd: crate, env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` }, stdio: ['ignore', 'inherit', 'inherit'] });
+  // The image: a static busybox, a user and a group of its own.
+  const image = join(work, 'image');
+  mkdirSync(join(image, 'bin'), { recursive: true });
+  mkdirSync(join(image, 'etc'));
+  mkdirSync(join(image, 'home/app'), { recursive: true });
+  copyFileSync('/bin/busybox', join(image, 'bin/busybox'));
+  for (const applet of ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill']) symlinkSync('busybox', join(image, 'bin', applet));
+  writeFileSync(join(image, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
+  writeFileSync(join(image, 'etc/group'), 'root:x:0:\napp:x:1000:\nstaff:x:50:app\n');
+  execFileSync('mksquashfs', [image, join(work, 'image.sqfs'), '-quiet', '-noappend', '-all-root']);
+  execFileSync('chown', ['-R', '1000:1000', join(image, 'home/app')]);
+  execFileSync('mksquashfs', [image, join(work, 'image-owned.sqfs'), '-quiet', '-noappend']);
+  // The initrd: only /init.
+  mkdirSync(join(work, 'initrd'));
+  copyFileSync(init, join(work, 'initrd/init'));
+});
+
+after(() => {
+  for (const l of loops) detachLoop(l);
+  rmSync(work, { recursive: true, force: true });
+});
+
+function boot(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile = 'image-owned.sqfs'): { stdout: string; status: number | null } {
+  const configDir = join(work, `config-${name}`);
+  mkdirSync(configDir);
+  writeFileSync(join(configDir, 'launch.json'), serializeLaunchConfig(composeLaunchConfig(name, spec, image)));
+  execFileSync('mksquashfs', [configDir, join(work, `config-${name}.sqfs`), '-quiet', '-noappend', '-all-root']);
+  const imageLoop = attachLoop(join(work, imageFile)).path;
+  const configLoop = attachLoop(join(work, `config-${name}.sqfs`)).path;
+  loops.push(imageLoop, configLoop);
+  const r = spawnSync('unshare', ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop], { encoding: 'utf8', timeout: 60_000 });
+  return { stdout: r.stdout + r.stderr, status: r.status };
+}
+
+const base = { tty: false, terminationGracePeriodSeconds: 5 };
+
+test('runs the image as its user, with the Guest env and hostname, and reports the exit code', () => {
+  const r = boot('exit7', { Cmd: ['sh', '-c', 'id; echo "greeting=$GREETING home=$HOME"; hostname; cat /etc/hostname; echo written > /home/app/f && cat /home/app/f; exit 7'], User: 'app' }, { ...base, env: [{ name: 'GREETING', value: 'hello' }] });
+  assert.match(r.stdout, /uid=1000\(app\) gid=1000\(app\) groups=(50\(staff\),1000\(app\)|1000\(app\),50\(staff\))$/m, r.stdout);
+  assert.match(r.stdout, /greeting=hello home=\/home\/app/);
+  assert.match(r.stdout, /^exit7$/m);
+  assert.match(r.stdout, /^written$/m, 'the root is writable (overlay over the read-only image)');
+  assert.match(r.stdout, /KRATA-EXIT \{"exitCode":7\}/);
+});
+
+test('a process killed by a signal is reported as that signal, not as an exit code', () => {
+  const r = boot('killed', { Cmd: ['sh', '-c', 'kill -9 $$'] }, base);
+  assert.match(r.stdout, /KRATA-EXIT \{"signal":9\}/, r.stdout);
+});
+
+test('orphans are reaped and the main process decides the end', () => {
+  // The shell leaves a background child behind and exits: init must not wait for it.
+  const r = boot('orphan', { Cmd: ['sh', '-c', 'sleep 30 & exit 3'] }, base);
+  assert.match(r.stdout, /KRATA-EXIT \{"exitCode":3\}/, r.stdout);
+});
+
+test('init failures are reported with their reason', () => {
+  let r = boot('ghost', { Cmd: ['id'], User: 'ghost' }, base);
+  assert.match(r.stdout, /KRATA-INIT-ERROR user "ghost" is not in the image's \/etc\/passwd/, r.stdout);
+  r = boot('missing', { Cmd: ['no-such-command'] }, base);
+  assert.match(r.stdout, /KRATA-INIT-ERROR "no-such-command": executable file not found in PATH/, r.stdout);
+  r = boot('workdir', { Cmd: ['id'] }, { ...base, workingDir: '/nonexistent' });
+  assert.match(r.stdout, /KRATA-INIT-ERROR chdir \/nonexistent: No such file or directory/, r.stdout);
+});
