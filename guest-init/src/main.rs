@@ -7,6 +7,7 @@ mod process;
 mod runtime;
 mod sys;
 mod users;
+mod xenbus;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,12 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        // The kernel's poweroff_cmd (see runtime::route_shutdown_requests): ask PID 1 to stop.
+        Some(runtime::POWEROFF_ARG) => {
+            // SAFETY: signalling PID 1, which takes SIGTERM as the shutdown request.
+            unsafe { libc::kill(1, libc::SIGTERM) };
+            ExitCode::SUCCESS
+        }
         // As PID 1 (from the kernel, or a test's PID namespace): the guest's whole life.
         _ if std::process::id() == 1 => {
             let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();

@@ -9,6 +9,7 @@
 
 use crate::plan;
 use crate::sys::{self, Reaped};
+use crate::xenbus;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -84,6 +85,10 @@ fn build_root(o: &Options) -> Result<(String, plan::Plan, crate::config::LaunchC
     for d in [&config_dir, &lower, &rw, &root] {
         sys::mkdir_p(d)?;
     }
+    // Block devices appear asynchronously once their frontend driver (just loaded) connects.
+    for dev in [&o.config, &o.image] {
+        wait_for(dev, 20_000)?;
+    }
     let ro = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
     sys::mount(&o.config, &config_dir, "squashfs", ro | libc::MS_NOEXEC, "")?;
     let launch = format!("{}/launch.json", config_dir);
@@ -103,6 +108,17 @@ fn build_root(o: &Options) -> Result<(String, plan::Plan, crate::config::LaunchC
         executable_in(&root, candidate)
     })?;
     Ok((root, p, config))
+}
+
+fn wait_for(path: &str, timeout_ms: u64) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    while !std::path::Path::new(path).exists() {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{} did not appear within {} s", path, timeout_ms / 1000));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn executable_in(root: &str, path: &str) -> bool {
@@ -242,6 +258,41 @@ fn report(line: &str) {
     println!("{}", line);
 }
 
+/// The host learns how the guest ended from xenstore (krata/guest/ is the only place the guest may
+/// write); the console line is for people and for runs without Xen, where there is no xenbus.
+fn report_to_host(key: &str, value: &str) {
+    if !std::path::Path::new(xenbus::XENBUS_PATH).exists() {
+        return;
+    }
+    // Bounded: the reason is free text, and xenstore limits a value to 4 KiB.
+    let value: String = value.chars().take(2048).collect();
+    if let Err(e) = xenbus::Xenbus::open().and_then(|mut xs| xs.write(&format!("krata/guest/{}", key), &value)) {
+        eprintln!("guest-init: could not report {} to the host: {}", key, e);
+    }
+}
+
+fn init_error(reason: &str) -> i32 {
+    report(&format!("KRATA-INIT-ERROR {}", reason));
+    report_to_host("init-error", reason);
+    1
+}
+
+/// The host's stop request arrives the standard way for a PV guest: the kernel watches
+/// control/shutdown itself and, for poweroff or halt, runs `poweroff_cmd`, for reboot signals init
+/// (with Ctrl-Alt-Del handling off). poweroff_cmd is pointed back at this binary (through /proc/1/exe,
+/// which exists whatever the image holds), and it signals PID 1; the main loop does the rest.
+fn route_shutdown_requests() {
+    if std::process::id() != 1 {
+        return;
+    }
+    let _ = fs::write("/proc/sys/kernel/poweroff_cmd", format!("/proc/1/exe {}\n", POWEROFF_ARG));
+    // SAFETY: RB_DISABLE_CAD only changes what Ctrl-Alt-Del (and a reboot request) does: SIGINT to us.
+    unsafe { libc::reboot(libc::RB_DISABLE_CAD) };
+}
+
+/// The argument poweroff_cmd runs guest-init with.
+pub const POWEROFF_ARG: &str = "krata-poweroff";
+
 /// Everything else still running gets SIGTERM, then SIGKILL after `grace_ms`; all are reaped.
 fn stop_everything(set: &libc::sigset_t, grace_ms: u64) {
     // SAFETY: kill(-1) signals every process we may signal, in our PID namespace all but ourselves.
@@ -265,21 +316,15 @@ pub fn run(o: &Options) -> i32 {
     let setup = mount_basics().and_then(|_| load_modules()).and_then(|_| build_root(o));
     let (root, p, config) = match setup {
         Ok(x) => x,
-        Err(e) => {
-            report(&format!("KRATA-INIT-ERROR {}", e));
-            return 1;
-        }
+        Err(e) => return init_error(&e),
     };
     if let Err(e) = switch_root(&root) {
-        report(&format!("KRATA-INIT-ERROR {}", e));
-        return 1;
+        return init_error(&e);
     }
+    route_shutdown_requests();
     let main = match spawn(&p, config.process.tty) {
         Ok(pid) => pid,
-        Err(e) => {
-            report(&format!("KRATA-INIT-ERROR {}", e));
-            return 1;
-        }
+        Err(e) => return init_error(&e),
     };
     let grace_ms = config.shutdown_grace_seconds.saturating_mul(1000);
     let mut stop_deadline: Option<std::time::Instant> = None;
@@ -288,10 +333,12 @@ pub fn run(o: &Options) -> i32 {
         // Every ended child is reaped (PID 1 inherits orphans); the main process's end is the guest's.
         while let Some((pid, how)) = sys::reap_one() {
             if pid == main {
-                report(&match how {
-                    Reaped::Exited(code) => format!("KRATA-EXIT {{\"exitCode\":{}}}", code),
-                    Reaped::Signaled(sig) => format!("KRATA-EXIT {{\"signal\":{}}}", sig),
-                });
+                let (key, value) = match how {
+                    Reaped::Exited(code) => ("exit-code", code),
+                    Reaped::Signaled(sig) => ("signal", sig),
+                };
+                report(&format!("KRATA-EXIT {{\"{}\":{}}}", if key == "exit-code" { "exitCode" } else { "signal" }, value));
+                report_to_host(key, &value.to_string());
                 stop_everything(&set, 2000);
                 return 0;
             }

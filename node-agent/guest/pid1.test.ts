@@ -5,8 +5,8 @@
 // the process ended on its console (stdout here). Needs root, loop devices, squashfs-tools and
 // busybox-static (scripts/install-deps).
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -43,7 +43,7 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function boot(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile = 'image-owned.sqfs'): { stdout: string; status: number | null } {
+function disks(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile: string): string[] {
   const configDir = join(work, `config-${name}`);
   mkdirSync(configDir);
   writeFileSync(join(configDir, 'launch.json'), serializeLaunchConfig(composeLaunchConfig(name, spec, image)));
@@ -51,8 +51,35 @@ function boot(name: string, image: OciImageConfig, spec: Parameters<typeof compo
   const imageLoop = attachLoop(join(work, imageFile)).path;
   const configLoop = attachLoop(join(work, `config-${name}.sqfs`)).path;
   loops.push(imageLoop, configLoop);
-  const r = spawnSync('unshare', ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop], { encoding: 'utf8', timeout: 60_000 });
+  return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop];
+}
+
+function boot(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile = 'image-owned.sqfs'): { stdout: string; status: number | null } {
+  const r = spawnSync('unshare', disks(name, image, spec, imageFile), { encoding: 'utf8', timeout: 60_000 });
   return { stdout: r.stdout + r.stderr, status: r.status };
+}
+
+/** Boot, wait for `ready` on the console, send SIGTERM to the namespace's PID 1 (as a shutdown request does), collect the console. */
+async function bootAndStop(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1]): Promise<string> {
+  const child = spawn('unshare', disks(name, image, spec, 'image-owned.sqfs'), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const ended = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  await new Promise<void>((resolve) => {
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('ready')) resolve();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('close', () => resolve());
+  });
+  // unshare --fork: the namespace's PID 1 is unshare's only child.
+  const init = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]);
+  process.kill(init, 'SIGTERM');
+  await ended;
+  clearTimeout(timer);
+  return output;
 }
 
 const base = { tty: false, terminationGracePeriodSeconds: 5 };
@@ -84,4 +111,16 @@ test('init failures are reported with their reason', () => {
   assert.match(r.stdout, /KRATA-INIT-ERROR "no-such-command": executable file not found in PATH/, r.stdout);
   r = boot('workdir', { Cmd: ['id'] }, { ...base, workingDir: '/nonexistent' });
   assert.match(r.stdout, /KRATA-INIT-ERROR chdir \/nonexistent: No such file or directory/, r.stdout);
+});
+
+test('a shutdown request reaches the process as SIGTERM', async () => {
+  const out = await bootAndStop('term', { Cmd: ['sh', '-c', 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 1; done'] }, { ...base, terminationGracePeriodSeconds: 20 });
+  assert.match(out, /got-term/, out);
+  assert.match(out, /KRATA-EXIT \{"exitCode":0\}/);
+});
+
+test('a process that ignores SIGTERM is killed when the grace period ends', async () => {
+  const out = await bootAndStop('stubborn', { Cmd: ['sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 1; done'] }, { ...base, terminationGracePeriodSeconds: 1 });
+  // Without the SIGKILL the test's own 60 s timer would end unshare and no KRATA-EXIT would appear.
+  assert.match(out, /KRATA-EXIT \{"signal":9\}/, out);
 });

@@ -50,6 +50,8 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     [`${home}/console/type`, d.consoleBackend ?? 'krata', readable],
     [`${home}/console/output`, 'pty', readable],
     [`${home}/control/shutdown`, '', guestOwned],
+    // The only place under krata/ the guest writes: how its process ended (guest-init).
+    [`${home}/krata/guest`, '', guestOwned],
     [`${home}/control/feature-poweroff`, '', guestOwned],
     [`${home}/control/feature-reboot`, '', guestOwned],
     [`${home}/control/feature-suspend`, '', guestOwned],

@@ -167,6 +167,13 @@ mkdir -p "$tmp/data/guest" "$tmp/disk" "$tmp/data/node/bin"
 (cd "$r" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >"$tmp/data/guest/initrd.gz"
 echo "hello-from-xvda" >"$tmp/disk/hello"
 mksquashfs "$tmp/disk" "$tmp/data/guest/disk.sqfs" -all-root -no-progress -quiet >/dev/null
+# The modules krata's guest-init loads with this stock kernel (its own initrd is built per test), in
+# load order: krata-modules/order lists their file names.
+mkdir -p "$tmp/data/guest/krata-modules"
+for ko in $(modprobe -d "$x" -S "$kver" --show-depends -a xen-blkfront squashfs overlay | awk '$1 == "insmod" {print $2}'); do
+  cp "$ko" "$tmp/data/guest/krata-modules/"
+  basename "$ko" >>"$tmp/data/guest/krata-modules/order"
+done
 # Uncompressed ELF: xl would otherwise spend 5-8 s un-xz-ing the bzImage in dom0 (pitfall 7).
 off=$(LC_ALL=C grep -m1 -obUaP '\xfd7zXZ\x00' "$x/boot/vmlinuz-$kver" | cut -d: -f1)
 (tail -c +$((off + 1)) "$x/boot/vmlinuz-$kver" || true) | xz -dc --single-stream >"$tmp/data/guest/vmlinux"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# krata's guest-init as PID 1 of a real PV guest: Debian's kernel, an initrd made by krata's own cpio
+# writer (guest-init plus the stock kernel's modules), the image and the config disk as read-only
+# vbds (xvda, xvdb) over loop devices, the console on krata's backend. The image's process runs as
+# the image's user with the Guest's env, its exit code comes back on the console, and the guest
+# powers itself off; then nothing is left.
+set -euo pipefail
+x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
+repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
+name=e2e-guest-init
+launch="node /krata/dist/node-agent/xen/launch-main.js"
+trap 'x "d=\$(xl domid $name 2>/dev/null) && $launch --destroy \$d" >/dev/null 2>&1 || true' EXIT
+
+# guest-init, static, with Debian's toolchain; the disks, staged where dom0 sees them (/krata).
+(cd "$repo/guest-init" && PATH=/usr/bin:/bin /usr/bin/cargo build --offline --release --quiet)
+stage=$repo/guest-init/target/e2e
+rm -rf "$stage" && mkdir -p "$stage/image/bin" "$stage/image/etc" "$stage/image/home/app" "$stage/config"
+cp /bin/busybox "$stage/image/bin/busybox"
+for a in sh id echo cat; do ln -s busybox "$stage/image/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' >"$stage/image/etc/passwd"
+printf 'root:x:0:\napp:x:1000:\n' >"$stage/image/etc/group"
+node --input-type=module -e "
+import { composeLaunchConfig, serializeLaunchConfig } from '$repo/dist/node-agent/guest/launch-config.js';
+import { writeFileSync } from 'node:fs';
+writeFileSync('$stage/config/launch.json', serializeLaunchConfig(composeLaunchConfig('$name', {
+  env: [{ name: 'GREETING', value: 'hello-from-krata' }], tty: false, terminationGracePeriodSeconds: 5,
+}, { Cmd: ['sh', '-c', 'id; echo \"GREETING=\$GREETING\"; exit 7'], User: 'app' })));
+"
+mkdir -p "$stage/config-stop"
+node --input-type=module -e "
+import { composeLaunchConfig, serializeLaunchConfig } from '$repo/dist/node-agent/guest/launch-config.js';
+import { writeFileSync } from 'node:fs';
+writeFileSync('$stage/config-stop/launch.json', serializeLaunchConfig(composeLaunchConfig('$name', { tty: false, terminationGracePeriodSeconds: 20 },
+  { Cmd: ['sh', '-c', 'trap \"echo got-term; exit 0\" TERM; echo KRATA-TEST-READY; while :; do sleep 1; done'] })));
+"
+mksquashfs "$stage/image" "$stage/image.sqfs" -quiet -noappend -all-root >/dev/null
+mksquashfs "$stage/config" "$stage/config.sqfs" -quiet -noappend -all-root >/dev/null
+mksquashfs "$stage/config-stop" "$stage/config-stop.sqfs" -quiet -noappend -all-root >/dev/null
+
+x "cp /krata/guest-init/target/e2e/image.sqfs /tmp/gi-image.sqfs && cp /krata/guest-init/target/e2e/config.sqfs /tmp/gi-config.sqfs && cp /krata/guest-init/target/e2e/config-stop.sqfs /tmp/gi-config-stop.sqfs && node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /tmp/krata-initrd.cpio" \
+  >"$out/initrd.json" || fail "building the initrd failed"
+x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --memory 128 \
+    --disk /tmp/gi-image.sqfs:xvda --disk /tmp/gi-config.sqfs:xvdb --console krata \
+    --attach-until 'KRATA-EXIT' --attach-timeout 120 --cmdline 'console=hvc0 quiet loglevel=3'" >"$out/console.txt" 2>&1 \
+  || { tail -30 "$out/console.txt" >&2; fail "launch or console failed"; }
+grep -q 'uid=1000(app) gid=1000(app)' "$out/console.txt" || { tail -30 "$out/console.txt" >&2; fail "the process did not run as the image's user"; }
+grep -q 'GREETING=hello-from-krata' "$out/console.txt" || fail "the Guest's env did not reach the process"
+grep -q 'KRATA-EXIT {"exitCode":7}' "$out/console.txt" || fail "exit code 7 was not reported"
+# After reporting, init powers the guest off by itself.
+x "for i in \$(seq 150); do xl list $name 2>/dev/null | awk 'NR==2 {print \$5}' | grep -q s && exit 0; xl domid $name >/dev/null 2>&1 || exit 0; sleep 0.2; done; exit 1" \
+  || fail "the guest did not power itself off after its process ended"
+d=$(x "xl domid $name")
+[ "$(x "xenstore-read /local/domain/$d/krata/guest/exit-code")" = 7 ] || fail "krata/guest/exit-code in xenstore is not 7"
+x "$launch --destroy $d" >/dev/null
+x "! xl domid $name >/dev/null 2>&1 && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$d" || fail "domain, loop devices or xenstore entries left"
+grep -E 'uid=|GREETING=|KRATA-EXIT' "$out/console.txt"
+echo "guest-init ran the image's process as its user and reported its exit (console and xenstore); nothing left"
+
+# The graceful stop: control/shutdown=poweroff -> guest-init's watch -> SIGTERM to the process,
+# which exits 0; the guest powers itself off within the grace period.
+x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --memory 128 \
+    --disk /tmp/gi-image.sqfs:xvda --disk /tmp/gi-config-stop.sqfs:xvdb --console krata \
+    --attach-until 'KRATA-TEST-READY' --attach-timeout 120 --cmdline 'console=hvc0 quiet loglevel=3'" >"$out/console-stop.txt" 2>&1 \
+  || { tail -30 "$out/console-stop.txt" >&2; fail "launch of the second guest failed"; }
+d=$(x "xl domid $name")
+x "$launch --shutdown $d --grace 60" >"$out/stop.json" || fail "shutdown failed"
+grep -q '"graceful":true' "$out/stop.json" || fail "the guest did not stop by itself when asked: $(cat "$out/stop.json")"
+x "! xl domid $name >/dev/null 2>&1 && [ -z \"\$(losetup -a)\" ]" || fail "domain or loop devices left after the graceful stop"
+echo "control/shutdown reached the process as SIGTERM and the guest powered off ($(cat "$out/stop.json"))"
