@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 use std::fmt;
+use std::net::IpAddr;
 
 pub const VERSION: u64 = 1;
 /// The file is written by krata's node agent, but it carries the image's config: keep it bounded.
@@ -32,11 +33,40 @@ pub struct ProcessConfig {
     pub tty: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cidr {
+    pub ip: IpAddr,
+    pub prefix: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub addresses: Vec<Cidr>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub to: Cidr,
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Network {
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    pub nameservers: Vec<IpAddr>,
+    pub searches: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LaunchConfig {
     pub hostname: String,
     pub image: ImageConfig,
     pub process: ProcessConfig,
+    pub network: Network,
     pub shutdown_grace_seconds: u64,
 }
 
@@ -184,6 +214,119 @@ fn process(path: &str, v: Value) -> Result<ProcessConfig, ConfigError> {
     Ok(ProcessConfig { command, args, env, working_dir, user, tty })
 }
 
+fn cidr(path: &str, s: &str) -> Result<Cidr, ConfigError> {
+    let (ip, prefix) = match s.split_once('/') {
+        Some((ip, p)) => (ip, Some(p)),
+        None => (s, None),
+    };
+    let ip: IpAddr = match ip.parse() {
+        Ok(ip) => ip,
+        Err(_) => return err(path, format!("{:?} is not an IP address", s)),
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return err(path, format!("{:?}: the prefix length must be 0 to {}", s, max)),
+        },
+    };
+    Ok(Cidr { ip, prefix })
+}
+
+fn ip(path: &str, v: Value) -> Result<IpAddr, ConfigError> {
+    let s = string(path, v)?;
+    s.parse().or_else(|_| err(path, format!("{:?} is not an IP address", s)))
+}
+
+fn interface_name(path: &str, v: Value) -> Result<String, ConfigError> {
+    let name = string(path, v)?;
+    if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
+        return err(path, format!("{:?} is not an interface name", name));
+    }
+    Ok(name)
+}
+
+fn array(path: &str, v: Value) -> Result<Vec<Value>, ConfigError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        other => err(path, format!("expected an array, got {}", kind(&other))),
+    }
+}
+
+fn network(path: &str, v: Value) -> Result<Network, ConfigError> {
+    let mut f = Fields::new(path, v)?;
+    let mut n = Network::default();
+    if let Some((p, v)) = f.take("interfaces") {
+        for (i, item) in array(&p, v)?.into_iter().enumerate() {
+            let ip_ = format!("{}[{}]", p, i);
+            let mut g = Fields::new(&ip_, item)?;
+            let name = match g.take("name") {
+                Some((q, v)) => interface_name(&q, v)?,
+                None => return err(&join(&ip_, "name"), "required"),
+            };
+            let addresses = match g.take("addresses") {
+                None => Vec::new(),
+                Some((q, v)) => strings(&q, v)?.iter().enumerate().map(|(j, a)| cidr(&format!("{}[{}]", q, j), a)).collect::<Result<_, _>>()?,
+            };
+            let mtu = match g.take("mtu") {
+                None => None,
+                Some((q, Value::Number(m))) => match m.as_u64() {
+                    Some(m) if (68..=65535).contains(&m) => Some(m as u32),
+                    _ => return err(&q, format!("{} is not an MTU (68 to 65535)", m)),
+                },
+                Some((q, other)) => return err(&q, format!("expected a number, got {}", kind(&other))),
+            };
+            g.finish()?;
+            n.interfaces.push(Interface { name, addresses, mtu });
+        }
+    }
+    if let Some((p, v)) = f.take("routes") {
+        for (i, item) in array(&p, v)?.into_iter().enumerate() {
+            let rp = format!("{}[{}]", p, i);
+            let mut g = Fields::new(&rp, item)?;
+            let via = match g.take("via") {
+                Some((q, v)) => Some(ip(&q, v)?),
+                None => None,
+            };
+            let dev = match g.take("dev") {
+                Some((q, v)) => Some(interface_name(&q, v)?),
+                None => None,
+            };
+            let to = match g.string("to")? {
+                None => return err(&join(&rp, "to"), "required"),
+                Some(t) if t == "default" => match via {
+                    Some(IpAddr::V4(_)) => Cidr { ip: "0.0.0.0".parse().unwrap(), prefix: 0 },
+                    Some(IpAddr::V6(_)) => Cidr { ip: "::".parse().unwrap(), prefix: 0 },
+                    None => return err(&join(&rp, "via"), "a default route needs a gateway"),
+                },
+                Some(t) => cidr(&join(&rp, "to"), &t)?,
+            };
+            if let Some(gw) = via {
+                if gw.is_ipv4() != to.ip.is_ipv4() {
+                    return err(&join(&rp, "via"), format!("{} is not of the same family as {}", gw, to.ip));
+                }
+            }
+            if via.is_none() && dev.is_none() {
+                return err(&rp, "a route needs a gateway (via) or an interface (dev)");
+            }
+            g.finish()?;
+            n.routes.push(Route { to, via, dev });
+        }
+    }
+    if let Some((p, v)) = f.take("nameservers") {
+        n.nameservers = array(&p, v)?.into_iter().enumerate().map(|(i, item)| ip(&format!("{}[{}]", p, i), item)).collect::<Result<_, _>>()?;
+    }
+    n.searches = f.strings("searches")?.unwrap_or_default();
+    for (i, s) in n.searches.iter().enumerate() {
+        if s.is_empty() || s.contains(char::is_whitespace) {
+            return err(&format!("{}.searches[{}]", path, i), format!("{:?} is not a domain name", s));
+        }
+    }
+    f.finish()?;
+    Ok(n)
+}
+
 pub fn parse(text: &str) -> Result<LaunchConfig, ConfigError> {
     if text.len() > MAX_BYTES {
         return err("", format!("launch config is {} bytes, more than {}", text.len(), MAX_BYTES));
@@ -208,6 +351,10 @@ pub fn parse(text: &str) -> Result<LaunchConfig, ConfigError> {
         Some((p, v)) => process(&p, v)?,
         None => ProcessConfig::default(),
     };
+    let network = match f.take("network") {
+        Some((p, v)) => network(&p, v)?,
+        None => Network::default(),
+    };
     let shutdown_grace_seconds = match f.take("shutdownGraceSeconds") {
         None => 30,
         Some((p, Value::Number(n))) => match n.as_u64() {
@@ -217,7 +364,7 @@ pub fn parse(text: &str) -> Result<LaunchConfig, ConfigError> {
         Some((p, other)) => return err(&p, format!("expected a number, got {}", kind(&other))),
     };
     f.finish()?;
-    Ok(LaunchConfig { hostname, image, process, shutdown_grace_seconds })
+    Ok(LaunchConfig { hostname, image, process, network, shutdown_grace_seconds })
 }
 
 #[cfg(test)]
@@ -241,6 +388,35 @@ mod tests {
         assert_eq!(c.process.env, vec![("MODE".to_string(), "prod".to_string()), ("EMPTY".to_string(), String::new())]);
         assert!(c.process.tty);
         assert_eq!(c.shutdown_grace_seconds, 10);
+    }
+
+    #[test]
+    fn network_section() {
+        let c = parse(
+            r#"{"version":1,"network":{"interfaces":[{"name":"eth0","addresses":["10.75.0.2/16","fd00::2/64"],"mtu":1500}],
+                "routes":[{"to":"default","via":"10.75.0.1"},{"to":"default","via":"fd00::1"},{"to":"192.168.0.0/24","dev":"eth0"}],
+                "nameservers":["10.75.0.1","fd00::1"],"searches":["svc.local"]}}"#,
+        )
+        .unwrap();
+        let n = c.network;
+        assert_eq!(n.interfaces[0].addresses[1], Cidr { ip: "fd00::2".parse().unwrap(), prefix: 64 });
+        assert_eq!(n.interfaces[0].mtu, Some(1500));
+        assert_eq!(n.routes[0].to, Cidr { ip: "0.0.0.0".parse().unwrap(), prefix: 0 });
+        assert_eq!(n.routes[1].to, Cidr { ip: "::".parse().unwrap(), prefix: 0 });
+        assert_eq!(n.routes[2].dev.as_deref(), Some("eth0"));
+        assert_eq!(n.nameservers.len(), 2);
+        let cases = [
+            (r#"{"version":1,"network":{"interfaces":[{"name":"eth0","addresses":["10.0.0.2/33"]}]}}"#, "network.interfaces[0].addresses[0]: \"10.0.0.2/33\": the prefix length must be 0 to 32"),
+            (r#"{"version":1,"network":{"interfaces":[{"name":"eth0","addresses":["10.0.0.300/8"]}]}}"#, "network.interfaces[0].addresses[0]: \"10.0.0.300/8\" is not an IP address"),
+            (r#"{"version":1,"network":{"interfaces":[{"name":"a-very-long-interface-name"}]}}"#, "network.interfaces[0].name: \"a-very-long-interface-name\" is not an interface name"),
+            (r#"{"version":1,"network":{"routes":[{"to":"default"}]}}"#, "network.routes[0].via: a default route needs a gateway"),
+            (r#"{"version":1,"network":{"routes":[{"to":"10.0.0.0/8","via":"fd00::1"}]}}"#, "network.routes[0].via: fd00::1 is not of the same family as 10.0.0.0"),
+            (r#"{"version":1,"network":{"interfaces":[{"name":"eth0","mtu":9}]}}"#, "network.interfaces[0].mtu: 9 is not an MTU (68 to 65535)"),
+            (r#"{"version":1,"network":{"nameservers":["dns.example"]}}"#, "network.nameservers[0]: \"dns.example\" is not an IP address"),
+        ];
+        for (text, want) in cases.iter() {
+            assert_eq!(parse(text).unwrap_err().to_string(), *want, "{}", text);
+        }
     }
 
     #[test]

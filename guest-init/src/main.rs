@@ -2,6 +2,7 @@
 //! (runtime.rs). `guest-init plan CONFIG ROOT` prints what it would run, as JSON; the node agent's
 //! tests use it to check both sides of the launch config format.
 mod config;
+mod netlink;
 mod plan;
 mod process;
 mod runtime;

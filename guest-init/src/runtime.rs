@@ -7,6 +7,8 @@
 //! line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init failure as
 //! `KRATA-INIT-ERROR <reason>`.
 
+use crate::config::Network;
+use crate::netlink::{self, Netlink};
 use crate::plan;
 use crate::sys::{self, Reaped};
 use crate::xenbus;
@@ -165,6 +167,48 @@ fn write_identity_files(root: &str, hostname: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Loopback up, then each interface (waiting for it: netfront attaches late) with its MTU and
+/// addresses, then the routes.
+fn configure_network(n: &Network) -> Result<(), String> {
+    let mut nl = Netlink::open()?;
+    if let Ok(lo) = netlink::wait_index("lo", 0) {
+        nl.link_up(lo, None, "lo")?;
+    }
+    for i in &n.interfaces {
+        let index = netlink::wait_index(&i.name, 20_000)?;
+        nl.link_up(index, i.mtu, &i.name)?;
+        for a in &i.addresses {
+            nl.add_address(index, &a.ip, a.prefix, &i.name)?;
+        }
+    }
+    for r in &n.routes {
+        let index = match &r.dev {
+            Some(d) => Some(netlink::wait_index(d, 0)?),
+            None => None,
+        };
+        let what = format!("add route to {}/{}{}", r.to.ip, r.to.prefix, r.via.map(|v| format!(" via {}", v)).unwrap_or_default());
+        nl.add_route(&r.to.ip, r.to.prefix, r.via.as_ref(), index, &what)?;
+    }
+    Ok(())
+}
+
+/// /etc/resolv.conf in the new root when the Guest has nameservers; the image's otherwise.
+fn write_resolv_conf(root: &str, n: &Network) -> Result<(), String> {
+    if n.nameservers.is_empty() {
+        return Ok(());
+    }
+    let mut body = String::new();
+    for ns in &n.nameservers {
+        body.push_str(&format!("nameserver {}\n", ns));
+    }
+    if !n.searches.is_empty() {
+        body.push_str(&format!("search {}\n", n.searches.join(" ")));
+    }
+    let path = format!("{}/etc/resolv.conf", root);
+    let _ = fs::remove_file(&path); // often a symlink in images: replaced, not followed
+    fs::write(&path, body).map_err(|e| format!("write {}: {}", path, e))
+}
+
 /// Move the mounts the process needs into the new root and make it `/`.
 fn switch_root(root: &str) -> Result<(), String> {
     for m in ["/dev", "/proc", "/sys", "/run"] {
@@ -318,7 +362,7 @@ pub fn run(o: &Options) -> i32 {
         Ok(x) => x,
         Err(e) => return init_error(&e),
     };
-    if let Err(e) = switch_root(&root) {
+    if let Err(e) = configure_network(&config.network).and_then(|_| write_resolv_conf(&root, &config.network)).and_then(|_| switch_root(&root)) {
         return init_error(&e);
     }
     route_shutdown_requests();

@@ -20,7 +20,16 @@ export interface LaunchConfigV1 {
   hostname: string;
   image: { entrypoint: string[]; cmd: string[]; env: string[]; workingDir: string; user: string };
   process: { command?: string[]; args?: string[]; env: { name: string; value: string }[]; workingDir?: string; user?: string; tty: boolean };
+  network?: GuestNetworkConfig;
   shutdownGraceSeconds: number;
+}
+
+/** What the agent assigned the guest (kratanet): guest-init configures it through rtnetlink. */
+export interface GuestNetworkConfig {
+  interfaces: { name: string; addresses: string[]; mtu?: number }[];
+  routes: { to: string; via?: string; dev?: string }[];
+  nameservers: string[];
+  searches: string[];
 }
 
 export class LaunchConfigError extends Error {
@@ -42,7 +51,12 @@ function checkStrings(path: string, list: readonly string[] | null | undefined):
   return (list ?? []).map((s, i) => checkString(`${path}[${i}]`, s));
 }
 
-export function composeLaunchConfig(name: string, spec: Pick<GuestSpec, 'command' | 'args' | 'env' | 'workingDir' | 'user' | 'tty' | 'hostname' | 'terminationGracePeriodSeconds'>, image: OciImageConfig): LaunchConfigV1 {
+export function composeLaunchConfig(
+  name: string,
+  spec: Pick<GuestSpec, 'command' | 'args' | 'env' | 'workingDir' | 'user' | 'tty' | 'hostname' | 'terminationGracePeriodSeconds'>,
+  image: OciImageConfig,
+  network?: GuestNetworkConfig,
+): LaunchConfigV1 {
   const hostname = spec.hostname ?? name;
   if (Buffer.byteLength(hostname) > 64) throw new LaunchConfigError('spec.hostname', 'longer than 64 bytes');
   if (spec.workingDir !== undefined && !spec.workingDir.startsWith('/')) throw new LaunchConfigError('spec.workingDir', `${JSON.stringify(spec.workingDir)} is not an absolute path`);
@@ -68,6 +82,7 @@ export function composeLaunchConfig(name: string, spec: Pick<GuestSpec, 'command
       ...(spec.user !== undefined ? { user: checkString('spec.user', spec.user) } : {}),
       tty: spec.tty,
     },
+    ...(network ? { network } : {}),
     shutdownGraceSeconds: spec.terminationGracePeriodSeconds,
   };
   return config;

@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/devices/loop.js';
-import { composeLaunchConfig, serializeLaunchConfig, type OciImageConfig } from './launch-config.js';
+import { composeLaunchConfig, serializeLaunchConfig, type GuestNetworkConfig, type OciImageConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 const init = join(crate, 'target/debug/guest-init');
@@ -27,7 +27,7 @@ before(() => {
   mkdirSync(join(image, 'etc'));
   mkdirSync(join(image, 'home/app'), { recursive: true });
   copyFileSync('/bin/busybox', join(image, 'bin/busybox'));
-  for (const applet of ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill']) symlinkSync('busybox', join(image, 'bin', applet));
+  for (const applet of ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip']) symlinkSync('busybox', join(image, 'bin', applet));
   writeFileSync(join(image, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
   writeFileSync(join(image, 'etc/group'), 'root:x:0:\napp:x:1000:\nstaff:x:50:app\n');
   execFileSync('mksquashfs', [image, join(work, 'image.sqfs'), '-quiet', '-noappend', '-all-root']);
@@ -43,15 +43,42 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function disks(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile: string): string[] {
+function disks(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile: string, network?: GuestNetworkConfig): string[] {
   const configDir = join(work, `config-${name}`);
   mkdirSync(configDir);
-  writeFileSync(join(configDir, 'launch.json'), serializeLaunchConfig(composeLaunchConfig(name, spec, image)));
+  writeFileSync(join(configDir, 'launch.json'), serializeLaunchConfig(composeLaunchConfig(name, spec, image, network)));
   execFileSync('mksquashfs', [configDir, join(work, `config-${name}.sqfs`), '-quiet', '-noappend', '-all-root']);
   const imageLoop = attachLoop(join(work, imageFile)).path;
   const configLoop = attachLoop(join(work, `config-${name}.sqfs`)).path;
   loops.push(imageLoop, configLoop);
   return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop];
+}
+
+/** Boot in a network namespace of its own, joined to this host by a veth pair whose guest end is eth0. */
+async function bootWithVeth(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], network: GuestNetworkConfig, hostAddress: string): Promise<string> {
+  const args = disks(name, image, spec, 'image-owned.sqfs', network);
+  const child = spawn('unshare', ['--net', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const ended = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  let init = 0;
+  for (let i = 0; i < 200 && !init; i++) {
+    try {
+      init = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) || 0;
+    } catch {
+      // not started yet
+    }
+    if (!init) await new Promise((r) => setTimeout(r, 10));
+  }
+  const hostEnd = `kt${process.pid % 100000}`;
+  execFileSync('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(init)]);
+  execFileSync('ip', ['addr', 'add', hostAddress, 'dev', hostEnd]);
+  execFileSync('ip', ['link', 'set', hostEnd, 'up']);
+  await ended;
+  clearTimeout(timer);
+  return output;
 }
 
 function boot(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile = 'image-owned.sqfs'): { stdout: string; status: number | null } {
@@ -123,4 +150,33 @@ test('a process that ignores SIGTERM is killed when the grace period ends', asyn
   const out = await bootAndStop('stubborn', { Cmd: ['sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 1; done'] }, { ...base, terminationGracePeriodSeconds: 1 });
   // Without the SIGKILL the test's own 60 s timer would end unshare and no KRATA-EXIT would appear.
   assert.match(out, /KRATA-EXIT \{"signal":9\}/, out);
+});
+
+test('the network: eth0 up with IPv4 and IPv6 addresses and routes (rtnetlink), resolv.conf, the host reachable', async () => {
+  const out = await bootWithVeth(
+    'net',
+    { Cmd: ['sh', '-c', 'ping -c1 -W5 10.99.5.1 >/dev/null && echo PING-OK; ip -o addr show dev eth0; ip route; ip -6 route; cat /etc/resolv.conf'] },
+    base,
+    {
+      interfaces: [{ name: 'eth0', addresses: ['10.99.5.2/24', 'fd99:5::2/64'], mtu: 1400 }],
+      routes: [{ to: 'default', via: '10.99.5.1' }, { to: 'default', via: 'fd99:5::1' }],
+      nameservers: ['10.99.5.53'],
+      searches: ['svc.krata.local'],
+    },
+    '10.99.5.1/24',
+  );
+  assert.match(out, /PING-OK/, out);
+  assert.match(out, /eth0\s+inet 10\.99\.5\.2\/24/);
+  assert.match(out, /eth0\s+inet6 fd99:5::2\/64/);
+  assert.match(out, /default via 10\.99\.5\.1 dev eth0/);
+  assert.match(out, /default via fd99:5::1 dev eth0/);
+  assert.match(out, /nameserver 10\.99\.5\.53\nsearch svc\.krata\.local/);
+  assert.match(out, /KRATA-EXIT \{"exitCode":0\}/);
+});
+
+test('a network that cannot be configured is an init failure with the reason', async () => {
+  const r = boot('nonet', { Cmd: ['id'] }, base);
+  assert.match(r.stdout, /KRATA-EXIT/, 'without a network section nothing is configured');
+  const out = await bootWithVeth('badroute', { Cmd: ['id'] }, base, { interfaces: [{ name: 'eth0', addresses: ['10.99.6.2/24'] }], routes: [{ to: 'default', via: '10.50.0.1' }], nameservers: [], searches: [] }, '10.99.6.1/24');
+  assert.match(out, /KRATA-INIT-ERROR add route to 0\.0\.0\.0\/0 via 10\.50\.0\.1: Network is unreachable/, out);
 });
