@@ -63,6 +63,11 @@ fn mount_basics() -> Result<(), String> {
     sys::mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755")?;
     sys::mkdir_p("/dev/pts")?;
     sys::mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+    // cgroup2, for processes in the image that manage cgroups; the guest itself is the isolation
+    // boundary, so a kernel without it is not fatal.
+    if sys::mkdir_p("/sys/fs/cgroup").and_then(|_| sys::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", nosuid, "")).is_err() {
+        eprintln!("guest-init: cgroup2 is not available; continuing without it");
+    }
     sys::mkdir_p("/run")?;
     sys::mount("tmpfs", "/run", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=16m")?;
     Ok(())
@@ -236,6 +241,7 @@ fn spawn(p: &plan::Plan, tty: bool) -> Result<libc::pid_t, String> {
     let mut env_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
     let dir = sys::cstr(&p.working_dir)?;
+    let dev_null = sys::cstr("/dev/null")?;
     let groups: Vec<libc::gid_t> = p.identity.groups.clone();
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two descriptors.
@@ -260,8 +266,18 @@ fn spawn(p: &plan::Plan, tty: bool) -> Result<libc::pid_t, String> {
             if libc::setsid() < 0 {
                 fail(1);
             }
-            if tty && libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
-                fail(2);
+            if tty {
+                // The console becomes the process's controlling terminal (stdin, stdout, stderr).
+                if libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
+                    fail(2);
+                }
+            } else {
+                // As for a container without a TTY: no input; output still goes to the console (logs).
+                let null = libc::open(dev_null.as_ptr(), libc::O_RDONLY);
+                if null < 0 || libc::dup2(null, 0) < 0 {
+                    fail(8);
+                }
+                libc::close(null);
             }
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
                 fail(3);
@@ -286,7 +302,7 @@ fn spawn(p: &plan::Plan, tty: bool) -> Result<libc::pid_t, String> {
         let n = libc::read(fds[0], report.as_mut_ptr() as *mut libc::c_void, 2);
         libc::close(fds[0]);
         if n == 2 {
-            let step = ["", "setsid", "set the controlling TTY", "setgroups", "setgid", "setuid", "chdir", "execve"][report[0] as usize % 8];
+            let step = ["", "setsid", "set the controlling TTY", "setgroups", "setgid", "setuid", "chdir", "execve", "stdin from /dev/null"][report[0] as usize % 9];
             let what = match report[0] {
                 6 => format!("chdir {}", p.working_dir),
                 7 => format!("execve {}", p.argv[0]),

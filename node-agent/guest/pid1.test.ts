@@ -82,7 +82,8 @@ async function bootWithVeth(name: string, image: OciImageConfig, spec: Parameter
 }
 
 function boot(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile = 'image-owned.sqfs'): { stdout: string; status: number | null } {
-  const r = spawnSync('unshare', disks(name, image, spec, imageFile), { encoding: 'utf8', timeout: 60_000 });
+  // Something to read on init's stdin (the console): a process without a TTY must not get it.
+  const r = spawnSync('unshare', disks(name, image, spec, imageFile), { encoding: 'utf8', timeout: 60_000, input: 'typed-on-the-console\n' });
   return { stdout: r.stdout + r.stderr, status: r.status };
 }
 
@@ -118,6 +119,12 @@ test('runs the image as its user, with the Guest env and hostname, and reports t
   assert.match(r.stdout, /^exit7$/m);
   assert.match(r.stdout, /^written$/m, 'the root is writable (overlay over the read-only image)');
   assert.match(r.stdout, /KRATA-EXIT \{"exitCode":7\}/);
+});
+
+test('without a TTY the process reads nothing; cgroup2 is mounted', () => {
+  const r = boot('stdin', { Cmd: ['sh', '-c', 'read line; echo "read=[$line] rc=$?"; cat /proc/self/mountinfo | grep -c " /sys/fs/cgroup .* cgroup2 "'] }, base);
+  assert.match(r.stdout, /read=\[\] rc=1/, r.stdout);
+  assert.match(r.stdout, /^1$/m, 'cgroup2 at /sys/fs/cgroup');
 });
 
 test('a process killed by a signal is reported as that signal, not as an exit code', () => {
