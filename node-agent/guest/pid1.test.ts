@@ -72,12 +72,21 @@ async function bootWithVeth(name: string, image: OciImageConfig, spec: Parameter
     }
     if (!init) await new Promise((r) => setTimeout(r, 10));
   }
+  // The host end is ready before the guest end appears in the namespace as eth0 (moved there last):
+  // the guest may use it, or fail and take the namespace down, as soon as it sees it.
   const hostEnd = `kt${process.pid % 100000}`;
-  execFileSync('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(init)]);
-  execFileSync('ip', ['addr', 'add', hostAddress, 'dev', hostEnd]);
-  execFileSync('ip', ['link', 'set', hostEnd, 'up']);
-  await ended;
-  clearTimeout(timer);
+  const peer = `kp${process.pid % 100000}`;
+  execFileSync('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', peer]);
+  try {
+    execFileSync('ip', ['addr', 'add', hostAddress, 'dev', hostEnd]);
+    execFileSync('ip', ['link', 'set', hostEnd, 'up']);
+    execFileSync('ip', ['link', 'set', peer, 'netns', String(init), 'name', 'eth0']);
+    await ended;
+  } finally {
+    clearTimeout(timer);
+    // Gone with the namespace normally; removed here when the test failed before the move.
+    spawnSync('ip', ['link', 'del', hostEnd], { stdio: 'ignore' });
+  }
   return output;
 }
 
