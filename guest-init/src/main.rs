@@ -33,9 +33,7 @@ fn main() -> ExitCode {
         }
         // As PID 1 (from the kernel, or a test's PID namespace): the guest's whole life.
         _ if std::process::id() == 1 => {
-            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-            let options = runtime::Options::from_cmdline(&cmdline, &args);
-            runtime::run(&options);
+            runtime::run(&args);
             runtime::power_off()
         }
         _ => {

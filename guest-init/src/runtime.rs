@@ -370,10 +370,15 @@ fn stop_everything(set: &libc::sigset_t, grace_ms: u64) {
     while sys::reap_one().is_some() {}
 }
 
-pub fn run(o: &Options) -> i32 {
+pub fn run(args: &[String]) -> i32 {
     // Signals are taken synchronously; children get them unblocked back before exec.
     let set = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGPWR]);
-    let setup = mount_basics().and_then(|_| load_modules()).and_then(|_| build_root(o));
+    if let Err(e) = mount_basics() {
+        return init_error(&e);
+    }
+    // The kernel command line is readable once /proc is mounted.
+    let o = &Options::from_cmdline(&fs::read_to_string("/proc/cmdline").unwrap_or_default(), args);
+    let setup = load_modules().and_then(|_| build_root(o));
     let (root, p, config) = match setup {
         Ok(x) => x,
         Err(e) => return init_error(&e),

@@ -6,33 +6,24 @@
 // busybox-static (scripts/install-deps).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/devices/loop.js';
-import { composeLaunchConfig, serializeLaunchConfig, type GuestNetworkConfig, type OciImageConfig } from './launch-config.js';
+import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
+import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 const init = join(crate, 'target/debug/guest-init');
 const work = mkdtempSync(join(tmpdir(), 'krata-pid1-'));
 const loops: string[] = [];
+let imageFile = '';
 
 before(() => {
   execFileSync('/usr/bin/cargo', ['build', '--offline', '--quiet'], { cwd: crate, env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` }, stdio: ['ignore', 'inherit', 'inherit'] });
-  // The image: a static busybox, a user and a group of its own.
-  const image = join(work, 'image');
-  mkdirSync(join(image, 'bin'), { recursive: true });
-  mkdirSync(join(image, 'etc'));
-  mkdirSync(join(image, 'home/app'), { recursive: true });
-  copyFileSync('/bin/busybox', join(image, 'bin/busybox'));
-  for (const applet of ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip']) symlinkSync('busybox', join(image, 'bin', applet));
-  writeFileSync(join(image, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
-  writeFileSync(join(image, 'etc/group'), 'root:x:0:\napp:x:1000:\nstaff:x:50:app\n');
-  execFileSync('mksquashfs', [image, join(work, 'image.sqfs'), '-quiet', '-noappend', '-all-root']);
-  execFileSync('chown', ['-R', '1000:1000', join(image, 'home/app')]);
-  execFileSync('mksquashfs', [image, join(work, 'image-owned.sqfs'), '-quiet', '-noappend']);
+  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip']);
   // The initrd: only /init.
   mkdirSync(join(work, 'initrd'));
   copyFileSync(init, join(work, 'initrd/init'));
@@ -43,20 +34,17 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function disks(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile: string, network?: GuestNetworkConfig): string[] {
-  const configDir = join(work, `config-${name}`);
-  mkdirSync(configDir);
-  writeFileSync(join(configDir, 'launch.json'), serializeLaunchConfig(composeLaunchConfig(name, spec, image, network)));
-  execFileSync('mksquashfs', [configDir, join(work, `config-${name}.sqfs`), '-quiet', '-noappend', '-all-root']);
-  const imageLoop = attachLoop(join(work, imageFile)).path;
-  const configLoop = attachLoop(join(work, `config-${name}.sqfs`)).path;
+function disks(name: string, image: OciImageConfig, spec: GuestSpecPart, network?: GuestNetworkConfig): string[] {
+  const config = configDisk(work, name, image, spec, network);
+  const imageLoop = attachLoop(imageFile).path;
+  const configLoop = attachLoop(config).path;
   loops.push(imageLoop, configLoop);
   return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop];
 }
 
 /** Boot in a network namespace of its own, joined to this host by a veth pair whose guest end is eth0. */
-async function bootWithVeth(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], network: GuestNetworkConfig, hostAddress: string): Promise<string> {
-  const args = disks(name, image, spec, 'image-owned.sqfs', network);
+async function bootWithVeth(name: string, image: OciImageConfig, spec: GuestSpecPart, network: GuestNetworkConfig, hostAddress: string): Promise<string> {
+  const args = disks(name, image, spec, network);
   const child = spawn('unshare', ['--net', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -90,15 +78,15 @@ async function bootWithVeth(name: string, image: OciImageConfig, spec: Parameter
   return output;
 }
 
-function boot(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1], imageFile = 'image-owned.sqfs'): { stdout: string; status: number | null } {
+function boot(name: string, image: OciImageConfig, spec: GuestSpecPart): { stdout: string; status: number | null } {
   // Something to read on init's stdin (the console): a process without a TTY must not get it.
-  const r = spawnSync('unshare', disks(name, image, spec, imageFile), { encoding: 'utf8', timeout: 60_000, input: 'typed-on-the-console\n' });
+  const r = spawnSync('unshare', disks(name, image, spec), { encoding: 'utf8', timeout: 60_000, input: 'typed-on-the-console\n' });
   return { stdout: r.stdout + r.stderr, status: r.status };
 }
 
 /** Boot, wait for `ready` on the console, send SIGTERM to the namespace's PID 1 (as a shutdown request does), collect the console. */
-async function bootAndStop(name: string, image: OciImageConfig, spec: Parameters<typeof composeLaunchConfig>[1]): Promise<string> {
-  const child = spawn('unshare', disks(name, image, spec, 'image-owned.sqfs'), { stdio: ['ignore', 'pipe', 'pipe'] });
+async function bootAndStop(name: string, image: OciImageConfig, spec: GuestSpecPart): Promise<string> {
+  const child = spawn('unshare', disks(name, image, spec), { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const ended = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
