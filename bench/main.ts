@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../crds/codegen/paths.js';
+import { guestBench } from './guest.js';
 
 const root = repoRoot();
 const benches: Record<string, () => Record<string, unknown>> = {
@@ -15,6 +16,8 @@ const benches: Record<string, () => Record<string, unknown>> = {
     const [ours, baseline, dom0UsedMb] = line.split(' ').slice(1).map(Number);
     return { bench: 'xen-launch', ours_ms: ours, baseline_ms: baseline, baseline: 'xl create + xenconsoled (Xen 4.17, same QEMU host)', ours: 'DomainBuilder + ConsoleBackend in a resident process', ratio: Number((ours! / baseline!).toFixed(2)), dom0_used_mb: dom0UsedMb };
   },
+  /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
+  guest: () => guestBench(),
 };
 
 const name = process.argv[2];

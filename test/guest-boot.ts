@@ -1,0 +1,50 @@
+// Booting a guest's initrd under QEMU (TCG) with Debian's stock kernel, no Xen: for guest-init's boot
+// test and the `guest` benchmark. The kernel and the modules come from scripts/fetch-test-kernel.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { buildInitrd, type InitrdEntry } from '../node-agent/guest/initrd.js';
+import { repoRoot } from '../crds/codegen/paths.js';
+
+export const repo = repoRoot();
+
+/** Debian's kernel and, in load order without repeats, the module files for `names`. */
+export function kernelAndModules(names: string[]): { vmlinuz: string; modules: string[] } {
+  const vmlinuz = execFileSync(join(repo, 'scripts/fetch-test-kernel'), { encoding: 'utf8' }).trim();
+  const version = basename(vmlinuz).replace(/^vmlinuz-/, '');
+  const dir = join(dirname(vmlinuz), `modules-${version}`);
+  const plan = execFileSync('modprobe', ['-d', dir, '-S', version, '--show-depends', '-a', ...names], { encoding: 'utf8' });
+  const modules = [...new Set(plan.split('\n').filter((l) => l.startsWith('insmod ')).map((l) => l.split(' ')[1]!))];
+  return { vmlinuz, modules };
+}
+
+/** guest-init, built with Debian's toolchain: `debug` for tests, `release` as guests get it. */
+export function buildGuestInit(profile: 'debug' | 'release'): string {
+  execFileSync('/usr/bin/cargo', ['build', '--offline', '--quiet', ...(profile === 'release' ? ['--release'] : [])], {
+    cwd: join(repo, 'guest-init'),
+    env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return join(repo, 'guest-init/target', profile, 'guest-init');
+}
+
+/** The initrd krata gives a stock kernel: guest-init as /init, and the modules it loads, in order. */
+export function guestInitrd(out: string, init: string, modules: string[]): string {
+  const entries: InitrdEntry[] = [
+    { path: 'init', data: readFileSync(init), mode: 0o755 },
+    ...modules.map((m) => ({ path: `lib/modules/krata/${basename(m)}`, data: readFileSync(m) })),
+    { path: 'lib/modules/krata.order', data: Buffer.from(modules.map((m) => `/lib/modules/krata/${basename(m)}\n`).join('')) },
+  ];
+  writeFileSync(out, buildInitrd(entries));
+  return out;
+}
+
+/** Boot until the guest powers off; the serial console's output and whether QEMU exited by itself. */
+export function bootUnderQemu(vmlinuz: string, initrd: string, disks: string[], append: string): { serial: string; exited: boolean } {
+  const r = spawnSync('qemu-system-x86_64', [
+    '-accel', 'tcg', '-m', '256', '-nodefaults', '-display', 'none', '-no-reboot', '-serial', 'stdio',
+    '-kernel', vmlinuz, '-initrd', initrd, '-append', `console=ttyS0 quiet panic=-1 ${append}`,
+    ...disks.flatMap((d) => ['-drive', `file=${d},if=virtio,format=raw,readonly=on`]),
+  ], { encoding: 'utf8', timeout: 240_000 });
+  return { serial: (r.stdout ?? '') + (r.stderr ?? ''), exited: r.signal === null && r.status !== null };
+}
