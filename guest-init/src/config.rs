@@ -44,6 +44,8 @@ pub struct Interface {
     pub name: String,
     pub addresses: Vec<Cidr>,
     pub mtu: Option<u32>,
+    /// false: checksum and segmentation offloads off (for a userspace network on the host).
+    pub offloads: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,8 +279,13 @@ fn network(path: &str, v: Value) -> Result<Network, ConfigError> {
                 },
                 Some((q, other)) => return err(&q, format!("expected a number, got {}", kind(&other))),
             };
+            let offloads = match g.take("offloads") {
+                None => true,
+                Some((_, Value::Bool(b))) => b,
+                Some((q, other)) => return err(&q, format!("expected a boolean, got {}", kind(&other))),
+            };
             g.finish()?;
-            n.interfaces.push(Interface { name, addresses, mtu });
+            n.interfaces.push(Interface { name, addresses, mtu, offloads });
         }
     }
     if let Some((p, v)) = f.take("routes") {

@@ -187,3 +187,44 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([out[10], out[11]]), 7);
     }
 }
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_SSG: u32 = 0x19;
+const ETHTOOL_STSO: u32 = 0x1f;
+const ETHTOOL_SGSO: u32 = 0x24;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+/// Checksum and segmentation offloads off (legacy ethtool ioctls): a userspace network on the host
+/// then gets whole packets with their checksums computed, as a physical wire would carry them.
+/// Features the device does not have (EOPNOTSUPP) are skipped.
+pub fn disable_offloads(name: &str) -> Result<(), String> {
+    if name.len() > 15 {
+        return Err(format!("{}: interface name too long", name));
+    }
+    // SAFETY: a plain datagram socket, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("offloads of {}: socket: {}", name, std::io::Error::last_os_error()));
+    }
+    let mut result = Ok(());
+    for (cmd, what) in [(ETHTOOL_STSO, "TCP segmentation"), (ETHTOOL_SGSO, "generic segmentation"), (ETHTOOL_SGRO, "generic receive"), (ETHTOOL_SSG, "scatter-gather"), (ETHTOOL_STXCSUM, "TX checksumming")] {
+        // struct ethtool_value { u32 cmd; u32 data } and struct ifreq { char name[16]; void *data; ... }.
+        let mut value = [0u32; 2];
+        value[0] = cmd;
+        let mut ifr = [0u8; 40];
+        ifr[..name.len()].copy_from_slice(name.as_bytes());
+        ifr[16..24].copy_from_slice(&(value.as_mut_ptr() as usize as u64).to_ne_bytes());
+        // SAFETY: ifr is a valid struct ifreq whose data pointer points at `value`, alive here.
+        if unsafe { libc::ioctl(fd, SIOCETHTOOL, ifr.as_mut_ptr()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                result = Err(format!("turn {} offload off on {}: {}", what, name, e));
+                break;
+            }
+        }
+    }
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    result
+}

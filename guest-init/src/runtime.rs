@@ -181,6 +181,9 @@ fn configure_network(n: &Network) -> Result<(), String> {
     }
     for i in &n.interfaces {
         let index = netlink::wait_index(&i.name, 20_000)?;
+        if !i.offloads {
+            netlink::disable_offloads(&i.name)?;
+        }
         nl.link_up(index, i.mtu, &i.name)?;
         for a in &i.addresses {
             nl.add_address(index, &a.ip, a.prefix, &i.name)?;

@@ -26,7 +26,8 @@ export interface LaunchConfigV1 {
 
 /** What the agent assigned the guest (kratanet): guest-init configures it through rtnetlink. */
 export interface GuestNetworkConfig {
-  interfaces: { name: string; addresses: string[]; mtu?: number }[];
+  /** offloads false: checksum and segmentation offloads off, for a userspace network on the host. */
+  interfaces: { name: string; addresses: string[]; mtu?: number; offloads?: boolean }[];
   routes: { to: string; via?: string; dev?: string }[];
   nameservers: string[];
   searches: string[];
