@@ -19,10 +19,13 @@ test("Debian's kernel boots guest-init from krata's initrd; the image's process 
   const { vmlinuz, modules } = kernelAndModules(['virtio_pci', 'virtio_blk', 'squashfs', 'overlay']);
   const initrd = guestInitrd(join(work, 'initrd.cpio'), buildGuestInit('debug'), modules);
   const image = busyboxImage(work, ['sh', 'id', 'echo']);
-  const config = configDisk(work, 'qemu', { Cmd: ['sh', '-c', 'id; echo "GREETING=$GREETING"; exit 42'], User: 'app' }, { env: [{ name: 'GREETING', value: 'hi-from-qemu' }], tty: false, terminationGracePeriodSeconds: 5 });
+  // tty: true, so the console (ttyS0 here, hvc0 under Xen) is the process's controlling terminal.
+  const config = configDisk(work, 'qemu', { Cmd: ['sh', '-c', 'id; echo "GREETING=$GREETING TERM=$TERM"; [ -t 0 ] && echo stdin-is-a-tty; read -r pid comm state ppid pgrp session tty rest < /proc/self/stat; echo "controlling-tty=$tty"; exit 42'], User: 'app' }, { env: [{ name: 'GREETING', value: 'hi-from-qemu' }], tty: true, terminationGracePeriodSeconds: 5 });
   const { serial, exited } = bootUnderQemu(vmlinuz, initrd, [image, config], 'krata.image=/dev/vda krata.config=/dev/vdb');
   assert.ok(exited, `QEMU did not exit by itself (the guest did not power off):\n${serial.slice(-3000)}`);
   assert.match(serial, /uid=1000\(app\) gid=1000\(app\)/, serial.slice(-3000));
-  assert.match(serial, /GREETING=hi-from-qemu/);
+  assert.match(serial, /GREETING=hi-from-qemu TERM=xterm/);
+  assert.match(serial, /stdin-is-a-tty/);
+  assert.match(serial, /controlling-tty=[1-9]\d*/, 'the console is the controlling terminal (tty_nr in /proc/self/stat)');
   assert.match(serial, /KRATA-EXIT \{"exitCode":42\}/);
 });
