@@ -46,5 +46,6 @@ export function bootUnderQemu(vmlinuz: string, initrd: string, disks: string[], 
     '-kernel', vmlinuz, '-initrd', initrd, '-append', `console=ttyS0 quiet panic=-1 ${append}`,
     ...disks.flatMap((d) => ['-drive', `file=${d},if=virtio,format=raw,readonly=on`]),
   ], { encoding: 'utf8', timeout: 240_000 });
-  return { serial: (r.stdout ?? '') + (r.stderr ?? ''), exited: r.signal === null && r.status !== null };
+  // A timeout kills QEMU (r.error set), and QEMU may exit 0 on that signal: that is not the guest powering off.
+  return { serial: (r.stdout ?? '') + (r.stderr ?? ''), exited: !r.error && r.signal === null && r.status !== null };
 }
