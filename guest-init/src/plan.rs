@@ -6,10 +6,9 @@ use serde_json::json;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 /// /etc/passwd and /etc/group come from the image: read at most this much of each.
-const MAX_DB_BYTES: u64 = 4 << 20;
+const MAX_DB_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -30,26 +29,55 @@ pub fn resolve(c: &LaunchConfig, passwd: &str, group: &str, is_executable: impl 
     Ok(Plan { argv, env, identity, working_dir })
 }
 
-fn read_bounded(path: &Path) -> String {
+/// Read a file the image or the host supplied, refusing more than `max` bytes.
+pub fn read_bounded(path: &str, max: usize) -> Result<String, String> {
+    let f = fs::File::open(path).map_err(|e| format!("{}: {}", path, e))?;
     let mut text = String::new();
-    if let Ok(f) = fs::File::open(path) {
-        // Not valid UTF-8 or unreadable: treated as empty (names then do not resolve, ids still do).
-        let _ = f.take(MAX_DB_BYTES).read_to_string(&mut text);
+    f.take(max as u64 + 1).read_to_string(&mut text).map_err(|e| format!("{}: {}", path, e))?;
+    if text.len() > max {
+        return Err(format!("{}: more than {} bytes", path, max));
     }
-    text
+    Ok(text)
+}
+
+/// The launch config file, read bounded and parsed; errors name the file.
+pub fn read_config(path: &str) -> Result<LaunchConfig, String> {
+    let text = read_bounded(path, config::MAX_BYTES)?;
+    config::parse(&text).map_err(|e| format!("{}: {}", path, e))
+}
+
+/// Whether `path` names an executable file inside `root`. Symlinks are followed inside the root
+/// (an absolute target is read relative to it), as they will resolve once the root is `/`.
+pub fn executable_in(root: &str, path: &str) -> bool {
+    let mut current = path.to_string();
+    for _ in 0..16 {
+        let inside = format!("{}/{}", root, current.trim_start_matches('/'));
+        match fs::symlink_metadata(&inside) {
+            Ok(m) if m.file_type().is_symlink() => match fs::read_link(&inside) {
+                Ok(t) => {
+                    let t = t.to_string_lossy().to_string();
+                    current = if t.starts_with('/') { t } else { format!("{}/{}", current.rsplit_once('/').map(|x| x.0).unwrap_or(""), t) };
+                }
+                Err(_) => return false,
+            },
+            Ok(m) => return m.is_file() && m.permissions().mode() & 0o111 != 0,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Resolve against the image's root directory: its passwd and group (missing, unreadable or too
+/// large: empty, so names do not resolve and ids still do) and its executables.
+pub fn resolve_in_root(c: &LaunchConfig, root: &str) -> Result<Plan, String> {
+    let passwd = read_bounded(&format!("{}/etc/passwd", root), MAX_DB_BYTES).unwrap_or_default();
+    let group = read_bounded(&format!("{}/etc/group", root), MAX_DB_BYTES).unwrap_or_default();
+    resolve(c, &passwd, &group, |candidate| executable_in(root, candidate))
 }
 
 /// `plan CONFIG ROOT`: ROOT is the image's root directory as seen from here.
 pub fn plan_files(config_path: &str, root: &str) -> Result<String, String> {
-    let text = fs::read_to_string(config_path).map_err(|e| format!("{}: {}", config_path, e))?;
-    let c = config::parse(&text).map_err(|e| format!("{}: {}", config_path, e))?;
-    let root = Path::new(root);
-    let passwd = read_bounded(&root.join("etc/passwd"));
-    let group = read_bounded(&root.join("etc/group"));
-    let p = resolve(&c, &passwd, &group, |candidate| {
-        let inside = root.join(candidate.trim_start_matches('/'));
-        fs::metadata(inside).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-    })?;
+    let p = resolve_in_root(&read_config(config_path)?, root)?;
     Ok(json!({
         "argv": p.argv,
         "env": p.env.iter().map(|(k, v)| format!("{}={}", k, v)).collect::<Vec<_>>(),
@@ -82,6 +110,24 @@ mod tests {
         let p = resolve(&c, "", "", |_| false).unwrap();
         assert_eq!((p.identity.uid, p.identity.gid), (0, 0));
         assert_eq!(p.working_dir, "/");
+    }
+
+    #[test]
+    fn executables_are_found_inside_the_root_through_symlinks() {
+        let root = std::env::temp_dir().join(format!("krata-root-{}", std::process::id()));
+        let bin = root.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("busybox"), b"").unwrap();
+        fs::set_permissions(bin.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", bin.join("sh")).unwrap();
+        std::os::unix::fs::symlink("busybox", bin.join("ls")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", bin.join("escape")).unwrap();
+        let r = root.to_str().unwrap();
+        assert!(executable_in(r, "/bin/sh"));
+        assert!(executable_in(r, "/bin/ls"));
+        assert!(!executable_in(r, "/bin/escape"), "a link out of the root is looked up inside it");
+        assert!(!executable_in(r, "/bin/none"));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -14,7 +14,6 @@ use crate::sys::{self, Reaped};
 use crate::xenbus;
 use std::ffi::CString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 pub struct Options {
     pub image: String,
@@ -98,22 +97,14 @@ fn build_root(o: &Options) -> Result<(String, plan::Plan, crate::config::LaunchC
     }
     let ro = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
     sys::mount(&o.config, &config_dir, "squashfs", ro | libc::MS_NOEXEC, "")?;
-    let launch = format!("{}/launch.json", config_dir);
-    let text = read_bounded(&launch, crate::config::MAX_BYTES)?;
-    let config = crate::config::parse(&text).map_err(|e| format!("{}: {}", launch, e))?;
+    let config = plan::read_config(&format!("{}/launch.json", config_dir))?;
     sys::mount(&o.image, &lower, "squashfs", libc::MS_RDONLY | libc::MS_NODEV, "")?;
     sys::mount("tmpfs", &rw, "tmpfs", libc::MS_NODEV, &format!("mode=0755,size={}m", o.rw_mib))?;
     sys::mkdir_p(&format!("{}/upper", rw))?;
     sys::mkdir_p(&format!("{}/work", rw))?;
     sys::mount("overlay", &root, "overlay", 0, &format!("lowerdir={},upperdir={}/upper,workdir={}/work", lower, rw, rw))?;
     write_identity_files(&root, &config.hostname)?;
-    let passwd = read_bounded(&format!("{}/etc/passwd", root), 4 << 20).unwrap_or_default();
-    let group = read_bounded(&format!("{}/etc/group", root), 4 << 20).unwrap_or_default();
-    let p = plan::resolve(&config, &passwd, &group, |candidate| {
-        // Resolved inside the new root; a symlink is followed there only after the switch, so here
-        // an absolute link target is read relative to the root to stay inside it.
-        executable_in(&root, candidate)
-    })?;
+    let p = plan::resolve_in_root(&config, &root)?;
     Ok((root, p, config))
 }
 
@@ -126,36 +117,6 @@ fn wait_for(path: &str, timeout_ms: u64) -> Result<(), String> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
-}
-
-fn executable_in(root: &str, path: &str) -> bool {
-    let mut current = path.to_string();
-    for _ in 0..16 {
-        let inside = format!("{}/{}", root, current.trim_start_matches('/'));
-        match fs::symlink_metadata(&inside) {
-            Ok(m) if m.file_type().is_symlink() => match fs::read_link(&inside) {
-                Ok(t) => {
-                    let t = t.to_string_lossy().to_string();
-                    current = if t.starts_with('/') { t } else { format!("{}/{}", current.rsplit_once('/').map(|x| x.0).unwrap_or(""), t) };
-                }
-                Err(_) => return false,
-            },
-            Ok(m) => return m.is_file() && m.permissions().mode() & 0o111 != 0,
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
-fn read_bounded(path: &str, max: usize) -> Result<String, String> {
-    use std::io::Read;
-    let f = fs::File::open(path).map_err(|e| format!("{}: {}", path, e))?;
-    let mut text = String::new();
-    f.take(max as u64 + 1).read_to_string(&mut text).map_err(|e| format!("{}: {}", path, e))?;
-    if text.len() > max {
-        return Err(format!("{}: more than {} bytes", path, max));
-    }
-    Ok(text)
 }
 
 fn write_identity_files(root: &str, hostname: &str) -> Result<(), String> {
@@ -448,23 +409,5 @@ mod tests {
         assert_eq!((o.image.as_str(), o.config.as_str(), o.rw_mib), ("/dev/vda", "/dev/xvdb", 64));
         let o = Options::from_cmdline("", &["guest-init".into(), "--config".into(), "/dev/loop3".into()]);
         assert_eq!((o.image.as_str(), o.config.as_str()), ("/dev/xvda", "/dev/loop3"));
-    }
-
-    #[test]
-    fn executables_are_found_inside_the_root_through_symlinks() {
-        let root = std::env::temp_dir().join(format!("krata-root-{}", std::process::id()));
-        let bin = root.join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::write(bin.join("busybox"), b"").unwrap();
-        fs::set_permissions(bin.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::symlink("/bin/busybox", bin.join("sh")).unwrap();
-        std::os::unix::fs::symlink("busybox", bin.join("ls")).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", bin.join("escape")).unwrap();
-        let r = root.to_str().unwrap();
-        assert!(executable_in(r, "/bin/sh"));
-        assert!(executable_in(r, "/bin/ls"));
-        assert!(!executable_in(r, "/bin/escape"), "a link out of the root is looked up inside it");
-        assert!(!executable_in(r, "/bin/none"));
-        fs::remove_dir_all(&root).unwrap();
     }
 }
