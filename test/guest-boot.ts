@@ -3,7 +3,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { buildInitrd, type InitrdEntry } from '../node-agent/guest/initrd.js';
+import { buildInitrd, guestInitrdEntries } from '../node-agent/guest/initrd.js';
 import { repoRoot } from '../crds/codegen/paths.js';
 
 export const repo = repoRoot();
@@ -30,12 +30,7 @@ export function buildGuestInit(profile: 'debug' | 'release'): string {
 
 /** The initrd krata gives a stock kernel: guest-init as /init, and the modules it loads, in order. */
 export function guestInitrd(out: string, init: string, modules: string[]): string {
-  const entries: InitrdEntry[] = [
-    { path: 'init', data: readFileSync(init), mode: 0o755 },
-    ...modules.map((m) => ({ path: `lib/modules/krata/${basename(m)}`, data: readFileSync(m) })),
-    { path: 'lib/modules/krata.order', data: Buffer.from(modules.map((m) => `/lib/modules/krata/${basename(m)}\n`).join('')) },
-  ];
-  writeFileSync(out, buildInitrd(entries));
+  writeFileSync(out, buildInitrd(guestInitrdEntries(readFileSync(init), modules.map((m) => ({ name: basename(m), data: readFileSync(m) })))));
   return out;
 }
 

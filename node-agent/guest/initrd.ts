@@ -56,3 +56,15 @@ export function buildInitrd(entries: InitrdEntry[]): Buffer {
   out.push(header(0, 0, 0, 'TRAILER!!!'));
   return Buffer.concat(out);
 }
+
+/**
+ * The initrd krata gives a guest: guest-init as /init and, for a stock kernel, the modules it loads
+ * before it mounts its disks, listed in load order in /lib/modules/krata.order (guest-init's contract).
+ */
+export function guestInitrdEntries(init: Buffer, modules: { name: string; data: Buffer }[]): InitrdEntry[] {
+  return [
+    { path: 'init', data: init, mode: 0o755 },
+    ...modules.map((m) => ({ path: `lib/modules/krata/${m.name}`, data: m.data })),
+    { path: 'lib/modules/krata.order', data: Buffer.from(modules.map((m) => `/lib/modules/krata/${m.name}\n`).join('')) },
+  ];
+}

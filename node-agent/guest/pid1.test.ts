@@ -42,6 +42,20 @@ function disks(name: string, image: OciImageConfig, spec: GuestSpecPart, network
   return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop];
 }
 
+/** unshare --fork: the namespace's PID 1 is unshare's only child (waited for briefly as it starts). */
+async function namespaceInit(unsharePid: number): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const init = Number(readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim().split(' ')[0]);
+      if (init) return init;
+    } catch {
+      // not started yet
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`unshare ${unsharePid} started no namespace init`);
+}
+
 /** Boot in a network namespace of its own, joined to this host by a veth pair whose guest end is eth0. */
 async function bootWithVeth(name: string, image: OciImageConfig, spec: GuestSpecPart, network: GuestNetworkConfig, hostAddress: string, onReady?: (init: number) => void): Promise<string> {
   const args = disks(name, image, spec, network);
@@ -61,14 +75,7 @@ async function bootWithVeth(name: string, image: OciImageConfig, spec: GuestSpec
   child.stderr.on('data', collect);
   const ended = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  for (let i = 0; i < 200 && !init; i++) {
-    try {
-      init = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) || 0;
-    } catch {
-      // not started yet
-    }
-    if (!init) await new Promise((r) => setTimeout(r, 10));
-  }
+  init = await namespaceInit(child.pid!);
   // The host end is ready before the guest end appears in the namespace as eth0 (moved there last):
   // the guest may use it, or fail and take the namespace down, as soon as it sees it.
   const hostEnd = `kt${process.pid % 100000}`;
@@ -108,9 +115,7 @@ async function bootAndStop(name: string, image: OciImageConfig, spec: GuestSpecP
     child.stderr.on('data', onData);
     child.on('close', () => resolve());
   });
-  // unshare --fork: the namespace's PID 1 is unshare's only child.
-  const init = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]);
-  process.kill(init, 'SIGTERM');
+  process.kill(await namespaceInit(child.pid!), 'SIGTERM');
   await ended;
   clearTimeout(timer);
   return output;

@@ -1,5 +1,7 @@
 // The guest memory the builder writes into, as page-sized views: in a real build the frames are mapped
 // from the new domain with privcmd; in tests they are plain buffers with a made-up pfn → mfn map.
+import { PAGE_SIZE } from '../abi.js';
+
 export interface GuestMemory {
   /** A writable 4096-byte view of the guest frame. */
   page(pfn: number): Buffer;
@@ -14,8 +16,7 @@ export interface GuestMemory {
 
 /** Copy `data` to guest memory starting at `offset` bytes into frame `pfn`. */
 export function copyToGuest(mem: GuestMemory, pfn: number, offset: number, data: Buffer): void {
-  const PAGE = 4096;
-  const pages = Math.ceil((offset + data.length) / PAGE);
+  const pages = Math.ceil((offset + data.length) / PAGE_SIZE);
   const span = mem.span?.(pfn, pages);
   if (span) {
     data.copy(span, offset);
@@ -23,8 +24,8 @@ export function copyToGuest(mem: GuestMemory, pfn: number, offset: number, data:
   }
   for (let copied = 0; copied < data.length; ) {
     const at = offset + copied;
-    const n = Math.min(PAGE - (at % PAGE), data.length - copied);
-    data.copy(mem.page(pfn + Math.floor(at / PAGE)), at % PAGE, copied, copied + n);
+    const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), data.length - copied);
+    data.copy(mem.page(pfn + Math.floor(at / PAGE_SIZE)), at % PAGE_SIZE, copied, copied + n);
     copied += n;
   }
 }
