@@ -4,9 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../crds/codegen/paths.js';
 import { guestBench } from './guest.js';
+import { imageBench } from './image.js';
 
 const root = repoRoot();
-const benches: Record<string, () => Record<string, unknown>> = {
+const benches: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
   /** Create → first console byte: krata's builder and console backend vs xl create + xenconsoled. */
   'xen-launch': () => {
     const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/xen-launch.sh')], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
@@ -18,6 +19,8 @@ const benches: Record<string, () => Record<string, unknown>> = {
   },
   /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
   guest: () => guestBench(),
+  /** Pull + pack of a ~150 MB, 5-layer image from a local registry vs skopeo copy + umoci unpack + mksquashfs. */
+  image: () => imageBench(),
 };
 
 const name = process.argv[2];
@@ -26,4 +29,4 @@ if (!bench) {
   console.error(`usage: npm run bench -- NAME (one of: ${Object.keys(benches).join(', ')})`);
   process.exit(2);
 }
-console.log(JSON.stringify(bench()));
+console.log(JSON.stringify(await bench()));

@@ -2,6 +2,7 @@
 // real CLI in-process with their own streams.
 import { APPLY_HELP, apply } from './commands/apply.js';
 import { EXPLAIN_HELP, explain } from './commands/explain.js';
+import { IMAGE_HELP, image } from './commands/image.js';
 import { version } from './commands/version.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
 
@@ -14,6 +15,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   apply: { summary: 'create or update objects from manifests (-f), or check them (--dry-run)', help: APPLY_HELP, run: apply },
   explain: { summary: 'document a kind or field of the API', help: EXPLAIN_HELP, run: explain },
+  image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
   version: { summary: 'print the version', help: 'Usage: kratactl version\n', run: version },
 };
 

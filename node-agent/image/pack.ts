@@ -16,6 +16,8 @@ export interface PackLayer {
   digest: string;
   /** sha256 of the uncompressed tar, from the image config (checked when given). */
   diffId?: string;
+  /** Settles when `file` is complete and verified (downloads run while upper layers are packed). */
+  ready?: Promise<unknown>;
 }
 
 export interface PackProgress {
@@ -101,6 +103,7 @@ export async function packLayers(layers: PackLayer[], out: string, opts: PackOpt
   try {
     for (let i = layers.length - 1; i >= 0; i--) {
       const layer = layers[i]!;
+      await layer.ready;
       let bytes = 0;
       const sink = union.layer(i, `layer ${i + 1}/${layers.length} (${layer.digest})`);
       const counting: TarSink = { entry: (h) => (entries++, sink.entry(h)), data: (c) => sink.data(c), end: () => sink.end() };

@@ -1,0 +1,182 @@
+// kratactl image pull|import|ls|rm|prune: the host's image cache, used directly (as root, on the
+// host whose cache it is) until the node agent serves these through its API.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { CredentialStore } from '../../node-agent/image/credentials.js';
+import { importImage } from '../../node-agent/image/import.js';
+import { parsePlatform } from '../../node-agent/image/platform.js';
+import { ImageStore, type StoredImage } from '../../node-agent/image/store.js';
+import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
+import { ProgressBars } from '../progress.js';
+
+export const IMAGE_HELP = `Manage the host's image cache: OCI images packed as squashfs root filesystems.
+
+Usage:
+  kratactl image pull REFERENCE [options]     pull (or find in the cache) and pack an image
+  kratactl image import PATH [options]        import an OCI layout directory or a docker save tarball
+  kratactl image ls [-o table|wide|json]      list cached images
+  kratactl image rm IMAGE...                  remove images (by name, digest or digest prefix)
+  kratactl image prune [--budget SIZE]        remove the least recently used images until the cache
+                                              fits SIZE (e.g. 20G; 0 or absent: remove all)
+
+Options:
+      --store DIR               krata's state directory (default $KRATA_STORE or /var/lib/krata)
+      --insecure-registry HOST  reach HOST[:PORT] over plain http (repeatable)
+      --mirror REGISTRY=URL     try URL before REGISTRY, e.g. docker.io=https://mirror.example (repeatable)
+      --docker-config FILE      credentials from a docker config.json (repeatable; default
+                                $DOCKER_CONFIG/config.json and ~/.docker/config.json)
+      --pull-secret FILE        credentials from a Kubernetes pull secret, YAML or JSON (repeatable)
+      --platform OS/ARCH[/VAR]  platform to pick from multi-platform images (default: this host's)
+      --name REFERENCE          (import) the name to give the image
+  -q, --quiet                   no progress output; print the image's digest
+  -o, --output FORMAT           table (default), wide or json
+`;
+
+function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(s.trim());
+  if (!m) throw new UsageError(`--budget ${JSON.stringify(s)} is not a size (e.g. 500M, 20G)`);
+  const unit = (m[2] ?? 'b').toLowerCase()[0]!;
+  return Math.round(Number(m[1]) * 1024 ** ('bkmgt'.indexOf(unit) || 0));
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function secretCredentials(file: string): CredentialStore {
+  const text = readFileSync(file, 'utf8');
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new UsageError(`--pull-secret ${file}: not YAML or JSON (${(e as Error).message.split('\n')[0]})`);
+  }
+  return CredentialStore.fromPullSecret(doc, file);
+}
+
+async function openStore(values: Record<string, unknown>, io: IO): Promise<ImageStore> {
+  const state = (values.store as string | undefined) ?? io.env.KRATA_STORE ?? '/var/lib/krata';
+  const configs = (values['docker-config'] as string[] | undefined) ?? [
+    ...(io.env.DOCKER_CONFIG ? [join(io.env.DOCKER_CONFIG, 'config.json')] : []),
+    join(io.env.HOME ?? homedir(), '.docker', 'config.json'),
+  ];
+  let credentials = await CredentialStore.fromFiles(configs);
+  for (const f of (values['pull-secret'] as string[] | undefined) ?? []) credentials = credentials.merge(secretCredentials(f));
+  for (const w of credentials.warnings) io.stderr.write(`warning: ${w}\n`);
+  const mirrors: Record<string, string[]> = {};
+  for (const m of (values.mirror as string[] | undefined) ?? []) {
+    const eq = m.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--mirror ${JSON.stringify(m)}: expected REGISTRY=URL`);
+    (mirrors[m.slice(0, eq)] ??= []).push(m.slice(eq + 1));
+  }
+  const store = new ImageStore({
+    root: join(state, 'images'),
+    registry: {
+      credentials,
+      mirrors,
+      insecure: (values['insecure-registry'] as string[] | undefined) ?? [],
+      ...(values.platform ? { platform: parsePlatform(values.platform as string) } : {}),
+    },
+  });
+  return store;
+}
+
+function printImages(images: StoredImage[], format: string, io: IO): void {
+  if (format === 'json') {
+    io.stdout.write(JSON.stringify(images, null, 2) + '\n');
+    return;
+  }
+  const wide = format === 'wide';
+  const rows = [['NAME', 'DIGEST', 'SIZE', 'LAST USED', ...(wide ? ['PLATFORM', 'PATH'] : [])]];
+  for (const i of images) {
+    const platform = `${i.config.os}/${i.config.architecture}${i.config.variant ? `/${i.config.variant}` : ''}`;
+    rows.push([i.names[0] ?? '<none>', wide ? i.digest : i.digest.slice(0, 19), formatBytes(i.size), i.lastUsedAt.replace(/\.\d+Z$/, 'Z'), ...(wide ? [platform, i.path] : [])]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const r of rows) io.stdout.write(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('   ') + '\n');
+}
+
+export async function image(argv: string[], io: IO): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      store: { type: 'string' },
+      'insecure-registry': { type: 'string', multiple: true },
+      mirror: { type: 'string', multiple: true },
+      'docker-config': { type: 'string', multiple: true },
+      'pull-secret': { type: 'string', multiple: true },
+      platform: { type: 'string' },
+      name: { type: 'string' },
+      budget: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+      output: { type: 'string', short: 'o' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const output = values.output ?? 'table';
+  if (!['table', 'wide', 'json'].includes(output)) throw new UsageError(`--output must be table, wide or json, not "${output}"`);
+  switch (sub) {
+    case 'pull':
+    case 'import': {
+      if (positionals.length !== 1) throw new UsageError(`image ${sub} takes one ${sub === 'pull' ? 'REFERENCE' : 'PATH'}`);
+      const store = await openStore(values, io);
+      const bars = values.quiet ? undefined : new ProgressBars(io.stderr);
+      try {
+        const onEvent = bars?.onEvent.bind(bars);
+        const img = sub === 'pull' ? await store.pull(positionals[0]!, { onEvent }) : await importImage(store, positionals[0]!, { onEvent, ...(values.name ? { name: values.name } : {}) });
+        bars?.finish();
+        if (values.output === 'json') io.stdout.write(JSON.stringify(img, null, 2) + '\n');
+        else if (values.quiet) io.stdout.write(`${img.digest}\n`);
+        else io.stdout.write(`${img.names.at(-1)} ${img.digest} ${formatBytes(img.size)}\n`);
+        return EXIT_OK;
+      } catch (e) {
+        bars?.finish();
+        io.stderr.write(`error: ${(e as Error).message}\n`);
+        return EXIT_FAILED;
+      }
+    }
+    case 'ls':
+    case 'list': {
+      const store = await openStore(values, io);
+      printImages(store.list(), output, io);
+      return EXIT_OK;
+    }
+    case 'rm': {
+      if (positionals.length === 0) throw new UsageError('image rm takes one or more IMAGE (name, digest or digest prefix)');
+      const store = await openStore(values, io);
+      let status = EXIT_OK;
+      for (const p of positionals) {
+        try {
+          const img = store.remove(p);
+          io.stdout.write(`removed ${img.names[0] ?? img.digest} (${img.digest})\n`);
+        } catch (e) {
+          io.stderr.write(`error: ${(e as Error).message}\n`);
+          status = EXIT_FAILED;
+        }
+      }
+      return status;
+    }
+    case 'prune': {
+      const store = await openStore(values, io);
+      const result = store.gc(new Set(), values.budget ? parseSize(values.budget) : 0);
+      for (const img of result.removed) io.stdout.write(`removed ${img.names[0] ?? img.digest} (${formatBytes(img.size)})\n`);
+      io.stdout.write(`freed ${formatBytes(result.freedBytes)}, cache holds ${formatBytes(result.keptBytes)}\n`);
+      return EXIT_OK;
+    }
+    default:
+      throw new UsageError(sub ? `unknown image command "${sub}" (pull, import, ls, rm, prune)` : 'image needs a command: pull, import, ls, rm or prune');
+  }
+}

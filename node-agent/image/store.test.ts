@@ -1,0 +1,289 @@
+// The image cache against a real registry (Debian's docker-registry on 127.0.0.1) with images these
+// tests build and push; every squashfs is checked with the real unsquashfs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRegistry, tamperBlob, type Registry } from '../../test/registry.js';
+import { buildImage, buildIndex, pushImage, pushIndex, writeDockerSave, writeOciLayout, type BuiltImage } from '../../test/oci-images.js';
+import { fileURLToPath } from 'node:url';
+import { buildTar } from './tar.js';
+import { CredentialStore } from './credentials.js';
+import { importImage } from './import.js';
+import { ImageStore, type PullEvent } from './store.js';
+
+const txt = (s: string) => Buffer.from(s);
+const work = mkdtempSync(join(tmpdir(), 'krata-store-test-'));
+let reg: Registry;
+let n = 0;
+const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+
+/** A three-layer image: whiteouts, an opaque dir, cross-layer hardlinks, a capability, a user, a zstd layer. */
+function appImage(variant = 'app'): BuiltImage {
+  return buildImage({
+    layers: [
+      {
+        compression: 'gzip',
+        tar: buildTar([
+          { path: 'bin/', type: 'dir' },
+          { path: 'bin/busybox', data: txt('busybox'), mode: 0o755 },
+          { path: 'bin/sh', type: 'hardlink', linkname: 'bin/busybox' },
+          { path: 'etc/passwd', data: txt('root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n') },
+          { path: 'etc/old.conf', data: txt('old') },
+          { path: 'var/cache/a', data: txt('a') },
+          { path: 'var/cache/b', data: txt('b') },
+        ]),
+      },
+      {
+        compression: 'zstd',
+        tar: buildTar([
+          { path: 'etc/.wh.old.conf', data: txt('') },
+          { path: 'var/cache/', type: 'dir', mode: 0o700 },
+          { path: 'var/cache/.wh..wh..opq', data: txt('') },
+          { path: 'var/cache/c', data: txt('c') },
+          { path: 'bin/ls', type: 'hardlink', linkname: 'bin/busybox' },
+          { path: 'usr/bin/ping', data: txt('ping'), mode: 0o755, xattrs: { 'security.capability': CAP } },
+        ]),
+      },
+      { compression: 'gzip', tar: buildTar([{ path: 'home/app/', type: 'dir', uid: 1000, gid: 1000, mode: 0o750 }, { path: 'home/app/hello', data: txt(variant), uid: 1000, gid: 1000 }]) },
+    ],
+    config: { User: 'app', Env: ['PATH=/bin:/usr/bin'], Cmd: ['/bin/sh'], WorkingDir: '/home/app' },
+  });
+}
+
+function newStore(extra: Partial<ConstructorParameters<typeof ImageStore>[0]['registry']> = {}): ImageStore {
+  const store = new ImageStore({ root: join(work, `store-${++n}`), registry: { insecure: [reg.host], ...extra } });
+  store.recover();
+  return store;
+}
+
+function tree(sqfs: string): string[] {
+  return execFileSync('unsquashfs', ['-lln', sqfs])
+    .toString()
+    .trim()
+    .split('\n')
+    .filter((l) => l.includes('squashfs-root/'))
+    .map((l) => {
+      const m = /^(\S+) (\S+)\s+(\d+|\d+,\s*\d+) \S+ \S+ squashfs-root\/(.*)$/.exec(l)!;
+      return `${m[1]} ${m[2]} ${m[4]}`;
+    });
+}
+
+before(async () => {
+  reg = await startRegistry();
+});
+after(async () => {
+  await reg?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('pull: layers merged (whiteouts, opaque dir, hardlinks, capability, owners), config kept, progress reported', async () => {
+  const img = appImage();
+  await pushImage(reg, 'test/app', 'v1', img);
+  const store = newStore();
+  const events: PullEvent[] = [];
+  const got = await store.pull(`${reg.host}/test/app:v1`, { onEvent: (e) => events.push(e) });
+  assert.equal(got.digest, img.manifestDigest);
+  assert.deepEqual(got.names, [`${reg.host}/test/app:v1`]);
+  assert.equal(got.config.config.User, 'app');
+  assert.deepEqual(got.config.config.Cmd, ['/bin/sh']);
+  assert.equal(got.config.config.WorkingDir, '/home/app');
+  assert.deepEqual(tree(got.path), [
+    'drwxr-xr-x 0/0 bin',
+    '-rwxr-xr-x 0/0 bin/busybox',
+    '-rwxr-xr-x 0/0 bin/ls',
+    '-rwxr-xr-x 0/0 bin/sh',
+    'drwxr-xr-x 0/0 etc',
+    '-rw-r--r-- 0/0 etc/passwd',
+    'drwxr-xr-x 0/0 home',
+    'drwxr-x--- 1000/1000 home/app',
+    '-rw-r--r-- 1000/1000 home/app/hello',
+    'drwxr-xr-x 0/0 usr',
+    'drwxr-xr-x 0/0 usr/bin',
+    '-rwxr-xr-x 0/0 usr/bin/ping',
+    'drwxr-xr-x 0/0 var',
+    'drwx------ 0/0 var/cache',
+    '-rw-r--r-- 0/0 var/cache/c',
+  ]);
+  const x = join(work, `x-${++n}`);
+  execFileSync('unsquashfs', ['-q', '-d', x, got.path], { stdio: 'ignore' });
+  assert.equal(statSync(join(x, 'bin/ls')).ino, statSync(join(x, 'bin/busybox')).ino);
+  assert.equal(statSync(join(x, 'bin/busybox')).nlink, 3);
+  const cap = execFileSync('python3', ['-c', 'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], "security.capability"))', join(x, 'usr/bin/ping')]);
+  assert.deepEqual(cap, CAP);
+  // Progress: every layer downloaded to its full size and unpacked.
+  for (const l of img.layers) {
+    const last = events.filter((e): e is Extract<PullEvent, { kind: 'download' }> => e.kind === 'download' && e.layer === l.digest).at(-1);
+    assert.equal(last?.bytes, l.size);
+    assert.ok(events.some((e) => e.kind === 'unpacked' && e.layer === l.digest));
+  }
+  assert.equal(events.at(-1)?.kind, 'done');
+  // A second pull is a cache hit; by digest it needs no registry at all.
+  const again: PullEvent[] = [];
+  assert.equal((await store.pull(`${reg.host}/test/app:v1`, { onEvent: (e) => again.push(e) })).digest, img.manifestDigest);
+  assert.deepEqual(again.map((e) => e.kind), ['cached']);
+  const offline = new ImageStore({ root: store.imagesDir, registry: { insecure: ['127.0.0.1:1'] } });
+  assert.equal((await offline.pull(`127.0.0.1:1/test/app@${img.manifestDigest}`)).digest, img.manifestDigest);
+});
+
+test('pull: a two-platform index gives the host platform, or the one asked for', async () => {
+  const amd = appImage('amd64');
+  const arm = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'arch', data: txt('arm64') }]) }], architecture: 'arm64', variant: 'v8' });
+  const index = buildIndex([
+    { image: arm, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+    { image: amd, platform: { os: 'linux', architecture: 'amd64' } },
+  ]);
+  await pushIndex(reg, 'test/multi', 'latest', [arm, amd], index);
+  assert.equal((await newStore().pull(`${reg.host}/test/multi`)).digest, amd.manifestDigest);
+  const armImg = await newStore({ platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }).pull(`${reg.host}/test/multi`);
+  assert.equal(armImg.digest, arm.manifestDigest);
+  assert.deepEqual(tree(armImg.path), ['-rw-r--r-- 0/0 arch']);
+  await assert.rejects(newStore({ platform: { os: 'linux', architecture: 's390x' } }).pull(`${reg.host}/test/multi`), /linux\/arm64\/v8, linux\/amd64/);
+});
+
+test('pull: a tampered blob is refused and nothing is cached or left behind', async () => {
+  const img = appImage('tampered');
+  await pushImage(reg, 'test/tampered', 'v1', img);
+  tamperBlob(reg, img.layers[2]!.digest);
+  const store = newStore();
+  await assert.rejects(store.pull(`${reg.host}/test/tampered:v1`), new RegExp(`blob ${img.layers[2]!.digest} .* does not match its digest .*refused`));
+  assert.deepEqual(store.list(), []);
+  assert.deepEqual(readdirSync(store.imagesDir).filter((f) => f !== '.partial'), []);
+  assert.deepEqual(readdirSync(store.tmpDir), []);
+  // A mirror serving tampered content is passed over for the registry itself.
+  const good = appImage('mirrored');
+  await pushImage(reg, 'test/mirrored', 'v1', good);
+  const mirror = await startRegistry();
+  try {
+    await pushImage(mirror, 'test/mirrored', 'v1', good);
+    tamperBlob(mirror, good.layers[0]!.digest);
+    const s = newStore({ insecure: [reg.host, mirror.host], mirrors: { [reg.host]: [mirror.url] } });
+    assert.equal((await s.pull(`${reg.host}/test/mirrored:v1`)).digest, good.manifestDigest);
+  } finally {
+    await mirror.stop();
+  }
+});
+
+test('pull: mirrors come first; a registry that is down is not needed', async () => {
+  const mirror = await startRegistry();
+  try {
+    const img = appImage('from-mirror');
+    await pushImage(mirror, 'library/thing', '1', img);
+    const store = newStore({ insecure: [mirror.host, '127.0.0.1:9'], mirrors: { '127.0.0.1:9': [mirror.url] }, attempts: 1 });
+    assert.equal((await store.pull('127.0.0.1:9/library/thing:1')).digest, img.manifestDigest);
+    await assert.rejects(newStore({ insecure: ['127.0.0.1:9'], attempts: 2 }).pull('127.0.0.1:9/library/thing:1'), /cannot reach http:\/\/127\.0\.0\.1:9/);
+  } finally {
+    await mirror.stop();
+  }
+  assert.throws(() => newStore({ mirrors: { 'docker.io': ['http://10.0.0.1:5000'] } }), /uses http, but 10\.0\.0\.1:5000 is not listed as an insecure registry/);
+});
+
+test('pull: an htpasswd-protected repository needs credentials (docker config.json or a pull secret)', async () => {
+  const secure = await startRegistry({ htpasswd: { username: 'krata', password: 's3cret' } });
+  try {
+    const img = appImage('private');
+    await pushImage(secure, 'private/app', 'v1', img, { username: 'krata', password: 's3cret' });
+    const ref = `${secure.host}/private/app:v1`;
+    await assert.rejects(newStore({ insecure: [secure.host] }).pull(ref), /requires a username and password/);
+    const wrong = CredentialStore.fromDockerConfig(JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from('krata:nope').toString('base64') } } }), 'config.json');
+    await assert.rejects(newStore({ insecure: [secure.host], credentials: wrong }).pull(ref), /access denied \(the credentials were refused\)/);
+    const docker = CredentialStore.fromDockerConfig(JSON.stringify({ auths: { [`http://${secure.host}/v2/`]: { auth: Buffer.from('krata:s3cret').toString('base64') } } }), 'config.json');
+    assert.equal((await newStore({ insecure: [secure.host], credentials: docker }).pull(ref)).digest, img.manifestDigest);
+    const secret = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(JSON.stringify({ auths: { [secure.host]: { username: 'krata', password: 's3cret' } } })).toString('base64') } };
+    assert.equal((await newStore({ insecure: [secure.host], credentials: CredentialStore.fromPullSecret(secret, 'secret') }).pull(ref)).digest, img.manifestDigest);
+  } finally {
+    await secure.stop();
+  }
+});
+
+test('concurrent pulls of one image share one job', async () => {
+  const img = appImage('shared');
+  await pushImage(reg, 'test/shared', 'v1', img);
+  await pushImage(reg, 'test/shared', 'alias', img);
+  const store = newStore();
+  let packs = 0;
+  const pack = store.pack.bind(store);
+  store.pack = async (...args) => {
+    packs++;
+    return pack(...args);
+  };
+  const results = await Promise.all([store.pull(`${reg.host}/test/shared:v1`), store.pull(`${reg.host}/test/shared:v1`), store.pull(`${reg.host}/test/shared:alias`)]);
+  assert.equal(packs, 1);
+  assert.ok(results.every((r) => r.digest === img.manifestDigest));
+  assert.deepEqual(store.list().map((i) => i.names.sort()), [[`${reg.host}/test/shared:alias`, `${reg.host}/test/shared:v1`]]);
+});
+
+test('kill -9 in the middle of a pull never leaves an image that is served; recover() removes the leftovers', async () => {
+  // A big layer, so that the pull is still running when it is killed.
+  const big = buildImage({ layers: [{ compression: 'gzip', tar: buildTar(Array.from({ length: 40 }, (_, i) => ({ path: `data/f${i}`, data: execFileSync('head', ['-c', '1000000', '/dev/urandom']) }))) }] });
+  await pushImage(reg, 'test/big', 'v1', big);
+  const state = join(work, `state-${++n}`);
+  const root = join(state, 'images');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../../kratactl/main.js', import.meta.url)), 'image', 'pull', '-q', '--store', state, '--insecure-registry', reg.host, `${reg.host}/test/big:v1`], { stdio: 'ignore' });
+    // Kill it as soon as the job has written something.
+    let started = false;
+    for (let i = 0; i < 1000 && !started && child.exitCode === null; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      const partial = join(root, '.partial');
+      started = existsSync(partial) && readdirSync(partial).some((d) => readdirSync(join(partial, d)).length > 0);
+    }
+    const exited = new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on('exit', r)));
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(started, 'the pull had started writing when it was killed');
+    assert.equal(child.signalCode, 'SIGKILL', 'the pull was killed, not finished');
+    const store = new ImageStore({ root });
+    assert.equal(store.get(big.manifestDigest), undefined, 'the killed pull left no committed image');
+    store.recover();
+    assert.deepEqual(readdirSync(root).filter((f) => f !== '.partial'), []);
+    assert.deepEqual(readdirSync(join(root, '.partial')), []);
+  }
+  const store = new ImageStore({ root, registry: { insecure: [reg.host] } });
+  assert.equal((await store.pull(`${reg.host}/test/big:v1`)).digest, big.manifestDigest);
+});
+
+test('gc: removes unused images, least recently used first, down to the budget', async () => {
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const store = new ImageStore({ root: join(work, `gc-${++n}`), registry: { insecure: [reg.host] }, now: () => new Date((clock += 1000)) });
+  const imgs = ['a', 'b', 'c'].map((v) => appImage(`gc-${v}`));
+  for (const [i, img] of imgs.entries()) await pushImage(reg, 'test/gc', `v${i}`, img);
+  for (let i = 0; i < 3; i++) await store.pull(`${reg.host}/test/gc:v${i}`);
+  await store.pull(`${reg.host}/test/gc:v0`); // v0 used most recently now
+  const size = store.list()[0]!.size;
+  const r = store.gc(new Set([imgs[1]!.manifestDigest]), size * 2);
+  assert.deepEqual(r.removed.map((i) => i.digest), [imgs[2]!.manifestDigest], 'v1 is in use, v2 is least recently used');
+  assert.equal(store.list().length, 2);
+  const all = store.gc(new Set([imgs[1]!.manifestDigest]), 0);
+  assert.deepEqual(all.removed.map((i) => i.digest), [imgs[0]!.manifestDigest]);
+  assert.throws(() => store.remove(`${reg.host}/test/gc:v1`, new Set([imgs[1]!.manifestDigest])), /used by a Guest/);
+  assert.equal(store.remove(imgs[1]!.manifestDigest.slice(7, 19)).digest, imgs[1]!.manifestDigest);
+  assert.deepEqual(store.list(), []);
+});
+
+test('import: an OCI layout directory and a docker save tarball give the same tree as a pull', async () => {
+  const img = appImage('offline');
+  const layout = join(work, `layout-${++n}`);
+  writeOciLayout(layout, img, 'example.com/offline/app:1.0');
+  const store = newStore();
+  const fromLayout = await importImage(store, layout);
+  assert.equal(fromLayout.digest, img.manifestDigest);
+  assert.deepEqual(fromLayout.names, ['example.com/offline/app:1.0']);
+  const saved = join(work, `save-${++n}.tar`);
+  writeDockerSave(saved, img, ['offline/app:latest']);
+  const fromSave = await importImage(store, saved);
+  assert.deepEqual(fromSave.names, ['docker.io/offline/app:latest']);
+  assert.deepEqual(tree(fromSave.path), tree(fromLayout.path));
+  assert.equal(fromSave.config.config.User, 'app');
+  // Tampering is caught offline too.
+  const bad = join(work, `layout-${++n}`);
+  writeOciLayout(bad, img);
+  const blob = join(bad, 'blobs/sha256', img.layers[0]!.digest.slice(7));
+  const bytes = readFileSync(blob);
+  bytes[bytes.length - 1] ^= 0xff;
+  writeFileSync(blob, bytes);
+  await assert.rejects(importImage(newStore(), bad, { name: 'bad:1' }), /does not match its digest/);
+  await assert.rejects(importImage(store, work), /neither an OCI image layout/);
+});

@@ -1,0 +1,309 @@
+// The image cache: one squashfs per (manifest digest, format), content-addressed under
+// <root>/images. An image is committed by renaming its squashfs into place and then its metadata
+// file: the metadata is the commit point, so a kill -9 at any moment leaves either a whole image or
+// leftovers that `open()` removes. Concurrent pulls of one image share one job.
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packLayers, type PackLayer } from './pack.js';
+import { LIMITS, parseImageConfig, type ImageConfig, type ImageManifest } from './manifest.js';
+import { parseDigest, parseReference, formatReference, type ImageReference } from './reference.js';
+import { RegistryClient, type RegistryOptions } from './registry.js';
+import type { SquashfsOptions } from './squashfs.js';
+
+export const FORMAT = 'squashfs';
+
+export interface StoredImage {
+  /** Manifest digest: the image's identity. */
+  digest: string;
+  format: typeof FORMAT;
+  /** References it was pulled or imported as ("docker.io/library/alpine:3.19"). */
+  names: string[];
+  /** Absolute path of the squashfs. */
+  path: string;
+  /** Bytes on disk. */
+  size: number;
+  config: ImageConfig;
+  /** Where it came from: "registry" or "import". */
+  source: 'registry' | 'import';
+  createdAt: string;
+  lastUsedAt: string;
+}
+
+/** One progress event of a pull: kratactl draws bars from these. */
+export type PullEvent =
+  | { kind: 'resolved'; ref: string; digest: string; layers: Array<{ digest: string; size: number }> }
+  | { kind: 'cached'; ref: string; digest: string }
+  | { kind: 'download'; layer: string; bytes: number; total: number }
+  | { kind: 'downloaded'; layer: string }
+  | { kind: 'unpack'; layer: string; bytes: number; total: number }
+  | { kind: 'unpacked'; layer: string }
+  | { kind: 'done'; digest: string; size: number };
+
+export interface PullOptions {
+  onEvent?: (e: PullEvent) => void;
+}
+
+export interface ImageStoreOptions {
+  /** Directory of the cache ("/var/lib/krata/images"); jobs work in its ".partial" subdirectory. */
+  root: string;
+  registry?: RegistryOptions;
+  squashfs?: SquashfsOptions;
+  /** The clock, for last-used times (tests). */
+  now?: () => Date;
+}
+
+export interface GcResult {
+  removed: StoredImage[];
+  freedBytes: number;
+  keptBytes: number;
+}
+
+const hexOf = (digest: string) => parseDigest(digest).hex;
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes a file so that it is either absent or whole, also across power loss. */
+export function writeFileAtomic(file: string, data: string | Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeFileSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  fsyncDir(join(file, '..'));
+}
+
+export class ImageStore {
+  readonly imagesDir: string;
+  readonly tmpDir: string;
+  private readonly inflight = new Map<string, Promise<StoredImage>>();
+  private readonly registry: RegistryClient;
+  private readonly now: () => Date;
+
+  constructor(private readonly opts: ImageStoreOptions) {
+    this.imagesDir = opts.root;
+    this.tmpDir = join(opts.root, '.partial');
+    this.registry = new RegistryClient(opts.registry);
+    this.now = opts.now ?? (() => new Date());
+    mkdirSync(this.imagesDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * Removes what interrupted jobs left: work directories of jobs no longer running, and squashfs
+   * files that were never committed by their metadata. Call once at startup, before any pull.
+   */
+  recover(): { removed: string[] } {
+    const removed: string[] = [];
+    for (const name of readdirSync(this.tmpDir)) {
+      rmSync(join(this.tmpDir, name), { recursive: true, force: true });
+      removed.push(join(this.tmpDir, name));
+    }
+    const names = new Set(readdirSync(this.imagesDir).filter((n) => !n.startsWith('.')));
+    for (const name of names) {
+      const full = join(this.imagesDir, name);
+      const committed = name.endsWith(`.${FORMAT}`) ? names.has(name.replace(/\.squashfs$/, '.json')) : name.endsWith('.json') ? names.has(name.replace(/\.json$/, `.${FORMAT}`)) : false;
+      if (!committed) {
+        rmSync(full, { recursive: true, force: true });
+        removed.push(full);
+      }
+    }
+    return { removed };
+  }
+
+  private metaPath(digest: string): string {
+    return join(this.imagesDir, `sha256-${hexOf(digest)}.json`);
+  }
+
+  private imagePath(digest: string): string {
+    return join(this.imagesDir, `sha256-${hexOf(digest)}.${FORMAT}`);
+  }
+
+  /** Every committed image. */
+  list(): StoredImage[] {
+    const out: StoredImage[] = [];
+    for (const name of readdirSync(this.imagesDir).sort()) {
+      if (!name.endsWith('.json')) continue;
+      const img = this.readMeta(join(this.imagesDir, name));
+      if (img && existsSync(img.path)) out.push(img);
+    }
+    return out;
+  }
+
+  private readMeta(file: string): StoredImage | undefined {
+    try {
+      return JSON.parse(readFileSync(file, 'utf8')) as StoredImage;
+    } catch {
+      return undefined; // removed meanwhile
+    }
+  }
+
+  /** An image by manifest digest, by a name it was pulled as, or by a unique digest prefix. */
+  find(refOrDigest: string): StoredImage | undefined {
+    const all = this.list();
+    if (/^(sha256:)?[0-9a-f]{6,64}$/.test(refOrDigest)) {
+      const want = refOrDigest.startsWith('sha256:') ? refOrDigest : `sha256:${refOrDigest}`;
+      const hits = all.filter((i) => i.digest.startsWith(want));
+      if (hits.length > 1) throw new Error(`${refOrDigest} matches ${hits.length} images; give more of the digest`);
+      if (hits[0]) return hits[0];
+    }
+    let ref: ImageReference;
+    try {
+      ref = parseReference(refOrDigest);
+    } catch {
+      return undefined;
+    }
+    const name = formatReference(ref);
+    if (ref.digest) return all.find((i) => i.digest === ref.digest);
+    return all.find((i) => i.names.includes(name));
+  }
+
+  /**
+   * The image for `reference`, pulled if needed. A reference with a digest that is cached needs no
+   * network; a tag is resolved against the registry every time (tags move).
+   */
+  async pull(reference: string, opts: PullOptions = {}): Promise<StoredImage> {
+    const ref = parseReference(reference);
+    const name = formatReference(ref);
+    if (ref.digest) {
+      const hit = this.find(ref.digest);
+      if (hit) return this.touch(hit, name, opts);
+    }
+    const resolved = await this.registry.resolve(ref);
+    const known = this.get(resolved.digest);
+    if (known) return this.touch(known, name, opts);
+    opts.onEvent?.({ kind: 'resolved', ref: name, digest: resolved.digest, layers: resolved.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })) });
+    return this.shared(resolved.digest, name, opts, (work) => this.pullInto(work, ref, resolved.manifest, opts));
+  }
+
+  /** A committed image by exact manifest digest. */
+  get(digest: string): StoredImage | undefined {
+    const img = existsSync(this.metaPath(digest)) ? this.readMeta(this.metaPath(digest)) : undefined;
+    return img && existsSync(img.path) ? img : undefined;
+  }
+
+  private touch(img: StoredImage, name: string, opts: PullOptions): StoredImage {
+    opts.onEvent?.({ kind: 'cached', ref: name, digest: img.digest });
+    const updated: StoredImage = { ...img, names: img.names.includes(name) ? img.names : [...img.names, name], lastUsedAt: this.now().toISOString() };
+    this.claimName(name, img.digest);
+    writeFileAtomic(this.metaPath(img.digest), JSON.stringify(updated, null, 2));
+    return updated;
+  }
+
+  /** A tag names one image: it is taken from any other image that had it. */
+  private claimName(name: string, digest: string): void {
+    for (const other of this.list()) {
+      if (other.digest === digest || !other.names.includes(name)) continue;
+      writeFileAtomic(this.metaPath(other.digest), JSON.stringify({ ...other, names: other.names.filter((n) => n !== name) }, null, 2));
+    }
+  }
+
+  /** Runs one job per digest; callers for the same digest share it. */
+  async shared(digest: string, name: string, opts: PullOptions, job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>): Promise<StoredImage> {
+    let p = this.inflight.get(digest);
+    if (!p) {
+      p = this.build(digest, name, job).finally(() => this.inflight.delete(digest));
+      this.inflight.set(digest, p);
+    }
+    const img = await p;
+    // A second caller may have asked under another name.
+    const result = img.names.includes(name) ? img : this.touch(img, name, {});
+    opts.onEvent?.({ kind: 'done', digest: img.digest, size: img.size });
+    return result;
+  }
+
+  private async build(digest: string, name: string, job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>): Promise<StoredImage> {
+    const work = join(this.tmpDir, `${hexOf(digest).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    mkdirSync(work, { mode: 0o700 });
+    try {
+      const { config, source } = await job(work);
+      const packed = join(work, `image.${FORMAT}`);
+      const fd = openSync(packed, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(packed, this.imagePath(digest));
+      const now = this.now().toISOString();
+      const img: StoredImage = { digest, format: FORMAT, names: [name], path: this.imagePath(digest), size: statSync(this.imagePath(digest)).size, config, source, createdAt: now, lastUsedAt: now };
+      this.claimName(name, digest);
+      writeFileAtomic(this.metaPath(digest), JSON.stringify(img, null, 2));
+      return img;
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Downloads config and layers (bounded concurrency) while packing from the top layer down. */
+  private async pullInto(work: string, ref: ImageReference, manifest: ImageManifest, opts: PullOptions): Promise<{ config: ImageConfig; source: 'registry' }> {
+    const configBytes = await this.registry.fetchBlob(ref, manifest.config, LIMITS.configBytes);
+    const config = parseImageConfig(configBytes, `config ${manifest.config.digest} of ${formatReference(ref)}`);
+    if (config.diffIds.length !== manifest.layers.length) throw new Error(`${formatReference(ref)}: the config lists ${config.diffIds.length} layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`);
+    const downloads = manifest.layers.map((l, i) => {
+      const file = join(work, `layer-${i}`);
+      const p = this.registry.downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size })).then(() => {
+        opts.onEvent?.({ kind: 'downloaded', layer: l.digest });
+        return file;
+      });
+      p.catch(() => undefined); // awaited in order below; the first failure is reported
+      return p;
+    });
+    // Top-down: the pack reads layer i only once its download is verified.
+    const layers: PackLayer[] = manifest.layers.map((l, i) => ({ file: join(work, `layer-${i}`), digest: l.digest, diffId: config.diffIds[i], ready: downloads[i] }));
+    await this.pack(layers, work, opts, manifest.layers.map((l) => l.size));
+    return { config, source: 'registry' };
+  }
+
+  async pack(layers: PackLayer[], work: string, opts: PullOptions, sizes: number[]): Promise<void> {
+    await packLayers(layers, join(work, `image.${FORMAT}`), {
+      ...this.opts.squashfs,
+      onProgress: (p) => opts.onEvent?.(p.done ? { kind: 'unpacked', layer: p.digest } : { kind: 'unpack', layer: p.digest, bytes: p.bytes, total: sizes[p.layer] ?? 0 }),
+    });
+  }
+
+  /** Removes an image (by digest, name or digest prefix) unless a Guest uses it. */
+  remove(refOrDigest: string, inUse: Set<string> = new Set()): StoredImage {
+    const img = this.find(refOrDigest);
+    if (!img) throw new Error(`no image ${refOrDigest} in the cache`);
+    if (inUse.has(img.digest)) throw new Error(`image ${img.names[0] ?? img.digest} is used by a Guest`);
+    this.delete(img);
+    return img;
+  }
+
+  private delete(img: StoredImage): void {
+    // Metadata first: without it the squashfs is an uncommitted leftover, never served.
+    rmSync(this.metaPath(img.digest), { force: true });
+    fsyncDir(this.imagesDir);
+    rmSync(this.imagePath(img.digest), { force: true });
+  }
+
+  /**
+   * Garbage collection: images no Guest uses (`inUse`: manifest digests) are removed, least
+   * recently used first, until the cache fits `budgetBytes` (0: remove every unused image).
+   */
+  gc(inUse: Set<string>, budgetBytes: number): GcResult {
+    const all = this.list();
+    let total = all.reduce((s, i) => s + i.size, 0);
+    const removed: StoredImage[] = [];
+    const candidates = all.filter((i) => !inUse.has(i.digest) && !this.inflight.has(i.digest)).sort((a, b) => (a.lastUsedAt < b.lastUsedAt ? -1 : a.lastUsedAt > b.lastUsedAt ? 1 : 0));
+    for (const img of candidates) {
+      if (total <= budgetBytes && budgetBytes > 0) break;
+      this.delete(img);
+      total -= img.size;
+      removed.push(img);
+    }
+    return { removed, freedBytes: removed.reduce((s, i) => s + i.size, 0), keptBytes: total };
+  }
+}
