@@ -141,6 +141,13 @@ test('pull: a two-platform index gives the host platform, or the one asked for',
   assert.equal(armImg.digest, arm.manifestDigest);
   assert.deepEqual(tree(armImg.path), ['-rw-r--r-- 0/0 arch']);
   await assert.rejects(newStore({ platform: { os: 'linux', architecture: 's390x' } }).pull(`${reg.host}/test/multi`), /linux\/arm64\/v8, linux\/amd64/);
+  // Docker's media types (schema 2 manifest list and manifest) work the same way.
+  const dockerAmd = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'docker', data: txt('v2') }]) }], mediaTypes: 'docker' });
+  const dockerList = buildIndex([{ image: dockerAmd, platform: { os: 'linux', architecture: 'amd64' } }], 'docker');
+  await pushIndex(reg, 'test/docker', 'latest', [dockerAmd], dockerList);
+  const fromDocker = await newStore().pull(`${reg.host}/test/docker`);
+  assert.equal(fromDocker.digest, dockerAmd.manifestDigest);
+  assert.deepEqual(tree(fromDocker.path), ['-rw-r--r-- 0/0 docker']);
 });
 
 test('pull: a tampered blob is refused and nothing is cached or left behind', async () => {
