@@ -161,6 +161,27 @@ function headers(auth: BasicAuth | undefined, extra: Record<string, string> = {}
   return { ...extra, Authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` };
 }
 
+/**
+ * A request with basic auth; a registry with token auth answers 401 with a Bearer challenge, and
+ * the request is sent again with a token from the challenge's realm (fetched with the same basic auth).
+ */
+async function send(url: string, method: string, auth: BasicAuth | undefined, extra: Record<string, string> = {}, body?: Buffer): Promise<Response> {
+  const res = await fetch(url, { method, headers: headers(auth, extra), body });
+  const challenge = res.headers.get('www-authenticate') ?? '';
+  if (res.status !== 401 || !/^bearer\s/i.test(challenge)) return res;
+  await res.arrayBuffer();
+  const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]));
+  if (!params.realm) throw new Error(`${method} ${url}: Bearer challenge without a realm: ${challenge}`);
+  const realm = new URL(params.realm);
+  if (params.service) realm.searchParams.set('service', params.service);
+  if (params.scope) realm.searchParams.set('scope', params.scope);
+  const tokenRes = await fetch(realm, { headers: headers(auth) });
+  const text = await tokenRes.text();
+  if (!tokenRes.ok) throw new Error(`${method} ${url}: token from ${realm.href}: HTTP ${tokenRes.status} ${text}`);
+  const { token, access_token } = JSON.parse(text) as { token?: string; access_token?: string };
+  return fetch(url, { method, headers: { ...extra, Authorization: `Bearer ${token ?? access_token}` }, body });
+}
+
 /** Reads the body either way (frees the connection) and throws unless the status is expected. */
 async function expectStatus(res: Response, expected: number[], what: string): Promise<void> {
   const body = await res.text();
@@ -169,23 +190,23 @@ async function expectStatus(res: Response, expected: number[], what: string): Pr
 
 async function pushBlob(base: string, repo: string, digest: string, data: Buffer, auth?: BasicAuth): Promise<void> {
   const blobUrl = `${base}/v2/${repo}/blobs/${digest}`;
-  const head = await fetch(blobUrl, { method: 'HEAD', headers: headers(auth) });
+  const head = await send(blobUrl, 'HEAD', auth);
   await expectStatus(head, [200, 404], `HEAD ${blobUrl}`);
   if (head.status === 200) return; // the registry has it (a layer shared between images)
 
-  const post = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: headers(auth) });
+  const post = await send(`${base}/v2/${repo}/blobs/uploads/`, 'POST', auth);
   await expectStatus(post, [202], `POST ${repo} blob upload`);
   const location = post.headers.get('location');
   if (!location) throw new Error(`POST ${repo} blob upload: 202 without a Location`);
   // The Location may be relative; its query (the upload state) must survive untouched.
   const upload = new URL(location, base).href;
   const putUrl = `${upload}${upload.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
-  const put = await fetch(putUrl, { method: 'PUT', headers: headers(auth, { 'Content-Type': 'application/octet-stream' }), body: data });
+  const put = await send(putUrl, 'PUT', auth, { 'Content-Type': 'application/octet-stream' }, data);
   await expectStatus(put, [201], `PUT ${repo} blob ${digest}`);
 }
 
 async function putManifest(base: string, repo: string, reference: string, body: Buffer, mediaType: string, auth?: BasicAuth): Promise<void> {
-  const res = await fetch(`${base}/v2/${repo}/manifests/${reference}`, { method: 'PUT', headers: headers(auth, { 'Content-Type': mediaType }), body });
+  const res = await send(`${base}/v2/${repo}/manifests/${reference}`, 'PUT', auth, { 'Content-Type': mediaType }, body);
   await expectStatus(res, [201], `PUT ${repo} manifest ${reference}`);
   // The registry hashes what it stored: a different digest means it rewrote the manifest.
   const stored = res.headers.get('docker-content-digest');

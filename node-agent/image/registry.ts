@@ -156,7 +156,10 @@ export class RegistryClient {
       this.tryEndpoints(ref, async (ep) => {
         const res = await this.request(ep, ref, `/v2/${ref.repository}/blobs/${desc.digest}`, {});
         const declared = Number(res.headers.get('content-length') ?? NaN);
-        if (Number.isFinite(declared) && declared > desc.size) throw new RegistryError(`blob ${desc.digest} from ${ep.base} is ${declared} bytes, the manifest says ${desc.size}: refused`);
+        if (Number.isFinite(declared) && declared > desc.size) {
+          await res.body?.cancel().catch(() => undefined); // give the connection up rather than leave the body unread
+          throw new RegistryError(`blob ${desc.digest} from ${ep.base} is ${declared} bytes, the manifest says ${desc.size}: refused`);
+        }
         const hash = createHash('sha256');
         const out = createWriteStream(file);
         let total = 0;
@@ -222,7 +225,7 @@ export class RegistryClient {
       res = await fetchWithTimeout(url, { headers }, this.opts.idleTimeoutMs);
     }
     if (res.ok) return res;
-    const text = (await res.text().catch(() => '')).slice(0, 300).trim();
+    const text = (await errorText(res, this.opts.idleTimeoutMs)).slice(0, 300).trim();
     const what = `${formatReference(ref)}: GET ${url}: HTTP ${res.status}`;
     if (res.status === 401 || res.status === 403) throw new RegistryError(`${what}: access denied${this.credential(ep, ref) ? ' (the credentials were refused)' : ' (no credentials for this registry: add them to a docker config.json or an image pull secret)'}`, res.status);
     if (res.status === 404) throw new RegistryError(`${what}: not found${text ? ` (${text})` : ''}`, res.status);
@@ -255,7 +258,10 @@ export class RegistryClient {
       realm.searchParams.set('scope', scope);
       res = await fetchWithTimeout(realm.href, { headers: cred ? { authorization: basicHeader(cred) } : {} }, this.opts.idleTimeoutMs);
     }
-    if (!res.ok) throw new RegistryError(`${formatReference(ref)}: token service ${realm.origin} answered HTTP ${res.status}${cred ? ' (the credentials were refused)' : ''}`, res.status === 401 || res.status === 403 ? 401 : res.status);
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new RegistryError(`${formatReference(ref)}: token service ${realm.origin} answered HTTP ${res.status}${cred ? ' (the credentials were refused)' : ''}`, res.status === 401 || res.status === 403 ? 401 : res.status);
+    }
     const body = parseJson(await readBounded(res, 1 << 20, 'token response', this.opts.idleTimeoutMs), `token response from ${realm.origin}`);
     const token = body.token ?? body.access_token;
     if (typeof token !== 'string' || token === '') throw new RegistryError(`${formatReference(ref)}: token service ${realm.origin} returned no token`);
@@ -300,9 +306,28 @@ async function* idle(body: ReadableStream<Uint8Array>, ms: number, what: string)
   }
 }
 
+/** The start of an error response's body, for the message: bounded in size and time, the rest given up. */
+async function errorText(res: Response, ms: number): Promise<string> {
+  if (!res.body) return '';
+  const parts: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of idle(res.body, ms, 'error response')) {
+      parts.push(chunk);
+      if ((total += chunk.length) >= 4096) break;
+    }
+  } catch {
+    // A body that stalls or breaks: what arrived is enough.
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
 async function readBounded(res: Response, max: number, what: string, ms: number): Promise<Buffer> {
   const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > max) throw new RegistryError(`${what} is ${declared} bytes, more than the ${max} allowed`);
+  if (Number.isFinite(declared) && declared > max) {
+    await res.body?.cancel().catch(() => undefined); // give the connection up rather than leave the body unread
+    throw new RegistryError(`${what} is ${declared} bytes, more than the ${max} allowed`);
+  }
   const parts: Buffer[] = [];
   let total = 0;
   for await (const chunk of idle(res.body!, ms, what)) {

@@ -3,7 +3,8 @@
 // file: the metadata is the commit point, so a kill -9 at any moment leaves either a whole image or
 // leftovers that `open()` removes. Concurrent pulls of one image share one job.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
+import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
 import { join } from 'node:path';
 import { packLayers, type PackLayer } from './pack.js';
 import { LIMITS, parseImageConfig, type ImageConfig, type ImageManifest } from './manifest.js';
@@ -60,29 +61,6 @@ export interface GcResult {
 }
 
 const hexOf = (digest: string) => parseDigest(digest).hex;
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Writes a file so that it is either absent or whole, also across power loss. */
-export function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeFileSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  fsyncDir(join(file, '..'));
-}
 
 export class ImageStore {
   readonly imagesDir: string;
