@@ -1,0 +1,160 @@
+// The node agent's service: the operations the local API serves, on top of the store, the reconciler,
+// the hypervisor and the image cache. Writes are validated with the same validator kratactl and the
+// operator use, all or nothing.
+import type { Guest } from '../../crds/generated/types.js';
+import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
+import { packageVersion } from '../../kratactl/commands/version.js';
+import { ImageReferenceError } from '../image/reference.js';
+import type { ImageStore, PullEvent, StoredImage } from '../image/store.js';
+import type { EventRecorder } from './events.js';
+import { guestKey, type GuestStore } from './guest-store.js';
+import type { Clock, Console, Hypervisor } from './hypervisor.js';
+import { ImageError, type ImageProvider } from './reconciler.js';
+import { InvalidRequest, NotFound, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from './service.js';
+import { quantityValue } from '../../crds/quantity.js';
+
+/** Images for the reconciler from the host's cache, under Kubernetes' pull policies. */
+export class CachedImages implements ImageProvider {
+  constructor(private readonly store: ImageStore) {}
+
+  async ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never') {
+    let found: StoredImage | undefined;
+    try {
+      found = policy === 'Always' ? undefined : this.store.find(reference);
+    } catch (e) {
+      throw new ImageError('InvalidImageName', (e as Error).message, true);
+    }
+    if (!found && policy === 'Never') throw new ImageError('ErrImageNeverPull', 'the image is not in the cache and imagePullPolicy is Never');
+    if (!found) {
+      try {
+        found = await this.store.pull(reference);
+      } catch (e) {
+        if (e instanceof ImageReferenceError) throw new ImageError('InvalidImageName', e.message, true);
+        throw new ImageError('ErrImagePull', (e as Error).message);
+      }
+    }
+    return { digest: found.digest, path: found.path, config: found.config };
+  }
+}
+
+export class Agent implements AgentService {
+  private readonly history: WatchEvent[] = [];
+
+  constructor(
+    private readonly store: GuestStore,
+    private readonly hv: Hypervisor,
+    private readonly recorder: EventRecorder,
+    private readonly imageCache: ImageStore | undefined,
+    private readonly clock: Clock,
+  ) {
+    // A short replay buffer, so a watcher that reconnects with `since` misses nothing recent.
+    store.on('change', (e: WatchEvent) => {
+      this.history.push(e);
+      if (this.history.length > 1000) this.history.shift();
+    });
+  }
+
+  async apply(objects: KratObject[], dryRun: boolean): Promise<ApplyResult[]> {
+    if (!Array.isArray(objects) || objects.length === 0) throw new InvalidRequest('objects: expected a non-empty list');
+    const errors: { index?: number; path?: string; message: string }[] = [];
+    const valid: Guest[] = [];
+    objects.forEach((o, index) => {
+      const r = validateObject(o);
+      for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
+      if (!r.object) return;
+      if (r.object.kind !== 'Guest') errors.push({ index, path: 'kind', message: `${r.object.kind} objects are managed by the operator in a cluster; a single host takes Guests only` });
+      else {
+        const g = r.object as Guest;
+        const key = guestKey(g.metadata.namespace ?? 'default', g.metadata.name);
+        if (this.store.get(key)?.guest.metadata.deletionTimestamp) errors.push({ index, path: 'metadata.name', message: `guest ${key} is being deleted; apply it again once it is gone` });
+        if (valid.some((v) => guestKey(v.metadata.namespace ?? 'default', v.metadata.name) === key)) errors.push({ index, path: 'metadata.name', message: `guest ${key} appears twice in the batch` });
+        valid.push(g);
+      }
+    });
+    if (errors.length) throw new InvalidRequest(`${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
+    const now = new Date(this.clock.now());
+    return valid.map((g) => {
+      const namespace = g.metadata.namespace ?? 'default';
+      const meta = { name: g.metadata.name, namespace };
+      if (dryRun) {
+        const old = this.store.get(guestKey(namespace, g.metadata.name));
+        return { kind: 'Guest', metadata: meta, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
+      }
+      return { kind: 'Guest', metadata: meta, action: this.store.put({ ...g, metadata: { ...g.metadata, namespace } }, now) };
+    });
+  }
+
+  list(namespace?: string): Guest[] {
+    return structuredClone(this.store.list(namespace));
+  }
+
+  get(namespace: string, name: string): Guest | undefined {
+    const rec = this.store.get(guestKey(namespace, name));
+    return rec && structuredClone(rec.guest);
+  }
+
+  async delete(namespace: string, name: string, opts: { wait?: boolean; gracePeriodSeconds?: number }): Promise<void> {
+    const key = guestKey(namespace, name);
+    const gone = opts.wait
+      ? new Promise<void>((resolve) => {
+          const on = (e: WatchEvent) => {
+            if (e.type === 'DELETED' && guestKey(e.object.metadata.namespace ?? 'default', e.object.metadata.name) === key) {
+              this.store.off('change', on);
+              resolve();
+            }
+          };
+          this.store.on('change', on);
+        })
+      : undefined;
+    if (!this.store.markDeleted(key, new Date(this.clock.now()), opts.gracePeriodSeconds)) throw new NotFound(`guest ${key} not found`);
+    await gone;
+  }
+
+  watch(since: number, cb: (e: WatchEvent) => void): () => void {
+    if (since === 0) for (const g of this.store.list()) cb({ type: 'ADDED', object: structuredClone(g), revision: this.store.currentRevision });
+    else for (const e of this.history) if (e.revision > since) cb(e);
+    const on = (e: WatchEvent) => cb(e);
+    this.store.on('change', on);
+    return () => this.store.off('change', on);
+  }
+
+  events(namespace?: string, name?: string): GuestEvent[] {
+    return this.recorder.list(namespace, name);
+  }
+
+  console(namespace: string, name: string): Console | undefined {
+    const domid = this.store.get(guestKey(namespace, name))?.guest.status?.domid;
+    return domid === undefined ? undefined : this.hv.console(domid);
+  }
+
+  private imageStore(): ImageStore {
+    if (!this.imageCache) throw new InvalidRequest('this agent has no image cache', [], 503);
+    return this.imageCache;
+  }
+
+  pullImage(reference: string, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+    return this.imageStore().pull(reference, { onEvent });
+  }
+
+  images(): StoredImage[] {
+    return this.imageStore().list();
+  }
+
+  removeImage(refOrDigest: string): StoredImage {
+    const inUse = new Set(this.store.list().map((g) => g.status?.imageDigest).filter((d): d is string => !!d));
+    return this.imageStore().remove(refOrDigest, inUse);
+  }
+
+  async host(): Promise<HostStatus> {
+    const info = await this.hv.host();
+    const guests = this.store.list();
+    const mib = (q: number | string | undefined) => (q === undefined ? 0 : Number((quantityValue(q) ?? 0n) / (1024n * 1024n)));
+    return {
+      ...info,
+      agentVersion: packageVersion(),
+      guests: { total: guests.length, running: guests.filter((g) => g.status?.phase === 'Running').length },
+      allocatedMemoryMiB: guests.reduce((s, g) => s + mib(g.spec.resources.maxMemory ?? g.spec.resources.memory), 0),
+      allocatedCpus: guests.reduce((s, g) => s + (g.spec.resources.maxCpus ?? g.spec.resources.cpus), 0),
+    };
+  }
+}

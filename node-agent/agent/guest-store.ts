@@ -1,0 +1,166 @@
+// The node agent's durable desired state on a single host: one JSON file per Guest under
+// <state>/guests/<namespace>/<name>.json, each written atomically (a kill -9 or power loss leaves the
+// old or the new version, never a torn one). The store plays the API server's part: uid,
+// generation (bumped when the spec changes), resourceVersion, deletionTimestamp, and a revision
+// counter for watches. Status lives in the same record; the reconciler writes it.
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Guest, GuestStatus } from '../../crds/generated/types.js';
+import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
+import type { WatchEvent } from './service.js';
+
+/** What the agent keeps beside a Guest and does not show: restart bookkeeping. */
+export interface GuestInternal {
+  /** Not before this time (ms) may a new domain start (CrashLoopBackOff). */
+  notBefore?: number;
+  /** Consecutive failed starts (image, domain), for backoff and reasons. */
+  failures?: number;
+}
+
+export interface GuestRecord {
+  guest: Guest;
+  internal: GuestInternal;
+}
+
+export const guestKey = (namespace: string, name: string) => `${namespace}/${name}`;
+
+export class GuestStore extends EventEmitter {
+  private readonly records = new Map<string, GuestRecord>();
+  private revision = 0;
+  private readonly dir: string;
+
+  /** Loads every record; unreadable files are reported, not fatal (and not deleted). */
+  constructor(stateDir: string, readonly problems: string[] = []) {
+    super();
+    this.setMaxListeners(0);
+    this.dir = join(stateDir, 'guests');
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    for (const ns of readdirSync(this.dir)) {
+      const nsDir = join(this.dir, ns);
+      for (const file of readdirSync(nsDir)) {
+        if (!file.endsWith('.json')) {
+          if (file.includes('.tmp-')) rmSync(join(nsDir, file), { force: true }); // an interrupted write
+          continue;
+        }
+        try {
+          const rec = JSON.parse(readFileSync(join(nsDir, file), 'utf8')) as GuestRecord;
+          const rv = Number(rec.guest.metadata.resourceVersion ?? 0);
+          this.revision = Math.max(this.revision, rv);
+          this.records.set(guestKey(rec.guest.metadata.namespace ?? 'default', rec.guest.metadata.name), rec);
+        } catch (e) {
+          problems.push(`${join(nsDir, file)}: ${(e as Error).message}`);
+        }
+      }
+    }
+  }
+
+  keys(): string[] {
+    return [...this.records.keys()];
+  }
+
+  get(key: string): GuestRecord | undefined {
+    return this.records.get(key);
+  }
+
+  list(namespace?: string): Guest[] {
+    return [...this.records.values()].map((r) => r.guest).filter((g) => namespace === undefined || g.metadata.namespace === namespace);
+  }
+
+  get currentRevision(): number {
+    return this.revision;
+  }
+
+  private path(namespace: string, name: string): string {
+    return join(this.dir, namespace, `${name}.json`);
+  }
+
+  /**
+   * Emits 'change' (a WatchEvent) for every write, and 'desired' (the key) for writes of desired
+   * state only: the reconciler follows 'desired', so its own status writes do not requeue it.
+   */
+  private persist(rec: GuestRecord, type: WatchEvent['type'], desired = false): void {
+    const { namespace = 'default', name } = rec.guest.metadata;
+    rec.guest.metadata.resourceVersion = String(++this.revision);
+    mkdirSync(join(this.dir, namespace), { recursive: true, mode: 0o700 });
+    writeFileAtomic(this.path(namespace, name), JSON.stringify(rec), 0o600);
+    this.records.set(guestKey(namespace, name), rec);
+    this.emit('change', { type, object: structuredClone(rec.guest), revision: this.revision } satisfies WatchEvent);
+    if (desired) this.emit('desired', guestKey(namespace, name));
+  }
+
+  /** Creates or updates a Guest's desired state (metadata and spec); status is kept. */
+  put(guest: Guest, now: Date): 'created' | 'configured' | 'unchanged' {
+    const namespace = guest.metadata.namespace ?? 'default';
+    const key = guestKey(namespace, guest.metadata.name);
+    const old = this.records.get(key);
+    if (!old || old.guest.metadata.deletionTimestamp) {
+      if (old) throw new Error(`guest ${key} is being deleted; apply it again once it is gone`);
+      const created: Guest = {
+        ...guest,
+        metadata: { ...guest.metadata, namespace, uid: randomUUID(), generation: 1, creationTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z') },
+        status: { phase: 'Pending', observedGeneration: 0 },
+      };
+      this.persist({ guest: created, internal: {} }, 'ADDED', true);
+      return 'created';
+    }
+    const specChanged = !isDeepStrictEqual(old.guest.spec, guest.spec);
+    const labels = guest.metadata.labels;
+    const annotations = guest.metadata.annotations;
+    if (!specChanged && isDeepStrictEqual(old.guest.metadata.labels, labels) && isDeepStrictEqual(old.guest.metadata.annotations, annotations)) return 'unchanged';
+    const updated: Guest = {
+      ...old.guest,
+      metadata: { ...old.guest.metadata, labels, annotations, generation: (old.guest.metadata.generation ?? 1) + (specChanged ? 1 : 0) },
+      spec: guest.spec,
+    };
+    if (!labels) delete updated.metadata.labels;
+    if (!annotations) delete updated.metadata.annotations;
+    this.persist({ ...old, guest: updated }, 'MODIFIED', true);
+    return 'configured';
+  }
+
+  /** Writes status (and internal bookkeeping) if they changed; returns whether anything was written. */
+  setStatus(key: string, status: GuestStatus, internal?: GuestInternal): boolean {
+    const rec = this.records.get(key);
+    if (!rec) return false;
+    const nextInternal = internal ?? rec.internal;
+    if (isDeepStrictEqual(rec.guest.status, status) && isDeepStrictEqual(rec.internal, nextInternal)) return false;
+    const statusChanged = !isDeepStrictEqual(rec.guest.status, status);
+    const next: GuestRecord = { guest: { ...rec.guest, status }, internal: nextInternal };
+    if (statusChanged) this.persist(next, 'MODIFIED');
+    else {
+      // Bookkeeping only: durable, but not an API change.
+      writeFileAtomic(this.path(rec.guest.metadata.namespace ?? 'default', rec.guest.metadata.name), JSON.stringify(next), 0o600);
+      this.records.set(key, next);
+    }
+    return true;
+  }
+
+  /** Marks a Guest for deletion (the reconciler tears it down, then calls `remove`). */
+  markDeleted(key: string, now: Date, gracePeriodSeconds?: number): boolean {
+    const rec = this.records.get(key);
+    if (!rec) return false;
+    if (rec.guest.metadata.deletionTimestamp) return true;
+    const guest: Guest = {
+      ...rec.guest,
+      metadata: { ...rec.guest.metadata, deletionTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z'), ...(gracePeriodSeconds !== undefined ? { deletionGracePeriodSeconds: gracePeriodSeconds } : {}) },
+    };
+    this.persist({ ...rec, guest }, 'MODIFIED', true);
+    return true;
+  }
+
+  remove(key: string): void {
+    const rec = this.records.get(key);
+    if (!rec) return;
+    const { namespace = 'default', name } = rec.guest.metadata;
+    const file = this.path(namespace, name);
+    if (existsSync(file)) {
+      rmSync(file);
+      fsyncDir(join(this.dir, namespace));
+    }
+    this.records.delete(key);
+    this.emit('change', { type: 'DELETED', object: structuredClone(rec.guest), revision: ++this.revision } satisfies WatchEvent);
+  }
+}

@@ -1,0 +1,471 @@
+// The host reconciler, in controller-runtime's mould: one idempotent, level-triggered
+// `reconcile(key)` that compares a Guest's desired state (the store) with what runs (the hypervisor's
+// domain list, which xenstore backs) and takes one step towards the desired state, recording what it
+// did in status. A work queue runs it with per-key backoff; domain events and a periodic resync feed
+// the queue, so nothing depends on having seen every event.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Condition, Guest, GuestStatus } from '../../crds/generated/types.js';
+import { quantityValue } from '../../crds/quantity.js';
+import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
+import type { ImageConfig } from '../image/manifest.js';
+import { writeConfigDisk } from './config-disk.js';
+import type { EventRecorder } from './events.js';
+import type { GuestRecord, GuestStore } from './guest-store.js';
+import type { Clock, DomainInfo, DomainLaunch, Hypervisor } from './hypervisor.js';
+import type { Ipam, Reservation } from './ipam.js';
+import { WorkQueue, type HandlerResult } from './work-queue.js';
+
+/** Where images come from (ImageStore in the agent; a double in tests). */
+export interface ImageProvider {
+  /** The image for `reference` under the pull policy; throws ImageError on failure. */
+  ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): Promise<{ digest: string; path: string; config: ImageConfig }>;
+}
+
+/** An image failure with a Kubernetes-style reason (ErrImagePull, ErrImageNeverPull, InvalidImageName). */
+export class ImageError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly permanent = false,
+  ) {
+    super(message);
+  }
+}
+
+export interface ReconcilerOptions {
+  stateDir: string;
+  kernel: string;
+  initrd: string;
+  /** Appended to the guest kernel's command line. */
+  cmdline?: string;
+  nameservers?: string[];
+  nodeName: string;
+  concurrency?: number;
+  resyncMs?: number;
+}
+
+const RESTART_BASE_MS = 10_000;
+const RESTART_MAX_MS = 300_000;
+const RESTART_RESET_MS = 600_000;
+const MIB = 1024n * 1024n;
+
+/** A failure that stops progress until the spec changes: status says so; no retry. */
+class Stalled extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function mib(q: number | string | undefined, fallback: number): number {
+  if (q === undefined) return fallback;
+  const v = quantityValue(q);
+  if (v === undefined) throw new Stalled('InvalidSpec', `memory quantity ${JSON.stringify(q)} is not valid`);
+  return Number((v + MIB - 1n) / MIB);
+}
+
+/** The spec fields a domain is built from: a change means a new domain (cpus/memory apply live). */
+export function specHash(g: Guest): string {
+  const { resources, nodeSelector: _n, ...rest } = g.spec;
+  const stable = { ...rest, resources: { maxCpus: resources.maxCpus ?? resources.cpus, maxMemory: resources.maxMemory ?? resources.memory } };
+  return createHash('sha256').update(JSON.stringify(stable)).digest('hex').slice(0, 16);
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+export class Reconciler {
+  readonly queue: WorkQueue;
+  private snapshot?: { at: number; domains: DomainInfo[] };
+  private resyncTimer?: { cancel(): void };
+  private readonly unsubscribe: () => void;
+  private readonly disksDir: string;
+
+  constructor(
+    private readonly store: GuestStore,
+    private readonly hv: Hypervisor,
+    private readonly images: ImageProvider,
+    private readonly ipam: Ipam,
+    private readonly recorder: EventRecorder,
+    private readonly clock: Clock,
+    private readonly opts: ReconcilerOptions,
+  ) {
+    this.disksDir = join(opts.stateDir, 'disks');
+    mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
+    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err, retry) => {
+      this.recorder.warning(key, 'ReconcileError', `${(err as Error).message} (retry in ${Math.round(retry / 100) / 10} s)`);
+    });
+    const onStore = (key: string) => this.queue.add(key);
+    const onDomain = () => {
+      this.snapshot = undefined;
+      void this.enqueueDomains();
+    };
+    this.store.on('desired', onStore);
+    this.hv.events.on('change', onDomain);
+    this.unsubscribe = () => {
+      this.store.off('desired', onStore);
+      this.hv.events.off('change', onDomain);
+    };
+  }
+
+  /** Starts the loop: a full resync now and every `resyncMs`. */
+  run(): void {
+    void this.resync();
+  }
+
+  stop(): void {
+    this.resyncTimer?.cancel();
+    this.unsubscribe();
+    this.queue.stop();
+  }
+
+  /** Every Guest and every krata domain is looked at again; orphaned devices are removed. */
+  async resync(): Promise<void> {
+    this.resyncTimer?.cancel();
+    try {
+      this.snapshot = undefined;
+      const domains = await this.domains();
+      for (const key of new Set([...this.store.keys(), ...domains.map((d) => d.guestKey)])) this.queue.add(key);
+      for (const o of await this.hv.cleanupOrphans()) this.recorder.host('OrphanRemoved', `removed ${o}, which belonged to no domain`);
+      this.removeStrayDisks(domains);
+    } finally {
+      this.resyncTimer = this.clock.setTimeout(() => void this.resync(), this.opts.resyncMs ?? 15_000);
+    }
+  }
+
+  private async enqueueDomains(): Promise<void> {
+    for (const d of await this.domains()) this.queue.add(d.guestKey);
+  }
+
+  /** The domain list, shared by reconciles within 500 ms (xenstore is read once, not per Guest). */
+  private async domains(): Promise<DomainInfo[]> {
+    const now = this.clock.now();
+    if (this.snapshot && now - this.snapshot.at < 500) return this.snapshot.domains;
+    const domains = await this.hv.list();
+    this.snapshot = { at: now, domains };
+    return domains;
+  }
+
+  private forget(domid: number): void {
+    if (this.snapshot) this.snapshot.domains = this.snapshot.domains.filter((d) => d.domid !== domid);
+  }
+
+  async reconcile(key: string): Promise<HandlerResult> {
+    const rec = this.store.get(key);
+    const domains = (await this.domains()).filter((d) => d.guestKey === key);
+    if (!rec) {
+      // A domain no Guest wants (deleted while the agent was down, or left by a crash).
+      for (const d of domains) {
+        await this.hv.destroy(d.domid);
+        this.forget(d.domid);
+        this.recorder.host('OrphanRemoved', `destroyed domain ${d.domid} (${d.name}): no Guest ${key}`);
+        rmSync(join(this.disksDir, `${d.guestUid}.sqfs`), { force: true });
+      }
+      if (!this.store.get(key)) this.ipam.release(key);
+      return;
+    }
+    if (rec.guest.metadata.deletionTimestamp) return this.finalize(key, rec, domains);
+    const hash = specHash(rec.guest);
+    const uid = rec.guest.metadata.uid!;
+    for (const d of domains) {
+      if (d.guestUid === uid && d.specHash === hash) continue;
+      const why = d.guestUid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
+      this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
+      this.setStatus(key, (s) => {
+        s.phase = 'Creating';
+        s.reason = d.guestUid !== uid ? 'Replaced' : 'SpecChanged';
+        s.message = `recreating the domain: ${why}`;
+        this.condition(rec, s, 'Ready', 'False', s.reason, s.message);
+      });
+      await this.hv.shutdown(d.domid, rec.guest.spec.terminationGracePeriodSeconds * 1000);
+      this.forget(d.domid);
+    }
+    const dom = domains.find((d) => d.guestUid === uid && d.specHash === hash);
+    if (dom && dom.state !== 'shutdown' && dom.state !== 'crashed' && !dom.exit) return this.observeRunning(key, rec, dom);
+    if (dom) return this.observeExit(key, rec, dom);
+    return this.startIfDue(key, rec);
+  }
+
+  private observeRunning(key: string, rec: GuestRecord, dom: DomainInfo): HandlerResult {
+    const res = this.ipam.get(key);
+    this.setStatus(key, (s) => {
+      s.phase = 'Running';
+      s.domid = dom.domid;
+      s.uuid = dom.uuid;
+      s.node = this.opts.nodeName;
+      s.startTime ??= iso(dom.createdAt);
+      delete s.reason;
+      delete s.message;
+      if (res && rec.guest.spec.network.enabled) s.addresses = addresses(res);
+      this.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
+      this.condition(rec, s, 'Reconciling', 'False', 'Running', '');
+      this.condition(rec, s, 'Stalled', 'False', 'Running', '');
+    });
+    // A running guest that stays up long enough has its crash count forgiven.
+    const ran = this.clock.now() - dom.createdAt;
+    if ((rec.internal.failures ?? 0) > 0) {
+      if (ran >= RESTART_RESET_MS) this.store.setStatus(key, this.store.get(key)!.guest.status!, { ...rec.internal, failures: 0 });
+      else return { requeueAfterMs: RESTART_RESET_MS - ran };
+    }
+    return;
+  }
+
+  private async observeExit(key: string, rec: GuestRecord, dom: DomainInfo): Promise<HandlerResult> {
+    const exit = dom.exit ?? {};
+    const policy = rec.guest.spec.restartPolicy;
+    const failed = exit.signal !== undefined || exit.initError !== undefined || (exit.exitCode ?? 1) !== 0;
+    const restart = policy === 'Always' || (policy === 'OnFailure' && failed);
+    const what = exit.initError !== undefined ? `guest-init failed: ${exit.initError}` : exit.signal !== undefined ? `killed by signal ${exit.signal}` : exit.exitCode !== undefined ? `exited with code ${exit.exitCode}` : 'the domain stopped without reporting an exit';
+    await this.hv.destroy(dom.domid);
+    this.forget(dom.domid);
+    this.recorder[failed ? 'warning' : 'normal'](key, failed ? 'Failed' : 'Completed', `domain ${dom.domid}: ${what}`);
+    const now = this.clock.now();
+    const ranMs = now - dom.createdAt;
+    const crashes = ranMs >= RESTART_RESET_MS ? 0 : (rec.internal.failures ?? 0);
+    const delay = Math.min(RESTART_BASE_MS * 2 ** crashes, RESTART_MAX_MS);
+    this.setStatus(
+      key,
+      (s) => {
+        delete s.domid;
+        delete s.exitCode;
+        delete s.signal;
+        if (exit.exitCode !== undefined) s.exitCode = exit.exitCode;
+        if (exit.signal !== undefined) s.signal = exit.signal;
+        s.finishTime = iso(now);
+        if (restart) {
+          s.phase = 'Pending';
+          s.restartCount = (s.restartCount ?? 0) + 1;
+          s.reason = 'CrashLoopBackOff';
+          s.message = `back-off ${Math.round(delay / 1000)}s restarting: ${what}`;
+          this.condition(rec, s, 'Ready', 'False', 'CrashLoopBackOff', s.message);
+          this.condition(rec, s, 'Reconciling', 'True', 'CrashLoopBackOff', s.message);
+        } else {
+          s.phase = failed ? 'Failed' : 'Succeeded';
+          s.reason = failed ? 'Error' : 'Completed';
+          s.message = what;
+          this.condition(rec, s, 'Ready', 'False', s.reason, what);
+          this.condition(rec, s, 'Reconciling', 'False', s.reason, '');
+        }
+      },
+      restart ? { ...rec.internal, failures: crashes + 1, notBefore: now + delay } : rec.internal,
+    );
+    return restart ? { requeueAfterMs: delay } : undefined;
+  }
+
+  private async startIfDue(key: string, rec: GuestRecord): Promise<HandlerResult> {
+    const s = rec.guest.status ?? {};
+    const gen = rec.guest.metadata.generation ?? 1;
+    // A process that ended for good stays ended, until the spec changes.
+    if ((s.phase === 'Succeeded' || s.phase === 'Failed') && s.observedGeneration === gen) return;
+    if (s.reason && this.isStalled(rec) && s.observedGeneration === gen) return;
+    const wait = (rec.internal.notBefore ?? 0) - this.clock.now();
+    if (wait > 0) return { requeueAfterMs: wait };
+    try {
+      await this.start(key, rec);
+    } catch (e) {
+      if (e instanceof Stalled) {
+        this.recorder.warning(key, e.reason, e.message);
+        this.setStatus(key, (st) => {
+          st.phase = 'Failed';
+          st.reason = e.reason;
+          st.message = e.message;
+          this.condition(rec, st, 'Stalled', 'True', e.reason, e.message);
+          this.condition(rec, st, 'Reconciling', 'False', e.reason, e.message);
+          this.condition(rec, st, 'Ready', 'False', e.reason, e.message);
+        });
+        return;
+      }
+      throw e;
+    }
+    return;
+  }
+
+  private isStalled(rec: GuestRecord): boolean {
+    return rec.guest.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True') ?? false;
+  }
+
+  private async start(key: string, rec: GuestRecord): Promise<void> {
+    const g = rec.guest;
+    const uid = g.metadata.uid!;
+    this.setStatus(key, (s) => {
+      s.phase = 'Creating';
+      s.node = this.opts.nodeName;
+      this.condition(rec, s, 'Reconciling', 'True', 'Creating', 'preparing the image, network and domain');
+      this.condition(rec, s, 'Stalled', 'False', 'Creating', '');
+    });
+    // Image.
+    const policy = g.spec.imagePullPolicy ?? (/:latest$/.test(g.spec.image) || !/[:@][^/]*$/.test(g.spec.image) ? 'Always' : 'IfNotPresent');
+    let image;
+    try {
+      image = await this.images.ensure(g.spec.image, policy);
+    } catch (e) {
+      const reason = e instanceof ImageError ? e.reason : 'ErrImagePull';
+      const message = `${g.spec.image}: ${(e as Error).message}`;
+      this.setStatus(key, (s) => {
+        s.phase = 'Pending';
+        s.reason = reason;
+        s.message = message;
+        this.condition(rec, s, 'ImageReady', 'False', reason, message);
+      });
+      if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
+      throw new Error(message);
+    }
+    this.setStatus(key, (s) => {
+      s.imageDigest = image.digest;
+      this.condition(rec, s, 'ImageReady', 'True', 'Pulled', `${g.spec.image} is ${image.digest}`);
+    });
+    // Resources.
+    const memoryMiB = mib(g.spec.resources.memory, 512);
+    const maxMemoryMiB = Math.max(memoryMiB, mib(g.spec.resources.maxMemory, memoryMiB));
+    const host = await this.hv.host();
+    if (maxMemoryMiB > host.totalMemoryMiB) throw new Stalled('InsufficientMemory', `maxMemory ${maxMemoryMiB} MiB is more than this host has (${host.totalMemoryMiB} MiB)`);
+    if (maxMemoryMiB > host.freeMemoryMiB) {
+      this.setStatus(key, (s) => {
+        s.phase = 'Pending';
+        s.reason = 'InsufficientMemory';
+        s.message = `waiting for memory: ${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free`;
+      });
+      throw new Error(`not enough free memory (${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free)`);
+    }
+    if (g.spec.kernel?.image || g.spec.initrd?.image) throw new Stalled('KernelImageUnsupported', 'kernel.image and initrd.image (kernels from OCI images) are not supported yet; use kernel.path/initrd.path or the node default');
+    // Network.
+    let reservation: Reservation | undefined;
+    let network: GuestNetworkConfig | undefined;
+    if (g.spec.network.enabled) {
+      reservation = this.ipam.reserve(key, uid);
+      network = {
+        interfaces: [{ name: 'eth0', addresses: [`${reservation.ipv4}/${reservation.prefix4}`, `${reservation.ipv6}/${reservation.prefix6}`], mtu: 1500, offloads: false }],
+        routes: [
+          { to: 'default', via: reservation.gateway4 },
+          { to: 'default', via: reservation.gateway6 },
+        ],
+        nameservers: this.opts.nameservers ?? ['1.1.1.1', '2606:4700:4700::1111'],
+        searches: [],
+      };
+      const r = reservation;
+      this.setStatus(key, (s) => {
+        s.addresses = addresses(r);
+        this.condition(rec, s, 'NetworkReady', 'True', 'AddressesAssigned', `${r.ipv4}, ${r.ipv6}`);
+      });
+    }
+    // Config disk.
+    let launchConfig;
+    try {
+      launchConfig = composeLaunchConfig(g.metadata.name, g.spec, image.config.config, network);
+    } catch (e) {
+      if (e instanceof LaunchConfigError) throw new Stalled('InvalidSpec', e.message);
+      throw e;
+    }
+    const disk = join(this.disksDir, `${uid}.sqfs`);
+    await writeConfigDisk(disk, launchConfig);
+    // Domain.
+    const ns = g.metadata.namespace ?? 'default';
+    const readable = `krata-${ns}-${g.metadata.name}`;
+    const launch: DomainLaunch = {
+      name: readable.length <= 63 ? readable : `krata-${uid}`,
+      guestKey: key,
+      guestUid: uid,
+      specHash: specHash(g),
+      vcpus: g.spec.resources.cpus,
+      maxVcpus: Math.max(g.spec.resources.cpus, g.spec.resources.maxCpus ?? g.spec.resources.cpus),
+      memoryMiB,
+      maxMemoryMiB,
+      kernel: g.spec.kernel?.path ?? this.opts.kernel,
+      initrd: g.spec.initrd?.path ?? this.opts.initrd,
+      cmdline: ['console=hvc0', g.spec.kernel?.verbose ? '' : 'quiet loglevel=3', this.opts.cmdline ?? '', g.spec.kernel?.cmdline ?? ''].filter(Boolean).join(' '),
+      disks: [
+        { file: image.path, vdev: 'xvda' },
+        { file: disk, vdev: 'xvdb' },
+      ],
+      nics: reservation ? [{ mac: reservation.mac }] : [],
+    };
+    let dom: DomainInfo;
+    try {
+      dom = await this.hv.create(launch);
+    } catch (e) {
+      const message = (e as Error).message;
+      this.setStatus(key, (s) => {
+        s.phase = 'Pending';
+        s.reason = 'FailedCreate';
+        s.message = message;
+        this.condition(rec, s, 'Ready', 'False', 'FailedCreate', message);
+      });
+      throw new Error(`creating the domain failed: ${message}`);
+    }
+    this.snapshot?.domains.push(dom);
+    this.recorder.normal(key, 'Started', `domain ${dom.domid} (${dom.name}) started with ${image.digest}`);
+    this.setStatus(key, (s) => {
+      s.phase = 'Running';
+      s.domid = dom.domid;
+      s.uuid = dom.uuid;
+      s.startTime = iso(dom.createdAt);
+      delete s.reason;
+      delete s.message;
+      this.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
+      this.condition(rec, s, 'Reconciling', 'False', 'Running', '');
+    });
+  }
+
+  private async finalize(key: string, rec: GuestRecord, domains: DomainInfo[]): Promise<HandlerResult> {
+    const grace = (rec.guest.metadata.deletionGracePeriodSeconds ?? rec.guest.spec.terminationGracePeriodSeconds) * 1000;
+    this.setStatus(key, (s) => {
+      s.phase = 'Terminating';
+      this.condition(rec, s, 'Ready', 'False', 'Terminating', 'the guest is being deleted');
+    });
+    for (const d of domains) {
+      this.recorder.normal(key, 'Killing', `stopping domain ${d.domid} (grace period ${grace / 1000} s)`);
+      const how = await this.hv.shutdown(d.domid, grace);
+      this.forget(d.domid);
+      if (how === 'forced') this.recorder.warning(key, 'ForcedStop', `domain ${d.domid} did not stop within ${grace / 1000} s and was destroyed`);
+    }
+    this.ipam.release(key);
+    rmSync(join(this.disksDir, `${rec.guest.metadata.uid}.sqfs`), { force: true });
+    this.store.remove(key);
+    this.recorder.forget(key);
+  }
+
+  /** Config disks of Guests that no longer exist (a crash between steps). */
+  private removeStrayDisks(domains: DomainInfo[]): void {
+    if (!existsSync(this.disksDir)) return;
+    const live = new Set([...this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid), ...domains.map((d) => d.guestUid)]);
+    for (const f of readdirSync(this.disksDir)) {
+      const uid = f.replace(/\.sqfs(\.partial)?$/, '');
+      if (!live.has(uid)) rmSync(join(this.disksDir, f), { force: true });
+    }
+  }
+
+  /** Applies `edit` to a copy of the status, with observedGeneration, and stores it if it changed. */
+  private setStatus(key: string, edit: (s: GuestStatus) => void, internal?: GuestRecord['internal']): void {
+    const rec = this.store.get(key);
+    if (!rec) return;
+    const s: GuestStatus = structuredClone(rec.guest.status ?? {});
+    edit(s);
+    s.observedGeneration = rec.guest.metadata.generation ?? 1;
+    this.store.setStatus(key, s, internal);
+  }
+
+  /** Sets a condition; lastTransitionTime moves only when its status changes. */
+  private condition(rec: GuestRecord, s: GuestStatus, type: string, status: Condition['status'], reason: string, message: string): void {
+    const list = (s.conditions ??= []);
+    const old = list.find((c) => c.type === type);
+    const next: Condition = {
+      type,
+      status,
+      observedGeneration: rec.guest.metadata.generation ?? 1,
+      lastTransitionTime: old && old.status === status ? old.lastTransitionTime : iso(this.clock.now()),
+      reason,
+      message,
+    };
+    if (old) Object.assign(old, next);
+    else list.push(next);
+  }
+}
+
+function addresses(r: Reservation): NonNullable<GuestStatus['addresses']> {
+  return { ipv4: r.ipv4, ipv6: r.ipv6, mac: r.mac, gatewayIPv4: r.gateway4, gatewayIPv6: r.gateway6 };
+}

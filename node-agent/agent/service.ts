@@ -1,0 +1,71 @@
+// What the node agent offers its local API (api/server.ts) and kratactl: the reconciler's store and
+// operations, free of HTTP. The API server is a thin translation of this interface.
+import type { Guest } from '../../crds/generated/types.js';
+import type { KratObject } from '../../crds/validate.js';
+import type { PullEvent, StoredImage } from '../image/store.js';
+import type { Console, HostInfo } from './hypervisor.js';
+
+export interface ApplyResult {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  action: 'created' | 'configured' | 'unchanged';
+}
+
+/** Refused input: nothing was stored. `errors` locate each problem (index into the batch, field path). */
+export class InvalidRequest extends Error {
+  constructor(
+    message: string,
+    readonly errors: { index?: number; path?: string; message: string }[] = [],
+    readonly status = 422,
+  ) {
+    super(message);
+  }
+}
+
+export class NotFound extends Error {
+  readonly status = 404;
+}
+
+export interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  object: Guest;
+  revision: number;
+}
+
+/** A Kubernetes-style Event about a Guest. */
+export interface GuestEvent {
+  namespace: string;
+  name: string;
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  count: number;
+  firstTime: string;
+  lastTime: string;
+}
+
+export interface HostStatus extends HostInfo {
+  agentVersion: string;
+  guests: { total: number; running: number };
+  /** Memory of the host's guests (their maxMemory), MiB. */
+  allocatedMemoryMiB: number;
+  allocatedCpus: number;
+}
+
+export interface AgentService {
+  /** All objects or none; Guests only on a single host (XenHost objects are refused with a message). */
+  apply(objects: KratObject[], dryRun: boolean): Promise<ApplyResult[]>;
+  list(namespace?: string): Guest[];
+  get(namespace: string, name: string): Guest | undefined;
+  /** Marks the Guest deleted; with `wait`, resolves when its domain and resources are gone. */
+  delete(namespace: string, name: string, opts: { wait?: boolean; gracePeriodSeconds?: number }): Promise<void>;
+  /** Changes after `since` (0: the current state as ADDED first); returns an unsubscribe function. */
+  watch(since: number, cb: (e: WatchEvent) => void): () => void;
+  events(namespace?: string, name?: string): GuestEvent[];
+  /** The console of the Guest's current domain (logs and attach); undefined when none runs. */
+  console(namespace: string, name: string): Console | undefined;
+  pullImage(reference: string, onEvent: (e: PullEvent) => void): Promise<StoredImage>;
+  images(): StoredImage[];
+  removeImage(refOrDigest: string): StoredImage;
+  host(): Promise<HostStatus>;
+}
