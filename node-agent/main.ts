@@ -1,12 +1,145 @@
 #!/usr/bin/env node
-// krata-node-agent: the per-host daemon. Not built yet (issue 7); this entry point exists so the
-// package's bin layout is fixed, and it says so instead of pretending to run.
+// krata-node-agent: the per-host daemon. It loads the desired state from its store, reconciles it
+// against the hypervisor, serves the local API on a unix socket, and metrics on their own port.
+// Stopping the agent (SIGTERM) leaves guests running; the next agent adopts them.
+import 'reflect-metadata';
+import { Container } from 'inversify';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { packageVersion } from '../kratactl/commands/version.js';
+import { Agent, CachedImages } from './agent/agent.js';
+import { EventRecorder } from './agent/events.js';
+import { FakeHypervisor } from './agent/fake-hypervisor.js';
+import { GuestStore } from './agent/guest-store.js';
+import { CLOCK, HYPERVISOR, systemClock, type Clock, type Hypervisor } from './agent/hypervisor.js';
+import { Ipam } from './agent/ipam.js';
+import { Reconciler } from './agent/reconciler.js';
+import { startApiServer } from './api/server.js';
+import { CredentialStore } from './image/credentials.js';
+import { ImageStore } from './image/store.js';
+import { AgentMetrics } from './metrics.js';
 
-const arg = process.argv[2];
-if (arg === '--version') {
-  console.log(`krata-node-agent ${packageVersion()}`);
-} else {
-  console.error('krata-node-agent: the node agent is not implemented yet (see issue 7, "The node agent")');
-  process.exitCode = arg === '--help' || arg === '-h' ? 0 : 1;
+const HELP = `Usage: krata-node-agent [options]
+
+  --state DIR             durable state: guests, images, reservations (default /var/lib/krata)
+  --socket PATH           local API socket (default /run/krata/agent.sock)
+  --group NAME            group allowed to use the socket, besides root (default krata, if it exists)
+  --metrics HOST:PORT     Prometheus endpoint, or "off" (default 127.0.0.1:9477)
+  --kernel PATH           default guest kernel (default STATE/guest/vmlinuz)
+  --initrd PATH           default guest initrd with guest-init (default STATE/guest/initrd)
+  --node-name NAME        this host's name in Guest status (default: the hostname)
+  --nameserver IP         DNS server for guests (repeatable; default 1.1.1.1, 2606:4700:4700::1111)
+  --insecure-registry H   reach registry H[:PORT] over plain http (repeatable)
+  --mirror REG=URL        registry mirror (repeatable)
+  --docker-config FILE    registry credentials (repeatable; default /root/.docker/config.json)
+  --concurrency N         reconciles at once (default 8)
+  --resync SECONDS        full resync period (default 15)
+  --fake-hypervisor MIB   run guests on the in-memory test double with MIB of memory (benchmarks, demos)
+  --log-level LEVEL       pino level (default info)
+  --version
+`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      state: { type: 'string', default: '/var/lib/krata' },
+      socket: { type: 'string', default: '/run/krata/agent.sock' },
+      group: { type: 'string' },
+      metrics: { type: 'string', default: '127.0.0.1:9477' },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      'node-name': { type: 'string' },
+      nameserver: { type: 'string', multiple: true },
+      'insecure-registry': { type: 'string', multiple: true },
+      mirror: { type: 'string', multiple: true },
+      'docker-config': { type: 'string', multiple: true },
+      concurrency: { type: 'string', default: '8' },
+      resync: { type: 'string', default: '15' },
+      'fake-hypervisor': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      version: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.version) {
+    console.log(`krata-node-agent ${packageVersion()}`);
+    return 0;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const log = pino({ level: values['log-level'], base: { component: 'krata-node-agent' } });
+  const state = values.state!;
+
+  // The edges that tests and benchmarks swap: the hypervisor and the clock.
+  const container = new Container();
+  container.bind<Clock>(CLOCK).toConstantValue(systemClock);
+  if (values['fake-hypervisor']) {
+    container.bind<Hypervisor>(HYPERVISOR).toConstantValue(new FakeHypervisor({ cpus: 64, memoryMiB: Number(values['fake-hypervisor']) }));
+    log.warn('running guests on the in-memory test double (--fake-hypervisor): no Xen domains are created');
+  } else {
+    const { XenHypervisor } = await import('./agent/xen-hypervisor.js');
+    container.bind<Hypervisor>(HYPERVISOR).toConstantValue(await XenHypervisor.open({ stateDir: state }));
+  }
+  const hv = container.get<Hypervisor>(HYPERVISOR);
+  const clock = container.get<Clock>(CLOCK);
+
+  const problems: string[] = [];
+  const store = new GuestStore(state, problems);
+  for (const p of problems) log.error({ problem: p }, 'a stored guest could not be read; it is left in place');
+  const mirrors: Record<string, string[]> = {};
+  for (const m of values.mirror ?? []) {
+    const eq = m.indexOf('=');
+    if (eq <= 0) throw new Error(`--mirror ${JSON.stringify(m)}: expected REGISTRY=URL`);
+    (mirrors[m.slice(0, eq)] ??= []).push(m.slice(eq + 1));
+  }
+  const credentials = await CredentialStore.fromFiles(values['docker-config'] ?? ['/root/.docker/config.json']);
+  for (const w of credentials.warnings) log.warn(w);
+  const images = new ImageStore({ root: join(state, 'images'), registry: { credentials, mirrors, insecure: values['insecure-registry'] ?? [] } });
+  const recovered = images.recover();
+  if (recovered.removed.length) log.info({ removed: recovered.removed }, 'removed what interrupted image jobs left');
+  const recorder = new EventRecorder(clock, 50, (e) => log[e.type === 'Warning' ? 'warn' : 'info']({ guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count }, e.message));
+  let reconciler: Reconciler | undefined;
+  const metrics = new AgentMetrics(store, () => reconciler?.queue, images);
+  reconciler = new Reconciler(store, hv, new CachedImages(images), new Ipam(state), recorder, clock, {
+    stateDir: state,
+    kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
+    initrd: values.initrd ?? join(state, 'guest/initrd'),
+    nodeName: values['node-name'] ?? hostname(),
+    ...(values.nameserver ? { nameservers: values.nameserver } : {}),
+    concurrency: Number(values.concurrency),
+    resyncMs: Number(values.resync) * 1000,
+    observe: (ms, err) => metrics.observe(ms, err),
+  });
+  const agent = new Agent(store, hv, recorder, images, clock);
+  const api = await startApiServer(agent, { socketPath: values.socket!, ...(values.group ? { group: values.group } : {}), log: (m) => log.error(m) });
+  const metricsServer = values.metrics === 'off' ? undefined : await metrics.listen(values.metrics!);
+  reconciler.run();
+  log.info({ socket: values.socket, metrics: values.metrics, state, guests: store.keys().length, version: packageVersion() }, 'krata-node-agent started');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping; guests keep running and are adopted by the next agent');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  reconciler.stop();
+  await api.close();
+  metricsServer?.close();
+  (hv as { close?: () => Promise<void> | void }).close?.();
+  return 0;
 }
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`krata-node-agent: ${err.message}`);
+    process.exit(1);
+  },
+);

@@ -44,6 +44,8 @@ export interface ReconcilerOptions {
   nodeName: string;
   concurrency?: number;
   resyncMs?: number;
+  /** Called after each reconcile with its duration (metrics). */
+  observe?: (ms: number, error?: unknown) => void;
 }
 
 const RESTART_BASE_MS = 10_000;
@@ -97,7 +99,7 @@ export class Reconciler {
   ) {
     this.disksDir = join(opts.stateDir, 'disks');
     mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
-    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err, retry) => {
+    this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err, retry) => {
       this.recorder.warning(key, 'ReconcileError', `${(err as Error).message} (retry in ${Math.round(retry / 100) / 10} s)`);
     });
     const onStore = (key: string) => this.queue.add(key);
@@ -153,6 +155,18 @@ export class Reconciler {
 
   private forget(domid: number): void {
     if (this.snapshot) this.snapshot.domains = this.snapshot.domains.filter((d) => d.domid !== domid);
+  }
+
+  private async timed(key: string): Promise<HandlerResult> {
+    const t0 = performance.now();
+    try {
+      const r = await this.reconcile(key);
+      this.opts.observe?.(performance.now() - t0);
+      return r;
+    } catch (e) {
+      this.opts.observe?.(performance.now() - t0, e);
+      throw e;
+    }
   }
 
   async reconcile(key: string): Promise<HandlerResult> {
