@@ -43,6 +43,19 @@ function parseV6Prefix(cidr: string): { groups: string[]; prefix: number } {
   return { groups: groups.slice(0, Number(m[2]) / 16), prefix: Number(m[2]) };
 }
 
+/** RFC 5952 text: the longest run of two or more zero groups becomes "::". */
+function compressV6(groups: string[]): string {
+  let best = [-1, 0];
+  for (let i = 0; i < groups.length; ) {
+    let j = i;
+    while (j < groups.length && groups[j] === '0') j++;
+    if (j - i > best[1]! && j - i >= 2) best = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  if (best[0]! < 0) return groups.join(':');
+  return `${groups.slice(0, best[0]).join(':')}::${groups.slice(best[0]! + best[1]!).join(':')}`;
+}
+
 export class Ipam {
   private readonly file: string;
   private readonly byKey: Map<string, Reservation>;
@@ -60,8 +73,9 @@ export class Ipam {
 
   private v6Address(n: number): string {
     const groups = [...this.v6.groups];
-    while (groups.length < 7) groups.push('0');
-    return `${groups.join(':')}:${n.toString(16)}`;
+    while (groups.length < 6) groups.push('0');
+    groups.push(Math.floor(n / 65536).toString(16), (n % 65536).toString(16));
+    return compressV6(groups);
   }
 
   get(key: string): Reservation | undefined {
