@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../crds/codegen/paths.js';
+import { agentBench } from './agent.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
 
@@ -19,6 +20,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   },
   /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
   guest: () => guestBench(),
+  /** 200 Guests on one agent with the test-double hypervisor: converge time, RSS, idle CPU. */
+  agent: () => agentBench(),
   /** Pull + pack of a ~150 MB, 5-layer image from a local registry vs skopeo copy + umoci unpack + mksquashfs. */
   image: () => imageBench(),
 };

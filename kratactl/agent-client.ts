@@ -1,9 +1,19 @@
 // Client of the node agent's local API: HTTP/1.1 with JSON bodies over a unix socket
-// (ARCHITECTURE.md, "Node agent local API").
-import { request } from 'node:http';
+// (ARCHITECTURE.md, "Node agent local API"). Streams (watch, logs, pull progress) are NDJSON or raw
+// bytes; the console is a raw byte stream after an HTTP upgrade.
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { once } from 'node:events';
+import { StringDecoder } from 'node:string_decoder';
+import type { Duplex, Writable } from 'node:stream';
 import type { KratObject } from '../crds/validate.js';
+import type { Guest } from '../crds/generated/types.js';
+import type { GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
+import type { PullEvent, StoredImage } from '../node-agent/image/store.js';
+
+export type { GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/krata/agent.sock';
+export const CONSOLE_PROTOCOL = 'krata-console.v1';
 
 export interface ApplyResult {
   kind: string;
@@ -21,6 +31,42 @@ export class AgentError extends Error {
   }
 }
 
+export interface DeleteOptions {
+  /** Answer only once the guest's domain and resources are gone. */
+  wait?: boolean;
+  gracePeriodSeconds?: number;
+}
+
+export interface WatchOptions {
+  /** Changes after this revision; 0 (default) starts with the current state as ADDED events. */
+  since?: number;
+  namespace?: string;
+  /** Ends the watch (the iterator then finishes without an error). */
+  signal?: AbortSignal;
+}
+
+export interface LogsOptions {
+  follow?: boolean;
+  /** Only the last N lines of the history. */
+  tail?: number;
+  /** Ends a followed stream (logs then resolves). */
+  signal?: AbortSignal;
+}
+
+interface CallOptions {
+  body?: unknown;
+  /** Socket idle timeout; 0 for streams and waits that may take long. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Appended to "is krata-node-agent running?" when the socket is not there. */
+  hint?: string;
+}
+
+/** Lines longer than this in an NDJSON stream mean a broken agent, not a big object. */
+const MAX_LINE = 64 * 1024 * 1024;
+
+const enc = encodeURIComponent;
+
 export class AgentClient {
   constructor(
     readonly socketPath: string,
@@ -29,50 +75,200 @@ export class AgentClient {
 
   /** All objects or none: the agent validates the whole batch before storing any of it. */
   async apply(objects: KratObject[], dryRun = false): Promise<ApplyResult[]> {
-    const body = await this.call('POST', '/v1/apply', { objects, dryRun });
+    const body = await this.call('POST', '/v1/apply', { body: { objects, dryRun }, hint: ' (--dry-run only validates)' });
     return (body as { results: ApplyResult[] }).results;
   }
 
-  private call(method: string, path: string, payload?: unknown): Promise<unknown> {
-    const data = payload === undefined ? undefined : Buffer.from(JSON.stringify(payload));
+  async list(namespace?: string): Promise<Guest[]> {
+    const body = await this.call('GET', `/v1/guests${namespace === undefined ? '' : `?namespace=${enc(namespace)}`}`);
+    return (body as { items: Guest[] }).items;
+  }
+
+  async get(namespace: string, name: string): Promise<Guest> {
+    return (await this.call('GET', guestPath(namespace, name))) as Guest;
+  }
+
+  /** Without `wait`, answers once deletion is accepted; with it, once the domain is gone (no timeout). */
+  async delete(namespace: string, name: string, opts: DeleteOptions = {}): Promise<void> {
+    const q = new URLSearchParams();
+    if (opts.wait) q.set('wait', 'true');
+    if (opts.gracePeriodSeconds !== undefined) q.set('gracePeriodSeconds', String(opts.gracePeriodSeconds));
+    const qs = q.size ? `?${q}` : '';
+    await this.call('DELETE', `${guestPath(namespace, name)}${qs}`, opts.wait ? { timeoutMs: 0 } : {});
+  }
+
+  /** Guest changes as they happen. Breaking out of the loop (or aborting) closes the stream. */
+  async *watch(opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    const q = new URLSearchParams();
+    if (opts.since) q.set('since', String(opts.since));
+    if (opts.namespace !== undefined) q.set('namespace', opts.namespace);
+    const res = await this.open('GET', `/v1/watch${q.size ? `?${q}` : ''}`, { timeoutMs: 0, signal: opts.signal });
+    yield* ndjson<WatchEvent>(res, opts.signal);
+  }
+
+  async events(namespace?: string, name?: string): Promise<GuestEvent[]> {
+    const q = new URLSearchParams();
+    if (namespace !== undefined) q.set('namespace', namespace);
+    if (name !== undefined) q.set('name', name);
+    const body = await this.call('GET', `/v1/events${q.size ? `?${q}` : ''}`);
+    return (body as { items: GuestEvent[] }).items;
+  }
+
+  /** Copies the console history (and, with follow, live output) to `out`; resolves when the stream ends. */
+  async logs(namespace: string, name: string, opts: LogsOptions, out: Writable): Promise<void> {
+    const q = new URLSearchParams();
+    if (opts.follow) q.set('follow', 'true');
+    if (opts.tail !== undefined) q.set('tail', String(opts.tail));
+    const res = await this.open('GET', `${guestPath(namespace, name)}/logs${q.size ? `?${q}` : ''}`, { timeoutMs: opts.follow ? 0 : this.timeoutMs, signal: opts.signal });
+    try {
+      for await (const chunk of res) if (!out.write(chunk)) await once(out, 'drain');
+    } catch (e) {
+      if (!opts.signal?.aborted) throw new AgentError(`the log stream from the node agent broke: ${(e as Error).message}`);
+    }
+  }
+
+  /** The guest's console as a raw byte stream (after an HTTP upgrade); ending the socket detaches. */
+  attach(namespace: string, name: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          socketPath: this.socketPath,
-          method,
-          path,
-          headers: { 'content-type': 'application/json', ...(data ? { 'content-length': data.length } : {}) },
-          timeout: this.timeoutMs,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json: unknown;
-            try {
-              json = text ? JSON.parse(text) : {};
-            } catch {
-              return reject(new AgentError(`node agent answered ${res.statusCode} with a body that is not JSON`, res.statusCode));
-            }
-            if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) return resolve(json);
-            const err = json as { message?: string; errors?: { index?: number; path?: string; message: string }[] };
-            reject(new AgentError(err.message ?? `node agent answered ${res.statusCode}`, res.statusCode, err.errors ?? []));
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${this.timeoutMs / 1000}s`)));
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err instanceof AgentError) return reject(err);
-        const why =
-          err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-            ? 'is krata-node-agent running? (--dry-run only validates)'
-            : err.code === 'EACCES'
-              ? 'permission denied: run as root or as a member of the krata group'
-              : err.message;
-        reject(new AgentError(`cannot reach the node agent at ${this.socketPath}: ${why}`));
+      const req = request({
+        socketPath: this.socketPath,
+        agent: false, // a connection per request: keep-alive reuse raced the server closing idle sockets (ECONNRESET)
+        method: 'GET',
+        path: `${guestPath(namespace, name)}/console`,
+        headers: { connection: 'Upgrade', upgrade: CONSOLE_PROTOCOL },
+        timeout: this.timeoutMs,
       });
+      req.on('timeout', () => req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${this.timeoutMs / 1000}s`)));
+      req.on('upgrade', (_res, socket, head) => {
+        socket.setTimeout(0); // the handshake's timeout; a console may be quiet for hours
+        if (head.length) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => readError(res).then(reject, reject));
+      req.on('error', (err) => reject(this.unreachable(err)));
+      req.end();
+    });
+  }
+
+  /** Pulls into the agent's cache, reporting progress; resolves with the cached image. */
+  async pullImage(image: string, onEvent: (e: PullEvent) => void = () => {}, pullSecrets: string[] = []): Promise<StoredImage> {
+    const res = await this.open('POST', '/v1/images/pull', { body: { image, ...(pullSecrets.length ? { pullSecrets } : {}) }, timeoutMs: 0 });
+    for await (const line of ndjson<PullEvent | { image: StoredImage } | { error: string }>(res)) {
+      if ('image' in line) return line.image;
+      if ('error' in line) throw new AgentError(line.error);
+      onEvent(line);
+    }
+    throw new AgentError('the node agent ended the pull without a result');
+  }
+
+  async images(): Promise<StoredImage[]> {
+    return ((await this.call('GET', '/v1/images')) as { items: StoredImage[] }).items;
+  }
+
+  async removeImage(refOrDigest: string): Promise<StoredImage> {
+    return ((await this.call('DELETE', `/v1/images/${enc(refOrDigest)}`)) as { image: StoredImage }).image;
+  }
+
+  async host(): Promise<HostStatus> {
+    return (await this.call('GET', '/v1/host')) as HostStatus;
+  }
+
+  /** A request whose answer is one JSON document. */
+  private async call(method: string, path: string, opts: CallOptions = {}): Promise<unknown> {
+    const res = await this.open(method, path, opts);
+    const text = await readText(res);
+    try {
+      return text ? JSON.parse(text) : {};
+    } catch {
+      throw new AgentError(`node agent answered ${res.statusCode} with a body that is not JSON`, res.statusCode);
+    }
+  }
+
+  /** Sends a request; resolves with a 2xx response to read, rejects with an AgentError otherwise. */
+  private open(method: string, path: string, opts: CallOptions = {}): Promise<IncomingMessage> {
+    const data = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    return new Promise((resolve, reject) => {
+      let req: ClientRequest;
+      try {
+        req = request(
+          {
+            socketPath: this.socketPath,
+            agent: false, // see call()
+            method,
+            path,
+            headers: { 'content-type': 'application/json', ...(data ? { 'content-length': data.length } : {}) },
+            ...(timeoutMs ? { timeout: timeoutMs } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+          },
+          (res) => {
+            if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) resolve(res);
+            else readError(res).then(reject, reject);
+          },
+        );
+      } catch (e) {
+        return reject(e);
+      }
+      req.on('timeout', () => req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${timeoutMs / 1000}s`)));
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.unreachable(err, opts.hint)));
       req.end(data);
     });
+  }
+
+  private unreachable(err: NodeJS.ErrnoException, hint = ''): Error {
+    if (err instanceof AgentError || err.name === 'AbortError') return err;
+    const why =
+      err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+        ? `is krata-node-agent running?${hint}`
+        : err.code === 'EACCES'
+          ? 'permission denied: run as root or as a member of the krata group'
+          : err.message;
+    return new AgentError(`cannot reach the node agent at ${this.socketPath}: ${why}`);
+  }
+}
+
+function guestPath(namespace: string, name: string): string {
+  return `/v1/namespaces/${enc(namespace)}/guests/${enc(name)}`;
+}
+
+async function readText(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A non-2xx answer as an AgentError with the agent's message and field errors. */
+async function readError(res: IncomingMessage): Promise<never> {
+  const text = await readText(res);
+  let json: { message?: string; errors?: { index?: number; path?: string; message: string }[] };
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    throw new AgentError(`node agent answered ${res.statusCode} with a body that is not JSON`, res.statusCode);
+  }
+  throw new AgentError(json.message ?? `node agent answered ${res.statusCode}`, res.statusCode, json.errors ?? []);
+}
+
+/** The JSON values of an NDJSON stream; the response is closed when the consumer stops early. */
+async function* ndjson<T>(res: IncomingMessage, signal?: AbortSignal): AsyncGenerator<T> {
+  const decoder = new StringDecoder('utf8'); // a character may straddle two chunks
+  let rest = '';
+  try {
+    for await (const chunk of res) {
+      rest += decoder.write(chunk as Buffer);
+      let nl: number;
+      while ((nl = rest.indexOf('\n')) >= 0) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        if (line.trim()) yield JSON.parse(line) as T;
+      }
+      if (rest.length > MAX_LINE) throw new AgentError('the node agent sent a line longer than 64 MiB');
+    }
+  } catch (e) {
+    if (signal?.aborted) return;
+    if (e instanceof AgentError) throw e;
+    throw new AgentError(`the stream from the node agent broke: ${(e as Error).message}`);
+  } finally {
+    res.destroy();
   }
 }

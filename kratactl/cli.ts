@@ -1,8 +1,16 @@
 // kratactl's command dispatch. `run` returns the exit status instead of exiting, so tests drive the
 // real CLI in-process with their own streams.
 import { APPLY_HELP, apply } from './commands/apply.js';
+import { ATTACH_HELP, attach } from './commands/attach.js';
+import { COMPLETION_HELP, completion } from './commands/completion.js';
+import { DELETE_HELP, del } from './commands/delete.js';
+import { DESCRIBE_HELP, describe } from './commands/describe.js';
 import { EXPLAIN_HELP, explain } from './commands/explain.js';
+import { GET_HELP, get } from './commands/get.js';
+import { HOST_HELP, host } from './commands/host.js';
 import { IMAGE_HELP, image } from './commands/image.js';
+import { LOGS_HELP, logs } from './commands/logs.js';
+import { RUN_HELP, run as runGuest } from './commands/run.js';
 import { version } from './commands/version.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
 
@@ -14,8 +22,16 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   apply: { summary: 'create or update objects from manifests (-f), or check them (--dry-run)', help: APPLY_HELP, run: apply },
+  get: { summary: 'list guests or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
+  describe: { summary: 'show a guest in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
+  delete: { summary: 'delete guests by name or from manifests (-f)', help: DELETE_HELP, run: del },
+  run: { summary: 'run an image as a new guest and attach to it', help: RUN_HELP, run: runGuest },
+  logs: { summary: "print a guest's console output (-f to follow)", help: LOGS_HELP, run: logs },
+  attach: { summary: "attach the terminal to a guest's console (Ctrl+] detaches)", help: ATTACH_HELP, run: attach },
   explain: { summary: 'document a kind or field of the API', help: EXPLAIN_HELP, run: explain },
   image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
+  host: { summary: "show the node agent's host (status)", help: HOST_HELP, run: host },
+  completion: { summary: 'print a bash or zsh completion script', help: COMPLETION_HELP, run: (argv, io) => completion(argv, io, COMMANDS) },
   version: { summary: 'print the version', help: 'Usage: kratactl version\n', run: version },
 };
 
@@ -44,7 +60,9 @@ export async function run(argv: string[], io: IO): Promise<number> {
     io.stderr.write(`error: unknown command "${name}"\n\n${USAGE}`);
     return EXIT_USAGE;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // Words after -- belong to something else (the guest's command in `run`).
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     io.stdout.write(command.help);
     return EXIT_OK;
   }

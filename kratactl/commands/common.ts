@@ -1,0 +1,117 @@
+// What the commands that talk to the node agent share: the --agent and -n options, guest kind names,
+// kubectl-style tables and ages, and how an agent's refusal is printed.
+import type { Guest } from '../../crds/generated/types.js';
+import { resolveKind } from '../../crds/validate.js';
+import { AgentClient, AgentError, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
+import { EXIT_FAILED, UsageError, type IO } from '../io.js';
+import { DEFAULT_NAMESPACE } from '../manifests.js';
+
+export const AGENT_OPTIONS = {
+  agent: { type: 'string' },
+  namespace: { type: 'string', short: 'n' },
+} as const;
+
+export const AGENT_HELP = `  -n, --namespace NS    the guests' namespace (default "${DEFAULT_NAMESPACE}")
+      --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or ${DEFAULT_AGENT_SOCKET})`;
+
+export function agentClient(values: { agent?: string }, io: IO): AgentClient {
+  return new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export function isDnsLabel(s: string): boolean {
+  return s.length <= 63 && DNS_LABEL.test(s);
+}
+
+export function namespaceOf(values: { namespace?: string }): string {
+  const ns = values.namespace ?? DEFAULT_NAMESPACE;
+  if (!isDnsLabel(ns)) throw new UsageError(`--namespace "${ns}" is not a valid namespace name (a DNS label)`);
+  return ns;
+}
+
+export function checkGuestName(name: string): string {
+  if (!isDnsLabel(name)) throw new UsageError(`"${name}" is not a valid guest name (a DNS label: lowercase letters, digits and "-", at most 63 characters)`);
+  return name;
+}
+
+/** guest, guests, gst, Guest, guests.krata.dev: the words kubectl would accept for the kind. */
+export function isGuestKind(word: string): boolean {
+  return resolveKind(word)?.kind === 'Guest';
+}
+
+/** Refuses kinds the node agent does not serve by name (XenHosts live in the cluster). */
+export function checkKindWord(word: string, command: string): void {
+  const kind = resolveKind(word);
+  if (kind && kind.kind !== 'Guest') throw new UsageError(`${command}: the node agent serves Guests only; ${kind.kind} objects live in the cluster (try kratactl host status)`);
+}
+
+/** Columns separated by three spaces, as kubectl prints them; the last column is not padded. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('   ') + '\n').join('');
+}
+
+/** kubectl's HumanDuration: 45s, 3m20s, 15m, 5h10m, 2d3h, 40d, 2y10d. */
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 0) return '0s';
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 ? `${m}m${s % 60}s` : `${m}m`;
+  if (m < 180) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 8) return m % 60 ? `${h}h${m % 60}m` : `${h}h`;
+  if (h < 48) return `${h}h`;
+  const d = Math.floor(h / 24);
+  if (h < 24 * 8) return h % 24 ? `${d}d${h % 24}h` : `${d}d`;
+  if (d < 365 * 2) return `${d}d`;
+  const y = Math.floor(d / 365);
+  if (y < 8) return d % 365 ? `${y}y${d % 365}d` : `${y}y`;
+  return `${y}y`;
+}
+
+export function age(timestamp: string | undefined, now = Date.now()): string {
+  const t = timestamp ? Date.parse(timestamp) : NaN;
+  return Number.isNaN(t) ? '<unknown>' : humanDuration(now - t);
+}
+
+/** NAME PHASE READY RESTARTS IP AGE (wide: DOMID NODE IMAGE), with NAMESPACE first for -A. */
+export function guestHeader(wide: boolean, allNamespaces: boolean): string[] {
+  return [...(allNamespaces ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'READY', 'RESTARTS', 'IP', 'AGE', ...(wide ? ['DOMID', 'NODE', 'IMAGE'] : [])];
+}
+
+export function guestRow(g: Guest, wide: boolean, allNamespaces: boolean, now = Date.now()): string[] {
+  const s = g.status ?? {};
+  const ready = s.conditions?.find((c) => c.type === 'Ready')?.status === 'True' ? '1/1' : '0/1';
+  const phase = g.metadata.deletionTimestamp && s.phase !== 'Terminating' ? 'Terminating' : (s.phase ?? 'Pending');
+  return [
+    ...(allNamespaces ? [g.metadata.namespace ?? DEFAULT_NAMESPACE] : []),
+    g.metadata.name,
+    phase,
+    ready,
+    String(s.restartCount ?? 0),
+    s.addresses?.ipv4 ?? '<none>',
+    age(g.metadata.creationTimestamp, now),
+    ...(wide ? [s.domid === undefined ? '<none>' : String(s.domid), s.node ?? '<none>', g.spec.image] : []),
+  ];
+}
+
+/** Prints an agent's refusal (with its field errors) and returns the failed-request status; rethrows anything else. */
+export function agentFailure(io: IO, err: unknown): number {
+  if (!(err instanceof AgentError)) throw err;
+  io.stderr.write(`error: ${err.message}\n`);
+  for (const d of err.details) io.stderr.write(`  ${d.index !== undefined ? `[${d.index}] ` : ''}${d.path ? d.path + ': ' : ''}${d.message}\n`);
+  return EXIT_FAILED;
+}
+
+/** Calls `fn` on SIGINT or SIGTERM instead of dying, so long-running commands can clean up; returns the removal. */
+export function onInterrupt(fn: () => void): () => void {
+  const handler = () => fn();
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}

@@ -1,0 +1,124 @@
+// kratactl describe guest NAME: one Guest for people, as kubectl describe prints a Pod: its spec in
+// short, its status, its conditions and the recent events about it.
+import { parseArgs } from 'node:util';
+import type { Guest } from '../../crds/generated/types.js';
+import type { GuestEvent } from '../agent-client.js';
+import { EXIT_OK, UsageError, type IO } from '../io.js';
+import { AGENT_HELP, AGENT_OPTIONS, age, agentClient, agentFailure, checkGuestName, checkKindWord, formatTable, isGuestKind, namespaceOf } from './common.js';
+
+export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, conditions and recent events.
+
+Usage: kratactl describe guest NAME... [options]
+
+${AGENT_HELP}
+`;
+
+export async function describe(argv: string[], io: IO): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: { ...AGENT_OPTIONS }, strict: true, allowPositionals: true });
+  const [kind, ...names] = positionals;
+  if (kind === undefined) throw new UsageError('describe needs a kind and a name: kratactl describe guest NAME');
+  if (!isGuestKind(kind)) {
+    checkKindWord(kind, 'describe');
+    throw new UsageError(`describe needs a kind first: kratactl describe guest ${kind}`);
+  }
+  if (names.length === 0) throw new UsageError('describe guest needs a NAME');
+  names.forEach(checkGuestName);
+  const namespace = namespaceOf(values);
+  const client = agentClient(values, io);
+  try {
+    const out: string[] = [];
+    for (const name of names) {
+      const guest = await client.get(namespace, name);
+      out.push(describeGuest(guest, await client.events(namespace, name)));
+    }
+    io.stdout.write(out.join('\n\n'));
+    return EXIT_OK;
+  } catch (err) {
+    return agentFailure(io, err);
+  }
+}
+
+/** "Key:   value" lines with the values aligned, nested sections indented by two spaces. */
+function fields(entries: [string, string | undefined][], indent = ''): string {
+  const shown = entries.filter((e): e is [string, string] => e[1] !== undefined);
+  const width = Math.max(...shown.map(([k]) => k.length)) + 2;
+  return shown.map(([k, v]) => `${indent}${(k + ':').padEnd(width)}${v}`.trimEnd() + '\n').join('');
+}
+
+function map(m: Record<string, string> | undefined): string {
+  const entries = Object.entries(m ?? {});
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(',') : '<none>';
+}
+
+function list(l: string[] | undefined): string | undefined {
+  return l?.length ? l.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ') : undefined;
+}
+
+function when(t: string | undefined, now: number): string | undefined {
+  return t ? `${t} (${age(t, now)} ago)` : undefined;
+}
+
+export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now()): string {
+  const spec = g.spec;
+  const s = g.status ?? {};
+  const r = spec.resources;
+  const resources = `${r.cpus} vCPU${r.cpus === 1 ? '' : 's'}${r.maxCpus !== undefined && r.maxCpus !== r.cpus ? ` (max ${r.maxCpus})` : ''}, memory ${r.memory}${r.maxMemory !== undefined && String(r.maxMemory) !== String(r.memory) ? ` (max ${r.maxMemory})` : ''}`;
+  const ports = spec.network.ports?.map((p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined && p.hostPort !== p.containerPort ? ` (host ${p.hostPort})` : ''}`).join(', ');
+  const ended = s.exitCode !== undefined ? `exit code ${s.exitCode}` : s.signal !== undefined ? `killed by signal ${s.signal}` : undefined;
+  let out = fields([
+    ['Name', g.metadata.name],
+    ['Namespace', g.metadata.namespace ?? 'default'],
+    ['Labels', map(g.metadata.labels)],
+    ['Annotations', map(g.metadata.annotations)],
+    ['Created', when(g.metadata.creationTimestamp, now)],
+    ['Deleting since', when(g.metadata.deletionTimestamp, now)],
+    ['Image', spec.image],
+    ['Image digest', s.imageDigest],
+    ['Command', list(spec.command)],
+    ['Args', list(spec.args)],
+    ['Working dir', spec.workingDir],
+    ['User', spec.user],
+    ['TTY', spec.tty ? 'true' : undefined],
+    ['Resources', resources],
+    ['Restart policy', spec.restartPolicy],
+    ['Grace period', `${spec.terminationGracePeriodSeconds}s`],
+    ['Network', spec.network.enabled ? `enabled${ports ? `, ports ${ports}` : ''}` : 'disabled'],
+    ['Node', s.node ?? spec.nodeName ?? '<none>'],
+  ]);
+  const env = spec.env ?? [];
+  if (env.length) out += 'Environment:\n' + env.map((e) => `  ${e.name}=${e.value ?? ''}\n`).join('');
+  out += 'Status:\n';
+  out += fields(
+    [
+      ['Phase', s.phase ?? 'Pending'],
+      ['Reason', s.reason],
+      ['Message', s.message],
+      ['Domain ID', s.domid === undefined ? undefined : String(s.domid)],
+      ['IPv4', s.addresses?.ipv4],
+      ['IPv6', s.addresses?.ipv6],
+      ['MAC', s.addresses?.mac],
+      ['Started', when(s.startTime, now)],
+      ['Finished', when(s.finishTime, now)],
+      ['Last exit', ended],
+      ['Restart count', String(s.restartCount ?? 0)],
+    ],
+    '  ',
+  );
+  out += 'Conditions:\n';
+  const conditions = s.conditions ?? [];
+  out += conditions.length
+    ? indent(formatTable([['TYPE', 'STATUS', 'REASON', 'MESSAGE', 'AGE'], ...conditions.map((c) => [c.type, c.status, c.reason, c.message, age(c.lastTransitionTime, now)])]))
+    : '  <none>\n';
+  out += 'Events:';
+  if (events.length === 0) return out + ' <none>\n';
+  const sorted = [...events].sort((a, b) => Date.parse(a.lastTime) - Date.parse(b.lastTime));
+  const rows = sorted.map((e) => {
+    const seen = e.count > 1 ? `${age(e.lastTime, now)} (x${e.count} over ${age(e.firstTime, now)})` : age(e.lastTime, now);
+    return [e.type, e.reason, seen, e.message];
+  });
+  return out + '\n' + indent(formatTable([['TYPE', 'REASON', 'AGE', 'MESSAGE'], ['----', '------', '---', '-------'], ...rows]));
+}
+
+function indent(text: string): string {
+  return text.replace(/^/gm, '  ').replace(/ +$/, '');
+}

@@ -1,0 +1,111 @@
+// kratactl get [guests] [NAME]: the node agent's Guests as a kubectl-style table, or as objects.
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import type { Guest } from '../../crds/generated/types.js';
+import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
+import { canonical, formatObjects, objectName } from '../output.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, checkKindWord, formatTable, guestHeader, guestRow, isGuestKind, namespaceOf, onInterrupt } from './common.js';
+
+export const GET_HELP = `List Guests, or show one.
+
+Usage: kratactl get [guests|guest|gst] [NAME] [options]
+
+  -o, --output FORMAT   wide (adds DOMID, NODE, IMAGE), yaml, json or name
+  -w, --watch           after the list, print a row each time a guest changes (until interrupted)
+  -A, --all-namespaces  guests of every namespace
+${AGENT_HELP}
+`;
+
+const FORMATS = ['wide', 'yaml', 'json', 'name'];
+
+export async function get(argv: string[], io: IO): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      ...AGENT_OPTIONS,
+      output: { type: 'string', short: 'o' },
+      watch: { type: 'boolean', short: 'w' },
+      'all-namespaces': { type: 'boolean', short: 'A' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const args = [...positionals];
+  if (args[0] !== undefined && isGuestKind(args[0])) args.shift();
+  else if (args[0] !== undefined) checkKindWord(args[0], 'get');
+  if (args.length > 1) throw new UsageError(`get takes at most one NAME (got ${args.join(' ')})`);
+  const name = args[0] === undefined ? undefined : checkGuestName(args[0]);
+  const output = values.output;
+  if (output !== undefined && !FORMATS.includes(output)) throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
+  const all = values['all-namespaces'] === true;
+  if (all && name) throw new UsageError('a NAME needs a namespace: use -n rather than -A');
+  if (values.watch && (output === 'yaml' || output === 'json')) throw new UsageError('--watch prints table rows or names; use -o wide or -o name');
+  const namespace = namespaceOf(values);
+  const client = agentClient(values, io);
+
+  try {
+    if (values.watch) return await watchGuests(io, client, { namespace: all ? undefined : namespace, name, output });
+    const guests = name ? [await client.get(namespace, name)] : await client.list(all ? undefined : namespace);
+    if (output === 'yaml' || output === 'json') {
+      io.stdout.write(name ? formatObjects(guests, output) : formatList(guests, output));
+    } else if (output === 'name') {
+      for (const g of guests) io.stdout.write(`${objectName(g)}\n`);
+    } else if (guests.length === 0) {
+      io.stderr.write(all ? 'No guests found.\n' : `No guests found in namespace ${namespace}.\n`);
+    } else {
+      const wide = output === 'wide';
+      io.stdout.write(formatTable([guestHeader(wide, all), ...guests.map((g) => guestRow(g, wide, all))]));
+    }
+    return EXIT_OK;
+  } catch (err) {
+    return agentFailure(io, err);
+  }
+}
+
+/** Lists print as kubectl prints them: one List object, items in the schema's key order. */
+function formatList(guests: Guest[], format: 'yaml' | 'json'): string {
+  const list = { apiVersion: 'v1', kind: 'List', items: guests.map(canonical), metadata: { resourceVersion: '' } };
+  return format === 'json' ? JSON.stringify(list, null, 2) + '\n' : stringify(list, { version: '1.1', lineWidth: 0 });
+}
+
+/**
+ * Rows as guests change. The width of each column is fixed by the header and the first rows (a stream
+ * cannot be measured in advance); a row is printed only when something other than its age changed.
+ */
+async function watchGuests(io: IO, client: ReturnType<typeof agentClient>, opts: { namespace?: string; name?: string; output?: string }): Promise<number> {
+  const wide = opts.output === 'wide';
+  const all = opts.namespace === undefined;
+  const header = guestHeader(wide, all);
+  const widths = header.map((h) => Math.max(h.length, h === 'NAME' || h === 'NAMESPACE' ? 20 : h === 'IP' ? 15 : h === 'IMAGE' ? 0 : 8));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ') + '\n';
+  const ageColumn = header.indexOf('AGE');
+  const last = new Map<string, string>();
+  const abort = new AbortController();
+  const stopSignals = onInterrupt(() => abort.abort());
+  if (opts.output !== 'name') io.stdout.write(line(header));
+  try {
+    for await (const e of client.watch({ namespace: opts.namespace, signal: abort.signal })) {
+      const g = e.object;
+      if (opts.name && g.metadata.name !== opts.name) continue;
+      const id = `${g.metadata.namespace}/${g.metadata.name}`;
+      if (opts.output === 'name') {
+        if (e.type !== 'MODIFIED') io.stdout.write(`${objectName(g)}${e.type === 'DELETED' ? ' deleted' : ''}\n`);
+        continue;
+      }
+      const row = guestRow(g, wide, all);
+      if (e.type === 'DELETED') row[header.indexOf('PHASE')] = 'Deleted';
+      const key = row.filter((_, i) => i !== ageColumn).join('\0');
+      if (last.get(id) === key) continue;
+      if (e.type === 'DELETED') last.delete(id);
+      else last.set(id, key);
+      io.stdout.write(line(row));
+    }
+    return EXIT_OK;
+  } catch (err) {
+    if (abort.signal.aborted) return EXIT_OK;
+    agentFailure(io, err);
+    return EXIT_FAILED;
+  } finally {
+    stopSignals();
+  }
+}

@@ -1,0 +1,50 @@
+// kratactl host status: what the node agent reports about its machine (Xen, capacity, guests).
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import type { HostStatus } from '../agent-client.js';
+import { EXIT_OK, UsageError, type IO } from '../io.js';
+import { agentClient, agentFailure } from './common.js';
+
+export const HOST_HELP = `Show the node agent's host.
+
+Usage: kratactl host status [options]
+
+  -o, --output FORMAT   yaml or json (default: a summary for people)
+      --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or /run/krata/agent.sock)
+`;
+
+export async function host(argv: string[], io: IO): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { agent: { type: 'string' }, output: { type: 'string', short: 'o' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const [sub, ...extra] = positionals;
+  if (sub !== 'status') throw new UsageError(sub ? `unknown host command "${sub}" (status)` : 'host needs a command: status');
+  if (extra.length) throw new UsageError(`host status takes no arguments (got ${extra.join(' ')})`);
+  const output = values.output;
+  if (output !== undefined && output !== 'yaml' && output !== 'json') throw new UsageError(`--output must be yaml or json, not "${output}"`);
+  try {
+    const status = await agentClient(values, io).host();
+    if (output === 'json') io.stdout.write(JSON.stringify(status, null, 2) + '\n');
+    else if (output === 'yaml') io.stdout.write(stringify(status, { version: '1.1', lineWidth: 0 }));
+    else io.stdout.write(summary(status));
+    return EXIT_OK;
+  } catch (err) {
+    return agentFailure(io, err);
+  }
+}
+
+function summary(h: HostStatus): string {
+  const rows: [string, string][] = [
+    ['Xen version', h.xenVersion],
+    ['Kernel', h.kernelVersion],
+    ['Agent version', h.agentVersion],
+    ['CPUs', `${h.cpus} (${h.allocatedCpus} allocated to guests)`],
+    ['Memory', `${h.totalMemoryMiB} MiB total, ${h.freeMemoryMiB} MiB free, ${h.allocatedMemoryMiB} MiB allocated to guests`],
+    ['Guests', `${h.guests.total} (${h.guests.running} running)`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, v]) => `${(k + ':').padEnd(width)}${v}\n`).join('');
+}

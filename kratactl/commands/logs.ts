@@ -1,0 +1,40 @@
+// kratactl logs NAME [-f] [--tail N]: what the guest printed on its console (the agent keeps a bounded
+// history per guest), then, with -f, its live output until the guest ends or kratactl is interrupted.
+import { parseArgs } from 'node:util';
+import { EXIT_OK, UsageError, type IO } from '../io.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf, onInterrupt } from './common.js';
+
+export const LOGS_HELP = `Print a guest's console output.
+
+Usage: kratactl logs [guest] NAME [options]
+
+  -f, --follow          keep printing new output until the guest's domain ends (or Ctrl+C)
+      --tail N          only the last N lines of the history
+${AGENT_HELP}
+`;
+
+export async function logs(argv: string[], io: IO): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { ...AGENT_OPTIONS, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
+  if (args.length !== 1) throw new UsageError('logs takes one guest NAME');
+  const name = checkGuestName(args[0]!);
+  const tail = values.tail;
+  if (tail !== undefined && !/^\d{1,9}$/.test(tail)) throw new UsageError(`--tail takes a number of lines, not "${tail}"`);
+  const namespace = namespaceOf(values);
+  const abort = new AbortController();
+  const stopSignals = values.follow ? onInterrupt(() => abort.abort()) : () => {};
+  try {
+    await agentClient(values, io).logs(namespace, name, { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal: abort.signal }, io.stdout);
+    return EXIT_OK;
+  } catch (err) {
+    if (abort.signal.aborted) return EXIT_OK;
+    return agentFailure(io, err);
+  } finally {
+    stopSignals();
+  }
+}

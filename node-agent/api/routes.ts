@@ -1,0 +1,319 @@
+// The local API's routes (ARCHITECTURE.md, "Node agent local API"): each translates one HTTP request
+// into one AgentService call. Path parameters and query values are checked here, before any use.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Guest } from '../../crds/generated/types.js';
+import type { KratObject } from '../../crds/validate.js';
+import type { AgentService, WatchEvent } from '../agent/service.js';
+import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
+
+export const CONSOLE_PROTOCOL = 'krata-console.v1';
+
+export interface RouteContext {
+  service: AgentService;
+  maxBodyBytes: number;
+  /** Registers a long-lived stream's stop function (called on server close); returns its removal. */
+  track(stop: () => void): () => void;
+}
+
+export interface Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  ctx: RouteContext;
+}
+
+type Handler = (r: Request) => Promise<void>;
+
+interface Route {
+  segments: string[];
+  methods: Record<string, Handler>;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function label(value: string, what: string): string {
+  if (value.length > 63 || !DNS_LABEL.test(value)) {
+    throw new HttpError(400, `invalid ${what} ${JSON.stringify(value.slice(0, 100))}: must be a DNS label (lowercase letters, digits and "-", at most 63 characters)`);
+  }
+  return value;
+}
+
+function optionalLabel(query: URLSearchParams, key: string, what = key): string | undefined {
+  const v = query.get(key);
+  return v === null || v === '' ? undefined : label(v, what);
+}
+
+function bool(query: URLSearchParams, key: string): boolean {
+  const v = query.get(key);
+  if (v === null || v === 'false' || v === '0') return false;
+  if (v === '' || v === 'true' || v === '1') return true;
+  throw new HttpError(400, `query parameter ${key} must be true or false, not ${JSON.stringify(v.slice(0, 100))}`);
+}
+
+function count(query: URLSearchParams, key: string, max = 2 ** 31 - 1): number | undefined {
+  const v = query.get(key);
+  if (v === null) return undefined;
+  if (!/^\d{1,10}$/.test(v) || Number(v) > max) throw new HttpError(400, `query parameter ${key} must be a whole number from 0 to ${max}, not ${JSON.stringify(v.slice(0, 100))}`);
+  return Number(v);
+}
+
+function guestOf(r: Request): { namespace: string; name: string; guest: Guest } {
+  const namespace = label(r.params.namespace!, 'namespace');
+  const name = label(r.params.name!, 'guest name');
+  const guest = r.ctx.service.get(namespace, name);
+  if (!guest) throw new HttpError(404, `guest "${name}" not found in namespace "${namespace}"`);
+  return { namespace, name, guest };
+}
+
+/**
+ * Calls `onGone` (once, a moment later so trailing console output still goes out) when the Guest's
+ * current domain is gone: the Guest deleted, its domain replaced, or its process finished.
+ */
+export function watchDomainEnd(service: AgentService, namespace: string, name: string, domid: number | undefined, onGone: () => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let done = false;
+  const unsubscribe = service.watch(0, (e) => {
+    const m = e.object.metadata;
+    if (done || m.name !== name || (m.namespace ?? 'default') !== namespace) return;
+    const phase = e.object.status?.phase;
+    if (e.type === 'DELETED' || e.object.status?.domid !== domid || phase === 'Succeeded' || phase === 'Failed') {
+      done = true;
+      timer = setTimeout(onGone, 100);
+    }
+  });
+  return () => {
+    done = true;
+    clearTimeout(timer);
+    unsubscribe();
+  };
+}
+
+/** Last `n` lines of `buf` (a final newline ends the last line, it does not start another). */
+export function tailLines(buf: Buffer, n: number): Buffer {
+  if (n === 0) return Buffer.alloc(0);
+  let end = buf.length;
+  if (end > 0 && buf[end - 1] === 0x0a) end--;
+  let seen = 0;
+  for (let i = end - 1; i >= 0; i--) {
+    if (buf[i] === 0x0a && ++seen === n) return buf.subarray(i + 1);
+  }
+  return buf;
+}
+
+/** Ends a stream answer when the client goes away or the server closes: unsubscribes `stop`. */
+function holdStream(r: Request, stop: () => void): () => void {
+  let stopped = false;
+  const finish = () => {
+    if (stopped) return;
+    stopped = true;
+    untrack();
+    stop();
+    if (!r.res.writableEnded) r.res.end();
+  };
+  const untrack = r.ctx.track(finish);
+  r.res.on('close', finish);
+  if (r.res.destroyed) finish(); // the client left while the answer was being prepared
+  return finish;
+}
+
+async function apply(r: Request): Promise<void> {
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { objects?: unknown; dryRun?: unknown };
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || !Array.isArray(body.objects)) {
+    throw new HttpError(400, 'the request body must be {"objects": [...], "dryRun": false}');
+  }
+  if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new HttpError(400, 'dryRun must be true or false');
+  const results = await r.ctx.service.apply(body.objects as KratObject[], body.dryRun === true);
+  sendJson(r.res, 200, { results });
+}
+
+async function listGuests(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: r.ctx.service.list(optionalLabel(r.query, 'namespace')) });
+}
+
+async function getGuest(r: Request): Promise<void> {
+  sendJson(r.res, 200, guestOf(r).guest);
+}
+
+async function deleteGuest(r: Request): Promise<void> {
+  const namespace = label(r.params.namespace!, 'namespace');
+  const name = label(r.params.name!, 'guest name');
+  const wait = bool(r.query, 'wait');
+  const gracePeriodSeconds = count(r.query, 'gracePeriodSeconds', 86_400);
+  await r.ctx.service.delete(namespace, name, { wait, ...(gracePeriodSeconds !== undefined ? { gracePeriodSeconds } : {}) });
+  sendJson(r.res, 200, { kind: 'Guest', metadata: { namespace, name }, status: wait ? 'deleted' : 'deleting' });
+}
+
+async function watch(r: Request): Promise<void> {
+  const since = count(r.query, 'since', Number.MAX_SAFE_INTEGER) ?? 0;
+  const namespace = optionalLabel(r.query, 'namespace');
+  // The service may deliver the current state synchronously, before the answer starts: those events
+  // wait in `early`, so that a service that throws still gets a proper error answer.
+  let early: WatchEvent[] | undefined = [];
+  const unsubscribe = r.ctx.service.watch(since, (e) => {
+    if (namespace !== undefined && (e.object.metadata.namespace ?? 'default') !== namespace) return;
+    if (early) early.push(e);
+    else writeLine(r.res, e);
+  });
+  startStream(r.res, 'application/x-ndjson');
+  for (const e of early) writeLine(r.res, e);
+  early = undefined;
+  holdStream(r, unsubscribe);
+}
+
+async function logs(r: Request): Promise<void> {
+  const { namespace, name, guest } = guestOf(r);
+  const follow = bool(r.query, 'follow');
+  const tail = count(r.query, 'tail');
+  const console = r.ctx.service.console(namespace, name);
+  if (!console) throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
+  startStream(r.res, 'application/octet-stream');
+  const history = console.history();
+  writeChunk(r.res, tail === undefined ? history : tailLines(history, tail));
+  if (!follow) {
+    r.res.end();
+    return;
+  }
+  let finish = () => {};
+  const offData = console.onData((d) => writeChunk(r.res, d));
+  let offEnd: () => void;
+  try {
+    offEnd = watchDomainEnd(r.ctx.service, namespace, name, guest.status?.domid, () => finish());
+  } catch (e) {
+    offData();
+    throw e;
+  }
+  finish = holdStream(r, () => {
+    offData();
+    offEnd();
+  });
+}
+
+async function consoleWithoutUpgrade(): Promise<void> {
+  throw new HttpError(426, `the console needs "Connection: Upgrade" and "Upgrade: ${CONSOLE_PROTOCOL}"`, undefined, { upgrade: CONSOLE_PROTOCOL, connection: 'Upgrade' });
+}
+
+/** The 101 answer to an upgrade on the console route, then raw bytes both ways until either side ends. */
+export function attachConsole(ctx: RouteContext, params: Record<string, string>, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const protocol = String(req.headers.upgrade ?? '').toLowerCase();
+  if (protocol !== CONSOLE_PROTOCOL) throw new HttpError(400, `this endpoint upgrades to "${CONSOLE_PROTOCOL}" only, not ${JSON.stringify(protocol.slice(0, 100))}`);
+  const namespace = label(params.namespace!, 'namespace');
+  const name = label(params.name!, 'guest name');
+  const guest = ctx.service.get(namespace, name);
+  if (!guest) throw new HttpError(404, `guest "${name}" not found in namespace "${namespace}"`);
+  const console = ctx.service.console(namespace, name);
+  if (!console) throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
+
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${CONSOLE_PROTOCOL}\r\n\r\n`);
+  if (head.length) console.write(head);
+  socket.on('data', (d: Buffer) => console.write(d));
+  const offData = console.onData((d) => {
+    if (socket.destroyed || socket.writableEnded) return;
+    socket.write(d);
+    if (socket.writableLength > 8 * 1024 * 1024) socket.destroy(); // a client that stopped reading
+  });
+  let stopped = false;
+  let untrack = () => {};
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    untrack();
+    offData();
+    offEnd();
+    if (!socket.destroyed) socket.end();
+    // A client that never closes its side must not hold the socket forever.
+    setTimeout(() => socket.destroy(), 2000).unref();
+  };
+  const offEnd = watchDomainEnd(ctx.service, namespace, name, guest.status?.domid, stop);
+  untrack = ctx.track(stop);
+  // A unix socket cannot tell a half-close from a close: the client's end ends the session.
+  socket.on('end', stop);
+  socket.on('close', stop);
+  socket.on('error', stop);
+  if (socket.destroyed) stop();
+}
+
+async function events(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: r.ctx.service.events(optionalLabel(r.query, 'namespace'), optionalLabel(r.query, 'name', 'guest name')) });
+}
+
+function imageRef(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value === '') throw new HttpError(400, `${what} must be a non-empty string`);
+  // References are short and printable; anything else is refused before it reaches a registry.
+  if (value.length > 1024 || !/^[\x21-\x7e]+$/.test(value)) throw new HttpError(400, `${what} ${JSON.stringify(value.slice(0, 100))} is not an image reference`);
+  return value;
+}
+
+async function pullImage(r: Request): Promise<void> {
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { image?: unknown; pullSecrets?: unknown };
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"image": "REFERENCE"}');
+  const image = imageRef(body.image, 'image');
+  if (body.pullSecrets !== undefined && !Array.isArray(body.pullSecrets)) throw new HttpError(400, 'pullSecrets must be a list');
+  if (Array.isArray(body.pullSecrets) && body.pullSecrets.length) {
+    // AgentService.pullImage takes no credentials: say so rather than pull anonymously.
+    throw new HttpError(422, 'pullSecrets are not supported yet: the node agent pulls with its own configured credentials');
+  }
+  startStream(r.res, 'application/x-ndjson');
+  try {
+    const stored = await r.ctx.service.pullImage(image, (e) => writeLine(r.res, e));
+    writeLine(r.res, { image: stored });
+  } catch (e) {
+    writeLine(r.res, { error: (e as Error)?.message ?? String(e) });
+  }
+  r.res.end();
+}
+
+async function listImages(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: r.ctx.service.images() });
+}
+
+async function removeImage(r: Request): Promise<void> {
+  sendJson(r.res, 200, { image: r.ctx.service.removeImage(imageRef(r.params.ref, 'image')) });
+}
+
+async function host(r: Request): Promise<void> {
+  sendJson(r.res, 200, await r.ctx.service.host());
+}
+
+const GUEST = '/v1/namespaces/:namespace/guests/:name';
+
+/** Literal routes before parameterized ones: /v1/images/pull is the pull, never an image named "pull". */
+export const ROUTES: Route[] = (
+  [
+    ['/v1/apply', { POST: apply }],
+    ['/v1/guests', { GET: listGuests }],
+    [GUEST, { GET: getGuest, DELETE: deleteGuest }],
+    [`${GUEST}/logs`, { GET: logs }],
+    [`${GUEST}/console`, { GET: consoleWithoutUpgrade }],
+    ['/v1/watch', { GET: watch }],
+    ['/v1/events', { GET: events }],
+    ['/v1/images/pull', { POST: pullImage }],
+    ['/v1/images', { GET: listImages }],
+    ['/v1/images/:ref', { DELETE: removeImage }],
+    ['/v1/host', { GET: host }],
+  ] as [string, Record<string, Handler>][]
+).map(([path, methods]) => ({ segments: path.split('/'), methods }));
+
+export const CONSOLE_ROUTE = ROUTES.find((r) => r.segments.at(-1) === 'console')!;
+
+/** The route for a path and its decoded parameters; undefined for an unknown path. */
+export function matchRoute(pathname: string): { route: Route; params: Record<string, string> } | undefined {
+  const parts = pathname.split('/');
+  for (const route of ROUTES) {
+    if (route.segments.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    const ok = route.segments.every((seg, i) => {
+      if (!seg.startsWith(':')) return seg === parts[i];
+      if (!parts[i]) return false;
+      try {
+        params[seg.slice(1)] = decodeURIComponent(parts[i]!);
+      } catch {
+        throw new HttpError(400, `path segment ${JSON.stringify(parts[i]!.slice(0, 100))} is not valid percent-encoding`);
+      }
+      return true;
+    });
+    if (ok) return { route, params };
+  }
+  return undefined;
+}
