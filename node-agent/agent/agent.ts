@@ -142,7 +142,13 @@ export class Agent implements AgentService {
 
   removeImage(refOrDigest: string): StoredImage {
     const inUse = new Set(this.store.list().map((g) => g.status?.imageDigest).filter((d): d is string => !!d));
-    return this.imageStore().remove(refOrDigest, inUse);
+    const store = this.imageStore();
+    if (!store.find(refOrDigest)) throw new NotFound(`no image ${refOrDigest} in the cache`);
+    try {
+      return store.remove(refOrDigest, inUse);
+    } catch (e) {
+      throw new InvalidRequest((e as Error).message, [], 409);
+    }
   }
 
   async host(): Promise<HostStatus> {

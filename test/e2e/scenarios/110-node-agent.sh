@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# krata's main job on one host, end to end: krata-node-agent in dom0 with the real Xen layer,
+# `kratactl apply -f` of Guests whose image comes from a `docker save` archive imported into the
+# agent's cache; Running with addresses; logs; attach and run a command in a shell; an agent restart
+# that adopts the running guests; bad input (an image that cannot be pulled, memory beyond the host)
+# lands in status; delete --wait leaves no domain, loop device, xenstore entry or file behind.
+set -euo pipefail
+x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
+fail() {
+  echo "FAIL: $*" >&2
+  x "tail -40 /tmp/agent.log; node /krata/dist/kratactl/main.js get -o wide; xl list" >&2 || true
+  exit 1
+}
+out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
+repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
+k="node /krata/dist/kratactl/main.js"
+agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
+start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null &); for i in \$(seq 100); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1"; }
+stop_agent() { x "pkill -TERM -f 'node-agent/main.js' || true; for i in \$(seq 50); do pgrep -f node-agent/main.js >/dev/null || exit 0; sleep 0.1; done; exit 1"; }
+cleanup() {
+  x "pkill -KILL -f node-agent/main.js; for d in \$(xl list | awk '/^krata-/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# The image: busybox, as a docker save archive built by krata's own image writer on the host.
+. "$(dirname "$0")/lib/guest-init.sh"
+stage=$repo/guest-init/target/e2e-agent
+gi_stage_image "$stage"
+IMG_DIR=$stage/image OUT=$stage/busybox.tar node --input-type=module -e "
+import { buildImage, writeDockerSave } from '$repo/dist/test/oci-images.js';
+import { buildTar } from '$repo/dist/node-agent/image/tar.js';
+import { readFileSync } from 'node:fs';
+const d = process.env.IMG_DIR;
+const links = ['sh', 'id', 'echo', 'cat', 'sleep', 'hostname'].map((a) => ({ path: 'bin/' + a, type: 'symlink', linkname: 'busybox' }));
+const tar = buildTar([
+  { path: 'bin/busybox', data: readFileSync(d + '/bin/busybox'), mode: 0o755 }, ...links,
+  { path: 'etc/passwd', data: readFileSync(d + '/etc/passwd') }, { path: 'etc/group', data: readFileSync(d + '/etc/group') },
+  { path: 'home/app', type: 'dir', uid: 1000, gid: 1000 }, { path: 'tmp', type: 'dir', mode: 0o1777 },
+]);
+writeDockerSave(process.env.OUT, buildImage({ layers: [{ tar, compression: 'gzip' }], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } }), ['e2e/busybox:1']);
+"
+gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+cleanup
+x "$k image import --store /var/lib/krata -q /krata/guest-init/target/e2e-agent/busybox.tar" >"$out/import.txt" || fail "image import failed"
+
+start_agent || fail "the agent did not start"
+cat >"$stage/guests.yaml" <<'YAML'
+apiVersion: krata.dev/v1alpha1
+kind: Guest
+metadata: {name: web}
+spec:
+  image: e2e/busybox:1
+  command: [sh, -c, 'echo KRATA-E2E-HELLO $(hostname); i=0; while :; do i=$((i+1)); echo tick $i; sleep 1; done']
+  resources: {cpus: 1, memory: 96Mi}
+  terminationGracePeriodSeconds: 5
+---
+apiVersion: krata.dev/v1alpha1
+kind: Guest
+metadata: {name: shell}
+spec:
+  image: e2e/busybox:1
+  tty: true
+  resources: {cpus: 1, memory: 96Mi}
+  terminationGracePeriodSeconds: 5
+YAML
+x "$k apply -f /krata/guest-init/target/e2e-agent/guests.yaml" >"$out/apply.txt" || fail "apply failed"
+running() { x "for i in \$(seq ${2:-600}); do [ \"\$($k get $1 -o json | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).status?.phase))')\" = Running ] && exit 0; sleep 0.2; done; exit 1"; }
+running web || fail "web did not reach Running"
+running shell || fail "shell did not reach Running"
+x "$k get -o wide" >"$out/get.txt"
+cat "$out/get.txt"
+x "$k get web -o json" >"$out/web.json"
+node -e "const g=require('$out/web.json'); if(!/^10\.75\./.test(g.status.addresses?.ipv4)) process.exit(1)" || fail "web has no IPv4 address in status"
+domid=$(node -p "require('$out/web.json').status.domid")
+x "xl list | grep -q '^krata-default-web '" || fail "no Xen domain krata-default-web"
+
+# Logs: the process's output through krata's console backend.
+x "for i in \$(seq 150); do $k logs web | grep -q 'KRATA-E2E-HELLO web' && exit 0; sleep 0.2; done; exit 1" || fail "logs do not show the process's output"
+x "$k logs web --tail 3" >"$out/logs.txt"
+
+# Attach to the shell guest: a command typed in, its output read back, then Ctrl+] detaches.
+x "(sleep 2; printf 'echo ATTACH-\$((6*7))\n'; sleep 3; printf '\035') | timeout 30 $k attach shell" >"$out/attach.txt" 2>&1 || true
+grep -q 'ATTACH-42' "$out/attach.txt" || { cat "$out/attach.txt" >&2; fail "attach did not run the command"; }
+
+# An agent restart: the guests keep running and are adopted (same domain, same domid).
+stop_agent || fail "the agent did not stop"
+x "xl list | grep -q '^krata-default-web '" || fail "stopping the agent stopped the guest"
+start_agent || fail "the agent did not start again"
+sleep 3
+x "$k get web -o json" >"$out/web-after.json"
+[ "$(node -p "require('$out/web-after.json').status.domid")" = "$domid" ] || fail "web was not adopted (domid changed)"
+[ "$(node -p "require('$out/web-after.json').status.phase")" = Running ] || fail "web is not Running after the restart"
+x "for i in \$(seq 100); do $k logs web | grep -q tick && exit 0; sleep 0.2; done; exit 1" || fail "the adopted console shows no output"
+
+# Bad input: clear status, nothing created, the agent keeps serving.
+cat >"$stage/bad.yaml" <<'YAML'
+apiVersion: krata.dev/v1alpha1
+kind: Guest
+metadata: {name: noimage}
+spec: {image: 'e2e/does-not-exist:1', imagePullPolicy: Never, resources: {cpus: 1, memory: 64Mi}}
+---
+apiVersion: krata.dev/v1alpha1
+kind: Guest
+metadata: {name: huge}
+spec: {image: 'e2e/busybox:1', resources: {cpus: 1, memory: 64Gi}}
+YAML
+x "$k apply -f /krata/guest-init/target/e2e-agent/bad.yaml" >/dev/null || fail "apply of the bad guests failed"
+x "for i in \$(seq 100); do $k describe guest noimage | grep -q ErrImageNeverPull && $k describe guest huge | grep -q InsufficientMemory && exit 0; sleep 0.2; done; exit 1" \
+  || fail "bad guests do not say why in status"
+x "$k describe guest huge" >"$out/describe-huge.txt"
+x "$k delete guest noimage huge --wait" >/dev/null || fail "deleting the bad guests failed"
+
+# Delete: graceful stop, then nothing is left.
+x "$k delete guest web shell --wait" >"$out/delete.txt" || fail "delete --wait failed"
+x "! xl list | grep -q '^krata-' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && [ -z \"\$(ls /var/lib/krata/disks)\" ] && [ \"\$($k get -o name)\" = '' ]" \
+  || fail "something was left after delete: $(x "xl list; losetup -a; ls /var/lib/krata/disks" 2>&1 | tr '\n' ' ')"
+x "curl -s 127.0.0.1:9477/metrics 2>/dev/null | grep -c '^krata_' || true" >"$out/metrics.txt"
+stop_agent || true
+echo "node agent: apply → Running with addresses, logs, attach, adoption after restart, bad input in status, delete --wait leaves nothing"
