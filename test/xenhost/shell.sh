@@ -3,4 +3,4 @@
 # read-only). Leaving the shell (exit, Ctrl-D, or `poweroff`) stops QEMU.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 echo "xenhost: booting Xen + dom0 under QEMU (about 30 s; first run builds the image)..." >&2
-exec "$here/boot.sh" "$here/exec.sh"
+exec "$here/boot.sh" "$here/agent-demo.sh"

@@ -26,19 +26,7 @@ trap cleanup EXIT
 . "$(dirname "$0")/lib/guest-init.sh"
 stage=$repo/guest-init/target/e2e-agent
 gi_stage_image "$stage"
-IMG_DIR=$stage/image OUT=$stage/busybox.tar node --input-type=module -e "
-import { buildImage, writeDockerSave } from '$repo/dist/test/oci-images.js';
-import { buildTar } from '$repo/dist/node-agent/image/tar.js';
-import { readFileSync } from 'node:fs';
-const d = process.env.IMG_DIR;
-const links = ['sh', 'id', 'echo', 'cat', 'sleep', 'hostname'].map((a) => ({ path: 'bin/' + a, type: 'symlink', linkname: 'busybox' }));
-const tar = buildTar([
-  { path: 'bin/busybox', data: readFileSync(d + '/bin/busybox'), mode: 0o755 }, ...links,
-  { path: 'etc/passwd', data: readFileSync(d + '/etc/passwd') }, { path: 'etc/group', data: readFileSync(d + '/etc/group') },
-  { path: 'home/app', type: 'dir', uid: 1000, gid: 1000 }, { path: 'tmp', type: 'dir', mode: 0o1777 },
-]);
-writeDockerSave(process.env.OUT, buildImage({ layers: [{ tar, compression: 'gzip' }], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } }), ['e2e/busybox:1']);
-"
+node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
 gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 cleanup
 x "$k image import --store /var/lib/krata -q /krata/guest-init/target/e2e-agent/busybox.tar" >"$out/import.txt" || fail "image import failed"
