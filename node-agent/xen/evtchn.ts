@@ -80,6 +80,8 @@ export class EventChannels {
       for (const port of ready) {
         try {
           this.handlers.get(port)?.();
+        } catch {
+          // One guest's failing handler must not end the loop that serves every other guest.
         } finally {
           if (this.handlers.has(port) && !this.closed) await this.handle.write(u32(port), 0, 4, null).catch(() => undefined);
         }

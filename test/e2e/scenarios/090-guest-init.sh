@@ -14,33 +14,18 @@ launch="node /krata/dist/node-agent/xen/launch-main.js"
 trap 'x "d=\$(xl domid $name 2>/dev/null) && $launch --destroy \$d" >/dev/null 2>&1 || true' EXIT
 
 # guest-init, static, with Debian's toolchain; the disks, staged where dom0 sees them (/krata).
-(cd "$repo/guest-init" && PATH=/usr/bin:/bin /usr/bin/cargo build --offline --release --quiet)
+. "$(dirname "$0")/lib/guest-init.sh"
 stage=$repo/guest-init/target/e2e
-rm -rf "$stage" && mkdir -p "$stage/image/bin" "$stage/image/etc" "$stage/image/home/app" "$stage/config"
-cp /bin/busybox "$stage/image/bin/busybox"
-for a in sh id echo cat; do ln -s busybox "$stage/image/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' >"$stage/image/etc/passwd"
-printf 'root:x:0:\napp:x:1000:\n' >"$stage/image/etc/group"
-node --input-type=module -e "
-import { composeLaunchConfig, serializeLaunchConfig } from '$repo/dist/node-agent/guest/launch-config.js';
-import { writeFileSync } from 'node:fs';
-writeFileSync('$stage/config/launch.json', serializeLaunchConfig(composeLaunchConfig('$name', {
-  env: [{ name: 'GREETING', value: 'hello-from-krata' }], tty: false, terminationGracePeriodSeconds: 5,
-}, { Cmd: ['sh', '-c', 'id; echo \"GREETING=\$GREETING\"; exit 7'], User: 'app' })));
-"
-mkdir -p "$stage/config-stop"
-node --input-type=module -e "
-import { composeLaunchConfig, serializeLaunchConfig } from '$repo/dist/node-agent/guest/launch-config.js';
-import { writeFileSync } from 'node:fs';
-writeFileSync('$stage/config-stop/launch.json', serializeLaunchConfig(composeLaunchConfig('$name', { tty: false, terminationGracePeriodSeconds: 20 },
-  { Cmd: ['sh', '-c', 'trap \"echo got-term; exit 0\" TERM; echo KRATA-TEST-READY; while :; do sleep 1; done'] })));
-"
-mksquashfs "$stage/image" "$stage/image.sqfs" -quiet -noappend -all-root >/dev/null
-mksquashfs "$stage/config" "$stage/config.sqfs" -quiet -noappend -all-root >/dev/null
-mksquashfs "$stage/config-stop" "$stage/config-stop.sqfs" -quiet -noappend -all-root >/dev/null
+gi_stage_image "$stage"
+gi_config "$stage" config "$name" \
+  '{"env":[{"name":"GREETING","value":"hello-from-krata"}],"tty":false,"terminationGracePeriodSeconds":5}' \
+  '{"Cmd":["sh","-c","id; echo \"GREETING=$GREETING\"; exit 7"],"User":"app"}'
+gi_config "$stage" config-stop "$name" '{"tty":false,"terminationGracePeriodSeconds":20}' \
+  '{"Cmd":["sh","-c","trap \"echo got-term; exit 0\" TERM; echo KRATA-TEST-READY; while :; do sleep 1; done"]}'
 
-x "cp /krata/guest-init/target/e2e/image.sqfs /tmp/gi-image.sqfs && cp /krata/guest-init/target/e2e/config.sqfs /tmp/gi-config.sqfs && cp /krata/guest-init/target/e2e/config-stop.sqfs /tmp/gi-config-stop.sqfs && node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /tmp/krata-initrd.cpio" \
-  >"$out/initrd.json" || fail "building the initrd failed"
+x "cp /krata/guest-init/target/e2e/image.sqfs /tmp/gi-image.sqfs && cp /krata/guest-init/target/e2e/config.sqfs /tmp/gi-config.sqfs && cp /krata/guest-init/target/e2e/config-stop.sqfs /tmp/gi-config-stop.sqfs" \
+  || fail "copying the disks failed"
+gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --memory 128 \
     --disk /tmp/gi-image.sqfs:xvda --disk /tmp/gi-config.sqfs:xvdb --console krata \
     --attach-until 'KRATA-EXIT' --attach-timeout 120 --cmdline 'console=hvc0 quiet loglevel=3'" >"$out/console.txt" 2>&1 \
