@@ -7,19 +7,13 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Duplex, Writable } from 'node:stream';
 import type { KratObject } from '../crds/validate.js';
 import type { Guest } from '../crds/generated/types.js';
-import type { GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
+import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
 import type { PullEvent, StoredImage } from '../node-agent/image/store.js';
 
-export type { GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
+export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/krata/agent.sock';
 export const CONSOLE_PROTOCOL = 'krata-console.v1';
-
-export interface ApplyResult {
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  action: 'created' | 'configured' | 'unchanged';
-}
 
 export class AgentError extends Error {
   constructor(

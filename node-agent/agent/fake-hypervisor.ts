@@ -4,6 +4,7 @@
 // agent (restart tests hand the same instance to a new agent: the domains "keep running").
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import { FakeConsole } from './fake-console.js';
 import { systemClock, type Clock, type Console, type DomainInfo, type DomainLaunch, type HostInfo, type Hypervisor } from './hypervisor.js';
 
 /** How a fake guest behaves: its process ends after `runMs` with `exitCode` or `signal`. */
@@ -15,27 +16,6 @@ export interface FakeBehaviour {
   output?: string;
   /** Ignores control/shutdown (only destroy stops it). */
   ignoreShutdown?: boolean;
-}
-
-class FakeConsole implements Console {
-  private buf = Buffer.alloc(0);
-  private readonly listeners = new Set<(d: Buffer) => void>();
-  readonly input: Buffer[] = [];
-  history(): Buffer {
-    return this.buf;
-  }
-  onData(cb: (d: Buffer) => void): () => void {
-    this.listeners.add(cb);
-    return () => this.listeners.delete(cb);
-  }
-  write(data: Buffer): void {
-    this.input.push(data);
-  }
-  print(s: string): void {
-    const d = Buffer.from(s);
-    this.buf = Buffer.concat([this.buf, d]).subarray(-65536);
-    for (const l of this.listeners) l(d);
-  }
 }
 
 interface FakeDomain {
@@ -89,7 +69,7 @@ export class FakeHypervisor implements Hypervisor {
     const behaviour = this.behaviour(launch);
     const dom: FakeDomain = { info, launch, console: new FakeConsole(), behaviour };
     this.domains.set(domid, dom);
-    if (behaviour.output) dom.console.print(behaviour.output);
+    if (behaviour.output) dom.console.emit(behaviour.output);
     if (behaviour.runMs !== undefined) dom.timer = this.clock.setTimeout(() => this.exit(domid, behaviour.signal !== undefined ? { signal: behaviour.signal } : { exitCode: behaviour.exitCode ?? 0 }), behaviour.runMs);
     return structuredClone(info);
   }

@@ -192,7 +192,7 @@ test('an agent restart adopts running domains without restarting them, and remov
   await h.agent.apply([guest('keep'), guest('gone')], false);
   await h.until(() => phase(h, 'keep') === 'Running' && phase(h, 'gone') === 'Running');
   const domid = h.agent.get('default', 'keep')!.status!.domid!;
-  h.hv.domain(domid)!.console.print('hello from the guest\n');
+  h.hv.domain(domid)!.console.emit('hello from the guest\n');
   // The agent dies; meanwhile 'gone' is removed from its store (as if deleted before a crash).
   h.stop();
   rmSync(join(h.dir, 'guests/default/gone.json'));

@@ -3,40 +3,11 @@
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import type { PullEvent, StoredImage } from '../image/store.js';
+import { FakeConsole } from '../agent/fake-console.js';
 import type { Console } from '../agent/hypervisor.js';
 import { InvalidRequest, NotFound, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from '../agent/service.js';
 
-/** A console whose output the test produces (`emit`) and whose input it inspects (`input`). */
-export class FakeConsole implements Console {
-  private buffer = Buffer.alloc(0);
-  readonly listeners = new Set<(d: Buffer) => void>();
-  readonly input: Buffer[] = [];
-  private inputWaiters: (() => void)[] = [];
-
-  history(): Buffer {
-    return this.buffer;
-  }
-  onData(cb: (d: Buffer) => void): () => void {
-    this.listeners.add(cb);
-    return () => this.listeners.delete(cb);
-  }
-  write(data: Buffer): void {
-    this.input.push(Buffer.from(data));
-    for (const w of this.inputWaiters.splice(0)) w();
-  }
-  emit(text: string | Buffer): void {
-    const d = Buffer.from(text);
-    this.buffer = Buffer.concat([this.buffer, d]);
-    for (const l of [...this.listeners]) l(d);
-  }
-  inputText(): string {
-    return Buffer.concat(this.input).toString('utf8');
-  }
-  /** Resolves once the input holds `text`. */
-  async waitForInput(text: string): Promise<void> {
-    while (!this.inputText().includes(text)) await new Promise<void>((r) => this.inputWaiters.push(r));
-  }
-}
+export { FakeConsole };
 
 const key = (namespace: string, name: string) => `${namespace}/${name}`;
 /** RFC 3339 to the second, as Kubernetes writes timestamps. */
