@@ -126,18 +126,54 @@ export class Reconciler {
     this.queue.stop();
   }
 
-  /** Every Guest and every krata domain is looked at again; orphaned devices are removed. */
+  /**
+   * Every Guest and every krata domain is compared again; orphaned devices are removed. The first
+   * resync reconciles everything; later ones only the keys whose stored status does not match what
+   * runs (a full comparison, so still level-triggered, but a host of steady guests costs one list).
+   */
   async resync(): Promise<void> {
     this.resyncTimer?.cancel();
     try {
       this.snapshot = undefined;
       const domains = await this.domains();
-      for (const key of new Set([...this.store.keys(), ...domains.map((d) => d.guestKey)])) this.queue.add(key);
+      const byKey = new Map<string, DomainInfo[]>();
+      for (const d of domains) byKey.set(d.guestKey, [...(byKey.get(d.guestKey) ?? []), d]);
+      for (const key of new Set([...this.store.keys(), ...byKey.keys()])) {
+        if (!this.firstResyncDone || !this.inSync(key, byKey.get(key) ?? [])) this.queue.add(key);
+      }
+      this.firstResyncDone = true;
       for (const o of await this.hv.cleanupOrphans()) this.recorder.host('OrphanRemoved', `removed ${o}, which belonged to no domain`);
       this.removeStrayDisks(domains);
     } finally {
       this.resyncTimer = this.clock.setTimeout(() => void this.resync(), this.opts.resyncMs ?? 15_000);
     }
+  }
+
+  private firstResyncDone = false;
+  private readonly hashes = new Map<string, string>();
+
+  /** The Guest's spec hash, computed once per uid and generation. */
+  private hashOf(g: Guest): string {
+    const k = `${g.metadata.uid}/${g.metadata.generation}`;
+    let h = this.hashes.get(k);
+    if (!h) {
+      if (this.hashes.size > 10_000) this.hashes.clear();
+      h = specHash(g);
+      this.hashes.set(k, h);
+    }
+    return h;
+  }
+
+  /** Nothing to do: a running Guest whose status already describes its one running domain, or a finished one. */
+  private inSync(key: string, doms: DomainInfo[]): boolean {
+    const rec = this.store.get(key);
+    if (!rec || rec.guest.metadata.deletionTimestamp) return false;
+    const s = rec.guest.status ?? {};
+    const gen = rec.guest.metadata.generation ?? 1;
+    if (s.observedGeneration !== gen || (rec.internal.failures ?? 0) > 0) return false;
+    if (doms.length === 0) return s.phase === 'Succeeded' || s.phase === 'Failed';
+    const d = doms[0]!;
+    return doms.length === 1 && s.phase === 'Running' && s.domid === d.domid && d.state === 'running' && !d.exit && d.guestUid === rec.guest.metadata.uid && d.specHash === this.hashOf(rec.guest);
   }
 
   private async enqueueDomains(): Promise<void> {
@@ -184,7 +220,7 @@ export class Reconciler {
       return;
     }
     if (rec.guest.metadata.deletionTimestamp) return this.finalize(key, rec, domains);
-    const hash = specHash(rec.guest);
+    const hash = this.hashOf(rec.guest);
     const uid = rec.guest.metadata.uid!;
     for (const d of domains) {
       if (d.guestUid === uid && d.specHash === hash) continue;
