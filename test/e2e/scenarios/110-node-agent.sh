@@ -15,10 +15,11 @@ out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
 repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
 k="node /krata/dist/kratactl/main.js"
 agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
-start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null &); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
-stop_agent() { x "pkill -TERM -f 'node-agent/main.js' || true; for i in \$(seq 50); do pgrep -f node-agent/main.js >/dev/null || exit 0; sleep 0.1; done; exit 1"; }
+# dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
+start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
+stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
 cleanup() {
-  x "pkill -KILL -f node-agent/main.js; for d in \$(xl list | awk '/^krata-/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata" >/dev/null 2>&1 || true
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in \$(xl list | awk '/^krata-/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
