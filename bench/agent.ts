@@ -1,9 +1,10 @@
 // `npm run bench -- agent`: 200 Guests on one krata-node-agent with the test-double hypervisor
 // (--fake-hypervisor): time from one `apply` of all of them until every one is Running, the agent's
-// peak RSS, and its CPU use while idle afterwards (one full resync falls inside the window). The agent
+// peak RSS, and its CPU use while idle afterwards (a resync falls inside the window). Then, on the
+// QEMU Xen host, apply → Running of one Guest against `xl create` of the same guest (agent-xen.sh). The agent
 // does its real work otherwise: durable store writes, IP reservations, a config disk (mksquashfs) per
 // guest, status and events. Goals (issue 7): converge < 30 s, idle CPU < 1 %.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,19 @@ function cpuTicks(pid: number): number {
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/**
+ * On the QEMU Xen host (bench/agent-xen.sh): apply → Running of a Guest with a cached image, against
+ * `xl create` of the same guest. Skipped (with the reason) where QEMU cannot run or KRATA_BENCH_XEN=0.
+ */
+function xenFigures(root: string): Record<string, unknown> {
+  if (process.env.KRATA_BENCH_XEN === '0') return { xen: 'skipped (KRATA_BENCH_XEN=0)' };
+  const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/agent-xen.sh')], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (r.status !== 0 || !line) return { xen: `failed (exit ${r.status}); see the output above` };
+  const [ours, xl] = line.split(' ').slice(1).map(Number);
+  return { xen_apply_to_running_ms: ours, xen_xl_create_ms: xl, xen_ratio: Number((ours! / xl!).toFixed(2)), xen_baseline: 'xl create of the same kernel, initrd, memory and disks (Xen 4.17 under QEMU TCG)' };
 }
 
 export async function agentBench(): Promise<Record<string, unknown>> {
@@ -71,6 +85,9 @@ export async function agentBench(): Promise<Record<string, unknown>> {
     const w0 = performance.now();
     await sleep(IDLE_WINDOW_S * 1000);
     const idlePct = ((cpuTicks(agent.pid!) - c0) / hz / ((performance.now() - w0) / 1000)) * 100;
+    agent.kill('SIGTERM');
+    await new Promise((r) => agent.once('exit', r));
+    const xen = xenFigures(root);
     return {
       bench: 'agent',
       guests: GUESTS,
@@ -81,10 +98,13 @@ export async function agentBench(): Promise<Record<string, unknown>> {
       idle_window_s: IDLE_WINDOW_S,
       hypervisor: 'test double (--fake-hypervisor); store, IPAM, config disks (mksquashfs), status and API are real',
       goals: { converge_s: 30, idle_cpu_pct: 1 },
+      ...xen,
     };
   } finally {
-    agent.kill('SIGTERM');
-    await new Promise((r) => agent.once('exit', r));
+    if (agent.exitCode === null && agent.signalCode === null) {
+      agent.kill('SIGTERM');
+      await new Promise((r) => agent.once('exit', r));
+    }
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -51,6 +51,8 @@ export interface ReconcilerOptions {
 const RESTART_BASE_MS = 10_000;
 const RESTART_MAX_MS = 300_000;
 const RESTART_RESET_MS = 600_000;
+/** guest-init kills the process at the grace period and powers off: give it this long to do so. */
+const POWEROFF_MARGIN_MS = 5_000;
 const MIB = 1024n * 1024n;
 
 /** A failure that stops progress until the spec changes: status says so; no retry. */
@@ -99,8 +101,9 @@ export class Reconciler {
   ) {
     this.disksDir = join(opts.stateDir, 'disks');
     mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
-    this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err, retry) => {
-      this.recorder.warning(key, 'ReconcileError', `${(err as Error).message} (retry in ${Math.round(retry / 100) / 10} s)`);
+    this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err) => {
+      // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
+      this.recorder.warning(key, 'ReconcileError', (err as Error).message);
     });
     const onStore = (key: string) => this.queue.add(key);
     const onDomain = () => {
@@ -232,7 +235,7 @@ export class Reconciler {
         s.message = `recreating the domain: ${why}`;
         this.condition(rec, s, 'Ready', 'False', s.reason, s.message);
       });
-      await this.hv.shutdown(d.domid, rec.guest.spec.terminationGracePeriodSeconds * 1000);
+      await this.hv.shutdown(d.domid, rec.guest.spec.terminationGracePeriodSeconds * 1000 + POWEROFF_MARGIN_MS);
       this.forget(d.domid);
     }
     const dom = domains.find((d) => d.guestUid === uid && d.specHash === hash);
@@ -469,7 +472,7 @@ export class Reconciler {
     });
     for (const d of domains) {
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid} (grace period ${grace / 1000} s)`);
-      const how = await this.hv.shutdown(d.domid, grace);
+      const how = await this.hv.shutdown(d.domid, grace + POWEROFF_MARGIN_MS);
       this.forget(d.domid);
       if (how === 'forced') this.recorder.warning(key, 'ForcedStop', `domain ${d.domid} did not stop within ${grace / 1000} s and was destroyed`);
     }
