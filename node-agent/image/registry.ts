@@ -151,9 +151,10 @@ export class RegistryClient {
   }
 
   /** A layer, streamed to `file` and verified (size and digest) before this resolves. */
-  async downloadBlob(ref: ImageReference, desc: Descriptor, file: string, onBytes?: (total: number) => void): Promise<void> {
+  async downloadBlob(ref: ImageReference, desc: Descriptor, file: string, onBytes?: (total: number) => void, signal?: AbortSignal): Promise<void> {
     await this.downloads.run(() =>
       this.tryEndpoints(ref, async (ep) => {
+        signal?.throwIfAborted(); // the pull failed elsewhere: its work directory is going away
         const res = await this.request(ep, ref, `/v2/${ref.repository}/blobs/${desc.digest}`, {});
         const declared = Number(res.headers.get('content-length') ?? NaN);
         if (Number.isFinite(declared) && declared > desc.size) {
@@ -162,17 +163,21 @@ export class RegistryClient {
         }
         const hash = createHash('sha256');
         const out = createWriteStream(file);
+        // A write error (ENOSPC, the directory removed) must reject this download, never go unhandled.
+        const failed = new Promise<never>((_, reject) => out.once('error', reject));
+        failed.catch(() => undefined);
         let total = 0;
         try {
           for await (const chunk of idle(res.body!, this.opts.idleTimeoutMs, `blob ${desc.digest}`)) {
+            if (signal?.aborted) throw signal.reason;
             total += chunk.length;
             if (total > desc.size) throw new RegistryError(`blob ${desc.digest} from ${ep.base} is larger than the ${desc.size} bytes the manifest says: refused`);
             hash.update(chunk);
-            if (!out.write(chunk)) await once(out, 'drain');
+            if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
             onBytes?.(total);
           }
           out.end();
-          await once(out, 'finish');
+          await Promise.race([once(out, 'finish'), failed]);
         } finally {
           out.destroy();
         }

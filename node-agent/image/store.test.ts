@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,6 +160,15 @@ test('pull: a tampered blob is refused and nothing is cached or left behind', as
   assert.deepEqual(store.list(), []);
   assert.deepEqual(readdirSync(store.imagesDir).filter((f) => f !== '.partial'), []);
   assert.deepEqual(readdirSync(store.tmpDir), []);
+  // The top layer fails while the lower ones are still downloading: they stop, nothing writes into
+  // the removed work directory (that used to be an unhandled ENOENT that killed the process).
+  const tall = buildImage({ layers: [...Array.from({ length: 6 }, (_, i) => ({ compression: 'gzip' as const, tar: buildTar([{ path: `l${i}`, data: randomBytes(3_000_000) }]) })), { compression: 'gzip', tar: buildTar([{ path: 'top', data: txt('top') }]) }] });
+  await pushImage(reg, 'test/tall', 'v1', tall);
+  tamperBlob(reg, tall.layers[6]!.digest);
+  const tallStore = newStore({ concurrency: 2 });
+  await assert.rejects(tallStore.pull(`${reg.host}/test/tall:v1`), /does not match its digest/);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(readdirSync(tallStore.tmpDir), []);
   // A mirror serving tampered content is passed over for the registry itself.
   const good = appImage('mirrored');
   await pushImage(reg, 'test/mirrored', 'v1', good);

@@ -229,18 +229,32 @@ export class ImageStore {
     const configBytes = await this.registry.fetchBlob(ref, manifest.config, LIMITS.configBytes);
     const config = parseImageConfig(configBytes, `config ${manifest.config.digest} of ${formatReference(ref)}`);
     if (config.diffIds.length !== manifest.layers.length) throw new Error(`${formatReference(ref)}: the config lists ${config.diffIds.length} layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`);
+    // Downloads run (bounded) while upper layers are packed; a failure anywhere stops them all, and
+    // the job's directory is removed only once none can still write into it.
+    const abort = new AbortController();
+    let cause: unknown;
     const downloads = manifest.layers.map((l, i) => {
       const file = join(work, `layer-${i}`);
-      const p = this.registry.downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size })).then(() => {
+      const p = this.registry.downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size }), abort.signal).then(() => {
         opts.onEvent?.({ kind: 'downloaded', layer: l.digest });
         return file;
       });
-      p.catch(() => undefined); // awaited in order below; the first failure is reported
+      p.catch((e) => {
+        if (abort.signal.aborted) return;
+        cause = e;
+        abort.abort(new Error('another layer of this image failed'));
+      });
       return p;
     });
     // Top-down: the pack reads layer i only once its download is verified.
     const layers: PackLayer[] = manifest.layers.map((l, i) => ({ file: join(work, `layer-${i}`), digest: l.digest, diffId: config.diffIds[i], ready: downloads[i] }));
-    await this.pack(layers, work, opts, manifest.layers.map((l) => l.size));
+    try {
+      await this.pack(layers, work, opts, manifest.layers.map((l) => l.size));
+    } catch (e) {
+      if (!abort.signal.aborted) abort.abort(e);
+      await Promise.allSettled(downloads);
+      throw cause ?? e;
+    }
     return { config, source: 'registry' };
   }
 
