@@ -4,6 +4,7 @@
 // Stopping the agent (SIGTERM) leaves guests running; the next agent adopts them.
 import 'reflect-metadata';
 import { Container } from 'inversify';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -116,7 +117,10 @@ async function main(): Promise<number> {
     observe: (ms, err) => metrics.observe(ms, err),
   });
   const agent = new Agent(store, hv, recorder, images, clock);
-  const api = await startApiServer(agent, { socketPath: values.socket!, ...(values.group ? { group: values.group } : {}), log: (m) => log.error(m) });
+  // The krata group (when the host has one) may use the API besides root.
+  const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
+  if (!group) log.info('no krata group on this host: only root can use the API socket');
+  const api = await startApiServer(agent, { socketPath: values.socket!, ...(group ? { group } : {}), log: (m) => log.error(m) });
   const metricsServer = values.metrics === 'off' ? undefined : await metrics.listen(values.metrics!);
   reconciler.run();
   log.info({ socket: values.socket, metrics: values.metrics, state, guests: store.keys().length, version: packageVersion() }, 'krata-node-agent started');
@@ -130,11 +134,16 @@ async function main(): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   reconciler.stop();
+  // Let a create or stop in progress finish (bounded), so no half-built domain is left behind.
+  await Promise.race([reconciler.queue.idle(), new Promise((r) => setTimeout(r, 30_000))]);
   await api.close();
   metricsServer?.close();
   (hv as { close?: () => Promise<void> | void }).close?.();
   return 0;
 }
+
+// A stray rejection is a bug to log, not a reason to take the host's guests' manager down.
+process.on('unhandledRejection', (reason) => console.error(`krata-node-agent: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
 
 main().then(
   (code) => process.exit(code),

@@ -95,6 +95,7 @@ export class Agent implements AgentService {
 
   async delete(namespace: string, name: string, opts: { wait?: boolean; gracePeriodSeconds?: number }): Promise<void> {
     const key = guestKey(namespace, name);
+    if (!this.store.get(key)) throw new NotFound(`guest ${key} not found`);
     const gone = opts.wait
       ? new Promise<void>((resolve) => {
           const on = (e: WatchEvent) => {
@@ -111,7 +112,10 @@ export class Agent implements AgentService {
   }
 
   watch(since: number, cb: (e: WatchEvent) => void): () => void {
-    if (since === 0) for (const g of this.store.list()) cb({ type: 'ADDED', object: structuredClone(g), revision: this.store.currentRevision });
+    // A revision the replay buffer no longer covers (too old, or from before an agent restart) gets
+    // the whole current state, as a fresh watch does, rather than a silent gap.
+    const covered = since > 0 && since <= this.store.currentRevision && (this.history[0]?.revision ?? Infinity) <= since + 1;
+    if (!covered) for (const g of this.store.list()) cb({ type: 'ADDED', object: structuredClone(g), revision: this.store.currentRevision });
     else for (const e of this.history) if (e.revision > since) cb(e);
     const on = (e: WatchEvent) => cb(e);
     this.store.on('change', on);

@@ -98,9 +98,11 @@ export class GuestStore extends EventEmitter {
     const old = this.records.get(key);
     if (!old || old.guest.metadata.deletionTimestamp) {
       if (old) throw new Error(`guest ${key} is being deleted; apply it again once it is gone`);
+      // What the server owns is never taken from the client (a `get -o yaml` applied again).
+      const { deletionTimestamp: _d, deletionGracePeriodSeconds: _g, resourceVersion: _r, uid: _u, generation: _n, creationTimestamp: _c, ...meta } = guest.metadata;
       const created: Guest = {
         ...guest,
-        metadata: { ...guest.metadata, namespace, uid: randomUUID(), generation: 1, creationTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z') },
+        metadata: { ...meta, namespace, uid: randomUUID(), generation: 1, creationTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z') },
         status: { phase: 'Pending', observedGeneration: 0 },
       };
       this.persist({ guest: created, internal: {} }, 'ADDED', true);
@@ -117,7 +119,8 @@ export class GuestStore extends EventEmitter {
     };
     if (!labels) delete updated.metadata.labels;
     if (!annotations) delete updated.metadata.annotations;
-    this.persist({ ...old, guest: updated }, 'MODIFIED', true);
+    // A new spec starts with a clean slate: no back-off earned by the old one.
+    this.persist({ guest: updated, internal: specChanged ? {} : old.internal }, 'MODIFIED', true);
     return 'configured';
   }
 

@@ -15,7 +15,7 @@ import { FakeClock } from './fake-clock.js';
 import { FakeHypervisor } from './fake-hypervisor.js';
 import { GuestStore } from './guest-store.js';
 import { Ipam } from './ipam.js';
-import { ImageError, Reconciler, type ImageProvider } from './reconciler.js';
+import { ImageError, Reconciler, specHash, type ImageProvider } from './reconciler.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-reconciler-test-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -278,5 +278,46 @@ test('bad input lands in status, not in a crash: memory beyond the host, an inva
   await h.until(() => phase(h, 'badimage') === 'Failed');
   assert.equal(h.agent.get('default', 'badimage')!.status!.reason, 'InvalidImageName');
   assert.ok(existsSync(h.dir));
+  h.stop();
+});
+
+test('what happens behind the agent\'s back: a lost domain counts as a failed exit, duplicates and paused leftovers are destroyed', async () => {
+  const h = harness();
+  await h.agent.apply([guest('once', { restartPolicy: 'Never' }), guest('dup')], false);
+  await h.until(() => phase(h, 'once') === 'Running' && phase(h, 'dup') === 'Running');
+  // xl destroy of a Never guest's domain: Failed, not run again.
+  await h.hv.destroy(h.agent.get('default', 'once')!.status!.domid!);
+  await h.until(() => phase(h, 'once') === 'Failed');
+  assert.match(h.agent.get('default', 'once')!.status!.message!, /disappeared without reporting an exit/);
+  const creates = h.hv.calls.create;
+  h.clock.advance(60_000);
+  await h.until(() => true);
+  assert.equal(h.hv.calls.create, creates, 'a Never guest is not recreated');
+  // A second domain for the same Guest (a race in an earlier agent) and a paused, half-built one.
+  const g = h.agent.get('default', 'dup')!;
+  const launch = h.hv.domain(g.status!.domid!)!.launch;
+  const extra = await h.hv.create({ ...launch, name: 'krata-default-dup-2' });
+  const paused = await h.hv.create({ ...launch, name: 'krata-default-dup-3' });
+  h.hv.domain(paused.domid)!.info.state = 'paused';
+  await h.reconciler.resync();
+  await h.until(() => h.hv.count === 1);
+  assert.equal(h.hv.domain(g.status!.domid!)?.info.state, 'running', 'the domain status names is kept');
+  assert.ok(h.recorder.list('default', 'dup').some((e) => e.reason === 'DuplicateDomain' && e.message.includes(String(extra.domid))));
+  assert.ok(h.recorder.list('default', 'dup').some((e) => e.reason === 'IncompleteDomain'));
+  h.stop();
+});
+
+test('kernel and initrd paths must lie where the node keeps boot files; a new spec forgets the old back-off', async () => {
+  const h = harness();
+  await h.agent.apply([guest('sneaky', { kernel: { path: '/etc/shadow' } })], false);
+  await h.until(() => phase(h, 'sneaky') === 'Failed');
+  assert.match(h.agent.get('default', 'sneaky')!.status!.message!, /spec\.kernel\.path: \/etc\/shadow is outside the directories/);
+  assert.equal(h.hv.calls.create, 0);
+  h.hv.behaviour = (l) => (l.specHash === specHash(guest('fixme')) ? { runMs: 10, exitCode: 1 } : {});
+  await h.agent.apply([guest('fixme')], false);
+  await h.until(() => (h.store.get('default/fixme')?.internal.failures ?? 0) >= 1);
+  await h.agent.apply([guest('fixme', { args: ['--fixed'] })], false);
+  assert.deepEqual(h.store.get('default/fixme')!.internal, {});
+  await h.until(() => phase(h, 'fixme') === 'Running', 10);
   h.stop();
 });

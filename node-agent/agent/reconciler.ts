@@ -4,8 +4,8 @@
 // did in status. A work queue runs it with per-key backoff; domain events and a periodic resync feed
 // the queue, so nothing depends on having seen every event.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Condition, Guest, GuestStatus } from '../../crds/generated/types.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
@@ -44,6 +44,11 @@ export interface ReconcilerOptions {
   nodeName: string;
   concurrency?: number;
   resyncMs?: number;
+  /**
+   * Directories a Guest's kernel.path and initrd.path may point into (default: the directories of
+   * the node's kernel and initrd): the agent reads those files as root for whoever may use its API.
+   */
+  bootFileDirs?: string[];
   /** Called after each reconcile with its duration (metrics). */
   observe?: (ms: number, error?: unknown) => void;
 }
@@ -106,9 +111,11 @@ export class Reconciler {
       this.recorder.warning(key, 'ReconcileError', (err as Error).message);
     });
     const onStore = (key: string) => this.queue.add(key);
-    const onDomain = () => {
+    const onDomain = (domid: number) => {
       this.snapshot = undefined;
-      void this.enqueueDomains();
+      // A domain that vanished is in no list: its Guest is found through the status.
+      for (const key of this.store.keys()) if (this.store.get(key)?.guest.status?.domid === domid) this.queue.add(key);
+      this.background(this.enqueueDomains(), 'DomainListFailed');
     };
     this.store.on('desired', onStore);
     this.hv.events.on('change', onDomain);
@@ -120,10 +127,18 @@ export class Reconciler {
 
   /** Starts the loop: a full resync now and every `resyncMs`. */
   run(): void {
-    void this.resync();
+    this.background(this.resync(), 'ResyncFailed');
+  }
+
+  private stopped = false;
+
+  /** Work started outside the queue (resync, event handling): a failure is an event, not a crash. */
+  private background(p: Promise<unknown>, reason: string): void {
+    p.catch((e: Error) => this.recorder.host(reason, e?.message ?? String(e)));
   }
 
   stop(): void {
+    this.stopped = true;
     this.resyncTimer?.cancel();
     this.unsubscribe();
     this.queue.stop();
@@ -148,7 +163,7 @@ export class Reconciler {
       for (const o of await this.hv.cleanupOrphans()) this.recorder.host('OrphanRemoved', `removed ${o}, which belonged to no domain`);
       this.removeStrayDisks(domains);
     } finally {
-      this.resyncTimer = this.clock.setTimeout(() => void this.resync(), this.opts.resyncMs ?? 15_000);
+      if (!this.stopped) this.resyncTimer = this.clock.setTimeout(() => this.background(this.resync(), 'ResyncFailed'), this.opts.resyncMs ?? 15_000);
     }
   }
 
@@ -187,12 +202,22 @@ export class Reconciler {
   private async domains(): Promise<DomainInfo[]> {
     const now = this.clock.now();
     if (this.snapshot && now - this.snapshot.at < 500) return this.snapshot.domains;
-    const domains = await this.hv.list();
-    this.snapshot = { at: now, domains };
-    return domains;
+    // A list that began before a create or destroy finished may not show it: read again until
+    // no change happened while listing (else a Guest could be created twice).
+    for (;;) {
+      const epoch = this.epoch;
+      const domains = await this.hv.list();
+      if (epoch !== this.epoch) continue;
+      this.snapshot = { at: now, domains };
+      return domains;
+    }
   }
 
+  /** Bumped by every create and destroy this reconciler makes. */
+  private epoch = 0;
+
   private forget(domid: number): void {
+    this.epoch++;
     if (this.snapshot) this.snapshot.domains = this.snapshot.domains.filter((d) => d.domid !== domid);
   }
 
@@ -231,6 +256,7 @@ export class Reconciler {
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
       this.setStatus(key, (s) => {
         s.phase = 'Creating';
+        if (s.domid === d.domid) delete s.domid;
         s.reason = d.guestUid !== uid ? 'Replaced' : 'SpecChanged';
         s.message = `recreating the domain: ${why}`;
         this.condition(rec, s, 'Ready', 'False', s.reason, s.message);
@@ -238,10 +264,35 @@ export class Reconciler {
       await this.hv.shutdown(d.domid, rec.guest.spec.terminationGracePeriodSeconds * 1000 + POWEROFF_MARGIN_MS);
       this.forget(d.domid);
     }
-    const dom = domains.find((d) => d.guestUid === uid && d.specHash === hash);
+    let current = domains.filter((d) => d.guestUid === uid && d.specHash === hash);
+    // A paused domain is a build an earlier agent did not finish (krata never pauses guests).
+    for (const d of current.filter((x) => x.state === 'paused')) {
+      this.recorder.warning(key, 'IncompleteDomain', `destroying domain ${d.domid}: left paused by an interrupted create`);
+      await this.hv.destroy(d.domid);
+      this.forget(d.domid);
+    }
+    current = current.filter((d) => d.state !== 'paused');
+    // One domain per Guest: keep the one status names (else the newest), destroy the rest.
+    if (current.length > 1) {
+      const keep = current.find((d) => d.domid === rec.guest.status?.domid) ?? current.reduce((a, b) => (b.createdAt > a.createdAt ? b : a));
+      for (const d of current.filter((x) => x !== keep)) {
+        this.recorder.warning(key, 'DuplicateDomain', `destroying domain ${d.domid}: domain ${keep.domid} already runs this Guest`);
+        await this.hv.destroy(d.domid);
+        this.forget(d.domid);
+      }
+      current = [keep];
+    }
+    const dom = current[0];
     if (dom && dom.state !== 'shutdown' && dom.state !== 'crashed' && !dom.exit) return this.observeRunning(key, rec, dom);
     if (dom) return this.observeExit(key, rec, dom);
-    return this.startIfDue(key, rec);
+    // Status says a domain runs, but none does: it was destroyed behind krata's back, or the host
+    // rebooted. That is the process ending without a report; the restart policy decides.
+    const latest = this.store.get(key) ?? rec;
+    const st = latest.guest.status;
+    if (st?.phase === 'Running' && st.domid !== undefined) {
+      return this.observeExit(key, latest, { domid: st.domid, createdAt: Date.parse(st.startTime ?? '') || this.clock.now(), lost: true });
+    }
+    return this.startIfDue(key, latest);
   }
 
   private observeRunning(key: string, rec: GuestRecord, dom: DomainInfo): HandlerResult {
@@ -268,14 +319,12 @@ export class Reconciler {
     return;
   }
 
-  private async observeExit(key: string, rec: GuestRecord, dom: DomainInfo): Promise<HandlerResult> {
-    const exit = dom.exit ?? {};
+  private async observeExit(key: string, rec: GuestRecord, dom: Pick<DomainInfo, 'domid' | 'createdAt' | 'exit'> & { lost?: boolean }): Promise<HandlerResult> {
+    const exit = dom.lost ? { initError: 'the domain disappeared without reporting an exit' } : (dom.exit ?? {});
     const policy = rec.guest.spec.restartPolicy;
     const failed = exit.signal !== undefined || exit.initError !== undefined || (exit.exitCode ?? 1) !== 0;
     const restart = policy === 'Always' || (policy === 'OnFailure' && failed);
-    const what = exit.initError !== undefined ? `guest-init failed: ${exit.initError}` : exit.signal !== undefined ? `killed by signal ${exit.signal}` : exit.exitCode !== undefined ? `exited with code ${exit.exitCode}` : 'the domain stopped without reporting an exit';
-    await this.hv.destroy(dom.domid);
-    this.forget(dom.domid);
+    const what = dom.lost ? exit.initError! : exit.initError !== undefined ? `guest-init failed: ${exit.initError}` : exit.signal !== undefined ? `killed by signal ${exit.signal}` : exit.exitCode !== undefined ? `exited with code ${exit.exitCode}` : 'the domain stopped without reporting an exit';
     this.recorder[failed ? 'warning' : 'normal'](key, failed ? 'Failed' : 'Completed', `domain ${dom.domid}: ${what}`);
     const now = this.clock.now();
     const ranMs = now - dom.createdAt;
@@ -307,6 +356,11 @@ export class Reconciler {
       },
       restart ? { ...rec.internal, failures: crashes + 1, notBefore: now + delay } : rec.internal,
     );
+    // The exit is on record before the domain goes: a crash in between cannot lose it.
+    if (!dom.lost) {
+      await this.hv.destroy(dom.domid);
+      this.forget(dom.domid);
+    }
     return restart ? { requeueAfterMs: delay } : undefined;
   }
 
@@ -385,6 +439,9 @@ export class Reconciler {
       });
       throw new Error(`not enough free memory (${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free)`);
     }
+    for (const [field, path] of [['spec.kernel.path', g.spec.kernel?.path], ['spec.initrd.path', g.spec.initrd?.path]] as const) {
+      if (path !== undefined) this.checkBootFile(field, path);
+    }
     if (g.spec.kernel?.image || g.spec.initrd?.image) throw new Stalled('KernelImageUnsupported', 'kernel.image and initrd.image (kernels from OCI images) are not supported yet; use kernel.path/initrd.path or the node default');
     // Network.
     let reservation: Reservation | undefined;
@@ -450,6 +507,7 @@ export class Reconciler {
       });
       throw new Error(`creating the domain failed: ${message}`);
     }
+    this.epoch++;
     this.snapshot?.domains.push(dom);
     this.recorder.normal(key, 'Started', `domain ${dom.domid} (${dom.name}) started with ${image.digest}`);
     this.setStatus(key, (s) => {
@@ -462,6 +520,17 @@ export class Reconciler {
       this.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
       this.condition(rec, s, 'Reconciling', 'False', 'Running', '');
     });
+  }
+
+  private checkBootFile(field: string, path: string): void {
+    const dirs = (this.opts.bootFileDirs ?? [dirname(this.opts.kernel), dirname(this.opts.initrd)]).map((d) => (existsSync(d) ? realpathSync(d) : d));
+    let real: string;
+    try {
+      real = realpathSync(path);
+    } catch {
+      throw new Stalled('InvalidSpec', `${field}: ${path} does not exist on this node`);
+    }
+    if (!dirs.some((d) => real.startsWith(`${d}/`))) throw new Stalled('InvalidSpec', `${field}: ${path} is outside the directories this node boots guests from (${dirs.join(', ')})`);
   }
 
   private async finalize(key: string, rec: GuestRecord, domains: DomainInfo[]): Promise<HandlerResult> {
