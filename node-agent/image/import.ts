@@ -167,7 +167,7 @@ export async function importImage(store: ImageStore, path: string, opts: ImportO
     const name = opts.name ?? found.names.map(nameOf).find((n) => n) ?? `import/${basename(path).replace(/[^a-z0-9._-]/gi, '').toLowerCase() || 'image'}@${found.digest}`;
     const ref = formatReference(parseReference(name));
     const known = store.get(found.digest);
-    if (known) return store.shared(found.digest, ref, opts, async () => ({ config: known.config, source: 'import' }));
+    if (known) return store.touch(known, ref, opts);
     opts.onEvent?.({ kind: 'resolved', ref, digest: found.digest, layers: found.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })) });
     return await store.shared(found.digest, ref, opts, async (jobDir) => {
       const configFile = found.blob(found.manifest.config);

@@ -294,6 +294,10 @@ test('import: an OCI layout directory and a docker save tarball give the same tr
   assert.deepEqual(fromSave.names, ['docker.io/offline/app:latest']);
   assert.deepEqual(tree(fromSave.path), tree(fromLayout.path));
   assert.equal(fromSave.config.config.User, 'app');
+  // Importing what is cached adds the name, packs nothing.
+  const again = await importImage(store, saved, { name: 'example.com/again:2' });
+  assert.equal(again.digest, fromSave.digest);
+  assert.ok(again.names.includes('example.com/again:2') && again.names.includes('docker.io/offline/app:latest'));
   // Tampering is caught offline too.
   const bad = join(work, `layout-${++n}`);
   writeOciLayout(bad, img);

@@ -171,7 +171,8 @@ export class ImageStore {
     return img && existsSync(img.path) ? img : undefined;
   }
 
-  private touch(img: StoredImage, name: string, opts: PullOptions): StoredImage {
+  /** A cached image used (again) under `name`: the name is added, the last-used time moves. */
+  touch(img: StoredImage, name: string, opts: PullOptions = {}): StoredImage {
     opts.onEvent?.({ kind: 'cached', ref: name, digest: img.digest });
     const updated: StoredImage = { ...img, names: img.names.includes(name) ? img.names : [...img.names, name], lastUsedAt: this.now().toISOString() };
     this.claimName(name, img.digest);
