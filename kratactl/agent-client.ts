@@ -122,13 +122,13 @@ export class AgentClient {
   }
 
   /** The guest's console as a raw byte stream (after an HTTP upgrade); ending the socket detaches. */
-  attach(namespace: string, name: string): Promise<Duplex> {
+  attach(namespace: string, name: string, opts: { logs?: boolean } = {}): Promise<Duplex> {
     return new Promise((resolve, reject) => {
       const req = request({
         socketPath: this.socketPath,
         agent: false, // a connection per request: keep-alive reuse raced the server closing idle sockets (ECONNRESET)
         method: 'GET',
-        path: `${guestPath(namespace, name)}/console`,
+        path: `${guestPath(namespace, name)}/console${opts.logs ? '?logs=true' : ''}`,
         headers: { connection: 'Upgrade', upgrade: CONSOLE_PROTOCOL },
         timeout: this.timeoutMs,
       });

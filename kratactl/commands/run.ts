@@ -118,7 +118,7 @@ export async function run(argv: string[], io: IO): Promise<number> {
     const started = await waitUntilRunning(client, namespace, name, io, abort.signal);
     if (started !== 'Running') return EXIT_FAILED;
     try {
-      socket = await client.attach(namespace, name);
+      socket = await client.attach(namespace, name, { logs: true });
     } catch (err) {
       // The process may have ended between Running and the attach: its end is reported below.
       if (!(err instanceof AgentError) || err.status !== 409) throw err;

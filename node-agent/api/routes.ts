@@ -206,6 +206,9 @@ export function attachConsole(ctx: RouteContext, params: Record<string, string>,
   if (!console) throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
 
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${CONSOLE_PROTOCOL}\r\n\r\n`);
+  // ?logs=true: what the guest printed before the attach comes first (kratactl run starts a guest
+  // and attaches after it is Running: its first output would be lost otherwise).
+  if (new URL(req.url ?? '/', 'http://agent').searchParams.get('logs') === 'true') socket.write(console.history());
   if (head.length) console.write(head);
   socket.on('data', (d: Buffer) => console.write(d));
   const offData = console.onData((d) => {

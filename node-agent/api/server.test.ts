@@ -365,6 +365,18 @@ test('the console upgrades to raw bytes both ways and lets go when the client le
   await eventually(() => console.listeners.size === 0 && service.watcherCount === 0, 'detaching unsubscribes');
 });
 
+test('console with ?logs=true replays what the guest printed before the attach', async (t) => {
+  const { socketPath, service } = await agent(t);
+  await post(socketPath, '/v1/apply', { objects: [GUEST('early')] });
+  service.run('default', 'early', 'printed before anyone attached\n');
+  const { socket } = await upgrade(socketPath, '/v1/namespaces/default/guests/early/console?logs=true');
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString()));
+  socket.resume();
+  await eventually(() => received.includes('printed before anyone attached'), 'history first');
+  socket.destroy();
+});
+
 test('console: the guest ending closes the session; refusals are JSON answers', async (t) => {
   const { socketPath, service } = await agent(t);
   await post(socketPath, '/v1/apply', { objects: [GUEST('web'), GUEST('idle')] });
