@@ -85,6 +85,7 @@ export async function agentBench(): Promise<Record<string, unknown>> {
     const w0 = performance.now();
     await sleep(IDLE_WINDOW_S * 1000);
     const idlePct = ((cpuTicks(agent.pid!) - c0) / hz / ((performance.now() - w0) / 1000)) * 100;
+    const peakRss = peakRssMb(agent.pid!);
     agent.kill('SIGTERM');
     await new Promise((r) => agent.once('exit', r));
     const xen = xenFigures(root);
@@ -92,7 +93,7 @@ export async function agentBench(): Promise<Record<string, unknown>> {
       bench: 'agent',
       guests: GUESTS,
       converge_s: Number(convergeS.toFixed(2)),
-      peak_rss_mb: Number(peakRssMb(agent.pid!).toFixed(1)),
+      peak_rss_mb: Number(peakRss.toFixed(1)),
       idle_cpu_pct: Number(idlePct.toFixed(2)),
       with_addresses: withAddresses,
       idle_window_s: IDLE_WINDOW_S,
