@@ -10,6 +10,8 @@ import { buildImage, pushImage, writeOciLayout, type BuiltImage } from '../test/
 import { kratactl as cli, type CliResult } from '../test/kratactl-harness.js';
 import { buildTar } from '../node-agent/image/tar.js';
 import type { StoredImage } from '../node-agent/image/store.js';
+import { FakeAgentService } from '../node-agent/api/fake-service.js';
+import { startApiServer } from '../node-agent/api/server.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-image-cli-test-'));
 const store = join(work, 'state');
@@ -198,4 +200,26 @@ test('usage errors exit 2 and point to the usage text', async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Manage the host's image cache/);
   assert.match(help.stdout, /kratactl image prune \[--budget SIZE\]/);
+});
+
+test('image rm and prune leave alone what the node agent\'s Guests use', async () => {
+  const dir = join(work, `state-${++n}`);
+  const pulled = await kimage(['pull', '-q', `${reg.host}/test/app:v1`], dir);
+  assert.equal(pulled.code, 0, pulled.stderr);
+  const digest = pulled.stdout.trim();
+  const service = new FakeAgentService();
+  const socketPath = join(work, `agent-${n}.sock`);
+  const server = await startApiServer(service, { socketPath });
+  try {
+    await service.apply([{ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'user' }, spec: { image: `${reg.host}/test/app:v1` } } as never], false);
+    service.setStatus('default', 'user', { phase: 'Running', imageDigest: digest });
+    const prune = await kimage(['prune', '--budget', '0', '--agent', socketPath], dir);
+    assert.equal(prune.code, 0, prune.stderr);
+    assert.equal((await listed(dir)).length, 1, 'the image in use stays');
+    const rm = await kimage(['rm', digest, '--agent', socketPath], dir);
+    assert.equal(rm.code, 1);
+    assert.match(rm.stderr, /used by a Guest/);
+  } finally {
+    await server.close();
+  }
 });

@@ -3,7 +3,8 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { AgentClient, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
 import { parse as parseYaml } from 'yaml';
 import { CredentialStore } from '../../node-agent/image/credentials.js';
 import { importImage } from '../../node-agent/image/import.js';
@@ -24,6 +25,8 @@ Usage:
 
 Options:
       --store DIR               krata's state directory (default $KRATA_STORE or /var/lib/krata)
+      --agent SOCKET            the node agent, asked which images its Guests use before rm and
+                                prune (default $KRATA_AGENT_SOCKET or /run/krata/agent.sock)
       --insecure-registry HOST  reach HOST[:PORT] over plain http (repeatable)
       --mirror REGISTRY=URL     try URL before REGISTRY, e.g. docker.io=https://mirror.example (repeatable)
       --docker-config FILE      credentials from a docker config.json (repeatable; default
@@ -107,12 +110,24 @@ function printImages(images: StoredImage[], format: string, io: IO): void {
   for (const r of rows) io.stdout.write(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('   ') + '\n');
 }
 
+/**
+ * Images the host's Guests use, asked of the node agent when it runs (its cache is this one): rm and
+ * prune leave them alone. Without an agent nothing runs from the cache.
+ */
+async function imagesInUse(values: Record<string, unknown>, io: IO): Promise<Set<string>> {
+  const socket = (values.agent as string | undefined) ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
+  if (!existsSync(socket)) return new Set();
+  const guests = await new AgentClient(socket).list();
+  return new Set(guests.map((g) => g.status?.imageDigest).filter((d): d is string => !!d));
+}
+
 export async function image(argv: string[], io: IO): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parseArgs({
     args: rest,
     options: {
       store: { type: 'string' },
+      agent: { type: 'string' },
       'insecure-registry': { type: 'string', multiple: true },
       mirror: { type: 'string', multiple: true },
       'docker-config': { type: 'string', multiple: true },
@@ -160,7 +175,7 @@ export async function image(argv: string[], io: IO): Promise<number> {
       let status = EXIT_OK;
       for (const p of positionals) {
         try {
-          const img = store.remove(p);
+          const img = store.remove(p, await imagesInUse(values, io));
           io.stdout.write(`removed ${img.names[0] ?? img.digest} (${img.digest})\n`);
         } catch (e) {
           io.stderr.write(`error: ${(e as Error).message}\n`);
@@ -171,7 +186,7 @@ export async function image(argv: string[], io: IO): Promise<number> {
     }
     case 'prune': {
       const store = await openStore(values, io);
-      const result = store.gc(new Set(), values.budget ? parseSize(values.budget) : 0);
+      const result = store.gc(await imagesInUse(values, io), values.budget ? parseSize(values.budget) : 0);
       for (const img of result.removed) io.stdout.write(`removed ${img.names[0] ?? img.digest} (${formatBytes(img.size)})\n`);
       io.stdout.write(`freed ${formatBytes(result.freedBytes)}, cache holds ${formatBytes(result.keptBytes)}\n`);
       return EXIT_OK;
