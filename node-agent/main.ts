@@ -19,6 +19,7 @@ import { Ipam } from './agent/ipam.js';
 import { Reconciler } from './agent/reconciler.js';
 import { startApiServer } from './api/server.js';
 import { CredentialStore } from './image/credentials.js';
+import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
 import { AgentMetrics } from './metrics.js';
 
@@ -92,12 +93,7 @@ async function main(): Promise<number> {
   const problems: string[] = [];
   const store = new GuestStore(state, problems);
   for (const p of problems) log.error({ problem: p }, 'a stored guest could not be read; it is left in place');
-  const mirrors: Record<string, string[]> = {};
-  for (const m of values.mirror ?? []) {
-    const eq = m.indexOf('=');
-    if (eq <= 0) throw new Error(`--mirror ${JSON.stringify(m)}: expected REGISTRY=URL`);
-    (mirrors[m.slice(0, eq)] ??= []).push(m.slice(eq + 1));
-  }
+  const mirrors = parseMirrorFlags(values.mirror ?? []);
   const credentials = await CredentialStore.fromFiles(values['docker-config'] ?? ['/root/.docker/config.json']);
   for (const w of credentials.warnings) log.warn(w);
   const images = new ImageStore({ root: join(state, 'images'), registry: { credentials, mirrors, insecure: values['insecure-registry'] ?? [] } });

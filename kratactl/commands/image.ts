@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { CredentialStore } from '../../node-agent/image/credentials.js';
 import { importImage } from '../../node-agent/image/import.js';
 import { parsePlatform } from '../../node-agent/image/platform.js';
+import { parseMirrorFlags } from '../../node-agent/image/registry.js';
 import { ImageStore, type StoredImage } from '../../node-agent/image/store.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { ProgressBars } from '../progress.js';
@@ -77,11 +78,11 @@ async function openStore(values: Record<string, unknown>, io: IO): Promise<Image
   let credentials = await CredentialStore.fromFiles(configs);
   for (const f of (values['pull-secret'] as string[] | undefined) ?? []) credentials = credentials.merge(secretCredentials(f));
   for (const w of credentials.warnings) io.stderr.write(`warning: ${w}\n`);
-  const mirrors: Record<string, string[]> = {};
-  for (const m of (values.mirror as string[] | undefined) ?? []) {
-    const eq = m.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--mirror ${JSON.stringify(m)}: expected REGISTRY=URL`);
-    (mirrors[m.slice(0, eq)] ??= []).push(m.slice(eq + 1));
+  let mirrors: Record<string, string[]>;
+  try {
+    mirrors = parseMirrorFlags((values.mirror as string[] | undefined) ?? []);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
   const store = new ImageStore({
     root: join(state, 'images'),

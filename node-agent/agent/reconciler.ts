@@ -213,6 +213,11 @@ export class Reconciler {
     }
   }
 
+  private async destroyDomain(domid: number): Promise<void> {
+    await this.hv.destroy(domid);
+    this.forget(domid);
+  }
+
   /** Bumped by every create and destroy this reconciler makes. */
   private epoch = 0;
 
@@ -239,8 +244,7 @@ export class Reconciler {
     if (!rec) {
       // A domain no Guest wants (deleted while the agent was down, or left by a crash).
       for (const d of domains) {
-        await this.hv.destroy(d.domid);
-        this.forget(d.domid);
+        await this.destroyDomain(d.domid);
         this.recorder.host('OrphanRemoved', `destroyed domain ${d.domid} (${d.name}): no Guest ${key}`);
         rmSync(join(this.disksDir, `${d.guestUid}.sqfs`), { force: true });
       }
@@ -268,8 +272,7 @@ export class Reconciler {
     // A paused domain is a build an earlier agent did not finish (krata never pauses guests).
     for (const d of current.filter((x) => x.state === 'paused')) {
       this.recorder.warning(key, 'IncompleteDomain', `destroying domain ${d.domid}: left paused by an interrupted create`);
-      await this.hv.destroy(d.domid);
-      this.forget(d.domid);
+      await this.destroyDomain(d.domid);
     }
     current = current.filter((d) => d.state !== 'paused');
     // One domain per Guest: keep the one status names (else the newest), destroy the rest.
@@ -277,8 +280,7 @@ export class Reconciler {
       const keep = current.find((d) => d.domid === rec.guest.status?.domid) ?? current.reduce((a, b) => (b.createdAt > a.createdAt ? b : a));
       for (const d of current.filter((x) => x !== keep)) {
         this.recorder.warning(key, 'DuplicateDomain', `destroying domain ${d.domid}: domain ${keep.domid} already runs this Guest`);
-        await this.hv.destroy(d.domid);
-        this.forget(d.domid);
+        await this.destroyDomain(d.domid);
       }
       current = [keep];
     }
@@ -358,8 +360,7 @@ export class Reconciler {
     );
     // The exit is on record before the domain goes: a crash in between cannot lose it.
     if (!dom.lost) {
-      await this.hv.destroy(dom.domid);
-      this.forget(dom.domid);
+      await this.destroyDomain(dom.domid);
     }
     return restart ? { requeueAfterMs: delay } : undefined;
   }

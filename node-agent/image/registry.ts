@@ -26,6 +26,17 @@ export interface RegistryOptions {
   userAgent?: string;
 }
 
+/** `--mirror REGISTRY=URL` flags (the agent's and kratactl's) as RegistryOptions.mirrors. */
+export function parseMirrorFlags(flags: readonly string[]): Record<string, string[]> {
+  const mirrors: Record<string, string[]> = {};
+  for (const m of flags) {
+    const eq = m.indexOf('=');
+    if (eq <= 0) throw new Error(`--mirror ${JSON.stringify(m)}: expected REGISTRY=URL`);
+    (mirrors[m.slice(0, eq)] ??= []).push(m.slice(eq + 1));
+  }
+  return mirrors;
+}
+
 /** A registry answer that is final: retrying will not help (404, 401 after auth, a digest mismatch). */
 export class RegistryError extends Error {
   constructor(message: string, readonly status?: number) {
