@@ -18,6 +18,11 @@ export interface FakeBehaviour {
   ignoreShutdown?: boolean;
 }
 
+export interface FakeSnapshot {
+  nextDomid: number;
+  domains: { info: DomainInfo; launch: DomainLaunch }[];
+}
+
 interface FakeDomain {
   info: DomainInfo;
   launch: DomainLaunch;
@@ -38,6 +43,8 @@ export class FakeHypervisor implements Hypervisor {
   orphans: string[] = [];
   behaviour: (launch: DomainLaunch) => FakeBehaviour = () => ({});
   createDelayMs = 0;
+  /** Called after every change of the domain set, with what `restore` takes (simulated hosts persist it). */
+  onChange?: (snapshot: FakeSnapshot) => void;
 
   constructor(
     readonly capacity: { cpus: number; memoryMiB: number } = { cpus: 64, memoryMiB: 1 << 20 },
@@ -70,6 +77,7 @@ export class FakeHypervisor implements Hypervisor {
     const dom: FakeDomain = { info, launch, console: new FakeConsole(), behaviour };
     this.domains.set(domid, dom);
     if (behaviour.output) dom.console.emit(behaviour.output);
+    this.changed();
     if (behaviour.runMs !== undefined) dom.timer = this.clock.setTimeout(() => this.exit(domid, behaviour.signal !== undefined ? { signal: behaviour.signal } : { exitCode: behaviour.exitCode ?? 0 }), behaviour.runMs);
     return structuredClone(info);
   }
@@ -81,6 +89,7 @@ export class FakeHypervisor implements Hypervisor {
     d.timer?.cancel();
     d.info.exit = exit;
     d.info.state = 'shutdown';
+    this.changed();
     this.events.emit('change', domid);
   }
 
@@ -101,6 +110,7 @@ export class FakeHypervisor implements Hypervisor {
     if (!d) return;
     d.timer?.cancel();
     this.domains.delete(domid);
+    this.changed();
     this.events.emit('change', domid);
   }
 
@@ -118,6 +128,21 @@ export class FakeHypervisor implements Hypervisor {
   domain(domid: number): { launch: DomainLaunch; console: FakeConsole; info: DomainInfo } | undefined {
     const d = this.domains.get(domid);
     return d && { launch: d.launch, console: d.console, info: d.info };
+  }
+
+  private changed(): void {
+    this.onChange?.(this.snapshot());
+  }
+
+  /** The domains, as Xen would still hold them after the agent's process dies. */
+  snapshot(): FakeSnapshot {
+    return { nextDomid: this.nextDomid, domains: [...this.domains.values()].map((d) => ({ info: d.info, launch: d.launch })) };
+  }
+
+  /** Domains from a snapshot keep "running" (their scripted behaviour is not re-armed). */
+  restore(s: FakeSnapshot): void {
+    this.nextDomid = Math.max(this.nextDomid, s.nextDomid);
+    for (const d of s.domains) this.domains.set(d.info.domid, { info: d.info, launch: d.launch, console: new FakeConsole(), behaviour: {} });
   }
 
   get count(): number {

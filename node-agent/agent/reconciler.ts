@@ -51,6 +51,8 @@ export interface ReconcilerOptions {
   bootFileDirs?: string[];
   /** Called after each reconcile with its duration (metrics). */
   observe?: (ms: number, error?: unknown) => void;
+  /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
+  writeConfigDisk?: typeof writeConfigDisk;
 }
 
 const RESTART_BASE_MS = 10_000;
@@ -473,7 +475,7 @@ export class Reconciler {
       throw e;
     }
     const disk = join(this.disksDir, `${uid}.sqfs`);
-    await writeConfigDisk(disk, launchConfig);
+    await (this.opts.writeConfigDisk ?? writeConfigDisk)(disk, launchConfig);
     // Domain.
     const ns = g.metadata.namespace ?? 'default';
     const readable = `krata-${ns}-${g.metadata.name}`;

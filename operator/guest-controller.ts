@@ -1,0 +1,276 @@
+// The Guest controller: one idempotent, level-triggered reconcile(key) in controller-runtime's shape.
+// Each pass reads the Guest from the informer's cache and the agent's latest report, then moves the
+// world one step: finalizer, placement (recorded in status.node before any host hears of the Guest,
+// so a crash cannot place it twice), the host's desired record in Redis, the status the user sees,
+// and Events for placement, phase changes and failures. Spec is never written.
+import type { StatusReport } from '../cluster/contract.js';
+import { fieldOf } from '../cluster/contract.js';
+import type { Guest, GuestStatus, XenHost } from '../crds/generated/types.js';
+import { WorkQueue, type HandlerResult } from '../node-agent/agent/work-queue.js';
+import { systemClock } from '../node-agent/agent/hypervisor.js';
+import { desiredRecord, type DesiredPublisher } from './desired-publisher.js';
+import { deriveStatus, statusChanged } from './guest-status.js';
+import type { HostTracker } from './host-tracker.js';
+import type { KubeClient } from './kube/client.js';
+import type { Informer } from './kube/informer.js';
+import { guestRequest, place } from './placement.js';
+import type { StatusReports } from './status-reports.js';
+
+export const FINALIZER = 'krata.dev/guest-cleanup';
+/** Set to "true" on a Guest being deleted to drop it without waiting for its host (the host may keep a domain). */
+export const FORCE_DELETE_ANNOTATION = 'krata.dev/force-delete';
+
+export interface GuestControllerOptions {
+  /** Re-place a Guest whose host has not reported for this long (0: never). */
+  rescheduleAfterMs: number;
+  /** Let a Guest being deleted go when its host has not reported for this long (0: never). */
+  forceDeleteAfterMs: number;
+  workers: number;
+  /** How long a transient status (Creating) waits for the next report before it is written. */
+  settleMs?: number;
+  log?: (msg: string, err?: unknown) => void;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+const keyOf = (g: Guest) => `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`;
+const finished = (s: GuestStatus | undefined) => s?.phase === 'Succeeded' || s?.phase === 'Failed';
+
+export class GuestController {
+  readonly queue: WorkQueue;
+  /** Placements made by this process that the cache may not show yet: key → host and uid. */
+  private readonly assigned = new Map<string, { host: string; uid: string }>();
+  /** What each placed Guest holds on its host, for placement's arithmetic: key → host and request. */
+  private readonly holds = new Map<string, { host: string; cpus: number; memoryMiB: number }>();
+  private readonly allocation = new Map<string, { cpus: number; memoryMiB: number }>();
+  /** Last unschedulable reason reported per key (one FailedScheduling Event per change, not per retry). */
+  private readonly unschedulable = new Map<string, string>();
+  /** When this process last wrote a Guest's status (ms), to let transient phases settle. */
+  private readonly lastWrite = new Map<string, number>();
+  reconciles = 0;
+
+  constructor(
+    private readonly kube: KubeClient,
+    private readonly guests: Informer<Guest>,
+    private readonly hosts: Informer<XenHost>,
+    private readonly tracker: HostTracker,
+    private readonly publisher: DesiredPublisher,
+    private readonly reports: StatusReports,
+    private readonly opts: GuestControllerOptions,
+  ) {
+    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: opts.workers, clock: systemClock, baseDelayMs: 200, maxDelayMs: 60_000 }, (key, err, retry) =>
+      opts.log?.(`reconcile ${key} failed; retrying in ${retry} ms`, err),
+    );
+  }
+
+  /** The node a Guest is on: its status, or a placement this process made that the cache lags behind. */
+  nodeOf(g: Guest): string | undefined {
+    const a = this.assigned.get(keyOf(g));
+    if (a && a.uid === g.metadata.uid) return a.host;
+    return g.status?.node;
+  }
+
+  /** Keeps the per-host allocation current; called for every Guest the cache shows and every placement. */
+  track(g: Guest | undefined, key: string): void {
+    const old = this.holds.get(key);
+    const host = g && !finished(g.status) ? this.nodeOf(g) : undefined;
+    const req = g && host ? guestRequest(g) : undefined;
+    if (old && host === old.host && req && req.cpus === old.cpus && req.memoryMiB === old.memoryMiB) return;
+    if (old) this.adjust(old.host, -old.cpus, -old.memoryMiB);
+    if (host && req) {
+      this.holds.set(key, { host, ...req });
+      this.adjust(host, req.cpus, req.memoryMiB);
+    } else this.holds.delete(key);
+  }
+
+  private adjust(host: string, cpus: number, memoryMiB: number): void {
+    const a = this.allocation.get(host) ?? { cpus: 0, memoryMiB: 0 };
+    a.cpus += cpus;
+    a.memoryMiB += memoryMiB;
+    this.allocation.set(host, a);
+  }
+
+  allocated(host: string): { cpus: number; memoryMiB: number } {
+    return this.allocation.get(host) ?? { cpus: 0, memoryMiB: 0 };
+  }
+
+  /** Every placed Guest's record, by host: what Redis should hold (for a republish). */
+  desiredState(): Map<string, Map<string, ReturnType<typeof desiredRecord>>> {
+    const want = new Map<string, Map<string, ReturnType<typeof desiredRecord>>>();
+    for (const g of this.guests.list()) {
+      const host = this.nodeOf(g);
+      if (!host || !g.metadata.finalizers?.includes(FINALIZER)) continue;
+      if (!want.has(host)) want.set(host, new Map());
+      want.get(host)!.set(keyOf(g), desiredRecord(g));
+    }
+    return want;
+  }
+
+  /** Guests on `host` (to react to its readiness) and Guests waiting for placement (a host may fit now). */
+  enqueueForHost(host: string): void {
+    for (const g of this.guests.list()) {
+      const node = this.nodeOf(g);
+      if (node === host || !node) this.queue.add(keyOf(g));
+    }
+  }
+
+  async reconcile(key: string): Promise<HandlerResult> {
+    this.reconciles++;
+    const g = this.guests.get(key);
+    if (!g) return this.forgetGone(key);
+    this.track(g, key);
+    const uid = g.metadata.uid!;
+    const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
+    const a = this.assigned.get(key);
+    if (a && (a.uid !== uid || g.status?.node === a.host)) this.assigned.delete(key);
+    let node = this.nodeOf(g);
+
+    if (g.metadata.deletionTimestamp) return this.finalize(g, key, node);
+    if (!g.metadata.finalizers?.includes(FINALIZER)) {
+      await this.kube.setGuestFinalizers(namespace, name, [...(g.metadata.finalizers ?? []), FINALIZER], g.metadata.resourceVersion!);
+      return; // the update comes back through the informer
+    }
+
+    // Placement, and re-placement off a host that is gone or has stopped reporting for too long.
+    if (node && !g.spec.nodeName && !finished(g.status)) {
+      const hostGone = !this.hosts.get(node);
+      const silent = this.opts.rescheduleAfterMs > 0 && this.tracker.notReadyForMs(node) >= this.opts.rescheduleAfterMs;
+      if (hostGone || silent) {
+        const why = hostGone ? `XenHost ${node} was deleted` : `${node} has not reported for ${Math.round(this.tracker.notReadyForMs(node) / 1000)} s`;
+        await this.publisher.set(node, namespace, name, undefined, uid);
+        await this.reports.forget(node, key);
+        this.kube.createEvent(this.event(g, 'Warning', 'Rescheduling', `${why}; placing the guest again`));
+        node = undefined;
+        this.assigned.delete(key);
+        this.assignedNone(g, key);
+      }
+    }
+    let unschedulable: { reason: string; message: string } | undefined;
+    if (!node) {
+      const p = place(g, this.tracker.views((h) => this.allocated(h)));
+      if ('host' in p) {
+        node = p.host;
+        this.assigned.set(key, { host: node, uid });
+        this.unschedulable.delete(key);
+        this.track(g, key);
+        this.kube.createEvent(this.event(g, 'Normal', 'Scheduled', `placed on ${node}`));
+      } else {
+        unschedulable = { reason: p.reason, message: p.message };
+        const said = `${p.reason}:${p.message}`;
+        if (this.unschedulable.get(key) !== said) {
+          this.unschedulable.set(key, said);
+          this.kube.createEvent(this.event(g, 'Warning', 'FailedScheduling', p.message));
+        }
+      }
+    }
+
+    const report = node ? this.reports.from(node, key) : undefined;
+    const next = deriveStatus({ guest: g, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: iso(Date.now()) });
+    let requeue: number | undefined = unschedulable ? 30_000 : undefined;
+    if (statusChanged(g.status, next)) {
+      // A transient phase is written only if no newer report follows soon: fewer writes, same outcome.
+      const settle = this.opts.settleMs ?? 1000;
+      const since = Date.now() - (this.lastWrite.get(key) ?? 0);
+      if (next.phase === 'Creating' && g.status?.node === node && since < settle) requeue = settle - since;
+      else await this.writeStatus(g, next, key);
+    }
+    // Published only after status.node is stored: a host never runs a Guest the API does not place there.
+    if (node && (g.status?.node === node || this.lastWrite.has(key))) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
+    return requeue === undefined ? undefined : { requeueAfterMs: requeue };
+  }
+
+  private assignedNone(g: Guest, key: string): void {
+    this.holds.get(key) && this.track({ ...g, status: { ...g.status, node: undefined } }, key);
+  }
+
+  private async writeStatus(g: Guest, next: GuestStatus, key: string): Promise<void> {
+    const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
+    await this.kube.applyGuestStatus(namespace, name, next, { uid: g.metadata.uid! });
+    this.lastWrite.set(key, Date.now());
+    const before = g.status?.phase;
+    const warn = next.reason && next.reason !== g.status?.reason && ['Pending', 'Failed', 'Unknown'].includes(next.phase ?? '') && next.reason !== 'WaitingForHost';
+    if (before !== next.phase || warn) {
+      const e = phaseEvent(next);
+      if (e) this.kube.createEvent(this.event(g, e.type, e.reason, e.message));
+    }
+  }
+
+  /** Deletion: the host tears the Guest down and reports it gone; then the finalizer goes. */
+  private async finalize(g: Guest, key: string, node: string | undefined): Promise<HandlerResult> {
+    if (!g.metadata.finalizers?.includes(FINALIZER)) return;
+    const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
+    const uid = g.metadata.uid!;
+    if (node) {
+      const report: StatusReport | undefined = this.reports.from(node, key);
+      const gone = report?.uid === uid && report.status === null;
+      const hostGone = !this.hosts.get(node);
+      const silentMs = this.tracker.notReadyForMs(node);
+      const forced = g.metadata.annotations?.[FORCE_DELETE_ANNOTATION] === 'true';
+      const timedOut = this.opts.forceDeleteAfterMs > 0 && silentMs >= this.opts.forceDeleteAfterMs;
+      if (!gone && !hostGone && !forced && !timedOut) {
+        await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
+        const next = deriveStatus({ guest: g, node, report, hostReady: this.tracker.ready(node), now: iso(Date.now()) });
+        if (report?.uid === uid && report.status && statusChanged(g.status, next)) await this.writeStatus(g, next, key);
+        // Rechecked for the force-delete timeout; a report ends the wait sooner.
+        return { requeueAfterMs: 15_000 };
+      }
+      if (!gone) {
+        const why = hostGone ? `XenHost ${node} no longer exists` : forced ? `annotation ${FORCE_DELETE_ANNOTATION}` : `${node} has not reported for ${Math.round(silentMs / 1000)} s`;
+        this.kube.createEvent(this.event(g, 'Warning', 'ForceDeleted', `${why}: removed without confirmation from the host; if ${node} comes back, its agent removes the domain`));
+      }
+      await this.publisher.set(node, namespace, name, undefined, uid);
+      await this.reports.forget(node, key);
+    }
+    await this.kube.setGuestFinalizers(namespace, name, (g.metadata.finalizers ?? []).filter((f) => f !== FINALIZER), g.metadata.resourceVersion!);
+    return;
+  }
+
+  /** The object is gone (deleted, or its finalizer removed by hand): its host must forget it too. */
+  private async forgetGone(key: string): Promise<HandlerResult> {
+    this.track(undefined, key);
+    this.assigned.delete(key);
+    this.unschedulable.delete(key);
+    this.lastWrite.delete(key);
+    const [namespace, name] = key.split('/') as [string, string];
+    for (const host of this.publisher.hosts()) {
+      const json = this.publisher.published(host, fieldOf(namespace, name));
+      if (json === undefined) continue;
+      const uid = (JSON.parse(json) as { uid: string }).uid;
+      await this.publisher.set(host, namespace, name, undefined, uid);
+      await this.reports.forget(host, key);
+    }
+    return;
+  }
+
+  private event(g: Guest, type: 'Normal' | 'Warning', reason: string, message: string) {
+    return {
+      namespace: g.metadata.namespace ?? 'default',
+      involved: { kind: 'Guest', apiVersion: g.apiVersion, namespace: g.metadata.namespace ?? 'default', name: g.metadata.name, uid: g.metadata.uid!, resourceVersion: g.metadata.resourceVersion },
+      type,
+      reason,
+      message,
+    };
+  }
+}
+
+/** The Event a status change deserves, like the kubelet's (Started, Killing, BackOff, Failed ...). */
+export function phaseEvent(s: GuestStatus): { type: 'Normal' | 'Warning'; reason: string; message: string } | undefined {
+  const msg = s.message ? `: ${s.message}` : '';
+  switch (s.phase) {
+    case 'Running':
+      return { type: 'Normal', reason: 'Started', message: `running on ${s.node}${s.domid !== undefined ? ` as domain ${s.domid}` : ''}` };
+    case 'Creating':
+      return { type: 'Normal', reason: 'Creating', message: `preparing the image, network and domain on ${s.node}` };
+    case 'Succeeded':
+      return { type: 'Normal', reason: 'Completed', message: `the process exited with status ${s.exitCode ?? 0}` };
+    case 'Failed':
+      return { type: 'Warning', reason: s.reason ?? 'Failed', message: `the guest failed${msg}` };
+    case 'Terminating':
+      return { type: 'Normal', reason: 'Killing', message: `stopping the guest on ${s.node}` };
+    case 'Unknown':
+      return { type: 'Warning', reason: 'NodeNotReady', message: `the node agent on ${s.node} is not reporting` };
+    case 'Pending':
+      return s.reason && s.reason !== 'Pending' && s.reason !== 'WaitingForHost' ? { type: 'Warning', reason: s.reason, message: s.message ?? s.reason } : undefined;
+    default:
+      return undefined;
+  }
+}

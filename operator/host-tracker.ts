@@ -1,0 +1,159 @@
+// The hosts as the operator sees them: XenHost objects (labels, spec) joined with the agents'
+// heartbeats from Redis. Polls the heartbeat keys (one MGET for all hosts), registers a XenHost for an
+// agent that heartbeats under a name Kubernetes does not know yet (agents have no credentials, so the
+// operator registers them, as a kubelet registers its Node), notices readiness changes, and writes
+// each XenHost's status when it changes (the heartbeat time at most once a minute: cheap for etcd).
+import type { Redis } from 'ioredis';
+import { heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
+import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
+import { quantityValue } from '../crds/quantity.js';
+import type { HostView } from './placement.js';
+
+export interface HostState {
+  heartbeat?: Heartbeat;
+  ready: boolean;
+  /** When readiness last changed, as this process observed it (ms). */
+  since: number;
+}
+
+/** How stale a written heartbeatTime may get before it is refreshed anyway. */
+const HEARTBEAT_WRITE_MS = 60_000;
+const MiB = 1024n * 1024n;
+
+export class HostTracker {
+  private readonly states = new Map<string, HostState>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly opts: {
+      hosts: () => readonly XenHost[];
+      getHost: (name: string) => XenHost | undefined;
+      register: (name: string) => Promise<void>;
+      writeStatus: (name: string, status: XenHostStatus) => Promise<void>;
+      /** A host's readiness changed (or it was first seen). */
+      onReadyChange: (name: string, ready: boolean) => void;
+      now?: () => number;
+      log?: (msg: string, err?: unknown) => void;
+    },
+  ) {}
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  state(name: string): HostState | undefined {
+    return this.states.get(name);
+  }
+
+  ready(name: string): boolean {
+    return this.states.get(name)?.ready ?? false;
+  }
+
+  /** How long the host has been not ready (0 when ready or never seen ready or not). */
+  notReadyForMs(name: string): number {
+    const s = this.states.get(name);
+    return s && !s.ready ? this.now() - s.since : 0;
+  }
+
+  /** One poll: heartbeats in, readiness changes out, registration of new hosts, status writes. */
+  async poll(): Promise<void> {
+    const known = this.opts.hosts().map((h) => h.metadata.name);
+    const names = new Set(known);
+    // Agents that heartbeat without a XenHost yet.
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', 'krata:host:*:heartbeat', 'COUNT', 1000);
+      cursor = next;
+      for (const k of keys) {
+        const name = k.slice('krata:host:'.length, -':heartbeat'.length);
+        if (!names.has(name)) {
+          names.add(name);
+          try {
+            await this.opts.register(name);
+          } catch (e) {
+            this.opts.log?.(`registering XenHost ${name} failed`, e);
+          }
+        }
+      }
+    } while (cursor !== '0');
+    const list = [...names];
+    const raw = list.length ? await this.redis.mget(list.map(heartbeatKey)) : [];
+    const now = this.now();
+    list.forEach((name, i) => {
+      let hb: Heartbeat | undefined;
+      try {
+        hb = raw[i] ? parseHeartbeat(raw[i]!) : undefined;
+        if (hb && hb.host !== name) hb = undefined;
+      } catch {
+        this.opts.log?.(`malformed heartbeat from ${name}`);
+      }
+      const old = this.states.get(name);
+      const ready = !!hb;
+      this.states.set(name, { heartbeat: hb, ready, since: old && old.ready === ready ? old.since : now });
+      if (!old || old.ready !== ready) this.opts.onReadyChange(name, ready);
+    });
+    for (const name of [...this.states.keys()]) if (!names.has(name)) this.states.delete(name);
+    await Promise.all(known.map((name) => this.writeStatus(name).catch((e) => this.opts.log?.(`status of XenHost ${name}`, e))));
+  }
+
+  private async writeStatus(name: string): Promise<void> {
+    const host = this.opts.getHost(name);
+    const st = this.states.get(name);
+    if (!host || !st) return;
+    const next = hostStatus(host, st, new Date(this.now()).toISOString().replace(/\.\d+Z$/, 'Z'));
+    const cur = host.status ?? {};
+    const { heartbeatTime: curTime, ...curRest } = cur;
+    const { heartbeatTime: nextTime, ...nextRest } = next;
+    const stale = !curTime || !nextTime || Date.parse(nextTime) - Date.parse(curTime) >= HEARTBEAT_WRITE_MS;
+    if (JSON.stringify(curRest) === JSON.stringify(nextRest) && (!st.ready || !stale || curTime === nextTime)) return;
+    await this.opts.writeStatus(name, next);
+  }
+
+  /** Placement's view of every host. `allocated` comes from the caller (the Guests it placed). */
+  views(allocated: (name: string) => { cpus: number; memoryMiB: number }): HostView[] {
+    return this.opts.hosts().map((h) => {
+      const st = this.states.get(h.metadata.name);
+      return {
+        name: h.metadata.name,
+        labels: h.metadata.labels ?? {},
+        unschedulable: h.spec.unschedulable,
+        ready: st?.ready ?? false,
+        allocatable: allocatable(h, st?.heartbeat),
+        allocated: allocated(h.metadata.name),
+      };
+    });
+  }
+}
+
+/** capacity − spec.reserved; nothing before the first heartbeat. */
+export function allocatable(h: XenHost, hb: Heartbeat | undefined): { cpus: number; memoryMiB: number } {
+  if (!hb) return { cpus: 0, memoryMiB: 0 };
+  const reservedMiB = Number((quantityValue(h.spec.reserved?.memory ?? 0) ?? 0n) / MiB);
+  return { cpus: Math.max(0, hb.capacity.cpus - (h.spec.reserved?.cpus ?? 0)), memoryMiB: Math.max(0, hb.capacity.memoryMiB - reservedMiB) };
+}
+
+export function hostStatus(h: XenHost, st: HostState, now: string): XenHostStatus {
+  const hb = st.heartbeat;
+  const old = h.status?.conditions?.find((c) => c.type === 'Ready');
+  const status: Condition['status'] = st.ready ? 'True' : 'Unknown';
+  const reason = st.ready ? 'AgentReporting' : 'AgentNotReporting';
+  const ready: Condition = {
+    type: 'Ready',
+    status,
+    lastTransitionTime: old && old.status === status ? old.lastTransitionTime : now,
+    reason,
+    message: st.ready ? `krata-node-agent ${hb!.agentVersion} is reporting` : 'no heartbeat from the node agent in the last 40 s',
+  };
+  if (!hb) return { ...(h.status ?? {}), conditions: [ready] };
+  const a = allocatable(h, hb);
+  return {
+    capacity: { cpus: hb.capacity.cpus, memory: `${hb.capacity.memoryMiB}Mi` },
+    allocatable: { cpus: a.cpus, memory: `${a.memoryMiB}Mi` },
+    xenVersion: hb.xenVersion,
+    agentVersion: hb.agentVersion,
+    kernelVersion: hb.kernelVersion,
+    guests: hb.running,
+    heartbeatTime: hb.time.replace(/\.\d+Z$/, 'Z'),
+    conditions: [ready],
+  };
+}

@@ -1,0 +1,165 @@
+// Cluster mode end to end, every component real except the hypervisor: a kube-apiserver on etcd,
+// Redis, two operator replicas with leader election, and five node agents in cluster mode on the test
+// double (one process each, fake domains saved as Xen would keep them). 100 Guests are placed, run and
+// report addresses while Redis, the leading operator and an agent are killed and restarted; then
+// everything is deleted and every finalizer clears and every host is empty.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Guest } from '../../crds/generated/types.js';
+import type { FakeSnapshot } from '../../node-agent/agent/fake-hypervisor.js';
+import { FINALIZER } from '../../operator/guest-controller.js';
+import { newGuest, startKube, waitFor, type TestKube } from '../../operator/kube/testing.js';
+import { startRedis } from '../redis.js';
+
+const dist = join(fileURLToPath(import.meta.url), '../../..');
+const HOSTS = ['xen-a', 'xen-b', 'xen-c', 'xen-d', 'xen-e'];
+const GUESTS = 100;
+
+let kube: TestKube;
+let redis: Awaited<ReturnType<typeof startRedis>>;
+const work = mkdtempSync(join(tmpdir(), 'krata-cluster-test-'));
+const procs = new Map<string, ChildProcess>();
+const logs = new Map<string, string[]>();
+
+function start(name: string, args: string[]): ChildProcess {
+  const p = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const lines: string[] = logs.get(name) ?? [];
+  logs.set(name, lines);
+  const keep = (d: Buffer) => {
+    lines.push(...d.toString().split('\n').filter(Boolean));
+    if (lines.length > 400) lines.splice(0, lines.length - 400);
+  };
+  p.stdout!.on('data', keep);
+  p.stderr!.on('data', keep);
+  procs.set(name, p);
+  return p;
+}
+
+async function kill(name: string): Promise<void> {
+  const p = procs.get(name);
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+const startAgent = (host: string) => start(host, [join(dist, 'test/cluster/sim-hosts.js'), '--redis', redis.url, '--state', join(work, 'hosts'), '--hosts', host, '--persist']);
+const startOperator = (id: string) =>
+  start(id, [join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', redis.url, '--leader-elect', '--lease-namespace', 'default', '--identity', id, '--health-addr', 'off', '--metrics-addr', 'off', '--workers', '8']);
+
+function domains(host: string): FakeSnapshot['domains'] {
+  const f = join(work, 'hosts', host, 'fake-domains.json');
+  return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as FakeSnapshot).domains : [];
+}
+
+async function guests(): Promise<Guest[]> {
+  const out: Guest[] = [];
+  let cont: string | undefined;
+  do {
+    const page = await kube.client.listGuests({ limit: 500, ...(cont ? { continue: cont } : {}) });
+    out.push(...page.items);
+    cont = page.continue;
+  } while (cont);
+  return out;
+}
+
+async function leader(): Promise<string | undefined> {
+  const lease = await kube.client.request<{ spec?: { holderIdentity?: string } }>('GET', '/apis/coordination.k8s.io/v1/namespaces/default/leases/krata-operator').catch(() => undefined);
+  return lease?.spec?.holderIdentity || undefined;
+}
+
+function dump(): string {
+  return [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-30).join('\n')}`).join('\n');
+}
+
+before(async () => {
+  [kube, redis] = await Promise.all([startKube(), startRedis()]);
+  for (const h of HOSTS) startAgent(h);
+  startOperator('op-1');
+  startOperator('op-2');
+});
+
+after(async () => {
+  for (const n of procs.keys()) await kill(n);
+  await redis?.stop();
+  await kube?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('100 Guests across 5 agents converge through Redis, operator and agent failures, and are deleted cleanly', { timeout: 600_000 }, async () => {
+  // The agents register their XenHosts through the operator (they hold no Kubernetes credentials).
+  await waitFor(async () => (await kube.client.listXenHosts()).items.filter((h) => h.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === HOSTS.length, 'five ready XenHosts', 60_000).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${dump()}`);
+  });
+
+  const creates: Promise<unknown>[] = [];
+  for (let i = 0; i < GUESTS; i++) {
+    const g = newGuest(`g-${i}`);
+    g.spec = { image: 'example.test/app:1', resources: { cpus: 1, memory: '64Mi' } } as Guest['spec'];
+    if (i === 7) g.spec.nodeName = 'xen-c';
+    creates.push(kube.client.createGuest(g));
+  }
+  await Promise.all(creates);
+
+  // Mid-way: once some Guests run, kill everything but the apiserver, one piece at a time.
+  await waitFor(async () => (await guests()).filter((g) => g.status?.phase === 'Running').length >= 20, '20 running', 120_000).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${dump()}`);
+  });
+  await redis.kill();
+  await redis.restart(); // empty: the operator must republish from Kubernetes
+  const first = await leader();
+  assert.ok(first, 'a leader holds the lease');
+  await kill(first!);
+  await kill('xen-b');
+  startAgent('xen-b');
+  startOperator(first!);
+
+  const all = await waitFor(
+    async () => {
+      const list = await guests();
+      return list.length === GUESTS && list.every((g) => g.status?.phase === 'Running' && g.status.addresses?.ipv4 && g.status.observedGeneration === g.metadata.generation) ? list : undefined;
+    },
+    'all 100 guests Running with addresses',
+    240_000,
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${dump()}`);
+  });
+  assert.notEqual(await leader(), undefined);
+  // Placement: spread over all five hosts, the pinned one where it was pinned, each status naming its host.
+  const byHost = new Map<string, number>();
+  for (const g of all) byHost.set(g.status!.node!, (byHost.get(g.status!.node!) ?? 0) + 1);
+  assert.deepEqual([...byHost.keys()].sort(), HOSTS);
+  assert.equal(all.find((g) => g.metadata.name === 'g-7')!.status!.node, 'xen-c');
+  for (const g of all) {
+    assert.ok(g.metadata.finalizers?.includes(FINALIZER));
+    assert.ok(g.status!.conditions!.some((c) => c.type === 'Ready' && c.status === 'True'));
+    assert.ok(g.status!.conditions!.some((c) => c.type === 'Scheduled' && c.status === 'True'));
+  }
+  // Nothing duplicated, nothing lost: exactly one domain per Guest, on the host its status names.
+  await waitFor(() => HOSTS.reduce((n, h) => n + domains(h).length, 0) === GUESTS, 'one domain per guest', 30_000);
+  const seen = new Map<string, string>();
+  for (const h of HOSTS) {
+    for (const d of domains(h)) {
+      assert.equal(seen.has(d.info.guestUid), false, `guest ${d.info.guestKey} has two domains`);
+      seen.set(d.info.guestUid, h);
+    }
+  }
+  for (const g of all) assert.equal(seen.get(g.metadata.uid!), g.status!.node, `${g.metadata.name}'s domain is on its node`);
+
+  // kubectl wait reads the Ready condition (GitOps tools read the same conditions).
+  const wait = spawnSync('kubectl', ['--kubeconfig', kube.env.kubeconfig, 'wait', '--for=condition=Ready', 'guest/g-1', 'guest/g-99', '--timeout=30s'], { encoding: 'utf8' });
+  assert.equal(wait.status, 0, wait.stderr);
+
+  // Delete everything: finalizers clear once each host has torn its guest down, and hosts end empty.
+  const del = spawnSync('kubectl', ['--kubeconfig', kube.env.kubeconfig, 'delete', 'guests', '--all', '--wait=false'], { encoding: 'utf8' });
+  assert.equal(del.status, 0, del.stderr);
+  await waitFor(async () => (await guests()).length === 0, 'every Guest gone', 180_000).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${dump()}`);
+  });
+  await waitFor(() => HOSTS.every((h) => domains(h).length === 0), 'every host empty', 30_000);
+});

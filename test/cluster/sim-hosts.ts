@@ -1,0 +1,118 @@
+// Simulated Xen hosts for the operator's tests and benchmark: each host is a real node agent in
+// cluster mode (store, reconciler, Redis follower, status publisher, heartbeat) on the test-double
+// hypervisor, with a stand-in image provider and config-disk writer (no registry, no mksquashfs).
+// Many hosts share one process; the fake domains of each host are saved on every change, so killing
+// the process and starting it again behaves like an agent restart on a machine whose domains live on.
+//
+//   node dist/test/cluster/sim-hosts.js --redis URL --state DIR --hosts h1,h2 | --count N [--prefix host-]
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../../node-agent/atomic-file.js';
+import { EventRecorder } from '../../node-agent/agent/events.js';
+import { FakeHypervisor, type FakeSnapshot } from '../../node-agent/agent/fake-hypervisor.js';
+import { GuestStore } from '../../node-agent/agent/guest-store.js';
+import { systemClock } from '../../node-agent/agent/hypervisor.js';
+import { Ipam } from '../../node-agent/agent/ipam.js';
+import { Reconciler, type ImageProvider } from '../../node-agent/agent/reconciler.js';
+import { startClusterMode, type ClusterMode } from '../../node-agent/cluster/cluster-mode.js';
+import { redisOptions } from '../../node-agent/cluster/redis-link.js';
+
+export interface SimHostsOptions {
+  redisUrl: string;
+  state: string;
+  hosts: string[];
+  cpus?: number;
+  memoryMiB?: number;
+  /** Persist fake domains (restart tests); off for benchmarks. */
+  persistDomains?: boolean;
+  log?: (msg: string) => void;
+}
+
+export interface SimHost {
+  name: string;
+  hv: FakeHypervisor;
+  store: GuestStore;
+  reconciler: Reconciler;
+  cluster: ClusterMode;
+}
+
+class StandInImages implements ImageProvider {
+  constructor(private readonly path: string) {
+    if (!existsSync(path)) writeFileSync(path, 'stand-in image');
+  }
+  async ensure() {
+    return { digest: `sha256:${'5e'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] } };
+  }
+}
+
+export function startSimHosts(o: SimHostsOptions): { hosts: SimHost[]; stop(): Promise<void> } {
+  mkdirSync(o.state, { recursive: true });
+  const images = new StandInImages(join(o.state, 'image.sqfs'));
+  const logger = { info: () => undefined, warn: (...a: unknown[]) => o.log?.(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ')), error: (...a: unknown[]) => o.log?.(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ')), debug: () => undefined };
+  const hosts = o.hosts.map((name): SimHost => {
+    const dir = join(o.state, name);
+    mkdirSync(dir, { recursive: true });
+    const hv = new FakeHypervisor({ cpus: o.cpus ?? 64, memoryMiB: o.memoryMiB ?? 262_144 });
+    const domainsFile = join(dir, 'fake-domains.json');
+    if (o.persistDomains) {
+      if (existsSync(domainsFile)) hv.restore(JSON.parse(readFileSync(domainsFile, 'utf8')) as FakeSnapshot);
+      hv.onChange = (snap) => writeFileAtomic(domainsFile, JSON.stringify(snap), 0o600);
+    }
+    const store = new GuestStore(dir);
+    const recorder = new EventRecorder(systemClock, 20);
+    const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, systemClock, {
+      stateDir: dir,
+      kernel: '/boot/vmlinuz',
+      initrd: '/boot/initrd',
+      nodeName: name,
+      resyncMs: 60_000,
+      writeConfigDisk: async (out, config) => writeFileSync(out, JSON.stringify(config)),
+    });
+    reconciler.run();
+    const cluster = startClusterMode({ redis: redisOptions(o.redisUrl), redisName: o.redisUrl, host: name, store, hv, log: logger as never });
+    return { name, hv, store, reconciler, cluster };
+  });
+  return {
+    hosts,
+    async stop() {
+      await Promise.all(hosts.map((h) => h.cluster.stop()));
+      for (const h of hosts) h.reconciler.stop();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      redis: { type: 'string' },
+      state: { type: 'string' },
+      hosts: { type: 'string' },
+      count: { type: 'string' },
+      prefix: { type: 'string', default: 'host-' },
+      persist: { type: 'boolean', default: false },
+      'memory-mib': { type: 'string' },
+    },
+  });
+  const hosts = values.hosts ? values.hosts.split(',') : Array.from({ length: Number(values.count ?? 1) }, (_, i) => `${values.prefix}${i + 1}`);
+  const sim = startSimHosts({
+    redisUrl: values.redis!,
+    state: values.state!,
+    hosts,
+    persistDomains: values.persist,
+    ...(values['memory-mib'] ? { memoryMiB: Number(values['memory-mib']) } : {}),
+    log: (m) => console.error(m),
+  });
+  console.log(JSON.stringify({ ready: hosts.length }));
+  // Counters on request: the parent writes a line on stdin, we answer with the hosts' state.
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', () => {
+    const out = sim.hosts.map((h) => ({ host: h.name, guests: h.store.keys().length, running: h.store.list().filter((g) => g.status?.phase === 'Running').length, domains: h.hv.count, creates: h.hv.calls.create }));
+    console.log(JSON.stringify({ hosts: out }));
+  });
+  process.stdin.on('end', () => void sim.stop().then(() => process.exit(0)));
+  process.once('SIGTERM', () => void sim.stop().then(() => process.exit(0)));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) void main();
