@@ -6,6 +6,7 @@ import { repoRoot } from '../crds/codegen/paths.js';
 import { agentBench } from './agent.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
+import { operatorBench } from './operator.js';
 
 const root = repoRoot();
 const benches: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
@@ -24,6 +25,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   agent: () => agentBench(),
   /** Pull + pack of a ~150 MB, 5-layer image from a local registry vs skopeo copy + umoci unpack + mksquashfs. */
   image: () => imageBench(),
+  /** 10,000 Guests on 100 simulated hosts through a real apiserver and Redis: converge time, operator RSS, writes per Guest. */
+  operator: () => operatorBench(),
 };
 
 const name = process.argv[2];

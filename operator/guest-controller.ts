@@ -17,6 +17,8 @@ import { guestRequest, place } from './placement.js';
 import type { StatusReports } from './status-reports.js';
 
 export const FINALIZER = 'krata.dev/guest-cleanup';
+/** The XenHost a Guest is placed on, written with the finalizer (status.node shows it too). */
+export const NODE_ANNOTATION = 'krata.dev/node';
 /** Set to "true" on a Guest being deleted to drop it without waiting for its host (the host may keep a domain). */
 export const FORCE_DELETE_ANNOTATION = 'krata.dev/force-delete';
 
@@ -44,8 +46,8 @@ export class GuestController {
   private readonly allocation = new Map<string, { cpus: number; memoryMiB: number }>();
   /** Last unschedulable reason reported per key (one FailedScheduling Event per change, not per retry). */
   private readonly unschedulable = new Map<string, string>();
-  /** When this process last wrote a Guest's status (ms), to let transient phases settle. */
-  private readonly lastWrite = new Map<string, number>();
+  /** Since when a transient status has been waiting to be written (ms). */
+  private readonly pendingSince = new Map<string, number>();
   reconciles = 0;
 
   constructor(
@@ -62,11 +64,11 @@ export class GuestController {
     );
   }
 
-  /** The node a Guest is on: its status, or a placement this process made that the cache lags behind. */
+  /** The node a Guest is on: its placement annotation, or a (re)placement this process made that the cache lags behind. */
   nodeOf(g: Guest): string | undefined {
     const a = this.assigned.get(keyOf(g));
-    if (a && a.uid === g.metadata.uid) return a.host;
-    return g.status?.node;
+    if (a && a.uid === g.metadata.uid) return a.host || undefined;
+    return g.metadata.annotations?.[NODE_ANNOTATION] || undefined;
   }
 
   /** Keeps the per-host allocation current; called for every Guest the cache shows and every placement. */
@@ -121,16 +123,12 @@ export class GuestController {
     const uid = g.metadata.uid!;
     const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
     const a = this.assigned.get(key);
-    if (a && (a.uid !== uid || g.status?.node === a.host)) this.assigned.delete(key);
+    if (a && (a.uid !== uid || g.metadata.annotations?.[NODE_ANNOTATION] === a.host)) this.assigned.delete(key);
     let node = this.nodeOf(g);
 
     if (g.metadata.deletionTimestamp) return this.finalize(g, key, node);
-    if (!g.metadata.finalizers?.includes(FINALIZER)) {
-      await this.kube.setGuestFinalizers(namespace, name, [...(g.metadata.finalizers ?? []), FINALIZER], g.metadata.resourceVersion!);
-      return; // the update comes back through the informer
-    }
 
-    // Placement, and re-placement off a host that is gone or has stopped reporting for too long.
+    // Re-placement off a host that is gone or has stopped reporting for too long.
     if (node && !g.spec.nodeName && !finished(g.status)) {
       const hostGone = !this.hosts.get(node);
       const silent = this.opts.rescheduleAfterMs > 0 && this.tracker.notReadyForMs(node) >= this.opts.rescheduleAfterMs;
@@ -140,19 +138,17 @@ export class GuestController {
         await this.reports.forget(node, key);
         this.kube.createEvent(this.event(g, 'Warning', 'Rescheduling', `${why}; placing the guest again`));
         node = undefined;
-        this.assigned.delete(key);
-        this.assignedNone(g, key);
+        this.assigned.set(key, { host: '', uid });
+        this.track(g, key);
       }
     }
     let unschedulable: { reason: string; message: string } | undefined;
+    let placed = false;
     if (!node) {
       const p = place(g, this.tracker.views((h) => this.allocated(h)));
       if ('host' in p) {
         node = p.host;
-        this.assigned.set(key, { host: node, uid });
-        this.unschedulable.delete(key);
-        this.track(g, key);
-        this.kube.createEvent(this.event(g, 'Normal', 'Scheduled', `placed on ${node}`));
+        placed = true;
       } else {
         unschedulable = { reason: p.reason, message: p.message };
         const said = `${p.reason}:${p.message}`;
@@ -163,29 +159,52 @@ export class GuestController {
       }
     }
 
+    // One metadata write holds both our finalizer and the placement, so the placement is durable before
+    // any host hears of the Guest (a crash cannot place it twice) at the cost of a single API write.
+    const hasFinalizer = g.metadata.finalizers?.includes(FINALIZER) ?? false;
+    const annotated = g.metadata.annotations?.[NODE_ANNOTATION];
+    if (!hasFinalizer || (node && annotated !== node)) {
+      await this.kube.patchGuestMetadata(
+        namespace,
+        name,
+        {
+          ...(hasFinalizer ? {} : { finalizers: [...(g.metadata.finalizers ?? []), FINALIZER] }),
+          ...(node && annotated !== node ? { annotations: { [NODE_ANNOTATION]: node } } : {}),
+        },
+        g.metadata.resourceVersion!,
+      );
+      if (placed) {
+        this.assigned.set(key, { host: node!, uid });
+        this.unschedulable.delete(key);
+        this.track(g, key);
+        this.kube.createEvent(this.event(g, 'Normal', 'Scheduled', `placed on ${node}`));
+      }
+    }
+    if (node) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
+
     const report = node ? this.reports.from(node, key) : undefined;
     const next = deriveStatus({ guest: g, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: iso(Date.now()) });
     let requeue: number | undefined = unschedulable ? 30_000 : undefined;
     if (statusChanged(g.status, next)) {
-      // A transient phase is written only if no newer report follows soon: fewer writes, same outcome.
-      const settle = this.opts.settleMs ?? 1000;
-      const since = Date.now() - (this.lastWrite.get(key) ?? 0);
-      if (next.phase === 'Creating' && g.status?.node === node && since < settle) requeue = settle - since;
-      else await this.writeStatus(g, next, key);
-    }
-    // Published only after status.node is stored: a host never runs a Guest the API does not place there.
-    if (node && (g.status?.node === node || this.lastWrite.has(key))) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
+      // A transient status (waiting for the agent, Creating) is written only if it lasts: a report that
+      // follows soon replaces it, and a Guest that starts at once costs one status write, not three.
+      const transient = (next.phase === 'Pending' && !unschedulable && next.conditions?.some((c) => c.type === 'Ready' && c.reason === 'WaitingForHost')) || next.phase === 'Creating';
+      const now = Date.now();
+      const since = this.pendingSince.get(key) ?? now;
+      this.pendingSince.set(key, since);
+      const settle = this.opts.settleMs ?? 2000;
+      if (transient && now - since < settle) requeue = settle - (now - since);
+      else {
+        await this.writeStatus(g, next);
+        this.pendingSince.delete(key);
+      }
+    } else this.pendingSince.delete(key);
     return requeue === undefined ? undefined : { requeueAfterMs: requeue };
   }
 
-  private assignedNone(g: Guest, key: string): void {
-    this.holds.get(key) && this.track({ ...g, status: { ...g.status, node: undefined } }, key);
-  }
-
-  private async writeStatus(g: Guest, next: GuestStatus, key: string): Promise<void> {
+  private async writeStatus(g: Guest, next: GuestStatus): Promise<void> {
     const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
     await this.kube.applyGuestStatus(namespace, name, next, { uid: g.metadata.uid! });
-    this.lastWrite.set(key, Date.now());
     const before = g.status?.phase;
     const warn = next.reason && next.reason !== g.status?.reason && ['Pending', 'Failed', 'Unknown'].includes(next.phase ?? '') && next.reason !== 'WaitingForHost';
     if (before !== next.phase || warn) {
@@ -209,7 +228,7 @@ export class GuestController {
       if (!gone && !hostGone && !forced && !timedOut) {
         await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
         const next = deriveStatus({ guest: g, node, report, hostReady: this.tracker.ready(node), now: iso(Date.now()) });
-        if (report?.uid === uid && report.status && statusChanged(g.status, next)) await this.writeStatus(g, next, key);
+        if (report?.uid === uid && report.status && statusChanged(g.status, next)) await this.writeStatus(g, next);
         // Rechecked for the force-delete timeout; a report ends the wait sooner.
         return { requeueAfterMs: 15_000 };
       }
@@ -229,7 +248,7 @@ export class GuestController {
     this.track(undefined, key);
     this.assigned.delete(key);
     this.unschedulable.delete(key);
-    this.lastWrite.delete(key);
+    this.pendingSince.delete(key);
     const [namespace, name] = key.split('/') as [string, string];
     for (const host of this.publisher.hosts()) {
       const json = this.publisher.published(host, fieldOf(namespace, name));

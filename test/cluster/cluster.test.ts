@@ -50,7 +50,7 @@ async function kill(name: string): Promise<void> {
 
 const startAgent = (host: string) => start(host, [join(dist, 'test/cluster/sim-hosts.js'), '--redis', redis.url, '--state', join(work, 'hosts'), '--hosts', host, '--persist']);
 const startOperator = (id: string) =>
-  start(id, [join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', redis.url, '--leader-elect', '--lease-namespace', 'default', '--identity', id, '--health-addr', 'off', '--metrics-addr', 'off', '--workers', '8']);
+  start(id, [join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', redis.url, '--leader-elect', '--lease-namespace', 'default', '--identity', id, '--health-addr', 'off', '--metrics-addr', 'off', '--workers', '8', '--reschedule-after', '15s', '--force-delete-after', '20s']);
 
 function domains(host: string): FakeSnapshot['domains'] {
   const f = join(work, 'hosts', host, 'fake-domains.json');
@@ -162,4 +162,53 @@ test('100 Guests across 5 agents converge through Redis, operator and agent fail
     throw new Error(`${(e as Error).message}\n${dump()}`);
   });
   await waitFor(() => HOSTS.every((h) => domains(h).length === 0), 'every host empty', 30_000);
+});
+
+test('a Guest nothing fits waits with a reason; a silent host loses its Guests to others; deletion does not wait forever', { timeout: 300_000 }, async () => {
+  const events = async (name: string) =>
+    (await kube.client.request<{ items: { reason: string; message: string; involvedObject: { name: string } }[] }>('GET', '/api/v1/namespaces/default/events')).items.filter((e) => e.involvedObject.name === name);
+  const nowhere = newGuest('nowhere');
+  nowhere.spec = { image: 'example.test/app:1', resources: { cpus: 1, memory: '64Mi' }, nodeSelector: { zone: 'moon' } } as unknown as Guest['spec'];
+  const roaming = newGuest('roaming');
+  roaming.spec = { image: 'example.test/app:1', resources: { cpus: 1, memory: '64Mi' } } as Guest['spec'];
+  const pinned = newGuest('pinned');
+  pinned.spec = { image: 'example.test/app:1', resources: { cpus: 1, memory: '64Mi' }, nodeName: 'xen-e' } as Guest['spec'];
+  await Promise.all([nowhere, pinned].map((g) => kube.client.createGuest(g)));
+  // It runs wherever placement puts it; that host is then taken away.
+  await kube.client.createGuest(roaming);
+  const placed = await waitFor(async () => {
+    const g = await kube.client.getGuest('default', 'roaming');
+    return g.status?.phase === 'Running' ? g.status.node : undefined;
+  }, 'roaming running', 60_000);
+  await waitFor(async () => (await kube.client.getGuest('default', 'pinned')).status?.phase === 'Running', 'pinned running', 60_000);
+
+  const unplaced = await waitFor(async () => {
+    const g = await kube.client.getGuest('default', 'nowhere');
+    return g.status?.conditions?.find((c) => c.type === 'Scheduled' && c.status === 'False');
+  }, 'Scheduled=False', 30_000);
+  assert.equal(unplaced.reason, 'Unschedulable');
+  assert.equal(unplaced.message, "0/5 hosts are available: 5 didn't match nodeSelector");
+  assert.ok((await events('nowhere')).some((e) => e.reason === 'FailedScheduling'));
+
+  // The roaming Guest's host goes silent for good: after the heartbeat TTL (40 s) plus
+  // --reschedule-after (15 s) it runs elsewhere; the old host's copy is dropped from Redis.
+  await kill(placed!);
+  const moved = await waitFor(async () => {
+    const g = await kube.client.getGuest('default', 'roaming');
+    return g.status?.phase === 'Running' && g.status.node !== placed ? g.status.node : undefined;
+  }, 'roaming running on another host', 120_000).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${dump()}`);
+  });
+  assert.notEqual(moved, placed);
+  assert.ok((await events('roaming')).some((e) => e.reason === 'Rescheduling'));
+
+  // Deleting a Guest pinned to a host that never comes back finishes after --force-delete-after.
+  if (placed !== 'xen-e') await kill('xen-e');
+  await kube.client.deleteGuest('default', 'pinned');
+  await kube.client.deleteGuest('default', 'nowhere');
+  await kube.client.deleteGuest('default', 'roaming');
+  await waitFor(async () => (await guests()).length === 0, 'the Guests gone', 120_000).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${dump()}`);
+  });
+  assert.ok((await events('pinned')).some((e) => e.reason === 'ForceDeleted'));
 });
