@@ -51,14 +51,15 @@ export interface DesiredGuest {
   deleting?: { since: string; gracePeriodSeconds?: number };
 }
 
-/** BullMQ job data; the job name is "reconcile". jobId `{uid}:{generation}` (or `{uid}:delete`) collapses duplicates. */
+/** BullMQ job data; the job name is "reconcile". jobId `{uid}_{generation}` (or `{uid}_delete`) collapses duplicates. */
 export interface ReconcileJob {
   namespace: string;
   name: string;
   uid: string;
   generation: number;
 }
-export const jobId = (uid: string, generation: number | 'delete') => `${uid}:${generation}`;
+/** BullMQ refuses custom job ids with one ':' ("Custom Id cannot contain :"), hence '_'. */
+export const jobId = (uid: string, generation: number | 'delete') => `${uid}_${generation}`;
 
 /** The value of a status-hash field and of a stream entry's `report`: what the agent observes. */
 export interface StatusReport {

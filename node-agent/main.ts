@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // krata-node-agent: the per-host daemon. It loads the desired state from its store, reconciles it
 // against the hypervisor, serves the local API on a unix socket, and metrics on their own port.
+// With --redis it is in cluster mode: the desired state comes from Redis (the operator writes it from
+// Kubernetes), status and heartbeats go back, and the local API refuses writes.
 // Stopping the agent (SIGTERM) leaves guests running; the next agent adopts them.
 import 'reflect-metadata';
 import { Container } from 'inversify';
@@ -9,6 +11,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { checkHostName } from '../cluster/contract.js';
 import { packageVersion } from '../kratactl/commands/version.js';
 import { Agent, CachedImages } from './agent/agent.js';
 import { EventRecorder } from './agent/events.js';
@@ -18,6 +21,8 @@ import { CLOCK, HYPERVISOR, systemClock, type Clock, type Hypervisor } from './a
 import { Ipam } from './agent/ipam.js';
 import { Reconciler } from './agent/reconciler.js';
 import { startApiServer } from './api/server.js';
+import { startClusterMode, type ClusterMode } from './cluster/cluster-mode.js';
+import { redactedUrl, redisOptions } from './cluster/redis-link.js';
 import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
@@ -32,6 +37,11 @@ const HELP = `Usage: krata-node-agent [options]
   --kernel PATH           default guest kernel (default STATE/guest/vmlinuz)
   --initrd PATH           default guest initrd with guest-init (default STATE/guest/initrd)
   --node-name NAME        this host's name in Guest status (default: the hostname)
+  --redis URL             cluster mode: follow the desired state the operator writes to Redis
+                          (redis://[user@]host[:port][/db]); local apply and delete are refused
+  --redis-password-file F the Redis (ACL) password, read from file F
+  --host NAME             this XenHost's name in cluster mode, also the node name in Guest status
+                          (default: --node-name, else the hostname)
   --nameserver IP         DNS server for guests (repeatable; default 1.1.1.1, 2606:4700:4700::1111)
   --insecure-registry H   reach registry H[:PORT] over plain http (repeatable)
   --mirror REG=URL        registry mirror (repeatable)
@@ -53,6 +63,9 @@ async function main(): Promise<number> {
       kernel: { type: 'string' },
       initrd: { type: 'string' },
       'node-name': { type: 'string' },
+      redis: { type: 'string' },
+      'redis-password-file': { type: 'string' },
+      host: { type: 'string' },
       nameserver: { type: 'string', multiple: true },
       'insecure-registry': { type: 'string', multiple: true },
       mirror: { type: 'string', multiple: true },
@@ -76,6 +89,9 @@ async function main(): Promise<number> {
   }
   const log = pino({ level: values['log-level'], base: { component: 'krata-node-agent' } });
   const state = values.state!;
+  if (!values.redis && (values.host || values['redis-password-file'])) throw new Error('--host and --redis-password-file need --redis (cluster mode)');
+  // Cluster mode: the XenHost's name is the node name in Guest status too.
+  const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
 
   // The edges that tests and benchmarks swap: the hypervisor and the clock.
   const container = new Container();
@@ -106,20 +122,21 @@ async function main(): Promise<number> {
     stateDir: state,
     kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
     initrd: values.initrd ?? join(state, 'guest/initrd'),
-    nodeName: values['node-name'] ?? hostname(),
+    nodeName: cluster?.host ?? values['node-name'] ?? hostname(),
     ...(values.nameserver ? { nameservers: values.nameserver } : {}),
     concurrency: Number(values.concurrency),
     resyncMs: Number(values.resync) * 1000,
     observe: (ms, err) => metrics.observe(ms, err),
   });
-  const agent = new Agent(store, hv, recorder, images, clock);
+  const agent = new Agent(store, hv, recorder, images, clock, cluster ? { managedBy: `Redis ${cluster.redisName}` } : {});
   // The krata group (when the host has one) may use the API besides root.
   const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
   if (!group) log.info('no krata group on this host: only root can use the API socket');
   const api = await startApiServer(agent, { socketPath: values.socket!, ...(group ? { group } : {}), log: (m) => log.error(m) });
   const metricsServer = values.metrics === 'off' ? undefined : await metrics.listen(values.metrics!);
   reconciler.run();
-  log.info({ socket: values.socket, metrics: values.metrics, state, guests: store.keys().length, version: packageVersion() }, 'krata-node-agent started');
+  const clusterMode: ClusterMode | undefined = cluster && startClusterMode({ ...cluster, store, hv, clock, log });
+  log.info({ socket: values.socket, metrics: values.metrics, state, guests: store.keys().length, version: packageVersion(), ...(cluster ? { redis: cluster.redisName, host: cluster.host } : {}) }, 'krata-node-agent started');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -129,6 +146,8 @@ async function main(): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // No more desired state in, then the last status reports out (bounded), then the reconciler.
+  await clusterMode?.stop();
   reconciler.stop();
   // Let a create or stop in progress finish (bounded), so no half-built domain is left behind.
   await Promise.race([reconciler.queue.idle(), new Promise((r) => setTimeout(r, 30_000))]);

@@ -37,6 +37,11 @@ export class CachedImages implements ImageProvider {
   }
 }
 
+export interface AgentOptions {
+  /** Cluster mode: what manages the host (e.g. "Redis redis://10.0.0.5:6379"); local writes are refused. */
+  managedBy?: string;
+}
+
 export class Agent implements AgentService {
   private readonly history: WatchEvent[] = [];
 
@@ -46,6 +51,7 @@ export class Agent implements AgentService {
     private readonly recorder: EventRecorder,
     private readonly imageCache: ImageStore | undefined,
     private readonly clock: Clock,
+    private readonly opts: AgentOptions = {},
   ) {
     // A short replay buffer, so a watcher that reconnects with `since` misses nothing recent.
     store.on('change', (e: WatchEvent) => {
@@ -54,7 +60,13 @@ export class Agent implements AgentService {
     });
   }
 
+  /** In cluster mode the desired state is Kubernetes': two sources of truth must never mix. */
+  private refuseInCluster(): void {
+    if (this.opts.managedBy) throw new InvalidRequest(`this host is managed by the cluster (${this.opts.managedBy}); use kubectl`, [], 409);
+  }
+
   async apply(objects: KratObject[], dryRun: boolean): Promise<ApplyResult[]> {
+    this.refuseInCluster();
     if (!Array.isArray(objects) || objects.length === 0) throw new InvalidRequest('objects: expected a non-empty list');
     const errors: { index?: number; path?: string; message: string }[] = [];
     const valid: Guest[] = [];
@@ -94,6 +106,7 @@ export class Agent implements AgentService {
   }
 
   async delete(namespace: string, name: string, opts: { wait?: boolean; gracePeriodSeconds?: number }): Promise<void> {
+    this.refuseInCluster();
     const key = guestKey(namespace, name);
     if (!this.store.get(key)) throw new NotFound(`guest ${key} not found`);
     const gone = opts.wait

@@ -27,8 +27,22 @@ export interface GuestRecord {
 
 export const guestKey = (namespace: string, name: string) => `${namespace}/${name}`;
 
+/** What `sync` did with a Guest the cluster handed over. */
+export type SyncResult =
+  | 'created'
+  | 'configured'
+  | 'unchanged'
+  /** The record is (now) being deleted. */
+  | 'deleting'
+  /** The name's record (another uid, or this one) is being deleted; this Guest is created once it is gone. */
+  | 'replacing'
+  /** The Guest is being deleted and the store holds nothing of it: it is gone already. */
+  | 'gone';
+
 export class GuestStore extends EventEmitter {
   private readonly records = new Map<string, GuestRecord>();
+  /** Guests recreated under a name whose old record is still being torn down (cluster mode; see `sync`). */
+  private readonly replacements = new Map<string, Guest>();
   private revision = 0;
   private readonly dir: string;
 
@@ -124,6 +138,61 @@ export class GuestStore extends EventEmitter {
     return 'configured';
   }
 
+  /**
+   * Cluster mode: the Guest as Kubernetes has it (uid, generation, labels and annotations are the
+   * API server's, not generated here); a deletionTimestamp means it is being deleted (with
+   * deletionGracePeriodSeconds). Status is kept. A different uid under the same name is a Guest that
+   * was deleted and created again: the old record is marked deleted (the reconciler stops its domain
+   * and releases what it had) and the new one waits in memory until `remove` drops the old one, so
+   * the two never share a domain, addresses or a config disk. A Guest listed again while its record
+   * is being torn down (taken off the host and given back) waits the same way and starts afresh. The
+   * wait is not persisted: after an agent restart the cluster hands the Guest over again. An older
+   * generation of the same uid is a stale read and ignored.
+   */
+  sync(desired: Guest, now: Date): SyncResult {
+    const namespace = desired.metadata.namespace ?? 'default';
+    const key = guestKey(namespace, desired.metadata.name);
+    const { uid, generation = 1, labels, annotations, deletionTimestamp, deletionGracePeriodSeconds } = desired.metadata;
+    const old = this.records.get(key);
+    if (!old) {
+      if (deletionTimestamp) return 'gone';
+      this.persist({ guest: this.fresh(desired, namespace, now), internal: {} }, 'ADDED', true);
+      return 'created';
+    }
+    const sameUid = old.guest.metadata.uid === uid;
+    if (!sameUid || old.guest.metadata.deletionTimestamp) {
+      if (!sameUid) this.markDeleted(key, now);
+      if (deletionTimestamp) {
+        this.replacements.delete(key);
+        return sameUid ? 'deleting' : 'gone';
+      }
+      this.replacements.set(key, this.fresh(desired, namespace, now));
+      return 'replacing';
+    }
+    if (deletionTimestamp) {
+      this.markDeleted(key, now, deletionGracePeriodSeconds);
+      return 'deleting';
+    }
+    const oldGeneration = old.guest.metadata.generation ?? 1;
+    if (generation < oldGeneration) return 'unchanged';
+    const specChanged = !isDeepStrictEqual(old.guest.spec, desired.spec);
+    if (!specChanged && generation === oldGeneration && isDeepStrictEqual(old.guest.metadata.labels, labels) && isDeepStrictEqual(old.guest.metadata.annotations, annotations)) return 'unchanged';
+    const metadata = { ...old.guest.metadata, labels, annotations, generation };
+    if (!labels) delete metadata.labels;
+    if (!annotations) delete metadata.annotations;
+    this.persist({ guest: { ...old.guest, metadata, spec: desired.spec }, internal: specChanged ? {} : old.internal }, 'MODIFIED', true);
+    return 'configured';
+  }
+
+  /** A new record from the cluster's Guest: its metadata as given, no status yet. */
+  private fresh(desired: Guest, namespace: string, now: Date): Guest {
+    const { name, uid, generation = 1, labels, annotations } = desired.metadata;
+    const metadata: Guest['metadata'] = { name, namespace, uid, generation, creationTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z') };
+    if (labels) metadata.labels = labels;
+    if (annotations) metadata.annotations = annotations;
+    return { apiVersion: desired.apiVersion, kind: desired.kind, metadata, spec: desired.spec, status: { phase: 'Pending', observedGeneration: 0 } };
+  }
+
   /** Writes status (and internal bookkeeping) if they changed; returns whether anything was written. */
   setStatus(key: string, status: GuestStatus, internal?: GuestInternal): boolean {
     const rec = this.records.get(key);
@@ -141,8 +210,9 @@ export class GuestStore extends EventEmitter {
     return true;
   }
 
-  /** Marks a Guest for deletion (the reconciler tears it down, then calls `remove`). */
+  /** Marks a Guest for deletion (the reconciler tears it down, then calls `remove`); a replacement waiting for it is dropped. */
   markDeleted(key: string, now: Date, gracePeriodSeconds?: number): boolean {
+    this.replacements.delete(key);
     const rec = this.records.get(key);
     if (!rec) return false;
     if (rec.guest.metadata.deletionTimestamp) return true;
@@ -165,5 +235,10 @@ export class GuestStore extends EventEmitter {
     }
     this.records.delete(key);
     this.emit('change', { type: 'DELETED', object: structuredClone(rec.guest), revision: ++this.revision } satisfies WatchEvent);
+    const next = this.replacements.get(key);
+    if (next) {
+      this.replacements.delete(key);
+      this.persist({ guest: next, internal: {} }, 'ADDED', true);
+    }
   }
 }
