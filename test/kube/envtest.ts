@@ -5,10 +5,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../crds/codegen/paths.js';
+import { freePort } from '../free-port.js';
 
 export interface Envtest {
   /** https://127.0.0.1:PORT */
@@ -18,16 +18,6 @@ export interface Envtest {
   /** A kubeconfig for kubectl and @kubernetes/client-node (TLS verification off: self-signed). */
   kubeconfig: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 /** The cached kube-apiserver, built on first use (about 12 minutes). */
@@ -70,7 +60,7 @@ export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Prom
     for (const c of children.reverse()) {
       if (c.exitCode !== null || c.signalCode !== null) continue;
       c.kill('SIGTERM');
-      await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 5000).unref())]);
       if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     }
     rmSync(dir, { recursive: true, force: true });
@@ -90,6 +80,8 @@ export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Prom
       `--service-account-signing-key-file=${join(dir, 'sa.key')}`, '--service-cluster-ip-range=10.96.0.0/24', '--insecure-port=0',
       // Without these two a 1.20 apiserver on loopback loops on endpoint errors (toolchain.md, section 7).
       '--enable-priority-and-fairness=false', '--endpoint-reconciler-type=none',
+      // As kubeadm and managed clusters run it (the default is false): the node agent's DaemonSet is privileged.
+      '--allow-privileged=true',
     ]);
     const server = `https://127.0.0.1:${securePort}`;
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);

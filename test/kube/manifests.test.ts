@@ -1,0 +1,428 @@
+// The cluster install (manifests/): it builds with kubectl's kustomize, the objects say what the design
+// says (least privilege, no credentials for node agents, hostNetwork DNS, ...), it applies to a real
+// kube-apiserver, the examples are stored with the same defaults kratactl computes, and the RBAC grants
+// what it should and nothing more, checked by the apiserver's own authorizer (`kubectl auth can-i`).
+// kubectl is $KRATA_KUBECTL or the one on PATH; everything used here exists in kubectl 1.20 too.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, parseAllDocuments } from 'yaml';
+import { CRD_SOURCES, repoRoot } from '../../crds/codegen/paths.js';
+import { validateObject } from '../../crds/validate.js';
+import { startEnvtest, type Envtest } from './envtest.js';
+
+const root = repoRoot();
+const KUBECTL = process.env.KRATA_KUBECTL ?? 'kubectl';
+const VERSION = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+const OPERATOR_SA = 'system:serviceaccount:krata-system:krata-operator';
+const AGENT_SA = 'system:serviceaccount:krata-system:krata-node-agent';
+
+type Obj = Record<string, any>;
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], input?: string, timeoutMs = 60_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { cwd: root, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    c.stdin?.end(input);
+    let stdout = '';
+    let stderr = '';
+    c.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('error', reject);
+    c.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let env: Envtest | undefined;
+/** kubectl against the envtest apiserver, with a bounded request time. */
+const kubeIn = (input: string | undefined, ...args: string[]) => run(KUBECTL, ['--kubeconfig', env!.kubeconfig, '--request-timeout=30s', ...args], input);
+const kube = (...args: string[]) => kubeIn(undefined, ...args);
+async function kubeOk(...args: string[]): Promise<string> {
+  const r = await kube(...args);
+  assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function kustomize(dir: string): Promise<Obj[]> {
+  const r = await run(KUBECTL, ['kustomize', dir]);
+  assert.equal(r.code, 0, `kubectl kustomize ${dir}: ${r.stderr}`);
+  return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+}
+
+const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding']);
+const byName = (objs: Obj[]) => new Map(objs.map((o) => [`${o.kind}/${o.metadata.name}`, o]));
+const find = (objs: Obj[], kind: string, name: string): Obj => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  assert.ok(o, `${kind}/${name} is in the build`);
+  return o;
+};
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+const args = (c: Obj) => (c.args as string[]).join(' ');
+/** The value after `flag` in a container's args. */
+const flag = (c: Obj, name: string) => {
+  const a = c.args as string[];
+  const i = a.indexOf(name);
+  return i < 0 ? undefined : a[i + 1];
+};
+
+test('manifests/crds/ holds byte-for-byte copies of crds/*.yaml (refresh: cp crds/guest.yaml crds/xenhost.yaml manifests/crds/)', () => {
+  for (const src of CRD_SOURCES) {
+    const copy = join('manifests/crds', src.replace(/^crds\//, ''));
+    assert.ok(readFileSync(join(root, copy)).equals(readFileSync(join(root, src))), `${copy} differs from ${src}`);
+  }
+  const yamls = readdirSync(join(root, 'manifests/crds')).filter((f) => f.endsWith('.yaml')).sort();
+  assert.deepEqual(yamls, ['guest.yaml', 'kustomization.yaml', 'xenhost.yaml']);
+});
+
+test('kubectl kustomize manifests/ builds the install the design describes', async () => {
+  const objs = await kustomize('manifests/');
+  const kinds = objs.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+  assert.deepEqual(kinds, [
+    'ClusterRole/krata-guest-editor',
+    'ClusterRole/krata-guest-viewer',
+    'ClusterRole/krata-operator',
+    'ClusterRole/krata-pull-secret-reader',
+    'ClusterRoleBinding/krata-operator',
+    'CustomResourceDefinition/guests.krata.dev',
+    'CustomResourceDefinition/xenhosts.krata.dev',
+    'DaemonSet/krata-node-agent',
+    'Deployment/krata-operator',
+    'Deployment/krata-redis',
+    'Namespace/krata-system',
+    'NetworkPolicy/krata-redis',
+    'PodDisruptionBudget/krata-operator',
+    'Role/krata-operator-leader-election',
+    'RoleBinding/krata-operator-leader-election',
+    'Service/krata-redis',
+    'ServiceAccount/krata-node-agent',
+    'ServiceAccount/krata-operator',
+  ]);
+  for (const o of objs) {
+    if (CLUSTER_SCOPED.has(o.kind)) assert.equal(o.metadata.namespace, undefined, `${o.kind}/${o.metadata.name}`);
+    else assert.equal(o.metadata.namespace, 'krata-system', `${o.kind}/${o.metadata.name}`);
+  }
+  assert.equal(find(objs, 'PodDisruptionBudget', 'krata-operator').apiVersion, 'policy/v1');
+  assert.equal(find(objs, 'Namespace', 'krata-system').metadata.labels['pod-security.kubernetes.io/enforce'], 'privileged');
+
+  // The CRDs are the source files, as kustomize re-serializes them (anchors expanded).
+  for (const src of CRD_SOURCES) {
+    const crd = parse(readFileSync(join(root, src), 'utf8')) as Obj;
+    assert.deepEqual(find(objs, 'CustomResourceDefinition', crd.metadata.name), crd);
+  }
+
+  // Pods: pinned images (krata's tag is the package version), requests everywhere, no service links.
+  const workloads = objs.filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+  for (const w of workloads) {
+    const pod = w.spec.template;
+    assert.ok(matches(w.spec.selector.matchLabels, pod.metadata.labels), `${w.metadata.name}: selector matches its pods`);
+    assert.equal(pod.spec.enableServiceLinks, false);
+    for (const c of pod.spec.containers) {
+      assert.match(c.image, /:[\w.-]+$/, `${c.image} has a tag`);
+      assert.doesNotMatch(c.image, /:latest$/);
+      if (c.image.startsWith('ghcr.io/krata-dev/krata')) assert.equal(c.image, `ghcr.io/krata-dev/krata:${VERSION}`);
+      assert.ok(c.resources?.requests?.cpu && c.resources?.requests?.memory, `${w.metadata.name}/${c.name} requests`);
+    }
+  }
+  // No other workload selector picks up another's pods.
+  for (const w of workloads) {
+    for (const other of workloads) if (other !== w) assert.ok(!matches(w.spec.selector.matchLabels, other.spec.template.metadata.labels));
+  }
+
+  const operator = find(objs, 'Deployment', 'krata-operator');
+  const op = operator.spec.template.spec;
+  const oc = op.containers[0];
+  assert.equal(operator.spec.replicas, 2);
+  assert.equal(op.serviceAccountName, 'krata-operator');
+  assert.deepEqual(oc.command, ['krata-operator']);
+  assert.equal(flag(oc, '--redis'), 'redis://krata-redis:6379');
+  assert.ok(oc.args.includes('--leader-elect'));
+  assert.equal(flag(oc, '--lease-namespace'), '$(POD_NAMESPACE)');
+  assert.equal(flag(oc, '--health-addr'), ':8081');
+  assert.equal(flag(oc, '--metrics-addr'), ':8080');
+  const fieldRef = (c: Obj, name: string) => c.env.find((e: Obj) => e.name === name)?.valueFrom?.fieldRef?.fieldPath;
+  assert.equal(fieldRef(oc, 'POD_NAMESPACE'), 'metadata.namespace');
+  assert.equal(fieldRef(oc, 'POD_NAME'), 'metadata.name');
+  assert.deepEqual(oc.readinessProbe.httpGet, { path: '/readyz', port: 'health' });
+  assert.deepEqual(oc.livenessProbe.httpGet, { path: '/healthz', port: 'health' });
+  assert.deepEqual(
+    oc.ports.map((p: Obj) => [p.name, p.containerPort]),
+    [
+      ['metrics', 8080],
+      ['health', 8081],
+    ],
+  );
+  assert.ok(oc.resources.limits.memory, 'operator memory limit');
+  // The operator and Redis meet Pod Security's "restricted" profile.
+  for (const d of workloads.filter((w) => w.kind === 'Deployment')) {
+    const spec = d.spec.template.spec;
+    assert.equal(spec.securityContext.runAsNonRoot, true, d.metadata.name);
+    assert.equal(spec.securityContext.seccompProfile.type, 'RuntimeDefault', d.metadata.name);
+    for (const c of spec.containers) assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } }, d.metadata.name);
+  }
+  assert.ok(op.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution.length);
+  const pdb = find(objs, 'PodDisruptionBudget', 'krata-operator');
+  assert.equal(pdb.spec.minAvailable, 1);
+  assert.ok(matches(pdb.spec.selector.matchLabels, operator.spec.template.metadata.labels));
+
+  // Node agents: no Kubernetes credentials at all, cluster DNS from the host network, Xen's devices.
+  const agent = find(objs, 'DaemonSet', 'krata-node-agent');
+  const ap = agent.spec.template.spec;
+  const ac = ap.containers[0];
+  assert.equal(find(objs, 'ServiceAccount', 'krata-node-agent').automountServiceAccountToken, false);
+  assert.equal(ap.serviceAccountName, 'krata-node-agent');
+  assert.equal(ap.automountServiceAccountToken, false);
+  assert.equal(ap.hostNetwork, true);
+  assert.equal(ap.dnsPolicy, 'ClusterFirstWithHostNet');
+  assert.ok(!ap.hostPID && !ap.hostIPC);
+  assert.equal(ap.terminationGracePeriodSeconds, 40);
+  assert.deepEqual(ap.nodeSelector, { 'kubernetes.io/os': 'linux', 'krata.dev/xen': 'true' });
+  assert.ok(ap.tolerations.some((t: Obj) => t.operator === 'Exists' && t.effect === 'NoSchedule'));
+  assert.deepEqual(agent.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+  assert.deepEqual(ac.command, ['krata-node-agent']);
+  assert.equal(flag(ac, '--redis'), 'redis://krata-redis.krata-system.svc:6379');
+  assert.equal(flag(ac, '--host'), '$(NODE_NAME)');
+  assert.equal(fieldRef(ac, 'NODE_NAME'), 'spec.nodeName');
+  assert.equal(ac.securityContext.privileged, true);
+  const hostPaths = Object.fromEntries(ap.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => [v.hostPath.path, ac.volumeMounts.find((m: Obj) => m.name === v.name)?.mountPath]));
+  assert.deepEqual(hostPaths, { '/dev': '/dev', '/run/xenstored': '/run/xenstored', '/var/lib/krata': '/var/lib/krata', '/run/krata': '/run/krata' });
+
+  // Redis: no persistence, reachable through its Service, only from the operator and the agents.
+  const redis = find(objs, 'Deployment', 'krata-redis');
+  const rc = redis.spec.template.spec.containers[0];
+  assert.equal(redis.spec.replicas, 1);
+  assert.match(rc.image, /(^|\/)redis:7\.0$/);
+  assert.match(args(rc), /--save {2}--appendonly no/);
+  assert.equal(flag(rc, '--save'), '');
+  assert.equal(redis.spec.template.spec.automountServiceAccountToken, false);
+  const svc = find(objs, 'Service', 'krata-redis');
+  assert.deepEqual(svc.spec.ports.map((p: Obj) => p.port), [6379]);
+  for (const w of workloads) assert.equal(matches(svc.spec.selector, w.spec.template.metadata.labels), w === redis, `Service selects ${w.metadata.name}?`);
+  const np = find(objs, 'NetworkPolicy', 'krata-redis');
+  assert.ok(matches(np.spec.podSelector.matchLabels, redis.spec.template.metadata.labels));
+  assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+  const allowed = workloads.filter((w) => np.spec.ingress[0].from.some((f: Obj) => matches(f.podSelector.matchLabels, w.spec.template.metadata.labels)));
+  assert.deepEqual(allowed.map((w) => w.metadata.name).sort(), ['krata-node-agent', 'krata-operator']);
+  assert.equal(np.spec.ingress.length, 1);
+});
+
+test("every flag the manifests pass is in the program's --help", async () => {
+  const objs = await kustomize('manifests/');
+  const compiled = fileURLToPath(new URL('../../', import.meta.url)); // dist/ (or wherever tsc wrote this file)
+  for (const [kind, name, program] of [
+    ['Deployment', 'krata-operator', 'operator/main.js'],
+    ['DaemonSet', 'krata-node-agent', 'node-agent/main.js'],
+  ] as const) {
+    const help = await run(process.execPath, [join(compiled, program), '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    for (const a of find(objs, kind, name).spec.template.spec.containers[0].args as string[]) {
+      if (a.startsWith('--')) assert.ok(help.stdout.includes(`${a} `), `${program} --help lists ${a}`);
+    }
+  }
+});
+
+test('manifests/kube-1.20/ builds the same install, with the PodDisruptionBudget as policy/v1beta1', async () => {
+  const main = byName(await kustomize('manifests/'));
+  const old = byName(await kustomize('manifests/kube-1.20/'));
+  assert.deepEqual([...old.keys()].sort(), [...main.keys()].sort());
+  for (const [key, o] of old) {
+    if (o.kind === 'PodDisruptionBudget') assert.deepEqual({ ...o, apiVersion: 'policy/v1' }, main.get(key));
+    else assert.deepEqual(o, main.get(key), key);
+  }
+  assert.equal(old.get('PodDisruptionBudget/krata-operator')!.apiVersion, 'policy/v1beta1');
+});
+
+// Against a real kube-apiserver from here on. The tests below run in order: the install first.
+describe('on a real kube-apiserver', () => {
+  let variant = 'manifests/';
+  before(async () => {
+    env = await startEnvtest();
+    const version = JSON.parse(await kubeOk('version', '-o', 'json')) as { serverVersion: { minor: string } };
+    if (parseInt(version.serverVersion.minor, 10) < 21) variant = 'manifests/kube-1.20/';
+  });
+  after(() => env?.stop());
+
+  test('kubectl apply -k installs krata on a real apiserver, and applying again changes nothing', async () => {
+    const first = await kubeOk('apply', '-k', variant);
+    assert.match(first, /customresourcedefinition\.apiextensions\.k8s\.io\/guests\.krata\.dev created/);
+    assert.match(first, /daemonset\.apps\/krata-node-agent created/);
+    await kubeOk('wait', '--for=condition=Established', '--timeout=30s', 'crd/guests.krata.dev', 'crd/xenhosts.krata.dev');
+    // Stored, not just accepted (no controllers run here, so no pods ever start: that is expected).
+    const names = (await kubeOk('get', '-n', 'krata-system', 'deployment,daemonset,service,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget', '-o', 'name')).split('\n').filter(Boolean);
+    for (const n of [
+      'deployment.apps/krata-operator',
+      'deployment.apps/krata-redis',
+      'daemonset.apps/krata-node-agent',
+      'service/krata-redis',
+      'serviceaccount/krata-operator',
+      'serviceaccount/krata-node-agent',
+      'role.rbac.authorization.k8s.io/krata-operator-leader-election',
+      'rolebinding.rbac.authorization.k8s.io/krata-operator-leader-election',
+      'networkpolicy.networking.k8s.io/krata-redis',
+      'poddisruptionbudget.policy/krata-operator',
+    ]) {
+      assert.ok(names.includes(n), `${n} exists (have ${names.join(', ')})`);
+    }
+    await kubeOk('get', 'clusterrole/krata-operator', 'clusterrole/krata-pull-secret-reader', 'clusterrole/krata-guest-editor', 'clusterrole/krata-guest-viewer', 'clusterrolebinding/krata-operator');
+    const again = await kubeOk('apply', '-k', variant);
+    for (const line of again.trim().split('\n')) assert.match(line, / unchanged$/);
+  });
+
+  // Empty strings included (pinned.yaml's args): scripts/build-kube-apiserver patches the 1.20 validator
+  // that took "" for null under Go 1.19.
+  test('the examples apply and are stored with the defaults kratactl computes', async () => {
+    const r = await kube('apply', '-f', 'manifests/examples/');
+    const errors = r.stderr.split('\n').filter((l) => l.trim() && !l.startsWith('Warning:'));
+    assert.deepEqual(errors, [], r.stderr);
+    const stored = new Map<string, Obj>();
+    for (const kind of ['guests.krata.dev', 'xenhosts.krata.dev']) {
+      for (const o of (JSON.parse(await kubeOk('get', kind, '--all-namespaces', '-o', 'json')) as { items: Obj[] }).items) {
+        stored.set(`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, o);
+      }
+    }
+    let count = 0;
+    for (const file of readdirSync(join(root, 'manifests/examples')).filter((f) => f.endsWith('.yaml'))) {
+      for (const doc of parseAllDocuments(readFileSync(join(root, 'manifests/examples', file), 'utf8'), { version: '1.1' })) {
+        const v = validateObject(doc.toJS());
+        assert.deepEqual(v.errors, [], file);
+        const o = v.object as Obj;
+        const ns = o.kind === 'Guest' ? (o.metadata.namespace ?? 'default') : '';
+        const got = stored.get(`${o.kind}/${ns}/${o.metadata.name}`);
+        assert.ok(got, `${file}: ${o.kind} ${o.metadata.name} is stored`);
+        assert.deepEqual(got.spec, o.spec, `${file}: ${o.metadata.name}: the apiserver's defaults are kratactl's`);
+        count++;
+      }
+    }
+    assert.equal(stored.size, count);
+    assert.ok(count >= 6);
+  });
+
+  /** `kubectl auth can-i` as `user`: true for yes. */
+  async function can(user: string, verb: string, resource: string, opts: { ns?: string; sub?: string } = {}): Promise<boolean> {
+    const scope = opts.ns ? ['-n', opts.ns] : ['--all-namespaces'];
+    const r = await kube('auth', 'can-i', verb, resource, ...scope, ...(opts.sub ? [`--subresource=${opts.sub}`] : []), `--as=${user}`);
+    const answer = r.stdout.trim().split(/\s/)[0];
+    assert.ok(answer === 'yes' || answer === 'no', `can-i ${verb} ${resource}: ${r.stdout}${r.stderr}`);
+    return answer === 'yes';
+  }
+
+  async function expectCan(user: string, cases: [boolean, string, string, { ns?: string; sub?: string }?][]) {
+    const answers = await Promise.all(cases.map(([, verb, resource, opts]) => can(user, verb, resource, opts)));
+    const wrong = cases.filter(([want], i) => answers[i] !== want).map(([want, verb, res, opts]) => `${want ? 'cannot' : 'CAN'} ${verb} ${res}${opts?.sub ? '/' + opts.sub : ''}${opts?.ns ? ' -n ' + opts.ns : ' (all namespaces)'}`);
+    assert.deepEqual(wrong, [], `${user}: ${wrong.join('; ')}`);
+  }
+
+  test("the operator's ServiceAccount may do what the operator does, and no more", async () => {
+    const G = 'guests.krata.dev';
+    const H = 'xenhosts.krata.dev';
+    const L = 'leases.coordination.k8s.io';
+    await expectCan(OPERATOR_SA, [
+      [true, 'list', G],
+      [true, 'watch', G],
+      [true, 'patch', G, { ns: 'default' }], // finalizers
+      [true, 'patch', G, { ns: 'default', sub: 'status' }],
+      [true, 'update', G, { ns: 'default', sub: 'finalizers' }],
+      [true, 'create', H],
+      [true, 'watch', H],
+      [true, 'patch', H, { sub: 'status' }],
+      [true, 'create', 'events', { ns: 'default' }],
+      [true, 'patch', 'events', { ns: 'team-a' }],
+      [true, 'get', `${L}/krata-operator`, { ns: 'krata-system' }],
+      [true, 'update', `${L}/krata-operator`, { ns: 'krata-system' }],
+      [true, 'create', L, { ns: 'krata-system' }],
+      // Never writes a Guest's spec wholesale, creates or deletes Guests, or touches XenHost spec.
+      [false, 'update', G, { ns: 'default' }],
+      [false, 'create', G, { ns: 'default' }],
+      [false, 'delete', G, { ns: 'default' }],
+      [false, 'deletecollection', G, { ns: 'default' }],
+      [false, 'patch', H],
+      [false, 'update', H],
+      [false, 'delete', H],
+      // Leases: only its own, only in its namespace.
+      [false, 'update', `${L}/kube-controller-manager`, { ns: 'kube-system' }],
+      [false, 'update', `${L}/someone-else`, { ns: 'krata-system' }],
+      [false, 'create', L, { ns: 'kube-system' }],
+      [false, 'delete', `${L}/krata-operator`, { ns: 'krata-system' }],
+      // Secrets only where a namespace opted in (next test), and nothing else of the cluster's.
+      [false, 'get', 'secrets', { ns: 'kube-system' }],
+      [false, 'get', 'secrets', { ns: 'default' }],
+      [false, 'list', 'secrets'],
+      [false, 'get', 'pods', { ns: 'default' }],
+      [false, 'create', 'pods', { ns: 'default' }],
+      [false, 'get', 'configmaps', { ns: 'krata-system' }],
+      [false, 'create', 'rolebindings.rbac.authorization.k8s.io', { ns: 'default' }],
+    ]);
+  });
+
+  test('pull secrets: a namespace opts in with one RoleBinding, and the operator can then get (not list) its Secrets', async () => {
+    await kubeOk('create', 'namespace', 'pull-opt-in');
+    await kubeOk('create', 'rolebinding', 'krata-pull-secrets', '-n', 'pull-opt-in', '--clusterrole=krata-pull-secret-reader', '--serviceaccount=krata-system:krata-operator');
+    await expectCan(OPERATOR_SA, [
+      [true, 'get', 'secrets', { ns: 'pull-opt-in' }],
+      [false, 'list', 'secrets', { ns: 'pull-opt-in' }],
+      [false, 'watch', 'secrets', { ns: 'pull-opt-in' }],
+      [false, 'get', 'secrets', { ns: 'kube-system' }],
+    ]);
+  });
+
+  test("the node agent's ServiceAccount may do nothing at all", async () => {
+    await expectCan(AGENT_SA, [
+      [false, 'get', 'guests.krata.dev', { ns: 'default' }],
+      [false, 'list', 'guests.krata.dev'],
+      [false, 'patch', 'guests.krata.dev', { ns: 'default', sub: 'status' }],
+      [false, 'get', 'xenhosts.krata.dev'],
+      [false, 'create', 'events', { ns: 'default' }],
+      [false, 'get', 'secrets', { ns: 'krata-system' }],
+      [false, 'get', 'leases.coordination.k8s.io', { ns: 'krata-system' }],
+    ]);
+    // Only what every authenticated identity gets (self-reviews, discovery URLs).
+    const list = await kubeOk('auth', 'can-i', '--list', '-n', 'krata-system', `--as=${AGENT_SA}`);
+    const resources = list
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/)[0]!)
+      .filter((r) => r && !r.startsWith('['));
+    assert.ok(resources.length > 0, list);
+    for (const r of resources) assert.match(r, /^selfsubject\w+\.(authorization|authentication)\.k8s\.io$/, list);
+  });
+
+  test('krata-guest-editor and -viewer: Guests for people, never their status; aggregated into edit and view', async () => {
+    const objs = await kustomize('manifests/');
+    const label = (name: string, l: string) => find(objs, 'ClusterRole', name).metadata.labels[`rbac.authorization.k8s.io/${l}`];
+    assert.equal(label('krata-guest-editor', 'aggregate-to-edit'), 'true');
+    assert.equal(label('krata-guest-editor', 'aggregate-to-admin'), 'true');
+    assert.equal(label('krata-guest-editor', 'aggregate-to-view'), undefined);
+    assert.equal(label('krata-guest-viewer', 'aggregate-to-view'), 'true');
+    // No controller manager runs here to aggregate, so bind the roles directly.
+    await kubeOk('create', 'namespace', 'team-a');
+    await kubeOk('create', 'rolebinding', 'alice-guests', '-n', 'team-a', '--clusterrole=krata-guest-editor', '--user=alice');
+    await kubeOk('create', 'rolebinding', 'bob-guests', '-n', 'team-a', '--clusterrole=krata-guest-viewer', '--user=bob');
+    await expectCan('alice', [
+      [true, 'create', 'guests.krata.dev', { ns: 'team-a' }],
+      [true, 'update', 'guests.krata.dev', { ns: 'team-a' }],
+      [true, 'delete', 'guests.krata.dev', { ns: 'team-a' }],
+      [true, 'get', 'guests.krata.dev', { ns: 'team-a', sub: 'status' }],
+      [false, 'patch', 'guests.krata.dev', { ns: 'team-a', sub: 'status' }],
+      [false, 'update', 'guests.krata.dev', { ns: 'team-a', sub: 'status' }],
+      [false, 'create', 'guests.krata.dev', { ns: 'default' }],
+      [false, 'get', 'secrets', { ns: 'team-a' }],
+    ]);
+    await expectCan('bob', [
+      [true, 'list', 'guests.krata.dev', { ns: 'team-a' }],
+      [true, 'watch', 'guests.krata.dev', { ns: 'team-a' }],
+      [false, 'create', 'guests.krata.dev', { ns: 'team-a' }],
+      [false, 'delete', 'guests.krata.dev', { ns: 'team-a' }],
+      [false, 'list', 'guests.krata.dev', { ns: 'default' }],
+    ]);
+  });
+});
