@@ -5,15 +5,40 @@
 // apiserver_request_total, minus the benchmark's creates). Goals: < 120 s, < 300 MB, < 6 writes.
 // KRATA_BENCH_GUESTS and KRATA_BENCH_HOSTS scale it down for a quick look.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Guest } from '../crds/generated/types.js';
 import { Informer } from '../operator/kube/informer.js';
 import { newGuest, startKube, waitFor } from '../operator/kube/testing.js';
 import { startRedis } from '../test/redis.js';
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The pids of processes whose command line contains `needle` (the envtest's etcd and apiserver). */
+function pidsWith(needle: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (cmd.some((a) => a.includes(needle))) out.set(cmd[0]!.split('/').pop()!, Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
 
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -29,10 +54,17 @@ function apiserverWrites(server: string, token: string): Promise<number> {
       res.on('data', (d) => (text += d));
       res.on('end', () => {
         let n = 0;
+        const by: Record<string, number> = {};
         for (const line of text.split('\n')) {
           if (!line.startsWith('apiserver_request_total{')) continue;
+          const verb = /verb="(\w+)"/.exec(line)?.[1];
+          const resource = /resource="([\w.]+)"/.exec(line)?.[1];
+          const sub = /subresource="(\w*)"/.exec(line)?.[1];
+          const k = `${verb} ${resource}${sub ? `/${sub}` : ''}`;
+          by[k] = (by[k] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
           if (/verb="(POST|PUT|PATCH|DELETE|APPLY|CREATE|UPDATE)"/.test(line) && !/resource="(tokenreviews|subjectaccessreviews|selfsubjectaccessreviews)"/.test(line)) n += Number(line.slice(line.lastIndexOf(' ') + 1));
         }
+        if (process.env.KRATA_BENCH_VERBOSE) console.error(JSON.stringify(by));
         resolve(n);
       });
     });
@@ -87,6 +119,15 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     watcher.on('update', note);
     await watcher.start();
 
+    const envPids = pidsWith(dirname(kube.env.kubeconfig));
+    const cpu = () => ({
+      apiserver: cpuSeconds(envPids.get('kube-apiserver') ?? 0),
+      etcd: cpuSeconds(envPids.get('etcd') ?? 0),
+      operator: cpuSeconds(op.pid!),
+      hosts: cpuSeconds(procs[0]!.pid!),
+      bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+    });
+    const cpuBefore = cpu();
     const writesBefore = await apiserverWrites(kube.env.server, kube.env.token);
     const t0 = performance.now();
     const creator = kube.clientVia(kube.env.server, { maxInFlight: 32 });
@@ -100,12 +141,16 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     const createdS = (performance.now() - t0) / 1000;
     console.error(`bench operator: ${guests} created in ${createdS.toFixed(1)} s`);
     let last = 0;
+    let progress = { running: -1, at: performance.now() };
     await waitFor(
       () => {
-        if (performance.now() - last > 10_000) {
-          last = performance.now();
-          console.error(`bench operator: ${running}/${guests} running at ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+        const now = performance.now();
+        if (now - last > 10_000) {
+          last = now;
+          console.error(`bench operator: ${running}/${guests} running at ${((now - t0) / 1000).toFixed(0)} s`);
         }
+        if (running !== progress.running) progress = { running, at: now };
+        else if (now - progress.at > 60_000) throw new Error(`no progress for 60 s at ${running}/${guests} running`);
         return running >= guests;
       },
       'every guest Running',
@@ -117,7 +162,10 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     // Let trailing writes land (events, the last statuses) before counting.
     await new Promise((r) => setTimeout(r, 3000));
     const writes = (await apiserverWrites(kube.env.server, kube.env.token)) - writesBefore - guests;
+    if (process.env.KRATA_BENCH_VERBOSE) console.error(JSON.stringify(await kube.client.getGuest('default', 'g-0')));
     const rss = peakRssMb(op.pid!);
+    const cpuAfter = cpu();
+    const cpuS = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Number((v - cpuBefore[k as keyof typeof cpuBefore]).toFixed(1))]));
     await watcher.stop();
     rmSync(simState, { recursive: true, force: true });
     return {
@@ -128,6 +176,7 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
       create_s: Number(createdS.toFixed(1)),
       peak_rss_mb: Number(rss.toFixed(1)),
       writes_per_guest: Number((writes / guests).toFixed(2)),
+      cpu_s: cpuS,
       goal: 'converge_s < 120, peak_rss_mb < 300, writes_per_guest < 6',
     };
   } finally {

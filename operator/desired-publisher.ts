@@ -20,7 +20,9 @@ export function desiredRecord(g: Guest): DesiredGuest {
     const { 'kubectl.kubernetes.io/last-applied-configuration': _last, 'krata.dev/node': _node, ...rest } = m.annotations;
     if (Object.keys(rest).length) d.annotations = rest;
   }
-  if (m.deletionTimestamp) d.deleting = { since: m.deletionTimestamp, ...(m.deletionGracePeriodSeconds !== undefined ? { gracePeriodSeconds: m.deletionGracePeriodSeconds } : {}) };
+  // The API server sets deletionGracePeriodSeconds to 0 on every custom resource it deletes: the
+  // Guest's own terminationGracePeriodSeconds is what applies.
+  if (m.deletionTimestamp) d.deleting = { since: m.deletionTimestamp };
   return d;
 }
 

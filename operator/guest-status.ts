@@ -63,9 +63,11 @@ export function deriveStatus(inp: StatusInputs): GuestStatus {
     // The agent has not acted on this generation yet: kstatus must not call the old state current.
     cond('Reconciling', 'True', 'Progressing', `the node agent has generation ${report.observedGeneration ?? 0}, the spec is at ${generation}`);
   }
-  // kube-apiserver 1.20's server-side apply turns an empty message into null, which the schema refuses.
-  for (const c of conditions) if (!c.message) c.message = c.reason;
-  s.conditions = conditions;
+  // Reconciling and Stalled are abnormal-true conditions (kstatus): absent means False, and leaving the
+  // False ones out keeps every Guest object smaller for the API server, etcd and every watcher.
+  s.conditions = conditions.filter((c) => c.status !== 'False' || (c.type !== 'Reconciling' && c.type !== 'Stalled'));
+  // A message that says something, even where the agent had nothing to add.
+  for (const c of s.conditions) if (!c.message) c.message = c.reason;
   return s;
 }
 

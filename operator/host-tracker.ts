@@ -2,7 +2,8 @@
 // heartbeats from Redis. Polls the heartbeat keys (one MGET for all hosts), registers a XenHost for an
 // agent that heartbeats under a name Kubernetes does not know yet (agents have no credentials, so the
 // operator registers them, as a kubelet registers its Node), notices readiness changes, and writes
-// each XenHost's status when it changes (the heartbeat time at most once a minute: cheap for etcd).
+// each XenHost's status when it changes (the heartbeat time and guest count at most once a minute).
+import { isDeepStrictEqual } from 'node:util';
 import type { Redis } from 'ioredis';
 import { heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
@@ -16,7 +17,7 @@ export interface HostState {
   since: number;
 }
 
-/** How stale a written heartbeatTime may get before it is refreshed anyway. */
+/** How stale a written heartbeatTime (and guest count) may get before it is refreshed anyway. */
 const HEARTBEAT_WRITE_MS = 60_000;
 const MiB = 1024n * 1024n;
 
@@ -102,10 +103,14 @@ export class HostTracker {
     if (!host || !st) return;
     const next = hostStatus(host, st, new Date(this.now()).toISOString().replace(/\.\d+Z$/, 'Z'));
     const cur = host.status ?? {};
-    const { heartbeatTime: curTime, ...curRest } = cur;
-    const { heartbeatTime: nextTime, ...nextRest } = next;
+    // The heartbeat time and the running-guest count change all the time; they ride along with other
+    // changes and are refreshed on their own at most once a minute (100 hosts × every poll would be
+    // most of the operator's writes while Guests start).
+    const { heartbeatTime: curTime, guests: _curGuests, ...curRest } = cur;
+    const { heartbeatTime: nextTime, guests: _nextGuests, ...nextRest } = next;
     const stale = !curTime || !nextTime || Date.parse(nextTime) - Date.parse(curTime) >= HEARTBEAT_WRITE_MS;
-    if (JSON.stringify(curRest) === JSON.stringify(nextRest) && (!st.ready || !stale || curTime === nextTime)) return;
+    // Key order differs between what we build and what the server returns (it sorts): compare deeply.
+    if (isDeepStrictEqual(JSON.parse(JSON.stringify(curRest)), JSON.parse(JSON.stringify(nextRest))) && (!st.ready || !stale || curTime === nextTime)) return;
     await this.opts.writeStatus(name, next);
   }
 

@@ -10,6 +10,7 @@
 // within watchdogMs sits on a dead connection (a NAT or proxy that dropped it without a reset).
 import type { ObjectMeta } from '../../crds/meta.js';
 import type { Kind, KubeClient, WatchEvent } from './client.js';
+import { wakeableSleep } from './wakeable-sleep.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete' | 'resync';
 export type Handler<T> = (obj: T, old?: T) => void;
@@ -234,12 +235,8 @@ export class Informer<T extends { metadata: ObjectMeta }> {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+    const { done, wake } = wakeableSleep(ms);
+    this.wake = wake;
+    return done;
   }
 }

@@ -4,6 +4,7 @@
 // writes are optimistic (resourceVersion), renewals every retryPeriod, and leadership is given up when
 // renewing fails for renewDeadline.
 import { isConflict, isNotFound, type KubeClient } from './client.js';
+import { wakeableSleep } from './wakeable-sleep.js';
 
 interface LeaseSpec {
   holderIdentity?: string;
@@ -171,12 +172,8 @@ export class LeaderElector {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+    const { done, wake } = wakeableSleep(ms);
+    this.wake = wake;
+    return done;
   }
 }

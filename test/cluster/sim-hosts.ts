@@ -5,6 +5,7 @@
 // the process and starting it again behaves like an agent restart on a machine whose domains live on.
 //
 //   node dist/test/cluster/sim-hosts.js --redis URL --state DIR --hosts h1,h2 | --count N [--prefix host-]
+// Each host has 128 vCPUs and 256 GiB by default (placement counts vCPUs as a hard limit).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -54,7 +55,7 @@ export function startSimHosts(o: SimHostsOptions): { hosts: SimHost[]; stop(): P
   const hosts = o.hosts.map((name): SimHost => {
     const dir = join(o.state, name);
     mkdirSync(dir, { recursive: true });
-    const hv = new FakeHypervisor({ cpus: o.cpus ?? 64, memoryMiB: o.memoryMiB ?? 262_144 });
+    const hv = new FakeHypervisor({ cpus: o.cpus ?? 128, memoryMiB: o.memoryMiB ?? 262_144 });
     const domainsFile = join(dir, 'fake-domains.json');
     if (o.persistDomains) {
       if (existsSync(domainsFile)) hv.restore(JSON.parse(readFileSync(domainsFile, 'utf8')) as FakeSnapshot);
