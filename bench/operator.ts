@@ -32,7 +32,8 @@ function pidsWith(needle: string): Map<string, number> {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (cmd.some((a) => a.includes(needle))) out.set(cmd[0]!.split('/').pop()!, Number(d));
+      // Redis rewrites its title ("/usr/bin/redis-server 127.0.0.1:PORT"): the name is the first word.
+      if (cmd.some((a) => a.includes(needle))) out.set(cmd[0]!.split(' ')[0]!.split('/').pop()!, Number(d));
     } catch {
       // gone
     }
@@ -120,11 +121,13 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     await watcher.start();
 
     const envPids = pidsWith(dirname(kube.env.kubeconfig));
+    const redisPid = pidsWith(`127.0.0.1:${redis.port}`).get('redis-server') ?? 0;
     const cpu = () => ({
       apiserver: cpuSeconds(envPids.get('kube-apiserver') ?? 0),
       etcd: cpuSeconds(envPids.get('etcd') ?? 0),
       operator: cpuSeconds(op.pid!),
       hosts: cpuSeconds(procs[0]!.pid!),
+      redis: cpuSeconds(redisPid),
       bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
     });
     const cpuBefore = cpu();
