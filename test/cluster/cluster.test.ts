@@ -110,6 +110,10 @@ test('100 Guests across 5 agents converge through Redis, operator and agent fail
   await waitFor(async () => (await guests()).filter((g) => g.status?.phase === 'Running').length >= 20, '20 running', 120_000).catch((e) => {
     throw new Error(`${(e as Error).message}\n${dump()}`);
   });
+  // Domains running now must survive everything below untouched (same domain, not a new one).
+  const before = new Map<string, number>();
+  for (const h of HOSTS) for (const d of domains(h)) if (d.info.state === 'running') before.set(d.info.guestUid, d.info.domid);
+  assert.ok(before.size >= 20);
   await redis.kill();
   await redis.restart(); // empty: the operator must republish from Kubernetes
   const first = await leader();
@@ -150,6 +154,9 @@ test('100 Guests across 5 agents converge through Redis, operator and agent fail
     }
   }
   for (const g of all) assert.equal(seen.get(g.metadata.uid!), g.status!.node, `${g.metadata.name}'s domain is on its node`);
+  const after = new Map<string, number>();
+  for (const h of HOSTS) for (const d of domains(h)) after.set(d.info.guestUid, d.info.domid);
+  for (const [uid, domid] of before) assert.equal(after.get(uid), domid, `guest ${uid} kept its domain ${domid}`);
 
   // kubectl wait reads the Ready condition (GitOps tools read the same conditions).
   const wait = spawnSync('kubectl', ['--kubeconfig', kube.env.kubeconfig, 'wait', '--for=condition=Ready', 'guest/g-1', 'guest/g-99', '--timeout=30s'], { encoding: 'utf8' });
