@@ -31,6 +31,10 @@ export class DesiredPublisher {
   private readonly mirror = new Map<string, Map<string, string>>();
   private readonly queues = new Map<string, Queue>();
   private epochValue = '';
+  /** Set while a republish runs; writes wait for it. */
+  private gate?: Promise<void>;
+  private inflight = 0;
+  private drained: (() => void)[] = [];
   /** Counted for metrics and tests. */
   republishes = 0;
 
@@ -66,30 +70,56 @@ export class DesiredPublisher {
 
   /** Writes (or, with undefined, removes) a Guest's record on a host, and nudges the agent if it changed. */
   async set(host: string, namespace: string, name: string, record: DesiredGuest | undefined, uid: string): Promise<void> {
+    // A republish rewrites whole hashes from one snapshot: no single write may land in the middle.
+    while (this.gate) await this.gate;
+    this.inflight++;
+    try {
+      await this.write(host, namespace, name, record, uid);
+    } finally {
+      if (--this.inflight === 0) for (const w of this.drained.splice(0)) w();
+    }
+  }
+
+  private async write(host: string, namespace: string, name: string, record: DesiredGuest | undefined, uid: string): Promise<void> {
     const field = fieldOf(namespace, name);
     const json = record && JSON.stringify(record);
     const old = this.mirror.get(host)?.get(field);
     if (old === json) return;
     if (json === undefined) await this.redis.hdel(desiredKey(host), field);
     else await this.redis.hset(desiredKey(host), field, json);
+    const data: ReconcileJob = { namespace, name, uid, generation: record?.generation ?? 0 };
+    const id = record && !record.deleting ? jobId(uid, record.generation) : jobId(uid, 'delete');
+    await this.queue(host).add('reconcile', data, { jobId: id });
+    // Only now: a failed write or job is retried by the next reconcile instead of looking done.
     if (json === undefined) this.mirror.get(host)?.delete(field);
     else {
       if (!this.mirror.has(host)) this.mirror.set(host, new Map());
       this.mirror.get(host)!.set(field, json);
     }
-    const data: ReconcileJob = { namespace, name, uid, generation: record?.generation ?? 0 };
-    const id = record && !record.deleting ? jobId(uid, record.generation) : jobId(uid, 'delete');
-    await this.queue(host).add('reconcile', data, { jobId: id });
   }
 
   /**
-   * Makes Redis hold exactly `want` (host → field → record) and an epoch. With `force` or when the epoch
+   * Makes Redis hold exactly what `wanted()` returns (host → field → record, taken once writes in flight
+   * have finished) and an epoch. With `force` or when the epoch
    * is missing, the hashes are rewritten, marked complete for a new epoch, and the epoch set last: an
    * agent trusts an absence only in a hash complete for the current epoch. Otherwise (a new leader
    * taking over) the hashes are diffed against `want` and corrected in place under the existing epoch.
    * Returns whether a new epoch was set.
    */
-  async republish(want: Map<string, Map<string, DesiredGuest>>, knownHosts: string[], force = false): Promise<boolean> {
+  async republish(wanted: () => Map<string, Map<string, DesiredGuest>>, knownHosts: string[], force = false): Promise<boolean> {
+    while (this.gate) await this.gate;
+    let open!: () => void;
+    this.gate = new Promise<void>((r) => (open = r));
+    try {
+      if (this.inflight > 0) await new Promise<void>((r) => this.drained.push(r));
+      return await this.rewrite(wanted(), knownHosts, force);
+    } finally {
+      this.gate = undefined;
+      open();
+    }
+  }
+
+  private async rewrite(want: Map<string, Map<string, DesiredGuest>>, knownHosts: string[], force: boolean): Promise<boolean> {
     const current = await this.redis.get(EPOCH_KEY);
     const fresh = force || !current;
     const epoch = fresh ? randomUUID() : current!;

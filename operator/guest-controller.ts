@@ -5,6 +5,7 @@
 // and Events for placement, phase changes and failures. Spec is never written.
 import type { StatusReport } from '../cluster/contract.js';
 import { fieldOf } from '../cluster/contract.js';
+import { formatPath, validateObject } from '../crds/validate.js';
 import type { Guest, GuestStatus, XenHost } from '../crds/generated/types.js';
 import { WorkQueue, type HandlerResult } from '../node-agent/agent/work-queue.js';
 import { systemClock } from '../node-agent/agent/hypervisor.js';
@@ -126,6 +127,11 @@ export class GuestController {
     if (a && (a.uid !== uid || g.metadata.annotations?.[NODE_ANNOTATION] === a.host)) this.assigned.delete(key);
     let node = this.nodeOf(g);
 
+    // The API server checks the schema; what it cannot (no CEL in 1.20: memory ≤ maxMemory, ...) is
+    // checked here with the validator kratactl and the agents use. Such a Guest is never placed.
+    const invalid = validateObject(g).errors;
+    if (invalid.length) return this.refuse(g, key, node, invalid.map((e) => `${formatPath(e.path)}: ${e.message}`).join('; '));
+
     if (g.metadata.deletionTimestamp) return this.finalize(g, key, node);
 
     // Re-placement off a host that is gone or has stopped reporting for too long.
@@ -173,19 +179,22 @@ export class GuestController {
         },
         g.metadata.resourceVersion!,
       );
-      if (placed) {
-        this.assigned.set(key, { host: node!, uid });
-        this.unschedulable.delete(key);
-        // No Event of its own: status.node and Scheduled=True say it, and the Started (or failure)
-        // Event names the host; at 10,000 Guests an Event each is a fifth of all API writes.
-        this.track(g, key);
-      }
+    }
+    if (placed) {
+      // Also when the annotation already named this host (placed back where it was).
+      this.assigned.set(key, { host: node!, uid });
+      this.unschedulable.delete(key);
+      // No Event of its own: status.node and Scheduled=True say it, and the Started (or failure)
+      // Event names the host; at 10,000 Guests an Event each is a fifth of all API writes.
+      this.track(g, key);
     }
     if (node) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
 
     const report = node ? this.reports.from(node, key) : undefined;
     const next = deriveStatus({ guest: g, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: iso(Date.now()) });
     let requeue: number | undefined = unschedulable ? 30_000 : undefined;
+    // A silent host sends no events: come back when re-placement is due.
+    if (node && !this.tracker.ready(node) && this.opts.rescheduleAfterMs > 0) requeue = Math.max(1000, this.opts.rescheduleAfterMs - this.tracker.notReadyForMs(node) + 1000);
     if (statusChanged(g.status, next)) {
       // A transient status (waiting for the agent, Creating) is written only if it lasts: a report that
       // follows soon replaces it, and a Guest that starts at once costs one status write, not three.
@@ -201,6 +210,37 @@ export class GuestController {
       }
     } else this.pendingSince.delete(key);
     return requeue === undefined ? undefined : { requeueAfterMs: requeue };
+  }
+
+  /** An invalid spec: Stalled with the reasons, nothing placed; deleting it needs no host unless one holds it. */
+  private async refuse(g: Guest, key: string, node: string | undefined, message: string): Promise<HandlerResult> {
+    const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
+    const published = node !== undefined && this.publisher.published(node, fieldOf(namespace, name)) !== undefined;
+    if (g.metadata.deletionTimestamp) {
+      // Its host skips the invalid record (it keeps running the last valid one); removing the record is
+      // what makes it stop that, once it reads the hash.
+      if (published) {
+        await this.publisher.set(node!, namespace, name, undefined, g.metadata.uid!);
+        await this.reports.forget(node!, key);
+      }
+      if (g.metadata.finalizers?.includes(FINALIZER)) await this.kube.setGuestFinalizers(namespace, name, g.metadata.finalizers.filter((f) => f !== FINALIZER), g.metadata.resourceVersion!);
+      return;
+    }
+    const generation = g.metadata.generation ?? 1;
+    const now = iso(Date.now());
+    const keep = (type: string, status: string) => g.status?.conditions?.find((c) => c.type === type && c.status === status)?.lastTransitionTime ?? now;
+    const next: GuestStatus = {
+      phase: 'Pending',
+      observedGeneration: generation,
+      reason: 'InvalidSpec',
+      message,
+      conditions: [
+        { type: 'Ready', status: 'False', observedGeneration: generation, lastTransitionTime: keep('Ready', 'False'), reason: 'InvalidSpec', message },
+        { type: 'Stalled', status: 'True', observedGeneration: generation, lastTransitionTime: keep('Stalled', 'True'), reason: 'InvalidSpec', message },
+      ],
+    };
+    if (statusChanged(g.status, next)) await this.writeStatus(g, next);
+    return;
   }
 
   private async writeStatus(g: Guest, next: GuestStatus): Promise<void> {
@@ -258,6 +298,8 @@ export class GuestController {
       await this.publisher.set(host, namespace, name, undefined, uid);
       await this.reports.forget(host, key);
     }
+    // Reports from hosts that no longer hold a record (a host back after a forced deletion).
+    for (const { host } of this.reports.get(key)) await this.reports.forget(host, key);
     return;
   }
 

@@ -5,13 +5,15 @@
 // each XenHost's status when it changes (the heartbeat time and guest count at most once a minute).
 import { isDeepStrictEqual } from 'node:util';
 import type { Redis } from 'ioredis';
-import { heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
+import { HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
 import type { HostView } from './placement.js';
 
 export interface HostState {
   heartbeat?: Heartbeat;
+  /** When this process last saw the host's heartbeat key (ms). */
+  seenAt?: number;
   ready: boolean;
   /** When readiness last changed, as this process observed it (ms). */
   since: number;
@@ -89,8 +91,11 @@ export class HostTracker {
         this.opts.log?.(`malformed heartbeat from ${name}`);
       }
       const old = this.states.get(name);
-      const ready = !!hb;
-      this.states.set(name, { heartbeat: hb, ready, since: old && old.ready === ready ? old.since : now });
+      // A key that just vanished is not yet a silent host: Redis may have restarted (every key gone at
+      // once) before the agents reconnected. Ready ends when the key's own lifetime would have.
+      const seenAt = hb ? now : old?.seenAt;
+      const ready = !!hb || (seenAt !== undefined && now - seenAt < HEARTBEAT_TTL_S * 1000);
+      this.states.set(name, { heartbeat: hb ?? old?.heartbeat, ...(seenAt !== undefined ? { seenAt } : {}), ready, since: old && old.ready === ready ? old.since : now });
       if (!old || old.ready !== ready) this.opts.onReadyChange(name, ready);
     });
     for (const name of [...this.states.keys()]) if (!names.has(name)) this.states.delete(name);

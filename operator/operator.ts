@@ -28,6 +28,7 @@ export class Operator {
   controller?: GuestController;
   tracker?: HostTracker;
   private leading = false;
+  private readonly held = new Set<string>();
   private readonly redis: Redis[] = [];
   private publisher?: DesiredPublisher;
   private reports?: StatusReports;
@@ -40,14 +41,19 @@ export class Operator {
     this.guests = new Informer<Guest>(kube, 'guests', { log: opts.log });
     this.hosts = new Informer<XenHost>(kube, 'xenhosts', { log: opts.log });
     const onGuest = (g: Guest) => {
-      if (!this.controller) return;
-      this.controller.track(g, keyOf(g));
-      this.controller.queue.add(keyOf(g));
+      this.controller?.track(g, keyOf(g));
+      this.enqueue(keyOf(g));
     };
     for (const ev of ['add', 'update', 'resync'] as const) this.guests.on(ev, onGuest);
-    this.guests.on('delete', (g: Guest) => this.controller?.queue.add(keyOf(g)));
+    this.guests.on('delete', (g: Guest) => this.enqueue(keyOf(g)));
     const onHost = (h: XenHost) => this.controller?.enqueueForHost(h.metadata.name);
     for (const ev of ['add', 'update', 'delete'] as const) this.hosts.on(ev, onHost);
+  }
+
+  /** Keys that change while a new leader starts are held, not lost (a Guest deleted meanwhile included). */
+  private enqueue(key: string): void {
+    if (this.controller) this.controller.queue.add(key);
+    else if (this.leading) this.held.add(key);
   }
 
   /** Informers only: what every replica runs. */
@@ -85,7 +91,7 @@ export class Operator {
     const { log } = this.opts;
     const main = this.connect('main', { maxRetriesPerRequest: null });
     const publisher = (this.publisher = new DesiredPublisher(main, log));
-    const reports = (this.reports = new StatusReports(this.connect('status'), (key) => this.controller?.queue.add(key), log));
+    const reports = (this.reports = new StatusReports(this.connect('status'), main, (key) => this.enqueue(key), log));
     const tracker = (this.tracker = new HostTracker(main, {
       hosts: () => this.hosts.list(),
       getHost: (name) => this.hosts.get(name),
@@ -110,10 +116,12 @@ export class Operator {
     await tracker.poll();
     const hostNames = () => [...new Set([...this.hosts.list().map((h) => h.metadata.name), ...publisher.hosts()])];
     await reports.load(hostNames());
-    await publisher.republish(controller.desiredState(), hostNames());
+    await publisher.republish(() => controller.desiredState(), hostNames());
     reports.start(hostNames);
     this.controller = controller;
     for (const g of this.guests.list()) controller.queue.add(keyOf(g));
+    for (const key of this.held) controller.queue.add(key);
+    this.held.clear();
     log(`leading: ${this.guests.list().length} guests, ${this.hosts.list().length} hosts, epoch ${publisher.epoch}`);
 
     const poll = async () => {
@@ -122,7 +130,7 @@ export class Operator {
         // Redis restarted empty (or was flushed): Kubernetes is the source of truth, publish it again.
         if (await publisher.epochLost()) {
           log('the Redis epoch is gone (Redis lost its data): republishing every host from Kubernetes');
-          await publisher.republish(controller.desiredState(), hostNames());
+          await publisher.republish(() => controller.desiredState(), hostNames());
         }
       } catch (e) {
         log('host poll failed', e);

@@ -21,6 +21,8 @@ export class StatusReports {
   constructor(
     /** A dedicated connection: XREAD BLOCK holds it. */
     private readonly redis: Redis,
+    /** For writes, which must not wait behind a blocked read. */
+    private readonly writer: Redis,
     /** Called with the Guest key whenever its reports change. */
     private readonly onChange: (key: string) => void,
     private readonly log: (msg: string, err?: unknown) => void = () => undefined,
@@ -38,7 +40,7 @@ export class StatusReports {
 
   /** Drops a report the operator has acted on (a Guest gone from a host), here and in Redis. */
   async forget(host: string, key: string): Promise<void> {
-    await this.redis.hdel(statusKey(host), key);
+    await this.writer.hdel(statusKey(host), key);
     const m = this.reports.get(key);
     m?.delete(host);
     if (m && m.size === 0) this.reports.delete(key);
@@ -69,6 +71,13 @@ export class StatusReports {
     for (const host of hosts) {
       const all = await this.redis.hgetall(statusKey(host));
       for (const [key, raw] of Object.entries(all)) this.record(host, key, raw);
+      // What the hash no longer holds is gone from memory too.
+      for (const [key, m] of this.reports) {
+        if (m.has(host) && !(key in all)) {
+          m.delete(host);
+          if (m.size === 0) this.reports.delete(key);
+        }
+      }
     }
   }
 

@@ -180,7 +180,10 @@ test('a Guest nothing fits waits with a reason; a silent host loses its Guests t
   roaming.spec = { image: 'example.test/app:1', resources: { cpus: 1, memory: '64Mi' } } as Guest['spec'];
   const pinned = newGuest('pinned');
   pinned.spec = { image: 'example.test/app:1', resources: { cpus: 1, memory: '64Mi' }, nodeName: 'xen-e' } as Guest['spec'];
-  await Promise.all([nowhere, pinned].map((g) => kube.client.createGuest(g)));
+  // What the API server cannot check (no CEL in 1.20) the operator does: never placed, Stalled.
+  const invalid = newGuest('invalid');
+  invalid.spec = { image: 'example.test/app:1', resources: { cpus: 2, maxCpus: 1, memory: '64Mi' } } as Guest['spec'];
+  await Promise.all([nowhere, pinned, invalid].map((g) => kube.client.createGuest(g)));
   // It runs wherever placement puts it; that host is then taken away.
   await kube.client.createGuest(roaming);
   const placed = await waitFor(async () => {
@@ -196,6 +199,14 @@ test('a Guest nothing fits waits with a reason; a silent host loses its Guests t
   assert.equal(unplaced.reason, 'Unschedulable');
   assert.equal(unplaced.message, "0/5 hosts are available: 5 didn't match nodeSelector");
   assert.ok((await events('nowhere')).some((e) => e.reason === 'FailedScheduling'));
+  const stalled = await waitFor(async () => {
+    const g = await kube.client.getGuest('default', 'invalid');
+    return g.status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
+  }, 'Stalled=True', 30_000);
+  assert.equal(stalled.reason, 'InvalidSpec');
+  assert.match(stalled.message, /maxCpus/);
+  assert.equal((await kube.client.getGuest('default', 'invalid')).status?.node, undefined);
+  await kube.client.deleteGuest('default', 'invalid');
 
   // The roaming Guest's host goes silent for good: after the heartbeat TTL (40 s) plus
   // --reschedule-after (15 s) it runs elsewhere; the old host's copy is dropped from Redis.
