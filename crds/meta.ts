@@ -27,6 +27,11 @@ export interface ObjectMeta {
   managedFields?: unknown[];
 }
 
+/** A metav1.Time as the API server writes it: RFC 3339 in UTC, whole seconds. */
+export function metaTime(t: number | Date): string {
+  return new Date(t).toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
 export const DNS1123_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 export const DNS1123_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 

@@ -13,9 +13,10 @@ import { desiredRecord, type DesiredPublisher } from './desired-publisher.js';
 import { deriveStatus, statusChanged } from './guest-status.js';
 import type { HostTracker } from './host-tracker.js';
 import type { KubeClient } from './kube/client.js';
-import type { Informer } from './kube/informer.js';
+import { keyOf, type Informer } from './kube/informer.js';
 import { guestRequest, place } from './placement.js';
 import type { StatusReports } from './status-reports.js';
+import { metaTime } from '../crds/meta.js';
 
 export const FINALIZER = 'krata.dev/guest-cleanup';
 /** The XenHost a Guest is placed on, written with the finalizer (status.node shows it too). */
@@ -34,8 +35,6 @@ export interface GuestControllerOptions {
   log?: (msg: string, err?: unknown) => void;
 }
 
-const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
-const keyOf = (g: Guest) => `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`;
 const finished = (s: GuestStatus | undefined) => s?.phase === 'Succeeded' || s?.phase === 'Failed';
 
 export class GuestController {
@@ -191,7 +190,7 @@ export class GuestController {
     if (node) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
 
     const report = node ? this.reports.from(node, key) : undefined;
-    const next = deriveStatus({ guest: g, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: iso(Date.now()) });
+    const next = deriveStatus({ guest: g, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: metaTime(Date.now()) });
     let requeue: number | undefined = unschedulable ? 30_000 : undefined;
     // A silent host sends no events: come back when re-placement is due.
     if (node && !this.tracker.ready(node) && this.opts.rescheduleAfterMs > 0) requeue = Math.max(1000, this.opts.rescheduleAfterMs - this.tracker.notReadyForMs(node) + 1000);
@@ -227,7 +226,7 @@ export class GuestController {
       return;
     }
     const generation = g.metadata.generation ?? 1;
-    const now = iso(Date.now());
+    const now = metaTime(Date.now());
     const keep = (type: string, status: string) => g.status?.conditions?.find((c) => c.type === type && c.status === status)?.lastTransitionTime ?? now;
     const next: GuestStatus = {
       phase: 'Pending',
@@ -268,7 +267,7 @@ export class GuestController {
       const timedOut = this.opts.forceDeleteAfterMs > 0 && silentMs >= this.opts.forceDeleteAfterMs;
       if (!gone && !hostGone && !forced && !timedOut) {
         await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
-        const next = deriveStatus({ guest: g, node, report, hostReady: this.tracker.ready(node), now: iso(Date.now()) });
+        const next = deriveStatus({ guest: g, node, report, hostReady: this.tracker.ready(node), now: metaTime(Date.now()) });
         if (report?.uid === uid && report.status && statusChanged(g.status, next)) await this.writeStatus(g, next);
         // Rechecked for the force-delete timeout; a report ends the wait sooner.
         return { requeueAfterMs: 15_000 };

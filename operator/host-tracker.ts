@@ -9,6 +9,7 @@ import { HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat, type Heartbeat } from '.
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
 import type { HostView } from './placement.js';
+import { metaTime } from '../crds/meta.js';
 
 export interface HostState {
   heartbeat?: Heartbeat;
@@ -106,7 +107,7 @@ export class HostTracker {
     const host = this.opts.getHost(name);
     const st = this.states.get(name);
     if (!host || !st) return;
-    const next = hostStatus(host, st, new Date(this.now()).toISOString().replace(/\.\d+Z$/, 'Z'));
+    const next = hostStatus(host, st, metaTime(this.now()));
     const cur = host.status ?? {};
     // The heartbeat time and the running-guest count change all the time; they ride along with other
     // changes and are refreshed on their own at most once a minute (100 hosts × every poll would be

@@ -6,7 +6,7 @@ import { DesiredPublisher } from './desired-publisher.js';
 import { GuestController } from './guest-controller.js';
 import { HostTracker } from './host-tracker.js';
 import type { KubeClient } from './kube/client.js';
-import { Informer } from './kube/informer.js';
+import { Informer, keyOf } from './kube/informer.js';
 import { StatusReports } from './status-reports.js';
 
 export interface OperatorOptions {
@@ -19,8 +19,6 @@ export interface OperatorOptions {
   pollMs?: number;
   log: (msg: string, err?: unknown) => void;
 }
-
-const keyOf = (g: Guest) => `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`;
 
 export class Operator {
   readonly guests: Informer<Guest>;

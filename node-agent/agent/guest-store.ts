@@ -11,6 +11,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
 import type { WatchEvent } from './service.js';
+import { metaTime } from '../../crds/meta.js';
 
 /** What the agent keeps beside a Guest and does not show: restart bookkeeping. */
 export interface GuestInternal {
@@ -116,7 +117,7 @@ export class GuestStore extends EventEmitter {
       const { deletionTimestamp: _d, deletionGracePeriodSeconds: _g, resourceVersion: _r, uid: _u, generation: _n, creationTimestamp: _c, ...meta } = guest.metadata;
       const created: Guest = {
         ...guest,
-        metadata: { ...meta, namespace, uid: randomUUID(), generation: 1, creationTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z') },
+        metadata: { ...meta, namespace, uid: randomUUID(), generation: 1, creationTimestamp: metaTime(now) },
         status: { phase: 'Pending', observedGeneration: 0 },
       };
       this.persist({ guest: created, internal: {} }, 'ADDED', true);
@@ -187,7 +188,7 @@ export class GuestStore extends EventEmitter {
   /** A new record from the cluster's Guest: its metadata as given, no status yet. */
   private fresh(desired: Guest, namespace: string, now: Date): Guest {
     const { name, uid, generation = 1, labels, annotations } = desired.metadata;
-    const metadata: Guest['metadata'] = { name, namespace, uid, generation, creationTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z') };
+    const metadata: Guest['metadata'] = { name, namespace, uid, generation, creationTimestamp: metaTime(now) };
     if (labels) metadata.labels = labels;
     if (annotations) metadata.annotations = annotations;
     return { apiVersion: desired.apiVersion, kind: desired.kind, metadata, spec: desired.spec, status: { phase: 'Pending', observedGeneration: 0 } };
@@ -218,7 +219,7 @@ export class GuestStore extends EventEmitter {
     if (rec.guest.metadata.deletionTimestamp) return true;
     const guest: Guest = {
       ...rec.guest,
-      metadata: { ...rec.guest.metadata, deletionTimestamp: now.toISOString().replace(/\.\d+Z$/, 'Z'), ...(gracePeriodSeconds !== undefined ? { deletionGracePeriodSeconds: gracePeriodSeconds } : {}) },
+      metadata: { ...rec.guest.metadata, deletionTimestamp: metaTime(now), ...(gracePeriodSeconds !== undefined ? { deletionGracePeriodSeconds: gracePeriodSeconds } : {}) },
     };
     this.persist({ ...rec, guest }, 'MODIFIED', true);
     return true;

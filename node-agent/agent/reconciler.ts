@@ -16,6 +16,7 @@ import type { GuestRecord, GuestStore } from './guest-store.js';
 import type { Clock, DomainInfo, DomainLaunch, Hypervisor } from './hypervisor.js';
 import type { Ipam, Reservation } from './ipam.js';
 import { WorkQueue, type HandlerResult } from './work-queue.js';
+import { metaTime } from '../../crds/meta.js';
 
 /** Where images come from (ImageStore in the agent; a double in tests). */
 export interface ImageProvider {
@@ -86,9 +87,6 @@ export function specHash(g: Guest): string {
   return createHash('sha256').update(JSON.stringify(stable)).digest('hex').slice(0, 16);
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
-}
 
 export class Reconciler {
   readonly queue: WorkQueue;
@@ -306,7 +304,7 @@ export class Reconciler {
       s.domid = dom.domid;
       s.uuid = dom.uuid;
       s.node = this.opts.nodeName;
-      s.startTime ??= iso(dom.createdAt);
+      s.startTime ??= metaTime(dom.createdAt);
       delete s.reason;
       delete s.message;
       if (res && rec.guest.spec.network.enabled) s.addresses = addresses(res);
@@ -342,7 +340,7 @@ export class Reconciler {
         delete s.signal;
         if (exit.exitCode !== undefined) s.exitCode = exit.exitCode;
         if (exit.signal !== undefined) s.signal = exit.signal;
-        s.finishTime = iso(now);
+        s.finishTime = metaTime(now);
         if (restart) {
           s.phase = 'Pending';
           s.restartCount = (s.restartCount ?? 0) + 1;
@@ -517,7 +515,7 @@ export class Reconciler {
       s.phase = 'Running';
       s.domid = dom.domid;
       s.uuid = dom.uuid;
-      s.startTime = iso(dom.createdAt);
+      s.startTime = metaTime(dom.createdAt);
       delete s.reason;
       delete s.message;
       this.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
@@ -582,7 +580,7 @@ export class Reconciler {
       type,
       status,
       observedGeneration: rec.guest.metadata.generation ?? 1,
-      lastTransitionTime: old && old.status === status ? old.lastTransitionTime : iso(this.clock.now()),
+      lastTransitionTime: old && old.status === status ? old.lastTransitionTime : metaTime(this.clock.now()),
       reason,
       message,
     };

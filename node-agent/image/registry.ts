@@ -9,6 +9,7 @@ import type { CredentialStore, Credential } from './credentials.js';
 import { documentKind, LIMITS, MANIFEST_ACCEPT, ManifestError, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from './manifest.js';
 import { selectManifest, hostPlatform, type Platform } from './platform.js';
 import { formatReference, registryEndpoint, type ImageReference } from './reference.js';
+import { Semaphore } from '../semaphore.js';
 
 export interface RegistryOptions {
   credentials?: CredentialStore;
@@ -69,21 +70,6 @@ export function parseChallenge(header: string): { scheme: string; params: Record
   return { scheme: m[1]!.toLowerCase(), params };
 }
 
-class Semaphore {
-  private waiting: Array<() => void> = [];
-  constructor(private free: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((r) => this.waiting.push(r));
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    }
-  }
-}
 
 /** One place to send requests for a repository: the registry itself or a mirror. */
 interface Endpoint {

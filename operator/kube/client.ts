@@ -7,6 +7,8 @@ import https from 'node:https';
 import { hostname } from 'node:os';
 import { KubeConfig, PatchStrategy } from '@kubernetes/client-node';
 import type { Guest, GuestStatus, XenHost, XenHostStatus } from '../../crds/generated/types.js';
+import { Semaphore } from '../../node-agent/semaphore.js';
+import { metaTime } from '../../crds/meta.js';
 
 export const FIELD_MANAGER = 'krata-operator';
 const API = '/apis/krata.dev/v1alpha1';
@@ -92,27 +94,6 @@ interface EventRecord {
   chain: Promise<void>;
 }
 
-/** A FIFO semaphore: run() waits for one of `max` slots. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly max: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      // Hand the slot straight to the next waiter so a newcomer cannot overtake it.
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
-}
-
-const seconds = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 const seg = encodeURIComponent;
 
 export class KubeClient {
@@ -123,7 +104,7 @@ export class KubeClient {
 
   private readonly server: URL;
   private readonly agent: http.Agent;
-  private readonly limiter: Limiter;
+  private readonly limiter: Semaphore;
   private readonly timeoutMs: number;
   private readonly instance: string;
   private readonly onError?: (msg: string, err: unknown) => void;
@@ -148,7 +129,7 @@ export class KubeClient {
     this.server = new URL(cluster.server);
     // TLS settings travel per request and are part of the agent's pool key, so one agent serves all.
     this.agent = this.server.protocol === 'http:' ? new http.Agent({ keepAlive: true }) : new https.Agent({ keepAlive: true });
-    this.limiter = new Limiter(opts.maxInFlight ?? 32);
+    this.limiter = new Semaphore(opts.maxInFlight ?? 32);
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.instance = opts.instance ?? hostname();
     this.onError = opts.onError;
@@ -344,7 +325,7 @@ export class KubeClient {
     if (rec.name && now - rec.last < EVENT_WINDOW_MS) {
       try {
         await this.request('PATCH', `/api/v1/namespaces/${seg(rec.namespace!)}/events/${seg(rec.name)}`, {
-          body: { count: rec.count + 1, lastTimestamp: seconds(now) },
+          body: { count: rec.count + 1, lastTimestamp: metaTime(now) },
           contentType: PatchStrategy.MergePatch,
         });
         rec.count++;
@@ -355,7 +336,7 @@ export class KubeClient {
       }
     }
     const name = `${ev.involved.name}.${(BigInt(now) * 1_000_000n + BigInt(this.eventSeq++ % 1_000_000)).toString(16)}`;
-    const ts = seconds(now);
+    const ts = metaTime(now);
     await this.request('POST', `/api/v1/namespaces/${seg(ev.namespace)}/events`, {
       body: {
         apiVersion: 'v1',
