@@ -1,0 +1,524 @@
+// One guest's network: its link (netback vif, veth or TAP), the checks on what it sends (its own MAC and
+// addresses only), the gateway virtual host, the NAT tables (TCP, UDP, ICMP echo) and its published
+// ports. Frames to the guest are built here.
+import { createSocket as createUdpSocket, type Socket as UdpSocket } from 'node:dgram';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gateway.js';
+import type { Link } from './link.js';
+import type { Policy, Verdict } from './policy.js';
+import { TcpFlow, type TcpWire } from './tcp.js';
+import { UdpFlow, type UdpWire } from './udp.js';
+import {
+  ETH_HLEN,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  finish,
+  fold,
+  formatIpv4,
+  ipv6Equal,
+  macEqual,
+  Packet,
+  parse,
+  parseCidr,
+  parseIpv4,
+  parseIpv6,
+  parseMac,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_TCP,
+  PROTO_UDP,
+  pseudoSum4,
+  pseudoSum6,
+  sum16,
+  TCP_ACK,
+  TCP_RST,
+  TCP_SYN,
+  writeEth,
+  writeIpv4,
+  writeIpv6,
+  writeTcp,
+  writeUdp,
+} from './wire.js';
+
+export interface PublishedPort {
+  protocol: 'TCP' | 'UDP';
+  hostPort: number;
+  guestPort: number;
+  /** Host address to listen on (default all). */
+  hostAddress?: string;
+}
+
+export interface GuestNetConfig {
+  id: string;
+  /** dom0 interface: vif<domid>.<n>, or the host end of a veth; a TAP when `tap` is set. */
+  interface: string;
+  tap?: boolean;
+  mac: string;
+  ipv4: string;
+  ipv6: string;
+  gateway4: string;
+  gateway6: string;
+  ports?: PublishedPort[];
+}
+
+export interface BackendStats {
+  spoofed: number;
+  dropped: number;
+  tcpFlows: number;
+  udpFlows: number;
+  tcpOpened: number;
+  refused: number;
+}
+
+export const MAX_TCP_FLOWS = 8192;
+export const MAX_UDP_FLOWS = 2048;
+const MAX_GSO_PAYLOAD = 65536 - 128;
+
+const ICMP_UNREACH_HOST = 1;
+const ICMP_UNREACH_PORT = 3;
+const ICMP_UNREACH_ADMIN = 13;
+
+export type LinkOpener = (cfg: GuestNetConfig) => Link;
+
+export class GuestBackend implements TcpWire, UdpWire {
+  readonly g: GatewayAddrs;
+  private readonly link: Link;
+  private readonly pkt = new Packet();
+  private readonly tcp = new Map<string, TcpFlow>();
+  private readonly udp = new Map<string, UdpFlow>();
+  private readonly acks = new Set<TcpFlow>();
+  private readonly corks = new Set<TcpFlow>();
+  private readonly servers: (Server | UdpSocket)[] = [];
+  private nextPort = 32768;
+  private shut = false;
+  readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0 };
+  /** Published ports that could not be bound, with the reason. */
+  readonly portErrors: string[] = [];
+
+  constructor(
+    readonly cfg: GuestNetConfig,
+    gatewayMac: Buffer,
+    private readonly policy: Policy,
+    openLink: LinkOpener,
+    private readonly logger: (msg: string) => void = () => {},
+  ) {
+    const v4 = parseCidr(cfg.ipv4);
+    const v6 = parseCidr(cfg.ipv6);
+    this.link = openLink(cfg);
+    this.g = {
+      link: this.link,
+      guestMac: parseMac(cfg.mac),
+      gwMac: gatewayMac,
+      guest4: parseIpv4(v4.address),
+      gw4: parseIpv4(cfg.gateway4),
+      guest6: parseIpv6(v6.address),
+      gw6: parseIpv6(cfg.gateway6),
+    };
+    this.link.onFrame = (frame) => this.onFrame(frame);
+    this.link.onBatchEnd = () => this.batchEnd();
+  }
+
+  log(msg: string): void {
+    this.logger(`${this.cfg.id}: ${msg}`);
+  }
+
+  /** Binds the published ports; a port that cannot be bound is reported in portErrors. */
+  async publish(): Promise<void> {
+    for (const port of this.cfg.ports ?? []) {
+      try {
+        if (port.protocol === 'UDP') this.servers.push(await this.publishUdp(port));
+        else this.servers.push(await this.publishTcp(port));
+      } catch (e) {
+        const msg = `${port.protocol} ${port.hostPort}: ${(e as Error).message}`;
+        this.portErrors.push(msg);
+        this.log(`cannot publish ${msg}`);
+      }
+    }
+  }
+
+  // ---- frames from the guest -----------------------------------------------------------------------
+
+  private onFrame(frame: Buffer): void {
+    const p = this.pkt;
+    const g = this.g;
+    if (!parse(p, frame) || !macEqual(frame, 6, g.guestMac)) {
+      // Malformed, or a MAC that is not the guest's.
+      if (frame.length >= 12 && !macEqual(frame, 6, g.guestMac)) this.stats.spoofed++;
+      else this.stats.dropped++;
+      return;
+    }
+    const toGateway = macEqual(frame, 0, g.gwMac);
+    if (p.ip === 4) {
+      if (p.src4 !== g.guest4) {
+        this.stats.spoofed++;
+        return;
+      }
+      if (!toGateway || p.fragment) {
+        this.stats.dropped++;
+        return;
+      }
+      if (p.proto === PROTO_TCP) this.tcpIn(p);
+      else if (p.proto === PROTO_UDP) this.udpIn(p);
+      else if (p.proto === PROTO_ICMP && p.icmpType === 8 && p.dst4 === g.gw4) answerEcho4(g, p);
+      else this.stats.dropped++;
+      return;
+    }
+    if (p.ip === 6) {
+      const own = ipv6Equal(frame, p.src6, g.guest6);
+      if (p.proto === PROTO_ICMPV6 && (p.icmpType === 135 || p.icmpType === 128)) {
+        // Neighbour discovery may come from the link-local or unspecified address; echo only from ours.
+        const b0 = frame[p.src6]!;
+        const linkLocal = b0 === 0xfe && (frame[p.src6 + 1]! & 0xc0) === 0x80;
+        const unspecified = frame.subarray(p.src6, p.src6 + 16).every((x) => x === 0);
+        if (own || (p.icmpType === 135 && (linkLocal || unspecified))) answerIcmp6(g, p);
+        else this.stats.spoofed++;
+        return;
+      }
+      if (!own) {
+        if (p.proto !== PROTO_ICMPV6) this.stats.spoofed++;
+        return; // router solicitations, MLD and the like from link-local addresses: ignored
+      }
+      if (!toGateway || p.fragment) {
+        this.stats.dropped++;
+        return;
+      }
+      if (p.proto === PROTO_TCP) this.tcpIn(p);
+      else if (p.proto === PROTO_UDP) this.udpIn(p);
+      else this.stats.dropped++;
+      return;
+    }
+    if (p.ethertype === ETHERTYPE_ARP) {
+      // The sender must claim the guest's own MAC and address (or none, for a probe).
+      if (frame.length >= ETH_HLEN + 28 && macEqual(frame, ETH_HLEN + 8, g.guestMac)) {
+        const spa = frame.readUInt32BE(ETH_HLEN + 14);
+        if (spa === g.guest4 || spa === 0) answerArp(g, p);
+        else this.stats.spoofed++;
+      } else this.stats.spoofed++;
+    }
+  }
+
+  private batchEnd(): void {
+    for (const f of this.acks) if (f.lastAckSent !== f.rcvNxt) f.sendAck();
+    this.acks.clear();
+    for (const f of this.corks) f.socket?.uncork();
+    this.corks.clear();
+    this.link.flush();
+  }
+
+  private remoteKey(p: Packet, remotePort: number, guestPort: number): string {
+    return p.ip === 4 ? `${p.dst4}|${remotePort}|${guestPort}` : `${p.buf.toString('latin1', p.dst6, p.dst6 + 16)}|${remotePort}|${guestPort}`;
+  }
+
+  private verdict(p: Packet): Verdict {
+    return p.ip === 4 ? this.policy.v4(p.dst4, p.dstPort, this.g.gw4) : this.policy.v6(p.buf, p.dst6, p.dstPort, this.g.gw6);
+  }
+
+  // ---- TCP -----------------------------------------------------------------------------------------
+
+  private tcpIn(p: Packet): void {
+    const key = this.remoteKey(p, p.dstPort, p.srcPort);
+    const flow = this.tcp.get(key);
+    if (flow) {
+      flow.input(p);
+      return;
+    }
+    if ((p.flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN) {
+      if (!(p.flags & TCP_RST)) this.rstFor(p);
+      return;
+    }
+    const v = this.verdict(p);
+    if (!v.allow || this.tcp.size >= MAX_TCP_FLOWS) {
+      this.stats.refused++;
+      this.rstFor(p);
+      return;
+    }
+    const f = new TcpFlow(this, {
+      remote4: p.ip === 4 ? p.dst4 : 0,
+      remote6: p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null,
+      remotePort: p.dstPort,
+      guestPort: p.srcPort,
+      inbound: false,
+    });
+    f.key = key;
+    this.tcp.set(key, f);
+    this.stats.tcpOpened++;
+    this.stats.tcpFlows = this.tcp.size;
+    const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true });
+    f.startOutbound(p, socket);
+  }
+
+  /** An RST answering a segment that belongs to no flow (RFC 793 "reset generation"). */
+  private rstFor(p: Packet): void {
+    const len = p.end - p.payload;
+    const remote4 = p.ip === 4 ? p.dst4 : 0;
+    const remote6 = p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null;
+    const fake = { remote4, remote6, remotePort: p.dstPort, guestPort: p.srcPort } as TcpFlow;
+    if (p.flags & TCP_ACK) this.segment(fake, p.ack, 0, TCP_RST, 0, null, 0, 0);
+    else this.segment(fake, 0, (p.seq + len + (p.flags & TCP_SYN ? 1 : 0)) >>> 0, TCP_RST | TCP_ACK, 0, null, 0, 0);
+  }
+
+  segment(flow: TcpFlow, seq: number, ack: number, flags: number, window: number, options: Buffer | null, offset: number, len: number): void {
+    if (this.shut) return;
+    const g = this.g;
+    const v6 = flow.remote6 !== null;
+    const tcpHlen = 20 + (options ? options.length : 0);
+    const l4 = ETH_HLEN + (v6 ? 40 : 20);
+    const total = l4 + tcpHlen + len;
+    const f = this.link.alloc(total);
+    const tcpLen = tcpHlen + len;
+    let ps: number;
+    if (v6) {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
+      writeIpv6(f, ETH_HLEN, flow.remote6!, g.guest6, PROTO_TCP, tcpLen);
+      ps = pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_TCP, tcpLen);
+    } else {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
+      writeIpv4(f, ETH_HLEN, flow.remote4, g.guest4, PROTO_TCP, 20 + tcpLen);
+      ps = pseudoSum4(flow.remote4, g.guest4, PROTO_TCP, tcpLen);
+    }
+    writeTcp(f, l4, flow.remotePort, flow.guestPort, seq, ack, flags, window, options ?? undefined);
+    if (len > 0) flow.copyOut(f, l4 + tcpHlen, offset, len);
+    if (flags & TCP_ACK) flow.lastAckSent = ack;
+    if (this.link.offloads) {
+      f.writeUInt16BE(fold(ps), l4 + 16);
+      const gso = len > flow.mss;
+      this.link.commit(total, { csumStart: l4, csumOffset: 16, ...(gso ? { gso: v6 ? 'tcp6' : 'tcp4', gsoSize: flow.mss, hdrLen: l4 + tcpHlen } : {}) });
+    } else {
+      f.writeUInt16BE(finish(sum16(f, l4, total, ps)), l4 + 16);
+      this.link.commit(total);
+    }
+  }
+
+  maxSegment(flow: TcpFlow): number {
+    return this.link.offloads ? MAX_GSO_PAYLOAD : flow.mss;
+  }
+
+  pathMss(flow: TcpFlow): number {
+    return this.link.mtu - (flow.remote6 ? 60 : 40);
+  }
+
+  unreachable(flow: TcpFlow): void {
+    // Quote what the guest's SYN looked like: its IP header and the first 8 bytes of TCP.
+    const q = Buffer.alloc(flow.remote6 ? 48 : 28);
+    if (flow.remote6) {
+      writeIpv6(q, 0, this.g.guest6, flow.remote6, PROTO_TCP, 20);
+    } else writeIpv4(q, 0, this.g.guest4, flow.remote4, PROTO_TCP, 40);
+    const t = flow.remote6 ? 40 : 20;
+    q.writeUInt16BE(flow.guestPort, t);
+    q.writeUInt16BE(flow.remotePort, t + 2);
+    q.writeUInt32BE(flow.guestIsn, t + 4);
+    this.icmpError(flow.remote6 === null, flow.remote4, flow.remote6, ICMP_UNREACH_HOST, q);
+  }
+
+  closed(flow: TcpFlow | UdpFlow): void {
+    if (flow instanceof TcpFlow) {
+      if (this.tcp.get(flow.key) === flow) this.tcp.delete(flow.key);
+      this.acks.delete(flow);
+      this.corks.delete(flow);
+      this.stats.tcpFlows = this.tcp.size;
+    } else {
+      if (this.udp.get(flow.key) === flow) this.udp.delete(flow.key);
+      this.stats.udpFlows = this.udp.size;
+    }
+  }
+
+  wantAck(flow: TcpFlow): void {
+    this.acks.add(flow);
+  }
+
+  corked(flow: TcpFlow): void {
+    this.corks.add(flow);
+  }
+
+  // ---- UDP -----------------------------------------------------------------------------------------
+
+  private udpIn(p: Packet): void {
+    const key = this.remoteKey(p, p.dstPort, p.srcPort);
+    let flow = this.udp.get(key);
+    if (!flow) {
+      const v = this.verdict(p);
+      if (!v.allow || this.udp.size >= MAX_UDP_FLOWS) {
+        this.stats.refused++;
+        this.icmpError(p.ip === 4, p.dst4, p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null, v.allow ? ICMP_UNREACH_PORT : ICMP_UNREACH_ADMIN, p.buf.subarray(p.l3, Math.min(p.end, p.l4 + 8)));
+        return;
+      }
+      flow = new UdpFlow(this, p.ip === 4 ? p.dst4 : 0, p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null, p.dstPort, p.srcPort);
+      flow.key = key;
+      this.udp.set(key, flow);
+      this.stats.udpFlows = this.udp.size;
+      flow.connect(v.host, p.dstPort);
+    }
+    flow.fromGuest(p.buf.subarray(p.payload, p.end));
+  }
+
+  toGuest(flow: UdpFlow, payload: Buffer): void {
+    if (this.shut) return;
+    const g = this.g;
+    const v6 = flow.remote6 !== null;
+    const l4 = ETH_HLEN + (v6 ? 40 : 20);
+    const udpLen = 8 + payload.length;
+    if (l4 - ETH_HLEN + udpLen > this.link.mtu) {
+      this.stats.dropped++; // no fragmentation towards the guest
+      return;
+    }
+    const total = l4 + udpLen;
+    const f = this.link.alloc(total);
+    let ps: number;
+    if (v6) {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
+      writeIpv6(f, ETH_HLEN, flow.remote6!, g.guest6, PROTO_UDP, udpLen);
+      ps = pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_UDP, udpLen);
+    } else {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
+      writeIpv4(f, ETH_HLEN, flow.remote4, g.guest4, PROTO_UDP, 20 + udpLen);
+      ps = pseudoSum4(flow.remote4, g.guest4, PROTO_UDP, udpLen);
+    }
+    writeUdp(f, l4, flow.remotePort, flow.guestPort, udpLen);
+    payload.copy(f, l4 + 8);
+    if (this.link.offloads) {
+      f.writeUInt16BE(fold(ps), l4 + 6);
+      this.link.commit(total, { csumStart: l4, csumOffset: 6 });
+    } else {
+      f.writeUInt16BE(finish(sum16(f, l4, total, ps)) || 0xffff, l4 + 6);
+      this.link.commit(total);
+    }
+  }
+
+  // ---- ICMP errors to the guest --------------------------------------------------------------------
+
+  /** Destination unreachable from `remote` with `quote` (the offending packet's start). */
+  private icmpError(v4: boolean, remote4: number, remote6: Buffer | null, code: number, quote: Buffer): void {
+    const g = this.g;
+    if (v4) {
+      const n = 8 + Math.min(quote.length, 548);
+      const f = this.link.alloc(ETH_HLEN + 20 + n);
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
+      writeIpv4(f, ETH_HLEN, remote4, g.guest4, PROTO_ICMP, 20 + n);
+      const l4 = ETH_HLEN + 20;
+      f.fill(0, l4, l4 + 8);
+      f[l4] = 3;
+      f[l4 + 1] = code;
+      quote.copy(f, l4 + 8, 0, n - 8);
+      f.writeUInt16BE(finish(sum16(f, l4, l4 + n)), l4 + 2);
+      this.link.commit(ETH_HLEN + 20 + n);
+    } else if (remote6) {
+      // ICMPv6 destination unreachable: 1 no route, 1/admin = 1, port = 4, address = 3.
+      const code6 = code === ICMP_UNREACH_PORT ? 4 : code === ICMP_UNREACH_ADMIN ? 1 : 3;
+      const n = 8 + Math.min(quote.length, 1232 - 48);
+      const f = this.link.alloc(ETH_HLEN + 40 + n);
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
+      writeIpv6(f, ETH_HLEN, remote6, g.guest6, PROTO_ICMPV6, n);
+      const l4 = ETH_HLEN + 40;
+      f.fill(0, l4, l4 + 8);
+      f[l4] = 1;
+      f[l4 + 1] = code6;
+      quote.copy(f, l4 + 8, 0, n - 8);
+      f.writeUInt16BE(finish(sum16(f, l4, l4 + n, pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_ICMPV6, n))), l4 + 2);
+      this.link.commit(ETH_HLEN + 40 + n);
+    }
+  }
+
+  // ---- published ports -----------------------------------------------------------------------------
+
+  private allocPort(guestPort: number, map: Map<string, unknown>): number {
+    for (let i = 0; i < 28232; i++) {
+      const port = this.nextPort;
+      this.nextPort = this.nextPort >= 60999 ? 32768 : this.nextPort + 1;
+      if (!map.has(`${this.g.gw4}|${port}|${guestPort}`)) return port;
+    }
+    return 0;
+  }
+
+  private publishTcp(port: PublishedPort): Promise<Server> {
+    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
+      if (this.shut || this.tcp.size >= MAX_TCP_FLOWS) {
+        socket.destroy();
+        return;
+      }
+      const remotePort = this.allocPort(port.guestPort, this.tcp);
+      if (!remotePort) {
+        socket.destroy();
+        return;
+      }
+      // The guest sees connections from its gateway (its own address space), whoever the client is.
+      const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort: port.guestPort, inbound: true });
+      f.key = `${this.g.gw4}|${remotePort}|${port.guestPort}`;
+      this.tcp.set(f.key, f);
+      this.stats.tcpFlows = this.tcp.size;
+      f.startInbound(socket);
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: port.hostPort, host: port.hostAddress ?? '::', ipv6Only: false }, () => {
+        server.off('error', reject);
+        server.on('error', (e) => this.log(`published port ${port.hostPort}: ${e.message}`));
+        resolve(server);
+      });
+    });
+  }
+
+  private publishUdp(port: PublishedPort): Promise<UdpSocket> {
+    const host = port.hostAddress ?? '::';
+    const sock = createUdpSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false });
+    const byClient = new Map<string, UdpFlow>();
+    sock.on('message', (msg, rinfo) => {
+      if (this.shut) return;
+      const client = `${rinfo.address}|${rinfo.port}`;
+      let flow = byClient.get(client);
+      if (!flow) {
+        if (this.udp.size >= MAX_UDP_FLOWS) return;
+        const remotePort = this.allocPort(port.guestPort, this.udp);
+        if (!remotePort) return;
+        const f = new UdpFlow(
+          {
+            toGuest: (fl, payload) => this.toGuest(fl, payload),
+            closed: (fl) => {
+              byClient.delete(client);
+              this.closed(fl);
+            },
+            log: (m) => this.log(m),
+          },
+          this.g.gw4,
+          null,
+          remotePort,
+          port.guestPort,
+        );
+        f.key = `${this.g.gw4}|${remotePort}|${port.guestPort}`;
+        f.answerThrough((payload) => sock.send(payload, rinfo.port, rinfo.address));
+        this.udp.set(f.key, f);
+        byClient.set(client, f);
+        flow = f;
+      }
+      flow.touch();
+      this.toGuest(flow, msg);
+      this.link.flush();
+    });
+    return new Promise((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(port.hostPort, host, () => {
+        sock.off('error', reject);
+        resolve(sock);
+      });
+    });
+  }
+
+  /** Tears everything down: flows reset, ports closed, link closed. */
+  close(): void {
+    if (this.shut) return;
+    for (const f of [...this.tcp.values()]) f.reset();
+    for (const f of [...this.udp.values()]) f.close();
+    this.link.flush();
+    this.shut = true;
+    for (const s of this.servers) {
+      if ('listen' in s) s.close();
+      else s.close();
+    }
+    this.link.close();
+  }
+
+  /** For status and tests. */
+  describe(): { id: string; interface: string; ipv4: string; tcpFlows: number; udpFlows: number } {
+    return { id: this.cfg.id, interface: this.cfg.interface, ipv4: formatIpv4(this.g.guest4), tcpFlows: this.tcp.size, udpFlows: this.udp.size };
+  }
+}

@@ -1,0 +1,98 @@
+// kratanet: the guest backends of one host, reconciled to a configuration. A guest whose settings
+// change is restarted (its flows reset); others keep their flows.
+import { writeFileSync } from 'node:fs';
+import { GuestBackend, type GuestNetConfig, type LinkOpener } from './backend.js';
+import { DEFAULT_GATEWAY_MAC, DEFAULT_GUEST_SUBNETS, type KratanetConfig } from './config.js';
+import { openPacketLink, openTapLink } from './link.js';
+import { Policy } from './policy.js';
+import { parseMac } from './wire.js';
+
+export interface GuestResult {
+  id: string;
+  ok: boolean;
+  error?: string;
+  portErrors: string[];
+}
+
+export const defaultLinkOpener: LinkOpener = (cfg) => {
+  if (!cfg.tap) quietInterface(cfg.interface);
+  return cfg.tap ? openTapLink(cfg.interface) : openPacketLink(cfg.interface);
+};
+
+/** dom0's own stack stays off the guest's link (no IPv6 link-local address, router solicitations, MLD). */
+function quietInterface(ifname: string): void {
+  try {
+    writeFileSync(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, '1');
+  } catch {
+    // no IPv6 in dom0, or the interface is gone (then the link open fails with a clear error)
+  }
+}
+
+export class Kratanet {
+  private readonly backends = new Map<string, { json: string; backend: GuestBackend }>();
+  private policy: Policy | null = null;
+  private policyJson = '';
+
+  constructor(
+    private readonly log: (msg: string) => void = () => {},
+    private readonly openLink: LinkOpener = defaultLinkOpener,
+  ) {}
+
+  async apply(cfg: KratanetConfig): Promise<GuestResult[]> {
+    const gatewayMac = parseMac(cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC);
+    const policyOpts = { hostLoopback: cfg.hostLoopback ?? false, hostAccess: cfg.hostAccess ?? false, guestSubnets: cfg.guestSubnets ?? DEFAULT_GUEST_SUBNETS, gatewayMac: cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC };
+    const pj = JSON.stringify(policyOpts);
+    if (pj !== this.policyJson) {
+      // A new policy applies to new backends: restart them all.
+      for (const id of [...this.backends.keys()]) this.stop(id);
+      this.policy = new Policy(policyOpts);
+      this.policyJson = pj;
+    }
+    const want = new Map(cfg.guests.map((g) => [g.id, g]));
+    for (const [id, b] of [...this.backends]) {
+      const g = want.get(id);
+      if (!g || JSON.stringify(g) !== b.json) this.stop(id);
+    }
+    const results: GuestResult[] = [];
+    for (const g of cfg.guests) {
+      const have = this.backends.get(g.id);
+      if (have) {
+        results.push({ id: g.id, ok: true, portErrors: have.backend.portErrors });
+        continue;
+      }
+      results.push(await this.start(g, gatewayMac));
+    }
+    return results;
+  }
+
+  private async start(g: GuestNetConfig, gatewayMac: Buffer): Promise<GuestResult> {
+    let backend: GuestBackend;
+    try {
+      backend = new GuestBackend(g, gatewayMac, this.policy!, this.openLink, this.log);
+    } catch (e) {
+      const error = `${g.interface}: ${(e as Error).message}`;
+      this.log(`guest ${g.id}: ${error}`);
+      return { id: g.id, ok: false, error, portErrors: [] };
+    }
+    this.backends.set(g.id, { json: JSON.stringify(g), backend });
+    await backend.publish();
+    this.log(`guest ${g.id} on ${g.interface}: ${g.ipv4} ${g.ipv6}`);
+    return { id: g.id, ok: true, portErrors: backend.portErrors };
+  }
+
+  private stop(id: string): void {
+    const b = this.backends.get(id);
+    if (!b) return;
+    this.backends.delete(id);
+    b.backend.close();
+    this.log(`guest ${id}: stopped`);
+  }
+
+  backend(id: string): GuestBackend | undefined {
+    return this.backends.get(id)?.backend;
+  }
+
+  close(): void {
+    for (const id of [...this.backends.keys()]) this.stop(id);
+  }
+}

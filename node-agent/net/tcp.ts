@@ -1,0 +1,528 @@
+// One TCP connection between a guest and a dom0 socket, terminated here: towards the guest we are the
+// remote peer (our own TCP state machine, RFC 793 states), towards the world a net.Socket carries the
+// bytes. Outbound flows start with the guest's SYN and a non-blocking connect (the SYN-ACK waits for
+// it, so a refusal becomes an RST and no flow waits on another); inbound flows (published ports) start
+// with our SYN to the guest.
+//
+// Loss on a local virtual link is rare (a full queue), so recovery is simple: go-back-N from the first
+// unacknowledged byte on three duplicate ACKs or a retransmission timeout, with a Reno-style window.
+import type { Socket } from 'node:net';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type Packet } from './wire.js';
+
+export type TcpState = 'Connecting' | 'SynSent' | 'SynReceived' | 'Established' | 'FinWait1' | 'FinWait2' | 'CloseWait' | 'Closing' | 'LastAck' | 'TimeWait' | 'Closed';
+
+/** What a flow needs from its guest's backend. */
+export interface TcpWire {
+  /** Sends a segment to the guest; payload = `len` bytes starting `offset` bytes after snd.una. */
+  segment(flow: TcpFlow, seq: number, ack: number, flags: number, window: number, options: Buffer | null, offset: number, len: number): void;
+  /** Largest payload of one frame (a GSO super-frame when the link offloads, else the MSS). */
+  maxSegment(flow: TcpFlow): number;
+  /** The MSS the link's MTU allows. */
+  pathMss(flow: TcpFlow): number;
+  /** The guest is told the destination is unreachable (ICMP), for connects that fail that way. */
+  unreachable(flow: TcpFlow): void;
+  /** The flow is gone: forget it. */
+  closed(flow: TcpFlow): void;
+  /** Ask for an ACK at the end of this batch of frames (delayed ACK). */
+  wantAck(flow: TcpFlow): void;
+  /** Cork/uncork the socket around a batch of frames. */
+  corked(flow: TcpFlow): void;
+  log(msg: string): void;
+}
+
+export const RCV_BUF = 4 << 20; // what the guest may send ahead of the dom0 socket
+const SND_HIGH = 2 << 20; // host bytes buffered for the guest before the socket is paused
+const SND_LOW = 512 << 10;
+const RTO_MIN_MS = 200;
+const RTO_MAX_MS = 30_000;
+const MAX_RETRIES = 12;
+const SYN_RETRIES = 5;
+const TIME_WAIT_MS = 2_000;
+const CONNECT_TIMEOUT_MS = 30_000;
+const OUR_WSCALE = 7;
+
+const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
+const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
+const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
+
+export class TcpFlow {
+  state: TcpState;
+  /** The backend's key for this flow. */
+  key = '';
+  /** The last ACK number sent to the guest (so a delayed ACK is skipped when data carried it). */
+  lastAckSent = 0;
+  /** The guest's address is the backend's; these are the remote end as the guest sees it. */
+  readonly remote4: number;
+  readonly remote6: Buffer | null;
+  readonly remotePort: number;
+  readonly guestPort: number;
+  socket: Socket | null = null;
+
+  // Send side (towards the guest).
+  private iss = (Math.random() * 0x100000000) >>> 0;
+  private sndUna = this.iss;
+  private sndNxt = this.iss;
+  private sndWnd = 0;
+  private sndWscale = 0;
+  mss = 536;
+  private cwnd = 0;
+  private ssthresh = 0x7fffffff;
+  private dupAcks = 0;
+  private recover = this.iss;
+  private readonly sndBuf: Buffer[] = [];
+  private sndHead = 0; // offset of snd.una in sndBuf[0]
+  private sndBytes = 0; // bytes from snd.una to the end of sndBuf
+  private finQueued = false;
+  private finSent = false;
+  private paused = false;
+
+  // Receive side (from the guest).
+  private irs = 0;
+  rcvNxt = 0;
+  private rcvWscale = 0;
+  private lastWindow = 0;
+  private guestFin = false;
+
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = 0;
+  private rto = RTO_MIN_MS;
+  private retries = 0;
+
+  constructor(
+    private readonly wire: TcpWire,
+    opts: { remote4: number; remote6: Buffer | null; remotePort: number; guestPort: number; inbound: boolean },
+  ) {
+    this.remote4 = opts.remote4;
+    this.remote6 = opts.remote6;
+    this.remotePort = opts.remotePort;
+    this.guestPort = opts.guestPort;
+    this.state = opts.inbound ? 'SynSent' : 'Connecting';
+  }
+
+  /** The guest's initial sequence number (quoted in ICMP errors). */
+  get guestIsn(): number {
+    return this.irs;
+  }
+
+  // ---- outbound: the guest's SYN and the dom0 connect --------------------------------------------
+
+  /** The guest's SYN for a new outbound flow; `socket` is connecting. */
+  startOutbound(p: Packet, socket: Socket): void {
+    this.irs = p.seq;
+    this.rcvNxt = (p.seq + 1) >>> 0;
+    this.synOptions(p);
+    this.attach(socket);
+    this.armTimer(CONNECT_TIMEOUT_MS);
+    socket.once('connect', () => {
+      if (this.state !== 'Connecting') return;
+      this.state = 'SynReceived';
+      this.rto = RTO_MIN_MS;
+      this.retries = 0;
+      this.sendSyn();
+    });
+  }
+
+  /** Our SYN to the guest for an accepted connection on a published port; `socket` is paused until established. */
+  startInbound(socket: Socket): void {
+    socket.pause();
+    this.paused = true;
+    this.attach(socket);
+    this.rto = 1000;
+    this.sendSyn();
+  }
+
+  private synOptions(p: Packet): void {
+    this.mss = Math.max(64, Math.min(p.mss || 536, this.wire.pathMss(this)));
+    if (p.wscale >= 0) {
+      this.sndWscale = p.wscale;
+      this.rcvWscale = OUR_WSCALE;
+    }
+    this.sndWnd = p.window; // never scaled in a SYN
+  }
+
+  private sendSyn(): void {
+    const ourMss = this.wire.pathMss(this);
+    const opts = Buffer.from([2, 4, ourMss >> 8, ourMss & 255, 1, 3, 3, OUR_WSCALE]);
+    if (this.state === 'SynSent') this.wire.segment(this, this.iss, 0, TCP_SYN, 0xffff, opts, 0, 0);
+    else {
+      // Offer scaling only when the guest did.
+      const o = this.rcvWscale ? opts : opts.subarray(0, 4);
+      this.wire.segment(this, this.iss, this.rcvNxt, TCP_SYN | TCP_ACK, this.window(), o, 0, 0);
+    }
+    this.sndNxt = (this.iss + 1) >>> 0;
+    this.armTimer(this.rto);
+  }
+
+  private attach(socket: Socket): void {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => this.fromHost(chunk));
+    socket.on('end', () => {
+      this.finQueued = true;
+      this.output();
+    });
+    socket.on('drain', () => this.maybeWindowUpdate());
+    socket.on('error', (e: NodeJS.ErrnoException) => this.hostError(e));
+    socket.on('close', () => {
+      // A socket that closes without an error after both FINs is the normal end; anything else resets.
+      if (this.state !== 'Closed' && this.state !== 'TimeWait' && !(this.finQueued && this.guestFin)) this.reset();
+    });
+  }
+
+  private hostError(e: NodeJS.ErrnoException): void {
+    if (this.state === 'Connecting') {
+      this.wire.log(`connect to port ${this.remotePort} failed: ${e.code ?? e.message}`);
+      if (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET') {
+        this.wire.segment(this, 0, this.rcvNxt, TCP_RST | TCP_ACK, 0, null, 0, 0);
+      } else this.wire.unreachable(this);
+      this.close();
+      return;
+    }
+    this.reset();
+  }
+
+  // ---- segments from the guest ---------------------------------------------------------------------
+
+  input(p: Packet): void {
+    const flags = p.flags;
+    const len = p.end - p.payload;
+    if (flags & TCP_RST) {
+      // Accept a reset in the window (RFC 5961 would challenge the rest; the guest is the only sender here).
+      if (this.state === 'SynSent' ? p.ack === this.sndNxt : seqLe(this.rcvNxt, p.seq) || p.seq === this.rcvNxt) this.abort();
+      return;
+    }
+    switch (this.state) {
+      case 'Connecting':
+        return; // retransmitted SYNs wait for the connect
+      case 'SynSent':
+        if (flags & TCP_SYN && flags & TCP_ACK && p.ack === this.sndNxt) {
+          this.irs = p.seq;
+          this.rcvNxt = (p.seq + 1) >>> 0;
+          this.synOptions(p);
+          this.sndUna = this.sndNxt;
+          this.established();
+          this.sendAck();
+          if (this.paused) {
+            this.paused = false;
+            this.socket?.resume();
+          }
+          this.output();
+        } else if (flags & TCP_ACK) this.wire.segment(this, p.ack, 0, TCP_RST, 0, null, 0, 0);
+        return;
+      case 'SynReceived':
+        if (flags & TCP_SYN) {
+          if (p.seq === this.irs) this.sendSyn();
+          return;
+        }
+        if (!(flags & TCP_ACK) || p.ack !== this.sndNxt) return;
+        this.sndUna = this.sndNxt;
+        this.established();
+        break;
+      case 'Closed':
+        return;
+      default:
+        if (flags & TCP_SYN) {
+          this.sendAck(); // a SYN in a synchronized state gets a challenge ACK
+          return;
+        }
+    }
+    if (flags & TCP_ACK) this.onAck(p.ack, p.window << this.sndWscale, len === 0 && !(flags & TCP_FIN));
+    if ((this.state as TcpState) === 'Closed') return;
+    if (len > 0) this.onData(p, len);
+    if (flags & TCP_FIN && ((p.seq + len) >>> 0) === this.rcvNxt && !this.guestFin) this.onFin();
+    this.output();
+  }
+
+  private established(): void {
+    this.state = 'Established';
+    this.cwnd = 64 * this.mss;
+    this.rto = RTO_MIN_MS;
+    this.retries = 0;
+    this.clearTimer();
+  }
+
+  private onAck(ack: number, wnd: number, pureAck: boolean): void {
+    if (seqGt(ack, this.sndNxt)) {
+      this.sendAck();
+      return;
+    }
+    const acked = (ack - this.sndUna) | 0;
+    if (acked > 0) {
+      let data = acked;
+      const finAcked = this.finSent && ack === this.sndNxt;
+      if (finAcked) data--;
+      this.consume(Math.min(data, this.sndBytes));
+      this.sndUna = ack;
+      this.dupAcks = 0;
+      if (this.cwnd < this.ssthresh) this.cwnd += acked;
+      else this.cwnd += Math.max(1, ((this.mss * this.mss) / this.cwnd) | 0);
+      if (this.cwnd > 16 << 20) this.cwnd = 16 << 20;
+      this.rto = RTO_MIN_MS;
+      this.retries = 0;
+      if (this.sndUna === this.sndNxt) this.clearTimer();
+      else this.armTimer(this.rto);
+      if (this.paused && this.sndBytes < SND_LOW && this.state !== 'SynSent') {
+        this.paused = false;
+        this.socket?.resume();
+      }
+      if (finAcked) {
+        if (this.state === 'FinWait1') this.state = 'FinWait2';
+        else if (this.state === 'Closing') this.timeWait();
+        else if (this.state === 'LastAck') {
+          this.close();
+          return;
+        }
+      }
+    } else if (acked === 0 && pureAck && wnd === this.sndWnd && this.sndNxt !== this.sndUna) {
+      if (++this.dupAcks === 3 && seqGe(this.sndUna, this.recover)) {
+        this.recover = this.sndNxt;
+        this.ssthresh = Math.max(((this.sndNxt - this.sndUna) >>> 0) >> 1, 2 * this.mss);
+        this.cwnd = this.ssthresh;
+        this.goBack();
+      }
+    }
+    this.sndWnd = wnd;
+  }
+
+  private onData(p: Packet, len: number): void {
+    if (this.state !== 'Established' && this.state !== 'FinWait1' && this.state !== 'FinWait2') return;
+    let start = p.payload;
+    const off = (this.rcvNxt - p.seq) | 0;
+    if (off > 0) {
+      // A retransmission, maybe overlapping new bytes.
+      if (off >= len) {
+        this.sendAck();
+        return;
+      }
+      start += off;
+    } else if (off < 0) {
+      // A hole before it: dropped; the duplicate ACK asks for the missing bytes.
+      this.sendAck();
+      return;
+    }
+    const n = p.end - start;
+    // A guest that ignores the window we offered cannot make dom0 buffer without bound.
+    if (this.socket && this.socket.writableLength > 2 * RCV_BUF) {
+      this.sendAck();
+      return;
+    }
+    const copy = Buffer.allocUnsafe(n);
+    p.buf.copy(copy, 0, start, p.end);
+    this.rcvNxt = (this.rcvNxt + n) >>> 0;
+    const s = this.socket;
+    if (s && !s.destroyed) {
+      if (!s.writableCorked) {
+        s.cork();
+        this.wire.corked(this);
+      }
+      s.write(copy);
+    }
+    this.wire.wantAck(this);
+  }
+
+  private onFin(): void {
+    this.rcvNxt = (this.rcvNxt + 1) >>> 0;
+    this.guestFin = true;
+    this.socket?.end();
+    if (this.state === 'Established' || this.state === 'SynReceived') this.state = 'CloseWait';
+    else if (this.state === 'FinWait1') this.state = 'Closing';
+    else if (this.state === 'FinWait2') this.timeWait();
+    this.sendAck();
+  }
+
+  // ---- bytes from the dom0 socket ------------------------------------------------------------------
+
+  private fromHost(chunk: Buffer): void {
+    if (this.state === 'Closed') return;
+    this.sndBuf.push(chunk);
+    this.sndBytes += chunk.length;
+    if (this.sndBytes > SND_HIGH && !this.paused) {
+      this.paused = true;
+      this.socket?.pause();
+    }
+    this.output();
+  }
+
+  /** Sends what the guest's window and ours allow: data, then our FIN once the socket has ended. */
+  output(): void {
+    const st = this.state;
+    if (st !== 'Established' && st !== 'CloseWait' && st !== 'FinWait1' && st !== 'Closing' && st !== 'LastAck') return;
+    const max = this.wire.maxSegment(this);
+    const limit = Math.min(this.sndWnd, this.cwnd);
+    for (;;) {
+      const inFlight = (this.sndNxt - this.sndUna) >>> 0;
+      const unsent = this.sndBytes - (this.finSent ? inFlight - 1 : inFlight);
+      if (unsent > 0) {
+        const room = limit - inFlight;
+        if (room <= 0) {
+          if (this.sndWnd === 0 && !this.timer) this.armTimer(this.rto); // persist: probe a zero window
+          break;
+        }
+        // Whole segments only, unless this is the tail of what we have.
+        let n = Math.min(unsent, room, max);
+        if (n < unsent && n > this.mss) n -= n % this.mss;
+        const off = inFlight;
+        const last = n === unsent;
+        this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_ACK | (last ? TCP_PSH : 0), this.window(), null, off, n);
+        this.sndNxt = (this.sndNxt + n) >>> 0;
+        if (!this.timer) this.armTimer(this.rto);
+        continue;
+      }
+      if (this.finQueued && !this.finSent) {
+        this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_FIN | TCP_ACK, this.window(), null, 0, 0);
+        this.sndNxt = (this.sndNxt + 1) >>> 0;
+        this.finSent = true;
+        if (this.state === 'Established') this.state = 'FinWait1';
+        else if (this.state === 'CloseWait') this.state = 'LastAck';
+        if (!this.timer) this.armTimer(this.rto);
+      }
+      break;
+    }
+  }
+
+  /** Copies `len` bytes starting `offset` bytes after snd.una into `dst` at `at`. */
+  copyOut(dst: Buffer, at: number, offset: number, len: number): void {
+    let i = 0;
+    let skip = this.sndHead + offset;
+    while (i < this.sndBuf.length && skip >= this.sndBuf[i]!.length) skip -= this.sndBuf[i++]!.length;
+    while (len > 0 && i < this.sndBuf.length) {
+      const c = this.sndBuf[i++]!;
+      const n = Math.min(len, c.length - skip);
+      c.copy(dst, at, skip, skip + n);
+      at += n;
+      len -= n;
+      skip = 0;
+    }
+  }
+
+  private consume(n: number): void {
+    this.sndBytes -= n;
+    n += this.sndHead;
+    let i = 0;
+    while (i < this.sndBuf.length && n >= this.sndBuf[i]!.length) n -= this.sndBuf[i++]!.length;
+    if (i > 0) this.sndBuf.splice(0, i);
+    this.sndHead = n;
+  }
+
+  private goBack(): void {
+    this.sndNxt = this.sndUna;
+    if (this.finSent) this.finSent = false;
+    this.output();
+  }
+
+  // ---- windows and ACKs ----------------------------------------------------------------------------
+
+  /** The window we advertise (already shifted): what the dom0 socket can still take. */
+  window(): number {
+    const buffered = this.socket ? this.socket.writableLength : 0;
+    const w = Math.max(0, RCV_BUF - buffered) >> this.rcvWscale;
+    this.lastWindow = w > 0xffff ? 0xffff : w;
+    return this.lastWindow;
+  }
+
+  sendAck(): void {
+    if (this.state === 'Closed' || this.state === 'Connecting' || this.state === 'SynSent') return;
+    this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_ACK, this.window(), null, 0, 0);
+  }
+
+  private maybeWindowUpdate(): void {
+    if (this.lastWindow << this.rcvWscale < RCV_BUF / 4) this.sendAck();
+  }
+
+  // ---- timers and endings --------------------------------------------------------------------------
+
+  private armTimer(ms: number): void {
+    this.timerAt = Date.now() + ms;
+    if (this.timer) return;
+    this.timer = setTimeout(() => this.onTimer(), ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    const now = Date.now();
+    if (now < this.timerAt) {
+      this.timer = setTimeout(() => this.onTimer(), this.timerAt - now);
+      return;
+    }
+    switch (this.state) {
+      case 'Connecting':
+        this.wire.unreachable(this);
+        this.close();
+        return;
+      case 'TimeWait':
+        this.close();
+        return;
+      case 'SynSent':
+      case 'SynReceived':
+        if (++this.retries > SYN_RETRIES) {
+          this.reset();
+          return;
+        }
+        this.rto = Math.min(this.rto * 2, RTO_MAX_MS);
+        this.sendSyn();
+        return;
+      case 'Closed':
+        return;
+    }
+    if (this.sndNxt === this.sndUna) {
+      if (this.sndWnd === 0 && this.sndBytes > 0) {
+        // Zero-window probe: an old sequence number makes the guest answer with its window.
+        this.wire.segment(this, (this.sndUna - 1) >>> 0, this.rcvNxt, TCP_ACK, this.window(), null, 0, 0);
+        this.rto = Math.min(this.rto * 2, RTO_MAX_MS);
+        this.armTimer(this.rto);
+      }
+      return;
+    }
+    if (++this.retries > MAX_RETRIES) {
+      this.reset();
+      return;
+    }
+    this.ssthresh = Math.max(((this.sndNxt - this.sndUna) >>> 0) >> 1, 2 * this.mss);
+    this.cwnd = 10 * this.mss;
+    this.rto = Math.min(this.rto * 2, RTO_MAX_MS);
+    this.recover = this.sndNxt;
+    this.goBack();
+    this.armTimer(this.rto);
+  }
+
+  private timeWait(): void {
+    this.state = 'TimeWait';
+    this.clearTimer();
+    this.armTimer(TIME_WAIT_MS);
+  }
+
+  /** The dom0 side failed: the guest gets an RST. */
+  reset(): void {
+    if (this.state === 'Closed') return;
+    if (this.state !== 'Connecting') this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_RST | TCP_ACK, 0, null, 0, 0);
+    this.close();
+  }
+
+  /** The guest reset the flow: the dom0 side is reset too. */
+  abort(): void {
+    this.socket?.resetAndDestroy();
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === 'Closed') return;
+    this.state = 'Closed';
+    this.clearTimer();
+    const s = this.socket;
+    if (s && !s.destroyed) {
+      if (this.finQueued && this.guestFin) s.destroySoon();
+      else s.destroy();
+    }
+    this.sndBuf.length = 0;
+    this.sndBytes = 0;
+    this.wire.closed(this);
+  }
+}
+
+function seqGe(a: number, b: number): boolean {
+  return !seqLt(a, b);
+}
