@@ -6,6 +6,7 @@ import { repoRoot } from '../crds/codegen/paths.js';
 import { agentBench } from './agent.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
+import { netBench } from './net.js';
 import { operatorBench } from './operator.js';
 
 const root = repoRoot();
@@ -27,6 +28,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   image: () => imageBench(),
   /** 10,000 Guests on 100 simulated hosts through a real apiserver and Redis: converge time, operator RSS, writes per Guest. */
   operator: () => operatorBench(),
+  /** kratanet vs slirp4netns and pasta: TCP throughput both ways, HTTP requests/s, CPU per GB, peak RSS, guest MTU 1500. */
+  net: () => netBench(),
 };
 
 const name = process.argv[2];

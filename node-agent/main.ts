@@ -27,6 +27,8 @@ import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
 import { AgentMetrics } from './metrics.js';
+import { describeConflict, desiredNetwork, type PortConflict } from './net/desired.js';
+import { NetSupervisor } from './net/supervisor.js';
 
 const HELP = `Usage: krata-node-agent [options]
 
@@ -49,6 +51,12 @@ const HELP = `Usage: krata-node-agent [options]
   --concurrency N         reconciles at once (default 8)
   --resync SECONDS        full resync period (default 15)
   --fake-hypervisor MIB   run guests on the in-memory test double with MIB of memory (benchmarks, demos)
+  --network on|off        run kratanet, the guests' userspace network (default on; off with
+                          --fake-hypervisor, which has no vifs)
+  --host-loopback         guests reach this host's loopback (127.0.0.1, ::1) at their gateway address
+  --host-access           guests reach this host's own addresses
+  --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
+  --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
   --log-level LEVEL       pino level (default info)
   --version
 `;
@@ -73,6 +81,11 @@ async function main(): Promise<number> {
       concurrency: { type: 'string', default: '8' },
       resync: { type: 'string', default: '15' },
       'fake-hypervisor': { type: 'string' },
+      network: { type: 'string' },
+      'host-loopback': { type: 'boolean', default: false },
+      'host-access': { type: 'boolean', default: false },
+      'ipv4-subnet': { type: 'string' },
+      'ipv6-subnet': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -90,6 +103,11 @@ async function main(): Promise<number> {
   const log = pino({ level: values['log-level'], base: { component: 'krata-node-agent' } });
   const state = values.state!;
   if (!values.redis && (values.host || values['redis-password-file'])) throw new Error('--host and --redis-password-file need --redis (cluster mode)');
+  if (values.network !== undefined && values.network !== 'on' && values.network !== 'off') throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
+  const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
+  if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
+  // Checked before anything starts: a bad subnet is a usage error.
+  const ipam = new Ipam(state, { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) });
   // Cluster mode: the XenHost's name is the node name in Guest status too.
   const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
 
@@ -118,7 +136,7 @@ async function main(): Promise<number> {
   const recorder = new EventRecorder(clock, 50, (e) => log[e.type === 'Warning' ? 'warn' : 'info']({ guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count }, e.message));
   let reconciler: Reconciler | undefined;
   const metrics = new AgentMetrics(store, () => reconciler?.queue, images);
-  reconciler = new Reconciler(store, hv, new CachedImages(images), new Ipam(state), recorder, clock, {
+  reconciler = new Reconciler(store, hv, new CachedImages(images), ipam, recorder, clock, {
     stateDir: state,
     kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
     initrd: values.initrd ?? join(state, 'guest/initrd'),
@@ -134,9 +152,39 @@ async function main(): Promise<number> {
   if (!group) log.info('no krata group on this host: only root can use the API socket');
   const api = await startApiServer(agent, { socketPath: values.socket!, ...(group ? { group } : {}), log: (m) => log.error(m) });
   const metricsServer = values.metrics === 'off' ? undefined : await metrics.listen(values.metrics!);
+  // kratanet serves the guests that have a domain; it follows every change to the store.
+  let net: NetSupervisor | undefined;
+  let stopNet = () => {};
+  if (network) {
+    const supervisor = new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
+    net = supervisor;
+    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']! };
+    let reported = new Set<string>();
+    const push = () => {
+      const conflicts: PortConflict[] = [];
+      supervisor.update(desiredNetwork(store, ipam, netOpts, conflicts));
+      // Each conflict once, not at every status write.
+      const now = new Set(conflicts.map(describeConflict));
+      for (const c of conflicts) if (!reported.has(describeConflict(c))) log.warn({ guest: c.guest, holder: c.holder, port: `${c.protocol}/${c.hostPort}` }, describeConflict(c));
+      reported = now;
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const onChange = () => {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        push();
+      }, 100);
+    };
+    store.on('change', onChange);
+    stopNet = () => {
+      store.off('change', onChange);
+      clearTimeout(timer);
+    };
+    push();
+  }
   reconciler.run();
   const clusterMode: ClusterMode | undefined = cluster && startClusterMode({ ...cluster, store, hv, clock, log });
-  log.info({ socket: values.socket, metrics: values.metrics, state, guests: store.keys().length, version: packageVersion(), ...(cluster ? { redis: cluster.redisName, host: cluster.host } : {}) }, 'krata-node-agent started');
+  log.info({ socket: values.socket, metrics: values.metrics, state, network, guests: store.keys().length, version: packageVersion(), ...(cluster ? { redis: cluster.redisName, host: cluster.host } : {}) }, 'krata-node-agent started');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -146,6 +194,10 @@ async function main(): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // kratanet goes first: it shares the terminal's and the service's signals, and must not be
+  // restarted while the agent winds down.
+  stopNet();
+  const netStopped = net?.stop();
   // No more desired state in, then the last status reports out (bounded), then the reconciler.
   await clusterMode?.stop();
   reconciler.stop();
@@ -153,6 +205,7 @@ async function main(): Promise<number> {
   await Promise.race([reconciler.queue.idle(), new Promise((r) => setTimeout(r, 30_000))]);
   await api.close();
   metricsServer?.close();
+  await netStopped;
   (hv as { close?: () => Promise<void> | void }).close?.();
   return 0;
 }

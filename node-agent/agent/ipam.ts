@@ -78,6 +78,13 @@ export class Ipam {
     return compressV6(groups);
   }
 
+  /** The subnets guests' addresses come from, as CIDRs: IPv4, then IPv6. */
+  subnets(): string[] {
+    const v6 = [...this.v6.groups];
+    while (v6.length < 8) v6.push('0');
+    return [`${formatV4(this.v4.base)}/${this.v4.prefix}`, `${compressV6(v6)}/${this.v6.prefix}`];
+  }
+
   get(key: string): Reservation | undefined {
     return this.byKey.get(key);
   }

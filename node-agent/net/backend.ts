@@ -4,6 +4,7 @@
 import { createSocket as createUdpSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gateway.js';
+import { IcmpEchoProxy } from './icmp-echo.js';
 import type { Link } from './link.js';
 import type { Policy, Verdict } from './policy.js';
 import { TcpFlow, type TcpWire } from './tcp.js';
@@ -160,8 +161,10 @@ export class GuestBackend implements TcpWire, UdpWire {
       }
       if (p.proto === PROTO_TCP) this.tcpIn(p);
       else if (p.proto === PROTO_UDP) this.udpIn(p);
-      else if (p.proto === PROTO_ICMP && p.icmpType === 8 && p.dst4 === g.gw4) answerEcho4(g, p);
-      else this.stats.dropped++;
+      else if (p.proto === PROTO_ICMP && p.icmpType === 8 && p.icmpCode === 0) {
+        if (p.dst4 === g.gw4) answerEcho4(g, p);
+        else this.echoOut(p);
+      } else this.stats.dropped++;
       return;
     }
     if (p.ip === 6) {
@@ -171,7 +174,8 @@ export class GuestBackend implements TcpWire, UdpWire {
         const b0 = frame[p.src6]!;
         const linkLocal = b0 === 0xfe && (frame[p.src6 + 1]! & 0xc0) === 0x80;
         const unspecified = frame.subarray(p.src6, p.src6 + 16).every((x) => x === 0);
-        if (own || (p.icmpType === 135 && (linkLocal || unspecified))) answerIcmp6(g, p);
+        if (own && p.icmpType === 128 && toGateway && !ipv6Equal(frame, p.dst6, g.gw6)) this.echoOut(p);
+        else if (own || (p.icmpType === 135 && (linkLocal || unspecified))) answerIcmp6(g, p);
         else this.stats.spoofed++;
         return;
       }
@@ -383,6 +387,49 @@ export class GuestBackend implements TcpWire, UdpWire {
       f.writeUInt16BE(finish(sum16(f, l4, total, ps)) || 0xffff, l4 + 6);
       this.link.commit(total);
     }
+  }
+
+  // ---- ICMP echo --------------------------------------------------------------------------------
+
+  /** A ping to the world, sent from dom0 (with the proxy's own identifier); the reply is rebuilt for the guest. */
+  private echoOut(p: Packet): void {
+    const v = p.ip === 4 ? this.policy.v4(p.dst4, 0, this.g.gw4) : this.policy.v6(p.buf, p.dst6, 0, this.g.gw6);
+    if (!v.allow) {
+      this.stats.refused++;
+      return;
+    }
+    const id = p.buf.readUInt16BE(p.l4 + 4);
+    const seq = p.buf.readUInt16BE(p.l4 + 6);
+    const remote4 = p.dst4;
+    const remote6 = p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null;
+    const data = Buffer.from(p.buf.subarray(p.payload, p.end));
+    IcmpEchoProxy.shared().request(v.host, data, (reply) => this.echoReply(remote4, remote6, id, seq, reply));
+  }
+
+  private echoReply(remote4: number, remote6: Buffer | null, id: number, seq: number, data: Buffer): void {
+    if (this.shut) return;
+    const g = this.g;
+    const n = 8 + data.length;
+    if (n + (remote6 ? 40 : 20) > this.link.mtu) return;
+    const l4 = ETH_HLEN + (remote6 ? 40 : 20);
+    const f = this.link.alloc(l4 + n);
+    if (remote6) {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
+      writeIpv6(f, ETH_HLEN, remote6, g.guest6, PROTO_ICMPV6, n);
+    } else {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
+      writeIpv4(f, ETH_HLEN, remote4, g.guest4, PROTO_ICMP, 20 + n);
+    }
+    f[l4] = remote6 ? 129 : 0;
+    f[l4 + 1] = 0;
+    f.writeUInt16BE(0, l4 + 2);
+    f.writeUInt16BE(id, l4 + 4);
+    f.writeUInt16BE(seq, l4 + 6);
+    data.copy(f, l4 + 8);
+    const ps = remote6 ? pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_ICMPV6, n) : 0;
+    f.writeUInt16BE(finish(sum16(f, l4, l4 + n, ps)), l4 + 2);
+    this.link.commit(l4 + n);
+    this.link.flush();
   }
 
   // ---- ICMP errors to the guest --------------------------------------------------------------------

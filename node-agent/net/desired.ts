@@ -1,0 +1,74 @@
+// The network kratanet should serve, derived from the node agent's state: every Guest that wants the
+// network, has an address reservation and has a domain (so a vif exists, or is about to). A Guest being
+// deleted keeps its network until its domain is gone. A host port two Guests publish goes to the older.
+import type { Guest } from '../../crds/generated/types.js';
+import type { GuestStore } from '../agent/guest-store.js';
+import type { Ipam } from '../agent/ipam.js';
+import type { GuestNetConfig, PublishedPort } from './backend.js';
+import type { KratanetConfig } from './config.js';
+
+export interface DesiredNetworkOptions {
+  /** Guests reach dom0's loopback at their gateway address: false (default), true, or these ports. */
+  hostLoopback?: boolean | number[];
+  /** Guests reach dom0's own addresses. Default false. */
+  hostAccess?: boolean;
+  gatewayMac?: string;
+}
+
+/** A published port left out: `guest` asked for it, `holder` (older) has it. */
+export interface PortConflict {
+  guest: string;
+  holder: string;
+  protocol: 'TCP' | 'UDP';
+  hostPort: number;
+}
+
+/** What the Ipam tells about its address plan (its reservations and subnets). */
+export type IpamView = Pick<Ipam, 'get' | 'subnets'>;
+
+export function describeConflict(c: PortConflict): string {
+  return `guest ${c.guest}: host port ${c.protocol}/${c.hostPort} is not published: guest ${c.holder} (older) publishes it`;
+}
+
+/** The configuration for kratanet; the host ports left out (two Guests publish them) are added to `conflicts`. */
+export function desiredNetwork(store: Pick<GuestStore, 'keys' | 'get'>, ipam: IpamView, opts: DesiredNetworkOptions = {}, conflicts: PortConflict[] = []): KratanetConfig {
+  const candidates: { key: string; guest: Guest; net: GuestNetConfig }[] = [];
+  for (const key of store.keys()) {
+    const guest = store.get(key)?.guest;
+    if (!guest?.spec.network?.enabled) continue;
+    const domid = guest.status?.domid;
+    if (domid === undefined) continue;
+    const r = ipam.get(key);
+    // A reservation of an earlier Guest of this name is not this one's (the reconciler replaces it).
+    if (!r || (guest.metadata.uid !== undefined && r.uid !== guest.metadata.uid)) continue;
+    candidates.push({
+      key,
+      guest,
+      net: { id: key, interface: `vif${domid}.0`, mac: r.mac, ipv4: `${r.ipv4}/${r.prefix4}`, ipv6: `${r.ipv6}/${r.prefix6}`, gateway4: r.gateway4, gateway6: r.gateway6, ports: [] },
+    });
+  }
+  // Older first (creation time, then the key, so that equal times decide the same way every time).
+  const created = (g: Guest) => Date.parse(g.metadata.creationTimestamp ?? '') || Number.MAX_SAFE_INTEGER;
+  candidates.sort((a, b) => created(a.guest) - created(b.guest) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const taken = new Map<string, string>();
+  for (const c of candidates) {
+    for (const p of c.guest.spec.network.ports ?? []) {
+      const protocol = p.protocol ?? 'TCP';
+      const hostPort = p.hostPort ?? p.containerPort;
+      const at = `${protocol}/${hostPort}`;
+      const holder = taken.get(at);
+      if (holder !== undefined) {
+        conflicts.push({ guest: c.key, holder, protocol, hostPort });
+        continue;
+      }
+      taken.set(at, c.key);
+      c.net.ports!.push({ protocol, guestPort: p.containerPort, hostPort } satisfies PublishedPort);
+    }
+  }
+  // The configuration in a stable order (by key), so an unchanged state gives an identical config.
+  const guests = candidates.map((c) => c.net).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const config: KratanetConfig = { hostLoopback: opts.hostLoopback ?? false, hostAccess: opts.hostAccess ?? false, guestSubnets: ipam.subnets(), guests };
+  if (opts.gatewayMac) config.gatewayMac = opts.gatewayMac;
+  return config;
+}
+

@@ -1,0 +1,506 @@
+// Raw Ethernet frame I/O for kratanet: an AF_PACKET socket bound to an interface (a Xen netback vif, the host
+// end of a veth) or a TAP device. With offloads on, every frame is preceded by a struct virtio_net_hdr
+// (PACKET_VNET_HDR / IFF_VNET_HDR), so TCP segmentation offload super-frames and partial checksums pass both
+// ways untouched.
+//
+// Memory: one process-wide receive arena (anonymous mmap, RX_SLOTS slots) with a prebuilt native
+// mmsghdr/iovec/sockaddr_ll table, drained with recvmmsg; frames handed to onFrame are views into it, valid
+// only during the call. Each link has its own transmit arena (bump-allocated, reset when everything queued
+// has been sent) with a prebuilt mmsghdr/iovec table for sendmmsg (packet) or writev (tap). The hot path
+// allocates nothing but the Buffer views, uses no BigInt, and passes native addresses to koffi as numbers.
+import { sysClose, sysMmap, sysOpen, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, type Mapping } from '../xen/sys/libc.js';
+import { Poller } from './poller.js';
+import {
+  addrNumber, AF_PACKET, check, EAGAIN, EINTR, ENOBUFS, errno, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr,
+  IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IOV_BASE, IOV_LEN, IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSG_DONTWAIT, MSG_FLAGS, MSG_IOV, MSG_IOVLEN,
+  MSG_NAME, MSG_NAMELEN, MSG_TRUNC, net, O_CLOEXEC, O_NONBLOCK, O_RDWR, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING, PACKET_VNET_HDR,
+  setIntOpt, SLL_PKTTYPE, SO_RCVBUFFORCE, SO_SNDBUFFORCE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sockaddrLl, SOL_PACKET, SOL_SOCKET,
+  TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUNSETIFF, TUNSETOFFLOAD, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN, writeAddr,
+} from './sys.js';
+
+export type GsoType = 'none' | 'tcp4' | 'tcp6' | 'udp';
+export interface RxMeta {
+  csumPartial: boolean;
+  gso: GsoType;
+  gsoSize: number;
+}
+export interface TxOffload {
+  /** Checksum to be completed by the kernel/guest (VIRTIO_NET_HDR_F_NEEDS_CSUM): from csumStart (offset in the Ethernet frame), stored at csumStart+csumOffset; the caller has put the pseudo-header sum there. */
+  csumStart: number;
+  csumOffset: number;
+  /** A TCP segment larger than the MTU, split by the kernel/guest into gsoSize-byte segments. */
+  gso?: 'tcp4' | 'tcp6';
+  gsoSize?: number;
+  hdrLen?: number;
+}
+export interface LinkStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  txDropped: number;
+  rxDropped: number;
+}
+export interface Link {
+  readonly name: string;
+  readonly mtu: number;
+  /** True when frames carry virtio-net headers (offloads: GSO in both directions, partial checksums). */
+  readonly offloads: boolean;
+  /** Called for each received Ethernet frame; `frame` is a view into a shared arena, valid only during the call. `meta` is reused too. */
+  onFrame: (frame: Buffer, meta: RxMeta) => void;
+  /** Called after each batch of received frames (a good moment to flush replies). */
+  onBatchEnd: () => void;
+  /** Space for one outgoing Ethernet frame of `len` bytes (len <= 65550) in this link's transmit arena. Fill it, then commit(). */
+  alloc(len: number): Buffer;
+  /** Queues the frame last alloc()ed, possibly shortened to `len` bytes. Sent on flush() or on a setImmediate scheduled by the first commit after a flush. */
+  commit(len: number, offload?: TxOffload): void;
+  flush(): void;
+  close(): void;
+  readonly stats: LinkStats;
+}
+export interface LinkOptions {
+  poller?: Poller;
+  rcvbuf?: number;
+  sndbuf?: number;
+  offloads?: boolean /* default true */;
+}
+
+/** Largest frame alloc() accepts (an IP datagram of 65535 bytes behind an Ethernet header, and a VLAN tag). */
+export const MAX_TX_FRAME = 65550;
+/** Receive arena: slots per recvmmsg, bytes per slot (virtio_net_hdr + the largest GSO frame + slack). */
+export const RX_SLOTS = 32;
+export const RX_SLOT = 65600;
+/** Frames read per readable wake before yielding to the other fds (level-triggered: the rest come next wake). */
+export const RX_CAP = 256;
+/** Transmit arena bytes and table entries (sendmmsg takes at most UIO_MAXIOV = 1024 messages). */
+export const TX_ARENA = 1 << 20;
+export const TX_MAX = 1024;
+
+const DEFAULT_RCVBUF = 8 << 20;
+const DEFAULT_SNDBUF = 4 << 20;
+const SO_SNDBUF = 7; // asm-generic/socket.h, the unprivileged fallbacks
+const SO_RCVBUF = 8;
+
+// ---- the process-wide receive arena ----------------------------------------------------------------------
+
+// Table page: mmsghdr[RX_SLOTS] | iovec[RX_SLOTS] | sockaddr_ll[RX_SLOTS] (32-byte stride).
+const RX_IOV_AT = RX_SLOTS * MMSGHDR_SIZE;
+const RX_SLL_AT = RX_IOV_AT + RX_SLOTS * IOVEC_SIZE;
+const RX_SLL_STRIDE = 32;
+const RX_TABLE = RX_SLL_AT + RX_SLOTS * RX_SLL_STRIDE;
+
+interface RxArena {
+  data: Buffer;
+  dataAddr: number;
+  table: Buffer;
+  tableAddr: number;
+}
+let rxArena: RxArena | undefined;
+
+function receiveArena(): RxArena {
+  if (!rxArena) {
+    const data = sysMmap(RX_SLOTS * RX_SLOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    const table = sysMmap(RX_TABLE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    const dataAddr = addrNumber(data.address);
+    const tableAddr = addrNumber(table.address);
+    const t = table.bytes;
+    for (let i = 0; i < RX_SLOTS; i++) {
+      const m = i * MMSGHDR_SIZE;
+      writeAddr(t, m + MSG_NAME, tableAddr + RX_SLL_AT + i * RX_SLL_STRIDE);
+      t.writeUInt32LE(sockaddrLl.size, m + MSG_NAMELEN);
+      writeAddr(t, m + MSG_IOV, tableAddr + RX_IOV_AT + i * IOVEC_SIZE);
+      writeAddr(t, m + MSG_IOVLEN, 1);
+      const v = RX_IOV_AT + i * IOVEC_SIZE;
+      writeAddr(t, v + IOV_BASE, dataAddr + i * RX_SLOT);
+      writeAddr(t, v + IOV_LEN, RX_SLOT);
+    }
+    // Never unmapped: it is shared by every link for the life of the process.
+    rxArena = { data: data.bytes, dataAddr, table: t, tableAddr };
+  }
+  return rxArena;
+}
+
+// ---- the common link: transmit queue and frame delivery --------------------------------------------------
+
+const TX_IOV_AT = TX_MAX * MMSGHDR_SIZE;
+const TX_TABLE = TX_IOV_AT + TX_MAX * IOVEC_SIZE;
+
+function noop(): void {}
+
+abstract class FrameLink implements Link {
+  onFrame: (frame: Buffer, meta: RxMeta) => void = noop;
+  onBatchEnd: () => void = noop;
+  readonly stats: LinkStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txDropped: 0, rxDropped: 0 };
+
+  /** Bytes of virtio_net_hdr in front of every frame: 10 with offloads, else 0. */
+  protected readonly hdr: number;
+  protected readonly poller: Poller;
+  protected readonly rx = receiveArena();
+  private readonly meta: RxMeta = { csumPartial: false, gso: 'none', gsoSize: 0 };
+
+  private readonly txMap: Mapping;
+  private readonly tableMap: Mapping;
+  protected readonly txBuf: Buffer;
+  protected readonly txAddr: number;
+  protected readonly table: Buffer;
+  protected readonly tableAddr: number;
+  /** Bump pointer, offset of the frame handed out by alloc() (-1: none), and its capacity. */
+  private off = 0;
+  private cur = -1;
+  private curLen = 0;
+  /** Queued frames are table entries [head, count); lens[i] is entry i's Ethernet frame length. */
+  protected head = 0;
+  protected count = 0;
+  protected readonly lens = new Uint32Array(TX_MAX);
+  private wantWritable = false;
+  private immediate: NodeJS.Immediate | undefined;
+  protected closed = false;
+  private stopped = false;
+  private readonly handlers: { readable: () => void; writable?: () => void };
+
+  constructor(
+    readonly name: string,
+    readonly mtu: number,
+    readonly offloads: boolean,
+    protected readonly fd: number,
+    poller: Poller,
+    packetTable: boolean,
+  ) {
+    this.hdr = offloads ? VNET_HDR_LEN : 0;
+    this.poller = poller;
+    this.txMap = sysMmap(TX_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    try {
+      this.tableMap = sysMmap(TX_TABLE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    } catch (e) {
+      this.txMap.unmap();
+      throw e;
+    }
+    this.txBuf = this.txMap.bytes;
+    this.txAddr = addrNumber(this.txMap.address);
+    this.table = this.tableMap.bytes;
+    this.tableAddr = addrNumber(this.tableMap.address);
+    if (packetTable) {
+      for (let i = 0; i < TX_MAX; i++) {
+        const m = i * MMSGHDR_SIZE;
+        writeAddr(this.table, m + MSG_IOV, this.tableAddr + TX_IOV_AT + i * IOVEC_SIZE);
+        writeAddr(this.table, m + MSG_IOVLEN, 1);
+      }
+    }
+    this.handlers = { readable: this.onReadable };
+    try {
+      poller.add(fd, this.handlers);
+    } catch (e) {
+      this.txMap.unmap();
+      this.tableMap.unmap();
+      throw e;
+    }
+  }
+
+  alloc(len: number): Buffer {
+    if (this.closed) throw new Error(`link ${this.name} is closed`);
+    if (!(len >= 0 && len <= MAX_TX_FRAME)) throw new RangeError(`frame length ${len} is not in 0..${MAX_TX_FRAME}`);
+    const need = this.hdr + len;
+    if (this.off + need > TX_ARENA || this.count >= TX_MAX) {
+      this.flush();
+      if (this.count > this.head) this.dropPending();
+      // Everything sent (or dropped): the arena is free again.
+      this.off = 0;
+    }
+    this.cur = this.off;
+    this.curLen = len;
+    const at = this.cur + this.hdr;
+    return this.txBuf.subarray(at, at + len);
+  }
+
+  commit(len: number, offload?: TxOffload): void {
+    const cur = this.cur;
+    if (cur < 0) throw new Error('commit() without alloc()');
+    if (!(len >= 0 && len <= this.curLen)) throw new RangeError(`commit(${len}) beyond the ${this.curLen} bytes alloc()ed`);
+    this.cur = -1;
+    const b = this.txBuf;
+    if (this.hdr) {
+      if (offload) {
+        let gso = 0;
+        let gsoSize = 0;
+        let hdrLen = 0;
+        if (offload.gso) {
+          gso = offload.gso === 'tcp4' ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
+          gsoSize = offload.gsoSize ?? 0;
+          // Headers up to the end of the TCP header (its data offset is the high nibble of byte 12).
+          hdrLen = offload.hdrLen ?? offload.csumStart + ((b[cur + VNET_HDR_LEN + offload.csumStart + 12]! >> 4) << 2);
+        }
+        b[cur] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        b[cur + 1] = gso;
+        b.writeUInt16LE(hdrLen, cur + 2);
+        b.writeUInt16LE(gsoSize, cur + 4);
+        b.writeUInt16LE(offload.csumStart, cur + 6);
+        b.writeUInt16LE(offload.csumOffset, cur + 8);
+      } else {
+        b.writeUInt32LE(0, cur);
+        b.writeUInt32LE(0, cur + 4);
+        b.writeUInt16LE(0, cur + 8);
+      }
+    }
+    const i = this.count++;
+    const v = TX_IOV_AT + i * IOVEC_SIZE;
+    writeAddr(this.table, v + IOV_BASE, this.txAddr + cur);
+    this.table.writeUInt32LE(this.hdr + len, v + IOV_LEN);
+    this.lens[i] = len;
+    this.off = cur + ((this.hdr + len + 7) & ~7);
+    if (!this.immediate) this.immediate = setImmediate(this.onImmediate);
+  }
+
+  flush(): void {
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
+    if (this.closed || this.head === this.count) return;
+    const done = this.transmit();
+    if (done) {
+      this.head = this.count = 0;
+      // A frame alloc()ed but not yet committed keeps its place: start after it.
+      this.off = this.cur >= 0 ? this.cur + ((this.hdr + this.curLen + 7) & ~7) : 0;
+    }
+    this.setWritable(!done);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
+    this.stats.txDropped += this.count - this.head;
+    this.head = this.count = 0;
+    this.poller.remove(this.fd);
+    sysClose(this.fd);
+    this.txMap.unmap();
+    this.tableMap.unmap();
+  }
+
+  /** Sends queued entries [head, count), advancing head; false if the kernel pushed back (retry on writable). */
+  protected abstract transmit(): boolean;
+  protected abstract drain(): void;
+
+  private readonly onReadable = (): void => {
+    if (!this.closed) this.drain();
+  };
+
+  private readonly onWritable = (): void => {
+    if (!this.closed) this.flush();
+  };
+
+  private readonly onImmediate = (): void => {
+    this.immediate = undefined;
+    this.flush();
+  };
+
+  private dropPending(): void {
+    this.stats.txDropped += this.count - this.head;
+    this.head = this.count = 0;
+    this.setWritable(false);
+  }
+
+  private setWritable(want: boolean): void {
+    if (want === this.wantWritable || this.closed || this.stopped) return;
+    this.wantWritable = want;
+    this.handlers.writable = want ? this.onWritable : undefined;
+    this.poller.modify(this.fd, this.handlers);
+  }
+
+  /** Stops reading (the fd reports a permanent error). */
+  protected stopReading(): void {
+    this.stopped = true;
+    this.poller.remove(this.fd);
+  }
+
+  /** Hands the frame at `at` (virtio_net_hdr included when offloads are on), `len` bytes, to onFrame. */
+  protected deliver(data: Buffer, at: number, len: number): void {
+    const hdr = this.hdr;
+    if (len < hdr + ETH_HLEN) {
+      this.stats.rxDropped++;
+      return;
+    }
+    const meta = this.meta;
+    if (hdr) {
+      meta.csumPartial = (data[at]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+      const gso = data[at + 1]! & 0x7f;
+      if (gso === 0) {
+        meta.gso = 'none';
+        meta.gsoSize = 0;
+      } else {
+        meta.gso = gso === VIRTIO_NET_HDR_GSO_TCPV4 ? 'tcp4' : gso === VIRTIO_NET_HDR_GSO_TCPV6 ? 'tcp6'
+          : gso === VIRTIO_NET_HDR_GSO_UDP || gso === VIRTIO_NET_HDR_GSO_UDP_L4 ? 'udp' : 'none';
+        meta.gsoSize = data.readUInt16LE(at + 4);
+      }
+    }
+    this.stats.rxFrames++;
+    this.stats.rxBytes += len - hdr;
+    this.onFrame(data.subarray(at + hdr, at + len), meta);
+  }
+}
+
+// ---- AF_PACKET --------------------------------------------------------------------------------------------
+
+class PacketLink extends FrameLink {
+  protected transmit(): boolean {
+    const lib = net();
+    const lens = this.lens;
+    const stats = this.stats;
+    while (this.head < this.count) {
+      const n = lib.sendmmsg(this.fd, this.tableAddr + this.head * MMSGHDR_SIZE, this.count - this.head, MSG_DONTWAIT);
+      if (n < 0) {
+        const e = errno();
+        if (e === EINTR) continue;
+        if (e === EAGAIN || e === ENOBUFS) return false;
+        // The kernel refuses this frame (EINVAL, EMSGSIZE, ENETDOWN, ENXIO...): drop it and go on.
+        stats.txDropped++;
+        this.head++;
+        continue;
+      }
+      const end = this.head + n;
+      for (let i = this.head; i < end; i++) {
+        stats.txFrames++;
+        stats.txBytes += lens[i]!;
+      }
+      this.head = end;
+    }
+    return true;
+  }
+
+  protected drain(): void {
+    const lib = net();
+    const { data, table, tableAddr } = this.rx;
+    const stats = this.stats;
+    let total = 0;
+    while (total < RX_CAP && !this.closed) {
+      const want = Math.min(RX_SLOTS, RX_CAP - total);
+      const n = lib.recvmmsg(this.fd, tableAddr, want, MSG_DONTWAIT, null);
+      if (n < 0) {
+        const e = errno();
+        if (e === EAGAIN) break;
+        if (e === EINTR) continue;
+        // A pending socket error (ENETDOWN...) or a frame the kernel could not describe with a
+        // virtio_net_hdr (EINVAL): the frame, if any, is gone.
+        stats.rxDropped++;
+        total++;
+        continue;
+      }
+      for (let i = 0; i < n && !this.closed; i++) {
+        const m = i * MMSGHDR_SIZE;
+        if (table[RX_SLL_AT + i * RX_SLL_STRIDE + SLL_PKTTYPE] === PACKET_OUTGOING) continue;
+        if (table.readInt32LE(m + MSG_FLAGS) & MSG_TRUNC) {
+          stats.rxDropped++;
+          continue;
+        }
+        this.deliver(data, i * RX_SLOT, table.readUInt32LE(m + MMSG_LEN));
+      }
+      total += n;
+      if (n < want) break;
+    }
+    if (total > 0 && !this.closed) this.onBatchEnd();
+  }
+}
+
+/** AF_PACKET SOCK_RAW ETH_P_ALL bound to the interface (a Xen netback vif<domid>.<n>, or the host end of a veth). */
+export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
+  const lib = net();
+  const offloads = opts.offloads !== false;
+  // Protocol 0 until bind(): the socket receives nothing, rather than every interface's frames, before it
+  // is bound to ours with ETH_P_ALL.
+  const fd = check('socket AF_PACKET', lib.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  try {
+    if (offloads) setIntOpt(fd, SOL_PACKET, PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+    setIntOpt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
+    setBuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, opts.rcvbuf ?? DEFAULT_RCVBUF, 'SO_RCVBUF');
+    setBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, opts.sndbuf ?? DEFAULT_SNDBUF, 'SO_SNDBUF');
+    ifreqFor(ifname); // validates the name
+    const ifindex = lib.if_nametoindex(ifname);
+    if (ifindex === 0) throw new SysError(`if_nametoindex ${ifname}`, errno());
+    const mtu = ifMtuAndUp(ifname);
+    const sll = Buffer.alloc(sockaddrLl.size);
+    sll.writeUInt16LE(AF_PACKET, sockaddrLl.fields.sll_family.offset);
+    sll.writeUInt16LE(htons(ETH_P_ALL), sockaddrLl.fields.sll_protocol.offset);
+    sll.writeInt32LE(ifindex, sockaddrLl.fields.sll_ifindex.offset);
+    check(`bind AF_PACKET ${ifname}`, lib.bind(fd, sll, sll.length));
+    return new PacketLink(ifname, mtu, offloads, fd, opts.poller ?? Poller.shared(), true);
+  } catch (e) {
+    sysClose(fd);
+    throw e;
+  }
+}
+
+function setBuf(fd: number, force: number, plain: number, bytes: number, what: string): void {
+  try {
+    setIntOpt(fd, SOL_SOCKET, force, bytes, `${what}FORCE`);
+  } catch (e) {
+    if (!(e instanceof SysError && e.code === 'EPERM')) throw e;
+    setIntOpt(fd, SOL_SOCKET, plain, bytes, what);
+  }
+}
+
+// ---- TAP --------------------------------------------------------------------------------------------------
+
+class TapLink extends FrameLink {
+  protected transmit(): boolean {
+    const lib = net();
+    const lens = this.lens;
+    const stats = this.stats;
+    const iov = this.tableAddr + TX_IOV_AT;
+    while (this.head < this.count) {
+      const n = lib.writev(this.fd, iov + this.head * IOVEC_SIZE, 1);
+      if (n < 0) {
+        const e = errno();
+        if (e === EINTR) continue;
+        if (e === EAGAIN || e === ENOBUFS) return false;
+        // EIO while the device is down, EINVAL for a bad virtio_net_hdr...: drop the frame.
+        stats.txDropped++;
+      } else {
+        stats.txFrames++;
+        stats.txBytes += lens[this.head]!;
+      }
+      this.head++;
+    }
+    return true;
+  }
+
+  protected drain(): void {
+    const lib = net();
+    const { data, dataAddr } = this.rx;
+    let total = 0;
+    while (total < RX_CAP && !this.closed) {
+      const n = lib.read(this.fd, dataAddr, RX_SLOT);
+      if (n < 0) {
+        const e = errno();
+        if (e === EAGAIN) break;
+        if (e === EINTR) continue;
+        // EBADFD/EIO: the device is gone; level-triggered polling would spin on it.
+        this.stopReading();
+        break;
+      }
+      if (n === 0) break;
+      total++;
+      this.deliver(data, 0, n);
+    }
+    if (total > 0 && !this.closed) this.onBatchEnd();
+  }
+}
+
+/** A TAP device (created if absent) through /dev/net/tun: IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, TUNSETOFFLOAD csum+tso4+tso6. */
+export function openTapLink(name: string, opts: LinkOptions = {}): Link {
+  const offloads = opts.offloads !== false;
+  const req = ifreqFor(name);
+  const fd = sysOpen('/dev/net/tun', O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  try {
+    req.writeUInt16LE(IFF_TAP | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0), 16);
+    ioctlPtr(fd, TUNSETIFF, req, `TUNSETIFF ${name}`);
+    const actual = ifreqName(req);
+    if (offloads) check('TUNSETOFFLOAD', net().ioctl(fd, TUNSETOFFLOAD, 'unsigned long', TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
+    const mtu = ifMtuAndUp(actual);
+    return new TapLink(actual, mtu, offloads, fd, opts.poller ?? Poller.shared(), false);
+  } catch (e) {
+    sysClose(fd);
+    throw e;
+  }
+}
