@@ -40,6 +40,8 @@ const SYN_RETRIES = 5;
 const TIME_WAIT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 30_000;
 const OUR_WSCALE = 7;
+const OOO_MAX = 4 << 20; // bytes held beyond a hole, waiting for it to be filled
+const OOO_SEGMENTS = 512;
 
 const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
@@ -82,6 +84,11 @@ export class TcpFlow {
   private rcvWscale = 0;
   private lastWindow = 0;
   private guestFin = false;
+  private sackOk = false;
+  /** Segments received beyond a hole, in sequence order (SACKed to the guest). */
+  private readonly ooo: { seq: number; data: Buffer }[] = [];
+  private oooBytes = 0;
+  private lastOooSeq = 0;
 
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
@@ -137,16 +144,19 @@ export class TcpFlow {
       this.sndWscale = p.wscale;
       this.rcvWscale = OUR_WSCALE;
     }
+    this.sackOk = p.sackOk;
     this.sndWnd = p.window; // never scaled in a SYN
   }
 
   private sendSyn(): void {
     const ourMss = this.wire.pathMss(this);
-    const opts = Buffer.from([2, 4, ourMss >> 8, ourMss & 255, 1, 3, 3, OUR_WSCALE]);
-    if (this.state === 'SynSent') this.wire.segment(this, this.iss, 0, TCP_SYN, 0xffff, opts, 0, 0);
+    const mss = [2, 4, ourMss >> 8, ourMss & 255];
+    const ws = [1, 3, 3, OUR_WSCALE];
+    const sack = [1, 1, 4, 2];
+    if (this.state === 'SynSent') this.wire.segment(this, this.iss, 0, TCP_SYN, 0xffff, Buffer.from([...mss, ...ws, ...sack]), 0, 0);
     else {
-      // Offer scaling only when the guest did.
-      const o = this.rcvWscale ? opts : opts.subarray(0, 4);
+      // Offer scaling and SACK only when the guest did.
+      const o = Buffer.from([...mss, ...(this.rcvWscale ? ws : []), ...(this.sackOk ? sack : [])]);
       this.wire.segment(this, this.iss, this.rcvNxt, TCP_SYN | TCP_ACK, this.window(), o, 0, 0);
     }
     this.sndNxt = (this.iss + 1) >>> 0;
@@ -295,28 +305,81 @@ export class TcpFlow {
       }
       start += off;
     } else if (off < 0) {
-      // A hole before it: dropped; the duplicate ACK asks for the missing bytes.
+      // Beyond a hole: kept until the hole is filled; the duplicate ACK (with SACK blocks) asks for it.
+      this.holdOoo(p.seq, p.buf, p.payload, p.end);
       this.sendAck();
       return;
     }
-    const n = p.end - start;
     // A guest that ignores the window we offered cannot make dom0 buffer without bound.
     if (this.socket && this.socket.writableLength > 2 * RCV_BUF) {
       this.sendAck();
       return;
     }
-    const copy = Buffer.allocUnsafe(n);
-    p.buf.copy(copy, 0, start, p.end);
-    this.rcvNxt = (this.rcvNxt + n) >>> 0;
+    this.deliver(Buffer.from(p.buf.subarray(start, p.end)));
+    if (this.ooo.length) {
+      this.drainOoo();
+      this.sendAck(); // at once: the guest is recovering
+    } else this.wire.wantAck(this);
+  }
+
+  private deliver(data: Buffer): void {
+    this.rcvNxt = (this.rcvNxt + data.length) >>> 0;
     const s = this.socket;
     if (s && !s.destroyed) {
       if (!s.writableCorked) {
         s.cork();
         this.wire.corked(this);
       }
-      s.write(copy);
+      s.write(data);
     }
-    this.wire.wantAck(this);
+  }
+
+  private holdOoo(seq: number, buf: Buffer, start: number, end: number): void {
+    const len = end - start;
+    if (this.oooBytes + len > OOO_MAX || this.ooo.length >= OOO_SEGMENTS) return;
+    const q = this.ooo;
+    let i = q.length;
+    while (i > 0 && seqGt(q[i - 1]!.seq, seq)) i--;
+    if (i > 0 && q[i - 1]!.seq === seq && q[i - 1]!.data.length >= len) return; // a duplicate
+    q.splice(i, 0, { seq, data: Buffer.from(buf.subarray(start, end)) });
+    this.oooBytes += len;
+    this.lastOooSeq = seq;
+  }
+
+  private drainOoo(): void {
+    const q = this.ooo;
+    while (q.length && seqLe(q[0]!.seq, this.rcvNxt)) {
+      const e = q.shift()!;
+      this.oooBytes -= e.data.length;
+      const skip = (this.rcvNxt - e.seq) | 0;
+      if (skip < e.data.length) this.deliver(e.data.subarray(skip));
+    }
+  }
+
+  /** SACK option for what we hold beyond the hole: the block with the latest segment first (RFC 2018). */
+  private sackOption(): Buffer | null {
+    if (!this.sackOk || this.ooo.length === 0) return null;
+    const blocks: [number, number][] = [];
+    for (const e of this.ooo) {
+      const end = (e.seq + e.data.length) >>> 0;
+      const last = blocks[blocks.length - 1];
+      if (last && seqLe(e.seq, last[1])) {
+        if (seqGt(end, last[1])) last[1] = end;
+      } else blocks.push([e.seq, end]);
+    }
+    const first = blocks.findIndex(([l, r]) => seqLe(l, this.lastOooSeq) && seqLt(this.lastOooSeq, r));
+    if (first > 0) blocks.unshift(...blocks.splice(first, 1));
+    const n = Math.min(blocks.length, 3);
+    const o = Buffer.alloc(4 + 8 * n);
+    o[0] = 1;
+    o[1] = 1;
+    o[2] = 5;
+    o[3] = 2 + 8 * n;
+    for (let i = 0; i < n; i++) {
+      o.writeUInt32BE(blocks[i]![0] >>> 0, 4 + 8 * i);
+      o.writeUInt32BE(blocks[i]![1] >>> 0, 8 + 8 * i);
+    }
+    return o;
   }
 
   private onFin(): void {
@@ -421,7 +484,7 @@ export class TcpFlow {
 
   sendAck(): void {
     if (this.state === 'Closed' || this.state === 'Connecting' || this.state === 'SynSent') return;
-    this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_ACK, this.window(), null, 0, 0);
+    this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_ACK, this.window(), this.sackOption(), 0, 0);
   }
 
   private maybeWindowUpdate(): void {
@@ -519,6 +582,8 @@ export class TcpFlow {
     }
     this.sndBuf.length = 0;
     this.sndBytes = 0;
+    this.ooo.length = 0;
+    this.oooBytes = 0;
     this.wire.closed(this);
   }
 }

@@ -186,6 +186,7 @@ export class Packet {
   payload = 0;
   mss = 0;
   wscale = -1;
+  sackOk = false;
   // ICMP
   icmpType = 0;
   icmpCode = 0;
@@ -254,6 +255,7 @@ export function parse(p: Packet, buf: Buffer, len = buf.length): boolean {
     p.payload = l4 + doff;
     p.mss = 0;
     p.wscale = -1;
+    p.sackOk = false;
     if (doff > 20 && p.flags & TCP_SYN) parseTcpOptions(p, l4 + 20, l4 + doff);
   } else if (p.proto === PROTO_UDP) {
     if (l4 + 8 > end) return false;
@@ -286,6 +288,7 @@ function parseTcpOptions(p: Packet, at: number, end: number): void {
     if (olen < 2 || at + olen > end) return;
     if (kind === 2 && olen === 4) p.mss = (b[at + 2]! << 8) | b[at + 3]!;
     else if (kind === 3 && olen === 3) p.wscale = Math.min(b[at + 2]!, 14);
+    else if (kind === 4 && olen === 2) p.sackOk = true;
     at += olen;
   }
 }
