@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createVethGuest, type VethGuest } from '../../test/net/guest-ns.js';
+import { createBareGuest, createVethGuest, type GuestNs, type VethGuest } from '../../test/net/guest-ns.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -339,5 +339,72 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     } finally {
       server.kill('SIGKILL');
     }
+  });
+});
+
+describe('kratanet on a TAP device', { concurrency: false }, () => {
+  let ns: GuestNs;
+  let kn: Kn;
+  let dir: string;
+  const servers: Server[] = [];
+
+  after(async () => {
+    kn?.proc.kill('SIGTERM');
+    for (const s of servers) s.close();
+    await ns?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the same backend serves a TAP: ping, HTTP and 20 MB each way', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kratanet-tap-'));
+    const tool = join(dir, 'guest-tool.cjs');
+    writeFileSync(tool, GUEST_TOOL);
+    ns = await createBareGuest();
+    const tap = `kp${randomBytes(4).toString('hex')}`;
+    const mac = '02:4b:00:00:00:09';
+    const cfg = { hostLoopback: true, guests: [{ id: 'tap', interface: tap, tap: true, mac, ipv4: '10.75.0.9/16', ipv6: 'fdd4:1476:6c7e::9/64', gateway4: '10.75.0.1', gateway6: 'fdd4:1476:6c7e::1' }] };
+    writeFileSync(join(dir, 'kratanet.json'), JSON.stringify(cfg));
+    kn = await startKratanet(join(dir, 'kratanet.json'));
+    // The TAP kratanet created becomes the guest's eth0 (its fd keeps working across namespaces).
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('ip', ['link', 'set', tap, 'netns', ns.ns]);
+    for (const cmd of [
+      ['ip', 'link', 'set', tap, 'name', 'eth0'],
+      ['ip', 'link', 'set', 'eth0', 'address', mac, 'mtu', '1500', 'up'],
+      ['ip', 'addr', 'add', '10.75.0.9/16', 'dev', 'eth0'],
+      ['ip', 'route', 'add', 'default', 'via', '10.75.0.1'],
+    ]) {
+      const r = await ns.exec(cmd);
+      assert.equal(r.code, 0, `${cmd.join(' ')}: ${r.stderr}`);
+    }
+    const ping = await ns.exec(['ping', '-c', '2', '-W', '2', '10.75.0.1']);
+    assert.equal(ping.code, 0, ping.stdout.toString());
+    const http = createHttpServer((req, res) => res.end(`tap ${req.url}`));
+    servers.push(http);
+    const port = await listen(http, '127.0.0.1');
+    const r = await ns.exec(['curl', '-sS', '-m', '5', `http://10.75.0.1:${port}/x`]);
+    assert.equal(r.stdout.toString(), 'tap /x', r.stderr);
+    const BYTES = 20 << 20;
+    const data = randomBytes(BYTES);
+    const source = createServer((c) => c.end(data));
+    servers.push(source);
+    const sourcePort = await listen(source, '127.0.0.1');
+    const down = await ns.exec([process.execPath, tool, 'recv', '10.75.0.1', String(sourcePort)], { timeoutMs: 60_000 });
+    assert.deepEqual(JSON.parse(down.stdout.toString()), { sha256: createHash('sha256').update(data).digest('hex'), bytes: BYTES });
+    let got = '';
+    const sink = createServer((c) => {
+      const h = createHash('sha256');
+      c.on('data', (d) => h.update(d));
+      c.on('end', () => {
+        got = h.digest('hex');
+        c.end();
+      });
+    });
+    servers.push(sink);
+    const sinkPort = await listen(sink, '127.0.0.1');
+    const up = await ns.exec([process.execPath, tool, 'send', '10.75.0.1', String(sinkPort), String(BYTES)], { timeoutMs: 60_000 });
+    const upr = JSON.parse(up.stdout.toString()) as { sha256: string; bytes: number };
+    assert.equal(upr.bytes, BYTES);
+    assert.equal(got, upr.sha256);
   });
 });

@@ -11,7 +11,7 @@
 import { sysClose, sysMmap, sysOpen, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, type Mapping } from '../xen/sys/libc.js';
 import { Poller } from './poller.js';
 import {
-  addrNumber, AF_PACKET, check, EAGAIN, EINTR, ENOBUFS, errno, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr,
+  addrNumber, AF_PACKET, check, EAGAIN, EINTR, errno, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr,
   IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IOV_BASE, IOV_LEN, IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSG_DONTWAIT, MSG_FLAGS, MSG_IOV, MSG_IOVLEN,
   MSG_NAME, MSG_NAMELEN, MSG_TRUNC, net, O_CLOEXEC, O_NONBLOCK, O_RDWR, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING, PACKET_VNET_HDR,
   setIntOpt, SLL_PKTTYPE, SO_RCVBUFFORCE, SO_SNDBUFFORCE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sockaddrLl, SOL_PACKET, SOL_SOCKET,
@@ -353,7 +353,9 @@ class PacketLink extends FrameLink {
       if (n < 0) {
         const e = errno();
         if (e === EINTR) continue;
-        if (e === EAGAIN || e === ENOBUFS) return false;
+        if (e === EAGAIN) return false;
+        // ENOBUFS: the device (a full veth backlog, a qdisc) already dropped the frame. Retrying it on
+        // "writable" would spin, since a packet socket is almost always writable: TCP recovers it.
         // The kernel refuses this frame (EINVAL, EMSGSIZE, ENETDOWN, ENXIO...): drop it and go on.
         stats.txDropped++;
         this.head++;
@@ -453,8 +455,8 @@ class TapLink extends FrameLink {
       if (n < 0) {
         const e = errno();
         if (e === EINTR) continue;
-        if (e === EAGAIN || e === ENOBUFS) return false;
-        // EIO while the device is down, EINVAL for a bad virtio_net_hdr...: drop the frame.
+        if (e === EAGAIN) return false;
+        // ENOBUFS (dropped by the device, see PacketLink), EIO while the device is down, EINVAL for a bad virtio_net_hdr...: drop the frame.
         stats.txDropped++;
       } else {
         stats.txFrames++;
