@@ -236,8 +236,7 @@ test('poller: readable handler, modify, remove; close releases its fds', async (
     poller.close();
     poller.close();
   }
-  await new Promise((r) => setTimeout(r, 20));
-  assert.equal(fdCount(), base);
+  await until('the poller released its fds', () => fdCount() === base);
 });
 
 test('veth: frames cross both ways, bytes intact, own transmits not read back', async () => {
@@ -400,8 +399,7 @@ test('close() is idempotent and leaks no fds; alloc() after close throws, flush(
     links[0]!.flush();
   }
   poller.close();
-  await new Promise((r) => setTimeout(r, 20));
-  assert.equal(fdCount(), base);
+  await until('the links and the poller released their fds', () => fdCount() === base);
 });
 
 // ---- TAP --------------------------------------------------------------------------------------------------

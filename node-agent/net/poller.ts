@@ -1,11 +1,16 @@
-// One epoll set per process for kratanet's file descriptors. epoll_wait runs through koffi's async call on
-// the libuv threadpool, so the main thread never blocks; when it returns, the ready fds' handlers run on the
-// main thread and the wait is re-armed. Level-triggered: a handler that leaves data behind (e.g. it hit its
-// per-wake cap) is called again on the next wake.
+// One epoll set per process for kratanet's file descriptors. A worker thread blocks in epoll_wait and,
+// when something is ready, writes a byte into a pipe that the main thread's event loop watches (libuv
+// wakes for it like for any socket); the main thread then collects the ready fds with a non-blocking
+// epoll_wait of its own, runs their handlers, and lets the worker wait again. Level-triggered: a handler
+// that leaves data behind (e.g. it hit its per-wake cap) is called again on the next wake. (koffi's async
+// call did the same through the libuv threadpool, at ~27 µs of main-thread CPU per wake; this costs a
+// few.)
 //
-// An eventfd in the set lets remove()/close() interrupt a pending wait. When no fds are registered no wait
-// is pending, so the process can exit. Note that while fds are registered one threadpool thread is parked
-// in epoll_wait (consider UV_THREADPOOL_SIZE if the process also leans on fs/dns/crypto).
+// An eventfd in the set lets close() interrupt the worker's wait. The pipe keeps the event loop alive only
+// while fds are registered, so an idle process can exit.
+import { Worker } from 'node:worker_threads';
+import { Socket } from 'node:net';
+import { createRequire } from 'node:module';
 import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type Mapping } from '../xen/sys/libc.js';
 import {
   addrNumber, check, EFD_CLOEXEC, EFD_NONBLOCK, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR, EPOLLHUP,
@@ -25,7 +30,31 @@ const EV_DATA = epollEvent.fields.data.offset;
 const CTL_AT = MAX_EVENTS * 16;
 const WAKE_AT = CTL_AT + 16;
 const DRAIN_AT = WAKE_AT + 8;
+const PIPE_AT = DRAIN_AT + 8; // int[2] from pipe2
+const WORKER_AT = PIPE_AT + 8; // the worker's own events array and the byte it writes
 const PAGE = 4096;
+const O_CLOEXEC = 0o2000000;
+
+// The worker: wait, signal through the pipe, park until the main thread has dispatched, repeat.
+const WORKER = `
+const { workerData } = require('node:worker_threads');
+const koffi = require(workerData.koffi);
+const l = koffi.load('libc.so.6');
+const wait = l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)');
+const write = l.func('long write(int fd, intptr_t buf, size_t n)');
+const ctl = new Int32Array(workerData.ctl);
+const { epfd, pipe, scratch } = workerData;
+for (;;) {
+  const n = wait(epfd, scratch, 4, -1);
+  if (Atomics.load(ctl, 1)) break;
+  if (n < 0) { if (koffi.errno() === 4) continue; break; }
+  if (n === 0) continue;
+  Atomics.store(ctl, 0, 0);
+  if (write(pipe, scratch + 64, 1) !== 1) break;
+  Atomics.wait(ctl, 0, 0);
+  if (Atomics.load(ctl, 1)) break;
+}
+`;
 
 function interest(h: PollHandlers): number {
   return (h.readable ? EPOLLIN : 0) | (h.writable ? EPOLLOUT : 0);
@@ -50,9 +79,10 @@ export class Poller {
   private readonly bytes: Buffer;
   private readonly base: number;
   private readonly handlers = new Map<number, PollHandlers>();
-  private waiting = false;
-  private dispatching = false;
-  private signalled = false;
+  /** [0]: the main thread has dispatched (the worker may wait again); [1]: stop. */
+  private readonly ctlWords = new Int32Array(new SharedArrayBuffer(8));
+  private worker: Worker | null = null;
+  private pipe: Socket | null = null;
   private closed = false;
   private released = false;
 
@@ -90,7 +120,8 @@ export class Poller {
     if (this.handlers.has(fd)) throw new Error(`fd ${fd} is already in the poller`);
     this.ctl(EPOLL_CTL_ADD, fd, interest(handlers));
     this.handlers.set(fd, { ...handlers });
-    this.arm();
+    this.start();
+    this.pipe?.ref();
   }
 
   /** Replaces the handlers (and so the interest) of a watched fd. A no-op once the poller is closed. */
@@ -109,7 +140,7 @@ export class Poller {
   remove(fd: number): void {
     if (!this.handlers.delete(fd)) return;
     net().epoll_ctl(this.epfd, EPOLL_CTL_DEL, fd, 0);
-    if (this.handlers.size === 0) this.wake();
+    if (this.handlers.size === 0) this.pipe?.unref();
   }
 
   /** Forgets every fd and closes the epoll set (once a pending wait has returned). Idempotent. */
@@ -118,8 +149,20 @@ export class Poller {
     this.closed = true;
     live.delete(this);
     this.handlers.clear();
-    if (this.waiting) this.wake();
-    else if (!this.dispatching) this.release();
+    this.pipe?.destroy();
+    this.pipe = null;
+    const w = this.worker;
+    if (!w) {
+      this.release();
+      return;
+    }
+    // Out of epoll_wait (the eventfd) or out of its parking (the flag), then it exits; the fds it
+    // waits on are closed only after that.
+    Atomics.store(this.ctlWords, 1, 1);
+    Atomics.store(this.ctlWords, 0, 1);
+    Atomics.notify(this.ctlWords, 0);
+    net().write(this.efd, this.base + WAKE_AT, 8);
+    w.once('exit', () => this.release());
   }
 
   /** Number of watched fds (not counting the internal eventfd). */
@@ -134,43 +177,50 @@ export class Poller {
     check(`epoll_ctl ${op} fd ${fd}`, net().epoll_ctl(this.epfd, op, fd, this.base + CTL_AT));
   }
 
-  private wake(): void {
-    if (!this.waiting || this.signalled) return;
-    this.signalled = true;
-    net().write(this.efd, this.base + WAKE_AT, 8);
-  }
-
-  private arm(): void {
-    if (this.waiting || this.dispatching || this.closed || this.handlers.size === 0) return;
-    this.waiting = true;
-    net().epoll_wait.async(this.epfd, this.base, MAX_EVENTS, -1, this.onWake);
-  }
-
-  private readonly onWake = (err: unknown, n: number): void => {
-    this.waiting = false;
-    if (this.closed) {
-      this.release();
-      return;
-    }
-    if (err) {
-      // koffi could not make the call at all; retrying would spin.
-      process.nextTick(() => {
-        throw err;
+  private start(): void {
+    if (this.worker || this.closed) return;
+    const lib = net();
+    check('pipe2', lib.pipe2(this.base + PIPE_AT, O_CLOEXEC));
+    const readFd = this.bytes.readInt32LE(PIPE_AT);
+    const writeFd = this.bytes.readInt32LE(PIPE_AT + 4);
+    this.writeFd = writeFd;
+    this.pipe = new Socket({ fd: readFd, readable: true, writable: false });
+    this.pipe.on('data', this.onWake);
+    this.pipe.on('error', (e) => process.nextTick(() => {
+      throw e;
+    }));
+    const w = new Worker(WORKER, {
+      eval: true,
+      workerData: { koffi: createRequire(import.meta.url).resolve('koffi'), ctl: this.ctlWords.buffer, epfd: this.epfd, pipe: writeFd, scratch: this.base + WORKER_AT },
+    });
+    w.unref();
+    w.on('error', (e) => process.nextTick(() => {
+      throw e;
+    }));
+    w.on('exit', () => {
+      if (!this.closed) process.nextTick(() => {
+        throw new Error('the poller\'s worker thread exited');
       });
-      return;
-    }
+    });
+    this.worker = w;
+  }
+
+  private writeFd = -1;
+
+  private readonly onWake = (): void => {
+    if (this.closed) return;
     let failure: unknown;
     let failed = false;
-    this.dispatching = true;
     try {
+      const lib = net();
       const b = this.bytes;
+      const n = lib.epoll_wait(this.epfd, this.base, MAX_EVENTS, 0);
       for (let i = 0; i < n && !this.closed; i++) {
         const at = i * EV_SIZE;
         const ev = b.readUInt32LE(at);
         const fd = b.readUInt32LE(at + EV_DATA);
         if (fd === this.efd) {
-          net().read(this.efd, this.base + DRAIN_AT, 8);
-          this.signalled = false;
+          lib.read(this.efd, this.base + DRAIN_AT, 8);
           continue;
         }
         let h = this.handlers.get(fd);
@@ -186,10 +236,11 @@ export class Poller {
         }
       }
     } finally {
-      this.dispatching = false;
+      if (!this.closed) {
+        Atomics.store(this.ctlWords, 0, 1);
+        Atomics.notify(this.ctlWords, 0);
+      }
     }
-    if (this.closed) this.release();
-    else this.arm();
     if (failed) {
       process.nextTick(() => {
         throw failure;
@@ -203,6 +254,7 @@ export class Poller {
     const lib = net();
     lib.close(this.efd);
     lib.close(this.epfd);
+    if (this.writeFd >= 0) lib.close(this.writeFd);
     this.page.unmap();
   }
 }

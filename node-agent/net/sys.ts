@@ -174,6 +174,7 @@ export interface NetLibc {
   epoll_ctl(epfd: number, op: number, fd: number, event: Addr): number;
   epoll_wait: ((epfd: number, events: Addr, maxevents: number, timeout: number) => number) & { async: AsyncFn<[number, Addr, number, number]> };
   eventfd(initval: number, flags: number): number;
+  pipe2(fds: Addr, flags: number): number;
   fcntl(fd: number, cmd: number, ...rest: unknown[]): number;
   if_nametoindex(name: string): number;
   ioctl(fd: number, request: number, ...rest: unknown[]): number;
@@ -198,6 +199,7 @@ export function net(): NetLibc {
       epoll_ctl: l.func('int epoll_ctl(int epfd, int op, int fd, intptr_t event)'),
       epoll_wait: l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)') as NetLibc['epoll_wait'],
       eventfd: l.func('int eventfd(unsigned int initval, int flags)'),
+      pipe2: l.func('int pipe2(intptr_t fds, int flags)'),
       fcntl: l.func('int fcntl(int fd, int cmd, ...)'),
       if_nametoindex: l.func('unsigned int if_nametoindex(const char *name)'),
       ioctl: l.func('int ioctl(int fd, unsigned long request, ...)'),
