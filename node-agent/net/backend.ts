@@ -7,7 +7,7 @@ import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gatewa
 import { IcmpEchoProxy } from './icmp-echo.js';
 import type { Link } from './link.js';
 import type { Policy, Verdict } from './policy.js';
-import { TcpFlow, type TcpWire } from './tcp.js';
+import { Budget, TcpFlow, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
 import {
   ETH_HLEN,
@@ -72,8 +72,15 @@ export interface BackendStats {
   refused: number;
 }
 
-export const MAX_TCP_FLOWS = 8192;
-export const MAX_UDP_FLOWS = 2048;
+export const MAX_TCP_FLOWS = 4096;
+export const MAX_UDP_FLOWS = 1024;
+/** Flows that clients of published ports may hold, apart from the guest's own. */
+export const MAX_INBOUND_TCP = 1024;
+export const MAX_INBOUND_UDP = 256;
+/** Pings of one guest waiting for a reply. */
+const MAX_PINGS = 64;
+/** What all of a guest's flows may buffer in dom0 (see Budget). */
+export const GUEST_BUDGET = 256 << 20;
 const MAX_GSO_PAYLOAD = 65536 - 128;
 
 const ICMP_UNREACH_HOST = 1;
@@ -92,6 +99,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   private readonly corks = new Set<TcpFlow>();
   private readonly servers: (Server | UdpSocket)[] = [];
   private nextPort = 32768;
+  readonly budget = new Budget(GUEST_BUDGET);
+  private inboundTcp = 0;
+  private inboundUdp = 0;
+  private pings = 0;
   private shut = false;
   readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0 };
   /** Published ports that could not be bound, with the reason. */
@@ -116,7 +127,15 @@ export class GuestBackend implements TcpWire, UdpWire {
       guest6: parseIpv6(v6.address),
       gw6: parseIpv6(cfg.gateway6),
     };
-    this.link.onFrame = (frame) => this.onFrame(frame);
+    this.link.onFrame = (frame) => {
+      try {
+        this.onFrame(frame);
+      } catch (e) {
+        // Nothing a guest sends may take kratanet down for every guest: count it, say it once in a while.
+        this.stats.dropped++;
+        if (this.stats.dropped % 1000 === 1) this.log(`frame dropped: ${(e as Error).message}`);
+      }
+    };
     this.link.onBatchEnd = () => this.batchEnd();
   }
 
@@ -221,6 +240,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   // ---- TCP -----------------------------------------------------------------------------------------
 
   private tcpIn(p: Packet): void {
+    if (p.dstPort === 0 || p.srcPort === 0) {
+      this.stats.dropped++;
+      return;
+    }
     const key = this.remoteKey(p, p.dstPort, p.srcPort);
     const flow = this.tcp.get(key);
     if (flow) {
@@ -249,6 +272,16 @@ export class GuestBackend implements TcpWire, UdpWire {
     this.stats.tcpOpened++;
     this.stats.tcpFlows = this.tcp.size;
     const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true });
+    if (!v.loopback && !this.policy.opts.hostAccess) {
+      // A destination the kernel routes locally is one of dom0's own addresses, whatever the interface
+      // list said (an interface without carrier is not in it): refused, before the guest hears of it.
+      socket.once('connect', () => {
+        if (socket.localAddress === socket.remoteAddress) {
+          this.stats.refused++;
+          f.refuse();
+        }
+      });
+    }
     f.startOutbound(p, socket);
   }
 
@@ -317,6 +350,7 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   closed(flow: TcpFlow | UdpFlow): void {
     if (flow instanceof TcpFlow) {
+      if (flow.inbound) this.inboundTcp--;
       if (this.tcp.get(flow.key) === flow) this.tcp.delete(flow.key);
       this.acks.delete(flow);
       this.corks.delete(flow);
@@ -338,6 +372,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   // ---- UDP -----------------------------------------------------------------------------------------
 
   private udpIn(p: Packet): void {
+    if (p.dstPort === 0 || p.srcPort === 0) {
+      this.stats.dropped++;
+      return;
+    }
     const key = this.remoteKey(p, p.dstPort, p.srcPort);
     let flow = this.udp.get(key);
     if (!flow) {
@@ -351,7 +389,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       flow.key = key;
       this.udp.set(key, flow);
       this.stats.udpFlows = this.udp.size;
-      flow.connect(v.host, p.dstPort);
+      flow.connect(v.host, p.dstPort, !v.loopback && !this.policy.opts.hostAccess);
     }
     flow.fromGuest(p.buf.subarray(p.payload, p.end));
   }
@@ -403,7 +441,19 @@ export class GuestBackend implements TcpWire, UdpWire {
     const remote4 = p.dst4;
     const remote6 = p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null;
     const data = Buffer.from(p.buf.subarray(p.payload, p.end));
-    IcmpEchoProxy.shared().request(v.host, data, (reply) => this.echoReply(remote4, remote6, id, seq, reply));
+    if (this.pings >= MAX_PINGS) return;
+    this.pings++;
+    const done = setTimeout(() => this.pings--, 10_000);
+    done.unref();
+    const sent = IcmpEchoProxy.shared().request(v.host, data, (reply) => {
+      clearTimeout(done);
+      this.pings--;
+      this.echoReply(remote4, remote6, id, seq, reply);
+    });
+    if (!sent) {
+      clearTimeout(done);
+      this.pings--;
+    }
   }
 
   private echoReply(remote4: number, remote6: Buffer | null, id: number, seq: number, data: Buffer): void {
@@ -479,7 +529,7 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   private publishTcp(port: PublishedPort): Promise<Server> {
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
-      if (this.shut || this.tcp.size >= MAX_TCP_FLOWS) {
+      if (this.shut || this.inboundTcp >= MAX_INBOUND_TCP) {
         socket.destroy();
         return;
       }
@@ -491,6 +541,8 @@ export class GuestBackend implements TcpWire, UdpWire {
       // The guest sees connections from its gateway (its own address space), whoever the client is.
       const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort: port.guestPort, inbound: true });
       f.key = `${this.g.gw4}|${remotePort}|${port.guestPort}`;
+      f.inbound = true;
+      this.inboundTcp++;
       this.tcp.set(f.key, f);
       this.stats.tcpFlows = this.tcp.size;
       f.startInbound(socket);
@@ -500,6 +552,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       server.listen({ port: port.hostPort, host: port.hostAddress ?? '::', ipv6Only: false }, () => {
         server.off('error', reject);
         server.on('error', (e) => this.log(`published port ${port.hostPort}: ${e.message}`));
+        if (this.shut) server.close(); // the backend went away while binding
         resolve(server);
       });
     });
@@ -514,7 +567,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       const client = `${rinfo.address}|${rinfo.port}`;
       let flow = byClient.get(client);
       if (!flow) {
-        if (this.udp.size >= MAX_UDP_FLOWS) return;
+        if (this.inboundUdp >= MAX_INBOUND_UDP) return;
         const remotePort = this.allocPort(port.guestPort, this.udp);
         if (!remotePort) return;
         const f = new UdpFlow(
@@ -522,6 +575,7 @@ export class GuestBackend implements TcpWire, UdpWire {
             toGuest: (fl, payload) => this.toGuest(fl, payload),
             closed: (fl) => {
               byClient.delete(client);
+              this.inboundUdp--;
               this.closed(fl);
             },
             log: (m) => this.log(m),
@@ -533,6 +587,7 @@ export class GuestBackend implements TcpWire, UdpWire {
         );
         f.key = `${this.g.gw4}|${remotePort}|${port.guestPort}`;
         f.answerThrough((payload) => sock.send(payload, rinfo.port, rinfo.address));
+        this.inboundUdp++;
         this.udp.set(f.key, f);
         byClient.set(client, f);
         flow = f;
@@ -545,6 +600,8 @@ export class GuestBackend implements TcpWire, UdpWire {
       sock.once('error', reject);
       sock.bind(port.hostPort, host, () => {
         sock.off('error', reject);
+        sock.on('error', (e) => this.log(`published port ${port.hostPort}/UDP: ${e.message}`));
+        if (this.shut) sock.close(); // the backend went away while binding
         resolve(sock);
       });
     });

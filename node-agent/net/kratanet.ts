@@ -1,5 +1,6 @@
 // kratanet: the guest backends of one host, reconciled to a configuration. A guest whose settings
 // change is restarted (its flows reset); others keep their flows.
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { GuestBackend, type GuestNetConfig, type LinkOpener } from './backend.js';
 import { DEFAULT_GATEWAY_MAC, DEFAULT_GUEST_SUBNETS, type KratanetConfig } from './config.js';
@@ -19,12 +20,30 @@ export const defaultLinkOpener: LinkOpener = (cfg) => {
   return cfg.tap ? openTapLink(cfg.interface) : openPacketLink(cfg.interface);
 };
 
-/** dom0's own stack stays off the guest's link (no IPv6 link-local address, router solicitations, MLD). */
+/**
+ * dom0's own stack stays off the guest's link: kratanet is the only thing that answers there. IPv6 off
+ * (no link-local address, router solicitations, MLD); IPv4: no forwarding of what arrives there, strict
+ * reverse-path filtering (the interface has no addresses or routes, so every source fails it), no ARP
+ * answers; and, where tc's modules exist, every frame dropped at ingress (packet sockets see frames
+ * before tc does, so kratanet still gets them).
+ */
 function quietInterface(ifname: string): void {
+  const set = (path: string, value: string) => {
+    try {
+      writeFileSync(path, value);
+    } catch {
+      // no IPv6 in dom0, or the interface is gone (then the link open fails with a clear error)
+    }
+  };
+  set(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, '1');
+  set(`/proc/sys/net/ipv4/conf/${ifname}/forwarding`, '0');
+  set(`/proc/sys/net/ipv4/conf/${ifname}/rp_filter`, '1');
+  set(`/proc/sys/net/ipv4/conf/${ifname}/arp_ignore`, '8');
   try {
-    writeFileSync(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, '1');
+    execFileSync('tc', ['qdisc', 'replace', 'dev', ifname, 'clsact'], { stdio: 'ignore' });
+    execFileSync('tc', ['filter', 'replace', 'dev', ifname, 'ingress', 'pref', '1', 'protocol', 'all', 'matchall', 'action', 'drop'], { stdio: 'ignore' });
   } catch {
-    // no IPv6 in dom0, or the interface is gone (then the link open fails with a clear error)
+    // no tc or no cls_matchall/act_gact: the sysctls above are the guard
   }
 }
 

@@ -50,12 +50,17 @@ async function main(): Promise<void> {
     const results = await net.apply(load(file));
     for (const r of results) if (!r.ok) log(`guest ${r.id}: ${r.error}`);
     process.stdout.write('kratanet ready\n');
+    // One reload at a time: a reload that overlapped another could bind a port twice.
+    let reloads = Promise.resolve();
     process.on('SIGHUP', () => {
-      try {
-        void net.apply(load(file)).then(() => log('configuration reloaded'));
-      } catch (e) {
-        log(`${(e as Error).message} (keeping the previous configuration)`);
-      }
+      reloads = reloads.then(async () => {
+        try {
+          await net.apply(load(file));
+          log('configuration reloaded');
+        } catch (e) {
+          log(`${(e as Error).message} (keeping the previous configuration)`);
+        }
+      });
     });
     setInterval(() => {}, 1 << 30); // stay up until signalled
     return;

@@ -17,7 +17,8 @@ export interface PolicyOptions {
   guestSubnets: string[];
 }
 
-export type Verdict = { allow: true; host: string } | { allow: false; reason: string };
+/** `loopback`: the gateway address, mapped to dom0's loopback. */
+export type Verdict = { allow: true; host: string; loopback?: boolean } | { allow: false; reason: string };
 
 const LOCAL_REFRESH_MS = 10_000;
 
@@ -59,10 +60,12 @@ export class Policy {
 
   /** Destination of a guest flow to `ip` (IPv4 number) and `port`; `gateway` is the guest's gateway. */
   v4(ip: number, port: number, gateway: number): Verdict {
-    if (ip === gateway) return this.loopbackAllowed(port) ? { allow: true, host: '127.0.0.1' } : { allow: false, reason: 'host loopback not allowed' };
+    if (ip === gateway) return this.loopbackAllowed(port) ? { allow: true, host: '127.0.0.1', loopback: true } : { allow: false, reason: 'host loopback not allowed' };
     for (const n of this.v4Nets) if (ipv4InPrefix(ip, n.net, n.prefix)) return { allow: false, reason: 'guest-to-guest' };
     const first = ip >>> 24;
     if (first === 0 || first === 127 || first >= 224) return { allow: false, reason: 'special address' };
+    // Link-local (cloud metadata services answer there, trusting dom0) and IETF protocol assignments.
+    if (ip >>> 16 === 0xa9fe || ip >>> 8 === 0xc00000) return { allow: false, reason: 'link-local or reserved' };
     this.refreshLocal();
     if (this.local4.has(ip) && !this.opts.hostAccess) return { allow: false, reason: "dom0's own address" };
     return { allow: true, host: formatIpv4(ip) };
@@ -72,7 +75,7 @@ export class Policy {
   v6(buf: Buffer, off: number, port: number, gateway: Buffer): Verdict {
     let same = true;
     for (let i = 0; i < 16; i++) if (buf[off + i] !== gateway[i]) same = false;
-    if (same) return this.loopbackAllowed(port) ? { allow: true, host: '::1' } : { allow: false, reason: 'host loopback not allowed' };
+    if (same) return this.loopbackAllowed(port) ? { allow: true, host: '::1', loopback: true } : { allow: false, reason: 'host loopback not allowed' };
     for (const n of this.v6Nets) if (ipv6InPrefix(buf, off, n.net, n.prefix)) return { allow: false, reason: 'guest-to-guest' };
     const b0 = buf[off]!;
     if (b0 === 0xff || (b0 === 0xfe && (buf[off + 1]! & 0xc0) === 0x80)) return { allow: false, reason: 'multicast or link-local' };

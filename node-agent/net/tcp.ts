@@ -27,7 +27,37 @@ export interface TcpWire {
   wantAck(flow: TcpFlow): void;
   /** Cork/uncork the socket around a batch of frames. */
   corked(flow: TcpFlow): void;
+  /** The guest's byte budget for everything its flows buffer in dom0. */
+  readonly budget: Budget;
   log(msg: string): void;
+}
+
+/**
+ * Bytes a guest's flows hold in dom0 (data for the guest not yet acknowledged, data held beyond a
+ * hole, data for the world not yet written): above the limit sockets pause, windows close and
+ * out-of-order data is dropped, so 8192 flows cannot each take their per-flow maximum.
+ */
+export class Budget {
+  used = 0;
+  private readonly paused = new Set<TcpFlow>();
+  constructor(readonly limit: number) {}
+  get free(): number {
+    return Math.max(0, this.limit - this.used);
+  }
+  hold(flow: TcpFlow): void {
+    this.paused.add(flow);
+  }
+  forget(flow: TcpFlow): void {
+    this.paused.delete(flow);
+  }
+  release(n: number): void {
+    this.used -= n;
+    if (this.paused.size && this.used < this.limit * 0.75) {
+      const flows = [...this.paused];
+      this.paused.clear();
+      for (const f of flows) f.budgetFreed();
+    }
+  }
 }
 
 export const RCV_BUF = 4 << 20; // what the guest may send ahead of the dom0 socket
@@ -51,6 +81,8 @@ export class TcpFlow {
   state: TcpState;
   /** The backend's key for this flow. */
   key = '';
+  /** A connection to a published port (counted apart from the guest's own). */
+  inbound = false;
   /** The last ACK number sent to the guest (so a delayed ACK is skipped when data carried it). */
   lastAckSent = 0;
   /** The guest's address is the backend's; these are the remote end as the guest sees it. */
@@ -64,6 +96,8 @@ export class TcpFlow {
   private iss = (Math.random() * 0x100000000) >>> 0;
   private sndUna = this.iss;
   private sndNxt = this.iss;
+  /** The highest sequence number sent (snd.nxt goes back to snd.una on a retransmission). */
+  private sndMax = this.iss;
   private sndWnd = 0;
   private sndWscale = 0;
   mss = 536;
@@ -86,12 +120,15 @@ export class TcpFlow {
   private guestFin = false;
   private sackOk = false;
   /** Segments received beyond a hole, in sequence order (SACKed to the guest). */
-  private readonly ooo: { seq: number; data: Buffer }[] = [];
+  private readonly ooo: { seq: number; data: Buffer; fin: boolean }[] = [];
+  /** Bytes written to the socket and counted in the budget, released when it drains. */
+  private pendingWrite = 0;
   private oooBytes = 0;
   private lastOooSeq = 0;
 
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
+  private timerDue = 0;
   private rto = RTO_MIN_MS;
   private retries = 0;
 
@@ -157,9 +194,11 @@ export class TcpFlow {
     else {
       // Offer scaling and SACK only when the guest did.
       const o = Buffer.from([...mss, ...(this.rcvWscale ? ws : []), ...(this.sackOk ? sack : [])]);
-      this.wire.segment(this, this.iss, this.rcvNxt, TCP_SYN | TCP_ACK, this.window(), o, 0, 0);
+      // The window in a SYN is never scaled (RFC 7323).
+      this.wire.segment(this, this.iss, this.rcvNxt, TCP_SYN | TCP_ACK, 0xffff, o, 0, 0);
     }
     this.sndNxt = (this.iss + 1) >>> 0;
+    this.sndMax = this.sndNxt;
     this.armTimer(this.rto);
   }
 
@@ -170,7 +209,12 @@ export class TcpFlow {
       this.finQueued = true;
       this.output();
     });
-    socket.on('drain', () => this.maybeWindowUpdate());
+    socket.on('drain', () => {
+      const n = this.pendingWrite;
+      this.pendingWrite = 0;
+      this.wire.budget.release(n);
+      this.maybeWindowUpdate();
+    });
     socket.on('error', (e: NodeJS.ErrnoException) => this.hostError(e));
     socket.on('close', () => {
       // A socket that closes without an error after both FINs is the normal end; anything else resets.
@@ -235,10 +279,24 @@ export class TcpFlow {
           return;
         }
     }
+    if (flags & TCP_ACK && seqGt(p.ack, this.sndMax)) {
+      this.sendAck(); // acknowledges what we never sent: dropped, data and FIN included (RFC 793)
+      return;
+    }
     if (flags & TCP_ACK) this.onAck(p.ack, p.window << this.sndWscale, len === 0 && !(flags & TCP_FIN));
     if ((this.state as TcpState) === 'Closed') return;
     if (len > 0) this.onData(p, len);
-    if (flags & TCP_FIN && ((p.seq + len) >>> 0) === this.rcvNxt && !this.guestFin) this.onFin();
+    if (flags & TCP_FIN) {
+      const finSeq = (p.seq + len) >>> 0;
+      if (!this.guestFin && finSeq === this.rcvNxt) this.onFin();
+      else if (!this.guestFin && seqGt(finSeq, this.rcvNxt)) {
+        if (len === 0) this.holdOoo(p.seq, p.buf, p.payload, p.payload, true);
+      } else if (this.guestFin && ((finSeq + 1) >>> 0) === this.rcvNxt) {
+        // Our ACK of its FIN was lost: ACK again (and stay in TIME-WAIT for the full time).
+        this.sendAck();
+        if (this.state === 'TimeWait') this.armTimer(TIME_WAIT_MS);
+      }
+    }
     this.output();
   }
 
@@ -251,16 +309,16 @@ export class TcpFlow {
   }
 
   private onAck(ack: number, wnd: number, pureAck: boolean): void {
-    if (seqGt(ack, this.sndNxt)) {
+    if (seqGt(ack, this.sndMax)) {
       this.sendAck();
       return;
     }
+    // After a go-back, the guest may acknowledge what it had before the rewind.
+    if (seqGt(ack, this.sndNxt)) this.sndNxt = ack;
     const acked = (ack - this.sndUna) | 0;
     if (acked > 0) {
-      let data = acked;
-      const finAcked = this.finSent && ack === this.sndNxt;
-      if (finAcked) data--;
-      this.consume(Math.min(data, this.sndBytes));
+      const finAcked = this.finSent && acked > this.sndBytes;
+      this.consume(Math.min(acked, this.sndBytes));
       this.sndUna = ack;
       this.dupAcks = 0;
       if (this.cwnd < this.ssthresh) this.cwnd += acked;
@@ -268,9 +326,9 @@ export class TcpFlow {
       if (this.cwnd > 16 << 20) this.cwnd = 16 << 20;
       this.rto = RTO_MIN_MS;
       this.retries = 0;
-      if (this.sndUna === this.sndNxt) this.clearTimer();
+      if (this.sndUna === this.sndMax) this.clearTimer();
       else this.armTimer(this.rto);
-      if (this.paused && this.sndBytes < SND_LOW && this.state !== 'SynSent') {
+      if (this.paused && this.sndBytes < SND_LOW && this.state !== 'SynSent' && this.wire.budget.free > 0) {
         this.paused = false;
         this.socket?.resume();
       }
@@ -282,10 +340,10 @@ export class TcpFlow {
           return;
         }
       }
-    } else if (acked === 0 && pureAck && wnd === this.sndWnd && this.sndNxt !== this.sndUna) {
+    } else if (acked === 0 && pureAck && wnd === this.sndWnd && this.sndMax !== this.sndUna) {
       if (++this.dupAcks === 3 && seqGe(this.sndUna, this.recover)) {
-        this.recover = this.sndNxt;
-        this.ssthresh = Math.max(((this.sndNxt - this.sndUna) >>> 0) >> 1, 2 * this.mss);
+        this.recover = this.sndMax;
+        this.ssthresh = Math.max(((this.sndMax - this.sndUna) >>> 0) >> 1, 2 * this.mss);
         this.cwnd = this.ssthresh;
         this.goBack();
       }
@@ -294,7 +352,11 @@ export class TcpFlow {
   }
 
   private onData(p: Packet, len: number): void {
-    if (this.state !== 'Established' && this.state !== 'FinWait1' && this.state !== 'FinWait2') return;
+    if (this.state !== 'Established' && this.state !== 'FinWait1' && this.state !== 'FinWait2') {
+      // After the guest's FIN: a retransmission of what we have, whose ACK was lost.
+      if (((this.rcvNxt - p.seq) | 0) >= len) this.sendAck();
+      return;
+    }
     let start = p.payload;
     const off = (this.rcvNxt - p.seq) | 0;
     if (off > 0) {
@@ -306,7 +368,7 @@ export class TcpFlow {
       start += off;
     } else if (off < 0) {
       // Beyond a hole: kept until the hole is filled; the duplicate ACK (with SACK blocks) asks for it.
-      this.holdOoo(p.seq, p.buf, p.payload, p.end);
+      this.holdOoo(p.seq, p.buf, p.payload, p.end, (p.flags & TCP_FIN) !== 0);
       this.sendAck();
       return;
     }
@@ -326,6 +388,8 @@ export class TcpFlow {
     this.rcvNxt = (this.rcvNxt + data.length) >>> 0;
     const s = this.socket;
     if (s && !s.destroyed) {
+      this.pendingWrite += data.length;
+      this.wire.budget.used += data.length;
       if (!s.writableCorked) {
         s.cork();
         this.wire.corked(this);
@@ -334,15 +398,18 @@ export class TcpFlow {
     }
   }
 
-  private holdOoo(seq: number, buf: Buffer, start: number, end: number): void {
+  private holdOoo(seq: number, buf: Buffer, start: number, end: number, fin: boolean): void {
     const len = end - start;
-    if (this.oooBytes + len > OOO_MAX || this.ooo.length >= OOO_SEGMENTS) return;
+    // Only inside the window we offered, within the flow's and the guest's budgets.
+    if (((seq + len - this.rcvNxt) | 0) > RCV_BUF || ((seq - this.rcvNxt) | 0) <= 0) return;
+    if (this.oooBytes + len > OOO_MAX || this.ooo.length >= OOO_SEGMENTS || len > this.wire.budget.free) return;
     const q = this.ooo;
     let i = q.length;
     while (i > 0 && seqGt(q[i - 1]!.seq, seq)) i--;
-    if (i > 0 && q[i - 1]!.seq === seq && q[i - 1]!.data.length >= len) return; // a duplicate
-    q.splice(i, 0, { seq, data: Buffer.from(buf.subarray(start, end)) });
+    if (i > 0 && q[i - 1]!.seq === seq && q[i - 1]!.data.length >= len && (q[i - 1]!.fin || !fin)) return; // a duplicate
+    q.splice(i, 0, { seq, data: Buffer.from(buf.subarray(start, end)), fin });
     this.oooBytes += len;
+    this.wire.budget.used += len;
     this.lastOooSeq = seq;
   }
 
@@ -351,8 +418,13 @@ export class TcpFlow {
     while (q.length && seqLe(q[0]!.seq, this.rcvNxt)) {
       const e = q.shift()!;
       this.oooBytes -= e.data.length;
+      this.wire.budget.release(e.data.length);
       const skip = (this.rcvNxt - e.seq) | 0;
       if (skip < e.data.length) this.deliver(e.data.subarray(skip));
+      if (e.fin && !this.guestFin && ((e.seq + e.data.length) >>> 0) === this.rcvNxt) {
+        this.onFin();
+        q.length = 0;
+      }
     }
   }
 
@@ -398,9 +470,11 @@ export class TcpFlow {
     if (this.state === 'Closed') return;
     this.sndBuf.push(chunk);
     this.sndBytes += chunk.length;
-    if (this.sndBytes > SND_HIGH && !this.paused) {
+    this.wire.budget.used += chunk.length;
+    if (!this.paused && (this.sndBytes > SND_HIGH || this.wire.budget.free === 0)) {
       this.paused = true;
       this.socket?.pause();
+      if (this.wire.budget.free === 0) this.wire.budget.hold(this);
     }
     this.output();
   }
@@ -411,9 +485,10 @@ export class TcpFlow {
     if (st !== 'Established' && st !== 'CloseWait' && st !== 'FinWait1' && st !== 'Closing' && st !== 'LastAck') return;
     const max = this.wire.maxSegment(this);
     const limit = Math.min(this.sndWnd, this.cwnd);
+    const dataEnd = (this.sndUna + this.sndBytes) >>> 0;
     for (;;) {
       const inFlight = (this.sndNxt - this.sndUna) >>> 0;
-      const unsent = this.sndBytes - (this.finSent ? inFlight - 1 : inFlight);
+      const unsent = (dataEnd - this.sndNxt) | 0;
       if (unsent > 0) {
         const room = limit - inFlight;
         if (room <= 0) {
@@ -423,23 +498,28 @@ export class TcpFlow {
         // Whole segments only, unless this is the tail of what we have.
         let n = Math.min(unsent, room, max);
         if (n < unsent && n > this.mss) n -= n % this.mss;
-        const off = inFlight;
         const last = n === unsent;
-        this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_ACK | (last ? TCP_PSH : 0), this.window(), null, off, n);
-        this.sndNxt = (this.sndNxt + n) >>> 0;
-        if (!this.timer) this.armTimer(this.rto);
+        this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_ACK | (last ? TCP_PSH : 0), this.window(), null, inFlight, n);
+        this.advance(n);
         continue;
       }
-      if (this.finQueued && !this.finSent) {
+      if (this.finQueued && this.sndNxt === dataEnd) {
         this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_FIN | TCP_ACK, this.window(), null, 0, 0);
-        this.sndNxt = (this.sndNxt + 1) >>> 0;
-        this.finSent = true;
-        if (this.state === 'Established') this.state = 'FinWait1';
-        else if (this.state === 'CloseWait') this.state = 'LastAck';
-        if (!this.timer) this.armTimer(this.rto);
+        this.advance(1);
+        if (!this.finSent) {
+          this.finSent = true;
+          if (this.state === 'Established') this.state = 'FinWait1';
+          else if (this.state === 'CloseWait') this.state = 'LastAck';
+        }
       }
       break;
     }
+  }
+
+  private advance(n: number): void {
+    this.sndNxt = (this.sndNxt + n) >>> 0;
+    if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+    if (!this.timer) this.armTimer(this.rto);
   }
 
   /** Copies `len` bytes starting `offset` bytes after snd.una into `dst` at `at`. */
@@ -459,6 +539,7 @@ export class TcpFlow {
 
   private consume(n: number): void {
     this.sndBytes -= n;
+    this.wire.budget.release(n);
     n += this.sndHead;
     let i = 0;
     while (i < this.sndBuf.length && n >= this.sndBuf[i]!.length) n -= this.sndBuf[i++]!.length;
@@ -468,7 +549,6 @@ export class TcpFlow {
 
   private goBack(): void {
     this.sndNxt = this.sndUna;
-    if (this.finSent) this.finSent = false;
     this.output();
   }
 
@@ -477,7 +557,7 @@ export class TcpFlow {
   /** The window we advertise (already shifted): what the dom0 socket can still take. */
   window(): number {
     const buffered = this.socket ? this.socket.writableLength : 0;
-    const w = Math.max(0, RCV_BUF - buffered) >> this.rcvWscale;
+    const w = Math.max(0, Math.min(RCV_BUF - buffered, this.wire.budget.free)) >> this.rcvWscale;
     this.lastWindow = w > 0xffff ? 0xffff : w;
     return this.lastWindow;
   }
@@ -493,9 +573,13 @@ export class TcpFlow {
 
   // ---- timers and endings --------------------------------------------------------------------------
 
+  /** Sets the flow's one timer to fire `ms` from now (earlier or later than it was set). */
   private armTimer(ms: number): void {
-    this.timerAt = Date.now() + ms;
-    if (this.timer) return;
+    const at = Date.now() + ms;
+    this.timerAt = at;
+    if (this.timer && this.timerDue <= at) return; // it fires first and re-arms for the rest
+    if (this.timer) clearTimeout(this.timer);
+    this.timerDue = at;
     this.timer = setTimeout(() => this.onTimer(), ms);
   }
 
@@ -508,6 +592,7 @@ export class TcpFlow {
     this.timer = null;
     const now = Date.now();
     if (now < this.timerAt) {
+      this.timerDue = this.timerAt;
       this.timer = setTimeout(() => this.onTimer(), this.timerAt - now);
       return;
     }
@@ -531,7 +616,7 @@ export class TcpFlow {
       case 'Closed':
         return;
     }
-    if (this.sndNxt === this.sndUna) {
+    if (this.sndMax === this.sndUna) {
       if (this.sndWnd === 0 && this.sndBytes > 0) {
         // Zero-window probe: an old sequence number makes the guest answer with its window.
         this.wire.segment(this, (this.sndUna - 1) >>> 0, this.rcvNxt, TCP_ACK, this.window(), null, 0, 0);
@@ -544,10 +629,10 @@ export class TcpFlow {
       this.reset();
       return;
     }
-    this.ssthresh = Math.max(((this.sndNxt - this.sndUna) >>> 0) >> 1, 2 * this.mss);
+    this.ssthresh = Math.max(((this.sndMax - this.sndUna) >>> 0) >> 1, 2 * this.mss);
     this.cwnd = 10 * this.mss;
     this.rto = Math.min(this.rto * 2, RTO_MAX_MS);
-    this.recover = this.sndNxt;
+    this.recover = this.sndMax;
     this.goBack();
     this.armTimer(this.rto);
   }
@@ -558,10 +643,25 @@ export class TcpFlow {
     this.armTimer(TIME_WAIT_MS);
   }
 
+  /** The guest's budget has room again: a socket paused for it reads again. */
+  budgetFreed(): void {
+    if (this.paused && this.state !== 'Closed' && this.state !== 'SynSent' && this.sndBytes < SND_HIGH) {
+      this.paused = false;
+      this.socket?.resume();
+    }
+  }
+
+  /** A connect the policy refuses after the fact (it turned out to be local): an RST, like a refusal. */
+  refuse(): void {
+    if (this.state !== 'Connecting') return;
+    this.wire.segment(this, 0, this.rcvNxt, TCP_RST | TCP_ACK, 0, null, 0, 0);
+    this.close();
+  }
+
   /** The dom0 side failed: the guest gets an RST. */
   reset(): void {
     if (this.state === 'Closed') return;
-    if (this.state !== 'Connecting') this.wire.segment(this, this.sndNxt, this.rcvNxt, TCP_RST | TCP_ACK, 0, null, 0, 0);
+    if (this.state !== 'Connecting') this.wire.segment(this, this.sndMax, this.rcvNxt, TCP_RST | TCP_ACK, 0, null, 0, 0);
     this.close();
   }
 
@@ -581,9 +681,12 @@ export class TcpFlow {
       else s.destroy();
     }
     this.sndBuf.length = 0;
+    this.wire.budget.forget(this);
+    this.wire.budget.release(this.sndBytes + this.oooBytes + this.pendingWrite);
     this.sndBytes = 0;
     this.ooo.length = 0;
     this.oooBytes = 0;
+    this.pendingWrite = 0;
     this.wire.closed(this);
   }
 }

@@ -34,8 +34,11 @@ export class UdpFlow {
     this.timer.unref();
   }
 
-  /** Outbound: a dom0 socket connected to host:port. */
-  connect(host: string, port: number): void {
+  /**
+   * Outbound: a dom0 socket connected to host:port. `refuseLocal`: a destination the kernel routes
+   * locally (one of dom0's own addresses) is dropped.
+   */
+  connect(host: string, port: number, refuseLocal = false): void {
     const s = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
     this.socket = s;
     s.on('message', (msg) => {
@@ -49,11 +52,20 @@ export class UdpFlow {
         this.close();
       }
     });
-    s.connect(port, host, () => {
-      const q = this.queue ?? [];
-      this.queue = null;
-      for (const d of q) s.send(d);
-    });
+    try {
+      s.connect(port, host, () => {
+        if (refuseLocal && s.address().address === s.remoteAddress().address) {
+          this.close();
+          return;
+        }
+        const q = this.queue ?? [];
+        this.queue = null;
+        for (const d of q) s.send(d);
+      });
+    } catch (e) {
+      this.wire.log(`udp flow to port ${port}: ${(e as Error).message}`);
+      queueMicrotask(() => this.close());
+    }
   }
 
   /** Inbound: replies go back through the published port's socket. */
