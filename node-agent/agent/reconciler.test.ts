@@ -124,6 +124,7 @@ test('apply → Running: the domain gets the spec, the image, a config disk, add
   assert.deepEqual(launch.process.env, [{ name: 'A', value: 'b' }]);
   assert.equal(launch.image.user, 'app');
   assert.equal(launch.network.interfaces[0].addresses[0], '10.75.0.2/16');
+  assert.equal(launch.network.interfaces[0].offloads, true); // kratanet handles GSO and partial checksums
   assert.ok(h.agent.events('default', 'web').some((e) => e.reason === 'Started'));
   // Level-triggered: reconciling again changes nothing.
   const rv = g.metadata.resourceVersion;
