@@ -295,25 +295,30 @@ export class GuestBackend implements TcpWire, UdpWire {
     else this.segment(fake, 0, (p.seq + len + (p.flags & TCP_SYN ? 1 : 0)) >>> 0, TCP_RST | TCP_ACK, 0, null, 0, 0);
   }
 
+  /**
+   * A frame to the guest from `remote` (IPv6 when remote6 is set) carrying `l4Len` bytes of protocol
+   * `proto`: Ethernet and IP headers written; returns the frame, where L4 starts, and the pseudo-header sum.
+   */
+  private ipFrame(remote4: number, remote6: Buffer | null, proto: number, l4Len: number): { f: Buffer; l4: number; ps: number } {
+    const g = this.g;
+    const l4 = ETH_HLEN + (remote6 ? 40 : 20);
+    const f = this.link.alloc(l4 + l4Len);
+    if (remote6) {
+      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
+      writeIpv6(f, ETH_HLEN, remote6, g.guest6, proto, l4Len);
+      return { f, l4, ps: pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, proto, l4Len) };
+    }
+    writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
+    writeIpv4(f, ETH_HLEN, remote4, g.guest4, proto, 20 + l4Len);
+    return { f, l4, ps: pseudoSum4(remote4, g.guest4, proto, l4Len) };
+  }
+
   segment(flow: TcpFlow, seq: number, ack: number, flags: number, window: number, options: Buffer | null, offset: number, len: number): void {
     if (this.shut) return;
-    const g = this.g;
     const v6 = flow.remote6 !== null;
     const tcpHlen = 20 + (options ? options.length : 0);
-    const l4 = ETH_HLEN + (v6 ? 40 : 20);
+    const { f, l4, ps } = this.ipFrame(flow.remote4, flow.remote6, PROTO_TCP, tcpHlen + len);
     const total = l4 + tcpHlen + len;
-    const f = this.link.alloc(total);
-    const tcpLen = tcpHlen + len;
-    let ps: number;
-    if (v6) {
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
-      writeIpv6(f, ETH_HLEN, flow.remote6!, g.guest6, PROTO_TCP, tcpLen);
-      ps = pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_TCP, tcpLen);
-    } else {
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
-      writeIpv4(f, ETH_HLEN, flow.remote4, g.guest4, PROTO_TCP, 20 + tcpLen);
-      ps = pseudoSum4(flow.remote4, g.guest4, PROTO_TCP, tcpLen);
-    }
     writeTcp(f, l4, flow.remotePort, flow.guestPort, seq, ack, flags, window, options ?? undefined);
     if (len > 0) flow.copyOut(f, l4 + tcpHlen, offset, len);
     if (flags & TCP_ACK) flow.lastAckSent = ack;
@@ -396,26 +401,13 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   toGuest(flow: UdpFlow, payload: Buffer): void {
     if (this.shut) return;
-    const g = this.g;
-    const v6 = flow.remote6 !== null;
-    const l4 = ETH_HLEN + (v6 ? 40 : 20);
     const udpLen = 8 + payload.length;
-    if (l4 - ETH_HLEN + udpLen > this.link.mtu) {
+    if ((flow.remote6 ? 40 : 20) + udpLen > this.link.mtu) {
       this.stats.dropped++; // no fragmentation towards the guest
       return;
     }
+    const { f, l4, ps } = this.ipFrame(flow.remote4, flow.remote6, PROTO_UDP, udpLen);
     const total = l4 + udpLen;
-    const f = this.link.alloc(total);
-    let ps: number;
-    if (v6) {
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
-      writeIpv6(f, ETH_HLEN, flow.remote6!, g.guest6, PROTO_UDP, udpLen);
-      ps = pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_UDP, udpLen);
-    } else {
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
-      writeIpv4(f, ETH_HLEN, flow.remote4, g.guest4, PROTO_UDP, 20 + udpLen);
-      ps = pseudoSum4(flow.remote4, g.guest4, PROTO_UDP, udpLen);
-    }
     writeUdp(f, l4, flow.remotePort, flow.guestPort, udpLen);
     payload.copy(f, l4 + 8);
     if (this.link.offloads) {
@@ -458,26 +450,17 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   private echoReply(remote4: number, remote6: Buffer | null, id: number, seq: number, data: Buffer): void {
     if (this.shut) return;
-    const g = this.g;
     const n = 8 + data.length;
     if (n + (remote6 ? 40 : 20) > this.link.mtu) return;
-    const l4 = ETH_HLEN + (remote6 ? 40 : 20);
-    const f = this.link.alloc(l4 + n);
-    if (remote6) {
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
-      writeIpv6(f, ETH_HLEN, remote6, g.guest6, PROTO_ICMPV6, n);
-    } else {
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
-      writeIpv4(f, ETH_HLEN, remote4, g.guest4, PROTO_ICMP, 20 + n);
-    }
+    const { f, l4, ps: ps6 } = this.ipFrame(remote4, remote6, remote6 ? PROTO_ICMPV6 : PROTO_ICMP, n);
     f[l4] = remote6 ? 129 : 0;
     f[l4 + 1] = 0;
     f.writeUInt16BE(0, l4 + 2);
     f.writeUInt16BE(id, l4 + 4);
     f.writeUInt16BE(seq, l4 + 6);
     data.copy(f, l4 + 8);
-    const ps = remote6 ? pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_ICMPV6, n) : 0;
-    f.writeUInt16BE(finish(sum16(f, l4, l4 + n, ps)), l4 + 2);
+    // ICMPv6 sums the pseudo-header, ICMP does not.
+    f.writeUInt16BE(finish(sum16(f, l4, l4 + n, remote6 ? ps6 : 0)), l4 + 2);
     this.link.commit(l4 + n);
     this.link.flush();
   }

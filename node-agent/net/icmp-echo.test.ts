@@ -1,14 +1,12 @@
 // ICMP echo NAT against the real kernel (root or CAP_NET_RAW required): pings to the loopback addresses
 // through the proxy's raw sockets, forged replies, expiry, and the fds it leaves behind. The constants and
-// struct sizes icmp-echo.ts writes from the headers are checked with a gcc probe (skipped without gcc).
+// struct sizes icmp-echo.ts writes from the headers are checked with a gcc probe.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import * as icmp from './icmp-echo.js';
+import { runCProbe, valueLines } from '../../test/c-probe.js';
 import { IcmpEchoProxy, MAX_PENDING } from './icmp-echo.js';
 import { Poller } from './poller.js';
 import { AF_INET, net, SOCK_CLOEXEC, SOCK_RAW, sysSendto } from './sys.js';
@@ -48,16 +46,7 @@ function ping(p: IcmpEchoProxy, dst: string, data: Buffer, ms = 3000): Promise<B
 
 // ---- ABI --------------------------------------------------------------------------------------------------
 
-function hasGcc(): boolean {
-  try {
-    execFileSync('gcc', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-test('constants and sizes match the Linux/glibc headers', { skip: !hasGcc() && 'no gcc' }, () => {
+test('constants and sizes match the Linux/glibc headers', () => {
   const facts: Record<string, string> = {
     AF_INET6: 'AF_INET6', IPPROTO_ICMP: 'IPPROTO_ICMP', IPPROTO_ICMPV6: 'IPPROTO_ICMPV6', SOL_RAW: 'SOL_RAW', ICMP_FILTER: 'ICMP_FILTER',
     ICMP6_FILTER: 'ICMP6_FILTER', ICMP_ECHOREPLY: 'ICMP_ECHOREPLY', ICMP_ECHO: 'ICMP_ECHO', ICMP6_ECHO_REQUEST: 'ICMP6_ECHO_REQUEST',
@@ -66,20 +55,11 @@ test('constants and sizes match the Linux/glibc headers', { skip: !hasGcc() && '
     SIN_ADDR: 'offsetof(struct sockaddr_in, sin_addr)', SIN6_ADDR: 'offsetof(struct sockaddr_in6, sin6_addr)',
   };
   // linux/icmp.h and netinet/ip_icmp.h clash; SOL_RAW/ICMP_FILTER/struct icmp_filter come from the former.
-  const lines = ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <sys/socket.h>', '#include <netinet/in.h>',
-    '#include <netinet/icmp6.h>', '#include <linux/icmp.h>', 'int main(void) {'];
-  for (const [name, expr] of Object.entries(facts)) lines.push(`printf("${name} %llu\\n", (unsigned long long)(${expr}));`);
-  lines.push('return 0; }');
-  const dir = mkdtempSync(join(tmpdir(), 'krata-icmp-abi-'));
-  try {
-    writeFileSync(join(dir, 'probe.c'), lines.join('\n'));
-    execFileSync('gcc', ['-Wall', '-Werror', '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const out = execFileSync(join(dir, 'probe'), { encoding: 'utf8' });
-    const got = new Map(out.trim().split('\n').map((l) => l.split(' ') as [string, string]));
-    for (const name of Object.keys(facts)) assert.equal((icmp as unknown as Record<string, number>)[name], Number(got.get(name)), name);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const got = runCProbe(
+    ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <sys/socket.h>', '#include <netinet/in.h>', '#include <netinet/icmp6.h>', '#include <linux/icmp.h>'],
+    valueLines(Object.entries(facts), ''),
+  );
+  for (const name of Object.keys(facts)) assert.equal((icmp as unknown as Record<string, number>)[name], got.get(name), name);
 });
 
 // ---- echo -------------------------------------------------------------------------------------------------

@@ -5,13 +5,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as sys from './sys.js';
 import { Poller } from './poller.js';
 import { openPacketLink, openTapLink, type Link, type RxMeta } from './link.js';
 import type { Layout } from '../xen/sys/layout.js';
+import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
 import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../xen/sys/libc.js';
 
 // ---- ABI --------------------------------------------------------------------------------------------------
@@ -21,37 +20,18 @@ const layouts: Layout[] = [sys.iovec, sys.msghdr, sys.mmsghdr, sys.sockaddrLl, s
 const derived = new Set(['VNET_HDR_LEN', 'MMSGHDR_SIZE', 'IOVEC_SIZE', 'MMSG_LEN', 'MSG_NAME', 'MSG_NAMELEN', 'MSG_IOV', 'MSG_IOVLEN', 'MSG_FLAGS', 'IOV_BASE', 'IOV_LEN', 'SLL_PKTTYPE']);
 const constants = Object.entries(sys).filter((e): e is [string, number] => typeof e[1] === 'number' && /^[A-Z][A-Z0-9_]*$/.test(e[0]) && !derived.has(e[0]));
 
-const key = (l: Layout) => l.c.replace(/ /g, '_');
+const key = layoutKey;
 
 function probe(): Map<string, number> {
-  const lines = ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <errno.h>', '#include <fcntl.h>', '#include <sys/socket.h>',
+  return runCProbe(
+    ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <errno.h>', '#include <fcntl.h>', '#include <sys/socket.h>',
     '#include <sys/uio.h>', '#include <sys/epoll.h>', '#include <sys/eventfd.h>', '#include <sys/ioctl.h>', '#include <net/if.h>',
     '#include <linux/if_packet.h>', '#include <linux/if_ether.h>', '#include <linux/virtio_net.h>', '#include <linux/if_tun.h>',
     '#include <linux/sockios.h>',
     // Added to the uapi header in Linux 6.2; Debian 12's linux-libc-dev (6.1) predates it.
-    '#ifndef VIRTIO_NET_HDR_GSO_UDP_L4', '#define VIRTIO_NET_HDR_GSO_UDP_L4 5', '#endif', 'int main(void) {'];
-  for (const l of layouts) {
-    lines.push(`printf("sizeof ${key(l)} %zu\\n", sizeof(${l.c}));`);
-    for (const [name, f] of Object.entries(l.fields)) {
-      const member = `((${l.c} *)0)->${f.c ?? name}`;
-      lines.push(`printf("offsetof ${key(l)}.${name} %zu\\n", offsetof(${l.c}, ${f.c ?? name}));`);
-      lines.push(`printf("${f.type === 'bytes' ? 'sizeof' : 'width'} ${key(l)}.${name} %zu\\n", sizeof(${member}));`);
-    }
-  }
-  for (const [name] of constants) lines.push(`printf("const ${name} %llu\\n", (unsigned long long)(${name}));`);
-  lines.push('return 0; }');
-  const dir = mkdtempSync(join(tmpdir(), 'krata-net-abi-'));
-  try {
-    writeFileSync(join(dir, 'probe.c'), lines.join('\n'));
-    execFileSync('gcc', ['-Wall', '-Werror', '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const out = execFileSync(join(dir, 'probe'), { encoding: 'utf8' });
-    return new Map(out.trim().split('\n').map((l) => {
-      const [kind, k, value] = l.split(' ');
-      return [`${kind} ${k}`, Number(value)];
-    }));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+    '#ifndef VIRTIO_NET_HDR_GSO_UDP_L4', '#define VIRTIO_NET_HDR_GSO_UDP_L4 5', '#endif'],
+    [...layoutLines(layouts), ...valueLines(constants.map(([name]) => [name, name]))],
+  );
 }
 
 const widths: Record<string, number> = { u8: 1, u16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };

@@ -2,12 +2,9 @@
 // every size, offset and constant we hard-code, and compare.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as abi from './abi.js';
 import type { Layout } from './sys/layout.js';
+import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
 
 const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo,
   abi.domctlCreateDomain, abi.domctlVcpuContext, abi.vcpuGuestContext, abi.memoryReservation, abi.mmuextOp, abi.evtchnAllocUnbound, abi.grantEntryV1, abi.loopConfig, abi.gntdevMapGrantRef, abi.gntdevUnmapGrantRef];
@@ -40,37 +37,17 @@ const constants: [string, number][] = [
   ['MAX_GUEST_CMDLINE', abi.MAX_GUEST_CMDLINE],
 ];
 
-const key = (l: Layout) => l.c.replace(/ /g, '_');
-
 function probe(): Map<string, number> {
-  const lines = ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
-    '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
-    '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>', '#include <xen/sys/evtchn.h>', '#include <linux/loop.h>', '#include <xen/sys/gntdev.h>',
-    '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif', 'int main(void) {'];
-  for (const l of layouts) {
-    lines.push(`printf("sizeof ${key(l)} %zu\\n", sizeof(${l.c}));`);
-    for (const [name, f] of Object.entries(l.fields)) {
-      const member = `((${l.c} *)0)->${f.c ?? name}`;
-      lines.push(`printf("offsetof ${key(l)}.${name} %zu\\n", offsetof(${l.c}, ${f.c ?? name}));`);
-      lines.push(`printf("${f.type === 'bytes' ? 'sizeof' : 'width'} ${key(l)}.${name} %zu\\n", sizeof(${member}));`);
-    }
-  }
-  for (const [name] of constants) lines.push(`printf("const ${name.replace(/ /g, '_')} %llu\\n", (unsigned long long)(${name}));`);
-  lines.push('return 0; }');
-  const dir = mkdtempSync(join(tmpdir(), 'krata-abi-'));
-  try {
-    writeFileSync(join(dir, 'probe.c'), lines.join('\n'));
-    execFileSync('gcc', ['-Wall', '-Werror', '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const out = execFileSync(join(dir, 'probe'), { encoding: 'utf8' });
-    return new Map(out.trim().split('\n').map((l) => {
-      const [kind, key, value] = l.split(' ');
-      return [`${kind} ${key}`, Number(value)];
-    }));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return runCProbe(
+    ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
+      '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
+      '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>', '#include <xen/sys/evtchn.h>', '#include <linux/loop.h>', '#include <xen/sys/gntdev.h>',
+      '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif'],
+    [...layoutLines(layouts), ...valueLines(constants.map(([name]) => [name, name]))],
+  );
 }
 
+const key = layoutKey;
 const facts = probe();
 const widths: Record<string, number> = { u8: 1, u16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
 
