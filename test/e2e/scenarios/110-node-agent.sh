@@ -67,8 +67,9 @@ x "xl list | grep -q '^krata-default-web '" || fail "no Xen domain krata-default
 x "for i in \$(seq 150); do $k logs web | grep -q 'KRATA-E2E-HELLO web' && exit 0; sleep 0.2; done; exit 1" || fail "logs do not show the process's output"
 x "$k logs web --tail 3" >"$out/logs.txt"
 
-# Attach to the shell guest: a command typed in, its output read back, then Ctrl+] detaches.
-x "(sleep 2; printf 'echo ATTACH-\$((6*7))\n'; sleep 3; printf '\035') | timeout 30 $k attach shell" >"$out/attach.txt" 2>&1 || true
+# Attach to the shell guest: a command typed in, its output read back, then Ctrl+] detaches (10 s
+# later: a guest that is still booting under TCG answers slowly; 3 s was once too short).
+x "(sleep 3; printf 'echo ATTACH-\$((6*7))\n'; sleep 10; printf '\035') | timeout 30 $k attach shell" >"$out/attach.txt" 2>&1 || true
 grep -q 'ATTACH-42' "$out/attach.txt" || { cat "$out/attach.txt" >&2; fail "attach did not run the command"; }
 
 # An agent restart: the guests keep running and are adopted (same domain, same domid).
