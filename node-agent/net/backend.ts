@@ -16,7 +16,6 @@ import {
   ETHERTYPE_IPV6,
   finish,
   fold,
-  formatIpv4,
   ipv6Equal,
   macEqual,
   Packet,
@@ -469,34 +468,18 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   /** Destination unreachable from `remote` with `quote` (the offending packet's start). */
   private icmpError(v4: boolean, remote4: number, remote6: Buffer | null, code: number, quote: Buffer): void {
-    const g = this.g;
-    if (v4) {
-      const n = 8 + Math.min(quote.length, 548);
-      const f = this.link.alloc(ETH_HLEN + 20 + n);
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV4);
-      writeIpv4(f, ETH_HLEN, remote4, g.guest4, PROTO_ICMP, 20 + n);
-      const l4 = ETH_HLEN + 20;
-      f.fill(0, l4, l4 + 8);
-      f[l4] = 3;
-      f[l4 + 1] = code;
-      quote.copy(f, l4 + 8, 0, n - 8);
-      f.writeUInt16BE(finish(sum16(f, l4, l4 + n)), l4 + 2);
-      this.link.commit(ETH_HLEN + 20 + n);
-    } else if (remote6) {
-      // ICMPv6 destination unreachable: 1 no route, 1/admin = 1, port = 4, address = 3.
-      const code6 = code === ICMP_UNREACH_PORT ? 4 : code === ICMP_UNREACH_ADMIN ? 1 : 3;
-      const n = 8 + Math.min(quote.length, 1232 - 48);
-      const f = this.link.alloc(ETH_HLEN + 40 + n);
-      writeEth(f, g.guestMac, g.gwMac, ETHERTYPE_IPV6);
-      writeIpv6(f, ETH_HLEN, remote6, g.guest6, PROTO_ICMPV6, n);
-      const l4 = ETH_HLEN + 40;
-      f.fill(0, l4, l4 + 8);
-      f[l4] = 1;
-      f[l4 + 1] = code6;
-      quote.copy(f, l4 + 8, 0, n - 8);
-      f.writeUInt16BE(finish(sum16(f, l4, l4 + n, pseudoSum6(f, ETH_HLEN + 8, ETH_HLEN + 24, PROTO_ICMPV6, n))), l4 + 2);
-      this.link.commit(ETH_HLEN + 40 + n);
-    }
+    if (!v4 && !remote6) return;
+    // Quotes are kept within the minimum MTU (576 for IPv4, 1280 for IPv6).
+    const n = 8 + Math.min(quote.length, v4 ? 548 : 1232 - 48);
+    const { f, l4, ps } = this.ipFrame(remote4, v4 ? null : remote6, v4 ? PROTO_ICMP : PROTO_ICMPV6, n);
+    f.fill(0, l4, l4 + 8);
+    // ICMPv6 destination unreachable: no route 0, administratively prohibited 1, address 3, port 4.
+    f[l4] = v4 ? 3 : 1;
+    f[l4 + 1] = v4 ? code : code === ICMP_UNREACH_PORT ? 4 : code === ICMP_UNREACH_ADMIN ? 1 : 3;
+    quote.copy(f, l4 + 8, 0, n - 8);
+    // ICMPv6 sums the pseudo-header, ICMP does not.
+    f.writeUInt16BE(finish(sum16(f, l4, l4 + n, v4 ? 0 : ps)), l4 + 2);
+    this.link.commit(l4 + n);
   }
 
   // ---- published ports -----------------------------------------------------------------------------
@@ -602,10 +585,5 @@ export class GuestBackend implements TcpWire, UdpWire {
       else s.close();
     }
     this.link.close();
-  }
-
-  /** For status and tests. */
-  describe(): { id: string; interface: string; ipv4: string; tcpFlows: number; udpFlows: number } {
-    return { id: this.cfg.id, interface: this.cfg.interface, ipv4: formatIpv4(this.g.guest4), tcpFlows: this.tcp.size, udpFlows: this.udp.size };
   }
 }

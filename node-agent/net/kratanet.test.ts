@@ -343,6 +343,18 @@ for dst in ('203.0.113.5', '${guest.gateway4}'): s.sendto(struct.pack('!HHHH', 4
       assert.ok(r.error, `guest one reached guest two: ${JSON.stringify(r)}`);
       const ping = await guest.exec(['ping', '-c', '1', '-W', '1', '10.75.0.3']);
       assert.notEqual(ping.code, 0);
+      // UDP to a denied destination (link-local: cloud metadata) is answered with ICMP administratively
+      // prohibited. (Another guest's address is on-link for the guest, so its ARP simply goes unanswered.)
+      const udp = await guest.exec(['python3', '-c', `import socket, sys
+socket.setdefaulttimeout(3)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, 11, 1)  # IP_RECVERR: the ICMP error ends recv
+s.connect(('169.254.169.254', 80)); s.send(b'x')
+try:
+    s.recv(10); print('answered')
+except OSError as e:
+    print(e.errno)`]);
+      assert.equal(udp.stdout.toString().trim(), '113', `errno (EHOSTUNREACH expected): ${udp.stdout}${udp.stderr}`);
       // The other guest itself is served.
       const mine = await other.exec(['curl', '-sS', '-m', '5', `http://${other.gateway4}:${httpPort}/two`]);
       assert.equal(mine.stdout.toString(), 'hello /two', mine.stderr);

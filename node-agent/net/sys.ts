@@ -159,7 +159,6 @@ export const SLL_PKTTYPE = sockaddrLl.fields.sll_pkttype.offset;
 
 /** Native addresses are passed as numbers (intptr_t); user-space addresses fit in 53 bits. */
 type Addr = number;
-type AsyncFn<A extends unknown[]> = (...args: [...A, (err: unknown, res: number) => void]) => void;
 
 export interface NetLibc {
   socket(domain: number, type: number, protocol: number): number;
@@ -172,7 +171,7 @@ export interface NetLibc {
   writev(fd: number, iov: Addr, iovcnt: number): number;
   epoll_create1(flags: number): number;
   epoll_ctl(epfd: number, op: number, fd: number, event: Addr): number;
-  epoll_wait: ((epfd: number, events: Addr, maxevents: number, timeout: number) => number) & { async: AsyncFn<[number, Addr, number, number]> };
+  epoll_wait(epfd: number, events: Addr, maxevents: number, timeout: number): number;
   eventfd(initval: number, flags: number): number;
   pipe2(fds: Addr, flags: number): number;
   fcntl(fd: number, cmd: number, ...rest: unknown[]): number;
@@ -197,7 +196,7 @@ export function net(): NetLibc {
       writev: l.func('long writev(int fd, intptr_t iov, int iovcnt)'),
       epoll_create1: l.func('int epoll_create1(int flags)'),
       epoll_ctl: l.func('int epoll_ctl(int epfd, int op, int fd, intptr_t event)'),
-      epoll_wait: l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)') as NetLibc['epoll_wait'],
+      epoll_wait: l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)'),
       eventfd: l.func('int eventfd(unsigned int initval, int flags)'),
       pipe2: l.func('int pipe2(intptr_t fds, int flags)'),
       fcntl: l.func('int fcntl(int fd, int cmd, ...)'),
