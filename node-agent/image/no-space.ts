@@ -4,11 +4,21 @@
 /** A write that failed because the filesystem is full (or the quota is used up). */
 export class NoSpaceError extends Error {
   constructor(
-    message: string,
+    /** What was being written, and where ("image sha256:… to /var/lib/krata/images"). */
+    readonly what: string,
+    /** What the writer said ("mksquashfs: Write failed because No space left on device"). */
+    readonly detail: string,
     readonly code: 'ENOSPC' | 'EDQUOT' = 'ENOSPC',
   ) {
-    super(message);
+    super(`${describeNoSpace(code)} writing ${what}${detail ? ` (${detail})` : ''}`);
   }
+}
+
+/** `e` said as a NoSpaceError about `what`, if it is one (a NoSpaceError or an errno error); else undefined. */
+export function asNoSpace(e: unknown, what: string): NoSpaceError | undefined {
+  if (e instanceof NoSpaceError) return new NoSpaceError(what, e.detail, e.code);
+  if (isNoSpace(e)) return new NoSpaceError(what, e.message, e.code);
+  return undefined;
 }
 
 export function isNoSpace(e: unknown): e is Error & { code: 'ENOSPC' | 'EDQUOT' } {

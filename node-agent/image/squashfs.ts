@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { boundHit, killGroup, spawnBounded, type ChildBounds } from './bounded-child.js';
-import { describeNoSpace, NoSpaceError, noSpaceIn } from './no-space.js';
+import { NoSpaceError, noSpaceIn } from './no-space.js';
 
 const FAKETIME_LIBS = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/faketime/libfaketimeMT.so.1'];
 
@@ -105,7 +105,7 @@ export class SquashfsWriter {
     const detail = this.stderr.trim().split('\n').slice(-5).join('; ');
     if (this.killedFor) return new Error(this.killedFor);
     const space = noSpaceIn(this.stderr);
-    if (space) return new NoSpaceError(`${describeNoSpace(space)} writing ${this.out} (mksquashfs: ${detail})`, space);
+    if (space) return new NoSpaceError(this.out, `mksquashfs: ${detail}`, space);
     const bound = boundHit('mksquashfs', signal ?? null, this.opts);
     if (bound) return new Error(detail ? `${bound}: ${detail}` : bound);
     if (code === 127) return new Error(`cannot run mksquashfs (is squashfs-tools installed?): ${detail}`);
