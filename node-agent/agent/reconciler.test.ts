@@ -29,11 +29,31 @@ class FakeImages implements ImageProvider {
     this.path = join(dir, 'image.sqfs');
     writeFileSync(this.path, 'not a real image');
   }
-  async ensure(_reference: string, _policy: string) {
+  /** References whose pulls wait until release() (registry.example/slow:*), and pulls running now. */
+  readonly held = new Map<string, Array<(err?: Error) => void>>();
+  running = 0;
+  maxRunning = 0;
+  async ensure(reference: string, _policy: string) {
     this.calls++;
+    if (!this.cached(reference)) {
+      this.maxRunning = Math.max(this.maxRunning, ++this.running);
+      try {
+        await new Promise<void>((resolve, reject) => this.held.set(reference, [...(this.held.get(reference) ?? []), (err) => (err ? reject(err) : resolve())]));
+      } finally {
+        this.running--;
+      }
+    }
     const f = this.failures.shift();
     if (f) throw f;
     return { digest: `sha256:${'ab'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'], User: 'app' }, diffIds: [] } };
+  }
+  cached(reference: string): boolean {
+    return !reference.startsWith('registry.example/slow:');
+  }
+  /** Ends the pulls of `reference` (with `err`, a failure). */
+  release(reference: string, err?: Error): void {
+    for (const done of this.held.get(reference) ?? []) done(err);
+    this.held.delete(reference);
   }
 }
 
@@ -320,5 +340,46 @@ test('kernel and initrd paths must lie where the node keeps boot files; a new sp
   await h.agent.apply([guest('fixme', { args: ['--fixed'] })], false);
   assert.deepEqual(h.store.get('default/fixme')!.internal, {});
   await h.until(() => phase(h, 'fixme') === 'Running', 10);
+  h.stop();
+});
+
+test('pulls run beside the reconcile workers: ten pulls that never end hold up no other Guest, and each ends with a requeue', async () => {
+  const h = harness();
+  const slow = Array.from({ length: 10 }, (_, i) => guest(`slow-${i}`, { image: `registry.example/slow:${i}` }));
+  await h.agent.apply([...slow, guest('running')], false);
+  const pulling = (name: string) => h.agent.get('default', name)?.status?.reason === 'ImagePulling';
+  await h.until(() => slow.every((g) => pulling(g.metadata.name)) && phase(h, 'running') === 'Running');
+  const s = h.agent.get('default', 'slow-3')!.status!;
+  assert.equal(s.phase, 'Pending');
+  assert.equal(s.message, 'pulling registry.example/slow:3');
+  assert.equal(s.conditions!.find((c) => c.type === 'ImageReady')!.reason, 'ImagePulling');
+  assert.ok(h.agent.events('default', 'slow-3').some((e) => e.reason === 'Pulling'));
+  // Bounded: four pulls at once (the default), the others wait for a slot, not in a worker.
+  assert.equal(h.images.running, 4);
+  assert.equal(h.images.maxRunning, 4);
+  // Which four got a slot depends on the workers' order.
+  const [ok, failing, gone] = [...h.images.held.keys()].map((ref) => `slow-${ref.split(':').pop()}`) as [string, string, string];
+  // A Guest with a cached image starts; deletes finish, of a running Guest and of one whose pull runs.
+  await h.agent.apply([guest('fast')], false);
+  await h.until(() => phase(h, 'fast') === 'Running');
+  await h.agent.delete('default', 'running', {});
+  await h.agent.delete('default', gone, {});
+  await h.until(() => !h.agent.get('default', 'running') && !h.agent.get('default', gone));
+  // A pull that ends requeues its Guest at once (no resync within these few fake seconds): a failure
+  // lands in status, a success starts the domain; the deleted Guest's pull ends unnoticed.
+  const ref = (name: string) => `registry.example/slow:${name.slice(5)}`;
+  const seen: string[] = [];
+  h.store.on('change', (e: { object: Guest }) => e.object.metadata.name === failing && seen.push(`${e.object.status?.reason}: ${e.object.status?.message}`));
+  h.images.release(ref(gone));
+  h.images.release(ref(failing), new ImageError('ErrImagePull', 'manifest unknown'));
+  h.images.release(ref(ok));
+  await h.until(() => seen.length > 0 && phase(h, ok) === 'Running');
+  // (Retried with back-off: the next pull waits for a slot again.)
+  assert.equal(seen[0], `ErrImagePull: ${ref(failing)}: manifest unknown`);
+  assert.equal(h.agent.get('default', gone), undefined);
+  // The freed slots went to the waiting pulls.
+  await h.until(() => h.images.running === 4);
+  assert.equal(h.images.maxRunning, 4);
+  for (let i = 0; i < 10; i++) h.images.release(`registry.example/slow:${i}`);
   h.stop();
 });
