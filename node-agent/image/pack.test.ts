@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { buildTar, type TarHeader } from './tar.js';
+import { buildTar, encodeHeader, tarPadding, type TarHeader } from './tar.js';
 import { packLayers, type PackLayer } from './pack.js';
 import { LayerUnion } from './layer-union.js';
 
@@ -278,4 +278,27 @@ test('a pack past its CPU limit is stopped by the kernel (RLIMIT_CPU), and the e
   // About 5 s of mksquashfs CPU: one directory of 32k entries.
   await assert.rejects(packLayers([wideLayer(32_000)], out, { cpuSeconds: 1, limits: { maxDirEntries: 40_000 } }), /mksquashfs used up its CPU limit of 1 s \(RLIMIT_CPU\) and was stopped/);
   assert.equal(running(out), false);
+});
+
+test('global pax records are bounded: each entry gets a copy of them', async () => {
+  const record = (k: string, v: string) => {
+    const body = ` ${k}=${v}\n`;
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    return `${len}${body}`;
+  };
+  const globalHeader = (keys: number) => {
+    const body = Buffer.from(Array.from({ length: keys }, (_, i) => record(`comment${i}`, 'x')).join(''));
+    const h = encodeHeader({ path: 'pax_global_header', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.length });
+    h[156] = 'g'.charCodeAt(0);
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+    return Buffer.concat([h, body, tarPadding(body.length)]);
+  };
+  const withGlobal = (keys: number) => layerFile(Buffer.concat([globalHeader(keys), buildTar([{ path: 'f', data: txt('f') }])]));
+  // git archive writes one such record; 64 keys pass, 65 do not.
+  await packLayers([withGlobal(64)], join(work, `g-${++n}.sqfs`));
+  assert.match(await packError([withGlobal(65)]), /layer sha256:[0-9a-f]{64}: entry 1: global pax records hold more than 64 keys/);
 });
