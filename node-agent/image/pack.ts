@@ -58,7 +58,11 @@ async function openDecompressed(file: string, onBytes: (n: number) => void, boun
   }
   const raw = createReadStream(file, { highWaterMark: 1 << 20 });
   raw.on('data', (c: Buffer | string) => onBytes(c.length));
-  if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip({ chunkSize: 1 << 18 })).on('error', () => undefined);
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    const gunzip = raw.pipe(createGunzip({ chunkSize: 1 << 18 })).on('error', () => undefined);
+    gunzip.on('close', () => raw.destroy()); // stopped early (an error, the time limit): the file closes too
+    return gunzip;
+  }
   if (head.readUInt32LE(0) === 0xfd2fb528) {
     // Node 20 has no zstd; Debian's zstd is fast and streams (niced and CPU-limited like mksquashfs).
     const child = spawnBounded('zstd', ['-dcq'], bounds, { stdio: ['pipe', 'pipe', 'pipe'] });
