@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
 import { validateObject } from '../../crds/validate.js';
-import { Agent } from './agent.js';
+import { buildImage, writeOciLayout } from '../../test/oci-images.js';
+import { importImage } from '../image/import.js';
+import { ImageStore } from '../image/store.js';
+import { buildTar } from '../image/tar.js';
+import { Agent, CachedImages } from './agent.js';
 import { EventRecorder } from './events.js';
 import { FakeClock } from './fake-clock.js';
 import { FakeHypervisor } from './fake-hypervisor.js';
@@ -382,4 +386,18 @@ test('pulls run beside the reconcile workers: ten pulls that never end hold up n
   assert.equal(h.images.maxRunning, 4);
   for (let i = 0; i < 10; i++) h.images.release(`registry.example/slow:${i}`);
   h.stop();
+});
+
+test('the image cache tells the reconciler which ensure() calls need no pull slot', async () => {
+  const store = new ImageStore({ root: join(work, `images-${++n}`) });
+  const layout = join(work, `layout-${n}`);
+  const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'hello', data: Buffer.from('hi') }]) }] });
+  writeOciLayout(layout, img, 'registry.example/cached:1');
+  await importImage(store, layout);
+  const images = new CachedImages(store);
+  assert.equal(images.cached('registry.example/cached:1', 'IfNotPresent'), true);
+  assert.equal(images.cached('registry.example/cached:1', 'Always'), false, 'Always asks the registry');
+  assert.equal(images.cached('registry.example/other:1', 'IfNotPresent'), false);
+  assert.equal(images.cached('registry.example/other:1', 'Never'), true, 'refused at once');
+  assert.equal((await images.ensure('registry.example/cached:1', 'IfNotPresent')).digest, img.manifestDigest);
 });
