@@ -263,9 +263,10 @@ function running(out: string): boolean {
 }
 
 test('a pack runs niced, and past its wall-clock limit mksquashfs is killed and the error says so', async () => {
-  const layer = wideLayer(16_000);
+  // About 5 s of mksquashfs CPU: one directory of 32k entries.
+  const layer = wideLayer(32_000);
   const out = join(work, `slow-${++n}.sqfs`);
-  const packing = packLayers([layer], out, { timeoutMs: 400 });
+  const packing = packLayers([layer], out, { timeoutMs: 400, limits: { maxDirEntries: 40_000 } });
   packing.catch(() => undefined);
   const pid = await mksquashfsFor(out);
   assert.equal(execFileSync('ps', ['-o', 'ni=', '-p', String(pid)]).toString().trim(), '19');

@@ -390,10 +390,11 @@ test('a metadata write that fails after the squashfs is in place leaves no orpha
 });
 
 test('a pack past its time limit is killed; the error says which bound; nothing is left in .partial', async () => {
-  const wide = buildImage({ layers: [{ compression: 'gzip', tar: buildTar(Array.from({ length: 16_000 }, (_, i) => ({ path: `wide/f${i}`, data: Buffer.alloc(0) }))) }] });
+  // About 5 s of mksquashfs CPU: one directory of 32k entries.
+  const wide = buildImage({ layers: [{ compression: 'gzip', tar: buildTar(Array.from({ length: 32_000 }, (_, i) => ({ path: `wide/f${i}`, data: Buffer.alloc(0) }))) }] });
   const layout = join(work, `layout-${++n}`);
   writeOciLayout(layout, wide, 'example.com/wide:1');
-  const store = new ImageStore({ root: join(work, `store-${++n}`), packTimeoutMs: 300 });
+  const store = new ImageStore({ root: join(work, `store-${++n}`), packTimeoutMs: 300, limits: { maxDirEntries: 40_000 } });
   await assert.rejects(importImage(store, layout), /packing took longer than the 0\.3 s limit \(pack timeout\): mksquashfs was killed/);
   assertEmpty(store);
   assert.equal(spawnSync('pgrep', ['-f', `mksquashfs - ${store.tmpDir}`]).status, 1, 'no mksquashfs left running');
