@@ -30,9 +30,14 @@ export interface UnionLimits {
   maxFileBytes: number;
   /** Sum of all layers' content bytes. */
   maxTotalBytes: number;
+  /**
+   * Decompressed bytes of all layers that are not file content (headers, pax records, padding,
+   * anything after the end): without it, a small blob could make us gunzip and parse without end.
+   */
+  maxOverheadBytes: number;
 }
 
-export const DEFAULT_UNION_LIMITS: UnionLimits = { maxEntries: 1_000_000, maxDirEntries: 16_384, maxPathBytes: 256 * 2 ** 20, maxFileBytes: 32 * 2 ** 30, maxTotalBytes: 64 * 2 ** 30 };
+export const DEFAULT_UNION_LIMITS: UnionLimits = { maxEntries: 1_000_000, maxDirEntries: 16_384, maxPathBytes: 256 * 2 ** 20, maxFileBytes: 32 * 2 ** 30, maxTotalBytes: 64 * 2 ** 30, maxOverheadBytes: 4 * 2 ** 30 };
 
 interface PendingLink {
   /** Hardlink entries (visible in the result) waiting for their target's content, in order. */

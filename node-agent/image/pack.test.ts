@@ -303,3 +303,13 @@ test('global pax records are bounded: each entry gets a copy of them', async () 
   await packLayers([withGlobal(64)], join(work, `g-${++n}.sqfs`));
   assert.match(await packError([withGlobal(65)]), /layer sha256:[0-9a-f]{64}: entry 1: global pax records hold more than 64 keys/);
 });
+
+test('decompressed bytes that are not content are bounded: a small blob cannot be gunzipped without end', async () => {
+  const tar = buildTar([{ path: 'f', data: Buffer.alloc(100_000, 1) }]);
+  // 3 MiB of zeros after the end of the archive: a 3 KB gzip blob.
+  const bomb = layerFile(Buffer.concat([tar, Buffer.alloc(3 * 2 ** 20)]));
+  const out = join(work, `bomb-${++n}.sqfs`);
+  await assert.rejects(packLayers([bomb], out, { limits: { maxOverheadBytes: 2 ** 20 } }), new RegExp(`layer ${bomb.digest}: more than 1048576 bytes that are not file content`));
+  // File content does not count: the same limit takes 100 KB of content and its headers.
+  await packLayers([layerFile(tar)], join(work, `bomb-${++n}.sqfs`), { limits: { maxOverheadBytes: 8192 } });
+});

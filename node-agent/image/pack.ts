@@ -87,9 +87,16 @@ async function openDecompressed(file: string, onBytes: (n: number) => void, boun
 }
 
 /** Reads one layer through `sink`, checking its diff_id; `flush` passes the output on per chunk. */
-async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<void>, onBytes: (n: number) => void, bounds: ChildBounds, track: (s: Readable | undefined) => void): Promise<void> {
+/** Decompressed bytes so far, and how many of them the headers said are file content. */
+interface Volume {
+  raw: number;
+  content: number;
+  maxOverhead: number;
+}
+
+async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<void>, onBytes: (n: number) => void, bounds: ChildBounds, track: (s: Readable | undefined) => void, volume: Volume): Promise<void> {
   const source = `layer ${layer.digest}`;
-  const parser = new TarParser(sink, source);
+  const parser = new TarParser({ entry: (h) => ((volume.content += h.type === 'file' ? h.size : 0), sink.entry(h)), data: (c) => sink.data(c), end: () => sink.end() }, source);
   const hash = createHash('sha256');
   const stream = await openDecompressed(layer.file, onBytes, bounds);
   track(stream);
@@ -97,6 +104,9 @@ async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<v
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       hash.update(chunk);
       parser.write(chunk);
+      // Content is counted from the headers, before it arrives: this never overstates the rest.
+      volume.raw += chunk.length;
+      if (volume.raw - volume.content > volume.maxOverhead) throw new TarFormatError(`${source}: more than ${volume.maxOverhead} bytes that are not file content (tar headers, records, padding, data after the end) in all layers`);
       await flush().catch((e: unknown) => {
         throw new SinkError(e);
       });
@@ -121,7 +131,9 @@ async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<v
 export async function packLayers(layers: PackLayer[], out: string, opts: PackOptions = {}): Promise<{ entries: number }> {
   const writer = new SquashfsWriter(out, opts);
   let pending: Buffer[] = [];
-  const union = new LayerUnion((chunk) => pending.push(chunk), { ...DEFAULT_UNION_LIMITS, ...opts.limits });
+  const limits = { ...DEFAULT_UNION_LIMITS, ...opts.limits };
+  const union = new LayerUnion((chunk) => pending.push(chunk), limits);
+  const volume: Volume = { raw: 0, content: 0, maxOverhead: limits.maxOverheadBytes };
   const flush = async () => {
     if (pending.length === 0) return;
     const chunks = pending;
@@ -162,13 +174,13 @@ export async function packLayers(layers: PackLayer[], out: string, opts: PackOpt
       await readLayer(layer, counting, flush, (n) => {
         bytes += n;
         opts.onProgress?.({ layer: i, digest: layer.digest, bytes, done: false });
-      }, opts, track);
+      }, opts, track, volume);
       sink.finish();
       opts.onProgress?.({ layer: i, digest: layer.digest, bytes, done: true });
     }
     // Hardlink targets that a layer hid from itself: read those layers once more.
     for (const i of [...union.rereads.keys()].sort((a, b) => b - a)) {
-      await readLayer({ ...layers[i]!, diffId: undefined }, union.reread(i, `layer ${i + 1}/${layers.length} (${layers[i]!.digest})`), flush, () => undefined, opts, track);
+      await readLayer({ ...layers[i]!, diffId: undefined }, union.reread(i, `layer ${i + 1}/${layers.length} (${layers[i]!.digest})`), flush, () => undefined, opts, track, { ...volume, raw: 0, content: 0 });
     }
     union.finish();
     await flush();
