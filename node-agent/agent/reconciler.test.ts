@@ -37,8 +37,10 @@ class FakeImages implements ImageProvider {
   readonly held = new Map<string, Array<(err?: Error) => void>>();
   running = 0;
   maxRunning = 0;
+  readonly asked: string[] = [];
   async ensure(reference: string, _policy: string) {
     this.calls++;
+    this.asked.push(reference);
     if (!this.cached(reference)) {
       this.maxRunning = Math.max(this.maxRunning, ++this.running);
       try {
@@ -366,9 +368,12 @@ test('pulls run beside the reconcile workers: ten pulls that never end hold up n
   // A Guest with a cached image starts; deletes finish, of a running Guest and of one whose pull runs.
   await h.agent.apply([guest('fast')], false);
   await h.until(() => phase(h, 'fast') === 'Running');
+  // A Guest whose pull still waits for a slot is deleted too: its pull never starts.
+  const waiting = slow.map((g) => g.metadata.name).find((name) => !h.images.asked.includes(`registry.example/slow:${name.slice(5)}`))!;
   await h.agent.delete('default', 'running', {});
   await h.agent.delete('default', gone, {});
-  await h.until(() => !h.agent.get('default', 'running') && !h.agent.get('default', gone));
+  await h.agent.delete('default', waiting, {});
+  await h.until(() => !h.agent.get('default', 'running') && !h.agent.get('default', gone) && !h.agent.get('default', waiting));
   // A pull that ends requeues its Guest at once (no resync within these few fake seconds): a failure
   // lands in status, a success starts the domain; the deleted Guest's pull ends unnoticed.
   const ref = (name: string) => `registry.example/slow:${name.slice(5)}`;
@@ -381,9 +386,10 @@ test('pulls run beside the reconcile workers: ten pulls that never end hold up n
   // (Retried with back-off: the next pull waits for a slot again.)
   assert.equal(seen[0], `ErrImagePull: ${ref(failing)}: manifest unknown`);
   assert.equal(h.agent.get('default', gone), undefined);
-  // The freed slots went to the waiting pulls.
+  // The freed slots went to the waiting pulls, not to the deleted Guest's.
   await h.until(() => h.images.running === 4);
   assert.equal(h.images.maxRunning, 4);
+  assert.ok(!h.images.asked.includes(`registry.example/slow:${waiting.slice(5)}`), `${waiting} was deleted before its pull started`);
   for (let i = 0; i < 10; i++) h.images.release(`registry.example/slow:${i}`);
   h.stop();
 });

@@ -578,7 +578,8 @@ export class Reconciler {
       const j: PullJob = { uid, reference, policy };
       job = j;
       this.pulls.set(key, j);
-      const ensure = () => this.images.ensure(reference, policy);
+      // A Guest deleted (or changed) while its pull waited for a slot needs it no more.
+      const ensure = () => (this.pulls.get(key) === j ? this.images.ensure(reference, policy) : Promise.reject(new Error('pull dropped')));
       const p = this.images.cached?.(reference, policy) ? ensure() : this.pullSlots.run(ensure);
       const settled = p.then(
         (image) => void (j.result = { image }),
