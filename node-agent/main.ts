@@ -49,6 +49,14 @@ const HELP = `Usage: krata-node-agent [options]
   --mirror REG=URL        registry mirror (repeatable)
   --docker-config FILE    registry credentials (repeatable; default /root/.docker/config.json)
   --concurrency N         reconciles at once (default 8)
+  --pull-concurrency N    image pulls at once, beside the reconciles (default 4)
+  --pack-cpu SECONDS      CPU time one image pack's mksquashfs (and zstd) may use (default 600)
+  --pack-timeout SECONDS  wall-clock limit of one image pack, downloads not counted (default 1800)
+  --pack-nice N           scheduling niceness of mksquashfs and zstd, 0-19 (default 19)
+  --image-max-entries N   entries of all of an image's layers (default 1000000)
+  --image-max-dir-entries N
+                          entries of one directory of an image (default 16384; mksquashfs
+                          is quadratic in them)
   --resync SECONDS        full resync period (default 15)
   --fake-hypervisor MIB   run guests on the in-memory test double with MIB of memory (benchmarks, demos)
   --network on|off        run kratanet, the guests' userspace network (default on; off with
@@ -79,6 +87,12 @@ async function main(): Promise<number> {
       mirror: { type: 'string', multiple: true },
       'docker-config': { type: 'string', multiple: true },
       concurrency: { type: 'string', default: '8' },
+      'pull-concurrency': { type: 'string', default: '4' },
+      'pack-cpu': { type: 'string', default: '600' },
+      'pack-timeout': { type: 'string', default: '1800' },
+      'pack-nice': { type: 'string', default: '19' },
+      'image-max-entries': { type: 'string', default: '1000000' },
+      'image-max-dir-entries': { type: 'string', default: '16384' },
       resync: { type: 'string', default: '15' },
       'fake-hypervisor': { type: 'string' },
       network: { type: 'string' },
@@ -100,6 +114,13 @@ async function main(): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  /** A whole-number flag within [min, max]; anything else is a usage error naming the flag. */
+  const count = (flag: keyof typeof values, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = String(values[flag]);
+    const v = Number(raw);
+    if (!/^\d+$/.test(raw) || v < min || v > max) throw new Error(`--${flag}: expected a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, not ${JSON.stringify(raw)}`);
+    return v;
+  };
   const log = pino({ level: values['log-level'], base: { component: 'krata-node-agent' } });
   const state = values.state!;
   if (!values.redis && (values.host || values['redis-password-file'])) throw new Error('--host and --redis-password-file need --redis (cluster mode)');
@@ -130,7 +151,13 @@ async function main(): Promise<number> {
   const mirrors = parseMirrorFlags(values.mirror ?? []);
   const credentials = await CredentialStore.fromFiles(values['docker-config'] ?? ['/root/.docker/config.json']);
   for (const w of credentials.warnings) log.warn(w);
-  const images = new ImageStore({ root: join(state, 'images'), registry: { credentials, mirrors, insecure: values['insecure-registry'] ?? [] } });
+  const images = new ImageStore({
+    root: join(state, 'images'),
+    registry: { credentials, mirrors, insecure: values['insecure-registry'] ?? [] },
+    squashfs: { cpuSeconds: count('pack-cpu', 1), nice: count('pack-nice', 0, 19) },
+    packTimeoutMs: count('pack-timeout', 1) * 1000,
+    limits: { maxEntries: count('image-max-entries', 1), maxDirEntries: count('image-max-dir-entries', 1) },
+  });
   const recovered = images.recover();
   if (recovered.removed.length) log.info({ removed: recovered.removed }, 'removed what interrupted image jobs left');
   const recorder = new EventRecorder(clock, 50, (e) => log[e.type === 'Warning' ? 'warn' : 'info']({ guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count }, e.message));
@@ -143,6 +170,7 @@ async function main(): Promise<number> {
     nodeName: cluster?.host ?? values['node-name'] ?? hostname(),
     ...(values.nameserver ? { nameservers: values.nameserver } : {}),
     concurrency: Number(values.concurrency),
+    pullConcurrency: count('pull-concurrency', 1),
     resyncMs: Number(values.resync) * 1000,
     observe: (ms, err) => metrics.observe(ms, err),
   });

@@ -35,6 +35,16 @@ export class CachedImages implements ImageProvider {
     }
     return { digest: found.digest, path: found.path, config: found.config };
   }
+
+  /** ensure() answers from the cache (or refuses) without the registry: no pull slot needed. */
+  cached(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): boolean {
+    if (policy === 'Never') return true;
+    try {
+      return policy === 'IfNotPresent' && this.store.find(reference) !== undefined;
+    } catch {
+      return true; // an invalid reference: ensure() refuses it at once
+    }
+  }
 }
 
 export interface AgentOptions {

@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
 import { validateObject } from '../../crds/validate.js';
-import { Agent } from './agent.js';
+import { buildImage, writeOciLayout } from '../../test/oci-images.js';
+import { importImage } from '../image/import.js';
+import { ImageStore } from '../image/store.js';
+import { buildTar } from '../image/tar.js';
+import { Agent, CachedImages } from './agent.js';
 import { EventRecorder } from './events.js';
 import { FakeClock } from './fake-clock.js';
 import { FakeHypervisor } from './fake-hypervisor.js';
@@ -29,11 +33,33 @@ class FakeImages implements ImageProvider {
     this.path = join(dir, 'image.sqfs');
     writeFileSync(this.path, 'not a real image');
   }
-  async ensure(_reference: string, _policy: string) {
+  /** References whose pulls wait until release() (registry.example/slow:*), and pulls running now. */
+  readonly held = new Map<string, Array<(err?: Error) => void>>();
+  running = 0;
+  maxRunning = 0;
+  readonly asked: string[] = [];
+  async ensure(reference: string, _policy: string) {
     this.calls++;
+    this.asked.push(reference);
+    if (!this.cached(reference)) {
+      this.maxRunning = Math.max(this.maxRunning, ++this.running);
+      try {
+        await new Promise<void>((resolve, reject) => this.held.set(reference, [...(this.held.get(reference) ?? []), (err) => (err ? reject(err) : resolve())]));
+      } finally {
+        this.running--;
+      }
+    }
     const f = this.failures.shift();
     if (f) throw f;
     return { digest: `sha256:${'ab'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'], User: 'app' }, diffIds: [] } };
+  }
+  cached(reference: string): boolean {
+    return !reference.startsWith('registry.example/slow:');
+  }
+  /** Ends the pulls of `reference` (with `err`, a failure). */
+  release(reference: string, err?: Error): void {
+    for (const done of this.held.get(reference) ?? []) done(err);
+    this.held.delete(reference);
   }
 }
 
@@ -321,4 +347,63 @@ test('kernel and initrd paths must lie where the node keeps boot files; a new sp
   assert.deepEqual(h.store.get('default/fixme')!.internal, {});
   await h.until(() => phase(h, 'fixme') === 'Running', 10);
   h.stop();
+});
+
+test('pulls run beside the reconcile workers: ten pulls that never end hold up no other Guest, and each ends with a requeue', async () => {
+  const h = harness();
+  const slow = Array.from({ length: 10 }, (_, i) => guest(`slow-${i}`, { image: `registry.example/slow:${i}` }));
+  await h.agent.apply([...slow, guest('running')], false);
+  const pulling = (name: string) => h.agent.get('default', name)?.status?.reason === 'ImagePulling';
+  await h.until(() => slow.every((g) => pulling(g.metadata.name)) && phase(h, 'running') === 'Running');
+  const s = h.agent.get('default', 'slow-3')!.status!;
+  assert.equal(s.phase, 'Pending');
+  assert.equal(s.message, 'pulling registry.example/slow:3');
+  assert.equal(s.conditions!.find((c) => c.type === 'ImageReady')!.reason, 'ImagePulling');
+  assert.ok(h.agent.events('default', 'slow-3').some((e) => e.reason === 'Pulling'));
+  // Bounded: four pulls at once (the default), the others wait for a slot, not in a worker.
+  assert.equal(h.images.running, 4);
+  assert.equal(h.images.maxRunning, 4);
+  // Which four got a slot depends on the workers' order.
+  const [ok, failing, gone] = [...h.images.held.keys()].map((ref) => `slow-${ref.split(':').pop()}`) as [string, string, string];
+  // A Guest with a cached image starts; deletes finish, of a running Guest and of one whose pull runs.
+  await h.agent.apply([guest('fast')], false);
+  await h.until(() => phase(h, 'fast') === 'Running');
+  // A Guest whose pull still waits for a slot is deleted too: its pull never starts.
+  const waiting = slow.map((g) => g.metadata.name).find((name) => !h.images.asked.includes(`registry.example/slow:${name.slice(5)}`))!;
+  await h.agent.delete('default', 'running', {});
+  await h.agent.delete('default', gone, {});
+  await h.agent.delete('default', waiting, {});
+  await h.until(() => !h.agent.get('default', 'running') && !h.agent.get('default', gone) && !h.agent.get('default', waiting));
+  // A pull that ends requeues its Guest at once (no resync within these few fake seconds): a failure
+  // lands in status, a success starts the domain; the deleted Guest's pull ends unnoticed.
+  const ref = (name: string) => `registry.example/slow:${name.slice(5)}`;
+  const seen: string[] = [];
+  h.store.on('change', (e: { object: Guest }) => e.object.metadata.name === failing && seen.push(`${e.object.status?.reason}: ${e.object.status?.message}`));
+  h.images.release(ref(gone));
+  h.images.release(ref(failing), new ImageError('ErrImagePull', 'manifest unknown'));
+  h.images.release(ref(ok));
+  await h.until(() => seen.length > 0 && phase(h, ok) === 'Running');
+  // (Retried with back-off: the next pull waits for a slot again.)
+  assert.equal(seen[0], `ErrImagePull: ${ref(failing)}: manifest unknown`);
+  assert.equal(h.agent.get('default', gone), undefined);
+  // The freed slots went to the waiting pulls, not to the deleted Guest's.
+  await h.until(() => h.images.running === 4);
+  assert.equal(h.images.maxRunning, 4);
+  assert.ok(!h.images.asked.includes(`registry.example/slow:${waiting.slice(5)}`), `${waiting} was deleted before its pull started`);
+  for (let i = 0; i < 10; i++) h.images.release(`registry.example/slow:${i}`);
+  h.stop();
+});
+
+test('the image cache tells the reconciler which ensure() calls need no pull slot', async () => {
+  const store = new ImageStore({ root: join(work, `images-${++n}`) });
+  const layout = join(work, `layout-${n}`);
+  const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'hello', data: Buffer.from('hi') }]) }] });
+  writeOciLayout(layout, img, 'registry.example/cached:1');
+  await importImage(store, layout);
+  const images = new CachedImages(store);
+  assert.equal(images.cached('registry.example/cached:1', 'IfNotPresent'), true);
+  assert.equal(images.cached('registry.example/cached:1', 'Always'), false, 'Always asks the registry');
+  assert.equal(images.cached('registry.example/other:1', 'IfNotPresent'), false);
+  assert.equal(images.cached('registry.example/other:1', 'Never'), true, 'refused at once');
+  assert.equal((await images.ensure('registry.example/cached:1', 'IfNotPresent')).digest, img.manifestDigest);
 });

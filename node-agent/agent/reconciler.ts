@@ -16,12 +16,30 @@ import type { GuestRecord, GuestStore } from './guest-store.js';
 import type { Clock, DomainInfo, DomainLaunch, Hypervisor } from './hypervisor.js';
 import type { Ipam, Reservation } from './ipam.js';
 import { WorkQueue, type HandlerResult } from './work-queue.js';
+import { Semaphore } from '../semaphore.js';
 import { metaTime } from '../../crds/meta.js';
 
 /** Where images come from (ImageStore in the agent; a double in tests). */
 export interface ImageProvider {
   /** The image for `reference` under the pull policy; throws ImageError on failure. */
   ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): Promise<{ digest: string; path: string; config: ImageConfig }>;
+  /**
+   * A hint: ensure() needs no registry and no pack (the image is cached and the policy lets it be
+   * used), so it need not wait for a pull slot. Without it every ensure() takes a slot.
+   */
+  cached?(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): boolean;
+}
+
+type PulledImage = Awaited<ReturnType<ImageProvider['ensure']>>;
+
+/** A pull running outside the reconcile workers for one Guest (its uid and the spec it pulls for). */
+interface PullJob {
+  uid: string;
+  reference: string;
+  policy: string;
+  result?: { image: PulledImage } | { error: unknown };
+  /** Its reconcile returned without the result: requeue the Guest when it comes. */
+  background?: boolean;
 }
 
 /** An image failure with a Kubernetes-style reason (ErrImagePull, ErrImageNeverPull, InvalidImageName). */
@@ -44,6 +62,8 @@ export interface ReconcilerOptions {
   nameservers?: string[];
   nodeName: string;
   concurrency?: number;
+  /** Image pulls at once (default 4): they run beside the reconcile workers, never in them. */
+  pullConcurrency?: number;
   resyncMs?: number;
   /**
    * Directories a Guest's kernel.path and initrd.path may point into (default: the directories of
@@ -94,6 +114,9 @@ export class Reconciler {
   private resyncTimer?: { cancel(): void };
   private readonly unsubscribe: () => void;
   private readonly disksDir: string;
+  /** Pulls by Guest key; the image store shares one job per digest among them. */
+  private readonly pulls = new Map<string, PullJob>();
+  private readonly pullSlots: Semaphore;
 
   constructor(
     private readonly store: GuestStore,
@@ -106,6 +129,7 @@ export class Reconciler {
   ) {
     this.disksDir = join(opts.stateDir, 'disks');
     mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
+    this.pullSlots = new Semaphore(opts.pullConcurrency ?? 4);
     this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err) => {
       // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
       this.recorder.warning(key, 'ReconcileError', (err as Error).message);
@@ -249,6 +273,7 @@ export class Reconciler {
         rmSync(join(this.disksDir, `${d.guestUid}.sqfs`), { force: true });
       }
       if (!this.store.get(key)) this.ipam.release(key);
+      this.pulls.delete(key);
       return;
     }
     if (rec.guest.metadata.deletionTimestamp) return this.finalize(key, rec, domains);
@@ -400,17 +425,11 @@ export class Reconciler {
   private async start(key: string, rec: GuestRecord): Promise<void> {
     const g = rec.guest;
     const uid = g.metadata.uid!;
-    this.setStatus(key, (s) => {
-      s.phase = 'Creating';
-      s.node = this.opts.nodeName;
-      this.condition(rec, s, 'Reconciling', 'True', 'Creating', 'preparing the image, network and domain');
-      this.condition(rec, s, 'Stalled', 'False', 'Creating', '');
-    });
-    // Image.
+    // Image: pulled outside the workers; this reconcile ends while it runs.
     const policy = g.spec.imagePullPolicy ?? (/:latest$/.test(g.spec.image) || !/[:@][^/]*$/.test(g.spec.image) ? 'Always' : 'IfNotPresent');
     let image;
     try {
-      image = await this.images.ensure(g.spec.image, policy);
+      image = await this.pulled(key, uid, g.spec.image, policy);
     } catch (e) {
       const reason = e instanceof ImageError ? e.reason : 'ErrImagePull';
       const message = `${g.spec.image}: ${(e as Error).message}`;
@@ -423,9 +442,30 @@ export class Reconciler {
       if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
       throw new Error(message);
     }
+    if (!image) {
+      this.setStatus(key, (s) => {
+        s.phase = 'Pending';
+        s.node = this.opts.nodeName;
+        s.reason = 'ImagePulling';
+        s.message = `pulling ${g.spec.image}`;
+        this.condition(rec, s, 'ImageReady', 'False', 'ImagePulling', s.message);
+        this.condition(rec, s, 'Reconciling', 'True', 'ImagePulling', s.message);
+        this.condition(rec, s, 'Stalled', 'False', 'ImagePulling', '');
+      });
+      return;
+    }
+    const pulled = image;
     this.setStatus(key, (s) => {
-      s.imageDigest = image.digest;
-      this.condition(rec, s, 'ImageReady', 'True', 'Pulled', `${g.spec.image} is ${image.digest}`);
+      s.phase = 'Creating';
+      s.node = this.opts.nodeName;
+      if (s.reason === 'ImagePulling') {
+        delete s.reason;
+        delete s.message;
+      }
+      s.imageDigest = pulled.digest;
+      this.condition(rec, s, 'Reconciling', 'True', 'Creating', 'preparing the network and domain');
+      this.condition(rec, s, 'Stalled', 'False', 'Creating', '');
+      this.condition(rec, s, 'ImageReady', 'True', 'Pulled', `${g.spec.image} is ${pulled.digest}`);
     });
     // Resources.
     const memoryMiB = mib(g.spec.resources.memory, 512);
@@ -525,6 +565,42 @@ export class Reconciler {
     });
   }
 
+  /**
+   * The Guest's image, or undefined while a pull runs for it in the background (bounded by
+   * pullConcurrency; a cache hit skips the wait for a slot). The Guest is requeued when the pull
+   * ends; its result, image or error, is taken by the next reconcile.
+   */
+  private async pulled(key: string, uid: string, reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): Promise<PulledImage | undefined> {
+    let job = this.pulls.get(key);
+    // A job for an earlier spec or an earlier Guest of this name: its result is dropped.
+    if (job && (job.uid !== uid || job.reference !== reference || job.policy !== policy)) job = undefined;
+    if (!job) {
+      const j: PullJob = { uid, reference, policy };
+      job = j;
+      this.pulls.set(key, j);
+      // A Guest deleted (or changed) while its pull waited for a slot needs it no more.
+      const ensure = () => (this.pulls.get(key) === j ? this.images.ensure(reference, policy) : Promise.reject(new Error('pull dropped')));
+      const p = this.images.cached?.(reference, policy) ? ensure() : this.pullSlots.run(ensure);
+      const settled = p.then(
+        (image) => void (j.result = { image }),
+        (error: unknown) => void (j.result = { error }),
+      );
+      void settled.then(() => {
+        if (j.background && this.pulls.get(key) === j) this.queue.add(key);
+      });
+      // A cache hit settles at once: it needs no round trip through the queue.
+      await Promise.race([settled, new Promise((r) => setImmediate(r))]);
+      if (!j.result) {
+        j.background = true;
+        this.recorder.normal(key, 'Pulling', `pulling image ${reference}`);
+      }
+    }
+    if (!job.result) return undefined;
+    this.pulls.delete(key);
+    if ('error' in job.result) throw job.result.error;
+    return job.result.image;
+  }
+
   private checkBootFile(field: string, path: string): void {
     const dirs = (this.opts.bootFileDirs ?? [dirname(this.opts.kernel), dirname(this.opts.initrd)]).map((d) => (existsSync(d) ? realpathSync(d) : d));
     let real: string;
@@ -549,6 +625,7 @@ export class Reconciler {
       if (how === 'forced') this.recorder.warning(key, 'ForcedStop', `domain ${d.domid} did not stop within ${grace / 1000} s and was destroyed`);
     }
     this.ipam.release(key);
+    this.pulls.delete(key); // a pull still running is not waited for; its result is dropped
     rmSync(join(this.disksDir, `${rec.guest.metadata.uid}.sqfs`), { force: true });
     this.store.remove(key);
     this.recorder.forget(key);

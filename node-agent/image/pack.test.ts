@@ -8,8 +8,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { buildTar, type TarHeader } from './tar.js';
+import { buildTar, encodeHeader, tarPadding, type TarHeader } from './tar.js';
 import { packLayers, type PackLayer } from './pack.js';
+import { LayerUnion } from './layer-union.js';
 
 type E = Partial<TarHeader> & { path: string; data?: Buffer };
 const txt = (s: string) => Buffer.from(s);
@@ -195,4 +196,120 @@ test('hostile layers are refused with the layer and the entry named', async () =
   corrupt[10] = 0x41;
   assert.match(await packError([layerFile(corrupt, 'none')]), /checksum mismatch/);
   assert.match(await packError([layerFile(gzipSync(tar).subarray(0, 40), 'none')]), /cannot decompress/);
+});
+
+/** One layer with `count` empty files in directory `dir` (what makes mksquashfs -tar quadratic). */
+function wideLayer(count: number, dir = 'd'): PackLayer {
+  return layerFile(Array.from({ length: count }, (_, i) => ({ path: `${dir}/f${i}`, data: Buffer.alloc(0) })));
+}
+
+test('entries per directory are bounded (by default 16384), counted in the result across layers, implied directories included', async () => {
+  const big = wideLayer(16_385, 'usr/lib');
+  const out = join(work, `wide-${++n}.sqfs`);
+  await assert.rejects(packLayers([big], out), (e: Error) => {
+    assert.match(e.message, new RegExp(`layer 1/1 \\(${big.digest}\\): directory "usr/lib" has more than 16384 entries \\(the limit per directory\\)`));
+    return true;
+  });
+  const limits = { maxDirEntries: 16 };
+  // Split over two layers, the merged directory is what mksquashfs sees.
+  const lower = layerFile(Array.from({ length: 9 }, (_, i) => ({ path: `d/a${i}`, data: txt('') })));
+  const upper = layerFile(Array.from({ length: 8 }, (_, i) => ({ path: `d/b${i}`, data: txt('') })));
+  await assert.rejects(packLayers([lower, upper], join(work, `wide-${++n}.sqfs`), { limits }), new RegExp(`layer 1/2 \\(${lower.digest}\\): directory "d" has more than 16`));
+  // Directories no layer defines count in their parent; the root is "/".
+  await assert.rejects(packLayers([layerFile(Array.from({ length: 17 }, (_, i) => ({ path: `p/x${i}/f`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), { limits }), /directory "p" has more than 16/);
+  await assert.rejects(packLayers([layerFile(Array.from({ length: 17 }, (_, i) => ({ path: `r${i}`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), { limits }), /directory "\/" has more than 16/);
+  // Entries replaced or whited out above do not count twice; exactly the limit packs.
+  const replaced = layerFile(Array.from({ length: 16 }, (_, i) => ({ path: `d/a${i}`, data: txt('new') })));
+  await packLayers([lower, replaced], join(work, `wide-${++n}.sqfs`), { limits: { maxDirEntries: 25 } });
+  await packLayers([layerFile(Array.from({ length: 16 }, (_, i) => ({ path: `d/a${i}`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), { limits });
+});
+
+test('the union keeps at most 256 MiB of paths by default: 4 KB paths are refused after about 65k entries, not at 1M', () => {
+  let refused: Error | undefined;
+  let count = 0;
+  const union = new LayerUnion(() => undefined);
+  const sink = union.layer(0, `layer 1/1 (sha256:${'1'.repeat(64)})`);
+  const tail = 'x'.repeat(4000);
+  try {
+    for (; count < 200_000; count++) {
+      // Spread over directories, so that the per-directory bound is not what stops it.
+      sink.entry({ path: `a${count >> 10}/b${count & 1023}/${tail}`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 });
+      sink.end();
+    }
+  } catch (e) {
+    refused = e as Error;
+  }
+  assert.match(refused?.message ?? 'not refused', /layer 1\/1 \(sha256:1{64}\): ".*": the image's paths exceed 268435456 bytes in all/);
+  assert.ok(count > 60_000 && count < 70_000, `refused at entry ${count}`);
+});
+
+/** The pid of the mksquashfs writing `out`, once it runs. */
+async function mksquashfsFor(out: string): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const pids = execFileSync('pgrep', ['-f', `mksquashfs - ${out} `], { encoding: 'utf8' }).toString().trim().split('\n').filter(Boolean);
+    if (pids.length) return Number(pids[0]);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`no mksquashfs for ${out}`);
+}
+
+function running(out: string): boolean {
+  try {
+    execFileSync('pgrep', ['-f', `mksquashfs - ${out} `]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('a pack runs niced, and past its wall-clock limit mksquashfs is killed and the error says so', async () => {
+  // About 5 s of mksquashfs CPU: one directory of 32k entries.
+  const layer = wideLayer(32_000);
+  const out = join(work, `slow-${++n}.sqfs`);
+  const packing = packLayers([layer], out, { timeoutMs: 400, limits: { maxDirEntries: 40_000 } });
+  packing.catch(() => undefined);
+  const pid = await mksquashfsFor(out);
+  assert.equal(execFileSync('ps', ['-o', 'ni=', '-p', String(pid)]).toString().trim(), '19');
+  await assert.rejects(packing, /packing took longer than the 0.4 s limit \(pack timeout\): mksquashfs was killed/);
+  assert.equal(running(out), false, 'mksquashfs is gone');
+});
+
+test('a pack past its CPU limit is stopped by the kernel (RLIMIT_CPU), and the error says so', async () => {
+  const out = join(work, `cpu-${++n}.sqfs`);
+  // About 5 s of mksquashfs CPU: one directory of 32k entries.
+  await assert.rejects(packLayers([wideLayer(32_000)], out, { cpuSeconds: 1, limits: { maxDirEntries: 40_000 } }), /mksquashfs used up its CPU limit of 1 s \(RLIMIT_CPU\) and was stopped/);
+  assert.equal(running(out), false);
+});
+
+test('global pax records are bounded: each entry gets a copy of them', async () => {
+  const record = (k: string, v: string) => {
+    const body = ` ${k}=${v}\n`;
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    return `${len}${body}`;
+  };
+  const globalHeader = (keys: number) => {
+    const body = Buffer.from(Array.from({ length: keys }, (_, i) => record(`comment${i}`, 'x')).join(''));
+    const h = encodeHeader({ path: 'pax_global_header', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.length });
+    h[156] = 'g'.charCodeAt(0);
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+    return Buffer.concat([h, body, tarPadding(body.length)]);
+  };
+  const withGlobal = (keys: number) => layerFile(Buffer.concat([globalHeader(keys), buildTar([{ path: 'f', data: txt('f') }])]));
+  // git archive writes one such record; 64 keys pass, 65 do not.
+  await packLayers([withGlobal(64)], join(work, `g-${++n}.sqfs`));
+  assert.match(await packError([withGlobal(65)]), /layer sha256:[0-9a-f]{64}: entry 1: global pax records hold more than 64 keys/);
+});
+
+test('decompressed bytes that are not content are bounded: a small blob cannot be gunzipped without end', async () => {
+  const tar = buildTar([{ path: 'f', data: Buffer.alloc(100_000, 1) }]);
+  // 3 MiB of zeros after the end of the archive: a 3 KB gzip blob.
+  const bomb = layerFile(Buffer.concat([tar, Buffer.alloc(3 * 2 ** 20)]));
+  const out = join(work, `bomb-${++n}.sqfs`);
+  await assert.rejects(packLayers([bomb], out, { limits: { maxOverheadBytes: 2 ** 20 } }), new RegExp(`layer ${bomb.digest}: more than 1048576 bytes that are not file content`));
+  // File content does not count: the same limit takes 100 KB of content and its headers.
+  await packLayers([layerFile(tar)], join(work, `bomb-${++n}.sqfs`), { limits: { maxOverheadBytes: 8192 } });
 });

@@ -10,6 +10,7 @@ import { documentKind, LIMITS, MANIFEST_ACCEPT, ManifestError, parseIndex, parse
 import { selectManifest, hostPlatform, type Platform } from './platform.js';
 import { formatReference, registryEndpoint, type ImageReference } from './reference.js';
 import { Semaphore } from '../semaphore.js';
+import { isNoSpace } from './no-space.js';
 
 export interface RegistryOptions {
   credentials?: CredentialStore;
@@ -193,6 +194,8 @@ export class RegistryClient {
         try {
           return await fn(ep);
         } catch (e) {
+          // Our disk is full: no endpoint does better, and "cannot reach" would hide it.
+          if (isNoSpace(e)) throw e;
           last = e;
           const status = e instanceof RegistryError ? e.status : undefined;
           const transient = !(e instanceof RegistryError || e instanceof ManifestError) || status === 429 || (status !== undefined && status >= 500);

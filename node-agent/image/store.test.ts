@@ -2,9 +2,9 @@
 // tests build and push; every squashfs is checked with the real unsquashfs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, tamperBlob, type Registry } from '../../test/registry.js';
@@ -307,4 +307,99 @@ test('import: an OCI layout directory and a docker save tarball give the same tr
   writeFileSync(blob, bytes);
   await assert.rejects(importImage(newStore(), bad, { name: 'bad:1' }), /does not match its digest/);
   await assert.rejects(importImage(store, work), /neither an OCI image layout/);
+});
+
+/** A small tmpfs (root can mount one): a real full disk, without filling the host's. */
+function smallDisk(size: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'krata-full-disk-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir]);
+  process.on('exit', () => {
+    spawnSync('umount', ['-l', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Nothing of `store` but its empty .partial directory. */
+function assertEmpty(store: ImageStore): void {
+  assert.deepEqual(store.list(), []);
+  assert.deepEqual(readdirSync(store.imagesDir), ['.partial']);
+  assert.deepEqual(readdirSync(store.tmpDir), []);
+}
+
+/** An OCI layout (outside the store's disk) whose image packs to about `mb` MB: incompressible content. */
+function bulkyLayout(mb: number, name: string): { layout: string; img: BuiltImage } {
+  const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'bulk', data: randomBytes(mb * 1_000_000) }]) }] });
+  const layout = join(work, `layout-${++n}`);
+  writeOciLayout(layout, img, name);
+  return { layout, img };
+}
+
+test('a full disk is said by name: a pack or a download that runs out of space says ENOSPC, and leaves nothing', async () => {
+  const disk = smallDisk('2m');
+  const store = new ImageStore({ root: join(disk, 'images'), registry: { insecure: [reg.host] } });
+  // The pack: mksquashfs runs out of space (it used to read "cannot decompress: write EPIPE").
+  const { layout, img } = bulkyLayout(3, 'example.com/bulky:1');
+  await assert.rejects(importImage(store, layout), (e: Error & { code?: string }) => {
+    assert.match(e.message, new RegExp(`^no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} to ${store.imagesDir} \\(mksquashfs: .*No space left on device`));
+    assert.equal(e.code, 'ENOSPC');
+    assert.doesNotMatch(e.message, /EPIPE|decompress/);
+    return true;
+  });
+  assertEmpty(store);
+  // The download: the blob does not fit (it used to be retried and reported as "cannot reach").
+  await pushImage(reg, 'test/bulky', 'v1', img);
+  await assert.rejects(store.pull(`${reg.host}/test/bulky:v1`), (e: Error & { code?: string }) => {
+    assert.match(e.message, new RegExp(`^no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} to ${store.imagesDir}`));
+    assert.doesNotMatch(e.message, /cannot reach/);
+    assert.equal(e.code, 'ENOSPC');
+    return true;
+  });
+  assertEmpty(store);
+});
+
+test('a metadata write that fails after the squashfs is in place leaves no orphaned squashfs and no temporary', async () => {
+  const disk = smallDisk('4m');
+  const { layout, img } = bulkyLayout(1, 'example.com/meta:1');
+  let filled = false;
+  // The clock is read between the squashfs's rename and the metadata write: fill the disk then.
+  const store = new ImageStore({
+    root: join(disk, 'images'),
+    now: () => {
+      if (!filled) {
+        filled = true;
+        const fd = openSync(join(disk, 'filler'), 'w');
+        try {
+          for (const chunk = Buffer.alloc(64 * 1024); ; ) writeSync(fd, chunk);
+        } catch (e) {
+          assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
+        } finally {
+          closeSync(fd);
+        }
+      }
+      return new Date();
+    },
+  });
+  await assert.rejects(importImage(store, layout), new RegExp(`: no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} to ${store.imagesDir} \\(ENOSPC`));
+  assert.ok(filled, 'the disk filled after the pack');
+  assertEmpty(store);
+  assert.equal(store.get(img.manifestDigest), undefined);
+  // With room again, the same import commits.
+  rmSync(join(disk, 'filler'));
+  assert.equal((await importImage(store, layout)).digest, img.manifestDigest);
+});
+
+test('a pack past its time limit is killed; the error says which bound; nothing is left in .partial', async () => {
+  // About 5 s of mksquashfs CPU: one directory of 32k entries.
+  const wide = buildImage({ layers: [{ compression: 'gzip', tar: buildTar(Array.from({ length: 32_000 }, (_, i) => ({ path: `wide/f${i}`, data: Buffer.alloc(0) }))) }] });
+  const layout = join(work, `layout-${++n}`);
+  writeOciLayout(layout, wide, 'example.com/wide:1');
+  const store = new ImageStore({ root: join(work, `store-${++n}`), packTimeoutMs: 300, limits: { maxDirEntries: 40_000 } });
+  await assert.rejects(importImage(store, layout), /packing took longer than the 0\.3 s limit \(pack timeout\): mksquashfs was killed/);
+  assertEmpty(store);
+  assert.equal(spawnSync('pgrep', ['-f', `mksquashfs - ${store.tmpDir}`]).status, 1, 'no mksquashfs left running');
+  // The per-directory bound comes from the store's options too.
+  const narrow = new ImageStore({ root: join(work, `store-${++n}`), limits: { maxDirEntries: 1000 } });
+  await assert.rejects(importImage(narrow, layout), new RegExp(`layer 1/1 \\(${wide.layers[0]!.digest}\\): directory "wide" has more than 1000 entries`));
+  assertEmpty(narrow);
 });

@@ -5,12 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
 import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { packLayers, type PackLayer } from './pack.js';
 import { LIMITS, parseImageConfig, type ImageConfig, type ImageManifest } from './manifest.js';
 import { parseDigest, parseReference, formatReference, type ImageReference } from './reference.js';
 import { RegistryClient, type RegistryOptions } from './registry.js';
 import type { SquashfsOptions } from './squashfs.js';
+import type { UnionLimits } from './layer-union.js';
+import { asNoSpace } from './no-space.js';
 
 export const FORMAT = 'squashfs';
 
@@ -49,7 +51,12 @@ export interface ImageStoreOptions {
   /** Directory of the cache ("/var/lib/krata/images"); jobs work in its ".partial" subdirectory. */
   root: string;
   registry?: RegistryOptions;
+  /** mksquashfs's compression and its bounds (CPU seconds, niceness). */
   squashfs?: SquashfsOptions;
+  /** Bounds on what a pack takes in (entries, per directory, path bytes, sizes). */
+  limits?: Partial<UnionLimits>;
+  /** Wall-clock limit of one pack in ms (pack.ts's default when absent). */
+  packTimeoutMs?: number;
   /** The clock, for last-used times (tests). */
   now?: () => Date;
 }
@@ -205,6 +212,7 @@ export class ImageStore {
   private async build(digest: string, name: string, job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>): Promise<StoredImage> {
     const work = join(this.tmpDir, `${hexOf(digest).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
     mkdirSync(work, { mode: 0o700 });
+    let placed = false;
     try {
       const { config, source } = await job(work);
       const packed = join(work, `image.${FORMAT}`);
@@ -215,14 +223,31 @@ export class ImageStore {
         closeSync(fd);
       }
       renameSync(packed, this.imagePath(digest));
+      placed = true;
       const now = this.now().toISOString();
       const img: StoredImage = { digest, format: FORMAT, names: [name], path: this.imagePath(digest), size: statSync(this.imagePath(digest)).size, config, source, createdAt: now, lastUsedAt: now };
       this.claimName(name, digest);
       writeFileAtomic(this.metaPath(digest), JSON.stringify(img, null, 2));
       return img;
+    } catch (e) {
+      this.uncommit(digest, placed);
+      throw asNoSpace(e, `image ${digest} to ${this.imagesDir}`) ?? e;
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * After a failed commit: the squashfs renamed into place goes (no orphan, also until the next
+   * recover()), and so does a metadata temporary a failed write left. An image another process
+   * committed meanwhile (its metadata exists) is left alone.
+   */
+  private uncommit(digest: string, placed: boolean): void {
+    const meta = this.metaPath(digest);
+    if (existsSync(meta)) return;
+    if (placed) rmSync(this.imagePath(digest), { force: true });
+    const tmp = `${basename(meta)}.tmp-`;
+    for (const f of readdirSync(this.imagesDir)) if (f.startsWith(tmp)) rmSync(join(this.imagesDir, f), { force: true });
   }
 
   /** Downloads config and layers (bounded concurrency) while packing from the top layer down. */
@@ -262,6 +287,8 @@ export class ImageStore {
   async pack(layers: PackLayer[], work: string, opts: PullOptions, sizes: number[]): Promise<void> {
     await packLayers(layers, join(work, `image.${FORMAT}`), {
       ...this.opts.squashfs,
+      ...(this.opts.limits ? { limits: this.opts.limits } : {}),
+      ...(this.opts.packTimeoutMs !== undefined ? { timeoutMs: this.opts.packTimeoutMs } : {}),
       onProgress: (p) => opts.onEvent?.(p.done ? { kind: 'unpacked', layer: p.digest } : { kind: 'unpack', layer: p.digest, bytes: p.bytes, total: sizes[p.layer] ?? 0 }),
     });
   }

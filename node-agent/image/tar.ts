@@ -213,6 +213,9 @@ export function normalizeTarPath(raw: string, where: string, limits: TarLimits =
   return parts.join('/');
 }
 
+/** Global pax keys (git archive writes one, "comment"); each entry gets a copy of them all. */
+const MAX_GLOBAL_PAX_KEYS = 64;
+
 type State = 'header' | 'meta' | 'data' | 'pad' | 'done';
 
 export class TarParser {
@@ -366,6 +369,10 @@ export class TarParser {
     else if (this.metaKind === 'g') {
       // Global records set defaults; a global name or size would apply to every entry, so not those.
       for (const [k, v] of parsePax(body, where)) if (k !== 'path' && k !== 'linkpath' && k !== 'size') this.globalPax.set(k, v);
+      // They are merged into every later entry: many global records would make each entry cost more.
+      let bytes = 0;
+      for (const [k, v] of this.globalPax) bytes += k.length + v.length;
+      if (bytes > this.limits.maxMetaBytes || this.globalPax.size > MAX_GLOBAL_PAX_KEYS) throw new TarFormatError(`${where}: global pax records hold more than ${MAX_GLOBAL_PAX_KEYS} keys or ${this.limits.maxMetaBytes} bytes`);
     }
     else if (this.metaKind === 'L') this.longName = cString(body);
     else this.longLink = cString(body);
