@@ -1,7 +1,8 @@
 // Placement: which XenHost a Guest runs on. Pure: the controller gives it the Guest and a view of every
-// host (readiness from heartbeats, allocatable from the XenHost, allocated from the Guests placed there,
-// including placements not yet visible in the API), and records the answer in status.node.
-import type { Guest } from '../crds/generated/types.js';
+// host (readiness from heartbeats, allocatable and the admin's guest policy from the XenHost, allocated
+// memory, vCPUs and host ports from the Guests placed there, including placements not yet visible in the
+// API), and records the answer in status.node, which tenants cannot write.
+import type { Guest, PortRange } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
 
 export interface HostView {
@@ -12,10 +13,24 @@ export interface HostView {
   ready: boolean;
   allocatable: { cpus: number; memoryMiB: number };
   allocated: { cpus: number; memoryMiB: number };
+  /** The XenHost's spec.guestPolicy (defaults filled in). */
+  policy: HostPolicy;
+  /** Host ports ("TCP/8080") that Guests placed here publish. */
+  usedPorts: ReadonlySet<string>;
 }
 
-export type PlacementReason = 'NoHosts' | 'NodeNotFound' | 'Unschedulable';
+export interface HostPolicy {
+  allowNodeName: boolean;
+  hostPorts: PortRange[];
+}
+
+/** What a XenHost allows when its spec says nothing: pinning, and unprivileged host ports only. */
+export const DEFAULT_HOST_PORTS: readonly PortRange[] = [{ from: 1024, to: 65535 }];
+
+export type PlacementReason = 'NoHosts' | 'NodeNotFound' | 'Unschedulable' | 'NodeNameNotAllowed' | 'HostPortNotAllowed';
 export type Placement = { host: string } | { reason: PlacementReason; message: string };
+/** Refusals by the admins' policy: no retry helps until the spec or the policy changes (kstatus Stalled). */
+export const POLICY_REASONS: ReadonlySet<string> = new Set<PlacementReason>(['NodeNameNotAllowed', 'HostPortNotAllowed']);
 
 const MiB = 1024n * 1024n;
 
@@ -26,28 +41,76 @@ export function guestRequest(g: Guest): { cpus: number; memoryMiB: number } {
   return { cpus: r.maxCpus ?? r.cpus, memoryMiB: Number((mem + MiB - 1n) / MiB) };
 }
 
+export interface HostPortUse {
+  /** "TCP/8080": what two Guests on one host may not both publish. */
+  key: string;
+  port: number;
+  /** The field that asks for it, e.g. spec.network.ports[0].hostPort. */
+  field: string;
+}
+
+/** The host ports a Guest publishes (hostPort, else containerPort; nothing without the network). */
+export function hostPortsOf(g: Guest): HostPortUse[] {
+  if (g.spec.network?.enabled === false) return [];
+  return (g.spec.network?.ports ?? []).map((p, i) => {
+    const port = p.hostPort ?? p.containerPort;
+    return { key: `${p.protocol ?? 'TCP'}/${port}`, port, field: `spec.network.ports[${i}].${p.hostPort === undefined ? 'containerPort' : 'hostPort'}` };
+  });
+}
+
+export function portAllowed(port: number, ranges: readonly PortRange[]): boolean {
+  return ranges.some((r) => port >= r.from && port <= r.to);
+}
+
+/** "80, 1024-65535", or "none". */
+export function formatRanges(ranges: readonly PortRange[]): string {
+  return ranges.length ? ranges.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ') : 'none';
+}
+
+/** The first of the Guest's host ports that `ranges` do not allow. */
+export function disallowedPort(ports: HostPortUse[], ranges: readonly PortRange[]): HostPortUse | undefined {
+  return ports.find((x) => !portAllowed(x.port, ranges));
+}
+
 /**
- * nodeName pins (like a Pod's: no capacity check; the agent refuses what does not fit and says so).
- * Otherwise: ready, schedulable hosts whose labels match nodeSelector and that have room; of those the
- * least allocated (memory first, then vCPUs), so guests spread; ties go to the name, so the choice is
- * deterministic. Unplaceable Guests get a Kubernetes-style reason: "0/5 hosts are available: ...".
+ * Ready, schedulable hosts whose labels match nodeSelector, whose policy allows the Guest's host ports,
+ * where those ports are free and that have room; of those the least allocated (memory first, then
+ * vCPUs), so guests spread; ties go to the name, so the choice is deterministic. nodeName only narrows
+ * the choice to that host (if its policy allows pinning); every other rule still applies. Unplaceable
+ * Guests get a Kubernetes-style reason: "0/5 hosts are available: ...".
  */
 export function place(guest: Guest, hosts: HostView[]): Placement {
   const pin = guest.spec.nodeName;
   if (pin) {
-    return hosts.some((h) => h.name === pin) ? { host: pin } : { reason: 'NodeNotFound', message: `XenHost ${pin} (spec.nodeName) does not exist` };
+    const h = hosts.find((x) => x.name === pin);
+    if (!h) return { reason: 'NodeNotFound', message: `XenHost ${pin} (spec.nodeName) does not exist` };
+    if (!h.policy.allowNodeName) return { reason: 'NodeNameNotAllowed', message: `XenHost ${pin} does not allow Guests to name it in spec.nodeName (its spec.guestPolicy.allowNodeName is false)` };
   }
   if (hosts.length === 0) return { reason: 'NoHosts', message: 'no XenHosts: no node agent has registered yet' };
   const want = guestRequest(guest);
+  const ports = hostPortsOf(guest);
   const selector = Object.entries(guest.spec.nodeSelector ?? {});
   const misses = new Map<string, number>();
   const miss = (why: string) => misses.set(why, (misses.get(why) ?? 0) + 1);
+  let policyMisses = 0;
+  let candidates = 0;
   let best: HostView | undefined;
   let bestScore = Infinity;
   for (const h of hosts) {
+    if (pin && h.name !== pin) {
+      miss("didn't match spec.nodeName");
+      continue;
+    }
+    candidates++;
+    const notAllowed = disallowedPort(ports, h.policy.hostPorts);
+    const inUse = ports.find((p) => h.usedPorts.has(p.key));
     if (!h.ready) miss('not ready');
     else if (h.unschedulable) miss('unschedulable');
     else if (!selector.every(([k, v]) => h.labels[k] === v)) miss("didn't match nodeSelector");
+    else if (notAllowed) {
+      policyMisses++;
+      miss(`didn't allow host port ${notAllowed.key} of ${notAllowed.field} (allowed: ${formatRanges(h.policy.hostPorts)})`);
+    } else if (inUse) miss(`host port ${inUse.key} in use`);
     else if (h.allocated.memoryMiB + want.memoryMiB > h.allocatable.memoryMiB) miss('insufficient memory');
     else if (h.allocated.cpus + want.cpus > h.allocatable.cpus) miss('insufficient cpus');
     else {
@@ -62,5 +125,7 @@ export function place(guest: Guest, hosts: HostView[]): Placement {
   }
   if (best) return { host: best.name };
   const parts = [...misses].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([why, n]) => `${n} ${why}`);
-  return { reason: 'Unschedulable', message: `0/${hosts.length} hosts are available: ${parts.join(', ')}` };
+  // Every host that could have taken it refuses by policy: only a spec or policy change helps.
+  const reason = candidates > 0 && policyMisses === candidates ? 'HostPortNotAllowed' : 'Unschedulable';
+  return { reason, message: `0/${hosts.length} hosts are available: ${parts.join(', ')}` };
 }
