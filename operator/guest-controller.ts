@@ -15,7 +15,8 @@ import { deriveStatus, statusChanged } from './guest-status.js';
 import type { HostTracker } from './host-tracker.js';
 import type { KubeClient } from './kube/client.js';
 import { keyOf, type Informer } from './kube/informer.js';
-import { guestRequest, hostPortsOf, place } from './placement.js';
+import { hostPortsOf } from '../crds/host-ports.js';
+import { guestRequest, place } from './placement.js';
 import type { StatusReports } from './status-reports.js';
 import { metaTime } from '../crds/meta.js';
 

@@ -8,7 +8,8 @@ import type { Redis } from 'ioredis';
 import { HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
-import { DEFAULT_HOST_PORTS, type HostPolicy, type HostView } from './placement.js';
+import { DEFAULT_HOST_PORTS } from '../crds/host-ports.js';
+import type { HostPolicy, HostView } from './placement.js';
 import { metaTime } from '../crds/meta.js';
 
 export interface HostState {

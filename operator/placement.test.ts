@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Guest } from '../crds/generated/types.js';
-import { DEFAULT_HOST_PORTS, guestRequest, place, type HostView } from './placement.js';
+import { DEFAULT_HOST_PORTS } from '../crds/host-ports.js';
+import { guestRequest, place, type HostView } from './placement.js';
 
 const guest = (spec: Partial<Guest['spec']> = {}, resources: Partial<Guest['spec']['resources']> = {}): Guest => ({
   apiVersion: 'krata.dev/v1alpha1',

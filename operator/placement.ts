@@ -3,6 +3,7 @@
 // memory, vCPUs and host ports from the Guests placed there, including placements not yet visible in the
 // API), and records the answer in status.node, which tenants cannot write.
 import type { Guest, PortRange } from '../crds/generated/types.js';
+import { disallowedPort, formatRanges, hostPortsOf } from '../crds/host-ports.js';
 import { quantityValue } from '../crds/quantity.js';
 
 export interface HostView {
@@ -24,9 +25,6 @@ export interface HostPolicy {
   hostPorts: PortRange[];
 }
 
-/** What a XenHost allows when its spec says nothing: pinning, and unprivileged host ports only. */
-export const DEFAULT_HOST_PORTS: readonly PortRange[] = [{ from: 1024, to: 65535 }];
-
 export type PlacementReason = 'NoHosts' | 'NodeNotFound' | 'Unschedulable' | 'NodeNameNotAllowed' | 'HostPortNotAllowed';
 export type Placement = { host: string } | { reason: PlacementReason; message: string };
 /** Refusals by the admins' policy: no retry helps until the spec or the policy changes (kstatus Stalled). */
@@ -39,37 +37,6 @@ export function guestRequest(g: Guest): { cpus: number; memoryMiB: number } {
   const r = g.spec.resources;
   const mem = quantityValue(r.maxMemory ?? r.memory) ?? 0n;
   return { cpus: r.maxCpus ?? r.cpus, memoryMiB: Number((mem + MiB - 1n) / MiB) };
-}
-
-export interface HostPortUse {
-  /** "TCP/8080": what two Guests on one host may not both publish. */
-  key: string;
-  port: number;
-  /** The field that asks for it, e.g. spec.network.ports[0].hostPort. */
-  field: string;
-}
-
-/** The host ports a Guest publishes (hostPort, else containerPort; nothing without the network). */
-export function hostPortsOf(g: Guest): HostPortUse[] {
-  if (g.spec.network?.enabled === false) return [];
-  return (g.spec.network?.ports ?? []).map((p, i) => {
-    const port = p.hostPort ?? p.containerPort;
-    return { key: `${p.protocol ?? 'TCP'}/${port}`, port, field: `spec.network.ports[${i}].${p.hostPort === undefined ? 'containerPort' : 'hostPort'}` };
-  });
-}
-
-export function portAllowed(port: number, ranges: readonly PortRange[]): boolean {
-  return ranges.some((r) => port >= r.from && port <= r.to);
-}
-
-/** "80, 1024-65535", or "none". */
-export function formatRanges(ranges: readonly PortRange[]): string {
-  return ranges.length ? ranges.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ') : 'none';
-}
-
-/** The first of the Guest's host ports that `ranges` do not allow. */
-export function disallowedPort(ports: HostPortUse[], ranges: readonly PortRange[]): HostPortUse | undefined {
-  return ports.find((x) => !portAllowed(x.port, ranges));
 }
 
 /**
