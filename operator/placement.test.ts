@@ -90,8 +90,16 @@ test('host ports: privileged ports are refused by default, naming the port, its 
   const none = host('a', { policy: { allowNodeName: true, hostPorts: [] } });
   assert.match((place(guest(ports({ containerPort: 8080 })), [none]) as { message: string }).message, /allowed: none/);
   assert.deepEqual(place(guest({ network: { enabled: false } }), [none]), { host: 'a' });
-  // Refused by a not-ready host is not a policy refusal: it may fit once the host is back.
-  assert.equal((place(guest(ports({ containerPort: 80 })), [host('a', { ready: false }), host('b')]) as { reason: string }).reason, 'Unschedulable');
+  // A policy refusal wherever it may go, whatever else is wrong with the hosts, is HostPortNotAllowed;
+  // one host whose policy allows it makes it Unschedulable (it may fit once that host is back).
+  assert.deepEqual(place(guest(ports({ containerPort: 80 })), [host('a', { ready: false }), host('b', { unschedulable: true })]), {
+    reason: 'HostPortNotAllowed',
+    message: "0/2 hosts are available: 2 didn't allow host port TCP/80 of spec.network.ports[0].containerPort (allowed: 1024-65535)",
+  });
+  assert.deepEqual(place(guest(ports({ containerPort: 80 })), [host('a', { ready: false, policy: open.policy }), host('b')]), {
+    reason: 'Unschedulable',
+    message: "0/2 hosts are available: 1 didn't allow host port TCP/80 of spec.network.ports[0].containerPort (allowed: 1024-65535), 1 not ready",
+  });
 });
 
 test('a host port another Guest holds on a host rules that host out, as the NodePorts filter does', () => {

@@ -40,8 +40,8 @@ export function guestRequest(g: Guest): { cpus: number; memoryMiB: number } {
 }
 
 /**
- * Ready, schedulable hosts whose labels match nodeSelector, whose policy allows the Guest's host ports,
- * where those ports are free and that have room; of those the least allocated (memory first, then
+ * Hosts whose policy allows the Guest's host ports, that are ready and schedulable, whose labels match
+ * nodeSelector, where those ports are free and that have room; of those the least allocated (memory first, then
  * vCPUs), so guests spread; ties go to the name, so the choice is deterministic. nodeName only narrows
  * the choice to that host (if its policy allows pinning); every other rule still applies. Unplaceable
  * Guests get a Kubernetes-style reason: "0/5 hosts are available: ...".
@@ -71,13 +71,14 @@ export function place(guest: Guest, hosts: HostView[]): Placement {
     candidates++;
     const notAllowed = disallowedPort(ports, h.policy.hostPorts);
     const inUse = ports.find((p) => h.usedPorts.has(p.key));
-    if (!h.ready) miss('not ready');
-    else if (h.unschedulable) miss('unschedulable');
-    else if (!selector.every(([k, v]) => h.labels[k] === v)) miss("didn't match nodeSelector");
-    else if (notAllowed) {
+    // The policy first: it does not change as hosts come and go, so it decides whether waiting helps.
+    if (notAllowed) {
       policyMisses++;
       miss(`didn't allow host port ${notAllowed.key} of ${notAllowed.field} (allowed: ${formatRanges(h.policy.hostPorts)})`);
-    } else if (inUse) miss(`host port ${inUse.key} in use`);
+    } else if (!h.ready) miss('not ready');
+    else if (h.unschedulable) miss('unschedulable');
+    else if (!selector.every(([k, v]) => h.labels[k] === v)) miss("didn't match nodeSelector");
+    else if (inUse) miss(`host port ${inUse.key} in use`);
     else if (h.allocated.memoryMiB + want.memoryMiB > h.allocatable.memoryMiB) miss('insufficient memory');
     else if (h.allocated.cpus + want.cpus > h.allocatable.cpus) miss('insufficient cpus');
     else {
@@ -92,7 +93,7 @@ export function place(guest: Guest, hosts: HostView[]): Placement {
   }
   if (best) return { host: best.name };
   const parts = [...misses].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([why, n]) => `${n} ${why}`);
-  // Every host that could have taken it refuses by policy: only a spec or policy change helps.
+  // Every host it may go to refuses it by policy: only a spec or policy change helps.
   const reason = candidates > 0 && policyMisses === candidates ? 'HostPortNotAllowed' : 'Unschedulable';
   return { reason, message: `0/${hosts.length} hosts are available: ${parts.join(', ')}` };
 }
