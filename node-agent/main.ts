@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import { Container } from 'inversify';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -58,6 +59,7 @@ const HELP = `Usage: krata-node-agent [options]
   --host-access           guests reach this host's own addresses
   --host-ports RANGES     host ports guests may publish: 80,443,1024-65535 or "none"
                           (default 1024-65535: no privileged ports)
+  --host-port-address IP  bind published host ports on this address only (default: all addresses)
   --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
   --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
   --log-level LEVEL       pino level (default info)
@@ -88,6 +90,7 @@ async function main(): Promise<number> {
       'host-loopback': { type: 'boolean', default: false },
       'host-access': { type: 'boolean', default: false },
       'host-ports': { type: 'string', default: '1024-65535' },
+      'host-port-address': { type: 'string' },
       'ipv4-subnet': { type: 'string' },
       'ipv6-subnet': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -112,6 +115,8 @@ async function main(): Promise<number> {
   if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
   // Checked before anything starts: a bad subnet or port range is a usage error.
   const hostPorts = parsePortRanges(values['host-ports']!, '--host-ports');
+  const hostAddress = values['host-port-address'];
+  if (hostAddress !== undefined && !isIP(hostAddress)) throw new Error(`--host-port-address: ${JSON.stringify(hostAddress)} is not an IPv4 or IPv6 address`);
   const ipam = new Ipam(state, { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) });
   // Cluster mode: the XenHost's name is the node name in Guest status too.
   const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
@@ -164,7 +169,7 @@ async function main(): Promise<number> {
   if (network) {
     const supervisor = new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
     net = supervisor;
-    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']! };
+    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...(hostAddress ? { hostAddress } : {}) };
     let reported = new Set<string>();
     const push = () => {
       const conflicts: PortConflict[] = [];

@@ -16,6 +16,8 @@ import { FakeHypervisor } from './fake-hypervisor.js';
 import { GuestStore } from './guest-store.js';
 import { Ipam } from './ipam.js';
 import { Reconciler, type ImageProvider } from './reconciler.js';
+import { validateConfig } from '../net/config.js';
+import { desiredNetwork } from '../net/desired.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-host-ports-test-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -112,4 +114,21 @@ test('Guests applied together with one host port: the older runs, the other wait
   assert.equal(h.status('a')?.phase, 'Running');
   assert.equal(h.hv.calls.create, 1);
   h.reconciler.stop();
+});
+
+test('--host-port-address: kratanet is told to bind published ports on that address only', () => {
+  const dir = join(work, `state-${++n}`);
+  const store = new GuestStore(dir);
+  const ipam = new Ipam(dir);
+  store.put(guest('web', [{ containerPort: 80, hostPort: 8080 }, { containerPort: 53, hostPort: 5353, protocol: 'UDP' }]), new Date('2026-01-01T00:00:00Z'));
+  ipam.reserve('default/web', store.get('default/web')!.guest.metadata.uid!);
+  store.setStatus('default/web', { phase: 'Running', domid: 3 });
+  const cfg = desiredNetwork(store, ipam, { hostAddress: '192.0.2.10' });
+  assert.deepEqual(validateConfig(JSON.parse(JSON.stringify(cfg))), cfg, 'kratanet accepts it as it is');
+  assert.deepEqual(cfg.guests[0]!.ports, [
+    { protocol: 'TCP', guestPort: 80, hostPort: 8080, hostAddress: '192.0.2.10' },
+    { protocol: 'UDP', guestPort: 53, hostPort: 5353, hostAddress: '192.0.2.10' },
+  ]);
+  // Without the flag: all addresses, as before.
+  assert.equal(desiredNetwork(store, ipam).guests[0]!.ports![0]!.hostAddress, undefined);
 });
