@@ -121,3 +121,22 @@ test('the placement is status.node: a new operator keeps every Guest where it wa
   assert.ok((await published('xen-b')).includes('default/sneaky'));
   assert.ok(!(await published('xen-a')).includes('default/sneaky'));
 });
+
+test("an admin's XenHost guestPolicy decides: opening port 80 places the refused Guest; allowNodeName: false refuses pins", async () => {
+  const patchHost = (name: string, spec: unknown) => kube.client.request('PATCH', `/apis/krata.dev/v1alpha1/xenhosts/${name}`, { body: { spec }, contentType: 'application/merge-patch+json' });
+  // The API server stores the defaults: what an admin sees with kubectl get -o yaml.
+  assert.deepEqual((await kube.client.getXenHost('xen-b')).spec.guestPolicy, { allowNodeName: true, hostPorts: [{ from: 1024, to: 65535 }] });
+  await patchHost('xen-b', { guestPolicy: { hostPorts: [{ from: 80, to: 80 }, { from: 1024, to: 65535 }] } });
+  assert.equal(await waitFor(async () => (await kube.client.getGuest('default', 'web80')).status?.node, 'web80 placed', 30_000), 'xen-b');
+  await patchHost('xen-a', { guestPolicy: { allowNodeName: false } });
+  await waitFor(async () => (await kube.client.getXenHost('xen-a')).spec.guestPolicy.allowNodeName === false && op.hosts.get('xen-a')?.spec.guestPolicy.allowNodeName === false, 'policy seen');
+  await kube.client.createGuest(guest('pinned2', { nodeName: 'xen-a' }));
+  const s = await scheduled('pinned2');
+  assert.deepEqual(s, {
+    status: 'False',
+    reason: 'NodeNameNotAllowed',
+    message: 'XenHost xen-a does not allow Guests to name it in spec.nodeName (its spec.guestPolicy.allowNodeName is false)',
+    node: undefined,
+    stalled: 'True',
+  });
+});
