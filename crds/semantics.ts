@@ -20,7 +20,12 @@ export type Sound = (...path: Path) => boolean;
 export function semanticErrors(obj: KratObject, sound: Sound): FieldError[] {
   const errors = metadataErrors(obj.metadata, sound);
   if (obj.kind === 'Guest') errors.push(...guestErrors(obj, sound));
-  else if (sound('spec', 'reserved', 'memory')) errors.push(...xenHostErrors(obj));
+  else {
+    if (sound('spec', 'reserved', 'memory')) errors.push(...xenHostErrors(obj));
+    (obj.spec.guestPolicy?.hostPorts ?? []).forEach((r, i) => {
+      if (sound('spec', 'guestPolicy', 'hostPorts', i) && r.to < r.from) errors.push({ path: ['spec', 'guestPolicy', 'hostPorts', i, 'to'], message: `must be at least from (${r.from}), got ${r.to}` });
+    });
+  }
   return errors;
 }
 

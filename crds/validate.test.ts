@@ -122,7 +122,9 @@ test('kind and apiVersion are checked before anything else', () => {
 test('XenHosts are cluster-scoped objects named like nodes, with defaulted spec', () => {
   const { object, errors } = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name: 'xen-01.lab.example' } });
   assert.deepEqual(errors, []);
-  assert.deepEqual(object!.spec, { unschedulable: false, reserved: { cpus: 0, memory: '0' } });
+  assert.deepEqual(object!.spec, { unschedulable: false, reserved: { cpus: 0, memory: '0' }, guestPolicy: { allowNodeName: true, hostPorts: [{ from: 1024, to: 65535 }] } });
+  const backwards = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name: 'x' }, spec: { guestPolicy: { hostPorts: [{ from: 80, to: 80 }, { from: 2000, to: 1000 }] } } });
+  assert.deepEqual(messages(backwards.errors), ['spec.guestPolicy.hostPorts[1].to: must be at least from (2000), got 1000']);
 });
 
 test('status is validated like the rest: conditions follow the Kubernetes convention', () => {

@@ -7,11 +7,13 @@
 import 'reflect-metadata';
 import { Container } from 'inversify';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { checkHostName } from '../cluster/contract.js';
+import { parsePortRanges } from '../crds/host-ports.js';
 import { packageVersion } from '../kratactl/commands/version.js';
 import { Agent, CachedImages } from './agent/agent.js';
 import { EventRecorder } from './agent/events.js';
@@ -63,6 +65,9 @@ const HELP = `Usage: krata-node-agent [options]
                           --fake-hypervisor, which has no vifs)
   --host-loopback         guests reach this host's loopback (127.0.0.1, ::1) at their gateway address
   --host-access           guests reach this host's own addresses
+  --host-ports RANGES     host ports guests may publish: 80,443,1024-65535 or "none"
+                          (default 1024-65535: no privileged ports)
+  --host-port-address IP  bind published host ports on this address only (default: all addresses)
   --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
   --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
   --log-level LEVEL       pino level (default info)
@@ -98,6 +103,8 @@ async function main(): Promise<number> {
       network: { type: 'string' },
       'host-loopback': { type: 'boolean', default: false },
       'host-access': { type: 'boolean', default: false },
+      'host-ports': { type: 'string', default: '1024-65535' },
+      'host-port-address': { type: 'string' },
       'ipv4-subnet': { type: 'string' },
       'ipv6-subnet': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -127,7 +134,10 @@ async function main(): Promise<number> {
   if (values.network !== undefined && values.network !== 'on' && values.network !== 'off') throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
   const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
   if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
-  // Checked before anything starts: a bad subnet is a usage error.
+  // Checked before anything starts: a bad subnet or port range is a usage error.
+  const hostPorts = parsePortRanges(values['host-ports']!, '--host-ports');
+  const hostAddress = values['host-port-address'];
+  if (hostAddress !== undefined && !isIP(hostAddress)) throw new Error(`--host-port-address: ${JSON.stringify(hostAddress)} is not an IPv4 or IPv6 address`);
   const ipam = new Ipam(state, { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) });
   // Cluster mode: the XenHost's name is the node name in Guest status too.
   const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
@@ -173,6 +183,7 @@ async function main(): Promise<number> {
     pullConcurrency: count('pull-concurrency', 1),
     resyncMs: Number(values.resync) * 1000,
     observe: (ms, err) => metrics.observe(ms, err),
+    hostPorts,
   });
   const agent = new Agent(store, hv, recorder, images, clock, cluster ? { managedBy: `Redis ${cluster.redisName}` } : {});
   // The krata group (when the host has one) may use the API besides root.
@@ -186,7 +197,7 @@ async function main(): Promise<number> {
   if (network) {
     const supervisor = new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
     net = supervisor;
-    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']! };
+    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...(hostAddress ? { hostAddress } : {}) };
     let reported = new Set<string>();
     const push = () => {
       const conflicts: PortConflict[] = [];

@@ -15,8 +15,9 @@ export function desiredRecord(g: Guest): DesiredGuest {
   const d: DesiredGuest = { namespace: m.namespace ?? 'default', name: m.name, uid: m.uid!, generation: m.generation ?? 1, spec: g.spec };
   if (m.labels && Object.keys(m.labels).length) d.labels = m.labels;
   if (m.annotations) {
-    // kubectl's last-applied copy of the whole object is large and means nothing to the agent; the
-    // placement annotation is the operator's own.
+    // kubectl's last-applied copy of the whole object is large and means nothing to the agent; krata.dev/node
+    // was the placement annotation of earlier operators (placement is status.node now, and any
+    // user-set copy means nothing).
     const { 'kubectl.kubernetes.io/last-applied-configuration': _last, 'krata.dev/node': _node, ...rest } = m.annotations;
     if (Object.keys(rest).length) d.annotations = rest;
   }

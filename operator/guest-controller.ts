@@ -1,8 +1,9 @@
 // The Guest controller: one idempotent, level-triggered reconcile(key) in controller-runtime's shape.
 // Each pass reads the Guest from the informer's cache and the agent's latest report, then moves the
 // world one step: finalizer, placement (recorded in status.node before any host hears of the Guest,
-// so a crash cannot place it twice), the host's desired record in Redis, the status the user sees,
-// and Events for placement, phase changes and failures. Spec is never written.
+// so a crash cannot place it twice; status is the operator's: tenants cannot write it, and the API
+// server drops it from creates), the host's desired record in Redis, the status the user sees, and
+// Events for placement, phase changes and failures. Spec is never written.
 import type { StatusReport } from '../cluster/contract.js';
 import { fieldOf } from '../cluster/contract.js';
 import { formatPath, validateObject } from '../crds/validate.js';
@@ -14,13 +15,12 @@ import { deriveStatus, statusChanged } from './guest-status.js';
 import type { HostTracker } from './host-tracker.js';
 import type { KubeClient } from './kube/client.js';
 import { keyOf, type Informer } from './kube/informer.js';
+import { hostPortsOf } from '../crds/host-ports.js';
 import { guestRequest, place } from './placement.js';
 import type { StatusReports } from './status-reports.js';
 import { metaTime } from '../crds/meta.js';
 
 export const FINALIZER = 'krata.dev/guest-cleanup';
-/** The XenHost a Guest is placed on, written with the finalizer (status.node shows it too). */
-export const NODE_ANNOTATION = 'krata.dev/node';
 /** Set to "true" on a Guest being deleted to drop it without waiting for its host (the host may keep a domain). */
 export const FORCE_DELETE_ANNOTATION = 'krata.dev/force-delete';
 
@@ -41,9 +41,11 @@ export class GuestController {
   readonly queue: WorkQueue;
   /** Placements made by this process that the cache may not show yet: key → host and uid. */
   private readonly assigned = new Map<string, { host: string; uid: string }>();
-  /** What each placed Guest holds on its host, for placement's arithmetic: key → host and request. */
-  private readonly holds = new Map<string, { host: string; cpus: number; memoryMiB: number }>();
+  /** What each placed Guest holds on its host, for placement's arithmetic: key → host, request and host ports. */
+  private readonly holds = new Map<string, { host: string; cpus: number; memoryMiB: number; ports: string[] }>();
   private readonly allocation = new Map<string, { cpus: number; memoryMiB: number }>();
+  /** host → host port ("TCP/80") → how many placed Guests publish it. */
+  private readonly portUse = new Map<string, Map<string, number>>();
   /** Last unschedulable reason reported per key (one FailedScheduling Event per change, not per retry). */
   private readonly unschedulable = new Map<string, string>();
   /** Since when a transient status has been waiting to be written (ms). */
@@ -64,31 +66,46 @@ export class GuestController {
     );
   }
 
-  /** The node a Guest is on: its placement annotation, or a (re)placement this process made that the cache lags behind. */
+  /**
+   * The node a Guest is on: status.node (only the operator writes status), or a (re)placement this
+   * process made that the cache lags behind. Never an annotation: users write those, at create time too.
+   */
   nodeOf(g: Guest): string | undefined {
     const a = this.assigned.get(keyOf(g));
     if (a && a.uid === g.metadata.uid) return a.host || undefined;
-    return g.metadata.annotations?.[NODE_ANNOTATION] || undefined;
+    return g.status?.node || undefined;
   }
 
   /** Keeps the per-host allocation current; called for every Guest the cache shows and every placement. */
   track(g: Guest | undefined, key: string): void {
     const old = this.holds.get(key);
     const host = g && !finished(g.status) ? this.nodeOf(g) : undefined;
-    const req = g && host ? guestRequest(g) : undefined;
-    if (old && host === old.host && req && req.cpus === old.cpus && req.memoryMiB === old.memoryMiB) return;
-    if (old) this.adjust(old.host, -old.cpus, -old.memoryMiB);
+    const req = g && host ? { ...guestRequest(g), ports: hostPortsOf(g).map((p) => p.key) } : undefined;
+    if (old && host === old.host && req && req.cpus === old.cpus && req.memoryMiB === old.memoryMiB && req.ports.join() === old.ports.join()) return;
+    if (old) this.adjust(old.host, -old.cpus, -old.memoryMiB, old.ports, -1);
     if (host && req) {
       this.holds.set(key, { host, ...req });
-      this.adjust(host, req.cpus, req.memoryMiB);
+      this.adjust(host, req.cpus, req.memoryMiB, req.ports, 1);
     } else this.holds.delete(key);
   }
 
-  private adjust(host: string, cpus: number, memoryMiB: number): void {
+  private adjust(host: string, cpus: number, memoryMiB: number, ports: string[], sign: 1 | -1): void {
     const a = this.allocation.get(host) ?? { cpus: 0, memoryMiB: 0 };
     a.cpus += cpus;
     a.memoryMiB += memoryMiB;
     this.allocation.set(host, a);
+    const use = this.portUse.get(host) ?? new Map<string, number>();
+    for (const p of ports) {
+      const n = (use.get(p) ?? 0) + sign;
+      if (n > 0) use.set(p, n);
+      else use.delete(p);
+    }
+    this.portUse.set(host, use);
+  }
+
+  /** Host ports that Guests placed on `host` publish (the NodePorts filter of Kubernetes' scheduler). */
+  usedPorts(host: string): ReadonlySet<string> {
+    return new Set(this.portUse.get(host)?.keys());
   }
 
   allocated(host: string): { cpus: number; memoryMiB: number } {
@@ -123,7 +140,7 @@ export class GuestController {
     const uid = g.metadata.uid!;
     const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
     const a = this.assigned.get(key);
-    if (a && (a.uid !== uid || g.metadata.annotations?.[NODE_ANNOTATION] === a.host)) this.assigned.delete(key);
+    if (a && (a.uid !== uid || (g.status?.node ?? '') === a.host)) this.assigned.delete(key);
     let node = this.nodeOf(g);
 
     // The API server checks the schema; what it cannot (no CEL in 1.20: memory ≤ maxMemory, ...) is
@@ -150,10 +167,15 @@ export class GuestController {
     let unschedulable: { reason: string; message: string } | undefined;
     let placed = false;
     if (!node) {
-      const p = place(g, this.tracker.views((h) => this.allocated(h)));
+      const p = place(g, this.tracker.views((h) => this.allocated(h), (h) => this.usedPorts(h)));
       if ('host' in p) {
         node = p.host;
         placed = true;
+        // Counted at once (no await since place()): a Guest placed by another worker meanwhile sees
+        // this one's memory, vCPUs and host ports. Undone below if the placement cannot be recorded.
+        this.assigned.set(key, { host: node, uid });
+        this.unschedulable.delete(key);
+        this.track(g, key);
       } else {
         unschedulable = { reason: p.reason, message: p.message };
         const said = `${p.reason}:${p.message}`;
@@ -164,37 +186,38 @@ export class GuestController {
       }
     }
 
-    // One metadata write holds both our finalizer and the placement, so the placement is durable before
-    // any host hears of the Guest (a crash cannot place it twice) at the cost of a single API write.
-    const hasFinalizer = g.metadata.finalizers?.includes(FINALIZER) ?? false;
-    const annotated = g.metadata.annotations?.[NODE_ANNOTATION];
-    if (!hasFinalizer || (node && annotated !== node)) {
-      await this.kube.patchGuestMetadata(
-        namespace,
-        name,
-        {
-          ...(hasFinalizer ? {} : { finalizers: [...(g.metadata.finalizers ?? []), FINALIZER] }),
-          ...(node && annotated !== node ? { annotations: { [NODE_ANNOTATION]: node } } : {}),
-        },
-        g.metadata.resourceVersion!,
-      );
+    // The finalizer first, then the placement in status.node: both are durable before any host hears of
+    // the Guest, so a crash between steps cannot place it twice. The status write is preconditioned on
+    // the resourceVersion placement saw, so a placement made from a stale cache fails (and is retried).
+    let cur = g;
+    try {
+      if (!g.metadata.finalizers?.includes(FINALIZER)) {
+        cur = await this.kube.patchGuestMetadata(namespace, name, { finalizers: [...(g.metadata.finalizers ?? []), FINALIZER] }, g.metadata.resourceVersion!);
+      }
+      // (Not when this process recorded it already and the cache has yet to show it.)
+      const recorded = !placed && this.assigned.get(key)?.host === node;
+      if (node && cur.status?.node !== node && !recorded) {
+        const next = deriveStatus({ guest: cur, node, report: this.reports.from(node, key), hostReady: this.tracker.ready(node), now: metaTime(Date.now()) });
+        cur = await this.kube.applyGuestStatus(namespace, name, next, { uid, resourceVersion: cur.metadata.resourceVersion! });
+        this.pendingSince.delete(key);
+      }
+    } catch (e) {
+      if (placed) {
+        this.assigned.delete(key);
+        this.track(g, key);
+      }
+      throw e;
     }
-    if (placed) {
-      // Also when the annotation already named this host (placed back where it was).
-      this.assigned.set(key, { host: node!, uid });
-      this.unschedulable.delete(key);
-      // No Event of its own: status.node and Scheduled=True say it, and the Started (or failure)
-      // Event names the host; at 10,000 Guests an Event each is a fifth of all API writes.
-      this.track(g, key);
-    }
+    // No Event for a placement: status.node and Scheduled=True say it, and the Started (or failure)
+    // Event names the host; at 10,000 Guests an Event each is a fifth of all API writes.
     if (node) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
 
     const report = node ? this.reports.from(node, key) : undefined;
-    const next = deriveStatus({ guest: g, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: metaTime(Date.now()) });
+    const next = deriveStatus({ guest: cur, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: metaTime(Date.now()) });
     let requeue: number | undefined = unschedulable ? 30_000 : undefined;
     // A silent host sends no events: come back when re-placement is due.
     if (node && !this.tracker.ready(node) && this.opts.rescheduleAfterMs > 0) requeue = Math.max(1000, this.opts.rescheduleAfterMs - this.tracker.notReadyForMs(node) + 1000);
-    if (statusChanged(g.status, next)) {
+    if (statusChanged(cur.status, next)) {
       // A transient status (waiting for the agent, Creating) is written only if it lasts: a report that
       // follows soon replaces it, and a Guest that starts at once costs one status write, not three.
       const transient = (next.phase === 'Pending' && !unschedulable && next.conditions?.some((c) => c.type === 'Ready' && c.reason === 'WaitingForHost')) || next.phase === 'Creating';
@@ -204,7 +227,7 @@ export class GuestController {
       const settle = this.opts.settleMs ?? 2000;
       if (transient && now - since < settle) requeue = settle - (now - since);
       else {
-        await this.writeStatus(g, next);
+        await this.writeStatus(cur, next);
         this.pendingSince.delete(key);
       }
     } else this.pendingSince.delete(key);
@@ -231,6 +254,8 @@ export class GuestController {
     const next: GuestStatus = {
       phase: 'Pending',
       observedGeneration: generation,
+      // A placed Guest keeps its placement: status.node is where it is recorded.
+      ...(node ? { node } : {}),
       reason: 'InvalidSpec',
       message,
       conditions: [

@@ -64,3 +64,13 @@ test('the same inputs give the same status, so nothing is written twice; transit
   assert.equal(statusChanged(second, lost), true);
   assert.equal(cond(lost, 'Ready')?.lastTransitionTime, '2026-01-01T00:06:00Z');
 });
+
+test("refused by the admins' policy (a host port, nodeName): Scheduled=False and Stalled=True with the reason", () => {
+  const message = "0/1 hosts are available: 1 didn't allow host port TCP/80 of spec.network.ports[0].containerPort (allowed: 1024-65535)";
+  const s = deriveStatus({ guest: guest(), unschedulable: { reason: 'HostPortNotAllowed', message }, hostReady: false, now: 't1' });
+  assert.deepEqual([cond(s, 'Scheduled')?.status, cond(s, 'Scheduled')?.reason, cond(s, 'Scheduled')?.message], ['False', 'HostPortNotAllowed', message]);
+  assert.deepEqual([cond(s, 'Stalled')?.status, cond(s, 'Stalled')?.reason, cond(s, 'Stalled')?.message], ['True', 'HostPortNotAllowed', message]);
+  assert.equal(s.node, undefined);
+  const n = deriveStatus({ guest: guest(), unschedulable: { reason: 'NodeNameNotAllowed', message: 'XenHost a does not allow ...' }, hostReady: false, now: 't1' });
+  assert.equal(cond(n, 'Stalled')?.status, 'True');
+});

@@ -5,6 +5,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { StatusReport } from '../cluster/contract.js';
 import type { Condition, Guest, GuestStatus } from '../crds/generated/types.js';
+import { POLICY_REASONS } from './placement.js';
 
 export interface StatusInputs {
   guest: Guest;
@@ -49,7 +50,9 @@ export function deriveStatus(inp: StatusInputs): GuestStatus {
     const why = inp.unschedulable ?? { reason: 'Pending', message: 'waiting for placement' };
     cond('Ready', 'False', why.reason, why.message);
     cond('Reconciling', 'True', why.reason, why.message);
-    cond('Stalled', 'False', why.reason, '');
+    // Refused by the admins' policy (a host port, nodeName): waiting will not help, a change will.
+    const refused = POLICY_REASONS.has(why.reason);
+    cond('Stalled', refused ? 'True' : 'False', why.reason, refused ? why.message : '');
   } else if (!inp.hostReady && s.phase !== 'Succeeded' && s.phase !== 'Failed') {
     s.phase = 'Unknown';
     cond('Ready', 'Unknown', 'NodeNotReady', `the node agent on ${node} is not reporting`);

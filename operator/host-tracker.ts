@@ -8,7 +8,8 @@ import type { Redis } from 'ioredis';
 import { HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
-import type { HostView } from './placement.js';
+import { DEFAULT_HOST_PORTS } from '../crds/host-ports.js';
+import type { HostPolicy, HostView } from './placement.js';
 import { metaTime } from '../crds/meta.js';
 
 export interface HostState {
@@ -120,8 +121,8 @@ export class HostTracker {
     await this.opts.writeStatus(name, next);
   }
 
-  /** Placement's view of every host. `allocated` comes from the caller (the Guests it placed). */
-  views(allocated: (name: string) => { cpus: number; memoryMiB: number }): HostView[] {
+  /** Placement's view of every host. `allocated` and `usedPorts` come from the caller (the Guests it placed). */
+  views(allocated: (name: string) => { cpus: number; memoryMiB: number }, usedPorts: (name: string) => ReadonlySet<string> = () => new Set()): HostView[] {
     return this.opts.hosts().map((h) => {
       const st = this.states.get(h.metadata.name);
       return {
@@ -131,9 +132,17 @@ export class HostTracker {
         ready: st?.ready ?? false,
         allocatable: allocatable(h, st?.heartbeat),
         allocated: allocated(h.metadata.name),
+        policy: hostPolicy(h),
+        usedPorts: usedPorts(h.metadata.name),
       };
     });
   }
+}
+
+/** The XenHost's spec.guestPolicy; the API server defaults it, and so does this for objects it did not. */
+export function hostPolicy(h: XenHost): HostPolicy {
+  const p = h.spec.guestPolicy;
+  return { allowNodeName: p?.allowNodeName ?? true, hostPorts: p?.hostPorts ?? [...DEFAULT_HOST_PORTS] };
 }
 
 /** capacity − spec.reserved; nothing before the first heartbeat. */

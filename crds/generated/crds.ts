@@ -355,7 +355,7 @@ export const guestCRD: CustomResourceDefinition = {
                               "type": "integer",
                               "minimum": 1,
                               "maximum": 65535,
-                              "description": "Port on the node; defaults to containerPort."
+                              "description": "Port on the node; defaults to containerPort. Must be in the host's allowed ranges (XenHost spec.guestPolicy.hostPorts, the agent's --host-ports; both default to 1024-65535) and free there."
                             },
                             "protocol": {
                               "type": "string",
@@ -391,7 +391,7 @@ export const guestCRD: CustomResourceDefinition = {
                     "type": "string",
                     "maxLength": 253,
                     "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
-                    "description": "Run on this XenHost; bypasses placement."
+                    "description": "Run on this XenHost: placement considers no other host, but its cordon, nodeSelector, capacity, host ports and spec.guestPolicy.allowNodeName still apply."
                   },
                   "nodeSelector": {
                     "type": "object",
@@ -709,6 +709,51 @@ export const xenHostCRD: CustomResourceDefinition = {
                         ],
                         "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
                         "default": "0"
+                      }
+                    }
+                  },
+                  "guestPolicy": {
+                    "title": "GuestPolicy",
+                    "type": "object",
+                    "default": {},
+                    "description": "What Guests placed here may ask for. Set by admins (tenants cannot write XenHosts); the operator refuses a Guest that asks for more, with Scheduled=False and the reason.",
+                    "properties": {
+                      "allowNodeName": {
+                        "type": "boolean",
+                        "default": true,
+                        "description": "Guests may name this host in spec.nodeName (reason NodeNameNotAllowed otherwise). Pinning only narrows placement to this host: cordon, nodeSelector, capacity and host ports still apply."
+                      },
+                      "hostPorts": {
+                        "type": "array",
+                        "maxItems": 64,
+                        "default": [
+                          {
+                            "from": 1024,
+                            "to": 65535
+                          }
+                        ],
+                        "description": "Host ports Guests may publish here (spec.network.ports[].hostPort, else containerPort), as inclusive ranges; [] allows none. Ports below 1024 only if a range lists them. The node agent's --host-ports must allow them too.",
+                        "items": {
+                          "title": "PortRange",
+                          "type": "object",
+                          "required": [
+                            "from",
+                            "to"
+                          ],
+                          "properties": {
+                            "from": {
+                              "type": "integer",
+                              "minimum": 1,
+                              "maximum": 65535
+                            },
+                            "to": {
+                              "type": "integer",
+                              "minimum": 1,
+                              "maximum": 65535,
+                              "description": "Last port of the range (at least from)."
+                            }
+                          }
+                        }
                       }
                     }
                   }

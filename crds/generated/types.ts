@@ -43,7 +43,10 @@ export interface GuestPort {
   name?: string;
   /** Port the guest listens on. */
   containerPort: number;
-  /** Port on the node; defaults to containerPort. */
+  /**
+   * Port on the node; defaults to containerPort. Must be in the host's allowed ranges (XenHost
+   * spec.guestPolicy.hostPorts, the agent's --host-ports; both default to 1024-65535) and free there.
+   */
   hostPort?: number;
   protocol: 'TCP' | 'UDP';
 }
@@ -105,7 +108,10 @@ export interface GuestSpec {
   restartPolicy: 'Always' | 'OnFailure' | 'Never';
   /** Seconds between SIGTERM and SIGKILL when the guest is stopped. */
   terminationGracePeriodSeconds: number;
-  /** Run on this XenHost; bypasses placement. */
+  /**
+   * Run on this XenHost: placement considers no other host, but its cordon, nodeSelector, capacity, host
+   * ports and spec.guestPolicy.allowNodeName still apply.
+   */
   nodeName?: string;
   /** Only place the guest on XenHosts whose labels match all of these. */
   nodeSelector?: Record<string, string>;
@@ -185,11 +191,36 @@ export interface HostReserved {
   memory: number | string;
 }
 
+export interface PortRange {
+  from: number;
+  /** Last port of the range (at least from). */
+  to: number;
+}
+
+export interface GuestPolicy {
+  /**
+   * Guests may name this host in spec.nodeName (reason NodeNameNotAllowed otherwise). Pinning only
+   * narrows placement to this host: cordon, nodeSelector, capacity and host ports still apply.
+   */
+  allowNodeName: boolean;
+  /**
+   * Host ports Guests may publish here (spec.network.ports[].hostPort, else containerPort), as inclusive
+   * ranges; [] allows none. Ports below 1024 only if a range lists them. The node agent's --host-ports
+   * must allow them too.
+   */
+  hostPorts: PortRange[];
+}
+
 export interface XenHostSpec {
   /** Place no new Guests here (running Guests stay), like kubectl cordon. */
   unschedulable: boolean;
   /** Resources held back for dom0 and krata itself; allocatable = capacity - reserved. */
   reserved: HostReserved;
+  /**
+   * What Guests placed here may ask for. Set by admins (tenants cannot write XenHosts); the operator
+   * refuses a Guest that asks for more, with Scheduled=False and the reason.
+   */
+  guestPolicy: GuestPolicy;
 }
 
 export interface HostResources {

@@ -6,11 +6,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Condition, Guest, GuestStatus } from '../../crds/generated/types.js';
+import type { Condition, Guest, GuestStatus, PortRange } from '../../crds/generated/types.js';
+import { DEFAULT_HOST_PORTS } from '../../crds/host-ports.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
 import type { ImageConfig } from '../image/manifest.js';
 import { writeConfigDisk } from './config-disk.js';
+import { HostPortGuard } from './host-ports.js';
 import type { EventRecorder } from './events.js';
 import type { GuestRecord, GuestStore } from './guest-store.js';
 import type { Clock, DomainInfo, DomainLaunch, Hypervisor } from './hypervisor.js';
@@ -74,6 +76,8 @@ export interface ReconcilerOptions {
   observe?: (ms: number, error?: unknown) => void;
   /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
   writeConfigDisk?: typeof writeConfigDisk;
+  /** Host ports Guests may publish here (--host-ports; default 1024-65535). */
+  hostPorts?: readonly PortRange[];
 }
 
 const RESTART_BASE_MS = 10_000;
@@ -117,6 +121,9 @@ export class Reconciler {
   /** Pulls by Guest key; the image store shares one job per digest among them. */
   private readonly pulls = new Map<string, PullJob>();
   private readonly pullSlots: Semaphore;
+  private readonly ports: HostPortGuard;
+  /** How soon a Guest waiting for a host port another Guest holds looks again. */
+  static readonly PORT_RETRY_MS = 5_000;
 
   constructor(
     private readonly store: GuestStore,
@@ -128,6 +135,7 @@ export class Reconciler {
     private readonly opts: ReconcilerOptions,
   ) {
     this.disksDir = join(opts.stateDir, 'disks');
+    this.ports = new HostPortGuard(store, opts.hostPorts ?? DEFAULT_HOST_PORTS);
     mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
     this.pullSlots = new Semaphore(opts.pullConcurrency ?? 4);
     this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err) => {
@@ -398,7 +406,20 @@ export class Reconciler {
     if (s.reason && this.isStalled(rec) && s.observedGeneration === gen) return;
     const wait = (rec.internal.notBefore ?? 0) - this.clock.now();
     if (wait > 0) return { requeueAfterMs: wait };
+    const ports = this.ports.claim(key, rec.guest);
+    if ('reason' in ports && ports.reason === 'HostPortConflict') {
+      this.recorder.warning(key, ports.reason, ports.message);
+      this.setStatus(key, (st) => {
+        st.phase = 'Pending';
+        st.reason = ports.reason;
+        st.message = ports.message;
+        this.condition(rec, st, 'Ready', 'False', ports.reason, ports.message);
+        this.condition(rec, st, 'Reconciling', 'True', ports.reason, ports.message);
+      });
+      return { requeueAfterMs: Reconciler.PORT_RETRY_MS };
+    }
     try {
+      if ('reason' in ports) throw new Stalled(ports.reason, ports.message);
       await this.start(key, rec);
     } catch (e) {
       if (e instanceof Stalled) {
@@ -414,6 +435,8 @@ export class Reconciler {
         return;
       }
       throw e;
+    } finally {
+      if ('release' in ports) ports.release();
     }
     return;
   }

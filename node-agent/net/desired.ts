@@ -13,6 +13,8 @@ export interface DesiredNetworkOptions {
   /** Guests reach dom0's own addresses. Default false. */
   hostAccess?: boolean;
   gatewayMac?: string;
+  /** The address published host ports are bound on (--host-port-address); default all addresses. */
+  hostAddress?: string;
 }
 
 /** A published port left out: `guest` asked for it, `holder` (older) has it. */
@@ -62,7 +64,7 @@ export function desiredNetwork(store: Pick<GuestStore, 'keys' | 'get'>, ipam: Ip
         continue;
       }
       taken.set(at, c.key);
-      c.net.ports!.push({ protocol, guestPort: p.containerPort, hostPort } satisfies PublishedPort);
+      c.net.ports!.push({ protocol, guestPort: p.containerPort, hostPort, ...(opts.hostAddress ? { hostAddress: opts.hostAddress } : {}) } satisfies PublishedPort);
     }
   }
   // The configuration in a stable order (by key), so an unchanged state gives an identical config.

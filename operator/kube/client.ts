@@ -262,19 +262,21 @@ export class KubeClient {
    * metadata over it), so then a JSON patch whose `test` op makes the precondition atomic replaces the
    * status instead; a mismatch throws a KubeError 409, as a failed UID precondition on DELETE does.
    */
-  async applyGuestStatus(namespace: string, name: string, status: GuestStatus, opts: { uid?: string } = {}): Promise<Guest> {
+  async applyGuestStatus(namespace: string, name: string, status: GuestStatus, opts: { uid?: string; resourceVersion?: string } = {}): Promise<Guest> {
     const path = `${guestPath(namespace, name)}/status`;
     if (!opts.uid) return this.apply(path, { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name, namespace }, status });
+    // With `resourceVersion` too, the write must hit that version (a placement made from a stale cache fails).
     const patch = [
       { op: 'test', path: '/metadata/uid', value: opts.uid },
+      ...(opts.resourceVersion ? [{ op: 'test', path: '/metadata/resourceVersion', value: opts.resourceVersion }] : []),
       { op: 'add', path: '/status', value: status },
     ];
     try {
       return await this.request<Guest>('PATCH', path, { body: patch, contentType: PatchStrategy.JsonPatch, query: { fieldManager: FIELD_MANAGER } });
     } catch (e) {
-      // `add /status` cannot fail, so the generic 422 of a failed patch can only be the uid test.
+      // `add /status` cannot fail, so the generic 422 of a failed patch can only be a test.
       if (e instanceof KubeError && e.status === 422 && e.message.includes('rejected our request')) {
-        throw new KubeError(409, `Precondition failed: UID in precondition: ${opts.uid} (Guest ${namespace}/${name})`, 'Conflict');
+        throw new KubeError(409, `Precondition failed: UID ${opts.uid}${opts.resourceVersion ? ` or resourceVersion ${opts.resourceVersion}` : ''} (Guest ${namespace}/${name})`, 'Conflict');
       }
       throw e;
     }
