@@ -10,6 +10,7 @@ import type { Condition, Guest, GuestStatus } from '../../crds/generated/types.j
 import { quantityValue } from '../../crds/quantity.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
 import type { ImageConfig } from '../image/manifest.js';
+import type { PullAuth } from '../image/registry.js';
 import { writeConfigDisk } from './config-disk.js';
 import type { EventRecorder } from './events.js';
 import type { GuestRecord, GuestStore } from './guest-store.js';
@@ -20,8 +21,11 @@ import { metaTime } from '../../crds/meta.js';
 
 /** Where images come from (ImageStore in the agent; a double in tests). */
 export interface ImageProvider {
-  /** The image for `reference` under the pull policy; throws ImageError on failure. */
-  ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): Promise<{ digest: string; path: string; config: ImageConfig }>;
+  /**
+   * The image for `reference` under the pull policy, with the Guest's credentials (`auth`, whose
+   * namespace must have proved access to a cached image); throws ImageError on failure.
+   */
+  ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never', auth?: PullAuth): Promise<{ digest: string; path: string; config: ImageConfig }>;
 }
 
 /** An image failure with a Kubernetes-style reason (ErrImagePull, ErrImageNeverPull, InvalidImageName). */
@@ -52,6 +56,11 @@ export interface ReconcilerOptions {
   bootFileDirs?: string[];
   /** Called after each reconcile with its duration (metrics). */
   observe?: (ms: number, error?: unknown) => void;
+  /**
+   * A Guest's pull credentials: its namespace's pull secrets (single host) or the operator's
+   * repository tokens (cluster). Without it, pulls carry the namespace only (node credentials).
+   */
+  pullAuth?: (g: Guest) => PullAuth;
   /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
   writeConfigDisk?: typeof writeConfigDisk;
 }
@@ -410,7 +419,9 @@ export class Reconciler {
     const policy = g.spec.imagePullPolicy ?? (/:latest$/.test(g.spec.image) || !/[:@][^/]*$/.test(g.spec.image) ? 'Always' : 'IfNotPresent');
     let image;
     try {
-      image = await this.images.ensure(g.spec.image, policy);
+      // The namespace is always the Guest's own: a provider cannot make one Guest prove for another.
+      const auth = { ...this.opts.pullAuth?.(g), namespace: g.metadata.namespace ?? 'default' };
+      image = await this.images.ensure(g.spec.image, policy, auth);
     } catch (e) {
       const reason = e instanceof ImageError ? e.reason : 'ErrImagePull';
       const message = `${g.spec.image}: ${(e as Error).message}`;

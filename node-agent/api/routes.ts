@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
 import type { AgentService, WatchEvent } from '../agent/service.js';
+import { isPullSecretName } from '../image/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 
 export const CONSOLE_PROTOCOL = 'krata-console.v1';
@@ -249,18 +250,20 @@ function imageRef(value: unknown, what: string): string {
 }
 
 async function pullImage(r: Request): Promise<void> {
-  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { image?: unknown; pullSecrets?: unknown };
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { image?: unknown; namespace?: unknown; pullSecrets?: unknown };
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"image": "REFERENCE"}');
   const image = imageRef(body.image, 'image');
-  if (body.pullSecrets !== undefined && !Array.isArray(body.pullSecrets)) throw new HttpError(400, 'pullSecrets must be a list');
-  if (Array.isArray(body.pullSecrets) && body.pullSecrets.length) {
-    // AgentService.pullImage takes no credentials: say so rather than pull anonymously.
-    throw new HttpError(422, 'pullSecrets are not supported yet: the node agent pulls with its own configured credentials');
-  }
+  const namespace = body.namespace === undefined ? undefined : label(String(body.namespace), 'namespace');
+  if (body.pullSecrets !== undefined && (!Array.isArray(body.pullSecrets) || body.pullSecrets.length > 64)) throw new HttpError(400, 'pullSecrets must be a list of at most 64 Secret names');
+  const pullSecrets = ((body.pullSecrets as unknown[] | undefined) ?? []).map((n) => {
+    if (!isPullSecretName(n)) throw new HttpError(400, `pullSecrets: ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain)`);
+    return n;
+  });
+  // A missing Secret throws before the stream starts (AgentService.pullImage checks names at once): a plain 422.
+  const pull = r.ctx.service.pullImage(image, (e) => writeLine(r.res, e), { namespace, pullSecrets });
   startStream(r.res, 'application/x-ndjson');
   try {
-    const stored = await r.ctx.service.pullImage(image, (e) => writeLine(r.res, e));
-    writeLine(r.res, { image: stored });
+    writeLine(r.res, { image: await pull });
   } catch (e) {
     writeLine(r.res, { error: (e as Error)?.message ?? String(e) });
   }
