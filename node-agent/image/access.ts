@@ -37,7 +37,6 @@ export class AccessRecords {
     this.maxAgeMs = opts.maxAgeMs ?? 24 * 3600_000;
     this.maxNamespaces = opts.maxNamespaces ?? 1000;
     this.now = opts.now ?? (() => new Date());
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
   }
 
   private file(digest: string): string {
@@ -79,6 +78,8 @@ export class AccessRecords {
       .sort((a, b) => (a[1] < b[1] ? 1 : a[1] > b[1] ? -1 : 0))
       .slice(0, this.maxNamespaces);
     r.namespaces = Object.fromEntries(kept);
+    // Made at the first proof: a cache nothing was ever pulled into holds nothing but images.
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     writeFileAtomic(this.file(digest), JSON.stringify(r), 0o600);
   }
 
