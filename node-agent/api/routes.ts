@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
-import type { AgentService, WatchEvent } from '../agent/service.js';
+import { InvalidRequest, type AgentService, type WatchEvent } from '../agent/service.js';
 import { isPullSecretName } from '../image/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 
@@ -259,12 +259,26 @@ async function pullImage(r: Request): Promise<void> {
     if (!isPullSecretName(n)) throw new HttpError(400, `pullSecrets: ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain)`);
     return n;
   });
-  // A missing Secret throws before the stream starts (AgentService.pullImage checks names at once): a plain 422.
-  const pull = r.ctx.service.pullImage(image, (e) => writeLine(r.res, e), { namespace, pullSecrets });
-  startStream(r.res, 'application/x-ndjson');
+  // The stream starts with the first event: a refusal before any (a Secret not found) is a plain 422.
+  let started = false;
+  const start = () => {
+    if (!started) startStream(r.res, 'application/x-ndjson');
+    started = true;
+  };
   try {
-    writeLine(r.res, { image: await pull });
+    const stored = await r.ctx.service.pullImage(
+      image,
+      (e) => {
+        start();
+        writeLine(r.res, e);
+      },
+      { namespace, pullSecrets },
+    );
+    start();
+    writeLine(r.res, { image: stored });
   } catch (e) {
+    if (!started && e instanceof InvalidRequest) throw e;
+    start();
     writeLine(r.res, { error: (e as Error)?.message ?? String(e) });
   }
   r.res.end();
