@@ -1,8 +1,8 @@
-// Image pull secrets in cluster mode. The operator, not the hosts, reads a Guest's Secrets (it has
-// `get secrets`, as the kubelet does) and trades their credentials at the registry's token service
-// for a short-lived bearer token scoped to pulling the one repository the Guest's image is in. Only
-// that token crosses Redis, in the Guest's desired record (contract.ts, DesiredPullAuth); passwords,
-// identity tokens and docker configs never do. A registry that only takes Basic auth gets no token:
+// Image pull secrets in cluster mode. The operator, not the hosts, reads a Guest's Secrets (it may
+// `get secrets` in namespaces that bind ClusterRole krata-pull-secret-reader) and trades their
+// credentials at the registry's token service for a short-lived bearer token scoped to pulling the
+// one repository the Guest's image is in. Only that token crosses Redis, in the Guest's desired
+// record (contract.ts, DesiredPullAuth); passwords, identity tokens and docker configs never do. A registry that only takes Basic auth gets no token:
 // the record says why, and the pull fails with it. Tokens are shared by Guests of one namespace, Secret
 // list and repository, and renewed once half their lifetime is gone (the Guest is requeued for it).
 import { PULL_AUTH_LIMITS, type DesiredPullAuth } from '../cluster/contract.js';
@@ -96,6 +96,7 @@ export class PullTokenIssuer {
         secret = await this.secrets.getSecret(namespace, name);
       } catch (e) {
         if (isNotFound(e)) problems.push(`image pull secret ${namespace}/${name} not found`);
+        else if (e instanceof KubeError && e.status === 403) problems.push(`the operator may not read Secret ${namespace}/${name}: bind ClusterRole krata-pull-secret-reader in namespace ${namespace} (manifests/README.md)`);
         else problems.push(`image pull secret ${namespace}/${name} could not be read${e instanceof KubeError && e.status ? ` (HTTP ${e.status})` : ''}`);
         continue;
       }
