@@ -18,6 +18,8 @@ import { buildImage, pushImage } from '../test/oci-images.js';
 import { buildTar } from '../node-agent/image/tar.js';
 import { newGuest, startKube, waitFor, type TestKube } from './kube/testing.js';
 import { Operator } from './operator.js';
+import { PullTokenIssuer } from './pull-tokens.js';
+import { KubeError } from './kube/client.js';
 
 const HOST = 'xen-pull.example';
 const USER = 'puller';
@@ -115,4 +117,36 @@ describe('the operator turns image pull secrets into repository tokens', { timeo
     const p = await record('plain', () => true);
     assert.equal(p.pullAuth, undefined);
   });
+
+  test('tokens are shared by Guests of one namespace, Secret list and image, renewed at half life, and kept while a renewal fails', async () => {
+    let now = Date.now();
+    const secrets = new Map([['ns/cred', { type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(reg.host) } }]]);
+    let reads = 0;
+    const issuer = new PullTokenIssuer(
+      {
+        getSecret: async (namespace, name) => {
+          reads++;
+          const s = secrets.get(`${namespace}/${name}`);
+          if (!s) throw new KubeError(404, 'not found');
+          return s;
+        },
+      },
+      { insecure: [reg.host, reg.tokenServer!.host], now: () => now },
+    );
+    const g = (name: string, namespace = 'ns') => ({ ...guest(name, `${reg.host}/team/app:v1`, ['cred']), metadata: { name, namespace } }) as Guest;
+    const [a, b] = await Promise.all([issuer.forGuest(g('a')), issuer.forGuest(g('b'))]);
+    assert.equal(reads, 1, 'one exchange for both');
+    assert.equal(a.auth!.tokens[0]!.token, b.auth!.tokens[0]!.token);
+    assert.ok(a.renewInMs! > 140_000 && a.renewInMs! <= 150_000, `renewed at half of 300 s: ${a.renewInMs}`);
+    assert.deepEqual((await issuer.forGuest(g('c', 'other'))).auth!.problems, ['image pull secret other/cred not found', `no image pull secret of the Guest (cred) has credentials for ${reg.host}`]);
+
+    now += 151_000;
+    secrets.delete('ns/cred');
+    const kept = await issuer.forGuest(g('a'));
+    assert.equal(kept.auth!.tokens[0]!.token, a.auth!.tokens[0]!.token, 'the working token stays until it expires');
+    assert.match(kept.auth!.problems!.join('\n'), /ns\/cred not found/);
+    now += 150_000;
+    assert.deepEqual((await issuer.forGuest(g('a'))).auth!.tokens, [], 'expired: gone');
+  });
 });
+

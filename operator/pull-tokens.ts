@@ -70,7 +70,10 @@ export class PullTokenIssuer {
         p = this.issue(g, k.names).finally(() => this.inflight.delete(k.key));
         this.inflight.set(k.key, p);
       }
-      e = await p;
+      const fresh = await p;
+      // A failed renewal (registry down) keeps the tokens that still work, with the new reasons.
+      if (e && fresh.auth.tokens.length === 0 && e.auth.tokens.length > 0 && e.expiresAt > now) e = { auth: { ...e.auth, ...(fresh.auth.problems && { problems: fresh.auth.problems }) }, renewAt: fresh.renewAt, expiresAt: e.expiresAt };
+      else e = fresh;
       if (this.cache.size >= MAX_ENTRIES) for (const [key, old] of this.cache) if (old.expiresAt <= now || this.cache.size >= MAX_ENTRIES) this.cache.delete(key);
       this.cache.set(k.key, e);
     }
