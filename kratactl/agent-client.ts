@@ -92,6 +92,11 @@ export class AgentClient {
     await this.call('DELETE', `${guestPath(namespace, name)}${qs}`, opts.wait ? { timeoutMs: 0 } : {});
   }
 
+  /** Removes an image pull Secret from a single host. */
+  async deleteSecret(namespace: string, name: string): Promise<void> {
+    await this.call('DELETE', `/v1/namespaces/${enc(namespace)}/secrets/${enc(name)}`);
+  }
+
   /** Guest changes as they happen. Breaking out of the loop (or aborting) closes the stream. */
   async *watch(opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
     const q = new URLSearchParams();

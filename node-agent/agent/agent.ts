@@ -195,6 +195,11 @@ export class Agent implements AgentService {
     return store.pull(reference, { onEvent, auth });
   }
 
+  deleteSecret(namespace: string, name: string): void {
+    this.refuseInCluster();
+    if (!this.opts.secrets?.remove(namespace, name)) throw new NotFound(`secret ${namespace}/${name} not found`);
+  }
+
   images(): StoredImage[] {
     return this.imageStore().list();
   }

@@ -134,4 +134,15 @@ spec:
     assert.equal(ok.status, 200);
     assert.match(ok.text, new RegExp(`"digest":"${img.manifestDigest}"`));
   });
+
+  test('kratactl delete secret removes it; a second delete says not found', async () => {
+    const gone = await kratactl(['delete', 'secret', 'regcred', '-n', 'team-a', '--agent', socket]);
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.match(gone.stdout, /secret\/regcred deleted/);
+    assert.equal(readdirSync(join(dir, 'secrets', 'team-a')).length, 0);
+    const again = await kratactl(['delete', 'secret', 'regcred', '-n', 'team-a', '--agent', socket]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /secret team-a\/regcred not found/);
+  });
 });
+

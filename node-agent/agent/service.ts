@@ -71,6 +71,8 @@ export interface AgentService {
   /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
   pullImage(reference: string, onEvent: (e: PullEvent) => void, opts?: { namespace?: string; pullSecrets?: string[] }): Promise<StoredImage>;
   images(): StoredImage[];
+  /** Removes an image pull Secret (single host); NotFound when there is none. Its data is never returned. */
+  deleteSecret(namespace: string, name: string): void;
   removeImage(refOrDigest: string): StoredImage;
   host(): Promise<HostStatus>;
 }

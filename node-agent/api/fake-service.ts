@@ -214,6 +214,11 @@ export class FakeAgentService implements AgentService {
     return this.imageList;
   }
 
+  deleteSecret(namespace: string, name: string): void {
+    this.fail('deleteSecret');
+    if (!this.secrets.delete(`${namespace}/${name}`)) throw new NotFound(`secret ${namespace}/${name} not found`);
+  }
+
   removeImage(refOrDigest: string): StoredImage {
     this.fail('removeImage');
     const i = this.imageList.findIndex((img) => img.digest.startsWith(refOrDigest) || img.names.includes(refOrDigest));

@@ -146,6 +146,14 @@ async function deleteGuest(r: Request): Promise<void> {
   sendJson(r.res, 200, { kind: 'Guest', metadata: { namespace, name }, status: wait ? 'deleted' : 'deleting' });
 }
 
+async function deleteSecret(r: Request): Promise<void> {
+  const namespace = label(r.params.namespace!, 'namespace');
+  const name: string = r.params.name!;
+  if (!isPullSecretName(name)) throw new HttpError(400, `invalid secret name ${JSON.stringify(String(name).slice(0, 100))}: must be a DNS subdomain`);
+  r.ctx.service.deleteSecret(namespace, name);
+  sendJson(r.res, 200, { kind: 'Secret', metadata: { namespace, name }, status: 'deleted' });
+}
+
 async function watch(r: Request): Promise<void> {
   const since = count(r.query, 'since', Number.MAX_SAFE_INTEGER) ?? 0;
   const namespace = optionalLabel(r.query, 'namespace');
@@ -306,6 +314,7 @@ export const ROUTES: Route[] = (
     [GUEST, { GET: getGuest, DELETE: deleteGuest }],
     [`${GUEST}/logs`, { GET: logs }],
     [`${GUEST}/console`, { GET: consoleWithoutUpgrade }],
+    ['/v1/namespaces/:namespace/secrets/:name', { DELETE: deleteSecret }],
     ['/v1/watch', { GET: watch }],
     ['/v1/events', { GET: events }],
     ['/v1/images/pull', { POST: pullImage }],
