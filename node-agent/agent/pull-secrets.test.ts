@@ -144,5 +144,22 @@ spec:
     assert.equal(again.code, 1);
     assert.match(again.stderr, /secret team-a\/regcred not found/);
   });
+
+  test('a batch with a Secret and an invalid Guest stores nothing; output never shows the data', async () => {
+    const file = join(dir, 'batch.yaml');
+    const data = Buffer.from(JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } })).toString('base64');
+    const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
+    writeFileSync(file, `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`);
+    const refused = await kratactl(['apply', '-f', file, '--agent', socket]);
+    assert.equal(refused.code, 1);
+    assert.deepEqual(readdirSync(join(dir, 'secrets')).filter((n) => n === 'team-c'), [], 'the Secret was not stored');
+    writeFileSync(file, doc);
+    for (const args of [['--dry-run', '-o', 'yaml'], ['--dry-run=server', '-o', 'json'], ['-o', 'yaml']]) {
+      const out = await kratactl(['apply', '-f', file, '--agent', socket, ...args]);
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /REDACTED/);
+      assert.ok(!out.stdout.includes(data) && !out.stdout.includes(PASSWORD), `${args.join(' ')} shows no data`);
+    }
+  });
 });
 
