@@ -65,7 +65,7 @@ export class AccessRecords {
     return this.fresh(r.public) || this.fresh(r.node) || (Object.hasOwn(r.namespaces, namespace) && this.fresh(r.namespaces[namespace]));
   }
 
-  /** Records a proof: `namespace` proofs need the namespace (without one, the administrator's pull proves nothing for tenants). */
+  /** Records a proof (best effort): `namespace` proofs need the namespace (without one, the administrator's pull proves nothing for tenants). */
   record(digest: string, proof: Proof, namespace: string | undefined): void {
     if (proof === 'namespace' && namespace === undefined) return;
     const r = this.read(digest);
@@ -78,9 +78,13 @@ export class AccessRecords {
       .sort((a, b) => (a[1] < b[1] ? 1 : a[1] > b[1] ? -1 : 0))
       .slice(0, this.maxNamespaces);
     r.namespaces = Object.fromEntries(kept);
-    // Made at the first proof: a cache nothing was ever pulled into holds nothing but images.
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(this.file(digest), JSON.stringify(r), 0o600);
+    try {
+      // Made at the first proof: a cache nothing was ever pulled into holds nothing but images.
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      writeFileAtomic(this.file(digest), JSON.stringify(r), 0o600);
+    } catch {
+      // A full disk must not fail a pull that worked: without the record, the next use asks again.
+    }
   }
 
   /** The image left the cache: whoever pulls it again proves access again. */
