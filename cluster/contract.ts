@@ -49,7 +49,33 @@ export interface DesiredGuest {
   spec: GuestSpec;
   /** Set once the Guest is being deleted: the agent stops the domain (grace period) and reports it gone. */
   deleting?: { since: string; gracePeriodSeconds?: number };
+  /** Credentials for the image, when the Guest names imagePullSecrets: tokens only, never the Secrets. */
+  pullAuth?: DesiredPullAuth;
 }
+
+/**
+ * What crosses Redis for a Guest's spec.imagePullSecrets: short-lived, pull-only bearer tokens for
+ * the one repository its image is in, which the operator obtained from the registry's token service
+ * with the Secrets' credentials. Passwords, identity tokens and docker configs never do; registries
+ * that only take Basic auth get no token (the problem says so, and the pull fails with it).
+ */
+export interface DesiredPullAuth {
+  tokens: PullToken[];
+  /** Why a Secret gave no token (not found, not a pull secret, refused, Basic only), for the pull's error. */
+  problems?: string[];
+}
+
+export interface PullToken {
+  /** As the image reference names it ("docker.io", "registry.example:5000"). */
+  registry: string;
+  repository: string;
+  token: string;
+  /** ISO 8601: the agent does not send it after this. */
+  expiresAt: string;
+}
+
+/** Bounds on a desired record's pullAuth (an agent refuses anything larger). */
+export const PULL_AUTH_LIMITS = { tokens: 8, tokenBytes: 16 * 1024, problems: 8, problemBytes: 1024 } as const;
 
 /** BullMQ job data; the job name is "reconcile". jobId `{uid}_{generation}` (or `{uid}_delete`) collapses duplicates. */
 export interface ReconcileJob {

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex, Writable } from 'node:stream';
 import type { KratObject } from '../crds/validate.js';
+import type { PullSecret } from '../node-agent/image/pull-secret.js';
 import type { Guest } from '../crds/generated/types.js';
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
 import type { PullEvent, StoredImage } from '../node-agent/image/store.js';
@@ -68,7 +69,7 @@ export class AgentClient {
   ) {}
 
   /** All objects or none: the agent validates the whole batch before storing any of it. */
-  async apply(objects: KratObject[], dryRun = false): Promise<ApplyResult[]> {
+  async apply(objects: (KratObject | PullSecret)[], dryRun = false): Promise<ApplyResult[]> {
     const body = await this.call('POST', '/v1/apply', { body: { objects, dryRun }, hint: ' (--dry-run only validates)' });
     return (body as { results: ApplyResult[] }).results;
   }
@@ -89,6 +90,11 @@ export class AgentClient {
     if (opts.gracePeriodSeconds !== undefined) q.set('gracePeriodSeconds', String(opts.gracePeriodSeconds));
     const qs = q.size ? `?${q}` : '';
     await this.call('DELETE', `${guestPath(namespace, name)}${qs}`, opts.wait ? { timeoutMs: 0 } : {});
+  }
+
+  /** Removes an image pull Secret from a single host. */
+  async deleteSecret(namespace: string, name: string): Promise<void> {
+    await this.call('DELETE', `/v1/namespaces/${enc(namespace)}/secrets/${enc(name)}`);
   }
 
   /** Guest changes as they happen. Breaking out of the loop (or aborting) closes the stream. */

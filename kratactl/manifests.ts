@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { formatPath, KINDS, validateObject, type KratObject } from '../crds/validate.js';
 import { parseSource, type ParsedDocument } from './documents.js';
 import { readSources } from './sources.js';
+import { isSecretDocument, validatePullSecret, type PullSecret } from '../node-agent/image/pull-secret.js';
 
 export const DEFAULT_NAMESPACE = 'default';
 
@@ -22,8 +23,16 @@ export interface LoadedObject {
   line: number;
 }
 
+export interface LoadedSecret {
+  object: PullSecret;
+  file: string;
+  line: number;
+}
+
 export interface LoadResult {
   objects: LoadedObject[];
+  /** Image pull Secrets (`v1 Secret`), with `secrets: true` only; elsewhere a Secret is an unknown kind. */
+  secrets: LoadedSecret[];
   problems: Problem[];
   warnings: Problem[];
 }
@@ -33,11 +42,13 @@ export interface LoadOptions {
   /** -n: the namespace for objects that name none; objects naming another one are an error. */
   namespace?: string;
   stdin?: Readable;
+  /** Take image pull Secrets too (apply). */
+  secrets?: boolean;
 }
 
 export async function loadManifests(paths: string[], options: LoadOptions = {}): Promise<LoadResult> {
   const read = await readSources(paths, options);
-  const result: LoadResult = { objects: [], problems: [...read.errors], warnings: [] };
+  const result: LoadResult = { objects: [], secrets: [], problems: [...read.errors], warnings: [] };
   const documents: ParsedDocument[] = [];
   for (const source of read.sources) {
     const parsed = parseSource(source);
@@ -50,6 +61,10 @@ export async function loadManifests(paths: string[], options: LoadOptions = {}):
 
   const seen = new Map<string, { file: string; line: number }>();
   for (const doc of documents) {
+    if (options.secrets && isSecretDocument(doc.value)) {
+      loadSecret(doc, options.namespace, result, seen);
+      continue;
+    }
     const { object, errors } = validateObject(doc.value);
     const label = describeObject(doc.value);
     for (const e of errors) {
@@ -85,6 +100,29 @@ export async function loadManifests(paths: string[], options: LoadOptions = {}):
   result.problems = sortProblems(result.problems, order);
   result.warnings = sortProblems(result.warnings, order);
   return result;
+}
+
+/** A `v1 Secret`: checked as an image pull secret, namespaced like a Guest. Values are never quoted. */
+function loadSecret(doc: ParsedDocument, flag: string | undefined, result: LoadResult, seen: Map<string, { file: string; line: number }>): void {
+  const { object, errors } = validatePullSecret(doc.value);
+  const label = describeObject(doc.value);
+  for (const e of errors) result.problems.push({ file: doc.source.name, ...doc.locate(e.path, e.onKey), object: label, message: `${formatPath(e.path)}: ${e.message}` });
+  if (!object) return;
+  const meta = object.metadata;
+  if (meta.namespace !== undefined && flag !== undefined && meta.namespace !== flag) {
+    result.problems.push({ file: doc.source.name, ...doc.locate(['metadata', 'namespace']), object: label, message: `metadata.namespace: "${meta.namespace}" does not match --namespace "${flag}"` });
+    return;
+  }
+  meta.namespace ??= flag ?? DEFAULT_NAMESPACE;
+  const id = `Secret ${meta.namespace}/${meta.name}`;
+  const start = doc.locate([]);
+  const first = seen.get(id);
+  if (first) {
+    result.problems.push({ file: doc.source.name, ...doc.locate(['metadata', 'name']), object: label, message: `metadata.name: ${id} is defined twice (first at ${first.file}:${first.line})` });
+    return;
+  }
+  seen.set(id, { file: doc.source.name, line: start.line });
+  result.secrets.push({ object, file: doc.source.name, line: start.line });
 }
 
 /**

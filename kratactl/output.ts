@@ -50,5 +50,6 @@ export function formatObjects(objects: KratObject[], format: OutputFormat): stri
 
 /** kubectl's NAME form: guest.krata.dev/web (kind in lower case, singular, with the group). */
 export function objectName(o: { kind: string; metadata: { name: string } }): string {
+  if (o.kind === 'Secret') return `secret/${o.metadata.name}`; // the core group has no suffix
   return `${o.kind.toLowerCase()}.${KINDS.get(o.kind)?.crd.spec.group ?? 'krata.dev'}/${o.metadata.name}`;
 }

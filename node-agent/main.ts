@@ -24,6 +24,8 @@ import { Ipam } from './agent/ipam.js';
 import { Reconciler } from './agent/reconciler.js';
 import { startApiServer } from './api/server.js';
 import { startClusterMode, type ClusterMode } from './cluster/cluster-mode.js';
+import { PullTokens } from './cluster/pull-tokens.js';
+import { SecretStore } from './agent/secret-store.js';
 import { redactedUrl, redisOptions } from './cluster/redis-link.js';
 import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
@@ -173,7 +175,11 @@ async function main(): Promise<number> {
   const recorder = new EventRecorder(clock, 50, (e) => log[e.type === 'Warning' ? 'warn' : 'info']({ guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count }, e.message));
   let reconciler: Reconciler | undefined;
   const metrics = new AgentMetrics(store, () => reconciler?.queue, images);
+  // Pull credentials: a single host's own Secrets, or the operator's tokens from Redis (never both).
+  const secrets = cluster ? undefined : new SecretStore(state);
+  const pullTokens = cluster ? new PullTokens() : undefined;
   reconciler = new Reconciler(store, hv, new CachedImages(images), ipam, recorder, clock, {
+    pullAuth: (g) => (pullTokens ? pullTokens.forGuest(g) : secrets!.forGuest(g)),
     stateDir: state,
     kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
     initrd: values.initrd ?? join(state, 'guest/initrd'),
@@ -185,7 +191,7 @@ async function main(): Promise<number> {
     observe: (ms, err) => metrics.observe(ms, err),
     hostPorts,
   });
-  const agent = new Agent(store, hv, recorder, images, clock, cluster ? { managedBy: `Redis ${cluster.redisName}` } : {});
+  const agent = new Agent(store, hv, recorder, images, clock, cluster ? { managedBy: `Redis ${cluster.redisName}` } : { secrets });
   // The krata group (when the host has one) may use the API besides root.
   const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
   if (!group) log.info('no krata group on this host: only root can use the API socket');
@@ -222,7 +228,7 @@ async function main(): Promise<number> {
     push();
   }
   reconciler.run();
-  const clusterMode: ClusterMode | undefined = cluster && startClusterMode({ ...cluster, store, hv, clock, log });
+  const clusterMode: ClusterMode | undefined = cluster && startClusterMode({ ...cluster, store, hv, clock, log, pullTokens });
   log.info({ socket: values.socket, metrics: values.metrics, state, network, guests: store.keys().length, version: packageVersion(), ...(cluster ? { redis: cluster.redisName, host: cluster.host } : {}) }, 'krata-node-agent started');
 
   await new Promise<void>((resolve) => {

@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Guest } from '../crds/generated/types.js';
-import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, desiredKey, fieldOf, jobId, queueName, type DesiredGuest, type ReconcileJob } from '../cluster/contract.js';
+import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, desiredKey, fieldOf, jobId, queueName, type DesiredGuest, type DesiredPullAuth, type ReconcileJob } from '../cluster/contract.js';
 
-/** The record a placed Guest gets in its host's hash. */
-export function desiredRecord(g: Guest): DesiredGuest {
+/** The record a placed Guest gets in its host's hash; `pullAuth`: its pull tokens (pull-tokens.ts), never Secrets. */
+export function desiredRecord(g: Guest, pullAuth?: DesiredPullAuth): DesiredGuest {
   const m = g.metadata;
   const d: DesiredGuest = { namespace: m.namespace ?? 'default', name: m.name, uid: m.uid!, generation: m.generation ?? 1, spec: g.spec };
   if (m.labels && Object.keys(m.labels).length) d.labels = m.labels;
@@ -24,6 +24,7 @@ export function desiredRecord(g: Guest): DesiredGuest {
   // The API server sets deletionGracePeriodSeconds to 0 on every custom resource it deletes: the
   // Guest's own terminationGracePeriodSeconds is what applies.
   if (m.deletionTimestamp) d.deleting = { since: m.deletionTimestamp };
+  else if (pullAuth) d.pullAuth = pullAuth;
   return d;
 }
 

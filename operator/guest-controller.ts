@@ -11,6 +11,7 @@ import type { Guest, GuestStatus, XenHost } from '../crds/generated/types.js';
 import { WorkQueue, type HandlerResult } from '../node-agent/agent/work-queue.js';
 import { systemClock } from '../node-agent/agent/hypervisor.js';
 import { desiredRecord, type DesiredPublisher } from './desired-publisher.js';
+import type { PullTokenIssuer } from './pull-tokens.js';
 import { deriveStatus, statusChanged } from './guest-status.js';
 import type { HostTracker } from './host-tracker.js';
 import type { KubeClient } from './kube/client.js';
@@ -33,6 +34,8 @@ export interface GuestControllerOptions {
   /** How long a transient status (Creating) waits for the next report before it is written. */
   settleMs?: number;
   log?: (msg: string, err?: unknown) => void;
+  /** Pull tokens for Guests that name imagePullSecrets (without it, records carry none). */
+  pullTokens?: PullTokenIssuer;
 }
 
 const finished = (s: GuestStatus | undefined) => s?.phase === 'Succeeded' || s?.phase === 'Failed';
@@ -119,7 +122,7 @@ export class GuestController {
       const host = this.nodeOf(g);
       if (!host || !g.metadata.finalizers?.includes(FINALIZER)) continue;
       if (!want.has(host)) want.set(host, new Map());
-      want.get(host)!.set(keyOf(g), desiredRecord(g));
+      want.get(host)!.set(keyOf(g), desiredRecord(g, this.opts.pullTokens?.cached(g)));
     }
     return want;
   }
@@ -210,11 +213,13 @@ export class GuestController {
     }
     // No Event for a placement: status.node and Scheduled=True say it, and the Started (or failure)
     // Event names the host; at 10,000 Guests an Event each is a fifth of all API writes.
-    if (node) await this.publisher.set(node, namespace, name, desiredRecord(g), uid);
+    // A Guest that may still pull (not finished) carries fresh pull tokens; renewing one requeues it.
+    const pull = node && !finished(g.status) ? await this.opts.pullTokens?.forGuest(g) : undefined;
+    if (node) await this.publisher.set(node, namespace, name, desiredRecord(g, pull?.auth), uid);
 
     const report = node ? this.reports.from(node, key) : undefined;
     const next = deriveStatus({ guest: cur, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: metaTime(Date.now()) });
-    let requeue: number | undefined = unschedulable ? 30_000 : undefined;
+    let requeue: number | undefined = unschedulable ? 30_000 : pull?.renewInMs;
     // A silent host sends no events: come back when re-placement is due.
     if (node && !this.tracker.ready(node) && this.opts.rescheduleAfterMs > 0) requeue = Math.max(1000, this.opts.rescheduleAfterMs - this.tracker.notReadyForMs(node) + 1000);
     if (statusChanged(cur.status, next)) {

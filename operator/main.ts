@@ -26,6 +26,8 @@ const HELP = `Usage: krata-operator [options]
   --reschedule-after DURATION  re-place Guests whose host has not reported this long; 0 = never (default 5m)
   --force-delete-after DURATION  finish deleting Guests whose host has not reported this long; 0 = never (default 10m)
   --workers N                  concurrent reconciles (default 16)
+  --insecure-registry HOST     a registry (host[:port]) or token service reached over plain http when
+                               trading pull secrets for pull tokens (repeatable; tests only)
   --health-addr [HOST]:PORT    /healthz and /readyz (default :8081; "off" disables)
   --metrics-addr [HOST]:PORT   Prometheus metrics (default :8080; "off" disables)
   --log-level LEVEL            pino level (default info)
@@ -64,6 +66,7 @@ async function main(): Promise<number> {
       'reschedule-after': { type: 'string', default: '5m' },
       'force-delete-after': { type: 'string', default: '10m' },
       workers: { type: 'string', default: '16' },
+      'insecure-registry': { type: 'string', multiple: true },
       'health-addr': { type: 'string', default: ':8081' },
       'metrics-addr': { type: 'string', default: ':8080' },
       'log-level': { type: 'string', default: 'info' },
@@ -90,6 +93,7 @@ async function main(): Promise<number> {
     rescheduleAfterMs: parseDuration(values['reschedule-after']!, '--reschedule-after'),
     forceDeleteAfterMs: parseDuration(values['force-delete-after']!, '--force-delete-after'),
     workers: Number(values.workers),
+    insecureRegistries: values['insecure-registry'] ?? [],
     log: say,
   });
 

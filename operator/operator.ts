@@ -5,6 +5,7 @@ import type { Guest, XenHost } from '../crds/generated/types.js';
 import { DesiredPublisher } from './desired-publisher.js';
 import { GuestController } from './guest-controller.js';
 import { HostTracker } from './host-tracker.js';
+import { PullTokenIssuer } from './pull-tokens.js';
 import type { KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { StatusReports } from './status-reports.js';
@@ -18,6 +19,8 @@ export interface OperatorOptions {
   /** Heartbeat poll and epoch check period. */
   pollMs?: number;
   log: (msg: string, err?: unknown) => void;
+  /** Registries (and token services) the operator reaches over plain http for pull tokens. */
+  insecureRegistries?: string[];
 }
 
 export class Operator {
@@ -109,6 +112,7 @@ export class Operator {
       forceDeleteAfterMs: this.opts.forceDeleteAfterMs,
       workers: this.opts.workers,
       log,
+      pullTokens: new PullTokenIssuer(this.kube, { insecure: this.opts.insecureRegistries }),
     });
     for (const g of this.guests.list()) controller.track(g, keyOf(g));
     await tracker.poll();

@@ -126,7 +126,7 @@ export const guestCRD: CustomResourceDefinition = {
                   "imagePullSecrets": {
                     "type": "array",
                     "maxItems": 16,
-                    "description": "Credentials for private registries: dockerconfigjson Secrets in the Guest's namespace in a cluster; on a single host, credential names known to the node agent.",
+                    "description": "Credentials for private registries: dockerconfigjson (or dockercfg) Secrets in the Guest's namespace, in a cluster or applied to the node agent on a single host. A cached image is used only once the Guest's namespace has shown the registry it may pull it.",
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": [
                       "name"

@@ -70,8 +70,9 @@ export interface GuestSpec {
    */
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   /**
-   * Credentials for private registries: dockerconfigjson Secrets in the Guest's namespace in a cluster;
-   * on a single host, credential names known to the node agent.
+   * Credentials for private registries: dockerconfigjson (or dockercfg) Secrets in the Guest's
+   * namespace, in a cluster or applied to the node agent on a single host. A cached image is used only
+   * once the Guest's namespace has shown the registry it may pull it.
    */
   imagePullSecrets?: LocalObjectReference[];
   /** Replaces the image's Entrypoint (and then its Cmd is not used), as for a Pod. */

@@ -4,8 +4,10 @@ import { AgentClient, AgentError, DEFAULT_AGENT_SOCKET } from '../agent-client.j
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
 import { formatObjects, objectName, type OutputFormat } from '../output.js';
+import { stringify } from 'yaml';
+import type { PullSecret } from '../../node-agent/image/pull-secret.js';
 
-export const APPLY_HELP = `Create or update Guests and XenHosts from manifests.
+export const APPLY_HELP = `Create or update Guests, XenHosts and image pull Secrets from manifests.
 
 Usage: kratactl apply -f PATH [-f PATH...] [options]
 
@@ -21,6 +23,10 @@ Usage: kratactl apply -f PATH [-f PATH...] [options]
 
 Every problem in every document is reported (file:line:column, the field's path, what is wrong),
 and nothing is applied unless all documents are valid.
+
+A single host also takes v1 Secrets of type kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg):
+a Guest's spec.imagePullSecrets names them, in its own namespace. The agent keeps them (mode 0600)
+and never shows their data; output here shows it as REDACTED.
 `;
 
 const FORMATS: OutputFormat[] = ['yaml', 'json', 'name'];
@@ -49,7 +55,7 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     throw new UsageError(`--namespace "${values.namespace}" is not a valid namespace name (a DNS label)`);
   }
 
-  const loaded = await loadManifests(files, { recursive: values.recursive, namespace: values.namespace, stdin: io.stdin });
+  const loaded = await loadManifests(files, { recursive: values.recursive, namespace: values.namespace, stdin: io.stdin, secrets: true });
   for (const w of loaded.warnings) io.stderr.write(formatProblem(w, 'warning') + '\n');
   if (loaded.problems.length) {
     for (const p of loaded.problems) io.stderr.write(formatProblem(p) + '\n');
@@ -58,26 +64,37 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     return EXIT_FAILED;
   }
   const objects = loaded.objects.map((o) => o.object);
+  // Secrets go first (the agent stores them before the Guests that name them); errors index this batch.
+  const batch = [...loaded.secrets, ...loaded.objects];
+  const show = () => [formatSecrets(loaded.secrets.map((s) => s.object), output!), objects.length ? formatObjects(objects, output!) : ''].filter(Boolean).join(output === 'yaml' ? '---\n' : '');
   if (dryRun === 'client') {
-    io.stdout.write(formatObjects(objects, output!));
+    io.stdout.write(show());
     return EXIT_OK;
   }
 
   const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
   try {
-    const results = await client.apply(objects, dryRun === 'server');
-    if (output && output !== 'name') io.stdout.write(formatObjects(objects, output));
+    const results = await client.apply(batch.map((o) => o.object), dryRun === 'server');
+    if (output && output !== 'name') io.stdout.write(show());
     else for (const r of results) io.stdout.write(`${objectName(r)} ${r.action}${dryRun === 'server' ? ' (server dry run)' : ''}\n`);
     return EXIT_OK;
   } catch (err) {
     if (!(err instanceof AgentError)) throw err;
     io.stderr.write(`error: ${err.message}\n`);
     for (const d of err.details) {
-      const origin = d.index !== undefined ? loaded.objects[d.index] : undefined;
+      const origin = d.index !== undefined ? batch[d.index] : undefined;
       io.stderr.write(`  ${origin ? `${origin.file}:${origin.line}: ` : ''}${d.path ? d.path + ': ' : ''}${d.message}\n`);
     }
     return EXIT_FAILED;
   }
+}
+
+/** Secrets as output shows them: their data never, only its keys. */
+function formatSecrets(secrets: PullSecret[], format: OutputFormat): string {
+  if (secrets.length === 0) return '';
+  if (format === 'name') return secrets.map((s) => `${objectName(s)}\n`).join('');
+  const redacted = secrets.map((s) => ({ ...s, data: Object.fromEntries(Object.keys(s.data).map((k) => [k, 'REDACTED'])) }));
+  return format === 'json' ? redacted.map((s) => JSON.stringify(s, null, 2) + '\n').join('') : redacted.map((s) => stringify(s)).join('---\n');
 }
 
 /** kubectl spells it --dry-run[=client|server|none]; a bare --dry-run means client. */

@@ -4,15 +4,18 @@ import type { AgentError } from '../agent-client.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
 import { objectName } from '../output.js';
+import { isPullSecretName } from '../../node-agent/image/pull-secret.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, checkKindWord, isGuestKind, namespaceOf } from './common.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.
+Image pull Secrets of a single host are deleted by name or from their manifests.
 
 Usage:
   kratactl delete guest NAME... [options]
+  kratactl delete secret NAME... [options]
   kratactl delete -f PATH [-f PATH...] [options]
 
-  -f, --filename PATH     delete the Guests a manifest describes (a file, a directory, or -)
+  -f, --filename PATH     delete the Guests and Secrets a manifest describes (a file, a directory, or -)
   -R, --recursive         also read subdirectories of directories
       --wait              return only once each guest's domain and resources are gone
       --grace-period N    seconds between the stop request and destroying the domain
@@ -37,9 +40,10 @@ export async function del(argv: string[], io: IO): Promise<number> {
   if (grace !== undefined && !/^\d{1,5}$/.test(grace)) throw new UsageError(`--grace-period takes a whole number of seconds, not "${grace}"`);
   const namespace = namespaceOf(values);
   const targets: { namespace: string; name: string }[] = [];
+  const secrets: { namespace: string; name: string }[] = [];
   if (values.filename?.length) {
     if (positionals.length) throw new UsageError('give either -f PATH or guest NAME..., not both');
-    const loaded = await loadManifests(values.filename, { recursive: values.recursive, namespace: values.namespace, stdin: io.stdin });
+    const loaded = await loadManifests(values.filename, { recursive: values.recursive, namespace: values.namespace, stdin: io.stdin, secrets: true });
     if (loaded.problems.length) {
       for (const p of loaded.problems) io.stderr.write(formatProblem(p) + '\n');
       io.stderr.write('nothing was deleted\n');
@@ -48,6 +52,14 @@ export async function del(argv: string[], io: IO): Promise<number> {
     for (const { object } of loaded.objects) {
       if (object.kind !== 'Guest') io.stderr.write(`warning: skipping ${objectName(object)}: the node agent serves Guests only\n`);
       else targets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
+    }
+    for (const { object } of loaded.secrets) secrets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
+  } else if (positionals[0] === 'secret' || positionals[0] === 'secrets') {
+    const names = positionals.slice(1);
+    if (names.length === 0) throw new UsageError('delete secret needs at least one NAME');
+    for (const name of names) {
+      if (!isPullSecretName(name)) throw new UsageError(`"${name}" is not a Secret name (a DNS subdomain)`);
+      secrets.push({ namespace, name });
     }
   } else {
     const [kind, ...names] = positionals;
@@ -62,6 +74,15 @@ export async function del(argv: string[], io: IO): Promise<number> {
 
   const client = agentClient(values, io);
   let status = EXIT_OK;
+  for (const t of secrets) {
+    try {
+      await client.deleteSecret(t.namespace, t.name);
+      io.stdout.write(`secret/${t.name} deleted\n`);
+    } catch (err) {
+      status = agentFailure(io, err);
+      if ((err as AgentError).status === undefined) return status;
+    }
+  }
   for (const t of targets) {
     try {
       await client.delete(t.namespace, t.name, { wait: values.wait, ...(grace !== undefined ? { gracePeriodSeconds: Number(grace) } : {}) });

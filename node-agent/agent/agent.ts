@@ -4,7 +4,10 @@
 import type { Guest } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import { packageVersion } from '../../kratactl/commands/version.js';
-import { ImageReferenceError } from '../image/reference.js';
+import { ImageReferenceError, parseReference } from '../image/reference.js';
+import type { PullAuth } from '../image/registry.js';
+import { isSecretDocument, validatePullSecret, type PullSecret } from '../image/pull-secret.js';
+import type { SecretStore } from './secret-store.js';
 import type { ImageStore, PullEvent, StoredImage } from '../image/store.js';
 import type { EventRecorder } from './events.js';
 import { guestKey, type GuestStore } from './guest-store.js';
@@ -13,11 +16,15 @@ import { ImageError, type ImageProvider } from './reconciler.js';
 import { InvalidRequest, NotFound, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from './service.js';
 import { quantityValue } from '../../crds/quantity.js';
 
-/** Images for the reconciler from the host's cache, under Kubernetes' pull policies. */
+/**
+ * Images for the reconciler from the host's cache, under Kubernetes' pull policies. A cached image
+ * serves a Guest only if its namespace proved access to it (store.ts, access.ts): else the registry
+ * is asked first, with the Guest's credentials, whatever the policy.
+ */
 export class CachedImages implements ImageProvider {
   constructor(private readonly store: ImageStore) {}
 
-  async ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never') {
+  async ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never', auth?: PullAuth) {
     let found: StoredImage | undefined;
     try {
       found = policy === 'Always' ? undefined : this.store.find(reference);
@@ -25,9 +32,17 @@ export class CachedImages implements ImageProvider {
       throw new ImageError('InvalidImageName', (e as Error).message, true);
     }
     if (!found && policy === 'Never') throw new ImageError('ErrImageNeverPull', 'the image is not in the cache and imagePullPolicy is Never');
+    if (found && !this.store.allowed(found, auth)) {
+      try {
+        await this.store.authorize(parseReference(reference), found, auth);
+      } catch (e) {
+        const who = auth?.namespace === undefined ? 'this pull' : `namespace ${auth.namespace}`;
+        throw new ImageError(policy === 'Never' ? 'ErrImageNeverPull' : 'ErrImagePull', `not authorized to use the cached image ${found.digest}: ${who} has not shown the registry it may pull it (${(e as Error).message})`);
+      }
+    }
     if (!found) {
       try {
-        found = await this.store.pull(reference);
+        found = await this.store.pull(reference, { auth });
       } catch (e) {
         if (e instanceof ImageReferenceError) throw new ImageError('InvalidImageName', e.message, true);
         throw new ImageError('ErrImagePull', (e as Error).message);
@@ -37,10 +52,12 @@ export class CachedImages implements ImageProvider {
   }
 
   /** ensure() answers from the cache (or refuses) without the registry: no pull slot needed. */
-  cached(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): boolean {
-    if (policy === 'Never') return true;
+  cached(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never', auth?: PullAuth): boolean {
     try {
-      return policy === 'IfNotPresent' && this.store.find(reference) !== undefined;
+      const found = policy === 'Always' ? undefined : this.store.find(reference);
+      // A cached image the namespace has not proved access to asks the registry first: a slot.
+      if (found) return this.store.allowed(found, auth);
+      return policy === 'Never';
     } catch {
       return true; // an invalid reference: ensure() refuses it at once
     }
@@ -48,6 +65,8 @@ export class CachedImages implements ImageProvider {
 }
 
 export interface AgentOptions {
+  /** Image pull Secrets (single host); without it, Secret documents are refused. */
+  secrets?: SecretStore;
   /** Cluster mode: what manages the host (e.g. "Redis redis://10.0.0.5:6379"); local writes are refused. */
   managedBy?: string;
 }
@@ -75,16 +94,27 @@ export class Agent implements AgentService {
     if (this.opts.managedBy) throw new InvalidRequest(`this host is managed by the cluster (${this.opts.managedBy}); use kubectl`, [], 409);
   }
 
-  async apply(objects: KratObject[], dryRun: boolean): Promise<ApplyResult[]> {
+  async apply(objects: (KratObject | PullSecret)[], dryRun: boolean): Promise<ApplyResult[]> {
     this.refuseInCluster();
     if (!Array.isArray(objects) || objects.length === 0) throw new InvalidRequest('objects: expected a non-empty list');
     const errors: { index?: number; path?: string; message: string }[] = [];
     const valid: Guest[] = [];
+    const secrets: PullSecret[] = [];
     objects.forEach((o, index) => {
+      if (isSecretDocument(o)) {
+        const r = validatePullSecret(o);
+        for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
+        if (!r.object) return;
+        if (!this.opts.secrets) errors.push({ index, path: 'kind', message: 'this agent keeps no Secrets' });
+        const key = `${r.object.metadata.namespace ?? 'default'}/${r.object.metadata.name}`;
+        if (secrets.some((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}` === key)) errors.push({ index, path: 'metadata.name', message: `secret ${key} appears twice in the batch` });
+        secrets.push(r.object);
+        return;
+      }
       const r = validateObject(o);
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
       if (!r.object) return;
-      if (r.object.kind !== 'Guest') errors.push({ index, path: 'kind', message: `${r.object.kind} objects are managed by the operator in a cluster; a single host takes Guests only` });
+      if (r.object.kind !== 'Guest') errors.push({ index, path: 'kind', message: `${r.object.kind} objects are managed by the operator in a cluster; a single host takes Guests (and image pull Secrets) only` });
       else {
         const g = r.object as Guest;
         const key = guestKey(g.metadata.namespace ?? 'default', g.metadata.name);
@@ -95,15 +125,24 @@ export class Agent implements AgentService {
     });
     if (errors.length) throw new InvalidRequest(`${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
     const now = new Date(this.clock.now());
-    return valid.map((g) => {
-      const namespace = g.metadata.namespace ?? 'default';
-      const meta = { name: g.metadata.name, namespace };
-      if (dryRun) {
-        const old = this.store.get(guestKey(namespace, g.metadata.name));
-        return { kind: 'Guest', metadata: meta, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
-      }
-      return { kind: 'Guest', metadata: meta, action: this.store.put({ ...g, metadata: { ...g.metadata, namespace } }, now) };
+    // Secrets first: a Guest of the batch that names one finds it at its first pull.
+    const results: ApplyResult[] = secrets.map((s) => {
+      const metadata = { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' };
+      const store = this.opts.secrets!;
+      return { kind: 'Secret', metadata, action: dryRun ? store.compare(s) : store.put(s) };
     });
+    return [
+      ...results,
+      ...valid.map((g): ApplyResult => {
+        const namespace = g.metadata.namespace ?? 'default';
+        const meta = { name: g.metadata.name, namespace };
+        if (dryRun) {
+          const old = this.store.get(guestKey(namespace, g.metadata.name));
+          return { kind: 'Guest', metadata: meta, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
+        }
+        return { kind: 'Guest', metadata: meta, action: this.store.put({ ...g, metadata: { ...g.metadata, namespace } }, now) };
+      }),
+    ];
   }
 
   list(namespace?: string): Guest[] {
@@ -159,8 +198,18 @@ export class Agent implements AgentService {
     return this.imageCache;
   }
 
-  pullImage(reference: string, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
-    return this.imageStore().pull(reference, { onEvent });
+  pullImage(reference: string, onEvent: (e: PullEvent) => void, opts: { namespace?: string; pullSecrets?: string[] } = {}): Promise<StoredImage> {
+    const store = this.imageStore();
+    if (!opts.pullSecrets?.length) return store.pull(reference, { onEvent });
+    if (!this.opts.secrets) throw new InvalidRequest('this agent keeps no Secrets', [], 422);
+    const auth = this.opts.secrets.credentials(opts.namespace ?? 'default', opts.pullSecrets);
+    if (auth.problems) throw new InvalidRequest(auth.problems.join('; '), [], 422);
+    return store.pull(reference, { onEvent, auth });
+  }
+
+  deleteSecret(namespace: string, name: string): void {
+    this.refuseInCluster();
+    if (!this.opts.secrets?.remove(namespace, name)) throw new NotFound(`secret ${namespace}/${name} not found`);
   }
 
   images(): StoredImage[] {

@@ -11,6 +11,7 @@ import { DEFAULT_HOST_PORTS } from '../../crds/host-ports.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
 import type { ImageConfig } from '../image/manifest.js';
+import type { PullAuth } from '../image/registry.js';
 import { writeConfigDisk } from './config-disk.js';
 import { HostPortGuard } from './host-ports.js';
 import type { EventRecorder } from './events.js';
@@ -23,13 +24,17 @@ import { metaTime } from '../../crds/meta.js';
 
 /** Where images come from (ImageStore in the agent; a double in tests). */
 export interface ImageProvider {
-  /** The image for `reference` under the pull policy; throws ImageError on failure. */
-  ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): Promise<{ digest: string; path: string; config: ImageConfig }>;
   /**
-   * A hint: ensure() needs no registry and no pack (the image is cached and the policy lets it be
-   * used), so it need not wait for a pull slot. Without it every ensure() takes a slot.
+   * The image for `reference` under the pull policy, with the Guest's credentials (`auth`, whose
+   * namespace must have proved access to a cached image); throws ImageError on failure.
    */
-  cached?(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): boolean;
+  ensure(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never', auth?: PullAuth): Promise<{ digest: string; path: string; config: ImageConfig }>;
+  /**
+   * A hint: ensure() needs no registry and no pack (the image is cached, the policy lets it be used
+   * and `auth`'s namespace has proved access), so it need not wait for a pull slot. Without it every
+   * ensure() takes a slot.
+   */
+  cached?(reference: string, policy: 'Always' | 'IfNotPresent' | 'Never', auth?: PullAuth): boolean;
 }
 
 type PulledImage = Awaited<ReturnType<ImageProvider['ensure']>>;
@@ -74,6 +79,11 @@ export interface ReconcilerOptions {
   bootFileDirs?: string[];
   /** Called after each reconcile with its duration (metrics). */
   observe?: (ms: number, error?: unknown) => void;
+  /**
+   * A Guest's pull credentials: its namespace's pull secrets (single host) or the operator's
+   * repository tokens (cluster). Without it, pulls carry the namespace only (node credentials).
+   */
+  pullAuth?: (g: Guest) => PullAuth;
   /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
   writeConfigDisk?: typeof writeConfigDisk;
   /** Host ports Guests may publish here (--host-ports; default 1024-65535). */
@@ -452,7 +462,9 @@ export class Reconciler {
     const policy = g.spec.imagePullPolicy ?? (/:latest$/.test(g.spec.image) || !/[:@][^/]*$/.test(g.spec.image) ? 'Always' : 'IfNotPresent');
     let image;
     try {
-      image = await this.pulled(key, uid, g.spec.image, policy);
+      // The namespace is always the Guest's own: a provider cannot make one Guest prove for another.
+      const auth = { ...this.opts.pullAuth?.(g), namespace: g.metadata.namespace ?? 'default' };
+      image = await this.pulled(key, uid, g.spec.image, policy, auth);
     } catch (e) {
       const reason = e instanceof ImageError ? e.reason : 'ErrImagePull';
       const message = `${g.spec.image}: ${(e as Error).message}`;
@@ -593,7 +605,7 @@ export class Reconciler {
    * pullConcurrency; a cache hit skips the wait for a slot). The Guest is requeued when the pull
    * ends; its result, image or error, is taken by the next reconcile.
    */
-  private async pulled(key: string, uid: string, reference: string, policy: 'Always' | 'IfNotPresent' | 'Never'): Promise<PulledImage | undefined> {
+  private async pulled(key: string, uid: string, reference: string, policy: 'Always' | 'IfNotPresent' | 'Never', auth: PullAuth): Promise<PulledImage | undefined> {
     let job = this.pulls.get(key);
     // A job for an earlier spec or an earlier Guest of this name: its result is dropped.
     if (job && (job.uid !== uid || job.reference !== reference || job.policy !== policy)) job = undefined;
@@ -602,8 +614,8 @@ export class Reconciler {
       job = j;
       this.pulls.set(key, j);
       // A Guest deleted (or changed) while its pull waited for a slot needs it no more.
-      const ensure = () => (this.pulls.get(key) === j ? this.images.ensure(reference, policy) : Promise.reject(new Error('pull dropped')));
-      const p = this.images.cached?.(reference, policy) ? ensure() : this.pullSlots.run(ensure);
+      const ensure = () => (this.pulls.get(key) === j ? this.images.ensure(reference, policy, auth) : Promise.reject(new Error('pull dropped')));
+      const p = this.images.cached?.(reference, policy, auth) ? ensure() : this.pullSlots.run(ensure);
       const settled = p.then(
         (image) => void (j.result = { image }),
         (error: unknown) => void (j.result = { error }),

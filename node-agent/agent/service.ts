@@ -3,6 +3,7 @@
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
 import type { PullEvent, StoredImage } from '../image/store.js';
+import type { PullSecret } from '../image/pull-secret.js';
 import type { Console, HostInfo } from './hypervisor.js';
 
 export interface ApplyResult {
@@ -53,8 +54,11 @@ export interface HostStatus extends HostInfo {
 }
 
 export interface AgentService {
-  /** All objects or none; Guests only on a single host (XenHost objects are refused with a message). */
-  apply(objects: KratObject[], dryRun: boolean): Promise<ApplyResult[]>;
+  /**
+   * All objects or none; Guests and image pull Secrets only on a single host (XenHost objects are
+   * refused with a message). Secrets are stored before the Guests that may name them.
+   */
+  apply(objects: (KratObject | PullSecret)[], dryRun: boolean): Promise<ApplyResult[]>;
   list(namespace?: string): Guest[];
   get(namespace: string, name: string): Guest | undefined;
   /** Marks the Guest deleted; with `wait`, resolves when its domain and resources are gone. */
@@ -64,8 +68,11 @@ export interface AgentService {
   events(namespace?: string, name?: string): GuestEvent[];
   /** The console of the Guest's current domain (logs and attach); undefined when none runs. */
   console(namespace: string, name: string): Console | undefined;
-  pullImage(reference: string, onEvent: (e: PullEvent) => void): Promise<StoredImage>;
+  /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
+  pullImage(reference: string, onEvent: (e: PullEvent) => void, opts?: { namespace?: string; pullSecrets?: string[] }): Promise<StoredImage>;
   images(): StoredImage[];
+  /** Removes an image pull Secret (single host); NotFound when there is none. Its data is never returned. */
+  deleteSecret(namespace: string, name: string): void;
   removeImage(refOrDigest: string): StoredImage;
   host(): Promise<HostStatus>;
 }

@@ -179,8 +179,13 @@ export class FakeAgentService implements AgentService {
     return this.consoles.get(key(namespace, name));
   }
 
-  async pullImage(reference: string, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+  /** Secrets the fake knows, as namespace/name. */
+  readonly secrets = new Set<string>();
+
+  async pullImage(reference: string, onEvent: (e: PullEvent) => void, opts: { namespace?: string; pullSecrets?: string[] } = {}): Promise<StoredImage> {
     this.fail('pullImage');
+    const missing = (opts.pullSecrets ?? []).filter((n) => !this.secrets.has(`${opts.namespace ?? 'default'}/${n}`));
+    if (missing.length) throw new InvalidRequest(missing.map((n) => `image pull secret ${opts.namespace ?? 'default'}/${n} not found`).join('; '));
     if (reference.includes('missing')) throw new Error(`manifest unknown: ${reference}`);
     const digest = 'sha256:' + 'cd'.repeat(32);
     const layer = 'sha256:' + 'ef'.repeat(32);
@@ -207,6 +212,11 @@ export class FakeAgentService implements AgentService {
   images(): StoredImage[] {
     this.fail('images');
     return this.imageList;
+  }
+
+  deleteSecret(namespace: string, name: string): void {
+    this.fail('deleteSecret');
+    if (!this.secrets.delete(`${namespace}/${name}`)) throw new NotFound(`secret ${namespace}/${name} not found`);
   }
 
   removeImage(refOrDigest: string): StoredImage {

@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
-import type { AgentService, WatchEvent } from '../agent/service.js';
+import { InvalidRequest, type AgentService, type WatchEvent } from '../agent/service.js';
+import { isPullSecretName } from '../image/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 
 export const CONSOLE_PROTOCOL = 'krata-console.v1';
@@ -145,6 +146,14 @@ async function deleteGuest(r: Request): Promise<void> {
   sendJson(r.res, 200, { kind: 'Guest', metadata: { namespace, name }, status: wait ? 'deleted' : 'deleting' });
 }
 
+async function deleteSecret(r: Request): Promise<void> {
+  const namespace = label(r.params.namespace!, 'namespace');
+  const name: string = r.params.name!;
+  if (!isPullSecretName(name)) throw new HttpError(400, `invalid secret name ${JSON.stringify(String(name).slice(0, 100))}: must be a DNS subdomain`);
+  r.ctx.service.deleteSecret(namespace, name);
+  sendJson(r.res, 200, { kind: 'Secret', metadata: { namespace, name }, status: 'deleted' });
+}
+
 async function watch(r: Request): Promise<void> {
   const since = count(r.query, 'since', Number.MAX_SAFE_INTEGER) ?? 0;
   const namespace = optionalLabel(r.query, 'namespace');
@@ -249,19 +258,35 @@ function imageRef(value: unknown, what: string): string {
 }
 
 async function pullImage(r: Request): Promise<void> {
-  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { image?: unknown; pullSecrets?: unknown };
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { image?: unknown; namespace?: unknown; pullSecrets?: unknown };
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"image": "REFERENCE"}');
   const image = imageRef(body.image, 'image');
-  if (body.pullSecrets !== undefined && !Array.isArray(body.pullSecrets)) throw new HttpError(400, 'pullSecrets must be a list');
-  if (Array.isArray(body.pullSecrets) && body.pullSecrets.length) {
-    // AgentService.pullImage takes no credentials: say so rather than pull anonymously.
-    throw new HttpError(422, 'pullSecrets are not supported yet: the node agent pulls with its own configured credentials');
-  }
-  startStream(r.res, 'application/x-ndjson');
+  const namespace = body.namespace === undefined ? undefined : label(String(body.namespace), 'namespace');
+  if (body.pullSecrets !== undefined && (!Array.isArray(body.pullSecrets) || body.pullSecrets.length > 64)) throw new HttpError(400, 'pullSecrets must be a list of at most 64 Secret names');
+  const pullSecrets = ((body.pullSecrets as unknown[] | undefined) ?? []).map((n) => {
+    if (!isPullSecretName(n)) throw new HttpError(400, `pullSecrets: ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain)`);
+    return n;
+  });
+  // The stream starts with the first event: a refusal before any (a Secret not found) is a plain 422.
+  let started = false;
+  const start = () => {
+    if (!started) startStream(r.res, 'application/x-ndjson');
+    started = true;
+  };
   try {
-    const stored = await r.ctx.service.pullImage(image, (e) => writeLine(r.res, e));
+    const stored = await r.ctx.service.pullImage(
+      image,
+      (e) => {
+        start();
+        writeLine(r.res, e);
+      },
+      { namespace, pullSecrets },
+    );
+    start();
     writeLine(r.res, { image: stored });
   } catch (e) {
+    if (!started && e instanceof InvalidRequest) throw e;
+    start();
     writeLine(r.res, { error: (e as Error)?.message ?? String(e) });
   }
   r.res.end();
@@ -289,6 +314,7 @@ export const ROUTES: Route[] = (
     [GUEST, { GET: getGuest, DELETE: deleteGuest }],
     [`${GUEST}/logs`, { GET: logs }],
     [`${GUEST}/console`, { GET: consoleWithoutUpgrade }],
+    ['/v1/namespaces/:namespace/secrets/:name', { DELETE: deleteSecret }],
     ['/v1/watch', { GET: watch }],
     ['/v1/events', { GET: events }],
     ['/v1/images/pull', { POST: pullImage }],

@@ -421,7 +421,7 @@ test('events, filtered by namespace and name', async (t) => {
 });
 
 test('images: pull streams progress then the image (or the error); list; remove by encoded reference', async (t) => {
-  const { socketPath } = await agent(t);
+  const { socketPath, service } = await agent(t);
   const pulled = await post(socketPath, '/v1/images/pull', { image: 'docker.io/library/alpine:3.19' });
   assert.equal(pulled.status, 200);
   assert.equal(pulled.headers['content-type'], 'application/x-ndjson');
@@ -432,7 +432,12 @@ test('images: pull streams progress then the image (or the error); list; remove 
   assert.deepEqual(failed.text.trim().split('\n').map((l) => JSON.parse(l)), [{ error: 'manifest unknown: missing:1' }]);
   assert.equal((await post(socketPath, '/v1/images/pull', { image: '' })).status, 400);
   assert.equal((await post(socketPath, '/v1/images/pull', { image: 'a b' })).status, 400);
-  assert.equal((await post(socketPath, '/v1/images/pull', { image: 'alpine', pullSecrets: ['regcred'] })).status, 422);
+  // Pull secrets are names in a namespace: unknown ones are a 422 before any stream, bad names a 400.
+  const missing = await post(socketPath, '/v1/images/pull', { image: 'alpine', pullSecrets: ['regcred'] });
+  assert.equal(missing.status, 422);
+  assert.match(missing.text, /image pull secret default\/regcred not found/);
+  assert.equal((await post(socketPath, '/v1/images/pull', { image: 'alpine', pullSecrets: ['../x'] })).status, 400);
+  assert.equal((await post(socketPath, '/v1/images/pull', { image: 'alpine', namespace: 'Bad', pullSecrets: ['regcred'] })).status, 400);
   assert.equal((await call(socketPath, 'GET', '/v1/images')).json.items.length, 1);
   const removed = await call(socketPath, 'DELETE', `/v1/images/${encodeURIComponent('docker.io/library/alpine:3.19')}`);
   assert.equal(removed.status, 200);
@@ -440,6 +445,10 @@ test('images: pull streams progress then the image (or the error); list; remove 
   const again = await call(socketPath, 'DELETE', `/v1/images/${encodeURIComponent('docker.io/library/alpine:3.19')}`);
   assert.equal(again.status, 404);
   assert.equal(again.json.message, 'no image docker.io/library/alpine:3.19 in the cache');
+  service.secrets.add('team/regcred');
+  const withSecret = await post(socketPath, '/v1/images/pull', { image: 'docker.io/library/alpine:3.19', namespace: 'team', pullSecrets: ['regcred'] });
+  assert.equal(withSecret.status, 200);
+  assert.equal(JSON.parse(withSecret.text.trim().split('\n').at(-1)!).image.names[0], 'docker.io/library/alpine:3.19');
 });
 
 test('GET /v1/host', async (t) => {

@@ -6,6 +6,7 @@ import { checkHostName } from '../../cluster/contract.js';
 import type { GuestStore } from '../agent/guest-store.js';
 import type { Clock, Hypervisor } from '../agent/hypervisor.js';
 import { DesiredFollower } from './desired-follower.js';
+import type { PullTokens } from './pull-tokens.js';
 import { HeartbeatSender } from './heartbeat.js';
 import { RedisLink, type Log } from './redis-link.js';
 import { StatusPublisher } from './status-publisher.js';
@@ -25,6 +26,8 @@ export interface ClusterModeOptions {
   resyncMs?: number;
   heartbeatMs?: number;
   coalesceMs?: number;
+  /** Where the desired records' pull tokens go (the reconciler reads them). */
+  pullTokens?: PullTokens;
 }
 
 export interface ClusterMode {
@@ -40,7 +43,7 @@ export function startClusterMode(o: ClusterModeOptions): ClusterMode {
   const host = checkHostName(o.host);
   const link = new RedisLink(o.redis, o.redisName, o.log);
   const publisher = new StatusPublisher(link, host, o.store, { coalesceMs: o.coalesceMs, clock: o.clock });
-  const follower = new DesiredFollower(link, host, o.store, publisher, o.log, { pollMs: o.pollMs, resyncMs: o.resyncMs, clock: o.clock });
+  const follower = new DesiredFollower(link, host, o.store, publisher, o.log, { pollMs: o.pollMs, resyncMs: o.resyncMs, clock: o.clock, pullTokens: o.pullTokens });
   const heartbeat = new HeartbeatSender(link, host, o.hv, o.store, () => follower.appliedEpoch, { intervalMs: o.heartbeatMs, clock: o.clock });
   publisher.start();
   follower.start();

@@ -3,6 +3,8 @@
 // Guest recreated under its name replaces the old one; whatever Redis holds, bad entries are skipped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { desiredKey, fieldOf } from '../../cluster/contract.js';
 import { desired, harness, until } from './test-harness.js';
 
@@ -189,6 +191,33 @@ test('malformed JSON, invalid specs, hostile fields and huge values are skipped 
     assert.equal(skipped.find((l) => String(l.obj.field).startsWith('fff'))!.obj.field, 'f'.repeat(200), 'field names are cut in logs');
     assert.deepEqual(h.store.keys(), ['default/good']);
     assert.ok(h.log.lines.some((l) => l.msg.includes('without a namespace and name')));
+  } finally {
+    await h.stop();
+  }
+});
+
+test("a record's pull tokens reach the Guest's image pull, in memory only; malformed ones refuse the entry", limit, async () => {
+  const h = await harness();
+  try {
+    const expiresAt = new Date(Date.now() + 300_000).toISOString();
+    const token = 'eyJ.pull-token-for-team-app.sig';
+    const app = desired('app', { image: 'registry.example/team/app:v1' }, { pullAuth: { tokens: [{ registry: 'registry.example', repository: 'team/app', token, expiresAt }], problems: ['image pull secret default/old not found'] } });
+    const key = desiredKey('xen-1.example');
+    await h.op.client.hset(key, 'default/crlf', JSON.stringify(desired('crlf', {}, { pullAuth: { tokens: [{ registry: 'r', repository: 'x', token: 'a\r\nHost: evil', expiresAt }] } })));
+    await h.op.client.hset(key, 'default/many', JSON.stringify(desired('many', {}, { pullAuth: { tokens: Array.from({ length: 9 }, () => ({ registry: 'r', repository: 'x', token: 't', expiresAt })) } })));
+    await h.op.put(app);
+    await h.op.complete('e1');
+    await until(() => phase(h, 'app') === 'Running', 'app Running');
+    const pulled = h.images.auths.find((a) => a.reference === 'registry.example/team/app:v1')!;
+    assert.deepEqual(pulled.auth, { namespace: 'default', tokens: [{ registry: 'registry.example', repository: 'team/app', token, expiresAt }], problems: ['image pull secret default/old not found'] });
+    // The store's file has the Guest, not the token.
+    const file = join(h.dir, 'guests', 'default', 'app.json');
+    assert.ok(readFileSync(file, 'utf8').includes('team/app'));
+    assert.ok(!readFileSync(file, 'utf8').includes(token));
+    const skipped = h.log.lines.filter((l) => l.msg === 'skipping a desired entry').map((l) => `${l.obj.field}: ${l.obj.err}`);
+    assert.ok(skipped.some((s) => /default\/crlf: pullAuth\.tokens\[0\]\.token: not a bearer token/.test(s)), skipped.join('\n'));
+    assert.ok(skipped.some((s) => /default\/many: pullAuth: expected \{tokens: \[at most 8\]/.test(s)), skipped.join('\n'));
+    assert.deepEqual(h.store.keys(), ['default/app']);
   } finally {
     await h.stop();
   }

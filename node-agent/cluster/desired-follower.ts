@@ -8,7 +8,8 @@ import { Worker, type Job } from 'bullmq';
 import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, desiredKey, fieldOf, queueName } from '../../cluster/contract.js';
 import type { GuestStore } from '../agent/guest-store.js';
 import { systemClock, type Clock } from '../agent/hypervisor.js';
-import { desiredGuest } from './desired-guest.js';
+import { desiredEntry } from './desired-guest.js';
+import type { PullTokens } from './pull-tokens.js';
 import type { Log, RedisLink } from './redis-link.js';
 import type { StatusPublisher } from './status-publisher.js';
 
@@ -18,6 +19,8 @@ export interface FollowerOptions {
   /** How often the whole hash is read regardless (default 60 s). */
   resyncMs?: number;
   clock?: Clock;
+  /** Where the records' pull tokens go (kept out of the store). */
+  pullTokens?: PullTokens;
 }
 
 export class DesiredFollower {
@@ -135,6 +138,7 @@ export class DesiredFollower {
     const rec = this.store.get(key);
     if (!rec || rec.guest.metadata.deletionTimestamp) return;
     this.log.info({ guest: key }, 'deleting a Guest the cluster no longer has for this host');
+    this.opts.pullTokens?.delete(key);
     this.store.markDeleted(key, new Date(this.clock.now()));
   }
 
@@ -160,7 +164,9 @@ export class DesiredFollower {
   private apply(field: string, raw: string): string | undefined {
     let guest;
     try {
-      guest = desiredGuest(field, raw);
+      const entry = desiredEntry(field, raw);
+      guest = entry.guest;
+      this.opts.pullTokens?.set(field, guest.metadata.uid!, entry.pullAuth);
     } catch (e) {
       const why = (e as Error).message;
       if (this.rejected.get(field) !== why) this.log.warn({ field: field.slice(0, 200), err: why }, 'skipping a desired entry');

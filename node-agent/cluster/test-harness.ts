@@ -18,6 +18,8 @@ import { GuestStore } from '../agent/guest-store.js';
 import { systemClock } from '../agent/hypervisor.js';
 import { Ipam } from '../agent/ipam.js';
 import { Reconciler, type ImageProvider } from '../agent/reconciler.js';
+import type { PullAuth } from '../image/registry.js';
+import { PullTokens } from './pull-tokens.js';
 import { startClusterMode, type ClusterMode, type ClusterModeOptions } from './cluster-mode.js';
 import { redisOptions, type Log } from './redis-link.js';
 
@@ -29,10 +31,13 @@ let n = 0;
 
 class FakeImages implements ImageProvider {
   readonly path = join(work, 'image.sqfs');
+  /** The credentials each ensure() was given, by image reference. */
+  readonly auths: Array<{ reference: string; auth?: PullAuth }> = [];
   constructor() {
     writeFileSync(this.path, 'not a real image');
   }
-  async ensure() {
+  async ensure(reference: string, _policy: string, auth?: PullAuth) {
+    this.auths.push({ reference, auth });
     return { digest: `sha256:${'ab'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] } };
   }
 }
@@ -111,6 +116,8 @@ export interface Harness {
   agent: Agent;
   cluster: ClusterMode;
   log: ReturnType<typeof captureLog>;
+  images: FakeImages;
+  pullTokens: PullTokens;
   stop(): Promise<void>;
 }
 
@@ -121,11 +128,13 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
   const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
   const store = new GuestStore(dir);
   const recorder = new EventRecorder(systemClock);
-  const reconciler = new Reconciler(store, hv, new FakeImages(), new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST });
+  const images = new FakeImages();
+  const pullTokens = new PullTokens();
+  const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) });
   const agent = new Agent(store, hv, recorder, undefined, systemClock, { managedBy: `Redis ${redis.url}` });
   reconciler.run();
   const log = captureLog();
-  const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
+  const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pullTokens, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
   const op = new OperatorDouble(redis.url);
   return {
     redis,
@@ -137,6 +146,8 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
     agent,
     cluster,
     log,
+    images,
+    pullTokens,
     async stop() {
       await cluster.stop();
       reconciler.stop();

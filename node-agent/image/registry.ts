@@ -2,13 +2,15 @@
 // each checked against its digest before anyone reads it. Anonymous bearer tokens and credentials
 // (basic, or token exchange), mirrors tried before the registry, http only for registries listed as
 // insecure, retries with backoff for transient failures, and a bound on concurrent blob downloads.
+// A pull may bring its own credentials (a namespace's pull secrets, or repository tokens the operator
+// obtained): `withAuth` gives a view with them, and every manifest answer says who proved access.
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { CredentialStore, Credential } from './credentials.js';
 import { documentKind, LIMITS, MANIFEST_ACCEPT, ManifestError, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from './manifest.js';
 import { selectManifest, hostPlatform, type Platform } from './platform.js';
-import { formatReference, registryEndpoint, type ImageReference } from './reference.js';
+import { formatReference, normalizeRegistry, registryEndpoint, type ImageReference } from './reference.js';
 import { Semaphore } from '../semaphore.js';
 import { isNoSpace } from './no-space.js';
 
@@ -46,8 +48,38 @@ export class RegistryError extends Error {
   }
 }
 
+/** A bearer token for one repository, obtained elsewhere (the operator): sent as is, never exchanged. */
+export interface RepositoryToken {
+  /** As references name it ("docker.io", "127.0.0.1:5000"). */
+  registry: string;
+  repository: string;
+  token: string;
+  /** ISO 8601; an expired token is not sent. */
+  expiresAt: string;
+}
+
+/** The credentials one pull brings, beside the node's own. */
+export interface PullAuth {
+  /** The namespace asking: what it proves is recorded for it (undefined: the node's administrator). */
+  namespace?: string;
+  /** The namespace's pull secrets (single host), tried before the node's credentials. */
+  credentials?: CredentialStore;
+  /** Repository-scoped pull tokens (cluster mode), tried before everything else. */
+  tokens?: RepositoryToken[];
+  /** Why credentials the Guest asked for are missing (a Secret not found ...), added to a refusal. */
+  problems?: string[];
+}
+
+/**
+ * Who showed the registry may serve a manifest: anyone (`public`: anonymous, or through a mirror the
+ * node's administrator configured), the node's own credentials (`node`), or the asking namespace's.
+ */
+export type Proof = 'public' | 'node' | 'namespace';
+
 export interface ResolvedImage {
   ref: ImageReference;
+  /** Whose credentials fetched the manifest. */
+  proof: Proof;
   /** Digest of the platform's manifest: the image's identity in the cache. */
   digest: string;
   manifest: ImageManifest;
@@ -79,15 +111,29 @@ interface Endpoint {
   registry?: string;
 }
 
+interface Found {
+  credential?: Credential;
+  /** A repository token given with the pull. */
+  token?: string;
+  source: 'node' | 'namespace';
+}
+
 export class RegistryClient {
-  private readonly tokens = new Map<string, string>();
+  /** endpoint|repository → bearer token, and whose credential obtained it. */
+  private readonly tokens = new Map<string, { token: string; proof: Proof }>();
   private readonly basic = new Set<string>();
   private readonly downloads: Semaphore;
   private readonly opts: Required<Pick<RegistryOptions, 'attempts' | 'idleTimeoutMs' | 'concurrency' | 'userAgent'>> & RegistryOptions;
+  /** Whose credentials fetched each successful response (read by the manifest requests). */
+  private readonly proofs = new WeakMap<Response, Proof>();
 
-  constructor(opts: RegistryOptions = {}) {
+  constructor(
+    opts: RegistryOptions = {},
+    private readonly auth: PullAuth = {},
+    downloads?: Semaphore,
+  ) {
     this.opts = { attempts: 4, idleTimeoutMs: 30_000, concurrency: 3, userAgent: 'krata-node-agent', ...opts };
-    this.downloads = new Semaphore(this.opts.concurrency);
+    this.downloads = downloads ?? new Semaphore(this.opts.concurrency);
     for (const [registry, urls] of Object.entries(opts.mirrors ?? {})) {
       for (const u of urls) {
         const url = new URL(u);
@@ -97,8 +143,25 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * A client for one pull with `auth`'s credentials: its own token cache (tokens obtained with one
+   * namespace's credentials never serve another), the same download bound.
+   */
+  withAuth(auth: PullAuth): RegistryClient {
+    return new RegistryClient(this.opts, auth, this.downloads);
+  }
+
   private isInsecure(host: string): boolean {
     return (this.opts.insecure ?? []).includes(host);
+  }
+
+  /**
+   * Whether the registry serves manifest `digest` of `ref`'s repository to this client's
+   * credentials (a GET, verified against the digest); resolves with whose credentials did, throws
+   * RegistryError when refused.
+   */
+  async verifyManifest(ref: ImageReference, digest: string): Promise<Proof> {
+    return (await this.getManifest(ref, digest, `${formatReference(ref)} (${digest})`)).proof;
   }
 
   private endpoints(ref: ImageReference): Endpoint[] {
@@ -114,17 +177,17 @@ export class RegistryClient {
     let doc = parseJson(first.bytes, `manifest of ${name}`);
     const kind = documentKind(doc, first.contentType);
     if (kind === 'v1') throw new ManifestError(`${name}: Docker schema 1 manifests are not supported (deprecated; re-push the image)`);
-    if (kind === 'manifest') return { ref, digest: first.digest, manifest: parseManifest(doc, `manifest of ${name}`), manifestBytes: first.bytes };
+    if (kind === 'manifest') return { ref, proof: first.proof, digest: first.digest, manifest: parseManifest(doc, `manifest of ${name}`), manifestBytes: first.bytes };
     const index = parseIndex(doc, `index of ${name}`);
     const chosen = selectManifest(index.manifests, this.opts.platform ?? hostPlatform(), `index of ${name}`);
     const m = await this.getManifest(ref, chosen.digest, `${name} (${chosen.digest})`);
     if (m.bytes.length !== chosen.size) throw new RegistryError(`${name}: manifest ${chosen.digest} is ${m.bytes.length} bytes, but the index says ${chosen.size}`);
     doc = parseJson(m.bytes, `manifest ${chosen.digest} of ${name}`);
     if (documentKind(doc, m.contentType) !== 'manifest') throw new ManifestError(`${name}: index entry ${chosen.digest} is not an image manifest`);
-    return { ref, digest: m.digest, manifest: parseManifest(doc, `manifest ${chosen.digest} of ${name}`), manifestBytes: m.bytes, indexDigest: first.digest };
+    return { ref, proof: m.proof, digest: m.digest, manifest: parseManifest(doc, `manifest ${chosen.digest} of ${name}`), manifestBytes: m.bytes, indexDigest: first.digest };
   }
 
-  private async getManifest(ref: ImageReference, tagOrDigest: string, name: string): Promise<{ bytes: Buffer; digest: string; contentType?: string }> {
+  private async getManifest(ref: ImageReference, tagOrDigest: string, name: string): Promise<{ bytes: Buffer; digest: string; contentType?: string; proof: Proof }> {
     return this.tryEndpoints(ref, async (ep) => {
       const res = await this.request(ep, ref, `/v2/${ref.repository}/manifests/${tagOrDigest}`, { accept: MANIFEST_ACCEPT });
       const bytes = await readBounded(res, LIMITS.manifestBytes, `manifest of ${name}`, this.opts.idleTimeoutMs);
@@ -133,7 +196,7 @@ export class RegistryClient {
       const expected = tagOrDigest.includes(':') ? tagOrDigest : res.headers.get('docker-content-digest') ?? undefined;
       if (expected && expected.startsWith('sha256:') && expected !== digest) throw new RegistryError(`${name}: manifest from ${ep.base} has digest ${digest}, expected ${expected} (tampered or corrupt)`);
       if (expected && !expected.startsWith('sha256:') && tagOrDigest.includes(':')) throw new RegistryError(`${name}: only sha256 manifest digests are supported`);
-      return { bytes, digest, contentType: res.headers.get('content-type') ?? undefined };
+      return { bytes, digest, contentType: res.headers.get('content-type') ?? undefined, proof: this.proofs.get(res) ?? 'namespace' };
     });
   }
 
@@ -216,62 +279,130 @@ export class RegistryClient {
     const key = `${ep.base}|${ref.repository}`;
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent };
     if (opts.accept) headers.accept = opts.accept;
+    const found = this.credential(ep, ref);
+    // A mirror is the administrator's choice for everyone on the node; no header, no credential: anyone.
+    let proof: Proof = ep.registry ? 'public' : 'node';
     const auth = () => {
       const token = this.tokens.get(key);
-      if (token) headers.authorization = `Bearer ${token}`;
-      else if (this.basic.has(key)) headers.authorization = basicHeader(this.credential(ep, ref)!);
+      if (token) {
+        headers.authorization = `Bearer ${token.token}`;
+        proof = token.proof;
+      } else if (this.basic.has(key) && found?.credential) {
+        headers.authorization = basicHeader(found.credential);
+        proof = found.source;
+      }
     };
+    // A token given with the pull is sent at once: there is nothing to exchange.
+    if (found?.token) this.tokens.set(key, { token: found.token, proof: 'namespace' });
     auth();
     let res = await fetchWithTimeout(url, { headers }, this.opts.idleTimeoutMs);
-    if (res.status === 401) {
+    if (res.status === 401 && !found?.token) {
       await res.body?.cancel();
-      await this.authenticate(ep, ref, res.headers.get('www-authenticate') ?? '', key);
+      await this.authenticate(ep, ref, res.headers.get('www-authenticate') ?? '', key, found);
       auth();
       res = await fetchWithTimeout(url, { headers }, this.opts.idleTimeoutMs);
     }
-    if (res.ok) return res;
+    if (res.ok) {
+      this.proofs.set(res, proof);
+      return res;
+    }
     const text = (await errorText(res, this.opts.idleTimeoutMs)).slice(0, 300).trim();
     const what = `${formatReference(ref)}: GET ${url}: HTTP ${res.status}`;
-    if (res.status === 401 || res.status === 403) throw new RegistryError(`${what}: access denied${this.credential(ep, ref) ? ' (the credentials were refused)' : ' (no credentials for this registry: add them to a docker config.json or an image pull secret)'}`, res.status);
-    if (res.status === 404) throw new RegistryError(`${what}: not found${text ? ` (${text})` : ''}`, res.status);
+    if (res.status === 401 || res.status === 403) {
+      const why = found?.token ? ' (the pull token was refused)' : found ? ' (the credentials were refused)' : ' (no credentials for this registry: add them to a docker config.json or an image pull secret)';
+      throw new RegistryError(`${what}: access denied${why}${this.problems()}`, res.status);
+    }
+    if (res.status === 404) throw new RegistryError(`${what}: not found${text ? ` (${text})` : ''}${this.problems()}`, res.status);
     throw new RegistryError(`${what}${text ? `: ${text}` : ''}`, res.status);
   }
 
-  private credential(ep: Endpoint, ref: ImageReference): Credential | undefined {
-    return ep.registry ? this.opts.credentials?.lookup(ref.registry) : undefined;
+  private problems(): string {
+    const p = this.auth.problems ?? [];
+    return p.length ? `; ${p.join('; ')}` : '';
   }
 
-  private async authenticate(ep: Endpoint, ref: ImageReference, header: string, key: string): Promise<void> {
-    const { scheme, params } = parseChallenge(header);
-    const cred = this.credential(ep, ref);
-    if (scheme === 'basic') {
-      if (!cred || !('username' in cred)) throw new RegistryError(`${formatReference(ref)}: ${ep.base} requires a username and password (add them to a docker config.json or an image pull secret)`, 401);
+  /** The credential for the registry itself (never a mirror): the pull's token, the pull's secret, then the node's. */
+  private credential(ep: Endpoint, ref: ImageReference): Found | undefined {
+    if (!ep.registry) return undefined;
+    const registry = normalizeRegistry(ref.registry);
+    const now = Date.now();
+    const token = this.auth.tokens?.find((t) => t.repository === ref.repository && normalizeRegistry(t.registry) === registry && Date.parse(t.expiresAt) > now);
+    if (token) return { token: token.token, source: 'namespace' };
+    const mine = this.auth.credentials?.lookup(ref.registry);
+    if (mine) return { credential: mine, source: 'namespace' };
+    const node = this.opts.credentials?.lookup(ref.registry);
+    return node ? { credential: node, source: 'node' } : undefined;
+  }
+
+  private async authenticate(ep: Endpoint, ref: ImageReference, header: string, key: string, found: Found | undefined): Promise<void> {
+    const cred = found?.credential;
+    const challenge = parseChallenge(header);
+    if (challenge.scheme === 'basic') {
+      if (!cred || !('username' in cred)) throw new RegistryError(`${formatReference(ref)}: ${ep.base} requires a username and password (add them to a docker config.json or an image pull secret)${this.problems()}`, 401);
       this.basic.add(key);
       return;
     }
-    if (scheme !== 'bearer' || !params.realm) throw new RegistryError(`${formatReference(ref)}: ${ep.base} asks for unsupported authentication ${JSON.stringify(header.slice(0, 100))}`, 401);
-    const realm = new URL(params.realm);
-    if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && this.isInsecure(realm.host))) throw new RegistryError(`${formatReference(ref)}: token service ${realm.origin} is not https`, 401);
-    const scope = `repository:${ref.repository}:pull`;
-    let res: Response;
-    if (cred && 'identityToken' in cred) {
-      // OAuth2 refresh-token exchange (docker login's identity tokens).
-      const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, service: params.service ?? '', scope, client_id: 'krata' });
-      res = await fetchWithTimeout(realm.href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body }, this.opts.idleTimeoutMs);
-    } else {
-      if (params.service) realm.searchParams.set('service', params.service);
-      realm.searchParams.set('scope', scope);
-      res = await fetchWithTimeout(realm.href, { headers: cred ? { authorization: basicHeader(cred) } : {} }, this.opts.idleTimeoutMs);
-    }
-    if (!res.ok) {
-      await res.body?.cancel().catch(() => undefined);
-      throw new RegistryError(`${formatReference(ref)}: token service ${realm.origin} answered HTTP ${res.status}${cred ? ' (the credentials were refused)' : ''}`, res.status === 401 || res.status === 403 ? 401 : res.status);
-    }
-    const body = parseJson(await readBounded(res, 1 << 20, 'token response', this.opts.idleTimeoutMs), `token response from ${realm.origin}`);
-    const token = body.token ?? body.access_token;
-    if (typeof token !== 'string' || token === '') throw new RegistryError(`${formatReference(ref)}: token service ${realm.origin} returned no token`);
-    this.tokens.set(key, token);
+    const token = await exchangeToken(challenge, ref.repository, cred, { what: formatReference(ref), base: ep.base, insecure: (h) => this.isInsecure(h), timeoutMs: this.opts.idleTimeoutMs });
+    this.tokens.set(key, { token: token.token, proof: cred ? found!.source : 'public' });
   }
+}
+
+/** Where a token exchange may go and how long it may take. */
+export interface ExchangeOptions {
+  /** The image, for messages. */
+  what: string;
+  /** The registry's base URL, for messages. */
+  base: string;
+  /** Hosts reached over plain http. */
+  insecure: (host: string) => boolean;
+  timeoutMs: number;
+}
+
+/**
+ * The distribution token flow for one repository, pull only: a GET with Basic credentials (or none:
+ * anonymous), or a refresh-token POST for identity tokens. The agent's pulls and the operator's
+ * repository tokens both come from here.
+ */
+export async function exchangeToken(challenge: { scheme: string; params: Record<string, string> }, repository: string, cred: Credential | undefined, o: ExchangeOptions): Promise<{ token: string; expiresInS: number }> {
+  const { scheme, params } = challenge;
+  if (scheme !== 'bearer' || !params.realm) throw new RegistryError(`${o.what}: ${o.base} asks for unsupported authentication ${JSON.stringify(`${scheme} ${Object.keys(params).join(',')}`.slice(0, 100))}`, 401);
+  let realm: URL;
+  try {
+    realm = new URL(params.realm);
+  } catch {
+    throw new RegistryError(`${o.what}: ${o.base} names a token service that is not a URL`, 401);
+  }
+  if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && o.insecure(realm.host))) throw new RegistryError(`${o.what}: token service ${realm.origin} is not https`, 401);
+  const scope = `repository:${repository}:pull`;
+  let res: Response;
+  if (cred && 'identityToken' in cred) {
+    // OAuth2 refresh-token exchange (docker login's identity tokens).
+    const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, service: params.service ?? '', scope, client_id: 'krata' });
+    res = await fetchWithTimeout(realm.href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body }, o.timeoutMs);
+  } else {
+    if (params.service) realm.searchParams.set('service', params.service);
+    realm.searchParams.set('scope', scope);
+    res = await fetchWithTimeout(realm.href, { headers: cred ? { authorization: basicHeader(cred) } : {} }, o.timeoutMs);
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new RegistryError(`${o.what}: token service ${realm.origin} answered HTTP ${res.status}${cred ? ' (the credentials were refused)' : ''}`, res.status === 401 || res.status === 403 ? 401 : res.status);
+  }
+  const body = parseJson(await readBounded(res, 1 << 20, 'token response', o.timeoutMs), `token response from ${realm.origin}`);
+  const token = body.token ?? body.access_token;
+  if (typeof token !== 'string' || token === '') throw new RegistryError(`${o.what}: token service ${realm.origin} returned no token`);
+  // The spec's default lifetime is 60 s; a service may say otherwise (bounded: a day).
+  const expiresIn = typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) && body.expires_in >= 1 ? Math.min(body.expires_in, 86_400) : 60;
+  return { token, expiresInS: expiresIn };
+}
+
+/** What a registry wants for one repository, asked with a bare GET /v2/: nothing, Basic, or a bearer challenge. */
+export async function registryChallenge(base: string, timeoutMs: number): Promise<{ scheme: string; params: Record<string, string> } | undefined> {
+  const res = await fetchWithTimeout(`${base}/v2/`, { headers: { 'user-agent': 'krata-operator' } }, timeoutMs);
+  await res.body?.cancel().catch(() => undefined);
+  if (res.ok) return undefined;
+  if (res.status !== 401) throw new RegistryError(`${base}/v2/: HTTP ${res.status}`, res.status);
+  return parseChallenge(res.headers.get('www-authenticate') ?? '');
 }
 
 function basicHeader(c: Credential): string {

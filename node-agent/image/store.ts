@@ -9,7 +9,8 @@ import { basename, join } from 'node:path';
 import { packLayers, type PackLayer } from './pack.js';
 import { LIMITS, parseImageConfig, type ImageConfig, type ImageManifest } from './manifest.js';
 import { parseDigest, parseReference, formatReference, type ImageReference } from './reference.js';
-import { RegistryClient, type RegistryOptions } from './registry.js';
+import { RegistryClient, type PullAuth, type RegistryOptions } from './registry.js';
+import { AccessRecords } from './access.js';
 import type { SquashfsOptions } from './squashfs.js';
 import type { UnionLimits } from './layer-union.js';
 import { asNoSpace } from './no-space.js';
@@ -45,6 +46,8 @@ export type PullEvent =
 
 export interface PullOptions {
   onEvent?: (e: PullEvent) => void;
+  /** The pull's own credentials and the namespace it proves access for (see access.ts). */
+  auth?: PullAuth;
 }
 
 export interface ImageStoreOptions {
@@ -75,6 +78,8 @@ export class ImageStore {
   private readonly inflight = new Map<string, Promise<StoredImage>>();
   private readonly registry: RegistryClient;
   private readonly now: () => Date;
+  /** Who proved access to each cached image. */
+  readonly access: AccessRecords;
 
   constructor(private readonly opts: ImageStoreOptions) {
     this.imagesDir = opts.root;
@@ -83,6 +88,7 @@ export class ImageStore {
     this.now = opts.now ?? (() => new Date());
     mkdirSync(this.imagesDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
+    this.access = new AccessRecords(opts.root, { now: this.now });
   }
 
   /**
@@ -161,15 +167,42 @@ export class ImageStore {
   async pull(reference: string, opts: PullOptions = {}): Promise<StoredImage> {
     const ref = parseReference(reference);
     const name = formatReference(ref);
+    const registry = opts.auth ? this.registry.withAuth(opts.auth) : this.registry;
+    const namespace = opts.auth?.namespace;
     if (ref.digest) {
       const hit = this.find(ref.digest);
-      if (hit) return this.touch(hit, name, opts);
+      if (hit) {
+        await this.authorize(ref, hit, opts.auth);
+        return this.touch(hit, name, opts);
+      }
     }
-    const resolved = await this.registry.resolve(ref);
+    const resolved = await registry.resolve(ref);
     const known = this.get(resolved.digest);
-    if (known) return this.touch(known, name, opts);
+    if (known) {
+      this.access.record(known.digest, resolved.proof, namespace);
+      return this.touch(known, name, opts);
+    }
     opts.onEvent?.({ kind: 'resolved', ref: name, digest: resolved.digest, layers: resolved.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })) });
-    return this.shared(resolved.digest, name, opts, (work) => this.pullInto(work, ref, resolved.manifest, opts));
+    const img = await this.shared(resolved.digest, name, opts, (work) => this.pullInto(work, ref, resolved.manifest, opts, registry));
+    this.access.record(img.digest, resolved.proof, namespace);
+    return img;
+  }
+
+  /** Whether `auth`'s namespace may use the cached `img` without asking the registry. */
+  allowed(img: StoredImage, auth: PullAuth | undefined): boolean {
+    // Imported images came from the node's administrator; nothing to ask a registry about.
+    return img.source === 'import' || this.access.allows(img.digest, auth?.namespace);
+  }
+
+  /**
+   * Makes sure `auth`'s namespace may use the cached `img` as `ref`: if it has not proved access, the
+   * registry is asked for the manifest by digest with the namespace's credentials (anonymously if it
+   * has none); a refusal throws the registry's error, a success is recorded.
+   */
+  async authorize(ref: ImageReference, img: StoredImage, auth: PullAuth | undefined): Promise<void> {
+    if (this.allowed(img, auth)) return;
+    const proof = await this.registry.withAuth(auth ?? {}).verifyManifest(ref, img.digest);
+    this.access.record(img.digest, proof, auth?.namespace);
   }
 
   /** A committed image by exact manifest digest. */
@@ -251,8 +284,8 @@ export class ImageStore {
   }
 
   /** Downloads config and layers (bounded concurrency) while packing from the top layer down. */
-  private async pullInto(work: string, ref: ImageReference, manifest: ImageManifest, opts: PullOptions): Promise<{ config: ImageConfig; source: 'registry' }> {
-    const configBytes = await this.registry.fetchBlob(ref, manifest.config, LIMITS.configBytes);
+  private async pullInto(work: string, ref: ImageReference, manifest: ImageManifest, opts: PullOptions, registry = this.registry): Promise<{ config: ImageConfig; source: 'registry' }> {
+    const configBytes = await registry.fetchBlob(ref, manifest.config, LIMITS.configBytes);
     const config = parseImageConfig(configBytes, `config ${manifest.config.digest} of ${formatReference(ref)}`);
     if (config.diffIds.length !== manifest.layers.length) throw new Error(`${formatReference(ref)}: the config lists ${config.diffIds.length} layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`);
     // Downloads run (bounded) while upper layers are packed; a failure anywhere stops them all, and
@@ -261,7 +294,7 @@ export class ImageStore {
     let cause: unknown;
     const downloads = manifest.layers.map((l, i) => {
       const file = join(work, `layer-${i}`);
-      const p = this.registry.downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size }), abort.signal).then(() => {
+      const p = registry.downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size }), abort.signal).then(() => {
         opts.onEvent?.({ kind: 'downloaded', layer: l.digest });
         return file;
       });
@@ -307,6 +340,7 @@ export class ImageStore {
     rmSync(this.metaPath(img.digest), { force: true });
     fsyncDir(this.imagesDir);
     rmSync(this.imagePath(img.digest), { force: true });
+    this.access.forget(img.digest);
   }
 
   /**

@@ -232,6 +232,11 @@ export class KubeClient {
     return this.request('GET', guestPath(namespace, name));
   }
 
+  /** A Secret a Guest names in imagePullSecrets (`get secrets` where a namespace granted it: manifests/base/rbac.yaml). */
+  getSecret(namespace: string, name: string): Promise<{ type?: string; data?: Record<string, string> }> {
+    return this.request('GET', `/api/v1/namespaces/${seg(namespace)}/secrets/${seg(name)}`);
+  }
+
   getXenHost(name: string): Promise<XenHost> {
     return this.request('GET', xenHostPath(name));
   }
