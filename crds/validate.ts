@@ -142,7 +142,7 @@ export function validateObject(input: unknown): ValidationResult {
   const obj = structuredClone(raw);
   const validate = validatorFor(info);
   const errors: FieldError[] = [];
-  if (!validate(obj)) errors.push(...dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj)));
+  if (!validate(obj)) errors.push(...uniqueErrors(dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj))));
   errors.push(...listMapErrors(info.schema, obj, []));
   // Cross-field rules run on every part of the object the schema found sound, so one pass reports all.
   const broken = errors.map((e) => formatPath(e.path));
@@ -201,9 +201,26 @@ function valueAt(root: unknown, path: Path): unknown {
   return node;
 }
 
+/** One error per path and message (an out-of-range number fails several keywords the same way). */
+function uniqueErrors(errors: FieldError[]): FieldError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const key = `${formatPath(e.path)}|${e.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** A number beyond a double (1e400 in YAML or JSON reads as Infinity, which JSON shows as null). */
+export const OUT_OF_RANGE = 'number out of range (beyond about ±1.8e308, so it reads as infinity)';
+
 function toFieldError(e: ErrorObject, root: unknown): FieldError {
   const path = pointerToPath(e.instancePath, root);
   const value = valueAt(root, path);
+  if (typeof value === 'number' && !Number.isFinite(value) && e.keyword !== 'required' && !e.keyword.startsWith('additionalProp')) {
+    return { path, message: OUT_OF_RANGE };
+  }
   const got = `got ${describe(value)}`;
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
@@ -315,6 +332,7 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'number' && !Number.isFinite(value)) return 'a number out of range';
   const text = JSON.stringify(value);
   return text.length > 60 ? `${typeof value} ${text.slice(0, 57)}..."` : `${typeof value} ${text}`;
 }

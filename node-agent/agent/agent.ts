@@ -10,7 +10,7 @@ import type { EventRecorder } from './events.js';
 import { guestKey, type GuestStore } from './guest-store.js';
 import type { Clock, Console, Hypervisor } from './hypervisor.js';
 import { ImageError, type ImageProvider } from './reconciler.js';
-import { InvalidRequest, NotFound, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from './service.js';
+import { InvalidRequest, NotFound, storageFull, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from './service.js';
 import { quantityValue } from '../../crds/quantity.js';
 
 /** Images for the reconciler from the host's cache, under Kubernetes' pull policies. */
@@ -85,15 +85,23 @@ export class Agent implements AgentService {
     });
     if (errors.length) throw new InvalidRequest(`${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
     const now = new Date(this.clock.now());
-    return valid.map((g) => {
-      const namespace = g.metadata.namespace ?? 'default';
-      const meta = { name: g.metadata.name, namespace };
-      if (dryRun) {
-        const old = this.store.get(guestKey(namespace, g.metadata.name));
-        return { kind: 'Guest', metadata: meta, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
+    const guests = valid.map((g) => ({ ...g, metadata: { ...g.metadata, namespace: g.metadata.namespace ?? 'default' } }));
+    let actions: ApplyResult['action'][];
+    if (dryRun) {
+      actions = guests.map((g) => {
+        const old = this.store.get(guestKey(g.metadata.namespace, g.metadata.name));
+        return !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured';
+      });
+    } else {
+      try {
+        actions = this.store.putAll(guests, now);
+      } catch (e) {
+        const full = storageFull(e);
+        if (full) throw new InvalidRequest(`${full}; nothing was applied`, [], 507);
+        throw e;
       }
-      return { kind: 'Guest', metadata: meta, action: this.store.put({ ...g, metadata: { ...g.metadata, namespace } }, now) };
-    });
+    }
+    return guests.map((g, i) => ({ kind: 'Guest', metadata: { name: g.metadata.name, namespace: g.metadata.namespace }, action: actions[i]! }));
   }
 
   list(namespace?: string): Guest[] {
