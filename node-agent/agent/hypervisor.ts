@@ -24,7 +24,7 @@ export const systemClock: Clock = {
 
 /** Everything needed to start one guest's domain. */
 export interface DomainLaunch {
-  /** Xen domain name: "krata-<namespace>-<name>" (unique on the host). */
+  /** Xen domain name: "krata.<namespace>.<name>", or "krata-<uid>" when that is too long (unique on the host). */
   name: string;
   /** "<namespace>/<name>": written to the domain's xenstore (krata/guest-key) for adoption. */
   guestKey: string;

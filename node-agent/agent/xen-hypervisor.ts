@@ -139,6 +139,17 @@ export function isUnder(file: string, dir: string): boolean {
   return file.startsWith(d) && file.length > d.length;
 }
 
+/**
+ * The live domain (not `except`) whose xenstore name is `name`, if any. Xen itself has no names and
+ * lets two domains share one; xl refuses that, and so does krata (console, logs and operators go by it).
+ */
+export async function domainNamed(xs: Pick<XenstoreClient, 'tryList' | 'tryRead'>, live: ReadonlySet<number>, name: string): Promise<number | undefined> {
+  const ids = (await xs.tryList('/local/domain')).filter((id) => /^\d{1,5}$/.test(id) && live.has(Number(id)));
+  const names = await Promise.all(ids.map((id) => xs.tryRead(`/local/domain/${id}/name`).catch(() => undefined)));
+  const i = names.findIndex((n) => n === name);
+  return i < 0 ? undefined : Number(ids[i]);
+}
+
 // ---- The hypervisor ----------------------------------------------------------------------------------
 
 /** A krata domain this process serves (console, exit watch) and whose state it follows. */
@@ -181,6 +192,8 @@ export class XenHypervisor implements Hypervisor {
   private readonly destroying = new Set<number>();
   /** Creates in flight: guestKey + created, and their disk files (cleanupOrphans leaves those alone). */
   private readonly creating = new Map<string, string[]>();
+  /** Domain names of creates in flight: two concurrent creates cannot both pass the name check. */
+  private readonly naming = new Set<string>();
   private readonly builder: DomainBuilder;
   private readonly backend: ConsoleBackend;
   private readonly historyBytes: number;
@@ -302,6 +315,19 @@ export class XenHypervisor implements Hypervisor {
 
   async create(launch: DomainLaunch): Promise<DomainInfo> {
     this.assertOpen();
+    // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
+    if (this.naming.has(launch.name)) throw new Error(`domain name "${launch.name}" is being used by another create in progress; refusing a second domain with it`);
+    this.naming.add(launch.name);
+    try {
+      const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), launch.name);
+      if (holder !== undefined) throw new Error(`domain name "${launch.name}" is already used by domain ${holder}; refusing a second domain with it`);
+      return await this.build(launch);
+    } finally {
+      this.naming.delete(launch.name);
+    }
+  }
+
+  private async build(launch: DomainLaunch): Promise<DomainInfo> {
     const createdAt = Date.now();
     const uuid = randomUUID();
     const flight = `${launch.guestKey}\0${createdAt}`;
