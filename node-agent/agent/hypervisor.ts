@@ -75,7 +75,13 @@ export interface Console {
   history(): Buffer;
   /** Live output; returns an unsubscribe function. */
   onData(cb: (data: Buffer) => void): () => void;
-  write(data: Buffer): void;
+  /**
+   * Queues input for the guest (never dropped); false when the queue is over its bound (64 KiB): the
+   * writer should stop (pause its socket) until `onDrain`.
+   */
+  write(data: Buffer): boolean;
+  /** Runs `cb` whenever queued input has gone down after a `write` returned false; returns an unsubscribe function. */
+  onDrain(cb: () => void): () => void;
 }
 
 export interface Hypervisor {

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { DomainBuilder, type DomainSpec } from '../xen/builder/build.js';
-import { ConsoleBackend, type ConsoleSession } from '../xen/console/backend.js';
+import { ConsoleBackend, type ConsoleLimits, type ConsoleSession } from '../xen/console/backend.js';
 import { XenControl, type DomainInfo as XenDomainInfo } from '../xen/control.js';
 import { removeDomainStore } from '../xen/domain-store.js';
 import { detachLoop } from '../xen/devices/loop.js';
@@ -29,6 +29,8 @@ export { NotOnXenError } from '../xen/privcmd.js';
 export interface XenHypervisorOptions {
   /** Console history kept per guest (bytes). */
   consoleHistoryBytes?: number;
+  /** Per-guest console bounds (output rate and burst, queued input); defaults in xen/console/throttle.ts. */
+  consoleLimits?: ConsoleLimits;
   /** krata's state directory: loop devices over files below it are krata's (cleanupOrphans). */
   stateDir?: string;
   /** How long destroy() waits for a destroyed domain to disappear (ms). */
@@ -197,6 +199,7 @@ export class XenHypervisor implements Hypervisor {
   private readonly builder: DomainBuilder;
   private readonly backend: ConsoleBackend;
   private readonly historyBytes: number;
+  private readonly consoleLimits: ConsoleLimits;
   private readonly stateDir: string;
   private readonly destroyTimeoutMs: number;
   private closed = false;
@@ -212,6 +215,7 @@ export class XenHypervisor implements Hypervisor {
     this.builder = new DomainBuilder(privcmd, xen, xs);
     this.backend = new ConsoleBackend(privcmd, evtchn, xs, grants);
     this.historyBytes = opts.consoleHistoryBytes ?? DEFAULT_HISTORY_BYTES;
+    this.consoleLimits = opts.consoleLimits ?? {};
     this.stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
     this.destroyTimeoutMs = opts.destroyTimeoutMs ?? 30_000;
     this.events.setMaxListeners(0);
@@ -360,7 +364,7 @@ export class XenHypervisor implements Hypervisor {
         beforeUnpause: async (domid) => {
           tracked = newTracked(domid, uuid, 'running');
           tracked.meta = { name: launch.name, guestKey: launch.guestKey, guestUid: launch.guestUid, specHash: launch.specHash, createdAt };
-          tracked.session = await this.backend.attach(domid, this.historyBytes);
+          tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
           tracked.console = consoleOf(tracked.session);
           await this.watchGuest(tracked);
         },
@@ -561,7 +565,7 @@ export class XenHypervisor implements Hypervisor {
     if (t.session || Date.now() < t.consoleRetryAt) return Promise.resolve();
     t.attaching = (async () => {
       try {
-        const session = await this.backend.attach(t.domid, this.historyBytes);
+        const session = await this.backend.attach(t.domid, this.historyBytes, this.consoleLimits);
         if (this.tracked.get(t.domid) !== t || this.closed) {
           session.close();
           return;
@@ -673,7 +677,10 @@ function consoleOf(session: ConsoleSession): Console {
       return () => void session.off('data', listener);
     },
     write(data) {
-      if (open) session.write(data);
+      return open ? session.write(data) : true;
+    },
+    onDrain(cb) {
+      return session.onDrain(cb);
     },
   };
 }

@@ -399,6 +399,27 @@ test('the console upgrades to raw bytes both ways and lets go when the client le
   await eventually(() => console.listeners.size === 0 && service.watcherCount === 0, 'detaching unsubscribes');
 });
 
+test('console input from a fast client is held back while the guest reads nothing (paused socket), then all arrives in order', async (t) => {
+  const { socketPath, service } = await agent(t);
+  await post(socketPath, '/v1/apply', { objects: [GUEST('slow')] });
+  const console = service.run('default', 'slow');
+  console.blocked = true;
+  const { socket } = await upgrade(socketPath, '/v1/namespaces/default/guests/slow/console');
+  socket.resume();
+  const data = Buffer.from(Array.from({ length: 4 * 1024 * 1024 }, (_, i) => (i * 13) % 256));
+  let flushed = false;
+  socket.write(data, () => (flushed = true));
+  // The agent takes at most its bound plus one socket read; the rest waits in the kernel and the client.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(console.queue.pending <= console.queue.limit + 64 * 1024, `queued ${console.queue.pending} bytes`);
+  assert.ok(console.queue.pending >= console.queue.limit, 'the queue filled up to its bound first');
+  assert.equal(flushed, false, "the client's write is held back, not dropped");
+  console.unblock();
+  await eventually(() => Buffer.concat(console.input).length === data.length, 'every byte arrives');
+  assert.deepEqual(Buffer.concat(console.input), data);
+  socket.destroy();
+});
+
 test('console with ?logs=true replays what the guest printed before the attach', async (t) => {
   const { socketPath, service } = await agent(t);
   await post(socketPath, '/v1/apply', { objects: [GUEST('early')] });
