@@ -135,6 +135,9 @@ export function validateObject(input: unknown): ValidationResult {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     return { errors: [{ path: [], message: `must be a mapping with apiVersion, kind, metadata and spec (got ${describe(input)})` }] };
   }
+  // Cloning and the schema checks recurse: hostile depth (from Redis, a file, a request) stops here.
+  const deep = pathBeyond(input, MAX_NESTING);
+  if (deep) return { errors: [{ path: deep, message: `nested deeper than ${MAX_NESTING} levels; krata objects are far shallower` }] };
   const raw = input as Record<string, unknown>;
   const kindErrors = checkKind(raw);
   if (kindErrors.length) return { errors: kindErrors };
@@ -153,6 +156,21 @@ export function validateObject(input: unknown): ValidationResult {
   errors.push(...semanticErrors(obj as unknown as KratObject, sound));
   errors.sort(byPath);
   return errors.length ? { errors } : { object: obj as unknown as KratObject, errors };
+}
+
+/** How deep an object may nest (a Guest nests about ten levels). */
+export const MAX_NESTING = 100;
+
+/** The path to a list or mapping at level `max + 1`, or undefined; iterative, so any depth is safe. */
+export function pathBeyond(value: unknown, max: number): Path | undefined {
+  const stack: { node: unknown; path: Path }[] = [{ node: value, path: [] }];
+  while (stack.length) {
+    const { node, path } = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    if (path.length >= max) return path;
+    for (const [k, v] of Object.entries(node)) stack.push({ node: v, path: [...path, Array.isArray(node) ? Number(k) : k] });
+  }
+  return undefined;
 }
 
 function checkKind(raw: Record<string, unknown>): FieldError[] {

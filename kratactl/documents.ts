@@ -1,7 +1,7 @@
 // Splitting a manifest file into YAML documents and mapping JSON paths back to line and column, so
 // that every error can name the exact place in the file.
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
-import type { Path } from '../crds/validate.js';
+import { MAX_NESTING, pathBeyond, type Path } from '../crds/validate.js';
 import type { Source } from './sources.js';
 
 export interface Position {
@@ -74,7 +74,8 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
     if (doc.errors.length) {
       const overflow = doc.errors.find((e) => /Maximum call stack/.test(e.message));
       if (overflow) {
-        errors.push(tooDeep(overflow.pos[0]));
+        // Where the stack ran out depends on the stack left, not on the file: the document is the place.
+        errors.push(tooDeep(doc.range?.[0] ?? 0));
         return;
       }
       for (const e of doc.errors) {
@@ -103,8 +104,8 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
   return { documents, errors };
 }
 
-/** How deep a manifest may nest (a Guest nests about ten levels); the agent's API has the same bound. */
-export const MAX_DEPTH = 100;
+/** How deep a manifest may nest: the validator's bound (the agent's API has it too). */
+export const MAX_DEPTH = MAX_NESTING;
 
 /**
  * The offset of a `[` or `{` opening flow level `max + 1`, or -1: JSON and flow YAML are refused
@@ -123,18 +124,6 @@ export function flowNestingBeyond(s: string, max: number): number {
     } else if ((c === ']' || c === '}') && depth > 0) depth--;
   }
   return -1;
-}
-
-/** The path to a list or mapping at level `max + 1`, or undefined; iterative, so any depth is safe. */
-export function pathBeyond(value: unknown, max: number): Path | undefined {
-  const stack: { node: unknown; path: Path }[] = [{ node: value, path: [] }];
-  while (stack.length) {
-    const { node, path } = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (path.length >= max) return path;
-    for (const [k, v] of Object.entries(node)) stack.push({ node: v, path: [...path, Array.isArray(node) ? Number(k) : k] });
-  }
-  return undefined;
 }
 
 /** The parser notices a missing closing quote at the end of input; point at the quote that opened it. */
