@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,4 +150,23 @@ test('a config disk that does not fit leaves no partial and no final file, and s
     [],
     'nothing but the filler is left',
   );
+});
+
+test('a batch whose commit fails half way is rolled back: the renamed record is put back from its backup', (t) => {
+  const state = mkdtempSync(join(tmpdir(), 'krata-rollback-'));
+  t.after(() => rmSync(state, { recursive: true, force: true }));
+  const store = new GuestStore(state);
+  store.put(guest('a'), new Date());
+  const onDisk = () => readFileSync(join(state, 'guests', 'default', 'a.json'), 'utf8');
+  const before = onDisk();
+  // Where b's record would go stands a directory: its rename fails after a's has been done.
+  mkdirSync(join(state, 'guests', 'default', 'b.json', 'x'), { recursive: true });
+  const seen: WatchEvent[] = [];
+  store.on('change', (e: WatchEvent) => seen.push(e));
+  assert.throws(() => store.putAll([guest('a', 'default', 'registry.example/app:2.0'), guest('b')], new Date()), /EISDIR|ENOTEMPTY|EEXIST/);
+  assert.equal(onDisk(), before, "a's record is the old one again");
+  assert.equal(store.get('default/a')!.guest.spec.image, 'registry.example/app:1.0');
+  assert.equal(store.get('default/b'), undefined);
+  assert.deepEqual(seen, []);
+  assert.deepEqual(files(state), ['guests/default/a.json'], 'no temporary or backup left');
 });

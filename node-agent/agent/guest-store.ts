@@ -7,7 +7,7 @@
 // counter for watches. Status lives in the same record; the reconciler writes it.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
@@ -138,7 +138,8 @@ export class GuestStore extends EventEmitter {
           mkdirSync(dir, { mode: 0o700 });
           madeDirs.push(dir);
         }
-        const backup = existsSync(s.file) ? `${s.file}.tmp-old-${revision}` : undefined;
+        // A single write needs no backup: its one rename either happens or not.
+        const backup = staged.length > 1 && isFile(s.file) ? `${s.file}.tmp-old-${revision}` : undefined;
         if (backup) {
           rmSync(backup, { force: true });
           linkSync(s.file, backup);
@@ -335,5 +336,13 @@ export class GuestStore extends EventEmitter {
       this.replacements.delete(key);
       this.persist({ guest: next, internal: {} }, 'ADDED', true);
     }
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
   }
 }
