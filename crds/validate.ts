@@ -161,14 +161,30 @@ export function validateObject(input: unknown): ValidationResult {
 /** How deep an object may nest (a Guest nests about ten levels). */
 export const MAX_NESTING = 100;
 
-/** The path to a list or mapping at level `max + 1`, or undefined; iterative, so any depth is safe. */
+/**
+ * The path to a list or mapping at level `max + 1`, or undefined. Iterative, so any depth is safe;
+ * each entry links to its parent instead of copying the path, so a wide object costs O(size).
+ */
 export function pathBeyond(value: unknown, max: number): Path | undefined {
-  const stack: { node: unknown; path: Path }[] = [{ node: value, path: [] }];
+  interface Entry {
+    node: object;
+    depth: number;
+    key?: string | number;
+    parent?: Entry;
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  const stack: Entry[] = [{ node: value, depth: 0 }];
   while (stack.length) {
-    const { node, path } = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (path.length >= max) return path;
-    for (const [k, v] of Object.entries(node)) stack.push({ node: v, path: [...path, Array.isArray(node) ? Number(k) : k] });
+    const e = stack.pop()!;
+    if (e.depth >= max) {
+      const path: Path = [];
+      for (let at: Entry | undefined = e; at?.parent; at = at.parent) path.unshift(at.key!);
+      return path;
+    }
+    const isList = Array.isArray(e.node);
+    for (const [k, v] of Object.entries(e.node)) {
+      if (v !== null && typeof v === 'object') stack.push({ node: v as object, depth: e.depth + 1, key: isList ? Number(k) : k, parent: e });
+    }
   }
   return undefined;
 }
