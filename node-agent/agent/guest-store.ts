@@ -2,9 +2,9 @@
 // <state>/guests/<namespace>/<name>.json, each written atomically (a kill -9 or power loss leaves the
 // old or the new version, never a torn one). A batch (`putAll`, an apply) is all or nothing: every
 // file is written and fsynced under a temporary name before any is renamed into place, so a full disk
-// (ENOSPC) fails the batch with nothing stored, nothing left behind and nothing shown to watchers. The store plays the API server's part: uid,
-// generation (bumped when the spec changes), resourceVersion, deletionTimestamp, and a revision
-// counter for watches. Status lives in the same record; the reconciler writes it.
+// (ENOSPC) fails the batch with nothing stored, nothing left behind and nothing shown to watchers.
+// The store plays the API server's part: uid, generation (bumped when the spec changes),
+// resourceVersion, deletionTimestamp, and a revision counter for watches. Status lives in the same record; the reconciler writes it.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
