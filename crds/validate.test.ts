@@ -165,3 +165,23 @@ test('kinds resolve by kind, plural, singular, short name and qualified plural',
   assert.equal(resolveKind('xh')?.kind, 'XenHost');
   assert.equal(resolveKind('pods'), undefined);
 });
+
+test('hostile depth is an error at its path, never a stack overflow (objects from Redis reach here parsed)', () => {
+  let env: unknown = [];
+  for (let i = 0; i < 100_000; i++) env = [env];
+  const { object, errors } = validateObject(guest({ image: 'alpine', env }));
+  assert.equal(object, undefined);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]!.path.length, 100);
+  assert.deepEqual(errors[0]!.path.slice(0, 3), ['spec', 'env', 0]);
+  assert.match(errors[0]!.message, /^nested deeper than 100 levels/);
+});
+
+test('a number beyond a double (1e400 reads as Infinity) is out of range, not "got number null"', () => {
+  const { errors } = validateObject(guest({ image: 'alpine', resources: { cpus: Infinity, memory: JSON.parse('1e400'), maxMemory: -Infinity } }));
+  assert.deepEqual(messages(errors), [
+    'spec.resources.cpus: number out of range (beyond about ±1.8e308, so it reads as infinity)',
+    'spec.resources.maxMemory: number out of range (beyond about ±1.8e308, so it reads as infinity)',
+    'spec.resources.memory: number out of range (beyond about ±1.8e308, so it reads as infinity)',
+  ]);
+});

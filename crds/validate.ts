@@ -135,6 +135,9 @@ export function validateObject(input: unknown): ValidationResult {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     return { errors: [{ path: [], message: `must be a mapping with apiVersion, kind, metadata and spec (got ${describe(input)})` }] };
   }
+  // Cloning and the schema checks recurse: hostile depth (from Redis, a file, a request) stops here.
+  const deep = pathBeyond(input, MAX_NESTING);
+  if (deep) return { errors: [{ path: deep, message: `nested deeper than ${MAX_NESTING} levels; krata objects are far shallower` }] };
   const raw = input as Record<string, unknown>;
   const kindErrors = checkKind(raw);
   if (kindErrors.length) return { errors: kindErrors };
@@ -142,7 +145,7 @@ export function validateObject(input: unknown): ValidationResult {
   const obj = structuredClone(raw);
   const validate = validatorFor(info);
   const errors: FieldError[] = [];
-  if (!validate(obj)) errors.push(...dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj)));
+  if (!validate(obj)) errors.push(...uniqueErrors(dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj))));
   errors.push(...listMapErrors(info.schema, obj, []));
   // Cross-field rules run on every part of the object the schema found sound, so one pass reports all.
   const broken = errors.map((e) => formatPath(e.path));
@@ -153,6 +156,37 @@ export function validateObject(input: unknown): ValidationResult {
   errors.push(...semanticErrors(obj as unknown as KratObject, sound));
   errors.sort(byPath);
   return errors.length ? { errors } : { object: obj as unknown as KratObject, errors };
+}
+
+/** How deep an object may nest (a Guest nests about ten levels). */
+export const MAX_NESTING = 100;
+
+/**
+ * The path to a list or mapping at level `max + 1`, or undefined. Iterative, so any depth is safe;
+ * each entry links to its parent instead of copying the path, so a wide object costs O(size).
+ */
+export function pathBeyond(value: unknown, max: number): Path | undefined {
+  interface Entry {
+    node: object;
+    depth: number;
+    key?: string | number;
+    parent?: Entry;
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  const stack: Entry[] = [{ node: value, depth: 0 }];
+  while (stack.length) {
+    const e = stack.pop()!;
+    if (e.depth >= max) {
+      const path: Path = [];
+      for (let at: Entry | undefined = e; at?.parent; at = at.parent) path.unshift(at.key!);
+      return path;
+    }
+    const isList = Array.isArray(e.node);
+    for (const [k, v] of Object.entries(e.node)) {
+      if (v !== null && typeof v === 'object') stack.push({ node: v as object, depth: e.depth + 1, key: isList ? Number(k) : k, parent: e });
+    }
+  }
+  return undefined;
 }
 
 function checkKind(raw: Record<string, unknown>): FieldError[] {
@@ -201,9 +235,26 @@ function valueAt(root: unknown, path: Path): unknown {
   return node;
 }
 
+/** One error per path and message (an out-of-range number fails several keywords the same way). */
+function uniqueErrors(errors: FieldError[]): FieldError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const key = `${formatPath(e.path)}|${e.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** A number beyond a double (1e400 in YAML or JSON reads as Infinity, which JSON shows as null). */
+export const OUT_OF_RANGE = 'number out of range (beyond about ±1.8e308, so it reads as infinity)';
+
 function toFieldError(e: ErrorObject, root: unknown): FieldError {
   const path = pointerToPath(e.instancePath, root);
   const value = valueAt(root, path);
+  if (typeof value === 'number' && !Number.isFinite(value) && e.keyword !== 'required' && !e.keyword.startsWith('additionalProp')) {
+    return { path, message: OUT_OF_RANGE };
+  }
   const got = `got ${describe(value)}`;
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
@@ -315,6 +366,7 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'number' && !Number.isFinite(value)) return 'a number out of range';
   const text = JSON.stringify(value);
   return text.length > 60 ? `${typeof value} ${text.slice(0, 57)}..."` : `${typeof value} ${text}`;
 }

@@ -1,7 +1,7 @@
 // Splitting a manifest file into YAML documents and mapping JSON paths back to line and column, so
 // that every error can name the exact place in the file.
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
-import type { Path } from '../crds/validate.js';
+import { MAX_NESTING, pathBeyond, type Path } from '../crds/validate.js';
 import type { Source } from './sources.js';
 
 export interface Position {
@@ -48,12 +48,36 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };
   };
-  const docs = parseAllDocuments(source.text, { ...YAML_OPTIONS, lineCounter });
-  const list = Array.isArray(docs) ? docs : [docs];
   const documents: ParsedDocument[] = [];
   const errors: SyntaxError[] = [];
+  // Counted from the text: the line counter is empty when the parser never ran.
+  const tooDeep = (offset: number): SyntaxError => {
+    const before = source.text.slice(0, offset);
+    const line = before.split('\n').length;
+    return { file: source.name, line, column: offset - before.lastIndexOf('\n'), message: `nested deeper than ${MAX_DEPTH} levels; krata objects are far shallower` };
+  };
+  const parse = () => {
+    const docs = parseAllDocuments(source.text, { ...YAML_OPTIONS, lineCounter });
+    return Array.isArray(docs) ? docs : [docs];
+  };
+  let list: ReturnType<typeof parse>;
+  const deepFlow = flowNestingBeyond(source.text, MAX_DEPTH);
+  if (deepFlow >= 0) return { documents, errors: [tooDeep(deepFlow)] };
+  try {
+    list = parse();
+  } catch (err) {
+    // The parser recurses per level: a hostile file can overflow the stack before any check runs.
+    if (err instanceof RangeError) return { documents, errors: [tooDeep(0)] };
+    throw err;
+  }
   list.forEach((doc, index) => {
     if (doc.errors.length) {
+      const overflow = doc.errors.find((e) => /Maximum call stack/.test(e.message));
+      if (overflow) {
+        // Where the stack ran out depends on the stack left, not on the file: the document is the place.
+        errors.push(tooDeep(doc.range?.[0] ?? 0));
+        return;
+      }
       for (const e of doc.errors) {
         const at = e.code === 'MISSING_CHAR' ? (unterminatedQuoteStart(doc, e.pos[0]) ?? e.pos[0]) : e.pos[0];
         errors.push({ file: source.name, ...position(at), message: `YAML: ${firstLine(e.message)}` });
@@ -64,13 +88,42 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (err) {
-      errors.push({ file: source.name, ...position(doc.range[0]), message: `YAML: ${firstLine((err as Error).message)}` });
+      if (err instanceof RangeError) errors.push(tooDeep(doc.range[0]));
+      else errors.push({ file: source.name, ...position(doc.range[0]), message: `YAML: ${firstLine((err as Error).message)}` });
       return;
     }
     if (value === null || value === undefined) return; // an empty document (`---` twice, or only comments), as kubectl skips it
+    // Validation and output recurse: a value deeper than any krata object stops here, with its place.
+    const deep = pathBeyond(value, MAX_DEPTH);
+    if (deep) {
+      errors.push(tooDeep(locateOffset(doc, deep, false)));
+      return;
+    }
     documents.push({ source, index, value, locate: (path, onKey) => position(locateOffset(doc, path, onKey ?? false)) });
   });
   return { documents, errors };
+}
+
+/** How deep a manifest may nest: the validator's bound (the agent's API has it too). */
+export const MAX_DEPTH = MAX_NESTING;
+
+/**
+ * The offset of a `[` or `{` opening flow level `max + 1`, or -1: JSON and flow YAML are refused
+ * before the parser, which recurses per level, sees them. Quoted scalars and comments are skipped;
+ * block nesting (indentation) is caught by the parse and `pathBeyond`.
+ */
+export function flowNestingBeyond(s: string, max: number): number {
+  let depth = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '"') for (i++; i < s.length && s[i] !== '"'; i++) i += s[i] === '\\' ? 1 : 0;
+    else if (c === "'") for (i++; i < s.length && s[i] !== "'"; i++);
+    else if (c === '#' && (i === 0 || /\s/.test(s[i - 1]!))) while (i < s.length && s[i] !== '\n') i++;
+    else if (c === '[' || c === '{') {
+      if (++depth > max) return i;
+    } else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return -1;
 }
 
 /** The parser notices a missing closing quote at the end of input; point at the quote that opened it. */

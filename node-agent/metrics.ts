@@ -1,10 +1,11 @@
 // krata-node-agent's Prometheus metrics (prom-client): reconciles, the queue, guests by phase, the image
-// cache, plus Node's process metrics. Served on their own listener, apart from the local API.
+// cache, console throttling, plus Node's process metrics. Served on their own listener, apart from the local API.
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { GuestStore } from './agent/guest-store.js';
 import type { WorkQueue } from './agent/work-queue.js';
 import type { ImageStore } from './image/store.js';
+import { consoleStats } from './xen/console/throttle.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -36,6 +37,25 @@ export class AgentMetrics {
       registers: [this.registry],
       collect() {
         this.set(queue()?.length ?? 0);
+      },
+    });
+    // Counted by the console backend (no prom-client there); a counter that only grows.
+    new Counter({
+      name: 'krata_console_throttled_total',
+      help: "Times a guest's console output went over its rate budget and draining paused (the guest's writes waited)",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(consoleStats.throttled);
+      },
+    });
+    new Counter({
+      name: 'krata_console_throttled_bytes_total',
+      help: "Bytes left waiting in guests' console rings when draining paused for the rate budget",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(consoleStats.throttledBytes);
       },
     });
     if (images) {

@@ -13,7 +13,7 @@ import type { EventRecorder } from './events.js';
 import { guestKey, type GuestStore } from './guest-store.js';
 import type { Clock, Console, Hypervisor } from './hypervisor.js';
 import { ImageError, type ImageProvider } from './reconciler.js';
-import { InvalidRequest, NotFound, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from './service.js';
+import { InvalidRequest, NotFound, storageFull, type AgentService, type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from './service.js';
 import { quantityValue } from '../../crds/quantity.js';
 
 /**
@@ -125,24 +125,29 @@ export class Agent implements AgentService {
     });
     if (errors.length) throw new InvalidRequest(`${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
     const now = new Date(this.clock.now());
-    // Secrets first: a Guest of the batch that names one finds it at its first pull.
-    const results: ApplyResult[] = secrets.map((s) => {
-      const metadata = { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' };
-      const store = this.opts.secrets!;
-      return { kind: 'Secret', metadata, action: dryRun ? store.compare(s) : store.put(s) };
-    });
-    return [
-      ...results,
-      ...valid.map((g): ApplyResult => {
-        const namespace = g.metadata.namespace ?? 'default';
-        const meta = { name: g.metadata.name, namespace };
-        if (dryRun) {
-          const old = this.store.get(guestKey(namespace, g.metadata.name));
-          return { kind: 'Guest', metadata: meta, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
-        }
-        return { kind: 'Guest', metadata: meta, action: this.store.put({ ...g, metadata: { ...g.metadata, namespace } }, now) };
-      }),
-    ];
+    const guests = valid.map((g) => ({ ...g, metadata: { ...g.metadata, namespace: g.metadata.namespace ?? 'default' } }));
+    if (dryRun) {
+      return [
+        ...secrets.map((s): ApplyResult => ({ kind: 'Secret', metadata: { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' }, action: this.opts.secrets!.compare(s) })),
+        ...guests.map((g): ApplyResult => {
+          const old = this.store.get(guestKey(g.metadata.namespace, g.metadata.name));
+          return { kind: 'Guest', metadata: { name: g.metadata.name, namespace: g.metadata.namespace }, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
+        }),
+      ];
+    }
+    // Secrets first: a Guest of the batch that names one finds it at its first pull. (Secrets are
+    // written one by one; the Guests of a batch all or none.)
+    const results: ApplyResult[] = [];
+    try {
+      for (const s of secrets) results.push({ kind: 'Secret', metadata: { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' }, action: this.opts.secrets!.put(s) });
+      const actions = this.store.putAll(guests, now);
+      return [...results, ...guests.map((g, i): ApplyResult => ({ kind: 'Guest', metadata: { name: g.metadata.name, namespace: g.metadata.namespace }, action: actions[i]! }))];
+    } catch (e) {
+      const full = storageFull(e);
+      const stored = results.length ? `only ${results.map((r) => `Secret ${r.metadata.namespace}/${r.metadata.name}`).join(', ')} stored, no Guest` : 'nothing was applied';
+      if (full) throw new InvalidRequest(`${full}; ${stored}`, [], 507);
+      throw e;
+    }
   }
 
   list(namespace?: string): Guest[] {

@@ -1,5 +1,7 @@
 // The guest's config disk (xvdb): a squashfs holding launch.json, written through the same tar →
-// mksquashfs path as images (no staging directory), under a temporary name and then renamed.
+// mksquashfs path as images (no staging directory), under a temporary name and then renamed. A
+// failure leaves neither the temporary nor a half disk; a full disk is said by name (ENOSPC), since
+// mksquashfs only prints "Write failed because No space left on device".
 import { renameSync, rmSync } from 'node:fs';
 import { serializeLaunchConfig, type LaunchConfigV1 } from '../guest/launch-config.js';
 import { SquashfsWriter } from '../image/squashfs.js';
@@ -16,6 +18,13 @@ export async function writeConfigDisk(out: string, config: LaunchConfigV1): Prom
   } catch (e) {
     await writer.abort();
     rmSync(tmp, { force: true });
-    throw e;
+    throw diskFull(e, out) ?? e;
   }
+}
+
+/** An ENOSPC error naming the disk when `e` is a full disk (a Node code or mksquashfs' words), else undefined. */
+function diskFull(e: unknown, out: string): Error | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code !== 'ENOSPC' && !/No space left on device|ENOSPC/i.test(String(err?.message))) return undefined;
+  return Object.assign(new Error(`cannot write the config disk ${out}: no space left on device (ENOSPC)`), { code: 'ENOSPC', cause: e });
 }

@@ -1,5 +1,6 @@
 // A console for tests and the test-double hypervisor: output the test produces (`emit`), input it
 // inspects (`input`, `waitForInput`).
+import { InputQueue } from '../xen/console/throttle.js';
 import type { Console } from './hypervisor.js';
 
 /** A console whose output the test produces (`emit`) and whose input it inspects (`input`). */
@@ -16,8 +17,29 @@ export class FakeConsole implements Console {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);
   }
-  write(data: Buffer): void {
-    this.input.push(Buffer.from(data));
+  /** While true the "guest" reads no input: it queues as in the real session, up to the same bound. */
+  blocked = false;
+  readonly queue = new InputQueue();
+
+  write(data: Buffer): boolean {
+    this.queue.push(data);
+    this.deliver();
+    return !this.queue.isFull;
+  }
+  onDrain(cb: () => void): () => void {
+    return this.queue.onDrain(cb);
+  }
+  /** The guest reads again: queued input arrives, writers waiting for a drain go on. */
+  unblock(): void {
+    this.blocked = false;
+    this.deliver();
+  }
+  private deliver(): void {
+    this.queue.flush((d) => {
+      if (this.blocked) return 0;
+      this.input.push(Buffer.from(d));
+      return d.length;
+    });
     for (const w of this.inputWaiters.splice(0)) w();
   }
   emit(text: string | Buffer): void {

@@ -1,15 +1,17 @@
 // The node agent's durable desired state on a single host: one JSON file per Guest under
 // <state>/guests/<namespace>/<name>.json, each written atomically (a kill -9 or power loss leaves the
-// old or the new version, never a torn one). The store plays the API server's part: uid,
-// generation (bumped when the spec changes), resourceVersion, deletionTimestamp, and a revision
-// counter for watches. Status lives in the same record; the reconciler writes it.
+// old or the new version, never a torn one). A batch (`putAll`, an apply) is all or nothing: every
+// file is written and fsynced under a temporary name before any is renamed into place, so a full disk
+// (ENOSPC) fails the batch with nothing stored, nothing left behind and nothing shown to watchers.
+// The store plays the API server's part: uid, generation (bumped when the spec changes),
+// resourceVersion, deletionTimestamp, and a revision counter for watches. Status lives in the same record; the reconciler writes it.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
-import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
+import { fsyncDir, prepareFileAtomic, writeFileAtomic, type PreparedFile } from '../atomic-file.js';
 import type { WatchEvent } from './service.js';
 import { metaTime } from '../../crds/meta.js';
 
@@ -97,17 +99,112 @@ export class GuestStore extends EventEmitter {
    * state only: the reconciler follows 'desired', so its own status writes do not requeue it.
    */
   private persist(rec: GuestRecord, type: WatchEvent['type'], desired = false): void {
-    const { namespace = 'default', name } = rec.guest.metadata;
-    rec.guest.metadata.resourceVersion = String(++this.revision);
-    mkdirSync(join(this.dir, namespace), { recursive: true, mode: 0o700 });
-    writeFileAtomic(this.path(namespace, name), JSON.stringify(rec), 0o600);
-    this.records.set(guestKey(namespace, name), rec);
-    this.emit('change', { type, object: structuredClone(rec.guest), revision: this.revision } satisfies WatchEvent);
-    if (desired) this.emit('desired', guestKey(namespace, name));
+    this.persistAll([{ rec, type, desired }]);
+  }
+
+  /**
+   * Writes several records all or nothing. Prepare: each record goes to an fsynced temporary, and a
+   * record it replaces gets a hard link as its backup (directory entries, the only thing a commit
+   * might still need, are made here). Commit: renames. A failure in either phase undoes what was done
+   * (temporaries removed, renamed files put back from their backups), memory and watchers see
+   * nothing, and the error (ENOSPC by its code) goes to the caller.
+   */
+  private persistAll(writes: { rec: GuestRecord; type: WatchEvent['type']; desired: boolean }[]): void {
+    let revision = this.revision;
+    const staged = writes.map((w) => {
+      const { namespace = 'default', name } = w.rec.guest.metadata;
+      const guest = { ...w.rec.guest, metadata: { ...w.rec.guest.metadata, resourceVersion: String(++revision) } };
+      return { ...w, rec: { ...w.rec, guest }, namespace, name, file: this.path(namespace, name) };
+    });
+    const madeDirs: string[] = [];
+    const prepared: { file: PreparedFile; backup?: string }[] = [];
+    const undoPrepare = () => {
+      for (const p of prepared) {
+        p.file.abort();
+        if (p.backup) rmSync(p.backup, { force: true });
+      }
+      for (const d of madeDirs.reverse()) {
+        try {
+          rmdirSync(d);
+        } catch {
+          // not empty after all: leave it
+        }
+      }
+    };
+    try {
+      for (const s of staged) {
+        const dir = join(this.dir, s.namespace);
+        if (!existsSync(dir)) {
+          mkdirSync(dir, { mode: 0o700 });
+          madeDirs.push(dir);
+        }
+        // A single write needs no backup: its one rename either happens or not.
+        const backup = staged.length > 1 && isFile(s.file) ? `${s.file}.tmp-old-${revision}` : undefined;
+        if (backup) {
+          rmSync(backup, { force: true });
+          linkSync(s.file, backup);
+        }
+        try {
+          prepared.push({ file: prepareFileAtomic(s.file, JSON.stringify(s.rec), 0o600), ...(backup ? { backup } : {}) });
+        } catch (e) {
+          if (backup) rmSync(backup, { force: true });
+          throw e;
+        }
+      }
+    } catch (e) {
+      undoPrepare();
+      throw e;
+    }
+    let committed = 0;
+    try {
+      for (; committed < prepared.length; committed++) prepared[committed]!.file.commit();
+    } catch (e) {
+      // Put back what was renamed: a new file goes, a replaced one returns from its backup (a rename
+      // over an existing name, which allocates nothing).
+      for (const p of prepared.slice(0, committed)) {
+        try {
+          if (p.backup) renameSync(p.backup, p.file.file);
+          else rmSync(p.file.file, { force: true });
+        } catch {
+          // nothing more can be done here; the load at the next start reads what is there
+        }
+      }
+      undoPrepare();
+      throw e;
+    }
+    for (const p of prepared) if (p.backup) rmSync(p.backup, { force: true });
+    for (const dir of new Set(staged.map((s) => join(this.dir, s.namespace)))) fsyncDir(dir);
+    if (madeDirs.length) fsyncDir(this.dir);
+    this.revision = revision;
+    for (const s of staged) {
+      const key = guestKey(s.namespace, s.name);
+      this.records.set(key, s.rec);
+      this.emit('change', { type: s.type, object: structuredClone(s.rec.guest), revision: Number(s.rec.guest.metadata.resourceVersion) } satisfies WatchEvent);
+      if (s.desired) this.emit('desired', key);
+    }
   }
 
   /** Creates or updates a Guest's desired state (metadata and spec); status is kept. */
   put(guest: Guest, now: Date): 'created' | 'configured' | 'unchanged' {
+    return this.putAll([guest], now)[0]!;
+  }
+
+  /**
+   * `put` for a batch, all or nothing: a Guest that cannot be stored (a full disk, a name being
+   * deleted) fails the whole batch with nothing written and no event emitted.
+   */
+  putAll(guests: Guest[], now: Date): ('created' | 'configured' | 'unchanged')[] {
+    const writes: Parameters<GuestStore['persistAll']>[0] = [];
+    const results = guests.map((g) => {
+      const planned = this.planPut(g, now);
+      if (planned.write) writes.push({ rec: planned.write.rec, type: planned.write.type, desired: true });
+      return planned.result;
+    });
+    this.persistAll(writes);
+    return results;
+  }
+
+  private planPut(guest: Guest, now: Date): { result: 'created' | 'configured' | 'unchanged'; write?: { rec: GuestRecord; type: WatchEvent['type'] } } {
     const namespace = guest.metadata.namespace ?? 'default';
     const key = guestKey(namespace, guest.metadata.name);
     const old = this.records.get(key);
@@ -120,13 +217,12 @@ export class GuestStore extends EventEmitter {
         metadata: { ...meta, namespace, uid: randomUUID(), generation: 1, creationTimestamp: metaTime(now) },
         status: { phase: 'Pending', observedGeneration: 0 },
       };
-      this.persist({ guest: created, internal: {} }, 'ADDED', true);
-      return 'created';
+      return { result: 'created', write: { rec: { guest: created, internal: {} }, type: 'ADDED' } };
     }
     const specChanged = !isDeepStrictEqual(old.guest.spec, guest.spec);
     const labels = guest.metadata.labels;
     const annotations = guest.metadata.annotations;
-    if (!specChanged && isDeepStrictEqual(old.guest.metadata.labels, labels) && isDeepStrictEqual(old.guest.metadata.annotations, annotations)) return 'unchanged';
+    if (!specChanged && isDeepStrictEqual(old.guest.metadata.labels, labels) && isDeepStrictEqual(old.guest.metadata.annotations, annotations)) return { result: 'unchanged' };
     const updated: Guest = {
       ...old.guest,
       metadata: { ...old.guest.metadata, labels, annotations, generation: (old.guest.metadata.generation ?? 1) + (specChanged ? 1 : 0) },
@@ -135,8 +231,7 @@ export class GuestStore extends EventEmitter {
     if (!labels) delete updated.metadata.labels;
     if (!annotations) delete updated.metadata.annotations;
     // A new spec starts with a clean slate: no back-off earned by the old one.
-    this.persist({ guest: updated, internal: specChanged ? {} : old.internal }, 'MODIFIED', true);
-    return 'configured';
+    return { result: 'configured', write: { rec: { guest: updated, internal: specChanged ? {} : old.internal }, type: 'MODIFIED' } };
   }
 
   /**
@@ -241,5 +336,13 @@ export class GuestStore extends EventEmitter {
       this.replacements.delete(key);
       this.persist({ guest: next, internal: {} }, 'ADDED', true);
     }
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
   }
 }

@@ -24,7 +24,7 @@ export const systemClock: Clock = {
 
 /** Everything needed to start one guest's domain. */
 export interface DomainLaunch {
-  /** Xen domain name: "krata-<namespace>-<name>" (unique on the host). */
+  /** Xen domain name: "krata.<namespace>.<name>", or "krata-<uid>" when that is too long (unique on the host). */
   name: string;
   /** "<namespace>/<name>": written to the domain's xenstore (krata/guest-key) for adoption. */
   guestKey: string;
@@ -75,7 +75,13 @@ export interface Console {
   history(): Buffer;
   /** Live output; returns an unsubscribe function. */
   onData(cb: (data: Buffer) => void): () => void;
-  write(data: Buffer): void;
+  /**
+   * Queues input for the guest (never dropped); false when the queue is over its bound (64 KiB): the
+   * writer should stop (pause its socket) until `onDrain`.
+   */
+  write(data: Buffer): boolean;
+  /** Runs `cb` whenever queued input has gone down after a `write` returned false; returns an unsubscribe function. */
+  onDrain(cb: () => void): () => void;
 }
 
 export interface Hypervisor {

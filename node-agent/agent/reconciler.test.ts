@@ -134,7 +134,7 @@ test('apply → Running: the domain gets the spec, the image, a config disk, add
   await h.until(() => phase(h, 'web') === 'Running');
   const g = h.agent.get('default', 'web')!;
   const dom = h.hv.domain(g.status!.domid!)!;
-  assert.equal(dom.launch.name, 'krata-default-web');
+  assert.equal(dom.launch.name, 'krata.default.web');
   assert.equal(dom.launch.vcpus, 2);
   assert.equal(dom.launch.memoryMiB, 256);
   assert.equal(dom.launch.kernel, '/k/vmlinuz');
@@ -406,4 +406,27 @@ test('the image cache tells the reconciler which ensure() calls need no pull slo
   assert.equal(images.cached('registry.example/other:1', 'IfNotPresent'), false);
   assert.equal(images.cached('registry.example/other:1', 'Never'), true, 'refused at once');
   assert.equal((await images.ensure('registry.example/cached:1', 'IfNotPresent')).digest, img.manifestDigest);
+});
+
+test('domain names cannot collide across namespaces: a-b/c and a/b-c both run, under distinct names', async () => {
+  const h = harness();
+  const inNs = (ns: string, name: string) => ({ ...guest(name), metadata: { ...guest(name).metadata, namespace: ns } });
+  await h.agent.apply([inNs('a-b', 'c'), inNs('a', 'b-c')], false);
+  await h.until(() => h.agent.get('a-b', 'c')?.status?.phase === 'Running' && h.agent.get('a', 'b-c')?.status?.phase === 'Running');
+  const names = [h.agent.get('a-b', 'c')!, h.agent.get('a', 'b-c')!].map((g) => h.hv.domain(g.status!.domid!)!.info.name);
+  assert.deepEqual(names, ['krata.a-b.c', 'krata.a.b-c']);
+  // Too long to be readable: the uid names it, which no readable name (with its dots) can equal.
+  const long = inNs('n'.repeat(40), 'g'.repeat(30));
+  await h.agent.apply([long], false);
+  await h.until(() => h.agent.get('n'.repeat(40), 'g'.repeat(30))?.status?.phase === 'Running');
+  const g = h.agent.get('n'.repeat(40), 'g'.repeat(30))!;
+  assert.equal(h.hv.domain(g.status!.domid!)!.info.name, `krata-${g.metadata.uid}`);
+  // Adoption goes by the keys in xenstore, not by names: a restarted agent keeps all three domains.
+  const creates = h.hv.calls.create;
+  const h2 = h.restart();
+  await h2.reconciler.resync();
+  await h2.until(() => true);
+  assert.equal(h2.hv.calls.create, creates);
+  assert.equal(h2.hv.count, 3);
+  h2.stop();
 });

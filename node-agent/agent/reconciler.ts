@@ -115,6 +115,19 @@ function mib(q: number | string | undefined, fallback: number): number {
 }
 
 /** The spec fields a domain is built from: a change means a new domain (cpus/memory apply live). */
+/** Longest domain name krata gives (xl prints names in a column; hostnames stop at 63 too). */
+export const MAX_DOMAIN_NAME = 63;
+
+/**
+ * The Xen domain name of a Guest: "krata.<namespace>.<name>". A namespace is a DNS label (no dot), so
+ * the first dot after "krata." ends it and no two Guests share a name ("a-b/c" and "a/b-c" were both
+ * krata-a-b-c once). Too long for that, it is "krata-<uid>", which no readable name can equal.
+ */
+export function domainName(namespace: string, name: string, uid: string): string {
+  const readable = `krata.${namespace}.${name}`;
+  return readable.length <= MAX_DOMAIN_NAME ? readable : `krata-${uid}`;
+}
+
 export function specHash(g: Guest): string {
   const { resources, nodeSelector: _n, ...rest } = g.spec;
   const stable = { ...rest, resources: { maxCpus: resources.maxCpus ?? resources.cpus, maxMemory: resources.maxMemory ?? resources.memory } };
@@ -552,10 +565,8 @@ export class Reconciler {
     const disk = join(this.disksDir, `${uid}.sqfs`);
     await (this.opts.writeConfigDisk ?? writeConfigDisk)(disk, launchConfig);
     // Domain.
-    const ns = g.metadata.namespace ?? 'default';
-    const readable = `krata-${ns}-${g.metadata.name}`;
     const launch: DomainLaunch = {
-      name: readable.length <= 63 ? readable : `krata-${uid}`,
+      name: domainName(g.metadata.namespace ?? 'default', g.metadata.name, uid),
       guestKey: key,
       guestUid: uid,
       specHash: specHash(g),

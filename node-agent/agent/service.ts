@@ -23,6 +23,17 @@ export class InvalidRequest extends Error {
   }
 }
 
+/**
+ * A full disk or quota, said by name (ENOSPC, EDQUOT), or undefined for any other error. The API
+ * answers it with 507 Insufficient Storage: the request was fine, the host cannot store it now.
+ */
+export function storageFull(e: unknown): string | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC') return "the node agent's state directory is full (ENOSPC: no space left on device)";
+  if (code === 'EDQUOT') return "the node agent's state directory is over its disk quota (EDQUOT)";
+  return undefined;
+}
+
 export class NotFound extends Error {
   readonly status = 404;
 }

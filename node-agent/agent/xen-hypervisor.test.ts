@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  GUEST_VALUE_MAX_BYTES, INIT_ERROR_MAX_CHARS, NotOnXenError, XenHypervisor, attachedLoops, domainState, isUnder,
+  GUEST_VALUE_MAX_BYTES, INIT_ERROR_MAX_CHARS, NotOnXenError, XenHypervisor, attachedLoops, domainNamed, domainState, isUnder,
   parseGuestExit, parseInitError, parseStrictInt,
 } from './xen-hypervisor.js';
 
@@ -90,4 +90,27 @@ test('a privcmd path that is no privcmd device: NotOnXenError, not a crash, noth
   const before = fds();
   await assert.rejects(XenHypervisor.open({ privcmdPath: '/dev/null' }), (e: Error) => e instanceof NotOnXenError && /hypervisor does not answer/.test(e.message));
   assert.equal(fds(), before, 'no descriptor leaked');
+});
+
+test('a domain name held by a live domain is found (any domain, not only krata\'s); dead entries do not count', async () => {
+  const tree: Record<string, string> = {
+    '/local/domain/0/name': 'Domain-0',
+    '/local/domain/3/name': 'krata.a-b.c',
+    '/local/domain/7/name': 'krata.a.b-c',
+    '/local/domain/9/name': 'krata.x.y', // a leftover entry of a dead domain
+  };
+  const xs = {
+    async tryList(path: string) {
+      assert.equal(path, '/local/domain');
+      return ['0', '3', '7', '9', 'junk'];
+    },
+    async tryRead(path: string) {
+      return tree[path];
+    },
+  };
+  const live = new Set([0, 3, 7]);
+  assert.equal(await domainNamed(xs, live, 'krata.a.b-c'), 7);
+  assert.equal(await domainNamed(xs, live, 'krata.a-b.c'), 3);
+  assert.equal(await domainNamed(xs, live, 'krata.x.y'), undefined);
+  assert.equal(await domainNamed(xs, live, 'krata.a.b'), undefined);
 });

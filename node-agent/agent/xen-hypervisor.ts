@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { DomainBuilder, type DomainSpec } from '../xen/builder/build.js';
-import { ConsoleBackend, type ConsoleSession } from '../xen/console/backend.js';
+import { ConsoleBackend, type ConsoleLimits, type ConsoleSession } from '../xen/console/backend.js';
 import { XenControl, type DomainInfo as XenDomainInfo } from '../xen/control.js';
 import { removeDomainStore } from '../xen/domain-store.js';
 import { detachLoop } from '../xen/devices/loop.js';
@@ -29,6 +29,8 @@ export { NotOnXenError } from '../xen/privcmd.js';
 export interface XenHypervisorOptions {
   /** Console history kept per guest (bytes). */
   consoleHistoryBytes?: number;
+  /** Per-guest console bounds (output rate and burst, queued input); defaults in xen/console/throttle.ts. */
+  consoleLimits?: ConsoleLimits;
   /** krata's state directory: loop devices over files below it are krata's (cleanupOrphans). */
   stateDir?: string;
   /** How long destroy() waits for a destroyed domain to disappear (ms). */
@@ -139,6 +141,17 @@ export function isUnder(file: string, dir: string): boolean {
   return file.startsWith(d) && file.length > d.length;
 }
 
+/**
+ * The live domain (not `except`) whose xenstore name is `name`, if any. Xen itself has no names and
+ * lets two domains share one; xl refuses that, and so does krata (console, logs and operators go by it).
+ */
+export async function domainNamed(xs: Pick<XenstoreClient, 'tryList' | 'tryRead'>, live: ReadonlySet<number>, name: string): Promise<number | undefined> {
+  const ids = (await xs.tryList('/local/domain')).filter((id) => /^\d{1,5}$/.test(id) && live.has(Number(id)));
+  const names = await Promise.all(ids.map((id) => xs.tryRead(`/local/domain/${id}/name`).catch(() => undefined)));
+  const i = names.findIndex((n) => n === name);
+  return i < 0 ? undefined : Number(ids[i]);
+}
+
 // ---- The hypervisor ----------------------------------------------------------------------------------
 
 /** A krata domain this process serves (console, exit watch) and whose state it follows. */
@@ -181,9 +194,12 @@ export class XenHypervisor implements Hypervisor {
   private readonly destroying = new Set<number>();
   /** Creates in flight: guestKey + created, and their disk files (cleanupOrphans leaves those alone). */
   private readonly creating = new Map<string, string[]>();
+  /** Domain names of creates in flight: two concurrent creates cannot both pass the name check. */
+  private readonly naming = new Set<string>();
   private readonly builder: DomainBuilder;
   private readonly backend: ConsoleBackend;
   private readonly historyBytes: number;
+  private readonly consoleLimits: ConsoleLimits;
   private readonly stateDir: string;
   private readonly destroyTimeoutMs: number;
   private closed = false;
@@ -199,6 +215,7 @@ export class XenHypervisor implements Hypervisor {
     this.builder = new DomainBuilder(privcmd, xen, xs);
     this.backend = new ConsoleBackend(privcmd, evtchn, xs, grants);
     this.historyBytes = opts.consoleHistoryBytes ?? DEFAULT_HISTORY_BYTES;
+    this.consoleLimits = opts.consoleLimits ?? {};
     this.stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
     this.destroyTimeoutMs = opts.destroyTimeoutMs ?? 30_000;
     this.events.setMaxListeners(0);
@@ -302,6 +319,19 @@ export class XenHypervisor implements Hypervisor {
 
   async create(launch: DomainLaunch): Promise<DomainInfo> {
     this.assertOpen();
+    // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
+    if (this.naming.has(launch.name)) throw new Error(`domain name "${launch.name}" is being used by another create in progress; refusing a second domain with it`);
+    this.naming.add(launch.name);
+    try {
+      const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), launch.name);
+      if (holder !== undefined) throw new Error(`domain name "${launch.name}" is already used by domain ${holder}; refusing a second domain with it`);
+      return await this.build(launch);
+    } finally {
+      this.naming.delete(launch.name);
+    }
+  }
+
+  private async build(launch: DomainLaunch): Promise<DomainInfo> {
     const createdAt = Date.now();
     const uuid = randomUUID();
     const flight = `${launch.guestKey}\0${createdAt}`;
@@ -334,7 +364,7 @@ export class XenHypervisor implements Hypervisor {
         beforeUnpause: async (domid) => {
           tracked = newTracked(domid, uuid, 'running');
           tracked.meta = { name: launch.name, guestKey: launch.guestKey, guestUid: launch.guestUid, specHash: launch.specHash, createdAt };
-          tracked.session = await this.backend.attach(domid, this.historyBytes);
+          tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
           tracked.console = consoleOf(tracked.session);
           await this.watchGuest(tracked);
         },
@@ -535,7 +565,7 @@ export class XenHypervisor implements Hypervisor {
     if (t.session || Date.now() < t.consoleRetryAt) return Promise.resolve();
     t.attaching = (async () => {
       try {
-        const session = await this.backend.attach(t.domid, this.historyBytes);
+        const session = await this.backend.attach(t.domid, this.historyBytes, this.consoleLimits);
         if (this.tracked.get(t.domid) !== t || this.closed) {
           session.close();
           return;
@@ -647,7 +677,10 @@ function consoleOf(session: ConsoleSession): Console {
       return () => void session.off('data', listener);
     },
     write(data) {
-      if (open) session.write(data);
+      return open ? session.write(data) : true;
+    },
+    onDrain(cb) {
+      return session.onDrain(cb);
     },
   };
 }

@@ -2,7 +2,7 @@
 // Every error leaves as `{message, errors?}`, so kratactl always has something to print.
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { InvalidRequest, NotFound } from '../agent/service.js';
+import { InvalidRequest, NotFound, storageFull } from '../agent/service.js';
 
 export type FieldProblem = { index?: number; path?: string; message: string };
 
@@ -56,6 +56,8 @@ export function parseJsonBody(body: Buffer): unknown {
   } catch {
     throw new HttpError(400, 'the request body is not UTF-8');
   }
+  const tooDeep = nestingBeyond(text, MAX_JSON_DEPTH);
+  if (tooDeep >= 0) throw new HttpError(400, `the JSON nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${tooDeep}); krata objects are far shallower`);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -66,6 +68,30 @@ export function parseJsonBody(body: Buffer): unknown {
     const why = (e as Error).message.replace(/, ".*" is not valid JSON$/s, '');
     throw new HttpError(400, `malformed JSON at line ${line}, column ${column} (offset ${at}): ${why}`);
   }
+}
+
+/**
+ * How deep request JSON may nest. A Guest nests about ten levels; JSON.parse takes far more, but what
+ * follows it (validation, structuredClone, JSON.stringify) recurses and would overflow the stack.
+ */
+export const MAX_JSON_DEPTH = 100;
+
+/**
+ * The offset of the first `[` or `{` that opens level `max + 1`, or -1. One pass, no recursion, strings
+ * skipped (brackets inside them do not count); syntax is JSON.parse's business.
+ */
+export function nestingBeyond(s: string, max: number): number {
+  let depth = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip the string: up to the next quote that no backslash escapes.
+      for (i++; i < s.length && s.charCodeAt(i) !== 0x22; i++) if (s.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
 }
 
 /**
@@ -165,7 +191,12 @@ export function errorAnswer(err: unknown): { status: number; body: { message: st
   if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...(err.errors?.length ? { errors: err.errors } : {}) }, headers: err.headers };
   if (err instanceof InvalidRequest) return { status: err.status, body: { message: err.message, ...(err.errors.length ? { errors: err.errors } : {}) }, headers: {} };
   if (err instanceof NotFound) return { status: 404, body: { message: err.message }, headers: {} };
-  return { status: 500, body: { message: `internal error in the node agent: ${(err as Error)?.message ?? String(err)}` }, headers: {} };
+  const full = storageFull(err);
+  if (full) return { status: 507, body: { message: `${full}; free space on the node and try again` }, headers: {} };
+  // The first line of the message only, bounded: a stack trace or a dump never leaves the agent
+  // (server.ts logs the whole error).
+  const message = String((err as Error)?.message ?? err).split('\n')[0]!.slice(0, 500);
+  return { status: 500, body: { message: `internal error in the node agent: ${message}` }, headers: {} };
 }
 
 export function sendError(res: ServerResponse, err: unknown): void {

@@ -218,20 +218,33 @@ export function attachConsole(ctx: RouteContext, params: Record<string, string>,
   // ?logs=true: what the guest printed before the attach comes first (kratactl run starts a guest
   // and attaches after it is Running: its first output would be lost otherwise).
   if (new URL(req.url ?? '/', 'http://agent').searchParams.get('logs') === 'true') socket.write(console.history());
-  if (head.length) console.write(head);
-  socket.on('data', (d: Buffer) => console.write(d));
+  // Input is bounded by backpressure, not drops: while the guest's queue is full the client's socket
+  // is paused (the kernel buffers fill and the client's writes block), and resumed on drain.
+  let stopped = false;
+  let offDrain: (() => void) | undefined;
+  const send = (d: Buffer) => {
+    if (console.write(d) || offDrain) return;
+    socket.pause();
+    offDrain = console.onDrain(() => {
+      offDrain?.();
+      offDrain = undefined;
+      if (!stopped) socket.resume();
+    });
+  };
+  if (head.length) send(head);
+  socket.on('data', send);
   const offData = console.onData((d) => {
     if (socket.destroyed || socket.writableEnded) return;
     socket.write(d);
     if (socket.writableLength > 8 * 1024 * 1024) socket.destroy(); // a client that stopped reading
   });
-  let stopped = false;
   let untrack = () => {};
   const stop = () => {
     if (stopped) return;
     stopped = true;
     untrack();
     offData();
+    offDrain?.();
     offEnd();
     if (!socket.destroyed) socket.end();
     // A client that never closes its side must not hold the socket forever.

@@ -192,6 +192,40 @@ test('hostile bodies: over the limit 413 (declared or streamed), malformed JSON 
   assert.equal((await call(socketPath, 'GET', '/v1/guests')).status, 200);
 });
 
+test('100k-deep JSON is a 400 naming the depth on every JSON route; no error body carries a stack trace', async (t) => {
+  const { socketPath, service, logged } = await agent(t);
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  const guest = `{"apiVersion":"krata.dev/v1alpha1","kind":"Guest","metadata":{"name":"a"},"spec":{"image":"x","env":${deep}}}`;
+  for (const [path, body] of [
+    ['/v1/apply', `{"objects":[${guest}]}`],
+    ['/v1/images/pull', `{"image":"alpine:3.19","pullSecrets":${deep}}`],
+  ] as const) {
+    const r = await call(socketPath, 'POST', path, body, { 'content-type': 'application/json' });
+    assert.equal(r.status, 400, `${path}: ${r.text.slice(0, 200)}`);
+    assert.match(r.json.message, /^the JSON nests deeper than 100 levels \(at offset \d+\)/);
+    assert.doesNotMatch(r.text, /\n\s+at /);
+  }
+  // Brackets inside strings are not nesting; a normal Guest is far from the bound.
+  const stringy = await post(socketPath, '/v1/apply', { objects: [GUEST('s', { command: ['/bin/sh', '-c', '['.repeat(500)] })] });
+  assert.equal(stringy.status, 200, stringy.text);
+  assert.equal(service.list().length, 1);
+  assert.deepEqual(logged, [], 'nothing unexpected happened');
+
+  // An unexpected error whose message spans lines (a dump, a trace) leaves with its first line only.
+  service.failures.set('host', new Error('first line\n    at secret (/opt/krata/internal.js:1:1)'));
+  const r = await call(socketPath, 'GET', '/v1/host');
+  assert.equal(r.status, 500);
+  assert.equal(r.json.message, 'internal error in the node agent: first line');
+});
+
+test('a bare 1e400 quantity is reported out of range, not as "got number null"', async (t) => {
+  const { socketPath } = await agent(t);
+  const body = `{"objects":[{"apiVersion":"krata.dev/v1alpha1","kind":"Guest","metadata":{"name":"a"},"spec":{"image":"x","resources":{"memory":1e400}}}]}`;
+  const r = await call(socketPath, 'POST', '/v1/apply', body, { 'content-type': 'application/json' });
+  assert.equal(r.status, 422);
+  assert.deepEqual(r.json.errors, [{ index: 0, path: 'spec.resources.memory', message: 'number out of range (beyond about ±1.8e308, so it reads as infinity)' }]);
+});
+
 test('the JSON error position is found for every kind of mistake, also in deeply nested input', () => {
   const cases: [string, number][] = [
     ['{"a": 1,}', 8],
@@ -363,6 +397,27 @@ test('the console upgrades to raw bytes both ways and lets go when the client le
   assert.equal(console.listeners.size, 1);
   socket.destroy();
   await eventually(() => console.listeners.size === 0 && service.watcherCount === 0, 'detaching unsubscribes');
+});
+
+test('console input from a fast client is held back while the guest reads nothing (paused socket), then all arrives in order', async (t) => {
+  const { socketPath, service } = await agent(t);
+  await post(socketPath, '/v1/apply', { objects: [GUEST('slow')] });
+  const console = service.run('default', 'slow');
+  console.blocked = true;
+  const { socket } = await upgrade(socketPath, '/v1/namespaces/default/guests/slow/console');
+  socket.resume();
+  const data = Buffer.from(Array.from({ length: 4 * 1024 * 1024 }, (_, i) => (i * 13) % 256));
+  let flushed = false;
+  socket.write(data, () => (flushed = true));
+  // The agent takes at most its bound plus one socket read; the rest waits in the kernel and the client.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(console.queue.pending <= console.queue.limit + 64 * 1024, `queued ${console.queue.pending} bytes`);
+  assert.ok(console.queue.pending >= console.queue.limit, 'the queue filled up to its bound first');
+  assert.equal(flushed, false, "the client's write is held back, not dropped");
+  console.unblock();
+  await eventually(() => Buffer.concat(console.input).length === data.length, 'every byte arrives');
+  assert.deepEqual(Buffer.concat(console.input), data);
+  socket.destroy();
 });
 
 test('console with ?logs=true replays what the guest printed before the attach', async (t) => {

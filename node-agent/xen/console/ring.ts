@@ -18,13 +18,23 @@ export class ConsoleRing {
     if (page.length < RING_BYTES) throw new RangeError(`console ring needs ${RING_BYTES} bytes`);
   }
 
-  /** Take everything the guest has written; returns [] when there is nothing. */
-  readOutput(): Buffer {
+  /** Bytes the guest has written and we have not taken (at most a ring's worth, whatever it claims). */
+  outputPending(): number {
+    const available = (this.page.readUInt32LE(OUT_PROD) - this.page.readUInt32LE(OUT_CONS)) >>> 0;
+    return Math.min(available, OUT_SIZE);
+  }
+
+  /**
+   * Take what the guest has written, at most `max` bytes (the rest stays in the ring, where it holds
+   * the guest's writes back); returns [] when there is nothing.
+   */
+  readOutput(max = OUT_SIZE): Buffer {
     const cons = this.page.readUInt32LE(OUT_CONS);
     const prod = this.page.readUInt32LE(OUT_PROD);
     let available = (prod - cons) >>> 0;
     // A guest claiming more than the ring holds is lying; take one ring's worth and resynchronise.
     if (available > OUT_SIZE) available = OUT_SIZE;
+    available = Math.max(0, Math.min(available, Math.floor(max)));
     const out = Buffer.alloc(available);
     for (let i = 0; i < available; i++) out[i] = this.page[OUT_OFFSET + (((cons + i) >>> 0) % OUT_SIZE)]!;
     this.page.writeUInt32LE((cons + available) >>> 0, OUT_CONS);

@@ -61,7 +61,7 @@ cat "$out/get.txt"
 x "$k get web -o json" >"$out/web.json"
 node -e "const g=require('$out/web.json'); if(!/^10\.75\./.test(g.status.addresses?.ipv4)) process.exit(1)" || fail "web has no IPv4 address in status"
 domid=$(node -p "require('$out/web.json').status.domid")
-x "xl list | grep -q '^krata-default-web '" || fail "no Xen domain krata-default-web"
+x "xl list | grep -q '^krata\.default\.web '" || fail "no Xen domain krata.default.web"
 
 # Logs: the process's output through krata's console backend.
 x "for i in \$(seq 150); do $k logs web | grep -q 'KRATA-E2E-HELLO web' && exit 0; sleep 0.2; done; exit 1" || fail "logs do not show the process's output"
@@ -74,7 +74,7 @@ grep -q 'ATTACH-42' "$out/attach.txt" || { cat "$out/attach.txt" >&2; fail "atta
 
 # An agent restart: the guests keep running and are adopted (same domain, same domid).
 stop_agent || fail "the agent did not stop"
-x "xl list | grep -q '^krata-default-web '" || fail "stopping the agent stopped the guest"
+x "xl list | grep -q '^krata\.default\.web '" || fail "stopping the agent stopped the guest"
 start_agent || fail "the agent did not start again"
 sleep 3
 x "$k get web -o json" >"$out/web-after.json"
