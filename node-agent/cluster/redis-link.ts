@@ -15,6 +15,12 @@ export interface Log {
   error(obj: object, msg: string): void;
 }
 
+/**
+ * The agent's Redis user may not run INFO (cluster/redis-acl.ts): no ready check (it waits for a
+ * persisted dataset to load, and krata's Redis has none), and BullMQ's version check (INFO) is skipped.
+ */
+const LEAST_COMMANDS = { enableReadyCheck: false } as const;
+
 /** Reconnect soon after a blip, then every 2 s at most: cheap, and Redis is back within 2 s of returning. */
 const retryStrategy = (attempt: number) => Math.min(100 * attempt, 2000);
 
@@ -69,7 +75,7 @@ export class RedisLink {
     this.ready.setMaxListeners(0);
     // Commands fail at once while disconnected (no offline queue): callers keep what they meant to
     // write and retry on 'ready', so nothing piles up in ioredis during a long outage.
-    this.client = new Redis({ ...options, retryStrategy, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 10_000, connectionName: 'krata-node-agent' });
+    this.client = new Redis({ ...options, ...LEAST_COMMANDS, retryStrategy, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 10_000, connectionName: 'krata-node-agent' });
     this.client.on('ready', () => {
       if (this.state === 'down') this.log.info({ redis: name }, 'Redis is reachable again');
       else this.log.info({ redis: name }, 'connected to Redis');
@@ -88,7 +94,7 @@ export class RedisLink {
 
   /** Options for BullMQ's own connections (it requires maxRetriesPerRequest: null). */
   get bullmqOptions(): ConnectionOptions {
-    return { ...this.options, retryStrategy, maxRetriesPerRequest: null, connectionName: 'krata-node-agent-jobs' };
+    return { ...this.options, ...LEAST_COMMANDS, skipVersionCheck: true, retryStrategy, maxRetriesPerRequest: null, connectionName: 'krata-node-agent-jobs' };
   }
 
   get up(): boolean {
