@@ -8,6 +8,7 @@ import { HostTracker, XEN_NODE_LABEL } from './host-tracker.js';
 import { isNotFound, type KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { StatusReports } from './status-reports.js';
+import { redisOptions } from '../node-agent/cluster/redis-link.js';
 
 export interface OperatorOptions {
   redisUrl: string;
@@ -84,7 +85,8 @@ export class Operator {
     // No ready check: krata's Redis user may not run INFO (cluster/redis-acl.ts), and there is no
     // persisted dataset to wait for.
     const auth = { ...(this.opts.redisUsername ? { username: this.opts.redisUsername } : {}), ...(this.opts.redisPassword ? { password: this.opts.redisPassword } : {}) };
-    const r = new Redis(this.opts.redisUrl, { connectionName: `krata-operator-${name}`, enableReadyCheck: false, ...auth, ...extra });
+    // The URL parsed here, not by ioredis: its own parse wins over options, and turns `user@` into an empty password.
+    const r = new Redis({ ...redisOptions(this.opts.redisUrl), ...auth, connectionName: `krata-operator-${name}`, enableReadyCheck: false, ...extra });
     let down = false;
     r.on('error', (e) => {
       if (!down) this.opts.log(`redis (${name}) unavailable; retrying`, e);
