@@ -27,8 +27,8 @@ export const BULLMQ_SCRIPT_COMMANDS = [
   'zremrangebyrank', 'zremrangebyscore', 'zrevrange', 'zrevrangebyscore', 'zscore',
 ];
 
-/** Every client: liveness, its connection name, transactions, and BullMQ's scripts (ioredis falls back from EVALSHA to EVAL). */
-const COMMON = ['ping', 'client|setname', 'multi', 'exec', 'discard', 'evalsha', 'eval', 'script|load', 'script|exists'];
+/** Every client: liveness, its connection name, transactions, and BullMQ's scripts (ioredis runs EVALSHA, then EVAL when Redis lacks the script). */
+const COMMON = ['ping', 'client|setname', 'multi', 'exec', 'discard', 'evalsha', 'eval'];
 
 /** What the operator calls itself: desired hashes, the epoch, heartbeats (SCAN + MGET), status hashes and stream. */
 const OPERATOR_COMMANDS = [...COMMON, ...BULLMQ_SCRIPT_COMMANDS, 'scan', 'mget', 'xrevrange', 'hkeys'];
