@@ -28,6 +28,8 @@ export interface HostState {
 export const XEN_NODE_LABEL = 'krata.dev/xen';
 /** How often an ignored name is looked up again (its Node may have been labelled meanwhile). */
 const RECHECK_IGNORED_MS = 60_000;
+/** Unknown names looked up per poll; the rest wait for the next poll. */
+const LOOKUPS_PER_POLL = 20;
 
 function validHostName(name: string): boolean {
   try {
@@ -98,7 +100,14 @@ export class HostTracker {
       cursor = next;
       for (const k of keys) heartbeating.add(k.slice('krata:host:'.length, -':heartbeat'.length));
     } while (cursor !== '0');
-    for (const name of heartbeating) if (!names.has(name) && (await this.attribute(name))) names.add(name);
+    // At most a few Node lookups per poll: heartbeat keys are cheap to forge, API requests are not.
+    let lookups = 0;
+    for (const name of heartbeating) {
+      if (names.has(name) || lookups >= LOOKUPS_PER_POLL) continue;
+      const r = await this.attribute(name);
+      if (r !== 'skipped') lookups++;
+      if (r === 'registered') names.add(name);
+    }
     for (const name of this.ignored.keys()) if (!heartbeating.has(name) || names.has(name)) this.ignored.delete(name);
     const list = [...names];
     const raw = list.length ? await this.redis.mget(list.map(heartbeatKey)) : [];
@@ -123,10 +132,10 @@ export class HostTracker {
     await Promise.all(known.map((name) => this.writeStatus(name).catch((e) => this.opts.log?.(`status of XenHost ${name}`, e))));
   }
 
-  /** Registers a XenHost for a heartbeating name the cluster vouches for; false when it does not (yet). */
-  private async attribute(name: string): Promise<boolean> {
+  /** Registers a XenHost for a heartbeating name the cluster vouches for; 'skipped' when looked up less than a minute ago. */
+  private async attribute(name: string): Promise<'registered' | 'ignored' | 'skipped'> {
     const checked = this.ignored.get(name);
-    if (checked !== undefined && this.now() - checked < RECHECK_IGNORED_MS) return false;
+    if (checked !== undefined && this.now() - checked < RECHECK_IGNORED_MS) return 'skipped';
     let why = 'not a DNS subdomain';
     if (validHostName(name)) {
       let vouched: boolean;
@@ -136,17 +145,17 @@ export class HostTracker {
       } catch (e) {
         // Retried at the next poll.
         this.opts.log?.(`registering XenHost ${name} failed`, e);
-        return false;
+        return 'ignored';
       }
       if (vouched) {
         this.ignored.delete(name);
-        return true;
+        return 'registered';
       }
       why = `no XenHost and no Node labelled ${XEN_NODE_LABEL}=true has that name`;
     }
     if (checked === undefined) this.opts.log?.(`ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ${why}; an administrator may label the Node or create the XenHost`);
     this.ignored.set(name, this.now());
-    return false;
+    return 'ignored';
   }
 
   private async writeStatus(name: string): Promise<void> {
