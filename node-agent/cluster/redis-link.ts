@@ -37,7 +37,7 @@ export function redisOptions(url: string, passwordFile?: string): RedisOptions {
   const db = u.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: the path must be a database number`);
   if (u.password && passwordFile) throw new Error('--redis has a password and --redis-password-file was given too: keep it in the file only');
-  const password = passwordFile ? readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '') : decodeURIComponent(u.password);
+  const password = passwordFile ? readPasswordFile(passwordFile) : decodeURIComponent(u.password);
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: u.port ? Number(u.port) : 6379,
@@ -46,6 +46,18 @@ export function redisOptions(url: string, passwordFile?: string): RedisOptions {
     ...(password ? { password } : {}),
     ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
   };
+}
+
+function readPasswordFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--redis-password-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (!password) throw new Error(`--redis-password-file ${file}: the file is empty`);
+  return password;
 }
 
 /** The URL without its password, for logs and messages. */
