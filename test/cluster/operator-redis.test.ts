@@ -99,6 +99,23 @@ test('the operator makes the Redis credentials once: three Secrets that agree; r
   await assert.rejects(ensureRedisCredentials(kube.client, 'krata-bad-creds'), /Secret krata-bad-creds\/krata-redis-agent key "password": a Redis password must be 16 to 256/);
 });
 
+test('operator flags: a password in the URL or a different user next to --redis-credentials-namespace is refused by name', async () => {
+  const run = (...args: string[]) =>
+    new Promise<{ code: number | null; err: string }>((resolve) => {
+      const p = spawn(process.execPath, [join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--health-addr', 'off', '--metrics-addr', 'off', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('exit', (code) => resolve({ code, err }));
+    });
+  const inUrl = await run('--redis', 'redis://krata-operator:secret-in-the-url@127.0.0.1:1', '--redis-credentials-namespace', NS);
+  assert.equal(inUrl.code, 1);
+  assert.match(inUrl.err, /--redis has a password and .* was given too: keep it out of the URL/);
+  assert.doesNotMatch(inUrl.err, /secret-in-the-url/);
+  const other = await run('--redis', 'redis://admin@127.0.0.1:1', '--redis-credentials-namespace', NS);
+  assert.equal(other.code, 1);
+  assert.match(other.err, /--redis names user "admin"; with --redis-credentials-namespace the operator is krata-operator/);
+});
+
 test('heartbeats make XenHosts only for labelled Nodes; a host cannot report for a Guest placed on another', { timeout: 120_000 }, async () => {
   const passwords = { operator: decoded(await secret(OPERATOR_SECRET), PASSWORD_KEY), agent: decoded(await secret(AGENT_SECRET), PASSWORD_KEY) };
   redis = await startRedis({ acl: passwords });
