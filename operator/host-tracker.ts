@@ -105,7 +105,7 @@ export class HostTracker {
     for (const name of heartbeating) {
       if (names.has(name) || lookups >= LOOKUPS_PER_POLL) continue;
       const r = await this.attribute(name);
-      if (r !== 'skipped') lookups++;
+      if (r === 'registered' || r === 'ignored') lookups++;
       if (r === 'registered') names.add(name);
     }
     for (const name of this.ignored.keys()) if (!heartbeating.has(name) || names.has(name)) this.ignored.delete(name);
@@ -132,12 +132,17 @@ export class HostTracker {
     await Promise.all(known.map((name) => this.writeStatus(name).catch((e) => this.opts.log?.(`status of XenHost ${name}`, e))));
   }
 
-  /** Registers a XenHost for a heartbeating name the cluster vouches for; 'skipped' when looked up less than a minute ago. */
+  /**
+   * Registers a XenHost for a heartbeating name the cluster vouches for. 'ignored' after a lookup that
+   * did not vouch; 'skipped' (no lookup) when looked up less than a minute ago or not a host name at all.
+   */
   private async attribute(name: string): Promise<'registered' | 'ignored' | 'skipped'> {
     const checked = this.ignored.get(name);
     if (checked !== undefined && this.now() - checked < RECHECK_IGNORED_MS) return 'skipped';
     let why = 'not a DNS subdomain';
+    let result: 'ignored' | 'skipped' = 'skipped';
     if (validHostName(name)) {
+      result = 'ignored';
       let vouched: boolean;
       try {
         vouched = await this.opts.vouched(name);
@@ -155,7 +160,7 @@ export class HostTracker {
     }
     if (checked === undefined) this.opts.log?.(`ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ${why}; an administrator may label the Node or create the XenHost`);
     this.ignored.set(name, this.now());
-    return 'ignored';
+    return result;
   }
 
   private async writeStatus(name: string): Promise<void> {
