@@ -212,6 +212,10 @@ test('kubectl apply -k manifests/ gives a Redis that refuses unauthenticated cli
       ['SET', EPOCH_KEY, 'forged'],
       ['DEL', EPOCH_KEY],
       ['RENAME', statusKey(HOST), desiredKey('xen-2')],
+      ['RENAME', desiredKey(HOST), statusKey('xen-2')],
+      ['COPY', statusKey(HOST), desiredKey('xen-2')],
+      ['PEXPIRE', desiredKey(HOST), 1],
+      ['PEXPIRE', EPOCH_KEY, 1],
       ['EVAL', "return redis.call('hset', KEYS[1], 'default/evil', '{}')", 1, desiredKey(HOST)],
       ['EVAL', `return redis.call('set', '${EPOCH_KEY}', 'forged')`, 0],
       // Other hosts' reports are not readable from the stream.
