@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { Guest } from '../crds/generated/types.js';
 import { Informer } from '../operator/kube/informer.js';
 import { newGuest, startKube, waitFor } from '../operator/kube/testing.js';
+import { createXenNodes } from '../test/cluster/xen-nodes.js';
 import { startRedis } from '../test/redis.js';
 
 /** CPU seconds (user + system) a process has used so far. */
@@ -97,6 +98,8 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
   try {
     // State on tmpfs when there is one: the hosts' stores are not what is measured.
     const simState = mkdtempSync(join('/dev/shm', 'krata-bench-hosts-'));
+    // The operator makes XenHosts only for Nodes labelled krata.dev/xen=true.
+    await createXenNodes(kube.client, Array.from({ length: hostCount }, (_, i) => `xen-${i + 1}`));
     procs.push(spawnLogged([join(dist, 'test/cluster/sim-hosts.js'), '--redis', redis.url, '--state', simState, '--count', String(hostCount), '--prefix', 'xen-'], simLog));
     const op = spawnLogged([join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', redis.url, '--health-addr', 'off', '--metrics-addr', 'off', '--log-level', 'warn'], opLog);
     procs.push(op);

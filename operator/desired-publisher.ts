@@ -52,8 +52,9 @@ export class DesiredPublisher {
   private queue(host: string): Queue {
     let q = this.queues.get(host);
     if (!q) {
-      // One shared connection for every queue: BullMQ reuses a passed ioredis instance.
-      q = new Queue(queueName(host), { connection: this.redis, prefix: QUEUE_PREFIX, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
+      // One shared connection for every queue: BullMQ reuses a passed ioredis instance. No version check:
+      // it runs INFO, which the operator's Redis user may not (cluster/redis-acl.ts).
+      q = new Queue(queueName(host), { connection: this.redis, prefix: QUEUE_PREFIX, skipVersionCheck: true, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
       q.on('error', (e) => this.log(`queue ${queueName(host)}`, e));
       this.queues.set(host, q);
     }

@@ -3,9 +3,13 @@
 // agent that heartbeats under a name Kubernetes does not know yet (agents have no credentials, so the
 // operator registers them, as a kubelet registers its Node), notices readiness changes, and writes
 // each XenHost's status when it changes (the heartbeat time and guest count at most once a minute).
+// A heartbeat proves nothing about who wrote it (every agent shares one Redis user): a name is
+// registered only if the cluster vouches for it, i.e. a Node of that name carries krata.dev/xen=true,
+// the label that also puts the node agent there; a XenHost an administrator created counts as known.
+// Other names are ignored (one log line per name, rechecked every minute) and never reach placement.
 import { isDeepStrictEqual } from 'node:util';
 import type { Redis } from 'ioredis';
-import { HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
+import { HEARTBEAT_TTL_S, checkHostName, heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
 import { DEFAULT_HOST_PORTS } from '../crds/host-ports.js';
@@ -21,18 +25,38 @@ export interface HostState {
   since: number;
 }
 
+/** The Node label that makes a heartbeating name a XenHost (the node agent's DaemonSet selects it too). */
+export const XEN_NODE_LABEL = 'krata.dev/xen';
+/** How often an ignored name is looked up again (its Node may have been labelled meanwhile). */
+const RECHECK_IGNORED_MS = 60_000;
+/** Unknown names looked up per poll; the rest wait for the next poll. */
+const LOOKUPS_PER_POLL = 20;
+
+function validHostName(name: string): boolean {
+  try {
+    checkHostName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** How stale a written heartbeatTime (and guest count) may get before it is refreshed anyway. */
 const HEARTBEAT_WRITE_MS = 60_000;
 const MiB = 1024n * 1024n;
 
 export class HostTracker {
   private readonly states = new Map<string, HostState>();
+  /** Heartbeating names nobody vouches for, with when they were last checked (ms). */
+  private readonly ignored = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
     private readonly opts: {
       hosts: () => readonly XenHost[];
       getHost: (name: string) => XenHost | undefined;
+      /** Whether the cluster vouches for a heartbeating name it has no XenHost for (a labelled Node). */
+      vouched: (name: string) => Promise<boolean>;
       register: (name: string) => Promise<void>;
       writeStatus: (name: string, status: XenHostStatus) => Promise<void>;
       /** A host's readiness changed (or it was first seen). */
@@ -50,6 +74,11 @@ export class HostTracker {
     return this.states.get(name);
   }
 
+  /** Names that heartbeat without a XenHost or a labelled Node (a metric). */
+  get ignoredHosts(): number {
+    return this.ignored.size;
+  }
+
   ready(name: string): boolean {
     return this.states.get(name)?.ready ?? false;
   }
@@ -65,22 +94,22 @@ export class HostTracker {
     const known = this.opts.hosts().map((h) => h.metadata.name);
     const names = new Set(known);
     // Agents that heartbeat without a XenHost yet.
+    const heartbeating = new Set<string>();
     let cursor = '0';
     do {
       const [next, keys] = await this.redis.scan(cursor, 'MATCH', 'krata:host:*:heartbeat', 'COUNT', 1000);
       cursor = next;
-      for (const k of keys) {
-        const name = k.slice('krata:host:'.length, -':heartbeat'.length);
-        if (!names.has(name)) {
-          names.add(name);
-          try {
-            await this.opts.register(name);
-          } catch (e) {
-            this.opts.log?.(`registering XenHost ${name} failed`, e);
-          }
-        }
-      }
+      for (const k of keys) heartbeating.add(k.slice('krata:host:'.length, -':heartbeat'.length));
     } while (cursor !== '0');
+    // At most a few Node lookups per poll: heartbeat keys are cheap to forge, API requests are not.
+    let lookups = 0;
+    for (const name of heartbeating) {
+      if (names.has(name) || lookups >= LOOKUPS_PER_POLL) continue;
+      const r = await this.attribute(name);
+      if (r === 'registered' || r === 'ignored') lookups++;
+      if (r === 'registered') names.add(name);
+    }
+    for (const name of this.ignored.keys()) if (!heartbeating.has(name) || names.has(name)) this.ignored.delete(name);
     const list = [...names];
     const raw = list.length ? await this.redis.mget(list.map(heartbeatKey)) : [];
     const now = this.now();
@@ -102,6 +131,37 @@ export class HostTracker {
     });
     for (const name of [...this.states.keys()]) if (!names.has(name)) this.states.delete(name);
     await Promise.all(known.map((name) => this.writeStatus(name).catch((e) => this.opts.log?.(`status of XenHost ${name}`, e))));
+  }
+
+  /**
+   * Registers a XenHost for a heartbeating name the cluster vouches for. 'ignored' after a lookup that
+   * did not vouch; 'skipped' (no lookup) when looked up less than a minute ago or not a host name at all.
+   */
+  private async attribute(name: string): Promise<'registered' | 'ignored' | 'skipped'> {
+    const checked = this.ignored.get(name);
+    if (checked !== undefined && this.now() - checked < RECHECK_IGNORED_MS) return 'skipped';
+    let why = 'not a DNS subdomain';
+    let result: 'ignored' | 'skipped' = 'skipped';
+    if (validHostName(name)) {
+      result = 'ignored';
+      let vouched: boolean;
+      try {
+        vouched = await this.opts.vouched(name);
+        if (vouched) await this.opts.register(name);
+      } catch (e) {
+        // Retried at the next poll.
+        this.opts.log?.(`registering XenHost ${name} failed`, e);
+        return 'ignored';
+      }
+      if (vouched) {
+        this.ignored.delete(name);
+        return 'registered';
+      }
+      why = `no XenHost and no Node labelled ${XEN_NODE_LABEL}=true has that name`;
+    }
+    if (checked === undefined) this.opts.log?.(`ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ${why}; an administrator may label the Node or create the XenHost`);
+    this.ignored.set(name, this.now());
+    return result;
   }
 
   private async writeStatus(name: string): Promise<void> {

@@ -13,12 +13,15 @@ import { packageVersion } from '../kratactl/commands/version.js';
 import { KubeClient } from './kube/client.js';
 import { LeaderElector } from './kube/leader-election.js';
 import { Operator } from './operator.js';
+import { ensureRedisCredentials } from './redis-credentials.js';
 
 const HELP = `Usage: krata-operator [options]
 
   --kubeconfig FILE            kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
   --redis URL                  where the node agents meet the operator (default redis://127.0.0.1:6379)
   --redis-password-file FILE   password for Redis (ACL user from the URL)
+  --redis-credentials-namespace NS  create the Redis passwords and ACL file as Secrets in NS if missing
+                               (krata-redis-operator, -agent, -acl) and connect as krata-operator
   --leader-elect               hold a coordination.k8s.io Lease; only the holder acts (run 2 replicas)
   --lease-namespace NS         namespace of the Lease (default $POD_NAMESPACE, else krata-system)
   --lease-name NAME            (default krata-operator)
@@ -42,6 +45,29 @@ export function parseDuration(s: string, flag: string): number {
   return ((Number(m[2] ?? 0) * 60 + Number(m[4] ?? 0)) * 60 + Number(m[6] ?? 0)) * 1000;
 }
 
+/** Who the operator is to Redis: the URL's user, a password file, or the Secrets it manages (redis-credentials.ts). */
+async function redisCredentials(kube: KubeClient, url: string, passwordFile: string | undefined, namespace: string | undefined, log: (msg: string) => void): Promise<{ redisUsername?: string; redisPassword?: string }> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`--redis ${JSON.stringify(url)}: expected redis://[user@]host[:port][/db]`);
+  }
+  if (u.password && (passwordFile || namespace)) throw new Error('--redis has a password and --redis-password-file or --redis-credentials-namespace was given too: keep it out of the URL');
+  if (namespace) {
+    if (passwordFile) throw new Error('--redis-password-file and --redis-credentials-namespace: give one, not both');
+    const { username, password } = await ensureRedisCredentials(kube, namespace, log);
+    if (u.username && decodeURIComponent(u.username) !== username) throw new Error(`--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; with --redis-credentials-namespace the operator is ${username}`);
+    return { redisUsername: username, redisPassword: password };
+  }
+  if (passwordFile) {
+    const password = readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
+    if (!password) throw new Error(`--redis-password-file ${passwordFile}: the file is empty`);
+    return { redisPassword: password };
+  }
+  return {};
+}
+
 function listen(addr: string, handler: Parameters<typeof createServer>[1]): Promise<ReturnType<typeof createServer>> {
   const i = addr.lastIndexOf(':');
   const host = addr.slice(0, i) || undefined;
@@ -59,6 +85,7 @@ async function main(): Promise<number> {
       kubeconfig: { type: 'string' },
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
       'redis-password-file': { type: 'string' },
+      'redis-credentials-namespace': { type: 'string' },
       'leader-elect': { type: 'boolean', default: false },
       'lease-namespace': { type: 'string' },
       'lease-name': { type: 'string', default: 'krata-operator' },
@@ -87,9 +114,10 @@ async function main(): Promise<number> {
   const say = (msg: string, err?: unknown) => (err ? log.warn({ err: err instanceof Error ? err.message : String(err) }, msg) : log.info(msg));
   const identity = values.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const kube = KubeClient.fromKubeconfig(values.kubeconfig);
+  const redisAuth = await redisCredentials(kube, values.redis!, values['redis-password-file'], values['redis-credentials-namespace'], (msg) => log.info(msg));
   const operator = new Operator(kube, {
     redisUrl: values.redis!,
-    ...(values['redis-password-file'] ? { redisPassword: readFileSync(values['redis-password-file'], 'utf8').trim() } : {}),
+    ...redisAuth,
     rescheduleAfterMs: parseDuration(values['reschedule-after']!, '--reschedule-after'),
     forceDeleteAfterMs: parseDuration(values['force-delete-after']!, '--force-delete-after'),
     workers: Number(values.workers),
@@ -102,6 +130,7 @@ async function main(): Promise<number> {
   new Gauge({ name: 'krata_operator_leader', help: '1 while this replica holds the Lease', registers: [registry], collect() { this.set(operator.isLeading ? 1 : 0); } });
   new Gauge({ name: 'krata_operator_queue_depth', help: 'Guests queued or being reconciled', registers: [registry], collect() { this.set(operator.controller?.queue.length ?? 0); } });
   new Gauge({ name: 'krata_operator_reconciles', help: 'Guest reconciles since start', registers: [registry], collect() { this.set(operator.controller?.reconciles ?? 0); } });
+  new Gauge({ name: 'krata_operator_unattributed_hosts', help: 'Names heartbeating in Redis without a XenHost or a Node labelled krata.dev/xen=true (ignored)', registers: [registry], collect() { this.set(operator.tracker?.ignoredHosts ?? 0); } });
   new Gauge({ name: 'krata_operator_kube_writes', help: 'Writes to the Kubernetes API since start', registers: [registry], collect() { this.set(kube.writes); } });
   let synced = false;
   const servers = [];

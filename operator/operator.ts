@@ -4,14 +4,17 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Guest, XenHost } from '../crds/generated/types.js';
 import { DesiredPublisher } from './desired-publisher.js';
 import { GuestController } from './guest-controller.js';
-import { HostTracker } from './host-tracker.js';
+import { HostTracker, XEN_NODE_LABEL } from './host-tracker.js';
 import { PullTokenIssuer } from './pull-tokens.js';
-import type { KubeClient } from './kube/client.js';
+import { isNotFound, type KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { StatusReports } from './status-reports.js';
+import { redisOptions } from '../node-agent/cluster/redis-link.js';
 
 export interface OperatorOptions {
   redisUrl: string;
+  /** ACL user and password; otherwise whatever the URL says. */
+  redisUsername?: string;
   redisPassword?: string;
   rescheduleAfterMs: number;
   forceDeleteAfterMs: number;
@@ -21,6 +24,17 @@ export interface OperatorOptions {
   log: (msg: string, err?: unknown) => void;
   /** Registries (and token services) the operator reaches over plain http for pull tokens. */
   insecureRegistries?: string[];
+}
+
+/** Whether a Node of that name carries krata.dev/xen=true (only `get` on nodes: no list, no watch). */
+export async function nodeIsXenHost(kube: KubeClient, name: string): Promise<boolean> {
+  try {
+    const node = await kube.request<{ metadata?: { labels?: Record<string, string> } }>('GET', `/api/v1/nodes/${encodeURIComponent(name)}`);
+    return node.metadata?.labels?.[XEN_NODE_LABEL] === 'true';
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
 }
 
 export class Operator {
@@ -71,7 +85,11 @@ export class Operator {
   }
 
   private connect(name: string, extra: RedisOptions = {}): Redis {
-    const r = new Redis(this.opts.redisUrl, { connectionName: `krata-operator-${name}`, ...(this.opts.redisPassword ? { password: this.opts.redisPassword } : {}), ...extra });
+    // No ready check: krata's Redis user may not run INFO (cluster/redis-acl.ts), and there is no
+    // persisted dataset to wait for.
+    const auth = { ...(this.opts.redisUsername ? { username: this.opts.redisUsername } : {}), ...(this.opts.redisPassword ? { password: this.opts.redisPassword } : {}) };
+    // The URL parsed here, not by ioredis: its own parse wins over options, and turns `user@` into an empty password.
+    const r = new Redis({ ...redisOptions(this.opts.redisUrl), ...auth, connectionName: `krata-operator-${name}`, enableReadyCheck: false, ...extra });
     let down = false;
     r.on('error', (e) => {
       if (!down) this.opts.log(`redis (${name}) unavailable; retrying`, e);
@@ -96,9 +114,10 @@ export class Operator {
     const tracker = (this.tracker = new HostTracker(main, {
       hosts: () => this.hosts.list(),
       getHost: (name) => this.hosts.get(name),
+      vouched: (name) => nodeIsXenHost(this.kube, name),
       register: async (name) => {
         await this.kube.createXenHost(name);
-        log(`registered XenHost ${name} (its node agent is heartbeating)`);
+        log(`registered XenHost ${name} (its Node is labelled ${XEN_NODE_LABEL}=true and its agent heartbeats)`);
       },
       writeStatus: async (name, status) => void (await this.kube.applyXenHostStatus(name, status)),
       onReadyChange: (name, ready) => {

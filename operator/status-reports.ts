@@ -17,6 +17,8 @@ export class StatusReports {
   private stopped = false;
   private loop?: Promise<void>;
   malformed = 0;
+  /** Stream entries naming a host the operator does not know (any agent can write any `host`). */
+  unknownHost = 0;
 
   constructor(
     /** A dedicated connection: XREAD BLOCK holds it. */
@@ -93,13 +95,17 @@ export class StatusReports {
           }
           // After a Redis restart the stream starts again, with ids (times) past ours: nothing is skipped.
           const res = (await this.redis.xread('COUNT', 2000, 'BLOCK', 2000, 'STREAMS', STATUS_STREAM, this.lastId)) as [string, [string, string[]][]][] | null;
+          // Only hosts the operator knows (XenHosts, hosts it publishes to): reports under invented
+          // names would only fill memory. A host registered meanwhile is read from its hash at the reload.
+          const known = res ? new Set(hosts()) : undefined;
           for (const [, entries] of res ?? []) {
             for (const [id, fields] of entries) {
               this.lastId = id;
               const f: Record<string, string> = {};
               for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-              if (f.host && f.key && f.report) this.record(f.host, f.key, f.report);
-              else this.malformed++;
+              if (!f.host || !f.key || !f.report) this.malformed++;
+              else if (!known!.has(f.host)) this.unknownHost++;
+              else this.record(f.host, f.key, f.report);
             }
           }
         } catch (e) {

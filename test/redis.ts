@@ -1,11 +1,14 @@
 // A throwaway redis-server for tests (Debian's /usr/bin/redis-server), on loopback and a free port,
 // without persistence: restart() brings it back on the same port with nothing in it, which is how
 // tests play "Redis lost everything". Servers still running when the test process exits are killed.
+// With `acl` it runs krata's ACL (cluster/redis-acl.ts) with those passwords, as the install does, and
+// `url` carries no credentials (the test chooses which user connects).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { renderAclFile } from '../cluster/redis-acl.js';
 import { freePort } from './free-port.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
@@ -20,6 +23,14 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Kills a running server if need be, then starts again on the same port, empty. */
   restart(): Promise<void>;
+  /** redis://USER:PASSWORD@127.0.0.1:PORT for a user of the ACL (with `acl`). */
+  urlAs(user: string, password: string): string;
+}
+
+/** Passwords for krata's two Redis users (the operator generates random ones in a cluster). */
+export interface TestAcl {
+  operator: string;
+  agent: string;
 }
 
 const running = new Set<ChildProcess>();
@@ -53,14 +64,25 @@ function exited(c: ChildProcess): Promise<void> {
   return new Promise((r) => c.once('exit', () => r()));
 }
 
-export async function startRedis(opts: { port?: number; dir?: string } = {}): Promise<TestRedis> {
+/**
+ * `args` replace the default server arguments (no persistence); port, bind address, directory and log
+ * level are always the test's. `acl` writes krata's ACL file into the directory and loads it.
+ */
+export async function startRedis(opts: { port?: number; dir?: string; args?: string[]; acl?: TestAcl } = {}): Promise<TestRedis> {
   let port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'krata-redis-'));
+  const args = [...(opts.args ?? ['--save', '', '--appendonly', 'no'])];
+  if (opts.acl) {
+    const aclFile = join(dir, 'users.acl');
+    writeFileSync(aclFile, renderAclFile(opts.acl), { mode: 0o600 });
+    args.push('--aclfile', aclFile);
+  }
   let child: ChildProcess | undefined;
   let output = '';
 
   const start = async () => {
-    const c = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    output = '';
+    const c = spawn(REDIS_SERVER, [...args, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'notice'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;
     running.add(c);
     c.on('exit', () => running.delete(c));
@@ -71,9 +93,11 @@ export async function startRedis(opts: { port?: number; dir?: string } = {}): Pr
     });
     const err = await spawned;
     if (err) throw new Error(`${REDIS_SERVER}: ${err.message}`);
-    // Ready when our process answers: a port another server took meanwhile is not ours.
+    // Ready when our process answers: a port another server took meanwhile is not ours. Unauthenticated
+    // clients cannot ask an ACL'd server its pid (INFO): then its own log says it listens.
     const deadline = Date.now() + 10_000;
-    while ((await serverPid(port)) !== c.pid) {
+    const ours = async () => (opts.acl ? c.exitCode === null && /Ready to accept connections/.test(output) : (await serverPid(port)) === c.pid);
+    while (!(await ours())) {
       if (c.exitCode !== null || Date.now() > deadline) {
         c.kill('SIGKILL');
         throw new Error(`redis-server on port ${port} did not start: ${output.trim().split('\n').slice(-5).join('\n')}`);
@@ -107,6 +131,7 @@ export async function startRedis(opts: { port?: number; dir?: string } = {}): Pr
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
     kill: () => signal('SIGKILL'),
+    urlAs: (user, password) => `redis://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}`,
     async restart() {
       await signal('SIGKILL');
       await start();

@@ -201,6 +201,14 @@ test('ACL authentication: user from the URL, password from a file; the password 
   assert.throws(() => redisOptions('http://host'), /expected redis:\/\/ or rediss:\/\//);
   assert.throws(() => redisOptions('redis://host/x'), /database number/);
   assert.throws(() => redisOptions('redis://u:p@host', passwordFile), /keep it in the file only/);
+  const bad = mkdtempSync(join(tmpdir(), 'krata-acl-'));
+  try {
+    assert.throws(() => redisOptions('redis://u@host', join(bad, 'missing')), /--redis-password-file .*missing: ENOENT/);
+    writeFileSync(join(bad, 'empty'), '\n');
+    assert.throws(() => redisOptions('redis://u@host', join(bad, 'empty')), /--redis-password-file .*empty: the file is empty/);
+  } finally {
+    rmSync(bad, { recursive: true, force: true });
+  }
 });
 
 test('the local API refuses apply and delete in cluster mode (409) and serves everything else', limit, async () => {

@@ -15,6 +15,12 @@ export interface Log {
   error(obj: object, msg: string): void;
 }
 
+/**
+ * The agent's Redis user may not run INFO (cluster/redis-acl.ts): no ready check (it waits for a
+ * persisted dataset to load, and krata's Redis has none), and BullMQ's version check (INFO) is skipped.
+ */
+const LEAST_COMMANDS = { enableReadyCheck: false } as const;
+
 /** Reconnect soon after a blip, then every 2 s at most: cheap, and Redis is back within 2 s of returning. */
 const retryStrategy = (attempt: number) => Math.min(100 * attempt, 2000);
 
@@ -31,7 +37,7 @@ export function redisOptions(url: string, passwordFile?: string): RedisOptions {
   const db = u.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: the path must be a database number`);
   if (u.password && passwordFile) throw new Error('--redis has a password and --redis-password-file was given too: keep it in the file only');
-  const password = passwordFile ? readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '') : decodeURIComponent(u.password);
+  const password = passwordFile ? readPasswordFile(passwordFile) : decodeURIComponent(u.password);
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: u.port ? Number(u.port) : 6379,
@@ -40,6 +46,18 @@ export function redisOptions(url: string, passwordFile?: string): RedisOptions {
     ...(password ? { password } : {}),
     ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
   };
+}
+
+function readPasswordFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--redis-password-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (!password) throw new Error(`--redis-password-file ${file}: the file is empty`);
+  return password;
 }
 
 /** The URL without its password, for logs and messages. */
@@ -69,7 +87,7 @@ export class RedisLink {
     this.ready.setMaxListeners(0);
     // Commands fail at once while disconnected (no offline queue): callers keep what they meant to
     // write and retry on 'ready', so nothing piles up in ioredis during a long outage.
-    this.client = new Redis({ ...options, retryStrategy, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 10_000, connectionName: 'krata-node-agent' });
+    this.client = new Redis({ ...options, ...LEAST_COMMANDS, retryStrategy, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 10_000, connectionName: 'krata-node-agent' });
     this.client.on('ready', () => {
       if (this.state === 'down') this.log.info({ redis: name }, 'Redis is reachable again');
       else this.log.info({ redis: name }, 'connected to Redis');
@@ -88,7 +106,7 @@ export class RedisLink {
 
   /** Options for BullMQ's own connections (it requires maxRetriesPerRequest: null). */
   get bullmqOptions(): ConnectionOptions {
-    return { ...this.options, retryStrategy, maxRetriesPerRequest: null, connectionName: 'krata-node-agent-jobs' };
+    return { ...this.options, ...LEAST_COMMANDS, skipVersionCheck: true, retryStrategy, maxRetriesPerRequest: null, connectionName: 'krata-node-agent-jobs' };
   }
 
   get up(): boolean {

@@ -66,9 +66,10 @@ export class OperatorDouble {
 
   constructor(url: string) {
     // Commands wait out a Redis restart (retries every 50 ms), but not forever.
-    this.client = new Redis(url, { retryStrategy: () => 50 });
+    // As the operator connects: its Redis user may not run INFO (no ready check, no BullMQ version check).
+    this.client = new Redis(url, { retryStrategy: () => 50, enableReadyCheck: false });
     this.client.on('error', () => undefined);
-    this.queue = new Queue(queueName(HOST), { connection: { url, maxRetriesPerRequest: null, retryStrategy: () => 50 }, prefix: QUEUE_PREFIX });
+    this.queue = new Queue(queueName(HOST), { connection: { url, maxRetriesPerRequest: null, retryStrategy: () => 50, enableReadyCheck: false }, prefix: QUEUE_PREFIX, skipVersionCheck: true });
     this.queue.on('error', () => undefined);
   }
 
@@ -121,8 +122,8 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-/** Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`. */
-export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & { redis?: TestRedis; url?: string; passwordFile?: string } = {}): Promise<Harness> {
+/** Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`, `opUrl` how the operator double does. */
+export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & { redis?: TestRedis; url?: string; passwordFile?: string; opUrl?: string } = {}): Promise<Harness> {
   const redis = opts.redis ?? (await startRedis());
   const dir = join(work, `agent-${++n}`);
   const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
@@ -135,7 +136,7 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
   reconciler.run();
   const log = captureLog();
   const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pullTokens, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
-  const op = new OperatorDouble(redis.url);
+  const op = new OperatorDouble(opts.opUrl ?? redis.url);
   return {
     redis,
     op,

@@ -1,5 +1,5 @@
 // Cluster mode end to end, every component real except the hypervisor: a kube-apiserver on etcd,
-// Redis, two operator replicas with leader election, and five node agents in cluster mode on the test
+// Redis with krata's ACL (the operator and the agents authenticate as in the install), two operator replicas with leader election, and five node agents in cluster mode on the test
 // double (one process each, fake domains saved as Xen would keep them). 100 Guests are placed, run and
 // report addresses while Redis, the leading operator and an agent are killed and restarted; then
 // everything is deleted and every finalizer clears and every host is empty.
@@ -14,7 +14,10 @@ import type { Guest } from '../../crds/generated/types.js';
 import type { FakeSnapshot } from '../../node-agent/agent/fake-hypervisor.js';
 import { FINALIZER } from '../../operator/guest-controller.js';
 import { newGuest, startKube, waitFor, type TestKube } from '../../operator/kube/testing.js';
+import { AGENT_USER, OPERATOR_USER } from '../../cluster/redis-acl.js';
+import { AGENT_SECRET, ensureRedisCredentials } from '../../operator/redis-credentials.js';
 import { startRedis } from '../redis.js';
+import { createXenNodes } from './xen-nodes.js';
 
 const dist = join(fileURLToPath(import.meta.url), '../../..');
 const HOSTS = ['xen-a', 'xen-b', 'xen-c', 'xen-d', 'xen-e'];
@@ -22,6 +25,7 @@ const GUESTS = 100;
 
 let kube: TestKube;
 let redis: Awaited<ReturnType<typeof startRedis>>;
+let agentPassword: string;
 const work = mkdtempSync(join(tmpdir(), 'krata-cluster-test-'));
 const procs = new Map<string, ChildProcess>();
 const logs = new Map<string, string[]>();
@@ -48,9 +52,9 @@ async function kill(name: string): Promise<void> {
   await gone;
 }
 
-const startAgent = (host: string) => start(host, [join(dist, 'test/cluster/sim-hosts.js'), '--redis', redis.url, '--state', join(work, 'hosts'), '--hosts', host, '--persist']);
+const startAgent = (host: string) => start(host, [join(dist, 'test/cluster/sim-hosts.js'), '--redis', redis.urlAs(AGENT_USER, agentPassword), '--state', join(work, 'hosts'), '--hosts', host, '--persist']);
 const startOperator = (id: string) =>
-  start(id, [join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', redis.url, '--leader-elect', '--lease-namespace', 'default', '--identity', id, '--health-addr', 'off', '--metrics-addr', 'off', '--workers', '8', '--reschedule-after', '15s', '--force-delete-after', '20s']);
+  start(id, [join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', `redis://${OPERATOR_USER}@127.0.0.1:${redis.port}`, '--redis-credentials-namespace', 'default', '--leader-elect', '--lease-namespace', 'default', '--identity', id, '--health-addr', 'off', '--metrics-addr', 'off', '--workers', '8', '--reschedule-after', '15s', '--force-delete-after', '20s']);
 
 function domains(host: string): FakeSnapshot['domains'] {
   const f = join(work, 'hosts', host, 'fake-domains.json');
@@ -78,7 +82,14 @@ function dump(): string {
 }
 
 before(async () => {
-  [kube, redis] = await Promise.all([startKube(), startRedis()]);
+  kube = await startKube();
+  // As in a cluster: the Xen nodes are labelled, and Redis runs the ACL from the Secrets the operator
+  // makes on its first start (done here first, so Redis can start with them).
+  await createXenNodes(kube.client, HOSTS);
+  const { password } = await ensureRedisCredentials(kube.client, 'default');
+  const agentSecret = await kube.client.request<{ data: Record<string, string> }>('GET', `/api/v1/namespaces/default/secrets/${AGENT_SECRET}`);
+  agentPassword = Buffer.from(agentSecret.data.password!, 'base64').toString('utf8');
+  redis = await startRedis({ acl: { operator: password, agent: agentPassword } });
   for (const h of HOSTS) startAgent(h);
   startOperator('op-1');
   startOperator('op-2');
@@ -92,7 +103,8 @@ after(async () => {
 });
 
 test('100 Guests across 5 agents converge through Redis, operator and agent failures, and are deleted cleanly', { timeout: 600_000 }, async () => {
-  // The agents register their XenHosts through the operator (they hold no Kubernetes credentials).
+  // The agents register their XenHosts through the operator (they hold no Kubernetes credentials),
+  // which vouches for them by their labelled Nodes.
   await waitFor(async () => (await kube.client.listXenHosts()).items.filter((h) => h.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === HOSTS.length, 'five ready XenHosts', 60_000).catch((e) => {
     throw new Error(`${(e as Error).message}\n${dump()}`);
   });

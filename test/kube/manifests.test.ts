@@ -103,7 +103,9 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
     'NetworkPolicy/krata-redis',
     'PodDisruptionBudget/krata-operator',
     'Role/krata-operator-leader-election',
+    'Role/krata-operator-redis-credentials',
     'RoleBinding/krata-operator-leader-election',
+    'RoleBinding/krata-operator-redis-credentials',
     'Service/krata-redis',
     'ServiceAccount/krata-node-agent',
     'ServiceAccount/krata-operator',
@@ -145,7 +147,9 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.equal(operator.spec.replicas, 2);
   assert.equal(op.serviceAccountName, 'krata-operator');
   assert.deepEqual(oc.command, ['krata-operator']);
-  assert.equal(flag(oc, '--redis'), 'redis://krata-redis:6379');
+  // Redis: as user krata-operator, with the password from the Secret it makes (test/cluster/redis-acl.test.ts runs the rest).
+  assert.equal(flag(oc, '--redis'), 'redis://krata-operator@krata-redis:6379');
+  assert.equal(flag(oc, '--redis-credentials-namespace'), '$(POD_NAMESPACE)');
   assert.ok(oc.args.includes('--leader-elect'));
   assert.equal(flag(oc, '--lease-namespace'), '$(POD_NAMESPACE)');
   assert.equal(flag(oc, '--health-addr'), ':8081');
@@ -190,7 +194,9 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.ok(ap.tolerations.some((t: Obj) => t.operator === 'Exists' && t.effect === 'NoSchedule'));
   assert.deepEqual(agent.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
   assert.deepEqual(ac.command, ['krata-node-agent']);
-  assert.equal(flag(ac, '--redis'), 'redis://krata-redis.krata-system.svc:6379');
+  assert.equal(flag(ac, '--redis'), 'redis://krata-agent@krata-redis.krata-system.svc:6379');
+  assert.equal(flag(ac, '--redis-password-file'), '/etc/krata/redis/password');
+  assert.deepEqual(ap.volumes.find((v: Obj) => v.name === 'redis-password').secret, { secretName: 'krata-redis-agent', defaultMode: 0o400 });
   assert.equal(flag(ac, '--host'), '$(NODE_NAME)');
   assert.equal(fieldRef(ac, 'NODE_NAME'), 'spec.nodeName');
   assert.equal(ac.securityContext.privileged, true);
@@ -204,6 +210,10 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.match(rc.image, /(^|\/)redis:7\.0$/);
   assert.match(args(rc), /--save {2}--appendonly no/);
   assert.equal(flag(rc, '--save'), '');
+  assert.equal(flag(rc, '--protected-mode'), undefined);
+  assert.equal(flag(rc, '--aclfile'), '/etc/krata/redis-acl/users.acl');
+  assert.deepEqual(redis.spec.template.spec.volumes.find((v: Obj) => v.name === 'acl').secret, { secretName: 'krata-redis-acl', defaultMode: 0o440 });
+  assert.equal(redis.spec.template.spec.securityContext.fsGroup, 999);
   assert.equal(redis.spec.template.spec.automountServiceAccountToken, false);
   const svc = find(objs, 'Service', 'krata-redis');
   assert.deepEqual(svc.spec.ports.map((p: Obj) => p.port), [6379]);
@@ -340,6 +350,23 @@ describe('on a real kube-apiserver', () => {
       [true, 'get', `${L}/krata-operator`, { ns: 'krata-system' }],
       [true, 'update', `${L}/krata-operator`, { ns: 'krata-system' }],
       [true, 'create', L, { ns: 'krata-system' }],
+      // Redis credentials: makes them, then reads and fixes only its three Secrets.
+      [true, 'create', 'secrets', { ns: 'krata-system' }],
+      [true, 'get', 'secrets/krata-redis-operator', { ns: 'krata-system' }],
+      [true, 'get', 'secrets/krata-redis-agent', { ns: 'krata-system' }],
+      [true, 'update', 'secrets/krata-redis-acl', { ns: 'krata-system' }],
+      [false, 'get', 'secrets/krata-operator-token', { ns: 'krata-system' }],
+      [false, 'list', 'secrets', { ns: 'krata-system' }],
+      [false, 'watch', 'secrets', { ns: 'krata-system' }],
+      [false, 'delete', 'secrets/krata-redis-acl', { ns: 'krata-system' }],
+      [false, 'patch', 'secrets/krata-redis-acl', { ns: 'krata-system' }],
+      [false, 'create', 'secrets', { ns: 'default' }],
+      // Nodes: one by name, to see the krata.dev/xen label of a heartbeating host.
+      [true, 'get', 'nodes/xen-1'],
+      [false, 'list', 'nodes'],
+      [false, 'watch', 'nodes'],
+      [false, 'patch', 'nodes/xen-1'],
+      [false, 'update', 'nodes/xen-1'],
       // Never writes a Guest's spec wholesale, creates or deletes Guests, or touches XenHost spec.
       [false, 'update', G, { ns: 'default' }],
       [false, 'create', G, { ns: 'default' }],
