@@ -27,7 +27,7 @@ import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
 import { AgentMetrics } from './metrics.js';
-import { describeConflict, desiredNetwork, type PortConflict } from './net/desired.js';
+import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
 
 const HELP = `Usage: krata-node-agent [options]
@@ -55,6 +55,12 @@ const HELP = `Usage: krata-node-agent [options]
                           --fake-hypervisor, which has no vifs)
   --host-loopback         guests reach this host's loopback (127.0.0.1, ::1) at their gateway address
   --host-access           guests reach this host's own addresses
+  --deny-cidr CIDR        guests may not reach CIDR (repeatable): the cluster's pod and Service
+                          ranges, nodes outside this host's subnets... (this host's own subnets and
+                          routed networks are denied without it; only its default route is open)
+  --allow-cidr CIDR[:P]   guests may reach CIDR, or only its ports P (P or P-Q, comma-separated)
+                          despite the denies above (repeatable; never other guests)
+  --network-budget MIB    what all guests' flows may buffer in this host (default 1024)
   --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
   --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
   --log-level LEVEL       pino level (default info)
@@ -84,6 +90,9 @@ async function main(): Promise<number> {
       network: { type: 'string' },
       'host-loopback': { type: 'boolean', default: false },
       'host-access': { type: 'boolean', default: false },
+      'deny-cidr': { type: 'string', multiple: true },
+      'allow-cidr': { type: 'string', multiple: true },
+      'network-budget': { type: 'string' },
       'ipv4-subnet': { type: 'string' },
       'ipv6-subnet': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -106,6 +115,7 @@ async function main(): Promise<number> {
   if (values.network !== undefined && values.network !== 'on' && values.network !== 'off') throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
   const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
   if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
+  const egress = egressFlags(values['deny-cidr'], values['allow-cidr'], values['network-budget']);
   // Checked before anything starts: a bad subnet is a usage error.
   const ipam = new Ipam(state, { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) });
   // Cluster mode: the XenHost's name is the node name in Guest status too.
@@ -158,7 +168,7 @@ async function main(): Promise<number> {
   if (network) {
     const supervisor = new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
     net = supervisor;
-    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']! };
+    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...egress };
     let reported = new Set<string>();
     const push = () => {
       const conflicts: PortConflict[] = [];
