@@ -59,7 +59,8 @@ const HELP = `Usage: krata-node-agent [options]
                           ranges, nodes outside this host's subnets... (this host's own subnets and
                           routed networks are denied without it; only its default route is open)
   --allow-cidr CIDR[:P]   guests may reach CIDR, or only its ports P (P or P-Q, comma-separated)
-                          despite the denies above (repeatable; never other guests)
+                          despite the denies above (repeatable; never other guests; each
+                          --nameserver is allowed on port 53)
   --network-budget MIB    what all guests' flows may buffer in this host (default 1024)
   --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
   --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
@@ -115,7 +116,7 @@ async function main(): Promise<number> {
   if (values.network !== undefined && values.network !== 'on' && values.network !== 'off') throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
   const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
   if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
-  const egress = egressFlags(values['deny-cidr'], values['allow-cidr'], values['network-budget']);
+  const egress = egressFlags(values['deny-cidr'], values['allow-cidr'], values['network-budget'], values.nameserver);
   // Checked before anything starts: a bad subnet is a usage error.
   const ipam = new Ipam(state, { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) });
   // Cluster mode: the XenHost's name is the node name in Guest status too.

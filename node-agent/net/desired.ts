@@ -22,9 +22,10 @@ export interface DesiredNetworkOptions {
 
 /**
  * The node agent's --deny-cidr, --allow-cidr and --network-budget (MiB), checked: a bad one is a usage
- * error naming the flag.
+ * error naming the flag. The guests' --nameserver addresses are allowed on port 53 (a cluster DNS
+ * Service or a resolver on the node's subnet would otherwise be denied).
  */
-export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB?: string): Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> {
+export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB?: string, nameservers: string[] = []): Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> {
   const check = (flag: string, list: string[], ports: boolean) => {
     for (const s of list) {
       try {
@@ -36,7 +37,9 @@ export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB
   };
   check('--deny-cidr', deny, false);
   check('--allow-cidr', allow, true);
-  const out: Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> = { denyCidrs: deny, allowCidrs: allow };
+  const dns = nameservers.map((ns) => `${ns}/${ns.includes(':') ? 128 : 32}:53`);
+  check('--nameserver', dns, true);
+  const out: Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> = { denyCidrs: deny, allowCidrs: [...allow, ...dns] };
   if (budgetMiB !== undefined) {
     if (!/^\d{1,7}$/.test(budgetMiB) || Number(budgetMiB) < 1) throw new Error(`--network-budget: ${JSON.stringify(budgetMiB)} is not a whole number of MiB (at least 1)`);
     out.hostBudget = Number(budgetMiB) * (1 << 20);

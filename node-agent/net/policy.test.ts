@@ -140,6 +140,9 @@ test('rules, configuration and flags: bad input is refused with the field or fla
   assert.throws(() => egressFlags([], [], '0'), /--network-budget: "0"/);
   assert.throws(() => egressFlags([], [], '1.5'), /--network-budget/);
   assert.deepEqual(egressFlags(['10.96.0.0/12'], ['10.0.0.1/32:53'], '512'), { denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.0.0.1/32:53'], hostBudget: 512 << 20 });
+  // The guests' DNS servers are reachable on port 53, wherever they are.
+  assert.deepEqual(egressFlags([], [], undefined, ['10.96.0.10', 'fd00::53']).allowCidrs, ['10.96.0.10/32:53', 'fd00::53/128:53']);
+  assert.throws(() => egressFlags([], [], undefined, ['dns.example']), /^Error: --nameserver: /);
 });
 
 test('the prefix table answers with the longest prefix', () => {
