@@ -57,8 +57,8 @@ x "mkdir -p $tmp/www && echo dom0-httpd >$tmp/www/index.html && (busybox httpd -
 # The controls: dom0 reaches all of them, and QEMU's user network reaches this machine both ways.
 x "for i in \$(seq 50); do echo PING | nc -w 2 $dom0ip 6379 2>/dev/null | grep -q PONG && exit 0; sleep 0.2; done; exit 1" || fail "dom0 does not reach its own Redis at $dom0ip:6379"
 x "wget -q -O- http://$dom0ip:$httpport/ | grep -q dom0-httpd" || fail "dom0 does not reach its httpd at $dom0ip:$httpport"
-x "nc -w 5 $hostip $hport </dev/null | grep -q $marker" || fail "dom0 does not reach this machine at $hostip:$hport"
-x "nc -w 5 10.0.2.2 $hport </dev/null | grep -q $marker" || fail "dom0 does not reach this machine at 10.0.2.2:$hport"
+x "echo PING | nc -w 5 $hostip $hport | grep -q $marker" || fail "dom0 does not reach this machine at $hostip:$hport"
+x "echo PING | nc -w 5 10.0.2.2 $hport | grep -q $marker" || fail "dom0 does not reach this machine at 10.0.2.2:$hport"
 
 log0=$(x "cat /tmp/agent.log 2>/dev/null | wc -l")
 start_agent || fail "the agent did not start"
