@@ -119,14 +119,15 @@ x "for i in \$(seq 900); do $k logs a | grep -q -e ISO-DONE -e KRATA-EXIT && exi
 x "$k logs a" | tr -d '\r' >"$out/guest-a.log" || true
 grep -q ISO-DONE "$out/guest-a.log" || { cat "$out/guest-a.log" >&2; fail "guest a did not finish its probes (see its log above)"; }
 line() { grep "^ISO $1 " "$out/guest-a.log" || echo "ISO $1 (missing)"; }
+said() { line "$1" | sed 's/^ISO [^ ]* //'; }   # what came back, without the probe's name
 grep -q "^ISO world .*$marker" "$out/guest-a.log" || fail "the guest does not reach the outside world at $hostip:$hport: $(line world)"
 for probe in dom0-ssh dom0-redis dom0-http gateway-redis slirp-gateway; do
   # Refused by kratanet at once (an RST), and nothing came back.
-  line "$probe" | grep -qi 'refused' || fail "$probe was not refused: $(line "$probe")"
-  line "$probe" | grep -qE "SSH-|PONG|HTTP/|$marker" && fail "$probe answered: $(line "$probe")"
+  said "$probe" | grep -qi 'refused' || fail "$probe was not refused: $(line "$probe")"
+  said "$probe" | grep -qE "SSH-|PONG|HTTP/|$marker" && fail "$probe answered: $(line "$probe")"
 done
 # Another guest's address is on the guest's own link: nobody answers its ARP (no RST to wait for).
-line guest-b | grep -qE 'HTTP/|guest-b' && fail "guest a reached guest b: $(line guest-b)"
+said guest-b | grep -qE 'HTTP/|guest-b' && fail "guest a reached guest b: $(line guest-b)"
 x "tail -n +$((log0 + 1)) /tmp/agent.log" >"$out/agent.log" || true
 grep -q "refused TCP to $dom0ip:6379: dom0's own address" "$out/agent.log" || fail "the agent log does not name the rule refusing Redis"
 grep -q "refused TCP to 10.0.2.2:$hport: node network 10.0.2.0/24" "$out/agent.log" || fail "the agent log does not name the rule refusing 10.0.2.2"
