@@ -31,7 +31,7 @@ import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
 import { AgentMetrics } from './metrics.js';
-import { describeConflict, desiredNetwork, type PortConflict } from './net/desired.js';
+import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
 
 const HELP = `Usage: krata-node-agent [options]
@@ -70,6 +70,13 @@ const HELP = `Usage: krata-node-agent [options]
   --host-ports RANGES     host ports guests may publish: 80,443,1024-65535 or "none"
                           (default 1024-65535: no privileged ports)
   --host-port-address IP  bind published host ports on this address only (default: all addresses)
+  --deny-cidr CIDR        guests may not reach CIDR (repeatable): the cluster's pod and Service
+                          ranges, nodes outside this host's subnets... (this host's own subnets and
+                          routed networks are denied without it; only its default route is open)
+  --allow-cidr CIDR[:P]   guests may reach CIDR, or only its ports P (P or P-Q, comma-separated)
+                          despite the denies above (repeatable; never other guests; each
+                          --nameserver is allowed on port 53)
+  --network-budget MIB    what all guests' flows may buffer in this host (default 1024)
   --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
   --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
   --log-level LEVEL       pino level (default info)
@@ -107,6 +114,9 @@ async function main(): Promise<number> {
       'host-access': { type: 'boolean', default: false },
       'host-ports': { type: 'string', default: '1024-65535' },
       'host-port-address': { type: 'string' },
+      'deny-cidr': { type: 'string', multiple: true },
+      'allow-cidr': { type: 'string', multiple: true },
+      'network-budget': { type: 'string' },
       'ipv4-subnet': { type: 'string' },
       'ipv6-subnet': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -136,7 +146,8 @@ async function main(): Promise<number> {
   if (values.network !== undefined && values.network !== 'on' && values.network !== 'off') throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
   const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
   if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
-  // Checked before anything starts: a bad subnet or port range is a usage error.
+  // Checked before anything starts: a bad subnet, CIDR or port range is a usage error.
+  const egress = egressFlags(values['deny-cidr'], values['allow-cidr'], values['network-budget'], values.nameserver);
   const hostPorts = parsePortRanges(values['host-ports']!, '--host-ports');
   const hostAddress = values['host-port-address'];
   if (hostAddress !== undefined && !isIP(hostAddress)) throw new Error(`--host-port-address: ${JSON.stringify(hostAddress)} is not an IPv4 or IPv6 address`);
@@ -203,7 +214,7 @@ async function main(): Promise<number> {
   if (network) {
     const supervisor = new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
     net = supervisor;
-    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...(hostAddress ? { hostAddress } : {}) };
+    const netOpts = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...(hostAddress ? { hostAddress } : {}), ...egress };
     let reported = new Set<string>();
     const push = () => {
       const conflicts: PortConflict[] = [];

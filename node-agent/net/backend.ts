@@ -16,6 +16,8 @@ import {
   ETHERTYPE_IPV6,
   finish,
   fold,
+  formatIpv4,
+  formatIpv6,
   ipv6Equal,
   macEqual,
   Packet,
@@ -98,10 +100,11 @@ export class GuestBackend implements TcpWire, UdpWire {
   private readonly corks = new Set<TcpFlow>();
   private readonly servers: (Server | UdpSocket)[] = [];
   private nextPort = 32768;
-  readonly budget = new Budget(GUEST_BUDGET);
+  readonly budget: Budget;
   private inboundTcp = 0;
   private inboundUdp = 0;
   private pings = 0;
+  private refusalLoggedAt = 0;
   private shut = false;
   readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0 };
   /** Published ports that could not be bound, with the reason. */
@@ -113,7 +116,10 @@ export class GuestBackend implements TcpWire, UdpWire {
     private readonly policy: Policy,
     openLink: LinkOpener,
     private readonly logger: (msg: string) => void = () => {},
+    /** The host-wide budget this guest's counts in too (kratanet's, across its guests). */
+    hostBudget: Budget | null = null,
   ) {
+    this.budget = new Budget(GUEST_BUDGET, hostBudget);
     const v4 = parseCidr(cfg.ipv4);
     const v6 = parseCidr(cfg.ipv6);
     this.link = openLink(cfg);
@@ -232,8 +238,18 @@ export class GuestBackend implements TcpWire, UdpWire {
     return p.ip === 4 ? `${p.dst4}|${remotePort}|${guestPort}` : `${p.buf.toString('latin1', p.dst6, p.dst6 + 16)}|${remotePort}|${guestPort}`;
   }
 
-  private verdict(p: Packet): Verdict {
-    return p.ip === 4 ? this.policy.v4(p.dst4, p.dstPort, this.g.gw4) : this.policy.v6(p.buf, p.dst6, p.dstPort, this.g.gw6);
+  private verdict(p: Packet, port = p.dstPort): Verdict {
+    const v = p.ip === 4 ? this.policy.v4(p.dst4, port, this.g.gw4) : this.policy.v6(p.buf, p.dst6, port, this.g.gw6);
+    if (!v.allow) {
+      // Which rule refused it, for the operator; at most once a second per guest (a guest could flood the log).
+      const now = Date.now();
+      if (now - this.refusalLoggedAt >= 1000) {
+        this.refusalLoggedAt = now;
+        const proto = p.proto === PROTO_TCP ? 'TCP' : p.proto === PROTO_UDP ? 'UDP' : 'ping';
+        this.log(`refused ${proto} to ${p.ip === 4 ? formatIpv4(p.dst4) : `[${formatIpv6(p.buf, p.dst6)}]`}${port ? `:${port}` : ''}: ${v.reason}`);
+      }
+    }
+    return v;
   }
 
   // ---- TCP -----------------------------------------------------------------------------------------
@@ -422,7 +438,7 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   /** A ping to the world, sent from dom0 (with the proxy's own identifier); the reply is rebuilt for the guest. */
   private echoOut(p: Packet): void {
-    const v = p.ip === 4 ? this.policy.v4(p.dst4, 0, this.g.gw4) : this.policy.v6(p.buf, p.dst6, 0, this.g.gw6);
+    const v = this.verdict(p, 0);
     if (!v.allow) {
       this.stats.refused++;
       return;

@@ -1,6 +1,7 @@
 // kratanet's configuration: the guests to serve and the host-wide policy. Written by the node agent (or
 // by hand for a test or a benchmark); every field is checked and an error names it.
 import type { GuestNetConfig, PublishedPort } from './backend.js';
+import { parseCidrRule } from './policy.js';
 import { parseCidr, parseIpv4, parseIpv6, parseMac } from './wire.js';
 
 export interface KratanetConfig {
@@ -12,11 +13,19 @@ export interface KratanetConfig {
   hostAccess?: boolean;
   /** Isolated from each other (default krata's 10.75.0.0/16 and fdd4:1476:6c7e::/48). */
   guestSubnets?: string[];
+  /** CIDRs guests may not reach, besides dom0's own networks (the cluster's pod and Service ranges...). */
+  denyCidrs?: string[];
+  /** "CIDR[:PORTS]" guests may reach despite denyCidrs and dom0's networks (never another guest). */
+  allowCidrs?: string[];
+  /** Bytes all guests' flows together may buffer in dom0 (default 1 GiB; each guest also has 256 MiB). */
+  hostBudget?: number;
   guests: GuestNetConfig[];
 }
 
 export const DEFAULT_GATEWAY_MAC = '02:4b:00:00:00:01';
 export const DEFAULT_GUEST_SUBNETS = ['10.75.0.0/16', 'fdd4:1476:6c7e::/48'];
+export const DEFAULT_HOST_BUDGET = 1 << 30;
+const MIN_HOST_BUDGET = 1 << 20;
 
 export class ConfigError extends Error {}
 
@@ -47,7 +56,7 @@ function port(where: string, field: string, v: unknown): number {
 export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(where, '(root)', 'must be an object');
   const o = raw as Record<string, unknown>;
-  const known = new Set(['gatewayMac', 'hostLoopback', 'hostAccess', 'guestSubnets', 'guests']);
+  const known = new Set(['gatewayMac', 'hostLoopback', 'hostAccess', 'guestSubnets', 'denyCidrs', 'allowCidrs', 'hostBudget', 'guests']);
   for (const k of Object.keys(o)) if (!known.has(k)) fail(where, k, 'unknown field');
   const cfg: KratanetConfig = { guests: [] };
   if (o.gatewayMac !== undefined) cfg.gatewayMac = str(where, o, 'gatewayMac', parseMac);
@@ -72,6 +81,26 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
       }
       return s;
     });
+  }
+  for (const field of ['denyCidrs', 'allowCidrs'] as const) {
+    const v = o[field];
+    if (v === undefined) continue;
+    const what = field === 'denyCidrs' ? 'CIDRs' : 'CIDR[:PORTS] rules';
+    if (!Array.isArray(v)) fail(where, field, `must be a list of ${what}`);
+    cfg[field] = v.map((s, i) => {
+      if (typeof s !== 'string') fail(where, `${field}[${i}]`, `must be a string (${what})`);
+      try {
+        parseCidrRule(s, field === 'allowCidrs');
+      } catch (e) {
+        fail(where, `${field}[${i}]`, (e as Error).message);
+      }
+      return s;
+    });
+  }
+  if (o.hostBudget !== undefined) {
+    const b = o.hostBudget;
+    if (!Number.isSafeInteger(b) || (b as number) < MIN_HOST_BUDGET) fail(where, 'hostBudget', `must be a whole number of bytes, at least ${MIN_HOST_BUDGET}`);
+    cfg.hostBudget = b as number;
   }
   if (!Array.isArray(o.guests)) fail(where, 'guests', 'must be a list');
   const ids = new Set<string>();

@@ -6,6 +6,7 @@ import type { GuestStore } from '../agent/guest-store.js';
 import type { Ipam } from '../agent/ipam.js';
 import type { GuestNetConfig, PublishedPort } from './backend.js';
 import type { KratanetConfig } from './config.js';
+import { parseCidrRule } from './policy.js';
 
 export interface DesiredNetworkOptions {
   /** Guests reach dom0's loopback at their gateway address: false (default), true, or these ports. */
@@ -15,6 +16,37 @@ export interface DesiredNetworkOptions {
   gatewayMac?: string;
   /** The address published host ports are bound on (--host-port-address); default all addresses. */
   hostAddress?: string;
+  /** Passed to kratanet as they are (see KratanetConfig). */
+  denyCidrs?: string[];
+  allowCidrs?: string[];
+  hostBudget?: number;
+}
+
+/**
+ * The node agent's --deny-cidr, --allow-cidr and --network-budget (MiB), checked: a bad one is a usage
+ * error naming the flag. The guests' --nameserver addresses are allowed on port 53 (a cluster DNS
+ * Service or a resolver on the node's subnet would otherwise be denied).
+ */
+export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB?: string, nameservers: string[] = []): Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> {
+  const check = (flag: string, list: string[], ports: boolean) => {
+    for (const s of list) {
+      try {
+        parseCidrRule(s, ports);
+      } catch (e) {
+        throw new Error(`${flag}: ${(e as Error).message}`);
+      }
+    }
+  };
+  check('--deny-cidr', deny, false);
+  check('--allow-cidr', allow, true);
+  const dns = nameservers.map((ns) => `${ns}/${ns.includes(':') ? 128 : 32}:53`);
+  check('--nameserver', dns, true);
+  const out: Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> = { denyCidrs: deny, allowCidrs: [...allow, ...dns] };
+  if (budgetMiB !== undefined) {
+    if (!/^\d{1,7}$/.test(budgetMiB) || Number(budgetMiB) < 1) throw new Error(`--network-budget: ${JSON.stringify(budgetMiB)} is not a whole number of MiB (at least 1)`);
+    out.hostBudget = Number(budgetMiB) * (1 << 20);
+  }
+  return out;
 }
 
 /** A published port left out: `guest` asked for it, `holder` (older) has it. */
@@ -71,6 +103,9 @@ export function desiredNetwork(store: Pick<GuestStore, 'keys' | 'get'>, ipam: Ip
   const guests = candidates.map((c) => c.net).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const config: KratanetConfig = { hostLoopback: opts.hostLoopback ?? false, hostAccess: opts.hostAccess ?? false, guestSubnets: ipam.subnets(), guests };
   if (opts.gatewayMac) config.gatewayMac = opts.gatewayMac;
+  if (opts.denyCidrs?.length) config.denyCidrs = opts.denyCidrs;
+  if (opts.allowCidrs?.length) config.allowCidrs = opts.allowCidrs;
+  if (opts.hostBudget !== undefined) config.hostBudget = opts.hostBudget;
   return config;
 }
 

@@ -156,6 +156,9 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     const entry = (g: VethGuest, id: string, ports: unknown[]) => ({ id, interface: g.hostIf, mac: g.mac, ipv4: g.ipv4, ipv6: g.ipv6, gateway4: g.gateway4, gateway6: g.gateway6, ports });
     const cfg = {
       hostLoopback: true,
+      // The "outside" hosts below sit on subnets attached to this host, which guests may not reach
+      // unless allowed (isolation.test.ts tests that): these three are.
+      allowCidrs: ['198.51.100.7/32', '203.0.113.9/32', '2001:db8:71::9/128'],
       guests: [
         entry(guest, 'one', [
           { protocol: 'TCP', hostPort: inTcp, guestPort: 7000 },

@@ -3,9 +3,11 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { GuestBackend, type GuestNetConfig, type LinkOpener } from './backend.js';
-import { DEFAULT_GATEWAY_MAC, DEFAULT_GUEST_SUBNETS, type KratanetConfig } from './config.js';
+import { DEFAULT_GATEWAY_MAC, DEFAULT_GUEST_SUBNETS, DEFAULT_HOST_BUDGET, type KratanetConfig } from './config.js';
+import type { HostView } from './host-networks.js';
 import { openPacketLink, openTapLink } from './link.js';
 import { Policy } from './policy.js';
+import { Budget } from './tcp.js';
 import { parseMac } from './wire.js';
 
 export interface GuestResult {
@@ -51,20 +53,32 @@ export class Kratanet {
   private readonly backends = new Map<string, { json: string; backend: GuestBackend }>();
   private policy: Policy | null = null;
   private policyJson = '';
+  /** What all guests' flows together may buffer in dom0; each guest's budget is a child of it. */
+  hostBudget = new Budget(DEFAULT_HOST_BUDGET);
 
   constructor(
     private readonly log: (msg: string) => void = () => {},
     private readonly openLink: LinkOpener = defaultLinkOpener,
+    /** dom0's addresses and networks, for tests (default: the kernel's). */
+    private readonly hostView?: () => HostView,
   ) {}
 
   async apply(cfg: KratanetConfig): Promise<GuestResult[]> {
     const gatewayMac = parseMac(cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC);
-    const policyOpts = { hostLoopback: cfg.hostLoopback ?? false, hostAccess: cfg.hostAccess ?? false, guestSubnets: cfg.guestSubnets ?? DEFAULT_GUEST_SUBNETS, gatewayMac: cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC };
-    const pj = JSON.stringify(policyOpts);
+    const policyOpts = {
+      hostLoopback: cfg.hostLoopback ?? false,
+      hostAccess: cfg.hostAccess ?? false,
+      guestSubnets: cfg.guestSubnets ?? DEFAULT_GUEST_SUBNETS,
+      denyCidrs: cfg.denyCidrs ?? [],
+      allowCidrs: cfg.allowCidrs ?? [],
+    };
+    const hostBudget = cfg.hostBudget ?? DEFAULT_HOST_BUDGET;
+    const pj = JSON.stringify({ ...policyOpts, gatewayMac: cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC, hostBudget });
     if (pj !== this.policyJson) {
-      // A new policy applies to new backends: restart them all.
+      // A new policy (or budget) applies to new backends: restart them all.
       for (const id of [...this.backends.keys()]) this.stop(id);
-      this.policy = new Policy(policyOpts);
+      this.policy = new Policy(this.hostView ? { ...policyOpts, hostView: this.hostView } : policyOpts);
+      this.hostBudget = new Budget(hostBudget);
       this.policyJson = pj;
     }
     const want = new Map(cfg.guests.map((g) => [g.id, g]));
@@ -87,7 +101,7 @@ export class Kratanet {
   private async start(g: GuestNetConfig, gatewayMac: Buffer): Promise<GuestResult> {
     let backend: GuestBackend;
     try {
-      backend = new GuestBackend(g, gatewayMac, this.policy!, this.openLink, this.log);
+      backend = new GuestBackend(g, gatewayMac, this.policy!, this.openLink, this.log, this.hostBudget);
     } catch (e) {
       const error = `${g.interface}: ${(e as Error).message}`;
       this.log(`guest ${g.id}: ${error}`);

@@ -7,8 +7,9 @@ import { ConfigError, validateConfig, type KratanetConfig } from './config.js';
 import { Kratanet } from './kratanet.js';
 
 const HELP = `Usage: kratanet --config FILE
-  --config FILE   JSON: { hostLoopback?, hostAccess?, gatewayMac?, guestSubnets?, guests: [{ id, interface,
-                  mac, ipv4, ipv6, gateway4, gateway6, ports?: [{ protocol, hostPort, guestPort }] }] }
+  --config FILE   JSON: { hostLoopback?, hostAccess?, gatewayMac?, guestSubnets?, denyCidrs?: [CIDR],
+                  allowCidrs?: ["CIDR[:PORTS]"], hostBudget?: BYTES, guests: [{ id, interface, mac, ipv4,
+                  ipv6, gateway4, gateway6, ports?: [{ protocol, hostPort, guestPort }] }] }
                   re-read on SIGHUP
 Without --config it takes its configuration from the node agent over IPC.`;
 

@@ -11,7 +11,7 @@ import { validateObject } from '../../crds/validate.js';
 import { GuestStore } from '../agent/guest-store.js';
 import { Ipam } from '../agent/ipam.js';
 import { validateConfig, type KratanetConfig } from './config.js';
-import { desiredNetwork, describeConflict, type PortConflict } from './desired.js';
+import { desiredNetwork, describeConflict, egressFlags, type PortConflict } from './desired.js';
 import { NetSupervisor, type NetLog } from './supervisor.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-net-supervisor-test-'));
@@ -107,6 +107,18 @@ test('desiredNetwork: the guest subnets are the Ipam\'s', () => {
   assert.equal(cfg.hostAccess, true);
   assert.deepEqual(cfg.guests.map((g) => [g.interface, g.ipv4, g.ipv6, g.gateway4, g.gateway6]), [['vif12.0', '192.168.77.2/24', 'fd00:1:2::2/64', '192.168.77.1', 'fd00:1:2::1']]);
   validateConfig(cfg);
+});
+
+test('desiredNetwork: the agent\'s --deny-cidr, --allow-cidr and --network-budget reach kratanet', () => {
+  const dir = join(work, `state-${++n}`);
+  const store = new GuestStore(dir);
+  const ipam = new Ipam(dir);
+  running(store, ipam, 'a', '2026-01-01T00:00:00Z', 12, { network: { enabled: true } });
+  const cfg = desiredNetwork(store, ipam, egressFlags(['10.96.0.0/12'], ['10.96.0.10/32:53'], '64'));
+  assert.deepEqual([cfg.denyCidrs, cfg.allowCidrs, cfg.hostBudget], [['10.96.0.0/12'], ['10.96.0.10/32:53'], 64 << 20]);
+  assert.deepEqual(validateConfig(JSON.parse(JSON.stringify(cfg))), cfg, 'kratanet accepts it as it is');
+  const plain = desiredNetwork(store, ipam, egressFlags());
+  assert.ok(!('denyCidrs' in plain) && !('allowCidrs' in plain) && !('hostBudget' in plain), 'no flags: kratanet\'s defaults');
 });
 
 // The fake kratanet: records every start, apply and SIGTERM in log.jsonl; applies after DELAY ms;

@@ -48,7 +48,10 @@ interface Seg {
 }
 
 class FakeWire implements TcpWire {
-  readonly budget = new Budget(64 << 20);
+  readonly budget: Budget;
+  constructor(hostBudget: Budget | null = null) {
+    this.budget = new Budget(64 << 20, hostBudget);
+  }
   readonly segs: Seg[] = [];
   closedCalls = 0;
   unreachableCalls = 0;
@@ -205,14 +208,19 @@ async function server(onConn?: (s: Socket) => void): Promise<Peer> {
 
 /** The guest's end of one flow: a wire, the flow, and the guest's sequence numbers. */
 class Guest {
-  readonly wire = new FakeWire();
+  readonly wire: FakeWire;
   flow!: TcpFlow;
   /** The guest's ISN and next sequence number to send. */
   isn = (Math.random() * 0x100000000) >>> 0;
   nxt = u32(this.isn + 1);
   /** Our ISN as seen in our SYN or SYN|ACK. */
   ourIsn = 0;
-  constructor(public remotePort: number) {}
+  constructor(
+    public remotePort: number,
+    hostBudget: Budget | null = null,
+  ) {
+    this.wire = new FakeWire(hostBudget);
+  }
 
   make(inbound: boolean): TcpFlow {
     this.flow = new TcpFlow(this.wire, { remote4: LOOPBACK, remote6: null, remotePort: this.remotePort, guestPort: GUEST_PORT, inbound });
@@ -239,8 +247,8 @@ class Guest {
 }
 
 /** An outbound flow to `peer` up to the guest's SYN (connect started, not yet complete). */
-function outboundSyn(port: number, synOpts = synOptions(1460, 7, true), window = 0xffff): Guest {
-  const g = new Guest(port);
+function outboundSyn(port: number, synOpts = synOptions(1460, 7, true), window = 0xffff, hostBudget: Budget | null = null): Guest {
+  const g = new Guest(port, hostBudget);
   const flow = g.make(false);
   const sock = connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true });
   sockets.push(sock);
@@ -249,8 +257,8 @@ function outboundSyn(port: number, synOpts = synOptions(1460, 7, true), window =
 }
 
 /** An established outbound flow; the guest's window field is `window` (scaled by 7). */
-async function established(peer: Peer, window = 0xffff): Promise<Guest> {
-  const g = outboundSyn(peer.port);
+async function established(peer: Peer, window = 0xffff, hostBudget: Budget | null = null): Promise<Guest> {
+  const g = outboundSyn(peer.port, undefined, undefined, hostBudget);
   await until(() => g.wire.segs.length > 0, 2000, 'SYN|ACK');
   const sa = g.wire.segs[0]!;
   assert.equal(sa.flags, TCP_SYN | TCP_ACK);
@@ -363,6 +371,65 @@ test('outbound: guest data reaches the server in order; server data comes back w
     g.ack(una, WSCALE_WINDOW);
   }
   assert.deepEqual(Buffer.concat(got), down);
+});
+
+// ---- budgets ----------------------------------------------------------------------------------------------
+
+test('budget: a guest budget under a host budget has the smaller room; draining the host wakes every guest', () => {
+  const host = new Budget(1000);
+  const a = new Budget(800, host);
+  const b = new Budget(800, host);
+  a.take(600);
+  assert.equal(a.free, 200);
+  assert.equal(b.free, 400, "b has room of its own, but only the host's 400 left");
+  b.take(400);
+  assert.equal(host.used, 1000);
+  assert.equal(a.free, 0, 'the host is full: a has no room although it is under its own limit');
+  assert.equal(b.free, 0);
+  const woken: string[] = [];
+  const fa = { budgetFreed: () => woken.push('a') } as unknown as TcpFlow;
+  const fb = { budgetFreed: () => woken.push('b') } as unknown as TcpFlow;
+  a.hold(fa);
+  b.hold(fb);
+  // a drains below the host's 75%: b's flow, paused for the host's sake, wakes too.
+  a.release(600);
+  assert.ok(woken.includes('a'), "a's flow is woken");
+  assert.ok(woken.includes('b'), "b's flow, paused for the host's sake, is woken when the host has room again");
+  assert.equal(host.used, 400);
+  assert.equal(b.free, 400);
+});
+
+test('budget: two guests streaming from the world hold no more than the host-wide budget in dom0', async () => {
+  const LIMIT = 1 << 20;
+  const STREAM = 8 << 20;
+  const host = new Budget(LIMIT);
+  const payload = randomBytes(STREAM);
+  const peer = await server((s) => s.end(payload));
+  // A window of 8 MiB (0xffff << 7): only the budgets stop dom0 from reading the streams at once.
+  const guests = [await established(peer, 0xffff, host), await established(peer, 0xffff, host)];
+  const held = () => guests.reduce((n, g) => n + g.wire.budget.used, 0);
+  let peak = 0;
+  let last = -1;
+  for (let i = 0; i < 100 && held() !== last; i++) {
+    last = held();
+    await sleep(30);
+    peak = Math.max(peak, held());
+  }
+  assert.ok(guests.every((g) => g.wire.budget.used > 0), 'both guests got data');
+  // One socket read (64 KiB) per flow may land after the host budget is full.
+  assert.ok(peak <= LIMIT + 2 * (64 << 10), `the guests hold ${peak} bytes, above the host budget of ${LIMIT}`);
+  assert.equal(host.used, held());
+  // The guests acknowledge what they got: both streams finish, in order.
+  for (let round = 0; round < 2000 && guests.some((g) => inOrder(g.wire.segs, u32(g.ourIsn + 1)).length < STREAM); round++) {
+    for (const g of guests) {
+      const top = g.wire.dataSegs().reduce((m, x) => (seqDiff(u32(x.seq + x.data.length), m) > 0 ? u32(x.seq + x.data.length) : m), u32(g.ourIsn + 1));
+      g.ack(top, 0xffff);
+    }
+    peak = Math.max(peak, held());
+    await sleep(5);
+  }
+  for (const g of guests) assert.ok(inOrder(g.wire.segs, u32(g.ourIsn + 1)).equals(payload), 'the stream arrived whole');
+  assert.ok(peak <= LIMIT + 2 * (64 << 10), `the guests held ${peak} bytes while draining`);
 });
 
 // ---- 2. refused and unreachable --------------------------------------------------------------------------

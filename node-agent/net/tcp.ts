@@ -35,23 +35,37 @@ export interface TcpWire {
 /**
  * Bytes a guest's flows hold in dom0 (data for the guest not yet acknowledged, data held beyond a
  * hole, data for the world not yet written): above the limit sockets pause, windows close and
- * out-of-order data is dropped, so 8192 flows cannot each take their per-flow maximum.
+ * out-of-order data is dropped, so 8192 flows cannot each take their per-flow maximum. A guest's
+ * budget has the host's as its parent: what a guest takes counts in both, and the smaller room decides,
+ * so many guests together cannot take more of dom0 than the host-wide limit either.
  */
 export class Budget {
   used = 0;
   private readonly paused = new Set<TcpFlow>();
-  constructor(readonly limit: number) {}
+  constructor(
+    readonly limit: number,
+    readonly parent: Budget | null = null,
+  ) {}
   get free(): number {
-    return Math.max(0, this.limit - this.used);
+    const own = Math.max(0, this.limit - this.used);
+    return this.parent ? Math.min(own, this.parent.free) : own;
   }
+  take(n: number): void {
+    this.used += n;
+    this.parent?.take(n);
+  }
+  /** A flow paused for lack of room: woken (budgetFreed) when this budget or its parent drains. */
   hold(flow: TcpFlow): void {
     this.paused.add(flow);
+    this.parent?.hold(flow);
   }
   forget(flow: TcpFlow): void {
     this.paused.delete(flow);
+    this.parent?.forget(flow);
   }
   release(n: number): void {
     this.used -= n;
+    this.parent?.release(n);
     if (this.paused.size && this.used < this.limit * 0.75) {
       const flows = [...this.paused];
       this.paused.clear();
@@ -389,7 +403,7 @@ export class TcpFlow {
     const s = this.socket;
     if (s && !s.destroyed) {
       this.pendingWrite += data.length;
-      this.wire.budget.used += data.length;
+      this.wire.budget.take(data.length);
       if (!s.writableCorked) {
         s.cork();
         this.wire.corked(this);
@@ -409,7 +423,7 @@ export class TcpFlow {
     if (i > 0 && q[i - 1]!.seq === seq && q[i - 1]!.data.length >= len && (q[i - 1]!.fin || !fin)) return; // a duplicate
     q.splice(i, 0, { seq, data: Buffer.from(buf.subarray(start, end)), fin });
     this.oooBytes += len;
-    this.wire.budget.used += len;
+    this.wire.budget.take(len);
     this.lastOooSeq = seq;
   }
 
@@ -470,7 +484,7 @@ export class TcpFlow {
     if (this.state === 'Closed') return;
     this.sndBuf.push(chunk);
     this.sndBytes += chunk.length;
-    this.wire.budget.used += chunk.length;
+    this.wire.budget.take(chunk.length);
     if (!this.paused && (this.sndBytes > SND_HIGH || this.wire.budget.free === 0)) {
       this.paused = true;
       this.socket?.pause();
@@ -645,7 +659,13 @@ export class TcpFlow {
 
   /** The guest's budget has room again: a socket paused for it reads again. */
   budgetFreed(): void {
-    if (this.paused && this.state !== 'Closed' && this.state !== 'SynSent' && this.sndBytes < SND_HIGH) {
+    if (this.state === 'Closed') return;
+    // Woken by one budget while the other (the guest's or the host's) is still full: wait for it.
+    if (this.paused && this.wire.budget.free === 0) {
+      this.wire.budget.hold(this);
+      return;
+    }
+    if (this.paused && this.state !== 'SynSent' && this.sndBytes < SND_HIGH) {
       this.paused = false;
       this.socket?.resume();
     }

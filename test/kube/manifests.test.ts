@@ -13,6 +13,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { CRD_SOURCES, repoRoot } from '../../crds/codegen/paths.js';
 import { validateObject } from '../../crds/validate.js';
 import { startEnvtest, type Envtest } from './envtest.js';
+import { egressFlags } from '../../node-agent/net/desired.js';
 
 const root = repoRoot();
 const KUBECTL = process.env.KRATA_KUBECTL ?? 'kubectl';
@@ -198,6 +199,11 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.equal(flag(ac, '--redis-password-file'), '/etc/krata/redis/password');
   assert.deepEqual(ap.volumes.find((v: Obj) => v.name === 'redis-password').secret, { secretName: 'krata-redis-agent', defaultMode: 0o400 });
   assert.equal(flag(ac, '--host'), '$(NODE_NAME)');
+  // Guests leave with the node's address: every private range (pod and Service ranges among them) is
+  // denied, in a form the agent's own flag parser takes.
+  const deny = (ac.args as string[]).flatMap((a, i, all) => (a === '--deny-cidr' ? [all[i + 1]!] : []));
+  assert.deepEqual(deny, ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7']);
+  assert.deepEqual(egressFlags(deny).denyCidrs, deny);
   assert.equal(fieldRef(ac, 'NODE_NAME'), 'spec.nodeName');
   assert.equal(ac.securityContext.privileged, true);
   const hostPaths = Object.fromEntries(ap.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => [v.hostPath.path, ac.volumeMounts.find((m: Obj) => m.name === v.name)?.mountPath]));

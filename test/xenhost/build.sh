@@ -13,7 +13,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 xh_require cpio:cpio depmod:kmod mksquashfs:squashfs-tools xz:xz-utils zstd:zstd \
-  ssh-keygen:openssh-client faketime:faketime
+  ssh-keygen:openssh-client faketime:faketime redis-server:redis-server
 node_bin=$(readlink -f "$(command -v node)") || xh_die "node is not installed on this machine"
 
 pkgs=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
@@ -122,6 +122,9 @@ cp -a "$x/etc/xen" "$r/etc/"
 put_elf "$(readlink -f "$(command -v bash)")" /usr/bin/bash
 put_elf "$(readlink -f "$(command -v flock)")" /usr/bin/flock
 put_elf "$(readlink -f "$(command -v stat)")" /usr/bin/stat
+# A real Redis in dom0 for e2e 130 (a guest must not reach it); taken from the host like bash. The
+# Debian binary is shared with redis-check-rdb and picks its role by name: it must be named redis-server.
+put_elf "$(readlink -f "$(command -v redis-server)")" /usr/bin/redis-server
 put_libs "$node_bin"   # libstdc++, libgcc_s...; the node binary itself lives on the data disk
 # Loaded at run time by krata (koffi), as on any Debian dom0: kernel payload decompressors.
 for lib in liblzma.so.5 libzstd.so.1 liblz4.so.1; do
