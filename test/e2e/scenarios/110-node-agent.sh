@@ -19,7 +19,7 @@ agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/
 start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
 stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
 cleanup() {
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in \$(xl list | awk '/^krata-/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata" >/dev/null 2>&1 || true
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -102,7 +102,7 @@ x "$k delete guest noimage huge --wait" >/dev/null || fail "deleting the bad gue
 
 # Delete: graceful stop, then nothing is left.
 x "$k delete guest web shell --wait" >"$out/delete.txt" || fail "delete --wait failed"
-x "! xl list | grep -q '^krata-' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && [ -z \"\$(ls /var/lib/krata/disks)\" ] && [ \"\$($k get -o name)\" = '' ]" \
+x "! xl list | grep -qE '^krata[-.]' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && [ -z \"\$(ls /var/lib/krata/disks)\" ] && [ \"\$($k get -o name)\" = '' ]" \
   || fail "something was left after delete: $(x "xl list; losetup -a; ls /var/lib/krata/disks" 2>&1 | tr '\n' ' ')"
 x "curl -s 127.0.0.1:9477/metrics 2>/dev/null | grep -c '^krata_' || true" >"$out/metrics.txt"
 stop_agent || true

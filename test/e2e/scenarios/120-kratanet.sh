@@ -24,7 +24,7 @@ marker="KRATA-E2E-MARKER-$RANDOM$RANDOM"
 start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
 stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
 cleanup() {
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for f in $www/httpd*.pid; do [ -f \$f ] && kill \$(cat \$f); done; for d in \$(xl list | awk '/^krata-/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $www" >/dev/null 2>&1 || true
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for f in $www/httpd*.pid; do [ -f \$f ] && kill \$(cat \$f); done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $www" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 # kratanet: the agent's child running node-agent/net/main.js (pid; empty when there is none).
@@ -125,7 +125,7 @@ packet_sockets "$kpid" >"$out/packet-before.txt"
 
 # Delete: no domain, no vif, no listener on 18000, no packet socket; kratanet keeps running.
 x "$k delete guest net --wait" >"$out/delete.txt" || fail "delete --wait failed"
-x "for i in \$(seq 50); do ! xl list | grep -q '^krata-' && [ ! -e /sys/class/net/$vif ] && ! netstat -ltn | grep -q ':$hostport ' && exit 0; sleep 0.2; done; exit 1" \
+x "for i in \$(seq 50); do ! xl list | grep -qE '^krata[-.]' && [ ! -e /sys/class/net/$vif ] && ! netstat -ltn | grep -q ':$hostport ' && exit 0; sleep 0.2; done; exit 1" \
   || fail "something was left after delete: $(x "xl list; ls /sys/class/net; netstat -ltn" 2>&1 | tr '\n' ' ')"
 x "for i in \$(seq 50); do tail -n +$((log0 + 1)) /tmp/agent.log | grep -q 'kratanet: guest default/net: stopped' && exit 0; sleep 0.2; done; exit 1" \
   || fail "kratanet did not say it stopped the guest's backend"

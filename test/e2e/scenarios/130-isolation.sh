@@ -25,7 +25,7 @@ listener=
 start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
 stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
 cleanup() {
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for f in $tmp/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; for d in \$(xl list | awk '/^krata-/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $tmp" >/dev/null 2>&1 || true
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for f in $tmp/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $tmp" >/dev/null 2>&1 || true
 }
 trap '[ -n "$listener" ] && kill "$listener" 2>/dev/null; cleanup' EXIT
 running() { x "for i in \$(seq ${2:-600}); do [ \"\$($k get $1 -o json | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).status?.phase))')\" = Running ] && exit 0; sleep 0.2; done; exit 1"; }
@@ -135,7 +135,7 @@ sed -n 's/^ISO /  /p' "$out/guest-a.log"
 
 # Delete: no domain, no vif left.
 x "$k delete guest a b --wait" >"$out/delete.txt" || fail "delete --wait failed"
-x "for i in \$(seq 50); do ! xl list | grep -q '^krata-' && [ ! -e /sys/class/net/vif$adom.0 ] && [ ! -e /sys/class/net/vif$bdom.0 ] && exit 0; sleep 0.2; done; exit 1" \
+x "for i in \$(seq 50); do ! xl list | grep -qE '^krata[-.]' && [ ! -e /sys/class/net/vif$adom.0 ] && [ ! -e /sys/class/net/vif$bdom.0 ] && exit 0; sleep 0.2; done; exit 1" \
   || fail "something was left after delete: $(x "xl list; ls /sys/class/net" 2>&1 | tr '\n' ' ')"
 stop_agent || true
 echo "isolation: guest a reaches $hostip (the world) but not dom0 ($dom0ip: ssh, httpd, Redis), Redis at its gateway, 10.0.2.2 or guest b ($bip); delete leaves no domain or vif"
