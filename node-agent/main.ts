@@ -31,6 +31,7 @@ import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
 import { AgentMetrics } from './metrics.js';
+import { Semaphore } from './semaphore.js';
 import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
 import { consoleFlags } from './xen/console/throttle.js';
@@ -197,6 +198,8 @@ async function main(): Promise<number> {
   // Pull credentials: a single host's own Secrets, or the operator's tokens from Redis (never both).
   const secrets = cluster ? undefined : new SecretStore(state);
   const pullTokens = cluster ? new PullTokens() : undefined;
+  // One bound for every pull on the host: the reconciler's and the API's.
+  const pullSlots = new Semaphore(count('pull-concurrency', 1));
   reconciler = new Reconciler(store, hv, new CachedImages(images), ipam, recorder, clock, {
     pullAuth: (g) => (pullTokens ? pullTokens.forGuest(g) : secrets!.forGuest(g)),
     stateDir: state,
@@ -205,12 +208,12 @@ async function main(): Promise<number> {
     nodeName: cluster?.host ?? values['node-name'] ?? hostname(),
     ...(values.nameserver ? { nameservers: values.nameserver } : {}),
     concurrency: Number(values.concurrency),
-    pullConcurrency: count('pull-concurrency', 1),
+    pullSlots,
     resyncMs: Number(values.resync) * 1000,
     observe: (ms, err) => metrics.observe(ms, err),
     hostPorts,
   });
-  const agent = new Agent(store, hv, recorder, images, clock, cluster ? { managedBy: `Redis ${cluster.redisName}` } : { secrets });
+  const agent = new Agent(store, hv, recorder, images, clock, { pullSlots, ...(cluster ? { managedBy: `Redis ${cluster.redisName}` } : { secrets }) });
   // The krata group (when the host has one) may use the API besides root.
   const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
   if (!group) log.info('no krata group on this host: only root can use the API socket');
