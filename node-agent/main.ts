@@ -31,8 +31,10 @@ import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';
 import { AgentMetrics } from './metrics.js';
+import { Semaphore } from './semaphore.js';
 import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
+import { consoleFlags } from './xen/console/throttle.js';
 
 const HELP = `Usage: krata-node-agent [options]
 
@@ -62,6 +64,10 @@ const HELP = `Usage: krata-node-agent [options]
                           entries of one directory of an image (default 16384; mksquashfs
                           is quadratic in them)
   --resync SECONDS        full resync period (default 15)
+  --console-rate KIB_PER_S
+                          console output drained per guest (default 1024); past it the output
+                          waits in the guest's ring
+  --console-burst KIB     console output a guest may send above that rate at once (default 256)
   --fake-hypervisor MIB   run guests on the in-memory test double with MIB of memory (benchmarks, demos)
   --network on|off        run kratanet, the guests' userspace network (default on; off with
                           --fake-hypervisor, which has no vifs)
@@ -108,6 +114,8 @@ async function main(): Promise<number> {
       'image-max-entries': { type: 'string', default: '1000000' },
       'image-max-dir-entries': { type: 'string', default: '16384' },
       resync: { type: 'string', default: '15' },
+      'console-rate': { type: 'string' },
+      'console-burst': { type: 'string' },
       'fake-hypervisor': { type: 'string' },
       network: { type: 'string' },
       'host-loopback': { type: 'boolean', default: false },
@@ -151,6 +159,7 @@ async function main(): Promise<number> {
   const hostPorts = parsePortRanges(values['host-ports']!, '--host-ports');
   const hostAddress = values['host-port-address'];
   if (hostAddress !== undefined && !isIP(hostAddress)) throw new Error(`--host-port-address: ${JSON.stringify(hostAddress)} is not an IPv4 or IPv6 address`);
+  const consoleLimits = consoleFlags(values['console-rate'], values['console-burst']);
   const ipam = new Ipam(state, { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) });
   // Cluster mode: the XenHost's name is the node name in Guest status too.
   const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
@@ -163,7 +172,7 @@ async function main(): Promise<number> {
     log.warn('running guests on the in-memory test double (--fake-hypervisor): no Xen domains are created');
   } else {
     const { XenHypervisor } = await import('./agent/xen-hypervisor.js');
-    container.bind<Hypervisor>(HYPERVISOR).toConstantValue(await XenHypervisor.open({ stateDir: state }));
+    container.bind<Hypervisor>(HYPERVISOR).toConstantValue(await XenHypervisor.open({ stateDir: state, consoleLimits }));
   }
   const hv = container.get<Hypervisor>(HYPERVISOR);
   const clock = container.get<Clock>(CLOCK);
@@ -189,6 +198,8 @@ async function main(): Promise<number> {
   // Pull credentials: a single host's own Secrets, or the operator's tokens from Redis (never both).
   const secrets = cluster ? undefined : new SecretStore(state);
   const pullTokens = cluster ? new PullTokens() : undefined;
+  // One bound for every pull on the host: the reconciler's and the API's.
+  const pullSlots = new Semaphore(count('pull-concurrency', 1));
   reconciler = new Reconciler(store, hv, new CachedImages(images), ipam, recorder, clock, {
     pullAuth: (g) => (pullTokens ? pullTokens.forGuest(g) : secrets!.forGuest(g)),
     stateDir: state,
@@ -197,12 +208,12 @@ async function main(): Promise<number> {
     nodeName: cluster?.host ?? values['node-name'] ?? hostname(),
     ...(values.nameserver ? { nameservers: values.nameserver } : {}),
     concurrency: Number(values.concurrency),
-    pullConcurrency: count('pull-concurrency', 1),
+    pullSlots,
     resyncMs: Number(values.resync) * 1000,
     observe: (ms, err) => metrics.observe(ms, err),
     hostPorts,
   });
-  const agent = new Agent(store, hv, recorder, images, clock, cluster ? { managedBy: `Redis ${cluster.redisName}` } : { secrets });
+  const agent = new Agent(store, hv, recorder, images, clock, { pullSlots, ...(cluster ? { managedBy: `Redis ${cluster.redisName}` } : { secrets }) });
   // The krata group (when the host has one) may use the API besides root.
   const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
   if (!group) log.info('no krata group on this host: only root can use the API socket');

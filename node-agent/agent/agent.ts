@@ -7,6 +7,7 @@ import { packageVersion } from '../../kratactl/commands/version.js';
 import { ImageReferenceError, parseReference } from '../image/reference.js';
 import type { PullAuth } from '../image/registry.js';
 import { isSecretDocument, validatePullSecret, type PullSecret } from '../image/pull-secret.js';
+import type { Semaphore } from '../semaphore.js';
 import type { SecretStore } from './secret-store.js';
 import type { ImageStore, PullEvent, StoredImage } from '../image/store.js';
 import type { EventRecorder } from './events.js';
@@ -69,6 +70,8 @@ export interface AgentOptions {
   secrets?: SecretStore;
   /** Cluster mode: what manages the host (e.g. "Redis redis://10.0.0.5:6379"); local writes are refused. */
   managedBy?: string;
+  /** The reconciler's pull slots: pulls through the API wait for one too, so --pull-concurrency bounds all pulls. */
+  pullSlots?: Semaphore;
 }
 
 export class Agent implements AgentService {
@@ -205,11 +208,12 @@ export class Agent implements AgentService {
 
   pullImage(reference: string, onEvent: (e: PullEvent) => void, opts: { namespace?: string; pullSecrets?: string[] } = {}): Promise<StoredImage> {
     const store = this.imageStore();
-    if (!opts.pullSecrets?.length) return store.pull(reference, { onEvent });
+    const slot = (pull: () => Promise<StoredImage>) => (this.opts.pullSlots ? this.opts.pullSlots.run(pull) : pull());
+    if (!opts.pullSecrets?.length) return slot(() => store.pull(reference, { onEvent }));
     if (!this.opts.secrets) throw new InvalidRequest('this agent keeps no Secrets', [], 422);
     const auth = this.opts.secrets.credentials(opts.namespace ?? 'default', opts.pullSecrets);
     if (auth.problems) throw new InvalidRequest(auth.problems.join('; '), [], 422);
-    return store.pull(reference, { onEvent, auth });
+    return slot(() => store.pull(reference, { onEvent, auth }));
   }
 
   deleteSecret(namespace: string, name: string): void {

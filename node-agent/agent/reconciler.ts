@@ -71,6 +71,8 @@ export interface ReconcilerOptions {
   concurrency?: number;
   /** Image pulls at once (default 4): they run beside the reconcile workers, never in them. */
   pullConcurrency?: number;
+  /** The host's pull slots, shared with the API's pulls (then pullConcurrency is ignored). */
+  pullSlots?: Semaphore;
   resyncMs?: number;
   /**
    * Directories a Guest's kernel.path and initrd.path may point into (default: the directories of
@@ -160,7 +162,7 @@ export class Reconciler {
     this.disksDir = join(opts.stateDir, 'disks');
     this.ports = new HostPortGuard(store, opts.hostPorts ?? DEFAULT_HOST_PORTS);
     mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
-    this.pullSlots = new Semaphore(opts.pullConcurrency ?? 4);
+    this.pullSlots = opts.pullSlots ?? new Semaphore(opts.pullConcurrency ?? 4);
     this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err) => {
       // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
       this.recorder.warning(key, 'ReconcileError', (err as Error).message);

@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { ConsoleSession } from './backend.js';
 import { ConsoleHistory, ConsoleRing, IN_SIZE, OUT_SIZE, RING_BYTES } from './ring.js';
-import { consoleStats, TokenBucket } from './throttle.js';
+import { consoleFlags, consoleStats, TokenBucket } from './throttle.js';
 
 /** Plays the guest's side of the ring. */
 function guest(page: Buffer) {
@@ -185,4 +187,32 @@ test('the token bucket refills at its rate up to its burst', () => {
   assert.equal(b.available(), 30);
   now = 10_000;
   assert.equal(b.available(), 100, 'never above the burst');
+});
+
+test('--console-rate and --console-burst (KiB) set each session\'s budget; bad values name the flag', () => {
+  const limits = consoleFlags('8', '2');
+  assert.deepEqual(limits, { rateBytesPerSecond: 8192, burstBytes: 2048 });
+  assert.deepEqual(consoleFlags(undefined, undefined), {}, 'unset: the defaults');
+  // The limits reach the session: a guest flooding for one second gets 8 KiB plus the 2 KiB burst out.
+  const h = session({ rate: limits.rateBytesPerSecond!, burst: limits.burstBytes! });
+  let drained = 0;
+  h.s.on('data', (d: Buffer) => (drained += d.length));
+  for (let t = 0; t <= 1000; t++) {
+    h.advance(t);
+    const room = OUT_SIZE - ((h.page.readUInt32LE(3084) - h.page.readUInt32LE(3080)) >>> 0);
+    if (room > 0) h.g.write(Buffer.alloc(room, 'x'));
+    h.s.service();
+  }
+  assert.ok(drained >= 8192 && drained <= 8192 + 2048, `drained ${drained} bytes in 1 s`);
+  for (const [rate, burst, flag] of [['0', undefined, '--console-rate'], ['1.5', undefined, '--console-rate'], [undefined, '-1', '--console-burst'], [undefined, '1048577', '--console-burst'], ['1e3', undefined, '--console-rate']] as const) {
+    assert.throws(() => consoleFlags(rate, burst), new RegExp(`^Error: ${flag}: expected a whole number of KiB`));
+  }
+  // The agent takes them as flags, lists them in --help, and refuses a bad one before it starts.
+  const main = fileURLToPath(new URL('../../main.js', import.meta.url));
+  const help = spawnSync(process.execPath, [main, '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout, /--console-rate KIB_PER_S/);
+  assert.match(help.stdout, /--console-burst KIB /);
+  const bad = spawnSync(process.execPath, [main, '--state', '/nonexistent/krata-console-flags', '--console-burst', 'lots'], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--console-burst: expected a whole number of KiB from 1 to 1048576, not "lots"/);
 });
