@@ -150,9 +150,13 @@ export class AgentClient {
     });
   }
 
-  /** Pulls into the agent's cache, reporting progress; resolves with the cached image. */
-  async pullImage(image: string, onEvent: (e: PullEvent) => void = () => {}, pullSecrets: string[] = []): Promise<StoredImage> {
-    const res = await this.open('POST', '/v1/images/pull', { body: { image, ...(pullSecrets.length ? { pullSecrets } : {}) }, timeoutMs: 0 });
+  /**
+   * Pulls into the agent's cache, reporting progress; resolves with the cached image. `pullSecrets`
+   * name Secrets the agent keeps in `namespace` (its default: "default").
+   */
+  async pullImage(image: string, onEvent: (e: PullEvent) => void = () => {}, opts: { namespace?: string; pullSecrets?: string[]; hint?: string } = {}): Promise<StoredImage> {
+    const body = { image, ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}), ...(opts.pullSecrets?.length ? { pullSecrets: opts.pullSecrets } : {}) };
+    const res = await this.open('POST', '/v1/images/pull', { body, timeoutMs: 0, ...(opts.hint ? { hint: opts.hint } : {}) });
     for await (const line of ndjson<PullEvent | { image: StoredImage } | { error: string }>(res)) {
       if ('image' in line) return line.image;
       if ('error' in line) throw new AgentError(line.error);

@@ -1,10 +1,13 @@
 // kratactl image pull|import|ls|rm|prune: the host's image cache, used directly (as root, on the
-// host whose cache it is) until the node agent serves these through its API.
+// host whose cache it is) until the node agent serves these through its API; a pull with a namespace's
+// pull Secrets (-n, --pull-secret) already goes through the agent, which keeps the Secrets.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { AgentClient, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
+import { namespaceOf } from './common.js';
+import { isPullSecretName } from '../../node-agent/image/pull-secret.js';
 import { parse as parseYaml } from 'yaml';
 import { CredentialStore } from '../../node-agent/image/credentials.js';
 import { importImage } from '../../node-agent/image/import.js';
@@ -32,10 +35,16 @@ Options:
       --mirror REGISTRY=URL     try URL before REGISTRY, e.g. docker.io=https://mirror.example (repeatable)
       --docker-config FILE      credentials from a docker config.json (repeatable; default
                                 $DOCKER_CONFIG/config.json and ~/.docker/config.json)
-      --pull-secret FILE        credentials from a Kubernetes pull secret, YAML or JSON (repeatable)
+      --pull-secret-file FILE   credentials from a Kubernetes pull secret file, YAML or JSON (repeatable)
       --platform OS/ARCH[/VAR]  platform to pick from multi-platform images (default: this host's)
       --name REFERENCE          (import) the name to give the image
   -q, --quiet                   no progress output; print the image's digest
+
+Through the node agent (pull only; its cache and registry settings apply, so --store, --docker-config,
+--pull-secret-file, --mirror, --insecure-registry and --platform are refused beside these):
+      --pull-secret NAME        pull with the agent's image pull Secret NAME of the namespace, one
+                                stored with kratactl apply (repeatable)
+  -n, --namespace NS            the namespace of those Secrets (default "default")
   -o, --output FORMAT           table (default), wide or json
 `;
 
@@ -64,7 +73,7 @@ function secretCredentials(file: string): CredentialStore {
   try {
     doc = parseYaml(text);
   } catch (e) {
-    throw new UsageError(`--pull-secret ${file}: not YAML or JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new UsageError(`--pull-secret-file ${file}: not YAML or JSON (${(e as Error).message.split('\n')[0]})`);
   }
   return CredentialStore.fromPullSecret(doc, file);
 }
@@ -76,7 +85,7 @@ async function openStore(values: Record<string, unknown>, io: IO): Promise<Image
     join(io.env.HOME ?? homedir(), '.docker', 'config.json'),
   ];
   let credentials = await CredentialStore.fromFiles(configs);
-  for (const f of (values['pull-secret'] as string[] | undefined) ?? []) credentials = credentials.merge(secretCredentials(f));
+  for (const f of (values['pull-secret-file'] as string[] | undefined) ?? []) credentials = credentials.merge(secretCredentials(f));
   for (const w of credentials.warnings) io.stderr.write(`warning: ${w}\n`);
   let mirrors: Record<string, string[]>;
   try {
@@ -94,6 +103,22 @@ async function openStore(values: Record<string, unknown>, io: IO): Promise<Image
     },
   });
   return store;
+}
+
+/** Options only a pull in this process uses; a pull through the agent uses the agent's. */
+const DIRECT_ONLY = ['store', 'docker-config', 'pull-secret-file', 'mirror', 'insecure-registry', 'platform'] as const;
+const MAX_PULL_SECRETS = 64; // the agent API's limit
+
+/** -n and --pull-secret, checked: a pull through the agent with a namespace's Secrets. */
+function agentPullOptions(values: Record<string, unknown>): { namespace: string; pullSecrets: string[] } {
+  for (const o of DIRECT_ONLY) if (values[o] !== undefined) throw new UsageError(`--${o} is for a pull by kratactl itself; with -n/--pull-secret the node agent pulls, with its own cache and registry settings`);
+  const namespace = namespaceOf(values as { namespace?: string });
+  const names = [...new Set((values['pull-secret'] as string[] | undefined) ?? [])];
+  for (const n of names) {
+    if (!isPullSecretName(n)) throw new UsageError(`--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain: lowercase letters, digits, "-" and ".", at most 253 characters); credentials from a file are --pull-secret-file FILE`);
+  }
+  if (names.length > MAX_PULL_SECRETS) throw new UsageError(`--pull-secret: at most ${MAX_PULL_SECRETS} Secrets, not ${names.length}`);
+  return { namespace, pullSecrets: names };
 }
 
 function printImages(images: StoredImage[], format: string, io: IO): void {
@@ -132,7 +157,9 @@ export async function image(argv: string[], io: IO): Promise<number> {
       'insecure-registry': { type: 'string', multiple: true },
       mirror: { type: 'string', multiple: true },
       'docker-config': { type: 'string', multiple: true },
+      'pull-secret-file': { type: 'string', multiple: true },
       'pull-secret': { type: 'string', multiple: true },
+      namespace: { type: 'string', short: 'n' },
       platform: { type: 'string' },
       name: { type: 'string' },
       budget: { type: 'string' },
@@ -144,15 +171,28 @@ export async function image(argv: string[], io: IO): Promise<number> {
   });
   const output = values.output ?? 'table';
   if (!['table', 'wide', 'json'].includes(output)) throw new UsageError(`--output must be table, wide or json, not "${output}"`);
+  const viaAgent = values.namespace !== undefined || values['pull-secret'] !== undefined;
+  if (viaAgent && sub !== undefined && sub !== 'pull') throw new UsageError(`image ${sub}: -n/--namespace and --pull-secret are for image pull (through the node agent)`);
   switch (sub) {
     case 'pull':
     case 'import': {
       if (positionals.length !== 1) throw new UsageError(`image ${sub} takes one ${sub === 'pull' ? 'REFERENCE' : 'PATH'}`);
-      const store = await openStore(values, io);
+      const agentPull = viaAgent ? agentPullOptions(values) : undefined;
+      const socket = values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
+      if (agentPull && !existsSync(socket)) {
+        // No agent: nobody holds the namespace's Secrets, and this process must not guess at them.
+        io.stderr.write(`error: -n/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at ${socket} (start krata-node-agent or give --agent SOCKET); without an agent, pull directly with credentials from --docker-config or --pull-secret-file FILE\n`);
+        return EXIT_FAILED;
+      }
+      const store = agentPull ? undefined : await openStore(values, io);
       const bars = values.quiet ? undefined : new ProgressBars(io.stderr);
       try {
         const onEvent = bars?.onEvent.bind(bars);
-        const img = sub === 'pull' ? await store.pull(positionals[0]!, { onEvent }) : await importImage(store, positionals[0]!, { onEvent, ...(values.name ? { name: values.name } : {}) });
+        const img = agentPull
+          ? await new AgentClient(socket).pullImage(positionals[0]!, onEvent, { ...agentPull, hint: ' (-n and --pull-secret need it; without it, pull directly with --pull-secret-file FILE)' })
+          : sub === 'pull'
+            ? await store!.pull(positionals[0]!, { onEvent })
+            : await importImage(store!, positionals[0]!, { onEvent, ...(values.name ? { name: values.name } : {}) });
         bars?.finish();
         if (values.output === 'json') io.stdout.write(JSON.stringify(img, null, 2) + '\n');
         else if (values.quiet) io.stdout.write(`${img.digest}\n`);

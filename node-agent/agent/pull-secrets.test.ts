@@ -2,7 +2,8 @@
 // Guest through the real API server to the real Agent, reconciler and image cache (the test
 // hypervisor for domains), against docker-registry with token auth. The Guest pulls with its
 // namespace's Secret; a Guest of another namespace is refused the cached image; the API and the
-// files never show the Secret's data.
+// files never show the Secret's data; `kratactl image pull -n NS --pull-secret NAME` pulls through
+// the agent with them and is refused without an agent.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -133,6 +134,52 @@ spec:
     const ok = await post(socket, '/v1/images/pull', { image: `${reg.host}/team/app:v1`, namespace: 'team-a', pullSecrets: ['regcred'] });
     assert.equal(ok.status, 200);
     assert.match(ok.text, new RegExp(`"digest":"${img.manifestDigest}"`));
+  });
+
+  test('kratactl image pull -n NS --pull-secret NAME pulls through the agent with that Secret', async () => {
+    // A private image nobody has pulled yet: the registry decides, not the cache.
+    const fresh = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('cli') }]) }], config: { Cmd: ['/bin/sh'] } });
+    await pushImage(reg, 'team/cli', 'v1', fresh, { username: USER, password: PASSWORD });
+    const ref = `${reg.host}/team/cli:v1`;
+    const noSecret = await kratactl(['image', 'pull', '-q', '-n', 'team-a', '--agent', socket, ref]);
+    assert.equal(noSecret.code, 1, 'without the Secret the registry refuses');
+    const otherNs = await kratactl(['image', 'pull', '-q', '-n', 'team-b', '--pull-secret', 'regcred', '--agent', socket, ref]);
+    assert.equal(otherNs.code, 1);
+    assert.match(otherNs.stderr, /^error: image pull secret team-b\/regcred not found\n$/);
+    const ok = await kratactl(['image', 'pull', '-q', '--namespace', 'team-a', '--pull-secret', 'regcred', '--pull-secret', 'regcred', '--agent', socket, ref]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `${fresh.manifestDigest}\n`);
+    assert.ok(agent.images().some((i) => i.digest === fresh.manifestDigest), "in the agent's cache");
+    // Without -n the Secrets are looked up in "default".
+    const dflt = await kratactl(['image', 'pull', '-q', '--pull-secret', 'regcred', '--agent', socket, ref]);
+    assert.match(dflt.stderr, /image pull secret default\/regcred not found/);
+  });
+
+  test('kratactl image pull refuses bad -n/--pull-secret, direct-pull options beside them, and no agent', async () => {
+    const ref = `${reg.host}/team/app:v1`;
+    const cases: [string[], RegExp][] = [
+      [['-n', 'Bad_NS', '--pull-secret', 'regcred'], /--namespace "Bad_NS" is not a valid namespace name/],
+      [['--pull-secret', 'Not A Name'], /--pull-secret "Not A Name" is not a Secret name \(a DNS subdomain/],
+      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --pull-secret-file FILE/],
+      [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for a pull by kratactl itself; with -n\/--pull-secret the node agent pulls/m],
+      [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for a pull by kratactl itself/],
+      [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for a pull by kratactl itself/],
+      [['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'], /--pull-secret-file is for a pull by kratactl itself/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await kratactl(['image', 'pull', '--agent', socket, ...args, ref]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(' '));
+    }
+    for (const sub of [['ls'], ['rm', 'x'], ['prune'], ['import', dir]]) {
+      const r = await kratactl(['image', ...sub, '-n', 'team-a', '--agent', socket]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, new RegExp(`image ${sub[0]}: -n/--namespace and --pull-secret are for image pull`));
+    }
+    // Direct mode (no agent) refuses them: nobody here holds the namespace's Secrets.
+    const none = await kratactl(['image', 'pull', '-n', 'team-a', '--pull-secret', 'regcred', '--agent', join(dir, 'no-agent.sock'), ref]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /^error: -n\/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at .*no-agent\.sock .*--pull-secret-file FILE\n$/);
   });
 
   test('kratactl delete secret removes it; a second delete says not found', async () => {

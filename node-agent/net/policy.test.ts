@@ -119,6 +119,40 @@ test("deny rules close ranges dom0 routes by default (the cluster's Service rang
   allowed(p.v4('10.0.2.99', 6443), 'the catch-all allow for one port');
 });
 
+test('IPv6 addresses carrying an IPv4 one (NAT64, 6to4, Teredo, compatible/translated) get the IPv4 verdict too', () => {
+  const p = policy({ denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.0.2.3/32:53'] });
+  // Each IPv4 rule, reached through the NAT64 well-known prefix (dom0 routing 64:ff9b::/96 to a gateway).
+  denied(p.v6('64:ff9b::10.0.2.15'), /^NAT64 10\.0\.2\.15: dom0's own address$/, "dom0's own address via NAT64");
+  denied(p.v6('64:ff9b::10.0.2.77'), /^NAT64 10\.0\.2\.77: node network 10\.0\.2\.0\/24/, 'a neighbour (Redis) via NAT64');
+  denied(p.v6('64:ff9b::10.96.0.1'), /^NAT64 10\.96\.0\.1: deny-cidr 10\.96\.0\.0\/12$/, 'a Service IP via NAT64');
+  denied(p.v6('64:ff9b::10.75.0.3'), /^NAT64 10\.75\.0\.3: guest-to-guest$/, 'another guest via NAT64');
+  denied(p.v6('64:ff9b::10.75.0.1', 80), /guest-to-guest/, "the guest's IPv4 gateway via NAT64");
+  denied(p.v6('64:ff9b::127.0.0.1'), /^NAT64 127\.0\.0\.1: special address$/, 'loopback via NAT64');
+  denied(p.v6('64:ff9b::169.254.169.254'), /link-local/, 'cloud metadata via NAT64');
+  allowed(p.v6('64:ff9b::93.184.216.34'), 'the IPv4 world via NAT64');
+  // The IPv4 allow rules apply with the guest's port; the IPv6 rules still apply after.
+  allowed(p.v6('64:ff9b::10.0.2.3', 53), 'an IPv4 allow, on its port');
+  denied(p.v6('64:ff9b::10.0.2.3', 80), /node network/, 'the same address on another port');
+  denied(new Policy({ guestSubnets: ['10.75.0.0/16'], hostView: view, denyCidrs: ['64:ff9b::/96'] }).v6(parseIpv6('64:ff9b::93.184.216.34'), 0, 443, GW6), /^deny-cidr 64:ff9b::\/96$/, 'an IPv6 deny of the NAT64 prefix');
+  // Local-use NAT64 prefix: /96 and the shorter RFC 6052 layouts (the u octet, byte 8, skipped).
+  denied(p.v6('64:ff9b:1::10.0.2.15'), /^NAT64 \/96 10\.0\.2\.15: dom0's own address$/, 'local-use /96');
+  denied(p.v6('64:ff9b:1:a00:2:f00::'), /^NAT64 \/48 10\.0\.2\.15: dom0's own address$/, 'local-use /48');
+  denied(p.v6('64:ff9b:1:a:0:20f::'), /^NAT64 \/56 10\.0\.2\.15/, 'local-use /56');
+  denied(p.v6('64:ff9b:1:0:a:2:f00::'), /^NAT64 \/64 10\.0\.2\.15/, 'local-use /64');
+  denied(p.v6('64:ff9b:1:a00:2:f00:0:808'), /^NAT64 \/96 0\.0\.8\.8/, 'with a nonzero suffix only the /96 reading holds');
+  allowed(p.v6('64:ff9b:1::93.184.216.34'), 'the IPv4 world, local-use /96');
+  allowed(p.v6('64:ff9b:1:5db8:d8:2200::'), 'the IPv4 world, local-use /48');
+  // 6to4, Teredo, IPv4-compatible and IPv4-translated forms.
+  denied(p.v6('2002:a00:20f::1'), /^6to4 10\.0\.2\.15: dom0's own address$/, '6to4');
+  denied(p.v6('2002:7f00:1::1'), /^6to4 127\.0\.0\.1/, '6to4 loopback');
+  allowed(p.v6('2002:5db8:d822::1'), '6to4 to the world');
+  denied(p.v6('2001:0:a00:24d:0:0:f5ff:fdb2'), /^Teredo server 10\.0\.2\.77/, 'Teredo server');
+  denied(p.v6('2001:0:5db8:d822:0:0:f5ff:fdf0'), /^Teredo client 10\.0\.2\.15/, 'Teredo client (inverted)');
+  denied(p.v6('::10.0.2.15'), /^IPv4-compatible 10\.0\.2\.15/, 'IPv4-compatible');
+  denied(p.v6('::ffff:0:10.0.2.15'), /^IPv4-translated 10\.0\.2\.15/, 'IPv4-translated');
+  denied(p.v6('::ffff:10.0.2.15'), /^IPv4-mapped address$/, 'IPv4-mapped, as before');
+});
+
 test('rules, configuration and flags: bad input is refused with the field or flag named', () => {
   assert.deepEqual(parseCidrRule('fd00::/8:53,80-90').ports, [[53, 53], [80, 90]]);
   assert.equal(parseCidrRule('10.0.0.0/8').ports, null);

@@ -3,7 +3,9 @@
 //    (optionally only some ports);
 // 2. other guests (addresses in the guest subnets) are unreachable: guests are isolated from each other;
 // 3. loopback, unspecified, multicast, broadcast, link-local (cloud metadata), IETF-reserved and
-//    IPv4-mapped addresses are unreachable;
+//    IPv4-mapped addresses are unreachable; an IPv6 address carrying an IPv4 one (NAT64, 6to4, Teredo,
+//    IPv4-compatible/translated: embedded-ipv4.ts) is unreachable if the IPv4 rules refuse the IPv4
+//    address (with the guest's port), then goes on through the IPv6 rules;
 // 4. dom0's own addresses are unreachable unless hostAccess is allowed;
 // 5. an allow rule (CIDR, optionally ports) opens its destinations past 6 and 7;
 // 6. deny rules (the cluster's pod and Service ranges, other nodes' networks...) are unreachable;
@@ -12,6 +14,7 @@
 // 8. everything else (the world, behind dom0's default route) is reached from dom0 sockets.
 // A guest's flows leave dom0 with dom0's own source address, so anything that trusts the node's address
 // must be out of a guest's reach by default: hence 6 and 7 (issue 16).
+import { embeddedIpv4 } from './embedded-ipv4.js';
 import { readHostView, type HostView } from './host-networks.js';
 import { PrefixTable } from './prefix-table.js';
 import { formatIpv4, formatIpv6, ipv4InPrefix, ipv6InPrefix, parseCidr, parseIpv4, parseIpv6 } from './wire.js';
@@ -152,6 +155,12 @@ export class Policy {
     let mapped = buf[off + 10] === 0xff && buf[off + 11] === 0xff;
     for (let i = 0; i < 10; i++) if (buf[off + i] !== 0) mapped = false;
     if (mapped) return { allow: false, reason: 'IPv4-mapped address' };
+    // So would NAT64, 6to4 and the like, when dom0 routes them: the IPv4 verdict applies as well. No
+    // IPv4 gateway here (-1): the guest's IPv4 gateway is in a guest subnet, refused as such.
+    for (const e of embeddedIpv4(buf, off)) {
+      const v = this.v4(e.ip, port, -1);
+      if (!v.allow) return { allow: false, reason: `${e.form} ${formatIpv4(e.ip)}: ${v.reason}` };
+    }
     this.refreshLocal();
     const key = buf.toString('latin1', off, off + 16);
     if (this.local6.has(key)) return this.opts.hostAccess ? { allow: true, host: formatIpv6(buf, off) } : { allow: false, reason: "dom0's own address" };
