@@ -57,7 +57,7 @@ export class SquashfsWriter {
     const stderrDone = once(this.child.stderr!, 'close').catch(() => undefined);
     this.child.stdin!.on('error', (e) => (this.failed ??= e));
     this.exited = new Promise((resolve, reject) => {
-      this.child.on('error', (e) => reject(new Error(`cannot run mksquashfs (are squashfs-tools and util-linux's prlimit installed?): ${e.message}`)));
+      this.child.on('error', (e) => reject(new Error(`cannot run mksquashfs (is squashfs-tools installed?): ${e.message}`)));
       // 'exit' can come before the last of stderr: the error is made from all of it.
       this.child.on('exit', (code, signal) => void stderrDone.then(() => resolve({ code, signal })));
     });
