@@ -15,12 +15,8 @@ out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
 repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
 k="node /krata/dist/kratactl/main.js"
 agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
-# dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
-start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
-stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
-cleanup() {
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata" >/dev/null 2>&1 || true
-}
+. "$(dirname "$0")/lib/agent.sh"
+cleanup() { agent_cleanup; }
 trap cleanup EXIT
 
 # The image: busybox, as a docker save archive built by krata's own image writer on the host.
@@ -53,7 +49,6 @@ spec:
   terminationGracePeriodSeconds: 5
 YAML
 x "$k apply -f /krata/guest-init/target/e2e-agent/guests.yaml" >"$out/apply.txt" || fail "apply failed"
-running() { x "for i in \$(seq ${2:-600}); do [ \"\$($k get $1 -o json | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).status?.phase))')\" = Running ] && exit 0; sleep 0.2; done; exit 1"; }
 running web || fail "web did not reach Running"
 running shell || fail "shell did not reach Running"
 x "$k get -o wide" >"$out/get.txt"

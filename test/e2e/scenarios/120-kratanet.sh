@@ -16,16 +16,12 @@ out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
 repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
 k="node /krata/dist/kratactl/main.js"
 agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477 --host-loopback"
+. "$(dirname "$0")/lib/agent.sh"
 www=/tmp/krata-e2e-120        # dom0: the files dom0's httpd serves, and its pid files
 port4=18080 port6=18081       # dom0's httpd on 127.0.0.1 and on ::1
 hostport=18000                # the guest's httpd, published on dom0
 marker="KRATA-E2E-MARKER-$RANDOM$RANDOM"
-# dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
-start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
-stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
-cleanup() {
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for f in $www/httpd*.pid; do [ -f \$f ] && kill \$(cat \$f); done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $www" >/dev/null 2>&1 || true
-}
+cleanup() { agent_cleanup $www; }
 trap cleanup EXIT
 # kratanet: the agent's child running node-agent/net/main.js (pid; empty when there is none).
 kratanet_pid() { x "a=\$(cat /run/krata/agent.pid); for p in /proc/[0-9]*; do tr '\\0' ' ' <\$p/cmdline 2>/dev/null | grep -q 'node-agent/net/main.js' || continue; [ \"\$(awk '{print \$4}' \$p/stat)\" = \"\$a\" ] && echo \${p#/proc/}; done; true"; }
@@ -85,7 +81,6 @@ spec:
   terminationGracePeriodSeconds: 5
 YAML
 x "$k apply -f /krata/guest-init/target/e2e-kratanet/net.yaml" >"$out/apply.txt" || fail "apply failed"
-running() { x "for i in \$(seq ${2:-600}); do [ \"\$($k get $1 -o json | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).status?.phase))')\" = Running ] && exit 0; sleep 0.2; done; exit 1"; }
 running net || fail "net did not reach Running"
 x "$k get net -o json" >"$out/net.json"
 domid=$(node -p "require('$out/net.json').status.domid")

@@ -17,18 +17,14 @@ out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
 repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
 k="node /krata/dist/kratactl/main.js"
 agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
+. "$(dirname "$0")/lib/agent.sh"
 tmp=/tmp/krata-e2e-130           # dom0: redis and httpd files
 httpport=18090                   # dom0's httpd on every address
 bport=18001                      # guest b's httpd, published on dom0 (the control that b serves)
 marker="KRATA-E2E-WORLD-$RANDOM$RANDOM"
 listener=
-start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
-stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
-cleanup() {
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for f in $tmp/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $tmp" >/dev/null 2>&1 || true
-}
+cleanup() { agent_cleanup $tmp; }
 trap '[ -n "$listener" ] && kill "$listener" 2>/dev/null; cleanup' EXIT
-running() { x "for i in \$(seq ${2:-600}); do [ \"\$($k get $1 -o json | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).status?.phase))')\" = Running ] && exit 0; sleep 0.2; done; exit 1"; }
 
 # "The outside world": a listener on this machine (the QEMU host) at its own address, which dom0
 # reaches through its default route (QEMU's user network connects from this machine).

@@ -1,0 +1,19 @@
+# The node agent in dom0 for scenarios that drive it (sourced, not run: 110, 120, 130).
+# Needs x() (a command in dom0), $k (kratactl in dom0) and $agent (the agent's command line in dom0).
+# dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
+
+# start_agent: starts $agent (log /tmp/agent.log) and waits until its API answers.
+start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
+
+# stop_agent: SIGTERM, and waits up to 10 s for it to end.
+stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
+
+# agent_cleanup [DIR...]: kills the agent and every process whose pid file is in DIR, destroys krata's
+# domains (krata.NS.NAME and krata-UID), releases loop devices, removes the state and the DIRs.
+agent_cleanup() {
+  local dirs="$*"
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in $dirs; do for f in \$d/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $dirs" >/dev/null 2>&1 || true
+}
+
+# running NAME [TRIES]: waits (0.2 s a try, 600 by default) until the Guest's phase is Running.
+running() { x "for i in \$(seq ${2:-600}); do [ \"\$($k get $1 -o json | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).status?.phase))')\" = Running ] && exit 0; sleep 0.2; done; exit 1"; }
