@@ -26,7 +26,7 @@ import { startApiServer } from './api/server.js';
 import { startClusterMode, type ClusterMode } from './cluster/cluster-mode.js';
 import { PullTokens } from './cluster/pull-tokens.js';
 import { SecretStore } from './agent/secret-store.js';
-import { redactedUrl, redisOptions } from './cluster/redis-link.js';
+import { redactedUrl, redisOptions } from '../cluster/redis-options.js';
 import { CredentialStore } from './image/credentials.js';
 import { parseMirrorFlags } from './image/registry.js';
 import { ImageStore } from './image/store.js';

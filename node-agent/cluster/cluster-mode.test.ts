@@ -13,7 +13,7 @@ import { desiredKey, EPOCH_KEY, HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat } 
 import { packageVersion } from '../../kratactl/commands/version.js';
 import { startRedis } from '../../test/redis.js';
 import { startApiServer } from '../api/server.js';
-import { redactedUrl, redisOptions } from './redis-link.js';
+import { redactedUrl, redisOptions } from '../../cluster/redis-options.js';
 import { HOST, desired, harness, until, type Harness } from './test-harness.js';
 
 /** A hang fails the test by name instead of stalling the file. */

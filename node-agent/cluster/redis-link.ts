@@ -1,9 +1,8 @@
-// The agent's connection to Redis in cluster mode: options from --redis URL (and the ACL password from
-// a file), one command connection shared by the follower, the publisher and the heartbeat, and the
+// The agent's connection to Redis in cluster mode (options from cluster/redis-options.ts): one command
+// connection shared by the follower, the publisher and the heartbeat, and the
 // outage bookkeeping that keeps logs to one line per outage however often the retries fail.
 // Reconnection never gives up: an agent without Redis keeps running its guests and its local API.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'bullmq';
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 
@@ -23,53 +22,6 @@ const LEAST_COMMANDS = { enableReadyCheck: false } as const;
 
 /** Reconnect soon after a blip, then every 2 s at most: cheap, and Redis is back within 2 s of returning. */
 const retryStrategy = (attempt: number) => Math.min(100 * attempt, 2000);
-
-/** ioredis options from `redis[s]://[user[:password]@]host[:port][/db]`; the password may come from a file instead. */
-export function redisOptions(url: string, passwordFile?: string): RedisOptions {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new Error(`--redis ${JSON.stringify(url)}: expected redis://host[:port][/db]`);
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: expected redis:// or rediss://`);
-  if (!u.hostname) throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: no host`);
-  const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: the path must be a database number`);
-  if (u.password && passwordFile) throw new Error('--redis has a password and --redis-password-file was given too: keep it in the file only');
-  const password = passwordFile ? readPasswordFile(passwordFile) : decodeURIComponent(u.password);
-  return {
-    host: u.hostname.replace(/^\[|\]$/g, ''),
-    port: u.port ? Number(u.port) : 6379,
-    db: db ? Number(db) : 0,
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(password ? { password } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
-  };
-}
-
-function readPasswordFile(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`--redis-password-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  const password = text.replace(/\r?\n$/, '');
-  if (!password) throw new Error(`--redis-password-file ${file}: the file is empty`);
-  return password;
-}
-
-/** The URL without its password, for logs and messages. */
-export function redactedUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(unparsable URL)';
-  }
-}
 
 export class RedisLink {
   readonly client: Redis;

@@ -21,7 +21,8 @@ import { Reconciler, type ImageProvider } from '../agent/reconciler.js';
 import type { PullAuth } from '../image/registry.js';
 import { PullTokens } from './pull-tokens.js';
 import { startClusterMode, type ClusterMode, type ClusterModeOptions } from './cluster-mode.js';
-import { redisOptions, type Log } from './redis-link.js';
+import { type Log } from './redis-link.js';
+import { redisOptions } from '../../cluster/redis-options.js';
 
 export const HOST = 'xen-1.example';
 

@@ -18,7 +18,7 @@ import { systemClock } from '../../node-agent/agent/hypervisor.js';
 import { Ipam } from '../../node-agent/agent/ipam.js';
 import { Reconciler, type ImageProvider } from '../../node-agent/agent/reconciler.js';
 import { startClusterMode, type ClusterMode } from '../../node-agent/cluster/cluster-mode.js';
-import { redisOptions } from '../../node-agent/cluster/redis-link.js';
+import { redisOptions } from '../../cluster/redis-options.js';
 
 export interface SimHostsOptions {
   redisUrl: string;
