@@ -5,6 +5,16 @@ import type { Guest, PortRange } from './generated/types.js';
 /** What a host allows when nobody said otherwise: unprivileged ports only. */
 export const DEFAULT_HOST_PORTS: readonly PortRange[] = [{ from: 1024, to: 65535 }];
 
+/**
+ * Which of two Guests keeps a host port both want: the older (creation time, then the key, so equal
+ * times decide the same way every time). The agent's start check and kratanet's bindings both use it,
+ * so they never disagree about the winner. Negative when `a` is older.
+ */
+export function olderFirst(a: { key: string; guest: Guest }, b: { key: string; guest: Guest }): number {
+  const created = (g: Guest) => Date.parse(g.metadata.creationTimestamp ?? '') || Number.MAX_SAFE_INTEGER;
+  return created(a.guest) - created(b.guest) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
 export interface HostPortUse {
   /** "TCP/8080": what two Guests on one host may not both publish. */
   key: string;

@@ -3,16 +3,10 @@
 // single-host mode. A port outside --host-ports refuses the Guest (HostPortNotAllowed, Stalled); a port
 // another Guest holds makes it wait with a condition (HostPortConflict) instead of starting without it.
 import type { Guest, PortRange } from '../../crds/generated/types.js';
-import { disallowedPort, formatRanges, hostPortsOf } from '../../crds/host-ports.js';
+import { disallowedPort, formatRanges, hostPortsOf, olderFirst } from '../../crds/host-ports.js';
 import type { GuestStore } from './guest-store.js';
 
 export type PortRefusal = { reason: 'HostPortNotAllowed' | 'HostPortConflict'; message: string };
-
-/** Older first, as kratanet orders them (node-agent/net/desired.ts): creation time, then the key. */
-function older(a: { key: string; guest: Guest }, b: { key: string; guest: Guest }): boolean {
-  const t = (g: Guest) => Date.parse(g.metadata.creationTimestamp ?? '') || Number.MAX_SAFE_INTEGER;
-  return t(a.guest) - t(b.guest) < 0 || (t(a.guest) === t(b.guest) && a.key < b.key);
-}
 
 export class HostPortGuard {
   /** Ports claimed by starts in progress (no domain yet): port key → guest key. */
@@ -45,7 +39,7 @@ export class HostPortGuard {
       const s = g.status;
       const hasDomain = s?.domid !== undefined;
       const active = !g.metadata.deletionTimestamp && s?.phase !== 'Succeeded' && s?.phase !== 'Failed';
-      if (!hasDomain && !(active && older({ key: other, guest: g }, me))) continue;
+      if (!hasDomain && !(active && olderFirst({ key: other, guest: g }, me) < 0)) continue;
       const theirs = new Set(hostPortsOf(g).map((p) => p.key));
       const clash = ports.find((p) => theirs.has(p.key));
       if (clash) return conflict(clash.key, clash.field, other, hasDomain ? `runs with it (domain ${s!.domid})` : 'is older and has not ended');

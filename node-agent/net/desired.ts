@@ -7,6 +7,7 @@ import type { Ipam } from '../agent/ipam.js';
 import type { GuestNetConfig, PublishedPort } from './backend.js';
 import type { KratanetConfig } from './config.js';
 import { parseCidrRule } from './policy.js';
+import { olderFirst } from '../../crds/host-ports.js';
 
 export interface DesiredNetworkOptions {
   /** Guests reach dom0's loopback at their gateway address: false (default), true, or these ports. */
@@ -81,9 +82,8 @@ export function desiredNetwork(store: Pick<GuestStore, 'keys' | 'get'>, ipam: Ip
       net: { id: key, interface: `vif${domid}.0`, mac: r.mac, ipv4: `${r.ipv4}/${r.prefix4}`, ipv6: `${r.ipv6}/${r.prefix6}`, gateway4: r.gateway4, gateway6: r.gateway6, ports: [] },
     });
   }
-  // Older first (creation time, then the key, so that equal times decide the same way every time).
-  const created = (g: Guest) => Date.parse(g.metadata.creationTimestamp ?? '') || Number.MAX_SAFE_INTEGER;
-  candidates.sort((a, b) => created(a.guest) - created(b.guest) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // Older first: the older Guest keeps a port both ask for.
+  candidates.sort(olderFirst);
   const taken = new Map<string, string>();
   for (const c of candidates) {
     for (const p of c.guest.spec.network.ports ?? []) {
