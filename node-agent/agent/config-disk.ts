@@ -1,9 +1,10 @@
 // The guest's config disk (xvdb): a squashfs holding launch.json, written through the same tar →
 // mksquashfs path as images (no staging directory), under a temporary name and then renamed. A
-// failure leaves neither the temporary nor a half disk; a full disk is said by name (ENOSPC), since
-// mksquashfs only prints "Write failed because No space left on device".
+// failure leaves neither the temporary nor a half disk; a full disk is said by name (ENOSPC, in the
+// image cache's words: image/no-space.ts), not as the broken pipe mksquashfs leaves.
 import { renameSync, rmSync } from 'node:fs';
 import { serializeLaunchConfig, type LaunchConfigV1 } from '../guest/launch-config.js';
+import { asNoSpace } from '../image/no-space.js';
 import { SquashfsWriter } from '../image/squashfs.js';
 import { encodeHeader, TAR_END, tarPadding } from '../image/tar.js';
 
@@ -18,13 +19,6 @@ export async function writeConfigDisk(out: string, config: LaunchConfigV1): Prom
   } catch (e) {
     await writer.abort();
     rmSync(tmp, { force: true });
-    throw diskFull(e, out) ?? e;
+    throw asNoSpace(e, `the config disk ${out}`) ?? e;
   }
-}
-
-/** An ENOSPC error naming the disk when `e` is a full disk (a Node code or mksquashfs' words), else undefined. */
-function diskFull(e: unknown, out: string): Error | undefined {
-  const err = e as NodeJS.ErrnoException;
-  if (err?.code !== 'ENOSPC' && !/No space left on device|ENOSPC/i.test(String(err?.message))) return undefined;
-  return Object.assign(new Error(`cannot write the config disk ${out}: no space left on device (ENOSPC)`), { code: 'ENOSPC', cause: e });
 }
