@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from '../crds/codegen/paths.js';
+import { repoRoot } from '../lib/package-root.js';
 import { AgentClient } from '../kratactl/agent-client.js';
 import { buildImage, writeDockerSave } from '../test/oci-images.js';
 import { buildTar } from '../node-agent/image/tar.js';

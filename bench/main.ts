@@ -2,7 +2,7 @@
 // the named baseline's, and their ratio.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { repoRoot } from '../crds/codegen/paths.js';
+import { repoRoot } from '../lib/package-root.js';
 import { agentBench } from './agent.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';

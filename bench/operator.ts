@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Guest } from '../crds/generated/types.js';
 import { Informer } from '../operator/kube/informer.js';
-import { newGuest, startKube, waitFor } from '../operator/kube/testing.js';
+import { newGuest, startKube, waitFor } from '../test/kube/operator-env.js';
 import { createXenNodes } from '../test/cluster/xen-nodes.js';
 import { startRedis } from '../test/redis.js';
 

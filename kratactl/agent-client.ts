@@ -1,20 +1,19 @@
 // Client of the node agent's local API: HTTP/1.1 with JSON bodies over a unix socket
 // (ARCHITECTURE.md, "Node agent local API"). Streams (watch, logs, pull progress) are NDJSON or raw
 // bytes; the console is a raw byte stream after an HTTP upgrade.
+import { CONSOLE_PROTOCOL } from '../contracts/agent-api/endpoints.js';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex, Writable } from 'node:stream';
 import type { KratObject } from '../crds/validate.js';
-import type { PullSecret } from '../node-agent/image/pull-secret.js';
+import type { PullSecret } from '../contracts/agent-api/pull-secret.js';
 import type { Guest } from '../crds/generated/types.js';
-import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
-import type { PullEvent, StoredImage } from '../node-agent/image/store.js';
+import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
+import type { PullEvent, StoredImage } from '../contracts/agent-api/types.js';
 
-export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../node-agent/agent/service.js';
+export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
 
-export const DEFAULT_AGENT_SOCKET = '/run/krata/agent.sock';
-export const CONSOLE_PROTOCOL = 'krata-console.v1';
 
 export class AgentError extends Error {
   constructor(

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { parseAllDocuments } from 'yaml';
-import { repoRoot } from '../crds/codegen/paths.js';
-import { kratactl } from '../test/kratactl-harness.js';
+import { repoRoot } from '../lib/package-root.js';
+import { kratactl } from '../test/harness/kratactl.js';
 
 const root = repoRoot();
 process.chdir(root); // error messages name files relative to the working directory

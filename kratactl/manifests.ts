@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { formatPath, KINDS, validateObject, type KratObject } from '../crds/validate.js';
 import { parseSource, type ParsedDocument } from './documents.js';
 import { readSources } from './sources.js';
-import { isSecretDocument, validatePullSecret, type PullSecret } from '../node-agent/image/pull-secret.js';
+import { isSecretDocument, validatePullSecret, type PullSecret } from '../contracts/agent-api/pull-secret.js';
 
 export const DEFAULT_NAMESPACE = 'default';
 

@@ -4,7 +4,7 @@ import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { bar, ProgressBars } from './progress.js';
-import type { PullEvent } from '../node-agent/image/store.js';
+import type { PullEvent } from '../contracts/agent-api/types.js';
 
 /** A stream that keeps every write, a terminal or not. */
 class FakeStream extends Writable {

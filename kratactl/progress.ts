@@ -1,7 +1,7 @@
 // Progress of an image pull: one bar per layer on a terminal (redrawn in place, at most 10 times a
 // second), or one line per step when the output is a file or a pipe.
 import type { Writable } from 'node:stream';
-import type { PullEvent } from '../node-agent/image/store.js';
+import type { PullEvent } from '../contracts/agent-api/types.js';
 
 interface Layer {
   digest: string;

@@ -4,6 +4,7 @@
 // With --redis it is in cluster mode: the desired state comes from Redis (the operator writes it from
 // Kubernetes), status and heartbeats go back, and the local API refuses writes.
 // Stopping the agent (SIGTERM) leaves guests running; the next agent adopts them.
+import { DEFAULT_AGENT_SOCKET, DEFAULT_STATE_DIR } from '../contracts/agent-api/endpoints.js';
 import 'reflect-metadata';
 import { Container } from 'inversify';
 import { readFileSync } from 'node:fs';
@@ -12,26 +13,27 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { checkHostName } from '../cluster/contract.js';
+import { checkHostName } from '../contracts/redis/contract.js';
 import { parsePortRanges } from '../crds/host-ports.js';
-import { packageVersion } from '../kratactl/commands/version.js';
-import { Agent, CachedImages } from './agent/agent.js';
-import { EventRecorder } from './agent/events.js';
-import { FakeHypervisor } from './agent/fake-hypervisor.js';
-import { GuestStore } from './agent/guest-store.js';
-import { CLOCK, HYPERVISOR, systemClock, type Clock, type Hypervisor } from './agent/hypervisor.js';
-import { Ipam } from './agent/ipam.js';
-import { Reconciler } from './agent/reconciler.js';
+import { packageVersion } from '../lib/version.js';
+import { Agent, CachedImages } from './service/agent-service.js';
+import { EventRecorder } from './controller/events.js';
+import { FakeHypervisor } from './runtime/fake-hypervisor.js';
+import { GuestStore } from './store/guest-store.js';
+import { HYPERVISOR, type Hypervisor } from './runtime/hypervisor.js';
+import { CLOCK, systemClock, type Clock } from '../lib/clock.js';
+import { Ipam } from './controller/ipam.js';
+import { Reconciler } from './controller/reconciler.js';
 import { startApiServer } from './api/server.js';
-import { startClusterMode, type ClusterMode } from './cluster/cluster-mode.js';
-import { PullTokens } from './cluster/pull-tokens.js';
-import { SecretStore } from './agent/secret-store.js';
-import { redactedUrl, redisOptions } from '../cluster/redis-options.js';
-import { CredentialStore } from './image/credentials.js';
-import { parseMirrorFlags } from './image/registry.js';
+import { startClusterMode, type ClusterMode } from './follower/cluster-mode.js';
+import { PullTokens } from './follower/pull-tokens.js';
+import { SecretStore } from './store/secret-store.js';
+import { redactedUrl, redisOptions } from '../contracts/redis/options.js';
+import { CredentialStore } from '../lib/oci/credentials.js';
+import { parseMirrorFlags } from '../lib/oci/registry.js';
 import { ImageStore } from './image/store.js';
-import { AgentMetrics } from './metrics.js';
-import { Semaphore } from './semaphore.js';
+import { AgentMetrics } from './controller/metrics.js';
+import { Semaphore } from '../lib/semaphore.js';
 import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
 import { consoleFlags } from './xen/console/throttle.js';
@@ -92,8 +94,8 @@ const HELP = `Usage: krata-node-agent [options]
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      state: { type: 'string', default: '/var/lib/krata' },
-      socket: { type: 'string', default: '/run/krata/agent.sock' },
+      state: { type: 'string', default: DEFAULT_STATE_DIR },
+      socket: { type: 'string', default: DEFAULT_AGENT_SOCKET },
       group: { type: 'string' },
       metrics: { type: 'string', default: '127.0.0.1:9477' },
       kernel: { type: 'string' },
@@ -171,7 +173,7 @@ async function main(): Promise<number> {
     container.bind<Hypervisor>(HYPERVISOR).toConstantValue(new FakeHypervisor({ cpus: 64, memoryMiB: Number(values['fake-hypervisor']) }));
     log.warn('running guests on the in-memory test double (--fake-hypervisor): no Xen domains are created');
   } else {
-    const { XenHypervisor } = await import('./agent/xen-hypervisor.js');
+    const { XenHypervisor } = await import('./runtime/xen-hypervisor.js');
     container.bind<Hypervisor>(HYPERVISOR).toConstantValue(await XenHypervisor.open({ stateDir: state, consoleLimits }));
   }
   const hv = container.get<Hypervisor>(HYPERVISOR);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Guest } from '../crds/generated/types.js';
-import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, desiredKey, fieldOf, jobId, queueName, type DesiredGuest, type DesiredPullAuth, type ReconcileJob } from '../cluster/contract.js';
+import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, desiredKey, fieldOf, jobId, queueName, type DesiredGuest, type DesiredPullAuth, type ReconcileJob } from '../contracts/redis/contract.js';
 
 /** The record a placed Guest gets in its host's hash; `pullAuth`: its pull tokens (pull-tokens.ts), never Secrets. */
 export function desiredRecord(g: Guest, pullAuth?: DesiredPullAuth): DesiredGuest {

@@ -4,12 +4,12 @@
 // so a crash cannot place it twice; status is the operator's: tenants cannot write it, and the API
 // server drops it from creates), the host's desired record in Redis, the status the user sees, and
 // Events for placement, phase changes and failures. Spec is never written.
-import type { StatusReport } from '../cluster/contract.js';
-import { fieldOf } from '../cluster/contract.js';
+import type { StatusReport } from '../contracts/redis/contract.js';
+import { fieldOf } from '../contracts/redis/contract.js';
 import { formatPath, validateObject } from '../crds/validate.js';
 import type { Guest, GuestStatus, XenHost } from '../crds/generated/types.js';
-import { WorkQueue, type HandlerResult } from '../node-agent/agent/work-queue.js';
-import { systemClock } from '../node-agent/agent/hypervisor.js';
+import { WorkQueue, type HandlerResult } from '../lib/work-queue.js';
+import { systemClock } from '../lib/clock.js';
 import { desiredRecord, type DesiredPublisher } from './desired-publisher.js';
 import type { PullTokenIssuer } from './pull-tokens.js';
 import { deriveStatus, statusChanged } from './guest-status.js';

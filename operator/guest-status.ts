@@ -3,7 +3,7 @@
 // observedGeneration, and Ready / Reconciling / Stalled conditions that Flux's kstatus and Argo CD's
 // health checks read. Pure, so the same inputs give the same status and unchanged status is no write.
 import { isDeepStrictEqual } from 'node:util';
-import type { StatusReport } from '../cluster/contract.js';
+import type { StatusReport } from '../contracts/redis/contract.js';
 import type { Condition, Guest, GuestStatus } from '../crds/generated/types.js';
 import { POLICY_REASONS } from './placement.js';
 

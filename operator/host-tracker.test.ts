@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { heartbeatKey, type Heartbeat } from '../cluster/contract.js';
+import { heartbeatKey, type Heartbeat } from '../contracts/redis/contract.js';
 import type { XenHost } from '../crds/generated/types.js';
 import { startRedis } from '../test/redis.js';
 import { HostTracker } from './host-tracker.js';

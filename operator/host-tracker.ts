@@ -9,7 +9,7 @@
 // Other names are ignored (one log line per name, rechecked every minute) and never reach placement.
 import { isDeepStrictEqual } from 'node:util';
 import type { Redis } from 'ioredis';
-import { HEARTBEAT_TTL_S, checkHostName, heartbeatKey, parseHeartbeat, type Heartbeat } from '../cluster/contract.js';
+import { HEARTBEAT_TTL_S, checkHostName, heartbeatKey, parseHeartbeat, type Heartbeat } from '../contracts/redis/contract.js';
 import type { Condition, XenHost, XenHostStatus } from '../crds/generated/types.js';
 import { quantityValue } from '../crds/quantity.js';
 import { DEFAULT_HOST_PORTS } from '../crds/host-ports.js';

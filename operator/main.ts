@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { packageVersion } from '../kratactl/commands/version.js';
+import { packageVersion } from '../lib/version.js';
 import { KubeClient } from './kube/client.js';
 import { LeaderElector } from './kube/leader-election.js';
 import { Operator } from './operator.js';

@@ -9,7 +9,7 @@ import { PullTokenIssuer } from './pull-tokens.js';
 import { isNotFound, type KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { StatusReports } from './status-reports.js';
-import { redisOptions } from '../cluster/redis-options.js';
+import { redisOptions } from '../contracts/redis/options.js';
 
 export interface OperatorOptions {
   redisUrl: string;

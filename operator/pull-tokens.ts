@@ -5,11 +5,11 @@
 // record (contract.ts, DesiredPullAuth); passwords, identity tokens and docker configs never do. A registry that only takes Basic auth gets no token:
 // the record says why, and the pull fails with it. Tokens are shared by Guests of one namespace, Secret
 // list and repository, and renewed once half their lifetime is gone (the Guest is requeued for it).
-import { PULL_AUTH_LIMITS, type DesiredPullAuth } from '../cluster/contract.js';
+import { PULL_AUTH_LIMITS, type DesiredPullAuth } from '../contracts/redis/contract.js';
 import type { Guest } from '../crds/generated/types.js';
-import { CredentialError, CredentialStore } from '../node-agent/image/credentials.js';
-import { parseReference, registryEndpoint } from '../node-agent/image/reference.js';
-import { exchangeToken, registryChallenge } from '../node-agent/image/registry.js';
+import { CredentialError, CredentialStore } from '../lib/oci/credentials.js';
+import { parseReference, registryEndpoint } from '../lib/oci/reference.js';
+import { exchangeToken, registryChallenge } from '../lib/oci/registry.js';
 import { isNotFound, KubeError } from './kube/client.js';
 
 export interface SecretReader {

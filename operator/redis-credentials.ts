@@ -7,7 +7,7 @@
 // with passwords of their own); the ACL Secret is then made to match both. Replicas racing to create
 // converge: whoever loses the create reads the winner's. Pods that mount a Secret wait until it exists.
 import { randomBytes } from 'node:crypto';
-import { AGENT_USER, OPERATOR_USER, checkPassword, renderAclFile } from '../cluster/redis-acl.js';
+import { AGENT_USER, OPERATOR_USER, checkPassword, renderAclFile } from '../contracts/redis/acl.js';
 import { isConflict, isNotFound, type KubeClient } from './kube/client.js';
 
 export const OPERATOR_SECRET = 'krata-redis-operator';

@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { STATUS_STREAM, type StatusReport } from '../cluster/contract.js';
+import { STATUS_STREAM, type StatusReport } from '../contracts/redis/contract.js';
 import { startRedis } from '../test/redis.js';
-import { waitFor } from './kube/testing.js';
+import { waitFor } from '../test/kube/operator-env.js';
 import { StatusReports } from './status-reports.js';
 
 test('status stream: entries under hosts the operator does not know are dropped, known hosts are recorded', { timeout: 30_000 }, async () => {

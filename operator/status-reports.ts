@@ -3,7 +3,7 @@
 // edges). Started when this replica becomes leader; a gap (the stream trimmed past our position, or
 // Redis restarted) is closed by reading the hashes again, so nothing depends on seeing every entry.
 import type { Redis } from 'ioredis';
-import { STATUS_STREAM, parseStatusReport, statusKey, type StatusReport } from '../cluster/contract.js';
+import { STATUS_STREAM, parseStatusReport, statusKey, type StatusReport } from '../contracts/redis/contract.js';
 
 export interface HostReport {
   host: string;

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { desiredKey, heartbeatKey, type Heartbeat } from '../cluster/contract.js';
+import { desiredKey, heartbeatKey, type Heartbeat } from '../contracts/redis/contract.js';
 import type { Guest, XenHost } from '../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../test/redis.js';
-import { newGuest, startKube, waitFor, type TestKube } from './kube/testing.js';
+import { newGuest, startKube, waitFor, type TestKube } from '../test/kube/operator-env.js';
 import { Operator } from './operator.js';
 
 let kube: TestKube;

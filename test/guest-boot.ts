@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { buildInitrd, guestInitrdEntries } from '../node-agent/guest/initrd.js';
-import { repoRoot } from '../crds/codegen/paths.js';
+import { repoRoot } from '../lib/package-root.js';
 
 export const repo = repoRoot();
 

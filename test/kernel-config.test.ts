@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { repoRoot } from '../crds/codegen/paths.js';
+import { repoRoot } from '../lib/package-root.js';
 
 test('every option of kernel/guest.config survives Kconfig on Linux 6.1', () => {
   const out = mkdtempSync(join(tmpdir(), 'krata-kconfig-'));

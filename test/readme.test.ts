@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../crds/codegen/paths.js';
+import { repoRoot } from '../lib/package-root.js';
 
 const root = repoRoot();
 const readme = readFileSync(join(root, 'README.md'), 'utf8');

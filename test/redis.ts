@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderAclFile } from '../cluster/redis-acl.js';
+import { renderAclFile } from '../contracts/redis/acl.js';
 import { freePort } from './free-port.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';

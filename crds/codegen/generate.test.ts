@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generate } from './generate.js';
-import { CRD_SOURCES, GENERATED_SCHEMAS, GENERATED_TYPES, repoRoot } from './paths.js';
+import { CRD_SOURCES, GENERATED_SCHEMAS, GENERATED_TYPES } from './paths.js';
+import { repoRoot } from '../../lib/package-root.js';
 
 const root = repoRoot();
 const sources = () => CRD_SOURCES.map((path) => ({ path, text: readFileSync(join(root, path), 'utf8') }));

@@ -1,11 +1,12 @@
 // kratactl apply -f PATH...: validate everything, then hand it to the node agent in one batch.
 import { parseArgs } from 'node:util';
-import { AgentClient, AgentError, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
+import { AgentClient, AgentError } from '../agent-client.js';
+import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
 import { formatObjects, objectName, type OutputFormat } from '../output.js';
 import { stringify } from 'yaml';
-import type { PullSecret } from '../../node-agent/image/pull-secret.js';
+import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
 
 export const APPLY_HELP = `Create or update Guests, XenHosts and image pull Secrets from manifests.
 

@@ -2,7 +2,8 @@
 // kubectl-style tables and ages, and how an agent's refusal is printed.
 import type { Guest } from '../../crds/generated/types.js';
 import { resolveKind } from '../../crds/validate.js';
-import { AgentClient, AgentError, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
+import { AgentClient, AgentError } from '../agent-client.js';
+import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, UsageError, type IO } from '../io.js';
 import { DEFAULT_NAMESPACE } from '../manifests.js';
 

@@ -4,7 +4,7 @@ import type { AgentError } from '../agent-client.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
 import { objectName } from '../output.js';
-import { isPullSecretName } from '../../node-agent/image/pull-secret.js';
+import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, checkKindWord, isGuestKind, namespaceOf } from './common.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.

@@ -5,15 +5,17 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
-import { AgentClient, DEFAULT_AGENT_SOCKET } from '../agent-client.js';
+import { AgentClient } from '../agent-client.js';
+import { DEFAULT_AGENT_SOCKET, DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
 import { namespaceOf } from './common.js';
-import { isPullSecretName } from '../../node-agent/image/pull-secret.js';
+import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { parse as parseYaml } from 'yaml';
-import { CredentialStore } from '../../node-agent/image/credentials.js';
+import { CredentialStore } from '../../lib/oci/credentials.js';
 import { importImage } from '../../node-agent/image/import.js';
-import { parsePlatform } from '../../node-agent/image/platform.js';
-import { parseMirrorFlags } from '../../node-agent/image/registry.js';
-import { ImageStore, type StoredImage } from '../../node-agent/image/store.js';
+import { parsePlatform } from '../../lib/oci/platform.js';
+import { parseMirrorFlags } from '../../lib/oci/registry.js';
+import { ImageStore } from '../../node-agent/image/store.js';
+import { type StoredImage } from '../../contracts/agent-api/types.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { ProgressBars } from '../progress.js';
 
@@ -79,7 +81,7 @@ function secretCredentials(file: string): CredentialStore {
 }
 
 async function openStore(values: Record<string, unknown>, io: IO): Promise<ImageStore> {
-  const state = (values.store as string | undefined) ?? io.env.KRATA_STORE ?? '/var/lib/krata';
+  const state = (values.store as string | undefined) ?? io.env.KRATA_STORE ?? DEFAULT_STATE_DIR;
   const configs = (values['docker-config'] as string[] | undefined) ?? [
     ...(io.env.DOCKER_CONFIG ? [join(io.env.DOCKER_CONFIG, 'config.json')] : []),
     join(io.env.HOME ?? homedir(), '.docker', 'config.json'),

@@ -2,7 +2,7 @@
 // Every error leaves as `{message, errors?}`, so kratactl always has something to print.
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { InvalidRequest, NotFound, storageFull } from '../agent/service.js';
+import { InvalidRequest, NotFound, storageFull } from '../service/service.js';
 
 export type FieldProblem = { index?: number; path?: string; message: string };
 

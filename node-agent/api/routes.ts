@@ -1,14 +1,15 @@
 // The local API's routes (ARCHITECTURE.md, "Node agent local API"): each translates one HTTP request
 // into one AgentService call. Path parameters and query values are checked here, before any use.
+import { CONSOLE_PROTOCOL } from '../../contracts/agent-api/endpoints.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
-import { InvalidRequest, type AgentService, type WatchEvent } from '../agent/service.js';
-import { isPullSecretName } from '../image/pull-secret.js';
+import { InvalidRequest, type AgentService } from '../service/service.js';
+import { type WatchEvent } from '../../contracts/agent-api/types.js';
+import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 
-export const CONSOLE_PROTOCOL = 'krata-console.v1';
 
 export interface RouteContext {
   service: AgentService;

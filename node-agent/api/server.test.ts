@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeAgentService } from './fake-service.js';
+import { FakeAgentService } from '../../test/doubles/fake-agent-service.js';
 import { jsonErrorOffset, parseJsonBody } from './http.js';
 import { tailLines } from './routes.js';
 import { startApiServer, groupId, type ApiServerOptions } from './server.js';

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { AgentService } from '../agent/service.js';
+import type { AgentService } from '../service/service.js';
 import { HttpError, errorAnswer, sendError, sendRawError } from './http.js';
 import { attachConsole, CONSOLE_ROUTE, matchRoute, type RouteContext } from './routes.js';
 

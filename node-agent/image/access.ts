@@ -7,9 +7,9 @@
 // per digest under <root>/.access, mode 0600, bounded in namespaces; it goes with its image.
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../atomic-file.js';
-import { parseDigest } from './reference.js';
-import type { Proof } from './registry.js';
+import { writeFileAtomic } from '../../lib/atomic-file.js';
+import { parseDigest } from '../../lib/oci/reference.js';
+import type { Proof } from '../../lib/oci/registry.js';
 
 interface Record_ {
   public?: string;

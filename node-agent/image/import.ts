@@ -5,10 +5,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, mkdirSync, openSync, readFileSync, closeSync, writeSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { LIMITS, ManifestError, MediaType, documentKind, parseImageConfig, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from './manifest.js';
-import { hostPlatform, selectManifest, type Platform } from './platform.js';
-import { formatReference, parseDigest, parseReference } from './reference.js';
-import type { ImageStore, PullOptions, StoredImage } from './store.js';
+import { LIMITS, ManifestError, MediaType, documentKind, parseImageConfig, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from '../../lib/oci/manifest.js';
+import { hostPlatform, selectManifest, type Platform } from '../../lib/oci/platform.js';
+import { formatReference, parseDigest, parseReference } from '../../lib/oci/reference.js';
+import type { ImageStore, PullOptions } from './store.js';
+import type { StoredImage } from '../../contracts/agent-api/types.js';
 import { normalizeTarPath, TarFormatError, TarParser } from './tar.js';
 
 export interface ImportOptions extends PullOptions {

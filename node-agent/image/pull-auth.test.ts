@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { startRegistry, type Registry } from '../../test/registry.js';
 import { buildImage, pushImage, type BuiltImage } from '../../test/oci-images.js';
 import { buildTar } from './tar.js';
-import { CredentialStore } from './credentials.js';
+import { CredentialStore } from '../../lib/oci/credentials.js';
 import { ImageStore } from './store.js';
-import { exchangeToken, registryChallenge, type PullAuth, type RegistryOptions } from './registry.js';
-import { CachedImages } from '../agent/agent.js';
-import { ImageError } from '../agent/reconciler.js';
+import { exchangeToken, registryChallenge, type PullAuth, type RegistryOptions } from '../../lib/oci/registry.js';
+import { CachedImages } from '../service/agent-service.js';
+import { ImageError } from '../controller/reconciler.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-pull-auth-test-'));
 let n = 0;

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { startRegistry, type Registry, type TokenRequest } from '../../test/registry.js';
 import { buildImage, pushImage, sha256, type BuiltImage } from '../../test/oci-images.js';
 import { buildTar } from './tar.js';
-import { CredentialStore } from './credentials.js';
+import { CredentialStore } from '../../lib/oci/credentials.js';
 import { ImageStore } from './store.js';
-import { parseChallenge, RegistryClient, RegistryError } from './registry.js';
-import { parseReference, type ImageReference } from './reference.js';
-import { LIMITS, type Descriptor } from './manifest.js';
+import { parseChallenge, RegistryClient, RegistryError } from '../../lib/oci/registry.js';
+import { parseReference, type ImageReference } from '../../lib/oci/reference.js';
+import { LIMITS, type Descriptor } from '../../lib/oci/manifest.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-registry-client-test-'));
 let n = 0;

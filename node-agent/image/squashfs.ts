@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { boundHit, killGroup, spawnBounded, type ChildBounds } from './bounded-child.js';
-import { NoSpaceError, noSpaceIn } from './no-space.js';
+import { NoSpaceError, noSpaceIn } from '../../lib/no-space.js';
 
 const FAKETIME_LIBS = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/faketime/libfaketimeMT.so.1'];
 

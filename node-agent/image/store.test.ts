@@ -11,9 +11,10 @@ import { startRegistry, tamperBlob, type Registry } from '../../test/registry.js
 import { buildImage, buildIndex, pushImage, pushIndex, writeDockerSave, writeOciLayout, type BuiltImage } from '../../test/oci-images.js';
 import { fileURLToPath } from 'node:url';
 import { buildTar } from './tar.js';
-import { CredentialStore } from './credentials.js';
+import { CredentialStore } from '../../lib/oci/credentials.js';
 import { importImage } from './import.js';
-import { ImageStore, type PullEvent } from './store.js';
+import { ImageStore } from './store.js';
+import { type PullEvent } from '../../contracts/agent-api/types.js';
 
 const txt = (s: string) => Buffer.from(s);
 const work = mkdtempSync(join(tmpdir(), 'krata-store-test-'));

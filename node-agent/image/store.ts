@@ -2,47 +2,19 @@
 // <root>/images. An image is committed by renaming its squashfs into place and then its metadata
 // file: the metadata is the commit point, so a kill -9 at any moment leaves either a whole image or
 // leftovers that `open()` removes. Concurrent pulls of one image share one job.
+import { FORMAT, type PullEvent, type StoredImage } from '../../contracts/agent-api/types.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
-import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/atomic-file.js';
 import { basename, join } from 'node:path';
 import { packLayers, type PackLayer } from './pack.js';
-import { LIMITS, parseImageConfig, type ImageConfig, type ImageManifest } from './manifest.js';
-import { parseDigest, parseReference, formatReference, type ImageReference } from './reference.js';
-import { RegistryClient, type PullAuth, type RegistryOptions } from './registry.js';
+import { LIMITS, parseImageConfig, type ImageConfig, type ImageManifest } from '../../lib/oci/manifest.js';
+import { parseDigest, parseReference, formatReference, type ImageReference } from '../../lib/oci/reference.js';
+import { RegistryClient, type PullAuth, type RegistryOptions } from '../../lib/oci/registry.js';
 import { AccessRecords } from './access.js';
 import type { SquashfsOptions } from './squashfs.js';
 import type { UnionLimits } from './layer-union.js';
-import { asNoSpace } from './no-space.js';
-
-export const FORMAT = 'squashfs';
-
-export interface StoredImage {
-  /** Manifest digest: the image's identity. */
-  digest: string;
-  format: typeof FORMAT;
-  /** References it was pulled or imported as ("docker.io/library/alpine:3.19"). */
-  names: string[];
-  /** Absolute path of the squashfs. */
-  path: string;
-  /** Bytes on disk. */
-  size: number;
-  config: ImageConfig;
-  /** Where it came from: "registry" or "import". */
-  source: 'registry' | 'import';
-  createdAt: string;
-  lastUsedAt: string;
-}
-
-/** One progress event of a pull: kratactl draws bars from these. */
-export type PullEvent =
-  | { kind: 'resolved'; ref: string; digest: string; layers: Array<{ digest: string; size: number }> }
-  | { kind: 'cached'; ref: string; digest: string }
-  | { kind: 'download'; layer: string; bytes: number; total: number }
-  | { kind: 'downloaded'; layer: string }
-  | { kind: 'unpack'; layer: string; bytes: number; total: number }
-  | { kind: 'unpacked'; layer: string }
-  | { kind: 'done'; digest: string; size: number };
+import { asNoSpace } from '../../lib/no-space.js';
 
 export interface PullOptions {
   onEvent?: (e: PullEvent) => void;

@@ -2,8 +2,8 @@
 // network, has an address reservation and has a domain (so a vif exists, or is about to). A Guest being
 // deleted keeps its network until its domain is gone. A host port two Guests publish goes to the older.
 import type { Guest } from '../../crds/generated/types.js';
-import type { GuestStore } from '../agent/guest-store.js';
-import type { Ipam } from '../agent/ipam.js';
+import type { GuestStore } from '../store/guest-store.js';
+import type { Ipam } from '../controller/ipam.js';
 import type { GuestNetConfig, PublishedPort } from './backend.js';
 import type { KratanetConfig } from './config.js';
 import { parseCidrRule } from './policy.js';

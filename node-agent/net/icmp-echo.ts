@@ -11,7 +11,7 @@
 // Constants and layouts are written here from the headers named next to them and checked against those
 // headers by a gcc probe in icmp-echo.test.ts (they are not in sys.ts, whose exports link.test.ts probes).
 import { randomFillSync } from 'node:crypto';
-import { errnoName } from '../xen/sys/libc.js';
+import { errnoName } from '../../lib/libc.js';
 import { Poller } from './poller.js';
 import { AF_INET, EAGAIN, EINTR, errno, MSG_TRUNC, net, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sysRecvfrom, sysSendto } from './sys.js';
 import { finish, fold, ipv6Equal, parseIpv4, parseIpv6, sum16 } from './wire.js';

@@ -11,7 +11,7 @@ import { Poller } from './poller.js';
 import { openPacketLink, openTapLink, type Link, type RxMeta } from './link.js';
 import type { Layout } from '../xen/sys/layout.js';
 import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
-import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../xen/sys/libc.js';
+import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../lib/libc.js';
 
 // ---- ABI --------------------------------------------------------------------------------------------------
 

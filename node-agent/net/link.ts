@@ -8,7 +8,7 @@
 // only during the call. Each link has its own transmit arena (bump-allocated, reset when everything queued
 // has been sent) with a prebuilt mmsghdr/iovec table for sendmmsg (packet) or writev (tap). The hot path
 // allocates nothing but the Buffer views, uses no BigInt, and passes native addresses to koffi as numbers.
-import { sysClose, sysMmap, sysOpen, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, type Mapping } from '../xen/sys/libc.js';
+import { sysClose, sysMmap, sysOpen, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, type Mapping } from '../../lib/libc.js';
 import { Poller } from './poller.js';
 import {
   addrNumber, AF_PACKET, check, EAGAIN, EINTR, errno, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr,

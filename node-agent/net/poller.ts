@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { Socket } from 'node:net';
 import { createRequire } from 'node:module';
-import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type Mapping } from '../xen/sys/libc.js';
+import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type Mapping } from '../../lib/libc.js';
 import {
   addrNumber, check, EFD_CLOEXEC, EFD_NONBLOCK, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR, EPOLLHUP,
   EPOLLIN, EPOLLOUT, epollEvent, net,

@@ -1,12 +1,12 @@
 // The libc calls kratanet's frame I/O needs (packet sockets, tun, epoll, eventfd), through koffi, loaded
-// lazily like xen/sys/libc.ts. Hot-path functions take native addresses as plain numbers (intptr_t): the
+// lazily like lib/libc.ts. Hot-path functions take native addresses as plain numbers (intptr_t): the
 // tables and arenas they point at live in anonymous mmaps whose addresses are computed once, so a call
 // creates no Buffer, no BigInt and nothing for koffi to pin.
 //
 // Struct layouts and constants are written here from the Linux/glibc headers named next to them and checked
 // against those headers by a gcc probe in link.test.ts.
 import koffi from 'koffi';
-import { SysError } from '../xen/sys/libc.js';
+import { SysError } from '../../lib/libc.js';
 import { ioc, IOC_WRITE, layout } from '../xen/sys/layout.js';
 
 // ---- constants -------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // the port is unmasked (written back) after its handler ran, so a slow handler is never re-entered.
 import { open, type FileHandle } from 'node:fs/promises';
 import { EvtchnIoctl } from './abi.js';
-import { sysIoctl } from './sys/libc.js';
+import { sysIoctl } from '../../lib/libc.js';
 
 export const EVTCHN_PATH = '/dev/xen/evtchn';
 

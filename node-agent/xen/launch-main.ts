@@ -18,7 +18,7 @@ import { XenControl } from './control.js';
 import { EventChannels } from './evtchn.js';
 import { GNTDEV_PATH, GrantMapper } from './gntdev.js';
 import { NotOnXenError, Privcmd } from './privcmd.js';
-import { MAP_POPULATE, MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from './sys/libc.js';
+import { MAP_POPULATE, MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from '../../lib/libc.js';
 import { XenstoreClient } from './xenstore/client.js';
 
 const { values } = parseArgs({

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { XenControl } from './control.js';
 import { NotOnXenError, Privcmd } from './privcmd.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, sysIoctl, sysMmap } from './sys/libc.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, sysIoctl, sysMmap } from '../../lib/libc.js';
 
 const onXen = existsSync('/dev/xen/privcmd');
 

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdMmapResource } from './abi.js';
 import { setField } from './sys/layout.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, errnoName, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from './sys/libc.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, errnoName, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from '../../lib/libc.js';
 
 export const PRIVCMD_PATH = '/dev/xen/privcmd';
 export const HYPERCALL_BUFFER_PATH = '/dev/xen/hypercall';

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient, KubeError, isConflict, isNotFound, type KubeEvent } from './client.js';
-import { newGuest, startKube, type TestKube } from './testing.js';
+import { newGuest, startKube, type TestKube } from '../../test/kube/operator-env.js';
 
 interface EventObj {
   metadata: { name: string };

@@ -7,7 +7,7 @@ import https from 'node:https';
 import { hostname } from 'node:os';
 import { KubeConfig, PatchStrategy } from '@kubernetes/client-node';
 import type { Guest, GuestStatus, XenHost, XenHostStatus } from '../../crds/generated/types.js';
-import { Semaphore } from '../../node-agent/semaphore.js';
+import { Semaphore } from '../../lib/semaphore.js';
 import { metaTime } from '../../crds/meta.js';
 
 export const FIELD_MANAGER = 'krata-operator';

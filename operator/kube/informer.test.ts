@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Guest, XenHost } from '../../crds/generated/types.js';
 import { Informer, keyOf } from './informer.js';
-import { FreezableProxy, newGuest, startKube, waitFor, type TestKube } from './testing.js';
+import { FreezableProxy, newGuest, startKube, waitFor, type TestKube } from '../../test/kube/operator-env.js';
 
 type Seen = [event: string, key: string, rv?: string, oldRv?: string];
 

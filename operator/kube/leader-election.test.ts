@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LeaderElector } from './leader-election.js';
 import type { KubeClient } from './client.js';
-import { FreezableProxy, startKube, waitFor, type TestKube } from './testing.js';
+import { FreezableProxy, startKube, waitFor, type TestKube } from '../../test/kube/operator-env.js';
 
 interface LeaseObj {
   spec: { holderIdentity?: string; leaseTransitions?: number; leaseDurationSeconds?: number; acquireTime?: string; renewTime?: string };

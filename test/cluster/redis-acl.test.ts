@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { parseAllDocuments } from 'yaml';
-import { EPOCH_KEY, STATUS_STREAM, desiredKey, heartbeatKey, statusKey } from '../../cluster/contract.js';
-import { AGENT_USER, BULLMQ_SCRIPT_COMMANDS, OPERATOR_USER, renderAclFile, sha256 } from '../../cluster/redis-acl.js';
-import { repoRoot } from '../../crds/codegen/paths.js';
-import { desired, harness, until, HOST } from '../../node-agent/cluster/test-harness.js';
+import { EPOCH_KEY, STATUS_STREAM, desiredKey, heartbeatKey, statusKey } from '../../contracts/redis/contract.js';
+import { AGENT_USER, BULLMQ_SCRIPT_COMMANDS, OPERATOR_USER, renderAclFile, sha256 } from '../../contracts/redis/acl.js';
+import { repoRoot } from '../../lib/package-root.js';
+import { desired, harness, until, HOST } from '../harness/cluster-agent.js';
 import { ACL_KEY, ACL_SECRET, AGENT_SECRET, PASSWORD_KEY } from '../../operator/redis-credentials.js';
 import { startRedis } from '../redis.js';
 

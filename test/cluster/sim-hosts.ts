@@ -10,15 +10,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../../node-agent/atomic-file.js';
-import { EventRecorder } from '../../node-agent/agent/events.js';
-import { FakeHypervisor, type FakeSnapshot } from '../../node-agent/agent/fake-hypervisor.js';
-import { GuestStore } from '../../node-agent/agent/guest-store.js';
-import { systemClock } from '../../node-agent/agent/hypervisor.js';
-import { Ipam } from '../../node-agent/agent/ipam.js';
-import { Reconciler, type ImageProvider } from '../../node-agent/agent/reconciler.js';
-import { startClusterMode, type ClusterMode } from '../../node-agent/cluster/cluster-mode.js';
-import { redisOptions } from '../../cluster/redis-options.js';
+import { writeFileAtomic } from '../../lib/atomic-file.js';
+import { EventRecorder } from '../../node-agent/controller/events.js';
+import { FakeHypervisor, type FakeSnapshot } from '../../node-agent/runtime/fake-hypervisor.js';
+import { GuestStore } from '../../node-agent/store/guest-store.js';
+import { systemClock } from '../../lib/clock.js';
+import { Ipam } from '../../node-agent/controller/ipam.js';
+import { Reconciler, type ImageProvider } from '../../node-agent/controller/reconciler.js';
+import { startClusterMode, type ClusterMode } from '../../node-agent/follower/cluster-mode.js';
+import { redisOptions } from '../../contracts/redis/options.js';
 
 export interface SimHostsOptions {
   redisUrl: string;

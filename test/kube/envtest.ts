@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from '../../crds/codegen/paths.js';
+import { repoRoot } from '../../lib/package-root.js';
 import { freePort } from '../free-port.js';
 
 export interface Envtest {

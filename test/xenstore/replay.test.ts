@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../../crds/codegen/paths.js';
+import { repoRoot } from '../../lib/package-root.js';
 import { XenstoreClient } from '../../node-agent/xen/xenstore/client.js';
 import { replayTransport, type Frame } from './replay.js';
 import { xenstoreScenario } from './scenario.js';

@@ -11,7 +11,7 @@ import type { XenControl } from '../control.js';
 import { removeDomainStore, writeDomainStore } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../sys/layout.js';
-import type { Mapping } from '../sys/libc.js';
+import type { Mapping } from '../../../lib/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { findKernelPayload } from './bzimage.js';
 import { decompressKernel } from './decompress.js';

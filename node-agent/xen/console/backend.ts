@@ -7,7 +7,7 @@ import { BuildConst } from '../abi.js';
 import type { EventChannels } from '../evtchn.js';
 import type { GrantMapper } from '../gntdev.js';
 import type { Privcmd } from '../privcmd.js';
-import type { Mapping } from '../sys/libc.js';
+import type { Mapping } from '../../../lib/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { ConsoleHistory, ConsoleRing } from './ring.js';
 import { consoleStats, DEFAULT_CONSOLE_BURST, DEFAULT_CONSOLE_INPUT_LIMIT, DEFAULT_CONSOLE_RATE, InputQueue, TokenBucket } from './throttle.js';

@@ -3,7 +3,7 @@
 import { fstatSync } from 'node:fs';
 import { LoopFlag, LoopIoctl, loopConfig } from '../abi.js';
 import { setField } from '../sys/layout.js';
-import { O_CLOEXEC, SysError, sysClose, sysIoctl, sysOpen } from '../sys/libc.js';
+import { O_CLOEXEC, SysError, sysClose, sysIoctl, sysOpen } from '../../../lib/libc.js';
 
 const O_RDONLY = 0;
 const O_RDWR = 2;

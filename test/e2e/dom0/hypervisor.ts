@@ -5,8 +5,8 @@
 //   node dist/test/e2e/dom0/hypervisor.js adopt  '{"domid","uuid","guestKey","guestUid","specHash","stateDir","orphan"}'
 //   node dist/test/e2e/dom0/hypervisor.js exit   '{"name","guestKey","guestUid","specHash","stateDir","initrd","image","config","exitCode"}'
 // Used by scenario 100.
-import { XenHypervisor } from '../../../node-agent/agent/xen-hypervisor.js';
-import type { Console, DomainInfo, DomainLaunch } from '../../../node-agent/agent/hypervisor.js';
+import { XenHypervisor } from '../../../node-agent/runtime/xen-hypervisor.js';
+import type { Console, DomainInfo, DomainLaunch } from '../../../node-agent/runtime/hypervisor.js';
 
 interface Args {
   name: string;

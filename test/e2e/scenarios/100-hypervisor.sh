@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The node agent's Hypervisor on Xen (node-agent/agent/xen-hypervisor.ts, driven by
+# The node agent's Hypervisor on Xen (node-agent/runtime/xen-hypervisor.ts, driven by
 # test/e2e/dom0/hypervisor.ts): a guest-init guest created through it is listed running with its guest
 # key, uid and spec hash, and its marker is in the console history. Then an agent restart: the process
 # closes the XenHypervisor, a new process opens one, and list() adopts the domain (same domid and uuid,

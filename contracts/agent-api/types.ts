@@ -1,0 +1,74 @@
+// The node agent's local API on the wire: the JSON kratactl sends and reads back (node-agent/api/ serves it).
+import type { Guest } from '../../crds/generated/types.js';
+import type { ImageConfig } from '../../lib/oci/manifest.js';
+
+export interface ApplyResult {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  action: 'created' | 'configured' | 'unchanged';
+}
+
+export interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  object: Guest;
+  revision: number;
+}
+
+/** A Kubernetes-style Event about a Guest. */
+export interface GuestEvent {
+  namespace: string;
+  name: string;
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  count: number;
+  firstTime: string;
+  lastTime: string;
+}
+
+export interface HostInfo {
+  xenVersion: string;
+  cpus: number;
+  totalMemoryMiB: number;
+  freeMemoryMiB: number;
+  kernelVersion: string;
+}
+
+export interface HostStatus extends HostInfo {
+  agentVersion: string;
+  guests: { total: number; running: number };
+  /** Memory of the host's guests (their maxMemory), MiB. */
+  allocatedMemoryMiB: number;
+  allocatedCpus: number;
+}
+
+/** The image cache's on-disk format. */
+export const FORMAT = 'squashfs';
+
+export interface StoredImage {
+  /** Manifest digest: the image's identity. */
+  digest: string;
+  format: typeof FORMAT;
+  /** References it was pulled or imported as ("docker.io/library/alpine:3.19"). */
+  names: string[];
+  /** Absolute path of the squashfs. */
+  path: string;
+  /** Bytes on disk. */
+  size: number;
+  config: ImageConfig;
+  /** Where it came from: "registry" or "import". */
+  source: 'registry' | 'import';
+  createdAt: string;
+  lastUsedAt: string;
+}
+
+/** One progress event of a pull: kratactl draws bars from these. */
+export type PullEvent =
+  | { kind: 'resolved'; ref: string; digest: string; layers: Array<{ digest: string; size: number }> }
+  | { kind: 'cached'; ref: string; digest: string }
+  | { kind: 'download'; layer: string; bytes: number; total: number }
+  | { kind: 'downloaded'; layer: string }
+  | { kind: 'unpack'; layer: string; bytes: number; total: number }
+  | { kind: 'unpacked'; layer: string }
+  | { kind: 'done'; digest: string; size: number };
+

@@ -1,0 +1,17 @@
+// The console throttling counters reach /metrics (the rest of the metrics are exercised by the agent's
+// e2e scenarios).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { GuestStore } from '../store/guest-store.js';
+import { AgentMetrics } from './metrics.js';
+import { consoleStats } from '../xen/console/throttle.js';
+
+test('console throttling is exported as counters', async () => {
+  const metrics = new AgentMetrics({ list: () => [] } as unknown as GuestStore, () => undefined);
+  const value = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await metrics.registry.metrics())?.[1]);
+  const before = await value('krata_console_throttled_total');
+  consoleStats.throttled += 2;
+  consoleStats.throttledBytes += 4096;
+  assert.equal(await value('krata_console_throttled_total'), before + 2);
+  assert.ok((await value('krata_console_throttled_bytes_total')) >= 4096);
+});

@@ -1,0 +1,73 @@
+// One pull bound for the host: pulls through the API (POST /v1/images/pull) take the same slots as the
+// reconciler's, so --pull-concurrency bounds every pull, whoever starts it. Real image store, real
+// reconciler, against an HTTP registry that holds its answers until the test lets them go.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Guest } from '../../crds/generated/types.js';
+import { validateObject } from '../../crds/validate.js';
+import { ImageStore } from '../image/store.js';
+import { Semaphore } from '../../lib/semaphore.js';
+import { Agent, CachedImages } from '../service/agent-service.js';
+import { EventRecorder } from './events.js';
+import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
+import { GuestStore } from '../store/guest-store.js';
+import { systemClock } from '../../lib/clock.js';
+import { Ipam } from './ipam.js';
+import { Reconciler } from './reconciler.js';
+
+const until = async (pred: () => boolean, what: string) => {
+  for (let i = 0; i < 500 && !pred(); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(pred(), what);
+};
+
+test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits for the slot', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'krata-pull-slots-'));
+  const seen: string[] = [];
+  const held: ServerResponse[] = [];
+  const registry = createServer((req, res) => {
+    seen.push(req.url ?? '');
+    held.push(res);
+  });
+  await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
+  const host = `127.0.0.1:${(registry.address() as AddressInfo).port}`;
+  const answer = () => {
+    for (const res of held.splice(0)) res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+  };
+  const store = new GuestStore(dir);
+  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 4096 });
+  const recorder = new EventRecorder(systemClock);
+  const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [host] } });
+  const pullSlots = new Semaphore(1);
+  const reconciler = new Reconciler(store, hv, new CachedImages(images), new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullSlots });
+  const agent = new Agent(store, hv, recorder, images, systemClock, { pullSlots });
+  reconciler.run();
+  try {
+    const g = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'web' }, spec: { image: `${host}/guest/app:1`, resources: { cpus: 1, memory: '128Mi' } } });
+    assert.deepEqual(g.errors, []);
+    await agent.apply([g.object as Guest], false);
+    await until(() => seen.some((u) => u.startsWith('/v2/guest/app/')), 'the Guest\'s pull reached the registry');
+    // The only slot is the Guest's: the API pull asks nothing of the registry while it is held.
+    const apiPull = agent.pullImage(`${host}/api/app:1`, () => {}).then(
+      () => 'pulled',
+      (e: Error) => e.message,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(seen.filter((u) => u.startsWith('/v2/api/')), [], `the API pull waited for the slot; the registry saw ${JSON.stringify(seen)}`);
+    // The Guest's pull ends (unknown manifest): its slot goes to the API pull.
+    answer();
+    await until(() => seen.some((u) => u.startsWith('/v2/api/app/')), 'the API pull started once the slot was free');
+    answer();
+    assert.match(await apiPull, /404|not found|unknown/i);
+  } finally {
+    reconciler.stop();
+    answer();
+    registry.closeAllConnections();
+    registry.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,64 @@
+// Cluster mode, wired: the host's desired state comes from Redis (the operator writes it from
+// Kubernetes), status and heartbeats go back. Starting never waits for Redis: the agent runs its
+// guests and its local API whether Redis is there or not, and catches up when it is.
+import type { RedisOptions } from 'ioredis';
+import { checkHostName } from '../../contracts/redis/contract.js';
+import type { GuestStore } from '../store/guest-store.js';
+import type { Hypervisor } from '../runtime/hypervisor.js';
+import type { Clock } from '../../lib/clock.js';
+import { DesiredFollower } from './desired-follower.js';
+import type { PullTokens } from './pull-tokens.js';
+import { HeartbeatSender } from './heartbeat.js';
+import { RedisLink, type Log } from './redis-link.js';
+import { StatusPublisher } from './status-publisher.js';
+
+export interface ClusterModeOptions {
+  redis: RedisOptions;
+  /** How logs name the Redis (the URL without its password). */
+  redisName: string;
+  /** This XenHost's name. */
+  host: string;
+  store: GuestStore;
+  hv: Hypervisor;
+  log: Log;
+  clock?: Clock;
+  /** Intervals, shortened by tests. */
+  pollMs?: number;
+  resyncMs?: number;
+  heartbeatMs?: number;
+  coalesceMs?: number;
+  /** Where the desired records' pull tokens go (the reconciler reads them). */
+  pullTokens?: PullTokens;
+}
+
+export interface ClusterMode {
+  link: RedisLink;
+  follower: DesiredFollower;
+  publisher: StatusPublisher;
+  heartbeat: HeartbeatSender;
+  /** Stops the job worker, the timers and the connection (guests keep running). */
+  stop(): Promise<void>;
+}
+
+export function startClusterMode(o: ClusterModeOptions): ClusterMode {
+  const host = checkHostName(o.host);
+  const link = new RedisLink(o.redis, o.redisName, o.log);
+  const publisher = new StatusPublisher(link, host, o.store, { coalesceMs: o.coalesceMs, clock: o.clock });
+  const follower = new DesiredFollower(link, host, o.store, publisher, o.log, { pollMs: o.pollMs, resyncMs: o.resyncMs, clock: o.clock, pullTokens: o.pullTokens });
+  const heartbeat = new HeartbeatSender(link, host, o.hv, o.store, () => follower.appliedEpoch, { intervalMs: o.heartbeatMs, clock: o.clock });
+  publisher.start();
+  follower.start();
+  heartbeat.start();
+  return {
+    link,
+    follower,
+    publisher,
+    heartbeat,
+    async stop() {
+      heartbeat.stop();
+      await follower.stop();
+      await publisher.stop();
+      await link.close();
+    },
+  };
+}

@@ -1,0 +1,80 @@
+// The boundary between the reconciler and Xen. The real implementation (xen-hypervisor.ts) drives
+// node-agent/xen/; tests and the agent benchmark inject a test double (fake-hypervisor.ts) through
+// inversify. xenstore is the truth about domains: `list()` reads it, so an agent that restarts finds
+// (adopts) the domains it started before, by the guest key each domain carries.
+import type { HostInfo } from '../../contracts/agent-api/types.js';
+import type { EventEmitter } from 'node:events';
+
+export const HYPERVISOR = Symbol.for('krata.Hypervisor');
+
+/** Everything needed to start one guest's domain. */
+export interface DomainLaunch {
+  /** Xen domain name: "krata.<namespace>.<name>", or "krata-<uid>" when that is too long (unique on the host). */
+  name: string;
+  /** "<namespace>/<name>": written to the domain's xenstore (krata/guest-key) for adoption. */
+  guestKey: string;
+  /** The Guest's metadata.uid: a domain of an older Guest with the same name is not adopted. */
+  guestUid: string;
+  /** Hash of the spec fields the domain was built from; a different hash means recreate. */
+  specHash: string;
+  vcpus: number;
+  maxVcpus: number;
+  memoryMiB: number;
+  maxMemoryMiB: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** Read-only disks in order: xvda = the image squashfs, xvdb = the config squashfs. */
+  disks: { file: string; vdev: string }[];
+  nics: { mac: string; bridge?: string }[];
+}
+
+export type DomainState = 'running' | 'paused' | 'shutdown' | 'crashed' | 'dying';
+
+/** A krata domain as xenstore and Xen describe it. */
+export interface DomainInfo {
+  domid: number;
+  uuid: string;
+  name: string;
+  guestKey: string;
+  guestUid: string;
+  specHash: string;
+  state: DomainState;
+  /** What guest-init reported (krata/guest/...): set once the process ended. */
+  exit?: { exitCode?: number; signal?: number; initError?: string };
+  /** When the domain was created (ms since epoch, from xenstore krata/created). */
+  createdAt: number;
+}
+
+/** A guest's console: bounded history plus live output, and input. */
+export interface Console {
+  /** What the guest printed so far (bounded; oldest bytes dropped). */
+  history(): Buffer;
+  /** Live output; returns an unsubscribe function. */
+  onData(cb: (data: Buffer) => void): () => void;
+  /**
+   * Queues input for the guest (never dropped); false when the queue is over its bound (64 KiB): the
+   * writer should stop (pause its socket) until `onDrain`.
+   */
+  write(data: Buffer): boolean;
+  /** Runs `cb` whenever queued input has gone down after a `write` returned false; returns an unsubscribe function. */
+  onDrain(cb: () => void): () => void;
+}
+
+export interface Hypervisor {
+  host(): Promise<HostInfo>;
+  /** krata's domains (those with a guest key), with their state and reported exit. */
+  list(): Promise<DomainInfo[]>;
+  /** Builds and starts a domain; on failure nothing (domain, loop devices, xenstore) is left. */
+  create(launch: DomainLaunch): Promise<DomainInfo>;
+  /** control/shutdown, then destroy after `graceMs`; devices cleaned up either way. */
+  shutdown(domid: number, graceMs: number): Promise<'graceful' | 'forced'>;
+  /** Forced teardown with device cleanup; a domain that is already gone is not an error. */
+  destroy(domid: number): Promise<void>;
+  /** Emits 'change' (domid) when a domain changes state or its guest reports an exit. */
+  readonly events: EventEmitter;
+  /** The console of a running domain (attached on create or adoption). */
+  console(domid: number): Console | undefined;
+  /** Removes loop devices and vifs that belong to no domain in `list()` (after a crash). */
+  cleanupOrphans(): Promise<string[]>;
+}

@@ -1,0 +1,699 @@
+// The Hypervisor on a real Xen dom0, through krata's own Xen userspace (node-agent/xen/): one privcmd
+// descriptor, one xenstore connection, one event-channel read loop and one grant device serve every
+// guest. xenstore is the truth: a domain is krata's when /local/domain/<id>/krata/guest-key exists, so an
+// agent that restarts finds (adopts) its domains again, console included.
+//
+// Change notification needs no thread or timer per guest: one watch on @releaseDomain (xenstored fires it
+// when any domain shuts down or dies; one getdomaininfolist then says which) and one watch per domain on
+// its krata/guest subtree, the only place under krata/ the guest may write (how its process ended). What
+// the guest writes there is hostile: read bounded, integers parsed strictly, anything else ignored.
+import { DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { join, resolve, sep } from 'node:path';
+import { DomainBuilder, type DomainSpec } from '../xen/builder/build.js';
+import { ConsoleBackend, type ConsoleLimits, type ConsoleSession } from '../xen/console/backend.js';
+import { XenControl, type DomainInfo as XenDomainInfo } from '../xen/control.js';
+import { removeDomainStore } from '../xen/domain-store.js';
+import { detachLoop } from '../xen/devices/loop.js';
+import { EventChannels } from '../xen/evtchn.js';
+import { GNTDEV_PATH, GrantMapper } from '../xen/gntdev.js';
+import { NotOnXenError, Privcmd } from '../xen/privcmd.js';
+import { XenstoreClient, type Watch } from '../xen/xenstore/client.js';
+import type { Console, DomainInfo, DomainLaunch, DomainState, Hypervisor } from './hypervisor.js';
+import type { HostInfo } from '../../contracts/agent-api/types.js';
+
+export { NotOnXenError } from '../xen/privcmd.js';
+
+export interface XenHypervisorOptions {
+  /** Console history kept per guest (bytes). */
+  consoleHistoryBytes?: number;
+  /** Per-guest console bounds (output rate and burst, queued input); defaults in xen/console/throttle.ts. */
+  consoleLimits?: ConsoleLimits;
+  /** krata's state directory: loop devices over files below it are krata's (cleanupOrphans). */
+  stateDir?: string;
+  /** How long destroy() waits for a destroyed domain to disappear (ms). */
+  destroyTimeoutMs?: number;
+  /** For tests: another privcmd device path. */
+  privcmdPath?: string;
+}
+
+const DEFAULT_HISTORY_BYTES = 256 * 1024;
+/** A console that failed to attach is retried by list() no sooner than this. */
+const CONSOLE_RETRY_MS = 10_000;
+
+// ---- What the guest reports (hostile input) ---------------------------------------------------------
+
+/** Longest value of krata/guest/* read at all (xenstored's own limit is 4 KiB). */
+export const GUEST_VALUE_MAX_BYTES = 4096;
+/** Longest init-error reason kept (characters). */
+export const INIT_ERROR_MAX_CHARS = 1024;
+
+export interface RawGuestExit {
+  exitCode?: Buffer | string;
+  signal?: Buffer | string;
+  initError?: Buffer | string;
+}
+
+/** A decimal integer in [min, max], written exactly (no sign, spaces, leading zeros, exponent), or undefined. */
+export function parseStrictInt(raw: Buffer | string | undefined, min: number, max: number): number | undefined {
+  if (raw === undefined || raw.length === 0 || raw.length > 16) return undefined;
+  const text = typeof raw === 'string' ? raw : raw.toString('latin1');
+  if (!/^(0|[1-9][0-9]*)$/.test(text)) return undefined;
+  const n = Number(text);
+  return n >= min && n <= max ? n : undefined;
+}
+
+/** A free-text reason, bounded and without control characters (tabs and newlines kept). */
+export function parseInitError(raw: Buffer | string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+  if (bytes.length === 0 || bytes.length > GUEST_VALUE_MAX_BYTES) return undefined;
+  // Decoding replaces invalid UTF-8 with U+FFFD; control characters (terminal escapes) become '?'.
+  const text = Array.from(bytes.toString('utf8'))
+    .slice(0, INIT_ERROR_MAX_CHARS)
+    .join('')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '?')
+    .trim();
+  return text === '' ? undefined : text;
+}
+
+/**
+ * How the guest's process ended, from krata/guest/{exit-code,signal,init-error}: an exit code is
+ * 0..255, a signal 1..64; a value that is anything else is ignored. undefined: nothing (valid) reported.
+ */
+export function parseGuestExit(raw: RawGuestExit): DomainInfo['exit'] {
+  const exitCode = parseStrictInt(raw.exitCode, 0, 255);
+  const signal = parseStrictInt(raw.signal, 1, 64);
+  const initError = parseInitError(raw.initError);
+  if (exitCode === undefined && signal === undefined && initError === undefined) return undefined;
+  return {
+    ...(exitCode !== undefined ? { exitCode } : {}),
+    ...(signal !== undefined ? { signal } : {}),
+    ...(initError !== undefined ? { initError } : {}),
+  };
+}
+
+/** Xen's domain flags as a DomainState: dying, then shut down (crash and watchdog: crashed), paused, running. */
+export function domainState(info: Pick<XenDomainInfo, 'dying' | 'shutdown' | 'shutdownReason' | 'paused'>): DomainState {
+  if (info.dying) return 'dying';
+  if (info.shutdown) return info.shutdownReason === 3 || info.shutdownReason === 4 ? 'crashed' : 'shutdown';
+  if (info.paused) return 'paused';
+  return 'running';
+}
+
+// ---- Loop devices ------------------------------------------------------------------------------------
+
+export interface AttachedLoop {
+  path: string;
+  backingFile: string;
+}
+
+/** Every attached loop device and its backing file, from sysfs (a deleted file's " (deleted)" dropped). */
+export function attachedLoops(sysBlock = '/sys/block'): AttachedLoop[] {
+  let names: string[];
+  try {
+    names = readdirSync(sysBlock);
+  } catch {
+    return [];
+  }
+  const out: AttachedLoop[] = [];
+  for (const name of names) {
+    if (!/^loop\d+$/.test(name)) continue;
+    let backing: string;
+    try {
+      backing = readFileSync(join(sysBlock, name, 'loop', 'backing_file'), 'utf8').replace(/\n$/, '');
+    } catch {
+      continue; // not attached
+    }
+    if (backing === '') continue;
+    out.push({ path: `/dev/${name}`, backingFile: backing.replace(/ \(deleted\)$/, '') });
+  }
+  return out.sort((a, b) => Number(a.path.slice(9)) - Number(b.path.slice(9)));
+}
+
+/** Whether `file` lies below `dir` (both absolute; `dir` itself does not count). */
+export function isUnder(file: string, dir: string): boolean {
+  const d = dir.endsWith(sep) ? dir : dir + sep;
+  return file.startsWith(d) && file.length > d.length;
+}
+
+/**
+ * The live domain (not `except`) whose xenstore name is `name`, if any. Xen itself has no names and
+ * lets two domains share one; xl refuses that, and so does krata (console, logs and operators go by it).
+ */
+export async function domainNamed(xs: Pick<XenstoreClient, 'tryList' | 'tryRead'>, live: ReadonlySet<number>, name: string): Promise<number | undefined> {
+  const ids = (await xs.tryList('/local/domain')).filter((id) => /^\d{1,5}$/.test(id) && live.has(Number(id)));
+  const names = await Promise.all(ids.map((id) => xs.tryRead(`/local/domain/${id}/name`).catch(() => undefined)));
+  const i = names.findIndex((n) => n === name);
+  return i < 0 ? undefined : Number(ids[i]);
+}
+
+// ---- The hypervisor ----------------------------------------------------------------------------------
+
+/** A krata domain this process serves (console, exit watch) and whose state it follows. */
+interface Tracked {
+  domid: number;
+  uuid: string;
+  state: DomainState | 'gone';
+  meta?: KrataMeta;
+  session?: ConsoleSession;
+  console?: Console;
+  /** The console attach in progress: concurrent list() calls wait for the same one. */
+  attaching?: Promise<void>;
+  consoleRetryAt: number;
+  watch?: Watch;
+  /** The last exit seen (JSON), so that only a new report emits 'change'. */
+  exitKey: string;
+  exitChain: Promise<void>;
+  exitCheckQueued: boolean;
+}
+
+interface KrataMeta {
+  name: string;
+  guestKey: string;
+  guestUid: string;
+  specHash: string;
+  createdAt: number;
+}
+
+const home = (domid: number) => `/local/domain/${domid}`;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// Not @injectable(): the container binds the opened instance with toConstantValue, and importing
+// inversify here would cost every dom0 tool that only needs the hypervisor ~13 s under TCG.
+export class XenHypervisor implements Hypervisor {
+  readonly events = new EventEmitter();
+  /** 'state' (domid) whenever a followed domain's state changes: shutdown() waits on it. */
+  private readonly internal = new EventEmitter();
+  private readonly tracked = new Map<number, Tracked>();
+  /** Domains being torn down by this process: never adopted again. */
+  private readonly destroying = new Set<number>();
+  /** Creates in flight: guestKey + created, and their disk files (cleanupOrphans leaves those alone). */
+  private readonly creating = new Map<string, string[]>();
+  /** Domain names of creates in flight: two concurrent creates cannot both pass the name check. */
+  private readonly naming = new Set<string>();
+  private readonly builder: DomainBuilder;
+  private readonly backend: ConsoleBackend;
+  private readonly historyBytes: number;
+  private readonly consoleLimits: ConsoleLimits;
+  private readonly stateDir: string;
+  private readonly destroyTimeoutMs: number;
+  private closed = false;
+
+  private constructor(
+    private readonly privcmd: Privcmd,
+    private readonly xen: XenControl,
+    private readonly xs: XenstoreClient,
+    private readonly evtchn: EventChannels,
+    private readonly grants: GrantMapper | undefined,
+    opts: XenHypervisorOptions,
+  ) {
+    this.builder = new DomainBuilder(privcmd, xen, xs);
+    this.backend = new ConsoleBackend(privcmd, evtchn, xs, grants);
+    this.historyBytes = opts.consoleHistoryBytes ?? DEFAULT_HISTORY_BYTES;
+    this.consoleLimits = opts.consoleLimits ?? {};
+    this.stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
+    this.destroyTimeoutMs = opts.destroyTimeoutMs ?? 30_000;
+    this.events.setMaxListeners(0);
+    this.internal.setMaxListeners(0);
+  }
+
+  /**
+   * Connect to Xen (privcmd, xenstore, event channels, grants). Anywhere that is not a usable Xen dom0,
+   * this is one NotOnXenError saying what is missing, with nothing left open.
+   */
+  static async open(opts: XenHypervisorOptions = {}): Promise<XenHypervisor> {
+    let privcmd: Privcmd | undefined;
+    let xs: XenstoreClient | undefined;
+    let evtchn: EventChannels | undefined;
+    let grants: GrantMapper | undefined;
+    try {
+      privcmd = Privcmd.open(opts.privcmdPath !== undefined ? { privcmd: opts.privcmdPath } : {});
+      const xen = new XenControl(privcmd);
+      xen.version(); // NotOnXenError when the hypervisor does not answer
+      void xen.interfaceVersions; // NotOnXenError for a Xen we do not speak
+      try {
+        xs = await XenstoreClient.connect();
+      } catch (e) {
+        throw new NotOnXenError((e as Error).message);
+      }
+      try {
+        evtchn = await EventChannels.open();
+      } catch (e) {
+        throw new NotOnXenError(`cannot open the event channel device: ${(e as Error).message}`);
+      }
+      if (existsSync(GNTDEV_PATH)) {
+        try {
+          grants = GrantMapper.open();
+        } catch {
+          grants = undefined; // consoles are mapped by frame instead
+        }
+      }
+      const hv = new XenHypervisor(privcmd, xen, xs, evtchn, grants, opts);
+      await hv.start();
+      return hv;
+    } catch (e) {
+      grants?.close();
+      await evtchn?.close().catch(() => undefined);
+      xs?.close();
+      try {
+        privcmd?.close();
+      } catch {
+        // already closed
+      }
+      throw e;
+    }
+  }
+
+  /** Stop serving consoles and watching; the domains keep running (a new process adopts them). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of [...this.tracked.values()]) this.untrack(t, false);
+    this.grants?.close();
+    await this.evtchn.close().catch(() => undefined);
+    this.xs.close(); // xenstored drops this connection's watches with it
+    this.privcmd.close();
+  }
+
+  async host(): Promise<HostInfo> {
+    const version = this.xen.version();
+    const h = this.xen.host();
+    return {
+      xenVersion: version.text,
+      cpus: h.nrCpus,
+      totalMemoryMiB: Number(h.totalBytes / 1048576n),
+      freeMemoryMiB: Number(h.freeBytes / 1048576n),
+      kernelVersion: release(),
+    };
+  }
+
+  async list(): Promise<DomainInfo[]> {
+    this.assertOpen();
+    const domains = this.xen.listDomains().filter((d) => d.domid !== 0);
+    const found = await Promise.all(
+      domains.map(async (d) => {
+        // krata's keys never change (the guest cannot write them): a followed domain's are kept.
+        const known = this.tracked.get(d.domid);
+        const meta = known?.uuid === d.uuid && known.meta ? known.meta : await this.readMeta(d.domid);
+        return meta ? { d, meta, exit: await this.readExit(d.domid) } : undefined;
+      }),
+    );
+    const out: DomainInfo[] = [];
+    const adoptions: Promise<void>[] = [];
+    for (const f of found) {
+      if (!f) continue;
+      const { d, meta, exit } = f;
+      const state = domainState(d);
+      out.push({ domid: d.domid, uuid: d.uuid, ...meta, state, ...(exit ? { exit } : {}) });
+      adoptions.push(this.adopt(d, meta, state, exit));
+    }
+    // Consoles of adopted domains are attached when list() resolves.
+    await Promise.all(adoptions);
+    return out;
+  }
+
+  async create(launch: DomainLaunch): Promise<DomainInfo> {
+    this.assertOpen();
+    // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
+    if (this.naming.has(launch.name)) throw new Error(`domain name "${launch.name}" is being used by another create in progress; refusing a second domain with it`);
+    this.naming.add(launch.name);
+    try {
+      const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), launch.name);
+      if (holder !== undefined) throw new Error(`domain name "${launch.name}" is already used by domain ${holder}; refusing a second domain with it`);
+      return await this.build(launch);
+    } finally {
+      this.naming.delete(launch.name);
+    }
+  }
+
+  private async build(launch: DomainLaunch): Promise<DomainInfo> {
+    const createdAt = Date.now();
+    const uuid = randomUUID();
+    const flight = `${launch.guestKey}\0${createdAt}`;
+    this.creating.set(flight, launch.disks.map((d) => realpathOr(d.file)));
+    let tracked: Tracked | undefined;
+    try {
+      const [kernel, initrd] = await Promise.all([readFile(launch.kernel), launch.initrd ? readFile(launch.initrd) : undefined]);
+      const spec: DomainSpec = {
+        name: launch.name,
+        uuid,
+        memoryMiB: launch.memoryMiB,
+        maxMemoryMiB: launch.maxMemoryMiB,
+        vcpus: launch.vcpus,
+        maxVcpus: launch.maxVcpus,
+        kernel,
+        initrd,
+        cmdline: launch.cmdline,
+        consoleBackend: 'krata',
+        krata: {
+          'guest-key': launch.guestKey,
+          'guest-uid': launch.guestUid,
+          'spec-hash': launch.specHash,
+          created: String(createdAt),
+        },
+        disks: launch.disks.map((d) => ({ file: d.file, vdev: d.vdev })),
+        nics: launch.nics.map((n) => ({ mac: n.mac })),
+      };
+      const built = await this.builder.launch(spec, {
+        // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
+        beforeUnpause: async (domid) => {
+          tracked = newTracked(domid, uuid, 'running');
+          tracked.meta = { name: launch.name, guestKey: launch.guestKey, guestUid: launch.guestUid, specHash: launch.specHash, createdAt };
+          tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
+          tracked.console = consoleOf(tracked.session);
+          await this.watchGuest(tracked);
+        },
+      });
+      this.tracked.set(built.domid, tracked!);
+      // A guest that ended before it was followed still gets its 'change'.
+      this.refreshStates();
+      return {
+        domid: built.domid,
+        uuid,
+        name: launch.name,
+        guestKey: launch.guestKey,
+        guestUid: launch.guestUid,
+        specHash: launch.specHash,
+        state: tracked!.state === 'gone' ? 'dying' : tracked!.state,
+        createdAt,
+      };
+    } catch (e) {
+      // The builder has destroyed the domain and released its loop devices; our grant mapping of its
+      // console ring would keep it a zombie, so it goes too.
+      if (tracked) this.untrack(tracked, true);
+      throw e;
+    } finally {
+      this.creating.delete(flight);
+    }
+  }
+
+  async shutdown(domid: number, graceMs: number): Promise<'graceful' | 'forced'> {
+    this.assertOpen();
+    checkDomid(domid);
+    const stopped = () => {
+      const info = this.xen.domain(domid);
+      return !info || info.shutdown || info.dying;
+    };
+    let graceful = stopped();
+    if (!graceful) {
+      await this.xs.write(`${home(domid)}/control/shutdown`, 'poweroff').catch(() => undefined);
+      // Woken by the @releaseDomain watch (through refreshStates), or at the latest every 500 ms.
+      graceful = await new Promise<boolean>((resolve) => {
+        let done = false;
+        const finish = (ok: boolean) => {
+          done = true;
+          clearTimeout(deadline);
+          clearInterval(poll);
+          this.internal.off('state', onState);
+          resolve(ok);
+        };
+        const check = () => {
+          if (!done && stopped()) finish(true);
+        };
+        const onState = (id: number) => id === domid && check();
+        const deadline = setTimeout(() => done || finish(stopped()), Math.max(0, graceMs));
+        const poll = setInterval(check, 500);
+        this.internal.on('state', onState);
+        check();
+      });
+    }
+    await this.destroy(domid);
+    return graceful ? 'graceful' : 'forced';
+  }
+
+  async destroy(domid: number): Promise<void> {
+    this.assertOpen();
+    checkDomid(domid);
+    this.destroying.add(domid);
+    try {
+      const t = this.tracked.get(domid);
+      // Console mapping and event channel go first: a mapped grant would keep the dead domain a zombie.
+      if (t) this.untrack(t, true);
+      const uuid = this.xen.domain(domid)?.uuid ?? (await this.xs.tryRead(`${home(domid)}/vm`).catch(() => undefined))?.replace(/^\/vm\//, '');
+      // destroydomain (ESRCH is fine), the backends' and the domain's xenstore trees, the loop devices.
+      await this.builder.destroy(domid, uuid && /^[0-9a-f-]{36}$/.test(uuid) ? uuid : undefined);
+      const deadline = performance.now() + this.destroyTimeoutMs;
+      for (let wait = 10; this.xen.domain(domid); wait = Math.min(wait * 2, 250)) {
+        if (performance.now() > deadline) throw new Error(`domain ${domid} is still dying ${this.destroyTimeoutMs / 1000} s after destroydomain`);
+        await sleep(wait);
+      }
+      if (t) this.emitChange(domid);
+    } finally {
+      this.destroying.delete(domid);
+    }
+  }
+
+  console(domid: number): Console | undefined {
+    return this.tracked.get(domid)?.console;
+  }
+
+  async cleanupOrphans(): Promise<string[]> {
+    this.assertOpen();
+    const removed: string[] = [];
+    // Everything that might be an orphan is read before the domain list: anything a domain created
+    // after the snapshot set up cannot be in it (loops of creates in flight are excluded by file).
+    const stateDir = realpathOr(this.stateDir);
+    const loops = attachedLoops().filter((l) => isUnder(l.backingFile, stateDir) || isUnder(l.backingFile, this.stateDir));
+    const inFlight = new Set([...this.creating.values()].flat());
+    const backends = {
+      vbd: await this.xs.tryList('/local/domain/0/backend/vbd'),
+      vif: await this.xs.tryList('/local/domain/0/backend/vif'),
+    };
+    const homes = await this.xs.tryList('/local/domain');
+    const live = new Set(this.xen.listDomains().map((d) => d.domid));
+
+    const referenced = new Set<string>();
+    await Promise.all(
+      [...live].filter((id) => id !== 0).map(async (id) => {
+        for (const p of ((await this.xs.tryRead(`${home(id)}/krata/loops`)) ?? '').split(',')) if (p) referenced.add(p);
+      }),
+    );
+    // xenstore trees of krata domains that no longer exist (an agent that died while destroying).
+    for (const name of homes) {
+      const id = Number(name);
+      if (!/^[1-9]\d{0,4}$/.test(name) || live.has(id) || this.destroying.has(id)) continue;
+      if ((await this.xs.tryRead(`${home(id)}/krata/guest-key`)) === undefined) continue;
+      const uuid = (await this.xs.tryRead(`${home(id)}/vm`))?.replace(/^\/vm\//, '');
+      await removeDomainStore(this.xs, id, uuid && /^[0-9a-f-]{36}$/.test(uuid) ? uuid : undefined);
+      removed.push(`xenstore ${home(id)}`);
+    }
+    // Device backends whose frontend domain is gone (netback removes the vif with its backend).
+    for (const kind of ['vbd', 'vif'] as const) {
+      for (const name of backends[kind]) {
+        const id = Number(name);
+        if (!/^[1-9]\d{0,4}$/.test(name) || live.has(id) || this.destroying.has(id)) continue;
+        await this.xs.rm(`/local/domain/0/backend/${kind}/${id}`);
+        removed.push(`xenstore /local/domain/0/backend/${kind}/${id}`);
+      }
+    }
+    for (const l of loops) {
+      if (referenced.has(l.path) || inFlight.has(l.backingFile)) continue;
+      try {
+        detachLoop(l.path);
+        removed.push(`loop ${l.path} (${l.backingFile})`);
+      } catch {
+        // gone meanwhile, or not ours to detach
+      }
+    }
+    return removed;
+  }
+
+  // ---- internals -------------------------------------------------------------------------------------
+
+  private async start(): Promise<void> {
+    // Fires (once) at once, then whenever xenstored sees a domain shut down or die.
+    await this.xs.watch('@releaseDomain', () => this.refreshStates());
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('the XenHypervisor is closed');
+  }
+
+  /** One getdomaininfolist: a 'change' for each followed domain whose state changed or that is gone. */
+  private refreshStates(): void {
+    if (this.closed || this.tracked.size === 0) return;
+    let infos: Map<number, XenDomainInfo>;
+    try {
+      infos = new Map(this.xen.listDomains().map((d) => [d.domid, d]));
+    } catch {
+      return; // the next event or list() tries again
+    }
+    for (const t of [...this.tracked.values()]) {
+      const info = infos.get(t.domid);
+      const state = info && info.uuid === t.uuid ? domainState(info) : 'gone';
+      if (state === t.state) continue;
+      t.state = state;
+      if (state === 'gone') this.untrack(t, true);
+      this.internal.emit('state', t.domid);
+      this.emitChange(t.domid);
+    }
+  }
+
+  /** Listeners run on the next tick: a throwing one cannot break the bookkeeping that emitted. */
+  private emitChange(domid: number): void {
+    process.nextTick(() => this.events.emit('change', domid));
+  }
+
+  /** A krata domain found by list() that this process does not follow yet: follow it, attach its console. */
+  private async adopt(d: XenDomainInfo, meta: KrataMeta, state: DomainState, exit: DomainInfo['exit']): Promise<void> {
+    if (this.closed || this.destroying.has(d.domid)) return;
+    if (this.creating.has(`${meta.guestKey}\0${meta.createdAt}`)) return; // ours, still being built
+    let t = this.tracked.get(d.domid);
+    if (t && t.uuid !== d.uuid) {
+      this.untrack(t, true); // the domid was reused
+      t = undefined;
+    }
+    if (!t) {
+      // list() read xenstore meanwhile: the domain may be gone (destroyed by us or someone else) since.
+      if (this.xen.domain(d.domid)?.uuid !== d.uuid) return;
+      t = newTracked(d.domid, d.uuid, state);
+      t.meta = meta;
+      t.exitKey = JSON.stringify(exit ?? null);
+      this.tracked.set(d.domid, t);
+      this.watchGuest(t).catch(() => undefined);
+    }
+    if (!t.session && state !== 'dying') await this.attachConsole(t);
+  }
+
+  private attachConsole(t: Tracked): Promise<void> {
+    if (t.attaching) return t.attaching;
+    if (t.session || Date.now() < t.consoleRetryAt) return Promise.resolve();
+    t.attaching = (async () => {
+      try {
+        const session = await this.backend.attach(t.domid, this.historyBytes, this.consoleLimits);
+        if (this.tracked.get(t.domid) !== t || this.closed) {
+          session.close();
+          return;
+        }
+        t.session = session;
+        t.console = consoleOf(session);
+      } catch {
+        t.consoleRetryAt = Date.now() + CONSOLE_RETRY_MS;
+      } finally {
+        t.attaching = undefined;
+      }
+    })();
+    return t.attaching;
+  }
+
+  /** Watch the domain's krata/guest subtree: a new exit report emits 'change' at once. */
+  private async watchGuest(t: Tracked): Promise<void> {
+    const watch = await this.xs.watch(`${home(t.domid)}/krata/guest`, () => this.checkExit(t));
+    // Untracked meanwhile (destroyed, gone, closed): the watch goes again.
+    if (t.state === 'gone' || this.closed) await watch.unwatch().catch(() => undefined);
+    else t.watch = watch;
+  }
+
+  /** Bursts of writes by the guest coalesce into one read. */
+  private checkExit(t: Tracked): void {
+    if (t.exitCheckQueued) return;
+    t.exitCheckQueued = true;
+    t.exitChain = t.exitChain
+      .then(async () => {
+        t.exitCheckQueued = false;
+        if (this.closed || t.state === 'gone') return;
+        const key = JSON.stringify((await this.readExit(t.domid)) ?? null);
+        if (key !== t.exitKey) {
+          t.exitKey = key;
+          this.emitChange(t.domid);
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  private untrack(t: Tracked, unwatch: boolean): void {
+    if (this.tracked.get(t.domid) === t) this.tracked.delete(t.domid);
+    t.state = 'gone';
+    if (t.session) {
+      try {
+        t.session.close();
+      } catch {
+        // the domain took its channel with it
+      }
+      t.session = undefined;
+    }
+    const w = t.watch;
+    t.watch = undefined;
+    if (w && unwatch && !this.closed) void w.unwatch().catch(() => undefined);
+  }
+
+  /** krata's keys of a domain, or undefined when it is not krata's (no guest key). */
+  private async readMeta(domid: number): Promise<KrataMeta | undefined> {
+    const base = `${home(domid)}/krata`;
+    const guestKey = await this.xs.tryRead(`${base}/guest-key`).catch(() => undefined);
+    if (guestKey === undefined) return undefined;
+    const [name, guestUid, specHash, created] = await Promise.all(
+      [`${home(domid)}/name`, `${base}/guest-uid`, `${base}/spec-hash`, `${base}/created`].map((p) => this.xs.tryRead(p).catch(() => undefined)),
+    );
+    return {
+      name: name ?? '',
+      guestKey,
+      guestUid: guestUid ?? '',
+      specHash: specHash ?? '',
+      createdAt: parseStrictInt(created, 0, Number.MAX_SAFE_INTEGER) ?? 0,
+    };
+  }
+
+  /** What the guest reported under krata/guest/, parsed as hostile input. */
+  private async readExit(domid: number): Promise<DomainInfo['exit']> {
+    const base = `${home(domid)}/krata/guest`;
+    const read = (key: string) =>
+      this.xs.readBytes(`${base}/${key}`).then(
+        (b) => (b.length > GUEST_VALUE_MAX_BYTES ? undefined : b),
+        () => undefined,
+      );
+    const [exitCode, signal, initError] = await Promise.all([read('exit-code'), read('signal'), read('init-error')]);
+    return parseGuestExit({ exitCode, signal, initError });
+  }
+}
+
+function newTracked(domid: number, uuid: string, state: DomainState): Tracked {
+  return { domid, uuid, state, consoleRetryAt: 0, exitKey: 'null', exitChain: Promise.resolve(), exitCheckQueued: false };
+}
+
+/** The Console view of a session; writes after the session closed are dropped. */
+function consoleOf(session: ConsoleSession): Console {
+  let open = true;
+  session.setMaxListeners(0);
+  session.once('close', () => (open = false));
+  return {
+    history: () => session.history.contents(),
+    onData(cb) {
+      // Listeners run inside the event-channel loop every guest shares: one that throws is reported, not
+      // allowed to unwind through it.
+      const listener = (data: Buffer) => {
+        try {
+          cb(data);
+        } catch (e) {
+          process.emitWarning(`a console listener of domain ${session.domid} threw: ${(e as Error).message}`);
+        }
+      };
+      session.on('data', listener);
+      return () => void session.off('data', listener);
+    },
+    write(data) {
+      return open ? session.write(data) : true;
+    },
+    onDrain(cb) {
+      return session.onDrain(cb);
+    },
+  };
+}
+
+function checkDomid(domid: number): void {
+  if (!Number.isInteger(domid) || domid <= 0 || domid >= 0x7ff0) throw new RangeError(`not a guest domain id: ${domid}`);
+}
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}

@@ -1,0 +1,58 @@
+// What the node agent offers its local API (api/server.ts) and kratactl: the reconciler's store and
+// operations, free of HTTP. The API server is a thin translation of this interface.
+import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../../contracts/agent-api/types.js';
+import type { Guest } from '../../crds/generated/types.js';
+import type { KratObject } from '../../crds/validate.js';
+import type { PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
+import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
+import type { Console } from '../runtime/hypervisor.js';
+
+/** Refused input: nothing was stored. `errors` locate each problem (index into the batch, field path). */
+export class InvalidRequest extends Error {
+  constructor(
+    message: string,
+    readonly errors: { index?: number; path?: string; message: string }[] = [],
+    readonly status = 422,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A full disk or quota, said by name (ENOSPC, EDQUOT), or undefined for any other error. The API
+ * answers it with 507 Insufficient Storage: the request was fine, the host cannot store it now.
+ */
+export function storageFull(e: unknown): string | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC') return "the node agent's state directory is full (ENOSPC: no space left on device)";
+  if (code === 'EDQUOT') return "the node agent's state directory is over its disk quota (EDQUOT)";
+  return undefined;
+}
+
+export class NotFound extends Error {
+  readonly status = 404;
+}
+
+export interface AgentService {
+  /**
+   * All objects or none; Guests and image pull Secrets only on a single host (XenHost objects are
+   * refused with a message). Secrets are stored before the Guests that may name them.
+   */
+  apply(objects: (KratObject | PullSecret)[], dryRun: boolean): Promise<ApplyResult[]>;
+  list(namespace?: string): Guest[];
+  get(namespace: string, name: string): Guest | undefined;
+  /** Marks the Guest deleted; with `wait`, resolves when its domain and resources are gone. */
+  delete(namespace: string, name: string, opts: { wait?: boolean; gracePeriodSeconds?: number }): Promise<void>;
+  /** Changes after `since` (0: the current state as ADDED first); returns an unsubscribe function. */
+  watch(since: number, cb: (e: WatchEvent) => void): () => void;
+  events(namespace?: string, name?: string): GuestEvent[];
+  /** The console of the Guest's current domain (logs and attach); undefined when none runs. */
+  console(namespace: string, name: string): Console | undefined;
+  /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
+  pullImage(reference: string, onEvent: (e: PullEvent) => void, opts?: { namespace?: string; pullSecrets?: string[] }): Promise<StoredImage>;
+  images(): StoredImage[];
+  /** Removes an image pull Secret (single host); NotFound when there is none. Its data is never returned. */
+  deleteSecret(namespace: string, name: string): void;
+  removeImage(refOrDigest: string): StoredImage;
+  host(): Promise<HostStatus>;
+}

@@ -1,0 +1,169 @@
+// For the cluster-mode tests: a node agent (store, reconciler on the FakeHypervisor, cluster mode) on
+// a real redis-server, and an operator double that writes desired state and jobs the way the operator
+// does (cluster/contract.ts) and reads back status.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, STATUS_STREAM, desiredKey, fieldOf, jobId, parseStatusReport, queueName, statusKey, type DesiredGuest, type StatusReport } from '../../contracts/redis/contract.js';
+import type { GuestSpec } from '../../crds/generated/types.js';
+import { startRedis, type TestRedis } from '../redis.js';
+import { Agent } from '../../node-agent/service/agent-service.js';
+import { EventRecorder } from '../../node-agent/controller/events.js';
+import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
+import { GuestStore } from '../../node-agent/store/guest-store.js';
+import { systemClock } from '../../lib/clock.js';
+import { Ipam } from '../../node-agent/controller/ipam.js';
+import { Reconciler, type ImageProvider } from '../../node-agent/controller/reconciler.js';
+import type { PullAuth } from '../../lib/oci/registry.js';
+import { PullTokens } from '../../node-agent/follower/pull-tokens.js';
+import { startClusterMode, type ClusterMode, type ClusterModeOptions } from '../../node-agent/follower/cluster-mode.js';
+import { type Log } from '../../node-agent/follower/redis-link.js';
+import { redisOptions } from '../../contracts/redis/options.js';
+
+export const HOST = 'xen-1.example';
+
+const work = mkdtempSync(join(tmpdir(), 'krata-cluster-test-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+
+class FakeImages implements ImageProvider {
+  readonly path = join(work, 'image.sqfs');
+  /** The credentials each ensure() was given, by image reference. */
+  readonly auths: Array<{ reference: string; auth?: PullAuth }> = [];
+  constructor() {
+    writeFileSync(this.path, 'not a real image');
+  }
+  async ensure(reference: string, _policy: string, auth?: PullAuth) {
+    this.auths.push({ reference, auth });
+    return { digest: `sha256:${'ab'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] } };
+  }
+}
+
+export interface LogLine {
+  level: string;
+  obj: Record<string, unknown>;
+  msg: string;
+}
+
+export function captureLog(): Log & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (obj: object, msg: string) => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** A desired entry as the operator writes it (spec defaulted by the agent's validator). */
+export function desired(name: string, spec: Partial<GuestSpec> = {}, extra: Partial<DesiredGuest> = {}): DesiredGuest {
+  return { namespace: 'default', name, uid: randomUUID(), generation: 1, spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '128Mi' }, ...spec } as GuestSpec, ...extra };
+}
+
+/** Writes what the operator writes; reads what the operator reads. */
+export class OperatorDouble {
+  readonly client: Redis;
+  readonly queue: Queue;
+
+  constructor(url: string) {
+    // Commands wait out a Redis restart (retries every 50 ms), but not forever.
+    // As the operator connects: its Redis user may not run INFO (no ready check, no BullMQ version check).
+    this.client = new Redis(url, { retryStrategy: () => 50, enableReadyCheck: false });
+    this.client.on('error', () => undefined);
+    this.queue = new Queue(queueName(HOST), { connection: { url, maxRetriesPerRequest: null, retryStrategy: () => 50, enableReadyCheck: false }, prefix: QUEUE_PREFIX, skipVersionCheck: true });
+    this.queue.on('error', () => undefined);
+  }
+
+  async put(...guests: DesiredGuest[]): Promise<void> {
+    for (const g of guests) await this.client.hset(desiredKey(HOST), fieldOf(g.namespace, g.name), JSON.stringify(g));
+  }
+
+  /** Marks the hash complete for `epoch` and makes it the current epoch. */
+  async complete(epoch: string): Promise<void> {
+    await this.client.multi().hset(desiredKey(HOST), COMPLETE_FIELD, epoch).set(EPOCH_KEY, epoch).exec();
+  }
+
+  async nudge(g: DesiredGuest): Promise<void> {
+    await this.queue.add('reconcile', { namespace: g.namespace, name: g.name, uid: g.uid, generation: g.generation }, { jobId: jobId(g.uid, g.deleting ? 'delete' : g.generation) });
+  }
+
+  async status(name: string): Promise<StatusReport | undefined> {
+    const raw = await this.client.hget(statusKey(HOST), fieldOf('default', name));
+    return raw === null ? undefined : parseStatusReport(raw);
+  }
+
+  /** The stream's reports for one Guest, oldest first. */
+  async streamed(name: string): Promise<StatusReport[]> {
+    const entries = await this.client.xrange(STATUS_STREAM, '-', '+');
+    const asRecord = (fields: string[]) => Object.fromEntries(fields.flatMap((f, i) => (i % 2 ? [] : [[f, fields[i + 1]!]]))) as Record<string, string>;
+    return entries
+      .map(([, fields]) => asRecord(fields))
+      .filter((f) => f.host === HOST && f.key === fieldOf('default', name))
+      .map((f) => parseStatusReport(f.report!));
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+    this.client.disconnect();
+  }
+}
+
+export interface Harness {
+  redis: TestRedis;
+  op: OperatorDouble;
+  dir: string;
+  hv: FakeHypervisor;
+  store: GuestStore;
+  reconciler: Reconciler;
+  agent: Agent;
+  cluster: ClusterMode;
+  log: ReturnType<typeof captureLog>;
+  images: FakeImages;
+  pullTokens: PullTokens;
+  stop(): Promise<void>;
+}
+
+/** Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`, `opUrl` how the operator double does. */
+export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & { redis?: TestRedis; url?: string; passwordFile?: string; opUrl?: string } = {}): Promise<Harness> {
+  const redis = opts.redis ?? (await startRedis());
+  const dir = join(work, `agent-${++n}`);
+  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
+  const store = new GuestStore(dir);
+  const recorder = new EventRecorder(systemClock);
+  const images = new FakeImages();
+  const pullTokens = new PullTokens();
+  const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) });
+  const agent = new Agent(store, hv, recorder, undefined, systemClock, { managedBy: `Redis ${redis.url}` });
+  reconciler.run();
+  const log = captureLog();
+  const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pullTokens, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
+  const op = new OperatorDouble(opts.opUrl ?? redis.url);
+  return {
+    redis,
+    op,
+    dir,
+    hv,
+    store,
+    reconciler,
+    agent,
+    cluster,
+    log,
+    images,
+    pullTokens,
+    async stop() {
+      await cluster.stop();
+      reconciler.stop();
+      await op.close();
+      await redis.stop();
+    },
+  };
+}
+
+/** Waits (real time) until `pred` holds. */
+export async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
