@@ -32,7 +32,7 @@ export const POLICY_REASONS: ReadonlySet<string> = new Set<PlacementReason>(['No
 
 const MiB = 1024n * 1024n;
 
-/** What a Guest holds on its host: its maximums, since it may grow to them without a restart. */
+/** What a Guest holds on its host: its maximums, which its domain is built with (maxCpus vCPUs, maxMemory). */
 export function guestRequest(g: Guest): { cpus: number; memoryMiB: number } {
   const r = g.spec.resources;
   const mem = quantityValue(r.maxMemory ?? r.memory) ?? 0n;

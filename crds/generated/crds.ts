@@ -101,7 +101,7 @@ export const guestCRD: CustomResourceDefinition = {
               },
               "spec": {
                 "title": "GuestSpec",
-                "description": "What should run. resources.cpus and resources.memory change live within maxCpus and maxMemory; changing any other field except nodeSelector recreates the guest's domain.",
+                "description": "What should run. Changing any field except resources.cpus, resources.memory and nodeSelector recreates the guest's domain; a change of cpus or memory keeps the running domain and is not applied to it yet.",
                 "type": "object",
                 "required": [
                   "image"
@@ -220,7 +220,7 @@ export const guestCRD: CustomResourceDefinition = {
                     "title": "GuestResources",
                     "type": "object",
                     "default": {},
-                    "description": "vCPUs and memory. The guest starts with cpus and memory and may be grown up to maxCpus and maxMemory without a restart (vCPU hotplug, balloon).",
+                    "description": "vCPUs and memory. The domain is created with maxCpus vCPUs (cpus of them online) and maxMemory of memory, with memory as its balloon target. Changing them on a running guest (vCPU hotplug, balloon) is not implemented yet.",
                     "properties": {
                       "cpus": {
                         "type": "integer",
@@ -260,7 +260,7 @@ export const guestCRD: CustomResourceDefinition = {
                           }
                         ],
                         "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
-                        "description": "Memory the domain may balloon up to; at least memory; defaults to memory."
+                        "description": "Memory the domain is created with (its maximum); at least memory; defaults to memory."
                       }
                     }
                   },

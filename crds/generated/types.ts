@@ -17,7 +17,7 @@ export interface GuestResources {
   maxCpus?: number;
   /** Memory target, a Kubernetes quantity (512Mi, 2Gi); at least 32Mi. */
   memory: number | string;
-  /** Memory the domain may balloon up to; at least memory; defaults to memory. */
+  /** Memory the domain is created with (its maximum); at least memory; defaults to memory. */
   maxMemory?: number | string;
 }
 
@@ -93,8 +93,9 @@ export interface GuestSpec {
   /** The guest's hostname; defaults to the Guest's name. */
   hostname?: string;
   /**
-   * vCPUs and memory. The guest starts with cpus and memory and may be grown up to maxCpus and maxMemory
-   * without a restart (vCPU hotplug, balloon).
+   * vCPUs and memory. The domain is created with maxCpus vCPUs (cpus of them online) and maxMemory of
+   * memory, with memory as its balloon target. Changing them on a running guest (vCPU hotplug, balloon)
+   * is not implemented yet.
    */
   resources: GuestResources;
   /** The guest kernel. Unset uses the node's default kernel. */
@@ -179,8 +180,9 @@ export interface Guest {
   kind: 'Guest';
   metadata: ObjectMeta;
   /**
-   * What should run. resources.cpus and resources.memory change live within maxCpus and maxMemory;
-   * changing any other field except nodeSelector recreates the guest's domain.
+   * What should run. Changing any field except resources.cpus, resources.memory and nodeSelector
+   * recreates the guest's domain; a change of cpus or memory keeps the running domain and is not applied
+   * to it yet.
    */
   spec: GuestSpec;
   /** What is, as observed by the node agent and the operator. Never written by users. */
