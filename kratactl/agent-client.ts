@@ -1,5 +1,5 @@
 // Client of the node agent's local API: HTTP/1.1 with JSON bodies over a unix socket
-// (ARCHITECTURE.md, "Node agent local API"). Streams (watch, logs, pull progress) are NDJSON or raw
+// (contracts/README.md, "The node agent's local API"). Streams (watch, logs, pull progress) are NDJSON or raw
 // bytes; the console is a raw byte stream after an HTTP upgrade.
 import { CONSOLE_PROTOCOL } from '../contracts/agent-api/endpoints.js';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';

@@ -53,7 +53,7 @@ export class DesiredPublisher {
     let q = this.queues.get(host);
     if (!q) {
       // One shared connection for every queue: BullMQ reuses a passed ioredis instance. No version check:
-      // it runs INFO, which the operator's Redis user may not (cluster/redis-acl.ts).
+      // it runs INFO, which the operator's Redis user may not (contracts/redis/acl.ts).
       q = new Queue(queueName(host), { connection: this.redis, prefix: QUEUE_PREFIX, skipVersionCheck: true, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
       q.on('error', (e) => this.log(`queue ${queueName(host)}`, e));
       this.queues.set(host, q);

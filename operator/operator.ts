@@ -85,7 +85,7 @@ export class Operator {
   }
 
   private connect(name: string, extra: RedisOptions = {}): Redis {
-    // No ready check: krata's Redis user may not run INFO (cluster/redis-acl.ts), and there is no
+    // No ready check: krata's Redis user may not run INFO (contracts/redis/acl.ts), and there is no
     // persisted dataset to wait for.
     const auth = { ...(this.opts.redisUsername ? { username: this.opts.redisUsername } : {}), ...(this.opts.redisPassword ? { password: this.opts.redisPassword } : {}) };
     // The URL parsed here, not by ioredis: its own parse wins over options, and turns `user@` into an empty password.

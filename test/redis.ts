@@ -1,7 +1,7 @@
 // A throwaway redis-server for tests (Debian's /usr/bin/redis-server), on loopback and a free port,
 // without persistence: restart() brings it back on the same port with nothing in it, which is how
 // tests play "Redis lost everything". Servers still running when the test process exits are killed.
-// With `acl` it runs krata's ACL (cluster/redis-acl.ts) with those passwords, as the install does, and
+// With `acl` it runs krata's ACL (contracts/redis/acl.ts) with those passwords, as the install does, and
 // `url` carries no credentials (the test chooses which user connects).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // The Redis contract between the operator and the node agents (cluster mode). Both sides import the
-// key names and record shapes from here, so they cannot drift. ARCHITECTURE.md ("Redis contract")
+// key names and record shapes from here, so they cannot drift. contracts/README.md ("The Redis contract")
 // explains the protocol; the short version:
 //  - the operator alone writes desired state: one hash per host, field "{namespace}/{name}";
 //  - BullMQ jobs on the host's queue only nudge the agent (it always rereads the hash: level-triggered);

@@ -1,4 +1,4 @@
-// The local API's routes (ARCHITECTURE.md, "Node agent local API"): each translates one HTTP request
+// The local API's routes (contracts/README.md, "The node agent's local API"): each translates one HTTP request
 // into one AgentService call. Path parameters and query values are checked here, before any use.
 import { CONSOLE_PROTOCOL } from '../../contracts/agent-api/endpoints.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';

@@ -1,4 +1,4 @@
-// The agent's connection to Redis in cluster mode (options from cluster/redis-options.ts): one command
+// The agent's connection to Redis in cluster mode (options from contracts/redis/options.ts): one command
 // connection shared by the follower, the publisher and the heartbeat, and the
 // outage bookkeeping that keeps logs to one line per outage however often the retries fail.
 // Reconnection never gives up: an agent without Redis keeps running its guests and its local API.
@@ -15,7 +15,7 @@ export interface Log {
 }
 
 /**
- * The agent's Redis user may not run INFO (cluster/redis-acl.ts): no ready check (it waits for a
+ * The agent's Redis user may not run INFO (contracts/redis/acl.ts): no ready check (it waits for a
  * persisted dataset to load, and krata's Redis has none), and BullMQ's version check (INFO) is skipped.
  */
 const LEAST_COMMANDS = { enableReadyCheck: false } as const;

@@ -1,4 +1,4 @@
-// Where a guest's flow may go (documented in ARCHITECTURE.md, "kratanet"), checked in this order:
+// Where a guest's flow may go (documented in node-agent/net/README.md), checked in this order:
 // 1. the gateway address stands for dom0's loopback, reachable only when hostLoopback is allowed
 //    (optionally only some ports);
 // 2. other guests (addresses in the guest subnets) are unreachable: guests are isolated from each other;

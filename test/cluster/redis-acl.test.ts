@@ -1,5 +1,5 @@
 // The Redis that `kubectl apply -k manifests/` installs, run for real: redis-server with the rendered
-// Deployment's arguments and the ACL file the operator renders from its passwords (cluster/redis-acl.ts).
+// Deployment's arguments and the ACL file the operator renders from its passwords (contracts/redis/acl.ts).
 // Nobody gets in without a password; the agent's user, as the DaemonSet connects, runs the agent's real
 // cluster-mode path but cannot change any host's desired state or administer Redis; the operator's user
 // does what the operator does. kubectl is $KRATA_KUBECTL or the one on PATH.

@@ -75,7 +75,7 @@ start_qemu() {
   # CPU model qemu64, not max: under `-cpu max`, dom0 processes that run while a PV guest boots get
   # whole pages of their memory zeroed (malloc arenas, V8's heap: SIGSEGV, "corrupted double-linked
   # list", TurboFan errors), with xl-built guests as well as krata-built ones; with qemu64 none of it
-  # happens (ARCHITECTURE.md, "The test bed's CPU model"). KRATA_XENHOST_CPU overrides it.
+  # happens (test/e2e/README.md, "The test bed's CPU model"). KRATA_XENHOST_CPU overrides it.
   setpriv --pdeathsig KILL -- qemu-system-x86_64 \
     -accel tcg -machine q35 -cpu "${KRATA_XENHOST_CPU:-qemu64}" -smp "${KRATA_XENHOST_SMP:-2}" -m "${KRATA_XENHOST_MEM:-3072}" \
     -nodefaults -display none -no-reboot \

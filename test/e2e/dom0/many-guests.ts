@@ -3,7 +3,7 @@
 // thread count with 1 guest and with N (it must not grow per guest).
 //   node dist/test/e2e/dom0/many-guests.js N [TIMEOUT_S]
 // Used by scenario 080. Under QEMU's `-cpu max` this crashed (dom0 memory corruption by TCG while
-// guests boot, see ARCHITECTURE.md); MG_NO_CONSOLE=1 (no console sessions), MG_FRESH_PRIVCMD=1 (a
+// guests boot, see test/e2e/README.md); MG_NO_CONSOLE=1 (no console sessions), MG_FRESH_PRIVCMD=1 (a
 // privcmd descriptor per build) and MG_DESTROY_BETWEEN=1 (each guest destroyed before the next build)
 // remain for narrowing down failures like that one.
 import { readFileSync } from 'node:fs';
