@@ -14,12 +14,15 @@ import { importImage } from '../image/import.js';
 import { ImageStore } from '../image/store.js';
 import { buildTar } from '../image/tar.js';
 import { Agent, CachedImages } from '../service/agent-service.js';
-import { EventRecorder } from './events.js';
+import { EventRecorder } from '../reconcile/events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import { GuestStore } from '../store/guest-store.js';
-import { Ipam } from './ipam.js';
-import { ImageError, Reconciler, specHash, type ImageProvider } from './reconciler.js';
+import { Ipam } from '../reconcile/ipam.js';
+import { specHash } from '../reconcile/identity.js';
+import { ImageError, type ImageProvider } from '../reconcile/pulls.js';
+import { assembleGuestController } from './assemble.js';
+import type { GuestController } from './controller.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-reconciler-test-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -69,7 +72,7 @@ interface Harness {
   hv: FakeHypervisor;
   images: FakeImages;
   store: GuestStore;
-  reconciler: Reconciler;
+  controller: GuestController;
   agent: Agent;
   recorder: EventRecorder;
   ipam: Ipam;
@@ -86,23 +89,23 @@ function harness(dir = join(work, `state-${++n}`), hv = new FakeHypervisor({ cpu
   const store = new GuestStore(dir);
   const recorder = new EventRecorder(clock);
   const ipam = new Ipam(dir);
-  const reconciler = new Reconciler(store, hv, images, ipam, recorder, clock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', resyncMs: 15_000 });
+  const controller = assembleGuestController({ store, hv, images, ipam, recorder, clock }, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', resyncMs: 15_000 });
   const agent = new Agent(store, hv, recorder, undefined, clock);
-  reconciler.run();
+  controller.run();
   const h: Harness = {
     dir,
     clock,
     hv,
     images,
     store,
-    reconciler,
+    controller,
     agent,
     recorder,
     ipam,
     async until(pred, step = 5, rounds = 400) {
       for (let i = 0; i < rounds; i++) {
         // A handler may wait on the fake clock (a grace period): do not wait for idle forever.
-        await Promise.race([reconciler.queue.idle(), new Promise((r) => setTimeout(r, 20))]);
+        await Promise.race([controller.queue.idle(), new Promise((r) => setTimeout(r, 20))]);
         await new Promise((r) => setImmediate(r));
         if (pred()) return;
         clock.advance(step);
@@ -110,11 +113,11 @@ function harness(dir = join(work, `state-${++n}`), hv = new FakeHypervisor({ cpu
       assert.fail(`condition not reached; statuses: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
     },
     restart() {
-      reconciler.stop();
+      controller.stop();
       return harness(dir, hv, clock);
     },
     stop() {
-      reconciler.stop();
+      controller.stop();
     },
   };
   return h;
@@ -154,7 +157,7 @@ test('apply → Running: the domain gets the spec, the image, a config disk, add
   assert.ok(h.agent.events('default', 'web').some((e) => e.reason === 'Started'));
   // Level-triggered: reconciling again changes nothing.
   const rv = g.metadata.resourceVersion;
-  h.reconciler.queue.add('default/web');
+  h.controller.queue.add('default/web');
   await h.until(() => true);
   assert.equal(h.agent.get('default', 'web')!.metadata.resourceVersion, rv);
   assert.equal(h.hv.calls.create, 1);
@@ -174,7 +177,7 @@ test('failures retry with exponential backoff and land in status; success clears
   assert.ok(seen.includes('Pending/FailedCreate'), seen.join(' '));
   assert.match(h.recorder.list('default', 'flaky').map((e) => e.message).join('\n'), /creating the domain failed: no memory for page tables/);
   assert.equal(h.agent.get('default', 'flaky')!.status!.reason, undefined);
-  assert.equal(h.reconciler.queue.attempts('default/flaky'), 0);
+  assert.equal(h.controller.queue.attempts('default/flaky'), 0);
   assert.equal(h.agent.events('default', 'flaky').filter((e) => e.reason === 'ReconcileError').length, 3);
   h.stop();
 });
@@ -326,7 +329,7 @@ test('what happens behind the agent\'s back: a lost domain counts as a failed ex
   const extra = await h.hv.create({ ...launch, name: 'krata-default-dup-2' });
   const paused = await h.hv.create({ ...launch, name: 'krata-default-dup-3' });
   h.hv.domain(paused.domid)!.info.state = 'paused';
-  await h.reconciler.resync();
+  await h.controller.resync();
   await h.until(() => h.hv.count === 1);
   assert.equal(h.hv.domain(g.status!.domid!)?.info.state, 'running', 'the domain status names is kept');
   assert.ok(h.recorder.list('default', 'dup').some((e) => e.reason === 'DuplicateDomain' && e.message.includes(String(extra.domid))));
@@ -424,7 +427,7 @@ test('domain names cannot collide across namespaces: a-b/c and a/b-c both run, u
   // Adoption goes by the keys in xenstore, not by names: a restarted agent keeps all three domains.
   const creates = h.hv.calls.create;
   const h2 = h.restart();
-  await h2.reconciler.resync();
+  await h2.controller.resync();
   await h2.until(() => true);
   assert.equal(h2.hv.calls.create, creates);
   assert.equal(h2.hv.count, 3);
