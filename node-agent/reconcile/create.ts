@@ -67,7 +67,8 @@ export class CreateStep {
     const uid = g.metadata.uid!;
     const { status } = this;
     // Image: pulled outside the workers; this reconcile ends while it runs.
-    const policy = g.spec.imagePullPolicy ?? (/:latest$/.test(g.spec.image) || !/[:@][^/]*$/.test(g.spec.image) ? 'Always' : 'IfNotPresent');
+    const untagged = !/[:@][^/]*$/.test(g.spec.image);
+    const policy = g.spec.imagePullPolicy ?? (/:latest$/.test(g.spec.image) || untagged ? 'Always' : 'IfNotPresent');
     let image;
     try {
       // The namespace is always the Guest's own: a provider cannot make one Guest prove for another.
@@ -114,7 +115,9 @@ export class CreateStep {
     const memoryMiB = mib(g.spec.resources.memory, 512);
     const maxMemoryMiB = Math.max(memoryMiB, mib(g.spec.resources.maxMemory, memoryMiB));
     const host = await this.hv.host();
-    if (maxMemoryMiB > host.totalMemoryMiB) throw new Stalled('InsufficientMemory', `maxMemory ${maxMemoryMiB} MiB is more than this host has (${host.totalMemoryMiB} MiB)`);
+    if (maxMemoryMiB > host.totalMemoryMiB) {
+      throw new Stalled('InsufficientMemory', `maxMemory ${maxMemoryMiB} MiB is more than this host has (${host.totalMemoryMiB} MiB)`);
+    }
     if (maxMemoryMiB > host.freeMemoryMiB) {
       status.set(key, (s) => {
         s.phase = 'Pending';
@@ -126,24 +129,29 @@ export class CreateStep {
     for (const [field, path] of [['spec.kernel.path', g.spec.kernel?.path], ['spec.initrd.path', g.spec.initrd?.path]] as const) {
       if (path !== undefined) this.checkBootFile(field, path);
     }
-    if (g.spec.kernel?.image || g.spec.initrd?.image) throw new Stalled('KernelImageUnsupported', 'kernel.image and initrd.image (kernels from OCI images) are not supported yet; use kernel.path/initrd.path or the node default');
+    if (g.spec.kernel?.image || g.spec.initrd?.image) {
+      throw new Stalled(
+        'KernelImageUnsupported',
+        'kernel.image and initrd.image (kernels from OCI images) are not supported yet; use kernel.path/initrd.path or the node default',
+      );
+    }
     // Network.
     let reservation: Reservation | undefined;
     let network: GuestNetworkConfig | undefined;
     if (g.spec.network.enabled) {
-      reservation = this.ipam.reserve(key, uid);
+      const r = this.ipam.reserve(key, uid);
+      reservation = r;
       network = {
         // Offloads on (the kernel's defaults): kratanet takes and sends virtio-net headers, GSO
         // super-frames and partial checksums included, so the guest need not segment or checksum.
-        interfaces: [{ name: 'eth0', addresses: [`${reservation.ipv4}/${reservation.prefix4}`, `${reservation.ipv6}/${reservation.prefix6}`], mtu: 1500, offloads: true }],
+        interfaces: [{ name: 'eth0', addresses: [`${r.ipv4}/${r.prefix4}`, `${r.ipv6}/${r.prefix6}`], mtu: 1500, offloads: true }],
         routes: [
-          { to: 'default', via: reservation.gateway4 },
-          { to: 'default', via: reservation.gateway6 },
+          { to: 'default', via: r.gateway4 },
+          { to: 'default', via: r.gateway6 },
         ],
         nameservers: this.opts.nameservers ?? ['1.1.1.1', '2606:4700:4700::1111'],
         searches: [],
       };
-      const r = reservation;
       status.set(key, (s) => {
         s.addresses = statusAddresses(r);
         status.condition(rec, s, 'NetworkReady', 'True', 'AddressesAssigned', `${r.ipv4}, ${r.ipv6}`);
@@ -170,7 +178,9 @@ export class CreateStep {
       maxMemoryMiB,
       kernel: g.spec.kernel?.path ?? this.opts.kernel,
       initrd: g.spec.initrd?.path ?? this.opts.initrd,
-      cmdline: ['console=hvc0', g.spec.kernel?.verbose ? '' : 'quiet loglevel=3', this.opts.cmdline ?? '', g.spec.kernel?.cmdline ?? ''].filter(Boolean).join(' '),
+      cmdline: ['console=hvc0', g.spec.kernel?.verbose ? '' : 'quiet loglevel=3', this.opts.cmdline ?? '', g.spec.kernel?.cmdline ?? '']
+        .filter(Boolean)
+        .join(' '),
       disks: [
         { file: image.path, vdev: 'xvda' },
         { file: disk, vdev: 'xvdb' },
@@ -205,13 +215,16 @@ export class CreateStep {
   }
 
   private checkBootFile(field: string, path: string): void {
-    const dirs = (this.opts.bootFileDirs ?? [dirname(this.opts.kernel), dirname(this.opts.initrd)]).map((d) => (existsSync(d) ? realpathSync(d) : d));
+    const allowed = this.opts.bootFileDirs ?? [dirname(this.opts.kernel), dirname(this.opts.initrd)];
+    const dirs = allowed.map((d) => (existsSync(d) ? realpathSync(d) : d));
     let real: string;
     try {
       real = realpathSync(path);
     } catch {
       throw new Stalled('InvalidSpec', `${field}: ${path} does not exist on this node`);
     }
-    if (!dirs.some((d) => real.startsWith(`${d}/`))) throw new Stalled('InvalidSpec', `${field}: ${path} is outside the directories this node boots guests from (${dirs.join(', ')})`);
+    if (!dirs.some((d) => real.startsWith(`${d}/`))) {
+      throw new Stalled('InvalidSpec', `${field}: ${path} is outside the directories this node boots guests from (${dirs.join(', ')})`);
+    }
   }
 }

@@ -48,7 +48,9 @@ export class DeleteStep {
     for (const d of domains) {
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid} (grace period ${grace / 1000} s)`);
       const how = await this.shutdown(d.domid, grace);
-      if (how === 'forced') this.recorder.warning(key, 'ForcedStop', `domain ${d.domid} did not stop within ${grace / 1000} s and was destroyed`);
+      if (how === 'forced') {
+        this.recorder.warning(key, 'ForcedStop', `domain ${d.domid} did not stop within ${grace / 1000} s and was destroyed`);
+      }
     }
     this.ipam.release(key);
     this.pulls.drop(key); // a pull still running is not waited for; its result is dropped
@@ -71,6 +73,7 @@ export class DeleteStep {
   /** Host-wide, at each resync: devices that belong to no domain, config disks that belong to no Guest. */
   async cleanupHost(domains: DomainInfo[]): Promise<void> {
     for (const o of await this.hv.cleanupOrphans()) this.recorder.host('OrphanRemoved', `removed ${o}, which belonged to no domain`);
-    this.disks.removeStray(new Set([...this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid), ...domains.map((d) => d.guestUid)]));
+    const wanted = this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid);
+    this.disks.removeStray(new Set([...wanted, ...domains.map((d) => d.guestUid)]));
   }
 }

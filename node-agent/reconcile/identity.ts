@@ -19,7 +19,10 @@ export function domainName(namespace: string, name: string, uid: string): string
 /** The spec fields a domain is built from: a change means a new domain (cpus/memory apply live). */
 export function specHash(g: Guest): string {
   const { resources, nodeSelector: _n, ...rest } = g.spec;
-  const stable = { ...rest, resources: { maxCpus: resources.maxCpus ?? resources.cpus, maxMemory: resources.maxMemory ?? resources.memory } };
+  const stable = {
+    ...rest,
+    resources: { maxCpus: resources.maxCpus ?? resources.cpus, maxMemory: resources.maxMemory ?? resources.memory },
+  };
   return createHash('sha256').update(JSON.stringify(stable)).digest('hex').slice(0, 16);
 }
 

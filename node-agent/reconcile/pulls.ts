@@ -78,7 +78,8 @@ export class ImagePulls {
       job = j;
       this.jobs.set(key, j);
       // A Guest deleted (or changed) while its pull waited for a slot needs it no more.
-      const ensure = () => (this.jobs.get(key) === j ? this.images.ensure(reference, policy, auth) : Promise.reject(new Error('pull dropped')));
+      const ensure = () =>
+        this.jobs.get(key) === j ? this.images.ensure(reference, policy, auth) : Promise.reject(new Error('pull dropped'));
       const p = this.images.cached?.(reference, policy, auth) ? ensure() : this.slots.run(ensure);
       const settled = p.then(
         (image) => void (j.result = { image }),

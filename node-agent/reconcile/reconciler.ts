@@ -68,7 +68,8 @@ export class GuestReconciler implements Reconciler {
     current = current.filter((d) => d.state !== 'paused');
     // One domain per Guest: keep the one status names (else the newest), destroy the rest.
     if (current.length > 1) {
-      const keep = current.find((d) => d.domid === rec.guest.status?.domid) ?? current.reduce((a, b) => (b.createdAt > a.createdAt ? b : a));
+      const newest = current.reduce((a, b) => (b.createdAt > a.createdAt ? b : a));
+      const keep = current.find((d) => d.domid === rec.guest.status?.domid) ?? newest;
       for (const d of current.filter((x) => x !== keep)) {
         this.recorder.warning(key, 'DuplicateDomain', `destroying domain ${d.domid}: domain ${keep.domid} already runs this Guest`);
         await this.deleter.destroy(d.domid);
@@ -83,7 +84,8 @@ export class GuestReconciler implements Reconciler {
     const latest = this.store.get(key) ?? rec;
     const st = latest.guest.status;
     if (st?.phase === 'Running' && st.domid !== undefined) {
-      return this.observer.exited(key, latest, { domid: st.domid, createdAt: Date.parse(st.startTime ?? '') || this.clock.now(), lost: true });
+      const createdAt = Date.parse(st.startTime ?? '') || this.clock.now();
+      return this.observer.exited(key, latest, { domid: st.domid, createdAt, lost: true });
     }
     return this.startIfDue(key, latest);
   }

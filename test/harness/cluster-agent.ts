@@ -134,7 +134,10 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
   const recorder = new EventRecorder(systemClock);
   const images = new FakeImages();
   const pullTokens = new PullTokens();
-  const controller = assembleGuestController({ store, hv, images, ipam: new Ipam(dir), recorder, clock: systemClock }, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) });
+  const controller = assembleGuestController(
+    { store, hv, images, ipam: new Ipam(dir), recorder, clock: systemClock },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) },
+  );
   const agent = new Agent(store, hv, recorder, undefined, systemClock, { managedBy: `Redis ${redis.url}` });
   controller.run();
   const log = captureLog();

@@ -72,7 +72,10 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
     const recorder = new EventRecorder(systemClock);
     const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [reg.host, reg.tokenServer!.host] } });
     const secrets = new SecretStore(dir);
-    controller = assembleGuestController({ store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock }, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullAuth: (g) => secrets.forGuest(g) });
+    controller = assembleGuestController(
+      { store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock },
+      { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullAuth: (g) => secrets.forGuest(g) },
+    );
     agent = new Agent(store, hv, recorder, images, systemClock, { secrets });
     controller.run();
     server = await startApiServer(agent, { socketPath: socket, log: () => {} });

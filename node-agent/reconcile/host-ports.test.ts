@@ -10,13 +10,13 @@ import type { Guest, PortRange } from '../../crds/generated/types.js';
 import { parsePortRanges } from '../../crds/host-ports.js';
 import { validateObject } from '../../crds/validate.js';
 import { Agent } from '../service/agent-service.js';
-import { EventRecorder } from '../reconcile/events.js';
+import { EventRecorder } from './events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import { GuestStore } from '../store/guest-store.js';
-import { Ipam } from '../reconcile/ipam.js';
-import type { ImageProvider } from '../reconcile/pulls.js';
-import { assembleGuestController } from './assemble.js';
+import { Ipam } from './ipam.js';
+import type { ImageProvider } from './pulls.js';
+import { assembleGuestController } from '../controller/assemble.js';
 import { validateConfig } from '../net/config.js';
 import { desiredNetwork } from '../net/desired.js';
 
@@ -36,7 +36,10 @@ function harness(hostPorts?: PortRange[]) {
   (hv as unknown as { clock: FakeClock }).clock = clock;
   const store = new GuestStore(dir);
   const recorder = new EventRecorder(clock);
-  const controller = assembleGuestController({ store, hv, images, ipam: new Ipam(dir), recorder, clock }, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', ...(hostPorts ? { hostPorts } : {}) });
+  const controller = assembleGuestController(
+    { store, hv, images, ipam: new Ipam(dir), recorder, clock },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', ...(hostPorts ? { hostPorts } : {}) },
+  );
   const agent = new Agent(store, hv, recorder, undefined, clock);
   controller.run();
   return {

@@ -13,12 +13,12 @@ import { validateObject } from '../../crds/validate.js';
 import { ImageStore } from '../image/store.js';
 import { Semaphore } from '../../lib/semaphore.js';
 import { Agent, CachedImages } from '../service/agent-service.js';
-import { EventRecorder } from '../reconcile/events.js';
+import { EventRecorder } from './events.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import { GuestStore } from '../store/guest-store.js';
 import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../reconcile/ipam.js';
-import { assembleGuestController } from './assemble.js';
+import { Ipam } from './ipam.js';
+import { assembleGuestController } from '../controller/assemble.js';
 
 const until = async (pred: () => boolean, what: string) => {
   for (let i = 0; i < 500 && !pred(); i++) await new Promise((r) => setTimeout(r, 20));
@@ -43,7 +43,10 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
   const recorder = new EventRecorder(systemClock);
   const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [host] } });
   const pullSlots = new Semaphore(1);
-  const controller = assembleGuestController({ store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock }, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullSlots });
+  const controller = assembleGuestController(
+    { store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullSlots },
+  );
   const agent = new Agent(store, hv, recorder, images, systemClock, { pullSlots });
   controller.run();
   try {

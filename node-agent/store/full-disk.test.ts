@@ -20,7 +20,7 @@ import { writeConfigDisk } from '../reconcile/config-disk.js';
 import { EventRecorder } from '../reconcile/events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
-import { GuestStore } from '../store/guest-store.js';
+import { GuestStore } from './guest-store.js';
 import type { WatchEvent } from '../../contracts/agent-api/types.js';
 
 /** A tmpfs of `size` mounted on a fresh directory, unmounted (and removed) when the test ends. */
