@@ -17,13 +17,14 @@ import { checkHostName } from '../contracts/redis/contract.js';
 import { parsePortRanges } from '../crds/host-ports.js';
 import { packageVersion } from '../lib/version.js';
 import { Agent, CachedImages } from './service/agent-service.js';
-import { EventRecorder } from './controller/events.js';
+import { EventRecorder } from './reconcile/events.js';
 import { FakeHypervisor } from './runtime/fake-hypervisor.js';
 import { GuestStore } from './store/guest-store.js';
 import { HYPERVISOR, type Hypervisor } from './runtime/hypervisor.js';
 import { CLOCK, systemClock, type Clock } from '../lib/clock.js';
-import { Ipam } from './controller/ipam.js';
-import { Reconciler } from './controller/reconciler.js';
+import { Ipam } from './reconcile/ipam.js';
+import { assembleGuestController } from './controller/assemble.js';
+import type { GuestController } from './controller/controller.js';
 import { startApiServer } from './api/server.js';
 import { startClusterMode, type ClusterMode } from './follower/cluster-mode.js';
 import { PullTokens } from './follower/pull-tokens.js';
@@ -195,14 +196,14 @@ async function main(): Promise<number> {
   const recovered = images.recover();
   if (recovered.removed.length) log.info({ removed: recovered.removed }, 'removed what interrupted image jobs left');
   const recorder = new EventRecorder(clock, 50, (e) => log[e.type === 'Warning' ? 'warn' : 'info']({ guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count }, e.message));
-  let reconciler: Reconciler | undefined;
-  const metrics = new AgentMetrics(store, () => reconciler?.queue, images);
+  let controller: GuestController | undefined;
+  const metrics = new AgentMetrics(store, () => controller?.queue, images);
   // Pull credentials: a single host's own Secrets, or the operator's tokens from Redis (never both).
   const secrets = cluster ? undefined : new SecretStore(state);
   const pullTokens = cluster ? new PullTokens() : undefined;
   // One bound for every pull on the host: the reconciler's and the API's.
   const pullSlots = new Semaphore(count('pull-concurrency', 1));
-  reconciler = new Reconciler(store, hv, new CachedImages(images), ipam, recorder, clock, {
+  controller = assembleGuestController({ store, hv, images: new CachedImages(images), ipam, recorder, clock }, {
     pullAuth: (g) => (pullTokens ? pullTokens.forGuest(g) : secrets!.forGuest(g)),
     stateDir: state,
     kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
@@ -251,7 +252,7 @@ async function main(): Promise<number> {
     };
     push();
   }
-  reconciler.run();
+  controller.run();
   const clusterMode: ClusterMode | undefined = cluster && startClusterMode({ ...cluster, store, hv, clock, log, pullTokens });
   log.info({ socket: values.socket, metrics: values.metrics, state, network, guests: store.keys().length, version: packageVersion(), ...(cluster ? { redis: cluster.redisName, host: cluster.host } : {}) }, 'krata-node-agent started');
 
@@ -269,9 +270,9 @@ async function main(): Promise<number> {
   const netStopped = net?.stop();
   // No more desired state in, then the last status reports out (bounded), then the reconciler.
   await clusterMode?.stop();
-  reconciler.stop();
+  controller.stop();
   // Let a create or stop in progress finish (bounded), so no half-built domain is left behind.
-  await Promise.race([reconciler.queue.idle(), new Promise((r) => setTimeout(r, 30_000))]);
+  await Promise.race([controller.queue.idle(), new Promise((r) => setTimeout(r, 30_000))]);
   await api.close();
   metricsServer?.close();
   await netStopped;

@@ -14,7 +14,7 @@ import { CredentialStore } from '../../lib/oci/credentials.js';
 import { ImageStore } from './store.js';
 import { exchangeToken, registryChallenge, type PullAuth, type RegistryOptions } from '../../lib/oci/registry.js';
 import { CachedImages } from '../service/agent-service.js';
-import { ImageError } from '../controller/reconciler.js';
+import { ImageError } from '../reconcile/pulls.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-pull-auth-test-'));
 let n = 0;

@@ -3,7 +3,7 @@
 // deleted keeps its network until its domain is gone. A host port two Guests publish goes to the older.
 import type { Guest } from '../../crds/generated/types.js';
 import type { GuestStore } from '../store/guest-store.js';
-import type { Ipam } from '../controller/ipam.js';
+import type { Ipam } from '../reconcile/ipam.js';
 import type { GuestNetConfig, PublishedPort } from './backend.js';
 import type { KratanetConfig } from './config.js';
 import { parseCidrRule } from './policy.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
 import { validateObject } from '../../crds/validate.js';
 import { GuestStore } from '../store/guest-store.js';
-import { Ipam } from '../controller/ipam.js';
+import { Ipam } from '../reconcile/ipam.js';
 import { validateConfig, type KratanetConfig } from './config.js';
 import { desiredNetwork, describeConflict, egressFlags, type PortConflict } from './desired.js';
 import { NetSupervisor, type NetLog } from './supervisor.js';

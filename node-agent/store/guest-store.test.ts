@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { GuestStore } from './guest-store.js';
-import { Ipam } from '../controller/ipam.js';
+import { Ipam } from '../reconcile/ipam.js';
 import type { WatchEvent } from '../../contracts/agent-api/types.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 

@@ -193,7 +193,7 @@ test('kubectl apply -k manifests/ gives a Redis that refuses unauthenticated cli
       assert.deepEqual(problems, [], 'the agent met no refusal');
     } finally {
       await h.cluster.stop();
-      h.reconciler.stop();
+      h.controller.stop();
       await h.op.close();
     }
 

@@ -11,12 +11,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
-import { EventRecorder } from '../../node-agent/controller/events.js';
+import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { FakeHypervisor, type FakeSnapshot } from '../../node-agent/runtime/fake-hypervisor.js';
 import { GuestStore } from '../../node-agent/store/guest-store.js';
 import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/controller/ipam.js';
-import { Reconciler, type ImageProvider } from '../../node-agent/controller/reconciler.js';
+import { Ipam } from '../../node-agent/reconcile/ipam.js';
+import { assembleGuestController } from '../../node-agent/controller/assemble.js';
+import type { GuestController } from '../../node-agent/controller/controller.js';
+import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import { startClusterMode, type ClusterMode } from '../../node-agent/follower/cluster-mode.js';
 import { redisOptions } from '../../contracts/redis/options.js';
 
@@ -35,7 +37,7 @@ export interface SimHost {
   name: string;
   hv: FakeHypervisor;
   store: GuestStore;
-  reconciler: Reconciler;
+  controller: GuestController;
   cluster: ClusterMode;
 }
 
@@ -63,7 +65,7 @@ export function startSimHosts(o: SimHostsOptions): { hosts: SimHost[]; stop(): P
     }
     const store = new GuestStore(dir);
     const recorder = new EventRecorder(systemClock, 20);
-    const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, systemClock, {
+    const controller = assembleGuestController({ store, hv, images, ipam: new Ipam(dir), recorder, clock: systemClock }, {
       stateDir: dir,
       kernel: '/boot/vmlinuz',
       initrd: '/boot/initrd',
@@ -71,15 +73,15 @@ export function startSimHosts(o: SimHostsOptions): { hosts: SimHost[]; stop(): P
       resyncMs: 60_000,
       writeConfigDisk: async (out, config) => writeFileSync(out, JSON.stringify(config)),
     });
-    reconciler.run();
+    controller.run();
     const cluster = startClusterMode({ redis: redisOptions(o.redisUrl), redisName: o.redisUrl, host: name, store, hv, log: logger as never });
-    return { name, hv, store, reconciler, cluster };
+    return { name, hv, store, controller, cluster };
   });
   return {
     hosts,
     async stop() {
       await Promise.all(hosts.map((h) => h.cluster.stop()));
-      for (const h of hosts) h.reconciler.stop();
+      for (const h of hosts) h.controller.stop();
     },
   };
 }

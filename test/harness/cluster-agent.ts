@@ -12,12 +12,14 @@ import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, STATUS_STREAM, desiredKey, fie
 import type { GuestSpec } from '../../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../redis.js';
 import { Agent } from '../../node-agent/service/agent-service.js';
-import { EventRecorder } from '../../node-agent/controller/events.js';
+import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
 import { GuestStore } from '../../node-agent/store/guest-store.js';
 import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/controller/ipam.js';
-import { Reconciler, type ImageProvider } from '../../node-agent/controller/reconciler.js';
+import { Ipam } from '../../node-agent/reconcile/ipam.js';
+import { assembleGuestController } from '../../node-agent/controller/assemble.js';
+import type { GuestController } from '../../node-agent/controller/controller.js';
+import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
 import { PullTokens } from '../../node-agent/follower/pull-tokens.js';
 import { startClusterMode, type ClusterMode, type ClusterModeOptions } from '../../node-agent/follower/cluster-mode.js';
@@ -114,7 +116,7 @@ export interface Harness {
   dir: string;
   hv: FakeHypervisor;
   store: GuestStore;
-  reconciler: Reconciler;
+  controller: GuestController;
   agent: Agent;
   cluster: ClusterMode;
   log: ReturnType<typeof captureLog>;
@@ -132,9 +134,12 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
   const recorder = new EventRecorder(systemClock);
   const images = new FakeImages();
   const pullTokens = new PullTokens();
-  const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) });
+  const controller = assembleGuestController(
+    { store, hv, images, ipam: new Ipam(dir), recorder, clock: systemClock },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) },
+  );
   const agent = new Agent(store, hv, recorder, undefined, systemClock, { managedBy: `Redis ${redis.url}` });
-  reconciler.run();
+  controller.run();
   const log = captureLog();
   const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pullTokens, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
   const op = new OperatorDouble(opts.opUrl ?? redis.url);
@@ -144,7 +149,7 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
     dir,
     hv,
     store,
-    reconciler,
+    controller,
     agent,
     cluster,
     log,
@@ -152,7 +157,7 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
     pullTokens,
     async stop() {
       await cluster.stop();
-      reconciler.stop();
+      controller.stop();
       await op.close();
       await redis.stop();
     },

@@ -18,12 +18,13 @@ import { ImageStore } from '../../node-agent/image/store.js';
 import { startApiServer, type ApiServer } from '../../node-agent/api/server.js';
 import { run } from '../../kratactl/cli.js';
 import { Agent, CachedImages } from '../../node-agent/service/agent-service.js';
-import { EventRecorder } from '../../node-agent/controller/events.js';
+import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
 import { GuestStore } from '../../node-agent/store/guest-store.js';
 import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/controller/ipam.js';
-import { Reconciler } from '../../node-agent/controller/reconciler.js';
+import { Ipam } from '../../node-agent/reconcile/ipam.js';
+import { assembleGuestController } from '../../node-agent/controller/assemble.js';
+import type { GuestController } from '../../node-agent/controller/controller.js';
 import { SecretStore } from '../../node-agent/store/secret-store.js';
 
 const USER = 'tenant';
@@ -57,7 +58,7 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   let dir: string;
   let socket: string;
   let server: ApiServer;
-  let reconciler: Reconciler;
+  let controller: GuestController;
   let agent: Agent;
   const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }], config: { Cmd: ['/bin/sh'] } });
 
@@ -71,13 +72,16 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
     const recorder = new EventRecorder(systemClock);
     const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [reg.host, reg.tokenServer!.host] } });
     const secrets = new SecretStore(dir);
-    reconciler = new Reconciler(store, hv, new CachedImages(images), new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullAuth: (g) => secrets.forGuest(g) });
+    controller = assembleGuestController(
+      { store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock },
+      { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullAuth: (g) => secrets.forGuest(g) },
+    );
     agent = new Agent(store, hv, recorder, images, systemClock, { secrets });
-    reconciler.run();
+    controller.run();
     server = await startApiServer(agent, { socketPath: socket, log: () => {} });
   });
   after(async () => {
-    reconciler?.stop();
+    controller?.stop();
     await server?.close();
     await reg?.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -15,7 +15,8 @@ import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import { GuestStore } from '../store/guest-store.js';
 import { Ipam } from './ipam.js';
-import { Reconciler, type ImageProvider } from './reconciler.js';
+import type { ImageProvider } from './pulls.js';
+import { assembleGuestController } from '../controller/assemble.js';
 import { validateConfig } from '../net/config.js';
 import { desiredNetwork } from '../net/desired.js';
 
@@ -35,17 +36,20 @@ function harness(hostPorts?: PortRange[]) {
   (hv as unknown as { clock: FakeClock }).clock = clock;
   const store = new GuestStore(dir);
   const recorder = new EventRecorder(clock);
-  const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, clock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', ...(hostPorts ? { hostPorts } : {}) });
+  const controller = assembleGuestController(
+    { store, hv, images, ipam: new Ipam(dir), recorder, clock },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', ...(hostPorts ? { hostPorts } : {}) },
+  );
   const agent = new Agent(store, hv, recorder, undefined, clock);
-  reconciler.run();
+  controller.run();
   return {
     hv,
     agent,
-    reconciler,
+    controller,
     status: (name: string) => agent.get('default', name)?.status,
     async until(pred: () => boolean) {
       for (let i = 0; i < 400; i++) {
-        await Promise.race([reconciler.queue.idle(), new Promise((r) => setTimeout(r, 20))]);
+        await Promise.race([controller.queue.idle(), new Promise((r) => setTimeout(r, 20))]);
         await new Promise((r) => setImmediate(r));
         if (pred()) return;
         clock.advance(100);
@@ -78,12 +82,12 @@ test('a privileged host port is refused by default: Failed, Stalled=True, reason
   assert.equal(s.message, 'host port TCP/80 (spec.network.ports[0].containerPort) is not allowed on this node (--host-ports 1024-65535)');
   assert.deepEqual([cond(s, 'Stalled')?.status, cond(s, 'Stalled')?.reason], ['True', 'HostPortNotAllowed']);
   assert.equal(h.hv.calls.create, 1);
-  h.reconciler.stop();
+  h.controller.stop();
   // An admin who allows it: the same Guest runs.
   const open = harness([{ from: 80, to: 80 }]);
   await open.agent.apply([guest('web', [{ containerPort: 80 }])], false);
   await open.until(() => open.status('web')?.phase === 'Running');
-  open.reconciler.stop();
+  open.controller.stop();
 });
 
 test('a host port another Guest holds: the newcomer waits with HostPortConflict and starts once the port is free', async () => {
@@ -104,7 +108,7 @@ test('a host port another Guest holds: the newcomer waits with HostPortConflict 
   await h.until(() => h.status('udp')?.phase === 'Running');
   await h.agent.delete('default', 'first', {});
   await h.until(() => h.status('second')?.phase === 'Running');
-  h.reconciler.stop();
+  h.controller.stop();
 });
 
 test('Guests applied together with one host port: the older runs, the other waits, never both', async () => {
@@ -113,7 +117,7 @@ test('Guests applied together with one host port: the older runs, the other wait
   await h.until(() => [h.status('a'), h.status('b')].some((s) => s?.phase === 'Running') && [h.status('a'), h.status('b')].some((s) => s?.reason === 'HostPortConflict'));
   assert.equal(h.status('a')?.phase, 'Running');
   assert.equal(h.hv.calls.create, 1);
-  h.reconciler.stop();
+  h.controller.stop();
 });
 
 test('--host-port-address: kratanet is told to bind published ports on that address only', () => {

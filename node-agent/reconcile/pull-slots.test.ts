@@ -18,7 +18,7 @@ import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import { GuestStore } from '../store/guest-store.js';
 import { systemClock } from '../../lib/clock.js';
 import { Ipam } from './ipam.js';
-import { Reconciler } from './reconciler.js';
+import { assembleGuestController } from '../controller/assemble.js';
 
 const until = async (pred: () => boolean, what: string) => {
   for (let i = 0; i < 500 && !pred(); i++) await new Promise((r) => setTimeout(r, 20));
@@ -43,9 +43,12 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
   const recorder = new EventRecorder(systemClock);
   const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [host] } });
   const pullSlots = new Semaphore(1);
-  const reconciler = new Reconciler(store, hv, new CachedImages(images), new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullSlots });
+  const controller = assembleGuestController(
+    { store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullSlots },
+  );
   const agent = new Agent(store, hv, recorder, images, systemClock, { pullSlots });
-  reconciler.run();
+  controller.run();
   try {
     const g = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'web' }, spec: { image: `${host}/guest/app:1`, resources: { cpus: 1, memory: '128Mi' } } });
     assert.deepEqual(g.errors, []);
@@ -64,7 +67,7 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
     answer();
     assert.match(await apiPull, /404|not found|unknown/i);
   } finally {
-    reconciler.stop();
+    controller.stop();
     answer();
     registry.closeAllConnections();
     registry.close();

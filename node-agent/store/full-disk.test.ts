@@ -16,11 +16,11 @@ import { validateObject } from '../../crds/validate.js';
 import { startApiServer } from '../api/server.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { Agent } from '../service/agent-service.js';
-import { writeConfigDisk } from './config-disk.js';
-import { EventRecorder } from './events.js';
+import { writeConfigDisk } from '../reconcile/config-disk.js';
+import { EventRecorder } from '../reconcile/events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
-import { GuestStore } from '../store/guest-store.js';
+import { GuestStore } from './guest-store.js';
 import type { WatchEvent } from '../../contracts/agent-api/types.js';
 
 /** A tmpfs of `size` mounted on a fresh directory, unmounted (and removed) when the test ends. */

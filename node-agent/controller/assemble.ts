@@ -1,0 +1,73 @@
+// One node's Guest controller put together from its parts: the decisions (reconcile/) over the
+// store, the hypervisor and the image provider, and the machinery that runs them (this folder).
+// main.ts, the test harnesses and the benchmarks build it here, so the parts are wired once.
+import type { PortRange } from '../../crds/generated/types.js';
+import { DEFAULT_HOST_PORTS } from '../../crds/host-ports.js';
+import type { Clock } from '../../lib/clock.js';
+import { Semaphore } from '../../lib/semaphore.js';
+import { ConfigDisks, writeConfigDisk } from '../reconcile/config-disk.js';
+import { CreateStep, type CreateOptions } from '../reconcile/create.js';
+import { DeleteStep } from '../reconcile/delete.js';
+import type { EventRecorder } from '../reconcile/events.js';
+import { HostPortGuard } from '../reconcile/host-ports.js';
+import { SpecHashes } from '../reconcile/identity.js';
+import type { Ipam } from '../reconcile/ipam.js';
+import { ObserveStep } from '../reconcile/observe.js';
+import { ImagePulls, type ImageProvider } from '../reconcile/pulls.js';
+import { GuestReconciler } from '../reconcile/reconciler.js';
+import { StatusWriter } from '../reconcile/status.js';
+import type { Hypervisor } from '../runtime/hypervisor.js';
+import type { GuestStore } from '../store/guest-store.js';
+import { GuestController, type ControllerOptions } from './controller.js';
+import { DomainCache } from './domain-cache.js';
+import { PeriodicResync } from './resync.js';
+import { DomainEventSource, PullSource, StoreSource } from './sources.js';
+
+export interface GuestControllerDeps {
+  store: GuestStore;
+  hv: Hypervisor;
+  images: ImageProvider;
+  ipam: Ipam;
+  recorder: EventRecorder;
+  clock: Clock;
+}
+
+export interface GuestControllerOptions extends CreateOptions, ControllerOptions {
+  /** The agent's state directory: config disks live in its disks/. */
+  stateDir: string;
+  /** Image pulls at once (default 4): they run beside the reconcile workers, never in them. */
+  pullConcurrency?: number;
+  /** The host's pull slots, shared with the API's pulls (then pullConcurrency is ignored). */
+  pullSlots?: Semaphore;
+  /** Full resync period (default 15 s). */
+  resyncMs?: number;
+  /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
+  writeConfigDisk?: typeof writeConfigDisk;
+  /** Host ports Guests may publish here (--host-ports; default 1024-65535). */
+  hostPorts?: readonly PortRange[];
+}
+
+export function assembleGuestController(deps: GuestControllerDeps, opts: GuestControllerOptions): GuestController {
+  const { store, hv, images, ipam, recorder, clock } = deps;
+  const cache = new DomainCache(hv, clock);
+  const hashes = new SpecHashes();
+  const status = new StatusWriter(store, clock);
+  const disks = new ConfigDisks(opts.stateDir, opts.writeConfigDisk);
+  const pulls = new ImagePulls(images, opts.pullSlots ?? new Semaphore(opts.pullConcurrency ?? 4), recorder);
+  const deleter = new DeleteStep(store, hv, cache, pulls, ipam, disks, status, recorder);
+  const reconciler = new GuestReconciler(
+    store,
+    cache,
+    hashes,
+    new HostPortGuard(store, opts.hostPorts ?? DEFAULT_HOST_PORTS),
+    new CreateStep(hv, cache, pulls, ipam, disks, status, recorder, opts),
+    deleter,
+    new ObserveStep(store, ipam, deleter, status, recorder, clock, opts.nodeName),
+    status,
+    recorder,
+    clock,
+  );
+  const sources = [new StoreSource(store), new DomainEventSource(hv, store, cache), new PullSource(pulls)];
+  const resync = new PeriodicResync(store, cache, hashes, deleter, clock, opts.resyncMs);
+  return new GuestController(reconciler, sources, resync, recorder, clock, opts);
+}

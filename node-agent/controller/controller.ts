@@ -1,0 +1,73 @@
+// The controller, in controller-runtime's mould: it owns the work queue (per-key back-off, bounded
+// workers), starts the sources that feed it (store and domain events, finished pulls, the periodic
+// resync) and runs the Reconciler for each key, timing it for the metrics. A failed reconcile is a
+// ReconcileError event and a retry; it decides nothing itself.
+import type { Clock } from '../../lib/clock.js';
+import { WorkQueue, type HandlerResult } from '../../lib/work-queue.js';
+import type { EventRecorder } from '../reconcile/events.js';
+import type { Reconciler } from '../reconcile/reconciler.js';
+import type { PeriodicResync } from './resync.js';
+import type { Source, SourceSink } from './sources.js';
+
+export interface ControllerOptions {
+  /** Reconciles at once (default 8). */
+  concurrency?: number;
+  /** Called after each reconcile with its duration (metrics). */
+  observe?: (ms: number, error?: unknown) => void;
+}
+
+export class GuestController {
+  readonly queue: WorkQueue;
+  private readonly sink: SourceSink;
+  private readonly stops: Array<() => void> = [];
+
+  /** Event sources feed the queue from here on; the resync starts with run(). */
+  constructor(
+    private readonly reconciler: Reconciler,
+    sources: readonly Source[],
+    private readonly resyncSource: PeriodicResync,
+    private readonly recorder: EventRecorder,
+    clock: Clock,
+    private readonly opts: ControllerOptions = {},
+  ) {
+    this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err) => {
+      // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
+      this.recorder.warning(key, 'ReconcileError', (err as Error).message);
+    });
+    this.sink = { add: (key) => this.queue.add(key), background: (p, reason) => this.background(p, reason) };
+    for (const s of sources) this.stops.push(s.start(this.sink));
+  }
+
+  /** Starts the loop: a full resync now and every resync period. */
+  run(): void {
+    this.stops.push(this.resyncSource.start(this.sink));
+  }
+
+  /** A full resync now (tests; the timer does it otherwise). */
+  resync(): Promise<void> {
+    return this.resyncSource.resync();
+  }
+
+  /** No more keys in; reconciles in progress finish (wait with `queue.idle()`). */
+  stop(): void {
+    for (const stop of this.stops.splice(0).reverse()) stop();
+    this.queue.stop();
+  }
+
+  /** Work started outside the queue (resync, event handling): a failure is an event, not a crash. */
+  private background(p: Promise<unknown>, reason: string): void {
+    p.catch((e: Error) => this.recorder.host(reason, e?.message ?? String(e)));
+  }
+
+  private async timed(key: string): Promise<HandlerResult> {
+    const t0 = performance.now();
+    try {
+      const r = await this.reconciler.reconcile(key);
+      this.opts.observe?.(performance.now() - t0);
+      return r;
+    } catch (e) {
+      this.opts.observe?.(performance.now() - t0, e);
+      throw e;
+    }
+  }
+}

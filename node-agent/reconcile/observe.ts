@@ -1,0 +1,110 @@
+// What a Guest's one domain says about it: a running domain is status Running (and, once it has run
+// long enough, forgives earlier crashes); an ended one is judged by the restart policy: restarted
+// after a CrashLoopBackOff delay, or Succeeded / Failed for good. The exit is on record before the
+// domain goes.
+import { metaTime } from '../../crds/meta.js';
+import type { Clock } from '../../lib/clock.js';
+import type { HandlerResult } from '../../lib/work-queue.js';
+import type { DomainInfo } from '../runtime/hypervisor.js';
+import type { GuestRecord, GuestStore } from '../store/guest-store.js';
+import type { DeleteStep } from './delete.js';
+import type { EventRecorder } from './events.js';
+import type { Ipam } from './ipam.js';
+import { statusAddresses, type StatusWriter } from './status.js';
+
+const RESTART_BASE_MS = 10_000;
+const RESTART_MAX_MS = 300_000;
+const RESTART_RESET_MS = 600_000;
+
+/** An ended domain as the exit step sees it; `lost`: status named it but it is gone. */
+export type EndedDomain = Pick<DomainInfo, 'domid' | 'createdAt' | 'exit'> & { lost?: boolean };
+
+export class ObserveStep {
+  constructor(
+    private readonly store: GuestStore,
+    private readonly ipam: Ipam,
+    private readonly teardown: Pick<DeleteStep, 'destroy'>,
+    private readonly status: StatusWriter,
+    private readonly recorder: EventRecorder,
+    private readonly clock: Clock,
+    private readonly nodeName: string,
+  ) {}
+
+  running(key: string, rec: GuestRecord, dom: DomainInfo): HandlerResult {
+    const { status } = this;
+    const res = this.ipam.get(key);
+    status.set(key, (s) => {
+      s.phase = 'Running';
+      s.domid = dom.domid;
+      s.uuid = dom.uuid;
+      s.node = this.nodeName;
+      s.startTime ??= metaTime(dom.createdAt);
+      delete s.reason;
+      delete s.message;
+      if (res && rec.guest.spec.network.enabled) s.addresses = statusAddresses(res);
+      status.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
+      status.condition(rec, s, 'Reconciling', 'False', 'Running', '');
+      status.condition(rec, s, 'Stalled', 'False', 'Running', '');
+    });
+    // A running guest that stays up long enough has its crash count forgiven.
+    const ran = this.clock.now() - dom.createdAt;
+    if ((rec.internal.failures ?? 0) > 0) {
+      if (ran >= RESTART_RESET_MS) this.store.setStatus(key, this.store.get(key)!.guest.status!, { ...rec.internal, failures: 0 });
+      else return { requeueAfterMs: RESTART_RESET_MS - ran };
+    }
+    return;
+  }
+
+  async exited(key: string, rec: GuestRecord, dom: EndedDomain): Promise<HandlerResult> {
+    const { status } = this;
+    const exit = dom.lost ? { initError: 'the domain disappeared without reporting an exit' } : (dom.exit ?? {});
+    const policy = rec.guest.spec.restartPolicy;
+    const failed = exit.signal !== undefined || exit.initError !== undefined || (exit.exitCode ?? 1) !== 0;
+    const restart = policy === 'Always' || (policy === 'OnFailure' && failed);
+    const what = dom.lost
+      ? exit.initError!
+      : exit.initError !== undefined
+        ? `guest-init failed: ${exit.initError}`
+        : exit.signal !== undefined
+          ? `killed by signal ${exit.signal}`
+          : exit.exitCode !== undefined
+            ? `exited with code ${exit.exitCode}`
+            : 'the domain stopped without reporting an exit';
+    this.recorder[failed ? 'warning' : 'normal'](key, failed ? 'Failed' : 'Completed', `domain ${dom.domid}: ${what}`);
+    const now = this.clock.now();
+    const ranMs = now - dom.createdAt;
+    const crashes = ranMs >= RESTART_RESET_MS ? 0 : (rec.internal.failures ?? 0);
+    const delay = Math.min(RESTART_BASE_MS * 2 ** crashes, RESTART_MAX_MS);
+    status.set(
+      key,
+      (s) => {
+        delete s.domid;
+        delete s.exitCode;
+        delete s.signal;
+        if (exit.exitCode !== undefined) s.exitCode = exit.exitCode;
+        if (exit.signal !== undefined) s.signal = exit.signal;
+        s.finishTime = metaTime(now);
+        if (restart) {
+          s.phase = 'Pending';
+          s.restartCount = (s.restartCount ?? 0) + 1;
+          s.reason = 'CrashLoopBackOff';
+          s.message = `back-off ${Math.round(delay / 1000)}s restarting: ${what}`;
+          status.condition(rec, s, 'Ready', 'False', 'CrashLoopBackOff', s.message);
+          status.condition(rec, s, 'Reconciling', 'True', 'CrashLoopBackOff', s.message);
+        } else {
+          s.phase = failed ? 'Failed' : 'Succeeded';
+          s.reason = failed ? 'Error' : 'Completed';
+          s.message = what;
+          status.condition(rec, s, 'Ready', 'False', s.reason, what);
+          status.condition(rec, s, 'Reconciling', 'False', s.reason, '');
+        }
+      },
+      restart ? { ...rec.internal, failures: crashes + 1, notBefore: now + delay } : rec.internal,
+    );
+    // The exit is on record before the domain goes: a crash in between cannot lose it.
+    if (!dom.lost) {
+      await this.teardown.destroy(dom.domid);
+    }
+    return restart ? { requeueAfterMs: delay } : undefined;
+  }
+}

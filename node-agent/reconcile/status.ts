@@ -1,0 +1,61 @@
+// Writing a Guest's status the way every reconcile step does: edits to a copy stamped with
+// observedGeneration, conditions whose lastTransitionTime moves only when their status does, and
+// Stalled, the failure that status records instead of a retry.
+import type { Condition, GuestStatus } from '../../crds/generated/types.js';
+import { metaTime } from '../../crds/meta.js';
+import type { Clock } from '../../lib/clock.js';
+import type { GuestRecord, GuestStore } from '../store/guest-store.js';
+import type { Reservation } from './ipam.js';
+
+/** A failure that stops progress until the spec changes: status says so; no retry. */
+export class Stalled extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Whether the Guest's status carries Stalled=True. */
+export function isStalled(rec: GuestRecord): boolean {
+  return rec.guest.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True') ?? false;
+}
+
+export class StatusWriter {
+  constructor(
+    private readonly store: GuestStore,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Applies `edit` to a copy of the status, with observedGeneration, and stores it if it changed. */
+  set(key: string, edit: (s: GuestStatus) => void, internal?: GuestRecord['internal']): void {
+    const rec = this.store.get(key);
+    if (!rec) return;
+    const s: GuestStatus = structuredClone(rec.guest.status ?? {});
+    edit(s);
+    s.observedGeneration = rec.guest.metadata.generation ?? 1;
+    this.store.setStatus(key, s, internal);
+  }
+
+  /** Sets a condition; lastTransitionTime moves only when its status changes. */
+  condition(rec: GuestRecord, s: GuestStatus, type: string, status: Condition['status'], reason: string, message: string): void {
+    const list = (s.conditions ??= []);
+    const old = list.find((c) => c.type === type);
+    const next: Condition = {
+      type,
+      status,
+      observedGeneration: rec.guest.metadata.generation ?? 1,
+      lastTransitionTime: old && old.status === status ? old.lastTransitionTime : metaTime(this.clock.now()),
+      reason,
+      message,
+    };
+    if (old) Object.assign(old, next);
+    else list.push(next);
+  }
+}
+
+/** The status form of a Guest's address reservation. */
+export function statusAddresses(r: Reservation): NonNullable<GuestStatus['addresses']> {
+  return { ipv4: r.ipv4, ipv6: r.ipv6, mac: r.mac, gatewayIPv4: r.gateway4, gatewayIPv6: r.gateway6 };
+}
