@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../lib/package-root.js';
 import { AgentClient } from '../kratactl/agent-client.js';
 import { buildImage, writeDockerSave } from '../test/oci-images.js';
-import { buildTar } from '../node-agent/image/tar.js';
+import { buildTar } from '../lib/tar.js';
 import type { Guest } from '../crds/generated/types.js';
 
 const GUESTS = Number(process.env.KRATA_BENCH_GUESTS ?? 200);

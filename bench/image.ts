@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeHeader, tarPadding, TAR_END, type TarHeader } from '../node-agent/image/tar.js';
+import { encodeHeader, tarPadding, TAR_END, type TarHeader } from '../lib/tar.js';
 import { buildImage, pushImage, sha256, type BuiltImage, type BuiltLayer } from '../test/oci-images.js';
 import { startRegistry, type Registry } from '../test/registry.js';
 

@@ -12,7 +12,7 @@ import { validateObject } from '../../crds/validate.js';
 import { buildImage, writeOciLayout } from '../../test/oci-images.js';
 import { importImage } from '../image/import.js';
 import { ImageStore } from '../image/store.js';
-import { buildTar } from '../image/tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { Agent, CachedImages } from '../service/agent-service.js';
 import { EventRecorder } from './events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';

@@ -10,7 +10,7 @@ import { hostPlatform, selectManifest, type Platform } from '../../lib/oci/platf
 import { formatReference, parseDigest, parseReference } from '../../lib/oci/reference.js';
 import type { ImageStore, PullOptions } from './store.js';
 import type { StoredImage } from '../../contracts/agent-api/types.js';
-import { normalizeTarPath, TarFormatError, TarParser } from './tar.js';
+import { normalizeTarPath, TarFormatError, TarParser } from '../../lib/tar.js';
 
 export interface ImportOptions extends PullOptions {
   /** Name for the image when the archive carries none (or to override it). */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startRegistry, tamperBlob, type Registry } from '../../test/registry.js';
 import { buildImage, buildIndex, pushImage, pushIndex, writeDockerSave, writeOciLayout, type BuiltImage } from '../../test/oci-images.js';
 import { fileURLToPath } from 'node:url';
-import { buildTar } from './tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { CredentialStore } from '../../lib/oci/credentials.js';
 import { importImage } from './import.js';
 import { ImageStore } from './store.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startRegistry, type Registry } from '../registry.js';
 import { buildImage, pushImage, writeOciLayout, type BuiltImage } from '../oci-images.js';
 import { kratactl as cli, type CliResult } from '../harness/kratactl.js';
-import { buildTar } from '../../node-agent/image/tar.js';
+import { buildTar } from '../../lib/tar.js';
 import type { StoredImage } from '../../contracts/agent-api/types.js';
 import { FakeAgentService } from '../doubles/fake-agent-service.js';
 import { startApiServer } from '../../node-agent/api/server.js';

@@ -13,7 +13,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { request } from 'node:http';
 import { startRegistry, type Registry } from '../registry.js';
 import { buildImage, pushImage } from '../oci-images.js';
-import { buildTar } from '../../node-agent/image/tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { ImageStore } from '../../node-agent/image/store.js';
 import { startApiServer, type ApiServer } from '../../node-agent/api/server.js';
 import { run } from '../../kratactl/cli.js';
