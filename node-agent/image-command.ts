@@ -42,7 +42,9 @@ class Usage extends Error {}
 
 type Line = { progress: unknown } | { result: unknown } | { error: string; usage?: true; holder?: unknown };
 
-export async function imageCommand(argv: string[], out: (line: Line) => void = (l) => process.stdout.write(JSON.stringify(l) + '\n')): Promise<number> {
+const print = (line: Line) => process.stdout.write(JSON.stringify(line) + '\n');
+
+export async function imageCommand(argv: string[], out: (line: Line) => void = print): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(IMAGE_COMMAND_HELP);
     return 0;
@@ -96,7 +98,8 @@ async function run(argv: string[], out: (line: Line) => void): Promise<number> {
     case 'import': {
       if (positionals.length !== 1) throw new Usage(`image ${sub} takes one ${sub === 'pull' ? 'REFERENCE' : 'PATH'}`);
       const store = await openStore(root, values);
-      const img = sub === 'pull' ? await store.pull(positionals[0]!, { onEvent: progress }) : await importImage(store, positionals[0]!, { onEvent: progress, ...(values.name ? { name: values.name } : {}) });
+      const what = positionals[0]!;
+      const img = sub === 'pull' ? await store.pull(what, { onEvent: progress }) : await importImage(store, what, { onEvent: progress, ...(values.name ? { name: values.name } : {}) });
       out({ result: img });
       return 0;
     }
@@ -117,7 +120,7 @@ async function run(argv: string[], out: (line: Line) => void): Promise<number> {
     }
     case 'prune': {
       const budget = values.budget ?? '0';
-      if (!/^\d{1,16}$/.test(budget)) throw new Usage(`--budget must be a whole number of bytes, not ${JSON.stringify(budget.slice(0, 100))}`);
+      if (!/^\d{1,15}$/.test(budget)) throw new Usage(`--budget must be a whole number of bytes, not ${JSON.stringify(budget.slice(0, 100))}`);
       const store = await openStore(root, values);
       out({ result: store.gc(storedGuestImages(state), Number(budget)) });
       return 0;

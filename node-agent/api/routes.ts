@@ -323,7 +323,7 @@ async function importImage(r: Request): Promise<void> {
   }
   // Only a label (messages, the name of an image whose archive has none): printable and short.
   const source = r.query.get('source') || 'archive';
-  if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source)) throw new HttpError(400, 'source must be a file name of printable characters, at most 4096');
+  if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source)) throw new HttpError(400, 'source must be a file name of at most 4096 printable characters');
   await imageJob(r, (onEvent) => r.ctx.service.importImage(r.req, { source, ...(name !== undefined ? { name } : {}) }, onEvent));
 }
 
@@ -332,7 +332,7 @@ async function pruneImages(r: Request): Promise<void> {
   const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { budgetBytes?: unknown };
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"budgetBytes": N}');
   const budget = body.budgetBytes ?? 0;
-  if (typeof budget !== 'number' || !Number.isSafeInteger(budget) || budget < 0) throw new HttpError(400, 'budgetBytes must be a whole number of bytes, 0 or more');
+  if (typeof budget !== 'number' || !Number.isSafeInteger(budget) || budget < 0) throw new HttpError(400, 'budgetBytes must be a whole number, 0 or more');
   sendJson(r.res, 200, r.ctx.service.pruneImages(budget));
 }
 

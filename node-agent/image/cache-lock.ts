@@ -58,7 +58,7 @@ export function lockImageCache(root: string, command: string): CacheLock {
 }
 
 /** Takes the lock, waiting while another process holds it; `onBusy` is told once who that is. */
-export async function waitForImageCache(root: string, command: string, onBusy: (e: CacheLocked) => void, pollMs = 1000): Promise<CacheLock> {
+export async function waitForImageCache(root: string, command: string, onBusy: (e: CacheLocked) => void, pollMs = 1000) {
   let told = false;
   for (;;) {
     try {

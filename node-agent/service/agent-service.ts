@@ -236,7 +236,8 @@ export class Agent implements AgentService {
 
   importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
     const store = this.imageStore();
-    return this.slot(() => importArchive(store, archive, opts.source, { onEvent, ...(opts.name !== undefined ? { name: opts.name } : {}) }));
+    const name = opts.name !== undefined ? { name: opts.name } : {};
+    return this.slot(() => importArchive(store, archive, opts.source, { onEvent, ...name }));
   }
 
   /** Manifest digests of the images the Guests run from: rm and prune leave them alone. */
