@@ -240,7 +240,8 @@ test('kill -9 in the middle of a pull never leaves an image that is served; reco
   const state = join(work, `state-${++n}`);
   const root = join(state, 'images');
   for (let attempt = 0; attempt < 3; attempt++) {
-    const child = spawn(process.execPath, [fileURLToPath(new URL('../../kratactl/main.js', import.meta.url)), 'image', 'pull', '-q', '--store', state, '--insecure-registry', reg.host, `${reg.host}/test/big:v1`], { stdio: 'ignore' });
+    const main = fileURLToPath(new URL('../main.js', import.meta.url));
+    const child = spawn(process.execPath, [main, 'image', 'pull', '--state', state, '--insecure-registry', reg.host, `${reg.host}/test/big:v1`], { stdio: 'ignore' });
     // Kill it as soon as the job has written something.
     let started = false;
     for (let i = 0; i < 1000 && !started && child.exitCode === null; i++) {

@@ -5,7 +5,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,8 @@ import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
 import { GuestStore, guestKey } from '../../node-agent/store/guest-store.js';
 import { ImageStore } from '../../node-agent/image/store.js';
 import { lockImageCache } from '../../node-agent/image/cache-lock.js';
+import { InvalidRequest } from '../../node-agent/service/service.js';
+import { FakeAgentService } from '../doubles/fake-agent-service.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-image-cli-test-'));
 // No ~/.docker/config.json of the machine's: HOME is an empty directory.
@@ -303,6 +305,24 @@ test("--offline's options are refused through the agent, and --agent with --offl
     const r = await cli(['image', ...args], { env });
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message);
+  }
+});
+
+test('an import the agent refuses before reading it: the error, and the upload stops', async () => {
+  const service = new FakeAgentService();
+  const socketPath = join(work, `fake-${++n}.sock`);
+  const server = await startApiServer(service, { socketPath, log: () => {} });
+  try {
+    const archive = join(work, `big-${n}.tar`);
+    writeFileSync(archive, Buffer.alloc(32 * 1024 * 1024));
+    service.failures.set('importImage', new InvalidRequest('this agent has no image cache', [], 503));
+    const r = await cli(['image', 'import', archive, '--agent', socketPath], { env });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'error: this agent has no image cache\n');
+    // The connection was cut: the server is free for the next request.
+    assert.equal((await cli(['image', 'ls', '--agent', socketPath], { env })).code, 0);
+  } finally {
+    await server.close();
   }
 });
 
