@@ -1,6 +1,6 @@
 // kratactl image --offline: the image cache without a node agent, through `krata-node-agent image`, a
-// child process (kratactl imports no other program; the agent's file sits beside kratactl's in the
-// package). The child takes the cache's lock, so it refuses while an agent runs; it answers in NDJSON
+// child process (kratactl imports no other program; the agent's image-main.js, its image command
+// without the daemon's modules, sits beside kratactl's folder in the package's dist/). The child takes the cache's lock, so it refuses while an agent runs; it answers in NDJSON
 // (the node agent's image-command.ts) and its stderr (credential warnings) is passed on.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -9,8 +9,8 @@ import { StringDecoder } from 'node:string_decoder';
 import type { PruneResult, PullEvent, StoredImage } from '../contracts/agent-api/types.js';
 import { UsageError, type IO } from './io.js';
 
-/** The node agent's main.js, beside kratactl's folder in dist/ (a path to run, not an import). */
-export const AGENT_MAIN = fileURLToPath(new URL('../node-agent/main.js', import.meta.url));
+/** The node agent's image command, beside kratactl's folder in dist/ (a path to run, not an import). */
+export const AGENT_IMAGE_MAIN = fileURLToPath(new URL('../node-agent/image-main.js', import.meta.url));
 
 /** The lock file's command of a running node agent (the agent's image/cache-lock.ts). */
 const AGENT_COMMAND = 'krata-node-agent';
@@ -24,7 +24,7 @@ export class OfflineImages {
   constructor(
     private readonly flags: string[],
     private readonly io: IO,
-    private readonly agentMain = AGENT_MAIN,
+    private readonly agentMain = AGENT_IMAGE_MAIN,
   ) {}
 
   async pull(reference: string, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
@@ -61,7 +61,7 @@ export class OfflineImages {
   private run(args: string[], onEvent: (e: PullEvent) => void = () => {}): Promise<Line[]> {
     if (!existsSync(this.agentMain)) throw new OfflineError(`--offline runs krata-node-agent image, and there is no ${this.agentMain} (kratactl and krata-node-agent ship together)`);
     const [sub, ...rest] = args;
-    const child = spawn(process.execPath, [this.agentMain, 'image', sub!, ...this.flags, '--stop-on-eof', ...rest], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [this.agentMain, sub!, ...this.flags, '--stop-on-eof', ...rest], { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stderr.on('data', (c: Buffer) => this.io.stderr.write(c));
     return new Promise((resolve, reject) => {
       const lines: Line[] = [];

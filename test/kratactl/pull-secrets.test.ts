@@ -160,7 +160,7 @@ spec:
     const cases: [string[], RegExp][] = [
       [['-n', 'Bad_NS', '--pull-secret', 'regcred'], /--namespace "Bad_NS" is not a valid namespace name/],
       [['--pull-secret', 'Not A Name'], /--pull-secret "Not A Name" is not a Secret name \(a DNS subdomain/],
-      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --pull-secret-file FILE/],
+      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --offline --pull-secret-file FILE/],
       [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache/m],
       [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for --offline/],
       [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for --offline/],
