@@ -235,6 +235,11 @@ export class Agent implements AgentService {
   }
 
   importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+    // An import names its own content, and imported images serve every namespace (store.ts): in a
+    // cluster, whose tenants' Guests share this cache, the names are the registries' alone.
+    if (this.opts.managedBy) {
+      throw new InvalidRequest(`this host is managed by the cluster (${this.opts.managedBy}): its images come from registries; import is for a single host`, [], 409);
+    }
     const store = this.imageStore();
     const name = opts.name !== undefined ? { name: opts.name } : {};
     return this.slot(() => importArchive(store, archive, opts.source, { onEvent, ...name }));

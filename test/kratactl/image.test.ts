@@ -326,6 +326,24 @@ test('an import the agent refuses before reading it: the error, and the upload s
   }
 });
 
+test('in cluster mode the agent refuses imports: the cache serves tenants, names come from registries', async () => {
+  const state = join(work, `state-${++n}`);
+  const images = new ImageStore({ root: join(state, 'images') });
+  const agent = new Agent(new GuestStore(state), new FakeHypervisor({ cpus: 8, memoryMiB: 8192 }), new EventRecorder(systemClock), images, systemClock, { managedBy: 'Redis redis://r:6379' });
+  const socketPath = join(work, `cluster-${n}.sock`);
+  const server = await startApiServer(agent, { socketPath, log: () => {} });
+  try {
+    const layout = join(work, `layout-${++n}`);
+    writeOciLayout(layout, image('planted'), 'docker.io/library/nginx:latest');
+    const r = await cli(['image', 'import', layout, '--agent', socketPath], { env });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'error: this host is managed by the cluster (Redis redis://r:6379): its images come from registries; import is for a single host\n');
+    assert.deepEqual(images.list(), []);
+  } finally {
+    await server.close();
+  }
+});
+
 test('--offline: a writer fails while another holds the cache, naming it; readers go on; a dead holder is taken over', async () => {
   const host = await offlineHost();
   const root = join(host.state, 'images');
