@@ -1,7 +1,8 @@
 // kratactl image --offline: the image cache without a node agent, through `krata-node-agent image`, a
 // child process (kratactl imports no other program; the agent's image-main.js, its image command
-// without the daemon's modules, sits beside kratactl's folder in the package's dist/). The child takes the cache's lock, so it refuses while an agent runs; it answers in NDJSON
-// (the node agent's image-command.ts) and its stderr (credential warnings) is passed on.
+// without the daemon's modules, sits beside kratactl's folder in the package's dist/). The child
+// takes the cache's lock, so it refuses while an agent runs; it answers in NDJSON (the node agent's
+// image-command.ts) and its stderr (credential warnings) is passed on.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,8 @@ export const AGENT_IMAGE_MAIN = fileURLToPath(new URL('../node-agent/image-main.
 /** The lock file's command of a running node agent (the agent's image/cache-lock.ts). */
 const AGENT_COMMAND = 'krata-node-agent';
 
-type Line = { progress: PullEvent } | { result: unknown } | { error: string; usage?: true; holder?: { pid: number; command: string } | null };
+type Holder = { pid: number; command: string } | null;
+type Line = { progress: PullEvent } | { result: unknown } | { error: string; usage?: true; holder?: Holder };
 
 export class OfflineError extends Error {}
 
@@ -59,9 +61,12 @@ export class OfflineImages {
 
   /** Results and errors of `krata-node-agent image ARGS`; a usage error or a held lock is thrown. */
   private run(args: string[], onEvent: (e: PullEvent) => void = () => {}): Promise<Line[]> {
-    if (!existsSync(this.agentMain)) throw new OfflineError(`--offline runs krata-node-agent image, and there is no ${this.agentMain} (kratactl and krata-node-agent ship together)`);
+    if (!existsSync(this.agentMain)) {
+      throw new OfflineError(`--offline runs krata-node-agent image, and there is no ${this.agentMain} (kratactl and krata-node-agent ship together)`);
+    }
     const [sub, ...rest] = args;
-    const child = spawn(process.execPath, [this.agentMain, sub!, ...this.flags, '--stop-on-eof', ...rest], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const argv = [this.agentMain, sub!, ...this.flags, '--stop-on-eof', ...rest];
+    const child = spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stderr.on('data', (c: Buffer) => this.io.stderr.write(c));
     return new Promise((resolve, reject) => {
       const lines: Line[] = [];
@@ -101,7 +106,7 @@ export class OfflineImages {
   }
 }
 
-function lockedMessage(message: string, holder: { pid: number; command: string } | null): string {
+function lockedMessage(message: string, holder: Holder): string {
   if (holder?.command === AGENT_COMMAND) return `${message}: the node agent runs; drop --offline and kratactl image goes through it`;
   return `${message}; --offline writes the cache only while nothing else does (drop --offline if the node agent runs)`;
 }

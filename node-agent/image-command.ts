@@ -99,7 +99,8 @@ async function run(argv: string[], out: (line: Line) => void): Promise<number> {
       if (positionals.length !== 1) throw new Usage(`image ${sub} takes one ${sub === 'pull' ? 'REFERENCE' : 'PATH'}`);
       const store = await openStore(root, values);
       const what = positionals[0]!;
-      const img = sub === 'pull' ? await store.pull(what, { onEvent: progress }) : await importImage(store, what, { onEvent: progress, ...(values.name ? { name: values.name } : {}) });
+      const name = values.name ? { name: values.name } : {};
+      const img = sub === 'pull' ? await store.pull(what, { onEvent: progress }) : await importImage(store, what, { onEvent: progress, ...name });
       out({ result: img });
       return 0;
     }

@@ -511,7 +511,8 @@ test('images: import streams the request body to the service (no body limit), th
   const { socketPath, service } = await agent(t, { maxBodyBytes: 1024 });
   const archive = Buffer.alloc(256 * 1024, 7);
   const tar = { 'content-type': 'application/x-tar' };
-  const r = await call(socketPath, 'POST', `/v1/images/import?name=${encodeURIComponent('example.com/app:1')}&source=${encodeURIComponent('/tmp/app.tar')}`, archive, tar);
+  const query = `name=${encodeURIComponent('example.com/app:1')}&source=${encodeURIComponent('/tmp/app.tar')}`;
+  const r = await call(socketPath, 'POST', `/v1/images/import?${query}`, archive, tar);
   assert.equal(r.status, 200);
   assert.equal(r.headers['content-type'], 'application/x-ndjson');
   const lines = r.text.trim().split('\n').map((l) => JSON.parse(l));

@@ -16,7 +16,8 @@ test('one writer at a time: a second lock is refused with the holder named, and 
   const first = lockImageCache(root, 'writer one');
   assert.throws(
     () => lockImageCache(root, 'writer two'),
-    (e: unknown) => e instanceof CacheLocked && e.holder?.pid === process.pid && e.message === `the image cache ${root} is in use by writer one (pid ${process.pid})`,
+    (e: unknown) =>
+      e instanceof CacheLocked && e.holder?.pid === process.pid && e.message === `the image cache ${root} is in use by writer one (pid ${process.pid})`,
   );
   first.release();
   const second = lockImageCache(root, 'writer two');
@@ -27,10 +28,15 @@ test('one writer at a time: a second lock is refused with the holder named, and 
 test('the lock of another process holds; once that process is killed (kill -9), its stale lock is taken', async () => {
   const root = join(work, `images-${++n}`);
   const module = new URL('./cache-lock.js', import.meta.url).href;
-  const holder = spawn(process.execPath, ['--input-type=module', '-e', `const { lockImageCache } = await import(${JSON.stringify(module)}); lockImageCache(${JSON.stringify(root)}, 'other'); console.log('locked'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const script = `const { lockImageCache } = await import(${JSON.stringify(module)});
+    lockImageCache(${JSON.stringify(root)}, 'other');
+    console.log('locked');
+    setInterval(() => {}, 1000);`;
+  const holder = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await once(holder.stdout!, 'data');
-    assert.throws(() => lockImageCache(root, 'me'), (e: unknown) => e instanceof CacheLocked && e.holder?.pid === holder.pid && e.holder?.command === 'other');
+    const byHolder = (e: unknown) => e instanceof CacheLocked && e.holder?.pid === holder.pid && e.holder?.command === 'other';
+    assert.throws(() => lockImageCache(root, 'me'), byHolder);
   } finally {
     holder.kill('SIGKILL');
     await once(holder, 'exit');

@@ -161,7 +161,7 @@ export async function importImage(store: ImageStore, path: string, opts: ImportO
  * Imports a tar stream: a docker-save archive, or an OCI layout as a tarball. `path` names the archive
  * in messages and, when it carries no name, in the image's.
  */
-export function importArchive(store: ImageStore, chunks: AsyncIterable<Buffer>, path: string, opts: ImportOptions = {}): Promise<StoredImage> {
+export function importArchive(store: ImageStore, chunks: AsyncIterable<Buffer>, path: string, opts: ImportOptions = {}) {
   return importFrom(store, path, opts, async (work) => {
     const dir = join(work, 'archive');
     mkdirSync(dir);
@@ -171,7 +171,7 @@ export function importArchive(store: ImageStore, chunks: AsyncIterable<Buffer>, 
 }
 
 /** The import proper, from the directory `open` gives (the layout itself, or an unpacked archive). */
-async function importFrom(store: ImageStore, path: string, opts: ImportOptions, open: (work: string) => Promise<string>): Promise<StoredImage> {
+async function importFrom(store: ImageStore, path: string, opts: ImportOptions, open: (work: string) => Promise<string>) {
   const work = join(store.tmpDir, `import-${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(work, { mode: 0o700 });
   try {

@@ -54,7 +54,11 @@ export interface AgentService {
    * Imports a tar stream (a docker save archive, or an OCI layout as a tarball), named `name` or as
    * the archive says; `source` (the client's file name) names it in messages and when it has no name.
    */
-  importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage>;
+  importImage(
+    archive: AsyncIterable<Buffer>,
+    opts: { name?: string; source: string },
+    onEvent: (e: PullEvent) => void,
+  ): Promise<StoredImage>;
   images(): StoredImage[];
   /** Removes an image pull Secret (single host); NotFound when there is none. Its data is never returned. */
   deleteSecret(namespace: string, name: string): void;

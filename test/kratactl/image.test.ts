@@ -87,7 +87,8 @@ async function listed(host: Host): Promise<StoredImage[]> {
 
 /** A Guest on the host whose domain runs from `digest`. */
 function guestUsing(host: Host, digest: string): void {
-  const g = { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: `user-${++n}`, namespace: 'default' }, spec: { image: 'x', resources: { cpus: 1, memory: '64Mi' } } };
+  const metadata = { name: `user-${++n}`, namespace: 'default' };
+  const g = { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata, spec: { image: 'x', resources: { cpus: 1, memory: '64Mi' } } };
   host.guests.putAll([g as Guest], new Date());
   host.guests.setStatus(guestKey('default', g.metadata.name), { phase: 'Running', imageDigest: digest } as never);
 }
@@ -329,7 +330,8 @@ test('an import the agent refuses before reading it: the error, and the upload s
 test('in cluster mode the agent refuses imports: the cache serves tenants, names come from registries', async () => {
   const state = join(work, `state-${++n}`);
   const images = new ImageStore({ root: join(state, 'images') });
-  const agent = new Agent(new GuestStore(state), new FakeHypervisor({ cpus: 8, memoryMiB: 8192 }), new EventRecorder(systemClock), images, systemClock, { managedBy: 'Redis redis://r:6379' });
+  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
+  const agent = new Agent(new GuestStore(state), hv, new EventRecorder(systemClock), images, systemClock, { managedBy: 'Redis redis://r:6379' });
   const socketPath = join(work, `cluster-${n}.sock`);
   const server = await startApiServer(agent, { socketPath, log: () => {} });
   try {
@@ -373,7 +375,7 @@ test('krata-node-agent holds the cache while it runs: --offline is refused, krat
   const state = join(work, `state-${++n}`);
   const socket = join(work, `daemon-${n}.sock`);
   const main = fileURLToPath(new URL('../../node-agent/main.js', import.meta.url));
-  const args = ['--state', state, '--socket', socket, '--fake-hypervisor', '4096', '--metrics', 'off', '--insecure-registry', reg.host, '--log-level', 'warn'];
+  const args = ['--state', state, '--socket', socket, '--fake-hypervisor', '4096', '--metrics', 'off', '--insecure-registry', reg.host];
   const daemon = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   daemon.stderr!.on('data', (c) => (log += c));
