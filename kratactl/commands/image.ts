@@ -138,14 +138,14 @@ function agentBackend(client: AgentClient, secrets: { namespace: string; pullSec
 }
 
 /** krata-node-agent image's flags: the state directory and kratactl's registry settings, spelled out. */
-function offlineBackend(values: Record<string, unknown>, io: IO): ImageBackend {
+function offlineFlags(values: Record<string, unknown>, io: IO): string[] {
   const state = (values.store as string | undefined) ?? io.env.KRATA_STORE ?? DEFAULT_STATE_DIR;
   const configs = (values['docker-config'] as string[] | undefined) ?? [
     ...(io.env.DOCKER_CONFIG ? [join(io.env.DOCKER_CONFIG, 'config.json')] : []),
     join(io.env.HOME ?? homedir(), '.docker', 'config.json'),
   ];
   const many = (flag: string, list: unknown) => ((list as string[] | undefined) ?? []).flatMap((v) => [`--${flag}`, v]);
-  const flags = [
+  return [
     '--state',
     state,
     ...many('docker-config', configs),
@@ -154,14 +154,6 @@ function offlineBackend(values: Record<string, unknown>, io: IO): ImageBackend {
     ...many('insecure-registry', values['insecure-registry']),
     ...(values.platform ? ['--platform', values.platform as string] : []),
   ];
-  const offline = new OfflineImages(flags, io);
-  return {
-    pull: (reference, onEvent) => offline.pull(reference, onEvent),
-    importImage: (path, name, onEvent) => offline.importImage(path, name, onEvent),
-    list: () => offline.list(),
-    remove: (refs) => offline.remove(refs),
-    prune: (budgetBytes) => offline.prune(budgetBytes),
-  };
 }
 
 export async function image(argv: string[], io: IO): Promise<number> {
@@ -213,7 +205,7 @@ export async function image(argv: string[], io: IO): Promise<number> {
   const budget = values.budget ? parseSize(values.budget) : 0;
 
   let backend: ImageBackend;
-  if (values.offline) backend = offlineBackend(values, io);
+  if (values.offline) backend = new OfflineImages(offlineFlags(values, io), io);
   else {
     const socket = values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
     const secrets = withSecrets ? pullSecretOptions(values) : undefined;
