@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../lib/package-root.js';
 import { AgentClient } from '../kratactl/agent-client.js';
 import { buildImage, writeDockerSave } from '../test/oci-images.js';
-import { buildTar } from '../node-agent/image/tar.js';
+import { buildTar } from '../lib/tar.js';
 import type { Guest } from '../crds/generated/types.js';
 
 const GUESTS = Number(process.env.KRATA_BENCH_GUESTS ?? 200);
@@ -51,7 +51,7 @@ export async function agentBench(): Promise<Record<string, unknown>> {
   writeDockerSave(join(work, 'app.tar'), img, ['bench/app:1']);
   const kratactl = join(root, 'dist/kratactl/main.js');
   await new Promise<void>((resolve, reject) =>
-    spawn(process.execPath, [kratactl, 'image', 'import', '-q', '--store', state, join(work, 'app.tar')], { stdio: 'ignore' }).on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`image import exited ${c}`)))),
+    spawn(process.execPath, [kratactl, 'image', 'import', '-q', '--offline', '--store', state, join(work, 'app.tar')], { stdio: 'ignore' }).on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`image import exited ${c}`)))),
   );
   const agent = spawn(process.execPath, [join(root, 'dist/node-agent/main.js'), '--state', state, '--socket', socket, '--fake-hypervisor', String(1 << 22), '--metrics', 'off', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {

@@ -1,5 +1,5 @@
 // `npm run bench -- image`: pull + pack of a ~150 MB, 5-layer gzip image from a local registry into one
-// squashfs. Ours: `kratactl image pull` in direct mode (no agent), cold (empty store) and warm (the
+// squashfs. Ours: `kratactl image pull --offline` (no agent), cold (empty store) and warm (the
 // image already stored). Baseline, in the same run on the same image: skopeo copy to an OCI layout,
 // umoci unpack, mksquashfs with the same compression. Every command runs under GNU time for its wall
 // time and peak RSS. Both squashfs files must list the same tree, or the bench fails.
@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeHeader, tarPadding, TAR_END, type TarHeader } from '../node-agent/image/tar.js';
+import { encodeHeader, tarPadding, TAR_END, type TarHeader } from '../lib/tar.js';
 import { buildImage, pushImage, sha256, type BuiltImage, type BuiltLayer } from '../test/oci-images.js';
 import { startRegistry, type Registry } from '../test/registry.js';
 
@@ -414,7 +414,7 @@ function kratactl(): string {
 }
 
 function oursPull(store: string, host: string, timeFile: string): Promise<Timed> {
-  const args = [kratactl(), 'image', 'pull', '--store', store, '--insecure-registry', host, '-q', `${host}/${REPO}:${TAG}`];
+  const args = [kratactl(), 'image', 'pull', '--offline', '--store', store, '--insecure-registry', host, '-q', `${host}/${REPO}:${TAG}`];
   return timed('kratactl image pull', timeFile, process.execPath, args);
 }
 
@@ -429,7 +429,7 @@ function findSquashfs(v: unknown): string | undefined {
 }
 
 async function oursSquashfs(store: string): Promise<string> {
-  const out = await run('kratactl image ls', process.execPath, [kratactl(), 'image', 'ls', '--store', store, '-o', 'json']);
+  const out = await run('kratactl image ls', process.execPath, [kratactl(), 'image', 'ls', '--offline', '--store', store, '-o', 'json']);
   const path = findSquashfs(JSON.parse(out));
   if (!path) throw new Error(`kratactl image ls -o json names no squashfs:\n${out.slice(0, 2000)}`);
   return isAbsolute(path) ? path : join(store, path);

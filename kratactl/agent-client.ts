@@ -5,12 +5,12 @@ import { CONSOLE_PROTOCOL } from '../contracts/agent-api/endpoints.js';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
-import type { Duplex, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { KratObject } from '../crds/validate.js';
 import type { PullSecret } from '../contracts/agent-api/pull-secret.js';
 import type { Guest } from '../crds/generated/types.js';
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
-import type { PullEvent, StoredImage } from '../contracts/agent-api/types.js';
+import { IMPORT_CONTENT_TYPE, type PruneResult, type PullEvent, type StoredImage } from '../contracts/agent-api/types.js';
 
 export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
 
@@ -49,6 +49,8 @@ export interface LogsOptions {
 
 interface CallOptions {
   body?: unknown;
+  /** A streamed body instead (`body` is JSON), sent as `contentType`. */
+  stream?: { data: Readable; contentType: string };
   /** Socket idle timeout; 0 for streams and waits that may take long. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -156,20 +158,31 @@ export class AgentClient {
   async pullImage(image: string, onEvent: (e: PullEvent) => void = () => {}, opts: { namespace?: string; pullSecrets?: string[]; hint?: string } = {}): Promise<StoredImage> {
     const body = { image, ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}), ...(opts.pullSecrets?.length ? { pullSecrets: opts.pullSecrets } : {}) };
     const res = await this.open('POST', '/v1/images/pull', { body, timeoutMs: 0, ...(opts.hint ? { hint: opts.hint } : {}) });
-    for await (const line of ndjson<PullEvent | { image: StoredImage } | { error: string }>(res)) {
-      if ('image' in line) return line.image;
-      if ('error' in line) throw new AgentError(line.error);
-      onEvent(line);
-    }
-    throw new AgentError('the node agent ended the pull without a result');
+    return imageResult(res, onEvent, 'pull');
   }
 
-  async images(): Promise<StoredImage[]> {
-    return ((await this.call('GET', '/v1/images')) as { items: StoredImage[] }).items;
+  /**
+   * Streams a tar archive (a docker save archive, or an OCI layout as a tarball) into the agent's
+   * cache; `source` names it in the agent's messages and when it has no name of its own.
+   */
+  async importImage(archive: Readable, opts: { name?: string; source: string; hint?: string }, onEvent: (e: PullEvent) => void = () => {}) {
+    const q = new URLSearchParams({ source: opts.source });
+    if (opts.name !== undefined) q.set('name', opts.name);
+    const stream = { data: archive, contentType: IMPORT_CONTENT_TYPE };
+    const res = await this.open('POST', `/v1/images/import?${q}`, { stream, timeoutMs: 0, ...(opts.hint ? { hint: opts.hint } : {}) });
+    return imageResult(res, onEvent, 'import');
   }
 
-  async removeImage(refOrDigest: string): Promise<StoredImage> {
-    return ((await this.call('DELETE', `/v1/images/${enc(refOrDigest)}`)) as { image: StoredImage }).image;
+  async pruneImages(budgetBytes: number, hint?: string): Promise<PruneResult> {
+    return (await this.call('POST', '/v1/images/prune', { body: { budgetBytes }, ...(hint ? { hint } : {}) })) as PruneResult;
+  }
+
+  async images(hint?: string): Promise<StoredImage[]> {
+    return ((await this.call('GET', '/v1/images', hint ? { hint } : {})) as { items: StoredImage[] }).items;
+  }
+
+  async removeImage(refOrDigest: string, hint?: string): Promise<StoredImage> {
+    return ((await this.call('DELETE', `/v1/images/${enc(refOrDigest)}`, hint ? { hint } : {})) as { image: StoredImage }).image;
   }
 
   async host(): Promise<HostStatus> {
@@ -200,13 +213,19 @@ export class AgentClient {
             agent: false, // see call()
             method,
             path,
-            headers: { 'content-type': 'application/json', ...(data ? { 'content-length': data.length } : {}) },
+            headers: { 'content-type': opts.stream?.contentType ?? 'application/json', ...(data ? { 'content-length': data.length } : {}) },
             ...(timeoutMs ? { timeout: timeoutMs } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
           },
           (res) => {
-            if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) resolve(res);
-            else readError(res).then(reject, reject);
+            if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) return resolve(res);
+            // A refusal may come before the whole body went: the rest is not sent.
+            const stop = () => {
+              opts.stream?.data.unpipe(req);
+              opts.stream?.data.destroy();
+              req.destroy();
+            };
+            readError(res).then(reject, reject).finally(stop);
           },
         );
       } catch (e) {
@@ -214,7 +233,9 @@ export class AgentClient {
       }
       req.on('timeout', () => req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${timeoutMs / 1000}s`)));
       req.on('error', (err: NodeJS.ErrnoException) => reject(this.unreachable(err, opts.hint)));
-      req.end(data);
+      if (!opts.stream) return req.end(data);
+      opts.stream.data.on('error', (err) => req.destroy(new AgentError((err as Error).message)));
+      opts.stream.data.pipe(req);
     });
   }
 
@@ -238,6 +259,16 @@ async function readText(res: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The progress events of a pull or import (to `onEvent`), then its image or its error. */
+async function imageResult(res: IncomingMessage, onEvent: (e: PullEvent) => void, what: string): Promise<StoredImage> {
+  for await (const line of ndjson<PullEvent | { image: StoredImage } | { error: string }>(res)) {
+    if ('image' in line) return line.image;
+    if ('error' in line) throw new AgentError(line.error);
+    onEvent(line);
+  }
+  throw new AgentError(`the node agent ended the ${what} without a result`);
 }
 
 /** A non-2xx answer as an AgentError with the agent's message and field errors. */

@@ -1,4 +1,4 @@
-// The few libc calls Node cannot make itself (ioctl, mmap, mlock), through koffi. Loaded lazily so that
+// The few libc calls Node cannot make itself (ioctl, mmap, mlock, flock), through koffi. Loaded lazily so that
 // importing xen/ on a machine without it (or in tests) costs nothing.
 import koffi from 'koffi';
 import { constants } from 'node:os';
@@ -12,6 +12,8 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_POPULATE = 0x8000;
 const MAP_FAILED = 0xffffffffffffffffn;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
 
 interface Libc {
   open: (path: string, flags: number, mode: number) => number;
@@ -20,6 +22,7 @@ interface Libc {
   mmap: (addr: unknown, len: number, prot: number, flags: number, fd: number, offset: number | bigint) => unknown;
   munmap: (addr: unknown, len: number) => number;
   mlock: (addr: unknown, len: number) => number;
+  flock: (fd: number, operation: number) => number;
 }
 
 let libc: Libc | undefined;
@@ -34,6 +37,7 @@ function load(): Libc {
       mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t offset)'),
       munmap: lib.func('int munmap(void *addr, size_t len)'),
       mlock: lib.func('int mlock(const void *addr, size_t len)'),
+      flock: lib.func('int flock(int fd, int operation)'),
     };
   }
   return libc;
@@ -105,4 +109,12 @@ export function sysMmap(length: number, prot: number, flags: number, fd = -1, of
 
 export function sysMlock(m: Mapping): void {
   check('mlock', load().mlock(m.pointer, m.length));
+}
+
+/** flock(2); with LOCK_NB, false when another open file holds the lock (EWOULDBLOCK). */
+export function sysFlock(fd: number, operation: number): boolean {
+  if (load().flock(fd, operation) === 0) return true;
+  const errno = koffi.errno();
+  if (errno === constants.errno.EWOULDBLOCK) return false;
+  throw new SysError('flock', errno);
 }

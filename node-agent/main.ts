@@ -38,8 +38,11 @@ import { Semaphore } from '../lib/semaphore.js';
 import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
 import { consoleFlags } from './xen/console/throttle.js';
+import { AGENT_COMMAND, waitForImageCache } from './image/cache-lock.js';
+import { imageCommand } from './image-command.js';
 
 const HELP = `Usage: krata-node-agent [options]
+       krata-node-agent image COMMAND --state DIR ...   the image cache while no agent runs (--help)
 
   --state DIR             durable state: guests, images, reservations (default /var/lib/krata)
   --socket PATH           local API socket (default /run/krata/agent.sock)
@@ -180,6 +183,9 @@ async function main(): Promise<number> {
   const hv = container.get<Hypervisor>(HYPERVISOR);
   const clock = container.get<Clock>(CLOCK);
 
+  // The image cache has one writer: this agent, for as long as it runs (an offline writer, while it
+  // holds the cache, delays the start).
+  await waitForImageCache(join(state, 'images'), AGENT_COMMAND, (e) => log.warn(`${e.message}; waiting for it to finish`));
   const problems: string[] = [];
   const store = new GuestStore(state, problems);
   for (const p of problems) log.error({ problem: p }, 'a stored guest could not be read; it is left in place');
@@ -283,7 +289,7 @@ async function main(): Promise<number> {
 // A stray rejection is a bug to log, not a reason to take the host's guests' manager down.
 process.on('unhandledRejection', (reason) => console.error(`krata-node-agent: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
 
-main().then(
+(process.argv[2] === 'image' ? imageCommand(process.argv.slice(3)) : main()).then(
   (code) => process.exit(code),
   (err: Error) => {
     console.error(`krata-node-agent: ${err.message}`);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { buildTar } from '../node-agent/image/tar.js';
+import { buildTar } from '../lib/tar.js';
 
 export interface LayerSpec {
   tar: Buffer;

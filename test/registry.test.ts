@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildTar } from '../node-agent/image/tar.js';
+import { buildTar } from '../lib/tar.js';
 import { buildImage, buildIndex, pushImage, pushIndex, writeDockerSave, writeOciLayout, type BuiltImage } from './oci-images.js';
 import { blobDataPath, startRegistry, tamperBlob, type Registry } from './registry.js';
 

@@ -72,3 +72,13 @@ export type PullEvent =
   | { kind: 'unpacked'; layer: string }
   | { kind: 'done'; digest: string; size: number };
 
+
+/** What a prune removed: the least recently used images no Guest uses, until the cache fits. */
+export interface PruneResult {
+  removed: StoredImage[];
+  freedBytes: number;
+  keptBytes: number;
+}
+
+/** The import endpoint's body: a tar stream (a docker save archive, or an OCI layout as a tarball). */
+export const IMPORT_CONTENT_TYPE = 'application/x-tar';

@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
 import { InvalidRequest, type AgentService } from '../service/service.js';
-import { type WatchEvent } from '../../contracts/agent-api/types.js';
+import { type PullEvent, type StoredImage, type WatchEvent } from '../../contracts/agent-api/types.js';
+import { parseReference } from '../../lib/oci/reference.js';
 import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 
@@ -281,21 +282,24 @@ async function pullImage(r: Request): Promise<void> {
     if (!isPullSecretName(n)) throw new HttpError(400, `pullSecrets: ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain)`);
     return n;
   });
-  // The stream starts with the first event: a refusal before any (a Secret not found) is a plain 422.
+  await imageJob(r, (onEvent) => r.ctx.service.pullImage(image, onEvent, { namespace, pullSecrets }));
+}
+
+/**
+ * Answers a pull or import: NDJSON progress events, then {image} or {error}. The stream starts with the
+ * first event: a refusal before any (a Secret not found, no image cache) is a plain error answer.
+ */
+async function imageJob(r: Request, job: (onEvent: (e: PullEvent) => void) => Promise<StoredImage>): Promise<void> {
   let started = false;
   const start = () => {
     if (!started) startStream(r.res, 'application/x-ndjson');
     started = true;
   };
   try {
-    const stored = await r.ctx.service.pullImage(
-      image,
-      (e) => {
-        start();
-        writeLine(r.res, e);
-      },
-      { namespace, pullSecrets },
-    );
+    const stored = await job((e) => {
+      start();
+      writeLine(r.res, e);
+    });
     start();
     writeLine(r.res, { image: stored });
   } catch (e) {
@@ -304,6 +308,32 @@ async function pullImage(r: Request): Promise<void> {
     writeLine(r.res, { error: (e as Error)?.message ?? String(e) });
   }
   r.res.end();
+}
+
+/** POST /v1/images/import?name=REF&source=FILE, the body a tar stream (IMPORT_CONTENT_TYPE). */
+async function importImage(r: Request): Promise<void> {
+  const rawName = r.query.get('name');
+  const name = rawName === null ? undefined : imageRef(rawName, 'name');
+  if (name !== undefined) {
+    try {
+      parseReference(name);
+    } catch (e) {
+      throw new HttpError(400, `name: ${(e as Error).message}`);
+    }
+  }
+  // Only a label (messages, the name of an image whose archive has none): printable and short.
+  const source = r.query.get('source') || 'archive';
+  if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source)) throw new HttpError(400, 'source must be a file name of at most 4096 printable characters');
+  await imageJob(r, (onEvent) => r.ctx.service.importImage(r.req, { source, ...(name !== undefined ? { name } : {}) }, onEvent));
+}
+
+/** POST /v1/images/prune {"budgetBytes": N}: N absent or 0 removes every image no Guest uses. */
+async function pruneImages(r: Request): Promise<void> {
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { budgetBytes?: unknown };
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"budgetBytes": N}');
+  const budget = body.budgetBytes ?? 0;
+  if (typeof budget !== 'number' || !Number.isSafeInteger(budget) || budget < 0) throw new HttpError(400, 'budgetBytes must be a whole number, 0 or more');
+  sendJson(r.res, 200, r.ctx.service.pruneImages(budget));
 }
 
 async function listImages(r: Request): Promise<void> {
@@ -320,7 +350,7 @@ async function host(r: Request): Promise<void> {
 
 const GUEST = '/v1/namespaces/:namespace/guests/:name';
 
-/** Literal routes before parameterized ones: /v1/images/pull is the pull, never an image named "pull". */
+/** Literal routes before parameterized ones: /v1/images/pull is the pull, never an image named "pull" (so are import, prune). */
 export const ROUTES: Route[] = (
   [
     ['/v1/apply', { POST: apply }],
@@ -332,6 +362,8 @@ export const ROUTES: Route[] = (
     ['/v1/watch', { GET: watch }],
     ['/v1/events', { GET: events }],
     ['/v1/images/pull', { POST: pullImage }],
+    ['/v1/images/import', { POST: importImage }],
+    ['/v1/images/prune', { POST: pruneImages }],
     ['/v1/images', { GET: listImages }],
     ['/v1/images/:ref', { DELETE: removeImage }],
     ['/v1/host', { GET: host }],

@@ -10,6 +10,7 @@ import { FakeAgentService } from '../../test/doubles/fake-agent-service.js';
 import { jsonErrorOffset, parseJsonBody } from './http.js';
 import { tailLines } from './routes.js';
 import { startApiServer, groupId, type ApiServerOptions } from './server.js';
+import { InvalidRequest } from '../service/service.js';
 
 const GUEST = (name: string, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'krata.dev/v1alpha1',
@@ -504,6 +505,54 @@ test('images: pull streams progress then the image (or the error); list; remove 
   const withSecret = await post(socketPath, '/v1/images/pull', { image: 'docker.io/library/alpine:3.19', namespace: 'team', pullSecrets: ['regcred'] });
   assert.equal(withSecret.status, 200);
   assert.equal(JSON.parse(withSecret.text.trim().split('\n').at(-1)!).image.names[0], 'docker.io/library/alpine:3.19');
+});
+
+test('images: import streams the request body to the service (no body limit), then progress and the image', async (t) => {
+  const { socketPath, service } = await agent(t, { maxBodyBytes: 1024 });
+  const archive = Buffer.alloc(256 * 1024, 7);
+  const tar = { 'content-type': 'application/x-tar' };
+  const query = `name=${encodeURIComponent('example.com/app:1')}&source=${encodeURIComponent('/tmp/app.tar')}`;
+  const r = await call(socketPath, 'POST', `/v1/images/import?${query}`, archive, tar);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['content-type'], 'application/x-ndjson');
+  const lines = r.text.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.slice(0, -1).map((l) => l.kind), ['resolved', 'done']);
+  assert.equal(lines.at(-1).image.names[0], 'example.com/app:1');
+  assert.deepEqual(service.imports.map((i) => [i.name, i.source]), [['example.com/app:1', '/tmp/app.tar']]);
+  assert.ok(service.imports[0]!.bytes.equals(archive), 'the body reached the service whole');
+  // Without a name the service names it; a failure after the stream started is its last line.
+  const unnamed = await call(socketPath, 'POST', '/v1/images/import?source=x.tar', Buffer.from('tar'), tar);
+  assert.equal(service.imports[1]!.name, undefined);
+  assert.equal(JSON.parse(unnamed.text.trim().split('\n').at(-1)!).image.names[0], 'import/x.tar');
+  const empty = await call(socketPath, 'POST', '/v1/images/import?source=empty.tar', Buffer.alloc(0), tar);
+  assert.deepEqual(JSON.parse(empty.text), { error: 'empty.tar: not a tar archive (empty)' });
+  // Refused before the body is read: a bad name or source is a 400, a refusing service its own status.
+  assert.equal((await call(socketPath, 'POST', '/v1/images/import?name=Not%20A%20Ref', archive, tar)).status, 400);
+  assert.equal((await call(socketPath, 'POST', '/v1/images/import?name=UPPER%2Fcase', archive, tar)).status, 400);
+  assert.equal((await call(socketPath, 'POST', '/v1/images/import?source=a%0Ab', archive, tar)).status, 400);
+  service.failures.set('importImage', new InvalidRequest('this agent has no image cache', [], 503));
+  const refused = await call(socketPath, 'POST', '/v1/images/import?source=a.tar', archive, tar);
+  assert.equal(refused.status, 503);
+  assert.equal(refused.json.message, 'this agent has no image cache');
+  assert.equal((await call(socketPath, 'DELETE', '/v1/images/import')).status, 405, 'a literal route, not an image named "import"');
+});
+
+test('images: prune takes a budget in bytes and answers what it removed', async (t) => {
+  const { socketPath, service } = await agent(t);
+  await post(socketPath, '/v1/images/pull', { image: 'docker.io/library/alpine:3.19' });
+  const kept = await post(socketPath, '/v1/images/prune', { budgetBytes: 1 << 30 });
+  assert.equal(kept.status, 200);
+  assert.deepEqual(kept.json, { removed: [], freedBytes: 0, keptBytes: 4096 });
+  const all = await post(socketPath, '/v1/images/prune', {});
+  assert.deepEqual([all.json.removed.length, all.json.freedBytes, all.json.keptBytes], [1, 4096, 0]);
+  assert.deepEqual(service.prunes, [1 << 30, 0]);
+  for (const budgetBytes of [-1, 1.5, '10G', 2 ** 60]) {
+    const r = await post(socketPath, '/v1/images/prune', { budgetBytes });
+    assert.equal(r.status, 400, String(budgetBytes));
+    assert.equal(r.json.message, 'budgetBytes must be a whole number, 0 or more');
+  }
+  assert.equal((await post(socketPath, '/v1/images/prune', [])).status, 400);
+  assert.equal(service.prunes.length, 2);
 });
 
 test('GET /v1/host', async (t) => {

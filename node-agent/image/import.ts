@@ -1,8 +1,9 @@
 // Offline sources: an OCI image layout directory, or a tarball from `docker save` (the legacy
-// manifest.json format, or the OCI layout that newer Docker writes). Every blob is checked against
+// manifest.json format, or the OCI layout that newer Docker writes), from a path or streamed (the
+// local API's import: kratactl sends a file as it is, a layout directory as a tarball). Every blob is checked against
 // its digest, as from a registry; a legacy archive has no manifest, so one is derived from its
 // config and layers (deterministically: the same archive always gets the same digest).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, mkdirSync, openSync, readFileSync, closeSync, writeSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { LIMITS, ManifestError, MediaType, documentKind, parseImageConfig, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from '../../lib/oci/manifest.js';
@@ -10,7 +11,7 @@ import { hostPlatform, selectManifest, type Platform } from '../../lib/oci/platf
 import { formatReference, parseDigest, parseReference } from '../../lib/oci/reference.js';
 import type { ImageStore, PullOptions } from './store.js';
 import type { StoredImage } from '../../contracts/agent-api/types.js';
-import { normalizeTarPath, TarFormatError, TarParser } from './tar.js';
+import { normalizeTarPath, TarFormatError, TarParser } from '../../lib/tar.js';
 
 export interface ImportOptions extends PullOptions {
   /** Name for the image when the archive carries none (or to override it). */
@@ -34,7 +35,7 @@ function readSmall(file: string, max: number, what: string): Buffer {
 }
 
 /** Unpacks an archive's members (not a filesystem: blobs and JSON) into `dir`, symlinks resolved. */
-async function unpackArchive(archive: string, dir: string, maxMember: number): Promise<void> {
+async function unpackArchive(chunks: AsyncIterable<Buffer>, archive: string, dir: string, maxMember: number): Promise<void> {
   const links: Array<[string, string]> = [];
   let fd: number | undefined;
   let count = 0;
@@ -69,7 +70,7 @@ async function unpackArchive(archive: string, dir: string, maxMember: number): P
     archive,
   );
   try {
-    for await (const chunk of createReadStream(archive, { highWaterMark: 1 << 20 })) parser.write(chunk as Buffer);
+    for await (const chunk of chunks) parser.write(chunk);
     parser.close();
   } finally {
     if (fd !== undefined) closeSync(fd);
@@ -152,15 +153,29 @@ async function fromDockerSave(dir: string, archive: string): Promise<Found> {
 export async function importImage(store: ImageStore, path: string, opts: ImportOptions = {}): Promise<StoredImage> {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st) throw new Error(`${path}: no such file or directory`);
-  const work = join(store.tmpDir, `import-${process.pid}-${Date.now()}`);
+  if (st.isDirectory()) return importFrom(store, path, opts, async () => path);
+  return importArchive(store, createReadStream(path, { highWaterMark: 1 << 20 }), path, opts);
+}
+
+/**
+ * Imports a tar stream: a docker-save archive, or an OCI layout as a tarball. `path` names the archive
+ * in messages and, when it carries no name, in the image's.
+ */
+export function importArchive(store: ImageStore, chunks: AsyncIterable<Buffer>, path: string, opts: ImportOptions = {}) {
+  return importFrom(store, path, opts, async (work) => {
+    const dir = join(work, 'archive');
+    mkdirSync(dir);
+    await unpackArchive(chunks, path, dir, opts.maxMemberBytes ?? 64 * 2 ** 30);
+    return dir;
+  });
+}
+
+/** The import proper, from the directory `open` gives (the layout itself, or an unpacked archive). */
+async function importFrom(store: ImageStore, path: string, opts: ImportOptions, open: (work: string) => Promise<string>) {
+  const work = join(store.tmpDir, `import-${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(work, { mode: 0o700 });
   try {
-    let dir = path;
-    if (!st.isDirectory()) {
-      dir = join(work, 'archive');
-      mkdirSync(dir);
-      await unpackArchive(path, dir, opts.maxMemberBytes ?? 64 * 2 ** 30);
-    }
+    const dir = await open(work);
     let found: Found;
     if (existsSync(join(dir, 'oci-layout')) && existsSync(join(dir, 'index.json'))) found = await fromOciLayout(dir, opts);
     else if (existsSync(join(dir, 'manifest.json'))) found = await fromDockerSave(dir, path);

@@ -3,7 +3,7 @@
 // hides it (same path, a whiteout, an opaque directory, or a non-directory ancestor). Hardlinks whose
 // target is hidden get the target's content under their own name; a target earlier in the same layer
 // needs a second read of that layer (`rereads`), which is rare.
-import { encodeHeader, TAR_END, tarPadding, TarFormatError, type TarHeader, type TarSink } from './tar.js';
+import { encodeHeader, TAR_END, tarPadding, TarFormatError, type TarHeader, type TarSink } from '../../lib/tar.js';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { buildTar, encodeHeader, tarPadding, type TarHeader } from './tar.js';
+import { buildTar, encodeHeader, tarPadding, type TarHeader } from '../../lib/tar.js';
 import { packLayers, type PackLayer } from './pack.js';
 import { LayerUnion } from './layer-union.js';
 

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { boundHit, killGroup, spawnBounded, type ChildBounds } from './bounded-child.js';
 import { LayerUnion, DEFAULT_UNION_LIMITS, type UnionLimits } from './layer-union.js';
 import { SquashfsWriter, type SquashfsOptions } from './squashfs.js';
-import { TarParser, TarFormatError, type TarSink } from './tar.js';
+import { TarParser, TarFormatError, type TarSink } from '../../lib/tar.js';
 
 export interface PackLayer {
   /** A blob file whose digest was already verified. */

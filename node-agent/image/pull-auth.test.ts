@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type Registry } from '../../test/registry.js';
 import { buildImage, pushImage, type BuiltImage } from '../../test/oci-images.js';
-import { buildTar } from './tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { CredentialStore } from '../../lib/oci/credentials.js';
 import { ImageStore } from './store.js';
 import { exchangeToken, registryChallenge, type PullAuth, type RegistryOptions } from '../../lib/oci/registry.js';

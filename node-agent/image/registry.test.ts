@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type Registry, type TokenRequest } from '../../test/registry.js';
 import { buildImage, pushImage, sha256, type BuiltImage } from '../../test/oci-images.js';
-import { buildTar } from './tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { CredentialStore } from '../../lib/oci/credentials.js';
 import { ImageStore } from './store.js';
 import { parseChallenge, RegistryClient, RegistryError } from '../../lib/oci/registry.js';

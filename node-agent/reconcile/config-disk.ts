@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { serializeLaunchConfig, type LaunchConfigV1 } from '../guest/launch-config.js';
 import { asNoSpace } from '../../lib/no-space.js';
 import { SquashfsWriter } from '../image/squashfs.js';
-import { encodeHeader, TAR_END, tarPadding } from '../image/tar.js';
+import { encodeHeader, TAR_END, tarPadding } from '../../lib/tar.js';
 
 export async function writeConfigDisk(out: string, config: LaunchConfigV1): Promise<void> {
   const data = serializeLaunchConfig(config);

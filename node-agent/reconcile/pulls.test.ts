@@ -9,7 +9,7 @@ import { buildImage, writeOciLayout } from '../../test/oci-images.js';
 import { guest, harness, phase, work } from '../../test/harness/node-controller.js';
 import { importImage } from '../image/import.js';
 import { ImageStore } from '../image/store.js';
-import { buildTar } from '../image/tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { CachedImages } from '../service/agent-service.js';
 import { ImageError } from './pulls.js';
 

@@ -10,7 +10,8 @@ import { isSecretDocument, validatePullSecret, type PullSecret } from '../../con
 import type { Semaphore } from '../../lib/semaphore.js';
 import type { SecretStore } from '../store/secret-store.js';
 import type { ImageStore } from '../image/store.js';
-import type { PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
+import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
+import { importArchive } from '../image/import.js';
 import type { EventRecorder } from '../reconcile/events.js';
 import { guestKey, type GuestStore } from '../store/guest-store.js';
 import type { Console, Hypervisor } from '../runtime/hypervisor.js';
@@ -209,9 +210,14 @@ export class Agent implements AgentService {
     return this.imageCache;
   }
 
+  /** A pull or import waits for one of the host's pull slots. */
+  private slot(job: () => Promise<StoredImage>): Promise<StoredImage> {
+    return this.opts.pullSlots ? this.opts.pullSlots.run(job) : job();
+  }
+
   pullImage(reference: string, onEvent: (e: PullEvent) => void, opts: { namespace?: string; pullSecrets?: string[] } = {}): Promise<StoredImage> {
     const store = this.imageStore();
-    const slot = (pull: () => Promise<StoredImage>) => (this.opts.pullSlots ? this.opts.pullSlots.run(pull) : pull());
+    const slot = (pull: () => Promise<StoredImage>) => this.slot(pull);
     if (!opts.pullSecrets?.length) return slot(() => store.pull(reference, { onEvent }));
     if (!this.opts.secrets) throw new InvalidRequest('this agent keeps no Secrets', [], 422);
     const auth = this.opts.secrets.credentials(opts.namespace ?? 'default', opts.pullSecrets);
@@ -228,15 +234,40 @@ export class Agent implements AgentService {
     return this.imageStore().list();
   }
 
-  removeImage(refOrDigest: string): StoredImage {
-    const inUse = new Set(this.store.list().map((g) => g.status?.imageDigest).filter((d): d is string => !!d));
+  importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+    // An import names its own content, and imported images serve every namespace (store.ts): in a
+    // cluster, whose tenants' Guests share this cache, the names are the registries' alone.
+    if (this.opts.managedBy) {
+      throw new InvalidRequest(`this host is managed by the cluster (${this.opts.managedBy}): its images come from registries; import is for a single host`, [], 409);
+    }
     const store = this.imageStore();
-    if (!store.find(refOrDigest)) throw new NotFound(`no image ${refOrDigest} in the cache`);
+    const name = opts.name !== undefined ? { name: opts.name } : {};
+    return this.slot(() => importArchive(store, archive, opts.source, { onEvent, ...name }));
+  }
+
+  /** Manifest digests of the images the Guests run from: rm and prune leave them alone. */
+  private imagesInUse(): Set<string> {
+    return new Set(this.store.list().map((g) => g.status?.imageDigest).filter((d): d is string => !!d));
+  }
+
+  removeImage(refOrDigest: string): StoredImage {
+    const store = this.imageStore();
+    let found: StoredImage | undefined;
     try {
-      return store.remove(refOrDigest, inUse);
+      found = store.find(refOrDigest);
+    } catch (e) {
+      throw new InvalidRequest((e as Error).message, [], 400); // a digest prefix of several images
+    }
+    if (!found) throw new NotFound(`no image ${refOrDigest} in the cache`);
+    try {
+      return store.remove(refOrDigest, this.imagesInUse());
     } catch (e) {
       throw new InvalidRequest((e as Error).message, [], 409);
     }
+  }
+
+  pruneImages(budgetBytes: number): PruneResult {
+    return this.imageStore().gc(this.imagesInUse(), budgetBytes);
   }
 
   async host(): Promise<HostStatus> {

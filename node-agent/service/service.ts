@@ -3,7 +3,7 @@
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../../contracts/agent-api/types.js';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
-import type { PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
+import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
 import type { Console } from '../runtime/hypervisor.js';
 
@@ -50,9 +50,20 @@ export interface AgentService {
   console(namespace: string, name: string): Console | undefined;
   /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
   pullImage(reference: string, onEvent: (e: PullEvent) => void, opts?: { namespace?: string; pullSecrets?: string[] }): Promise<StoredImage>;
+  /**
+   * Imports a tar stream (a docker save archive, or an OCI layout as a tarball), named `name` or as
+   * the archive says; `source` (the client's file name) names it in messages and when it has no name.
+   */
+  importImage(
+    archive: AsyncIterable<Buffer>,
+    opts: { name?: string; source: string },
+    onEvent: (e: PullEvent) => void,
+  ): Promise<StoredImage>;
   images(): StoredImage[];
   /** Removes an image pull Secret (single host); NotFound when there is none. Its data is never returned. */
   deleteSecret(namespace: string, name: string): void;
   removeImage(refOrDigest: string): StoredImage;
+  /** Removes images no Guest uses, least recently used first, until the cache fits (0: all of them). */
+  pruneImages(budgetBytes: number): PruneResult;
   host(): Promise<HostStatus>;
 }

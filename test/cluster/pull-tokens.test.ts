@@ -15,7 +15,7 @@ import { ImageStore } from '../../node-agent/image/store.js';
 import { startRedis, type TestRedis } from '../redis.js';
 import { startRegistry, type Registry } from '../registry.js';
 import { buildImage, pushImage } from '../oci-images.js';
-import { buildTar } from '../../node-agent/image/tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { newGuest, startKube, waitFor, type TestKube } from '../kube/operator-env.js';
 import { Operator } from '../../operator/operator.js';
 import { PullTokenIssuer } from '../../operator/pull-tokens.js';

@@ -2,7 +2,7 @@
 // log, consoles the test writes into and reads from, and knobs to move guests through their phases.
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
-import type { PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
+import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
 import { FakeConsole } from '../../node-agent/runtime/fake-console.js';
 import type { Console } from '../../node-agent/runtime/hypervisor.js';
 import { InvalidRequest, NotFound, type AgentService } from '../../node-agent/service/service.js';
@@ -208,6 +208,48 @@ export class FakeAgentService implements AgentService {
     };
     this.imageList.push(img);
     return img;
+  }
+
+  /** The bytes of each import, in order. */
+  readonly imports: { name?: string; source: string; bytes: Buffer }[] = [];
+
+  async importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+    this.fail('importImage');
+    const chunks: Buffer[] = [];
+    for await (const c of archive) chunks.push(c);
+    const bytes = Buffer.concat(chunks);
+    this.imports.push({ ...opts, bytes });
+    if (bytes.length === 0) throw new Error(`${opts.source}: not a tar archive (empty)`);
+    const digest = 'sha256:' + '12'.repeat(32);
+    onEvent({ kind: 'resolved', ref: opts.name ?? `import/${opts.source}`, digest, layers: [] });
+    onEvent({ kind: 'done', digest, size: bytes.length });
+    const img: StoredImage = { ...this.fakeImage(digest, opts.name ?? `import/${opts.source}`, bytes.length), source: 'import' };
+    this.imageList.push(img);
+    return img;
+  }
+
+  private fakeImage(digest: string, name: string, size: number): StoredImage {
+    return {
+      digest,
+      format: 'squashfs',
+      names: [name],
+      path: `/var/lib/krata/images/${digest.slice(7)}.squashfs`,
+      size,
+      config: { os: 'linux', architecture: 'amd64' } as StoredImage['config'],
+      source: 'registry',
+      createdAt: '2024-01-01T00:00:00Z',
+      lastUsedAt: '2024-01-01T00:00:00Z',
+    };
+  }
+
+  /** Budgets prune was called with. */
+  readonly prunes: number[] = [];
+
+  pruneImages(budgetBytes: number): PruneResult {
+    this.fail('pruneImages');
+    this.prunes.push(budgetBytes);
+    const removed = budgetBytes === 0 ? this.imageList.splice(0) : [];
+    return { removed, freedBytes: removed.reduce((s, i) => s + i.size, 0), keptBytes: this.imageList.reduce((s, i) => s + i.size, 0) };
   }
 
   images(): StoredImage[] {

@@ -3,7 +3,7 @@
 //   node dist/test/e2e/busybox-image.js OUT.tar [NAME]     (default name krata/busybox:demo)
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { buildTar } from '../../node-agent/image/tar.js';
+import { buildTar } from '../../lib/tar.js';
 import { buildImage, writeDockerSave } from '../oci-images.js';
 
 export const APPLETS = ['sh', 'id', 'echo', 'cat', 'sleep', 'hostname', 'ls', 'ps', 'uname', 'top', 'vi', 'wget', 'ip', 'ping', 'mount', 'df', 'free'];

@@ -26,7 +26,7 @@ gi_stage_image "$stage"
 node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
 gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 cleanup
-x "$k image import --store /var/lib/krata -q /krata/guest-init/target/e2e-agent/busybox.tar" >"$out/import.txt" || fail "image import failed"
+x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-agent/busybox.tar" >"$out/import.txt" || fail "image import failed"
 
 start_agent || fail "the agent did not start"
 cat >"$stage/guests.yaml" <<'YAML'

@@ -35,7 +35,7 @@ gi_stage_image "$stage"
 node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
 gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 cleanup
-x "$k image import --store /var/lib/krata -q /krata/guest-init/target/e2e-kratanet/busybox.tar" >"$out/import.txt" || fail "image import failed"
+x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-kratanet/busybox.tar" >"$out/import.txt" || fail "image import failed"
 
 # dom0's loopback services: busybox httpd on 127.0.0.1 and ::1, a marker file and 20 MiB of random bytes.
 x "mkdir -p $www/www && echo $marker >$www/www/marker.txt && dd if=/dev/urandom of=$www/www/big.bin bs=1M count=20 2>/dev/null && sha256sum $www/www/big.bin | cut -d' ' -f1 >$www/big.sha256" \

@@ -42,7 +42,7 @@ gi_stage_image "$stage"
 node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
 gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 cleanup
-x "$k image import --store /var/lib/krata -q /krata/guest-init/target/e2e-isolation/busybox.tar" >"$out/import.txt" || fail "image import failed"
+x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-isolation/busybox.tar" >"$out/import.txt" || fail "image import failed"
 
 # dom0's services on every address: a Redis as the old manifests ran it, and an httpd.
 dom0ip=$(x "node -p \"Object.values(require('os').networkInterfaces()).flat().find((a) => a.family === 'IPv4' && !a.internal)?.address ?? ''\"")

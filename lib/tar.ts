@@ -1,6 +1,7 @@
-// The tar format both ways: the reader takes image layers apart (ustar, pax, GNU long names, base-256
-// numbers) and the writer feeds mksquashfs one merged stream (ustar, with pax records for what ustar
-// cannot hold: long names, large numbers, xattrs). Layers are hostile input: every field is checked.
+// The tar format both ways: the reader takes image layers and imported archives apart (ustar, pax, GNU
+// long names, base-256 numbers); the writer feeds mksquashfs one merged stream, and kratactl an OCI
+// layout to the node agent (ustar, with pax records for what ustar cannot hold: long names, large
+// numbers, xattrs). Layers are hostile input: every field is checked.
 
 export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
