@@ -1,0 +1,42 @@
+// ESLint with typescript-eslint's type-checked recommended rules. Layout is prettier's job, import rules are
+// scripts/check-layers.mjs's. A rule is turned off only with the reason beside it.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const tests = ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'];
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'guest-init/', 'kernel/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      // node:test's test()/describe() return promises that the runner itself awaits.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }] },
+      ],
+      // The code writes `!` on indexed reads (noUncheckedIndexedAccess is off) to say "this element exists";
+      // the rule calls each of those unnecessary.
+      '@typescript-eslint/no-unnecessary-type-assertion': 'off',
+      // An async method that implements a Promise-returning interface without awaiting is meant: its throws
+      // become rejections, as callers expect.
+      '@typescript-eslint/require-await': 'off',
+      // `_`-prefixed names are the convention for a parameter a signature needs but the body does not use.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+    },
+  },
+  {
+    files: tests,
+    rules: {
+      // Tests read JSON bodies and fixtures as `any` on purpose: the assertions that follow are the check.
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-argument': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-call': 'off',
+      '@typescript-eslint/no-unsafe-return': 'off',
+    },
+  },
+  { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+);
