@@ -10,7 +10,7 @@ import {
 import type { XenControl } from '../control.js';
 import { removeDomainStore, writeDomainStore } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
-import { setField } from '../sys/layout.js';
+import { setField } from '../../../lib/c-layout.js';
 import type { Mapping } from '../../../lib/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { findKernelPayload } from './bzimage.js';
