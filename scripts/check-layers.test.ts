@@ -59,7 +59,10 @@ test('an import cycle fails, also through export-from and dynamic import()', () 
 });
 
 test('a program importing another program fails', () => {
-  fails({ 'operator/x.ts': `import { xc } from '../node-agent/xen/xc.js';\nexport const x = xc;\n` }, /^operator\/x\.ts:1: program operator\/ imports program node-agent\//);
+  fails(
+    { 'operator/x.ts': `import { xc } from '../node-agent/xen/xc.js';\nexport const x = xc;\n` },
+    /^operator\/x\.ts:1: program operator\/ imports program node-agent\//,
+  );
   // A test beside code may import test/, but not another program.
   fails({ 'kratactl/x.test.ts': `import type { M } from '../node-agent/main.js';\nexport type X = M;\n` }, /program kratactl\/ imports/);
 });
@@ -76,9 +79,15 @@ test('a lower layer importing a higher one fails', () => {
 });
 
 test('node-agent/xen/ importing the agent outside xen/ fails', () => {
-  fails({ 'node-agent/xen/bad.ts': `import type { L } from '../net/link.js';\nexport type B = L;\n` }, /^node-agent\/xen\/bad\.ts:1: node-agent\/xen\/ imports/);
+  fails(
+    { 'node-agent/xen/bad.ts': `import type { L } from '../net/link.js';\nexport type B = L;\n` },
+    /^node-agent\/xen\/bad\.ts:1: node-agent\/xen\/ imports/,
+  );
 });
 
 test('node-agent/net/ importing the agent outside net/ fails', () => {
-  fails({ 'node-agent/net/bad.ts': `\n\nimport { xc } from '../xen/xc.js';\nexport const b = xc;\n` }, /^node-agent\/net\/bad\.ts:3: node-agent\/net\/ imports/);
+  fails(
+    { 'node-agent/net/bad.ts': `\n\nimport { xc } from '../xen/xc.js';\nexport const b = xc;\n` },
+    /^node-agent\/net\/bad\.ts:3: node-agent\/net\/ imports/,
+  );
 });

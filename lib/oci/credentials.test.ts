@@ -141,7 +141,7 @@ test('secrets never show in toString, inspection or JSON', () => {
     config({ 'ghcr.io': { auth: b64(`user:${SECRET}`) }, 'docker.io': { identitytoken: SECRET } }),
     'cfg',
   );
-  for (const shown of [String(store), inspect(store), inspect(store, { showHidden: true, depth: 10 }), JSON.stringify(store), `${[store]}`]) {
+  for (const shown of [String(store), inspect(store), inspect(store, { showHidden: true, depth: 10 }), JSON.stringify(store), String([store])]) {
     assert.ok(!shown.includes(SECRET) && !shown.includes('user'), shown);
   }
   assert.equal(String(store), 'CredentialStore(docker.io, ghcr.io)');

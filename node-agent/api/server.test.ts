@@ -449,7 +449,7 @@ test('console: the guest ending closes the session; refusals are JSON answers', 
     const { socket: s, head } = await upgrade(socketPath, path, protocol);
     const body = await new Promise<string>((r) => {
       let text = '';
-      s.on('data', (d) => (text += d));
+      s.on('data', (d: Buffer) => (text += d.toString()));
       s.on('end', () => r(text));
       s.resume();
     });
@@ -531,7 +531,7 @@ test('an exception in the service is a 500 with its message, logged, and the ser
   const raw = connect(socketPath);
   const answer = await new Promise<string>((r) => {
     let text = '';
-    raw.on('data', (d) => (text += d));
+    raw.on('data', (d: Buffer) => (text += d.toString()));
     raw.on('close', () => r(text));
     raw.write('\x00\x01 hello\r\n\r\n');
   });

@@ -491,7 +491,7 @@ export class Reconciler {
         this.condition(rec, s, 'ImageReady', 'False', reason, message);
       });
       if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
-      throw new Error(message);
+      throw new Error(message, { cause: e });
     }
     if (!image) {
       this.setStatus(key, (s) => {
@@ -597,7 +597,7 @@ export class Reconciler {
         s.message = message;
         this.condition(rec, s, 'Ready', 'False', 'FailedCreate', message);
       });
-      throw new Error(`creating the domain failed: ${message}`);
+      throw new Error(`creating the domain failed: ${message}`, { cause: e });
     }
     this.epoch++;
     this.snapshot?.domains.push(dom);

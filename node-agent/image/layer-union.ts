@@ -79,6 +79,7 @@ export class LayerUnion {
     const current = new Map<string, Said>();
     /** Regular files of this layer that were hidden, for same-layer hardlinks to them. */
     const hiddenFiles = new Set<string>();
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the sink's own methods have their own `this`
     const union = this;
     let writing = false;
     const where = (p: string) => `${source}: ${JSON.stringify(p)}`;
@@ -270,6 +271,7 @@ export class LayerUnion {
   /** A sink for a second read of `layer`, writing the hidden targets its hardlinks need. */
   reread(index: number, source: string): TarSink {
     const wanted = new Map(this.rereads.get(index) ?? []);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the sink's own methods have their own `this`
     const union = this;
     union.source = source;
     let writing = false;

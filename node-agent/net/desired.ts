@@ -34,7 +34,7 @@ export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB
       try {
         parseCidrRule(s, ports);
       } catch (e) {
-        throw new Error(`${flag}: ${(e as Error).message}`);
+        throw new Error(`${flag}: ${(e as Error).message}`, { cause: e });
       }
     }
   };

@@ -242,7 +242,7 @@ export class IcmpEchoProxy {
     const pass = v6 ? ICMP6_ECHO_REPLY : ICMP_ECHOREPLY;
     filter[pass >> 5] = filter[pass >> 5]! & ~(1 << (pass & 31));
     const fb = Buffer.from(filter.buffer);
-    let poller: Poller | null = null;
+    let poller: Poller;
     try {
       if (lib.setsockopt(fd, v6 ? IPPROTO_ICMPV6 : SOL_RAW, v6 ? ICMP6_FILTER : ICMP_FILTER, fb, fb.length) < 0) {
         throw new Error(`setsockopt ${v6 ? 'ICMP6_FILTER' : 'ICMP_FILTER'}: ${errnoName(errno())}`);

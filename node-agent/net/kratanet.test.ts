@@ -141,7 +141,7 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     const source = createServer((c) => c.end(data));
     sourcePort = await listen(source, '127.0.0.1');
     const udp = createSocket('udp4');
-    udp.on('message', (m, r) => udp.send(`echo:${m}`, r.port, r.address));
+    udp.on('message', (m, r) => udp.send(`echo:${m.toString()}`, r.port, r.address));
     await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
     udpPort = udp.address().port;
     servers.push(http, http6, echo, sink, source, { close: () => udp.close() });
@@ -357,7 +357,7 @@ try:
     s.recv(10); print('answered')
 except OSError as e:
     print(e.errno)`]);
-      assert.equal(udp.stdout.toString().trim(), '113', `errno (EHOSTUNREACH expected): ${udp.stdout}${udp.stderr}`);
+      assert.equal(udp.stdout.toString().trim(), '113', `errno (EHOSTUNREACH expected): ${udp.stdout.toString()}${udp.stderr.toString()}`);
       // The other guest itself is served.
       const mine = await other.exec(['curl', '-sS', '-m', '5', `http://${other.gateway4}:${httpPort}/two`]);
       assert.equal(mine.stdout.toString(), 'hello /two', mine.stderr);

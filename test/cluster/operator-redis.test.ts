@@ -37,7 +37,7 @@ const createNode = (name: string, labels: Record<string, string>) => kube.client
 const xenHostExists = (name: string) =>
   kube.client.getXenHost(name).then(
     () => true,
-    (e) => (isNotFound(e) ? false : Promise.reject(e)),
+    (e) => (isNotFound(e) ? false : Promise.reject(e as Error)),
   );
 
 function heartbeat(host: string, cpus: number): Heartbeat {

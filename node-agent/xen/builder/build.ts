@@ -270,7 +270,7 @@ export class DomainBuilder {
 
   /** Give the domain `pages` frames; returns the p2m (pfn → mfn). Superpages first, then single pages. */
   private populate(domid: number, pages: number): bigint[] {
-    const p2m: bigint[] = new Array(pages);
+    const p2m = new Array<bigint>(pages);
     const perSuper = 1 << SUPERPAGE_ORDER;
     let pfn = 0;
     const batch = 512;

@@ -10,7 +10,7 @@ export const MAX_KERNEL_BYTES = 512 * 1024 * 1024;
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'lz4' | 'none';
 
-const MAGICS: [Compression | string, number[]][] = [
+const MAGICS: [Compression | 'bzip2' | 'lzma' | 'lzo', number[]][] = [
   ['gzip', [0x1f, 0x8b]],
   ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
   ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],

@@ -94,7 +94,7 @@ function waitChange(hv: XenHypervisor, domid: number, test: (d: DomainInfo | und
           }
         } while (again);
       } catch (e) {
-        reject(e);
+        reject(e as Error);
       } finally {
         busy = false;
       }
