@@ -117,7 +117,7 @@ function agentPullOptions(values: Record<string, unknown>): { namespace: string;
   const namespace = namespaceOf(values as { namespace?: string });
   const names = [...new Set((values['pull-secret'] as string[] | undefined) ?? [])];
   for (const n of names) {
-    if (!isPullSecretName(n)) throw new UsageError(`--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain: lowercase letters, digits, "-" and ".", at most 253 characters); credentials from a file are --pull-secret-file FILE`);
+    if (!isPullSecretName(n)) throw new UsageError(`--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain: lowercase ` + `letters, digits, "-" and ".", at most 253 characters); credentials from a file are --pull-secret-file FILE`);
   }
   if (names.length > MAX_PULL_SECRETS) throw new UsageError(`--pull-secret: at most ${MAX_PULL_SECRETS} Secrets, not ${names.length}`);
   return { namespace, pullSecrets: names };
@@ -183,7 +183,7 @@ export async function image(argv: string[], io: IO): Promise<number> {
       const socket = values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
       if (agentPull && !existsSync(socket)) {
         // No agent: nobody holds the namespace's Secrets, and this process must not guess at them.
-        io.stderr.write(`error: -n/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at ${socket} (start krata-node-agent or give --agent SOCKET); without an agent, pull directly with credentials from --docker-config or --pull-secret-file FILE\n`);
+        io.stderr.write(`error: -n/--namespace and --pull-secret pull through the node agent, ` + `which keeps the Secrets, and there is no agent at ${socket} (start ` + `krata-node-agent or give --agent SOCKET); without an agent, pull directly ` + `with credentials from --docker-config or --pull-secret-file FILE\n`);
         return EXIT_FAILED;
       }
       const store = agentPull ? undefined : await openStore(values, io);

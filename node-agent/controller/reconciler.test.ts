@@ -107,7 +107,7 @@ function harness(dir = join(work, `state-${++n}`), hv = new FakeHypervisor({ cpu
         if (pred()) return;
         clock.advance(step);
       }
-      assert.fail(`condition not reached; statuses: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
+      assert.fail(`condition not reached; statuses: ` + `${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
     },
     restart() {
       reconciler.stop();
@@ -308,7 +308,7 @@ test('bad input lands in status, not in a crash: memory beyond the host, an inva
   h.stop();
 });
 
-test('what happens behind the agent\'s back: a lost domain counts as a failed exit, duplicates and paused leftovers are destroyed', async () => {
+test('what happens behind the agent\'s back: a lost domain counts as ' + 'a failed exit, duplicates and paused leftovers are destroyed', async () => {
   const h = harness();
   await h.agent.apply([guest('once', { restartPolicy: 'Never' }), guest('dup')], false);
   await h.until(() => phase(h, 'once') === 'Running' && phase(h, 'dup') === 'Running');

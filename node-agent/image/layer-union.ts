@@ -168,7 +168,7 @@ export class LayerUnion {
         }
         // Layers above put entries under this path without defining it: they used it as a directory.
         if (!isDir && union.neededDirs.has(h.path)) {
-          throw new TarFormatError(`${where(h.path)}: is a ${h.type} here, but a layer above puts entries under it (a ${h.type === 'symlink' ? 'symlink' : 'non-directory'} used as a parent)`);
+          throw new TarFormatError(`${where(h.path)}: is a ${h.type} here, but a layer above puts entries under ` + `it (a ${h.type === 'symlink' ? 'symlink' : 'non-directory'} used as a parent)`);
         }
         if (h.type === 'hardlink') {
           const target = h.linkname!;
@@ -239,7 +239,7 @@ export class LayerUnion {
     const dir = slash === -1 ? '' : path.slice(0, slash);
     const n = (this.dirEntries.get(dir) ?? 0) + 1;
     this.dirEntries.set(dir, n);
-    if (n > this.limits.maxDirEntries) throw new TarFormatError(`${this.source}: directory ${JSON.stringify(dir === '' ? '/' : dir)} has more than ${this.limits.maxDirEntries} entries (the limit per directory)`);
+    if (n > this.limits.maxDirEntries) throw new TarFormatError(`${this.source}: directory ${JSON.stringify(dir === '' ? '/' : dir)} has ` + `more than ${this.limits.maxDirEntries} entries (the limit per directory)`);
   }
 
   private defer(path: string): void {

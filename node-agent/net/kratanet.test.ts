@@ -29,7 +29,13 @@ if (cmd === 'udp') {
 } else if (cmd === 'send') {
   const total = Number(a[2]); const h = crypto.createHash('sha256'); let sent = 0;
   const c = net.connect(Number(a[1]), a[0], () => {
-    const more = () => { while (sent < total) { const n = Math.min(1 << 16, total - sent); const b = crypto.randomBytes(n); h.update(b); sent += n; if (!c.write(b)) return c.once('drain', more); } c.end(); };
+    const more = () => {
+      while (sent < total) {
+        const n = Math.min(1 << 16, total - sent); const b = crypto.randomBytes(n); h.update(b); sent += n;
+        if (!c.write(b)) return c.once('drain', more);
+      }
+      c.end();
+    };
     more();
   });
   c.on('data', () => {});
@@ -59,7 +65,8 @@ if (cmd === 'udp') {
   c.on('error', (e) => { clearTimeout(timer); out({ error: e.code, ms: Number(process.hrtime.bigint() - t0) / 1e6 }); });
 } else if (cmd === 'serve') {
   net.createServer((c) => c.on('data', (d) => c.write('guest:' + d))).listen(Number(a[0]), () => {
-    dgram.createSocket('udp4').on('message', function (m, r) { this.send('guest:' + m, r.port, r.address); }).bind(Number(a[0]), () => out({ listening: true }));
+    dgram.createSocket('udp4').on('message', function (m, r) { this.send('guest:' + m, r.port, r.address); })
+      .bind(Number(a[0]), () => out({ listening: true }));
   });
 }
 `;

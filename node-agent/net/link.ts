@@ -29,7 +29,10 @@ export interface RxMeta {
   gsoSize: number;
 }
 export interface TxOffload {
-  /** Checksum to be completed by the kernel/guest (VIRTIO_NET_HDR_F_NEEDS_CSUM): from csumStart (offset in the Ethernet frame), stored at csumStart+csumOffset; the caller has put the pseudo-header sum there. */
+  /**
+   * Checksum to be completed by the kernel/guest (VIRTIO_NET_HDR_F_NEEDS_CSUM): from csumStart (offset in the Ethernet frame),
+   * stored at csumStart+csumOffset; the caller has put the pseudo-header sum there.
+   */
   csumStart: number;
   csumOffset: number;
   /** A TCP segment larger than the MTU, split by the kernel/guest into gsoSize-byte segments. */
@@ -56,7 +59,10 @@ export interface Link {
   onBatchEnd: () => void;
   /** Space for one outgoing Ethernet frame of `len` bytes (len <= 65550) in this link's transmit arena. Fill it, then commit(). */
   alloc(len: number): Buffer;
-  /** Queues the frame last alloc()ed, possibly shortened to `len` bytes. Sent on flush() or on a setImmediate scheduled by the first commit after a flush. */
+  /**
+   * Queues the frame last alloc()ed, possibly shortened to `len` bytes. Sent on flush() or on a setImmediate scheduled by the
+   * first commit after a flush.
+   */
   commit(len: number, offload?: TxOffload): void;
   flush(): void;
   close(): void;
@@ -459,7 +465,8 @@ class TapLink extends FrameLink {
         const e = errno();
         if (e === EINTR) continue;
         if (e === EAGAIN) return false;
-        // ENOBUFS (dropped by the device, see PacketLink), EIO while the device is down, EINVAL for a bad virtio_net_hdr...: drop the frame.
+        // ENOBUFS (dropped by the device, see PacketLink), EIO while the device is down, EINVAL for a bad
+        // virtio_net_hdr...: drop the frame.
         stats.txDropped++;
       } else {
         stats.txFrames++;

@@ -49,7 +49,7 @@ export class Privcmd {
     try {
       fd = sysOpen(privcmd);
     } catch (e) {
-      throw new NotOnXenError(`cannot open ${privcmd}: ${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`);
+      throw new NotOnXenError(`cannot open ${privcmd}: ` + `${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`);
     }
     const hypercall = paths.hypercall ?? HYPERCALL_BUFFER_PATH;
     let bufferFd: number | undefined;

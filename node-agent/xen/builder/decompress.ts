@@ -80,7 +80,7 @@ function load(): Codecs {
     const lz4 = library('liblz4.so.1', 'liblz4-1');
     codecs = {
       lzmaStreamBufferDecode: lzma.func(
-        'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t *in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',
+        'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t ' + '*in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',
       ),
       zstdDecompress: zstdLib.func('size_t ZSTD_decompress(_Out_ void *dst, size_t dstCapacity, const void *src, size_t srcSize)'),
       zstdIsError: zstdLib.func('unsigned int ZSTD_isError(size_t code)'),
