@@ -32,6 +32,8 @@ const base = {
   'node-agent/xen/xc.ts': `import { c } from '../../lib/clock.js';\nexport const xc = c;\n`,
   'node-agent/net/link.ts': `import type { A } from '../../contracts/api.js';\nexport type L = A;\n`,
   'node-agent/main.ts': `import { xc } from './xen/xc.js';\nimport type { L } from './net/link.js';\nexport type M = L | typeof xc;\n`,
+  // A test in net/ may build its fixtures from the rest of the agent.
+  'node-agent/net/link.test.ts': `import type { M } from '../main.js';\nexport type T = M;\n`,
   'node-agent/main.test.ts': `import { h } from '../test/harness.js';\nexport const x = h;\n`,
   'test/harness.ts': `import { xc } from '../node-agent/xen/xc.js';\nimport '../operator/main.js';\nexport const h = xc;\n`,
   'bench/agent.ts': `import { h } from '../test/harness.js';\nexport const b = h;\n`,
