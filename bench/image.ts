@@ -508,7 +508,7 @@ async function oursRun(i: number, dir: string, host: string, timeFile: string, s
   const warm = await oursPull(store, host, timeFile);
   s.cold.push(cold);
   s.warm.push(warm);
-  console.error(`run ${i + 1}: kratactl image pull: cold ${cold.wall_s.toFixed(2)} s, ${cold.rss_mb.toFixed(0)} MB; warm ${warm.wall_s.toFixed(2)} s, ${warm.rss_mb.toFixed(0)} MB`);
+  console.error(`run ${i + 1}: kratactl image pull: cold ${cold.wall_s.toFixed(2)} s, ` + `${cold.rss_mb.toFixed(0)} MB; warm ${warm.wall_s.toFixed(2)} s, ${warm.rss_mb.toFixed(0)} MB`);
   return store;
 }
 
@@ -561,8 +561,8 @@ function summary(s: Samples, g: Generated, runs: number): Record<string, unknown
     same_tree: true,
     tree_entries: s.entries,
     runs,
-    ours: 'kratactl image pull, direct mode (no agent): registry → store → squashfs (zstd -3), cold = empty store, warm = image already stored',
-    baseline: `skopeo copy docker:// → oci: + umoci unpack (as root) + mksquashfs dir -comp zstd -Xcompression-level 3 (default: ${availableParallelism()} threads)`,
+    ours: 'kratactl image pull, direct mode (no agent): registry → store → ' + 'squashfs (zstd -3), cold = empty store, warm = image already stored',
+    baseline: `skopeo copy docker:// → oci: + umoci unpack (as root) + mksquashfs dir -comp ` + `zstd -Xcompression-level 3 (default: ${availableParallelism()} threads)`,
     rss_note: "GNU time's max RSS: the largest single process of the command's tree, not their sum",
     goals: GOALS,
   };

@@ -431,8 +431,8 @@ async function measure(b: Backend, s: Servers): Promise<Figures> {
 
 function line(name: string, mtu: number, f: Figures, what = ''): string {
   return (
-    `${name.padEnd(11)} MTU ${String(mtu).padEnd(5)}  guest→host ${f.mbit_s_to_host.toFixed(0).padStart(6)} Mbit/s  host→guest ${f.mbit_s_to_guest.toFixed(0).padStart(6)} Mbit/s  ` +
-    `${f.rps.toFixed(0).padStart(6)} req/s  ${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
+    `${name.padEnd(11)} MTU ${String(mtu).padEnd(5)}  guest→host ${f.mbit_s_to_host.toFixed(0).padStart(6)} ` + `Mbit/s  host→guest ${f.mbit_s_to_guest.toFixed(0).padStart(6)} Mbit/s  ` +
+    `${f.rps.toFixed(0).padStart(6)} req/s  ${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU ` + `s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
   );
 }
 
@@ -538,7 +538,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
       const k = `mbit_s_${dir}` as const;
       perDirection[`ratio_vs_slirp4netns_${dir}`] = ratio(ours?.[k], slirp[k]);
       perDirection[`ratio_vs_passt_${dir}`] = ratio(ours?.[k], passt[k]);
-      console.log(`      ${dir === 'to_host' ? 'guest → host' : 'host → guest'}: ${perDirection[`ratio_vs_slirp4netns_${dir}`] ?? '-'}× slirp4netns, ${perDirection[`ratio_vs_passt_${dir}`] ?? '-'}× passt`);
+      console.log(`      ${dir === 'to_host' ? 'guest → host' : 'host → guest'}: ${perDirection[`ratio_vs_slirp4netns_${dir}`] ?? '-'}× ` + `slirp4netns, ${perDirection[`ratio_vs_passt_${dir}`] ?? '-'}× passt`);
     }
     const eachMet = ours ? ['to_host', 'to_guest'].every((d) => perDirection[`ratio_vs_slirp4netns_${d}`]! >= GOALS.vs_slirp4netns && perDirection[`ratio_vs_passt_${d}`]! >= GOALS.vs_passt) : null;
     const httpErrors = [ours, slirp, passt].reduce((n, f) => n + (f?.http_errors ?? 0), 0);

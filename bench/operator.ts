@@ -121,7 +121,7 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     };
     watcher.on('add', note);
     watcher.on('update', note);
-    await watcher.start();
+    watcher.start();
 
     const envPids = pidsWith(dirname(kube.env.kubeconfig));
     const redisPid = pidsWith(`127.0.0.1:${redis.port}`).get('redis-server') ?? 0;

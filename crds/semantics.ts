@@ -4,7 +4,7 @@ import type { Guest, GuestNetwork, GuestResources, XenHost } from './generated/t
 import type { ObjectMeta } from './meta.js';
 import { DNS1123_SUBDOMAIN } from './meta.js';
 import { formatBytes, quantityValue } from './quantity.js';
-import type { FieldError, KratObject, Path } from './validate.js';
+import type { FieldError, KratObject, Path } from './field-error.js';
 
 const MiB = 1n << 20n;
 export const MIN_GUEST_MEMORY = 32n * MiB;

@@ -50,7 +50,7 @@ test('every error is reported at once, with its path', () => {
   assert.equal(object, undefined);
   assert.deepEqual(messages(errors), [
     'metadata.labels["a/b/c"]: key "a/b/c": prefix must be a DNS subdomain (lowercase letters, digits, "-" and ".")',
-    'metadata.name: must match DNS label (at most 63 lowercase letters, digits and "-", starting and ending with a letter or digit) (got string "Bad_Name")',
+    'metadata.name: must match DNS label (at most 63 lowercase letters, digits ' + 'and "-", starting and ending with a letter or digit) (got string "Bad_Name")',
     'spec.env[1]: duplicate entry (name="A"), first at spec.env[0]',
     'spec.image: required field is missing',
     'spec.imagee: unknown field "imagee" (did you mean "image"?)',

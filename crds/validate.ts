@@ -4,22 +4,12 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { CustomResourceDefinition, JSONSchemaProps } from './crd-types.js';
 import { allCRDs } from './generated/crds.js';
-import type { Guest, XenHost } from './generated/types.js';
+import type { FieldError, KratObject, Path } from './field-error.js';
 import { objectMetaSchema } from './meta.js';
 import { PATTERN_NAMES } from './patterns.js';
 import { semanticErrors } from './semantics.js';
 
-export type Path = (string | number)[];
-
-export interface FieldError {
-  /** Where the problem is, as a JSON path into the object. */
-  path: Path;
-  message: string;
-  /** Point at the field's key rather than its value (unknown fields). */
-  onKey?: boolean;
-}
-
-export type KratObject = Guest | XenHost;
+export type { FieldError, KratObject, Path } from './field-error.js';
 
 export interface ValidationResult {
   /** The defaulted object, when there were no errors. */

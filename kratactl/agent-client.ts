@@ -89,7 +89,7 @@ export class AgentClient {
     const q = new URLSearchParams();
     if (opts.wait) q.set('wait', 'true');
     if (opts.gracePeriodSeconds !== undefined) q.set('gracePeriodSeconds', String(opts.gracePeriodSeconds));
-    const qs = q.size ? `?${q}` : '';
+    const qs = q.size ? `?${q.toString()}` : '';
     await this.call('DELETE', `${guestPath(namespace, name)}${qs}`, opts.wait ? { timeoutMs: 0 } : {});
   }
 
@@ -103,7 +103,7 @@ export class AgentClient {
     const q = new URLSearchParams();
     if (opts.since) q.set('since', String(opts.since));
     if (opts.namespace !== undefined) q.set('namespace', opts.namespace);
-    const res = await this.open('GET', `/v1/watch${q.size ? `?${q}` : ''}`, { timeoutMs: 0, signal: opts.signal });
+    const res = await this.open('GET', `/v1/watch${q.size ? `?${q.toString()}` : ''}`, { timeoutMs: 0, signal: opts.signal });
     yield* ndjson<WatchEvent>(res, opts.signal);
   }
 
@@ -111,7 +111,7 @@ export class AgentClient {
     const q = new URLSearchParams();
     if (namespace !== undefined) q.set('namespace', namespace);
     if (name !== undefined) q.set('name', name);
-    const body = await this.call('GET', `/v1/events${q.size ? `?${q}` : ''}`);
+    const body = await this.call('GET', `/v1/events${q.size ? `?${q.toString()}` : ''}`);
     return (body as { items: GuestEvent[] }).items;
   }
 
@@ -120,7 +120,7 @@ export class AgentClient {
     const q = new URLSearchParams();
     if (opts.follow) q.set('follow', 'true');
     if (opts.tail !== undefined) q.set('tail', String(opts.tail));
-    const res = await this.open('GET', `${guestPath(namespace, name)}/logs${q.size ? `?${q}` : ''}`, { timeoutMs: opts.follow ? 0 : this.timeoutMs, signal: opts.signal });
+    const res = await this.open('GET', `${guestPath(namespace, name)}/logs${q.size ? `?${q.toString()}` : ''}`, { timeoutMs: opts.follow ? 0 : this.timeoutMs, signal: opts.signal });
     try {
       for await (const chunk of res) if (!out.write(chunk)) await once(out, 'drain');
     } catch (e) {
@@ -229,7 +229,7 @@ export class AgentClient {
           },
         );
       } catch (e) {
-        return reject(e);
+        return reject(e as Error);
       }
       req.on('timeout', () => req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${timeoutMs / 1000}s`)));
       req.on('error', (err: NodeJS.ErrnoException) => reject(this.unreachable(err, opts.hint)));
@@ -276,7 +276,7 @@ async function readError(res: IncomingMessage): Promise<never> {
   const text = await readText(res);
   let json: { message?: string; errors?: { index?: number; path?: string; message: string }[] };
   try {
-    json = text ? JSON.parse(text) : {};
+    json = text ? (JSON.parse(text) as typeof json) : {};
   } catch {
     throw new AgentError(`node agent answered ${res.statusCode} with a body that is not JSON`, res.statusCode);
   }

@@ -135,7 +135,7 @@ function expandList(doc: ParsedDocument): ParsedDocument[] {
   return v.items.map((item, i) => ({
     source: doc.source,
     index: doc.index,
-    value: item,
+    value: item as unknown,
     locate: (path, onKey) => doc.locate(['items', i, ...path], onKey),
   }));
 }

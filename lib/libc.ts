@@ -1,10 +1,22 @@
-// The few libc calls Node cannot make itself (ioctl, mmap, mlock, flock), through koffi. Loaded lazily so that
-// importing xen/ on a machine without it (or in tests) costs nothing.
+// krata's one libc binding: the calls Node cannot make itself (ioctl, mmap, mlock for xen/; flock for the image cache's lock; sockets, epoll,
+// eventfd and raw frame I/O for net/), through koffi. Loaded once, lazily, so that importing it on a machine
+// without it (or in tests) costs nothing. The calls net/ makes per frame take native addresses as plain
+// numbers (intptr_t): the tables and arenas they point at live in anonymous mmaps whose addresses are
+// computed once, so such a call creates no Buffer, no BigInt and nothing for koffi to pin.
+//
+// Constants are libc's (Linux/glibc x86_64 values, from the headers named next to them); the gcc probe in
+// node-agent/net/link.test.ts checks the ones kratanet uses.
 import koffi from 'koffi';
 import { constants } from 'node:os';
 
+// fcntl.h
 export const O_RDWR = 0o2;
+export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+
+// sys/mman.h
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 0x01;
@@ -12,35 +24,112 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_POPULATE = 0x8000;
 const MAP_FAILED = 0xffffffffffffffffn;
+
+// sys/file.h
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 
-interface Libc {
-  open: (path: string, flags: number, mode: number) => number;
-  close: (fd: number) => number;
-  ioctl: (fd: number, request: number, ...rest: unknown[]) => number;
-  mmap: (addr: unknown, len: number, prot: number, flags: number, fd: number, offset: number | bigint) => unknown;
-  munmap: (addr: unknown, len: number) => number;
-  mlock: (addr: unknown, len: number) => number;
-  flock: (fd: number, operation: number) => number;
+// sys/socket.h, bits/socket_type.h
+export const AF_INET = 2;
+export const AF_PACKET = 17;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_TRUNC = 0x20;
+
+// sys/epoll.h
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EPOLLIN = 0x001;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+
+// sys/eventfd.h
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+
+// errno (asm-generic/errno-base.h, errno.h)
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const ENOBUFS = 105;
+
+/** A native address passed as a number (intptr_t); user-space addresses fit in 53 bits. */
+type Addr = number;
+
+export interface Libc {
+  open(path: string, flags: number, mode: number): number;
+  close(fd: number): number;
+  ioctl(fd: number, request: number, ...rest: unknown[]): number;
+  fcntl(fd: number, cmd: number, ...rest: unknown[]): number;
+  mmap(addr: unknown, len: number, prot: number, flags: number, fd: number, offset: number | bigint): unknown;
+  munmap(addr: unknown, len: number): number;
+  mlock(addr: unknown, len: number): number;
+  flock(fd: number, operation: number): number;
+  read(fd: number, buf: Addr, n: number): number;
+  write(fd: number, buf: Addr, n: number): number;
+  writev(fd: number, iov: Addr, iovcnt: number): number;
+  pipe2(fds: Addr, flags: number): number;
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Buffer, len: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
+  recvmmsg(fd: number, msgvec: Addr, vlen: number, flags: number, timeout: null): number;
+  sendmmsg(fd: number, msgvec: Addr, vlen: number, flags: number): number;
+  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
+  recvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrLen: Buffer | null): number;
+  if_nametoindex(name: string): number;
+  epoll_create1(flags: number): number;
+  epoll_ctl(epfd: number, op: number, fd: number, event: Addr): number;
+  epoll_wait(epfd: number, events: Addr, maxevents: number, timeout: number): number;
+  eventfd(initval: number, flags: number): number;
 }
 
-let libc: Libc | undefined;
+let lib: Libc | undefined;
 
-function load(): Libc {
-  if (!libc) {
-    const lib = koffi.load('libc.so.6');
-    libc = {
-      open: lib.func('int open(const char *path, int flags, int mode)'),
-      close: lib.func('int close(int fd)'),
-      ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)'),
-      mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t offset)'),
-      munmap: lib.func('int munmap(void *addr, size_t len)'),
-      mlock: lib.func('int mlock(const void *addr, size_t len)'),
-      flock: lib.func('int flock(int fd, int operation)'),
+/** The binding, loaded on first use (also in a worker thread: koffi functions belong to their thread). */
+export function libc(): Libc {
+  if (!lib) {
+    const l = koffi.load('libc.so.6');
+    lib = {
+      open: l.func('int open(const char *path, int flags, int mode)'),
+      close: l.func('int close(int fd)'),
+      ioctl: l.func('int ioctl(int fd, unsigned long request, ...)'),
+      fcntl: l.func('int fcntl(int fd, int cmd, ...)'),
+      mmap: l.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t offset)'),
+      munmap: l.func('int munmap(void *addr, size_t len)'),
+      mlock: l.func('int mlock(const void *addr, size_t len)'),
+      flock: l.func('int flock(int fd, int operation)'),
+      read: l.func('long read(int fd, intptr_t buf, size_t n)'),
+      write: l.func('long write(int fd, intptr_t buf, size_t n)'),
+      writev: l.func('long writev(int fd, intptr_t iov, int iovcnt)'),
+      pipe2: l.func('int pipe2(intptr_t fds, int flags)'),
+      socket: l.func('int socket(int domain, int type, int protocol)'),
+      bind: l.func('int bind(int fd, const void *addr, uint32_t len)'),
+      setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+      recvmmsg: l.func('int recvmmsg(int fd, intptr_t msgvec, unsigned int vlen, int flags, void *timeout)'),
+      sendmmsg: l.func('int sendmmsg(int fd, intptr_t msgvec, unsigned int vlen, int flags)'),
+      sendto: l.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+      recvfrom: l.func('long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)'),
+      if_nametoindex: l.func('unsigned int if_nametoindex(const char *name)'),
+      epoll_create1: l.func('int epoll_create1(int flags)'),
+      epoll_ctl: l.func('int epoll_ctl(int epfd, int op, int fd, intptr_t event)'),
+      epoll_wait: l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)'),
+      eventfd: l.func('int eventfd(unsigned int initval, int flags)'),
     };
   }
-  return libc;
+  return lib;
+}
+
+/** The errno of the last failed call on this thread. */
+export function errno(): number {
+  return koffi.errno();
 }
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
@@ -62,22 +151,23 @@ export class SysError extends Error {
   readonly code: string;
 }
 
-function check(call: string, result: number): number {
+/** `result`, or a SysError with errno if it is negative. */
+export function check(call: string, result: number): number {
   if (result < 0) throw new SysError(call, koffi.errno());
   return result;
 }
 
 export function sysOpen(path: string, flags = O_RDWR | O_CLOEXEC): number {
-  return check(`open ${path}`, load().open(path, flags, 0));
+  return check(`open ${path}`, libc().open(path, flags, 0));
 }
 
 export function sysClose(fd: number): void {
-  load().close(fd);
+  libc().close(fd);
 }
 
 /** ioctl with a pointer argument; returns the ioctl's (non-negative) result. */
 export function sysIoctl(fd: number, request: number, arg: Buffer | null, name = `ioctl 0x${request.toString(16)}`): number {
-  return check(name, load().ioctl(fd, request, 'void *', arg));
+  return check(name, libc().ioctl(fd, request, 'void *', arg));
 }
 
 export interface Mapping {
@@ -90,7 +180,7 @@ export interface Mapping {
 }
 
 export function sysMmap(length: number, prot: number, flags: number, fd = -1, offset: number | bigint = 0): Mapping {
-  const c = load();
+  const c = libc();
   const pointer = c.mmap(null, length, prot, flags, fd, offset);
   const address = koffi.address(pointer);
   if (address === MAP_FAILED || address === 0n) throw new SysError('mmap', koffi.errno());
@@ -108,13 +198,26 @@ export function sysMmap(length: number, prot: number, flags: number, fd = -1, of
 }
 
 export function sysMlock(m: Mapping): void {
-  check('mlock', load().mlock(m.pointer, m.length));
+  check('mlock', libc().mlock(m.pointer, m.length));
 }
 
+/** sendto(2) of buf[0, len) to the sockaddr in addr[0, addrLen); -1 and errno() on failure. */
 /** flock(2); with LOCK_NB, false when another open file holds the lock (EWOULDBLOCK). */
 export function sysFlock(fd: number, operation: number): boolean {
-  if (load().flock(fd, operation) === 0) return true;
-  const errno = koffi.errno();
-  if (errno === constants.errno.EWOULDBLOCK) return false;
-  throw new SysError('flock', errno);
+  if (libc().flock(fd, operation) === 0) return true;
+  const e = koffi.errno();
+  if (e === constants.errno.EWOULDBLOCK) return false;
+  throw new SysError('flock', e);
+}
+
+export function sysSendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number {
+  return libc().sendto(fd, buf, len, flags, addr, addrLen);
+}
+
+/**
+ * recvfrom(2) into buf[0, len); the sender's sockaddr goes to `addr` when given, with `addrLen` a 4-byte
+ * socklen_t holding addr's size on entry and the address length on return. -1 and errno() on failure.
+ */
+export function sysRecvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrLen: Buffer | null): number {
+  return libc().recvfrom(fd, buf, len, flags, addr, addrLen);
 }

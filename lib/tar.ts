@@ -305,7 +305,7 @@ export class TarParser {
     const typeflag = String.fromCharCode(block[156]!);
     const size = parseNumber(block.subarray(124, 136), 'size', where);
     if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-      if (size > this.limits.maxMetaBytes) throw new TarFormatError(`${where}: ${typeflag === 'x' || typeflag === 'g' ? 'pax' : 'GNU long-name'} record of ${size} bytes exceeds ${this.limits.maxMetaBytes}`);
+      if (size > this.limits.maxMetaBytes) throw new TarFormatError(`${where}: ${typeflag === 'x' || typeflag === 'g' ? 'pax' : 'GNU long-name'} ` + `record of ${size} bytes exceeds ${this.limits.maxMetaBytes}`);
       this.metaKind = typeflag;
       this.dataSize = size;
       this.need = size + ((BLOCK - (size % BLOCK)) % BLOCK);

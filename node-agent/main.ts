@@ -282,7 +282,7 @@ async function main(): Promise<number> {
   await api.close();
   metricsServer?.close();
   await netStopped;
-  (hv as { close?: () => Promise<void> | void }).close?.();
+  void (hv as { close?: () => Promise<void> | void }).close?.();
   return 0;
 }
 

@@ -161,7 +161,7 @@ export class GuestController {
         const why = hostGone ? `XenHost ${node} was deleted` : `${node} has not reported for ${Math.round(this.tracker.notReadyForMs(node) / 1000)} s`;
         await this.publisher.set(node, namespace, name, undefined, uid);
         await this.reports.forget(node, key);
-        this.kube.createEvent(this.event(g, 'Warning', 'Rescheduling', `${why}; placing the guest again`));
+        void this.kube.createEvent(this.event(g, 'Warning', 'Rescheduling', `${why}; placing the guest again`));
         node = undefined;
         this.assigned.set(key, { host: '', uid });
         this.track(g, key);
@@ -184,7 +184,7 @@ export class GuestController {
         const said = `${p.reason}:${p.message}`;
         if (this.unschedulable.get(key) !== said) {
           this.unschedulable.set(key, said);
-          this.kube.createEvent(this.event(g, 'Warning', 'FailedScheduling', p.message));
+          void this.kube.createEvent(this.event(g, 'Warning', 'FailedScheduling', p.message));
         }
       }
     }
@@ -279,7 +279,7 @@ export class GuestController {
     const warn = next.reason && next.reason !== g.status?.reason && ['Pending', 'Failed', 'Unknown'].includes(next.phase ?? '') && next.reason !== 'WaitingForHost';
     if (before !== next.phase || warn) {
       const e = phaseEvent(next);
-      if (e) this.kube.createEvent(this.event(g, e.type, e.reason, e.message));
+      if (e) void this.kube.createEvent(this.event(g, e.type, e.reason, e.message));
     }
   }
 
@@ -304,7 +304,7 @@ export class GuestController {
       }
       if (!gone) {
         const why = hostGone ? `XenHost ${node} no longer exists` : forced ? `annotation ${FORCE_DELETE_ANNOTATION}` : `${node} has not reported for ${Math.round(silentMs / 1000)} s`;
-        this.kube.createEvent(this.event(g, 'Warning', 'ForceDeleted', `${why}: removed without confirmation from the host; if ${node} comes back, its agent removes the domain`));
+        void this.kube.createEvent(this.event(g, 'Warning', 'ForceDeleted', `${why}: removed without confirmation from the host; if ${node} comes back, its agent removes the domain`));
       }
       await this.publisher.set(node, namespace, name, undefined, uid);
       await this.reports.forget(node, key);

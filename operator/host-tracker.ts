@@ -159,7 +159,7 @@ export class HostTracker {
       }
       why = `no XenHost and no Node labelled ${XEN_NODE_LABEL}=true has that name`;
     }
-    if (checked === undefined) this.opts.log?.(`ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ${why}; an administrator may label the Node or create the XenHost`);
+    if (checked === undefined) this.opts.log?.(`ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ` + `${why}; an administrator may label the Node or create the XenHost`);
     this.ignored.set(name, this.now());
     return result;
   }

@@ -57,7 +57,7 @@ async function redisCredentials(kube: KubeClient, url: string, passwordFile: str
   if (namespace) {
     if (passwordFile) throw new Error('--redis-password-file and --redis-credentials-namespace: give one, not both');
     const { username, password } = await ensureRedisCredentials(kube, namespace, log);
-    if (u.username && decodeURIComponent(u.username) !== username) throw new Error(`--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; with --redis-credentials-namespace the operator is ${username}`);
+    if (u.username && decodeURIComponent(u.username) !== username) throw new Error(`--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; ` + `with --redis-credentials-namespace the operator is ${username}`);
     return { redisUsername: username, redisPassword: password };
   }
   if (passwordFile) {

@@ -2,7 +2,8 @@
 // `get secrets` in namespaces that bind ClusterRole krata-pull-secret-reader) and trades their
 // credentials at the registry's token service for a short-lived bearer token scoped to pulling the
 // one repository the Guest's image is in. Only that token crosses Redis, in the Guest's desired
-// record (contract.ts, DesiredPullAuth); passwords, identity tokens and docker configs never do. A registry that only takes Basic auth gets no token:
+// record (contract.ts, DesiredPullAuth); passwords, identity tokens and docker configs never do. A registry
+// that only takes Basic auth gets no token:
 // the record says why, and the pull fails with it. Tokens are shared by Guests of one namespace, Secret
 // list and repository, and renewed once half their lifetime is gone (the Guest is requeued for it).
 import { PULL_AUTH_LIMITS, type DesiredPullAuth } from '../contracts/redis/contract.js';
@@ -99,7 +100,7 @@ export class PullTokenIssuer {
         secret = await this.secrets.getSecret(namespace, name);
       } catch (e) {
         if (isNotFound(e)) problems.push(`image pull secret ${namespace}/${name} not found`);
-        else if (e instanceof KubeError && e.status === 403) problems.push(`the operator may not read Secret ${namespace}/${name}: bind ClusterRole krata-pull-secret-reader in namespace ${namespace} (manifests/README.md)`);
+        else if (e instanceof KubeError && e.status === 403) problems.push(`the operator may not read Secret ${namespace}/${name}: bind ClusterRole ` + `krata-pull-secret-reader in namespace ${namespace} (manifests/README.md)`);
         else problems.push(`image pull secret ${namespace}/${name} could not be read${e instanceof KubeError && e.status ? ` (HTTP ${e.status})` : ''}`);
         continue;
       }
@@ -122,9 +123,10 @@ export class PullTokenIssuer {
     const timeoutMs = this.opts.timeoutMs ?? 15_000;
     try {
       const challenge = await registryChallenge(base, timeoutMs);
-      if (!challenge) return { auth: { tokens: [], ...(problems.length && { problems: bounded(problems) }) }, ...retry }; // open registry: nothing to send
+      // An open registry: nothing to send.
+      if (!challenge) return { auth: { tokens: [], ...(problems.length && { problems: bounded(problems) }) }, ...retry };
       if (challenge.scheme === 'basic') {
-        problems.push(`${ref.registry} accepts only Basic auth: krata does not send passwords to hosts through Redis (use a registry with token auth, or the node's docker config)`);
+        problems.push(`${ref.registry} accepts only Basic auth: krata does not send passwords to hosts ` + `through Redis (use a registry with token auth, or the node's docker config)`);
         return { auth: { tokens: [], problems: bounded(problems) }, ...retry };
       }
       const t = await exchangeToken(challenge, ref.repository, credential, { what: g.spec.image, base, insecure, timeoutMs });

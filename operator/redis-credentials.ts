@@ -81,7 +81,7 @@ export async function ensureRedisCredentials(kube: KubeClient, ns: string, log: 
     try {
       if (!cur) await kube.request('POST', path(ns), { body: secret(ns, ACL_SECRET, { [ACL_KEY]: acl }) });
       else await kube.request('PUT', path(ns, ACL_SECRET), { body: secret(ns, ACL_SECRET, { [ACL_KEY]: acl }, cur.metadata.resourceVersion) });
-      log(`${cur ? 'updated' : 'created'} Secret ${ns}/${ACL_SECRET} (Redis users ${OPERATOR_USER} and ${AGENT_USER})${cur ? '; restart Redis to load it' : ''}`);
+      log(`${cur ? 'updated' : 'created'} Secret ${ns}/${ACL_SECRET} (Redis users ` + `${OPERATOR_USER} and ${AGENT_USER})${cur ? '; restart Redis to load it' : ''}`);
       break;
     } catch (e) {
       // Another replica wrote it meanwhile: read again (it wrote the same thing, from the same passwords).

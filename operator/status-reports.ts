@@ -57,7 +57,7 @@ export class StatusReports {
       return;
     }
     let m = this.reports.get(key);
-    if (!m) this.reports.set(key, (m = new Map()));
+    if (!m) this.reports.set(key, (m = new Map<string, StatusReport>()));
     const old = m.get(host);
     // Reports from one agent arrive in order; a stale hash read must not undo a newer stream entry.
     if (old && old.time > report.time) return;

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Layout } from '../node-agent/xen/sys/layout.js';
+import type { Layout } from '../lib/c-layout.js';
 
 export const layoutKey = (l: Layout): string => l.c.replace(/ /g, '_');
 

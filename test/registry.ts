@@ -93,7 +93,7 @@ function registryConfig(dir: string, port: number, htpasswdPath?: string, token?
   ];
   if (htpasswdPath) lines.push(`auth: {htpasswd: {realm: krata-test, path: ${JSON.stringify(htpasswdPath)}}}`);
   if (token) {
-    lines.push(`auth: {token: {realm: ${JSON.stringify(token.realm)}, service: ${TOKEN_SERVICE}, issuer: ${TOKEN_ISSUER}, rootcertbundle: ${JSON.stringify(token.certPath)}}}`);
+    lines.push(`auth: {token: {realm: ${JSON.stringify(token.realm)}, service: ${TOKEN_SERVICE}, ` + `issuer: ${TOKEN_ISSUER}, rootcertbundle: ${JSON.stringify(token.certPath)}}}`);
   }
   return lines.join('\n') + '\n';
 }

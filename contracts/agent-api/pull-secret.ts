@@ -63,7 +63,7 @@ export function validatePullSecret(input: unknown): { object?: PullSecret; error
   }
   const type = input.type;
   const key = typeof type === 'string' && Object.hasOwn(PULL_SECRET_TYPES, type) ? PULL_SECRET_TYPES[type as PullSecretType] : undefined;
-  if (!key) errors.push({ path: ['type'], message: `a single host keeps image pull secrets only: kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg${typeof type === 'string' ? `, not ${JSON.stringify(type.slice(0, 100))}` : ''}` });
+  if (!key) errors.push({ path: ['type'], message: `a single host keeps image pull secrets only: kubernetes.io/dockerconfigjson or ` + `kubernetes.io/dockercfg${typeof type === 'string' ? `, not ${JSON.stringify(type.slice(0, 100))}` : ''}` });
   const data: Record<string, string> = { ...(stringMap(input.data, ['data'], errors) ?? {}) };
   const stringData = stringMap(input.stringData, ['stringData'], errors) ?? {};
   for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');

@@ -27,7 +27,10 @@ export const BULLMQ_SCRIPT_COMMANDS = [
   'zremrangebyrank', 'zremrangebyscore', 'zrevrange', 'zrevrangebyscore', 'zscore',
 ];
 
-/** Every client: liveness, its connection name, transactions, and BullMQ's scripts (ioredis runs EVALSHA, then EVAL when Redis lacks the script). */
+/**
+ * Every client: liveness, its connection name, transactions, and BullMQ's scripts (ioredis runs EVALSHA, then EVAL when Redis
+ * lacks the script).
+ */
 const COMMON = ['ping', 'client|setname', 'multi', 'exec', 'discard', 'evalsha', 'eval'];
 
 /** What the operator calls itself: desired hashes, the epoch, heartbeats (SCAN + MGET), status hashes and stream. */
@@ -53,7 +56,7 @@ export function checkPassword(password: string, what: string): string {
 /** The ACL file for redis-server's --aclfile. */
 export function renderAclFile(passwords: { operator: string; agent: string }): string {
   const user = (name: string, password: string, keys: string[], commands: string[]) =>
-    `user ${name} on #${sha256(checkPassword(password, name))} resetchannels ${keys.join(' ')} -@all ${commands.map((c) => `+${c}`).join(' ')}`;
+    `user ${name} on #${sha256(checkPassword(password, name))} resetchannels ` + `${keys.join(' ')} -@all ${commands.map((c) => `+${c}`).join(' ')}`;
   return [
     'user default off resetpass resetkeys resetchannels -@all',
     user(OPERATOR_USER, passwords.operator, ['~krata:*'], OPERATOR_COMMANDS),

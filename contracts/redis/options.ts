@@ -32,7 +32,7 @@ function readPasswordFile(file: string): string {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`--redis-password-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(`--redis-password-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
   const password = text.replace(/\r?\n$/, '');
   if (!password) throw new Error(`--redis-password-file ${file}: the file is empty`);

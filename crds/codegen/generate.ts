@@ -35,7 +35,7 @@ export function generate(sources: { path: string; text: string }[]): GeneratedFi
   const crdConsts = crds
     .map((crd) => `export const ${lowerFirst(crd.spec.names.kind)}CRD: CustomResourceDefinition = ${JSON.stringify(crd, null, 2)};\n`)
     .join('\n');
-  const all = `export const allCRDs: readonly CustomResourceDefinition[] = [${crds.map((c) => lowerFirst(c.spec.names.kind) + 'CRD').join(', ')}];\n`;
+  const all = `export const allCRDs: readonly CustomResourceDefinition[] = ` + `[${crds.map((c) => lowerFirst(c.spec.names.kind) + 'CRD').join(', ')}];\n`;
   return {
     types,
     crds: HEADER + "import type { CustomResourceDefinition } from '../crd-types.js';\n\n" + crdConsts + '\n' + all,

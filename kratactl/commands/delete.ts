@@ -58,7 +58,7 @@ export async function del(argv: string[], io: IO): Promise<number> {
     const names = positionals.slice(1);
     if (names.length === 0) throw new UsageError('delete secret needs at least one NAME');
     for (const name of names) {
-      if (!isPullSecretName(name)) throw new UsageError(`"${name}" is not a Secret name (a DNS subdomain)`);
+      if (!isPullSecretName(name)) throw new UsageError(`"${name as string}" is not a Secret name (a DNS subdomain)`);
       secrets.push({ namespace, name });
     }
   } else {

@@ -62,7 +62,7 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now()):
   const spec = g.spec;
   const s = g.status ?? {};
   const r = spec.resources;
-  const resources = `${r.cpus} vCPU${r.cpus === 1 ? '' : 's'}${r.maxCpus !== undefined && r.maxCpus !== r.cpus ? ` (max ${r.maxCpus})` : ''}, memory ${r.memory}${r.maxMemory !== undefined && String(r.maxMemory) !== String(r.memory) ? ` (max ${r.maxMemory})` : ''}`;
+  const resources = `${r.cpus} vCPU${r.cpus === 1 ? '' : 's'}${r.maxCpus !== undefined && r.maxCpus !== r.cpus ? ` (max ${r.maxCpus})` : ''}, ` + `memory ${r.memory}${r.maxMemory !== undefined && String(r.maxMemory) !== String(r.memory) ? ` (max ${r.maxMemory})` : ''}`;
   const ports = spec.network.ports?.map((p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined && p.hostPort !== p.containerPort ? ` (host ${p.hostPort})` : ''}`).join(', ');
   const ended = s.exitCode !== undefined ? `exit code ${s.exitCode}` : s.signal !== undefined ? `killed by signal ${s.signal}` : undefined;
   let out = fields([

@@ -127,9 +127,9 @@ test('credsStore and credHelpers are ignored, with warnings naming the registrie
   );
   assert.deepEqual(store.registries, ['gcr.io', 'quay.io']);
   assert.deepEqual(store.warnings, [
-    '/home/u/.docker/config.json: gcr.io relies on credential helper docker-credential-gcloud, which a daemon cannot run (using its auths entry instead)',
-    '/home/u/.docker/config.json: 123.dkr.ecr.us-east-1.amazonaws.com relies on credential helper docker-credential-ecr-login, which a daemon cannot run (no credentials for it)',
-    '/home/u/.docker/config.json: credsStore docker-credential-desktop cannot be run by a daemon (docker.io, ghcr.io rely on it and have no credentials here)',
+    '/home/u/.docker/config.json: gcr.io relies on credential helper ' + 'docker-credential-gcloud, which a daemon cannot run (using its auths entry instead)',
+    '/home/u/.docker/config.json: 123.dkr.ecr.us-east-1.amazonaws.com relies on credential ' + 'helper docker-credential-ecr-login, which a daemon cannot run (no credentials for it)',
+    '/home/u/.docker/config.json: credsStore docker-credential-desktop cannot be ' + 'run by a daemon (docker.io, ghcr.io rely on it and have no credentials here)',
   ]);
   const alone = CredentialStore.fromDockerConfig(JSON.stringify({ credsStore: 'osxkeychain' }), 'c');
   assert.deepEqual(alone.warnings, ['c: credsStore docker-credential-osxkeychain cannot be run by a daemon (no registry here relies on it)']);
@@ -141,7 +141,7 @@ test('secrets never show in toString, inspection or JSON', () => {
     config({ 'ghcr.io': { auth: b64(`user:${SECRET}`) }, 'docker.io': { identitytoken: SECRET } }),
     'cfg',
   );
-  for (const shown of [String(store), inspect(store), inspect(store, { showHidden: true, depth: 10 }), JSON.stringify(store), `${[store]}`]) {
+  for (const shown of [String(store), inspect(store), inspect(store, { showHidden: true, depth: 10 }), JSON.stringify(store), String([store])]) {
     assert.ok(!shown.includes(SECRET) && !shown.includes('user'), shown);
   }
   assert.equal(String(store), 'CredentialStore(docker.io, ghcr.io)');

@@ -137,7 +137,7 @@ export function parseManifest(doc: Record<string, unknown>, source: string): Ima
   const layers = doc.layers.map((l, i) => {
     const d = descriptor(l, `${source}: layers[${i}]`);
     if (!LAYER_TYPES.has(d.mediaType)) {
-      throw new ManifestError(`${source}: layers[${i}].mediaType ${JSON.stringify(d.mediaType)} is not a layer type krata can unpack${d.mediaType.includes('foreign') ? ' (a foreign, Windows layer)' : ''}`);
+      throw new ManifestError(`${source}: layers[${i}].mediaType ${JSON.stringify(d.mediaType)} is not a layer type ` + `krata can unpack${d.mediaType.includes('foreign') ? ' (a foreign, Windows layer)' : ''}`);
     }
     return d;
   });

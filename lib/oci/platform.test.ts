@@ -145,7 +145,7 @@ test('no match: the error names the source and lists the available platforms', (
     () => selectManifest(index, { os: 'linux', architecture: 'amd64' }, 'index docker.io/library/alpine:3.19'),
     (e: unknown) => {
       assert.ok(e instanceof PlatformError);
-      assert.equal(e.message, 'index docker.io/library/alpine:3.19: no image for linux/amd64; available: linux/arm64/v8, linux/386 (1 attestation/unknown entry skipped)');
+      assert.equal(e.message, 'index docker.io/library/alpine:3.19: no image for linux/amd64; available: ' + 'linux/arm64/v8, linux/386 (1 attestation/unknown entry skipped)');
       return true;
     },
   );

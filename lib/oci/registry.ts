@@ -338,7 +338,7 @@ export class RegistryClient {
     const cred = found?.credential;
     const challenge = parseChallenge(header);
     if (challenge.scheme === 'basic') {
-      if (!cred || !('username' in cred)) throw new RegistryError(`${formatReference(ref)}: ${ep.base} requires a username and password (add them to a docker config.json or an image pull secret)${this.problems()}`, 401);
+      if (!cred || !('username' in cred)) throw new RegistryError(`${formatReference(ref)}: ${ep.base} requires a username and password (add ` + `them to a docker config.json or an image pull secret)${this.problems()}`, 401);
       this.basic.add(key);
       return;
     }
@@ -365,7 +365,7 @@ export interface ExchangeOptions {
  */
 export async function exchangeToken(challenge: { scheme: string; params: Record<string, string> }, repository: string, cred: Credential | undefined, o: ExchangeOptions): Promise<{ token: string; expiresInS: number }> {
   const { scheme, params } = challenge;
-  if (scheme !== 'bearer' || !params.realm) throw new RegistryError(`${o.what}: ${o.base} asks for unsupported authentication ${JSON.stringify(`${scheme} ${Object.keys(params).join(',')}`.slice(0, 100))}`, 401);
+  if (scheme !== 'bearer' || !params.realm) throw new RegistryError(`${o.what}: ${o.base} asks for unsupported authentication ` + `${JSON.stringify(`${scheme} ${Object.keys(params).join(',')}`.slice(0, 100))}`, 401);
   let realm: URL;
   try {
     realm = new URL(params.realm);

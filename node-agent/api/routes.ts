@@ -38,7 +38,7 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function label(value: string, what: string): string {
   if (value.length > 63 || !DNS_LABEL.test(value)) {
-    throw new HttpError(400, `invalid ${what} ${JSON.stringify(value.slice(0, 100))}: must be a DNS label (lowercase letters, digits and "-", at most 63 characters)`);
+    throw new HttpError(400, `invalid ${what} ${JSON.stringify(value.slice(0, 100))}: must be a ` + `DNS label (lowercase letters, digits and "-", at most 63 characters)`);
   }
   return value;
 }

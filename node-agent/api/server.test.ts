@@ -221,7 +221,7 @@ test('100k-deep JSON is a 400 naming the depth on every JSON route; no error bod
 
 test('a bare 1e400 quantity is reported out of range, not as "got number null"', async (t) => {
   const { socketPath } = await agent(t);
-  const body = `{"objects":[{"apiVersion":"krata.dev/v1alpha1","kind":"Guest","metadata":{"name":"a"},"spec":{"image":"x","resources":{"memory":1e400}}}]}`;
+  const body = `{"objects":[{"apiVersion":"krata.dev/v1alpha1","kind":"Guest","metadata":{"name":"a"},` + `"spec":{"image":"x","resources":{"memory":1e400}}}]}`;
   const r = await call(socketPath, 'POST', '/v1/apply', body, { 'content-type': 'application/json' });
   assert.equal(r.status, 422);
   assert.deepEqual(r.json.errors, [{ index: 0, path: 'spec.resources.memory', message: 'number out of range (beyond about ±1.8e308, so it reads as infinity)' }]);
@@ -400,7 +400,7 @@ test('the console upgrades to raw bytes both ways and lets go when the client le
   await eventually(() => console.listeners.size === 0 && service.watcherCount === 0, 'detaching unsubscribes');
 });
 
-test('console input from a fast client is held back while the guest reads nothing (paused socket), then all arrives in order', async (t) => {
+test('console input from a fast client is held back while the guest ' + 'reads nothing (paused socket), then all arrives in order', async (t) => {
   const { socketPath, service } = await agent(t);
   await post(socketPath, '/v1/apply', { objects: [GUEST('slow')] });
   const console = service.run('default', 'slow');
@@ -450,7 +450,7 @@ test('console: the guest ending closes the session; refusals are JSON answers', 
     const { socket: s, head } = await upgrade(socketPath, path, protocol);
     const body = await new Promise<string>((r) => {
       let text = '';
-      s.on('data', (d) => (text += d));
+      s.on('data', (d: Buffer) => (text += d.toString()));
       s.on('end', () => r(text));
       s.resume();
     });
@@ -580,7 +580,7 @@ test('an exception in the service is a 500 with its message, logged, and the ser
   const raw = connect(socketPath);
   const answer = await new Promise<string>((r) => {
     let text = '';
-    raw.on('data', (d) => (text += d));
+    raw.on('data', (d: Buffer) => (text += d.toString()));
     raw.on('close', () => r(text));
     raw.write('\x00\x01 hello\r\n\r\n');
   });

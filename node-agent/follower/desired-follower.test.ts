@@ -214,7 +214,7 @@ test("a record's pull tokens reach the Guest's image pull, in memory only; malfo
     const file = join(h.dir, 'guests', 'default', 'app.json');
     assert.ok(readFileSync(file, 'utf8').includes('team/app'));
     assert.ok(!readFileSync(file, 'utf8').includes(token));
-    const skipped = h.log.lines.filter((l) => l.msg === 'skipping a desired entry').map((l) => `${l.obj.field}: ${l.obj.err}`);
+    const skipped = h.log.lines.filter((l) => l.msg === 'skipping a desired entry').map((l) => `${String(l.obj.field)}: ${String(l.obj.err)}`);
     assert.ok(skipped.some((s) => /default\/crlf: pullAuth\.tokens\[0\]\.token: not a bearer token/.test(s)), skipped.join('\n'));
     assert.ok(skipped.some((s) => /default\/many: pullAuth: expected \{tokens: \[at most 8\]/.test(s)), skipped.join('\n'));
     assert.deepEqual(h.store.keys(), ['default/app']);

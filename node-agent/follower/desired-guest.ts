@@ -23,7 +23,7 @@ export function desiredEntry(field: string, raw: string): { guest: Guest; pullAu
   try {
     d = parseDesired(raw);
   } catch (e) {
-    throw new Error(`not a desired Guest: ${(e as Error).message}`);
+    throw new Error(`not a desired Guest: ${(e as Error).message}`, { cause: e });
   }
   if (field !== fieldOf(d.namespace, d.name)) throw new Error(`the field does not name the Guest it holds (${fieldOf(String(d.namespace), String(d.name)).slice(0, 200)})`);
   if (!UID.test(d.uid)) throw new Error('uid: expected a UUID');

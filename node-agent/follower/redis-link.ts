@@ -90,7 +90,7 @@ export class RedisLink {
     const results = await build(this.client.multi()).exec();
     if (!results) throw new Error('the transaction was aborted');
     const failed = results.find(([err]) => err);
-    if (failed) throw failed[0];
+    if (failed?.[0]) throw failed[0];
     return results.map(([, v]) => v) as T;
   }
 

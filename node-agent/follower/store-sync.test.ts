@@ -56,7 +56,7 @@ test('sync: the cluster\'s uid, generation, labels and annotations; desired only
   assert.equal(new GuestStore(join(work, `s${n}`)).get('default/g')!.guest.metadata.uid, uid);
 });
 
-test('sync: deleting marks the record with the grace period; a deletion of something not held is gone; a Guest given back comes back', () => {
+test('sync: deleting marks the record with the grace period; a deletion ' + 'of something not held is gone; a Guest given back comes back', () => {
   const store = new GuestStore(join(work, `s${++n}`));
   const uid = randomUUID();
   const deleting = { deleting: { since: '2026-01-01T00:00:00Z', gracePeriodSeconds: 7 } };

@@ -65,7 +65,10 @@ export class AccessRecords {
     return this.fresh(r.public) || this.fresh(r.node) || (Object.hasOwn(r.namespaces, namespace) && this.fresh(r.namespaces[namespace]));
   }
 
-  /** Records a proof (best effort): `namespace` proofs need the namespace (without one, the administrator's pull proves nothing for tenants). */
+  /**
+   * Records a proof (best effort): `namespace` proofs need the namespace (without one, the administrator's pull proves nothing
+   * for tenants).
+   */
   record(digest: string, proof: Proof, namespace: string | undefined): void {
     if (proof === 'namespace' && namespace === undefined) return;
     const r = this.read(digest);

@@ -79,6 +79,7 @@ export class LayerUnion {
     const current = new Map<string, Said>();
     /** Regular files of this layer that were hidden, for same-layer hardlinks to them. */
     const hiddenFiles = new Set<string>();
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the sink's own methods have their own `this`
     const union = this;
     let writing = false;
     const where = (p: string) => `${source}: ${JSON.stringify(p)}`;
@@ -167,7 +168,7 @@ export class LayerUnion {
         }
         // Layers above put entries under this path without defining it: they used it as a directory.
         if (!isDir && union.neededDirs.has(h.path)) {
-          throw new TarFormatError(`${where(h.path)}: is a ${h.type} here, but a layer above puts entries under it (a ${h.type === 'symlink' ? 'symlink' : 'non-directory'} used as a parent)`);
+          throw new TarFormatError(`${where(h.path)}: is a ${h.type} here, but a layer above puts entries under ` + `it (a ${h.type === 'symlink' ? 'symlink' : 'non-directory'} used as a parent)`);
         }
         if (h.type === 'hardlink') {
           const target = h.linkname!;
@@ -238,7 +239,7 @@ export class LayerUnion {
     const dir = slash === -1 ? '' : path.slice(0, slash);
     const n = (this.dirEntries.get(dir) ?? 0) + 1;
     this.dirEntries.set(dir, n);
-    if (n > this.limits.maxDirEntries) throw new TarFormatError(`${this.source}: directory ${JSON.stringify(dir === '' ? '/' : dir)} has more than ${this.limits.maxDirEntries} entries (the limit per directory)`);
+    if (n > this.limits.maxDirEntries) throw new TarFormatError(`${this.source}: directory ${JSON.stringify(dir === '' ? '/' : dir)} has ` + `more than ${this.limits.maxDirEntries} entries (the limit per directory)`);
   }
 
   private defer(path: string): void {
@@ -270,6 +271,7 @@ export class LayerUnion {
   /** A sink for a second read of `layer`, writing the hidden targets its hardlinks need. */
   reread(index: number, source: string): TarSink {
     const wanted = new Map(this.rereads.get(index) ?? []);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the sink's own methods have their own `this`
     const union = this;
     union.source = source;
     let writing = false;

@@ -203,7 +203,7 @@ function wideLayer(count: number, dir = 'd'): PackLayer {
   return layerFile(Array.from({ length: count }, (_, i) => ({ path: `${dir}/f${i}`, data: Buffer.alloc(0) })));
 }
 
-test('entries per directory are bounded (by default 16384), counted in the result across layers, implied directories included', async () => {
+test('entries per directory are bounded (by default 16384), counted ' + 'in the result across layers, implied directories included', async () => {
   const big = wideLayer(16_385, 'usr/lib');
   const out = join(work, `wide-${++n}.sqfs`);
   await assert.rejects(packLayers([big], out), (e: Error) => {

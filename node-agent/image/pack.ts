@@ -106,7 +106,7 @@ async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<v
       parser.write(chunk);
       // Content is counted from the headers, before it arrives: this never overstates the rest.
       volume.raw += chunk.length;
-      if (volume.raw - volume.content > volume.maxOverhead) throw new TarFormatError(`${source}: more than ${volume.maxOverhead} bytes that are not file content (tar headers, records, padding, data after the end) in all layers`);
+      if (volume.raw - volume.content > volume.maxOverhead) throw new TarFormatError(`${source}: more than ${volume.maxOverhead} bytes that are not file ` + `content (tar headers, records, padding, data after the end) in all layers`);
       await flush().catch((e: unknown) => {
         throw new SinkError(e);
       });

@@ -66,7 +66,7 @@ describe('cached private images are authorized per namespace (token auth)', { ti
     await reg?.stop();
   });
 
-  test('namespace A pulls with its secret; B is refused the cached image without a secret or with a wrong one, and allowed with a valid one', async () => {
+  test('namespace A pulls with its secret; B is refused the cached image ' + 'without a secret or with a wrong one, and allowed with a valid one', async () => {
     const { images } = newImages();
     const ref = `${reg.host}/private/app:v1`;
     const a: PullAuth = { namespace: 'a', credentials: pullSecret(reg.host, USER, PASSWORD) };

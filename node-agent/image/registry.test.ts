@@ -259,7 +259,7 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     await assert.rejects(client().resolve(missing), (e: Error) => {
       assert.ok(e instanceof RegistryError);
       assert.equal(e.status, 404);
-      assert.match(e.message, new RegExp(`^${host.replace(/\./g, '\\.')}/test/app:nope: GET http://${host.replace(/\./g, '\\.')}/v2/test/app/manifests/nope: HTTP 404: not found \\(.*MANIFEST_UNKNOWN`));
+      assert.match(e.message, new RegExp(`^${host.replace(/\./g, '\\.')}/test/app:nope: GET ` + `http://${host.replace(/\./g, '\\.')}/v2/test/app/manifests/nope: HTTP 404: not found \\(.*MANIFEST_UNKNOWN`));
       return true;
     });
     assert.equal(requests.length, 1);
@@ -342,7 +342,7 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     const bigger = Buffer.concat([layer.data, Buffer.from('trailing junk')]);
     script((_req, res) => res.writeHead(200, { 'content-length': bigger.length }).end(bigger));
     const file = join(work, `blob-${++n}`);
-    await assert.rejects(client().downloadBlob(ref, layerDesc, file), new RegExp(`blob ${layer.digest} from http://${host.replace(/\./g, '\\.')} is ${bigger.length} bytes, the manifest says ${layer.size}: refused`));
+    await assert.rejects(client().downloadBlob(ref, layerDesc, file), new RegExp(`blob ${layer.digest} from http://${host.replace(/\./g, '\\.')} is ` + `${bigger.length} bytes, the manifest says ${layer.size}: refused`));
     assert.equal(requests.length, 1, 'not retried');
     // Refused from the header alone: the rest of the body is neither waited for nor read.
     let closed!: () => void;

@@ -343,7 +343,7 @@ test('a full disk is said by name: a pack or a download that runs out of space s
   // The pack: mksquashfs runs out of space (it used to read "cannot decompress: write EPIPE").
   const { layout, img } = bulkyLayout(3, 'example.com/bulky:1');
   await assert.rejects(importImage(store, layout), (e: Error & { code?: string }) => {
-    assert.match(e.message, new RegExp(`^no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} to ${store.imagesDir} \\(mksquashfs: .*No space left on device`));
+    assert.match(e.message, new RegExp(`^no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} ` + `to ${store.imagesDir} \\(mksquashfs: .*No space left on device`));
     assert.equal(e.code, 'ENOSPC');
     assert.doesNotMatch(e.message, /EPIPE|decompress/);
     return true;

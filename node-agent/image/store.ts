@@ -259,7 +259,7 @@ export class ImageStore {
   private async pullInto(work: string, ref: ImageReference, manifest: ImageManifest, opts: PullOptions, registry = this.registry): Promise<{ config: ImageConfig; source: 'registry' }> {
     const configBytes = await registry.fetchBlob(ref, manifest.config, LIMITS.configBytes);
     const config = parseImageConfig(configBytes, `config ${manifest.config.digest} of ${formatReference(ref)}`);
-    if (config.diffIds.length !== manifest.layers.length) throw new Error(`${formatReference(ref)}: the config lists ${config.diffIds.length} layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`);
+    if (config.diffIds.length !== manifest.layers.length) throw new Error(`${formatReference(ref)}: the config lists ${config.diffIds.length} ` + `layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`);
     // Downloads run (bounded) while upper layers are packed; a failure anywhere stops them all, and
     // the job's directory is removed only once none can still write into it.
     const abort = new AbortController();

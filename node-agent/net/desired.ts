@@ -1,9 +1,9 @@
 // The network kratanet should serve, derived from the node agent's state: every Guest that wants the
 // network, has an address reservation and has a domain (so a vif exists, or is about to). A Guest being
 // deleted keeps its network until its domain is gone. A host port two Guests publish goes to the older.
+// It reads the agent's store and address plan through the small views below: net/ imports nothing else
+// of the agent.
 import type { Guest } from '../../crds/generated/types.js';
-import type { GuestStore } from '../store/guest-store.js';
-import type { Ipam } from '../reconcile/ipam.js';
 import type { GuestNetConfig, PublishedPort } from './backend.js';
 import type { KratanetConfig } from './config.js';
 import { parseCidrRule } from './policy.js';
@@ -34,7 +34,7 @@ export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB
       try {
         parseCidrRule(s, ports);
       } catch (e) {
-        throw new Error(`${flag}: ${(e as Error).message}`);
+        throw new Error(`${flag}: ${(e as Error).message}`, { cause: e });
       }
     }
   };
@@ -58,15 +58,36 @@ export interface PortConflict {
   hostPort: number;
 }
 
+/** The Guests the agent holds, by key (the agent's GuestStore). */
+export interface GuestsView {
+  keys(): string[];
+  get(key: string): { guest: Guest } | undefined;
+}
+
+/** A Guest's address reservation, as the agent's Ipam keeps it. */
+export interface AddressReservation {
+  uid: string;
+  ipv4: string;
+  ipv6: string;
+  mac: string;
+  prefix4: number;
+  prefix6: number;
+  gateway4: string;
+  gateway6: string;
+}
+
 /** What the Ipam tells about its address plan (its reservations and subnets). */
-export type IpamView = Pick<Ipam, 'get' | 'subnets'>;
+export interface IpamView {
+  get(key: string): AddressReservation | undefined;
+  subnets(): string[];
+}
 
 export function describeConflict(c: PortConflict): string {
   return `guest ${c.guest}: host port ${c.protocol}/${c.hostPort} is not published: guest ${c.holder} (older) publishes it`;
 }
 
 /** The configuration for kratanet; the host ports left out (two Guests publish them) are added to `conflicts`. */
-export function desiredNetwork(store: Pick<GuestStore, 'keys' | 'get'>, ipam: IpamView, opts: DesiredNetworkOptions = {}, conflicts: PortConflict[] = []): KratanetConfig {
+export function desiredNetwork(store: GuestsView, ipam: IpamView, opts: DesiredNetworkOptions = {}, conflicts: PortConflict[] = []): KratanetConfig {
   const candidates: { key: string; guest: Guest; net: GuestNetConfig }[] = [];
   for (const key of store.keys()) {
     const guest = store.get(key)?.guest;

@@ -9,7 +9,7 @@ import * as icmp from './icmp-echo.js';
 import { runCProbe, valueLines } from '../../test/c-probe.js';
 import { IcmpEchoProxy, MAX_PENDING } from './icmp-echo.js';
 import { Poller } from './poller.js';
-import { AF_INET, net, SOCK_CLOEXEC, SOCK_RAW, sysSendto } from './sys.js';
+import { AF_INET, libc, SOCK_CLOEXEC, SOCK_RAW, sysSendto } from '../../lib/libc.js';
 import { finish, sum16 } from './wire.js';
 
 const proxy = IcmpEchoProxy.shared();
@@ -164,7 +164,7 @@ test('at most MAX_PENDING requests are pending', async () => {
 
 test('forged replies: bad checksum, wrong code or type, and truncated ones are dropped; a good one matches', async () => {
   const p = new IcmpEchoProxy();
-  const raw = net().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, icmp.IPPROTO_ICMP);
+  const raw = libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, icmp.IPPROTO_ICMP);
   assert.ok(raw >= 0);
   try {
     // Open p's IPv4 socket, then plant a pending entry for 127.0.0.1 whose identifier/sequence we know.
@@ -205,7 +205,7 @@ test('forged replies: bad checksum, wrong code or type, and truncated ones are d
     assert.equal(replies.length, 1);
     assert.equal(p.pending, 0);
   } finally {
-    net().close(raw);
+    libc().close(raw);
     p.close();
   }
 });

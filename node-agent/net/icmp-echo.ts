@@ -11,9 +11,10 @@
 // Constants and layouts are written here from the headers named next to them and checked against those
 // headers by a gcc probe in icmp-echo.test.ts (they are not in sys.ts, whose exports link.test.ts probes).
 import { randomFillSync } from 'node:crypto';
-import { errnoName } from '../../lib/libc.js';
+import {
+  AF_INET, EAGAIN, EINTR, errno, errnoName, libc, MSG_TRUNC, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sysRecvfrom, sysSendto,
+} from '../../lib/libc.js';
 import { Poller } from './poller.js';
-import { AF_INET, EAGAIN, EINTR, errno, MSG_TRUNC, net, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sysRecvfrom, sysSendto } from './sys.js';
 import { finish, fold, ipv6Equal, parseIpv4, parseIpv6, sum16 } from './wire.js';
 
 // sys/socket.h, netinet/in.h
@@ -191,7 +192,7 @@ export class IcmpEchoProxy {
     for (const s of [this.s4, this.s6]) {
       if (s.fd < 0) continue;
       s.poller?.remove(s.fd);
-      net().close(s.fd);
+      libc().close(s.fd);
       s.fd = -1;
       s.poller = null;
     }
@@ -228,7 +229,7 @@ export class IcmpEchoProxy {
       this.fail(`${v6 ? 'ICMPv6' : 'ICMP'} socket unavailable (${this.stats.lastError || 'failed recently'})`);
       return -1;
     }
-    const lib = net();
+    const lib = libc();
     const what = v6 ? 'socket AF_INET6 SOCK_RAW IPPROTO_ICMPV6' : 'socket AF_INET SOCK_RAW IPPROTO_ICMP';
     const fd = lib.socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
     if (fd < 0) {
@@ -241,7 +242,7 @@ export class IcmpEchoProxy {
     const pass = v6 ? ICMP6_ECHO_REPLY : ICMP_ECHOREPLY;
     filter[pass >> 5] = filter[pass >> 5]! & ~(1 << (pass & 31));
     const fb = Buffer.from(filter.buffer);
-    let poller: Poller | null = null;
+    let poller: Poller;
     try {
       if (lib.setsockopt(fd, v6 ? IPPROTO_ICMPV6 : SOL_RAW, v6 ? ICMP6_FILTER : ICMP_FILTER, fb, fb.length) < 0) {
         throw new Error(`setsockopt ${v6 ? 'ICMP6_FILTER' : 'ICMP_FILTER'}: ${errnoName(errno())}`);

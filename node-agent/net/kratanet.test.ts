@@ -29,7 +29,13 @@ if (cmd === 'udp') {
 } else if (cmd === 'send') {
   const total = Number(a[2]); const h = crypto.createHash('sha256'); let sent = 0;
   const c = net.connect(Number(a[1]), a[0], () => {
-    const more = () => { while (sent < total) { const n = Math.min(1 << 16, total - sent); const b = crypto.randomBytes(n); h.update(b); sent += n; if (!c.write(b)) return c.once('drain', more); } c.end(); };
+    const more = () => {
+      while (sent < total) {
+        const n = Math.min(1 << 16, total - sent); const b = crypto.randomBytes(n); h.update(b); sent += n;
+        if (!c.write(b)) return c.once('drain', more);
+      }
+      c.end();
+    };
     more();
   });
   c.on('data', () => {});
@@ -59,7 +65,8 @@ if (cmd === 'udp') {
   c.on('error', (e) => { clearTimeout(timer); out({ error: e.code, ms: Number(process.hrtime.bigint() - t0) / 1e6 }); });
 } else if (cmd === 'serve') {
   net.createServer((c) => c.on('data', (d) => c.write('guest:' + d))).listen(Number(a[0]), () => {
-    dgram.createSocket('udp4').on('message', function (m, r) { this.send('guest:' + m, r.port, r.address); }).bind(Number(a[0]), () => out({ listening: true }));
+    dgram.createSocket('udp4').on('message', function (m, r) { this.send('guest:' + m, r.port, r.address); })
+      .bind(Number(a[0]), () => out({ listening: true }));
   });
 }
 `;
@@ -141,7 +148,7 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     const source = createServer((c) => c.end(data));
     sourcePort = await listen(source, '127.0.0.1');
     const udp = createSocket('udp4');
-    udp.on('message', (m, r) => udp.send(`echo:${m}`, r.port, r.address));
+    udp.on('message', (m, r) => udp.send(`echo:${m.toString()}`, r.port, r.address));
     await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
     udpPort = udp.address().port;
     servers.push(http, http6, echo, sink, source, { close: () => udp.close() });
@@ -357,7 +364,7 @@ try:
     s.recv(10); print('answered')
 except OSError as e:
     print(e.errno)`]);
-      assert.equal(udp.stdout.toString().trim(), '113', `errno (EHOSTUNREACH expected): ${udp.stdout}${udp.stderr}`);
+      assert.equal(udp.stdout.toString().trim(), '113', `errno (EHOSTUNREACH expected): ${udp.stdout.toString()}${udp.stderr.toString()}`);
       // The other guest itself is served.
       const mine = await other.exec(['curl', '-sS', '-m', '5', `http://${other.gateway4}:${httpPort}/two`]);
       assert.equal(mine.stdout.toString(), 'hello /two', mine.stderr);

@@ -9,23 +9,27 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as sys from './sys.js';
 import { Poller } from './poller.js';
 import { openPacketLink, openTapLink, type Link, type RxMeta } from './link.js';
-import type { Layout } from '../xen/sys/layout.js';
+import type { Layout } from '../../lib/c-layout.js';
 import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
-import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../lib/libc.js';
+import * as libcModule from '../../lib/libc.js';
+import { check, EFD_CLOEXEC, EFD_NONBLOCK, libc, sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../lib/libc.js';
 
 // ---- ABI --------------------------------------------------------------------------------------------------
 
 const layouts: Layout[] = [sys.iovec, sys.msghdr, sys.mmsghdr, sys.sockaddrLl, sys.virtioNetHdr, sys.ifreq, sys.epollEvent];
-/** Exported numbers of sys.ts that are ours (offsets, sizes), not header constants. */
+/** Exported numbers of sys.ts that are ours (offsets, sizes), not header constants; lib/libc.ts exports only constants. */
 const derived = new Set(['VNET_HDR_LEN', 'MMSGHDR_SIZE', 'IOVEC_SIZE', 'MMSG_LEN', 'MSG_NAME', 'MSG_NAMELEN', 'MSG_IOV', 'MSG_IOVLEN', 'MSG_FLAGS', 'IOV_BASE', 'IOV_LEN', 'SLL_PKTTYPE']);
-const constants = Object.entries(sys).filter((e): e is [string, number] => typeof e[1] === 'number' && /^[A-Z][A-Z0-9_]*$/.test(e[0]) && !derived.has(e[0]));
+const constants = [...Object.entries(libcModule), ...Object.entries(sys)].filter(
+  (e): e is [string, number] => typeof e[1] === 'number' && /^[A-Z][A-Z0-9_]*$/.test(e[0]) && !derived.has(e[0]),
+);
 
 const key = layoutKey;
 
 function probe(): Map<string, number> {
   return runCProbe(
     ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <errno.h>', '#include <fcntl.h>', '#include <sys/socket.h>',
-    '#include <sys/uio.h>', '#include <sys/epoll.h>', '#include <sys/eventfd.h>', '#include <sys/ioctl.h>', '#include <net/if.h>',
+    '#include <sys/uio.h>', '#include <sys/mman.h>', '#include <sys/epoll.h>', '#include <sys/eventfd.h>', '#include <sys/ioctl.h>',
+    '#include <net/if.h>',
     '#include <linux/if_packet.h>', '#include <linux/if_ether.h>', '#include <linux/virtio_net.h>', '#include <linux/if_tun.h>',
     '#include <linux/sockios.h>',
     // Added to the uapi header in Linux 6.2; Debian 12's linux-libc-dev (6.1) predates it.
@@ -182,8 +186,8 @@ after(() => {
 test('poller: readable handler, modify, remove; close releases its fds', async () => {
   const base = fdCount();
   const poller = new Poller();
-  const lib = sys.net();
-  const efd = sys.check('eventfd', lib.eventfd(0, sys.EFD_CLOEXEC | sys.EFD_NONBLOCK));
+  const lib = libc();
+  const efd = check('eventfd', lib.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   const page = sysMmap(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   const addr = sys.addrNumber(page.address);
   page.bytes.writeUInt32LE(1, 8);

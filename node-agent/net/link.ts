@@ -8,15 +8,18 @@
 // only during the call. Each link has its own transmit arena (bump-allocated, reset when everything queued
 // has been sent) with a prebuilt mmsghdr/iovec table for sendmmsg (packet) or writev (tap). The hot path
 // allocates nothing but the Buffer views, uses no BigInt, and passes native addresses to koffi as numbers.
-import { sysClose, sysMmap, sysOpen, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, type Mapping } from '../../lib/libc.js';
+import {
+  AF_PACKET, check, EAGAIN, EINTR, errno, libc, MAP_ANONYMOUS, MAP_PRIVATE, MSG_DONTWAIT, MSG_TRUNC, O_CLOEXEC, O_NONBLOCK, O_RDWR,
+  PROT_READ, PROT_WRITE, SO_RCVBUFFORCE, SO_SNDBUFFORCE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET, sysClose, sysMmap, sysOpen, SysError,
+  type Mapping,
+} from '../../lib/libc.js';
 import { Poller } from './poller.js';
 import {
-  addrNumber, AF_PACKET, check, EAGAIN, EINTR, errno, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr,
-  IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IOV_BASE, IOV_LEN, IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSG_DONTWAIT, MSG_FLAGS, MSG_IOV, MSG_IOVLEN,
-  MSG_NAME, MSG_NAMELEN, MSG_TRUNC, net, O_CLOEXEC, O_NONBLOCK, O_RDWR, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING, PACKET_VNET_HDR,
-  setIntOpt, SLL_PKTTYPE, SO_RCVBUFFORCE, SO_SNDBUFFORCE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sockaddrLl, SOL_PACKET, SOL_SOCKET,
-  TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUNSETIFF, TUNSETOFFLOAD, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
-  VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN, writeAddr,
+  addrNumber, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IOV_BASE, IOV_LEN,
+  IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING,
+  PACKET_VNET_HDR, setIntOpt, SLL_PKTTYPE, sockaddrLl, SOL_PACKET, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUNSETIFF, TUNSETOFFLOAD,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4,
+  VNET_HDR_LEN, writeAddr,
 } from './sys.js';
 
 export type GsoType = 'none' | 'tcp4' | 'tcp6' | 'udp';
@@ -26,7 +29,10 @@ export interface RxMeta {
   gsoSize: number;
 }
 export interface TxOffload {
-  /** Checksum to be completed by the kernel/guest (VIRTIO_NET_HDR_F_NEEDS_CSUM): from csumStart (offset in the Ethernet frame), stored at csumStart+csumOffset; the caller has put the pseudo-header sum there. */
+  /**
+   * Checksum to be completed by the kernel/guest (VIRTIO_NET_HDR_F_NEEDS_CSUM): from csumStart (offset in the Ethernet frame),
+   * stored at csumStart+csumOffset; the caller has put the pseudo-header sum there.
+   */
   csumStart: number;
   csumOffset: number;
   /** A TCP segment larger than the MTU, split by the kernel/guest into gsoSize-byte segments. */
@@ -53,7 +59,10 @@ export interface Link {
   onBatchEnd: () => void;
   /** Space for one outgoing Ethernet frame of `len` bytes (len <= 65550) in this link's transmit arena. Fill it, then commit(). */
   alloc(len: number): Buffer;
-  /** Queues the frame last alloc()ed, possibly shortened to `len` bytes. Sent on flush() or on a setImmediate scheduled by the first commit after a flush. */
+  /**
+   * Queues the frame last alloc()ed, possibly shortened to `len` bytes. Sent on flush() or on a setImmediate scheduled by the
+   * first commit after a flush.
+   */
   commit(len: number, offload?: TxOffload): void;
   flush(): void;
   close(): void;
@@ -345,7 +354,7 @@ abstract class FrameLink implements Link {
 
 class PacketLink extends FrameLink {
   protected transmit(): boolean {
-    const lib = net();
+    const lib = libc();
     const lens = this.lens;
     const stats = this.stats;
     while (this.head < this.count) {
@@ -372,7 +381,7 @@ class PacketLink extends FrameLink {
   }
 
   protected drain(): void {
-    const lib = net();
+    const lib = libc();
     const { data, table, tableAddr } = this.rx;
     const stats = this.stats;
     let total = 0;
@@ -407,7 +416,7 @@ class PacketLink extends FrameLink {
 
 /** AF_PACKET SOCK_RAW ETH_P_ALL bound to the interface (a Xen netback vif<domid>.<n>, or the host end of a veth). */
 export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
-  const lib = net();
+  const lib = libc();
   const offloads = opts.offloads !== false;
   // Protocol 0 until bind(): the socket receives nothing, rather than every interface's frames, before it
   // is bound to ours with ETH_P_ALL.
@@ -446,7 +455,7 @@ function setBuf(fd: number, force: number, plain: number, bytes: number, what: s
 
 class TapLink extends FrameLink {
   protected transmit(): boolean {
-    const lib = net();
+    const lib = libc();
     const lens = this.lens;
     const stats = this.stats;
     const iov = this.tableAddr + TX_IOV_AT;
@@ -456,7 +465,8 @@ class TapLink extends FrameLink {
         const e = errno();
         if (e === EINTR) continue;
         if (e === EAGAIN) return false;
-        // ENOBUFS (dropped by the device, see PacketLink), EIO while the device is down, EINVAL for a bad virtio_net_hdr...: drop the frame.
+        // ENOBUFS (dropped by the device, see PacketLink), EIO while the device is down, EINVAL for a bad
+        // virtio_net_hdr...: drop the frame.
         stats.txDropped++;
       } else {
         stats.txFrames++;
@@ -468,7 +478,7 @@ class TapLink extends FrameLink {
   }
 
   protected drain(): void {
-    const lib = net();
+    const lib = libc();
     const { data, dataAddr } = this.rx;
     let total = 0;
     while (total < RX_CAP && !this.closed) {
@@ -498,7 +508,7 @@ export function openTapLink(name: string, opts: LinkOptions = {}): Link {
     req.writeUInt16LE(IFF_TAP | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0), 16);
     ioctlPtr(fd, TUNSETIFF, req, `TUNSETIFF ${name}`);
     const actual = ifreqName(req);
-    if (offloads) check('TUNSETOFFLOAD', net().ioctl(fd, TUNSETOFFLOAD, 'unsigned long', TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
+    if (offloads) check('TUNSETOFFLOAD', libc().ioctl(fd, TUNSETOFFLOAD, 'unsigned long', TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
     const mtu = ifMtuAndUp(actual);
     return new TapLink(actual, mtu, offloads, fd, opts.poller ?? Poller.shared(), false);
   } catch (e) {

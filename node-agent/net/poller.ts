@@ -10,12 +10,11 @@
 // while fds are registered, so an idle process can exit.
 import { Worker } from 'node:worker_threads';
 import { Socket } from 'node:net';
-import { createRequire } from 'node:module';
-import { sysMmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type Mapping } from '../../lib/libc.js';
 import {
-  addrNumber, check, EFD_CLOEXEC, EFD_NONBLOCK, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR, EPOLLHUP,
-  EPOLLIN, EPOLLOUT, epollEvent, net,
-} from './sys.js';
+  check, EFD_CLOEXEC, EFD_NONBLOCK, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR, EPOLLHUP, EPOLLIN,
+  EPOLLOUT, libc, MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, PROT_READ, PROT_WRITE, sysMmap, type Mapping,
+} from '../../lib/libc.js';
+import { addrNumber, epollEvent } from './sys.js';
 
 export interface PollHandlers {
   readable?: () => void;
@@ -33,27 +32,26 @@ const DRAIN_AT = WAKE_AT + 8;
 const PIPE_AT = DRAIN_AT + 8; // int[2] from pipe2
 const WORKER_AT = PIPE_AT + 8; // the worker's own events array and the byte it writes
 const PAGE = 4096;
-const O_CLOEXEC = 0o2000000;
 
-// The worker: wait, signal through the pipe, park until the main thread has dispatched, repeat.
+// The worker: wait, signal through the pipe, park until the main thread has dispatched, repeat. It loads
+// lib/libc.js itself: koffi's functions belong to the thread that declared them.
 const WORKER = `
 const { workerData } = require('node:worker_threads');
-const koffi = require(workerData.koffi);
-const l = koffi.load('libc.so.6');
-const wait = l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)');
-const write = l.func('long write(int fd, intptr_t buf, size_t n)');
-const ctl = new Int32Array(workerData.ctl);
-const { epfd, pipe, scratch } = workerData;
-for (;;) {
-  const n = wait(epfd, scratch, 4, -1);
-  if (Atomics.load(ctl, 1)) break;
-  if (n < 0) { if (koffi.errno() === 4) continue; break; }
-  if (n === 0) continue;
-  Atomics.store(ctl, 0, 0);
-  if (write(pipe, scratch + 64, 1) !== 1) break;
-  Atomics.wait(ctl, 0, 0);
-  if (Atomics.load(ctl, 1)) break;
-}
+import(workerData.libc).then(({ libc, errno, EINTR }) => {
+  const l = libc();
+  const ctl = new Int32Array(workerData.ctl);
+  const { epfd, pipe, scratch } = workerData;
+  for (;;) {
+    const n = l.epoll_wait(epfd, scratch, 4, -1);
+    if (Atomics.load(ctl, 1)) break;
+    if (n < 0) { if (errno() === EINTR) continue; break; }
+    if (n === 0) continue;
+    Atomics.store(ctl, 0, 0);
+    if (l.write(pipe, scratch + 64, 1) !== 1) break;
+    Atomics.wait(ctl, 0, 0);
+    if (Atomics.load(ctl, 1)) break;
+  }
+});
 `;
 
 function interest(h: PollHandlers): number {
@@ -87,7 +85,7 @@ export class Poller {
   private released = false;
 
   constructor() {
-    const lib = net();
+    const lib = libc();
     this.epfd = check('epoll_create1', lib.epoll_create1(EPOLL_CLOEXEC));
     try {
       this.efd = check('eventfd', lib.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -139,7 +137,7 @@ export class Poller {
   /** Stops watching `fd` (call before closing it). Unknown fds are ignored. */
   remove(fd: number): void {
     if (!this.handlers.delete(fd)) return;
-    net().epoll_ctl(this.epfd, EPOLL_CTL_DEL, fd, 0);
+    libc().epoll_ctl(this.epfd, EPOLL_CTL_DEL, fd, 0);
     if (this.handlers.size === 0) this.pipe?.unref();
   }
 
@@ -161,7 +159,7 @@ export class Poller {
     Atomics.store(this.ctlWords, 1, 1);
     Atomics.store(this.ctlWords, 0, 1);
     Atomics.notify(this.ctlWords, 0);
-    net().write(this.efd, this.base + WAKE_AT, 8);
+    libc().write(this.efd, this.base + WAKE_AT, 8);
     w.once('exit', () => this.release());
   }
 
@@ -174,12 +172,12 @@ export class Poller {
     this.bytes.writeUInt32LE(events, CTL_AT);
     this.bytes.writeUInt32LE(fd, CTL_AT + EV_DATA);
     this.bytes.writeUInt32LE(0, CTL_AT + EV_DATA + 4);
-    check(`epoll_ctl ${op} fd ${fd}`, net().epoll_ctl(this.epfd, op, fd, this.base + CTL_AT));
+    check(`epoll_ctl ${op} fd ${fd}`, libc().epoll_ctl(this.epfd, op, fd, this.base + CTL_AT));
   }
 
   private start(): void {
     if (this.worker || this.closed) return;
-    const lib = net();
+    const lib = libc();
     check('pipe2', lib.pipe2(this.base + PIPE_AT, O_CLOEXEC));
     const readFd = this.bytes.readInt32LE(PIPE_AT);
     const writeFd = this.bytes.readInt32LE(PIPE_AT + 4);
@@ -191,7 +189,13 @@ export class Poller {
     }));
     const w = new Worker(WORKER, {
       eval: true,
-      workerData: { koffi: createRequire(import.meta.url).resolve('koffi'), ctl: this.ctlWords.buffer, epfd: this.epfd, pipe: writeFd, scratch: this.base + WORKER_AT },
+      workerData: {
+        libc: new URL('../../lib/libc.js', import.meta.url).href,
+        ctl: this.ctlWords.buffer,
+        epfd: this.epfd,
+        pipe: writeFd,
+        scratch: this.base + WORKER_AT,
+      },
     });
     w.unref();
     w.on('error', (e) => process.nextTick(() => {
@@ -212,7 +216,7 @@ export class Poller {
     let failure: unknown;
     let failed = false;
     try {
-      const lib = net();
+      const lib = libc();
       const b = this.bytes;
       const n = lib.epoll_wait(this.epfd, this.base, MAX_EVENTS, 0);
       for (let i = 0; i < n && !this.closed; i++) {
@@ -251,7 +255,7 @@ export class Poller {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    const lib = net();
+    const lib = libc();
     lib.close(this.efd);
     lib.close(this.epfd);
     if (this.writeFd >= 0) lib.close(this.writeFd);

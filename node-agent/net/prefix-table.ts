@@ -30,18 +30,24 @@ export class PrefixTable<T> {
       const key = masked6(parseIpv6(c.address), 0, c.prefix, Buffer.alloc(16));
       let m = this.v6.get(c.prefix);
       if (!m) {
-        this.v6.set(c.prefix, (m = new Map()));
+        this.v6.set(c.prefix, (m = new Map<string, T>()));
         this.lengths6 = [...this.v6.keys()].sort((a, b) => b - a);
       }
-      if (!m.has(key)) (m.set(key, label), this.size++);
+      if (!m.has(key)) {
+        m.set(key, label);
+        this.size++;
+      }
     } else {
       const net = (parseIpv4(c.address) & mask4(c.prefix)) >>> 0;
       let m = this.v4.get(c.prefix);
       if (!m) {
-        this.v4.set(c.prefix, (m = new Map()));
+        this.v4.set(c.prefix, (m = new Map<number, T>()));
         this.lengths4 = [...this.v4.keys()].sort((a, b) => b - a);
       }
-      if (!m.has(net)) (m.set(net, label), this.size++);
+      if (!m.has(net)) {
+        m.set(net, label);
+        this.size++;
+      }
     }
   }
 

@@ -674,7 +674,7 @@ test('close: a guest RST resets the server-side connection and calls closed()', 
   assert.equal(g.wire.closedCalls, 1);
   assert.equal(g.wire.segs.length, n, 'no answer to an RST');
   await until(() => peer.closed, 2000, 'the server connection to close');
-  assert.ok(peer.errors.includes('ECONNRESET') || !peer.ended, `the server saw a reset (errors ${peer.errors}, ended ${peer.ended})`);
+  assert.ok(peer.errors.includes('ECONNRESET') || !peer.ended, `the server saw a reset (errors ${peer.errors.join()}, ended ${peer.ended})`);
 });
 
 test('close: an RST outside the window is ignored', async () => {

@@ -54,7 +54,7 @@ function harness(hostPorts?: PortRange[]) {
         if (pred()) return;
         clock.advance(100);
       }
-      assert.fail(`condition not reached: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
+      assert.fail(`condition not reached: ` + `${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
     },
   };
 }

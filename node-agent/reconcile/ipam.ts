@@ -39,7 +39,7 @@ function parseV6Prefix(cidr: string): { groups: string[]; prefix: number } {
   const [head, tail = ''] = m[1]!.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t].map((g) => parseInt(g, 16).toString(16));
+  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t].map((g) => parseInt(g, 16).toString(16));
   return { groups: groups.slice(0, Number(m[2]) / 16), prefix: Number(m[2]) };
 }
 

@@ -42,7 +42,7 @@ export class CachedImages implements ImageProvider {
         await this.store.authorize(parseReference(reference), found, auth);
       } catch (e) {
         const who = auth?.namespace === undefined ? 'this pull' : `namespace ${auth.namespace}`;
-        throw new ImageError(policy === 'Never' ? 'ErrImageNeverPull' : 'ErrImagePull', `not authorized to use the cached image ${found.digest}: ${who} has not shown the registry it may pull it (${(e as Error).message})`);
+        throw new ImageError(policy === 'Never' ? 'ErrImageNeverPull' : 'ErrImagePull', `not authorized to use the cached image ${found.digest}: ${who} has ` + `not shown the registry it may pull it (${(e as Error).message})`);
       }
     }
     if (!found) {
@@ -121,7 +121,7 @@ export class Agent implements AgentService {
       const r = validateObject(o);
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
       if (!r.object) return;
-      if (r.object.kind !== 'Guest') errors.push({ index, path: 'kind', message: `${r.object.kind} objects are managed by the operator in a cluster; a single host takes Guests (and image pull Secrets) only` });
+      if (r.object.kind !== 'Guest') errors.push({ index, path: 'kind', message: `${r.object.kind} objects are managed by the operator in a ` + `cluster; a single host takes Guests (and image pull Secrets) only` });
       else {
         const g = r.object as Guest;
         const key = guestKey(g.metadata.namespace ?? 'default', g.metadata.name);

@@ -59,7 +59,11 @@ test('guest store: what was written survives a restart and a kill -9 in the midd
   const script = `
     import { GuestStore } from ${JSON.stringify(new URL('./guest-store.js', import.meta.url).href)};
     const s = new GuestStore(${JSON.stringify(dir)});
-    for (let i = 0; ; i++) s.put({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'g' + (i % 50), namespace: 'default' }, spec: { image: 'img:' + i, resources: { cpus: 1, memory: '64Mi' } } }, new Date());`;
+    const guest = (i) => ({
+      apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'g' + (i % 50), namespace: 'default' },
+      spec: { image: 'img:' + i, resources: { cpus: 1, memory: '64Mi' } },
+    });
+    for (let i = 0; ; i++) s.put(guest(i), new Date());`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 1500, killSignal: 'SIGKILL' });
   assert.equal(r.signal, 'SIGKILL');
   writeFileSync(join(dir, 'guests/default/torn.json.tmp-1-abcd'), '{"guest": {"metad');

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as abi from './abi.js';
-import type { Layout } from './sys/layout.js';
+import type { Layout } from '../../lib/c-layout.js';
 import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
 
 const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo,

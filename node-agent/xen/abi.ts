@@ -1,7 +1,7 @@
 // Xen and Linux ABI: hypercall numbers, ioctl requests and struct layouts, as in Xen 4.17's public
 // headers (/usr/include/xen) and Linux's xen/privcmd.h. abi.test.ts compiles a C probe against those
 // headers and fails on any difference.
-import { IOC_NONE, ioc, layout } from './sys/layout.js';
+import { IOC_NONE, ioc, layout } from '../../lib/c-layout.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;

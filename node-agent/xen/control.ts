@@ -6,7 +6,7 @@ import {
   XEN_DOMINF_shutdownshift, XEN_EXTRAVERSION_LEN, XenVer, domctl, getDomainInfo, getDomainInfoList, physinfo, sysctl,
 } from './abi.js';
 import { HypercallError, NotOnXenError, type Privcmd } from './privcmd.js';
-import { getField, getNumber, setField } from './sys/layout.js';
+import { getField, getNumber, setField } from '../../lib/c-layout.js';
 
 /** domctl interface versions of Xen 4.17, 4.18, 4.19; sysctl's moved less. Newest first. */
 export const DOMCTL_VERSIONS = [0x17, 0x16, 0x15];

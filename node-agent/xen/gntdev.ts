@@ -1,7 +1,7 @@
 // /dev/xen/gntdev: map pages another domain granted us (a backend's view of a frontend's rings). One
 // device file serves every mapping; each map is an ioctl that returns an offset, then an mmap at it.
 import { GntdevIoctl, PAGE_SIZE, gntdevMapGrantRef, gntdevUnmapGrantRef } from './abi.js';
-import { setField } from './sys/layout.js';
+import { setField } from '../../lib/c-layout.js';
 import { MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE, sysClose, sysIoctl, sysMmap, sysOpen, type Mapping } from '../../lib/libc.js';
 
 export const GNTDEV_PATH = '/dev/xen/gntdev';

@@ -87,7 +87,8 @@ async function streamConsoleUntil(c: Awaited<ReturnType<typeof openConsole>>, un
       check();
     });
     const first = c.firstByte();
-    console.log(`\n${JSON.stringify({ consoleFirstByteMs: first === undefined ? undefined : Math.round(first - t0), untilMs: Math.round(performance.now() - t0) })}`);
+    const figures = { consoleFirstByteMs: first === undefined ? undefined : Math.round(first - t0), untilMs: Math.round(performance.now() - t0) };
+    console.log(`\n${JSON.stringify(figures)}`);
   } finally {
     session.close();
     c.grants?.close();

@@ -3,7 +3,7 @@
 // where it exists (Linux >= 4.18), otherwise anonymous pages locked in memory.
 import { existsSync } from 'node:fs';
 import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdMmapResource } from './abi.js';
-import { setField } from './sys/layout.js';
+import { setField } from '../../lib/c-layout.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, errnoName, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from '../../lib/libc.js';
 
 export const PRIVCMD_PATH = '/dev/xen/privcmd';
@@ -49,7 +49,7 @@ export class Privcmd {
     try {
       fd = sysOpen(privcmd);
     } catch (e) {
-      throw new NotOnXenError(`cannot open ${privcmd}: ${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`);
+      throw new NotOnXenError(`cannot open ${privcmd}: ` + `${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`);
     }
     const hypercall = paths.hypercall ?? HYPERCALL_BUFFER_PATH;
     let bufferFd: number | undefined;

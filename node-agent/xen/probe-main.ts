@@ -14,7 +14,7 @@ try {
     host: xen.host(),
     domains: xen.listDomains(),
   };
-  process.stdout.write(JSON.stringify(report, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+  process.stdout.write(JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
   privcmd.close();
 } catch (e) {
   if (!(e instanceof NotOnXenError)) throw e;

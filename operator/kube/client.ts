@@ -281,7 +281,7 @@ export class KubeClient {
     } catch (e) {
       // `add /status` cannot fail, so the generic 422 of a failed patch can only be a test.
       if (e instanceof KubeError && e.status === 422 && e.message.includes('rejected our request')) {
-        throw new KubeError(409, `Precondition failed: UID ${opts.uid}${opts.resourceVersion ? ` or resourceVersion ${opts.resourceVersion}` : ''} (Guest ${namespace}/${name})`, 'Conflict');
+        throw new KubeError(409, `Precondition failed: UID ${opts.uid}${opts.resourceVersion ? ` or resourceVersion ${opts.resourceVersion}` : ''} ` + `(Guest ${namespace}/${name})`, 'Conflict');
       }
       throw e;
     }

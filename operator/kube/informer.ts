@@ -133,7 +133,7 @@ export class Informer<T extends { metadata: ObjectMeta }> {
   private async relist(resync: boolean): Promise<void> {
     const seen = new Set<string>();
     let cont: string | undefined;
-    let rv = '';
+    let rv: string;
     do {
       const page = await this.client.list(this.kind, { limit: PAGE, continue: cont });
       if (this.stopped) return;
@@ -185,7 +185,7 @@ export class Informer<T extends { metadata: ObjectMeta }> {
       stopWatch('watchdog');
     }, this.watchdogMs);
     const relist = setTimeout(() => stopWatch('relist'), Math.max(0, this.nextRelistAt - Date.now()));
-    this.abortWatch = watch.abort;
+    this.abortWatch = () => watch.abort();
     try {
       await watch.done;
     } finally {

@@ -1,5 +1,6 @@
 // Cluster mode end to end, every component real except the hypervisor: a kube-apiserver on etcd,
-// Redis with krata's ACL (the operator and the agents authenticate as in the install), two operator replicas with leader election, and five node agents in cluster mode on the test
+// Redis with krata's ACL (the operator and the agents authenticate as in the install), two operator replicas with leader
+// election, and five node agents in cluster mode on the test
 // double (one process each, fake domains saved as Xen would keep them). 100 Guests are placed, run and
 // report addresses while Redis, the leading operator and an agent are killed and restarted; then
 // everything is deleted and every finalizer clears and every host is empty.

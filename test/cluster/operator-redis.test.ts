@@ -37,7 +37,7 @@ const createNode = (name: string, labels: Record<string, string>) => kube.client
 const xenHostExists = (name: string) =>
   kube.client.getXenHost(name).then(
     () => true,
-    (e) => (isNotFound(e) ? false : Promise.reject(e)),
+    (e) => (isNotFound(e) ? false : Promise.reject(e as Error)),
   );
 
 function heartbeat(host: string, cpus: number): Heartbeat {
@@ -63,7 +63,7 @@ after(async () => {
   await kube?.stop();
 });
 
-test('the operator makes the Redis credentials once: three Secrets that agree; racing replicas converge; a stale ACL is rewritten', async () => {
+test('the operator makes the Redis credentials once: three Secrets ' + 'that agree; racing replicas converge; a stale ACL is rewritten', async () => {
   const log: string[] = [];
   const [a, b] = await Promise.all([ensureRedisCredentials(kube.client, NS, (m) => log.push(m)), ensureRedisCredentials(kube.client, NS, (m) => log.push(m))]);
   assert.deepEqual(a, b, 'two replicas starting together agree');

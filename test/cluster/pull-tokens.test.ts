@@ -71,7 +71,7 @@ describe('the operator turns image pull secrets into repository tokens', { timeo
     rmSync(work, { recursive: true, force: true });
   });
 
-  test('a Guest with imagePullSecrets gets a pull-only token for its repository, never the password, and the token pulls the image', async () => {
+  test('a Guest with imagePullSecrets gets a pull-only token for its ' + 'repository, never the password, and the token pulls the image', async () => {
     await createSecret('regcred', reg.host);
     reg.tokenServer!.requests.splice(0);
     await kube.client.createGuest(guest('private', `${reg.host}/team/app:v1`, ['regcred']));
@@ -118,7 +118,7 @@ describe('the operator turns image pull secrets into repository tokens', { timeo
     assert.equal(p.pullAuth, undefined);
   });
 
-  test('tokens are shared by Guests of one namespace, Secret list and image, renewed at half life, and kept while a renewal fails', async () => {
+  test('tokens are shared by Guests of one namespace, Secret list and ' + 'image, renewed at half life, and kept while a renewal fails', async () => {
     let now = Date.now();
     const secrets = new Map([['ns/cred', { type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(reg.host) } }]]);
     let reads = 0;

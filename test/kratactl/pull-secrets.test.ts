@@ -105,7 +105,7 @@ spec:
   network: {enabled: false}
   imagePullSecrets: [${secrets.map((s) => `{name: ${s}}`).join(', ')}]
 `;
-    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`);
+    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: ` + `kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`);
     const applied = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, /secret\/regcred created/);
@@ -124,7 +124,7 @@ spec:
     assert.match(phaseOf('team-b', 'app')!.message!, /not authorized to use the cached image .*image pull secret team-b\/regcred not found/);
 
     // A malformed Secret is refused at apply, naming the field but not the value.
-    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`);
+    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: ` + `kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`);
     const bad = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /data\.\.dockerconfigjson|data\[".dockerconfigjson"\]/);
@@ -200,8 +200,8 @@ spec:
   test('a batch with a Secret and an invalid Guest stores nothing; output never shows the data', async () => {
     const file = join(dir, 'batch.yaml');
     const data = Buffer.from(JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } })).toString('base64');
-    const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
-    writeFileSync(file, `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`);
+    const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: ` + `kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
+    writeFileSync(file, `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: ` + `bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`);
     const refused = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(refused.code, 1);
     assert.deepEqual(readdirSync(join(dir, 'secrets')).filter((n) => n === 'team-c'), [], 'the Secret was not stored');

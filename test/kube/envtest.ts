@@ -86,7 +86,7 @@ export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Prom
     const server = `https://127.0.0.1:${securePort}`;
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     while ((await get(`${server}/readyz`, token)) !== 200) {
-      if (api.exitCode !== null || Date.now() > deadline) throw new Error(`kube-apiserver did not become ready: ${logs.apiserver.split('\n').slice(-10).join('\n')}\netcd: ${logs.etcd.split('\n').slice(-5).join('\n')}`);
+      if (api.exitCode !== null || Date.now() > deadline) throw new Error(`kube-apiserver did not become ready: ${logs.apiserver.split('\n').slice(-10).join('\n')}\netcd: ` + `${logs.etcd.split('\n').slice(-5).join('\n')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
     const kubeconfig = join(dir, 'kubeconfig');

@@ -221,7 +221,7 @@ test('a guest left behind by a killed process is deleted by the next process to 
   const node = (code: string) => execFileSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   let leftBehind = '';
   try {
-    node(`const m = await import(${JSON.stringify(mod)}); const g = await m.createVethGuest(); console.log(g.ns); process.kill(process.pid, 'SIGKILL');`);
+    node(`const m = await import(${JSON.stringify(mod)}); const g = await ` + `m.createVethGuest(); console.log(g.ns); process.kill(process.pid, 'SIGKILL');`);
   } catch (e) {
     leftBehind = String((e as { stdout?: string }).stdout ?? '').trim();
   }

@@ -30,7 +30,8 @@ c.on('error', (e) => { clearTimeout(t); console.log(JSON.stringify({ error: e.co
 const SERVE = String.raw`
 const [name, ...ports] = process.argv.slice(1);
 let n = 0;
-for (const p of ports) require('node:net').createServer((s) => s.on('error', () => {}).end(name + ':' + p)).listen(Number(p), '::', () => { if (++n === ports.length) console.log('listening'); });
+for (const p of ports) require('node:net').createServer((s) => s.on('error', () => {}).end(name + ':' + p))
+  .listen(Number(p), '::', () => { if (++n === ports.length) console.log('listening'); });
 `;
 
 type Probe = { ok?: boolean; said?: string; error?: string };

@@ -10,7 +10,7 @@ import {
 import type { XenControl } from '../control.js';
 import { removeDomainStore, writeDomainStore } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
-import { setField } from '../sys/layout.js';
+import { setField } from '../../../lib/c-layout.js';
 import type { Mapping } from '../../../lib/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { findKernelPayload } from './bzimage.js';
@@ -270,7 +270,7 @@ export class DomainBuilder {
 
   /** Give the domain `pages` frames; returns the p2m (pfn → mfn). Superpages first, then single pages. */
   private populate(domid: number, pages: number): bigint[] {
-    const p2m: bigint[] = new Array(pages);
+    const p2m = new Array<bigint>(pages);
     const perSuper = 1 << SUPERPAGE_ORDER;
     let pfn = 0;
     const batch = 512;

@@ -10,7 +10,7 @@ export const MAX_KERNEL_BYTES = 512 * 1024 * 1024;
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'lz4' | 'none';
 
-const MAGICS: [Compression | string, number[]][] = [
+const MAGICS: [Compression | 'bzip2' | 'lzma' | 'lzo', number[]][] = [
   ['gzip', [0x1f, 0x8b]],
   ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
   ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
@@ -80,7 +80,7 @@ function load(): Codecs {
     const lz4 = library('liblz4.so.1', 'liblz4-1');
     codecs = {
       lzmaStreamBufferDecode: lzma.func(
-        'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t *in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',
+        'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t ' + '*in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',
       ),
       zstdDecompress: zstdLib.func('size_t ZSTD_decompress(_Out_ void *dst, size_t dstCapacity, const void *src, size_t srcSize)'),
       zstdIsError: zstdLib.func('unsigned int ZSTD_isError(size_t code)'),

@@ -2,7 +2,7 @@
 // hold machine addresses; page-table pages are mapped read-only, as Xen requires of PV guests), the
 // kernel's segments, the p2m array and start_info.
 import { MAX_GUEST_CMDLINE, PAGE_SIZE, SIF_MOD_START_PFN, startInfo } from '../abi.js';
-import { setField } from '../sys/layout.js';
+import { setField } from '../../../lib/c-layout.js';
 import type { ElfKernel } from './elf.js';
 import { copyToGuest, type GuestMemory } from './memory.js';
 import { LEVEL_SHIFT, type BootPlan, type TablePage } from './plan.js';

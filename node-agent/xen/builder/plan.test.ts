@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { debianKernelPath } from '../../../test/kernels/debian.js';
 import { syntheticKernel } from '../../../test/kernels/synthetic.js';
 import { SIF_MOD_START_PFN, startInfo } from '../abi.js';
-import { getField, getNumber } from '../sys/layout.js';
+import { getField, getNumber } from '../../../lib/c-layout.js';
 import { findKernelPayload } from './bzimage.js';
 import { decompressKernel } from './decompress.js';
 import { parseElfKernel, type ElfKernel } from './elf.js';

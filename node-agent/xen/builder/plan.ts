@@ -116,7 +116,7 @@ export function planBoot({ kernel, totalPages, initrdBytes }: PlanInput): BootPl
   // Page tables for [virtBase, end) must fit below `end` together with the boot stack and slack;
   // more memory mapped needs more tables, so iterate to a fixed point (end is 4 MiB aligned).
   let tablePages = 0;
-  let end = 0n;
+  let end: bigint;
   for (;;) {
     end = alignUp(next + BigInt(tablePages + 1) * PAGE + BOOT_SLACK, 4n * MiB);
     const needed = countTables(virtBase, end, true);

@@ -2,7 +2,7 @@
 // LOOP_CONFIGURE (file, read-only flag and name in one ioctl) and detached with LOOP_CLR_FD.
 import { fstatSync } from 'node:fs';
 import { LoopFlag, LoopIoctl, loopConfig } from '../abi.js';
-import { setField } from '../sys/layout.js';
+import { setField } from '../../../lib/c-layout.js';
 import { O_CLOEXEC, SysError, sysClose, sysIoctl, sysOpen } from '../../../lib/libc.js';
 
 const O_RDONLY = 0;

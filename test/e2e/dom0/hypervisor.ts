@@ -3,7 +3,8 @@
 // line (what it saw, with timings) and exits non-zero with a message on the first mismatch.
 //   node dist/test/e2e/dom0/hypervisor.js start  '{"name","guestKey","guestUid","specHash","stateDir","initrd","image","config","until"}'
 //   node dist/test/e2e/dom0/hypervisor.js adopt  '{"domid","uuid","guestKey","guestUid","specHash","stateDir","orphan"}'
-//   node dist/test/e2e/dom0/hypervisor.js exit   '{"name","guestKey","guestUid","specHash","stateDir","initrd","image","config","exitCode"}'
+//   node dist/test/e2e/dom0/hypervisor.js exit \
+//     '{"name","guestKey","guestUid","specHash","stateDir","initrd","image","config","exitCode"}'
 // Used by scenario 100.
 import { XenHypervisor } from '../../../node-agent/runtime/xen-hypervisor.js';
 import type { Console, DomainInfo, DomainLaunch } from '../../../node-agent/runtime/hypervisor.js';
@@ -94,7 +95,7 @@ function waitChange(hv: XenHypervisor, domid: number, test: (d: DomainInfo | und
           }
         } while (again);
       } catch (e) {
-        reject(e);
+        reject(e as Error);
       } finally {
         busy = false;
       }

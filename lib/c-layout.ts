@@ -1,6 +1,6 @@
 // C struct layouts as data: offsets and sizes written once, checked against Xen's and Linux's headers by
-// a test that compiles a probe with gcc (abi.test.ts), and used to read and write the bytes we pass to
-// the kernel and the hypervisor.
+// tests that compile a probe with gcc (node-agent/xen/abi.test.ts, node-agent/net/link.test.ts), and used
+// to read and write the bytes we pass to the kernel and the hypervisor.
 
 export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'i32' | 'i64' | 'bytes';
 
