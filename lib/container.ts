@@ -26,3 +26,8 @@ export function provide<T, A extends unknown[]>(bind: Bind, service: Id<T>, deps
 
 /** The instance bound to `service` (factories may be async). */
 export const resolve = <T>(container: Container, service: Id<T>): Promise<T> => container.getAsync<T>(service);
+
+/** Binds `service` to `value`, replacing what a module bound: how tests and benchmarks put in their doubles. */
+export function replace<T>(container: Container, service: Id<T>, value: T): void {
+  (container.isBound(service) ? container.rebind<T>(service) : container.bind<T>(service)).toConstantValue(value);
+}

@@ -11,18 +11,19 @@ import { Redis } from 'ioredis';
 import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, STATUS_STREAM, desiredKey, fieldOf, jobId, parseStatusReport, queueName, statusKey, type DesiredGuest, type StatusReport } from '../../contracts/redis/contract.js';
 import type { GuestSpec } from '../../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../redis.js';
-import { Agent } from '../../node-agent/service/agent-service.js';
-import { EventRecorder } from '../../node-agent/controller/events.js';
+import type { Agent } from '../../node-agent/service/agent-service.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
-import { GuestStore } from '../../node-agent/store/guest-store.js';
-import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/controller/ipam.js';
-import { Reconciler, type ImageProvider } from '../../node-agent/controller/reconciler.js';
+import type { GuestStore } from '../../node-agent/store/guest-store.js';
+import type { ImageProvider, Reconciler } from '../../node-agent/controller/reconciler.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
-import { PullTokens } from '../../node-agent/follower/pull-tokens.js';
-import { startClusterMode, type ClusterMode, type ClusterModeOptions } from '../../node-agent/follower/cluster-mode.js';
+import type { PullTokens } from '../../node-agent/follower/pull-tokens.js';
+import type { ClusterMode, ClusterModeOptions } from '../../node-agent/follower/cluster-mode.js';
 import { type Log } from '../../node-agent/follower/redis-link.js';
 import { redisOptions } from '../../contracts/redis/options.js';
+import { replace, resolve } from '../../lib/container.js';
+import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
+import { testAgentConfig } from './node-agent.js';
+import { AGENT, CLUSTER_MODE, GUEST_STORE, HYPERVISOR, IMAGE_PROVIDER, IMAGE_STORE, PULL_TOKENS, RECONCILER } from '../../node-agent/container/ids.js';
 
 export const HOST = 'xen-1.example';
 
@@ -127,16 +128,25 @@ export interface Harness {
 export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & { redis?: TestRedis; url?: string; passwordFile?: string; opUrl?: string } = {}): Promise<Harness> {
   const redis = opts.redis ?? (await startRedis());
   const dir = join(work, `agent-${++n}`);
-  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
-  const store = new GuestStore(dir);
-  const recorder = new EventRecorder(systemClock);
-  const images = new FakeImages();
-  const pullTokens = new PullTokens();
-  const reconciler = new Reconciler(store, hv, images, new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) });
-  const agent = new Agent(store, hv, recorder, undefined, systemClock, { managedBy: `Redis ${redis.url}` });
-  reconciler.run();
   const log = captureLog();
-  const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pullTokens, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
+  // The agent main.ts runs in cluster mode, with no API socket, metrics or network.
+  const container = agentContainer(
+    testAgentConfig(dir, {
+      nodeName: HOST,
+      cluster: { redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 },
+    }),
+    log,
+  );
+  // The doubles: the hypervisor, and images that stand in for pulls (no image cache for the API).
+  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
+  const images = new FakeImages();
+  replace(container, HYPERVISOR, hv);
+  replace(container, IMAGE_PROVIDER, images);
+  container.unbind(IMAGE_STORE);
+  // Built before the components start, as in main.ts: its watch history misses no change.
+  const agent = await resolve(container, AGENT);
+  const running = await startAgent(container);
+  const [store, reconciler, pullTokens, { mode: cluster }] = await Promise.all([resolve(container, GUEST_STORE), resolve(container, RECONCILER), resolve(container, PULL_TOKENS), resolve(container, CLUSTER_MODE)]);
   const op = new OperatorDouble(opts.opUrl ?? redis.url);
   return {
     redis,
@@ -146,13 +156,12 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
     store,
     reconciler,
     agent,
-    cluster,
+    cluster: cluster!,
     log,
     images,
     pullTokens,
     async stop() {
-      await cluster.stop();
-      reconciler.stop();
+      await running.stop();
       await op.close();
       await redis.stop();
     },

@@ -14,17 +14,13 @@ import { request } from 'node:http';
 import { startRegistry, type Registry } from '../registry.js';
 import { buildImage, pushImage } from '../oci-images.js';
 import { buildTar } from '../../node-agent/image/tar.js';
-import { ImageStore } from '../../node-agent/image/store.js';
-import { startApiServer, type ApiServer } from '../../node-agent/api/server.js';
 import { run } from '../../kratactl/cli.js';
-import { Agent, CachedImages } from '../../node-agent/service/agent-service.js';
-import { EventRecorder } from '../../node-agent/controller/events.js';
-import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
-import { GuestStore } from '../../node-agent/store/guest-store.js';
-import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/controller/ipam.js';
-import { Reconciler } from '../../node-agent/controller/reconciler.js';
-import { SecretStore } from '../../node-agent/store/secret-store.js';
+import { resolve } from '../../lib/container.js';
+import type { Running } from '../../lib/lifecycle.js';
+import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
+import { AGENT } from '../../node-agent/container/ids.js';
+import type { Agent } from '../../node-agent/service/agent-service.js';
+import { silentLog, testAgentConfig } from '../harness/node-agent.js';
 
 const USER = 'tenant';
 const PASSWORD = 'tenant-pa55word-xyz';
@@ -56,8 +52,7 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   let reg: Registry;
   let dir: string;
   let socket: string;
-  let server: ApiServer;
-  let reconciler: Reconciler;
+  let running: Running;
   let agent: Agent;
   const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }], config: { Cmd: ['/bin/sh'] } });
 
@@ -66,19 +61,13 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
     await pushImage(reg, 'team/app', 'v1', img, { username: USER, password: PASSWORD });
     dir = mkdtempSync(join(tmpdir(), 'krata-pull-secrets-'));
     socket = join(dir, 'agent.sock');
-    const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
-    const store = new GuestStore(dir);
-    const recorder = new EventRecorder(systemClock);
-    const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [reg.host, reg.tokenServer!.host] } });
-    const secrets = new SecretStore(dir);
-    reconciler = new Reconciler(store, hv, new CachedImages(images), new Ipam(dir), recorder, systemClock, { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullAuth: (g) => secrets.forGuest(g) });
-    agent = new Agent(store, hv, recorder, images, systemClock, { secrets });
-    reconciler.run();
-    server = await startApiServer(agent, { socketPath: socket, log: () => {} });
+    // A single-host agent as main.ts builds it, on the test-double hypervisor.
+    const container = agentContainer(testAgentConfig(dir, { images: { insecure: [reg.host, reg.tokenServer!.host], mirrors: {}, dockerConfigs: [] }, api: { socketPath: socket } }), silentLog);
+    agent = await resolve(container, AGENT);
+    running = await startAgent(container);
   });
   after(async () => {
-    reconciler?.stop();
-    await server?.close();
+    await running?.stop();
     await reg?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
