@@ -1,5 +1,5 @@
-// The operator's wiring: informers (on every replica, so a new leader starts warm), and, on the leader
-// only, the Guest controller, the host tracker, the status follower and the Redis publisher.
+// The operator: informers (on every replica, so a new leader starts warm), and, on the leader only,
+// the Guest controller, the host tracker, the status follower and the Redis publisher.
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Guest, XenHost } from '../crds/generated/types.js';
 import { DesiredPublisher } from './desired-publisher.js';
@@ -38,8 +38,6 @@ export async function nodeIsXenHost(kube: KubeClient, name: string): Promise<boo
 }
 
 export class Operator {
-  readonly guests: Informer<Guest>;
-  readonly hosts: Informer<XenHost>;
   controller?: GuestController;
   tracker?: HostTracker;
   private leading = false;
@@ -49,12 +47,13 @@ export class Operator {
   private reports?: StatusReports;
   private timer?: NodeJS.Timeout;
 
+  /** `guests` and `hosts` watch the Guests and XenHosts of `kube` (operator/container/modules.ts makes them). */
   constructor(
     readonly kube: KubeClient,
+    readonly guests: Informer<Guest>,
+    readonly hosts: Informer<XenHost>,
     private readonly opts: OperatorOptions,
   ) {
-    this.guests = new Informer<Guest>(kube, 'guests', { log: opts.log });
-    this.hosts = new Informer<XenHost>(kube, 'xenhosts', { log: opts.log });
     const onGuest = (g: Guest) => {
       this.controller?.track(g, keyOf(g));
       this.enqueue(keyOf(g));
