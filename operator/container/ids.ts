@@ -6,6 +6,7 @@ import type { Component } from '../../lib/lifecycle.js';
 import type { Guest, XenHost } from '../../crds/generated/types.js';
 import type { KubeClient } from '../kube/client.js';
 import type { Informer } from '../kube/informer.js';
+import type { StartLeading } from '../leader.js';
 import type { Operator } from '../operator.js';
 import type { OperatorConfig } from './config.js';
 
@@ -25,6 +26,8 @@ export const KUBE = id<KubeClient>('KubeClient');
 export const REDIS_AUTH = id<{ redisUsername?: string; redisPassword?: string }>('RedisAuth');
 export const GUEST_INFORMER = id<Informer<Guest>>('GuestInformer');
 export const HOST_INFORMER = id<Informer<XenHost>>('XenHostInformer');
+/** Makes what the leader runs (Redis connections, controllers), each time this replica starts leading. */
+export const START_LEADING = id<StartLeading>('StartLeading');
 export const OPERATOR = id<Operator>('Operator');
 /** Whether the informers have synced (/readyz). */
 export const READINESS = id<{ synced: boolean }>('Readiness');

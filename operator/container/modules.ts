@@ -10,6 +10,7 @@ import type { Component } from '../../lib/lifecycle.js';
 import { KubeClient } from '../kube/client.js';
 import { Informer } from '../kube/informer.js';
 import { LeaderElector } from '../kube/leader-election.js';
+import { leaderParts, type StartLeading } from '../leader.js';
 import { Operator } from '../operator.js';
 import { redisCredentials } from '../redis-credentials.js';
 import type { OperatorConfig } from './config.js';
@@ -26,6 +27,7 @@ import {
   READINESS,
   REDIS_AUTH,
   SAY,
+  START_LEADING,
   type Leadership,
   type OperatorLog,
 } from './ids.js';
@@ -96,21 +98,31 @@ export const leaderElectionModule = new ContainerModule(({ bind }) => {
 });
 
 /**
- * The operator: informers on every replica, the Guest controller and Redis on the leader
- * (operator.ts). Stopped before the Lease is released, so two leaders never act at once.
+ * What the leader runs, made anew each time this replica starts leading (leader.ts): the Redis
+ * connections, the desired-state publisher, status reports, the host tracker, the Guest controller.
  */
-export const operatorModule = new ContainerModule(({ bind }) => {
-  provide(bind, OPERATOR, [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY], (config, kube, guests, hosts, redisAuth, say) => {
-    return new Operator(kube, guests, hosts, {
+export const leaderModule = new ContainerModule(({ bind }) => {
+  provide(bind, START_LEADING, [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY], (config, kube, guests, hosts, redisAuth, say): StartLeading => {
+    const opts = {
       redisUrl: config.redis.url,
       ...redisAuth,
       rescheduleAfterMs: config.rescheduleAfterMs,
       forceDeleteAfterMs: config.forceDeleteAfterMs,
       workers: config.workers,
       insecureRegistries: config.insecureRegistries,
-      ...(config.pollMs !== undefined ? { pollMs: config.pollMs } : {}),
       log: say,
-    });
+    };
+    return (hooks) => leaderParts(kube, guests, hosts, opts, hooks);
+  });
+});
+
+/**
+ * The operator: informers on every replica, what the leader runs while it leads (operator.ts).
+ * Stopped before the Lease is released, so two leaders never act at once.
+ */
+export const operatorModule = new ContainerModule(({ bind }) => {
+  provide(bind, OPERATOR, [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, START_LEADING, SAY], (config, kube, guests, hosts, startLeading, say) => {
+    return new Operator(kube, guests, hosts, startLeading, { ...(config.pollMs !== undefined ? { pollMs: config.pollMs } : {}), log: say });
   });
   provide(bind, READINESS, [], () => ({ synced: false }));
   provide(bind, COMPONENTS, [OPERATOR, LEADERSHIP, READINESS, LOG], (operator, leadership, readiness, log): Component => ({
