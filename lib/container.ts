@@ -18,7 +18,12 @@ export const optional = <T>(service: Id<T>): Dep<T | undefined> => ({ serviceIde
  * Binds `service` to one instance (singleton scope), made by `make` from the services `deps` name.
  * Bound again, a service is multi-bound: `getAllAsync` returns its instances in binding order.
  */
-export function provide<T, A extends unknown[]>(bind: Bind, service: Id<T>, deps: [...{ [K in keyof A]: Dep<A[K]> }], make: (...args: A) => T | Promise<T>): void {
+export function provide<T, A extends unknown[]>(
+  bind: Bind,
+  service: Id<T>,
+  deps: [...{ [K in keyof A]: Dep<A[K]> }],
+  make: (...args: A) => T | Promise<T>,
+): void {
   bind<T>(service)
     .toResolvedValue(make, deps as never)
     .inSingletonScope();

@@ -11,7 +11,7 @@ import { redactedUrl, redisOptions } from '../contracts/redis/options.js';
 import { parsePortRanges } from '../crds/host-ports.js';
 import { parseMirrorFlags } from '../lib/oci/registry.js';
 import type { AgentConfig } from './container/config.js';
-import { egressFlags } from './net/desired.js';
+import { egressFlags, type DesiredNetworkOptions } from './net/desired.js';
 import { consoleFlags } from './xen/console/throttle.js';
 
 export const HELP = `Usage: krata-node-agent [options]
@@ -137,14 +137,18 @@ export function parseFlags(args: string[]): Flags {
   const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
   // The krata group (when the host has one) may use the API besides root.
   const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
+  const fakeMiB = values['fake-hypervisor'];
+  const { 'ipv4-subnet': ipv4Subnet, 'ipv6-subnet': ipv6Subnet } = values;
+  const netOpts: DesiredNetworkOptions = { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...egress };
+  if (hostAddress) netOpts.hostAddress = hostAddress;
   const config: AgentConfig = {
     stateDir: state,
-    hypervisor: values['fake-hypervisor'] ? { fake: { cpus: 64, memoryMiB: Number(values['fake-hypervisor']) } } : { xen: { consoleLimits } },
+    hypervisor: fakeMiB ? { fake: { cpus: 64, memoryMiB: Number(fakeMiB) } } : { xen: { consoleLimits } },
     kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
     initrd: values.initrd ?? join(state, 'guest/initrd'),
     nodeName: cluster?.host ?? values['node-name'] ?? hostname(),
     ...(values.nameserver ? { nameservers: values.nameserver } : {}),
-    ipam: { ...(values['ipv4-subnet'] ? { ipv4Subnet: values['ipv4-subnet'] } : {}), ...(values['ipv6-subnet'] ? { ipv6Subnet: values['ipv6-subnet'] } : {}) },
+    ipam: { ...(ipv4Subnet ? { ipv4Subnet } : {}), ...(ipv6Subnet ? { ipv6Subnet } : {}) },
     concurrency: Number(values.concurrency),
     pullConcurrency: count('pull-concurrency', 1),
     resyncMs: Number(values.resync) * 1000,
@@ -159,7 +163,7 @@ export function parseFlags(args: string[]): Flags {
     },
     api: { socketPath: values.socket!, ...(group ? { group } : {}) },
     ...(values.metrics === 'off' ? {} : { metrics: values.metrics! }),
-    ...(network ? { network: { hostLoopback: values['host-loopback']!, hostAccess: values['host-access']!, ...(hostAddress ? { hostAddress } : {}), ...egress } } : {}),
+    ...(network ? { network: netOpts } : {}),
     ...(cluster ? { cluster } : {}),
     logEvents: true,
   };

@@ -62,6 +62,7 @@ export function parseFlags(args: string[]): Flags {
   if (values.version) return { version: true };
   if (values.help) return { help: true };
   const identity = values.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
+  const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE ?? 'krata-system';
   const config: OperatorConfig = {
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     redis: {
@@ -70,7 +71,7 @@ export function parseFlags(args: string[]): Flags {
       ...(values['redis-credentials-namespace'] ? { credentialsNamespace: values['redis-credentials-namespace'] } : {}),
     },
     identity,
-    ...(values['leader-elect'] ? { leaderElection: { namespace: values['lease-namespace'] ?? process.env.POD_NAMESPACE ?? 'krata-system', name: values['lease-name']! } } : {}),
+    ...(values['leader-elect'] ? { leaderElection: { namespace: leaseNamespace, name: values['lease-name']! } } : {}),
     rescheduleAfterMs: parseDuration(values['reschedule-after']!, '--reschedule-after'),
     forceDeleteAfterMs: parseDuration(values['force-delete-after']!, '--force-delete-after'),
     workers: Number(values.workers),

@@ -55,7 +55,13 @@ export async function nodeIsXenHost(kube: KubeClient, name: string): Promise<boo
   }
 }
 
-export function leaderParts(kube: KubeClient, guests: Informer<Guest>, hosts: Informer<XenHost>, opts: LeaderOptions, hooks: LeaderHooks): LeaderParts {
+export function leaderParts(
+  kube: KubeClient,
+  guests: Informer<Guest>,
+  hosts: Informer<XenHost>,
+  opts: LeaderOptions,
+  hooks: LeaderHooks,
+): LeaderParts {
   const { log } = opts;
   const redis: Redis[] = [];
   const connect = (name: string, extra: RedisOptions = {}): Redis => {

@@ -26,7 +26,8 @@ async function main(): Promise<number> {
   const container = operatorContainer(config, log);
   const operator = await startOperator(container);
   const leadership = await resolve(container, LEADERSHIP);
-  log.info({ identity: config.identity, version: packageVersion(), leaderElect: config.leaderElection !== undefined }, 'krata-operator started');
+  const leaderElect = config.leaderElection !== undefined;
+  log.info({ identity: config.identity, version: packageVersion(), leaderElect }, 'krata-operator started');
   const signalled = new Promise<number>((done) => {
     process.once('SIGTERM', () => done(0));
     process.once('SIGINT', () => done(0));

@@ -67,7 +67,9 @@ export class Operator {
     this.leading = true;
     await this.synced;
     const { log } = this.opts;
-    const { publisher, reports, tracker, controller } = (this.parts = this.startLeading({ enqueue: (key) => this.enqueue(key), enqueueForHost: (name) => this.controller?.enqueueForHost(name) }));
+    const hooks = { enqueue: (key: string) => this.enqueue(key), enqueueForHost: (name: string) => this.controller?.enqueueForHost(name) };
+    this.parts = this.startLeading(hooks);
+    const { publisher, reports, tracker, controller } = this.parts;
     this.tracker = tracker;
     for (const g of this.guests.list()) controller.track(g, keyOf(g));
     await tracker.poll();

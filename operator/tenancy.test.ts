@@ -18,7 +18,8 @@ let r: Redis;
 let op: TestOperator;
 const logs: string[] = [];
 
-const startOperator = () => startTestOperator(kube.client, { redis: { url: redis.url }, workers: 4, pollMs: 200 }, (m, e) => logs.push(`${m}${e ? `: ${(e as Error).message}` : ''}`));
+const say = (m: string, e?: unknown) => void logs.push(`${m}${e ? `: ${(e as Error).message}` : ''}`);
+const startOperator = () => startTestOperator(kube.client, { redis: { url: redis.url }, workers: 4, pollMs: 200 }, say);
 
 const heartbeat = (host: string): Heartbeat => ({
   host,

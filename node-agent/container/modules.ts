@@ -68,7 +68,10 @@ export const runtimeModule = new ContainerModule(({ bind }) => {
     const { XenHypervisor } = await import('../runtime/xen-hypervisor.js');
     return XenHypervisor.open({ stateDir: config.stateDir, ...config.hypervisor.xen });
   });
-  provide(bind, COMPONENTS, [HYPERVISOR], (hv): Component => ({ name: 'hypervisor', stop: () => void (hv as { close?: () => Promise<void> | void }).close?.() }));
+  provide(bind, COMPONENTS, [HYPERVISOR], (hv): Component => ({
+    name: 'hypervisor',
+    stop: () => void (hv as { close?: () => Promise<void> | void }).close?.(),
+  }));
 });
 
 /** Durable state: the guests (a stored guest that cannot be read is logged and left) and IP reservations. */
@@ -109,7 +112,10 @@ export const serviceModule = new ContainerModule(({ bind }) => {
     AGENT,
     [CONFIG, GUEST_STORE, HYPERVISOR, EVENT_RECORDER, optional(IMAGE_STORE), CLOCK, PULL_SLOTS, optional(SECRET_STORE)],
     (config, store, hv, recorder, images, clock, pullSlots, secrets) =>
-      new Agent(store, hv, recorder, images, clock, { pullSlots, ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets }) }),
+      new Agent(store, hv, recorder, images, clock, {
+        pullSlots,
+        ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets }),
+      }),
   );
 });
 
@@ -124,7 +130,11 @@ export const apiModule = new ContainerModule(({ bind }) => {
         return server;
       },
       async start() {
-        server = await startApiServer(agent, { socketPath: api.socketPath, ...(api.group ? { group: api.group } : {}), log: (m) => log.error({}, m) });
+        server = await startApiServer(agent, {
+          socketPath: api.socketPath,
+          ...(api.group ? { group: api.group } : {}),
+          log: (m) => log.error({}, m),
+        });
       },
       stop: () => server?.close(),
     };
@@ -137,7 +147,9 @@ export const metricsModule = () =>
   new ContainerModule(({ bind, onActivation }) => {
     let reconciler: Reconciler | undefined;
     onActivation<Reconciler>(RECONCILER, (_ctx, r) => (reconciler = r));
-    provide(bind, METRICS, [GUEST_STORE, optional(IMAGE_STORE)], (store, images) => new AgentMetrics(store, () => reconciler?.queue, images));
+    provide(bind, METRICS, [GUEST_STORE, optional(IMAGE_STORE)], (store, images) => {
+      return new AgentMetrics(store, () => reconciler?.queue, images);
+    });
     provide(bind, COMPONENTS, [CONFIG, METRICS], (config, metrics): Component => {
       let server: Awaited<ReturnType<AgentMetrics['listen']>> | undefined;
       return {
@@ -154,16 +166,30 @@ export const metricsModule = () =>
  * stop in progress finish (bounded), so no half-built domain is left behind.
  */
 export const controllerModule = new ContainerModule(({ bind }) => {
-  provide(bind, EVENT_RECORDER, [CONFIG, CLOCK, LOG], (config, clock, log) =>
-    config.logEvents
-      ? new EventRecorder(clock, config.eventsPerGuest, (e) => log[e.type === 'Warning' ? 'warn' : 'info']({ guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count }, e.message))
-      : new EventRecorder(clock, config.eventsPerGuest),
-  );
+  provide(bind, EVENT_RECORDER, [CONFIG, CLOCK, LOG], (config, clock, log) => {
+    if (!config.logEvents) return new EventRecorder(clock, config.eventsPerGuest);
+    return new EventRecorder(clock, config.eventsPerGuest, (e) => {
+      const fields = { guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count };
+      log[e.type === 'Warning' ? 'warn' : 'info'](fields, e.message);
+    });
+  });
   provide(bind, PULL_SLOTS, [CONFIG], (config) => new Semaphore(config.pullConcurrency ?? 4));
   provide(
     bind,
     RECONCILER,
-    [CONFIG, GUEST_STORE, HYPERVISOR, IMAGE_PROVIDER, IPAM, EVENT_RECORDER, CLOCK, PULL_SLOTS, optional(PULL_AUTH), optional(METRICS), optional(WRITE_CONFIG_DISK)],
+    [
+      CONFIG,
+      GUEST_STORE,
+      HYPERVISOR,
+      IMAGE_PROVIDER,
+      IPAM,
+      EVENT_RECORDER,
+      CLOCK,
+      PULL_SLOTS,
+      optional(PULL_AUTH),
+      optional(METRICS),
+      optional(WRITE_CONFIG_DISK),
+    ],
     (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk) =>
       new Reconciler(store, hv, images, ipam, recorder, clock, {
         ...(pullAuth ? { pullAuth } : {}),
@@ -217,7 +243,9 @@ export const followerModule = new ContainerModule(({ bind }) => {
  * agent winds down; the others do not wait for it to exit.
  */
 export const networkModule = new ContainerModule(({ bind }) => {
-  provide(bind, NET_SUPERVISOR, [LOG], (log) => new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) }));
+  provide(bind, NET_SUPERVISOR, [LOG], (log) => {
+    return new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
+  });
   provide(bind, COMPONENTS, [CONFIG, NET_SUPERVISOR, GUEST_STORE, IPAM, LOG], (config, supervisor, store, ipam, log): Component => {
     let reported = new Set<string>();
     const push = () => {
@@ -225,7 +253,10 @@ export const networkModule = new ContainerModule(({ bind }) => {
       supervisor.update(desiredNetwork(store, ipam, config.network, conflicts));
       // Each conflict once, not at every status write.
       const now = new Set(conflicts.map(describeConflict));
-      for (const c of conflicts) if (!reported.has(describeConflict(c))) log.warn({ guest: c.guest, holder: c.holder, port: `${c.protocol}/${c.hostPort}` }, describeConflict(c));
+      for (const c of conflicts) {
+        const port = `${c.protocol}/${c.hostPort}`;
+        if (!reported.has(describeConflict(c))) log.warn({ guest: c.guest, holder: c.holder, port }, describeConflict(c));
+      }
       reported = now;
     };
     let timer: NodeJS.Timeout | undefined;

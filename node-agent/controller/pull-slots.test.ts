@@ -34,7 +34,8 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
     for (const res of held.splice(0)) res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
   };
   // The agent as main.ts builds it: the reconciler and the API share its pull slots.
-  const container = agentContainer(testAgentConfig(dir, { pullConcurrency: 1, images: { insecure: [host], mirrors: {}, dockerConfigs: [] } }), silentLog);
+  const config = testAgentConfig(dir, { pullConcurrency: 1, images: { insecure: [host], mirrors: {}, dockerConfigs: [] } });
+  const container = agentContainer(config, silentLog);
   const agent = await resolve(container, AGENT);
   const running = await startAgent(container);
   try {

@@ -4,11 +4,29 @@ import { Container, type ContainerModule } from 'inversify';
 import { startInOrder, type Running } from '../../lib/lifecycle.js';
 import type { OperatorConfig } from './config.js';
 import { COMPONENTS, type OperatorLog } from './ids.js';
-import { baseModule, healthModule, kubeModule, leaderElectionModule, leaderModule, metricsModule, operatorModule, redisModule } from './modules.js';
+import {
+  baseModule,
+  healthModule,
+  kubeModule,
+  leaderElectionModule,
+  leaderModule,
+  metricsModule,
+  operatorModule,
+  redisModule,
+} from './modules.js';
 
 /** The modules of the operator `config` describes; the servers listen before the informers start. */
 export function operatorModules(config: OperatorConfig, log: OperatorLog): ContainerModule[] {
-  return [baseModule(config, log), kubeModule, redisModule, leaderModule, leaderElectionModule, ...(config.healthAddr ? [healthModule] : []), ...(config.metricsAddr ? [metricsModule] : []), operatorModule];
+  return [
+    baseModule(config, log),
+    kubeModule,
+    redisModule,
+    leaderModule,
+    leaderElectionModule,
+    ...(config.healthAddr ? [healthModule] : []),
+    ...(config.metricsAddr ? [metricsModule] : []),
+    operatorModule,
+  ];
 }
 
 export function operatorContainer(config: OperatorConfig, log: OperatorLog): Container {

@@ -37,7 +37,10 @@ export const baseModule = (config: OperatorConfig, log: OperatorLog) =>
   new ContainerModule(({ bind }) => {
     bind(CONFIG).toConstantValue(config);
     bind(LOG).toConstantValue(log);
-    provide(bind, SAY, [LOG], (log) => (msg, err) => (err ? log.warn({ err: err instanceof Error ? err.message : String(err) }, msg) : log.info({}, msg)));
+    provide(bind, SAY, [LOG], (log) => (msg, err) => {
+      if (err) log.warn({ err: err instanceof Error ? err.message : String(err) }, msg);
+      else log.info({}, msg);
+    });
   });
 
 /** The Kubernetes API client, and the Guest and XenHost informers (every replica keeps them warm). */
@@ -49,7 +52,9 @@ export const kubeModule = new ContainerModule(({ bind }) => {
 
 /** Who the operator is to Redis (the Secrets it manages are made here, before anything starts). */
 export const redisModule = new ContainerModule(({ bind }) => {
-  provide(bind, REDIS_AUTH, [CONFIG, KUBE, LOG], ({ redis }, kube, log) => redisCredentials(kube, redis.url, redis.passwordFile, redis.credentialsNamespace, (msg) => log.info({}, msg)));
+  provide(bind, REDIS_AUTH, [CONFIG, KUBE, LOG], ({ redis }, kube, log) => {
+    return redisCredentials(kube, redis.url, redis.passwordFile, redis.credentialsNamespace, (msg) => log.info({}, msg));
+  });
 });
 
 /**
@@ -102,18 +107,23 @@ export const leaderElectionModule = new ContainerModule(({ bind }) => {
  * connections, the desired-state publisher, status reports, the host tracker, the Guest controller.
  */
 export const leaderModule = new ContainerModule(({ bind }) => {
-  provide(bind, START_LEADING, [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY], (config, kube, guests, hosts, redisAuth, say): StartLeading => {
-    const opts = {
-      redisUrl: config.redis.url,
-      ...redisAuth,
-      rescheduleAfterMs: config.rescheduleAfterMs,
-      forceDeleteAfterMs: config.forceDeleteAfterMs,
-      workers: config.workers,
-      insecureRegistries: config.insecureRegistries,
-      log: say,
-    };
-    return (hooks) => leaderParts(kube, guests, hosts, opts, hooks);
-  });
+  provide(
+    bind,
+    START_LEADING,
+    [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY],
+    (config, kube, guests, hosts, redisAuth, say): StartLeading => {
+      const opts = {
+        redisUrl: config.redis.url,
+        ...redisAuth,
+        rescheduleAfterMs: config.rescheduleAfterMs,
+        forceDeleteAfterMs: config.forceDeleteAfterMs,
+        workers: config.workers,
+        insecureRegistries: config.insecureRegistries,
+        log: say,
+      };
+      return (hooks) => leaderParts(kube, guests, hosts, opts, hooks);
+    },
+  );
 });
 
 /**
@@ -121,9 +131,15 @@ export const leaderModule = new ContainerModule(({ bind }) => {
  * Stopped before the Lease is released, so two leaders never act at once.
  */
 export const operatorModule = new ContainerModule(({ bind }) => {
-  provide(bind, OPERATOR, [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, START_LEADING, SAY], (config, kube, guests, hosts, startLeading, say) => {
-    return new Operator(kube, guests, hosts, startLeading, { ...(config.pollMs !== undefined ? { pollMs: config.pollMs } : {}), log: say });
-  });
+  provide(
+    bind,
+    OPERATOR,
+    [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, START_LEADING, SAY],
+    (config, kube, guests, hosts, startLeading, say) => {
+      const opts = { ...(config.pollMs !== undefined ? { pollMs: config.pollMs } : {}), log: say };
+      return new Operator(kube, guests, hosts, startLeading, opts);
+    },
+  );
   provide(bind, READINESS, [], () => ({ synced: false }));
   provide(bind, COMPONENTS, [OPERATOR, LEADERSHIP, READINESS, LOG], (operator, leadership, readiness, log): Component => ({
     name: 'operator',

@@ -60,7 +60,8 @@ describe('the operator turns image pull secrets into repository tokens', { timeo
     const hb: Heartbeat = { host: HOST, time: new Date().toISOString(), agentVersion: 'test', xenVersion: '4.17', kernelVersion: '6.1', capacity: { cpus: 16, memoryMiB: 65536 }, freeMemoryMiB: 65536, guests: 0, running: 0, epoch: '' };
     await client.set(heartbeatKey(HOST), JSON.stringify(hb), 'EX', 600);
     await kube.client.createXenHost(HOST);
-    op = await startTestOperator(kube.client, { redis: { url: redis.url }, workers: 2, pollMs: 500, insecureRegistries: [reg.host, reg.tokenServer!.host, basicReg.host] });
+    const insecureRegistries = [reg.host, reg.tokenServer!.host, basicReg.host];
+    op = await startTestOperator(kube.client, { redis: { url: redis.url }, workers: 2, pollMs: 500, insecureRegistries });
   });
   after(async () => {
     await op?.stop();

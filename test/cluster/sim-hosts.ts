@@ -21,7 +21,15 @@ import { replace, resolve } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
 import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
 import { testAgentConfig } from '../harness/node-agent.js';
-import { CLUSTER_MODE, GUEST_STORE, HYPERVISOR, IMAGE_PROVIDER, IMAGE_STORE, RECONCILER, WRITE_CONFIG_DISK } from '../../node-agent/container/ids.js';
+import {
+  CLUSTER_MODE,
+  GUEST_STORE,
+  HYPERVISOR,
+  IMAGE_PROVIDER,
+  IMAGE_STORE,
+  RECONCILER,
+  WRITE_CONFIG_DISK,
+} from '../../node-agent/container/ids.js';
 
 export interface SimHostsOptions {
   redisUrl: string;
@@ -83,7 +91,9 @@ export async function startSimHosts(o: SimHostsOptions): Promise<{ hosts: SimHos
       container.unbind(IMAGE_STORE);
       replace(container, WRITE_CONFIG_DISK, async (out, config) => writeFileSync(out, JSON.stringify(config)));
       running.push(await startAgent(container));
-      const [store, reconciler, { mode }] = await Promise.all([resolve(container, GUEST_STORE), resolve(container, RECONCILER), resolve(container, CLUSTER_MODE)]);
+      const store = await resolve(container, GUEST_STORE);
+      const reconciler = await resolve(container, RECONCILER);
+      const { mode } = await resolve(container, CLUSTER_MODE);
       return { name, hv, store, reconciler, cluster: mode! };
     }),
   );

@@ -23,7 +23,16 @@ import { redisOptions } from '../../contracts/redis/options.js';
 import { replace, resolve } from '../../lib/container.js';
 import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
 import { testAgentConfig } from './node-agent.js';
-import { AGENT, CLUSTER_MODE, GUEST_STORE, HYPERVISOR, IMAGE_PROVIDER, IMAGE_STORE, PULL_TOKENS, RECONCILER } from '../../node-agent/container/ids.js';
+import {
+  AGENT,
+  CLUSTER_MODE,
+  GUEST_STORE,
+  HYPERVISOR,
+  IMAGE_PROVIDER,
+  IMAGE_STORE,
+  PULL_TOKENS,
+  RECONCILER,
+} from '../../node-agent/container/ids.js';
 
 export const HOST = 'xen-1.example';
 
@@ -133,7 +142,15 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
   const container = agentContainer(
     testAgentConfig(dir, {
       nodeName: HOST,
-      cluster: { redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 },
+      cluster: {
+        redis: redisOptions(opts.url ?? redis.url, opts.passwordFile),
+        redisName: redis.url,
+        host: HOST,
+        pollMs: opts.pollMs ?? 100,
+        resyncMs: opts.resyncMs ?? 1000,
+        heartbeatMs: opts.heartbeatMs ?? 200,
+        coalesceMs: opts.coalesceMs ?? 20,
+      },
     }),
     log,
   );
@@ -146,7 +163,10 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
   // Built before the components start, as in main.ts: its watch history misses no change.
   const agent = await resolve(container, AGENT);
   const running = await startAgent(container);
-  const [store, reconciler, pullTokens, { mode: cluster }] = await Promise.all([resolve(container, GUEST_STORE), resolve(container, RECONCILER), resolve(container, PULL_TOKENS), resolve(container, CLUSTER_MODE)]);
+  const store = await resolve(container, GUEST_STORE);
+  const reconciler = await resolve(container, RECONCILER);
+  const pullTokens = await resolve(container, PULL_TOKENS);
+  const { mode: cluster } = await resolve(container, CLUSTER_MODE);
   const op = new OperatorDouble(opts.opUrl ?? redis.url);
   return {
     redis,

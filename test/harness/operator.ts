@@ -14,9 +14,17 @@ export interface TestOperator {
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
-/** Resolves once it leads; `say` receives what the controllers log. Reschedules and force-deletes at once unless `config` says otherwise. */
-export async function startTestOperator(kube: KubeClient, config: Pick<OperatorConfig, 'redis'> & Partial<OperatorConfig>, say: (msg: string, err?: unknown) => void = () => undefined): Promise<TestOperator> {
-  const container = operatorContainer({ identity: 'test', rescheduleAfterMs: 0, forceDeleteAfterMs: 0, workers: 4, insecureRegistries: [], ...config }, quiet);
+/**
+ * Resolves once it leads; `say` receives what the controllers log. It reschedules and force-deletes
+ * at once unless `config` says otherwise.
+ */
+export async function startTestOperator(
+  kube: KubeClient,
+  config: Pick<OperatorConfig, 'redis'> & Partial<OperatorConfig>,
+  say: (msg: string, err?: unknown) => void = () => undefined,
+): Promise<TestOperator> {
+  const defaults = { identity: 'test', rescheduleAfterMs: 0, forceDeleteAfterMs: 0, workers: 4, insecureRegistries: [] };
+  const container = operatorContainer({ ...defaults, ...config }, quiet);
   replace(container, KUBE, kube);
   replace(container, SAY, say);
   const running = await startOperator(container);

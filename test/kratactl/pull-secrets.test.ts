@@ -62,7 +62,8 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
     dir = mkdtempSync(join(tmpdir(), 'krata-pull-secrets-'));
     socket = join(dir, 'agent.sock');
     // A single-host agent as main.ts builds it, on the test-double hypervisor.
-    const container = agentContainer(testAgentConfig(dir, { images: { insecure: [reg.host, reg.tokenServer!.host], mirrors: {}, dockerConfigs: [] }, api: { socketPath: socket } }), silentLog);
+    const images = { insecure: [reg.host, reg.tokenServer!.host], mirrors: {}, dockerConfigs: [] };
+    const container = agentContainer(testAgentConfig(dir, { images, api: { socketPath: socket } }), silentLog);
     agent = await resolve(container, AGENT);
     running = await startAgent(container);
   });
