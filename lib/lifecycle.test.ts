@@ -34,6 +34,7 @@ test('a stop in the background does not hold up the stops after it, and is await
 test('a component that fails to start stops those started before it, and its error is rethrown', async () => {
   const log: string[] = [];
   const boom = new Error('listen EADDRINUSE');
-  await assert.rejects(startInOrder([recording(log, 'a'), recording(log, 'b', { start: () => Promise.reject(boom) }), recording(log, 'c')]), boom);
+  const failing = recording(log, 'b', { start: () => Promise.reject(boom) });
+  await assert.rejects(startInOrder([recording(log, 'a'), failing, recording(log, 'c')]), boom);
   assert.deepEqual(log, ['start a', 'stop a']);
 });
