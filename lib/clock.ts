@@ -1,7 +1,5 @@
 // Time as the daemons see it: the reconcilers' backoff, restart delays and resyncs; tests drive a fake one.
 
-export const CLOCK = Symbol.for('krata.Clock');
-
 export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): { cancel(): void };

@@ -1,60 +1,38 @@
-// The operator's wiring: informers (on every replica, so a new leader starts warm), and, on the leader
-// only, the Guest controller, the host tracker, the status follower and the Redis publisher.
-import { Redis, type RedisOptions } from 'ioredis';
+// The operator: informers (on every replica, so a new leader starts warm), and, on the leader only,
+// what leader.ts makes (Redis, the Guest controller, the host tracker, status reports, the publisher),
+// started in order and polled while it leads.
 import type { Guest, XenHost } from '../crds/generated/types.js';
-import { DesiredPublisher } from './desired-publisher.js';
-import { GuestController } from './guest-controller.js';
-import { HostTracker, XEN_NODE_LABEL } from './host-tracker.js';
-import { PullTokenIssuer } from './pull-tokens.js';
-import { isNotFound, type KubeClient } from './kube/client.js';
+import type { GuestController } from './guest-controller.js';
+import type { HostTracker } from './host-tracker.js';
+import type { KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
-import { StatusReports } from './status-reports.js';
-import { redisOptions } from '../contracts/redis/options.js';
+import type { LeaderParts, StartLeading } from './leader.js';
 
 export interface OperatorOptions {
-  redisUrl: string;
-  /** ACL user and password; otherwise whatever the URL says. */
-  redisUsername?: string;
-  redisPassword?: string;
-  rescheduleAfterMs: number;
-  forceDeleteAfterMs: number;
-  workers: number;
   /** Heartbeat poll and epoch check period. */
   pollMs?: number;
   log: (msg: string, err?: unknown) => void;
-  /** Registries (and token services) the operator reaches over plain http for pull tokens. */
-  insecureRegistries?: string[];
-}
-
-/** Whether a Node of that name carries krata.dev/xen=true (only `get` on nodes: no list, no watch). */
-export async function nodeIsXenHost(kube: KubeClient, name: string): Promise<boolean> {
-  try {
-    const node = await kube.request<{ metadata?: { labels?: Record<string, string> } }>('GET', `/api/v1/nodes/${encodeURIComponent(name)}`);
-    return node.metadata?.labels?.[XEN_NODE_LABEL] === 'true';
-  } catch (e) {
-    if (isNotFound(e)) return false;
-    throw e;
-  }
 }
 
 export class Operator {
-  readonly guests: Informer<Guest>;
-  readonly hosts: Informer<XenHost>;
   controller?: GuestController;
   tracker?: HostTracker;
   private leading = false;
   private readonly held = new Set<string>();
-  private readonly redis: Redis[] = [];
-  private publisher?: DesiredPublisher;
-  private reports?: StatusReports;
+  private parts?: LeaderParts;
   private timer?: NodeJS.Timeout;
 
+  /**
+   * `guests` and `hosts` watch the Guests and XenHosts of `kube`; `startLeading` makes what the leader
+   * runs (operator/container/modules.ts binds all three).
+   */
   constructor(
     readonly kube: KubeClient,
+    readonly guests: Informer<Guest>,
+    readonly hosts: Informer<XenHost>,
+    private readonly startLeading: StartLeading,
     private readonly opts: OperatorOptions,
   ) {
-    this.guests = new Informer<Guest>(kube, 'guests', { log: opts.log });
-    this.hosts = new Informer<XenHost>(kube, 'xenhosts', { log: opts.log });
     const onGuest = (g: Guest) => {
       this.controller?.track(g, keyOf(g));
       this.enqueue(keyOf(g));
@@ -73,8 +51,7 @@ export class Operator {
 
   /** Informers only: what every replica runs. */
   async start(): Promise<void> {
-    this.guests.start();
-    this.hosts.start();
+    await Promise.all([this.guests.start(), this.hosts.start()]);
   }
 
   get synced(): Promise<void> {
@@ -85,55 +62,15 @@ export class Operator {
     return this.leading;
   }
 
-  private connect(name: string, extra: RedisOptions = {}): Redis {
-    // No ready check: krata's Redis user may not run INFO (contracts/redis/acl.ts), and there is no
-    // persisted dataset to wait for.
-    const auth = { ...(this.opts.redisUsername ? { username: this.opts.redisUsername } : {}), ...(this.opts.redisPassword ? { password: this.opts.redisPassword } : {}) };
-    // The URL parsed here, not by ioredis: its own parse wins over options, and turns `user@` into an empty password.
-    const r = new Redis({ ...redisOptions(this.opts.redisUrl), ...auth, connectionName: `krata-operator-${name}`, enableReadyCheck: false, ...extra });
-    let down = false;
-    r.on('error', (e) => {
-      if (!down) this.opts.log(`redis (${name}) unavailable; retrying`, e);
-      down = true;
-    });
-    r.on('ready', () => {
-      if (down) this.opts.log(`redis (${name}) reachable again`);
-      down = false;
-    });
-    this.redis.push(r);
-    return r;
-  }
-
   /** Called when this replica becomes leader. */
   async lead(): Promise<void> {
     this.leading = true;
     await this.synced;
     const { log } = this.opts;
-    const main = this.connect('main', { maxRetriesPerRequest: null });
-    const publisher = (this.publisher = new DesiredPublisher(main, log));
-    const reports = (this.reports = new StatusReports(this.connect('status'), main, (key) => this.enqueue(key), log));
-    const tracker = (this.tracker = new HostTracker(main, {
-      hosts: () => this.hosts.list(),
-      getHost: (name) => this.hosts.get(name),
-      vouched: (name) => nodeIsXenHost(this.kube, name),
-      register: async (name) => {
-        await this.kube.createXenHost(name);
-        log(`registered XenHost ${name} (its Node is labelled ${XEN_NODE_LABEL}=true and its agent heartbeats)`);
-      },
-      writeStatus: async (name, status) => void (await this.kube.applyXenHostStatus(name, status)),
-      onReadyChange: (name, ready) => {
-        log(`XenHost ${name} is ${ready ? 'ready' : 'not reporting'}`);
-        this.controller?.enqueueForHost(name);
-      },
-      log,
-    }));
-    const controller = new GuestController(this.kube, this.guests, this.hosts, tracker, publisher, reports, {
-      rescheduleAfterMs: this.opts.rescheduleAfterMs,
-      forceDeleteAfterMs: this.opts.forceDeleteAfterMs,
-      workers: this.opts.workers,
-      log,
-      pullTokens: new PullTokenIssuer(this.kube, { insecure: this.opts.insecureRegistries }),
-    });
+    const hooks = { enqueue: (key: string) => this.enqueue(key), enqueueForHost: (name: string) => this.controller?.enqueueForHost(name) };
+    this.parts = this.startLeading(hooks);
+    const { publisher, reports, tracker, controller } = this.parts;
+    this.tracker = tracker;
     for (const g of this.guests.list()) controller.track(g, keyOf(g));
     await tracker.poll();
     const hostNames = () => [...new Set([...this.hosts.list().map((h) => h.metadata.name), ...publisher.hosts()])];
@@ -168,8 +105,8 @@ export class Operator {
     this.controller?.queue.stop();
     await Promise.race([this.controller?.queue.idle(), new Promise((r) => setTimeout(r, 5000))]);
     await Promise.all([this.guests.stop(), this.hosts.stop()]);
-    await this.reports?.stop();
-    await this.publisher?.close().catch(() => undefined);
-    for (const r of this.redis) r.disconnect();
+    await this.parts?.reports.stop();
+    await this.parts?.publisher.close().catch(() => undefined);
+    this.parts?.disconnect();
   }
 }

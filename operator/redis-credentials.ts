@@ -7,6 +7,7 @@
 // with passwords of their own); the ACL Secret is then made to match both. Replicas racing to create
 // converge: whoever loses the create reads the winner's. Pods that mount a Secret wait until it exists.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { AGENT_USER, OPERATOR_USER, checkPassword, renderAclFile } from '../contracts/redis/acl.js';
 import { isConflict, isNotFound, type KubeClient } from './kube/client.js';
 
@@ -89,4 +90,27 @@ export async function ensureRedisCredentials(kube: KubeClient, ns: string, log: 
     }
   }
   return { username: OPERATOR_USER, password: operator };
+}
+
+/** Who the operator is to Redis: the URL's user, a password file, or the Secrets it manages (redis-credentials.ts). */
+export async function redisCredentials(kube: KubeClient, url: string, passwordFile: string | undefined, namespace: string | undefined, log: (msg: string) => void): Promise<{ redisUsername?: string; redisPassword?: string }> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`--redis ${JSON.stringify(url)}: expected redis://[user@]host[:port][/db]`);
+  }
+  if (u.password && (passwordFile || namespace)) throw new Error('--redis has a password and --redis-password-file or --redis-credentials-namespace was given too: keep it out of the URL');
+  if (namespace) {
+    if (passwordFile) throw new Error('--redis-password-file and --redis-credentials-namespace: give one, not both');
+    const { username, password } = await ensureRedisCredentials(kube, namespace, log);
+    if (u.username && decodeURIComponent(u.username) !== username) throw new Error(`--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; with --redis-credentials-namespace the operator is ${username}`);
+    return { redisUsername: username, redisPassword: password };
+  }
+  if (passwordFile) {
+    const password = readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
+    if (!password) throw new Error(`--redis-password-file ${passwordFile}: the file is empty`);
+    return { redisPassword: password };
+  }
+  return {};
 }

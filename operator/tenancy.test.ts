@@ -10,20 +10,16 @@ import { desiredKey, heartbeatKey, type Heartbeat } from '../contracts/redis/con
 import type { Guest, XenHost } from '../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../test/redis.js';
 import { newGuest, startKube, waitFor, type TestKube } from '../test/kube/operator-env.js';
-import { Operator } from './operator.js';
+import { startTestOperator, type TestOperator } from '../test/harness/operator.js';
 
 let kube: TestKube;
 let redis: TestRedis;
 let r: Redis;
-let op: Operator;
+let op: TestOperator;
 const logs: string[] = [];
 
-const startOperator = async () => {
-  const o = new Operator(kube.client, { redisUrl: redis.url, rescheduleAfterMs: 0, forceDeleteAfterMs: 0, workers: 4, pollMs: 200, log: (m, e) => logs.push(`${m}${e ? `: ${(e as Error).message}` : ''}`) });
-  await o.start();
-  await o.lead();
-  return o;
-};
+const say = (m: string, e?: unknown) => void logs.push(`${m}${e ? `: ${(e as Error).message}` : ''}`);
+const startOperator = () => startTestOperator(kube.client, { redis: { url: redis.url }, workers: 4, pollMs: 200 }, say);
 
 const heartbeat = (host: string): Heartbeat => ({
   host,
@@ -129,7 +125,7 @@ test("an admin's XenHost guestPolicy decides: opening port 80 places the refused
   await patchHost('xen-b', { guestPolicy: { hostPorts: [{ from: 80, to: 80 }, { from: 1024, to: 65535 }] } });
   assert.equal(await waitFor(async () => (await kube.client.getGuest('default', 'web80')).status?.node, 'web80 placed', 30_000), 'xen-b');
   await patchHost('xen-a', { guestPolicy: { allowNodeName: false } });
-  await waitFor(async () => (await kube.client.getXenHost('xen-a')).spec.guestPolicy.allowNodeName === false && op.hosts.get('xen-a')?.spec.guestPolicy.allowNodeName === false, 'policy seen');
+  await waitFor(async () => (await kube.client.getXenHost('xen-a')).spec.guestPolicy.allowNodeName === false && op.operator.hosts.get('xen-a')?.spec.guestPolicy.allowNodeName === false, 'policy seen');
   await kube.client.createGuest(guest('pinned2', { nodeName: 'xen-a' }));
   const s = await scheduled('pinned2');
   assert.deepEqual(s, {

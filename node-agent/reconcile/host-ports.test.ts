@@ -9,14 +9,15 @@ import { test } from 'node:test';
 import type { Guest, PortRange } from '../../crds/generated/types.js';
 import { parsePortRanges } from '../../crds/host-ports.js';
 import { validateObject } from '../../crds/validate.js';
-import { Agent } from '../service/agent-service.js';
-import { EventRecorder } from './events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
+import { silentLog, testAgentConfig } from '../../test/harness/node-agent.js';
+import { replace, resolve } from '../../lib/container.js';
+import { agentContainer, startAgent } from '../container/agent.js';
+import { AGENT, CLOCK, GUEST_STORE, HYPERVISOR, IMAGE_PROVIDER, IMAGE_STORE, GUEST_CONTROLLER } from '../container/ids.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import { GuestStore } from '../store/guest-store.js';
 import { Ipam } from './ipam.js';
 import type { ImageProvider } from './pulls.js';
-import { assembleGuestController } from '../controller/assemble.js';
 import { validateConfig } from '../net/config.js';
 import { desiredNetwork } from '../net/desired.js';
 
@@ -29,19 +30,19 @@ const images: ImageProvider = {
 };
 let n = 0;
 
-function harness(hostPorts?: PortRange[]) {
+/** The agent main.ts builds, on the fake clock, with --host-ports `hostPorts`. */
+async function harness(hostPorts?: PortRange[]) {
   const dir = join(work, `state-${++n}`);
   const clock = new FakeClock();
-  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 4096 }, undefined);
-  (hv as unknown as { clock: FakeClock }).clock = clock;
-  const store = new GuestStore(dir);
-  const recorder = new EventRecorder(clock);
-  const controller = assembleGuestController(
-    { store, hv, images, ipam: new Ipam(dir), recorder, clock },
-    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', ...(hostPorts ? { hostPorts } : {}) },
-  );
-  const agent = new Agent(store, hv, recorder, undefined, clock);
-  controller.run();
+  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 4096 }, clock);
+  const container = agentContainer(testAgentConfig(dir, { nodeName: 'host-1', ...(hostPorts ? { hostPorts } : {}) }), silentLog);
+  replace(container, CLOCK, clock);
+  replace(container, HYPERVISOR, hv);
+  replace(container, IMAGE_PROVIDER, images);
+  container.unbind(IMAGE_STORE);
+  const agent = await resolve(container, AGENT);
+  await startAgent(container);
+  const [store, controller] = await Promise.all([resolve(container, GUEST_STORE), resolve(container, GUEST_CONTROLLER)]);
   return {
     hv,
     agent,
@@ -54,7 +55,7 @@ function harness(hostPorts?: PortRange[]) {
         if (pred()) return;
         clock.advance(100);
       }
-      assert.fail(`condition not reached: ` + `${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
+      assert.fail(`condition not reached: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
     },
   };
 }
@@ -74,7 +75,7 @@ test('--host-ports parses ranges and single ports, "none", and names the flag in
 });
 
 test('a privileged host port is refused by default: Failed, Stalled=True, reason HostPortNotAllowed, no domain', async () => {
-  const h = harness();
+  const h = await harness();
   await h.agent.apply([guest('web', [{ containerPort: 80 }]), guest('alt', [{ containerPort: 80, hostPort: 8080 }])], false);
   await h.until(() => h.status('web')?.phase === 'Failed' && h.status('alt')?.phase === 'Running');
   const s = h.status('web')!;
@@ -84,14 +85,14 @@ test('a privileged host port is refused by default: Failed, Stalled=True, reason
   assert.equal(h.hv.calls.create, 1);
   h.controller.stop();
   // An admin who allows it: the same Guest runs.
-  const open = harness([{ from: 80, to: 80 }]);
+  const open = await harness([{ from: 80, to: 80 }]);
   await open.agent.apply([guest('web', [{ containerPort: 80 }])], false);
   await open.until(() => open.status('web')?.phase === 'Running');
   open.controller.stop();
 });
 
 test('a host port another Guest holds: the newcomer waits with HostPortConflict and starts once the port is free', async () => {
-  const h = harness();
+  const h = await harness();
   await h.agent.apply([guest('first', [{ containerPort: 80, hostPort: 8080 }])], false);
   await h.until(() => h.status('first')?.phase === 'Running');
   await h.agent.apply([guest('second', [{ containerPort: 8080 }, { containerPort: 9000, protocol: 'UDP' }])], false);
@@ -112,7 +113,7 @@ test('a host port another Guest holds: the newcomer waits with HostPortConflict 
 });
 
 test('Guests applied together with one host port: the older runs, the other waits, never both', async () => {
-  const h = harness();
+  const h = await harness();
   await h.agent.apply([guest('a', [{ containerPort: 8000 }]), guest('b', [{ containerPort: 8000 }])], false);
   await h.until(() => [h.status('a'), h.status('b')].some((s) => s?.phase === 'Running') && [h.status('a'), h.status('b')].some((s) => s?.reason === 'HostPortConflict'));
   assert.equal(h.status('a')?.phase, 'Running');

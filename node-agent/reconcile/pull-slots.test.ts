@@ -10,15 +10,10 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Guest } from '../../crds/generated/types.js';
 import { validateObject } from '../../crds/validate.js';
-import { ImageStore } from '../image/store.js';
-import { Semaphore } from '../../lib/semaphore.js';
-import { Agent, CachedImages } from '../service/agent-service.js';
-import { EventRecorder } from './events.js';
-import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
-import { GuestStore } from '../store/guest-store.js';
-import { systemClock } from '../../lib/clock.js';
-import { Ipam } from './ipam.js';
-import { assembleGuestController } from '../controller/assemble.js';
+import { resolve } from '../../lib/container.js';
+import { agentContainer, startAgent } from '../container/agent.js';
+import { AGENT } from '../container/ids.js';
+import { silentLog, testAgentConfig } from '../../test/harness/node-agent.js';
 
 const until = async (pred: () => boolean, what: string) => {
   for (let i = 0; i < 500 && !pred(); i++) await new Promise((r) => setTimeout(r, 20));
@@ -38,17 +33,11 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
   const answer = () => {
     for (const res of held.splice(0)) res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
   };
-  const store = new GuestStore(dir);
-  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 4096 });
-  const recorder = new EventRecorder(systemClock);
-  const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [host] } });
-  const pullSlots = new Semaphore(1);
-  const controller = assembleGuestController(
-    { store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock },
-    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullSlots },
-  );
-  const agent = new Agent(store, hv, recorder, images, systemClock, { pullSlots });
-  controller.run();
+  // The agent as main.ts builds it: the reconciler and the API share its pull slots.
+  const config = testAgentConfig(dir, { pullConcurrency: 1, images: { insecure: [host], mirrors: {}, dockerConfigs: [] } });
+  const container = agentContainer(config, silentLog);
+  const agent = await resolve(container, AGENT);
+  const running = await startAgent(container);
   try {
     const g = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'web' }, spec: { image: `${host}/guest/app:1`, resources: { cpus: 1, memory: '128Mi' } } });
     assert.deepEqual(g.errors, []);
@@ -67,10 +56,10 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
     answer();
     assert.match(await apiPull, /404|not found|unknown/i);
   } finally {
-    controller.stop();
     answer();
     registry.closeAllConnections();
     registry.close();
+    await running.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

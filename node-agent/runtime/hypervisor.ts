@@ -5,8 +5,6 @@
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import type { EventEmitter } from 'node:events';
 
-export const HYPERVISOR = Symbol.for('krata.Hypervisor');
-
 /** Everything needed to start one guest's domain. */
 export interface DomainLaunch {
   /** Xen domain name: "krata.<namespace>.<name>", or "krata-<uid>" when that is too long (unique on the host). */

@@ -184,7 +184,7 @@ interface KrataMeta {
 const home = (domid: number) => `/local/domain/${domid}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-// Not @injectable(): the container binds the opened instance with toConstantValue, and importing
+// Not @injectable(): the container's runtime module opens it (node-agent/container/modules.ts), and importing
 // inversify here would cost every dom0 tool that only needs the hypervisor ~13 s under TCG.
 export class XenHypervisor implements Hypervisor {
   readonly events = new EventEmitter();

@@ -17,7 +17,7 @@ import { startRegistry, type Registry } from '../registry.js';
 import { buildImage, pushImage } from '../oci-images.js';
 import { buildTar } from '../../lib/tar.js';
 import { newGuest, startKube, waitFor, type TestKube } from '../kube/operator-env.js';
-import { Operator } from '../../operator/operator.js';
+import { startTestOperator, type TestOperator } from '../harness/operator.js';
 import { PullTokenIssuer } from '../../operator/pull-tokens.js';
 import { KubeError } from '../../operator/kube/client.js';
 
@@ -31,7 +31,7 @@ describe('the operator turns image pull secrets into repository tokens', { timeo
   let redis: TestRedis;
   let reg: Registry;
   let basicReg: Registry;
-  let op: Operator;
+  let op: TestOperator;
   let client: Redis;
   const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }], config: { Cmd: ['/bin/sh'] } });
 
@@ -60,9 +60,8 @@ describe('the operator turns image pull secrets into repository tokens', { timeo
     const hb: Heartbeat = { host: HOST, time: new Date().toISOString(), agentVersion: 'test', xenVersion: '4.17', kernelVersion: '6.1', capacity: { cpus: 16, memoryMiB: 65536 }, freeMemoryMiB: 65536, guests: 0, running: 0, epoch: '' };
     await client.set(heartbeatKey(HOST), JSON.stringify(hb), 'EX', 600);
     await kube.client.createXenHost(HOST);
-    op = new Operator(kube.client, { redisUrl: redis.url, rescheduleAfterMs: 0, forceDeleteAfterMs: 0, workers: 2, pollMs: 500, log: () => undefined, insecureRegistries: [reg.host, reg.tokenServer!.host, basicReg.host] });
-    await op.start();
-    await op.lead();
+    const insecureRegistries = [reg.host, reg.tokenServer!.host, basicReg.host];
+    op = await startTestOperator(kube.client, { redis: { url: redis.url }, workers: 2, pollMs: 500, insecureRegistries });
   });
   after(async () => {
     await op?.stop();

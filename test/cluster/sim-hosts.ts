@@ -11,16 +11,26 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
-import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { FakeHypervisor, type FakeSnapshot } from '../../node-agent/runtime/fake-hypervisor.js';
-import { GuestStore } from '../../node-agent/store/guest-store.js';
-import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/reconcile/ipam.js';
-import { assembleGuestController } from '../../node-agent/controller/assemble.js';
+import type { GuestStore } from '../../node-agent/store/guest-store.js';
 import type { GuestController } from '../../node-agent/controller/controller.js';
 import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
-import { startClusterMode, type ClusterMode } from '../../node-agent/follower/cluster-mode.js';
+import type { ClusterMode } from '../../node-agent/follower/cluster-mode.js';
+import type { Log } from '../../node-agent/follower/redis-link.js';
 import { redisOptions } from '../../contracts/redis/options.js';
+import { replace, resolve } from '../../lib/container.js';
+import type { Running } from '../../lib/lifecycle.js';
+import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
+import { testAgentConfig } from '../harness/node-agent.js';
+import {
+  CLUSTER_MODE,
+  GUEST_STORE,
+  HYPERVISOR,
+  IMAGE_PROVIDER,
+  IMAGE_STORE,
+  GUEST_CONTROLLER,
+  WRITE_CONFIG_DISK,
+} from '../../node-agent/container/ids.js';
 
 export interface SimHostsOptions {
   redisUrl: string;
@@ -50,38 +60,48 @@ class StandInImages implements ImageProvider {
   }
 }
 
-export function startSimHosts(o: SimHostsOptions): { hosts: SimHost[]; stop(): Promise<void> } {
+/** The agents main.ts runs in cluster mode (no API socket, metrics or network), with the doubles above. */
+export async function startSimHosts(o: SimHostsOptions): Promise<{ hosts: SimHost[]; stop(): Promise<void> }> {
   mkdirSync(o.state, { recursive: true });
   const images = new StandInImages(join(o.state, 'image.sqfs'));
-  const logger = { info: () => undefined, warn: (...a: unknown[]) => o.log?.(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ')), error: (...a: unknown[]) => o.log?.(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ')), debug: () => undefined };
-  const hosts = o.hosts.map((name): SimHost => {
-    const dir = join(o.state, name);
-    mkdirSync(dir, { recursive: true });
-    const hv = new FakeHypervisor({ cpus: o.cpus ?? 128, memoryMiB: o.memoryMiB ?? 262_144 });
-    const domainsFile = join(dir, 'fake-domains.json');
-    if (o.persistDomains) {
-      if (existsSync(domainsFile)) hv.restore(JSON.parse(readFileSync(domainsFile, 'utf8')) as FakeSnapshot);
-      hv.onChange = (snap) => writeFileAtomic(domainsFile, JSON.stringify(snap), 0o600);
-    }
-    const store = new GuestStore(dir);
-    const recorder = new EventRecorder(systemClock, 20);
-    const controller = assembleGuestController({ store, hv, images, ipam: new Ipam(dir), recorder, clock: systemClock }, {
-      stateDir: dir,
-      kernel: '/boot/vmlinuz',
-      initrd: '/boot/initrd',
-      nodeName: name,
-      resyncMs: 60_000,
-      writeConfigDisk: async (out, config) => writeFileSync(out, JSON.stringify(config)),
-    });
-    controller.run();
-    const cluster = startClusterMode({ redis: redisOptions(o.redisUrl), redisName: o.redisUrl, host: name, store, hv, log: logger as never });
-    return { name, hv, store, controller, cluster };
-  });
+  const say = (...a: unknown[]) => o.log?.(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' '));
+  const logger: Log = { info: () => undefined, warn: say, error: say, debug: () => undefined };
+  const running: Running[] = [];
+  const hosts = await Promise.all(
+    o.hosts.map(async (name): Promise<SimHost> => {
+      const dir = join(o.state, name);
+      mkdirSync(dir, { recursive: true });
+      const hv = new FakeHypervisor({ cpus: o.cpus ?? 128, memoryMiB: o.memoryMiB ?? 262_144 });
+      const domainsFile = join(dir, 'fake-domains.json');
+      if (o.persistDomains) {
+        if (existsSync(domainsFile)) hv.restore(JSON.parse(readFileSync(domainsFile, 'utf8')) as FakeSnapshot);
+        hv.onChange = (snap) => writeFileAtomic(domainsFile, JSON.stringify(snap), 0o600);
+      }
+      const config = testAgentConfig(dir, {
+        hypervisor: { fake: hv.capacity },
+        kernel: '/boot/vmlinuz',
+        initrd: '/boot/initrd',
+        nodeName: name,
+        resyncMs: 60_000,
+        cluster: { redis: redisOptions(o.redisUrl), redisName: o.redisUrl, host: name },
+        eventsPerGuest: 20,
+      });
+      const container = agentContainer(config, logger);
+      replace(container, HYPERVISOR, hv);
+      replace(container, IMAGE_PROVIDER, images);
+      container.unbind(IMAGE_STORE);
+      replace(container, WRITE_CONFIG_DISK, async (out, config) => writeFileSync(out, JSON.stringify(config)));
+      running.push(await startAgent(container));
+      const store = await resolve(container, GUEST_STORE);
+      const controller = await resolve(container, GUEST_CONTROLLER);
+      const { mode } = await resolve(container, CLUSTER_MODE);
+      return { name, hv, store, controller, cluster: mode! };
+    }),
+  );
   return {
     hosts,
     async stop() {
-      await Promise.all(hosts.map((h) => h.cluster.stop()));
-      for (const h of hosts) h.controller.stop();
+      await Promise.all(running.map((r) => r.stop()));
     },
   };
 }
@@ -99,7 +119,7 @@ async function main(): Promise<void> {
     },
   });
   const hosts = values.hosts ? values.hosts.split(',') : Array.from({ length: Number(values.count ?? 1) }, (_, i) => `${values.prefix}${i + 1}`);
-  const sim = startSimHosts({
+  const sim = await startSimHosts({
     redisUrl: values.redis!,
     state: values.state!,
     hosts,

@@ -11,20 +11,29 @@ import { Redis } from 'ioredis';
 import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, STATUS_STREAM, desiredKey, fieldOf, jobId, parseStatusReport, queueName, statusKey, type DesiredGuest, type StatusReport } from '../../contracts/redis/contract.js';
 import type { GuestSpec } from '../../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../redis.js';
-import { Agent } from '../../node-agent/service/agent-service.js';
-import { EventRecorder } from '../../node-agent/reconcile/events.js';
+import type { Agent } from '../../node-agent/service/agent-service.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
-import { GuestStore } from '../../node-agent/store/guest-store.js';
-import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/reconcile/ipam.js';
-import { assembleGuestController } from '../../node-agent/controller/assemble.js';
+import type { GuestStore } from '../../node-agent/store/guest-store.js';
 import type { GuestController } from '../../node-agent/controller/controller.js';
 import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
-import { PullTokens } from '../../node-agent/follower/pull-tokens.js';
-import { startClusterMode, type ClusterMode, type ClusterModeOptions } from '../../node-agent/follower/cluster-mode.js';
+import type { PullTokens } from '../../node-agent/follower/pull-tokens.js';
+import type { ClusterMode, ClusterModeOptions } from '../../node-agent/follower/cluster-mode.js';
 import { type Log } from '../../node-agent/follower/redis-link.js';
 import { redisOptions } from '../../contracts/redis/options.js';
+import { replace, resolve } from '../../lib/container.js';
+import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
+import { testAgentConfig } from './node-agent.js';
+import {
+  AGENT,
+  CLUSTER_MODE,
+  GUEST_STORE,
+  HYPERVISOR,
+  IMAGE_PROVIDER,
+  IMAGE_STORE,
+  PULL_TOKENS,
+  GUEST_CONTROLLER,
+} from '../../node-agent/container/ids.js';
 
 export const HOST = 'xen-1.example';
 
@@ -125,26 +134,40 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-/**
- * Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`, `opUrl`
- * how the operator double does.
- */
+/** Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`, `opUrl` how the operator double does. */
 export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & { redis?: TestRedis; url?: string; passwordFile?: string; opUrl?: string } = {}): Promise<Harness> {
   const redis = opts.redis ?? (await startRedis());
   const dir = join(work, `agent-${++n}`);
-  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
-  const store = new GuestStore(dir);
-  const recorder = new EventRecorder(systemClock);
-  const images = new FakeImages();
-  const pullTokens = new PullTokens();
-  const controller = assembleGuestController(
-    { store, hv, images, ipam: new Ipam(dir), recorder, clock: systemClock },
-    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: HOST, pullAuth: (g) => pullTokens.forGuest(g) },
-  );
-  const agent = new Agent(store, hv, recorder, undefined, systemClock, { managedBy: `Redis ${redis.url}` });
-  controller.run();
   const log = captureLog();
-  const cluster = startClusterMode({ redis: redisOptions(opts.url ?? redis.url, opts.passwordFile), redisName: redis.url, host: HOST, store, hv, log, pullTokens, pollMs: opts.pollMs ?? 100, resyncMs: opts.resyncMs ?? 1000, heartbeatMs: opts.heartbeatMs ?? 200, coalesceMs: opts.coalesceMs ?? 20 });
+  // The agent main.ts runs in cluster mode, with no API socket, metrics or network.
+  const container = agentContainer(
+    testAgentConfig(dir, {
+      nodeName: HOST,
+      cluster: {
+        redis: redisOptions(opts.url ?? redis.url, opts.passwordFile),
+        redisName: redis.url,
+        host: HOST,
+        pollMs: opts.pollMs ?? 100,
+        resyncMs: opts.resyncMs ?? 1000,
+        heartbeatMs: opts.heartbeatMs ?? 200,
+        coalesceMs: opts.coalesceMs ?? 20,
+      },
+    }),
+    log,
+  );
+  // The doubles: the hypervisor, and images that stand in for pulls (no image cache for the API).
+  const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
+  const images = new FakeImages();
+  replace(container, HYPERVISOR, hv);
+  replace(container, IMAGE_PROVIDER, images);
+  container.unbind(IMAGE_STORE);
+  // Built before the components start, as in main.ts: its watch history misses no change.
+  const agent = await resolve(container, AGENT);
+  const running = await startAgent(container);
+  const store = await resolve(container, GUEST_STORE);
+  const controller = await resolve(container, GUEST_CONTROLLER);
+  const pullTokens = await resolve(container, PULL_TOKENS);
+  const { mode: cluster } = await resolve(container, CLUSTER_MODE);
   const op = new OperatorDouble(opts.opUrl ?? redis.url);
   return {
     redis,
@@ -154,13 +177,12 @@ export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 
     store,
     controller,
     agent,
-    cluster,
+    cluster: cluster!,
     log,
     images,
     pullTokens,
     async stop() {
-      await cluster.stop();
-      controller.stop();
+      await running.stop();
       await op.close();
       await redis.stop();
     },

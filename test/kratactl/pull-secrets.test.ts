@@ -14,18 +14,13 @@ import { request } from 'node:http';
 import { startRegistry, type Registry } from '../registry.js';
 import { buildImage, pushImage } from '../oci-images.js';
 import { buildTar } from '../../lib/tar.js';
-import { ImageStore } from '../../node-agent/image/store.js';
-import { startApiServer, type ApiServer } from '../../node-agent/api/server.js';
 import { run } from '../../kratactl/cli.js';
-import { Agent, CachedImages } from '../../node-agent/service/agent-service.js';
-import { EventRecorder } from '../../node-agent/reconcile/events.js';
-import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
-import { GuestStore } from '../../node-agent/store/guest-store.js';
-import { systemClock } from '../../lib/clock.js';
-import { Ipam } from '../../node-agent/reconcile/ipam.js';
-import { assembleGuestController } from '../../node-agent/controller/assemble.js';
-import type { GuestController } from '../../node-agent/controller/controller.js';
-import { SecretStore } from '../../node-agent/store/secret-store.js';
+import { resolve } from '../../lib/container.js';
+import type { Running } from '../../lib/lifecycle.js';
+import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
+import { AGENT } from '../../node-agent/container/ids.js';
+import type { Agent } from '../../node-agent/service/agent-service.js';
+import { silentLog, testAgentConfig } from '../harness/node-agent.js';
 
 const USER = 'tenant';
 const PASSWORD = 'tenant-pa55word-xyz';
@@ -57,8 +52,7 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   let reg: Registry;
   let dir: string;
   let socket: string;
-  let server: ApiServer;
-  let controller: GuestController;
+  let running: Running;
   let agent: Agent;
   const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }], config: { Cmd: ['/bin/sh'] } });
 
@@ -67,22 +61,14 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
     await pushImage(reg, 'team/app', 'v1', img, { username: USER, password: PASSWORD });
     dir = mkdtempSync(join(tmpdir(), 'krata-pull-secrets-'));
     socket = join(dir, 'agent.sock');
-    const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
-    const store = new GuestStore(dir);
-    const recorder = new EventRecorder(systemClock);
-    const images = new ImageStore({ root: join(dir, 'images'), registry: { insecure: [reg.host, reg.tokenServer!.host] } });
-    const secrets = new SecretStore(dir);
-    controller = assembleGuestController(
-      { store, hv, images: new CachedImages(images), ipam: new Ipam(dir), recorder, clock: systemClock },
-      { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host', pullAuth: (g) => secrets.forGuest(g) },
-    );
-    agent = new Agent(store, hv, recorder, images, systemClock, { secrets });
-    controller.run();
-    server = await startApiServer(agent, { socketPath: socket, log: () => {} });
+    // A single-host agent as main.ts builds it, on the test-double hypervisor.
+    const images = { insecure: [reg.host, reg.tokenServer!.host], mirrors: {}, dockerConfigs: [] };
+    const container = agentContainer(testAgentConfig(dir, { images, api: { socketPath: socket } }), silentLog);
+    agent = await resolve(container, AGENT);
+    running = await startAgent(container);
   });
   after(async () => {
-    controller?.stop();
-    await server?.close();
+    await running?.stop();
     await reg?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -105,7 +91,7 @@ spec:
   network: {enabled: false}
   imagePullSecrets: [${secrets.map((s) => `{name: ${s}}`).join(', ')}]
 `;
-    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: ` + `kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`);
+    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`);
     const applied = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, /secret\/regcred created/);
@@ -124,7 +110,7 @@ spec:
     assert.match(phaseOf('team-b', 'app')!.message!, /not authorized to use the cached image .*image pull secret team-b\/regcred not found/);
 
     // A malformed Secret is refused at apply, naming the field but not the value.
-    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: ` + `kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`);
+    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`);
     const bad = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /data\.\.dockerconfigjson|data\[".dockerconfigjson"\]/);
@@ -159,17 +145,16 @@ spec:
     assert.match(dflt.stderr, /image pull secret default\/regcred not found/);
   });
 
-  test('kratactl image pull refuses bad -n/--pull-secret, --offline options beside them, and no agent', async () => {
+  test('kratactl image pull refuses bad -n/--pull-secret, direct-pull options beside them, and no agent', async () => {
     const ref = `${reg.host}/team/app:v1`;
     const cases: [string[], RegExp][] = [
       [['-n', 'Bad_NS', '--pull-secret', 'regcred'], /--namespace "Bad_NS" is not a valid namespace name/],
       [['--pull-secret', 'Not A Name'], /--pull-secret "Not A Name" is not a Secret name \(a DNS subdomain/],
-      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --offline --pull-secret-file FILE/],
-      [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache/m],
-      [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for --offline/],
-      [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for --offline/],
-      [['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'], /--pull-secret-file is for --offline .*kratactl apply -f FILE and give --pull-secret NAME/],
-      [['--pull-secret', 'regcred', '--offline'], /-n\/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from/],
+      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --pull-secret-file FILE/],
+      [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for a pull by kratactl itself; with -n\/--pull-secret the node agent pulls/m],
+      [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for a pull by kratactl itself/],
+      [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for a pull by kratactl itself/],
+      [['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'], /--pull-secret-file is for a pull by kratactl itself/],
     ];
     for (const [args, message] of cases) {
       const r = await kratactl(['image', 'pull', '--agent', socket, ...args, ref]);
@@ -181,7 +166,7 @@ spec:
       assert.equal(r.code, 2);
       assert.match(r.stderr, new RegExp(`image ${sub[0]}: -n/--namespace and --pull-secret are for image pull`));
     }
-    // With no agent they are refused: nobody here holds the namespace's Secrets.
+    // Direct mode (no agent) refuses them: nobody here holds the namespace's Secrets.
     const none = await kratactl(['image', 'pull', '-n', 'team-a', '--pull-secret', 'regcred', '--agent', join(dir, 'no-agent.sock'), ref]);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /^error: -n\/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at .*no-agent\.sock .*--pull-secret-file FILE\n$/);
@@ -200,8 +185,8 @@ spec:
   test('a batch with a Secret and an invalid Guest stores nothing; output never shows the data', async () => {
     const file = join(dir, 'batch.yaml');
     const data = Buffer.from(JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } })).toString('base64');
-    const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: ` + `kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
-    writeFileSync(file, `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: ` + `bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`);
+    const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
+    writeFileSync(file, `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`);
     const refused = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(refused.code, 1);
     assert.deepEqual(readdirSync(join(dir, 'secrets')).filter((n) => n === 'team-c'), [], 'the Secret was not stored');

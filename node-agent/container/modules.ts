@@ -1,0 +1,288 @@
+// The node agent's components as inversify container modules: each binds its services (ids.ts) and,
+// if it runs, a component (COMPONENTS) that the agent starts in binding order and stops in reverse.
+// agent.ts says which modules an agent is made of; tests and benchmarks rebind the doubles.
+import { ContainerModule } from 'inversify';
+import { join } from 'node:path';
+import { optional, provide } from '../../lib/container.js';
+import { systemClock } from '../../lib/clock.js';
+import type { Component } from '../../lib/lifecycle.js';
+import { CredentialStore } from '../../lib/oci/credentials.js';
+import { Semaphore } from '../../lib/semaphore.js';
+import { startApiServer, type ApiServer } from '../api/server.js';
+import { AgentMetrics } from '../controller/metrics.js';
+import { assembleGuestController } from '../controller/assemble.js';
+import type { GuestController } from '../controller/controller.js';
+import { EventRecorder } from '../reconcile/events.js';
+import { Ipam } from '../reconcile/ipam.js';
+import { AGENT_COMMAND, waitForImageCache } from '../image/cache-lock.js';
+import { startClusterMode, type ClusterMode } from '../follower/cluster-mode.js';
+import { PullTokens } from '../follower/pull-tokens.js';
+import type { Log } from '../follower/redis-link.js';
+import { ImageStore } from '../image/store.js';
+import { describeConflict, desiredNetwork, type PortConflict } from '../net/desired.js';
+import { NetSupervisor } from '../net/supervisor.js';
+import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
+import type { Hypervisor } from '../runtime/hypervisor.js';
+import { Agent, CachedImages } from '../service/agent-service.js';
+import { GuestStore } from '../store/guest-store.js';
+import { SecretStore } from '../store/secret-store.js';
+import type { AgentConfig } from './config.js';
+import {
+  AGENT,
+  API_SERVER,
+  CLOCK,
+  CLUSTER_MODE,
+  COMPONENTS,
+  CONFIG,
+  EVENT_RECORDER,
+  GUEST_STORE,
+  HYPERVISOR,
+  IMAGE_PROVIDER,
+  IMAGE_STORE,
+  IPAM,
+  LOG,
+  METRICS,
+  NET_SUPERVISOR,
+  PULL_AUTH,
+  PULL_SLOTS,
+  PULL_TOKENS,
+  GUEST_CONTROLLER,
+  SECRET_STORE,
+  WRITE_CONFIG_DISK,
+} from './ids.js';
+
+/** What the agent is told, where it logs, and its time (the system clock; tests rebind CLOCK). */
+export const baseModule = (config: AgentConfig, log: Log) =>
+  new ContainerModule(({ bind }) => {
+    bind(CONFIG).toConstantValue(config);
+    bind(LOG).toConstantValue(log);
+    bind(CLOCK).toConstantValue(systemClock);
+  });
+
+/** The hypervisor: Xen, or the in-memory test double (--fake-hypervisor). Closed last. */
+export const runtimeModule = new ContainerModule(({ bind }) => {
+  provide(bind, HYPERVISOR, [CONFIG, CLOCK, LOG], async (config, clock, log): Promise<Hypervisor> => {
+    if ('fake' in config.hypervisor) {
+      log.warn({}, 'running guests on the in-memory test double (--fake-hypervisor): no Xen domains are created');
+      return new FakeHypervisor(config.hypervisor.fake, clock);
+    }
+    // Loaded only here: the Xen modules cost seconds to load under TCG, and the fake needs none of them.
+    const { XenHypervisor } = await import('../runtime/xen-hypervisor.js');
+    return XenHypervisor.open({ stateDir: config.stateDir, ...config.hypervisor.xen });
+  });
+  provide(bind, COMPONENTS, [HYPERVISOR], (hv): Component => ({
+    name: 'hypervisor',
+    stop: () => void (hv as { close?: () => Promise<void> | void }).close?.(),
+  }));
+});
+
+/** Durable state: the guests (a stored guest that cannot be read is logged and left) and IP reservations. */
+export const storeModule = new ContainerModule(({ bind }) => {
+  provide(bind, GUEST_STORE, [CONFIG, LOG], async (config, log) => {
+    // The image cache has one writer: this agent, for as long as it runs (an offline writer that holds
+    // the cache delays the start). The lock is released when the process exits.
+    await waitForImageCache(join(config.stateDir, 'images'), AGENT_COMMAND, (e) => log.warn({}, `${e.message}; waiting for it to finish`));
+    const problems: string[] = [];
+    const store = new GuestStore(config.stateDir, problems);
+    for (const p of problems) log.error({ problem: p }, 'a stored guest could not be read; it is left in place');
+    return store;
+  });
+  provide(bind, IPAM, [CONFIG], (config) => new Ipam(config.stateDir, config.ipam));
+});
+
+/** The image cache (what interrupted jobs left is removed) and the reconciler's view of it. */
+export const imagesModule = new ContainerModule(({ bind }) => {
+  provide(bind, IMAGE_STORE, [CONFIG, LOG], async ({ stateDir, images }, log) => {
+    const credentials = await CredentialStore.fromFiles(images.dockerConfigs);
+    for (const w of credentials.warnings) log.warn({}, w);
+    const { insecure, mirrors, dockerConfigs: _, ...bounds } = images;
+    const store = new ImageStore({ root: join(stateDir, 'images'), registry: { credentials, mirrors, insecure }, ...bounds });
+    const recovered = store.recover();
+    if (recovered.removed.length) log.info({ removed: recovered.removed }, 'removed what interrupted image jobs left');
+    return store;
+  });
+  provide(bind, IMAGE_PROVIDER, [IMAGE_STORE], (images) => new CachedImages(images));
+});
+
+/** Single host: pull credentials are the namespace's Secrets, applied through the local API. */
+export const secretsModule = new ContainerModule(({ bind }) => {
+  provide(bind, SECRET_STORE, [CONFIG], (config) => new SecretStore(config.stateDir));
+  provide(bind, PULL_AUTH, [SECRET_STORE], (secrets) => (g) => secrets.forGuest(g));
+});
+
+/** The local API's implementation: refuses writes in cluster mode, keeps Secrets on a single host. */
+export const serviceModule = new ContainerModule(({ bind }) => {
+  provide(
+    bind,
+    AGENT,
+    [CONFIG, GUEST_STORE, HYPERVISOR, EVENT_RECORDER, optional(IMAGE_STORE), CLOCK, PULL_SLOTS, optional(SECRET_STORE)],
+    (config, store, hv, recorder, images, clock, pullSlots, secrets) =>
+      new Agent(store, hv, recorder, images, clock, {
+        pullSlots,
+        ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets }),
+      }),
+  );
+});
+
+/** The local API on its unix socket. */
+export const apiModule = new ContainerModule(({ bind }) => {
+  provide(bind, API_SERVER, [CONFIG, AGENT, LOG], (config, agent, log) => {
+    let server: ApiServer | undefined;
+    const api = config.api!;
+    return {
+      name: 'api',
+      get server() {
+        return server;
+      },
+      async start() {
+        server = await startApiServer(agent, {
+          socketPath: api.socketPath,
+          ...(api.group ? { group: api.group } : {}),
+          log: (m) => log.error({}, m),
+        });
+      },
+      stop: () => server?.close(),
+    };
+  });
+  provide(bind, COMPONENTS, [API_SERVER], (api) => api);
+});
+
+/** Prometheus metrics on their own listener. The queue gauge reads the reconciler once it exists (one module per container). */
+export const metricsModule = () =>
+  new ContainerModule(({ bind, onActivation }) => {
+    let controller: GuestController | undefined;
+    onActivation<GuestController>(GUEST_CONTROLLER, (_ctx, c) => (controller = c));
+    provide(bind, METRICS, [GUEST_STORE, optional(IMAGE_STORE)], (store, images) => {
+      return new AgentMetrics(store, () => controller?.queue, images);
+    });
+    provide(bind, COMPONENTS, [CONFIG, METRICS], (config, metrics): Component => {
+      let server: Awaited<ReturnType<AgentMetrics['listen']>> | undefined;
+      return {
+        name: 'metrics',
+        start: async () => void (server = await metrics.listen(config.metrics!)),
+        stop: () => void server?.close(),
+      };
+    });
+  });
+
+/**
+ * The controller: events, the pull slots, and the Guest controller (controller/assemble.ts puts its
+ * machinery and the reconcile decisions together). Stopping lets a create or
+ * stop in progress finish (bounded), so no half-built domain is left behind.
+ */
+export const controllerModule = new ContainerModule(({ bind }) => {
+  provide(bind, EVENT_RECORDER, [CONFIG, CLOCK, LOG], (config, clock, log) => {
+    if (!config.logEvents) return new EventRecorder(clock, config.eventsPerGuest);
+    return new EventRecorder(clock, config.eventsPerGuest, (e) => {
+      const fields = { guest: e.name ? `${e.namespace}/${e.name}` : undefined, reason: e.reason, count: e.count };
+      log[e.type === 'Warning' ? 'warn' : 'info'](fields, e.message);
+    });
+  });
+  provide(bind, PULL_SLOTS, [CONFIG], (config) => new Semaphore(config.pullConcurrency ?? 4));
+  provide(
+    bind,
+    GUEST_CONTROLLER,
+    [
+      CONFIG,
+      GUEST_STORE,
+      HYPERVISOR,
+      IMAGE_PROVIDER,
+      IPAM,
+      EVENT_RECORDER,
+      CLOCK,
+      PULL_SLOTS,
+      optional(PULL_AUTH),
+      optional(METRICS),
+      optional(WRITE_CONFIG_DISK),
+    ],
+    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk) =>
+      assembleGuestController({ store, hv, images, ipam, recorder, clock }, {
+        ...(pullAuth ? { pullAuth } : {}),
+        stateDir: config.stateDir,
+        kernel: config.kernel,
+        initrd: config.initrd,
+        nodeName: config.nodeName,
+        ...(config.nameservers ? { nameservers: config.nameservers } : {}),
+        ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+        pullSlots,
+        ...(config.resyncMs !== undefined ? { resyncMs: config.resyncMs } : {}),
+        ...(metrics ? { observe: (ms: number, err?: unknown) => metrics.observe(ms, err) } : {}),
+        ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
+        ...(writeConfigDisk ? { writeConfigDisk } : {}),
+      }),
+  );
+  provide(bind, COMPONENTS, [GUEST_CONTROLLER], (controller): Component => ({
+    name: 'controller',
+    start: () => controller.run(),
+    async stop() {
+      controller.stop();
+      await Promise.race([controller.queue.idle(), new Promise((r) => setTimeout(r, 30_000).unref())]);
+    },
+  }));
+});
+
+/**
+ * Cluster mode: pull credentials are the operator's tokens, and the Redis follower, status publisher
+ * and heartbeat run. Stopping takes no more desired state in, then sends the last reports (bounded).
+ */
+export const followerModule = new ContainerModule(({ bind }) => {
+  provide(bind, PULL_TOKENS, [], () => new PullTokens());
+  provide(bind, PULL_AUTH, [PULL_TOKENS], (tokens) => (g) => tokens.forGuest(g));
+  provide(bind, CLUSTER_MODE, [CONFIG, GUEST_STORE, HYPERVISOR, CLOCK, LOG, PULL_TOKENS], (config, store, hv, clock, log, pullTokens) => {
+    let mode: ClusterMode | undefined;
+    return {
+      name: 'cluster mode',
+      get mode() {
+        return mode;
+      },
+      start: () => void (mode = startClusterMode({ ...config.cluster!, store, hv, clock, log, pullTokens })),
+      stop: () => mode?.stop(),
+    };
+  });
+  provide(bind, COMPONENTS, [CLUSTER_MODE], (cluster) => cluster);
+});
+
+/**
+ * kratanet, the guests' userspace network: follows every change to the store. Started last so that it
+ * stops first: it shares the terminal's and the service's signals, and must not be restarted while the
+ * agent winds down; the others do not wait for it to exit.
+ */
+export const networkModule = new ContainerModule(({ bind }) => {
+  provide(bind, NET_SUPERVISOR, [LOG], (log) => {
+    return new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
+  });
+  provide(bind, COMPONENTS, [CONFIG, NET_SUPERVISOR, GUEST_STORE, IPAM, LOG], (config, supervisor, store, ipam, log): Component => {
+    let reported = new Set<string>();
+    const push = () => {
+      const conflicts: PortConflict[] = [];
+      supervisor.update(desiredNetwork(store, ipam, config.network, conflicts));
+      // Each conflict once, not at every status write.
+      const now = new Set(conflicts.map(describeConflict));
+      for (const c of conflicts) {
+        const port = `${c.protocol}/${c.hostPort}`;
+        if (!reported.has(describeConflict(c))) log.warn({ guest: c.guest, holder: c.holder, port }, describeConflict(c));
+      }
+      reported = now;
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const onChange = () => {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        push();
+      }, 100);
+    };
+    return {
+      name: 'network',
+      start() {
+        store.on('change', onChange);
+        push();
+      },
+      stop() {
+        store.off('change', onChange);
+        clearTimeout(timer);
+        return supervisor.stop();
+      },
+      stopInBackground: true,
+    };
+  });
+});

@@ -1,0 +1,207 @@
+// The operator's components as inversify container modules: each binds its services (ids.ts) and, if
+// it runs, a component (COMPONENTS) that the operator starts in binding order and stops in reverse.
+// daemon.ts says which modules an operator is made of; in-process tests rebind the Kubernetes client.
+import { ContainerModule } from 'inversify';
+import { createServer } from 'node:http';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Guest, XenHost } from '../../crds/generated/types.js';
+import { provide } from '../../lib/container.js';
+import type { Component } from '../../lib/lifecycle.js';
+import { KubeClient } from '../kube/client.js';
+import { Informer } from '../kube/informer.js';
+import { LeaderElector } from '../kube/leader-election.js';
+import { leaderParts, type StartLeading } from '../leader.js';
+import { Operator } from '../operator.js';
+import { redisCredentials } from '../redis-credentials.js';
+import type { OperatorConfig } from './config.js';
+import {
+  COMPONENTS,
+  CONFIG,
+  GUEST_INFORMER,
+  HOST_INFORMER,
+  KUBE,
+  LEADERSHIP,
+  LOG,
+  METRICS_REGISTRY,
+  OPERATOR,
+  READINESS,
+  REDIS_AUTH,
+  SAY,
+  START_LEADING,
+  type Leadership,
+  type OperatorLog,
+} from './ids.js';
+
+/** What the operator is told and where it logs; SAY is the controllers' view of the log. */
+export const baseModule = (config: OperatorConfig, log: OperatorLog) =>
+  new ContainerModule(({ bind }) => {
+    bind(CONFIG).toConstantValue(config);
+    bind(LOG).toConstantValue(log);
+    provide(bind, SAY, [LOG], (log) => (msg, err) => {
+      if (err) log.warn({ err: err instanceof Error ? err.message : String(err) }, msg);
+      else log.info({}, msg);
+    });
+  });
+
+/** The Kubernetes API client, and the Guest and XenHost informers (every replica keeps them warm). */
+export const kubeModule = new ContainerModule(({ bind }) => {
+  provide(bind, KUBE, [CONFIG], (config) => KubeClient.fromKubeconfig(config.kubeconfig));
+  provide(bind, GUEST_INFORMER, [KUBE, SAY], (kube, say) => new Informer<Guest>(kube, 'guests', { log: say }));
+  provide(bind, HOST_INFORMER, [KUBE, SAY], (kube, say) => new Informer<XenHost>(kube, 'xenhosts', { log: say }));
+});
+
+/** Who the operator is to Redis (the Secrets it manages are made here, before anything starts). */
+export const redisModule = new ContainerModule(({ bind }) => {
+  provide(bind, REDIS_AUTH, [CONFIG, KUBE, LOG], ({ redis }, kube, log) => {
+    return redisCredentials(kube, redis.url, redis.passwordFile, redis.credentialsNamespace, (msg) => log.info({}, msg));
+  });
+});
+
+/**
+ * Leader election (--leader-elect), or leading at once. Losing the Lease ends the process (a restart
+ * starts clean), as controller-runtime does.
+ */
+export const leaderElectionModule = new ContainerModule(({ bind }) => {
+  provide(bind, LEADERSHIP, [CONFIG, KUBE, OPERATOR, LOG, SAY], (config, kube, operator, log, say): Leadership => {
+    let elector: LeaderElector | undefined;
+    let endWith!: (code: number) => void;
+    const ended = new Promise<number>((r) => (endWith = r));
+    let led!: () => void;
+    let failed!: (e: unknown) => void;
+    const leading = new Promise<void>((resolve, reject) => ((led = resolve), (failed = reject)));
+    leading.catch(() => undefined); // said through `ended`; a test that awaits `leading` sees it too
+    const onLead = () =>
+      operator.lead().then(led, (e) => {
+        log.error({ err: (e as Error).message }, 'starting to lead failed');
+        failed(e);
+        endWith(1);
+      });
+    const { identity, leaderElection } = config;
+    return {
+      ended,
+      leading,
+      start() {
+        if (!leaderElection) return void onLead();
+        elector = new LeaderElector(kube, {
+          ...leaderElection,
+          identity,
+          onStartedLeading: () => {
+            log.info({ identity }, 'became leader');
+            void onLead();
+          },
+          onStoppedLeading: () => {
+            log.error({ identity }, 'lost the lease; exiting so a fresh process waits for it');
+            endWith(1);
+          },
+          log: say,
+        });
+        void elector.run();
+      },
+      stop: async () => elector?.stop(),
+    };
+  });
+});
+
+/**
+ * What the leader runs, made anew each time this replica starts leading (leader.ts): the Redis
+ * connections, the desired-state publisher, status reports, the host tracker, the Guest controller.
+ */
+export const leaderModule = new ContainerModule(({ bind }) => {
+  provide(
+    bind,
+    START_LEADING,
+    [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY],
+    (config, kube, guests, hosts, redisAuth, say): StartLeading => {
+      const opts = {
+        redisUrl: config.redis.url,
+        ...redisAuth,
+        rescheduleAfterMs: config.rescheduleAfterMs,
+        forceDeleteAfterMs: config.forceDeleteAfterMs,
+        workers: config.workers,
+        insecureRegistries: config.insecureRegistries,
+        log: say,
+      };
+      return (hooks) => leaderParts(kube, guests, hosts, opts, hooks);
+    },
+  );
+});
+
+/**
+ * The operator: informers on every replica, what the leader runs while it leads (operator.ts).
+ * Stopped before the Lease is released, so two leaders never act at once.
+ */
+export const operatorModule = new ContainerModule(({ bind }) => {
+  provide(
+    bind,
+    OPERATOR,
+    [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, START_LEADING, SAY],
+    (config, kube, guests, hosts, startLeading, say) => {
+      const opts = { ...(config.pollMs !== undefined ? { pollMs: config.pollMs } : {}), log: say };
+      return new Operator(kube, guests, hosts, startLeading, opts);
+    },
+  );
+  provide(bind, READINESS, [], () => ({ synced: false }));
+  provide(bind, COMPONENTS, [OPERATOR, LEADERSHIP, READINESS, LOG], (operator, leadership, readiness, log): Component => ({
+    name: 'operator',
+    async start() {
+      await operator.start();
+      void operator.synced.then(() => {
+        readiness.synced = true;
+        log.info({ guests: operator.guests.list().length, hosts: operator.hosts.list().length }, 'caches synced');
+      });
+      leadership.start();
+    },
+    async stop() {
+      await operator.stop();
+      // Releasing the Lease lets the other replica take over at once instead of after its expiry.
+      await leadership.stop();
+    },
+  }));
+});
+
+function listen(addr: string, handler: Parameters<typeof createServer>[1]): Promise<ReturnType<typeof createServer>> {
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i) || undefined;
+  const port = Number(addr.slice(i + 1));
+  const server = createServer(handler);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+/** An HTTP listener as a component: listens at start, closes at stop. */
+function serving(name: string, addr: string, handler: Parameters<typeof createServer>[1]): Component {
+  let server: ReturnType<typeof createServer> | undefined;
+  return { name, start: async () => void (server = await listen(addr, handler)), stop: () => void server?.close() };
+}
+
+/** /healthz and /readyz (ready once the informers have synced). */
+export const healthModule = new ContainerModule(({ bind }) => {
+  provide(bind, COMPONENTS, [CONFIG, READINESS], (config, readiness) =>
+    serving('health', config.healthAddr!, (req, res) => {
+      const ok = req.url === '/healthz' || (req.url === '/readyz' && readiness.synced);
+      res.writeHead(ok ? 200 : req.url === '/readyz' ? 503 : 404, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');
+    }),
+  );
+});
+
+/** Prometheus metrics: the process, leadership, the queue, reconciles, unattributed hosts, Kubernetes writes. */
+export const metricsModule = new ContainerModule(({ bind }) => {
+  provide(bind, METRICS_REGISTRY, [OPERATOR, KUBE], (operator, kube) => {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 500 });
+    new Gauge({ name: 'krata_operator_leader', help: '1 while this replica holds the Lease', registers: [registry], collect() { this.set(operator.isLeading ? 1 : 0); } });
+    new Gauge({ name: 'krata_operator_queue_depth', help: 'Guests queued or being reconciled', registers: [registry], collect() { this.set(operator.controller?.queue.length ?? 0); } });
+    new Gauge({ name: 'krata_operator_reconciles', help: 'Guest reconciles since start', registers: [registry], collect() { this.set(operator.controller?.reconciles ?? 0); } });
+    new Gauge({ name: 'krata_operator_unattributed_hosts', help: 'Names heartbeating in Redis without a XenHost or a Node labelled krata.dev/xen=true (ignored)', registers: [registry], collect() { this.set(operator.tracker?.ignoredHosts ?? 0); } });
+    new Gauge({ name: 'krata_operator_kube_writes', help: 'Writes to the Kubernetes API since start', registers: [registry], collect() { this.set(kube.writes); } });
+    return registry;
+  });
+  provide(bind, COMPONENTS, [CONFIG, METRICS_REGISTRY], (config, registry) =>
+    serving('metrics', config.metricsAddr!, async (req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+    }),
+  );
+});
