@@ -145,16 +145,17 @@ spec:
     assert.match(dflt.stderr, /image pull secret default\/regcred not found/);
   });
 
-  test('kratactl image pull refuses bad -n/--pull-secret, direct-pull options beside them, and no agent', async () => {
+  test('kratactl image pull refuses bad -n/--pull-secret, --offline options beside them, and no agent', async () => {
     const ref = `${reg.host}/team/app:v1`;
     const cases: [string[], RegExp][] = [
       [['-n', 'Bad_NS', '--pull-secret', 'regcred'], /--namespace "Bad_NS" is not a valid namespace name/],
       [['--pull-secret', 'Not A Name'], /--pull-secret "Not A Name" is not a Secret name \(a DNS subdomain/],
-      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --pull-secret-file FILE/],
-      [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for a pull by kratactl itself; with -n\/--pull-secret the node agent pulls/m],
-      [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for a pull by kratactl itself/],
-      [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for a pull by kratactl itself/],
-      [['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'], /--pull-secret-file is for a pull by kratactl itself/],
+      [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --offline --pull-secret-file FILE/],
+      [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache/m],
+      [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for --offline/],
+      [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for --offline/],
+      [['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'], /--pull-secret-file is for --offline .*kratactl apply -f FILE and give --pull-secret NAME/],
+      [['--pull-secret', 'regcred', '--offline'], /-n\/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from/],
     ];
     for (const [args, message] of cases) {
       const r = await kratactl(['image', 'pull', '--agent', socket, ...args, ref]);
@@ -166,7 +167,7 @@ spec:
       assert.equal(r.code, 2);
       assert.match(r.stderr, new RegExp(`image ${sub[0]}: -n/--namespace and --pull-secret are for image pull`));
     }
-    // Direct mode (no agent) refuses them: nobody here holds the namespace's Secrets.
+    // With no agent they are refused: nobody here holds the namespace's Secrets.
     const none = await kratactl(['image', 'pull', '-n', 'team-a', '--pull-secret', 'regcred', '--agent', join(dir, 'no-agent.sock'), ref]);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /^error: -n\/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at .*no-agent\.sock .*--pull-secret-file FILE\n$/);
