@@ -36,7 +36,7 @@ import { AgentMetrics } from './controller/metrics.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { describeConflict, desiredNetwork, egressFlags, type PortConflict } from './net/desired.js';
 import { NetSupervisor } from './net/supervisor.js';
-import { consoleFlags } from './xen/console/throttle.js';
+import { consoleFlags } from './xen/index.js';
 
 const HELP = `Usage: krata-node-agent [options]
 

@@ -181,7 +181,7 @@ test('failures retry with exponential backoff and land in status; success clears
 
 test('restart policies: Always restarts with CrashLoopBackOff delays, OnFailure stops on success, Never never restarts', async () => {
   const h = harness();
-  h.hv.behaviour = (l) => (l.guestKey === 'default/ok' ? { runMs: 1000, exitCode: 0 } : l.guestKey === 'default/sig' ? { runMs: 1000, signal: 9 } : { runMs: 1000, exitCode: 3 });
+  h.hv.behaviour = (l) => (l.guest.name === 'ok' ? { runMs: 1000, exitCode: 0 } : l.guest.name === 'sig' ? { runMs: 1000, signal: 9 } : { runMs: 1000, exitCode: 3 });
   await h.agent.apply([guest('crash'), guest('ok', { restartPolicy: 'OnFailure' }), guest('never', { restartPolicy: 'Never' }), guest('sig', { restartPolicy: 'OnFailure' })], false);
   await h.until(() => ['crash', 'ok', 'never', 'sig'].every((x) => phase(h, x) === 'Running'));
   h.clock.advance(1000);
@@ -248,7 +248,7 @@ test('deletion in every phase leaves nothing: no domain, reservation, config dis
   await h.until(() => !h.agent.get('default', 'pending'));
   h.images.failures = [];
 
-  h.hv.behaviour = (l) => (l.guestKey === 'default/stubborn' ? { ignoreShutdown: true } : l.guestKey === 'default/crashing' ? { runMs: 10, exitCode: 1 } : l.guestKey === 'default/done' ? { runMs: 10, exitCode: 0 } : {});
+  h.hv.behaviour = (l) => (l.guest.name === 'stubborn' ? { ignoreShutdown: true } : l.guest.name === 'crashing' ? { runMs: 10, exitCode: 1 } : l.guest.name === 'done' ? { runMs: 10, exitCode: 0 } : {});
   await h.agent.apply([guest('running'), guest('stubborn', { terminationGracePeriodSeconds: 5 }), guest('crashing'), guest('done', { restartPolicy: 'Never' })], false);
   await h.until(() => phase(h, 'running') === 'Running' && phase(h, 'stubborn') === 'Running' && phase(h, 'done') === 'Succeeded' && h.agent.get('default', 'crashing')?.status?.reason === 'CrashLoopBackOff');
   const waits = ['running', 'stubborn', 'crashing', 'done'].map((x) => h.agent.delete('default', x, { wait: true }));
@@ -340,7 +340,7 @@ test('kernel and initrd paths must lie where the node keeps boot files; a new sp
   await h.until(() => phase(h, 'sneaky') === 'Failed');
   assert.match(h.agent.get('default', 'sneaky')!.status!.message!, /spec\.kernel\.path: \/etc\/shadow is outside the directories/);
   assert.equal(h.hv.calls.create, 0);
-  h.hv.behaviour = (l) => (l.specHash === specHash(guest('fixme')) ? { runMs: 10, exitCode: 1 } : {});
+  h.hv.behaviour = (l) => (l.guest.specHash === specHash(guest('fixme')) ? { runMs: 10, exitCode: 1 } : {});
   await h.agent.apply([guest('fixme')], false);
   await h.until(() => (h.store.get('default/fixme')?.internal.failures ?? 0) >= 1);
   await h.agent.apply([guest('fixme', { args: ['--fixed'] })], false);

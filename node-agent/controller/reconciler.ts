@@ -15,8 +15,8 @@ import type { PullAuth } from '../../lib/oci/registry.js';
 import { writeConfigDisk } from './config-disk.js';
 import { HostPortGuard } from './host-ports.js';
 import type { EventRecorder } from './events.js';
-import type { GuestRecord, GuestStore } from '../store/guest-store.js';
-import type { DomainInfo, DomainLaunch, Hypervisor } from '../runtime/hypervisor.js';
+import { guestKey, type GuestRecord, type GuestStore } from '../store/guest-store.js';
+import type { DomainInfo, GuestDomainConfig, Hypervisor } from '../runtime/hypervisor.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Ipam, Reservation } from './ipam.js';
 import { WorkQueue, type HandlerResult } from '../../lib/work-queue.js';
@@ -131,6 +131,9 @@ export function domainName(namespace: string, name: string, uid: string): string
   return readable.length <= MAX_DOMAIN_NAME ? readable : `krata-${uid}`;
 }
 
+/** The store key of the Guest a domain runs. */
+const keyOf = (d: DomainInfo) => guestKey(d.guest.namespace, d.guest.name);
+
 export function specHash(g: Guest): string {
   const { resources, nodeSelector: _n, ...rest } = g.spec;
   const stable = { ...rest, resources: { maxCpus: resources.maxCpus ?? resources.cpus, maxMemory: resources.maxMemory ?? resources.memory } };
@@ -213,7 +216,7 @@ export class Reconciler {
       this.snapshot = undefined;
       const domains = await this.domains();
       const byKey = new Map<string, DomainInfo[]>();
-      for (const d of domains) byKey.set(d.guestKey, [...(byKey.get(d.guestKey) ?? []), d]);
+      for (const d of domains) byKey.set(keyOf(d), [...(byKey.get(keyOf(d)) ?? []), d]);
       for (const key of new Set([...this.store.keys(), ...byKey.keys()])) {
         if (!this.firstResyncDone || !this.inSync(key, byKey.get(key) ?? [])) this.queue.add(key);
       }
@@ -249,11 +252,11 @@ export class Reconciler {
     if (s.observedGeneration !== gen || (rec.internal.failures ?? 0) > 0) return false;
     if (doms.length === 0) return s.phase === 'Succeeded' || s.phase === 'Failed';
     const d = doms[0]!;
-    return doms.length === 1 && s.phase === 'Running' && s.domid === d.domid && d.state === 'running' && !d.exit && d.guestUid === rec.guest.metadata.uid && d.specHash === this.hashOf(rec.guest);
+    return doms.length === 1 && s.phase === 'Running' && s.domid === d.domid && d.state === 'running' && !d.exit && d.guest.uid === rec.guest.metadata.uid && d.guest.specHash === this.hashOf(rec.guest);
   }
 
   private async enqueueDomains(): Promise<void> {
-    for (const d of await this.domains()) this.queue.add(d.guestKey);
+    for (const d of await this.domains()) this.queue.add(keyOf(d));
   }
 
   /** The domain list, shared by reconciles within 500 ms (xenstore is read once, not per Guest). */
@@ -298,13 +301,13 @@ export class Reconciler {
 
   async reconcile(key: string): Promise<HandlerResult> {
     const rec = this.store.get(key);
-    const domains = (await this.domains()).filter((d) => d.guestKey === key);
+    const domains = (await this.domains()).filter((d) => keyOf(d) === key);
     if (!rec) {
       // A domain no Guest wants (deleted while the agent was down, or left by a crash).
       for (const d of domains) {
         await this.destroyDomain(d.domid);
         this.recorder.host('OrphanRemoved', `destroyed domain ${d.domid} (${d.name}): no Guest ${key}`);
-        rmSync(join(this.disksDir, `${d.guestUid}.sqfs`), { force: true });
+        rmSync(join(this.disksDir, `${d.guest.uid}.sqfs`), { force: true });
       }
       if (!this.store.get(key)) this.ipam.release(key);
       this.pulls.delete(key);
@@ -314,20 +317,20 @@ export class Reconciler {
     const hash = this.hashOf(rec.guest);
     const uid = rec.guest.metadata.uid!;
     for (const d of domains) {
-      if (d.guestUid === uid && d.specHash === hash) continue;
-      const why = d.guestUid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
+      if (d.guest.uid === uid && d.guest.specHash === hash) continue;
+      const why = d.guest.uid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
       this.setStatus(key, (s) => {
         s.phase = 'Creating';
         if (s.domid === d.domid) delete s.domid;
-        s.reason = d.guestUid !== uid ? 'Replaced' : 'SpecChanged';
+        s.reason = d.guest.uid !== uid ? 'Replaced' : 'SpecChanged';
         s.message = `recreating the domain: ${why}`;
         this.condition(rec, s, 'Ready', 'False', s.reason, s.message);
       });
       await this.hv.shutdown(d.domid, rec.guest.spec.terminationGracePeriodSeconds * 1000 + POWEROFF_MARGIN_MS);
       this.forget(d.domid);
     }
-    let current = domains.filter((d) => d.guestUid === uid && d.specHash === hash);
+    let current = domains.filter((d) => d.guest.uid === uid && d.guest.specHash === hash);
     // A paused domain is a build an earlier agent did not finish (krata never pauses guests).
     for (const d of current.filter((x) => x.state === 'paused')) {
       this.recorder.warning(key, 'IncompleteDomain', `destroying domain ${d.domid}: left paused by an interrupted create`);
@@ -568,11 +571,9 @@ export class Reconciler {
     const disk = join(this.disksDir, `${uid}.sqfs`);
     await (this.opts.writeConfigDisk ?? writeConfigDisk)(disk, launchConfig);
     // Domain.
-    const launch: DomainLaunch = {
+    const launch: GuestDomainConfig = {
       name: domainName(g.metadata.namespace ?? 'default', g.metadata.name, uid),
-      guestKey: key,
-      guestUid: uid,
-      specHash: specHash(g),
+      guest: { namespace: g.metadata.namespace ?? 'default', name: g.metadata.name, uid, specHash: specHash(g) },
       vcpus: g.spec.resources.cpus,
       maxVcpus: Math.max(g.spec.resources.cpus, g.spec.resources.maxCpus ?? g.spec.resources.cpus),
       memoryMiB,
@@ -683,7 +684,7 @@ export class Reconciler {
   /** Config disks of Guests that no longer exist (a crash between steps). */
   private removeStrayDisks(domains: DomainInfo[]): void {
     if (!existsSync(this.disksDir)) return;
-    const live = new Set([...this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid), ...domains.map((d) => d.guestUid)]);
+    const live = new Set([...this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid), ...domains.map((d) => d.guest.uid)]);
     for (const f of readdirSync(this.disksDir)) {
       const uid = f.replace(/\.sqfs(\.partial)?$/, '');
       if (!live.has(uid)) rmSync(join(this.disksDir, f), { force: true });
