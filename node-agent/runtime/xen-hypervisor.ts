@@ -262,11 +262,12 @@ export class XenHypervisor implements Hypervisor {
     this.assertOpen();
     // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
     const name = config.name;
-    if (this.naming.has(name)) throw new Error(`domain name "${name}" is being used by another create in progress; refusing a second domain with it`);
+    const refuse = (why: string) => new Error(`domain name "${name}" is ${why}; refusing a second domain with it`);
+    if (this.naming.has(name)) throw refuse('being used by another create in progress');
     this.naming.add(name);
     try {
       const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), name);
-      if (holder !== undefined) throw new Error(`domain name "${name}" is already used by domain ${holder}; refusing a second domain with it`);
+      if (holder !== undefined) throw refuse(`already used by domain ${holder}`);
       return await this.build(config);
     } finally {
       this.naming.delete(name);

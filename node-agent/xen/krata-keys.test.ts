@@ -70,7 +70,8 @@ test('a guest key that names no Guest makes a domain not krata\'s; a bad uid or 
   assert.deepEqual(parseKrataDomain(ok), expected);
   const label63 = 'x'.repeat(63);
   assert.equal(parseKrataDomain({ ...ok, guestKey: b(`${label63}/${label63}`) })?.guest.name, label63);
-  const badKeys = ['', 'ab', 'a/', '/b', 'a/b/c', 'A/b', 'a/B', '-a/b', 'a/b-', 'a.b/c', ' a/b', 'a/b\n', 'a/b\u0000', `${label63}x/b`, 'a/é'];
+  const badKeys = ['', 'ab', 'a/', '/b', 'a/b/c', 'A/b', 'a/B', '-a/b', 'a/b-', 'a.b/c', ' a/b', 'a/b\n', 'a/b\u0000'];
+  badKeys.push(`${label63}x/b`, 'a/é');
   for (const bad of badKeys) {
     assert.equal(parseKrataDomain({ ...ok, guestKey: b(bad) }), undefined, `guest key ${JSON.stringify(bad)}`);
   }

@@ -8,7 +8,8 @@
 // remain for narrowing down failures like that one.
 import { readFileSync } from 'node:fs';
 import {
-  ConsoleBackend, DomainBuilder, EventChannels, GrantMapper, Privcmd, XenControl, XenstoreClient, destroyDomain, type ConsoleSession, type DomainConfig,
+  ConsoleBackend, DomainBuilder, EventChannels, GrantMapper, Privcmd, XenControl, XenstoreClient, destroyDomain,
+  type ConsoleSession, type DomainConfig,
 } from '../../../node-agent/xen/index.js';
 
 const count = Number(process.argv[2] ?? 8);
@@ -39,7 +40,8 @@ try {
     const b = process.env.MG_FRESH_PRIVCMD ? new DomainBuilder(Privcmd.open(), xen, xs) : builder;
     const cmdline = `console=hvc0 quiet loglevel=3 krata_marker=many-${i}-${process.pid}`;
     const config: DomainConfig = {
-      name: `e2e-many-${i}`, kernel: KERNEL, initrd: INITRD, cmdline, memoryMiB: 96, maxMemoryMiB: 96, vcpus: 1, maxVcpus: 1, disks: [], nics: [],
+      name: `e2e-many-${i}`, kernel: KERNEL, initrd: INITRD, cmdline,
+      memoryMiB: 96, maxMemoryMiB: 96, vcpus: 1, maxVcpus: 1, disks: [], nics: [],
     };
     const d = await b.launch(
       config,
