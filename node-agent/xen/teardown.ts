@@ -1,17 +1,22 @@
 // Stopping a domain, in one place for every caller (XenHypervisor, the builder when a build fails,
 // launch-main): ask the guest to power off, then destroy the domain and remove what it leaves behind
 // (device backends, its xenstore home and /vm entry, its loop devices).
-import type { XenControl } from './control.js';
+import type { DomainInfo, XenControl } from './control.js';
 import { detachLoop } from './devices/loop.js';
 import { removeDomainStore } from './domain-store.js';
 import { readLoops } from './krata-keys.js';
 import type { XenstoreClient } from './xenstore/client.js';
 
+/** What teardown needs of XenControl.domain(). */
+interface DomainLookup {
+  domain(domid: number): Pick<DomainInfo, 'shutdown' | 'dying' | 'uuid'> | undefined;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The domain's handle: from Xen, or from its xenstore vm path once Xen has forgotten the domain. */
 export async function domainUuid(
-  xen: Pick<XenControl, 'domain'>,
+  xen: DomainLookup,
   xs: Pick<XenstoreClient, 'tryRead'>,
   domid: number,
 ): Promise<string | undefined> {
@@ -31,7 +36,7 @@ export interface PoweroffOptions {
  * dying or gone. Returns whether it stopped; a domain that is already stopped or gone is not asked.
  */
 export async function requestPoweroff(
-  xen: Pick<XenControl, 'domain'>,
+  xen: DomainLookup,
   xs: Pick<XenstoreClient, 'write'>,
   domid: number,
   graceMs: number,
@@ -67,7 +72,7 @@ export async function requestPoweroff(
  * xenstore trees, the loop devices. `uuid` names the /vm entry; found when not given.
  */
 export async function destroyDomain(
-  xen: Pick<XenControl, 'destroy' | 'domain'>,
+  xen: DomainLookup & Pick<XenControl, 'destroy'>,
   xs: XenstoreClient,
   domid: number,
   uuid?: string,
