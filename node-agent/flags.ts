@@ -12,7 +12,7 @@ import { parsePortRanges } from '../crds/host-ports.js';
 import { parseMirrorFlags } from '../lib/oci/registry.js';
 import type { AgentConfig } from './container/config.js';
 import { egressFlags, type DesiredNetworkOptions } from './net/desired.js';
-import { consoleFlags } from './xen/console/throttle.js';
+import { consoleFlags } from './xen/index.js';
 
 export const HELP = `Usage: krata-node-agent [options]
        krata-node-agent image COMMAND --state DIR ...   the image cache while no agent runs (--help)

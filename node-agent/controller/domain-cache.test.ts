@@ -10,9 +10,7 @@ const dom = (domid: number): DomainInfo => ({
   domid,
   uuid: `uuid-${domid}`,
   name: `krata.default.g${domid}`,
-  guestKey: `default/g${domid}`,
-  guestUid: `uid-${domid}`,
-  specHash: 'h',
+  guest: { namespace: 'default', name: `g${domid}`, uid: `uid-${domid}`, specHash: 'h' },
   state: 'running',
   createdAt: 0,
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GuestStore } from '../store/guest-store.js';
 import { AgentMetrics } from './metrics.js';
-import { consoleStats } from '../xen/console/throttle.js';
+import { consoleStats } from '../xen/index.js';
 
 test('console throttling is exported as counters', async () => {
   const metrics = new AgentMetrics({ list: () => [] } as unknown as GuestStore, () => undefined);

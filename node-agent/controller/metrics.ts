@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { GuestStore } from '../store/guest-store.js';
 import type { WorkQueue } from '../../lib/work-queue.js';
 import type { ImageStore } from '../image/store.js';
-import { consoleStats } from '../xen/console/throttle.js';
+import { consoleStats } from '../xen/index.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();

@@ -2,6 +2,7 @@
 // of what belongs to no Guest. The first resync queues everything; later ones only the keys whose
 // stored status does not match what runs (a full comparison, so still level-triggered, but a host of
 // steady guests costs one list).
+import { domainGuestKey } from '../reconcile/identity.js';
 import type { Clock } from '../../lib/clock.js';
 import type { DeleteStep } from '../reconcile/delete.js';
 import type { SpecHashes } from '../reconcile/identity.js';
@@ -45,7 +46,7 @@ export class PeriodicResync implements Source {
       this.cache.invalidate();
       const domains = await this.cache.list();
       const byKey = new Map<string, DomainInfo[]>();
-      for (const d of domains) byKey.set(d.guestKey, [...(byKey.get(d.guestKey) ?? []), d]);
+      for (const d of domains) byKey.set(domainGuestKey(d), [...(byKey.get(domainGuestKey(d)) ?? []), d]);
       for (const key of new Set([...this.store.keys(), ...byKey.keys()])) {
         if (!this.firstDone || !this.inSync(key, byKey.get(key) ?? [])) sink.add(key);
       }
@@ -71,8 +72,8 @@ export class PeriodicResync implements Source {
       s.domid === d.domid &&
       d.state === 'running' &&
       !d.exit &&
-      d.guestUid === rec.guest.metadata.uid &&
-      d.specHash === this.hashes.of(rec.guest)
+      d.guest.uid === rec.guest.metadata.uid &&
+      d.guest.specHash === this.hashes.of(rec.guest)
     );
   }
 }

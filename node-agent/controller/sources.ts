@@ -1,6 +1,7 @@
 // Event sources: what puts a Guest's key on the controller's queue. Each is a hint, never the
 // truth: reconcile reads the whole state again, and the periodic resync (resync.ts) catches whatever
 // no event said.
+import { domainGuestKey } from '../reconcile/identity.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
 import type { ImagePulls } from '../reconcile/pulls.js';
 import type { GuestStore } from '../store/guest-store.js';
@@ -51,7 +52,7 @@ export class DomainEventSource implements Source {
   }
 
   private async enqueueDomains(sink: SourceSink): Promise<void> {
-    for (const d of await this.cache.list()) sink.add(d.guestKey);
+    for (const d of await this.cache.list()) sink.add(domainGuestKey(d));
   }
 }
 

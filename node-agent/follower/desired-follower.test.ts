@@ -146,7 +146,7 @@ test('a Guest recreated under the same name with a new uid replaces the old one 
     assert.equal(h.hv.domain(oldDomid), undefined, 'the old domain is gone');
     assert.equal(h.hv.count, 1);
     const g = h.agent.get('default', 'app')!;
-    assert.equal(h.hv.domain(g.status!.domid!)!.launch.guestUid, b.uid);
+    assert.equal(h.hv.domain(g.status!.domid!)!.launch.guest.uid, b.uid);
     await until(async () => (await h.op.status('app'))?.uid === b.uid && (await h.op.status('app'))?.status?.phase === 'Running', 'status hash has b');
     const streamed = await h.op.streamed('app');
     const lastOfA = streamed.filter((r) => r.uid === a.uid).at(-1)!;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { attachLoop, detachLoop } from '../xen/devices/loop.js';
+import { attachLoop, detachLoop } from '../xen/index.js';
 import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 

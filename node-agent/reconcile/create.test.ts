@@ -71,7 +71,7 @@ test('kernel and initrd paths must lie where the node keeps boot files; a new sp
   await h.until(() => phase(h, 'sneaky') === 'Failed');
   assert.match(h.agent.get('default', 'sneaky')!.status!.message!, /spec\.kernel\.path: \/etc\/shadow is outside the directories/);
   assert.equal(h.hv.calls.create, 0);
-  h.hv.behaviour = (l) => (l.specHash === specHash(guest('fixme')) ? { runMs: 10, exitCode: 1 } : {});
+  h.hv.behaviour = (l) => (l.guest.specHash === specHash(guest('fixme')) ? { runMs: 10, exitCode: 1 } : {});
   await h.agent.apply([guest('fixme')], false);
   await h.until(() => (h.store.get('default/fixme')?.internal.failures ?? 0) >= 1);
   await h.agent.apply([guest('fixme', { args: ['--fixed'] })], false);

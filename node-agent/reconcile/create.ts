@@ -9,7 +9,7 @@ import { metaTime } from '../../crds/meta.js';
 import { quantityValue } from '../../crds/quantity.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
-import type { DomainInfo, DomainLaunch, Hypervisor } from '../runtime/hypervisor.js';
+import type { DomainInfo, GuestDomainConfig, Hypervisor } from '../runtime/hypervisor.js';
 import type { GuestRecord } from '../store/guest-store.js';
 import type { ConfigDisks } from './config-disk.js';
 import type { EventRecorder } from './events.js';
@@ -167,11 +167,9 @@ export class CreateStep {
     }
     const disk = await this.disks.write(uid, launchConfig);
     // Domain.
-    const launch: DomainLaunch = {
+    const launch: GuestDomainConfig = {
       name: domainName(g.metadata.namespace ?? 'default', g.metadata.name, uid),
-      guestKey: key,
-      guestUid: uid,
-      specHash: specHash(g),
+      guest: { namespace: g.metadata.namespace ?? 'default', name: g.metadata.name, uid, specHash: specHash(g) },
       vcpus: g.spec.resources.cpus,
       maxVcpus: Math.max(g.spec.resources.cpus, g.spec.resources.maxCpus ?? g.spec.resources.cpus),
       memoryMiB,

@@ -64,7 +64,7 @@ export class DeleteStep {
     for (const d of domains) {
       await this.destroy(d.domid);
       this.recorder.host('OrphanRemoved', `destroyed domain ${d.domid} (${d.name}): no Guest ${key}`);
-      this.disks.remove(d.guestUid);
+      this.disks.remove(d.guest.uid);
     }
     if (!this.store.get(key)) this.ipam.release(key);
     this.pulls.drop(key);
@@ -74,6 +74,6 @@ export class DeleteStep {
   async cleanupHost(domains: DomainInfo[]): Promise<void> {
     for (const o of await this.hv.cleanupOrphans()) this.recorder.host('OrphanRemoved', `removed ${o}, which belonged to no domain`);
     const wanted = this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid);
-    this.disks.removeStray(new Set([...wanted, ...domains.map((d) => d.guestUid)]));
+    this.disks.removeStray(new Set([...wanted, ...domains.map((d) => d.guest.uid)]));
   }
 }

@@ -3,6 +3,7 @@
 // and takes one step towards the desired state, recording what it did in status. It knows nothing of
 // queues, events or timers (controller/ runs it); the steps live beside it: create.ts, delete.ts,
 // observe.ts.
+import { domainGuestKey } from './identity.js';
 import type { Clock } from '../../lib/clock.js';
 import type { HandlerResult } from '../../lib/work-queue.js';
 import type { DomainInfo } from '../runtime/hypervisor.js';
@@ -41,25 +42,25 @@ export class GuestReconciler implements Reconciler {
 
   async reconcile(key: string): Promise<HandlerResult> {
     const rec = this.store.get(key);
-    const domains = (await this.domains.list()).filter((d) => d.guestKey === key);
+    const domains = (await this.domains.list()).filter((d) => domainGuestKey(d) === key);
     if (!rec) return this.deleter.removeOrphans(key, domains);
     if (rec.guest.metadata.deletionTimestamp) return this.deleter.finalize(key, rec, domains);
     const hash = this.hashes.of(rec.guest);
     const uid = rec.guest.metadata.uid!;
     for (const d of domains) {
-      if (d.guestUid === uid && d.specHash === hash) continue;
-      const why = d.guestUid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
+      if (d.guest.uid === uid && d.guest.specHash === hash) continue;
+      const why = d.guest.uid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
       this.status.set(key, (s) => {
         s.phase = 'Creating';
         if (s.domid === d.domid) delete s.domid;
-        s.reason = d.guestUid !== uid ? 'Replaced' : 'SpecChanged';
+        s.reason = d.guest.uid !== uid ? 'Replaced' : 'SpecChanged';
         s.message = `recreating the domain: ${why}`;
         this.status.condition(rec, s, 'Ready', 'False', s.reason, s.message);
       });
       await this.deleter.shutdown(d.domid, rec.guest.spec.terminationGracePeriodSeconds * 1000);
     }
-    let current = domains.filter((d) => d.guestUid === uid && d.specHash === hash);
+    let current = domains.filter((d) => d.guest.uid === uid && d.guest.specHash === hash);
     // A paused domain is a build an earlier agent did not finish (krata never pauses guests).
     for (const d of current.filter((x) => x.state === 'paused')) {
       this.recorder.warning(key, 'IncompleteDomain', `destroying domain ${d.domid}: left paused by an interrupted create`);

@@ -1,6 +1,6 @@
 // A console for tests and the test-double hypervisor: output the test produces (`emit`), input it
 // inspects (`input`, `waitForInput`).
-import { InputQueue } from '../xen/console/throttle.js';
+import { InputQueue } from '../xen/index.js';
 import type { Console } from './hypervisor.js';
 
 /** A console whose output the test produces (`emit`) and whose input it inspects (`input`). */

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { FakeConsole } from './fake-console.js';
-import { type Console, type DomainInfo, type DomainLaunch, type Hypervisor } from './hypervisor.js';
+import { type Console, type DomainInfo, type GuestDomainConfig, type Hypervisor } from './hypervisor.js';
 import { type HostInfo } from '../../contracts/agent-api/types.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 
@@ -22,12 +22,12 @@ export interface FakeBehaviour {
 
 export interface FakeSnapshot {
   nextDomid: number;
-  domains: { info: DomainInfo; launch: DomainLaunch }[];
+  domains: { info: DomainInfo; launch: GuestDomainConfig }[];
 }
 
 interface FakeDomain {
   info: DomainInfo;
-  launch: DomainLaunch;
+  launch: GuestDomainConfig;
   console: FakeConsole;
   timer?: { cancel(): void };
   behaviour: FakeBehaviour;
@@ -43,7 +43,7 @@ export class FakeHypervisor implements Hypervisor {
   readonly createFailures: Error[] = [];
   /** Loop devices / vifs "left" by a crashed agent, removed by cleanupOrphans. */
   orphans: string[] = [];
-  behaviour: (launch: DomainLaunch) => FakeBehaviour = () => ({});
+  behaviour: (launch: GuestDomainConfig) => FakeBehaviour = () => ({});
   createDelayMs = 0;
   /** Called after every change of the domain set, with what `restore` takes (simulated hosts persist it). */
   onChange?: (snapshot: FakeSnapshot) => void;
@@ -65,7 +65,7 @@ export class FakeHypervisor implements Hypervisor {
     return [...this.domains.values()].map((d) => structuredClone(d.info));
   }
 
-  async create(launch: DomainLaunch): Promise<DomainInfo> {
+  async create(launch: GuestDomainConfig): Promise<DomainInfo> {
     this.calls.create++;
     if (this.createDelayMs) await new Promise((r) => setTimeout(r, this.createDelayMs));
     const failure = this.createFailures.shift();
@@ -74,7 +74,7 @@ export class FakeHypervisor implements Hypervisor {
     if (launch.maxMemoryMiB > free) throw new Error(`out of memory: ${launch.maxMemoryMiB} MiB asked, ${free} MiB free`);
     if ([...this.domains.values()].some((d) => d.info.name === launch.name)) throw new Error(`domain name ${launch.name} is in use`);
     const domid = this.nextDomid++;
-    const info: DomainInfo = { domid, uuid: randomUUID(), name: launch.name, guestKey: launch.guestKey, guestUid: launch.guestUid, specHash: launch.specHash, state: 'running', createdAt: this.clock.now() };
+    const info: DomainInfo = { domid, uuid: randomUUID(), name: launch.name, guest: { ...launch.guest }, state: 'running', createdAt: this.clock.now() };
     const behaviour = this.behaviour(launch);
     const dom: FakeDomain = { info, launch, console: new FakeConsole(), behaviour };
     this.domains.set(domid, dom);
@@ -126,8 +126,8 @@ export class FakeHypervisor implements Hypervisor {
     return removed;
   }
 
-  /** Test access to a domain's launch parameters and console. */
-  domain(domid: number): { launch: DomainLaunch; console: FakeConsole; info: DomainInfo } | undefined {
+  /** Test access to the configuration a domain was created with, and its console. */
+  domain(domid: number): { launch: GuestDomainConfig; console: FakeConsole; info: DomainInfo } | undefined {
     const d = this.domains.get(domid);
     return d && { launch: d.launch, console: d.console, info: d.info };
   }

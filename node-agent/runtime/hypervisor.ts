@@ -3,45 +3,26 @@
 // inversify. xenstore is the truth about domains: `list()` reads it, so an agent that restarts finds
 // (adopts) the domains it started before, by the guest key each domain carries.
 import type { HostInfo } from '../../contracts/agent-api/types.js';
+import type { DomainConfig, GuestExit, GuestIdentity, KrataDomainRecord } from '../xen/index.js';
 import type { EventEmitter } from 'node:events';
 
-/** Everything needed to start one guest's domain. */
-export interface DomainLaunch {
-  /** Xen domain name: "krata.<namespace>.<name>", or "krata-<uid>" when that is too long (unique on the host). */
-  name: string;
-  /** "<namespace>/<name>": written to the domain's xenstore (krata/guest-key) for adoption. */
-  guestKey: string;
-  /** The Guest's metadata.uid: a domain of an older Guest with the same name is not adopted. */
-  guestUid: string;
-  /** Hash of the spec fields the domain was built from; a different hash means recreate. */
-  specHash: string;
-  vcpus: number;
-  maxVcpus: number;
-  memoryMiB: number;
-  maxMemoryMiB: number;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
-  /** Read-only disks in order: xvda = the image squashfs, xvdb = the config squashfs. */
-  disks: { file: string; vdev: string }[];
-  nics: { mac: string; bridge?: string }[];
-}
+export type { DiskConfig, DomainConfig, GuestExit, GuestIdentity, NicConfig } from '../xen/index.js';
+
+/** What create() takes: a domain configuration that names its Guest (xenstore krata/ keys). */
+export type GuestDomainConfig = DomainConfig & { guest: GuestIdentity };
 
 export type DomainState = 'running' | 'paused' | 'shutdown' | 'crashed' | 'dying';
 
-/** A krata domain as xenstore and Xen describe it. */
-export interface DomainInfo {
+/**
+ * A krata domain as xenstore and Xen describe it: what xenstore holds of its DomainConfig (name, guest,
+ * and when it was created, in ms since the epoch) with its ids and state.
+ */
+export interface DomainInfo extends KrataDomainRecord {
   domid: number;
   uuid: string;
-  name: string;
-  guestKey: string;
-  guestUid: string;
-  specHash: string;
   state: DomainState;
   /** What guest-init reported (krata/guest/...): set once the process ended. */
-  exit?: { exitCode?: number; signal?: number; initError?: string };
-  /** When the domain was created (ms since epoch, from xenstore krata/created). */
-  createdAt: number;
+  exit?: GuestExit;
 }
 
 /** A guest's console: bounded history plus live output, and input. */
@@ -61,10 +42,10 @@ export interface Console {
 
 export interface Hypervisor {
   host(): Promise<HostInfo>;
-  /** krata's domains (those with a guest key), with their state and reported exit. */
+  /** krata's domains (those with a well-formed guest key), with their state and reported exit. */
   list(): Promise<DomainInfo[]>;
   /** Builds and starts a domain; on failure nothing (domain, loop devices, xenstore) is left. */
-  create(launch: DomainLaunch): Promise<DomainInfo>;
+  create(config: GuestDomainConfig): Promise<DomainInfo>;
   /** control/shutdown, then destroy after `graceMs`; devices cleaned up either way. */
   shutdown(domid: number, graceMs: number): Promise<'graceful' | 'forced'>;
   /** Forced teardown with device cleanup; a domain that is already gone is not an error. */

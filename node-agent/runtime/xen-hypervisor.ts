@@ -1,12 +1,12 @@
 // The Hypervisor on a real Xen dom0, through krata's own Xen userspace (node-agent/xen/): one privcmd
 // descriptor, one xenstore connection, one event-channel read loop and one grant device serve every
-// guest. xenstore is the truth: a domain is krata's when /local/domain/<id>/krata/guest-key exists, so an
-// agent that restarts finds (adopts) its domains again, console included.
+// guest. xenstore is the truth: a domain is krata's when its krata/guest-key names a Guest
+// (xen/krata-keys.ts), so an agent that restarts finds (adopts) its domains again, console included.
 //
 // Change notification needs no thread or timer per guest: one watch on @releaseDomain (xenstored fires it
 // when any domain shuts down or dies; one getdomaininfolist then says which) and one watch per domain on
 // its krata/guest subtree, the only place under krata/ the guest may write (how its process ended). What
-// the guest writes there is hostile: read bounded, integers parsed strictly, anything else ignored.
+// the guest writes there is hostile: xen/krata-keys.ts reads it bounded and parses it strictly.
 import { DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -14,19 +14,16 @@ import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
-import { DomainBuilder, type DomainSpec } from '../xen/builder/build.js';
-import { ConsoleBackend, type ConsoleLimits, type ConsoleSession } from '../xen/console/backend.js';
-import { XenControl, type DomainInfo as XenDomainInfo } from '../xen/control.js';
-import { removeDomainStore } from '../xen/domain-store.js';
-import { detachLoop } from '../xen/devices/loop.js';
-import { EventChannels } from '../xen/evtchn.js';
-import { GNTDEV_PATH, GrantMapper } from '../xen/gntdev.js';
-import { NotOnXenError, Privcmd } from '../xen/privcmd.js';
-import { XenstoreClient, type Watch } from '../xen/xenstore/client.js';
-import type { Console, DomainInfo, DomainLaunch, DomainState, Hypervisor } from './hypervisor.js';
+import {
+  ConsoleBackend, DomainBuilder, EventChannels, GNTDEV_PATH, GrantMapper, KrataKey, NotOnXenError, Privcmd, XenControl, XenstoreClient,
+  destroyDomain, detachLoop, domainUuid, encodeGuestKey, hasGuestKey, krataPath, readGuestExit, readKrataDomain, readLoops,
+  removeDomainStore, requestPoweroff, type ConsoleLimits, type ConsoleSession, type GuestIdentity, type KrataDomainRecord, type Watch,
+  type XenDomainInfo,
+} from '../xen/index.js';
+import type { Console, DomainInfo, DomainState, GuestDomainConfig, Hypervisor } from './hypervisor.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 
-export { NotOnXenError } from '../xen/privcmd.js';
+export { NotOnXenError } from '../xen/index.js';
 
 export interface XenHypervisorOptions {
   /** Console history kept per guest (bytes). */
@@ -45,58 +42,7 @@ const DEFAULT_HISTORY_BYTES = 256 * 1024;
 /** A console that failed to attach is retried by list() no sooner than this. */
 const CONSOLE_RETRY_MS = 10_000;
 
-// ---- What the guest reports (hostile input) ---------------------------------------------------------
-
-/** Longest value of krata/guest/* read at all (xenstored's own limit is 4 KiB). */
-export const GUEST_VALUE_MAX_BYTES = 4096;
-/** Longest init-error reason kept (characters). */
-export const INIT_ERROR_MAX_CHARS = 1024;
-
-export interface RawGuestExit {
-  exitCode?: Buffer | string;
-  signal?: Buffer | string;
-  initError?: Buffer | string;
-}
-
-/** A decimal integer in [min, max], written exactly (no sign, spaces, leading zeros, exponent), or undefined. */
-export function parseStrictInt(raw: Buffer | string | undefined, min: number, max: number): number | undefined {
-  if (raw === undefined || raw.length === 0 || raw.length > 16) return undefined;
-  const text = typeof raw === 'string' ? raw : raw.toString('latin1');
-  if (!/^(0|[1-9][0-9]*)$/.test(text)) return undefined;
-  const n = Number(text);
-  return n >= min && n <= max ? n : undefined;
-}
-
-/** A free-text reason, bounded and without control characters (tabs and newlines kept). */
-export function parseInitError(raw: Buffer | string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
-  if (bytes.length === 0 || bytes.length > GUEST_VALUE_MAX_BYTES) return undefined;
-  // Decoding replaces invalid UTF-8 with U+FFFD; control characters (terminal escapes) become '?'.
-  const text = Array.from(bytes.toString('utf8'))
-    .slice(0, INIT_ERROR_MAX_CHARS)
-    .join('')
-    // eslint-disable-next-line no-control-regex
-    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '?')
-    .trim();
-  return text === '' ? undefined : text;
-}
-
-/**
- * How the guest's process ended, from krata/guest/{exit-code,signal,init-error}: an exit code is
- * 0..255, a signal 1..64; a value that is anything else is ignored. undefined: nothing (valid) reported.
- */
-export function parseGuestExit(raw: RawGuestExit): DomainInfo['exit'] {
-  const exitCode = parseStrictInt(raw.exitCode, 0, 255);
-  const signal = parseStrictInt(raw.signal, 1, 64);
-  const initError = parseInitError(raw.initError);
-  if (exitCode === undefined && signal === undefined && initError === undefined) return undefined;
-  return {
-    ...(exitCode !== undefined ? { exitCode } : {}),
-    ...(signal !== undefined ? { signal } : {}),
-    ...(initError !== undefined ? { initError } : {}),
-  };
-}
+// ---- Domain state --------------------------------------------------------------------------------------
 
 /** Xen's domain flags as a DomainState: dying, then shut down (crash and watchdog: crashed), paused, running. */
 export function domainState(info: Pick<XenDomainInfo, 'dying' | 'shutdown' | 'shutdownReason' | 'paused'>): DomainState {
@@ -160,7 +106,7 @@ interface Tracked {
   domid: number;
   uuid: string;
   state: DomainState | 'gone';
-  meta?: KrataMeta;
+  meta?: KrataDomainRecord;
   session?: ConsoleSession;
   console?: Console;
   /** The console attach in progress: concurrent list() calls wait for the same one. */
@@ -173,15 +119,9 @@ interface Tracked {
   exitCheckQueued: boolean;
 }
 
-interface KrataMeta {
-  name: string;
-  guestKey: string;
-  guestUid: string;
-  specHash: string;
-  createdAt: number;
-}
-
 const home = (domid: number) => `/local/domain/${domid}`;
+/** A create in flight, by the Guest and the creation time it records. */
+const flightKey = (guest: GuestIdentity, createdAt: number) => `${encodeGuestKey(guest)}\0${createdAt}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // Not @injectable(): the container's runtime module opens it (node-agent/container/modules.ts), and importing
@@ -193,7 +133,7 @@ export class XenHypervisor implements Hypervisor {
   private readonly tracked = new Map<number, Tracked>();
   /** Domains being torn down by this process: never adopted again. */
   private readonly destroying = new Set<number>();
-  /** Creates in flight: guestKey + created, and their disk files (cleanupOrphans leaves those alone). */
+  /** Creates in flight (flightKey), and their disk files (cleanupOrphans leaves those alone). */
   private readonly creating = new Map<string, string[]>();
   /** Domain names of creates in flight: two concurrent creates cannot both pass the name check. */
   private readonly naming = new Set<string>();
@@ -300,8 +240,8 @@ export class XenHypervisor implements Hypervisor {
       domains.map(async (d) => {
         // krata's keys never change (the guest cannot write them): a followed domain's are kept.
         const known = this.tracked.get(d.domid);
-        const meta = known?.uuid === d.uuid && known.meta ? known.meta : await this.readMeta(d.domid);
-        return meta ? { d, meta, exit: await this.readExit(d.domid) } : undefined;
+        const meta = known?.uuid === d.uuid && known.meta ? known.meta : await readKrataDomain(this.xs, d.domid);
+        return meta ? { d, meta, exit: await readGuestExit(this.xs, d.domid) } : undefined;
       }),
     );
     const out: DomainInfo[] = [];
@@ -318,53 +258,39 @@ export class XenHypervisor implements Hypervisor {
     return out;
   }
 
-  async create(launch: DomainLaunch): Promise<DomainInfo> {
+  async create(config: GuestDomainConfig): Promise<DomainInfo> {
     this.assertOpen();
     // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
-    if (this.naming.has(launch.name)) throw new Error(`domain name "${launch.name}" is being used by another create in progress; refusing a second domain with it`);
-    this.naming.add(launch.name);
+    const name = config.name;
+    const refuse = (why: string) => new Error(`domain name "${name}" is ${why}; refusing a second domain with it`);
+    if (this.naming.has(name)) throw refuse('being used by another create in progress');
+    this.naming.add(name);
     try {
-      const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), launch.name);
-      if (holder !== undefined) throw new Error(`domain name "${launch.name}" is already used by domain ${holder}; refusing a second domain with it`);
-      return await this.build(launch);
+      const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), name);
+      if (holder !== undefined) throw refuse(`already used by domain ${holder}`);
+      return await this.build(config);
     } finally {
-      this.naming.delete(launch.name);
+      this.naming.delete(name);
     }
   }
 
-  private async build(launch: DomainLaunch): Promise<DomainInfo> {
+  private async build(config: GuestDomainConfig): Promise<DomainInfo> {
     const createdAt = Date.now();
     const uuid = randomUUID();
-    const flight = `${launch.guestKey}\0${createdAt}`;
-    this.creating.set(flight, launch.disks.map((d) => realpathOr(d.file)));
+    const flight = flightKey(config.guest, createdAt);
+    this.creating.set(flight, config.disks.map((d) => realpathOr(d.file)));
     let tracked: Tracked | undefined;
     try {
-      const [kernel, initrd] = await Promise.all([readFile(launch.kernel), launch.initrd ? readFile(launch.initrd) : undefined]);
-      const spec: DomainSpec = {
-        name: launch.name,
+      const [kernel, initrd] = await Promise.all([readFile(config.kernel), config.initrd ? readFile(config.initrd) : undefined]);
+      const meta: KrataDomainRecord = { name: config.name, guest: config.guest, createdAt };
+      const built = await this.builder.launch(config, { kernel, initrd }, {
         uuid,
-        memoryMiB: launch.memoryMiB,
-        maxMemoryMiB: launch.maxMemoryMiB,
-        vcpus: launch.vcpus,
-        maxVcpus: launch.maxVcpus,
-        kernel,
-        initrd,
-        cmdline: launch.cmdline,
+        createdAt,
         consoleBackend: 'krata',
-        krata: {
-          'guest-key': launch.guestKey,
-          'guest-uid': launch.guestUid,
-          'spec-hash': launch.specHash,
-          created: String(createdAt),
-        },
-        disks: launch.disks.map((d) => ({ file: d.file, vdev: d.vdev })),
-        nics: launch.nics.map((n) => ({ mac: n.mac })),
-      };
-      const built = await this.builder.launch(spec, {
         // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
         beforeUnpause: async (domid) => {
           tracked = newTracked(domid, uuid, 'running');
-          tracked.meta = { name: launch.name, guestKey: launch.guestKey, guestUid: launch.guestUid, specHash: launch.specHash, createdAt };
+          tracked.meta = meta;
           tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
           tracked.console = consoleOf(tracked.session);
           await this.watchGuest(tracked);
@@ -373,16 +299,7 @@ export class XenHypervisor implements Hypervisor {
       this.tracked.set(built.domid, tracked!);
       // A guest that ended before it was followed still gets its 'change'.
       this.refreshStates();
-      return {
-        domid: built.domid,
-        uuid,
-        name: launch.name,
-        guestKey: launch.guestKey,
-        guestUid: launch.guestUid,
-        specHash: launch.specHash,
-        state: tracked!.state === 'gone' ? 'dying' : tracked!.state,
-        createdAt,
-      };
+      return { domid: built.domid, uuid, ...meta, state: tracked!.state === 'gone' ? 'dying' : tracked!.state };
     } catch (e) {
       // The builder has destroyed the domain and released its loop devices; our grant mapping of its
       // console ring would keep it a zombie, so it goes too.
@@ -396,33 +313,15 @@ export class XenHypervisor implements Hypervisor {
   async shutdown(domid: number, graceMs: number): Promise<'graceful' | 'forced'> {
     this.assertOpen();
     checkDomid(domid);
-    const stopped = () => {
-      const info = this.xen.domain(domid);
-      return !info || info.shutdown || info.dying;
-    };
-    let graceful = stopped();
-    if (!graceful) {
-      await this.xs.write(`${home(domid)}/control/shutdown`, 'poweroff').catch(() => undefined);
-      // Woken by the @releaseDomain watch (through refreshStates), or at the latest every 500 ms.
-      graceful = await new Promise<boolean>((resolve) => {
-        let done = false;
-        const finish = (ok: boolean) => {
-          done = true;
-          clearTimeout(deadline);
-          clearInterval(poll);
-          this.internal.off('state', onState);
-          resolve(ok);
-        };
-        const check = () => {
-          if (!done && stopped()) finish(true);
-        };
+    // Woken by the @releaseDomain watch (through refreshStates), or at the latest every 500 ms.
+    const graceful = await requestPoweroff(this.xen, this.xs, domid, graceMs, {
+      pollMs: 500,
+      wake: (check) => {
         const onState = (id: number) => id === domid && check();
-        const deadline = setTimeout(() => done || finish(stopped()), Math.max(0, graceMs));
-        const poll = setInterval(check, 500);
         this.internal.on('state', onState);
-        check();
-      });
-    }
+        return () => void this.internal.off('state', onState);
+      },
+    });
     await this.destroy(domid);
     return graceful ? 'graceful' : 'forced';
   }
@@ -435,9 +334,8 @@ export class XenHypervisor implements Hypervisor {
       const t = this.tracked.get(domid);
       // Console mapping and event channel go first: a mapped grant would keep the dead domain a zombie.
       if (t) this.untrack(t, true);
-      const uuid = this.xen.domain(domid)?.uuid ?? (await this.xs.tryRead(`${home(domid)}/vm`).catch(() => undefined))?.replace(/^\/vm\//, '');
       // destroydomain (ESRCH is fine), the backends' and the domain's xenstore trees, the loop devices.
-      await this.builder.destroy(domid, uuid && /^[0-9a-f-]{36}$/.test(uuid) ? uuid : undefined);
+      await destroyDomain(this.xen, this.xs, domid);
       const deadline = performance.now() + this.destroyTimeoutMs;
       for (let wait = 10; this.xen.domain(domid); wait = Math.min(wait * 2, 250)) {
         if (performance.now() > deadline) throw new Error(`domain ${domid} is still dying ${this.destroyTimeoutMs / 1000} s after destroydomain`);
@@ -471,16 +369,15 @@ export class XenHypervisor implements Hypervisor {
     const referenced = new Set<string>();
     await Promise.all(
       [...live].filter((id) => id !== 0).map(async (id) => {
-        for (const p of ((await this.xs.tryRead(`${home(id)}/krata/loops`)) ?? '').split(',')) if (p) referenced.add(p);
+        for (const p of await readLoops(this.xs, id)) referenced.add(p);
       }),
     );
     // xenstore trees of krata domains that no longer exist (an agent that died while destroying).
     for (const name of homes) {
       const id = Number(name);
       if (!/^[1-9]\d{0,4}$/.test(name) || live.has(id) || this.destroying.has(id)) continue;
-      if ((await this.xs.tryRead(`${home(id)}/krata/guest-key`)) === undefined) continue;
-      const uuid = (await this.xs.tryRead(`${home(id)}/vm`))?.replace(/^\/vm\//, '');
-      await removeDomainStore(this.xs, id, uuid && /^[0-9a-f-]{36}$/.test(uuid) ? uuid : undefined);
+      if (!(await hasGuestKey(this.xs, id))) continue;
+      await removeDomainStore(this.xs, id, await domainUuid(this.xen, this.xs, id));
       removed.push(`xenstore ${home(id)}`);
     }
     // Device backends whose frontend domain is gone (netback removes the vif with its backend).
@@ -541,9 +438,9 @@ export class XenHypervisor implements Hypervisor {
   }
 
   /** A krata domain found by list() that this process does not follow yet: follow it, attach its console. */
-  private async adopt(d: XenDomainInfo, meta: KrataMeta, state: DomainState, exit: DomainInfo['exit']): Promise<void> {
+  private async adopt(d: XenDomainInfo, meta: KrataDomainRecord, state: DomainState, exit: DomainInfo['exit']): Promise<void> {
     if (this.closed || this.destroying.has(d.domid)) return;
-    if (this.creating.has(`${meta.guestKey}\0${meta.createdAt}`)) return; // ours, still being built
+    if (this.creating.has(flightKey(meta.guest, meta.createdAt))) return; // ours, still being built
     let t = this.tracked.get(d.domid);
     if (t && t.uuid !== d.uuid) {
       this.untrack(t, true); // the domid was reused
@@ -584,7 +481,7 @@ export class XenHypervisor implements Hypervisor {
 
   /** Watch the domain's krata/guest subtree: a new exit report emits 'change' at once. */
   private async watchGuest(t: Tracked): Promise<void> {
-    const watch = await this.xs.watch(`${home(t.domid)}/krata/guest`, () => this.checkExit(t));
+    const watch = await this.xs.watch(krataPath(t.domid, KrataKey.guestDir), () => this.checkExit(t));
     // Untracked meanwhile (destroyed, gone, closed): the watch goes again.
     if (t.state === 'gone' || this.closed) await watch.unwatch().catch(() => undefined);
     else t.watch = watch;
@@ -598,7 +495,7 @@ export class XenHypervisor implements Hypervisor {
       .then(async () => {
         t.exitCheckQueued = false;
         if (this.closed || t.state === 'gone') return;
-        const key = JSON.stringify((await this.readExit(t.domid)) ?? null);
+        const key = JSON.stringify((await readGuestExit(this.xs, t.domid)) ?? null);
         if (key !== t.exitKey) {
           t.exitKey = key;
           this.emitChange(t.domid);
@@ -621,35 +518,6 @@ export class XenHypervisor implements Hypervisor {
     const w = t.watch;
     t.watch = undefined;
     if (w && unwatch && !this.closed) void w.unwatch().catch(() => undefined);
-  }
-
-  /** krata's keys of a domain, or undefined when it is not krata's (no guest key). */
-  private async readMeta(domid: number): Promise<KrataMeta | undefined> {
-    const base = `${home(domid)}/krata`;
-    const guestKey = await this.xs.tryRead(`${base}/guest-key`).catch(() => undefined);
-    if (guestKey === undefined) return undefined;
-    const [name, guestUid, specHash, created] = await Promise.all(
-      [`${home(domid)}/name`, `${base}/guest-uid`, `${base}/spec-hash`, `${base}/created`].map((p) => this.xs.tryRead(p).catch(() => undefined)),
-    );
-    return {
-      name: name ?? '',
-      guestKey,
-      guestUid: guestUid ?? '',
-      specHash: specHash ?? '',
-      createdAt: parseStrictInt(created, 0, Number.MAX_SAFE_INTEGER) ?? 0,
-    };
-  }
-
-  /** What the guest reported under krata/guest/, parsed as hostile input. */
-  private async readExit(domid: number): Promise<DomainInfo['exit']> {
-    const base = `${home(domid)}/krata/guest`;
-    const read = (key: string) =>
-      this.xs.readBytes(`${base}/${key}`).then(
-        (b) => (b.length > GUEST_VALUE_MAX_BYTES ? undefined : b),
-        () => undefined,
-      );
-    const [exitCode, signal, initError] = await Promise.all([read('exit-code'), read('signal'), read('init-error')]);
-    return parseGuestExit({ exitCode, signal, initError });
   }
 }
 

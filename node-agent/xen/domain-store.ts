@@ -1,35 +1,35 @@
 // The xenstore entries a new PV domain needs before it runs (the layout libxl writes, see
-// test/e2e/fixtures/xl-pv-guest.xenstore.txt), our own krata/ keys, and their removal (with the
-// domain's release from xenstored). The guest may write only where a guest must (control/, data/, ...).
+// test/e2e/fixtures/xl-pv-guest.xenstore.txt), our own krata/ keys (krata-keys.ts), and their removal
+// (with the domain's release from xenstored). The guest may write only where a guest must (control/,
+// data/, krata/guest/, ...).
 import type { Permission } from './xenstore/permissions.js';
 import type { XenstoreClient } from './xenstore/client.js';
-import { vbdBackendRoot, writeVbd, type VbdSpec } from './devices/vbd.js';
-import { vifBackendRoot, writeVif, type VifSpec } from './devices/vif.js';
+import type { DomainConfig } from './domain-config.js';
+import type { LoopDevice } from './devices/loop.js';
+import { KrataKey, krataEntries } from './krata-keys.js';
+import { vbdBackendRoot, writeVbd } from './devices/vbd.js';
+import { vifBackendRoot, writeVif } from './devices/vif.js';
 
-export interface DomainRecord {
+/** What the builder knows once the domain exists: its ids and where its xenstore and console rings are. */
+export interface DomainRings {
   domid: number;
   uuid: string;
-  name: string;
-  memoryKiB: number;
-  maxMemoryKiB: number;
-  vcpus: number;
-  maxVcpus: number;
   storeMfn: bigint;
   storeEvtchn: number;
   consoleMfn: bigint;
   consoleEvtchn: number;
-  cmdline: string;
-  /** Our own keys under /local/domain/N/krata/ (read-only to the guest). */
-  krata?: Record<string, string>;
-  /** console/type: "xenconsoled" lets the stock daemon serve the console; krata's backend claims its own. */
-  consoleBackend?: 'xenconsoled' | 'krata';
-  /** Read-only disks, served by blkback from loop devices. */
-  disks?: VbdSpec[];
-  /** Network interfaces, served by netback. */
-  nics?: VifSpec[];
 }
 
-export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Promise<void> {
+export interface StoreOptions {
+  /** The loop device serving each of the config's disks, in order. */
+  loops: LoopDevice[];
+  /** Recorded under krata/ with the config's guest (ms since the epoch). */
+  createdAt?: number;
+  /** console/type: "xenconsoled" lets the stock daemon serve the console; krata's backend claims its own. */
+  consoleBackend?: 'xenconsoled' | 'krata';
+}
+
+export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig, d: DomainRings, opts: StoreOptions): Promise<void> {
   const home = `/local/domain/${d.domid}`;
   const vm = `/vm/${d.uuid}`;
   const readable: Permission[] = [{ domid: 0, access: 'none' }, { domid: d.domid, access: 'read' }];
@@ -37,21 +37,21 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
   const entries: [string, string, Permission[]][] = [
     [home, '', readable],
     [`${home}/vm`, vm, readable],
-    [`${home}/name`, d.name, readable],
+    [`${home}/name`, config.name, readable],
     [`${home}/domid`, String(d.domid), readable],
-    [`${home}/memory/static-max`, String(d.maxMemoryKiB), readable],
-    [`${home}/memory/target`, String(d.memoryKiB), readable],
+    [`${home}/memory/static-max`, String(config.maxMemoryMiB * 1024), readable],
+    [`${home}/memory/target`, String(config.memoryMiB * 1024), readable],
     [`${home}/memory/videoram`, '0', readable],
     [`${home}/store/port`, String(d.storeEvtchn), readable],
     [`${home}/store/ring-ref`, d.storeMfn.toString(), readable],
     [`${home}/console/port`, String(d.consoleEvtchn), readable],
     [`${home}/console/ring-ref`, d.consoleMfn.toString(), readable],
     [`${home}/console/limit`, String(1024 * 1024), readable],
-    [`${home}/console/type`, d.consoleBackend ?? 'krata', readable],
+    [`${home}/console/type`, opts.consoleBackend ?? 'krata', readable],
     [`${home}/console/output`, 'pty', readable],
     [`${home}/control/shutdown`, '', guestOwned],
     // The only place under krata/ the guest writes: how its process ended (guest-init).
-    [`${home}/krata/guest`, '', guestOwned],
+    [`${home}/${KrataKey.guestDir}`, '', guestOwned],
     [`${home}/control/feature-poweroff`, '', guestOwned],
     [`${home}/control/feature-reboot`, '', guestOwned],
     [`${home}/control/feature-suspend`, '', guestOwned],
@@ -65,14 +65,15 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
     [`${home}/error`, '', guestOwned],
 
     [vm, '', readable],
-    [`${vm}/name`, d.name, readable],
+    [`${vm}/name`, config.name, readable],
     [`${vm}/uuid`, d.uuid, readable],
     [`${vm}/image/ostype`, 'linux', readable],
-    [`${vm}/image/cmdline`, d.cmdline, readable],
+    [`${vm}/image/cmdline`, config.cmdline, readable],
     [`${vm}/start_time`, (Date.now() / 1000).toFixed(2), readable],
   ];
-  for (let cpu = 0; cpu < d.maxVcpus; cpu++) entries.push([`${home}/cpu/${cpu}/availability`, cpu < d.vcpus ? 'online' : 'offline', readable]);
-  for (const [key, value] of Object.entries(d.krata ?? {})) entries.push([`${home}/krata/${key}`, value, readable]);
+  for (let cpu = 0; cpu < config.maxVcpus; cpu++) entries.push([`${home}/cpu/${cpu}/availability`, cpu < config.vcpus ? 'online' : 'offline', readable]);
+  const krata = krataEntries({ guest: config.guest, createdAt: opts.createdAt, loops: opts.loops.map((l) => l.path) });
+  for (const [key, value] of krata) entries.push([`${home}/${key}`, value, readable]);
   // A node created implicitly takes its parent's permissions, so only the home and the guest-owned
   // nodes need SET_PERMS. Requests are pipelined: xenstored answers them in order on one connection.
   await xs.transaction(async (tx) => {
@@ -86,11 +87,10 @@ export async function writeDomainStore(xs: XenstoreClient, d: DomainRecord): Pro
       ...entries.slice(1).map(([path, value]) => tx.write(path, value)),
       ...entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)),
     ]);
-    for (const disk of d.disks ?? []) await writeVbd(tx, d.domid, disk);
-    for (const nic of d.nics ?? []) await writeVif(tx, d.domid, nic);
+    for (const [i, disk] of config.disks.entries()) await writeVbd(tx, d.domid, { vdev: disk.vdev, loop: opts.loops[i]! });
+    for (const [handle, nic] of config.nics.entries()) await writeVif(tx, d.domid, { handle, mac: nic.mac });
   });
 }
-
 
 /** Remove what writeDomainStore wrote and tell xenstored the domain is gone. Missing pieces are fine. */
 export async function removeDomainStore(xs: XenstoreClient, domid: number, uuid?: string): Promise<void> {

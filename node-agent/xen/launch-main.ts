@@ -13,6 +13,7 @@
 import { existsSync, fstatSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DomainBuilder } from './builder/build.js';
+import type { DomainConfig } from './domain-config.js';
 import { ConsoleBackend } from './console/backend.js';
 import { XenControl } from './control.js';
 import { EventChannels } from './evtchn.js';
@@ -20,6 +21,7 @@ import { GNTDEV_PATH, GrantMapper } from './gntdev.js';
 import { NotOnXenError, Privcmd } from './privcmd.js';
 import { MAP_POPULATE, MAP_PRIVATE, PROT_READ, sysClose, sysMmap, sysOpen } from '../../lib/libc.js';
 import { XenstoreClient } from './xenstore/client.js';
+import { destroyDomain, requestPoweroff } from './teardown.js';
 
 const { values } = parseArgs({
   options: {
@@ -105,12 +107,12 @@ try {
   const builder = new DomainBuilder(privcmd, xen, xs);
   if (values.destroy !== undefined || values.shutdown !== undefined) {
     const domid = Number(values.destroy ?? values.shutdown);
-    const uuid = await xs.tryRead(`/local/domain/${domid}/vm`).then((vm) => vm?.replace('/vm/', ''));
     if (values.shutdown !== undefined) {
-      const graceful = await builder.shutdown(domid, Number(values.grace) * 1000, uuid);
+      const graceful = await requestPoweroff(xen, xs, domid, Number(values.grace) * 1000, { pollMs: 100 });
+      await destroyDomain(xen, xs, domid);
       console.log(JSON.stringify({ stopped: domid, graceful }));
     } else {
-      await builder.destroy(domid, uuid);
+      await destroyDomain(xen, xs, domid);
       console.log(JSON.stringify({ destroyed: domid }));
     }
   } else {
@@ -118,27 +120,28 @@ try {
     const t0 = performance.now();
     const attach = values['attach-until'] !== undefined && values.console !== 'xenconsoled';
     let console_: Awaited<ReturnType<typeof openConsole>> | undefined;
-    const d = await builder.launch(
-      {
-        name: values.name,
-        kernel: mapFile(values.kernel),
-        initrd: values.initrd ? mapFile(values.initrd) : undefined,
-        memoryMiB: Number(values.memory),
-        maxMemoryMiB: values['max-memory'] ? Number(values['max-memory']) : undefined,
-        vcpus: Number(values.vcpus),
-        maxVcpus: values['max-vcpus'] ? Number(values['max-vcpus']) : undefined,
-        cmdline: values.cmdline!,
-        consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
-        disks: (values.disk ?? []).map((d) => {
-          const at = d.lastIndexOf(':');
-          if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);
-          return { file: d.slice(0, at), vdev: d.slice(at + 1) };
-        }),
-        nics: (values.mac ?? []).map((mac) => ({ mac })),
-      },
+    // No guest: a domain launched here is not krata's (the node agent neither adopts nor removes it).
+    const config: DomainConfig = {
+      name: values.name,
+      kernel: values.kernel,
+      initrd: values.initrd,
+      memoryMiB: Number(values.memory),
+      maxMemoryMiB: Number(values['max-memory'] ?? values.memory),
+      vcpus: Number(values.vcpus),
+      maxVcpus: Number(values['max-vcpus'] ?? values.vcpus),
+      cmdline: values.cmdline!,
+      disks: (values.disk ?? []).map((d) => {
+        const at = d.lastIndexOf(':');
+        if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);
+        return { file: d.slice(0, at), vdev: d.slice(at + 1) };
+      }),
+      nics: (values.mac ?? []).map((mac) => ({ mac })),
+    };
+    const d = await builder.launch(config, { kernel: mapFile(config.kernel), initrd: config.initrd ? mapFile(config.initrd) : undefined }, {
+      consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
       // The console is attached before the guest runs, so nothing it prints is missed.
-      { beforeUnpause: attach ? async (domid) => void (console_ = await openConsole(privcmd!, xs!, domid)) : undefined },
-    );
+      beforeUnpause: attach ? async (domid) => void (console_ = await openConsole(privcmd!, xs!, domid)) : undefined,
+    });
     console.log(JSON.stringify({ domid: d.domid, uuid: d.uuid, ms: Math.round(performance.now() - t0) }));
     if (console_) await streamConsoleUntil(console_, values['attach-until']!, Number(values['attach-timeout']) * 1000, t0);
   }

@@ -125,7 +125,7 @@ test('100 Guests across 5 agents converge through Redis, operator and agent fail
   });
   // Domains running now must survive everything below untouched (same domain, not a new one).
   const before = new Map<string, number>();
-  for (const h of HOSTS) for (const d of domains(h)) if (d.info.state === 'running') before.set(d.info.guestUid, d.info.domid);
+  for (const h of HOSTS) for (const d of domains(h)) if (d.info.state === 'running') before.set(d.info.guest.uid, d.info.domid);
   assert.ok(before.size >= 20);
   await redis.kill();
   await redis.restart(); // empty: the operator must republish from Kubernetes
@@ -162,13 +162,13 @@ test('100 Guests across 5 agents converge through Redis, operator and agent fail
   const seen = new Map<string, string>();
   for (const h of HOSTS) {
     for (const d of domains(h)) {
-      assert.equal(seen.has(d.info.guestUid), false, `guest ${d.info.guestKey} has two domains`);
-      seen.set(d.info.guestUid, h);
+      assert.equal(seen.has(d.info.guest.uid), false, `guest ${d.info.guest.namespace}/${d.info.guest.name} has two domains`);
+      seen.set(d.info.guest.uid, h);
     }
   }
   for (const g of all) assert.equal(seen.get(g.metadata.uid!), g.status!.node, `${g.metadata.name}'s domain is on its node`);
   const after = new Map<string, number>();
-  for (const h of HOSTS) for (const d of domains(h)) after.set(d.info.guestUid, d.info.domid);
+  for (const h of HOSTS) for (const d of domains(h)) after.set(d.info.guest.uid, d.info.domid);
   for (const [uid, domid] of before) assert.equal(after.get(uid), domid, `guest ${uid} kept its domain ${domid}`);
 
   // kubectl wait reads the Ready condition (GitOps tools read the same conditions).

@@ -1,14 +1,15 @@
 // Building and starting an x86_64 PV domain with our own hypercalls: create the domain, give it memory
 // (2 MiB superpages where Xen has them), write kernel, initrd, page tables, p2m and start_info into it,
 // pin its page tables, set up shared_info, vCPU 0, the grant table and xenstore, then unpause.
-// On any failure the half-built domain is destroyed and its xenstore entries removed.
+// On any failure the half-built domain is destroyed and its xenstore entries removed (teardown.ts).
 import { randomUUID } from 'node:crypto';
 import {
   BuildConst, Domctl, Hypercall, PAGE_SIZE, VCPU_INFO_SIZE, XEN_LEGACY_MAX_VCPUS, domctlCreateDomain, domctlVcpuContext,
   evtchnAllocUnbound, grantEntryV1, memoryReservation, mmuextOp, vcpuGuestContext,
 } from '../abi.js';
 import type { XenControl } from '../control.js';
-import { removeDomainStore, writeDomainStore } from '../domain-store.js';
+import type { DomainConfig } from '../domain-config.js';
+import { writeDomainStore, type DomainRings } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../../../lib/c-layout.js';
 import type { Mapping } from '../../../lib/libc.js';
@@ -19,44 +20,30 @@ import { parseElfKernel } from './elf.js';
 import type { GuestMemory } from './memory.js';
 import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
 import { planBoot, type BootPlan } from './plan.js';
-import { attachLoop, detachLoop, type LoopDevice } from '../devices/loop.js';
+import { attachLoop, type LoopDevice } from '../devices/loop.js';
+import { destroyDomain, detachLoopQuietly } from '../teardown.js';
 
-function detachLoopQuietly(path: string): void {
-  try {
-    detachLoop(path);
-  } catch {
-    // already detached, or gone with the device
-  }
-}
-
-export interface DomainSpec {
-  name: string;
-  /** Domain handle; a new UUID when not given. */
-  uuid?: string;
-  /** Memory the guest starts with and the most it may balloon to, in MiB. */
-  memoryMiB: number;
-  maxMemoryMiB?: number;
-  vcpus: number;
-  maxVcpus?: number;
+/** The kernel and initrd of a DomainConfig, read (or mapped) by the caller. */
+export interface BootFiles {
   /** bzImage or ELF bytes. */
   kernel: Buffer;
   initrd?: Buffer;
-  cmdline: string;
-  krata?: Record<string, string>;
-  consoleBackend?: 'xenconsoled' | 'krata';
-  /** Files served to the guest as read-only disks (xvda, xvdb, ...), through loop devices. */
-  disks?: { file: string; vdev: string }[];
-  /** Network interfaces (netback creates vif<domid>.<handle> in dom0). */
-  nics?: { mac: string }[];
 }
 
-export interface BuiltDomain {
-  domid: number;
-  uuid: string;
-  storeEvtchn: number;
-  consoleEvtchn: number;
-  storeMfn: bigint;
-  consoleMfn: bigint;
+export interface LaunchOptions {
+  /** Domain handle; a new UUID when not given. */
+  uuid?: string;
+  /** Written to krata/created with the config's guest (ms since the epoch). */
+  createdAt?: number;
+  consoleBackend?: 'xenconsoled' | 'krata';
+  /**
+   * Runs when everything is in place but the guest has not run yet: attach the console there, so the
+   * first bytes are read as they come (the ring holds only 2 KiB).
+   */
+  beforeUnpause?: (domid: number) => Promise<void>;
+}
+
+export interface BuiltDomain extends DomainRings {
   plan: BootPlan;
 }
 
@@ -78,25 +65,21 @@ export class DomainBuilder {
     private readonly xs: XenstoreClient,
   ) {}
 
-  /**
-   * Build, start and register a domain; the domain is running when this resolves. `beforeUnpause`
-   * runs when everything is in place but the guest has not run yet: attach the console there, so the
-   * first bytes are read as they come (the ring holds only 2 KiB).
-   */
-  async launch(spec: DomainSpec, hooks: { beforeUnpause?: (domid: number) => Promise<void> } = {}): Promise<BuiltDomain> {
+  /** Build, start and register a domain; the domain is running when this resolves. */
+  async launch(config: DomainConfig, boot: BootFiles, opts: LaunchOptions = {}): Promise<BuiltDomain> {
     const t0 = performance.now();
     const trace = process.env.KRATA_TRACE ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`) : () => {};
-    const kernel = parseElfKernel(decompressKernel(findKernelPayload(spec.kernel).payload));
-    const maxMiB = spec.maxMemoryMiB ?? spec.memoryMiB;
-    const maxVcpus = spec.maxVcpus ?? spec.vcpus;
-    const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: spec.initrd?.length ?? 0 });
+    const kernel = parseElfKernel(decompressKernel(findKernelPayload(boot.kernel).payload));
+    const maxMiB = config.maxMemoryMiB;
+    const maxVcpus = config.maxVcpus;
+    const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: boot.initrd?.length ?? 0 });
     trace('kernel parsed');
-    const uuid = spec.uuid ?? randomUUID();
+    const uuid = opts.uuid ?? randomUUID();
     const loops: LoopDevice[] = [];
     let domid: number | undefined;
     let stored: Promise<void> | undefined;
     try {
-      for (const disk of spec.disks ?? []) loops.push(attachLoop(disk.file));
+      for (const disk of config.disks) loops.push(attachLoop(disk.file));
       domid = this.createDomain(uuid, maxVcpus);
       this.xen.domctl(Domctl.max_vcpus, domid, (u) => u.writeUInt32LE(maxVcpus, 0), () => undefined, 'max_vcpus');
       this.xen.domctl(Domctl.max_mem, domid, (u) => u.writeBigUInt64LE(BigInt(maxMiB * 1024 + MAX_MEM_SLACK_KIB), 0), () => undefined, 'max_mem');
@@ -113,24 +96,12 @@ export class DomainBuilder {
       // The xenstore entries depend only on frames and ports known now: send them while the CPU-bound
       // loading below runs (xenstored works on them meanwhile). The introduction waits for the ring
       // and the grant table; the domain is unpaused after both.
-      stored = writeDomainStore(this.xs, {
-        domid,
-        uuid,
-        name: spec.name,
-        memoryKiB: spec.memoryMiB * 1024,
-        maxMemoryKiB: maxMiB * 1024,
-        vcpus: spec.vcpus,
-        maxVcpus,
-        storeMfn,
-        storeEvtchn,
-        consoleMfn,
-        consoleEvtchn,
-        cmdline: spec.cmdline,
-        krata: { ...spec.krata, loops: loops.map((l) => l.path).join(',') },
-        consoleBackend: spec.consoleBackend,
-        disks: (spec.disks ?? []).map((d, i) => ({ vdev: d.vdev, loop: loops[i]! })),
-        nics: (spec.nics ?? []).map((n, handle) => ({ handle, mac: n.mac })),
-      });
+      stored = writeDomainStore(
+        this.xs,
+        config,
+        { domid, uuid, storeMfn, storeEvtchn, consoleMfn, consoleEvtchn },
+        { loops, createdAt: opts.createdAt, consoleBackend: opts.consoleBackend },
+      );
       stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 
       // Map only the frames boot writes (from the kernel up to the last boot structure), not all memory.
@@ -168,7 +139,7 @@ export class DomainBuilder {
         loadKernel(plan, kernel, mem);
         trace('kernel loaded');
         await breathe();
-        if (spec.initrd) loadInitrd(plan, spec.initrd, mem);
+        if (boot.initrd) loadInitrd(plan, boot.initrd, mem);
         trace('initrd loaded');
         writeP2m(plan, mem);
         trace('p2m written');
@@ -179,8 +150,8 @@ export class DomainBuilder {
           sharedInfoMfn: info.sharedInfoFrame,
           storeEvtchn,
           consoleEvtchn,
-          cmdline: spec.cmdline,
-          initrdBytes: spec.initrd?.length ?? 0,
+          cmdline: config.cmdline,
+          initrdBytes: boot.initrd?.length ?? 0,
         });
         if (kernel.notes.hypercallPage !== undefined) {
           const pfn = Number((kernel.notes.hypercallPage - plan.virtBase) / BigInt(PAGE_SIZE));
@@ -201,53 +172,17 @@ export class DomainBuilder {
       // a domain whose grant table is not seeded yet.
       await this.xs.introduceDomain(domid, storeMfn, storeEvtchn);
       trace('xenstore written');
-      await hooks.beforeUnpause?.(domid);
+      await opts.beforeUnpause?.(domid);
       this.xen.unpause(domid);
       trace('unpaused');
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
       // Let the xenstore writes in flight finish first, or their commit could outlive the cleanup.
       await stored?.catch(() => undefined);
-      if (domid !== undefined) await this.destroy(domid, uuid).catch(() => undefined);
+      if (domid !== undefined) await destroyDomain(this.xen, this.xs, domid, uuid).catch(() => undefined);
       for (const l of loops) detachLoopQuietly(l.path);
       throw e;
     }
-  }
-
-  /**
-   * Graceful stop: ask the guest to power off (control/shutdown), wait up to `graceMs` for it to shut
-   * down, then destroy it and clean up either way. Returns whether the guest shut down by itself.
-   */
-  async shutdown(domid: number, graceMs: number, uuid?: string): Promise<boolean> {
-    let graceful = false;
-    if (this.xen.domain(domid)) {
-      await this.xs.write(`/local/domain/${domid}/control/shutdown`, 'poweroff').catch(() => undefined);
-      const deadline = performance.now() + graceMs;
-      while (performance.now() < deadline) {
-        const info = this.xen.domain(domid);
-        if (!info || info.shutdown || info.dying) {
-          graceful = true;
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    await this.destroy(domid, uuid);
-    return graceful;
-  }
-
-  /** Forced teardown: destroy the domain, remove its xenstore entries and release its loop devices. */
-  async destroy(domid: number, uuid?: string): Promise<void> {
-    const loops = ((await this.xs.tryRead(`/local/domain/${domid}/krata/loops`)) ?? '').split(',').filter((p) => /^\/dev\/loop\d+$/.test(p));
-    try {
-      this.xen.destroy(domid);
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ESRCH') throw e;
-    }
-    await removeDomainStore(this.xs, domid, uuid);
-    // blkback closes the device once its backend directory is gone; LOOP_CLR_FD on a device still
-    // open detaches it lazily, when the last user lets go.
-    for (const path of loops) detachLoopQuietly(path);
   }
 
   private createDomain(uuid: string, maxVcpus: number): number {

@@ -7,7 +7,7 @@
 //     '{"name","guestKey","guestUid","specHash","stateDir","initrd","image","config","exitCode"}'
 // Used by scenario 100.
 import { XenHypervisor } from '../../../node-agent/runtime/xen-hypervisor.js';
-import type { Console, DomainInfo, DomainLaunch } from '../../../node-agent/runtime/hypervisor.js';
+import type { Console, DomainInfo, GuestDomainConfig } from '../../../node-agent/runtime/hypervisor.js';
 
 interface Args {
   name: string;
@@ -36,12 +36,16 @@ function expect(ok: unknown, what: string): asserts ok {
   if (!ok) throw new Mismatch(what);
 }
 
-function launchOf(a: Args): DomainLaunch {
+/** The Guest of a scenario argument's "namespace/name" guest key. */
+function guestOf(a: Pick<Args, 'guestKey' | 'guestUid' | 'specHash'>): GuestDomainConfig['guest'] {
+  const [namespace, name] = a.guestKey.split('/');
+  return { namespace: namespace!, name: name!, uid: a.guestUid, specHash: a.specHash };
+}
+
+function launchOf(a: Args): GuestDomainConfig {
   return {
     name: a.name,
-    guestKey: a.guestKey,
-    guestUid: a.guestUid,
-    specHash: a.specHash,
+    guest: guestOf(a),
     vcpus: 1,
     maxVcpus: 2,
     memoryMiB: 128,
@@ -112,7 +116,7 @@ function waitChange(hv: XenHypervisor, domid: number, test: (d: DomainInfo | und
 function checkListed(d: DomainInfo | undefined, a: Args, domid: number): DomainInfo {
   expect(d, `domain ${domid} is not in list()`);
   expect(d.state === 'running', `domain ${domid} is ${d.state}, not running`);
-  expect(d.guestKey === a.guestKey && d.guestUid === a.guestUid && d.specHash === a.specHash, `wrong krata keys: ${JSON.stringify(d)}`);
+  expect(JSON.stringify(d.guest) === JSON.stringify(guestOf(a)), `wrong krata keys: ${JSON.stringify(d)}`);
   expect(d.name === a.name, `wrong name ${d.name}`);
   expect(d.createdAt > Date.now() - 15 * 60_000 && d.createdAt <= Date.now(), `createdAt ${d.createdAt} is not recent`);
   expect(d.exit === undefined, `an exit is reported for a running guest: ${JSON.stringify(d.exit)}`);
@@ -133,7 +137,7 @@ try {
     report.createMs = ms();
     report.domid = created.domid;
     report.uuid = created.uuid;
-    expect(created.state === 'running' && created.guestKey === args.guestKey, `create() returned ${JSON.stringify(created)}`);
+    expect(created.state === 'running' && created.guest.name === guestOf(args).name, `create() returned ${JSON.stringify(created)}`);
     const c = hv.console(created.domid);
     expect(c, 'no console after create()');
     await waitConsole(c, (t) => t.includes(args.until), 120_000, `"${args.until}" on the console`);
@@ -199,13 +203,13 @@ try {
     c.write(Buffer.from('ignored\n')); // writing to a closed console is harmless
   } else if (phase === 'exit') {
     // A create that fails after the domain exists (a bad MAC, refused while writing xenstore) leaves nothing.
-    const bad = { ...launchOf(args), guestKey: `${args.guestKey}-bad`, nics: [{ mac: 'not-a-mac' }] };
+    const bad = { ...launchOf(args), guest: guestOf({ ...args, guestKey: `${args.guestKey}-bad` }), nics: [{ mac: 'not-a-mac' }] };
     const failedCreate = await hv.create(bad).then(
       () => undefined,
       (e: Error) => e.message,
     );
     expect(failedCreate && /bad MAC/.test(failedCreate), `a create with a bad MAC did not fail as expected: ${failedCreate}`);
-    expect(!(await hv.list()).some((d) => d.guestKey === bad.guestKey), 'the failed create left a listed domain');
+    expect(!(await hv.list()).some((d) => d.guest.name === bad.guest.name), 'the failed create left a listed domain');
     report.failedCreate = failedCreate;
     report.failedCreateMs = ms();
     const created = await hv.create(launchOf(args));

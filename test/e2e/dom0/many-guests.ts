@@ -7,25 +7,25 @@
 // privcmd descriptor per build) and MG_DESTROY_BETWEEN=1 (each guest destroyed before the next build)
 // remain for narrowing down failures like that one.
 import { readFileSync } from 'node:fs';
-import { DomainBuilder } from '../../../node-agent/xen/builder/build.js';
-import { ConsoleBackend, type ConsoleSession } from '../../../node-agent/xen/console/backend.js';
-import { XenControl } from '../../../node-agent/xen/control.js';
-import { EventChannels } from '../../../node-agent/xen/evtchn.js';
-import { GrantMapper } from '../../../node-agent/xen/gntdev.js';
-import { Privcmd } from '../../../node-agent/xen/privcmd.js';
-import { XenstoreClient } from '../../../node-agent/xen/xenstore/client.js';
+import {
+  ConsoleBackend, DomainBuilder, EventChannels, GrantMapper, Privcmd, XenControl, XenstoreClient, destroyDomain,
+  type ConsoleSession, type DomainConfig,
+} from '../../../node-agent/xen/index.js';
 
 const count = Number(process.argv[2] ?? 8);
 const timeoutS = Number(process.argv[3] ?? 240);
 const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
 const privcmd = Privcmd.open();
 const xs = await XenstoreClient.connect();
-const builder = new DomainBuilder(privcmd, new XenControl(privcmd), xs);
+const xen = new XenControl(privcmd);
+const builder = new DomainBuilder(privcmd, xen, xs);
 const evtchn = await EventChannels.open();
 const grants = GrantMapper.open();
 const backend = new ConsoleBackend(privcmd, evtchn, xs, grants);
-const kernel = readFileSync('/opt/xenhost/guest/vmlinux');
-const initrd = readFileSync('/opt/xenhost/guest/initrd.gz');
+const KERNEL = '/opt/xenhost/guest/vmlinux';
+const INITRD = '/opt/xenhost/guest/initrd.gz';
+const kernel = readFileSync(KERNEL);
+const initrd = readFileSync(INITRD);
 const sessions: ConsoleSession[] = [];
 const domids: number[] = [];
 const seen = new Set<number>();
@@ -37,9 +37,15 @@ try {
   // running are served meanwhile, by the same event-channel read loop.
   for (let i = 0; i < count; i++) {
     const marker = `KRATA-GUEST-MARKER many-${i}-${process.pid}`;
-    const b = process.env.MG_FRESH_PRIVCMD ? new DomainBuilder(Privcmd.open(), new XenControl(privcmd), xs) : builder;
+    const b = process.env.MG_FRESH_PRIVCMD ? new DomainBuilder(Privcmd.open(), xen, xs) : builder;
+    const cmdline = `console=hvc0 quiet loglevel=3 krata_marker=many-${i}-${process.pid}`;
+    const config: DomainConfig = {
+      name: `e2e-many-${i}`, kernel: KERNEL, initrd: INITRD, cmdline,
+      memoryMiB: 96, maxMemoryMiB: 96, vcpus: 1, maxVcpus: 1, disks: [], nics: [],
+    };
     const d = await b.launch(
-      { name: `e2e-many-${i}`, kernel, initrd, memoryMiB: 96, vcpus: 1, cmdline: `console=hvc0 quiet loglevel=3 krata_marker=many-${i}-${process.pid}` },
+      config,
+      { kernel, initrd },
       {
         beforeUnpause: process.env.MG_NO_CONSOLE ? undefined : async (domid) => {
           const s = await backend.attach(domid);
@@ -55,7 +61,7 @@ try {
     );
     domids.push(d.domid);
     if (i === 0) threadsWithOne = threads();
-    if (process.env.MG_DESTROY_BETWEEN) await b.destroy(d.domid);
+    if (process.env.MG_DESTROY_BETWEEN) await destroyDomain(xen, xs, d.domid);
   }
   const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`only ${seen.size} of ${count} markers within ${timeoutS} s`)), timeoutS * 1000).unref());
   await Promise.race([allSeen, timeout]).catch((e) => {
@@ -65,7 +71,7 @@ try {
   console.log(JSON.stringify({ guests: count, markers: seen.size, threadsWithOne, threadsWithAll: threads() }));
 } finally {
   for (const s of sessions) s.close();
-  for (const d of domids) await builder.destroy(d).catch(() => undefined);
+  for (const d of domids) await destroyDomain(xen, xs, d).catch(() => undefined);
   grants.close();
   await evtchn.close();
   xs.close();
