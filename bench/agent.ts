@@ -19,7 +19,9 @@ const IDLE_WINDOW_S = 16;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
   return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14 and 15 of stat)
 }
 
@@ -34,11 +36,20 @@ function peakRssMb(pid: number): number {
  */
 function xenFigures(root: string): Record<string, unknown> {
   if (process.env.KRATA_BENCH_XEN === '0') return { xen: 'skipped (KRATA_BENCH_XEN=0)' };
-  const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/agent-xen.sh')], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/agent-xen.sh')], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (r.status !== 0 || !line) return { xen: `failed (exit ${r.status}); see the output above` };
   const [ours, xl] = line.split(' ').slice(1).map(Number);
-  return { xen_apply_to_running_ms: ours, xen_xl_create_ms: xl, xen_ratio: Number((ours! / xl!).toFixed(2)), xen_baseline: 'xl create of the same kernel, initrd, memory and disks (Xen 4.17 under QEMU TCG)' };
+  return {
+    xen_apply_to_running_ms: ours,
+    xen_xl_create_ms: xl,
+    xen_ratio: Number((ours! / xl!).toFixed(2)),
+    xen_baseline: 'xl create of the same kernel, initrd, memory and disks (Xen 4.17 under QEMU TCG)',
+  };
 }
 
 export async function agentBench(): Promise<Record<string, unknown>> {
@@ -47,18 +58,46 @@ export async function agentBench(): Promise<Record<string, unknown>> {
   const state = join(work, 'state');
   const socket = join(work, 'agent.sock');
   // One small image, imported into the agent's cache (IfNotPresent: no registry involved).
-  const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'bin/app', data: Buffer.from('#!/bin/sh\n'), mode: 0o755 }]) }], config: { Cmd: ['/bin/app'] } });
+  const img = buildImage({
+    layers: [{ compression: 'gzip', tar: buildTar([{ path: 'bin/app', data: Buffer.from('#!/bin/sh\n'), mode: 0o755 }]) }],
+    config: { Cmd: ['/bin/app'] },
+  });
   writeDockerSave(join(work, 'app.tar'), img, ['bench/app:1']);
   const kratactl = join(root, 'dist/kratactl/main.js');
   await new Promise<void>((resolve, reject) =>
-    spawn(process.execPath, [kratactl, 'image', 'import', '-q', '--offline', '--store', state, join(work, 'app.tar')], { stdio: 'ignore' }).on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`image import exited ${c}`)))),
+    spawn(process.execPath, [kratactl, 'image', 'import', '-q', '--offline', '--store', state, join(work, 'app.tar')], {
+      stdio: 'ignore',
+    }).on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`image import exited ${c}`)))),
   );
-  const agent = spawn(process.execPath, [join(root, 'dist/node-agent/main.js'), '--state', state, '--socket', socket, '--fake-hypervisor', String(1 << 22), '--metrics', 'off', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const agent = spawn(
+    process.execPath,
+    [
+      join(root, 'dist/node-agent/main.js'),
+      '--state',
+      state,
+      '--socket',
+      socket,
+      '--fake-hypervisor',
+      String(1 << 22),
+      '--metrics',
+      'off',
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   try {
     const client = new AgentClient(socket, 120_000);
     // Ready when the API answers (the socket file appears a moment before it listens).
     for (let i = 0; ; i++) {
-      if (existsSync(socket) && (await client.host().then(() => true, () => false))) break;
+      if (
+        existsSync(socket) &&
+        (await client.host().then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
       if (i > 200) throw new Error('the agent did not start');
       await sleep(50);
     }

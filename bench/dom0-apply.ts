@@ -9,7 +9,13 @@ const guest = {
   apiVersion: 'krata.dev/v1alpha1',
   kind: 'Guest',
   metadata: { name: 'bench', namespace: 'default' },
-  spec: { image: 'bench/busybox:1', command: ['sh', '-c', 'while :; do sleep 1; done'], resources: { cpus: 1, memory: '96Mi' }, network: { enabled: false }, terminationGracePeriodSeconds: 1 },
+  spec: {
+    image: 'bench/busybox:1',
+    command: ['sh', '-c', 'while :; do sleep 1; done'],
+    resources: { cpus: 1, memory: '96Mi' },
+    network: { enabled: false },
+    terminationGracePeriodSeconds: 1,
+  },
 } as unknown as Guest;
 const t0 = performance.now();
 await client.apply([guest]);

@@ -48,7 +48,10 @@ export function guestBench(runs = Number(process.env.KRATA_BENCH_RUNS ?? 3)): Re
     for (let i = 0; i < runs; i++) {
       ours.push(measure(bootUnderQemu(vmlinuz, initrd, [image, config], 'krata.image=/dev/vda krata.config=/dev/vdb').serial));
       theirs.push(measure(bootUnderQemu(vmlinuz, baseInitrd, [], '').serial));
-      console.log(`run ${i + 1}: guest-init ${ours.at(-1)!.bootToExecMs} ms, ${ours.at(-1)!.rssKb} ` + `kB; busybox sh ${theirs.at(-1)!.bootToExecMs} ms, ${theirs.at(-1)!.rssKb} kB`);
+      console.log(
+        `run ${i + 1}: guest-init ${ours.at(-1)!.bootToExecMs} ms, ${ours.at(-1)!.rssKb} ` +
+          `kB; busybox sh ${theirs.at(-1)!.bootToExecMs} ms, ${theirs.at(-1)!.rssKb} kB`,
+      );
     }
     const boot = median(ours.map((o) => o.bootToExecMs));
     const baseBoot = median(theirs.map((o) => o.bootToExecMs));

@@ -166,7 +166,7 @@ const FANOUT = [24, 8, 5, 4, 3, 3, 2];
 
 function fillText(w: LayerWriter, a: Area, rng: Rng, names: readonly string[], words: readonly Buffer[]): void {
   const meta: Meta = a.owner === undefined ? {} : { uid: a.owner, gid: a.owner };
-  for (let left = a.mb * MB; left > 0; ) {
+  for (let left = a.mb * MB; left > 0;) {
     let dir = a.root;
     for (let level = 0, depth = rng.int(0, a.depth ?? 0); level < depth; level++) {
       dir += `/${names[level * 40 + rng.int(0, FANOUT[level]! - 1)]}`;
@@ -182,7 +182,7 @@ function fillText(w: LayerWriter, a: Area, rng: Rng, names: readonly string[], w
 }
 
 function fillBinaries(w: LayerWriter, a: Area, rng: Rng, names: readonly string[]): void {
-  for (let left = a.mb * MB; left > 0; ) {
+  for (let left = a.mb * MB; left > 0;) {
     const name = `${rng.pick(names)}${rng.pick(names)}`;
     const file = a.kind === 'lib' ? `lib${name}.so.${rng.int(0, 9)}` : name;
     const path = `${a.root}/${file}`;
@@ -194,7 +194,8 @@ function fillBinaries(w: LayerWriter, a: Area, rng: Rng, names: readonly string[
   }
 }
 
-const PASSWD = 'root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nmail:x:8:8:mail:/var/mail:/usr/sbin/nologin\n';
+const PASSWD =
+  'root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nmail:x:8:8:mail:/var/mail:/usr/sbin/nologin\n';
 
 /** About 57/40/25/15/9 MB with the extras and tar headers; a quarter of it incompressible binaries. */
 const LAYERS: LayerPlan[] = [
@@ -303,7 +304,11 @@ function generate(): Generated {
   });
   const image = buildImage({
     layers: tars.map((tar) => ({ tar, compression: 'gzip' })), // node:zlib's default level: 6
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/opt/app/bin/start'], WorkingDir: '/srv/data' },
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      Cmd: ['/opt/app/bin/start'],
+      WorkingDir: '/srv/data',
+    },
   });
   return { image, imageBytes: tars.reduce((n, t) => n + t.length, 0), files };
 }
@@ -343,7 +348,14 @@ function loadGenerated(dir: string): Generated | undefined {
     const manifest = readFileSync(join(dir, 'manifest.json'));
     const config = readFileSync(join(dir, 'config.json'));
     const manifestMediaType = (JSON.parse(manifest.toString()) as { mediaType: string }).mediaType;
-    const image: BuiltImage = { manifest, manifestDigest: sha256(manifest), manifestMediaType, config, configDigest: sha256(config), layers };
+    const image: BuiltImage = {
+      manifest,
+      manifestDigest: sha256(manifest),
+      manifestMediaType,
+      config,
+      configDigest: sha256(config),
+      layers,
+    };
     return { image, imageBytes: meta.imageBytes, files: meta.files };
   } catch {
     return undefined;
@@ -392,7 +404,10 @@ async function run(what: string, cmd: string, args: string[]): Promise<string> {
       child.once('close', (c, sig) => resolve([c, sig]));
     });
     const stdout = Buffer.concat(out).toString('utf8');
-    if (code !== 0) throw new Error(`${what} failed (${signal ? `signal ${signal}` : `exit ${code}`}):\n${tail(Buffer.concat(err).toString('utf8') || stdout)}`);
+    if (code !== 0)
+      throw new Error(
+        `${what} failed (${signal ? `signal ${signal}` : `exit ${code}`}):\n${tail(Buffer.concat(err).toString('utf8') || stdout)}`,
+      );
     return stdout;
   } finally {
     running = undefined;
@@ -425,7 +440,9 @@ function findSquashfs(v: unknown): string | undefined {
   const o = v as Record<string, unknown>;
   if (typeof o.squashfs === 'string') return o.squashfs;
   if (typeof o.path === 'string' && (o.format === 'squashfs' || /\.(squashfs|sqfs)$/.test(o.path))) return o.path;
-  return Object.values(o).map(findSquashfs).find((p) => p !== undefined);
+  return Object.values(o)
+    .map(findSquashfs)
+    .find((p) => p !== undefined);
 }
 
 async function oursSquashfs(store: string): Promise<string> {
@@ -448,9 +465,24 @@ async function baselinePull(dir: string, host: string, timeFile: string): Promis
   const sqfs = join(dir, 'baseline.sqfs');
   mkdirSync(dir, { recursive: true });
   const steps = [
-    await timed('skopeo copy', timeFile, 'skopeo', ['copy', '--src-tls-verify=false', `docker://${host}/${REPO}:${TAG}`, `oci:${oci}:${TAG}`]),
+    await timed('skopeo copy', timeFile, 'skopeo', [
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${host}/${REPO}:${TAG}`,
+      `oci:${oci}:${TAG}`,
+    ]),
     await timed('umoci unpack', timeFile, 'umoci', ['unpack', '--image', `${oci}:${TAG}`, bundle]), // as root: owners kept
-    await timed('mksquashfs', timeFile, 'mksquashfs', [join(bundle, 'rootfs'), sqfs, '-comp', 'zstd', '-Xcompression-level', '3', '-noappend', '-quiet', '-no-progress']),
+    await timed('mksquashfs', timeFile, 'mksquashfs', [
+      join(bundle, 'rootfs'),
+      sqfs,
+      '-comp',
+      'zstd',
+      '-Xcompression-level',
+      '3',
+      '-noappend',
+      '-quiet',
+      '-no-progress',
+    ]),
   ];
   return { steps, sqfs };
 }
@@ -485,7 +517,8 @@ async function checkSameTree(oursSqfs: string, baselineSqfs: string): Promise<nu
   const ours = await listing(oursSqfs);
   const baseline = await listing(baselineSqfs);
   const diff = treeDiff(ours, baseline);
-  if (diff.length) throw new Error(`same_tree: false: kratactl's squashfs (-) and the baseline's (+) differ; first differences:\n${diff.join('\n')}`);
+  if (diff.length)
+    throw new Error(`same_tree: false: kratactl's squashfs (-) and the baseline's (+) differ; first differences:\n${diff.join('\n')}`);
   return ours.length;
 }
 
@@ -508,7 +541,10 @@ async function oursRun(i: number, dir: string, host: string, timeFile: string, s
   const warm = await oursPull(store, host, timeFile);
   s.cold.push(cold);
   s.warm.push(warm);
-  console.error(`run ${i + 1}: kratactl image pull: cold ${cold.wall_s.toFixed(2)} s, ` + `${cold.rss_mb.toFixed(0)} MB; warm ${warm.wall_s.toFixed(2)} s, ${warm.rss_mb.toFixed(0)} MB`);
+  console.error(
+    `run ${i + 1}: kratactl image pull: cold ${cold.wall_s.toFixed(2)} s, ` +
+      `${cold.rss_mb.toFixed(0)} MB; warm ${warm.wall_s.toFixed(2)} s, ${warm.rss_mb.toFixed(0)} MB`,
+  );
   return store;
 }
 
@@ -552,7 +588,9 @@ function summary(s: Samples, g: Generated, runs: number): Record<string, unknown
     peak_rss_mb: maxRss(s.cold),
     warm_s: round(median(s.warm.map((t) => t.wall_s)), 2),
     baseline_peak_rss_mb: maxRss(s.baseline.flatMap((b) => b.steps)),
-    baseline_steps_s: Object.fromEntries(BASELINE_STEPS.map((name, k) => [name, round(median(s.baseline.map((b) => b.steps[k]!.wall_s)), 2)])),
+    baseline_steps_s: Object.fromEntries(
+      BASELINE_STEPS.map((name, k) => [name, round(median(s.baseline.map((b) => b.steps[k]!.wall_s)), 2)]),
+    ),
     warm_peak_rss_mb: maxRss(s.warm),
     image_mb: round(g.imageBytes / MB, 1),
     compressed_mb: round(g.image.layers.reduce((n, l) => n + l.size, 0) / MB, 1),
@@ -561,8 +599,12 @@ function summary(s: Samples, g: Generated, runs: number): Record<string, unknown
     same_tree: true,
     tree_entries: s.entries,
     runs,
-    ours: 'kratactl image pull, direct mode (no agent): registry → store → ' + 'squashfs (zstd -3), cold = empty store, warm = image already stored',
-    baseline: `skopeo copy docker:// → oci: + umoci unpack (as root) + mksquashfs dir -comp ` + `zstd -Xcompression-level 3 (default: ${availableParallelism()} threads)`,
+    ours:
+      'kratactl image pull, direct mode (no agent): registry → store → ' +
+      'squashfs (zstd -3), cold = empty store, warm = image already stored',
+    baseline:
+      `skopeo copy docker:// → oci: + umoci unpack (as root) + mksquashfs dir -comp ` +
+      `zstd -Xcompression-level 3 (default: ${availableParallelism()} threads)`,
     rss_note: "GNU time's max RSS: the largest single process of the command's tree, not their sum",
     goals: GOALS,
   };

@@ -94,7 +94,9 @@ function cpuSeconds(pid: number): number {
   let ticks = 0;
   for (const p of tree(pid)) {
     try {
-      const f = readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8')
+        .replace(/^.*\) /, '')
+        .split(' ');
       ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // fields 14-17 of stat
     } catch {
       // exited meanwhile
@@ -119,7 +121,8 @@ function peakRssMb(pid: number): number {
 async function waitFor(what: string, ok: () => boolean | Promise<boolean>, child?: ChildProcess, log?: () => string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!(await ok())) {
-    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`${what}: exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${log?.() ?? ''}`);
+    if (child && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(`${what}: exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${log?.() ?? ''}`);
     if (Date.now() > deadline) throw new Error(`${what}: not ready after ${READY_TIMEOUT_MS} ms:\n${log?.() ?? ''}`);
     await sleep(50);
   }
@@ -176,7 +179,12 @@ http {
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const child = startGroup('nginx', ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;']);
   const log = capture(child.stderr);
-  await waitFor('nginx', () => tcpOpen(port), child, () => `${log()}\n${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
+  await waitFor(
+    'nginx',
+    () => tcpOpen(port),
+    child,
+    () => `${log()}\n${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`,
+  );
   return child;
 }
 
@@ -216,7 +224,11 @@ async function startSlirp(mtu: number): Promise<Backend> {
   try {
     // --netns-type=path: no process has to be held in the namespace. Host loopback stays enabled:
     // 10.0.2.2 is the host's 127.0.0.1.
-    const child = startGroup('slirp4netns', ['--configure', `--mtu=${mtu}`, '--ready-fd=3', '--netns-type=path', guest.path, 'tap0'], ['ignore', 'pipe', 'pipe', 'pipe']);
+    const child = startGroup(
+      'slirp4netns',
+      ['--configure', `--mtu=${mtu}`, '--ready-fd=3', '--netns-type=path', guest.path, 'tap0'],
+      ['ignore', 'pipe', 'pipe', 'pipe'],
+    );
     const log = capture(child.stderr);
     capture(child.stdout);
     let ready = false;
@@ -254,12 +266,16 @@ interface Route {
  * the host has a default IPv6 route.
  */
 function pastaArgs(mtu: number, netns: string): string[] {
-  const routes = (family: string) => JSON.parse(execFileSync('ip', ['-j', family, 'route', 'show', 'default'], { encoding: 'utf8' })) as Route[];
+  const routes = (family: string) =>
+    JSON.parse(execFileSync('ip', ['-j', family, 'route', 'show', 'default'], { encoding: 'utf8' })) as Route[];
   const v4 = routes('-4')[0];
   const v6 = routes('-6')[0];
   const args = ['-f', '-q', '--config-net', '-m', String(mtu), '-I', 'eth0', '-a', '10.75.0.2', '-n', '16', '-g', '10.75.0.1'];
   if (!v4) {
-    const links = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'up'], { encoding: 'utf8' })) as Array<{ ifname: string; addr_info: unknown[] }>;
+    const links = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'up'], { encoding: 'utf8' })) as Array<{
+      ifname: string;
+      addr_info: unknown[];
+    }>;
     const ifname = links.find((l) => l.ifname !== 'lo' && l.addr_info.length)?.ifname;
     if (!ifname) throw new Error('pasta needs a host interface with an IPv4 address, and this machine has none but lo');
     args.push('-i', ifname);
@@ -302,8 +318,13 @@ async function startPasta(mtu: number): Promise<Backend> {
 
 /** The figures must be kratanet's, not the host kernel's: the veth's host end keeps no addresses. */
 function hostIfSilent(hostIf: string): void {
-  const [link] = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show', 'dev', hostIf], { encoding: 'utf8' })) as Array<{ addr_info: Array<{ local: string }> }>;
-  if (link?.addr_info.length) throw new Error(`kratanet: ${hostIf} has addresses (${link.addr_info.map((a) => a.local).join(', ')}): the host stack would answer for the guest`);
+  const [link] = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show', 'dev', hostIf], { encoding: 'utf8' })) as Array<{
+    addr_info: Array<{ local: string }>;
+  }>;
+  if (link?.addr_info.length)
+    throw new Error(
+      `kratanet: ${hostIf} has addresses (${link.addr_info.map((a) => a.local).join(', ')}): the host stack would answer for the guest`,
+    );
 }
 
 function kratanetMain(): string {
@@ -315,7 +336,18 @@ async function startKratanet(work: string): Promise<Backend> {
   try {
     const config = {
       hostLoopback: true,
-      guests: [{ id: 'bench', interface: guest.hostIf, mac: guest.mac, ipv4: guest.ipv4, ipv6: guest.ipv6, gateway4: guest.gateway4, gateway6: guest.gateway6, ports: [] }],
+      guests: [
+        {
+          id: 'bench',
+          interface: guest.hostIf,
+          mac: guest.mac,
+          ipv4: guest.ipv4,
+          ipv6: guest.ipv6,
+          gateway4: guest.gateway4,
+          gateway6: guest.gateway6,
+          ports: [],
+        },
+      ],
     };
     const file = join(work, 'kratanet.json');
     writeFileSync(file, JSON.stringify(config, null, 2));
@@ -325,7 +357,12 @@ async function startKratanet(work: string): Promise<Backend> {
     child.stdout!.on('data', (d: Buffer) => {
       out = (out + d.toString('utf8')).slice(-4096);
     });
-    await waitFor('kratanet', () => /^kratanet ready$/m.test(out), child, () => `${out}\n${log()}`);
+    await waitFor(
+      'kratanet',
+      () => /^kratanet ready$/m.test(out),
+      child,
+      () => `${out}\n${log()}`,
+    );
     hostIfSilent(guest.hostIf);
     return {
       name: 'kratanet',
@@ -335,7 +372,8 @@ async function startKratanet(work: string): Promise<Backend> {
       pid: child.pid!,
       describe: `node ${kratanetMain()} --config FILE (veth ${guest.hostIf}, hostLoopback: gateway ${guest.gateway4} → 127.0.0.1)`,
       check: () => {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`kratanet exited (${child.exitCode ?? child.signalCode}) during the bench:\n${out}\n${log()}`);
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`kratanet exited (${child.exitCode ?? child.signalCode}) during the bench:\n${out}\n${log()}`);
         hostIfSilent(guest.hostIf);
       },
       stop: async () => {
@@ -378,7 +416,11 @@ interface IperfJson {
 }
 
 /** One iperf3 run from the guest; `reverse`: host → guest. The receiver's figure, and bytes moved. */
-async function iperf(b: Backend, port: number, reverse: boolean): Promise<{ mbit_s: number; bytes: number; cpu_s: number; retransmits: number }> {
+async function iperf(
+  b: Backend,
+  port: number,
+  reverse: boolean,
+): Promise<{ mbit_s: number; bytes: number; cpu_s: number; retransmits: number }> {
   const cmd = ['iperf3', '-c', b.hostAddr, '-p', String(port), '-t', String(SECONDS), '-J', ...(reverse ? ['-R'] : [])];
   const cpu0 = cpuSeconds(b.pid);
   const r = await b.guest.exec(cmd, { timeoutMs: (SECONDS + 30) * 1000 });
@@ -402,7 +444,8 @@ async function wrk(b: Backend, port: number, seconds: number): Promise<{ rps: nu
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
   if (r.code !== 0 || !Number.isFinite(rps)) throw new Error(`${b.name}: ${cmd.join(' ')} failed (exit ${r.code}):\n${text}${r.stderr}`);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
-  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
+  const errors =
+    Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
   return { rps, errors, text };
 }
 
@@ -431,8 +474,10 @@ async function measure(b: Backend, s: Servers): Promise<Figures> {
 
 function line(name: string, mtu: number, f: Figures, what = ''): string {
   return (
-    `${name.padEnd(11)} MTU ${String(mtu).padEnd(5)}  guest→host ${f.mbit_s_to_host.toFixed(0).padStart(6)} ` + `Mbit/s  host→guest ${f.mbit_s_to_guest.toFixed(0).padStart(6)} Mbit/s  ` +
-    `${f.rps.toFixed(0).padStart(6)} req/s  ${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU ` + `s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
+    `${name.padEnd(11)} MTU ${String(mtu).padEnd(5)}  guest→host ${f.mbit_s_to_host.toFixed(0).padStart(6)} ` +
+    `Mbit/s  host→guest ${f.mbit_s_to_guest.toFixed(0).padStart(6)} Mbit/s  ` +
+    `${f.rps.toFixed(0).padStart(6)} req/s  ${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU ` +
+    `s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
   );
 }
 
@@ -511,7 +556,10 @@ export async function netBench(): Promise<Record<string, unknown>> {
     }
     configs.push({ key: 'slirp4netns', mtu: MTU, start: () => startSlirp(MTU) }, { key: 'passt', mtu: MTU, start: () => startPasta(MTU) });
     if (process.env.KRATA_BENCH_NET_JUMBO !== '0') {
-      configs.push({ key: `slirp4netns_mtu${JUMBO_MTU}`, mtu: JUMBO_MTU, start: () => startSlirp(JUMBO_MTU) }, { key: `passt_mtu${JUMBO_MTU}`, mtu: JUMBO_MTU, start: () => startPasta(JUMBO_MTU) });
+      configs.push(
+        { key: `slirp4netns_mtu${JUMBO_MTU}`, mtu: JUMBO_MTU, start: () => startSlirp(JUMBO_MTU) },
+        { key: `passt_mtu${JUMBO_MTU}`, mtu: JUMBO_MTU, start: () => startPasta(JUMBO_MTU) },
+      );
     }
     const samples = new Map<string, Figures[]>(configs.map((c) => [c.key, []]));
     for (let round = 0; round < ROUNDS; round++) {
@@ -519,17 +567,21 @@ export async function netBench(): Promise<Record<string, unknown>> {
       for (const c of configs) samples.get(c.key)!.push(await run(c.start, s, describe));
     }
     const fig = new Map([...samples].map(([k, fs]) => [k, combine(fs)]));
-    if (ROUNDS > 1) for (const c of configs) console.log(line(c.key.replace(/_mtu\d+$/, ''), c.mtu, fig.get(c.key)!, `  (median of ${ROUNDS})`));
+    if (ROUNDS > 1)
+      for (const c of configs) console.log(line(c.key.replace(/_mtu\d+$/, ''), c.mtu, fig.get(c.key)!, `  (median of ${ROUNDS})`));
     const ours = fig.get('kratanet');
     const slirp = fig.get('slirp4netns')!;
     const passt = fig.get('passt')!;
-    const jumbo = Object.fromEntries(configs.filter((c) => c.mtu === JUMBO_MTU).flatMap((c) => Object.entries(prefixed(`${c.key}_`, fig.get(c.key)))));
+    const jumbo = Object.fromEntries(
+      configs.filter((c) => c.mtu === JUMBO_MTU).flatMap((c) => Object.entries(prefixed(`${c.key}_`, fig.get(c.key)))),
+    );
 
     const ratio = (a: number | undefined, b: number) => (a === undefined ? null : round(a / b, 2));
     const vsSlirp = ratio(ours?.mbit_s, slirp.mbit_s);
     const vsPasst = ratio(ours?.mbit_s, passt.mbit_s);
     const goalsMet = vsSlirp !== null && vsPasst !== null ? vsSlirp >= GOALS.vs_slirp4netns && vsPasst >= GOALS.vs_passt : null;
-    const goal = (r: number | null, want: number, text: string) => console.log(`goal: ${text}: ${r === null ? 'not measured' : `${r}× (${r >= want ? 'met' : 'NOT met'})`}`);
+    const goal = (r: number | null, want: number, text: string) =>
+      console.log(`goal: ${text}: ${r === null ? 'not measured' : `${r}× (${r >= want ? 'met' : 'NOT met'})`}`);
     goal(vsSlirp, GOALS.vs_slirp4netns, 'kratanet throughput ≥ slirp4netns (ratio ≥ 1)');
     goal(vsPasst, GOALS.vs_passt, 'kratanet throughput within 2× of passt (ratio ≥ 0.5)');
     // The headline is the mean of both directions: a fast direction can hide a slow one, so each is shown too.
@@ -538,9 +590,17 @@ export async function netBench(): Promise<Record<string, unknown>> {
       const k = `mbit_s_${dir}` as const;
       perDirection[`ratio_vs_slirp4netns_${dir}`] = ratio(ours?.[k], slirp[k]);
       perDirection[`ratio_vs_passt_${dir}`] = ratio(ours?.[k], passt[k]);
-      console.log(`      ${dir === 'to_host' ? 'guest → host' : 'host → guest'}: ${perDirection[`ratio_vs_slirp4netns_${dir}`] ?? '-'}× ` + `slirp4netns, ${perDirection[`ratio_vs_passt_${dir}`] ?? '-'}× passt`);
+      console.log(
+        `      ${dir === 'to_host' ? 'guest → host' : 'host → guest'}: ${perDirection[`ratio_vs_slirp4netns_${dir}`] ?? '-'}× ` +
+          `slirp4netns, ${perDirection[`ratio_vs_passt_${dir}`] ?? '-'}× passt`,
+      );
     }
-    const eachMet = ours ? ['to_host', 'to_guest'].every((d) => perDirection[`ratio_vs_slirp4netns_${d}`]! >= GOALS.vs_slirp4netns && perDirection[`ratio_vs_passt_${d}`]! >= GOALS.vs_passt) : null;
+    const eachMet = ours
+      ? ['to_host', 'to_guest'].every(
+          (d) =>
+            perDirection[`ratio_vs_slirp4netns_${d}`]! >= GOALS.vs_slirp4netns && perDirection[`ratio_vs_passt_${d}`]! >= GOALS.vs_passt,
+        )
+      : null;
     const httpErrors = [ours, slirp, passt].reduce((n, f) => n + (f?.http_errors ?? 0), 0);
     return {
       bench: 'net',

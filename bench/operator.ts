@@ -64,7 +64,11 @@ function apiserverWrites(server: string, token: string): Promise<number> {
           const sub = /subresource="(\w*)"/.exec(line)?.[1];
           const k = `${verb} ${resource}${sub ? `/${sub}` : ''}`;
           by[k] = (by[k] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
-          if (/verb="(POST|PUT|PATCH|DELETE|APPLY|CREATE|UPDATE)"/.test(line) && !/resource="(tokenreviews|subjectaccessreviews|selfsubjectaccessreviews)"/.test(line)) n += Number(line.slice(line.lastIndexOf(' ') + 1));
+          if (
+            /verb="(POST|PUT|PATCH|DELETE|APPLY|CREATE|UPDATE)"/.test(line) &&
+            !/resource="(tokenreviews|subjectaccessreviews|selfsubjectaccessreviews)"/.test(line)
+          )
+            n += Number(line.slice(line.lastIndexOf(' ') + 1));
         }
         if (process.env.KRATA_BENCH_VERBOSE) console.error(JSON.stringify(by));
         resolve(n);
@@ -99,12 +103,51 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     // State on tmpfs when there is one: the hosts' stores are not what is measured.
     const simState = mkdtempSync(join('/dev/shm', 'krata-bench-hosts-'));
     // The operator makes XenHosts only for Nodes labelled krata.dev/xen=true.
-    await createXenNodes(kube.client, Array.from({ length: hostCount }, (_, i) => `xen-${i + 1}`));
-    procs.push(spawnLogged([join(dist, 'test/cluster/sim-hosts.js'), '--redis', redis.url, '--state', simState, '--count', String(hostCount), '--prefix', 'xen-'], simLog));
-    const op = spawnLogged([join(dist, 'operator/main.js'), '--kubeconfig', kube.env.kubeconfig, '--redis', redis.url, '--health-addr', 'off', '--metrics-addr', 'off', '--log-level', 'warn'], opLog);
+    await createXenNodes(
+      kube.client,
+      Array.from({ length: hostCount }, (_, i) => `xen-${i + 1}`),
+    );
+    procs.push(
+      spawnLogged(
+        [
+          join(dist, 'test/cluster/sim-hosts.js'),
+          '--redis',
+          redis.url,
+          '--state',
+          simState,
+          '--count',
+          String(hostCount),
+          '--prefix',
+          'xen-',
+        ],
+        simLog,
+      ),
+    );
+    const op = spawnLogged(
+      [
+        join(dist, 'operator/main.js'),
+        '--kubeconfig',
+        kube.env.kubeconfig,
+        '--redis',
+        redis.url,
+        '--health-addr',
+        'off',
+        '--metrics-addr',
+        'off',
+        '--log-level',
+        'warn',
+      ],
+      opLog,
+    );
     procs.push(op);
     const dump = () => `--- hosts\n${simLog.slice(-20).join('\n')}\n--- operator\n${opLog.slice(-20).join('\n')}`;
-    await waitFor(async () => (await kube.client.listXenHosts()).items.filter((h) => h.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === hostCount, `${hostCount} ready XenHosts`, 120_000).catch((e) => {
+    await waitFor(
+      async () =>
+        (await kube.client.listXenHosts()).items.filter((h) => h.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+          .length === hostCount,
+      `${hostCount} ready XenHosts`,
+      120_000,
+    ).catch((e) => {
       throw new Error(`${(e as Error).message}\n${dump()}`);
     });
     console.error(`bench operator: ${hostCount} hosts ready; creating ${guests} guests`);
@@ -171,7 +214,9 @@ export async function operatorBench(): Promise<Record<string, unknown>> {
     if (process.env.KRATA_BENCH_VERBOSE) console.error(JSON.stringify(await kube.client.getGuest('default', 'g-0')));
     const rss = peakRssMb(op.pid!);
     const cpuAfter = cpu();
-    const cpuS = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Number((v - cpuBefore[k as keyof typeof cpuBefore]).toFixed(1))]));
+    const cpuS = Object.fromEntries(
+      Object.entries(cpuAfter).map(([k, v]) => [k, Number((v - cpuBefore[k as keyof typeof cpuBefore]).toFixed(1))]),
+    );
     await watcher.stop();
     rmSync(simState, { recursive: true, force: true });
     return {

@@ -32,9 +32,29 @@ test('every schema node is structural: a type, or int-or-string, and nothing Kub
       for (const k of keys) {
         assert.ok(
           [
-            'type', 'title', 'description', 'format', 'default', 'enum', 'pattern', 'minLength', 'maxLength', 'minimum', 'maximum',
-            'minItems', 'maxItems', 'maxProperties', 'required', 'properties', 'additionalProperties', 'items', 'anyOf',
-            'x-kubernetes-int-or-string', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys',
+            'type',
+            'title',
+            'description',
+            'format',
+            'default',
+            'enum',
+            'pattern',
+            'minLength',
+            'maxLength',
+            'minimum',
+            'maximum',
+            'minItems',
+            'maxItems',
+            'maxProperties',
+            'required',
+            'properties',
+            'additionalProperties',
+            'items',
+            'anyOf',
+            'x-kubernetes-int-or-string',
+            'x-kubernetes-preserve-unknown-fields',
+            'x-kubernetes-list-type',
+            'x-kubernetes-list-map-keys',
           ].includes(k),
           `${path}: unexpected schema keyword ${k}`,
         );
@@ -91,7 +111,10 @@ test('every pattern has a human name for error messages and is RE2-compatible (n
 test('printer columns point at fields the schema has', () => {
   for (const { crd, version, schema } of roots) {
     for (const column of version.additionalPrinterColumns ?? []) {
-      const parts = column.jsonPath.replace(/\[\?\(@\.type=="\w+"\)\]/, '[]').split('.').slice(1);
+      const parts = column.jsonPath
+        .replace(/\[\?\(@\.type=="\w+"\)\]/, '[]')
+        .split('.')
+        .slice(1);
       if (parts[0] === 'metadata') continue;
       let node: JSONSchemaProps | undefined = schema;
       for (const part of parts) {

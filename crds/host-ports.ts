@@ -28,7 +28,11 @@ export function hostPortsOf(g: Guest): HostPortUse[] {
   if (g.spec.network?.enabled === false) return [];
   return (g.spec.network?.ports ?? []).map((p, i) => {
     const port = p.hostPort ?? p.containerPort;
-    return { key: `${p.protocol ?? 'TCP'}/${port}`, port, field: `spec.network.ports[${i}].${p.hostPort === undefined ? 'containerPort' : 'hostPort'}` };
+    return {
+      key: `${p.protocol ?? 'TCP'}/${port}`,
+      port,
+      field: `spec.network.ports[${i}].${p.hostPort === undefined ? 'containerPort' : 'hostPort'}`,
+    };
   });
 }
 
@@ -53,7 +57,10 @@ export function parsePortRanges(text: string, what: string): PortRange[] {
     const m = /^\s*(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$/.exec(part);
     const from = Number(m?.[1]);
     const to = m?.[2] === undefined ? from : Number(m[2]);
-    if (!m || from < 1 || to > 65535 || to < from) throw new Error(`${what}: ${JSON.stringify(part.trim())} is not a port or a range FROM-TO of ports 1-65535 (e.g. 1024-65535, or "none")`);
+    if (!m || from < 1 || to > 65535 || to < from)
+      throw new Error(
+        `${what}: ${JSON.stringify(part.trim())} is not a port or a range FROM-TO of ports 1-65535 (e.g. 1024-65535, or "none")`,
+      );
     return { from, to };
   });
 }

@@ -23,7 +23,8 @@ export function semanticErrors(obj: KratObject, sound: Sound): FieldError[] {
   else {
     if (sound('spec', 'reserved', 'memory')) errors.push(...xenHostErrors(obj));
     (obj.spec.guestPolicy?.hostPorts ?? []).forEach((r, i) => {
-      if (sound('spec', 'guestPolicy', 'hostPorts', i) && r.to < r.from) errors.push({ path: ['spec', 'guestPolicy', 'hostPorts', i, 'to'], message: `must be at least from (${r.from}), got ${r.to}` });
+      if (sound('spec', 'guestPolicy', 'hostPorts', i) && r.to < r.from)
+        errors.push({ path: ['spec', 'guestPolicy', 'hostPorts', i, 'to'], message: `must be at least from (${r.from}), got ${r.to}` });
     });
   }
   return errors;

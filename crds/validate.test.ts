@@ -25,7 +25,9 @@ test('a minimal Guest gets every schema default, nested defaults included', () =
 });
 
 test('defaults fill in inside given objects and list items, and given values are kept', () => {
-  const { object } = validateObject(guest({ image: 'nginx', resources: { cpus: 2 }, network: { ports: [{ containerPort: 80 }] }, kernel: {} }));
+  const { object } = validateObject(
+    guest({ image: 'nginx', resources: { cpus: 2 }, network: { ports: [{ containerPort: 80 }] }, kernel: {} }),
+  );
   assert.equal(object!.kind, 'Guest');
   if (object!.kind !== 'Guest') return;
   assert.deepEqual(object!.spec.resources, { cpus: 2, memory: '512Mi' });
@@ -50,7 +52,8 @@ test('every error is reported at once, with its path', () => {
   assert.equal(object, undefined);
   assert.deepEqual(messages(errors), [
     'metadata.labels["a/b/c"]: key "a/b/c": prefix must be a DNS subdomain (lowercase letters, digits, "-" and ".")',
-    'metadata.name: must match DNS label (at most 63 lowercase letters, digits ' + 'and "-", starting and ending with a letter or digit) (got string "Bad_Name")',
+    'metadata.name: must match DNS label (at most 63 lowercase letters, digits ' +
+      'and "-", starting and ending with a letter or digit) (got string "Bad_Name")',
     'spec.env[1]: duplicate entry (name="A"), first at spec.env[0]',
     'spec.image: required field is missing',
     'spec.imagee: unknown field "imagee" (did you mean "image"?)',
@@ -99,7 +102,14 @@ test('the same port number on TCP and UDP is two ports', () => {
 });
 
 test('image references follow the distribution grammar', () => {
-  for (const ok of ['alpine', 'alpine:3.20', 'docker.io/library/alpine:latest', 'localhost:5000/a/b_c__d-e:v1.0', `ghcr.io/o/app@sha256:${'a'.repeat(64)}`, '[::1]:5000/x']) {
+  for (const ok of [
+    'alpine',
+    'alpine:3.20',
+    'docker.io/library/alpine:latest',
+    'localhost:5000/a/b_c__d-e:v1.0',
+    `ghcr.io/o/app@sha256:${'a'.repeat(64)}`,
+    '[::1]:5000/x',
+  ]) {
     assert.deepEqual(validateObject(guest({ image: ok })).errors, [], ok);
   }
   for (const bad of ['Alpine', 'alpine:', 'alpine::1', 'a b', '/alpine', 'alpine@sha256:abc', 'alpine:' + 'x'.repeat(129)]) {
@@ -114,16 +124,42 @@ test('kind and apiVersion are checked before anything else', () => {
   assert.deepEqual(messages(validateObject({ apiVersion: 'krata.dev/v2', kind: 'Guest' }).errors), [
     'apiVersion: Guest is served as krata.dev/v1alpha1, not "krata.dev/v2"',
   ]);
-  assert.deepEqual(messages(validateObject({ kind: 'XenHost' }).errors), ['apiVersion: required field is missing (use krata.dev/v1alpha1)']);
-  assert.deepEqual(messages(validateObject(['a']).errors), ['(document): must be a mapping with apiVersion, kind, metadata and spec (got a list)']);
-  assert.deepEqual(messages(validateObject('text').errors), ['(document): must be a mapping with apiVersion, kind, metadata and spec (got string "text")']);
+  assert.deepEqual(messages(validateObject({ kind: 'XenHost' }).errors), [
+    'apiVersion: required field is missing (use krata.dev/v1alpha1)',
+  ]);
+  assert.deepEqual(messages(validateObject(['a']).errors), [
+    '(document): must be a mapping with apiVersion, kind, metadata and spec (got a list)',
+  ]);
+  assert.deepEqual(messages(validateObject('text').errors), [
+    '(document): must be a mapping with apiVersion, kind, metadata and spec (got string "text")',
+  ]);
 });
 
 test('XenHosts are cluster-scoped objects named like nodes, with defaulted spec', () => {
-  const { object, errors } = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name: 'xen-01.lab.example' } });
+  const { object, errors } = validateObject({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'XenHost',
+    metadata: { name: 'xen-01.lab.example' },
+  });
   assert.deepEqual(errors, []);
-  assert.deepEqual(object!.spec, { unschedulable: false, reserved: { cpus: 0, memory: '0' }, guestPolicy: { allowNodeName: true, hostPorts: [{ from: 1024, to: 65535 }] } });
-  const backwards = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name: 'x' }, spec: { guestPolicy: { hostPorts: [{ from: 80, to: 80 }, { from: 2000, to: 1000 }] } } });
+  assert.deepEqual(object!.spec, {
+    unschedulable: false,
+    reserved: { cpus: 0, memory: '0' },
+    guestPolicy: { allowNodeName: true, hostPorts: [{ from: 1024, to: 65535 }] },
+  });
+  const backwards = validateObject({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'XenHost',
+    metadata: { name: 'x' },
+    spec: {
+      guestPolicy: {
+        hostPorts: [
+          { from: 80, to: 80 },
+          { from: 2000, to: 1000 },
+        ],
+      },
+    },
+  });
   assert.deepEqual(messages(backwards.errors), ['spec.guestPolicy.hostPorts[1].to: must be at least from (2000), got 1000']);
 });
 
@@ -148,7 +184,16 @@ test('status is validated like the rest: conditions follow the Kubernetes conven
 });
 
 test('metadata from `kubectl get -o yaml` is accepted; unknown metadata fields are not', () => {
-  const meta = { name: 'web', namespace: 'prod', uid: 'u', resourceVersion: '5', generation: 2, creationTimestamp: '2026-01-01T00:00:00Z', finalizers: ['krata.dev/guest-cleanup'], managedFields: [{ manager: 'x' }] };
+  const meta = {
+    name: 'web',
+    namespace: 'prod',
+    uid: 'u',
+    resourceVersion: '5',
+    generation: 2,
+    creationTimestamp: '2026-01-01T00:00:00Z',
+    finalizers: ['krata.dev/guest-cleanup'],
+    managedFields: [{ manager: 'x' }],
+  };
   assert.deepEqual(validateObject(guest({ image: 'alpine' }, meta)).errors, []);
   assert.deepEqual(messages(validateObject(guest({ image: 'alpine' }, { name: 'web', lables: {} })).errors), [
     'metadata.lables: unknown field "lables" (did you mean "labels"?)',
@@ -178,7 +223,9 @@ test('hostile depth is an error at its path, never a stack overflow (objects fro
 });
 
 test('a number beyond a double (1e400 reads as Infinity) is out of range, not "got number null"', () => {
-  const { errors } = validateObject(guest({ image: 'alpine', resources: { cpus: Infinity, memory: JSON.parse('1e400'), maxMemory: -Infinity } }));
+  const { errors } = validateObject(
+    guest({ image: 'alpine', resources: { cpus: Infinity, memory: JSON.parse('1e400'), maxMemory: -Infinity } }),
+  );
   assert.deepEqual(messages(errors), [
     'spec.resources.cpus: number out of range (beyond about ±1.8e308, so it reads as infinity)',
     'spec.resources.maxMemory: number out of range (beyond about ±1.8e308, so it reads as infinity)',

@@ -173,7 +173,8 @@ export function pathBeyond(value: unknown, max: number): Path | undefined {
     }
     const isList = Array.isArray(e.node);
     for (const [k, v] of Object.entries(e.node)) {
-      if (v !== null && typeof v === 'object') stack.push({ node: v as object, depth: e.depth + 1, key: isList ? Number(k) : k, parent: e });
+      if (v !== null && typeof v === 'object')
+        stack.push({ node: v as object, depth: e.depth + 1, key: isList ? Number(k) : k, parent: e });
     }
   }
   return undefined;
@@ -185,7 +186,8 @@ function checkKind(raw: Record<string, unknown>): FieldError[] {
   if (typeof raw.kind !== 'string') return [{ path: ['kind'], message: `must be a string (got ${describe(raw.kind)})` }];
   const info = KINDS.get(raw.kind);
   if (!info) {
-    const hint = typeof raw.apiVersion === 'string' && !raw.apiVersion.startsWith('krata.dev/') ? ` (${raw.apiVersion} is not a krata API)` : '';
+    const hint =
+      typeof raw.apiVersion === 'string' && !raw.apiVersion.startsWith('krata.dev/') ? ` (${raw.apiVersion} is not a krata API)` : '';
     return [{ path: ['kind'], message: `unknown kind "${raw.kind}"${hint}: krata serves ${known}` }];
   }
   if (raw.apiVersion === undefined) return [{ path: ['apiVersion'], message: `required field is missing (use ${info.apiVersion})` }];
@@ -316,7 +318,9 @@ function listMapErrors(schema: JSONSchemaProps, value: unknown, path: Path): Fie
         if (first === undefined) firstAt.set(id, i);
         else {
           const what =
-            listType === 'map' ? keys.map((k) => `${k}=${JSON.stringify((item as Record<string, unknown>)[k])}`).join(', ') : JSON.stringify(item);
+            listType === 'map'
+              ? keys.map((k) => `${k}=${JSON.stringify((item as Record<string, unknown>)[k])}`).join(', ')
+              : JSON.stringify(item);
           errors.push({ path: [...path, i], message: `duplicate entry (${what}), first at ${formatPath([...path, first])}` });
         }
       });

@@ -14,7 +14,6 @@ import { IMPORT_CONTENT_TYPE, type PruneResult, type PullEvent, type StoredImage
 
 export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
 
-
 export class AgentError extends Error {
   constructor(
     message: string,
@@ -120,7 +119,10 @@ export class AgentClient {
     const q = new URLSearchParams();
     if (opts.follow) q.set('follow', 'true');
     if (opts.tail !== undefined) q.set('tail', String(opts.tail));
-    const res = await this.open('GET', `${guestPath(namespace, name)}/logs${q.size ? `?${q.toString()}` : ''}`, { timeoutMs: opts.follow ? 0 : this.timeoutMs, signal: opts.signal });
+    const res = await this.open('GET', `${guestPath(namespace, name)}/logs${q.size ? `?${q.toString()}` : ''}`, {
+      timeoutMs: opts.follow ? 0 : this.timeoutMs,
+      signal: opts.signal,
+    });
     try {
       for await (const chunk of res) if (!out.write(chunk)) await once(out, 'drain');
     } catch (e) {
@@ -139,7 +141,9 @@ export class AgentClient {
         headers: { connection: 'Upgrade', upgrade: CONSOLE_PROTOCOL },
         timeout: this.timeoutMs,
       });
-      req.on('timeout', () => req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${this.timeoutMs / 1000}s`)));
+      req.on('timeout', () =>
+        req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${this.timeoutMs / 1000}s`)),
+      );
       req.on('upgrade', (_res, socket, head) => {
         socket.setTimeout(0); // the handshake's timeout; a console may be quiet for hours
         if (head.length) socket.unshift(head);
@@ -155,8 +159,16 @@ export class AgentClient {
    * Pulls into the agent's cache, reporting progress; resolves with the cached image. `pullSecrets`
    * name Secrets the agent keeps in `namespace` (its default: "default").
    */
-  async pullImage(image: string, onEvent: (e: PullEvent) => void = () => {}, opts: { namespace?: string; pullSecrets?: string[]; hint?: string } = {}): Promise<StoredImage> {
-    const body = { image, ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}), ...(opts.pullSecrets?.length ? { pullSecrets: opts.pullSecrets } : {}) };
+  async pullImage(
+    image: string,
+    onEvent: (e: PullEvent) => void = () => {},
+    opts: { namespace?: string; pullSecrets?: string[]; hint?: string } = {},
+  ): Promise<StoredImage> {
+    const body = {
+      image,
+      ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
+      ...(opts.pullSecrets?.length ? { pullSecrets: opts.pullSecrets } : {}),
+    };
     const res = await this.open('POST', '/v1/images/pull', { body, timeoutMs: 0, ...(opts.hint ? { hint: opts.hint } : {}) });
     return imageResult(res, onEvent, 'pull');
   }

@@ -88,11 +88,16 @@ test('a kind: List (what -o json prints for several objects) applies as its item
   const broken = list.stdout.replace('"memory": "1Gi"', '"memory": "1 Gi"');
   const r = await kratactl(['apply', '--dry-run', '-f', '-'], { stdin: broken });
   const line = broken.split('\n').findIndex((l) => l.includes('"1 Gi"')) + 1;
-  assert.equal(r.stderr.split('\n')[0], `<stdin>:${line}:21: error: Guest "worker": spec.resources.memory: must match quantity (such as 512Mi or 2Gi) (got string "1 Gi")`);
+  assert.equal(
+    r.stderr.split('\n')[0],
+    `<stdin>:${line}:21: error: Guest "worker": spec.resources.memory: must match quantity (such as 512Mi or 2Gi) (got string "1 Gi")`,
+  );
 });
 
 test('--dry-run=server has the node agent check the batch without storing it', async (t) => {
-  const agent = await fakeAgent(t, (req, res) => res.end(JSON.stringify({ results: req.body.objects.map((o: any) => ({ kind: o.kind, metadata: o.metadata, action: 'created' })) })));
+  const agent = await fakeAgent(t, (req, res) =>
+    res.end(JSON.stringify({ results: req.body.objects.map((o: any) => ({ kind: o.kind, metadata: o.metadata, action: 'created' })) })),
+  );
   const r = await kratactl(['apply', '--dry-run=server', '-o', 'name', '-f', 'manifests/examples/nginx.yaml', '--agent', agent.socket]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(agent.requests[0]!.body.dryRun, true);
@@ -103,18 +108,27 @@ test('-n sets the namespace of objects without one and conflicts with one that d
   const stdin = 'apiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata:\n  name: a\nspec:\n  image: alpine\n';
   const ok = await kratactl(['apply', '--dry-run', '-n', 'team-a', '-o', 'json', '-f', '-'], { stdin });
   assert.equal(JSON.parse(ok.stdout).metadata.namespace, 'team-a');
-  const clash = await kratactl(['apply', '--dry-run', '-n', 'team-b', '-f', '-'], { stdin: stdin.replace('name: a', 'name: a\n  namespace: team-a') });
+  const clash = await kratactl(['apply', '--dry-run', '-n', 'team-b', '-f', '-'], {
+    stdin: stdin.replace('name: a', 'name: a\n  namespace: team-a'),
+  });
   assert.equal(clash.code, 1);
-  assert.equal(clash.stderr.split('\n')[0], '<stdin>:5:14: error: Guest "a": metadata.namespace: "team-a" does not match --namespace "team-b"');
+  assert.equal(
+    clash.stderr.split('\n')[0],
+    '<stdin>:5:14: error: Guest "a": metadata.namespace: "team-a" does not match --namespace "team-b"',
+  );
 });
 
 test('one name in two namespaces is two objects; a cluster-scoped namespace is dropped with a warning', async () => {
-  const g = (ns: string) => `apiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata:\n  name: a\n  namespace: ${ns}\nspec:\n  image: alpine\n`;
+  const g = (ns: string) =>
+    `apiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata:\n  name: a\n  namespace: ${ns}\nspec:\n  image: alpine\n`;
   const host = 'apiVersion: krata.dev/v1alpha1\nkind: XenHost\nmetadata:\n  name: h\n  namespace: default\n';
   const r = await kratactl(['apply', '--dry-run', '-o', 'name', '-f', '-'], { stdin: [g('ns-x'), g('ns-y'), host].join('---\n') });
   assert.equal(r.code, 0);
   assert.equal(r.stdout, 'guest.krata.dev/a\nguest.krata.dev/a\nxenhost.krata.dev/h\n');
-  assert.equal(r.stderr, '<stdin>:21:3: warning: XenHost "h": metadata.namespace: XenHost is cluster-scoped; namespace "default" ignored\n');
+  assert.equal(
+    r.stderr,
+    '<stdin>:21:3: warning: XenHost "h": metadata.namespace: XenHost is cluster-scoped; namespace "default" ignored\n',
+  );
 });
 
 test('status in a manifest is ignored with a warning, as the API server ignores it', async () => {
@@ -127,7 +141,11 @@ test('status in a manifest is ignored with a warning, as the API server ignores 
 
 test('errors from several files come out in file order, then by line', async () => {
   const r = await kratactl(['apply', '--dry-run', '-f', `${INVALID}/04-bad-enum.yaml`, '-f', `${INVALID}/02-bad-quantity.yaml`]);
-  const files = r.stderr.trimEnd().split('\n').slice(0, -1).map((l) => l.split(':')[0]);
+  const files = r.stderr
+    .trimEnd()
+    .split('\n')
+    .slice(0, -1)
+    .map((l) => l.split(':')[0]);
   assert.deepEqual(files, [`${INVALID}/04-bad-enum.yaml`, `${INVALID}/04-bad-enum.yaml`, `${INVALID}/02-bad-quantity.yaml`]);
   assert.match(r.stderr, /3 errors; nothing was applied\n$/);
 });
@@ -162,7 +180,15 @@ async function fakeAgent(t: { after: (fn: () => void) => void }, respond: (req: 
 test('apply sends every object to the node agent in one batch and prints what happened', async (t) => {
   const agent = await fakeAgent(t, (req, res) => {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ results: req.body.objects.map((o: any, i: number) => ({ kind: o.kind, metadata: { namespace: o.metadata.namespace, name: o.metadata.name }, action: i ? 'configured' : 'created' })) }));
+    res.end(
+      JSON.stringify({
+        results: req.body.objects.map((o: any, i: number) => ({
+          kind: o.kind,
+          metadata: { namespace: o.metadata.namespace, name: o.metadata.name },
+          action: i ? 'configured' : 'created',
+        })),
+      }),
+    );
   });
   const r = await kratactl(['apply', '-f', 'manifests/examples/pinned.yaml', '--agent', agent.socket]);
   assert.equal(r.stderr, '');
@@ -171,13 +197,24 @@ test('apply sends every object to the node agent in one batch and prints what ha
   assert.equal(agent.requests.length, 1);
   assert.equal(agent.requests[0]!.method, 'POST');
   assert.equal(agent.requests[0]!.url, '/v1/apply');
-  assert.deepEqual(agent.requests[0]!.body.objects.map((o: any) => o.metadata.name), ['cache', 'worker']);
+  assert.deepEqual(
+    agent.requests[0]!.body.objects.map((o: any) => o.metadata.name),
+    ['cache', 'worker'],
+  );
   assert.equal(agent.requests[0]!.body.objects[1].spec.restartPolicy, 'OnFailure', 'objects are sent defaulted');
 });
 
 test('nothing reaches the node agent when any document is invalid', async (t) => {
   const agent = await fakeAgent(t, (_req, res) => res.end('{"results":[]}'));
-  const r = await kratactl(['apply', '-f', 'manifests/examples/nginx.yaml', '-f', `${INVALID}/19-second-document.yaml`, '--agent', agent.socket]);
+  const r = await kratactl([
+    'apply',
+    '-f',
+    'manifests/examples/nginx.yaml',
+    '-f',
+    `${INVALID}/19-second-document.yaml`,
+    '--agent',
+    agent.socket,
+  ]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /nothing was applied/);
   assert.equal(agent.requests.length, 0);
@@ -186,7 +223,12 @@ test('nothing reaches the node agent when any document is invalid', async (t) =>
 test("the agent's refusal is shown against the file and line of each object", async (t) => {
   const agent = await fakeAgent(t, (_req, res) => {
     res.statusCode = 422;
-    res.end(JSON.stringify({ message: 'the batch was refused', errors: [{ index: 1, path: 'spec.nodeName', message: 'no XenHost "x" on this node' }] }));
+    res.end(
+      JSON.stringify({
+        message: 'the batch was refused',
+        errors: [{ index: 1, path: 'spec.nodeName', message: 'no XenHost "x" on this node' }],
+      }),
+    );
   });
   const r = await kratactl(['apply', '-f', 'manifests/examples/pinned.yaml', '--agent', agent.socket]);
   assert.equal(r.code, 1);

@@ -31,7 +31,11 @@ const COMMANDS: Record<string, Command> = {
   explain: { summary: 'document a kind or field of the API', help: EXPLAIN_HELP, run: explain },
   image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
   host: { summary: "show the node agent's host (status)", help: HOST_HELP, run: host },
-  completion: { summary: 'print a bash or zsh completion script', help: COMPLETION_HELP, run: (argv, io) => completion(argv, io, COMMANDS) },
+  completion: {
+    summary: 'print a bash or zsh completion script',
+    help: COMPLETION_HELP,
+    run: (argv, io) => completion(argv, io, COMMANDS),
+  },
   version: { summary: 'print the version', help: 'Usage: kratactl version\n', run: version },
 };
 

@@ -53,7 +53,9 @@ test('what a layout cannot hold is refused by name: a fifo, a symlinked director
   const fifo = join(work, 'with-fifo');
   mkdirSync(fifo);
   execFileSync('mkfifo', [join(fifo, 'pipe')]);
-  await assert.rejects(entries(fifo), { message: `${join(fifo, 'pipe')}: not a regular file or directory; an OCI layout holds only those` });
+  await assert.rejects(entries(fifo), {
+    message: `${join(fifo, 'pipe')}: not a regular file or directory; an OCI layout holds only those`,
+  });
   const linked = join(work, 'with-dir-link');
   mkdirSync(linked);
   symlinkSync(work, join(linked, 'loop'));

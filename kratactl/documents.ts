@@ -54,7 +54,12 @@ export function parseSource(source: Source): { documents: ParsedDocument[]; erro
   const tooDeep = (offset: number): SyntaxError => {
     const before = source.text.slice(0, offset);
     const line = before.split('\n').length;
-    return { file: source.name, line, column: offset - before.lastIndexOf('\n'), message: `nested deeper than ${MAX_DEPTH} levels; krata objects are far shallower` };
+    return {
+      file: source.name,
+      line,
+      column: offset - before.lastIndexOf('\n'),
+      message: `nested deeper than ${MAX_DEPTH} levels; krata objects are far shallower`,
+    };
   };
   const parse = () => {
     const docs = parseAllDocuments(source.text, { ...YAML_OPTIONS, lineCounter });

@@ -79,7 +79,12 @@ export async function loadManifests(paths: string[], options: LoadOptions = {}):
       continue;
     }
     if (object.status !== undefined) {
-      result.warnings.push({ file: doc.source.name, ...doc.locate(['status'], true), object: label, message: 'status is written by krata; ignored' });
+      result.warnings.push({
+        file: doc.source.name,
+        ...doc.locate(['status'], true),
+        object: label,
+        message: 'status is written by krata; ignored',
+      });
       delete object.status;
     }
     const id = `${object.kind} ${object.metadata.namespace ? object.metadata.namespace + '/' : ''}${object.metadata.name}`;
@@ -103,14 +108,30 @@ export async function loadManifests(paths: string[], options: LoadOptions = {}):
 }
 
 /** A `v1 Secret`: checked as an image pull secret, namespaced like a Guest. Values are never quoted. */
-function loadSecret(doc: ParsedDocument, flag: string | undefined, result: LoadResult, seen: Map<string, { file: string; line: number }>): void {
+function loadSecret(
+  doc: ParsedDocument,
+  flag: string | undefined,
+  result: LoadResult,
+  seen: Map<string, { file: string; line: number }>,
+): void {
   const { object, errors } = validatePullSecret(doc.value);
   const label = describeObject(doc.value);
-  for (const e of errors) result.problems.push({ file: doc.source.name, ...doc.locate(e.path, e.onKey), object: label, message: `${formatPath(e.path)}: ${e.message}` });
+  for (const e of errors)
+    result.problems.push({
+      file: doc.source.name,
+      ...doc.locate(e.path, e.onKey),
+      object: label,
+      message: `${formatPath(e.path)}: ${e.message}`,
+    });
   if (!object) return;
   const meta = object.metadata;
   if (meta.namespace !== undefined && flag !== undefined && meta.namespace !== flag) {
-    result.problems.push({ file: doc.source.name, ...doc.locate(['metadata', 'namespace']), object: label, message: `metadata.namespace: "${meta.namespace}" does not match --namespace "${flag}"` });
+    result.problems.push({
+      file: doc.source.name,
+      ...doc.locate(['metadata', 'namespace']),
+      object: label,
+      message: `metadata.namespace: "${meta.namespace}" does not match --namespace "${flag}"`,
+    });
     return;
   }
   meta.namespace ??= flag ?? DEFAULT_NAMESPACE;
@@ -118,7 +139,12 @@ function loadSecret(doc: ParsedDocument, flag: string | undefined, result: LoadR
   const start = doc.locate([]);
   const first = seen.get(id);
   if (first) {
-    result.problems.push({ file: doc.source.name, ...doc.locate(['metadata', 'name']), object: label, message: `metadata.name: ${id} is defined twice (first at ${first.file}:${first.line})` });
+    result.problems.push({
+      file: doc.source.name,
+      ...doc.locate(['metadata', 'name']),
+      object: label,
+      message: `metadata.name: ${id} is defined twice (first at ${first.file}:${first.line})`,
+    });
     return;
   }
   seen.set(id, { file: doc.source.name, line: start.line });

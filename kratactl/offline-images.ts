@@ -62,7 +62,9 @@ export class OfflineImages {
   /** Results and errors of `krata-node-agent image ARGS`; a usage error or a held lock is thrown. */
   private run(args: string[], onEvent: (e: PullEvent) => void = () => {}): Promise<Line[]> {
     if (!existsSync(this.agentMain)) {
-      throw new OfflineError(`--offline runs krata-node-agent image, and there is no ${this.agentMain} (kratactl and krata-node-agent ship together)`);
+      throw new OfflineError(
+        `--offline runs krata-node-agent image, and there is no ${this.agentMain} (kratactl and krata-node-agent ship together)`,
+      );
     }
     const [sub, ...rest] = args;
     const argv = [this.agentMain, sub!, ...this.flags, '--stop-on-eof', ...rest];

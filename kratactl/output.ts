@@ -4,7 +4,17 @@ import { stringify } from 'yaml';
 import type { JSONSchemaProps } from '../crds/crd-types.js';
 import { KINDS, type KratObject } from '../crds/validate.js';
 
-const META_ORDER = ['name', 'generateName', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'labels', 'annotations'];
+const META_ORDER = [
+  'name',
+  'generateName',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'labels',
+  'annotations',
+];
 
 export function canonical(object: KratObject): KratObject {
   const schema = KINDS.get(object.kind)!.schema;
@@ -38,7 +48,10 @@ export function formatObjects(objects: KratObject[], format: OutputFormat): stri
   const list = objects.map(canonical);
   switch (format) {
     case 'json':
-      return (list.length === 1 ? JSON.stringify(list[0], null, 2) : JSON.stringify({ apiVersion: 'v1', kind: 'List', items: list }, null, 2)) + '\n';
+      return (
+        (list.length === 1 ? JSON.stringify(list[0], null, 2) : JSON.stringify({ apiVersion: 'v1', kind: 'List', items: list }, null, 2)) +
+        '\n'
+      );
     case 'name':
       return list.map((o) => `${objectName(o)}\n`).join('');
     case 'yaml':

@@ -26,7 +26,15 @@ const A = `sha256:${'a'.repeat(64)}`;
 const B = `sha256:${'b'.repeat(64)}`;
 const DIGEST = `sha256:${'d'.repeat(64)}`;
 const REF = 'registry.example/app:1';
-const resolved: PullEvent = { kind: 'resolved', ref: REF, digest: DIGEST, layers: [{ digest: A, size: 2_000_000 }, { digest: B, size: 500_000 }] };
+const resolved: PullEvent = {
+  kind: 'resolved',
+  ref: REF,
+  digest: DIGEST,
+  layers: [
+    { digest: A, size: 2_000_000 },
+    { digest: B, size: 500_000 },
+  ],
+};
 const ESC = '\x1b';
 const UP_AND_CLEAR = (n: number) => `${ESC}[${n}A${ESC}[J`;
 
@@ -90,7 +98,9 @@ test('terminal: one bar per layer, redrawn in place, throttled to 10 a second ex
   p.onEvent(resolved);
   assert.equal(
     out.take(),
-    `${REF}: ${DIGEST}, 2 layers, 2.5 MB\n` + [barLine(A, 0, '0.0 MB', '2.0 MB', 'waiting'), barLine(B, 0, '0.0 MB', '0.5 MB', 'waiting')].join('\n') + '\n',
+    `${REF}: ${DIGEST}, 2 layers, 2.5 MB\n` +
+      [barLine(A, 0, '0.0 MB', '2.0 MB', 'waiting'), barLine(B, 0, '0.0 MB', '0.5 MB', 'waiting')].join('\n') +
+      '\n',
   );
 
   // Within 100 ms of the last draw: nothing.
@@ -100,7 +110,12 @@ test('terminal: one bar per layer, redrawn in place, throttled to 10 a second ex
   // 100 ms after it: one redraw over the old bars, with everything that happened meanwhile.
   now += 50;
   p.onEvent({ kind: 'download', layer: B, bytes: 250_000, total: 500_000 });
-  assert.equal(out.take(), UP_AND_CLEAR(2) + [barLine(A, 0.25, '0.5 MB', '2.0 MB', 'downloading'), barLine(B, 0.5, '0.3 MB', '0.5 MB', 'downloading')].join('\n') + '\n');
+  assert.equal(
+    out.take(),
+    UP_AND_CLEAR(2) +
+      [barLine(A, 0.25, '0.5 MB', '2.0 MB', 'downloading'), barLine(B, 0.5, '0.3 MB', '0.5 MB', 'downloading')].join('\n') +
+      '\n',
+  );
 
   // Many updates in one burst: still one draw per 100 ms.
   for (let i = 1; i <= 20; i++) {
@@ -112,18 +127,31 @@ test('terminal: one bar per layer, redrawn in place, throttled to 10 a second ex
 
   // A completion is drawn at once, however recent the last draw.
   p.onEvent({ kind: 'downloaded', layer: B });
-  assert.equal(out.take(), UP_AND_CLEAR(2) + [barLine(A, 0.75, '1.5 MB', '2.0 MB', 'downloading'), barLine(B, 1, '0.5 MB', '0.5 MB', 'downloaded')].join('\n') + '\n');
+  assert.equal(
+    out.take(),
+    UP_AND_CLEAR(2) +
+      [barLine(A, 0.75, '1.5 MB', '2.0 MB', 'downloading'), barLine(B, 1, '0.5 MB', '0.5 MB', 'downloaded')].join('\n') +
+      '\n',
+  );
   p.onEvent({ kind: 'unpack', layer: B, bytes: 100_000, total: 500_000 });
   assert.equal(out.take(), '', 'throttled');
   p.onEvent({ kind: 'unpacked', layer: B });
-  assert.equal(out.take(), UP_AND_CLEAR(2) + [barLine(A, 0.75, '1.5 MB', '2.0 MB', 'downloading'), barLine(B, 1, '0.5 MB', '0.5 MB', 'unpacked')].join('\n') + '\n');
+  assert.equal(
+    out.take(),
+    UP_AND_CLEAR(2) +
+      [barLine(A, 0.75, '1.5 MB', '2.0 MB', 'downloading'), barLine(B, 1, '0.5 MB', '0.5 MB', 'unpacked')].join('\n') +
+      '\n',
+  );
 
   // Unpacking shows the unpacked bytes, not the downloaded ones.
   p.onEvent({ kind: 'downloaded', layer: A });
   out.take();
   now += 100;
   p.onEvent({ kind: 'unpack', layer: A, bytes: 1_000_000, total: 2_000_000 });
-  assert.equal(out.take(), UP_AND_CLEAR(2) + [barLine(A, 0.5, '1.0 MB', '2.0 MB', 'unpacking'), barLine(B, 1, '0.5 MB', '0.5 MB', 'unpacked')].join('\n') + '\n');
+  assert.equal(
+    out.take(),
+    UP_AND_CLEAR(2) + [barLine(A, 0.5, '1.0 MB', '2.0 MB', 'unpacking'), barLine(B, 1, '0.5 MB', '0.5 MB', 'unpacked')].join('\n') + '\n',
+  );
   p.onEvent({ kind: 'unpacked', layer: A });
   out.take();
 
@@ -131,7 +159,10 @@ test('terminal: one bar per layer, redrawn in place, throttled to 10 a second ex
   p.onEvent({ kind: 'done', digest: DIGEST, size: 1 });
   out.take();
   p.finish();
-  assert.equal(out.take(), UP_AND_CLEAR(2) + [barLine(A, 1, '2.0 MB', '2.0 MB', 'unpacked'), barLine(B, 1, '0.5 MB', '0.5 MB', 'unpacked')].join('\n') + '\n');
+  assert.equal(
+    out.take(),
+    UP_AND_CLEAR(2) + [barLine(A, 1, '2.0 MB', '2.0 MB', 'unpacked'), barLine(B, 1, '0.5 MB', '0.5 MB', 'unpacked')].join('\n') + '\n',
+  );
 });
 
 test('terminal: a message line clears the bars first; a cached image draws no bars', () => {

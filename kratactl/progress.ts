@@ -83,7 +83,10 @@ export class ProgressBars {
     this.last = now;
     this.clear();
     const lines = this.layers.map((l) => {
-      const [done, label] = l.state === 'unpacking' || l.state === 'done' ? [l.unpacked, l.state === 'done' ? 'unpacked' : 'unpacking'] : [l.downloaded, l.state];
+      const [done, label] =
+        l.state === 'unpacking' || l.state === 'done'
+          ? [l.unpacked, l.state === 'done' ? 'unpacked' : 'unpacking']
+          : [l.downloaded, l.state];
       return `${short(l.digest)} ${bar(l.size ? done / l.size : 1)} ${mb(done).padStart(9)} / ${mb(l.size).padEnd(9)} ${label}`;
     });
     if (lines.length) this.out.write(lines.join('\n') + '\n');

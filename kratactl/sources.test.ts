@@ -18,7 +18,10 @@ test('a directory yields its manifest files in name order, subdirectories only w
   mkdirSync(join(dir, 'sub'));
   writeFileSync(join(dir, 'sub', 'd.yaml'), 'x: 1\n');
   const flat = await readSources([dir]);
-  assert.deepEqual(flat.sources.map((s) => s.name), ['a.yml', 'b.yaml', 'c.json'].map((n) => join(dir, n)));
+  assert.deepEqual(
+    flat.sources.map((s) => s.name),
+    ['a.yml', 'b.yaml', 'c.json'].map((n) => join(dir, n)),
+  );
   const deep = await readSources([dir], { recursive: true });
   assert.deepEqual(deep.sources.map((s) => s.name).at(-1), join(dir, 'sub', 'd.yaml'));
 });
@@ -56,11 +59,19 @@ test('missing paths, empty directories and non-regular files are errors naming t
 });
 
 test('bytes that are not UTF-8 are located by line and column', () => {
-  assert.deepEqual(decodeUtf8(Buffer.from('a: 1\nb: caf\xe9\n', 'latin1')), { line: 2, column: 7, message: 'not valid UTF-8 (byte 0xe9 at offset 11)' });
+  assert.deepEqual(decodeUtf8(Buffer.from('a: 1\nb: caf\xe9\n', 'latin1')), {
+    line: 2,
+    column: 7,
+    message: 'not valid UTF-8 (byte 0xe9 at offset 11)',
+  });
   assert.deepEqual(decodeUtf8(Buffer.from([0xff, 0xfe, 0x61, 0x00])), { line: 1, column: 1, message: 'file is UTF-16; save it as UTF-8' });
   assert.deepEqual(decodeUtf8(Buffer.from('a: 1\n\0')), { line: 2, column: 1, message: 'file contains a NUL byte; is it binary?' });
   // Overlong encoding of "/" and a UTF-16 surrogate are not UTF-8 either.
   assert.equal(typeof decodeUtf8(Buffer.from([0x61, 0xc0, 0xaf])), 'object');
-  assert.deepEqual(decodeUtf8(Buffer.from([0x61, 0xed, 0xa0, 0x80])), { line: 1, column: 2, message: 'not valid UTF-8 (byte 0xed at offset 1)' });
+  assert.deepEqual(decodeUtf8(Buffer.from([0x61, 0xed, 0xa0, 0x80])), {
+    line: 1,
+    column: 2,
+    message: 'not valid UTF-8 (byte 0xed at offset 1)',
+  });
   assert.equal(decodeUtf8(Buffer.from('\ufeffname: café ✓\n')), 'name: café ✓\n');
 });

@@ -136,7 +136,10 @@ export function decodeUtf8(bytes: Buffer): string | { line: number; column: numb
   } catch {
     const offset = firstInvalidUtf8(bytes);
     const before = bytes.subarray(0, offset).toString('utf8');
-    return { ...lineColumn(before, before.length), message: `not valid UTF-8 (byte 0x${bytes[offset]!.toString(16).padStart(2, '0')} at offset ${offset})` };
+    return {
+      ...lineColumn(before, before.length),
+      message: `not valid UTF-8 (byte 0x${bytes[offset]!.toString(16).padStart(2, '0')} at offset ${offset})`,
+    };
   }
 }
 
@@ -156,7 +159,8 @@ function firstInvalidUtf8(b: Buffer): number {
     for (let k = 1; k <= need; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
     const second = b[i + 1]!;
     // Overlong forms, UTF-16 surrogates and code points above U+10FFFF.
-    if ((c === 0xe0 && second < 0xa0) || (c === 0xed && second > 0x9f) || (c === 0xf0 && second < 0x90) || (c === 0xf4 && second > 0x8f)) return i;
+    if ((c === 0xe0 && second < 0xa0) || (c === 0xed && second > 0x9f) || (c === 0xf0 && second < 0x90) || (c === 0xf4 && second > 0x8f))
+      return i;
     i += need + 1;
   }
   return b.length;

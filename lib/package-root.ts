@@ -12,4 +12,3 @@ export function repoRoot(): string {
   }
   return dir;
 }
-

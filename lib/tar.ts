@@ -112,7 +112,14 @@ export function encodeHeader(h: TarHeader): Buffer {
   const main = ustarBlock(h, split?.[1] ?? path.slice(-100), split?.[0] ?? '', linkname.slice(0, 100), TYPE_FLAGS[h.type], size);
   if (pax.length === 0) return main;
   const body = Buffer.concat(pax);
-  const paxHeader = ustarBlock({ path: 'PaxHeader', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.length }, 'PaxHeader', '', '', 'x', body.length);
+  const paxHeader = ustarBlock(
+    { path: 'PaxHeader', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.length },
+    'PaxHeader',
+    '',
+    '',
+    'x',
+    body.length,
+  );
   return Buffer.concat([paxHeader, body, tarPadding(body.length), main]);
 }
 
@@ -163,7 +170,10 @@ function parseNumber(field: Buffer, what: string, where: string): number {
     }
     return n;
   }
-  const s = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[ \0]+/, '');
+  const s = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^[ \0]+/, '');
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) throw new TarFormatError(`${where}: ${what} field ${JSON.stringify(s)} is not octal`);
   return parseInt(s, 8);
@@ -190,7 +200,8 @@ function parsePax(body: Buffer, where: string): Map<string, Buffer> {
     if (body[i] === 0) break; // padding some writers leave
     const sp = body.indexOf(0x20, i);
     const len = sp === -1 ? NaN : Number(body.toString('latin1', i, sp));
-    if (!Number.isSafeInteger(len) || len <= sp - i + 1 || i + len > body.length || body[i + len - 1] !== 0x0a) throw new TarFormatError(`${where}: malformed pax record at byte ${i}`);
+    if (!Number.isSafeInteger(len) || len <= sp - i + 1 || i + len > body.length || body[i + len - 1] !== 0x0a)
+      throw new TarFormatError(`${where}: malformed pax record at byte ${i}`);
     const eq = body.indexOf(0x3d, sp + 1);
     if (eq === -1 || eq >= i + len - 1) throw new TarFormatError(`${where}: pax record without "=" at byte ${i}`);
     out.set(body.toString('utf8', sp + 1, eq), body.subarray(eq + 1, i + len - 1));
@@ -199,7 +210,17 @@ function parsePax(body: Buffer, where: string): Map<string, Buffer> {
   return out;
 }
 
-const TYPES: Record<string, TarEntryType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
+const TYPES: Record<string, TarEntryType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+};
 
 /**
  * Normalises an archive path to "a/b/c" ("" is the root). Absolute paths are taken relative to the
@@ -210,7 +231,8 @@ export function normalizeTarPath(raw: string, where: string, limits: TarLimits =
   if (Buffer.byteLength(raw) > limits.maxPathBytes) throw new TarFormatError(`${where}: path is longer than ${limits.maxPathBytes} bytes`);
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new TarFormatError(`${where}: path ${JSON.stringify(raw)} contains ".." (path traversal)`);
-  if (parts.some((p) => Buffer.byteLength(p) > 255)) throw new TarFormatError(`${where}: a component of ${JSON.stringify(raw.slice(0, 80))} is longer than 255 bytes`);
+  if (parts.some((p) => Buffer.byteLength(p) > 255))
+    throw new TarFormatError(`${where}: a component of ${JSON.stringify(raw.slice(0, 80))} is longer than 255 bytes`);
   return parts.join('/');
 }
 
@@ -236,7 +258,11 @@ export class TarParser {
   private count = 0;
   private current = '';
 
-  constructor(private readonly sink: TarSink, private readonly source: string, private readonly limits: TarLimits = DEFAULT_TAR_LIMITS) {}
+  constructor(
+    private readonly sink: TarSink,
+    private readonly source: string,
+    private readonly limits: TarLimits = DEFAULT_TAR_LIMITS,
+  ) {}
 
   /** Entries seen so far (headers of real entries, not pax or long-name records). */
   get entries(): number {
@@ -305,7 +331,11 @@ export class TarParser {
     const typeflag = String.fromCharCode(block[156]!);
     const size = parseNumber(block.subarray(124, 136), 'size', where);
     if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-      if (size > this.limits.maxMetaBytes) throw new TarFormatError(`${where}: ${typeflag === 'x' || typeflag === 'g' ? 'pax' : 'GNU long-name'} ` + `record of ${size} bytes exceeds ${this.limits.maxMetaBytes}`);
+      if (size > this.limits.maxMetaBytes)
+        throw new TarFormatError(
+          `${where}: ${typeflag === 'x' || typeflag === 'g' ? 'pax' : 'GNU long-name'} ` +
+            `record of ${size} bytes exceeds ${this.limits.maxMetaBytes}`,
+        );
       this.metaKind = typeflag;
       this.dataSize = size;
       this.need = size + ((BLOCK - (size % BLOCK)) % BLOCK);
@@ -319,7 +349,10 @@ export class TarParser {
     const prefix = magic.startsWith('ustar') ? cString(block.subarray(345, 500)) : '';
     const pax = new Map([...this.globalPax, ...this.pax]);
     this.pax = new Map();
-    const rawPath = pax.get('path')?.toString('utf8') ?? this.longName ?? (prefix ? `${prefix}/${cString(block.subarray(0, 100))}` : cString(block.subarray(0, 100)));
+    const rawPath =
+      pax.get('path')?.toString('utf8') ??
+      this.longName ??
+      (prefix ? `${prefix}/${cString(block.subarray(0, 100))}` : cString(block.subarray(0, 100)));
     const rawLink = pax.get('linkpath')?.toString('utf8') ?? this.longLink ?? cString(block.subarray(157, 257));
     this.longName = this.longLink = undefined;
     this.current = rawPath;
@@ -339,7 +372,8 @@ export class TarParser {
     if (gname) h.gname = gname;
     if (type === 'symlink' || type === 'hardlink') {
       if (rawLink === '') throw new TarFormatError(`${at}: ${type} without a target`);
-      if (rawLink.includes('\0') || Buffer.byteLength(rawLink) > this.limits.maxPathBytes) throw new TarFormatError(`${at}: ${type} target is invalid or longer than ${this.limits.maxPathBytes} bytes`);
+      if (rawLink.includes('\0') || Buffer.byteLength(rawLink) > this.limits.maxPathBytes)
+        throw new TarFormatError(`${at}: ${type} target is invalid or longer than ${this.limits.maxPathBytes} bytes`);
       h.linkname = type === 'hardlink' ? normalizeTarPath(rawLink, `${at} (hardlink target)`, this.limits) : rawLink;
     }
     if (type === 'char' || type === 'block') {
@@ -348,7 +382,8 @@ export class TarParser {
     }
     for (const [k, v] of pax) {
       if (k.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[k.slice('SCHILY.xattr.'.length)] = Buffer.from(v);
-      else if (k.startsWith('LIBARCHIVE.xattr.')) (h.xattrs ??= {})[decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(v.toString('latin1'), 'base64');
+      else if (k.startsWith('LIBARCHIVE.xattr.'))
+        (h.xattrs ??= {})[decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(v.toString('latin1'), 'base64');
     }
     // Only regular files carry content; hardlinks and others with a size field are ustar oddities.
     const dataBytes = type === 'file' ? h.size : 0;
@@ -373,9 +408,11 @@ export class TarParser {
       // They are merged into every later entry: many global records would make each entry cost more.
       let bytes = 0;
       for (const [k, v] of this.globalPax) bytes += k.length + v.length;
-      if (bytes > this.limits.maxMetaBytes || this.globalPax.size > MAX_GLOBAL_PAX_KEYS) throw new TarFormatError(`${where}: global pax records hold more than ${MAX_GLOBAL_PAX_KEYS} keys or ${this.limits.maxMetaBytes} bytes`);
-    }
-    else if (this.metaKind === 'L') this.longName = cString(body);
+      if (bytes > this.limits.maxMetaBytes || this.globalPax.size > MAX_GLOBAL_PAX_KEYS)
+        throw new TarFormatError(
+          `${where}: global pax records hold more than ${MAX_GLOBAL_PAX_KEYS} keys or ${this.limits.maxMetaBytes} bytes`,
+        );
+    } else if (this.metaKind === 'L') this.longName = cString(body);
     else this.longLink = cString(body);
     this.need = BLOCK;
     this.state = 'header';

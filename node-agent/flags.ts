@@ -121,21 +121,34 @@ export function parseFlags(args: string[]): Flags {
   const count = (flag: keyof typeof values, min: number, max = Number.MAX_SAFE_INTEGER): number => {
     const raw = String(values[flag]);
     const v = Number(raw);
-    if (!/^\d+$/.test(raw) || v < min || v > max) throw new Error(`--${flag}: expected a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, not ${JSON.stringify(raw)}`);
+    if (!/^\d+$/.test(raw) || v < min || v > max)
+      throw new Error(
+        `--${flag}: expected a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, not ${JSON.stringify(raw)}`,
+      );
     return v;
   };
   const state = values.state!;
-  if (!values.redis && (values.host || values['redis-password-file'])) throw new Error('--host and --redis-password-file need --redis (cluster mode)');
-  if (values.network !== undefined && values.network !== 'on' && values.network !== 'off') throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
+  if (!values.redis && (values.host || values['redis-password-file']))
+    throw new Error('--host and --redis-password-file need --redis (cluster mode)');
+  if (values.network !== undefined && values.network !== 'on' && values.network !== 'off')
+    throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
   const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
-  if (!network && (values['host-loopback'] || values['host-access'])) throw new Error('--host-loopback and --host-access need the network (--network on)');
+  if (!network && (values['host-loopback'] || values['host-access']))
+    throw new Error('--host-loopback and --host-access need the network (--network on)');
   const egress = egressFlags(values['deny-cidr'], values['allow-cidr'], values['network-budget'], values.nameserver);
   const hostPorts = parsePortRanges(values['host-ports']!, '--host-ports');
   const hostAddress = values['host-port-address'];
-  if (hostAddress !== undefined && !isIP(hostAddress)) throw new Error(`--host-port-address: ${JSON.stringify(hostAddress)} is not an IPv4 or IPv6 address`);
+  if (hostAddress !== undefined && !isIP(hostAddress))
+    throw new Error(`--host-port-address: ${JSON.stringify(hostAddress)} is not an IPv4 or IPv6 address`);
   const consoleLimits = consoleFlags(values['console-rate'], values['console-burst']);
   // Cluster mode: the XenHost's name is the node name in Guest status too.
-  const cluster = values.redis ? { redis: redisOptions(values.redis, values['redis-password-file']), redisName: redactedUrl(values.redis), host: checkHostName(values.host ?? values['node-name'] ?? hostname()) } : undefined;
+  const cluster = values.redis
+    ? {
+        redis: redisOptions(values.redis, values['redis-password-file']),
+        redisName: redactedUrl(values.redis),
+        host: checkHostName(values.host ?? values['node-name'] ?? hostname()),
+      }
+    : undefined;
   // The krata group (when the host has one) may use the API besides root.
   const group = values.group ?? (/^krata:/m.test(readFileSync('/etc/group', 'utf8')) ? 'krata' : undefined);
   const fakeMiB = values['fake-hypervisor'];

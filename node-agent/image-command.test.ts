@@ -21,7 +21,18 @@ test('with --stop-on-eof, a writer stops when its standard input ends, and lets 
   const host = `127.0.0.1:${(registry.address() as { port: number }).port}`;
   const state = join(work, 'state');
   const main = fileURLToPath(new URL('./image-main.js', import.meta.url));
-  const args = [main, 'pull', '--state', state, '--docker-config', join(work, 'none.json'), '--insecure-registry', host, '--stop-on-eof', `${host}/x/y:1`];
+  const args = [
+    main,
+    'pull',
+    '--state',
+    state,
+    '--docker-config',
+    join(work, 'none.json'),
+    '--insecure-registry',
+    host,
+    '--stop-on-eof',
+    `${host}/x/y:1`,
+  ];
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'ignore', 'inherit'] });
   try {
     for (let i = 0; i < 500 && sockets.length === 0; i++) await new Promise((r) => setTimeout(r, 10));

@@ -100,7 +100,8 @@ async function run(argv: string[], out: (line: Line) => void): Promise<number> {
       const store = await openStore(root, values);
       const what = positionals[0]!;
       const name = values.name ? { name: values.name } : {};
-      const img = sub === 'pull' ? await store.pull(what, { onEvent: progress }) : await importImage(store, what, { onEvent: progress, ...name });
+      const img =
+        sub === 'pull' ? await store.pull(what, { onEvent: progress }) : await importImage(store, what, { onEvent: progress, ...name });
       out({ result: img });
       return 0;
     }
@@ -121,13 +122,16 @@ async function run(argv: string[], out: (line: Line) => void): Promise<number> {
     }
     case 'prune': {
       const budget = values.budget ?? '0';
-      if (!/^\d{1,15}$/.test(budget)) throw new Usage(`--budget must be a whole number of bytes, not ${JSON.stringify(budget.slice(0, 100))}`);
+      if (!/^\d{1,15}$/.test(budget))
+        throw new Usage(`--budget must be a whole number of bytes, not ${JSON.stringify(budget.slice(0, 100))}`);
       const store = await openStore(root, values);
       out({ result: store.gc(storedGuestImages(state), Number(budget)) });
       return 0;
     }
     default:
-      throw new Usage(sub ? `unknown image command "${sub}" (pull, import, ls, rm, prune)` : 'image needs a command: pull, import, ls, rm or prune');
+      throw new Usage(
+        sub ? `unknown image command "${sub}" (pull, import, ls, rm, prune)` : 'image needs a command: pull, import, ls, rm or prune',
+      );
   }
 }
 

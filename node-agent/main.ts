@@ -56,7 +56,9 @@ async function main(): Promise<number> {
 }
 
 // A stray rejection is a bug to log, not a reason to take the host's guests' manager down.
-process.on('unhandledRejection', (reason) => console.error(`krata-node-agent: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
+process.on('unhandledRejection', (reason) =>
+  console.error(`krata-node-agent: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`),
+);
 
 (process.argv[2] === 'image' ? imageCommand(process.argv.slice(3)) : main()).then(
   (code) => process.exit(code),

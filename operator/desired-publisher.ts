@@ -7,7 +7,18 @@ import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Guest } from '../crds/generated/types.js';
-import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, desiredKey, fieldOf, jobId, queueName, type DesiredGuest, type DesiredPullAuth, type ReconcileJob } from '../contracts/redis/contract.js';
+import {
+  COMPLETE_FIELD,
+  EPOCH_KEY,
+  QUEUE_PREFIX,
+  desiredKey,
+  fieldOf,
+  jobId,
+  queueName,
+  type DesiredGuest,
+  type DesiredPullAuth,
+  type ReconcileJob,
+} from '../contracts/redis/contract.js';
 
 /** The record a placed Guest gets in its host's hash; `pullAuth`: its pull tokens (pull-tokens.ts), never Secrets. */
 export function desiredRecord(g: Guest, pullAuth?: DesiredPullAuth): DesiredGuest {
@@ -54,7 +65,12 @@ export class DesiredPublisher {
     if (!q) {
       // One shared connection for every queue: BullMQ reuses a passed ioredis instance. No version check:
       // it runs INFO, which the operator's Redis user may not (contracts/redis/acl.ts).
-      q = new Queue(queueName(host), { connection: this.redis, prefix: QUEUE_PREFIX, skipVersionCheck: true, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
+      q = new Queue(queueName(host), {
+        connection: this.redis,
+        prefix: QUEUE_PREFIX,
+        skipVersionCheck: true,
+        defaultJobOptions: { removeOnComplete: true, removeOnFail: true },
+      });
       q.on('error', (e) => this.log(`queue ${queueName(host)}`, e));
       this.queues.set(host, q);
     }
@@ -138,7 +154,11 @@ export class DesiredPublisher {
         mirror.set(field, json);
         if (have[field] === json) continue;
         pipe.hset(desiredKey(host), field, json);
-        jobs.push({ name: 'reconcile', data: { namespace: rec.namespace, name: rec.name, uid: rec.uid, generation: rec.generation }, opts: { jobId: rec.deleting ? jobId(rec.uid, 'delete') : jobId(rec.uid, rec.generation) } });
+        jobs.push({
+          name: 'reconcile',
+          data: { namespace: rec.namespace, name: rec.name, uid: rec.uid, generation: rec.generation },
+          opts: { jobId: rec.deleting ? jobId(rec.uid, 'delete') : jobId(rec.uid, rec.generation) },
+        });
       }
       for (const field of Object.keys(have)) if (field !== COMPLETE_FIELD && !target.has(field)) pipe.hdel(desiredKey(host), field);
       if (have[COMPLETE_FIELD] !== epoch) pipe.hset(desiredKey(host), COMPLETE_FIELD, epoch);

@@ -64,8 +64,10 @@ export class GuestController {
     private readonly reports: StatusReports,
     private readonly opts: GuestControllerOptions,
   ) {
-    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: opts.workers, clock: systemClock, baseDelayMs: 200, maxDelayMs: 60_000 }, (key, err, retry) =>
-      opts.log?.(`reconcile ${key} failed; retrying in ${retry} ms`, err),
+    this.queue = new WorkQueue(
+      (key) => this.reconcile(key),
+      { concurrency: opts.workers, clock: systemClock, baseDelayMs: 200, maxDelayMs: 60_000 },
+      (key, err, retry) => opts.log?.(`reconcile ${key} failed; retrying in ${retry} ms`, err),
     );
   }
 
@@ -84,7 +86,15 @@ export class GuestController {
     const old = this.holds.get(key);
     const host = g && !finished(g.status) ? this.nodeOf(g) : undefined;
     const req = g && host ? { ...guestRequest(g), ports: hostPortsOf(g).map((p) => p.key) } : undefined;
-    if (old && host === old.host && req && req.cpus === old.cpus && req.memoryMiB === old.memoryMiB && req.ports.join() === old.ports.join()) return;
+    if (
+      old &&
+      host === old.host &&
+      req &&
+      req.cpus === old.cpus &&
+      req.memoryMiB === old.memoryMiB &&
+      req.ports.join() === old.ports.join()
+    )
+      return;
     if (old) this.adjust(old.host, -old.cpus, -old.memoryMiB, old.ports, -1);
     if (host && req) {
       this.holds.set(key, { host, ...req });
@@ -158,7 +168,9 @@ export class GuestController {
       const hostGone = !this.hosts.get(node);
       const silent = this.opts.rescheduleAfterMs > 0 && this.tracker.notReadyForMs(node) >= this.opts.rescheduleAfterMs;
       if (hostGone || silent) {
-        const why = hostGone ? `XenHost ${node} was deleted` : `${node} has not reported for ${Math.round(this.tracker.notReadyForMs(node) / 1000)} s`;
+        const why = hostGone
+          ? `XenHost ${node} was deleted`
+          : `${node} has not reported for ${Math.round(this.tracker.notReadyForMs(node) / 1000)} s`;
         await this.publisher.set(node, namespace, name, undefined, uid);
         await this.reports.forget(node, key);
         void this.kube.createEvent(this.event(g, 'Warning', 'Rescheduling', `${why}; placing the guest again`));
@@ -170,7 +182,13 @@ export class GuestController {
     let unschedulable: { reason: string; message: string } | undefined;
     let placed = false;
     if (!node) {
-      const p = place(g, this.tracker.views((h) => this.allocated(h), (h) => this.usedPorts(h)));
+      const p = place(
+        g,
+        this.tracker.views(
+          (h) => this.allocated(h),
+          (h) => this.usedPorts(h),
+        ),
+      );
       if ('host' in p) {
         node = p.host;
         placed = true;
@@ -195,12 +213,23 @@ export class GuestController {
     let cur = g;
     try {
       if (!g.metadata.finalizers?.includes(FINALIZER)) {
-        cur = await this.kube.patchGuestMetadata(namespace, name, { finalizers: [...(g.metadata.finalizers ?? []), FINALIZER] }, g.metadata.resourceVersion!);
+        cur = await this.kube.patchGuestMetadata(
+          namespace,
+          name,
+          { finalizers: [...(g.metadata.finalizers ?? []), FINALIZER] },
+          g.metadata.resourceVersion!,
+        );
       }
       // (Not when this process recorded it already and the cache has yet to show it.)
       const recorded = !placed && this.assigned.get(key)?.host === node;
       if (node && cur.status?.node !== node && !recorded) {
-        const next = deriveStatus({ guest: cur, node, report: this.reports.from(node, key), hostReady: this.tracker.ready(node), now: metaTime(Date.now()) });
+        const next = deriveStatus({
+          guest: cur,
+          node,
+          report: this.reports.from(node, key),
+          hostReady: this.tracker.ready(node),
+          now: metaTime(Date.now()),
+        });
         cur = await this.kube.applyGuestStatus(namespace, name, next, { uid, resourceVersion: cur.metadata.resourceVersion! });
         this.pendingSince.delete(key);
       }
@@ -218,14 +247,24 @@ export class GuestController {
     if (node) await this.publisher.set(node, namespace, name, desiredRecord(g, pull?.auth), uid);
 
     const report = node ? this.reports.from(node, key) : undefined;
-    const next = deriveStatus({ guest: cur, node, unschedulable, report, hostReady: node ? this.tracker.ready(node) : false, now: metaTime(Date.now()) });
+    const next = deriveStatus({
+      guest: cur,
+      node,
+      unschedulable,
+      report,
+      hostReady: node ? this.tracker.ready(node) : false,
+      now: metaTime(Date.now()),
+    });
     let requeue: number | undefined = unschedulable ? 30_000 : pull?.renewInMs;
     // A silent host sends no events: come back when re-placement is due.
-    if (node && !this.tracker.ready(node) && this.opts.rescheduleAfterMs > 0) requeue = Math.max(1000, this.opts.rescheduleAfterMs - this.tracker.notReadyForMs(node) + 1000);
+    if (node && !this.tracker.ready(node) && this.opts.rescheduleAfterMs > 0)
+      requeue = Math.max(1000, this.opts.rescheduleAfterMs - this.tracker.notReadyForMs(node) + 1000);
     if (statusChanged(cur.status, next)) {
       // A transient status (waiting for the agent, Creating) is written only if it lasts: a report that
       // follows soon replaces it, and a Guest that starts at once costs one status write, not three.
-      const transient = (next.phase === 'Pending' && !unschedulable && next.conditions?.some((c) => c.type === 'Ready' && c.reason === 'WaitingForHost')) || next.phase === 'Creating';
+      const transient =
+        (next.phase === 'Pending' && !unschedulable && next.conditions?.some((c) => c.type === 'Ready' && c.reason === 'WaitingForHost')) ||
+        next.phase === 'Creating';
       const now = Date.now();
       const since = this.pendingSince.get(key) ?? now;
       this.pendingSince.set(key, since);
@@ -250,12 +289,19 @@ export class GuestController {
         await this.publisher.set(node!, namespace, name, undefined, g.metadata.uid!);
         await this.reports.forget(node!, key);
       }
-      if (g.metadata.finalizers?.includes(FINALIZER)) await this.kube.setGuestFinalizers(namespace, name, g.metadata.finalizers.filter((f) => f !== FINALIZER), g.metadata.resourceVersion!);
+      if (g.metadata.finalizers?.includes(FINALIZER))
+        await this.kube.setGuestFinalizers(
+          namespace,
+          name,
+          g.metadata.finalizers.filter((f) => f !== FINALIZER),
+          g.metadata.resourceVersion!,
+        );
       return;
     }
     const generation = g.metadata.generation ?? 1;
     const now = metaTime(Date.now());
-    const keep = (type: string, status: string) => g.status?.conditions?.find((c) => c.type === type && c.status === status)?.lastTransitionTime ?? now;
+    const keep = (type: string, status: string) =>
+      g.status?.conditions?.find((c) => c.type === type && c.status === status)?.lastTransitionTime ?? now;
     const next: GuestStatus = {
       phase: 'Pending',
       observedGeneration: generation,
@@ -264,8 +310,22 @@ export class GuestController {
       reason: 'InvalidSpec',
       message,
       conditions: [
-        { type: 'Ready', status: 'False', observedGeneration: generation, lastTransitionTime: keep('Ready', 'False'), reason: 'InvalidSpec', message },
-        { type: 'Stalled', status: 'True', observedGeneration: generation, lastTransitionTime: keep('Stalled', 'True'), reason: 'InvalidSpec', message },
+        {
+          type: 'Ready',
+          status: 'False',
+          observedGeneration: generation,
+          lastTransitionTime: keep('Ready', 'False'),
+          reason: 'InvalidSpec',
+          message,
+        },
+        {
+          type: 'Stalled',
+          status: 'True',
+          observedGeneration: generation,
+          lastTransitionTime: keep('Stalled', 'True'),
+          reason: 'InvalidSpec',
+          message,
+        },
       ],
     };
     if (statusChanged(g.status, next)) await this.writeStatus(g, next);
@@ -276,7 +336,11 @@ export class GuestController {
     const [namespace, name] = [g.metadata.namespace ?? 'default', g.metadata.name];
     await this.kube.applyGuestStatus(namespace, name, next, { uid: g.metadata.uid! });
     const before = g.status?.phase;
-    const warn = next.reason && next.reason !== g.status?.reason && ['Pending', 'Failed', 'Unknown'].includes(next.phase ?? '') && next.reason !== 'WaitingForHost';
+    const warn =
+      next.reason &&
+      next.reason !== g.status?.reason &&
+      ['Pending', 'Failed', 'Unknown'].includes(next.phase ?? '') &&
+      next.reason !== 'WaitingForHost';
     if (before !== next.phase || warn) {
       const e = phaseEvent(next);
       if (e) void this.kube.createEvent(this.event(g, e.type, e.reason, e.message));
@@ -303,13 +367,29 @@ export class GuestController {
         return { requeueAfterMs: 15_000 };
       }
       if (!gone) {
-        const why = hostGone ? `XenHost ${node} no longer exists` : forced ? `annotation ${FORCE_DELETE_ANNOTATION}` : `${node} has not reported for ${Math.round(silentMs / 1000)} s`;
-        void this.kube.createEvent(this.event(g, 'Warning', 'ForceDeleted', `${why}: removed without confirmation from the host; if ${node} comes back, its agent removes the domain`));
+        const why = hostGone
+          ? `XenHost ${node} no longer exists`
+          : forced
+            ? `annotation ${FORCE_DELETE_ANNOTATION}`
+            : `${node} has not reported for ${Math.round(silentMs / 1000)} s`;
+        void this.kube.createEvent(
+          this.event(
+            g,
+            'Warning',
+            'ForceDeleted',
+            `${why}: removed without confirmation from the host; if ${node} comes back, its agent removes the domain`,
+          ),
+        );
       }
       await this.publisher.set(node, namespace, name, undefined, uid);
       await this.reports.forget(node, key);
     }
-    await this.kube.setGuestFinalizers(namespace, name, (g.metadata.finalizers ?? []).filter((f) => f !== FINALIZER), g.metadata.resourceVersion!);
+    await this.kube.setGuestFinalizers(
+      namespace,
+      name,
+      (g.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+      g.metadata.resourceVersion!,
+    );
     return;
   }
 
@@ -335,7 +415,14 @@ export class GuestController {
   private event(g: Guest, type: 'Normal' | 'Warning', reason: string, message: string) {
     return {
       namespace: g.metadata.namespace ?? 'default',
-      involved: { kind: 'Guest', apiVersion: g.apiVersion, namespace: g.metadata.namespace ?? 'default', name: g.metadata.name, uid: g.metadata.uid!, resourceVersion: g.metadata.resourceVersion },
+      involved: {
+        kind: 'Guest',
+        apiVersion: g.apiVersion,
+        namespace: g.metadata.namespace ?? 'default',
+        name: g.metadata.name,
+        uid: g.metadata.uid!,
+        resourceVersion: g.metadata.resourceVersion,
+      },
       type,
       reason,
       message,
@@ -360,7 +447,9 @@ export function phaseEvent(s: GuestStatus): { type: 'Normal' | 'Warning'; reason
     case 'Unknown':
       return { type: 'Warning', reason: 'NodeNotReady', message: `the node agent on ${s.node} is not reporting` };
     case 'Pending':
-      return s.reason && s.reason !== 'Pending' && s.reason !== 'WaitingForHost' ? { type: 'Warning', reason: s.reason, message: s.message ?? s.reason } : undefined;
+      return s.reason && s.reason !== 'Pending' && s.reason !== 'WaitingForHost'
+        ? { type: 'Warning', reason: s.reason, message: s.message ?? s.reason }
+        : undefined;
     default:
       return undefined;
   }

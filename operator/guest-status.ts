@@ -38,8 +38,26 @@ export function deriveStatus(inp: StatusInputs): GuestStatus {
   if (node) s.node = node;
   const conditions: Condition[] = [];
   // The agent's lastTransitionTimes come from its clock; the operator's own conditions keep theirs.
-  if (node) setCondition(conditions, old, { type: 'Scheduled', status: 'True', observedGeneration: generation, reason: 'Scheduled', message: `placed on ${node}` }, now);
-  else if (inp.unschedulable) setCondition(conditions, old, { type: 'Scheduled', status: 'False', observedGeneration: generation, reason: inp.unschedulable.reason, message: inp.unschedulable.message }, now);
+  if (node)
+    setCondition(
+      conditions,
+      old,
+      { type: 'Scheduled', status: 'True', observedGeneration: generation, reason: 'Scheduled', message: `placed on ${node}` },
+      now,
+    );
+  else if (inp.unschedulable)
+    setCondition(
+      conditions,
+      old,
+      {
+        type: 'Scheduled',
+        status: 'False',
+        observedGeneration: generation,
+        reason: inp.unschedulable.reason,
+        message: inp.unschedulable.message,
+      },
+      now,
+    );
   for (const c of report?.conditions ?? []) conditions.push({ ...c });
   const cond = (type: string, status: Condition['status'], reason: string, message: string) =>
     setCondition(conditions, old, { type, status, observedGeneration: generation, reason, message }, now);
@@ -64,7 +82,12 @@ export function deriveStatus(inp: StatusInputs): GuestStatus {
     cond('Reconciling', 'True', 'WaitingForHost', `waiting for the node agent on ${node}`);
   } else if ((report.observedGeneration ?? 0) < generation) {
     // The agent has not acted on this generation yet: kstatus must not call the old state current.
-    cond('Reconciling', 'True', 'Progressing', `the node agent has generation ${report.observedGeneration ?? 0}, the spec is at ${generation}`);
+    cond(
+      'Reconciling',
+      'True',
+      'Progressing',
+      `the node agent has generation ${report.observedGeneration ?? 0}, the spec is at ${generation}`,
+    );
   }
   // Reconciling and Stalled are abnormal-true conditions (kstatus): absent means False, and leaving the
   // False ones out keeps every Guest object smaller for the API server, etcd and every watcher.

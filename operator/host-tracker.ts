@@ -126,7 +126,12 @@ export class HostTracker {
       // once) before the agents reconnected. Ready ends when the key's own lifetime would have.
       const seenAt = hb ? now : old?.seenAt;
       const ready = !!hb || (seenAt !== undefined && now - seenAt < HEARTBEAT_TTL_S * 1000);
-      this.states.set(name, { heartbeat: hb ?? old?.heartbeat, ...(seenAt !== undefined ? { seenAt } : {}), ready, since: old && old.ready === ready ? old.since : now });
+      this.states.set(name, {
+        heartbeat: hb ?? old?.heartbeat,
+        ...(seenAt !== undefined ? { seenAt } : {}),
+        ready,
+        since: old && old.ready === ready ? old.since : now,
+      });
       if (!old || old.ready !== ready) this.opts.onReadyChange(name, ready);
     });
     for (const name of [...this.states.keys()]) if (!names.has(name)) this.states.delete(name);
@@ -159,7 +164,11 @@ export class HostTracker {
       }
       why = `no XenHost and no Node labelled ${XEN_NODE_LABEL}=true has that name`;
     }
-    if (checked === undefined) this.opts.log?.(`ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ` + `${why}; an administrator may label the Node or create the XenHost`);
+    if (checked === undefined)
+      this.opts.log?.(
+        `ignoring heartbeats under ${JSON.stringify(name.slice(0, 253))}: ` +
+          `${why}; an administrator may label the Node or create the XenHost`,
+      );
     this.ignored.set(name, this.now());
     return result;
   }
@@ -177,12 +186,19 @@ export class HostTracker {
     const { heartbeatTime: nextTime, guests: _nextGuests, ...nextRest } = next;
     const stale = !curTime || !nextTime || Date.parse(nextTime) - Date.parse(curTime) >= HEARTBEAT_WRITE_MS;
     // Key order differs between what we build and what the server returns (it sorts): compare deeply.
-    if (isDeepStrictEqual(JSON.parse(JSON.stringify(curRest)), JSON.parse(JSON.stringify(nextRest))) && (!st.ready || !stale || curTime === nextTime)) return;
+    if (
+      isDeepStrictEqual(JSON.parse(JSON.stringify(curRest)), JSON.parse(JSON.stringify(nextRest))) &&
+      (!st.ready || !stale || curTime === nextTime)
+    )
+      return;
     await this.opts.writeStatus(name, next);
   }
 
   /** Placement's view of every host. `allocated` and `usedPorts` come from the caller (the Guests it placed). */
-  views(allocated: (name: string) => { cpus: number; memoryMiB: number }, usedPorts: (name: string) => ReadonlySet<string> = () => new Set()): HostView[] {
+  views(
+    allocated: (name: string) => { cpus: number; memoryMiB: number },
+    usedPorts: (name: string) => ReadonlySet<string> = () => new Set(),
+  ): HostView[] {
     return this.opts.hosts().map((h) => {
       const st = this.states.get(h.metadata.name);
       return {
@@ -209,7 +225,10 @@ export function hostPolicy(h: XenHost): HostPolicy {
 export function allocatable(h: XenHost, hb: Heartbeat | undefined): { cpus: number; memoryMiB: number } {
   if (!hb) return { cpus: 0, memoryMiB: 0 };
   const reservedMiB = Number((quantityValue(h.spec.reserved?.memory ?? 0) ?? 0n) / MiB);
-  return { cpus: Math.max(0, hb.capacity.cpus - (h.spec.reserved?.cpus ?? 0)), memoryMiB: Math.max(0, hb.capacity.memoryMiB - reservedMiB) };
+  return {
+    cpus: Math.max(0, hb.capacity.cpus - (h.spec.reserved?.cpus ?? 0)),
+    memoryMiB: Math.max(0, hb.capacity.memoryMiB - reservedMiB),
+  };
 }
 
 export function hostStatus(h: XenHost, st: HostState, now: string): XenHostStatus {

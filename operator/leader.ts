@@ -67,9 +67,18 @@ export function leaderParts(
   const connect = (name: string, extra: RedisOptions = {}): Redis => {
     // No ready check: krata's Redis user may not run INFO (cluster/redis-acl.ts), and there is no
     // persisted dataset to wait for.
-    const auth = { ...(opts.redisUsername ? { username: opts.redisUsername } : {}), ...(opts.redisPassword ? { password: opts.redisPassword } : {}) };
+    const auth = {
+      ...(opts.redisUsername ? { username: opts.redisUsername } : {}),
+      ...(opts.redisPassword ? { password: opts.redisPassword } : {}),
+    };
     // The URL parsed here, not by ioredis: its own parse wins over options, and turns `user@` into an empty password.
-    const r = new Redis({ ...redisOptions(opts.redisUrl), ...auth, connectionName: `krata-operator-${name}`, enableReadyCheck: false, ...extra });
+    const r = new Redis({
+      ...redisOptions(opts.redisUrl),
+      ...auth,
+      connectionName: `krata-operator-${name}`,
+      enableReadyCheck: false,
+      ...extra,
+    });
     let down = false;
     r.on('error', (e) => {
       if (!down) log(`redis (${name}) unavailable; retrying`, e);

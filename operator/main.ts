@@ -38,7 +38,9 @@ async function main(): Promise<number> {
   return code;
 }
 
-process.on('unhandledRejection', (reason) => console.error(`krata-operator: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
+process.on('unhandledRejection', (reason) =>
+  console.error(`krata-operator: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`),
+);
 
 main().then(
   (code) => process.exit(code),

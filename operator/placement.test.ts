@@ -8,7 +8,15 @@ const guest = (spec: Partial<Guest['spec']> = {}, resources: Partial<Guest['spec
   apiVersion: 'krata.dev/v1alpha1',
   kind: 'Guest',
   metadata: { name: 'g', namespace: 'default', uid: 'u1' },
-  spec: { image: 'alpine', tty: false, network: { enabled: true }, restartPolicy: 'Always', terminationGracePeriodSeconds: 30, resources: { cpus: 1, memory: '512Mi', ...resources }, ...spec },
+  spec: {
+    image: 'alpine',
+    tty: false,
+    network: { enabled: true },
+    restartPolicy: 'Always',
+    terminationGracePeriodSeconds: 30,
+    resources: { cpus: 1, memory: '512Mi', ...resources },
+    ...spec,
+  },
 });
 
 const host = (name: string, over: Partial<HostView> = {}): HostView => ({
@@ -23,7 +31,9 @@ const host = (name: string, over: Partial<HostView> = {}): HostView => ({
   ...over,
 });
 
-const ports = (...list: { containerPort: number; hostPort?: number; protocol?: 'TCP' | 'UDP' }[]): Partial<Guest['spec']> => ({ network: { enabled: true, ports: list.map((p) => ({ protocol: 'TCP' as const, ...p })) } });
+const ports = (...list: { containerPort: number; hostPort?: number; protocol?: 'TCP' | 'UDP' }[]): Partial<Guest['spec']> => ({
+  network: { enabled: true, ports: list.map((p) => ({ protocol: 'TCP' as const, ...p })) },
+});
 
 test('a Guest holds its maximums, rounded up to MiB', () => {
   assert.deepEqual(guestRequest(guest({}, { memory: '512Mi', maxMemory: '1Gi', cpus: 1, maxCpus: 4 })), { cpus: 4, memoryMiB: 1024 });
@@ -32,7 +42,10 @@ test('a Guest holds its maximums, rounded up to MiB', () => {
 
 test('the least allocated host wins, so Guests spread; ties go to the name', () => {
   assert.deepEqual(place(guest(), [host('b'), host('a')]), { host: 'a' });
-  assert.deepEqual(place(guest(), [host('a', { allocated: { cpus: 1, memoryMiB: 2048 } }), host('b', { allocated: { cpus: 4, memoryMiB: 1024 } })]), { host: 'b' });
+  assert.deepEqual(
+    place(guest(), [host('a', { allocated: { cpus: 1, memoryMiB: 2048 } }), host('b', { allocated: { cpus: 4, memoryMiB: 1024 } })]),
+    { host: 'b' },
+  );
 });
 
 test('nodeSelector, readiness, cordons and capacity filter hosts, with a reason naming each', () => {
@@ -46,7 +59,8 @@ test('nodeSelector, readiness, cordons and capacity filter hosts, with a reason 
   const p = place(guest({ nodeSelector: { zone: 'y' } }), hosts);
   assert.deepEqual(p, {
     reason: 'Unschedulable',
-    message: "0/5 hosts are available: 1 didn't match nodeSelector, 1 insufficient cpus, 1 insufficient memory, 1 not ready, 1 unschedulable",
+    message:
+      "0/5 hosts are available: 1 didn't match nodeSelector, 1 insufficient cpus, 1 insufficient memory, 1 not ready, 1 unschedulable",
   });
   assert.deepEqual(place(guest({ nodeSelector: { zone: 'y' } }, { memory: '128Mi' }), hosts), { host: 'd' });
 });
@@ -55,12 +69,30 @@ test('nodeName narrows placement to one host but skips no rule: cordon, readines
   const others = [host('b'), host('c')];
   assert.deepEqual(place(guest({ nodeName: 'a' }), [host('a', { allocated: { cpus: 4, memoryMiB: 4096 } }), ...others]), { host: 'a' });
   const refused = (a: HostView, spec: Partial<Guest['spec']> = {}) => place(guest({ nodeName: 'a', ...spec }), [a, ...others]);
-  assert.deepEqual(refused(host('a', { unschedulable: true })), { reason: 'Unschedulable', message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 unschedulable" });
-  assert.deepEqual(refused(host('a', { ready: false })), { reason: 'Unschedulable', message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 not ready" });
-  assert.deepEqual(refused(host('a', { allocated: { cpus: 8, memoryMiB: 0 } })), { reason: 'Unschedulable', message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 insufficient cpus" });
-  assert.deepEqual(refused(host('a', { allocated: { cpus: 0, memoryMiB: 8000 } })), { reason: 'Unschedulable', message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 insufficient memory" });
-  assert.deepEqual(refused(host('a'), { nodeSelector: { zone: 'x' } }), { reason: 'Unschedulable', message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 didn't match nodeSelector" });
-  assert.deepEqual(place(guest({ nodeName: 'zz' }), [host('a')]), { reason: 'NodeNotFound', message: 'XenHost zz (spec.nodeName) does not exist' });
+  assert.deepEqual(refused(host('a', { unschedulable: true })), {
+    reason: 'Unschedulable',
+    message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 unschedulable",
+  });
+  assert.deepEqual(refused(host('a', { ready: false })), {
+    reason: 'Unschedulable',
+    message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 not ready",
+  });
+  assert.deepEqual(refused(host('a', { allocated: { cpus: 8, memoryMiB: 0 } })), {
+    reason: 'Unschedulable',
+    message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 insufficient cpus",
+  });
+  assert.deepEqual(refused(host('a', { allocated: { cpus: 0, memoryMiB: 8000 } })), {
+    reason: 'Unschedulable',
+    message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 insufficient memory",
+  });
+  assert.deepEqual(refused(host('a'), { nodeSelector: { zone: 'x' } }), {
+    reason: 'Unschedulable',
+    message: "0/3 hosts are available: 2 didn't match spec.nodeName, 1 didn't match nodeSelector",
+  });
+  assert.deepEqual(place(guest({ nodeName: 'zz' }), [host('a')]), {
+    reason: 'NodeNotFound',
+    message: 'XenHost zz (spec.nodeName) does not exist',
+  });
   assert.equal((place(guest(), []) as { reason: string }).reason, 'NoHosts');
 });
 
@@ -79,10 +111,13 @@ test('host ports: privileged ports are refused by default, naming the port, its 
     reason: 'HostPortNotAllowed',
     message: "0/2 hosts are available: 2 didn't allow host port TCP/80 of spec.network.ports[0].containerPort (allowed: 1024-65535)",
   });
-  assert.deepEqual(place(guest(ports({ containerPort: 80, hostPort: 8080 }, { containerPort: 53, hostPort: 53, protocol: 'UDP' })), hosts), {
-    reason: 'HostPortNotAllowed',
-    message: "0/2 hosts are available: 2 didn't allow host port UDP/53 of spec.network.ports[1].hostPort (allowed: 1024-65535)",
-  });
+  assert.deepEqual(
+    place(guest(ports({ containerPort: 80, hostPort: 8080 }, { containerPort: 53, hostPort: 53, protocol: 'UDP' })), hosts),
+    {
+      reason: 'HostPortNotAllowed',
+      message: "0/2 hosts are available: 2 didn't allow host port UDP/53 of spec.network.ports[1].hostPort (allowed: 1024-65535)",
+    },
+  );
   // An admin opens port 80 on one host: the Guest goes there and only there.
   const open = host('b', { policy: { allowNodeName: true, hostPorts: [{ from: 80, to: 80 }, ...DEFAULT_HOST_PORTS] } });
   assert.deepEqual(place(guest(ports({ containerPort: 80 })), [host('a'), open]), { host: 'b' });
@@ -98,13 +133,17 @@ test('host ports: privileged ports are refused by default, naming the port, its 
   });
   assert.deepEqual(place(guest(ports({ containerPort: 80 })), [host('a', { ready: false, policy: open.policy }), host('b')]), {
     reason: 'Unschedulable',
-    message: "0/2 hosts are available: 1 didn't allow host port TCP/80 of spec.network.ports[0].containerPort (allowed: 1024-65535), 1 not ready",
+    message:
+      "0/2 hosts are available: 1 didn't allow host port TCP/80 of spec.network.ports[0].containerPort (allowed: 1024-65535), 1 not ready",
   });
 });
 
 test('a host port another Guest holds on a host rules that host out, as the NodePorts filter does', () => {
   const busy = host('a', { usedPorts: new Set(['TCP/8080']) });
-  assert.deepEqual(place(guest(ports({ containerPort: 80, hostPort: 8080 })), [busy, host('b', { allocated: { cpus: 4, memoryMiB: 4096 } })]), { host: 'b' });
+  assert.deepEqual(
+    place(guest(ports({ containerPort: 80, hostPort: 8080 })), [busy, host('b', { allocated: { cpus: 4, memoryMiB: 4096 } })]),
+    { host: 'b' },
+  );
   assert.deepEqual(place(guest(ports({ containerPort: 8080, protocol: 'UDP' })), [busy]), { host: 'a' });
   assert.deepEqual(place(guest({ nodeName: 'a', ...ports({ containerPort: 8080 }) }), [busy, host('b')]), {
     reason: 'Unschedulable',

@@ -51,7 +51,11 @@ export function place(guest: Guest, hosts: HostView[]): Placement {
   if (pin) {
     const h = hosts.find((x) => x.name === pin);
     if (!h) return { reason: 'NodeNotFound', message: `XenHost ${pin} (spec.nodeName) does not exist` };
-    if (!h.policy.allowNodeName) return { reason: 'NodeNameNotAllowed', message: `XenHost ${pin} does not allow Guests to name it in spec.nodeName (its spec.guestPolicy.allowNodeName is false)` };
+    if (!h.policy.allowNodeName)
+      return {
+        reason: 'NodeNameNotAllowed',
+        message: `XenHost ${pin} does not allow Guests to name it in spec.nodeName (its spec.guestPolicy.allowNodeName is false)`,
+      };
   }
   if (hosts.length === 0) return { reason: 'NoHosts', message: 'no XenHosts: no node agent has registered yet' };
   const want = guestRequest(guest);

@@ -73,9 +73,15 @@ export class PullTokenIssuer {
       }
       const fresh = await p;
       // A failed renewal (registry down) keeps the tokens that still work, with the new reasons.
-      if (e && fresh.auth.tokens.length === 0 && e.auth.tokens.length > 0 && e.expiresAt > now) e = { auth: { ...e.auth, ...(fresh.auth.problems && { problems: fresh.auth.problems }) }, renewAt: fresh.renewAt, expiresAt: e.expiresAt };
+      if (e && fresh.auth.tokens.length === 0 && e.auth.tokens.length > 0 && e.expiresAt > now)
+        e = {
+          auth: { ...e.auth, ...(fresh.auth.problems && { problems: fresh.auth.problems }) },
+          renewAt: fresh.renewAt,
+          expiresAt: e.expiresAt,
+        };
       else e = fresh;
-      if (this.cache.size >= MAX_ENTRIES) for (const [key, old] of this.cache) if (old.expiresAt <= now || this.cache.size >= MAX_ENTRIES) this.cache.delete(key);
+      if (this.cache.size >= MAX_ENTRIES)
+        for (const [key, old] of this.cache) if (old.expiresAt <= now || this.cache.size >= MAX_ENTRIES) this.cache.delete(key);
       this.cache.set(k.key, e);
     }
     return { auth: e.auth, renewInMs: Math.max(1000, e.renewAt - this.now()) };
@@ -100,8 +106,15 @@ export class PullTokenIssuer {
         secret = await this.secrets.getSecret(namespace, name);
       } catch (e) {
         if (isNotFound(e)) problems.push(`image pull secret ${namespace}/${name} not found`);
-        else if (e instanceof KubeError && e.status === 403) problems.push(`the operator may not read Secret ${namespace}/${name}: bind ClusterRole ` + `krata-pull-secret-reader in namespace ${namespace} (manifests/README.md)`);
-        else problems.push(`image pull secret ${namespace}/${name} could not be read${e instanceof KubeError && e.status ? ` (HTTP ${e.status})` : ''}`);
+        else if (e instanceof KubeError && e.status === 403)
+          problems.push(
+            `the operator may not read Secret ${namespace}/${name}: bind ClusterRole ` +
+              `krata-pull-secret-reader in namespace ${namespace} (manifests/README.md)`,
+          );
+        else
+          problems.push(
+            `image pull secret ${namespace}/${name} could not be read${e instanceof KubeError && e.status ? ` (HTTP ${e.status})` : ''}`,
+          );
         continue;
       }
       try {
@@ -126,13 +139,20 @@ export class PullTokenIssuer {
       // An open registry: nothing to send.
       if (!challenge) return { auth: { tokens: [], ...(problems.length && { problems: bounded(problems) }) }, ...retry };
       if (challenge.scheme === 'basic') {
-        problems.push(`${ref.registry} accepts only Basic auth: krata does not send passwords to hosts ` + `through Redis (use a registry with token auth, or the node's docker config)`);
+        problems.push(
+          `${ref.registry} accepts only Basic auth: krata does not send passwords to hosts ` +
+            `through Redis (use a registry with token auth, or the node's docker config)`,
+        );
         return { auth: { tokens: [], problems: bounded(problems) }, ...retry };
       }
       const t = await exchangeToken(challenge, ref.repository, credential, { what: g.spec.image, base, insecure, timeoutMs });
       const expiresAt = now + t.expiresInS * 1000;
       const token = { registry: ref.registry, repository: ref.repository, token: t.token, expiresAt: new Date(expiresAt).toISOString() };
-      return { auth: { tokens: [token], ...(problems.length && { problems: bounded(problems) }) }, renewAt: now + (t.expiresInS * 1000) / 2, expiresAt };
+      return {
+        auth: { tokens: [token], ...(problems.length && { problems: bounded(problems) }) },
+        renewAt: now + (t.expiresInS * 1000) / 2,
+        expiresAt,
+      };
     } catch (e) {
       problems.push(`no pull token for ${ref.registry}/${ref.repository}: ${(e as Error).message}`);
       return { auth: { tokens: [], problems: bounded(problems) }, ...retry };
@@ -141,4 +161,5 @@ export class PullTokenIssuer {
 }
 
 /** Problems are bounded in the record (contract.ts, PULL_AUTH_LIMITS). */
-const bounded = (list: string[]) => list.slice(0, PULL_AUTH_LIMITS.problems).map((s) => (Buffer.byteLength(s) > PULL_AUTH_LIMITS.problemBytes ? `${s.slice(0, 300)}…` : s));
+const bounded = (list: string[]) =>
+  list.slice(0, PULL_AUTH_LIMITS.problems).map((s) => (Buffer.byteLength(s) > PULL_AUTH_LIMITS.problemBytes ? `${s.slice(0, 300)}…` : s));

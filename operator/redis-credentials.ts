@@ -25,7 +25,8 @@ interface Secret {
   data?: Record<string, string>;
 }
 
-const path = (ns: string, name?: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets${name ? `/${encodeURIComponent(name)}` : ''}`;
+const path = (ns: string, name?: string) =>
+  `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets${name ? `/${encodeURIComponent(name)}` : ''}`;
 const LABELS = { 'app.kubernetes.io/name': 'krata', 'app.kubernetes.io/part-of': 'krata' };
 
 function secret(ns: string, name: string, data: Record<string, string>, resourceVersion?: string): Secret {
@@ -47,14 +48,17 @@ async function get(kube: KubeClient, ns: string, name: string): Promise<Secret |
   }
 }
 
-const value = (s: Secret, key: string): string | undefined => (s.data?.[key] === undefined ? undefined : Buffer.from(s.data[key], 'base64').toString('utf8'));
+const value = (s: Secret, key: string): string | undefined =>
+  s.data?.[key] === undefined ? undefined : Buffer.from(s.data[key], 'base64').toString('utf8');
 
 /** The Secret's password, creating the Secret with a random one if it does not exist. */
 async function password(kube: KubeClient, ns: string, name: string, log: (msg: string) => void): Promise<string> {
   let s = await get(kube, ns, name);
   if (!s) {
     try {
-      s = await kube.request<Secret>('POST', path(ns), { body: secret(ns, name, { [PASSWORD_KEY]: randomBytes(32).toString('base64url') }) });
+      s = await kube.request<Secret>('POST', path(ns), {
+        body: secret(ns, name, { [PASSWORD_KEY]: randomBytes(32).toString('base64url') }),
+      });
       log(`created Secret ${ns}/${name} with a new random Redis password`);
     } catch (e) {
       if (!isConflict(e)) throw e;
@@ -72,7 +76,11 @@ async function password(kube: KubeClient, ns: string, name: string, log: (msg: s
  * with. The ACL Secret is rewritten when it does not match the passwords or krata's rules; Redis reads
  * it at start, so it must then be restarted (manifests/README.md says so).
  */
-export async function ensureRedisCredentials(kube: KubeClient, ns: string, log: (msg: string) => void = () => undefined): Promise<{ username: string; password: string }> {
+export async function ensureRedisCredentials(
+  kube: KubeClient,
+  ns: string,
+  log: (msg: string) => void = () => undefined,
+): Promise<{ username: string; password: string }> {
   const operator = await password(kube, ns, OPERATOR_SECRET, log);
   const agent = await password(kube, ns, AGENT_SECRET, log);
   const acl = renderAclFile({ operator, agent });
@@ -81,8 +89,12 @@ export async function ensureRedisCredentials(kube: KubeClient, ns: string, log: 
     if (cur && value(cur, ACL_KEY) === acl) break;
     try {
       if (!cur) await kube.request('POST', path(ns), { body: secret(ns, ACL_SECRET, { [ACL_KEY]: acl }) });
-      else await kube.request('PUT', path(ns, ACL_SECRET), { body: secret(ns, ACL_SECRET, { [ACL_KEY]: acl }, cur.metadata.resourceVersion) });
-      log(`${cur ? 'updated' : 'created'} Secret ${ns}/${ACL_SECRET} (Redis users ` + `${OPERATOR_USER} and ${AGENT_USER})${cur ? '; restart Redis to load it' : ''}`);
+      else
+        await kube.request('PUT', path(ns, ACL_SECRET), { body: secret(ns, ACL_SECRET, { [ACL_KEY]: acl }, cur.metadata.resourceVersion) });
+      log(
+        `${cur ? 'updated' : 'created'} Secret ${ns}/${ACL_SECRET} (Redis users ` +
+          `${OPERATOR_USER} and ${AGENT_USER})${cur ? '; restart Redis to load it' : ''}`,
+      );
       break;
     } catch (e) {
       // Another replica wrote it meanwhile: read again (it wrote the same thing, from the same passwords).
@@ -93,18 +105,30 @@ export async function ensureRedisCredentials(kube: KubeClient, ns: string, log: 
 }
 
 /** Who the operator is to Redis: the URL's user, a password file, or the Secrets it manages (redis-credentials.ts). */
-export async function redisCredentials(kube: KubeClient, url: string, passwordFile: string | undefined, namespace: string | undefined, log: (msg: string) => void): Promise<{ redisUsername?: string; redisPassword?: string }> {
+export async function redisCredentials(
+  kube: KubeClient,
+  url: string,
+  passwordFile: string | undefined,
+  namespace: string | undefined,
+  log: (msg: string) => void,
+): Promise<{ redisUsername?: string; redisPassword?: string }> {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
     throw new Error(`--redis ${JSON.stringify(url)}: expected redis://[user@]host[:port][/db]`);
   }
-  if (u.password && (passwordFile || namespace)) throw new Error('--redis has a password and --redis-password-file or --redis-credentials-namespace was given too: keep it out of the URL');
+  if (u.password && (passwordFile || namespace))
+    throw new Error(
+      '--redis has a password and --redis-password-file or --redis-credentials-namespace was given too: keep it out of the URL',
+    );
   if (namespace) {
     if (passwordFile) throw new Error('--redis-password-file and --redis-credentials-namespace: give one, not both');
     const { username, password } = await ensureRedisCredentials(kube, namespace, log);
-    if (u.username && decodeURIComponent(u.username) !== username) throw new Error(`--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; with --redis-credentials-namespace the operator is ${username}`);
+    if (u.username && decodeURIComponent(u.username) !== username)
+      throw new Error(
+        `--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; with --redis-credentials-namespace the operator is ${username}`,
+      );
     return { redisUsername: username, redisPassword: password };
   }
   if (passwordFile) {

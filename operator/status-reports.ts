@@ -94,7 +94,8 @@ export class StatusReports {
             loadedAt = Date.now();
           }
           // After a Redis restart the stream starts again, with ids (times) past ours: nothing is skipped.
-          const res = (await this.redis.xread('COUNT', 2000, 'BLOCK', 2000, 'STREAMS', STATUS_STREAM, this.lastId)) as [string, [string, string[]][]][] | null;
+          const res = (await this.redis.xread('COUNT', 2000, 'BLOCK', 2000, 'STREAMS', STATUS_STREAM, this.lastId)) as
+            [string, [string, string[]][]][] | null;
           // Only hosts the operator knows (XenHosts, hosts it publishes to): reports under invented
           // names would only fill memory. A host registered meanwhile is read from its hash at the reload.
           const known = res ? new Set(hosts()) : undefined;

@@ -35,7 +35,9 @@ const heartbeat = (host: string): Heartbeat => ({
 });
 
 async function xenHost(name: string, spec: Partial<XenHost['spec']>): Promise<void> {
-  await kube.client.request('POST', '/apis/krata.dev/v1alpha1/xenhosts', { body: { apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name }, spec } });
+  await kube.client.request('POST', '/apis/krata.dev/v1alpha1/xenhosts', {
+    body: { apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name }, spec },
+  });
 }
 
 function guest(name: string, spec: Partial<Guest['spec']> = {}, annotations?: Record<string, string>): Guest {
@@ -46,11 +48,23 @@ function guest(name: string, spec: Partial<Guest['spec']> = {}, annotations?: Re
 }
 
 const scheduled = (name: string) =>
-  waitFor(async () => {
-    const g = await kube.client.getGuest('default', name);
-    const c = g.status?.conditions?.find((x) => x.type === 'Scheduled');
-    return c && { status: c.status, reason: c.reason, message: c.message, node: g.status?.node, stalled: g.status?.conditions?.find((x) => x.type === 'Stalled')?.status };
-  }, `Guest ${name} Scheduled`, 30_000);
+  waitFor(
+    async () => {
+      const g = await kube.client.getGuest('default', name);
+      const c = g.status?.conditions?.find((x) => x.type === 'Scheduled');
+      return (
+        c && {
+          status: c.status,
+          reason: c.reason,
+          message: c.message,
+          node: g.status?.node,
+          stalled: g.status?.conditions?.find((x) => x.type === 'Stalled')?.status,
+        }
+      );
+    },
+    `Guest ${name} Scheduled`,
+    30_000,
+  );
 
 const published = async (host: string) => Object.keys(await r.hgetall(desiredKey(host))).filter((f) => !f.startsWith('_'));
 
@@ -84,7 +98,13 @@ test('a user-set krata.dev/node annotation (and a status sent with the create) d
 test('spec.nodeName does not skip the cordon: Scheduled=False, Unschedulable, with the reason', async () => {
   await kube.client.createGuest(guest('pinned', { nodeName: 'xen-a' }));
   const s = await scheduled('pinned');
-  assert.deepEqual(s, { status: 'False', reason: 'Unschedulable', message: "0/2 hosts are available: 1 didn't match spec.nodeName, 1 unschedulable", node: undefined, stalled: undefined });
+  assert.deepEqual(s, {
+    status: 'False',
+    reason: 'Unschedulable',
+    message: "0/2 hosts are available: 1 didn't match spec.nodeName, 1 unschedulable",
+    node: undefined,
+    stalled: undefined,
+  });
   assert.deepEqual(await published('xen-a'), []);
 });
 
@@ -98,34 +118,64 @@ test('a privileged host port is refused (HostPortNotAllowed, Stalled); a host po
     node: undefined,
     stalled: 'True',
   });
-  await kube.client.createGuest(guest('web1', { network: { enabled: true, ports: [{ containerPort: 80, hostPort: 8080, protocol: 'TCP' }] } }));
+  await kube.client.createGuest(
+    guest('web1', { network: { enabled: true, ports: [{ containerPort: 80, hostPort: 8080, protocol: 'TCP' }] } }),
+  );
   assert.equal((await scheduled('web1')).node, 'xen-b');
   await kube.client.createGuest(guest('web2', { network: { enabled: true, ports: [{ containerPort: 8080, protocol: 'TCP' }] } }));
   const second = await scheduled('web2');
-  assert.deepEqual([second.status, second.reason, second.message], ['False', 'Unschedulable', '0/2 hosts are available: 1 host port TCP/8080 in use, 1 unschedulable']);
+  assert.deepEqual(
+    [second.status, second.reason, second.message],
+    ['False', 'Unschedulable', '0/2 hosts are available: 1 host port TCP/8080 in use, 1 unschedulable'],
+  );
 });
 
 test('the placement is status.node: a new operator keeps every Guest where it was', async () => {
   await op.stop();
   // Once more, the annotation says otherwise; a new leader must not follow it.
-  await kube.client.request('PATCH', '/apis/krata.dev/v1alpha1/xenhosts/xen-a', { body: { spec: { unschedulable: false } }, contentType: 'application/merge-patch+json' });
-  await kube.client.request('PATCH', '/apis/krata.dev/v1alpha1/namespaces/default/guests/sneaky', { body: { metadata: { annotations: { 'krata.dev/node': 'xen-a' } } }, contentType: 'application/merge-patch+json' });
+  await kube.client.request('PATCH', '/apis/krata.dev/v1alpha1/xenhosts/xen-a', {
+    body: { spec: { unschedulable: false } },
+    contentType: 'application/merge-patch+json',
+  });
+  await kube.client.request('PATCH', '/apis/krata.dev/v1alpha1/namespaces/default/guests/sneaky', {
+    body: { metadata: { annotations: { 'krata.dev/node': 'xen-a' } } },
+    contentType: 'application/merge-patch+json',
+  });
   op = await startOperator();
   // The pinned Guest may go to xen-a now: proof the new operator has reconciled.
-  assert.equal((await waitFor(async () => (await kube.client.getGuest('default', 'pinned')).status?.node, 'pinned placed', 30_000)), 'xen-a');
+  assert.equal(await waitFor(async () => (await kube.client.getGuest('default', 'pinned')).status?.node, 'pinned placed', 30_000), 'xen-a');
   assert.equal((await kube.client.getGuest('default', 'sneaky')).status?.node, 'xen-b');
   assert.ok((await published('xen-b')).includes('default/sneaky'));
   assert.ok(!(await published('xen-a')).includes('default/sneaky'));
 });
 
 test("an admin's XenHost guestPolicy decides: opening port 80 places the refused Guest; allowNodeName: false refuses pins", async () => {
-  const patchHost = (name: string, spec: unknown) => kube.client.request('PATCH', `/apis/krata.dev/v1alpha1/xenhosts/${name}`, { body: { spec }, contentType: 'application/merge-patch+json' });
+  const patchHost = (name: string, spec: unknown) =>
+    kube.client.request('PATCH', `/apis/krata.dev/v1alpha1/xenhosts/${name}`, {
+      body: { spec },
+      contentType: 'application/merge-patch+json',
+    });
   // The API server stores the defaults: what an admin sees with kubectl get -o yaml.
-  assert.deepEqual((await kube.client.getXenHost('xen-b')).spec.guestPolicy, { allowNodeName: true, hostPorts: [{ from: 1024, to: 65535 }] });
-  await patchHost('xen-b', { guestPolicy: { hostPorts: [{ from: 80, to: 80 }, { from: 1024, to: 65535 }] } });
+  assert.deepEqual((await kube.client.getXenHost('xen-b')).spec.guestPolicy, {
+    allowNodeName: true,
+    hostPorts: [{ from: 1024, to: 65535 }],
+  });
+  await patchHost('xen-b', {
+    guestPolicy: {
+      hostPorts: [
+        { from: 80, to: 80 },
+        { from: 1024, to: 65535 },
+      ],
+    },
+  });
   assert.equal(await waitFor(async () => (await kube.client.getGuest('default', 'web80')).status?.node, 'web80 placed', 30_000), 'xen-b');
   await patchHost('xen-a', { guestPolicy: { allowNodeName: false } });
-  await waitFor(async () => (await kube.client.getXenHost('xen-a')).spec.guestPolicy.allowNodeName === false && op.operator.hosts.get('xen-a')?.spec.guestPolicy.allowNodeName === false, 'policy seen');
+  await waitFor(
+    async () =>
+      (await kube.client.getXenHost('xen-a')).spec.guestPolicy.allowNodeName === false &&
+      op.operator.hosts.get('xen-a')?.spec.guestPolicy.allowNodeName === false,
+    'policy seen',
+  );
   await kube.client.createGuest(guest('pinned2', { nodeName: 'xen-a' }));
   const s = await scheduled('pinned2');
   assert.deepEqual(s, {

@@ -14,7 +14,14 @@ export function kernelAndModules(names: string[]): { vmlinuz: string; modules: s
   const version = basename(vmlinuz).replace(/^vmlinuz-/, '');
   const dir = join(dirname(vmlinuz), `modules-${version}`);
   const plan = execFileSync('modprobe', ['-d', dir, '-S', version, '--show-depends', '-a', ...names], { encoding: 'utf8' });
-  const modules = [...new Set(plan.split('\n').filter((l) => l.startsWith('insmod ')).map((l) => l.split(' ')[1]!))];
+  const modules = [
+    ...new Set(
+      plan
+        .split('\n')
+        .filter((l) => l.startsWith('insmod '))
+        .map((l) => l.split(' ')[1]!),
+    ),
+  ];
   return { vmlinuz, modules };
 }
 
@@ -30,17 +37,43 @@ export function buildGuestInit(profile: 'debug' | 'release'): string {
 
 /** The initrd krata gives a stock kernel: guest-init as /init, and the modules it loads, in order. */
 export function guestInitrd(out: string, init: string, modules: string[]): string {
-  writeFileSync(out, buildInitrd(guestInitrdEntries(readFileSync(init), modules.map((m) => ({ name: basename(m), data: readFileSync(m) })))));
+  writeFileSync(
+    out,
+    buildInitrd(
+      guestInitrdEntries(
+        readFileSync(init),
+        modules.map((m) => ({ name: basename(m), data: readFileSync(m) })),
+      ),
+    ),
+  );
   return out;
 }
 
 /** Boot until the guest powers off; the serial console's output and whether QEMU exited by itself. */
 export function bootUnderQemu(vmlinuz: string, initrd: string, disks: string[], append: string): { serial: string; exited: boolean } {
-  const r = spawnSync('qemu-system-x86_64', [
-    '-accel', 'tcg', '-m', '256', '-nodefaults', '-display', 'none', '-no-reboot', '-serial', 'stdio',
-    '-kernel', vmlinuz, '-initrd', initrd, '-append', `console=ttyS0 quiet panic=-1 ${append}`,
-    ...disks.flatMap((d) => ['-drive', `file=${d},if=virtio,format=raw,readonly=on`]),
-  ], { encoding: 'utf8', timeout: 240_000 });
+  const r = spawnSync(
+    'qemu-system-x86_64',
+    [
+      '-accel',
+      'tcg',
+      '-m',
+      '256',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-serial',
+      'stdio',
+      '-kernel',
+      vmlinuz,
+      '-initrd',
+      initrd,
+      '-append',
+      `console=ttyS0 quiet panic=-1 ${append}`,
+      ...disks.flatMap((d) => ['-drive', `file=${d},if=virtio,format=raw,readonly=on`]),
+    ],
+    { encoding: 'utf8', timeout: 240_000 },
+  );
   // A timeout kills QEMU (r.error set), and QEMU may exit 0 on that signal: that is not the guest powering off.
   return { serial: (r.stdout ?? '') + (r.stderr ?? ''), exited: !r.error && r.signal === null && r.status !== null };
 }

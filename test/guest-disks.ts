@@ -3,7 +3,12 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { composeLaunchConfig, serializeLaunchConfig, type GuestNetworkConfig, type OciImageConfig } from '../node-agent/guest/launch-config.js';
+import {
+  composeLaunchConfig,
+  serializeLaunchConfig,
+  type GuestNetworkConfig,
+  type OciImageConfig,
+} from '../node-agent/guest/launch-config.js';
 
 export type GuestSpecPart = Parameters<typeof composeLaunchConfig>[1];
 

@@ -14,9 +14,24 @@ test('every option of kernel/guest.config survives Kconfig on Linux 6.1', () => 
   const out = mkdtempSync(join(tmpdir(), 'krata-kconfig-'));
   try {
     const r = spawnSync(join(repoRoot(), 'kernel/build.sh'), ['--config-only', out], { encoding: 'utf8', timeout: 600_000 });
-    assert.equal(r.status, 0, r.stderr.split('\n').filter((l) => !/redefined|Previous value|New value|override/.test(l)).join('\n'));
+    assert.equal(
+      r.status,
+      0,
+      r.stderr
+        .split('\n')
+        .filter((l) => !/redefined|Previous value|New value|override/.test(l))
+        .join('\n'),
+    );
     const config = readFileSync(join(out, 'config'), 'utf8');
-    for (const option of ['CONFIG_XEN_PV=y', 'CONFIG_XEN_BLKDEV_FRONTEND=y', 'CONFIG_XEN_NETDEV_FRONTEND=y', 'CONFIG_HVC_XEN=y', 'CONFIG_SQUASHFS_ZSTD=y', 'CONFIG_OVERLAY_FS=y', 'CONFIG_IPV6=y']) {
+    for (const option of [
+      'CONFIG_XEN_PV=y',
+      'CONFIG_XEN_BLKDEV_FRONTEND=y',
+      'CONFIG_XEN_NETDEV_FRONTEND=y',
+      'CONFIG_HVC_XEN=y',
+      'CONFIG_SQUASHFS_ZSTD=y',
+      'CONFIG_OVERLAY_FS=y',
+      'CONFIG_IPV6=y',
+    ]) {
       assert.ok(config.split('\n').includes(option), `${option} missing from the merged config`);
     }
     assert.ok(!config.includes('CONFIG_MODULES=y'), 'everything built in: no module support needed');

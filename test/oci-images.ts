@@ -60,14 +60,22 @@ const MEDIA_TYPES = {
     manifest: 'application/vnd.oci.image.manifest.v1+json',
     index: 'application/vnd.oci.image.index.v1+json',
     config: 'application/vnd.oci.image.config.v1+json',
-    layer: { gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd', none: 'application/vnd.oci.image.layer.v1.tar' },
+    layer: {
+      gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+      none: 'application/vnd.oci.image.layer.v1.tar',
+    },
   },
   docker: {
     manifest: 'application/vnd.docker.distribution.manifest.v2+json',
     index: 'application/vnd.docker.distribution.manifest.list.v2+json',
     config: 'application/vnd.docker.container.image.v1+json',
     // Docker schema 2 has no zstd layer type.
-    layer: { gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip', zstd: undefined, none: 'application/vnd.docker.image.rootfs.diff.tar' },
+    layer: {
+      gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+      zstd: undefined,
+      none: 'application/vnd.docker.image.rootfs.diff.tar',
+    },
   },
 } as const;
 
@@ -148,7 +156,11 @@ export function buildIndex(
     mediaType,
     manifests: entries.map(({ image, platform }) => ({
       ...descriptor(image.manifestMediaType, image.manifest),
-      platform: { architecture: platform.architecture, os: platform.os, ...(platform.variant !== undefined && { variant: platform.variant }) },
+      platform: {
+        architecture: platform.architecture,
+        os: platform.os,
+        ...(platform.variant !== undefined && { variant: platform.variant }),
+      },
     })),
   });
   return { index, digest: sha256(index), mediaType };
@@ -165,7 +177,13 @@ function headers(auth: BasicAuth | undefined, extra: Record<string, string> = {}
  * A request with basic auth; a registry with token auth answers 401 with a Bearer challenge, and
  * the request is sent again with a token from the challenge's realm (fetched with the same basic auth).
  */
-async function send(url: string, method: string, auth: BasicAuth | undefined, extra: Record<string, string> = {}, body?: Buffer): Promise<Response> {
+async function send(
+  url: string,
+  method: string,
+  auth: BasicAuth | undefined,
+  extra: Record<string, string> = {},
+  body?: Buffer,
+): Promise<Response> {
   const res = await fetch(url, { method, headers: headers(auth, extra), body });
   const challenge = res.headers.get('www-authenticate') ?? '';
   if (res.status !== 401 || !/^bearer\s/i.test(challenge)) return res;
@@ -205,12 +223,20 @@ async function pushBlob(base: string, repo: string, digest: string, data: Buffer
   await expectStatus(put, [201], `PUT ${repo} blob ${digest}`);
 }
 
-async function putManifest(base: string, repo: string, reference: string, body: Buffer, mediaType: string, auth?: BasicAuth): Promise<void> {
+async function putManifest(
+  base: string,
+  repo: string,
+  reference: string,
+  body: Buffer,
+  mediaType: string,
+  auth?: BasicAuth,
+): Promise<void> {
   const res = await send(`${base}/v2/${repo}/manifests/${reference}`, 'PUT', auth, { 'Content-Type': mediaType }, body);
   await expectStatus(res, [201], `PUT ${repo} manifest ${reference}`);
   // The registry hashes what it stored: a different digest means it rewrote the manifest.
   const stored = res.headers.get('docker-content-digest');
-  if (stored !== null && stored !== sha256(body)) throw new Error(`PUT ${repo} manifest ${reference}: stored as ${stored}, sent ${sha256(body)}`);
+  if (stored !== null && stored !== sha256(body))
+    throw new Error(`PUT ${repo} manifest ${reference}: stored as ${stored}, sent ${sha256(body)}`);
 }
 
 async function pushImageBlobs(base: string, repo: string, img: BuiltImage, auth?: BasicAuth): Promise<void> {

@@ -82,7 +82,9 @@ export async function startRedis(opts: { port?: number; dir?: string; args?: str
 
   const start = async () => {
     output = '';
-    const c = spawn(REDIS_SERVER, [...args, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'notice'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(REDIS_SERVER, [...args, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'notice'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child = c;
     running.add(c);
     c.on('exit', () => running.delete(c));
@@ -96,7 +98,8 @@ export async function startRedis(opts: { port?: number; dir?: string; args?: str
     // Ready when our process answers: a port another server took meanwhile is not ours. Unauthenticated
     // clients cannot ask an ACL'd server its pid (INFO): then its own log says it listens.
     const deadline = Date.now() + 10_000;
-    const ours = async () => (opts.acl ? c.exitCode === null && /Ready to accept connections/.test(output) : (await serverPid(port)) === c.pid);
+    const ours = async () =>
+      opts.acl ? c.exitCode === null && /Ready to accept connections/.test(output) : (await serverPid(port)) === c.pid;
     while (!(await ours())) {
       if (c.exitCode !== null || Date.now() > deadline) {
         c.kill('SIGKILL');

@@ -86,7 +86,10 @@ test('a two-layer gzip image comes back from the registry as built', TIMEOUT, as
   assert.equal(skopeo('inspect', '--tls-verify=false', '--raw', ref), img.manifest.toString());
   const info = inspect(ref, '--tls-verify=false');
   assert.equal(info.Digest, img.manifestDigest);
-  assert.deepEqual(info.Layers, img.layers.map((l) => l.digest));
+  assert.deepEqual(
+    info.Layers,
+    img.layers.map((l) => l.digest),
+  );
   assert.equal(info.Architecture, 'amd64');
   assert.deepEqual(info.Env, ['PATH=/bin']);
 
@@ -99,7 +102,12 @@ test('a two-layer gzip image comes back from the registry as built', TIMEOUT, as
 });
 
 test('a zstd layer image and a docker-media-type image push and inspect', TIMEOUT, async () => {
-  const zstd = buildImage({ layers: [{ tar: bigLayer, compression: 'zstd' }, { tar: appLayer, compression: 'none' }] });
+  const zstd = buildImage({
+    layers: [
+      { tar: bigLayer, compression: 'zstd' },
+      { tar: appLayer, compression: 'none' },
+    ],
+  });
   assert.equal(zstd.layers[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
   assert.deepEqual(zstd.layers[0]!.data.subarray(0, 4), Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), 'zstd frame magic');
   await pushImage(reg, 'krata/zstd', 'latest', zstd);
@@ -126,7 +134,9 @@ test('an index of two platforms is served under its tag, each platform resolvabl
   await pushIndex(reg, 'krata/multi', 'v1', [amd64, arm64], index);
   const ref = `docker://${reg.host}/krata/multi:v1`;
   assert.equal(skopeo('inspect', '--tls-verify=false', '--raw', ref), index.index.toString());
-  const arm = JSON.parse(skopeo('--override-arch', 'arm64', '--override-variant', 'v8', 'inspect', '--tls-verify=false', '--config', ref)) as { architecture: string };
+  const arm = JSON.parse(
+    skopeo('--override-arch', 'arm64', '--override-variant', 'v8', 'inspect', '--tls-verify=false', '--config', ref),
+  ) as { architecture: string };
   assert.equal(arm.architecture, 'arm64');
   // Each platform's manifest is in the repository by digest.
   const res = await fetch(`${reg.url}/v2/krata/multi/manifests/${arm64.manifestDigest}`, { headers: { Accept: arm64.manifestMediaType } });
@@ -171,20 +181,33 @@ test('writeOciLayout writes a layout skopeo and umoci open', TIMEOUT, () => {
     writeOciLayout(layout, img, 'v1');
     const info = inspect(`oci:${layout}:v1`);
     assert.equal(info.Digest, img.manifestDigest);
-    assert.deepEqual(info.Layers, img.layers.map((l) => l.digest));
-    const stat = JSON.parse(execFileSync('umoci', ['stat', '--json', '--image', `${layout}:v1`], { encoding: 'utf8' })) as { history: unknown[] };
+    assert.deepEqual(
+      info.Layers,
+      img.layers.map((l) => l.digest),
+    );
+    const stat = JSON.parse(execFileSync('umoci', ['stat', '--json', '--image', `${layout}:v1`], { encoding: 'utf8' })) as {
+      history: unknown[];
+    };
     assert.equal(stat.history.length, 2);
   });
 });
 
 test('writeDockerSave writes an archive skopeo opens, layers uncompressed', TIMEOUT, () => {
-  const img = buildImage({ layers: [{ tar: baseLayer, compression: 'gzip' }, { tar: bigLayer, compression: 'zstd' }] });
+  const img = buildImage({
+    layers: [
+      { tar: baseLayer, compression: 'gzip' },
+      { tar: bigLayer, compression: 'zstd' },
+    ],
+  });
   withTempDir((dir) => {
     const file = join(dir, 'image.tar');
     writeDockerSave(file, img, ['example.com:5000/krata/saved:v1']);
     const info = inspect(`docker-archive:${file}`);
     // docker-archive layers are the tars themselves: their digests are the diff IDs.
-    assert.deepEqual(info.Layers, img.layers.map((l) => l.diffId));
+    assert.deepEqual(
+      info.Layers,
+      img.layers.map((l) => l.diffId),
+    );
     assert.equal(info.Architecture, 'amd64');
     assert.equal(inspect(`docker-archive:${file}:example.com:5000/krata/saved:v1`).Architecture, 'amd64');
   });

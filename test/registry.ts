@@ -93,7 +93,10 @@ function registryConfig(dir: string, port: number, htpasswdPath?: string, token?
   ];
   if (htpasswdPath) lines.push(`auth: {htpasswd: {realm: krata-test, path: ${JSON.stringify(htpasswdPath)}}}`);
   if (token) {
-    lines.push(`auth: {token: {realm: ${JSON.stringify(token.realm)}, service: ${TOKEN_SERVICE}, ` + `issuer: ${TOKEN_ISSUER}, rootcertbundle: ${JSON.stringify(token.certPath)}}}`);
+    lines.push(
+      `auth: {token: {realm: ${JSON.stringify(token.realm)}, service: ${TOKEN_SERVICE}, ` +
+        `issuer: ${TOKEN_ISSUER}, rootcertbundle: ${JSON.stringify(token.certPath)}}}`,
+    );
   }
   return lines.join('\n') + '\n';
 }
@@ -148,10 +151,17 @@ function parseScope(scope: string): { name: string; actions: string[] } | undefi
   return m ? { name: m[1]!, actions: m[2]!.split(',').filter(Boolean) } : undefined;
 }
 
-async function startTokenServer(dir: string, opts: TokenOptions): Promise<{ server: TokenServer; certPath: string; close(): Promise<void> }> {
+async function startTokenServer(
+  dir: string,
+  opts: TokenOptions,
+): Promise<{ server: TokenServer; certPath: string; close(): Promise<void> }> {
   const keyPath = join(dir, 'token.key');
   const certPath = join(dir, 'token.crt');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=krata-test-token'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=krata-test-token'],
+    { stdio: 'ignore' },
+  );
   const key = createPrivateKey(readFileSync(keyPath));
   const kid = libtrustKeyId(createPublicKey(key));
   const users = opts.users ?? {};
@@ -174,7 +184,10 @@ async function startTokenServer(dir: string, opts: TokenOptions): Promise<{ serv
     let refused = false;
     let service: string | null;
     if (req.method === 'GET') {
-      scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      scopes = url.searchParams
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter(Boolean);
       service = url.searchParams.get('service');
       const auth = req.headers.authorization;
       if (auth) {
@@ -205,8 +218,10 @@ async function startTokenServer(dir: string, opts: TokenOptions): Promise<{ serv
       }
     }
     const method = req.method as 'GET' | 'POST';
-    if (refused) return reply(401, { error: 'invalid credentials' }, { method, via, ...(user !== undefined && { user }), scopes, access: [] });
-    if (service !== null && service !== TOKEN_SERVICE) return reply(400, { error: `unknown service ${service}` }, { method, via, scopes, access: [] });
+    if (refused)
+      return reply(401, { error: 'invalid credentials' }, { method, via, ...(user !== undefined && { user }), scopes, access: [] });
+    if (service !== null && service !== TOKEN_SERVICE)
+      return reply(400, { error: `unknown service ${service}` }, { method, via, scopes, access: [] });
     // Grants: the requested actions that this client may have (distribution then checks them per request).
     const access: TokenRequest['access'] = [];
     for (const s of scopes) {
@@ -217,8 +232,21 @@ async function startTokenServer(dir: string, opts: TokenOptions): Promise<{ serv
       if (actions.length) access.push({ type: 'repository', name: scope.name, actions });
     }
     const now = Math.floor(Date.now() / 1000);
-    const token = jwt(key, kid, { iss: TOKEN_ISSUER, sub: user ?? '', aud: TOKEN_SERVICE, exp: now + TOKEN_TTL_S, nbf: now - 10, iat: now, jti: randomUUID(), access });
-    reply(200, { token, access_token: token, expires_in: TOKEN_TTL_S, issued_at: new Date(now * 1000).toISOString() }, { method, via, ...(user !== undefined && { user }), scopes, access });
+    const token = jwt(key, kid, {
+      iss: TOKEN_ISSUER,
+      sub: user ?? '',
+      aud: TOKEN_SERVICE,
+      exp: now + TOKEN_TTL_S,
+      nbf: now - 10,
+      iat: now,
+      jti: randomUUID(),
+      access,
+    });
+    reply(
+      200,
+      { token, access_token: token, expires_in: TOKEN_TTL_S, issued_at: new Date(now * 1000).toISOString() },
+      { method, via, ...(user !== undefined && { user }), scopes, access },
+    );
   };
 
   const http: Server = createHttpServer((req, res) => {
@@ -277,7 +305,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     }
     if (opts.token) token = await startTokenServer(dataDir, opts.token);
     const configPath = join(dataDir, 'config.yml');
-    writeFileSync(configPath, registryConfig(dataDir, port, htpasswdPath, token && { realm: token.server.realm, certPath: token.certPath }));
+    writeFileSync(
+      configPath,
+      registryConfig(dataDir, port, htpasswdPath, token && { realm: token.server.realm, certPath: token.certPath }),
+    );
     return await launch(dataDir, configPath, port, opts.htpasswd || opts.token ? 401 : 200, token);
   } catch (err) {
     await token?.close();
@@ -286,7 +317,13 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   }
 }
 
-async function launch(dataDir: string, configPath: string, port: number, readyStatus: number, token?: { server: TokenServer; close(): Promise<void> }): Promise<Registry> {
+async function launch(
+  dataDir: string,
+  configPath: string,
+  port: number,
+  readyStatus: number,
+  token?: { server: TokenServer; close(): Promise<void> },
+): Promise<Registry> {
   const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   const output = captureOutput(child);
   let exit: string | undefined;

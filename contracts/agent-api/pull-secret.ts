@@ -5,7 +5,10 @@
 import type { FieldError } from '../../crds/validate.js';
 import { CredentialError, CredentialStore } from '../../lib/oci/credentials.js';
 
-export const PULL_SECRET_TYPES = { 'kubernetes.io/dockerconfigjson': '.dockerconfigjson', 'kubernetes.io/dockercfg': '.dockercfg' } as const;
+export const PULL_SECRET_TYPES = {
+  'kubernetes.io/dockerconfigjson': '.dockerconfigjson',
+  'kubernetes.io/dockercfg': '.dockercfg',
+} as const;
 export type PullSecretType = keyof typeof PULL_SECRET_TYPES;
 
 export interface PullSecret {
@@ -27,7 +30,12 @@ export const isNamespaceName = (s: unknown): s is string => typeof s === 'string
 
 /** Whether a document is a Secret (of any type): such documents are checked here, not by the CRD validator. */
 export function isSecretDocument(doc: unknown): boolean {
-  return doc !== null && typeof doc === 'object' && (doc as { kind?: unknown }).kind === 'Secret' && (doc as { apiVersion?: unknown }).apiVersion === 'v1';
+  return (
+    doc !== null &&
+    typeof doc === 'object' &&
+    (doc as { kind?: unknown }).kind === 'Secret' &&
+    (doc as { apiVersion?: unknown }).apiVersion === 'v1'
+  );
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -45,30 +53,61 @@ export function validatePullSecret(input: unknown): { object?: PullSecret; error
   const errors: FieldError[] = [];
   if (!isObject(input)) return { errors: [{ path: [], message: 'must be a mapping' }] };
   for (const k of Object.keys(input)) {
-    if (!['apiVersion', 'kind', 'metadata', 'type', 'data', 'stringData', 'immutable'].includes(k)) errors.push({ path: [k], message: 'unknown field', onKey: true });
+    if (!['apiVersion', 'kind', 'metadata', 'type', 'data', 'stringData', 'immutable'].includes(k))
+      errors.push({ path: [k], message: 'unknown field', onKey: true });
   }
   if (input.apiVersion !== 'v1' || input.kind !== 'Secret') errors.push({ path: ['kind'], message: 'expected apiVersion v1, kind Secret' });
   const meta = input.metadata;
   let metadata: PullSecret['metadata'] | undefined;
   if (!isObject(meta)) errors.push({ path: ['metadata'], message: 'must be a mapping with a name' });
   else {
-    if (!isPullSecretName(meta.name)) errors.push({ path: ['metadata', 'name'], message: 'must be a DNS subdomain (lower-case letters, digits, "-" and ".", at most 253 characters)' });
-    if (meta.namespace !== undefined && !isNamespaceName(meta.namespace)) errors.push({ path: ['metadata', 'namespace'], message: 'must be a DNS label (lower-case letters, digits and "-", at most 63 characters)' });
+    if (!isPullSecretName(meta.name))
+      errors.push({
+        path: ['metadata', 'name'],
+        message: 'must be a DNS subdomain (lower-case letters, digits, "-" and ".", at most 253 characters)',
+      });
+    if (meta.namespace !== undefined && !isNamespaceName(meta.namespace))
+      errors.push({
+        path: ['metadata', 'namespace'],
+        message: 'must be a DNS label (lower-case letters, digits and "-", at most 63 characters)',
+      });
     for (const k of Object.keys(meta)) {
-      if (!['name', 'namespace', 'labels', 'annotations'].includes(k)) errors.push({ path: ['metadata', k], message: 'not kept for a Secret on a single host (name, namespace, labels and annotations are)', onKey: true });
+      if (!['name', 'namespace', 'labels', 'annotations'].includes(k))
+        errors.push({
+          path: ['metadata', k],
+          message: 'not kept for a Secret on a single host (name, namespace, labels and annotations are)',
+          onKey: true,
+        });
     }
     const labels = stringMap(meta.labels, ['metadata', 'labels'], errors);
     const annotations = stringMap(meta.annotations, ['metadata', 'annotations'], errors);
-    metadata = { name: meta.name as string, ...(meta.namespace !== undefined && { namespace: meta.namespace as string }), ...(labels && { labels }), ...(annotations && { annotations }) };
+    metadata = {
+      name: meta.name as string,
+      ...(meta.namespace !== undefined && { namespace: meta.namespace as string }),
+      ...(labels && { labels }),
+      ...(annotations && { annotations }),
+    };
   }
   const type = input.type;
   const key = typeof type === 'string' && Object.hasOwn(PULL_SECRET_TYPES, type) ? PULL_SECRET_TYPES[type as PullSecretType] : undefined;
-  if (!key) errors.push({ path: ['type'], message: `a single host keeps image pull secrets only: kubernetes.io/dockerconfigjson or ` + `kubernetes.io/dockercfg${typeof type === 'string' ? `, not ${JSON.stringify(type.slice(0, 100))}` : ''}` });
+  if (!key)
+    errors.push({
+      path: ['type'],
+      message:
+        `a single host keeps image pull secrets only: kubernetes.io/dockerconfigjson or ` +
+        `kubernetes.io/dockercfg${typeof type === 'string' ? `, not ${JSON.stringify(type.slice(0, 100))}` : ''}`,
+    });
   const data: Record<string, string> = { ...(stringMap(input.data, ['data'], errors) ?? {}) };
   const stringData = stringMap(input.stringData, ['stringData'], errors) ?? {};
   for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');
   if (key) {
-    for (const k of Object.keys(data)) if (k !== key) errors.push({ path: [Object.hasOwn(stringData, k) ? 'stringData' : 'data', k], message: `a ${String(type)} secret holds ${key} only`, onKey: true });
+    for (const k of Object.keys(data))
+      if (k !== key)
+        errors.push({
+          path: [Object.hasOwn(stringData, k) ? 'stringData' : 'data', k],
+          message: `a ${String(type)} secret holds ${key} only`,
+          onKey: true,
+        });
     if (!Object.hasOwn(data, key)) errors.push({ path: ['data'], message: `must hold ${key}` });
   }
   const size = Object.values(data).reduce((n, v) => n + v.length, 0);

@@ -72,7 +72,6 @@ export type PullEvent =
   | { kind: 'unpacked'; layer: string }
   | { kind: 'done'; digest: string; size: number };
 
-
 /** What a prune removed: the least recently used images no Guest uses, until the cache fits. */
 export interface PruneResult {
   removed: StoredImage[];

@@ -19,12 +19,66 @@ export const AGENT_USER = 'krata-agent';
 
 /** What BullMQ 6.7's Lua scripts call (node_modules/bullmq/dist/esm/commands/*.lua; a test keeps this in step). */
 export const BULLMQ_SCRIPT_COMMANDS = [
-  'del', 'exists', 'get', 'hdel', 'hexists', 'hget', 'hgetall', 'hincrby', 'hlen', 'hmget', 'hmset', 'hset',
-  'incr', 'incrby', 'lindex', 'llen', 'lpop', 'lpos', 'lpush', 'lrange', 'lrem', 'lset', 'ltrim', 'persist',
-  'pexpire', 'pexpireat', 'pttl', 'rename', 'rpop', 'rpoplpush', 'rpush', 'sadd', 'scard', 'set', 'sismember',
-  'smembers', 'srem', 'time', 'type', 'unlink', 'xadd', 'xdel', 'xlen', 'xrange', 'xread', 'xtrim', 'zadd',
-  'zcard', 'zcount', 'zlexcount', 'zpopmin', 'zrange', 'zrangebylex', 'zrangebyscore', 'zrem',
-  'zremrangebyrank', 'zremrangebyscore', 'zrevrange', 'zrevrangebyscore', 'zscore',
+  'del',
+  'exists',
+  'get',
+  'hdel',
+  'hexists',
+  'hget',
+  'hgetall',
+  'hincrby',
+  'hlen',
+  'hmget',
+  'hmset',
+  'hset',
+  'incr',
+  'incrby',
+  'lindex',
+  'llen',
+  'lpop',
+  'lpos',
+  'lpush',
+  'lrange',
+  'lrem',
+  'lset',
+  'ltrim',
+  'persist',
+  'pexpire',
+  'pexpireat',
+  'pttl',
+  'rename',
+  'rpop',
+  'rpoplpush',
+  'rpush',
+  'sadd',
+  'scard',
+  'set',
+  'sismember',
+  'smembers',
+  'srem',
+  'time',
+  'type',
+  'unlink',
+  'xadd',
+  'xdel',
+  'xlen',
+  'xrange',
+  'xread',
+  'xtrim',
+  'zadd',
+  'zcard',
+  'zcount',
+  'zlexcount',
+  'zpopmin',
+  'zrange',
+  'zrangebylex',
+  'zrangebyscore',
+  'zrem',
+  'zremrangebyrank',
+  'zremrangebyscore',
+  'zrevrange',
+  'zrevrangebyscore',
+  'zscore',
 ];
 
 /**
@@ -43,20 +97,29 @@ const AGENT_COMMANDS = [...COMMON, ...BULLMQ_SCRIPT_COMMANDS, 'hkeys', 'bzpopmin
 const HOST_QUEUES = `${QUEUE_PREFIX}:krata-host-*`;
 
 /** The agent's keys: read-only (%R~), read-write (~) and write-only (%W~). */
-export const AGENT_KEYS = [`%R~${EPOCH_KEY}`, '%R~krata:host:*:desired', '~krata:host:*:status', '~krata:host:*:heartbeat', `%W~${STATUS_STREAM}`, `~${HOST_QUEUES}`];
+export const AGENT_KEYS = [
+  `%R~${EPOCH_KEY}`,
+  '%R~krata:host:*:desired',
+  '~krata:host:*:status',
+  '~krata:host:*:heartbeat',
+  `%W~${STATUS_STREAM}`,
+  `~${HOST_QUEUES}`,
+];
 
 export const sha256 = (password: string) => createHash('sha256').update(password, 'utf8').digest('hex');
 
 /** A password the ACL file can hold: printable, no spaces (one ACL token), long enough to be a secret. */
 export function checkPassword(password: string, what: string): string {
-  if (!/^[\x21-\x7e]{16,256}$/.test(password)) throw new Error(`${what}: a Redis password must be 16 to 256 printable ASCII characters without spaces`);
+  if (!/^[\x21-\x7e]{16,256}$/.test(password))
+    throw new Error(`${what}: a Redis password must be 16 to 256 printable ASCII characters without spaces`);
   return password;
 }
 
 /** The ACL file for redis-server's --aclfile. */
 export function renderAclFile(passwords: { operator: string; agent: string }): string {
   const user = (name: string, password: string, keys: string[], commands: string[]) =>
-    `user ${name} on #${sha256(checkPassword(password, name))} resetchannels ` + `${keys.join(' ')} -@all ${commands.map((c) => `+${c}`).join(' ')}`;
+    `user ${name} on #${sha256(checkPassword(password, name))} resetchannels ` +
+    `${keys.join(' ')} -@all ${commands.map((c) => `+${c}`).join(' ')}`;
   return [
     'user default off resetpass resetkeys resetchannels -@all',
     user(OPERATOR_USER, passwords.operator, ['~krata:*'], OPERATOR_COMMANDS),

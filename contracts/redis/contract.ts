@@ -26,7 +26,8 @@ export const HEARTBEAT_TTL_S = 40;
 const HOST_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export function checkHostName(host: string): string {
-  if (host.length > 253 || !HOST_NAME.test(host)) throw new Error(`host name ${JSON.stringify(host)}: expected a DNS subdomain (lower-case letters, digits, '-' and '.')`);
+  if (host.length > 253 || !HOST_NAME.test(host))
+    throw new Error(`host name ${JSON.stringify(host)}: expected a DNS subdomain (lower-case letters, digits, '-' and '.')`);
   return host;
 }
 
@@ -124,7 +125,13 @@ export interface Heartbeat {
 
 export function parseStatusReport(raw: string): StatusReport {
   const r = JSON.parse(raw) as StatusReport;
-  if (typeof r !== 'object' || r === null || typeof r.uid !== 'string' || typeof r.generation !== 'number' || (r.status !== null && typeof r.status !== 'object')) {
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    typeof r.uid !== 'string' ||
+    typeof r.generation !== 'number' ||
+    (r.status !== null && typeof r.status !== 'object')
+  ) {
     throw new Error('malformed status report');
   }
   return r;
@@ -132,7 +139,15 @@ export function parseStatusReport(raw: string): StatusReport {
 
 export function parseDesired(raw: string): DesiredGuest {
   const d = JSON.parse(raw) as DesiredGuest;
-  if (typeof d !== 'object' || d === null || typeof d.uid !== 'string' || typeof d.generation !== 'number' || typeof d.name !== 'string' || typeof d.namespace !== 'string' || typeof d.spec !== 'object') {
+  if (
+    typeof d !== 'object' ||
+    d === null ||
+    typeof d.uid !== 'string' ||
+    typeof d.generation !== 'number' ||
+    typeof d.name !== 'string' ||
+    typeof d.namespace !== 'string' ||
+    typeof d.spec !== 'object'
+  ) {
     throw new Error('malformed desired guest');
   }
   return d;
@@ -140,6 +155,13 @@ export function parseDesired(raw: string): DesiredGuest {
 
 export function parseHeartbeat(raw: string): Heartbeat {
   const h = JSON.parse(raw) as Heartbeat;
-  if (typeof h !== 'object' || h === null || typeof h.host !== 'string' || typeof h.capacity !== 'object' || typeof h.freeMemoryMiB !== 'number') throw new Error('malformed heartbeat');
+  if (
+    typeof h !== 'object' ||
+    h === null ||
+    typeof h.host !== 'string' ||
+    typeof h.capacity !== 'object' ||
+    typeof h.freeMemoryMiB !== 'number'
+  )
+    throw new Error('malformed heartbeat');
   return h;
 }

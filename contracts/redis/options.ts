@@ -11,11 +11,14 @@ export function redisOptions(url: string, passwordFile?: string): RedisOptions {
   } catch {
     throw new Error(`--redis ${JSON.stringify(url)}: expected redis://host[:port][/db]`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: expected redis:// or rediss://`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: expected redis:// or rediss://`);
   if (!u.hostname) throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: no host`);
   const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: the path must be a database number`);
-  if (u.password && passwordFile) throw new Error('--redis has a password and --redis-password-file was given too: keep it in the file only');
+  if (db !== '' && !/^\d{1,2}$/.test(db))
+    throw new Error(`--redis ${JSON.stringify(redactedUrl(url))}: the path must be a database number`);
+  if (u.password && passwordFile)
+    throw new Error('--redis has a password and --redis-password-file was given too: keep it in the file only');
   const password = passwordFile ? readPasswordFile(passwordFile) : decodeURIComponent(u.password);
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),

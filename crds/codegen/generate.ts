@@ -26,16 +26,13 @@ export function generate(sources: { path: string; text: string }[]): GeneratedFi
       tail.push(`export const ${names.kind}APIVersion = '${group}/${version.name}';`);
     }
   }
-  const types =
-    HEADER +
-    "import type { ObjectMeta } from '../meta.js';\n\n" +
-    emitter.output() +
-    '\n' + tail.join('\n') +
-    '\n';
+  const types = HEADER + "import type { ObjectMeta } from '../meta.js';\n\n" + emitter.output() + '\n' + tail.join('\n') + '\n';
   const crdConsts = crds
     .map((crd) => `export const ${lowerFirst(crd.spec.names.kind)}CRD: CustomResourceDefinition = ${JSON.stringify(crd, null, 2)};\n`)
     .join('\n');
-  const all = `export const allCRDs: readonly CustomResourceDefinition[] = ` + `[${crds.map((c) => lowerFirst(c.spec.names.kind) + 'CRD').join(', ')}];\n`;
+  const all =
+    `export const allCRDs: readonly CustomResourceDefinition[] = ` +
+    `[${crds.map((c) => lowerFirst(c.spec.names.kind) + 'CRD').join(', ')}];\n`;
   return {
     types,
     crds: HEADER + "import type { CustomResourceDefinition } from '../crd-types.js';\n\n" + crdConsts + '\n' + all,

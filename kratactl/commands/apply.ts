@@ -51,7 +51,8 @@ export async function apply(argv: string[], io: IO): Promise<number> {
   const dryRun = values['dry-run'] ?? 'none';
   if (!['client', 'server', 'none'].includes(dryRun)) throw new UsageError(`--dry-run takes client, server or none, not "${dryRun}"`);
   const output = (values.output ?? (dryRun !== 'none' ? 'yaml' : undefined)) as OutputFormat | undefined;
-  if (output !== undefined && !FORMATS.includes(output)) throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
+  if (output !== undefined && !FORMATS.includes(output))
+    throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
   if (values.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(values.namespace)) {
     throw new UsageError(`--namespace "${values.namespace}" is not a valid namespace name (a DNS label)`);
   }
@@ -67,7 +68,16 @@ export async function apply(argv: string[], io: IO): Promise<number> {
   const objects = loaded.objects.map((o) => o.object);
   // Secrets go first (the agent stores them before the Guests that name them); errors index this batch.
   const batch = [...loaded.secrets, ...loaded.objects];
-  const show = () => [formatSecrets(loaded.secrets.map((s) => s.object), output!), objects.length ? formatObjects(objects, output!) : ''].filter(Boolean).join(output === 'yaml' ? '---\n' : '');
+  const show = () =>
+    [
+      formatSecrets(
+        loaded.secrets.map((s) => s.object),
+        output!,
+      ),
+      objects.length ? formatObjects(objects, output!) : '',
+    ]
+      .filter(Boolean)
+      .join(output === 'yaml' ? '---\n' : '');
   if (dryRun === 'client') {
     io.stdout.write(show());
     return EXIT_OK;
@@ -75,7 +85,10 @@ export async function apply(argv: string[], io: IO): Promise<number> {
 
   const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
   try {
-    const results = await client.apply(batch.map((o) => o.object), dryRun === 'server');
+    const results = await client.apply(
+      batch.map((o) => o.object),
+      dryRun === 'server',
+    );
     if (output && output !== 'name') io.stdout.write(show());
     else for (const r of results) io.stdout.write(`${objectName(r)} ${r.action}${dryRun === 'server' ? ' (server dry run)' : ''}\n`);
     return EXIT_OK;
@@ -95,7 +108,9 @@ function formatSecrets(secrets: PullSecret[], format: OutputFormat): string {
   if (secrets.length === 0) return '';
   if (format === 'name') return secrets.map((s) => `${objectName(s)}\n`).join('');
   const redacted = secrets.map((s) => ({ ...s, data: Object.fromEntries(Object.keys(s.data).map((k) => [k, 'REDACTED'])) }));
-  return format === 'json' ? redacted.map((s) => JSON.stringify(s, null, 2) + '\n').join('') : redacted.map((s) => stringify(s)).join('---\n');
+  return format === 'json'
+    ? redacted.map((s) => JSON.stringify(s, null, 2) + '\n').join('')
+    : redacted.map((s) => stringify(s)).join('---\n');
 }
 
 /** kubectl spells it --dry-run[=client|server|none]; a bare --dry-run means client. */

@@ -32,7 +32,8 @@ export function namespaceOf(values: { namespace?: string }): string {
 }
 
 export function checkGuestName(name: string): string {
-  if (!isDnsLabel(name)) throw new UsageError(`"${name}" is not a valid guest name (a DNS label: lowercase letters, digits and "-", at most 63 characters)`);
+  if (!isDnsLabel(name))
+    throw new UsageError(`"${name}" is not a valid guest name (a DNS label: lowercase letters, digits and "-", at most 63 characters)`);
   return name;
 }
 
@@ -44,7 +45,10 @@ export function isGuestKind(word: string): boolean {
 /** Refuses kinds the node agent does not serve by name (XenHosts live in the cluster). */
 export function checkKindWord(word: string, command: string): void {
   const kind = resolveKind(word);
-  if (kind && kind.kind !== 'Guest') throw new UsageError(`${command}: the node agent serves Guests only; ${kind.kind} objects live in the cluster (try kratactl host status)`);
+  if (kind && kind.kind !== 'Guest')
+    throw new UsageError(
+      `${command}: the node agent serves Guests only; ${kind.kind} objects live in the cluster (try kratactl host status)`,
+    );
 }
 
 /** Columns separated by three spaces, as kubectl prints them; the last column is not padded. */
@@ -79,7 +83,16 @@ export function age(timestamp: string | undefined, now = Date.now()): string {
 
 /** NAME PHASE READY RESTARTS IP AGE (wide: DOMID NODE IMAGE), with NAMESPACE first for -A. */
 export function guestHeader(wide: boolean, allNamespaces: boolean): string[] {
-  return [...(allNamespaces ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'READY', 'RESTARTS', 'IP', 'AGE', ...(wide ? ['DOMID', 'NODE', 'IMAGE'] : [])];
+  return [
+    ...(allNamespaces ? ['NAMESPACE'] : []),
+    'NAME',
+    'PHASE',
+    'READY',
+    'RESTARTS',
+    'IP',
+    'AGE',
+    ...(wide ? ['DOMID', 'NODE', 'IMAGE'] : []),
+  ];
 }
 
 export function guestRow(g: Guest, wide: boolean, allNamespaces: boolean, now = Date.now()): string[] {
@@ -102,7 +115,8 @@ export function guestRow(g: Guest, wide: boolean, allNamespaces: boolean, now = 
 export function agentFailure(io: IO, err: unknown): number {
   if (!(err instanceof AgentError)) throw err;
   io.stderr.write(`error: ${err.message}\n`);
-  for (const d of err.details) io.stderr.write(`  ${d.index !== undefined ? `[${d.index}] ` : ''}${d.path ? d.path + ': ' : ''}${d.message}\n`);
+  for (const d of err.details)
+    io.stderr.write(`  ${d.index !== undefined ? `[${d.index}] ` : ''}${d.path ? d.path + ': ' : ''}${d.message}\n`);
   return EXIT_FAILED;
 }
 

@@ -31,7 +31,24 @@ export const COMPLETIONS: Record<string, CommandCompletion> = {
   },
   explain: { flags: ['--recursive'], words: ['guest', 'xenhost', 'guest.spec', 'guest.status', 'xenhost.spec', 'xenhost.status'] },
   image: {
-    flags: ['--store', '--insecure-registry', '--mirror', '--docker-config', '--pull-secret-file', '--pull-secret', '-n', '--namespace', '--agent', '--platform', '--name', '--budget', '-q', '--quiet', '-o', '--output'],
+    flags: [
+      '--store',
+      '--insecure-registry',
+      '--mirror',
+      '--docker-config',
+      '--pull-secret-file',
+      '--pull-secret',
+      '-n',
+      '--namespace',
+      '--agent',
+      '--platform',
+      '--name',
+      '--budget',
+      '-q',
+      '--quiet',
+      '-o',
+      '--output',
+    ],
     values: {
       '--store': 'files',
       '--insecure-registry': [],
@@ -68,9 +85,21 @@ export const COMPLETIONS: Record<string, CommandCompletion> = {
   attach: { flags: AGENT, values: AGENT_VALUES, guests: true },
   run: {
     flags: ['--name', '--cpus', '--memory', '-e', '--env', '-t', '--tty', '--restart', '--rm', ...AGENT],
-    values: { '--name': [], '--cpus': [], '--memory': [], '-e': [], '--env': [], '--restart': ['Never', 'OnFailure', 'Always'], ...AGENT_VALUES },
+    values: {
+      '--name': [],
+      '--cpus': [],
+      '--memory': [],
+      '-e': [],
+      '--env': [],
+      '--restart': ['Never', 'OnFailure', 'Always'],
+      ...AGENT_VALUES,
+    },
   },
-  host: { flags: ['-o', '--output', '--agent'], values: { '-o': ['yaml', 'json'], '--output': ['yaml', 'json'], '--agent': 'files' }, words: ['status'] },
+  host: {
+    flags: ['-o', '--output', '--agent'],
+    values: { '-o': ['yaml', 'json'], '--output': ['yaml', 'json'], '--agent': 'files' },
+    words: ['status'],
+  },
   completion: { flags: [], words: ['bash', 'zsh'] },
 };
 

@@ -37,13 +37,19 @@ export async function del(argv: string[], io: IO): Promise<number> {
     allowPositionals: true,
   });
   const grace = values['grace-period'];
-  if (grace !== undefined && !/^\d{1,5}$/.test(grace)) throw new UsageError(`--grace-period takes a whole number of seconds, not "${grace}"`);
+  if (grace !== undefined && !/^\d{1,5}$/.test(grace))
+    throw new UsageError(`--grace-period takes a whole number of seconds, not "${grace}"`);
   const namespace = namespaceOf(values);
   const targets: { namespace: string; name: string }[] = [];
   const secrets: { namespace: string; name: string }[] = [];
   if (values.filename?.length) {
     if (positionals.length) throw new UsageError('give either -f PATH or guest NAME..., not both');
-    const loaded = await loadManifests(values.filename, { recursive: values.recursive, namespace: values.namespace, stdin: io.stdin, secrets: true });
+    const loaded = await loadManifests(values.filename, {
+      recursive: values.recursive,
+      namespace: values.namespace,
+      stdin: io.stdin,
+      secrets: true,
+    });
     if (loaded.problems.length) {
       for (const p of loaded.problems) io.stderr.write(formatProblem(p) + '\n');
       io.stderr.write('nothing was deleted\n');
@@ -53,7 +59,8 @@ export async function del(argv: string[], io: IO): Promise<number> {
       if (object.kind !== 'Guest') io.stderr.write(`warning: skipping ${objectName(object)}: the node agent serves Guests only\n`);
       else targets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
     }
-    for (const { object } of loaded.secrets) secrets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
+    for (const { object } of loaded.secrets)
+      secrets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
   } else if (positionals[0] === 'secret' || positionals[0] === 'secrets') {
     const names = positionals.slice(1);
     if (names.length === 0) throw new UsageError('delete secret needs at least one NAME');
@@ -85,7 +92,10 @@ export async function del(argv: string[], io: IO): Promise<number> {
   }
   for (const t of targets) {
     try {
-      await client.delete(t.namespace, t.name, { wait: values.wait, ...(grace !== undefined ? { gracePeriodSeconds: Number(grace) } : {}) });
+      await client.delete(t.namespace, t.name, {
+        wait: values.wait,
+        ...(grace !== undefined ? { gracePeriodSeconds: Number(grace) } : {}),
+      });
       io.stdout.write(`${objectName({ kind: 'Guest', metadata: t })} deleted\n`);
     } catch (err) {
       status = agentFailure(io, err);

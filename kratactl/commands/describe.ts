@@ -4,7 +4,18 @@ import { parseArgs } from 'node:util';
 import type { Guest } from '../../crds/generated/types.js';
 import type { GuestEvent } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import { AGENT_HELP, AGENT_OPTIONS, age, agentClient, agentFailure, checkGuestName, checkKindWord, formatTable, isGuestKind, namespaceOf } from './common.js';
+import {
+  AGENT_HELP,
+  AGENT_OPTIONS,
+  age,
+  agentClient,
+  agentFailure,
+  checkGuestName,
+  checkKindWord,
+  formatTable,
+  isGuestKind,
+  namespaceOf,
+} from './common.js';
 
 export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, conditions and recent events.
 
@@ -62,8 +73,14 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now()):
   const spec = g.spec;
   const s = g.status ?? {};
   const r = spec.resources;
-  const resources = `${r.cpus} vCPU${r.cpus === 1 ? '' : 's'}${r.maxCpus !== undefined && r.maxCpus !== r.cpus ? ` (max ${r.maxCpus})` : ''}, ` + `memory ${r.memory}${r.maxMemory !== undefined && String(r.maxMemory) !== String(r.memory) ? ` (max ${r.maxMemory})` : ''}`;
-  const ports = spec.network.ports?.map((p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined && p.hostPort !== p.containerPort ? ` (host ${p.hostPort})` : ''}`).join(', ');
+  const resources =
+    `${r.cpus} vCPU${r.cpus === 1 ? '' : 's'}${r.maxCpus !== undefined && r.maxCpus !== r.cpus ? ` (max ${r.maxCpus})` : ''}, ` +
+    `memory ${r.memory}${r.maxMemory !== undefined && String(r.maxMemory) !== String(r.memory) ? ` (max ${r.maxMemory})` : ''}`;
+  const ports = spec.network.ports
+    ?.map(
+      (p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined && p.hostPort !== p.containerPort ? ` (host ${p.hostPort})` : ''}`,
+    )
+    .join(', ');
   const ended = s.exitCode !== undefined ? `exit code ${s.exitCode}` : s.signal !== undefined ? `killed by signal ${s.signal}` : undefined;
   let out = fields([
     ['Name', g.metadata.name],
@@ -107,7 +124,12 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now()):
   out += 'Conditions:\n';
   const conditions = s.conditions ?? [];
   out += conditions.length
-    ? indent(formatTable([['TYPE', 'STATUS', 'REASON', 'MESSAGE', 'AGE'], ...conditions.map((c) => [c.type, c.status, c.reason, c.message, age(c.lastTransitionTime, now)])]))
+    ? indent(
+        formatTable([
+          ['TYPE', 'STATUS', 'REASON', 'MESSAGE', 'AGE'],
+          ...conditions.map((c) => [c.type, c.status, c.reason, c.message, age(c.lastTransitionTime, now)]),
+        ]),
+      )
     : '  <none>\n';
   out += 'Events:';
   if (events.length === 0) return out + ' <none>\n';

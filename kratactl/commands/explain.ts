@@ -14,7 +14,12 @@ Usage: kratactl explain KIND[.FIELD...] [--recursive]
 `;
 
 export async function explain(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { recursive: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { recursive: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
   if (positionals.length !== 1) throw new UsageError(`explain takes one KIND[.FIELD...] (kinds: ${[...KINDS.keys()].join(', ')})`);
   const [kindName, ...fields] = positionals[0]!.split('.');
   const info = resolveKind(kindName!);
@@ -25,7 +30,9 @@ export async function explain(argv: string[], io: IO): Promise<number> {
     const next = childSchema(schema, field);
     if (!next) {
       const known = Object.keys(fieldsOf(schema) ?? {});
-      throw new UsageError(`${[info.kind, ...walked].join('.')} has no field "${field}"${known.length ? ` (fields: ${known.join(', ')})` : ''}`);
+      throw new UsageError(
+        `${[info.kind, ...walked].join('.')} has no field "${field}"${known.length ? ` (fields: ${known.join(', ')})` : ''}`,
+      );
     }
     walked.push(field);
     schema = next;

@@ -4,7 +4,20 @@ import { stringify } from 'yaml';
 import type { Guest } from '../../crds/generated/types.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { canonical, formatObjects, objectName } from '../output.js';
-import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, checkKindWord, formatTable, guestHeader, guestRow, isGuestKind, namespaceOf, onInterrupt } from './common.js';
+import {
+  AGENT_HELP,
+  AGENT_OPTIONS,
+  agentClient,
+  agentFailure,
+  checkGuestName,
+  checkKindWord,
+  formatTable,
+  guestHeader,
+  guestRow,
+  isGuestKind,
+  namespaceOf,
+  onInterrupt,
+} from './common.js';
 
 export const GET_HELP = `List Guests, or show one.
 
@@ -36,10 +49,12 @@ export async function get(argv: string[], io: IO): Promise<number> {
   if (args.length > 1) throw new UsageError(`get takes at most one NAME (got ${args.join(' ')})`);
   const name = args[0] === undefined ? undefined : checkGuestName(args[0]);
   const output = values.output;
-  if (output !== undefined && !FORMATS.includes(output)) throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
+  if (output !== undefined && !FORMATS.includes(output))
+    throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
   const all = values['all-namespaces'] === true;
   if (all && name) throw new UsageError('a NAME needs a namespace: use -n rather than -A');
-  if (values.watch && (output === 'yaml' || output === 'json')) throw new UsageError('--watch prints table rows or names; use -o wide or -o name');
+  if (values.watch && (output === 'yaml' || output === 'json'))
+    throw new UsageError('--watch prints table rows or names; use -o wide or -o name');
   const namespace = namespaceOf(values);
   const client = agentClient(values, io);
 
@@ -72,7 +87,11 @@ function formatList(guests: Guest[], format: 'yaml' | 'json'): string {
  * Rows as guests change. The width of each column is fixed by the header and the first rows (a stream
  * cannot be measured in advance); a row is printed only when something other than its age changed.
  */
-async function watchGuests(io: IO, client: ReturnType<typeof agentClient>, opts: { namespace?: string; name?: string; output?: string }): Promise<number> {
+async function watchGuests(
+  io: IO,
+  client: ReturnType<typeof agentClient>,
+  opts: { namespace?: string; name?: string; output?: string },
+): Promise<number> {
   const wide = opts.output === 'wide';
   const all = opts.namespace === undefined;
   const header = guestHeader(wide, all);

@@ -24,7 +24,8 @@ export async function host(argv: string[], io: IO): Promise<number> {
   if (sub !== 'status') throw new UsageError(sub ? `unknown host command "${sub}" (status)` : 'host needs a command: status');
   if (extra.length) throw new UsageError(`host status takes no arguments (got ${extra.join(' ')})`);
   const output = values.output;
-  if (output !== undefined && output !== 'yaml' && output !== 'json') throw new UsageError(`--output must be yaml or json, not "${output}"`);
+  if (output !== undefined && output !== 'yaml' && output !== 'json')
+    throw new UsageError(`--output must be yaml or json, not "${output}"`);
   try {
     const status = await agentClient(values, io).host();
     if (output === 'json') io.stdout.write(JSON.stringify(status, null, 2) + '\n');

@@ -79,7 +79,13 @@ function printImages(images: StoredImage[], format: string, io: IO): void {
   const rows = [['NAME', 'DIGEST', 'SIZE', 'LAST USED', ...(wide ? ['PLATFORM', 'PATH'] : [])]];
   for (const i of images) {
     const platform = `${i.config.os}/${i.config.architecture}${i.config.variant ? `/${i.config.variant}` : ''}`;
-    rows.push([i.names[0] ?? '<none>', wide ? i.digest : i.digest.slice(0, 19), formatBytes(i.size), i.lastUsedAt.replace(/\.\d+Z$/, 'Z'), ...(wide ? [platform, i.path] : [])]);
+    rows.push([
+      i.names[0] ?? '<none>',
+      wide ? i.digest : i.digest.slice(0, 19),
+      formatBytes(i.size),
+      i.lastUsedAt.replace(/\.\d+Z$/, 'Z'),
+      ...(wide ? [platform, i.path] : []),
+    ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const r of rows) io.stdout.write(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('   ') + '\n');
@@ -103,7 +109,10 @@ function pullSecretOptions(values: Record<string, unknown>): { namespace: string
   const namespace = namespaceOf(values as { namespace?: string });
   const names = [...new Set((values['pull-secret'] as string[] | undefined) ?? [])];
   for (const n of names) {
-    if (!isPullSecretName(n)) throw new UsageError(`--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain: lowercase letters, digits, "-" and ".", at most 253 characters); credentials from a file are --offline --pull-secret-file FILE`);
+    if (!isPullSecretName(n))
+      throw new UsageError(
+        `--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain: lowercase letters, digits, "-" and ".", at most 253 characters); credentials from a file are --offline --pull-secret-file FILE`,
+      );
   }
   if (names.length > MAX_PULL_SECRETS) throw new UsageError(`--pull-secret: at most ${MAX_PULL_SECRETS} Secrets, not ${names.length}`);
   return { namespace, pullSecrets: names };
@@ -182,22 +191,27 @@ export async function image(argv: string[], io: IO): Promise<number> {
   const output = values.output ?? 'table';
   if (!['table', 'wide', 'json'].includes(output)) throw new UsageError(`--output must be table, wide or json, not "${output}"`);
   const withSecrets = values.namespace !== undefined || values['pull-secret'] !== undefined;
-  if (withSecrets && sub !== undefined && sub !== 'pull') throw new UsageError(`image ${sub}: -n/--namespace and --pull-secret are for image pull (through the node agent)`);
+  if (withSecrets && sub !== undefined && sub !== 'pull')
+    throw new UsageError(`image ${sub}: -n/--namespace and --pull-secret are for image pull (through the node agent)`);
   if (values.offline) {
     if (withSecrets) {
-      throw new UsageError('-n/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from --docker-config or --pull-secret-file FILE');
+      throw new UsageError(
+        '-n/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from --docker-config or --pull-secret-file FILE',
+      );
     }
     if (values.agent !== undefined) throw new UsageError('--agent names the node agent, which --offline does without');
   } else {
     for (const o of OFFLINE_ONLY) {
       if (values[o] === undefined) continue;
-      const instead = o === 'pull-secret-file' ? '; to pull through it with a pull secret, kratactl apply -f FILE and give --pull-secret NAME' : '';
+      const instead =
+        o === 'pull-secret-file' ? '; to pull through it with a pull secret, kratactl apply -f FILE and give --pull-secret NAME' : '';
       const why = 'through the node agent, its own cache and registry settings apply';
       throw new UsageError(`--${o} is for --offline (kratactl on the cache itself); ${why}${instead}`);
     }
   }
   if (sub === undefined) throw new UsageError('image needs a command: pull, import, ls, rm or prune');
-  if (!['pull', 'import', 'ls', 'list', 'rm', 'prune'].includes(sub)) throw new UsageError(`unknown image command "${sub}" (pull, import, ls, rm, prune)`);
+  if (!['pull', 'import', 'ls', 'list', 'rm', 'prune'].includes(sub))
+    throw new UsageError(`unknown image command "${sub}" (pull, import, ls, rm, prune)`);
   if ((sub === 'pull' || sub === 'import') && positionals.length !== 1) {
     throw new UsageError(`image ${sub} takes one ${sub === 'pull' ? 'REFERENCE' : 'PATH'}`);
   }
@@ -211,7 +225,9 @@ export async function image(argv: string[], io: IO): Promise<number> {
     const secrets = withSecrets ? pullSecretOptions(values) : undefined;
     if (secrets && !existsSync(socket)) {
       // No agent: nobody holds the namespace's Secrets, and this process must not guess at them.
-      io.stderr.write(`error: -n/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at ${socket} (start krata-node-agent or give --agent SOCKET); without an agent, pull with --offline and credentials from --docker-config or --pull-secret-file FILE\n`);
+      io.stderr.write(
+        `error: -n/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at ${socket} (start krata-node-agent or give --agent SOCKET); without an agent, pull with --offline and credentials from --docker-config or --pull-secret-file FILE\n`,
+      );
       return EXIT_FAILED;
     }
     backend = agentBackend(new AgentClient(socket), secrets);

@@ -29,7 +29,12 @@ export async function logs(argv: string[], io: IO): Promise<number> {
   const abort = new AbortController();
   const stopSignals = values.follow ? onInterrupt(() => abort.abort()) : () => {};
   try {
-    await agentClient(values, io).logs(namespace, name, { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal: abort.signal }, io.stdout);
+    await agentClient(values, io).logs(
+      namespace,
+      name,
+      { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal: abort.signal },
+      io.stdout,
+    );
     return EXIT_OK;
   } catch (err) {
     if (abort.signal.aborted) return EXIT_OK;

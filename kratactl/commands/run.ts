@@ -68,9 +68,11 @@ export async function run(argv: string[], io: IO): Promise<number> {
   if (!image) throw new UsageError('run needs an IMAGE');
   const namespace = namespaceOf(values);
   const name = values.name === undefined ? generateName(image) : checkGuestName(values.name);
-  if (values.cpus !== undefined && !/^\d{1,3}$/.test(values.cpus)) throw new UsageError(`--cpus takes a whole number of vCPUs, not "${values.cpus}"`);
+  if (values.cpus !== undefined && !/^\d{1,3}$/.test(values.cpus))
+    throw new UsageError(`--cpus takes a whole number of vCPUs, not "${values.cpus}"`);
   const restart = values.restart ?? 'Never';
-  if (!['Never', 'OnFailure', 'Always'].includes(restart)) throw new UsageError(`--restart must be Never, OnFailure or Always, not "${restart}"`);
+  if (!['Never', 'OnFailure', 'Always'].includes(restart))
+    throw new UsageError(`--restart must be Never, OnFailure or Always, not "${restart}"`);
   const env = (values.env ?? []).map((kv) => {
     const eq = kv.indexOf('=');
     if (eq <= 0) throw new UsageError(`-e ${JSON.stringify(kv)}: expected KEY=VALUE`);
@@ -85,7 +87,10 @@ export async function run(argv: string[], io: IO): Promise<number> {
       ...(command.length ? { args: command } : {}),
       ...(env.length ? { env } : {}),
       ...(values.tty ? { tty: true } : {}),
-      resources: { ...(values.cpus !== undefined ? { cpus: Number(values.cpus) } : {}), ...(values.memory !== undefined ? { memory: values.memory } : {}) },
+      resources: {
+        ...(values.cpus !== undefined ? { cpus: Number(values.cpus) } : {}),
+        ...(values.memory !== undefined ? { memory: values.memory } : {}),
+      },
       restartPolicy: restart,
     },
   };

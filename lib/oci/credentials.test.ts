@@ -87,7 +87,10 @@ test('a malformed auth is an error naming the source and the key, never the secr
   throwsWithout(bad(b64(Buffer.from([0x75, 0x3a, 0xff, 0xfe]))), message);
   throwsWithout(bad('nope'), message); // base64 by its alphabet, but of junk
   // An identity token does not excuse a broken auth.
-  throwsWithout(() => CredentialStore.fromDockerConfig(config({ 'x.io': { auth: SECRET, identitytoken: 't' } }), 'c'), /c: auths\["x\.io"\]\.auth is not/);
+  throwsWithout(
+    () => CredentialStore.fromDockerConfig(config({ 'x.io': { auth: SECRET, identitytoken: 't' } }), 'c'),
+    /c: auths\["x\.io"\]\.auth is not/,
+  );
 });
 
 test('malformed documents are errors naming the source and the key', () => {
@@ -97,15 +100,27 @@ test('malformed documents are errors naming the source and the key', () => {
   throwsWithout(parse('null'), /not null/);
   throwsWithout(parse(config([])), /cfg\.json: auths must be an object, not array/);
   throwsWithout(parse(config({ 'x.io': 'user:pw' })), /cfg\.json: auths\["x\.io"\] must be an object, not string/);
-  throwsWithout(parse(config({ 'x.io': { username: 'u', password: 5 } })), /cfg\.json: auths\["x\.io"\]\.password must be a string, not number/);
+  throwsWithout(
+    parse(config({ 'x.io': { username: 'u', password: 5 } })),
+    /cfg\.json: auths\["x\.io"\]\.password must be a string, not number/,
+  );
   throwsWithout(parse(config({ 'x.io': { identitytoken: {} } })), /auths\["x\.io"\]\.identitytoken must be a string, not object/);
-  throwsWithout(parse(config({ 'not a host': { auth: b64('u:p') } })), /cfg\.json: auths\["not a host"\] is not a registry host\[:port\] or URL/);
+  throwsWithout(
+    parse(config({ 'not a host': { auth: b64('u:p') } })),
+    /cfg\.json: auths\["not a host"\] is not a registry host\[:port\] or URL/,
+  );
   throwsWithout(parse(config({ '': { auth: b64('u:p') } })), /auths\[""\] is not a registry/);
   throwsWithout(parse(config({}, { credsStore: 5 })), /cfg\.json: credsStore must be a string, not number/);
   throwsWithout(parse(config({}, { credHelpers: ['gcr'] })), /cfg\.json: credHelpers must be an object, not array/);
-  throwsWithout(parse(config({}, { credHelpers: { 'gcr.io': true } })), /cfg\.json: credHelpers\["gcr\.io"\] must be a string, not boolean/);
+  throwsWithout(
+    parse(config({}, { credHelpers: { 'gcr.io': true } })),
+    /cfg\.json: credHelpers\["gcr\.io"\] must be a string, not boolean/,
+  );
   throwsWithout(parse(`{"pad": "${'x'.repeat(1024 * 1024)}"}`), /cfg\.json: larger than 1048576 bytes/);
-  assert.throws(() => CredentialStore.fromDockerConfig(Buffer.from('{}') as unknown as string, 'cfg.json'), /cfg\.json: a docker config must be text, not object/);
+  assert.throws(
+    () => CredentialStore.fromDockerConfig(Buffer.from('{}') as unknown as string, 'cfg.json'),
+    /cfg\.json: a docker config must be text, not object/,
+  );
 });
 
 test('keys that spell one registry twice: the first wins, with a warning', () => {
@@ -114,7 +129,9 @@ test('keys that spell one registry twice: the first wins, with a warning', () =>
     'cfg',
   );
   assert.deepEqual(store.lookup('docker.io'), { username: 'first', password: 'pw' });
-  assert.deepEqual(store.warnings, ['cfg: auths["https://index.docker.io/v1/"] and auths["docker.io"] both name docker.io; using auths["https://index.docker.io/v1/"]']);
+  assert.deepEqual(store.warnings, [
+    'cfg: auths["https://index.docker.io/v1/"] and auths["docker.io"] both name docker.io; using auths["https://index.docker.io/v1/"]',
+  ]);
 });
 
 test('credsStore and credHelpers are ignored, with warnings naming the registries that rely on them', () => {
@@ -127,12 +144,17 @@ test('credsStore and credHelpers are ignored, with warnings naming the registrie
   );
   assert.deepEqual(store.registries, ['gcr.io', 'quay.io']);
   assert.deepEqual(store.warnings, [
-    '/home/u/.docker/config.json: gcr.io relies on credential helper ' + 'docker-credential-gcloud, which a daemon cannot run (using its auths entry instead)',
-    '/home/u/.docker/config.json: 123.dkr.ecr.us-east-1.amazonaws.com relies on credential ' + 'helper docker-credential-ecr-login, which a daemon cannot run (no credentials for it)',
-    '/home/u/.docker/config.json: credsStore docker-credential-desktop cannot be ' + 'run by a daemon (docker.io, ghcr.io rely on it and have no credentials here)',
+    '/home/u/.docker/config.json: gcr.io relies on credential helper ' +
+      'docker-credential-gcloud, which a daemon cannot run (using its auths entry instead)',
+    '/home/u/.docker/config.json: 123.dkr.ecr.us-east-1.amazonaws.com relies on credential ' +
+      'helper docker-credential-ecr-login, which a daemon cannot run (no credentials for it)',
+    '/home/u/.docker/config.json: credsStore docker-credential-desktop cannot be ' +
+      'run by a daemon (docker.io, ghcr.io rely on it and have no credentials here)',
   ]);
   const alone = CredentialStore.fromDockerConfig(JSON.stringify({ credsStore: 'osxkeychain' }), 'c');
-  assert.deepEqual(alone.warnings, ['c: credsStore docker-credential-osxkeychain cannot be run by a daemon (no registry here relies on it)']);
+  assert.deepEqual(alone.warnings, [
+    'c: credsStore docker-credential-osxkeychain cannot be run by a daemon (no registry here relies on it)',
+  ]);
   assert.deepEqual(CredentialStore.fromDockerConfig(JSON.stringify({ credsStore: '' }), 'c').warnings, []);
 });
 
@@ -141,7 +163,13 @@ test('secrets never show in toString, inspection or JSON', () => {
     config({ 'ghcr.io': { auth: b64(`user:${SECRET}`) }, 'docker.io': { identitytoken: SECRET } }),
     'cfg',
   );
-  for (const shown of [String(store), inspect(store), inspect(store, { showHidden: true, depth: 10 }), JSON.stringify(store), String([store])]) {
+  for (const shown of [
+    String(store),
+    inspect(store),
+    inspect(store, { showHidden: true, depth: 10 }),
+    JSON.stringify(store),
+    String([store]),
+  ]) {
     assert.ok(!shown.includes(SECRET) && !shown.includes('user'), shown);
   }
   assert.equal(String(store), 'CredentialStore(docker.io, ghcr.io)');
@@ -156,7 +184,10 @@ test('pull secrets: kubernetes.io/dockerconfigjson and the legacy kubernetes.io/
   );
   assert.deepEqual(json.lookup('ghcr.io'), { username: 'g', password: 'pw' });
   const legacy = CredentialStore.fromPullSecret(
-    { type: 'kubernetes.io/dockercfg', data: { '.dockercfg': b64(JSON.stringify({ 'https://index.docker.io/v1/': { auth: b64('h:pw'), email: 'x@y' } })) } },
+    {
+      type: 'kubernetes.io/dockercfg',
+      data: { '.dockercfg': b64(JSON.stringify({ 'https://index.docker.io/v1/': { auth: b64('h:pw'), email: 'x@y' } })) },
+    },
     'Secret default/old',
   );
   assert.deepEqual(legacy.lookup('docker.io'), { username: 'h', password: 'pw' });
@@ -166,23 +197,35 @@ test('bad pull secrets are errors naming the secret and the key', () => {
   const secret = (type: unknown, data: unknown) => () => CredentialStore.fromPullSecret({ type, data }, 'Secret ns/s');
   const dcj = 'kubernetes.io/dockerconfigjson';
   throwsWithout(() => CredentialStore.fromPullSecret('x', 'Secret ns/s'), /^Secret ns\/s: a pull secret must be an object, not string$/);
-  throwsWithout(secret('Opaque', {}), /^Secret ns\/s: type "Opaque" is not a pull secret \(kubernetes\.io\/dockerconfigjson or kubernetes\.io\/dockercfg\)$/);
+  throwsWithout(
+    secret('Opaque', {}),
+    /^Secret ns\/s: type "Opaque" is not a pull secret \(kubernetes\.io\/dockerconfigjson or kubernetes\.io\/dockercfg\)$/,
+  );
   throwsWithout(secret(undefined, {}), /type undefined is not a pull secret/);
   throwsWithout(secret(dcj, undefined), /Secret ns\/s: data must be an object, not undefined/);
   throwsWithout(secret(dcj, {}), /Secret ns\/s: data\["\.dockerconfigjson"\] is missing \(or not a string\)/);
   throwsWithout(secret('kubernetes.io/dockercfg', { '.dockerconfigjson': 'e30=' }), /data\["\.dockercfg"\] is missing/);
-  throwsWithout(secret(dcj, { '.dockerconfigjson': `not base64 ${SECRET}` }), /Secret ns\/s data\["\.dockerconfigjson"\]: not valid base64/);
+  throwsWithout(
+    secret(dcj, { '.dockerconfigjson': `not base64 ${SECRET}` }),
+    /Secret ns\/s data\["\.dockerconfigjson"\]: not valid base64/,
+  );
   throwsWithout(secret(dcj, { '.dockerconfigjson': b64(SECRET) }), /Secret ns\/s data\["\.dockerconfigjson"\]: not valid JSON/);
   throwsWithout(
     secret(dcj, { '.dockerconfigjson': b64(config({ 'ghcr.io': { auth: SECRET } })) }),
     /^Secret ns\/s data\["\.dockerconfigjson"\]: auths\["ghcr\.io"\]\.auth is not base64 of "username:password" \(UTF-8\)$/,
   );
-  throwsWithout(secret('kubernetes.io/dockercfg', { '.dockercfg': b64('[]') }), /data\["\.dockercfg"\]: must be a JSON object of registries, not array/);
+  throwsWithout(
+    secret('kubernetes.io/dockercfg', { '.dockercfg': b64('[]') }),
+    /data\["\.dockercfg"\]: must be a JSON object of registries, not array/,
+  );
   throwsWithout(
     secret('kubernetes.io/dockercfg', { '.dockercfg': b64(JSON.stringify({ 'x.io': { auth: SECRET } })) }),
     /^Secret ns\/s data\["\.dockercfg"\]: \["x\.io"\]\.auth is not base64/,
   );
-  throwsWithout(secret(dcj, { '.dockerconfigjson': 'A'.repeat(2 * 1024 * 1024) }), /data\["\.dockerconfigjson"\]: larger than 1048576 bytes/);
+  throwsWithout(
+    secret(dcj, { '.dockerconfigjson': 'A'.repeat(2 * 1024 * 1024) }),
+    /data\["\.dockerconfigjson"\]: larger than 1048576 bytes/,
+  );
 });
 
 test('merge: earlier stores win, warnings are kept', () => {
@@ -191,7 +234,10 @@ test('merge: earlier stores win, warnings are kept', () => {
   const merged = a.merge(b);
   assert.deepEqual(merged.lookup('ghcr.io'), { username: 'a', password: '1' });
   assert.deepEqual(merged.lookup('quay.io'), { username: 'b', password: '3' });
-  assert.deepEqual(merged.warnings.map((w) => w.split(':')[0]), ['a']);
+  assert.deepEqual(
+    merged.warnings.map((w) => w.split(':')[0]),
+    ['a'],
+  );
   assert.deepEqual(b.merge(a).lookup('ghcr.io'), { username: 'b', password: '2' });
   assert.deepEqual(CredentialStore.empty().merge().registries, []);
 });
@@ -202,7 +248,13 @@ test('fromFiles: missing files are skipped, earlier files win, hostile files are
   const second = join(dir, 'second.json');
   writeFileSync(first, config({ 'ghcr.io': { auth: b64('one:1') } }));
   writeFileSync(second, config({ 'ghcr.io': { auth: b64('two:2') }, 'quay.io': { auth: b64('two:3') } }));
-  const store = await CredentialStore.fromFiles([join(dir, 'missing.json'), join(dir, 'no/such/dir.json'), join(first, 'under-a-file'), first, second]);
+  const store = await CredentialStore.fromFiles([
+    join(dir, 'missing.json'),
+    join(dir, 'no/such/dir.json'),
+    join(first, 'under-a-file'),
+    first,
+    second,
+  ]);
   assert.deepEqual(store.lookup('ghcr.io'), { username: 'one', password: '1' });
   assert.deepEqual(store.lookup('quay.io'), { username: 'two', password: '3' });
   assert.deepEqual((await CredentialStore.fromFiles([])).registries, []);

@@ -140,11 +140,14 @@ function helperWarnings(doc: JsonObject, parsed: Parsed & { unusable: string[] }
   if (credHelpers !== undefined && credHelpers !== null) {
     if (!isObject(credHelpers)) throw new CredentialError(`${source}: credHelpers must be an object, not ${typeName(credHelpers)}`);
     for (const [key, helper] of Object.entries(credHelpers)) {
-      if (typeof helper !== 'string') throw new CredentialError(`${source}: ${keyLabel('credHelpers', key)} must be a string, not ${typeName(helper)}`);
+      if (typeof helper !== 'string')
+        throw new CredentialError(`${source}: ${keyLabel('credHelpers', key)} must be a string, not ${typeName(helper)}`);
       const registry = registryOfKey(key) ?? quote(key);
       helped.add(registry);
       const fallback = parsed.entries.has(registry) ? 'using its auths entry instead' : 'no credentials for it';
-      warnings.push(`${source}: ${registry} relies on credential helper docker-credential-${helper}, which a daemon cannot run (${fallback})`);
+      warnings.push(
+        `${source}: ${registry} relies on credential helper docker-credential-${helper}, which a daemon cannot run (${fallback})`,
+      );
     }
   }
   if (credsStore !== undefined && credsStore !== null && credsStore !== '') {

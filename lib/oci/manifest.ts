@@ -103,7 +103,8 @@ function descriptor(v: unknown, where: string): Descriptor {
     throw new ManifestError(`${where}.digest: ${(e as Error).message}`);
   }
   const size = o.size;
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new ManifestError(`${where}.size: expected a non-negative integer`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+    throw new ManifestError(`${where}.size: expected a non-negative integer`);
   const d: Descriptor = { mediaType: o.mediaType === undefined ? '' : str(o.mediaType, `${where}.mediaType`), digest, size };
   if (o.platform !== undefined) {
     const p = obj(o.platform, `${where}.platform`);
@@ -116,7 +117,7 @@ function descriptor(v: unknown, where: string): Descriptor {
 
 /** Tells an index from a manifest: the media type field, else the HTTP content type, else the shape. */
 export function documentKind(doc: Record<string, unknown>, contentType: string | undefined): 'index' | 'manifest' | 'v1' {
-  const mt = (typeof doc.mediaType === 'string' ? doc.mediaType : contentType ?? '').split(';')[0]!.trim();
+  const mt = (typeof doc.mediaType === 'string' ? doc.mediaType : (contentType ?? '')).split(';')[0]!.trim();
   if (doc.schemaVersion === 1 || mt.startsWith('application/vnd.docker.distribution.manifest.v1')) return 'v1';
   if (mt === MediaType.ociIndex || mt === MediaType.dockerList) return 'index';
   if (mt === MediaType.ociManifest || mt === MediaType.dockerManifest) return 'manifest';
@@ -126,22 +127,30 @@ export function documentKind(doc: Record<string, unknown>, contentType: string |
 export function parseIndex(doc: Record<string, unknown>, source: string): ImageIndex {
   if (!Array.isArray(doc.manifests)) throw new ManifestError(`${source}: manifests: expected a list`);
   if (doc.manifests.length > LIMITS.indexEntries) throw new ManifestError(`${source}: more than ${LIMITS.indexEntries} manifests`);
-  return { mediaType: typeof doc.mediaType === 'string' ? doc.mediaType : MediaType.ociIndex, manifests: doc.manifests.map((m, i) => descriptor(m, `${source}: manifests[${i}]`)) };
+  return {
+    mediaType: typeof doc.mediaType === 'string' ? doc.mediaType : MediaType.ociIndex,
+    manifests: doc.manifests.map((m, i) => descriptor(m, `${source}: manifests[${i}]`)),
+  };
 }
 
 export function parseManifest(doc: Record<string, unknown>, source: string): ImageManifest {
-  if (doc.schemaVersion !== 2) throw new ManifestError(`${source}: schemaVersion ${JSON.stringify(doc.schemaVersion)} is not supported (only 2)`);
+  if (doc.schemaVersion !== 2)
+    throw new ManifestError(`${source}: schemaVersion ${JSON.stringify(doc.schemaVersion)} is not supported (only 2)`);
   const config = descriptor(doc.config, `${source}: config`);
   if (!Array.isArray(doc.layers)) throw new ManifestError(`${source}: layers: expected a list`);
   if (doc.layers.length > LIMITS.layers) throw new ManifestError(`${source}: more than ${LIMITS.layers} layers`);
   const layers = doc.layers.map((l, i) => {
     const d = descriptor(l, `${source}: layers[${i}]`);
     if (!LAYER_TYPES.has(d.mediaType)) {
-      throw new ManifestError(`${source}: layers[${i}].mediaType ${JSON.stringify(d.mediaType)} is not a layer type ` + `krata can unpack${d.mediaType.includes('foreign') ? ' (a foreign, Windows layer)' : ''}`);
+      throw new ManifestError(
+        `${source}: layers[${i}].mediaType ${JSON.stringify(d.mediaType)} is not a layer type ` +
+          `krata can unpack${d.mediaType.includes('foreign') ? ' (a foreign, Windows layer)' : ''}`,
+      );
     }
     return d;
   });
-  if (config.size > LIMITS.configBytes) throw new ManifestError(`${source}: config.size ${config.size} exceeds ${LIMITS.configBytes} bytes`);
+  if (config.size > LIMITS.configBytes)
+    throw new ManifestError(`${source}: config.size ${config.size} exceeds ${LIMITS.configBytes} bytes`);
   return { mediaType: typeof doc.mediaType === 'string' ? doc.mediaType : MediaType.ociManifest, config, layers };
 }
 
@@ -169,7 +178,12 @@ export function parseImageConfig(bytes: Buffer, source: string): ImageConfig {
   if (c.ExposedPorts !== undefined && c.ExposedPorts !== null) config.ExposedPorts = obj(c.ExposedPorts, `${source}: config.ExposedPorts`);
   if (c.Labels !== undefined && c.Labels !== null) config.Labels = obj(c.Labels, `${source}: config.Labels`) as Record<string, string>;
   if (c.StopSignal !== undefined && c.StopSignal !== '') config.StopSignal = str(c.StopSignal, `${source}: config.StopSignal`);
-  const out: ImageConfig = { architecture: str(doc.architecture, `${source}: architecture`), os: str(doc.os, `${source}: os`), config, diffIds };
+  const out: ImageConfig = {
+    architecture: str(doc.architecture, `${source}: architecture`),
+    os: str(doc.os, `${source}: os`),
+    config,
+    diffIds,
+  };
   if (doc.variant !== undefined) out.variant = str(doc.variant, `${source}: variant`);
   return out;
 }

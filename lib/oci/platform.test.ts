@@ -40,20 +40,41 @@ test('parsePlatform reads os/architecture[/variant], lowercase, and refuses anyt
   assert.deepEqual(parsePlatform('linux/arm64/v8'), { os: 'linux', architecture: 'arm64', variant: 'v8' });
   assert.equal(formatPlatform(parsePlatform('linux/arm/v7')), 'linux/arm/v7');
   assert.equal(formatPlatform({ os: 'linux', architecture: '386' }), 'linux/386');
-  for (const bad of ['linux', 'linux/', '/amd64', 'linux/amd64/', 'linux/arm64/v8/x', 'Linux/amd64', 'linux/amd 64', ' linux/amd64', 'linux//amd64', '', 'x/'.repeat(200)]) {
-    assert.throws(() => parsePlatform(bad), /is not "os\/architecture\[\/variant\]" in lowercase \(e\.g\. linux\/amd64, linux\/arm64\/v8\)/, bad);
+  for (const bad of [
+    'linux',
+    'linux/',
+    '/amd64',
+    'linux/amd64/',
+    'linux/arm64/v8/x',
+    'Linux/amd64',
+    'linux/amd 64',
+    ' linux/amd64',
+    'linux//amd64',
+    '',
+    'x/'.repeat(200),
+  ]) {
+    assert.throws(
+      () => parsePlatform(bad),
+      /is not "os\/architecture\[\/variant\]" in lowercase \(e\.g\. linux\/amd64, linux\/arm64\/v8\)/,
+      bad,
+    );
   }
   assert.throws(() => parsePlatform('linux/AMD64'), /^PlatformError: platform "linux\/AMD64" is not/);
   assert.throws(() => parsePlatform(7 as unknown as string), /platform number is not/);
 });
 
 test('attestations and unknown entries are skipped', () => {
-  const attestation = entry('unknown/unknown', { annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': 'sha256:x' } });
+  const attestation = entry('unknown/unknown', {
+    annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': 'sha256:x' },
+  });
   const annotated = entry('linux/amd64', { annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } });
   const image = entry('linux/amd64', { annotations: { 'org.opencontainers.image.created': 'now' } });
   assert.equal(pick([attestation, annotated, image], 'linux/amd64'), image);
   // An attestation that claims the wanted platform is still not an image.
-  assert.throws(() => pick([annotated], 'linux/amd64'), /no image for linux\/amd64; it lists no platform images \(1 attestation\/unknown entry skipped\)/);
+  assert.throws(
+    () => pick([annotated], 'linux/amd64'),
+    /no image for linux\/amd64; it lists no platform images \(1 attestation\/unknown entry skipped\)/,
+  );
   const odd = [
     entry('unknown/unknown'),
     entry('linux/unknown'),
@@ -145,26 +166,42 @@ test('no match: the error names the source and lists the available platforms', (
     () => selectManifest(index, { os: 'linux', architecture: 'amd64' }, 'index docker.io/library/alpine:3.19'),
     (e: unknown) => {
       assert.ok(e instanceof PlatformError);
-      assert.equal(e.message, 'index docker.io/library/alpine:3.19: no image for linux/amd64; available: ' + 'linux/arm64/v8, linux/386 (1 attestation/unknown entry skipped)');
+      assert.equal(
+        e.message,
+        'index docker.io/library/alpine:3.19: no image for linux/amd64; available: ' +
+          'linux/arm64/v8, linux/386 (1 attestation/unknown entry skipped)',
+      );
       return true;
     },
   );
-  assert.throws(() => selectManifest([], { os: 'linux', architecture: 'amd64' }, 'idx'), /^PlatformError: idx: no image for linux\/amd64; it lists no platform images$/);
+  assert.throws(
+    () => selectManifest([], { os: 'linux', architecture: 'amd64' }, 'idx'),
+    /^PlatformError: idx: no image for linux\/amd64; it lists no platform images$/,
+  );
   // Hostile platform strings are quoted and the list is bounded.
   const hostile = entry('linux/amd64', { platform: { os: 'linux', architecture: `x\n${'y'.repeat(500)}` } });
   const many = Array.from({ length: 50 }, (_, i) => entry(`linux/arch${i}`));
-  assert.throws(() => selectManifest([hostile, ...many], { os: 'linux', architecture: 'amd64' }, 'idx'), (e: unknown) => {
-    const message = (e as Error).message;
-    assert.match(message, /available: "linux\/x\\nyyy+…", linux\/arch0, .*linux\/arch18, … 31 more$/);
-    assert.ok(message.length < 800, message);
-    return true;
-  });
-  assert.throws(() => selectManifest({} as unknown as Entry[], { os: 'linux', architecture: 'amd64' }, 'idx'), /idx: manifests must be an array, not object/);
+  assert.throws(
+    () => selectManifest([hostile, ...many], { os: 'linux', architecture: 'amd64' }, 'idx'),
+    (e: unknown) => {
+      const message = (e as Error).message;
+      assert.match(message, /available: "linux\/x\\nyyy+…", linux\/arch0, .*linux\/arch18, … 31 more$/);
+      assert.ok(message.length < 800, message);
+      return true;
+    },
+  );
+  assert.throws(
+    () => selectManifest({} as unknown as Entry[], { os: 'linux', architecture: 'amd64' }, 'idx'),
+    /idx: manifests must be an array, not object/,
+  );
 });
 
 test('the chosen entry must carry a valid digest', () => {
   const bad = { ...entry('linux/amd64'), digest: 'sha256:NOTHEX' };
-  assert.throws(() => pick([bad], 'linux/amd64'), /^PlatformError: index ghcr\.io\/org\/app:1: the manifest for linux\/amd64 has a bad digest: digest "sha256:NOTHEX": sha256 needs 64 lowercase hex digits$/);
+  assert.throws(
+    () => pick([bad], 'linux/amd64'),
+    /^PlatformError: index ghcr\.io\/org\/app:1: the manifest for linux\/amd64 has a bad digest: digest "sha256:NOTHEX": sha256 needs 64 lowercase hex digits$/,
+  );
   const want: Platform = { os: 'linux', architecture: 'amd64' };
   const md5 = { ...entry('linux/amd64'), digest: `md5:${'a'.repeat(32)}` };
   assert.throws(() => selectManifest([md5], want, 'i'), /algorithm "md5" is not supported/);

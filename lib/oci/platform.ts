@@ -30,7 +30,10 @@ const NODE_ARCH: Record<string, { architecture: string; variant?: string }> = {
 };
 
 // What an index entry may point at to be an image (nested indexes and artifacts are not).
-const IMAGE_MANIFEST_TYPES = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
+const IMAGE_MANIFEST_TYPES = new Set([
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+]);
 
 const COMPONENT = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const EXACT = 100; // ranks above any "runs here too" variant
@@ -103,7 +106,8 @@ function imagePlatform(entry: IndexEntry): Platform | undefined {
   if (mediaType !== undefined && !IMAGE_MANIFEST_TYPES.has(mediaType)) return undefined;
   if (platform === null || typeof platform !== 'object') return undefined;
   const { os, architecture, variant } = platform;
-  if (typeof os !== 'string' || typeof architecture !== 'string' || (variant !== undefined && typeof variant !== 'string')) return undefined;
+  if (typeof os !== 'string' || typeof architecture !== 'string' || (variant !== undefined && typeof variant !== 'string'))
+    return undefined;
   if (os === 'unknown' || architecture === 'unknown') return undefined;
   return variant === undefined ? { os, architecture } : { os, architecture, variant };
 }
@@ -118,7 +122,8 @@ function noMatch(want: Platform, available: Platform[], skipped: number, source:
 
 /** The manifest in an index that suits `want` best; ties go to the first listed, as the index's author ordered them. */
 export function selectManifest<D extends IndexEntry>(manifests: D[], want: Platform, source: string): D {
-  if (!Array.isArray(manifests)) throw new PlatformError(`${source}: manifests must be an array, not ${manifests === null ? 'null' : typeof manifests}`);
+  if (!Array.isArray(manifests))
+    throw new PlatformError(`${source}: manifests must be an array, not ${manifests === null ? 'null' : typeof manifests}`);
   let best: { entry: D; rank: number } | undefined;
   const available: Platform[] = [];
   let skipped = 0;

@@ -41,7 +41,11 @@ test('the first component is a registry when it has "." or ":" or is localhost',
 });
 
 test('tag and digest: the default tag only when neither is given, both kept when both are', () => {
-  assert.deepEqual(parseReference(`host:5000/a/b@sha256:${SHA256}`), { registry: 'host:5000', repository: 'a/b', digest: `sha256:${SHA256}` });
+  assert.deepEqual(parseReference(`host:5000/a/b@sha256:${SHA256}`), {
+    registry: 'host:5000',
+    repository: 'a/b',
+    digest: `sha256:${SHA256}`,
+  });
   assert.equal(formatReference(parseReference(`host:5000/a/b@sha256:${SHA256}`)), `host:5000/a/b@sha256:${SHA256}`);
   const both = parseReference(`repo:tag@sha256:${SHA256}`);
   assert.deepEqual(both, { registry: 'docker.io', repository: 'library/repo', tag: 'tag', digest: `sha256:${SHA256}` });
@@ -56,11 +60,14 @@ test('repository components follow the grammar', () => {
   for (const bad of ['a/../b', 'a//b', '-a', 'a-', 'a..b', 'a___b', 'a_.b', '.a', 'a/', 'é']) {
     assert.throws(() => parseReference(`h.io/${bad}`), /repository (component|name)|not valid|whitespace or control/, bad);
   }
-  assert.throws(() => parseReference('a/../b'), (e: unknown) => {
-    assert.ok(e instanceof ImageReferenceError);
-    assert.match(e.message, /^image reference "a\/\.\.\/b": repository component "\.\." is not valid/);
-    return true;
-  });
+  assert.throws(
+    () => parseReference('a/../b'),
+    (e: unknown) => {
+      assert.ok(e instanceof ImageReferenceError);
+      assert.match(e.message, /^image reference "a\/\.\.\/b": repository component "\.\." is not valid/);
+      return true;
+    },
+  );
   assert.throws(() => parseReference('h.io/'), /image reference "h\.io\/": the repository name is empty/);
   assert.throws(() => parseReference(':tag'), /image reference ":tag": the repository name is empty/);
   assert.throws(() => parseReference(`@sha256:${SHA256}`), /the repository name is empty/);
@@ -94,11 +101,14 @@ test('whitespace, empty, overlong and image-ID inputs are errors', () => {
   assert.throws(() => parseReference('alpine\n'), /image reference "alpine\\n" contains whitespace or control characters/);
   assert.throws(() => parseReference('al\u0000pine'), /contains whitespace or control characters/);
   const long = `h.io/${'a'.repeat(5000)}`;
-  assert.throws(() => parseReference(long), (e: unknown) => {
-    assert.match(String(e), /is 5005 characters long \(at most 4096\)/);
-    assert.ok(String(e).length < 200, 'the message does not echo the whole input');
-    return true;
-  });
+  assert.throws(
+    () => parseReference(long),
+    (e: unknown) => {
+      assert.match(String(e), /is 5005 characters long \(at most 4096\)/);
+      assert.ok(String(e).length < 200, 'the message does not echo the whole input');
+      return true;
+    },
+  );
   assert.throws(() => parseReference(`h.io/${'a'.repeat(251)}`), /longer than 255 characters/);
   assert.equal(parseReference(`h.io/${'a'.repeat(250)}`).repository.length, 250);
   assert.throws(() => parseReference(SHA256), /is a 64-hex image ID/);
@@ -112,7 +122,10 @@ test('formatReference validates and normalises its input', () => {
   assert.throws(() => formatReference({ registry: 'h.io', repository: 'Bar' }), /must be lowercase/);
   assert.throws(() => formatReference({ registry: 'h.io', repository: 'bar', tag: '' }), /tag "" is not valid/);
   assert.throws(() => formatReference({ registry: 'h.io', repository: 'bar', digest: 'sha256:x' }), /sha256 needs 64/);
-  assert.throws(() => formatReference({ registry: 'h.io', repository: 'bar', tag: 5 as unknown as string }), /field tag must be a string, not number/);
+  assert.throws(
+    () => formatReference({ registry: 'h.io', repository: 'bar', tag: 5 as unknown as string }),
+    /field tag must be a string, not number/,
+  );
 });
 
 test('parseDigest accepts sha256 and sha512, nothing else', () => {

@@ -79,7 +79,9 @@ export function normalizeRegistry(registry: string): string {
   const hasPort = colon > registry.lastIndexOf(']');
   const host = hasPort ? registry.slice(0, colon) : registry;
   if (!isHost(host) || (hasPort && !isPort(registry.slice(colon + 1)))) {
-    throw new ImageReferenceError(`registry ${quote(registry)} is not a host[:port] (a DNS name, an IPv4 address or a bracketed IPv6 address)`);
+    throw new ImageReferenceError(
+      `registry ${quote(registry)} is not a host[:port] (a DNS name, an IPv4 address or a bracketed IPv6 address)`,
+    );
   }
   const lower = registry.toLowerCase();
   return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
@@ -106,7 +108,9 @@ function checkRepository(repository: string, context: string): void {
 
 function checkTag(tag: string, context: string): void {
   if (!TAG.test(tag)) {
-    throw new ImageReferenceError(`${context}: tag ${quote(tag)} is not valid (letters, digits, "_", "." and "-", not starting with "." or "-", at most 128)`);
+    throw new ImageReferenceError(
+      `${context}: tag ${quote(tag)} is not valid (letters, digits, "_", "." and "-", not starting with "." or "-", at most 128)`,
+    );
   }
 }
 
@@ -119,7 +123,13 @@ function checkDigest(digest: string, context: string): void {
 }
 
 /** The checks and normalisation parse and format share, on a reference already split into its parts. */
-function canonical(registry: string, repository: string, tag: string | undefined, digest: string | undefined, context: string): ImageReference {
+function canonical(
+  registry: string,
+  repository: string,
+  tag: string | undefined,
+  digest: string | undefined,
+  context: string,
+): ImageReference {
   let normalized: string;
   try {
     normalized = normalizeRegistry(registry);

@@ -8,7 +8,17 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { CredentialStore, Credential } from './credentials.js';
-import { documentKind, LIMITS, MANIFEST_ACCEPT, ManifestError, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from './manifest.js';
+import {
+  documentKind,
+  LIMITS,
+  MANIFEST_ACCEPT,
+  ManifestError,
+  parseIndex,
+  parseJson,
+  parseManifest,
+  type Descriptor,
+  type ImageManifest,
+} from './manifest.js';
 import { selectManifest, hostPlatform, type Platform } from './platform.js';
 import { formatReference, normalizeRegistry, registryEndpoint, type ImageReference } from './reference.js';
 import { Semaphore } from '../semaphore.js';
@@ -43,7 +53,10 @@ export function parseMirrorFlags(flags: readonly string[]): Record<string, strin
 
 /** A registry answer that is final: retrying will not help (404, 401 after auth, a digest mismatch). */
 export class RegistryError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
   }
 }
@@ -99,10 +112,10 @@ export function parseChallenge(header: string): { scheme: string; params: Record
   const m = /^\s*(\w+)\s*(.*)$/s.exec(header);
   if (!m) return { scheme: '', params: {} };
   const params: Record<string, string> = {};
-  for (const p of m[2]!.matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/g)) params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
+  for (const p of m[2]!.matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/g))
+    params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
   return { scheme: m[1]!.toLowerCase(), params };
 }
-
 
 /** One place to send requests for a repository: the registry itself or a mirror. */
 interface Endpoint {
@@ -137,7 +150,8 @@ export class RegistryClient {
     for (const [registry, urls] of Object.entries(opts.mirrors ?? {})) {
       for (const u of urls) {
         const url = new URL(u);
-        if (url.protocol === 'http:' && !this.isInsecure(url.host)) throw new Error(`mirror ${u} for ${registry} uses http, but ${url.host} is not listed as an insecure registry`);
+        if (url.protocol === 'http:' && !this.isInsecure(url.host))
+          throw new Error(`mirror ${u} for ${registry} uses http, but ${url.host} is not listed as an insecure registry`);
         if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`mirror ${u} for ${registry}: only http(s) URLs`);
       }
     }
@@ -167,7 +181,10 @@ export class RegistryClient {
   private endpoints(ref: ImageReference): Endpoint[] {
     const mirrors = (this.opts.mirrors?.[ref.registry] ?? []).map((u) => ({ base: u.replace(/\/+$/, '') }));
     const host = registryEndpoint(ref.registry);
-    return [...mirrors, { base: `${this.isInsecure(ref.registry) || this.isInsecure(host) ? 'http' : 'https'}://${host}`, registry: ref.registry }];
+    return [
+      ...mirrors,
+      { base: `${this.isInsecure(ref.registry) || this.isInsecure(host) ? 'http' : 'https'}://${host}`, registry: ref.registry },
+    ];
   }
 
   /** Resolves a reference to one platform's manifest, verified against the digest it is known by. */
@@ -177,42 +194,74 @@ export class RegistryClient {
     let doc = parseJson(first.bytes, `manifest of ${name}`);
     const kind = documentKind(doc, first.contentType);
     if (kind === 'v1') throw new ManifestError(`${name}: Docker schema 1 manifests are not supported (deprecated; re-push the image)`);
-    if (kind === 'manifest') return { ref, proof: first.proof, digest: first.digest, manifest: parseManifest(doc, `manifest of ${name}`), manifestBytes: first.bytes };
+    if (kind === 'manifest')
+      return {
+        ref,
+        proof: first.proof,
+        digest: first.digest,
+        manifest: parseManifest(doc, `manifest of ${name}`),
+        manifestBytes: first.bytes,
+      };
     const index = parseIndex(doc, `index of ${name}`);
     const chosen = selectManifest(index.manifests, this.opts.platform ?? hostPlatform(), `index of ${name}`);
     const m = await this.getManifest(ref, chosen.digest, `${name} (${chosen.digest})`);
-    if (m.bytes.length !== chosen.size) throw new RegistryError(`${name}: manifest ${chosen.digest} is ${m.bytes.length} bytes, but the index says ${chosen.size}`);
+    if (m.bytes.length !== chosen.size)
+      throw new RegistryError(`${name}: manifest ${chosen.digest} is ${m.bytes.length} bytes, but the index says ${chosen.size}`);
     doc = parseJson(m.bytes, `manifest ${chosen.digest} of ${name}`);
-    if (documentKind(doc, m.contentType) !== 'manifest') throw new ManifestError(`${name}: index entry ${chosen.digest} is not an image manifest`);
-    return { ref, proof: m.proof, digest: m.digest, manifest: parseManifest(doc, `manifest ${chosen.digest} of ${name}`), manifestBytes: m.bytes, indexDigest: first.digest };
+    if (documentKind(doc, m.contentType) !== 'manifest')
+      throw new ManifestError(`${name}: index entry ${chosen.digest} is not an image manifest`);
+    return {
+      ref,
+      proof: m.proof,
+      digest: m.digest,
+      manifest: parseManifest(doc, `manifest ${chosen.digest} of ${name}`),
+      manifestBytes: m.bytes,
+      indexDigest: first.digest,
+    };
   }
 
-  private async getManifest(ref: ImageReference, tagOrDigest: string, name: string): Promise<{ bytes: Buffer; digest: string; contentType?: string; proof: Proof }> {
+  private async getManifest(
+    ref: ImageReference,
+    tagOrDigest: string,
+    name: string,
+  ): Promise<{ bytes: Buffer; digest: string; contentType?: string; proof: Proof }> {
     return this.tryEndpoints(ref, async (ep) => {
       const res = await this.request(ep, ref, `/v2/${ref.repository}/manifests/${tagOrDigest}`, { accept: MANIFEST_ACCEPT });
       const bytes = await readBounded(res, LIMITS.manifestBytes, `manifest of ${name}`, this.opts.idleTimeoutMs);
       const digest = sha256(bytes);
       // By digest: the content must be that digest. By tag: a stated digest must match the content.
-      const expected = tagOrDigest.includes(':') ? tagOrDigest : res.headers.get('docker-content-digest') ?? undefined;
-      if (expected && expected.startsWith('sha256:') && expected !== digest) throw new RegistryError(`${name}: manifest from ${ep.base} has digest ${digest}, expected ${expected} (tampered or corrupt)`);
-      if (expected && !expected.startsWith('sha256:') && tagOrDigest.includes(':')) throw new RegistryError(`${name}: only sha256 manifest digests are supported`);
+      const expected = tagOrDigest.includes(':') ? tagOrDigest : (res.headers.get('docker-content-digest') ?? undefined);
+      if (expected && expected.startsWith('sha256:') && expected !== digest)
+        throw new RegistryError(`${name}: manifest from ${ep.base} has digest ${digest}, expected ${expected} (tampered or corrupt)`);
+      if (expected && !expected.startsWith('sha256:') && tagOrDigest.includes(':'))
+        throw new RegistryError(`${name}: only sha256 manifest digests are supported`);
       return { bytes, digest, contentType: res.headers.get('content-type') ?? undefined, proof: this.proofs.get(res) ?? 'namespace' };
     });
   }
 
   /** A small blob (the image config), read into memory and verified. */
   async fetchBlob(ref: ImageReference, desc: Descriptor, maxBytes: number): Promise<Buffer> {
-    if (desc.size > maxBytes) throw new RegistryError(`${formatReference(ref)}: blob ${desc.digest} of ${desc.size} bytes exceeds ${maxBytes}`);
+    if (desc.size > maxBytes)
+      throw new RegistryError(`${formatReference(ref)}: blob ${desc.digest} of ${desc.size} bytes exceeds ${maxBytes}`);
     return this.tryEndpoints(ref, async (ep) => {
       const res = await this.request(ep, ref, `/v2/${ref.repository}/blobs/${desc.digest}`, {});
       const bytes = await readBounded(res, desc.size, `blob ${desc.digest}`, this.opts.idleTimeoutMs);
-      if (bytes.length !== desc.size || sha256(bytes) !== desc.digest) throw new RegistryError(`blob ${desc.digest} from ${ep.base} does not match its digest (got ${sha256(bytes)}, ${bytes.length} bytes): refused`);
+      if (bytes.length !== desc.size || sha256(bytes) !== desc.digest)
+        throw new RegistryError(
+          `blob ${desc.digest} from ${ep.base} does not match its digest (got ${sha256(bytes)}, ${bytes.length} bytes): refused`,
+        );
       return bytes;
     });
   }
 
   /** A layer, streamed to `file` and verified (size and digest) before this resolves. */
-  async downloadBlob(ref: ImageReference, desc: Descriptor, file: string, onBytes?: (total: number) => void, signal?: AbortSignal): Promise<void> {
+  async downloadBlob(
+    ref: ImageReference,
+    desc: Descriptor,
+    file: string,
+    onBytes?: (total: number) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     await this.downloads.run(() =>
       this.tryEndpoints(ref, async (ep) => {
         signal?.throwIfAborted(); // the pull failed elsewhere: its work directory is going away
@@ -232,7 +281,10 @@ export class RegistryClient {
           for await (const chunk of idle(res.body!, this.opts.idleTimeoutMs, `blob ${desc.digest}`)) {
             if (signal?.aborted) throw signal.reason;
             total += chunk.length;
-            if (total > desc.size) throw new RegistryError(`blob ${desc.digest} from ${ep.base} is larger than the ${desc.size} bytes the manifest says: refused`);
+            if (total > desc.size)
+              throw new RegistryError(
+                `blob ${desc.digest} from ${ep.base} is larger than the ${desc.size} bytes the manifest says: refused`,
+              );
             hash.update(chunk);
             if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
             onBytes?.(total);
@@ -243,7 +295,8 @@ export class RegistryClient {
           out.destroy();
         }
         const got = `sha256:${hash.digest('hex')}`;
-        if (total !== desc.size || got !== desc.digest) throw new RegistryError(`blob ${desc.digest} from ${ep.base} does not match its digest (got ${got}, ${total} bytes): refused`);
+        if (total !== desc.size || got !== desc.digest)
+          throw new RegistryError(`blob ${desc.digest} from ${ep.base} does not match its digest (got ${got}, ${total} bytes): refused`);
       }),
     );
   }
@@ -261,7 +314,8 @@ export class RegistryClient {
           if (isNoSpace(e)) throw e;
           last = e;
           const status = e instanceof RegistryError ? e.status : undefined;
-          const transient = !(e instanceof RegistryError || e instanceof ManifestError) || status === 429 || (status !== undefined && status >= 500);
+          const transient =
+            !(e instanceof RegistryError || e instanceof ManifestError) || status === 429 || (status !== undefined && status >= 500);
           if (!transient || attempt >= this.opts.attempts) break;
           await sleep(Math.min(200 * 2 ** (attempt - 1), 5000) * (0.5 + Math.random() / 2));
         }
@@ -309,7 +363,11 @@ export class RegistryClient {
     const text = (await errorText(res, this.opts.idleTimeoutMs)).slice(0, 300).trim();
     const what = `${formatReference(ref)}: GET ${url}: HTTP ${res.status}`;
     if (res.status === 401 || res.status === 403) {
-      const why = found?.token ? ' (the pull token was refused)' : found ? ' (the credentials were refused)' : ' (no credentials for this registry: add them to a docker config.json or an image pull secret)';
+      const why = found?.token
+        ? ' (the pull token was refused)'
+        : found
+          ? ' (the credentials were refused)'
+          : ' (no credentials for this registry: add them to a docker config.json or an image pull secret)';
       throw new RegistryError(`${what}: access denied${why}${this.problems()}`, res.status);
     }
     if (res.status === 404) throw new RegistryError(`${what}: not found${text ? ` (${text})` : ''}${this.problems()}`, res.status);
@@ -326,7 +384,9 @@ export class RegistryClient {
     if (!ep.registry) return undefined;
     const registry = normalizeRegistry(ref.registry);
     const now = Date.now();
-    const token = this.auth.tokens?.find((t) => t.repository === ref.repository && normalizeRegistry(t.registry) === registry && Date.parse(t.expiresAt) > now);
+    const token = this.auth.tokens?.find(
+      (t) => t.repository === ref.repository && normalizeRegistry(t.registry) === registry && Date.parse(t.expiresAt) > now,
+    );
     if (token) return { token: token.token, source: 'namespace' };
     const mine = this.auth.credentials?.lookup(ref.registry);
     if (mine) return { credential: mine, source: 'namespace' };
@@ -338,11 +398,21 @@ export class RegistryClient {
     const cred = found?.credential;
     const challenge = parseChallenge(header);
     if (challenge.scheme === 'basic') {
-      if (!cred || !('username' in cred)) throw new RegistryError(`${formatReference(ref)}: ${ep.base} requires a username and password (add ` + `them to a docker config.json or an image pull secret)${this.problems()}`, 401);
+      if (!cred || !('username' in cred))
+        throw new RegistryError(
+          `${formatReference(ref)}: ${ep.base} requires a username and password (add ` +
+            `them to a docker config.json or an image pull secret)${this.problems()}`,
+          401,
+        );
       this.basic.add(key);
       return;
     }
-    const token = await exchangeToken(challenge, ref.repository, cred, { what: formatReference(ref), base: ep.base, insecure: (h) => this.isInsecure(h), timeoutMs: this.opts.idleTimeoutMs });
+    const token = await exchangeToken(challenge, ref.repository, cred, {
+      what: formatReference(ref),
+      base: ep.base,
+      insecure: (h) => this.isInsecure(h),
+      timeoutMs: this.opts.idleTimeoutMs,
+    });
     this.tokens.set(key, { token: token.token, proof: cred ? found!.source : 'public' });
   }
 }
@@ -363,22 +433,43 @@ export interface ExchangeOptions {
  * anonymous), or a refresh-token POST for identity tokens. The agent's pulls and the operator's
  * repository tokens both come from here.
  */
-export async function exchangeToken(challenge: { scheme: string; params: Record<string, string> }, repository: string, cred: Credential | undefined, o: ExchangeOptions): Promise<{ token: string; expiresInS: number }> {
+export async function exchangeToken(
+  challenge: { scheme: string; params: Record<string, string> },
+  repository: string,
+  cred: Credential | undefined,
+  o: ExchangeOptions,
+): Promise<{ token: string; expiresInS: number }> {
   const { scheme, params } = challenge;
-  if (scheme !== 'bearer' || !params.realm) throw new RegistryError(`${o.what}: ${o.base} asks for unsupported authentication ` + `${JSON.stringify(`${scheme} ${Object.keys(params).join(',')}`.slice(0, 100))}`, 401);
+  if (scheme !== 'bearer' || !params.realm)
+    throw new RegistryError(
+      `${o.what}: ${o.base} asks for unsupported authentication ` +
+        `${JSON.stringify(`${scheme} ${Object.keys(params).join(',')}`.slice(0, 100))}`,
+      401,
+    );
   let realm: URL;
   try {
     realm = new URL(params.realm);
   } catch {
     throw new RegistryError(`${o.what}: ${o.base} names a token service that is not a URL`, 401);
   }
-  if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && o.insecure(realm.host))) throw new RegistryError(`${o.what}: token service ${realm.origin} is not https`, 401);
+  if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && o.insecure(realm.host)))
+    throw new RegistryError(`${o.what}: token service ${realm.origin} is not https`, 401);
   const scope = `repository:${repository}:pull`;
   let res: Response;
   if (cred && 'identityToken' in cred) {
     // OAuth2 refresh-token exchange (docker login's identity tokens).
-    const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, service: params.service ?? '', scope, client_id: 'krata' });
-    res = await fetchWithTimeout(realm.href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body }, o.timeoutMs);
+    const body = new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: cred.identityToken,
+      service: params.service ?? '',
+      scope,
+      client_id: 'krata',
+    });
+    res = await fetchWithTimeout(
+      realm.href,
+      { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body },
+      o.timeoutMs,
+    );
   } else {
     if (params.service) realm.searchParams.set('service', params.service);
     realm.searchParams.set('scope', scope);
@@ -386,18 +477,27 @@ export async function exchangeToken(challenge: { scheme: string; params: Record<
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);
-    throw new RegistryError(`${o.what}: token service ${realm.origin} answered HTTP ${res.status}${cred ? ' (the credentials were refused)' : ''}`, res.status === 401 || res.status === 403 ? 401 : res.status);
+    throw new RegistryError(
+      `${o.what}: token service ${realm.origin} answered HTTP ${res.status}${cred ? ' (the credentials were refused)' : ''}`,
+      res.status === 401 || res.status === 403 ? 401 : res.status,
+    );
   }
   const body = parseJson(await readBounded(res, 1 << 20, 'token response', o.timeoutMs), `token response from ${realm.origin}`);
   const token = body.token ?? body.access_token;
   if (typeof token !== 'string' || token === '') throw new RegistryError(`${o.what}: token service ${realm.origin} returned no token`);
   // The spec's default lifetime is 60 s; a service may say otherwise (bounded: a day).
-  const expiresIn = typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) && body.expires_in >= 1 ? Math.min(body.expires_in, 86_400) : 60;
+  const expiresIn =
+    typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) && body.expires_in >= 1
+      ? Math.min(body.expires_in, 86_400)
+      : 60;
   return { token, expiresInS: expiresIn };
 }
 
 /** What a registry wants for one repository, asked with a bare GET /v2/: nothing, Basic, or a bearer challenge. */
-export async function registryChallenge(base: string, timeoutMs: number): Promise<{ scheme: string; params: Record<string, string> } | undefined> {
+export async function registryChallenge(
+  base: string,
+  timeoutMs: number,
+): Promise<{ scheme: string; params: Record<string, string> } | undefined> {
   const res = await fetchWithTimeout(`${base}/v2/`, { headers: { 'user-agent': 'krata-operator' } }, timeoutMs);
   await res.body?.cancel().catch(() => undefined);
   if (res.ok) return undefined;

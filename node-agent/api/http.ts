@@ -57,7 +57,8 @@ export function parseJsonBody(body: Buffer): unknown {
     throw new HttpError(400, 'the request body is not UTF-8');
   }
   const tooDeep = nestingBeyond(text, MAX_JSON_DEPTH);
-  if (tooDeep >= 0) throw new HttpError(400, `the JSON nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${tooDeep}); krata objects are far shallower`);
+  if (tooDeep >= 0)
+    throw new HttpError(400, `the JSON nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${tooDeep}); krata objects are far shallower`);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -187,15 +188,27 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** The status and body an exception turns into; anything unexpected is a 500 that names it. */
-export function errorAnswer(err: unknown): { status: number; body: { message: string; errors?: FieldProblem[] }; headers: Record<string, string> } {
-  if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...(err.errors?.length ? { errors: err.errors } : {}) }, headers: err.headers };
-  if (err instanceof InvalidRequest) return { status: err.status, body: { message: err.message, ...(err.errors.length ? { errors: err.errors } : {}) }, headers: {} };
+export function errorAnswer(err: unknown): {
+  status: number;
+  body: { message: string; errors?: FieldProblem[] };
+  headers: Record<string, string>;
+} {
+  if (err instanceof HttpError)
+    return {
+      status: err.status,
+      body: { message: err.message, ...(err.errors?.length ? { errors: err.errors } : {}) },
+      headers: err.headers,
+    };
+  if (err instanceof InvalidRequest)
+    return { status: err.status, body: { message: err.message, ...(err.errors.length ? { errors: err.errors } : {}) }, headers: {} };
   if (err instanceof NotFound) return { status: 404, body: { message: err.message }, headers: {} };
   const full = storageFull(err);
   if (full) return { status: 507, body: { message: `${full}; free space on the node and try again` }, headers: {} };
   // The first line of the message only, bounded: a stack trace or a dump never leaves the agent
   // (server.ts logs the whole error).
-  const message = String((err as Error)?.message ?? err).split('\n')[0]!.slice(0, 500);
+  const message = String((err as Error)?.message ?? err)
+    .split('\n')[0]!
+    .slice(0, 500);
   return { status: 500, body: { message: `internal error in the node agent: ${message}` }, headers: {} };
 }
 
@@ -210,7 +223,12 @@ export function sendError(res: ServerResponse, err: unknown): void {
 export function sendRawError(socket: Duplex, err: unknown): void {
   const { status, body, headers } = errorAnswer(err);
   const data = Buffer.from(JSON.stringify(body) + '\n');
-  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`, 'content-type: application/json', `content-length: ${data.length}`, 'connection: close'];
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'content-type: application/json',
+    `content-length: ${data.length}`,
+    'connection: close',
+  ];
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), data]));
 }

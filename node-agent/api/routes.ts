@@ -11,7 +11,6 @@ import { parseReference } from '../../lib/oci/reference.js';
 import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 
-
 export interface RouteContext {
   service: AgentService;
   maxBodyBytes: number;
@@ -38,7 +37,11 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function label(value: string, what: string): string {
   if (value.length > 63 || !DNS_LABEL.test(value)) {
-    throw new HttpError(400, `invalid ${what} ${JSON.stringify(value.slice(0, 100))}: must be a ` + `DNS label (lowercase letters, digits and "-", at most 63 characters)`);
+    throw new HttpError(
+      400,
+      `invalid ${what} ${JSON.stringify(value.slice(0, 100))}: must be a ` +
+        `DNS label (lowercase letters, digits and "-", at most 63 characters)`,
+    );
   }
   return value;
 }
@@ -58,7 +61,8 @@ function bool(query: URLSearchParams, key: string): boolean {
 function count(query: URLSearchParams, key: string, max = 2 ** 31 - 1): number | undefined {
   const v = query.get(key);
   if (v === null) return undefined;
-  if (!/^\d{1,10}$/.test(v) || Number(v) > max) throw new HttpError(400, `query parameter ${key} must be a whole number from 0 to ${max}, not ${JSON.stringify(v.slice(0, 100))}`);
+  if (!/^\d{1,10}$/.test(v) || Number(v) > max)
+    throw new HttpError(400, `query parameter ${key} must be a whole number from 0 to ${max}, not ${JSON.stringify(v.slice(0, 100))}`);
   return Number(v);
 }
 
@@ -74,7 +78,13 @@ function guestOf(r: Request): { namespace: string; name: string; guest: Guest } 
  * Calls `onGone` (once, a moment later so trailing console output still goes out) when the Guest's
  * current domain is gone: the Guest deleted, its domain replaced, or its process finished.
  */
-export function watchDomainEnd(service: AgentService, namespace: string, name: string, domid: number | undefined, onGone: () => void): () => void {
+export function watchDomainEnd(
+  service: AgentService,
+  namespace: string,
+  name: string,
+  domid: number | undefined,
+  onGone: () => void,
+): () => void {
   let timer: NodeJS.Timeout | undefined;
   let done = false;
   const unsubscribe = service.watch(0, (e) => {
@@ -151,7 +161,8 @@ async function deleteGuest(r: Request): Promise<void> {
 async function deleteSecret(r: Request): Promise<void> {
   const namespace = label(r.params.namespace!, 'namespace');
   const name: string = r.params.name!;
-  if (!isPullSecretName(name)) throw new HttpError(400, `invalid secret name ${JSON.stringify(String(name).slice(0, 100))}: must be a DNS subdomain`);
+  if (!isPullSecretName(name))
+    throw new HttpError(400, `invalid secret name ${JSON.stringify(String(name).slice(0, 100))}: must be a DNS subdomain`);
   r.ctx.service.deleteSecret(namespace, name);
   sendJson(r.res, 200, { kind: 'Secret', metadata: { namespace, name }, status: 'deleted' });
 }
@@ -178,7 +189,8 @@ async function logs(r: Request): Promise<void> {
   const follow = bool(r.query, 'follow');
   const tail = count(r.query, 'tail');
   const console = r.ctx.service.console(namespace, name);
-  if (!console) throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
+  if (!console)
+    throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
   startStream(r.res, 'application/octet-stream');
   const history = console.history();
   writeChunk(r.res, tail === undefined ? history : tailLines(history, tail));
@@ -202,19 +214,24 @@ async function logs(r: Request): Promise<void> {
 }
 
 async function consoleWithoutUpgrade(): Promise<void> {
-  throw new HttpError(426, `the console needs "Connection: Upgrade" and "Upgrade: ${CONSOLE_PROTOCOL}"`, undefined, { upgrade: CONSOLE_PROTOCOL, connection: 'Upgrade' });
+  throw new HttpError(426, `the console needs "Connection: Upgrade" and "Upgrade: ${CONSOLE_PROTOCOL}"`, undefined, {
+    upgrade: CONSOLE_PROTOCOL,
+    connection: 'Upgrade',
+  });
 }
 
 /** The 101 answer to an upgrade on the console route, then raw bytes both ways until either side ends. */
 export function attachConsole(ctx: RouteContext, params: Record<string, string>, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const protocol = String(req.headers.upgrade ?? '').toLowerCase();
-  if (protocol !== CONSOLE_PROTOCOL) throw new HttpError(400, `this endpoint upgrades to "${CONSOLE_PROTOCOL}" only, not ${JSON.stringify(protocol.slice(0, 100))}`);
+  if (protocol !== CONSOLE_PROTOCOL)
+    throw new HttpError(400, `this endpoint upgrades to "${CONSOLE_PROTOCOL}" only, not ${JSON.stringify(protocol.slice(0, 100))}`);
   const namespace = label(params.namespace!, 'namespace');
   const name = label(params.name!, 'guest name');
   const guest = ctx.service.get(namespace, name);
   if (!guest) throw new HttpError(404, `guest "${name}" not found in namespace "${namespace}"`);
   const console = ctx.service.console(namespace, name);
-  if (!console) throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
+  if (!console)
+    throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
 
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${CONSOLE_PROTOCOL}\r\n\r\n`);
   // ?logs=true: what the guest printed before the attach comes first (kratactl run starts a guest
@@ -268,18 +285,22 @@ async function events(r: Request): Promise<void> {
 function imageRef(value: unknown, what: string): string {
   if (typeof value !== 'string' || value === '') throw new HttpError(400, `${what} must be a non-empty string`);
   // References are short and printable; anything else is refused before it reaches a registry.
-  if (value.length > 1024 || !/^[\x21-\x7e]+$/.test(value)) throw new HttpError(400, `${what} ${JSON.stringify(value.slice(0, 100))} is not an image reference`);
+  if (value.length > 1024 || !/^[\x21-\x7e]+$/.test(value))
+    throw new HttpError(400, `${what} ${JSON.stringify(value.slice(0, 100))} is not an image reference`);
   return value;
 }
 
 async function pullImage(r: Request): Promise<void> {
   const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { image?: unknown; namespace?: unknown; pullSecrets?: unknown };
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"image": "REFERENCE"}');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new HttpError(400, 'the request body must be {"image": "REFERENCE"}');
   const image = imageRef(body.image, 'image');
   const namespace = body.namespace === undefined ? undefined : label(String(body.namespace), 'namespace');
-  if (body.pullSecrets !== undefined && (!Array.isArray(body.pullSecrets) || body.pullSecrets.length > 64)) throw new HttpError(400, 'pullSecrets must be a list of at most 64 Secret names');
+  if (body.pullSecrets !== undefined && (!Array.isArray(body.pullSecrets) || body.pullSecrets.length > 64))
+    throw new HttpError(400, 'pullSecrets must be a list of at most 64 Secret names');
   const pullSecrets = ((body.pullSecrets as unknown[] | undefined) ?? []).map((n) => {
-    if (!isPullSecretName(n)) throw new HttpError(400, `pullSecrets: ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain)`);
+    if (!isPullSecretName(n))
+      throw new HttpError(400, `pullSecrets: ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain)`);
     return n;
   });
   await imageJob(r, (onEvent) => r.ctx.service.pullImage(image, onEvent, { namespace, pullSecrets }));
@@ -323,16 +344,19 @@ async function importImage(r: Request): Promise<void> {
   }
   // Only a label (messages, the name of an image whose archive has none): printable and short.
   const source = r.query.get('source') || 'archive';
-  if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source)) throw new HttpError(400, 'source must be a file name of at most 4096 printable characters');
+  if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source))
+    throw new HttpError(400, 'source must be a file name of at most 4096 printable characters');
   await imageJob(r, (onEvent) => r.ctx.service.importImage(r.req, { source, ...(name !== undefined ? { name } : {}) }, onEvent));
 }
 
 /** POST /v1/images/prune {"budgetBytes": N}: N absent or 0 removes every image no Guest uses. */
 async function pruneImages(r: Request): Promise<void> {
   const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { budgetBytes?: unknown };
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the request body must be {"budgetBytes": N}');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new HttpError(400, 'the request body must be {"budgetBytes": N}');
   const budget = body.budgetBytes ?? 0;
-  if (typeof budget !== 'number' || !Number.isSafeInteger(budget) || budget < 0) throw new HttpError(400, 'budgetBytes must be a whole number, 0 or more');
+  if (typeof budget !== 'number' || !Number.isSafeInteger(budget) || budget < 0)
+    throw new HttpError(400, 'budgetBytes must be a whole number, 0 or more');
   sendJson(r.res, 200, r.ctx.service.pruneImages(budget));
 }
 

@@ -39,28 +39,38 @@ interface Answer {
   json: any;
 }
 
-function call(socketPath: string, method: string, path: string, body?: string | Buffer, headers: Record<string, string | number> = {}): Promise<Answer> {
+function call(
+  socketPath: string,
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string | number> = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, headers: { ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}), ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode!, headers: res.headers, text, json });
-      });
-    });
+    const req = request(
+      { socketPath, method, path, headers: { ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}), ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode!, headers: res.headers, text, json });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-const post = (socketPath: string, path: string, value: unknown) => call(socketPath, 'POST', path, JSON.stringify(value), { 'content-type': 'application/json' });
+const post = (socketPath: string, path: string, value: unknown) =>
+  call(socketPath, 'POST', path, JSON.stringify(value), { 'content-type': 'application/json' });
 
 /** An open streaming response whose lines/bytes the test reads as they come. */
 function stream(socketPath: string, path: string) {
@@ -143,7 +153,10 @@ test('POST /v1/apply stores objects and reports what happened; dry runs store no
   assert.deepEqual(dry.json.results, [{ kind: 'Guest', metadata: { namespace: 'default', name: 'web' }, action: 'created' }]);
   assert.equal(service.list().length, 0);
   const r = await post(socketPath, '/v1/apply', { objects: [GUEST('web'), GUEST('db')] });
-  assert.deepEqual(r.json.results.map((x: any) => x.action), ['created', 'created']);
+  assert.deepEqual(
+    r.json.results.map((x: any) => x.action),
+    ['created', 'created'],
+  );
   const again = await post(socketPath, '/v1/apply', { objects: [GUEST('web', { tty: true })] });
   assert.equal(again.json.results[0].action, 'configured');
   assert.equal(r.headers['content-type'], 'application/json');
@@ -221,10 +234,14 @@ test('100k-deep JSON is a 400 naming the depth on every JSON route; no error bod
 
 test('a bare 1e400 quantity is reported out of range, not as "got number null"', async (t) => {
   const { socketPath } = await agent(t);
-  const body = `{"objects":[{"apiVersion":"krata.dev/v1alpha1","kind":"Guest","metadata":{"name":"a"},` + `"spec":{"image":"x","resources":{"memory":1e400}}}]}`;
+  const body =
+    `{"objects":[{"apiVersion":"krata.dev/v1alpha1","kind":"Guest","metadata":{"name":"a"},` +
+    `"spec":{"image":"x","resources":{"memory":1e400}}}]}`;
   const r = await call(socketPath, 'POST', '/v1/apply', body, { 'content-type': 'application/json' });
   assert.equal(r.status, 422);
-  assert.deepEqual(r.json.errors, [{ index: 0, path: 'spec.resources.memory', message: 'number out of range (beyond about ±1.8e308, so it reads as infinity)' }]);
+  assert.deepEqual(r.json.errors, [
+    { index: 0, path: 'spec.resources.memory', message: 'number out of range (beyond about ±1.8e308, so it reads as infinity)' },
+  ]);
 });
 
 test('the JSON error position is found for every kind of mistake, also in deeply nested input', () => {
@@ -271,7 +288,10 @@ test('GET guests: list (by namespace), one, 404, and names checked before use', 
   await post(socketPath, '/v1/apply', { objects: [GUEST('web'), { ...GUEST('web'), metadata: { name: 'web', namespace: 'team-a' } }] });
   assert.equal((await call(socketPath, 'GET', '/v1/guests')).json.items.length, 2);
   const teamA = await call(socketPath, 'GET', '/v1/guests?namespace=team-a');
-  assert.deepEqual(teamA.json.items.map((g: any) => g.metadata.namespace), ['team-a']);
+  assert.deepEqual(
+    teamA.json.items.map((g: any) => g.metadata.namespace),
+    ['team-a'],
+  );
   const one = await call(socketPath, 'GET', '/v1/namespaces/default/guests/web');
   assert.equal(one.json.kind, 'Guest');
   assert.equal(one.json.status.phase, 'Pending');
@@ -311,8 +331,14 @@ test('GET /v1/watch streams NDJSON from the current state and unsubscribes when 
   await eventually(() => service.watcherCount === 1, 'subscribed');
   service.run('default', 'web');
   await w.until((s) => s.split('\n').length > 2);
-  const events = w.text.trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(events.map((e) => e.type), ['ADDED', 'MODIFIED']);
+  const events = w.text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['ADDED', 'MODIFIED'],
+  );
   assert.equal(events[1].object.status.phase, 'Running');
   assert.equal(typeof events[1].revision, 'number');
   close();
@@ -322,7 +348,13 @@ test('GET /v1/watch streams NDJSON from the current state and unsubscribes when 
   const since = stream(socketPath, `/v1/watch?since=${events[1].revision - 1}&namespace=default`);
   await since.ready;
   await since.until((s) => s.includes('\n'));
-  assert.deepEqual(since.text.trim().split('\n').map((l) => JSON.parse(l).type), ['MODIFIED']);
+  assert.deepEqual(
+    since.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).type),
+    ['MODIFIED'],
+  );
   (await since.ready).close();
   await eventually(() => service.watcherCount === 0, 'unsubscribed again');
   assert.equal((await call(socketPath, 'GET', '/v1/watch?since=abc')).status, 400);
@@ -365,7 +397,9 @@ function upgrade(socketPath: string, path: string, protocol = 'krata-console.v1'
     const socket = connect(socketPath);
     let buf = '';
     socket.on('error', reject);
-    socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\n\r\n${extra}`));
+    socket.on('connect', () =>
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\n\r\n${extra}`),
+    );
     const onData = (d: Buffer) => {
       buf += d.toString('latin1');
       const end = buf.indexOf('\r\n\r\n');
@@ -400,26 +434,29 @@ test('the console upgrades to raw bytes both ways and lets go when the client le
   await eventually(() => console.listeners.size === 0 && service.watcherCount === 0, 'detaching unsubscribes');
 });
 
-test('console input from a fast client is held back while the guest ' + 'reads nothing (paused socket), then all arrives in order', async (t) => {
-  const { socketPath, service } = await agent(t);
-  await post(socketPath, '/v1/apply', { objects: [GUEST('slow')] });
-  const console = service.run('default', 'slow');
-  console.blocked = true;
-  const { socket } = await upgrade(socketPath, '/v1/namespaces/default/guests/slow/console');
-  socket.resume();
-  const data = Buffer.from(Array.from({ length: 4 * 1024 * 1024 }, (_, i) => (i * 13) % 256));
-  let flushed = false;
-  socket.write(data, () => (flushed = true));
-  // The agent takes at most its bound plus one socket read; the rest waits in the kernel and the client.
-  await new Promise((r) => setTimeout(r, 300));
-  assert.ok(console.queue.pending <= console.queue.limit + 64 * 1024, `queued ${console.queue.pending} bytes`);
-  assert.ok(console.queue.pending >= console.queue.limit, 'the queue filled up to its bound first');
-  assert.equal(flushed, false, "the client's write is held back, not dropped");
-  console.unblock();
-  await eventually(() => Buffer.concat(console.input).length === data.length, 'every byte arrives');
-  assert.deepEqual(Buffer.concat(console.input), data);
-  socket.destroy();
-});
+test(
+  'console input from a fast client is held back while the guest ' + 'reads nothing (paused socket), then all arrives in order',
+  async (t) => {
+    const { socketPath, service } = await agent(t);
+    await post(socketPath, '/v1/apply', { objects: [GUEST('slow')] });
+    const console = service.run('default', 'slow');
+    console.blocked = true;
+    const { socket } = await upgrade(socketPath, '/v1/namespaces/default/guests/slow/console');
+    socket.resume();
+    const data = Buffer.from(Array.from({ length: 4 * 1024 * 1024 }, (_, i) => (i * 13) % 256));
+    let flushed = false;
+    socket.write(data, () => (flushed = true));
+    // The agent takes at most its bound plus one socket read; the rest waits in the kernel and the client.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(console.queue.pending <= console.queue.limit + 64 * 1024, `queued ${console.queue.pending} bytes`);
+    assert.ok(console.queue.pending >= console.queue.limit, 'the queue filled up to its bound first');
+    assert.equal(flushed, false, "the client's write is held back, not dropped");
+    console.unblock();
+    await eventually(() => Buffer.concat(console.input).length === data.length, 'every byte arrives');
+    assert.deepEqual(Buffer.concat(console.input), data);
+    socket.destroy();
+  },
+);
 
 test('console with ?logs=true replays what the guest printed before the attach', async (t) => {
   const { socketPath, service } = await agent(t);
@@ -472,7 +509,10 @@ test('events, filtered by namespace and name', async (t) => {
   service.record('other', 'web', 'Normal', 'Started', 'started');
   assert.equal((await call(socketPath, 'GET', '/v1/events')).json.items.length, 3);
   const web = await call(socketPath, 'GET', '/v1/events?namespace=default&name=web');
-  assert.deepEqual(web.json.items.map((e: any) => e.reason), ['Pulled']);
+  assert.deepEqual(
+    web.json.items.map((e: any) => e.reason),
+    ['Pulled'],
+  );
   assert.equal((await call(socketPath, 'GET', '/v1/events?name=BAD')).status, 400);
 });
 
@@ -481,11 +521,23 @@ test('images: pull streams progress then the image (or the error); list; remove 
   const pulled = await post(socketPath, '/v1/images/pull', { image: 'docker.io/library/alpine:3.19' });
   assert.equal(pulled.status, 200);
   assert.equal(pulled.headers['content-type'], 'application/x-ndjson');
-  const lines = pulled.text.trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(lines.slice(0, -1).map((l) => l.kind), ['resolved', 'download', 'downloaded', 'unpacked', 'done']);
+  const lines = pulled.text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.slice(0, -1).map((l) => l.kind),
+    ['resolved', 'download', 'downloaded', 'unpacked', 'done'],
+  );
   assert.equal(lines.at(-1).image.names[0], 'docker.io/library/alpine:3.19');
   const failed = await post(socketPath, '/v1/images/pull', { image: 'missing:1' });
-  assert.deepEqual(failed.text.trim().split('\n').map((l) => JSON.parse(l)), [{ error: 'manifest unknown: missing:1' }]);
+  assert.deepEqual(
+    failed.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    [{ error: 'manifest unknown: missing:1' }],
+  );
   assert.equal((await post(socketPath, '/v1/images/pull', { image: '' })).status, 400);
   assert.equal((await post(socketPath, '/v1/images/pull', { image: 'a b' })).status, 400);
   // Pull secrets are names in a namespace: unknown ones are a 422 before any stream, bad names a 400.
@@ -502,7 +554,11 @@ test('images: pull streams progress then the image (or the error); list; remove 
   assert.equal(again.status, 404);
   assert.equal(again.json.message, 'no image docker.io/library/alpine:3.19 in the cache');
   service.secrets.add('team/regcred');
-  const withSecret = await post(socketPath, '/v1/images/pull', { image: 'docker.io/library/alpine:3.19', namespace: 'team', pullSecrets: ['regcred'] });
+  const withSecret = await post(socketPath, '/v1/images/pull', {
+    image: 'docker.io/library/alpine:3.19',
+    namespace: 'team',
+    pullSecrets: ['regcred'],
+  });
   assert.equal(withSecret.status, 200);
   assert.equal(JSON.parse(withSecret.text.trim().split('\n').at(-1)!).image.names[0], 'docker.io/library/alpine:3.19');
 });
@@ -515,10 +571,19 @@ test('images: import streams the request body to the service (no body limit), th
   const r = await call(socketPath, 'POST', `/v1/images/import?${query}`, archive, tar);
   assert.equal(r.status, 200);
   assert.equal(r.headers['content-type'], 'application/x-ndjson');
-  const lines = r.text.trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(lines.slice(0, -1).map((l) => l.kind), ['resolved', 'done']);
+  const lines = r.text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.slice(0, -1).map((l) => l.kind),
+    ['resolved', 'done'],
+  );
   assert.equal(lines.at(-1).image.names[0], 'example.com/app:1');
-  assert.deepEqual(service.imports.map((i) => [i.name, i.source]), [['example.com/app:1', '/tmp/app.tar']]);
+  assert.deepEqual(
+    service.imports.map((i) => [i.name, i.source]),
+    [['example.com/app:1', '/tmp/app.tar']],
+  );
   assert.ok(service.imports[0]!.bytes.equals(archive), 'the body reached the service whole');
   // Without a name the service names it; a failure after the stream started is its last line.
   const unnamed = await call(socketPath, 'POST', '/v1/images/import?source=x.tar', Buffer.from('tar'), tar);

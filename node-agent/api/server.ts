@@ -68,8 +68,12 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
       const url = new URL(req.url ?? '/', 'http://agent');
       const match = matchRoute(url.pathname);
       if (!match) throw new HttpError(404, `no such endpoint: ${url.pathname.slice(0, 200)}`);
-      if (match.route !== CONSOLE_ROUTE) throw new HttpError(400, `${url.pathname.slice(0, 200)} does not upgrade; only a guest's console does`);
-      if (req.method !== 'GET') throw new HttpError(405, `${req.method} is not allowed on ${url.pathname.slice(0, 200)} (allowed: GET)`, undefined, { allow: 'GET' });
+      if (match.route !== CONSOLE_ROUTE)
+        throw new HttpError(400, `${url.pathname.slice(0, 200)} does not upgrade; only a guest's console does`);
+      if (req.method !== 'GET')
+        throw new HttpError(405, `${req.method} is not allowed on ${url.pathname.slice(0, 200)} (allowed: GET)`, undefined, {
+          allow: 'GET',
+        });
       attachConsole(ctx, match.params, req, socket, head);
     } catch (err) {
       report(req, err);
@@ -78,7 +82,10 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
   });
   // Malformed HTTP (bad request line, oversized headers) gets Node's plain 400/431 and a closed socket.
   server.on('clientError', (_err, socket: Duplex) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"message":"malformed HTTP request"}\n');
+    if (socket.writable)
+      socket.end(
+        'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"message":"malformed HTTP request"}\n',
+      );
     else socket.destroy();
   });
 

@@ -196,20 +196,23 @@ export const controllerModule = new ContainerModule(({ bind }) => {
       optional(WRITE_CONFIG_DISK),
     ],
     (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk) =>
-      assembleGuestController({ store, hv, images, ipam, recorder, clock }, {
-        ...(pullAuth ? { pullAuth } : {}),
-        stateDir: config.stateDir,
-        kernel: config.kernel,
-        initrd: config.initrd,
-        nodeName: config.nodeName,
-        ...(config.nameservers ? { nameservers: config.nameservers } : {}),
-        ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
-        pullSlots,
-        ...(config.resyncMs !== undefined ? { resyncMs: config.resyncMs } : {}),
-        ...(metrics ? { observe: (ms: number, err?: unknown) => metrics.observe(ms, err) } : {}),
-        ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
-        ...(writeConfigDisk ? { writeConfigDisk } : {}),
-      }),
+      assembleGuestController(
+        { store, hv, images, ipam, recorder, clock },
+        {
+          ...(pullAuth ? { pullAuth } : {}),
+          stateDir: config.stateDir,
+          kernel: config.kernel,
+          initrd: config.initrd,
+          nodeName: config.nodeName,
+          ...(config.nameservers ? { nameservers: config.nameservers } : {}),
+          ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+          pullSlots,
+          ...(config.resyncMs !== undefined ? { resyncMs: config.resyncMs } : {}),
+          ...(metrics ? { observe: (ms: number, err?: unknown) => metrics.observe(ms, err) } : {}),
+          ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
+          ...(writeConfigDisk ? { writeConfigDisk } : {}),
+        },
+      ),
   );
   provide(bind, COMPONENTS, [GUEST_CONTROLLER], (controller): Component => ({
     name: 'controller',

@@ -17,7 +17,13 @@ test('failures retry with exponential backoff and land in status; success clears
   assert.equal(h.hv.calls.create, 3);
   assert.ok(seen.includes('Pending/ErrImagePull'), seen.join(' '));
   assert.ok(seen.includes('Pending/FailedCreate'), seen.join(' '));
-  assert.match(h.recorder.list('default', 'flaky').map((e) => e.message).join('\n'), /creating the domain failed: no memory for page tables/);
+  assert.match(
+    h.recorder
+      .list('default', 'flaky')
+      .map((e) => e.message)
+      .join('\n'),
+    /creating the domain failed: no memory for page tables/,
+  );
   assert.equal(h.agent.get('default', 'flaky')!.status!.reason, undefined);
   assert.equal(h.controller.queue.attempts('default/flaky'), 0);
   assert.equal(h.agent.events('default', 'flaky').filter((e) => e.reason === 'ReconcileError').length, 3);

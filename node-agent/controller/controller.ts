@@ -30,10 +30,14 @@ export class GuestController {
     clock: Clock,
     private readonly opts: ControllerOptions = {},
   ) {
-    this.queue = new WorkQueue((key) => this.timed(key), { concurrency: opts.concurrency ?? 8, clock }, (key, err) => {
-      // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
-      this.recorder.warning(key, 'ReconcileError', (err as Error).message);
-    });
+    this.queue = new WorkQueue(
+      (key) => this.timed(key),
+      { concurrency: opts.concurrency ?? 8, clock },
+      (key, err) => {
+        // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
+        this.recorder.warning(key, 'ReconcileError', (err as Error).message);
+      },
+    );
     this.sink = { add: (key) => this.queue.add(key), background: (p, reason) => this.background(p, reason) };
     for (const s of sources) this.stops.push(s.start(this.sink));
   }

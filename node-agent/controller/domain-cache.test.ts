@@ -41,9 +41,15 @@ test('one list serves 500 ms; invalidate() and age make the next list() read the
   const cache = new DomainCache(hv, clock);
   const first = cache.list();
   hv.answer();
-  assert.deepEqual((await first).map((d) => d.domid), [1]);
+  assert.deepEqual(
+    (await first).map((d) => d.domid),
+    [1],
+  );
   clock.advance(499);
-  assert.deepEqual((await cache.list()).map((d) => d.domid), [1]);
+  assert.deepEqual(
+    (await cache.list()).map((d) => d.domid),
+    [1],
+  );
   assert.equal(hv.lists, 1);
   clock.advance(1);
   const aged = cache.list();
@@ -71,10 +77,16 @@ test('a create or destroy during a list makes it read again; both show in the ca
   await tick();
   assert.equal(hv.lists, 2, 'read again');
   hv.answer();
-  assert.deepEqual((await listing).map((d) => d.domid), [1, 2]);
+  assert.deepEqual(
+    (await listing).map((d) => d.domid),
+    [1, 2],
+  );
   // Within the 500 ms the cached list follows this agent's own creates and destroys.
   cache.created(dom(3));
   cache.removed(1);
-  assert.deepEqual((await cache.list()).map((d) => d.domid), [2, 3]);
+  assert.deepEqual(
+    (await cache.list()).map((d) => d.domid),
+    [2, 3],
+  );
   assert.equal(hv.lists, 2);
 });

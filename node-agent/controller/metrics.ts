@@ -9,7 +9,12 @@ import { consoleStats } from '../xen/index.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly reconciles = new Counter({ name: 'krata_reconcile_total', help: 'Reconciles of a Guest, by result', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly reconciles = new Counter({
+    name: 'krata_reconcile_total',
+    help: 'Reconciles of a Guest, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly reconcileSeconds = new Histogram({
     name: 'krata_reconcile_duration_seconds',
     help: 'Time one reconcile of a Guest took',

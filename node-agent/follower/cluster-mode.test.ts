@@ -21,7 +21,9 @@ const limit = { timeout: 45_000 };
 const phase = (h: Harness, name: string) => h.agent.get('default', name)?.status?.phase;
 
 /** A TCP relay to Redis that the test can cut (a network partition: Redis keeps its data) and heal. */
-async function partitionable(target: number): Promise<{ url: string; cut(): Promise<void>; heal(): Promise<void>; close(): Promise<void> }> {
+async function partitionable(
+  target: number,
+): Promise<{ url: string; cut(): Promise<void>; heal(): Promise<void>; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   let server: Server;
   const listen = (port: number) =>
@@ -56,75 +58,102 @@ async function partitionable(target: number): Promise<{ url: string; cut(): Prom
   };
 }
 
-test('Redis restarted empty: the operator republishes; no domain restarts, statuses and the heartbeat come back, jobs flow again', limit, async () => {
-  const h = await harness({ resyncMs: 60_000 });
-  try {
-    const a = desired('a');
-    const b = desired('b', { restartPolicy: 'Never' });
-    await h.op.put(a, b);
-    await h.op.complete('e1');
-    await until(() => phase(h, 'a') === 'Running' && phase(h, 'b') === 'Running' && h.cluster.follower.appliedEpoch === 'e1', 'Running in epoch e1');
-    await until(async () => (await h.op.status('b'))?.status?.phase === 'Running', 'status published');
-    const domids = [h.agent.get('default', 'a')!.status!.domid, h.agent.get('default', 'b')!.status!.domid];
-    const creates = h.hv.calls.create;
+test(
+  'Redis restarted empty: the operator republishes; no domain restarts, statuses and the heartbeat come back, jobs flow again',
+  limit,
+  async () => {
+    const h = await harness({ resyncMs: 60_000 });
+    try {
+      const a = desired('a');
+      const b = desired('b', { restartPolicy: 'Never' });
+      await h.op.put(a, b);
+      await h.op.complete('e1');
+      await until(
+        () => phase(h, 'a') === 'Running' && phase(h, 'b') === 'Running' && h.cluster.follower.appliedEpoch === 'e1',
+        'Running in epoch e1',
+      );
+      await until(async () => (await h.op.status('b'))?.status?.phase === 'Running', 'status published');
+      const domids = [h.agent.get('default', 'a')!.status!.domid, h.agent.get('default', 'b')!.status!.domid];
+      const creates = h.hv.calls.create;
 
-    await h.redis.restart();
-    // Only the operator writes these (the agent may already have reconnected and republished its status).
-    assert.equal(await h.op.client.exists(desiredKey(HOST), EPOCH_KEY), 0, 'Redis is empty');
-    await until(() => h.cluster.link.up, 'the agent reconnected', 10_000);
-    // The operator finds krata:epoch missing and rewrites every host's hash from Kubernetes.
-    await h.op.put(a, b);
-    await h.op.complete('e2');
-    await until(() => h.cluster.follower.appliedEpoch === 'e2', 'epoch e2 applied');
-    await until(async () => (await h.op.status('a'))?.status?.phase === 'Running' && (await h.op.status('b'))?.status?.phase === 'Running', 'statuses republished');
-    assert.deepEqual([h.agent.get('default', 'a')!.status!.domid, h.agent.get('default', 'b')!.status!.domid], domids, 'same domains');
-    assert.equal(h.hv.calls.create, creates, 'nothing was recreated');
-    assert.equal(h.hv.calls.shutdown + h.hv.calls.destroy, 0, 'nothing was stopped');
-    assert.equal((await h.op.status('a'))!.uid, a.uid);
-    await until(async () => parseHeartbeat((await h.op.client.get(heartbeatKey(HOST))) ?? '{}').epoch === 'e2', 'heartbeat with e2');
-    // The job worker is back too: a new Guest arrives by its job (the full read is 60 s away).
-    const c = desired('c');
-    await h.op.put(c);
-    await h.op.nudge(c);
-    await until(() => phase(h, 'c') === 'Running', 'c Running by its job', 10_000);
-  } finally {
-    await h.stop();
-  }
-});
+      await h.redis.restart();
+      // Only the operator writes these (the agent may already have reconnected and republished its status).
+      assert.equal(await h.op.client.exists(desiredKey(HOST), EPOCH_KEY), 0, 'Redis is empty');
+      await until(() => h.cluster.link.up, 'the agent reconnected', 10_000);
+      // The operator finds krata:epoch missing and rewrites every host's hash from Kubernetes.
+      await h.op.put(a, b);
+      await h.op.complete('e2');
+      await until(() => h.cluster.follower.appliedEpoch === 'e2', 'epoch e2 applied');
+      await until(
+        async () => (await h.op.status('a'))?.status?.phase === 'Running' && (await h.op.status('b'))?.status?.phase === 'Running',
+        'statuses republished',
+      );
+      assert.deepEqual([h.agent.get('default', 'a')!.status!.domid, h.agent.get('default', 'b')!.status!.domid], domids, 'same domains');
+      assert.equal(h.hv.calls.create, creates, 'nothing was recreated');
+      assert.equal(h.hv.calls.shutdown + h.hv.calls.destroy, 0, 'nothing was stopped');
+      assert.equal((await h.op.status('a'))!.uid, a.uid);
+      await until(async () => parseHeartbeat((await h.op.client.get(heartbeatKey(HOST))) ?? '{}').epoch === 'e2', 'heartbeat with e2');
+      // The job worker is back too: a new Guest arrives by its job (the full read is 60 s away).
+      const c = desired('c');
+      await h.op.put(c);
+      await h.op.nudge(c);
+      await until(() => phase(h, 'c') === 'Running', 'c Running by its job', 10_000);
+    } finally {
+      await h.stop();
+    }
+  },
+);
 
-test('Redis unreachable while statuses change: one log line per outage; the latest reports are delivered on reconnection', limit, async () => {
-  const redis = await startRedis();
-  const relay = await partitionable(redis.port);
-  const h = await harness({ redis, url: relay.url });
-  try {
-    const a = desired('a');
-    const b = desired('b', { restartPolicy: 'Never' });
-    await h.op.put(a, b);
-    await h.op.complete('e1');
-    await until(() => phase(h, 'a') === 'Running' && phase(h, 'b') === 'Running', 'Running');
-    await until(async () => (await h.op.status('b'))?.status?.phase === 'Running', 'status published');
+test(
+  'Redis unreachable while statuses change: one log line per outage; the latest reports are delivered on reconnection',
+  limit,
+  async () => {
+    const redis = await startRedis();
+    const relay = await partitionable(redis.port);
+    const h = await harness({ redis, url: relay.url });
+    try {
+      const a = desired('a');
+      const b = desired('b', { restartPolicy: 'Never' });
+      await h.op.put(a, b);
+      await h.op.complete('e1');
+      await until(() => phase(h, 'a') === 'Running' && phase(h, 'b') === 'Running', 'Running');
+      await until(async () => (await h.op.status('b'))?.status?.phase === 'Running', 'status published');
 
-    await relay.cut();
-    await until(() => !h.cluster.link.up, 'the agent noticed');
-    h.hv.exit(h.agent.get('default', 'b')!.status!.domid!, { exitCode: 3 });
-    h.hv.exit(h.agent.get('default', 'a')!.status!.domid!, { exitCode: 1 });
-    await until(() => phase(h, 'b') === 'Failed' && h.agent.get('default', 'a')!.status!.reason === 'CrashLoopBackOff', 'statuses changed locally');
-    await new Promise((r) => setTimeout(r, 1500)); // retries fail meanwhile
-    assert.equal((await h.op.status('b'))!.status!.phase, 'Running', 'the operator has not heard yet');
-    assert.ok(h.cluster.publisher.backlog > 0 && h.cluster.publisher.backlog <= 2, `backlog ${h.cluster.publisher.backlog}: one report per Guest at most`);
-    const outage = h.log.lines.filter((l) => l.level === 'warn' || l.level === 'error');
-    assert.deepEqual(outage.map((l) => l.msg), ['Redis is unreachable: guests keep running; reconnecting until it is back']);
+      await relay.cut();
+      await until(() => !h.cluster.link.up, 'the agent noticed');
+      h.hv.exit(h.agent.get('default', 'b')!.status!.domid!, { exitCode: 3 });
+      h.hv.exit(h.agent.get('default', 'a')!.status!.domid!, { exitCode: 1 });
+      await until(
+        () => phase(h, 'b') === 'Failed' && h.agent.get('default', 'a')!.status!.reason === 'CrashLoopBackOff',
+        'statuses changed locally',
+      );
+      await new Promise((r) => setTimeout(r, 1500)); // retries fail meanwhile
+      assert.equal((await h.op.status('b'))!.status!.phase, 'Running', 'the operator has not heard yet');
+      assert.ok(
+        h.cluster.publisher.backlog > 0 && h.cluster.publisher.backlog <= 2,
+        `backlog ${h.cluster.publisher.backlog}: one report per Guest at most`,
+      );
+      const outage = h.log.lines.filter((l) => l.level === 'warn' || l.level === 'error');
+      assert.deepEqual(
+        outage.map((l) => l.msg),
+        ['Redis is unreachable: guests keep running; reconnecting until it is back'],
+      );
 
-    await relay.heal();
-    await until(async () => (await h.op.status('b'))?.status?.phase === 'Failed' && (await h.op.status('a'))?.status?.reason === 'CrashLoopBackOff', 'reports delivered', 10_000);
-    assert.equal((await h.op.status('b'))!.status!.exitCode, 3);
-    assert.equal(h.cluster.publisher.backlog, 0);
-    assert.equal(h.log.lines.filter((l) => l.msg === 'Redis is reachable again').length, 1);
-  } finally {
-    await h.stop();
-    await relay.close();
-  }
-});
+      await relay.heal();
+      await until(
+        async () => (await h.op.status('b'))?.status?.phase === 'Failed' && (await h.op.status('a'))?.status?.reason === 'CrashLoopBackOff',
+        'reports delivered',
+        10_000,
+      );
+      assert.equal((await h.op.status('b'))!.status!.exitCode, 3);
+      assert.equal(h.cluster.publisher.backlog, 0);
+      assert.equal(h.log.lines.filter((l) => l.msg === 'Redis is reachable again').length, 1);
+    } finally {
+      await h.stop();
+      await relay.close();
+    }
+  },
+);
 
 test('Redis down at start: the agent runs and serves its API; it catches up once Redis is there', limit, async () => {
   const redis = await startRedis();
@@ -184,7 +213,13 @@ test('ACL authentication: user from the URL, password from a file; the password 
   await admin.call('ACL', 'SETUSER', 'agent-1', 'on', '>s3cret', '~krata:*', '&*', '+@all');
   admin.disconnect();
   const url = `redis://agent-1@127.0.0.1:${redis.port}`;
-  assert.deepEqual(redisOptions(url, passwordFile), { host: '127.0.0.1', port: redis.port, db: 0, username: 'agent-1', password: 's3cret' });
+  assert.deepEqual(redisOptions(url, passwordFile), {
+    host: '127.0.0.1',
+    port: redis.port,
+    db: 0,
+    username: 'agent-1',
+    password: 's3cret',
+  });
   const h = await harness({ redis, url, passwordFile });
   try {
     const a = desired('a');
@@ -196,7 +231,14 @@ test('ACL authentication: user from the URL, password from a file; the password 
     await h.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  assert.deepEqual(redisOptions('rediss://u:p%40ss@[::1]:7000/3'), { host: '::1', port: 7000, db: 3, username: 'u', password: 'p@ss', tls: {} });
+  assert.deepEqual(redisOptions('rediss://u:p%40ss@[::1]:7000/3'), {
+    host: '::1',
+    port: 7000,
+    db: 3,
+    username: 'u',
+    password: 'p@ss',
+    tls: {},
+  });
   assert.equal(redactedUrl('redis://u:p%40ss@host:7000/3'), 'redis://u@host:7000/3');
   assert.throws(() => redisOptions('http://host'), /expected redis:\/\/ or rediss:\/\//);
   assert.throws(() => redisOptions('redis://host/x'), /database number/);
@@ -219,11 +261,19 @@ test('the local API refuses apply and delete in cluster mode (409) and serves ev
   const call = (method: string, path: string, body?: unknown) =>
     new Promise<{ status: number; json: { message?: string; items?: unknown[] } }>((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
-      const req = request({ socketPath, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} }, (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text) }));
-      });
+      const req = request(
+        {
+          socketPath,
+          method,
+          path,
+          headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text) }));
+        },
+      );
       req.on('error', reject);
       req.end(data);
     });

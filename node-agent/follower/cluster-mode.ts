@@ -44,8 +44,16 @@ export function startClusterMode(o: ClusterModeOptions): ClusterMode {
   const host = checkHostName(o.host);
   const link = new RedisLink(o.redis, o.redisName, o.log);
   const publisher = new StatusPublisher(link, host, o.store, { coalesceMs: o.coalesceMs, clock: o.clock });
-  const follower = new DesiredFollower(link, host, o.store, publisher, o.log, { pollMs: o.pollMs, resyncMs: o.resyncMs, clock: o.clock, pullTokens: o.pullTokens });
-  const heartbeat = new HeartbeatSender(link, host, o.hv, o.store, () => follower.appliedEpoch, { intervalMs: o.heartbeatMs, clock: o.clock });
+  const follower = new DesiredFollower(link, host, o.store, publisher, o.log, {
+    pollMs: o.pollMs,
+    resyncMs: o.resyncMs,
+    clock: o.clock,
+    pullTokens: o.pullTokens,
+  });
+  const heartbeat = new HeartbeatSender(link, host, o.hv, o.store, () => follower.appliedEpoch, {
+    intervalMs: o.heartbeatMs,
+    clock: o.clock,
+  });
   publisher.start();
   follower.start();
   heartbeat.start();

@@ -22,7 +22,7 @@ test('desired entries → store → reconciler → Running; the status hash and 
     await h.op.nudge(db);
     await until(() => phase(h, 'web') === 'Running' && phase(h, 'db') === 'Running', 'both Running');
     const g = h.agent.get('default', 'web')!;
-    assert.equal(g.metadata.uid, web.uid, 'the cluster\'s uid, not a generated one');
+    assert.equal(g.metadata.uid, web.uid, "the cluster's uid, not a generated one");
     assert.equal(g.metadata.generation, 1);
     assert.deepEqual(g.metadata.labels, { tier: 'web' });
     assert.equal(g.status!.node, 'xen-1.example');
@@ -59,7 +59,11 @@ test('jobs nudge: a new generation with a job is acted on at once, not at the ne
     await h.op.put(v2);
     const t0 = Date.now();
     await h.op.nudge(v2);
-    await until(() => h.agent.get('default', 'app')!.status!.observedGeneration === 2 && phase(h, 'app') === 'Running', 'generation 2 running', 5000);
+    await until(
+      () => h.agent.get('default', 'app')!.status!.observedGeneration === 2 && phase(h, 'app') === 'Running',
+      'generation 2 running',
+      5000,
+    );
     assert.ok(Date.now() - t0 < 5000, 'well before the 60 s poll');
     assert.notEqual(h.agent.get('default', 'app')!.status!.domid, first, 'a spec change recreated the domain');
     assert.equal(h.agent.get('default', 'app')!.spec.args![0], '--v2');
@@ -80,7 +84,10 @@ test('absence deletes only when the hash is complete for the current epoch; then
     const drop = desired('drop');
     await h.op.put(keep, drop);
     await h.op.complete('e1');
-    await until(() => phase(h, 'keep') === 'Running' && phase(h, 'drop') === 'Running' && h.cluster.follower.appliedEpoch === 'e1', 'Running, epoch e1');
+    await until(
+      () => phase(h, 'keep') === 'Running' && phase(h, 'drop') === 'Running' && h.cluster.follower.appliedEpoch === 'e1',
+      'Running, epoch e1',
+    );
     // A republish in progress: 'drop' is not written (yet), the marker is for an old epoch.
     await h.op.client.multi().hdel(desiredKey('xen-1.example'), fieldOf('default', 'drop')).set('krata:epoch', 'e2').exec();
     await h.op.nudge(drop);
@@ -117,7 +124,10 @@ test('deletion through the entry: deleting with a grace period stops the domain;
     await h.op.nudge(never);
     await until(() => !h.agent.get('default', 'old'), 'old removed');
     assert.equal(h.hv.domain(domid), undefined);
-    await until(async () => (await h.op.status('old'))?.status === null && (await h.op.status('never'))?.status === null, 'both reported gone');
+    await until(
+      async () => (await h.op.status('old'))?.status === null && (await h.op.status('never'))?.status === null,
+      'both reported gone',
+    );
     assert.equal((await h.op.status('never'))!.uid, never.uid);
     // Reported once, not at every full read; the tombstone stays while the desired field does.
     await new Promise((r) => setTimeout(r, 1200));
@@ -147,7 +157,10 @@ test('a Guest recreated under the same name with a new uid replaces the old one 
     assert.equal(h.hv.count, 1);
     const g = h.agent.get('default', 'app')!;
     assert.equal(h.hv.domain(g.status!.domid!)!.launch.guest.uid, b.uid);
-    await until(async () => (await h.op.status('app'))?.uid === b.uid && (await h.op.status('app'))?.status?.phase === 'Running', 'status hash has b');
+    await until(
+      async () => (await h.op.status('app'))?.uid === b.uid && (await h.op.status('app'))?.status?.phase === 'Running',
+      'status hash has b',
+    );
     const streamed = await h.op.streamed('app');
     const lastOfA = streamed.filter((r) => r.uid === a.uid).at(-1)!;
     assert.equal(lastOfA.status, null, 'the old uid is reported gone');
@@ -201,22 +214,59 @@ test("a record's pull tokens reach the Guest's image pull, in memory only; malfo
   try {
     const expiresAt = new Date(Date.now() + 300_000).toISOString();
     const token = 'eyJ.pull-token-for-team-app.sig';
-    const app = desired('app', { image: 'registry.example/team/app:v1' }, { pullAuth: { tokens: [{ registry: 'registry.example', repository: 'team/app', token, expiresAt }], problems: ['image pull secret default/old not found'] } });
+    const app = desired(
+      'app',
+      { image: 'registry.example/team/app:v1' },
+      {
+        pullAuth: {
+          tokens: [{ registry: 'registry.example', repository: 'team/app', token, expiresAt }],
+          problems: ['image pull secret default/old not found'],
+        },
+      },
+    );
     const key = desiredKey('xen-1.example');
-    await h.op.client.hset(key, 'default/crlf', JSON.stringify(desired('crlf', {}, { pullAuth: { tokens: [{ registry: 'r', repository: 'x', token: 'a\r\nHost: evil', expiresAt }] } })));
-    await h.op.client.hset(key, 'default/many', JSON.stringify(desired('many', {}, { pullAuth: { tokens: Array.from({ length: 9 }, () => ({ registry: 'r', repository: 'x', token: 't', expiresAt })) } })));
+    await h.op.client.hset(
+      key,
+      'default/crlf',
+      JSON.stringify(
+        desired('crlf', {}, { pullAuth: { tokens: [{ registry: 'r', repository: 'x', token: 'a\r\nHost: evil', expiresAt }] } }),
+      ),
+    );
+    await h.op.client.hset(
+      key,
+      'default/many',
+      JSON.stringify(
+        desired(
+          'many',
+          {},
+          { pullAuth: { tokens: Array.from({ length: 9 }, () => ({ registry: 'r', repository: 'x', token: 't', expiresAt })) } },
+        ),
+      ),
+    );
     await h.op.put(app);
     await h.op.complete('e1');
     await until(() => phase(h, 'app') === 'Running', 'app Running');
     const pulled = h.images.auths.find((a) => a.reference === 'registry.example/team/app:v1')!;
-    assert.deepEqual(pulled.auth, { namespace: 'default', tokens: [{ registry: 'registry.example', repository: 'team/app', token, expiresAt }], problems: ['image pull secret default/old not found'] });
+    assert.deepEqual(pulled.auth, {
+      namespace: 'default',
+      tokens: [{ registry: 'registry.example', repository: 'team/app', token, expiresAt }],
+      problems: ['image pull secret default/old not found'],
+    });
     // The store's file has the Guest, not the token.
     const file = join(h.dir, 'guests', 'default', 'app.json');
     assert.ok(readFileSync(file, 'utf8').includes('team/app'));
     assert.ok(!readFileSync(file, 'utf8').includes(token));
-    const skipped = h.log.lines.filter((l) => l.msg === 'skipping a desired entry').map((l) => `${String(l.obj.field)}: ${String(l.obj.err)}`);
-    assert.ok(skipped.some((s) => /default\/crlf: pullAuth\.tokens\[0\]\.token: not a bearer token/.test(s)), skipped.join('\n'));
-    assert.ok(skipped.some((s) => /default\/many: pullAuth: expected \{tokens: \[at most 8\]/.test(s)), skipped.join('\n'));
+    const skipped = h.log.lines
+      .filter((l) => l.msg === 'skipping a desired entry')
+      .map((l) => `${String(l.obj.field)}: ${String(l.obj.err)}`);
+    assert.ok(
+      skipped.some((s) => /default\/crlf: pullAuth\.tokens\[0\]\.token: not a bearer token/.test(s)),
+      skipped.join('\n'),
+    );
+    assert.ok(
+      skipped.some((s) => /default\/many: pullAuth: expected \{tokens: \[at most 8\]/.test(s)),
+      skipped.join('\n'),
+    );
     assert.deepEqual(h.store.keys(), ['default/app']);
   } finally {
     await h.stop();

@@ -63,7 +63,9 @@ export class DesiredFollower {
       removeOnFail: { count: 1000 },
     });
     this.worker.on('error', (err) => this.link.problem('jobs', err));
-    this.worker.on('failed', (job, err) => this.log.debug({ job: job?.id, err: err.message }, 'a reconcile job failed; the poll catches up'));
+    this.worker.on('failed', (job, err) =>
+      this.log.debug({ job: job?.id, err: err.message }, 'a reconcile job failed; the poll catches up'),
+    );
     this.unsubscribe = this.link.onReady(() => this.poll());
     this.poll();
   }
@@ -99,13 +101,18 @@ export class DesiredFollower {
   }
 
   private async pollOnce(): Promise<void> {
-    const [epoch, complete] = await this.link.exec<[string | null, string | null]>((m) => m.get(EPOCH_KEY).hget(desiredKey(this.host), COMPLETE_FIELD));
-    if (`${epoch}\n${complete}` !== this.lastMarker || this.clock.now() - this.lastFullAt >= (this.opts.resyncMs ?? 60_000)) await this.fullSync();
+    const [epoch, complete] = await this.link.exec<[string | null, string | null]>((m) =>
+      m.get(EPOCH_KEY).hget(desiredKey(this.host), COMPLETE_FIELD),
+    );
+    if (`${epoch}\n${complete}` !== this.lastMarker || this.clock.now() - this.lastFullAt >= (this.opts.resyncMs ?? 60_000))
+      await this.fullSync();
   }
 
   /** Reads the whole hash and applies it; deletes what it lacks only if it is complete for the epoch. */
   private async fullSync(): Promise<void> {
-    const [epoch, hash] = await this.link.exec<[string | null, Record<string, string>]>((m) => m.get(EPOCH_KEY).hgetall(desiredKey(this.host)));
+    const [epoch, hash] = await this.link.exec<[string | null, Record<string, string>]>((m) =>
+      m.get(EPOCH_KEY).hgetall(desiredKey(this.host)),
+    );
     this.lastMarker = `${epoch}\n${hash[COMPLETE_FIELD] ?? null}`;
     this.lastFullAt = this.clock.now();
     const complete = epoch !== null && hash[COMPLETE_FIELD] === epoch;
@@ -150,7 +157,9 @@ export class DesiredFollower {
       return;
     }
     const field = fieldOf(namespace, name);
-    const [epoch, raw, complete] = await this.link.exec<[string | null, string | null, string | null]>((m) => m.get(EPOCH_KEY).hget(desiredKey(this.host), field).hget(desiredKey(this.host), COMPLETE_FIELD));
+    const [epoch, raw, complete] = await this.link.exec<[string | null, string | null, string | null]>((m) =>
+      m.get(EPOCH_KEY).hget(desiredKey(this.host), field).hget(desiredKey(this.host), COMPLETE_FIELD),
+    );
     if (raw !== null) {
       const uid = this.apply(field, raw);
       if (uid) this.reportedGone.add(`${field}\n${uid}`);

@@ -25,10 +25,12 @@ export function desiredEntry(field: string, raw: string): { guest: Guest; pullAu
   } catch (e) {
     throw new Error(`not a desired Guest: ${(e as Error).message}`, { cause: e });
   }
-  if (field !== fieldOf(d.namespace, d.name)) throw new Error(`the field does not name the Guest it holds (${fieldOf(String(d.namespace), String(d.name)).slice(0, 200)})`);
+  if (field !== fieldOf(d.namespace, d.name))
+    throw new Error(`the field does not name the Guest it holds (${fieldOf(String(d.namespace), String(d.name)).slice(0, 200)})`);
   if (!UID.test(d.uid)) throw new Error('uid: expected a UUID');
   if (!Number.isSafeInteger(d.generation) || d.generation < 1) throw new Error('generation: expected a positive integer');
-  if (d.deleting !== undefined && (typeof d.deleting !== 'object' || d.deleting === null || typeof d.deleting.since !== 'string')) throw new Error('deleting: expected {since, gracePeriodSeconds?}');
+  if (d.deleting !== undefined && (typeof d.deleting !== 'object' || d.deleting === null || typeof d.deleting.since !== 'string'))
+    throw new Error('deleting: expected {since, gracePeriodSeconds?}');
   const metadata: Record<string, unknown> = { name: d.name, namespace: d.namespace, uid: d.uid, generation: d.generation };
   if (d.labels !== undefined) metadata.labels = d.labels;
   if (d.annotations !== undefined) metadata.annotations = d.annotations;
@@ -37,7 +39,13 @@ export function desiredEntry(field: string, raw: string): { guest: Guest; pullAu
     if (d.deleting.gracePeriodSeconds !== undefined) metadata.deletionGracePeriodSeconds = d.deleting.gracePeriodSeconds;
   }
   const r = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata, spec: d.spec });
-  if (!r.object) throw new Error(`invalid Guest: ${r.errors.slice(0, 5).map((e) => `${formatPath(e.path)}: ${e.message}`).join('; ')}${r.errors.length > 5 ? ` (and ${r.errors.length - 5} more)` : ''}`);
+  if (!r.object)
+    throw new Error(
+      `invalid Guest: ${r.errors
+        .slice(0, 5)
+        .map((e) => `${formatPath(e.path)}: ${e.message}`)
+        .join('; ')}${r.errors.length > 5 ? ` (and ${r.errors.length - 5} more)` : ''}`,
+    );
   return { guest: r.object as Guest, ...(d.pullAuth !== undefined && { pullAuth: checkPullAuth(d.pullAuth) }) };
 }
 
@@ -47,9 +55,17 @@ const boundedString = (v: unknown, max: number): v is string => typeof v === 'st
 /** pullAuth as contract.ts describes it, bounded; anything else refuses the whole entry. */
 function checkPullAuth(p: unknown): DesiredPullAuth {
   const L = PULL_AUTH_LIMITS;
-  if (!isObject(p) || !Array.isArray(p.tokens) || p.tokens.length > L.tokens) throw new Error(`pullAuth: expected {tokens: [at most ${L.tokens}], problems?}`);
+  if (!isObject(p) || !Array.isArray(p.tokens) || p.tokens.length > L.tokens)
+    throw new Error(`pullAuth: expected {tokens: [at most ${L.tokens}], problems?}`);
   const tokens = p.tokens.map((t, i) => {
-    if (!isObject(t) || !boundedString(t.registry, 255) || !boundedString(t.repository, 255) || !boundedString(t.token, L.tokenBytes) || !boundedString(t.expiresAt, 64) || !Number.isFinite(Date.parse(t.expiresAt))) {
+    if (
+      !isObject(t) ||
+      !boundedString(t.registry, 255) ||
+      !boundedString(t.repository, 255) ||
+      !boundedString(t.token, L.tokenBytes) ||
+      !boundedString(t.expiresAt, 64) ||
+      !Number.isFinite(Date.parse(t.expiresAt))
+    ) {
       throw new Error(`pullAuth.tokens[${i}]: expected {registry, repository, token, expiresAt}`);
     }
     // The token goes into an HTTP header: no line breaks or other control characters.
@@ -57,6 +73,10 @@ function checkPullAuth(p: unknown): DesiredPullAuth {
     return { registry: t.registry, repository: t.repository, token: t.token, expiresAt: t.expiresAt };
   });
   const problems = p.problems;
-  if (problems !== undefined && (!Array.isArray(problems) || problems.length > L.problems || !problems.every((x) => boundedString(x, L.problemBytes)))) throw new Error(`pullAuth.problems: expected at most ${L.problems} short strings`);
+  if (
+    problems !== undefined &&
+    (!Array.isArray(problems) || problems.length > L.problems || !problems.every((x) => boundedString(x, L.problemBytes)))
+  )
+    throw new Error(`pullAuth.problems: expected at most ${L.problems} short strings`);
   return { tokens, ...(problems !== undefined && { problems: problems as string[] }) };
 }

@@ -39,7 +39,15 @@ export class RedisLink {
     this.ready.setMaxListeners(0);
     // Commands fail at once while disconnected (no offline queue): callers keep what they meant to
     // write and retry on 'ready', so nothing piles up in ioredis during a long outage.
-    this.client = new Redis({ ...options, ...LEAST_COMMANDS, retryStrategy, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 10_000, connectionName: 'krata-node-agent' });
+    this.client = new Redis({
+      ...options,
+      ...LEAST_COMMANDS,
+      retryStrategy,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 10_000,
+      connectionName: 'krata-node-agent',
+    });
     this.client.on('ready', () => {
       if (this.state === 'down') this.log.info({ redis: name }, 'Redis is reachable again');
       else this.log.info({ redis: name }, 'connected to Redis');
@@ -58,7 +66,14 @@ export class RedisLink {
 
   /** Options for BullMQ's own connections (it requires maxRetriesPerRequest: null). */
   get bullmqOptions(): ConnectionOptions {
-    return { ...this.options, ...LEAST_COMMANDS, skipVersionCheck: true, retryStrategy, maxRetriesPerRequest: null, connectionName: 'krata-node-agent-jobs' };
+    return {
+      ...this.options,
+      ...LEAST_COMMANDS,
+      skipVersionCheck: true,
+      retryStrategy,
+      maxRetriesPerRequest: null,
+      connectionName: 'krata-node-agent-jobs',
+    };
   }
 
   get up(): boolean {

@@ -46,15 +46,24 @@ export class StatusPublisher {
   start(): void {
     const onChange = (e: WatchEvent) => {
       const { metadata, status } = e.object;
-      this.enqueue(`${metadata.namespace ?? 'default'}/${metadata.name}`, metadata.uid!, metadata.generation ?? 1, e.type === 'DELETED' ? null : (status ?? {}));
+      this.enqueue(
+        `${metadata.namespace ?? 'default'}/${metadata.name}`,
+        metadata.uid!,
+        metadata.generation ?? 1,
+        e.type === 'DELETED' ? null : (status ?? {}),
+      );
     };
     this.store.on('change', onChange);
-    this.unsubscribe.push(() => this.store.off('change', onChange), this.link.onReady(() => this.schedule(0)));
+    this.unsubscribe.push(
+      () => this.store.off('change', onChange),
+      this.link.onReady(() => this.schedule(0)),
+    );
   }
 
   /** Reports every Guest's current status again (the status hash was lost with the rest of Redis). */
   republishAll(): void {
-    for (const g of this.store.list()) this.enqueue(`${g.metadata.namespace ?? 'default'}/${g.metadata.name}`, g.metadata.uid!, g.metadata.generation ?? 1, g.status ?? {});
+    for (const g of this.store.list())
+      this.enqueue(`${g.metadata.namespace ?? 'default'}/${g.metadata.name}`, g.metadata.uid!, g.metadata.generation ?? 1, g.status ?? {});
   }
 
   /** Reports a Guest the store does not hold (deleted before it got here, or long gone) as gone. */
@@ -126,7 +135,9 @@ export class StatusPublisher {
       await this.link.exec((multi) => {
         for (const [, { key, report }] of batch) {
           const json = JSON.stringify(report);
-          multi.hset(hash, key, json).xadd(STATUS_STREAM, 'MAXLEN', '~', STATUS_STREAM_MAXLEN, '*', 'host', this.host, 'key', key, 'report', json);
+          multi
+            .hset(hash, key, json)
+            .xadd(STATUS_STREAM, 'MAXLEN', '~', STATUS_STREAM_MAXLEN, '*', 'host', this.host, 'key', key, 'report', json);
         }
         return multi;
       });

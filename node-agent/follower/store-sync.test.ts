@@ -28,7 +28,7 @@ function recorder(store: GuestStore) {
   return seen;
 }
 
-test('sync: the cluster\'s uid, generation, labels and annotations; desired only on change; stale generations ignored', () => {
+test("sync: the cluster's uid, generation, labels and annotations; desired only on change; stale generations ignored", () => {
   const store = new GuestStore(join(work, `s${++n}`));
   const seen = recorder(store);
   const uid = randomUUID();
@@ -44,7 +44,7 @@ test('sync: the cluster\'s uid, generation, labels and annotations; desired only
   assert.deepEqual(store.get('default/g')!.internal, { failures: 2 }, 'labels keep the back-off');
   assert.equal(store.sync(guest(uid, 4, 'app:2'), now), 'configured');
   g = store.get('default/g')!.guest;
-  assert.equal(g.metadata.generation, 4, 'the cluster\'s generation, not a local bump');
+  assert.equal(g.metadata.generation, 4, "the cluster's generation, not a local bump");
   assert.equal(g.metadata.labels, undefined);
   assert.equal(g.status!.domid, 7, 'status kept');
   assert.deepEqual(store.get('default/g')!.internal, {}, 'a new spec forgets the back-off');
@@ -56,27 +56,33 @@ test('sync: the cluster\'s uid, generation, labels and annotations; desired only
   assert.equal(new GuestStore(join(work, `s${n}`)).get('default/g')!.guest.metadata.uid, uid);
 });
 
-test('sync: deleting marks the record with the grace period; a deletion ' + 'of something not held is gone; a Guest given back comes back', () => {
-  const store = new GuestStore(join(work, `s${++n}`));
-  const uid = randomUUID();
-  const deleting = { deleting: { since: '2026-01-01T00:00:00Z', gracePeriodSeconds: 7 } };
-  assert.equal(store.sync(guest(uid, 1), now), 'created');
-  assert.equal(store.sync(desiredGuest('default/g', JSON.stringify({ ...desired('g'), uid, generation: 1, ...deleting })), now), 'deleting');
-  const g = store.get('default/g')!.guest;
-  assert.equal(g.metadata.deletionTimestamp, '2026-01-01T00:00:00Z');
-  assert.equal(g.metadata.deletionGracePeriodSeconds, 7);
-  store.remove('default/g');
-  assert.equal(store.sync(desiredGuest('default/g', JSON.stringify({ ...desired('g'), uid, generation: 1, ...deleting })), now), 'gone');
-  assert.deepEqual(store.keys(), []);
-  // Taken off the host and given back while it is torn down: it starts afresh once gone.
-  store.sync(guest(uid, 1), now);
-  store.markDeleted('default/g', now);
-  assert.equal(store.sync(guest(uid, 1), now), 'replacing');
-  assert.ok(store.get('default/g')!.guest.metadata.deletionTimestamp, 'the teardown goes on');
-  store.remove('default/g');
-  assert.equal(store.get('default/g')!.guest.metadata.deletionTimestamp, undefined);
-  assert.equal(store.get('default/g')!.guest.status!.phase, 'Pending');
-});
+test(
+  'sync: deleting marks the record with the grace period; a deletion ' + 'of something not held is gone; a Guest given back comes back',
+  () => {
+    const store = new GuestStore(join(work, `s${++n}`));
+    const uid = randomUUID();
+    const deleting = { deleting: { since: '2026-01-01T00:00:00Z', gracePeriodSeconds: 7 } };
+    assert.equal(store.sync(guest(uid, 1), now), 'created');
+    assert.equal(
+      store.sync(desiredGuest('default/g', JSON.stringify({ ...desired('g'), uid, generation: 1, ...deleting })), now),
+      'deleting',
+    );
+    const g = store.get('default/g')!.guest;
+    assert.equal(g.metadata.deletionTimestamp, '2026-01-01T00:00:00Z');
+    assert.equal(g.metadata.deletionGracePeriodSeconds, 7);
+    store.remove('default/g');
+    assert.equal(store.sync(desiredGuest('default/g', JSON.stringify({ ...desired('g'), uid, generation: 1, ...deleting })), now), 'gone');
+    assert.deepEqual(store.keys(), []);
+    // Taken off the host and given back while it is torn down: it starts afresh once gone.
+    store.sync(guest(uid, 1), now);
+    store.markDeleted('default/g', now);
+    assert.equal(store.sync(guest(uid, 1), now), 'replacing');
+    assert.ok(store.get('default/g')!.guest.metadata.deletionTimestamp, 'the teardown goes on');
+    store.remove('default/g');
+    assert.equal(store.get('default/g')!.guest.metadata.deletionTimestamp, undefined);
+    assert.equal(store.get('default/g')!.guest.status!.phase, 'Pending');
+  },
+);
 
 test('sync: a new uid under the same name waits for the old record to go, then is created; deleting the name drops it', () => {
   const store = new GuestStore(join(work, `s${++n}`));

@@ -25,7 +25,11 @@ test('the archive unpacks with cpio: files, modes, implied parent directories', 
     assert.ok(statSync(join(dir, 'dev')).isDirectory());
     assert.equal(statSync(join(dir, 'run')).mode & 0o777, 0o700);
     const listing = execFileSync('cpio', ['-t', '--quiet'], { input: archive, encoding: 'utf8' }).trim().split('\n');
-    assert.ok(listing.indexOf('lib') < listing.indexOf('lib/modules') && listing.indexOf('lib/modules') < listing.indexOf('lib/modules/krata.order'), 'parents come before children');
+    assert.ok(
+      listing.indexOf('lib') < listing.indexOf('lib/modules') &&
+        listing.indexOf('lib/modules') < listing.indexOf('lib/modules/krata.order'),
+      'parents come before children',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -34,6 +38,20 @@ test('the archive unpacks with cpio: files, modes, implied parent directories', 
 test('paths that could leave the initrd or collide are refused', () => {
   assert.throws(() => buildInitrd([{ path: '../etc/passwd', data: Buffer.alloc(1) }]), /not a plain relative path/);
   assert.throws(() => buildInitrd([{ path: '/', data: Buffer.alloc(1) }]), /not a plain relative path/);
-  assert.throws(() => buildInitrd([{ path: 'a', data: Buffer.alloc(1) }, { path: 'a', data: Buffer.alloc(1) }]), /given twice/);
-  assert.throws(() => buildInitrd([{ path: 'a/b', data: Buffer.alloc(1) }, { path: 'a', data: Buffer.alloc(1) }]), /both a file and a directory/);
+  assert.throws(
+    () =>
+      buildInitrd([
+        { path: 'a', data: Buffer.alloc(1) },
+        { path: 'a', data: Buffer.alloc(1) },
+      ]),
+    /given twice/,
+  );
+  assert.throws(
+    () =>
+      buildInitrd([
+        { path: 'a/b', data: Buffer.alloc(1) },
+        { path: 'a', data: Buffer.alloc(1) },
+      ]),
+    /both a file and a directory/,
+  );
 });

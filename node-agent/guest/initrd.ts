@@ -15,7 +15,8 @@ const S_IFREG = 0o100000;
 
 function checkPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.length === 0 || parts.some((p) => p === '..' || p.includes('\0'))) throw new Error(`initrd path ${JSON.stringify(path)} is not a plain relative path`);
+  if (parts.length === 0 || parts.some((p) => p === '..' || p.includes('\0')))
+    throw new Error(`initrd path ${JSON.stringify(path)} is not a plain relative path`);
   return parts;
 }
 
@@ -51,7 +52,11 @@ export function buildInitrd(entries: InitrdEntry[]): Buffer {
     out.push(header(ino++, S_IFDIR | (mode & 0o7777), 0, path));
   }
   for (const [path, e] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    out.push(header(ino++, S_IFREG | ((e.mode ?? 0o644) & 0o7777), e.data!.length, path), e.data!, Buffer.alloc((4 - (e.data!.length % 4)) % 4));
+    out.push(
+      header(ino++, S_IFREG | ((e.mode ?? 0o644) & 0o7777), e.data!.length, path),
+      e.data!,
+      Buffer.alloc((4 - (e.data!.length % 4)) % 4),
+    );
   }
   out.push(header(0, 0, 0, 'TRAILER!!!'));
   return Buffer.concat(out);

@@ -45,16 +45,29 @@ function plan(config: Buffer | string, root: string): { status: number | null; o
   return { status: r.status, out: r.status === 0 ? JSON.parse(r.stdout) : {}, stderr: r.stderr };
 }
 
-const nginx = { Entrypoint: ['/docker-entrypoint.sh'], Cmd: ['nginx', '-g', 'daemon off;'], Env: ['PATH=/usr/local/sbin:/usr/sbin:/bin', 'NGINX_VERSION=1.25.3'], WorkingDir: '', User: 'nginx' };
+const nginx = {
+  Entrypoint: ['/docker-entrypoint.sh'],
+  Cmd: ['nginx', '-g', 'daemon off;'],
+  Env: ['PATH=/usr/local/sbin:/usr/sbin:/bin', 'NGINX_VERSION=1.25.3'],
+  WorkingDir: '',
+  User: 'nginx',
+};
 
 test('what the agent composes, guest-init resolves: Pod command/args, env expansion, the image user, PATH', () => {
-  const config = composeLaunchConfig('web', {
-    command: ['nginx'],
-    args: ['-g', 'daemon off; worker_processes $(WORKERS);'],
-    env: [{ name: 'WORKERS', value: '2' }, { name: 'NGINX_VERSION', value: 'pinned-$(WORKERS)' }],
-    tty: false,
-    terminationGracePeriodSeconds: 20,
-  }, nginx);
+  const config = composeLaunchConfig(
+    'web',
+    {
+      command: ['nginx'],
+      args: ['-g', 'daemon off; worker_processes $(WORKERS);'],
+      env: [
+        { name: 'WORKERS', value: '2' },
+        { name: 'NGINX_VERSION', value: 'pinned-$(WORKERS)' },
+      ],
+      tty: false,
+      terminationGracePeriodSeconds: 20,
+    },
+    nginx,
+  );
   const r = plan(serializeLaunchConfig(config), imageRoot());
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(r.out.argv, ['/usr/sbin/nginx', '-g', 'daemon off; worker_processes 2;']);
@@ -68,7 +81,11 @@ test('what the agent composes, guest-init resolves: Pod command/args, env expans
 });
 
 test('without command and args the image runs as built; a user override and workingDir win', () => {
-  const config = composeLaunchConfig('web', { user: '0:0', workingDir: '/srv', hostname: 'front', tty: true, terminationGracePeriodSeconds: 30 }, { ...nginx, Entrypoint: null, Cmd: ['nginx'] });
+  const config = composeLaunchConfig(
+    'web',
+    { user: '0:0', workingDir: '/srv', hostname: 'front', tty: true, terminationGracePeriodSeconds: 30 },
+    { ...nginx, Entrypoint: null, Cmd: ['nginx'] },
+  );
   const r = plan(serializeLaunchConfig(config), imageRoot());
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(r.out.argv, ['/usr/sbin/nginx']);
@@ -79,7 +96,8 @@ test('without command and args the image runs as built; a user override and work
 
 test('guest-init reports what it cannot run, naming it', () => {
   const root = imageRoot();
-  const compose = (image: typeof nginx) => serializeLaunchConfig(composeLaunchConfig('web', { tty: false, terminationGracePeriodSeconds: 30 }, image));
+  const compose = (image: typeof nginx) =>
+    serializeLaunchConfig(composeLaunchConfig('web', { tty: false, terminationGracePeriodSeconds: 30 }, image));
   let r = plan(compose({ ...nginx, Entrypoint: ['not-executable'] }), root);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /"not-executable": executable file not found in PATH/);
@@ -93,9 +111,18 @@ test('guest-init reports what it cannot run, naming it', () => {
 
 test('the agent refuses what guest-init would, with the Guest field named', () => {
   const base = { tty: false, terminationGracePeriodSeconds: 30 };
-  assert.throws(() => composeLaunchConfig('g', { ...base, args: ['a\0b'] }, {}), (e: unknown) => e instanceof LaunchConfigError && e.message === 'spec.args[0]: contains a NUL character');
-  assert.throws(() => composeLaunchConfig('g', { ...base, env: [{ name: 'A=B' }] }, {}), /spec\.env\[0\]\.name: "A=B" is not a variable name/);
+  assert.throws(
+    () => composeLaunchConfig('g', { ...base, args: ['a\0b'] }, {}),
+    (e: unknown) => e instanceof LaunchConfigError && e.message === 'spec.args[0]: contains a NUL character',
+  );
+  assert.throws(
+    () => composeLaunchConfig('g', { ...base, env: [{ name: 'A=B' }] }, {}),
+    /spec\.env\[0\]\.name: "A=B" is not a variable name/,
+  );
   assert.throws(() => composeLaunchConfig('g', { ...base, workingDir: 'srv' }, {}), /spec\.workingDir: "srv" is not an absolute path/);
   assert.throws(() => composeLaunchConfig('g', base, { Cmd: ['x\0'] }), /image\.Cmd\[0\]: contains a NUL character/);
-  assert.throws(() => serializeLaunchConfig(composeLaunchConfig('g', base, { Env: ['X=' + 'y'.repeat(1 << 20)] })), /launch\.json: \d+ bytes, more than 1048576/);
+  assert.throws(
+    () => serializeLaunchConfig(composeLaunchConfig('g', base, { Env: ['X=' + 'y'.repeat(1 << 20)] })),
+    /launch\.json: \d+ bytes, more than 1048576/,
+  );
 });

@@ -19,7 +19,14 @@ export interface LaunchConfigV1 {
   version: 1;
   hostname: string;
   image: { entrypoint: string[]; cmd: string[]; env: string[]; workingDir: string; user: string };
-  process: { command?: string[]; args?: string[]; env: { name: string; value: string }[]; workingDir?: string; user?: string; tty: boolean };
+  process: {
+    command?: string[];
+    args?: string[];
+    env: { name: string; value: string }[];
+    workingDir?: string;
+    user?: string;
+    tty: boolean;
+  };
   network?: GuestNetworkConfig;
   shutdownGraceSeconds: number;
 }
@@ -60,9 +67,11 @@ export function composeLaunchConfig(
 ): LaunchConfigV1 {
   const hostname = spec.hostname ?? name;
   if (Buffer.byteLength(hostname) > 64) throw new LaunchConfigError('spec.hostname', 'longer than 64 bytes');
-  if (spec.workingDir !== undefined && !spec.workingDir.startsWith('/')) throw new LaunchConfigError('spec.workingDir', `${JSON.stringify(spec.workingDir)} is not an absolute path`);
+  if (spec.workingDir !== undefined && !spec.workingDir.startsWith('/'))
+    throw new LaunchConfigError('spec.workingDir', `${JSON.stringify(spec.workingDir)} is not an absolute path`);
   const env = (spec.env ?? []).map((e, i) => {
-    if (e.name === '' || e.name.includes('=')) throw new LaunchConfigError(`spec.env[${i}].name`, `${JSON.stringify(e.name)} is not a variable name`);
+    if (e.name === '' || e.name.includes('='))
+      throw new LaunchConfigError(`spec.env[${i}].name`, `${JSON.stringify(e.name)} is not a variable name`);
     return { name: checkString(`spec.env[${i}].name`, e.name), value: checkString(`spec.env[${i}].value`, e.value ?? '') };
   });
   const config: LaunchConfigV1 = {
@@ -92,6 +101,7 @@ export function composeLaunchConfig(
 /** The bytes of `launch.json`; over the size guest-init accepts is an error here, not in the guest. */
 export function serializeLaunchConfig(config: LaunchConfigV1): Buffer {
   const bytes = Buffer.from(JSON.stringify(config) + '\n');
-  if (bytes.length > LAUNCH_CONFIG_MAX_BYTES) throw new LaunchConfigError('launch.json', `${bytes.length} bytes, more than ${LAUNCH_CONFIG_MAX_BYTES}`);
+  if (bytes.length > LAUNCH_CONFIG_MAX_BYTES)
+    throw new LaunchConfigError('launch.json', `${bytes.length} bytes, more than ${LAUNCH_CONFIG_MAX_BYTES}`);
   return bytes;
 }

@@ -22,7 +22,11 @@ const loops: string[] = [];
 let imageFile = '';
 
 before(() => {
-  execFileSync('/usr/bin/cargo', ['build', '--offline', '--quiet'], { cwd: crate, env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` }, stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync('/usr/bin/cargo', ['build', '--offline', '--quiet'], {
+    cwd: crate,
+    env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip']);
   // The initrd: only /init.
   mkdirSync(join(work, 'initrd'));
@@ -39,7 +43,20 @@ function disks(name: string, image: OciImageConfig, spec: GuestSpecPart, network
   const imageLoop = attachLoop(imageFile).path;
   const configLoop = attachLoop(config).path;
   loops.push(imageLoop, configLoop);
-  return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', join(work, 'initrd'), '/init', '--image', imageLoop, '--config', configLoop];
+  return [
+    '--pid',
+    '--mount',
+    '--uts',
+    '--fork',
+    '--kill-child',
+    'chroot',
+    join(work, 'initrd'),
+    '/init',
+    '--image',
+    imageLoop,
+    '--config',
+    configLoop,
+  ];
 }
 
 /** unshare --fork: the namespace's PID 1 is unshare's only child (waited for briefly as it starts). */
@@ -57,7 +74,14 @@ async function namespaceInit(unsharePid: number): Promise<number> {
 }
 
 /** Boot in a network namespace of its own, joined to this host by a veth pair whose guest end is eth0. */
-async function bootWithVeth(name: string, image: OciImageConfig, spec: GuestSpecPart, network: GuestNetworkConfig, hostAddress: string, onReady?: (init: number) => void): Promise<string> {
+async function bootWithVeth(
+  name: string,
+  image: OciImageConfig,
+  spec: GuestSpecPart,
+  network: GuestNetworkConfig,
+  hostAddress: string,
+  onReady?: (init: number) => void,
+): Promise<string> {
   const args = disks(name, image, spec, network);
   const child = spawn('unshare', ['--net', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -124,7 +148,18 @@ async function bootAndStop(name: string, image: OciImageConfig, spec: GuestSpecP
 const base = { tty: false, terminationGracePeriodSeconds: 5 };
 
 test('runs the image as its user, with the Guest env and hostname, and reports the exit code', () => {
-  const r = boot('exit7', { Cmd: ['sh', '-c', 'id; echo "greeting=$GREETING home=$HOME"; hostname; cat /etc/hostname; echo written > /home/app/f && cat /home/app/f; exit 7'], User: 'app' }, { ...base, env: [{ name: 'GREETING', value: 'hello' }] });
+  const r = boot(
+    'exit7',
+    {
+      Cmd: [
+        'sh',
+        '-c',
+        'id; echo "greeting=$GREETING home=$HOME"; hostname; cat /etc/hostname; echo written > /home/app/f && cat /home/app/f; exit 7',
+      ],
+      User: 'app',
+    },
+    { ...base, env: [{ name: 'GREETING', value: 'hello' }] },
+  );
   assert.match(r.stdout, /uid=1000\(app\) gid=1000\(app\) groups=(50\(staff\),1000\(app\)|1000\(app\),50\(staff\))$/m, r.stdout);
   assert.match(r.stdout, /greeting=hello home=\/home\/app/);
   assert.match(r.stdout, /^exit7$/m);
@@ -133,7 +168,11 @@ test('runs the image as its user, with the Guest env and hostname, and reports t
 });
 
 test('without a TTY the process reads nothing; cgroup2 is mounted', () => {
-  const r = boot('stdin', { Cmd: ['sh', '-c', 'read line; echo "read=[$line] rc=$?"; cat /proc/self/mountinfo | grep -c " /sys/fs/cgroup .* cgroup2 "'] }, base);
+  const r = boot(
+    'stdin',
+    { Cmd: ['sh', '-c', 'read line; echo "read=[$line] rc=$?"; cat /proc/self/mountinfo | grep -c " /sys/fs/cgroup .* cgroup2 "'] },
+    base,
+  );
   assert.match(r.stdout, /read=\[\] rc=1/, r.stdout);
   assert.match(r.stdout, /^1$/m, 'cgroup2 at /sys/fs/cgroup');
 });
@@ -159,13 +198,21 @@ test('init failures are reported with their reason', () => {
 });
 
 test('a shutdown request reaches the process as SIGTERM', async () => {
-  const out = await bootAndStop('term', { Cmd: ['sh', '-c', 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 1; done'] }, { ...base, terminationGracePeriodSeconds: 20 });
+  const out = await bootAndStop(
+    'term',
+    { Cmd: ['sh', '-c', 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 1; done'] },
+    { ...base, terminationGracePeriodSeconds: 20 },
+  );
   assert.match(out, /got-term/, out);
   assert.match(out, /KRATA-EXIT \{"exitCode":0\}/);
 });
 
 test('a process that ignores SIGTERM is killed when the grace period ends', async () => {
-  const out = await bootAndStop('stubborn', { Cmd: ['sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 1; done'] }, { ...base, terminationGracePeriodSeconds: 1 });
+  const out = await bootAndStop(
+    'stubborn',
+    { Cmd: ['sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 1; done'] },
+    { ...base, terminationGracePeriodSeconds: 1 },
+  );
   // Without the SIGKILL the test's own 60 s timer would end unshare and no KRATA-EXIT would appear.
   assert.match(out, /KRATA-EXIT \{"signal":9\}/, out);
 });
@@ -173,11 +220,20 @@ test('a process that ignores SIGTERM is killed when the grace period ends', asyn
 test('the network: eth0 up with IPv4 and IPv6 addresses and routes (rtnetlink), resolv.conf, the host reachable', async () => {
   const out = await bootWithVeth(
     'net',
-    { Cmd: ['sh', '-c', 'ping -c1 -W5 10.99.5.1 >/dev/null && echo PING-OK; ip -o addr show dev eth0; ip route; ip -6 route; cat /etc/resolv.conf'] },
+    {
+      Cmd: [
+        'sh',
+        '-c',
+        'ping -c1 -W5 10.99.5.1 >/dev/null && echo PING-OK; ip -o addr show dev eth0; ip route; ip -6 route; cat /etc/resolv.conf',
+      ],
+    },
     base,
     {
       interfaces: [{ name: 'eth0', addresses: ['10.99.5.2/24', 'fd99:5::2/64'], mtu: 1400 }],
-      routes: [{ to: 'default', via: '10.99.5.1' }, { to: 'default', via: 'fd99:5::1' }],
+      routes: [
+        { to: 'default', via: '10.99.5.1' },
+        { to: 'default', via: 'fd99:5::1' },
+      ],
       nameservers: ['10.99.5.53'],
       searches: ['svc.krata.local'],
     },
@@ -195,7 +251,18 @@ test('the network: eth0 up with IPv4 and IPv6 addresses and routes (rtnetlink), 
 test('a network that cannot be configured is an init failure with the reason', async () => {
   const r = boot('nonet', { Cmd: ['id'] }, base);
   assert.match(r.stdout, /KRATA-EXIT/, 'without a network section nothing is configured');
-  const out = await bootWithVeth('badroute', { Cmd: ['id'] }, base, { interfaces: [{ name: 'eth0', addresses: ['10.99.6.2/24'] }], routes: [{ to: 'default', via: '10.50.0.1' }], nameservers: [], searches: [] }, '10.99.6.1/24');
+  const out = await bootWithVeth(
+    'badroute',
+    { Cmd: ['id'] },
+    base,
+    {
+      interfaces: [{ name: 'eth0', addresses: ['10.99.6.2/24'] }],
+      routes: [{ to: 'default', via: '10.50.0.1' }],
+      nameservers: [],
+      searches: [],
+    },
+    '10.99.6.1/24',
+  );
   assert.match(out, /KRATA-INIT-ERROR add route to 0\.0\.0\.0\/0 via 10\.50\.0\.1: Network is unreachable/, out);
 });
 
@@ -212,7 +279,14 @@ test('offloads off on an interface that asks for it (a userspace network on the 
   assert.match(out, /KRATA-EXIT \{"exitCode":0\}/, out);
   // Per feature, not per group: a newer host kernel lists segmentation kinds (AccECN) that the
   // legacy ioctls, and a guest's 6.1 kernel, do not know.
-  for (const f of ['tx-checksumming', 'scatter-gather', 'tx-tcp-segmentation', 'tx-tcp6-segmentation', 'generic-segmentation-offload', 'generic-receive-offload']) {
+  for (const f of [
+    'tx-checksumming',
+    'scatter-gather',
+    'tx-tcp-segmentation',
+    'tx-tcp6-segmentation',
+    'generic-segmentation-offload',
+    'generic-receive-offload',
+  ]) {
     assert.match(features, new RegExp(`^\\s*${f}: off`, 'm'), features);
   }
 });

@@ -20,7 +20,20 @@ test("Debian's kernel boots guest-init from krata's initrd; the image's process 
   const initrd = guestInitrd(join(work, 'initrd.cpio'), buildGuestInit('debug'), modules);
   const image = busyboxImage(work, ['sh', 'id', 'echo']);
   // tty: true, so the console (ttyS0 here, hvc0 under Xen) is the process's controlling terminal.
-  const config = configDisk(work, 'qemu', { Cmd: ['sh', '-c', 'id; echo "GREETING=$GREETING TERM=$TERM"; [ -t 0 ] && echo stdin-is-a-tty; read -r pid comm ' + 'state ppid pgrp session tty rest < /proc/self/stat; echo "controlling-tty=$tty"; exit 42'], User: 'app' }, { env: [{ name: 'GREETING', value: 'hi-from-qemu' }], tty: true, terminationGracePeriodSeconds: 5 });
+  const config = configDisk(
+    work,
+    'qemu',
+    {
+      Cmd: [
+        'sh',
+        '-c',
+        'id; echo "GREETING=$GREETING TERM=$TERM"; [ -t 0 ] && echo stdin-is-a-tty; read -r pid comm ' +
+          'state ppid pgrp session tty rest < /proc/self/stat; echo "controlling-tty=$tty"; exit 42',
+      ],
+      User: 'app',
+    },
+    { env: [{ name: 'GREETING', value: 'hi-from-qemu' }], tty: true, terminationGracePeriodSeconds: 5 },
+  );
   const { serial, exited } = bootUnderQemu(vmlinuz, initrd, [image, config], 'krata.image=/dev/vda krata.config=/dev/vdb');
   assert.ok(exited, `QEMU did not exit by itself (the guest did not power off):\n${serial.slice(-3000)}`);
   assert.match(serial, /uid=1000\(app\) gid=1000\(app\)/, serial.slice(-3000));

@@ -52,6 +52,7 @@ export function killGroup(child: ChildProcess): void {
 export function boundHit(cmd: string, signal: NodeJS.Signals | null, bounds: ChildBounds): string | undefined {
   const cpu = bounds.cpuSeconds ?? DEFAULT_CHILD_BOUNDS.cpuSeconds;
   if (signal === 'SIGXCPU') return `${cmd} used up its CPU limit of ${cpu} s (RLIMIT_CPU) and was stopped`;
-  if (signal === 'SIGKILL') return `${cmd} was killed (SIGKILL: the hard CPU limit of ${cpu + HARD_MARGIN_S} s, or the kernel's OOM killer)`;
+  if (signal === 'SIGKILL')
+    return `${cmd} was killed (SIGKILL: the hard CPU limit of ${cpu + HARD_MARGIN_S} s, or the kernel's OOM killer)`;
   return signal ? `${cmd} was killed by ${signal}` : undefined;
 }

@@ -17,7 +17,9 @@ test('one writer at a time: a second lock is refused with the holder named, and 
   assert.throws(
     () => lockImageCache(root, 'writer two'),
     (e: unknown) =>
-      e instanceof CacheLocked && e.holder?.pid === process.pid && e.message === `the image cache ${root} is in use by writer one (pid ${process.pid})`,
+      e instanceof CacheLocked &&
+      e.holder?.pid === process.pid &&
+      e.message === `the image cache ${root} is in use by writer one (pid ${process.pid})`,
   );
   first.release();
   const second = lockImageCache(root, 'writer two');

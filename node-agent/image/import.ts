@@ -6,7 +6,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, mkdirSync, openSync, readFileSync, closeSync, writeSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { LIMITS, ManifestError, MediaType, documentKind, parseImageConfig, parseIndex, parseJson, parseManifest, type Descriptor, type ImageManifest } from '../../lib/oci/manifest.js';
+import {
+  LIMITS,
+  ManifestError,
+  MediaType,
+  documentKind,
+  parseImageConfig,
+  parseIndex,
+  parseJson,
+  parseManifest,
+  type Descriptor,
+  type ImageManifest,
+} from '../../lib/oci/manifest.js';
 import { hostPlatform, selectManifest, type Platform } from '../../lib/oci/platform.js';
 import { formatReference, parseDigest, parseReference } from '../../lib/oci/reference.js';
 import type { ImageStore, PullOptions } from './store.js';
@@ -49,7 +60,8 @@ async function unpackArchive(chunks: AsyncIterable<Buffer>, archive: string, dir
         }
         if (h.type === 'symlink' || h.type === 'hardlink') {
           // docker save links duplicate layers ("../<id>/layer.tar"); resolve inside the archive only.
-          const target = h.type === 'hardlink' ? h.linkname! : normalizeTarPath(join(dirname(h.path), h.linkname!), `${archive}: ${h.path}`);
+          const target =
+            h.type === 'hardlink' ? h.linkname! : normalizeTarPath(join(dirname(h.path), h.linkname!), `${archive}: ${h.path}`);
           links.push([h.path, target]);
           return false;
         }
@@ -77,7 +89,8 @@ async function unpackArchive(chunks: AsyncIterable<Buffer>, archive: string, dir
   }
   for (const [link, target] of links) {
     const from = join(dir, target);
-    if (!existsSync(from) || !lstatSync(from).isFile()) throw new TarFormatError(`${archive}: ${link} links to ${target}, which is not a file in the archive`);
+    if (!existsSync(from) || !lstatSync(from).isFile())
+      throw new TarFormatError(`${archive}: ${link} links to ${target}, which is not a file in the archive`);
     mkdirSync(join(dir, dirname(link)), { recursive: true });
     // A copy by hard link inside our own work directory.
     (await import('node:fs')).linkSync(from, join(dir, link));
@@ -97,13 +110,15 @@ async function fromOciLayout(dir: string, opts: ImportOptions): Promise<Found> {
   const verified = async (d: Descriptor, what: string): Promise<Buffer> => {
     const bytes = readSmall(blob(d), LIMITS.manifestBytes, what);
     const got = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    if (got !== d.digest || bytes.length !== d.size) throw new ManifestError(`${what}: blob ${d.digest} does not match its digest (got ${got}): refused`);
+    if (got !== d.digest || bytes.length !== d.size)
+      throw new ManifestError(`${what}: blob ${d.digest} does not match its digest (got ${got}): refused`);
     return bytes;
   };
   const indexFile = join(dir, 'index.json');
   let index = parseIndex(parseJson(readSmall(indexFile, LIMITS.manifestBytes, 'OCI layout'), indexFile), indexFile);
   let names = index.manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).filter((n): n is string => !!n);
-  let desc = index.manifests.length === 1 ? index.manifests[0]! : selectManifest(index.manifests, opts.platform ?? hostPlatform(), indexFile);
+  let desc =
+    index.manifests.length === 1 ? index.manifests[0]! : selectManifest(index.manifests, opts.platform ?? hostPlatform(), indexFile);
   for (let depth = 0; ; depth++) {
     const bytes = await verified(desc, `${dir}: manifest ${desc.digest}`);
     const doc = parseJson(bytes, `${dir}: manifest ${desc.digest}`);
@@ -123,12 +138,14 @@ async function fromDockerSave(dir: string, archive: string): Promise<Found> {
   if (list.length > 1) throw new ManifestError(`${archive}: manifest.json holds ${list.length} images; import them one at a time`);
   const entry = list[0] as { Config?: unknown; RepoTags?: unknown; Layers?: unknown };
   if (typeof entry.Config !== 'string') throw new ManifestError(`${archive}: manifest.json[0].Config: expected a string`);
-  if (!Array.isArray(entry.Layers) || entry.Layers.some((l) => typeof l !== 'string')) throw new ManifestError(`${archive}: manifest.json[0].Layers: expected a list of strings`);
+  if (!Array.isArray(entry.Layers) || entry.Layers.some((l) => typeof l !== 'string'))
+    throw new ManifestError(`${archive}: manifest.json[0].Layers: expected a list of strings`);
   const configPath = join(dir, normalizeTarPath(entry.Config, `${archive}: manifest.json[0].Config`));
   const configBytes = readSmall(configPath, LIMITS.configBytes, `${archive}: config`);
   const configDigest = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
   // The config is named by its digest; a mismatch means the archive was altered.
-  if (!basename(entry.Config).includes(parseDigest(configDigest).hex)) throw new ManifestError(`${archive}: config ${entry.Config} does not match its digest ${configDigest}: refused`);
+  if (!basename(entry.Config).includes(parseDigest(configDigest).hex))
+    throw new ManifestError(`${archive}: config ${entry.Config} does not match its digest ${configDigest}: refused`);
   const layers: Descriptor[] = [];
   const files = new Map<string, string>();
   for (const [i, l] of (entry.Layers as string[]).entries()) {
@@ -138,7 +155,11 @@ async function fromDockerSave(dir: string, archive: string): Promise<Found> {
     files.set(digest, file);
     layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: statSync(file).size });
   }
-  const manifest: ImageManifest = { mediaType: MediaType.ociManifest, config: { mediaType: MediaType.ociConfig, digest: configDigest, size: configBytes.length }, layers };
+  const manifest: ImageManifest = {
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: MediaType.ociConfig, digest: configDigest, size: configBytes.length },
+    layers,
+  };
   const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: manifest.mediaType, config: manifest.config, layers }));
   const names = Array.isArray(entry.RepoTags) ? entry.RepoTags.filter((t): t is string => typeof t === 'string') : [];
   return {
@@ -180,17 +201,31 @@ async function importFrom(store: ImageStore, path: string, opts: ImportOptions, 
     if (existsSync(join(dir, 'oci-layout')) && existsSync(join(dir, 'index.json'))) found = await fromOciLayout(dir, opts);
     else if (existsSync(join(dir, 'manifest.json'))) found = await fromDockerSave(dir, path);
     else throw new ManifestError(`${path}: neither an OCI image layout (oci-layout, index.json) nor a docker save archive (manifest.json)`);
-    const name = opts.name ?? found.names.map(nameOf).find((n) => n) ?? `import/${basename(path).replace(/[^a-z0-9._-]/gi, '').toLowerCase() || 'image'}@${found.digest}`;
+    const name =
+      opts.name ??
+      found.names.map(nameOf).find((n) => n) ??
+      `import/${
+        basename(path)
+          .replace(/[^a-z0-9._-]/gi, '')
+          .toLowerCase() || 'image'
+      }@${found.digest}`;
     const ref = formatReference(parseReference(name));
     const known = store.get(found.digest);
     if (known) return store.touch(known, ref, opts);
-    opts.onEvent?.({ kind: 'resolved', ref, digest: found.digest, layers: found.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })) });
+    opts.onEvent?.({
+      kind: 'resolved',
+      ref,
+      digest: found.digest,
+      layers: found.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })),
+    });
     return await store.shared(found.digest, ref, opts, async (jobDir) => {
       const configFile = found.blob(found.manifest.config);
       const configBytes = readSmall(configFile, LIMITS.configBytes, `${path}: config`);
-      if (`sha256:${createHash('sha256').update(configBytes).digest('hex')}` !== found.manifest.config.digest) throw new ManifestError(`${path}: config does not match its digest ${found.manifest.config.digest}: refused`);
+      if (`sha256:${createHash('sha256').update(configBytes).digest('hex')}` !== found.manifest.config.digest)
+        throw new ManifestError(`${path}: config does not match its digest ${found.manifest.config.digest}: refused`);
       const config = parseImageConfig(configBytes, `${path}: config ${found.manifest.config.digest}`);
-      if (config.diffIds.length !== found.manifest.layers.length) throw new ManifestError(`${path}: the config lists ${config.diffIds.length} layers, the manifest ${found.manifest.layers.length}`);
+      if (config.diffIds.length !== found.manifest.layers.length)
+        throw new ManifestError(`${path}: the config lists ${config.diffIds.length} layers, the manifest ${found.manifest.layers.length}`);
       const layers = [];
       for (const [i, l] of found.manifest.layers.entries()) {
         const file = found.blob(l);
@@ -200,7 +235,12 @@ async function importFrom(store: ImageStore, path: string, opts: ImportOptions, 
         opts.onEvent?.({ kind: 'downloaded', layer: l.digest });
         layers.push({ file, digest: l.digest, diffId: config.diffIds[i] });
       }
-      await store.pack(layers, jobDir, opts, found.manifest.layers.map((l) => l.size));
+      await store.pack(
+        layers,
+        jobDir,
+        opts,
+        found.manifest.layers.map((l) => l.size),
+      );
       return { config, source: 'import' };
     });
   } finally {

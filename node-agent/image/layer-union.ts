@@ -37,7 +37,14 @@ export interface UnionLimits {
   maxOverheadBytes: number;
 }
 
-export const DEFAULT_UNION_LIMITS: UnionLimits = { maxEntries: 1_000_000, maxDirEntries: 16_384, maxPathBytes: 256 * 2 ** 20, maxFileBytes: 32 * 2 ** 30, maxTotalBytes: 64 * 2 ** 30, maxOverheadBytes: 4 * 2 ** 30 };
+export const DEFAULT_UNION_LIMITS: UnionLimits = {
+  maxEntries: 1_000_000,
+  maxDirEntries: 16_384,
+  maxPathBytes: 256 * 2 ** 20,
+  maxFileBytes: 32 * 2 ** 30,
+  maxTotalBytes: 64 * 2 ** 30,
+  maxOverheadBytes: 4 * 2 ** 30,
+};
 
 interface PendingLink {
   /** Hardlink entries (visible in the result) waiting for their target's content, in order. */
@@ -72,7 +79,10 @@ export class LayerUnion {
   /** The layer being read, for errors raised while writing (`layer i/n (digest)`). */
   private source = '';
 
-  constructor(private readonly out: (chunk: Buffer) => void, private readonly limits: UnionLimits = DEFAULT_UNION_LIMITS) {}
+  constructor(
+    private readonly out: (chunk: Buffer) => void,
+    private readonly limits: UnionLimits = DEFAULT_UNION_LIMITS,
+  ) {}
 
   /** A TarSink for layer `index` (top layer first, each layer once, in descending order). */
   layer(index: number, source: string): TarSink & { finish(): void } {
@@ -91,10 +101,15 @@ export class LayerUnion {
       if (!prev) current.set(path, u);
       else if (prev.kind === 'dir' && u.kind === 'dir') prev.opaque ||= u.opaque;
       // A whiteout and a directory of one name in one layer: the directory replaces the lower one.
-      else if ((prev.kind === 'whiteout' && u.kind === 'dir') || (prev.kind === 'dir' && u.kind === 'whiteout')) current.set(path, opaqueDir());
+      else if ((prev.kind === 'whiteout' && u.kind === 'dir') || (prev.kind === 'dir' && u.kind === 'whiteout'))
+        current.set(path, opaqueDir());
       else if (prev.kind === 'whiteout') current.set(path, u);
-      else if (u.kind === 'whiteout') return; // a whiteout only acts on lower layers
-      else throw new TarFormatError(`${where(path)}: appears twice in the layer${prev.kind !== u.kind ? ' as a directory and a non-directory' : ''}`);
+      else if (u.kind === 'whiteout')
+        return; // a whiteout only acts on lower layers
+      else
+        throw new TarFormatError(
+          `${where(path)}: appears twice in the layer${prev.kind !== u.kind ? ' as a directory and a non-directory' : ''}`,
+        );
     }
 
     /** Is `path` of this layer hidden by the layers above? */
@@ -109,20 +124,27 @@ export class LayerUnion {
     function checkParents(path: string): void {
       for (const p of parentsOf(path)) {
         const c = current.get(p);
-        if (c?.kind === 'other') throw new TarFormatError(`${where(path)}: its parent ${JSON.stringify(p)} is ${c.symlink ? 'a symlink' : 'not a directory'} in the same layer`);
+        if (c?.kind === 'other')
+          throw new TarFormatError(
+            `${where(path)}: its parent ${JSON.stringify(p)} is ${c.symlink ? 'a symlink' : 'not a directory'} in the same layer`,
+          );
         if (c?.kind === 'whiteout') current.set(p, opaqueDir()); // deleted and re-created below
       }
     }
 
     return {
       entry(h: TarHeader): boolean {
-        if (++union.entries > union.limits.maxEntries) throw new TarFormatError(`${where(h.path)}: the image has more than ${union.limits.maxEntries} entries`);
+        if (++union.entries > union.limits.maxEntries)
+          throw new TarFormatError(`${where(h.path)}: the image has more than ${union.limits.maxEntries} entries`);
         union.pathBytes += Buffer.byteLength(h.path) + (h.type === 'hardlink' ? Buffer.byteLength(h.linkname ?? '') : 0);
-        if (union.pathBytes > union.limits.maxPathBytes) throw new TarFormatError(`${where(h.path)}: the image's paths exceed ${union.limits.maxPathBytes} bytes in all`);
+        if (union.pathBytes > union.limits.maxPathBytes)
+          throw new TarFormatError(`${where(h.path)}: the image's paths exceed ${union.limits.maxPathBytes} bytes in all`);
         if (h.type === 'file') {
-          if (h.size > union.limits.maxFileBytes) throw new TarFormatError(`${where(h.path)}: file of ${h.size} bytes exceeds the ${union.limits.maxFileBytes}-byte limit`);
+          if (h.size > union.limits.maxFileBytes)
+            throw new TarFormatError(`${where(h.path)}: file of ${h.size} bytes exceeds the ${union.limits.maxFileBytes}-byte limit`);
           union.totalBytes += h.size;
-          if (union.totalBytes > union.limits.maxTotalBytes) throw new TarFormatError(`${where(h.path)}: the image's content exceeds ${union.limits.maxTotalBytes} bytes`);
+          if (union.totalBytes > union.limits.maxTotalBytes)
+            throw new TarFormatError(`${where(h.path)}: the image's content exceeds ${union.limits.maxTotalBytes} bytes`);
         }
         writing = false;
         const slash = h.path.lastIndexOf('/');
@@ -141,7 +163,10 @@ export class LayerUnion {
           if (name === '' || name === '.' || name === '..') throw new TarFormatError(`${where(h.path)}: invalid whiteout`);
           const target = dir ? `${dir}/${name}` : name;
           const p = union.pending.get(target);
-          if (p && p.layer > index) throw new TarFormatError(`${source}: hardlink ${JSON.stringify(p.links[0])} points to ${JSON.stringify(target)}, which a lower layer deletes`);
+          if (p && p.layer > index)
+            throw new TarFormatError(
+              `${source}: hardlink ${JSON.stringify(p.links[0])} points to ${JSON.stringify(target)}, which a lower layer deletes`,
+            );
           note(target, { kind: 'whiteout', opaque: false, symlink: false });
           return false;
         }
@@ -152,7 +177,10 @@ export class LayerUnion {
         if (pend && pend.layer > index) {
           // The nearest version of a hardlink target from a layer above.
           union.pending.delete(h.path);
-          if (h.type !== 'file') throw new TarFormatError(`${source}: hardlink ${JSON.stringify(pend.links[0])} points to ${JSON.stringify(h.path)}, which is a ${h.type} here`);
+          if (h.type !== 'file')
+            throw new TarFormatError(
+              `${source}: hardlink ${JSON.stringify(pend.links[0])} points to ${JSON.stringify(h.path)}, which is a ${h.type} here`,
+            );
           if (!isHidden) for (const l of pend.links) union.finalLinks.push([l, h.path]);
           else {
             const [first, ...rest] = pend.links as [string, ...string[]];
@@ -168,7 +196,10 @@ export class LayerUnion {
         }
         // Layers above put entries under this path without defining it: they used it as a directory.
         if (!isDir && union.neededDirs.has(h.path)) {
-          throw new TarFormatError(`${where(h.path)}: is a ${h.type} here, but a layer above puts entries under ` + `it (a ${h.type === 'symlink' ? 'symlink' : 'non-directory'} used as a parent)`);
+          throw new TarFormatError(
+            `${where(h.path)}: is a ${h.type} here, but a layer above puts entries under ` +
+              `it (a ${h.type === 'symlink' ? 'symlink' : 'non-directory'} used as a parent)`,
+          );
         }
         if (h.type === 'hardlink') {
           const target = h.linkname!;
@@ -191,7 +222,8 @@ export class LayerUnion {
             throw new TarFormatError(`${where(h.path)}: hardlink to ${JSON.stringify(target)}, which is not a regular file in this layer`);
           } else {
             const p = union.pending.get(target);
-            if (p && p.layer !== index) throw new TarFormatError(`${where(h.path)}: hardlink target ${JSON.stringify(target)} is ambiguous across layers`);
+            if (p && p.layer !== index)
+              throw new TarFormatError(`${where(h.path)}: hardlink target ${JSON.stringify(target)} is ambiguous across layers`);
             if (p) p.links.push(h.path);
             else union.pending.set(target, { links: [h.path], layer: index });
             union.defer(h.path);
@@ -239,7 +271,11 @@ export class LayerUnion {
     const dir = slash === -1 ? '' : path.slice(0, slash);
     const n = (this.dirEntries.get(dir) ?? 0) + 1;
     this.dirEntries.set(dir, n);
-    if (n > this.limits.maxDirEntries) throw new TarFormatError(`${this.source}: directory ${JSON.stringify(dir === '' ? '/' : dir)} has ` + `more than ${this.limits.maxDirEntries} entries (the limit per directory)`);
+    if (n > this.limits.maxDirEntries)
+      throw new TarFormatError(
+        `${this.source}: directory ${JSON.stringify(dir === '' ? '/' : dir)} has ` +
+          `more than ${this.limits.maxDirEntries} entries (the limit per directory)`,
+      );
   }
 
   private defer(path: string): void {

@@ -25,7 +25,11 @@ function layerFile(entries: E[] | Buffer, compression: 'gzip' | 'zstd' | 'none' 
   if (compression === 'gzip') data = gzipSync(tar);
   if (compression === 'zstd') data = execFileSync('zstd', ['-q', '-c'], { input: tar });
   writeFileSync(file, data);
-  return { file, digest: `sha256:${createHash('sha256').update(data).digest('hex')}`, diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
+  return {
+    file,
+    digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
+    diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}`,
+  };
 }
 
 async function pack(layers: PackLayer[]): Promise<string> {
@@ -62,18 +66,24 @@ test('whiteouts, opaque directories and replacement across three layers (gzip, z
     { path: 'var/gone/deep/file', data: txt('z') },
     { path: 'srv/was-dir/inner', data: txt('i') },
   ]);
-  const mid = layerFile([
-    { path: 'etc/.wh.a', data: txt('') },
-    { path: 'opt/d/', type: 'dir', mode: 0o700 },
-    { path: 'opt/d/.wh..wh..opq', data: txt('') },
-    { path: 'opt/d/z', data: txt('z-new') },
-    { path: 'var/.wh.gone', data: txt('') },
-    { path: 'srv/was-dir', data: txt('now a file') },
-  ], 'zstd');
-  const top = layerFile([
-    { path: 'usr/bin/tool', data: txt('new'), mode: 0o755 },
-    { path: 'var/gone/again', data: txt('back') },
-  ], 'none');
+  const mid = layerFile(
+    [
+      { path: 'etc/.wh.a', data: txt('') },
+      { path: 'opt/d/', type: 'dir', mode: 0o700 },
+      { path: 'opt/d/.wh..wh..opq', data: txt('') },
+      { path: 'opt/d/z', data: txt('z-new') },
+      { path: 'var/.wh.gone', data: txt('') },
+      { path: 'srv/was-dir', data: txt('now a file') },
+    ],
+    'zstd',
+  );
+  const top = layerFile(
+    [
+      { path: 'usr/bin/tool', data: txt('new'), mode: 0o755 },
+      { path: 'var/gone/again', data: txt('back') },
+    ],
+    'none',
+  );
   const sqfs = await pack([base, mid, top]);
   const dir = extract(sqfs);
   assert.equal(existsSync(join(dir, 'etc/a')), false, 'whiteout removes etc/a');
@@ -111,7 +121,7 @@ test('hardlinks: same layer, to a lower layer, to a target replaced above, to a 
   const dir = extract(await pack([l1, l2, l3]));
   const ino = (p: string) => statSync(join(dir, p)).ino;
   assert.equal(ino('bin/sh'), ino('bin/busybox'));
-  assert.equal(ino('bin/ls'), ino('bin/busybox'), 'a link to a lower layer\'s file');
+  assert.equal(ino('bin/ls'), ino('bin/busybox'), "a link to a lower layer's file");
   assert.equal(statSync(join(dir, 'bin/busybox')).nlink, 3);
   assert.equal(readFileSync(join(dir, 'lib/alias'), 'utf8'), 'original', 'the link keeps the content its target had in its layer');
   assert.equal(readFileSync(join(dir, 'lib/orig'), 'utf8'), 'replaced');
@@ -149,7 +159,11 @@ test('metadata: owners, modes, mtimes, symlinks, devices, fifos, xattrs, long na
   assert.equal(statSync(join(dir, 'home/app/run.sh')).mtimeMs, 1_700_000_000_000);
   assert.equal(readFileSync(join(dir, longName), 'utf8'), 'long');
   assert.equal(readlinkSync(join(dir, 'usr/bin/p')), 'ping');
-  const xattr = execFileSync('python3', ['-c', 'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], "security.capability"))', join(dir, 'usr/bin/ping')]);
+  const xattr = execFileSync('python3', [
+    '-c',
+    'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], "security.capability"))',
+    join(dir, 'usr/bin/ping'),
+  ]);
   assert.deepEqual(xattr, cap);
   // Directories only implied by paths get fixed attributes (reproducible), not the clock's.
   assert.equal(list.get('deep'), 'drwxr-xr-x 0/0');
@@ -158,7 +172,13 @@ test('metadata: owners, modes, mtimes, symlinks, devices, fifos, xattrs, long na
 });
 
 test('the same layers give byte-identical squashfs, also a second later', async () => {
-  const layers = [layerFile([{ path: 'a/b', data: Buffer.alloc(300_000, 7) }, { path: 'c', data: txt('c') }]), layerFile([{ path: 'a/d', data: txt('d') }])];
+  const layers = [
+    layerFile([
+      { path: 'a/b', data: Buffer.alloc(300_000, 7) },
+      { path: 'c', data: txt('c') },
+    ]),
+    layerFile([{ path: 'a/d', data: txt('d') }]),
+  ];
   const one = readFileSync(await pack(layers));
   await new Promise((r) => setTimeout(r, 1100));
   const two = readFileSync(await pack(layers));
@@ -176,20 +196,59 @@ async function packError(layers: PackLayer[]): Promise<string> {
 }
 
 test('hostile layers are refused with the layer and the entry named', async () => {
-  assert.match(await packError([layerFile([{ path: '../../etc/passwd', data: txt('x') }])]), /layer sha256:[0-9a-f]{64}: "\.\.\/\.\.\/etc\/passwd".*path traversal/);
-  assert.match(await packError([layerFile([{ path: 'a/../../b', data: txt('x') }])]), /path traversal/);
-  assert.match(await packError([layerFile([{ path: 'lib', type: 'symlink', linkname: '/usr/lib' }, { path: 'lib/evil', data: txt('x') }])]), /"lib\/evil".*parent "lib" is a symlink/);
   assert.match(
-    await packError([layerFile([{ path: 'etc', type: 'symlink', linkname: '/host/etc' }]), layerFile([{ path: 'etc/shadow', data: txt('x') }])]),
+    await packError([layerFile([{ path: '../../etc/passwd', data: txt('x') }])]),
+    /layer sha256:[0-9a-f]{64}: "\.\.\/\.\.\/etc\/passwd".*path traversal/,
+  );
+  assert.match(await packError([layerFile([{ path: 'a/../../b', data: txt('x') }])]), /path traversal/);
+  assert.match(
+    await packError([
+      layerFile([
+        { path: 'lib', type: 'symlink', linkname: '/usr/lib' },
+        { path: 'lib/evil', data: txt('x') },
+      ]),
+    ]),
+    /"lib\/evil".*parent "lib" is a symlink/,
+  );
+  assert.match(
+    await packError([
+      layerFile([{ path: 'etc', type: 'symlink', linkname: '/host/etc' }]),
+      layerFile([{ path: 'etc/shadow', data: txt('x') }]),
+    ]),
     /"etc": is a symlink here, but a layer above puts entries under it/,
   );
   assert.match(await packError([layerFile([{ path: 'f', data: Buffer.alloc(1001) }])]), /"f": file of 1001 bytes exceeds/);
-  assert.match(await packError([layerFile(Array.from({ length: 51 }, (_, i) => ({ path: `f${i}`, data: txt('') })))]), /more than 50 entries/);
-  assert.match(await packError([layerFile([{ path: 'x', data: txt('1') }, { path: 'x', data: txt('2') }])]), /"x": appears twice/);
-  assert.match(await packError([layerFile([{ path: 'l', type: 'hardlink', linkname: 'nowhere' }])]), /hardlink target "nowhere" is in no layer/);
-  assert.match(await packError([layerFile([{ path: 'd', type: 'dir' }, { path: 'l', type: 'hardlink', linkname: 'd' }])]), /hardlink to directory/);
+  assert.match(
+    await packError([layerFile(Array.from({ length: 51 }, (_, i) => ({ path: `f${i}`, data: txt('') })))]),
+    /more than 50 entries/,
+  );
+  assert.match(
+    await packError([
+      layerFile([
+        { path: 'x', data: txt('1') },
+        { path: 'x', data: txt('2') },
+      ]),
+    ]),
+    /"x": appears twice/,
+  );
+  assert.match(
+    await packError([layerFile([{ path: 'l', type: 'hardlink', linkname: 'nowhere' }])]),
+    /hardlink target "nowhere" is in no layer/,
+  );
+  assert.match(
+    await packError([
+      layerFile([
+        { path: 'd', type: 'dir' },
+        { path: 'l', type: 'hardlink', linkname: 'd' },
+      ]),
+    ]),
+    /hardlink to directory/,
+  );
   const good = layerFile([{ path: 'x', data: txt('x') }]);
-  assert.match(await packError([{ ...good, diffId: `sha256:${'0'.repeat(64)}` }]), /uncompressed content is sha256:[0-9a-f]{64}, but the image config says sha256:0000/);
+  assert.match(
+    await packError([{ ...good, diffId: `sha256:${'0'.repeat(64)}` }]),
+    /uncompressed content is sha256:[0-9a-f]{64}, but the image config says sha256:0000/,
+  );
   const tar = buildTar([{ path: 'x', data: Buffer.alloc(900, 1) }]);
   assert.match(await packError([layerFile(tar.subarray(0, 1024), 'none')]), /truncated inside entry "x"/);
   const corrupt = Buffer.from(tar);
@@ -203,26 +262,51 @@ function wideLayer(count: number, dir = 'd'): PackLayer {
   return layerFile(Array.from({ length: count }, (_, i) => ({ path: `${dir}/f${i}`, data: Buffer.alloc(0) })));
 }
 
-test('entries per directory are bounded (by default 16384), counted ' + 'in the result across layers, implied directories included', async () => {
-  const big = wideLayer(16_385, 'usr/lib');
-  const out = join(work, `wide-${++n}.sqfs`);
-  await assert.rejects(packLayers([big], out), (e: Error) => {
-    assert.match(e.message, new RegExp(`layer 1/1 \\(${big.digest}\\): directory "usr/lib" has more than 16384 entries \\(the limit per directory\\)`));
-    return true;
-  });
-  const limits = { maxDirEntries: 16 };
-  // Split over two layers, the merged directory is what mksquashfs sees.
-  const lower = layerFile(Array.from({ length: 9 }, (_, i) => ({ path: `d/a${i}`, data: txt('') })));
-  const upper = layerFile(Array.from({ length: 8 }, (_, i) => ({ path: `d/b${i}`, data: txt('') })));
-  await assert.rejects(packLayers([lower, upper], join(work, `wide-${++n}.sqfs`), { limits }), new RegExp(`layer 1/2 \\(${lower.digest}\\): directory "d" has more than 16`));
-  // Directories no layer defines count in their parent; the root is "/".
-  await assert.rejects(packLayers([layerFile(Array.from({ length: 17 }, (_, i) => ({ path: `p/x${i}/f`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), { limits }), /directory "p" has more than 16/);
-  await assert.rejects(packLayers([layerFile(Array.from({ length: 17 }, (_, i) => ({ path: `r${i}`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), { limits }), /directory "\/" has more than 16/);
-  // Entries replaced or whited out above do not count twice; exactly the limit packs.
-  const replaced = layerFile(Array.from({ length: 16 }, (_, i) => ({ path: `d/a${i}`, data: txt('new') })));
-  await packLayers([lower, replaced], join(work, `wide-${++n}.sqfs`), { limits: { maxDirEntries: 25 } });
-  await packLayers([layerFile(Array.from({ length: 16 }, (_, i) => ({ path: `d/a${i}`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), { limits });
-});
+test(
+  'entries per directory are bounded (by default 16384), counted ' + 'in the result across layers, implied directories included',
+  async () => {
+    const big = wideLayer(16_385, 'usr/lib');
+    const out = join(work, `wide-${++n}.sqfs`);
+    await assert.rejects(packLayers([big], out), (e: Error) => {
+      assert.match(
+        e.message,
+        new RegExp(`layer 1/1 \\(${big.digest}\\): directory "usr/lib" has more than 16384 entries \\(the limit per directory\\)`),
+      );
+      return true;
+    });
+    const limits = { maxDirEntries: 16 };
+    // Split over two layers, the merged directory is what mksquashfs sees.
+    const lower = layerFile(Array.from({ length: 9 }, (_, i) => ({ path: `d/a${i}`, data: txt('') })));
+    const upper = layerFile(Array.from({ length: 8 }, (_, i) => ({ path: `d/b${i}`, data: txt('') })));
+    await assert.rejects(
+      packLayers([lower, upper], join(work, `wide-${++n}.sqfs`), { limits }),
+      new RegExp(`layer 1/2 \\(${lower.digest}\\): directory "d" has more than 16`),
+    );
+    // Directories no layer defines count in their parent; the root is "/".
+    await assert.rejects(
+      packLayers(
+        [layerFile(Array.from({ length: 17 }, (_, i) => ({ path: `p/x${i}/f`, data: txt('') })))],
+        join(work, `wide-${++n}.sqfs`),
+        { limits },
+      ),
+      /directory "p" has more than 16/,
+    );
+    await assert.rejects(
+      packLayers([layerFile(Array.from({ length: 17 }, (_, i) => ({ path: `r${i}`, data: txt('') })))], join(work, `wide-${++n}.sqfs`), {
+        limits,
+      }),
+      /directory "\/" has more than 16/,
+    );
+    // Entries replaced or whited out above do not count twice; exactly the limit packs.
+    const replaced = layerFile(Array.from({ length: 16 }, (_, i) => ({ path: `d/a${i}`, data: txt('new') })));
+    await packLayers([lower, replaced], join(work, `wide-${++n}.sqfs`), { limits: { maxDirEntries: 25 } });
+    await packLayers(
+      [layerFile(Array.from({ length: 16 }, (_, i) => ({ path: `d/a${i}`, data: txt('') })))],
+      join(work, `wide-${++n}.sqfs`),
+      { limits },
+    );
+  },
+);
 
 test('the union keeps at most 256 MiB of paths by default: 4 KB paths are refused after about 65k entries, not at 1M', () => {
   let refused: Error | undefined;
@@ -246,7 +330,11 @@ test('the union keeps at most 256 MiB of paths by default: 4 KB paths are refuse
 /** The pid of the mksquashfs writing `out`, once it runs. */
 async function mksquashfsFor(out: string): Promise<number> {
   for (let i = 0; i < 500; i++) {
-    const pids = execFileSync('pgrep', ['-f', `mksquashfs - ${out} `], { encoding: 'utf8' }).toString().trim().split('\n').filter(Boolean);
+    const pids = execFileSync('pgrep', ['-f', `mksquashfs - ${out} `], { encoding: 'utf8' })
+      .toString()
+      .trim()
+      .split('\n')
+      .filter(Boolean);
     if (pids.length) return Number(pids[0]);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -269,7 +357,12 @@ test('a pack runs niced, and past its wall-clock limit mksquashfs is killed and 
   const packing = packLayers([layer], out, { timeoutMs: 400, limits: { maxDirEntries: 40_000 } });
   packing.catch(() => undefined);
   const pid = await mksquashfsFor(out);
-  assert.equal(execFileSync('ps', ['-o', 'ni=', '-p', String(pid)]).toString().trim(), '19');
+  assert.equal(
+    execFileSync('ps', ['-o', 'ni=', '-p', String(pid)])
+      .toString()
+      .trim(),
+    '19',
+  );
   await assert.rejects(packing, /packing took longer than the 0.4 s limit \(pack timeout\): mksquashfs was killed/);
   assert.equal(running(out), false, 'mksquashfs is gone');
 });
@@ -277,7 +370,10 @@ test('a pack runs niced, and past its wall-clock limit mksquashfs is killed and 
 test('a pack past its CPU limit is stopped by the kernel (RLIMIT_CPU), and the error says so', async () => {
   const out = join(work, `cpu-${++n}.sqfs`);
   // About 5 s of mksquashfs CPU: one directory of 32k entries.
-  await assert.rejects(packLayers([wideLayer(32_000)], out, { cpuSeconds: 1, limits: { maxDirEntries: 40_000 } }), /mksquashfs used up its CPU limit of 1 s \(RLIMIT_CPU\) and was stopped/);
+  await assert.rejects(
+    packLayers([wideLayer(32_000)], out, { cpuSeconds: 1, limits: { maxDirEntries: 40_000 } }),
+    /mksquashfs used up its CPU limit of 1 s \(RLIMIT_CPU\) and was stopped/,
+  );
   assert.equal(running(out), false);
 });
 
@@ -309,7 +405,10 @@ test('decompressed bytes that are not content are bounded: a small blob cannot b
   // 3 MiB of zeros after the end of the archive: a 3 KB gzip blob.
   const bomb = layerFile(Buffer.concat([tar, Buffer.alloc(3 * 2 ** 20)]));
   const out = join(work, `bomb-${++n}.sqfs`);
-  await assert.rejects(packLayers([bomb], out, { limits: { maxOverheadBytes: 2 ** 20 } }), new RegExp(`layer ${bomb.digest}: more than 1048576 bytes that are not file content`));
+  await assert.rejects(
+    packLayers([bomb], out, { limits: { maxOverheadBytes: 2 ** 20 } }),
+    new RegExp(`layer ${bomb.digest}: more than 1048576 bytes that are not file content`),
+  );
   // File content does not count: the same limit takes 100 KB of content and its headers.
   await packLayers([layerFile(tar)], join(work, `bomb-${++n}.sqfs`), { limits: { maxOverheadBytes: 8192 } });
 });

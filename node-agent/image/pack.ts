@@ -94,9 +94,20 @@ interface Volume {
   maxOverhead: number;
 }
 
-async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<void>, onBytes: (n: number) => void, bounds: ChildBounds, track: (s: Readable | undefined) => void, volume: Volume): Promise<void> {
+async function readLayer(
+  layer: PackLayer,
+  sink: TarSink,
+  flush: () => Promise<void>,
+  onBytes: (n: number) => void,
+  bounds: ChildBounds,
+  track: (s: Readable | undefined) => void,
+  volume: Volume,
+): Promise<void> {
   const source = `layer ${layer.digest}`;
-  const parser = new TarParser({ entry: (h) => ((volume.content += h.type === 'file' ? h.size : 0), sink.entry(h)), data: (c) => sink.data(c), end: () => sink.end() }, source);
+  const parser = new TarParser(
+    { entry: (h) => ((volume.content += h.type === 'file' ? h.size : 0), sink.entry(h)), data: (c) => sink.data(c), end: () => sink.end() },
+    source,
+  );
   const hash = createHash('sha256');
   const stream = await openDecompressed(layer.file, onBytes, bounds);
   track(stream);
@@ -106,7 +117,11 @@ async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<v
       parser.write(chunk);
       // Content is counted from the headers, before it arrives: this never overstates the rest.
       volume.raw += chunk.length;
-      if (volume.raw - volume.content > volume.maxOverhead) throw new TarFormatError(`${source}: more than ${volume.maxOverhead} bytes that are not file ` + `content (tar headers, records, padding, data after the end) in all layers`);
+      if (volume.raw - volume.content > volume.maxOverhead)
+        throw new TarFormatError(
+          `${source}: more than ${volume.maxOverhead} bytes that are not file ` +
+            `content (tar headers, records, padding, data after the end) in all layers`,
+        );
       await flush().catch((e: unknown) => {
         throw new SinkError(e);
       });
@@ -121,7 +136,8 @@ async function readLayer(layer: PackLayer, sink: TarSink, flush: () => Promise<v
   }
   parser.close();
   const diffId = `sha256:${hash.digest('hex')}`;
-  if (layer.diffId && layer.diffId !== diffId) throw new TarFormatError(`${source}: uncompressed content is ${diffId}, but the image config says ${layer.diffId}`);
+  if (layer.diffId && layer.diffId !== diffId)
+    throw new TarFormatError(`${source}: uncompressed content is ${diffId}, but the image config says ${layer.diffId}`);
 }
 
 /**
@@ -150,11 +166,14 @@ export async function packLayers(layers: PackLayer[], out: string, opts: PackOpt
   const track = (s: Readable | undefined) => (reading = s);
   const resume = () => {
     since = Date.now();
-    timer = setTimeout(() => {
-      timedOut = new Error(`packing took longer than the ${limitMs / 1000} s limit (pack timeout): mksquashfs was killed`);
-      reading?.destroy(timedOut);
-      void writer.abort(timedOut.message);
-    }, Math.max(leftMs, 0));
+    timer = setTimeout(
+      () => {
+        timedOut = new Error(`packing took longer than the ${limitMs / 1000} s limit (pack timeout): mksquashfs was killed`);
+        reading?.destroy(timedOut);
+        void writer.abort(timedOut.message);
+      },
+      Math.max(leftMs, 0),
+    );
   };
   const pause = () => {
     clearTimeout(timer);
@@ -171,16 +190,32 @@ export async function packLayers(layers: PackLayer[], out: string, opts: PackOpt
       let bytes = 0;
       const sink = union.layer(i, `layer ${i + 1}/${layers.length} (${layer.digest})`);
       const counting: TarSink = { entry: (h) => (entries++, sink.entry(h)), data: (c) => sink.data(c), end: () => sink.end() };
-      await readLayer(layer, counting, flush, (n) => {
-        bytes += n;
-        opts.onProgress?.({ layer: i, digest: layer.digest, bytes, done: false });
-      }, opts, track, volume);
+      await readLayer(
+        layer,
+        counting,
+        flush,
+        (n) => {
+          bytes += n;
+          opts.onProgress?.({ layer: i, digest: layer.digest, bytes, done: false });
+        },
+        opts,
+        track,
+        volume,
+      );
       sink.finish();
       opts.onProgress?.({ layer: i, digest: layer.digest, bytes, done: true });
     }
     // Hardlink targets that a layer hid from itself: read those layers once more.
     for (const i of [...union.rereads.keys()].sort((a, b) => b - a)) {
-      await readLayer({ ...layers[i]!, diffId: undefined }, union.reread(i, `layer ${i + 1}/${layers.length} (${layers[i]!.digest})`), flush, () => undefined, opts, track, { ...volume, raw: 0, content: 0 });
+      await readLayer(
+        { ...layers[i]!, diffId: undefined },
+        union.reread(i, `layer ${i + 1}/${layers.length} (${layers[i]!.digest})`),
+        flush,
+        () => undefined,
+        opts,
+        track,
+        { ...volume, raw: 0, content: 0 },
+      );
     }
     union.finish();
     await flush();

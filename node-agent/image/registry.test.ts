@@ -23,7 +23,13 @@ after(() => rmSync(work, { recursive: true, force: true }));
 function smallImage(text: string): BuiltImage {
   return buildImage({
     layers: [
-      { compression: 'gzip', tar: buildTar([{ path: 'etc/', type: 'dir' }, { path: 'etc/motd', data: Buffer.from(text) }]) },
+      {
+        compression: 'gzip',
+        tar: buildTar([
+          { path: 'etc/', type: 'dir' },
+          { path: 'etc/motd', data: Buffer.from(text) },
+        ]),
+      },
       { compression: 'gzip', tar: buildTar([{ path: 'srv/app', data: Buffer.from(`${text}\n`.repeat(100)) }]) },
     ],
     config: { Cmd: ['/bin/sh'] },
@@ -54,12 +60,17 @@ describe('token auth against docker-registry', { timeout: 60_000 }, () => {
   }
 
   before(async () => {
-    reg = await startRegistry({ token: { users: { [USER]: PASSWORD }, publicRepos: ['public/app'], identityTokens: { [USER]: IDENTITY_TOKEN } } });
+    reg = await startRegistry({
+      token: { users: { [USER]: PASSWORD }, publicRepos: ['public/app'], identityTokens: { [USER]: IDENTITY_TOKEN } },
+    });
     tokenHost = reg.tokenServer!.host;
     await pushImage(reg, 'public/app', 'v1', publicImg, { username: USER, password: PASSWORD });
     await pushImage(reg, 'private/app', 'v1', privateImg, { username: USER, password: PASSWORD });
     const pushes = takeRequests();
-    assert.ok(pushes.length > 0 && pushes.every((r) => r.via === 'basic' && r.user === USER && r.status === 200), 'the pushes authenticated at the token server');
+    assert.ok(
+      pushes.length > 0 && pushes.every((r) => r.via === 'basic' && r.user === USER && r.status === 200),
+      'the pushes authenticated at the token server',
+    );
   });
   after(async () => {
     await reg?.stop();
@@ -83,7 +94,16 @@ describe('token auth against docker-registry', { timeout: 60_000 }, () => {
     const seen = takeRequests();
     assert.deepEqual(
       seen.map(({ method, via, user, scopes, status, access }) => ({ method, via, user, scopes, status, access })),
-      [{ method: 'GET', via: 'anonymous', user: undefined, scopes: ['repository:public/app:pull'], status: 200, access: [{ type: 'repository', name: 'public/app', actions: ['pull'] }] }],
+      [
+        {
+          method: 'GET',
+          via: 'anonymous',
+          user: undefined,
+          scopes: ['repository:public/app:pull'],
+          status: 200,
+          access: [{ type: 'repository', name: 'public/app', actions: ['pull'] }],
+        },
+      ],
       'one anonymous token request, reused for the manifest, the config and every layer',
     );
   });
@@ -105,7 +125,10 @@ describe('token auth against docker-registry', { timeout: 60_000 }, () => {
     await assert.rejects(store.pull(`${reg.host}/private/app:v1`), (e: Error) => {
       assert.ok(e instanceof RegistryError);
       assert.match(e.message, /private\/app:v1/);
-      assert.match(e.message, /HTTP 401: access denied \(no credentials for this registry: add them to a docker config\.json or an image pull secret\)/);
+      assert.match(
+        e.message,
+        /HTTP 401: access denied \(no credentials for this registry: add them to a docker config\.json or an image pull secret\)/,
+      );
       return true;
     });
     assert.deepEqual(store.list(), []);
@@ -116,7 +139,10 @@ describe('token auth against docker-registry', { timeout: 60_000 }, () => {
 
   test('a token service over plain http is refused unless its host is listed as insecure', async () => {
     const store = new ImageStore({ root: join(work, `store-${++n}`), registry: { insecure: [reg.host] } });
-    await assert.rejects(store.pull(`${reg.host}/public/app:v1`), new RegExp(`token service http://${tokenHost.replace(/\./g, '\\.')} is not https`));
+    await assert.rejects(
+      store.pull(`${reg.host}/public/app:v1`),
+      new RegExp(`token service http://${tokenHost.replace(/\./g, '\\.')} is not https`),
+    );
     assert.deepEqual(takeRequests(), [], 'nothing was sent to it');
   });
 
@@ -127,12 +153,19 @@ describe('token auth against docker-registry', { timeout: 60_000 }, () => {
     const seen = takeRequests();
     assert.equal(seen.length, 1);
     assert.deepEqual([seen[0]!.method, seen[0]!.via, seen[0]!.user, seen[0]!.status], ['GET', 'basic', USER, 200]);
-    assert.deepEqual(seen[0]!.access, [{ type: 'repository', name: 'private/app', actions: ['pull'] }], 'pull only: the client asks for no more');
+    assert.deepEqual(
+      seen[0]!.access,
+      [{ type: 'repository', name: 'private/app', actions: ['pull'] }],
+      'pull only: the client asks for no more',
+    );
   });
 
   test('a wrong password is refused by the token server, and the error says the credentials were refused', async () => {
     const credentials = dockerConfig({ [reg.host]: { username: USER, password: 'wrong' } });
-    await assert.rejects(newStore({ credentials }).pull(`${reg.host}/private/app:v1`), /token service http:\/\/127\.0\.0\.1:\d+ answered HTTP 401 \(the credentials were refused\)/);
+    await assert.rejects(
+      newStore({ credentials }).pull(`${reg.host}/private/app:v1`),
+      /token service http:\/\/127\.0\.0\.1:\d+ answered HTTP 401 \(the credentials were refused\)/,
+    );
     const seen = takeRequests();
     assert.deepEqual(
       seen.map((r) => [r.via, r.user, r.status]),
@@ -152,8 +185,14 @@ describe('token auth against docker-registry', { timeout: 60_000 }, () => {
       [{ method: 'POST', via: 'refresh_token', user: USER, scopes: ['repository:private/app:pull'], status: 200 }],
     );
     const stale = dockerConfig({ [reg.host]: { identitytoken: 'revoked' } });
-    await assert.rejects(newStore({ credentials: stale }).pull(`${reg.host}/private/app:v1`), /answered HTTP 401 \(the credentials were refused\)/);
-    assert.deepEqual(takeRequests().map((r) => [r.method, r.via, r.status]), [['POST', 'refresh_token', 401]]);
+    await assert.rejects(
+      newStore({ credentials: stale }).pull(`${reg.host}/private/app:v1`),
+      /answered HTTP 401 \(the credentials were refused\)/,
+    );
+    assert.deepEqual(
+      takeRequests().map((r) => [r.method, r.via, r.status]),
+      [['POST', 'refresh_token', 401]],
+    );
   });
 });
 
@@ -175,7 +214,14 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
 
   const client = (opts: ConstructorParameters<typeof RegistryClient>[0] = {}) => new RegistryClient({ insecure: [host], ...opts });
   const serveManifest = (res: ServerResponse, extra: Record<string, string> = {}) =>
-    res.writeHead(200, { 'content-type': img.manifestMediaType, 'content-length': img.manifest.length, 'docker-content-digest': img.manifestDigest, ...extra }).end(img.manifest);
+    res
+      .writeHead(200, {
+        'content-type': img.manifestMediaType,
+        'content-length': img.manifest.length,
+        'docker-content-digest': img.manifestDigest,
+        ...extra,
+      })
+      .end(img.manifest);
   const count = (suffix: string) => requests.filter((p) => p.endsWith(suffix)).length;
 
   before(async () => {
@@ -219,7 +265,10 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     assert.equal((await client().resolve(ref)).digest, img.manifestDigest);
     assert.equal(requests.length, 2);
     script((_req, res) => res.writeHead(503, { 'content-type': 'text/plain' }).end('maintenance'));
-    await assert.rejects(client({ attempts: 3 }).resolve(ref), (e: Error) => e instanceof RegistryError && e.status === 503 && /HTTP 503: maintenance/.test(e.message));
+    await assert.rejects(
+      client({ attempts: 3 }).resolve(ref),
+      (e: Error) => e instanceof RegistryError && e.status === 503 && /HTTP 503: maintenance/.test(e.message),
+    );
     assert.equal(requests.length, 3);
   });
 
@@ -230,7 +279,10 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
       res.write('overloa');
     });
     const t0 = Date.now();
-    await assert.rejects(client({ idleTimeoutMs: 300, attempts: 2 }).resolve(ref), (e: Error) => e instanceof RegistryError && e.status === 503 && /HTTP 503: overloa$/.test(e.message));
+    await assert.rejects(
+      client({ idleTimeoutMs: 300, attempts: 2 }).resolve(ref),
+      (e: Error) => e instanceof RegistryError && e.status === 503 && /HTTP 503: overloa$/.test(e.message),
+    );
     assert.ok(Date.now() - t0 < 5_000);
     assert.equal(requests.length, 2);
     // 500 with an endless body: the start of it is enough for the message; the rest is given up.
@@ -249,8 +301,14 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
       };
       pump();
     });
-    await assert.rejects(client({ attempts: 1 }).resolve(ref), (e: Error) => e instanceof RegistryError && e.status === 500 && /HTTP 500: x{300}$/.test(e.message));
-    await Promise.race([connectionClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000))]);
+    await assert.rejects(
+      client({ attempts: 1 }).resolve(ref),
+      (e: Error) => e instanceof RegistryError && e.status === 500 && /HTTP 500: x{300}$/.test(e.message),
+    );
+    await Promise.race([
+      connectionClosed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000)),
+    ]);
   });
 
   test('404 is final: not retried, and the error names the reference and says not found', async () => {
@@ -259,7 +317,13 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     await assert.rejects(client().resolve(missing), (e: Error) => {
       assert.ok(e instanceof RegistryError);
       assert.equal(e.status, 404);
-      assert.match(e.message, new RegExp(`^${host.replace(/\./g, '\\.')}/test/app:nope: GET ` + `http://${host.replace(/\./g, '\\.')}/v2/test/app/manifests/nope: HTTP 404: not found \\(.*MANIFEST_UNKNOWN`));
+      assert.match(
+        e.message,
+        new RegExp(
+          `^${host.replace(/\./g, '\\.')}/test/app:nope: GET ` +
+            `http://${host.replace(/\./g, '\\.')}/v2/test/app/manifests/nope: HTTP 404: not found \\(.*MANIFEST_UNKNOWN`,
+        ),
+      );
       return true;
     });
     assert.equal(requests.length, 1);
@@ -268,7 +332,10 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
   test('a manifest whose Docker-Content-Digest differs from its content is refused (and not retried)', async () => {
     const other = sha256(Buffer.from('something else'));
     script((_req, res) => serveManifest(res, { 'docker-content-digest': other }));
-    await assert.rejects(client().resolve(ref), new RegExp(`has digest ${img.manifestDigest}, expected ${other} \\(tampered or corrupt\\)`));
+    await assert.rejects(
+      client().resolve(ref),
+      new RegExp(`has digest ${img.manifestDigest}, expected ${other} \\(tampered or corrupt\\)`),
+    );
     assert.equal(requests.length, 1);
     // By digest, the content must be that digest whatever the headers say.
     script((_req, res) => serveManifest(res, { 'docker-content-digest': img.manifestDigest }));
@@ -286,11 +353,17 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
       res.write(Buffer.alloc(1024, 0x20)); // and then nothing: reading on would stall, not fail this way
     });
     const t0 = Date.now();
-    await assert.rejects(client({ idleTimeoutMs: 5_000 }).resolve(ref), new RegExp(`is ${LIMITS.manifestBytes + 1} bytes, more than the ${LIMITS.manifestBytes} allowed`));
+    await assert.rejects(
+      client({ idleTimeoutMs: 5_000 }).resolve(ref),
+      new RegExp(`is ${LIMITS.manifestBytes + 1} bytes, more than the ${LIMITS.manifestBytes} allowed`),
+    );
     assert.ok(Date.now() - t0 < 2_000, 'refused at once');
     assert.equal(requests.length, 1);
     // The connection is given up, not left open holding the unread body.
-    await Promise.race([connectionClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000))]);
+    await Promise.race([
+      connectionClosed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000)),
+    ]);
   });
 
   test('a chunked manifest over 4 MiB is refused once it passes the limit; the endless body is given up', async () => {
@@ -316,7 +389,10 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     });
     await assert.rejects(client().resolve(ref), new RegExp(`is more than the ${LIMITS.manifestBytes} bytes allowed`));
     assert.equal(requests.length, 1, 'not retried');
-    await Promise.race([connectionClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000))]);
+    await Promise.race([
+      connectionClosed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000)),
+    ]);
     assert.ok(sent > LIMITS.manifestBytes, `the server got past the limit (${sent} bytes)`);
   });
 
@@ -327,7 +403,10 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     });
     const file = join(work, `blob-${++n}`);
     const t0 = Date.now();
-    await assert.rejects(client({ idleTimeoutMs: 300, attempts: 2 }).downloadBlob(ref, layerDesc, file), new RegExp(`blob ${layer.digest}: no data for 300 ms`));
+    await assert.rejects(
+      client({ idleTimeoutMs: 300, attempts: 2 }).downloadBlob(ref, layerDesc, file),
+      new RegExp(`blob ${layer.digest}: no data for 300 ms`),
+    );
     const took = Date.now() - t0;
     assert.ok(took >= 600 && took < 5_000, `two attempts of 300 ms each (took ${took} ms)`);
     assert.equal(count(`/blobs/${layer.digest}`), 2, 'a stall is transient: retried');
@@ -335,14 +414,23 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
 
   test('a server that sends no headers in time fails the same way', async () => {
     script(() => undefined); // never answers
-    await assert.rejects(client({ idleTimeoutMs: 300, attempts: 1 }).resolve(ref), /cannot reach http:\/\/127\.0\.0\.1:\d+: .*no response in 300 ms/);
+    await assert.rejects(
+      client({ idleTimeoutMs: 300, attempts: 1 }).resolve(ref),
+      /cannot reach http:\/\/127\.0\.0\.1:\d+: .*no response in 300 ms/,
+    );
   });
 
   test('a blob larger than its descriptor says is refused: from Content-Length, or while streaming', async () => {
     const bigger = Buffer.concat([layer.data, Buffer.from('trailing junk')]);
     script((_req, res) => res.writeHead(200, { 'content-length': bigger.length }).end(bigger));
     const file = join(work, `blob-${++n}`);
-    await assert.rejects(client().downloadBlob(ref, layerDesc, file), new RegExp(`blob ${layer.digest} from http://${host.replace(/\./g, '\\.')} is ` + `${bigger.length} bytes, the manifest says ${layer.size}: refused`));
+    await assert.rejects(
+      client().downloadBlob(ref, layerDesc, file),
+      new RegExp(
+        `blob ${layer.digest} from http://${host.replace(/\./g, '\\.')} is ` +
+          `${bigger.length} bytes, the manifest says ${layer.size}: refused`,
+      ),
+    );
     assert.equal(requests.length, 1, 'not retried');
     // Refused from the header alone: the rest of the body is neither waited for nor read.
     let closed!: () => void;
@@ -351,14 +439,23 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
       res.on('close', () => closed());
       res.writeHead(200, { 'content-length': 1 << 30 }).write(layer.data.subarray(0, 10));
     });
-    await assert.rejects(client({ idleTimeoutMs: 5_000 }).downloadBlob(ref, layerDesc, file), new RegExp(`is ${1 << 30} bytes, the manifest says ${layer.size}: refused`));
-    await Promise.race([connectionClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000))]);
+    await assert.rejects(
+      client({ idleTimeoutMs: 5_000 }).downloadBlob(ref, layerDesc, file),
+      new RegExp(`is ${1 << 30} bytes, the manifest says ${layer.size}: refused`),
+    );
+    await Promise.race([
+      connectionClosed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was left open')), 2_000)),
+    ]);
     script((_req, res) => {
       res.writeHead(200); // chunked
       res.write(bigger.subarray(0, 100));
       setTimeout(() => res.end(bigger.subarray(100)), 20);
     });
-    await assert.rejects(client().downloadBlob(ref, layerDesc, file), new RegExp(`blob ${layer.digest} from .* is larger than the ${layer.size} bytes the manifest says: refused`));
+    await assert.rejects(
+      client().downloadBlob(ref, layerDesc, file),
+      new RegExp(`blob ${layer.digest} from .* is larger than the ${layer.size} bytes the manifest says: refused`),
+    );
     assert.equal(requests.length, 1);
     // Right size, wrong bytes.
     const flipped = Buffer.from(layer.data);
@@ -368,7 +465,10 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
     // The config (read into memory) has the same bound.
     script((_req, res) => res.writeHead(200).end(Buffer.concat([img.config, Buffer.from('x')])));
     const configDesc = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: img.configDigest, size: img.config.length };
-    await assert.rejects(client().fetchBlob(ref, configDesc, LIMITS.configBytes), new RegExp(`blob ${img.configDigest} is more than the ${img.config.length} bytes allowed`));
+    await assert.rejects(
+      client().fetchBlob(ref, configDesc, LIMITS.configBytes),
+      new RegExp(`blob ${img.configDigest} is more than the ${img.config.length} bytes allowed`),
+    );
     script((_req, res) => res.writeHead(200).end(img.config));
     assert.deepEqual(await client().fetchBlob(ref, configDesc, LIMITS.configBytes), img.config);
   });
@@ -388,13 +488,19 @@ describe('RegistryClient against a scripted server', { timeout: 30_000 }, () => 
 });
 
 test('parseChallenge', () => {
-  assert.deepEqual(parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push"'), {
-    scheme: 'bearer',
-    params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull,push' },
-  });
+  assert.deepEqual(
+    parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push"'),
+    {
+      scheme: 'bearer',
+      params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull,push' },
+    },
+  );
   // Unquoted values, spaces around the separators, parameter names in any case.
   assert.deepEqual(parseChallenge('Basic realm=krata-test'), { scheme: 'basic', params: { realm: 'krata-test' } });
-  assert.deepEqual(parseChallenge('  BEARER  Realm = "http://a/token" , Service=reg '), { scheme: 'bearer', params: { realm: 'http://a/token', service: 'reg' } });
+  assert.deepEqual(parseChallenge('  BEARER  Realm = "http://a/token" , Service=reg '), {
+    scheme: 'bearer',
+    params: { realm: 'http://a/token', service: 'reg' },
+  });
   assert.equal(parseChallenge('bAsIc realm="x"').scheme, 'basic');
   // Escapes inside quotes; an error parameter after the scope.
   assert.deepEqual(parseChallenge('Bearer realm="a \\"quoted\\" realm",scope="repository:a/b:pull",error="insufficient_scope"').params, {
@@ -403,7 +509,11 @@ test('parseChallenge', () => {
     error: 'insufficient_scope',
   });
   // A comma inside quotes does not end the value; an unquoted value ends at the comma.
-  assert.deepEqual(parseChallenge('Bearer scope="repository:x:pull,push",realm=http://r/t,service=s').params, { scope: 'repository:x:pull,push', realm: 'http://r/t', service: 's' });
+  assert.deepEqual(parseChallenge('Bearer scope="repository:x:pull,push",realm=http://r/t,service=s').params, {
+    scope: 'repository:x:pull,push',
+    realm: 'http://r/t',
+    service: 's',
+  });
   assert.deepEqual(parseChallenge(''), { scheme: '', params: {} });
   assert.deepEqual(parseChallenge('Negotiate'), { scheme: 'negotiate', params: {} });
 });

@@ -8,11 +8,18 @@ import { existsSync } from 'node:fs';
 import { boundHit, killGroup, spawnBounded, type ChildBounds } from './bounded-child.js';
 import { NoSpaceError, noSpaceIn } from '../../lib/no-space.js';
 
-const FAKETIME_LIBS = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/faketime/libfaketimeMT.so.1'];
+const FAKETIME_LIBS = [
+  '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1',
+  '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1',
+  '/usr/lib/faketime/libfaketimeMT.so.1',
+];
 
 function faketimeLib(): string {
   const lib = FAKETIME_LIBS.find((p) => existsSync(p));
-  if (!lib) throw new Error(`libfaketime is not installed (apt-get install faketime): reproducible squashfs needs it (looked in ${FAKETIME_LIBS.join(', ')})`);
+  if (!lib)
+    throw new Error(
+      `libfaketime is not installed (apt-get install faketime): reproducible squashfs needs it (looked in ${FAKETIME_LIBS.join(', ')})`,
+    );
   return lib;
 }
 
@@ -46,7 +53,10 @@ export class SquashfsWriter {
   /** Why we killed it (a time limit, an abort), for the error. */
   private killedFor?: string;
 
-  constructor(readonly out: string, private readonly opts: SquashfsOptions = {}) {
+  constructor(
+    readonly out: string,
+    private readonly opts: SquashfsOptions = {},
+  ) {
     this.child = spawnBounded('mksquashfs', mksquashfsArgs(out, opts), opts, {
       stdio: ['pipe', 'ignore', 'pipe'],
       env: { ...process.env, LD_PRELOAD: faketimeLib(), FAKETIME: '1970-01-01 00:00:00', TZ: 'UTC', FAKETIME_DONT_RESET: '1' },
@@ -70,9 +80,15 @@ export class SquashfsWriter {
     for (const c of chunks) full = !this.child.stdin!.write(c) || full;
     if (this.failed || this.child.exitCode !== null || this.child.signalCode !== null) throw await this.exitError();
     if (full) {
-      const gone = this.exited.then(() => 'exited' as const, () => 'exited' as const);
+      const gone = this.exited.then(
+        () => 'exited' as const,
+        () => 'exited' as const,
+      );
       // A broken pipe rejects the wait for 'drain': that too means mksquashfs is gone.
-      const drained = once(this.child.stdin!, 'drain').then(() => 'drained' as const, () => 'exited' as const);
+      const drained = once(this.child.stdin!, 'drain').then(
+        () => 'drained' as const,
+        () => 'exited' as const,
+      );
       if ((await Promise.race([drained, gone])) === 'exited') throw await this.exitError();
     }
   }
@@ -109,6 +125,8 @@ export class SquashfsWriter {
     const bound = boundHit('mksquashfs', signal ?? null, this.opts);
     if (bound) return new Error(detail ? `${bound}: ${detail}` : bound);
     if (code === 127) return new Error(`cannot run mksquashfs (is squashfs-tools installed?): ${detail}`);
-    return this.failed && !detail ? this.failed : new Error(`mksquashfs failed${code != null ? ` (exit ${code})` : ''}: ${detail || 'no output'}`);
+    return this.failed && !detail
+      ? this.failed
+      : new Error(`mksquashfs failed${code != null ? ` (exit ${code})` : ''}: ${detail || 'no output'}`);
   }
 }

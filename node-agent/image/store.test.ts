@@ -4,7 +4,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, tamperBlob, type Registry } from '../../test/registry.js';
@@ -49,7 +60,13 @@ function appImage(variant = 'app'): BuiltImage {
           { path: 'usr/bin/ping', data: txt('ping'), mode: 0o755, xattrs: { 'security.capability': CAP } },
         ]),
       },
-      { compression: 'gzip', tar: buildTar([{ path: 'home/app/', type: 'dir', uid: 1000, gid: 1000, mode: 0o750 }, { path: 'home/app/hello', data: txt(variant), uid: 1000, gid: 1000 }]) },
+      {
+        compression: 'gzip',
+        tar: buildTar([
+          { path: 'home/app/', type: 'dir', uid: 1000, gid: 1000, mode: 0o750 },
+          { path: 'home/app/hello', data: txt(variant), uid: 1000, gid: 1000 },
+        ]),
+      },
     ],
     config: { User: 'app', Env: ['PATH=/bin:/usr/bin'], Cmd: ['/bin/sh'], WorkingDir: '/home/app' },
   });
@@ -113,7 +130,11 @@ test('pull: layers merged (whiteouts, opaque dir, hardlinks, capability, owners)
   execFileSync('unsquashfs', ['-q', '-d', x, got.path], { stdio: 'ignore' });
   assert.equal(statSync(join(x, 'bin/ls')).ino, statSync(join(x, 'bin/busybox')).ino);
   assert.equal(statSync(join(x, 'bin/busybox')).nlink, 3);
-  const cap = execFileSync('python3', ['-c', 'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], "security.capability"))', join(x, 'usr/bin/ping')]);
+  const cap = execFileSync('python3', [
+    '-c',
+    'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], "security.capability"))',
+    join(x, 'usr/bin/ping'),
+  ]);
   assert.deepEqual(cap, CAP);
   // Progress: every layer downloaded to its full size and unpacked.
   for (const l of img.layers) {
@@ -125,14 +146,21 @@ test('pull: layers merged (whiteouts, opaque dir, hardlinks, capability, owners)
   // A second pull is a cache hit; by digest it needs no registry at all.
   const again: PullEvent[] = [];
   assert.equal((await store.pull(`${reg.host}/test/app:v1`, { onEvent: (e) => again.push(e) })).digest, img.manifestDigest);
-  assert.deepEqual(again.map((e) => e.kind), ['cached']);
+  assert.deepEqual(
+    again.map((e) => e.kind),
+    ['cached'],
+  );
   const offline = new ImageStore({ root: store.imagesDir, registry: { insecure: ['127.0.0.1:1'] } });
   assert.equal((await offline.pull(`127.0.0.1:1/test/app@${img.manifestDigest}`)).digest, img.manifestDigest);
 });
 
 test('pull: a two-platform index gives the host platform, or the one asked for', async () => {
   const amd = appImage('amd64');
-  const arm = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'arch', data: txt('arm64') }]) }], architecture: 'arm64', variant: 'v8' });
+  const arm = buildImage({
+    layers: [{ compression: 'gzip', tar: buildTar([{ path: 'arch', data: txt('arm64') }]) }],
+    architecture: 'arm64',
+    variant: 'v8',
+  });
   const index = buildIndex([
     { image: arm, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
     { image: amd, platform: { os: 'linux', architecture: 'amd64' } },
@@ -142,9 +170,15 @@ test('pull: a two-platform index gives the host platform, or the one asked for',
   const armImg = await newStore({ platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }).pull(`${reg.host}/test/multi`);
   assert.equal(armImg.digest, arm.manifestDigest);
   assert.deepEqual(tree(armImg.path), ['-rw-r--r-- 0/0 arch']);
-  await assert.rejects(newStore({ platform: { os: 'linux', architecture: 's390x' } }).pull(`${reg.host}/test/multi`), /linux\/arm64\/v8, linux\/amd64/);
+  await assert.rejects(
+    newStore({ platform: { os: 'linux', architecture: 's390x' } }).pull(`${reg.host}/test/multi`),
+    /linux\/arm64\/v8, linux\/amd64/,
+  );
   // Docker's media types (schema 2 manifest list and manifest) work the same way.
-  const dockerAmd = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'docker', data: txt('v2') }]) }], mediaTypes: 'docker' });
+  const dockerAmd = buildImage({
+    layers: [{ compression: 'gzip', tar: buildTar([{ path: 'docker', data: txt('v2') }]) }],
+    mediaTypes: 'docker',
+  });
   const dockerList = buildIndex([{ image: dockerAmd, platform: { os: 'linux', architecture: 'amd64' } }], 'docker');
   await pushIndex(reg, 'test/docker', 'latest', [dockerAmd], dockerList);
   const fromDocker = await newStore().pull(`${reg.host}/test/docker`);
@@ -157,13 +191,27 @@ test('pull: a tampered blob is refused and nothing is cached or left behind', as
   await pushImage(reg, 'test/tampered', 'v1', img);
   tamperBlob(reg, img.layers[2]!.digest);
   const store = newStore();
-  await assert.rejects(store.pull(`${reg.host}/test/tampered:v1`), new RegExp(`blob ${img.layers[2]!.digest} .* does not match its digest .*refused`));
+  await assert.rejects(
+    store.pull(`${reg.host}/test/tampered:v1`),
+    new RegExp(`blob ${img.layers[2]!.digest} .* does not match its digest .*refused`),
+  );
   assert.deepEqual(store.list(), []);
-  assert.deepEqual(readdirSync(store.imagesDir).filter((f) => f !== '.partial'), []);
+  assert.deepEqual(
+    readdirSync(store.imagesDir).filter((f) => f !== '.partial'),
+    [],
+  );
   assert.deepEqual(readdirSync(store.tmpDir), []);
   // The top layer fails while the lower ones are still downloading: they stop, nothing writes into
   // the removed work directory (that used to be an unhandled ENOENT that killed the process).
-  const tall = buildImage({ layers: [...Array.from({ length: 6 }, (_, i) => ({ compression: 'gzip' as const, tar: buildTar([{ path: `l${i}`, data: randomBytes(3_000_000) }]) })), { compression: 'gzip', tar: buildTar([{ path: 'top', data: txt('top') }]) }] });
+  const tall = buildImage({
+    layers: [
+      ...Array.from({ length: 6 }, (_, i) => ({
+        compression: 'gzip' as const,
+        tar: buildTar([{ path: `l${i}`, data: randomBytes(3_000_000) }]),
+      })),
+      { compression: 'gzip', tar: buildTar([{ path: 'top', data: txt('top') }]) },
+    ],
+  });
   await pushImage(reg, 'test/tall', 'v1', tall);
   tamperBlob(reg, tall.layers[6]!.digest);
   const tallStore = newStore({ concurrency: 2 });
@@ -191,11 +239,17 @@ test('pull: mirrors come first; a registry that is down is not needed', async ()
     await pushImage(mirror, 'library/thing', '1', img);
     const store = newStore({ insecure: [mirror.host, '127.0.0.1:9'], mirrors: { '127.0.0.1:9': [mirror.url] }, attempts: 1 });
     assert.equal((await store.pull('127.0.0.1:9/library/thing:1')).digest, img.manifestDigest);
-    await assert.rejects(newStore({ insecure: ['127.0.0.1:9'], attempts: 2 }).pull('127.0.0.1:9/library/thing:1'), /cannot reach http:\/\/127\.0\.0\.1:9/);
+    await assert.rejects(
+      newStore({ insecure: ['127.0.0.1:9'], attempts: 2 }).pull('127.0.0.1:9/library/thing:1'),
+      /cannot reach http:\/\/127\.0\.0\.1:9/,
+    );
   } finally {
     await mirror.stop();
   }
-  assert.throws(() => newStore({ mirrors: { 'docker.io': ['http://10.0.0.1:5000'] } }), /uses http, but 10\.0\.0\.1:5000 is not listed as an insecure registry/);
+  assert.throws(
+    () => newStore({ mirrors: { 'docker.io': ['http://10.0.0.1:5000'] } }),
+    /uses http, but 10\.0\.0\.1:5000 is not listed as an insecure registry/,
+  );
 });
 
 test('pull: an htpasswd-protected repository needs credentials (docker config.json or a pull secret)', async () => {
@@ -205,12 +259,33 @@ test('pull: an htpasswd-protected repository needs credentials (docker config.js
     await pushImage(secure, 'private/app', 'v1', img, { username: 'krata', password: 's3cret' });
     const ref = `${secure.host}/private/app:v1`;
     await assert.rejects(newStore({ insecure: [secure.host] }).pull(ref), /requires a username and password/);
-    const wrong = CredentialStore.fromDockerConfig(JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from('krata:nope').toString('base64') } } }), 'config.json');
-    await assert.rejects(newStore({ insecure: [secure.host], credentials: wrong }).pull(ref), /access denied \(the credentials were refused\)/);
-    const docker = CredentialStore.fromDockerConfig(JSON.stringify({ auths: { [`http://${secure.host}/v2/`]: { auth: Buffer.from('krata:s3cret').toString('base64') } } }), 'config.json');
+    const wrong = CredentialStore.fromDockerConfig(
+      JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from('krata:nope').toString('base64') } } }),
+      'config.json',
+    );
+    await assert.rejects(
+      newStore({ insecure: [secure.host], credentials: wrong }).pull(ref),
+      /access denied \(the credentials were refused\)/,
+    );
+    const docker = CredentialStore.fromDockerConfig(
+      JSON.stringify({ auths: { [`http://${secure.host}/v2/`]: { auth: Buffer.from('krata:s3cret').toString('base64') } } }),
+      'config.json',
+    );
     assert.equal((await newStore({ insecure: [secure.host], credentials: docker }).pull(ref)).digest, img.manifestDigest);
-    const secret = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(JSON.stringify({ auths: { [secure.host]: { username: 'krata', password: 's3cret' } } })).toString('base64') } };
-    assert.equal((await newStore({ insecure: [secure.host], credentials: CredentialStore.fromPullSecret(secret, 'secret') }).pull(ref)).digest, img.manifestDigest);
+    const secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/dockerconfigjson',
+      data: {
+        '.dockerconfigjson': Buffer.from(JSON.stringify({ auths: { [secure.host]: { username: 'krata', password: 's3cret' } } })).toString(
+          'base64',
+        ),
+      },
+    };
+    assert.equal(
+      (await newStore({ insecure: [secure.host], credentials: CredentialStore.fromPullSecret(secret, 'secret') }).pull(ref)).digest,
+      img.manifestDigest,
+    );
   } finally {
     await secure.stop();
   }
@@ -227,21 +302,41 @@ test('concurrent pulls of one image share one job', async () => {
     packs++;
     return pack(...args);
   };
-  const results = await Promise.all([store.pull(`${reg.host}/test/shared:v1`), store.pull(`${reg.host}/test/shared:v1`), store.pull(`${reg.host}/test/shared:alias`)]);
+  const results = await Promise.all([
+    store.pull(`${reg.host}/test/shared:v1`),
+    store.pull(`${reg.host}/test/shared:v1`),
+    store.pull(`${reg.host}/test/shared:alias`),
+  ]);
   assert.equal(packs, 1);
   assert.ok(results.every((r) => r.digest === img.manifestDigest));
-  assert.deepEqual(store.list().map((i) => i.names.sort()), [[`${reg.host}/test/shared:alias`, `${reg.host}/test/shared:v1`]]);
+  assert.deepEqual(
+    store.list().map((i) => i.names.sort()),
+    [[`${reg.host}/test/shared:alias`, `${reg.host}/test/shared:v1`]],
+  );
 });
 
 test('kill -9 in the middle of a pull never leaves an image that is served; recover() removes the leftovers', async () => {
   // A big layer, so that the pull is still running when it is killed.
-  const big = buildImage({ layers: [{ compression: 'gzip', tar: buildTar(Array.from({ length: 40 }, (_, i) => ({ path: `data/f${i}`, data: execFileSync('head', ['-c', '1000000', '/dev/urandom']) }))) }] });
+  const big = buildImage({
+    layers: [
+      {
+        compression: 'gzip',
+        tar: buildTar(
+          Array.from({ length: 40 }, (_, i) => ({ path: `data/f${i}`, data: execFileSync('head', ['-c', '1000000', '/dev/urandom']) })),
+        ),
+      },
+    ],
+  });
   await pushImage(reg, 'test/big', 'v1', big);
   const state = join(work, `state-${++n}`);
   const root = join(state, 'images');
   for (let attempt = 0; attempt < 3; attempt++) {
     const main = fileURLToPath(new URL('../main.js', import.meta.url));
-    const child = spawn(process.execPath, [main, 'image', 'pull', '--state', state, '--insecure-registry', reg.host, `${reg.host}/test/big:v1`], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [main, 'image', 'pull', '--state', state, '--insecure-registry', reg.host, `${reg.host}/test/big:v1`],
+      { stdio: 'ignore' },
+    );
     // Kill it as soon as the job has written something.
     let started = false;
     for (let i = 0; i < 1000 && !started && child.exitCode === null; i++) {
@@ -257,7 +352,11 @@ test('kill -9 in the middle of a pull never leaves an image that is served; reco
     const store = new ImageStore({ root });
     assert.equal(store.get(big.manifestDigest), undefined, 'the killed pull left no committed image');
     store.recover();
-    assert.deepEqual(readdirSync(root).filter((f) => f !== '.partial' && f !== '.lock'), [], 'nothing but the cache lock file');
+    assert.deepEqual(
+      readdirSync(root).filter((f) => f !== '.partial' && f !== '.lock'),
+      [],
+      'nothing but the cache lock file',
+    );
     assert.deepEqual(readdirSync(join(root, '.partial')), []);
   }
   const store = new ImageStore({ root, registry: { insecure: [reg.host] } });
@@ -273,10 +372,17 @@ test('gc: removes unused images, least recently used first, down to the budget',
   await store.pull(`${reg.host}/test/gc:v0`); // v0 used most recently now
   const size = store.list()[0]!.size;
   const r = store.gc(new Set([imgs[1]!.manifestDigest]), size * 2);
-  assert.deepEqual(r.removed.map((i) => i.digest), [imgs[2]!.manifestDigest], 'v1 is in use, v2 is least recently used');
+  assert.deepEqual(
+    r.removed.map((i) => i.digest),
+    [imgs[2]!.manifestDigest],
+    'v1 is in use, v2 is least recently used',
+  );
   assert.equal(store.list().length, 2);
   const all = store.gc(new Set([imgs[1]!.manifestDigest]), 0);
-  assert.deepEqual(all.removed.map((i) => i.digest), [imgs[0]!.manifestDigest]);
+  assert.deepEqual(
+    all.removed.map((i) => i.digest),
+    [imgs[0]!.manifestDigest],
+  );
   assert.throws(() => store.remove(`${reg.host}/test/gc:v1`, new Set([imgs[1]!.manifestDigest])), /used by a Guest/);
   assert.equal(store.remove(imgs[1]!.manifestDigest.slice(7, 19)).digest, imgs[1]!.manifestDigest);
   assert.deepEqual(store.list(), []);
@@ -343,7 +449,13 @@ test('a full disk is said by name: a pack or a download that runs out of space s
   // The pack: mksquashfs runs out of space (it used to read "cannot decompress: write EPIPE").
   const { layout, img } = bulkyLayout(3, 'example.com/bulky:1');
   await assert.rejects(importImage(store, layout), (e: Error & { code?: string }) => {
-    assert.match(e.message, new RegExp(`^no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} ` + `to ${store.imagesDir} \\(mksquashfs: .*No space left on device`));
+    assert.match(
+      e.message,
+      new RegExp(
+        `^no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} ` +
+          `to ${store.imagesDir} \\(mksquashfs: .*No space left on device`,
+      ),
+    );
     assert.equal(e.code, 'ENOSPC');
     assert.doesNotMatch(e.message, /EPIPE|decompress/);
     return true;
@@ -372,7 +484,7 @@ test('a metadata write that fails after the squashfs is in place leaves no orpha
         filled = true;
         const fd = openSync(join(disk, 'filler'), 'w');
         try {
-          for (const chunk = Buffer.alloc(64 * 1024); ; ) writeSync(fd, chunk);
+          for (const chunk = Buffer.alloc(64 * 1024); ;) writeSync(fd, chunk);
         } catch (e) {
           assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
         } finally {
@@ -382,7 +494,10 @@ test('a metadata write that fails after the squashfs is in place leaves no orpha
       return new Date();
     },
   });
-  await assert.rejects(importImage(store, layout), new RegExp(`: no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} to ${store.imagesDir} \\(ENOSPC`));
+  await assert.rejects(
+    importImage(store, layout),
+    new RegExp(`: no space left on device \\(ENOSPC\\) writing image ${img.manifestDigest} to ${store.imagesDir} \\(ENOSPC`),
+  );
   assert.ok(filled, 'the disk filled after the pack');
   assertEmpty(store);
   assert.equal(store.get(img.manifestDigest), undefined);
@@ -393,7 +508,11 @@ test('a metadata write that fails after the squashfs is in place leaves no orpha
 
 test('a pack past its time limit is killed; the error says which bound; nothing is left in .partial', async () => {
   // About 5 s of mksquashfs CPU: one directory of 32k entries.
-  const wide = buildImage({ layers: [{ compression: 'gzip', tar: buildTar(Array.from({ length: 32_000 }, (_, i) => ({ path: `wide/f${i}`, data: Buffer.alloc(0) }))) }] });
+  const wide = buildImage({
+    layers: [
+      { compression: 'gzip', tar: buildTar(Array.from({ length: 32_000 }, (_, i) => ({ path: `wide/f${i}`, data: Buffer.alloc(0) }))) },
+    ],
+  });
   const layout = join(work, `layout-${++n}`);
   writeOciLayout(layout, wide, 'example.com/wide:1');
   const store = new ImageStore({ root: join(work, `store-${++n}`), packTimeoutMs: 300, limits: { maxDirEntries: 40_000 } });
@@ -402,6 +521,9 @@ test('a pack past its time limit is killed; the error says which bound; nothing 
   assert.equal(spawnSync('pgrep', ['-f', `mksquashfs - ${store.tmpDir}`]).status, 1, 'no mksquashfs left running');
   // The per-directory bound comes from the store's options too.
   const narrow = new ImageStore({ root: join(work, `store-${++n}`), limits: { maxDirEntries: 1000 } });
-  await assert.rejects(importImage(narrow, layout), new RegExp(`layer 1/1 \\(${wide.layers[0]!.digest}\\): directory "wide" has more than 1000 entries`));
+  await assert.rejects(
+    importImage(narrow, layout),
+    new RegExp(`layer 1/1 \\(${wide.layers[0]!.digest}\\): directory "wide" has more than 1000 entries`),
+  );
   assertEmpty(narrow);
 });

@@ -76,7 +76,11 @@ export class ImageStore {
     const names = new Set(readdirSync(this.imagesDir).filter((n) => !n.startsWith('.')));
     for (const name of names) {
       const full = join(this.imagesDir, name);
-      const committed = name.endsWith(`.${FORMAT}`) ? names.has(name.replace(/\.squashfs$/, '.json')) : name.endsWith('.json') ? names.has(name.replace(/\.json$/, `.${FORMAT}`)) : false;
+      const committed = name.endsWith(`.${FORMAT}`)
+        ? names.has(name.replace(/\.squashfs$/, '.json'))
+        : name.endsWith('.json')
+          ? names.has(name.replace(/\.json$/, `.${FORMAT}`))
+          : false;
       if (!committed) {
         rmSync(full, { recursive: true, force: true });
         removed.push(full);
@@ -154,7 +158,12 @@ export class ImageStore {
       this.access.record(known.digest, resolved.proof, namespace);
       return this.touch(known, name, opts);
     }
-    opts.onEvent?.({ kind: 'resolved', ref: name, digest: resolved.digest, layers: resolved.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })) });
+    opts.onEvent?.({
+      kind: 'resolved',
+      ref: name,
+      digest: resolved.digest,
+      layers: resolved.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })),
+    });
     const img = await this.shared(resolved.digest, name, opts, (work) => this.pullInto(work, ref, resolved.manifest, opts, registry));
     this.access.record(img.digest, resolved.proof, namespace);
     return img;
@@ -186,7 +195,11 @@ export class ImageStore {
   /** A cached image used (again) under `name`: the name is added, the last-used time moves. */
   touch(img: StoredImage, name: string, opts: PullOptions = {}): StoredImage {
     opts.onEvent?.({ kind: 'cached', ref: name, digest: img.digest });
-    const updated: StoredImage = { ...img, names: img.names.includes(name) ? img.names : [...img.names, name], lastUsedAt: this.now().toISOString() };
+    const updated: StoredImage = {
+      ...img,
+      names: img.names.includes(name) ? img.names : [...img.names, name],
+      lastUsedAt: this.now().toISOString(),
+    };
     this.claimName(name, img.digest);
     writeFileAtomic(this.metaPath(img.digest), JSON.stringify(updated, null, 2));
     return updated;
@@ -201,7 +214,12 @@ export class ImageStore {
   }
 
   /** Runs one job per digest; callers for the same digest share it. */
-  async shared(digest: string, name: string, opts: PullOptions, job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>): Promise<StoredImage> {
+  async shared(
+    digest: string,
+    name: string,
+    opts: PullOptions,
+    job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>,
+  ): Promise<StoredImage> {
     let p = this.inflight.get(digest);
     if (!p) {
       p = this.build(digest, name, job).finally(() => this.inflight.delete(digest));
@@ -214,7 +232,11 @@ export class ImageStore {
     return result;
   }
 
-  private async build(digest: string, name: string, job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>): Promise<StoredImage> {
+  private async build(
+    digest: string,
+    name: string,
+    job: (work: string) => Promise<{ config: ImageConfig; source: StoredImage['source'] }>,
+  ): Promise<StoredImage> {
     const work = join(this.tmpDir, `${hexOf(digest).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
     mkdirSync(work, { mode: 0o700 });
     let placed = false;
@@ -230,7 +252,17 @@ export class ImageStore {
       renameSync(packed, this.imagePath(digest));
       placed = true;
       const now = this.now().toISOString();
-      const img: StoredImage = { digest, format: FORMAT, names: [name], path: this.imagePath(digest), size: statSync(this.imagePath(digest)).size, config, source, createdAt: now, lastUsedAt: now };
+      const img: StoredImage = {
+        digest,
+        format: FORMAT,
+        names: [name],
+        path: this.imagePath(digest),
+        size: statSync(this.imagePath(digest)).size,
+        config,
+        source,
+        createdAt: now,
+        lastUsedAt: now,
+      };
       this.claimName(name, digest);
       writeFileAtomic(this.metaPath(digest), JSON.stringify(img, null, 2));
       return img;
@@ -256,20 +288,32 @@ export class ImageStore {
   }
 
   /** Downloads config and layers (bounded concurrency) while packing from the top layer down. */
-  private async pullInto(work: string, ref: ImageReference, manifest: ImageManifest, opts: PullOptions, registry = this.registry): Promise<{ config: ImageConfig; source: 'registry' }> {
+  private async pullInto(
+    work: string,
+    ref: ImageReference,
+    manifest: ImageManifest,
+    opts: PullOptions,
+    registry = this.registry,
+  ): Promise<{ config: ImageConfig; source: 'registry' }> {
     const configBytes = await registry.fetchBlob(ref, manifest.config, LIMITS.configBytes);
     const config = parseImageConfig(configBytes, `config ${manifest.config.digest} of ${formatReference(ref)}`);
-    if (config.diffIds.length !== manifest.layers.length) throw new Error(`${formatReference(ref)}: the config lists ${config.diffIds.length} ` + `layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`);
+    if (config.diffIds.length !== manifest.layers.length)
+      throw new Error(
+        `${formatReference(ref)}: the config lists ${config.diffIds.length} ` +
+          `layers (rootfs.diff_ids), the manifest ${manifest.layers.length}`,
+      );
     // Downloads run (bounded) while upper layers are packed; a failure anywhere stops them all, and
     // the job's directory is removed only once none can still write into it.
     const abort = new AbortController();
     let cause: unknown;
     const downloads = manifest.layers.map((l, i) => {
       const file = join(work, `layer-${i}`);
-      const p = registry.downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size }), abort.signal).then(() => {
-        opts.onEvent?.({ kind: 'downloaded', layer: l.digest });
-        return file;
-      });
+      const p = registry
+        .downloadBlob(ref, l, file, (bytes) => opts.onEvent?.({ kind: 'download', layer: l.digest, bytes, total: l.size }), abort.signal)
+        .then(() => {
+          opts.onEvent?.({ kind: 'downloaded', layer: l.digest });
+          return file;
+        });
       p.catch((e) => {
         if (abort.signal.aborted) return;
         cause = e;
@@ -278,9 +322,19 @@ export class ImageStore {
       return p;
     });
     // Top-down: the pack reads layer i only once its download is verified.
-    const layers: PackLayer[] = manifest.layers.map((l, i) => ({ file: join(work, `layer-${i}`), digest: l.digest, diffId: config.diffIds[i], ready: downloads[i] }));
+    const layers: PackLayer[] = manifest.layers.map((l, i) => ({
+      file: join(work, `layer-${i}`),
+      digest: l.digest,
+      diffId: config.diffIds[i],
+      ready: downloads[i],
+    }));
     try {
-      await this.pack(layers, work, opts, manifest.layers.map((l) => l.size));
+      await this.pack(
+        layers,
+        work,
+        opts,
+        manifest.layers.map((l) => l.size),
+      );
     } catch (e) {
       if (!abort.signal.aborted) abort.abort(e);
       await Promise.allSettled(downloads);
@@ -294,7 +348,10 @@ export class ImageStore {
       ...this.opts.squashfs,
       ...(this.opts.limits ? { limits: this.opts.limits } : {}),
       ...(this.opts.packTimeoutMs !== undefined ? { timeoutMs: this.opts.packTimeoutMs } : {}),
-      onProgress: (p) => opts.onEvent?.(p.done ? { kind: 'unpacked', layer: p.digest } : { kind: 'unpack', layer: p.digest, bytes: p.bytes, total: sizes[p.layer] ?? 0 }),
+      onProgress: (p) =>
+        opts.onEvent?.(
+          p.done ? { kind: 'unpacked', layer: p.digest } : { kind: 'unpack', layer: p.digest, bytes: p.bytes, total: sizes[p.layer] ?? 0 },
+        ),
     });
   }
 
@@ -323,7 +380,9 @@ export class ImageStore {
     const all = this.list();
     let total = all.reduce((s, i) => s + i.size, 0);
     const removed: StoredImage[] = [];
-    const candidates = all.filter((i) => !inUse.has(i.digest) && !this.inflight.has(i.digest)).sort((a, b) => (a.lastUsedAt < b.lastUsedAt ? -1 : a.lastUsedAt > b.lastUsedAt ? 1 : 0));
+    const candidates = all
+      .filter((i) => !inUse.has(i.digest) && !this.inflight.has(i.digest))
+      .sort((a, b) => (a.lastUsedAt < b.lastUsedAt ? -1 : a.lastUsedAt > b.lastUsedAt ? 1 : 0));
     for (const img of candidates) {
       if (total <= budgetBytes && budgetBytes > 0) break;
       this.delete(img);

@@ -235,7 +235,9 @@ export class GuestBackend implements TcpWire, UdpWire {
   }
 
   private remoteKey(p: Packet, remotePort: number, guestPort: number): string {
-    return p.ip === 4 ? `${p.dst4}|${remotePort}|${guestPort}` : `${p.buf.toString('latin1', p.dst6, p.dst6 + 16)}|${remotePort}|${guestPort}`;
+    return p.ip === 4
+      ? `${p.dst4}|${remotePort}|${guestPort}`
+      : `${p.buf.toString('latin1', p.dst6, p.dst6 + 16)}|${remotePort}|${guestPort}`;
   }
 
   private verdict(p: Packet, port = p.dstPort): Verdict {
@@ -246,7 +248,9 @@ export class GuestBackend implements TcpWire, UdpWire {
       if (now - this.refusalLoggedAt >= 1000) {
         this.refusalLoggedAt = now;
         const proto = p.proto === PROTO_TCP ? 'TCP' : p.proto === PROTO_UDP ? 'UDP' : 'ping';
-        this.log(`refused ${proto} to ${p.ip === 4 ? formatIpv4(p.dst4) : `[${formatIpv6(p.buf, p.dst6)}]`}${port ? `:${port}` : ''}: ${v.reason}`);
+        this.log(
+          `refused ${proto} to ${p.ip === 4 ? formatIpv4(p.dst4) : `[${formatIpv6(p.buf, p.dst6)}]`}${port ? `:${port}` : ''}: ${v.reason}`,
+        );
       }
     }
     return v;
@@ -328,7 +332,16 @@ export class GuestBackend implements TcpWire, UdpWire {
     return { f, l4, ps: pseudoSum4(remote4, g.guest4, proto, l4Len) };
   }
 
-  segment(flow: TcpFlow, seq: number, ack: number, flags: number, window: number, options: Buffer | null, offset: number, len: number): void {
+  segment(
+    flow: TcpFlow,
+    seq: number,
+    ack: number,
+    flags: number,
+    window: number,
+    options: Buffer | null,
+    offset: number,
+    len: number,
+  ): void {
     if (this.shut) return;
     const v6 = flow.remote6 !== null;
     const tcpHlen = 20 + (options ? options.length : 0);
@@ -340,7 +353,11 @@ export class GuestBackend implements TcpWire, UdpWire {
     if (this.link.offloads) {
       f.writeUInt16BE(fold(ps), l4 + 16);
       const gso = len > flow.mss;
-      this.link.commit(total, { csumStart: l4, csumOffset: 16, ...(gso ? { gso: v6 ? 'tcp6' : 'tcp4', gsoSize: flow.mss, hdrLen: l4 + tcpHlen } : {}) });
+      this.link.commit(total, {
+        csumStart: l4,
+        csumOffset: 16,
+        ...(gso ? { gso: v6 ? 'tcp6' : 'tcp4', gsoSize: flow.mss, hdrLen: l4 + tcpHlen } : {}),
+      });
     } else {
       f.writeUInt16BE(finish(sum16(f, l4, total, ps)), l4 + 16);
       this.link.commit(total);
@@ -402,10 +419,22 @@ export class GuestBackend implements TcpWire, UdpWire {
       const v = this.verdict(p);
       if (!v.allow || this.udp.size >= MAX_UDP_FLOWS) {
         this.stats.refused++;
-        this.icmpError(p.ip === 4, p.dst4, p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null, v.allow ? ICMP_UNREACH_PORT : ICMP_UNREACH_ADMIN, p.buf.subarray(p.l3, Math.min(p.end, p.l4 + 8)));
+        this.icmpError(
+          p.ip === 4,
+          p.dst4,
+          p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null,
+          v.allow ? ICMP_UNREACH_PORT : ICMP_UNREACH_ADMIN,
+          p.buf.subarray(p.l3, Math.min(p.end, p.l4 + 8)),
+        );
         return;
       }
-      flow = new UdpFlow(this, p.ip === 4 ? p.dst4 : 0, p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null, p.dstPort, p.srcPort);
+      flow = new UdpFlow(
+        this,
+        p.ip === 4 ? p.dst4 : 0,
+        p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null,
+        p.dstPort,
+        p.srcPort,
+      );
       flow.key = key;
       this.udp.set(key, flow);
       this.stats.udpFlows = this.udp.size;

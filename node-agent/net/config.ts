@@ -99,7 +99,8 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
   }
   if (o.hostBudget !== undefined) {
     const b = o.hostBudget;
-    if (!Number.isSafeInteger(b) || (b as number) < MIN_HOST_BUDGET) fail(where, 'hostBudget', `must be a whole number of bytes, at least ${MIN_HOST_BUDGET}`);
+    if (!Number.isSafeInteger(b) || (b as number) < MIN_HOST_BUDGET)
+      fail(where, 'hostBudget', `must be a whole number of bytes, at least ${MIN_HOST_BUDGET}`);
     cfg.hostBudget = b as number;
   }
   if (!Array.isArray(o.guests)) fail(where, 'guests', 'must be a list');
@@ -139,7 +140,11 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
         const protocol = q.protocol ?? 'TCP';
         if (protocol !== 'TCP' && protocol !== 'UDP') fail(where, `${pat}.protocol`, 'must be TCP or UDP');
         const guestPort = port(where, `${pat}.guestPort`, q.guestPort);
-        const out: PublishedPort = { protocol, guestPort, hostPort: q.hostPort === undefined ? guestPort : port(where, `${pat}.hostPort`, q.hostPort) };
+        const out: PublishedPort = {
+          protocol,
+          guestPort,
+          hostPort: q.hostPort === undefined ? guestPort : port(where, `${pat}.hostPort`, q.hostPort),
+        };
         if (q.hostAddress !== undefined) out.hostAddress = str(where, q, 'hostAddress');
         return out;
       });

@@ -28,7 +28,12 @@ export interface DesiredNetworkOptions {
  * error naming the flag. The guests' --nameserver addresses are allowed on port 53 (a cluster DNS
  * Service or a resolver on the node's subnet would otherwise be denied).
  */
-export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB?: string, nameservers: string[] = []): Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> {
+export function egressFlags(
+  deny: string[] = [],
+  allow: string[] = [],
+  budgetMiB?: string,
+  nameservers: string[] = [],
+): Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> {
   const check = (flag: string, list: string[], ports: boolean) => {
     for (const s of list) {
       try {
@@ -44,7 +49,8 @@ export function egressFlags(deny: string[] = [], allow: string[] = [], budgetMiB
   check('--nameserver', dns, true);
   const out: Pick<DesiredNetworkOptions, 'denyCidrs' | 'allowCidrs' | 'hostBudget'> = { denyCidrs: deny, allowCidrs: [...allow, ...dns] };
   if (budgetMiB !== undefined) {
-    if (!/^\d{1,7}$/.test(budgetMiB) || Number(budgetMiB) < 1) throw new Error(`--network-budget: ${JSON.stringify(budgetMiB)} is not a whole number of MiB (at least 1)`);
+    if (!/^\d{1,7}$/.test(budgetMiB) || Number(budgetMiB) < 1)
+      throw new Error(`--network-budget: ${JSON.stringify(budgetMiB)} is not a whole number of MiB (at least 1)`);
     out.hostBudget = Number(budgetMiB) * (1 << 20);
   }
   return out;
@@ -87,7 +93,12 @@ export function describeConflict(c: PortConflict): string {
 }
 
 /** The configuration for kratanet; the host ports left out (two Guests publish them) are added to `conflicts`. */
-export function desiredNetwork(store: GuestsView, ipam: IpamView, opts: DesiredNetworkOptions = {}, conflicts: PortConflict[] = []): KratanetConfig {
+export function desiredNetwork(
+  store: GuestsView,
+  ipam: IpamView,
+  opts: DesiredNetworkOptions = {},
+  conflicts: PortConflict[] = [],
+): KratanetConfig {
   const candidates: { key: string; guest: Guest; net: GuestNetConfig }[] = [];
   for (const key of store.keys()) {
     const guest = store.get(key)?.guest;
@@ -100,7 +111,16 @@ export function desiredNetwork(store: GuestsView, ipam: IpamView, opts: DesiredN
     candidates.push({
       key,
       guest,
-      net: { id: key, interface: `vif${domid}.0`, mac: r.mac, ipv4: `${r.ipv4}/${r.prefix4}`, ipv6: `${r.ipv6}/${r.prefix6}`, gateway4: r.gateway4, gateway6: r.gateway6, ports: [] },
+      net: {
+        id: key,
+        interface: `vif${domid}.0`,
+        mac: r.mac,
+        ipv4: `${r.ipv4}/${r.prefix4}`,
+        ipv6: `${r.ipv6}/${r.prefix6}`,
+        gateway4: r.gateway4,
+        gateway6: r.gateway6,
+        ports: [],
+      },
     });
   }
   // Older first: the older Guest keeps a port both ask for.
@@ -117,16 +137,25 @@ export function desiredNetwork(store: GuestsView, ipam: IpamView, opts: DesiredN
         continue;
       }
       taken.set(at, c.key);
-      c.net.ports!.push({ protocol, guestPort: p.containerPort, hostPort, ...(opts.hostAddress ? { hostAddress: opts.hostAddress } : {}) } satisfies PublishedPort);
+      c.net.ports!.push({
+        protocol,
+        guestPort: p.containerPort,
+        hostPort,
+        ...(opts.hostAddress ? { hostAddress: opts.hostAddress } : {}),
+      } satisfies PublishedPort);
     }
   }
   // The configuration in a stable order (by key), so an unchanged state gives an identical config.
   const guests = candidates.map((c) => c.net).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const config: KratanetConfig = { hostLoopback: opts.hostLoopback ?? false, hostAccess: opts.hostAccess ?? false, guestSubnets: ipam.subnets(), guests };
+  const config: KratanetConfig = {
+    hostLoopback: opts.hostLoopback ?? false,
+    hostAccess: opts.hostAccess ?? false,
+    guestSubnets: ipam.subnets(),
+    guests,
+  };
   if (opts.gatewayMac) config.gatewayMac = opts.gatewayMac;
   if (opts.denyCidrs?.length) config.denyCidrs = opts.denyCidrs;
   if (opts.allowCidrs?.length) config.allowCidrs = opts.allowCidrs;
   if (opts.hostBudget !== undefined) config.hostBudget = opts.hostBudget;
   return config;
 }
-

@@ -8,7 +8,8 @@ export interface Embedded {
   form: string;
 }
 
-const at = (b: Buffer, off: number, idx: number[]): number => ((b[off + idx[0]!]! << 24) | (b[off + idx[1]!]! << 16) | (b[off + idx[2]!]! << 8) | b[off + idx[3]!]!) >>> 0;
+const at = (b: Buffer, off: number, idx: number[]): number =>
+  ((b[off + idx[0]!]! << 24) | (b[off + idx[1]!]! << 16) | (b[off + idx[2]!]! << 8) | b[off + idx[3]!]!) >>> 0;
 const zero = (b: Buffer, off: number, from: number, to: number): boolean => {
   for (let i = from; i < to; i++) if (b[off + i] !== 0) return false;
   return true;
@@ -28,7 +29,8 @@ export function embeddedIpv4(b: Buffer, off: number): Embedded[] {
   const last = at(b, off, [12, 13, 14, 15]);
   // IPv4-compatible ::a.b.c.d (deprecated; :: and ::1 are refused before) and SIIT's ::ffff:0:a.b.c.d.
   if (zero(b, off, 0, 12)) return [{ ip: last, form: 'IPv4-compatible' }];
-  if (zero(b, off, 0, 8) && b[off + 8] === 0xff && b[off + 9] === 0xff && zero(b, off, 10, 12)) return [{ ip: last, form: 'IPv4-translated' }];
+  if (zero(b, off, 0, 8) && b[off + 8] === 0xff && b[off + 9] === 0xff && zero(b, off, 10, 12))
+    return [{ ip: last, form: 'IPv4-translated' }];
   // NAT64 well-known prefix 64:ff9b::/96 (always /96).
   if (head(b, off, [0, 0x64, 0xff, 0x9b]) && zero(b, off, 4, 12)) return [{ ip: last, form: 'NAT64' }];
   // NAT64 local-use 64:ff9b:1::/48 (RFC 8215): the operator picks the length, so every layout whose
@@ -37,13 +39,18 @@ export function embeddedIpv4(b: Buffer, off: number): Embedded[] {
   // another reading, i.e. it is the zero suffix of a shorter layout.
   if (head(b, off, [0, 0x64, 0xff, 0x9b, 0, 1])) {
     const out: Embedded[] = [];
-    for (const l of RFC6052) if (b[off + 8] === 0 && zero(b, off, l.suffix, 16)) out.push({ ip: at(b, off, l.idx), form: `NAT64 /${l.len}` });
+    for (const l of RFC6052)
+      if (b[off + 8] === 0 && zero(b, off, l.suffix, 16)) out.push({ ip: at(b, off, l.idx), form: `NAT64 /${l.len}` });
     if (last !== 0 || out.length === 0) out.push({ ip: last, form: 'NAT64 /96' });
     return out;
   }
   // 6to4 2002:AABB:CCDD::/48.
   if (b[off] === 0x20 && b[off + 1] === 0x02) return [{ ip: at(b, off, [2, 3, 4, 5]), form: '6to4' }];
   // Teredo 2001:0::/32: the server in bytes 4-7, the client (inverted) in bytes 12-15.
-  if (head(b, off, [0x20, 0x01, 0, 0])) return [{ ip: at(b, off, [4, 5, 6, 7]), form: 'Teredo server' }, { ip: ~last >>> 0, form: 'Teredo client' }];
+  if (head(b, off, [0x20, 0x01, 0, 0]))
+    return [
+      { ip: at(b, off, [4, 5, 6, 7]), form: 'Teredo server' },
+      { ip: ~last >>> 0, form: 'Teredo client' },
+    ];
   return [];
 }

@@ -33,10 +33,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function ping(p: IcmpEchoProxy, dst: string, data: Buffer, ms = 3000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no reply from ${dst}`)), ms);
-    const ok = p.request(dst, data, (d) => {
-      clearTimeout(timer);
-      resolve(d);
-    }, ms);
+    const ok = p.request(
+      dst,
+      data,
+      (d) => {
+        clearTimeout(timer);
+        resolve(d);
+      },
+      ms,
+    );
     if (!ok) {
       clearTimeout(timer);
       reject(new Error(`request to ${dst} failed: ${p.stats.lastError}`));
@@ -48,15 +53,34 @@ function ping(p: IcmpEchoProxy, dst: string, data: Buffer, ms = 3000): Promise<B
 
 test('constants and sizes match the Linux/glibc headers', () => {
   const facts: Record<string, string> = {
-    AF_INET6: 'AF_INET6', IPPROTO_ICMP: 'IPPROTO_ICMP', IPPROTO_ICMPV6: 'IPPROTO_ICMPV6', SOL_RAW: 'SOL_RAW', ICMP_FILTER: 'ICMP_FILTER',
-    ICMP6_FILTER: 'ICMP6_FILTER', ICMP_ECHOREPLY: 'ICMP_ECHOREPLY', ICMP_ECHO: 'ICMP_ECHO', ICMP6_ECHO_REQUEST: 'ICMP6_ECHO_REQUEST',
-    ICMP6_ECHO_REPLY: 'ICMP6_ECHO_REPLY', SOCKADDR_IN_SIZE: 'sizeof(struct sockaddr_in)', SOCKADDR_IN6_SIZE: 'sizeof(struct sockaddr_in6)',
-    ICMP_FILTER_SIZE: 'sizeof(struct icmp_filter)', ICMP6_FILTER_SIZE: 'sizeof(struct icmp6_filter)',
-    SIN_ADDR: 'offsetof(struct sockaddr_in, sin_addr)', SIN6_ADDR: 'offsetof(struct sockaddr_in6, sin6_addr)',
+    AF_INET6: 'AF_INET6',
+    IPPROTO_ICMP: 'IPPROTO_ICMP',
+    IPPROTO_ICMPV6: 'IPPROTO_ICMPV6',
+    SOL_RAW: 'SOL_RAW',
+    ICMP_FILTER: 'ICMP_FILTER',
+    ICMP6_FILTER: 'ICMP6_FILTER',
+    ICMP_ECHOREPLY: 'ICMP_ECHOREPLY',
+    ICMP_ECHO: 'ICMP_ECHO',
+    ICMP6_ECHO_REQUEST: 'ICMP6_ECHO_REQUEST',
+    ICMP6_ECHO_REPLY: 'ICMP6_ECHO_REPLY',
+    SOCKADDR_IN_SIZE: 'sizeof(struct sockaddr_in)',
+    SOCKADDR_IN6_SIZE: 'sizeof(struct sockaddr_in6)',
+    ICMP_FILTER_SIZE: 'sizeof(struct icmp_filter)',
+    ICMP6_FILTER_SIZE: 'sizeof(struct icmp6_filter)',
+    SIN_ADDR: 'offsetof(struct sockaddr_in, sin_addr)',
+    SIN6_ADDR: 'offsetof(struct sockaddr_in6, sin6_addr)',
   };
   // linux/icmp.h and netinet/ip_icmp.h clash; SOL_RAW/ICMP_FILTER/struct icmp_filter come from the former.
   const got = runCProbe(
-    ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <sys/socket.h>', '#include <netinet/in.h>', '#include <netinet/icmp6.h>', '#include <linux/icmp.h>'],
+    [
+      '#define _GNU_SOURCE',
+      '#include <stdio.h>',
+      '#include <stddef.h>',
+      '#include <sys/socket.h>',
+      '#include <netinet/in.h>',
+      '#include <netinet/icmp6.h>',
+      '#include <linux/icmp.h>',
+    ],
     valueLines(Object.entries(facts), ''),
   );
   for (const name of Object.keys(facts)) assert.equal((icmp as unknown as Record<string, number>)[name], got.get(name), name);
@@ -82,13 +106,20 @@ test('concurrent requests to the same destination each get their own reply', asy
   for (const dst of ['127.0.0.1', '::1']) {
     const datas = Array.from({ length: 200 }, (_, i) => Buffer.concat([Buffer.from([i]), randomBytes(i % 64)]));
     const calls = datas.map(() => 0);
-    const got = await Promise.all(datas.map((d, i) => ping(proxy, dst, d).then((r) => {
-      calls[i]!++;
-      return r;
-    })));
+    const got = await Promise.all(
+      datas.map((d, i) =>
+        ping(proxy, dst, d).then((r) => {
+          calls[i]!++;
+          return r;
+        }),
+      ),
+    );
     got.forEach((r, i) => assert.ok(r.equals(datas[i]!), `${dst} request ${i}`));
     await sleep(50); // a second call (say, for a duplicated reply) would land here
-    assert.deepEqual(calls, datas.map(() => 1));
+    assert.deepEqual(
+      calls,
+      datas.map(() => 1),
+    );
   }
   assert.equal(proxy.pending, 0);
 });
@@ -100,9 +131,14 @@ test('a pending request expires after its timeout without a callback', async () 
     const unmatched = proxy.stats.unmatched;
     const expired = proxy.stats.expired;
     let called = false;
-    const sent = proxy.request(dst, Buffer.from('nobody home'), () => {
-      called = true;
-    }, 150);
+    const sent = proxy.request(
+      dst,
+      Buffer.from('nobody home'),
+      () => {
+        called = true;
+      },
+      150,
+    );
     if (!sent) {
       // A kernel that refuses the destination outright is also a destination that does not answer.
       assert.match(proxy.stats.lastError, /sendto/);
@@ -125,11 +161,16 @@ test('destinations that do not answer do not disturb the others', async () => {
   const data = randomBytes(100);
   let silentCalls = 0;
   const outcomes = silent.map((dst) =>
-    proxy.request(dst, data, (d) => {
-      // Should something on this network answer after all, it must still be the right data.
-      assert.ok(d.equals(data));
-      silentCalls++;
-    }, 300),
+    proxy.request(
+      dst,
+      data,
+      (d) => {
+        // Should something on this network answer after all, it must still be the right data.
+        assert.ok(d.equals(data));
+        silentCalls++;
+      },
+      300,
+    ),
   );
   const live = await Promise.all(
     Array.from({ length: 40 }, (_, i) => {
@@ -137,7 +178,10 @@ test('destinations that do not answer do not disturb the others', async () => {
       return ping(proxy, i % 2 ? '::1' : '127.0.0.1', d).then((r) => r.equals(d));
     }),
   );
-  assert.deepEqual(live, live.map(() => true));
+  assert.deepEqual(
+    live,
+    live.map(() => true),
+  );
   // A failed request leaves nothing pending; the sent ones expire.
   await until(() => proxy.pending === 0, 3000, 'expiry of the silent requests');
   assert.ok(silentCalls <= outcomes.filter(Boolean).length);
@@ -154,7 +198,10 @@ test('at most MAX_PENDING requests are pending', async () => {
     if (ok === 0) return; // 0.0.0.0 refused by this kernel: nothing to fill the table with
     assert.equal(ok, MAX_PENDING);
     assert.equal(p.pending, MAX_PENDING);
-    assert.equal(p.request('127.0.0.1', Buffer.alloc(0), () => {}), false);
+    assert.equal(
+      p.request('127.0.0.1', Buffer.alloc(0), () => {}),
+      false,
+    );
     assert.match(p.stats.lastError, /too many/);
   } finally {
     p.close();
@@ -174,7 +221,11 @@ test('forged replies: bad checksum, wrong code or type, and truncated ones are d
     const timer = setTimeout(() => {}, 10_000);
     timer.unref();
     (p as unknown as { pendingMap: Map<number, object> }).pendingMap.set(key, {
-      v6: false, dst4: 0x7f000001, dst6: null, onReply: (d: Buffer) => replies.push(d), timer,
+      v6: false,
+      dst4: 0x7f000001,
+      dst6: null,
+      onReply: (d: Buffer) => replies.push(d),
+      timer,
     });
     const to = Buffer.alloc(icmp.SOCKADDR_IN_SIZE);
     to.writeUInt16LE(AF_INET, 0);
@@ -227,7 +278,10 @@ test('close() removes the sockets from the poller and closes them; it is idempot
   assert.equal(fdCount(), before);
   assert.equal(poller.size, watched);
   assert.equal(p.pending, 0);
-  assert.equal(p.request('127.0.0.1', d, () => (called = true)), false);
+  assert.equal(
+    p.request('127.0.0.1', d, () => (called = true)),
+    false,
+  );
   await sleep(50);
   assert.equal(called, false);
   assert.equal(IcmpEchoProxy.shared(), proxy, 'closing another proxy leaves the shared one');

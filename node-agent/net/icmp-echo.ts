@@ -12,7 +12,18 @@
 // headers by a gcc probe in icmp-echo.test.ts (they are not in sys.ts, whose exports link.test.ts probes).
 import { randomFillSync } from 'node:crypto';
 import {
-  AF_INET, EAGAIN, EINTR, errno, errnoName, libc, MSG_TRUNC, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sysRecvfrom, sysSendto,
+  AF_INET,
+  EAGAIN,
+  EINTR,
+  errno,
+  errnoName,
+  libc,
+  MSG_TRUNC,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  sysRecvfrom,
+  sysSendto,
 } from '../../lib/libc.js';
 import { Poller } from './poller.js';
 import { finish, fold, ipv6Equal, parseIpv4, parseIpv6, sum16 } from './wire.js';

@@ -160,7 +160,16 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     await new Promise<void>((r) => probeU.bind(0, '127.0.0.1', r));
     inUdp = probeU.address().port;
     probeU.close();
-    const entry = (g: VethGuest, id: string, ports: unknown[]) => ({ id, interface: g.hostIf, mac: g.mac, ipv4: g.ipv4, ipv6: g.ipv6, gateway4: g.gateway4, gateway6: g.gateway6, ports });
+    const entry = (g: VethGuest, id: string, ports: unknown[]) => ({
+      id,
+      interface: g.hostIf,
+      mac: g.mac,
+      ipv4: g.ipv4,
+      ipv6: g.ipv6,
+      gateway4: g.gateway4,
+      gateway6: g.gateway6,
+      ports,
+    });
     const cfg = {
       hostLoopback: true,
       // The "outside" hosts below sit on subnets attached to this host, which guests may not reach
@@ -187,7 +196,10 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
   });
 
   test('the guest pings its gateway over IPv4 and IPv6', async () => {
-    for (const [flag, addr] of [['-4', guest.gateway4], ['-6', guest.gateway6]] as const) {
+    for (const [flag, addr] of [
+      ['-4', guest.gateway4],
+      ['-6', guest.gateway6],
+    ] as const) {
       const r = await guest.exec(['ping', flag, '-c', '2', '-W', '2', addr]);
       assert.equal(r.code, 0, `ping ${addr}: ${r.stdout.toString()}${r.stderr}`);
     }
@@ -274,7 +286,10 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
       ip('-n', ns, 'addr', 'add', '203.0.113.9/24', 'dev', 'eth0');
       ip('-n', ns, '-6', 'addr', 'add', '2001:db8:71::9/64', 'dev', 'eth0', 'nodad');
       ip('-n', ns, 'link', 'set', 'eth0', 'up');
-      for (const [flag, addr] of [['-4', '203.0.113.9'], ['-6', '2001:db8:71::9']] as const) {
+      for (const [flag, addr] of [
+        ['-4', '203.0.113.9'],
+        ['-6', '2001:db8:71::9'],
+      ] as const) {
         const r = await guest.exec(['ping', flag, '-c', '2', '-W', '2', addr]);
         assert.equal(r.code, 0, `ping ${addr}: ${r.stdout.toString()}${r.stderr}`);
       }
@@ -334,9 +349,13 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     await guest.exec(['ip', 'neigh', 'flush', 'dev', 'eth0']);
     // Port 0 (UDP and TCP) is dropped, and takes nothing down.
     // (The guest's kernel refuses port 0 to a UDP socket; a raw socket writes the header itself.)
-    const zero = await guest.exec(['python3', '-c', `import socket, struct
+    const zero = await guest.exec([
+      'python3',
+      '-c',
+      `import socket, struct
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-for dst in ('203.0.113.5', '${guest.gateway4}'): s.sendto(struct.pack('!HHHH', 40000, 0, 9, 0) + b'x', (dst, 0))`]);
+for dst in ('203.0.113.5', '${guest.gateway4}'): s.sendto(struct.pack('!HHHH', 40000, 0, 9, 0) + b'x', (dst, 0))`,
+    ]);
     assert.equal(zero.code, 0, zero.stderr);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(kn.proc.exitCode, null, `kratanet exited: ${kn.stderr}`);
@@ -355,7 +374,10 @@ for dst in ('203.0.113.5', '${guest.gateway4}'): s.sendto(struct.pack('!HHHH', 4
       assert.notEqual(ping.code, 0);
       // UDP to a denied destination (link-local: cloud metadata) is answered with ICMP administratively
       // prohibited. (Another guest's address is on-link for the guest, so its ARP simply goes unanswered.)
-      const udp = await guest.exec(['python3', '-c', `import socket, sys
+      const udp = await guest.exec([
+        'python3',
+        '-c',
+        `import socket, sys
 socket.setdefaulttimeout(3)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_IP, 11, 1)  # IP_RECVERR: the ICMP error ends recv
@@ -363,7 +385,8 @@ s.connect(('169.254.169.254', 80)); s.send(b'x')
 try:
     s.recv(10); print('answered')
 except OSError as e:
-    print(e.errno)`]);
+    print(e.errno)`,
+      ]);
       assert.equal(udp.stdout.toString().trim(), '113', `errno (EHOSTUNREACH expected): ${udp.stdout.toString()}${udp.stderr.toString()}`);
       // The other guest itself is served.
       const mine = await other.exec(['curl', '-sS', '-m', '5', `http://${other.gateway4}:${httpPort}/two`]);
@@ -394,7 +417,21 @@ describe('kratanet on a TAP device', { concurrency: false }, () => {
     ns = await createBareGuest();
     const tap = `kp${randomBytes(4).toString('hex')}`;
     const mac = '02:4b:00:00:00:09';
-    const cfg = { hostLoopback: true, guests: [{ id: 'tap', interface: tap, tap: true, mac, ipv4: '10.75.0.9/16', ipv6: 'fdd4:1476:6c7e::9/64', gateway4: '10.75.0.1', gateway6: 'fdd4:1476:6c7e::1' }] };
+    const cfg = {
+      hostLoopback: true,
+      guests: [
+        {
+          id: 'tap',
+          interface: tap,
+          tap: true,
+          mac,
+          ipv4: '10.75.0.9/16',
+          ipv6: 'fdd4:1476:6c7e::9/64',
+          gateway4: '10.75.0.1',
+          gateway6: 'fdd4:1476:6c7e::1',
+        },
+      ],
+    };
     writeFileSync(join(dir, 'kratanet.json'), JSON.stringify(cfg));
     kn = await startKratanet(join(dir, 'kratanet.json'));
     // The TAP kratanet created becomes the guest's eth0 (its fd keeps working across namespaces).

@@ -43,7 +43,9 @@ function quietInterface(ifname: string): void {
   set(`/proc/sys/net/ipv4/conf/${ifname}/arp_ignore`, '8');
   try {
     execFileSync('tc', ['qdisc', 'replace', 'dev', ifname, 'clsact'], { stdio: 'ignore' });
-    execFileSync('tc', ['filter', 'replace', 'dev', ifname, 'ingress', 'pref', '1', 'protocol', 'all', 'matchall', 'action', 'drop'], { stdio: 'ignore' });
+    execFileSync('tc', ['filter', 'replace', 'dev', ifname, 'ingress', 'pref', '1', 'protocol', 'all', 'matchall', 'action', 'drop'], {
+      stdio: 'ignore',
+    });
   } catch {
     // no tc or no cls_matchall/act_gact: the sysctls above are the guard
   }

@@ -18,7 +18,20 @@ import { check, EFD_CLOEXEC, EFD_NONBLOCK, libc, sysMmap, MAP_ANONYMOUS, MAP_PRI
 
 const layouts: Layout[] = [sys.iovec, sys.msghdr, sys.mmsghdr, sys.sockaddrLl, sys.virtioNetHdr, sys.ifreq, sys.epollEvent];
 /** Exported numbers of sys.ts that are ours (offsets, sizes), not header constants; lib/libc.ts exports only constants. */
-const derived = new Set(['VNET_HDR_LEN', 'MMSGHDR_SIZE', 'IOVEC_SIZE', 'MMSG_LEN', 'MSG_NAME', 'MSG_NAMELEN', 'MSG_IOV', 'MSG_IOVLEN', 'MSG_FLAGS', 'IOV_BASE', 'IOV_LEN', 'SLL_PKTTYPE']);
+const derived = new Set([
+  'VNET_HDR_LEN',
+  'MMSGHDR_SIZE',
+  'IOVEC_SIZE',
+  'MMSG_LEN',
+  'MSG_NAME',
+  'MSG_NAMELEN',
+  'MSG_IOV',
+  'MSG_IOVLEN',
+  'MSG_FLAGS',
+  'IOV_BASE',
+  'IOV_LEN',
+  'SLL_PKTTYPE',
+]);
 const constants = [...Object.entries(libcModule), ...Object.entries(sys)].filter(
   (e): e is [string, number] => typeof e[1] === 'number' && /^[A-Z][A-Z0-9_]*$/.test(e[0]) && !derived.has(e[0]),
 );
@@ -27,13 +40,29 @@ const key = layoutKey;
 
 function probe(): Map<string, number> {
   return runCProbe(
-    ['#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <errno.h>', '#include <fcntl.h>', '#include <sys/socket.h>',
-    '#include <sys/uio.h>', '#include <sys/mman.h>', '#include <sys/epoll.h>', '#include <sys/eventfd.h>', '#include <sys/ioctl.h>',
-    '#include <net/if.h>',
-    '#include <linux/if_packet.h>', '#include <linux/if_ether.h>', '#include <linux/virtio_net.h>', '#include <linux/if_tun.h>',
-    '#include <linux/sockios.h>',
-    // Added to the uapi header in Linux 6.2; Debian 12's linux-libc-dev (6.1) predates it.
-    '#ifndef VIRTIO_NET_HDR_GSO_UDP_L4', '#define VIRTIO_NET_HDR_GSO_UDP_L4 5', '#endif'],
+    [
+      '#define _GNU_SOURCE',
+      '#include <stdio.h>',
+      '#include <stddef.h>',
+      '#include <errno.h>',
+      '#include <fcntl.h>',
+      '#include <sys/socket.h>',
+      '#include <sys/uio.h>',
+      '#include <sys/mman.h>',
+      '#include <sys/epoll.h>',
+      '#include <sys/eventfd.h>',
+      '#include <sys/ioctl.h>',
+      '#include <net/if.h>',
+      '#include <linux/if_packet.h>',
+      '#include <linux/if_ether.h>',
+      '#include <linux/virtio_net.h>',
+      '#include <linux/if_tun.h>',
+      '#include <linux/sockios.h>',
+      // Added to the uapi header in Linux 6.2; Debian 12's linux-libc-dev (6.1) predates it.
+      '#ifndef VIRTIO_NET_HDR_GSO_UDP_L4',
+      '#define VIRTIO_NET_HDR_GSO_UDP_L4 5',
+      '#endif',
+    ],
     [...layoutLines(layouts), ...valueLines(constants.map(([name]) => [name, name]))],
   );
 }
@@ -351,7 +380,10 @@ test('veth: back-pressure keeps frames pending until writable; alloc() with a fu
     await until('all 100 frames', () => got.length === 100, 5000);
     assert.equal(a.stats.txFrames, 100);
     assert.equal(a.stats.txDropped, 0);
-    assert.deepEqual(got.map((g) => g.frame.readUInt32BE(14)), [...Array(100).keys()]);
+    assert.deepEqual(
+      got.map((g) => g.frame.readUInt32BE(14)),
+      [...Array(100).keys()],
+    );
 
     // More than the table holds while blocked: alloc() drops what is still pending.
     got.length = 0;
@@ -361,7 +393,10 @@ test('veth: back-pressure keeps frames pending until writable; alloc() with a fu
     assert.ok(a.stats.txDropped > 0);
     await until('b to receive what was sent', () => got.length === a.stats.txFrames - before, 5000);
     const seqs = got.map((g) => g.frame.readUInt32BE(14));
-    assert.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]!), 'in order');
+    assert.ok(
+      seqs.every((s, i) => i === 0 || s > seqs[i - 1]!),
+      'in order',
+    );
     assert.equal(seqs.at(-1), 1099);
   } finally {
     a.close();

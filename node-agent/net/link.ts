@@ -9,17 +9,75 @@
 // has been sent) with a prebuilt mmsghdr/iovec table for sendmmsg (packet) or writev (tap). The hot path
 // allocates nothing but the Buffer views, uses no BigInt, and passes native addresses to koffi as numbers.
 import {
-  AF_PACKET, check, EAGAIN, EINTR, errno, libc, MAP_ANONYMOUS, MAP_PRIVATE, MSG_DONTWAIT, MSG_TRUNC, O_CLOEXEC, O_NONBLOCK, O_RDWR,
-  PROT_READ, PROT_WRITE, SO_RCVBUFFORCE, SO_SNDBUFFORCE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET, sysClose, sysMmap, sysOpen, SysError,
+  AF_PACKET,
+  check,
+  EAGAIN,
+  EINTR,
+  errno,
+  libc,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+  SO_RCVBUFFORCE,
+  SO_SNDBUFFORCE,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  SOL_SOCKET,
+  sysClose,
+  sysMmap,
+  sysOpen,
+  SysError,
   type Mapping,
 } from '../../lib/libc.js';
 import { Poller } from './poller.js';
 import {
-  addrNumber, ETH_HLEN, ETH_P_ALL, htons, ifMtuAndUp, ifreqFor, ifreqName, ioctlPtr, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IOV_BASE, IOV_LEN,
-  IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING,
-  PACKET_VNET_HDR, setIntOpt, SLL_PKTTYPE, sockaddrLl, SOL_PACKET, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUNSETIFF, TUNSETOFFLOAD,
-  VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4,
-  VNET_HDR_LEN, writeAddr,
+  addrNumber,
+  ETH_HLEN,
+  ETH_P_ALL,
+  htons,
+  ifMtuAndUp,
+  ifreqFor,
+  ifreqName,
+  ioctlPtr,
+  IFF_NO_PI,
+  IFF_TAP,
+  IFF_VNET_HDR,
+  IOV_BASE,
+  IOV_LEN,
+  IOVEC_SIZE,
+  MMSG_LEN,
+  MMSGHDR_SIZE,
+  MSG_FLAGS,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  PACKET_IGNORE_OUTGOING,
+  PACKET_OUTGOING,
+  PACKET_VNET_HDR,
+  setIntOpt,
+  SLL_PKTTYPE,
+  sockaddrLl,
+  SOL_PACKET,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
+  TUNSETIFF,
+  TUNSETOFFLOAD,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+  VIRTIO_NET_HDR_GSO_UDP,
+  VIRTIO_NET_HDR_GSO_UDP_L4,
+  VNET_HDR_LEN,
+  writeAddr,
 } from './sys.js';
 
 export type GsoType = 'none' | 'tcp4' | 'tcp6' | 'udp';
@@ -339,8 +397,14 @@ abstract class FrameLink implements Link {
         meta.gso = 'none';
         meta.gsoSize = 0;
       } else {
-        meta.gso = gso === VIRTIO_NET_HDR_GSO_TCPV4 ? 'tcp4' : gso === VIRTIO_NET_HDR_GSO_TCPV6 ? 'tcp6'
-          : gso === VIRTIO_NET_HDR_GSO_UDP || gso === VIRTIO_NET_HDR_GSO_UDP_L4 ? 'udp' : 'none';
+        meta.gso =
+          gso === VIRTIO_NET_HDR_GSO_TCPV4
+            ? 'tcp4'
+            : gso === VIRTIO_NET_HDR_GSO_TCPV6
+              ? 'tcp6'
+              : gso === VIRTIO_NET_HDR_GSO_UDP || gso === VIRTIO_NET_HDR_GSO_UDP_L4
+                ? 'udp'
+                : 'none';
         meta.gsoSize = data.readUInt16LE(at + 4);
       }
     }

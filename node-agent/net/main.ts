@@ -83,6 +83,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  log(e instanceof ConfigError ? e.message : (e as Error).stack ?? String(e));
+  log(e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e)));
   process.exit(e instanceof ConfigError ? 2 : 1);
 });

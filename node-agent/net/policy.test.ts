@@ -30,13 +30,39 @@ fd440000000000000000000000000000 30 00000000000000000000000000000000 00 fd000000
 `;
 /* eslint-enable max-len */
 const IFACES = {
-  lo: [{ address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/8' }],
+  lo: [
+    { address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/8' },
+  ],
   eth0: [
-    { address: '10.0.2.15', netmask: '255.255.255.0', family: 'IPv4' as const, mac: '52:54:00:12:34:56', internal: false, cidr: '10.0.2.15/24' },
-    { address: 'fd00::2', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6' as const, mac: '52:54:00:12:34:56', internal: false, cidr: 'fd00::2/64', scopeid: 0 },
+    {
+      address: '10.0.2.15',
+      netmask: '255.255.255.0',
+      family: 'IPv4' as const,
+      mac: '52:54:00:12:34:56',
+      internal: false,
+      cidr: '10.0.2.15/24',
+    },
+    {
+      address: 'fd00::2',
+      netmask: 'ffff:ffff:ffff:ffff::',
+      family: 'IPv6' as const,
+      mac: '52:54:00:12:34:56',
+      internal: false,
+      cidr: 'fd00::2/64',
+      scopeid: 0,
+    },
   ],
   // An interface whose routes are gone from the table still has its subnet denied.
-  eth1: [{ address: '172.20.5.1', netmask: '255.255.0.0', family: 'IPv4' as const, mac: '52:54:00:12:34:57', internal: false, cidr: '172.20.5.1/16' }],
+  eth1: [
+    {
+      address: '172.20.5.1',
+      netmask: '255.255.0.0',
+      family: 'IPv4' as const,
+      mac: '52:54:00:12:34:57',
+      internal: false,
+      cidr: '172.20.5.1/16',
+    },
+  ],
 };
 
 function view(): HostView {
@@ -48,7 +74,10 @@ function view(): HostView {
 const GW4 = parseIpv4('10.75.0.1');
 const GW6 = parseIpv6('fdd4:1476:6c7e::1');
 
-function policy(opts: Partial<PolicyOptions> = {}): { v4: (ip: string, port?: number) => Verdict; v6: (ip: string, port?: number) => Verdict } {
+function policy(opts: Partial<PolicyOptions> = {}): {
+  v4: (ip: string, port?: number) => Verdict;
+  v6: (ip: string, port?: number) => Verdict;
+} {
   const p = new Policy({ guestSubnets: ['10.75.0.0/16', 'fdd4:1476:6c7e::/48'], hostView: view, ...opts });
   return { v4: (ip, port = 443) => p.v4(parseIpv4(ip), port, GW4), v6: (ip, port = 443) => p.v6(parseIpv6(ip), 0, port, GW6) };
 }
@@ -63,8 +92,14 @@ test('the kernel tables are read as they are printed: IPv4 words in host order, 
   );
   // The same table from a big-endian host.
   const be = ROUTE4.replace(/\t([0-9A-F]{8})/g, (_, h: string) => `\t${h.match(/../g)!.reverse().join('')}`);
-  assert.deepEqual(parseRoutes4(be, false).map((n) => n.cidr), parseRoutes4(ROUTE4, true).map((n) => n.cidr));
-  assert.deepEqual(parseRoutes6(ROUTE6).map((n) => `${n.cidr} ${n.label}`), ['fd00::/64 on eth0 (route)', 'fd44::/48 on eth0 (route)']);
+  assert.deepEqual(
+    parseRoutes4(be, false).map((n) => n.cidr),
+    parseRoutes4(ROUTE4, true).map((n) => n.cidr),
+  );
+  assert.deepEqual(
+    parseRoutes6(ROUTE6).map((n) => `${n.cidr} ${n.label}`),
+    ['fd00::/64 on eth0 (route)', 'fd44::/48 on eth0 (route)'],
+  );
   assert.deepEqual(parseRoutes4('garbage\nmore garbage', true), []);
 });
 
@@ -100,7 +135,16 @@ test('--host-access opens dom0 own addresses only, not its neighbours', () => {
 test("deny rules close ranges dom0 routes by default (the cluster's Service range); allow rules reopen, by port", () => {
   const p = policy({
     denyCidrs: ['10.96.0.0/12', 'fd99::/64'],
-    allowCidrs: ['10.96.0.10/32:53', '10.0.2.3/32:53,8000-8080', '10.0.2.0/24:9000', 'fd00::53/128', '10.75.0.0/16', '169.254.0.0/16', '10.0.2.15/32', '0.0.0.0/0:6443'],
+    allowCidrs: [
+      '10.96.0.10/32:53',
+      '10.0.2.3/32:53,8000-8080',
+      '10.0.2.0/24:9000',
+      'fd00::53/128',
+      '10.75.0.0/16',
+      '169.254.0.0/16',
+      '10.0.2.15/32',
+      '0.0.0.0/0:6443',
+    ],
   });
   denied(p.v4('10.96.0.1'), /^deny-cidr 10\.96\.0\.0\/12$/, 'a Service IP');
   denied(p.v6('fd99::1'), /^deny-cidr fd99::\/64$/, 'an IPv6 deny');
@@ -135,7 +179,16 @@ test('IPv6 addresses carrying an IPv4 one (NAT64, 6to4, Teredo, compatible/trans
   // The IPv4 allow rules apply with the guest's port; the IPv6 rules still apply after.
   allowed(p.v6('64:ff9b::10.0.2.3', 53), 'an IPv4 allow, on its port');
   denied(p.v6('64:ff9b::10.0.2.3', 80), /node network/, 'the same address on another port');
-  denied(new Policy({ guestSubnets: ['10.75.0.0/16'], hostView: view, denyCidrs: ['64:ff9b::/96'] }).v6(parseIpv6('64:ff9b::93.184.216.34'), 0, 443, GW6), /^deny-cidr 64:ff9b::\/96$/, 'an IPv6 deny of the NAT64 prefix');
+  denied(
+    new Policy({ guestSubnets: ['10.75.0.0/16'], hostView: view, denyCidrs: ['64:ff9b::/96'] }).v6(
+      parseIpv6('64:ff9b::93.184.216.34'),
+      0,
+      443,
+      GW6,
+    ),
+    /^deny-cidr 64:ff9b::\/96$/,
+    'an IPv6 deny of the NAT64 prefix',
+  );
   // Local-use NAT64 prefix: /96 and the shorter RFC 6052 layouts (the u octet, byte 8, skipped).
   denied(p.v6('64:ff9b:1::10.0.2.15'), /^NAT64 \/96 10\.0\.2\.15: dom0's own address$/, 'local-use /96');
   denied(p.v6('64:ff9b:1:a00:2:f00::'), /^NAT64 \/48 10\.0\.2\.15: dom0's own address$/, 'local-use /48');
@@ -156,7 +209,10 @@ test('IPv6 addresses carrying an IPv4 one (NAT64, 6to4, Teredo, compatible/trans
 });
 
 test('rules, configuration and flags: bad input is refused with the field or flag named', () => {
-  assert.deepEqual(parseCidrRule('fd00::/8:53,80-90').ports, [[53, 53], [80, 90]]);
+  assert.deepEqual(parseCidrRule('fd00::/8:53,80-90').ports, [
+    [53, 53],
+    [80, 90],
+  ]);
   assert.equal(parseCidrRule('10.0.0.0/8').ports, null);
   assert.throws(() => parseCidrRule('10.0.0.0/8:0'), /ports "0"/);
   assert.throws(() => parseCidrRule('10.0.0.0/8:90-80'), /ports "90-80"/);
@@ -167,7 +223,10 @@ test('rules, configuration and flags: bad input is refused with the field or fla
   assert.throws(() => validateConfig({ guests: [], denyCidrs: ['10.0.0.0/8:53'] }), /config: denyCidrs\[0\]: .*no ports/);
   assert.throws(() => validateConfig({ guests: [], allowCidrs: ['10.0.0.0/8', 7] }), /config: allowCidrs\[1\]: must be a string/);
   assert.throws(() => validateConfig({ guests: [], allowCidrs: '10.0.0.0/8' }), /config: allowCidrs: must be a list/);
-  assert.throws(() => validateConfig({ guests: [], hostBudget: 1024 }), /config: hostBudget: must be a whole number of bytes, at least 1048576/);
+  assert.throws(
+    () => validateConfig({ guests: [], hostBudget: 1024 }),
+    /config: hostBudget: must be a whole number of bytes, at least 1048576/,
+  );
   assert.throws(() => validateConfig({ guests: [], hostBudget: 1.5e9 + 0.5 }), /hostBudget/);
   const ok = validateConfig({ guests: [], denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.96.0.10/32:53'], hostBudget: 1 << 30 });
   assert.deepEqual([ok.denyCidrs, ok.allowCidrs, ok.hostBudget], [['10.96.0.0/12'], ['10.96.0.10/32:53'], 1 << 30]);
@@ -175,7 +234,11 @@ test('rules, configuration and flags: bad input is refused with the field or fla
   assert.throws(() => egressFlags([], ['10.0.0.0/8:http']), /^Error: --allow-cidr: .*ports "http"/);
   assert.throws(() => egressFlags([], [], '0'), /--network-budget: "0"/);
   assert.throws(() => egressFlags([], [], '1.5'), /--network-budget/);
-  assert.deepEqual(egressFlags(['10.96.0.0/12'], ['10.0.0.1/32:53'], '512'), { denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.0.0.1/32:53'], hostBudget: 512 << 20 });
+  assert.deepEqual(egressFlags(['10.96.0.0/12'], ['10.0.0.1/32:53'], '512'), {
+    denyCidrs: ['10.96.0.0/12'],
+    allowCidrs: ['10.0.0.1/32:53'],
+    hostBudget: 512 << 20,
+  });
   // The guests' DNS servers are reachable on port 53, wherever they are.
   assert.deepEqual(egressFlags([], [], undefined, ['10.96.0.10', 'fd00::53']).allowCidrs, ['10.96.0.10/32:53', 'fd00::53/128:53']);
   assert.throws(() => egressFlags([], [], undefined, ['dns.example']), /^Error: --nameserver: /);
@@ -201,7 +264,10 @@ test('the prefix table answers with the longest prefix', () => {
 
 test("by default the policy reads this machine's networks: an address on one of its routes is denied", () => {
   const routes = parseRoutes4(readFileSync('/proc/net/route', 'utf8'));
-  const net = routes.find((r) => !r.cidr.startsWith('127.') && !r.cidr.startsWith('169.254.') && !r.cidr.startsWith('10.75.') && Number(r.cidr.split('/')[1]) <= 30);
+  const net = routes.find(
+    (r) =>
+      !r.cidr.startsWith('127.') && !r.cidr.startsWith('169.254.') && !r.cidr.startsWith('10.75.') && Number(r.cidr.split('/')[1]) <= 30,
+  );
   assert.ok(net, `this machine routes no network but its default: ${JSON.stringify(routes)}`);
   // The network's second address: e.g. 192.0.2.1 for 192.0.2.0/24, the usual gateway.
   const addr = (parseIpv4(net.cidr.split('/')[0]!) + 1) >>> 0;

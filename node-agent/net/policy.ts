@@ -59,11 +59,19 @@ export function parseCidrRule(text: string, withPorts = true): CidrRule {
       const p = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(r);
       const lo = Number(p?.[1]);
       const hi = p?.[2] === undefined ? lo : Number(p[2]);
-      if (!p || lo < 1 || hi > 65535 || hi < lo) throw new Error(`${JSON.stringify(text)}: ports ${JSON.stringify(r)}: want P or P-Q within 1-65535`);
+      if (!p || lo < 1 || hi > 65535 || hi < lo)
+        throw new Error(`${JSON.stringify(text)}: ports ${JSON.stringify(r)}: want P or P-Q within 1-65535`);
       return [lo, hi];
     });
   }
-  return { text, v6: c.v6, net4: c.v6 ? 0 : parseIpv4(c.address), net6: c.v6 ? parseIpv6(c.address) : Buffer.alloc(16), prefix: c.prefix, ports };
+  return {
+    text,
+    v6: c.v6,
+    net4: c.v6 ? 0 : parseIpv4(c.address),
+    net6: c.v6 ? parseIpv6(c.address) : Buffer.alloc(16),
+    prefix: c.prefix,
+    ports,
+  };
 }
 
 const LOCAL_REFRESH_MS = 10_000;
@@ -125,15 +133,20 @@ export class Policy {
 
   /** Destination of a guest flow to `ip` (IPv4 number) and `port` (0: ICMP echo); `gateway` is the guest's gateway. */
   v4(ip: number, port: number, gateway: number): Verdict {
-    if (ip === gateway) return this.loopbackAllowed(port) ? { allow: true, host: '127.0.0.1', loopback: true } : { allow: false, reason: 'host loopback not allowed' };
+    if (ip === gateway)
+      return this.loopbackAllowed(port)
+        ? { allow: true, host: '127.0.0.1', loopback: true }
+        : { allow: false, reason: 'host loopback not allowed' };
     for (const n of this.guests4) if (ipv4InPrefix(ip, n.net, n.prefix)) return { allow: false, reason: 'guest-to-guest' };
     const first = ip >>> 24;
     if (first === 0 || first === 127 || first >= 224) return { allow: false, reason: 'special address' };
     // Link-local (cloud metadata services answer there, trusting dom0) and IETF protocol assignments.
     if (ip >>> 16 === 0xa9fe || ip >>> 8 === 0xc00000) return { allow: false, reason: 'link-local or reserved' };
     this.refreshLocal();
-    if (this.local4.has(ip)) return this.opts.hostAccess ? { allow: true, host: formatIpv4(ip) } : { allow: false, reason: "dom0's own address" };
-    for (const r of this.allowRules) if (!r.v6 && ipv4InPrefix(ip, r.net4, r.prefix) && Policy.portOk(r, port)) return { allow: true, host: formatIpv4(ip) };
+    if (this.local4.has(ip))
+      return this.opts.hostAccess ? { allow: true, host: formatIpv4(ip) } : { allow: false, reason: "dom0's own address" };
+    for (const r of this.allowRules)
+      if (!r.v6 && ipv4InPrefix(ip, r.net4, r.prefix) && Policy.portOk(r, port)) return { allow: true, host: formatIpv4(ip) };
     for (const r of this.deny) if (!r.v6 && ipv4InPrefix(ip, r.net4, r.prefix)) return { allow: false, reason: `deny-cidr ${r.text}` };
     const net = this.nodeNets.match4(ip);
     if (net !== undefined) return { allow: false, reason: `node network ${net}` };
@@ -144,7 +157,10 @@ export class Policy {
   v6(buf: Buffer, off: number, port: number, gateway: Buffer): Verdict {
     let same = true;
     for (let i = 0; i < 16; i++) if (buf[off + i] !== gateway[i]) same = false;
-    if (same) return this.loopbackAllowed(port) ? { allow: true, host: '::1', loopback: true } : { allow: false, reason: 'host loopback not allowed' };
+    if (same)
+      return this.loopbackAllowed(port)
+        ? { allow: true, host: '::1', loopback: true }
+        : { allow: false, reason: 'host loopback not allowed' };
     for (const n of this.guests6) if (ipv6InPrefix(buf, off, n.net, n.prefix)) return { allow: false, reason: 'guest-to-guest' };
     const b0 = buf[off]!;
     if (b0 === 0xff || (b0 === 0xfe && (buf[off + 1]! & 0xc0) === 0x80)) return { allow: false, reason: 'multicast or link-local' };
@@ -163,8 +179,10 @@ export class Policy {
     }
     this.refreshLocal();
     const key = buf.toString('latin1', off, off + 16);
-    if (this.local6.has(key)) return this.opts.hostAccess ? { allow: true, host: formatIpv6(buf, off) } : { allow: false, reason: "dom0's own address" };
-    for (const r of this.allowRules) if (r.v6 && ipv6InPrefix(buf, off, r.net6, r.prefix) && Policy.portOk(r, port)) return { allow: true, host: formatIpv6(buf, off) };
+    if (this.local6.has(key))
+      return this.opts.hostAccess ? { allow: true, host: formatIpv6(buf, off) } : { allow: false, reason: "dom0's own address" };
+    for (const r of this.allowRules)
+      if (r.v6 && ipv6InPrefix(buf, off, r.net6, r.prefix) && Policy.portOk(r, port)) return { allow: true, host: formatIpv6(buf, off) };
     for (const r of this.deny) if (r.v6 && ipv6InPrefix(buf, off, r.net6, r.prefix)) return { allow: false, reason: `deny-cidr ${r.text}` };
     const net = this.nodeNets.match6(buf, off);
     if (net !== undefined) return { allow: false, reason: `node network ${net}` };

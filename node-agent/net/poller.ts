@@ -11,8 +11,25 @@
 import { Worker } from 'node:worker_threads';
 import { Socket } from 'node:net';
 import {
-  check, EFD_CLOEXEC, EFD_NONBLOCK, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR, EPOLLHUP, EPOLLIN,
-  EPOLLOUT, libc, MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, PROT_READ, PROT_WRITE, sysMmap, type Mapping,
+  check,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLL_CTL_MOD,
+  EPOLLERR,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+  libc,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  O_CLOEXEC,
+  PROT_READ,
+  PROT_WRITE,
+  sysMmap,
+  type Mapping,
 } from '../../lib/libc.js';
 import { addrNumber, epollEvent } from './sys.js';
 
@@ -184,9 +201,11 @@ export class Poller {
     this.writeFd = writeFd;
     this.pipe = new Socket({ fd: readFd, readable: true, writable: false });
     this.pipe.on('data', this.onWake);
-    this.pipe.on('error', (e) => process.nextTick(() => {
-      throw e;
-    }));
+    this.pipe.on('error', (e) =>
+      process.nextTick(() => {
+        throw e;
+      }),
+    );
     const w = new Worker(WORKER, {
       eval: true,
       workerData: {
@@ -198,13 +217,16 @@ export class Poller {
       },
     });
     w.unref();
-    w.on('error', (e) => process.nextTick(() => {
-      throw e;
-    }));
+    w.on('error', (e) =>
+      process.nextTick(() => {
+        throw e;
+      }),
+    );
     w.on('exit', () => {
-      if (!this.closed) process.nextTick(() => {
-        throw new Error('the poller\'s worker thread exited');
-      });
+      if (!this.closed)
+        process.nextTick(() => {
+          throw new Error("the poller's worker thread exited");
+        });
     });
     this.worker = w;
   }

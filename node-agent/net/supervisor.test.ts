@@ -19,13 +19,25 @@ process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 let n = 0;
 
 function guest(name: string, spec: Record<string, unknown> = {}): Guest {
-  const r = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name }, spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '64Mi' }, ...spec } });
+  const r = validateObject({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name },
+    spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '64Mi' }, ...spec },
+  });
   assert.deepEqual(r.errors, []);
   return r.object as Guest;
 }
 
 /** A Guest as the reconciler leaves it: stored, addresses reserved (if networked), a domain (if domid). */
-function running(store: GuestStore, ipam: Ipam, name: string, created: string, domid: number | undefined, spec: Record<string, unknown> = {}): void {
+function running(
+  store: GuestStore,
+  ipam: Ipam,
+  name: string,
+  created: string,
+  domid: number | undefined,
+  spec: Record<string, unknown> = {},
+): void {
   store.put(guest(name, spec), new Date(created));
   const key = `default/${name}`;
   const g = store.get(key)!.guest;
@@ -38,8 +50,25 @@ test('desiredNetwork: networked guests with a domain and a reservation; the olde
   const store = new GuestStore(dir);
   const ipam = new Ipam(dir);
   const net = (ports: unknown[] = []) => ({ network: { enabled: true, ports } });
-  running(store, ipam, 'web', '2026-01-01T00:00:00Z', 3, net([{ containerPort: 80 }, { containerPort: 53, hostPort: 5353, protocol: 'UDP' }]));
-  running(store, ipam, 'late', '2026-01-02T00:00:00Z', 5, net([{ containerPort: 8080, hostPort: 80 }, { containerPort: 53, protocol: 'UDP' }]));
+  running(
+    store,
+    ipam,
+    'web',
+    '2026-01-01T00:00:00Z',
+    3,
+    net([{ containerPort: 80 }, { containerPort: 53, hostPort: 5353, protocol: 'UDP' }]),
+  );
+  running(
+    store,
+    ipam,
+    'late',
+    '2026-01-02T00:00:00Z',
+    5,
+    net([
+      { containerPort: 8080, hostPort: 80 },
+      { containerPort: 53, protocol: 'UDP' },
+    ]),
+  );
   running(store, ipam, 'offline', '2026-01-01T00:00:00Z', 4, { network: { enabled: false } });
   running(store, ipam, 'pending', '2026-01-01T00:00:00Z', undefined, net());
   running(store, ipam, 'dying', '2026-01-01T00:00:00Z', 7, net());
@@ -57,7 +86,11 @@ test('desiredNetwork: networked guests with a domain and a reservation; the olde
   assert.equal(cfg.hostLoopback, true);
   assert.equal(cfg.hostAccess, false);
   assert.deepEqual(cfg.guestSubnets, ['10.75.0.0/16', 'fdd4:1476:6c7e::/48']);
-  assert.deepEqual(cfg.guests.map((g) => g.id), ['default/dying', 'default/late', 'default/web'], 'a guest being deleted keeps its network while its domain is there');
+  assert.deepEqual(
+    cfg.guests.map((g) => g.id),
+    ['default/dying', 'default/late', 'default/web'],
+    'a guest being deleted keeps its network while its domain is there',
+  );
   const web = cfg.guests.find((g) => g.id === 'default/web')!;
   const r = ipam.get('default/web')!;
   assert.deepEqual(web, {
@@ -85,7 +118,10 @@ test('desiredNetwork: networked guests with a domain and a reservation; the olde
   store.setStatus('default/web', { phase: 'Succeeded' });
   const after: PortConflict[] = [];
   const cfg2 = desiredNetwork(store, ipam, {}, after);
-  assert.deepEqual(cfg2.guests.map((g) => g.id), ['default/dying', 'default/late']);
+  assert.deepEqual(
+    cfg2.guests.map((g) => g.id),
+    ['default/dying', 'default/late'],
+  );
   assert.deepEqual(cfg2.guests[1]!.ports, [
     { protocol: 'TCP', guestPort: 8080, hostPort: 80 },
     { protocol: 'UDP', guestPort: 53, hostPort: 53 },
@@ -94,10 +130,13 @@ test('desiredNetwork: networked guests with a domain and a reservation; the olde
   // The deleted guest's domain is gone and its record with it.
   ipam.release('default/dying');
   store.remove('default/dying');
-  assert.deepEqual(desiredNetwork(store, ipam).guests.map((g) => g.id), ['default/late']);
+  assert.deepEqual(
+    desiredNetwork(store, ipam).guests.map((g) => g.id),
+    ['default/late'],
+  );
 });
 
-test('desiredNetwork: the guest subnets are the Ipam\'s', () => {
+test("desiredNetwork: the guest subnets are the Ipam's", () => {
   const dir = join(work, `state-${++n}`);
   const store = new GuestStore(dir);
   const ipam = new Ipam(dir, { ipv4Subnet: '192.168.77.5/24', ipv6Subnet: 'fd00:1:2::/48' });
@@ -105,11 +144,14 @@ test('desiredNetwork: the guest subnets are the Ipam\'s', () => {
   const cfg = desiredNetwork(store, ipam, { hostAccess: true });
   assert.deepEqual(cfg.guestSubnets, ['192.168.77.0/24', 'fd00:1:2::/48']);
   assert.equal(cfg.hostAccess, true);
-  assert.deepEqual(cfg.guests.map((g) => [g.interface, g.ipv4, g.ipv6, g.gateway4, g.gateway6]), [['vif12.0', '192.168.77.2/24', 'fd00:1:2::2/64', '192.168.77.1', 'fd00:1:2::1']]);
+  assert.deepEqual(
+    cfg.guests.map((g) => [g.interface, g.ipv4, g.ipv6, g.gateway4, g.gateway6]),
+    [['vif12.0', '192.168.77.2/24', 'fd00:1:2::2/64', '192.168.77.1', 'fd00:1:2::1']],
+  );
   validateConfig(cfg);
 });
 
-test('desiredNetwork: the agent\'s --deny-cidr, --allow-cidr and --network-budget reach kratanet', () => {
+test("desiredNetwork: the agent's --deny-cidr, --allow-cidr and --network-budget reach kratanet", () => {
   const dir = join(work, `state-${++n}`);
   const store = new GuestStore(dir);
   const ipam = new Ipam(dir);
@@ -118,7 +160,7 @@ test('desiredNetwork: the agent\'s --deny-cidr, --allow-cidr and --network-budge
   assert.deepEqual([cfg.denyCidrs, cfg.allowCidrs, cfg.hostBudget], [['10.96.0.0/12'], ['10.96.0.10/32:53'], 64 << 20]);
   assert.deepEqual(validateConfig(JSON.parse(JSON.stringify(cfg))), cfg, 'kratanet accepts it as it is');
   const plain = desiredNetwork(store, ipam, egressFlags());
-  assert.ok(!('denyCidrs' in plain) && !('allowCidrs' in plain) && !('hostBudget' in plain), 'no flags: kratanet\'s defaults');
+  assert.ok(!('denyCidrs' in plain) && !('allowCidrs' in plain) && !('hostBudget' in plain), "no flags: kratanet's defaults");
 });
 
 // The fake kratanet: records every start, apply and SIGTERM in log.jsonl; applies after DELAY ms;
@@ -177,14 +219,27 @@ function fake(delayMs = 0, opts: ConstructorParameters<typeof NetSupervisor>[0] 
   writeFileSync(script, FAKE);
   const logs: { level: string; msg: string }[] = [];
   const log: NetLog = (level, msg) => logs.push({ level, msg });
-  const sup = new NetSupervisor({ script, args: [dir, String(delayMs)], log, retryMs: 100, restartBackoffMs: [50, 400], stopTimeoutMs: 300, ...opts });
+  const sup = new NetSupervisor({
+    script,
+    args: [dir, String(delayMs)],
+    log,
+    retryMs: 100,
+    restartBackoffMs: [50, 400],
+    stopTimeoutMs: 300,
+    ...opts,
+  });
   return {
     dir,
     sup,
     logs,
     entries(event) {
       const file = join(dir, 'log.jsonl');
-      const all = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogEntry) : [];
+      const all = existsSync(file)
+        ? readFileSync(file, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as LogEntry)
+        : [];
       return event ? all.filter((e) => e.event === event) : all;
     },
   };
@@ -202,7 +257,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function cfgOf(...ids: string[]): KratanetConfig {
   return {
-    guests: ids.map((id, i) => ({ id, interface: `vif${i + 10}.0`, mac: `02:4b:00:00:00:${(i + 2).toString(16).padStart(2, '0')}`, ipv4: `10.75.0.${i + 2}/16`, ipv6: `fdd4:1476:6c7e::${i + 2}/64`, gateway4: '10.75.0.1', gateway6: 'fdd4:1476:6c7e::1', ports: [] })),
+    guests: ids.map((id, i) => ({
+      id,
+      interface: `vif${i + 10}.0`,
+      mac: `02:4b:00:00:00:${(i + 2).toString(16).padStart(2, '0')}`,
+      ipv4: `10.75.0.${i + 2}/16`,
+      ipv6: `fdd4:1476:6c7e::${i + 2}/64`,
+      gateway4: '10.75.0.1',
+      gateway6: 'fdd4:1476:6c7e::1',
+      ports: [],
+    })),
   };
 }
 
@@ -225,8 +289,14 @@ test('supervisor: one apply at a time; configurations given meanwhile collapse i
     f.sup.update(cfgOf('default/c'));
     await until(() => f.sup.results().length === 1 && f.sup.result('default/c') !== undefined, 'the newest configuration applied');
     const applies = f.entries('apply');
-    assert.deepEqual(applies.map((e) => e.config!.guests.map((g) => g.id)), [['default/a'], ['default/c']]);
-    assert.deepEqual(applies.map((e) => e.seq), [1, 2]);
+    assert.deepEqual(
+      applies.map((e) => e.config!.guests.map((g) => g.id)),
+      [['default/a'], ['default/c']],
+    );
+    assert.deepEqual(
+      applies.map((e) => e.seq),
+      [1, 2],
+    );
     assert.deepEqual(f.sup.results(), [{ id: 'default/c', ok: true, portErrors: [] }]);
     f.sup.update(cfgOf('default/c'));
     await sleep(100);
@@ -287,7 +357,10 @@ test('supervisor: kratanet dying is restarted with backoff and given the last co
     const starts = f.entries('start');
     assert.equal(starts.length, 2);
     const applies = f.entries('apply');
-    assert.deepEqual(applies.map((e) => e.pid), [starts[0]!.pid, starts[1]!.pid]);
+    assert.deepEqual(
+      applies.map((e) => e.pid),
+      [starts[0]!.pid, starts[1]!.pid],
+    );
     assert.deepEqual(applies[1]!.config, cfgOf('default/a'));
     assert.ok(f.logs.some((l) => l.level === 'error' && /exited with code 3; restarting in 50 ms/.test(l.msg)));
     // Killed from outside, while a newer configuration is the last one given.
@@ -296,7 +369,10 @@ test('supervisor: kratanet dying is restarted with backoff and given the last co
     process.kill(starts[1]!.pid, 'SIGKILL');
     await until(() => f.entries('start').length === 3 && f.entries('apply').length === 4, 'the second restart');
     assert.deepEqual(f.entries('apply')[3]!.config, cfgOf('default/a', 'default/b'));
-    assert.ok(f.logs.some((l) => /killed by SIGKILL; restarting in 100 ms/.test(l.msg)), 'the delay doubles');
+    assert.ok(
+      f.logs.some((l) => /killed by SIGKILL; restarting in 100 ms/.test(l.msg)),
+      'the delay doubles',
+    );
     assert.equal(f.sup.status().restarts, 2);
     await until(() => f.sup.status().running, 'running again');
   } finally {
@@ -343,7 +419,20 @@ test('supervisor: the real kratanet answers over IPC', async () => {
     sup.update({ guestSubnets: ['10.75.0.0/16', 'fdd4:1476:6c7e::/48'], guests: [] });
     await until(() => sup.status().running, `kratanet to start (${logs.join('; ')})`, 10_000);
     // A guest whose vif does not exist: not ok, with the interface named.
-    sup.update({ guests: [{ id: 'default/x', interface: 'vif9999.0', mac: '02:4b:00:00:00:02', ipv4: '10.75.0.2/16', ipv6: 'fdd4:1476:6c7e::2/64', gateway4: '10.75.0.1', gateway6: 'fdd4:1476:6c7e::1', ports: [] }] });
+    sup.update({
+      guests: [
+        {
+          id: 'default/x',
+          interface: 'vif9999.0',
+          mac: '02:4b:00:00:00:02',
+          ipv4: '10.75.0.2/16',
+          ipv6: 'fdd4:1476:6c7e::2/64',
+          gateway4: '10.75.0.1',
+          gateway6: 'fdd4:1476:6c7e::1',
+          ports: [],
+        },
+      ],
+    });
     await until(() => sup.result('default/x') !== undefined, 'the result', 10_000);
     assert.equal(sup.result('default/x')!.ok, false);
     assert.match(sup.result('default/x')!.error!, /vif9999\.0/);

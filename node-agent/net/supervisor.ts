@@ -250,7 +250,10 @@ export class NetSupervisor {
     const next = new Map(results.map((r) => [r.id, r]));
     for (const r of results) {
       const old = this.lastResults.get(r.id);
-      if (!r.ok && (old?.ok !== false || old.error !== r.error)) this.log('warn', `guest ${r.id}: network not set up: ${r.error ?? 'unknown error'} (retrying every ${this.retryMs / 1000} s)`, { guest: r.id });
+      if (!r.ok && (old?.ok !== false || old.error !== r.error))
+        this.log('warn', `guest ${r.id}: network not set up: ${r.error ?? 'unknown error'} (retrying every ${this.retryMs / 1000} s)`, {
+          guest: r.id,
+        });
       if (r.ok && old?.ok !== true) this.log('info', `guest ${r.id}: network set up`, { guest: r.id });
       const newPortErrors = r.portErrors.filter((e) => !old?.portErrors.includes(e));
       for (const e of newPortErrors) this.log('warn', `guest ${r.id}: ${e}`, { guest: r.id });

@@ -95,9 +95,10 @@ export const ifreq = layout('struct ifreq', 40, {
   ifr_ifindex: { offset: 16, type: 'i32' },
 });
 /** struct epoll_event (sys/epoll.h): packed on x86_64 (12 bytes), naturally aligned (16) elsewhere. */
-export const epollEvent = process.arch === 'x64'
-  ? layout('struct epoll_event', 12, { events: { offset: 0, type: 'u32' }, data: { offset: 4, type: 'u64' } })
-  : layout('struct epoll_event', 16, { events: { offset: 0, type: 'u32' }, data: { offset: 8, type: 'u64' } });
+export const epollEvent =
+  process.arch === 'x64'
+    ? layout('struct epoll_event', 12, { events: { offset: 0, type: 'u32' }, data: { offset: 4, type: 'u64' } })
+    : layout('struct epoll_event', 16, { events: { offset: 0, type: 'u32' }, data: { offset: 8, type: 'u64' } });
 
 export const VNET_HDR_LEN = virtioNetHdr.size;
 export const MMSGHDR_SIZE = mmsghdr.size;
@@ -137,7 +138,8 @@ export function setIntOpt(fd: number, level: number, name: number, value: number
 export function ifreqFor(name: string): Buffer {
   const b = Buffer.alloc(ifreq.size);
   const n = Buffer.from(name, 'utf8');
-  if (n.length >= IFNAMSIZ || n.length === 0) throw new RangeError(`interface name ${JSON.stringify(name)} must be 1..${IFNAMSIZ - 1} bytes`);
+  if (n.length >= IFNAMSIZ || n.length === 0)
+    throw new RangeError(`interface name ${JSON.stringify(name)} must be 1..${IFNAMSIZ - 1} bytes`);
   n.copy(b, 0);
   return b;
 }

@@ -59,11 +59,28 @@ class FakeWire implements TcpWire {
   private readonly acks = new Set<TcpFlow>();
   private readonly corks = new Set<TcpFlow>();
 
-  segment(flow: TcpFlow, seq: number, ack: number, flags: number, window: number, options: Buffer | null, offset: number, len: number): void {
+  segment(
+    flow: TcpFlow,
+    seq: number,
+    ack: number,
+    flags: number,
+    window: number,
+    options: Buffer | null,
+    offset: number,
+    len: number,
+  ): void {
     const data = Buffer.alloc(len);
     if (len > 0) flow.copyOut(data, 0, offset, len);
     if (flags & TCP_ACK) flow.lastAckSent = ack;
-    this.segs.push({ seq: u32(seq), ack: u32(ack), flags, window, options: options ? Buffer.from(options) : null, data, state: flow.state });
+    this.segs.push({
+      seq: u32(seq),
+      ack: u32(ack),
+      flags,
+      window,
+      options: options ? Buffer.from(options) : null,
+      data,
+      state: flow.state,
+    });
   }
   maxSegment(flow: TcpFlow): number {
     return flow.mss;
@@ -137,7 +154,7 @@ function synOptions(mss: number, wscale: number | null, sack: boolean): Buffer {
 function options(b: Buffer | null): Map<number, Buffer> {
   const m = new Map<number, Buffer>();
   if (!b) return m;
-  for (let i = 0; i < b.length; ) {
+  for (let i = 0; i < b.length;) {
     const kind = b[i]!;
     if (kind === 0) break;
     if (kind === 1) {
@@ -189,7 +206,15 @@ interface Peer {
 /** A world-side server on 127.0.0.1 that records what it gets; `onConn` may write to each connection. */
 async function server(onConn?: (s: Socket) => void): Promise<Peer> {
   const chunks: Buffer[] = [];
-  const peer: Peer = { server: null as unknown as Server, port: 0, conns: [], received: () => Buffer.concat(chunks), ended: false, closed: false, errors: [] };
+  const peer: Peer = {
+    server: null as unknown as Server,
+    port: 0,
+    conns: [],
+    received: () => Buffer.concat(chunks),
+    ended: false,
+    closed: false,
+    errors: [],
+  };
   const srv = createServer({ allowHalfOpen: true }, (s) => {
     sockets.push(s);
     peer.conns.push(s);
@@ -358,7 +383,10 @@ test('outbound: guest data reaches the server in order; server data comes back w
     await until(() => g.wire.segs.length > seen, 2000, `server data beyond ${total}`);
     for (const s of g.wire.segs.slice(seen)) {
       if (s.data.length === 0) continue;
-      assert.ok(seqDiff(u32(s.seq + s.data.length), u32(una + (WSCALE_WINDOW << 7))) <= 0, `segment [${s.seq}, +${s.data.length}) beyond una ${una} + window`);
+      assert.ok(
+        seqDiff(u32(s.seq + s.data.length), u32(una + (WSCALE_WINDOW << 7))) <= 0,
+        `segment [${s.seq}, +${s.data.length}) beyond una ${una} + window`,
+      );
       assert.equal(s.ack, g.nxt, 'data carries our ACK of the guest bytes');
       assert.equal(s.flags & TCP_ACK, TCP_ACK);
       if (s.seq === una) {
@@ -415,14 +443,19 @@ test('budget: two guests streaming from the world hold no more than the host-wid
     await sleep(30);
     peak = Math.max(peak, held());
   }
-  assert.ok(guests.every((g) => g.wire.budget.used > 0), 'both guests got data');
+  assert.ok(
+    guests.every((g) => g.wire.budget.used > 0),
+    'both guests got data',
+  );
   // One socket read (64 KiB) per flow may land after the host budget is full.
   assert.ok(peak <= LIMIT + 2 * (64 << 10), `the guests hold ${peak} bytes, above the host budget of ${LIMIT}`);
   assert.equal(host.used, held());
   // The guests acknowledge what they got: both streams finish, in order.
   for (let round = 0; round < 2000 && guests.some((g) => inOrder(g.wire.segs, u32(g.ourIsn + 1)).length < STREAM); round++) {
     for (const g of guests) {
-      const top = g.wire.dataSegs().reduce((m, x) => (seqDiff(u32(x.seq + x.data.length), m) > 0 ? u32(x.seq + x.data.length) : m), u32(g.ourIsn + 1));
+      const top = g.wire
+        .dataSegs()
+        .reduce((m, x) => (seqDiff(u32(x.seq + x.data.length), m) > 0 ? u32(x.seq + x.data.length) : m), u32(g.ourIsn + 1));
       g.ack(top, 0xffff);
     }
     peak = Math.max(peak, held());
@@ -674,7 +707,10 @@ test('close: a guest RST resets the server-side connection and calls closed()', 
   assert.equal(g.wire.closedCalls, 1);
   assert.equal(g.wire.segs.length, n, 'no answer to an RST');
   await until(() => peer.closed, 2000, 'the server connection to close');
-  assert.ok(peer.errors.includes('ECONNRESET') || !peer.ended, `the server saw a reset (errors ${peer.errors.join()}, ended ${peer.ended})`);
+  assert.ok(
+    peer.errors.includes('ECONNRESET') || !peer.ended,
+    `the server saw a reset (errors ${peer.errors.join()}, ended ${peer.ended})`,
+  );
 });
 
 test('close: an RST outside the window is ignored', async () => {

@@ -9,12 +9,32 @@
 import type { Socket } from 'node:net';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type Packet } from './wire.js';
 
-export type TcpState = 'Connecting' | 'SynSent' | 'SynReceived' | 'Established' | 'FinWait1' | 'FinWait2' | 'CloseWait' | 'Closing' | 'LastAck' | 'TimeWait' | 'Closed';
+export type TcpState =
+  | 'Connecting'
+  | 'SynSent'
+  | 'SynReceived'
+  | 'Established'
+  | 'FinWait1'
+  | 'FinWait2'
+  | 'CloseWait'
+  | 'Closing'
+  | 'LastAck'
+  | 'TimeWait'
+  | 'Closed';
 
 /** What a flow needs from its guest's backend. */
 export interface TcpWire {
   /** Sends a segment to the guest; payload = `len` bytes starting `offset` bytes after snd.una. */
-  segment(flow: TcpFlow, seq: number, ack: number, flags: number, window: number, options: Buffer | null, offset: number, len: number): void;
+  segment(
+    flow: TcpFlow,
+    seq: number,
+    ack: number,
+    flags: number,
+    window: number,
+    options: Buffer | null,
+    offset: number,
+    len: number,
+  ): void;
   /** Largest payload of one frame (a GSO super-frame when the link offloads, else the MSS). */
   maxSegment(flow: TcpFlow): number;
   /** The MSS the link's MTU allows. */
@@ -305,7 +325,7 @@ export class TcpFlow {
       if (!this.guestFin && finSeq === this.rcvNxt) this.onFin();
       else if (!this.guestFin && seqGt(finSeq, this.rcvNxt)) {
         if (len === 0) this.holdOoo(p.seq, p.buf, p.payload, p.payload, true);
-      } else if (this.guestFin && ((finSeq + 1) >>> 0) === this.rcvNxt) {
+      } else if (this.guestFin && (finSeq + 1) >>> 0 === this.rcvNxt) {
         // Our ACK of its FIN was lost: ACK again (and stay in TIME-WAIT for the full time).
         this.sendAck();
         if (this.state === 'TimeWait') this.armTimer(TIME_WAIT_MS);
@@ -435,7 +455,7 @@ export class TcpFlow {
       this.wire.budget.release(e.data.length);
       const skip = (this.rcvNxt - e.seq) | 0;
       if (skip < e.data.length) this.deliver(e.data.subarray(skip));
-      if (e.fin && !this.guestFin && ((e.seq + e.data.length) >>> 0) === this.rcvNxt) {
+      if (e.fin && !this.guestFin && (e.seq + e.data.length) >>> 0 === this.rcvNxt) {
         this.onFin();
         q.length = 0;
       }

@@ -55,7 +55,8 @@ test('addresses: parse and format round trips, RFC 5952 text, prefixes', () => {
     ['::', '::'],
     ['::ffff:10.0.0.1', '::ffff:a00:1'],
     ['1:0:0:1:0:0:0:1', '1:0:0:1::1'],
-  ]) assert.equal(formatIpv6(parseIpv6(text)), canon, text);
+  ])
+    assert.equal(formatIpv6(parseIpv6(text)), canon, text);
   for (const bad of ['1::2::3', '12345::', 'g::1', '1:2:3:4:5:6:7:8:9', ':::']) assert.throws(() => parseIpv6(bad), /not an IPv6/, bad);
   assert.ok(ipv4InPrefix(parseIpv4('10.75.3.4'), parseIpv4('10.75.0.0'), 16));
   assert.ok(!ipv4InPrefix(parseIpv4('10.76.0.1'), parseIpv4('10.75.0.0'), 16));

@@ -74,7 +74,7 @@ export function formatIpv6(b: Buffer, off = 0): string {
   for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(off + i * 2));
   let bestAt = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && g[j] === 0) j++;
     if (j - i > bestLen) [bestAt, bestLen] = [i, j - i];
@@ -99,7 +99,7 @@ export function parseCidr(text: string): { address: string; prefix: number; v6: 
 export function ipv4InPrefix(ip: number, net: number, prefix: number): boolean {
   if (prefix === 0) return true;
   const mask = prefix === 32 ? 0xffffffff : ~(0xffffffff >>> prefix) >>> 0;
-  return ((ip & mask) >>> 0) === ((net & mask) >>> 0);
+  return (ip & mask) >>> 0 === (net & mask) >>> 0;
 }
 
 export function ipv6InPrefix(ip: Buffer, ipOff: number, net: Buffer, prefix: number): boolean {
@@ -333,7 +333,17 @@ export function writeIpv6(buf: Buffer, off: number, src: Buffer, dst: Buffer, ne
 }
 
 /** A TCP header without options (20 bytes) or with the given option bytes; the checksum field is left 0. */
-export function writeTcp(buf: Buffer, off: number, sport: number, dport: number, seq: number, ack: number, flags: number, window: number, options?: Buffer): number {
+export function writeTcp(
+  buf: Buffer,
+  off: number,
+  sport: number,
+  dport: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  window: number,
+  options?: Buffer,
+): number {
   const hlen = 20 + (options ? options.length : 0);
   buf[off] = sport >> 8;
   buf[off + 1] = sport & 255;

@@ -15,7 +15,12 @@ export async function writeConfigDisk(out: string, config: LaunchConfigV1): Prom
   const tmp = `${out}.partial`;
   const writer = new SquashfsWriter(tmp, { compression: 'gzip' });
   try {
-    await writer.write([encodeHeader({ path: 'launch.json', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: data.length }), data, tarPadding(data.length), TAR_END]);
+    await writer.write([
+      encodeHeader({ path: 'launch.json', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: data.length }),
+      data,
+      tarPadding(data.length),
+      TAR_END,
+    ]);
     await writer.close();
     renameSync(tmp, out);
   } catch (e) {

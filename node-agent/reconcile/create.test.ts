@@ -20,7 +20,10 @@ test('apply → Running: the domain gets the spec, the image, a config disk, add
   assert.equal(dom.launch.vcpus, 2);
   assert.equal(dom.launch.memoryMiB, 256);
   assert.equal(dom.launch.kernel, '/k/vmlinuz');
-  assert.deepEqual(dom.launch.disks.map((d) => d.vdev), ['xvda', 'xvdb']);
+  assert.deepEqual(
+    dom.launch.disks.map((d) => d.vdev),
+    ['xvda', 'xvdb'],
+  );
   assert.equal(dom.launch.disks[0]!.file, h.images.path);
   assert.equal(dom.launch.nics[0]!.mac, g.status!.addresses!.mac);
   assert.equal(g.status!.addresses!.ipv4, '10.75.0.2');
@@ -51,11 +54,17 @@ test('bad input lands in status, not in a crash: memory beyond the host, an inva
   assert.equal(s.reason, 'InsufficientMemory');
   assert.equal(s.conditions!.find((c) => c.type === 'Stalled')!.status, 'True');
   assert.equal(h.hv.calls.create, 0);
-  await assert.rejects(h.agent.apply([guest('fine'), { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'Bad_Name' }, spec: {} } as unknown as Guest], false), (e: Error & { errors?: unknown[] }) => {
-    assert.match(e.message, /nothing was applied/);
-    assert.ok((e.errors ?? []).length >= 2);
-    return true;
-  });
+  await assert.rejects(
+    h.agent.apply(
+      [guest('fine'), { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'Bad_Name' }, spec: {} } as unknown as Guest],
+      false,
+    ),
+    (e: Error & { errors?: unknown[] }) => {
+      assert.match(e.message, /nothing was applied/);
+      assert.ok((e.errors ?? []).length >= 2);
+      return true;
+    },
+  );
   assert.equal(h.agent.get('default', 'fine'), undefined, 'all or nothing');
   h.images.failures.push(new ImageError('InvalidImageName', 'bad reference', true));
   await h.agent.apply([guest('badimage')], false);

@@ -126,7 +126,10 @@ export class CreateStep {
       });
       throw new Error(`not enough free memory (${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free)`);
     }
-    for (const [field, path] of [['spec.kernel.path', g.spec.kernel?.path], ['spec.initrd.path', g.spec.initrd?.path]] as const) {
+    for (const [field, path] of [
+      ['spec.kernel.path', g.spec.kernel?.path],
+      ['spec.initrd.path', g.spec.initrd?.path],
+    ] as const) {
       if (path !== undefined) this.checkBootFile(field, path);
     }
     if (g.spec.kernel?.image || g.spec.initrd?.image) {

@@ -16,9 +16,30 @@ test('deletion in every phase leaves nothing: no domain, reservation, config dis
   await h.until(() => !h.agent.get('default', 'pending'));
   h.images.failures = [];
 
-  h.hv.behaviour = (l) => (l.guest.name === 'stubborn' ? { ignoreShutdown: true } : l.guest.name === 'crashing' ? { runMs: 10, exitCode: 1 } : l.guest.name === 'done' ? { runMs: 10, exitCode: 0 } : {});
-  await h.agent.apply([guest('running'), guest('stubborn', { terminationGracePeriodSeconds: 5 }), guest('crashing'), guest('done', { restartPolicy: 'Never' })], false);
-  await h.until(() => phase(h, 'running') === 'Running' && phase(h, 'stubborn') === 'Running' && phase(h, 'done') === 'Succeeded' && h.agent.get('default', 'crashing')?.status?.reason === 'CrashLoopBackOff');
+  h.hv.behaviour = (l) =>
+    l.guest.name === 'stubborn'
+      ? { ignoreShutdown: true }
+      : l.guest.name === 'crashing'
+        ? { runMs: 10, exitCode: 1 }
+        : l.guest.name === 'done'
+          ? { runMs: 10, exitCode: 0 }
+          : {};
+  await h.agent.apply(
+    [
+      guest('running'),
+      guest('stubborn', { terminationGracePeriodSeconds: 5 }),
+      guest('crashing'),
+      guest('done', { restartPolicy: 'Never' }),
+    ],
+    false,
+  );
+  await h.until(
+    () =>
+      phase(h, 'running') === 'Running' &&
+      phase(h, 'stubborn') === 'Running' &&
+      phase(h, 'done') === 'Succeeded' &&
+      h.agent.get('default', 'crashing')?.status?.reason === 'CrashLoopBackOff',
+  );
   const waits = ['running', 'stubborn', 'crashing', 'done'].map((x) => h.agent.delete('default', x, { wait: true }));
   await h.until(() => h.store.list().length === 0, 1000);
   await Promise.all(waits);

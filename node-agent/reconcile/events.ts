@@ -32,7 +32,9 @@ export class EventRecorder {
 
   list(namespace?: string, name?: string): GuestEvent[] {
     const all = [...this.byGuest.values()].flat().concat(this.hostEvents);
-    return all.filter((e) => (namespace === undefined || e.namespace === namespace) && (name === undefined || e.name === name)).sort((a, b) => (a.lastTime < b.lastTime ? -1 : 1));
+    return all
+      .filter((e) => (namespace === undefined || e.namespace === namespace) && (name === undefined || e.name === name))
+      .sort((a, b) => (a.lastTime < b.lastTime ? -1 : 1));
   }
 
   private record(key: string, type: GuestEvent['type'], reason: string, message: string): void {

@@ -26,7 +26,11 @@ process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 const image = join(work, 'image.sqfs');
 writeFileSync(image, 'not a real image');
 const images: ImageProvider = {
-  ensure: async () => ({ digest: `sha256:${'ab'.repeat(32)}`, path: image, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] } }),
+  ensure: async () => ({
+    digest: `sha256:${'ab'.repeat(32)}`,
+    path: image,
+    config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
+  }),
 };
 let n = 0;
 
@@ -55,13 +59,20 @@ async function harness(hostPorts?: PortRange[]) {
         if (pred()) return;
         clock.advance(100);
       }
-      assert.fail(`condition not reached: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`);
+      assert.fail(
+        `condition not reached: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`,
+      );
     },
   };
 }
 
 function guest(name: string, ports: Record<string, unknown>[]): Guest {
-  const r = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name }, spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '64Mi' }, network: { ports } } });
+  const r = validateObject({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name },
+    spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '64Mi' }, network: { ports } },
+  });
   assert.deepEqual(r.errors, []);
   return r.object as Guest;
 }
@@ -69,9 +80,14 @@ function guest(name: string, ports: Record<string, unknown>[]): Guest {
 const cond = (g: Guest['status'], type: string) => g?.conditions?.find((c) => c.type === type);
 
 test('--host-ports parses ranges and single ports, "none", and names the flag in errors', () => {
-  assert.deepEqual(parsePortRanges('80, 443,1024-65535', '--host-ports'), [{ from: 80, to: 80 }, { from: 443, to: 443 }, { from: 1024, to: 65535 }]);
+  assert.deepEqual(parsePortRanges('80, 443,1024-65535', '--host-ports'), [
+    { from: 80, to: 80 },
+    { from: 443, to: 443 },
+    { from: 1024, to: 65535 },
+  ]);
   assert.deepEqual(parsePortRanges('none', '--host-ports'), []);
-  for (const bad of ['0-80', '2000-1000', '70000', 'http', '', '1024-']) assert.throws(() => parsePortRanges(bad, '--host-ports'), /^Error: --host-ports: .* is not a port or a range/);
+  for (const bad of ['0-80', '2000-1000', '70000', 'http', '', '1024-'])
+    assert.throws(() => parsePortRanges(bad, '--host-ports'), /^Error: --host-ports: .* is not a port or a range/);
 });
 
 test('a privileged host port is refused by default: Failed, Stalled=True, reason HostPortNotAllowed, no domain', async () => {
@@ -99,7 +115,10 @@ test('a host port another Guest holds: the newcomer waits with HostPortConflict 
   await h.until(() => h.status('second')?.reason === 'HostPortConflict');
   const s = h.status('second')!;
   assert.equal(s.phase, 'Pending');
-  assert.match(s.message!, /^host port TCP\/8080 \(spec\.network\.ports\[0\]\.containerPort\) is held by guest default\/first, which runs with it \(domain \d+\)/);
+  assert.match(
+    s.message!,
+    /^host port TCP\/8080 \(spec\.network\.ports\[0\]\.containerPort\) is held by guest default\/first, which runs with it \(domain \d+\)/,
+  );
   assert.deepEqual([cond(s, 'Ready')?.status, cond(s, 'Ready')?.reason], ['False', 'HostPortConflict']);
   assert.equal(s.domid, undefined);
   assert.equal(h.hv.calls.create, 1);
@@ -115,7 +134,11 @@ test('a host port another Guest holds: the newcomer waits with HostPortConflict 
 test('Guests applied together with one host port: the older runs, the other waits, never both', async () => {
   const h = await harness();
   await h.agent.apply([guest('a', [{ containerPort: 8000 }]), guest('b', [{ containerPort: 8000 }])], false);
-  await h.until(() => [h.status('a'), h.status('b')].some((s) => s?.phase === 'Running') && [h.status('a'), h.status('b')].some((s) => s?.reason === 'HostPortConflict'));
+  await h.until(
+    () =>
+      [h.status('a'), h.status('b')].some((s) => s?.phase === 'Running') &&
+      [h.status('a'), h.status('b')].some((s) => s?.reason === 'HostPortConflict'),
+  );
   assert.equal(h.status('a')?.phase, 'Running');
   assert.equal(h.hv.calls.create, 1);
   h.controller.stop();
@@ -125,7 +148,13 @@ test('--host-port-address: kratanet is told to bind published ports on that addr
   const dir = join(work, `state-${++n}`);
   const store = new GuestStore(dir);
   const ipam = new Ipam(dir);
-  store.put(guest('web', [{ containerPort: 80, hostPort: 8080 }, { containerPort: 53, hostPort: 5353, protocol: 'UDP' }]), new Date('2026-01-01T00:00:00Z'));
+  store.put(
+    guest('web', [
+      { containerPort: 80, hostPort: 8080 },
+      { containerPort: 53, hostPort: 5353, protocol: 'UDP' },
+    ]),
+    new Date('2026-01-01T00:00:00Z'),
+  );
   ipam.reserve('default/web', store.get('default/web')!.guest.metadata.uid!);
   store.setStatus('default/web', { phase: 'Running', domid: 3 });
   const cfg = desiredNetwork(store, ipam, { hostAddress: '192.0.2.10' });

@@ -25,7 +25,11 @@ export class HostPortGuard {
   claim(key: string, guest: Guest): { release(): void } | PortRefusal {
     const ports = hostPortsOf(guest);
     const bad = disallowedPort(ports, this.allowed);
-    if (bad) return { reason: 'HostPortNotAllowed', message: `host port ${bad.key} (${bad.field}) is not allowed on this node (--host-ports ${formatRanges(this.allowed)})` };
+    if (bad)
+      return {
+        reason: 'HostPortNotAllowed',
+        message: `host port ${bad.key} (${bad.field}) is not allowed on this node (--host-ports ${formatRanges(this.allowed)})`,
+      };
     if (ports.length === 0) return { release: () => undefined };
     const me = { key, guest };
     for (const p of ports) {
@@ -42,7 +46,8 @@ export class HostPortGuard {
       if (!hasDomain && !(active && olderFirst({ key: other, guest: g }, me) < 0)) continue;
       const theirs = new Set(hostPortsOf(g).map((p) => p.key));
       const clash = ports.find((p) => theirs.has(p.key));
-      if (clash) return conflict(clash.key, clash.field, other, hasDomain ? `runs with it (domain ${s!.domid})` : 'is older and has not ended');
+      if (clash)
+        return conflict(clash.key, clash.field, other, hasDomain ? `runs with it (domain ${s!.domid})` : 'is older and has not ended');
     }
     for (const p of ports) this.claims.set(p.key, key);
     return {
@@ -54,5 +59,8 @@ export class HostPortGuard {
 }
 
 function conflict(port: string, field: string, holder: string, why: string): PortRefusal {
-  return { reason: 'HostPortConflict', message: `host port ${port} (${field}) is held by guest ${holder}, which ${why}; waiting for it to be free` };
+  return {
+    reason: 'HostPortConflict',
+    message: `host port ${port} (${field}) is held by guest ${holder}, which ${why}; waiting for it to be free`,
+  };
 }

@@ -23,7 +23,8 @@ export interface IpamOptions {
 
 function parseV4(cidr: string): { base: number; prefix: number } {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
-  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 30 || Number(m[5]) < 8) throw new Error(`IPv4 subnet ${JSON.stringify(cidr)} is not a CIDR between /8 and /30`);
+  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 30 || Number(m[5]) < 8)
+    throw new Error(`IPv4 subnet ${JSON.stringify(cidr)} is not a CIDR between /8 and /30`);
   const base = m.slice(1, 5).reduce((a, o) => a * 256 + Number(o), 0);
   const prefix = Number(m[5]);
   return { base: base - (base % 2 ** (32 - prefix)), prefix };
@@ -35,7 +36,8 @@ function formatV4(n: number): string {
 
 function parseV6Prefix(cidr: string): { groups: string[]; prefix: number } {
   const m = /^([0-9a-f:]+)\/(\d+)$/i.exec(cidr);
-  if (!m || Number(m[2]) > 112 || Number(m[2]) % 16 !== 0) throw new Error(`IPv6 subnet ${JSON.stringify(cidr)} must be a CIDR with a prefix that is a multiple of 16, at most /112`);
+  if (!m || Number(m[2]) > 112 || Number(m[2]) % 16 !== 0)
+    throw new Error(`IPv6 subnet ${JSON.stringify(cidr)} must be a CIDR with a prefix that is a multiple of 16, at most /112`);
   const [head, tail = ''] = m[1]!.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
@@ -46,7 +48,7 @@ function parseV6Prefix(cidr: string): { groups: string[]; prefix: number } {
 /** RFC 5952 text: the longest run of two or more zero groups becomes "::". */
 function compressV6(groups: string[]): string {
   let best = [-1, 0];
-  for (let i = 0; i < groups.length; ) {
+  for (let i = 0; i < groups.length;) {
     let j = i;
     while (j < groups.length && groups[j] === '0') j++;
     if (j - i > best[1]! && j - i >= 2) best = [i, j - i];
@@ -68,7 +70,9 @@ export class Ipam {
     this.file = join(dir, 'reservations.json');
     this.v4 = parseV4(opts.ipv4Subnet ?? '10.75.0.0/16');
     this.v6 = parseV6Prefix(opts.ipv6Subnet ?? 'fdd4:1476:6c7e::/48');
-    this.byKey = new Map(existsSync(this.file) ? Object.entries(JSON.parse(readFileSync(this.file, 'utf8')) as Record<string, Reservation>) : []);
+    this.byKey = new Map(
+      existsSync(this.file) ? Object.entries(JSON.parse(readFileSync(this.file, 'utf8')) as Record<string, Reservation>) : [],
+    );
   }
 
   private v6Address(n: number): string {
@@ -99,7 +103,16 @@ export class Ipam {
       const ipv4 = formatV4(this.v4.base + host);
       if (used.has(ipv4)) continue;
       const mac = `02:4b:${[24, 16, 8, 0].map((s) => (Math.floor(host / 2 ** s) % 256).toString(16).padStart(2, '0')).join(':')}`;
-      const r: Reservation = { uid, ipv4, ipv6: this.v6Address(host), mac, prefix4: this.v4.prefix, prefix6: 64, gateway4: formatV4(this.v4.base + 1), gateway6: this.v6Address(1) };
+      const r: Reservation = {
+        uid,
+        ipv4,
+        ipv6: this.v6Address(host),
+        mac,
+        prefix4: this.v4.prefix,
+        prefix6: 64,
+        gateway4: formatV4(this.v4.base + 1),
+        gateway6: this.v6Address(1),
+      };
       this.byKey.set(key, r);
       this.save();
       return r;

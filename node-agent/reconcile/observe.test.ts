@@ -6,8 +6,21 @@ import { guest, harness, phase } from '../../test/harness/node-controller.js';
 
 test('restart policies: Always restarts with CrashLoopBackOff delays, OnFailure stops on success, Never never restarts', async () => {
   const h = harness();
-  h.hv.behaviour = (l) => (l.guest.name === 'ok' ? { runMs: 1000, exitCode: 0 } : l.guest.name === 'sig' ? { runMs: 1000, signal: 9 } : { runMs: 1000, exitCode: 3 });
-  await h.agent.apply([guest('crash'), guest('ok', { restartPolicy: 'OnFailure' }), guest('never', { restartPolicy: 'Never' }), guest('sig', { restartPolicy: 'OnFailure' })], false);
+  h.hv.behaviour = (l) =>
+    l.guest.name === 'ok'
+      ? { runMs: 1000, exitCode: 0 }
+      : l.guest.name === 'sig'
+        ? { runMs: 1000, signal: 9 }
+        : { runMs: 1000, exitCode: 3 };
+  await h.agent.apply(
+    [
+      guest('crash'),
+      guest('ok', { restartPolicy: 'OnFailure' }),
+      guest('never', { restartPolicy: 'Never' }),
+      guest('sig', { restartPolicy: 'OnFailure' }),
+    ],
+    false,
+  );
   await h.until(() => ['crash', 'ok', 'never', 'sig'].every((x) => phase(h, x) === 'Running'));
   h.clock.advance(1000);
   await h.until(() => phase(h, 'crash') === 'Pending' && phase(h, 'ok') === 'Succeeded' && phase(h, 'never') === 'Failed');

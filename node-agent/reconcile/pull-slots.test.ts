@@ -20,7 +20,7 @@ const until = async (pred: () => boolean, what: string) => {
   assert.ok(pred(), what);
 };
 
-test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits for the slot', { timeout: 60_000 }, async () => {
+test("with --pull-concurrency 1 and a Guest's pull held open, an API pull waits for the slot", { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'krata-pull-slots-'));
   const seen: string[] = [];
   const held: ServerResponse[] = [];
@@ -31,7 +31,8 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
   await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
   const host = `127.0.0.1:${(registry.address() as AddressInfo).port}`;
   const answer = () => {
-    for (const res of held.splice(0)) res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+    for (const res of held.splice(0))
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
   };
   // The agent as main.ts builds it: the reconciler and the API share its pull slots.
   const config = testAgentConfig(dir, { pullConcurrency: 1, images: { insecure: [host], mirrors: {}, dockerConfigs: [] } });
@@ -39,17 +40,28 @@ test('with --pull-concurrency 1 and a Guest\'s pull held open, an API pull waits
   const agent = await resolve(container, AGENT);
   const running = await startAgent(container);
   try {
-    const g = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name: 'web' }, spec: { image: `${host}/guest/app:1`, resources: { cpus: 1, memory: '128Mi' } } });
+    const g = validateObject({
+      apiVersion: 'krata.dev/v1alpha1',
+      kind: 'Guest',
+      metadata: { name: 'web' },
+      spec: { image: `${host}/guest/app:1`, resources: { cpus: 1, memory: '128Mi' } },
+    });
     assert.deepEqual(g.errors, []);
     await agent.apply([g.object as Guest], false);
-    await until(() => seen.some((u) => u.startsWith('/v2/guest/app/')), 'the Guest\'s pull reached the registry');
+    await until(() => seen.some((u) => u.startsWith('/v2/guest/app/')), "the Guest's pull reached the registry");
     // The only slot is the Guest's: the API pull asks nothing of the registry while it is held.
-    const apiPull = agent.pullImage(`${host}/api/app:1`, () => {}).then(
-      () => 'pulled',
-      (e: Error) => e.message,
-    );
+    const apiPull = agent
+      .pullImage(`${host}/api/app:1`, () => {})
+      .then(
+        () => 'pulled',
+        (e: Error) => e.message,
+      );
     await new Promise((r) => setTimeout(r, 500));
-    assert.deepEqual(seen.filter((u) => u.startsWith('/v2/api/')), [], `the API pull waited for the slot; the registry saw ${JSON.stringify(seen)}`);
+    assert.deepEqual(
+      seen.filter((u) => u.startsWith('/v2/api/')),
+      [],
+      `the API pull waited for the slot; the registry saw ${JSON.stringify(seen)}`,
+    );
     // The Guest's pull ends (unknown manifest): its slot goes to the API pull.
     answer();
     await until(() => seen.some((u) => u.startsWith('/v2/api/app/')), 'the API pull started once the slot was free');

@@ -44,7 +44,10 @@ test('pulls run beside the reconcile workers: ten pulls that never end hold up n
   // lands in status, a success starts the domain; the deleted Guest's pull ends unnoticed.
   const ref = (name: string) => `registry.example/slow:${name.slice(5)}`;
   const seen: string[] = [];
-  h.store.on('change', (e: { object: Guest }) => e.object.metadata.name === failing && seen.push(`${e.object.status?.reason}: ${e.object.status?.message}`));
+  h.store.on(
+    'change',
+    (e: { object: Guest }) => e.object.metadata.name === failing && seen.push(`${e.object.status?.reason}: ${e.object.status?.message}`),
+  );
   h.images.release(ref(gone));
   h.images.release(ref(failing), new ImageError('ErrImagePull', 'manifest unknown'));
   h.images.release(ref(ok));

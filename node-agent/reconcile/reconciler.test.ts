@@ -37,7 +37,9 @@ test('spec changes recreate the domain (and say why); a new uid under the same n
   await h.agent.apply([guest('app')], false);
   await h.until(() => phase(h, 'app') === 'Running');
   const first = h.agent.get('default', 'app')!.status!.domid;
-  assert.deepEqual(await h.agent.apply([guest('app')], false), [{ kind: 'Guest', metadata: { name: 'app', namespace: 'default' }, action: 'unchanged' }]);
+  assert.deepEqual(await h.agent.apply([guest('app')], false), [
+    { kind: 'Guest', metadata: { name: 'app', namespace: 'default' }, action: 'unchanged' },
+  ]);
   await h.agent.apply([guest('app', { args: ['--verbose'] })], false);
   await h.until(() => phase(h, 'app') === 'Running' && h.agent.get('default', 'app')!.status!.domid !== first);
   const g = h.agent.get('default', 'app')!;
@@ -48,7 +50,7 @@ test('spec changes recreate the domain (and say why); a new uid under the same n
   h.stop();
 });
 
-test('what happens behind the agent\'s back: a lost domain counts as a failed exit, duplicates and paused leftovers are destroyed', async () => {
+test("what happens behind the agent's back: a lost domain counts as a failed exit, duplicates and paused leftovers are destroyed", async () => {
   const h = harness();
   await h.agent.apply([guest('once', { restartPolicy: 'Never' }), guest('dup')], false);
   await h.until(() => phase(h, 'once') === 'Running' && phase(h, 'dup') === 'Running');

@@ -57,7 +57,13 @@ export class FakeHypervisor implements Hypervisor {
 
   async host(): Promise<HostInfo> {
     const used = [...this.domains.values()].reduce((s, d) => s + d.launch.maxMemoryMiB, 0);
-    return { xenVersion: '4.17.0-fake', cpus: this.capacity.cpus, totalMemoryMiB: this.capacity.memoryMiB, freeMemoryMiB: this.capacity.memoryMiB - used, kernelVersion: 'fake' };
+    return {
+      xenVersion: '4.17.0-fake',
+      cpus: this.capacity.cpus,
+      totalMemoryMiB: this.capacity.memoryMiB,
+      freeMemoryMiB: this.capacity.memoryMiB - used,
+      kernelVersion: 'fake',
+    };
   }
 
   async list(): Promise<DomainInfo[]> {
@@ -74,13 +80,24 @@ export class FakeHypervisor implements Hypervisor {
     if (launch.maxMemoryMiB > free) throw new Error(`out of memory: ${launch.maxMemoryMiB} MiB asked, ${free} MiB free`);
     if ([...this.domains.values()].some((d) => d.info.name === launch.name)) throw new Error(`domain name ${launch.name} is in use`);
     const domid = this.nextDomid++;
-    const info: DomainInfo = { domid, uuid: randomUUID(), name: launch.name, guest: { ...launch.guest }, state: 'running', createdAt: this.clock.now() };
+    const info: DomainInfo = {
+      domid,
+      uuid: randomUUID(),
+      name: launch.name,
+      guest: { ...launch.guest },
+      state: 'running',
+      createdAt: this.clock.now(),
+    };
     const behaviour = this.behaviour(launch);
     const dom: FakeDomain = { info, launch, console: new FakeConsole(), behaviour };
     this.domains.set(domid, dom);
     if (behaviour.output) dom.console.emit(behaviour.output);
     this.changed();
-    if (behaviour.runMs !== undefined) dom.timer = this.clock.setTimeout(() => this.exit(domid, behaviour.signal !== undefined ? { signal: behaviour.signal } : { exitCode: behaviour.exitCode ?? 0 }), behaviour.runMs);
+    if (behaviour.runMs !== undefined)
+      dom.timer = this.clock.setTimeout(
+        () => this.exit(domid, behaviour.signal !== undefined ? { signal: behaviour.signal } : { exitCode: behaviour.exitCode ?? 0 }),
+        behaviour.runMs,
+      );
     return structuredClone(info);
   }
 
@@ -144,7 +161,8 @@ export class FakeHypervisor implements Hypervisor {
   /** Domains from a snapshot keep "running" (their scripted behaviour is not re-armed). */
   restore(s: FakeSnapshot): void {
     this.nextDomid = Math.max(this.nextDomid, s.nextDomid);
-    for (const d of s.domains) this.domains.set(d.info.domid, { info: d.info, launch: d.launch, console: new FakeConsole(), behaviour: {} });
+    for (const d of s.domains)
+      this.domains.set(d.info.domid, { info: d.info, launch: d.launch, console: new FakeConsole(), behaviour: {} });
   }
 
   get count(): number {

@@ -55,11 +55,14 @@ test('a privcmd path that is no privcmd device: NotOnXenError, not a crash, noth
   // /dev/null opens but answers no hypercall.
   const fds = () => (existsSync('/proc/self/fd') ? readdirSync('/proc/self/fd').length : 0);
   const before = fds();
-  await assert.rejects(XenHypervisor.open({ privcmdPath: '/dev/null' }), (e: Error) => e instanceof NotOnXenError && /hypervisor does not answer/.test(e.message));
+  await assert.rejects(
+    XenHypervisor.open({ privcmdPath: '/dev/null' }),
+    (e: Error) => e instanceof NotOnXenError && /hypervisor does not answer/.test(e.message),
+  );
   assert.equal(fds(), before, 'no descriptor leaked');
 });
 
-test('a domain name held by a live domain is found (any domain, not only krata\'s); dead entries do not count', async () => {
+test("a domain name held by a live domain is found (any domain, not only krata's); dead entries do not count", async () => {
   const tree: Record<string, string> = {
     '/local/domain/0/name': 'Domain-0',
     '/local/domain/3/name': 'krata.a-b.c',

@@ -15,9 +15,32 @@ import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import {
-  ConsoleBackend, DomainBuilder, EventChannels, GNTDEV_PATH, GrantMapper, KrataKey, NotOnXenError, Privcmd, XenControl, XenstoreClient,
-  destroyDomain, detachLoop, domainUuid, encodeGuestKey, hasGuestKey, krataPath, readGuestExit, readKrataDomain, readLoops,
-  removeDomainStore, requestPoweroff, type ConsoleLimits, type ConsoleSession, type GuestIdentity, type KrataDomainRecord, type Watch,
+  ConsoleBackend,
+  DomainBuilder,
+  EventChannels,
+  GNTDEV_PATH,
+  GrantMapper,
+  KrataKey,
+  NotOnXenError,
+  Privcmd,
+  XenControl,
+  XenstoreClient,
+  destroyDomain,
+  detachLoop,
+  domainUuid,
+  encodeGuestKey,
+  hasGuestKey,
+  krataPath,
+  readGuestExit,
+  readKrataDomain,
+  readLoops,
+  removeDomainStore,
+  requestPoweroff,
+  type ConsoleLimits,
+  type ConsoleSession,
+  type GuestIdentity,
+  type KrataDomainRecord,
+  type Watch,
   type XenDomainInfo,
 } from '../xen/index.js';
 import type { Console, DomainInfo, DomainState, GuestDomainConfig, Hypervisor } from './hypervisor.js';
@@ -92,7 +115,11 @@ export function isUnder(file: string, dir: string): boolean {
  * The live domain (not `except`) whose xenstore name is `name`, if any. Xen itself has no names and
  * lets two domains share one; xl refuses that, and so does krata (console, logs and operators go by it).
  */
-export async function domainNamed(xs: Pick<XenstoreClient, 'tryList' | 'tryRead'>, live: ReadonlySet<number>, name: string): Promise<number | undefined> {
+export async function domainNamed(
+  xs: Pick<XenstoreClient, 'tryList' | 'tryRead'>,
+  live: ReadonlySet<number>,
+  name: string,
+): Promise<number | undefined> {
   const ids = (await xs.tryList('/local/domain')).filter((id) => /^\d{1,5}$/.test(id) && live.has(Number(id)));
   const names = await Promise.all(ids.map((id) => xs.tryRead(`/local/domain/${id}/name`).catch(() => undefined)));
   const i = names.findIndex((n) => n === name);
@@ -278,24 +305,31 @@ export class XenHypervisor implements Hypervisor {
     const createdAt = Date.now();
     const uuid = randomUUID();
     const flight = flightKey(config.guest, createdAt);
-    this.creating.set(flight, config.disks.map((d) => realpathOr(d.file)));
+    this.creating.set(
+      flight,
+      config.disks.map((d) => realpathOr(d.file)),
+    );
     let tracked: Tracked | undefined;
     try {
       const [kernel, initrd] = await Promise.all([readFile(config.kernel), config.initrd ? readFile(config.initrd) : undefined]);
       const meta: KrataDomainRecord = { name: config.name, guest: config.guest, createdAt };
-      const built = await this.builder.launch(config, { kernel, initrd }, {
-        uuid,
-        createdAt,
-        consoleBackend: 'krata',
-        // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
-        beforeUnpause: async (domid) => {
-          tracked = newTracked(domid, uuid, 'running');
-          tracked.meta = meta;
-          tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
-          tracked.console = consoleOf(tracked.session);
-          await this.watchGuest(tracked);
+      const built = await this.builder.launch(
+        config,
+        { kernel, initrd },
+        {
+          uuid,
+          createdAt,
+          consoleBackend: 'krata',
+          // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
+          beforeUnpause: async (domid) => {
+            tracked = newTracked(domid, uuid, 'running');
+            tracked.meta = meta;
+            tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
+            tracked.console = consoleOf(tracked.session);
+            await this.watchGuest(tracked);
+          },
         },
-      });
+      );
       this.tracked.set(built.domid, tracked!);
       // A guest that ended before it was followed still gets its 'change'.
       this.refreshStates();
@@ -338,7 +372,8 @@ export class XenHypervisor implements Hypervisor {
       await destroyDomain(this.xen, this.xs, domid);
       const deadline = performance.now() + this.destroyTimeoutMs;
       for (let wait = 10; this.xen.domain(domid); wait = Math.min(wait * 2, 250)) {
-        if (performance.now() > deadline) throw new Error(`domain ${domid} is still dying ${this.destroyTimeoutMs / 1000} s after destroydomain`);
+        if (performance.now() > deadline)
+          throw new Error(`domain ${domid} is still dying ${this.destroyTimeoutMs / 1000} s after destroydomain`);
         await sleep(wait);
       }
       if (t) this.emitChange(domid);
@@ -368,9 +403,11 @@ export class XenHypervisor implements Hypervisor {
 
     const referenced = new Set<string>();
     await Promise.all(
-      [...live].filter((id) => id !== 0).map(async (id) => {
-        for (const p of await readLoops(this.xs, id)) referenced.add(p);
-      }),
+      [...live]
+        .filter((id) => id !== 0)
+        .map(async (id) => {
+          for (const p of await readLoops(this.xs, id)) referenced.add(p);
+        }),
     );
     // xenstore trees of krata domains that no longer exist (an agent that died while destroying).
     for (const name of homes) {

@@ -36,13 +36,18 @@ export class CachedImages implements ImageProvider {
     } catch (e) {
       throw new ImageError('InvalidImageName', (e as Error).message, true);
     }
-    if (!found && policy === 'Never') throw new ImageError('ErrImageNeverPull', 'the image is not in the cache and imagePullPolicy is Never');
+    if (!found && policy === 'Never')
+      throw new ImageError('ErrImageNeverPull', 'the image is not in the cache and imagePullPolicy is Never');
     if (found && !this.store.allowed(found, auth)) {
       try {
         await this.store.authorize(parseReference(reference), found, auth);
       } catch (e) {
         const who = auth?.namespace === undefined ? 'this pull' : `namespace ${auth.namespace}`;
-        throw new ImageError(policy === 'Never' ? 'ErrImageNeverPull' : 'ErrImagePull', `not authorized to use the cached image ${found.digest}: ${who} has ` + `not shown the registry it may pull it (${(e as Error).message})`);
+        throw new ImageError(
+          policy === 'Never' ? 'ErrImageNeverPull' : 'ErrImagePull',
+          `not authorized to use the cached image ${found.digest}: ${who} has ` +
+            `not shown the registry it may pull it (${(e as Error).message})`,
+        );
       }
     }
     if (!found) {
@@ -114,19 +119,29 @@ export class Agent implements AgentService {
         if (!r.object) return;
         if (!this.opts.secrets) errors.push({ index, path: 'kind', message: 'this agent keeps no Secrets' });
         const key = `${r.object.metadata.namespace ?? 'default'}/${r.object.metadata.name}`;
-        if (secrets.some((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}` === key)) errors.push({ index, path: 'metadata.name', message: `secret ${key} appears twice in the batch` });
+        if (secrets.some((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}` === key))
+          errors.push({ index, path: 'metadata.name', message: `secret ${key} appears twice in the batch` });
         secrets.push(r.object);
         return;
       }
       const r = validateObject(o);
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
       if (!r.object) return;
-      if (r.object.kind !== 'Guest') errors.push({ index, path: 'kind', message: `${r.object.kind} objects are managed by the operator in a ` + `cluster; a single host takes Guests (and image pull Secrets) only` });
+      if (r.object.kind !== 'Guest')
+        errors.push({
+          index,
+          path: 'kind',
+          message:
+            `${r.object.kind} objects are managed by the operator in a ` +
+            `cluster; a single host takes Guests (and image pull Secrets) only`,
+        });
       else {
         const g = r.object as Guest;
         const key = guestKey(g.metadata.namespace ?? 'default', g.metadata.name);
-        if (this.store.get(key)?.guest.metadata.deletionTimestamp) errors.push({ index, path: 'metadata.name', message: `guest ${key} is being deleted; apply it again once it is gone` });
-        if (valid.some((v) => guestKey(v.metadata.namespace ?? 'default', v.metadata.name) === key)) errors.push({ index, path: 'metadata.name', message: `guest ${key} appears twice in the batch` });
+        if (this.store.get(key)?.guest.metadata.deletionTimestamp)
+          errors.push({ index, path: 'metadata.name', message: `guest ${key} is being deleted; apply it again once it is gone` });
+        if (valid.some((v) => guestKey(v.metadata.namespace ?? 'default', v.metadata.name) === key))
+          errors.push({ index, path: 'metadata.name', message: `guest ${key} appears twice in the batch` });
         valid.push(g);
       }
     });
@@ -135,10 +150,18 @@ export class Agent implements AgentService {
     const guests = valid.map((g) => ({ ...g, metadata: { ...g.metadata, namespace: g.metadata.namespace ?? 'default' } }));
     if (dryRun) {
       return [
-        ...secrets.map((s): ApplyResult => ({ kind: 'Secret', metadata: { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' }, action: this.opts.secrets!.compare(s) })),
+        ...secrets.map((s): ApplyResult => ({
+          kind: 'Secret',
+          metadata: { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' },
+          action: this.opts.secrets!.compare(s),
+        })),
         ...guests.map((g): ApplyResult => {
           const old = this.store.get(guestKey(g.metadata.namespace, g.metadata.name));
-          return { kind: 'Guest', metadata: { name: g.metadata.name, namespace: g.metadata.namespace }, action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured' };
+          return {
+            kind: 'Guest',
+            metadata: { name: g.metadata.name, namespace: g.metadata.namespace },
+            action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured',
+          };
         }),
       ];
     }
@@ -146,12 +169,26 @@ export class Agent implements AgentService {
     // written one by one; the Guests of a batch all or none.)
     const results: ApplyResult[] = [];
     try {
-      for (const s of secrets) results.push({ kind: 'Secret', metadata: { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' }, action: this.opts.secrets!.put(s) });
+      for (const s of secrets)
+        results.push({
+          kind: 'Secret',
+          metadata: { name: s.metadata.name, namespace: s.metadata.namespace ?? 'default' },
+          action: this.opts.secrets!.put(s),
+        });
       const actions = this.store.putAll(guests, now);
-      return [...results, ...guests.map((g, i): ApplyResult => ({ kind: 'Guest', metadata: { name: g.metadata.name, namespace: g.metadata.namespace }, action: actions[i]! }))];
+      return [
+        ...results,
+        ...guests.map((g, i): ApplyResult => ({
+          kind: 'Guest',
+          metadata: { name: g.metadata.name, namespace: g.metadata.namespace },
+          action: actions[i]!,
+        })),
+      ];
     } catch (e) {
       const full = storageFull(e);
-      const stored = results.length ? `only ${results.map((r) => `Secret ${r.metadata.namespace}/${r.metadata.name}`).join(', ')} stored, no Guest` : 'nothing was applied';
+      const stored = results.length
+        ? `only ${results.map((r) => `Secret ${r.metadata.namespace}/${r.metadata.name}`).join(', ')} stored, no Guest`
+        : 'nothing was applied';
       if (full) throw new InvalidRequest(`${full}; ${stored}`, [], 507);
       throw e;
     }
@@ -189,7 +226,8 @@ export class Agent implements AgentService {
     // A revision the replay buffer no longer covers (too old, or from before an agent restart) gets
     // the whole current state, as a fresh watch does, rather than a silent gap.
     const covered = since > 0 && since <= this.store.currentRevision && (this.history[0]?.revision ?? Infinity) <= since + 1;
-    if (!covered) for (const g of this.store.list()) cb({ type: 'ADDED', object: structuredClone(g), revision: this.store.currentRevision });
+    if (!covered)
+      for (const g of this.store.list()) cb({ type: 'ADDED', object: structuredClone(g), revision: this.store.currentRevision });
     else for (const e of this.history) if (e.revision > since) cb(e);
     const on = (e: WatchEvent) => cb(e);
     this.store.on('change', on);
@@ -215,7 +253,11 @@ export class Agent implements AgentService {
     return this.opts.pullSlots ? this.opts.pullSlots.run(job) : job();
   }
 
-  pullImage(reference: string, onEvent: (e: PullEvent) => void, opts: { namespace?: string; pullSecrets?: string[] } = {}): Promise<StoredImage> {
+  pullImage(
+    reference: string,
+    onEvent: (e: PullEvent) => void,
+    opts: { namespace?: string; pullSecrets?: string[] } = {},
+  ): Promise<StoredImage> {
     const store = this.imageStore();
     const slot = (pull: () => Promise<StoredImage>) => this.slot(pull);
     if (!opts.pullSecrets?.length) return slot(() => store.pull(reference, { onEvent }));
@@ -234,11 +276,19 @@ export class Agent implements AgentService {
     return this.imageStore().list();
   }
 
-  importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+  importImage(
+    archive: AsyncIterable<Buffer>,
+    opts: { name?: string; source: string },
+    onEvent: (e: PullEvent) => void,
+  ): Promise<StoredImage> {
     // An import names its own content, and imported images serve every namespace (store.ts): in a
     // cluster, whose tenants' Guests share this cache, the names are the registries' alone.
     if (this.opts.managedBy) {
-      throw new InvalidRequest(`this host is managed by the cluster (${this.opts.managedBy}): its images come from registries; import is for a single host`, [], 409);
+      throw new InvalidRequest(
+        `this host is managed by the cluster (${this.opts.managedBy}): its images come from registries; import is for a single host`,
+        [],
+        409,
+      );
     }
     const store = this.imageStore();
     const name = opts.name !== undefined ? { name: opts.name } : {};
@@ -247,7 +297,12 @@ export class Agent implements AgentService {
 
   /** Manifest digests of the images the Guests run from: rm and prune leave them alone. */
   private imagesInUse(): Set<string> {
-    return new Set(this.store.list().map((g) => g.status?.imageDigest).filter((d): d is string => !!d));
+    return new Set(
+      this.store
+        .list()
+        .map((g) => g.status?.imageDigest)
+        .filter((d): d is string => !!d),
+    );
   }
 
   removeImage(refOrDigest: string): StoredImage {

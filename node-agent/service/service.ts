@@ -49,7 +49,11 @@ export interface AgentService {
   /** The console of the Guest's current domain (logs and attach); undefined when none runs. */
   console(namespace: string, name: string): Console | undefined;
   /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
-  pullImage(reference: string, onEvent: (e: PullEvent) => void, opts?: { namespace?: string; pullSecrets?: string[] }): Promise<StoredImage>;
+  pullImage(
+    reference: string,
+    onEvent: (e: PullEvent) => void,
+    opts?: { namespace?: string; pullSecrets?: string[] },
+  ): Promise<StoredImage>;
   /**
    * Imports a tar stream (a docker save archive, or an OCI layout as a tarball), named `name` or as
    * the archive says; `source` (the client's file name) names it in messages and when it has no name.

@@ -58,7 +58,12 @@ function files(dir: string): string[] {
 }
 
 function guest(name: string, namespace = 'default', image = 'registry.example/app:1.0'): Guest {
-  const r = validateObject({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name, namespace }, spec: { image, resources: { cpus: 1, memory: '64Mi' } } });
+  const r = validateObject({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name, namespace },
+    spec: { image, resources: { cpus: 1, memory: '64Mi' } },
+  });
   assert.deepEqual(r.errors, []);
   return r.object as Guest;
 }
@@ -66,11 +71,14 @@ function guest(name: string, namespace = 'default', image = 'registry.example/ap
 function post(socketPath: string, path: string, body: unknown): Promise<{ status: number; json: { message: string } }> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method: 'POST', path, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString()) }));
-    });
+    const req = request(
+      { socketPath, method: 'POST', path, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString()) }));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -93,7 +101,10 @@ test('a 20-Guest apply on a full disk is 507 naming ENOSPC: nothing stored, no t
   t.after(unwatch);
 
   // Two Guests in another namespace are stored first: a failed batch must leave them as they are.
-  assert.equal((await post(join(sockDir, 'agent.sock'), '/v1/apply', { objects: [guest('keep-1', 'other'), guest('keep-2', 'other')] })).status, 200);
+  assert.equal(
+    (await post(join(sockDir, 'agent.sock'), '/v1/apply', { objects: [guest('keep-1', 'other'), guest('keep-2', 'other')] })).status,
+    200,
+  );
   const before = files(state);
   const stored = store.list().map((g) => JSON.stringify(g));
   seen.length = 0;
@@ -105,9 +116,20 @@ test('a 20-Guest apply on a full disk is 507 naming ENOSPC: nothing stored, no t
   assert.match(r.json.message, /nothing was applied/);
   assert.deepEqual(files(state), before, 'no record and no temporary left on disk');
   assert.deepEqual(readdirSync(join(state, 'guests')), ['other'], 'no namespace directory left either');
-  assert.deepEqual(store.list().map((g) => JSON.stringify(g)), stored, 'the store is unchanged (keep-1 keeps its image)');
+  assert.deepEqual(
+    store.list().map((g) => JSON.stringify(g)),
+    stored,
+    'the store is unchanged (keep-1 keeps its image)',
+  );
   assert.deepEqual(seen, [], 'watchers saw nothing of the batch');
-  assert.deepEqual(new GuestStore(state).list().map((g) => g.metadata.name).sort(), ['keep-1', 'keep-2'], 'a restart reads the old state');
+  assert.deepEqual(
+    new GuestStore(state)
+      .list()
+      .map((g) => g.metadata.name)
+      .sort(),
+    ['keep-1', 'keep-2'],
+    'a restart reads the old state',
+  );
 
   // Room for the batch: it applies whole.
   rmSync(join(state, 'guests', 'other', 'keep-2.json'));

@@ -19,7 +19,12 @@ let n = 0;
 const now = new Date('2026-01-01T00:00:00Z');
 
 function guest(name: string, image = 'app:1', labels?: Record<string, string>): Guest {
-  return { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name, namespace: 'default', ...(labels ? { labels } : {}) }, spec: { image, resources: { cpus: 1, memory: '64Mi' } } as Guest['spec'] };
+  return {
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name, namespace: 'default', ...(labels ? { labels } : {}) },
+    spec: { image, resources: { cpus: 1, memory: '64Mi' } } as Guest['spec'],
+  };
 }
 
 test('guest store: uid, generation bumps on spec changes only, status kept, revisions for watches', () => {
@@ -40,8 +45,14 @@ test('guest store: uid, generation bumps on spec changes only, status kept, revi
   assert.equal(a2.metadata.generation, 2);
   assert.equal(a2.status!.domid, 4, 'status survives a spec change');
   assert.equal(a2.metadata.uid, a.metadata.uid);
-  assert.deepEqual(events.map((e) => e.type), ['ADDED', 'MODIFIED', 'MODIFIED', 'MODIFIED']);
-  assert.deepEqual(events.map((e) => e.revision), [1, 2, 3, 4]);
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['ADDED', 'MODIFIED', 'MODIFIED', 'MODIFIED'],
+  );
+  assert.deepEqual(
+    events.map((e) => e.revision),
+    [1, 2, 3, 4],
+  );
   assert.equal(store.setStatus('default/a', { phase: 'Running', domid: 4 }), false, 'an unchanged status is not written');
   store.markDeleted('default/a', now, 3);
   assert.throws(() => store.put(guest('a'), now), /being deleted/);
@@ -87,7 +98,16 @@ test('ipam: one reservation per Guest, persisted, released, new uid new addresse
   const dir = join(work, `s${++n}`);
   const ipam = new Ipam(dir, { ipv4Subnet: '10.9.8.0/29', ipv6Subnet: 'fd00:1:2::/48' });
   const a = ipam.reserve('default/a', 'uid-a');
-  assert.deepEqual(a, { uid: 'uid-a', ipv4: '10.9.8.2', ipv6: 'fd00:1:2::2', mac: '02:4b:00:00:00:02', prefix4: 29, prefix6: 64, gateway4: '10.9.8.1', gateway6: 'fd00:1:2::1' });
+  assert.deepEqual(a, {
+    uid: 'uid-a',
+    ipv4: '10.9.8.2',
+    ipv6: 'fd00:1:2::2',
+    mac: '02:4b:00:00:00:02',
+    prefix4: 29,
+    prefix6: 64,
+    gateway4: '10.9.8.1',
+    gateway6: 'fd00:1:2::1',
+  });
   assert.deepEqual(ipam.reserve('default/a', 'uid-a'), a, 'same guest, same addresses');
   const b = ipam.reserve('default/b', 'uid-b');
   assert.equal(b.ipv4, '10.9.8.3');

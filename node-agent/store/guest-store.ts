@@ -50,7 +50,10 @@ export class GuestStore extends EventEmitter {
   private readonly dir: string;
 
   /** Loads every record; unreadable files are reported, not fatal (and not deleted). */
-  constructor(stateDir: string, readonly problems: string[] = []) {
+  constructor(
+    stateDir: string,
+    readonly problems: string[] = [],
+  ) {
     super();
     this.setMaxListeners(0);
     this.dir = join(stateDir, 'guests');
@@ -179,7 +182,11 @@ export class GuestStore extends EventEmitter {
     for (const s of staged) {
       const key = guestKey(s.namespace, s.name);
       this.records.set(key, s.rec);
-      this.emit('change', { type: s.type, object: structuredClone(s.rec.guest), revision: Number(s.rec.guest.metadata.resourceVersion) } satisfies WatchEvent);
+      this.emit('change', {
+        type: s.type,
+        object: structuredClone(s.rec.guest),
+        revision: Number(s.rec.guest.metadata.resourceVersion),
+      } satisfies WatchEvent);
       if (s.desired) this.emit('desired', key);
     }
   }
@@ -204,14 +211,25 @@ export class GuestStore extends EventEmitter {
     return results;
   }
 
-  private planPut(guest: Guest, now: Date): { result: 'created' | 'configured' | 'unchanged'; write?: { rec: GuestRecord; type: WatchEvent['type'] } } {
+  private planPut(
+    guest: Guest,
+    now: Date,
+  ): { result: 'created' | 'configured' | 'unchanged'; write?: { rec: GuestRecord; type: WatchEvent['type'] } } {
     const namespace = guest.metadata.namespace ?? 'default';
     const key = guestKey(namespace, guest.metadata.name);
     const old = this.records.get(key);
     if (!old || old.guest.metadata.deletionTimestamp) {
       if (old) throw new Error(`guest ${key} is being deleted; apply it again once it is gone`);
       // What the server owns is never taken from the client (a `get -o yaml` applied again).
-      const { deletionTimestamp: _d, deletionGracePeriodSeconds: _g, resourceVersion: _r, uid: _u, generation: _n, creationTimestamp: _c, ...meta } = guest.metadata;
+      const {
+        deletionTimestamp: _d,
+        deletionGracePeriodSeconds: _g,
+        resourceVersion: _r,
+        uid: _u,
+        generation: _n,
+        creationTimestamp: _c,
+        ...meta
+      } = guest.metadata;
       const created: Guest = {
         ...guest,
         metadata: { ...meta, namespace, uid: randomUUID(), generation: 1, creationTimestamp: metaTime(now) },
@@ -222,7 +240,12 @@ export class GuestStore extends EventEmitter {
     const specChanged = !isDeepStrictEqual(old.guest.spec, guest.spec);
     const labels = guest.metadata.labels;
     const annotations = guest.metadata.annotations;
-    if (!specChanged && isDeepStrictEqual(old.guest.metadata.labels, labels) && isDeepStrictEqual(old.guest.metadata.annotations, annotations)) return { result: 'unchanged' };
+    if (
+      !specChanged &&
+      isDeepStrictEqual(old.guest.metadata.labels, labels) &&
+      isDeepStrictEqual(old.guest.metadata.annotations, annotations)
+    )
+      return { result: 'unchanged' };
     const updated: Guest = {
       ...old.guest,
       metadata: { ...old.guest.metadata, labels, annotations, generation: (old.guest.metadata.generation ?? 1) + (specChanged ? 1 : 0) },
@@ -272,7 +295,13 @@ export class GuestStore extends EventEmitter {
     const oldGeneration = old.guest.metadata.generation ?? 1;
     if (generation < oldGeneration) return 'unchanged';
     const specChanged = !isDeepStrictEqual(old.guest.spec, desired.spec);
-    if (!specChanged && generation === oldGeneration && isDeepStrictEqual(old.guest.metadata.labels, labels) && isDeepStrictEqual(old.guest.metadata.annotations, annotations)) return 'unchanged';
+    if (
+      !specChanged &&
+      generation === oldGeneration &&
+      isDeepStrictEqual(old.guest.metadata.labels, labels) &&
+      isDeepStrictEqual(old.guest.metadata.annotations, annotations)
+    )
+      return 'unchanged';
     const metadata = { ...old.guest.metadata, labels, annotations, generation };
     if (!labels) delete metadata.labels;
     if (!annotations) delete metadata.annotations;
@@ -286,7 +315,13 @@ export class GuestStore extends EventEmitter {
     const metadata: Guest['metadata'] = { name, namespace, uid, generation, creationTimestamp: metaTime(now) };
     if (labels) metadata.labels = labels;
     if (annotations) metadata.annotations = annotations;
-    return { apiVersion: desired.apiVersion, kind: desired.kind, metadata, spec: desired.spec, status: { phase: 'Pending', observedGeneration: 0 } };
+    return {
+      apiVersion: desired.apiVersion,
+      kind: desired.kind,
+      metadata,
+      spec: desired.spec,
+      status: { phase: 'Pending', observedGeneration: 0 },
+    };
   }
 
   /** Writes status (and internal bookkeeping) if they changed; returns whether anything was written. */
@@ -314,7 +349,11 @@ export class GuestStore extends EventEmitter {
     if (rec.guest.metadata.deletionTimestamp) return true;
     const guest: Guest = {
       ...rec.guest,
-      metadata: { ...rec.guest.metadata, deletionTimestamp: metaTime(now), ...(gracePeriodSeconds !== undefined ? { deletionGracePeriodSeconds: gracePeriodSeconds } : {}) },
+      metadata: {
+        ...rec.guest.metadata,
+        deletionTimestamp: metaTime(now),
+        ...(gracePeriodSeconds !== undefined ? { deletionGracePeriodSeconds: gracePeriodSeconds } : {}),
+      },
     };
     this.persist({ ...rec, guest }, 'MODIFIED', true);
     return true;

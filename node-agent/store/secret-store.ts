@@ -27,7 +27,8 @@ export class SecretStore {
 
   private path(namespace: string, name: string): string {
     // Both were checked (DNS label, DNS subdomain): neither can hold "/" or be "..".
-    if (!isNamespaceName(namespace) || !isPullSecretName(name)) throw new Error(`invalid secret name ${JSON.stringify(`${namespace}/${name}`.slice(0, 300))}`);
+    if (!isNamespaceName(namespace) || !isPullSecretName(name))
+      throw new Error(`invalid secret name ${JSON.stringify(`${namespace}/${name}`.slice(0, 300))}`);
     return join(this.dir, namespace, `${name}.json`);
   }
 
@@ -48,7 +49,9 @@ export class SecretStore {
     const namespace = secret.metadata.namespace ?? 'default';
     const file = this.path(namespace, secret.metadata.name);
     if (!existsSync(file)) return 'created';
-    return readFileSync(file, 'utf8') === JSON.stringify({ ...secret, metadata: { ...secret.metadata, namespace } }) ? 'unchanged' : 'configured';
+    return readFileSync(file, 'utf8') === JSON.stringify({ ...secret, metadata: { ...secret.metadata, namespace } })
+      ? 'unchanged'
+      : 'configured';
   }
 
   get(namespace: string, name: string): PullSecret | undefined {
@@ -78,7 +81,8 @@ export class SecretStore {
         const name = file.replace(/\.json$/, '');
         if (name === file || !isPullSecretName(name)) continue;
         const s = this.get(ns, name);
-        if (s) out.push({ namespace: ns, name, type: s.type, registries: CredentialStore.fromPullSecret(s, `Secret ${ns}/${name}`).registries });
+        if (s)
+          out.push({ namespace: ns, name, type: s.type, registries: CredentialStore.fromPullSecret(s, `Secret ${ns}/${name}`).registries });
       }
     }
     return out;
@@ -98,6 +102,9 @@ export class SecretStore {
 
   /** A Guest's pull credentials: the Secrets its spec names, in its own namespace. */
   forGuest(g: Guest): PullAuth {
-    return this.credentials(g.metadata.namespace ?? 'default', (g.spec.imagePullSecrets ?? []).map((r) => r.name ?? ''));
+    return this.credentials(
+      g.metadata.namespace ?? 'default',
+      (g.spec.imagePullSecrets ?? []).map((r) => r.name ?? ''),
+    );
   }
 }

@@ -6,8 +6,27 @@ import * as abi from './abi.js';
 import type { Layout } from '../../lib/c-layout.js';
 import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
 
-const layouts: Layout[] = [abi.privcmdHypercall, abi.privcmdMmapBatchV2, abi.privcmdMmapResource, abi.domctl, abi.sysctl, abi.getDomainInfo, abi.getDomainInfoList, abi.physinfo, abi.startInfo,
-  abi.domctlCreateDomain, abi.domctlVcpuContext, abi.vcpuGuestContext, abi.memoryReservation, abi.mmuextOp, abi.evtchnAllocUnbound, abi.grantEntryV1, abi.loopConfig, abi.gntdevMapGrantRef, abi.gntdevUnmapGrantRef];
+const layouts: Layout[] = [
+  abi.privcmdHypercall,
+  abi.privcmdMmapBatchV2,
+  abi.privcmdMmapResource,
+  abi.domctl,
+  abi.sysctl,
+  abi.getDomainInfo,
+  abi.getDomainInfoList,
+  abi.physinfo,
+  abi.startInfo,
+  abi.domctlCreateDomain,
+  abi.domctlVcpuContext,
+  abi.vcpuGuestContext,
+  abi.memoryReservation,
+  abi.mmuextOp,
+  abi.evtchnAllocUnbound,
+  abi.grantEntryV1,
+  abi.loopConfig,
+  abi.gntdevMapGrantRef,
+  abi.gntdevUnmapGrantRef,
+];
 
 const constants: [string, number][] = [
   ...Object.entries(abi.Hypercall).map(([k, v]): [string, number] => [`__HYPERVISOR_${k}`, v]),
@@ -39,10 +58,27 @@ const constants: [string, number][] = [
 
 function probe(): Map<string, number> {
   return runCProbe(
-    ['#define __XEN_TOOLS__ 1', '#include <stdio.h>', '#include <stddef.h>', '#include <stdint.h>', '#include <sys/ioctl.h>',
-      '#include <xen/xen.h>', '#include <xen/domctl.h>', '#include <xen/sysctl.h>', '#include <xen/version.h>', '#include <xen/sys/privcmd.h>',
-      '#include <xen/memory.h>', '#include <xen/event_channel.h>', '#include <xen/grant_table.h>', '#include <xen/sys/evtchn.h>', '#include <linux/loop.h>', '#include <xen/sys/gntdev.h>',
-      '#ifndef XEN_PAGE_SIZE', '#define XEN_PAGE_SIZE 4096', '#endif'],
+    [
+      '#define __XEN_TOOLS__ 1',
+      '#include <stdio.h>',
+      '#include <stddef.h>',
+      '#include <stdint.h>',
+      '#include <sys/ioctl.h>',
+      '#include <xen/xen.h>',
+      '#include <xen/domctl.h>',
+      '#include <xen/sysctl.h>',
+      '#include <xen/version.h>',
+      '#include <xen/sys/privcmd.h>',
+      '#include <xen/memory.h>',
+      '#include <xen/event_channel.h>',
+      '#include <xen/grant_table.h>',
+      '#include <xen/sys/evtchn.h>',
+      '#include <linux/loop.h>',
+      '#include <xen/sys/gntdev.h>',
+      '#ifndef XEN_PAGE_SIZE',
+      '#define XEN_PAGE_SIZE 4096',
+      '#endif',
+    ],
     [...layoutLines(layouts), ...valueLines(constants.map(([name]) => [name, name]))],
   );
 }

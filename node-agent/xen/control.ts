@@ -2,8 +2,21 @@
 // of domains, pause/unpause/destroy. Interface versions are probed once, so one build of krata serves
 // Xen 4.17 to 4.19.
 import {
-  DomInfoFlag, Domctl, Hypercall, PAGE_SIZE, Sysctl, XEN_CAPABILITIES_INFO_LEN, XEN_DOMINF_shutdownmask,
-  XEN_DOMINF_shutdownshift, XEN_EXTRAVERSION_LEN, XenVer, domctl, getDomainInfo, getDomainInfoList, physinfo, sysctl,
+  DomInfoFlag,
+  Domctl,
+  Hypercall,
+  PAGE_SIZE,
+  Sysctl,
+  XEN_CAPABILITIES_INFO_LEN,
+  XEN_DOMINF_shutdownmask,
+  XEN_DOMINF_shutdownshift,
+  XEN_EXTRAVERSION_LEN,
+  XenVer,
+  domctl,
+  getDomainInfo,
+  getDomainInfoList,
+  physinfo,
+  sysctl,
 } from './abi.js';
 import { HypercallError, NotOnXenError, type Privcmd } from './privcmd.js';
 import { getField, getNumber, setField } from '../../lib/c-layout.js';
@@ -103,10 +116,16 @@ export class XenControl {
   /** One domain by id, or undefined when there is none (getdomaininfo answers only for exact ids on 4.17+). */
   domain(domid: number): DomainInfo | undefined {
     try {
-      return this.domctl(Domctl.getdomaininfo, domid, () => {}, (u) => {
-        const info = parseDomainInfo(u, 0);
-        return info.domid === domid ? info : undefined;
-      }, `getdomaininfo ${domid}`);
+      return this.domctl(
+        Domctl.getdomaininfo,
+        domid,
+        () => {},
+        (u) => {
+          const info = parseDomainInfo(u, 0);
+          return info.domid === domid ? info : undefined;
+        },
+        `getdomaininfo ${domid}`,
+      );
     } catch (e) {
       if (e instanceof HypercallError && e.code === 'ESRCH') return undefined;
       throw e;
@@ -121,11 +140,16 @@ export class XenControl {
       const out: DomainInfo[] = [];
       let first = 0;
       for (;;) {
-        const n = this.sysctl(Sysctl.getdomaininfolist, (u) => {
-          setField(u, getDomainInfoList, 'first_domain', first);
-          setField(u, getDomainInfoList, 'max_domains', batch);
-          setField(u, getDomainInfoList, 'buffer', buf.address);
-        }, (u) => getNumber(u, getDomainInfoList, 'num_domains'), 'getdomaininfolist');
+        const n = this.sysctl(
+          Sysctl.getdomaininfolist,
+          (u) => {
+            setField(u, getDomainInfoList, 'first_domain', first);
+            setField(u, getDomainInfoList, 'max_domains', batch);
+            setField(u, getDomainInfoList, 'buffer', buf.address);
+          },
+          (u) => getNumber(u, getDomainInfoList, 'num_domains'),
+          'getdomaininfolist',
+        );
         if (n > batch) throw new HypercallError('getdomaininfolist', 'EIO', 5);
         for (let i = 0; i < n; i++) out.push(parseDomainInfo(buf.bytes, i * getDomainInfo.size));
         if (n < batch) return out;
@@ -137,26 +161,49 @@ export class XenControl {
   }
 
   host(): HostInfo {
-    return this.sysctl(Sysctl.physinfo, () => {}, (u) => ({
-      nrCpus: getNumber(u, physinfo, 'nr_cpus'),
-      threadsPerCore: getNumber(u, physinfo, 'threads_per_core'),
-      coresPerSocket: getNumber(u, physinfo, 'cores_per_socket'),
-      cpuKhz: getNumber(u, physinfo, 'cpu_khz'),
-      totalBytes: (getField(u, physinfo, 'total_pages') as bigint) * BigInt(PAGE_SIZE),
-      freeBytes: (getField(u, physinfo, 'free_pages') as bigint) * BigInt(PAGE_SIZE),
-    }), 'physinfo');
+    return this.sysctl(
+      Sysctl.physinfo,
+      () => {},
+      (u) => ({
+        nrCpus: getNumber(u, physinfo, 'nr_cpus'),
+        threadsPerCore: getNumber(u, physinfo, 'threads_per_core'),
+        coresPerSocket: getNumber(u, physinfo, 'cores_per_socket'),
+        cpuKhz: getNumber(u, physinfo, 'cpu_khz'),
+        totalBytes: (getField(u, physinfo, 'total_pages') as bigint) * BigInt(PAGE_SIZE),
+        freeBytes: (getField(u, physinfo, 'free_pages') as bigint) * BigInt(PAGE_SIZE),
+      }),
+      'physinfo',
+    );
   }
 
   pause(domid: number): void {
-    this.domctl(Domctl.pausedomain, domid, () => {}, () => undefined, `pause ${domid}`);
+    this.domctl(
+      Domctl.pausedomain,
+      domid,
+      () => {},
+      () => undefined,
+      `pause ${domid}`,
+    );
   }
 
   unpause(domid: number): void {
-    this.domctl(Domctl.unpausedomain, domid, () => {}, () => undefined, `unpause ${domid}`);
+    this.domctl(
+      Domctl.unpausedomain,
+      domid,
+      () => {},
+      () => undefined,
+      `unpause ${domid}`,
+    );
   }
 
   destroy(domid: number): void {
-    this.domctl(Domctl.destroydomain, domid, () => {}, () => undefined, `destroy ${domid}`);
+    this.domctl(
+      Domctl.destroydomain,
+      domid,
+      () => {},
+      () => undefined,
+      `destroy ${domid}`,
+    );
   }
 
   /** The domctl interface version this hypervisor speaks (EACCES means "not this version"). */
@@ -167,19 +214,34 @@ export class XenControl {
   private probeDomctl(): number {
     for (const v of DOMCTL_VERSIONS) {
       try {
-        this.rawDomctl(v, Domctl.getdomaininfo, 0, () => {}, () => undefined, 'probe domctl');
+        this.rawDomctl(
+          v,
+          Domctl.getdomaininfo,
+          0,
+          () => {},
+          () => undefined,
+          'probe domctl',
+        );
         return (this.domctlVersion = v);
       } catch (e) {
         if (!(e instanceof HypercallError) || e.code !== 'EACCES') throw e;
       }
     }
-    throw new NotOnXenError(`this Xen speaks none of the domctl interface versions ${DOMCTL_VERSIONS.map(hex).join(', ')} (Xen 4.17 to 4.19)`);
+    throw new NotOnXenError(
+      `this Xen speaks none of the domctl interface versions ${DOMCTL_VERSIONS.map(hex).join(', ')} (Xen 4.17 to 4.19)`,
+    );
   }
 
   private probeSysctl(): number {
     for (const v of SYSCTL_VERSIONS) {
       try {
-        this.rawSysctl(v, Sysctl.physinfo, () => {}, () => undefined, 'probe sysctl');
+        this.rawSysctl(
+          v,
+          Sysctl.physinfo,
+          () => {},
+          () => undefined,
+          'probe sysctl',
+        );
         return (this.sysctlVersion = v);
       } catch (e) {
         if (!(e instanceof HypercallError) || e.code !== 'EACCES') throw e;
@@ -188,7 +250,14 @@ export class XenControl {
     throw new NotOnXenError(`this Xen speaks none of the sysctl interface versions ${SYSCTL_VERSIONS.map(hex).join(', ')}`);
   }
 
-  private rawDomctl<T>(version: number, cmd: number, domid: number, fill: (u: Buffer) => void, read: (u: Buffer, domain: number) => T, what: string): T {
+  private rawDomctl<T>(
+    version: number,
+    cmd: number,
+    domid: number,
+    fill: (u: Buffer) => void,
+    read: (u: Buffer, domain: number) => T,
+    what: string,
+  ): T {
     const buf = this.privcmd.buffer(domctl.size);
     try {
       setField(buf.bytes, domctl, 'cmd', cmd);

@@ -32,7 +32,10 @@ export interface StoreOptions {
 export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig, d: DomainRings, opts: StoreOptions): Promise<void> {
   const home = `/local/domain/${d.domid}`;
   const vm = `/vm/${d.uuid}`;
-  const readable: Permission[] = [{ domid: 0, access: 'none' }, { domid: d.domid, access: 'read' }];
+  const readable: Permission[] = [
+    { domid: 0, access: 'none' },
+    { domid: d.domid, access: 'read' },
+  ];
   const guestOwned: Permission[] = [{ domid: d.domid, access: 'none' }];
   const entries: [string, string, Permission[]][] = [
     [home, '', readable],
@@ -71,7 +74,8 @@ export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig,
     [`${vm}/image/cmdline`, config.cmdline, readable],
     [`${vm}/start_time`, (Date.now() / 1000).toFixed(2), readable],
   ];
-  for (let cpu = 0; cpu < config.maxVcpus; cpu++) entries.push([`${home}/cpu/${cpu}/availability`, cpu < config.vcpus ? 'online' : 'offline', readable]);
+  for (let cpu = 0; cpu < config.maxVcpus; cpu++)
+    entries.push([`${home}/cpu/${cpu}/availability`, cpu < config.vcpus ? 'online' : 'offline', readable]);
   const krata = krataEntries({ guest: config.guest, createdAt: opts.createdAt, loops: opts.loops.map((l) => l.path) });
   for (const [key, value] of krata) entries.push([`${home}/${key}`, value, readable]);
   // A node created implicitly takes its parent's permissions, so only the home and the guest-owned
@@ -85,7 +89,9 @@ export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig,
       tx.write(home, ''),
       tx.setPerms(home, readable),
       ...entries.slice(1).map(([path, value]) => tx.write(path, value)),
-      ...entries.filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/')).map(([path, , perms]) => tx.setPerms(path, perms)),
+      ...entries
+        .filter(([path, , perms]) => perms !== readable || path.startsWith('/vm/'))
+        .map(([path, , perms]) => tx.setPerms(path, perms)),
     ]);
     for (const [i, disk] of config.disks.entries()) await writeVbd(tx, d.domid, { vdev: disk.vdev, loop: opts.loops[i]! });
     for (const [handle, nic] of config.nics.entries()) await writeVif(tx, d.domid, { handle, mac: nic.mac });

@@ -2,7 +2,18 @@
 // device file serves every mapping; each map is an ioctl that returns an offset, then an mmap at it.
 import { GntdevIoctl, PAGE_SIZE, gntdevMapGrantRef, gntdevUnmapGrantRef } from './abi.js';
 import { setField } from '../../lib/c-layout.js';
-import { MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE, sysClose, sysIoctl, sysMmap, sysOpen, type Mapping } from '../../lib/libc.js';
+import {
+  MAP_SHARED,
+  O_CLOEXEC,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+  sysClose,
+  sysIoctl,
+  sysMmap,
+  sysOpen,
+  type Mapping,
+} from '../../lib/libc.js';
 
 export const GNTDEV_PATH = '/dev/xen/gntdev';
 

@@ -5,8 +5,17 @@
 // The domain record and krata's xenstore keys.
 export type { DiskConfig, DomainConfig, GuestIdentity, NicConfig } from './domain-config.js';
 export {
-  GUEST_VALUE_MAX_BYTES, INIT_ERROR_MAX_CHARS, KrataKey, encodeGuestKey, hasGuestKey, krataPath, readGuestExit, readKrataDomain, readLoops,
-  type GuestExit, type KrataDomainRecord,
+  GUEST_VALUE_MAX_BYTES,
+  INIT_ERROR_MAX_CHARS,
+  KrataKey,
+  encodeGuestKey,
+  hasGuestKey,
+  krataPath,
+  readGuestExit,
+  readKrataDomain,
+  readLoops,
+  type GuestExit,
+  type KrataDomainRecord,
 } from './krata-keys.js';
 
 // Devices and hypercalls.

@@ -9,8 +9,18 @@ import { repoRoot } from '../../lib/package-root.js';
 import type { DomainConfig } from './domain-config.js';
 import { writeDomainStore } from './domain-store.js';
 import {
-  GUEST_VALUE_MAX_BYTES, INIT_ERROR_MAX_CHARS, KrataKey, krataEntries, parseGuestExit, parseInitError, parseKrataDomain, parseLoops,
-  parseStrictInt, readGuestExit, readKrataDomain, readLoops,
+  GUEST_VALUE_MAX_BYTES,
+  INIT_ERROR_MAX_CHARS,
+  KrataKey,
+  krataEntries,
+  parseGuestExit,
+  parseInitError,
+  parseKrataDomain,
+  parseLoops,
+  parseStrictInt,
+  readGuestExit,
+  readKrataDomain,
+  readLoops,
 } from './krata-keys.js';
 import type { Permission } from './xenstore/permissions.js';
 import type { XenstoreClient } from './xenstore/client.js';
@@ -48,22 +58,37 @@ test('the keys dom0 writes, by name and value: the ABI shared with earlier agent
 test('a domain record written by writeDomainStore reads back as the same identity; the guest may write only krata/guest', async () => {
   const { xs, perms } = memoryStore();
   const config: DomainConfig = {
-    name: 'krata.team-a.web', guest, vcpus: 1, maxVcpus: 2, memoryMiB: 128, maxMemoryMiB: 256,
-    kernel: '/k', initrd: '/i', cmdline: 'console=hvc0', disks: [], nics: [],
+    name: 'krata.team-a.web',
+    guest,
+    vcpus: 1,
+    maxVcpus: 2,
+    memoryMiB: 128,
+    maxMemoryMiB: 256,
+    kernel: '/k',
+    initrd: '/i',
+    cmdline: 'console=hvc0',
+    disks: [],
+    nics: [],
   };
   const rings = { domid: 7, uuid: '6f1c2d8e-1b7a-4c3e-9d2f-6a1b2c3d4e5f', storeMfn: 1n, storeEvtchn: 1, consoleMfn: 2n, consoleEvtchn: 2 };
   const loops = [{ path: '/dev/loop9', major: 7, minor: 9 }];
   await writeDomainStore(xs as unknown as XenstoreClient, config, rings, { loops, createdAt: 1700000000123 });
   assert.deepEqual(await readKrataDomain(xs, 7), { name: 'krata.team-a.web', guest, createdAt: 1700000000123 });
   assert.deepEqual(await readLoops(xs, 7), ['/dev/loop9']);
-  assert.equal(await readKrataDomain(xs, 8), undefined, 'another domain is not krata\'s');
-  assert.deepEqual(perms.get('/local/domain/7/krata/guest'), [{ domid: 7, access: 'none' }], 'krata/guest is the guest\'s');
+  assert.equal(await readKrataDomain(xs, 8), undefined, "another domain is not krata's");
+  assert.deepEqual(perms.get('/local/domain/7/krata/guest'), [{ domid: 7, access: 'none' }], "krata/guest is the guest's");
   // Every other krata/ key inherits the home's permissions (dom0 owns, the guest reads).
-  assert.deepEqual(perms.get('/local/domain/7'), [{ domid: 0, access: 'none' }, { domid: 7, access: 'read' }]);
-  assert.deepEqual([...perms.keys()].filter((p) => p.includes('/krata/')), ['/local/domain/7/krata/guest']);
+  assert.deepEqual(perms.get('/local/domain/7'), [
+    { domid: 0, access: 'none' },
+    { domid: 7, access: 'read' },
+  ]);
+  assert.deepEqual(
+    [...perms.keys()].filter((p) => p.includes('/krata/')),
+    ['/local/domain/7/krata/guest'],
+  );
 });
 
-test('a guest key that names no Guest makes a domain not krata\'s; a bad uid or spec hash matches no Guest', () => {
+test("a guest key that names no Guest makes a domain not krata's; a bad uid or spec hash matches no Guest", () => {
   const b = (s: string) => Buffer.from(s);
   const ok = { name: b('krata.a.b'), guestKey: b('a/b'), guestUid: b('u-1'), specHash: b('h'), created: b('5') };
   const expected = { name: 'krata.a.b', guest: { namespace: 'a', name: 'b', uid: 'u-1', specHash: 'h' }, createdAt: 5 };
@@ -119,10 +144,29 @@ test('exit codes and signals are parsed strictly; anything else is ignored', () 
   assert.deepEqual(parseGuestExit({ exitCode: '255' }), { exitCode: 255 });
   assert.deepEqual(parseGuestExit({ signal: '15' }), { signal: 15 });
   assert.deepEqual(parseGuestExit({ signal: '64' }), { signal: 64 });
-  for (const bad of ['', ' 3', '3 ', '3\n', '+3', '-1', '03', '0x3', '3e0', '3.0', '256', '1e3', 'NaN', 'Infinity', '٣', '99999999999999999999', '3\u00003']) {
+  for (const bad of [
+    '',
+    ' 3',
+    '3 ',
+    '3\n',
+    '+3',
+    '-1',
+    '03',
+    '0x3',
+    '3e0',
+    '3.0',
+    '256',
+    '1e3',
+    'NaN',
+    'Infinity',
+    '٣',
+    '99999999999999999999',
+    '3\u00003',
+  ]) {
     assert.equal(parseGuestExit({ exitCode: bad }), undefined, `exit-code ${JSON.stringify(bad)}`);
   }
-  for (const bad of ['0', '65', '-9', '9 ', 'KILL']) assert.equal(parseGuestExit({ signal: bad }), undefined, `signal ${JSON.stringify(bad)}`);
+  for (const bad of ['0', '65', '-9', '9 ', 'KILL'])
+    assert.equal(parseGuestExit({ signal: bad }), undefined, `signal ${JSON.stringify(bad)}`);
   assert.equal(parseGuestExit({}), undefined);
   // A bad value next to a good one: the good one counts.
   assert.deepEqual(parseGuestExit({ exitCode: 'x', signal: '9' }), { signal: 9 });

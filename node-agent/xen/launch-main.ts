@@ -89,7 +89,10 @@ async function streamConsoleUntil(c: Awaited<ReturnType<typeof openConsole>>, un
       check();
     });
     const first = c.firstByte();
-    const figures = { consoleFirstByteMs: first === undefined ? undefined : Math.round(first - t0), untilMs: Math.round(performance.now() - t0) };
+    const figures = {
+      consoleFirstByteMs: first === undefined ? undefined : Math.round(first - t0),
+      untilMs: Math.round(performance.now() - t0),
+    };
     console.log(`\n${JSON.stringify(figures)}`);
   } finally {
     session.close();
@@ -137,11 +140,15 @@ try {
       }),
       nics: (values.mac ?? []).map((mac) => ({ mac })),
     };
-    const d = await builder.launch(config, { kernel: mapFile(config.kernel), initrd: config.initrd ? mapFile(config.initrd) : undefined }, {
-      consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
-      // The console is attached before the guest runs, so nothing it prints is missed.
-      beforeUnpause: attach ? async (domid) => void (console_ = await openConsole(privcmd!, xs!, domid)) : undefined,
-    });
+    const d = await builder.launch(
+      config,
+      { kernel: mapFile(config.kernel), initrd: config.initrd ? mapFile(config.initrd) : undefined },
+      {
+        consoleBackend: values.console === 'xenconsoled' ? 'xenconsoled' : 'krata',
+        // The console is attached before the guest runs, so nothing it prints is missed.
+        beforeUnpause: attach ? async (domid) => void (console_ = await openConsole(privcmd!, xs!, domid)) : undefined,
+      },
+    );
     console.log(JSON.stringify({ domid: d.domid, uuid: d.uuid, ms: Math.round(performance.now() - t0) }));
     if (console_) await streamConsoleUntil(console_, values['attach-until']!, Number(values['attach-timeout']) * 1000, t0);
   }

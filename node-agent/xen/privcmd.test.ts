@@ -11,13 +11,19 @@ import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, sysIoctl, 
 const onXen = existsSync('/dev/xen/privcmd');
 
 test('without /dev/xen/privcmd, opening it is a NotOnXenError that says what is missing', { skip: onXen && 'this host runs Xen' }, () => {
-  assert.throws(() => Privcmd.open(), (e: Error) => e instanceof NotOnXenError && /\/dev\/xen\/privcmd is missing/.test(e.message));
+  assert.throws(
+    () => Privcmd.open(),
+    (e: Error) => e instanceof NotOnXenError && /\/dev\/xen\/privcmd is missing/.test(e.message),
+  );
 });
 
 test('a device that is not privcmd does not answer hypercalls: NotOnXenError, not a crash', () => {
   const privcmd = Privcmd.open({ privcmd: '/dev/null', hypercall: '/nonexistent' });
   try {
-    assert.throws(() => new XenControl(privcmd).version(), (e: Error) => e instanceof NotOnXenError && /hypervisor does not answer \(xen_version: ENOTTY\)/.test(e.message));
+    assert.throws(
+      () => new XenControl(privcmd).version(),
+      (e: Error) => e instanceof NotOnXenError && /hypervisor does not answer \(xen_version: ENOTTY\)/.test(e.message),
+    );
   } finally {
     privcmd.close();
   }
@@ -39,7 +45,10 @@ test('hypercall buffers are page-rounded, zeroed, locked memory with a real addr
 });
 
 test('libc errors carry the errno name', () => {
-  assert.throws(() => sysIoctl(987654, 0x5401, null, 'ioctl TCGETS'), (e: Error) => e instanceof SysError && e.message === 'ioctl TCGETS: EBADF');
+  assert.throws(
+    () => sysIoctl(987654, 0x5401, null, 'ioctl TCGETS'),
+    (e: Error) => e instanceof SysError && e.message === 'ioctl TCGETS: EBADF',
+  );
   const m = sysMmap(8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   m.bytes[8191] = 7;
   assert.equal(m.bytes.length, 8192);
@@ -49,5 +58,8 @@ test('libc errors carry the errno name', () => {
 test('the probe command reports NotOnXen as one line and exit 1', { skip: onXen && 'this host runs Xen' }, () => {
   const r = spawnSync(process.execPath, [join(import.meta.dirname, 'probe-main.js')], { encoding: 'utf8' });
   assert.equal(r.status, 1);
-  assert.equal(r.stderr, 'krata needs a Xen dom0: /dev/xen/privcmd is missing (is this machine running Xen as dom0, with the xen_privcmd module loaded?)\n');
+  assert.equal(
+    r.stderr,
+    'krata needs a Xen dom0: /dev/xen/privcmd is missing (is this machine running Xen as dom0, with the xen_privcmd module loaded?)\n',
+  );
 });

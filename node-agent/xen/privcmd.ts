@@ -4,7 +4,21 @@
 import { existsSync } from 'node:fs';
 import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdMmapResource } from './abi.js';
 import { setField } from '../../lib/c-layout.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, SysError, errnoName, sysClose, sysIoctl, sysMlock, sysMmap, sysOpen, type Mapping } from '../../lib/libc.js';
+import {
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+  SysError,
+  errnoName,
+  sysClose,
+  sysIoctl,
+  sysMlock,
+  sysMmap,
+  sysOpen,
+  type Mapping,
+} from '../../lib/libc.js';
 
 export const PRIVCMD_PATH = '/dev/xen/privcmd';
 export const HYPERCALL_BUFFER_PATH = '/dev/xen/hypercall';
@@ -49,7 +63,10 @@ export class Privcmd {
     try {
       fd = sysOpen(privcmd);
     } catch (e) {
-      throw new NotOnXenError(`cannot open ${privcmd}: ` + `${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`);
+      throw new NotOnXenError(
+        `cannot open ${privcmd}: ` +
+          `${(e as SysError).code ?? (e as Error).message}${(e as SysError).code === 'EACCES' ? ' (run as root)' : ''}`,
+      );
     }
     const hypercall = paths.hypercall ?? HYPERCALL_BUFFER_PATH;
     let bufferFd: number | undefined;
@@ -125,7 +142,11 @@ export class Privcmd {
         const failed = firstFrameError(arrays.bytes, frames.length * 8, frames.length);
         if (!paged && failed === undefined) return m;
         if (failed !== undefined && failed.errno !== -2) {
-          throw new HypercallError(`map frame ${frames[failed.index]} (${failed.index + 1} of ${frames.length}) of domain ${domid}`, errnoName(-failed.errno), -failed.errno);
+          throw new HypercallError(
+            `map frame ${frames[failed.index]} (${failed.index + 1} of ${frames.length}) of domain ${domid}`,
+            errnoName(-failed.errno),
+            -failed.errno,
+          );
         }
         if (attempt >= 50) throw new HypercallError(`map ${frames.length} frames of domain ${domid}: frames stay paged out`, 'ENOENT', 2);
         await new Promise((r) => setTimeout(r, 1));

@@ -15,11 +15,7 @@ interface DomainLookup {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The domain's handle: from Xen, or from its xenstore vm path once Xen has forgotten the domain. */
-export async function domainUuid(
-  xen: DomainLookup,
-  xs: Pick<XenstoreClient, 'tryRead'>,
-  domid: number,
-): Promise<string | undefined> {
+export async function domainUuid(xen: DomainLookup, xs: Pick<XenstoreClient, 'tryRead'>, domid: number): Promise<string | undefined> {
   const uuid = xen.domain(domid)?.uuid ?? (await xs.tryRead(`/local/domain/${domid}/vm`).catch(() => undefined))?.replace(/^\/vm\//, '');
   return uuid !== undefined && UUID.test(uuid) ? uuid : undefined;
 }

@@ -191,11 +191,46 @@ export const metricsModule = new ContainerModule(({ bind }) => {
   provide(bind, METRICS_REGISTRY, [OPERATOR, KUBE], (operator, kube) => {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 500 });
-    new Gauge({ name: 'krata_operator_leader', help: '1 while this replica holds the Lease', registers: [registry], collect() { this.set(operator.isLeading ? 1 : 0); } });
-    new Gauge({ name: 'krata_operator_queue_depth', help: 'Guests queued or being reconciled', registers: [registry], collect() { this.set(operator.controller?.queue.length ?? 0); } });
-    new Gauge({ name: 'krata_operator_reconciles', help: 'Guest reconciles since start', registers: [registry], collect() { this.set(operator.controller?.reconciles ?? 0); } });
-    new Gauge({ name: 'krata_operator_unattributed_hosts', help: 'Names heartbeating in Redis without a XenHost or a Node labelled krata.dev/xen=true (ignored)', registers: [registry], collect() { this.set(operator.tracker?.ignoredHosts ?? 0); } });
-    new Gauge({ name: 'krata_operator_kube_writes', help: 'Writes to the Kubernetes API since start', registers: [registry], collect() { this.set(kube.writes); } });
+    new Gauge({
+      name: 'krata_operator_leader',
+      help: '1 while this replica holds the Lease',
+      registers: [registry],
+      collect() {
+        this.set(operator.isLeading ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'krata_operator_queue_depth',
+      help: 'Guests queued or being reconciled',
+      registers: [registry],
+      collect() {
+        this.set(operator.controller?.queue.length ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'krata_operator_reconciles',
+      help: 'Guest reconciles since start',
+      registers: [registry],
+      collect() {
+        this.set(operator.controller?.reconciles ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'krata_operator_unattributed_hosts',
+      help: 'Names heartbeating in Redis without a XenHost or a Node labelled krata.dev/xen=true (ignored)',
+      registers: [registry],
+      collect() {
+        this.set(operator.tracker?.ignoredHosts ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'krata_operator_kube_writes',
+      help: 'Writes to the Kubernetes API since start',
+      registers: [registry],
+      collect() {
+        this.set(kube.writes);
+      },
+    });
     return registry;
   });
   provide(bind, COMPONENTS, [CONFIG, METRICS_REGISTRY], (config, registry) =>

@@ -34,7 +34,10 @@ describe('KubeClient against kube-apiserver', () => {
     assert.deepEqual(applied.spec, created.spec);
     assert.equal(applied.metadata.generation, created.metadata.generation);
     const mf = applied.metadata.managedFields as { manager: string; operation: string; subresource?: string }[];
-    assert.ok(mf.some((f) => f.manager === 'krata-operator' && f.operation === 'Apply'), JSON.stringify(mf));
+    assert.ok(
+      mf.some((f) => f.manager === 'krata-operator' && f.operation === 'Apply'),
+      JSON.stringify(mf),
+    );
 
     // Applying a smaller status removes what this manager no longer applies; so does the uid-checked write.
     assert.deepEqual((await kube.client.applyGuestStatus('default', 'ssa', { phase: 'Running' })).status, { phase: 'Running' });
@@ -61,7 +64,10 @@ describe('KubeClient against kube-apiserver', () => {
     const withFin = await kube.client.setGuestFinalizers('default', 'fin', ['krata.dev/guest'], g.metadata.resourceVersion!);
     assert.deepEqual(withFin.metadata.finalizers, ['krata.dev/guest']);
     assert.equal(withFin.metadata.generation, g.metadata.generation);
-    await assert.rejects(kube.client.setGuestFinalizers('default', 'fin', [], g.metadata.resourceVersion!), (e) => isConflict(e) && (e as KubeError).status === 409);
+    await assert.rejects(
+      kube.client.setGuestFinalizers('default', 'fin', [], g.metadata.resourceVersion!),
+      (e) => isConflict(e) && (e as KubeError).status === 409,
+    );
 
     await kube.client.deleteGuest('default', 'fin');
     const terminating = await kube.client.getGuest('default', 'fin');
@@ -76,7 +82,14 @@ describe('KubeClient against kube-apiserver', () => {
     const g = await client.createGuest(newGuest('evented'));
     const ev = (message: string): KubeEvent => ({
       namespace: 'default',
-      involved: { kind: 'Guest', apiVersion: 'krata.dev/v1alpha1', namespace: 'default', name: 'evented', uid: g.metadata.uid!, resourceVersion: g.metadata.resourceVersion },
+      involved: {
+        kind: 'Guest',
+        apiVersion: 'krata.dev/v1alpha1',
+        namespace: 'default',
+        name: 'evented',
+        uid: g.metadata.uid!,
+        resourceVersion: g.metadata.resourceVersion,
+      },
       type: 'Normal',
       reason: 'Scheduled',
       message,
@@ -89,7 +102,9 @@ describe('KubeClient against kube-apiserver', () => {
     await Promise.all([1, 2, 3].map(() => client.createEvent(ev('placed on host-a'))));
     await client.createEvent(ev('placed on host-b'));
 
-    const list = await client.request<{ items: EventObj[] }>('GET', '/api/v1/namespaces/default/events', { query: { fieldSelector: `involvedObject.uid=${g.metadata.uid}` } });
+    const list = await client.request<{ items: EventObj[] }>('GET', '/api/v1/namespaces/default/events', {
+      query: { fieldSelector: `involvedObject.uid=${g.metadata.uid}` },
+    });
     const byMessage = new Map(list.items.map((e) => [e.message, e]));
     assert.equal(list.items.length, 2, JSON.stringify(list.items.map((e) => [e.metadata.name, e.message, e.count])));
     const a = byMessage.get('placed on host-a')!;
@@ -141,8 +156,13 @@ describe('KubeClient against kube-apiserver', () => {
       message: 'no heartbeat for 40s',
     });
     assert.deepEqual(errors, []);
-    const evs = await client.request<{ items: EventObj[] }>('GET', '/api/v1/namespaces/default/events', { query: { fieldSelector: `involvedObject.uid=${h.metadata.uid}` } });
-    assert.deepEqual(evs.items.map((e) => [e.reason, e.count]), [['NotReady', 1]]);
+    const evs = await client.request<{ items: EventObj[] }>('GET', '/api/v1/namespaces/default/events', {
+      query: { fieldSelector: `involvedObject.uid=${h.metadata.uid}` },
+    });
+    assert.deepEqual(
+      evs.items.map((e) => [e.reason, e.count]),
+      [['NotReady', 1]],
+    );
   });
 
   it('lists page by page', async () => {

@@ -146,7 +146,12 @@ export class KubeClient {
     return this.limiter.run(async () => {
       let timer: NodeJS.Timeout | undefined;
       try {
-        const req = await this.open(method, path, opts.query, opts.contentType ?? (opts.body === undefined ? undefined : 'application/json'));
+        const req = await this.open(
+          method,
+          path,
+          opts.query,
+          opts.contentType ?? (opts.body === undefined ? undefined : 'application/json'),
+        );
         timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
         const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
           req.once('response', resolve).once('error', reject);
@@ -193,7 +198,8 @@ export class KubeClient {
           buf = buf.slice(nl + 1);
           if (!line.trim()) continue;
           const ev = JSON.parse(line) as { type: string; object: { code?: number; message?: string; reason?: string } };
-          if (ev.type === 'ERROR') throw this.count(new KubeError(ev.object.code ?? 500, `watch ${kind}: ${ev.object.message}`, ev.object.reason));
+          if (ev.type === 'ERROR')
+            throw this.count(new KubeError(ev.object.code ?? 500, `watch ${kind}: ${ev.object.message}`, ev.object.reason));
           onEvent(ev as unknown as WatchEvent<KindObject<K>>);
         }
       }
@@ -267,7 +273,12 @@ export class KubeClient {
    * metadata over it), so then a JSON patch whose `test` op makes the precondition atomic replaces the
    * status instead; a mismatch throws a KubeError 409, as a failed UID precondition on DELETE does.
    */
-  async applyGuestStatus(namespace: string, name: string, status: GuestStatus, opts: { uid?: string; resourceVersion?: string } = {}): Promise<Guest> {
+  async applyGuestStatus(
+    namespace: string,
+    name: string,
+    status: GuestStatus,
+    opts: { uid?: string; resourceVersion?: string } = {},
+  ): Promise<Guest> {
     const path = `${guestPath(namespace, name)}/status`;
     if (!opts.uid) return this.apply(path, { apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name, namespace }, status });
     // With `resourceVersion` too, the write must hit that version (a placement made from a stale cache fails).
@@ -277,11 +288,20 @@ export class KubeClient {
       { op: 'add', path: '/status', value: status },
     ];
     try {
-      return await this.request<Guest>('PATCH', path, { body: patch, contentType: PatchStrategy.JsonPatch, query: { fieldManager: FIELD_MANAGER } });
+      return await this.request<Guest>('PATCH', path, {
+        body: patch,
+        contentType: PatchStrategy.JsonPatch,
+        query: { fieldManager: FIELD_MANAGER },
+      });
     } catch (e) {
       // `add /status` cannot fail, so the generic 422 of a failed patch can only be a test.
       if (e instanceof KubeError && e.status === 422 && e.message.includes('rejected our request')) {
-        throw new KubeError(409, `Precondition failed: UID ${opts.uid}${opts.resourceVersion ? ` or resourceVersion ${opts.resourceVersion}` : ''} ` + `(Guest ${namespace}/${name})`, 'Conflict');
+        throw new KubeError(
+          409,
+          `Precondition failed: UID ${opts.uid}${opts.resourceVersion ? ` or resourceVersion ${opts.resourceVersion}` : ''} ` +
+            `(Guest ${namespace}/${name})`,
+          'Conflict',
+        );
       }
       throw e;
     }
@@ -301,7 +321,12 @@ export class KubeClient {
   }
 
   /** Finalizers and/or annotations in one merge patch, refused (409) if the object changed since `resourceVersion`. */
-  patchGuestMetadata(namespace: string, name: string, meta: { finalizers?: string[]; annotations?: Record<string, string | null> }, resourceVersion: string): Promise<Guest> {
+  patchGuestMetadata(
+    namespace: string,
+    name: string,
+    meta: { finalizers?: string[]; annotations?: Record<string, string | null> },
+    resourceVersion: string,
+  ): Promise<Guest> {
     return this.request('PATCH', guestPath(namespace, name), {
       body: { metadata: { ...meta, resourceVersion } },
       contentType: PatchStrategy.MergePatch,
@@ -317,13 +342,16 @@ export class KubeClient {
   createEvent(ev: KubeEvent): Promise<void> {
     const key = `${ev.involved.uid}\0${ev.type}\0${ev.reason}\0${ev.message}`;
     let rec = this.events.get(key);
-    if (rec) this.events.delete(key); // re-inserted below: Map order is the LRU order
+    if (rec)
+      this.events.delete(key); // re-inserted below: Map order is the LRU order
     else rec = { count: 0, last: 0, chain: Promise.resolve() };
     this.events.set(key, rec);
     if (this.events.size > EVENT_CACHE_SIZE) this.events.delete(this.events.keys().next().value!);
     // Chained per key so a burst of identical events makes one Event, not a race of creates.
     const r = rec;
-    r.chain = r.chain.then(() => this.recordEvent(r, ev)).catch((e) => this.onError?.(`event ${ev.reason} for ${ev.involved.kind} ${ev.involved.name}`, e));
+    r.chain = r.chain
+      .then(() => this.recordEvent(r, ev))
+      .catch((e) => this.onError?.(`event ${ev.reason} for ${ev.involved.kind} ${ev.involved.name}`, e));
     return r.chain;
   }
 
@@ -365,13 +393,20 @@ export class KubeClient {
   }
 
   private apply<T>(path: string, body: unknown): Promise<T> {
-    return this.request('PATCH', path, { body, contentType: PatchStrategy.ServerSideApply, query: { fieldManager: FIELD_MANAGER, force: true } });
+    return this.request('PATCH', path, {
+      body,
+      contentType: PatchStrategy.ServerSideApply,
+      query: { fieldManager: FIELD_MANAGER, force: true },
+    });
   }
 
   private async open(method: string, path: string, query: RequestOptions['query'], contentType?: string): Promise<http.ClientRequest> {
     const url = new URL(this.server.pathname.replace(/\/$/, '') + path, this.server);
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const opts: https.RequestOptions = { method, headers: { accept: 'application/json', ...(contentType ? { 'content-type': contentType } : {}) } };
+    const opts: https.RequestOptions = {
+      method,
+      headers: { accept: 'application/json', ...(contentType ? { 'content-type': contentType } : {}) },
+    };
     await this.kc.applyToHTTPSOptions(opts);
     // applyToHTTPSOptions makes a fresh agent each call; keep it only when it carries a proxy.
     if (!this.kc.getCurrentCluster()?.proxyUrl) opts.agent = this.agent;

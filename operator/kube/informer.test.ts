@@ -17,7 +17,10 @@ function record<T extends Guest | XenHost>(inf: Informer<T>): Seen[] {
 /** The cache and the server agree on every object's resourceVersion. */
 async function assertMatchesServer(kube: TestKube, inf: Informer<Guest>): Promise<void> {
   const server = (await kube.client.listGuests()).items.map((g) => [keyOf(g), g.metadata.resourceVersion]).sort();
-  const cached = inf.list().map((g) => [keyOf(g), g.metadata.resourceVersion]).sort();
+  const cached = inf
+    .list()
+    .map((g) => [keyOf(g), g.metadata.resourceVersion])
+    .sort();
   assert.deepEqual(cached, server);
 }
 
@@ -42,7 +45,10 @@ describe('Informer against kube-apiserver', () => {
     inf.start();
     await inf.synced();
     assert.deepEqual(inf.keys(), ['default/before']);
-    assert.deepEqual(seen.map((s) => s.slice(0, 2)), [['add', 'default/before']]);
+    assert.deepEqual(
+      seen.map((s) => s.slice(0, 2)),
+      [['add', 'default/before']],
+    );
     assert.equal(inf.get('default/before')!.metadata.managedFields, undefined, 'managedFields are not cached');
 
     const created = await kube.client.createGuest(newGuest('live'));
@@ -78,7 +84,11 @@ describe('Informer against kube-apiserver', () => {
     }
     await waitFor(() => names.every((n) => inf.get(`default/${n}`)), 'all adds');
     const adds = seen.filter((s) => s[0] === 'add' && s[1].startsWith('default/rewatch-')).map((s) => s[1]);
-    assert.deepEqual(adds, names.map((n) => `default/${n}`), 'each once, in order');
+    assert.deepEqual(
+      adds,
+      names.map((n) => `default/${n}`),
+      'each once, in order',
+    );
     assert.equal(inf.relists, 0, 'a watch the server ends is resumed, not relisted');
     await assertMatchesServer(kube, inf);
   });
@@ -140,7 +150,10 @@ describe('Informer against kube-apiserver', () => {
       // And the new watch is live.
       await kube.client.createGuest(newGuest('after-freeze'));
       await waitFor(() => inf.get('default/after-freeze'), 'watch after the freeze');
-      assert.ok(logs.some((l) => /silent for 2000 ms/.test(l)), logs.join('\n'));
+      assert.ok(
+        logs.some((l) => /silent for 2000 ms/.test(l)),
+        logs.join('\n'),
+      );
     } finally {
       await proxy.close();
     }

@@ -65,7 +65,9 @@ export class Informer<T extends { metadata: ObjectMeta }> {
     this.watchTimeoutSeconds = opts.watchTimeoutSeconds ?? 60;
     this.log = opts.log ?? (() => {});
     if (this.watchdogMs <= this.watchTimeoutSeconds * 1000) {
-      throw new Error(`watchdogMs (${this.watchdogMs}) must exceed watchTimeoutSeconds (${this.watchTimeoutSeconds} s): a quiet watch only ends`);
+      throw new Error(
+        `watchdogMs (${this.watchdogMs}) must exceed watchTimeoutSeconds (${this.watchTimeoutSeconds} s): a quiet watch only ends`,
+      );
     }
   }
 

@@ -118,7 +118,12 @@ export class LeaderElector {
         current = await this.client.request<Lease>('GET', `${this.path}/${encodeURIComponent(this.opts.name)}`);
       } catch (e) {
         if (!isNotFound(e)) throw e;
-        const lease: Lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.opts.name, namespace: this.opts.namespace }, spec };
+        const lease: Lease = {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name: this.opts.name, namespace: this.opts.namespace },
+          spec,
+        };
         this.observe(await this.client.request<Lease>('POST', this.path, { body: lease }), Date.now());
         return true;
       }
@@ -129,7 +134,9 @@ export class LeaderElector {
       if (old.holderIdentity && !mine && this.observedTime + (old.leaseDurationSeconds ?? 0) * 1000 > now) return false;
       spec.leaseTransitions = (old.leaseTransitions ?? 0) + (mine ? 0 : 1);
       if (mine) spec.acquireTime = old.acquireTime;
-      const updated = await this.client.request<Lease>('PUT', `${this.path}/${encodeURIComponent(this.opts.name)}`, { body: { ...current, spec } });
+      const updated = await this.client.request<Lease>('PUT', `${this.path}/${encodeURIComponent(this.opts.name)}`, {
+        body: { ...current, spec },
+      });
       this.observe(updated, Date.now());
       return true;
     } catch (e) {
@@ -143,7 +150,10 @@ export class LeaderElector {
     const now = microTime(Date.now());
     const spec: LeaseSpec = { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now };
     try {
-      this.observe(await this.client.request<Lease>('PUT', `${this.path}/${encodeURIComponent(this.opts.name)}`, { body: { ...lease, spec } }), Date.now());
+      this.observe(
+        await this.client.request<Lease>('PUT', `${this.path}/${encodeURIComponent(this.opts.name)}`, { body: { ...lease, spec } }),
+        Date.now(),
+      );
     } catch (e) {
       this.log(`lease ${this.opts.name}: release failed`, e);
     }

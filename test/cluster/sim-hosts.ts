@@ -56,7 +56,11 @@ class StandInImages implements ImageProvider {
     if (!existsSync(path)) writeFileSync(path, 'stand-in image');
   }
   async ensure() {
-    return { digest: `sha256:${'5e'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] } };
+    return {
+      digest: `sha256:${'5e'.repeat(32)}`,
+      path: this.path,
+      config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
+    };
   }
 }
 
@@ -118,7 +122,9 @@ async function main(): Promise<void> {
       'memory-mib': { type: 'string' },
     },
   });
-  const hosts = values.hosts ? values.hosts.split(',') : Array.from({ length: Number(values.count ?? 1) }, (_, i) => `${values.prefix}${i + 1}`);
+  const hosts = values.hosts
+    ? values.hosts.split(',')
+    : Array.from({ length: Number(values.count ?? 1) }, (_, i) => `${values.prefix}${i + 1}`);
   const sim = await startSimHosts({
     redisUrl: values.redis!,
     state: values.state!,
@@ -131,7 +137,13 @@ async function main(): Promise<void> {
   // Counters on request: the parent writes a line on stdin, we answer with the hosts' state.
   process.stdin.setEncoding('utf8');
   process.stdin.on('data', () => {
-    const out = sim.hosts.map((h) => ({ host: h.name, guests: h.store.keys().length, running: h.store.list().filter((g) => g.status?.phase === 'Running').length, domains: h.hv.count, creates: h.hv.calls.create }));
+    const out = sim.hosts.map((h) => ({
+      host: h.name,
+      guests: h.store.keys().length,
+      running: h.store.list().filter((g) => g.status?.phase === 'Running').length,
+      domains: h.hv.count,
+      creates: h.hv.calls.create,
+    }));
     console.log(JSON.stringify({ hosts: out }));
   });
   process.stdin.on('end', () => void sim.stop().then(() => process.exit(0)));

@@ -7,9 +7,13 @@ import { isConflict, type KubeClient } from '../../operator/kube/client.js';
 export async function createXenNodes(kube: KubeClient, names: string[]): Promise<void> {
   await Promise.all(
     names.map((name) =>
-      kube.request('POST', '/api/v1/nodes', { body: { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { [XEN_NODE_LABEL]: 'true' } } } }).catch((e) => {
-        if (!isConflict(e)) throw e;
-      }),
+      kube
+        .request('POST', '/api/v1/nodes', {
+          body: { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { [XEN_NODE_LABEL]: 'true' } } },
+        })
+        .catch((e) => {
+          if (!isConflict(e)) throw e;
+        }),
     ),
   );
 }

@@ -56,10 +56,12 @@ export class FakeAgentService implements AgentService {
     objects.forEach((o, index) => {
       const r = validateObject(o);
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
-      if (r.object?.kind === 'XenHost') errors.push({ index, path: 'kind', message: 'XenHost objects are managed by the operator, not a single node agent' });
+      if (r.object?.kind === 'XenHost')
+        errors.push({ index, path: 'kind', message: 'XenHost objects are managed by the operator, not a single node agent' });
       else if (r.object) valid.push(r.object);
     });
-    if (errors.length) throw new InvalidRequest(`${errors.length} invalid object${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
+    if (errors.length)
+      throw new InvalidRequest(`${errors.length} invalid object${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
     const results: ApplyResult[] = [];
     for (const g of valid) {
       const namespace = g.metadata.namespace ?? 'default';
@@ -135,7 +137,9 @@ export class FakeAgentService implements AgentService {
 
   list(namespace?: string): Guest[] {
     this.fail('list');
-    return [...this.guests.values()].filter((g) => namespace === undefined || g.metadata.namespace === namespace).map((g) => structuredClone(g));
+    return [...this.guests.values()]
+      .filter((g) => namespace === undefined || g.metadata.namespace === namespace)
+      .map((g) => structuredClone(g));
   }
 
   get(namespace: string, name: string): Guest | undefined {
@@ -172,7 +176,9 @@ export class FakeAgentService implements AgentService {
 
   events(namespace?: string, name?: string): GuestEvent[] {
     this.fail('events');
-    return this.guestEvents.filter((e) => (namespace === undefined || e.namespace === namespace) && (name === undefined || e.name === name));
+    return this.guestEvents.filter(
+      (e) => (namespace === undefined || e.namespace === namespace) && (name === undefined || e.name === name),
+    );
   }
 
   console(namespace: string, name: string): Console | undefined {
@@ -183,10 +189,15 @@ export class FakeAgentService implements AgentService {
   /** Secrets the fake knows, as namespace/name. */
   readonly secrets = new Set<string>();
 
-  async pullImage(reference: string, onEvent: (e: PullEvent) => void, opts: { namespace?: string; pullSecrets?: string[] } = {}): Promise<StoredImage> {
+  async pullImage(
+    reference: string,
+    onEvent: (e: PullEvent) => void,
+    opts: { namespace?: string; pullSecrets?: string[] } = {},
+  ): Promise<StoredImage> {
     this.fail('pullImage');
     const missing = (opts.pullSecrets ?? []).filter((n) => !this.secrets.has(`${opts.namespace ?? 'default'}/${n}`));
-    if (missing.length) throw new InvalidRequest(missing.map((n) => `image pull secret ${opts.namespace ?? 'default'}/${n} not found`).join('; '));
+    if (missing.length)
+      throw new InvalidRequest(missing.map((n) => `image pull secret ${opts.namespace ?? 'default'}/${n} not found`).join('; '));
     if (reference.includes('missing')) throw new Error(`manifest unknown: ${reference}`);
     const digest = 'sha256:' + 'cd'.repeat(32);
     const layer = 'sha256:' + 'ef'.repeat(32);
@@ -213,7 +224,11 @@ export class FakeAgentService implements AgentService {
   /** The bytes of each import, in order. */
   readonly imports: { name?: string; source: string; bytes: Buffer }[] = [];
 
-  async importImage(archive: AsyncIterable<Buffer>, opts: { name?: string; source: string }, onEvent: (e: PullEvent) => void): Promise<StoredImage> {
+  async importImage(
+    archive: AsyncIterable<Buffer>,
+    opts: { name?: string; source: string },
+    onEvent: (e: PullEvent) => void,
+  ): Promise<StoredImage> {
     this.fail('importImage');
     const chunks: Buffer[] = [];
     for await (const c of archive) chunks.push(c);

@@ -6,7 +6,25 @@ import { pathToFileURL } from 'node:url';
 import { buildTar } from '../../lib/tar.js';
 import { buildImage, writeDockerSave } from '../oci-images.js';
 
-export const APPLETS = ['sh', 'id', 'echo', 'cat', 'sleep', 'hostname', 'ls', 'ps', 'uname', 'top', 'vi', 'wget', 'ip', 'ping', 'mount', 'df', 'free'];
+export const APPLETS = [
+  'sh',
+  'id',
+  'echo',
+  'cat',
+  'sleep',
+  'hostname',
+  'ls',
+  'ps',
+  'uname',
+  'top',
+  'vi',
+  'wget',
+  'ip',
+  'ping',
+  'mount',
+  'df',
+  'free',
+];
 
 export function writeBusyboxImage(out: string, name = 'krata/busybox:demo', busybox = '/bin/busybox'): void {
   const tar = buildTar([

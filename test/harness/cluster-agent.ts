@@ -8,7 +8,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { COMPLETE_FIELD, EPOCH_KEY, QUEUE_PREFIX, STATUS_STREAM, desiredKey, fieldOf, jobId, parseStatusReport, queueName, statusKey, type DesiredGuest, type StatusReport } from '../../contracts/redis/contract.js';
+import {
+  COMPLETE_FIELD,
+  EPOCH_KEY,
+  QUEUE_PREFIX,
+  STATUS_STREAM,
+  desiredKey,
+  fieldOf,
+  jobId,
+  parseStatusReport,
+  queueName,
+  statusKey,
+  type DesiredGuest,
+  type StatusReport,
+} from '../../contracts/redis/contract.js';
 import type { GuestSpec } from '../../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../redis.js';
 import type { Agent } from '../../node-agent/service/agent-service.js';
@@ -50,7 +63,11 @@ class FakeImages implements ImageProvider {
   }
   async ensure(reference: string, _policy: string, auth?: PullAuth) {
     this.auths.push({ reference, auth });
-    return { digest: `sha256:${'ab'.repeat(32)}`, path: this.path, config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] } };
+    return {
+      digest: `sha256:${'ab'.repeat(32)}`,
+      path: this.path,
+      config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
+    };
   }
 }
 
@@ -68,7 +85,14 @@ export function captureLog(): Log & { lines: LogLine[] } {
 
 /** A desired entry as the operator writes it (spec defaulted by the agent's validator). */
 export function desired(name: string, spec: Partial<GuestSpec> = {}, extra: Partial<DesiredGuest> = {}): DesiredGuest {
-  return { namespace: 'default', name, uid: randomUUID(), generation: 1, spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '128Mi' }, ...spec } as GuestSpec, ...extra };
+  return {
+    namespace: 'default',
+    name,
+    uid: randomUUID(),
+    generation: 1,
+    spec: { image: 'registry.example/app:1.0', resources: { cpus: 1, memory: '128Mi' }, ...spec } as GuestSpec,
+    ...extra,
+  };
 }
 
 /** Writes what the operator writes; reads what the operator reads. */
@@ -81,7 +105,11 @@ export class OperatorDouble {
     // As the operator connects: its Redis user may not run INFO (no ready check, no BullMQ version check).
     this.client = new Redis(url, { retryStrategy: () => 50, enableReadyCheck: false });
     this.client.on('error', () => undefined);
-    this.queue = new Queue(queueName(HOST), { connection: { url, maxRetriesPerRequest: null, retryStrategy: () => 50, enableReadyCheck: false }, prefix: QUEUE_PREFIX, skipVersionCheck: true });
+    this.queue = new Queue(queueName(HOST), {
+      connection: { url, maxRetriesPerRequest: null, retryStrategy: () => 50, enableReadyCheck: false },
+      prefix: QUEUE_PREFIX,
+      skipVersionCheck: true,
+    });
     this.queue.on('error', () => undefined);
   }
 
@@ -95,7 +123,11 @@ export class OperatorDouble {
   }
 
   async nudge(g: DesiredGuest): Promise<void> {
-    await this.queue.add('reconcile', { namespace: g.namespace, name: g.name, uid: g.uid, generation: g.generation }, { jobId: jobId(g.uid, g.deleting ? 'delete' : g.generation) });
+    await this.queue.add(
+      'reconcile',
+      { namespace: g.namespace, name: g.name, uid: g.uid, generation: g.generation },
+      { jobId: jobId(g.uid, g.deleting ? 'delete' : g.generation) },
+    );
   }
 
   async status(name: string): Promise<StatusReport | undefined> {
@@ -106,7 +138,8 @@ export class OperatorDouble {
   /** The stream's reports for one Guest, oldest first. */
   async streamed(name: string): Promise<StatusReport[]> {
     const entries = await this.client.xrange(STATUS_STREAM, '-', '+');
-    const asRecord = (fields: string[]) => Object.fromEntries(fields.flatMap((f, i) => (i % 2 ? [] : [[f, fields[i + 1]!]]))) as Record<string, string>;
+    const asRecord = (fields: string[]) =>
+      Object.fromEntries(fields.flatMap((f, i) => (i % 2 ? [] : [[f, fields[i + 1]!]]))) as Record<string, string>;
     return entries
       .map(([, fields]) => asRecord(fields))
       .filter((f) => f.host === HOST && f.key === fieldOf('default', name))
@@ -135,7 +168,14 @@ export interface Harness {
 }
 
 /** Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`, `opUrl` how the operator double does. */
-export async function harness(opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & { redis?: TestRedis; url?: string; passwordFile?: string; opUrl?: string } = {}): Promise<Harness> {
+export async function harness(
+  opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & {
+    redis?: TestRedis;
+    url?: string;
+    passwordFile?: string;
+    opUrl?: string;
+  } = {},
+): Promise<Harness> {
   const redis = opts.redis ?? (await startRedis());
   const dir = join(work, `agent-${++n}`);
   const log = captureLog();

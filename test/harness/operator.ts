@@ -28,6 +28,8 @@ export async function startTestOperator(
   replace(container, KUBE, kube);
   replace(container, SAY, say);
   const running = await startOperator(container);
-  await (await resolve(container, LEADERSHIP)).leading;
+  await (
+    await resolve(container, LEADERSHIP)
+  ).leading;
   return { operator: await resolve(container, OPERATOR), stop: () => running.stop() };
 }

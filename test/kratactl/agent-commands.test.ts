@@ -15,7 +15,12 @@ import { humanDuration } from '../../kratactl/commands/common.js';
 import { generateName } from '../../kratactl/commands/run.js';
 
 const guest = (name: string, namespace = 'default', spec: Record<string, unknown> = {}) =>
-  ({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name, namespace }, spec: { image: 'docker.io/library/nginx:1.25', ...spec } }) as unknown as KratObject;
+  ({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name, namespace },
+    spec: { image: 'docker.io/library/nginx:1.25', ...spec },
+  }) as unknown as KratObject;
 
 async function agent(t: { after: (fn: () => Promise<void> | void) => void }) {
   const dir = mkdtempSync(join(tmpdir(), 'krata-cmd-'));
@@ -79,7 +84,13 @@ test('get prints a table; -o wide adds DOMID NODE IMAGE; -A adds NAMESPACE', asy
   assert.match(wide.stdout.split('\n')[1]!, /\d+s +1 +host-1   docker\.io\/library\/nginx:1\.25$/);
   await service.apply([guest('web', 'team-a')], false);
   const all = await kratactl(['get', '-A', '--agent', socket]);
-  assert.deepEqual(all.stdout.trimEnd().split('\n').map((l) => l.split(/ +/).slice(0, 2).join(' ')), ['NAMESPACE NAME', 'default web', 'default db', 'team-a web']);
+  assert.deepEqual(
+    all.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split(/ +/).slice(0, 2).join(' ')),
+    ['NAMESPACE NAME', 'default web', 'default db', 'team-a web'],
+  );
   const one = await kratactl(['get', 'gst', 'db', '--agent', socket]);
   assert.equal(one.stdout.trimEnd().split('\n').length, 2);
   const empty = await kratactl(['get', '-n', 'nobody', '--agent', socket]);
@@ -93,9 +104,15 @@ test('get -o yaml|json|name prints the objects', async (t) => {
   const yaml = await kratactl(['get', '-o', 'yaml', '--agent', socket]);
   const list = parseYaml(yaml.stdout);
   assert.equal(list.kind, 'List');
-  assert.deepEqual(list.items.map((g: any) => g.metadata.name), ['web', 'db']);
+  assert.deepEqual(
+    list.items.map((g: any) => g.metadata.name),
+    ['web', 'db'],
+  );
   assert.equal(list.items[0].status.phase, 'Running');
-  assert.match(yaml.stdout, /^apiVersion: v1\nkind: List\nitems:\n  - apiVersion: krata\.dev\/v1alpha1\n    kind: Guest\n    metadata:\n      name: web\n/);
+  assert.match(
+    yaml.stdout,
+    /^apiVersion: v1\nkind: List\nitems:\n  - apiVersion: krata\.dev\/v1alpha1\n    kind: Guest\n    metadata:\n      name: web\n/,
+  );
   const json = await kratactl(['get', 'guest', 'web', '-o', 'json', '--agent', socket]);
   const obj = JSON.parse(json.stdout);
   assert.equal(obj.kind, 'Guest');
@@ -124,7 +141,10 @@ test('get -w prints the list, then a row per change, until the stream ends', asy
   assert.equal(await p.code, 0, p.stderr);
   const rows = p.stdout.trimEnd().split('\n');
   assert.match(rows[0]!, /^NAME {19}PHASE {6}READY {6}RESTARTS   IP {16}AGE$/);
-  assert.deepEqual(rows.slice(1).map((r) => r.split(/ +/)[1]), ['Pending', 'Creating', 'Running', 'Terminating', 'Deleted']);
+  assert.deepEqual(
+    rows.slice(1).map((r) => r.split(/ +/)[1]),
+    ['Pending', 'Creating', 'Running', 'Terminating', 'Deleted'],
+  );
 });
 
 test('describe shows spec, status, conditions and events', async (t) => {
@@ -187,8 +207,18 @@ test('delete guest NAME... with --wait and --grace-period, and delete -f FILE', 
   const r = await kratactl(['delete', 'guest', 'web', 'db', '--wait', '--grace-period', '5', '--agent', socket]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'guest.krata.dev/web deleted\nguest.krata.dev/db deleted\n');
-  assert.deepEqual(service.deletes.map((d) => d.opts), [{ wait: true, gracePeriodSeconds: 5 }, { wait: true, gracePeriodSeconds: 5 }]);
-  assert.deepEqual(service.list().map((g) => g.metadata.name), ['cache'], 'with --wait they are gone when kratactl returns');
+  assert.deepEqual(
+    service.deletes.map((d) => d.opts),
+    [
+      { wait: true, gracePeriodSeconds: 5 },
+      { wait: true, gracePeriodSeconds: 5 },
+    ],
+  );
+  assert.deepEqual(
+    service.list().map((g) => g.metadata.name),
+    ['cache'],
+    'with --wait they are gone when kratactl returns',
+  );
   const file = join(dir, 'cache.yaml');
   writeFileSync(file, 'apiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata:\n  name: cache\nspec:\n  image: redis\n');
   const byFile = await kratactl(['delete', '-f', file, '--agent', socket]);
@@ -243,11 +273,38 @@ test('run creates the guest, waits until it runs, attaches, and with --rm delete
   const { socket, service } = await agent(t);
   service.autoStart = true;
   const stdin = new PassThrough();
-  const p = start(['run', 'alpine:3.19', '--name', 'box', '--cpus', '2', '--memory', '256Mi', '-e', 'A=1', '-e', 'B=x=y', '-t', '--rm', '--agent', socket, '--', 'sh', '-c', 'echo hi'], { stdin });
+  const p = start(
+    [
+      'run',
+      'alpine:3.19',
+      '--name',
+      'box',
+      '--cpus',
+      '2',
+      '--memory',
+      '256Mi',
+      '-e',
+      'A=1',
+      '-e',
+      'B=x=y',
+      '-t',
+      '--rm',
+      '--agent',
+      socket,
+      '--',
+      'sh',
+      '-c',
+      'echo hi',
+    ],
+    { stdin },
+  );
   await p.until(() => p.stderr.includes('attached to default/box'), 'attached once Running');
   const stored = service.get('default', 'box')!;
   assert.deepEqual(stored.spec.args, ['sh', '-c', 'echo hi']);
-  assert.deepEqual(stored.spec.env, [{ name: 'A', value: '1' }, { name: 'B', value: 'x=y' }]);
+  assert.deepEqual(stored.spec.env, [
+    { name: 'A', value: '1' },
+    { name: 'B', value: 'x=y' },
+  ]);
   assert.equal(stored.spec.resources.cpus, 2);
   assert.equal(stored.spec.resources.memory, '256Mi');
   assert.equal(stored.spec.tty, true);
@@ -258,7 +315,10 @@ test('run creates the guest, waits until it runs, attaches, and with --rm delete
   await p.until(() => p.stdout === 'hi\n', 'output');
   stdin.write(Buffer.from([0x1d]));
   assert.equal(await p.code, 0, p.stderr);
-  assert.match(p.stderr, /^guest\.krata\.dev\/box created\nwaiting for default\/box: Pending\nwaiting for default\/box: Creating \(Pulling\)\nattached to default\/box; press Ctrl\+\] to detach\n\ndetached from default\/box\nguest\.krata\.dev\/box deleted\n$/);
+  assert.match(
+    p.stderr,
+    /^guest\.krata\.dev\/box created\nwaiting for default\/box: Pending\nwaiting for default\/box: Creating \(Pulling\)\nattached to default\/box; press Ctrl\+\] to detach\n\ndetached from default\/box\nguest\.krata\.dev\/box deleted\n$/,
+  );
   assert.equal(service.get('default', 'box'), undefined);
 });
 
@@ -313,14 +373,35 @@ test('host status: a summary, or yaml/json', async (t) => {
 test('KRATA_AGENT_SOCKET picks the socket; an absent agent is exit 1 with a hint; bad flags are exit 2', async (t) => {
   const { socket, service, dir } = await agent(t);
   await twoGuests(service);
-  assert.equal((await kratactl(['get', '-o', 'name'], { env: { KRATA_AGENT_SOCKET: socket } })).stdout, 'guest.krata.dev/web\nguest.krata.dev/db\n');
+  assert.equal(
+    (await kratactl(['get', '-o', 'name'], { env: { KRATA_AGENT_SOCKET: socket } })).stdout,
+    'guest.krata.dev/web\nguest.krata.dev/db\n',
+  );
   const nowhere = join(dir, 'nowhere.sock');
-  for (const args of [['get'], ['describe', 'guest', 'web'], ['delete', 'guest', 'a', 'b'], ['logs', 'web'], ['attach', 'web'], ['run', 'alpine'], ['host', 'status']]) {
+  for (const args of [
+    ['get'],
+    ['describe', 'guest', 'web'],
+    ['delete', 'guest', 'a', 'b'],
+    ['logs', 'web'],
+    ['attach', 'web'],
+    ['run', 'alpine'],
+    ['host', 'status'],
+  ]) {
     const r = await kratactl([...args, '--agent', nowhere]);
     assert.equal(r.code, 1, args.join(' '));
     assert.equal(r.stderr, `error: cannot reach the node agent at ${nowhere}: is krata-node-agent running?\n`, args.join(' '));
   }
-  for (const args of [['get', '--bogus'], ['get', '-o', 'table'], ['get', 'xenhosts'], ['logs'], ['logs', 'web', '--tail', '-1'], ['delete'], ['attach', 'Not_A_Name'], ['completion', 'fish'], ['get', '-n', 'Bad_NS']]) {
+  for (const args of [
+    ['get', '--bogus'],
+    ['get', '-o', 'table'],
+    ['get', 'xenhosts'],
+    ['logs'],
+    ['logs', 'web', '--tail', '-1'],
+    ['delete'],
+    ['attach', 'Not_A_Name'],
+    ['completion', 'fish'],
+    ['get', '-n', 'Bad_NS'],
+  ]) {
     const r = await kratactl([...args, '--agent', socket]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /^error: /);
@@ -373,7 +454,9 @@ _kratactl; printf '%s\\n' "\${COMPREPLY[@]}"`;
 test('ages read as kubectl prints them', () => {
   const s = 1000;
   assert.deepEqual(
-    [5 * s, 119 * s, 125 * s, 600 * s, 3 * 3600 * s + 5 * 60 * s, 30 * 3600 * s, 50 * 3600 * s, 40 * 86400 * s, 800 * 86400 * s].map(humanDuration),
+    [5 * s, 119 * s, 125 * s, 600 * s, 3 * 3600 * s + 5 * 60 * s, 30 * 3600 * s, 50 * 3600 * s, 40 * 86400 * s, 800 * 86400 * s].map(
+      humanDuration,
+    ),
     ['5s', '119s', '2m5s', '10m', '3h5m', '30h', '2d2h', '40d', '2y70d'],
   );
 });

@@ -35,7 +35,13 @@ let n = 0;
 function image(text: string): BuiltImage {
   return buildImage({
     layers: [
-      { compression: 'gzip', tar: buildTar([{ path: 'etc/', type: 'dir' }, { path: 'etc/motd', data: Buffer.from(text) }]) },
+      {
+        compression: 'gzip',
+        tar: buildTar([
+          { path: 'etc/', type: 'dir' },
+          { path: 'etc/motd', data: Buffer.from(text) },
+        ]),
+      },
       { compression: 'zstd', tar: buildTar([{ path: 'srv/data', data: Buffer.from(`${text}\n`.repeat(1000)) }]) },
     ],
     config: { Cmd: ['/bin/sh'] },
@@ -171,7 +177,10 @@ for (const [mode, newHost] of [
       const lines = r.stderr.trimEnd().split('\n');
       assert.equal(lines[0], `${ref}: ${other.manifestDigest}, 2 layers, ${(total / 1e6).toFixed(1)} MB`);
       for (const l of other.layers) {
-        assert.ok(lines.includes(`${short(l.digest)}: downloaded ${(l.size / 1e6).toFixed(1)} MB`), `downloaded line for ${l.digest} in:\n${r.stderr}`);
+        assert.ok(
+          lines.includes(`${short(l.digest)}: downloaded ${(l.size / 1e6).toFixed(1)} MB`),
+          `downloaded line for ${l.digest} in:\n${r.stderr}`,
+        );
         assert.ok(lines.includes(`${short(l.digest)}: unpacked`), `unpacked line for ${l.digest} in:\n${r.stderr}`);
       }
       assert.equal(lines.length, 1 + 2 * other.layers.length);
@@ -187,7 +196,10 @@ for (const [mode, newHost] of [
       const r = await host.run(['rm', `${reg.host}/test/other:v1`]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, `removed ${reg.host}/test/other:v1 (${other.manifestDigest})\n`);
-      assert.deepEqual((await listed(host)).map((i) => i.digest), [app.manifestDigest]);
+      assert.deepEqual(
+        (await listed(host)).map((i) => i.digest),
+        [app.manifestDigest],
+      );
       const missing = await host.run(['rm', `${reg.host}/test/other:v1`]);
       assert.equal(missing.code, 1);
       assert.match(missing.stderr, /^error: no image .*test\/other:v1 in the cache\n$/);
@@ -234,7 +246,11 @@ for (const [mode, newHost] of [
       const lines = prune.stdout.trimEnd().split('\n');
       assert.ok(lines.length >= 2 && lines.slice(0, -1).every((l) => /^removed \S+ \(\d+(\.\d)? (B|KiB|MiB)\)$/.test(l)), prune.stdout);
       assert.match(lines.at(-1)!, /^freed \d+(\.\d)? (B|KiB|MiB), cache holds \d/);
-      assert.deepEqual((await listed(host)).map((i) => i.digest), [digest], 'the image in use stays');
+      assert.deepEqual(
+        (await listed(host)).map((i) => i.digest),
+        [digest],
+        'the image in use stays',
+      );
     });
 
     test('prune --budget keeps what fits; without Guests, --budget 0 removes every image', async () => {
@@ -290,13 +306,20 @@ test('with no agent, kratactl image names the socket and suggests --offline', as
   for (const args of [['ls'], ['pull', 'alpine'], ['rm', 'alpine', 'busybox'], ['prune'], ['import', work]]) {
     const r = await cli(['image', ...args, '--agent', socket], { env });
     assert.equal(r.code, 1, args.join(' '));
-    assert.equal(r.stderr, `error: cannot reach the node agent at ${socket}: is krata-node-agent running? Without one, add --offline to work on the cache itself (as root; --store DIR, default /var/lib/krata).\n`, args.join(' '));
+    assert.equal(
+      r.stderr,
+      `error: cannot reach the node agent at ${socket}: is krata-node-agent running? Without one, add --offline to work on the cache itself (as root; --store DIR, default /var/lib/krata).\n`,
+      args.join(' '),
+    );
   }
 });
 
 test("--offline's options are refused through the agent, and --agent with --offline", async () => {
   const cases: Array<[string[], RegExp]> = [
-    [['pull', 'alpine', '--store', work], /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache and registry settings apply\n/],
+    [
+      ['pull', 'alpine', '--store', work],
+      /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache and registry settings apply\n/,
+    ],
     [['ls', '--docker-config', '/dev/null'], /^error: --docker-config is for --offline/],
     [['pull', 'alpine', '--platform', 'linux/arm64'], /^error: --platform is for --offline/],
     [['pull', 'alpine', '--mirror', 'docker.io=http://m'], /^error: --mirror is for --offline/],
@@ -331,7 +354,9 @@ test('in cluster mode the agent refuses imports: the cache serves tenants, names
   const state = join(work, `state-${++n}`);
   const images = new ImageStore({ root: join(state, 'images') });
   const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
-  const agent = new Agent(new GuestStore(state), hv, new EventRecorder(systemClock), images, systemClock, { managedBy: 'Redis redis://r:6379' });
+  const agent = new Agent(new GuestStore(state), hv, new EventRecorder(systemClock), images, systemClock, {
+    managedBy: 'Redis redis://r:6379',
+  });
   const socketPath = join(work, `cluster-${n}.sock`);
   const server = await startApiServer(agent, { socketPath, log: () => {} });
   try {
@@ -339,7 +364,10 @@ test('in cluster mode the agent refuses imports: the cache serves tenants, names
     writeOciLayout(layout, image('planted'), 'docker.io/library/nginx:latest');
     const r = await cli(['image', 'import', layout, '--agent', socketPath], { env });
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, 'error: this host is managed by the cluster (Redis redis://r:6379): its images come from registries; import is for a single host\n');
+    assert.equal(
+      r.stderr,
+      'error: this host is managed by the cluster (Redis redis://r:6379): its images come from registries; import is for a single host\n',
+    );
     assert.deepEqual(images.list(), []);
   } finally {
     await server.close();
@@ -354,7 +382,10 @@ test('--offline: a writer fails while another holds the cache, naming it; reader
     for (const args of [['pull', `${reg.host}/test/app:v1`], ['rm', 'x'], ['prune'], ['import', work]]) {
       const r = await host.run(args);
       assert.equal(r.code, 1, args.join(' '));
-      assert.equal(r.stderr, `error: the image cache ${root} is in use by krata-node-agent (pid ${process.pid}): the node agent runs; drop --offline and kratactl image goes through it\n`);
+      assert.equal(
+        r.stderr,
+        `error: the image cache ${root} is in use by krata-node-agent (pid ${process.pid}): the node agent runs; drop --offline and kratactl image goes through it\n`,
+      );
     }
     assert.deepEqual(await listed(host), [], 'ls reads without the lock');
   } finally {
@@ -384,7 +415,10 @@ test('krata-node-agent holds the cache while it runs: --offline is refused, krat
     assert.ok(existsSync(socket), `the agent serves its socket:\n${log}`);
     const offline = await cli(['image', 'pull', '--offline', '--store', state, `${reg.host}/test/app:v1`], { env });
     assert.equal(offline.code, 1);
-    assert.match(offline.stderr, /^error: the image cache .* is in use by krata-node-agent \(pid \d+\): the node agent runs; drop --offline/);
+    assert.match(
+      offline.stderr,
+      /^error: the image cache .* is in use by krata-node-agent \(pid \d+\): the node agent runs; drop --offline/,
+    );
     const through = await cli(['image', 'pull', '-q', '--agent', socket, `${reg.host}/test/app:v1`], { env });
     assert.equal(through.code, 0, through.stderr);
     assert.equal(through.stdout, `${app.manifestDigest}\n`);

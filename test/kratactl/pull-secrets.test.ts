@@ -54,7 +54,10 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   let socket: string;
   let running: Running;
   let agent: Agent;
-  const img = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }], config: { Cmd: ['/bin/sh'] } });
+  const img = buildImage({
+    layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }],
+    config: { Cmd: ['/bin/sh'] },
+  });
 
   before(async () => {
     reg = await startRegistry({ token: { users: { [USER]: PASSWORD } } });
@@ -80,7 +83,9 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   }
 
   test('a Secret applied with kratactl serves its namespace only', async () => {
-    const config = Buffer.from(JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } })).toString('base64');
+    const config = Buffer.from(
+      JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
+    ).toString('base64');
     const file = join(dir, 'app.yaml');
     const guest = (ns: string, secrets: string[]) => `apiVersion: krata.dev/v1alpha1
 kind: Guest
@@ -91,7 +96,10 @@ spec:
   network: {enabled: false}
   imagePullSecrets: [${secrets.map((s) => `{name: ${s}}`).join(', ')}]
 `;
-    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`);
+    writeFileSync(
+      file,
+      `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`,
+    );
     const applied = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, /secret\/regcred created/);
@@ -100,17 +108,33 @@ spec:
     // The file is the agent's alone; the password is in no other file of its state.
     const secretFile = join(dir, 'secrets', 'team-a', 'regcred.json');
     assert.equal(statSync(secretFile).mode & 0o777, 0o600);
-    const others = readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name !== 'app.yaml' && !e.name.endsWith('.squashfs') && !e.name.endsWith('.sqfs') && join(e.parentPath, e.name) !== secretFile);
+    const others = readdirSync(dir, { recursive: true, withFileTypes: true }).filter(
+      (e) =>
+        e.isFile() &&
+        e.name !== 'app.yaml' &&
+        !e.name.endsWith('.squashfs') &&
+        !e.name.endsWith('.sqfs') &&
+        join(e.parentPath, e.name) !== secretFile,
+    );
     for (const e of others) assert.ok(!readFileSync(join(e.parentPath, e.name)).includes(config), `${e.name} holds the Secret`);
 
     // Another namespace naming a Secret of that name in team-a cannot use it: names are per namespace.
     writeFileSync(file, guest('team-b', ['regcred']));
     assert.equal((await kratactl(['apply', '-f', file, '--agent', socket])).code, 0);
-    await until(() => phaseOf('team-b', 'app')?.reason === 'ErrImagePull', `team-b is refused: ${JSON.stringify(phaseOf('team-b', 'app'))}`);
-    assert.match(phaseOf('team-b', 'app')!.message!, /not authorized to use the cached image .*image pull secret team-b\/regcred not found/);
+    await until(
+      () => phaseOf('team-b', 'app')?.reason === 'ErrImagePull',
+      `team-b is refused: ${JSON.stringify(phaseOf('team-b', 'app'))}`,
+    );
+    assert.match(
+      phaseOf('team-b', 'app')!.message!,
+      /not authorized to use the cached image .*image pull secret team-b\/regcred not found/,
+    );
 
     // A malformed Secret is refused at apply, naming the field but not the value.
-    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`);
+    writeFileSync(
+      file,
+      `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`,
+    );
     const bad = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /data\.\.dockerconfigjson|data\[".dockerconfigjson"\]/);
@@ -118,7 +142,11 @@ spec:
   });
 
   test('the pull API takes Secret names of a namespace instead of refusing them', async () => {
-    const missing = await post(socket, '/v1/images/pull', { image: `${reg.host}/team/app:v1`, namespace: 'team-b', pullSecrets: ['regcred'] });
+    const missing = await post(socket, '/v1/images/pull', {
+      image: `${reg.host}/team/app:v1`,
+      namespace: 'team-b',
+      pullSecrets: ['regcred'],
+    });
     assert.equal(missing.status, 422);
     assert.match(missing.text, /image pull secret team-b\/regcred not found/);
     const ok = await post(socket, '/v1/images/pull', { image: `${reg.host}/team/app:v1`, namespace: 'team-a', pullSecrets: ['regcred'] });
@@ -128,7 +156,10 @@ spec:
 
   test('kratactl image pull -n NS --pull-secret NAME pulls through the agent with that Secret', async () => {
     // A private image nobody has pulled yet: the registry decides, not the cache.
-    const fresh = buildImage({ layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('cli') }]) }], config: { Cmd: ['/bin/sh'] } });
+    const fresh = buildImage({
+      layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('cli') }]) }],
+      config: { Cmd: ['/bin/sh'] },
+    });
     await pushImage(reg, 'team/cli', 'v1', fresh, { username: USER, password: PASSWORD });
     const ref = `${reg.host}/team/cli:v1`;
     const noSecret = await kratactl(['image', 'pull', '-q', '-n', 'team-a', '--agent', socket, ref]);
@@ -136,10 +167,26 @@ spec:
     const otherNs = await kratactl(['image', 'pull', '-q', '-n', 'team-b', '--pull-secret', 'regcred', '--agent', socket, ref]);
     assert.equal(otherNs.code, 1);
     assert.match(otherNs.stderr, /^error: image pull secret team-b\/regcred not found\n$/);
-    const ok = await kratactl(['image', 'pull', '-q', '--namespace', 'team-a', '--pull-secret', 'regcred', '--pull-secret', 'regcred', '--agent', socket, ref]);
+    const ok = await kratactl([
+      'image',
+      'pull',
+      '-q',
+      '--namespace',
+      'team-a',
+      '--pull-secret',
+      'regcred',
+      '--pull-secret',
+      'regcred',
+      '--agent',
+      socket,
+      ref,
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout, `${fresh.manifestDigest}\n`);
-    assert.ok(agent.images().some((i) => i.digest === fresh.manifestDigest), "in the agent's cache");
+    assert.ok(
+      agent.images().some((i) => i.digest === fresh.manifestDigest),
+      "in the agent's cache",
+    );
     // Without -n the Secrets are looked up in "default".
     const dflt = await kratactl(['image', 'pull', '-q', '--pull-secret', 'regcred', '--agent', socket, ref]);
     assert.match(dflt.stderr, /image pull secret default\/regcred not found/);
@@ -151,11 +198,20 @@ spec:
       [['-n', 'Bad_NS', '--pull-secret', 'regcred'], /--namespace "Bad_NS" is not a valid namespace name/],
       [['--pull-secret', 'Not A Name'], /--pull-secret "Not A Name" is not a Secret name \(a DNS subdomain/],
       [['--pull-secret', '/tmp/secret.yaml'], /credentials from a file are --offline --pull-secret-file FILE/],
-      [['--pull-secret', 'regcred', '--store', dir], /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache/m],
+      [
+        ['--pull-secret', 'regcred', '--store', dir],
+        /^error: --store is for --offline \(kratactl on the cache itself\); through the node agent, its own cache/m,
+      ],
       [['-n', 'team-a', '--insecure-registry', reg.host], /--insecure-registry is for --offline/],
       [['--pull-secret', 'regcred', '--docker-config', '/dev/null'], /--docker-config is for --offline/],
-      [['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'], /--pull-secret-file is for --offline .*kratactl apply -f FILE and give --pull-secret NAME/],
-      [['--pull-secret', 'regcred', '--offline'], /-n\/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from/],
+      [
+        ['--pull-secret', 'regcred', '--pull-secret-file', '/dev/null'],
+        /--pull-secret-file is for --offline .*kratactl apply -f FILE and give --pull-secret NAME/,
+      ],
+      [
+        ['--pull-secret', 'regcred', '--offline'],
+        /-n\/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = await kratactl(['image', 'pull', '--agent', socket, ...args, ref]);
@@ -170,7 +226,10 @@ spec:
     // With no agent they are refused: nobody here holds the namespace's Secrets.
     const none = await kratactl(['image', 'pull', '-n', 'team-a', '--pull-secret', 'regcred', '--agent', join(dir, 'no-agent.sock'), ref]);
     assert.equal(none.code, 1);
-    assert.match(none.stderr, /^error: -n\/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at .*no-agent\.sock .*--pull-secret-file FILE\n$/);
+    assert.match(
+      none.stderr,
+      /^error: -n\/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at .*no-agent\.sock .*--pull-secret-file FILE\n$/,
+    );
   });
 
   test('kratactl delete secret removes it; a second delete says not found', async () => {
@@ -185,14 +244,27 @@ spec:
 
   test('a batch with a Secret and an invalid Guest stores nothing; output never shows the data', async () => {
     const file = join(dir, 'batch.yaml');
-    const data = Buffer.from(JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } })).toString('base64');
+    const data = Buffer.from(
+      JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
+    ).toString('base64');
     const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
-    writeFileSync(file, `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`);
+    writeFileSync(
+      file,
+      `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`,
+    );
     const refused = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(refused.code, 1);
-    assert.deepEqual(readdirSync(join(dir, 'secrets')).filter((n) => n === 'team-c'), [], 'the Secret was not stored');
+    assert.deepEqual(
+      readdirSync(join(dir, 'secrets')).filter((n) => n === 'team-c'),
+      [],
+      'the Secret was not stored',
+    );
     writeFileSync(file, doc);
-    for (const args of [['--dry-run', '-o', 'yaml'], ['--dry-run=server', '-o', 'json'], ['-o', 'yaml']]) {
+    for (const args of [
+      ['--dry-run', '-o', 'yaml'],
+      ['--dry-run=server', '-o', 'json'],
+      ['-o', 'yaml'],
+    ]) {
       const out = await kratactl(['apply', '-f', file, '--agent', socket, ...args]);
       assert.equal(out.code, 0, out.stderr);
       assert.match(out.stdout, /REDACTED/);
@@ -200,4 +272,3 @@ spec:
     }
   });
 });
-

@@ -68,25 +68,49 @@ export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Prom
   try {
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
     run('etcd', 'etcd', [
-      '--data-dir', join(dir, 'etcd'), '--name', 'krata-test',
-      '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
-      '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
-      '--initial-cluster', `krata-test=http://127.0.0.1:${etcdPeer}`, '--unsafe-no-fsync',
+      '--data-dir',
+      join(dir, 'etcd'),
+      '--name',
+      'krata-test',
+      '--listen-client-urls',
+      etcdUrl,
+      '--advertise-client-urls',
+      etcdUrl,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${etcdPeer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${etcdPeer}`,
+      '--initial-cluster',
+      `krata-test=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync',
     ]);
     const api = run('apiserver', apiserver, [
-      `--etcd-servers=${etcdUrl}`, '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${securePort}`,
-      `--cert-dir=${join(dir, 'certs')}`, `--token-auth-file=${join(dir, 'tokens.csv')}`, '--authorization-mode=RBAC',
-      '--service-account-issuer=https://kubernetes.default.svc', `--service-account-key-file=${join(dir, 'sa.pub')}`,
-      `--service-account-signing-key-file=${join(dir, 'sa.key')}`, '--service-cluster-ip-range=10.96.0.0/24', '--insecure-port=0',
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${securePort}`,
+      `--cert-dir=${join(dir, 'certs')}`,
+      `--token-auth-file=${join(dir, 'tokens.csv')}`,
+      '--authorization-mode=RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${join(dir, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+      '--service-cluster-ip-range=10.96.0.0/24',
+      '--insecure-port=0',
       // Without these two a 1.20 apiserver on loopback loops on endpoint errors (toolchain.md, section 7).
-      '--enable-priority-and-fairness=false', '--endpoint-reconciler-type=none',
+      '--enable-priority-and-fairness=false',
+      '--endpoint-reconciler-type=none',
       // As kubeadm and managed clusters run it (the default is false): the node agent's DaemonSet is privileged.
       '--allow-privileged=true',
     ]);
     const server = `https://127.0.0.1:${securePort}`;
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     while ((await get(`${server}/readyz`, token)) !== 200) {
-      if (api.exitCode !== null || Date.now() > deadline) throw new Error(`kube-apiserver did not become ready: ${logs.apiserver.split('\n').slice(-10).join('\n')}\netcd: ` + `${logs.etcd.split('\n').slice(-5).join('\n')}`);
+      if (api.exitCode !== null || Date.now() > deadline)
+        throw new Error(
+          `kube-apiserver did not become ready: ${logs.apiserver.split('\n').slice(-10).join('\n')}\netcd: ` +
+            `${logs.etcd.split('\n').slice(-5).join('\n')}`,
+        );
       await new Promise((r) => setTimeout(r, 200));
     }
     const kubeconfig = join(dir, 'kubeconfig');

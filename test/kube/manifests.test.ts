@@ -48,7 +48,8 @@ function run(cmd: string, args: string[], input?: string, timeoutMs = 60_000): P
 
 let env: Envtest | undefined;
 /** kubectl against the envtest apiserver, with a bounded request time. */
-const kubeIn = (input: string | undefined, ...args: string[]) => run(KUBECTL, ['--kubeconfig', env!.kubeconfig, '--request-timeout=30s', ...args], input);
+const kubeIn = (input: string | undefined, ...args: string[]) =>
+  run(KUBECTL, ['--kubeconfig', env!.kubeconfig, '--request-timeout=30s', ...args], input);
 const kube = (...args: string[]) => kubeIn(undefined, ...args);
 async function kubeOk(...args: string[]): Promise<string> {
   const r = await kube(...args);
@@ -69,7 +70,8 @@ const find = (objs: Obj[], kind: string, name: string): Obj => {
   assert.ok(o, `${kind}/${name} is in the build`);
   return o;
 };
-const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
 const args = (c: Obj) => (c.args as string[]).join(' ');
 /** The value after `flag` in a container's args. */
 const flag = (c: Obj, name: string) => {
@@ -83,7 +85,9 @@ test('manifests/crds/ holds byte-for-byte copies of crds/*.yaml (refresh: cp crd
     const copy = join('manifests/crds', src.replace(/^crds\//, ''));
     assert.ok(readFileSync(join(root, copy)).equals(readFileSync(join(root, src))), `${copy} differs from ${src}`);
   }
-  const yamls = readdirSync(join(root, 'manifests/crds')).filter((f) => f.endsWith('.yaml')).sort();
+  const yamls = readdirSync(join(root, 'manifests/crds'))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
   assert.deepEqual(yamls, ['guest.yaml', 'kustomization.yaml', 'xenhost.yaml']);
 });
 
@@ -174,7 +178,12 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
     const spec = d.spec.template.spec;
     assert.equal(spec.securityContext.runAsNonRoot, true, d.metadata.name);
     assert.equal(spec.securityContext.seccompProfile.type, 'RuntimeDefault', d.metadata.name);
-    for (const c of spec.containers) assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } }, d.metadata.name);
+    for (const c of spec.containers)
+      assert.deepEqual(
+        c.securityContext,
+        { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+        d.metadata.name,
+      );
   }
   assert.ok(op.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution.length);
   const pdb = find(objs, 'PodDisruptionBudget', 'krata-operator');
@@ -198,7 +207,10 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.deepEqual(ac.command, ['krata-node-agent']);
   assert.equal(flag(ac, '--redis'), 'redis://krata-agent@krata-redis.krata-system.svc:6379');
   assert.equal(flag(ac, '--redis-password-file'), '/etc/krata/redis/password');
-  assert.deepEqual(ap.volumes.find((v: Obj) => v.name === 'redis-password').secret, { secretName: 'krata-redis-agent', defaultMode: 0o400 });
+  assert.deepEqual(ap.volumes.find((v: Obj) => v.name === 'redis-password').secret, {
+    secretName: 'krata-redis-agent',
+    defaultMode: 0o400,
+  });
   assert.equal(flag(ac, '--host'), '$(NODE_NAME)');
   // Guests leave with the node's address: every private range (pod and Service ranges among them) is
   // denied, in a form the agent's own flag parser takes.
@@ -207,8 +219,17 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.deepEqual(egressFlags(deny).denyCidrs, deny);
   assert.equal(fieldRef(ac, 'NODE_NAME'), 'spec.nodeName');
   assert.equal(ac.securityContext.privileged, true);
-  const hostPaths = Object.fromEntries(ap.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => [v.hostPath.path, ac.volumeMounts.find((m: Obj) => m.name === v.name)?.mountPath]));
-  assert.deepEqual(hostPaths, { '/dev': '/dev', '/run/xenstored': '/run/xenstored', '/var/lib/krata': '/var/lib/krata', '/run/krata': '/run/krata' });
+  const hostPaths = Object.fromEntries(
+    ap.volumes
+      .filter((v: Obj) => v.hostPath)
+      .map((v: Obj) => [v.hostPath.path, ac.volumeMounts.find((m: Obj) => m.name === v.name)?.mountPath]),
+  );
+  assert.deepEqual(hostPaths, {
+    '/dev': '/dev',
+    '/run/xenstored': '/run/xenstored',
+    '/var/lib/krata': '/var/lib/krata',
+    '/run/krata': '/run/krata',
+  });
 
   // Redis: no persistence, reachable through its Service, only from the operator and the agents.
   const redis = find(objs, 'Deployment', 'krata-redis');
@@ -219,16 +240,25 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.equal(flag(rc, '--save'), '');
   assert.equal(flag(rc, '--protected-mode'), undefined);
   assert.equal(flag(rc, '--aclfile'), '/etc/krata/redis-acl/users.acl');
-  assert.deepEqual(redis.spec.template.spec.volumes.find((v: Obj) => v.name === 'acl').secret, { secretName: 'krata-redis-acl', defaultMode: 0o440 });
+  assert.deepEqual(redis.spec.template.spec.volumes.find((v: Obj) => v.name === 'acl').secret, {
+    secretName: 'krata-redis-acl',
+    defaultMode: 0o440,
+  });
   assert.equal(redis.spec.template.spec.securityContext.fsGroup, 999);
   assert.equal(redis.spec.template.spec.automountServiceAccountToken, false);
   const svc = find(objs, 'Service', 'krata-redis');
-  assert.deepEqual(svc.spec.ports.map((p: Obj) => p.port), [6379]);
-  for (const w of workloads) assert.equal(matches(svc.spec.selector, w.spec.template.metadata.labels), w === redis, `Service selects ${w.metadata.name}?`);
+  assert.deepEqual(
+    svc.spec.ports.map((p: Obj) => p.port),
+    [6379],
+  );
+  for (const w of workloads)
+    assert.equal(matches(svc.spec.selector, w.spec.template.metadata.labels), w === redis, `Service selects ${w.metadata.name}?`);
   const np = find(objs, 'NetworkPolicy', 'krata-redis');
   assert.ok(matches(np.spec.podSelector.matchLabels, redis.spec.template.metadata.labels));
   assert.deepEqual(np.spec.policyTypes, ['Ingress']);
-  const allowed = workloads.filter((w) => np.spec.ingress[0].from.some((f: Obj) => matches(f.podSelector.matchLabels, w.spec.template.metadata.labels)));
+  const allowed = workloads.filter((w) =>
+    np.spec.ingress[0].from.some((f: Obj) => matches(f.podSelector.matchLabels, w.spec.template.metadata.labels)),
+  );
   assert.deepEqual(allowed.map((w) => w.metadata.name).sort(), ['krata-node-agent', 'krata-operator']);
   assert.equal(np.spec.ingress.length, 1);
 });
@@ -275,7 +305,18 @@ describe('on a real kube-apiserver', () => {
     assert.match(first, /daemonset\.apps\/krata-node-agent created/);
     await kubeOk('wait', '--for=condition=Established', '--timeout=30s', 'crd/guests.krata.dev', 'crd/xenhosts.krata.dev');
     // Stored, not just accepted (no controllers run here, so no pods ever start: that is expected).
-    const names = (await kubeOk('get', '-n', 'krata-system', 'deployment,daemonset,service,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget', '-o', 'name')).split('\n').filter(Boolean);
+    const names = (
+      await kubeOk(
+        'get',
+        '-n',
+        'krata-system',
+        'deployment,daemonset,service,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget',
+        '-o',
+        'name',
+      )
+    )
+      .split('\n')
+      .filter(Boolean);
     for (const n of [
       'deployment.apps/krata-operator',
       'deployment.apps/krata-redis',
@@ -290,7 +331,14 @@ describe('on a real kube-apiserver', () => {
     ]) {
       assert.ok(names.includes(n), `${n} exists (have ${names.join(', ')})`);
     }
-    await kubeOk('get', 'clusterrole/krata-operator', 'clusterrole/krata-pull-secret-reader', 'clusterrole/krata-guest-editor', 'clusterrole/krata-guest-viewer', 'clusterrolebinding/krata-operator');
+    await kubeOk(
+      'get',
+      'clusterrole/krata-operator',
+      'clusterrole/krata-pull-secret-reader',
+      'clusterrole/krata-guest-editor',
+      'clusterrole/krata-guest-viewer',
+      'clusterrolebinding/krata-operator',
+    );
     const again = await kubeOk('apply', '-k', variant);
     for (const line of again.trim().split('\n')) assert.match(line, / unchanged$/);
   });
@@ -335,7 +383,12 @@ describe('on a real kube-apiserver', () => {
 
   async function expectCan(user: string, cases: [boolean, string, string, { ns?: string; sub?: string }?][]) {
     const answers = await Promise.all(cases.map(([, verb, resource, opts]) => can(user, verb, resource, opts)));
-    const wrong = cases.filter(([want], i) => answers[i] !== want).map(([want, verb, res, opts]) => `${want ? 'cannot' : 'CAN'} ${verb} ${res}${opts?.sub ? '/' + opts.sub : ''}${opts?.ns ? ' -n ' + opts.ns : ' (all namespaces)'}`);
+    const wrong = cases
+      .filter(([want], i) => answers[i] !== want)
+      .map(
+        ([want, verb, res, opts]) =>
+          `${want ? 'cannot' : 'CAN'} ${verb} ${res}${opts?.sub ? '/' + opts.sub : ''}${opts?.ns ? ' -n ' + opts.ns : ' (all namespaces)'}`,
+      );
     assert.deepEqual(wrong, [], `${user}: ${wrong.join('; ')}`);
   }
 
@@ -400,7 +453,15 @@ describe('on a real kube-apiserver', () => {
 
   test('pull secrets: a namespace opts in with one RoleBinding, and the operator can then get (not list) its Secrets', async () => {
     await kubeOk('create', 'namespace', 'pull-opt-in');
-    await kubeOk('create', 'rolebinding', 'krata-pull-secrets', '-n', 'pull-opt-in', '--clusterrole=krata-pull-secret-reader', '--serviceaccount=krata-system:krata-operator');
+    await kubeOk(
+      'create',
+      'rolebinding',
+      'krata-pull-secrets',
+      '-n',
+      'pull-opt-in',
+      '--clusterrole=krata-pull-secret-reader',
+      '--serviceaccount=krata-system:krata-operator',
+    );
     await expectCan(OPERATOR_SA, [
       [true, 'get', 'secrets', { ns: 'pull-opt-in' }],
       [false, 'list', 'secrets', { ns: 'pull-opt-in' }],

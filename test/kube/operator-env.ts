@@ -45,7 +45,10 @@ export async function startKube(): Promise<TestKube> {
         if (!isConflict(e)) throw e;
       });
       await waitFor(async () => {
-        const got = await client.request<{ status?: { conditions?: { type: string; status: string }[] } }>('GET', `${crdPath}/${crd.metadata.name}`);
+        const got = await client.request<{ status?: { conditions?: { type: string; status: string }[] } }>(
+          'GET',
+          `${crdPath}/${crd.metadata.name}`,
+        );
         return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
       }, `CRD ${crd.metadata.name} established`);
     }

@@ -56,7 +56,11 @@ function rootCanConnect(host: string, port: number): Promise<boolean> {
 
 /** A TCP listener on every address of `g`, on `port`. */
 async function listenIn(g: GuestNs, port: number): Promise<ChildProcess> {
-  const child = g.spawn([process.execPath, '-e', `require('net').createServer((s) => s.on('error', () => {}).end('hi')).listen(${port}, '::', () => console.log('listening'))`]);
+  const child = g.spawn([
+    process.execPath,
+    '-e',
+    `require('net').createServer((s) => s.on('error', () => {}).end('hi')).listen(${port}, '::', () => console.log('listening'))`,
+  ]);
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -130,14 +134,23 @@ test("eth0 inside is configured like guest-init's, lo is up", TIMEOUT, async () 
     assert.equal(eth0.address, want.mac);
     assert.equal(eth0.operstate, 'UP');
     const v4 = eth0.addr_info.filter((x) => x.family === 'inet');
-    assert.deepEqual(v4.map((x) => `${x.local}/${x.prefixlen}`), [want.ipv4]);
+    assert.deepEqual(
+      v4.map((x) => `${x.local}/${x.prefixlen}`),
+      [want.ipv4],
+    );
     const v6 = eth0.addr_info.find((x) => x.family === 'inet6' && x.scope === 'global');
     assert.equal(`${v6?.local}/${v6?.prefixlen}`, want.ipv6);
     assert.ok(!v6?.tentative && !v6?.dadfailed, 'nodad: the IPv6 address is usable at once');
     const r4 = await json<Route[]>(g, ['ip', '-j', '-4', 'route', 'show', 'default']);
-    assert.deepEqual(r4.map((r) => [r.gateway, r.dev]), [[GUEST_DEFAULTS.gateway4, 'eth0']]);
+    assert.deepEqual(
+      r4.map((r) => [r.gateway, r.dev]),
+      [[GUEST_DEFAULTS.gateway4, 'eth0']],
+    );
     const r6 = await json<Route[]>(g, ['ip', '-j', '-6', 'route', 'show', 'default']);
-    assert.deepEqual(r6.map((r) => [r.gateway, r.dev]), [[GUEST_DEFAULTS.gateway6, 'eth0']]);
+    assert.deepEqual(
+      r6.map((r) => [r.gateway, r.dev]),
+      [[GUEST_DEFAULTS.gateway6, 'eth0']],
+    );
     // Offloads stay at the kernel's defaults (as on a netfront): the veth's TSO is on.
     const features = (await g.exec(['ethtool', '-k', 'eth0'])).stdout.toString();
     assert.match(features, /tcp-segmentation-offload: on/);
@@ -156,7 +169,10 @@ test('the host end is up, has no addresses and no IPv6', TIMEOUT, () => {
 
 test('the bare guest has lo only', TIMEOUT, async () => {
   const links = await json<Link[]>(bare, ['ip', '-j', 'addr', 'show']);
-  assert.deepEqual(links.map((l) => l.ifname), ['lo']);
+  assert.deepEqual(
+    links.map((l) => l.ifname),
+    ['lo'],
+  );
   assert.ok(links[0]!.flags.includes('UP'));
 });
 
@@ -178,15 +194,23 @@ test('guests are isolated from each other and from the root namespace', TIMEOUT,
     [a, '10.75.0.3', 8080],
     [a, 'fdd4:1476:6c7e::3', 8080],
     [a, '127.0.0.1', 8080],
-    ...[a, b].flatMap((g) => ['127.0.0.1', GUEST_DEFAULTS.gateway4, GUEST_DEFAULTS.gateway6, ...rootAddrs].map((h): [GuestNs, string, number] => [g, h, rootPort])),
+    ...[a, b].flatMap((g) =>
+      ['127.0.0.1', GUEST_DEFAULTS.gateway4, GUEST_DEFAULTS.gateway6, ...rootAddrs].map((h): [GuestNs, string, number] => [g, h, rootPort]),
+    ),
   ];
-  const reached = await Promise.all(probes.map(async ([g, host, port]) => ((await canConnect(g, host, port)) ? `${g.ns} reached ${host}:${port}` : '')));
+  const reached = await Promise.all(
+    probes.map(async ([g, host, port]) => ((await canConnect(g, host, port)) ? `${g.ns} reached ${host}:${port}` : '')),
+  );
   assert.deepEqual(reached.filter(Boolean), []);
   // The root namespace has no route into a guest: nothing points at a host end. (Connecting from the
   // root namespace proves nothing here: the machine's own default route may answer for any address.)
   for (const g of [a, b]) {
     for (const family of ['-4', '-6']) {
-      assert.equal(execFileSync('ip', [family, 'route', 'show', 'table', 'all', 'dev', g.hostIf], { encoding: 'utf8' }).trim(), '', `${family} routes via ${g.hostIf}`);
+      assert.equal(
+        execFileSync('ip', [family, 'route', 'show', 'table', 'all', 'dev', g.hostIf], { encoding: 'utf8' }).trim(),
+        '',
+        `${family} routes via ${g.hostIf}`,
+      );
     }
   }
   const via = JSON.parse(execFileSync('ip', ['-j', 'route', 'get', '10.75.0.3'], { encoding: 'utf8' })) as Route[];
@@ -218,10 +242,14 @@ test('destroy kills what runs inside and leaves no namespace or interface behind
 
 test('a guest left behind by a killed process is deleted by the next process to create one', TIMEOUT, () => {
   const mod = new URL('./guest-ns.js', import.meta.url).href;
-  const node = (code: string) => execFileSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const node = (code: string) =>
+    execFileSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   let leftBehind = '';
   try {
-    node(`const m = await import(${JSON.stringify(mod)}); const g = await ` + `m.createVethGuest(); console.log(g.ns); process.kill(process.pid, 'SIGKILL');`);
+    node(
+      `const m = await import(${JSON.stringify(mod)}); const g = await ` +
+        `m.createVethGuest(); console.log(g.ns); process.kill(process.pid, 'SIGKILL');`,
+    );
   } catch (e) {
     leftBehind = String((e as { stdout?: string }).stdout ?? '').trim();
   }

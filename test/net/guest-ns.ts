@@ -127,7 +127,12 @@ function ownerDead(name: string): boolean {
 }
 
 function ip(args: string[], input?: string): string {
-  return execFileSync('ip', args, { input, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: 10_000 });
+  return execFileSync('ip', args, {
+    input,
+    encoding: 'utf8',
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    timeout: 10_000,
+  });
 }
 
 function uniqueName(): string {
@@ -230,7 +235,11 @@ class Guest implements GuestNs {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`in ${this.ns}: ${cmd.join(' ')} timed out after ${timeoutMs} ms; stderr: ${Buffer.concat(err).toString('utf8').slice(-2000)}`));
+        reject(
+          new Error(
+            `in ${this.ns}: ${cmd.join(' ')} timed out after ${timeoutMs} ms; stderr: ${Buffer.concat(err).toString('utf8').slice(-2000)}`,
+          ),
+        );
       }, timeoutMs);
       child.once('error', (e) => {
         clearTimeout(timer);
@@ -284,7 +293,8 @@ function hookExit(): void {
 }
 
 function checkName(name: string): void {
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new Error(`guest name ${JSON.stringify(name)}: 1-15 of [A-Za-z0-9_.-] (it names an interface)`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name))
+    throw new Error(`guest name ${JSON.stringify(name)}: 1-15 of [A-Za-z0-9_.-] (it names an interface)`);
 }
 
 /** `ip netns add` under the given name, or a fresh unique one (retried should a name be taken). */
@@ -320,28 +330,51 @@ export async function createBareGuest(opts: Pick<GuestNsOptions, 'name'> = {}): 
 
 /** A namespace configured like a krata guest, its eth0 one end of a veth whose other end (hostIf) stays in the root namespace. */
 export async function createVethGuest(opts: GuestNsOptions = {}): Promise<VethGuest> {
-  const cfg = { ...GUEST_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof GUEST_DEFAULTS & GuestNsOptions;
+  const cfg = {
+    ...GUEST_DEFAULTS,
+    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+  } as typeof GUEST_DEFAULTS & GuestNsOptions;
   const mac = opts.mac ?? randomMac();
   const name = addNamespace(opts.name);
   const g = new Veth(name, name, mac, cfg.ipv4, cfg.gateway4, cfg.ipv6, cfg.gateway6, cfg.mtu);
   live.add(g);
   try {
-    ip(['link', 'add', name, 'mtu', String(cfg.mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'address', mac, 'mtu', String(cfg.mtu), 'netns', name]);
+    ip([
+      'link',
+      'add',
+      name,
+      'mtu',
+      String(cfg.mtu),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'address',
+      mac,
+      'mtu',
+      String(cfg.mtu),
+      'netns',
+      name,
+    ]);
     // The host end belongs to the userspace backend alone: no IPv6 (no link-local, no RS/NS), no ARP
     // replies for the host's own addresses, no forwarding of what arrives on it. Set before it goes up.
     writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
     writeFileSync(`/proc/sys/net/ipv4/conf/${name}/arp_ignore`, '8');
     writeFileSync(`/proc/sys/net/ipv4/conf/${name}/forwarding`, '0');
     ip(['link', 'set', name, 'up']);
-    ip(['-n', name, '-batch', '-'], [
-      'link set lo up',
-      'link set eth0 up',
-      `addr add ${cfg.ipv4} dev eth0`,
-      `addr add ${cfg.ipv6} dev eth0 nodad`,
-      `route add default via ${cfg.gateway4} dev eth0`,
-      `route add ::/0 via ${cfg.gateway6} dev eth0`,
-      '',
-    ].join('\n'));
+    ip(
+      ['-n', name, '-batch', '-'],
+      [
+        'link set lo up',
+        'link set eth0 up',
+        `addr add ${cfg.ipv4} dev eth0`,
+        `addr add ${cfg.ipv6} dev eth0 nodad`,
+        `route add default via ${cfg.gateway4} dev eth0`,
+        `route add ::/0 via ${cfg.gateway6} dev eth0`,
+        '',
+      ].join('\n'),
+    );
   } catch (e) {
     g.destroySync();
     throw e;

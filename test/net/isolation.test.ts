@@ -88,7 +88,17 @@ describe('kratanet keeps a guest to the world behind the default route', { concu
     const cfg = {
       denyCidrs: ['203.0.113.64/26'],
       allowCidrs: ['198.51.100.20/32:7001'],
-      guests: [{ id: 'g', interface: guest.hostIf, mac: guest.mac, ipv4: guest.ipv4, ipv6: guest.ipv6, gateway4: guest.gateway4, gateway6: guest.gateway6 }],
+      guests: [
+        {
+          id: 'g',
+          interface: guest.hostIf,
+          mac: guest.mac,
+          ipv4: guest.ipv4,
+          ipv6: guest.ipv6,
+          gateway4: guest.gateway4,
+          gateway6: guest.gateway6,
+        },
+      ],
     };
     writeFileSync(join(dir, 'kratanet.json'), JSON.stringify(cfg));
     kratanet = dom0.spawn([process.execPath, KRATANET, '--config', join(dir, 'kratanet.json')]);

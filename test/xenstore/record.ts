@@ -15,4 +15,6 @@ const b = new XenstoreClient(recordingTransport(await connect(), logB));
 const transcript = await xenstoreScenario(a, b);
 a.close();
 b.close();
-process.stdout.write(JSON.stringify({ recordedWith: `xenstored (C) 4.17, dom0 under QEMU, through ${path}`, a: logA, b: logB, transcript }, null, 1) + '\n');
+process.stdout.write(
+  JSON.stringify({ recordedWith: `xenstored (C) 4.17, dom0 under QEMU, through ${path}`, a: logA, b: logB, transcript }, null, 1) + '\n',
+);

@@ -59,7 +59,9 @@ export function replayTransport(frames: Frame[]): XsTransport & { mismatches: st
     send: (frame) => {
       const expected = frames[position];
       if (!expected || expected.dir !== 'out' || expected.hex !== frame.toString('hex')) {
-        mismatches.push(`frame ${position}: sent ${frame.toString('hex')}, recorded ${expected ? `${expected.dir} ${expected.hex}` : 'nothing'}`);
+        mismatches.push(
+          `frame ${position}: sent ${frame.toString('hex')}, recorded ${expected ? `${expected.dir} ${expected.hex}` : 'nothing'}`,
+        );
         return;
       }
       position++;

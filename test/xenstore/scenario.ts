@@ -11,7 +11,11 @@ export async function xenstoreScenario(a: XenstoreClient, b: XenstoreClient): Pr
     out.push([what, value]);
     if (process.env.XS_SCENARIO_TRACE) process.stderr.write(`${what}: ${JSON.stringify(value)}\n`);
   };
-  const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: XenstoreError) => e.code);
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: XenstoreError) => e.code,
+    );
 
   await a.rm(SCENARIO_ROOT);
   await a.write(`${SCENARIO_ROOT}/name`, 'guest-é');
@@ -25,7 +29,11 @@ export async function xenstoreScenario(a: XenstoreClient, b: XenstoreClient): Pr
   note('tryList missing', await a.tryList(`${SCENARIO_ROOT}/nope`));
   note('relative path', await code(a.read('relative/path')));
 
-  await a.setPerms(`${SCENARIO_ROOT}/name`, [{ domid: 0, access: 'none' }, { domid: 5, access: 'read' }, { domid: 7, access: 'both' }]);
+  await a.setPerms(`${SCENARIO_ROOT}/name`, [
+    { domid: 0, access: 'none' },
+    { domid: 5, access: 'read' },
+    { domid: 7, access: 'both' },
+  ]);
   note('getPerms', await a.getPerms(`${SCENARIO_ROOT}/name`));
 
   // A directory too large for one 4096-byte reply is read with XS_DIRECTORY_PART.
@@ -58,10 +66,15 @@ export async function xenstoreScenario(a: XenstoreClient, b: XenstoreClient): Pr
     return n + 1;
   });
   note('transaction', [runs, result, await a.read(`${SCENARIO_ROOT}/counter`)]);
-  note('aborted transaction', await code(a.transaction(async (tx) => {
-    await tx.write(`${SCENARIO_ROOT}/aborted`, 'x');
-    throw Object.assign(new Error('body failed'), { code: 'EBODY' });
-  })));
+  note(
+    'aborted transaction',
+    await code(
+      a.transaction(async (tx) => {
+        await tx.write(`${SCENARIO_ROOT}/aborted`, 'x');
+        throw Object.assign(new Error('body failed'), { code: 'EBODY' });
+      }),
+    ),
+  );
   note('after abort', await a.tryRead(`${SCENARIO_ROOT}/aborted`));
 
   note('domain path', await a.getDomainPath(0));

@@ -4,8 +4,19 @@
 // On any failure the half-built domain is destroyed and its xenstore entries removed (teardown.ts).
 import { randomUUID } from 'node:crypto';
 import {
-  BuildConst, Domctl, Hypercall, PAGE_SIZE, VCPU_INFO_SIZE, XEN_LEGACY_MAX_VCPUS, domctlCreateDomain, domctlVcpuContext,
-  evtchnAllocUnbound, grantEntryV1, memoryReservation, mmuextOp, vcpuGuestContext,
+  BuildConst,
+  Domctl,
+  Hypercall,
+  PAGE_SIZE,
+  VCPU_INFO_SIZE,
+  XEN_LEGACY_MAX_VCPUS,
+  domctlCreateDomain,
+  domctlVcpuContext,
+  evtchnAllocUnbound,
+  grantEntryV1,
+  memoryReservation,
+  mmuextOp,
+  vcpuGuestContext,
 } from '../abi.js';
 import type { XenControl } from '../control.js';
 import type { DomainConfig } from '../domain-config.js';
@@ -68,7 +79,9 @@ export class DomainBuilder {
   /** Build, start and register a domain; the domain is running when this resolves. */
   async launch(config: DomainConfig, boot: BootFiles, opts: LaunchOptions = {}): Promise<BuiltDomain> {
     const t0 = performance.now();
-    const trace = process.env.KRATA_TRACE ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`) : () => {};
+    const trace = process.env.KRATA_TRACE
+      ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`)
+      : () => {};
     const kernel = parseElfKernel(decompressKernel(findKernelPayload(boot.kernel).payload));
     const maxMiB = config.maxMemoryMiB;
     const maxVcpus = config.maxVcpus;
@@ -81,9 +94,27 @@ export class DomainBuilder {
     try {
       for (const disk of config.disks) loops.push(attachLoop(disk.file));
       domid = this.createDomain(uuid, maxVcpus);
-      this.xen.domctl(Domctl.max_vcpus, domid, (u) => u.writeUInt32LE(maxVcpus, 0), () => undefined, 'max_vcpus');
-      this.xen.domctl(Domctl.max_mem, domid, (u) => u.writeBigUInt64LE(BigInt(maxMiB * 1024 + MAX_MEM_SLACK_KIB), 0), () => undefined, 'max_mem');
-      this.xen.domctl(Domctl.set_address_size, domid, (u) => u.writeUInt32LE(64, 0), () => undefined, 'set_address_size');
+      this.xen.domctl(
+        Domctl.max_vcpus,
+        domid,
+        (u) => u.writeUInt32LE(maxVcpus, 0),
+        () => undefined,
+        'max_vcpus',
+      );
+      this.xen.domctl(
+        Domctl.max_mem,
+        domid,
+        (u) => u.writeBigUInt64LE(BigInt(maxMiB * 1024 + MAX_MEM_SLACK_KIB), 0),
+        () => undefined,
+        'max_mem',
+      );
+      this.xen.domctl(
+        Domctl.set_address_size,
+        domid,
+        (u) => u.writeUInt32LE(64, 0),
+        () => undefined,
+        'set_address_size',
+      );
       const p2m = this.populate(domid, plan.totalPages);
       trace('memory populated');
       const storeEvtchn = this.allocUnbound(domid);
@@ -117,7 +148,8 @@ export class DomainBuilder {
             return memory.bytes.subarray((pfn - firstPfn) * PAGE_SIZE, (pfn - firstPfn + 1) * PAGE_SIZE);
           },
           span: (pfn, pages) => {
-            if (pfn < firstPfn || pfn + pages > endPfn) throw new RangeError(`pfns ${pfn}..${pfn + pages} are outside the boot frames ${firstPfn}..${endPfn}`);
+            if (pfn < firstPfn || pfn + pages > endPfn)
+              throw new RangeError(`pfns ${pfn}..${pfn + pages} are outside the boot frames ${firstPfn}..${endPfn}`);
             return memory.bytes.subarray((pfn - firstPfn) * PAGE_SIZE, (pfn - firstPfn + pages) * PAGE_SIZE);
           },
           mfn: (pfn) => {
@@ -155,7 +187,13 @@ export class DomainBuilder {
         });
         if (kernel.notes.hypercallPage !== undefined) {
           const pfn = Number((kernel.notes.hypercallPage - plan.virtBase) / BigInt(PAGE_SIZE));
-          this.xen.domctl(Domctl.hypercall_init, domid, (u) => u.writeBigUInt64LE(mem.mfn(pfn), 0), () => undefined, 'hypercall_init');
+          this.xen.domctl(
+            Domctl.hypercall_init,
+            domid,
+            (u) => u.writeBigUInt64LE(mem.mfn(pfn), 0),
+            () => undefined,
+            'hypercall_init',
+          );
         }
       } finally {
         // Xen refuses to pin page tables that dom0 still maps writable.
@@ -300,10 +338,16 @@ export class DomainBuilder {
       setField(c, vcpuGuestContext, 'cr3', p2m[plan.l4Pfn]! << 12n);
       setField(c, vcpuGuestContext, 'dr6', 0xffff0ff0n);
       setField(c, vcpuGuestContext, 'dr7', 0x400n);
-      this.xen.domctl(Domctl.setvcpucontext, domid, (u) => {
-        setField(u, domctlVcpuContext, 'vcpu', 0);
-        setField(u, domctlVcpuContext, 'ctxt', ctx.address);
-      }, () => undefined, 'setvcpucontext');
+      this.xen.domctl(
+        Domctl.setvcpucontext,
+        domid,
+        (u) => {
+          setField(u, domctlVcpuContext, 'vcpu', 0);
+          setField(u, domctlVcpuContext, 'ctxt', ctx.address);
+        },
+        () => undefined,
+        'setvcpucontext',
+      );
     } finally {
       ctx.release();
     }
@@ -330,5 +374,8 @@ export class DomainBuilder {
 /** One past the last pfn any boot structure uses. */
 function bootEndPfn(plan: BootPlan): number {
   const regions = [plan.kernel, plan.initrd, plan.startInfo, plan.xenstore, plan.console, plan.pageTables, plan.bootStack, plan.p2m];
-  return Math.max(Number((plan.virtPgtabEnd - plan.virtBase) / BigInt(PAGE_SIZE)), ...regions.filter((r) => r).map((r) => r!.pfn + r!.pages));
+  return Math.max(
+    Number((plan.virtPgtabEnd - plan.virtBase) / BigInt(PAGE_SIZE)),
+    ...regions.filter((r) => r).map((r) => r!.pfn + r!.pages),
+  );
 }

@@ -21,7 +21,8 @@ export function findKernelPayload(image: Buffer): KernelPayload {
   }
   const protocol = image.readUInt16LE(0x206);
   // payload_offset/payload_length exist from boot protocol 2.08 (Linux 2.6.26).
-  if (protocol < 0x208) throw new BootImageError(`bzImage boot protocol ${protocolText(protocol)} is older than 2.08 and has no payload fields`);
+  if (protocol < 0x208)
+    throw new BootImageError(`bzImage boot protocol ${protocolText(protocol)} is older than 2.08 and has no payload fields`);
   const setupSects = image[0x1f1] || 4;
   const start = (setupSects + 1) * 512 + image.readUInt32LE(0x248);
   const length = image.readUInt32LE(0x24c);

@@ -25,7 +25,9 @@ export function detectCompression(data: Buffer): Compression {
   for (const [name, magic] of MAGICS) {
     if (data.length >= magic.length && magic.every((b, i) => data[i] === b)) {
       if (name === 'bzip2' || name === 'lzma' || name === 'lzo') {
-        throw new BootImageError(`kernel payload is ${name}-compressed; krata loads gzip, xz, zstd and lz4 kernels (rebuild with one of those)`);
+        throw new BootImageError(
+          `kernel payload is ${name}-compressed; krata loads gzip, xz, zstd and lz4 kernels (rebuild with one of those)`,
+        );
       }
       return name as Compression;
     }
@@ -36,7 +38,8 @@ export function detectCompression(data: Buffer): Compression {
 /** The size the kernel build appended, bounded. */
 function appendedSize(data: Buffer): number {
   const size = data.readUInt32LE(data.length - 4);
-  if (size === 0 || size > MAX_KERNEL_BYTES) throw new BootImageError(`kernel payload claims ${size} bytes decompressed (limit ${MAX_KERNEL_BYTES})`);
+  if (size === 0 || size > MAX_KERNEL_BYTES)
+    throw new BootImageError(`kernel payload claims ${size} bytes decompressed (limit ${MAX_KERNEL_BYTES})`);
   return size;
 }
 
@@ -80,7 +83,8 @@ function load(): Codecs {
     const lz4 = library('liblz4.so.1', 'liblz4-1');
     codecs = {
       lzmaStreamBufferDecode: lzma.func(
-        'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t ' + '*in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',
+        'int lzma_stream_buffer_decode(_Inout_ uint64_t *memlimit, uint32_t flags, void *allocator, const uint8_t ' +
+          '*in, _Inout_ size_t *in_pos, size_t in_size, _Out_ uint8_t *out, _Inout_ size_t *out_pos, size_t out_size)',
       ),
       zstdDecompress: zstdLib.func('size_t ZSTD_decompress(_Out_ void *dst, size_t dstCapacity, const void *src, size_t srcSize)'),
       zstdIsError: zstdLib.func('unsigned int ZSTD_isError(size_t code)'),
@@ -137,7 +141,8 @@ function lz4Legacy(data: Buffer, size: number): Buffer {
     const blockSize = data.readUInt32LE(at);
     at += 4;
     if (blockSize === 0x184c2102) continue; // a concatenated stream's magic
-    if (blockSize === 0 || at + blockSize > end) throw new BootImageError(`lz4 kernel payload has a block of ${blockSize} bytes past its end`);
+    if (blockSize === 0 || at + blockSize > end)
+      throw new BootImageError(`lz4 kernel payload has a block of ${blockSize} bytes past its end`);
     const room = Math.min(BLOCK, size - written);
     const n = c.lz4DecompressSafe(data.subarray(at, at + blockSize), out.subarray(written, written + room), blockSize, room);
     if (n < 0) throw new BootImageError(`lz4 kernel payload block at offset ${at - 4} does not decode`);

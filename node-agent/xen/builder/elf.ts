@@ -90,7 +90,10 @@ export function parseElfKernel(bytes: Buffer): ElfKernel {
     const fileOffset = toNumber(bytes.readBigUInt64LE(at + 8), 'segment offset');
     const fileSize = toNumber(bytes.readBigUInt64LE(at + 32), 'segment file size');
     const memSize = toNumber(bytes.readBigUInt64LE(at + 40), 'segment memory size');
-    need(fileOffset + fileSize <= bytes.length, `segment ${i} (${fileSize} bytes at ${fileOffset}) lies outside the ${bytes.length}-byte file`);
+    need(
+      fileOffset + fileSize <= bytes.length,
+      `segment ${i} (${fileSize} bytes at ${fileOffset}) lies outside the ${bytes.length}-byte file`,
+    );
     if (type === PT_LOAD && memSize > 0) {
       need(fileSize <= memSize, `segment ${i} has more file bytes than memory bytes`);
       segments.push({ vaddr: bytes.readBigUInt64LE(at + 16), paddr: bytes.readBigUInt64LE(at + 24), fileOffset, fileSize, memSize });

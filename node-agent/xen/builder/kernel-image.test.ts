@@ -36,7 +36,11 @@ const kernel = syntheticKernel({ hypercallPage: 0xffffffff81001000n });
 test('gzip, zstd and lz4 (legacy format) payloads decode to the same kernel', () => {
   const zstd = execFileSync('zstd', ['-q', '-c', '-19'], { input: kernel });
   const lz4 = execFileSync('lz4', ['-q', '-l', '-c'], { input: kernel });
-  for (const [name, payload] of [['gzip', gzipSync(kernel)], ['zstd', zstd], ['lz4', lz4]] as const) {
+  for (const [name, payload] of [
+    ['gzip', gzipSync(kernel)],
+    ['zstd', zstd],
+    ['lz4', lz4],
+  ] as const) {
     const image = syntheticBzImage(payload, kernel.length);
     assert.equal(detectCompression(findKernelPayload(image).payload), name);
     assert.ok(decompressKernel(findKernelPayload(image).payload).equals(kernel), name);
@@ -48,7 +52,10 @@ test('gzip, zstd and lz4 (legacy format) payloads decode to the same kernel', ()
 test('a plain ELF (vmlinux) is accepted as it is', () => {
   const elf = load(kernel);
   assert.equal(elf.notes.hypercallPage, 0xffffffff81001000n);
-  assert.deepEqual(elf.segments.map((s) => [s.paddr, s.fileSize, s.memSize]), [[0x1000000n, 3 * 4096 + 100, 5 * 4096]]);
+  assert.deepEqual(
+    elf.segments.map((s) => [s.paddr, s.fileSize, s.memSize]),
+    [[0x1000000n, 3 * 4096 + 100, 5 * 4096]],
+  );
 });
 
 test('notes found only in a SHT_NOTE section are read too', () => {
@@ -67,9 +74,17 @@ test('broken or unsupported images are clear errors', () => {
     [syntheticBzImage(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0, 1, 2]), 4096), /xz kernel payload does not decode/],
     [syntheticBzImage(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0]), 4096), /gzip kernel payload does not decode/],
     [syntheticBzImage(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0]), 4096), /zstd kernel payload does not decode/],
-    [syntheticBzImage(Buffer.concat([Buffer.from([0x02, 0x21, 0x4c, 0x18]), Buffer.from([0xff, 0xff, 0, 0])]), 4096), /lz4 kernel payload has a block of 65535 bytes past its end/],
+    [
+      syntheticBzImage(Buffer.concat([Buffer.from([0x02, 0x21, 0x4c, 0x18]), Buffer.from([0xff, 0xff, 0, 0])]), 4096),
+      /lz4 kernel payload has a block of 65535 bytes past its end/,
+    ],
   ];
-  for (const [image, message] of cases) assert.throws(() => load(image), (e: Error) => e instanceof BootImageError && message.test(e.message), String(message));
+  for (const [image, message] of cases)
+    assert.throws(
+      () => load(image),
+      (e: Error) => e instanceof BootImageError && message.test(e.message),
+      String(message),
+    );
   const truncated = syntheticBzImage(gzipSync(kernel), kernel.length);
   truncated.writeUInt32LE(1 << 30, 0x24c);
   assert.throws(() => load(truncated), /payload \(offset 2064, 1073741824 bytes\) lies outside/);

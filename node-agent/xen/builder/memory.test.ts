@@ -24,7 +24,13 @@ function flatMemory(pages: number, withSpan: boolean): GuestMemory & { all: Buff
 }
 
 test('copyToGuest writes the same bytes page by page and through a span, at any offset', () => {
-  for (const [pfn, offset, length] of [[0, 0, 4096], [1, 100, 9000], [2, 4095, 2], [0, 0, 1], [3, 5000, 4096 * 2 + 7]]) {
+  for (const [pfn, offset, length] of [
+    [0, 0, 4096],
+    [1, 100, 9000],
+    [2, 4095, 2],
+    [0, 0, 1],
+    [3, 5000, 4096 * 2 + 7],
+  ]) {
     const data = randomBytes(length);
     const slow = flatMemory(8, false);
     const fast = flatMemory(8, true);
@@ -33,8 +39,16 @@ test('copyToGuest writes the same bytes page by page and through a span, at any 
     assert.ok(slow.all.equals(fast.all), `pfn ${pfn} offset ${offset} length ${length}`);
     const start = pfn * 4096 + offset;
     assert.ok(slow.all.subarray(start, start + length).equals(data));
-    assert.equal(slow.all.subarray(0, start).every((b) => b === 0), true, 'nothing written before');
-    assert.equal(slow.all.subarray(start + length).every((b) => b === 0), true, 'nothing written after');
+    assert.equal(
+      slow.all.subarray(0, start).every((b) => b === 0),
+      true,
+      'nothing written before',
+    );
+    assert.equal(
+      slow.all.subarray(start + length).every((b) => b === 0),
+      true,
+      'nothing written after',
+    );
   }
 });
 

@@ -22,7 +22,7 @@ export function copyToGuest(mem: GuestMemory, pfn: number, offset: number, data:
     data.copy(span, offset);
     return;
   }
-  for (let copied = 0; copied < data.length; ) {
+  for (let copied = 0; copied < data.length;) {
     const at = offset + copied;
     const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), data.length - copied);
     data.copy(mem.page(pfn + Math.floor(at / PAGE_SIZE)), at % PAGE_SIZE, copied, copied + n);

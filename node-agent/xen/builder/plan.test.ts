@@ -57,7 +57,13 @@ function build(kernel: ElfKernel, totalPages: number, initrd = Buffer.alloc(0)) 
   loadInitrd(plan, initrd, mem);
   writeP2m(plan, mem);
   writePageTables(plan, mem);
-  writeStartInfo(plan, mem, { sharedInfoMfn: 0x1234n, storeEvtchn: 3, consoleEvtchn: 4, cmdline: 'console=hvc0 quiet', initrdBytes: initrd.length });
+  writeStartInfo(plan, mem, {
+    sharedInfoMfn: 0x1234n,
+    storeEvtchn: 3,
+    consoleEvtchn: 4,
+    cmdline: 'console=hvc0 quiet',
+    initrdBytes: initrd.length,
+  });
   const reverse = new Map<bigint, number>();
   for (let pfn = 0; pfn < totalPages; pfn++) reverse.set(mem.mfn(pfn), pfn);
   return { plan, mem, reverse, l4Mfn: mem.mfn(plan.l4Pfn) };
@@ -86,7 +92,10 @@ function checkBoot(kernel: ElfKernel, plan: BootPlan, mem: FakeMemory, reverse: 
   }
   // Tables come in the order Linux expects of a toolstack-built guest: L4, then L3s, L2s, L1s.
   const kernelTables = plan.tables.filter((t) => t.pfn >= plan.pageTables.pfn && t.pfn < plan.pageTables.pfn + plan.pageTables.pages);
-  assert.deepEqual(kernelTables.map((t) => t.level), [...kernelTables.map((t) => t.level)].sort((a, b) => b - a));
+  assert.deepEqual(
+    kernelTables.map((t) => t.level),
+    [...kernelTables.map((t) => t.level)].sort((a, b) => b - a),
+  );
   assert.equal(kernelTables[0]!.pfn, plan.pageTables.pfn);
   // Nothing is mapped just past the kernel mapping or below VIRT_BASE.
   assert.equal(walk(mem, l4Mfn, plan.virtPgtabEnd, reverse), undefined);
@@ -130,7 +139,9 @@ function checkBoot(kernel: ElfKernel, plan: BootPlan, mem: FakeMemory, reverse: 
   assert.equal(getNumber(si, startInfo, 'nr_p2m_frames'), plan.p2m.pages);
   assert.equal((getField(si, startInfo, 'cmd_line') as Buffer).toString('latin1').replace(/\0.*$/s, ''), 'console=hvc0 quiet');
   // No two regions share a frame, and all lie inside the guest.
-  const regions = [plan.kernel, plan.initrd, plan.startInfo, plan.xenstore, plan.console, plan.pageTables, plan.bootStack, plan.p2m].filter((r) => r !== undefined);
+  const regions = [plan.kernel, plan.initrd, plan.startInfo, plan.xenstore, plan.console, plan.pageTables, plan.bootStack, plan.p2m].filter(
+    (r) => r !== undefined,
+  );
   const owner = new Map<number, string>();
   for (const r of regions) {
     for (let p = r.pfn; p < r.pfn + r.pages; p++) {
@@ -181,7 +192,10 @@ test('a custom kernel with the p2m inside the kernel mapping and a mapped initrd
 
 test('too little memory is a clear error naming what boot needs', () => {
   const kernel = parseElfKernel(syntheticKernel());
-  assert.throws(() => planBoot({ kernel, totalPages: 1024, initrdBytes: 8 << 20 }), /4096 KiB of guest memory is too small for this kernel and initrd: boot needs \d+ KiB/);
+  assert.throws(
+    () => planBoot({ kernel, totalPages: 1024, initrdBytes: 8 << 20 }),
+    /4096 KiB of guest memory is too small for this kernel and initrd: boot needs \d+ KiB/,
+  );
 });
 
 test('a very long command line is truncated and NUL-terminated', () => {

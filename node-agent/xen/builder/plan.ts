@@ -100,7 +100,13 @@ export function planBoot({ kernel, totalPages, initrdBytes }: PlanInput): BootPl
   const kernelRegion = allocMapped('kernel', kernelEnd - kernelStart, kernelStart);
   const segments = kernel.segments.map((s) => {
     const offset = s.paddr + virtOffset - kernelStart;
-    return { pfn: kernelRegion.pfn + Number(offset / PAGE), pageOffset: Number(offset % PAGE), fileOffset: s.fileOffset, fileSize: s.fileSize, memSize: s.memSize };
+    return {
+      pfn: kernelRegion.pfn + Number(offset / PAGE),
+      pageOffset: Number(offset % PAGE),
+      fileOffset: s.fileOffset,
+      fileSize: s.fileSize,
+      memSize: s.memSize,
+    };
   });
 
   const initrdByPfn = initrdBytes > 0 && notes.modStartPfn === true;

@@ -10,7 +10,14 @@ import type { Privcmd } from '../privcmd.js';
 import type { Mapping } from '../../../lib/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { ConsoleHistory, ConsoleRing } from './ring.js';
-import { consoleStats, DEFAULT_CONSOLE_BURST, DEFAULT_CONSOLE_INPUT_LIMIT, DEFAULT_CONSOLE_RATE, InputQueue, TokenBucket } from './throttle.js';
+import {
+  consoleStats,
+  DEFAULT_CONSOLE_BURST,
+  DEFAULT_CONSOLE_INPUT_LIMIT,
+  DEFAULT_CONSOLE_RATE,
+  InputQueue,
+  TokenBucket,
+} from './throttle.js';
 
 export interface ConsoleLimits {
   /** Output drained per second (bytes) and the burst above it: past it, output waits in the guest's ring. */
@@ -50,7 +57,11 @@ export class ConsoleSession extends EventEmitter {
     super();
     this.history = new ConsoleHistory(historyBytes);
     this.input = new InputQueue(limits.inputLimitBytes ?? DEFAULT_CONSOLE_INPUT_LIMIT);
-    this.budget = new TokenBucket(limits.rateBytesPerSecond ?? DEFAULT_CONSOLE_RATE, limits.burstBytes ?? DEFAULT_CONSOLE_BURST, limits.now);
+    this.budget = new TokenBucket(
+      limits.rateBytesPerSecond ?? DEFAULT_CONSOLE_RATE,
+      limits.burstBytes ?? DEFAULT_CONSOLE_BURST,
+      limits.now,
+    );
     this.setTimer = limits.setTimer ?? realTimer;
   }
 
@@ -79,10 +90,13 @@ export class ConsoleSession extends EventEmitter {
       if (left > 0 && !this.closed) {
         consoleStats.throttled++;
         consoleStats.throttledBytes += left;
-        this.resume = this.setTimer(() => {
-          this.resume = undefined;
-          this.service();
-        }, Math.max(1, this.budget.msUntil(left)));
+        this.resume = this.setTimer(
+          () => {
+            this.resume = undefined;
+            this.service();
+          },
+          Math.max(1, this.budget.msUntil(left)),
+        );
       }
     }
     const before = this.input.pending;

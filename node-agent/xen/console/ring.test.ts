@@ -11,7 +11,7 @@ function guest(page: Buffer) {
   return {
     write(data: Buffer) {
       let prod = page.readUInt32LE(3084);
-      for (const b of data) page[1024 + (prod++ >>> 0) % OUT_SIZE] = b;
+      for (const b of data) page[1024 + ((prod++ >>> 0) % OUT_SIZE)] = b;
       page.writeUInt32LE(prod >>> 0, 3084);
     },
     read(): Buffer {
@@ -81,25 +81,17 @@ function session(limits: { rate: number; burst: number; input?: number }) {
   let now = 0;
   let timers: { at: number; fn: () => void }[] = [];
   let notifies = 0;
-  const s = new ConsoleSession(
-    5,
-    new ConsoleRing(page),
-    { unmap() {} },
-    { notify: () => void notifies++, unbind() {} },
-    1,
-    1 << 20,
-    {
-      rateBytesPerSecond: limits.rate,
-      burstBytes: limits.burst,
-      ...(limits.input !== undefined ? { inputLimitBytes: limits.input } : {}),
-      now: () => now,
-      setTimer(fn, ms) {
-        const t = { at: now + ms, fn };
-        timers.push(t);
-        return { cancel: () => void (timers = timers.filter((x) => x !== t)) };
-      },
+  const s = new ConsoleSession(5, new ConsoleRing(page), { unmap() {} }, { notify: () => void notifies++, unbind() {} }, 1, 1 << 20, {
+    rateBytesPerSecond: limits.rate,
+    burstBytes: limits.burst,
+    ...(limits.input !== undefined ? { inputLimitBytes: limits.input } : {}),
+    now: () => now,
+    setTimer(fn, ms) {
+      const t = { at: now + ms, fn };
+      timers.push(t);
+      return { cancel: () => void (timers = timers.filter((x) => x !== t)) };
     },
-  );
+  });
   return {
     s,
     g: guest(page),
@@ -189,7 +181,7 @@ test('the token bucket refills at its rate up to its burst', () => {
   assert.equal(b.available(), 100, 'never above the burst');
 });
 
-test('--console-rate and --console-burst (KiB) set each session\'s budget; bad values name the flag', () => {
+test("--console-rate and --console-burst (KiB) set each session's budget; bad values name the flag", () => {
   const limits = consoleFlags('8', '2');
   assert.deepEqual(limits, { rateBytesPerSecond: 8192, burstBytes: 2048 });
   assert.deepEqual(consoleFlags(undefined, undefined), {}, 'unset: the defaults');
@@ -204,7 +196,13 @@ test('--console-rate and --console-burst (KiB) set each session\'s budget; bad v
     h.s.service();
   }
   assert.ok(drained >= 8192 && drained <= 8192 + 2048, `drained ${drained} bytes in 1 s`);
-  for (const [rate, burst, flag] of [['0', undefined, '--console-rate'], ['1.5', undefined, '--console-rate'], [undefined, '-1', '--console-burst'], [undefined, '1048577', '--console-burst'], ['1e3', undefined, '--console-rate']] as const) {
+  for (const [rate, burst, flag] of [
+    ['0', undefined, '--console-rate'],
+    ['1.5', undefined, '--console-rate'],
+    [undefined, '-1', '--console-burst'],
+    [undefined, '1048577', '--console-burst'],
+    ['1e3', undefined, '--console-rate'],
+  ] as const) {
     assert.throws(() => consoleFlags(rate, burst), new RegExp(`^Error: ${flag}: expected a whole number of KiB`));
   }
   // The agent takes them as flags, lists them in --help, and refuses a bad one before it starts.
@@ -212,7 +210,9 @@ test('--console-rate and --console-burst (KiB) set each session\'s budget; bad v
   const help = spawnSync(process.execPath, [main, '--help'], { encoding: 'utf8' });
   assert.match(help.stdout, /--console-rate KIB_PER_S/);
   assert.match(help.stdout, /--console-burst KIB /);
-  const bad = spawnSync(process.execPath, [main, '--state', '/nonexistent/krata-console-flags', '--console-burst', 'lots'], { encoding: 'utf8' });
+  const bad = spawnSync(process.execPath, [main, '--state', '/nonexistent/krata-console-flags', '--console-burst', 'lots'], {
+    encoding: 'utf8',
+  });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /--console-burst: expected a whole number of KiB from 1 to 1048576, not "lots"/);
 });

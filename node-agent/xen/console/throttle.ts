@@ -117,8 +117,12 @@ export class InputQueue {
 export function consoleFlags(rate: string | undefined, burst: string | undefined): { rateBytesPerSecond?: number; burstBytes?: number } {
   const kib = (flag: string, raw: string): number => {
     // Up to 1 GiB: far above what a console needs, and no float overflow on the way.
-    if (!/^\d{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1024 * 1024) throw new Error(`${flag}: expected a whole number of KiB from 1 to 1048576, not ${JSON.stringify(raw)}`);
+    if (!/^\d{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1024 * 1024)
+      throw new Error(`${flag}: expected a whole number of KiB from 1 to 1048576, not ${JSON.stringify(raw)}`);
     return Number(raw) * 1024;
   };
-  return { ...(rate !== undefined ? { rateBytesPerSecond: kib('--console-rate', rate) } : {}), ...(burst !== undefined ? { burstBytes: kib('--console-burst', burst) } : {}) };
+  return {
+    ...(rate !== undefined ? { rateBytesPerSecond: kib('--console-rate', rate) } : {}),
+    ...(burst !== undefined ? { burstBytes: kib('--console-burst', burst) } : {}),
+  };
 }

@@ -18,8 +18,14 @@ export async function writeDeviceHandshake(
 ): Promise<void> {
   const backend = `${backendRoot(kind, domid)}/${devid}`;
   const frontend = `/local/domain/${domid}/device/${kind}/${devid}`;
-  const backendPerms: Permission[] = [{ domid: 0, access: 'none' }, { domid, access: 'read' }];
-  const frontendPerms: Permission[] = [{ domid, access: 'none' }, { domid: 0, access: 'read' }];
+  const backendPerms: Permission[] = [
+    { domid: 0, access: 'none' },
+    { domid, access: 'read' },
+  ];
+  const frontendPerms: Permission[] = [
+    { domid, access: 'none' },
+    { domid: 0, access: 'read' },
+  ];
   const backEntries = { frontend, 'frontend-id': String(domid), online: '1', state: '1', ...back };
   const frontEntries = { backend, 'backend-id': '0', state: '1', ...front };
   await tx.write(backend, '');

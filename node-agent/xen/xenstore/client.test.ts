@@ -21,7 +21,10 @@ function peer(rule: Rule) {
         const reply = rule(m, m.payload.toString().split('\0')[0]!);
         if (reply === 'silent') continue;
         const r = reply ?? { payload: Buffer.from('OK\0') };
-        setTimeout(() => deliver(encodeMessage({ type: r.type ?? m.type, reqId: m.reqId, txId: m.txId, payload: r.payload })), r.delayMs ?? 0);
+        setTimeout(
+          () => deliver(encodeMessage({ type: r.type ?? m.type, reqId: m.reqId, txId: m.txId, payload: r.payload })),
+          r.delayMs ?? 0,
+        );
       }
     },
     onData: (h) => void (deliver = h),
@@ -34,11 +37,16 @@ function peer(rule: Rule) {
 const error = (name: string) => ({ type: XsType.Error, payload: joinStrings([name]) });
 
 test('concurrent requests are matched to their replies by req_id, whatever the reply order', async () => {
-  const p = peer((m, path) => (m.type === XsType.Read ? { payload: Buffer.from(`v:${path}`), delayMs: path === '/slow' ? 30 : 0 } : undefined));
+  const p = peer((m, path) =>
+    m.type === XsType.Read ? { payload: Buffer.from(`v:${path}`), delayMs: path === '/slow' ? 30 : 0 } : undefined,
+  );
   const c = new XenstoreClient(p.transport);
   const [slow, fast] = await Promise.all([c.read('/slow'), c.read('/fast')]);
   assert.deepEqual([slow, fast], ['v:/slow', 'v:/fast']);
-  assert.deepEqual(p.seen.map((m) => m.reqId), [1, 2]);
+  assert.deepEqual(
+    p.seen.map((m) => m.reqId),
+    [1, 2],
+  );
 });
 
 test('XS_ERROR replies become XenstoreErrors with errno; tryRead and rm treat ENOENT as absence', async () => {
@@ -101,16 +109,37 @@ test('a transaction whose commit meets EAGAIN runs its body again', async () => 
   assert.equal(v, 42);
   assert.equal(runs, 3);
   const writes = p.seen.filter((m) => m.type === XsType.Write);
-  assert.deepEqual(writes.map((m) => m.txId), [1, 2, 3], 'each attempt writes inside its own transaction');
-  assert.deepEqual(p.seen.filter((m) => m.type === XsType.TransactionEnd).map((m) => m.payload.toString()), ['T\0', 'T\0', 'T\0']);
+  assert.deepEqual(
+    writes.map((m) => m.txId),
+    [1, 2, 3],
+    'each attempt writes inside its own transaction',
+  );
+  assert.deepEqual(
+    p.seen.filter((m) => m.type === XsType.TransactionEnd).map((m) => m.payload.toString()),
+    ['T\0', 'T\0', 'T\0'],
+  );
 });
 
 test('an exception in the body aborts the transaction and propagates; EAGAIN gives up after the attempts', async () => {
-  const p = peer((m) => (m.type === XsType.TransactionStart ? { payload: Buffer.from('9\0') } : m.type === XsType.TransactionEnd && m.payload.toString() === 'T\0' ? error('EAGAIN') : undefined));
+  const p = peer((m) =>
+    m.type === XsType.TransactionStart
+      ? { payload: Buffer.from('9\0') }
+      : m.type === XsType.TransactionEnd && m.payload.toString() === 'T\0'
+        ? error('EAGAIN')
+        : undefined,
+  );
   const c = new XenstoreClient(p.transport);
-  await assert.rejects(c.transaction(async () => { throw new Error('boom'); }), /boom/);
+  await assert.rejects(
+    c.transaction(async () => {
+      throw new Error('boom');
+    }),
+    /boom/,
+  );
   assert.equal(p.seen.at(-1)!.payload.toString(), 'F\0');
-  await assert.rejects(c.transaction(async () => 1, 3), { code: 'EAGAIN' });
+  await assert.rejects(
+    c.transaction(async () => 1, 3),
+    { code: 'EAGAIN' },
+  );
   assert.equal(p.seen.filter((m) => m.type === XsType.TransactionStart).length, 4);
 });
 
@@ -157,7 +186,10 @@ test('a peer that violates the protocol is disconnected, not trusted', async () 
 test('permissions are sent as letter+domid, owner first', async () => {
   const p = peer((m) => (m.type === XsType.GetPerms ? { payload: joinStrings(['n0', 'r5', 'b7']) } : undefined));
   const c = new XenstoreClient(p.transport);
-  await c.setPerms('/p', [{ domid: 3, access: 'none' }, { domid: 0, access: 'both' }]);
+  await c.setPerms('/p', [
+    { domid: 3, access: 'none' },
+    { domid: 0, access: 'both' },
+  ]);
   assert.equal(p.seen[0]!.payload.toString(), '/p\0n3\0b0\0');
   assert.deepEqual(await c.getPerms('/p'), [
     { access: 'none', domid: 0 },
@@ -168,7 +200,13 @@ test('permissions are sent as letter+domid, owner first', async () => {
 });
 
 test('domain introduction messages', async () => {
-  const p = peer((m) => (m.type === XsType.GetDomainPath ? { payload: Buffer.from('/local/domain/5\0') } : m.type === XsType.IsDomainIntroduced ? { payload: Buffer.from('F\0') } : undefined));
+  const p = peer((m) =>
+    m.type === XsType.GetDomainPath
+      ? { payload: Buffer.from('/local/domain/5\0') }
+      : m.type === XsType.IsDomainIntroduced
+        ? { payload: Buffer.from('F\0') }
+        : undefined,
+  );
   const c = new XenstoreClient(p.transport);
   await c.introduceDomain(5, 0x12345n, 3);
   assert.deepEqual(p.seen[0]!.payload.toString().split('\0'), ['5', '74565', '3', '']);

@@ -76,4 +76,3 @@ export async function deviceTransport(path = '/dev/xen/xenbus'): Promise<XsTrans
     },
   };
 }
-

@@ -37,11 +37,14 @@ test('the decoder reassembles messages split and joined at any byte', () => {
     for (const cut2 of [cut1 + 1, cut1 + 17, all.length]) {
       const d = new XsDecoder();
       const got = [...d.push(all.subarray(0, cut1)), ...d.push(all.subarray(cut1, cut2)), ...d.push(all.subarray(cut2))];
-      assert.deepEqual(got.map((m) => [m.type, m.reqId, m.txId, m.payload.toString()]), [
-        [2, 1, 0, 'value'],
-        [15, 0, 0, '/a\0tok\0'],
-        [11, 2, 3, 'OK\0'],
-      ]);
+      assert.deepEqual(
+        got.map((m) => [m.type, m.reqId, m.txId, m.payload.toString()]),
+        [
+          [2, 1, 0, 'value'],
+          [15, 0, 0, '/a\0tok\0'],
+          [11, 2, 3, 'OK\0'],
+        ],
+      );
       assert.equal(d.pending, 0);
     }
   }

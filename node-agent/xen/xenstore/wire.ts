@@ -34,8 +34,22 @@ export const REL_PATH_MAX = 2048;
 
 /** Error names xenstored sends in XS_ERROR replies, in xs_wire.h's order. */
 export const XS_ERRORS = [
-  'EINVAL', 'EACCES', 'EEXIST', 'EISDIR', 'ENOENT', 'ENOMEM', 'ENOSPC', 'EIO',
-  'ENOTEMPTY', 'ENOSYS', 'EROFS', 'EBUSY', 'EAGAIN', 'EISCONN', 'E2BIG', 'EPERM',
+  'EINVAL',
+  'EACCES',
+  'EEXIST',
+  'EISDIR',
+  'ENOENT',
+  'ENOMEM',
+  'ENOSPC',
+  'EIO',
+  'ENOTEMPTY',
+  'ENOSYS',
+  'EROFS',
+  'EBUSY',
+  'EAGAIN',
+  'EISCONN',
+  'E2BIG',
+  'EPERM',
 ] as const;
 
 export interface XsMessage {

@@ -81,7 +81,13 @@ function waitConsole(c: Console, test: (text: string) => boolean, timeoutMs: num
 }
 
 /** Resolves with the first 'change' for `domid` after which list() shows `test` true. */
-function waitChange(hv: XenHypervisor, domid: number, test: (d: DomainInfo | undefined) => boolean, timeoutMs: number, what: string): Promise<DomainInfo | undefined> {
+function waitChange(
+  hv: XenHypervisor,
+  domid: number,
+  test: (d: DomainInfo | undefined) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<DomainInfo | undefined> {
   return new Promise((resolve, reject) => {
     let busy = false;
     let again = false;
@@ -131,7 +137,10 @@ try {
     const changes: number[] = [];
     hv.events.on('change', (id: number) => changes.push(id));
     const host = await hv.host();
-    expect(/^4\.\d+/.test(host.xenVersion) && host.cpus >= 1 && host.freeMemoryMiB > 0 && host.totalMemoryMiB >= host.freeMemoryMiB, `host(): ${JSON.stringify(host)}`);
+    expect(
+      /^4\.\d+/.test(host.xenVersion) && host.cpus >= 1 && host.freeMemoryMiB > 0 && host.totalMemoryMiB >= host.freeMemoryMiB,
+      `host(): ${JSON.stringify(host)}`,
+    );
     report.host = host;
     const created = await hv.create(launchOf(args));
     report.createMs = ms();
@@ -142,14 +151,22 @@ try {
     expect(c, 'no console after create()');
     await waitConsole(c, (t) => t.includes(args.until), 120_000, `"${args.until}" on the console`);
     report.markerMs = ms();
-    const listed = checkListed((await hv.list()).find((d) => d.domid === created.domid), args, created.domid);
+    const listed = checkListed(
+      (await hv.list()).find((d) => d.domid === created.domid),
+      args,
+      created.domid,
+    );
     expect(listed.uuid === created.uuid, `uuid ${listed.uuid} != ${created.uuid}`);
     expect(listed.createdAt === created.createdAt, 'createdAt differs between create() and list()');
     expect(!changes.includes(created.domid), "a 'change' fired for a guest that only started");
     report.listed = listed;
   } else if (phase === 'adopt') {
     const domid = args.domid;
-    const listed = checkListed((await hv.list()).find((d) => d.domid === domid), args, domid);
+    const listed = checkListed(
+      (await hv.list()).find((d) => d.domid === domid),
+      args,
+      domid,
+    );
     expect(listed.uuid === args.uuid, `domain ${domid} has uuid ${listed.uuid}, not ${args.uuid}: not the same domain`);
     report.adoptMs = ms();
     const c = hv.console(domid);
@@ -168,7 +185,10 @@ try {
     // cleanupOrphans: the orphan loop under the state dir goes, the running guest's stay.
     const removed = await hv.cleanupOrphans();
     report.cleanupOrphans = removed;
-    expect(removed.some((r) => r.includes(args.orphan)), `the orphan loop over ${args.orphan} was not removed: ${JSON.stringify(removed)}`);
+    expect(
+      removed.some((r) => r.includes(args.orphan)),
+      `the orphan loop over ${args.orphan} was not removed: ${JSON.stringify(removed)}`,
+    );
     expect(removed.filter((r) => r.startsWith('loop ')).length === 1, `more than the orphan removed: ${JSON.stringify(removed)}`);
     expect((await hv.list()).find((d) => d.domid === domid)?.state === 'running', 'the guest is not running after cleanupOrphans');
 
@@ -178,11 +198,14 @@ try {
     hv.events.on('change', (id: number) => {
       const c: (typeof changes)[number] = { id, ms: ms() };
       changes.push(c);
-      hv.list().then((l) => {
-        const d = l.find((x) => x.domid === id);
-        c.state = d?.state ?? 'gone';
-        if (d?.exit) c.exit = d.exit;
-      }, () => undefined);
+      hv.list().then(
+        (l) => {
+          const d = l.find((x) => x.domid === id);
+          c.state = d?.state ?? 'gone';
+          if (d?.exit) c.exit = d.exit;
+        },
+        () => undefined,
+      );
     });
     const exited = waitChange(hv, domid, (d) => d?.exit !== undefined, 60_000, 'an exit reported');
     exited.catch(() => undefined);
@@ -194,7 +217,10 @@ try {
     report.exit = d!.exit;
     expect(d!.exit?.exitCode === 0 && d!.exit.signal === undefined, `exit ${JSON.stringify(d!.exit)}, not exitCode 0`);
     expect(c.history().toString('latin1').includes('got-term'), 'the process did not see SIGTERM');
-    expect(changes.some((x) => x.id === domid), "no 'change' for the stopped domain");
+    expect(
+      changes.some((x) => x.id === domid),
+      "no 'change' for the stopped domain",
+    );
     report.changes = changes;
     expect(!(await hv.list()).some((x) => x.domid === domid), 'the domain is still listed after shutdown()');
     expect(hv.console(domid) === undefined, 'a console is still served for the destroyed domain');

@@ -8,5 +8,13 @@ const [initPath, out] = process.argv.slice(2);
 if (!initPath || !out) throw new Error('usage: krata-initrd.js GUEST_INIT OUT');
 const dir = '/opt/xenhost/guest/krata-modules';
 const modules = readFileSync(`${dir}/order`, 'utf8').split('\n').filter(Boolean);
-writeFileSync(out, buildInitrd(guestInitrdEntries(readFileSync(initPath), modules.map((m) => ({ name: m, data: readFileSync(`${dir}/${m}`) })))));
+writeFileSync(
+  out,
+  buildInitrd(
+    guestInitrdEntries(
+      readFileSync(initPath),
+      modules.map((m) => ({ name: m, data: readFileSync(`${dir}/${m}`) })),
+    ),
+  ),
+);
 console.log(JSON.stringify({ modules: modules.length }));

@@ -8,8 +8,16 @@
 // remain for narrowing down failures like that one.
 import { readFileSync } from 'node:fs';
 import {
-  ConsoleBackend, DomainBuilder, EventChannels, GrantMapper, Privcmd, XenControl, XenstoreClient, destroyDomain,
-  type ConsoleSession, type DomainConfig,
+  ConsoleBackend,
+  DomainBuilder,
+  EventChannels,
+  GrantMapper,
+  Privcmd,
+  XenControl,
+  XenstoreClient,
+  destroyDomain,
+  type ConsoleSession,
+  type DomainConfig,
 } from '../../../node-agent/xen/index.js';
 
 const count = Number(process.argv[2] ?? 8);
@@ -40,32 +48,47 @@ try {
     const b = process.env.MG_FRESH_PRIVCMD ? new DomainBuilder(Privcmd.open(), xen, xs) : builder;
     const cmdline = `console=hvc0 quiet loglevel=3 krata_marker=many-${i}-${process.pid}`;
     const config: DomainConfig = {
-      name: `e2e-many-${i}`, kernel: KERNEL, initrd: INITRD, cmdline,
-      memoryMiB: 96, maxMemoryMiB: 96, vcpus: 1, maxVcpus: 1, disks: [], nics: [],
+      name: `e2e-many-${i}`,
+      kernel: KERNEL,
+      initrd: INITRD,
+      cmdline,
+      memoryMiB: 96,
+      maxMemoryMiB: 96,
+      vcpus: 1,
+      maxVcpus: 1,
+      disks: [],
+      nics: [],
     };
     const d = await b.launch(
       config,
       { kernel, initrd },
       {
-        beforeUnpause: process.env.MG_NO_CONSOLE ? undefined : async (domid) => {
-          const s = await backend.attach(domid);
-          sessions.push(s);
-          s.on('data', () => {
-            if (s.history.contents().includes(marker)) {
-              seen.add(i);
-              if (seen.size === count) resolveAll();
-            }
-          });
-        },
+        beforeUnpause: process.env.MG_NO_CONSOLE
+          ? undefined
+          : async (domid) => {
+              const s = await backend.attach(domid);
+              sessions.push(s);
+              s.on('data', () => {
+                if (s.history.contents().includes(marker)) {
+                  seen.add(i);
+                  if (seen.size === count) resolveAll();
+                }
+              });
+            },
       },
     );
     domids.push(d.domid);
     if (i === 0) threadsWithOne = threads();
     if (process.env.MG_DESTROY_BETWEEN) await destroyDomain(xen, xs, d.domid);
   }
-  const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`only ${seen.size} of ${count} markers within ${timeoutS} s`)), timeoutS * 1000).unref());
+  const timeout = new Promise<void>((_, reject) =>
+    setTimeout(() => reject(new Error(`only ${seen.size} of ${count} markers within ${timeoutS} s`)), timeoutS * 1000).unref(),
+  );
   await Promise.race([allSeen, timeout]).catch((e) => {
-    for (const [i, sess] of sessions.entries()) process.stderr.write(`--- console of guest ${i} (domid ${sess.domid}):\n${sess.history.contents().toString('latin1').slice(-1500)}\n`);
+    for (const [i, sess] of sessions.entries())
+      process.stderr.write(
+        `--- console of guest ${i} (domid ${sess.domid}):\n${sess.history.contents().toString('latin1').slice(-1500)}\n`,
+      );
     throw e;
   });
   console.log(JSON.stringify({ guests: count, markers: seen.size, threadsWithOne, threadsWithAll: threads() }));
