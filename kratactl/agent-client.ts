@@ -181,7 +181,11 @@ export class AgentClient {
     const q = new URLSearchParams({ source: opts.source });
     if (opts.name !== undefined) q.set('name', opts.name);
     const stream = { data: archive, contentType: IMPORT_CONTENT_TYPE };
-    const res = await this.open('POST', `/v1/images/import?${q}`, { stream, timeoutMs: 0, ...(opts.hint ? { hint: opts.hint } : {}) });
+    const res = await this.open('POST', `/v1/images/import?${q.toString()}`, {
+      stream,
+      timeoutMs: 0,
+      ...(opts.hint ? { hint: opts.hint } : {}),
+    });
     return imageResult(res, onEvent, 'import');
   }
 

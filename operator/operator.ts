@@ -51,7 +51,8 @@ export class Operator {
 
   /** Informers only: what every replica runs. */
   async start(): Promise<void> {
-    await Promise.all([this.guests.start(), this.hosts.start()]);
+    this.guests.start();
+    this.hosts.start();
   }
 
   get synced(): Promise<void> {

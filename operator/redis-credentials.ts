@@ -127,7 +127,8 @@ export async function redisCredentials(
     const { username, password } = await ensureRedisCredentials(kube, namespace, log);
     if (u.username && decodeURIComponent(u.username) !== username)
       throw new Error(
-        `--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; with --redis-credentials-namespace the operator is ${username}`,
+        `--redis names user ${JSON.stringify(decodeURIComponent(u.username))}; ` +
+          `with --redis-credentials-namespace the operator is ${username}`,
       );
     return { redisUsername: username, redisPassword: password };
   }

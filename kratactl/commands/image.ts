@@ -111,7 +111,9 @@ function pullSecretOptions(values: Record<string, unknown>): { namespace: string
   for (const n of names) {
     if (!isPullSecretName(n))
       throw new UsageError(
-        `--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name (a DNS subdomain: lowercase letters, digits, "-" and ".", at most 253 characters); credentials from a file are --offline --pull-secret-file FILE`,
+        `--pull-secret ${JSON.stringify(String(n).slice(0, 100))} is not a Secret name ` +
+          '(a DNS subdomain: lowercase letters, digits, "-" and ".", at most 253 characters); ' +
+          'credentials from a file are --offline --pull-secret-file FILE',
       );
   }
   if (names.length > MAX_PULL_SECRETS) throw new UsageError(`--pull-secret: at most ${MAX_PULL_SECRETS} Secrets, not ${names.length}`);
@@ -196,7 +198,8 @@ export async function image(argv: string[], io: IO): Promise<number> {
   if (values.offline) {
     if (withSecrets) {
       throw new UsageError(
-        '-n/--namespace and --pull-secret name Secrets the node agent keeps; with --offline, credentials come from --docker-config or --pull-secret-file FILE',
+        '-n/--namespace and --pull-secret name Secrets the node agent keeps; ' +
+          'with --offline, credentials come from --docker-config or --pull-secret-file FILE',
       );
     }
     if (values.agent !== undefined) throw new UsageError('--agent names the node agent, which --offline does without');
@@ -226,7 +229,10 @@ export async function image(argv: string[], io: IO): Promise<number> {
     if (secrets && !existsSync(socket)) {
       // No agent: nobody holds the namespace's Secrets, and this process must not guess at them.
       io.stderr.write(
-        `error: -n/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, and there is no agent at ${socket} (start krata-node-agent or give --agent SOCKET); without an agent, pull with --offline and credentials from --docker-config or --pull-secret-file FILE\n`,
+        'error: -n/--namespace and --pull-secret pull through the node agent, which keeps the Secrets, ' +
+          `and there is no agent at ${socket} ` +
+          '(start krata-node-agent or give --agent SOCKET); without an agent, pull with --offline and credentials from ' +
+          '--docker-config or --pull-secret-file FILE\n',
       );
       return EXIT_FAILED;
     }

@@ -344,6 +344,7 @@ async function importImage(r: Request): Promise<void> {
   }
   // Only a label (messages, the name of an image whose archive has none): printable and short.
   const source = r.query.get('source') || 'archive';
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source))
     throw new HttpError(400, 'source must be a file name of at most 4096 printable characters');
   await imageJob(r, (onEvent) => r.ctx.service.importImage(r.req, { source, ...(name !== undefined ? { name } : {}) }, onEvent));

@@ -84,7 +84,7 @@ export class CreateStep {
         status.condition(rec, s, 'ImageReady', 'False', reason, message);
       });
       if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
-      throw new Error(message);
+      throw new Error(message, { cause: e });
     }
     if (!image) {
       status.set(key, (s) => {
@@ -199,7 +199,7 @@ export class CreateStep {
         s.message = message;
         status.condition(rec, s, 'Ready', 'False', 'FailedCreate', message);
       });
-      throw new Error(`creating the domain failed: ${message}`);
+      throw new Error(`creating the domain failed: ${message}`, { cause: e });
     }
     this.domains.created(dom);
     this.recorder.normal(key, 'Started', `domain ${dom.domid} (${dom.name}) started with ${image.digest}`);

@@ -60,7 +60,7 @@ async function harness(hostPorts?: PortRange[]) {
         clock.advance(100);
       }
       assert.fail(
-        `condition not reached: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason, g.status?.message]))}`,
+        `condition not reached: ${JSON.stringify(store.list().map((g) => [g.metadata.name, g.status?.phase, g.status?.reason]))}`,
       );
     },
   };

@@ -50,7 +50,7 @@ test('spec changes recreate the domain (and say why); a new uid under the same n
   h.stop();
 });
 
-test("what happens behind the agent's back: a lost domain counts as a failed exit, duplicates and paused leftovers are destroyed", async () => {
+test("behind the agent's back: a lost domain counts as a failed exit, duplicates and paused leftovers are destroyed", async () => {
   const h = harness();
   await h.agent.apply([guest('once', { restartPolicy: 'Never' }), guest('dup')], false);
   await h.until(() => phase(h, 'once') === 'Running' && phase(h, 'dup') === 'Running');

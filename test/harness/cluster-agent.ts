@@ -167,7 +167,10 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-/** Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent reaches `redis`, `opUrl` how the operator double does. */
+/**
+ * Short intervals unless a test wants the poll out of the way; `url` and `passwordFile` say how the agent
+ * reaches `redis`, `opUrl` how the operator double does.
+ */
 export async function harness(
   opts: Partial<Pick<ClusterModeOptions, 'pollMs' | 'resyncMs' | 'heartbeatMs' | 'coalesceMs'>> & {
     redis?: TestRedis;

@@ -308,7 +308,8 @@ test('with no agent, kratactl image names the socket and suggests --offline', as
     assert.equal(r.code, 1, args.join(' '));
     assert.equal(
       r.stderr,
-      `error: cannot reach the node agent at ${socket}: is krata-node-agent running? Without one, add --offline to work on the cache itself (as root; --store DIR, default /var/lib/krata).\n`,
+      `error: cannot reach the node agent at ${socket}: is krata-node-agent running? ` +
+        'Without one, add --offline to work on the cache itself (as root; --store DIR, default /var/lib/krata).\n',
       args.join(' '),
     );
   }
@@ -384,7 +385,8 @@ test('--offline: a writer fails while another holds the cache, naming it; reader
       assert.equal(r.code, 1, args.join(' '));
       assert.equal(
         r.stderr,
-        `error: the image cache ${root} is in use by krata-node-agent (pid ${process.pid}): the node agent runs; drop --offline and kratactl image goes through it\n`,
+        `error: the image cache ${root} is in use by krata-node-agent (pid ${process.pid}): ` +
+          'the node agent runs; drop --offline and kratactl image goes through it\n',
       );
     }
     assert.deepEqual(await listed(host), [], 'ls reads without the lock');

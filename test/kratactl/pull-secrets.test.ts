@@ -98,7 +98,8 @@ spec:
 `;
     writeFileSync(
       file,
-      `apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`,
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: team-a}\ntype: kubernetes.io/dockerconfigjson\n' +
+        `data: {.dockerconfigjson: ${config}}\n---\n${guest('team-a', ['regcred'])}`,
     );
     const applied = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(applied.code, 0, applied.stderr);
@@ -133,7 +134,8 @@ spec:
     // A malformed Secret is refused at apply, naming the field but not the value.
     writeFileSync(
       file,
-      `apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`,
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: team-b}\ntype: kubernetes.io/dockerconfigjson\n' +
+        `data: {.dockerconfigjson: "not base64 ${PASSWORD}"}\n`,
     );
     const bad = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(bad.code, 1);
@@ -247,10 +249,13 @@ spec:
     const data = Buffer.from(
       JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
     ).toString('base64');
-    const doc = `apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: ${data}}\n`;
+    const doc =
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: batch, namespace: team-c}\ntype: kubernetes.io/dockerconfigjson\n' +
+      `data: {.dockerconfigjson: ${data}}\n`;
     writeFileSync(
       file,
-      `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\nmetadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n`,
+      `${doc}---\napiVersion: krata.dev/v1alpha1\nkind: Guest\n` +
+        'metadata: {name: bad, namespace: team-c}\nspec: {image: alpine, resources: {cpus: 0}}\n',
     );
     const refused = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(refused.code, 1);
