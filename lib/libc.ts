@@ -1,8 +1,9 @@
 // krata's one libc binding: the calls Node cannot make itself (ioctl, mmap, mlock for xen/; flock for the
 // image cache's lock; sockets, epoll, eventfd and raw frame I/O for net/), through koffi. Loaded once,
 // lazily, so that importing it on a machine without it (or in tests) costs nothing. The calls net/ makes
-// per frame take native addresses as plain numbers (intptr_t): the tables and arenas they point at live in anonymous mmaps whose addresses are
-// computed once, so such a call creates no Buffer, no BigInt and nothing for koffi to pin.
+// per frame take native addresses as plain numbers (intptr_t): the tables and arenas they point at live in
+// anonymous mmaps whose addresses are computed once, so such a call creates no Buffer, no BigInt and
+// nothing for koffi to pin.
 //
 // Constants are libc's (Linux/glibc x86_64 values, from the headers named next to them); the gcc probe in
 // node-agent/net/link.test.ts checks the ones kratanet uses.
