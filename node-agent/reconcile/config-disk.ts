@@ -1,7 +1,7 @@
 // The guest's config disk (xvdb): a squashfs holding launch.json, written through the same tar →
 // mksquashfs path as images (no staging directory), under a temporary name and then renamed. A
 // failure leaves neither the temporary nor a half disk; a full disk is said by name (ENOSPC, in the
-// image cache's words: image/no-space.ts), not as the broken pipe mksquashfs leaves. One per Guest uid
+// image cache's words: lib/no-space.ts), not as the broken pipe mksquashfs leaves. One per Guest uid
 // in STATE/disks (ConfigDisks), removed with its Guest; a resync removes those whose Guest is gone.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
