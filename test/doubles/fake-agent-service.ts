@@ -24,8 +24,12 @@ export class FakeAgentService implements AgentService {
   readonly guestEvents: GuestEvent[] = [];
   readonly deletes: { namespace: string; name: string; opts: { wait?: boolean; gracePeriodSeconds?: number } }[] = [];
   imageList: StoredImage[] = [];
-  /** Applied guests go Pending → Creating → Running by themselves (for `kratactl run`). */
+  /**
+   * Applied guests go Pending → Creating → Running by themselves (for `kratactl run`), from the next watch
+   * on: its watcher sees every phase however late it subscribes (a loaded machine once made it miss Pending).
+   */
   autoStart = false;
+  private startOnWatch: (() => void)[] = [];
   /** Make the next call of a method throw this (to test how the server answers surprises). */
   failures = new Map<keyof AgentService, Error>();
 
@@ -88,13 +92,15 @@ export class FakeAgentService implements AgentService {
   }
 
   private startLater(namespace: string, name: string): void {
-    setTimeout(() => {
-      if (!this.guests.has(key(namespace, name))) return;
-      this.setStatus(namespace, name, { phase: 'Creating', reason: 'Pulling' });
+    this.startOnWatch.push(() =>
       setTimeout(() => {
-        if (this.guests.has(key(namespace, name))) this.run(namespace, name);
-      }, 10);
-    }, 10);
+        if (!this.guests.has(key(namespace, name))) return;
+        this.setStatus(namespace, name, { phase: 'Creating', reason: 'Pulling' });
+        setTimeout(() => {
+          if (this.guests.has(key(namespace, name))) this.run(namespace, name);
+        }, 10);
+      }, 10),
+    );
   }
 
   /** Gives the guest a domain and a console, phase Running. */
@@ -171,6 +177,7 @@ export class FakeAgentService implements AgentService {
     if (since === 0) for (const g of this.guests.values()) cb({ type: 'ADDED', object: structuredClone(g), revision: this.revision });
     else for (const e of this.log) if (e.revision > since) cb(e);
     this.watchers.add(cb);
+    for (const start of this.startOnWatch.splice(0)) start();
     return () => this.watchers.delete(cb);
   }
 

@@ -62,16 +62,23 @@ x "xl list | grep -q '^krata\.default\.web '" || fail "no Xen domain krata.defau
 x "for i in \$(seq 150); do $k logs web | grep -q 'KRATA-E2E-HELLO web' && exit 0; sleep 0.2; done; exit 1" || fail "logs do not show the process's output"
 x "$k logs web --tail 3" >"$out/logs.txt"
 
-# Attach to the shell guest: a command typed in, its output read back, then Ctrl+] detaches (10 s
-# later: a guest that is still booting under TCG answers slowly; 3 s was once too short).
-x "(sleep 3; printf 'echo ATTACH-\$((6*7))\n'; sleep 10; printf '\035') | timeout 30 $k attach shell" >"$out/attach.txt" 2>&1 || true
+# Attach to the shell guest: a command typed in, its output read back, then Ctrl+] detaches. The command
+# is typed once attach says it is attached, again if a guest still booting under TCG has not run it
+# 10 s later (typed too early, it may be lost), and Ctrl+] follows its output.
+x "f=/tmp/krata-e2e-attach; rm -f \$f.in \$f.out; mkfifo \$f.in; timeout 60 $k attach shell <\$f.in >\$f.out 2>&1 & exec 3>\$f.in
+   for i in \$(seq 300); do grep -q 'attached to' \$f.out && break; sleep 0.1; done
+   for try in 1 2 3; do
+     printf 'echo ATTACH-\$((6*7))\n' >&3
+     for i in \$(seq 100); do grep -q ATTACH-42 \$f.out && break 2; sleep 0.1; done
+   done
+   printf '\035' >&3; exec 3>&-; wait; cat \$f.out; rm -f \$f.in \$f.out" >"$out/attach.txt" 2>&1 || true
 grep -q 'ATTACH-42' "$out/attach.txt" || { cat "$out/attach.txt" >&2; fail "attach did not run the command"; }
 
 # An agent restart: the guests keep running and are adopted (same domain, same domid).
 stop_agent || fail "the agent did not stop"
 x "xl list | grep -q '^krata\.default\.web '" || fail "stopping the agent stopped the guest"
 start_agent || fail "the agent did not start again"
-sleep 3
+running web 150 || fail "web is not Running after the restart"
 x "$k get web -o json" >"$out/web-after.json"
 [ "$(node -p "require('$out/web-after.json').status.domid")" = "$domid" ] || fail "web was not adopted (domid changed)"
 [ "$(node -p "require('$out/web-after.json').status.phase")" = Running ] || fail "web is not Running after the restart"
