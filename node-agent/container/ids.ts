@@ -19,7 +19,7 @@ import type { Log } from '../follower/redis-link.js';
 import type { ImageStore } from '../image/store.js';
 import type { NetSupervisor } from '../net/supervisor.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
-import type { Agent } from '../service/agent-service.js';
+import type { NodeAgentService } from '../service/agent-service.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { SecretStore } from '../store/secret-store.js';
 import type { AgentConfig } from './config.js';
@@ -46,7 +46,7 @@ export const METRICS = id<AgentMetrics>('AgentMetrics');
 export const WRITE_CONFIG_DISK = id<typeof writeConfigDisk>('WriteConfigDisk');
 export const GUEST_CONTROLLER = id<GuestController>('GuestController');
 /** The local API's implementation. */
-export const AGENT = id<Agent>('Agent');
+export const AGENT = id<NodeAgentService>('NodeAgentService');
 export const API_SERVER = id<Component & { readonly server?: ApiServer }>('ApiServer');
 export const NET_SUPERVISOR = id<NetSupervisor>('NetSupervisor');
 /** Cluster mode once started: the Redis follower, status publisher and heartbeat. */

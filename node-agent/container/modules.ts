@@ -23,7 +23,7 @@ import { describeConflict, desiredNetwork, type PortConflict } from '../net/desi
 import { NetSupervisor } from '../net/supervisor.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
-import { Agent, CachedImages } from '../service/agent-service.js';
+import { NodeAgentService, CachedImages } from '../service/agent-service.js';
 import { GuestStore } from '../store/guest-store.js';
 import { SecretStore } from '../store/secret-store.js';
 import type { AgentConfig } from './config.js';
@@ -117,7 +117,7 @@ export const serviceModule = new ContainerModule(({ bind }) => {
     AGENT,
     [CONFIG, GUEST_STORE, HYPERVISOR, EVENT_RECORDER, optional(IMAGE_STORE), CLOCK, PULL_SLOTS, optional(SECRET_STORE)],
     (config, store, hv, recorder, images, clock, pullSlots, secrets) =>
-      new Agent(store, hv, recorder, images, clock, {
+      new NodeAgentService(store, hv, recorder, images, clock, {
         pullSlots,
         ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets }),
       }),

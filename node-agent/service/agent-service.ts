@@ -83,7 +83,7 @@ export interface AgentOptions {
   pullSlots?: Semaphore;
 }
 
-export class Agent implements AgentService {
+export class NodeAgentService implements AgentService {
   private readonly history: WatchEvent[] = [];
 
   constructor(

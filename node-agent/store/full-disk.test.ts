@@ -15,7 +15,7 @@ import type { LaunchConfigV1 } from '../guest/launch-config.js';
 import { validateObject } from '../../crds/validate.js';
 import { startApiServer } from '../api/server.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
-import { Agent } from '../service/agent-service.js';
+import { NodeAgentService } from '../service/agent-service.js';
 import { writeConfigDisk } from '../reconcile/config-disk.js';
 import { EventRecorder } from '../reconcile/events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
@@ -89,7 +89,13 @@ test('a 20-Guest apply on a full disk is 507 naming ENOSPC: nothing stored, no t
   const state = tinyDisk(t, '64k');
   const clock = new FakeClock();
   const store = new GuestStore(state);
-  const agent = new Agent(store, new FakeHypervisor({ cpus: 8, memoryMiB: 4096 }, undefined), new EventRecorder(clock), undefined, clock);
+  const agent = new NodeAgentService(
+    store,
+    new FakeHypervisor({ cpus: 8, memoryMiB: 4096 }, undefined),
+    new EventRecorder(clock),
+    undefined,
+    clock,
+  );
   const sockDir = mkdtempSync(join(tmpdir(), 'krata-full-disk-api-'));
   const server = await startApiServer(agent, { socketPath: join(sockDir, 'agent.sock'), log: () => {} });
   t.after(async () => {

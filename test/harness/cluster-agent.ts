@@ -24,7 +24,7 @@ import {
 } from '../../contracts/redis/contract.js';
 import type { GuestSpec } from '../../crds/generated/types.js';
 import { startRedis, type TestRedis } from '../redis.js';
-import type { Agent } from '../../node-agent/service/agent-service.js';
+import type { NodeAgentService } from '../../node-agent/service/agent-service.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
 import type { GuestStore } from '../../node-agent/store/guest-store.js';
 import type { GuestController } from '../../node-agent/controller/controller.js';
@@ -159,7 +159,7 @@ export interface Harness {
   hv: FakeHypervisor;
   store: GuestStore;
   controller: GuestController;
-  agent: Agent;
+  agent: NodeAgentService;
   cluster: ClusterMode;
   log: ReturnType<typeof captureLog>;
   images: FakeImages;

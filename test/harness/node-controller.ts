@@ -13,7 +13,7 @@ import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { Ipam } from '../../node-agent/reconcile/ipam.js';
 import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
-import { Agent } from '../../node-agent/service/agent-service.js';
+import { NodeAgentService } from '../../node-agent/service/agent-service.js';
 import { GuestStore } from '../../node-agent/store/guest-store.js';
 import { FakeClock } from '../doubles/fake-clock.js';
 
@@ -70,7 +70,7 @@ export interface Harness {
   images: FakeImages;
   store: GuestStore;
   controller: GuestController;
-  agent: Agent;
+  agent: NodeAgentService;
   recorder: EventRecorder;
   ipam: Ipam;
   /** Runs the queue until `pred` holds, moving the clock `step` ms between rounds. */
@@ -94,7 +94,7 @@ export function harness(
     { store, hv, images, ipam, recorder, clock },
     { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', resyncMs: 15_000 },
   );
-  const agent = new Agent(store, hv, recorder, undefined, clock);
+  const agent = new NodeAgentService(store, hv, recorder, undefined, clock);
   controller.run();
   const h: Harness = {
     dir,

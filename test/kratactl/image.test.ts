@@ -17,7 +17,7 @@ import { systemClock } from '../../lib/clock.js';
 import type { StoredImage } from '../../contracts/agent-api/types.js';
 import type { Guest } from '../../crds/generated/types.js';
 import { startApiServer, type ApiServer } from '../../node-agent/api/server.js';
-import { Agent } from '../../node-agent/service/agent-service.js';
+import { NodeAgentService } from '../../node-agent/service/agent-service.js';
 import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
 import { GuestStore, guestKey } from '../../node-agent/store/guest-store.js';
@@ -64,7 +64,13 @@ async function agentHost(): Promise<Host> {
   const state = join(work, `state-${++n}`);
   const guests = new GuestStore(state);
   const images = new ImageStore({ root: join(state, 'images'), registry: { insecure: [reg.host] } });
-  const agent = new Agent(guests, new FakeHypervisor({ cpus: 8, memoryMiB: 8192 }), new EventRecorder(systemClock), images, systemClock);
+  const agent = new NodeAgentService(
+    guests,
+    new FakeHypervisor({ cpus: 8, memoryMiB: 8192 }),
+    new EventRecorder(systemClock),
+    images,
+    systemClock,
+  );
   const socket = join(work, `agent-${n}.sock`);
   const server: ApiServer = await startApiServer(agent, { socketPath: socket, log: () => {} });
   return {
@@ -355,7 +361,7 @@ test('in cluster mode the agent refuses imports: the cache serves tenants, names
   const state = join(work, `state-${++n}`);
   const images = new ImageStore({ root: join(state, 'images') });
   const hv = new FakeHypervisor({ cpus: 8, memoryMiB: 8192 });
-  const agent = new Agent(new GuestStore(state), hv, new EventRecorder(systemClock), images, systemClock, {
+  const agent = new NodeAgentService(new GuestStore(state), hv, new EventRecorder(systemClock), images, systemClock, {
     managedBy: 'Redis redis://r:6379',
   });
   const socketPath = join(work, `cluster-${n}.sock`);

@@ -19,7 +19,7 @@ import { resolve } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
 import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
 import { AGENT } from '../../node-agent/container/ids.js';
-import type { Agent } from '../../node-agent/service/agent-service.js';
+import type { NodeAgentService } from '../../node-agent/service/agent-service.js';
 import { silentLog, testAgentConfig } from '../harness/node-agent.js';
 
 const USER = 'tenant';
@@ -53,7 +53,7 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   let dir: string;
   let socket: string;
   let running: Running;
-  let agent: Agent;
+  let agent: NodeAgentService;
   const img = buildImage({
     layers: [{ compression: 'gzip', tar: buildTar([{ path: 'etc/motd', data: Buffer.from('private') }]) }],
     config: { Cmd: ['/bin/sh'] },
