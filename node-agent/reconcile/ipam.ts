@@ -4,17 +4,10 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
+import type { AddressReservation } from '../net/desired.js';
 
-export interface Reservation {
-  uid: string;
-  ipv4: string;
-  ipv6: string;
-  mac: string;
-  prefix4: number;
-  prefix6: number;
-  gateway4: string;
-  gateway6: string;
-}
+/** One Guest's addresses; kratanet (net/desired.ts) serves them, so the shape is declared there. */
+export type Reservation = AddressReservation;
 
 export interface IpamOptions {
   ipv4Subnet?: string;
