@@ -7,6 +7,9 @@
 //   - production code (any file but *.test.ts outside test/ and bench/) never imports test/;
 //   - inside node-agent: xen/ is its lowest layer (imports nothing of node-agent outside xen/), and net/ imports
 //     nothing outside net/ but lib, crds and contracts. Their tests may use the rest of the agent to build fixtures.
+//     The agent's folders are layered too (AGENT_LAYERS): production code imports only folders of a lower layer;
+//     code outside xen/ reaches xen/ only through its entry, xen/index.ts; reconcile/ never imports xen/ (it
+//     reaches Xen through runtime/'s Hypervisor).
 // test/ and bench/ may import anything. Imports are read with the TypeScript compiler API: import and export
 // declarations (type-only ones too), import(), import type nodes and `import x = require()`.
 // Usage: node scripts/check-layers.mjs [ROOT]; prints one line per violation and exits 1 if there is any.
@@ -17,6 +20,22 @@ import ts from 'typescript';
 
 const LAYERS = { lib: 0, crds: 1, contracts: 2, kratactl: 3, operator: 3, 'node-agent': 3, 'guest-init': 3 };
 const LAYER_NAMES = ['lib', 'crds', 'contracts', 'a program'];
+// node-agent's folders, lowest first ('' = the files at its root: main.ts, flags.ts, the image command).
+const AGENT_LAYERS = {
+  xen: 0,
+  runtime: 1,
+  store: 1,
+  image: 1,
+  net: 1,
+  guest: 1,
+  reconcile: 2,
+  controller: 3,
+  follower: 3,
+  service: 3,
+  api: 4,
+  container: 5,
+  '': 6,
+};
 const FREE = new Set(['test', 'bench']);
 const SKIP = new Set(['node_modules', 'dist', 'target', 'kernel']);
 
@@ -62,6 +81,11 @@ function target(file, spec, known) {
 const top = (f) => (f.includes('/') ? f.slice(0, f.indexOf('/')) : '');
 const isTest = (f) => /\.test\.m?ts$/.test(f);
 const under = (f, dir) => f.startsWith(dir + '/');
+/** The node-agent folder a file is in ('' for its root files). */
+const agentFolder = (f) => {
+  const rest = f.slice('node-agent/'.length);
+  return rest.includes('/') ? rest.slice(0, rest.indexOf('/')) : '';
+};
 
 /** The rule `from` importing `to` breaks, or null. */
 function violation(from, to) {
@@ -79,6 +103,18 @@ function violation(from, to) {
   if (a === 'node-agent' && b === 'node-agent' && !isTest(from)) {
     if (under(from, 'node-agent/xen') && !under(to, 'node-agent/xen')) return 'node-agent/xen/ imports node-agent outside xen/';
     if (under(from, 'node-agent/net') && !under(to, 'node-agent/net')) return 'node-agent/net/ imports node-agent outside net/';
+    const fa = agentFolder(from);
+    const fb = agentFolder(to);
+    if (fa !== fb) {
+      if (fb === 'xen' && fa === 'reconcile') return 'node-agent/reconcile/ imports xen/: it reaches Xen through runtime/';
+      if (fb === 'xen' && to !== 'node-agent/xen/index.ts')
+        return `node-agent/${fa ? fa + '/' : ''} imports xen/ past its entry, xen/index.ts`;
+      const ra = AGENT_LAYERS[fa];
+      const rb = AGENT_LAYERS[fb];
+      if (ra === undefined || rb === undefined)
+        return `node-agent/${ra === undefined ? fa : fb}/ is in no layer of the agent (AGENT_LAYERS)`;
+      if (ra <= rb) return `node-agent/${fa ? fa + '/' : ''} imports node-agent/${fb ? fb + '/' : ''}: not a lower layer of the agent`;
+    }
   }
   return null;
 }

@@ -31,7 +31,10 @@ const base = {
   'contracts/api.ts': `import type { T } from '../crds/types.js';\nexport type A = T;\n`,
   'node-agent/xen/xc.ts': `import { c } from '../../lib/clock.js';\nexport const xc = c;\n`,
   'node-agent/net/link.ts': `import type { A } from '../../contracts/api.js';\nexport type L = A;\n`,
-  'node-agent/main.ts': `import { xc } from './xen/xc.js';\nimport type { L } from './net/link.js';\nexport type M = L | typeof xc;\n`,
+  'node-agent/xen/index.ts': `export { xc } from './xc.js';\n`,
+  'node-agent/runtime/hv.ts': `import { xc } from '../xen/index.js';\nexport const hv = xc;\n`,
+  'node-agent/reconcile/create.ts': `import { hv } from '../runtime/hv.js';\nexport const create = hv;\n`,
+  'node-agent/main.ts': `import { xc } from './xen/index.js';\nimport type { L } from './net/link.js';\nexport type M = L | typeof xc;\n`,
   // A test in net/ may build its fixtures from the rest of the agent.
   'node-agent/net/link.test.ts': `import type { M } from '../main.js';\nexport type T = M;\n`,
   'node-agent/main.test.ts': `import { h } from '../test/harness.js';\nexport const x = h;\n`,
@@ -92,4 +95,15 @@ test('node-agent/net/ importing the agent outside net/ fails', () => {
     { 'node-agent/net/bad.ts': `\n\nimport { xc } from '../xen/xc.js';\nexport const b = xc;\n` },
     /^node-agent\/net\/bad\.ts:3: node-agent\/net\/ imports/,
   );
+});
+
+test("node-agent's own layers: upward imports, xen/ past its entry, reconcile/ reaching xen/ and unknown folders fail", () => {
+  fails(
+    { 'node-agent/runtime/up.ts': `import { create } from '../reconcile/create.js';\nexport const u = create;\n` },
+    /not a lower layer/,
+  );
+  fails({ 'node-agent/store/side.ts': `import { hv } from '../runtime/hv.js';\nexport const s = hv;\n` }, /not a lower layer/);
+  fails({ 'node-agent/runtime/deep.ts': `import { xc } from '../xen/xc.js';\nexport const d = xc;\n` }, /past its entry, xen\/index\.ts/);
+  fails({ 'node-agent/reconcile/xen.ts': `import { xc } from '../xen/index.js';\nexport const x = xc;\n` }, /reaches Xen through runtime/);
+  fails({ 'node-agent/misc/a.ts': `import { hv } from '../runtime/hv.js';\nexport const a = hv;\n` }, /node-agent\/misc\/ is in no layer/);
 });
