@@ -15,7 +15,7 @@ import type { GuestController } from '../controller/controller.js';
 import { EventRecorder } from '../reconcile/events.js';
 import { Ipam } from '../reconcile/ipam.js';
 import { AGENT_COMMAND, waitForImageCache } from '../image/cache-lock.js';
-import { startClusterMode, type ClusterMode } from '../follower/cluster-mode.js';
+import type { ClusterMode } from '../follower/cluster-mode.js';
 import { PullTokens } from '../follower/pull-tokens.js';
 import type { Log } from '../follower/redis-link.js';
 import { ImageStore } from '../image/store.js';
@@ -238,7 +238,11 @@ export const followerModule = new ContainerModule(({ bind }) => {
       get mode() {
         return mode;
       },
-      start: () => void (mode = startClusterMode({ ...config.cluster!, store, hv, clock, log, pullTokens })),
+      async start() {
+        // Loaded here, not at the top: Redis and BullMQ are a third of the files an agent would load.
+        const { startClusterMode } = await import('../follower/cluster-mode.js');
+        mode = startClusterMode({ ...config.cluster!, store, hv, clock, log, pullTokens });
+      },
       stop: () => mode?.stop(),
     };
   });
