@@ -229,7 +229,12 @@ export class AgentClient {
             agent: false, // see call()
             method,
             path,
-            headers: { 'content-type': opts.stream?.contentType ?? 'application/json', ...(data ? { 'content-length': data.length } : {}) },
+            headers: {
+              'content-type': opts.stream?.contentType ?? 'application/json',
+              ...(data ? { 'content-length': data.length } : {}),
+              // An upload waits for the agent's go-ahead: a refusal then comes before any of it is sent.
+              ...(opts.stream ? { expect: '100-continue' } : {}),
+            },
             ...(timeoutMs ? { timeout: timeoutMs } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
           },
@@ -251,7 +256,8 @@ export class AgentClient {
       req.on('error', (err: NodeJS.ErrnoException) => reject(this.unreachable(err, opts.hint)));
       if (!opts.stream) return req.end(data);
       opts.stream.data.on('error', (err) => req.destroy(new AgentError((err as Error).message)));
-      opts.stream.data.pipe(req);
+      const upload = opts.stream.data;
+      req.once('continue', () => upload.pipe(req));
     });
   }
 

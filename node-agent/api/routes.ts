@@ -331,6 +331,15 @@ async function imageJob(r: Request, job: (onEvent: (e: PullEvent) => void) => Pr
   r.res.end();
 }
 
+/** Routes whose body is an upload: a client that sends `Expect: 100-continue` waits until uploadBody reads it. */
+export const isUploadPath = (pathname: string): boolean => pathname === '/v1/images/import';
+
+/** The request's body, asking a client that waits for it (Expect: 100-continue) to send it once it is read. */
+async function* uploadBody(r: Request): AsyncIterable<Buffer> {
+  if (/100-continue/i.test(r.req.headers.expect ?? '')) r.res.writeContinue();
+  for await (const chunk of r.req) yield chunk as Buffer;
+}
+
 /** POST /v1/images/import?name=REF&source=FILE, the body a tar stream (IMPORT_CONTENT_TYPE). */
 async function importImage(r: Request): Promise<void> {
   const rawName = r.query.get('name');
@@ -347,7 +356,7 @@ async function importImage(r: Request): Promise<void> {
   // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   if (source.length > 4096 || !/^[^\x00-\x1f\x7f]+$/.test(source))
     throw new HttpError(400, 'source must be a file name of at most 4096 printable characters');
-  await imageJob(r, (onEvent) => r.ctx.service.importImage(r.req, { source, ...(name !== undefined ? { name } : {}) }, onEvent));
+  await imageJob(r, (onEvent) => r.ctx.service.importImage(uploadBody(r), { source, ...(name !== undefined ? { name } : {}) }, onEvent));
 }
 
 /** POST /v1/images/prune {"budgetBytes": N}: N absent or 0 removes every image no Guest uses. */

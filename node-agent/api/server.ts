@@ -2,13 +2,13 @@
 // translation of AgentService (routes.ts). Hostile or broken clients get a JSON error, never a crash:
 // every handler's exception is answered (500 for the unexpected ones) and the server keeps serving.
 import { connect, type Socket } from 'node:net';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { AgentService } from '../service/service.js';
 import { HttpError, errorAnswer, sendError, sendRawError } from './http.js';
-import { attachConsole, CONSOLE_ROUTE, matchRoute, type RouteContext } from './routes.js';
+import { attachConsole, CONSOLE_ROUTE, isUploadPath, matchRoute, type RouteContext } from './routes.js';
 
 export interface ApiServerOptions {
   socketPath: string;
@@ -45,7 +45,7 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
     if (errorAnswer(err).status >= 500) log(`krata-node-agent api: ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
   };
 
-  const server = createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
       const match = matchRoute(url.pathname);
@@ -61,6 +61,14 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
       if (!res.headersSent) sendError(res, err);
       else res.destroy(); // a stream already started: cutting it is the only signal left
     }
+  };
+  const server = createServer(handle);
+  // An upload sent with `Expect: 100-continue` (kratactl's image import) is asked for its body only when
+  // its route reads it (routes.ts uploadBody), so a refusal costs no upload and never meets a broken
+  // pipe; every other request is told to go on at once, as Node does by default.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (!isUploadPath(new URL(req.url ?? '/', 'http://agent').pathname)) res.writeContinue();
+    void handle(req, res);
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
