@@ -65,7 +65,7 @@ export function leaderParts(
   const { log } = opts;
   const redis: Redis[] = [];
   const connect = (name: string, extra: RedisOptions = {}): Redis => {
-    // No ready check: krata's Redis user may not run INFO (cluster/redis-acl.ts), and there is no
+    // No ready check: krata's Redis user may not run INFO (contracts/redis/acl.ts), and there is no
     // persisted dataset to wait for.
     const auth = {
       ...(opts.redisUsername ? { username: opts.redisUsername } : {}),

@@ -1,6 +1,6 @@
 // For the cluster-mode tests: a node agent (store, reconciler on the FakeHypervisor, cluster mode) on
 // a real redis-server, and an operator double that writes desired state and jobs the way the operator
-// does (cluster/contract.ts) and reads back status.
+// does (contracts/redis/contract.ts) and reads back status.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
