@@ -1,6 +1,7 @@
 // A Guest's identity on the hypervisor: the domain name it runs under and the hash of the spec
 // fields its domain was built from (a different hash means a new domain).
 import type { DomainInfo } from '../runtime/hypervisor.js';
+import { guestKey } from '../store/guest-store.js';
 import { createHash } from 'node:crypto';
 import type { Guest } from '../../crds/generated/types.js';
 
@@ -44,4 +45,4 @@ export class SpecHashes {
 }
 
 /** The store key (namespace/name) of the Guest a domain runs. */
-export const domainGuestKey = (d: DomainInfo): string => `${d.guest.namespace}/${d.guest.name}`;
+export const domainGuestKey = (d: DomainInfo): string => guestKey(d.guest.namespace, d.guest.name);
