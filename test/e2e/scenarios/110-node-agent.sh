@@ -5,16 +5,6 @@
 # that adopts the running guests; bad input (an image that cannot be pulled, memory beyond the host)
 # lands in status; delete --wait leaves no domain, loop device, xenstore entry or file behind.
 set -euo pipefail
-x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
-fail() {
-  echo "FAIL: $*" >&2
-  x "tail -40 /tmp/agent.log; node /krata/dist/kratactl/main.js get -o wide; xl list" >&2 || true
-  exit 1
-}
-out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
-repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
-k="node /krata/dist/kratactl/main.js"
-agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
 . "$(dirname "$0")/lib/agent.sh"
 cleanup() { agent_cleanup; }
 trap cleanup EXIT

@@ -6,17 +6,9 @@
 # (a small file and an 8 MiB one, checksummed); delete --wait leaves no domain, vif, listener or
 # packet socket, and kratanet (the agent's child, not restarted) keeps running.
 set -euo pipefail
-x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
-fail() {
-  echo "FAIL: $*" >&2
-  x "tail -60 /tmp/agent.log; node /krata/dist/kratactl/main.js get -o wide; node /krata/dist/kratactl/main.js logs net --tail 40; xl list" >&2 || true
-  exit 1
-}
-out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
-repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
-k="node /krata/dist/kratactl/main.js"
-agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477 --host-loopback"
 . "$(dirname "$0")/lib/agent.sh"
+agent="$agent --host-loopback"
+fail_logs=net
 www=/tmp/krata-e2e-120        # dom0: the files dom0's httpd serves, and its pid files
 port4=18080 port6=18081       # dom0's httpd on 127.0.0.1 and on ::1
 hostport=18000                # the guest's httpd, published on dom0

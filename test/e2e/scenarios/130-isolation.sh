@@ -7,17 +7,8 @@
 # default route, through QEMU's user network), is reached. dom0 itself reaches every one of them (the
 # controls), and the agent's log names the rule of a refusal. Deleting both leaves no domain or vif.
 set -euo pipefail
-x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
-fail() {
-  echo "FAIL: $*" >&2
-  x "tail -60 /tmp/agent.log; node /krata/dist/kratactl/main.js get -o wide; node /krata/dist/kratactl/main.js logs a --tail 40; xl list" >&2 || true
-  exit 1
-}
-out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
-repo=${KRATA_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
-k="node /krata/dist/kratactl/main.js"
-agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
 . "$(dirname "$0")/lib/agent.sh"
+fail_logs=a
 tmp=/tmp/krata-e2e-130           # dom0: redis and httpd files
 httpport=18090                   # dom0's httpd on every address
 bport=18001                      # guest b's httpd, published on dom0 (the control that b serves)

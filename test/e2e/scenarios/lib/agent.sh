@@ -1,6 +1,19 @@
 # The node agent in dom0 for scenarios that drive it (sourced, not run: 110, 120, 130).
-# Needs x() (a command in dom0), $k (kratactl in dom0) and $agent (the agent's command line in dom0).
+# Defines x() (a command in dom0), $k (kratactl in dom0), $agent (the agent's command line in dom0: a
+# scenario appends its own flags), $out and $repo, and fail() (which shows the agent's log, the Guests
+# and the domains, and the console of Guest $fail_logs if a scenario sets it).
 # dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
+x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
+k="node /krata/dist/kratactl/main.js"
+agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
+out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
+repo=${KRATA_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)}
+fail_logs=
+fail() {
+  echo "FAIL: $*" >&2
+  x "tail -60 /tmp/agent.log; $k get -o wide; ${fail_logs:+$k logs $fail_logs --tail 40;} xl list" >&2 || true
+  exit 1
+}
 
 # start_agent: starts $agent (log /tmp/agent.log) and waits until its API answers.
 start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
