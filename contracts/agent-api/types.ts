@@ -81,3 +81,35 @@ export interface PruneResult {
 
 /** The import endpoint's body: a tar stream (a docker save archive, or an OCI layout as a tarball). */
 export const IMPORT_CONTENT_TYPE = 'application/x-tar';
+
+/**
+ * One Guest's use of the host (GET /v1/usage, kratactl top and describe). Xen's figures are there
+ * whenever a domain runs; the guest's own (`guest`) only while its control channel is up.
+ */
+export interface GuestUsage {
+  namespace: string;
+  name: string;
+  domid: number;
+  /** When the figures were read (ISO 8601). */
+  timestamp: string;
+  /** CPU time used since the domain started, seconds (all vCPUs). */
+  cpuSeconds: number;
+  /** CPU in use over the last sampling interval, in cores (1 = one physical CPU's worth); absent on the first sample. */
+  cpuCores?: number;
+  /** Over how long cpuCores was measured, seconds. */
+  windowSeconds?: number;
+  vcpus: { online: number; max: number };
+  /** Memory Xen has given the domain now, and its maximum, bytes. */
+  memory: { domainBytes: number; maxBytes: number };
+  /** The control channel: up, connecting, incompatible or closed, with why when not up. */
+  channel: { phase: 'connecting' | 'up' | 'incompatible' | 'closed'; reason?: string };
+  guest?: {
+    memoryTotalBytes: number;
+    memoryAvailableBytes: number;
+    /** Total minus available: what the guest's processes and kernel hold. */
+    memoryUsedBytes: number;
+    load: [number, number, number];
+    processes: number;
+    uptimeSeconds: number;
+  };
+}

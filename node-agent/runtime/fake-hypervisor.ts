@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { FakeConsole } from './fake-console.js';
-import { type Console, type DomainInfo, type GuestDomainConfig, type Hypervisor } from './hypervisor.js';
+import { type Console, type DomainInfo, type DomainStats, type GuestDomainConfig, type Hypervisor } from './hypervisor.js';
+import type { GuestChannel } from '../guest/channel/types.js';
 import { type HostInfo } from '../../contracts/agent-api/types.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 
@@ -135,6 +136,20 @@ export class FakeHypervisor implements Hypervisor {
 
   console(domid: number): Console | undefined {
     return this.domains.get(domid)?.console;
+  }
+
+  /** Channels tests install per domid (none by default: like a domain started by an older agent). */
+  readonly channels = new Map<number, GuestChannel>();
+
+  channel(domid: number): GuestChannel | undefined {
+    return this.domains.has(domid) ? this.channels.get(domid) : undefined;
+  }
+
+  stats(domid: number): DomainStats | undefined {
+    const d = this.domains.get(domid);
+    if (!d) return undefined;
+    const bytes = d.launch.maxMemoryMiB * 1024 * 1024;
+    return { cpuSeconds: 0, memoryBytes: bytes, maxMemoryBytes: bytes, vcpusOnline: d.launch.vcpus, vcpusMax: d.launch.maxVcpus };
   }
 
   async cleanupOrphans(): Promise<string[]> {

@@ -5,6 +5,7 @@
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import type { DomainConfig, GuestExit, GuestIdentity, KrataDomainRecord } from '../xen/index.js';
 import type { EventEmitter } from 'node:events';
+import type { GuestChannel } from '../guest/channel/types.js';
 
 export type { DiskConfig, DomainConfig, GuestExit, GuestIdentity, NicConfig } from '../xen/index.js';
 
@@ -40,6 +41,17 @@ export interface Console {
   onDrain(cb: () => void): () => void;
 }
 
+/** Xen's figures for one domain (getdomaininfo). */
+export interface DomainStats {
+  /** CPU time used since the domain started, all vCPUs, seconds. */
+  cpuSeconds: number;
+  /** Pages held now (tot_pages) and the cap (max_pages), as bytes. */
+  memoryBytes: number;
+  maxMemoryBytes: number;
+  vcpusOnline: number;
+  vcpusMax: number;
+}
+
 export interface Hypervisor {
   host(): Promise<HostInfo>;
   /** krata's domains (those with a well-formed guest key), with their state and reported exit. */
@@ -54,6 +66,13 @@ export interface Hypervisor {
   readonly events: EventEmitter;
   /** The console of a running domain (attached on create or adoption). */
   console(domid: number): Console | undefined;
+  /**
+   * The control channel of a running domain (console device 1, contracts/guest-channel/PROTOCOL.md);
+   * undefined when the domain has none (an older agent started it) or is not served by this process.
+   */
+  channel(domid: number): GuestChannel | undefined;
+  /** Xen's figures for a domain; undefined when it is gone. */
+  stats(domid: number): DomainStats | undefined;
   /** Removes loop devices and vifs that belong to no domain in `list()` (after a crash). */
   cleanupOrphans(): Promise<string[]>;
 }

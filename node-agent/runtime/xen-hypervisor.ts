@@ -43,7 +43,8 @@ import {
   type Watch,
   type XenDomainInfo,
 } from '../xen/index.js';
-import type { Console, DomainInfo, DomainState, GuestDomainConfig, Hypervisor } from './hypervisor.js';
+import type { GuestChannel } from '../guest/channel/types.js';
+import type { Console, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 
 export { NotOnXenError } from '../xen/index.js';
@@ -384,6 +385,14 @@ export class XenHypervisor implements Hypervisor {
 
   console(domid: number): Console | undefined {
     return this.tracked.get(domid)?.console;
+  }
+
+  channel(_domid: number): GuestChannel | undefined {
+    return undefined; // served from console device 1 once the channel backend lands
+  }
+
+  stats(_domid: number): DomainStats | undefined {
+    return undefined;
   }
 
   async cleanupOrphans(): Promise<string[]> {

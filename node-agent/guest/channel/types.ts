@@ -1,0 +1,96 @@
+// What the rest of the agent sees of a guest's control channel (contracts/guest-channel/PROTOCOL.md):
+// its state, exec sessions with flow control, the guest's own usage figures, the console's size.
+import type { ExecResult } from '../../../contracts/agent-api/exec.js';
+
+/** Where a guest's channel is: waiting for the handshake, up, or closed for good (incompatible or broken). */
+export type ChannelState =
+  | { phase: 'connecting' }
+  | { phase: 'up'; version: number; guestSoftware: string }
+  | { phase: 'incompatible'; reason: string }
+  | { phase: 'closed'; reason: string };
+
+/** Why an exec or a metrics request could not be served: the message says what to do. */
+export class ChannelUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly state: ChannelState['phase'],
+  ) {
+    super(message);
+  }
+}
+
+export interface ExecRequest {
+  argv: string[];
+  /** K=V entries over the main process's environment. */
+  env?: string[];
+  cwd?: string;
+  /** NAME, UID, NAME:GROUP or UID:GID; default the main process's identity. */
+  user?: string;
+  tty: boolean;
+  stdin: boolean;
+  rows?: number;
+  cols?: number;
+}
+
+export type { ExecResult } from '../../../contracts/agent-api/exec.js';
+
+/** Where a session's output goes. */
+export interface ExecSink {
+  /** Output; false when the consumer is backed up: no credit goes back to the guest until `resumeOutput()`. */
+  stdout(data: Buffer): boolean;
+  stderr(data: Buffer): boolean;
+  /** The process runs in the guest. */
+  started?(pid: number): void;
+  /** Exactly once: the process ended (or could not start, or the channel went away). */
+  exit(result: ExecResult): void;
+}
+
+export interface ExecSession {
+  readonly id: number;
+  /** Queues stdin (within the guest's window); false: wait for `onStdinDrain` before writing more. */
+  writeStdin(data: Buffer): boolean;
+  onStdinDrain(cb: () => void): () => void;
+  endStdin(): void;
+  resize(rows: number, cols: number): void;
+  signal(signo: number): void;
+  /** The consumer caught up after a sink call returned false: credit flows again. */
+  resumeOutput(): void;
+  /** Abandons the session: the guest kills its process group. */
+  close(): void;
+}
+
+/** What the guest says of itself (GuestMetrics in PROTOCOL.md). */
+export interface GuestReportedMetrics {
+  memoryTotalBytes: number;
+  memoryAvailableBytes: number;
+  memoryFreeBytes: number;
+  load1: number;
+  load5: number;
+  load15: number;
+  processes: number;
+  runningProcesses: number;
+  uptimeSeconds: number;
+}
+
+export interface ChannelStats {
+  framesIn: number;
+  framesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  protocolErrors: number;
+}
+
+export interface GuestChannel {
+  state(): ChannelState;
+  /** Resolves when up; rejects with ChannelUnavailable when closed, incompatible, or not up within `timeoutMs`. */
+  ready(timeoutMs: number): Promise<void>;
+  /** A new session; throws ChannelUnavailable when not up or at MAX_SESSIONS. */
+  exec(req: ExecRequest, sink: ExecSink): ExecSession;
+  /** Rejects with ChannelUnavailable when not up, or when no answer came within `timeoutMs`. */
+  metrics(timeoutMs: number): Promise<GuestReportedMetrics>;
+  /** The console's (hvc0's) window size; dropped when the channel is not up. */
+  resizeConsole(rows: number, cols: number): void;
+  readonly stats: Readonly<ChannelStats>;
+  /** Ends every session and stops serving the channel. */
+  close(reason: string): void;
+}
