@@ -23,6 +23,7 @@ const LAYER_NAMES = ['lib', 'crds', 'contracts', 'a program'];
 // node-agent's folders, lowest first ('' = the files at its root: main.ts, flags.ts, the image command).
 const AGENT_LAYERS = {
   xen: 0,
+  channel: 0,
   runtime: 1,
   store: 1,
   image: 1,

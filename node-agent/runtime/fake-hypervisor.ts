@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { FakeConsole } from './fake-console.js';
 import { type Console, type DomainInfo, type DomainStats, type GuestDomainConfig, type Hypervisor } from './hypervisor.js';
-import type { GuestChannel } from '../guest/channel/types.js';
+import type { GuestChannel } from '../channel/types.js';
 import { type HostInfo } from '../../contracts/agent-api/types.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 

@@ -5,7 +5,7 @@
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import type { DomainConfig, GuestExit, GuestIdentity, KrataDomainRecord } from '../xen/index.js';
 import type { EventEmitter } from 'node:events';
-import type { GuestChannel } from '../guest/channel/types.js';
+import type { GuestChannel } from '../channel/types.js';
 
 export type { DiskConfig, DomainConfig, GuestExit, GuestIdentity, NicConfig } from '../xen/index.js';
 

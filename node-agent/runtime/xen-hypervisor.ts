@@ -43,7 +43,7 @@ import {
   type Watch,
   type XenDomainInfo,
 } from '../xen/index.js';
-import type { GuestChannel } from '../guest/channel/types.js';
+import type { GuestChannel } from '../channel/types.js';
 import type { Console, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 

@@ -1,6 +1,6 @@
 // What the rest of the agent sees of a guest's control channel (contracts/guest-channel/PROTOCOL.md):
 // its state, exec sessions with flow control, the guest's own usage figures, the console's size.
-import type { ExecResult } from '../../../contracts/agent-api/exec.js';
+import type { ExecResult } from '../../contracts/agent-api/exec.js';
 
 /** Where a guest's channel is: waiting for the handshake, up, or closed for good (incompatible or broken). */
 export type ChannelState =
@@ -32,7 +32,7 @@ export interface ExecRequest {
   cols?: number;
 }
 
-export type { ExecResult } from '../../../contracts/agent-api/exec.js';
+export type { ExecResult } from '../../contracts/agent-api/exec.js';
 
 /** Where a session's output goes. */
 export interface ExecSink {
@@ -93,4 +93,19 @@ export interface GuestChannel {
   readonly stats: Readonly<ChannelStats>;
   /** Ends every session and stops serving the channel. */
   close(reason: string): void;
+}
+
+/**
+ * The byte stream a channel runs over: the guest's console device 1 (xen/console/), or a pipe in
+ * tests. Structurally typed, so xen/ implements it without importing this folder.
+ */
+export interface ChannelTransport {
+  /** Bytes from the guest (one subscriber: the channel). */
+  onData(cb: (data: Buffer) => void): void;
+  /** Queues bytes for the guest; false when the queue is over its bound: wait for `onDrain`. */
+  write(data: Buffer): boolean;
+  onDrain(cb: () => void): () => void;
+  /** The transport went away (the domain is gone); called once. */
+  onClose(cb: () => void): void;
+  close(): void;
 }
