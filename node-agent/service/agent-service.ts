@@ -1,6 +1,8 @@
 // The node agent's service: the operations the local API serves, on top of the store, the reconciler,
 // the hypervisor and the image cache. Writes are validated with the same validator kratactl and the
 // operator use, all or nothing.
+import { ChannelUnavailable, type ExecRequest, type ExecSession, type ExecSink } from '../channel/index.js';
+import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import type { Guest } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import { packageVersion } from '../../lib/version.js';
@@ -241,6 +243,18 @@ export class NodeAgentService implements AgentService {
   console(namespace: string, name: string): Console | undefined {
     const domid = this.store.get(guestKey(namespace, name))?.guest.status?.domid;
     return domid === undefined ? undefined : this.hv.console(domid);
+  }
+
+  exec(namespace: string, name: string, _req: ExecRequest, _sink: ExecSink): Promise<ExecSession> {
+    return Promise.reject(new ChannelUnavailable(`exec into guest "${namespace}/${name}" is not built yet`, 'closed'));
+  }
+
+  resizeConsole(_namespace: string, _name: string, _rows: number, _cols: number): boolean {
+    return false;
+  }
+
+  usage(_namespace?: string, _name?: string): Promise<GuestUsage[]> {
+    return Promise.resolve([]);
   }
 
   private imageStore(): ImageStore {

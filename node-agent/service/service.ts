@@ -6,6 +6,8 @@ import type { KratObject } from '../../crds/validate.js';
 import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
 import type { Console } from '../runtime/hypervisor.js';
+import type { ExecRequest, ExecSession, ExecSink } from '../channel/index.js';
+import type { GuestUsage } from '../../contracts/agent-api/types.js';
 
 /** Refused input: nothing was stored. `errors` locate each problem (index into the batch, field path). */
 export class InvalidRequest extends Error {
@@ -48,6 +50,15 @@ export interface AgentService {
   events(namespace?: string, name?: string): GuestEvent[];
   /** The console of the Guest's current domain (logs and attach); undefined when none runs. */
   console(namespace: string, name: string): Console | undefined;
+  /**
+   * Opens an exec session in the Guest's current domain. Rejects with NotFound (no such Guest), or
+   * ChannelUnavailable (409) when it has no running domain or its channel is not up within a few seconds.
+   */
+  exec(namespace: string, name: string, req: ExecRequest, sink: ExecSink): Promise<ExecSession>;
+  /** The console's window size for attach; false when the Guest's channel is not up (the size is dropped). */
+  resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean;
+  /** Usage of the running Guests (in `namespace` when given; one when `name` is given too). */
+  usage(namespace?: string, name?: string): Promise<GuestUsage[]>;
   /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
   pullImage(
     reference: string,

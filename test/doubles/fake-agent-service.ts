@@ -1,5 +1,7 @@
 // An in-memory AgentService for the API server's and kratactl's tests: a store of Guests with a watch
 // log, consoles the test writes into and reads from, and knobs to move guests through their phases.
+import { ChannelUnavailable, type ExecRequest, type ExecSession, type ExecSink } from '../../node-agent/channel/index.js';
+import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
@@ -191,6 +193,18 @@ export class FakeAgentService implements AgentService {
   console(namespace: string, name: string): Console | undefined {
     this.fail('console');
     return this.consoles.get(key(namespace, name));
+  }
+
+  exec(namespace: string, name: string, _req: ExecRequest, _sink: ExecSink): Promise<ExecSession> {
+    return Promise.reject(new ChannelUnavailable(`no exec in the fake for ${namespace}/${name}`, 'closed'));
+  }
+
+  resizeConsole(_namespace: string, _name: string, _rows: number, _cols: number): boolean {
+    return false;
+  }
+
+  usage(_namespace?: string, _name?: string): Promise<GuestUsage[]> {
+    return Promise.resolve([]);
   }
 
   /** Secrets the fake knows, as namespace/name. */
