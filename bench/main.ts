@@ -32,6 +32,28 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       dom0_used_mb: dom0UsedMb,
     };
   },
+  /** exec over the control channel vs TCP over kratanet to the same guest: latency and stdout throughput. */
+  exec: () => {
+    const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/exec-xen.sh')], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      encoding: 'utf8',
+    });
+    process.stdout.write(r.stdout);
+    const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+    if (r.status !== 0 || !line) throw new Error(`exec failed (exit ${r.status})`);
+    const f = JSON.parse(line.slice('RESULT '.length)) as { exec_p50_ms: number; tcp_p50_ms: number; exec_mb_s: number; tcp_mb_s: number };
+    return {
+      bench: 'exec',
+      exec_p50_ms: f.exec_p50_ms,
+      tcp_p50_ms: f.tcp_p50_ms,
+      latency_ratio: Number((f.exec_p50_ms / f.tcp_p50_ms).toFixed(2)),
+      exec_mb_s: f.exec_mb_s,
+      tcp_mb_s: f.tcp_mb_s,
+      throughput_ratio: Number((f.exec_mb_s / f.tcp_mb_s).toFixed(2)),
+      baseline: 'TCP over kratanet to busybox nc in the same guest (connect, echo a line / download), from dom0',
+    };
+  },
   /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
   guest: () => guestBench(),
   /** 200 Guests on one agent with the test-double hypervisor: converge time, RSS, idle CPU. */
