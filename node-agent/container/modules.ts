@@ -114,10 +114,16 @@ export const secretsModule = new ContainerModule(({ bind }) => {
 
 /**
  * The local API's implementation: refuses writes in cluster mode, keeps Secrets on a single host. The
- * usage sampler is bound here too: the service and /metrics share it.
+ * usage sampler is bound here too (the service and /metrics share it); it reads Xen's figures in the
+ * background to keep CPU rates fresh.
  */
 export const serviceModule = new ContainerModule(({ bind }) => {
   provide(bind, USAGE_SAMPLER, [GUEST_STORE, HYPERVISOR, CLOCK], (store, hv, clock) => new UsageSampler(store, hv, { clock }));
+  provide(bind, COMPONENTS, [USAGE_SAMPLER], (sampler): Component => ({
+    name: 'usage sampler',
+    start: () => sampler.start(),
+    stop: () => sampler.stop(),
+  }));
   provide(
     bind,
     AGENT,

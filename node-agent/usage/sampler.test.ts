@@ -122,6 +122,23 @@ test('Xen figures of running Guests; CPU in cores from two samples over the wind
   assert.equal(fourth!.windowSeconds, 2);
 });
 
+test('background reads keep a base, so the first reader after a while gets a rate over the last period', async () => {
+  const { clock, hv, sampler, start } = await setup();
+  const web = await start('web');
+  hv.domainStats.set(web.domid, { cpuSeconds: 1 });
+  sampler.start();
+  clock.advance(10_000); // the first background read: the base
+  hv.domainStats.set(web.domid, { cpuSeconds: 100 });
+  clock.advance(60_000); // six more: the base moves with them
+  hv.domainStats.set(web.domid, { cpuSeconds: 104 });
+  clock.advance(4000);
+  const [u] = await sampler.sample();
+  assert.equal(u!.cpuCores, 1); // 4 s of CPU over the 4 s since the last background read
+  assert.equal(u!.windowSeconds, 4);
+  sampler.stop();
+  assert.equal(clock.pending, 0);
+});
+
 test('a new domain for the Guest starts its CPU window over', async () => {
   const { clock, hv, sampler, start } = await setup();
   const a = await start('web');

@@ -20,6 +20,8 @@ export interface UsageSamplerOptions {
   concurrency?: number;
   /** A CPU window shorter than this keeps the previous rate instead of measuring a new one, ms. */
   minWindowMs?: number;
+  /** Between the background reads of Xen's figures that keep CPU rates fresh (`start`), ms. */
+  periodMs?: number;
 }
 
 interface CpuSample {
@@ -56,8 +58,17 @@ function sane(m: GuestReportedMetrics | undefined): GuestReportedMetrics | undef
   return fields.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0) ? m : undefined;
 }
 
+interface DomainRead {
+  namespace: string;
+  name: string;
+  domid: number;
+  stats: DomainStats;
+  state: GuestState;
+}
+
 export class UsageSampler {
   private readonly guests = new Map<string, GuestState>();
+  private timer: { cancel(): void } | undefined;
   private readonly slots: Semaphore;
   private readonly timeoutMs: number;
   private readonly cacheMs: number;
@@ -74,20 +85,27 @@ export class UsageSampler {
     this.minWindowMs = opts.minWindowMs ?? 1000;
   }
 
+  /**
+   * Reads Xen's figures (not the guests') every periodMs, so that a reader gets a CPU rate over at
+   * most the last period, even the first reader after a while: like metrics-server's resolution.
+   */
+  start(): void {
+    const tick = () => {
+      this.readDomains(undefined, undefined);
+      this.timer = this.opts.clock.setTimeout(tick, this.opts.periodMs ?? 10_000);
+    };
+    this.timer ??= this.opts.clock.setTimeout(tick, this.opts.periodMs ?? 10_000);
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
   /** Usage of the Guests with a running domain (in `namespace`; only `name` there when given), by namespace and name. */
   async sample(namespace?: string, name?: string): Promise<GuestUsage[]> {
-    this.forgetGone();
     const now = this.opts.clock.now();
-    const read: { namespace: string; name: string; domid: number; stats: DomainStats; state: GuestState }[] = [];
-    for (const g of this.store.list(namespace)) {
-      const ns = g.metadata.namespace ?? 'default';
-      const domid = g.status?.domid;
-      if (domid === undefined || (name !== undefined && g.metadata.name !== name)) continue;
-      const stats = this.domainStats(domid);
-      if (!stats) continue;
-      read.push({ namespace: ns, name: g.metadata.name, domid, stats, state: this.cpu(guestKey(ns, g.metadata.name), domid, now, stats) });
-    }
-    read.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+    const read = this.readDomains(namespace, name);
     const reported = await this.withinTimeout(read.map((r) => this.guestMetrics(r.state, this.hv.channel(r.domid), now)));
     const timestamp = new Date(now).toISOString();
     return read.map((r, i): GuestUsage => {
@@ -118,6 +136,22 @@ export class UsageSampler {
           : {}),
       };
     });
+  }
+
+  /** Xen's figures of the Guests' running domains, with their CPU rates brought up to date, by namespace and name. */
+  private readDomains(namespace: string | undefined, name: string | undefined): DomainRead[] {
+    this.forgetGone();
+    const now = this.opts.clock.now();
+    const read: DomainRead[] = [];
+    for (const g of this.store.list(namespace)) {
+      const ns = g.metadata.namespace ?? 'default';
+      const domid = g.status?.domid;
+      if (domid === undefined || (name !== undefined && g.metadata.name !== name)) continue;
+      const stats = this.domainStats(domid);
+      if (!stats) continue;
+      read.push({ namespace: ns, name: g.metadata.name, domid, stats, state: this.cpu(guestKey(ns, g.metadata.name), domid, now, stats) });
+    }
+    return read.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
   }
 
   /** Guests the sampler still holds something of (for tests: memory stays bounded). */
