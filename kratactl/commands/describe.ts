@@ -1,5 +1,5 @@
 // kratactl describe guest NAME: one Guest for people, as kubectl describe prints a Pod: its spec in
-// short, its status, its conditions and the recent events about it.
+// short, its status, its usage while it runs, its conditions and the recent events about it.
 import { parseArgs } from 'node:util';
 import type { Guest } from '../../crds/generated/types.js';
 import { AgentError, type AgentClient, type GuestEvent, type GuestUsage } from '../agent-client.js';
