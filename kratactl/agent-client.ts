@@ -13,6 +13,8 @@ import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contrac
 import { IMPORT_CONTENT_TYPE, type PruneResult, type PullEvent, type StoredImage } from '../contracts/agent-api/types.js';
 
 export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
+import type { GuestUsage } from '../contracts/agent-api/types.js';
+export type { GuestUsage } from '../contracts/agent-api/types.js';
 
 export class AgentError extends Error {
   constructor(
@@ -203,6 +205,17 @@ export class AgentClient {
 
   async host(): Promise<HostStatus> {
     return (await this.call('GET', '/v1/host')) as HostStatus;
+  }
+
+  /** Usage of the Guests with a running domain (in `namespace` when given). */
+  async usage(namespace?: string): Promise<GuestUsage[]> {
+    const body = await this.call('GET', `/v1/usage${namespace === undefined ? '' : `?namespace=${enc(namespace)}`}`);
+    return (body as { items: GuestUsage[] }).items;
+  }
+
+  /** One Guest's usage: an AgentError with status 404 (no such Guest) or 409 (no running domain) otherwise. */
+  async guestUsage(namespace: string, name: string): Promise<GuestUsage> {
+    return (await this.call('GET', `${guestPath(namespace, name)}/usage`)) as GuestUsage;
   }
 
   /** A request whose answer is one JSON document. */

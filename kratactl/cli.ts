@@ -11,6 +11,7 @@ import { HOST_HELP, host } from './commands/host.js';
 import { IMAGE_HELP, image } from './commands/image.js';
 import { LOGS_HELP, logs } from './commands/logs.js';
 import { RUN_HELP, run as runGuest } from './commands/run.js';
+import { TOP_HELP, top } from './commands/top.js';
 import { version } from './commands/version.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
 
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   attach: { summary: "attach the terminal to a guest's console (Ctrl+] detaches)", help: ATTACH_HELP, run: attach },
   explain: { summary: 'document a kind or field of the API', help: EXPLAIN_HELP, run: explain },
   image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
+  top: { summary: 'show what running guests use: CPU, memory, load (-A, -w to refresh)', help: TOP_HELP, run: top },
   host: { summary: "show the node agent's host (status)", help: HOST_HELP, run: host },
   completion: {
     summary: 'print a bash or zsh completion script',

@@ -30,6 +30,7 @@ const AGENT_LAYERS = {
   net: 1,
   guest: 1,
   reconcile: 2,
+  usage: 2,
   controller: 3,
   follower: 3,
   service: 3,

@@ -95,6 +95,11 @@ export const COMPLETIONS: Record<string, CommandCompletion> = {
       ...AGENT_VALUES,
     },
   },
+  top: {
+    flags: ['-A', '--all-namespaces', '-w', '--watch', '--interval', '--no-headers', '-o', '--output', ...AGENT],
+    values: { '--interval': [], '-o': ['json', 'yaml'], '--output': ['json', 'yaml'], ...AGENT_VALUES },
+    guests: true,
+  },
   host: {
     flags: ['-o', '--output', '--agent'],
     values: { '-o': ['yaml', 'json'], '--output': ['yaml', 'json'], '--agent': 'files' },

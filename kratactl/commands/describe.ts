@@ -1,8 +1,8 @@
 // kratactl describe guest NAME: one Guest for people, as kubectl describe prints a Pod: its spec in
-// short, its status, its conditions and the recent events about it.
+// short, its status, its usage while it runs, its conditions and the recent events about it.
 import { parseArgs } from 'node:util';
 import type { Guest } from '../../crds/generated/types.js';
-import type { GuestEvent } from '../agent-client.js';
+import { AgentError, type AgentClient, type GuestEvent, type GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import {
   AGENT_HELP,
@@ -16,8 +16,9 @@ import {
   isGuestKind,
   namespaceOf,
 } from './common.js';
+import { usageFields } from './usage-figures.js';
 
-export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, conditions and recent events.
+export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, usage (while it runs), conditions and recent events.
 
 Usage: kratactl describe guest NAME... [options]
 
@@ -40,12 +41,26 @@ export async function describe(argv: string[], io: IO): Promise<number> {
     const out: string[] = [];
     for (const name of names) {
       const guest = await client.get(namespace, name);
-      out.push(describeGuest(guest, await client.events(namespace, name)));
+      out.push(describeGuest(guest, await client.events(namespace, name), Date.now(), await usageOf(client, guest)));
     }
     io.stdout.write(out.join('\n\n'));
     return EXIT_OK;
   } catch (err) {
     return agentFailure(io, err);
+  }
+}
+
+/**
+ * A running Guest's usage; undefined when it has none (its domain just went) or the agent serves none
+ * (an older one): describe shows the rest either way.
+ */
+async function usageOf(client: AgentClient, g: Guest): Promise<GuestUsage | undefined> {
+  if (g.status?.domid === undefined) return undefined;
+  try {
+    return await client.guestUsage(g.metadata.namespace ?? 'default', g.metadata.name);
+  } catch (err) {
+    if (err instanceof AgentError && (err.status === 404 || err.status === 409)) return undefined;
+    throw err;
   }
 }
 
@@ -69,7 +84,7 @@ function when(t: string | undefined, now: number): string | undefined {
   return t ? `${t} (${age(t, now)} ago)` : undefined;
 }
 
-export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now()): string {
+export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now(), usage?: GuestUsage): string {
   const spec = g.spec;
   const s = g.status ?? {};
   const r = spec.resources;
@@ -121,6 +136,7 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now()):
     ],
     '  ',
   );
+  if (usage) out += 'Usage:\n' + fields(usageFields(usage), '  ');
   out += 'Conditions:\n';
   const conditions = s.conditions ?? [];
   out += conditions.length

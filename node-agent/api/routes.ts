@@ -378,6 +378,20 @@ async function removeImage(r: Request): Promise<void> {
   sendJson(r.res, 200, { image: r.ctx.service.removeImage(imageRef(r.params.ref, 'image')) });
 }
 
+/** GET /v1/usage[?namespace=NS]: the running Guests' usage. */
+async function listUsage(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: await r.ctx.service.usage(optionalLabel(r.query, 'namespace')) });
+}
+
+/** One Guest's usage; 409 (with its phase) when it has no running domain. */
+async function guestUsage(r: Request): Promise<void> {
+  const { namespace, name, guest } = guestOf(r);
+  const [usage] = guest.status?.domid === undefined ? [] : await r.ctx.service.usage(namespace, name);
+  if (!usage)
+    throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no usage`);
+  sendJson(r.res, 200, usage);
+}
+
 async function host(r: Request): Promise<void> {
   sendJson(r.res, 200, await r.ctx.service.host());
 }
@@ -401,6 +415,8 @@ export const ROUTES: Route[] = (
     ['/v1/images', { GET: listImages }],
     ['/v1/images/:ref', { DELETE: removeImage }],
     ['/v1/host', { GET: host }],
+    ['/v1/usage', { GET: listUsage }],
+    [`${GUEST}/usage`, { GET: guestUsage }],
   ] as [string, Record<string, Handler>][]
 ).map(([path, methods]) => ({ segments: path.split('/'), methods }));
 

@@ -22,6 +22,7 @@ import type { Hypervisor } from '../runtime/hypervisor.js';
 import type { NodeAgentService } from '../service/agent-service.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { SecretStore } from '../store/secret-store.js';
+import type { UsageSampler } from '../usage/sampler.js';
 import type { AgentConfig } from './config.js';
 
 export const CONFIG = id<AgentConfig>('AgentConfig');
@@ -45,6 +46,8 @@ export const METRICS = id<AgentMetrics>('AgentMetrics');
 /** Optional: how config disks are written; many simulated hosts bind a cheaper one than mksquashfs. */
 export const WRITE_CONFIG_DISK = id<typeof writeConfigDisk>('WriteConfigDisk');
 export const GUEST_CONTROLLER = id<GuestController>('GuestController');
+/** Per-guest usage, one sampler for the local API and /metrics. */
+export const USAGE_SAMPLER = id<UsageSampler>('UsageSampler');
 /** The local API's implementation. */
 export const AGENT = id<NodeAgentService>('NodeAgentService');
 export const API_SERVER = id<Component & { readonly server?: ApiServer }>('ApiServer');

@@ -26,6 +26,7 @@ import type { Hypervisor } from '../runtime/hypervisor.js';
 import { NodeAgentService, CachedImages } from '../service/agent-service.js';
 import { GuestStore } from '../store/guest-store.js';
 import { SecretStore } from '../store/secret-store.js';
+import { UsageSampler } from '../usage/sampler.js';
 import type { AgentConfig } from './config.js';
 import {
   AGENT,
@@ -48,6 +49,7 @@ import {
   PULL_TOKENS,
   GUEST_CONTROLLER,
   SECRET_STORE,
+  USAGE_SAMPLER,
   WRITE_CONFIG_DISK,
 } from './ids.js';
 
@@ -110,15 +112,26 @@ export const secretsModule = new ContainerModule(({ bind }) => {
   provide(bind, PULL_AUTH, [SECRET_STORE], (secrets) => (g) => secrets.forGuest(g));
 });
 
-/** The local API's implementation: refuses writes in cluster mode, keeps Secrets on a single host. */
+/**
+ * The local API's implementation: refuses writes in cluster mode, keeps Secrets on a single host. The
+ * usage sampler is bound here too (the service and /metrics share it); it reads Xen's figures in the
+ * background to keep CPU rates fresh.
+ */
 export const serviceModule = new ContainerModule(({ bind }) => {
+  provide(bind, USAGE_SAMPLER, [GUEST_STORE, HYPERVISOR, CLOCK], (store, hv, clock) => new UsageSampler(store, hv, { clock }));
+  provide(bind, COMPONENTS, [USAGE_SAMPLER], (sampler): Component => ({
+    name: 'usage sampler',
+    start: () => sampler.start(),
+    stop: () => sampler.stop(),
+  }));
   provide(
     bind,
     AGENT,
-    [CONFIG, GUEST_STORE, HYPERVISOR, EVENT_RECORDER, optional(IMAGE_STORE), CLOCK, PULL_SLOTS, optional(SECRET_STORE)],
-    (config, store, hv, recorder, images, clock, pullSlots, secrets) =>
+    [CONFIG, GUEST_STORE, HYPERVISOR, EVENT_RECORDER, optional(IMAGE_STORE), CLOCK, PULL_SLOTS, optional(SECRET_STORE), USAGE_SAMPLER],
+    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage) =>
       new NodeAgentService(store, hv, recorder, images, clock, {
         pullSlots,
+        usage,
         ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets }),
       }),
   );
@@ -152,8 +165,8 @@ export const metricsModule = () =>
   new ContainerModule(({ bind, onActivation }) => {
     let controller: GuestController | undefined;
     onActivation<GuestController>(GUEST_CONTROLLER, (_ctx, c) => (controller = c));
-    provide(bind, METRICS, [GUEST_STORE, optional(IMAGE_STORE)], (store, images) => {
-      return new AgentMetrics(store, () => controller?.queue, images);
+    provide(bind, METRICS, [GUEST_STORE, optional(IMAGE_STORE), optional(USAGE_SAMPLER)], (store, images, usage) => {
+      return new AgentMetrics(store, () => controller?.queue, images, usage && (() => usage.sample()));
     });
     provide(bind, COMPONENTS, [CONFIG, METRICS], (config, metrics): Component => {
       let server: Awaited<ReturnType<AgentMetrics['listen']>> | undefined;

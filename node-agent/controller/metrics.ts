@@ -1,11 +1,14 @@
 // krata-node-agent's Prometheus metrics (prom-client): reconciles, the queue, guests by phase, the image
-// cache, console throttling, plus Node's process metrics. Served on their own listener, apart from the local API.
+// cache, console throttling, per-guest usage (usage/prometheus.ts), plus Node's process metrics. Served
+// on their own listener, apart from the local API.
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { GuestStore } from '../store/guest-store.js';
 import type { WorkQueue } from '../../lib/work-queue.js';
 import type { ImageStore } from '../image/store.js';
 import { consoleStats } from '../xen/index.js';
+import type { GuestUsage } from '../../contracts/agent-api/types.js';
+import { registerGuestUsage } from '../usage/prometheus.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -22,7 +25,8 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
-  constructor(store: GuestStore, queue: () => WorkQueue | undefined, images?: ImageStore) {
+  /** `usage`: the running Guests' usage (usage/sampler.ts), for the krata_guest_* series. */
+  constructor(store: GuestStore, queue: () => WorkQueue | undefined, images?: ImageStore, usage?: () => Promise<GuestUsage[]>) {
     // The event-loop-delay monitor samples every 10 ms by default, which alone kept an idle agent
     // near 1 % CPU; twice a second is enough to see a blocked loop.
     collectDefaultMetrics({ register: this.registry, prefix: 'krata_agent_', eventLoopMonitoringPrecision: 500 });
@@ -73,6 +77,7 @@ export class AgentMetrics {
         },
       });
     }
+    if (usage) registerGuestUsage(this.registry, usage);
   }
 
   observe(ms: number, error?: unknown): void {

@@ -145,11 +145,15 @@ export class FakeHypervisor implements Hypervisor {
     return this.domains.has(domid) ? this.channels.get(domid) : undefined;
   }
 
+  /** Figures tests set per domid over what `stats` derives from the launch (CPU time 0, memory at its maximum). */
+  readonly domainStats = new Map<number, Partial<DomainStats>>();
+
   stats(domid: number): DomainStats | undefined {
     const d = this.domains.get(domid);
     if (!d) return undefined;
     const bytes = d.launch.maxMemoryMiB * 1024 * 1024;
-    return { cpuSeconds: 0, memoryBytes: bytes, maxMemoryBytes: bytes, vcpusOnline: d.launch.vcpus, vcpusMax: d.launch.maxVcpus };
+    const derived = { cpuSeconds: 0, memoryBytes: bytes, maxMemoryBytes: bytes, vcpusOnline: d.launch.vcpus, vcpusMax: d.launch.maxVcpus };
+    return { ...derived, ...this.domainStats.get(domid) };
   }
 
   async cleanupOrphans(): Promise<string[]> {

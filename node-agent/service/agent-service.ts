@@ -22,6 +22,7 @@ import { ImageError, type ImageProvider } from '../reconcile/pulls.js';
 import { InvalidRequest, NotFound, storageFull, type AgentService } from './service.js';
 import { type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from '../../contracts/agent-api/types.js';
 import { quantityValue } from '../../crds/quantity.js';
+import { UsageSampler } from '../usage/sampler.js';
 
 /**
  * Images for the reconciler from the host's cache, under Kubernetes' pull policies. A cached image
@@ -83,10 +84,13 @@ export interface AgentOptions {
   managedBy?: string;
   /** The reconciler's pull slots: pulls through the API wait for one too, so --pull-concurrency bounds all pulls. */
   pullSlots?: Semaphore;
+  /** The host's one usage sampler (shared with /metrics); the service makes its own without it. */
+  usage?: UsageSampler;
 }
 
 export class NodeAgentService implements AgentService {
   private readonly history: WatchEvent[] = [];
+  private readonly sampler: UsageSampler;
 
   constructor(
     private readonly store: GuestStore,
@@ -96,6 +100,7 @@ export class NodeAgentService implements AgentService {
     private readonly clock: Clock,
     private readonly opts: AgentOptions = {},
   ) {
+    this.sampler = opts.usage ?? new UsageSampler(store, hv, { clock });
     // A short replay buffer, so a watcher that reconnects with `since` misses nothing recent.
     store.on('change', (e: WatchEvent) => {
       this.history.push(e);
@@ -253,8 +258,10 @@ export class NodeAgentService implements AgentService {
     return false;
   }
 
-  usage(_namespace?: string, _name?: string): Promise<GuestUsage[]> {
-    return Promise.resolve([]);
+  async usage(namespace?: string, name?: string): Promise<GuestUsage[]> {
+    if (namespace !== undefined && name !== undefined && !this.store.get(guestKey(namespace, name)))
+      throw new NotFound(`guest ${guestKey(namespace, name)} not found`);
+    return this.sampler.sample(namespace, name);
   }
 
   private imageStore(): ImageStore {

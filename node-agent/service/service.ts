@@ -57,7 +57,10 @@ export interface AgentService {
   exec(namespace: string, name: string, req: ExecRequest, sink: ExecSink): Promise<ExecSession>;
   /** The console's window size for attach; false when the Guest's channel is not up (the size is dropped). */
   resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean;
-  /** Usage of the running Guests (in `namespace` when given; one when `name` is given too). */
+  /**
+   * Usage of the running Guests (in `namespace` when given; one when `name` is given too): NotFound
+   * for a named Guest that does not exist, none for one without a running domain.
+   */
   usage(namespace?: string, name?: string): Promise<GuestUsage[]>;
   /** A pull, with `pullSecrets` (names in `namespace`, default "default") when given. */
   pullImage(

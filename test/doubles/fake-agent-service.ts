@@ -203,8 +203,16 @@ export class FakeAgentService implements AgentService {
     return false;
   }
 
-  usage(_namespace?: string, _name?: string): Promise<GuestUsage[]> {
-    return Promise.resolve([]);
+  /** What usage() answers (filtered by its namespace and name): tests script it. */
+  usageItems: GuestUsage[] = [];
+
+  async usage(namespace?: string, name?: string): Promise<GuestUsage[]> {
+    this.fail('usage');
+    if (namespace !== undefined && name !== undefined && !this.guests.has(key(namespace, name)))
+      throw new NotFound(`guest ${key(namespace, name)} not found`);
+    return structuredClone(
+      this.usageItems.filter((u) => (namespace === undefined || u.namespace === namespace) && (name === undefined || u.name === name)),
+    );
   }
 
   /** Secrets the fake knows, as namespace/name. */
