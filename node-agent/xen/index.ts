@@ -37,10 +37,5 @@ export { InputQueue, consoleFlags, consoleStats } from './console/throttle.js';
 
 // The guest channel's device (console 1) and its backend.
 export { CHANNEL_TYPE, channelBackendPath, channelFrontendPath } from './devices/channel.js';
-export {
-  ChannelBackend,
-  ChannelHandshakeError,
-  NoChannelDevice,
-  type ChannelConnectOptions,
-} from './console/channel-backend.js';
+export { ChannelBackend, ChannelHandshakeError, NoChannelDevice, type ChannelConnectOptions } from './console/channel-backend.js';
 export { ChannelRingTransport, type ChannelByteStream, type ChannelLimits } from './console/channel-transport.js';

@@ -162,8 +162,7 @@ export class ChannelBackend {
         const value = await read();
         if (value !== undefined) finish(() => resolve(value));
       });
-      const onEvent = () =>
-        void check().catch((e: unknown) => finish(() => reject(e instanceof Error ? e : new Error(String(e)))));
+      const onEvent = () => void check().catch((e: unknown) => finish(() => reject(e instanceof Error ? e : new Error(String(e)))));
       this.xs.watch(path, onEvent).then(
         (w) => {
           if (done) void w.unwatch().catch(() => undefined);

@@ -57,7 +57,11 @@ export class ChannelRingTransport implements ChannelByteStream {
     limits: ChannelLimits = {},
   ) {
     this.input = new InputQueue(limits.inputLimitBytes ?? DEFAULT_CHANNEL_INPUT_LIMIT);
-    this.budget = new TokenBucket(limits.rateBytesPerSecond ?? DEFAULT_CHANNEL_RATE, limits.burstBytes ?? DEFAULT_CHANNEL_BURST, limits.now);
+    this.budget = new TokenBucket(
+      limits.rateBytesPerSecond ?? DEFAULT_CHANNEL_RATE,
+      limits.burstBytes ?? DEFAULT_CHANNEL_BURST,
+      limits.now,
+    );
     this.setTimer = limits.setTimer ?? realTimer;
   }
 

@@ -341,7 +341,10 @@ test('a frontend that never offers its ring: connect gives up after its bound; o
   const alive = setInterval(() => undefined, 1000);
   t.after(() => clearInterval(alive));
   const f = backendFixture();
-  await assert.rejects(f.backend.connect(D, { timeoutMs: 30 }), (e: Error) => e instanceof ChannelHandshakeError && /within 30 ms/.test(e.message));
+  await assert.rejects(
+    f.backend.connect(D, { timeoutMs: 30 }),
+    (e: Error) => e instanceof ChannelHandshakeError && /within 30 ms/.test(e.message),
+  );
   assert.equal(f.xs.watchCount, 0);
   const g = backendFixture();
   const connecting = g.backend.connect(D, { timeoutMs: 60_000 });

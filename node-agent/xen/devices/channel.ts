@@ -11,7 +11,12 @@ export const CHANNEL_TYPE = 'krata-channel';
 export async function writeChannelDevice(tx: Transaction, domid: number): Promise<void> {
   // No ring-ref or port from us: the frontend allocates both (unlike console 0, which the builder sets up).
   const common = { type: CHANNEL_TYPE, protocol: 'vt100' };
-  await writeDeviceHandshake(tx, 'console', domid, CHANNEL_DEVID, common, { ...common, limit: String(1024 * 1024), output: 'pty', tty: '' });
+  await writeDeviceHandshake(tx, 'console', domid, CHANNEL_DEVID, common, {
+    ...common,
+    limit: String(1024 * 1024),
+    output: 'pty',
+    tty: '',
+  });
 }
 
 /** The guest's end: the guest owns it, so every value read from it is hostile. */
