@@ -214,6 +214,7 @@ export class XenHypervisor implements Hypervisor {
     const channelBackend = new ChannelBackend(xs, evtchn, grants);
     const channel = opts.channel ?? {};
     this.channels = new GuestChannels({
+      hasDevice: (domid) => channelBackend.hasDevice(domid),
       connect: (domid) => channelBackend.connect(domid, { timeoutMs: channel.connectTimeoutMs, limits: channel.limits }),
       isPermanent: (e) => e instanceof NoChannelDevice,
       open: channel.open ?? openGuestChannel,
@@ -370,7 +371,7 @@ export class XenHypervisor implements Hypervisor {
       );
       this.tracked.set(built.domid, tracked!);
       // In the background: the guest's kernel offers the channel's ring once it has booted.
-      this.channels.ensure(built.domid);
+      this.channels.ensure(built.domid, true);
       // A guest that ended before it was followed still gets its 'change'.
       this.refreshStates();
       return { domid: built.domid, uuid, ...meta, state: tracked!.state === 'gone' ? 'dying' : tracked!.state };
