@@ -279,8 +279,8 @@ export class XenHypervisor implements Hypervisor {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [...this.tracked.values()]) this.untrack(t, false);
     this.channels.dropAll('the agent is stopping');
+    for (const t of [...this.tracked.values()]) this.untrack(t, false);
     this.grants?.close();
     await this.evtchn.close().catch(() => undefined);
     this.xs.close(); // xenstored drops this connection's watches with it
