@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NotOnXenError, XenHypervisor, attachedLoops, domainNamed, domainState, isUnder } from './xen-hypervisor.js';
+import { NotOnXenError, XenHypervisor, attachedLoops, domainNamed, domainState, domainStats, isUnder } from './xen-hypervisor.js';
+import { getDomainInfo } from '../xen/abi.js';
+import { parseDomainInfo } from '../xen/control.js';
+import { setField } from '../../lib/c-layout.js';
 
 test("Xen's domain flags map to states: dying, crashed, shutdown, paused, running", () => {
   const base = { dying: false, shutdown: false, shutdownReason: undefined, paused: false };
@@ -83,4 +86,26 @@ test("a domain name held by a live domain is found (any domain, not only krata's
   assert.equal(await domainNamed(xs, live, 'krata.a-b.c'), 3);
   assert.equal(await domainNamed(xs, live, 'krata.x.y'), undefined);
   assert.equal(await domainNamed(xs, live, 'krata.a.b'), undefined);
+});
+
+test("a domain's figures come from getdomaininfo: CPU time in seconds, pages as bytes, vCPUs online and in all", () => {
+  // The buffer as the domctl returns it (struct xen_domctl_getdomaininfo, checked against domctl.h in xen/abi.test.ts).
+  const buf = Buffer.alloc(getDomainInfo.size);
+  setField(buf, getDomainInfo, 'domain', 5);
+  setField(buf, getDomainInfo, 'tot_pages', 32768n);
+  setField(buf, getDomainInfo, 'max_pages', 65792n);
+  setField(buf, getDomainInfo, 'cpu_time', 2_500_000_000n);
+  setField(buf, getDomainInfo, 'nr_online_vcpus', 2);
+  setField(buf, getDomainInfo, 'max_vcpu_id', 3);
+  const info = parseDomainInfo(buf, 0);
+  assert.deepEqual(domainStats(info), {
+    cpuSeconds: 2.5,
+    memoryBytes: 32768 * 4096,
+    maxMemoryBytes: 65792 * 4096,
+    vcpusOnline: 2,
+    vcpusMax: 4,
+  });
+  setField(buf, getDomainInfo, 'max_vcpu_id', 0xffffffff);
+  setField(buf, getDomainInfo, 'nr_online_vcpus', 0);
+  assert.equal(domainStats(parseDomainInfo(buf, 0)).vcpusMax, 0, 'XEN_INVALID_MAX_VCPU_ID: no vCPUs');
 });

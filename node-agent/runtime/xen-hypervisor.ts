@@ -15,12 +15,14 @@ import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import {
+  ChannelBackend,
   ConsoleBackend,
   DomainBuilder,
   EventChannels,
   GNTDEV_PATH,
   GrantMapper,
   KrataKey,
+  NoChannelDevice,
   NotOnXenError,
   Privcmd,
   XenControl,
@@ -36,6 +38,7 @@ import {
   readLoops,
   removeDomainStore,
   requestPoweroff,
+  type ChannelLimits,
   type ConsoleLimits,
   type ConsoleSession,
   type GuestIdentity,
@@ -44,8 +47,11 @@ import {
   type XenDomainInfo,
 } from '../xen/index.js';
 import type { GuestChannel } from '../channel/types.js';
+import { openGuestChannel } from '../channel/index.js';
 import type { Console, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
+import { packageVersion } from '../../lib/version.js';
+import { GuestChannels, type ChannelFactory } from './guest-channels.js';
 
 export { NotOnXenError } from '../xen/index.js';
 
@@ -60,6 +66,13 @@ export interface XenHypervisorOptions {
   destroyTimeoutMs?: number;
   /** For tests: another privcmd device path. */
   privcmdPath?: string;
+  /** The guest channel (console device 1): per-guest bounds, how long a connect waits for the guest, and what speaks over it. */
+  channel?: {
+    limits?: ChannelLimits;
+    connectTimeoutMs?: number;
+    /** Default openGuestChannel (node-agent/channel/). */
+    open?: ChannelFactory;
+  };
 }
 
 const DEFAULT_HISTORY_BYTES = 256 * 1024;
@@ -75,6 +88,20 @@ export function domainState(info: Pick<XenDomainInfo, 'dying' | 'shutdown' | 'sh
   if (info.paused) return 'paused';
   return 'running';
 }
+
+/** Xen's figures for a domain, from getdomaininfo: CPU time in seconds, pages as bytes, vCPUs. */
+export function domainStats(info: Pick<XenDomainInfo, 'cpuTimeNs' | 'totalPages' | 'maxPages' | 'onlineVcpus' | 'maxVcpuId'>): DomainStats {
+  return {
+    cpuSeconds: Number(info.cpuTimeNs) / 1e9,
+    memoryBytes: info.totalPages * XEN_PAGE_BYTES,
+    maxMemoryBytes: info.maxPages * XEN_PAGE_BYTES,
+    vcpusOnline: info.onlineVcpus,
+    // max_vcpu_id is ~0 for a domain without vCPUs (XEN_INVALID_MAX_VCPU_ID).
+    vcpusMax: info.maxVcpuId === 0xffffffff ? 0 : info.maxVcpuId + 1,
+  };
+}
+
+const XEN_PAGE_BYTES = 4096;
 
 // ---- Loop devices ------------------------------------------------------------------------------------
 
@@ -167,6 +194,7 @@ export class XenHypervisor implements Hypervisor {
   private readonly naming = new Set<string>();
   private readonly builder: DomainBuilder;
   private readonly backend: ConsoleBackend;
+  private readonly channels: GuestChannels;
   private readonly historyBytes: number;
   private readonly consoleLimits: ConsoleLimits;
   private readonly stateDir: string;
@@ -183,6 +211,15 @@ export class XenHypervisor implements Hypervisor {
   ) {
     this.builder = new DomainBuilder(privcmd, xen, xs);
     this.backend = new ConsoleBackend(privcmd, evtchn, xs, grants);
+    const channelBackend = new ChannelBackend(xs, evtchn, grants);
+    const channel = opts.channel ?? {};
+    this.channels = new GuestChannels({
+      hasDevice: (domid) => channelBackend.hasDevice(domid),
+      connect: (domid) => channelBackend.connect(domid, { timeoutMs: channel.connectTimeoutMs, limits: channel.limits }),
+      isPermanent: (e) => e instanceof NoChannelDevice,
+      open: channel.open ?? openGuestChannel,
+      software: `krata-node-agent ${packageVersion()}`,
+    });
     this.historyBytes = opts.consoleHistoryBytes ?? DEFAULT_HISTORY_BYTES;
     this.consoleLimits = opts.consoleLimits ?? {};
     this.stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
@@ -242,6 +279,7 @@ export class XenHypervisor implements Hypervisor {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.channels.dropAll('the agent is stopping');
     for (const t of [...this.tracked.values()]) this.untrack(t, false);
     this.grants?.close();
     await this.evtchn.close().catch(() => undefined);
@@ -332,6 +370,8 @@ export class XenHypervisor implements Hypervisor {
         },
       );
       this.tracked.set(built.domid, tracked!);
+      // In the background: the guest's kernel offers the channel's ring once it has booted.
+      this.channels.ensure(built.domid, true);
       // A guest that ended before it was followed still gets its 'change'.
       this.refreshStates();
       return { domid: built.domid, uuid, ...meta, state: tracked!.state === 'gone' ? 'dying' : tracked!.state };
@@ -387,12 +427,14 @@ export class XenHypervisor implements Hypervisor {
     return this.tracked.get(domid)?.console;
   }
 
-  channel(_domid: number): GuestChannel | undefined {
-    return undefined; // served from console device 1 once the channel backend lands
+  channel(domid: number): GuestChannel | undefined {
+    return this.tracked.has(domid) ? this.channels.get(domid) : undefined;
   }
 
-  stats(_domid: number): DomainStats | undefined {
-    return undefined;
+  stats(domid: number): DomainStats | undefined {
+    this.assertOpen();
+    const info = this.xen.domain(domid);
+    return info ? domainStats(info) : undefined;
   }
 
   async cleanupOrphans(): Promise<string[]> {
@@ -406,6 +448,7 @@ export class XenHypervisor implements Hypervisor {
     const backends = {
       vbd: await this.xs.tryList('/local/domain/0/backend/vbd'),
       vif: await this.xs.tryList('/local/domain/0/backend/vif'),
+      console: await this.xs.tryList('/local/domain/0/backend/console'),
     };
     const homes = await this.xs.tryList('/local/domain');
     const live = new Set(this.xen.listDomains().map((d) => d.domid));
@@ -427,7 +470,7 @@ export class XenHypervisor implements Hypervisor {
       removed.push(`xenstore ${home(id)}`);
     }
     // Device backends whose frontend domain is gone (netback removes the vif with its backend).
-    for (const kind of ['vbd', 'vif'] as const) {
+    for (const kind of ['vbd', 'vif', 'console'] as const) {
       for (const name of backends[kind]) {
         const id = Number(name);
         if (!/^[1-9]\d{0,4}$/.test(name) || live.has(id) || this.destroying.has(id)) continue;
@@ -501,6 +544,7 @@ export class XenHypervisor implements Hypervisor {
       this.tracked.set(d.domid, t);
       this.watchGuest(t).catch(() => undefined);
     }
+    if (state === 'running' || state === 'paused') this.channels.ensure(d.domid);
     if (!t.session && state !== 'dying') await this.attachConsole(t);
   }
 
@@ -551,7 +595,10 @@ export class XenHypervisor implements Hypervisor {
   }
 
   private untrack(t: Tracked, unwatch: boolean): void {
-    if (this.tracked.get(t.domid) === t) this.tracked.delete(t.domid);
+    if (this.tracked.get(t.domid) === t) {
+      this.tracked.delete(t.domid);
+      this.channels.drop(t.domid, 'the domain is gone');
+    }
     t.state = 'gone';
     if (t.session) {
       try {

@@ -9,6 +9,7 @@ import type { LoopDevice } from './devices/loop.js';
 import { KrataKey, krataEntries } from './krata-keys.js';
 import { vbdBackendRoot, writeVbd } from './devices/vbd.js';
 import { vifBackendRoot, writeVif } from './devices/vif.js';
+import { consoleBackendRoot, writeChannelDevice } from './devices/channel.js';
 
 /** What the builder knows once the domain exists: its ids and where its xenstore and console rings are. */
 export interface DomainRings {
@@ -95,6 +96,7 @@ export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig,
     ]);
     for (const [i, disk] of config.disks.entries()) await writeVbd(tx, d.domid, { vdev: disk.vdev, loop: opts.loops[i]! });
     for (const [handle, nic] of config.nics.entries()) await writeVif(tx, d.domid, { handle, mac: nic.mac });
+    await writeChannelDevice(tx, d.domid);
   });
 }
 
@@ -102,6 +104,7 @@ export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig,
 export async function removeDomainStore(xs: XenstoreClient, domid: number, uuid?: string): Promise<void> {
   await xs.rm(vbdBackendRoot(domid));
   await xs.rm(vifBackendRoot(domid));
+  await xs.rm(consoleBackendRoot(domid));
   await xs.releaseDomain(domid).catch(() => undefined);
   await xs.rm(`/local/domain/${domid}`);
   if (uuid) await xs.rm(`/vm/${uuid}`);

@@ -34,3 +34,8 @@ export { removeDomainStore } from './domain-store.js';
 // Consoles.
 export { ConsoleBackend, type ConsoleLimits, type ConsoleSession } from './console/backend.js';
 export { InputQueue, consoleFlags, consoleStats } from './console/throttle.js';
+
+// The guest channel's device (console 1) and its backend.
+export { CHANNEL_TYPE, channelBackendPath, channelFrontendPath } from './devices/channel.js';
+export { ChannelBackend, ChannelHandshakeError, NoChannelDevice, type ChannelConnectOptions } from './console/channel-backend.js';
+export { ChannelRingTransport, type ChannelByteStream, type ChannelLimits } from './console/channel-transport.js';

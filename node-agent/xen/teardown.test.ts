@@ -70,6 +70,7 @@ test('destroyDomain reads the loops first, tolerates a domain already gone and r
     'destroydomain 9',
     'rm /local/domain/0/backend/vbd/9',
     'rm /local/domain/0/backend/vif/9',
+    'rm /local/domain/0/backend/console/9',
     'release 9',
     `rm ${home}`,
     `rm /vm/${UUID}`,

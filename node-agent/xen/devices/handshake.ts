@@ -1,16 +1,18 @@
 // The xenstore half of a split device (xen/io/xenbus.h): a backend directory under dom0 that the guest
 // may read, a frontend directory in the guest that dom0 may read, both starting in state 1
-// (Initialising). Shared by vbd and vif.
+// (Initialising). Shared by vbd, vif and the guest channel's console device.
 import type { Transaction } from '../xenstore/client.js';
 import type { Permission } from '../xenstore/permissions.js';
 
-export function backendRoot(kind: 'vbd' | 'vif', domid: number): string {
+export type DeviceKind = 'vbd' | 'vif' | 'console';
+
+export function backendRoot(kind: DeviceKind, domid: number): string {
   return `/local/domain/0/backend/${kind}/${domid}`;
 }
 
 export async function writeDeviceHandshake(
   tx: Transaction,
-  kind: 'vbd' | 'vif',
+  kind: DeviceKind,
   domid: number,
   devid: number,
   back: Record<string, string>,
