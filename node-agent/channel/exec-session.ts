@@ -1,6 +1,14 @@
 // One exec session on the host: the guest's windows in both directions, stdin queued beyond the guest's
 // credit (bounded by backpressure on the writer), output credit held while the sink is backed up.
-import { encodeFrame, FIN, FrameType, INITIAL_WINDOW, MAX_PAYLOAD, resizePayload, signalPayload } from '../../contracts/guest-channel/frames.js';
+import {
+  encodeFrame,
+  FIN,
+  FrameType,
+  INITIAL_WINDOW,
+  MAX_PAYLOAD,
+  resizePayload,
+  signalPayload,
+} from '../../contracts/guest-channel/frames.js';
 import type { ExecResult, ExecSession, ExecSink } from './types.js';
 import type { Outbox, StdinSource } from './outbox.js';
 

@@ -7,7 +7,7 @@ import { ChannelUnavailable, type ExecRequest } from './index.js';
 
 const req = (argv: string[], more: Partial<ExecRequest> = {}): ExecRequest => ({ argv, tty: false, stdin: false, ...more });
 
-test('exit codes: the guest\'s code, 128+signal, and the error with 126/127 when it could not start', async () => {
+test("exit codes: the guest's code, 128+signal, and the error with 126/127 when it could not start", async () => {
   const { channel } = await scriptedChannel({
     program: (r) =>
       r.argv[0] === 'kill'
@@ -40,7 +40,10 @@ test('exit codes: the guest\'s code, 128+signal, and the error with 126/127 when
 
 test('the EXEC frame carries the request; stream ids count from 1', async () => {
   const { pair, guest, channel } = await scriptedChannel();
-  const a = channel.exec(req(['sleep'], { env: ['A=1'], cwd: '/srv', user: '1000:1000', tty: true, stdin: true, rows: 24, cols: 80 }), new RecordingSink());
+  const a = channel.exec(
+    req(['sleep'], { env: ['A=1'], cwd: '/srv', user: '1000:1000', tty: true, stdin: true, rows: 24, cols: 80 }),
+    new RecordingSink(),
+  );
   const b = channel.exec(req(['sleep']), new RecordingSink());
   assert.deepEqual([a.id, b.id], [1, 2]);
   await pair.settle();
@@ -59,7 +62,12 @@ test('the EXEC frame carries the request; stream ids count from 1', async () => 
 test('two sessions interleaved over frames split into 7-byte chunks each get only their own output', async () => {
   const { channel } = await scriptedChannel(
     {
-      program: (r) => ({ kind: 'print', bytes: Number(r.argv[1]), fill: r.argv[0]!.charCodeAt(0), stream: r.argv[2] === 'err' ? 'stderr' : 'stdout' }),
+      program: (r) => ({
+        kind: 'print',
+        bytes: Number(r.argv[1]),
+        fill: r.argv[0]!.charCodeAt(0),
+        stream: r.argv[2] === 'err' ? 'stderr' : 'stdout',
+      }),
       outputChunk: 100,
     },
     { chunk: 7 },
@@ -71,13 +79,16 @@ test('two sessions interleaved over frames split into 7-byte chunks each get onl
   await Promise.all([a.waitExit(), b.waitExit()]);
   assert.equal(a.stdoutBytes, 30000);
   assert.ok(Buffer.concat(a.out).every((c) => c === 0x61));
-  assert.equal(b.err.reduce((n, x) => n + x.length, 0), 20000);
+  assert.equal(
+    b.err.reduce((n, x) => n + x.length, 0),
+    20000,
+  );
   assert.ok(Buffer.concat(b.err).every((c) => c === 0x62));
   assert.equal(b.stdoutBytes, 0);
   assert.equal(channel.stats.protocolErrors, 0);
 });
 
-test('stdin goes through and back (1 MiB, checksums match) and never past the guest\'s window', async () => {
+test("stdin goes through and back (1 MiB, checksums match) and never past the guest's window", async () => {
   const { pair, guest, channel } = await scriptedChannel({}, { limit: 1024 });
   const sink = new RecordingSink();
   const s = channel.exec(req(['cat'], { stdin: true }), sink);

@@ -42,7 +42,7 @@ test('a guest with no common version: incompatible, both ranges in the reason; e
   assert.ok(guestChannelStats.incompatible > before);
 });
 
-test("a guest HELLO with no common version gets a refusal and leaves the channel incompatible, naming both ranges", async () => {
+test('a guest HELLO with no common version gets a refusal and leaves the channel incompatible, naming both ranges', async () => {
   const pair = transportPair();
   const guest = new ScriptedGuest(pair.guest, { versions: null });
   const channel = openGuestChannel(pair.host, { software: 'agent' });
@@ -106,7 +106,7 @@ test('ready() waiting when the guest comes up resolves, and its timer is cancell
   assert.equal(clock.pending, 0);
 });
 
-test("a guest HELLO once up resets: pending execs end with an error, pending metrics reject, then it goes on", async () => {
+test('a guest HELLO once up resets: pending execs end with an error, pending metrics reject, then it goes on', async () => {
   const resets = guestChannelStats.resets;
   const { pair, guest, channel } = await scriptedChannel({ metrics: 'never' });
   const sink = new RecordingSink();

@@ -79,10 +79,14 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
     private readonly software: string,
     private readonly clock: Clock,
   ) {
-    this.outbox = new Outbox(transport, () => this.sessions.values(), (f) => {
-      this.stats.framesOut++;
-      this.stats.bytesOut += f.length;
-    });
+    this.outbox = new Outbox(
+      transport,
+      () => this.sessions.values(),
+      (f) => {
+        this.stats.framesOut++;
+        this.stats.bytesOut += f.length;
+      },
+    );
     transport.onData((d) => this.onData(d));
     this.stopDrain = transport.onDrain(() => this.outbox.drained());
     transport.onClose(() => this.transportClosed());

@@ -32,7 +32,11 @@ const cases: { name: string; bytes: Buffer; reason: RegExp }[] = [
   { name: 'a session frame on stream 0', bytes: encodeFrame(FrameType.EXIT, 0, { exitCode: 0 }), reason: /never opened/ },
   { name: 'a type only the host sends', bytes: encodeFrame(FrameType.EXEC, 7, { argv: ['sh'] }), reason: /only the host sends/ },
   { name: 'a WINDOW for stdout', bytes: encodeFrame(FrameType.WINDOW, 1, windowPayload(FrameType.STDOUT, 5)), reason: /never receives/ },
-  { name: 'a WINDOW past the window', bytes: encodeFrame(FrameType.WINDOW, 1, windowPayload(FrameType.STDIN, 1)), reason: /past its window/ },
+  {
+    name: 'a WINDOW past the window',
+    bytes: encodeFrame(FrameType.WINDOW, 1, windowPayload(FrameType.STDIN, 1)),
+    reason: /past its window/,
+  },
   { name: 'a short WINDOW', bytes: encodeFrame(FrameType.WINDOW, 1, Buffer.alloc(4)), reason: /malformed WINDOW/ },
   {
     name: 'data after FIN',
@@ -64,7 +68,10 @@ for (const c of cases) {
     assert.match((sink.result as { error: string }).error, /protocol error/);
     assert.ok(pair.host.closed, 'the transport is closed');
     assert.equal(channel.memory().decoderBytes, 0);
-    assert.throws(() => channel.exec(sleep, new RecordingSink()), (e: unknown) => e instanceof ChannelUnavailable && e.state === 'closed');
+    assert.throws(
+      () => channel.exec(sleep, new RecordingSink()),
+      (e: unknown) => e instanceof ChannelUnavailable && e.state === 'closed',
+    );
   });
 }
 
@@ -89,7 +96,7 @@ test('a frame cut short when the transport closes ends the channel and its sessi
   assert.equal(channel.memory().decoderBytes, 0);
 });
 
-test('a sink that throws on the guest\'s output does not throw out of the transport: the channel closes, counted', async () => {
+test("a sink that throws on the guest's output does not throw out of the transport: the channel closes, counted", async () => {
   const { pair, channel } = await scriptedChannel();
   const sink = new RecordingSink();
   sink.stdout = () => {

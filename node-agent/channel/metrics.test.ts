@@ -59,7 +59,9 @@ for (const [name, bad] of [
     const m = assert.rejects(channel.metrics(60000), ChannelUnavailable);
     await pair.settle();
     const body =
-      bad === 'inf' ? Buffer.from(JSON.stringify(SAMPLE_METRICS).replace('"load1":0.25', '"load1":1e400')) : Buffer.from(JSON.stringify(bad));
+      bad === 'inf'
+        ? Buffer.from(JSON.stringify(SAMPLE_METRICS).replace('"load1":0.25', '"load1":1e400'))
+        : Buffer.from(JSON.stringify(bad));
     guest.send(FrameType.METRICS, 1, body);
     await pair.settle();
     await m;
