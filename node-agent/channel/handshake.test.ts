@@ -147,3 +147,14 @@ test('close() ends the channel for good and closes the transport', async () => {
     pendingMetrics: 0,
   });
 });
+
+test("adopting a running guest: the tail of the old conversation is skipped and the guest's HELLO_ACK brings it up", async () => {
+  const pair = transportPair({ chunk: 5 });
+  const channel = openGuestChannel(pair.host, { software: 'agent' });
+  pair.guest.write(encodeFrame(FrameType.STDOUT, 12, Buffer.alloc(300, 0x4b)).subarray(100));
+  pair.guest.write(encodeFrame(FrameType.EXIT, 12, { exitCode: 0 }));
+  pair.guest.write(encodeFrame(FrameType.HELLO_ACK, 0, { version: 1, software: 'running-init' }));
+  await pair.settle();
+  assert.deepEqual(channel.state(), { phase: 'up', version: 1, guestSoftware: 'running-init' });
+  assert.equal(channel.stats.protocolErrors, 0);
+});
