@@ -41,7 +41,10 @@ export interface ExecSink {
   stderr(data: Buffer): boolean;
   /** The process runs in the guest. */
   started?(pid: number): void;
-  /** Exactly once: the process ended (or could not start, or the channel went away). */
+  /**
+   * Exactly once: the process ended (or could not start, or the channel went away, or the session was
+   * closed: then exitCode 255 with an error saying why).
+   */
   exit(result: ExecResult): void;
 }
 
