@@ -7,6 +7,7 @@ import type { GuestStore } from '../store/guest-store.js';
 import type { WorkQueue } from '../../lib/work-queue.js';
 import type { ImageStore } from '../image/store.js';
 import { consoleStats } from '../xen/index.js';
+import { guestChannelStats } from '../channel/index.js';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import { registerGuestUsage } from '../usage/prometheus.js';
 
@@ -67,6 +68,30 @@ export class AgentMetrics {
         this.inc(consoleStats.throttledBytes);
       },
     });
+    // Counted by the guest channels (node-agent/channel/stats.ts), process-wide.
+    for (const [suffix, help, read] of [
+      [
+        'protocol_errors_total',
+        'Guest control channels closed for good because the guest broke the protocol',
+        () => guestChannelStats.protocolErrors,
+      ],
+      [
+        'incompatible_total',
+        'Guest control channels whose guest-init speaks no version this agent speaks',
+        () => guestChannelStats.incompatible,
+      ],
+      ['resets_total', "Times a guest's init restarted its control channel (its sessions ended)", () => guestChannelStats.resets],
+    ] as const) {
+      new Counter({
+        name: `krata_guest_channel_${suffix}`,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    }
     if (images) {
       new Gauge({
         name: 'krata_image_cache_bytes',
