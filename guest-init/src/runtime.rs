@@ -7,6 +7,7 @@
 //! line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init failure as
 //! `KRATA-INIT-ERROR <reason>`.
 
+use crate::channel;
 use crate::config::Network;
 use crate::netlink::{self, Netlink};
 use crate::plan;
@@ -355,6 +356,8 @@ pub fn run(args: &[String]) -> i32 {
         Ok(pid) => pid,
         Err(e) => return init_error(&e),
     };
+    // Beside the main process, never before it: a channel that fails or waits must not hold it up.
+    channel::start(&p);
     let grace_ms = config.shutdown_grace_seconds.saturating_mul(1000);
     let mut stop_deadline: Option<std::time::Instant> = None;
     loop {
@@ -371,6 +374,8 @@ pub fn run(args: &[String]) -> i32 {
                 stop_everything(&set, 2000);
                 return 0;
             }
+            // An exec session's process: the channel thread reports it.
+            channel::deliver_exit(pid, &how);
         }
         match signal {
             // A shutdown request (the kernel's poweroff path signals init; the xenstore watch will
