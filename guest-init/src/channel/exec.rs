@@ -117,7 +117,9 @@ pub fn spawn(l: &Launch, tty: bool, stdin: bool, rows: u16, cols: u16) -> Result
     let (their_in, their_out, their_err, stdout): (File, File, File, File);
     if tty {
         let (master, slave) = pty::open(rows, cols).map_err(fail)?;
-        their_in = if stdin { slave.try_clone().map_err(|e| fail(format!("dup: {}", e)))? } else { dev_null()? };
+        // The terminal is stdin even without `stdin` (as `docker exec -t`): programs ask it for its
+        // size and mode. The host just sends nothing.
+        their_in = slave.try_clone().map_err(|e| fail(format!("dup: {}", e)))?;
         their_err = slave.try_clone().map_err(|e| fail(format!("dup: {}", e)))?;
         their_out = slave;
         if stdin {
