@@ -1,246 +1,36 @@
 // guest-init's side of the guest channel (contracts/guest-channel/PROTOCOL.md) in a plain Linux
 // process: `guest-init channel --stdio` serves the channel on its stdin/stdout, with this process's
 // environment, identity and working directory as the defaults. The frames are encoded and decoded
-// here, independently of node-agent/channel/, so the two sides check each other.
+// by test/guest-channel-peer.ts, independently of node-agent/channel/, so the two sides check each other.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { alive, ChannelPeer, INITIAL_WINDOW, T, u32 } from '../../test/guest-channel-peer.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 const init = join(crate, 'target/debug/guest-init');
 const work = realpathSync(mkdtempSync(join(tmpdir(), 'krata-channel-')));
 
-const T = {
-  HELLO: 0x01,
-  HELLO_ACK: 0x02,
-  EXEC: 0x10,
-  STARTED: 0x11,
-  EXIT: 0x12,
-  STDIN: 0x20,
-  STDOUT: 0x21,
-  STDERR: 0x22,
-  WINDOW: 0x23,
-  RESIZE: 0x24,
-  SIGNAL: 0x25,
-  CLOSE: 0x26,
-  METRICS_REQUEST: 0x30,
-  METRICS: 0x31,
-} as const;
-const FIN = 1;
-const MAX_PAYLOAD = 32768;
-const INITIAL_WINDOW = 262144;
-
-interface Frame {
-  type: number;
-  flags: number;
-  stream: number;
-  payload: Buffer;
-}
-
-function encode(type: number, stream: number, payload: Buffer = Buffer.alloc(0), flags = 0): Buffer {
-  const h = Buffer.alloc(12);
-  h.write('KC', 0, 'latin1');
-  h.writeUInt8(type, 2);
-  h.writeUInt8(flags, 3);
-  h.writeUInt32LE(stream, 4);
-  h.writeUInt32LE(payload.length, 8);
-  return Buffer.concat([h, payload]);
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-
-/** Frames out of a byte stream; anything malformed from the guest fails the test. */
-class FrameReader {
-  private buf = Buffer.alloc(0);
-  push(data: Buffer): Frame[] {
-    this.buf = Buffer.concat([this.buf, data]);
-    const out: Frame[] = [];
-    while (this.buf.length >= 12) {
-      assert.equal(this.buf.toString('latin1', 0, 2), 'KC', 'magic');
-      const length = this.buf.readUInt32LE(8);
-      assert.ok(length <= MAX_PAYLOAD, `length ${length}`);
-      if (this.buf.length < 12 + length) break;
-      const flags = this.buf.readUInt8(3);
-      assert.equal(flags & ~FIN, 0, 'flags');
-      out.push({ type: this.buf.readUInt8(2), flags, stream: this.buf.readUInt32LE(4), payload: this.buf.subarray(12, 12 + length) });
-      this.buf = this.buf.subarray(12 + length);
-    }
-    return out;
-  }
-}
-
-/** One exec session as the host sees it: output collected (credit returned unless paused), windows checked. */
-class Session {
-  readonly out = { [T.STDOUT]: [] as Buffer[], [T.STDERR]: [] as Buffer[] };
-  readonly fin = { [T.STDOUT]: false, [T.STDERR]: false };
-  readonly credit = { [T.STDOUT]: INITIAL_WINDOW, [T.STDERR]: INITIAL_WINDOW };
-  /** Room the guest gave us for STDIN. */
-  stdinWindow = INITIAL_WINDOW;
-  stdinSent = 0;
-  started?: number;
-  exit?: { exitCode?: number; signal?: number; error?: string };
-  violations: string[] = [];
-  returnCredit = true;
-  /** Every frame the session got, in order. */
-  readonly types: number[] = [];
-
-  constructor(
-    private readonly guest: Guest,
-    readonly id: number,
-  ) {}
-
-  handle(f: Frame): void {
-    this.types.push(f.type);
-    if (this.exit) this.violations.push(`frame 0x${f.type.toString(16)} after EXIT`);
-    if (f.type === T.STDOUT || f.type === T.STDERR) {
-      const k = f.type;
-      if (f.payload.length > this.credit[k]) this.violations.push(`${f.payload.length} bytes past a credit of ${this.credit[k]}`);
-      this.credit[k] -= f.payload.length;
-      this.out[k].push(Buffer.from(f.payload));
-      if (f.flags & FIN) this.fin[k] = true;
-      if (this.returnCredit && f.payload.length > 0) this.grant(k, f.payload.length);
-    } else if (f.type === T.WINDOW) {
-      assert.equal(f.payload.readUInt8(0), T.STDIN, 'the guest credits STDIN only');
-      this.stdinWindow += f.payload.readUInt32LE(4);
-    } else if (f.type === T.STARTED) {
-      this.started = JSON.parse(f.payload.toString()).pid;
-    } else if (f.type === T.EXIT) {
-      this.exit = JSON.parse(f.payload.toString());
-    } else {
-      this.violations.push(`unexpected frame 0x${f.type.toString(16)}`);
-    }
-  }
-
-  grant(type: typeof T.STDOUT | typeof T.STDERR, n: number): void {
-    this.credit[type] += n;
-    const p = Buffer.alloc(8);
-    p.writeUInt8(type, 0);
-    p.writeUInt32LE(n, 4);
-    this.guest.send(T.WINDOW, this.id, p);
-  }
-
-  text(type: typeof T.STDOUT | typeof T.STDERR = T.STDOUT): string {
-    return Buffer.concat(this.out[type]).toString();
-  }
-
-  bytes(type: typeof T.STDOUT | typeof T.STDERR = T.STDOUT): number {
-    return this.out[type].reduce((n, b) => n + b.length, 0);
-  }
-
-  /** Writes all of `data` within the guest's window, waiting for credit as needed. */
-  async write(data: Buffer, end = false): Promise<void> {
-    let at = 0;
-    while (at < data.length) {
-      await this.guest.until(() => (this.stdinWindow > 0 || this.exit ? true : undefined), `STDIN credit on ${this.id}`);
-      if (this.exit) throw new Error(`session ${this.id} ended while writing stdin`);
-      const n = Math.min(this.stdinWindow, MAX_PAYLOAD, data.length - at);
-      this.guest.send(T.STDIN, this.id, data.subarray(at, at + n));
-      this.stdinWindow -= n;
-      this.stdinSent += n;
-      at += n;
-    }
-    if (end) this.guest.send(T.STDIN, this.id, Buffer.alloc(0), FIN);
-  }
-
-  async ended(): Promise<{ exitCode?: number; signal?: number; error?: string }> {
-    const exit = await this.guest.until(() => this.exit, `EXIT on ${this.id}`);
-    assert.deepEqual(this.violations, []);
-    return exit;
-  }
-}
-
-/** `guest-init channel --stdio`, with frames for no session kept in order for `next`. */
-class Guest {
+/** `guest-init channel --stdio` with the host's end on its stdin/stdout. */
+class Guest extends ChannelPeer {
   private readonly child: ChildProcessWithoutNullStreams;
-  private readonly reader = new FrameReader();
-  readonly queue: Frame[] = [];
-  private readonly sessions = new Map<number, Session>();
-  private wakers: (() => void)[] = [];
-  private nextId = 1;
   stderr = '';
-  closed = false;
 
   constructor(env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(init, ['channel', '--stdio'], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stdout.on('data', (d: Buffer) => {
-      for (const f of this.reader.push(d)) {
-        const s = this.sessions.get(f.stream);
-        if (s) s.handle(f);
-        else this.queue.push(f);
-      }
-      this.wake();
-    });
-    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.child.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-  }
-
-  private wake(): void {
-    const w = this.wakers;
-    this.wakers = [];
-    for (const f of w) f();
-  }
-
-  send(type: number, stream: number, payload?: Buffer, flags = 0): void {
-    this.child.stdin.write(encode(type, stream, payload, flags));
-  }
-
-  json(type: number, stream: number, value: unknown): void {
-    this.send(type, stream, Buffer.from(JSON.stringify(value)));
-  }
-
-  /**
-   * Resolves with check()'s first defined value, checked on every frame and every 20 ms (some
-   * conditions are outside this process: a pid gone from /proc). A 20 s guard turns a hang into a failure.
-   */
-  async until<V>(check: () => V | undefined, what: string): Promise<V> {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const v = check();
-      if (v !== undefined) return v;
-      if (this.closed) throw new Error(`guest-init ended before ${what}; stderr: ${this.stderr}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${what} within 20 s; stderr: ${this.stderr}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, Math.min(left, 20));
-        this.wakers.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-    }
-  }
-
-  /** The next queued frame (no session's), in the order the guest sent it. */
-  async next(what: string): Promise<Frame> {
-    return this.until(() => this.queue.shift(), what);
-  }
-
-  async handshake(): Promise<void> {
-    const hello = await this.next('HELLO');
-    assert.equal(hello.type, T.HELLO);
-    this.json(T.HELLO, 0, { role: 'host', min: 1, max: 1, software: 'test' });
-    const ack = await this.next('HELLO_ACK');
-    assert.equal(ack.type, T.HELLO_ACK);
-    assert.equal(JSON.parse(ack.payload.toString()).version, 1);
-  }
-
-  exec(req: Record<string, unknown>): Session {
-    const s = new Session(this, this.nextId++);
-    this.sessions.set(s.id, s);
-    this.json(T.EXEC, s.id, { tty: false, stdin: false, ...req });
-    return s;
+    const child = spawn(init, ['channel', '--stdio'], { cwd: work, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    super(
+      (d) => child.stdin.write(d),
+      () => `stderr: ${this.stderr}`,
+    );
+    this.child = child;
+    child.stdout.on('data', (d: Buffer) => this.data(d));
+    child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.on('close', () => this.close());
   }
 
   async stop(): Promise<void> {
@@ -288,9 +78,9 @@ test('handshake: HELLO first, version 1 agreed, no common version answered with 
 
     const s = g.exec({ argv: ['sleep', '100'] });
     const pid = await g.until(() => s.started, 'STARTED');
-    assert.ok(existsSync(`/proc/${pid}`));
+    assert.ok(alive(pid));
     g.json(T.HELLO, 0, { role: 'host', min: 1, max: 1, software: 'restarted' });
-    await g.until(() => (existsSync(`/proc/${pid}`) ? undefined : true), 'the old session killed by the reset');
+    await g.until(() => (alive(pid) ? undefined : true), 'the old session killed by the reset');
     const again = await g.next('HELLO_ACK');
     assert.equal(JSON.parse(again.payload.toString()).version, 1);
     assert.equal(s.exit, undefined, 'the old conversation gets no EXIT');
@@ -343,6 +133,14 @@ test('1 MiB through stdin to cat and back, within the windows: output stops at t
   assert.ok(s.fin[T.STDOUT] && s.fin[T.STDERR], 'both outputs reached EOF before EXIT');
 });
 
+test('EXIT waits for output to end, but not for what a process left behind holding it', async () => {
+  // The subshell keeps stdout open after sh exits: EXIT comes once it has been quiet for 2 s.
+  const s = guest.exec({ argv: ['sh', '-c', '(sleep 6; echo late) & echo early; exit 1'] });
+  assert.deepEqual(await s.ended(), { exitCode: 1 });
+  assert.equal(s.text(), 'early\n');
+  assert.equal(s.fin[T.STDOUT], false, 'stdout never reached EOF');
+});
+
 test('stderr is separate from stdout', async () => {
   const s = guest.exec({ argv: ['sh', '-c', 'echo to-out; echo to-err >&2; exit 2'] });
   assert.deepEqual(await s.ended(), { exitCode: 2 });
@@ -381,7 +179,7 @@ test('SIGNAL 15 ends sleep with {"signal":15}; CLOSE kills the process group', a
   const pid = await guest.until(() => c.started, 'STARTED');
   const child = Number(await guest.until(() => (c.text().includes('\n') ? c.text().trim() : undefined), 'the child pid'));
   guest.send(T.CLOSE, c.id);
-  await guest.until(() => (existsSync(`/proc/${pid}`) || existsSync(`/proc/${child}`) ? undefined : true), 'both processes gone');
+  await guest.until(() => (alive(pid) || alive(child) ? undefined : true), 'both processes gone');
 });
 
 test("env and cwd overrides are seen by the process; the defaults are the main process's; user resolves", async () => {

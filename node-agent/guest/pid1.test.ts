@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/index.js';
 import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
+import { ChannelPeer } from '../../test/guest-channel-peer.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
@@ -27,7 +28,7 @@ before(() => {
     env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip']);
+  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip', 'tty', 'touch']);
   // The initrd: only /init.
   mkdirSync(join(work, 'initrd'));
   copyFileSync(init, join(work, 'initrd/init'));
@@ -289,4 +290,55 @@ test('offloads off on an interface that asks for it (a userspace network on the 
   ]) {
     assert.match(features, new RegExp(`^\\s*${f}: off`, 'm'), features);
   }
+});
+
+test('the control channel beside the main process: exec with its user, env and cwd, reaped by PID 1', async () => {
+  const args = disks(
+    'channel',
+    { Cmd: ['sh', '-c', 'echo main-ready; while [ ! -e /home/app/stop ]; do sleep 1; done; exit 4'], User: 'app' },
+    { ...base, env: [{ name: 'GREETING', value: 'hello' }] },
+  );
+  // The channel's device is a pty: script(1) gives its command one, which the command moves to fd 3
+  // (guest-init opens it as /proc/self/fd/3, as it opens /dev/hvc1 in a guest) and the console to a file.
+  const log = join(work, 'channel-console.log');
+  const command = `exec 3<>/dev/tty </dev/null >${log} 2>&1; exec unshare ${args.join(' ')} --channel /proc/self/fd/3`;
+  const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const consoleText = () => {
+    try {
+      return readFileSync(log, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const peer = new ChannelPeer(
+    (d) => child.stdin.write(d),
+    () => `console: ${consoleText()}`,
+  );
+  child.stdout.on('data', (d: Buffer) => peer.data(d));
+  const ended = new Promise<void>((r) => child.on('close', () => r()));
+  child.on('close', () => peer.close());
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  try {
+    await peer.handshake();
+    const s = peer.exec({ argv: ['sh', '-c', 'id -u; echo "$GREETING $HOME $(pwd)"; exit 5'] });
+    assert.deepEqual(await s.ended(), { exitCode: 5 }, "the exit status came through PID 1's reaper");
+    assert.equal(s.text(), '1000\nhello /home/app /\n', "the main process's user, env and working directory");
+
+    const root = peer.exec({ argv: ['id', '-u'], user: 'root', cwd: '/home' });
+    assert.deepEqual(await root.ended(), { exitCode: 0 });
+    assert.equal(root.text(), '0\n');
+
+    const tty = peer.exec({ argv: ['tty'], tty: true });
+    assert.deepEqual(await tty.ended(), { exitCode: 0 });
+    assert.match(tty.text(), /^\/dev\/pts\/\d+\r?\n$/, "a pty from the guest's own devpts");
+
+    const stop = peer.exec({ argv: ['touch', '/home/app/stop'] });
+    assert.deepEqual(await stop.ended(), { exitCode: 0 });
+    await ended;
+  } finally {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  }
+  assert.match(consoleText(), /main-ready/);
+  assert.match(consoleText(), /KRATA-EXIT \{"exitCode":4\}/, 'the main process still ends the guest');
 });

@@ -1,5 +1,6 @@
 //! The channel's device in a guest: `/dev/hvc1` (or `krata.channel=PATH` on the kernel command
-//! line), waited for, opened without becoming our controlling tty, and made raw.
+//! line, parsed with the other options in runtime.rs), waited for, opened without becoming our
+//! controlling tty, and made raw.
 
 use std::fs::File;
 use std::os::unix::io::{AsRawFd, FromRawFd};
@@ -8,10 +9,6 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_PATH: &str = "/dev/hvc1";
 /// hvc1 appears once the console frontend has connected; a host without the channel never adds it.
 pub const WAIT: Duration = Duration::from_secs(30);
-
-pub fn path_from_cmdline(cmdline: &str) -> String {
-    cmdline.split_whitespace().filter_map(|w| w.strip_prefix("krata.channel=")).last().unwrap_or(DEFAULT_PATH).to_string()
-}
 
 pub fn wait_for(path: &str, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
@@ -77,12 +74,6 @@ pub fn console() -> Option<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_kernel_command_line_may_name_the_device() {
-        assert_eq!(path_from_cmdline("console=hvc0 root=/dev/xvda"), "/dev/hvc1");
-        assert_eq!(path_from_cmdline("console=hvc0 krata.channel=/dev/hvc2 quiet"), "/dev/hvc2");
-    }
 
     #[test]
     fn a_pty_slave_is_opened_raw() {

@@ -22,7 +22,9 @@ use crate::sys::{self, Reaped};
 use std::fs::File;
 use std::os::unix::io::FromRawFd;
 
-pub use exec::Defaults;
+use exec::Defaults;
+
+pub use device::DEFAULT_PATH as DEFAULT_DEVICE;
 
 /// A child PID 1 (or the standalone mode) reaped: true when it was a session's, now the channel's.
 pub fn deliver_exit(pid: libc::pid_t, how: &Reaped) -> bool {
@@ -33,11 +35,11 @@ pub fn deliver_exit(pid: libc::pid_t, how: &Reaped) -> bool {
     reaper::deliver(pid, ended)
 }
 
-/// In the guest, once the main process runs: serve the device in a thread. Errors are logged.
-pub fn start(p: &Plan) {
+/// In the guest, once the main process runs: serve `path` in a thread. Errors are logged.
+pub fn start(p: &Plan, path: &str) {
     let defaults = Defaults { env: p.env.clone(), identity: p.identity.clone(), working_dir: p.working_dir.clone() };
+    let path = path.to_string();
     let spawned = std::thread::Builder::new().name("channel".into()).spawn(move || {
-        let path = device::path_from_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
         if !device::wait_for(&path, device::WAIT) {
             io::log(&format!("{} did not appear within {} s: no channel (exec and guest metrics are unavailable)", path, device::WAIT.as_secs()));
             return;
