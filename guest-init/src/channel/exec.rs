@@ -57,10 +57,15 @@ pub fn resolve(req: &ExecRequest, d: &Defaults, passwd: &str, group: &str, is_ex
     Ok(Launch { argv, env, identity, cwd })
 }
 
+/// /etc/passwd or /etc/group of the guest's root (the image's), bounded as for the main process.
+fn read_db(path: &str) -> String {
+    plan::read_bounded(path, plan::MAX_DB_BYTES).unwrap_or_default()
+}
+
 pub fn resolve_here(req: &ExecRequest, d: &Defaults) -> Result<Launch, StartError> {
     // Read only when needed: most execs run as the main process's user.
     let (passwd, group) = match req.user {
-        Some(_) => (plan::read_bounded("/etc/passwd", 4 << 20).unwrap_or_default(), plan::read_bounded("/etc/group", 4 << 20).unwrap_or_default()),
+        Some(_) => (read_db("/etc/passwd"), read_db("/etc/group")),
         None => (String::new(), String::new()),
     };
     resolve(req, d, &passwd, &group, is_executable)

@@ -138,44 +138,45 @@ pub fn encode(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 #[derive(Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Where the next frame starts in `buf`: consumed bytes are dropped once per push, not per frame.
+    start: usize,
     resync: bool,
 }
 
 impl Decoder {
     pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete frame, an error (once per bad spot), or None when more bytes are needed.
     pub fn next(&mut self) -> Option<Result<Frame, FrameError>> {
-        loop {
-            if self.resync {
-                match self.buf.windows(3).position(|w| w[0..2] == MAGIC && w[2] == HELLO) {
-                    Some(i) => {
-                        self.buf.drain(..i);
-                        self.resync = false;
-                    }
-                    None => {
-                        // Keep a possible start of the magic for the next read.
-                        let keep = self.buf.len().min(2);
-                        let cut = self.buf.len() - keep;
-                        self.buf.drain(..cut);
-                        return None;
-                    }
+        let rest = &self.buf[self.start..];
+        if self.resync {
+            match rest.windows(3).position(|w| w[0..2] == MAGIC && w[2] == HELLO) {
+                Some(i) => {
+                    self.start += i;
+                    self.resync = false;
+                }
+                None => {
+                    // Keep a possible start of the magic for the next read.
+                    self.start += rest.len().saturating_sub(2);
+                    return None;
                 }
             }
-            match decode(&self.buf) {
-                Ok(Some((frame, used))) => {
-                    self.buf.drain(..used);
-                    return Some(Ok(frame));
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    // Step past this spot so the search does not find the same magic again.
-                    self.buf.drain(..1);
-                    self.resync = true;
-                    return Some(Err(e));
-                }
+        }
+        match decode(&self.buf[self.start..]) {
+            Ok(Some((frame, used))) => {
+                self.start += used;
+                Some(Ok(frame))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                // Step past this spot so the search does not find the same magic again.
+                self.start += 1;
+                self.resync = true;
+                Some(Err(e))
             }
         }
     }
@@ -206,7 +207,8 @@ mod tests {
             let bytes = hex(v["frame"].as_str().unwrap());
             let (f, used) = decode(&bytes).unwrap_or_else(|e| panic!("{}: {}", name, e)).expect(name);
             assert_eq!(used, bytes.len(), "{}", name);
-            assert_eq!((f.kind as u64, f.flags as u64, f.stream as u64), (v["type"].as_u64().unwrap(), v["flags"].as_u64().unwrap(), v["stream"].as_u64().unwrap()), "{}", name);
+            let field = |k: &str| v[k].as_u64().unwrap();
+            assert_eq!((f.kind as u64, f.flags as u64, f.stream as u64), (field("type"), field("flags"), field("stream")), "{}", name);
             match v.get("json") {
                 Some(json) => assert_eq!(&serde_json::from_slice::<Value>(&f.payload).unwrap(), json, "{}", name),
                 None => assert_eq!(f.payload, hex(v["hex"].as_str().unwrap()), "{}", name),

@@ -101,7 +101,8 @@ pub fn parse_exec(payload: &[u8]) -> Result<ExecRequest, String> {
     }
     let cwd = opt_string(o, "cwd")?;
     let user = opt_string(o, "user")?;
-    Ok(ExecRequest { argv, env, cwd, user, tty: flag(o, "tty")?, stdin: flag(o, "stdin")?, rows: size(o, "rows", 24)?, cols: size(o, "cols", 80)? })
+    let (tty, stdin) = (flag(o, "tty")?, flag(o, "stdin")?);
+    Ok(ExecRequest { argv, env, cwd, user, tty, stdin, rows: size(o, "rows", 24)?, cols: size(o, "cols", 80)? })
 }
 
 /// `base` with `over`'s entries set over it (replacing, in place, or appended).
@@ -197,14 +198,28 @@ mod tests {
 
     #[test]
     fn exec_requests() {
-        let r = parse_exec(br#"{"argv":["sh","-c","echo hi"],"env":["K=V","E=","X=a=b"],"cwd":"/srv","user":"1000:1000","tty":true,"stdin":true,"rows":50,"cols":132}"#).unwrap();
+        let full = r#"{"argv":["sh","-c","echo hi"],"env":["K=V","E=","X=a=b"],"cwd":"/srv","user":"1000:1000","tty":true,"stdin":true,"#;
+        let r = parse_exec(format!("{}{}", full, r#""rows":50,"cols":132}"#).as_bytes()).unwrap();
         assert_eq!(r.argv, vec!["sh", "-c", "echo hi"]);
         assert_eq!(r.env, vec![("K".into(), "V".into()), ("E".into(), "".into()), ("X".into(), "a=b".into())]);
-        assert_eq!((r.cwd.as_deref(), r.user.as_deref(), r.tty, r.stdin, r.rows, r.cols), (Some("/srv"), Some("1000:1000"), true, true, 50, 132));
+        assert_eq!((r.cwd.as_deref(), r.user.as_deref()), (Some("/srv"), Some("1000:1000")));
+        assert_eq!((r.tty, r.stdin, r.rows, r.cols), (true, true, 50, 132));
         let r = parse_exec(br#"{"argv":["true"],"tty":false,"stdin":false}"#).unwrap();
         assert_eq!((r.cwd, r.user, r.tty, r.stdin, r.rows, r.cols), (None, None, false, false, 24, 80));
-        for bad in [r#"{}"#, r#"{"argv":[]}"#, r#"{"argv":[""]}"#, r#"{"argv":"sh"}"#, r#"{"argv":["sh",1]}"#, r#"{"argv":["sh"],"env":["NOEQ"]}"#,
-            r#"{"argv":["sh"],"env":["=v"]}"#, r#"{"argv":["sh"],"tty":"yes"}"#, r#"{"argv":["sh"],"rows":70000}"#, r#"{"argv":["sh"],"cwd":5}"#, "[1]"] {
+        let bad_ones = [
+            r#"{}"#,
+            r#"{"argv":[]}"#,
+            r#"{"argv":[""]}"#,
+            r#"{"argv":"sh"}"#,
+            r#"{"argv":["sh",1]}"#,
+            r#"{"argv":["sh"],"env":["NOEQ"]}"#,
+            r#"{"argv":["sh"],"env":["=v"]}"#,
+            r#"{"argv":["sh"],"tty":"yes"}"#,
+            r#"{"argv":["sh"],"rows":70000}"#,
+            r#"{"argv":["sh"],"cwd":5}"#,
+            "[1]",
+        ];
+        for bad in bad_ones {
             assert!(parse_exec(bad.as_bytes()).is_err(), "{}", bad);
         }
     }

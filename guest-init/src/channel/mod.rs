@@ -41,7 +41,8 @@ pub fn start(p: &Plan, path: &str) {
     let path = path.to_string();
     let spawned = std::thread::Builder::new().name("channel".into()).spawn(move || {
         if !device::wait_for(&path, device::WAIT) {
-            io::log(&format!("{} did not appear within {} s: no channel (exec and guest metrics are unavailable)", path, device::WAIT.as_secs()));
+            let secs = device::WAIT.as_secs();
+            io::log(&format!("{} did not appear within {} s: no channel (exec and guest metrics are unavailable)", path, secs));
             return;
         }
         let opened = device::open(&path).and_then(|f| f.try_clone().map(|g| (f, g)).map_err(|e| format!("dup: {}", e)));
@@ -68,7 +69,8 @@ fn current_defaults() -> Defaults {
         groups.truncate(n.max(0) as usize);
         (libc::geteuid(), libc::getegid(), groups)
     };
-    let env: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let lossy = |s: std::ffi::OsString| s.to_string_lossy().into_owned();
+    let env: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (lossy(k), lossy(v))).collect();
     let home = env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone()).unwrap_or_else(|| "/".to_string());
     let working_dir = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".to_string());
     Defaults { env, identity: crate::users::Identity { uid, gid, groups, home }, working_dir }

@@ -19,6 +19,9 @@ const MAX_SESSIONS: usize = 64;
 /// Session output is not read while this much waits for the device: memory stays bounded and a
 /// slow device slows the processes down instead.
 const OUTBOX_HIGH: usize = 256 << 10;
+/// The device is not read while this much waits to be written to it: a host that asks without
+/// reading the answers is slowed down instead of growing our memory.
+const OUTBOX_MAX: usize = 1 << 20;
 const READ_CHUNK: usize = 64 << 10;
 
 pub struct Io {
@@ -54,7 +57,8 @@ pub fn serve(io: Io, defaults: Defaults) -> Result<(), String> {
     let wake = unsafe { File::from_raw_fd(reaper::wake_pipe()?) };
     io::set_nonblocking(io.input.as_raw_fd())?;
     io::set_nonblocking(io.output.as_raw_fd())?;
-    let mut s = Server { io, defaults, decoder: Decoder::default(), outbox: Outbox::default(), up: false, sessions: Vec::new(), wake, buf: vec![0; READ_CHUNK] };
+    let (decoder, outbox, buf) = (Decoder::default(), Outbox::default(), vec![0; READ_CHUNK]);
+    let mut s = Server { io, defaults, decoder, outbox, up: false, sessions: Vec::new(), wake, buf };
     s.outbox.json(frame::HELLO, 0, &messages::hello());
     let result = s.run();
     s.reset();
@@ -104,7 +108,9 @@ impl Server {
             fds.push(libc::pollfd { fd, events, revents: 0 });
             targets.push(t);
         };
-        add(self.io.input.as_raw_fd(), libc::POLLIN, Target::Device);
+        if self.outbox.pending() < OUTBOX_MAX {
+            add(self.io.input.as_raw_fd(), libc::POLLIN, Target::Device);
+        }
         if self.outbox.pending() > 0 {
             add(self.io.output.as_raw_fd(), libc::POLLOUT, Target::Flush);
         }
@@ -211,9 +217,10 @@ impl Server {
         let started = if self.sessions.len() >= MAX_SESSIONS {
             Err(exec::StartError { message: format!("too many sessions (at most {})", MAX_SESSIONS), code: 126 })
         } else {
+            let defaults = &self.defaults;
             messages::parse_exec(payload)
                 .map_err(|message| exec::StartError { message, code: 126 })
-                .and_then(|req| exec::resolve_here(&req, &self.defaults).and_then(|l| exec::spawn(&l, req.tty, req.stdin, req.rows, req.cols)))
+                .and_then(|r| exec::resolve_here(&r, defaults).and_then(|l| exec::spawn(&l, r.tty, r.stdin, r.rows, r.cols)))
         };
         match started {
             Ok(child) => {
@@ -240,7 +247,7 @@ impl Server {
     fn end_session(&mut self, id: u32, error: Option<&str>) {
         if let Some(i) = self.sessions.iter().position(|s| s.id == id) {
             let s = self.sessions.remove(i);
-            s.signal(libc::SIGKILL);
+            s.kill();
             reaper::lock().release(s.pid);
             if let Some(e) = error {
                 self.outbox.json(frame::EXIT, id, &messages::exit_error(e, 126));
@@ -279,7 +286,7 @@ impl Server {
     /// A new conversation (or the end of this one): every session's process group is killed.
     fn reset(&mut self) {
         for s in self.sessions.drain(..) {
-            s.signal(libc::SIGKILL);
+            s.kill();
             reaper::lock().release(s.pid);
         }
         self.outbox.drop_unstarted();

@@ -152,7 +152,7 @@ impl Session {
                 self.stdin = None;
             }
         }
-        if let Some(n) = self.granted.to_return(self.queue.is_empty()) {
+        if let Some(n) = self.granted.credit_due(self.queue.is_empty()) {
             out.push(frame::WINDOW, 0, self.id, &messages::window_payload(frame::STDIN, n));
         }
     }
@@ -169,6 +169,15 @@ impl Session {
         if self.ended.is_none() {
             // SAFETY: kill takes no pointers; -pid is the group setsid made.
             unsafe { libc::kill(-self.pid, sig) };
+        }
+    }
+
+    /// SIGKILL to the process group: while its leader runs, or after while its output is still held
+    /// open (by members left in the group, which keep the group's id from being reused).
+    pub fn kill(&self) {
+        if self.ended.is_none() || self.out.iter().any(|o| o.fd.is_some()) {
+            // SAFETY: kill takes no pointers; -pid is the group setsid made.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         }
     }
 

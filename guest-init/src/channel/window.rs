@@ -58,7 +58,7 @@ impl Granted {
         self.taken = self.taken.saturating_add(n.min(u32::MAX as usize) as u32);
     }
     /// Credit to return now, if it is worth a frame: a batch, or all of it once nothing is queued.
-    pub fn to_return(&mut self, queue_empty: bool) -> Option<u32> {
+    pub fn credit_due(&mut self, queue_empty: bool) -> Option<u32> {
         if self.taken == 0 || (self.taken < RETURN_BATCH && !queue_empty) {
             return None;
         }
@@ -95,11 +95,11 @@ mod tests {
         assert!(g.accept(10));
         assert!(!g.accept(1));
         g.taken(100);
-        assert_eq!(g.to_return(false), None, "a small amount waits while more is queued");
-        assert_eq!(g.to_return(true), Some(100), "all of it once the queue is empty");
-        assert_eq!(g.to_return(true), None);
+        assert_eq!(g.credit_due(false), None, "a small amount waits while more is queued");
+        assert_eq!(g.credit_due(true), Some(100), "all of it once the queue is empty");
+        assert_eq!(g.credit_due(true), None);
         assert!(g.accept(100) && !g.accept(1), "the returned credit is room again");
         g.taken(RETURN_BATCH as usize);
-        assert_eq!(g.to_return(false), Some(RETURN_BATCH));
+        assert_eq!(g.credit_due(false), Some(RETURN_BATCH));
     }
 }
