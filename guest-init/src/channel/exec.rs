@@ -52,7 +52,8 @@ pub fn resolve(req: &ExecRequest, d: &Defaults, passwd: &str, group: &str, is_ex
     };
     let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or(process::DEFAULT_PATH);
     let mut argv = req.argv.clone();
-    argv[0] = process::lookup(&argv[0], path, is_exec).map_err(|message| StartError { message, code: 127 })?;
+    let first = argv.first_mut().ok_or_else(|| fail("argv: empty".to_string()))?;
+    *first = process::lookup(first, path, is_exec).map_err(|message| StartError { message, code: 127 })?;
     let cwd = req.cwd.clone().unwrap_or_else(|| d.working_dir.clone());
     Ok(Launch { argv, env, identity, cwd })
 }
