@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/index.js';
 import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
-import { ChannelPeer } from '../../test/guest-channel-peer.js';
+import { ChannelPeer, T } from '../../test/guest-channel-peer.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
@@ -28,7 +28,7 @@ before(() => {
     env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip', 'tty', 'touch']);
+  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip', 'tty', 'touch', 'stty']);
   // The initrd: only /init.
   mkdirSync(join(work, 'initrd'));
   copyFileSync(init, join(work, 'initrd/init'));
@@ -298,10 +298,13 @@ test('the control channel beside the main process: exec with its user, env and c
     { Cmd: ['sh', '-c', 'echo main-ready; while [ ! -e /home/app/stop ]; do sleep 1; done; exit 4'], User: 'app' },
     { ...base, env: [{ name: 'GREETING', value: 'hello' }] },
   );
-  // The channel's device is a pty: script(1) gives its command one, which the command moves to fd 3
-  // (guest-init opens it as /proc/self/fd/3, as it opens /dev/hvc1 in a guest) and the console to a file.
+  // Two ptys from script(1), one inside the other: the inner one is the channel's device (fd 3, opened
+  // as /proc/self/fd/3 as /dev/hvc1 is in a guest), the outer one relays it and is also init's stdin,
+  // the console RESIZE on stream 0 sizes. Each is opened by its name ($(tty)), not as /dev/tty, which
+  // would mean whichever terminal controls the opener. Console output goes to a file.
   const log = join(work, 'channel-console.log');
-  const command = `exec 3<>/dev/tty </dev/null >${log} 2>&1; exec unshare ${args.join(' ')} --channel /proc/self/fd/3`;
+  const guestInit = `exec 3<>$(tty) <&4 4<&- >${log} 2>&1; exec unshare ${args.join(' ')} --channel /proc/self/fd/3`;
+  const command = `exec 4<>$(tty); exec script -q -e -c '${guestInit}' /dev/null`;
   const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const consoleText = () => {
     try {
@@ -331,6 +334,14 @@ test('the control channel beside the main process: exec with its user, env and c
     const tty = peer.exec({ argv: ['tty'], tty: true });
     assert.deepEqual(await tty.ended(), { exitCode: 0 });
     assert.match(tty.text(), /^\/dev\/pts\/\d+\r?\n$/, "a pty from the guest's own devpts");
+
+    const rc = Buffer.alloc(4);
+    rc.writeUInt16LE(41, 0);
+    rc.writeUInt16LE(99, 2);
+    peer.send(T.RESIZE, 0, rc);
+    const size = peer.exec({ argv: ['stty', '-F', '/proc/1/fd/0', 'size'], user: 'root' });
+    assert.deepEqual(await size.ended(), { exitCode: 0 }, size.text(T.STDERR));
+    assert.equal(size.text(), '41 99\n', "RESIZE on stream 0 sized init's console");
 
     const stop = peer.exec({ argv: ['touch', '/home/app/stop'] });
     assert.deepEqual(await stop.ended(), { exitCode: 0 });
