@@ -1,6 +1,8 @@
 //! krata's guest init. As PID 1 it sets the guest up from its disks and runs the container process
 //! (runtime.rs). `guest-init plan CONFIG ROOT` prints what it would run, as JSON; the node agent's
-//! tests use it to check both sides of the launch config format.
+//! tests use it to check both sides of the launch config format. `guest-init channel --stdio` serves
+//! the guest channel on stdin/stdout in an ordinary process, for tests (channel/).
+mod channel;
 mod config;
 mod netlink;
 mod plan;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Some("channel") if args.len() == 3 && args[2] == "--stdio" => ExitCode::from(channel::stdio_main() as u8),
         // The kernel's poweroff_cmd (see runtime::route_shutdown_requests): ask PID 1 to stop.
         Some(runtime::POWEROFF_ARG) => {
             // SAFETY: signalling PID 1, which takes SIGTERM as the shutdown request.
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
             runtime::power_off()
         }
         _ => {
-            eprintln!("usage: guest-init plan CONFIG ROOT   (or run as PID 1)");
+            eprintln!("usage: guest-init plan CONFIG ROOT | guest-init channel --stdio   (or run as PID 1)");
             ExitCode::from(2)
         }
     }

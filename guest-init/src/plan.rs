@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 
 /// /etc/passwd and /etc/group come from the image: read at most this much of each.
-const MAX_DB_BYTES: usize = 4 << 20;
+pub const MAX_DB_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

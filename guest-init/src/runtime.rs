@@ -3,10 +3,12 @@
 //!
 //! Disks: the image (squashfs) and the config disk (squashfs holding launch.json), by default
 //! /dev/xvda and /dev/xvdb, or `krata.image=` / `krata.config=` on the kernel command line, or
-//! `--image` / `--config` arguments (tests). The process's end is printed on the console as one
+//! `--image` / `--config` arguments (tests). The control channel's device (channel/) is /dev/hvc1, or
+//! `krata.channel=` / `--channel`. The process's end is printed on the console as one
 //! line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init failure as
 //! `KRATA-INIT-ERROR <reason>`.
 
+use crate::channel;
 use crate::config::Network;
 use crate::netlink::{self, Netlink};
 use crate::plan;
@@ -20,16 +22,20 @@ pub struct Options {
     pub config: String,
     /// Size of the writable layer over the image (tmpfs), MiB.
     pub rw_mib: u64,
+    /// The control channel's device.
+    pub channel: String,
 }
 
 impl Options {
     pub fn from_cmdline(cmdline: &str, args: &[String]) -> Options {
-        let mut o = Options { image: "/dev/xvda".into(), config: "/dev/xvdb".into(), rw_mib: 256 };
+        let mut o = Options { image: "/dev/xvda".into(), config: "/dev/xvdb".into(), rw_mib: 256, channel: channel::DEFAULT_DEVICE.into() };
         for word in cmdline.split_whitespace() {
             if let Some(v) = word.strip_prefix("krata.image=") {
                 o.image = v.to_string();
             } else if let Some(v) = word.strip_prefix("krata.config=") {
                 o.config = v.to_string();
+            } else if let Some(v) = word.strip_prefix("krata.channel=") {
+                o.channel = v.to_string();
             } else if let Some(v) = word.strip_prefix("krata.rw_mib=") {
                 o.rw_mib = v.parse().unwrap_or(o.rw_mib);
             }
@@ -39,6 +45,7 @@ impl Options {
             match args[i].as_str() {
                 "--image" => o.image = args[i + 1].clone(),
                 "--config" => o.config = args[i + 1].clone(),
+                "--channel" => o.channel = args[i + 1].clone(),
                 _ => {}
             }
             i += 1;
@@ -355,6 +362,8 @@ pub fn run(args: &[String]) -> i32 {
         Ok(pid) => pid,
         Err(e) => return init_error(&e),
     };
+    // Beside the main process, never before it: a channel that fails or waits must not hold it up.
+    channel::start(&p, &o.channel);
     let grace_ms = config.shutdown_grace_seconds.saturating_mul(1000);
     let mut stop_deadline: Option<std::time::Instant> = None;
     loop {
@@ -371,6 +380,8 @@ pub fn run(args: &[String]) -> i32 {
                 stop_everything(&set, 2000);
                 return 0;
             }
+            // An exec session's process: the channel thread reports it.
+            channel::deliver_exit(pid, &how);
         }
         match signal {
             // A shutdown request (the kernel's poweroff path signals init; the xenstore watch will
@@ -408,6 +419,10 @@ mod tests {
         let o = Options::from_cmdline("console=hvc0 krata.image=/dev/vda krata.rw_mib=64", &[]);
         assert_eq!((o.image.as_str(), o.config.as_str(), o.rw_mib), ("/dev/vda", "/dev/xvdb", 64));
         let o = Options::from_cmdline("", &["guest-init".into(), "--config".into(), "/dev/loop3".into()]);
-        assert_eq!((o.image.as_str(), o.config.as_str()), ("/dev/xvda", "/dev/loop3"));
+        assert_eq!((o.image.as_str(), o.config.as_str(), o.channel.as_str()), ("/dev/xvda", "/dev/loop3", "/dev/hvc1"));
+        let o = Options::from_cmdline("krata.channel=/dev/hvc2", &[]);
+        assert_eq!(o.channel, "/dev/hvc2");
+        let o = Options::from_cmdline("krata.channel=/dev/hvc2", &["--channel".into(), "/proc/self/fd/3".into()]);
+        assert_eq!(o.channel, "/proc/self/fd/3");
     }
 }

@@ -100,6 +100,7 @@ pub fn wait_signal(set: &libc::sigset_t, timeout_ms: u64) -> Option<libc::c_int>
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaped {
     Exited(i32),
     Signaled(i32),

@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/index.js';
 import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
+import { ChannelPeer, T } from '../../test/guest-channel-peer.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
@@ -27,7 +28,7 @@ before(() => {
     env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip']);
+  imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip', 'tty', 'touch', 'stty']);
   // The initrd: only /init.
   mkdirSync(join(work, 'initrd'));
   copyFileSync(init, join(work, 'initrd/init'));
@@ -289,4 +290,66 @@ test('offloads off on an interface that asks for it (a userspace network on the 
   ]) {
     assert.match(features, new RegExp(`^\\s*${f}: off`, 'm'), features);
   }
+});
+
+test('the control channel beside the main process: exec with its user, env and cwd, reaped by PID 1', async () => {
+  const args = disks(
+    'channel',
+    { Cmd: ['sh', '-c', 'echo main-ready; while [ ! -e /home/app/stop ]; do sleep 1; done; exit 4'], User: 'app' },
+    { ...base, env: [{ name: 'GREETING', value: 'hello' }] },
+  );
+  // Two ptys from script(1), one inside the other: the inner one is the channel's device (fd 3, opened
+  // as /proc/self/fd/3 as /dev/hvc1 is in a guest), the outer one relays it and is also init's stdin,
+  // the console RESIZE on stream 0 sizes. Each is opened by its name ($(tty)), not as /dev/tty, which
+  // would mean whichever terminal controls the opener. Console output goes to a file.
+  const log = join(work, 'channel-console.log');
+  const guestInit = `exec 3<>$(tty) <&4 4<&- >${log} 2>&1; exec unshare ${args.join(' ')} --channel /proc/self/fd/3`;
+  const command = `exec 4<>$(tty); exec script -q -e -c '${guestInit}' /dev/null`;
+  const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const consoleText = () => {
+    try {
+      return readFileSync(log, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const peer = new ChannelPeer(
+    (d) => child.stdin.write(d),
+    () => `console: ${consoleText()}`,
+  );
+  child.stdout.on('data', (d: Buffer) => peer.data(d));
+  const ended = new Promise<void>((r) => child.on('close', () => r()));
+  child.on('close', () => peer.close());
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  try {
+    await peer.handshake();
+    const s = peer.exec({ argv: ['sh', '-c', 'id -u; echo "$GREETING $HOME $(pwd)"; exit 5'] });
+    assert.deepEqual(await s.ended(), { exitCode: 5 }, "the exit status came through PID 1's reaper");
+    assert.equal(s.text(), '1000\nhello /home/app /\n', "the main process's user, env and working directory");
+
+    const root = peer.exec({ argv: ['id', '-u'], user: 'root', cwd: '/home' });
+    assert.deepEqual(await root.ended(), { exitCode: 0 });
+    assert.equal(root.text(), '0\n');
+
+    const tty = peer.exec({ argv: ['tty'], tty: true });
+    assert.deepEqual(await tty.ended(), { exitCode: 0 });
+    assert.match(tty.text(), /^\/dev\/pts\/\d+\r?\n$/, "a pty from the guest's own devpts");
+
+    const rc = Buffer.alloc(4);
+    rc.writeUInt16LE(41, 0);
+    rc.writeUInt16LE(99, 2);
+    peer.send(T.RESIZE, 0, rc);
+    const size = peer.exec({ argv: ['stty', '-F', '/proc/1/fd/0', 'size'], user: 'root' });
+    assert.deepEqual(await size.ended(), { exitCode: 0 }, size.text(T.STDERR));
+    assert.equal(size.text(), '41 99\n', "RESIZE on stream 0 sized init's console");
+
+    const stop = peer.exec({ argv: ['touch', '/home/app/stop'] });
+    assert.deepEqual(await stop.ended(), { exitCode: 0 });
+    await ended;
+  } finally {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  }
+  assert.match(consoleText(), /main-ready/);
+  assert.match(consoleText(), /KRATA-EXIT \{"exitCode":4\}/, 'the main process still ends the guest');
 });
