@@ -75,7 +75,7 @@ async function openExec(ctx: RouteContext, params: Record<string, string>, req: 
   const bridge = new ExecBridge(socket, request);
   // Waits for the guest's channel (a few seconds at most); a refusal is answered by the server as HTTP.
   const session = await ctx.service.exec(namespace, name, request, bridge.sink);
-  bridge.start(session, head, ctx.track);
+  bridge.start(session, head, (stop) => ctx.track(stop));
 }
 
 export const EXEC_UPGRADE: Upgrade = { what: 'exec', protocol: EXEC_PROTOCOL, open: openExec };

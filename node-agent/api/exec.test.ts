@@ -16,7 +16,12 @@ import { EXEC_OUTPUT_BOUND } from './exec-bridge.js';
 import { startApiServer } from './server.js';
 
 const guest = (name: string) =>
-  ({ apiVersion: 'krata.dev/v1alpha1', kind: 'Guest', metadata: { name, namespace: 'default' }, spec: { image: 'alpine:3.19' } }) as KratObject;
+  ({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name, namespace: 'default' },
+    spec: { image: 'alpine:3.19' },
+  }) as KratObject;
 
 async function agent(t: { after: (fn: () => Promise<void> | void) => void }) {
   const dir = mkdtempSync(join(tmpdir(), 'krata-exec-'));
@@ -92,16 +97,14 @@ class ExecClient {
   }
 }
 
-function openExec(socketPath: string, q: ExecQuery | string, opts: { name?: string; protocol?: string; extra?: string } = {}) {
+function openExec(socketPath: string, q: ExecQuery | string, opts: { name?: string; protocol?: string } = {}) {
   const path = `/v1/namespaces/default/guests/${opts.name ?? 'web'}/exec?${typeof q === 'string' ? q : execQueryString(q)}`;
   return new Promise<ExecClient>((resolve, reject) => {
     const socket = connect(socketPath);
     let buf = Buffer.alloc(0);
     socket.on('error', reject);
     socket.on('connect', () =>
-      socket.write(
-        `GET ${path} HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: ${opts.protocol ?? 'krata-exec.v1'}\r\n\r\n${opts.extra ?? ''}`,
-      ),
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: ${opts.protocol ?? 'krata-exec.v1'}\r\n\r\n`),
     );
     const onData = (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
@@ -192,7 +195,16 @@ test('exec: the query becomes the request (env, workingDir, user, tty and its si
   const c = await openExec(socketPath, q);
   c.listen();
   assert.equal((await c.exit()).exitCode, 0);
-  const expected = { argv: ['request', 'a b', ''], env: ['A=1', 'B=x=y'], cwd: '/srv', user: '1000:1000', tty: true, stdin: true, rows: 40, cols: 132 };
+  const expected = {
+    argv: ['request', 'a b', ''],
+    env: ['A=1', 'B=x=y'],
+    cwd: '/srv',
+    user: '1000:1000',
+    tty: true,
+    stdin: true,
+    rows: 40,
+    cols: 132,
+  };
   assert.deepEqual(JSON.parse(c.output().toString()), expected);
   assert.deepEqual(channel().last!.req, expected);
   const plain = await openExec(socketPath, { command: ['true'] });
@@ -359,7 +371,9 @@ test('exec: a client that left while the channel came up never leaves a session 
   channel.setState({ phase: 'connecting' });
   const socket = connect(socketPath);
   await new Promise((r) => socket.on('connect', r));
-  socket.write('GET /v1/namespaces/default/guests/web/exec?command=sleep HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: krata-exec.v1\r\n\r\n');
+  socket.write(
+    'GET /v1/namespaces/default/guests/web/exec?command=sleep HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: krata-exec.v1\r\n\r\n',
+  );
   await eventually(() => channel.readyCalls.length === 1, 'the agent waits for the channel');
   socket.destroy();
   await settle(50);

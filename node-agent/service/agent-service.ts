@@ -264,7 +264,10 @@ export class NodeAgentService implements AgentService {
     if (!guest) throw new NotFound(`guest "${name}" not found in namespace "${namespace}"`);
     const domid = guest.status?.domid;
     if (domid === undefined)
-      throw new ChannelUnavailable(`guest ${key} has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so nothing to exec in`, 'closed');
+      throw new ChannelUnavailable(
+        `guest ${key} has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so nothing to exec in`,
+        'closed',
+      );
     const channel = this.hv.channel(domid);
     if (!channel)
       throw new ChannelUnavailable(

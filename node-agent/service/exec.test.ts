@@ -28,7 +28,7 @@ async function running(name = 'web') {
   return { h, domid };
 }
 
-test('exec opens a session on the running domain\'s channel, after its handshake', async (t) => {
+test("exec opens a session on the running domain's channel, after its handshake", async (t) => {
   const { h, domid } = await running();
   t.after(() => h.stop());
   const channel = new FakeGuestChannel();
@@ -45,7 +45,10 @@ test('exec refuses: NotFound, no running domain (its phase), no channel (an olde
   const { h, domid } = await running();
   t.after(() => h.stop());
   const req = { argv: ['true'], tty: false, stdin: false };
-  await assert.rejects(h.agent.exec('default', 'nope', req, sink().sink), (e) => e instanceof NotFound && /"nope" not found/.test(e.message));
+  await assert.rejects(
+    h.agent.exec('default', 'nope', req, sink().sink),
+    (e) => e instanceof NotFound && /"nope" not found/.test(e.message),
+  );
   await assert.rejects(
     h.agent.exec('default', 'later', req, sink().sink),
     (e) => e instanceof ChannelUnavailable && /guest default\/later has no running domain \(phase Pending\)/.test(e.message),
@@ -65,7 +68,9 @@ test('exec refuses: NotFound, no running domain (its phase), no channel (an olde
   await assert.rejects(
     agent.exec('default', 'web', req, sink().sink),
     (e) =>
-      e instanceof ChannelUnavailable && e.state === 'connecting' && /^guest default\/web: the guest did not answer the channel handshake/.test(e.message),
+      e instanceof ChannelUnavailable &&
+      e.state === 'connecting' &&
+      /^guest default\/web: the guest did not answer the channel handshake/.test(e.message),
   );
   assert.deepEqual(channel.readyCalls, [30]);
   channel.setState({ phase: 'incompatible', reason: 'guest-init speaks 2..2, the agent 1..1' });

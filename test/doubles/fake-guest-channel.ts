@@ -49,7 +49,11 @@ export const DEFAULT_PROGRAMS: Record<string, FakeProgram> = {
     s.write('stderr', Buffer.from(s.req.argv.slice(1).join(' ') + '\n'));
     s.exit({ exitCode: 3 });
   },
-  cat: (s) => s.readStdin((d) => s.write('stdout', d), () => s.exit({ exitCode: 0 })),
+  cat: (s) =>
+    s.readStdin(
+      (d) => s.write('stdout', d),
+      () => s.exit({ exitCode: 0 }),
+    ),
   yes: (s) => {
     const more = () => {
       while (!s.done && !s.outputBlocked) {
