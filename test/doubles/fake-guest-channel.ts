@@ -55,13 +55,12 @@ export const DEFAULT_PROGRAMS: Record<string, FakeProgram> = {
       () => s.exit({ exitCode: 0 }),
     ),
   yes: (s) => {
+    // A chunk per turn of the event loop, so the test's own I/O keeps running; held while the sink says no.
     const more = () => {
-      while (!s.done && !s.outputBlocked) {
-        s.write('stdout', FLOOD_CHUNK);
-        // One chunk per turn at most when nothing holds it back, so the test's event loop keeps running.
-        if (!s.outputBlocked) return void setImmediate(more);
-      }
-      if (!s.done) s.onResume(more);
+      if (s.done) return;
+      s.write('stdout', FLOOD_CHUNK);
+      if (s.outputBlocked) s.onResume(more);
+      else setImmediate(more);
     };
     s.onSignal((n) => s.exit({ exitCode: 128 + n, signal: n }));
     more();
