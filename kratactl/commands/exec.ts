@@ -16,8 +16,9 @@ Usage: kratactl exec [guest] NAME [options] -- COMMAND [ARG...]
 
 The command runs beside the guest's main process, with that process's environment, working directory
 and user unless told otherwise. kratactl exits with the command's exit code (128+N when signal N
-killed it); SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to kratactl go to the command's process group
-(without -t; the third of the same signal gives up and closes the session).
+killed it; a non-zero one is also printed, as kubectl does). Without -t, SIGINT, SIGTERM, SIGHUP and
+SIGQUIT sent to kratactl go to the command's process group; the third of the same signal gives up and
+closes the session (with -t, a signal from outside the terminal closes it at once).
 
   -i, --stdin            pass stdin to the command (without it the command reads nothing)
   -t, --tty              run the command on a terminal; with -i and a terminal on stdin, that terminal
@@ -97,7 +98,9 @@ export async function exec(argv: string[], io: IO): Promise<number> {
   } catch (err) {
     return agentFailure(io, err);
   }
+  // kubectl's words for a command that failed; its own error instead when it could not start.
   if ('error' in result) io.stderr.write(`error: ${result.error}\n`);
+  else if (result.exitCode !== 0) io.stderr.write(`command terminated with exit code ${result.exitCode}\n`);
   return result.exitCode;
 }
 

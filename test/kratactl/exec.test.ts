@@ -81,13 +81,13 @@ test("exec: the remote exit code is kratactl's (0, 7, 127 with the error), outpu
   assert.equal(ok.stderr, '');
   const seven = await kratactl(['exec', 'guest', 'web', '--agent', socket, '--', 'sh', '-c', 'exit 7']);
   assert.equal(seven.code, 7);
-  assert.equal(seven.stderr, '');
+  assert.equal(seven.stderr, 'command terminated with exit code 7\n');
   const missing = await kratactl(['exec', 'web', '--agent', socket, '--', 'no-such-program']);
   assert.equal(missing.code, 127);
   assert.match(missing.stderr, /^error: exec: "no-such-program": executable file not found in \$PATH\n$/);
   const warn = await kratactl(['exec', 'web', '--agent', socket, '--', 'warn', 'careful']);
   assert.equal(warn.code, 3);
-  assert.equal(warn.stderr, 'careful\n');
+  assert.equal(warn.stderr, 'careful\ncommand terminated with exit code 3\n');
   assert.equal(warn.stdout.length, 0);
 });
 
@@ -207,6 +207,7 @@ test('exec forwards SIGINT and SIGTERM to the remote process group; its death by
   await new Promise((r) => setTimeout(r, 20));
   process.emit('SIGINT', 'SIGINT');
   assert.equal(await p.code, 130, p.stderr);
+  assert.equal(p.stderr, 'command terminated with exit code 130\n');
   assert.deepEqual(channel().last!.signals, [2]);
   assert.equal(process.listenerCount('SIGINT'), 0, 'the handlers are removed');
 
