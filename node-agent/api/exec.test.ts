@@ -302,6 +302,27 @@ test('exec: a client that stops reading holds the guest back; the agent buffers 
   assert.equal(c.output().length, session.outputBytes, 'every byte the sink took reached the client');
 });
 
+test('exec: a channel that ignores the held-back sink is cut past the hard limit, not buffered', async (t) => {
+  const { socketPath, channel } = await agent(t);
+  const chunk = Buffer.alloc(32 * 1024, 'z');
+  // A broken guest side: keeps pushing after the sink said false.
+  channel().programs.set('flood', (s) => {
+    const more = () => {
+      if (s.done) return;
+      for (let i = 0; i < 64; i++) s.write('stdout', chunk);
+      setImmediate(more);
+    };
+    more();
+  });
+  const c = await openExec(socketPath, { command: ['flood'] });
+  const closed = new Promise((r) => c.socket.on('close', r));
+  // The client reads nothing (its socket stays paused).
+  await eventually(() => channel().last?.closed === true, 'the session is closed');
+  c.socket.destroy();
+  await closed;
+  assert.ok(channel().last!.outputBytes < 16 * 1024 * 1024, `took ${channel().last!.outputBytes} bytes`);
+});
+
 test('exec: stdin the guest does not read pauses the client, bounded, and then all arrives in order', async (t) => {
   const { socketPath, channel } = await agent(t);
   channel().stallStdin = true;
