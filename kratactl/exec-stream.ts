@@ -4,7 +4,10 @@
 // that is behind pauses our stdin.
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { ExecFrame, ExecFrameDecoder, MAX_EXEC_FRAME, encodeExecFrame, type ExecResult } from '../contracts/agent-api/exec.js';
+import { constants } from 'node:os';
 import { AgentError } from './agent-client.js';
+
+const SIGPIPE = constants.signals.SIGPIPE;
 
 export interface ExecStreamOptions {
   /** Streamed to the process when given (-i); its end ends the process's stdin. */
@@ -38,9 +41,15 @@ export class ExecStream {
     if (this.stdin) {
       this.stdin.on('data', this.onStdin);
       this.stdin.on('end', this.onStdinEnd);
+      this.stdin.on('error', this.onStdinEnd); // unreadable stdin ends the command's
       this.stdin.resume();
     }
+    opts.stdout.on('error', this.onOutputError);
+    opts.stderr.on('error', this.onOutputError);
   }
+
+  /** Output that can no longer be written (a closed pipe): the command goes, as a process killed by SIGPIPE would. */
+  private readonly onOutputError = () => this.close({ exitCode: 128 + SIGPIPE, signal: SIGPIPE });
 
   resize(rows: number, cols: number): void {
     this.send(ExecFrame.resize, { rows, cols });
@@ -51,14 +60,17 @@ export class ExecStream {
     this.send(ExecFrame.signal, { signal: signo });
   }
 
-  /** Abandons the stream: the agent closes the session, the guest kills the process group. */
-  close(why: string): void {
+  /**
+   * Abandons the stream, ending it with `result` here: the agent closes the session and the guest kills
+   * the process group.
+   */
+  close(result: ExecResult): void {
     if (this.done) return;
     this.stop();
     // end, not destroy: frames already queued (a signal) still reach the agent before it closes the session.
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.settle(new AgentError(why));
+    this.settle(result);
   }
 
   private send(type: 1 | 4 | 5 | 6, payload: Buffer | object = Buffer.alloc(0)): boolean {
@@ -123,7 +135,10 @@ export class ExecStream {
     if (this.stdin) {
       this.stdin.off('data', this.onStdin);
       this.stdin.off('end', this.onStdinEnd);
+      this.stdin.off('error', this.onStdinEnd);
       this.stdin.pause();
     }
+    this.opts.stdout.off('error', this.onOutputError);
+    this.opts.stderr.off('error', this.onOutputError);
   }
 }

@@ -125,7 +125,7 @@ async function session(stream: ExecStream, io: IO, tty: boolean): Promise<ExecRe
       const n = (counts.get(name) ?? 0) + 1;
       counts.set(name, n);
       // On a terminal, Ctrl+C and Ctrl+\ are bytes for the remote side; a signal from elsewhere ends the session.
-      if (tty || n >= GIVE_UP_AFTER) stream.close(`exec ended by ${name}`);
+      if (tty || n >= GIVE_UP_AFTER) stream.close({ exitCode: 128 + signo, error: `exec ended by ${name}` });
       else stream.signal(signo);
     };
     process.on(name, handler);
@@ -133,13 +133,6 @@ async function session(stream: ExecStream, io: IO, tty: boolean): Promise<ExecRe
   }
   try {
     return await stream.result;
-  } catch (err) {
-    const signalled = [...counts.keys()].at(-1);
-    if (signalled && (tty || counts.get(signalled)! >= GIVE_UP_AFTER)) {
-      io.stderr.write(`error: ${(err as Error).message}\n`);
-      return { exitCode: 128 + constants.signals[signalled as (typeof FORWARDED)[number]] };
-    }
-    throw err;
   } finally {
     for (const undo of cleanup.reverse()) undo();
   }

@@ -134,6 +134,22 @@ test('exec: a stdout that does not keep up pauses the stream, and the guest is h
   assert.equal(taken, session.outputBytes, 'every byte produced reached stdout');
 });
 
+test('exec: a stdout that is closed (EPIPE) ends the command, as SIGPIPE would (141)', async (t) => {
+  const { socket, channel } = await agent(t);
+  const stdout = new Writable({
+    write(_chunk: Buffer, _enc, done) {
+      done(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+    },
+  });
+  const stderr = new PassThrough();
+  let err = '';
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await run(['exec', 'web', '--agent', socket, '--', 'yes'], { stdin: Readable.from([]), stdout, stderr, env: {} });
+  assert.equal(code, 141);
+  assert.equal(err, 'command terminated with exit code 141\n');
+  await eventually(() => channel().last!.closed, 'the session is closed');
+});
+
 test('exec: -e, -w and -u reach the request; the command keeps its own dashes after --', async (t) => {
   const { socket, channel } = await agent(t);
   const r = await kratactl([
