@@ -1,7 +1,8 @@
 // Client of the node agent's local API: HTTP/1.1 with JSON bodies over a unix socket
 // (contracts/README.md, "The node agent's local API"). Streams (watch, logs, pull progress) are NDJSON or raw
-// bytes; the console is a raw byte stream after an HTTP upgrade.
+// bytes; the console is a raw byte stream after an HTTP upgrade, an exec a stream of frames after one.
 import { CONSOLE_PROTOCOL } from '../contracts/agent-api/endpoints.js';
+import { EXEC_PROTOCOL, execQueryString, type ExecQuery } from '../contracts/agent-api/exec.js';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
@@ -134,20 +135,38 @@ export class AgentClient {
 
   /** The guest's console as a raw byte stream (after an HTTP upgrade); ending the socket detaches. */
   attach(namespace: string, name: string, opts: { logs?: boolean } = {}): Promise<Duplex> {
+    return this.upgrade(`${guestPath(namespace, name)}/console${opts.logs ? '?logs=true' : ''}`, CONSOLE_PROTOCOL);
+  }
+
+  /**
+   * An exec in the guest: the socket carries frames (contracts/agent-api/exec.ts) once the agent has
+   * opened the session; a refusal (no such guest, its channel not up) rejects with the agent's message.
+   */
+  exec(namespace: string, name: string, query: ExecQuery): Promise<Duplex> {
+    return this.upgrade(`${guestPath(namespace, name)}/exec?${execQueryString(query)}`, EXEC_PROTOCOL);
+  }
+
+  /** Sets the console's window size (for attach); a 409 says the guest's control channel is not up. */
+  async resizeConsole(namespace: string, name: string, rows: number, cols: number): Promise<void> {
+    await this.call('PUT', `${guestPath(namespace, name)}/console/size`, { body: { rows, cols } });
+  }
+
+  /** A GET upgraded to `protocol`: resolves with the socket after the 101, rejects with the agent's error otherwise. */
+  private upgrade(path: string, protocol: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
       const req = request({
         socketPath: this.socketPath,
         agent: false, // a connection per request: keep-alive reuse raced the server closing idle sockets (ECONNRESET)
         method: 'GET',
-        path: `${guestPath(namespace, name)}/console${opts.logs ? '?logs=true' : ''}`,
-        headers: { connection: 'Upgrade', upgrade: CONSOLE_PROTOCOL },
+        path,
+        headers: { connection: 'Upgrade', upgrade: protocol },
         timeout: this.timeoutMs,
       });
       req.on('timeout', () =>
         req.destroy(new AgentError(`node agent at ${this.socketPath} did not answer within ${this.timeoutMs / 1000}s`)),
       );
       req.on('upgrade', (_res, socket, head) => {
-        socket.setTimeout(0); // the handshake's timeout; a console may be quiet for hours
+        socket.setTimeout(0); // the handshake's timeout; a console or an exec may be quiet for hours
         if (head.length) socket.unshift(head);
         resolve(socket);
       });

@@ -5,6 +5,7 @@ import { ATTACH_HELP, attach } from './commands/attach.js';
 import { COMPLETION_HELP, completion } from './commands/completion.js';
 import { DELETE_HELP, del } from './commands/delete.js';
 import { DESCRIBE_HELP, describe } from './commands/describe.js';
+import { EXEC_HELP, exec } from './commands/exec.js';
 import { EXPLAIN_HELP, explain } from './commands/explain.js';
 import { GET_HELP, get } from './commands/get.js';
 import { HOST_HELP, host } from './commands/host.js';
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, Command> = {
   run: { summary: 'run an image as a new guest and attach to it', help: RUN_HELP, run: runGuest },
   logs: { summary: "print a guest's console output (-f to follow)", help: LOGS_HELP, run: logs },
   attach: { summary: "attach the terminal to a guest's console (Ctrl+] detaches)", help: ATTACH_HELP, run: attach },
+  exec: { summary: 'run a command in a running guest (-i stdin, -t terminal)', help: EXEC_HELP, run: exec },
   explain: { summary: 'document a kind or field of the API', help: EXPLAIN_HELP, run: explain },
   image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
   top: { summary: 'show what running guests use: CPU, memory, load (-A, -w to refresh)', help: TOP_HELP, run: top },
@@ -66,7 +68,7 @@ export async function run(argv: string[], io: IO): Promise<number> {
     io.stderr.write(`error: unknown command "${name}"\n\n${USAGE}`);
     return EXIT_USAGE;
   }
-  // Words after -- belong to something else (the guest's command in `run`).
+  // Words after -- belong to something else (the guest's command in `run` and `exec`).
   const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
   if (own.includes('--help') || own.includes('-h')) {
     io.stdout.write(command.help);

@@ -2,7 +2,8 @@
 // mode on a TTY, so Ctrl+C reaches the guest); Ctrl+] detaches here, without telling the guest.
 import { parseArgs } from 'node:util';
 import type { Duplex, Readable } from 'node:stream';
-import { AgentError } from '../agent-client.js';
+import { AgentError, type AgentClient } from '../agent-client.js';
+import { onWindowResize, windowSize } from '../window-size.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
 
@@ -71,6 +72,18 @@ export function attachSession(socket: Duplex, io: IO, label: string): Promise<'d
   });
 }
 
+/**
+ * Keeps the console's window size at the terminal's (when stdout is one): at once and on every resize.
+ * Best effort: a guest whose channel is not up (409), or an older agent, leaves the size as it was.
+ */
+export function followConsoleSize(client: AgentClient, namespace: string, name: string, io: IO): () => void {
+  const put = (s: { rows: number; cols: number }) => void client.resizeConsole(namespace, name, s.rows, s.cols).catch(() => {});
+  const size = windowSize(io.stdout);
+  if (!size) return () => {};
+  put(size);
+  return onWindowResize(io.stdout, put);
+}
+
 export async function attach(argv: string[], io: IO): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options: { ...AGENT_OPTIONS }, strict: true, allowPositionals: true });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
@@ -78,8 +91,14 @@ export async function attach(argv: string[], io: IO): Promise<number> {
   const name = checkGuestName(args[0]!);
   const namespace = namespaceOf(values);
   try {
-    const socket = await agentClient(values, io).attach(namespace, name);
-    await attachSession(socket, io, `${namespace}/${name}`);
+    const client = agentClient(values, io);
+    const socket = await client.attach(namespace, name);
+    const stopSize = followConsoleSize(client, namespace, name, io);
+    try {
+      await attachSession(socket, io, `${namespace}/${name}`);
+    } finally {
+      stopSize();
+    }
     return EXIT_OK;
   } catch (err) {
     return agentFailure(io, err);

@@ -83,6 +83,11 @@ export const COMPLETIONS: Record<string, CommandCompletion> = {
   },
   logs: { flags: ['-f', '--follow', '--tail', ...AGENT], values: { '--tail': [], ...AGENT_VALUES }, guests: true },
   attach: { flags: AGENT, values: AGENT_VALUES, guests: true },
+  exec: {
+    flags: ['-i', '--stdin', '-t', '--tty', '-e', '--env', '-w', '--workdir', '-u', '--user', ...AGENT],
+    values: { '-e': [], '--env': [], '-w': [], '--workdir': [], '-u': [], '--user': [], ...AGENT_VALUES },
+    guests: true,
+  },
   run: {
     flags: ['--name', '--cpus', '--memory', '-e', '--env', '-t', '--tty', '--restart', '--rm', ...AGENT],
     values: {

@@ -9,7 +9,7 @@ import { formatPath, validateObject } from '../../crds/validate.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { objectName } from '../output.js';
-import { attachSession } from './attach.js';
+import { attachSession, followConsoleSize } from './attach.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, namespaceOf, onInterrupt } from './common.js';
 
 export const RUN_HELP = `Run an image as a new Guest and attach to its console.
@@ -129,7 +129,9 @@ export async function run(argv: string[], io: IO): Promise<number> {
       if (!(err instanceof AgentError) || err.status !== 409) throw err;
     }
     if (socket && !abort.signal.aborted) {
-      if ((await attachSession(socket, io, label)) === 'detached') return EXIT_OK;
+      const stopSize = followConsoleSize(client, namespace, name, io);
+      const how = await attachSession(socket, io, label).finally(stopSize);
+      if (how === 'detached') return EXIT_OK;
     }
     if (abort.signal.aborted) return EXIT_FAILED;
     return await reportEnd(client, namespace, name, io);

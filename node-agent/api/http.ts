@@ -3,6 +3,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { InvalidRequest, NotFound, storageFull } from '../service/service.js';
+import { ChannelUnavailable } from '../channel/index.js';
 
 export type FieldProblem = { index?: number; path?: string; message: string };
 
@@ -202,6 +203,8 @@ export function errorAnswer(err: unknown): {
   if (err instanceof InvalidRequest)
     return { status: err.status, body: { message: err.message, ...(err.errors.length ? { errors: err.errors } : {}) }, headers: {} };
   if (err instanceof NotFound) return { status: 404, body: { message: err.message }, headers: {} };
+  // The Guest is there but cannot take an exec now (no running domain, its channel not up): a conflict with its state.
+  if (err instanceof ChannelUnavailable) return { status: 409, body: { message: err.message }, headers: {} };
   const full = storageFull(err);
   if (full) return { status: 507, body: { message: `${full}; free space on the node and try again` }, headers: {} };
   // The first line of the message only, bounded: a stack trace or a dump never leaves the agent

@@ -10,13 +10,10 @@ import { type PullEvent, type StoredImage, type WatchEvent } from '../../contrac
 import { parseReference } from '../../lib/oci/reference.js';
 import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
+import { bool, count, label, optionalLabel, type RouteContext, type Upgrade } from './common.js';
+import { EXEC_UPGRADE } from './exec-route.js';
 
-export interface RouteContext {
-  service: AgentService;
-  maxBodyBytes: number;
-  /** Registers a long-lived stream's stop function (called on server close); returns its removal. */
-  track(stop: () => void): () => void;
-}
+export type { RouteContext } from './common.js';
 
 export interface Request {
   req: IncomingMessage;
@@ -31,39 +28,8 @@ type Handler = (r: Request) => Promise<void>;
 interface Route {
   segments: string[];
   methods: Record<string, Handler>;
-}
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-function label(value: string, what: string): string {
-  if (value.length > 63 || !DNS_LABEL.test(value)) {
-    throw new HttpError(
-      400,
-      `invalid ${what} ${JSON.stringify(value.slice(0, 100))}: must be a ` +
-        `DNS label (lowercase letters, digits and "-", at most 63 characters)`,
-    );
-  }
-  return value;
-}
-
-function optionalLabel(query: URLSearchParams, key: string, what = key): string | undefined {
-  const v = query.get(key);
-  return v === null || v === '' ? undefined : label(v, what);
-}
-
-function bool(query: URLSearchParams, key: string): boolean {
-  const v = query.get(key);
-  if (v === null || v === 'false' || v === '0') return false;
-  if (v === '' || v === 'true' || v === '1') return true;
-  throw new HttpError(400, `query parameter ${key} must be true or false, not ${JSON.stringify(v.slice(0, 100))}`);
-}
-
-function count(query: URLSearchParams, key: string, max = 2 ** 31 - 1): number | undefined {
-  const v = query.get(key);
-  if (v === null) return undefined;
-  if (!/^\d{1,10}$/.test(v) || Number(v) > max)
-    throw new HttpError(400, `query parameter ${key} must be a whole number from 0 to ${max}, not ${JSON.stringify(v.slice(0, 100))}`);
-  return Number(v);
+  /** The route's upgrade (server.ts dispatches it); a plain GET of it is answered 426. */
+  upgrade?: Upgrade;
 }
 
 function guestOf(r: Request): { namespace: string; name: string; guest: Guest } {
@@ -213,18 +179,18 @@ async function logs(r: Request): Promise<void> {
   });
 }
 
-async function consoleWithoutUpgrade(): Promise<void> {
-  throw new HttpError(426, `the console needs "Connection: Upgrade" and "Upgrade: ${CONSOLE_PROTOCOL}"`, undefined, {
-    upgrade: CONSOLE_PROTOCOL,
-    connection: 'Upgrade',
-  });
+/** The answer to a plain GET of a route that upgrades: 426 with the headers it needs. */
+function needsUpgrade(u: Upgrade): Handler {
+  return async () => {
+    throw new HttpError(426, `${u.what} needs "Connection: Upgrade" and "Upgrade: ${u.protocol}"`, undefined, {
+      upgrade: u.protocol,
+      connection: 'Upgrade',
+    });
+  };
 }
 
 /** The 101 answer to an upgrade on the console route, then raw bytes both ways until either side ends. */
 export function attachConsole(ctx: RouteContext, params: Record<string, string>, req: IncomingMessage, socket: Duplex, head: Buffer): void {
-  const protocol = String(req.headers.upgrade ?? '').toLowerCase();
-  if (protocol !== CONSOLE_PROTOCOL)
-    throw new HttpError(400, `this endpoint upgrades to "${CONSOLE_PROTOCOL}" only, not ${JSON.stringify(protocol.slice(0, 100))}`);
   const namespace = label(params.namespace!, 'namespace');
   const name = label(params.name!, 'guest name');
   const guest = ctx.service.get(namespace, name);
@@ -276,6 +242,27 @@ export function attachConsole(ctx: RouteContext, params: Record<string, string>,
   socket.on('close', stop);
   socket.on('error', stop);
   if (socket.destroyed) stop();
+}
+
+/** PUT {"rows": N, "cols": N}: the console's window size (attach), set through the Guest's channel. */
+async function consoleSize(r: Request): Promise<void> {
+  const { namespace, name, guest } = guestOf(r);
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as { rows?: unknown; cols?: unknown };
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new HttpError(400, 'the request body must be {"rows": N, "cols": N}');
+  const dimension = (v: unknown, key: string) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535)
+      throw new HttpError(400, `${key} must be a whole number from 1 to 65535, not ${JSON.stringify(v ?? null).slice(0, 100)}`);
+    return v;
+  };
+  const rows = dimension(body.rows, 'rows');
+  const cols = dimension(body.cols, 'cols');
+  if (guest.status?.domid === undefined)
+    throw new HttpError(409, `guest "${name}" has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so there is no console`);
+  if (!r.ctx.service.resizeConsole(namespace, name, rows, cols))
+    throw new HttpError(409, `the control channel of guest "${name}" is not up, so the console's size cannot be set`);
+  r.res.writeHead(204);
+  r.res.end();
 }
 
 async function events(r: Request): Promise<void> {
@@ -405,7 +392,9 @@ export const ROUTES: Route[] = (
     ['/v1/guests', { GET: listGuests }],
     [GUEST, { GET: getGuest, DELETE: deleteGuest }],
     [`${GUEST}/logs`, { GET: logs }],
-    [`${GUEST}/console`, { GET: consoleWithoutUpgrade }],
+    [`${GUEST}/console`, {}, { what: 'the console', protocol: CONSOLE_PROTOCOL, open: attachConsole }],
+    [`${GUEST}/console/size`, { PUT: consoleSize }],
+    [`${GUEST}/exec`, {}, EXEC_UPGRADE],
     ['/v1/namespaces/:namespace/secrets/:name', { DELETE: deleteSecret }],
     ['/v1/watch', { GET: watch }],
     ['/v1/events', { GET: events }],
@@ -417,10 +406,12 @@ export const ROUTES: Route[] = (
     ['/v1/host', { GET: host }],
     ['/v1/usage', { GET: listUsage }],
     [`${GUEST}/usage`, { GET: guestUsage }],
-  ] as [string, Record<string, Handler>][]
-).map(([path, methods]) => ({ segments: path.split('/'), methods }));
-
-export const CONSOLE_ROUTE = ROUTES.find((r) => r.segments.at(-1) === 'console')!;
+  ] as [string, Record<string, Handler>, Upgrade?][]
+).map(([path, methods, upgrade]) => ({
+  segments: path.split('/'),
+  methods: upgrade ? { GET: needsUpgrade(upgrade), ...methods } : methods,
+  ...(upgrade ? { upgrade } : {}),
+}));
 
 /** The route for a path and its decoded parameters; undefined for an unknown path. */
 export function matchRoute(pathname: string): { route: Route; params: Record<string, string> } | undefined {

@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { AgentService } from '../service/service.js';
 import { HttpError, errorAnswer, sendError, sendRawError } from './http.js';
-import { attachConsole, CONSOLE_ROUTE, isUploadPath, matchRoute, type RouteContext } from './routes.js';
+import { isUploadPath, matchRoute, type RouteContext } from './routes.js';
 
 export interface ApiServerOptions {
   socketPath: string;
@@ -72,20 +72,27 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    const refuse = (err: unknown) => {
+      report(req, err);
+      sendRawError(socket, err);
+    };
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
       const match = matchRoute(url.pathname);
       if (!match) throw new HttpError(404, `no such endpoint: ${url.pathname.slice(0, 200)}`);
-      if (match.route !== CONSOLE_ROUTE)
-        throw new HttpError(400, `${url.pathname.slice(0, 200)} does not upgrade; only a guest's console does`);
+      const upgrade = match.route.upgrade;
+      if (!upgrade) throw new HttpError(400, `${url.pathname.slice(0, 200)} does not upgrade; only a guest's console and exec do`);
       if (req.method !== 'GET')
         throw new HttpError(405, `${req.method} is not allowed on ${url.pathname.slice(0, 200)} (allowed: GET)`, undefined, {
           allow: 'GET',
         });
-      attachConsole(ctx, match.params, req, socket, head);
+      const protocol = String(req.headers.upgrade ?? '').toLowerCase();
+      if (protocol !== upgrade.protocol)
+        throw new HttpError(400, `this endpoint upgrades to "${upgrade.protocol}" only, not ${JSON.stringify(protocol.slice(0, 100))}`);
+      // An upgrade may wait (exec waits for the guest's channel): its refusal still comes as an HTTP answer.
+      Promise.resolve(upgrade.open(ctx, match.params, req, socket, head)).catch(refuse);
     } catch (err) {
-      report(req, err);
-      sendRawError(socket, err);
+      refuse(err);
     }
   });
   // Malformed HTTP (bad request line, oversized headers) gets Node's plain 400/431 and a closed socket.

@@ -1,7 +1,7 @@
 // The node agent's service: the operations the local API serves, on top of the store, the reconciler,
 // the hypervisor and the image cache. Writes are validated with the same validator kratactl and the
 // operator use, all or nothing.
-import { ChannelUnavailable, type ExecRequest, type ExecSession, type ExecSink } from '../channel/index.js';
+import { ChannelUnavailable, type ExecRequest, type ExecSession, type ExecSink, type GuestChannel } from '../channel/index.js';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import type { Guest } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
@@ -86,7 +86,11 @@ export interface AgentOptions {
   pullSlots?: Semaphore;
   /** The host's one usage sampler (shared with /metrics); the service makes its own without it. */
   usage?: UsageSampler;
+  /** How long an exec waits for the Guest's channel handshake (default 5 s) before it says the channel is not up. */
+  channelReadyMs?: number;
 }
+
+export const DEFAULT_CHANNEL_READY_MS = 5000;
 
 export class NodeAgentService implements AgentService {
   private readonly history: WatchEvent[] = [];
@@ -250,12 +254,47 @@ export class NodeAgentService implements AgentService {
     return domid === undefined ? undefined : this.hv.console(domid);
   }
 
-  exec(namespace: string, name: string, _req: ExecRequest, _sink: ExecSink): Promise<ExecSession> {
-    return Promise.reject(new ChannelUnavailable(`exec into guest "${namespace}/${name}" is not built yet`, 'closed'));
+  async exec(namespace: string, name: string, req: ExecRequest, sink: ExecSink): Promise<ExecSession> {
+    const channel = await this.readyChannel(namespace, name);
+    return channel.exec(req, sink);
   }
 
-  resizeConsole(_namespace: string, _name: string, _rows: number, _cols: number): boolean {
-    return false;
+  /**
+   * The control channel of the Guest's running domain once it is up (waiting up to `channelReadyMs`
+   * for the handshake); NotFound or ChannelUnavailable (a message that says why and what to do) otherwise.
+   */
+  private async readyChannel(namespace: string, name: string): Promise<GuestChannel> {
+    const key = guestKey(namespace, name);
+    const guest = this.store.get(key)?.guest;
+    if (!guest) throw new NotFound(`guest "${name}" not found in namespace "${namespace}"`);
+    const domid = guest.status?.domid;
+    if (domid === undefined)
+      throw new ChannelUnavailable(
+        `guest ${key} has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so nothing to exec in`,
+        'closed',
+      );
+    const channel = this.hv.channel(domid);
+    if (!channel)
+      throw new ChannelUnavailable(
+        `guest ${key} has no control channel: its domain ${domid} was started by an older node agent, which did not ` +
+          `give it one; delete the guest and apply it again to exec into it`,
+        'closed',
+      );
+    try {
+      await channel.ready(this.opts.channelReadyMs ?? DEFAULT_CHANNEL_READY_MS);
+    } catch (e) {
+      const message = `guest ${key}: ${(e as Error)?.message ?? String(e)}`;
+      throw new ChannelUnavailable(message, e instanceof ChannelUnavailable ? e.state : channel.state().phase);
+    }
+    return channel;
+  }
+
+  resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean {
+    const domid = this.store.get(guestKey(namespace, name))?.guest.status?.domid;
+    const channel = domid === undefined ? undefined : this.hv.channel(domid);
+    if (channel?.state().phase !== 'up') return false;
+    channel.resizeConsole(rows, cols);
+    return true;
   }
 
   async usage(namespace?: string, name?: string): Promise<GuestUsage[]> {

@@ -6,6 +6,7 @@ import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
 import { FakeConsole } from '../../node-agent/runtime/fake-console.js';
+import { FakeGuestChannel } from './fake-guest-channel.js';
 import type { Console } from '../../node-agent/runtime/hypervisor.js';
 import { InvalidRequest, NotFound, type AgentService } from '../../node-agent/service/service.js';
 import { type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from '../../contracts/agent-api/types.js';
@@ -195,12 +196,43 @@ export class FakeAgentService implements AgentService {
     return this.consoles.get(key(namespace, name));
   }
 
-  exec(namespace: string, name: string, _req: ExecRequest, _sink: ExecSink): Promise<ExecSession> {
-    return Promise.reject(new ChannelUnavailable(`no exec in the fake for ${namespace}/${name}`, 'closed'));
+  /** Each running guest's control channel, made on first use (per domain); `noChannel` guests have none. */
+  private readonly channels = new Map<string, { domid: number; channel: FakeGuestChannel }>();
+  readonly noChannel = new Set<string>();
+  /** How long exec waits for a channel that is not up yet. */
+  channelReadyMs = 5000;
+
+  /** The guest's current channel (a fresh one, up, for a new domain); undefined without a running domain. */
+  channel(namespace: string, name: string): FakeGuestChannel | undefined {
+    const k = key(namespace, name);
+    const domid = this.guests.get(k)?.status?.domid;
+    if (domid === undefined || this.noChannel.has(k)) return undefined;
+    let c = this.channels.get(k);
+    if (c?.domid !== domid) this.channels.set(k, (c = { domid, channel: new FakeGuestChannel() }));
+    return c.channel;
   }
 
-  resizeConsole(_namespace: string, _name: string, _rows: number, _cols: number): boolean {
-    return false;
+  async exec(namespace: string, name: string, req: ExecRequest, sink: ExecSink): Promise<ExecSession> {
+    this.fail('exec');
+    const g = this.guests.get(key(namespace, name));
+    if (!g) throw new NotFound(`guest "${name}" not found in namespace "${namespace}"`);
+    const channel = this.channel(namespace, name);
+    if (!channel)
+      throw new ChannelUnavailable(
+        g.status?.domid === undefined
+          ? `guest ${namespace}/${name} has no running domain (phase ${g.status?.phase ?? 'Pending'})`
+          : `guest ${namespace}/${name} has no control channel`,
+        'closed',
+      );
+    await channel.ready(this.channelReadyMs);
+    return channel.exec(req, sink);
+  }
+
+  resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean {
+    const channel = this.channel(namespace, name);
+    if (channel?.state().phase !== 'up') return false;
+    channel.resizeConsole(rows, cols);
+    return true;
   }
 
   /** What usage() answers (filtered by its namespace and name): tests script it. */

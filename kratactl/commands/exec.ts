@@ -1,0 +1,139 @@
+// kratactl exec NAME -- CMD...: kubectl exec for krata. The command runs in the guest beside its main
+// process; stdin is passed with -i, a terminal with -t (raw, its size following the window), signals
+// kratactl receives go to the remote process group, and the remote exit code is kratactl's.
+import { constants } from 'node:os';
+import { parseArgs } from 'node:util';
+import type { Readable } from 'node:stream';
+import type { ExecQuery, ExecResult } from '../../contracts/agent-api/exec.js';
+import { ExecStream } from '../exec-stream.js';
+import { onWindowResize, windowSize } from '../window-size.js';
+import { UsageError, type IO } from '../io.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
+
+export const EXEC_HELP = `Run a command in a running guest.
+
+Usage: kratactl exec [guest] NAME [options] -- COMMAND [ARG...]
+
+The command runs beside the guest's main process, with that process's environment, working directory
+and user unless told otherwise. kratactl exits with the command's exit code (128+N when signal N
+killed it; a non-zero one is also printed, as kubectl does). Without -t, SIGINT, SIGTERM, SIGHUP and
+SIGQUIT sent to kratactl go to the command's process group; the third of the same signal gives up and
+closes the session (with -t, a signal from outside the terminal closes it at once).
+
+  -i, --stdin            pass stdin to the command (without it the command reads nothing)
+  -t, --tty              run the command on a terminal; with -i and a terminal on stdin, that terminal
+                         is put in raw mode and the remote size follows the window (as kubectl, -t
+                         needs -i)
+  -e, --env KEY=VALUE    set an environment variable (repeatable)
+  -w, --workdir DIR      the working directory (an absolute path)
+  -u, --user USER        NAME, UID, NAME:GROUP or UID:GID (as the image's User)
+${AGENT_HELP}
+`;
+
+type Stdin = Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
+
+/** kubectl's words when -t is asked for but stdin cannot be a terminal. */
+export const NO_TTY_WARNING = 'Unable to use a TTY - input is not a terminal or the right kind of file';
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+/** The same signal this many times: the command ignores it, so kratactl gives up and closes the session. */
+const GIVE_UP_AFTER = 3;
+
+/** The options before `--`, and the command after it. */
+function splitCommand(argv: string[]): { own: string[]; command: string[] } {
+  const dash = argv.indexOf('--');
+  if (dash < 0) throw new UsageError('exec needs -- before the command: kratactl exec NAME -- COMMAND [ARG...]');
+  const command = argv.slice(dash + 1);
+  if (command.length === 0 || command[0] === '') throw new UsageError('exec needs a COMMAND after --');
+  return { own: argv.slice(0, dash), command };
+}
+
+export async function exec(argv: string[], io: IO): Promise<number> {
+  const { own, command } = splitCommand(argv);
+  const { values, positionals } = parseArgs({
+    args: own,
+    options: {
+      ...AGENT_OPTIONS,
+      stdin: { type: 'boolean', short: 'i' },
+      tty: { type: 'boolean', short: 't' },
+      env: { type: 'string', short: 'e', multiple: true },
+      workdir: { type: 'string', short: 'w' },
+      user: { type: 'string', short: 'u' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
+  if (args.length !== 1) throw new UsageError('exec takes one guest NAME before --');
+  const name = checkGuestName(args[0]!);
+  const namespace = namespaceOf(values);
+  for (const kv of values.env ?? []) if (kv.indexOf('=') <= 0) throw new UsageError(`-e ${JSON.stringify(kv)}: expected KEY=VALUE`);
+  if (values.workdir !== undefined && !values.workdir.startsWith('/'))
+    throw new UsageError(`-w ${JSON.stringify(values.workdir)}: the working directory must be an absolute path`);
+  if (values.user === '') throw new UsageError('-u needs a USER');
+
+  const stdin = io.stdin as Stdin;
+  const withStdin = values.stdin === true;
+  // kubectl's rules: a terminal needs stdin, and stdin that is a terminal (it goes raw).
+  let tty = values.tty === true && withStdin;
+  if (tty && !(stdin.isTTY === true && typeof stdin.setRawMode === 'function')) {
+    io.stderr.write(`${NO_TTY_WARNING}\n`);
+    tty = false;
+  }
+  const size = tty ? windowSize(io.stdout) : undefined;
+  const query: ExecQuery = {
+    command,
+    ...(values.env?.length ? { env: values.env } : {}),
+    ...(values.workdir !== undefined ? { workingDir: values.workdir } : {}),
+    ...(values.user !== undefined ? { user: values.user } : {}),
+    ...(withStdin ? { stdin: true } : {}),
+    ...(tty ? { tty: true } : {}),
+    ...(size ?? {}),
+  };
+
+  let result: ExecResult;
+  try {
+    const socket = await agentClient(values, io).exec(namespace, name, query);
+    result = await session(new ExecStream(socket, { ...(withStdin ? { stdin } : {}), stdout: io.stdout, stderr: io.stderr }), io, tty);
+  } catch (err) {
+    return agentFailure(io, err);
+  }
+  // kubectl's words for a command that failed; its own error instead when it could not start.
+  if ('error' in result) io.stderr.write(`error: ${result.error}\n`);
+  else if (result.exitCode !== 0) io.stderr.write(`command terminated with exit code ${result.exitCode}\n`);
+  return result.exitCode;
+}
+
+/** Runs the stream to its end with the terminal raw (-t) or signals forwarded; everything is put back after. */
+async function session(stream: ExecStream, io: IO, tty: boolean): Promise<ExecResult> {
+  const stdin = io.stdin as Stdin;
+  const cleanup: (() => void)[] = [];
+  if (tty) {
+    const restore = () => stdin.setRawMode!(false);
+    stdin.setRawMode!(true);
+    process.on('exit', restore);
+    cleanup.push(() => {
+      restore();
+      process.off('exit', restore);
+    });
+    cleanup.push(onWindowResize(io.stdout, (s) => stream.resize(s.rows, s.cols)));
+  }
+  const counts = new Map<string, number>();
+  for (const name of FORWARDED) {
+    const signo = constants.signals[name];
+    const handler = () => {
+      const n = (counts.get(name) ?? 0) + 1;
+      counts.set(name, n);
+      // On a terminal, Ctrl+C and Ctrl+\ are bytes for the remote side; a signal from elsewhere ends the session.
+      if (tty || n >= GIVE_UP_AFTER) stream.close({ exitCode: 128 + signo, error: `exec ended by ${name}` });
+      else stream.signal(signo);
+    };
+    process.on(name, handler);
+    cleanup.push(() => process.off(name, handler));
+  }
+  try {
+    return await stream.result;
+  } finally {
+    for (const undo of cleanup.reverse()) undo();
+  }
+}
