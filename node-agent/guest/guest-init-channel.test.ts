@@ -1,7 +1,7 @@
 // guest-init's side of the guest channel (contracts/guest-channel/PROTOCOL.md) in a plain Linux
 // process: `guest-init channel --stdio` serves the channel on its stdin/stdout, with this process's
 // environment, identity and working directory as the defaults. The frames are encoded and decoded
-// by test/guest-channel-peer.ts, independently of node-agent/channel/, so the two sides check each other.
+// by test/doubles/guest-channel-peer.ts, independently of node-agent/channel/, so the two sides check each other.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { alive, ChannelPeer, INITIAL_WINDOW, T, u32 } from '../../test/guest-channel-peer.js';
+import { alive, ChannelPeer, INITIAL_WINDOW, T, u32 } from '../../test/doubles/guest-channel-peer.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 const init = join(crate, 'target/debug/guest-init');

@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/index.js';
 import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
-import { ChannelPeer, T } from '../../test/guest-channel-peer.js';
+import { ChannelPeer, T } from '../../test/doubles/guest-channel-peer.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');

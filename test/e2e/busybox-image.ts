@@ -24,6 +24,13 @@ export const APPLETS = [
   'mount',
   'df',
   'free',
+  'true',
+  'false',
+  'stty',
+  'head',
+  'kill',
+  'nc',
+  'env',
 ];
 
 export function writeBusyboxImage(out: string, name = 'krata/busybox:demo', busybox = '/bin/busybox'): void {

@@ -85,6 +85,7 @@ export class ConsoleSession extends EventEmitter {
         this.budget.take(out.length);
         this.history.append(out);
         this.emit('data', out);
+        if (this.closed) return; // a listener closed the session: the page is unmapped
       }
       const left = this.ring.outputPending();
       if (left > 0 && !this.closed) {

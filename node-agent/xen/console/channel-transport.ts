@@ -93,6 +93,8 @@ export class ChannelRingTransport implements ChannelByteStream {
         consumed = true;
         this.budget.take(out.length);
         this.deliver(out);
+        // The reader may have closed us (a protocol violation): the page is unmapped, never touch it again.
+        if (this.closed) return;
       }
       const left = this.ring.outputPending();
       if (left > 0 && !this.closed) {

@@ -379,3 +379,28 @@ test('a failing bind leaves nothing mapped; a failing state write leaves nothing
   assert.deepEqual(g.maps, ['map 7:9', 'unmap 7:9']);
   assert.ok(g.ev.log.includes('unbind 40'));
 });
+
+test('a reader that closes the transport while reading: the unmapped ring is never touched again', async () => {
+  const page = Buffer.alloc(RING_BYTES);
+  const real = new ConsoleRing(page);
+  let unmapped = false;
+  // As the real page after munmap: any access is a fault (SIGSEGV in the agent).
+  const ring = new Proxy(real, {
+    get(target, prop: keyof ConsoleRing) {
+      const v = target[prop];
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        if (unmapped) throw new Error(`ring.${String(prop)} after unmap`);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const ev = fakeEvtchn();
+  const t = new ChannelRingTransport(7, ring, { unmap: () => void (unmapped = true) }, ev, 40);
+  t.onData(() => t.close()); // the channel closes on a protocol violation, inside delivery
+  guest(page).write(Buffer.alloc(3000, 0x41)); // more than one read's worth stays in the ring
+  await tick();
+  assert.doesNotThrow(() => t.service());
+  assert.equal(t.isClosed, true);
+  assert.equal(unmapped, true);
+});
