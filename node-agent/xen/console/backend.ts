@@ -1,6 +1,6 @@
 // krata's console backend (instead of xenconsoled): maps a guest's console ring, binds its event channel,
 // and turns the ring into a byte stream with a bounded history, for attach and logs. Output is drained
-// within a per-guest byte budget and input queues up to a bound (throttle.ts): a flooding guest costs
+// within a per-guest byte budget and input queues up to a bound (ring-pump.ts): a flooding guest costs
 // dom0 bounded CPU, a fast attach client bounded memory.
 import { EventEmitter } from 'node:events';
 import { BuildConst } from '../abi.js';
@@ -10,129 +10,67 @@ import type { Privcmd } from '../privcmd.js';
 import type { Mapping } from '../../../lib/libc.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { ConsoleHistory, ConsoleRing } from './ring.js';
-import {
-  consoleStats,
-  DEFAULT_CONSOLE_BURST,
-  DEFAULT_CONSOLE_INPUT_LIMIT,
-  DEFAULT_CONSOLE_RATE,
-  InputQueue,
-  TokenBucket,
-} from './throttle.js';
+import { RingPump, type RingLimits } from './ring-pump.js';
+import { consoleStats, DEFAULT_CONSOLE_BURST, DEFAULT_CONSOLE_INPUT_LIMIT, DEFAULT_CONSOLE_RATE } from './throttle.js';
 
-export interface ConsoleLimits {
-  /** Output drained per second (bytes) and the burst above it: past it, output waits in the guest's ring. */
-  rateBytesPerSecond?: number;
-  burstBytes?: number;
-  /** Input queued before writers are asked to wait (`write` returns false until 'drain'). */
-  inputLimitBytes?: number;
-  /** For tests: the clock and timer the output budget uses. */
-  now?: () => number;
-  setTimer?: (fn: () => void, ms: number) => { cancel(): void };
-}
+export type ConsoleLimits = RingLimits;
 
-const realTimer = (fn: () => void, ms: number) => {
-  const t = setTimeout(fn, ms);
-  t.unref?.();
-  return { cancel: () => clearTimeout(t) };
+const CONSOLE_BOUNDS = {
+  rateBytesPerSecond: DEFAULT_CONSOLE_RATE,
+  burstBytes: DEFAULT_CONSOLE_BURST,
+  inputLimitBytes: DEFAULT_CONSOLE_INPUT_LIMIT,
 };
 
 export class ConsoleSession extends EventEmitter {
   readonly history: ConsoleHistory;
-  private readonly input: InputQueue;
-  private readonly budget: TokenBucket;
-  private readonly setTimer: NonNullable<ConsoleLimits['setTimer']>;
-  /** The resume scheduled while over budget. */
-  private resume?: { cancel(): void };
-  private closed = false;
+  private readonly pump: RingPump;
 
   constructor(
     readonly domid: number,
-    private readonly ring: ConsoleRing,
-    private readonly mapping: Pick<Mapping, 'unmap'>,
-    private readonly evtchn: Pick<EventChannels, 'notify' | 'unbind'>,
-    private readonly localPort: number,
+    ring: ConsoleRing,
+    mapping: Pick<Mapping, 'unmap'>,
+    evtchn: Pick<EventChannels, 'notify' | 'unbind'>,
+    localPort: number,
     historyBytes: number,
     limits: ConsoleLimits = {},
   ) {
     super();
     this.history = new ConsoleHistory(historyBytes);
-    this.input = new InputQueue(limits.inputLimitBytes ?? DEFAULT_CONSOLE_INPUT_LIMIT);
-    this.budget = new TokenBucket(
-      limits.rateBytesPerSecond ?? DEFAULT_CONSOLE_RATE,
-      limits.burstBytes ?? DEFAULT_CONSOLE_BURST,
-      limits.now,
-    );
-    this.setTimer = limits.setTimer ?? realTimer;
+    this.pump = new RingPump(ring, mapping, evtchn, localPort, limits, CONSOLE_BOUNDS, {
+      deliver: (out) => {
+        this.history.append(out);
+        this.emit('data', out); // a throwing listener unwinds through service(), as EventEmitter's do
+      },
+      onThrottled: (left) => {
+        consoleStats.throttled++;
+        consoleStats.throttledBytes += left;
+      },
+    });
   }
 
   /** Input bytes waiting for room in the guest's ring. */
   get pendingInput(): number {
-    return this.input.pending;
+    return this.pump.pendingInput;
   }
 
-  /**
-   * Called when the guest signals (and when the budget allows again): drain output within the budget,
-   * push queued input. Over budget, the rest stays in the ring (the guest's writes wait) and draining
-   * resumes when the bucket has refilled; notifications meanwhile cost two index reads.
-   */
+  /** Called when the guest signals: drain output within the budget (history, then 'data'), push queued input. */
   service(): void {
-    if (this.closed) return;
-    let consumed = false;
-    if (!this.resume) {
-      const out = this.ring.readOutput(this.budget.available());
-      if (out.length) {
-        consumed = true;
-        this.budget.take(out.length);
-        this.history.append(out);
-        this.emit('data', out);
-        if (this.closed) return; // a listener closed the session: the page is unmapped
-      }
-      const left = this.ring.outputPending();
-      if (left > 0 && !this.closed) {
-        consoleStats.throttled++;
-        consoleStats.throttledBytes += left;
-        this.resume = this.setTimer(
-          () => {
-            this.resume = undefined;
-            this.service();
-          },
-          Math.max(1, this.budget.msUntil(left)),
-        );
-      }
-    }
-    const before = this.input.pending;
-    this.flushInput();
-    // Tell the guest there is room again (output taken) or input to read.
-    if (consumed || this.input.pending !== before) this.evtchn.notify(this.localPort);
+    this.pump.service();
   }
 
   /** Queues input for the guest; false when the queue is over its limit: wait for onDrain before writing more. */
   write(data: Buffer): boolean {
-    if (this.closed) return true;
-    this.input.push(data);
-    const before = this.input.pending;
-    this.flushInput();
-    if (this.input.pending !== before) this.evtchn.notify(this.localPort);
-    return !this.input.isFull;
+    return this.pump.write(data);
   }
 
   /** `cb` runs when queued input has gone down enough for writers to go on. */
   onDrain(cb: () => void): () => void {
-    return this.input.onDrain(cb);
+    return this.pump.onDrain(cb);
   }
 
   close(): void {
-    this.closed = true;
-    this.resume?.cancel();
-    this.resume = undefined;
-    this.input.clear();
-    this.evtchn.unbind(this.localPort);
-    this.mapping.unmap();
+    this.pump.close();
     this.emit('close');
-  }
-
-  private flushInput(): void {
-    this.input.flush((d) => this.ring.writeInput(d));
   }
 }
 
