@@ -1,6 +1,7 @@
 // /dev/xen/evtchn: event channels for every guest on one file descriptor. One read loop (one thread of
 // the pool, however many guests) takes pending ports from the device and hands each to its handler;
 // the port is unmasked (written back) after its handler ran, so a slow handler is never re-entered.
+import { writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { EvtchnIoctl } from './abi.js';
 import { sysIoctl } from '../../lib/libc.js';
@@ -77,13 +78,25 @@ export class EventChannels {
       }
       const ready: number[] = [];
       for (let i = 0; i + 4 <= n; i += 4) ready.push(buf.readUInt32LE(i));
+      const unmask: number[] = [];
       for (const port of ready) {
         try {
           this.handlers.get(port)?.();
         } catch {
           // One guest's failing handler must not end the loop that serves every other guest.
         } finally {
-          if (this.handlers.has(port) && !this.closed) await this.handle.write(u32(port), 0, 4, null).catch(() => undefined);
+          if (this.handlers.has(port) && !this.closed) unmask.push(port);
+        }
+      }
+      // One synchronous write unmasks them all: the device takes it at once, and a thread-pool round
+      // trip per event was most of an event's cost (the port stays masked, its guest waiting, meanwhile).
+      if (unmask.length) {
+        const ports = Buffer.alloc(unmask.length * 4);
+        unmask.forEach((p, i) => ports.writeUInt32LE(p, i * 4));
+        try {
+          writeSync(this.handle.fd, ports);
+        } catch {
+          // closed under us
         }
       }
     }

@@ -69,6 +69,7 @@ export class ConsoleSession extends EventEmitter {
   }
 
   close(): void {
+    if (this.pump.isClosed) return;
     this.pump.close();
     this.emit('close');
   }

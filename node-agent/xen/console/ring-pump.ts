@@ -125,7 +125,9 @@ export class RingPump {
   }
 
   /** Stops serving and releases the ring and its port. Every call releases: an owner that must do it once checks isClosed. */
+  /** Once: a second unbind or unmap could hit a port or page since given to another guest. */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     this.resume?.cancel();
     this.resume = undefined;

@@ -216,3 +216,19 @@ test("--console-rate and --console-burst (KiB) set each session's budget; bad va
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /--console-burst: expected a whole number of KiB from 1 to 1048576, not "lots"/);
 });
+
+test('a console session closed twice unbinds, unmaps and says close once', () => {
+  const calls: string[] = [];
+  const s = new ConsoleSession(
+    5,
+    new ConsoleRing(Buffer.alloc(RING_BYTES)),
+    { unmap: () => void calls.push('unmap') },
+    { notify() {}, unbind: () => void calls.push('unbind') },
+    1,
+    1024,
+  );
+  s.on('close', () => calls.push('close'));
+  s.close();
+  s.close();
+  assert.deepEqual(calls, ['unbind', 'unmap', 'close']);
+});

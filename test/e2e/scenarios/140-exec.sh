@@ -168,7 +168,7 @@ for i in $(seq 100); do
   sleep 0.5
 done
 grep -q 'protocol' "$out/hostile.err" || { cat "$out/hostile.err" >&2; fail "the hostile guest's channel was not closed for a protocol error"; }
-x "curl -sf 127.0.0.1:9477/metrics" >"$out/metrics.txt" || fail "no metrics"
+x "wget -qO- http://127.0.0.1:9477/metrics" >"$out/metrics.txt" || fail "no metrics"
 grep -Eq '^krata_guest_channel_protocol_errors_total(\{[^}]*\})? [1-9]' "$out/metrics.txt" || fail "no protocol error counted"
 [ "$(kh exec quiet -- echo still)" = still ] || fail "quiet's exec failed after hostile's channel closed"
 echo "hostile: channel closed ($(head -1 "$out/hostile.err")), counted; quiet unaffected"
