@@ -4,7 +4,7 @@ import type { Guest } from '../../crds/generated/types.js';
 import { resolveKind } from '../../crds/validate.js';
 import { AgentClient, AgentError } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
-import { EXIT_FAILED, UsageError, type IO } from '../io.js';
+import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { DEFAULT_NAMESPACE } from '../manifests.js';
 
 export const AGENT_OPTIONS = {
@@ -129,4 +129,22 @@ export function onInterrupt(fn: () => void): () => void {
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
   };
+}
+
+/**
+ * Runs a command that goes on until interrupted (`get -w`, `top -w`): `loop` gets a signal that SIGINT or
+ * SIGTERM aborts. Ending either way is success; an agent's failure before the interrupt is printed (1).
+ */
+export async function untilInterrupted(io: IO, loop: (signal: AbortSignal) => Promise<void>): Promise<number> {
+  const abort = new AbortController();
+  const stopSignals = onInterrupt(() => abort.abort());
+  try {
+    await loop(abort.signal);
+    return EXIT_OK;
+  } catch (err) {
+    if (abort.signal.aborted) return EXIT_OK;
+    return agentFailure(io, err);
+  } finally {
+    stopSignals();
+  }
 }

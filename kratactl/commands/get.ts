@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import type { Guest } from '../../crds/generated/types.js';
-import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
+import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { canonical, formatObjects, objectName } from '../output.js';
 import {
   AGENT_HELP,
@@ -16,7 +16,7 @@ import {
   guestRow,
   isGuestKind,
   namespaceOf,
-  onInterrupt,
+  untilInterrupted,
 } from './common.js';
 
 export const GET_HELP = `List Guests, or show one.
@@ -99,11 +99,9 @@ async function watchGuests(
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ') + '\n';
   const ageColumn = header.indexOf('AGE');
   const last = new Map<string, string>();
-  const abort = new AbortController();
-  const stopSignals = onInterrupt(() => abort.abort());
   if (opts.output !== 'name') io.stdout.write(line(header));
-  try {
-    for await (const e of client.watch({ namespace: opts.namespace, signal: abort.signal })) {
+  return untilInterrupted(io, async (signal) => {
+    for await (const e of client.watch({ namespace: opts.namespace, signal })) {
       const g = e.object;
       if (opts.name && g.metadata.name !== opts.name) continue;
       const id = `${g.metadata.namespace}/${g.metadata.name}`;
@@ -119,12 +117,5 @@ async function watchGuests(
       else last.set(id, key);
       io.stdout.write(line(row));
     }
-    return EXIT_OK;
-  } catch (err) {
-    if (abort.signal.aborted) return EXIT_OK;
-    agentFailure(io, err);
-    return EXIT_FAILED;
-  } finally {
-    stopSignals();
-  }
+  });
 }

@@ -2,7 +2,16 @@
 // history per guest), then, with -f, its live output until the guest ends or kratactl is interrupted.
 import { parseArgs } from 'node:util';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf, onInterrupt } from './common.js';
+import {
+  AGENT_HELP,
+  AGENT_OPTIONS,
+  agentClient,
+  agentFailure,
+  checkGuestName,
+  isGuestKind,
+  namespaceOf,
+  untilInterrupted,
+} from './common.js';
 
 export const LOGS_HELP = `Print a guest's console output.
 
@@ -26,20 +35,18 @@ export async function logs(argv: string[], io: IO): Promise<number> {
   const tail = values.tail;
   if (tail !== undefined && !/^\d{1,9}$/.test(tail)) throw new UsageError(`--tail takes a number of lines, not "${tail}"`);
   const namespace = namespaceOf(values);
-  const abort = new AbortController();
-  const stopSignals = values.follow ? onInterrupt(() => abort.abort()) : () => {};
-  try {
-    await agentClient(values, io).logs(
+  const read = (signal?: AbortSignal) =>
+    agentClient(values, io).logs(
       namespace,
       name,
-      { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal: abort.signal },
+      { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal },
       io.stdout,
     );
+  if (values.follow) return untilInterrupted(io, read);
+  try {
+    await read();
     return EXIT_OK;
   } catch (err) {
-    if (abort.signal.aborted) return EXIT_OK;
     return agentFailure(io, err);
-  } finally {
-    stopSignals();
   }
 }

@@ -3,8 +3,17 @@ import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import type { AgentClient, GuestUsage } from '../agent-client.js';
-import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
-import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, formatTable, namespaceOf, onInterrupt } from './common.js';
+import { EXIT_OK, UsageError, type IO } from '../io.js';
+import {
+  AGENT_HELP,
+  AGENT_OPTIONS,
+  agentClient,
+  agentFailure,
+  checkGuestName,
+  formatTable,
+  namespaceOf,
+  untilInterrupted,
+} from './common.js';
 import { usageHeader, usageRow } from './usage-figures.js';
 
 export const TOP_HELP = `Show what running Guests use: CPU, memory, vCPUs, and the guest's own load and processes.
@@ -100,32 +109,23 @@ function table(usage: GuestUsage[], opts: TopOptions, stderr: Writable): string 
 /** Tables every `interval` seconds until interrupted: redrawn in place on a terminal, appended (a blank line between) otherwise. */
 async function watch(io: IO, client: AgentClient, opts: TopOptions, interval: number): Promise<number> {
   const tty = (io.stdout as Writable & { isTTY?: boolean }).isTTY === true;
-  const abort = new AbortController();
-  const stopSignals = onInterrupt(() => abort.abort());
-  try {
+  return untilInterrupted(io, async (signal) => {
     let printed = false;
-    while (!abort.signal.aborted) {
+    while (!signal.aborted) {
       const text = table(await read(client, opts), opts, io.stderr);
-      if (abort.signal.aborted) break;
+      if (signal.aborted) break;
       if (tty) io.stdout.write(CLEAR + text);
       else if (text) io.stdout.write((printed ? '\n' : '') + text);
       printed ||= text !== '';
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, interval * 1000);
-        abort.signal.addEventListener('abort', done, { once: true });
+        signal.addEventListener('abort', done, { once: true });
         function done() {
           clearTimeout(timer);
-          abort.signal.removeEventListener('abort', done);
+          signal.removeEventListener('abort', done);
           resolve();
         }
       });
     }
-    return EXIT_OK;
-  } catch (err) {
-    if (abort.signal.aborted) return EXIT_OK;
-    agentFailure(io, err);
-    return EXIT_FAILED;
-  } finally {
-    stopSignals();
-  }
+  });
 }

@@ -5,37 +5,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ExecFrame, ExecFrameDecoder, encodeExecFrame, execQueryString, type ExecQuery } from '../../contracts/agent-api/exec.js';
-import type { KratObject } from '../../crds/validate.js';
-import { FakeAgentService } from '../../test/doubles/fake-agent-service.js';
 import { FAKE_STDIN_WINDOW } from '../../test/doubles/fake-guest-channel.js';
 import { EXEC_OUTPUT_BOUND } from './exec-bridge.js';
-import { startApiServer } from './server.js';
-
-const guest = (name: string) =>
-  ({
-    apiVersion: 'krata.dev/v1alpha1',
-    kind: 'Guest',
-    metadata: { name, namespace: 'default' },
-    spec: { image: 'alpine:3.19' },
-  }) as KratObject;
-
-async function agent(t: { after: (fn: () => Promise<void> | void) => void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'krata-exec-'));
-  const socketPath = join(dir, 'agent.sock');
-  const service = new FakeAgentService();
-  const server = await startApiServer(service, { socketPath, log: () => {} });
-  t.after(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await service.apply([guest('web'), guest('idle')], false);
-  service.run('default', 'web');
-  return { socketPath, service, server, channel: () => service.channel('default', 'web')! };
-}
+import { startExecAgentApi } from '../../test/harness/agent-api.js';
 
 interface Frame {
   type: number;
@@ -148,7 +121,7 @@ async function eventually(pred: () => boolean, what: string): Promise<void> {
 const settle = (ms = 150) => new Promise((r) => setTimeout(r, ms));
 
 test('exec: 101, STARTED, output frames, then EXIT with the exit code as the last frame', async (t) => {
-  const { socketPath } = await agent(t);
+  const { socket: socketPath } = await startExecAgentApi(t);
   const c = await openExec(socketPath, { command: ['echo', 'hello', 'world'] });
   assert.equal(c.status, 101);
   assert.match(c.head, /\r\nupgrade: krata-exec\.v1/i);
@@ -181,7 +154,7 @@ test('exec: 101, STARTED, output frames, then EXIT with the exit code as the las
 });
 
 test('exec: the query becomes the request (env, workingDir, user, tty and its size, stdin)', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   const q: ExecQuery = {
     command: ['request', 'a b', ''],
     env: ['A=1', 'B=x=y'],
@@ -214,7 +187,7 @@ test('exec: the query becomes the request (env, workingDir, user, tty and its si
 });
 
 test('exec refusals are plain HTTP answers: 404, 409 (no domain, no channel, not up), 400 naming the parameter, 426', async (t) => {
-  const { socketPath, service } = await agent(t);
+  const { socket: socketPath, service } = await startExecAgentApi(t);
   const refused = async (q: ExecQuery | string, opts: { name?: string; protocol?: string } = {}) => {
     const c = await openExec(socketPath, q, opts);
     assert.notEqual(c.status, 101);
@@ -271,7 +244,7 @@ test('exec refusals are plain HTTP answers: 404, 409 (no domain, no channel, not
 });
 
 test('exec: 8 MiB through stdin and back arrive whole (checksum), then stdinEnd ends cat', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   const c = await openExec(socketPath, { command: ['cat'], stdin: true });
   c.listen();
   const data = randomBytes(8 * 1024 * 1024);
@@ -284,7 +257,7 @@ test('exec: 8 MiB through stdin and back arrive whole (checksum), then stdinEnd 
 });
 
 test('exec: a client that stops reading holds the guest back; the agent buffers a bounded amount', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   const c = await openExec(socketPath, { command: ['yes'] });
   // The client reads nothing: the socket stays paused.
   await eventually(() => channel().last?.outputBlocked === true, 'the sink said false');
@@ -303,7 +276,7 @@ test('exec: a client that stops reading holds the guest back; the agent buffers 
 });
 
 test('exec: a channel that ignores the held-back sink is cut past the hard limit, not buffered', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   const chunk = Buffer.alloc(32 * 1024, 'z');
   // A broken guest side: keeps pushing after the sink said false.
   channel().programs.set('flood', (s) => {
@@ -324,7 +297,7 @@ test('exec: a channel that ignores the held-back sink is cut past the hard limit
 });
 
 test('exec: stdin the guest does not read pauses the client, bounded, and then all arrives in order', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   channel().stallStdin = true;
   const c = await openExec(socketPath, { command: ['cat'], stdin: true });
   c.listen();
@@ -345,7 +318,7 @@ test('exec: stdin the guest does not read pauses the client, bounded, and then a
 });
 
 test('exec: resize and signal frames reach the session; the client leaving closes it', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   const c = await openExec(socketPath, { command: ['sleep'], tty: true, rows: 24, cols: 80 });
   c.listen();
   await c.until(() => c.frames.some((f) => f.type === ExecFrame.started), 'STARTED');
@@ -364,7 +337,7 @@ test('exec: resize and signal frames reach the session; the client leaving close
 });
 
 test('exec: a malformed client frame ends the session with an EXIT that says why', async (t) => {
-  const { socketPath, channel } = await agent(t);
+  const { socket: socketPath, channel } = await startExecAgentApi(t);
   const cases: [ExecQuery, Buffer, RegExp][] = [
     [{ command: ['sleep'] }, encodeExecFrame(ExecFrame.stdout, Buffer.from('x')), /frame type 2 is not one a client sends/],
     [{ command: ['sleep'] }, Buffer.from([ExecFrame.stdin, 0xff, 0xff, 0xff, 0x7f]), /over 65536/],
@@ -387,7 +360,7 @@ test('exec: a malformed client frame ends the session with an EXIT that says why
 });
 
 test('exec: a client that left while the channel came up never leaves a session behind', async (t) => {
-  const { socketPath, service } = await agent(t);
+  const { socket: socketPath, service } = await startExecAgentApi(t);
   const channel = service.channel('default', 'web')!;
   channel.setState({ phase: 'connecting' });
   const socket = connect(socketPath);
@@ -403,7 +376,7 @@ test('exec: a client that left while the channel came up never leaves a session 
 });
 
 test('exec: stopping the agent ends a running exec with an EXIT saying so', async (t) => {
-  const { socketPath, channel, server } = await agent(t);
+  const { socket: socketPath, channel, server } = await startExecAgentApi(t);
   const c = await openExec(socketPath, { command: ['sleep'] });
   c.listen();
   await c.until(() => c.frames.length > 0, 'STARTED');
@@ -414,7 +387,7 @@ test('exec: stopping the agent ends a running exec with an EXIT saying so', asyn
 });
 
 test('PUT console/size: 204 and the size reaches the channel; 400, 404, 409 otherwise', async (t) => {
-  const { socketPath, service, channel } = await agent(t);
+  const { socket: socketPath, service, channel } = await startExecAgentApi(t);
   const put = (name: string, body: string) => call(socketPath, 'PUT', `/v1/namespaces/default/guests/${name}/console/size`, body);
   assert.equal((await put('web', '{"rows":40,"cols":120}')).status, 204);
   assert.deepEqual(channel().consoleSizes, [[40, 120]]);

@@ -3,13 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
-import type { KratObject } from '../../crds/validate.js';
-import { FakeAgentService } from '../../test/doubles/fake-agent-service.js';
-import { startApiServer } from './server.js';
+import { startFakeAgentApi, testGuest } from '../../test/harness/agent-api.js';
 
 function get(socketPath: string, path: string): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
@@ -36,24 +31,9 @@ const usage = (namespace: string, name: string): GuestUsage => ({
   channel: { phase: 'up' },
 });
 
-const guest = (name: string, namespace = 'default') =>
-  ({
-    apiVersion: 'krata.dev/v1alpha1',
-    kind: 'Guest',
-    metadata: { name, namespace },
-    spec: { image: 'alpine:3.19' },
-  }) as unknown as KratObject;
-
 test("GET /v1/usage and one Guest's usage: items, 404 absent, 409 without a running domain, 400 bad names", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'krata-usage-api-'));
-  const socketPath = join(dir, 'agent.sock');
-  const service = new FakeAgentService();
-  const server = await startApiServer(service, { socketPath, log: () => {} });
-  t.after(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await service.apply([guest('web'), guest('db'), guest('api', 'team-a')], false);
+  const { socket: socketPath, service } = await startFakeAgentApi(t);
+  await service.apply([testGuest('web'), testGuest('db'), testGuest('api', 'team-a')], false);
   service.run('default', 'web');
   service.run('team-a', 'api');
   service.usageItems = [usage('default', 'web'), usage('team-a', 'api')];

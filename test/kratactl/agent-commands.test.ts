@@ -1,68 +1,20 @@
 // kratactl's agent commands in-process, against the real API server and the in-memory AgentService.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
-import type { KratObject } from '../../crds/validate.js';
-import { FakeAgentService } from '../doubles/fake-agent-service.js';
-import { startApiServer } from '../../node-agent/api/server.js';
-import { run, USAGE } from '../../kratactl/cli.js';
+import type { FakeAgentService } from '../doubles/fake-agent-service.js';
+import { startFakeAgentApi, testGuest } from '../harness/agent-api.js';
+import { kratactl, startKratactl } from '../harness/kratactl.js';
+import { USAGE } from '../../kratactl/cli.js';
 import { humanDuration } from '../../kratactl/commands/common.js';
 import { generateName } from '../../kratactl/commands/run.js';
 
 const guest = (name: string, namespace = 'default', spec: Record<string, unknown> = {}) =>
-  ({
-    apiVersion: 'krata.dev/v1alpha1',
-    kind: 'Guest',
-    metadata: { name, namespace },
-    spec: { image: 'docker.io/library/nginx:1.25', ...spec },
-  }) as unknown as KratObject;
-
-async function agent(t: { after: (fn: () => Promise<void> | void) => void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'krata-cmd-'));
-  const socket = join(dir, 'agent.sock');
-  const service = new FakeAgentService();
-  const server = await startApiServer(service, { socketPath: socket, log: () => {} });
-  t.after(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { dir, socket, service, server };
-}
-
-/** kratactl running in-process: its output so far, and its exit status when it ends. */
-function start(args: string[], options: { stdin?: Readable; env?: NodeJS.ProcessEnv } = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c) => (out += c));
-  stderr.on('data', (c) => (err += c));
-  const code = run(args, { stdin: options.stdin ?? Readable.from([]), stdout, stderr, env: options.env ?? {} });
-  return {
-    code,
-    get stdout() {
-      return out;
-    },
-    get stderr() {
-      return err;
-    },
-    async until(pred: () => boolean, what: string): Promise<void> {
-      for (let i = 0; i < 300 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(pred(), `${what}; stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)}`);
-    },
-  };
-}
-
-async function kratactl(args: string[], options: { stdin?: Readable; env?: NodeJS.ProcessEnv } = {}) {
-  const p = start(args, options);
-  const code = await p.code;
-  return { code, stdout: p.stdout, stderr: p.stderr };
-}
+  testGuest(name, namespace, { image: 'docker.io/library/nginx:1.25', ...spec });
 
 async function twoGuests(service: FakeAgentService) {
   await service.apply([guest('web', 'default', { resources: { cpus: 2, memory: '1Gi' } }), guest('db')], false);
@@ -71,7 +23,7 @@ async function twoGuests(service: FakeAgentService) {
 }
 
 test('get prints a table; -o wide adds DOMID NODE IMAGE; -A adds NAMESPACE', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   await twoGuests(service);
   const r = await kratactl(['get', '--agent', socket]);
   assert.equal(r.code, 0, r.stderr);
@@ -99,7 +51,7 @@ test('get prints a table; -o wide adds DOMID NODE IMAGE; -A adds NAMESPACE', asy
 });
 
 test('get -o yaml|json|name prints the objects', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   await twoGuests(service);
   const yaml = await kratactl(['get', '-o', 'yaml', '--agent', socket]);
   const list = parseYaml(yaml.stdout);
@@ -126,9 +78,9 @@ test('get -o yaml|json|name prints the objects', async (t) => {
 });
 
 test('get -w prints the list, then a row per change, until the stream ends', async (t) => {
-  const { socket, service, server } = await agent(t);
+  const { socket, service, server } = await startFakeAgentApi(t);
   await service.apply([guest('web')], false);
-  const p = start(['get', '-w', '--agent', socket]);
+  const p = startKratactl(['get', '-w', '--agent', socket]);
   await p.until(() => p.stdout.includes('web'), 'the current state comes first');
   await p.until(() => service.watcherCount === 1, 'watching');
   service.setStatus('default', 'web', { phase: 'Creating' });
@@ -148,7 +100,7 @@ test('get -w prints the list, then a row per change, until the stream ends', asy
 });
 
 test('describe shows spec, status, conditions and events', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   await twoGuests(service);
   service.setStatus('default', 'web', { exitCode: 137, reason: 'CrashLoopBackOff', message: 'restarting in 20s' });
   service.record('default', 'web', 'Normal', 'Pulled', 'pulled docker.io/library/nginx:1.25');
@@ -201,7 +153,7 @@ test('describe shows spec, status, conditions and events', async (t) => {
 });
 
 test('delete guest NAME... with --wait and --grace-period, and delete -f FILE', async (t) => {
-  const { socket, service, dir } = await agent(t);
+  const { socket, service, dir } = await startFakeAgentApi(t);
   await twoGuests(service);
   await service.apply([guest('cache')], false);
   const r = await kratactl(['delete', 'guest', 'web', 'db', '--wait', '--grace-period', '5', '--agent', socket]);
@@ -230,7 +182,7 @@ test('delete guest NAME... with --wait and --grace-period, and delete -f FILE', 
 });
 
 test('logs prints the history (--tail N) and follows with -f until the stream ends', async (t) => {
-  const { socket, service, server } = await agent(t);
+  const { socket, service, server } = await startFakeAgentApi(t);
   await twoGuests(service);
   assert.equal((await kratactl(['logs', 'web', '--agent', socket])).stdout, 'boot\nready\nlistening on :80\n');
   assert.equal((await kratactl(['logs', 'web', '--tail', '2', '--agent', socket])).stdout, 'ready\nlistening on :80\n');
@@ -238,7 +190,7 @@ test('logs prints the history (--tail N) and follows with -f until the stream en
   assert.equal(idle.code, 1);
   assert.match(idle.stderr, /has no running domain \(phase Pending\)/);
 
-  const f = start(['logs', '-f', '--tail=1', 'web', '--agent', socket]);
+  const f = startKratactl(['logs', '-f', '--tail=1', 'web', '--agent', socket]);
   await f.until(() => f.stdout === 'listening on :80\n', 'the tail of the history');
   service.consoles.get('default/web')!.emit('GET / 200\n');
   await f.until(() => f.stdout.endsWith('GET / 200\n'), 'live output');
@@ -248,11 +200,11 @@ test('logs prints the history (--tail N) and follows with -f until the stream en
 });
 
 test('attach joins stdin and stdout to the console; Ctrl+] detaches', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   await twoGuests(service);
   const console = service.consoles.get('default/web')!;
   const stdin = new PassThrough();
-  const p = start(['attach', 'web', '--agent', socket], { stdin });
+  const p = startKratactl(['attach', 'web', '--agent', socket], { stdin });
   await p.until(() => p.stderr.includes('press Ctrl+] to detach'), 'attached');
   await p.until(() => console.listeners.size === 1, 'subscribed');
   stdin.write('uname -a\r');
@@ -270,10 +222,10 @@ test('attach joins stdin and stdout to the console; Ctrl+] detaches', async (t) 
 });
 
 test('run creates the guest, waits until it runs, attaches, and with --rm deletes it after', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   service.autoStart = true;
   const stdin = new PassThrough();
-  const p = start(
+  const p = startKratactl(
     [
       'run',
       'alpine:3.19',
@@ -323,13 +275,13 @@ test('run creates the guest, waits until it runs, attaches, and with --rm delete
 });
 
 test('run: a generated name, the exit code when the process ends, a failure to start, invalid flags', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   assert.match(generateName('docker.io/library/alpine:3.19'), /^alpine-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
   assert.match(generateName('localhost:5000/My_App@sha256:abc'), /^my-app-.{5}$/);
   assert.match(generateName('___'), /^guest-.{5}$/);
 
   service.autoStart = true;
-  const p = start(['run', 'alpine', '--agent', socket]);
+  const p = startKratactl(['run', 'alpine', '--agent', socket]);
   await p.until(() => p.stderr.includes('attached to'), 'attached');
   const name = /attached to default\/(\S+);/.exec(p.stderr)![1]!;
   assert.match(name, /^alpine-.{5}$/);
@@ -339,7 +291,7 @@ test('run: a generated name, the exit code when the process ends, a failure to s
   assert.ok(service.get('default', name), 'without --rm the guest stays');
 
   service.autoStart = false;
-  const f = start(['run', 'alpine', '--name', 'doomed', '--agent', socket]);
+  const f = startKratactl(['run', 'alpine', '--name', 'doomed', '--agent', socket]);
   await f.until(() => service.get('default', 'doomed') !== undefined && service.watcherCount > 0, 'created and waiting');
   service.setStatus('default', 'doomed', { phase: 'Failed', reason: 'ImagePullFailed', message: 'manifest unknown' });
   assert.equal(await f.code, 1);
@@ -357,7 +309,7 @@ test('run: a generated name, the exit code when the process ends, a failure to s
 });
 
 test('host status: a summary, or yaml/json', async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startFakeAgentApi(t);
   await twoGuests(service);
   const r = await kratactl(['host', 'status', '--agent', socket]);
   assert.equal(
@@ -371,7 +323,7 @@ test('host status: a summary, or yaml/json', async (t) => {
 });
 
 test('KRATA_AGENT_SOCKET picks the socket; an absent agent is exit 1 with a hint; bad flags are exit 2', async (t) => {
-  const { socket, service, dir } = await agent(t);
+  const { socket, service, dir } = await startFakeAgentApi(t);
   await twoGuests(service);
   assert.equal(
     (await kratactl(['get', '-o', 'name'], { env: { KRATA_AGENT_SOCKET: socket } })).stdout,
@@ -409,7 +361,7 @@ test('KRATA_AGENT_SOCKET picks the socket; an absent agent is exit 1 with a hint
 });
 
 test('completion scripts cover every command, their flags and guest names', async (t) => {
-  const { socket, service, dir } = await agent(t);
+  const { socket, service, dir } = await startFakeAgentApi(t);
   await twoGuests(service);
   const bash = await kratactl(['completion', 'bash']);
   assert.equal(bash.code, 0);

@@ -3,37 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import type { KratObject } from '../../crds/validate.js';
-import { FakeAgentService } from '../doubles/fake-agent-service.js';
-import { startApiServer } from '../../node-agent/api/server.js';
+import { startExecAgentApi } from '../harness/agent-api.js';
+import { kratactl, startKratactl } from '../harness/kratactl.js';
 import { run } from '../../kratactl/cli.js';
 import { NO_TTY_WARNING } from '../../kratactl/commands/exec.js';
-
-const guest = (name: string) =>
-  ({
-    apiVersion: 'krata.dev/v1alpha1',
-    kind: 'Guest',
-    metadata: { name, namespace: 'default' },
-    spec: { image: 'alpine:3.19' },
-  }) as KratObject;
-
-async function agent(t: { after: (fn: () => Promise<void> | void) => void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'krata-exec-cmd-'));
-  const socket = join(dir, 'agent.sock');
-  const service = new FakeAgentService();
-  const server = await startApiServer(service, { socketPath: socket, log: () => {} });
-  t.after(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await service.apply([guest('web'), guest('idle')], false);
-  service.run('default', 'web');
-  return { socket, service, channel: () => service.channel('default', 'web')! };
-}
 
 /** A terminal as kratactl sees one: isTTY, a size, raw mode recorded. */
 function terminal(rows = 30, columns = 100) {
@@ -42,42 +17,16 @@ function terminal(rows = 30, columns = 100) {
   return { stdin, stdout };
 }
 
-/** kratactl running in-process, its output as bytes. */
-function start(args: string[], opts: { stdin?: Readable; stdout?: PassThrough } = {}) {
-  const stdout = opts.stdout ?? new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  let err = '';
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = run(args, { stdin: opts.stdin ?? Readable.from([]), stdout, stderr, env: {} });
-  return {
-    code,
-    get stdout() {
-      return Buffer.concat(out);
-    },
-    get stderr() {
-      return err;
-    },
-  };
-}
-
-async function kratactl(args: string[], opts: { stdin?: Readable; stdout?: PassThrough } = {}) {
-  const p = start(args, opts);
-  const code = await p.code;
-  return { code, stdout: p.stdout, stderr: p.stderr };
-}
-
 async function eventually(pred: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 300 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(pred(), what);
 }
 
 test("exec: the remote exit code is kratactl's (0, 7, 127 with the error), output on stdout and stderr", async (t) => {
-  const { socket } = await agent(t);
+  const { socket } = await startExecAgentApi(t);
   const ok = await kratactl(['exec', 'web', '--agent', socket, '--', 'echo', 'hello']);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.equal(ok.stdout.toString(), 'hello\n');
+  assert.equal(ok.stdout, 'hello\n');
   assert.equal(ok.stderr, '');
   const seven = await kratactl(['exec', 'guest', 'web', '--agent', socket, '--', 'sh', '-c', 'exit 7']);
   assert.equal(seven.code, 7);
@@ -92,13 +41,13 @@ test("exec: the remote exit code is kratactl's (0, 7, 127 with the error), outpu
 });
 
 test('exec -i: stdin goes to the command and comes back whole; without -i the command reads nothing', async (t) => {
-  const { socket, channel } = await agent(t);
+  const { socket, channel } = await startExecAgentApi(t);
   const data = randomBytes(3 * 1024 * 1024);
   const r = await kratactl(['exec', '-i', 'web', '--agent', socket, '--', 'cat'], {
     stdin: Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
   });
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(r.stdout.equals(data), `got ${r.stdout.length} of ${data.length} bytes`);
+  assert.ok(r.stdoutBytes.equals(data), `got ${r.stdoutBytes.length} of ${data.length} bytes`);
   assert.equal(channel().last!.req.stdin, true);
   const none = await kratactl(['exec', 'web', '--agent', socket, '--', 'true'], { stdin: Readable.from([Buffer.from('unread')]) });
   assert.equal(none.code, 0);
@@ -107,7 +56,7 @@ test('exec -i: stdin goes to the command and comes back whole; without -i the co
 });
 
 test('exec: a stdout that does not keep up pauses the stream, and the guest is held back (bounded)', async (t) => {
-  const { socket, channel } = await agent(t);
+  const { socket, channel } = await startExecAgentApi(t);
   let held: (() => void)[] | undefined = [];
   let taken = 0;
   const stdout = new Writable({
@@ -135,7 +84,7 @@ test('exec: a stdout that does not keep up pauses the stream, and the guest is h
 });
 
 test('exec: a stdout that is closed (EPIPE) ends the command, as SIGPIPE would (141)', async (t) => {
-  const { socket, channel } = await agent(t);
+  const { socket, channel } = await startExecAgentApi(t);
   const stdout = new Writable({
     write(_chunk: Buffer, _enc, done) {
       done(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
@@ -151,7 +100,7 @@ test('exec: a stdout that is closed (EPIPE) ends the command, as SIGPIPE would (
 });
 
 test('exec: -e, -w and -u reach the request; the command keeps its own dashes after --', async (t) => {
-  const { socket, channel } = await agent(t);
+  const { socket, channel } = await startExecAgentApi(t);
   const r = await kratactl([
     'exec',
     'web',
@@ -184,9 +133,9 @@ test('exec: -e, -w and -u reach the request; the command keeps its own dashes af
 });
 
 test('exec -it on a terminal: raw mode (put back), the window size at start and on resize', async (t) => {
-  const { socket, channel } = await agent(t);
+  const { socket, channel } = await startExecAgentApi(t);
   const { stdin, stdout } = terminal(30, 100);
-  const p = start(['exec', '-it', 'web', '--agent', socket, '--', 'cat'], { stdin, stdout });
+  const p = startKratactl(['exec', '-it', 'web', '--agent', socket, '--', 'cat'], { stdin, stdout });
   await eventually(() => channel().last !== undefined && stdin.raw.length === 1, 'the session runs, the terminal raw');
   const session = channel().last!;
   assert.deepEqual([session.req.tty, session.req.rows, session.req.cols], [true, 30, 100]);
@@ -196,14 +145,14 @@ test('exec -it on a terminal: raw mode (put back), the window size at start and 
   await eventually(() => session.resizes.length === 1, 'the resize is sent');
   assert.deepEqual(session.resizes, [[50, 132]]);
   stdin.write('ls\r');
-  await eventually(() => p.stdout.toString() === 'ls\r', 'typed input is echoed by cat');
+  await eventually(() => p.stdout === 'ls\r', 'typed input is echoed by cat');
   stdin.end();
   assert.equal(await p.code, 0, p.stderr);
   assert.deepEqual(stdin.raw, [true, false], 'raw mode on, then off');
 });
 
 test('exec -t without a terminal warns as kubectl does and goes on without one; -t without -i has none', async (t) => {
-  const { socket, channel } = await agent(t);
+  const { socket, channel } = await startExecAgentApi(t);
   const r = await kratactl(['exec', '-it', 'web', '--agent', socket, '--', 'true']);
   assert.equal(r.code, 0);
   assert.equal(r.stderr, `${NO_TTY_WARNING}\n`);
@@ -217,8 +166,8 @@ test('exec -t without a terminal warns as kubectl does and goes on without one; 
 });
 
 test('exec forwards SIGINT and SIGTERM to the remote process group; its death by signal is 128+N', async (t) => {
-  const { socket, channel } = await agent(t);
-  const p = start(['exec', 'web', '--agent', socket, '--', 'sleep']);
+  const { socket, channel } = await startExecAgentApi(t);
+  const p = startKratactl(['exec', 'web', '--agent', socket, '--', 'sleep']);
   await eventually(() => channel().last !== undefined, 'the session runs');
   await new Promise((r) => setTimeout(r, 20));
   process.emit('SIGINT', 'SIGINT');
@@ -229,7 +178,7 @@ test('exec forwards SIGINT and SIGTERM to the remote process group; its death by
 
   // A command that ignores the signal: the third one gives up and closes the session.
   channel().programs.set('stubborn', () => {});
-  const q = start(['exec', 'web', '--agent', socket, '--', 'stubborn']);
+  const q = startKratactl(['exec', 'web', '--agent', socket, '--', 'stubborn']);
   await eventually(() => channel().last?.req.argv[0] === 'stubborn', 'the session runs');
   await new Promise((r) => setTimeout(r, 20));
   for (let i = 0; i < 3; i++) process.emit('SIGTERM', 'SIGTERM');
@@ -240,7 +189,7 @@ test('exec forwards SIGINT and SIGTERM to the remote process group; its death by
 });
 
 test("exec errors: no guest, no running domain, channel not up (exit 1 with the agent's message); usage errors (2)", async (t) => {
-  const { socket, service } = await agent(t);
+  const { socket, service } = await startExecAgentApi(t);
   const nope = await kratactl(['exec', 'nope', '--agent', socket, '--', 'true']);
   assert.equal(nope.code, 1);
   assert.equal(nope.stderr, 'error: guest "nope" not found in namespace "default"\n');
@@ -271,13 +220,13 @@ test("exec errors: no guest, no running domain, channel not up (exit 1 with the 
   }
   const help = await kratactl(['exec', '--help']);
   assert.equal(help.code, 0);
-  assert.match(help.stdout.toString(), /Usage: kratactl exec \[guest\] NAME \[options\] -- COMMAND \[ARG\.\.\.\]/);
+  assert.match(help.stdout, /Usage: kratactl exec \[guest\] NAME \[options\] -- COMMAND \[ARG\.\.\.\]/);
 });
 
 test('attach on a terminal sets the console size at start and on resize; a channel that is not up is ignored quietly', async (t) => {
-  const { socket, service, channel } = await agent(t);
+  const { socket, service, channel } = await startExecAgentApi(t);
   const { stdin, stdout } = terminal(40, 120);
-  const p = start(['attach', 'web', '--agent', socket], { stdin, stdout });
+  const p = startKratactl(['attach', 'web', '--agent', socket], { stdin, stdout });
   await eventually(() => channel().consoleSizes.length === 1, 'the size is set at start');
   assert.deepEqual(channel().consoleSizes, [[40, 120]]);
   stdout.rows = 45;
@@ -291,7 +240,7 @@ test('attach on a terminal sets the console size at start and on resize; a chann
 
   service.noChannel.add('default/web');
   const t2 = terminal();
-  const q = start(['attach', 'web', '--agent', socket], { stdin: t2.stdin, stdout: t2.stdout });
+  const q = startKratactl(['attach', 'web', '--agent', socket], { stdin: t2.stdin, stdout: t2.stdout });
   await eventually(() => q.stderr.includes('press Ctrl+] to detach'), 'attached');
   await new Promise((r) => setTimeout(r, 50));
   t2.stdin.write(Buffer.from([0x1d]));

@@ -2,27 +2,14 @@
 // AgentService with scripted usage.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
-import type { KratObject } from '../../crds/validate.js';
-import { FakeAgentService } from '../doubles/fake-agent-service.js';
-import { startApiServer } from '../../node-agent/api/server.js';
-import { run } from '../../kratactl/cli.js';
+import { startFakeAgentApi, testGuest, type TestContext } from '../harness/agent-api.js';
+import { kratactl, startKratactl } from '../harness/kratactl.js';
 import { millicores } from '../../kratactl/commands/usage-figures.js';
 
 const MiB = 1024 * 1024;
-
-const guest = (name: string, namespace = 'default') =>
-  ({
-    apiVersion: 'krata.dev/v1alpha1',
-    kind: 'Guest',
-    metadata: { name, namespace },
-    spec: { image: 'nginx:1.25' },
-  }) as unknown as KratObject;
 
 /** web: measured, with the guest's figures; db: first sample, channel connecting; api (team-a): reported. */
 const USAGE: GuestUsage[] = [
@@ -70,52 +57,16 @@ const USAGE: GuestUsage[] = [
   },
 ];
 
-async function agent(t: { after: (fn: () => Promise<void> | void) => void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'krata-top-'));
-  const socket = join(dir, 'agent.sock');
-  const service = new FakeAgentService();
-  const server = await startApiServer(service, { socketPath: socket, log: () => {} });
-  t.after(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await service.apply([guest('web'), guest('db'), guest('idle'), guest('api', 'team-a')], false);
+async function agent(t: TestContext) {
+  const api = await startFakeAgentApi(t);
+  const { service } = api;
+  await service.apply([testGuest('web'), testGuest('db'), testGuest('idle'), testGuest('api', 'team-a')], false);
   service.run('default', 'web');
   service.run('default', 'db');
   service.run('team-a', 'api');
   service.usageItems = structuredClone(USAGE);
-  return { socket, service };
+  return api;
 }
-
-/** kratactl in-process; `tty` makes its stdout look like a terminal. */
-function start(args: string[], tty = false) {
-  const stdout = Object.assign(new PassThrough(), tty ? { isTTY: true } : {});
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c) => (out += c));
-  stderr.on('data', (c) => (err += c));
-  const code = run(args, { stdin: Readable.from([]), stdout, stderr, env: {} });
-  return {
-    code,
-    get stdout() {
-      return out;
-    },
-    get stderr() {
-      return err;
-    },
-  };
-}
-
-async function kratactl(args: string[]) {
-  const p = start(args);
-  return { code: await p.code, stdout: p.stdout, stderr: p.stderr };
-}
-
-const until = async (pred: () => boolean, what: string) => {
-  for (let i = 0; i < 500 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(pred(), what);
-};
 
 test('millicores are rounded up from the nearest nanocore, as kubectl prints them', () => {
   assert.equal(millicores(0), 0);
@@ -200,10 +151,10 @@ test('top -o json|yaml gives the figures; refusals and empty namespaces are said
 
 test('top -w appends tables when stdout is not a terminal, and stops on Ctrl+C', async (t) => {
   const { socket, service } = await agent(t);
-  const p = start(['top', '-w', '--interval', '0.1', '--agent', socket]);
-  await until(() => p.stdout.split('NAME ').length > 1, 'the first table');
+  const p = startKratactl(['top', '-w', '--interval', '0.1', '--agent', socket]);
+  await p.until(() => p.stdout.split('NAME ').length > 1, 'the first table');
   service.usageItems[0]!.cpuCores = 0.25;
-  await until(() => p.stdout.includes('web    250m'), 'a refreshed table');
+  await p.until(() => p.stdout.includes('web    250m'), 'a refreshed table');
   process.emit('SIGINT');
   assert.equal(await p.code, 0);
   const tables = p.stdout.split('\n\n');
@@ -214,8 +165,9 @@ test('top -w appends tables when stdout is not a terminal, and stops on Ctrl+C',
 
 test('top -w redraws with the terminal clear on a TTY', async (t) => {
   const { socket } = await agent(t);
-  const p = start(['top', '-w', '--interval', '0.1', '--agent', socket], true);
-  await until(() => p.stdout.split('\x1b[H\x1b[2J').length > 2, 'two frames');
+  const stdout = Object.assign(new PassThrough(), { isTTY: true });
+  const p = startKratactl(['top', '-w', '--interval', '0.1', '--agent', socket], { stdout });
+  await p.until(() => p.stdout.split('\x1b[H\x1b[2J').length > 2, 'two frames');
   process.emit('SIGINT');
   assert.equal(await p.code, 0);
   const frames = p.stdout.split('\x1b[H\x1b[2J');
