@@ -7,7 +7,7 @@ set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 stage=$repo/guest-init/target/bench-exec
-bytes=${KRATA_BENCH_EXEC_BYTES:-8388608}
+bytes=${KRATA_BENCH_EXEC_BYTES:-2097152}
 rounds=${KRATA_BENCH_RUNS:-20}
 (cd "$repo/guest-init" && PATH=/usr/bin:/bin /usr/bin/cargo build --offline --release --quiet)
 mkdir -p "$stage"

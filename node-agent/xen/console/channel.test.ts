@@ -386,12 +386,12 @@ test('a reader that closes the transport while reading: the unmapped ring is nev
   let unmapped = false;
   // As the real page after munmap: any access is a fault (SIGSEGV in the agent).
   const ring = new Proxy(real, {
-    get(target, prop: keyof ConsoleRing) {
-      const v = target[prop];
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop);
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {
         if (unmapped) throw new Error(`ring.${String(prop)} after unmap`);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
+        return Reflect.apply(v, target, args);
       };
     },
   });
