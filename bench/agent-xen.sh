@@ -26,7 +26,7 @@ k="node /krata/dist/kratactl/main.js"
 x "set -e; mkdir -p /var/lib/krata/guest /run/krata
 node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /var/lib/krata/guest/initrd >/dev/null
 cp /opt/xenhost/guest/vmlinux /var/lib/krata/guest/vmlinuz
-$k image import -q /krata/guest-init/target/bench-agent/busybox.tar >/dev/null
+$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/bench-agent/busybox.tar >/dev/null
 (setsid node /krata/dist/node-agent/main.js --metrics off --log-level warn >>/tmp/agent.log 2>&1 </dev/null &)
 for i in \$(seq 600); do $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1" >&2
 # The timed parts run in dom0 (no SSH round trips inside the measurement). Ours is timed inside one

@@ -1,8 +1,8 @@
 // Part of `npm run bench -- exec`, run in dom0 of the QEMU Xen host by bench/exec-xen.sh: the same
 // guest reached two ways from one Node process, alternating: exec over the agent's API and the guest's
 // control channel, and TCP over kratanet to servers in the guest (busybox nc: an echo on port 7000, a
-// download of BYTES zero bytes on 7001). Prints "RESULT {json}".
-//   node dom0-exec.js NAMESPACE/NAME GUEST_IP BYTES ROUNDS
+// download of BYTES zero bytes on 7001, published on HOST as 17000 and 17001). Prints "RESULT {json}".
+//   node dom0-exec.js NAMESPACE/NAME HOST BYTES ROUNDS
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { DEFAULT_AGENT_SOCKET } from '../contracts/agent-api/endpoints.js';
@@ -49,7 +49,7 @@ function exec(command: string[]): Promise<{ stdout: number; result: ExecResult }
 /** Connect, send one line to the echo server, read it back, close. */
 function tcpRoundTrip(): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: ip, port: 7000 }, () => s.write('ping\n'));
+    const s = connect({ host: ip, port: 17000 }, () => s.write('ping\n'));
     let got = '';
     s.on('data', (d: Buffer) => {
       got += d.toString();
@@ -66,7 +66,7 @@ function tcpRoundTrip(): Promise<void> {
 /** The download server's bytes, counted. */
 function tcpDownload(): Promise<number> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: ip, port: 7001 });
+    const s = connect({ host: ip, port: 17001 });
     let n = 0;
     s.on('data', (d: Buffer) => (n += d.length));
     s.on('end', () => resolve(n));
@@ -97,7 +97,7 @@ const execMbS: number[] = [];
 const tcpMbS: number[] = [];
 for (let i = 0; i < 3; i++) {
   const [e, r] = await timed(() => exec(['head', '-c', String(bytes), '/dev/zero']));
-  if (r.stdout !== bytes) throw new Error(`exec download: ${r.stdout} of ${bytes} bytes`);
+  if (r.stdout !== bytes) throw new Error(`exec download: ${r.stdout} of ${bytes} bytes, then ${JSON.stringify(r.result)}`);
   execMbS.push(bytes / 1e6 / (e / 1000));
   const [t, n] = await timed(tcpDownload);
   if (n !== bytes) throw new Error(`tcp download: ${n} of ${bytes} bytes`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run bench -- exec`, run by bench/main.ts inside test/xenhost/boot.sh: on the QEMU Xen host, one
 # busybox guest reached from dom0 two ways (bench/dom0-exec.ts): `exec` through the agent's API and the
-# guest's control channel, and TCP through kratanet to busybox nc servers in the same guest.
+# guest's control channel, and TCP through kratanet (the guest's published ports on dom0's loopback)
+# to busybox nc servers in the same guest.
 # Prints "RESULT {json}".
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
@@ -19,6 +20,8 @@ metadata: {name: bench}
 spec:
   image: bench/busybox:1
   command: [sh, -c, 'busybox nc -ll -p 7000 -e cat & busybox nc -ll -p 7001 -e head -c $bytes /dev/zero & while :; do sleep 1; done']
+  network:
+    ports: [{containerPort: 7000, hostPort: 17000}, {containerPort: 7001, hostPort: 17001}]
   resources: {cpus: 1, memory: 128Mi}
   terminationGracePeriodSeconds: 1
 YAML
@@ -26,12 +29,11 @@ k="node /krata/dist/kratactl/main.js"
 x "set -e; mkdir -p /var/lib/krata/guest /run/krata
 node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /var/lib/krata/guest/initrd >/dev/null
 cp /opt/xenhost/guest/vmlinux /var/lib/krata/guest/vmlinuz
-$k image import -q /krata/guest-init/target/bench-exec/busybox.tar >/dev/null
+$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/bench-exec/busybox.tar >/dev/null
 (setsid node /krata/dist/node-agent/main.js --metrics off --log-level warn >>/tmp/agent.log 2>&1 </dev/null &)
 for i in \$(seq 600); do $k host status >/dev/null 2>&1 && break; sleep 0.2; done
 $k apply -f /krata/guest-init/target/bench-exec/guest.yaml >/dev/null
 for i in \$(seq 600); do $k get bench -o json | grep -q '\"phase\": \"Running\"' && exit 0; sleep 0.2; done; exit 1" >&2
-ip=$(x "$k get bench -o json" | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).status.addresses.ipv4))")
-# The channel and the servers are up once an exec answers and port 7000 echoes.
-x "for i in \$(seq 120); do $k exec bench -- true 2>/dev/null && echo ping | busybox nc -w 2 $ip 7000 | grep -q ping && exit 0; sleep 1; done; exit 1" >&2
-x "node /krata/dist/bench/dom0-exec.js default/bench $ip $bytes $rounds"
+# The channel and the servers are up once an exec answers and the published echo port answers.
+x "for i in \$(seq 120); do $k exec bench -- true 2>/dev/null && (echo ping; sleep 1) | busybox nc 127.0.0.1 17000 | grep -q ping && exit 0; sleep 1; done; exit 1" >&2
+x "node /krata/dist/bench/dom0-exec.js default/bench 127.0.0.1 $bytes $rounds" || { x "tail -20 /tmp/agent.log" >&2; exit 1; }
