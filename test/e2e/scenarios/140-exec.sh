@@ -103,6 +103,14 @@ secs=$(echo "$(date +%s.%N) - $start" | bc)
 [ "$(sha256sum <"$out/in.bin")" = "$(sha256sum <"$out/back.bin")" ] || fail "10 MiB came back different ($(stat -c %s "$out/back.bin") bytes)"
 echo "10 MiB through stdin and back in ${secs}s, checksums match"
 
+# Output alone, three times: every byte arrives before the exit (a process that ends with output
+# still in its pipe).
+for i in 1 2 3; do
+  n=$(kh exec quiet -- head -c 2097152 /dev/zero 2>"$out/download.err" | wc -c) || true
+  [ "$n" = 2097152 ] || { cat "$out/download.err" >&2; fail "exec head -c 2 MiB gave $n bytes (round $i)"; }
+done
+echo "2 MiB of output, three times: every byte"
+
 # -it sh on a real terminal (script's pty): a command typed and its answer read; the window size
 # at start (40x100) and after a resize of kratactl's terminal (50x132), as `stty size` sees them.
 f=$out/tty
