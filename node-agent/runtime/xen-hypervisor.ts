@@ -359,6 +359,7 @@ export class XenHypervisor implements Hypervisor {
           uuid,
           createdAt,
           consoleBackend: 'krata',
+          controlChannel: true,
           // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
           beforeUnpause: async (domid) => {
             tracked = newTracked(domid, uuid, 'running');

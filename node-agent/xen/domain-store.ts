@@ -28,6 +28,8 @@ export interface StoreOptions {
   createdAt?: number;
   /** console/type: "xenconsoled" lets the stock daemon serve the console; krata's backend claims its own. */
   consoleBackend?: 'xenconsoled' | 'krata';
+  /** Console device 1, the control channel (only when the caller serves it). */
+  controlChannel?: boolean;
 }
 
 export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig, d: DomainRings, opts: StoreOptions): Promise<void> {
@@ -96,7 +98,7 @@ export async function writeDomainStore(xs: XenstoreClient, config: DomainConfig,
     ]);
     for (const [i, disk] of config.disks.entries()) await writeVbd(tx, d.domid, { vdev: disk.vdev, loop: opts.loops[i]! });
     for (const [handle, nic] of config.nics.entries()) await writeVif(tx, d.domid, { handle, mac: nic.mac });
-    await writeChannelDevice(tx, d.domid);
+    if (opts.controlChannel) await writeChannelDevice(tx, d.domid);
   });
 }
 

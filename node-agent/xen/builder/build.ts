@@ -48,6 +48,11 @@ export interface LaunchOptions {
   createdAt?: number;
   consoleBackend?: 'xenconsoled' | 'krata';
   /**
+   * Give the guest console device 1, krata's control channel. Only for a caller that serves it: an
+   * unserved frontend holds the guest's boot in the kernel's wait for its devices.
+   */
+  controlChannel?: boolean;
+  /**
    * Runs when everything is in place but the guest has not run yet: attach the console there, so the
    * first bytes are read as they come (the ring holds only 2 KiB).
    */
@@ -131,7 +136,7 @@ export class DomainBuilder {
         this.xs,
         config,
         { domid, uuid, storeMfn, storeEvtchn, consoleMfn, consoleEvtchn },
-        { loops, createdAt: opts.createdAt, consoleBackend: opts.consoleBackend },
+        { loops, createdAt: opts.createdAt, consoleBackend: opts.consoleBackend, controlChannel: opts.controlChannel },
       );
       stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 

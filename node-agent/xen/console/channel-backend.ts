@@ -115,7 +115,7 @@ export class ChannelBackend {
       }
       throw e;
     }
-    await this.followFrontend(transport, front);
+    await this.followFrontend(transport, front, domid);
     return transport;
   }
 
@@ -125,11 +125,19 @@ export class ChannelBackend {
     return parseFrontendOffer({ state, ringRef, port }, domid);
   }
 
-  /** The frontend closing or going away (the domain torn down) closes the transport. */
-  private async followFrontend(transport: ChannelRingTransport, front: string): Promise<void> {
+  /**
+   * The frontend closing or going away (the domain torn down) closes the transport. A closing frontend
+   * is answered with backend state Closed: a guest shutting down waits for that (Linux's
+   * xenbus_dev_shutdown, 5 s a device) before it powers off.
+   */
+  private async followFrontend(transport: ChannelRingTransport, front: string, domid: number): Promise<void> {
     const check = coalesced(async () => {
       const state = await this.xs.tryRead(`${front}/state`);
-      if (state === undefined || state === String(XenbusState.closing) || state === String(XenbusState.closed)) transport.close();
+      if (state === undefined || state === String(XenbusState.closing) || state === String(XenbusState.closed)) {
+        transport.close();
+        if (state !== undefined)
+          await this.xs.write(`${channelBackendPath(domid)}/state`, String(XenbusState.closed)).catch(() => undefined);
+      }
     });
     try {
       const watch = await this.xs.watch(`${front}/state`, () => void check().catch(() => undefined));

@@ -404,3 +404,14 @@ test('a reader that closes the transport while reading: the unmapped ring is nev
   assert.equal(t.isClosed, true);
   assert.equal(unmapped, true);
 });
+
+test('a frontend that starts closing (the guest shutting down) is answered with backend state Closed', async () => {
+  const f = backendFixture({ state: '4', 'ring-ref': '12', port: '3' });
+  const t = await f.backend.connect(D, { timeoutMs: 1000 });
+  let closed = false;
+  t.onClose(() => (closed = true));
+  f.xs.set(`${F}/state`, '5');
+  for (let i = 0; i < 10 && f.xs.values.get(`${B}/state`) !== '6'; i++) await tick();
+  assert.ok(closed, 'the transport closes');
+  assert.equal(f.xs.values.get(`${B}/state`), '6', "Linux's frontend waits for this before the guest powers off");
+});

@@ -46,9 +46,9 @@ const config: DomainConfig = {
 };
 const rings = { domid: 12, uuid: '6f1c2d8e-1b7a-4c3e-9d2f-6a1b2c3d4e5f', storeMfn: 1n, storeEvtchn: 1, consoleMfn: 2n, consoleEvtchn: 2 };
 
-test('every domain gets console device 1 of type krata-channel, in the same transaction as its other devices', async () => {
+test('a domain built with the control channel gets console device 1 of type krata-channel, in the same transaction', async () => {
   const s = recordingStore();
-  await writeDomainStore(s.xs, config, rings, { loops: [] });
+  await writeDomainStore(s.xs, config, rings, { loops: [], controlChannel: true });
   assert.equal(s.transactions, 1);
   const F = '/local/domain/12/device/console/1';
   const B = '/local/domain/0/backend/console/12/1';
@@ -89,4 +89,13 @@ test('every domain gets console device 1 of type krata-channel, in the same tran
   assert.deepEqual(s.perms.get(B), s.perms.get('/local/domain/0/backend/vif/12/0'));
   // Console 0 keeps its own place and keys.
   assert.equal(s.values.get('/local/domain/12/console/ring-ref'), '2');
+});
+
+test("without controlChannel there is no device 1: an unserved frontend would hold the guest's boot", async () => {
+  const s = recordingStore();
+  await writeDomainStore(s.xs, config, rings, { loops: [] });
+  assert.deepEqual(
+    [...s.values.keys()].filter((k) => k.includes('/console/1') || k.startsWith('/local/domain/0/backend/console')),
+    [],
+  );
 });
