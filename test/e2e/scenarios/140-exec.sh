@@ -98,7 +98,9 @@ echo "environment, user, working directory: defaults and overrides seen"
 # 10 MiB through stdin and back.
 head -c 10485760 /dev/urandom >"$out/in.bin"
 start=$(date +%s.%N)
-kh exec -i quiet -- cat <"$out/in.bin" >"$out/back.bin" || fail "exec -i cat failed"
+# Bounded: a stream that stops moving is a failure (run.sh retries a failure, not a timeout).
+timeout 300 node "$repo/dist/kratactl/main.js" exec -i quiet -- cat <"$out/in.bin" >"$out/back.bin" \
+  || fail "exec -i cat failed or stalled ($(stat -c %s "$out/back.bin") of 10485760 bytes back)"
 secs=$(echo "$(date +%s.%N) - $start" | bc)
 [ "$(sha256sum <"$out/in.bin")" = "$(sha256sum <"$out/back.bin")" ] || fail "10 MiB came back different ($(stat -c %s "$out/back.bin") bytes)"
 echo "10 MiB through stdin and back in ${secs}s, checksums match"
@@ -106,7 +108,7 @@ echo "10 MiB through stdin and back in ${secs}s, checksums match"
 # Output alone, three times: every byte arrives before the exit (a process that ends with output
 # still in its pipe).
 for i in 1 2 3; do
-  n=$(kh exec quiet -- head -c 2097152 /dev/zero 2>"$out/download.err" | wc -c) || true
+  n=$(timeout 120 node "$repo/dist/kratactl/main.js" exec quiet -- head -c 2097152 /dev/zero 2>"$out/download.err" | wc -c) || true
   [ "$n" = 2097152 ] || { cat "$out/download.err" >&2; fail "exec head -c 2 MiB gave $n bytes (round $i)"; }
 done
 echo "2 MiB of output, three times: every byte"
