@@ -4,29 +4,13 @@
 // are refused, and nothing is waited for without a bound.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConsoleRing, IN_SIZE, OUT_SIZE, RING_BYTES } from './ring.js';
+import { ConsoleRing, OUT_SIZE, RING_BYTES } from './ring.js';
 import { ChannelRingTransport, DEFAULT_CHANNEL_BURST, DEFAULT_CHANNEL_INPUT_LIMIT, DEFAULT_CHANNEL_RATE } from './channel-transport.js';
 import { ChannelBackend, ChannelHandshakeError, NoChannelDevice, parseFrontendOffer } from './channel-backend.js';
 import { channelBackendPath, channelFrontendPath } from '../devices/channel.js';
+import { ringGuest } from '../../../test/doubles/console-ring-guest.js';
 
-/** Plays the guest's side of the ring (hvc_xen's view of struct xencons_interface). */
-function guest(page: Buffer) {
-  return {
-    write(data: Buffer) {
-      let prod = page.readUInt32LE(3084);
-      for (const b of data) page[1024 + ((prod++ >>> 0) % OUT_SIZE)] = b;
-      page.writeUInt32LE(prod >>> 0, 3084);
-    },
-    read(): Buffer {
-      let cons = page.readUInt32LE(3072);
-      const prod = page.readUInt32LE(3076);
-      const out: number[] = [];
-      while (cons !== prod) out.push(page[(cons++ >>> 0) % IN_SIZE]!);
-      page.writeUInt32LE(cons >>> 0, 3072);
-      return Buffer.from(out);
-    },
-  };
-}
+const guest = ringGuest;
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 

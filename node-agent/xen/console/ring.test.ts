@@ -5,25 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { ConsoleSession } from './backend.js';
 import { ConsoleHistory, ConsoleRing, IN_SIZE, OUT_SIZE, RING_BYTES } from './ring.js';
 import { consoleFlags, consoleStats, TokenBucket } from './throttle.js';
+import { ringGuest } from '../../../test/doubles/console-ring-guest.js';
 
 /** Plays the guest's side of the ring. */
-function guest(page: Buffer) {
-  return {
-    write(data: Buffer) {
-      let prod = page.readUInt32LE(3084);
-      for (const b of data) page[1024 + ((prod++ >>> 0) % OUT_SIZE)] = b;
-      page.writeUInt32LE(prod >>> 0, 3084);
-    },
-    read(): Buffer {
-      let cons = page.readUInt32LE(3072);
-      const prod = page.readUInt32LE(3076);
-      const out: number[] = [];
-      while (cons !== prod) out.push(page[(cons++ >>> 0) % IN_SIZE]!);
-      page.writeUInt32LE(cons >>> 0, 3072);
-      return Buffer.from(out);
-    },
-  };
-}
+const guest = ringGuest;
 
 test('output written by the guest comes out in order across the wrap, indexes wrapping at 2^32', () => {
   const page = Buffer.alloc(4096);
