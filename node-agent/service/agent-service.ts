@@ -250,7 +250,7 @@ export class NodeAgentService implements AgentService {
   }
 
   console(namespace: string, name: string): Console | undefined {
-    const domid = this.store.get(guestKey(namespace, name))?.guest.status?.domid;
+    const domid = this.domidOf(namespace, name);
     return domid === undefined ? undefined : this.hv.console(domid);
   }
 
@@ -290,7 +290,7 @@ export class NodeAgentService implements AgentService {
   }
 
   resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean {
-    const domid = this.store.get(guestKey(namespace, name))?.guest.status?.domid;
+    const domid = this.domidOf(namespace, name);
     const channel = domid === undefined ? undefined : this.hv.channel(domid);
     if (channel?.state().phase !== 'up') return false;
     channel.resizeConsole(rows, cols);
@@ -301,6 +301,11 @@ export class NodeAgentService implements AgentService {
     if (namespace !== undefined && name !== undefined && !this.store.get(guestKey(namespace, name)))
       throw new NotFound(`guest ${guestKey(namespace, name)} not found`);
     return this.sampler.sample(namespace, name);
+  }
+
+  /** The Guest's running domain, if any. */
+  private domidOf(namespace: string, name: string): number | undefined {
+    return this.store.get(guestKey(namespace, name))?.guest.status?.domid;
   }
 
   private imageStore(): ImageStore {
