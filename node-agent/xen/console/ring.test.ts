@@ -6,6 +6,7 @@ import { ConsoleSession } from './backend.js';
 import { ConsoleHistory, ConsoleRing, IN_SIZE, OUT_SIZE, RING_BYTES } from './ring.js';
 import { consoleFlags, consoleStats, TokenBucket } from './throttle.js';
 import { ringGuest } from '../../../test/doubles/console-ring-guest.js';
+import { RESULT, startConcurrentGuest } from '../../../test/doubles/concurrent-ring-guest.js';
 
 /** Plays the guest's side of the ring. */
 const guest = ringGuest;
@@ -216,4 +217,48 @@ test('a console session closed twice unbinds, unmaps and says close once', () =>
   s.close();
   s.close();
   assert.deepEqual(calls, ['unbind', 'unmap', 'close']);
+});
+
+test('a guest racing the agent on another CPU never sees a torn index, and no byte is lost either way', async () => {
+  const sab = new SharedArrayBuffer(4096);
+  const total = 4 * 1024 * 1024;
+  // Indexes start just below 2^32 and cross every byte boundary as they run.
+  const worker = startConcurrentGuest(sab, total, 0xffffff00);
+  const done = new Promise<void>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', () => resolve());
+  });
+  const page = Buffer.from(sab);
+  const u32 = new Uint32Array(sab);
+  const ring = new ConsoleRing(page);
+  let received = 0;
+  let wrongOutput = 0;
+  let sent = 0;
+  const input = Buffer.from(Array.from({ length: 253 * 64 }, (_, i) => i % 253));
+  // Spin on this thread while the worker spins on its own; the worker's verdict ends it.
+  while (Atomics.load(u32, RESULT.done) === 0) {
+    const out = ring.readOutput();
+    for (let i = 0; i < out.length; i++) if (out[i] !== (received + i) % 251) wrongOutput++;
+    received += out.length;
+    if (sent < total) {
+      const from = sent % 253;
+      sent += ring.writeInput(input.subarray(from, from + Math.min(input.length - from, total - sent)));
+    }
+  }
+  await done;
+  assert.equal(
+    Atomics.load(u32, RESULT.error),
+    0,
+    'the guest saw indexes no writer could have written (1 backwards, 2 past prod, 3 input)',
+  );
+  received += ring.readOutput().length;
+  assert.equal(received, total, 'every output byte arrived');
+  assert.equal(wrongOutput, 0, 'output in order, unchanged');
+  assert.equal(Atomics.load(u32, RESULT.inputGot), total, 'every input byte arrived');
+  assert.equal(Atomics.load(u32, RESULT.inputBad), 0, 'input in order, unchanged');
+});
+
+test('a page that cannot hold aligned 32-bit indexes is refused', () => {
+  const page = Buffer.alloc(4100).subarray(2, 4098);
+  assert.throws(() => new ConsoleRing(page), /4-byte aligned/);
 });

@@ -6,21 +6,39 @@ export const IN_SIZE = 1024;
 export const OUT_SIZE = 2048;
 const IN_OFFSET = 0;
 const OUT_OFFSET = 1024;
-const IN_CONS = 3072;
-const IN_PROD = 3076;
-const OUT_CONS = 3080;
-const OUT_PROD = 3084;
+/** Indexes as 32-bit word offsets into the page. */
+const IN_CONS = 3072 / 4;
+const IN_PROD = 3076 / 4;
+const OUT_CONS = 3080 / 4;
+const OUT_PROD = 3084 / 4;
 export const RING_BYTES = 3088;
 
-/** A view over a mapped console page; memory barriers come from the event channel round trip. */
+/**
+ * A view over a mapped console page. The guest's vCPU runs while we read and write, so each index is
+ * one aligned 32-bit load or store (Atomics, which also orders the data accesses around it). Buffer's
+ * readUInt32LE/writeUInt32LE go a byte at a time: a guest catching a consumer index half-written sees
+ * it run backwards, and Linux's hvc_xen then calls the ring illegal and throws its pending output away.
+ */
 export class ConsoleRing {
+  private readonly index: Uint32Array;
+
   constructor(private readonly page: Buffer) {
     if (page.length < RING_BYTES) throw new RangeError(`console ring needs ${RING_BYTES} bytes`);
+    if (page.byteOffset % 4 !== 0) throw new RangeError('a console ring page must be 4-byte aligned');
+    this.index = new Uint32Array(page.buffer, page.byteOffset, RING_BYTES / 4);
+  }
+
+  private load(word: number): number {
+    return Atomics.load(this.index, word);
+  }
+
+  private store(word: number, value: number): void {
+    Atomics.store(this.index, word, value >>> 0);
   }
 
   /** Bytes the guest has written and we have not taken (at most a ring's worth, whatever it claims). */
   outputPending(): number {
-    const available = (this.page.readUInt32LE(OUT_PROD) - this.page.readUInt32LE(OUT_CONS)) >>> 0;
+    const available = (this.load(OUT_PROD) - this.load(OUT_CONS)) >>> 0;
     return Math.min(available, OUT_SIZE);
   }
 
@@ -29,15 +47,18 @@ export class ConsoleRing {
    * the guest's writes back); returns [] when there is nothing.
    */
   readOutput(max = OUT_SIZE): Buffer {
-    const cons = this.page.readUInt32LE(OUT_CONS);
-    const prod = this.page.readUInt32LE(OUT_PROD);
+    const cons = this.load(OUT_CONS);
+    const prod = this.load(OUT_PROD);
     let available = (prod - cons) >>> 0;
     // A guest claiming more than the ring holds is lying; take one ring's worth and resynchronise.
     if (available > OUT_SIZE) available = OUT_SIZE;
     available = Math.max(0, Math.min(available, Math.floor(max)));
-    const out = Buffer.alloc(available);
-    for (let i = 0; i < available; i++) out[i] = this.page[OUT_OFFSET + (((cons + i) >>> 0) % OUT_SIZE)]!;
-    this.page.writeUInt32LE((cons + available) >>> 0, OUT_CONS);
+    const out = Buffer.allocUnsafe(available);
+    const at = cons % OUT_SIZE;
+    const first = Math.min(available, OUT_SIZE - at);
+    this.page.copy(out, 0, OUT_OFFSET + at, OUT_OFFSET + at + first);
+    this.page.copy(out, first, OUT_OFFSET, OUT_OFFSET + available - first);
+    this.store(OUT_CONS, cons + available);
     return out;
   }
 
@@ -46,13 +67,16 @@ export class ConsoleRing {
    * consume). Each call copies from data[0..n), wrapping correctly (krata's prototype sliced wrongly).
    */
   writeInput(data: Buffer): number {
-    const cons = this.page.readUInt32LE(IN_CONS);
-    const prod = this.page.readUInt32LE(IN_PROD);
+    const cons = this.load(IN_CONS);
+    const prod = this.load(IN_PROD);
     const used = (prod - cons) >>> 0;
     if (used > IN_SIZE) return 0; // the guest corrupted its indexes; write nothing
     const n = Math.min(IN_SIZE - used, data.length);
-    for (let i = 0; i < n; i++) this.page[IN_OFFSET + (((prod + i) >>> 0) % IN_SIZE)] = data[i]!;
-    this.page.writeUInt32LE((prod + n) >>> 0, IN_PROD);
+    const at = prod % IN_SIZE;
+    const first = Math.min(n, IN_SIZE - at);
+    data.copy(this.page, IN_OFFSET + at, 0, first);
+    data.copy(this.page, IN_OFFSET, first, n);
+    this.store(IN_PROD, prod + n);
     return n;
   }
 }
