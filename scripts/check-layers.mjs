@@ -31,6 +31,7 @@ const AGENT_LAYERS = {
   guest: 1,
   reconcile: 2,
   usage: 2,
+  probe: 2,
   controller: 3,
   follower: 3,
   service: 3,
