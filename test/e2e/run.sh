@@ -42,7 +42,6 @@ if [ -z "${KRATA_E2E_ARTIFACTS:-}" ]; then
   ls -1d "$runs"/*/ 2>/dev/null | head -n -9 | xargs -r rm -rf
 fi
 artifacts=${KRATA_E2E_ARTIFACTS:-$(mktemp -d "$runs/$(date +%Y%m%d-%H%M%S).XXXX")}
-limit=${KRATA_E2E_TIMEOUT:-600}
 suite_start=$(ms)
 
 # dom0 runs node from /krata, the repo over virtio-9p without a cache: every file a program loads costs
@@ -81,6 +80,9 @@ while IFS= read -r s; do
   mkdir -p "$artifacts/$n"
   echo "=== RUN   $n"
   start=$(ms)
+  # A scenario may ask for more time than the default with a line "# e2e-timeout: SECONDS".
+  own=$(sed -n 's/^# e2e-timeout: \([0-9][0-9]*\)$/\1/p' "$s" | head -1)
+  limit=${KRATA_E2E_TIMEOUT:-${own:-600}}
   run_one() {
     (cd "$repo" && KRATA_REPO=$repo KRATA_E2E_ARTIFACTS=$artifacts/$n \
       timeout -k 10 "$limit" "$s" </dev/null)
@@ -94,7 +96,7 @@ while IFS= read -r s; do
   if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ $rc -ne 124 ] && [ -z "${KRATA_E2E_NO_RETRY:-}" ]; then
     first=$rc
     echo "    $n failed (exit $first); running it once more"
-    left=$(x "xl list | awk 'NR > 2 {print \$1}'")
+    left=$(x "xl list | awk 'NR > 2 {print \$1}'" | tr '\n' ' ' | sed 's/ *$//')
     [ -z "$left" ] || x "for d in $left; do xl destroy \$d; done"
     mv "$artifacts/$n" "$artifacts/$n.first-failure" && mkdir -p "$artifacts/$n"
     run_one
@@ -113,7 +115,7 @@ while IFS= read -r s; do
   echo "--- $verdict  $n ($dt)$flaky"
   results+=("$(printf '%-4s  %-40s %8s%s' "$verdict" "$n" "$dt" "$flaky")")
   # Isolation: guests a scenario left behind would skew the next ones.
-  left=$(x "xl list | awk 'NR > 2 {print \$1}'")
+  left=$(x "xl list | awk 'NR > 2 {print \$1}'" | tr '\n' ' ' | sed 's/ *$//')
   if [ -n "$left" ]; then
     echo "    $n left domains behind, destroying: $left"
     x "for d in $left; do xl destroy \$d; done"
