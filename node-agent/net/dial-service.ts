@@ -59,6 +59,11 @@ export class DialService {
     this.server = server;
   }
 
+  /** Connections waiting for their request line. */
+  get waiting(): number {
+    return this.pending;
+  }
+
   close(): void {
     // net.Server unlinks its unix socket when closed.
     this.server?.close();
