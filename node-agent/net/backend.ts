@@ -640,7 +640,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     this.dials.add(f);
     this.tcp.set(f.key, f);
     this.stats.tcpFlows = this.tcp.size;
-    f.startInbound(socket);
+    f.startInbound(socket, true);
     return f;
   }
 

@@ -130,9 +130,15 @@ export class DialService {
       return;
     }
     let timer: NodeJS.Timeout | undefined;
+    // The client sends nothing before the answer: its EOF means it gave up, and the dial is dropped.
+    const onEnd = () => {
+      if (typeof flow !== 'string') flow.reset();
+    };
     const flow = backend.dial(socket, req.port, (outcome) => {
       clearTimeout(timer);
-      if (outcome === 'OK') socket.write(formatDialAnswer({ ok: true }));
+      socket.off('end', onEnd);
+      if (socket.readableEnded) socket.destroy();
+      else if (outcome === 'OK') socket.write(formatDialAnswer({ ok: true }));
       else if (outcome === 'Refused') answer(socket, { ok: false, reason: 'Refused', message: `${req.key} refused port ${req.port}` });
       else if (outcome === 'Timeout')
         answer(socket, { ok: false, reason: 'Timeout', message: `${req.key} did not accept port ${req.port} within ${req.timeoutMs} ms` });
@@ -140,7 +146,10 @@ export class DialService {
     });
     if (flow === 'Busy') answer(socket, { ok: false, reason: 'Unavailable', message: `${req.key} has too many dials open` });
     else if (flow === 'Gone') answer(socket, { ok: false, reason: 'NoSuchGuest', message: `${req.key} went away` });
-    else timer = setTimeout(() => flow.dialTimedOut(), req.timeoutMs);
+    else {
+      timer = setTimeout(() => flow.dialTimedOut(), req.timeoutMs);
+      socket.on('end', onEnd);
+    }
   }
 }
 

@@ -209,11 +209,18 @@ export class TcpFlow {
     });
   }
 
-  /** Our SYN to the guest for an accepted connection on a published port; `socket` is paused until established. */
-  startInbound(socket: Socket): void {
-    socket.pause();
-    this.paused = true;
+  /**
+   * Our SYN to the guest for an accepted connection on a published port; `socket` is paused until
+   * established, or with `readEarly` (a dial) read at once, so a client that hangs up is seen: what
+   * it sends is held within the usual bounds until then.
+   */
+  startInbound(socket: Socket, readEarly = false): void {
+    if (!readEarly) {
+      socket.pause();
+      this.paused = true;
+    }
     this.attach(socket);
+    if (readEarly) socket.resume();
     this.rto = 1000;
     this.sendSyn();
   }
