@@ -23,13 +23,21 @@ export type DialAnswer = { ok: true } | { ok: false; reason: DialFailureReason; 
 /** Printable ASCII without spaces: the guest ids kratanet is given (keys are DNS names and a slash). */
 const KEY = /^[\x21-\x7e]{1,300}$/;
 
-export class DialProtocolError extends Error {}
+export class DialProtocolError extends Error {
+  /** The part of a request that is wrong, when it is one of the request's fields. */
+  constructor(
+    message: string,
+    readonly field?: keyof DialRequest,
+  ) {
+    super(message);
+  }
+}
 
 export function formatDialRequest(r: DialRequest): string {
-  if (!KEY.test(r.key)) throw new DialProtocolError(`guest key ${JSON.stringify(r.key)} is not 1-300 printable characters`);
-  if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) throw new DialProtocolError(`port ${r.port} is not 1-65535`);
+  if (!KEY.test(r.key)) throw new DialProtocolError(`guest key ${JSON.stringify(r.key)} is not 1-300 printable characters`, 'key');
+  if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) throw new DialProtocolError(`port ${r.port} is not 1-65535`, 'port');
   const t = Math.min(Math.max(1, Math.ceil(r.timeoutMs)), MAX_DIAL_TIMEOUT_MS);
-  if (!Number.isFinite(t)) throw new DialProtocolError(`timeout ${r.timeoutMs} is not a number of milliseconds`);
+  if (!Number.isFinite(t)) throw new DialProtocolError(`timeout ${r.timeoutMs} is not a number of milliseconds`, 'timeoutMs');
   return `dial ${r.key} ${r.port} ${t}\n`;
 }
 

@@ -154,6 +154,7 @@ test('a key or port that cannot name a guest port is refused before asking krata
   await rejectsWith(d.dial('has space/x', 80, { timeoutMs: 100 }), 'NoSuchGuest');
   await rejectsWith(d.dial('a/b', 0, { timeoutMs: 100 }), 'Refused', /port 0/);
   await rejectsWith(d.dial('a/b', 70000, { timeoutMs: 100 }), 'Refused');
+  await rejectsWith(d.dial('a/b', 80, { timeoutMs: NaN }), 'Timeout', /not a number/);
 });
 
 test('NoNetworkDialer is Unavailable; the socket path lives under the state directory and fits sun_path', async () => {

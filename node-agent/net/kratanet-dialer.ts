@@ -21,8 +21,9 @@ export class KratanetDialer implements GuestDialer {
     try {
       request = formatDialRequest({ key, port, timeoutMs: opts.timeoutMs });
     } catch (e) {
-      const bad = (e as DialProtocolError).message;
-      return Promise.reject(new DialError(/^port/.test(bad) ? 'Refused' : 'NoSuchGuest', bad));
+      // No guest has such a key, no port such a number (as a connect to it would be refused); a timeout that is not a number never ends.
+      const { field, message } = e as DialProtocolError;
+      return Promise.reject(new DialError(field === 'key' ? 'NoSuchGuest' : field === 'port' ? 'Refused' : 'Timeout', message));
     }
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(aborted(signal));
