@@ -13,6 +13,7 @@ import {
   imagesModule,
   metricsModule,
   networkModule,
+  noNetworkModule,
   runtimeModule,
   secretsModule,
   serviceModule,
@@ -36,7 +37,7 @@ export function agentModules(config: AgentConfig, log: Log): ContainerModule[] {
     ...(config.metrics ? [metricsModule()] : []),
     controllerModule,
     ...(config.cluster ? [followerModule] : []),
-    ...(config.network ? [networkModule] : []),
+    config.network ? networkModule : noNetworkModule,
   ];
 }
 

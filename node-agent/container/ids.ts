@@ -17,6 +17,7 @@ import type { ClusterMode } from '../follower/cluster-mode.js';
 import type { PullTokens } from '../follower/pull-tokens.js';
 import type { Log } from '../follower/redis-link.js';
 import type { ImageStore } from '../image/store.js';
+import type { GuestDialer } from '../net/guest-dialer.js';
 import type { NetSupervisor } from '../net/supervisor.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
 import type { NodeAgentService } from '../service/agent-service.js';
@@ -52,6 +53,8 @@ export const USAGE_SAMPLER = id<UsageSampler>('UsageSampler');
 export const AGENT = id<NodeAgentService>('NodeAgentService');
 export const API_SERVER = id<Component & { readonly server?: ApiServer }>('ApiServer');
 export const NET_SUPERVISOR = id<NetSupervisor>('NetSupervisor');
+/** TCP to a guest's port from dom0 (tcpSocket and httpGet probes): through kratanet, or Unavailable without it. */
+export const GUEST_DIALER = id<GuestDialer>('GuestDialer');
 /** Cluster mode once started: the Redis follower, status publisher and heartbeat. */
 export const CLUSTER_MODE = id<Component & { readonly mode?: ClusterMode }>('ClusterMode');
 /** Multi-bound: what the agent starts, in binding order, and stops in reverse. */

@@ -20,6 +20,7 @@ import { PullTokens } from '../follower/pull-tokens.js';
 import type { Log } from '../follower/redis-link.js';
 import { ImageStore } from '../image/store.js';
 import { describeConflict, desiredNetwork, type PortConflict } from '../net/desired.js';
+import { dialSocketPath, KratanetDialer, NoNetworkDialer } from '../net/kratanet-dialer.js';
 import { NetSupervisor } from '../net/supervisor.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
@@ -36,6 +37,7 @@ import {
   COMPONENTS,
   CONFIG,
   EVENT_RECORDER,
+  GUEST_DIALER,
   GUEST_STORE,
   HYPERVISOR,
   IMAGE_PROVIDER,
@@ -271,11 +273,21 @@ export const networkModule = new ContainerModule(({ bind }) => {
   provide(bind, NET_SUPERVISOR, [LOG], (log) => {
     return new NetSupervisor({ log: (level, msg, fields) => log[level]({ subsystem: 'network', ...fields }, msg) });
   });
+  provide(bind, GUEST_DIALER, [CONFIG, LOG], (config, log) => {
+    const path = dialSocketPath(config.stateDir);
+    if (path) return new KratanetDialer(path);
+    log.warn(
+      { subsystem: 'network' },
+      `${config.stateDir} is too long a path for kratanet's dial socket: tcpSocket and httpGet probes fail`,
+    );
+    return new NoNetworkDialer(`the state directory's path is too long for kratanet's dial socket`);
+  });
   provide(bind, COMPONENTS, [CONFIG, NET_SUPERVISOR, GUEST_STORE, IPAM, LOG], (config, supervisor, store, ipam, log): Component => {
     let reported = new Set<string>();
+    const dialSocket = dialSocketPath(config.stateDir);
     const push = () => {
       const conflicts: PortConflict[] = [];
-      supervisor.update(desiredNetwork(store, ipam, config.network, conflicts));
+      supervisor.update(desiredNetwork(store, ipam, { ...config.network, ...(dialSocket ? { dialSocket } : {}) }, conflicts));
       // Each conflict once, not at every status write.
       const now = new Set(conflicts.map(describeConflict));
       for (const c of conflicts) {
@@ -305,4 +317,9 @@ export const networkModule = new ContainerModule(({ bind }) => {
       stopInBackground: true,
     };
   });
+});
+
+/** Without kratanet (--network off): dials to guests fail as Unavailable (tests rebind GUEST_DIALER to a double). */
+export const noNetworkModule = new ContainerModule(({ bind }) => {
+  provide(bind, GUEST_DIALER, [], () => new NoNetworkDialer());
 });

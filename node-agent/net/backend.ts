@@ -7,7 +7,7 @@ import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gatewa
 import { IcmpEchoProxy } from './icmp-echo.js';
 import type { Link } from './link.js';
 import type { Policy, Verdict } from './policy.js';
-import { Budget, TcpFlow, type TcpWire } from './tcp.js';
+import { Budget, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
 import {
   ETH_HLEN,
@@ -78,6 +78,8 @@ export const MAX_UDP_FLOWS = 1024;
 /** Flows that clients of published ports may hold, apart from the guest's own. */
 export const MAX_INBOUND_TCP = 1024;
 export const MAX_INBOUND_UDP = 256;
+/** Connections dom0 dialed to one guest (probes), from the SYN to the end of TIME-WAIT. */
+export const MAX_DIALS = 64;
 /** Pings of one guest waiting for a reply. */
 const MAX_PINGS = 64;
 /** What all of a guest's flows may buffer in dom0 (see Budget). */
@@ -103,6 +105,7 @@ export class GuestBackend implements TcpWire, UdpWire {
   readonly budget: Budget;
   private inboundTcp = 0;
   private inboundUdp = 0;
+  private readonly dials = new Set<TcpFlow>();
   private pings = 0;
   private refusalLoggedAt = 0;
   private shut = false;
@@ -387,7 +390,7 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   closed(flow: TcpFlow | UdpFlow): void {
     if (flow instanceof TcpFlow) {
-      if (flow.inbound) this.inboundTcp--;
+      if (flow.inbound && !this.dials.delete(flow)) this.inboundTcp--;
       if (this.tcp.get(flow.key) === flow) this.tcp.delete(flow.key);
       this.acks.delete(flow);
       this.corks.delete(flow);
@@ -616,6 +619,29 @@ export class GuestBackend implements TcpWire, UdpWire {
         resolve(sock);
       });
     });
+  }
+
+  // ---- dials from dom0 (dial-service.ts) -----------------------------------------------------------
+
+  /**
+   * Connects `socket` to the guest's `guestPort` from the gateway address, as for a published port.
+   * `answer` hears once, before any byte from the guest reaches the socket, whether the guest accepted;
+   * the returned flow (to time the dial out), or 'Busy' when the guest has MAX_DIALS already.
+   */
+  dial(socket: Socket, guestPort: number, answer: (outcome: DialOutcome) => void): TcpFlow | 'Busy' | 'Gone' {
+    if (this.shut) return 'Gone';
+    if (this.dials.size >= MAX_DIALS) return 'Busy';
+    const remotePort = this.allocPort(guestPort, this.tcp);
+    if (!remotePort) return 'Busy';
+    const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort, inbound: true });
+    f.key = `${this.g.gw4}|${remotePort}|${guestPort}`;
+    f.inbound = true;
+    f.onDialed = answer;
+    this.dials.add(f);
+    this.tcp.set(f.key, f);
+    this.stats.tcpFlows = this.tcp.size;
+    f.startInbound(socket, true);
+    return f;
   }
 
   /** Tears everything down: flows reset, ports closed, link closed. */

@@ -19,6 +19,8 @@ export interface KratanetConfig {
   allowCidrs?: string[];
   /** Bytes all guests' flows together may buffer in dom0 (default 1 GiB; each guest also has 256 MiB). */
   hostBudget?: number;
+  /** The unix socket dom0 dials guests' ports through (dial-service.ts); its directory 0700. None without it. */
+  dialSocket?: string;
   guests: GuestNetConfig[];
 }
 
@@ -26,6 +28,8 @@ export const DEFAULT_GATEWAY_MAC = '02:4b:00:00:00:01';
 export const DEFAULT_GUEST_SUBNETS = ['10.75.0.0/16', 'fdd4:1476:6c7e::/48'];
 export const DEFAULT_HOST_BUDGET = 1 << 30;
 const MIN_HOST_BUDGET = 1 << 20;
+/** sun_path holds 108 bytes with the terminating NUL. */
+export const MAX_SOCKET_PATH = 107;
 
 export class ConfigError extends Error {}
 
@@ -56,7 +60,17 @@ function port(where: string, field: string, v: unknown): number {
 export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(where, '(root)', 'must be an object');
   const o = raw as Record<string, unknown>;
-  const known = new Set(['gatewayMac', 'hostLoopback', 'hostAccess', 'guestSubnets', 'denyCidrs', 'allowCidrs', 'hostBudget', 'guests']);
+  const known = new Set([
+    'gatewayMac',
+    'hostLoopback',
+    'hostAccess',
+    'guestSubnets',
+    'denyCidrs',
+    'allowCidrs',
+    'hostBudget',
+    'dialSocket',
+    'guests',
+  ]);
   for (const k of Object.keys(o)) if (!known.has(k)) fail(where, k, 'unknown field');
   const cfg: KratanetConfig = { guests: [] };
   if (o.gatewayMac !== undefined) cfg.gatewayMac = str(where, o, 'gatewayMac', parseMac);
@@ -102,6 +116,12 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
     if (!Number.isSafeInteger(b) || (b as number) < MIN_HOST_BUDGET)
       fail(where, 'hostBudget', `must be a whole number of bytes, at least ${MIN_HOST_BUDGET}`);
     cfg.hostBudget = b as number;
+  }
+  if (o.dialSocket !== undefined) {
+    const p = str(where, o, 'dialSocket');
+    if (!p.startsWith('/') || Buffer.byteLength(p) > MAX_SOCKET_PATH)
+      fail(where, 'dialSocket', `must be an absolute path of at most ${MAX_SOCKET_PATH} bytes`);
+    cfg.dialSocket = p;
   }
   if (!Array.isArray(o.guests)) fail(where, 'guests', 'must be a list');
   const ids = new Set<string>();

@@ -21,6 +21,8 @@ export interface DesiredNetworkOptions {
   denyCidrs?: string[];
   allowCidrs?: string[];
   hostBudget?: number;
+  /** kratanet's dial socket (the agent's GuestDialer connects to it); none without it. */
+  dialSocket?: string;
 }
 
 /**
@@ -157,5 +159,6 @@ export function desiredNetwork(
   if (opts.denyCidrs?.length) config.denyCidrs = opts.denyCidrs;
   if (opts.allowCidrs?.length) config.allowCidrs = opts.allowCidrs;
   if (opts.hostBudget !== undefined) config.hostBudget = opts.hostBudget;
+  if (opts.dialSocket !== undefined) config.dialSocket = opts.dialSocket;
   return config;
 }

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { GuestBackend, type GuestNetConfig, type LinkOpener } from './backend.js';
 import { DEFAULT_GATEWAY_MAC, DEFAULT_GUEST_SUBNETS, DEFAULT_HOST_BUDGET, type KratanetConfig } from './config.js';
+import { DialService } from './dial-service.js';
 import type { HostView } from './host-networks.js';
 import { openPacketLink, openTapLink } from './link.js';
 import { Policy } from './policy.js';
@@ -57,6 +58,7 @@ export class Kratanet {
   private policyJson = '';
   /** What all guests' flows together may buffer in dom0; each guest's budget is a child of it. */
   hostBudget = new Budget(DEFAULT_HOST_BUDGET);
+  private dial: { path: string; service: DialService } | null = null;
 
   constructor(
     private readonly log: (msg: string) => void = () => {},
@@ -97,7 +99,23 @@ export class Kratanet {
       }
       results.push(await this.start(g, gatewayMac));
     }
+    await this.serveDials(cfg.dialSocket);
     return results;
+  }
+
+  /** The dial socket follows the configuration; one that cannot be opened is retried at the next apply. */
+  private async serveDials(path: string | undefined): Promise<void> {
+    if (this.dial?.path === path) return;
+    this.dial?.service.close();
+    this.dial = null;
+    if (path === undefined) return;
+    const service = new DialService({ lookup: (key) => this.backend(key), log: this.log });
+    try {
+      await service.listen(path);
+      this.dial = { path, service };
+    } catch (e) {
+      this.log(`dial socket ${path}: ${(e as Error).message}`);
+    }
   }
 
   private async start(g: GuestNetConfig, gatewayMac: Buffer): Promise<GuestResult> {
@@ -128,6 +146,8 @@ export class Kratanet {
   }
 
   close(): void {
+    this.dial?.service.close();
+    this.dial = null;
     for (const id of [...this.backends.keys()]) this.stop(id);
   }
 }

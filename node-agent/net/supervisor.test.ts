@@ -12,6 +12,8 @@ import { GuestStore } from '../store/guest-store.js';
 import { Ipam } from '../reconcile/ipam.js';
 import { validateConfig, type KratanetConfig } from './config.js';
 import { desiredNetwork, describeConflict, egressFlags, type PortConflict } from './desired.js';
+import { DialError } from './guest-dialer.js';
+import { dialSocketPath, KratanetDialer } from './kratanet-dialer.js';
 import { NetSupervisor, type NetLog } from './supervisor.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-net-supervisor-test-'));
@@ -161,6 +163,20 @@ test("desiredNetwork: the agent's --deny-cidr, --allow-cidr and --network-budget
   assert.deepEqual(validateConfig(JSON.parse(JSON.stringify(cfg))), cfg, 'kratanet accepts it as it is');
   const plain = desiredNetwork(store, ipam, egressFlags());
   assert.ok(!('denyCidrs' in plain) && !('allowCidrs' in plain) && !('hostBudget' in plain), "no flags: kratanet's defaults");
+});
+
+test('desiredNetwork: the dial socket reaches kratanet as given; kratanet refuses a relative or overlong one', () => {
+  const dir = join(work, `state-${++n}`);
+  const store = new GuestStore(dir);
+  const ipam = new Ipam(dir);
+  running(store, ipam, 'a', '2026-01-01T00:00:00Z', 12, { network: { enabled: true } });
+  const dialSocket = dialSocketPath(dir)!;
+  const cfg = desiredNetwork(store, ipam, { dialSocket });
+  assert.equal(cfg.dialSocket, dialSocket);
+  assert.deepEqual(validateConfig(JSON.parse(JSON.stringify(cfg))), cfg);
+  assert.ok(!('dialSocket' in desiredNetwork(store, ipam)));
+  assert.throws(() => validateConfig({ ...cfg, dialSocket: 'rel/k.sock' }), /dialSocket: must be an absolute path/);
+  assert.throws(() => validateConfig({ ...cfg, dialSocket: `/${'x'.repeat(107)}` }), /dialSocket: must be an absolute path of at most 107/);
 });
 
 // The fake kratanet: records every start, apply and SIGTERM in log.jsonl; applies after DELAY ms;
@@ -436,6 +452,18 @@ test('supervisor: the real kratanet answers over IPC', async () => {
     await until(() => sup.result('default/x') !== undefined, 'the result', 10_000);
     assert.equal(sup.result('default/x')!.ok, false);
     assert.match(sup.result('default/x')!.error!, /vif9999\.0/);
+    // The dial socket the agent names is served: kratanet answers for a guest it does not serve.
+    const dialSocket = dialSocketPath(join(work, `state-${++n}`))!;
+    const dialer = new KratanetDialer(dialSocket);
+    const reason = () =>
+      dialer.dial('default/x', 80, { timeoutMs: 2000 }).then(
+        () => 'connected',
+        (e: DialError) => `${e.reason}: ${e.message}`,
+      );
+    assert.match(await reason(), /^Unavailable: .*ENOENT/, 'no socket yet');
+    sup.update({ dialSocket, guests: [] });
+    await until(() => existsSync(dialSocket), 'the dial socket', 10_000);
+    assert.match(await reason(), /^NoSuchGuest: /);
   } finally {
     await sup.stop();
   }

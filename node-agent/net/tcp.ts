@@ -111,6 +111,9 @@ const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
 const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
 
+/** How a dial from dom0 ended (backend.dial): accepted, reset by the guest, no SYN-ACK in time, or the flow went away. */
+export type DialOutcome = 'OK' | 'Refused' | 'Timeout' | 'Gone';
+
 export class TcpFlow {
   state: TcpState;
   /** The backend's key for this flow. */
@@ -125,6 +128,12 @@ export class TcpFlow {
   readonly remotePort: number;
   readonly guestPort: number;
   socket: Socket | null = null;
+  /**
+   * A dial from dom0: told once whether the guest accepted ('OK', before any of its bytes reach the
+   * socket) or why not; on a failure the flow lets go of the socket first, so the answer can go on it.
+   */
+  onDialed: ((outcome: DialOutcome) => void) | null = null;
+  private dialFailure: DialOutcome = 'Gone';
 
   // Send side (towards the guest).
   private iss = (Math.random() * 0x100000000) >>> 0;
@@ -200,11 +209,18 @@ export class TcpFlow {
     });
   }
 
-  /** Our SYN to the guest for an accepted connection on a published port; `socket` is paused until established. */
-  startInbound(socket: Socket): void {
-    socket.pause();
-    this.paused = true;
+  /**
+   * Our SYN to the guest for an accepted connection on a published port; `socket` is paused until
+   * established, or with `readEarly` (a dial) read at once, so a client that hangs up is seen: what
+   * it sends is held within the usual bounds until then.
+   */
+  startInbound(socket: Socket, readEarly = false): void {
+    if (!readEarly) {
+      socket.pause();
+      this.paused = true;
+    }
     this.attach(socket);
+    if (readEarly) socket.resume();
     this.rto = 1000;
     this.sendSyn();
   }
@@ -288,6 +304,11 @@ export class TcpFlow {
           this.synOptions(p);
           this.sndUna = this.sndNxt;
           this.established();
+          if (this.onDialed) {
+            const dialed = this.onDialed;
+            this.onDialed = null;
+            dialed('OK');
+          }
           this.sendAck();
           if (this.paused) {
             this.paused = false;
@@ -641,6 +662,7 @@ export class TcpFlow {
       case 'SynSent':
       case 'SynReceived':
         if (++this.retries > SYN_RETRIES) {
+          this.dialFailure = 'Timeout';
           this.reset();
           return;
         }
@@ -698,6 +720,13 @@ export class TcpFlow {
     this.close();
   }
 
+  /** A dial whose caller stopped waiting for the SYN-ACK: the guest gets an RST, the caller 'Timeout'. */
+  dialTimedOut(): void {
+    if (!this.onDialed) return;
+    this.dialFailure = 'Timeout';
+    this.reset();
+  }
+
   /** The dom0 side failed: the guest gets an RST. */
   reset(): void {
     if (this.state === 'Closed') return;
@@ -707,7 +736,8 @@ export class TcpFlow {
 
   /** The guest reset the flow: the dom0 side is reset too. */
   abort(): void {
-    this.socket?.resetAndDestroy();
+    if (this.onDialed) this.dialFailure = 'Refused';
+    else this.socket?.resetAndDestroy();
     this.close();
   }
 
@@ -715,6 +745,12 @@ export class TcpFlow {
     if (this.state === 'Closed') return;
     this.state = 'Closed';
     this.clearTimer();
+    const dialed = this.onDialed;
+    if (dialed) {
+      // The dialer answers on the socket; the listeners attach() left on it see a closed flow and do nothing.
+      this.onDialed = null;
+      this.socket = null;
+    }
     const s = this.socket;
     if (s && !s.destroyed) {
       if (this.finQueued && this.guestFin) s.destroySoon();
@@ -728,6 +764,7 @@ export class TcpFlow {
     this.oooBytes = 0;
     this.pendingWrite = 0;
     this.wire.closed(this);
+    dialed?.(this.dialFailure);
   }
 }
 
