@@ -19,7 +19,8 @@ gi_stage_image "$stage"
 node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
 gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-resize/busybox.tar" >"$out/import.txt" || fail "image import failed"
+x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-resize/busybox.tar" >"$out/import.txt" \
+  || fail "image import failed"
 start_agent || fail "the agent did not start"
 
 x "mkdir -p /run/krata-e2e-resize; (setsid node /krata/dist/test/e2e/dom0/socket-relay.js 127.0.0.1:9479 /run/krata/agent.sock \
@@ -52,7 +53,10 @@ YAML
 # The guest's view: MemTotal (KiB) and nproc; Xen's through status.
 guest_view() { kh exec sized -- sh -c 'busybox grep MemTotal /proc/meminfo; busybox nproc' 2>>"$out/exec.err" | tr -s ' ' | tr '\n' ' '; }
 status_json() { kh get sized -o json; }
-field() { node -e "const g=JSON.parse(require('fs').readFileSync(0,'utf8')); const v=($1); console.log(v===undefined?'':typeof v==='object'?JSON.stringify(v):v)"; }
+field() {
+  node -e "const g=JSON.parse(require('fs').readFileSync(0,'utf8')); const v=($1);
+    console.log(v===undefined?'':typeof v==='object'?JSON.stringify(v):v)"
+}
 
 apply 1 128Mi
 running sized || fail "sized did not reach Running"
@@ -87,7 +91,9 @@ expect() {
         reserved=$gap
       fi
       if [ $((gap - reserved)) -le 8192 ] && [ $((reserved - gap)) -le 8192 ]; then
-        [ "$(echo "$s" | field 'g.status.domid')" = "$domid" ] || fail "the domain changed: $(echo "$s" | field 'g.status.domid') is not $domid"
+        local now_domid
+        now_domid=$(echo "$s" | field 'g.status.domid')
+        [ "$now_domid" = "$domid" ] || fail "the domain changed: $now_domid is not $domid"
         [ "$(echo "$s" | field 'g.status.resources.cpus')" = "$cpus" ] || fail "status.resources.cpus is not $cpus: $res"
         [ "$(echo "$s" | field 'g.status.resources.vcpusOnline')" = "$cpus" ] || fail "Xen does not see $cpus vCPUs online: $res"
         [ "$(echo "$s" | field 'g.status.resources.memory')" = "${mem}Mi" ] || fail "status.resources.memory is not ${mem}Mi: $res"
