@@ -101,7 +101,7 @@ export const guestCRD: CustomResourceDefinition = {
               },
               "spec": {
                 "title": "GuestSpec",
-                "description": "What should run. Changing any field except resources.cpus, resources.memory and nodeSelector recreates the guest's domain; a change of cpus or memory keeps the running domain and is not applied to it yet.",
+                "description": "What should run. Changing any field except resources.cpus, resources.memory and nodeSelector recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is applied to the running domain (status.resources).",
                 "type": "object",
                 "required": [
                   "image"
@@ -220,14 +220,14 @@ export const guestCRD: CustomResourceDefinition = {
                     "title": "GuestResources",
                     "type": "object",
                     "default": {},
-                    "description": "vCPUs and memory. The domain is created with maxCpus vCPUs (cpus of them online) and maxMemory of memory, with memory as its balloon target. Changing them on a running guest (vCPU hotplug, balloon) is not implemented yet.",
+                    "description": "vCPUs and memory. The domain is created with maxCpus vCPUs (cpus of them online) and maxMemory of memory, with memory as its balloon target. Changing cpus or memory within those maximums applies to the running domain without a restart (vCPUs hot-plugged, the balloon target moved; status.resources shows when the guest has followed); changing maxCpus or maxMemory recreates the domain.",
                     "properties": {
                       "cpus": {
                         "type": "integer",
                         "minimum": 1,
                         "maximum": 128,
                         "default": 1,
-                        "description": "vCPUs online at start."
+                        "description": "vCPUs online."
                       },
                       "maxCpus": {
                         "type": "integer",
@@ -530,6 +530,52 @@ export const guestCRD: CustomResourceDefinition = {
                       "gatewayMAC": {
                         "type": "string",
                         "maxLength": 17
+                      }
+                    }
+                  },
+                  "resources": {
+                    "title": "GuestResourceStatus",
+                    "type": "object",
+                    "description": "The running domain's resources: the targets applied to it (cpus, memory) and what Xen observes of the guest (vcpusOnline, memoryActual). The guest follows a target in its own time (its balloon driver, its CPU hotplug); while it has not, reason and message say so and the ResourcesApplied condition is False.",
+                    "properties": {
+                      "cpus": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 128,
+                        "description": "vCPUs the domain is asked to have online."
+                      },
+                      "memory": {
+                        "type": "string",
+                        "maxLength": 32,
+                        "description": "The balloon target applied to the domain."
+                      },
+                      "vcpusOnline": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 128,
+                        "description": "vCPUs online, as Xen counts them."
+                      },
+                      "memoryActual": {
+                        "type": "string",
+                        "maxLength": 32,
+                        "description": "Memory the guest holds, as Xen counts it."
+                      },
+                      "lastResizeTime": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When a target was last changed on the running domain."
+                      },
+                      "reason": {
+                        "type": "string",
+                        "enum": [
+                          "BalloonPending",
+                          "VcpusPending"
+                        ],
+                        "description": "Why what Xen observes differs from the targets."
+                      },
+                      "message": {
+                        "type": "string",
+                        "maxLength": 1024
                       }
                     }
                   },

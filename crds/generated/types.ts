@@ -11,7 +11,7 @@ export interface EnvVar {
 }
 
 export interface GuestResources {
-  /** vCPUs online at start. */
+  /** vCPUs online. */
   cpus: number;
   /** vCPUs the domain is created with; at least cpus; defaults to cpus. */
   maxCpus?: number;
@@ -94,8 +94,9 @@ export interface GuestSpec {
   hostname?: string;
   /**
    * vCPUs and memory. The domain is created with maxCpus vCPUs (cpus of them online) and maxMemory of
-   * memory, with memory as its balloon target. Changing them on a running guest (vCPU hotplug, balloon)
-   * is not implemented yet.
+   * memory, with memory as its balloon target. Changing cpus or memory within those maximums applies to
+   * the running domain without a restart (vCPUs hot-plugged, the balloon target moved; status.resources
+   * shows when the guest has followed); changing maxCpus or maxMemory recreates the domain.
    */
   resources: GuestResources;
   /** The guest kernel. Unset uses the node's default kernel. */
@@ -137,6 +138,22 @@ export interface GuestAddresses {
   gatewayMAC?: string;
 }
 
+export interface GuestResourceStatus {
+  /** vCPUs the domain is asked to have online. */
+  cpus?: number;
+  /** The balloon target applied to the domain. */
+  memory?: string;
+  /** vCPUs online, as Xen counts them. */
+  vcpusOnline?: number;
+  /** Memory the guest holds, as Xen counts it. */
+  memoryActual?: string;
+  /** When a target was last changed on the running domain. */
+  lastResizeTime?: string;
+  /** Why what Xen observes differs from the targets. */
+  reason?: 'BalloonPending' | 'VcpusPending';
+  message?: string;
+}
+
 export interface GuestStatus {
   /**
    * Pending (accepted, waiting for placement or backoff), Creating (image, network and domain being
@@ -157,6 +174,13 @@ export interface GuestStatus {
   /** Manifest digest of the image that runs. */
   imageDigest?: string;
   addresses?: GuestAddresses;
+  /**
+   * The running domain's resources: the targets applied to it (cpus, memory) and what Xen observes of
+   * the guest (vcpusOnline, memoryActual). The guest follows a target in its own time (its balloon
+   * driver, its CPU hotplug); while it has not, reason and message say so and the ResourcesApplied
+   * condition is False.
+   */
+  resources?: GuestResourceStatus;
   /** When the current (or last) process started. */
   startTime?: string;
   /** When the last process ended. */
@@ -181,8 +205,8 @@ export interface Guest {
   metadata: ObjectMeta;
   /**
    * What should run. Changing any field except resources.cpus, resources.memory and nodeSelector
-   * recreates the guest's domain; a change of cpus or memory keeps the running domain and is not applied
-   * to it yet.
+   * recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is applied to
+   * the running domain (status.resources).
    */
   spec: GuestSpec;
   /** What is, as observed by the node agent and the operator. Never written by users. */

@@ -4,6 +4,7 @@
 //! the guest channel on stdin/stdout in an ordinary process, for tests (channel/).
 mod channel;
 mod config;
+mod cpus;
 mod netlink;
 mod plan;
 mod process;

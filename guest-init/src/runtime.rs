@@ -364,6 +364,10 @@ pub fn run(args: &[String]) -> i32 {
     };
     // Beside the main process, never before it: a channel that fails or waits must not hold it up.
     channel::start(&p, &o.channel);
+    // vCPUs the host hot-plugs later are brought up (the kernel leaves that to userspace).
+    if std::process::id() == 1 {
+        crate::cpus::start();
+    }
     let grace_ms = config.shutdown_grace_seconds.saturating_mul(1000);
     let mut stop_deadline: Option<std::time::Instant> = None;
     loop {

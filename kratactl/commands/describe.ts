@@ -2,6 +2,7 @@
 // short, its status, its usage while it runs, its conditions and the recent events about it.
 import { parseArgs } from 'node:util';
 import type { Guest } from '../../crds/generated/types.js';
+import { quantityValue } from '../../crds/quantity.js';
 import { AgentError, type AgentClient, type GuestEvent, type GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import {
@@ -84,6 +85,21 @@ function when(t: string | undefined, now: number): string | undefined {
   return t ? `${t} (${age(t, now)} ago)` : undefined;
 }
 
+/**
+ * The running domain's resources (status.resources): the targets applied, what Xen sees the guest hold,
+ * and what the spec asks when that differs (not applied yet, or applied to a domain being replaced).
+ */
+export function appliedResources(g: Guest): string | undefined {
+  const r = g.status?.resources;
+  if (!r || r.cpus === undefined) return undefined;
+  const req = g.spec.resources;
+  let out = `${r.cpus} vCPU${r.cpus === 1 ? '' : 's'}${r.vcpusOnline !== undefined ? ` (${r.vcpusOnline} online)` : ''}`;
+  if (r.memory !== undefined) out += `, memory ${r.memory}${r.memoryActual !== undefined ? ` (guest holds ${r.memoryActual})` : ''}`;
+  const sameMemory = r.memory !== undefined && quantityValue(r.memory) === quantityValue(req.memory ?? '512Mi');
+  if (r.cpus !== req.cpus || !sameMemory) out += `; requested ${req.cpus} vCPU${req.cpus === 1 ? '' : 's'}, memory ${req.memory}`;
+  return out;
+}
+
 export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now(), usage?: GuestUsage): string {
   const spec = g.spec;
   const s = g.status ?? {};
@@ -126,6 +142,8 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now(), 
       ['Reason', s.reason],
       ['Message', s.message],
       ['Domain ID', s.domid === undefined ? undefined : String(s.domid)],
+      ['Resources', appliedResources(g)],
+      ['Resources pending', s.resources?.message],
       ['IPv4', s.addresses?.ipv4],
       ['IPv6', s.addresses?.ipv6],
       ['MAC', s.addresses?.mac],

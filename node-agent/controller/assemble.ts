@@ -13,6 +13,7 @@ import { HostPortGuard } from '../reconcile/host-ports.js';
 import { SpecHashes } from '../reconcile/identity.js';
 import type { Ipam } from '../reconcile/ipam.js';
 import { ObserveStep } from '../reconcile/observe.js';
+import { ResizeStep } from '../reconcile/resize.js';
 import { ImagePulls, type ImageProvider } from '../reconcile/pulls.js';
 import { GuestReconciler } from '../reconcile/reconciler.js';
 import { StatusWriter } from '../reconcile/status.js';
@@ -63,6 +64,7 @@ export function assembleGuestController(deps: GuestControllerDeps, opts: GuestCo
     new CreateStep(hv, cache, pulls, ipam, disks, status, recorder, opts),
     deleter,
     new ObserveStep(store, ipam, deleter, status, recorder, clock, opts.nodeName),
+    new ResizeStep(store, hv, status, recorder, clock),
     status,
     recorder,
     clock,

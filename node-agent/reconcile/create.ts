@@ -17,7 +17,7 @@ import { domainName, specHash } from './identity.js';
 import type { Ipam, Reservation } from './ipam.js';
 import type { ObservedDomains } from './observed-domains.js';
 import { ImageError, type ImagePulls } from './pulls.js';
-import { Stalled, statusAddresses, type StatusWriter } from './status.js';
+import { clearResources, Stalled, statusAddresses, type StatusWriter } from './status.js';
 
 export interface CreateOptions {
   /** This host's name in Guest status. */
@@ -42,7 +42,8 @@ export interface CreateOptions {
 
 const MIB = 1024n * 1024n;
 
-function mib(q: number | string | undefined, fallback: number): number {
+/** A memory quantity in MiB, rounded up; Stalled when it does not parse. */
+export function mib(q: number | string | undefined, fallback: number): number {
   if (q === undefined) return fallback;
   const v = quantityValue(q);
   if (v === undefined) throw new Stalled('InvalidSpec', `memory quantity ${JSON.stringify(q)} is not valid`);
@@ -208,6 +209,7 @@ export class CreateStep {
       s.domid = dom.domid;
       s.uuid = dom.uuid;
       s.startTime = metaTime(dom.createdAt);
+      clearResources(s);
       delete s.reason;
       delete s.message;
       status.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);

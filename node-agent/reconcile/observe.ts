@@ -10,7 +10,7 @@ import type { GuestRecord, GuestStore } from '../store/guest-store.js';
 import type { DeleteStep } from './delete.js';
 import type { EventRecorder } from './events.js';
 import type { Ipam } from './ipam.js';
-import { statusAddresses, type StatusWriter } from './status.js';
+import { clearResources, statusAddresses, type StatusWriter } from './status.js';
 
 const RESTART_BASE_MS = 10_000;
 const RESTART_MAX_MS = 300_000;
@@ -79,6 +79,7 @@ export class ObserveStep {
       key,
       (s) => {
         delete s.domid;
+        clearResources(s);
         delete s.exitCode;
         delete s.signal;
         if (exit.exitCode !== undefined) s.exitCode = exit.exitCode;

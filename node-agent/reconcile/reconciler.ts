@@ -15,7 +15,8 @@ import type { HostPortGuard } from './host-ports.js';
 import type { SpecHashes } from './identity.js';
 import type { ObservedDomains } from './observed-domains.js';
 import type { ObserveStep } from './observe.js';
-import { isStalled, Stalled, type StatusWriter } from './status.js';
+import type { ResizeStep } from './resize.js';
+import { clearResources, isStalled, Stalled, type StatusWriter } from './status.js';
 
 /** What a controller runs: controller-runtime's Reconciler interface. */
 export interface Reconciler {
@@ -35,6 +36,7 @@ export class GuestReconciler implements Reconciler {
     private readonly creator: CreateStep,
     private readonly deleter: DeleteStep,
     private readonly observer: ObserveStep,
+    private readonly resizer: ResizeStep,
     private readonly status: StatusWriter,
     private readonly recorder: EventRecorder,
     private readonly clock: Clock,
@@ -53,7 +55,10 @@ export class GuestReconciler implements Reconciler {
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
       this.status.set(key, (s) => {
         s.phase = 'Creating';
-        if (s.domid === d.domid) delete s.domid;
+        if (s.domid === d.domid) {
+          delete s.domid;
+          clearResources(s);
+        }
         s.reason = d.guest.uid !== uid ? 'Replaced' : 'SpecChanged';
         s.message = `recreating the domain: ${why}`;
         this.status.condition(rec, s, 'Ready', 'False', s.reason, s.message);
@@ -78,7 +83,10 @@ export class GuestReconciler implements Reconciler {
       current = [keep];
     }
     const dom: DomainInfo | undefined = current[0];
-    if (dom && dom.state !== 'shutdown' && dom.state !== 'crashed' && !dom.exit) return this.observer.running(key, rec, dom);
+    if (dom && dom.state !== 'shutdown' && dom.state !== 'crashed' && !dom.exit) {
+      const observed = this.observer.running(key, rec, dom);
+      return sooner(observed, await this.resizer.reconcile(key, dom));
+    }
     if (dom) return this.observer.exited(key, rec, dom);
     // Status says a domain runs, but none does: it was destroyed behind krata's back, or the host
     // rebooted. That is the process ending without a report; the restart policy decides.
@@ -135,4 +143,10 @@ export class GuestReconciler implements Reconciler {
     }
     return;
   }
+}
+
+/** The earlier of two requeues (none when neither asks). */
+function sooner(a: HandlerResult, b: HandlerResult): HandlerResult {
+  const ms = [a?.requeueAfterMs, b?.requeueAfterMs].filter((x): x is number => x !== undefined);
+  return ms.length ? { requeueAfterMs: Math.min(...ms) } : undefined;
 }

@@ -55,6 +55,12 @@ export class StatusWriter {
   }
 }
 
+/** What a domain that is gone leaves of its resources in status (resize.ts): nothing. */
+export function clearResources(s: GuestStatus): void {
+  delete s.resources;
+  if (s.conditions) s.conditions = s.conditions.filter((c) => c.type !== 'ResourcesApplied');
+}
+
 /** The status form of a Guest's address reservation. */
 export function statusAddresses(r: Reservation): NonNullable<GuestStatus['addresses']> {
   return { ipv4: r.ipv4, ipv6: r.ipv6, mac: r.mac, gatewayIPv4: r.gateway4, gatewayIPv6: r.gateway6 };

@@ -5,7 +5,15 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { FakeConsole } from './fake-console.js';
-import { type Console, type DomainInfo, type DomainStats, type GuestDomainConfig, type Hypervisor } from './hypervisor.js';
+import {
+  type Console,
+  type DomainInfo,
+  type DomainStats,
+  type GuestDomainConfig,
+  type Hypervisor,
+  type ResizeResult,
+  type ResourceTargets,
+} from './hypervisor.js';
 import type { GuestChannel } from '../channel/types.js';
 import { type HostInfo } from '../../contracts/agent-api/types.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
@@ -39,7 +47,7 @@ export class FakeHypervisor implements Hypervisor {
   private readonly domains = new Map<number, FakeDomain>();
   private nextDomid = 1;
   /** Calls made, for assertions. */
-  readonly calls: { create: number; shutdown: number; destroy: number; list: number } = { create: 0, shutdown: 0, destroy: 0, list: 0 };
+  readonly calls = { create: 0, shutdown: 0, destroy: 0, list: 0, resize: 0 };
   /** Errors the next create calls throw, in order. */
   readonly createFailures: Error[] = [];
   /** Loop devices / vifs "left" by a crashed agent, removed by cleanupOrphans. */
@@ -145,14 +153,35 @@ export class FakeHypervisor implements Hypervisor {
     return this.domains.has(domid) ? this.channels.get(domid) : undefined;
   }
 
-  /** Figures tests set per domid over what `stats` derives from the launch (CPU time 0, memory at its maximum). */
+  /** A resize moves the domain's launch targets (vcpus, memoryMiB): the fake guest follows them at once. */
+  async resize(domid: number, targets: ResourceTargets): Promise<ResizeResult> {
+    this.calls.resize++;
+    const d = this.domains.get(domid);
+    if (!d || d.info.state !== 'running') throw new Error(`domain ${domid} is not running`);
+    const { vcpus, memoryMiB, maxVcpus, maxMemoryMiB } = d.launch;
+    if (targets.vcpus < 1 || targets.vcpus > maxVcpus)
+      throw new RangeError(`domain ${domid}: ${targets.vcpus} vCPUs asked, it has ${maxVcpus}`);
+    if (targets.memoryMiB < 1 || targets.memoryMiB > maxMemoryMiB)
+      throw new RangeError(`domain ${domid}: memory ${targets.memoryMiB} MiB asked, its maximum is ${maxMemoryMiB} MiB`);
+    const changed = vcpus !== targets.vcpus || memoryMiB !== targets.memoryMiB;
+    d.launch = { ...d.launch, vcpus: targets.vcpus, memoryMiB: targets.memoryMiB };
+    if (changed) this.changed();
+    return { before: { vcpus, memoryMiB }, changed };
+  }
+
+  /** Figures tests set per domid over what `stats` derives from the launch (CPU time 0, memory and vCPUs at their targets). */
   readonly domainStats = new Map<number, Partial<DomainStats>>();
 
   stats(domid: number): DomainStats | undefined {
     const d = this.domains.get(domid);
     if (!d) return undefined;
-    const bytes = d.launch.maxMemoryMiB * 1024 * 1024;
-    const derived = { cpuSeconds: 0, memoryBytes: bytes, maxMemoryBytes: bytes, vcpusOnline: d.launch.vcpus, vcpusMax: d.launch.maxVcpus };
+    const derived = {
+      cpuSeconds: 0,
+      memoryBytes: d.launch.memoryMiB * 1024 * 1024,
+      maxMemoryBytes: d.launch.maxMemoryMiB * 1024 * 1024,
+      vcpusOnline: d.launch.vcpus,
+      vcpusMax: d.launch.maxVcpus,
+    };
     return { ...derived, ...this.domainStats.get(domid) };
   }
 
@@ -162,7 +191,7 @@ export class FakeHypervisor implements Hypervisor {
     return removed;
   }
 
-  /** Test access to the configuration a domain was created with, and its console. */
+  /** Test access to the configuration a domain was created with (vcpus and memoryMiB as resized since), and its console. */
   domain(domid: number): { launch: GuestDomainConfig; console: FakeConsole; info: DomainInfo } | undefined {
     const d = this.domains.get(domid);
     return d && { launch: d.launch, console: d.console, info: d.info };

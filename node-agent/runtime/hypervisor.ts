@@ -3,11 +3,11 @@
 // inversify. xenstore is the truth about domains: `list()` reads it, so an agent that restarts finds
 // (adopts) the domains it started before, by the guest key each domain carries.
 import type { HostInfo } from '../../contracts/agent-api/types.js';
-import type { DomainConfig, GuestExit, GuestIdentity, KrataDomainRecord } from '../xen/index.js';
+import type { DomainConfig, GuestExit, GuestIdentity, KrataDomainRecord, ResizeResult, ResourceTargets } from '../xen/index.js';
 import type { EventEmitter } from 'node:events';
 import type { GuestChannel } from '../channel/types.js';
 
-export type { DiskConfig, DomainConfig, GuestExit, GuestIdentity, NicConfig } from '../xen/index.js';
+export type { DiskConfig, DomainConfig, GuestExit, GuestIdentity, NicConfig, ResizeResult, ResourceTargets } from '../xen/index.js';
 
 /** What create() takes: a domain configuration that names its Guest (xenstore krata/ keys). */
 export type GuestDomainConfig = DomainConfig & { guest: GuestIdentity };
@@ -71,6 +71,12 @@ export interface Hypervisor {
    * undefined when the domain has none (an older agent started it) or is not served by this process.
    */
   channel(domid: number): GuestChannel | undefined;
+  /**
+   * Asks a running domain's guest for `vcpus` vCPUs online and a balloon target of `memoryMiB`, within
+   * the maximums it was created with (beyond them: a RangeError, nothing changed). Idempotent: the same
+   * targets again write nothing. The guest acts on them in its own time; stats() shows when it has.
+   */
+  resize(domid: number, targets: ResourceTargets): Promise<ResizeResult>;
   /** Xen's figures for a domain; undefined when it is gone. */
   stats(domid: number): DomainStats | undefined;
   /** Removes loop devices and vifs that belong to no domain in `list()` (after a crash). */

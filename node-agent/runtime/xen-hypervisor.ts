@@ -38,11 +38,14 @@ import {
   readLoops,
   removeDomainStore,
   requestPoweroff,
+  writeResourceTargets,
   type ChannelLimits,
   type ConsoleLimits,
   type ConsoleSession,
   type GuestIdentity,
   type KrataDomainRecord,
+  type ResizeResult,
+  type ResourceTargets,
   type Watch,
   type XenDomainInfo,
 } from '../xen/index.js';
@@ -430,6 +433,15 @@ export class XenHypervisor implements Hypervisor {
 
   channel(domid: number): GuestChannel | undefined {
     return this.tracked.has(domid) ? this.channels.get(domid) : undefined;
+  }
+
+  async resize(domid: number, targets: ResourceTargets): Promise<ResizeResult> {
+    this.assertOpen();
+    checkDomid(domid);
+    const info = this.xen.domain(domid);
+    if (!info || domainState(info) === 'dying') throw new Error(`domain ${domid} is gone`);
+    // Xen's count of the domain's vCPUs bounds the keys written; static-max (dom0's) bounds memory.
+    return writeResourceTargets(this.xs, domid, targets, domainStats(info).vcpusMax);
   }
 
   stats(domid: number): DomainStats | undefined {
