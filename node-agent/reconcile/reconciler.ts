@@ -15,6 +15,7 @@ import type { HostPortGuard } from './host-ports.js';
 import type { SpecHashes } from './identity.js';
 import type { ObservedDomains } from './observed-domains.js';
 import type { ObserveStep } from './observe.js';
+import { NO_PROBES, type GuestProber } from './probes.js';
 import { isStalled, Stalled, type StatusWriter } from './status.js';
 
 /** What a controller runs: controller-runtime's Reconciler interface. */
@@ -38,11 +39,14 @@ export class GuestReconciler implements Reconciler {
     private readonly status: StatusWriter,
     private readonly recorder: EventRecorder,
     private readonly clock: Clock,
+    private readonly probes: GuestProber = NO_PROBES,
   ) {}
 
   async reconcile(key: string): Promise<HandlerResult> {
     const rec = this.store.get(key);
     const domains = (await this.domains.list()).filter((d) => domainGuestKey(d) === key);
+    // Probes run only while observe() sees the Guest's domain running; every other path ends them.
+    if (!rec || rec.guest.metadata.deletionTimestamp) this.probes.stop(key);
     if (!rec) return this.deleter.removeOrphans(key, domains);
     if (rec.guest.metadata.deletionTimestamp) return this.deleter.finalize(key, rec, domains);
     const hash = this.hashes.of(rec.guest);
@@ -50,6 +54,7 @@ export class GuestReconciler implements Reconciler {
     for (const d of domains) {
       if (d.guest.uid === uid && d.guest.specHash === hash) continue;
       const why = d.guest.uid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
+      this.probes.stop(key);
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
       this.status.set(key, (s) => {
         s.phase = 'Creating';
@@ -79,6 +84,7 @@ export class GuestReconciler implements Reconciler {
     }
     const dom: DomainInfo | undefined = current[0];
     if (dom && dom.state !== 'shutdown' && dom.state !== 'crashed' && !dom.exit) return this.observer.running(key, rec, dom);
+    this.probes.stop(key);
     if (dom) return this.observer.exited(key, rec, dom);
     // Status says a domain runs, but none does: it was destroyed behind krata's back, or the host
     // rebooted. That is the process ending without a report; the restart policy decides.
