@@ -69,9 +69,11 @@ export function httpGet(raw: Duplex, t: HttpTarget, signal: AbortSignal): Promis
       if (status >= 200 && status < 400) return { status, body: '' };
       const head = text.indexOf('\r\n\r\n');
       if (head < 0) return ended || size >= RESPONSE_MAX ? { status, body: '' } : undefined;
-      const body = text.slice(head + 4);
-      const length = /\r\ncontent-length: *([0-9]+)\r\n/i.exec(text.slice(0, head + 2));
-      const complete = ended || size >= RESPONSE_MAX || (length !== null && body.length >= Number(length[1]));
+      const headers = text.slice(0, head + 2);
+      const chunked = /\r\ntransfer-encoding: *chunked\r\n/i.test(headers);
+      const { body, done } = chunked ? dechunk(text.slice(head + 4)) : { body: text.slice(head + 4), done: false };
+      const length = /\r\ncontent-length: *([0-9]+)\r\n/i.exec(headers);
+      const complete = ended || done || size >= RESPONSE_MAX || (length !== null && body.length >= Number(length[1]));
       return complete ? { status, body: Buffer.from(body, 'latin1').toString('utf8') } : undefined;
     };
     stream.on('data', (d: Buffer) => {
@@ -86,4 +88,20 @@ export function httpGet(raw: Duplex, t: HttpTarget, signal: AbortSignal): Promis
     stream.on('close', () => finish(judge(true) ?? { error: 'the connection closed before a response' }));
     stream.write(requestText(t));
   });
+}
+
+/** The data of a chunked body as far as it has arrived; done once the last (empty) chunk is seen. */
+function dechunk(raw: string): { body: string; done: boolean } {
+  let body = '';
+  let at = 0;
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    if (eol < 0) return { body, done: false };
+    const size = parseInt(raw.slice(at, eol).split(';')[0]!, 16);
+    if (!Number.isFinite(size)) return { body, done: true };
+    if (size === 0) return { body, done: true };
+    body += raw.slice(eol + 2, eol + 2 + size);
+    if (eol + 2 + size + 2 > raw.length) return { body, done: false };
+    at = eol + 2 + size + 2;
+  }
 }
