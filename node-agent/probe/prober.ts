@@ -83,8 +83,8 @@ export class Prober {
     }
     if (!d) {
       const st = guest.status;
-      const seeded = st?.domid === dom.domid && (st.probes?.startup === undefined || st.probes.startup.result === 'Success');
-      d = new DomainProbes(dom.domid, dom.createdAt, seeded && st?.phase === 'Running');
+      // After an agent restart: a domain whose startup probe succeeded does not start again.
+      d = new DomainProbes(dom.domid, dom.createdAt, st?.domid === dom.domid && st.probes?.startup?.result === 'Success');
       this.guests.set(key, d);
     }
     this.sync(key, guest, d);

@@ -14,7 +14,7 @@ export type ProbeResult = ProbeStatus['result'];
 export interface WorkerHooks {
   /** An attempt failed (the worker's result may not have moved yet). */
   failed(message: string): void;
-  /** The result moved. */
+  /** The result moved, or the first attempt ended. */
   changed(result: ProbeResult): void;
   /** Each attempt's duration, for the benchmark and metrics. */
   timed?(ms: number): void;
@@ -97,6 +97,7 @@ export class ProbeWorker {
   }
 
   private record(ok: boolean, message: string | undefined): void {
+    const first = this.lastProbeTime === undefined;
     this.lastProbeTime = this.clock.now();
     if (ok) {
       this.successes++;
@@ -114,7 +115,8 @@ export class ProbeWorker {
         : !ok && this.failures >= this.probe.failureThreshold
           ? 'Failure'
           : this.result;
-    if (next !== this.result) {
+    // The first attempt is news even when the result stays (readiness Failure: "pending" becomes "failing").
+    if (next !== this.result || first) {
       this.result = next;
       this.hooks.changed(next);
     }
