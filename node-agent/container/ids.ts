@@ -23,6 +23,8 @@ import type { NodeAgentService } from '../service/agent-service.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { SecretStore } from '../store/secret-store.js';
 import type { UsageSampler } from '../usage/sampler.js';
+import type { GuestDialer } from '../net/guest-dialer.js';
+import type { Prober } from '../probe/prober.js';
 import type { AgentConfig } from './config.js';
 
 export const CONFIG = id<AgentConfig>('AgentConfig');
@@ -46,6 +48,10 @@ export const METRICS = id<AgentMetrics>('AgentMetrics');
 /** Optional: how config disks are written; many simulated hosts bind a cheaper one than mksquashfs. */
 export const WRITE_CONFIG_DISK = id<typeof writeConfigDisk>('WriteConfigDisk');
 export const GUEST_CONTROLLER = id<GuestController>('GuestController');
+/** How dom0 reaches a guest's TCP port through kratanet (tcpSocket and httpGet probes). */
+export const GUEST_DIALER = id<GuestDialer>('GuestDialer');
+/** The node's probes of running guests; the controller reads their verdicts. */
+export const PROBER = id<Prober>('Prober');
 /** Per-guest usage, one sampler for the local API and /metrics. */
 export const USAGE_SAMPLER = id<UsageSampler>('UsageSampler');
 /** The local API's implementation. */

@@ -72,12 +72,8 @@ export class ObserveStep {
   /** A liveness or startup probe failed: the domain stops within its grace period, counted as a failed exit. */
   private kill(key: string, rec: GuestRecord, dom: DomainInfo, why: NonNullable<ProbeVerdict['kill']>): Promise<HandlerResult> {
     this.probes.stop(key);
-    const restart = rec.guest.spec.restartPolicy !== 'Never';
-    this.recorder.normal(
-      key,
-      'Killing',
-      `domain ${dom.domid} failed ${why.probe.toLowerCase()} probe, ${restart ? 'will be restarted' : 'will not be restarted (restartPolicy Never)'}`,
-    );
+    const then = rec.guest.spec.restartPolicy !== 'Never' ? 'will be restarted' : 'will not be restarted (restartPolicy Never)';
+    this.recorder.normal(key, 'Killing', `domain ${dom.domid} failed ${why.probe.toLowerCase()} probe, ${then}`);
     return this.exited(key, rec, { domid: dom.domid, createdAt: dom.createdAt, killed: why });
   }
 
