@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { guest, harness, phase, type Harness } from '../../test/harness/node-controller.js';
 import { FakeGuestChannel } from '../../test/doubles/fake-guest-channel.js';
 
-const ready = (h: Harness, name: string) => h.agent.get('default', name)?.status?.conditions?.find((c) => c.type === 'Ready');
+const cond = (type: string) => (h: Harness, name: string) => h.agent.get('default', name)?.status?.conditions?.find((c) => c.type === type);
+const ready = cond('Ready');
+const reconciling = cond('Reconciling');
 
 /** A fake channel for each of the first domids, with a program `name` whose exit status the test sets. */
 function channels(h: Harness, name: string): { ok: boolean } {
@@ -28,6 +30,7 @@ test('Ready follows the readiness probe: pending, passing, failing, passing agai
   assert.equal(phase(h, 'web'), 'Running');
   assert.equal(ready(h, 'web')!.status, 'False');
   assert.match(ready(h, 'web')!.message, /readiness probe failed: command "check" failed \(exit code 1\)/);
+  assert.equal(reconciling(h, 'web')!.status, 'True', 'never ready yet: still coming up');
   check.ok = true;
   await h.until(() => ready(h, 'web')?.status === 'True', 100);
   const probes = h.agent.get('default', 'web')!.status!.probes!;
@@ -36,6 +39,7 @@ test('Ready follows the readiness probe: pending, passing, failing, passing agai
   check.ok = false;
   await h.until(() => ready(h, 'web')?.status === 'False', 100);
   assert.equal(ready(h, 'web')!.reason, 'ReadinessProbeFailed');
+  assert.equal(reconciling(h, 'web')!.status, 'False', 'was ready: the application fails, nothing is in progress');
   const unhealthy = h.recorder.list('default', 'web').filter((e) => e.reason === 'Unhealthy');
   assert.equal(unhealthy[0]?.type, 'Warning');
   assert.match(unhealthy[0]!.message, /^Readiness probe failed: command "check" failed/);

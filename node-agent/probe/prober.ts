@@ -31,6 +31,7 @@ export interface Verdict {
   ready: boolean;
   reason?: string;
   message?: string;
+  coming?: boolean;
   kill?: { probe: 'Liveness' | 'Startup'; message: string };
   status?: {
     startup?: ReturnType<ProbeWorker['status']>;
@@ -46,6 +47,8 @@ const KINDS: ProbeKind[] = ['Startup', 'Readiness', 'Liveness'];
 class DomainProbes {
   readonly workers = new Map<ProbeKind, { worker: ProbeWorker; spec: string }>();
   started: boolean;
+  /** Ready at least once: a later failure is the application failing, not the domain coming up. */
+  wasReady = false;
   kill?: Verdict['kill'];
 
   constructor(
@@ -88,7 +91,10 @@ export class Prober {
       this.guests.set(key, d);
     }
     this.sync(key, guest, d);
-    return this.verdict(guest.spec, d);
+    const v = this.verdict(guest.spec, d);
+    if (v.ready) d.wasReady = true;
+    else if (!d.wasReady && !v.kill) v.coming = true;
+    return v;
   }
 
   stop(key: string): void {

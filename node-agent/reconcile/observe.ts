@@ -57,7 +57,9 @@ export class ObserveStep {
       else delete s.probes;
       if (probed.ready) status.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
       else status.condition(rec, s, 'Ready', 'False', probed.reason ?? 'ProbesPending', probed.message ?? '');
-      status.condition(rec, s, 'Reconciling', 'False', 'Running', '');
+      // Until its probes first pass the Guest is still coming up: kstatus (Flux, Argo CD) waits for it.
+      if (probed.coming) status.condition(rec, s, 'Reconciling', 'True', probed.reason ?? 'ProbesPending', probed.message ?? '');
+      else status.condition(rec, s, 'Reconciling', 'False', 'Running', '');
       status.condition(rec, s, 'Stalled', 'False', 'Running', '');
     });
     // A running guest that stays up long enough has its crash count forgiven.

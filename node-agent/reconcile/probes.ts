@@ -12,6 +12,8 @@ export interface ProbeVerdict {
   /** Why not ready: a CamelCase reason (ProbesPending, ReadinessProbeFailed) and a message. */
   reason?: string;
   message?: string;
+  /** Not ready and never was since the domain started: the Guest is still coming up (Reconciling, for kstatus). */
+  coming?: boolean;
   /** A liveness or startup probe failed failureThreshold times in a row: the domain must be stopped. */
   kill?: { probe: 'Liveness' | 'Startup'; message: string };
   /** status.probes for this domain (without lastKill); undefined when the Guest has no probes. */
