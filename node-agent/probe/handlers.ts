@@ -1,4 +1,4 @@
-// The three ways a probe asks a guest, each one attempt bounded by an AbortSignal the worker fires at
+// The three ways a probe asks a guest, each one attempt bounded by a Deadline the worker passes at
 // timeoutSeconds: exec over the guest's control channel, tcpSocket and httpGet through the GuestDialer.
 // Whatever the guest answers is hostile: output and responses are read within fixed bounds, and every
 // failure is an outcome with a message, never a throw.
@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { HTTPGetAction } from '../../crds/generated/types.js';
 import type { GuestChannel } from '../channel/types.js';
 import { DialError, type GuestDialer } from '../net/guest-dialer.js';
+import type { Deadline } from './deadline.js';
 import { httpGet, type HttpTarget } from './http-get.js';
 
 export interface ProbeOutcome {
@@ -14,8 +15,8 @@ export interface ProbeOutcome {
   message?: string;
 }
 
-/** One attempt; resolves (never rejects) once done or once `signal` fires. */
-export type ProbeHandler = (signal: AbortSignal, timeoutMs: number) => Promise<ProbeOutcome>;
+/** One attempt; resolves (never rejects) once done or once `deadline` passes. */
+export type ProbeHandler = (deadline: Deadline, timeoutMs: number) => Promise<ProbeOutcome>;
 
 /** Output of an exec probe kept for its message (the rest is read and dropped). */
 const EXEC_OUTPUT_MAX = 1024;
@@ -26,15 +27,14 @@ export function clip(text: string): string {
   return t.length > MESSAGE_MAX ? t.slice(0, MESSAGE_MAX - 3) + '...' : t;
 }
 
-/** Resolves with `fallback` when `signal` fires first (the caller cleans up on abort itself). */
-function untilAborted<T>(signal: AbortSignal, work: Promise<T>, fallback: () => T): Promise<T> {
-  if (signal.aborted) return Promise.resolve(fallback());
+/** Resolves with `fallback` when `deadline` passes first (the caller cleans up then itself). */
+function untilAborted<T>(deadline: Deadline, work: Promise<T>, fallback: () => T): Promise<T> {
+  if (deadline.passed) return Promise.resolve(fallback());
   return new Promise<T>((resolve) => {
-    const onAbort = () => resolve(fallback());
-    signal.addEventListener('abort', onAbort, { once: true });
+    const forget = deadline.onPass(() => resolve(fallback()));
     void work.then(
       (v) => {
-        signal.removeEventListener('abort', onAbort);
+        forget();
         resolve(v);
       },
       () => undefined, // handlers below never reject
@@ -44,7 +44,7 @@ function untilAborted<T>(signal: AbortSignal, work: Promise<T>, fallback: () => 
 
 /** `command` in the guest: exit status 0 is success; a command still running at the timeout is killed. */
 export function execHandler(channel: () => GuestChannel | undefined, command: string[]): ProbeHandler {
-  return (signal, timeoutMs) => {
+  return (deadline, timeoutMs) => {
     const ch = channel();
     if (!ch) return Promise.resolve({ ok: false, message: 'the guest has no control channel (an older agent started its domain)' });
     let session: { close(): void } | undefined;
@@ -54,7 +54,7 @@ export function execHandler(channel: () => GuestChannel | undefined, command: st
       } catch (e) {
         return { ok: false, message: clip(`the guest's control channel is not up: ${(e as Error).message}`) };
       }
-      if (signal.aborted) return { ok: false, message: 'timed out' };
+      if (deadline.passed) return { ok: false, message: 'timed out' };
       return new Promise<ProbeOutcome>((resolve) => {
         let output = '';
         const keep = (d: Buffer) => {
@@ -89,7 +89,7 @@ export function execHandler(channel: () => GuestChannel | undefined, command: st
         }
       });
     })();
-    return untilAborted(signal, work, () => {
+    return untilAborted(deadline, work, () => {
       session?.close(); // the guest kills the probe's process group
       session = undefined;
       return { ok: false, message: `command ${JSON.stringify(command.join(' '))} timed out after ${timeoutMs / 1000}s` };
@@ -104,10 +104,11 @@ function dialFailure(e: unknown, port: number): ProbeOutcome {
 
 /** A TCP connection to `port` of the guest is accepted: success. */
 export function tcpSocketHandler(dialer: GuestDialer | undefined, key: string, port: number): ProbeHandler {
-  return async (signal, timeoutMs) => {
+  return async (deadline, timeoutMs) => {
     if (!dialer) return { ok: false, message: 'this agent cannot reach guest ports (no dialer)' };
     let stream: Duplex | undefined;
-    const work = dialer.dial(key, port, { timeoutMs, signal }).then(
+    // The dial is bounded by timeoutMs itself; one that lands after the deadline is closed below.
+    const work = dialer.dial(key, port, { timeoutMs }).then(
       (s): ProbeOutcome => {
         stream = s;
         s.on('error', () => undefined);
@@ -116,7 +117,7 @@ export function tcpSocketHandler(dialer: GuestDialer | undefined, key: string, p
       },
       (e: unknown) => dialFailure(e, port),
     );
-    return untilAborted(signal, work, () => {
+    return untilAborted(deadline, work, () => {
       void work.then(() => stream?.destroy()); // a dial that lands after the timeout is closed at once
       return { ok: false, message: `dial tcp port ${port}: timed out after ${timeoutMs / 1000}s` };
     });
@@ -131,7 +132,7 @@ export function httpGetHandler(
   action: HTTPGetAction,
   host: () => string,
 ): ProbeHandler {
-  return async (signal, timeoutMs) => {
+  return async (deadline, timeoutMs) => {
     if (!dialer) return { ok: false, message: 'this agent cannot reach guest ports (no dialer)' };
     const target: HttpTarget = {
       scheme: action.scheme,
@@ -144,15 +145,15 @@ export function httpGetHandler(
     const work = (async (): Promise<ProbeOutcome> => {
       let stream: Duplex;
       try {
-        stream = await dialer.dial(key, port, { timeoutMs, signal });
+        stream = await dialer.dial(key, port, { timeoutMs });
       } catch (e) {
         return dialFailure(e, port);
       }
-      const r = await httpGet(stream, target, signal);
+      const r = await httpGet(stream, target, deadline); // a stream that lands late is closed at once
       if ('error' in r) return { ok: false, message: clip(`Get "${url}": ${r.error}`) };
       if (r.status >= 200 && r.status < 400) return { ok: true };
       return { ok: false, message: clip(`HTTP probe failed with statuscode: ${r.status}${r.body ? `: ${r.body}` : ''}`) };
     })();
-    return untilAborted(signal, work, () => ({ ok: false, message: `Get "${url}": timed out after ${timeoutMs / 1000}s` }));
+    return untilAborted(deadline, work, () => ({ ok: false, message: `Get "${url}": timed out after ${timeoutMs / 1000}s` }));
   };
 }

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HTTPGetAction } from '../../crds/generated/types.js';
 import { PortMapDialer } from '../../test/doubles/port-map-dialer.js';
+import { Deadline } from './deadline.js';
 import { httpGetHandler, tcpSocketHandler } from './handlers.js';
 import { RESPONSE_MAX, USER_AGENT } from './http-get.js';
 
@@ -33,8 +34,8 @@ async function httpServer(handle: (req: IncomingMessage, res: ServerResponse) =>
 }
 
 const action = (a: Partial<HTTPGetAction> = {}): HTTPGetAction => ({ port: 8080, path: '/healthz', scheme: 'HTTP', ...a });
-const probe = (dialer: PortMapDialer, a?: Partial<HTTPGetAction>, signal = new AbortController().signal) =>
-  httpGetHandler(dialer, KEY, 8080, action(a), () => '10.0.0.5')(signal, 1000);
+const probe = (dialer: PortMapDialer, a?: Partial<HTTPGetAction>, deadline = new Deadline()) =>
+  httpGetHandler(dialer, KEY, 8080, action(a), () => '10.0.0.5')(deadline, 1000);
 
 test('status 200-399 passes, others fail with the status and the start of the body; the guest sees a kubelet-like GET', async () => {
   let status = 200;
@@ -76,9 +77,9 @@ test("a refused port and an unknown guest fail with the dialer's words", async (
   await new Promise((r) => closed.close(r));
   const dialer = new PortMapDialer().map(KEY, 8080, port);
   assert.match((await probe(dialer)).message!, /dial tcp port 8080: connection refused by port 8080/);
-  assert.match((await tcpSocketHandler(dialer, KEY, 8080)(new AbortController().signal, 1000)).message!, /connection refused/);
-  assert.match((await tcpSocketHandler(dialer, 'default/other', 80)(new AbortController().signal, 1000)).message!, /is not on kratanet/);
-  assert.match((await tcpSocketHandler(undefined, KEY, 80)(new AbortController().signal, 1000)).message!, /no dialer/);
+  assert.match((await tcpSocketHandler(dialer, KEY, 8080)(new Deadline(), 1000)).message!, /connection refused/);
+  assert.match((await tcpSocketHandler(dialer, 'default/other', 80)(new Deadline(), 1000)).message!, /is not on kratanet/);
+  assert.match((await tcpSocketHandler(undefined, KEY, 80)(new Deadline(), 1000)).message!, /no dialer/);
 });
 
 test('tcpSocket: an accepted connection passes and is closed at once', async () => {
@@ -87,7 +88,7 @@ test('tcpSocket: an accepted connection passes and is closed at once', async () 
   const server = createTcpServer((s) => sockets.push(s.resume().on('close', () => closed++)));
   const port = await listen(server);
   const dialer = new PortMapDialer().map(KEY, 5432, port);
-  assert.deepEqual(await tcpSocketHandler(dialer, KEY, 5432)(new AbortController().signal, 1000), { ok: true });
+  assert.deepEqual(await tcpSocketHandler(dialer, KEY, 5432)(new Deadline(), 1000), { ok: true });
   while (closed === 0) await new Promise((r) => setTimeout(r, 5));
   assert.equal(sockets.length, 1);
   server.close();
@@ -96,11 +97,11 @@ test('tcpSocket: an accepted connection passes and is closed at once', async () 
 test('a guest that never answers: the probe ends at its timeout and the connection is closed', async () => {
   const held: ServerResponse[] = [];
   const s = await httpServer((_req, res) => held.push(res));
-  const ac = new AbortController();
-  const result = probe(s.dialer, {}, ac.signal);
+  const ac = new Deadline();
+  const result = probe(s.dialer, {}, ac);
   while (s.seen.length === 0) await new Promise((r) => setTimeout(r, 5));
   const gone = new Promise((r) => s.seen[0]!.socket.once('close', r));
-  ac.abort();
+  ac.pass();
   assert.deepEqual(await result, { ok: false, message: 'Get "http://10.0.0.5:8080/healthz": timed out after 1s' });
   await gone;
   s.server.close();

@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import type { Deadline } from './deadline.js';
 
 /** Bytes of a response read at most (the kubelet's limit too). */
 export const RESPONSE_MAX = 10 * 1024;
@@ -36,7 +37,7 @@ export function requestText(t: HttpTarget): string {
 }
 
 /** Sends the GET over `raw` and reads the answer; resolves (never rejects) and destroys the stream. */
-export function httpGet(raw: Duplex, t: HttpTarget, signal: AbortSignal): Promise<HttpResult> {
+export function httpGet(raw: Duplex, t: HttpTarget, deadline: Deadline): Promise<HttpResult> {
   return new Promise<HttpResult>((resolve) => {
     let stream: Duplex = raw;
     const chunks: Buffer[] = [];
@@ -45,14 +46,14 @@ export function httpGet(raw: Duplex, t: HttpTarget, signal: AbortSignal): Promis
     const finish = (r: HttpResult) => {
       if (settled) return;
       settled = true;
-      signal.removeEventListener('abort', onAbort);
+      forget();
       stream.destroy();
       raw.destroy();
       resolve(r);
     };
-    const onAbort = () => finish({ error: 'timed out' });
-    signal.addEventListener('abort', onAbort, { once: true });
-    if (signal.aborted) return onAbort();
+    let forget = () => undefined as void;
+    if (deadline.passed) return finish({ error: 'timed out' });
+    forget = deadline.onPass(() => finish({ error: 'timed out' }));
     raw.on('error', (e: Error) => finish({ error: e.message }));
     if (t.scheme === 'HTTPS') {
       stream = tlsConnect({ socket: raw, rejectUnauthorized: false, ...(isIP(t.host) ? {} : { servername: t.host }) });

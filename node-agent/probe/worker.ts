@@ -6,6 +6,7 @@
 import type { Probe, ProbeStatus } from '../../crds/generated/types.js';
 import { metaTime } from '../../crds/meta.js';
 import type { Clock } from '../../lib/clock.js';
+import { Deadline } from './deadline.js';
 import type { ProbeHandler } from './handlers.js';
 
 export type ProbeKind = 'Startup' | 'Readiness' | 'Liveness';
@@ -27,7 +28,7 @@ export class ProbeWorker {
   private message?: string;
   private lastProbeTime?: number;
   private timer?: { cancel(): void };
-  private inFlight?: AbortController;
+  private inFlight?: Deadline;
   private stopped = false;
 
   constructor(
@@ -51,7 +52,7 @@ export class ProbeWorker {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
-    this.inFlight?.abort();
+    this.inFlight?.pass();
   }
 
   get current(): ProbeResult {
@@ -77,13 +78,13 @@ export class ProbeWorker {
     this.timer = undefined;
     if (this.stopped || this.inFlight) return;
     const began = this.clock.now();
-    const ac = (this.inFlight = new AbortController());
+    const ac = (this.inFlight = new Deadline());
     const timeoutMs = this.probe.timeoutSeconds * 1000;
-    const deadline = this.clock.setTimeout(() => ac.abort(), timeoutMs);
+    const deadline = this.clock.setTimeout(() => ac.pass(), timeoutMs);
     const t0 = performance.now();
     let outcome: { ok: boolean; message?: string };
     try {
-      outcome = await this.handler(ac.signal, timeoutMs);
+      outcome = await this.handler(ac, timeoutMs);
     } catch (e) {
       outcome = { ok: false, message: (e as Error)?.message ?? String(e) };
     } finally {

@@ -2,6 +2,7 @@
 // long enough, forgives earlier crashes), Ready as its probes say; an ended one, or one a liveness or
 // startup probe stops, is judged by the restart policy: restarted after a CrashLoopBackOff delay, or
 // Succeeded / Failed for good. The exit is on record before the domain goes.
+import type { GuestProbes } from '../../crds/generated/types.js';
 import { metaTime } from '../../crds/meta.js';
 import type { Clock } from '../../lib/clock.js';
 import type { HandlerResult } from '../../lib/work-queue.js';
@@ -53,8 +54,12 @@ export class ObserveStep {
       delete s.message;
       if (res && rec.guest.spec.network.enabled) s.addresses = statusAddresses(res);
       const lastKill = s.probes?.lastKill;
-      if (probed.status || lastKill) s.probes = { ...probed.status, ...(lastKill ? { lastKill } : {}) };
-      else delete s.probes;
+      // Streaks and probe times alone are no reason to write: a resync of many probed Guests would
+      // rewrite (and fsync) every one of them. They are current as of the last result change.
+      if (!sameResults(s.probes, probed.status)) {
+        if (probed.status || lastKill) s.probes = { ...probed.status, ...(lastKill ? { lastKill } : {}) };
+        else delete s.probes;
+      }
       if (probed.ready) status.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
       else status.condition(rec, s, 'Ready', 'False', probed.reason ?? 'ProbesPending', probed.message ?? '');
       // Until its probes first pass the Guest is still coming up: kstatus (Flux, Argo CD) waits for it.
@@ -142,4 +147,14 @@ export class ObserveStep {
     }
     return restart ? { requeueAfterMs: delay } : undefined;
   }
+}
+
+/** Whether two status.probes say the same: each probe's result and message (lastKill is kept apart). */
+function sameResults(a: GuestProbes | undefined, b: ProbeVerdict['status']): boolean {
+  for (const k of ['startup', 'readiness', 'liveness'] as const) {
+    const x = a?.[k];
+    const y = b?.[k];
+    if (x?.result !== y?.result || x?.message !== y?.message) return false;
+  }
+  return true;
 }
