@@ -92,6 +92,8 @@ export function execHandler(channel: () => GuestChannel | undefined, command: st
     return untilAborted(deadline, work, () => {
       session?.close(); // the guest kills the probe's process group
       session = undefined;
+      const phase = ch.state().phase;
+      if (phase !== 'up') return { ok: false, message: `the guest's control channel is not up after ${timeoutMs / 1000}s (${phase})` };
       return { ok: false, message: `command ${JSON.stringify(command.join(' '))} timed out after ${timeoutMs / 1000}s` };
     });
   };

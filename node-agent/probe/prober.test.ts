@@ -197,3 +197,13 @@ test('no probes: started and ready at once, and no status', () => {
   assert.deepEqual(t.observe(), { started: true, ready: true });
   assert.equal(t.clock.pending, 0);
 });
+
+test('an exec probe while the guest still boots (channel connecting) fails at its timeout saying so', async () => {
+  const t = setup({ readinessProbe: { exec: { command: ['true'] }, periodSeconds: 5, timeoutSeconds: 2 } });
+  t.channel.setState({ phase: 'connecting' });
+  t.observe();
+  await t.advance(2100);
+  assert.match(t.observe().message!, /control channel is not up after 2s \(connecting\)/);
+  assert.equal(t.channel.sessions.length, 0);
+  t.prober.stopAll();
+});

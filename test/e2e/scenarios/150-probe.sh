@@ -40,6 +40,8 @@ spec:
   command: [sh, -c, 'echo ok >/tmp/alive; echo up; while :; do sleep 1; done']
   resources: {cpus: 1, memory: 96Mi}
   terminationGracePeriodSeconds: 2
+  # A guest boots slowly under TCG: the startup probe holds liveness off until the channel answers.
+  startupProbe: {exec: {command: [cat, /tmp/alive]}, periodSeconds: 2, timeoutSeconds: 10, failureThreshold: 90}
   livenessProbe: {exec: {command: [cat, /tmp/alive]}, periodSeconds: 2, timeoutSeconds: 10, failureThreshold: 2}
   readinessProbe: {exec: {command: [cat, /tmp/alive]}, periodSeconds: 2, timeoutSeconds: 10}
 ---
@@ -58,13 +60,14 @@ x "$k apply -f /krata/guest-init/target/e2e-probe/probes.yaml" >"$out/apply.txt"
 for g in live web; do running $g || fail "$g did not reach Running"; done
 
 # Liveness (exec over the control channel): Ready once the probe passes.
-until_status live "r.status === 'True'" || fail "live never became Ready: $(status live 'JSON.stringify(r)')"
+until_status live "r.status === 'True'" 300 || fail "live never became Ready: $(status live 'JSON.stringify(r)')"
+[ "$(status live 'g.status.restartCount ?? 0')" = 0 ] || fail "live restarted before its probe was made to fail: $(status live 'JSON.stringify(g.status)')"
 domid=$(status live 'g.status.domid')
 echo "live: Ready on domain $domid ($(status live 'JSON.stringify(g.status.probes)'))"
 x "$k exec live -- busybox rm /tmp/alive" || fail "exec rm failed"
 until_status live "(g.status.restartCount ?? 0) >= 1" || fail "live was not restarted: $(status live 'JSON.stringify(g.status)')"
 echo "live: restarted ($(status live 'g.status.reason + ": " + g.status.message'))"
-until_status live "g.status.phase === 'Running' && g.status.domid !== $domid && r.status === 'True'" \
+until_status live "g.status.phase === 'Running' && g.status.domid !== $domid && r.status === 'True'" 300 \
   || fail "live did not come back Ready on a new domain: $(status live 'JSON.stringify(g.status)')"
 [ "$(status live 'g.status.restartCount')" = 1 ] || fail "restartCount is $(status live 'g.status.restartCount'), not 1"
 [ "$(status live 'g.status.probes.lastKill.probe')" = Liveness ] || fail "no lastKill in status.probes"
