@@ -117,6 +117,8 @@ test('readiness and liveness wait for the startup probe, which stops once it suc
   assert.ok(t.count('ready') >= 3 && t.count('alive') >= 3);
   const after = t.observe();
   assert.deepEqual([after.ready, after.status?.startup?.result, after.status?.liveness?.result], [true, 'Success', 'Success']);
+  assert.equal(after.status?.startup?.consecutiveSuccesses, 1);
+  assert.ok(after.status?.startup?.lastProbeTime, 'the startup probe keeps its last probe time');
   t.prober.stopAll();
 });
 

@@ -49,6 +49,8 @@ class DomainProbes {
   started: boolean;
   /** Ready at least once: a later failure is the application failing, not the domain coming up. */
   wasReady = false;
+  /** The startup probe's last word, kept once its worker has stopped. */
+  startup?: NonNullable<Verdict['status']>['startup'];
   kill?: Verdict['kill'];
 
   constructor(
@@ -123,6 +125,7 @@ export class Prober {
       const have = d.workers.get(kind);
       const json = wanted ? JSON.stringify([wanted, wanted.tcpSocket || wanted.httpGet ? spec.network.ports : null]) : '';
       if (have && have.spec === json) continue;
+      if (have && kind === 'Startup') d.startup = have.worker.status();
       have?.worker.stop();
       d.workers.delete(kind);
       if (!wanted) continue;
@@ -181,7 +184,7 @@ export class Prober {
       const field = kind.toLowerCase() as 'startup' | 'readiness' | 'liveness';
       if (w) status[field] = w.status();
       else if (kind === 'Startup' && spec.startupProbe && d.started)
-        status.startup = { result: 'Success', consecutiveSuccesses: 1, consecutiveFailures: 0 };
+        status.startup = d.startup ?? { result: 'Success', consecutiveSuccesses: 1, consecutiveFailures: 0 };
     }
     const has = spec.startupProbe || spec.readinessProbe || spec.livenessProbe;
     const v: Verdict = { started: d.started, ready: false, ...(has ? { status } : {}) };
