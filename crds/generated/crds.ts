@@ -1003,7 +1003,7 @@ export const guestCRD: CustomResourceDefinition = {
                   "probes": {
                     "title": "GuestProbes",
                     "type": "object",
-                    "description": "The latest result of each probe of the current domain, as of the last status write (a result change writes at once), and the last time a probe stopped a domain.",
+                    "description": "Each probe of the current domain: its result and message, written when either changes (the probe time and streaks are as of that write), and the last time a probe stopped a domain.",
                     "properties": {
                       "startup": {
                         "title": "ProbeStatus",

@@ -268,8 +268,8 @@ export interface GuestStatus {
   signal?: number;
   restartCount?: number;
   /**
-   * The latest result of each probe of the current domain, as of the last status write (a result change
-   * writes at once), and the last time a probe stopped a domain.
+   * Each probe of the current domain: its result and message, written when either changes (the probe
+   * time and streaks are as of that write), and the last time a probe stopped a domain.
    */
   probes?: GuestProbes;
   /** Short CamelCase reason for the phase (CrashLoopBackOff, ImagePullFailed, ...). */
