@@ -8,6 +8,7 @@ import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
 import { netBench } from './net.js';
 import { operatorBench } from './operator.js';
+import { probesBench } from './probes.js';
 
 const root = repoRoot();
 const benches: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
@@ -58,6 +59,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   guest: () => guestBench(),
   /** 200 Guests on one agent with the test-double hypervisor: converge time, RSS, idle CPU. */
   agent: () => agentBench(),
+  /** 200 Guests with a 1 s tcpSocket readiness probe each (test-double hypervisor, loopback servers): CPU with and without. */
+  probes: () => probesBench(),
   /** Pull + pack of a ~150 MB, 5-layer image from a local registry vs skopeo copy + umoci unpack + mksquashfs. */
   image: () => imageBench(),
   /** 10,000 Guests on 100 simulated hosts through a real apiserver and Redis: converge time, operator RSS, writes per Guest. */

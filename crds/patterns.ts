@@ -21,4 +21,7 @@ export const PATTERN_NAMES: ReadonlyMap<string, string> = new Map([
   ],
   ['^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$', 'CamelCase reason'],
   ['^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$', 'digest (algorithm:hex)'],
+  ['^/[!-~]*$', 'HTTP path (starting with /, printable ASCII without spaces)'],
+  ["^[-!#$%&'*+.^_`|~0-9A-Za-z]+$", "HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"],
+  ['^[^\\r\\n\\x00]*$', 'HTTP header value (no line breaks or NUL)'],
 ]);

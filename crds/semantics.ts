@@ -1,6 +1,6 @@
 // Rules the CRD schema cannot state on a Kubernetes 1.20 API server (no CEL): relations between
 // fields, label syntax, quantity bounds. Runs on schema-valid, defaulted objects only.
-import type { Guest, GuestNetwork, GuestResources, XenHost } from './generated/types.js';
+import type { Guest, GuestNetwork, GuestResources, GuestSpec, Probe, XenHost } from './generated/types.js';
 import type { ObjectMeta } from './meta.js';
 import { DNS1123_SUBDOMAIN } from './meta.js';
 import { formatBytes, quantityValue } from './quantity.js';
@@ -89,7 +89,43 @@ function guestErrors(guest: Guest, sound: Sound): FieldError[] {
   }
   if (spec.network !== null && typeof spec.network === 'object') errors.push(...portErrors(spec.network, sound));
   if (sound('spec', 'nodeSelector')) errors.push(...labelMapErrors(spec.nodeSelector, at('nodeSelector'), true));
+  for (const field of PROBE_FIELDS) if (sound('spec', field) && spec[field]) errors.push(...probeErrors(spec, field, spec[field]));
   return errors;
+}
+
+const PROBE_FIELDS = ['startupProbe', 'readinessProbe', 'livenessProbe'] as const;
+const PROBE_HANDLERS = ['exec', 'tcpSocket', 'httpGet'] as const;
+
+/** Pod's Probe rules: exactly one handler, a port that exists, successThreshold 1 where only 1 makes sense. */
+function probeErrors(spec: GuestSpec, field: (typeof PROBE_FIELDS)[number], probe: Probe): FieldError[] {
+  const errors: FieldError[] = [];
+  const at = (...path: Path): Path => ['spec', field, ...path];
+  const handlers = PROBE_HANDLERS.filter((h) => probe[h] !== undefined);
+  if (handlers.length === 0) errors.push({ path: at(), message: 'must set exactly one of exec, tcpSocket or httpGet' });
+  for (const h of handlers.slice(1))
+    errors.push({ path: at(h), message: `must set exactly one of exec, tcpSocket or httpGet (${handlers[0]} is set)` });
+  for (const h of ['tcpSocket', 'httpGet'] as const) {
+    const port = probe[h]?.port;
+    if (port === undefined) continue;
+    const message =
+      spec.network?.enabled === false
+        ? `${h} probes reach the guest over its network: set network.enabled to true`
+        : probePortError(spec, port);
+    if (message) errors.push({ path: at(h, 'port'), message });
+  }
+  if (field !== 'readinessProbe' && probe.successThreshold !== 1) {
+    errors.push({ path: at('successThreshold'), message: `must be 1 for ${field} (got ${probe.successThreshold})` });
+  }
+  return errors;
+}
+
+function probePortError(spec: GuestSpec, port: number | string): string | undefined {
+  if (typeof port === 'number') return Number.isInteger(port) && port >= 1 && port <= 65535 ? undefined : `must be 1-65535 (got ${port})`;
+  if (/^[0-9]+$/.test(port)) return `must be a number or a port name, not the string "${port}"`;
+  const named = Array.isArray(spec.network?.ports) ? spec.network.ports.filter((p) => p.name === port) : [];
+  if (named.length === 0) return `names no port: no spec.network.ports entry is named "${port}"`;
+  if (!named.some((p) => p.protocol === 'TCP')) return `port "${port}" is not a TCP port`;
+  return undefined;
 }
 
 function resourceErrors(res: GuestResources): FieldError[] {

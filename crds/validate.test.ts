@@ -232,3 +232,60 @@ test('a number beyond a double (1e400 reads as Infinity) is out of range, not "g
     'spec.resources.memory: number out of range (beyond about ±1.8e308, so it reads as infinity)',
   ]);
 });
+
+test('probes: Pod defaults, one handler, named ports that exist, successThreshold 1 for liveness and startup', () => {
+  const ok = validateObject(
+    guest({
+      image: 'nginx',
+      network: { ports: [{ name: 'http', containerPort: 80 }] },
+      readinessProbe: { httpGet: { port: 'http' }, successThreshold: 2 },
+      livenessProbe: { tcpSocket: { port: 80 } },
+      startupProbe: { exec: { command: ['true'] } },
+    }),
+  );
+  assert.deepEqual(messages(ok.errors), []);
+  if (ok.object?.kind !== 'Guest') return assert.fail('not a Guest');
+  assert.deepEqual(ok.object.spec.readinessProbe, {
+    httpGet: { port: 'http', path: '/', scheme: 'HTTP' },
+    initialDelaySeconds: 0,
+    periodSeconds: 10,
+    timeoutSeconds: 1,
+    successThreshold: 2,
+    failureThreshold: 3,
+  });
+  const { errors } = validateObject(
+    guest({
+      image: 'nginx',
+      network: { ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] },
+      readinessProbe: { tcpSocket: { port: 'web' }, exec: { command: ['true'] }, periodSeconds: 0 },
+      livenessProbe: { httpGet: { port: 'dns', path: 'no-slash', httpHeaders: [{ name: 'X-A', value: 'a\r\nb' }] }, successThreshold: 2 },
+      startupProbe: { timeoutSeconds: 1 },
+    }),
+  );
+  assert.deepEqual(messages(errors), [
+    'spec.livenessProbe.httpGet.httpHeaders[0].value: must match HTTP header value (no line breaks or NUL) (got string "a\\r\\nb")',
+    'spec.livenessProbe.httpGet.path: must match HTTP path (starting with /, printable ASCII without spaces) (got string "no-slash")',
+    'spec.readinessProbe.periodSeconds: must be >= 1 (got number 0)',
+    'spec.startupProbe: must set exactly one of exec, tcpSocket or httpGet',
+  ]);
+  const semantic = validateObject(
+    guest({
+      image: 'nginx',
+      network: { ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] },
+      readinessProbe: { exec: { command: ['true'] }, tcpSocket: { port: 'web' } },
+      livenessProbe: { httpGet: { port: 'dns' }, successThreshold: 2 },
+      startupProbe: { tcpSocket: { port: 70000 } },
+    }),
+  );
+  assert.deepEqual(messages(semantic.errors), [
+    'spec.livenessProbe.httpGet.port: port "dns" is not a TCP port',
+    'spec.livenessProbe.successThreshold: must be 1 for livenessProbe (got 2)',
+    'spec.readinessProbe.tcpSocket: must set exactly one of exec, tcpSocket or httpGet (exec is set)',
+    'spec.readinessProbe.tcpSocket.port: names no port: no spec.network.ports entry is named "web"',
+    'spec.startupProbe.tcpSocket.port: must be 1-65535 (got 70000)',
+  ]);
+  const noNet = validateObject(guest({ image: 'nginx', network: { enabled: false }, readinessProbe: { tcpSocket: { port: 80 } } }));
+  assert.deepEqual(messages(noNet.errors), [
+    'spec.readinessProbe.tcpSocket.port: tcpSocket probes reach the guest over its network: set network.enabled to true',
+  ]);
+});

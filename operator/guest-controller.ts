@@ -345,6 +345,7 @@ export class GuestController {
       const e = phaseEvent(next);
       if (e) void this.kube.createEvent(this.event(g, e.type, e.reason, e.message));
     }
+    for (const e of probeEvents(g.status, next)) void this.kube.createEvent(this.event(g, e.type, e.reason, e.message));
   }
 
   /** Deletion: the host tears the Guest down and reports it gone; then the finalizer goes. */
@@ -453,4 +454,41 @@ export function phaseEvent(s: GuestStatus): { type: 'Normal' | 'Warning'; reason
     default:
       return undefined;
   }
+}
+
+const PROBE_KINDS = [
+  ['startup', 'Startup'],
+  ['readiness', 'Readiness'],
+  ['liveness', 'Liveness'],
+] as const;
+
+/**
+ * The kubelet's probe Events, from what the agent's status says of its probes: Unhealthy when a probe
+ * is failing anew (or fails again, or says something new), Killing (with the failure as Unhealthy)
+ * when a liveness or startup probe stopped a domain since the last status.
+ */
+export function probeEvents(
+  before: GuestStatus | undefined,
+  next: GuestStatus,
+): { type: 'Normal' | 'Warning'; reason: string; message: string }[] {
+  const out: { type: 'Normal' | 'Warning'; reason: string; message: string }[] = [];
+  for (const [field, label] of PROBE_KINDS) {
+    const a = before?.probes?.[field];
+    const b = next.probes?.[field];
+    if (b?.result !== 'Failure' || b.lastProbeTime === undefined) continue;
+    if (a?.result === 'Failure' && a.message === b.message && (b.consecutiveFailures ?? 0) <= (a.consecutiveFailures ?? 0)) continue;
+    out.push({ type: 'Warning', reason: 'Unhealthy', message: `${label} probe failed: ${b.message ?? 'failed'}` });
+  }
+  const kill = next.probes?.lastKill;
+  if (kill && kill.time !== before?.probes?.lastKill?.time) {
+    const then = next.phase === 'Failed' ? 'will not be restarted' : 'will be restarted';
+    const text = kill.message ?? `${kill.probe.toLowerCase()} probe failed`;
+    out.push({ type: 'Warning', reason: 'Unhealthy', message: text.charAt(0).toUpperCase() + text.slice(1) });
+    out.push({
+      type: 'Normal',
+      reason: 'Killing',
+      message: `domain ${kill.domid ?? '?'} failed ${kill.probe.toLowerCase()} probe, ${then}`,
+    });
+  }
+  return out;
 }

@@ -101,7 +101,7 @@ export const guestCRD: CustomResourceDefinition = {
               },
               "spec": {
                 "title": "GuestSpec",
-                "description": "What should run. Changing any field except resources.cpus, resources.memory and nodeSelector recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is applied to the running domain (status.resources).",
+                "description": "What should run. Changing any field except resources.cpus, resources.memory, nodeSelector and the probes recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is applied to the running domain (status.resources).",
                 "type": "object",
                 "required": [
                   "image"
@@ -400,6 +400,444 @@ export const guestCRD: CustomResourceDefinition = {
                     "additionalProperties": {
                       "type": "string"
                     }
+                  },
+                  "startupProbe": {
+                    "title": "Probe",
+                    "type": "object",
+                    "description": "Whether the application has started, as for a Pod: readiness and liveness probes wait until it succeeds once; failureThreshold failures in a row stop the domain, which restartPolicy then restarts (Events Unhealthy, Killing). Changing a probe keeps the running domain.",
+                    "properties": {
+                      "exec": {
+                        "title": "ExecAction",
+                        "type": "object",
+                        "required": [
+                          "command"
+                        ],
+                        "description": "Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0 is success. A command still running at timeoutSeconds is killed and fails.",
+                        "properties": {
+                          "command": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 256,
+                            "items": {
+                              "type": "string",
+                              "maxLength": 65536
+                            }
+                          }
+                        }
+                      },
+                      "tcpSocket": {
+                        "title": "TCPSocketAction",
+                        "type": "object",
+                        "required": [
+                          "port"
+                        ],
+                        "description": "Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a Pod IP); an accepted connection is success.",
+                        "properties": {
+                          "port": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                          }
+                        }
+                      },
+                      "httpGet": {
+                        "title": "HTTPGetAction",
+                        "type": "object",
+                        "required": [
+                          "port"
+                        ],
+                        "description": "An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is success. At most 10 KiB of the response is read; HTTPS certificates are not verified.",
+                        "properties": {
+                          "path": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "pattern": "^/[!-~]*$",
+                            "default": "/",
+                            "description": "Request path (and query), starting with /."
+                          },
+                          "port": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                          },
+                          "scheme": {
+                            "type": "string",
+                            "enum": [
+                              "HTTP",
+                              "HTTPS"
+                            ],
+                            "default": "HTTP"
+                          },
+                          "httpHeaders": {
+                            "type": "array",
+                            "maxItems": 32,
+                            "description": "Request headers, added to (or replacing) Host, User-Agent and Accept.",
+                            "items": {
+                              "title": "HTTPHeader",
+                              "type": "object",
+                              "required": [
+                                "name",
+                                "value"
+                              ],
+                              "properties": {
+                                "name": {
+                                  "type": "string",
+                                  "minLength": 1,
+                                  "maxLength": 256,
+                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                },
+                                "value": {
+                                  "type": "string",
+                                  "maxLength": 4096,
+                                  "pattern": "^[^\\r\\n\\x00]*$"
+                                }
+                              }
+                            }
+                          }
+                        }
+                      },
+                      "initialDelaySeconds": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 86400,
+                        "default": 0,
+                        "description": "Seconds after the domain starts before the first probe."
+                      },
+                      "periodSeconds": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 86400,
+                        "default": 10,
+                        "description": "Seconds between probes."
+                      },
+                      "timeoutSeconds": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 3600,
+                        "default": 1,
+                        "description": "Seconds a probe may take; a probe still running then fails."
+                      },
+                      "successThreshold": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 1,
+                        "description": "Successes in a row after a failure to count as passing; must be 1 for liveness and startup."
+                      },
+                      "failureThreshold": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 3,
+                        "description": "Failures in a row to count as failing."
+                      }
+                    }
+                  },
+                  "readinessProbe": {
+                    "title": "Probe",
+                    "type": "object",
+                    "description": "Whether the application answers, as for a Pod: the Ready condition is True only while it passes (it starts failing until the first success). Unset: Ready once the domain runs and the startup probe, if any, has succeeded. Changing a probe keeps the running domain.",
+                    "properties": {
+                      "exec": {
+                        "title": "ExecAction",
+                        "type": "object",
+                        "required": [
+                          "command"
+                        ],
+                        "description": "Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0 is success. A command still running at timeoutSeconds is killed and fails.",
+                        "properties": {
+                          "command": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 256,
+                            "items": {
+                              "type": "string",
+                              "maxLength": 65536
+                            }
+                          }
+                        }
+                      },
+                      "tcpSocket": {
+                        "title": "TCPSocketAction",
+                        "type": "object",
+                        "required": [
+                          "port"
+                        ],
+                        "description": "Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a Pod IP); an accepted connection is success.",
+                        "properties": {
+                          "port": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                          }
+                        }
+                      },
+                      "httpGet": {
+                        "title": "HTTPGetAction",
+                        "type": "object",
+                        "required": [
+                          "port"
+                        ],
+                        "description": "An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is success. At most 10 KiB of the response is read; HTTPS certificates are not verified.",
+                        "properties": {
+                          "path": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "pattern": "^/[!-~]*$",
+                            "default": "/",
+                            "description": "Request path (and query), starting with /."
+                          },
+                          "port": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                          },
+                          "scheme": {
+                            "type": "string",
+                            "enum": [
+                              "HTTP",
+                              "HTTPS"
+                            ],
+                            "default": "HTTP"
+                          },
+                          "httpHeaders": {
+                            "type": "array",
+                            "maxItems": 32,
+                            "description": "Request headers, added to (or replacing) Host, User-Agent and Accept.",
+                            "items": {
+                              "title": "HTTPHeader",
+                              "type": "object",
+                              "required": [
+                                "name",
+                                "value"
+                              ],
+                              "properties": {
+                                "name": {
+                                  "type": "string",
+                                  "minLength": 1,
+                                  "maxLength": 256,
+                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                },
+                                "value": {
+                                  "type": "string",
+                                  "maxLength": 4096,
+                                  "pattern": "^[^\\r\\n\\x00]*$"
+                                }
+                              }
+                            }
+                          }
+                        }
+                      },
+                      "initialDelaySeconds": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 86400,
+                        "default": 0,
+                        "description": "Seconds after the domain starts before the first probe."
+                      },
+                      "periodSeconds": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 86400,
+                        "default": 10,
+                        "description": "Seconds between probes."
+                      },
+                      "timeoutSeconds": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 3600,
+                        "default": 1,
+                        "description": "Seconds a probe may take; a probe still running then fails."
+                      },
+                      "successThreshold": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 1,
+                        "description": "Successes in a row after a failure to count as passing; must be 1 for liveness and startup."
+                      },
+                      "failureThreshold": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 3,
+                        "description": "Failures in a row to count as failing."
+                      }
+                    }
+                  },
+                  "livenessProbe": {
+                    "title": "Probe",
+                    "type": "object",
+                    "description": "Whether the application is alive, as for a Pod: failureThreshold failures in a row stop the domain (its grace period applies), counted as a failed exit that restartPolicy judges (Events Unhealthy, Killing); Never leaves the Guest Failed. Changing a probe keeps the running domain.",
+                    "properties": {
+                      "exec": {
+                        "title": "ExecAction",
+                        "type": "object",
+                        "required": [
+                          "command"
+                        ],
+                        "description": "Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0 is success. A command still running at timeoutSeconds is killed and fails.",
+                        "properties": {
+                          "command": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 256,
+                            "items": {
+                              "type": "string",
+                              "maxLength": 65536
+                            }
+                          }
+                        }
+                      },
+                      "tcpSocket": {
+                        "title": "TCPSocketAction",
+                        "type": "object",
+                        "required": [
+                          "port"
+                        ],
+                        "description": "Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a Pod IP); an accepted connection is success.",
+                        "properties": {
+                          "port": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                          }
+                        }
+                      },
+                      "httpGet": {
+                        "title": "HTTPGetAction",
+                        "type": "object",
+                        "required": [
+                          "port"
+                        ],
+                        "description": "An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is success. At most 10 KiB of the response is read; HTTPS certificates are not verified.",
+                        "properties": {
+                          "path": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "pattern": "^/[!-~]*$",
+                            "default": "/",
+                            "description": "Request path (and query), starting with /."
+                          },
+                          "port": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                          },
+                          "scheme": {
+                            "type": "string",
+                            "enum": [
+                              "HTTP",
+                              "HTTPS"
+                            ],
+                            "default": "HTTP"
+                          },
+                          "httpHeaders": {
+                            "type": "array",
+                            "maxItems": 32,
+                            "description": "Request headers, added to (or replacing) Host, User-Agent and Accept.",
+                            "items": {
+                              "title": "HTTPHeader",
+                              "type": "object",
+                              "required": [
+                                "name",
+                                "value"
+                              ],
+                              "properties": {
+                                "name": {
+                                  "type": "string",
+                                  "minLength": 1,
+                                  "maxLength": 256,
+                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                },
+                                "value": {
+                                  "type": "string",
+                                  "maxLength": 4096,
+                                  "pattern": "^[^\\r\\n\\x00]*$"
+                                }
+                              }
+                            }
+                          }
+                        }
+                      },
+                      "initialDelaySeconds": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 86400,
+                        "default": 0,
+                        "description": "Seconds after the domain starts before the first probe."
+                      },
+                      "periodSeconds": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 86400,
+                        "default": 10,
+                        "description": "Seconds between probes."
+                      },
+                      "timeoutSeconds": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 3600,
+                        "default": 1,
+                        "description": "Seconds a probe may take; a probe still running then fails."
+                      },
+                      "successThreshold": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 1,
+                        "description": "Successes in a row after a failure to count as passing; must be 1 for liveness and startup."
+                      },
+                      "failureThreshold": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 3,
+                        "description": "Failures in a row to count as failing."
+                      }
+                    }
                   }
                 }
               },
@@ -430,7 +868,7 @@ export const guestCRD: CustomResourceDefinition = {
                   "conditions": {
                     "type": "array",
                     "maxItems": 32,
-                    "description": "Scheduled, ImageReady, NetworkReady, Ready, Reconciling, Stalled.",
+                    "description": "Scheduled, ImageReady, NetworkReady, Ready (the domain runs, the startup probe succeeded and the readiness probe passes), Reconciling, Stalled.",
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": [
                       "type"
@@ -607,6 +1045,155 @@ export const guestCRD: CustomResourceDefinition = {
                     "type": "integer",
                     "format": "int32",
                     "minimum": 0
+                  },
+                  "probes": {
+                    "title": "GuestProbes",
+                    "type": "object",
+                    "description": "Each probe of the current domain: its result and message, written when either changes (the probe time and streaks are as of that write), and the last time a probe stopped a domain.",
+                    "properties": {
+                      "startup": {
+                        "title": "ProbeStatus",
+                        "type": "object",
+                        "required": [
+                          "result"
+                        ],
+                        "properties": {
+                          "result": {
+                            "type": "string",
+                            "enum": [
+                              "Success",
+                              "Failure",
+                              "Unknown"
+                            ],
+                            "description": "What the probe counts as now, thresholds applied: Unknown until it first ran (or while it waits for the startup probe); readiness counts as Failure until its first success."
+                          },
+                          "message": {
+                            "type": "string",
+                            "maxLength": 1024,
+                            "description": "Why the last probe failed."
+                          },
+                          "lastProbeTime": {
+                            "type": "string",
+                            "format": "date-time"
+                          },
+                          "consecutiveSuccesses": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0
+                          },
+                          "consecutiveFailures": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0
+                          }
+                        }
+                      },
+                      "readiness": {
+                        "title": "ProbeStatus",
+                        "type": "object",
+                        "required": [
+                          "result"
+                        ],
+                        "properties": {
+                          "result": {
+                            "type": "string",
+                            "enum": [
+                              "Success",
+                              "Failure",
+                              "Unknown"
+                            ],
+                            "description": "What the probe counts as now, thresholds applied: Unknown until it first ran (or while it waits for the startup probe); readiness counts as Failure until its first success."
+                          },
+                          "message": {
+                            "type": "string",
+                            "maxLength": 1024,
+                            "description": "Why the last probe failed."
+                          },
+                          "lastProbeTime": {
+                            "type": "string",
+                            "format": "date-time"
+                          },
+                          "consecutiveSuccesses": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0
+                          },
+                          "consecutiveFailures": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0
+                          }
+                        }
+                      },
+                      "liveness": {
+                        "title": "ProbeStatus",
+                        "type": "object",
+                        "required": [
+                          "result"
+                        ],
+                        "properties": {
+                          "result": {
+                            "type": "string",
+                            "enum": [
+                              "Success",
+                              "Failure",
+                              "Unknown"
+                            ],
+                            "description": "What the probe counts as now, thresholds applied: Unknown until it first ran (or while it waits for the startup probe); readiness counts as Failure until its first success."
+                          },
+                          "message": {
+                            "type": "string",
+                            "maxLength": 1024,
+                            "description": "Why the last probe failed."
+                          },
+                          "lastProbeTime": {
+                            "type": "string",
+                            "format": "date-time"
+                          },
+                          "consecutiveSuccesses": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0
+                          },
+                          "consecutiveFailures": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0
+                          }
+                        }
+                      },
+                      "lastKill": {
+                        "title": "ProbeKill",
+                        "type": "object",
+                        "required": [
+                          "probe",
+                          "time"
+                        ],
+                        "description": "The last domain a liveness or startup probe stopped.",
+                        "properties": {
+                          "probe": {
+                            "type": "string",
+                            "enum": [
+                              "Liveness",
+                              "Startup"
+                            ]
+                          },
+                          "domid": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 32751
+                          },
+                          "message": {
+                            "type": "string",
+                            "maxLength": 1024
+                          },
+                          "time": {
+                            "type": "string",
+                            "format": "date-time"
+                          }
+                        }
+                      }
+                    }
                   },
                   "reason": {
                     "type": "string",

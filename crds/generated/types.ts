@@ -58,6 +58,58 @@ export interface GuestNetwork {
   ports?: GuestPort[];
 }
 
+export interface ExecAction {
+  command: string[];
+}
+
+export interface TCPSocketAction {
+  /** Port number (1-65535), or the name of a spec.network.ports entry. */
+  port: number | string;
+}
+
+export interface HTTPHeader {
+  name: string;
+  value: string;
+}
+
+export interface HTTPGetAction {
+  /** Request path (and query), starting with /. */
+  path: string;
+  /** Port number (1-65535), or the name of a spec.network.ports entry. */
+  port: number | string;
+  scheme: 'HTTP' | 'HTTPS';
+  /** Request headers, added to (or replacing) Host, User-Agent and Accept. */
+  httpHeaders?: HTTPHeader[];
+}
+
+export interface Probe {
+  /**
+   * Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0
+   * is success. A command still running at timeoutSeconds is killed and fails.
+   */
+  exec?: ExecAction;
+  /**
+   * Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a
+   * Pod IP); an accepted connection is success.
+   */
+  tcpSocket?: TCPSocketAction;
+  /**
+   * An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is
+   * success. At most 10 KiB of the response is read; HTTPS certificates are not verified.
+   */
+  httpGet?: HTTPGetAction;
+  /** Seconds after the domain starts before the first probe. */
+  initialDelaySeconds: number;
+  /** Seconds between probes. */
+  periodSeconds: number;
+  /** Seconds a probe may take; a probe still running then fails. */
+  timeoutSeconds: number;
+  /** Successes in a row after a failure to count as passing; must be 1 for liveness and startup. */
+  successThreshold: number;
+  /** Failures in a row to count as failing. */
+  failureThreshold: number;
+}
+
 export interface GuestSpec {
   /**
    * OCI image reference, Docker Hub naming rules (alpine means docker.io/library/alpine:latest); a
@@ -118,6 +170,24 @@ export interface GuestSpec {
   nodeName?: string;
   /** Only place the guest on XenHosts whose labels match all of these. */
   nodeSelector?: Record<string, string>;
+  /**
+   * Whether the application has started, as for a Pod: readiness and liveness probes wait until it
+   * succeeds once; failureThreshold failures in a row stop the domain, which restartPolicy then restarts
+   * (Events Unhealthy, Killing). Changing a probe keeps the running domain.
+   */
+  startupProbe?: Probe;
+  /**
+   * Whether the application answers, as for a Pod: the Ready condition is True only while it passes (it
+   * starts failing until the first success). Unset: Ready once the domain runs and the startup probe, if
+   * any, has succeeded. Changing a probe keeps the running domain.
+   */
+  readinessProbe?: Probe;
+  /**
+   * Whether the application is alive, as for a Pod: failureThreshold failures in a row stop the domain
+   * (its grace period applies), counted as a failed exit that restartPolicy judges (Events Unhealthy,
+   * Killing); Never leaves the Guest Failed. Changing a probe keeps the running domain.
+   */
+  livenessProbe?: Probe;
 }
 
 export interface Condition {
@@ -154,6 +224,34 @@ export interface GuestResourceStatus {
   message?: string;
 }
 
+export interface ProbeStatus {
+  /**
+   * What the probe counts as now, thresholds applied: Unknown until it first ran (or while it waits for
+   * the startup probe); readiness counts as Failure until its first success.
+   */
+  result: 'Success' | 'Failure' | 'Unknown';
+  /** Why the last probe failed. */
+  message?: string;
+  lastProbeTime?: string;
+  consecutiveSuccesses?: number;
+  consecutiveFailures?: number;
+}
+
+export interface ProbeKill {
+  probe: 'Liveness' | 'Startup';
+  domid?: number;
+  message?: string;
+  time: string;
+}
+
+export interface GuestProbes {
+  startup?: ProbeStatus;
+  readiness?: ProbeStatus;
+  liveness?: ProbeStatus;
+  /** The last domain a liveness or startup probe stopped. */
+  lastKill?: ProbeKill;
+}
+
 export interface GuestStatus {
   /**
    * Pending (accepted, waiting for placement or backoff), Creating (image, network and domain being
@@ -163,7 +261,10 @@ export interface GuestStatus {
   phase?: 'Pending' | 'Creating' | 'Running' | 'Succeeded' | 'Failed' | 'Terminating' | 'Unknown';
   /** The metadata.generation this status describes. */
   observedGeneration?: number;
-  /** Scheduled, ImageReady, NetworkReady, Ready, Reconciling, Stalled. */
+  /**
+   * Scheduled, ImageReady, NetworkReady, Ready (the domain runs, the startup probe succeeded and the
+   * readiness probe passes), Reconciling, Stalled.
+   */
   conditions?: Condition[];
   /** The XenHost the guest is placed on. */
   node?: string;
@@ -190,6 +291,11 @@ export interface GuestStatus {
   /** Signal that killed the last process, when it was killed. */
   signal?: number;
   restartCount?: number;
+  /**
+   * Each probe of the current domain: its result and message, written when either changes (the probe
+   * time and streaks are as of that write), and the last time a probe stopped a domain.
+   */
+  probes?: GuestProbes;
   /** Short CamelCase reason for the phase (CrashLoopBackOff, ImagePullFailed, ...). */
   reason?: string;
   message?: string;
@@ -204,9 +310,9 @@ export interface Guest {
   kind: 'Guest';
   metadata: ObjectMeta;
   /**
-   * What should run. Changing any field except resources.cpus, resources.memory and nodeSelector
-   * recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is applied to
-   * the running domain (status.resources).
+   * What should run. Changing any field except resources.cpus, resources.memory, nodeSelector and the
+   * probes recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is
+   * applied to the running domain (status.resources).
    */
   spec: GuestSpec;
   /** What is, as observed by the node agent and the operator. Never written by users. */

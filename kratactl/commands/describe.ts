@@ -1,7 +1,7 @@
 // kratactl describe guest NAME: one Guest for people, as kubectl describe prints a Pod: its spec in
 // short, its status, its usage while it runs, its conditions and the recent events about it.
 import { parseArgs } from 'node:util';
-import type { Guest } from '../../crds/generated/types.js';
+import type { Guest, GuestSpec, Probe, ProbeStatus } from '../../crds/generated/types.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { AgentError, type AgentClient, type GuestEvent, type GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
@@ -133,6 +133,7 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now(), 
     ['Network', spec.network.enabled ? `enabled${ports ? `, ports ${ports}` : ''}` : 'disabled'],
     ['Node', s.node ?? spec.nodeName ?? '<none>'],
   ]);
+  out += probeLines(spec);
   const env = spec.env ?? [];
   if (env.length) out += 'Environment:\n' + env.map((e) => `  ${e.name}=${e.value ?? ''}\n`).join('');
   out += 'Status:\n';
@@ -154,6 +155,7 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now(), 
     ],
     '  ',
   );
+  out += probeResults(s.probes, now);
   if (usage) out += 'Usage:\n' + fields(usageFields(usage), '  ');
   out += 'Conditions:\n';
   const conditions = s.conditions ?? [];
@@ -177,4 +179,50 @@ export function describeGuest(g: Guest, events: GuestEvent[], now = Date.now(), 
 
 function indent(text: string): string {
   return text.replace(/^/gm, '  ').replace(/ +$/, '');
+}
+
+const PROBES = [
+  ['Liveness', 'livenessProbe'],
+  ['Readiness', 'readinessProbe'],
+  ['Startup', 'startupProbe'],
+] as const;
+
+/** kubectl's probe line: "http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3". */
+export function probeLine(p: Probe): string {
+  const how = p.exec
+    ? `exec [${p.exec.command.join(' ')}]`
+    : p.tcpSocket
+      ? `tcp-socket :${p.tcpSocket.port}`
+      : p.httpGet
+        ? `http-get ${p.httpGet.scheme.toLowerCase()}://:${p.httpGet.port}${p.httpGet.path}`
+        : 'unknown';
+  return (
+    `${how} delay=${p.initialDelaySeconds}s timeout=${p.timeoutSeconds}s period=${p.periodSeconds}s ` +
+    `#success=${p.successThreshold} #failure=${p.failureThreshold}`
+  );
+}
+
+function probeLines(spec: GuestSpec): string {
+  return fields(PROBES.map(([label, field]) => [label, spec[field] ? probeLine(spec[field]) : undefined]));
+}
+
+function probeResults(probes: NonNullable<Guest['status']>['probes'], now: number): string {
+  if (!probes) return '';
+  const row = (label: string, p: ProbeStatus | undefined): [string, string | undefined] => {
+    if (!p) return [label, undefined];
+    const streak = p.result === 'Failure' ? ` (${p.consecutiveFailures ?? 0} failures in a row)` : '';
+    const last = p.lastProbeTime ? `, last probed ${age(p.lastProbeTime, now)} ago` : '';
+    return [label, `${p.result}${streak}${last}${p.message ? `: ${p.message}` : ''}`];
+  };
+  const k = probes.lastKill;
+  const rows: [string, string | undefined][] = [
+    row('Startup', probes.startup),
+    row('Readiness', probes.readiness),
+    row('Liveness', probes.liveness),
+    [
+      'Last probe kill',
+      k ? `${k.probe} probe stopped domain ${k.domid ?? '?'} ${age(k.time, now)} ago${k.message ? `: ${k.message}` : ''}` : undefined,
+    ],
+  ];
+  return rows.some(([, v]) => v !== undefined) ? 'Probes:\n' + fields(rows, '  ') : '';
 }

@@ -24,6 +24,7 @@ import type { NodeAgentService } from '../service/agent-service.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { SecretStore } from '../store/secret-store.js';
 import type { UsageSampler } from '../usage/sampler.js';
+import type { Prober } from '../probe/prober.js';
 import type { AgentConfig } from './config.js';
 
 export const CONFIG = id<AgentConfig>('AgentConfig');
@@ -47,6 +48,8 @@ export const METRICS = id<AgentMetrics>('AgentMetrics');
 /** Optional: how config disks are written; many simulated hosts bind a cheaper one than mksquashfs. */
 export const WRITE_CONFIG_DISK = id<typeof writeConfigDisk>('WriteConfigDisk');
 export const GUEST_CONTROLLER = id<GuestController>('GuestController');
+/** The node's probes of running guests; the controller reads their verdicts. */
+export const PROBER = id<Prober>('Prober');
 /** Per-guest usage, one sampler for the local API and /metrics. */
 export const USAGE_SAMPLER = id<UsageSampler>('UsageSampler');
 /** The local API's implementation. */

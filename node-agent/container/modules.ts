@@ -28,6 +28,7 @@ import { NodeAgentService, CachedImages } from '../service/agent-service.js';
 import { GuestStore } from '../store/guest-store.js';
 import { SecretStore } from '../store/secret-store.js';
 import { UsageSampler } from '../usage/sampler.js';
+import { Prober } from '../probe/prober.js';
 import type { AgentConfig } from './config.js';
 import {
   AGENT,
@@ -50,6 +51,7 @@ import {
   PULL_SLOTS,
   PULL_TOKENS,
   GUEST_CONTROLLER,
+  PROBER,
   SECRET_STORE,
   USAGE_SAMPLER,
   WRITE_CONFIG_DISK,
@@ -181,6 +183,21 @@ export const metricsModule = () =>
   });
 
 /**
+ * The prober: each running guest's probes, exec over HYPERVISOR's channels, tcpSocket and httpGet
+ * through GUEST_DIALER (bound with kratanet; without it those probes fail saying so). Listed before
+ * the controller, so it stops after it: no worker outlives the agent.
+ */
+export const probeModule = new ContainerModule(({ bind }) => {
+  provide(
+    bind,
+    PROBER,
+    [HYPERVISOR, optional(GUEST_DIALER), CLOCK, EVENT_RECORDER],
+    (hv, dialer, clock, events) => new Prober({ channel: (domid) => hv.channel(domid), clock, events, ...(dialer ? { dialer } : {}) }),
+  );
+  provide(bind, COMPONENTS, [PROBER], (prober): Component => ({ name: 'prober', start: () => undefined, stop: () => prober.stopAll() }));
+});
+
+/**
  * The controller: events, the pull slots, and the Guest controller (controller/assemble.ts puts its
  * machinery and the reconcile decisions together). Stopping lets a create or
  * stop in progress finish (bounded), so no half-built domain is left behind.
@@ -209,10 +226,11 @@ export const controllerModule = new ContainerModule(({ bind }) => {
       optional(PULL_AUTH),
       optional(METRICS),
       optional(WRITE_CONFIG_DISK),
+      optional(PROBER),
     ],
-    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk) =>
+    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk, probes) =>
       assembleGuestController(
-        { store, hv, images, ipam, recorder, clock },
+        { store, hv, images, ipam, recorder, clock, ...(probes ? { probes } : {}) },
         {
           ...(pullAuth ? { pullAuth } : {}),
           stateDir: config.stateDir,

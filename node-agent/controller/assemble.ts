@@ -15,6 +15,7 @@ import type { Ipam } from '../reconcile/ipam.js';
 import { ObserveStep } from '../reconcile/observe.js';
 import { ResizeStep } from '../reconcile/resize.js';
 import { ImagePulls, type ImageProvider } from '../reconcile/pulls.js';
+import { NO_PROBES, type GuestProber } from '../reconcile/probes.js';
 import { GuestReconciler } from '../reconcile/reconciler.js';
 import { StatusWriter } from '../reconcile/status.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
@@ -22,7 +23,7 @@ import type { GuestStore } from '../store/guest-store.js';
 import { GuestController, type ControllerOptions } from './controller.js';
 import { DomainCache } from './domain-cache.js';
 import { PeriodicResync } from './resync.js';
-import { DomainEventSource, PullSource, StoreSource } from './sources.js';
+import { DomainEventSource, ProbeSource, PullSource, StoreSource, type Source } from './sources.js';
 
 export interface GuestControllerDeps {
   store: GuestStore;
@@ -31,6 +32,8 @@ export interface GuestControllerDeps {
   ipam: Ipam;
   recorder: EventRecorder;
   clock: Clock;
+  /** The node's prober (probe/): Ready follows readiness, liveness restarts; a moved result queues the Guest. */
+  probes?: GuestProber & { onChange(cb: (key: string) => void): () => void };
 }
 
 export interface GuestControllerOptions extends CreateOptions, ControllerOptions {
@@ -63,13 +66,15 @@ export function assembleGuestController(deps: GuestControllerDeps, opts: GuestCo
     new HostPortGuard(store, opts.hostPorts ?? DEFAULT_HOST_PORTS),
     new CreateStep(hv, cache, pulls, ipam, disks, status, recorder, opts),
     deleter,
-    new ObserveStep(store, ipam, deleter, status, recorder, clock, opts.nodeName),
+    new ObserveStep(store, ipam, deleter, status, recorder, clock, opts.nodeName, deps.probes ?? NO_PROBES),
     new ResizeStep(store, hv, status, recorder, clock),
     status,
     recorder,
     clock,
+    deps.probes ?? NO_PROBES,
   );
-  const sources = [new StoreSource(store), new DomainEventSource(hv, store, cache), new PullSource(pulls)];
+  const sources: Source[] = [new StoreSource(store), new DomainEventSource(hv, store, cache), new PullSource(pulls)];
+  if (deps.probes) sources.push(new ProbeSource(deps.probes));
   const resync = new PeriodicResync(store, cache, hashes, deleter, clock, opts.resyncMs);
   return new GuestController(reconciler, sources, resync, recorder, clock, opts);
 }

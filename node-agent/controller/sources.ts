@@ -64,3 +64,12 @@ export class PullSource implements Source {
     return this.pulls.onSettled((key) => sink.add(key));
   }
 }
+
+/** A probe result moved (or a liveness probe wants its domain stopped): the Guest's status and Ready follow. */
+export class ProbeSource implements Source {
+  constructor(private readonly probes: { onChange(cb: (key: string) => void): () => void }) {}
+
+  start(sink: SourceSink): () => void {
+    return this.probes.onChange((key) => sink.add(key));
+  }
+}

@@ -18,9 +18,9 @@ export function domainName(namespace: string, name: string, uid: string): string
   return readable.length <= MAX_DOMAIN_NAME ? readable : `krata-${uid}`;
 }
 
-/** The spec fields a domain is built from: a change means a new domain (cpus/memory apply live). */
+/** The spec fields a domain is built from: a change means a new domain (cpus/memory apply live, probes are the agent's). */
 export function specHash(g: Guest): string {
-  const { resources, nodeSelector: _n, ...rest } = g.spec;
+  const { resources, nodeSelector: _n, readinessProbe: _r, livenessProbe: _l, startupProbe: _s, ...rest } = g.spec;
   const stable = {
     ...rest,
     resources: { maxCpus: resources.maxCpus ?? resources.cpus, maxMemory: resources.maxMemory ?? resources.memory },

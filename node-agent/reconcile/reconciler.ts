@@ -15,6 +15,7 @@ import type { HostPortGuard } from './host-ports.js';
 import type { SpecHashes } from './identity.js';
 import type { ObservedDomains } from './observed-domains.js';
 import type { ObserveStep } from './observe.js';
+import { NO_PROBES, type GuestProber } from './probes.js';
 import type { ResizeStep } from './resize.js';
 import { clearResources, isStalled, Stalled, type StatusWriter } from './status.js';
 
@@ -40,11 +41,14 @@ export class GuestReconciler implements Reconciler {
     private readonly status: StatusWriter,
     private readonly recorder: EventRecorder,
     private readonly clock: Clock,
+    private readonly probes: GuestProber = NO_PROBES,
   ) {}
 
   async reconcile(key: string): Promise<HandlerResult> {
     const rec = this.store.get(key);
     const domains = (await this.domains.list()).filter((d) => domainGuestKey(d) === key);
+    // Probes run only while observe() sees the Guest's domain running; every other path ends them.
+    if (!rec || rec.guest.metadata.deletionTimestamp) this.probes.stop(key);
     if (!rec) return this.deleter.removeOrphans(key, domains);
     if (rec.guest.metadata.deletionTimestamp) return this.deleter.finalize(key, rec, domains);
     const hash = this.hashes.of(rec.guest);
@@ -52,6 +56,7 @@ export class GuestReconciler implements Reconciler {
     for (const d of domains) {
       if (d.guest.uid === uid && d.guest.specHash === hash) continue;
       const why = d.guest.uid !== uid ? 'it belongs to an earlier Guest of this name' : 'the spec changed';
+      this.probes.stop(key);
       this.recorder.normal(key, 'Killing', `stopping domain ${d.domid}: ${why}`);
       this.status.set(key, (s) => {
         s.phase = 'Creating';
@@ -84,9 +89,12 @@ export class GuestReconciler implements Reconciler {
     }
     const dom: DomainInfo | undefined = current[0];
     if (dom && dom.state !== 'shutdown' && dom.state !== 'crashed' && !dom.exit) {
-      const observed = this.observer.running(key, rec, dom);
+      const observed = await this.observer.running(key, rec, dom);
+      // A domain its probes just had killed is not resized.
+      if (this.store.get(key)?.guest.status?.domid !== dom.domid) return observed;
       return sooner(observed, await this.resizer.reconcile(key, dom));
     }
+    this.probes.stop(key);
     if (dom) return this.observer.exited(key, rec, dom);
     // Status says a domain runs, but none does: it was destroyed behind krata's back, or the host
     // rebooted. That is the process ending without a report; the restart policy decides.

@@ -16,6 +16,8 @@ import { FakeHypervisor } from '../../node-agent/runtime/fake-hypervisor.js';
 import { NodeAgentService } from '../../node-agent/service/agent-service.js';
 import { GuestStore } from '../../node-agent/store/guest-store.js';
 import { FakeClock } from '../doubles/fake-clock.js';
+import type { GuestDialer } from '../../node-agent/net/guest-dialer.js';
+import { Prober } from '../../node-agent/probe/prober.js';
 
 /** A scratch directory for this test process, removed when it exits. */
 export const work = mkdtempSync(join(tmpdir(), 'krata-controller-test-'));
@@ -73,6 +75,8 @@ export interface Harness {
   agent: NodeAgentService;
   recorder: EventRecorder;
   ipam: Ipam;
+  /** The prober, when the harness was asked for one. */
+  prober?: Prober;
   /** Runs the queue until `pred` holds, moving the clock `step` ms between rounds. */
   until(pred: () => boolean, step?: number, rounds?: number): Promise<void>;
   restart(): Harness;
@@ -83,6 +87,8 @@ export function harness(
   dir = join(work, `state-${++n}`),
   hv = new FakeHypervisor({ cpus: 8, memoryMiB: 4096 }, undefined),
   clock = new FakeClock(),
+  /** Probes on: the prober with this dialer (tcpSocket, httpGet) and the fake hypervisor's channels. */
+  probing?: { dialer?: GuestDialer },
 ): Harness {
   const images = new FakeImages(work);
   // The fake hypervisor's timers run on the same fake clock.
@@ -90,8 +96,11 @@ export function harness(
   const store = new GuestStore(dir);
   const recorder = new EventRecorder(clock);
   const ipam = new Ipam(dir);
+  const prober = probing
+    ? new Prober({ channel: (domid) => hv.channel(domid), clock, events: recorder, ...(probing.dialer ? { dialer: probing.dialer } : {}) })
+    : undefined;
   const controller = assembleGuestController(
-    { store, hv, images, ipam, recorder, clock },
+    { store, hv, images, ipam, recorder, clock, ...(prober ? { probes: prober } : {}) },
     { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', resyncMs: 15_000 },
   );
   const agent = new NodeAgentService(store, hv, recorder, undefined, clock);
@@ -106,6 +115,7 @@ export function harness(
     agent,
     recorder,
     ipam,
+    ...(prober ? { prober } : {}),
     async until(pred, step = 5, rounds = 400) {
       for (let i = 0; i < rounds; i++) {
         // A handler may wait on the fake clock (a grace period): do not wait for idle forever.
@@ -119,10 +129,12 @@ export function harness(
     },
     restart() {
       controller.stop();
-      return harness(dir, hv, clock);
+      prober?.stopAll();
+      return harness(dir, hv, clock, probing);
     },
     stop() {
       controller.stop();
+      prober?.stopAll();
     },
   };
   return h;
