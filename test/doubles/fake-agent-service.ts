@@ -65,6 +65,7 @@ export class FakeAgentService implements AgentService {
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
       if (r.object?.kind === 'XenHost')
         errors.push({ index, path: 'kind', message: 'XenHost objects are managed by the operator, not a single node agent' });
+      else if (r.object?.kind === 'GuestSet') errors.push({ index, path: 'kind', message: 'this fake keeps Guests only' });
       else if (r.object) valid.push(r.object);
     });
     if (errors.length)
