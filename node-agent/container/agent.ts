@@ -10,6 +10,7 @@ import {
   baseModule,
   controllerModule,
   followerModule,
+  guestSetsModule,
   imagesModule,
   metricsModule,
   networkModule,
@@ -35,7 +36,7 @@ export function agentModules(config: AgentConfig, log: Log): ContainerModule[] {
     ...(config.api ? [apiModule] : []),
     ...(config.metrics ? [metricsModule()] : []),
     controllerModule,
-    ...(config.cluster ? [followerModule] : []),
+    ...(config.cluster ? [followerModule] : [guestSetsModule]),
     ...(config.network ? [networkModule] : []),
   ];
 }
