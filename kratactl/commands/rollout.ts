@@ -13,7 +13,7 @@ Usage: kratactl rollout status guestset|gs NAME [options]
        kratactl rollout status gs/NAME [options]
 
       --timeout DURATION  give up after this long (such as 90s, 5m; default 10m; 0 waits forever)
-  -w, --watch             keep waiting until the rollout is done (default); --watch=false prints the state once
+  -w, --watch             keep waiting until the rollout is done (the default); --watch=false prints the state once
 ${AGENT_HELP}
 `;
 
@@ -49,12 +49,14 @@ export function rolloutState(set: GuestSet): { done: boolean; failed?: string; m
 }
 
 export async function rollout(argv: string[], io: IO): Promise<number> {
+  // kubectl spells it --watch=false; a boolean option of parseArgs takes no value.
+  const spelled = /^(--watch|-w)=(true|false)$/;
+  const once = argv.some((a) => spelled.exec(a)?.[2] === 'false');
   const { values, positionals } = parseArgs({
-    args: argv,
-    options: { ...AGENT_OPTIONS, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w', default: true } },
+    args: argv.filter((a) => !spelled.test(a)),
+    options: { ...AGENT_OPTIONS, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' } },
     strict: true,
     allowPositionals: true,
-    allowNegative: true,
   });
   const [sub, ...rest] = positionals;
   if (sub !== 'status') throw new UsageError(`rollout takes the subcommand status${sub === undefined ? '' : `, not "${sub}"`}`);
@@ -76,7 +78,7 @@ export async function rollout(argv: string[], io: IO): Promise<number> {
       }
       if (state.message !== last) io.stdout.write(state.message + '\n');
       last = state.message;
-      if (state.done || values.watch === false) return EXIT_OK;
+      if (state.done || once) return EXIT_OK;
       if (interrupted) return EXIT_FAILED;
       if (Date.now() >= deadline) {
         io.stderr.write(`error: timed out waiting for the rollout of guestset "${name}"\n`);
