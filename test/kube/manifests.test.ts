@@ -352,7 +352,7 @@ describe('on a real kube-apiserver', () => {
     const errors = r.stderr.split('\n').filter((l) => l.trim() && !l.startsWith('Warning:'));
     assert.deepEqual(errors, [], r.stderr);
     const stored = new Map<string, Obj>();
-    for (const kind of ['guests.krata.dev', 'xenhosts.krata.dev']) {
+    for (const kind of ['guests.krata.dev', 'xenhosts.krata.dev', 'guestsets.krata.dev']) {
       for (const o of (JSON.parse(await kubeOk('get', kind, '--all-namespaces', '-o', 'json')) as { items: Obj[] }).items) {
         stored.set(`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, o);
       }
@@ -363,7 +363,7 @@ describe('on a real kube-apiserver', () => {
         const v = validateObject(doc.toJS());
         assert.deepEqual(v.errors, [], file);
         const o = v.object as Obj;
-        const ns = o.kind === 'Guest' ? (o.metadata.namespace ?? 'default') : '';
+        const ns = o.kind !== 'XenHost' ? (o.metadata.namespace ?? 'default') : '';
         const got = stored.get(`${o.kind}/${ns}/${o.metadata.name}`);
         assert.ok(got, `${file}: ${o.kind} ${o.metadata.name} is stored`);
         assert.deepEqual(got.spec, o.spec, `${file}: ${o.metadata.name}: the apiserver's defaults are kratactl's`);
