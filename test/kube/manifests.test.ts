@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
-import { CRD_SOURCES } from '../../crds/codegen/paths.js';
+import { CRD_SOURCES, installedCRD } from '../../crds/codegen/paths.js';
 import { repoRoot } from '../../lib/package-root.js';
 import { validateObject } from '../../crds/validate.js';
 import { startEnvtest, type Envtest } from './envtest.js';
@@ -127,7 +127,7 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
 
   // The CRDs are the source files, as kustomize re-serializes them (anchors expanded).
   for (const src of CRD_SOURCES) {
-    const crd = parse(readFileSync(join(root, src.replace(/^crds\/guestset/, 'manifests/crds/guestset')), 'utf8')) as Obj;
+    const crd = parse(readFileSync(join(root, installedCRD(src)), 'utf8')) as Obj;
     assert.deepEqual(find(objs, 'CustomResourceDefinition', crd.metadata.name), crd);
   }
 
