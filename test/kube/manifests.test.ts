@@ -396,6 +396,7 @@ describe('on a real kube-apiserver', () => {
 
   test("the operator's ServiceAccount may do what the operator does, and no more", async () => {
     const G = 'guests.krata.dev';
+    const GS = 'guestsets.krata.dev';
     const H = 'xenhosts.krata.dev';
     const L = 'leases.coordination.k8s.io';
     await expectCan(OPERATOR_SA, [
@@ -404,6 +405,15 @@ describe('on a real kube-apiserver', () => {
       [true, 'patch', G, { ns: 'default' }], // finalizers
       [true, 'patch', G, { ns: 'default', sub: 'status' }],
       [true, 'update', G, { ns: 'default', sub: 'finalizers' }],
+      // GuestSets: reads them, writes their status, makes and removes their Guests.
+      [true, 'watch', GS],
+      [true, 'patch', GS, { ns: 'default', sub: 'status' }],
+      [true, 'update', GS, { ns: 'default', sub: 'finalizers' }],
+      [true, 'create', G, { ns: 'default' }],
+      [true, 'delete', G, { ns: 'default' }],
+      [false, 'update', GS, { ns: 'default' }],
+      [false, 'patch', GS, { ns: 'default' }],
+      [false, 'patch', GS, { ns: 'default', sub: 'scale' }],
       [true, 'create', H],
       [true, 'watch', H],
       [true, 'patch', H, { sub: 'status' }],
@@ -429,10 +439,8 @@ describe('on a real kube-apiserver', () => {
       [false, 'watch', 'nodes'],
       [false, 'patch', 'nodes/xen-1'],
       [false, 'update', 'nodes/xen-1'],
-      // Never writes a Guest's spec wholesale, creates or deletes Guests, or touches XenHost spec.
+      // Never writes a Guest's spec wholesale, deletes Guests wholesale, or touches XenHost spec.
       [false, 'update', G, { ns: 'default' }],
-      [false, 'create', G, { ns: 'default' }],
-      [false, 'delete', G, { ns: 'default' }],
       [false, 'deletecollection', G, { ns: 'default' }],
       [false, 'patch', H],
       [false, 'update', H],
@@ -506,6 +514,9 @@ describe('on a real kube-apiserver', () => {
     await kubeOk('create', 'rolebinding', 'bob-guests', '-n', 'team-a', '--clusterrole=krata-guest-viewer', '--user=bob');
     await expectCan('alice', [
       [true, 'create', 'guests.krata.dev', { ns: 'team-a' }],
+      [true, 'create', 'guestsets.krata.dev', { ns: 'team-a' }],
+      [true, 'patch', 'guestsets.krata.dev', { ns: 'team-a', sub: 'scale' }],
+      [false, 'patch', 'guestsets.krata.dev', { ns: 'team-a', sub: 'status' }],
       [true, 'update', 'guests.krata.dev', { ns: 'team-a' }],
       [true, 'delete', 'guests.krata.dev', { ns: 'team-a' }],
       [true, 'get', 'guests.krata.dev', { ns: 'team-a', sub: 'status' }],
@@ -516,6 +527,8 @@ describe('on a real kube-apiserver', () => {
     ]);
     await expectCan('bob', [
       [true, 'list', 'guests.krata.dev', { ns: 'team-a' }],
+      [true, 'list', 'guestsets.krata.dev', { ns: 'team-a' }],
+      [false, 'patch', 'guestsets.krata.dev', { ns: 'team-a', sub: 'scale' }],
       [true, 'watch', 'guests.krata.dev', { ns: 'team-a' }],
       [false, 'create', 'guests.krata.dev', { ns: 'team-a' }],
       [false, 'delete', 'guests.krata.dev', { ns: 'team-a' }],
