@@ -172,6 +172,9 @@ describe('GuestSets on a single host through kratactl', { timeout: 120_000 }, ()
     assert.equal(r.code, 0, 'without --watch the state is printed once');
     assert.equal((await k('rollout', 'status', 'gs/nope', '--timeout', '1s')).code, 1);
     assert.equal((await k('scale', 'gs', 'bad')).code, 2, '--replicas is required');
+    r = await k('delete', '-f', join(dir, 'broken.yaml'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'guestset.krata.dev/bad deleted\n');
 
     r = await kratactl(['explain', 'guestset.spec.strategy.rollingUpdate']);
     assert.equal(r.code, 0, r.stderr);
