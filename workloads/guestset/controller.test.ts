@@ -168,3 +168,17 @@ test('an invalid set and a refused Guest make the set Stalled; an unowned Guest 
   assert.equal(client.guests.size, 2, 'its own Guest is made; the unowned one is neither adopted nor deleted');
   assert.equal(client.status.replicas, 1);
 });
+
+test("a long set name is cut so that its Guests' names stay DNS labels of at most 63 characters", async () => {
+  const { client, controller } = setup();
+  const long = 'a'.repeat(56) + '-bcdefg';
+  client.put({ replicas: 1 });
+  const stored = client.sets.get('default/web')!;
+  client.sets.delete('default/web');
+  client.sets.set(`default/${long}`, { ...stored, metadata: { ...stored.metadata, name: long } });
+  await controller.reconcile('default', long);
+  const [g] = [...client.guests.values()];
+  assert.match(g!.metadata.name, /^a{56}-[a-z0-9]{5}$/, 'the cut drops a trailing "-"');
+  assert.ok(g!.metadata.name.length <= 63);
+  assert.equal(g!.metadata.labels![SET_LABEL], long);
+});
