@@ -66,7 +66,9 @@ test('every schema node is structural: a type, or int-or-string, and nothing Kub
 test('metadata is left to the API server, and spec/status are objects with a status subresource', () => {
   for (const { crd, version, schema } of roots) {
     assert.deepEqual(schema.properties!.metadata, { type: 'object' }, crd.metadata.name);
-    assert.deepEqual(version.subresources, { status: {} }, crd.metadata.name);
+    const scale = { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' };
+    const subresources = crd.spec.names.kind === 'GuestSet' ? { status: {}, scale } : { status: {} };
+    assert.deepEqual(version.subresources, subresources, crd.metadata.name);
     assert.equal(schema.properties!.status!.type, 'object');
     assert.equal(crd.metadata.name, `${crd.spec.names.plural}.${crd.spec.group}`);
   }

@@ -53,7 +53,10 @@ export interface CustomResourceDefinition {
       name: string;
       served: boolean;
       storage: boolean;
-      subresources?: { status?: Record<string, never> };
+      subresources?: {
+        status?: Record<string, never>;
+        scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string };
+      };
       additionalPrinterColumns?: PrinterColumn[];
       schema: { openAPIV3Schema: JSONSchemaProps };
     }[];

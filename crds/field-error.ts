@@ -1,6 +1,6 @@
 // The shape of a validation problem, shared by the schema checks (validate.ts) and the checks the schema
 // cannot express (semantics.ts), so that neither imports the other for it.
-import type { Guest, XenHost } from './generated/types.js';
+import type { Guest, GuestSet, XenHost } from './generated/types.js';
 
 export type Path = (string | number)[];
 
@@ -12,4 +12,4 @@ export interface FieldError {
   onKey?: boolean;
 }
 
-export type KratObject = Guest | XenHost;
+export type KratObject = Guest | XenHost | GuestSet;

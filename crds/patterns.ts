@@ -20,6 +20,7 @@ export const PATTERN_NAMES: ReadonlyMap<string, string> = new Map([
     'condition type (CamelCase, optionally prefixed by a domain and "/")',
   ],
   ['^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$', 'CamelCase reason'],
+  ['^[0-9]{1,3}%$', 'a whole number or a percentage (such as 1 or 25%)'],
   ['^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$', 'digest (algorithm:hex)'],
   ['^/[!-~]*$', 'HTTP path (starting with /, printable ASCII without spaces)'],
   ["^[-!#$%&'*+.^_`|~0-9A-Za-z]+$", "HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"],

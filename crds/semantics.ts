@@ -1,6 +1,7 @@
 // Rules the CRD schema cannot state on a Kubernetes 1.20 API server (no CEL): relations between
 // fields, label syntax, quantity bounds. Runs on schema-valid, defaulted objects only.
-import type { Guest, GuestNetwork, GuestResources, GuestSpec, Probe, XenHost } from './generated/types.js';
+import type { GuestNetwork, GuestResources, GuestSet, GuestSpec, LabelSelectorRequirement, Probe, XenHost } from './generated/types.js';
+import { matchesSelector } from './label-selector.js';
 import type { ObjectMeta } from './meta.js';
 import { DNS1123_SUBDOMAIN } from './meta.js';
 import { formatBytes, quantityValue } from './quantity.js';
@@ -19,7 +20,8 @@ export type Sound = (...path: Path) => boolean;
 
 export function semanticErrors(obj: KratObject, sound: Sound): FieldError[] {
   const errors = metadataErrors(obj.metadata, sound);
-  if (obj.kind === 'Guest') errors.push(...guestErrors(obj, sound));
+  if (obj.kind === 'Guest') errors.push(...guestErrors(obj.spec, sound, ['spec']));
+  else if (obj.kind === 'GuestSet') errors.push(...guestSetErrors(obj, sound));
   else {
     if (sound('spec', 'reserved', 'memory')) errors.push(...xenHostErrors(obj));
     (obj.spec.guestPolicy?.hostPorts ?? []).forEach((r, i) => {
@@ -75,21 +77,21 @@ function metadataErrors(meta: ObjectMeta, sound: Sound): FieldError[] {
   return errors;
 }
 
-function guestErrors(guest: Guest, sound: Sound): FieldError[] {
-  const { spec } = guest;
+/** A Guest spec's rules, at `base` (spec of a Guest, spec.template.spec of a GuestSet). */
+function guestErrors(spec: GuestSpec, sound: Sound, base: Path): FieldError[] {
   if (spec === null || typeof spec !== 'object') return [];
   const errors: FieldError[] = [];
-  const at = (...path: Path): Path => ['spec', ...path];
-  if (sound('spec', 'resources')) errors.push(...resourceErrors(spec.resources));
+  const at = (...path: Path): Path => [...base, ...path];
+  if (sound(...at('resources'))) errors.push(...resourceErrors(spec.resources, base));
   for (const field of ['kernel', 'initrd'] as const) {
     const source = spec[field];
-    if (sound('spec', field) && source?.image !== undefined && source.path !== undefined) {
+    if (sound(...at(field)) && source?.image !== undefined && source.path !== undefined) {
       errors.push({ path: at(field, 'path'), message: `set either ${field}.image or ${field}.path, not both` });
     }
   }
-  if (spec.network !== null && typeof spec.network === 'object') errors.push(...portErrors(spec.network, sound));
-  if (sound('spec', 'nodeSelector')) errors.push(...labelMapErrors(spec.nodeSelector, at('nodeSelector'), true));
-  for (const field of PROBE_FIELDS) if (sound('spec', field) && spec[field]) errors.push(...probeErrors(spec, field, spec[field]));
+  if (spec.network !== null && typeof spec.network === 'object') errors.push(...portErrors(spec.network, sound, base));
+  if (sound(...at('nodeSelector'))) errors.push(...labelMapErrors(spec.nodeSelector, at('nodeSelector'), true));
+  for (const field of PROBE_FIELDS) if (sound(...at(field)) && spec[field]) errors.push(...probeErrors(spec, field, spec[field], base));
   return errors;
 }
 
@@ -97,9 +99,9 @@ const PROBE_FIELDS = ['startupProbe', 'readinessProbe', 'livenessProbe'] as cons
 const PROBE_HANDLERS = ['exec', 'tcpSocket', 'httpGet'] as const;
 
 /** Pod's Probe rules: exactly one handler, a port that exists, successThreshold 1 where only 1 makes sense. */
-function probeErrors(spec: GuestSpec, field: (typeof PROBE_FIELDS)[number], probe: Probe): FieldError[] {
+function probeErrors(spec: GuestSpec, field: (typeof PROBE_FIELDS)[number], probe: Probe, base: Path): FieldError[] {
   const errors: FieldError[] = [];
-  const at = (...path: Path): Path => ['spec', field, ...path];
+  const at = (...path: Path): Path => [...base, field, ...path];
   const handlers = PROBE_HANDLERS.filter((h) => probe[h] !== undefined);
   if (handlers.length === 0) errors.push({ path: at(), message: 'must set exactly one of exec, tcpSocket or httpGet' });
   for (const h of handlers.slice(1))
@@ -128,9 +130,9 @@ function probePortError(spec: GuestSpec, port: number | string): string | undefi
   return undefined;
 }
 
-function resourceErrors(res: GuestResources): FieldError[] {
+function resourceErrors(res: GuestResources, base: Path): FieldError[] {
   const errors: FieldError[] = [];
-  const at = (...path: Path): Path => ['spec', 'resources', ...path];
+  const at = (...path: Path): Path => [...base, 'resources', ...path];
 
   const memory = quantityValue(res.memory);
   const maxMemory = res.maxMemory === undefined ? memory : quantityValue(res.maxMemory);
@@ -153,26 +155,88 @@ function resourceErrors(res: GuestResources): FieldError[] {
   return errors;
 }
 
-function portErrors(network: GuestNetwork, sound: Sound): FieldError[] {
+function portErrors(network: GuestNetwork, sound: Sound, base: Path): FieldError[] {
   const errors: FieldError[] = [];
-  const at = (...path: Path): Path => ['spec', 'network', ...path];
+  const at = (...path: Path): Path => [...base, 'network', ...path];
   const hostPorts = new Map<string, number>();
   const ports = Array.isArray(network.ports) ? network.ports : [];
   ports.forEach((port, i) => {
-    if (!sound('spec', 'network', 'ports', i)) return;
+    if (!sound(...at('ports', i))) return;
     const key = `${port.protocol}/${port.hostPort ?? port.containerPort}`;
     const first = hostPorts.get(key);
     if (first === undefined) hostPorts.set(key, i);
     else {
       errors.push({
         path: at('ports', i, port.hostPort === undefined ? 'containerPort' : 'hostPort'),
-        message: `host port ${key} is already published by spec.network.ports[${first}]`,
+        message: `host port ${key} is already published by ${base.join('.')}.network.ports[${first}]`,
       });
     }
   });
   if (network.enabled === false && ports.length) {
     errors.push({ path: at('ports'), message: 'ports need the network: remove them or set network.enabled to true' });
   }
+  return errors;
+}
+
+/**
+ * A GuestSet: its template is a Guest (labels, annotations, spec), its selector must select the
+ * template's labels (else the set would never see the Guests it makes), and the strategy's numbers
+ * must allow progress.
+ */
+function guestSetErrors(set: GuestSet, sound: Sound): FieldError[] {
+  const { spec } = set;
+  const errors: FieldError[] = [];
+  const tpl = ['spec', 'template'];
+  const meta = spec.template.metadata;
+  if (sound(...tpl, 'metadata', 'labels')) errors.push(...labelMapErrors(meta?.labels, [...tpl, 'metadata', 'labels'], true));
+  if (sound(...tpl, 'metadata', 'annotations'))
+    errors.push(...labelMapErrors(meta?.annotations, [...tpl, 'metadata', 'annotations'], false));
+  if (sound(...tpl, 'spec')) errors.push(...guestErrors(spec.template.spec, sound, [...tpl, 'spec']));
+  if (sound('spec', 'selector')) {
+    const sel = spec.selector;
+    const selErrors = [
+      ...labelMapErrors(sel.matchLabels, ['spec', 'selector', 'matchLabels'], true),
+      ...selectorExpressionErrors(sel.matchExpressions ?? []),
+    ];
+    errors.push(...selErrors);
+    if (!sel.matchLabels && !sel.matchExpressions?.length)
+      errors.push({ path: ['spec', 'selector'], message: 'must not be empty: an empty selector would select every Guest' });
+    else if (!selErrors.length && sound(...tpl, 'metadata') && !matchesSelector(sel, meta?.labels ?? {}))
+      errors.push({
+        path: ['spec', 'selector'],
+        message: "does not match the template's labels (spec.template.metadata.labels): the set would never see its Guests",
+      });
+  }
+  const strategy = spec.strategy;
+  if (sound('spec', 'strategy') && strategy.rollingUpdate) {
+    const ru = strategy.rollingUpdate;
+    const at = ['spec', 'strategy', 'rollingUpdate'];
+    if (strategy.type === 'Recreate') errors.push({ path: at, message: 'may only be set when type is RollingUpdate' });
+    else {
+      const isZero = (v: number | string) => v === 0 || v === '0%';
+      if (isZero(ru.maxSurge) && isZero(ru.maxUnavailable))
+        errors.push({ path: [...at, 'maxUnavailable'], message: 'may not be 0 when maxSurge is 0: the update could not start' });
+      if (typeof ru.maxUnavailable === 'string' && Number.parseInt(ru.maxUnavailable, 10) > 100)
+        errors.push({ path: [...at, 'maxUnavailable'], message: `must not be above 100% (got ${ru.maxUnavailable})` });
+    }
+  }
+  return errors;
+}
+
+function selectorExpressionErrors(exprs: LabelSelectorRequirement[]): FieldError[] {
+  const errors: FieldError[] = [];
+  exprs.forEach((e, i) => {
+    const at: Path = ['spec', 'selector', 'matchExpressions', i];
+    const keyError = qualifiedNameError(e.key);
+    if (keyError) errors.push({ path: [...at, 'key'], message: keyError });
+    const needsValues = e.operator === 'In' || e.operator === 'NotIn';
+    if (needsValues && !e.values?.length) errors.push({ path: [...at, 'values'], message: `must not be empty for operator ${e.operator}` });
+    if (!needsValues && e.values?.length) errors.push({ path: [...at, 'values'], message: `must be empty for operator ${e.operator}` });
+    (e.values ?? []).forEach((v, j) => {
+      const valueError = labelValueError(v);
+      if (valueError) errors.push({ path: [...at, 'values', j], message: valueError });
+    });
+  });
   return errors;
 }
 

@@ -119,7 +119,7 @@ test('image references follow the distribution grammar', () => {
 
 test('kind and apiVersion are checked before anything else', () => {
   assert.deepEqual(messages(validateObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' } }).errors), [
-    'kind: unknown kind "Pod" (v1 is not a krata API): krata serves Guest, XenHost',
+    'kind: unknown kind "Pod" (v1 is not a krata API): krata serves Guest, XenHost, GuestSet',
   ]);
   assert.deepEqual(messages(validateObject({ apiVersion: 'krata.dev/v2', kind: 'Guest' }).errors), [
     'apiVersion: Guest is served as krata.dev/v1alpha1, not "krata.dev/v2"',

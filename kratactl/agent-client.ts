@@ -9,8 +9,9 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { KratObject } from '../crds/validate.js';
 import type { PullSecret } from '../contracts/agent-api/pull-secret.js';
-import type { Guest } from '../crds/generated/types.js';
+import type { Guest, GuestSet } from '../crds/generated/types.js';
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
+import type { ScaleRequest } from '../contracts/agent-api/types.js';
 import { IMPORT_CONTENT_TYPE, type PruneResult, type PullEvent, type StoredImage } from '../contracts/agent-api/types.js';
 
 export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
@@ -93,6 +94,25 @@ export class AgentClient {
     if (opts.gracePeriodSeconds !== undefined) q.set('gracePeriodSeconds', String(opts.gracePeriodSeconds));
     const qs = q.size ? `?${q.toString()}` : '';
     await this.call('DELETE', `${guestPath(namespace, name)}${qs}`, opts.wait ? { timeoutMs: 0 } : {});
+  }
+
+  async listGuestSets(namespace?: string): Promise<GuestSet[]> {
+    const body = await this.call('GET', `/v1/guestsets${namespace === undefined ? '' : `?namespace=${enc(namespace)}`}`);
+    return (body as { items: GuestSet[] }).items;
+  }
+
+  async getGuestSet(namespace: string, name: string): Promise<GuestSet> {
+    return (await this.call('GET', guestSetPath(namespace, name))) as GuestSet;
+  }
+
+  /** Removes the set; the agent then deletes its Guests. */
+  async deleteGuestSet(namespace: string, name: string): Promise<void> {
+    await this.call('DELETE', guestSetPath(namespace, name));
+  }
+
+  /** The scale subresource: sets spec.replicas. */
+  async scaleGuestSet(namespace: string, name: string, replicas: number): Promise<GuestSet> {
+    return (await this.call('PUT', `${guestSetPath(namespace, name)}/scale`, { body: { replicas } satisfies ScaleRequest })) as GuestSet;
   }
 
   /** Removes an image pull Secret from a single host. */
@@ -359,4 +379,8 @@ async function* ndjson<T>(res: IncomingMessage, signal?: AbortSignal): AsyncGene
   } finally {
     res.destroy();
   }
+}
+
+function guestSetPath(namespace: string, name: string): string {
+  return `/v1/namespaces/${enc(namespace)}/guestsets/${enc(name)}`;
 }

@@ -11,7 +11,9 @@ import { GET_HELP, get } from './commands/get.js';
 import { HOST_HELP, host } from './commands/host.js';
 import { IMAGE_HELP, image } from './commands/image.js';
 import { LOGS_HELP, logs } from './commands/logs.js';
+import { ROLLOUT_HELP, rollout } from './commands/rollout.js';
 import { RUN_HELP, run as runGuest } from './commands/run.js';
+import { SCALE_HELP, scale } from './commands/scale.js';
 import { TOP_HELP, top } from './commands/top.js';
 import { version } from './commands/version.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
@@ -24,9 +26,11 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   apply: { summary: 'create or update objects from manifests (-f), or check them (--dry-run)', help: APPLY_HELP, run: apply },
-  get: { summary: 'list guests or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
-  describe: { summary: 'show a guest in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
-  delete: { summary: 'delete guests by name or from manifests (-f)', help: DELETE_HELP, run: del },
+  get: { summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
+  describe: { summary: 'show a guest or guestset in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
+  delete: { summary: 'delete guests or guestsets by name or from manifests (-f)', help: DELETE_HELP, run: del },
+  scale: { summary: 'set how many guests a guestset runs (--replicas N)', help: SCALE_HELP, run: scale },
+  rollout: { summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)", help: ROLLOUT_HELP, run: rollout },
   run: { summary: 'run an image as a new guest and attach to it', help: RUN_HELP, run: runGuest },
   logs: { summary: "print a guest's console output (-f to follow)", help: LOGS_HELP, run: logs },
   attach: { summary: "attach the terminal to a guest's console (Ctrl+] detaches)", help: ATTACH_HELP, run: attach },

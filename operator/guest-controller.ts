@@ -18,6 +18,7 @@ import type { KubeClient } from './kube/client.js';
 import { keyOf, type Informer } from './kube/informer.js';
 import { hostPortsOf } from '../crds/host-ports.js';
 import { guestRequest, place } from './placement.js';
+import { controllerOf } from '../workloads/guestset/controller.js';
 import type { StatusReports } from './status-reports.js';
 import { metaTime } from '../crds/meta.js';
 
@@ -116,6 +117,19 @@ export class GuestController {
     this.portUse.set(host, use);
   }
 
+  /** Where the other Guests of `g`'s GuestSet (same controller uid) are placed: how many on each host. */
+  private siblingsByHost(g: Guest): Map<string, number> {
+    const owner = controllerOf(g);
+    const count = new Map<string, number>();
+    if (owner?.kind !== 'GuestSet') return count;
+    for (const other of this.guests.list()) {
+      if (other.metadata.uid === g.metadata.uid || controllerOf(other)?.uid !== owner.uid || finished(other.status)) continue;
+      const host = this.nodeOf(other);
+      if (host) count.set(host, (count.get(host) ?? 0) + 1);
+    }
+    return count;
+  }
+
   /** Host ports that Guests placed on `host` publish (the NodePorts filter of Kubernetes' scheduler). */
   usedPorts(host: string): ReadonlySet<string> {
     return new Set(this.portUse.get(host)?.keys());
@@ -188,6 +202,7 @@ export class GuestController {
           (h) => this.allocated(h),
           (h) => this.usedPorts(h),
         ),
+        this.siblingsByHost(g),
       );
       if ('host' in p) {
         node = p.host;

@@ -48,6 +48,26 @@ test('the least allocated host wins, so Guests spread; ties go to the name', () 
   );
 });
 
+test("a GuestSet's replicas spread: the host with fewest of its Guests wins before the least allocated", () => {
+  const busyA = host('a', { allocated: { cpus: 1, memoryMiB: 512 } });
+  const busierB = host('b', { allocated: { cpus: 4, memoryMiB: 4096 } });
+  assert.deepEqual(place(guest(), [busyA, busierB], new Map([['a', 1]])), { host: 'b' });
+  assert.deepEqual(
+    place(
+      guest(),
+      [busyA, busierB],
+      new Map([
+        ['a', 1],
+        ['b', 1],
+      ]),
+    ),
+    { host: 'a' },
+  );
+  // Spreading never beats the filters: a full host is out whatever its count.
+  const full = host('c', { allocated: { cpus: 8, memoryMiB: 8192 } });
+  assert.deepEqual(place(guest(), [busyA, full], new Map([['a', 3]])), { host: 'a' });
+});
+
 test('nodeSelector, readiness, cordons and capacity filter hosts, with a reason naming each', () => {
   const hosts = [
     host('a', { ready: false }),

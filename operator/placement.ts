@@ -41,12 +41,14 @@ export function guestRequest(g: Guest): { cpus: number; memoryMiB: number } {
 
 /**
  * Hosts whose policy allows the Guest's host ports, that are ready and schedulable, whose labels match
- * nodeSelector, where those ports are free and that have room; of those the least allocated (memory first, then
- * vCPUs), so guests spread; ties go to the name, so the choice is deterministic. nodeName only narrows
+ * nodeSelector, where those ports are free and that have room; of those the one with the fewest `siblings`
+ * (Guests of the same GuestSet already there: a set's replicas spread across hosts, as the scheduler
+ * spreads a ReplicaSet's Pods by default), then the least allocated (memory first, then vCPUs), so guests
+ * spread; ties go to the name, so the choice is deterministic. nodeName only narrows
  * the choice to that host (if its policy allows pinning); every other rule still applies. Unplaceable
  * Guests get a Kubernetes-style reason: "0/5 hosts are available: ...".
  */
-export function place(guest: Guest, hosts: HostView[]): Placement {
+export function place(guest: Guest, hosts: HostView[], siblings: ReadonlyMap<string, number> = new Map()): Placement {
   const pin = guest.spec.nodeName;
   if (pin) {
     const h = hosts.find((x) => x.name === pin);
@@ -88,7 +90,7 @@ export function place(guest: Guest, hosts: HostView[]): Placement {
     else {
       const mem = (h.allocated.memoryMiB + want.memoryMiB) / Math.max(h.allocatable.memoryMiB, 1);
       const cpu = (h.allocated.cpus + want.cpus) / Math.max(h.allocatable.cpus, 1);
-      const score = mem * 1000 + cpu;
+      const score = (siblings.get(h.name) ?? 0) * 1e9 + mem * 1000 + cpu;
       if (score < bestScore || (score === bestScore && best && h.name < best.name)) {
         best = h;
         bestScore = score;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The import rules of krata's layout, checked on the TypeScript sources (`npm run lint`):
 //   - no import cycle between modules;
-//   - layers: lib < crds < contracts < programs. A module imports its own layer or lower ones; lib imports only
+//   - layers: lib < crds < contracts < workloads < programs. A module imports its own layer or lower ones; lib imports only
 //     lib, node: built-ins and npm packages;
 //   - a program (kratactl/, operator/, node-agent/, guest-init/) never imports another program;
 //   - production code (any file but *.test.ts outside test/ and bench/) never imports test/;
@@ -18,8 +18,8 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
-const LAYERS = { lib: 0, crds: 1, contracts: 2, kratactl: 3, operator: 3, 'node-agent': 3, 'guest-init': 3 };
-const LAYER_NAMES = ['lib', 'crds', 'contracts', 'a program'];
+const LAYERS = { lib: 0, crds: 1, contracts: 2, workloads: 3, kratactl: 4, operator: 4, 'node-agent': 4, 'guest-init': 4 };
+const LAYER_NAMES = ['lib', 'crds', 'contracts', 'workloads', 'a program'];
 // node-agent's folders, lowest first ('' = the files at its root: main.ts, flags.ts, the image command).
 const AGENT_LAYERS = {
   xen: 0,
@@ -102,7 +102,7 @@ function violation(from, to) {
   if (lb === undefined) return la === undefined ? null : `${a}/ imports ${b || 'the repository root'}/, which is in no layer`;
   if (la === undefined) return null;
   if (la < lb) return `${LAYER_NAMES[la]} imports ${LAYER_NAMES[lb]} (${b}/): a lower layer imports a higher one`;
-  if (la === 3 && lb === 3 && a !== b) return `program ${a}/ imports program ${b}/`;
+  if (la === 4 && lb === 4 && a !== b) return `program ${a}/ imports program ${b}/`;
   if (a === 'node-agent' && b === 'node-agent' && !isTest(from)) {
     if (under(from, 'node-agent/xen') && !under(to, 'node-agent/xen')) return 'node-agent/xen/ imports node-agent outside xen/';
     if (under(from, 'node-agent/net') && !under(to, 'node-agent/net')) return 'node-agent/net/ imports node-agent outside net/';

@@ -8,6 +8,14 @@ export interface ApplyResult {
   action: 'created' | 'configured' | 'unchanged';
 }
 
+/** PUT /v1/namespaces/NS/guestsets/NAME/scale: the scale subresource's body. */
+export interface ScaleRequest {
+  replicas: number;
+}
+
+/** The most replicas a GuestSet may ask for (its schema's maximum). */
+export const MAX_REPLICAS = 1000;
+
 export interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
   object: Guest;

@@ -13,6 +13,20 @@ test('crds/generated/ is what the CRD YAML generates (run `npm run generate` aft
   const out = generate(sources());
   assert.equal(readFileSync(join(root, GENERATED_TYPES), 'utf8'), out.types, `${GENERATED_TYPES} is stale`);
   assert.equal(readFileSync(join(root, GENERATED_SCHEMAS), 'utf8'), out.crds, `${GENERATED_SCHEMAS} is stale`);
+  assert.deepEqual(Object.keys(out.manifests), ['manifests/crds/guestset.yaml']);
+  for (const [path, text] of Object.entries(out.manifests)) assert.equal(readFileSync(join(root, path), 'utf8'), text, `${path} is stale`);
+});
+
+test("a GuestSet's template spec is the Guest spec, borrowed at generation (an edit of guest.yaml reaches it)", () => {
+  const edited = sources().map((s) => (s.path.endsWith('guest.yaml') ? { ...s, text: s.text.replace('tty:\n', 'ttyMode:\n') } : s));
+  const out = generate(edited);
+  assert.match(out.types, /export interface GuestTemplate \{[^}]*\n  spec: GuestSpec;/);
+  assert.match(out.manifests['manifests/crds/guestset.yaml']!, /\n +ttyMode:\n/);
+  assert.doesNotMatch(out.crds + out.manifests['manifests/crds/guestset.yaml']!, /x-krata-schema-from/);
+  const broken = sources().map((s) =>
+    s.path.endsWith('guestset.yaml') ? { ...s, text: s.text.replace('guests.krata.dev#spec', 'guests.krata.dev#spek') } : s,
+  );
+  assert.throws(() => generate(broken), /guests\.krata\.dev#spek: no such schema/);
 });
 
 test('a change to the schema changes the generated types and validator data', () => {

@@ -9,4 +9,5 @@ const root = repoRoot();
 const out = generate(CRD_SOURCES.map((path) => ({ path, text: readFileSync(join(root, path), 'utf8') })));
 writeFileSync(join(root, GENERATED_TYPES), out.types);
 writeFileSync(join(root, GENERATED_SCHEMAS), out.crds);
-console.log(`wrote ${GENERATED_TYPES} and ${GENERATED_SCHEMAS}`);
+for (const [path, text] of Object.entries(out.manifests)) writeFileSync(join(root, path), text);
+console.log(`wrote ${[GENERATED_TYPES, GENERATED_SCHEMAS, ...Object.keys(out.manifests)].join(', ')}`);

@@ -1529,4 +1529,1113 @@ export const xenHostCRD: CustomResourceDefinition = {
   }
 };
 
-export const allCRDs: readonly CustomResourceDefinition[] = [guestCRD, xenHostCRD];
+export const guestSetCRD: CustomResourceDefinition = {
+  "apiVersion": "apiextensions.k8s.io/v1",
+  "kind": "CustomResourceDefinition",
+  "metadata": {
+    "name": "guestsets.krata.dev",
+    "labels": {
+      "app.kubernetes.io/name": "krata",
+      "app.kubernetes.io/component": "api"
+    }
+  },
+  "spec": {
+    "group": "krata.dev",
+    "scope": "Namespaced",
+    "names": {
+      "kind": "GuestSet",
+      "listKind": "GuestSetList",
+      "plural": "guestsets",
+      "singular": "guestset",
+      "shortNames": [
+        "gs"
+      ],
+      "categories": [
+        "krata"
+      ]
+    },
+    "versions": [
+      {
+        "name": "v1alpha1",
+        "served": true,
+        "storage": true,
+        "subresources": {
+          "status": {},
+          "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector"
+          }
+        },
+        "additionalPrinterColumns": [
+          {
+            "name": "Desired",
+            "type": "integer",
+            "jsonPath": ".spec.replicas"
+          },
+          {
+            "name": "Ready",
+            "type": "integer",
+            "jsonPath": ".status.readyReplicas"
+          },
+          {
+            "name": "Up-to-date",
+            "type": "integer",
+            "jsonPath": ".status.updatedReplicas"
+          },
+          {
+            "name": "Available",
+            "type": "integer",
+            "jsonPath": ".status.availableReplicas"
+          },
+          {
+            "name": "Age",
+            "type": "date",
+            "jsonPath": ".metadata.creationTimestamp"
+          },
+          {
+            "name": "Image",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".spec.template.spec.image"
+          },
+          {
+            "name": "Selector",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".status.selector"
+          }
+        ],
+        "schema": {
+          "openAPIV3Schema": {
+            "title": "GuestSet",
+            "description": "A GuestSet keeps `replicas` Guests made from `template` running, and replaces them with new ones when the template changes (a rolling update, or Recreate), as a Deployment does with Pods. Its Guests are named after it, carry its selector labels and an ownerReference to it, and are deleted with it.",
+            "type": "object",
+            "required": [
+              "spec"
+            ],
+            "properties": {
+              "apiVersion": {
+                "type": "string",
+                "description": "krata.dev/v1alpha1"
+              },
+              "kind": {
+                "type": "string",
+                "description": "GuestSet"
+              },
+              "metadata": {
+                "type": "object"
+              },
+              "spec": {
+                "title": "GuestSetSpec",
+                "description": "How many Guests of which template, and how to replace them.",
+                "type": "object",
+                "required": [
+                  "selector",
+                  "template"
+                ],
+                "properties": {
+                  "replicas": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "maximum": 1000,
+                    "default": 1,
+                    "description": "How many Guests should run (the scale subresource's spec.replicas)."
+                  },
+                  "selector": {
+                    "title": "LabelSelector",
+                    "description": "Which Guests belong to the set, by label; must match the template's labels. A Guest that matches but has no owner is not adopted: the set only counts Guests it created.",
+                    "type": "object",
+                    "properties": {
+                      "matchLabels": {
+                        "type": "object",
+                        "maxProperties": 64,
+                        "additionalProperties": {
+                          "type": "string"
+                        },
+                        "description": "Labels a Guest must carry with these values."
+                      },
+                      "matchExpressions": {
+                        "type": "array",
+                        "maxItems": 32,
+                        "description": "Requirements on labels, all of which must hold.",
+                        "items": {
+                          "title": "LabelSelectorRequirement",
+                          "type": "object",
+                          "required": [
+                            "key",
+                            "operator"
+                          ],
+                          "properties": {
+                            "key": {
+                              "type": "string",
+                              "maxLength": 317,
+                              "description": "The label key."
+                            },
+                            "operator": {
+                              "type": "string",
+                              "enum": [
+                                "In",
+                                "NotIn",
+                                "Exists",
+                                "DoesNotExist"
+                              ],
+                              "description": "In and NotIn need values; Exists and DoesNotExist take none."
+                            },
+                            "values": {
+                              "type": "array",
+                              "maxItems": 64,
+                              "items": {
+                                "type": "string"
+                              },
+                              "description": "The values for In and NotIn."
+                            }
+                          }
+                        }
+                      }
+                    }
+                  },
+                  "template": {
+                    "title": "GuestTemplate",
+                    "description": "The Guests to make. A change of it is a new revision, rolled out under strategy.",
+                    "type": "object",
+                    "required": [
+                      "spec"
+                    ],
+                    "properties": {
+                      "metadata": {
+                        "title": "GuestTemplateMetadata",
+                        "description": "Labels and annotations every Guest of the set gets.",
+                        "type": "object",
+                        "properties": {
+                          "labels": {
+                            "type": "object",
+                            "additionalProperties": {
+                              "type": "string"
+                            },
+                            "description": "Must satisfy the set's selector."
+                          },
+                          "annotations": {
+                            "type": "object",
+                            "additionalProperties": {
+                              "type": "string"
+                            }
+                          }
+                        }
+                      },
+                      "spec": {
+                        "title": "GuestSpec",
+                        "description": "What should run. Changing any field except resources.cpus, resources.memory, nodeSelector and the probes recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is applied to the running domain (status.resources).",
+                        "type": "object",
+                        "required": [
+                          "image"
+                        ],
+                        "properties": {
+                          "image": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 1024,
+                            "pattern": "^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$",
+                            "description": "OCI image reference, Docker Hub naming rules (alpine means docker.io/library/alpine:latest); a digest (@sha256:...) pins the exact image."
+                          },
+                          "imagePullPolicy": {
+                            "type": "string",
+                            "enum": [
+                              "Always",
+                              "IfNotPresent",
+                              "Never"
+                            ],
+                            "description": "When to contact the registry. Unset means what it means for a Pod: Always for :latest or an untagged image, IfNotPresent otherwise."
+                          },
+                          "imagePullSecrets": {
+                            "type": "array",
+                            "maxItems": 16,
+                            "description": "Credentials for private registries: dockerconfigjson (or dockercfg) Secrets in the Guest's namespace, in a cluster or applied to the node agent on a single host. A cached image is used only once the Guest's namespace has shown the registry it may pull it.",
+                            "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": [
+                              "name"
+                            ],
+                            "items": {
+                              "title": "LocalObjectReference",
+                              "type": "object",
+                              "required": [
+                                "name"
+                              ],
+                              "properties": {
+                                "name": {
+                                  "type": "string",
+                                  "minLength": 1,
+                                  "maxLength": 253,
+                                  "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+                                }
+                              }
+                            }
+                          },
+                          "command": {
+                            "type": "array",
+                            "maxItems": 256,
+                            "description": "Replaces the image's Entrypoint (and then its Cmd is not used), as for a Pod.",
+                            "items": {
+                              "type": "string",
+                              "maxLength": 65536
+                            }
+                          },
+                          "args": {
+                            "type": "array",
+                            "maxItems": 4096,
+                            "description": "Replaces the image's Cmd; appended to command, or to the image's Entrypoint.",
+                            "items": {
+                              "type": "string",
+                              "maxLength": 65536
+                            }
+                          },
+                          "env": {
+                            "type": "array",
+                            "maxItems": 1024,
+                            "description": "Environment variables, added to the image's Env (these win).",
+                            "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": [
+                              "name"
+                            ],
+                            "items": {
+                              "title": "EnvVar",
+                              "type": "object",
+                              "required": [
+                                "name"
+                              ],
+                              "properties": {
+                                "name": {
+                                  "type": "string",
+                                  "minLength": 1,
+                                  "maxLength": 1024,
+                                  "pattern": "^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+                                },
+                                "value": {
+                                  "type": "string",
+                                  "maxLength": 131072
+                                }
+                              }
+                            }
+                          },
+                          "workingDir": {
+                            "type": "string",
+                            "maxLength": 4096,
+                            "pattern": "^/",
+                            "description": "Absolute directory the process starts in; defaults to the image's WorkingDir, then /."
+                          },
+                          "user": {
+                            "type": "string",
+                            "maxLength": 256,
+                            "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$",
+                            "description": "user[:group], names or numeric ids, resolved in the image's /etc/passwd and /etc/group; overrides the image's User."
+                          },
+                          "tty": {
+                            "type": "boolean",
+                            "default": false,
+                            "description": "Give the process a terminal on the guest console (for interactive shells)."
+                          },
+                          "hostname": {
+                            "type": "string",
+                            "maxLength": 63,
+                            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                            "description": "The guest's hostname; defaults to the Guest's name."
+                          },
+                          "resources": {
+                            "title": "GuestResources",
+                            "type": "object",
+                            "default": {},
+                            "description": "vCPUs and memory. The domain is created with maxCpus vCPUs (cpus of them online) and maxMemory of memory, with memory as its balloon target. Changing cpus or memory within those maximums applies to the running domain without a restart (vCPUs hot-plugged, the balloon target moved; status.resources shows when the guest has followed); changing maxCpus or maxMemory recreates the domain.",
+                            "properties": {
+                              "cpus": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 128,
+                                "default": 1,
+                                "description": "vCPUs online."
+                              },
+                              "maxCpus": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 128,
+                                "description": "vCPUs the domain is created with; at least cpus; defaults to cpus."
+                              },
+                              "memory": {
+                                "x-kubernetes-int-or-string": true,
+                                "anyOf": [
+                                  {
+                                    "type": "integer"
+                                  },
+                                  {
+                                    "type": "string"
+                                  }
+                                ],
+                                "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+                                "default": "512Mi",
+                                "description": "Memory target, a Kubernetes quantity (512Mi, 2Gi); at least 32Mi."
+                              },
+                              "maxMemory": {
+                                "x-kubernetes-int-or-string": true,
+                                "anyOf": [
+                                  {
+                                    "type": "integer"
+                                  },
+                                  {
+                                    "type": "string"
+                                  }
+                                ],
+                                "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+                                "description": "Memory the domain is created with (its maximum); at least memory; defaults to memory."
+                              }
+                            }
+                          },
+                          "kernel": {
+                            "title": "KernelSpec",
+                            "type": "object",
+                            "description": "The guest kernel. Unset uses the node's default kernel.",
+                            "properties": {
+                              "image": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 1024,
+                                "pattern": "^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$",
+                                "description": "OCI image holding the kernel at /kernel/image (and modules), instead of the node's default."
+                              },
+                              "path": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "pattern": "^/",
+                                "description": "Absolute path of a kernel on the node (single-host use); excludes image."
+                              },
+                              "cmdline": {
+                                "type": "string",
+                                "maxLength": 2048,
+                                "description": "Appended to the kernel command line."
+                              },
+                              "verbose": {
+                                "type": "boolean",
+                                "default": false,
+                                "description": "Drop \"quiet\" from the kernel command line."
+                              }
+                            }
+                          },
+                          "initrd": {
+                            "title": "InitrdSpec",
+                            "type": "object",
+                            "description": "The guest initrd holding krata's init. Unset uses the node's default.",
+                            "properties": {
+                              "image": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 1024,
+                                "pattern": "^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$",
+                                "description": "OCI image holding the initrd at /krata/initrd."
+                              },
+                              "path": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "pattern": "^/",
+                                "description": "Absolute path of an initrd on the node; excludes image."
+                              }
+                            }
+                          },
+                          "network": {
+                            "title": "GuestNetwork",
+                            "type": "object",
+                            "default": {},
+                            "properties": {
+                              "enabled": {
+                                "type": "boolean",
+                                "default": true,
+                                "description": "Attach the guest to kratanet (outbound NAT, IPv4 and IPv6)."
+                              },
+                              "ports": {
+                                "type": "array",
+                                "maxItems": 64,
+                                "description": "Guest ports published on the node.",
+                                "x-kubernetes-list-type": "map",
+                                "x-kubernetes-list-map-keys": [
+                                  "containerPort",
+                                  "protocol"
+                                ],
+                                "items": {
+                                  "title": "GuestPort",
+                                  "type": "object",
+                                  "required": [
+                                    "containerPort"
+                                  ],
+                                  "properties": {
+                                    "name": {
+                                      "type": "string",
+                                      "maxLength": 15,
+                                      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+                                    },
+                                    "containerPort": {
+                                      "type": "integer",
+                                      "minimum": 1,
+                                      "maximum": 65535,
+                                      "description": "Port the guest listens on."
+                                    },
+                                    "hostPort": {
+                                      "type": "integer",
+                                      "minimum": 1,
+                                      "maximum": 65535,
+                                      "description": "Port on the node; defaults to containerPort. Must be in the host's allowed ranges (XenHost spec.guestPolicy.hostPorts, the agent's --host-ports; both default to 1024-65535) and free there."
+                                    },
+                                    "protocol": {
+                                      "type": "string",
+                                      "enum": [
+                                        "TCP",
+                                        "UDP"
+                                      ],
+                                      "default": "TCP"
+                                    }
+                                  }
+                                }
+                              }
+                            }
+                          },
+                          "restartPolicy": {
+                            "type": "string",
+                            "enum": [
+                              "Always",
+                              "OnFailure",
+                              "Never"
+                            ],
+                            "default": "Always",
+                            "description": "What happens when the process ends: restarted with exponential backoff (10 s doubling to 5 min, reset after 10 min running) for Always, and for OnFailure on a non-zero exit or a signal."
+                          },
+                          "terminationGracePeriodSeconds": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 86400,
+                            "default": 30,
+                            "description": "Seconds between SIGTERM and SIGKILL when the guest is stopped."
+                          },
+                          "nodeName": {
+                            "type": "string",
+                            "maxLength": 253,
+                            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                            "description": "Run on this XenHost: placement considers no other host, but its cordon, nodeSelector, capacity, host ports and spec.guestPolicy.allowNodeName still apply."
+                          },
+                          "nodeSelector": {
+                            "type": "object",
+                            "maxProperties": 64,
+                            "description": "Only place the guest on XenHosts whose labels match all of these.",
+                            "additionalProperties": {
+                              "type": "string"
+                            }
+                          },
+                          "startupProbe": {
+                            "title": "Probe",
+                            "type": "object",
+                            "description": "Whether the application has started, as for a Pod: readiness and liveness probes wait until it succeeds once; failureThreshold failures in a row stop the domain, which restartPolicy then restarts (Events Unhealthy, Killing). Changing a probe keeps the running domain.",
+                            "properties": {
+                              "exec": {
+                                "title": "ExecAction",
+                                "type": "object",
+                                "required": [
+                                  "command"
+                                ],
+                                "description": "Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0 is success. A command still running at timeoutSeconds is killed and fails.",
+                                "properties": {
+                                  "command": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 256,
+                                    "items": {
+                                      "type": "string",
+                                      "maxLength": 65536
+                                    }
+                                  }
+                                }
+                              },
+                              "tcpSocket": {
+                                "title": "TCPSocketAction",
+                                "type": "object",
+                                "required": [
+                                  "port"
+                                ],
+                                "description": "Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a Pod IP); an accepted connection is success.",
+                                "properties": {
+                                  "port": {
+                                    "x-kubernetes-int-or-string": true,
+                                    "anyOf": [
+                                      {
+                                        "type": "integer"
+                                      },
+                                      {
+                                        "type": "string"
+                                      }
+                                    ],
+                                    "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                                  }
+                                }
+                              },
+                              "httpGet": {
+                                "title": "HTTPGetAction",
+                                "type": "object",
+                                "required": [
+                                  "port"
+                                ],
+                                "description": "An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is success. At most 10 KiB of the response is read; HTTPS certificates are not verified.",
+                                "properties": {
+                                  "path": {
+                                    "type": "string",
+                                    "maxLength": 2048,
+                                    "pattern": "^/[!-~]*$",
+                                    "default": "/",
+                                    "description": "Request path (and query), starting with /."
+                                  },
+                                  "port": {
+                                    "x-kubernetes-int-or-string": true,
+                                    "anyOf": [
+                                      {
+                                        "type": "integer"
+                                      },
+                                      {
+                                        "type": "string"
+                                      }
+                                    ],
+                                    "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                                  },
+                                  "scheme": {
+                                    "type": "string",
+                                    "enum": [
+                                      "HTTP",
+                                      "HTTPS"
+                                    ],
+                                    "default": "HTTP"
+                                  },
+                                  "httpHeaders": {
+                                    "type": "array",
+                                    "maxItems": 32,
+                                    "description": "Request headers, added to (or replacing) Host, User-Agent and Accept.",
+                                    "items": {
+                                      "title": "HTTPHeader",
+                                      "type": "object",
+                                      "required": [
+                                        "name",
+                                        "value"
+                                      ],
+                                      "properties": {
+                                        "name": {
+                                          "type": "string",
+                                          "minLength": 1,
+                                          "maxLength": 256,
+                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                        },
+                                        "value": {
+                                          "type": "string",
+                                          "maxLength": 4096,
+                                          "pattern": "^[^\\r\\n\\x00]*$"
+                                        }
+                                      }
+                                    }
+                                  }
+                                }
+                              },
+                              "initialDelaySeconds": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 86400,
+                                "default": 0,
+                                "description": "Seconds after the domain starts before the first probe."
+                              },
+                              "periodSeconds": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 86400,
+                                "default": 10,
+                                "description": "Seconds between probes."
+                              },
+                              "timeoutSeconds": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 3600,
+                                "default": 1,
+                                "description": "Seconds a probe may take; a probe still running then fails."
+                              },
+                              "successThreshold": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 1,
+                                "description": "Successes in a row after a failure to count as passing; must be 1 for liveness and startup."
+                              },
+                              "failureThreshold": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 3,
+                                "description": "Failures in a row to count as failing."
+                              }
+                            }
+                          },
+                          "readinessProbe": {
+                            "title": "Probe",
+                            "type": "object",
+                            "description": "Whether the application answers, as for a Pod: the Ready condition is True only while it passes (it starts failing until the first success). Unset: Ready once the domain runs and the startup probe, if any, has succeeded. Changing a probe keeps the running domain.",
+                            "properties": {
+                              "exec": {
+                                "title": "ExecAction",
+                                "type": "object",
+                                "required": [
+                                  "command"
+                                ],
+                                "description": "Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0 is success. A command still running at timeoutSeconds is killed and fails.",
+                                "properties": {
+                                  "command": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 256,
+                                    "items": {
+                                      "type": "string",
+                                      "maxLength": 65536
+                                    }
+                                  }
+                                }
+                              },
+                              "tcpSocket": {
+                                "title": "TCPSocketAction",
+                                "type": "object",
+                                "required": [
+                                  "port"
+                                ],
+                                "description": "Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a Pod IP); an accepted connection is success.",
+                                "properties": {
+                                  "port": {
+                                    "x-kubernetes-int-or-string": true,
+                                    "anyOf": [
+                                      {
+                                        "type": "integer"
+                                      },
+                                      {
+                                        "type": "string"
+                                      }
+                                    ],
+                                    "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                                  }
+                                }
+                              },
+                              "httpGet": {
+                                "title": "HTTPGetAction",
+                                "type": "object",
+                                "required": [
+                                  "port"
+                                ],
+                                "description": "An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is success. At most 10 KiB of the response is read; HTTPS certificates are not verified.",
+                                "properties": {
+                                  "path": {
+                                    "type": "string",
+                                    "maxLength": 2048,
+                                    "pattern": "^/[!-~]*$",
+                                    "default": "/",
+                                    "description": "Request path (and query), starting with /."
+                                  },
+                                  "port": {
+                                    "x-kubernetes-int-or-string": true,
+                                    "anyOf": [
+                                      {
+                                        "type": "integer"
+                                      },
+                                      {
+                                        "type": "string"
+                                      }
+                                    ],
+                                    "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                                  },
+                                  "scheme": {
+                                    "type": "string",
+                                    "enum": [
+                                      "HTTP",
+                                      "HTTPS"
+                                    ],
+                                    "default": "HTTP"
+                                  },
+                                  "httpHeaders": {
+                                    "type": "array",
+                                    "maxItems": 32,
+                                    "description": "Request headers, added to (or replacing) Host, User-Agent and Accept.",
+                                    "items": {
+                                      "title": "HTTPHeader",
+                                      "type": "object",
+                                      "required": [
+                                        "name",
+                                        "value"
+                                      ],
+                                      "properties": {
+                                        "name": {
+                                          "type": "string",
+                                          "minLength": 1,
+                                          "maxLength": 256,
+                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                        },
+                                        "value": {
+                                          "type": "string",
+                                          "maxLength": 4096,
+                                          "pattern": "^[^\\r\\n\\x00]*$"
+                                        }
+                                      }
+                                    }
+                                  }
+                                }
+                              },
+                              "initialDelaySeconds": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 86400,
+                                "default": 0,
+                                "description": "Seconds after the domain starts before the first probe."
+                              },
+                              "periodSeconds": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 86400,
+                                "default": 10,
+                                "description": "Seconds between probes."
+                              },
+                              "timeoutSeconds": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 3600,
+                                "default": 1,
+                                "description": "Seconds a probe may take; a probe still running then fails."
+                              },
+                              "successThreshold": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 1,
+                                "description": "Successes in a row after a failure to count as passing; must be 1 for liveness and startup."
+                              },
+                              "failureThreshold": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 3,
+                                "description": "Failures in a row to count as failing."
+                              }
+                            }
+                          },
+                          "livenessProbe": {
+                            "title": "Probe",
+                            "type": "object",
+                            "description": "Whether the application is alive, as for a Pod: failureThreshold failures in a row stop the domain (its grace period applies), counted as a failed exit that restartPolicy judges (Events Unhealthy, Killing); Never leaves the Guest Failed. Changing a probe keeps the running domain.",
+                            "properties": {
+                              "exec": {
+                                "title": "ExecAction",
+                                "type": "object",
+                                "required": [
+                                  "command"
+                                ],
+                                "description": "Run a command in the guest over its control channel (as kratactl exec does, no shell); exit status 0 is success. A command still running at timeoutSeconds is killed and fails.",
+                                "properties": {
+                                  "command": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 256,
+                                    "items": {
+                                      "type": "string",
+                                      "maxLength": 65536
+                                    }
+                                  }
+                                }
+                              },
+                              "tcpSocket": {
+                                "title": "TCPSocketAction",
+                                "type": "object",
+                                "required": [
+                                  "port"
+                                ],
+                                "description": "Open a TCP connection to the guest's port from the node (through kratanet, as the kubelet reaches a Pod IP); an accepted connection is success.",
+                                "properties": {
+                                  "port": {
+                                    "x-kubernetes-int-or-string": true,
+                                    "anyOf": [
+                                      {
+                                        "type": "integer"
+                                      },
+                                      {
+                                        "type": "string"
+                                      }
+                                    ],
+                                    "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                                  }
+                                }
+                              },
+                              "httpGet": {
+                                "title": "HTTPGetAction",
+                                "type": "object",
+                                "required": [
+                                  "port"
+                                ],
+                                "description": "An HTTP GET to the guest's port from the node (through kratanet); a status from 200 to 399 is success. At most 10 KiB of the response is read; HTTPS certificates are not verified.",
+                                "properties": {
+                                  "path": {
+                                    "type": "string",
+                                    "maxLength": 2048,
+                                    "pattern": "^/[!-~]*$",
+                                    "default": "/",
+                                    "description": "Request path (and query), starting with /."
+                                  },
+                                  "port": {
+                                    "x-kubernetes-int-or-string": true,
+                                    "anyOf": [
+                                      {
+                                        "type": "integer"
+                                      },
+                                      {
+                                        "type": "string"
+                                      }
+                                    ],
+                                    "description": "Port number (1-65535), or the name of a spec.network.ports entry."
+                                  },
+                                  "scheme": {
+                                    "type": "string",
+                                    "enum": [
+                                      "HTTP",
+                                      "HTTPS"
+                                    ],
+                                    "default": "HTTP"
+                                  },
+                                  "httpHeaders": {
+                                    "type": "array",
+                                    "maxItems": 32,
+                                    "description": "Request headers, added to (or replacing) Host, User-Agent and Accept.",
+                                    "items": {
+                                      "title": "HTTPHeader",
+                                      "type": "object",
+                                      "required": [
+                                        "name",
+                                        "value"
+                                      ],
+                                      "properties": {
+                                        "name": {
+                                          "type": "string",
+                                          "minLength": 1,
+                                          "maxLength": 256,
+                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                        },
+                                        "value": {
+                                          "type": "string",
+                                          "maxLength": 4096,
+                                          "pattern": "^[^\\r\\n\\x00]*$"
+                                        }
+                                      }
+                                    }
+                                  }
+                                }
+                              },
+                              "initialDelaySeconds": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 86400,
+                                "default": 0,
+                                "description": "Seconds after the domain starts before the first probe."
+                              },
+                              "periodSeconds": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 86400,
+                                "default": 10,
+                                "description": "Seconds between probes."
+                              },
+                              "timeoutSeconds": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 3600,
+                                "default": 1,
+                                "description": "Seconds a probe may take; a probe still running then fails."
+                              },
+                              "successThreshold": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 1,
+                                "description": "Successes in a row after a failure to count as passing; must be 1 for liveness and startup."
+                              },
+                              "failureThreshold": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 3,
+                                "description": "Failures in a row to count as failing."
+                              }
+                            }
+                          }
+                        }
+                      }
+                    }
+                  },
+                  "strategy": {
+                    "title": "GuestSetStrategy",
+                    "description": "How Guests of an old template are replaced.",
+                    "type": "object",
+                    "default": {},
+                    "properties": {
+                      "type": {
+                        "type": "string",
+                        "enum": [
+                          "RollingUpdate",
+                          "Recreate"
+                        ],
+                        "default": "RollingUpdate",
+                        "description": "RollingUpdate replaces Guests a few at a time, waiting for new ones to be available; Recreate deletes every old Guest before it creates new ones."
+                      },
+                      "rollingUpdate": {
+                        "title": "RollingUpdate",
+                        "description": "Only with type RollingUpdate; unset means 25% and 25%.",
+                        "type": "object",
+                        "properties": {
+                          "maxUnavailable": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "pattern": "^[0-9]{1,3}%$",
+                            "default": "25%",
+                            "description": "How many Guests may be unavailable during an update, a number or a percentage of replicas (rounded down). 0 needs maxSurge above 0."
+                          },
+                          "maxSurge": {
+                            "x-kubernetes-int-or-string": true,
+                            "anyOf": [
+                              {
+                                "type": "integer"
+                              },
+                              {
+                                "type": "string"
+                              }
+                            ],
+                            "pattern": "^[0-9]{1,3}%$",
+                            "default": "25%",
+                            "description": "How many Guests above replicas may exist during an update, a number or a percentage of replicas (rounded up)."
+                          }
+                        }
+                      }
+                    }
+                  },
+                  "minReadySeconds": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "default": 0,
+                    "description": "How long a new Guest must have been Ready before it counts as available."
+                  }
+                }
+              },
+              "status": {
+                "title": "GuestSetStatus",
+                "description": "What the set's controller last saw of its Guests.",
+                "type": "object",
+                "properties": {
+                  "observedGeneration": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 0,
+                    "description": "The metadata.generation this status describes."
+                  },
+                  "replicas": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "description": "The set's Guests that are not being deleted."
+                  },
+                  "readyReplicas": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "description": "Those whose Ready condition is True."
+                  },
+                  "updatedReplicas": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "description": "Those made from the current template (updateRevision)."
+                  },
+                  "availableReplicas": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "description": "Those Ready for at least minReadySeconds."
+                  },
+                  "selector": {
+                    "type": "string",
+                    "maxLength": 16384,
+                    "description": "The selector as a string (app=web,tier in (a,b)), for the scale subresource."
+                  },
+                  "updateRevision": {
+                    "type": "string",
+                    "maxLength": 63,
+                    "description": "The hash of the current template; its Guests carry it as krata.dev/template-hash."
+                  },
+                  "conditions": {
+                    "type": "array",
+                    "maxItems": 32,
+                    "description": "Ready, Reconciling and Stalled (kstatus).",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": [
+                      "type"
+                    ],
+                    "items": {
+                      "title": "Condition",
+                      "type": "object",
+                      "required": [
+                        "type",
+                        "status",
+                        "lastTransitionTime",
+                        "reason",
+                        "message"
+                      ],
+                      "properties": {
+                        "type": {
+                          "type": "string",
+                          "maxLength": 316,
+                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+                        },
+                        "status": {
+                          "type": "string",
+                          "enum": [
+                            "True",
+                            "False",
+                            "Unknown"
+                          ]
+                        },
+                        "observedGeneration": {
+                          "type": "integer",
+                          "format": "int64",
+                          "minimum": 0
+                        },
+                        "lastTransitionTime": {
+                          "type": "string",
+                          "format": "date-time"
+                        },
+                        "reason": {
+                          "type": "string",
+                          "minLength": 1,
+                          "maxLength": 1024,
+                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+                        },
+                        "message": {
+                          "type": "string",
+                          "maxLength": 32768
+                        }
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    ]
+  }
+};
+
+export const allCRDs: readonly CustomResourceDefinition[] = [guestCRD, xenHostCRD, guestSetCRD];

@@ -387,5 +387,113 @@ export interface XenHost {
   status?: XenHostStatus;
 }
 
+export interface LabelSelectorRequirement {
+  /** The label key. */
+  key: string;
+  /** In and NotIn need values; Exists and DoesNotExist take none. */
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  /** The values for In and NotIn. */
+  values?: string[];
+}
+
+export interface LabelSelector {
+  /** Labels a Guest must carry with these values. */
+  matchLabels?: Record<string, string>;
+  /** Requirements on labels, all of which must hold. */
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+export interface GuestTemplateMetadata {
+  /** Must satisfy the set's selector. */
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface GuestTemplate {
+  /** Labels and annotations every Guest of the set gets. */
+  metadata?: GuestTemplateMetadata;
+  /**
+   * What should run. Changing any field except resources.cpus, resources.memory, nodeSelector and the
+   * probes recreates the guest's domain; a change of cpus or memory within maxCpus and maxMemory is
+   * applied to the running domain (status.resources).
+   */
+  spec: GuestSpec;
+}
+
+export interface RollingUpdate {
+  /**
+   * How many Guests may be unavailable during an update, a number or a percentage of replicas (rounded
+   * down). 0 needs maxSurge above 0.
+   */
+  maxUnavailable: number | string;
+  /**
+   * How many Guests above replicas may exist during an update, a number or a percentage of replicas
+   * (rounded up).
+   */
+  maxSurge: number | string;
+}
+
+export interface GuestSetStrategy {
+  /**
+   * RollingUpdate replaces Guests a few at a time, waiting for new ones to be available; Recreate
+   * deletes every old Guest before it creates new ones.
+   */
+  type: 'RollingUpdate' | 'Recreate';
+  /** Only with type RollingUpdate; unset means 25% and 25%. */
+  rollingUpdate?: RollingUpdate;
+}
+
+export interface GuestSetSpec {
+  /** How many Guests should run (the scale subresource's spec.replicas). */
+  replicas: number;
+  /**
+   * Which Guests belong to the set, by label; must match the template's labels. A Guest that matches but
+   * has no owner is not adopted: the set only counts Guests it created.
+   */
+  selector: LabelSelector;
+  /** The Guests to make. A change of it is a new revision, rolled out under strategy. */
+  template: GuestTemplate;
+  /** How Guests of an old template are replaced. */
+  strategy: GuestSetStrategy;
+  /** How long a new Guest must have been Ready before it counts as available. */
+  minReadySeconds: number;
+}
+
+export interface GuestSetStatus {
+  /** The metadata.generation this status describes. */
+  observedGeneration?: number;
+  /** The set's Guests that are not being deleted. */
+  replicas?: number;
+  /** Those whose Ready condition is True. */
+  readyReplicas?: number;
+  /** Those made from the current template (updateRevision). */
+  updatedReplicas?: number;
+  /** Those Ready for at least minReadySeconds. */
+  availableReplicas?: number;
+  /** The selector as a string (app=web,tier in (a,b)), for the scale subresource. */
+  selector?: string;
+  /** The hash of the current template; its Guests carry it as krata.dev/template-hash. */
+  updateRevision?: string;
+  /** Ready, Reconciling and Stalled (kstatus). */
+  conditions?: Condition[];
+}
+
+/**
+ * A GuestSet keeps `replicas` Guests made from `template` running, and replaces them with new ones
+ * when the template changes (a rolling update, or Recreate), as a Deployment does with Pods. Its
+ * Guests are named after it, carry its selector labels and an ownerReference to it, and are deleted
+ * with it.
+ */
+export interface GuestSet {
+  apiVersion: 'krata.dev/v1alpha1';
+  kind: 'GuestSet';
+  metadata: ObjectMeta;
+  /** How many Guests of which template, and how to replace them. */
+  spec: GuestSetSpec;
+  /** What the set's controller last saw of its Guests. */
+  status?: GuestSetStatus;
+}
+
 export const GuestAPIVersion = 'krata.dev/v1alpha1';
 export const XenHostAPIVersion = 'krata.dev/v1alpha1';
+export const GuestSetAPIVersion = 'krata.dev/v1alpha1';

@@ -1,6 +1,6 @@
 // What the commands that talk to the node agent share: the --agent and -n options, guest kind names,
 // kubectl-style tables and ages, and how an agent's refusal is printed.
-import type { Guest } from '../../crds/generated/types.js';
+import type { Guest, GuestSet } from '../../crds/generated/types.js';
 import { resolveKind } from '../../crds/validate.js';
 import { AgentClient, AgentError } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
@@ -42,12 +42,49 @@ export function isGuestKind(word: string): boolean {
   return resolveKind(word)?.kind === 'Guest';
 }
 
+/** guestset, guestsets, gs, GuestSet, guestsets.krata.dev. */
+export function isGuestSetKind(word: string): boolean {
+  return resolveKind(word)?.kind === 'GuestSet';
+}
+
+/** gs/NAME or guestset/NAME (kubectl's TYPE/NAME form), or undefined for another word. */
+export function guestSetRef(word: string): string | undefined {
+  const slash = word.indexOf('/');
+  return slash > 0 && isGuestSetKind(word.slice(0, slash)) ? word.slice(slash + 1) : undefined;
+}
+
+/** NAME READY UP-TO-DATE AVAILABLE AGE (wide: IMAGE SELECTOR), as kubectl prints Deployments. */
+export function guestSetHeader(wide: boolean, allNamespaces: boolean): string[] {
+  return [
+    ...(allNamespaces ? ['NAMESPACE'] : []),
+    'NAME',
+    'READY',
+    'UP-TO-DATE',
+    'AVAILABLE',
+    'AGE',
+    ...(wide ? ['IMAGE', 'SELECTOR'] : []),
+  ];
+}
+
+export function guestSetRow(s: GuestSet, wide: boolean, allNamespaces: boolean, now = Date.now()): string[] {
+  const st = s.status ?? {};
+  return [
+    ...(allNamespaces ? [s.metadata.namespace ?? DEFAULT_NAMESPACE] : []),
+    s.metadata.name,
+    `${st.readyReplicas ?? 0}/${s.spec.replicas}`,
+    String(st.updatedReplicas ?? 0),
+    String(st.availableReplicas ?? 0),
+    age(s.metadata.creationTimestamp, now),
+    ...(wide ? [s.spec.template.spec.image, st.selector ?? '<none>'] : []),
+  ];
+}
+
 /** Refuses kinds the node agent does not serve by name (XenHosts live in the cluster). */
 export function checkKindWord(word: string, command: string): void {
   const kind = resolveKind(word);
-  if (kind && kind.kind !== 'Guest')
+  if (kind && kind.kind !== 'Guest' && kind.kind !== 'GuestSet')
     throw new UsageError(
-      `${command}: the node agent serves Guests only; ${kind.kind} objects live in the cluster (try kratactl host status)`,
+      `${command}: the node agent serves Guests and GuestSets; ${kind.kind} objects live in the cluster (try kratactl host status)`,
     );
 }
 

@@ -5,13 +5,24 @@ import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
 import { objectName } from '../output.js';
 import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
-import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, checkKindWord, isGuestKind, namespaceOf } from './common.js';
+import {
+  AGENT_HELP,
+  AGENT_OPTIONS,
+  agentClient,
+  agentFailure,
+  checkGuestName,
+  checkKindWord,
+  isGuestKind,
+  isGuestSetKind,
+  namespaceOf,
+} from './common.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.
 Image pull Secrets of a single host are deleted by name or from their manifests.
 
 Usage:
   kratactl delete guest NAME... [options]
+  kratactl delete guestset|gs NAME... [options]   (the set's Guests are deleted with it)
   kratactl delete secret NAME... [options]
   kratactl delete -f PATH [-f PATH...] [options]
 
@@ -42,6 +53,7 @@ export async function del(argv: string[], io: IO): Promise<number> {
   const namespace = namespaceOf(values);
   const targets: { namespace: string; name: string }[] = [];
   const secrets: { namespace: string; name: string }[] = [];
+  const sets: { namespace: string; name: string }[] = [];
   if (values.filename?.length) {
     if (positionals.length) throw new UsageError('give either -f PATH or guest NAME..., not both');
     const loaded = await loadManifests(values.filename, {
@@ -56,7 +68,9 @@ export async function del(argv: string[], io: IO): Promise<number> {
       return EXIT_FAILED;
     }
     for (const { object } of loaded.objects) {
-      if (object.kind !== 'Guest') io.stderr.write(`warning: skipping ${objectName(object)}: the node agent serves Guests only\n`);
+      if (object.kind === 'GuestSet') sets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
+      else if (object.kind !== 'Guest')
+        io.stderr.write(`warning: skipping ${objectName(object)}: the node agent serves Guests and GuestSets only\n`);
       else targets.push({ namespace: object.metadata.namespace ?? namespace, name: object.metadata.name });
     }
     for (const { object } of loaded.secrets)
@@ -68,6 +82,10 @@ export async function del(argv: string[], io: IO): Promise<number> {
       if (!isPullSecretName(name)) throw new UsageError(`"${name as string}" is not a Secret name (a DNS subdomain)`);
       secrets.push({ namespace, name });
     }
+  } else if (positionals[0] !== undefined && isGuestSetKind(positionals[0])) {
+    const names = positionals.slice(1);
+    if (names.length === 0) throw new UsageError('delete guestset needs at least one NAME');
+    for (const name of names) sets.push({ namespace, name: checkGuestName(name) });
   } else {
     const [kind, ...names] = positionals;
     if (kind === undefined) throw new UsageError('delete needs guest NAME... or -f PATH');
@@ -85,6 +103,15 @@ export async function del(argv: string[], io: IO): Promise<number> {
     try {
       await client.deleteSecret(t.namespace, t.name);
       io.stdout.write(`secret/${t.name} deleted\n`);
+    } catch (err) {
+      status = agentFailure(io, err);
+      if ((err as AgentError).status === undefined) return status;
+    }
+  }
+  for (const t of sets) {
+    try {
+      await client.deleteGuestSet(t.namespace, t.name);
+      io.stdout.write(`${objectName({ kind: 'GuestSet', metadata: t })} deleted\n`);
     } catch (err) {
       status = agentFailure(io, err);
       if ((err as AgentError).status === undefined) return status;

@@ -1,7 +1,7 @@
 // kratactl describe guest NAME: one Guest for people, as kubectl describe prints a Pod: its spec in
 // short, its status, its usage while it runs, its conditions and the recent events about it.
 import { parseArgs } from 'node:util';
-import type { Guest, GuestSpec, Probe, ProbeStatus } from '../../crds/generated/types.js';
+import type { Guest, GuestSet, GuestSpec, Probe, ProbeStatus } from '../../crds/generated/types.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { AgentError, type AgentClient, type GuestEvent, type GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
@@ -14,7 +14,9 @@ import {
   checkGuestName,
   checkKindWord,
   formatTable,
+  guestRow,
   isGuestKind,
+  isGuestSetKind,
   namespaceOf,
 } from './common.js';
 import { usageFields } from './usage-figures.js';
@@ -22,6 +24,7 @@ import { usageFields } from './usage-figures.js';
 export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, usage (while it runs), conditions and recent events.
 
 Usage: kratactl describe guest NAME... [options]
+       kratactl describe guestset|gs NAME... [options]
 
 ${AGENT_HELP}
 `;
@@ -30,6 +33,26 @@ export async function describe(argv: string[], io: IO): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options: { ...AGENT_OPTIONS }, strict: true, allowPositionals: true });
   const [kind, ...names] = positionals;
   if (kind === undefined) throw new UsageError('describe needs a kind and a name: kratactl describe guest NAME');
+  if (isGuestSetKind(kind)) {
+    if (names.length === 0) throw new UsageError('describe guestset needs a NAME');
+    names.forEach(checkGuestName);
+    const namespace = namespaceOf(values);
+    const client = agentClient(values, io);
+    try {
+      const out: string[] = [];
+      for (const name of names) {
+        const set = await client.getGuestSet(namespace, name);
+        const guests = (await client.list(namespace)).filter((g) =>
+          g.metadata.ownerReferences?.some((r) => r.controller && r.kind === 'GuestSet' && r.uid === set.metadata.uid),
+        );
+        out.push(describeGuestSet(set, guests, Date.now()));
+      }
+      io.stdout.write(out.join('\n\n'));
+      return EXIT_OK;
+    } catch (err) {
+      return agentFailure(io, err);
+    }
+  }
   if (!isGuestKind(kind)) {
     checkKindWord(kind, 'describe');
     throw new UsageError(`describe needs a kind first: kratactl describe guest ${kind}`);
@@ -225,4 +248,56 @@ function probeResults(probes: NonNullable<Guest['status']>['probes'], now: numbe
     ],
   ];
   return rows.some(([, v]) => v !== undefined) ? 'Probes:\n' + fields(rows, '  ') : '';
+}
+
+/** A GuestSet as kubectl describes a Deployment, with its Guests as rows of `kratactl get`. */
+export function describeGuestSet(set: GuestSet, guests: Guest[], now: number): string {
+  const st = set.status ?? {};
+  const { strategy } = set.spec;
+  const unavailable = Math.max(0, (st.replicas ?? 0) - (st.availableReplicas ?? 0));
+  const ru = strategy.rollingUpdate;
+  let out = fields([
+    ['Name', set.metadata.name],
+    ['Namespace', set.metadata.namespace ?? 'default'],
+    ['CreationTimestamp', set.metadata.creationTimestamp],
+    ['Labels', map(set.metadata.labels)],
+    ['Selector', st.selector ?? '<none>'],
+    [
+      'Replicas',
+      `${set.spec.replicas} desired | ${st.updatedReplicas ?? 0} updated | ${st.replicas ?? 0} total | ` +
+        `${st.availableReplicas ?? 0} available | ${unavailable} unavailable`,
+    ],
+    ['StrategyType', strategy.type],
+    ['MinReadySeconds', String(set.spec.minReadySeconds)],
+    [
+      'RollingUpdateStrategy',
+      strategy.type === 'RollingUpdate' ? `${ru?.maxUnavailable ?? '25%'} max unavailable, ${ru?.maxSurge ?? '25%'} max surge` : undefined,
+    ],
+    ['UpdateRevision', st.updateRevision],
+  ]);
+  out += 'Template:\n';
+  out += fields(
+    [
+      ['Labels', map(set.spec.template.metadata?.labels)],
+      ['Image', set.spec.template.spec.image],
+      ['Resources', `cpus ${set.spec.template.spec.resources.cpus}, memory ${set.spec.template.spec.resources.memory}`],
+    ],
+    '  ',
+  );
+  const conditions = st.conditions ?? [];
+  out += 'Conditions:\n';
+  out += conditions.length
+    ? formatTable([['  Type', 'Status', 'Reason', 'Message'], ...conditions.map((c) => [`  ${c.type}`, c.status, c.reason, c.message])])
+    : '  <none>\n';
+  out += 'Guests:\n';
+  out += guests.length
+    ? formatTable([
+        ['  NAME', 'PHASE', 'READY', 'RESTARTS', 'IP', 'AGE'],
+        ...guests.map((g) => {
+          const row = guestRow(g, false, false, now);
+          return [`  ${row[0]}`, ...row.slice(1)];
+        }),
+      ])
+    : '  <none>\n';
+  return out;
 }

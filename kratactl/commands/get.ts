@@ -1,7 +1,7 @@
 // kratactl get [guests] [NAME]: the node agent's Guests as a kubectl-style table, or as objects.
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import type { Guest } from '../../crds/generated/types.js';
+import type { Guest, GuestSet } from '../../crds/generated/types.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { canonical, formatObjects, objectName } from '../output.js';
 import {
@@ -14,14 +14,18 @@ import {
   formatTable,
   guestHeader,
   guestRow,
+  guestSetHeader,
+  guestSetRow,
   isGuestKind,
+  isGuestSetKind,
   namespaceOf,
   untilInterrupted,
 } from './common.js';
 
-export const GET_HELP = `List Guests, or show one.
+export const GET_HELP = `List Guests or GuestSets, or show one.
 
 Usage: kratactl get [guests|guest|gst] [NAME] [options]
+       kratactl get guestsets|guestset|gs [NAME] [options]
 
   -o, --output FORMAT   wide (adds DOMID, NODE, IMAGE), yaml, json or name
   -w, --watch           after the list, print a row each time a guest changes (until interrupted)
@@ -44,7 +48,8 @@ export async function get(argv: string[], io: IO): Promise<number> {
     allowPositionals: true,
   });
   const args = [...positionals];
-  if (args[0] !== undefined && isGuestKind(args[0])) args.shift();
+  const sets = args[0] !== undefined && isGuestSetKind(args[0]);
+  if (sets || (args[0] !== undefined && isGuestKind(args[0]))) args.shift();
   else if (args[0] !== undefined) checkKindWord(args[0], 'get');
   if (args.length > 1) throw new UsageError(`get takes at most one NAME (got ${args.join(' ')})`);
   const name = args[0] === undefined ? undefined : checkGuestName(args[0]);
@@ -59,6 +64,18 @@ export async function get(argv: string[], io: IO): Promise<number> {
   const client = agentClient(values, io);
 
   try {
+    if (sets) {
+      if (values.watch) throw new UsageError('--watch follows guests; for a set use kratactl rollout status gs/NAME');
+      const found = name ? [await client.getGuestSet(namespace, name)] : await client.listGuestSets(all ? undefined : namespace);
+      if (output === 'yaml' || output === 'json') io.stdout.write(name ? formatObjects(found, output) : formatList(found, output));
+      else if (output === 'name') for (const s of found) io.stdout.write(`${objectName(s)}\n`);
+      else if (found.length === 0) io.stderr.write(all ? 'No guestsets found.\n' : `No guestsets found in namespace ${namespace}.\n`);
+      else {
+        const wide = output === 'wide';
+        io.stdout.write(formatTable([guestSetHeader(wide, all), ...found.map((s) => guestSetRow(s, wide, all))]));
+      }
+      return EXIT_OK;
+    }
     if (values.watch) return await watchGuests(io, client, { namespace: all ? undefined : namespace, name, output });
     const guests = name ? [await client.get(namespace, name)] : await client.list(all ? undefined : namespace);
     if (output === 'yaml' || output === 'json') {
@@ -78,7 +95,7 @@ export async function get(argv: string[], io: IO): Promise<number> {
 }
 
 /** Lists print as kubectl prints them: one List object, items in the schema's key order. */
-function formatList(guests: Guest[], format: 'yaml' | 'json'): string {
+function formatList(guests: (Guest | GuestSet)[], format: 'yaml' | 'json'): string {
   const list = { apiVersion: 'v1', kind: 'List', items: guests.map(canonical), metadata: { resourceVersion: '' } };
   return format === 'json' ? JSON.stringify(list, null, 2) + '\n' : stringify(list, { version: '1.1', lineWidth: 0 });
 }

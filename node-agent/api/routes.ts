@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Guest } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
 import { InvalidRequest, type AgentService } from '../service/service.js';
-import { type PullEvent, type StoredImage, type WatchEvent } from '../../contracts/agent-api/types.js';
+import { MAX_REPLICAS, type PullEvent, type ScaleRequest, type StoredImage, type WatchEvent } from '../../contracts/agent-api/types.js';
 import { parseReference } from '../../lib/oci/reference.js';
 import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
@@ -122,6 +122,37 @@ async function deleteGuest(r: Request): Promise<void> {
   const gracePeriodSeconds = count(r.query, 'gracePeriodSeconds', 86_400);
   await r.ctx.service.delete(namespace, name, { wait, ...(gracePeriodSeconds !== undefined ? { gracePeriodSeconds } : {}) });
   sendJson(r.res, 200, { kind: 'Guest', metadata: { namespace, name }, status: wait ? 'deleted' : 'deleting' });
+}
+
+async function listGuestSets(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: r.ctx.service.listGuestSets(optionalLabel(r.query, 'namespace')) });
+}
+
+function guestSetName(r: Request): { namespace: string; name: string } {
+  return { namespace: label(r.params.namespace!, 'namespace'), name: label(r.params.name!, 'guestset name') };
+}
+
+async function getGuestSet(r: Request): Promise<void> {
+  const { namespace, name } = guestSetName(r);
+  const set = r.ctx.service.getGuestSet(namespace, name);
+  if (!set) throw new HttpError(404, `guestset "${name}" not found in namespace "${namespace}"`);
+  sendJson(r.res, 200, set);
+}
+
+async function deleteGuestSet(r: Request): Promise<void> {
+  const { namespace, name } = guestSetName(r);
+  r.ctx.service.deleteGuestSet(namespace, name);
+  sendJson(r.res, 200, { kind: 'GuestSet', metadata: { namespace, name }, status: 'deleted' });
+}
+
+/** PUT {"replicas": N}: the scale subresource. */
+async function scaleGuestSet(r: Request): Promise<void> {
+  const { namespace, name } = guestSetName(r);
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes)) as Partial<ScaleRequest> | null;
+  const replicas = body !== null && typeof body === 'object' && !Array.isArray(body) ? body.replicas : undefined;
+  if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS)
+    throw new HttpError(400, `the request body must be {"replicas": N}, N a whole number from 0 to ${MAX_REPLICAS}`);
+  sendJson(r.res, 200, r.ctx.service.scaleGuestSet(namespace, name, replicas));
 }
 
 async function deleteSecret(r: Request): Promise<void> {
@@ -384,6 +415,7 @@ async function host(r: Request): Promise<void> {
 }
 
 const GUEST = '/v1/namespaces/:namespace/guests/:name';
+const GUESTSET = '/v1/namespaces/:namespace/guestsets/:name';
 
 /** Literal routes before parameterized ones: /v1/images/pull is the pull, never an image named "pull" (so are import, prune). */
 export const ROUTES: Route[] = (
@@ -395,6 +427,9 @@ export const ROUTES: Route[] = (
     [`${GUEST}/console`, {}, { what: 'the console', protocol: CONSOLE_PROTOCOL, open: attachConsole }],
     [`${GUEST}/console/size`, { PUT: consoleSize }],
     [`${GUEST}/exec`, {}, EXEC_UPGRADE],
+    ['/v1/guestsets', { GET: listGuestSets }],
+    [GUESTSET, { GET: getGuestSet, DELETE: deleteGuestSet }],
+    [`${GUESTSET}/scale`, { PUT: scaleGuestSet }],
     ['/v1/namespaces/:namespace/secrets/:name', { DELETE: deleteSecret }],
     ['/v1/watch', { GET: watch }],
     ['/v1/events', { GET: events }],

@@ -10,6 +10,7 @@ import {
   baseModule,
   controllerModule,
   followerModule,
+  guestSetsModule,
   imagesModule,
   metricsModule,
   networkModule,
@@ -38,7 +39,7 @@ export function agentModules(config: AgentConfig, log: Log): ContainerModule[] {
     ...(config.metrics ? [metricsModule()] : []),
     probeModule,
     controllerModule,
-    ...(config.cluster ? [followerModule] : []),
+    ...(config.cluster ? [followerModule] : [guestSetsModule]),
     config.network ? networkModule : noNetworkModule,
   ];
 }

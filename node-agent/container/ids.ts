@@ -22,6 +22,8 @@ import type { NetSupervisor } from '../net/supervisor.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
 import type { NodeAgentService } from '../service/agent-service.js';
 import type { GuestStore } from '../store/guest-store.js';
+import type { GuestSetStore } from '../store/guestset-store.js';
+import type { HostGuestSets } from '../controller/guestsets.js';
 import type { SecretStore } from '../store/secret-store.js';
 import type { UsageSampler } from '../usage/sampler.js';
 import type { Prober } from '../probe/prober.js';
@@ -34,6 +36,9 @@ export const CLOCK = id<Clock>('Clock');
 export const HYPERVISOR = id<Hypervisor>('Hypervisor');
 export const GUEST_STORE = id<GuestStore>('GuestStore');
 export const IPAM = id<Ipam>('Ipam');
+/** Single host: the GuestSets, and their controller. */
+export const GUESTSET_STORE = id<GuestSetStore>('GuestSetStore');
+export const GUESTSET_CONTROLLER = id<HostGuestSets>('HostGuestSets');
 export const IMAGE_STORE = id<ImageStore>('ImageStore');
 /** What the reconciler pulls images through: the image store, or a stand-in in tests. */
 export const IMAGE_PROVIDER = id<ImageProvider>('ImageProvider');

@@ -26,6 +26,8 @@ import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
 import { NodeAgentService, CachedImages } from '../service/agent-service.js';
 import { GuestStore } from '../store/guest-store.js';
+import { GuestSetStore } from '../store/guestset-store.js';
+import { HostGuestSets } from '../controller/guestsets.js';
 import { SecretStore } from '../store/secret-store.js';
 import { UsageSampler } from '../usage/sampler.js';
 import { Prober } from '../probe/prober.js';
@@ -40,6 +42,8 @@ import {
   EVENT_RECORDER,
   GUEST_DIALER,
   GUEST_STORE,
+  GUESTSET_CONTROLLER,
+  GUESTSET_STORE,
   HYPERVISOR,
   IMAGE_PROVIDER,
   IMAGE_STORE,
@@ -110,6 +114,34 @@ export const imagesModule = new ContainerModule(({ bind }) => {
   provide(bind, IMAGE_PROVIDER, [IMAGE_STORE], (images) => new CachedImages(images));
 });
 
+/**
+ * Single host: GuestSets, kept beside the Guests and run by the controller the operator runs in a
+ * cluster (workloads/guestset/). Started after the Guest controller, so a set's Guests are reconciled
+ * as soon as they are made.
+ */
+export const guestSetsModule = new ContainerModule(({ bind }) => {
+  provide(bind, GUESTSET_STORE, [CONFIG, LOG], (config, log) => {
+    const problems: string[] = [];
+    const store = new GuestSetStore(config.stateDir, problems);
+    for (const p of problems) log.error({ problem: p }, 'a stored guestset could not be read; it is left in place');
+    return store;
+  });
+  provide(
+    bind,
+    GUESTSET_CONTROLLER,
+    [GUEST_STORE, GUESTSET_STORE, CLOCK, LOG],
+    (guests, sets, clock, log) =>
+      new HostGuestSets(guests, sets, clock, (key, err) =>
+        log.warn({ guestset: key }, `guestset: ${(err as Error)?.message ?? String(err)}`),
+      ),
+  );
+  provide(bind, COMPONENTS, [GUESTSET_CONTROLLER], (c): Component => ({
+    name: 'guestset controller',
+    start: () => c.start(),
+    stop: () => c.stop(),
+  }));
+});
+
 /** Single host: pull credentials are the namespace's Secrets, applied through the local API. */
 export const secretsModule = new ContainerModule(({ bind }) => {
   provide(bind, SECRET_STORE, [CONFIG], (config) => new SecretStore(config.stateDir));
@@ -131,12 +163,23 @@ export const serviceModule = new ContainerModule(({ bind }) => {
   provide(
     bind,
     AGENT,
-    [CONFIG, GUEST_STORE, HYPERVISOR, EVENT_RECORDER, optional(IMAGE_STORE), CLOCK, PULL_SLOTS, optional(SECRET_STORE), USAGE_SAMPLER],
-    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage) =>
+    [
+      CONFIG,
+      GUEST_STORE,
+      HYPERVISOR,
+      EVENT_RECORDER,
+      optional(IMAGE_STORE),
+      CLOCK,
+      PULL_SLOTS,
+      optional(SECRET_STORE),
+      USAGE_SAMPLER,
+      optional(GUESTSET_STORE),
+    ],
+    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage, guestSets) =>
       new NodeAgentService(store, hv, recorder, images, clock, {
         pullSlots,
         usage,
-        ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets }),
+        ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets, ...(guestSets ? { guestSets } : {}) }),
       }),
   );
 });

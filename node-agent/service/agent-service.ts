@@ -3,7 +3,8 @@
 // operator use, all or nothing.
 import { ChannelUnavailable, type ExecRequest, type ExecSession, type ExecSink, type GuestChannel } from '../channel/index.js';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
-import type { Guest } from '../../crds/generated/types.js';
+import type { Guest, GuestSet } from '../../crds/generated/types.js';
+import { setKey, type GuestSetStore } from '../store/guestset-store.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import { packageVersion } from '../../lib/version.js';
 import { ImageReferenceError, parseReference } from '../../lib/oci/reference.js';
@@ -86,6 +87,8 @@ export interface AgentOptions {
   pullSlots?: Semaphore;
   /** The host's one usage sampler (shared with /metrics); the service makes its own without it. */
   usage?: UsageSampler;
+  /** GuestSets (single host); without it, GuestSet documents are refused. */
+  guestSets?: GuestSetStore;
   /** How long an exec waits for the Guest's channel handshake (default 5 s) before it says the channel is not up. */
   channelReadyMs?: number;
 }
@@ -122,6 +125,7 @@ export class NodeAgentService implements AgentService {
     if (!Array.isArray(objects) || objects.length === 0) throw new InvalidRequest('objects: expected a non-empty list');
     const errors: { index?: number; path?: string; message: string }[] = [];
     const valid: Guest[] = [];
+    const sets: GuestSet[] = [];
     const secrets: PullSecret[] = [];
     objects.forEach((o, index) => {
       if (isSecretDocument(o)) {
@@ -138,13 +142,20 @@ export class NodeAgentService implements AgentService {
       const r = validateObject(o);
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
       if (!r.object) return;
-      if (r.object.kind !== 'Guest')
+      if (r.object.kind === 'GuestSet') {
+        const set = r.object;
+        const key = setKey(set.metadata.namespace ?? 'default', set.metadata.name);
+        if (!this.opts.guestSets) errors.push({ index, path: 'kind', message: 'this agent keeps no GuestSets' });
+        if (sets.some((v) => setKey(v.metadata.namespace ?? 'default', v.metadata.name) === key))
+          errors.push({ index, path: 'metadata.name', message: `guestset ${key} appears twice in the batch` });
+        sets.push(set);
+      } else if (r.object.kind !== 'Guest')
         errors.push({
           index,
           path: 'kind',
           message:
             `${r.object.kind} objects are managed by the operator in a ` +
-            `cluster; a single host takes Guests (and image pull Secrets) only`,
+            `cluster; a single host takes Guests, GuestSets and image pull Secrets`,
         });
       else {
         const g = r.object as Guest;
@@ -159,6 +170,13 @@ export class NodeAgentService implements AgentService {
     if (errors.length) throw new InvalidRequest(`${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
     const now = new Date(this.clock.now());
     const guests = valid.map((g) => ({ ...g, metadata: { ...g.metadata, namespace: g.metadata.namespace ?? 'default' } }));
+    const setsIn = sets.map((g) => ({ ...g, metadata: { ...g.metadata, namespace: g.metadata.namespace ?? 'default' } }));
+    const setResults = (actions: ApplyResult['action'][]) =>
+      setsIn.map((g, i): ApplyResult => ({
+        kind: 'GuestSet',
+        metadata: { name: g.metadata.name, namespace: g.metadata.namespace },
+        action: actions[i]!,
+      }));
     if (dryRun) {
       return [
         ...secrets.map((s): ApplyResult => ({
@@ -174,6 +192,12 @@ export class NodeAgentService implements AgentService {
             action: !old ? 'created' : JSON.stringify(old.guest.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured',
           };
         }),
+        ...setResults(
+          setsIn.map((g) => {
+            const old = this.opts.guestSets!.get(setKey(g.metadata.namespace, g.metadata.name));
+            return !old ? 'created' : JSON.stringify(old.spec) === JSON.stringify(g.spec) ? 'unchanged' : 'configured';
+          }),
+        ),
       ];
     }
     // Secrets first: a Guest of the batch that names one finds it at its first pull. (Secrets are
@@ -187,6 +211,8 @@ export class NodeAgentService implements AgentService {
           action: this.opts.secrets!.put(s),
         });
       const actions = this.store.putAll(guests, now);
+      // GuestSets after the Guests (one by one: a set's Guests are made later, by its controller).
+      const setActions = setsIn.map((g) => this.opts.guestSets!.put(g, now));
       return [
         ...results,
         ...guests.map((g, i): ApplyResult => ({
@@ -194,6 +220,7 @@ export class NodeAgentService implements AgentService {
           metadata: { name: g.metadata.name, namespace: g.metadata.namespace },
           action: actions[i]!,
         })),
+        ...setResults(setActions),
       ];
     } catch (e) {
       const full = storageFull(e);
@@ -207,6 +234,32 @@ export class NodeAgentService implements AgentService {
 
   list(namespace?: string): Guest[] {
     return structuredClone(this.store.list(namespace));
+  }
+
+  private guestSetStore(): GuestSetStore {
+    this.refuseInCluster();
+    if (!this.opts.guestSets) throw new InvalidRequest('this agent keeps no GuestSets', [], 409);
+    return this.opts.guestSets;
+  }
+
+  listGuestSets(namespace?: string): GuestSet[] {
+    return structuredClone(this.opts.guestSets?.list(namespace) ?? []);
+  }
+
+  getGuestSet(namespace: string, name: string): GuestSet | undefined {
+    return structuredClone(this.opts.guestSets?.get(setKey(namespace, name)));
+  }
+
+  deleteGuestSet(namespace: string, name: string): void {
+    const key = setKey(namespace, name);
+    if (!this.guestSetStore().remove(key)) throw new NotFound(`guestset ${key} not found`);
+  }
+
+  scaleGuestSet(namespace: string, name: string, replicas: number): GuestSet {
+    const key = setKey(namespace, name);
+    const set = this.guestSetStore().scale(key, replicas);
+    if (!set) throw new NotFound(`guestset ${key} not found`);
+    return structuredClone(set);
   }
 
   get(namespace: string, name: string): Guest | undefined {

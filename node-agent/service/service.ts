@@ -1,7 +1,7 @@
 // What the node agent offers its local API (api/server.ts) and kratactl: the reconciler's store and
 // operations, free of HTTP. The API server is a thin translation of this interface.
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../../contracts/agent-api/types.js';
-import type { Guest } from '../../crds/generated/types.js';
+import type { Guest, GuestSet } from '../../crds/generated/types.js';
 import type { KratObject } from '../../crds/validate.js';
 import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
@@ -37,11 +37,17 @@ export class NotFound extends Error {
 
 export interface AgentService {
   /**
-   * All objects or none; Guests and image pull Secrets only on a single host (XenHost objects are
-   * refused with a message). Secrets are stored before the Guests that may name them.
+   * All objects or none are accepted; Guests, GuestSets and image pull Secrets only on a single host
+   * (XenHost objects are refused with a message). Secrets are stored before the Guests that may name them.
    */
   apply(objects: (KratObject | PullSecret)[], dryRun: boolean): Promise<ApplyResult[]>;
   list(namespace?: string): Guest[];
+  listGuestSets(namespace?: string): GuestSet[];
+  getGuestSet(namespace: string, name: string): GuestSet | undefined;
+  /** Removes the set at once; its Guests are then deleted (ownerReferences), as background deletion does. NotFound when absent. */
+  deleteGuestSet(namespace: string, name: string): void;
+  /** The scale subresource: sets spec.replicas (0 to 1000); NotFound when absent. */
+  scaleGuestSet(namespace: string, name: string, replicas: number): GuestSet;
   get(namespace: string, name: string): Guest | undefined;
   /** Marks the Guest deleted; with `wait`, resolves when its domain and resources are gone. */
   delete(namespace: string, name: string, opts: { wait?: boolean; gracePeriodSeconds?: number }): Promise<void>;

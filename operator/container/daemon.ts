@@ -6,6 +6,7 @@ import type { OperatorConfig } from './config.js';
 import { COMPONENTS, type OperatorLog } from './ids.js';
 import {
   baseModule,
+  guestSetModule,
   healthModule,
   kubeModule,
   leaderElectionModule,
@@ -26,6 +27,7 @@ export function operatorModules(config: OperatorConfig, log: OperatorLog): Conta
     ...(config.healthAddr ? [healthModule] : []),
     ...(config.metricsAddr ? [metricsModule] : []),
     operatorModule,
+    guestSetModule,
   ];
 }
 

@@ -3,7 +3,8 @@
 import type { Registry } from 'prom-client';
 import { id } from '../../lib/container.js';
 import type { Component } from '../../lib/lifecycle.js';
-import type { Guest, XenHost } from '../../crds/generated/types.js';
+import type { Guest, GuestSet, XenHost } from '../../crds/generated/types.js';
+import type { ClusterGuestSets } from '../guestsets.js';
 import type { KubeClient } from '../kube/client.js';
 import type { Informer } from '../kube/informer.js';
 import type { StartLeading } from '../leader.js';
@@ -26,6 +27,9 @@ export const KUBE = id<KubeClient>('KubeClient');
 export const REDIS_AUTH = id<{ redisUsername?: string; redisPassword?: string }>('RedisAuth');
 export const GUEST_INFORMER = id<Informer<Guest>>('GuestInformer');
 export const HOST_INFORMER = id<Informer<XenHost>>('XenHostInformer');
+export const GUESTSET_INFORMER = id<Informer<GuestSet>>('GuestSetInformer');
+/** The GuestSet controller (workloads/guestset/) on the leader. */
+export const GUESTSETS = id<ClusterGuestSets>('ClusterGuestSets');
 /** Makes what the leader runs (Redis connections, controllers), each time this replica starts leading. */
 export const START_LEADING = id<StartLeading>('StartLeading');
 export const OPERATOR = id<Operator>('Operator');

@@ -4,13 +4,14 @@
 import { ContainerModule } from 'inversify';
 import { createServer } from 'node:http';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { Guest, XenHost } from '../../crds/generated/types.js';
+import type { Guest, GuestSet, XenHost } from '../../crds/generated/types.js';
 import { provide } from '../../lib/container.js';
 import type { Component } from '../../lib/lifecycle.js';
 import { KubeClient } from '../kube/client.js';
 import { Informer } from '../kube/informer.js';
 import { LeaderElector } from '../kube/leader-election.js';
 import { leaderParts, type StartLeading } from '../leader.js';
+import { ClusterGuestSets } from '../guestsets.js';
 import { Operator } from '../operator.js';
 import { redisCredentials } from '../redis-credentials.js';
 import type { OperatorConfig } from './config.js';
@@ -24,6 +25,8 @@ import {
   LOG,
   METRICS_REGISTRY,
   OPERATOR,
+  GUESTSETS,
+  GUESTSET_INFORMER,
   READINESS,
   REDIS_AUTH,
   SAY,
@@ -48,6 +51,31 @@ export const kubeModule = new ContainerModule(({ bind }) => {
   provide(bind, KUBE, [CONFIG], (config) => KubeClient.fromKubeconfig(config.kubeconfig));
   provide(bind, GUEST_INFORMER, [KUBE, SAY], (kube, say) => new Informer<Guest>(kube, 'guests', { log: say }));
   provide(bind, HOST_INFORMER, [KUBE, SAY], (kube, say) => new Informer<XenHost>(kube, 'xenhosts', { log: say }));
+  provide(bind, GUESTSET_INFORMER, [KUBE, SAY], (kube, say) => new Informer<GuestSet>(kube, 'guestsets', { log: say }));
+});
+
+/**
+ * GuestSets: the informer on every replica, the controller (workloads/guestset/) on the leader once it
+ * leads. Started after the operator (whose component starts leading) and stopped before it.
+ */
+export const guestSetModule = new ContainerModule(({ bind }) => {
+  provide(
+    bind,
+    GUESTSETS,
+    [CONFIG, KUBE, GUESTSET_INFORMER, GUEST_INFORMER, SAY],
+    (config, kube, sets, guests, say) => new ClusterGuestSets(kube, sets, guests, { workers: config.workers, log: say }),
+  );
+  provide(bind, COMPONENTS, [GUESTSETS, LEADERSHIP, SAY], (gs, leadership, say): Component => ({
+    name: 'guestsets',
+    start() {
+      gs.start();
+      leadership.leading.then(
+        () => gs.lead().catch((e: unknown) => say('guestsets: starting to reconcile failed', e)),
+        () => undefined,
+      );
+    },
+    stop: () => gs.stop(),
+  }));
 });
 
 /** Who the operator is to Redis (the Secrets it manages are made here, before anything starts). */

@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { hostname } from 'node:os';
 import { KubeConfig, PatchStrategy } from '@kubernetes/client-node';
-import type { Guest, GuestStatus, XenHost, XenHostStatus } from '../../crds/generated/types.js';
+import type { Guest, GuestSet, GuestSetStatus, GuestStatus, XenHost, XenHostStatus } from '../../crds/generated/types.js';
 import { Semaphore } from '../../lib/semaphore.js';
 import { metaTime } from '../../crds/meta.js';
 
@@ -15,8 +15,8 @@ const API = '/apis/krata.dev/v1alpha1';
 const EVENT_WINDOW_MS = 10 * 60_000;
 const EVENT_CACHE_SIZE = 10_000;
 
-export type Kind = 'guests' | 'xenhosts';
-export type KindObject<K extends Kind> = K extends 'guests' ? Guest : XenHost;
+export type Kind = 'guests' | 'xenhosts' | 'guestsets';
+export type KindObject<K extends Kind> = K extends 'guests' ? Guest : K extends 'guestsets' ? GuestSet : XenHost;
 
 export class KubeError extends Error {
   constructor(
@@ -241,6 +241,23 @@ export class KubeClient {
   /** A Secret a Guest names in imagePullSecrets (`get secrets` where a namespace granted it: manifests/base/rbac.yaml). */
   getSecret(namespace: string, name: string): Promise<{ type?: string; data?: Record<string, string> }> {
     return this.request('GET', `/api/v1/namespaces/${seg(namespace)}/secrets/${seg(name)}`);
+  }
+
+  getGuestSet(namespace: string, name: string): Promise<GuestSet> {
+    return this.request('GET', `${API}/namespaces/${seg(namespace)}/guestsets/${seg(name)}`);
+  }
+
+  /** The Guests of a namespace that carry `labelSelector` (one page of at most 500). */
+  listGuestsIn(namespace: string, labelSelector: string): Promise<Guest[]> {
+    return this.request<{ items: Guest[] }>('GET', `${API}/namespaces/${seg(namespace)}/guests`, {
+      query: { labelSelector, limit: 500 },
+    }).then((l) => l.items);
+  }
+
+  /** Server-side applies a GuestSet's whole status (field manager krata-operator). */
+  applyGuestSetStatus(namespace: string, name: string, status: GuestSetStatus): Promise<GuestSet> {
+    const path = `${API}/namespaces/${seg(namespace)}/guestsets/${seg(name)}/status`;
+    return this.apply(path, { apiVersion: 'krata.dev/v1alpha1', kind: 'GuestSet', metadata: { name, namespace }, status });
   }
 
   getXenHost(name: string): Promise<XenHost> {

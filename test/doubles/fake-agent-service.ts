@@ -2,7 +2,7 @@
 // log, consoles the test writes into and reads from, and knobs to move guests through their phases.
 import { ChannelUnavailable, type ExecRequest, type ExecSession, type ExecSink } from '../../node-agent/channel/index.js';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
-import type { Guest, GuestStatus } from '../../crds/generated/types.js';
+import type { Guest, GuestSet, GuestStatus } from '../../crds/generated/types.js';
 import { formatPath, validateObject, type KratObject } from '../../crds/validate.js';
 import type { PruneResult, PullEvent, StoredImage } from '../../contracts/agent-api/types.js';
 import { FakeConsole } from '../../node-agent/runtime/fake-console.js';
@@ -19,6 +19,8 @@ const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 export class FakeAgentService implements AgentService {
   private guests = new Map<string, Guest>();
+  /** GuestSets as stored (no controller runs here: tests set their status). */
+  readonly guestSets = new Map<string, GuestSet>();
   private log: WatchEvent[] = [];
   private revision = 0;
   private watchers = new Set<(e: WatchEvent) => void>();
@@ -60,12 +62,22 @@ export class FakeAgentService implements AgentService {
     this.fail('apply');
     const errors: { index: number; path: string; message: string }[] = [];
     const valid: Guest[] = [];
+    const sets: ApplyResult[] = [];
     objects.forEach((o, index) => {
       const r = validateObject(o);
       for (const e of r.errors) errors.push({ index, path: formatPath(e.path), message: e.message });
       if (r.object?.kind === 'XenHost')
         errors.push({ index, path: 'kind', message: 'XenHost objects are managed by the operator, not a single node agent' });
-      else if (r.object) valid.push(r.object);
+      else if (r.object?.kind === 'GuestSet') {
+        const set = r.object;
+        const k = key(set.metadata.namespace ?? 'default', set.metadata.name);
+        if (!dryRun) this.guestSets.set(k, { ...set, metadata: { ...set.metadata, namespace: set.metadata.namespace ?? 'default' } });
+        sets.push({
+          kind: 'GuestSet',
+          metadata: { namespace: set.metadata.namespace ?? 'default', name: set.metadata.name },
+          action: 'created',
+        });
+      } else if (r.object) valid.push(r.object);
     });
     if (errors.length)
       throw new InvalidRequest(`${errors.length} invalid object${errors.length === 1 ? '' : 's'}; nothing was applied`, errors);
@@ -91,7 +103,26 @@ export class FakeAgentService implements AgentService {
       this.publish(old ? 'MODIFIED' : 'ADDED', guest);
       if (this.autoStart && !old) this.startLater(namespace, g.metadata.name);
     }
-    return results;
+    return [...results, ...sets];
+  }
+
+  listGuestSets(namespace?: string): GuestSet[] {
+    return [...this.guestSets.values()].filter((s) => namespace === undefined || s.metadata.namespace === namespace);
+  }
+
+  getGuestSet(namespace: string, name: string): GuestSet | undefined {
+    return this.guestSets.get(key(namespace, name));
+  }
+
+  deleteGuestSet(namespace: string, name: string): void {
+    if (!this.guestSets.delete(key(namespace, name))) throw new NotFound(`guestset ${namespace}/${name} not found`);
+  }
+
+  scaleGuestSet(namespace: string, name: string, replicas: number): GuestSet {
+    const set = this.guestSets.get(key(namespace, name));
+    if (!set) throw new NotFound(`guestset ${namespace}/${name} not found`);
+    set.spec.replicas = replicas;
+    return set;
   }
 
   private startLater(namespace: string, name: string): void {

@@ -5,7 +5,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse } from 'yaml';
-import { CRD_SOURCES } from '../../crds/codegen/paths.js';
+import { CRD_SOURCES, installedCRD } from '../../crds/codegen/paths.js';
 import { repoRoot } from '../../lib/package-root.js';
 import type { Guest } from '../../crds/generated/types.js';
 import { startEnvtest, type Envtest } from './envtest.js';
@@ -20,7 +20,7 @@ export interface TestKube {
   stop(): Promise<void>;
 }
 
-/** Starts envtest and installs the Guest and XenHost CRDs, waiting until both are Established. */
+/** Starts envtest and installs krata's CRDs (as manifests/crds/ has them), waiting until they are Established. */
 export async function startKube(): Promise<TestKube> {
   const env = await startEnvtest();
   const clients: KubeClient[] = [];
@@ -40,7 +40,7 @@ export async function startKube(): Promise<TestKube> {
     const client = clientVia(env.server);
     const crdPath = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
     for (const file of CRD_SOURCES) {
-      const crd = parse(readFileSync(join(repoRoot(), file), 'utf8')) as { metadata: { name: string } };
+      const crd = parse(readFileSync(join(repoRoot(), installedCRD(file)), 'utf8')) as { metadata: { name: string } };
       await client.request('POST', crdPath, { body: crd }).catch((e) => {
         if (!isConflict(e)) throw e;
       });
