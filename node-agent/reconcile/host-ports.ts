@@ -3,7 +3,7 @@
 // single-host mode. A port outside --host-ports refuses the Guest (HostPortNotAllowed, Stalled); a port
 // another Guest holds makes it wait with a condition (HostPortConflict) instead of starting without it.
 import type { Guest, PortRange } from '../../crds/generated/types.js';
-import { disallowedPort, formatRanges, hostPortsOf, olderFirst } from '../../crds/host-ports.js';
+import { disallowedPort, formatRanges, hostPortsOf, olderFirst, portSharer } from '../../crds/host-ports.js';
 import type { GuestStore } from '../store/guest-store.js';
 
 export type PortRefusal = { reason: 'HostPortNotAllowed' | 'HostPortConflict'; message: string };
@@ -32,6 +32,7 @@ export class HostPortGuard {
       };
     if (ports.length === 0) return { release: () => undefined };
     const me = { key, guest };
+    const sharer = portSharer(guest);
     for (const p of ports) {
       const claimant = this.claims.get(p.key);
       if (claimant !== undefined && claimant !== key) return conflict(p.key, p.field, claimant, 'is starting');
@@ -44,6 +45,8 @@ export class HostPortGuard {
       const hasDomain = s?.domid !== undefined;
       const active = !g.metadata.deletionTimestamp && s?.phase !== 'Succeeded' && s?.phase !== 'Failed';
       if (!hasDomain && !(active && olderFirst({ key: other, guest: g }, me) < 0)) continue;
+      // Replicas of one GuestSet share the port (kratanet balances it over them).
+      if (sharer !== undefined && portSharer(g) === sharer) continue;
       const theirs = new Set(hostPortsOf(g).map((p) => p.key));
       const clash = ports.find((p) => theirs.has(p.key));
       if (clash)
