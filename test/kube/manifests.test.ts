@@ -427,7 +427,15 @@ describe('on a real kube-apiserver', () => {
       [false, 'watch', 'nodes'],
       [false, 'patch', 'nodes/xen-1'],
       [false, 'update', 'nodes/xen-1'],
-      // Never writes a Guest's spec wholesale, creates or deletes Guests, or touches XenHost spec.
+      // Services naming a GuestSet: read; their EndpointSlices: kept (service-endpoints.ts).
+      [true, 'list', 'services'],
+      [true, 'watch', 'services'],
+      [false, 'update', 'services', { ns: 'default' }],
+      [false, 'delete', 'services', { ns: 'default' }],
+      [true, 'list', 'endpointslices.discovery.k8s.io'],
+      [true, 'patch', 'endpointslices.discovery.k8s.io', { ns: 'team-a' }],
+      [true, 'delete', 'endpointslices.discovery.k8s.io', { ns: 'team-a' }],
+      [false, 'update', 'endpoints', { ns: 'default' }],
       [false, 'update', G, { ns: 'default' }],
       [false, 'create', G, { ns: 'default' }],
       [false, 'delete', G, { ns: 'default' }],
