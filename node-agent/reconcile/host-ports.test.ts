@@ -153,9 +153,10 @@ test("a GuestSet's replicas share a host port: both run; a Guest of another set 
   };
   await h.agent.apply([replica('web-1', 'web')], false);
   await h.until(() => h.status('web-1')?.phase === 'Running');
-  await h.agent.apply([replica('web-2', 'web'), replica('api-1', 'api')], false);
-  await h.until(() => h.status('web-2')?.phase === 'Running' && h.status('api-1')?.reason === 'HostPortConflict');
-  assert.match(h.status('api-1')!.message!, /held by guest default\/web-1/);
+  // Created within web-1's second (creation times are whole seconds): the key decides who is older.
+  await h.agent.apply([replica('web-2', 'web'), replica('zz-api-1', 'api')], false);
+  await h.until(() => h.status('web-2')?.phase === 'Running' && h.status('zz-api-1')?.reason === 'HostPortConflict');
+  assert.match(h.status('zz-api-1')!.message!, /held by guest default\/web-[12]/);
   assert.equal(h.hv.calls.create, 2);
   h.controller.stop();
 });
