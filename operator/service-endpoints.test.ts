@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Guest, XenHost } from '../crds/generated/types.js';
-import { newGuest, startKube, type TestKube } from '../test/kube/operator-env.js';
+import { newGuest, startKube, waitFor, type TestKube } from '../test/kube/operator-env.js';
+import { startTestOperator } from '../test/harness/operator.js';
+import { startRedis } from '../test/redis.js';
 import type { Service } from './kube/client.js';
 import { Informer } from './kube/informer.js';
 import { desiredSlices, ServiceEndpoints, type EndpointSlice } from './service-endpoints.js';
@@ -186,4 +188,34 @@ test('desiredSlices: a Service with a selector, or naming no set, gets none; v1b
   // A Guest labelled into the set without being the set's (no controller ownerReference) is not a replica.
   const stray = { ...g, metadata: { ...g.metadata, ownerReferences: [] } };
   assert.deepEqual(desiredSlices(svc, [stray], addrs), []);
+});
+
+test('the operator runs it when it leads: a slice left by a Service deleted meanwhile is removed', async () => {
+  await endpoints.stop();
+  const base = `/apis/${group}/namespaces/shop/endpointslices`;
+  await kube.client.request('POST', base, {
+    body: {
+      apiVersion: group,
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 'gone-krata-ipv4',
+        labels: { 'kubernetes.io/service-name': 'gone', 'endpointslice.kubernetes.io/managed-by': 'operator.krata.dev' },
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['192.0.2.1'], conditions: { ready: true } }],
+      ports: [],
+    },
+  });
+  const redis = await startRedis();
+  const op = await startTestOperator(kube.client, { redis: { url: redis.url }, pollMs: 200 });
+  try {
+    await waitFor(
+      async () => (await kube.client.request<{ items: unknown[] }>('GET', base)).items.length === 0,
+      'orphan slice deleted',
+      15_000,
+    );
+  } finally {
+    await op.stop();
+    await redis.stop();
+  }
 });
