@@ -9,6 +9,7 @@ import { newGuest, startKube, waitFor, type TestKube } from '../test/kube/operat
 import { startTestOperator } from '../test/harness/operator.js';
 import { startRedis } from '../test/redis.js';
 import type { Service } from './kube/client.js';
+import { desiredRecord } from './desired-publisher.js';
 import { Informer } from './kube/informer.js';
 import { desiredSlices, ServiceEndpoints, type EndpointSlice } from './service-endpoints.js';
 
@@ -188,6 +189,14 @@ test('desiredSlices: a Service with a selector, or naming no set, gets none; v1b
   // A Guest labelled into the set without being the set's (no controller ownerReference) is not a replica.
   const stray = { ...g, metadata: { ...g.metadata, ownerReferences: [] } };
   assert.deepEqual(desiredSlices(svc, [stray], addrs), []);
+});
+
+test("the desired record carries a Guest's controller owner to its host (replicas of one set share host ports there)", () => {
+  const g = replica('web-1');
+  g.metadata.uid = 'u';
+  g.metadata.ownerReferences = [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'c', uid: 'c' }, ...g.metadata.ownerReferences!];
+  assert.deepEqual(desiredRecord(g).owner, { kind: 'GuestSet', name: 'web', uid: 'set-shop' });
+  assert.equal(desiredRecord(newGuest('solo')).owner, undefined);
 });
 
 test('the operator runs it when it leads: a slice left by a Service deleted meanwhile is removed', async () => {
