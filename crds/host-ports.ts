@@ -15,6 +15,15 @@ export function olderFirst(a: { key: string; guest: Guest }, b: { key: string; g
   return created(a.guest) - created(b.guest) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
+/**
+ * Who may share a Guest's host ports on one host: the replicas of one GuestSet (same namespace, same
+ * controller ownerReference uid) publish a port once, balanced over the ready ones. Undefined: nobody.
+ */
+export function portSharer(g: Guest): string | undefined {
+  const owner = g.metadata.ownerReferences?.find((o) => o.controller === true && o.kind === 'GuestSet');
+  return owner?.uid ? `${g.metadata.namespace ?? ''}/${owner.uid}` : undefined;
+}
+
 export interface HostPortUse {
   /** "TCP/8080": what two Guests on one host may not both publish. */
   key: string;

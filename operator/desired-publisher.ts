@@ -25,6 +25,8 @@ export function desiredRecord(g: Guest, pullAuth?: DesiredPullAuth): DesiredGues
   const m = g.metadata;
   const d: DesiredGuest = { namespace: m.namespace ?? 'default', name: m.name, uid: m.uid!, generation: m.generation ?? 1, spec: g.spec };
   if (m.labels && Object.keys(m.labels).length) d.labels = m.labels;
+  const owner = m.ownerReferences?.find((o) => o.controller === true);
+  if (owner) d.owner = { kind: owner.kind, name: owner.name, uid: owner.uid };
   if (m.annotations) {
     // kubectl's last-applied copy of the whole object is large and means nothing to the agent; krata.dev/node
     // was the placement annotation of earlier operators (placement is status.node now, and any

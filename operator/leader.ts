@@ -10,6 +10,7 @@ import { HostTracker, XEN_NODE_LABEL } from './host-tracker.js';
 import { isNotFound, type KubeClient } from './kube/client.js';
 import type { Informer } from './kube/informer.js';
 import { PullTokenIssuer } from './pull-tokens.js';
+import { ServiceEndpoints } from './service-endpoints.js';
 import { StatusReports } from './status-reports.js';
 
 export interface LeaderOptions {
@@ -38,6 +39,8 @@ export interface LeaderParts {
   reports: StatusReports;
   tracker: HostTracker;
   controller: GuestController;
+  /** EndpointSlices of Services that name a GuestSet. */
+  endpoints: ServiceEndpoints;
   /** Drops the Redis connections. */
   disconnect(): void;
 }
@@ -116,5 +119,6 @@ export function leaderParts(
     log,
     pullTokens: new PullTokenIssuer(kube, { insecure: opts.insecureRegistries }),
   });
-  return { publisher, reports, tracker, controller, disconnect: () => redis.forEach((r) => r.disconnect()) };
+  const endpoints = new ServiceEndpoints(kube, guests, hosts, { log });
+  return { publisher, reports, tracker, controller, endpoints, disconnect: () => redis.forEach((r) => r.disconnect()) };
 }

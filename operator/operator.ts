@@ -82,6 +82,7 @@ export class Operator {
     for (const g of this.guests.list()) controller.queue.add(keyOf(g));
     for (const key of this.held) controller.queue.add(key);
     this.held.clear();
+    this.parts.endpoints.start().catch((e: unknown) => log('endpoint slices did not start', e));
     log(`leading: ${this.guests.list().length} guests, ${this.hosts.list().length} hosts, epoch ${publisher.epoch}`);
 
     const poll = async () => {
@@ -106,6 +107,7 @@ export class Operator {
     this.controller?.queue.stop();
     await Promise.race([this.controller?.queue.idle(), new Promise((r) => setTimeout(r, 5000))]);
     await Promise.all([this.guests.stop(), this.hosts.stop()]);
+    await this.parts?.endpoints.stop();
     await this.parts?.reports.stop();
     await this.parts?.publisher.close().catch(() => undefined);
     this.parts?.disconnect();

@@ -47,6 +47,8 @@ export interface DesiredGuest {
   generation: number;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  /** The Guest's controller ownerReference, if any (a GuestSet's replicas on one host share host ports). */
+  owner?: { kind: string; name: string; uid: string };
   spec: GuestSpec;
   /** Set once the Guest is being deleted: the agent stops the domain (grace period) and reports it gone. */
   deleting?: { since: string; gracePeriodSeconds?: number };

@@ -34,6 +34,12 @@ export function desiredEntry(field: string, raw: string): { guest: Guest; pullAu
   const metadata: Record<string, unknown> = { name: d.name, namespace: d.namespace, uid: d.uid, generation: d.generation };
   if (d.labels !== undefined) metadata.labels = d.labels;
   if (d.annotations !== undefined) metadata.annotations = d.annotations;
+  if (d.owner !== undefined) {
+    const o = d.owner as unknown;
+    if (!isObject(o) || ![o.kind, o.name, o.uid].every((v) => boundedString(v, 253)))
+      throw new Error('owner: expected {kind, name, uid} (strings of at most 253 bytes)');
+    metadata.ownerReferences = [{ apiVersion: 'krata.dev/v1alpha1', kind: o.kind, name: o.name, uid: o.uid, controller: true }];
+  }
   if (d.deleting) {
     metadata.deletionTimestamp = d.deleting.since;
     if (d.deleting.gracePeriodSeconds !== undefined) metadata.deletionGracePeriodSeconds = d.deleting.gracePeriodSeconds;

@@ -11,6 +11,7 @@ import { GuestStore } from '../store/guest-store.js';
 import type { WatchEvent } from '../../contracts/agent-api/types.js';
 import { desiredGuest } from './desired-guest.js';
 import { desired } from '../../test/harness/cluster-agent.js';
+import { portSharer } from '../../crds/host-ports.js';
 
 const work = mkdtempSync(join(tmpdir(), 'krata-store-sync-test-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -105,4 +106,24 @@ test('sync: a new uid under the same name waits for the old record to go, then i
   store.markDeleted('default/g', now);
   store.remove('default/g');
   assert.deepEqual(store.keys(), []);
+});
+
+test("sync: a Guest's controller owner crosses Redis into the store, so a GuestSet's replicas share ports", () => {
+  const record = { ...desired('web-1'), namespace: 'shop', uid: randomUUID(), owner: { kind: 'GuestSet', name: 'web', uid: 'set-uid' } };
+  const store = new GuestStore(join(work, `s${++n}`));
+  assert.equal(store.sync(desiredGuest('shop/web-1', JSON.stringify(record)), now), 'created');
+  const g = store.get('shop/web-1')!.guest;
+  assert.deepEqual(g.metadata.ownerReferences, [
+    { apiVersion: 'krata.dev/v1alpha1', kind: 'GuestSet', name: 'web', uid: 'set-uid', controller: true },
+  ]);
+  assert.equal(portSharer(g), 'shop/set-uid');
+  // Whatever a Redis writer puts there is bounded.
+  assert.throws(
+    () => desiredGuest('shop/web-1', JSON.stringify({ ...record, owner: { kind: 'GuestSet', name: 'web' } })),
+    /owner: expected \{kind, name, uid\}/,
+  );
+  assert.throws(
+    () => desiredGuest('shop/web-1', JSON.stringify({ ...record, owner: { kind: 'GuestSet', name: 'x'.repeat(300), uid: 'u' } })),
+    /owner: expected/,
+  );
 });

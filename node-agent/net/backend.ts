@@ -106,6 +106,8 @@ export class GuestBackend implements TcpWire, UdpWire {
   private inboundTcp = 0;
   private inboundUdp = 0;
   private readonly dials = new Set<TcpFlow>();
+  /** Flows of published ports' UDP clients, by port and client address (see udpFromClient). */
+  private readonly udpClients = new Map<string, UdpFlow>();
   private pings = 0;
   private refusalLoggedAt = 0;
   private shut = false;
@@ -541,25 +543,69 @@ export class GuestBackend implements TcpWire, UdpWire {
     return 0;
   }
 
+  /** A client's connection to a published port (this guest's or a port group's): false when refused. */
+  acceptTcp(socket: Socket, guestPort: number): boolean {
+    if (this.shut || this.inboundTcp >= MAX_INBOUND_TCP) return false;
+    const remotePort = this.allocPort(guestPort, this.tcp);
+    if (!remotePort) return false;
+    // The guest sees connections from its gateway (its own address space), whoever the client is.
+    const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort, inbound: true });
+    f.key = `${this.g.gw4}|${remotePort}|${guestPort}`;
+    f.inbound = true;
+    this.inboundTcp++;
+    this.tcp.set(f.key, f);
+    this.stats.tcpFlows = this.tcp.size;
+    f.startInbound(socket);
+    return true;
+  }
+
+  /** Whether a published port's client (`client`: the port's and the client's address) has a flow here. */
+  hasUdpClient(client: string): boolean {
+    return this.udpClients.has(client);
+  }
+
+  /**
+   * A datagram from a published port's client to `guestPort`; `answer` sends the guest's replies back.
+   * False when dropped (no room for another flow).
+   */
+  udpFromClient(client: string, guestPort: number, msg: Buffer, answer: (payload: Buffer) => void): boolean {
+    if (this.shut) return false;
+    let flow = this.udpClients.get(client);
+    if (!flow) {
+      if (this.inboundUdp >= MAX_INBOUND_UDP) return false;
+      const remotePort = this.allocPort(guestPort, this.udp);
+      if (!remotePort) return false;
+      const f = new UdpFlow(
+        {
+          toGuest: (fl, payload) => this.toGuest(fl, payload),
+          closed: (fl) => {
+            this.udpClients.delete(client);
+            this.inboundUdp--;
+            this.closed(fl);
+          },
+          log: (m) => this.log(m),
+        },
+        this.g.gw4,
+        null,
+        remotePort,
+        guestPort,
+      );
+      f.key = `${this.g.gw4}|${remotePort}|${guestPort}`;
+      f.answerThrough(answer);
+      this.inboundUdp++;
+      this.udp.set(f.key, f);
+      this.udpClients.set(client, f);
+      flow = f;
+    }
+    flow.touch();
+    this.toGuest(flow, msg);
+    this.link.flush();
+    return true;
+  }
+
   private publishTcp(port: PublishedPort): Promise<Server> {
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
-      if (this.shut || this.inboundTcp >= MAX_INBOUND_TCP) {
-        socket.destroy();
-        return;
-      }
-      const remotePort = this.allocPort(port.guestPort, this.tcp);
-      if (!remotePort) {
-        socket.destroy();
-        return;
-      }
-      // The guest sees connections from its gateway (its own address space), whoever the client is.
-      const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort: port.guestPort, inbound: true });
-      f.key = `${this.g.gw4}|${remotePort}|${port.guestPort}`;
-      f.inbound = true;
-      this.inboundTcp++;
-      this.tcp.set(f.key, f);
-      this.stats.tcpFlows = this.tcp.size;
-      f.startInbound(socket);
+      if (!this.acceptTcp(socket, port.guestPort)) socket.destroy();
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -575,40 +621,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   private publishUdp(port: PublishedPort): Promise<UdpSocket> {
     const host = port.hostAddress ?? '::';
     const sock = createUdpSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false });
-    const byClient = new Map<string, UdpFlow>();
     sock.on('message', (msg, rinfo) => {
-      if (this.shut) return;
-      const client = `${rinfo.address}|${rinfo.port}`;
-      let flow = byClient.get(client);
-      if (!flow) {
-        if (this.inboundUdp >= MAX_INBOUND_UDP) return;
-        const remotePort = this.allocPort(port.guestPort, this.udp);
-        if (!remotePort) return;
-        const f = new UdpFlow(
-          {
-            toGuest: (fl, payload) => this.toGuest(fl, payload),
-            closed: (fl) => {
-              byClient.delete(client);
-              this.inboundUdp--;
-              this.closed(fl);
-            },
-            log: (m) => this.log(m),
-          },
-          this.g.gw4,
-          null,
-          remotePort,
-          port.guestPort,
-        );
-        f.key = `${this.g.gw4}|${remotePort}|${port.guestPort}`;
-        f.answerThrough((payload) => sock.send(payload, rinfo.port, rinfo.address));
-        this.inboundUdp++;
-        this.udp.set(f.key, f);
-        byClient.set(client, f);
-        flow = f;
-      }
-      flow.touch();
-      this.toGuest(flow, msg);
-      this.link.flush();
+      this.udpFromClient(`${port.hostPort}|${rinfo.address}|${rinfo.port}`, port.guestPort, msg, (payload) =>
+        sock.send(payload, rinfo.port, rinfo.address),
+      );
     });
     return new Promise((resolve, reject) => {
       sock.once('error', reject);

@@ -22,6 +22,23 @@ export interface KratanetConfig {
   /** The unix socket dom0 dials guests' ports through (dial-service.ts); its directory 0700. None without it. */
   dialSocket?: string;
   guests: GuestNetConfig[];
+  /** Host ports several guests share (a GuestSet's replicas): bound once, balanced over the ready members. */
+  portGroups?: PortGroupConfig[];
+}
+
+/** One published port shared by `members`; each new TCP connection or UDP flow goes to one that is ready. */
+export interface PortGroupConfig {
+  protocol: 'TCP' | 'UDP';
+  hostPort: number;
+  hostAddress?: string;
+  members: PortGroupMember[];
+}
+
+export interface PortGroupMember {
+  /** A guest of `guests` (its id). */
+  guest: string;
+  guestPort: number;
+  ready: boolean;
 }
 
 export const DEFAULT_GATEWAY_MAC = '02:4b:00:00:00:01';
@@ -70,6 +87,7 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
     'hostBudget',
     'dialSocket',
     'guests',
+    'portGroups',
   ]);
   for (const k of Object.keys(o)) if (!known.has(k)) fail(where, k, 'unknown field');
   const cfg: KratanetConfig = { guests: [] };
@@ -171,5 +189,41 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
     }
     cfg.guests.push(guest);
   });
+  if (o.portGroups !== undefined) cfg.portGroups = portGroups(where, o.portGroups, cfg.guests);
   return cfg;
+}
+
+function portGroups(where: string, raw: unknown, guests: GuestNetConfig[]): PortGroupConfig[] {
+  if (!Array.isArray(raw)) fail(where, 'portGroups', 'must be a list');
+  const ids = new Set(guests.map((g) => g.id));
+  // A host port is published once: by one guest or by one group.
+  const taken = new Set(guests.flatMap((g) => (g.ports ?? []).map((p) => `${p.protocol}/${p.hostPort}`)));
+  return raw.map((g, i): PortGroupConfig => {
+    const at = `portGroups[${i}]`;
+    if (typeof g !== 'object' || g === null || Array.isArray(g)) fail(where, at, 'must be an object');
+    const r = g as Record<string, unknown>;
+    for (const k of Object.keys(r))
+      if (!['protocol', 'hostPort', 'hostAddress', 'members'].includes(k)) fail(where, `${at}.${k}`, 'unknown field');
+    const protocol = r.protocol ?? 'TCP';
+    if (protocol !== 'TCP' && protocol !== 'UDP') fail(where, `${at}.protocol`, 'must be TCP or UDP');
+    const out: PortGroupConfig = { protocol, hostPort: port(where, `${at}.hostPort`, r.hostPort), members: [] };
+    if (r.hostAddress !== undefined) out.hostAddress = str(where, r, 'hostAddress');
+    const key = `${protocol}/${out.hostPort}`;
+    if (taken.has(key)) fail(where, `${at}.hostPort`, `${key} is published twice`);
+    taken.add(key);
+    if (!Array.isArray(r.members) || r.members.length === 0) fail(where, `${at}.members`, 'must be a non-empty list');
+    const seen = new Set<string>();
+    r.members.forEach((m, j) => {
+      const mat = `${at}.members[${j}]`;
+      if (typeof m !== 'object' || m === null) fail(where, mat, 'must be an object');
+      const q = m as Record<string, unknown>;
+      const guest = str(where, q, 'guest');
+      if (!ids.has(guest)) fail(where, `${mat}.guest`, `${guest} is not in guests`);
+      if (seen.has(guest)) fail(where, `${mat}.guest`, `duplicate member ${guest}`);
+      seen.add(guest);
+      if (typeof q.ready !== 'boolean') fail(where, `${mat}.ready`, 'must be a boolean');
+      out.members.push({ guest, guestPort: port(where, `${mat}.guestPort`, q.guestPort), ready: q.ready });
+    });
+    return out;
+  });
 }

@@ -1,13 +1,15 @@
 // The network kratanet should serve, derived from the node agent's state: every Guest that wants the
 // network, has an address reservation and has a domain (so a vif exists, or is about to). A Guest being
-// deleted keeps its network until its domain is gone. A host port two Guests publish goes to the older.
+// deleted keeps its network until its domain is gone. A host port two Guests publish goes to the older,
+// except that the replicas of one GuestSet share theirs (a port group, balanced over the Ready ones; the
+// group holds the port as its oldest member would).
 // It reads the agent's store and address plan through the small views below: net/ imports nothing else
 // of the agent.
 import type { Guest } from '../../crds/generated/types.js';
 import type { GuestNetConfig, PublishedPort } from './backend.js';
-import type { KratanetConfig } from './config.js';
+import type { KratanetConfig, PortGroupConfig } from './config.js';
 import { parseCidrRule } from './policy.js';
-import { olderFirst } from '../../crds/host-ports.js';
+import { olderFirst, portSharer } from '../../crds/host-ports.js';
 
 export interface DesiredNetworkOptions {
   /** Guests reach dom0's loopback at their gateway address: false (default), true, or these ports. */
@@ -127,18 +129,36 @@ export function desiredNetwork(
   }
   // Older first: the older Guest keeps a port both ask for.
   candidates.sort(olderFirst);
-  const taken = new Map<string, string>();
+  const taken = new Map<string, { holder: string; sharer?: string; group?: PortGroupConfig }>();
+  const groups: PortGroupConfig[] = [];
   for (const c of candidates) {
+    const sharer = portSharer(c.guest);
     for (const p of c.guest.spec.network.ports ?? []) {
       const protocol = p.protocol ?? 'TCP';
       const hostPort = p.hostPort ?? p.containerPort;
       const at = `${protocol}/${hostPort}`;
-      const holder = taken.get(at);
-      if (holder !== undefined) {
-        conflicts.push({ guest: c.key, holder, protocol, hostPort });
+      const held = taken.get(at);
+      const member = { guest: c.key, guestPort: p.containerPort, ready: isReady(c.guest) };
+      if (held?.group && held.sharer === sharer) {
+        if (!held.group.members.some((m) => m.guest === c.key)) held.group.members.push(member);
         continue;
       }
-      taken.set(at, c.key);
+      if (held !== undefined) {
+        conflicts.push({ guest: c.key, holder: held.holder, protocol, hostPort });
+        continue;
+      }
+      if (sharer !== undefined) {
+        const group: PortGroupConfig = {
+          protocol,
+          hostPort,
+          ...(opts.hostAddress ? { hostAddress: opts.hostAddress } : {}),
+          members: [member],
+        };
+        groups.push(group);
+        taken.set(at, { holder: c.key, sharer, group });
+        continue;
+      }
+      taken.set(at, { holder: c.key });
       c.net.ports!.push({
         protocol,
         guestPort: p.containerPort,
@@ -155,10 +175,19 @@ export function desiredNetwork(
     guestSubnets: ipam.subnets(),
     guests,
   };
+  if (groups.length) {
+    for (const g of groups) g.members.sort((a, b) => (a.guest < b.guest ? -1 : a.guest > b.guest ? 1 : 0));
+    config.portGroups = groups.sort((a, b) => a.protocol.localeCompare(b.protocol) || a.hostPort - b.hostPort);
+  }
   if (opts.gatewayMac) config.gatewayMac = opts.gatewayMac;
   if (opts.denyCidrs?.length) config.denyCidrs = opts.denyCidrs;
   if (opts.allowCidrs?.length) config.allowCidrs = opts.allowCidrs;
   if (opts.hostBudget !== undefined) config.hostBudget = opts.hostBudget;
   if (opts.dialSocket !== undefined) config.dialSocket = opts.dialSocket;
   return config;
+}
+
+/** A port group's member takes new connections while its Ready condition is True and it is not being deleted. */
+function isReady(g: Guest): boolean {
+  return !g.metadata.deletionTimestamp && g.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 }

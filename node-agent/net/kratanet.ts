@@ -8,6 +8,7 @@ import { DialService } from './dial-service.js';
 import type { HostView } from './host-networks.js';
 import { openPacketLink, openTapLink } from './link.js';
 import { Policy } from './policy.js';
+import { PortGroup } from './port-group.js';
 import { Budget } from './tcp.js';
 import { parseMac } from './wire.js';
 
@@ -59,6 +60,8 @@ export class Kratanet {
   /** What all guests' flows together may buffer in dom0; each guest's budget is a child of it. */
   hostBudget = new Budget(DEFAULT_HOST_BUDGET);
   private dial: { path: string; service: DialService } | null = null;
+  /** Shared host ports, by their binding (protocol, port, address). */
+  private readonly groups = new Map<string, PortGroup>();
 
   constructor(
     private readonly log: (msg: string) => void = () => {},
@@ -90,6 +93,13 @@ export class Kratanet {
       const g = want.get(id);
       if (!g || JSON.stringify(g) !== b.json) this.stop(id);
     }
+    const bindings = new Map((cfg.portGroups ?? []).map((pg) => [JSON.stringify([pg.protocol, pg.hostPort, pg.hostAddress]), pg]));
+    // Groups that go are closed before guests bind ports (one of them may take the port over).
+    for (const [key, group] of [...this.groups]) {
+      if (bindings.has(key)) continue;
+      group.close();
+      this.groups.delete(key);
+    }
     const results: GuestResult[] = [];
     for (const g of cfg.guests) {
       const have = this.backends.get(g.id);
@@ -98,6 +108,24 @@ export class Kratanet {
         continue;
       }
       results.push(await this.start(g, gatewayMac));
+    }
+    for (const [key, pg] of bindings) {
+      const have = this.groups.get(key);
+      if (have) {
+        have.setMembers(pg.members);
+        continue;
+      }
+      const group = new PortGroup(pg, (id) => this.backend(id), this.log);
+      group.setMembers(pg.members);
+      try {
+        await group.bind();
+        this.groups.set(key, group);
+      } catch (e) {
+        // Reported with each member; retried at the next apply.
+        const msg = `${pg.protocol} ${pg.hostPort}: ${(e as Error).message}`;
+        this.log(`cannot publish shared port ${msg}`);
+        for (const r of results) if (pg.members.some((m) => m.guest === r.id)) r.portErrors = [...r.portErrors, msg];
+      }
     }
     await this.serveDials(cfg.dialSocket);
     return results;
@@ -146,6 +174,8 @@ export class Kratanet {
   }
 
   close(): void {
+    for (const g of this.groups.values()) g.close();
+    this.groups.clear();
     this.dial?.service.close();
     this.dial = null;
     for (const id of [...this.backends.keys()]) this.stop(id);

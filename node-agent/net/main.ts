@@ -9,7 +9,8 @@ import { Kratanet } from './kratanet.js';
 const HELP = `Usage: kratanet --config FILE
   --config FILE   JSON: { hostLoopback?, hostAccess?, gatewayMac?, guestSubnets?, denyCidrs?: [CIDR],
                   allowCidrs?: ["CIDR[:PORTS]"], hostBudget?: BYTES, dialSocket?: PATH, guests: [{ id,
-                  interface, mac, ipv4, ipv6, gateway4, gateway6, ports?: [{ protocol, hostPort, guestPort }] }] }
+                  interface, mac, ipv4, ipv6, gateway4, gateway6, ports?: [{ protocol, hostPort, guestPort }] }],
+                  portGroups?: [{ protocol, hostPort, members: [{ guest: ID, guestPort, ready }] }] }
                   re-read on SIGHUP
 Without --config it takes its configuration from the node agent over IPC.`;
 

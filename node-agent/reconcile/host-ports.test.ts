@@ -144,6 +144,23 @@ test('Guests applied together with one host port: the older runs, the other wait
   h.controller.stop();
 });
 
+test("a GuestSet's replicas share a host port: both run; a Guest of another set still waits", async () => {
+  const h = await harness();
+  const replica = (name: string, set: string) => {
+    const g = guest(name, [{ containerPort: 80, hostPort: 8080 }]);
+    g.metadata.ownerReferences = [{ apiVersion: 'krata.dev/v1alpha1', kind: 'GuestSet', name: set, uid: `uid-${set}`, controller: true }];
+    return g;
+  };
+  await h.agent.apply([replica('web-1', 'web')], false);
+  await h.until(() => h.status('web-1')?.phase === 'Running');
+  // Created within web-1's second (creation times are whole seconds): the key decides who is older.
+  await h.agent.apply([replica('web-2', 'web'), replica('zz-api-1', 'api')], false);
+  await h.until(() => h.status('web-2')?.phase === 'Running' && h.status('zz-api-1')?.reason === 'HostPortConflict');
+  assert.match(h.status('zz-api-1')!.message!, /held by guest default\/web-[12]/);
+  assert.equal(h.hv.calls.create, 2);
+  h.controller.stop();
+});
+
 test('--host-port-address: kratanet is told to bind published ports on that address only', () => {
   const dir = join(work, `state-${++n}`);
   const store = new GuestStore(dir);

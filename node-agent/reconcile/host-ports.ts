@@ -3,7 +3,7 @@
 // single-host mode. A port outside --host-ports refuses the Guest (HostPortNotAllowed, Stalled); a port
 // another Guest holds makes it wait with a condition (HostPortConflict) instead of starting without it.
 import type { Guest, PortRange } from '../../crds/generated/types.js';
-import { disallowedPort, formatRanges, hostPortsOf, olderFirst } from '../../crds/host-ports.js';
+import { disallowedPort, formatRanges, hostPortsOf, olderFirst, portSharer } from '../../crds/host-ports.js';
 import type { GuestStore } from '../store/guest-store.js';
 
 export type PortRefusal = { reason: 'HostPortNotAllowed' | 'HostPortConflict'; message: string };
@@ -31,10 +31,21 @@ export class HostPortGuard {
         message: `host port ${bad.key} (${bad.field}) is not allowed on this node (--host-ports ${formatRanges(this.allowed)})`,
       };
     if (ports.length === 0) return { release: () => undefined };
-    const me = { key, guest };
+    const sharer = portSharer(guest);
+    const shares = (k: string) => {
+      const g = k === key ? undefined : this.store.get(k)?.guest;
+      return sharer !== undefined && g !== undefined && portSharer(g) === sharer;
+    };
+    const active = (g: Guest) => !g.metadata.deletionTimestamp && g.status?.phase !== 'Succeeded' && g.status?.phase !== 'Failed';
+    // A GuestSet's replicas share their ports, and hold them from when the set's eldest live replica did.
+    let me = { key, guest };
+    for (const other of this.store.keys()) {
+      const g = this.store.get(other)?.guest;
+      if (g && shares(other) && active(g) && olderFirst({ key: other, guest: g }, me) < 0) me = { key: other, guest: g };
+    }
     for (const p of ports) {
       const claimant = this.claims.get(p.key);
-      if (claimant !== undefined && claimant !== key) return conflict(p.key, p.field, claimant, 'is starting');
+      if (claimant !== undefined && claimant !== key && !shares(claimant)) return conflict(p.key, p.field, claimant, 'is starting');
     }
     for (const other of this.store.keys()) {
       if (other === key) continue;
@@ -42,8 +53,9 @@ export class HostPortGuard {
       if (!g) continue;
       const s = g.status;
       const hasDomain = s?.domid !== undefined;
-      const active = !g.metadata.deletionTimestamp && s?.phase !== 'Succeeded' && s?.phase !== 'Failed';
-      if (!hasDomain && !(active && olderFirst({ key: other, guest: g }, me) < 0)) continue;
+      if (!hasDomain && !(active(g) && olderFirst({ key: other, guest: g }, me) < 0)) continue;
+      // Replicas of one GuestSet share the port (kratanet balances it over them).
+      if (shares(other)) continue;
       const theirs = new Set(hostPortsOf(g).map((p) => p.key));
       const clash = ports.find((p) => theirs.has(p.key));
       if (clash)

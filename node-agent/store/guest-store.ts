@@ -311,8 +311,9 @@ export class GuestStore extends EventEmitter {
 
   /** A new record from the cluster's Guest: its metadata as given, no status yet. */
   private fresh(desired: Guest, namespace: string, now: Date): Guest {
-    const { name, uid, generation = 1, labels, annotations } = desired.metadata;
+    const { name, uid, generation = 1, labels, annotations, ownerReferences } = desired.metadata;
     const metadata: Guest['metadata'] = { name, namespace, uid, generation, creationTimestamp: metaTime(now) };
+    if (ownerReferences) metadata.ownerReferences = ownerReferences;
     if (labels) metadata.labels = labels;
     if (annotations) metadata.annotations = annotations;
     return {

@@ -8,15 +8,30 @@ import { hostname } from 'node:os';
 import { KubeConfig, PatchStrategy } from '@kubernetes/client-node';
 import type { Guest, GuestSet, GuestSetStatus, GuestStatus, XenHost, XenHostStatus } from '../../crds/generated/types.js';
 import { Semaphore } from '../../lib/semaphore.js';
-import { metaTime } from '../../crds/meta.js';
+import { metaTime, type ObjectMeta } from '../../crds/meta.js';
 
 export const FIELD_MANAGER = 'krata-operator';
 const API = '/apis/krata.dev/v1alpha1';
 const EVENT_WINDOW_MS = 10 * 60_000;
 const EVENT_CACHE_SIZE = 10_000;
 
-export type Kind = 'guests' | 'xenhosts' | 'guestsets';
-export type KindObject<K extends Kind> = K extends 'guests' ? Guest : K extends 'guestsets' ? GuestSet : XenHost;
+export type Kind = 'guests' | 'xenhosts' | 'guestsets' | 'services';
+export type KindObject<K extends Kind> = K extends 'guests'
+  ? Guest
+  : K extends 'guestsets'
+    ? GuestSet
+    : K extends 'xenhosts'
+      ? XenHost
+      : Service;
+
+/** A core/v1 Service, as far as the operator reads it (service-endpoints.ts). */
+export interface Service {
+  metadata: ObjectMeta;
+  spec?: {
+    selector?: Record<string, string>;
+    ports?: { name?: string; protocol?: 'TCP' | 'UDP' | 'SCTP'; port: number; targetPort?: number | string }[];
+  };
+}
 
 export class KubeError extends Error {
   constructor(
@@ -446,7 +461,7 @@ export class KubeClient {
 }
 
 function collectionPath(kind: Kind): string {
-  return `${API}/${kind}`;
+  return kind === 'services' ? '/api/v1/services' : `${API}/${kind}`;
 }
 
 const guestPath = (namespace: string, name: string) => `${API}/namespaces/${seg(namespace)}/guests/${seg(name)}`;

@@ -439,6 +439,15 @@ describe('on a real kube-apiserver', () => {
       [false, 'watch', 'nodes'],
       [false, 'patch', 'nodes/xen-1'],
       [false, 'update', 'nodes/xen-1'],
+      // Services naming a GuestSet: read; their EndpointSlices: kept (service-endpoints.ts).
+      [true, 'list', 'services'],
+      [true, 'watch', 'services'],
+      [false, 'update', 'services', { ns: 'default' }],
+      [false, 'delete', 'services', { ns: 'default' }],
+      [true, 'list', 'endpointslices.discovery.k8s.io'],
+      [true, 'patch', 'endpointslices.discovery.k8s.io', { ns: 'team-a' }],
+      [true, 'delete', 'endpointslices.discovery.k8s.io', { ns: 'team-a' }],
+      [false, 'update', 'endpoints', { ns: 'default' }],
       // Never writes a Guest's spec wholesale, deletes Guests wholesale, or touches XenHost spec.
       [false, 'update', G, { ns: 'default' }],
       [false, 'deletecollection', G, { ns: 'default' }],
