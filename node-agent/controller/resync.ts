@@ -3,8 +3,10 @@
 // stored status does not match what runs (a full comparison, so still level-triggered, but a host of
 // steady guests costs one list).
 import { domainGuestKey } from '../reconcile/identity.js';
+import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import type { Clock } from '../../lib/clock.js';
 import type { DeleteStep } from '../reconcile/delete.js';
+import { desiredTargets, recordedAsApplied } from '../reconcile/resize.js';
 import type { SpecHashes } from '../reconcile/identity.js';
 import type { DomainInfo } from '../runtime/hypervisor.js';
 import type { GuestStore } from '../store/guest-store.js';
@@ -73,7 +75,17 @@ export class PeriodicResync implements Source {
       d.state === 'running' &&
       !d.exit &&
       d.guest.uid === rec.guest.metadata.uid &&
-      d.guest.specHash === this.hashes.of(rec.guest)
+      d.guest.specHash === this.hashes.of(rec.guest) &&
+      resourcesRecorded(s, d, rec.guest)
     );
+  }
+}
+
+/** Live resources: status records the spec's targets as applied to this domain (a bad quantity: the reconcile says so). */
+function resourcesRecorded(s: GuestStatus, d: DomainInfo, g: Guest): boolean {
+  try {
+    return recordedAsApplied(s, d, desiredTargets(g));
+  } catch {
+    return false;
   }
 }

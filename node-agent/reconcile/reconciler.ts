@@ -25,6 +25,9 @@ export interface Reconciler {
   reconcile(key: string): Promise<HandlerResult>;
 }
 
+/** How soon a Guest whose domain was just created is looked at again (running, probes, resources). */
+export const CREATED_OBSERVE_MS = 100;
+
 /** How soon a Guest waiting for a host port another Guest holds looks again. */
 export const PORT_RETRY_MS = 5_000;
 
@@ -149,7 +152,8 @@ export class GuestReconciler implements Reconciler {
     } finally {
       if ('release' in ports) ports.release();
     }
-    return;
+    // The new domain is observed at once: its probes start and status.resources records its targets.
+    return { requeueAfterMs: CREATED_OBSERVE_MS };
   }
 }
 

@@ -51,7 +51,7 @@ kind: Guest
 metadata: {name: web}
 spec:
   image: e2e/busybox:1
-  command: [sh, -c, 'mkdir -p /tmp/www; echo ok >/tmp/www/healthz; busybox httpd -p 8080 -h /tmp/www; echo up; while :; do sleep 1; done']
+  command: [sh, -c, 'mkdir -p /tmp/www; echo ok >/tmp/www/healthz; busybox httpd -f -p 8080 -h /tmp/www & echo $! >/tmp/httpd.pid; echo up; while :; do sleep 1; done']
   resources: {cpus: 1, memory: 96Mi}
   network: {ports: [{name: http, containerPort: 8080, hostPort: 18150}]}
   terminationGracePeriodSeconds: 2
@@ -93,7 +93,8 @@ if [ "$(status web "/no dialer/.test(r.message ?? '')")" = true ]; then
   exit 0
 fi
 echo "web: Ready through httpGet /healthz"
-x "$k exec web -- busybox killall httpd" || fail "exec killall failed"
+# Its pid, not killall: started as "busybox httpd" the server is named busybox, like the shell.
+x "$k exec web -- sh -c 'kill \$(cat /tmp/httpd.pid)'" || fail "exec kill of httpd failed"
 until_status web "r.status === 'False' && r.reason === 'ReadinessProbeFailed'" 60 || fail "web stayed Ready with its port closed: $(status web 'JSON.stringify(r)')"
 echo "web: port closed -> Ready=False ($(status web 'r.message'))"
 x "$k exec web -- busybox httpd -p 8080 -h /tmp/www" || fail "exec httpd failed"
