@@ -23,16 +23,7 @@ x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/
   || fail "image import failed"
 start_agent || fail "the agent did not start"
 
-x "mkdir -p /run/krata-e2e-resize; (setsid node /krata/dist/test/e2e/dom0/socket-relay.js 127.0.0.1:9479 /run/krata/agent.sock \
-   >/run/krata-e2e-resize/relay.log 2>&1 </dev/null & echo \$! >/run/krata-e2e-resize/relay.pid)"
-port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
-ssh -F "$KRATA_XENHOST_SSH_CONFIG" -O forward -L "127.0.0.1:$port:127.0.0.1:9479" xenhost 2>/dev/null || fail "the SSH forward failed"
-export KRATA_AGENT_SOCKET=$out/agent.sock
-node "$repo/dist/test/e2e/dom0/socket-relay.js" "$KRATA_AGENT_SOCKET" "127.0.0.1:$port" >"$out/relay.log" 2>&1 &
-relays+=($!)
-kh() { node "$repo/dist/kratactl/main.js" "$@"; }
-for i in $(seq 150); do kh host status >/dev/null 2>&1 && break; sleep 0.2; done
-kh host status >/dev/null || fail "kratactl on the host cannot reach the agent"
+host_kratactl 9479 /run/krata-e2e-resize
 fail_logs=sized
 
 # apply CPUS MEMORY [MAXMEMORY]: the Guest with these resources (maxCpus 2).

@@ -31,3 +31,21 @@ agent_cleanup() {
 # running NAME [TRIES]: waits (0.2 s between tries, 600 by default) until the Guest's phase is Running.
 # One kratactl call a try, read with grep: every node started in dom0 costs seconds under TCG.
 running() { x "for i in \$(seq ${2:-600}); do $k get $1 -o json | grep -q '\"phase\": \"Running\"' && exit 0; sleep 0.2; done; exit 1"; }
+
+# host_kratactl DOM0_PORT RUN_DIR: `kh` runs kratactl on the host (fast to start; a real terminal through
+# `script`), reaching the agent in dom0: host socket → relay → SSH forward (dom0's dropbear forwards TCP
+# only) → a relay in dom0 on DOM0_PORT (pid file in RUN_DIR, which agent_cleanup RUN_DIR kills) → the
+# agent's socket. The host relay's pid is added to `relays`: kill those in the scenario's cleanup.
+kh() { node "$repo/dist/kratactl/main.js" "$@"; }
+host_kratactl() {
+  local dom0_port=$1 dir=$2 port
+  x "mkdir -p $dir; (setsid node /krata/dist/test/e2e/dom0/socket-relay.js 127.0.0.1:$dom0_port /run/krata/agent.sock \
+     >$dir/relay.log 2>&1 </dev/null & echo \$! >$dir/relay.pid)"
+  port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+  ssh -F "$KRATA_XENHOST_SSH_CONFIG" -O forward -L "127.0.0.1:$port:127.0.0.1:$dom0_port" xenhost 2>/dev/null || fail "the SSH forward failed"
+  export KRATA_AGENT_SOCKET=$out/agent.sock
+  node "$repo/dist/test/e2e/dom0/socket-relay.js" "$KRATA_AGENT_SOCKET" "127.0.0.1:$port" >"$out/relay.log" 2>&1 &
+  relays+=($!)
+  for i in $(seq 150); do kh host status >/dev/null 2>&1 && break; sleep 0.2; done
+  kh host status >/dev/null || fail "kratactl on the host cannot reach the agent"
+}
