@@ -1,7 +1,7 @@
 // The operator runs the GuestSet controller in a cluster: against a real kube-apiserver and Redis with
 // the operator in process and two hosts that heartbeat (no agents: Guests are placed, never run), a
 // GuestSet applied gets its Guests, owned by it, spread over both hosts although one is far larger,
-// and a status; a scale through the scale subresource removes Guests.
+// and a status; a scale through the scale subresource removes Guests; deleting a set deletes its Guests.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { PatchStrategy } from '@kubernetes/client-node';
@@ -91,3 +91,30 @@ test('a GuestSet applied to the cluster gets its Guests from the operator, and a
   await waitFor(async () => (await live()).length === 1, 'one Guest after the scale', 30_000);
   await waitFor(async () => (await kube.client.getGuestSet('default', 'web')).status?.replicas === 1, 'the status after the scale');
 });
+
+test(
+  'deleting a GuestSet deletes its Guests (the operator does it: this API server runs no garbage collector)',
+  { timeout: 120_000 },
+  async () => {
+    await kube.client.request('POST', SETS, {
+      body: {
+        apiVersion: 'krata.dev/v1alpha1',
+        kind: 'GuestSet',
+        metadata: { name: 'gone', namespace: 'default' },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: { app: 'gone' } },
+          template: { metadata: { labels: { app: 'gone' } }, spec: { image: 'example.test/app:1', resources: { memory: '64Mi' } } },
+        },
+      },
+    });
+    const owned = async () =>
+      (await kube.client.listGuestsIn('default', 'krata.dev/guestset=gone')).filter((g) => !g.metadata.deletionTimestamp);
+    await waitFor(async () => (await owned()).length === 2, 'two Guests', 30_000);
+    // A Guest of another set stays: only the deleted set's go.
+    const others = (await kube.client.listGuestsIn('default', 'krata.dev/guestset=web')).length;
+    await kube.client.request('DELETE', `${SETS}/gone`);
+    await waitFor(async () => (await owned()).length === 0, "the deleted set's Guests gone", 30_000);
+    assert.equal((await kube.client.listGuestsIn('default', 'krata.dev/guestset=web')).length, others, "the other set's Guests stay");
+  },
+);

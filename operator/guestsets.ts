@@ -1,10 +1,12 @@
 // GuestSets in a cluster: the shared controller (workloads/guestset/) on a work queue, fed by a GuestSet
 // informer and by the Guest informer (a change of a Guest queues the set that controls it). Every
-// replica keeps the informer warm; only the leader reconciles, from the moment it leads.
+// replica keeps the informer warm; only the leader reconciles, from the moment it leads. Guests whose
+// set is gone are deleted here too: Kubernetes' garbage collector does it where kube-controller-manager
+// runs, and this does not depend on it (an API server alone, as in the tests, has none).
 import type { Guest, GuestSet } from '../crds/generated/types.js';
 import { systemClock } from '../lib/clock.js';
 import { WorkQueue } from '../lib/work-queue.js';
-import { GuestSetController, setKeyOf } from '../workloads/guestset/controller.js';
+import { controllerOf, GuestSetController, setKeyOf } from '../workloads/guestset/controller.js';
 import { KubeGuestSetClient } from './guestset-client.js';
 import type { KubeClient } from './kube/client.js';
 import { keyOf, type Informer } from './kube/informer.js';
@@ -16,14 +18,23 @@ export class ClusterGuestSets {
   constructor(
     kube: KubeClient,
     readonly sets: Informer<GuestSet>,
-    guests: Informer<Guest>,
+    private readonly guests: Informer<Guest>,
     opts: { workers: number; log: (msg: string, err?: unknown) => void },
   ) {
-    const controller = new GuestSetController(new KubeGuestSetClient(kube, () => sets.list()), { now: () => Date.now() });
+    const client = new KubeGuestSetClient(kube, () => sets.list());
+    const controller = new GuestSetController(client, { now: () => Date.now() });
     this.queue = new WorkQueue(
       async (key) => {
         const [namespace, name] = key.split('/') as [string, string];
-        return controller.reconcile(namespace, name);
+        const result = await controller.reconcile(namespace, name);
+        // The Guests a deleted set (or an earlier set of this name) controlled.
+        const live = await client.getSet(namespace, name);
+        for (const g of guests.list()) {
+          if (setKeyOf(g) !== key || g.metadata.deletionTimestamp) continue;
+          if (live && !live.metadata.deletionTimestamp && controllerOf(g)?.uid === live.metadata.uid) continue;
+          await client.deleteGuest(namespace, g.metadata.name);
+        }
+        return result;
       },
       { concurrency: opts.workers, clock: systemClock },
       (key, err, retryInMs) => opts.log(`guestset ${key}: reconcile failed, retrying in ${retryInMs} ms`, err),
@@ -47,9 +58,14 @@ export class ClusterGuestSets {
 
   /** From now on this replica reconciles: every known set is queued. */
   async lead(): Promise<void> {
-    await this.sets.synced();
+    await Promise.all([this.sets.synced(), this.guests.synced()]);
     this.leading = true;
     for (const s of this.sets.list()) this.queue.add(keyOf(s));
+    // Sets deleted while no replica led: their Guests name them.
+    for (const g of this.guests.list()) {
+      const key = setKeyOf(g);
+      if (key) this.queue.add(key);
+    }
   }
 
   async stop(): Promise<void> {
