@@ -16,7 +16,7 @@ import { deriveStatus, statusChanged } from './guest-status.js';
 import type { HostTracker } from './host-tracker.js';
 import type { KubeClient } from './kube/client.js';
 import { keyOf, type Informer } from './kube/informer.js';
-import { hostPortsOf } from '../crds/host-ports.js';
+import { hostPortsOf, portSharer } from '../crds/host-ports.js';
 import { guestRequest, place } from './placement.js';
 import { controllerOf } from '../workloads/guestset/controller.js';
 import type { StatusReports } from './status-reports.js';
@@ -46,10 +46,13 @@ export class GuestController {
   /** Placements made by this process that the cache may not show yet: key → host and uid. */
   private readonly assigned = new Map<string, { host: string; uid: string }>();
   /** What each placed Guest holds on its host, for placement's arithmetic: key → host, request and host ports. */
-  private readonly holds = new Map<string, { host: string; cpus: number; memoryMiB: number; ports: string[] }>();
+  private readonly holds = new Map<string, { host: string; cpus: number; memoryMiB: number; ports: string[]; holder: string }>();
   private readonly allocation = new Map<string, { cpus: number; memoryMiB: number }>();
-  /** host → host port ("TCP/80") → how many placed Guests publish it. */
-  private readonly portUse = new Map<string, Map<string, number>>();
+  /**
+   * host → host port ("TCP/80") → holder → how many placed Guests publish it. A holder is a Guest, or
+   * a GuestSet whose replicas share the port on a host (the node balances it over the ready ones).
+   */
+  private readonly portUse = new Map<string, Map<string, Map<string, number>>>();
   /** Last unschedulable reason reported per key (one FailedScheduling Event per change, not per retry). */
   private readonly unschedulable = new Map<string, string>();
   /** Since when a transient status has been waiting to be written (ms). */
@@ -86,32 +89,36 @@ export class GuestController {
   track(g: Guest | undefined, key: string): void {
     const old = this.holds.get(key);
     const host = g && !finished(g.status) ? this.nodeOf(g) : undefined;
-    const req = g && host ? { ...guestRequest(g), ports: hostPortsOf(g).map((p) => p.key) } : undefined;
+    const req = g && host ? { ...guestRequest(g), ports: hostPortsOf(g).map((p) => p.key), holder: portHolder(g, key) } : undefined;
     if (
       old &&
       host === old.host &&
       req &&
       req.cpus === old.cpus &&
       req.memoryMiB === old.memoryMiB &&
-      req.ports.join() === old.ports.join()
+      req.ports.join() === old.ports.join() &&
+      req.holder === old.holder
     )
       return;
-    if (old) this.adjust(old.host, -old.cpus, -old.memoryMiB, old.ports, -1);
+    if (old) this.adjust(old.host, -old.cpus, -old.memoryMiB, old.ports, old.holder, -1);
     if (host && req) {
       this.holds.set(key, { host, ...req });
-      this.adjust(host, req.cpus, req.memoryMiB, req.ports, 1);
+      this.adjust(host, req.cpus, req.memoryMiB, req.ports, req.holder, 1);
     } else this.holds.delete(key);
   }
 
-  private adjust(host: string, cpus: number, memoryMiB: number, ports: string[], sign: 1 | -1): void {
+  private adjust(host: string, cpus: number, memoryMiB: number, ports: string[], holder: string, sign: 1 | -1): void {
     const a = this.allocation.get(host) ?? { cpus: 0, memoryMiB: 0 };
     a.cpus += cpus;
     a.memoryMiB += memoryMiB;
     this.allocation.set(host, a);
-    const use = this.portUse.get(host) ?? new Map<string, number>();
+    const use = this.portUse.get(host) ?? new Map<string, Map<string, number>>();
     for (const p of ports) {
-      const n = (use.get(p) ?? 0) + sign;
-      if (n > 0) use.set(p, n);
+      const holders = use.get(p) ?? new Map<string, number>();
+      const n = (holders.get(holder) ?? 0) + sign;
+      if (n > 0) holders.set(holder, n);
+      else holders.delete(holder);
+      if (holders.size) use.set(p, holders);
       else use.delete(p);
     }
     this.portUse.set(host, use);
@@ -130,9 +137,15 @@ export class GuestController {
     return count;
   }
 
-  /** Host ports that Guests placed on `host` publish (the NodePorts filter of Kubernetes' scheduler). */
-  usedPorts(host: string): ReadonlySet<string> {
-    return new Set(this.portUse.get(host)?.keys());
+  /**
+   * Host ports that Guests placed on `host` publish (the NodePorts filter of Kubernetes' scheduler),
+   * except those only `g`'s own GuestSet holds there: its replicas share them.
+   */
+  usedPorts(host: string, g?: Guest): ReadonlySet<string> {
+    const mine = g ? portHolder(g, keyOf(g)) : undefined;
+    const used = new Set<string>();
+    for (const [port, holders] of this.portUse.get(host) ?? []) if ([...holders.keys()].some((h) => h !== mine)) used.add(port);
+    return used;
   }
 
   allocated(host: string): { cpus: number; memoryMiB: number } {
@@ -200,7 +213,7 @@ export class GuestController {
         g,
         this.tracker.views(
           (h) => this.allocated(h),
-          (h) => this.usedPorts(h),
+          (h) => this.usedPorts(h, g),
         ),
         this.siblingsByHost(g),
       );
@@ -506,4 +519,10 @@ export function probeEvents(
     });
   }
   return out;
+}
+
+/** Who holds a Guest's host ports on its host: its GuestSet (replicas share them) or the Guest itself. */
+function portHolder(g: Guest, key: string): string {
+  const sharer = portSharer(g);
+  return sharer ? `set:${sharer}` : `guest:${key}`;
 }

@@ -1,7 +1,8 @@
 // The operator runs the GuestSet controller in a cluster: against a real kube-apiserver and Redis with
 // the operator in process and two hosts that heartbeat (no agents: Guests are placed, never run), a
 // GuestSet applied gets its Guests, owned by it, spread over both hosts although one is far larger,
-// and a status; a scale through the scale subresource removes Guests; deleting a set deletes its Guests.
+// and a status; a scale through the scale subresource removes Guests; deleting a set deletes its Guests;
+// replicas share a host port on a host, which another owner cannot take.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { PatchStrategy } from '@kubernetes/client-node';
@@ -118,3 +119,56 @@ test(
     assert.equal((await kube.client.listGuestsIn('default', 'krata.dev/guestset=web')).length, others, "the other set's Guests stay");
   },
 );
+
+test("a set's replicas share a host port: three replicas publishing one port are placed on two hosts", { timeout: 120_000 }, async () => {
+  await kube.client.request('POST', SETS, {
+    body: {
+      apiVersion: 'krata.dev/v1alpha1',
+      kind: 'GuestSet',
+      metadata: { name: 'shared', namespace: 'default' },
+      spec: {
+        replicas: 3,
+        selector: { matchLabels: { app: 'shared' } },
+        template: {
+          metadata: { labels: { app: 'shared' } },
+          spec: {
+            image: 'example.test/app:1',
+            resources: { memory: '64Mi' },
+            network: { ports: [{ containerPort: 8000, hostPort: 18000 }] },
+          },
+        },
+      },
+    },
+  });
+  const nodes = await waitFor(
+    async () => {
+      const guests = await kube.client.listGuestsIn('default', 'krata.dev/guestset=shared');
+      const n = guests.map((g) => g.status?.node).filter((x) => x !== undefined);
+      return n.length === 3 ? n.sort() : undefined;
+    },
+    'all three placed (two of them on one host, sharing the port)',
+    30_000,
+  );
+  assert.deepEqual(new Set(nodes), new Set(['xen-big', 'xen-small']));
+  // Another owner's Guest asking for the same port finds no host: the set holds it on both.
+  await kube.client.request('POST', '/apis/krata.dev/v1alpha1/namespaces/default/guests', {
+    body: {
+      apiVersion: 'krata.dev/v1alpha1',
+      kind: 'Guest',
+      metadata: { name: 'lone', namespace: 'default' },
+      spec: { image: 'example.test/app:1', resources: { memory: '64Mi' }, network: { ports: [{ containerPort: 8000, hostPort: 18000 }] } },
+    },
+  });
+  const lone = await waitFor(
+    async () => {
+      const g = await kube.client.getGuest('default', 'lone');
+      return g.status?.conditions?.some((c) => c.type === 'Scheduled') || g.status?.node ? g : undefined;
+    },
+    'the lone Guest judged',
+    30_000,
+  );
+  assert.equal(lone.status?.node, undefined, `not placed: ${JSON.stringify(lone.status)}`);
+  const scheduled = lone.status?.conditions?.find((c) => c.type === 'Scheduled');
+  assert.equal(scheduled?.reason, 'Unschedulable');
+  assert.match(scheduled?.message ?? '', /host port TCP\/18000 in use/);
+});
