@@ -36,8 +36,10 @@ test('desired entries → store → reconciler → Running; the status hash and 
     const streamed = await h.op.streamed('web');
     assert.equal(streamed.at(-1)!.status!.phase, 'Running');
     assert.ok(streamed.length <= 4, `coalesced: ${streamed.map((r) => r.status?.phase).join(', ')}`);
-    // An entry the agent already runs is not touched by later reads.
-    const rv = g.metadata.resourceVersion;
+    // An entry the agent already runs is not touched by later reads (once the reconciler has observed
+    // both running domains and recorded their resources, the last status writes it makes for them).
+    await until(() => ['web', 'db'].every((n) => h.agent.get('default', n)?.status?.resources !== undefined), 'resources recorded');
+    const rv = h.agent.get('default', 'web')!.metadata.resourceVersion;
     await new Promise((r) => setTimeout(r, 1200)); // past a full resync
     assert.equal(h.agent.get('default', 'web')!.metadata.resourceVersion, rv);
     assert.equal(h.hv.calls.create, 2);
