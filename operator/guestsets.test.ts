@@ -172,3 +172,44 @@ test("a set's replicas share a host port: three replicas publishing one port are
   assert.equal(scheduled?.reason, 'Unschedulable');
   assert.match(scheduled?.message ?? '', /host port TCP\/18000 in use/);
 });
+
+test('a template change rolls the set: every Guest is replaced by one of the new revision', { timeout: 120_000 }, async () => {
+  const body = (image: string) => ({
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'GuestSet',
+    metadata: { name: 'roll', namespace: 'default' },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: 'roll' } },
+      // No agent runs these Guests, so none becomes Ready: the budget lets the rollout go on regardless.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 2, maxSurge: 0 } },
+      template: { metadata: { labels: { app: 'roll' } }, spec: { image, resources: { memory: '64Mi' } } },
+    },
+  });
+  await kube.client.request('POST', SETS, { body: body('example.test/app:1') });
+  const live = async () =>
+    (await kube.client.listGuestsIn('default', 'krata.dev/guestset=roll')).filter((g) => !g.metadata.deletionTimestamp);
+  const first = await waitFor(async () => {
+    const s = await kube.client.getGuestSet('default', 'roll');
+    const gs = await live();
+    return gs.length === 2 && s.status?.updateRevision ? s.status.updateRevision : undefined;
+  }, 'two Guests of the first revision');
+  await kube.client.request('PATCH', `${SETS}/roll`, {
+    body: { spec: { template: { spec: { image: 'example.test/app:2' } } } },
+    contentType: PatchStrategy.MergePatch,
+  });
+  const second = await waitFor(
+    async () => {
+      const s = await kube.client.getGuestSet('default', 'roll');
+      const gs = await live();
+      const rev = s.status?.updateRevision;
+      return rev && rev !== first && gs.length === 2 && gs.every((g) => g.metadata.labels?.['krata.dev/template-hash'] === rev)
+        ? { rev, gs }
+        : undefined;
+    },
+    'both Guests replaced by the new revision',
+    60_000,
+  );
+  for (const g of second.gs) assert.equal(g.spec.image, 'example.test/app:2');
+  await waitFor(async () => (await kube.client.getGuestSet('default', 'roll')).status?.updatedReplicas === 2, 'status: 2 updated');
+});
