@@ -11,11 +11,15 @@ export const MAX_SESSIONS = 16;
 /** flags bit 0: end of this direction of data. */
 export const FIN = 1;
 /** The versions this side speaks. */
-export const PROTOCOL_VERSION = { min: 1, max: 1 } as const;
+export const PROTOCOL_VERSION = { min: 1, max: 2 } as const;
+/** The first version with the bulk ring (BULK_OFFER, BULK_SWITCH). */
+export const BULK_VERSION = 2;
 
 export const FrameType = {
   HELLO: 0x01,
   HELLO_ACK: 0x02,
+  BULK_OFFER: 0x03,
+  BULK_SWITCH: 0x04,
   EXEC: 0x10,
   STARTED: 0x11,
   EXIT: 0x12,
@@ -36,6 +40,7 @@ const KNOWN_TYPES = new Set<number>(Object.values(FrameType));
 export const JSON_TYPES = new Set<number>([
   FrameType.HELLO,
   FrameType.HELLO_ACK,
+  FrameType.BULK_OFFER,
   FrameType.EXEC,
   FrameType.STARTED,
   FrameType.EXIT,
