@@ -109,8 +109,16 @@ export interface GuestUsage {
   vcpus: { online: number; max: number };
   /** Memory Xen has given the domain now, and its maximum, bytes. */
   memory: { domainBytes: number; maxBytes: number };
-  /** The control channel: up, connecting, incompatible or closed, with why when not up. */
-  channel: { phase: 'connecting' | 'up' | 'incompatible' | 'closed'; reason?: string };
+  /**
+   * The control channel: up, connecting, incompatible or closed, with why when not up; when up, what it
+   * runs over (the console device, or the guest's bulk ring) and why a bulk ring offered was not used.
+   */
+  channel: {
+    phase: 'connecting' | 'up' | 'incompatible' | 'closed';
+    reason?: string;
+    transport?: 'console' | 'bulk';
+    bulkRefused?: string;
+  };
   guest?: {
     memoryTotalBytes: number;
     memoryAvailableBytes: number;

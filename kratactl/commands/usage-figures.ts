@@ -87,6 +87,14 @@ export function usageFields(u: GuestUsage): [string, string | undefined][] {
     ['Load', g ? g.load.map((l) => l.toFixed(2)).join(' ') : undefined],
     ['Processes', g ? String(g.processes) : undefined],
     ['Guest uptime', g ? humanDuration(g.uptimeSeconds * 1000) : undefined],
-    ['Channel', u.channel.reason ? `${u.channel.phase} (${u.channel.reason})` : u.channel.phase],
+    ['Channel', channelText(u.channel)],
   ];
+}
+
+/** "up (bulk ring)", "up (console; bulk ring not used: why)", or the phase and why it is not up. */
+function channelText(c: GuestUsage['channel']): string {
+  if (c.reason) return `${c.phase} (${c.reason})`;
+  if (c.transport === 'bulk') return `${c.phase} (bulk ring)`;
+  if (c.transport === 'console') return `${c.phase} (console${c.bulkRefused ? `; bulk ring not used: ${c.bulkRefused}` : ''})`;
+  return c.phase;
 }

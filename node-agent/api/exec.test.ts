@@ -212,7 +212,7 @@ test('exec refusals are plain HTTP answers: 404, 409 (no domain, no channel, not
   const old = await refused({ command: ['true'] });
   assert.equal(old.status, 409);
   assert.match(old.message, /incompatible: the guest speaks versions 2\.\.3/);
-  service.channel('default', 'web')!.setState({ phase: 'up', version: 1, guestSoftware: 'x' });
+  service.channel('default', 'web')!.setState({ phase: 'up', version: 1, guestSoftware: 'x', transport: 'console' });
 
   for (const [q, param] of [
     ['', /command is required/],
@@ -371,7 +371,7 @@ test('exec: a client that left while the channel came up never leaves a session 
   await eventually(() => channel.readyCalls.length === 1, 'the agent waits for the channel');
   socket.destroy();
   await settle(50);
-  channel.setState({ phase: 'up', version: 1, guestSoftware: 'x' });
+  channel.setState({ phase: 'up', version: 1, guestSoftware: 'x', transport: 'console' });
   await eventually(() => channel.sessions.length === 1 && channel.last!.closed, 'the session opened late is closed at once');
 });
 

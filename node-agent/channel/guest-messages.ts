@@ -1,7 +1,7 @@
 // What the guest's JSON payloads must hold (PROTOCOL.md): each parser returns the value, or undefined when a
 // field is missing or out of range (a protocol violation once the channel is up).
 import type { ExecResult } from '../../contracts/agent-api/exec.js';
-import type { GuestReportedMetrics } from './types.js';
+import type { BulkOffer, GuestReportedMetrics } from './types.js';
 
 /** Text from the guest shown to users: printable, bounded. */
 export function guestText(v: unknown, max = 256): string | undefined {
@@ -33,6 +33,25 @@ export function parseHelloAck(j: Record<string, unknown>): HelloAck | undefined 
   if (j.version === 0) return { version: 0, error: guestText(j.error, 512) ?? 'no reason given' };
   if (!intIn(j.version, 1, 0xffff)) return undefined;
   return { version: j.version, software: guestText(j.software ?? '') ?? '' };
+}
+
+/** The most data pages a bulk ring has in each direction (PROTOCOL.md, Bulk ring). */
+export const MAX_BULK_PAGES = 32;
+/** Grant references below this are the toolstack's (console, xenstore). */
+const FIRST_GUEST_GRANT = 8;
+const MAX_EVTCHN_PORT = (1 << 17) - 1;
+
+function pagesOk(n: unknown): n is number {
+  return intIn(n, 1, MAX_BULK_PAGES) && (n & (n - 1)) === 0;
+}
+
+/** A BULK_OFFER: sizes powers of two from 1 to 32, one ref per page (header, in, out), a port in range. */
+export function parseBulkOffer(j: Record<string, unknown>): BulkOffer | undefined {
+  const { refs, port, inPages, outPages } = j;
+  if (!pagesOk(inPages) || !pagesOk(outPages) || !intIn(port, 1, MAX_EVTCHN_PORT)) return undefined;
+  if (!Array.isArray(refs) || refs.length !== 1 + inPages + outPages) return undefined;
+  if (!refs.every((r) => intIn(r, FIRST_GUEST_GRANT, 0xffffffff))) return undefined;
+  return { refs: refs as number[], port, inPages, outPages };
 }
 
 export function parseStarted(j: Record<string, unknown>): number | undefined {

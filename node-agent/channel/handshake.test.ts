@@ -8,8 +8,8 @@ import { ChannelUnavailable, guestChannelStats, openGuestChannel, type HostGuest
 test('the host says HELLO on open; the guest acknowledges and the channel is up', async () => {
   const { guest, channel } = await scriptedChannel({ software: 'guest-init 9' });
   assert.equal(guest.received[0]!.type, FrameType.HELLO);
-  assert.deepEqual(guest.received[0]!.json, { role: 'host', min: 1, max: 1, software: 'test-agent 0.0.0' });
-  assert.deepEqual(channel.state(), { phase: 'up', version: 1, guestSoftware: 'guest-init 9' });
+  assert.deepEqual(guest.received[0]!.json, { role: 'host', min: 1, max: 2, software: 'test-agent 0.0.0' });
+  assert.deepEqual(channel.state(), { phase: 'up', version: 2, guestSoftware: 'guest-init 9', transport: 'console' });
   await channel.ready(10);
   assert.equal(channel.stats.protocolErrors, 0);
   assert.ok(channel.stats.framesIn >= 1 && channel.stats.framesOut >= 1 && channel.stats.bytesIn > 0 && channel.stats.bytesOut > 0);
@@ -23,17 +23,17 @@ test("a guest HELLO (the host's was lost before guest-init listened) is answered
   await pair.settle();
   pair.guest.write(encodeFrame(FrameType.HELLO, 0, { role: 'guest', min: 1, max: 3, software: 'newer-init' }));
   await pair.settle();
-  assert.deepEqual(channel.state(), { phase: 'up', version: 1, guestSoftware: 'newer-init' });
+  assert.deepEqual(channel.state(), { phase: 'up', version: 2, guestSoftware: 'newer-init', transport: 'console' });
   const all = Buffer.concat(received);
-  assert.ok(all.includes(encodeFrame(FrameType.HELLO_ACK, 0, { version: 1, software: 'agent' })));
+  assert.ok(all.includes(encodeFrame(FrameType.HELLO_ACK, 0, { version: 2, software: 'agent' })), 'the highest version both speak');
 });
 
 test('a guest with no common version: incompatible, both ranges in the reason; exec and ready say so', async () => {
   const before = guestChannelStats.incompatible;
-  const { channel } = await scriptedChannel({ versions: { min: 2, max: 3 } });
+  const { channel } = await scriptedChannel({ versions: { min: 3, max: 4 } });
   const st = channel.state();
   assert.equal(st.phase, 'incompatible');
-  assert.match(st.phase === 'incompatible' ? st.reason : '', /1.*2\.\.3/);
+  assert.match(st.phase === 'incompatible' ? st.reason : '', /1\.\.2.*3\.\.4/);
   await assert.rejects(channel.ready(10), (e: unknown) => e instanceof ChannelUnavailable && e.state === 'incompatible');
   assert.throws(
     () => channel.exec({ argv: ['true'], tty: false, stdin: false }, new RecordingSink()),
@@ -52,7 +52,7 @@ test('a guest HELLO with no common version gets a refusal and leaves the channel
   assert.equal(st.phase, 'incompatible');
   const reason = st.phase === 'incompatible' ? st.reason : '';
   assert.match(reason, /4\.\.7/);
-  assert.match(reason, /agent\) 1\b/);
+  assert.match(reason, /agent\) 1\.\.2/);
   assert.equal(channel.stats.protocolErrors, 0);
 });
 
@@ -155,6 +155,6 @@ test("adopting a running guest: the tail of the old conversation is skipped and 
   pair.guest.write(encodeFrame(FrameType.EXIT, 12, { exitCode: 0 }));
   pair.guest.write(encodeFrame(FrameType.HELLO_ACK, 0, { version: 1, software: 'running-init' }));
   await pair.settle();
-  assert.deepEqual(channel.state(), { phase: 'up', version: 1, guestSoftware: 'running-init' });
+  assert.deepEqual(channel.state(), { phase: 'up', version: 1, guestSoftware: 'running-init', transport: 'console' });
   assert.equal(channel.stats.protocolErrors, 0);
 });

@@ -3,6 +3,7 @@
 // for good and is counted). Nothing the guest sends throws out of the transport's data callback.
 import type { Clock } from '../../lib/clock.js';
 import {
+  BULK_VERSION,
   encodeFrame,
   FrameDecoder,
   frameTypeName,
@@ -15,10 +16,11 @@ import {
   type Frame,
 } from '../../contracts/guest-channel/frames.js';
 import { checkSize, HostExecSession, type SessionOwner } from './exec-session.js';
-import { parseExit, parseHello, parseHelloAck, parseMetrics, parseStarted } from './guest-messages.js';
+import { parseBulkOffer, parseExit, parseHello, parseHelloAck, parseMetrics, parseStarted } from './guest-messages.js';
 import { helloAck, helloRefusal, hostHello, negotiate, rangeText } from './handshake.js';
 import { Outbox } from './outbox.js';
 import { guestChannelStats } from './stats.js';
+import { SwitchingTransport } from './switching-transport.js';
 import type {
   ChannelState,
   ChannelStats,
@@ -67,7 +69,11 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
   readonly stats: ChannelStats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, protocolErrors: 0 };
   readonly outbox: Outbox;
   private st: ChannelState = { phase: 'connecting' };
-  private readonly decoder = new FrameDecoder({ seekHandshake: true });
+  /** Replaced when input moves to the bulk ring: what the console held after the guest's BULK_SWITCH is dropped. */
+  private decoder = new FrameDecoder({ seekHandshake: true });
+  private readonly link: SwitchingTransport;
+  /** The bulk ring in this conversation: none yet, offered and answered (our BULK_SWITCH sent), refused, or in use both ways. */
+  private bulk: 'none' | 'asked' | 'refused' | 'on' = 'none';
   private readonly sessions = new Map<number, HostExecSession>();
   private readonly metricsWaiting = new Map<number, PendingMetrics>();
   private readonly readyWaiters = new Set<ReadyWaiter>();
@@ -75,21 +81,22 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
   private readonly stopDrain: () => void;
 
   constructor(
-    private readonly transport: ChannelTransport,
+    transport: ChannelTransport,
     private readonly software: string,
     private readonly clock: Clock,
   ) {
+    this.link = new SwitchingTransport(transport);
     this.outbox = new Outbox(
-      transport,
+      this.link,
       () => this.sessions.values(),
       (f) => {
         this.stats.framesOut++;
         this.stats.bytesOut += f.length;
       },
     );
-    transport.onData((d) => this.onData(d));
-    this.stopDrain = transport.onDrain(() => this.outbox.drained());
-    transport.onClose(() => this.transportClosed());
+    this.link.onData((d) => this.onData(d));
+    this.stopDrain = this.link.onDrain(() => this.outbox.drained());
+    this.link.onClose(() => this.transportClosed());
     this.outbox.send(0, hostHello(software));
     this.outbox.pump();
   }
@@ -210,13 +217,16 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
     if (this.st.phase === 'closed') return;
     this.stats.bytesIn += data.length;
     try {
-      this.decoder.push(data);
-      for (let r = this.decoder.next(); r; r = this.decoder.next()) {
+      const decoder = this.decoder;
+      decoder.push(data);
+      for (let r = decoder.next(); r; r = decoder.next()) {
         if (!r.ok) return this.violation(r.reason);
         this.stats.framesIn++;
         const bad = this.handle(r.frame);
         if (bad !== undefined) return this.violation(bad);
         if (this.isClosed()) return;
+        // Input moved to the bulk ring: the rest of this console chunk is not the conversation's.
+        if (this.decoder !== decoder) break;
       }
       this.outbox.pump();
     } catch (e) {
@@ -231,6 +241,10 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
     // Before the handshake the decoder passes nothing else.
     if (this.st.phase !== 'up') return undefined;
     switch (f.type) {
+      case FrameType.BULK_OFFER:
+        return this.onBulkOffer(f);
+      case FrameType.BULK_SWITCH:
+        return this.onBulkSwitch(f);
       case FrameType.STARTED:
       case FrameType.EXIT:
       case FrameType.STDOUT:
@@ -251,6 +265,8 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
     if (!hello) return up ? 'a HELLO without a role and a valid min..max' : undefined;
     // Our own HELLO echoed by the guest's line discipline before guest-init set it raw.
     if (hello.role !== 'guest') return undefined;
+    // HELLO travels on the console; once the conversation is on the bulk ring, it cannot start over there.
+    if (this.bulk === 'asked' || this.bulk === 'on') return 'a HELLO after the conversation moved to the bulk ring';
     if (up) guestChannelStats.resets++;
     this.endConversation("the guest's init restarted the control channel");
     this.outbox.clear();
@@ -287,6 +303,44 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
       return ack.version === this.st.version ? undefined : `the guest acknowledged version ${ack.version} while ${this.st.version} is up`;
     }
     this.becomeUp(ack.version, ack.software);
+    return undefined;
+  }
+
+  /** The guest offers its bulk ring: map it and move our output there, or stay on the console and say why. */
+  private onBulkOffer(f: Frame): string | undefined {
+    if (this.st.phase !== 'up') return undefined;
+    if (f.stream !== 0 || f.flags !== 0) return 'a BULK_OFFER off stream 0 or with flags';
+    if (this.st.version < BULK_VERSION) return `a BULK_OFFER at channel version ${this.st.version}`;
+    if (this.bulk !== 'none') return 'a second BULK_OFFER in one conversation';
+    const offer = parseBulkOffer(f.json!);
+    if (!offer) return 'a BULK_OFFER without valid refs, port, inPages and outPages';
+    if (!this.link.canOpenBulk) return this.refuseBulk('this transport has no bulk ring');
+    try {
+      this.link.switchOutput(offer, encodeFrame(FrameType.BULK_SWITCH, 0));
+    } catch (e) {
+      return this.refuseBulk(e instanceof Error ? e.message : String(e));
+    }
+    this.bulk = 'asked';
+    this.stats.framesOut++;
+    return undefined;
+  }
+
+  private refuseBulk(why: string): undefined {
+    guestChannelStats.bulkRefused++;
+    this.bulk = 'refused';
+    if (this.st.phase === 'up') this.st = { ...this.st, bulkRefused: why };
+    return undefined;
+  }
+
+  /** The guest's last frame on the console: its input and ours are on the bulk ring from here. */
+  private onBulkSwitch(f: Frame): string | undefined {
+    if (f.stream !== 0 || f.flags !== 0 || f.payload.length !== 0) return 'a BULK_SWITCH off stream 0, with flags or a payload';
+    if (this.bulk !== 'asked') return 'a BULK_SWITCH the host did not ask for';
+    this.link.switchInput();
+    this.decoder = new FrameDecoder();
+    this.bulk = 'on';
+    guestChannelStats.bulkSwitches++;
+    if (this.st.phase === 'up') this.st = { ...this.st, transport: 'bulk' };
     return undefined;
   }
 
@@ -337,7 +391,8 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
   // --- states ---
 
   private becomeUp(version: number, guestSoftware: string): void {
-    this.st = { phase: 'up', version, guestSoftware };
+    this.st = { phase: 'up', version, guestSoftware, transport: 'console' };
+    this.bulk = 'none';
     this.decoder.seekHandshake = false;
     for (const w of this.takeReadyWaiters()) w.resolve();
   }
@@ -384,7 +439,7 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
     this.decoder.discard();
     this.outbox.clear();
     this.stopDrain();
-    if (closeTransport) this.transport.close();
+    if (closeTransport) this.link.close();
   }
 
   private takeReadyWaiters(): ReadyWaiter[] {

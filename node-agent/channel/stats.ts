@@ -7,4 +7,7 @@ export const guestChannelStats = {
   incompatible: 0,
   /** Guest HELLOs that reset a channel that was up (the guest's init restarted it). */
   resets: 0,
+  /** Conversations moved onto a guest's bulk ring, and bulk rings offered but not used. */
+  bulkSwitches: 0,
+  bulkRefused: 0,
 };

@@ -5,7 +5,15 @@ import type { ExecResult } from '../../contracts/agent-api/exec.js';
 /** Where a guest's channel is: waiting for the handshake, up, or closed for good (incompatible or broken). */
 export type ChannelState =
   | { phase: 'connecting' }
-  | { phase: 'up'; version: number; guestSoftware: string }
+  | {
+      phase: 'up';
+      version: number;
+      guestSoftware: string;
+      /** What the conversation runs over: the console device, or the guest's bulk ring (version 2). */
+      transport: 'console' | 'bulk';
+      /** Why a guest's bulk ring was not used (mapping it failed, or the transport has none). */
+      bulkRefused?: string;
+    }
   | { phase: 'incompatible'; reason: string }
   | { phase: 'closed'; reason: string };
 
@@ -98,6 +106,14 @@ export interface GuestChannel {
   close(reason: string): void;
 }
 
+/** A guest's bulk ring (BULK_OFFER, PROTOCOL.md): its pages' grant refs (header, in, out) and port. */
+export interface BulkOffer {
+  refs: readonly number[];
+  port: number;
+  inPages: number;
+  outPages: number;
+}
+
 /**
  * The byte stream a channel runs over: the guest's console device 1 (xen/console/), or a pipe in
  * tests. Structurally typed, so xen/ implements it without importing this folder.
@@ -111,4 +127,9 @@ export interface ChannelTransport {
   /** The transport went away (the domain is gone); called once. */
   onClose(cb: () => void): void;
   close(): void;
+  /**
+   * Maps the guest's bulk ring: a second transport to the same guest, closed by its owner. Absent where
+   * there is none (tests' pipes); throws when the offer cannot be mapped.
+   */
+  openBulk?(offer: BulkOffer): ChannelTransport;
 }

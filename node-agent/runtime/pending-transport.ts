@@ -1,7 +1,7 @@
 // A guest channel's transport before its ring is connected: the channel is opened at once (so that
 // channel() answers "connecting" while the guest boots, not "none"), its first writes (HELLO) wait here
 // up to a bound, and everything passes through once the real transport is attached.
-import type { ChannelTransport } from '../channel/types.js';
+import type { BulkOffer, ChannelTransport } from '../channel/types.js';
 
 /** Bytes queued before the ring is up: the channel sends only HELLO then. */
 const DEFAULT_PENDING_LIMIT = 64 * 1024;
@@ -43,6 +43,13 @@ export class PendingTransport implements ChannelTransport {
   onClose(cb: () => void): void {
     if (this.ended) queueMicrotask(cb);
     else this.closeListeners.push(cb);
+  }
+
+  /** Only once the ring is connected: the channel asks for it after the handshake, which needs the ring. */
+  get openBulk(): ((offer: BulkOffer) => ChannelTransport) | undefined {
+    const real = this.real;
+    if (!real?.openBulk || this.closed) return undefined;
+    return (offer) => real.openBulk!(offer);
   }
 
   /** The ring is connected: queued bytes go first, then everything passes through. */

@@ -85,7 +85,7 @@ test('exec refuses: NotFound, no running domain (its phase), no channel (an olde
   h.hv.channels.set(domid, late);
   const s = sink();
   const pending = h.agent.exec('default', 'web', { argv: ['exit', '7'], tty: false, stdin: false }, s.sink);
-  late.setState({ phase: 'up', version: 1, guestSoftware: 'guest-init' });
+  late.setState({ phase: 'up', version: 1, guestSoftware: 'guest-init', transport: 'console' });
   await pending;
   assert.deepEqual(await s.exited, { exitCode: 7 });
 });
@@ -99,7 +99,7 @@ test('resizeConsole reaches the channel only when it is up', async (t) => {
   const channel = new FakeGuestChannel({ phase: 'connecting' });
   h.hv.channels.set(domid, channel);
   assert.equal(h.agent.resizeConsole('default', 'web', 24, 80), false, 'not up');
-  channel.setState({ phase: 'up', version: 1, guestSoftware: 'guest-init' });
+  channel.setState({ phase: 'up', version: 1, guestSoftware: 'guest-init', transport: 'console' });
   assert.equal(h.agent.resizeConsole('default', 'web', 50, 132), true);
   assert.deepEqual(channel.consoleSizes, [[50, 132]]);
 });

@@ -43,7 +43,7 @@ const FIGURES: GuestReportedMetrics = {
 
 /** A channel that is up and answers metrics: what the sampler uses of one. */
 const upChannel = {
-  state: (): ChannelState => ({ phase: 'up', version: 1, guestSoftware: 'test' }),
+  state: (): ChannelState => ({ phase: 'up', version: 1, guestSoftware: 'test', transport: 'console' }),
   metrics: () => Promise.resolve(FIGURES),
 } as unknown as GuestChannel;
 
@@ -115,6 +115,8 @@ test('usage() and the krata_guest_* series come from the running Guests; a delet
   assert.match(text, /^krata_guest_processes\{namespace="default",name="web"\} 7$/m);
   assert.match(text, /^krata_guest_channel_up\{namespace="default",name="web"\} 1$/m);
   assert.match(text, /^krata_guest_channel_up\{namespace="default",name="db"\} 0$/m);
+  assert.match(text, /^krata_guest_channel_bulk\{namespace="default",name="web"\} 0$/m, 'up over the console');
+  assert.doesNotMatch(text, /^krata_guest_channel_bulk\{namespace="default",name="db"\}/m, 'no transport while not up');
   assert.doesNotMatch(text, /^krata_guest_processes\{namespace="default",name="db"\}/m, 'no guest figures without a channel');
 
   await agent.delete('default', 'web', {});

@@ -25,6 +25,11 @@ const GAUGES: [string, string, (u: GuestUsage) => number | undefined][] = [
   ['krata_guest_load15', "The guest's load average over 15 minutes", (u) => u.guest?.load[2]],
   ['krata_guest_processes', 'Processes in the guest, as it reports', (u) => u.guest?.processes],
   ['krata_guest_channel_up', "1 when the guest's control channel is up, else 0", (u) => (u.channel.phase === 'up' ? 1 : 0)],
+  [
+    'krata_guest_channel_bulk',
+    "1 when the guest's control channel runs over its bulk ring, 0 when over the console device",
+    (u) => (u.channel.phase === 'up' ? (u.channel.transport === 'bulk' ? 1 : 0) : undefined),
+  ],
 ];
 
 /**

@@ -32,7 +32,7 @@ class TestChannel {
   answer: () => Promise<GuestReportedMetrics> = () => Promise.resolve(FIGURES);
   state(): ChannelState {
     return this.phase === 'up'
-      ? { phase: 'up', version: 1, guestSoftware: 'test' }
+      ? { phase: 'up', version: 1, guestSoftware: 'test', transport: 'console' }
       : ({ phase: this.phase, reason: 'test' } as ChannelState);
   }
   metrics(_timeoutMs: number): Promise<GuestReportedMetrics> {
@@ -160,7 +160,7 @@ test("the guest's figures while its channel is up; the channel's phase otherwise
   const { hv, sampler, start } = await setup();
   const web = await start('web');
   const [up] = await sampler.sample();
-  assert.deepEqual(up!.channel, { phase: 'up' });
+  assert.deepEqual(up!.channel, { phase: 'up', transport: 'console' });
   assert.deepEqual(up!.guest, {
     memoryTotalBytes: 1000 * MiB,
     memoryAvailableBytes: 700 * MiB,

@@ -6,7 +6,7 @@
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import type { Clock } from '../../lib/clock.js';
 import { Semaphore } from '../../lib/semaphore.js';
-import type { GuestChannel, GuestReportedMetrics } from '../channel/index.js';
+import type { ChannelState, GuestChannel, GuestReportedMetrics } from '../channel/index.js';
 import type { DomainStats, Hypervisor } from '../runtime/hypervisor.js';
 import { guestKey, type GuestStore } from '../store/guest-store.js';
 
@@ -121,7 +121,7 @@ export class UsageSampler {
         ...(r.state.rate ?? {}),
         vcpus: { online: r.stats.vcpusOnline, max: r.stats.vcpusMax },
         memory: { domainBytes: r.stats.memoryBytes, maxBytes: r.stats.maxMemoryBytes },
-        channel: 'reason' in state ? { phase: state.phase, reason: state.reason } : { phase: state.phase },
+        channel: channelFigures(state),
         ...(m
           ? {
               guest: {
@@ -253,4 +253,10 @@ export class UsageSampler {
   private forgetGone(): void {
     for (const [key, state] of this.guests) if (this.store.get(key)?.guest.status?.domid !== state.domid) this.guests.delete(key);
   }
+}
+
+/** The channel's state as usage reports it. */
+function channelFigures(state: ChannelState): GuestUsage['channel'] {
+  if (state.phase !== 'up') return 'reason' in state ? { phase: state.phase, reason: state.reason } : { phase: state.phase };
+  return { phase: 'up', transport: state.transport, ...(state.bulkRefused ? { bulkRefused: state.bulkRefused } : {}) };
 }

@@ -212,7 +212,7 @@ export class FakeExecSession implements ExecSession {
 }
 
 export class FakeGuestChannel implements GuestChannel {
-  private st: ChannelState = { phase: 'up', version: 1, guestSoftware: 'fake-guest-init 1' };
+  private st: ChannelState = { phase: 'up', version: 1, guestSoftware: 'fake-guest-init 1', transport: 'console' };
   readonly sessions: FakeExecSession[] = [];
   readonly programs = new Map<string, FakeProgram>(Object.entries(DEFAULT_PROGRAMS));
   readonly consoleSizes: [number, number][] = [];

@@ -195,6 +195,11 @@ export interface ScriptedGuestOptions {
   stallStdin?: boolean;
   /** Output payload per frame (default 2036: a frame fills the 2048-byte guest→host ring). */
   outputChunk?: number;
+  /**
+   * A bulk ring to offer once up at version 2 (PROTOCOL.md, Bulk ring): `offer` is sent as BULK_OFFER and
+   * `transport` is the guest's end of it, used both ways once the host's BULK_SWITCH arrives.
+   */
+  bulk?: { offer: Record<string, unknown>; transport: ChannelTransport };
 }
 
 export const SAMPLE_METRICS = {
@@ -255,14 +260,21 @@ export class ScriptedGuest {
   readonly sessions = new Map<number, GuestSession>();
   /** The version agreed, 0 until then. */
   version = 0;
-  private readonly decoder = new FrameDecoder();
+  /** Where this guest writes: the console, then the bulk ring once switched. */
+  out: ChannelTransport;
+  /** Frames the host sent on the console after its BULK_SWITCH (it should send none). */
+  readonly consoleAfterSwitch: Frame[] = [];
+  private switched = false;
+  private offered = false;
+  private decoder = new FrameDecoder();
   private nextPid = 100;
 
   constructor(
     readonly transport: ChannelTransport,
     private readonly opts: ScriptedGuestOptions = {},
   ) {
-    transport.onData((d) => this.onData(d));
+    this.out = transport;
+    transport.onData((d) => this.onData(d, false));
     if (opts.helloOnStart && opts.versions !== null) this.hello();
   }
 
@@ -272,11 +284,16 @@ export class ScriptedGuest {
   }
 
   send(type: number, stream: number, payload: Buffer | object = Buffer.alloc(0), flags = 0): void {
-    this.transport.write(encodeFrame(type, stream, payload, flags));
+    this.out.write(encodeFrame(type, stream, payload, flags));
   }
 
   sendRaw(bytes: Buffer): void {
-    this.transport.write(bytes);
+    this.out.write(bytes);
+  }
+
+  /** On the bulk ring both ways. */
+  get onBulk(): boolean {
+    return this.switched;
   }
 
   /** Stdin bytes received for a session. */
@@ -284,16 +301,35 @@ export class ScriptedGuest {
     return this.sessions.get(stream)?.stdinBytes ?? 0;
   }
 
-  private onData(d: Buffer): void {
-    this.decoder.push(d);
-    for (let r = this.decoder.next(); r; r = this.decoder.next()) {
+  private onData(d: Buffer, fromBulk: boolean): void {
+    if (this.switched && !fromBulk) {
+      const late = new FrameDecoder();
+      late.push(d);
+      for (let r = late.next(); r?.ok; r = late.next()) this.consoleAfterSwitch.push(r.frame);
+      return;
+    }
+    const decoder = this.decoder;
+    decoder.push(d);
+    for (let r = decoder.next(); r; r = decoder.next()) {
       if (!r.ok) {
         this.violations.push(r.reason);
         return;
       }
       this.received.push(r.frame);
       this.handle(r.frame);
+      if (this.decoder !== decoder) return; // moved to the bulk ring: the console's rest is not read as the conversation
     }
+  }
+
+  /** The host's BULK_SWITCH: ours is the last frame on the console, then both ways over the bulk ring. */
+  private onBulkSwitch(): void {
+    const bulk = this.opts.bulk;
+    if (!bulk || this.switched) return void this.violations.push('an unasked BULK_SWITCH');
+    this.send(FrameType.BULK_SWITCH, 0);
+    this.switched = true;
+    this.out = bulk.transport;
+    this.decoder = new FrameDecoder();
+    bulk.transport.onData((d) => this.onData(d, true));
   }
 
   private handle(f: Frame): void {
@@ -303,7 +339,9 @@ export class ScriptedGuest {
         return this.onHello(f);
       case FrameType.HELLO_ACK:
         this.version = typeof f.json?.version === 'number' ? f.json.version : 0;
-        return;
+        return this.offerBulk();
+      case FrameType.BULK_SWITCH:
+        return this.onBulkSwitch();
       case FrameType.EXEC:
         return this.onExec(f);
       case FrameType.METRICS_REQUEST:
@@ -337,8 +375,16 @@ export class ScriptedGuest {
     }
   }
 
+  private offerBulk(): void {
+    // Once per conversation, though the host's HELLO and its answer to ours may both arrive.
+    if (!this.opts.bulk || this.version < 2 || this.offered) return;
+    this.offered = true;
+    this.send(FrameType.BULK_OFFER, 0, this.opts.bulk.offer);
+  }
+
   private onHello(f: Frame): void {
     if (this.opts.versions === null) return;
+    this.offered = false;
     for (const s of this.sessions.values()) s.exited = true;
     this.sessions.clear();
     const mine = this.opts.versions ?? PROTOCOL_VERSION;
@@ -347,6 +393,7 @@ export class ScriptedGuest {
     if (v >= Math.max(mine.min, theirs.min)) {
       this.version = v;
       this.send(FrameType.HELLO_ACK, 0, { version: v, software: this.opts.software ?? 'scripted-guest' });
+      this.offerBulk();
     } else {
       this.send(FrameType.HELLO_ACK, 0, { version: 0, error: `this guest speaks ${mine.min}..${mine.max}` });
     }

@@ -175,9 +175,10 @@ mkdir -p "$tmp/data/guest" "$tmp/disk" "$tmp/data/node/bin"
 echo "hello-from-xvda" >"$tmp/disk/hello"
 mksquashfs "$tmp/disk" "$tmp/data/guest/disk.sqfs" -all-root -no-progress -quiet >/dev/null
 # The modules krata's guest-init loads with this stock kernel (its own initrd is built per test), in
-# load order: krata-modules/order lists their file names. xen-netfront: guests with a network wait for eth0.
+# load order: krata-modules/order lists their file names. xen-netfront: guests with a network wait for eth0;
+# xen-evtchn and xen-gntalloc: the channel's bulk ring (guest-init grants its pages to dom0).
 mkdir -p "$tmp/data/guest/krata-modules"
-for ko in $(modprobe -d "$x" -S "$kver" --show-depends -a xen-blkfront xen-netfront squashfs overlay | awk '$1 == "insmod" {print $2}'); do
+for ko in $(modprobe -d "$x" -S "$kver" --show-depends -a xen-blkfront xen-netfront squashfs overlay xen-evtchn xen-gntalloc | awk '$1 == "insmod" {print $2}'); do
   cp "$ko" "$tmp/data/guest/krata-modules/"
   basename "$ko" >>"$tmp/data/guest/krata-modules/order"
 done

@@ -7,8 +7,8 @@ import type { EventChannels } from '../evtchn.js';
 import type { GrantMapper } from '../gntdev.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { CHANNEL_TYPE, channelBackendPath, channelFrontendPath } from '../devices/channel.js';
-import { ChannelRingTransport, type ChannelLimits } from './channel-transport.js';
-import { ConsoleRing } from './ring.js';
+import { ChannelRingTransport, type BulkRingOffer, type ChannelLimits } from './channel-transport.js';
+import { bulkLayout, ByteRing, ConsoleRing } from './ring.js';
 
 /** xenbus states (xen/io/xenbus.h) the handshake looks at. */
 export const XenbusState = { initialising: 1, initWait: 2, initialised: 3, connected: 4, closing: 5, closed: 6 } as const;
@@ -82,7 +82,7 @@ export class ChannelBackend {
   constructor(
     private readonly xs: Xs,
     private readonly evtchn: Pick<EventChannels, 'bindInterdomain' | 'notify' | 'unbind'>,
-    private readonly grants: Pick<GrantMapper, 'mapGrant'> | undefined,
+    private readonly grants: Pick<GrantMapper, 'mapGrant' | 'mapGrants'> | undefined,
   ) {}
 
   /** Whether dom0 gave the domain a channel device (the backend directory is dom0's: the guest cannot fake it). */
@@ -106,6 +106,7 @@ export class ChannelBackend {
       const ring = new ConsoleRing(mapping.bytes);
       local = this.evtchn.bindInterdomain(domid, offer.port, () => transport?.service());
       transport = new ChannelRingTransport(domid, ring, mapping, this.evtchn, local, opts.limits);
+      transport.openBulk = (offer) => this.connectBulk(domid, offer, opts.limits);
       await this.xs.write(`${channelBackendPath(domid)}/state`, String(XenbusState.connected));
     } catch (e) {
       if (transport) transport.close();
@@ -117,6 +118,39 @@ export class ChannelBackend {
     }
     await this.followFrontend(transport, front, domid);
     return transport;
+  }
+
+  /**
+   * The guest's bulk ring (PROTOCOL.md, version 2): its pages mapped as one range, its port bound. The
+   * offer is the guest's and checked again here; throws ChannelHandshakeError when it is malformed.
+   */
+  connectBulk(domid: number, offer: BulkRingOffer, limits?: ChannelLimits): ChannelRingTransport {
+    if (!this.grants) throw new Error(`domain ${domid}: the bulk ring needs /dev/xen/gntdev`);
+    let layout;
+    try {
+      layout = bulkLayout(offer.inPages, offer.outPages);
+    } catch (e) {
+      throw new ChannelHandshakeError(`domain ${domid}: bulk ring: ${(e as Error).message}`);
+    }
+    if (offer.refs.length !== 1 + offer.inPages + offer.outPages)
+      throw new ChannelHandshakeError(
+        `domain ${domid}: bulk ring offers ${offer.refs.length} pages for ${offer.inPages} + ${offer.outPages}`,
+      );
+    const refs = offer.refs.map((r) => parseGrantRef(String(r), domid));
+    const port = parsePort(String(offer.port), domid);
+    const mapping = this.grants.mapGrants(domid, refs);
+    let local: number | undefined;
+    let transport: ChannelRingTransport | undefined;
+    try {
+      const ring = new ByteRing(mapping.bytes, layout);
+      local = this.evtchn.bindInterdomain(domid, port, () => transport?.service());
+      transport = new ChannelRingTransport(domid, ring, mapping, this.evtchn, local, limits);
+      return transport;
+    } catch (e) {
+      if (local !== undefined) this.evtchn.unbind(local);
+      mapping.unmap();
+      throw e;
+    }
   }
 
   private async readOffer(domid: number): Promise<FrontendOffer | undefined> {

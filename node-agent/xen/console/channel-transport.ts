@@ -5,7 +5,7 @@
 // backpressure, never dropped.
 import type { EventChannels } from '../evtchn.js';
 import type { Mapping } from '../../../lib/libc.js';
-import type { ConsoleRing } from './ring.js';
+import type { GuestRing } from './ring.js';
 import { RingPump, type RingLimits } from './ring-pump.js';
 
 /** Output drained per guest channel: far above a console's, since exec streams run through it. */
@@ -16,6 +16,14 @@ export const DEFAULT_CHANNEL_INPUT_LIMIT = 256 * 1024;
 
 export type ChannelLimits = RingLimits;
 
+/** A guest's bulk ring (BULK_OFFER in contracts/guest-channel/PROTOCOL.md): the channel's BulkOffer. */
+export interface BulkRingOffer {
+  refs: readonly number[];
+  port: number;
+  inPages: number;
+  outPages: number;
+}
+
 /** What node-agent/channel/ needs of a transport (its ChannelTransport). */
 export interface ChannelByteStream {
   onData(cb: (data: Buffer) => void): void;
@@ -23,6 +31,8 @@ export interface ChannelByteStream {
   onDrain(cb: () => void): () => void;
   onClose(cb: () => void): void;
   close(): void;
+  /** Maps the guest's bulk ring and binds its port: a second transport to the same guest. */
+  openBulk?(offer: BulkRingOffer): ChannelByteStream;
 }
 
 const CHANNEL_BOUNDS = {
@@ -36,10 +46,12 @@ export class ChannelRingTransport implements ChannelByteStream {
   private readonly closeListeners: (() => void)[] = [];
   /** Run once on close, before the close listeners (the backend's frontend watch goes with it). */
   onRelease?: () => void;
+  /** Set by the backend on the console device's transport: maps the guest's bulk ring (version 2). */
+  openBulk?: (offer: BulkRingOffer) => ChannelRingTransport;
 
   constructor(
     readonly domid: number,
-    ring: ConsoleRing,
+    ring: GuestRing,
     mapping: Pick<Mapping, 'unmap'>,
     evtchn: Pick<EventChannels, 'notify' | 'unbind'>,
     localPort: number,

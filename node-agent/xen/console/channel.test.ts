@@ -245,6 +245,13 @@ function backendFixture(front: Record<string, string> = { state: '1' }) {
       pages.push(bytes);
       return { bytes, pointer: null, address: 0n, length: 4096, unmap: () => void maps.push(`unmap ${domid}:${ref}`) };
     },
+    mapGrants(domid: number, refs: readonly number[]) {
+      const what = `${domid}:${refs.join(',')}`;
+      maps.push(`map ${what}`);
+      const bytes = Buffer.alloc(4096 * refs.length);
+      pages.push(bytes);
+      return { bytes, pointer: null, address: 0n, length: bytes.length, unmap: () => void maps.push(`unmap ${what}`) };
+    },
   };
   return { xs, ev, maps, pages, backend: new ChannelBackend(xs, ev, grants) };
 }
@@ -291,6 +298,54 @@ test('an agent that restarts finds the frontend Connected and serves it again', 
   assert.deepEqual(f.maps, ['map 7:12', 'unmap 7:12']);
   assert.equal(f.xs.watchCount, 0);
   assert.equal(f.xs.values.get(`${B}/state`), '4', 'closing the transport leaves the device connected for the next agent');
+});
+
+test("the console transport maps the guest's bulk ring as one range and carries bytes both ways over it", async () => {
+  const f = backendFixture({ state: '4', 'ring-ref': '12', port: '3' });
+  const t = await f.backend.connect(D, { timeoutMs: 1000 });
+  assert.ok(t.openBulk, 'the backend lets the channel open the bulk ring');
+  const bulk = t.openBulk({ refs: [20, 21, 22, 23, 24], port: 6, inPages: 2, outPages: 2 });
+  assert.deepEqual(f.maps.slice(1), ['map 7:20,21,22,23,24']);
+  const bind = f.ev.log.find((l) => l.startsWith('bind 7:6'));
+  assert.ok(bind, 'the bulk port is bound');
+  const local = Number(bind.split(' -> ')[1]);
+  const page = f.pages[1]!;
+  // The guest writes 6000 bytes to "out" (after the header and 2 in pages) and publishes out_prod.
+  const data = Buffer.alloc(6000, 0x5a);
+  data.copy(page, 3 * 4096);
+  page.writeUInt32LE(6000, 12);
+  const got: Buffer[] = [];
+  bulk.onData((d) => got.push(d));
+  await tick();
+  assert.equal(Buffer.concat(got).length, 6000, 'more than a console ring moves in one event');
+  assert.equal(page.readUInt32LE(8), 6000, 'out_cons follows');
+  // Input lands in "in" (page 1) with in_prod at byte 4; a ring's worth (8 KiB) at most.
+  assert.equal(bulk.write(Buffer.alloc(10_000, 1)), true);
+  assert.equal(page.readUInt32LE(4), 8192);
+  assert.equal(page[4096], 1);
+  page.writeUInt32LE(8192, 0); // the guest consumed it all
+  f.ev.fire(local);
+  assert.equal(page.readUInt32LE(4), 10_000, 'the rest follows once the guest made room');
+  bulk.close();
+  assert.deepEqual(f.maps.slice(-1), ['unmap 7:20,21,22,23,24']);
+  assert.ok(f.ev.log.includes(`unbind ${local}`));
+  t.close();
+});
+
+test('a malformed bulk offer is refused without mapping anything', async () => {
+  const f = backendFixture({ state: '4', 'ring-ref': '12', port: '3' });
+  const t = await f.backend.connect(D, { timeoutMs: 1000 });
+  const bad = [
+    { refs: [20, 21, 22], port: 6, inPages: 3, outPages: 1 }, // not a power of two
+    { refs: [20, 21, 22], port: 6, inPages: 1, outPages: 64 }, // too many pages
+    { refs: [20, 21], port: 6, inPages: 1, outPages: 1 }, // count does not match
+    { refs: [20, 2, 22], port: 6, inPages: 1, outPages: 1 }, // a reserved grant
+    { refs: [20, 21, 22], port: 0, inPages: 1, outPages: 1 },
+    { refs: [20, 21.5, 22], port: 6, inPages: 1, outPages: 1 },
+  ];
+  for (const offer of bad) assert.throws(() => t.openBulk!(offer), ChannelHandshakeError, JSON.stringify(offer));
+  assert.deepEqual(f.maps, ['map 7:12']);
+  t.close();
 });
 
 test('malformed offers are refused without mapping anything', async () => {

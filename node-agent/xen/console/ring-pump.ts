@@ -3,7 +3,7 @@
 // in the guest's ring and a timer resumes); input is queued up to a bound with backpressure, never dropped.
 import type { EventChannels } from '../evtchn.js';
 import type { Mapping } from '../../../lib/libc.js';
-import type { ConsoleRing } from './ring.js';
+import type { GuestRing } from './ring.js';
 import { InputQueue, TokenBucket } from './throttle.js';
 
 export interface RingLimits {
@@ -45,7 +45,7 @@ export class RingPump {
   private closed = false;
 
   constructor(
-    private readonly ring: ConsoleRing,
+    private readonly ring: GuestRing,
     private readonly mapping: Pick<Mapping, 'unmap'>,
     private readonly evtchn: Pick<EventChannels, 'notify' | 'unbind'>,
     private readonly localPort: number,
