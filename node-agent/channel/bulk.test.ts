@@ -90,13 +90,29 @@ test('a version 2 guest offers its ring: the host maps it and the conversation m
   assert.deepEqual(r.guest.violations, []);
 });
 
-test('what the guest writes to the console after its BULK_SWITCH is ignored', async () => {
+test('a byte the guest writes to the console after its BULK_SWITCH is a protocol error', async () => {
   const r = await rig();
-  r.console.guest.write(encodeFrame(FrameType.EXIT, 77, { exitCode: 1 }));
-  r.console.guest.write(Buffer.from('garbage that is no frame at all'));
+  r.console.guest.write(Buffer.from('garbage from a process writing to /dev/hvc1'));
   await settle(r);
-  assert.equal(r.channel.state().phase, 'up');
-  assert.equal(r.channel.stats.protocolErrors, 0);
+  const st = r.channel.state();
+  assert.ok(st.phase === 'closed' && /43 bytes to the console after moving to the bulk ring/.test(st.reason), JSON.stringify(st));
+  assert.equal(r.channel.stats.protocolErrors, 1);
+});
+
+test("frames behind the guest's BULK_SWITCH in the same console read are a protocol error", async () => {
+  const consolePair = transportPair();
+  const bulkPair = transportPair();
+  Object.assign(consolePair.host, { openBulk: () => bulkPair.host });
+  const channel = openGuestChannel(consolePair.host, { software: 'test-agent' });
+  const g = consolePair.guest;
+  g.write(encodeFrame(FrameType.HELLO, 0, { role: 'guest', min: 1, max: 2 }));
+  await consolePair.settle();
+  g.write(encodeFrame(FrameType.BULK_OFFER, 0, OFFER));
+  await consolePair.settle();
+  g.write(Buffer.concat([encodeFrame(FrameType.BULK_SWITCH, 0), encodeFrame(FrameType.EXIT, 1, { exitCode: 0 })]));
+  await consolePair.settle();
+  const st = channel.state();
+  assert.ok(st.phase === 'closed' && /after its BULK_SWITCH/.test(st.reason), JSON.stringify(st));
 });
 
 test('an offer the transport cannot map leaves the conversation on the console, saying why', async () => {

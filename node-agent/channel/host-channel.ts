@@ -95,6 +95,7 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
       },
     );
     this.link.onData((d) => this.onData(d));
+    this.link.onStray = (d) => this.violation(`the guest wrote ${d.length} bytes to the console after moving to the bulk ring`);
     this.stopDrain = this.link.onDrain(() => this.outbox.drained());
     this.link.onClose(() => this.transportClosed());
     this.outbox.send(0, hostHello(software));
@@ -225,8 +226,11 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
         const bad = this.handle(r.frame);
         if (bad !== undefined) return this.violation(bad);
         if (this.isClosed()) return;
-        // Input moved to the bulk ring: the rest of this console chunk is not the conversation's.
-        if (this.decoder !== decoder) break;
+        // Input moved to the bulk ring: the guest's BULK_SWITCH was its last byte on the console.
+        if (this.decoder !== decoder) {
+          if (decoder.buffered > 0) return this.violation(`the guest wrote ${decoder.buffered} bytes to the console after its BULK_SWITCH`);
+          break;
+        }
       }
       this.outbox.pump();
     } catch (e) {

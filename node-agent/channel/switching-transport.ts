@@ -1,7 +1,8 @@
 // The channel's byte stream across the move onto a guest's bulk ring (PROTOCOL.md, Bulk ring): it starts
 // as the console device and switches each direction at the frame the protocol names. Output switches when
 // the host sends BULK_SWITCH (its last frame on the console); input when the guest's BULK_SWITCH has been
-// read from the console, after which the console's bytes are ignored. Both transports close together.
+// read from the console, after which the console's bytes go to `onStray` (the guest has no business
+// writing there any more). Both transports close together.
 import type { BulkOffer, ChannelTransport } from './types.js';
 
 export class SwitchingTransport implements ChannelTransport {
@@ -9,6 +10,8 @@ export class SwitchingTransport implements ChannelTransport {
   private bulk?: ChannelTransport;
   private inputOnBulk = false;
   private reader?: (data: Buffer) => void;
+  /** Console bytes after the input switched. */
+  onStray?: (data: Buffer) => void;
   private readonly drainListeners = new Set<() => void>();
   private readonly closeListeners: (() => void)[] = [];
   private ended = false;
@@ -35,6 +38,7 @@ export class SwitchingTransport implements ChannelTransport {
     this.reader = cb;
     this.console.onData((d) => {
       if (!this.inputOnBulk) this.reader?.(d);
+      else if (d.length) this.onStray?.(d);
     });
   }
 
