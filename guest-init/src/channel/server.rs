@@ -1,12 +1,21 @@
-//! The channel's event loop: one thread polling the device, the sessions' descriptors and the
-//! reaper's wake pipe. It answers the handshake, runs EXEC sessions, forwards signals and sizes,
-//! and answers METRICS_REQUEST. Nothing here blocks for long: PID 1's work goes on beside it.
+//! The channel's event loop: one thread polling the device, the sessions' descriptors, the
+//! reaper's wake pipe and, at version 2, the bulk ring's event channel. It answers the handshake,
+//! runs EXEC sessions, forwards signals and sizes, and answers METRICS_REQUEST. Nothing here blocks
+//! for long: PID 1's work goes on beside it.
+//!
+//! Version 2 (PROTOCOL.md, "Bulk ring"): once up at 2 it offers a bulk ring (when `Io::bulk` can
+//! open one; never in `--stdio`). On the host's BULK_SWITCH it reads the host's frames from the
+//! ring only, and queues its own BULK_SWITCH as the console's last frame: the outbox writes the
+//! frames queued before it to the console, then everything after it to the ring. The console is
+//! still read, for a restarted host's HELLO alone, which drops the ring (and whatever was queued
+//! for it) and goes back to the console.
 
+use super::bulk::Bulk;
 use super::exec::{self, Defaults};
 use super::frame::{self, Decoder, Frame};
 use super::io::{self, log, Got};
 use super::messages::{self, Ended};
-use super::outbox::Outbox;
+use super::outbox::{Fd, Flushed, Outbox};
 use super::session::Session;
 use super::{metrics, pty, reaper};
 use serde_json::json;
@@ -24,11 +33,34 @@ const OUTBOX_HIGH: usize = 256 << 10;
 const OUTBOX_MAX: usize = 1 << 20;
 const READ_CHUNK: usize = 64 << 10;
 
+/// Opens a bulk ring for a conversation at version 2.
+pub type OpenBulk = Box<dyn FnMut() -> Result<Bulk, String> + Send>;
+
 pub struct Io {
     pub input: File,
     pub output: File,
     /// The console's terminal, for RESIZE on stream 0.
     pub console: Option<File>,
+    /// None: never offer a bulk ring (the standalone mode has no Xen devices).
+    pub bulk: Option<OpenBulk>,
+}
+
+/// The bulk ring of this conversation, from its offer to the next reset.
+struct Route {
+    bulk: Option<Bulk>,
+    /// An offer was tried in this conversation: one per conversation.
+    offered: bool,
+    /// The host switched: its frames come from the ring, the console carries only its HELLO.
+    reading: bool,
+    /// Our BULK_SWITCH is written: our frames go to the ring.
+    writing: bool,
+    decoder: Decoder,
+}
+
+impl Route {
+    fn new() -> Route {
+        Route { bulk: None, offered: false, reading: false, writing: false, decoder: Decoder::default() }
+    }
 }
 
 struct Server {
@@ -36,7 +68,11 @@ struct Server {
     defaults: Defaults,
     decoder: Decoder,
     outbox: Outbox,
-    up: bool,
+    /// The version agreed; 0 until up.
+    version: u64,
+    route: Route,
+    /// "No bulk ring" was logged: once is enough.
+    told_no_bulk: bool,
     sessions: Vec<Session>,
     wake: File,
     buf: Vec<u8>,
@@ -47,6 +83,7 @@ enum Target {
     Device,
     Flush,
     Wake,
+    Events,
     Output(usize, usize),
     Input(usize),
 }
@@ -58,7 +95,7 @@ pub fn serve(io: Io, defaults: Defaults) -> Result<(), String> {
     io::set_nonblocking(io.input.as_raw_fd())?;
     io::set_nonblocking(io.output.as_raw_fd())?;
     let (decoder, outbox, buf) = (Decoder::default(), Outbox::default(), vec![0; READ_CHUNK]);
-    let mut s = Server { io, defaults, decoder, outbox, up: false, sessions: Vec::new(), wake, buf };
+    let mut s = Server { io, defaults, decoder, outbox, version: 0, route: Route::new(), told_no_bulk: false, sessions: Vec::new(), wake, buf };
     s.outbox.json(frame::HELLO, 0, &messages::hello());
     let result = s.run();
     s.reset();
@@ -68,9 +105,9 @@ pub fn serve(io: Io, defaults: Defaults) -> Result<(), String> {
 impl Server {
     fn run(&mut self) -> Result<(), String> {
         loop {
-            self.outbox.flush(self.io.output.as_raw_fd()).map_err(|e| format!("write: {}", e))?;
+            self.flush()?;
             let (mut fds, targets) = self.poll_set();
-            let timeout = self.timeout();
+            let timeout = if self.ring_waiting() { 0 } else { self.timeout() };
             // SAFETY: fds is a live array of fds.len() pollfd entries.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -81,7 +118,7 @@ impl Server {
                 continue;
             }
             // Sessions' descriptors first, while the indices still hold; frames may remove sessions.
-            let mut device_ready = false;
+            let (mut device_ready, mut events) = (false, false);
             for (p, t) in fds.iter().zip(targets.iter()) {
                 if p.revents == 0 {
                     continue;
@@ -91,14 +128,41 @@ impl Server {
                     Target::Input(i) => self.sessions[i].pump_stdin(&mut self.outbox),
                     Target::Wake => self.take_exits(),
                     Target::Device => device_ready = true,
+                    Target::Events => events = true,
                     Target::Flush => {}
+                }
+            }
+            if events {
+                // Re-armed before the ring is looked at (here and at the next flush): no wakeup is lost.
+                if let Some(b) = &self.route.bulk {
+                    b.take_events();
                 }
             }
             if device_ready && !self.read_device() {
                 return Ok(());
             }
+            self.read_ring();
             self.finish_sessions();
         }
+    }
+
+    /// Write what the output takes; past our BULK_SWITCH, the output is the ring.
+    fn flush(&mut self) -> Result<(), String> {
+        loop {
+            let flushed = match self.route.bulk.as_mut().filter(|_| self.route.writing) {
+                Some(b) => self.outbox.flush(b),
+                None => self.outbox.flush(&mut Fd(self.io.output.as_raw_fd())),
+            };
+            match flushed.map_err(|e| format!("write: {}", e))? {
+                Flushed::Sink => return Ok(()),
+                Flushed::Switch => self.route.writing = self.route.bulk.is_some(),
+            }
+        }
+    }
+
+    /// Host frames wait in the ring and we may take them: look again without waiting.
+    fn ring_waiting(&self) -> bool {
+        self.route.reading && self.outbox.pending() < OUTBOX_MAX && self.route.bulk.as_ref().map_or(false, Bulk::readable)
     }
 
     fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Target>) {
@@ -108,11 +172,17 @@ impl Server {
             fds.push(libc::pollfd { fd, events, revents: 0 });
             targets.push(t);
         };
-        if self.outbox.pending() < OUTBOX_MAX {
+        // Past the switch the console only brings a restarted host's HELLO, which must be seen
+        // even while output for the old ring piles up.
+        if self.route.reading || self.outbox.pending() < OUTBOX_MAX {
             add(self.io.input.as_raw_fd(), libc::POLLIN, Target::Device);
         }
-        if self.outbox.pending() > 0 {
+        if self.outbox.pending() > 0 && !self.route.writing {
             add(self.io.output.as_raw_fd(), libc::POLLOUT, Target::Flush);
+        }
+        // The host notifies when it wrote to the ring and when it made room in it.
+        if let Some(b) = &self.route.bulk {
+            add(b.event_fd(), libc::POLLIN, Target::Events);
         }
         add(self.wake.as_raw_fd(), libc::POLLIN, Target::Wake);
         let room = self.outbox.pending() < OUTBOX_HIGH;
@@ -147,11 +217,39 @@ impl Server {
         }
         while let Some(next) = self.decoder.next() {
             match next {
+                // Past the switch, only a restarted host's HELLO counts here.
+                Ok(f) if self.route.reading && f.kind != frame::HELLO => {}
                 Ok(f) => self.handle(f),
+                Err(_) if self.route.reading => {}
                 Err(e) => log(&format!("malformed frame from the host ({}); waiting for its next HELLO", e)),
             }
         }
         true
+    }
+
+    /// Once switched: read what the ring has (one buffer's worth a turn) and act on its frames.
+    fn read_ring(&mut self) {
+        if !self.route.reading || self.outbox.pending() >= OUTBOX_MAX {
+            return;
+        }
+        let n = match self.route.bulk.as_mut() {
+            Some(b) => b.read(&mut self.buf),
+            None => return,
+        };
+        if n == 0 {
+            return;
+        }
+        self.route.decoder.push(&self.buf[..n]);
+        while self.route.reading {
+            match self.route.decoder.next() {
+                None => break,
+                Some(Ok(f)) if matches!(f.kind, frame::HELLO | frame::HELLO_ACK | frame::BULK_SWITCH) => {
+                    log(&format!("frame type 0x{:02x} on the bulk ring, where it has no place: ignored", f.kind))
+                }
+                Some(Ok(f)) => self.handle(f),
+                Some(Err(e)) => log(&format!("malformed frame from the host on the bulk ring ({}); waiting for its next HELLO", e)),
+            }
+        }
     }
 
     fn handle(&mut self, f: Frame) {
@@ -161,20 +259,23 @@ impl Server {
                 if let Some((version, ack)) = messages::answer_hello(&f.payload) {
                     self.reset();
                     self.outbox.json(frame::HELLO_ACK, 0, &ack);
-                    self.up = version != 0;
-                    if !self.up {
+                    self.version = version;
+                    if version == 0 {
                         log(ack["error"].as_str().unwrap_or("no common version"));
                     }
+                    self.offer_bulk();
                 }
             }
             frame::HELLO_ACK => {
-                self.up = messages::acked_version(&f.payload) == messages::VERSION;
-                if !self.up {
+                self.version = messages::acked_version(&f.payload);
+                if self.version == 0 {
                     log(&format!("the host refused the handshake: {}", String::from_utf8_lossy(&f.payload)));
                 }
+                self.offer_bulk();
             }
             // Nothing but the handshake before it is done.
-            _ if !self.up => {}
+            _ if self.version == 0 => {}
+            frame::BULK_SWITCH => self.switch(),
             frame::EXEC => self.exec(f.stream, &f.payload),
             frame::STDIN => self.stdin(f.stream, &f.payload, f.fin()),
             frame::WINDOW => {
@@ -203,6 +304,40 @@ impl Server {
             // The guest's own types, or a stream-0 request: not for the guest to act on.
             _ => {}
         }
+    }
+
+    /// Up at version 2: offer a ring, once per conversation. Failing that, the console it is.
+    fn offer_bulk(&mut self) {
+        if self.version < 2 || self.route.offered {
+            return;
+        }
+        self.route.offered = true;
+        let opened = match self.io.bulk.as_mut() {
+            Some(open) => open(),
+            None => return,
+        };
+        match opened {
+            Ok(b) => {
+                self.outbox.json(frame::BULK_OFFER, 0, &b.offer());
+                self.route.bulk = Some(b);
+            }
+            Err(e) if !self.told_no_bulk => {
+                self.told_no_bulk = true;
+                log(&format!("no bulk ring ({}): exec data goes over the console", e));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The host's BULK_SWITCH (its last frame on the console): read the ring from now on, and
+    /// end our side of the console with our own BULK_SWITCH.
+    fn switch(&mut self) {
+        if self.route.bulk.is_none() || self.route.reading {
+            log("BULK_SWITCH from the host with no offer outstanding: ignored");
+            return;
+        }
+        self.route.reading = true;
+        self.outbox.push_last(frame::BULK_SWITCH, 0, &[]);
     }
 
     fn session(&mut self, id: u32) -> Option<&mut Session> {
@@ -283,13 +418,21 @@ impl Server {
         }
     }
 
-    /// A new conversation (or the end of this one): every session's process group is killed.
+    /// A new conversation (or the end of this one): every session's process group is killed, and
+    /// the bulk ring is dropped (unmapped, its grants and port freed): both directions are back on
+    /// the console.
     fn reset(&mut self) {
         for s in self.sessions.drain(..) {
             s.kill();
             reaper::lock().release(s.pid);
         }
-        self.outbox.drop_unstarted();
-        self.up = false;
+        if self.route.writing {
+            // Even a frame half written to the ring: its rest must not continue on the console.
+            self.outbox.clear();
+        } else {
+            self.outbox.drop_unstarted();
+        }
+        self.route = Route::new();
+        self.version = 0;
     }
 }
