@@ -238,6 +238,9 @@ mod tests {
         assert_eq!(decode(&encode(EXIT, FIN, 1, b"{}")), Err(FrameError::Flags(FIN)), "FIN only on data frames");
         assert_eq!(decode(&encode(WINDOW, 0, 1, &[0x21, 0, 0, 0])), Err(FrameError::Payload(WINDOW)));
         assert_eq!(decode(&encode(EXEC, 0, 1, b"[1]")), Err(FrameError::Payload(EXEC)), "JSON payloads are objects");
+        assert_eq!(decode(&encode(BULK_SWITCH, 0, 0, &[])).unwrap().unwrap().0.kind, BULK_SWITCH, "the host's switch");
+        assert_eq!(decode(&encode(BULK_SWITCH, 0, 0, &[0])), Err(FrameError::Payload(BULK_SWITCH)), "an empty payload");
+        assert_eq!(decode(&encode(BULK_OFFER, 0, 0, b"[]")), Err(FrameError::Payload(BULK_OFFER)));
     }
 
     #[test]

@@ -436,3 +436,192 @@ impl Server {
         self.version = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::bulk::fake::{self, Host, Parts};
+    use serde_json::Value;
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(10);
+    const QUIET: Duration = Duration::from_millis(300);
+
+    fn pipe() -> (File, File) {
+        let mut fds = [0; 2];
+        // SAFETY: a new pipe, wrapped at once.
+        unsafe {
+            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK), 0);
+            (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
+        }
+    }
+
+    /// Whether `fd` became readable within `wait`.
+    fn readable(fd: i32, wait: Duration) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one live pollfd.
+        unsafe { libc::poll(&mut p, 1, wait.as_millis() as libc::c_int) > 0 }
+    }
+
+    /// The host's end of one transport: frames out of a decoder, more bytes when it is empty.
+    trait End {
+        fn decoder(&mut self) -> &mut Decoder;
+        /// Bytes now, or wait up to `wait` for some.
+        fn bytes(&mut self, buf: &mut [u8], wait: Duration) -> usize;
+
+        fn next(&mut self, wait: Duration) -> Option<Frame> {
+            let deadline = Instant::now() + wait;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                if let Some(f) = self.decoder().next() {
+                    return Some(f.expect("a well-formed frame from the guest"));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                let n = self.bytes(&mut buf, left);
+                self.decoder().push(&buf[..n]);
+            }
+        }
+
+        fn expect(&mut self, kind: u8, stream: u32) -> Frame {
+            let f = self.next(WAIT).unwrap_or_else(|| panic!("no frame 0x{:02x} on stream {}", kind, stream));
+            assert_eq!((f.kind, f.stream), (kind, stream), "{:?}", String::from_utf8_lossy(&f.payload));
+            f
+        }
+    }
+
+    struct Console {
+        to_guest: File,
+        from_guest: File,
+        decoder: Decoder,
+    }
+
+    impl Console {
+        fn send(&self, kind: u8, stream: u32, payload: &[u8]) {
+            let f = frame::encode(kind, 0, stream, payload);
+            assert_eq!(io::write(self.to_guest.as_raw_fd(), &f).unwrap(), f.len());
+        }
+
+        fn hello(&self, min: u64, max: u64) {
+            self.send(frame::HELLO, 0, json!({"role": "host", "min": min, "max": max, "software": "test"}).to_string().as_bytes());
+        }
+    }
+
+    impl End for Console {
+        fn decoder(&mut self) -> &mut Decoder {
+            &mut self.decoder
+        }
+        fn bytes(&mut self, buf: &mut [u8], wait: Duration) -> usize {
+            if !readable(self.from_guest.as_raw_fd(), wait) {
+                return 0;
+            }
+            match io::read(self.from_guest.as_raw_fd(), buf) {
+                Got::Data(n) => n,
+                _ => 0,
+            }
+        }
+    }
+
+    struct Ring {
+        host: Host,
+        decoder: Decoder,
+    }
+
+    impl Ring {
+        fn send(&mut self, kind: u8, stream: u32) {
+            let f = frame::encode(kind, 0, stream, &[]);
+            assert_eq!(self.host.write(&f), f.len(), "room in the in ring");
+        }
+    }
+
+    impl End for Ring {
+        fn decoder(&mut self) -> &mut Decoder {
+            &mut self.decoder
+        }
+        fn bytes(&mut self, buf: &mut [u8], wait: Duration) -> usize {
+            let n = self.host.read(buf);
+            if n > 0 {
+                return n;
+            }
+            // The guest notifies after writing; its eventfd stays readable until taken.
+            if readable(self.host.parts.to_host.as_raw_fd(), wait) {
+                fake::take(&self.host.parts.to_host);
+            }
+            self.host.read(buf)
+        }
+    }
+
+    fn json_of(f: &Frame) -> Value {
+        serde_json::from_slice(&f.payload).unwrap()
+    }
+
+    #[test]
+    fn the_conversation_moves_onto_the_bulk_ring_and_back_to_the_console_on_a_new_hello() {
+        let (guest_in, host_out) = pipe();
+        let (host_in, guest_out) = pipe();
+        let (offers, offered) = mpsc::channel::<Parts>();
+        // One-page rings: a hundred answers fill the out ring many times over.
+        let open: OpenBulk = Box::new(move || {
+            let (bulk, parts) = fake::pair(1, 1);
+            offers.send(parts).map_err(|e| e.to_string())?;
+            Ok(bulk)
+        });
+        let io = Io { input: guest_in, output: guest_out, console: None, bulk: Some(open) };
+        let server = std::thread::spawn(move || serve(io, crate::channel::current_defaults()));
+        let mut c = Console { to_guest: host_out, from_guest: host_in, decoder: Decoder::default() };
+
+        assert_eq!(json_of(&c.expect(frame::HELLO, 0))["max"], 2);
+        c.hello(1, 2);
+        assert_eq!(json_of(&c.expect(frame::HELLO_ACK, 0))["version"], 2);
+        let offer = json_of(&c.expect(frame::BULK_OFFER, 0));
+        assert_eq!(offer, json!({"refs": [100, 101, 102], "port": 7, "inPages": 1, "outPages": 1}));
+        let parts = offered.recv_timeout(WAIT).unwrap();
+        let first_memory = parts.memory.clone();
+        let mut ring = Ring { host: Host::new(parts), decoder: Decoder::default() };
+
+        // Until the switch, the console; what waits in the ring is not read yet.
+        c.send(frame::METRICS_REQUEST, 1, &[]);
+        c.expect(frame::METRICS, 1);
+        ring.send(frame::METRICS_REQUEST, 2);
+        assert!(ring.next(QUIET).is_none(), "the ring is not read before the host's switch");
+        c.send(frame::BULK_SWITCH, 0, &[]);
+        c.expect(frame::BULK_SWITCH, 0);
+        ring.expect(frame::METRICS, 2);
+        for id in 3..103 {
+            ring.send(frame::METRICS_REQUEST, id);
+        }
+        for id in 3..103 {
+            ring.expect(frame::METRICS, id);
+        }
+        // The console now only brings a HELLO: nothing else is answered, there or anywhere.
+        c.send(frame::METRICS_REQUEST, 200, &[]);
+        c.send(frame::BULK_SWITCH, 0, &[]);
+        assert!(c.next(QUIET).is_none(), "the guest's last console frame was its BULK_SWITCH");
+        assert!(ring.next(QUIET).is_none());
+
+        // A restarted host: the ring is dropped, the answer and a new offer come on the console.
+        c.hello(1, 2);
+        assert_eq!(json_of(&c.expect(frame::HELLO_ACK, 0))["version"], 2);
+        c.expect(frame::BULK_OFFER, 0);
+        assert_eq!(Arc::strong_count(&first_memory), 2, "the guest let go of the first ring");
+        let second = offered.recv_timeout(WAIT).unwrap();
+        c.send(frame::METRICS_REQUEST, 201, &[]);
+        c.expect(frame::METRICS, 201);
+        assert!(ring.next(QUIET).is_none(), "nothing more on the old ring");
+
+        // Version 1: no offer, and a BULK_SWITCH with no offer outstanding changes nothing.
+        c.hello(1, 1);
+        assert_eq!(json_of(&c.expect(frame::HELLO_ACK, 0))["version"], 1);
+        c.send(frame::BULK_SWITCH, 0, &[]);
+        c.send(frame::METRICS_REQUEST, 300, &[]);
+        c.expect(frame::METRICS, 300);
+        assert!(offered.try_recv().is_err(), "no offer at version 1");
+        assert_eq!(Arc::strong_count(&second.memory), 1, "the second ring was dropped by the reset");
+
+        drop(c.to_guest);
+        assert_eq!(server.join().unwrap(), Ok(()));
+    }
+}
