@@ -332,7 +332,7 @@ impl Server {
     /// The host's BULK_SWITCH (its last frame on the console): read the ring from now on, and
     /// end our side of the console with our own BULK_SWITCH.
     fn switch(&mut self) {
-        if self.route.bulk.is_none() || self.route.reading {
+        if self.version < 2 || self.route.bulk.is_none() || self.route.reading {
             log("BULK_SWITCH from the host with no offer outstanding: ignored");
             return;
         }
