@@ -275,20 +275,30 @@ impl Drop for Grant {
 
 /// IOCTL_GNTALLOC_ALLOC_GREF for `count` writable pages for domain 0: (mmap offset, refs).
 fn alloc_grefs(fd: RawFd, count: usize) -> Result<(u64, Vec<u32>), String> {
-    let mut arg = vec![0u8; (ALLOC_HEAD + 4 * count).max(ALLOC_STRUCT)];
-    arg[0..2].copy_from_slice(&0u16.to_ne_bytes());
-    arg[2..4].copy_from_slice(&GNTALLOC_FLAG_WRITABLE.to_ne_bytes());
-    arg[4..8].copy_from_slice(&(count as u32).to_ne_bytes());
+    let mut arg = alloc_request(count);
     // SAFETY: the kernel reads the 24-byte struct and writes `index` and `count` refs after the
     // 16-byte head, all within `arg`.
     if unsafe { libc::ioctl(fd, IOCTL_GNTALLOC_ALLOC_GREF, arg.as_mut_ptr()) } != 0 {
         return Err(format!("{}: allocating {} grants: {}", GNTALLOC, count, std::io::Error::last_os_error()));
     }
+    Ok(alloc_answer(&arg, count))
+}
+
+/// struct ioctl_gntalloc_alloc_gref { u16 domid = 0; u16 flags; u32 count; u64 index; u32 gref_ids[count] }.
+fn alloc_request(count: usize) -> Vec<u8> {
+    let mut arg = vec![0u8; (ALLOC_HEAD + 4 * count).max(ALLOC_STRUCT)];
+    arg[0..2].copy_from_slice(&0u16.to_ne_bytes());
+    arg[2..4].copy_from_slice(&GNTALLOC_FLAG_WRITABLE.to_ne_bytes());
+    arg[4..8].copy_from_slice(&(count as u32).to_ne_bytes());
+    arg
+}
+
+/// The kernel's answer in a request's buffer: (index, gref_ids).
+fn alloc_answer(arg: &[u8], count: usize) -> (u64, Vec<u32>) {
     let word = |at: usize| u32::from_ne_bytes([arg[at], arg[at + 1], arg[at + 2], arg[at + 3]]);
     let mut index = [0u8; 8];
     index.copy_from_slice(&arg[8..16]);
-    let refs = (0..count).map(|i| word(ALLOC_HEAD + 4 * i)).collect();
-    Ok((u64::from_ne_bytes(index), refs))
+    (u64::from_ne_bytes(index), (0..count).map(|i| word(ALLOC_HEAD + 4 * i)).collect())
 }
 
 /// An event channel port allocated unbound for domain 0. Closing the device closes the port.
@@ -569,6 +579,23 @@ mod tests {
         assert!(fake::take(&host.parts.to_host), "the host learns there is room");
         assert_eq!(bulk.read(&mut buf), 0);
         assert!(!fake::take(&host.parts.to_host), "nothing taken, nothing said");
+    }
+
+    #[test]
+    fn the_grant_request_has_the_kernels_layout() {
+        assert_eq!(IOCTL_GNTALLOC_ALLOC_GREF, (ALLOC_STRUCT as libc::c_ulong) << 16 | (b'G' as libc::c_ulong) << 8 | 5, "_IOC(_IOC_NONE, 'G', 5, 24)");
+        assert_eq!(IOCTL_EVTCHN_BIND_UNBOUND_PORT, 4 << 16 | (b'E' as libc::c_ulong) << 8 | 2);
+        assert_eq!(IOCTL_EVTCHN_NOTIFY, 4 << 16 | (b'E' as libc::c_ulong) << 8 | 4);
+        let one = alloc_request(1);
+        assert_eq!(one.len(), 24, "never less than the struct the kernel reads");
+        let mut three = alloc_request(3);
+        assert_eq!(three.len(), 16 + 12);
+        assert_eq!(&three[..8], &[0, 0, 1, 0, 3, 0, 0, 0][..], "domid 0, writable, count (little-endian)");
+        three[8..16].copy_from_slice(&0x5000u64.to_ne_bytes());
+        for (i, r) in [11u32, 12, 13].iter().enumerate() {
+            three[16 + 4 * i..20 + 4 * i].copy_from_slice(&r.to_ne_bytes());
+        }
+        assert_eq!(alloc_answer(&three, 3), (0x5000, vec![11, 12, 13]));
     }
 
     #[test]
