@@ -57,24 +57,25 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-test('handshake: HELLO first, version 1 agreed, no common version answered with 0, a new HELLO kills the sessions', async () => {
+test('handshake: HELLO first, the highest common version agreed, no common version answered with 0, a new HELLO kills the sessions', async () => {
   const g = new Guest();
   try {
     const hello = await g.next('HELLO');
     assert.deepEqual([hello.type, hello.stream], [T.HELLO, 0]);
     const h = JSON.parse(hello.payload.toString());
-    assert.deepEqual([h.role, h.min, h.max], ['guest', 1, 1]);
+    assert.deepEqual([h.role, h.min, h.max], ['guest', 1, 2]);
     assert.match(h.software, /^krata-guest-init \d+\.\d+\.\d+$/);
 
-    g.json(T.HELLO, 0, { role: 'host', min: 2, max: 3, software: 'future' });
+    g.json(T.HELLO, 0, { role: 'host', min: 3, max: 4, software: 'future' });
     const refused = JSON.parse((await g.next('HELLO_ACK')).payload.toString());
     assert.equal(refused.version, 0);
-    assert.match(refused.error, /1\.\.1.*2\.\.3/);
+    assert.match(refused.error, /1\.\.2.*3\.\.4/);
     // Not up: this EXEC must be ignored, so the next frame is the second HELLO's answer.
     g.json(T.EXEC, 99, { argv: ['true'], tty: false, stdin: false });
     g.json(T.HELLO, 0, { role: 'host', min: 1, max: 4, software: 'test' });
     const ack = await g.next('HELLO_ACK');
-    assert.deepEqual([ack.type, JSON.parse(ack.payload.toString()).version], [T.HELLO_ACK, 1]);
+    // Version 2, but --stdio never offers a bulk ring: no BULK_OFFER follows (the queue check below).
+    assert.deepEqual([ack.type, JSON.parse(ack.payload.toString()).version], [T.HELLO_ACK, 2]);
 
     const s = g.exec({ argv: ['sleep', '100'] });
     const pid = await g.until(() => s.started, 'STARTED');

@@ -9,6 +9,9 @@ pub const FIN: u8 = 1;
 
 pub const HELLO: u8 = 0x01;
 pub const HELLO_ACK: u8 = 0x02;
+/// Version 2 (PROTOCOL.md, "Bulk ring"): the guest's ring, offered once up, and the switch onto it.
+pub const BULK_OFFER: u8 = 0x03;
+pub const BULK_SWITCH: u8 = 0x04;
 pub const EXEC: u8 = 0x10;
 pub const STARTED: u8 = 0x11;
 pub const EXIT: u8 = 0x12;
@@ -45,11 +48,11 @@ enum Shape {
 
 fn shape(kind: u8) -> Option<Shape> {
     match kind {
-        HELLO | HELLO_ACK | EXEC | STARTED | EXIT | METRICS => Some(Shape::Json),
+        HELLO | HELLO_ACK | BULK_OFFER | EXEC | STARTED | EXIT | METRICS => Some(Shape::Json),
         STDIN | STDOUT | STDERR => Some(Shape::Bytes),
         WINDOW => Some(Shape::Exactly(8)),
         RESIZE | SIGNAL => Some(Shape::Exactly(4)),
-        CLOSE | METRICS_REQUEST => Some(Shape::Exactly(0)),
+        BULK_SWITCH | CLOSE | METRICS_REQUEST => Some(Shape::Exactly(0)),
         _ => None,
     }
 }
@@ -201,7 +204,7 @@ mod tests {
     #[test]
     fn valid_vectors_decode_to_their_fields_and_encode_back() {
         let valid = vectors("valid");
-        assert!(valid.len() >= 9);
+        assert!(valid.len() >= 11);
         for v in valid {
             let name = v["name"].as_str().unwrap();
             let bytes = hex(v["frame"].as_str().unwrap());
@@ -235,6 +238,9 @@ mod tests {
         assert_eq!(decode(&encode(EXIT, FIN, 1, b"{}")), Err(FrameError::Flags(FIN)), "FIN only on data frames");
         assert_eq!(decode(&encode(WINDOW, 0, 1, &[0x21, 0, 0, 0])), Err(FrameError::Payload(WINDOW)));
         assert_eq!(decode(&encode(EXEC, 0, 1, b"[1]")), Err(FrameError::Payload(EXEC)), "JSON payloads are objects");
+        assert_eq!(decode(&encode(BULK_SWITCH, 0, 0, &[])).unwrap().unwrap().0.kind, BULK_SWITCH, "the host's switch");
+        assert_eq!(decode(&encode(BULK_SWITCH, 0, 0, &[0])), Err(FrameError::Payload(BULK_SWITCH)), "an empty payload");
+        assert_eq!(decode(&encode(BULK_OFFER, 0, 0, b"[]")), Err(FrameError::Payload(BULK_OFFER)));
     }
 
     #[test]

@@ -3,14 +3,26 @@
 
 use serde_json::{json, Map, Value};
 
-pub const VERSION: u64 = 1;
+/// The versions this guest speaks: 1, and 2 (1 plus the bulk ring).
+pub const MIN_VERSION: u64 = 1;
+pub const MAX_VERSION: u64 = 2;
 
 pub fn software() -> String {
     format!("krata-guest-init {}", env!("CARGO_PKG_VERSION"))
 }
 
 pub fn hello() -> Value {
-    json!({"role": "guest", "min": VERSION, "max": VERSION, "software": software()})
+    json!({"role": "guest", "min": MIN_VERSION, "max": MAX_VERSION, "software": software()})
+}
+
+/// The highest version both speak, if any.
+fn common(min: u64, max: u64) -> Option<u64> {
+    let top = max.min(MAX_VERSION);
+    if top >= min.max(MIN_VERSION) {
+        Some(top)
+    } else {
+        None
+    }
 }
 
 /// The answer to a HELLO: the version both speak, or version 0 and why. None: not a host's HELLO
@@ -21,19 +33,22 @@ pub fn answer_hello(payload: &[u8]) -> Option<(u64, Value)> {
         return None;
     }
     let (min, max) = (v.get("min").and_then(Value::as_u64), v.get("max").and_then(Value::as_u64));
-    match (min, max) {
-        (Some(min), Some(max)) if min <= VERSION && VERSION <= max => Some((VERSION, json!({"version": VERSION, "software": software()}))),
-        _ => {
-            let range = |x: Option<u64>| x.map(|n| n.to_string()).unwrap_or_else(|| "?".to_string());
-            let error = format!("no common version: the guest speaks {}..{}, the host {}..{}", VERSION, VERSION, range(min), range(max));
-            Some((0, json!({"version": 0, "error": error})))
-        }
+    if let Some(version) = min.zip(max).and_then(|(min, max)| common(min, max)) {
+        return Some((version, json!({"version": version, "software": software()})));
     }
+    let range = |x: Option<u64>| x.map(|n| n.to_string()).unwrap_or_else(|| "?".to_string());
+    let error = format!("no common version: the guest speaks {}..{}, the host {}..{}", MIN_VERSION, MAX_VERSION, range(min), range(max));
+    Some((0, json!({"version": 0, "error": error})))
 }
 
-/// The version a HELLO_ACK agreed on (0 when it carries none).
+/// The version a HELLO_ACK agreed on: 0 when it carries none, or one this guest does not speak.
 pub fn acked_version(payload: &[u8]) -> u64 {
-    serde_json::from_slice::<Value>(payload).ok().and_then(|v| v.get("version").and_then(Value::as_u64)).unwrap_or(0)
+    let version = serde_json::from_slice::<Value>(payload).ok().and_then(|v| v.get("version").and_then(Value::as_u64)).unwrap_or(0);
+    if (MIN_VERSION..=MAX_VERSION).contains(&version) {
+        version
+    } else {
+        0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -182,18 +197,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hello_matches_the_vector_and_answers_by_range() {
+    fn hello_says_1_to_2_and_answers_by_range() {
         let h = hello();
-        assert_eq!((h["role"].as_str(), h["min"].as_u64(), h["max"].as_u64()), (Some("guest"), Some(1), Some(1)));
+        assert_eq!((h["role"].as_str(), h["min"].as_u64(), h["max"].as_u64()), (Some("guest"), Some(1), Some(2)));
         assert!(h["software"].as_str().unwrap().starts_with("krata-guest-init "));
-        let (v, ack) = answer_hello(br#"{"role":"host","min":1,"max":3,"software":"a"}"#).unwrap();
-        assert_eq!((v, ack["version"].as_u64()), (1, Some(1)));
-        let (v, ack) = answer_hello(br#"{"role":"host","min":2,"max":3,"software":"a"}"#).unwrap();
+        let agreed = |host: &str| answer_hello(host.as_bytes()).map(|(v, ack)| (v, ack["version"].as_u64()));
+        assert_eq!(agreed(r#"{"role":"host","min":1,"max":1,"software":"a"}"#), Some((1, Some(1))), "a version-1 host");
+        assert_eq!(agreed(r#"{"role":"host","min":1,"max":2,"software":"a"}"#), Some((2, Some(2))));
+        assert_eq!(agreed(r#"{"role":"host","min":1,"max":3,"software":"a"}"#), Some((2, Some(2))), "the highest common one");
+        assert_eq!(agreed(r#"{"role":"host","min":2,"max":2,"software":"a"}"#), Some((2, Some(2))));
+        let (v, ack) = answer_hello(br#"{"role":"host","min":3,"max":4,"software":"a"}"#).unwrap();
         assert_eq!((v, ack["version"].as_u64()), (0, Some(0)));
-        assert!(ack["error"].as_str().unwrap().contains("1..1") && ack["error"].as_str().unwrap().contains("2..3"));
+        assert!(ack["error"].as_str().unwrap().contains("1..2") && ack["error"].as_str().unwrap().contains("3..4"));
+        assert_eq!(agreed(r#"{"role":"host","min":2,"max":1,"software":"a"}"#), Some((0, Some(0))), "an empty range");
         assert_eq!(answer_hello(&serde_json::to_vec(&hello()).unwrap()), None, "our own HELLO echoed back");
         assert_eq!(answer_hello(br#"{"role":"host"}"#).unwrap().0, 0);
-        assert_eq!((acked_version(br#"{"version":1}"#), acked_version(br#"{"version":0,"error":"x"}"#), acked_version(b"{}")), (1, 0, 0));
+        let acked = |p: &str| acked_version(p.as_bytes());
+        assert_eq!((acked(r#"{"version":1}"#), acked(r#"{"version":2}"#), acked(r#"{"version":3}"#)), (1, 2, 0));
+        assert_eq!((acked(r#"{"version":0,"error":"x"}"#), acked("{}")), (0, 0));
     }
 
     #[test]

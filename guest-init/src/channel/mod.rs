@@ -2,8 +2,14 @@
 //! window sizes and usage figures, served on the guest's second console (/dev/hvc1) by a thread
 //! of its own, so PID 1's duties never wait for it and a failure in it only ends the channel.
 //!
-//! `guest-init channel --stdio` serves it on stdin/stdout in an ordinary process (for tests).
+//! At version 2 the conversation moves, once both sides agree, onto a bulk ring the guest grants
+//! to dom0 itself (bulk.rs: /dev/xen/gntalloc and /dev/xen/evtchn); the console stays the
+//! bootstrap, and where the ring cannot be had, the channel stays on the console.
+//!
+//! `guest-init channel --stdio` serves it on stdin/stdout in an ordinary process (for tests); it
+//! never offers a bulk ring.
 
+mod bulk;
 mod device;
 mod exec;
 mod frame;
@@ -50,7 +56,8 @@ pub fn start(p: &Plan, path: &str) {
             Ok(x) => x,
             Err(e) => return io::log(&format!("{}; no channel", e)),
         };
-        match server::serve(server::Io { input, output, console: device::console() }, defaults) {
+        let bulk: server::OpenBulk = Box::new(|| bulk::Bulk::open(bulk::IN_PAGES, bulk::OUT_PAGES));
+        match server::serve(server::Io { input, output, console: device::console(), bulk: Some(bulk) }, defaults) {
             Ok(()) => io::log(&format!("{} hung up: the channel is closed", path)),
             Err(e) => io::log(&format!("{}: the channel is closed", e)),
         }
@@ -84,7 +91,7 @@ pub fn stdio_main() -> i32 {
     // SAFETY: descriptors 0 and 1 are this process's to use; nothing else here reads or writes them.
     let (input, output) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
     let defaults = current_defaults();
-    let server = std::thread::spawn(move || server::serve(server::Io { input, output, console: None }, defaults));
+    let server = std::thread::spawn(move || server::serve(server::Io { input, output, console: None, bulk: None }, defaults));
     loop {
         sys::wait_signal(&set, 100);
         while let Some((pid, how)) = sys::reap_one() {

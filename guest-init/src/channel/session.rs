@@ -225,7 +225,7 @@ mod tests {
 
     fn frames(o: &mut Outbox) -> Vec<frame::Frame> {
         let (r, w) = pipe();
-        o.flush(w.as_raw_fd()).unwrap();
+        o.flush(&mut crate::channel::outbox::Fd(w.as_raw_fd())).unwrap();
         let mut buf = vec![0u8; 1 << 16];
         let mut d = frame::Decoder::default();
         if let Got::Data(n) = io::read(r.as_raw_fd(), &mut buf) {
