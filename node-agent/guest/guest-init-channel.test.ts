@@ -57,7 +57,7 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-test('handshake: HELLO first, the highest common version agreed, no common version answered with 0, a new HELLO kills the sessions', async () => {
+test('handshake: HELLO first, the highest common version, 0 when there is none, a new HELLO kills the sessions', async () => {
   const g = new Guest();
   try {
     const hello = await g.next('HELLO');
