@@ -36,4 +36,7 @@ $k apply -f /krata/guest-init/target/bench-exec/guest.yaml >/dev/null
 for i in \$(seq 600); do $k get bench -o json | grep -q '\"phase\": \"Running\"' && exit 0; sleep 0.2; done; exit 1" >&2
 # The channel and the servers are up once an exec answers and the published echo port answers.
 x "for i in \$(seq 120); do $k exec bench -- true 2>/dev/null && (echo ping; sleep 1) | busybox nc 127.0.0.1 17000 | grep -q ping && exit 0; sleep 1; done; exit 1" >&2
+# What the channel runs over (describe's Channel line): "up (bulk ring)" once guest-init's ring is mapped.
+x "for i in \$(seq 30); do $k describe guest bench | grep -q 'Channel:.*bulk ring' && break; sleep 1; done; $k describe guest bench" |
+  sed -n 's/^ *Channel: *\(.*\)$/CHANNEL \1/p'
 x "node /krata/dist/bench/dom0-exec.js default/bench 127.0.0.1 $bytes $rounds" || { x "tail -20 /tmp/agent.log" >&2; exit 1; }

@@ -44,8 +44,10 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
     const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
     if (r.status !== 0 || !line) throw new Error(`exec failed (exit ${r.status})`);
     const f = JSON.parse(line.slice('RESULT '.length)) as { exec_p50_ms: number; tcp_p50_ms: number; exec_mb_s: number; tcp_mb_s: number };
+    const channel = r.stdout.split('\n').find((l) => l.startsWith('CHANNEL '));
     return {
       bench: 'exec',
+      channel: channel ? channel.slice('CHANNEL '.length) : 'unknown',
       exec_p50_ms: f.exec_p50_ms,
       tcp_p50_ms: f.tcp_p50_ms,
       latency_ratio: Number((f.exec_p50_ms / f.tcp_p50_ms).toFixed(2)),
