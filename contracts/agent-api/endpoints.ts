@@ -6,3 +6,5 @@ export const DEFAULT_AGENT_SOCKET = '/run/krata/agent.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/krata';
 /** The HTTP Upgrade protocol of a guest's console stream. */
 export const CONSOLE_PROTOCOL = 'krata-console.v1';
+/** The HTTP Upgrade protocol of a port-forward (`GET .../guests/NAME/portforward?port=N`): then one TCP connection's raw bytes. */
+export const PORTFORWARD_PROTOCOL = 'krata-portforward.v1';

@@ -34,6 +34,10 @@ export function checkHostName(host: string): string {
 export const desiredKey = (host: string) => `krata:host:${checkHostName(host)}:desired`;
 export const statusKey = (host: string) => `krata:host:${checkHostName(host)}:status`;
 export const heartbeatKey = (host: string) => `krata:host:${checkHostName(host)}:heartbeat`;
+/** The agent's certificate request for its TLS listener (CertRequest JSON); written by the agent only. */
+export const certRequestKey = (host: string) => `krata:host:${checkHostName(host)}:cert-request`;
+/** The certificate the operator issued for that request (IssuedCertificate JSON); written by the operator only. */
+export const certKey = (host: string) => `krata:host:${checkHostName(host)}:cert`;
 /** BullMQ queue names may not contain ':'. */
 export const queueName = (host: string) => `krata-host-${checkHostName(host)}`;
 
@@ -108,6 +112,33 @@ export interface StatusStreamEntry {
   report: StatusReport;
 }
 
+/**
+ * An agent asks for a serving certificate: its public key (SPKI PEM, ECDSA P-256) and proof that it holds
+ * the private key, a signature (ECDSA with SHA-256, DER, base64) over certRequestProof(host, publicKey).
+ * The key never leaves the host; the host name comes from the Redis key, which only that agent may write.
+ */
+export interface CertRequest {
+  publicKey: string;
+  proof: string;
+  /** When the agent wrote it (ISO 8601): a new request (a new key) supersedes an issued certificate. */
+  time: string;
+}
+
+/** What the proof signs: binds the key to the host, so a request cannot be replayed for another. */
+export function certRequestProof(host: string, publicKey: string): Buffer {
+  return Buffer.from(`krata-agent-certificate-request\n${checkHostName(host)}\n${publicKey}`);
+}
+
+/** The operator's answer: a certificate for the requested key (DNS name agentServerName(host)), and the CA. */
+export interface IssuedCertificate {
+  /** PEM, for the public key of the request it answers. */
+  certificate: string;
+  /** The krata CA (PEM): what the agent trusts krata-api's client certificate by. */
+  ca: string;
+  /** ISO 8601; the agent asks again (same key) before it passes. */
+  notAfter: string;
+}
+
 /** The value of a host's heartbeat key. */
 export interface Heartbeat {
   host: string;
@@ -123,6 +154,8 @@ export interface Heartbeat {
   running: number;
   /** The epoch whose complete desired state the agent has applied ('' before the first). */
   epoch: string;
+  /** Where krata-api reaches the agent's TLS listener ("address:port", `--tls-advertise`); absent without one. */
+  apiEndpoint?: string;
 }
 
 export function parseStatusReport(raw: string): StatusReport {

@@ -1451,6 +1451,11 @@ export const xenHostCRD: CustomResourceDefinition = {
                     "type": "string",
                     "maxLength": 64
                   },
+                  "agentEndpoint": {
+                    "type": "string",
+                    "maxLength": 261,
+                    "description": "Where krata-api reaches the agent's TLS listener (address:port, from the agent's heartbeat); absent when the agent has none."
+                  },
                   "kernelVersion": {
                     "type": "string",
                     "maxLength": 256,

@@ -369,6 +369,11 @@ export interface XenHostStatus {
   /** Hypervisor version, e.g. 4.17.5. */
   xenVersion?: string;
   agentVersion?: string;
+  /**
+   * Where krata-api reaches the agent's TLS listener (address:port, from the agent's heartbeat); absent
+   * when the agent has none.
+   */
+  agentEndpoint?: string;
   /** dom0 kernel release. */
   kernelVersion?: string;
   /** Guests with a domain on this host. */
