@@ -88,10 +88,11 @@ function run(req: Partial<ExecRequest> & { argv: string[] }, stdin?: Buffer, sta
   });
 }
 
-test('the channel is up on version 1 with guest-init named', () => {
+test('the channel is up on version 2 with guest-init named, on the console (--stdio offers no bulk ring)', () => {
   const s = channel.state();
   assert.equal(s.phase, 'up');
-  assert.ok(s.phase === 'up' && s.version === 1 && /krata-guest-init/.test(s.guestSoftware), JSON.stringify(s));
+  assert.ok(s.phase === 'up' && s.version === 2 && /krata-guest-init/.test(s.guestSoftware), JSON.stringify(s));
+  assert.ok(s.phase === 'up' && s.transport === 'console' && s.bulkRefused === undefined, JSON.stringify(s));
 });
 
 test('exit codes: true, exit 7, a missing program (127), a signal (128+15)', async () => {
