@@ -1,0 +1,140 @@
+// krata-api's components as inversify container modules: each binds its services (ids.ts) and, if it
+// runs, a component (COMPONENTS) started in binding order and stopped in reverse. daemon.ts says which
+// modules krata-api is made of; tests rebind the Kubernetes client or the agents' TLS material.
+import { ContainerModule } from 'inversify';
+import { createServer, type Server } from 'node:http';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { WebSocketServer } from 'ws';
+import { provide } from '../../lib/container.js';
+import { AgentClient, tlsFromFiles } from '../agent-client.js';
+import { RequestHeaderSource } from '../authn.js';
+import { Authorizer } from '../authz.js';
+import { KubeApi } from '../kube.js';
+import { ApiServer, splitListen } from '../server.js';
+import { Subresources, type SubresourceMeter } from '../subresources.js';
+import type { KrataApiConfig } from './config.js';
+import {
+  AGENT_TLS,
+  AGENTS,
+  AUTHORIZER,
+  COMPONENTS,
+  CONFIG,
+  KUBE,
+  LOG,
+  METER,
+  METRICS_REGISTRY,
+  REQUEST_HEADERS,
+  SERVER,
+  SUBRESOURCES,
+  type ApiLog,
+} from './ids.js';
+
+/** Client messages: an exec frame is at most 64 KiB, a console or port-forward chunk is the client's choice. */
+const MAX_MESSAGE = 1024 * 1024;
+
+export const baseModule = (config: KrataApiConfig, log: ApiLog) =>
+  new ContainerModule(({ bind }) => {
+    bind(CONFIG).toConstantValue(config);
+    bind(LOG).toConstantValue(log);
+  });
+
+/** The Kubernetes client and the SubjectAccessReviews asked with it. */
+export const kubeModule = new ContainerModule(({ bind }) => {
+  provide(bind, KUBE, [CONFIG], (config) => KubeApi.fromKubeconfig(config.kubeconfig));
+  provide(bind, AUTHORIZER, [KUBE], (kube) => new Authorizer(kube));
+});
+
+/** The agents' TLS listeners, reached with krata-api's client certificate. */
+export const agentModule = new ContainerModule(({ bind }) => {
+  provide(bind, AGENT_TLS, [CONFIG], (config) => tlsFromFiles(config.agentTls));
+  provide(bind, AGENTS, [AGENT_TLS], (tls) => new AgentClient(tls));
+});
+
+/** The request counters and stream gauges; served only with --metrics (metricsModule). */
+export const meterModule = new ContainerModule(({ bind }) => {
+  provide(bind, METRICS_REGISTRY, [], () => {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 500 });
+    return registry;
+  });
+  provide(bind, METER, [METRICS_REGISTRY, AUTHORIZER], (registry, authz): SubresourceMeter => {
+    const requests = new Counter({
+      name: 'krata_api_requests_total',
+      help: 'Subresource requests answered, by subresource and HTTP code (101: a stream opened)',
+      labelNames: ['subresource', 'code'],
+      registers: [registry],
+    });
+    const streams = new Gauge({
+      name: 'krata_api_streams',
+      help: 'Streams open now (exec, attach, portforward)',
+      labelNames: ['subresource'],
+      registers: [registry],
+    });
+    new Gauge({
+      name: 'krata_api_access_reviews',
+      help: 'SubjectAccessReviews sent to the apiserver since start',
+      registers: [registry],
+      collect() {
+        this.set(authz.reviews);
+      },
+    });
+    new Gauge({
+      name: 'krata_api_access_review_cache_hits',
+      help: 'Requests allowed by an answer kept from an earlier SubjectAccessReview',
+      registers: [registry],
+      collect() {
+        this.set(authz.cacheHits);
+      },
+    });
+    return {
+      answered: (sub, code) => requests.inc({ subresource: sub, code: String(code) }),
+      streams: (sub, delta) => streams.inc({ subresource: sub }, delta),
+    };
+  });
+});
+
+/** The HTTPS listener the aggregator reaches, and what it serves. */
+export const serverModule = new ContainerModule(({ bind }) => {
+  provide(bind, REQUEST_HEADERS, [KUBE], (kube) => new RequestHeaderSource(kube));
+  provide(bind, SUBRESOURCES, [KUBE, AUTHORIZER, AGENTS, REQUEST_HEADERS, METER, LOG], (kube, authz, agents, headers, meter, log) => {
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_MESSAGE,
+      perMessageDeflate: false,
+      // The subprotocol was checked before the upgrade (subresources.ts): the one krata speaks is chosen.
+      handleProtocols: (offered) => [...offered].find((p) => p.startsWith('krata-')) ?? false,
+    });
+    return new Subresources(kube, authz, agents, headers.current, wss, meter, log);
+  });
+  provide(bind, SERVER, [CONFIG, REQUEST_HEADERS, SUBRESOURCES, LOG], (config, headers, routes, log) => {
+    const opts = { listen: config.listen, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, refreshMs: config.refreshMs };
+    return new ApiServer(opts, headers, routes, log);
+  });
+  provide(bind, COMPONENTS, [SERVER], (server) => ({ name: 'server', start: () => server.start(), stop: () => server.stop() }));
+});
+
+/** Prometheus metrics on their own plain-HTTP listener (--metrics). */
+export const metricsModule = new ContainerModule(({ bind }) => {
+  provide(bind, COMPONENTS, [CONFIG, METRICS_REGISTRY], (config, registry) => {
+    let server: Server | undefined;
+    return {
+      name: 'metrics',
+      async start() {
+        const { host, port } = splitListen(config.metricsAddr!);
+        const s = createServer((req, res) => {
+          if (req.url !== '/metrics') return void res.writeHead(404).end();
+          registry.metrics().then(
+            (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+            () => res.writeHead(500).end(),
+          );
+        });
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.listen(port, host, () => resolve());
+        });
+        server = s;
+      },
+      stop: () => void server?.close(),
+    };
+  });
+});
