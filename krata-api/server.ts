@@ -41,6 +41,8 @@ export class ApiServer {
   private server: Server | undefined;
   private timer: NodeJS.Timeout | undefined;
   private tlsKey = '';
+  /** Upgraded sockets: the HTTP server no longer tracks them, and a stop must end them. */
+  private readonly streams = new Set<Duplex>();
   /** Whether the requestheader settings have been read (/readyz). */
   get ready(): boolean {
     return this.headers.current() !== undefined;
@@ -66,6 +68,7 @@ export class ApiServer {
     );
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', () => socket.destroy());
+      this.streams.add(socket.on('close', () => this.streams.delete(socket)));
       void routes.handleUpgrade(req, socket, head);
     });
     server.on('tlsClientError', () => undefined);
@@ -95,6 +98,7 @@ export class ApiServer {
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
+      for (const s of this.streams) s.destroy();
     });
   }
 

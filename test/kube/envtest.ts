@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../lib/package-root.js';
 import { freePort } from '../free-port.js';
+import { makeCa, type CertFiles } from '../openssl-ca.js';
 
 export interface Envtest {
   /** https://127.0.0.1:PORT */
@@ -17,7 +18,56 @@ export interface Envtest {
   token: string;
   /** A kubeconfig for kubectl and @kubernetes/client-node (TLS verification off: self-signed). */
   kubeconfig: string;
+  /** Bearer tokens of the users `users` named (no groups: a test's RBAC grants them what it means to). */
+  userTokens: Record<string, string>;
+  /**
+   * With `aggregation`: the aggregation layer's front proxy, as the apiserver was told it
+   * (--requestheader-client-ca-file, --proxy-client-cert-file/--proxy-client-key-file).
+   */
+  aggregation?: AggregationLayer;
   stop(): Promise<void>;
+}
+
+export interface EnvtestOptions {
+  readyTimeoutMs?: number;
+  /**
+   * Configure the aggregation layer, as kubeadm does: a requestheader CA and a front-proxy client
+   * certificate (CN front-proxy-client) made with openssl, the X-Remote-User/-Group/-Extra- headers, and
+   * --enable-aggregator-routing (an APIService's Service is reached at its Endpoints' addresses).
+   */
+  aggregation?: boolean;
+  /** Token users to add besides the admin. */
+  users?: string[];
+}
+
+export interface AggregationLayer {
+  /** PEM file of the requestheader CA. */
+  requestheaderCa: string;
+  /** The front proxy's client certificate and key (what the apiserver presents to aggregated servers). */
+  proxyClient: CertFiles;
+  /** The CN the front proxy's certificate has (--requestheader-allowed-names). */
+  allowedName: string;
+}
+
+const FRONT_PROXY_CN = 'front-proxy-client';
+
+/** The apiserver flags of the aggregation layer, its certificates made in `dir`. */
+function aggregationLayer(dir: string): { layer: AggregationLayer; flags: string[] } {
+  const ca = makeCa(dir, 'front-proxy-ca');
+  const proxyClient = ca.issue('front-proxy-client', { cn: FRONT_PROXY_CN, usage: 'client' });
+  return {
+    layer: { requestheaderCa: ca.cert, proxyClient, allowedName: FRONT_PROXY_CN },
+    flags: [
+      `--requestheader-client-ca-file=${ca.cert}`,
+      `--requestheader-allowed-names=${FRONT_PROXY_CN}`,
+      '--requestheader-username-headers=X-Remote-User',
+      '--requestheader-group-headers=X-Remote-Group',
+      '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+      `--proxy-client-cert-file=${proxyClient.cert}`,
+      `--proxy-client-key-file=${proxyClient.key}`,
+      '--enable-aggregator-routing=true',
+    ],
+  };
 }
 
 /** The cached kube-apiserver, built on first use (about 12 minutes). */
@@ -39,12 +89,18 @@ function get(url: string, token: string): Promise<number> {
   });
 }
 
-export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Promise<Envtest> {
+export async function startEnvtest(opts: EnvtestOptions = {}): Promise<Envtest> {
   const apiserver = kubeApiserverBinary();
   const dir = mkdtempSync(join(tmpdir(), 'krata-envtest-'));
   const [etcdClient, etcdPeer, securePort] = [await freePort(), await freePort(), await freePort()];
   const token = `krata-test-${Math.random().toString(36).slice(2)}`;
-  writeFileSync(join(dir, 'tokens.csv'), `${token},admin,1,"system:masters"\n`);
+  const userTokens: Record<string, string> = {};
+  const userLines = (opts.users ?? []).map((u, i) => {
+    userTokens[u] = `krata-test-${u}-${Math.random().toString(36).slice(2)}`;
+    return `${userTokens[u]},${u},${100 + i}\n`;
+  });
+  writeFileSync(join(dir, 'tokens.csv'), `${token},admin,1,"system:masters"\n${userLines.join('')}`);
+  const aggregation = opts.aggregation ? aggregationLayer(dir) : undefined;
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }));
   writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
@@ -102,6 +158,7 @@ export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Prom
       '--endpoint-reconciler-type=none',
       // As kubeadm and managed clusters run it (the default is false): the node agent's DaemonSet is privileged.
       '--allow-privileged=true',
+      ...(aggregation?.flags ?? []),
     ]);
     const server = `https://127.0.0.1:${securePort}`;
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
@@ -125,7 +182,7 @@ export async function startEnvtest(opts: { readyTimeoutMs?: number } = {}): Prom
         'current-context': 'envtest',
       }),
     );
-    return { server, token, kubeconfig, stop };
+    return { server, token, kubeconfig, userTokens, ...(aggregation ? { aggregation: aggregation.layer } : {}), stop };
   } catch (e) {
     await stop();
     throw e;

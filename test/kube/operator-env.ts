@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import { CRD_SOURCES, installedCRD } from '../../crds/codegen/paths.js';
 import { repoRoot } from '../../lib/package-root.js';
 import type { Guest } from '../../crds/generated/types.js';
-import { startEnvtest, type Envtest } from './envtest.js';
+import { startEnvtest, type Envtest, type EnvtestOptions } from './envtest.js';
 import { KubeClient, isConflict, type KubeClientOptions } from '../../operator/kube/client.js';
 
 export interface TestKube {
@@ -21,8 +21,8 @@ export interface TestKube {
 }
 
 /** Starts envtest and installs krata's CRDs (as manifests/crds/ has them), waiting until they are Established. */
-export async function startKube(): Promise<TestKube> {
-  const env = await startEnvtest();
+export async function startKube(opts: EnvtestOptions = {}): Promise<TestKube> {
+  const env = await startEnvtest(opts);
   const clients: KubeClient[] = [];
   const clientVia = (server: string, opts?: KubeClientOptions) => {
     const kc = new KubeConfig();
