@@ -4,7 +4,7 @@
 // portforward → a websocket relayed to the agent's upgrade (relay.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Guest, XenHost } from '../crds/generated/types.js';
 import {
   parseSubresourcePath,
@@ -23,6 +23,8 @@ import { relay } from './relay.js';
 import { asStatus, refuseUpgrade, sendStatus, StatusError } from './status.js';
 
 const MAX_USAGE_BODY = 1024 * 1024;
+/** Client messages: an exec frame is at most 64 KiB, a console or port-forward chunk is the client's choice. */
+const MAX_MESSAGE = 1024 * 1024;
 
 /** The agent route each subresource maps to, and the Upgrade protocol of the streams. */
 const AGENT_ROUTE: Record<GuestSubresource, { path: string; protocol?: string }> = {
@@ -55,12 +57,20 @@ const agentGuestPath = (t: SubresourceTarget) =>
   `/v1/namespaces/${encodeURIComponent(t.namespace)}/guests/${encodeURIComponent(t.name)}/${AGENT_ROUTE[t.subresource].path}`;
 
 export class Subresources {
+  /** The subprotocol each upgrade being accepted answers with (checked offered before the upgrade). */
+  private readonly protocols = new WeakMap<IncomingMessage, string>();
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_MESSAGE,
+    perMessageDeflate: false,
+    handleProtocols: (_offered, req) => this.protocols.get(req) ?? false,
+  });
+
   constructor(
     private readonly kube: Kube,
     private readonly authz: Authorizer,
     private readonly agents: AgentClient,
     private readonly authConfig: () => RequestHeaderConfig | undefined,
-    private readonly wss: WebSocketServer,
     private readonly meter: SubresourceMeter,
     private readonly log: SubresourceLog,
   ) {}
@@ -153,6 +163,7 @@ export class Subresources {
       const size = sub === 'attach' ? attachSize(p.query) : undefined;
       const target = p;
       const subresource = sub;
+      this.protocols.set(req, protocol);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.stream(ws, subresource, target, up.socket, up.head, size));
     } catch (e) {
       agentSocket?.destroy();

@@ -4,7 +4,6 @@
 import { ContainerModule } from 'inversify';
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { WebSocketServer } from 'ws';
 import { provide } from '../../lib/container.js';
 import { AgentClient, tlsFromFiles } from '../agent-client.js';
 import { RequestHeaderSource } from '../authn.js';
@@ -28,9 +27,6 @@ import {
   SUBRESOURCES,
   type ApiLog,
 } from './ids.js';
-
-/** Client messages: an exec frame is at most 64 KiB, a console or port-forward chunk is the client's choice. */
-const MAX_MESSAGE = 1024 * 1024;
 
 export const baseModule = (config: KrataApiConfig, log: ApiLog) =>
   new ContainerModule(({ bind }) => {
@@ -97,14 +93,7 @@ export const meterModule = new ContainerModule(({ bind }) => {
 export const serverModule = new ContainerModule(({ bind }) => {
   provide(bind, REQUEST_HEADERS, [KUBE], (kube) => new RequestHeaderSource(kube));
   provide(bind, SUBRESOURCES, [KUBE, AUTHORIZER, AGENTS, REQUEST_HEADERS, METER, LOG], (kube, authz, agents, headers, meter, log) => {
-    const wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: MAX_MESSAGE,
-      perMessageDeflate: false,
-      // The subprotocol was checked before the upgrade (subresources.ts): the one krata speaks is chosen.
-      handleProtocols: (offered) => [...offered].find((p) => p.startsWith('krata-')) ?? false,
-    });
-    return new Subresources(kube, authz, agents, headers.current, wss, meter, log);
+    return new Subresources(kube, authz, agents, headers.current, meter, log);
   });
   provide(bind, SERVER, [CONFIG, REQUEST_HEADERS, SUBRESOURCES, LOG], (config, headers, routes, log) => {
     const opts = { listen: config.listen, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, refreshMs: config.refreshMs };
