@@ -10,7 +10,7 @@ import { relay, type RelayOptions } from './relay.js';
  * A relay between a real websocket (client ↔ server in this process) and a TCP socket standing for the
  * agent's upgraded connection; `peer` is the agent's end of it.
  */
-async function pair(opts: RelayOptions): Promise<{ client: WebSocket; peer: Socket; agent: Socket; close(): void }> {
+async function pair(opts: RelayOptions): Promise<{ client: WebSocket; peer: Socket; agent: Socket; close: () => void }> {
   const tcp = createServer();
   await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
   const peerP = new Promise<Socket>((r) => tcp.once('connection', r));
