@@ -10,7 +10,9 @@ import { relay, type RelayOptions } from './relay.js';
  * A relay between a real websocket (client ↔ server in this process) and a TCP socket standing for the
  * agent's upgraded connection; `peer` is the agent's end of it.
  */
-async function pair(opts: RelayOptions): Promise<{ client: WebSocket; peer: Socket; agent: Socket; close: () => void }> {
+async function pair(
+  opts: RelayOptions,
+): Promise<{ client: WebSocket; server: Promise<WebSocket>; peer: Socket; agent: Socket; close: () => void }> {
   const tcp = createServer();
   await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
   const peerP = new Promise<Socket>((r) => tcp.once('connection', r));
@@ -18,12 +20,18 @@ async function pair(opts: RelayOptions): Promise<{ client: WebSocket; peer: Sock
   const peer = await peerP;
   const http: Server = createHttpServer();
   const wss = new WebSocketServer({ server: http });
-  wss.on('connection', (ws) => relay(ws, agent, Buffer.alloc(0), opts));
+  const server = new Promise<WebSocket>((r) =>
+    wss.on('connection', (ws) => {
+      relay(ws, agent, Buffer.alloc(0), opts);
+      r(ws);
+    }),
+  );
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   const client = new WebSocket(`ws://127.0.0.1:${(http.address() as { port: number }).port}`);
   await new Promise((r) => client.once('open', r));
   return {
     client,
+    server,
     peer,
     agent,
     close: () => {
@@ -69,6 +77,37 @@ describe('relay', () => {
     p.client.resume();
     await all;
     assert.equal(received, written);
+  });
+
+  it('holds the client back while the agent does not read, and loses nothing', async () => {
+    const p = await pair({ framing: 'raw' });
+    opened.push(p.close);
+    const server = await p.server;
+    p.peer.pause();
+    const chunk = Buffer.alloc(64 * 1024, 9);
+    const total = 64 * 1024 * 1024;
+    let sent = 0;
+    // Send until the client's socket stays full: the relay paused the websocket, so nothing drains it.
+    while (sent < total) {
+      p.client.send(chunk);
+      sent += chunk.length;
+      if (p.client.bufferedAmount < 4 * 1024 * 1024) continue;
+      const before = p.client.bufferedAmount;
+      await new Promise((r) => setTimeout(r, 300));
+      if (p.client.bufferedAmount >= before) break;
+    }
+    assert.ok(server.isPaused, 'the relay paused the client side');
+    assert.ok(sent < total, `the client could send all ${total} bytes to an agent that reads nothing`);
+    let received = 0;
+    const all = new Promise<void>((r) =>
+      p.peer.on('data', (d: Buffer) => {
+        received += d.length;
+        if (received === sent) r();
+      }),
+    );
+    p.peer.resume();
+    await all;
+    assert.equal(received, sent);
   });
 
   it("sends exec output one frame per message, however the agent's bytes are cut", async () => {
