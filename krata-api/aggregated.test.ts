@@ -5,7 +5,9 @@
 // certificate required, and an agent with the wrong identity refused.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -190,6 +192,8 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
       ['fake', 'host-b'],
       ['far', 'host-c'],
       ['new', undefined],
+      ['stopped', 'host-a'],
+      ['ghost', 'host-a'],
     ] as const) {
       await kube.client.request('POST', '/apis/krata.dev/v1alpha1/namespaces/default/guests', { body: newGuest(name) });
       if (node)
@@ -199,6 +203,7 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
         });
     }
     agent.guests.set('default/web', { console: 'booting\nline two\nline three\n' });
+    agent.guests.set('default/stopped', { console: '', running: false });
     impostor.guests.set('default/fake', { console: 'should never be read\n' });
     strangerCa.guests.set('default/far', { console: 'should never be read\n' });
   });
@@ -269,6 +274,46 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
     const unplaced = await get(path('new', 'log'), as('alice'));
     assert.equal(unplaced.status, 409);
     assert.match(unplaced.body, /not placed/);
+  });
+
+  it("passes the agent's refusals on as a Status, before any upgrade", async () => {
+    const stopped = await get(path('stopped', 'log'), as('alice'));
+    assert.equal(stopped.status, 409, stopped.body);
+    assert.match((JSON.parse(stopped.body) as { message: string }).message, /has no running domain/);
+    const ghost = await get(path('ghost', 'top'), as('alice'));
+    assert.equal(ghost.status, 404, ghost.body);
+    assert.match((JSON.parse(ghost.body) as { message: string }).message, /answered 404: guest "ghost" not found/);
+    const refused = (await openWs(wsPath('stopped', 'attach'), tokens.alice!, 'krata-console.v1').then(
+      () => assert.fail('attached to a guest with no domain'),
+      (e: unknown) => e,
+    )) as { status: number; body: string };
+    assert.equal(refused.status, 409);
+    assert.equal((JSON.parse(refused.body) as { reason: string }).reason, 'Conflict');
+  });
+
+  it('serves kubectl get --raw of a log', async () => {
+    const kubeconfig = join(dir, 'alice.kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'envtest', cluster: { server: kube.env.server, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'alice', user: { token: tokens.alice } }],
+        contexts: [{ name: 'envtest', context: { cluster: 'envtest', user: 'alice' } }],
+        'current-context': 'envtest',
+      }),
+    );
+    // Asynchronously: krata-api runs in this process.
+    const { stdout: out } = await promisify(execFile)(
+      'kubectl',
+      ['--kubeconfig', kubeconfig, 'get', '--raw', `${subresourcePath('default', 'web', 'log')}?tailLines=3`],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    assert.match(out, /^line two\nline three\n/);
   });
 
   it('runs exec through the apiserver websocket: output and exit', async () => {

@@ -17,10 +17,11 @@ export interface HostAddress {
 const DUMMY = 'krata-agg0';
 const DUMMY_ADDRESS = '198.51.100.77';
 
-/** An IPv4 address of this machine that is not loopback. */
+/** An IPv4 address of this machine that is not loopback or link-local (Endpoints refuse both). */
 export function hostAddress(): HostAddress {
   for (const addrs of Object.values(networkInterfaces()))
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return { address: a.address, release: () => undefined };
+    for (const a of addrs ?? [])
+      if (a.family === 'IPv4' && !a.internal && !a.address.startsWith('169.254.')) return { address: a.address, release: () => undefined };
   execFileSync('ip', ['link', 'add', DUMMY, 'type', 'dummy']);
   execFileSync('ip', ['addr', 'add', `${DUMMY_ADDRESS}/32`, 'dev', DUMMY]);
   execFileSync('ip', ['link', 'set', DUMMY, 'up']);
