@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { request } from 'node:https';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { encodeExecFrame, ExecFrame, ExecFrameDecoder } from '../contracts/agent
 import { APISERVICE_NAME, SUBRESOURCE_GROUP, SUBRESOURCE_VERSION, subresourcePath } from '../contracts/krata-api/subresources.js';
 import { resolve } from '../lib/container.js';
 import type { Running } from '../lib/lifecycle.js';
+import { freePort } from '../test/free-port.js';
 import { startTlsAgent, type TlsAgent } from '../test/doubles/tls-agent.js';
 import { hostAddress, registerApiService, type HostAddress } from '../test/kube/aggregated-api.js';
 import { newGuest, startKube, type TestKube } from '../test/kube/operator-env.js';
@@ -89,6 +91,7 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
   let apiUrl: string;
   let tokens: Record<string, string>;
   let frontProxy: { cert: Buffer; key: Buffer };
+  let metricsPort: number;
 
   const path = (name: string, sub: Parameters<typeof subresourcePath>[2], query = '') =>
     `${kube.env.server}${subresourcePath('default', name, sub)}${query ? `?${query}` : ''}`;
@@ -116,6 +119,7 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
     echo = createTcpServer((s) => s.pipe(s)).listen(0, '127.0.0.1');
     await new Promise((r) => echo.once('listening', r));
 
+    metricsPort = await freePort();
     const container = krataApiContainer(
       {
         kubeconfig: kube.env.kubeconfig,
@@ -123,6 +127,7 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
         tlsCertFile: serving.cert,
         tlsKeyFile: serving.key,
         agentTls: { certFile: client.cert, keyFile: client.key, caFile: krataCa.cert },
+        metricsAddr: `127.0.0.1:${metricsPort}`,
         refreshMs: 60_000,
       },
       quiet,
@@ -374,7 +379,7 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
     ws.close();
   });
 
-  it('refuses exec to a user who may get guests and read logs but not exec (403)', async () => {
+  it("refuses exec to a user who may get guests and read logs but not exec (403 from the apiserver's RBAC)", async () => {
     const err = (await openWs(wsPath('web', 'exec', 'command=echo'), tokens.bob!, 'krata-exec.v1').then(
       () => assert.fail('bob opened an exec'),
       (e: unknown) => e,
@@ -406,7 +411,7 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
     assert.match(ws.body, /could not be verified/);
   });
 
-  it('answers 401 straight to krata-api without the front-proxy certificate, whatever the headers say', async () => {
+  it('answers 401 straight to krata-api without the front-proxy certificate, and asks RBAC itself with it', async () => {
     const direct = await get(`${apiUrl}${subresourcePath('default', 'web', 'log')}`, {
       'x-remote-user': 'admin',
       'x-remote-group': 'system:masters',
@@ -423,5 +428,26 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
         .console.split(/(?<=\n)/)
         .at(-1),
     );
+    // The apiserver authorizes what it proxies; krata-api asks again (a SubjectAccessReview) for what reaches it.
+    const bobTop = await get(`${apiUrl}${subresourcePath('default', 'web', 'top')}`, { 'x-remote-user': 'bob' }, frontProxy);
+    assert.equal(bobTop.status, 403, bobTop.body);
+    assert.match(
+      (JSON.parse(bobTop.body) as { message: string }).message,
+      /User "bob" cannot get resource "guests\/top" in API group "subresources.krata.dev" in the namespace "default"/,
+    );
+  });
+
+  it('counts requests and streams in its metrics', async () => {
+    const text = await new Promise<string>((done, fail) =>
+      httpGet(`http://127.0.0.1:${metricsPort}/metrics`, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => done(body));
+      }).on('error', fail),
+    );
+    assert.match(text, /krata_api_requests_total\{subresource="log",code="200"\} [1-9]/);
+    assert.match(text, /krata_api_requests_total\{subresource="top",code="403"\} [1-9]/);
+    assert.match(text, /krata_api_requests_total\{subresource="exec",code="101"\} [1-9]/);
+    assert.match(text, /krata_api_access_reviews [1-9]/);
   });
 });

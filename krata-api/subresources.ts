@@ -103,7 +103,7 @@ export class Subresources {
 
   /** A plain request: log and top; a stream asked without an upgrade is a 400. */
   async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let sub: GuestSubresource | 'other' = 'other';
+    let sub = meterLabel(req);
     try {
       if (req.method !== 'GET') throw new StatusError(405, `${String(req.method).slice(0, 20)} is not supported; the subresources are GET`);
       const p = await this.prepare(req);
@@ -142,7 +142,7 @@ export class Subresources {
 
   /** An upgrade: exec, attach and portforward, as websockets relayed to the agent's upgrade. */
   async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    let sub: GuestSubresource | 'other' = 'other';
+    let sub = meterLabel(req);
     let agentSocket: Duplex | undefined;
     try {
       if (req.method !== 'GET') throw new StatusError(405, 'only GET upgrades');
@@ -225,6 +225,11 @@ export class Subresources {
       next();
     };
   }
+}
+
+/** The subresource a request names, for the metrics (`other` for any other path). */
+function meterLabel(req: IncomingMessage): GuestSubresource | 'other' {
+  return parseSubresourcePath(new URL(req.url ?? '/', 'https://krata-api').pathname)?.subresource ?? 'other';
 }
 
 /** `{"resize":{"rows":R,"cols":C}}` → the size; undefined for anything else. */
