@@ -11,6 +11,9 @@ import type { RequestHeaderSource } from './authn.js';
 import { discovery } from './discovery.js';
 import { sendStatus, StatusError } from './status.js';
 
+/** Until the requestheader settings have been read once, they are asked for this often. */
+const UNREAD_RETRY_MS = 2000;
+
 export interface ServingOptions {
   listen: string;
   certFile: string;
@@ -79,11 +82,14 @@ export class ApiServer {
     });
     this.server = server;
     const tick = () => {
-      this.timer = setTimeout(() => {
-        this.refresh()
-          .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'reading the requestheader settings failed'))
-          .finally(() => this.server && tick());
-      }, this.opts.refreshMs);
+      this.timer = setTimeout(
+        () => {
+          this.refresh()
+            .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'reading the requestheader settings failed'))
+            .finally(() => this.server && tick());
+        },
+        this.ready ? this.opts.refreshMs : Math.min(this.opts.refreshMs, UNREAD_RETRY_MS),
+      );
       this.timer.unref();
     };
     tick();
