@@ -35,8 +35,11 @@ export interface AgentCertificatesOptions {
 /** What a host's request and answer were when last looked at, and what was decided. */
 interface Seen {
   request: string;
-  /** The request was refused (or its host is no XenHost): nothing to do until it changes. */
-  outcome: 'answered' | 'rejected' | 'no-host';
+  /**
+   * rejected (the request is bad) or no-host: nothing to do until the request changes (or the XenHost
+   * appears); failed (no certificate can name the host): until the request or the CA changes.
+   */
+  outcome: 'answered' | 'rejected' | 'no-host' | 'failed';
   caPem: string;
   /** answered: when the certificate is due for renewal. */
   renewAt: number;
@@ -107,6 +110,7 @@ export class AgentCertificates {
     const xenHost = this.opts.getHost(host);
     if (prev && prev.request === raw) {
       if (prev.outcome === 'rejected') return false;
+      if (prev.outcome === 'failed' && prev.caPem === ca.certificatePem) return false;
       if (prev.outcome === 'no-host' && !xenHost) return false;
       if (prev.outcome === 'answered' && answered && prev.caPem === ca.certificatePem && now < prev.renewAt) return false;
     }
@@ -129,15 +133,23 @@ export class AgentCertificates {
     }
     const notBefore = wholeSeconds(now - BACKDATE_MS);
     const notAfter = wholeSeconds(now + AGENT_CERT_VALIDITY_MS);
-    const certificate = createCertificate({
-      subjectCommonName: commonName(host),
-      issuer: { certificatePem: ca.certificatePem, privateKey: ca.privateKey },
-      publicKey: checked.publicKey,
-      notBefore,
-      notAfter,
-      dnsNames: [agentServerName(host)],
-      usage: 'server',
-    });
+    let certificate: string;
+    try {
+      certificate = createCertificate({
+        subjectCommonName: commonName(host),
+        issuer: { certificatePem: ca.certificatePem, privateKey: ca.privateKey },
+        publicKey: checked.publicKey,
+        notBefore,
+        notAfter,
+        dnsNames: [agentServerName(host)],
+        usage: 'server',
+      });
+    } catch (e) {
+      // Not for a while: the same request and CA would fail the same way (a host name too long for a DNS name).
+      this.opts.log(`cannot issue a certificate to host ${host}`, e);
+      this.seen.set(host, { request: raw, outcome: 'failed', caPem: ca.certificatePem, renewAt: 0 });
+      return false;
+    }
     const answer: IssuedCertificate = { certificate, ca: ca.certificatePem, notAfter: notAfter.toISOString() };
     await this.redis.set(certKey(host), JSON.stringify(answer));
     const renewAt = notBefore.getTime() + ((notAfter.getTime() - notBefore.getTime()) * 2) / 3;
