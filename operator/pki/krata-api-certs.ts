@@ -75,7 +75,7 @@ function currentRenewal(s: Secret | undefined, id: Identity, ca: KrataCA, now: n
       issuedBy(cert, ca) &&
       cert.subjectAltName === id.dnsNames.map((n) => `DNS:${n}`).join(', ') &&
       cert.subject === `CN=${id.commonName}` &&
-      isDeepEqual(cert.keyUsage, [EKU[id.usage]]) &&
+      isDeepEqual(extKeyUsage(cert), [EKU[id.usage]]) &&
       Date.parse(cert.validFrom) <= now &&
       now < renewAt;
     return fits ? renewAt : undefined;
@@ -84,6 +84,9 @@ function currentRenewal(s: Secret | undefined, id: Identity, ca: KrataCA, now: n
   }
 }
 
+/** Node names extendedKeyUsage `keyUsage` (20) and, newer, `extKeyUsage` too. */
+const extKeyUsage = (cert: X509Certificate): string[] | undefined =>
+  (cert as X509Certificate & { extKeyUsage?: string[] }).extKeyUsage ?? cert.keyUsage;
 const isDeepEqual = (a: string[] | undefined, b: string[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 
 /**
