@@ -120,8 +120,10 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
     'NetworkPolicy/krata-redis',
     'PodDisruptionBudget/krata-operator',
     'Role/krata-operator-leader-election',
+    'Role/krata-operator-pki',
     'Role/krata-operator-redis-credentials',
     'RoleBinding/krata-operator-leader-election',
+    'RoleBinding/krata-operator-pki',
     'RoleBinding/krata-operator-redis-credentials',
     'Service/krata-api',
     'Service/krata-api-metrics',
@@ -175,6 +177,8 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   // Redis: as user krata-operator, with the password from the Secret it makes (test/cluster/redis-acl.test.ts runs the rest).
   assert.equal(flag(oc, '--redis'), 'redis://krata-operator@krata-redis:6379');
   assert.equal(flag(oc, '--redis-credentials-namespace'), '$(POD_NAMESPACE)');
+  // The krata CA and krata-api's certificates in its own namespace (operator/pki/, Role krata-operator-pki).
+  assert.equal(flag(oc, '--pki-namespace'), '$(POD_NAMESPACE)');
   assert.ok(oc.args.includes('--leader-elect'));
   assert.equal(flag(oc, '--lease-namespace'), '$(POD_NAMESPACE)');
   assert.equal(flag(oc, '--health-addr'), ':8081');
@@ -473,6 +477,18 @@ describe('on a real kube-apiserver', () => {
       [false, 'delete', 'secrets/krata-redis-acl', { ns: 'krata-system' }],
       [false, 'patch', 'secrets/krata-redis-acl', { ns: 'krata-system' }],
       [false, 'create', 'secrets', { ns: 'default' }],
+      // The PKI (operator/pki/): the krata CA and krata-api's two Secrets, by name; the APIService's caBundle.
+      [true, 'get', 'secrets/krata-ca', { ns: 'krata-system' }],
+      [true, 'update', 'secrets/krata-ca', { ns: 'krata-system' }],
+      [true, 'get', 'secrets/krata-api-serving', { ns: 'krata-system' }],
+      [true, 'update', 'secrets/krata-api-client', { ns: 'krata-system' }],
+      [false, 'get', 'secrets/krata-ca', { ns: 'default' }],
+      [false, 'delete', 'secrets/krata-ca', { ns: 'krata-system' }],
+      [true, 'get', 'apiservices.apiregistration.k8s.io/v1alpha1.subresources.krata.dev'],
+      [true, 'patch', 'apiservices.apiregistration.k8s.io/v1alpha1.subresources.krata.dev'],
+      [false, 'patch', 'apiservices.apiregistration.k8s.io/v1.apps'],
+      [false, 'create', 'apiservices.apiregistration.k8s.io'],
+      [false, 'delete', 'apiservices.apiregistration.k8s.io/v1alpha1.subresources.krata.dev'],
       // Nodes: one by name, to see the krata.dev/xen label of a heartbeating host.
       [true, 'get', 'nodes/xen-1'],
       [false, 'list', 'nodes'],
