@@ -18,7 +18,17 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
-const LAYERS = { lib: 0, crds: 1, contracts: 2, workloads: 3, kratactl: 4, operator: 4, 'node-agent': 4, 'guest-init': 4, 'kubectl-krata': 4 };
+const LAYERS = {
+  lib: 0,
+  crds: 1,
+  contracts: 2,
+  workloads: 3,
+  kratactl: 4,
+  operator: 4,
+  'node-agent': 4,
+  'guest-init': 4,
+  'kubectl-krata': 4,
+};
 const LAYER_NAMES = ['lib', 'crds', 'contracts', 'workloads', 'a program'];
 // node-agent's folders, lowest first ('' = the files at its root: main.ts, flags.ts, the image command).
 const AGENT_LAYERS = {
