@@ -3,9 +3,12 @@
 // (two concurrent connections, data both ways) and refused upgrades (403).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
+import { resolve } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { EXEC_PROTOCOL } from '../../contracts/agent-api/exec.js';
 import { CONSOLE_PROTOCOL, PORTFORWARD_PROTOCOL } from '../../contracts/agent-api/endpoints.js';
 import { FakeKrataApi } from '../doubles/fake-krata-api.js';
@@ -197,6 +200,48 @@ test('port-forward: two concurrent connections, each its own websocket, data bot
   await assert.rejects(open(), /ECONNREFUSED/, 'the listener is closed');
 });
 
+test('port-forward: backpressure holds the guest back while the local reader does not read', async (t) => {
+  const { api, k } = await setup(t);
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const TOTAL = 256 * 1024 * 1024;
+  let written = 0;
+  const guestSide = createServer((s) => {
+    const pump = () => {
+      while (written < TOTAL) {
+        written += chunk.length;
+        if (!s.write(chunk)) return void s.once('drain', pump);
+      }
+    };
+    s.on('error', () => {});
+    pump();
+  });
+  await new Promise<void>((r) => guestSide.listen(0, '127.0.0.1', r));
+  t.after(() => guestSide.close());
+  api.ports.set(9000, (guestSide.address() as { port: number }).port);
+  const local = await freePort();
+  const p = startPlugin(['port-forward', 'web', `${local}:9000`, ...k]);
+  await p.until(() => p.stdout.includes('Forwarding from'), 'listening');
+  const reader = connect(local, '127.0.0.1');
+  reader.pause();
+  await eventually(() => written > 0, 'the guest writes');
+  // The guest stops when every buffer on the way is full: written stays put.
+  let last = -1;
+  for (let i = 0; i < 100 && written !== last; i++) {
+    last = written;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(written, last, 'the guest is held back');
+  assert.ok(written < TOTAL / 2, `the guest wrote ${written} bytes with nobody reading`);
+  // Reading again lets it go on.
+  let read = 0;
+  reader.on('data', (d: Buffer) => (read += d.length));
+  reader.resume();
+  await eventually(() => read > written / 2 && written > last, 'data flows again');
+  reader.destroy();
+  process.emit('SIGINT', 'SIGINT');
+  assert.equal(await p.code, 0);
+});
+
 test('port-forward: a Guest that does not run is refused before listening; --address and a picked port', async (t) => {
   const { api, k } = await setup(t);
   api.addGuest('team-a', 'idle', { phase: 'Pending' });
@@ -208,6 +253,37 @@ test('port-forward: a Guest that does not run is refused before listening; --add
   const p = startPlugin(['port-forward', 'web', ':80', '--address', 'localhost', ...k]);
   await p.until(() => /^Forwarding from 127\.0\.0\.1:\d+ -> 80\n$/.test(p.stdout), 'a free port picked');
   assert.doesNotMatch(p.stdout, /127\.0\.0\.1:0 /);
+  // A connection krata-api refuses is closed and said; the listener goes on.
+  api.forbidden.add('alice guests/portforward');
+  const picked = Number(/:(\d+) ->/.exec(p.stdout)![1]);
+  const refused = connect(picked, '127.0.0.1');
+  refused.resume();
+  await new Promise((r) => refused.on('close', r));
+  await p.until(
+    () => /error: forwarding to port 80: Error from server \(Forbidden\): .*guests\/portforward/.test(p.stderr),
+    'the refusal is said',
+  );
   process.emit('SIGINT', 'SIGINT');
   assert.equal(await p.code, 0);
+});
+
+test('attach on a real terminal (a pty from script(1)): raw input byte for byte, its size, Ctrl+] detaches', async (t) => {
+  const { api, k } = await setup(t);
+  const main = resolve(fileURLToPath(import.meta.url), '../../../kubectl-krata/main.js');
+  const command = `stty rows 40 cols 100; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(main)} attach web ${k.join(' ')}`;
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => child.kill());
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((r) => child.on('close', r));
+  await eventually(() => out.includes('/ # '), `the prompt arrives; got ${JSON.stringify(out)}`);
+  const session = api.attaches[0]!;
+  assert.deepEqual([session.query.get('rows'), session.query.get('cols')], ['40', '100']);
+  // On a cooked terminal "\r" would become "\n" and nothing would be sent before it; raw, it goes as typed.
+  child.stdin.write('uname -a\r');
+  await eventually(() => Buffer.concat(session.input).toString() === 'uname -a\r', 'the line arrives as typed');
+  child.stdin.write('\x1d');
+  assert.equal(await exited, 0, out);
+  assert.match(out, /detached from team-a\/web/);
+  await eventually(() => session.closed, 'the websocket is closed');
 });
