@@ -215,6 +215,19 @@ export class Kube {
   }
 }
 
+/**
+ * Follows how a websocket closes: the getter gives "websocket closed with CODE: REASON" once it closed other
+ * than normally (krata-api says there why a stream ended: the agent unreachable, nothing on a port), else undefined.
+ */
+export function closeWatch(ws: WebSocket): () => string | undefined {
+  let why: string | undefined;
+  ws.on('close', (code: number, reason: Buffer) => {
+    if (code !== 1000 && code !== 1005)
+      why = `websocket closed with ${code}${reason.length ? `: ${reason.toString('utf8').slice(0, 200)}` : ''}`;
+  });
+  return () => why;
+}
+
 /** A response body, at most `max` bytes of it (the rest is dropped). */
 export async function readBounded(res: IncomingMessage, max = MAX_ERROR_BODY): Promise<string> {
   const chunks: Buffer[] = [];

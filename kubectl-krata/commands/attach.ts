@@ -8,7 +8,7 @@ import { attachSession } from '../../lib/terminal.js';
 import { onWindowResize, windowSize, type WindowSize } from '../../lib/window-size.js';
 import { oneGuest, parseFlags } from '../args.js';
 import { CommandError, EXIT_OK, type IO } from '../io.js';
-import { KUBE_HELP, KUBE_OPTIONS, Kube } from '../kube.js';
+import { KUBE_HELP, KUBE_OPTIONS, Kube, closeWatch } from '../kube.js';
 
 export const ATTACH_HELP = `Attach the terminal to a running Guest's console.
 
@@ -27,15 +27,19 @@ export async function attach(argv: string[], io: IO): Promise<number> {
   const size = windowSize(io.stdout);
   const query = size ? new URLSearchParams({ rows: String(size.rows), cols: String(size.cols) }).toString() : '';
   const ws = await kube.websocket(name, 'attach', WEBSOCKET_PROTOCOL.attach!, query);
+  const closed = closeWatch(ws);
   const resize = (s: WindowSize) => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ resize: { rows: s.rows, cols: s.cols } }));
   };
   if (size) resize(size);
   const stopSize = size ? onWindowResize(io.stdout, resize) : () => {};
+  let how: 'detached' | 'ended';
   try {
-    await attachSession(createWebSocketStream(ws), io, `${kube.namespace}/${name}`, (why) => new CommandError(why));
+    how = await attachSession(createWebSocketStream(ws), io, `${kube.namespace}/${name}`, (why) => new CommandError(why));
   } finally {
     stopSize();
   }
+  const why = closed();
+  if (how === 'ended' && why) throw new CommandError(why);
   return EXIT_OK;
 }

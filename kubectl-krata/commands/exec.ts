@@ -11,7 +11,7 @@ import { NO_TTY_WARNING, canBeRaw } from '../../lib/terminal.js';
 import { windowSize } from '../../lib/window-size.js';
 import { oneGuest, parseFlags } from '../args.js';
 import { CommandError, UsageError, type IO } from '../io.js';
-import { KUBE_HELP, KUBE_OPTIONS, Kube } from '../kube.js';
+import { KUBE_HELP, KUBE_OPTIONS, Kube, closeWatch } from '../kube.js';
 
 export const EXEC_HELP = `Run a command in a running Guest.
 
@@ -69,6 +69,7 @@ export async function exec(argv: string[], io: IO): Promise<number> {
     ...(size ?? {}),
   };
   const ws = await kube.websocket(name, 'exec', WEBSOCKET_PROTOCOL.exec!, execQueryString(query));
+  const closed = closeWatch(ws);
   // Each binary message is one or more frames; the stream's decoder reads them as the bytes they are.
   const socket = createWebSocketStream(ws);
   const stream = new ExecStream(socket, {
@@ -76,7 +77,7 @@ export async function exec(argv: string[], io: IO): Promise<number> {
     stdout: io.stdout,
     stderr: io.stderr,
     peer: 'krata-api',
-    failure: (why) => new CommandError(why),
+    failure: (why) => new CommandError(closed() ? `${why} (${closed()})` : why),
   });
   const result: ExecResult = await execSession(stream, io, tty);
   // kubectl's words for a command that failed; its own error instead when it could not start.

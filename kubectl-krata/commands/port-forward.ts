@@ -6,7 +6,7 @@ import { createWebSocketStream } from 'ws';
 import { WEBSOCKET_PROTOCOL } from '../../contracts/krata-api/subresources.js';
 import { guestName, parseFlags } from '../args.js';
 import { CommandError, EXIT_OK, UsageError, type IO } from '../io.js';
-import { KUBE_HELP, KUBE_OPTIONS, Kube } from '../kube.js';
+import { KUBE_HELP, KUBE_OPTIONS, Kube, closeWatch } from '../kube.js';
 import { ServerError } from '../server-error.js';
 
 export const PORT_FORWARD_HELP = `Forward local ports to ports of a running Guest.
@@ -103,6 +103,7 @@ function relay(kube: Kube, name: string, remote: number, conn: Socket, io: IO): 
   kube
     .websocket(name, 'portforward', WEBSOCKET_PROTOCOL.portforward!, `port=${remote}`)
     .then((ws) => {
+      const closed = closeWatch(ws);
       const stream = createWebSocketStream(ws);
       conn.pipe(stream, { end: false });
       stream.pipe(conn);
@@ -113,7 +114,11 @@ function relay(kube: Kube, name: string, remote: number, conn: Socket, io: IO): 
       };
       conn.on('close', done);
       conn.on('error', done);
-      stream.on('close', () => conn.end());
+      stream.on('close', () => {
+        const why = closed();
+        if (why) io.stderr.write(`error: forwarding to port ${remote}: ${why}\n`);
+        conn.end();
+      });
       stream.on('error', done);
     })
     .catch((e: Error) => {

@@ -299,7 +299,8 @@ export class FakeKrataApi {
     } else if (argv[0] === 'warn') {
       send(ExecFrame.stderr, Buffer.from(argv.slice(1).join(' ') + '\n'));
       exit({ exitCode: 3 });
-    } else if (exitCode !== undefined) exit({ exitCode: Number(exitCode) });
+    } else if (argv[0] === 'drop') ws.close(1011, 'the node agent went away');
+    else if (exitCode !== undefined) exit({ exitCode: Number(exitCode) });
     else if (argv[0] !== 'cat' && argv[0] !== 'sleep')
       exit({ exitCode: 127, error: `exec: "${argv[0]}": executable file not found in $PATH` });
   }

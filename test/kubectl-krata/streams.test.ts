@@ -51,6 +51,13 @@ test('exec: exit codes (0, 7, 127 with the error), stdout and stderr, the subpro
   const missing = await plugin(['exec', 'web', ...k, '--', 'no-such-program']);
   assert.equal(missing.code, 127);
   assert.equal(missing.stderr, 'error: exec: "no-such-program": executable file not found in $PATH\n');
+  // The stream ends without EXIT: krata-api's reason is said, and the status is 1.
+  const dropped = await plugin(['exec', 'web', ...k, '--', 'drop']);
+  assert.equal(dropped.code, 1);
+  assert.equal(
+    dropped.stderr,
+    'error: krata-api ended the exec stream before the process ended (websocket closed with 1011: the node agent went away)\n',
+  );
 });
 
 test('exec -i: stdin goes through and comes back whole; -e, -w, -u and the command reach the query', async (t) => {
@@ -262,6 +269,15 @@ test('port-forward: a Guest that does not run is refused before listening; --add
   await p.until(
     () => /error: forwarding to port 80: Error from server \(Forbidden\): .*guests\/portforward/.test(p.stderr),
     'the refusal is said',
+  );
+  // Nothing listens on the guest's port: krata-api closes the websocket saying so, and so do we.
+  api.forbidden.clear();
+  const nothing = connect(picked, '127.0.0.1');
+  nothing.resume();
+  await new Promise((r) => nothing.on('close', r));
+  await p.until(
+    () => p.stderr.includes('error: forwarding to port 80: websocket closed with 1011: nothing listens on that port\n'),
+    'the close is said',
   );
   process.emit('SIGINT', 'SIGINT');
   assert.equal(await p.code, 0);
