@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import { connect } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -74,6 +75,8 @@ export class FakeKrataApi {
   readonly forbidden = new Set<string>();
   /** Whether the APIService exists (false: every path of the group is a 404, as with krata-api not installed). */
   installed = true;
+  /** Whether the APIService's backend is down: the aggregator answers 503 in plain text, as kube-apiserver does. */
+  unavailable = false;
   /** Guest port → a local TCP port that stands for it. */
   readonly ports = new Map<number, number>();
   readonly requests: RequestRecord[] = [];
@@ -85,6 +88,8 @@ export class FakeKrataApi {
     caFile: string,
     url: string,
     private readonly stop: () => Promise<void>,
+    /** A client certificate and key the server takes as the user "carol" (no token needed). */
+    readonly carol: { cert: string; key: string },
   ) {
     this.caFile = caFile;
     this.url = url;
@@ -94,32 +99,40 @@ export class FakeKrataApi {
     const dir = mkdtempSync(join(tmpdir(), 'fake-krata-api-'));
     const cert = join(dir, 'cert.pem');
     const keyFile = join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=fake-krata-api',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      ],
-      { stdio: 'ignore' },
-    );
+    // The server's certificate (its own CA), and a client certificate for the user "carol" (its own CA too).
+    const selfSigned = (cn: string, certFile: string, keyOut: string, san?: string) =>
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          keyOut,
+          '-out',
+          certFile,
+          '-days',
+          '1',
+          '-subj',
+          `/CN=${cn}`,
+          ...(san ? ['-addext', `subjectAltName=${san}`] : []),
+        ],
+        { stdio: 'ignore' },
+      );
+    selfSigned('fake-krata-api', cert, keyFile, 'IP:127.0.0.1,DNS:localhost');
+    const clientCert = join(dir, 'carol.pem');
+    const clientKey = join(dir, 'carol-key.pem');
+    selfSigned('carol', clientCert, clientKey);
     let self: FakeKrataApi | undefined;
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, handleProtocols: (offered) => [...offered][0] ?? false });
-    const server = createServer({ cert: readFileSync(cert), key: readFileSync(keyFile) }, (req, res) => self!.serve(req, res));
+    const server = createServer(
+      { cert: readFileSync(cert), key: readFileSync(keyFile), ca: readFileSync(clientCert), requestCert: true, rejectUnauthorized: false },
+      (req, res) => self!.serve(req, res),
+    );
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => self!.upgrade(wss, req, socket, head));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
@@ -129,7 +142,7 @@ export class FakeKrataApi {
       await new Promise((r) => server.close(r));
       rmSync(dir, { recursive: true, force: true });
     };
-    self = new FakeKrataApi(cert, `https://127.0.0.1:${port}`, stop);
+    self = new FakeKrataApi(cert, `https://127.0.0.1:${port}`, stop, { cert: clientCert, key: clientKey });
     t.after(stop);
     return self;
   }
@@ -161,7 +174,9 @@ export class FakeKrataApi {
 
   private user(req: IncomingMessage): string | undefined {
     const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    return m ? this.tokens.get(m[1]!) : undefined;
+    if (m) return this.tokens.get(m[1]!);
+    const tls = req.socket as TLSSocket;
+    return tls.authorized ? String(tls.getPeerCertificate().subject.CN) : undefined;
   }
 
   /** The refusal for a subresource request, or the Guest it names. */
@@ -171,6 +186,7 @@ export class FakeKrataApi {
     const url = new URL(req.url!, 'https://x');
     const target = parseSubresourcePath(url.pathname);
     if (!this.installed || !target) return { code: 404, body: NOT_SERVED };
+    if (this.unavailable) return { code: 503, body: 'service unavailable\n' };
     const { namespace: ns, name, subresource: sub } = target;
     this.requests.push({ user, path: url.pathname, query: url.searchParams, protocol: req.headers['sec-websocket-protocol'] });
     if (this.forbidden.has(`${user} guests/${sub}`))

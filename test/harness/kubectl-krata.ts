@@ -66,9 +66,15 @@ export interface TestKubeconfig {
 /**
  * A kubeconfig for the fake krata-api with two contexts: `alice` (a bearer token, namespace team-a, the
  * current one) and `plugin` (an exec credential plugin, a shell script printing an ExecCredential with
- * `pluginToken`; no namespace).
+ * `pluginToken`; no namespace), and `carol` (a client certificate, when given).
  */
-export function writeKubeconfig(t: TestContext, server: string, caFile: string, pluginToken: string): TestKubeconfig {
+export function writeKubeconfig(
+  t: TestContext,
+  server: string,
+  caFile: string,
+  pluginToken: string,
+  clientCert?: { cert: string; key: string },
+): TestKubeconfig {
   const dir = mkdtempSync(join(tmpdir(), 'kubectl-krata-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const pluginRuns = join(dir, 'plugin-runs');
@@ -100,7 +106,7 @@ users:
       apiVersion: client.authentication.k8s.io/v1beta1
       command: ${script}
       interactiveMode: Never
-contexts:
+${clientCert ? `- name: carol\n  user:\n    client-certificate: ${clientCert.cert}\n    client-key: ${clientCert.key}\n` : ''}contexts:
 - name: alice
   context:
     cluster: fake
@@ -110,7 +116,7 @@ contexts:
   context:
     cluster: fake
     user: plugin-user
-current-context: alice
+${clientCert ? '- name: carol\n  context:\n    cluster: fake\n    user: carol\n' : ''}current-context: alice
 `,
   );
   return { path, dir, pluginRuns };

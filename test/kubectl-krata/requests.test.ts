@@ -51,7 +51,7 @@ function kubectl(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: numb
 async function setup(t: TestContext) {
   const api = await FakeKrataApi.start(t);
   api.tokens.set('token-from-plugin', 'bob');
-  const kc = writeKubeconfig(t, api.url, api.caFile, 'token-from-plugin');
+  const kc = writeKubeconfig(t, api.url, api.caFile, 'token-from-plugin', api.carol);
   return { api, kc, k: ['--kubeconfig', kc.path] };
 }
 
@@ -96,7 +96,7 @@ test('the namespace is the context\'s unless -n says otherwise; "default" when t
   assert.equal(viaPlugin.stdout, 'from default\n', viaPlugin.stderr);
 });
 
-test('credentials: a bearer token, an exec credential plugin (run by client-node), KUBECONFIG; bad tokens are 401', async (t) => {
+test('credentials: a token, an exec credential plugin (run by client-node), a client certificate, KUBECONFIG; 401', async (t) => {
   const { api, kc, k } = await setup(t);
   api.addGuest('team-a', 'web', { log: 'hi\n' });
   api.addGuest('default', 'web', { log: 'hi\n' });
@@ -107,6 +107,13 @@ test('credentials: a bearer token, an exec credential plugin (run by client-node
   assert.equal(viaPlugin.code, 0, viaPlugin.stderr);
   assert.equal(api.requests.at(-1)!.user, 'bob', 'the token the plugin printed was sent');
   assert.ok(readFileSync(kc.pluginRuns, 'utf8').length > 0, 'the exec plugin ran');
+  // A client certificate, on a plain request and on a websocket.
+  const viaCert = await plugin(['logs', 'web', '--context', 'carol', ...k]);
+  assert.equal(viaCert.code, 0, viaCert.stderr);
+  assert.equal(api.requests.at(-1)!.user, 'carol');
+  const execCert = await plugin(['exec', 'web', '--context', 'carol', ...k, '--', 'echo', 'hi']);
+  assert.equal(execCert.code, 0, execCert.stderr);
+  assert.equal(api.requests.at(-1)!.user, 'carol');
   // $KUBECONFIG when there is no --kubeconfig.
   const env = await plugin(['logs', 'web'], { env: { KUBECONFIG: kc.path } });
   assert.equal(env.code, 0, env.stderr);
@@ -119,7 +126,7 @@ test('credentials: a bearer token, an exec credential plugin (run by client-node
   assert.equal(noContext.stderr, 'error: context "nope" does not exist\n');
 });
 
-test('refusals as kubectl prints them: 403, 404, 409; a missing APIService explained', async (t) => {
+test('refusals as kubectl prints them: 403, 404, 409, 503; a missing APIService explained', async (t) => {
   const { api, k } = await setup(t);
   api.addGuest('team-a', 'web');
   api.addGuest('team-a', 'idle', { phase: 'Pending' });
@@ -136,6 +143,12 @@ test('refusals as kubectl prints them: 403, 404, 409; a missing APIService expla
   assert.equal(missing.stderr, 'Error from server (NotFound): guests.krata.dev "nope" not found\n');
   const idle = await plugin(['top', 'idle', ...k]);
   assert.equal(idle.stderr, 'Error from server (Conflict): guest team-a/idle has no running domain (phase Pending)\n');
+  api.unavailable = true;
+  const down = await plugin(['top', 'web', ...k]);
+  assert.equal(down.stderr, 'Error from server (ServiceUnavailable): service unavailable\n');
+  const downExec = await plugin(['exec', 'web', ...k, '--', 'true']);
+  assert.equal(downExec.stderr, 'Error from server (ServiceUnavailable): service unavailable\n');
+  api.unavailable = false;
   api.installed = false;
   const absent = await plugin(['top', 'web', ...k]);
   assert.equal(absent.code, 1);
