@@ -265,6 +265,8 @@ export function hostStatus(h: XenHost, st: HostState, now: string): XenHostStatu
   const a = allocatable(h, hb);
   const endpoint = agentEndpoint(hb.apiEndpoint);
   return {
+    // The operator's PKI pins it (operator/pki/agent-certs.ts); the heartbeat's status carries it on.
+    ...(h.status?.agentKey ? { agentKey: h.status.agentKey } : {}),
     ...(endpoint ? { agentEndpoint: endpoint } : {}),
     capacity: { cpus: hb.capacity.cpus, memory: `${hb.capacity.memoryMiB}Mi` },
     allocatable: { cpus: a.cpus, memory: `${a.memoryMiB}Mi` },

@@ -30,7 +30,12 @@ export interface AgentCertificatesOptions {
   now(): number;
   log(msg: string, err?: unknown): void;
   event(host: XenHost, type: 'Normal' | 'Warning', reason: string, message: string): void;
+  /** Records the key a host was first certified for in its XenHost status.agentKey (trust on first use). */
+  pinKey(host: string, agentKey: string): Promise<void>;
 }
+
+/** How long a pin just written counts before the XenHost cache shows it (the informer's latency). */
+const PIN_SETTLE_MS = 60_000;
 
 /** What a host's request and answer were when last looked at, and what was decided. */
 interface Seen {
@@ -39,7 +44,9 @@ interface Seen {
    * rejected (the request is bad) or no-host: nothing to do until the request changes (or the XenHost
    * appears); failed (no certificate can name the host): until the request or the CA changes.
    */
-  outcome: 'answered' | 'rejected' | 'no-host' | 'failed';
+  outcome: 'answered' | 'rejected' | 'no-host' | 'failed' | 'pinned';
+  /** pinned: the pin that refused it (reconsidered when the XenHost's pin changes, e.g. an administrator removed it). */
+  pin?: string;
   caPem: string;
   /** answered: when the certificate is due for renewal. */
   renewAt: number;
@@ -62,6 +69,8 @@ function validHost(name: string): boolean {
 
 export class AgentCertificates {
   private readonly seen = new Map<string, Seen>();
+  /** Pins written here, until the XenHost cache shows them. */
+  private readonly written = new Map<string, { pin: string; at: number }>();
 
   constructor(
     private readonly redis: Redis,
@@ -112,6 +121,7 @@ export class AgentCertificates {
       if (prev.outcome === 'rejected') return false;
       if (prev.outcome === 'failed' && prev.caPem === ca.certificatePem) return false;
       if (prev.outcome === 'no-host' && !xenHost) return false;
+      if (prev.outcome === 'pinned' && xenHost && prev.pin === this.pinOf(host, xenHost, now)) return false;
       if (prev.outcome === 'answered' && answered && prev.caPem === ca.certificatePem && now < prev.renewAt) return false;
     }
     if (!xenHost) {
@@ -125,6 +135,23 @@ export class AgentCertificates {
       this.opts.event(xenHost, 'Warning', CERT_REQUEST_REJECTED, `Certificate request refused: ${checked.reason}`);
       this.seen.set(host, { request: raw, outcome: 'rejected', caPem: ca.certificatePem, renewAt: 0 });
       return false;
+    }
+    // Agents share one Redis user, so any of them could ask under this host's name: the key this host was
+    // first certified for is pinned, and another is refused until an administrator removes the pin.
+    const fingerprint = `sha256:${checked.fingerprint}`;
+    const pin = this.pinOf(host, xenHost, now);
+    if (pin !== undefined && pin !== fingerprint) {
+      const why =
+        `its key ${fingerprint} is not the key this host was first certified for (${pin}); if the host was reinstalled, ` +
+        `remove status.agentKey: kubectl patch xenhost ${host} --subresource=status --type=merge -p '{"status":{"agentKey":null}}'`;
+      this.opts.log(`certificate request of host ${host} refused: ${why}`);
+      this.opts.event(xenHost, 'Warning', CERT_REQUEST_REJECTED, `Certificate request refused: ${why}`);
+      this.seen.set(host, { request: raw, outcome: 'pinned', pin, caPem: ca.certificatePem, renewAt: 0 });
+      return false;
+    }
+    if (pin === undefined) {
+      await this.opts.pinKey(host, fingerprint);
+      this.written.set(host, { pin: fingerprint, at: now });
     }
     const current = answered ? await this.currentRenewal(host, checked.publicKey, ca, now) : undefined;
     if (current !== undefined) {
@@ -158,6 +185,19 @@ export class AgentCertificates {
     this.opts.log(`host ${host}: ${msg}`);
     this.opts.event(xenHost, 'Normal', CERT_ISSUED, msg);
     return true;
+  }
+
+  /** The host's pinned key: its XenHost's, or one written here that the cache does not show yet. */
+  private pinOf(host: string, xenHost: XenHost, now: number): string | undefined {
+    const pinned = xenHost.status?.agentKey;
+    if (pinned) {
+      this.written.delete(host);
+      return pinned;
+    }
+    const w = this.written.get(host);
+    if (w && now - w.at < PIN_SETTLE_MS) return w.pin;
+    this.written.delete(host);
+    return undefined;
   }
 
   /** The renewal time of the certificate at certKey(host) if it still serves the request; undefined if a new one is due. */

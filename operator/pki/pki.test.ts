@@ -198,6 +198,7 @@ test("an administrator's CA in krata-ca is used as it is; one that is no CA or h
       now: () => Date.now(),
       log: () => undefined,
       event: () => undefined,
+      pinKey: async () => undefined,
     });
     await r.set(certRequestKey('xen-admin'), certRequest('xen-admin'));
     assert.deepEqual(await agents.sync(ca), ['xen-admin']);
@@ -225,6 +226,11 @@ test(
       getHost: (n) => hosts.get(n),
       now: () => now,
       log: (m) => logs.push(m),
+      // The XenHost cache as the informer would have it once the pin landed.
+      pinKey: async (n, agentKey) => {
+        const h = hosts.get(n)!;
+        hosts.set(n, { ...h, status: { ...h.status, agentKey } });
+      },
       event: (host, type, reason, message) =>
         void kube.client.createEvent({
           namespace: 'default',
@@ -290,11 +296,23 @@ test(
     assert.ok(a2.publicKey.equals(keyA.publicKey));
     assert.deepEqual(await agents.sync(ca), []);
 
-    // A new key (the agent made one) replaces the certificate.
+    // The first key is pinned in the XenHost's status: another key under xen-a's name (another node, as
+    // agents share one Redis user; or xen-a reinstalled) is refused, once, until the pin is removed.
+    assert.match(hosts.get('xen-a')!.status!.agentKey!, /^sha256:[0-9a-f]{64}$/);
     const keyA2 = newKeyPair();
     await r.set(certRequestKey('xen-a'), certRequest('xen-a', keyA2));
+    assert.deepEqual(await agents.sync(ca), []);
+    assert.ok(new X509Certificate((await issued('xen-a'))!.certificate).publicKey.equals(keyA.publicKey), 'the answer is unchanged');
+    assert.match(logs.at(-1)!, /xen-a refused: its key sha256:[0-9a-f]{64} is not the key this host was first certified for/);
+    const said2 = logs.length;
+    assert.deepEqual(await agents.sync(ca), []);
+    assert.equal(logs.length, said2, 'said once');
+    // An administrator removes the pin (a reinstalled host): the new key is served and pinned.
+    const { agentKey: _old, ...unpinned } = hosts.get('xen-a')!.status!;
+    hosts.set('xen-a', { ...hosts.get('xen-a')!, status: unpinned });
     assert.deepEqual(await agents.sync(ca), ['xen-a']);
     assert.ok(new X509Certificate((await issued('xen-a'))!.certificate).publicKey.equals(keyA2.publicKey));
+    assert.notEqual(hosts.get('xen-a')!.status!.agentKey, _old);
 
     // The answer lost (Redis restarted, the agent wrote its request again): answered again.
     await r.del(certKey('xen-a'));

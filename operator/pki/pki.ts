@@ -44,6 +44,7 @@ export class OperatorPki {
     this.agents = new AgentCertificates(redis, {
       getHost: (name) => hosts.get(name),
       now: () => this.clock.now(),
+      pinKey: async (name, agentKey) => void (await kube.setXenHostAgentKey(name, agentKey)),
       log: opts.log,
       event: (host, type, reason, message) =>
         void kube.createEvent({
