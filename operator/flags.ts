@@ -10,6 +10,9 @@ export const HELP = `Usage: krata-operator [options]
   --redis-password-file FILE   password for Redis (ACL user from the URL)
   --redis-credentials-namespace NS  create the Redis passwords and ACL file as Secrets in NS if missing
                                (krata-redis-operator, -agent, -acl) and connect as krata-operator
+  --pki-namespace NS           keep the krata CA and krata-api's certificates as Secrets in NS (krata-ca,
+                               krata-api-serving, krata-api-client) and answer node agents' certificate
+                               requests; off without it
   --leader-elect               hold a coordination.k8s.io Lease; only the holder acts (run 2 replicas)
   --lease-namespace NS         namespace of the Lease (default $POD_NAMESPACE, else krata-system)
   --lease-name NAME            (default krata-operator)
@@ -43,6 +46,7 @@ export function parseFlags(args: string[]): Flags {
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
       'redis-password-file': { type: 'string' },
       'redis-credentials-namespace': { type: 'string' },
+      'pki-namespace': { type: 'string' },
       'leader-elect': { type: 'boolean', default: false },
       'lease-namespace': { type: 'string' },
       'lease-name': { type: 'string', default: 'krata-operator' },
@@ -61,6 +65,9 @@ export function parseFlags(args: string[]): Flags {
   });
   if (values.version) return { version: true };
   if (values.help) return { help: true };
+  const pkiNamespace = values['pki-namespace'];
+  if (pkiNamespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(pkiNamespace))
+    throw new Error(`--pki-namespace ${JSON.stringify(pkiNamespace)}: expected a namespace name`);
   const identity = values.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE ?? 'krata-system';
   const config: OperatorConfig = {
@@ -78,6 +85,7 @@ export function parseFlags(args: string[]): Flags {
     insecureRegistries: values['insecure-registry'] ?? [],
     ...(values['health-addr'] !== 'off' ? { healthAddr: values['health-addr']! } : {}),
     ...(values['metrics-addr'] !== 'off' ? { metricsAddr: values['metrics-addr']! } : {}),
+    ...(pkiNamespace ? { pki: { namespace: pkiNamespace } } : {}),
   };
   return { config, logLevel: values['log-level']! };
 }

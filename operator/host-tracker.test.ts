@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { heartbeatKey, type Heartbeat } from '../contracts/redis/contract.js';
 import type { XenHost } from '../crds/generated/types.js';
 import { startRedis } from '../test/redis.js';
-import { HostTracker } from './host-tracker.js';
+import { HostTracker, agentEndpoint, hostStatus } from './host-tracker.js';
 
 const beat = (host: string): Heartbeat => ({
   host,
@@ -81,3 +81,44 @@ test(
     }
   },
 );
+
+test("a heartbeat's apiEndpoint becomes status.agentEndpoint when it is host:port, and is dropped otherwise", () => {
+  for (const ok of [
+    '10.0.0.5:9444',
+    'xen-1.example.com:9444',
+    '[fd00::1]:443',
+    '[::ffff:10.0.0.1]:1',
+    'h:65535',
+    `${'a'.repeat(63)}.b:9444`,
+  ])
+    assert.equal(agentEndpoint(ok), ok);
+  for (const bad of [
+    undefined,
+    9444,
+    '',
+    '10.0.0.5',
+    ':9444',
+    '10.0.0.5:0',
+    '10.0.0.5:65536',
+    '10.0.0.5:09444',
+    'fd00::1:9444',
+    '[not-v6]:9444',
+    'https://x:1',
+    'a b:1',
+    'x:1/path',
+    '-x:1',
+    `${'a'.repeat(64)}:1`,
+    `${'a.'.repeat(128)}b:1`,
+    'x:1\n',
+  ])
+    assert.equal(agentEndpoint(bad), undefined, JSON.stringify(bad));
+  const host = { apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name: 'xen-a' }, spec: {} } as XenHost;
+  const st = (apiEndpoint?: string) => ({
+    heartbeat: { ...beat('xen-a'), ...(apiEndpoint !== undefined ? { apiEndpoint } : {}) },
+    ready: true,
+    since: 0,
+  });
+  assert.equal(hostStatus(host, st('10.1.2.3:9444'), '2026-01-01T00:00:00Z').agentEndpoint, '10.1.2.3:9444');
+  assert.ok(!('agentEndpoint' in hostStatus(host, st('evil\u0000:1'), '2026-01-01T00:00:00Z')));
+  assert.ok(!('agentEndpoint' in hostStatus(host, st(), '2026-01-01T00:00:00Z')));
+});

@@ -7,6 +7,7 @@
 // registered only if the cluster vouches for it, i.e. a Node of that name carries krata.dev/xen=true,
 // the label that also puts the node agent there; a XenHost an administrator created counts as known.
 // Other names are ignored (one log line per name, rechecked every minute) and never reach placement.
+import { isIPv6 } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { Redis } from 'ioredis';
 import { HEARTBEAT_TTL_S, checkHostName, heartbeatKey, parseHeartbeat, type Heartbeat } from '../contracts/redis/contract.js';
@@ -231,6 +232,23 @@ export function allocatable(h: XenHost, hb: Heartbeat | undefined): { cpus: numb
   };
 }
 
+const ENDPOINT_HOST = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/i;
+
+/**
+ * A heartbeat's apiEndpoint as XenHost status.agentEndpoint takes it: "host:port" ("[v6]:port" for an
+ * IPv6 address), a DNS name or IPv4 address, port 1..65535, at most 261 characters; anything else is
+ * dropped (undefined): krata-api dials what this says.
+ */
+export function agentEndpoint(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 261) return undefined;
+  const m = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/i.exec(value);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535 || m[3]!.startsWith('0')) return undefined;
+  if (m[1] !== undefined ? !isIPv6(m[1]) : m[2]!.length > 253 || !ENDPOINT_HOST.test(m[2]!)) return undefined;
+  return value;
+}
+
 export function hostStatus(h: XenHost, st: HostState, now: string): XenHostStatus {
   const hb = st.heartbeat;
   const old = h.status?.conditions?.find((c) => c.type === 'Ready');
@@ -245,7 +263,11 @@ export function hostStatus(h: XenHost, st: HostState, now: string): XenHostStatu
   };
   if (!hb) return { ...(h.status ?? {}), conditions: [ready] };
   const a = allocatable(h, hb);
+  const endpoint = agentEndpoint(hb.apiEndpoint);
   return {
+    // The operator's PKI pins it (operator/pki/agent-certs.ts); the heartbeat's status carries it on.
+    ...(h.status?.agentKey ? { agentKey: h.status.agentKey } : {}),
+    ...(endpoint ? { agentEndpoint: endpoint } : {}),
     capacity: { cpus: hb.capacity.cpus, memory: `${hb.capacity.memoryMiB}Mi` },
     allocatable: { cpus: a.cpus, memory: `${a.memoryMiB}Mi` },
     xenVersion: hb.xenVersion,

@@ -3,7 +3,7 @@
 //   - no import cycle between modules;
 //   - layers: lib < crds < contracts < workloads < programs. A module imports its own layer or lower ones; lib imports only
 //     lib, node: built-ins and npm packages;
-//   - a program (kratactl/, operator/, node-agent/, guest-init/) never imports another program;
+//   - a program (kratactl/, kubectl-krata/, krata-api/, operator/, node-agent/, guest-init/) never imports another program;
 //   - production code (any file but *.test.ts outside test/ and bench/) never imports test/;
 //   - inside node-agent: xen/ is its lowest layer (imports nothing of node-agent outside xen/), and net/ imports
 //     nothing outside net/ but lib, crds and contracts. Their tests may use the rest of the agent to build fixtures.
@@ -18,7 +18,18 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
-const LAYERS = { lib: 0, crds: 1, contracts: 2, workloads: 3, kratactl: 4, operator: 4, 'node-agent': 4, 'guest-init': 4, 'krata-api': 4 };
+const LAYERS = {
+  lib: 0,
+  crds: 1,
+  contracts: 2,
+  workloads: 3,
+  kratactl: 4,
+  operator: 4,
+  'node-agent': 4,
+  'guest-init': 4,
+  'kubectl-krata': 4,
+  'krata-api': 4,
+};
 const LAYER_NAMES = ['lib', 'crds', 'contracts', 'workloads', 'a program'];
 // node-agent's folders, lowest first ('' = the files at its root: main.ts, flags.ts, the image command).
 const AGENT_LAYERS = {

@@ -6,11 +6,15 @@
 //  - krata-operator: every krata key, the commands the operator and BullMQ's Queue use.
 //  - krata-agent: reads the desired hashes and krata:epoch, never writes them; writes status hashes,
 //    the status stream (write only: it cannot read other hosts' reports back from it), heartbeats, and
-//    runs BullMQ workers on the host queues. No admin command for either (FLUSH*, CONFIG, ACL, KEYS,
-//    DEBUG, MODULE, SHUTDOWN, INFO, CLIENT KILL/LIST, ...): nothing is granted that is not listed here.
+//    runs BullMQ workers on the host queues; writes certificate requests and reads the operator's
+//    answers (cert-request keys read-write, cert keys read-only). No admin command for either (FLUSH*,
+//    CONFIG, ACL, KEYS, DEBUG, MODULE, SHUTDOWN, INFO, CLIENT KILL/LIST, ...): nothing is granted that
+//    is not listed here.
 // Redis applies a user's ACL to the commands its Lua scripts call as well, so EVAL grants nothing more.
-// All agents share one user: an agent can report under another host's name, but no agent can change
-// what any host runs (test/cluster/redis-acl.test.ts checks both against the real redis-server).
+// All agents share one user: an agent can report under another host's name, and request a certificate
+// under it (the operator answers only for XenHosts' names, with an Event on the XenHost), but no agent
+// can change what any host runs or write a certificate (test/cluster/redis-acl.test.ts checks these
+// against the real redis-server).
 import { createHash } from 'node:crypto';
 import { EPOCH_KEY, QUEUE_PREFIX, STATUS_STREAM } from './contract.js';
 
@@ -87,8 +91,11 @@ export const BULLMQ_SCRIPT_COMMANDS = [
  */
 const COMMON = ['ping', 'client|setname', 'multi', 'exec', 'discard', 'evalsha', 'eval'];
 
-/** What the operator calls itself: desired hashes, the epoch, heartbeats (SCAN + MGET), status hashes and stream. */
-const OPERATOR_COMMANDS = [...COMMON, ...BULLMQ_SCRIPT_COMMANDS, 'scan', 'mget', 'xrevrange', 'hkeys'];
+/**
+ * What the operator calls itself: desired hashes, the epoch, heartbeats (SCAN + MGET), status hashes and stream,
+ * certificate requests (SCAN + GETRANGE, a bounded read) and answers.
+ */
+const OPERATOR_COMMANDS = [...COMMON, ...BULLMQ_SCRIPT_COMMANDS, 'scan', 'mget', 'getrange', 'xrevrange', 'hkeys'];
 
 /** What the agent calls itself (node-agent/follower/), plus the BullMQ worker: the blocking wait for a job. */
 const AGENT_COMMANDS = [...COMMON, ...BULLMQ_SCRIPT_COMMANDS, 'hkeys', 'bzpopmin'];
@@ -104,6 +111,9 @@ export const AGENT_KEYS = [
   '~krata:host:*:heartbeat',
   `%W~${STATUS_STREAM}`,
   `~${HOST_QUEUES}`,
+  // contract.ts certRequestKey (the agent's request) and certKey (the operator's answer).
+  '~krata:host:*:cert-request',
+  '%R~krata:host:*:cert',
 ];
 
 export const sha256 = (password: string) => createHash('sha256').update(password, 'utf8').digest('hex');

@@ -1451,6 +1451,11 @@ export const xenHostCRD: CustomResourceDefinition = {
                     "type": "string",
                     "maxLength": 64
                   },
+                  "agentKey": {
+                    "type": "string",
+                    "maxLength": 80,
+                    "description": "The SHA-256 of the node agent's public key (sha256:HEX), pinned by the operator when it first issued the agent a certificate: a request with another key for this host is refused until an administrator removes this field (a reinstalled host)."
+                  },
                   "agentEndpoint": {
                     "type": "string",
                     "maxLength": 261,

@@ -370,6 +370,12 @@ export interface XenHostStatus {
   xenVersion?: string;
   agentVersion?: string;
   /**
+   * The SHA-256 of the node agent's public key (sha256:HEX), pinned by the operator when it first issued
+   * the agent a certificate: a request with another key for this host is refused until an administrator
+   * removes this field (a reinstalled host).
+   */
+  agentKey?: string;
+  /**
    * Where krata-api reaches the agent's TLS listener (address:port, from the agent's heartbeat); absent
    * when the agent has none.
    */

@@ -1,9 +1,10 @@
 // kratactl attach NAME: the terminal becomes the guest's console. Bytes go both ways untouched (raw
 // mode on a TTY, so Ctrl+C reaches the guest); Ctrl+] detaches here, without telling the guest.
 import { parseArgs } from 'node:util';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { attachSession as attachTerminal } from '../../lib/terminal.js';
+import { onWindowResize, windowSize } from '../../lib/window-size.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
-import { onWindowResize, windowSize } from '../window-size.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
 
@@ -17,59 +18,9 @@ keeps running).
 ${AGENT_HELP}
 `;
 
-/** Ctrl+] (telnet's escape character). */
-export const DETACH_KEY = 0x1d;
-
-type Stdin = Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
-
-/**
- * Joins io's streams to a console socket until the user detaches or the agent closes the console.
- * The terminal is put back in cooked mode on every way out, including a crash of the process.
- */
+/** Joins io's streams to a console socket until the user detaches or the agent closes the console (lib/terminal.ts). */
 export function attachSession(socket: Duplex, io: IO, label: string): Promise<'detached' | 'ended'> {
-  const stdin = io.stdin as Stdin;
-  const raw = stdin.isTTY === true && typeof stdin.setRawMode === 'function';
-  io.stderr.write(`attached to ${label}; press Ctrl+] to detach\n`);
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const restore = () => {
-      if (raw) stdin.setRawMode!(false);
-    };
-    const finish = (how: 'detached' | 'ended', err?: Error) => {
-      if (done) return;
-      done = true;
-      stdin.off('data', onInput);
-      stdin.pause();
-      restore();
-      process.off('exit', restore);
-      if (how === 'detached') {
-        // end, not destroy: input typed just before Ctrl+] still reaches the guest.
-        socket.end();
-        setTimeout(() => socket.destroy(), 1000).unref();
-      } else socket.destroy();
-      if (err) return reject(err);
-      io.stderr.write(how === 'detached' ? `\ndetached from ${label}\n` : `\nconsole of ${label} closed\n`);
-      resolve(how);
-    };
-    const onInput = (d: Buffer) => {
-      const at = d.indexOf(DETACH_KEY);
-      if (at < 0) {
-        socket.write(d);
-        return;
-      }
-      if (at > 0) socket.write(d.subarray(0, at));
-      finish('detached');
-    };
-    socket.on('data', (d: Buffer) => io.stdout.write(d));
-    socket.on('end', () => finish('ended'));
-    socket.on('close', () => finish('ended'));
-    socket.on('error', (e) => finish('ended', new AgentError(`the console connection broke: ${e.message}`)));
-    process.on('exit', restore);
-    if (raw) stdin.setRawMode!(true);
-    // Input that ends (a pipe) leaves the session open: output keeps coming until the console closes.
-    stdin.on('data', onInput);
-    stdin.resume();
-  });
+  return attachTerminal(socket, io, label, (why) => new AgentError(why));
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   isGuestSetKind,
   namespaceOf,
 } from './common.js';
-import { usageFields } from './usage-figures.js';
+import { usageFields } from '../../contracts/agent-api/usage-figures.js';
 
 export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, usage (while it runs), conditions and recent events.
 

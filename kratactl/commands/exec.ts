@@ -1,12 +1,13 @@
 // kratactl exec NAME -- CMD...: kubectl exec for krata. The command runs in the guest beside its main
 // process; stdin is passed with -i, a terminal with -t (raw, its size following the window), signals
 // kratactl receives go to the remote process group, and the remote exit code is kratactl's.
-import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { Readable } from 'node:stream';
 import type { ExecQuery, ExecResult } from '../../contracts/agent-api/exec.js';
-import { ExecStream } from '../exec-stream.js';
-import { onWindowResize, windowSize } from '../window-size.js';
+import { ExecStream } from '../../contracts/agent-api/exec-stream.js';
+import { execSession } from '../../lib/exec-session.js';
+import { NO_TTY_WARNING, canBeRaw } from '../../lib/terminal.js';
+import { windowSize } from '../../lib/window-size.js';
+import { AgentError } from '../agent-client.js';
 import { UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
 
@@ -30,14 +31,7 @@ closes the session (with -t, a signal from outside the terminal closes it at onc
 ${AGENT_HELP}
 `;
 
-type Stdin = Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
-
-/** kubectl's words when -t is asked for but stdin cannot be a terminal. */
-export const NO_TTY_WARNING = 'Unable to use a TTY - input is not a terminal or the right kind of file';
-
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
-/** The same signal this many times: the command ignores it, so kratactl gives up and closes the session. */
-const GIVE_UP_AFTER = 3;
+export { NO_TTY_WARNING };
 
 /** The options before `--`, and the command after it. */
 function splitCommand(argv: string[]): { own: string[]; command: string[] } {
@@ -72,11 +66,11 @@ export async function exec(argv: string[], io: IO): Promise<number> {
     throw new UsageError(`-w ${JSON.stringify(values.workdir)}: the working directory must be an absolute path`);
   if (values.user === '') throw new UsageError('-u needs a USER');
 
-  const stdin = io.stdin as Stdin;
+  const stdin = io.stdin;
   const withStdin = values.stdin === true;
   // kubectl's rules: a terminal needs stdin, and stdin that is a terminal (it goes raw).
   let tty = values.tty === true && withStdin;
-  if (tty && !(stdin.isTTY === true && typeof stdin.setRawMode === 'function')) {
+  if (tty && !canBeRaw(stdin)) {
     io.stderr.write(`${NO_TTY_WARNING}\n`);
     tty = false;
   }
@@ -94,7 +88,12 @@ export async function exec(argv: string[], io: IO): Promise<number> {
   let result: ExecResult;
   try {
     const socket = await agentClient(values, io).exec(namespace, name, query);
-    result = await session(new ExecStream(socket, { ...(withStdin ? { stdin } : {}), stdout: io.stdout, stderr: io.stderr }), io, tty);
+    const failure = (why: string) => new AgentError(why);
+    result = await execSession(
+      new ExecStream(socket, { ...(withStdin ? { stdin } : {}), stdout: io.stdout, stderr: io.stderr, failure }),
+      io,
+      tty,
+    );
   } catch (err) {
     return agentFailure(io, err);
   }
@@ -102,38 +101,4 @@ export async function exec(argv: string[], io: IO): Promise<number> {
   if ('error' in result) io.stderr.write(`error: ${result.error}\n`);
   else if (result.exitCode !== 0) io.stderr.write(`command terminated with exit code ${result.exitCode}\n`);
   return result.exitCode;
-}
-
-/** Runs the stream to its end with the terminal raw (-t) or signals forwarded; everything is put back after. */
-async function session(stream: ExecStream, io: IO, tty: boolean): Promise<ExecResult> {
-  const stdin = io.stdin as Stdin;
-  const cleanup: (() => void)[] = [];
-  if (tty) {
-    const restore = () => stdin.setRawMode!(false);
-    stdin.setRawMode!(true);
-    process.on('exit', restore);
-    cleanup.push(() => {
-      restore();
-      process.off('exit', restore);
-    });
-    cleanup.push(onWindowResize(io.stdout, (s) => stream.resize(s.rows, s.cols)));
-  }
-  const counts = new Map<string, number>();
-  for (const name of FORWARDED) {
-    const signo = constants.signals[name];
-    const handler = () => {
-      const n = (counts.get(name) ?? 0) + 1;
-      counts.set(name, n);
-      // On a terminal, Ctrl+C and Ctrl+\ are bytes for the remote side; a signal from elsewhere ends the session.
-      if (tty || n >= GIVE_UP_AFTER) stream.close({ exitCode: 128 + signo, error: `exec ended by ${name}` });
-      else stream.signal(signo);
-    };
-    process.on(name, handler);
-    cleanup.push(() => process.off(name, handler));
-  }
-  try {
-    return await stream.result;
-  } finally {
-    for (const undo of cleanup.reverse()) undo();
-  }
 }

@@ -14,7 +14,7 @@ import {
   namespaceOf,
   untilInterrupted,
 } from './common.js';
-import { usageHeader, usageRow } from './usage-figures.js';
+import { usageHeader, usageRow } from '../../contracts/agent-api/usage-figures.js';
 
 export const TOP_HELP = `Show what running Guests use: CPU, memory, vCPUs, and the guest's own load and processes.
 

@@ -12,6 +12,7 @@ import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 import { bool, count, label, optionalLabel, type RouteContext, type Upgrade } from './common.js';
 import { EXEC_UPGRADE } from './exec-route.js';
+import { PORTFORWARD_UPGRADE } from './portforward-route.js';
 
 export type { RouteContext } from './common.js';
 
@@ -427,6 +428,7 @@ export const ROUTES: Route[] = (
     [`${GUEST}/console`, {}, { what: 'the console', protocol: CONSOLE_PROTOCOL, open: attachConsole }],
     [`${GUEST}/console/size`, { PUT: consoleSize }],
     [`${GUEST}/exec`, {}, EXEC_UPGRADE],
+    [`${GUEST}/portforward`, {}, PORTFORWARD_UPGRADE],
     ['/v1/guestsets', { GET: listGuestSets }],
     [GUESTSET, { GET: getGuestSet, DELETE: deleteGuestSet }],
     [`${GUESTSET}/scale`, { PUT: scaleGuestSet }],

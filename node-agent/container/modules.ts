@@ -174,11 +174,13 @@ export const serviceModule = new ContainerModule(({ bind }) => {
       optional(SECRET_STORE),
       USAGE_SAMPLER,
       optional(GUESTSET_STORE),
+      GUEST_DIALER,
     ],
-    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage, guestSets) =>
+    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage, guestSets, dialer) =>
       new NodeAgentService(store, hv, recorder, images, clock, {
         pullSlots,
         usage,
+        dialer,
         ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets, ...(guestSets ? { guestSets } : {}) }),
       }),
   );

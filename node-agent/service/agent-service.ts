@@ -24,6 +24,8 @@ import { InvalidRequest, NotFound, storageFull, type AgentService } from './serv
 import { type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from '../../contracts/agent-api/types.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { UsageSampler } from '../usage/sampler.js';
+import { DialError, type GuestDialer } from '../net/guest-dialer.js';
+import type { Duplex } from 'node:stream';
 
 /**
  * Images for the reconciler from the host's cache, under Kubernetes' pull policies. A cached image
@@ -91,7 +93,12 @@ export interface AgentOptions {
   guestSets?: GuestSetStore;
   /** How long an exec waits for the Guest's channel handshake (default 5 s) before it says the channel is not up. */
   channelReadyMs?: number;
+  /** Reaches guests' ports through kratanet (port-forward); without it, port-forward says there is no network. */
+  dialer?: GuestDialer;
 }
+
+/** How long a port-forward waits for the guest to accept the connection. */
+export const PORT_FORWARD_CONNECT_MS = 10_000;
 
 export const DEFAULT_CHANNEL_READY_MS = 5000;
 
@@ -305,6 +312,27 @@ export class NodeAgentService implements AgentService {
   console(namespace: string, name: string): Console | undefined {
     const domid = this.domidOf(namespace, name);
     return domid === undefined ? undefined : this.hv.console(domid);
+  }
+
+  async portForward(namespace: string, name: string, port: number): Promise<Duplex> {
+    const key = guestKey(namespace, name);
+    const guest = this.store.get(key)?.guest;
+    if (!guest) throw new NotFound(`guest "${name}" not found in namespace "${namespace}"`);
+    if (guest.status?.domid === undefined)
+      throw new InvalidRequest(
+        `guest ${key} has no running domain (phase ${guest.status?.phase ?? 'Pending'}), so nothing to forward to`,
+        [],
+        409,
+      );
+    if (!this.opts.dialer)
+      throw new InvalidRequest(`guest ${key}: this agent runs no guest network, so its ports cannot be reached`, [], 409);
+    try {
+      return await this.opts.dialer.dial(key, port, { timeoutMs: PORT_FORWARD_CONNECT_MS });
+    } catch (e) {
+      if (!(e instanceof DialError)) throw e;
+      const status = e.reason === 'NoSuchGuest' || e.reason === 'Unavailable' ? 409 : 502;
+      throw new InvalidRequest(`port-forward to guest ${key} port ${port}: ${e.message}`, [], status);
+    }
   }
 
   async exec(namespace: string, name: string, req: ExecRequest, sink: ExecSink): Promise<ExecSession> {

@@ -8,6 +8,7 @@ import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
 import type { Console } from '../runtime/hypervisor.js';
 import type { ExecRequest, ExecSession, ExecSink } from '../channel/index.js';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
+import type { Duplex } from 'node:stream';
 
 /** Refused input: nothing was stored. `errors` locate each problem (index into the batch, field path). */
 export class InvalidRequest extends Error {
@@ -61,6 +62,11 @@ export interface AgentService {
    * ChannelUnavailable (409) when it has no running domain or its channel is not up within a few seconds.
    */
   exec(namespace: string, name: string, req: ExecRequest, sink: ExecSink): Promise<ExecSession>;
+  /**
+   * A TCP connection to `port` of the Guest's running domain through kratanet (as the kubelet reaches a
+   * Pod IP): NotFound, InvalidRequest 409 (no running domain, no network), 502 (refused, timed out).
+   */
+  portForward(namespace: string, name: string, port: number): Promise<Duplex>;
   /** The console's window size for attach; false when the Guest's channel is not up (the size is dropped). */
   resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean;
   /**

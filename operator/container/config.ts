@@ -17,4 +17,9 @@ export interface OperatorConfig {
   /** /healthz and /readyz, and Prometheus metrics ([HOST]:PORT); not served without them. */
   healthAddr?: string;
   metricsAddr?: string;
+  /**
+   * The krata CA, agents' and krata-api's certificates (operator/pki/): Secrets in `namespace`, agents'
+   * requests every `intervalMs` (default 10 s). Off without it.
+   */
+  pki?: { namespace: string; intervalMs?: number };
 }

@@ -13,6 +13,7 @@ import {
   leaderModule,
   metricsModule,
   operatorModule,
+  pkiModule,
   redisModule,
 } from './modules.js';
 
@@ -28,6 +29,7 @@ export function operatorModules(config: OperatorConfig, log: OperatorLog): Conta
     ...(config.metricsAddr ? [metricsModule] : []),
     operatorModule,
     guestSetModule,
+    ...(config.pki ? [pkiModule] : []),
   ];
 }
 

@@ -9,6 +9,7 @@ import type { KubeClient } from '../kube/client.js';
 import type { Informer } from '../kube/informer.js';
 import type { StartLeading } from '../leader.js';
 import type { Operator } from '../operator.js';
+import type { OperatorPki } from '../pki/pki.js';
 import type { OperatorConfig } from './config.js';
 
 /** The slice of pino the operator's wiring logs with. */
@@ -37,6 +38,8 @@ export const OPERATOR = id<Operator>('Operator');
 export const READINESS = id<{ synced: boolean }>('Readiness');
 /** Leader election, or leading at once: `ended` says the exit code when leadership is lost. */
 export const LEADERSHIP = id<Leadership>('Leadership');
+/** The certificate authority (operator/pki/), on the leader. */
+export const PKI = id<OperatorPki>('OperatorPki');
 export const METRICS_REGISTRY = id<Registry>('MetricsRegistry');
 /** Multi-bound: what the operator starts, in binding order, and stops in reverse. */
 export const COMPONENTS = id<Component>('Component');

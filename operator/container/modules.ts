@@ -2,6 +2,7 @@
 // it runs, a component (COMPONENTS) that the operator starts in binding order and stops in reverse.
 // daemon.ts says which modules an operator is made of; in-process tests rebind the Kubernetes client.
 import { ContainerModule } from 'inversify';
+import { Redis } from 'ioredis';
 import { createServer } from 'node:http';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Guest, GuestSet, XenHost } from '../../crds/generated/types.js';
@@ -14,6 +15,8 @@ import { leaderParts, type StartLeading } from '../leader.js';
 import { ClusterGuestSets } from '../guestsets.js';
 import { Operator } from '../operator.js';
 import { redisCredentials } from '../redis-credentials.js';
+import { OperatorPki } from '../pki/pki.js';
+import { redisOptions } from '../../contracts/redis/options.js';
 import type { OperatorConfig } from './config.js';
 import {
   COMPONENTS,
@@ -25,6 +28,7 @@ import {
   LOG,
   METRICS_REGISTRY,
   OPERATOR,
+  PKI,
   GUESTSETS,
   GUESTSET_INFORMER,
   READINESS,
@@ -75,6 +79,42 @@ export const guestSetModule = new ContainerModule(({ bind }) => {
       );
     },
     stop: () => gs.stop(),
+  }));
+});
+
+/**
+ * The certificate authority (operator/pki/): on the leader once it leads, with a Redis connection of its
+ * own (made on first use, so a standby holds none); a XenHost that appears gets a pass at once.
+ */
+export const pkiModule = new ContainerModule(({ bind }) => {
+  provide(bind, PKI, [CONFIG, KUBE, HOST_INFORMER, REDIS_AUTH, SAY], (config, kube, hosts, auth, say) => {
+    const redis = new Redis({
+      ...redisOptions(config.redis.url),
+      ...(auth.redisUsername ? { username: auth.redisUsername } : {}),
+      ...(auth.redisPassword ? { password: auth.redisPassword } : {}),
+      connectionName: 'krata-operator-pki',
+      enableReadyCheck: false,
+      lazyConnect: true,
+    });
+    let down = false;
+    redis.on('error', (e) => {
+      if (!down) say('redis (pki) unavailable; retrying', e);
+      down = true;
+    });
+    redis.on('ready', () => (down = false));
+    const { namespace, intervalMs } = config.pki!;
+    return new OperatorPki(kube, redis, hosts, { namespace, ...(intervalMs ? { intervalMs } : {}), log: say });
+  });
+  provide(bind, COMPONENTS, [PKI, LEADERSHIP, HOST_INFORMER], (pki, leadership, hosts): Component => ({
+    name: 'pki',
+    start() {
+      hosts.on('add', () => pki.poke());
+      leadership.leading.then(
+        () => pki.start(),
+        () => undefined,
+      );
+    },
+    stop: () => pki.stop(),
   }));
 });
 

@@ -343,6 +343,15 @@ export class KubeClient {
     return this.apply(`${xenHostPath(name)}/status`, { apiVersion: 'krata.dev/v1alpha1', kind: 'XenHost', metadata: { name }, status });
   }
 
+  /** Pins (or, with null, unpins) a XenHost's status.agentKey with a merge patch, leaving the rest of its status. */
+  setXenHostAgentKey(name: string, agentKey: string | null): Promise<XenHost> {
+    return this.request('PATCH', `${xenHostPath(name)}/status`, {
+      body: { status: { agentKey } },
+      contentType: PatchStrategy.MergePatch,
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
   /** Replaces metadata.finalizers; fails with 409 if the Guest changed since `resourceVersion`. */
   setGuestFinalizers(namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<Guest> {
     return this.request('PATCH', guestPath(namespace, name), {

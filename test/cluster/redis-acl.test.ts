@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { parseAllDocuments } from 'yaml';
-import { EPOCH_KEY, STATUS_STREAM, desiredKey, heartbeatKey, statusKey } from '../../contracts/redis/contract.js';
+import { EPOCH_KEY, STATUS_STREAM, certKey, certRequestKey, desiredKey, heartbeatKey, statusKey } from '../../contracts/redis/contract.js';
 import { AGENT_USER, BULLMQ_SCRIPT_COMMANDS, OPERATOR_USER, renderAclFile, sha256 } from '../../contracts/redis/acl.js';
 import { repoRoot } from '../../lib/package-root.js';
 import { desired, harness, until, HOST } from '../harness/cluster-agent.js';
@@ -244,6 +244,11 @@ test(
       assert.equal(await answer(agent, 'HSET', statusKey(HOST), 'default/x', '{}'), 'OK');
       assert.equal(await answer(agent, 'SET', heartbeatKey(HOST), '{}', 'EX', 40), 'OK');
       assert.equal(await answer(agent, 'XADD', STATUS_STREAM, 'MAXLEN', '~', 100000, '*', 'host', HOST), 'OK');
+      // Its certificate request, and the operator's answer (read only).
+      assert.equal(await answer(agent, 'SET', certRequestKey(HOST), '{}'), 'OK');
+      assert.equal(await answer(agent, 'GET', certRequestKey(HOST)), 'OK');
+      assert.equal(await answer(agent, 'DEL', certRequestKey(HOST)), 'OK');
+      assert.equal(await answer(agent, 'GET', certKey(HOST)), 'OK');
       // What only the operator may do: desired state and the epoch, directly, by rename or copy, or from a script.
       const refused: (string | number)[][] = [
         ['HSET', desiredKey(HOST), 'default/evil', '{}'],
@@ -258,6 +263,14 @@ test(
         ['PEXPIRE', EPOCH_KEY, 1],
         ['EVAL', "return redis.call('hset', KEYS[1], 'default/evil', '{}')", 1, desiredKey(HOST)],
         ['EVAL', `return redis.call('set', '${EPOCH_KEY}', 'forged')`, 0],
+        // Certificates are the operator's to write, for any host: directly, by rename or copy, or from a script.
+        ['SET', certKey(HOST), '{"certificate":"forged"}'],
+        ['SET', certKey('xen-2'), '{}'],
+        ['DEL', certKey(HOST)],
+        ['PEXPIRE', certKey(HOST), 1],
+        ['RENAME', certRequestKey(HOST), certKey(HOST)],
+        ['COPY', certRequestKey(HOST), certKey('xen-2')],
+        ['EVAL', "return redis.call('set', KEYS[1], 'forged')", 1, certKey(HOST)],
         // Other hosts' reports are not readable from the stream.
         ['XRANGE', STATUS_STREAM, '-', '+'],
         ['XREAD', 'STREAMS', STATUS_STREAM, '0'],
@@ -295,6 +308,12 @@ test(
         ['SET', EPOCH_KEY, 'e2'],
         ['SCAN', 0, 'MATCH', 'krata:host:*:heartbeat'],
         ['XRANGE', STATUS_STREAM, '-', '+'],
+        // Agents' certificate requests (a bounded read) and the answers (operator/pki/agent-certs.ts).
+        ['SCAN', 0, 'MATCH', 'krata:host:*:cert-request'],
+        ['GETRANGE', certRequestKey(HOST), 0, 8192],
+        ['EXISTS', certKey(HOST)],
+        ['SET', certKey(HOST), '{}'],
+        ['GET', certKey(HOST)],
       ]) {
         assert.equal(await answer(operator, ...cmd), 'OK', `operator: ${cmd.join(' ')}`);
       }

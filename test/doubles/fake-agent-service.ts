@@ -10,6 +10,8 @@ import { FakeGuestChannel } from './fake-guest-channel.js';
 import type { Console } from '../../node-agent/runtime/hypervisor.js';
 import { InvalidRequest, NotFound, type AgentService } from '../../node-agent/service/service.js';
 import { type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from '../../contracts/agent-api/types.js';
+import { DialError, type GuestDialer } from '../../node-agent/net/guest-dialer.js';
+import type { Duplex } from 'node:stream';
 
 export { FakeConsole };
 
@@ -35,6 +37,8 @@ export class FakeAgentService implements AgentService {
    */
   autoStart = false;
   private startOnWatch: (() => void)[] = [];
+  /** Port-forward's dialer (a LoopbackDialer in tests); without one, port-forward says there is no network. */
+  dialer?: GuestDialer;
   /** Make the next call of a method throw this (to test how the server answers surprises). */
   failures = new Map<keyof AgentService, Error>();
 
@@ -257,6 +261,20 @@ export class FakeAgentService implements AgentService {
       );
     await channel.ready(this.channelReadyMs);
     return channel.exec(req, sink);
+  }
+
+  async portForward(namespace: string, name: string, port: number): Promise<Duplex> {
+    this.fail('portForward');
+    const g = this.guests.get(key(namespace, name));
+    if (!g) throw new NotFound(`guest "${name}" not found in namespace "${namespace}"`);
+    if (g.status?.domid === undefined) throw new InvalidRequest(`guest ${key(namespace, name)} has no running domain`, [], 409);
+    if (!this.dialer) throw new InvalidRequest(`guest ${key(namespace, name)}: no guest network`, [], 409);
+    try {
+      return await this.dialer.dial(key(namespace, name), port, { timeoutMs: 5000 });
+    } catch (e) {
+      if (e instanceof DialError) throw new InvalidRequest(`port-forward to ${key(namespace, name)} port ${port}: ${e.message}`, [], 502);
+      throw e;
+    }
   }
 
   resizeConsole(namespace: string, name: string, rows: number, cols: number): boolean {

@@ -1,5 +1,6 @@
 // The operator of the in-process tests: the container main.ts builds (operator/container/), leading at
 // once, on the test's Kubernetes client, with no health or metrics listener.
+import type { Container } from 'inversify';
 import { replace, resolve } from '../../lib/container.js';
 import type { KubeClient } from '../../operator/kube/client.js';
 import type { Operator } from '../../operator/operator.js';
@@ -9,6 +10,7 @@ import { KUBE, LEADERSHIP, OPERATOR, SAY } from '../../operator/container/ids.js
 
 export interface TestOperator {
   operator: Operator;
+  container: Container;
   stop(): Promise<void>;
 }
 
@@ -31,5 +33,5 @@ export async function startTestOperator(
   await (
     await resolve(container, LEADERSHIP)
   ).leading;
-  return { operator: await resolve(container, OPERATOR), stop: () => running.stop() };
+  return { operator: await resolve(container, OPERATOR), container, stop: () => running.stop() };
 }

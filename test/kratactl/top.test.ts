@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import { startFakeAgentApi, testGuest, type TestContext } from '../harness/agent-api.js';
 import { kratactl, startKratactl } from '../harness/kratactl.js';
-import { millicores } from '../../kratactl/commands/usage-figures.js';
+import { millicores } from '../../contracts/agent-api/usage-figures.js';
 
 const MiB = 1024 * 1024;
 

@@ -1,11 +1,10 @@
-// kratactl's end of an exec stream (contracts/agent-api/exec.ts): the process's output to our stdout and
-// stderr, our stdin (with -i) to the process, resize and signal frames, until EXIT. Backpressure both
-// ways: a stdout that is behind pauses the socket (the agent then holds the guest back), and a socket
-// that is behind pauses our stdin.
+// The client's end of an exec stream (exec.ts), for kratactl (over the agent's upgrade) and kubectl-krata (over
+// krata-api's websocket): the process's output to our stdout and stderr, our stdin (with -i) to the process,
+// resize and signal frames, until EXIT. Backpressure both ways: a stdout that is behind pauses the socket (the
+// agent then holds the guest back), and a socket that is behind pauses our stdin.
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { ExecFrame, ExecFrameDecoder, MAX_EXEC_FRAME, encodeExecFrame, type ExecResult } from '../contracts/agent-api/exec.js';
+import { ExecFrame, ExecFrameDecoder, MAX_EXEC_FRAME, encodeExecFrame, type ExecResult } from './exec.js';
 import { constants } from 'node:os';
-import { AgentError } from './agent-client.js';
 
 const SIGPIPE = constants.signals.SIGPIPE;
 
@@ -14,15 +13,20 @@ export interface ExecStreamOptions {
   stdin?: Readable;
   stdout: Writable;
   stderr: Writable;
+  /** The error `result` rejects with when the stream breaks before EXIT (each client has its own class); Error by default. */
+  failure?: (why: string) => Error;
+  /** Who is at the other end, in messages ("the node agent" by default). */
+  peer?: string;
 }
 
 export class ExecStream {
-  /** How the process ended; rejects with an AgentError when the stream broke before EXIT. */
+  /** How the process ended; rejects with opts.failure's error when the stream broke before EXIT. */
   readonly result: Promise<ExecResult>;
   private settle!: (r: ExecResult | Error) => void;
   private done = false;
   private readonly decoder = new ExecFrameDecoder();
   private readonly stdin?: Readable;
+  private readonly peer: string;
   private readonly onStdin = (d: Buffer | string) => this.sendStdin(Buffer.isBuffer(d) ? d : Buffer.from(d));
   private readonly onStdinEnd = () => this.send(ExecFrame.stdinEnd);
 
@@ -34,9 +38,10 @@ export class ExecStream {
       this.settle = (r) => (r instanceof Error ? reject(r) : resolve(r));
     });
     socket.on('data', (d: Buffer) => this.input(d));
-    socket.on('end', () => this.fail('the node agent ended the exec stream before the process ended'));
+    socket.on('end', () => this.fail(`${this.peer} ended the exec stream before the process ended`));
     socket.on('close', () => this.fail('the exec connection closed before the process ended'));
     socket.on('error', (e) => this.fail(`the exec connection broke: ${e.message}`));
+    this.peer = opts.peer ?? 'the node agent';
     this.stdin = opts.stdin;
     if (this.stdin) {
       this.stdin.on('data', this.onStdin);
@@ -94,7 +99,7 @@ export class ExecStream {
     try {
       frames = this.decoder.push(data);
     } catch (e) {
-      return this.fail(`the node agent sent a malformed exec frame: ${(e as Error).message}`);
+      return this.fail(`${this.peer} sent a malformed exec frame: ${(e as Error).message}`);
     }
     for (const { type, payload } of frames) {
       if (type === ExecFrame.stdout) this.output(this.opts.stdout, payload);
@@ -116,7 +121,7 @@ export class ExecStream {
       result = JSON.parse(payload.toString('utf8')) as ExecResult;
       if (typeof result?.exitCode !== 'number') throw new Error('no exitCode');
     } catch {
-      return this.fail(`the node agent sent an exit status that is not JSON ExecResult: ${payload.toString('utf8').slice(0, 200)}`);
+      return this.fail(`${this.peer} sent an exit status that is not JSON ExecResult: ${payload.toString('utf8').slice(0, 200)}`);
     }
     this.stop();
     this.socket.end();
@@ -127,7 +132,7 @@ export class ExecStream {
     if (this.done) return;
     this.stop();
     this.socket.destroy();
-    this.settle(new AgentError(why));
+    this.settle(this.opts.failure ? this.opts.failure(why) : new Error(why));
   }
 
   private stop(): void {

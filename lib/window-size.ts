@@ -1,5 +1,5 @@
-// The terminal's window size, for exec -t and attach: read from stdout when it is a terminal, and
-// followed through its 'resize' events (a TTY stdout emits one on SIGWINCH).
+// The terminal's window size, for exec -t and attach (kratactl and kubectl-krata): read from stdout when it is a
+// terminal, and followed through its 'resize' events (a TTY stdout emits one on SIGWINCH).
 import type { Writable } from 'node:stream';
 
 type Stdout = Writable & { isTTY?: boolean; rows?: number; columns?: number };

@@ -1,8 +1,8 @@
 // A Guest's usage figures as kubectl top prints them (CPU in millicores rounded up, memory in whole Mi,
-// percentages rounded down, <unknown> where there is no figure yet): `kratactl top`'s rows and the
-// Usage section of `kratactl describe`.
-import type { GuestUsage } from '../agent-client.js';
-import { humanDuration } from './common.js';
+// percentages rounded down, <unknown> where there is no figure yet): the rows of `kratactl top` and
+// `kubectl krata top`, and the Usage section of `kratactl describe`.
+import { humanDuration } from '../../lib/table.js';
+import type { GuestUsage } from './types.js';
 
 const MiB = 1024 * 1024;
 export const UNKNOWN = '<unknown>';

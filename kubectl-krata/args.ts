@@ -1,0 +1,42 @@
+// Command-line parsing with kubectl's words: unknown flags refused by name, Guests named NAME or guest/NAME.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from './io.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs, strict, with its errors said as kubectl says them ("unknown flag: --x"). */
+export function parseFlags<O extends Options>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: true });
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const flag = /'(-[^']*)'/.exec(err.message)?.[1];
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag)
+      throw new UsageError(`unknown ${flag.startsWith('--') ? 'flag' : 'shorthand flag'}: ${flag}`);
+    if (err.code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message);
+    throw e;
+  }
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const KIND_WORDS = new Set(['guest', 'guests', 'gst', 'guest.krata.dev', 'guests.krata.dev']);
+
+/** A Guest's name from NAME, guest/NAME or guests/NAME (kubectl's TYPE/NAME). */
+export function guestName(word: string): string {
+  const slash = word.indexOf('/');
+  let name = word;
+  if (slash >= 0) {
+    if (!KIND_WORDS.has(word.slice(0, slash).toLowerCase())) throw new UsageError(`"${word}": only guests are served (guest/NAME)`);
+    name = word.slice(slash + 1);
+  }
+  if (!DNS_LABEL.test(name))
+    throw new UsageError(`"${name}" is not a valid guest name (a DNS label: lowercase letters, digits and "-", at most 63 characters)`);
+  return name;
+}
+
+/** The one Guest a command takes. */
+export function oneGuest(positionals: string[], command: string): string {
+  if (positionals.length !== 1)
+    throw new UsageError(`${command} takes one guest NAME${positionals.length ? ` (got ${positionals.join(' ')})` : ''}`);
+  return guestName(positionals[0]!);
+}
