@@ -22,7 +22,8 @@ export interface AgentTarget {
   endpoint: string;
 }
 
-const CONNECT_TIMEOUT_MS = 10_000;
+/** How long the agent may stay silent before it answers (its exec waits up to 5 s for the guest's channel). */
+const ANSWER_TIMEOUT_MS = 30_000;
 const MAX_ERROR_BODY = 64 * 1024;
 
 /** `address:port` or `[v6]:port` → its parts; a StatusError for anything else. */
@@ -77,9 +78,9 @@ export class AgentClient {
       ca,
       servername: agentServerName(target.host),
       agent: false,
-      timeout: CONNECT_TIMEOUT_MS,
+      timeout: ANSWER_TIMEOUT_MS,
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${CONNECT_TIMEOUT_MS} ms`)));
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${ANSWER_TIMEOUT_MS} ms`)));
     return req;
   }
 

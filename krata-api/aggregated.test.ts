@@ -343,6 +343,17 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
     assert.deepEqual(JSON.parse(frames.at(-1)!.payload.toString()), { exitCode: 0 });
   });
 
+  it('closes the websocket with a reason when the agent ends an exec without its exit', async () => {
+    const ws = await openWs(wsPath('web', 'exec', 'command=crash'), tokens.alice!, 'krata-exec.v1');
+    const { messages, code, reason } = await collect(ws);
+    assert.equal(code, 1011);
+    assert.match(reason, /before the exit frame/);
+    assert.deepEqual(
+      decodeExecFrames(messages).map((f) => f.type),
+      [ExecFrame.started, ExecFrame.stdout],
+    );
+  });
+
   it('attaches: a typed line reaches the console and comes back; a resize goes to console/size', async () => {
     const ws = await openWs(wsPath('web', 'attach', 'rows=24&cols=80'), tokens.alice!, 'krata-console.v1');
     let seen = '';

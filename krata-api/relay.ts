@@ -4,7 +4,7 @@
 // re-framed to one exec frame per message (agent-api/exec.ts); other streams pass bytes as they come.
 import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
-import { ExecFrameDecoder, encodeExecFrame, type ExecFrameType } from '../contracts/agent-api/exec.js';
+import { ExecFrame, ExecFrameDecoder, encodeExecFrame, type ExecFrameType } from '../contracts/agent-api/exec.js';
 
 const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
@@ -59,18 +59,25 @@ export function relay(ws: WebSocket, agent: Duplex, head: Buffer, opts: RelayOpt
     if (unsent > HIGH_WATER) agent.pause();
   };
   const decoder = opts.framing === 'exec' ? new ExecFrameDecoder() : undefined;
+  let exited = false;
   const fromAgent = (d: Buffer) => {
     if (!decoder) return send(d);
     try {
-      for (const f of decoder.push(d)) send(encodeExecFrame(f.type as ExecFrameType, f.payload));
+      for (const f of decoder.push(d)) {
+        send(encodeExecFrame(f.type as ExecFrameType, f.payload));
+        if (f.type === ExecFrame.exit) exited = true;
+      }
     } catch (e) {
       end(1011, `the agent sent a malformed exec frame: ${(e as Error).message}`);
     }
   };
+  // An exec stream ends with its EXIT frame; without one the client must not take the end for success.
+  const agentEnded = () =>
+    decoder && !exited ? end(1011, 'the agent ended the exec stream before the exit frame') : end(1000, 'the stream ended');
   if (head.length) fromAgent(head);
   agent.on('data', fromAgent);
-  agent.on('end', () => end(1000, 'the stream ended'));
-  agent.on('close', () => end(1000, 'the stream ended'));
+  agent.on('end', agentEnded);
+  agent.on('close', agentEnded);
   agent.on('error', (e) => end(1011, `the agent's stream failed: ${e.message}`));
 
   // client → agent

@@ -2,8 +2,9 @@
 // a serving certificate the test chooses (for agentServerName(host), or for another host, or from another
 // CA), serving only the client certificate named KRATA_API_CLIENT_NAME, and the routes krata-api maps
 // to — logs (text, tail, follow), usage (JSON), console/size, and the exec, console and portforward
-// upgrades — for the Guests the test gives it. exec runs two commands: `echo ARGS` and `cat` (stdin
-// to stdout until stdin ends); the console echoes what is typed; portforward connects to 127.0.0.1:port.
+// upgrades — for the Guests the test gives it. exec runs `echo ARGS`, `cat` (stdin to stdout until stdin
+// ends) and `crash` (output, then the end without an exit frame); the console echoes what is typed;
+// portforward connects to 127.0.0.1:port.
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -156,6 +157,8 @@ export async function startTlsAgent(tls: { cert: string; key: string; ca: string
       socket.write(encodeExecFrame(ExecFrame.stdout, Buffer.from(command.slice(1).join(' ') + '\n')));
       return exit({ exitCode: 0 });
     }
+    // `crash`: the agent's stream ends with no exit frame (an agent that died mid-exec).
+    if (command[0] === 'crash') return void socket.end(encodeExecFrame(ExecFrame.stdout, Buffer.from('partial')));
     if (command[0] !== 'cat') return exit({ exitCode: 127, error: `${command[0]}: not found` });
     const decoder = new ExecFrameDecoder();
     socket.on('data', (d: Buffer) => {
