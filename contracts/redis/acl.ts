@@ -5,7 +5,8 @@
 //    (NOAUTH), and protected mode, which only guards a password-less default user, stays irrelevant.
 //  - krata-operator: every krata key, the commands the operator and BullMQ's Queue use.
 //  - krata-agent: reads the desired hashes and krata:epoch, never writes them; writes status hashes,
-//    the status stream (write only: it cannot read other hosts' reports back from it), heartbeats, and
+//    the status stream (write only: it cannot read other hosts' reports back from it), heartbeats,
+//    certificate requests (write only), reads issued certificates (never writes them), and
 //    runs BullMQ workers on the host queues. No admin command for either (FLUSH*, CONFIG, ACL, KEYS,
 //    DEBUG, MODULE, SHUTDOWN, INFO, CLIENT KILL/LIST, ...): nothing is granted that is not listed here.
 // Redis applies a user's ACL to the commands its Lua scripts call as well, so EVAL grants nothing more.
@@ -102,6 +103,9 @@ export const AGENT_KEYS = [
   '%R~krata:host:*:desired',
   '~krata:host:*:status',
   '~krata:host:*:heartbeat',
+  // The TLS listener's certificate: the agent writes its request and reads the operator's answer.
+  '%W~krata:host:*:cert-request',
+  '%R~krata:host:*:cert',
   `%W~${STATUS_STREAM}`,
   `~${HOST_QUEUES}`,
 ];

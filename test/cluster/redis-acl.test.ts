@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { parseAllDocuments } from 'yaml';
-import { EPOCH_KEY, STATUS_STREAM, desiredKey, heartbeatKey, statusKey } from '../../contracts/redis/contract.js';
+import { EPOCH_KEY, STATUS_STREAM, certKey, certRequestKey, desiredKey, heartbeatKey, statusKey } from '../../contracts/redis/contract.js';
 import { AGENT_USER, BULLMQ_SCRIPT_COMMANDS, OPERATOR_USER, renderAclFile, sha256 } from '../../contracts/redis/acl.js';
 import { repoRoot } from '../../lib/package-root.js';
 import { desired, harness, until, HOST } from '../harness/cluster-agent.js';
@@ -244,12 +244,17 @@ test(
       assert.equal(await answer(agent, 'HSET', statusKey(HOST), 'default/x', '{}'), 'OK');
       assert.equal(await answer(agent, 'SET', heartbeatKey(HOST), '{}', 'EX', 40), 'OK');
       assert.equal(await answer(agent, 'XADD', STATUS_STREAM, 'MAXLEN', '~', 100000, '*', 'host', HOST), 'OK');
+      assert.equal(await answer(agent, 'SET', certRequestKey(HOST), '{}'), 'OK');
+      assert.equal(await answer(agent, 'GET', certKey(HOST)), 'OK');
       // What only the operator may do: desired state and the epoch, directly, by rename or copy, or from a script.
       const refused: (string | number)[][] = [
         ['HSET', desiredKey(HOST), 'default/evil', '{}'],
         ['HDEL', desiredKey(HOST), 'default/a'],
         ['DEL', desiredKey(HOST)],
         ['SET', EPOCH_KEY, 'forged'],
+        // Certificates are the operator's to issue.
+        ['SET', certKey(HOST), '{}'],
+        ['DEL', certKey(HOST)],
         ['DEL', EPOCH_KEY],
         ['RENAME', statusKey(HOST), desiredKey('xen-2')],
         ['RENAME', desiredKey(HOST), statusKey('xen-2')],
