@@ -98,7 +98,7 @@ export class AgentIdentity {
       return `not a PEM certificate: ${(e as Error).message}`;
     }
     const der = (k: KeyObject) => k.export({ type: 'spki', format: 'der' });
-    if (!der(cert.publicKey).equals(der(this.key))) return 'it is for another key than this agent asked with';
+    if (!der(cert.publicKey).equals(der(createPublicKey(this.key)))) return 'it is for another key than this agent asked with';
     if (!ca.ca) return 'the CA it came with is not a CA certificate';
     if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return 'it is not signed by the CA it came with';
     const name = agentServerName(this.host);

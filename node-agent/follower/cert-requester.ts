@@ -24,7 +24,7 @@ export class CertRequester {
   /** The request waiting for an answer, and whether it is written since the last (re)connection. */
   private pending?: CertRequest;
   private written = false;
-  /** Why the last answer was refused: logged once, not at every poll. */
+  /** The last answer refused and why: logged once, not at every poll. */
   private refused?: string;
   private running?: Promise<void>;
 
@@ -112,8 +112,11 @@ export class CertRequester {
         { host, notAfter: new Date(this.identity.certificate!.notAfter).toISOString() },
         'took the TLS certificate the operator issued',
       );
-    } else if (verdict !== 'same' && verdict !== this.refused) {
-      this.refused = verdict;
+    } else if (verdict !== 'same') {
+      // Once per answer and reason (the same answer can turn from "not yet valid" to good, or to expired).
+      const refused = `${verdict}\n${raw.length > MAX_ISSUED_BYTES ? raw.length : raw.toString('utf8')}`;
+      if (refused === this.refused) return;
+      this.refused = refused;
       this.log.warn({ host }, `ignored the TLS certificate in Redis: ${verdict}`);
     }
   }
