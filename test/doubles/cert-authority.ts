@@ -22,7 +22,7 @@ export interface LeafOptions {
   /** Subject CN (default: the first DNS name, or the name). */
   cn?: string;
   dns?: string[];
-  /** Extended key usage (default clientAuth for clients, serverAuth for agents). */
+  /** Extended key usage (default clientAuth for clients, serverAuth for agents; '': none, any use). */
   eku?: string;
   days?: number;
 }
@@ -56,7 +56,7 @@ export class TestCa {
     const ext = [
       'basicConstraints=critical,CA:FALSE',
       'keyUsage=critical,digitalSignature',
-      `extendedKeyUsage=${o.eku}`,
+      ...(o.eku ? [`extendedKeyUsage=${o.eku}`] : []),
       ...(o.dns?.length ? [`subjectAltName=${o.dns.map((d) => `DNS:${d}`).join(',')}`] : []),
     ];
     writeFileSync(join(this.dir, `${id}.ext`), ext.join('\n') + '\n');
