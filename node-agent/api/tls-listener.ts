@@ -134,7 +134,7 @@ export class TlsApiListener {
       this.refused.handshake++;
       this.refuse('handshake', `refused a TLS client: ${err.message.slice(0, 200)}`, socket.remoteAddress);
     });
-    tls.once('error', (err) => {
+    tls.once('error', (err: Error) => {
       this.opts.log.error({ listen: hostPort(this.opts.host, this.opts.port) }, `the TLS listener cannot listen: ${err.message}`);
       this.tls = undefined;
       this.api = undefined;
@@ -146,7 +146,7 @@ export class TlsApiListener {
       this.listening = true;
       // After the bind, a server error (out of file descriptors on accept) is reported, not fatal.
       tls.removeAllListeners('error');
-      tls.on('error', (err) => this.opts.log.error({}, `the TLS listener: ${err.message}`));
+      tls.on('error', (err: Error) => this.opts.log.error({}, `the TLS listener: ${err.message}`));
       this.opts.log.info({ listen: hostPort(this.opts.host, this.address!.port), advertise: this.opts.advertise }, 'TLS listener up');
     });
   }

@@ -25,8 +25,8 @@ import {
 
 /**
  * The modules of the agent `config` describes. Their order is the components' start order: the API
- * (and the TLS listener, once it has a certificate) serves before the reconciler runs and still serves while it winds down; kratanet starts last and
- * stops first; the hypervisor is closed last.
+ * (and the TLS listener, once it has a certificate) serves before the reconciler runs and still serves
+ * while it winds down; kratanet starts last and stops first; the hypervisor is closed last.
  */
 export function agentModules(config: AgentConfig, log: Log): ContainerModule[] {
   return [

@@ -333,7 +333,8 @@ export const controllerModule = new ContainerModule(({ bind }) => {
 
 /**
  * Cluster mode: pull credentials are the operator's tokens, and the Redis follower, status publisher
- * and heartbeat run (and, with a TLS listener, the request for its certificate). Stopping takes no more desired state in, then sends the last reports (bounded).
+ * and heartbeat run (and, with a TLS listener, the request for its certificate). Stopping takes no more
+ * desired state in, then sends the last reports (bounded).
  */
 export const followerModule = new ContainerModule(({ bind }) => {
   provide(bind, PULL_TOKENS, [], () => new PullTokens());

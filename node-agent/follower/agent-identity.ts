@@ -114,7 +114,7 @@ export class AgentIdentity {
    * Takes `issued` if it passes the checks and is newer than the certificate in use (stored, then
    * announced to `onCertificate`): 'taken', 'same' (what is in use, or older), or why not.
    */
-  accept(issued: IssuedCertificate, now: number): 'taken' | 'same' | string {
+  accept(issued: IssuedCertificate, now: number): string {
     const checked = this.check(issued, now);
     if (typeof checked === 'string') return checked;
     if (this.cert && (this.cert.certificate === checked.certificate || checked.notAfter <= this.cert.notAfter)) return 'same';
