@@ -56,8 +56,9 @@ export interface HostTlsStatus {
   /** The listen address ("address:port") and what the heartbeat advertises, if anything. */
   listen: string;
   advertise?: string;
-  /** False until the operator has issued a certificate. */
+  /** False until the operator has issued a certificate, or while the address cannot be bound (`problem`). */
   listening: boolean;
+  problem?: string;
   /** The certificate in use: its end of validity (ISO 8601). */
   notAfter?: string;
   /** Clients refused since the agent started: failed handshakes, and certificates that are not krata-api's. */

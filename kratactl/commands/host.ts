@@ -54,7 +54,11 @@ function summary(h: HostStatus): string {
 
 /** Cluster mode: where krata-api reaches the agent, and until when its certificate holds. */
 function tlsSummary(t: HostTlsStatus): string {
-  const parts = [t.listening ? `listening on ${t.listen}` : `${t.listen}, waiting for a certificate from the operator`];
+  const parts = [
+    t.listening
+      ? `listening on ${t.listen}`
+      : `${t.listen}, ${t.problem ?? (t.notAfter ? 'not listening' : 'waiting for a certificate from the operator')}`,
+  ];
   if (t.advertise) parts.push(`advertised as ${t.advertise}`);
   if (t.notAfter) parts.push(`certificate valid until ${t.notAfter}`);
   if (t.refused) parts.push(`${t.refused} clients refused`);

@@ -241,3 +241,16 @@ test('a renewed certificate is served to new connections without a restart; no c
   assert.ok(waiting.address, 'listening once the certificate came');
   assert.equal(waiting.endpoint, '192.0.2.8:9444');
 });
+
+test('an address in use is reported in the status (and retried), not a crash', async (t) => {
+  const { port, identity } = await setup(t);
+  const log = captureLog();
+  const second = new TlsApiListener(new FakeAgentService(), { host: '127.0.0.1', port, identity, log });
+  second.start();
+  t.after(() => second.stop());
+  for (let i = 0; i < 100 && !second.status().problem; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(second.status().listening, false);
+  assert.match(second.status().problem!, /cannot listen: .*EADDRINUSE/);
+  assert.equal(second.endpoint, undefined);
+  assert.ok(log.lines.some((l) => l.level === 'error' && /EADDRINUSE/.test(l.msg)));
+});

@@ -59,6 +59,8 @@ export class TlsApiListener {
   private retry?: NodeJS.Timeout;
   private stopped = false;
   private lastLogged = new Map<string, number>();
+  /** Why the last attempt to listen failed (retried every 30 s). */
+  private problem?: string;
 
   constructor(
     private readonly service: AgentService,
@@ -101,6 +103,7 @@ export class TlsApiListener {
       listen: hostPort(this.opts.host, this.address?.port ?? this.opts.port),
       ...(this.opts.advertise ? { advertise: this.opts.advertise } : {}),
       listening: this.listening,
+      ...(this.problem ? { problem: this.problem } : {}),
       ...(cert ? { notAfter: new Date(cert.notAfter).toISOString() } : {}),
       refused: this.refused.handshake + this.refused.identity,
     };
@@ -138,12 +141,14 @@ export class TlsApiListener {
       this.opts.log.error({ listen: hostPort(this.opts.host, this.opts.port) }, `the TLS listener cannot listen: ${err.message}`);
       this.tls = undefined;
       this.api = undefined;
+      this.problem = `cannot listen: ${err.message}`;
       if (!this.stopped) this.retry = setTimeout(() => this.listen(), RETRY_LISTEN_MS).unref();
     });
     this.tls = tls;
     this.api = api;
     tls.listen(this.opts.port, this.opts.host, () => {
       this.listening = true;
+      this.problem = undefined;
       // After the bind, a server error (out of file descriptors on accept) is reported, not fatal.
       tls.removeAllListeners('error');
       tls.on('error', (err: Error) => this.opts.log.error({}, `the TLS listener: ${err.message}`));
