@@ -29,6 +29,7 @@ interface Client {
   key?: string;
   cert?: string;
   ca: string;
+  maxVersion?: 'TLSv1.2';
 }
 
 async function setup(t: { after(fn: () => Promise<void> | void): void }) {
@@ -118,6 +119,8 @@ test("krata-api's certificate reaches a Guest, its logs, exec and the console ov
     setTimeout(() => s.end(), 200),
   );
   assert.equal(consoleAnswer.status, 101, consoleAnswer.head);
+  const size = await call(port, api, 'PUT', '/v1/namespaces/default/guests/web/console/size', '{"rows":40,"cols":120}');
+  assert.equal(size.status, 204, size.text);
   // A plain GET of an upgrade route is answered as on the socket.
   assert.equal((await call(port, api, 'GET', '/v1/namespaces/default/guests/web/exec')).status, 426);
 
@@ -175,6 +178,7 @@ test('refused before any request: no certificate, another CA, another name, no c
     );
   const cases: [string, Client, 'handshake' | 'identity'][] = [
     ['no certificate', { ca: api.ca }, 'handshake'],
+    ["krata-api's certificate over TLS 1.2", { ...api, maxVersion: 'TLSv1.2' }, 'handshake'],
     ['another CA, the right name', { ...other.client(), ca: api.ca }, 'handshake'],
     ['another name', { ...ca.client({ dns: ['someone.clients.krata.internal'] }), ca: api.ca }, 'identity'],
     ['a wildcard name', { ...ca.client({ dns: ['*.clients.krata.internal'], cn: 'x' }), ca: api.ca }, 'identity'],
@@ -207,9 +211,9 @@ test('refused before any request: no certificate, another CA, another name, no c
   const metrics = new AgentMetrics({ list: () => [] } as unknown as GuestStore, () => undefined);
   metrics.countTlsRefusals(() => listener.refused);
   const text = await metrics.registry.metrics();
-  assert.match(text, /krata_agent_tls_refused_total\{reason="handshake"\} 3\n/);
+  assert.match(text, /krata_agent_tls_refused_total\{reason="handshake"\} 4\n/);
   assert.match(text, /krata_agent_tls_refused_total\{reason="identity"\} 4\n/);
-  assert.equal(listener.status().refused, 7);
+  assert.equal(listener.status().refused, 8);
 });
 
 test('a renewed certificate is served to new connections without a restart; no certificate, no listener', async (t) => {
