@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_AGENT_TLS_PORT } from '../contracts/krata-api/agent-tls.js';
 import { checkHostName } from '../contracts/redis/contract.js';
 import { redactedUrl, redisOptions } from '../contracts/redis/options.js';
 import { parsePortRanges } from '../crds/host-ports.js';
@@ -29,6 +30,11 @@ export const HELP = `Usage: krata-node-agent [options]
   --redis-password-file F the Redis (ACL) password, read from file F
   --host NAME             this XenHost's name in cluster mode, also the node name in Guest status
                           (default: --node-name, else the hostname)
+  --tls-listen ADDR:PORT  cluster mode: the TLS listener krata-api reaches this agent on, or "off"
+                          (default 0.0.0.0:9444); it serves once the operator has issued a certificate
+  --tls-advertise ADDR:PORT
+                          where krata-api reaches that listener, sent in the heartbeat (default: the
+                          --tls-listen address, unless it is 0.0.0.0 or ::, then none is advertised)
   --nameserver IP         DNS server for guests (repeatable; default 1.1.1.1, 2606:4700:4700::1111)
   --insecure-registry H   reach registry H[:PORT] over plain http (repeatable)
   --mirror REG=URL        registry mirror (repeatable)
@@ -84,6 +90,8 @@ export function parseFlags(args: string[]): Flags {
       redis: { type: 'string' },
       'redis-password-file': { type: 'string' },
       host: { type: 'string' },
+      'tls-listen': { type: 'string' },
+      'tls-advertise': { type: 'string' },
       nameserver: { type: 'string', multiple: true },
       'insecure-registry': { type: 'string', multiple: true },
       mirror: { type: 'string', multiple: true },
@@ -128,8 +136,9 @@ export function parseFlags(args: string[]): Flags {
     return v;
   };
   const state = values.state!;
-  if (!values.redis && (values.host || values['redis-password-file']))
-    throw new Error('--host and --redis-password-file need --redis (cluster mode)');
+  if (!values.redis && (values.host || values['redis-password-file'] || values['tls-listen'] || values['tls-advertise']))
+    throw new Error('--host, --redis-password-file, --tls-listen and --tls-advertise need --redis (cluster mode)');
+  const tls = values.redis ? tlsFlags(values['tls-listen'], values['tls-advertise']) : undefined;
   if (values.network !== undefined && values.network !== 'on' && values.network !== 'off')
     throw new Error(`--network: expected on or off, not ${JSON.stringify(values.network)}`);
   const network = values.network ? values.network === 'on' : !values['fake-hypervisor'];
@@ -179,7 +188,36 @@ export function parseFlags(args: string[]): Flags {
     ...(values.metrics === 'off' ? {} : { metrics: values.metrics! }),
     ...(network ? { network: netOpts } : {}),
     ...(cluster ? { cluster } : {}),
+    ...(tls ? { tls } : {}),
     logEvents: true,
   };
   return { config, logLevel: values['log-level']! };
+}
+
+/** ADDR:PORT (IPv6 in brackets); `ip` requires an IP address, else a DNS name will do. */
+export function parseAddress(value: string, flag: string, ip: boolean): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  const dnsName = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i;
+  const hostOk = host !== undefined && (m?.[1] ? isIP(host) === 6 : isIP(host) === 4 || (!ip && host.length <= 253 && dnsName.test(host)));
+  if (!hostOk || !(port >= 1 && port <= 65535))
+    throw new Error(`${flag}: expected ${ip ? 'IP' : 'ADDRESS'}:PORT (IPv6 in brackets), not ${JSON.stringify(value)}`);
+  return { host, port };
+}
+
+/** The TLS listener of cluster mode: listen address (default 0.0.0.0:9444, "off": none) and what is advertised. */
+export function tlsFlags(
+  listen: string | undefined,
+  advertise: string | undefined,
+): { host: string; port: number; advertise?: string } | undefined {
+  if (listen === 'off') {
+    if (advertise !== undefined) throw new Error('--tls-advertise needs the TLS listener (--tls-listen is off)');
+    return undefined;
+  }
+  const at = parseAddress(listen ?? `0.0.0.0:${DEFAULT_AGENT_TLS_PORT}`, '--tls-listen', true);
+  if (advertise !== undefined) parseAddress(advertise, '--tls-advertise', false);
+  const unspecified = at.host === '0.0.0.0' || at.host === '::' || /^[0:]+$/.test(at.host);
+  const advertised = advertise ?? (unspecified ? undefined : at.host.includes(':') ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`);
+  return { ...at, ...(advertised ? { advertise: advertised } : {}) };
 }

@@ -2,7 +2,8 @@
 // krata-node-agent: the per-host daemon. It loads the desired state from its store, reconciles it
 // against the hypervisor, serves the local API on a unix socket, and metrics on their own port.
 // With --redis it is in cluster mode: the desired state comes from Redis (the operator writes it from
-// Kubernetes), status and heartbeats go back, and the local API refuses writes.
+// Kubernetes), status and heartbeats go back, the local API refuses writes, and a TLS listener serves
+// krata-api once the operator has issued the agent a certificate.
 // Stopping the agent (SIGTERM) leaves guests running; the next agent adopts them.
 import 'reflect-metadata';
 import { pino } from 'pino';
@@ -11,6 +12,7 @@ import { resolve } from '../lib/container.js';
 import { agentContainer, startAgent } from './container/agent.js';
 import { GUEST_STORE } from './container/ids.js';
 import { HELP, parseFlags } from './flags.js';
+import { hostPort } from './api/tls-listener.js';
 import { imageCommand } from './image-command.js';
 
 async function main(): Promise<number> {
@@ -38,6 +40,9 @@ async function main(): Promise<number> {
       guests: store.keys().length,
       version: packageVersion(),
       ...(config.cluster ? { redis: config.cluster.redisName, host: config.cluster.host } : {}),
+      ...(config.cluster && config.tls
+        ? { tlsListen: hostPort(config.tls.host, config.tls.port), tlsAdvertise: config.tls.advertise }
+        : {}),
     },
     'krata-node-agent started',
   );

@@ -48,6 +48,21 @@ export interface HostStatus extends HostInfo {
   /** Memory of the host's guests (their maxMemory), MiB. */
   allocatedMemoryMiB: number;
   allocatedCpus: number;
+  /** Cluster mode: the TLS listener krata-api reaches the agent on (absent with `--tls-listen off`). */
+  tls?: HostTlsStatus;
+}
+
+export interface HostTlsStatus {
+  /** The listen address ("address:port") and what the heartbeat advertises, if anything. */
+  listen: string;
+  advertise?: string;
+  /** False until the operator has issued a certificate, or while the address cannot be bound (`problem`). */
+  listening: boolean;
+  problem?: string;
+  /** The certificate in use: its end of validity (ISO 8601). */
+  notAfter?: string;
+  /** Clients refused since the agent started: failed handshakes, and certificates that are not krata-api's. */
+  refused: number;
 }
 
 /** The image cache's on-disk format. */

@@ -1,6 +1,7 @@
 // kratactl host status: what the node agent reports about its machine (Xen, capacity, guests).
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import type { HostTlsStatus } from '../../contracts/agent-api/types.js';
 import type { HostStatus } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { agentClient, agentFailure } from './common.js';
@@ -46,6 +47,20 @@ function summary(h: HostStatus): string {
     ['Memory', `${h.totalMemoryMiB} MiB total, ${h.freeMemoryMiB} MiB free, ${h.allocatedMemoryMiB} MiB allocated to guests`],
     ['Guests', `${h.guests.total} (${h.guests.running} running)`],
   ];
+  if (h.tls) rows.push(['TLS listener', tlsSummary(h.tls)]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   return rows.map(([k, v]) => `${(k + ':').padEnd(width)}${v}\n`).join('');
+}
+
+/** Cluster mode: where krata-api reaches the agent, and until when its certificate holds. */
+function tlsSummary(t: HostTlsStatus): string {
+  const parts = [
+    t.listening
+      ? `listening on ${t.listen}`
+      : `${t.listen}, ${t.problem ?? (t.notAfter ? 'not listening' : 'waiting for a certificate from the operator')}`,
+  ];
+  if (t.advertise) parts.push(`advertised as ${t.advertise}`);
+  if (t.notAfter) parts.push(`certificate valid until ${t.notAfter}`);
+  if (t.refused) parts.push(`${t.refused} clients refused`);
+  return parts.join(', ');
 }

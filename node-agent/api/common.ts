@@ -2,6 +2,7 @@
 // and the checks of path parameters and query values (each refusal a 400 that names the parameter).
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { HostTlsStatus } from '../../contracts/agent-api/types.js';
 import type { AgentService } from '../service/service.js';
 import { HttpError } from './http.js';
 
@@ -10,6 +11,8 @@ export interface RouteContext {
   maxBodyBytes: number;
   /** Registers a long-lived stream's stop function (called on server close); returns its removal. */
   track(stop: () => void): () => void;
+  /** The agent's TLS listener, for GET /v1/host (cluster mode). */
+  tlsStatus?: () => HostTlsStatus | undefined;
 }
 
 /**

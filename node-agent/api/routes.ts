@@ -27,6 +27,8 @@ export interface Request {
 type Handler = (r: Request) => Promise<void>;
 
 interface Route {
+  /** The path pattern, as the route table and TLS_AGENT_ROUTES write it. */
+  path: string;
   segments: string[];
   methods: Record<string, Handler>;
   /** The route's upgrade (server.ts dispatches it); a plain GET of it is answered 426. */
@@ -412,7 +414,8 @@ async function guestUsage(r: Request): Promise<void> {
 }
 
 async function host(r: Request): Promise<void> {
-  sendJson(r.res, 200, await r.ctx.service.host());
+  const tls = r.ctx.tlsStatus?.();
+  sendJson(r.res, 200, { ...(await r.ctx.service.host()), ...(tls ? { tls } : {}) });
 }
 
 const GUEST = '/v1/namespaces/:namespace/guests/:name';
@@ -445,10 +448,21 @@ export const ROUTES: Route[] = (
     [`${GUEST}/usage`, { GET: guestUsage }],
   ] as [string, Record<string, Handler>, Upgrade?][]
 ).map(([path, methods, upgrade]) => ({
+  path,
   segments: path.split('/'),
   methods: upgrade ? { GET: needsUpgrade(upgrade), ...methods } : methods,
   ...(upgrade ? { upgrade } : {}),
 }));
+
+/**
+ * Which (method, route) pairs a listener serves: all of them, or only those `routes` lists as
+ * "METHOD /path/pattern" (contracts/krata-api/agent-tls.ts TLS_AGENT_ROUTES). An upgrade is its GET.
+ */
+export function routeFilter(routes?: readonly string[]): (route: Route, method: string) => boolean {
+  if (!routes) return () => true;
+  const served = new Set(routes);
+  return (route, method) => served.has(`${method} ${route.path}`);
+}
 
 /** The route for a path and its decoded parameters; undefined for an unknown path. */
 export function matchRoute(pathname: string): { route: Route; params: Record<string, string> } | undefined {

@@ -1,23 +1,21 @@
 // The node agent's local API: HTTP/1.1 over a unix socket (mode 0660, owned by the krata group), a thin
 // translation of AgentService (routes.ts). Hostile or broken clients get a JSON error, never a crash:
 // every handler's exception is answered (500 for the unexpected ones) and the server keeps serving.
-import { connect, type Socket } from 'node:net';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+// serveApi is the same API on any http.Server: the TLS listener (tls-listener.ts) serves a part of it.
+import { connect } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
+import type { HostTlsStatus } from '../../contracts/agent-api/types.js';
 import type { AgentService } from '../service/service.js';
 import { HttpError, errorAnswer, sendError, sendRawError } from './http.js';
-import { isUploadPath, matchRoute, type RouteContext } from './routes.js';
+import { isUploadPath, matchRoute, routeFilter, type RouteContext } from './routes.js';
 
-export interface ApiServerOptions {
+export interface ApiServerOptions extends ServeOptions {
   socketPath: string;
   /** Group (name or numeric id) that may use the API: the socket is chowned to it, mode 0660. */
   group?: string;
-  /** Largest request body accepted (default 4 MiB); larger ones are refused with 413. */
-  maxBodyBytes?: number;
-  /** Where unexpected errors (500s) are reported; default console.error. */
-  log?: (message: string) => void;
 }
 
 export interface ApiServer {
@@ -28,10 +26,64 @@ export interface ApiServer {
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 export async function startApiServer(service: AgentService, opts: ApiServerOptions): Promise<ApiServer> {
-  const log = opts.log ?? ((m: string) => console.error(m));
   const gid = opts.group === undefined ? undefined : groupId(opts.group);
   await removeStaleSocket(opts.socketPath);
+  const server = createServer();
+  const api = serveApi(server, service, opts);
 
+  await listen(server, opts.socketPath);
+  // After the bind, a server error (out of file descriptors on accept) is reported, not fatal.
+  server.on('error', (err) => api.log(`krata-node-agent api: ${err.message}`));
+  try {
+    chmodSync(opts.socketPath, 0o660);
+    if (gid !== undefined) chownSync(opts.socketPath, -1, gid);
+  } catch (err) {
+    await new Promise((r) => server.close(r));
+    unlinkQuietly(opts.socketPath);
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        api.endStreams();
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        api.cutLater();
+      }).then(() => unlinkQuietly(opts.socketPath));
+      return closing;
+    },
+  };
+}
+
+export interface ServeOptions {
+  /** Largest request body accepted (default 4 MiB); larger ones are refused with 413. */
+  maxBodyBytes?: number;
+  /** Where unexpected errors (500s) are reported; default console.error. */
+  log?: (message: string) => void;
+  /** Serve only these routes ("METHOD /path/pattern"); every other request is a 404. Default: all. */
+  routes?: readonly string[];
+  /** The TLS listener's state, for GET /v1/host. */
+  tlsStatus?: () => HostTlsStatus | undefined;
+}
+
+/** What serveApi gives its listener to close with. */
+export interface ServedApi {
+  log: (message: string) => void;
+  /** Ends streams and consoles. */
+  endStreams(): void;
+  /** Requests still in flight (a delete waiting for its domain) get a moment, then are cut. */
+  cutLater(): void;
+}
+
+/**
+ * The API on `server`: requests, upgrades and malformed HTTP, dispatched by the route table (routes.ts),
+ * restricted to `opts.routes` when given. The caller listens, or hands the server its connections.
+ */
+export function serveApi(server: Server, service: AgentService, opts: ServeOptions): ServedApi {
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const served = routeFilter(opts.routes);
   const streams = new Set<() => void>();
   const ctx: RouteContext = {
     service,
@@ -40,16 +92,23 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
       streams.add(stop);
       return () => streams.delete(stop);
     },
+    ...(opts.tlsStatus ? { tlsStatus: opts.tlsStatus } : {}),
   };
   const report = (req: IncomingMessage, err: unknown) => {
     if (errorAnswer(err).status >= 500) log(`krata-node-agent api: ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
+  };
+  /** The route of a request this listener serves; anything else is a 404, as an unknown path. */
+  const route = (pathname: string, method: string) => {
+    const match = matchRoute(pathname);
+    if (!match || (opts.routes && !served(match.route, method)))
+      throw new HttpError(404, `no such endpoint: ${opts.routes ? `${method.slice(0, 20)} ` : ''}${pathname.slice(0, 200)}`);
+    return match;
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      const match = matchRoute(url.pathname);
-      if (!match) throw new HttpError(404, `no such endpoint: ${url.pathname.slice(0, 200)}`);
+      const match = route(url.pathname, req.method ?? '');
       const handler = match.route.methods[req.method ?? ''];
       if (!handler) {
         const allow = Object.keys(match.route.methods).join(', ');
@@ -62,7 +121,7 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
       else res.destroy(); // a stream already started: cutting it is the only signal left
     }
   };
-  const server = createServer(handle);
+  server.on('request', handle);
   // An upload sent with `Expect: 100-continue` (kratactl's image import) is asked for its body only when
   // its route reads it (routes.ts uploadBody), so a refusal costs no upload and never meets a broken
   // pipe; every other request is told to go on at once, as Node does by default.
@@ -78,8 +137,7 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
     };
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      const match = matchRoute(url.pathname);
-      if (!match) throw new HttpError(404, `no such endpoint: ${url.pathname.slice(0, 200)}`);
+      const match = route(url.pathname, req.method ?? '');
       const upgrade = match.route.upgrade;
       if (!upgrade) throw new HttpError(400, `${url.pathname.slice(0, 200)} does not upgrade; only a guest's console and exec do`);
       if (req.method !== 'GET')
@@ -104,37 +162,20 @@ export async function startApiServer(service: AgentService, opts: ApiServerOptio
     else socket.destroy();
   });
 
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
+  const sockets = new Set<Duplex>();
+  server.on('connection', (s: Duplex) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-
-  await listen(server, opts.socketPath);
-  // After the bind, a server error (out of file descriptors on accept) is reported, not fatal.
-  server.on('error', (err) => log(`krata-node-agent api: ${err.message}`));
-  try {
-    chmodSync(opts.socketPath, 0o660);
-    if (gid !== undefined) chownSync(opts.socketPath, -1, gid);
-  } catch (err) {
-    await new Promise((r) => server.close(r));
-    unlinkQuietly(opts.socketPath);
-    throw err;
-  }
-
-  let closing: Promise<void> | undefined;
   return {
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        for (const stop of [...streams]) stop();
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        // Requests still in flight (a delete waiting for its domain) get a moment, then are cut.
-        setTimeout(() => {
-          for (const s of sockets) s.destroy();
-        }, 1000).unref();
-      }).then(() => unlinkQuietly(opts.socketPath));
-      return closing;
+    log,
+    endStreams() {
+      for (const stop of [...streams]) stop();
+    },
+    cutLater() {
+      setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, 1000).unref();
     },
   };
 }

@@ -20,12 +20,13 @@ import {
   secretsModule,
   serviceModule,
   storeModule,
+  tlsModule,
 } from './modules.js';
 
 /**
  * The modules of the agent `config` describes. Their order is the components' start order: the API
- * serves before the reconciler runs and still serves while it winds down; kratanet starts last and
- * stops first; the hypervisor is closed last.
+ * (and the TLS listener, once it has a certificate) serves before the reconciler runs and still serves
+ * while it winds down; kratanet starts last and stops first; the hypervisor is closed last.
  */
 export function agentModules(config: AgentConfig, log: Log): ContainerModule[] {
   return [
@@ -36,6 +37,7 @@ export function agentModules(config: AgentConfig, log: Log): ContainerModule[] {
     ...(config.cluster ? [] : [secretsModule]),
     serviceModule,
     ...(config.api ? [apiModule] : []),
+    ...(config.cluster && config.tls ? [tlsModule] : []),
     ...(config.metrics ? [metricsModule()] : []),
     probeModule,
     controllerModule,

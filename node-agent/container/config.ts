@@ -39,7 +39,12 @@ export interface AgentConfig {
   /** kratanet, the guests' userspace network, with these policies; none without it. */
   network?: DesiredNetworkOptions;
   /** Cluster mode: the desired state comes from Redis. Without it, from the local API. */
-  cluster?: Omit<ClusterModeOptions, 'store' | 'hv' | 'log' | 'clock' | 'pullTokens'>;
+  cluster?: Omit<ClusterModeOptions, 'store' | 'hv' | 'log' | 'clock' | 'pullTokens' | 'identity' | 'apiEndpoint'>;
+  /**
+   * Cluster mode: the TLS listener krata-api reaches the agent on (port 0 picks one), and what the
+   * heartbeat advertises; none without it. Its key and certificate are kept in stateDir/tls.
+   */
+  tls?: { host: string; port: number; advertise?: string };
   /** Events kept per Guest (EventRecorder's default when absent). */
   eventsPerGuest?: number;
   /** Whether events are written to the log too (the daemon's journal), not only kept for the API. */

@@ -7,6 +7,8 @@ import type { PullAuth } from '../../lib/oci/registry.js';
 import type { Semaphore } from '../../lib/semaphore.js';
 import type { Guest } from '../../crds/generated/types.js';
 import type { ApiServer } from '../api/server.js';
+import type { TlsApiListener } from '../api/tls-listener.js';
+import type { AgentIdentity } from '../follower/agent-identity.js';
 import type { EventRecorder } from '../reconcile/events.js';
 import type { Ipam } from '../reconcile/ipam.js';
 import type { AgentMetrics } from '../controller/metrics.js';
@@ -63,6 +65,9 @@ export const API_SERVER = id<Component & { readonly server?: ApiServer }>('ApiSe
 export const NET_SUPERVISOR = id<NetSupervisor>('NetSupervisor');
 /** TCP to a guest's port from dom0 (tcpSocket and httpGet probes): through kratanet, or Unavailable without it. */
 export const GUEST_DIALER = id<GuestDialer>('GuestDialer');
+/** Cluster mode with a TLS listener: the agent's key and certificate (STATE/tls), and the listener. */
+export const AGENT_IDENTITY = id<AgentIdentity>('AgentIdentity');
+export const TLS_LISTENER = id<TlsApiListener>('TlsApiListener');
 /** Cluster mode once started: the Redis follower, status publisher and heartbeat. */
 export const CLUSTER_MODE = id<Component & { readonly mode?: ClusterMode }>('ClusterMode');
 /** Multi-bound: what the agent starts, in binding order, and stops in reverse. */

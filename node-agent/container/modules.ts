@@ -9,6 +9,8 @@ import type { Component } from '../../lib/lifecycle.js';
 import { CredentialStore } from '../../lib/oci/credentials.js';
 import { Semaphore } from '../../lib/semaphore.js';
 import { startApiServer, type ApiServer } from '../api/server.js';
+import { TlsApiListener } from '../api/tls-listener.js';
+import { AgentIdentity } from '../follower/agent-identity.js';
 import { AgentMetrics } from '../controller/metrics.js';
 import { assembleGuestController } from '../controller/assemble.js';
 import type { GuestController } from '../controller/controller.js';
@@ -34,6 +36,7 @@ import { Prober } from '../probe/prober.js';
 import type { AgentConfig } from './config.js';
 import {
   AGENT,
+  AGENT_IDENTITY,
   API_SERVER,
   CLOCK,
   CLUSTER_MODE,
@@ -57,6 +60,7 @@ import {
   GUEST_CONTROLLER,
   PROBER,
   SECRET_STORE,
+  TLS_LISTENER,
   USAGE_SAMPLER,
   WRITE_CONFIG_DISK,
 } from './ids.js';
@@ -186,9 +190,9 @@ export const serviceModule = new ContainerModule(({ bind }) => {
   );
 });
 
-/** The local API on its unix socket. */
+/** The local API on its unix socket; GET /v1/host includes the TLS listener's state when there is one. */
 export const apiModule = new ContainerModule(({ bind }) => {
-  provide(bind, API_SERVER, [CONFIG, AGENT, LOG], (config, agent, log) => {
+  provide(bind, API_SERVER, [CONFIG, AGENT, LOG, optional(TLS_LISTENER)], (config, agent, log, tls) => {
     let server: ApiServer | undefined;
     const api = config.api!;
     return {
@@ -201,6 +205,7 @@ export const apiModule = new ContainerModule(({ bind }) => {
           socketPath: api.socketPath,
           ...(api.group ? { group: api.group } : {}),
           log: (m) => log.error({}, m),
+          ...(tls ? { tlsStatus: () => tls.status() } : {}),
         });
       },
       stop: () => server?.close(),
@@ -209,14 +214,40 @@ export const apiModule = new ContainerModule(({ bind }) => {
   provide(bind, COMPONENTS, [API_SERVER], (api) => api);
 });
 
+/**
+ * Cluster mode: the TLS listener krata-api reaches the agent on, with the agent's key (made once, kept
+ * in STATE/tls) and the certificate the follower asks the operator for through Redis.
+ */
+export const tlsModule = new ContainerModule(({ bind }) => {
+  provide(bind, AGENT_IDENTITY, [CONFIG, CLOCK, LOG], (config, clock, log) =>
+    AgentIdentity.open(config.stateDir, config.cluster!.host, clock.now(), (m) => log.warn({}, m)),
+  );
+  provide(bind, TLS_LISTENER, [CONFIG, AGENT, AGENT_IDENTITY, LOG], (config, agent, identity, log) => {
+    const { host, port, advertise } = config.tls!;
+    return new TlsApiListener(agent, { host, port, identity, log, ...(advertise ? { advertise } : {}) });
+  });
+  provide(bind, COMPONENTS, [TLS_LISTENER], (listener): Component => ({
+    name: 'tls listener',
+    start: () => listener.start(),
+    stop: () => listener.stop(),
+  }));
+});
+
 /** Prometheus metrics on their own listener. The queue gauge reads the reconciler once it exists (one module per container). */
 export const metricsModule = () =>
   new ContainerModule(({ bind, onActivation }) => {
     let controller: GuestController | undefined;
     onActivation<GuestController>(GUEST_CONTROLLER, (_ctx, c) => (controller = c));
-    provide(bind, METRICS, [GUEST_STORE, optional(IMAGE_STORE), optional(USAGE_SAMPLER)], (store, images, usage) => {
-      return new AgentMetrics(store, () => controller?.queue, images, usage && (() => usage.sample()));
-    });
+    provide(
+      bind,
+      METRICS,
+      [GUEST_STORE, optional(IMAGE_STORE), optional(USAGE_SAMPLER), optional(TLS_LISTENER)],
+      (store, images, usage, tls) => {
+        const metrics = new AgentMetrics(store, () => controller?.queue, images, usage && (() => usage.sample()));
+        if (tls) metrics.countTlsRefusals(() => tls.refused);
+        return metrics;
+      },
+    );
     provide(bind, COMPONENTS, [CONFIG, METRICS], (config, metrics): Component => {
       let server: Awaited<ReturnType<AgentMetrics['listen']>> | undefined;
       return {
@@ -304,26 +335,41 @@ export const controllerModule = new ContainerModule(({ bind }) => {
 
 /**
  * Cluster mode: pull credentials are the operator's tokens, and the Redis follower, status publisher
- * and heartbeat run. Stopping takes no more desired state in, then sends the last reports (bounded).
+ * and heartbeat run (and, with a TLS listener, the request for its certificate). Stopping takes no more
+ * desired state in, then sends the last reports (bounded).
  */
 export const followerModule = new ContainerModule(({ bind }) => {
   provide(bind, PULL_TOKENS, [], () => new PullTokens());
   provide(bind, PULL_AUTH, [PULL_TOKENS], (tokens) => (g) => tokens.forGuest(g));
-  provide(bind, CLUSTER_MODE, [CONFIG, GUEST_STORE, HYPERVISOR, CLOCK, LOG, PULL_TOKENS], (config, store, hv, clock, log, pullTokens) => {
-    let mode: ClusterMode | undefined;
-    return {
-      name: 'cluster mode',
-      get mode() {
-        return mode;
-      },
-      async start() {
-        // Loaded here, not at the top: Redis and BullMQ are a third of the files an agent would load.
-        const { startClusterMode } = await import('../follower/cluster-mode.js');
-        mode = startClusterMode({ ...config.cluster!, store, hv, clock, log, pullTokens });
-      },
-      stop: () => mode?.stop(),
-    };
-  });
+  provide(
+    bind,
+    CLUSTER_MODE,
+    [CONFIG, GUEST_STORE, HYPERVISOR, CLOCK, LOG, PULL_TOKENS, optional(AGENT_IDENTITY), optional(TLS_LISTENER)],
+    (config, store, hv, clock, log, pullTokens, identity, tls) => {
+      let mode: ClusterMode | undefined;
+      return {
+        name: 'cluster mode',
+        get mode() {
+          return mode;
+        },
+        async start() {
+          // Loaded here, not at the top: Redis and BullMQ are a third of the files an agent would load.
+          const { startClusterMode } = await import('../follower/cluster-mode.js');
+          mode = startClusterMode({
+            ...config.cluster!,
+            store,
+            hv,
+            clock,
+            log,
+            pullTokens,
+            ...(identity ? { identity } : {}),
+            ...(tls ? { apiEndpoint: () => tls.endpoint } : {}),
+          });
+        },
+        stop: () => mode?.stop(),
+      };
+    },
+  );
   provide(bind, COMPONENTS, [CLUSTER_MODE], (cluster) => cluster);
 });
 

@@ -111,6 +111,20 @@ export class AgentMetrics {
   }
 
   /** Serves /metrics on host:port ("127.0.0.1:9477"). */
+  /** krata_agent_tls_refused_total: clients the TLS listener refused, counted there (api/tls-listener.ts). */
+  countTlsRefusals(read: () => Readonly<Record<'handshake' | 'identity', number>>): void {
+    new Counter({
+      name: 'krata_agent_tls_refused_total',
+      help: "Clients the agent's TLS listener refused: failed handshakes (no certificate, another CA), and certificates not krata-api's",
+      labelNames: ['reason'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(read())) this.inc({ reason }, n);
+      },
+    });
+  }
+
   async listen(address: string): Promise<Server> {
     const m = /^(.*):(\d+)$/.exec(address);
     if (!m) throw new Error(`--metrics ${JSON.stringify(address)}: expected HOST:PORT`);

@@ -6,6 +6,8 @@ import { checkHostName } from '../../contracts/redis/contract.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
 import type { Clock } from '../../lib/clock.js';
+import type { AgentIdentity } from './agent-identity.js';
+import { CertRequester } from './cert-requester.js';
 import { DesiredFollower } from './desired-follower.js';
 import type { PullTokens } from './pull-tokens.js';
 import { HeartbeatSender } from './heartbeat.js';
@@ -29,6 +31,12 @@ export interface ClusterModeOptions {
   coalesceMs?: number;
   /** Where the desired records' pull tokens go (the reconciler reads them). */
   pullTokens?: PullTokens;
+  /** The TLS listener's identity: its certificate is asked for through Redis (none without it). */
+  identity?: AgentIdentity;
+  /** How often the certificate's answer is read while waiting for one (tests shorten it). */
+  certWaitMs?: number;
+  /** What the heartbeat says krata-api reaches the TLS listener at ("address:port"), when it listens. */
+  apiEndpoint?: () => string | undefined;
 }
 
 export interface ClusterMode {
@@ -36,6 +44,8 @@ export interface ClusterMode {
   follower: DesiredFollower;
   publisher: StatusPublisher;
   heartbeat: HeartbeatSender;
+  /** Asks for the TLS listener's certificate (with `identity`). */
+  certificates?: CertRequester;
   /** Stops the job worker, the timers and the connection (guests keep running). */
   stop(): Promise<void>;
 }
@@ -53,17 +63,22 @@ export function startClusterMode(o: ClusterModeOptions): ClusterMode {
   const heartbeat = new HeartbeatSender(link, host, o.hv, o.store, () => follower.appliedEpoch, {
     intervalMs: o.heartbeatMs,
     clock: o.clock,
+    apiEndpoint: o.apiEndpoint,
   });
+  const certificates = o.identity && new CertRequester(link, o.identity, o.log, { clock: o.clock, waitMs: o.certWaitMs });
   publisher.start();
   follower.start();
   heartbeat.start();
+  certificates?.start();
   return {
     link,
     follower,
     publisher,
     heartbeat,
+    ...(certificates ? { certificates } : {}),
     async stop() {
       heartbeat.stop();
+      await certificates?.stop();
       await follower.stop();
       await publisher.stop();
       await link.close();

@@ -11,6 +11,8 @@ import type { RedisLink } from './redis-link.js';
 export interface HeartbeatOptions {
   intervalMs?: number;
   clock?: Clock;
+  /** Where krata-api reaches the agent's TLS listener, while it listens. */
+  apiEndpoint?: () => string | undefined;
 }
 
 export class HeartbeatSender {
@@ -52,6 +54,7 @@ export class HeartbeatSender {
   async heartbeat(): Promise<Heartbeat> {
     const info = await this.hv.host();
     const guests = this.store.list();
+    const apiEndpoint = this.opts.apiEndpoint?.();
     return {
       host: this.host,
       time: new Date(this.clock.now()).toISOString(),
@@ -63,6 +66,7 @@ export class HeartbeatSender {
       guests: guests.length,
       running: guests.filter((g) => g.status?.phase === 'Running').length,
       epoch: this.epoch(),
+      ...(apiEndpoint ? { apiEndpoint } : {}),
     };
   }
 

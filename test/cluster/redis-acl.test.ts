@@ -255,6 +255,9 @@ test(
         ['HDEL', desiredKey(HOST), 'default/a'],
         ['DEL', desiredKey(HOST)],
         ['SET', EPOCH_KEY, 'forged'],
+        // Certificates are the operator's to issue.
+        ['SET', certKey(HOST), '{}'],
+        ['DEL', certKey(HOST)],
         ['DEL', EPOCH_KEY],
         ['RENAME', statusKey(HOST), desiredKey('xen-2')],
         ['RENAME', desiredKey(HOST), statusKey('xen-2')],

@@ -46,7 +46,10 @@ import {
   IMAGE_STORE,
   PULL_TOKENS,
   GUEST_CONTROLLER,
+  TLS_LISTENER,
 } from '../../node-agent/container/ids.js';
+import type { AgentConfig } from '../../node-agent/container/config.js';
+import type { TlsApiListener } from '../../node-agent/api/tls-listener.js';
 
 export const HOST = 'xen-1.example';
 
@@ -164,6 +167,10 @@ export interface Harness {
   log: ReturnType<typeof captureLog>;
   images: FakeImages;
   pullTokens: PullTokens;
+  /** With `tls`: the agent's TLS listener. */
+  tls?: TlsApiListener;
+  /** Stops the agent only (Redis and the operator double stay), as a restart would. */
+  stopAgent(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -177,10 +184,13 @@ export async function harness(
     url?: string;
     passwordFile?: string;
     opUrl?: string;
+    /** The TLS listener (its certificate asked for every 100 ms while waiting); `dir` reuses a state directory. */
+    tls?: AgentConfig['tls'];
+    dir?: string;
   } = {},
 ): Promise<Harness> {
   const redis = opts.redis ?? (await startRedis());
-  const dir = join(work, `agent-${++n}`);
+  const dir = opts.dir ?? join(work, `agent-${++n}`);
   const log = captureLog();
   // The agent main.ts runs in cluster mode, with no API socket, metrics or network.
   const container = agentContainer(
@@ -194,7 +204,9 @@ export async function harness(
         resyncMs: opts.resyncMs ?? 1000,
         heartbeatMs: opts.heartbeatMs ?? 200,
         coalesceMs: opts.coalesceMs ?? 20,
+        certWaitMs: 100,
       },
+      ...(opts.tls ? { tls: opts.tls } : {}),
     }),
     log,
   );
@@ -211,7 +223,10 @@ export async function harness(
   const controller = await resolve(container, GUEST_CONTROLLER);
   const pullTokens = await resolve(container, PULL_TOKENS);
   const { mode: cluster } = await resolve(container, CLUSTER_MODE);
+  const tls = opts.tls ? await resolve(container, TLS_LISTENER) : undefined;
   const op = new OperatorDouble(opts.opUrl ?? redis.url);
+  let stopping: Promise<void> | undefined;
+  const stopAgent = () => (stopping ??= running.stop());
   return {
     redis,
     op,
@@ -224,8 +239,10 @@ export async function harness(
     log,
     images,
     pullTokens,
+    ...(tls ? { tls } : {}),
+    stopAgent,
     async stop() {
-      await running.stop();
+      await stopAgent();
       await op.close();
       await redis.stop();
     },

@@ -322,6 +322,17 @@ test('host status: a summary, or yaml/json', async (t) => {
   assert.equal((await kratactl(['host', 'reboot', '--agent', socket])).code, 2);
 });
 
+test("host status: a cluster agent's TLS listener", async (t) => {
+  const tls = { listen: '0.0.0.0:9444', advertise: '192.0.2.7:9444', listening: true, notAfter: '2027-01-01T00:00:00.000Z', refused: 3 };
+  const { socket } = await startFakeAgentApi(t, { tlsStatus: () => tls });
+  const r = await kratactl(['host', 'status', '--agent', socket]);
+  assert.match(
+    r.stdout,
+    /\nTLS listener:  listening on 0\.0\.0\.0:9444, advertised as 192\.0\.2\.7:9444, certificate valid until 2027-01-01T00:00:00\.000Z, 3 clients refused\n$/,
+  );
+  assert.deepEqual(JSON.parse((await kratactl(['host', 'status', '-o', 'json', '--agent', socket])).stdout).tls, tls);
+});
+
 test('KRATA_AGENT_SOCKET picks the socket; an absent agent is exit 1 with a hint; bad flags are exit 2', async (t) => {
   const { socket, service, dir } = await startFakeAgentApi(t);
   await twoGuests(service);

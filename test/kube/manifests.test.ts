@@ -241,6 +241,10 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.deepEqual(deny, ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7']);
   assert.deepEqual(egressFlags(deny).denyCidrs, deny);
   assert.equal(fieldRef(ac, 'NODE_NAME'), 'spec.nodeName');
+  // krata-api reaches each agent at the node's address over mutual TLS (the agent's own listener).
+  assert.equal(flag(ac, '--tls-listen'), '0.0.0.0:9444');
+  assert.equal(flag(ac, '--tls-advertise'), '$(NODE_IP):9444');
+  assert.equal(fieldRef(ac, 'NODE_IP'), 'status.hostIP');
   assert.equal(ac.securityContext.privileged, true);
   const hostPaths = Object.fromEntries(
     ap.volumes
