@@ -94,6 +94,27 @@ test('manifests/crds/ holds byte-for-byte copies of crds/*.yaml (refresh: cp crd
   assert.deepEqual(yamls, ['guest.yaml', 'guestset.yaml', 'kustomization.yaml', 'xenhost.yaml']);
 });
 
+test("every command the install runs is on the image's PATH (Containerfile), built from a program in package.json's bin", async () => {
+  const containerfile = readFileSync(join(root, 'Containerfile'), 'utf8');
+  const onPath = new Map(
+    [...containerfile.matchAll(/ln -s \/opt\/krata\/(dist\/\S+) \/usr\/local\/bin\/(\S+)/g)].map((m) => [m[2]!, m[1]!]),
+  );
+  const bin = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
+  const commands = new Set(
+    (await kustomize('manifests/'))
+      .filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet')
+      .flatMap((o) => (o.spec.template.spec.containers as Obj[]).map((c) => (c.command as string[] | undefined)?.[0]))
+      .filter((c): c is string => !!c && c.startsWith('krata')),
+  );
+  assert.ok(commands.size >= 3, [...commands].join(' '));
+  for (const c of commands) {
+    assert.ok(onPath.has(c), `${c} is linked into /usr/local/bin in the Containerfile`);
+    assert.equal(onPath.get(c), bin[c], `${c} links to what package.json's bin names`);
+    const folder = bin[c]!.split('/')[1]!;
+    assert.match(containerfile, new RegExp(`^COPY ${folder} ${folder}$`, 'm'), `the Containerfile copies ${folder}/`);
+  }
+});
+
 test('kubectl kustomize manifests/ builds the install the design describes', async () => {
   const objs = await kustomize('manifests/');
   const kinds = objs.map((o) => `${o.kind}/${o.metadata.name}`).sort();
