@@ -102,7 +102,7 @@ set -e
 echo "kubectl krata logs and exec: '$(echo "$uname" | cut -c1-40)...', exit code 7 passed on"
 
 # attach: a command typed into the guest's console and its answer read back.
-{ sleep 3; echo 'echo typed-$((6 * 7))'; sleep 4; } | timeout 15 kubectl krata attach shell >"$out/attach.txt" 2>&1 || true
+{ sleep 3; echo 'echo typed-$((6 * 7))'; sleep 10; } | timeout 25 kubectl krata attach shell >"$out/attach.txt" 2>&1 || true
 grep -q 'typed-42' "$out/attach.txt" || fail "attach: no answer to the typed command: $(tail -c 400 "$out/attach.txt")"
 echo "kubectl krata attach: a typed command answered"
 
