@@ -2,11 +2,11 @@
 // process; stdin is passed with -i, a terminal with -t (raw, its size following the window), signals
 // kratactl receives go to the remote process group, and the remote exit code is kratactl's.
 import { parseArgs } from 'node:util';
-import type { ExecQuery, ExecResult } from '../../contracts/agent-api/exec.js';
+import type { ExecResult } from '../../contracts/agent-api/exec.js';
+import { checkExecFlags, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
 import { ExecStream } from '../../contracts/agent-api/exec-stream.js';
 import { execSession } from '../../lib/exec-session.js';
-import { NO_TTY_WARNING, canBeRaw } from '../../lib/terminal.js';
-import { windowSize } from '../../lib/window-size.js';
+import { NO_TTY_WARNING } from '../../lib/terminal.js';
 import { AgentError } from '../agent-client.js';
 import { UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
@@ -61,29 +61,10 @@ export async function exec(argv: string[], io: IO): Promise<number> {
   if (args.length !== 1) throw new UsageError('exec takes one guest NAME before --');
   const name = checkGuestName(args[0]!);
   const namespace = namespaceOf(values);
-  for (const kv of values.env ?? []) if (kv.indexOf('=') <= 0) throw new UsageError(`-e ${JSON.stringify(kv)}: expected KEY=VALUE`);
-  if (values.workdir !== undefined && !values.workdir.startsWith('/'))
-    throw new UsageError(`-w ${JSON.stringify(values.workdir)}: the working directory must be an absolute path`);
-  if (values.user === '') throw new UsageError('-u needs a USER');
+  checkExecFlags(values, (m) => new UsageError(m));
 
   const stdin = io.stdin;
-  const withStdin = values.stdin === true;
-  // kubectl's rules: a terminal needs stdin, and stdin that is a terminal (it goes raw).
-  let tty = values.tty === true && withStdin;
-  if (tty && !canBeRaw(stdin)) {
-    io.stderr.write(`${NO_TTY_WARNING}\n`);
-    tty = false;
-  }
-  const size = tty ? windowSize(io.stdout) : undefined;
-  const query: ExecQuery = {
-    command,
-    ...(values.env?.length ? { env: values.env } : {}),
-    ...(values.workdir !== undefined ? { workingDir: values.workdir } : {}),
-    ...(values.user !== undefined ? { user: values.user } : {}),
-    ...(withStdin ? { stdin: true } : {}),
-    ...(tty ? { tty: true } : {}),
-    ...(size ?? {}),
-  };
+  const { query, withStdin, tty } = execQueryOf(command, values, io);
 
   let result: ExecResult;
   try {

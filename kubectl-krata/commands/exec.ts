@@ -3,12 +3,11 @@
 // terminal with -it (its size following SIGWINCH), our signals passed to the remote process group, and the remote
 // exit code as ours.
 import { createWebSocketStream } from 'ws';
-import { execQueryString, type ExecQuery, type ExecResult } from '../../contracts/agent-api/exec.js';
+import { execQueryString, type ExecResult } from '../../contracts/agent-api/exec.js';
+import { checkExecFlags, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
 import { ExecStream } from '../../contracts/agent-api/exec-stream.js';
 import { WEBSOCKET_PROTOCOL } from '../../contracts/krata-api/subresources.js';
 import { execSession } from '../../lib/exec-session.js';
-import { NO_TTY_WARNING, canBeRaw } from '../../lib/terminal.js';
-import { windowSize } from '../../lib/window-size.js';
 import { oneGuest, parseFlags } from '../args.js';
 import { CommandError, UsageError, type IO } from '../io.js';
 import { KUBE_HELP, KUBE_OPTIONS, Kube, closeWatch } from '../kube.js';
@@ -45,29 +44,9 @@ export async function exec(argv: string[], io: IO): Promise<number> {
     user: { type: 'string', short: 'u' },
   });
   const name = oneGuest(positionals, 'exec');
-  for (const kv of values.env ?? []) if (kv.indexOf('=') <= 0) throw new UsageError(`-e ${JSON.stringify(kv)}: expected KEY=VALUE`);
-  if (values.workdir !== undefined && !values.workdir.startsWith('/'))
-    throw new UsageError(`-w ${JSON.stringify(values.workdir)}: the working directory must be an absolute path`);
-  if (values.user === '') throw new UsageError('-u needs a USER');
+  checkExecFlags(values, (m) => new UsageError(m));
   const kube = Kube.connect(values, io.env);
-
-  const withStdin = values.stdin === true;
-  // kubectl's rules: a terminal needs stdin, and stdin that is a terminal (it goes raw).
-  let tty = values.tty === true && withStdin;
-  if (tty && !canBeRaw(io.stdin)) {
-    io.stderr.write(`${NO_TTY_WARNING}\n`);
-    tty = false;
-  }
-  const size = tty ? windowSize(io.stdout) : undefined;
-  const query: ExecQuery = {
-    command,
-    ...(values.env?.length ? { env: values.env } : {}),
-    ...(values.workdir !== undefined ? { workingDir: values.workdir } : {}),
-    ...(values.user !== undefined ? { user: values.user } : {}),
-    ...(withStdin ? { stdin: true } : {}),
-    ...(tty ? { tty: true } : {}),
-    ...(size ?? {}),
-  };
+  const { query, withStdin, tty } = execQueryOf(command, values, io);
   const ws = await kube.websocket(name, 'exec', WEBSOCKET_PROTOCOL.exec!, execQueryString(query));
   const closed = closeWatch(ws);
   // Each binary message is one or more frames; the stream's decoder reads them as the bytes they are.
