@@ -88,9 +88,6 @@ export class SwitchingTransport implements ChannelTransport {
   }
 
   close(): void {
-    if (this.ended) return;
-    this.bulk?.close();
-    this.console.close();
     this.end();
   }
 
