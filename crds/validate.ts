@@ -8,6 +8,7 @@ import type { FieldError, KratObject, Path } from './field-error.js';
 import { objectMetaSchema } from './meta.js';
 import { PATTERN_NAMES } from './patterns.js';
 import { semanticErrors } from './semantics.js';
+import { closest } from '../lib/closest.js';
 
 export type { FieldError, KratObject, Path } from './field-error.js';
 
@@ -363,27 +364,4 @@ export function describe(value: unknown): string {
   if (typeof value === 'number' && !Number.isFinite(value)) return 'a number out of range';
   const text = JSON.stringify(value);
   return text.length > 60 ? `${typeof value} ${text.slice(0, 57)}..."` : `${typeof value} ${text}`;
-}
-
-/** The closest known name within a small edit distance, for "did you mean". */
-function closest(name: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = editDistance(name.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [c, d];
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }

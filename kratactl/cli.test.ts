@@ -245,11 +245,14 @@ test('without a node agent, apply says where it looked and what to do', async ()
 test('usage errors exit 2 and say what is wrong', async () => {
   const cases: [string[], RegExp][] = [
     [['apply'], /apply needs at least one -f PATH/],
-    [['apply', '-f', 'x', '--bogus'], /Unknown option '--bogus'/],
+    [['apply', '-f', 'x', '--bogus'], /^error: unknown flag: --bogus\n/],
     [['apply', '--dry-run=maybe', '-f', 'x'], /--dry-run takes client, server or none/],
     [['apply', '-o', 'xml', '-f', 'x'], /--output must be one of yaml, json, name/],
     [['apply', '-n', 'Bad_NS', '-f', 'x'], /not a valid namespace name/],
-    [['frobnicate'], /unknown command "frobnicate"/],
+    [['frobnicate'], /unknown command "frobnicate" for "kratactl"\n\nRun 'kratactl --help'/],
+    [['gte'], /unknown command "gte" for "kratactl"\n\nDid you mean this\?\n\tget\n/],
+    [['apply', '--filname', 'x'], /^error: unknown flag: --filname \(did you mean --filename\?\)\n/],
+    [['apply', '-f'], /^error: flag needs an argument: 'f' in -f\n/],
     [['explain', 'pods'], /unknown kind "pods"/],
     [['explain', 'guest.spec.nope'], /Guest\.spec has no field "nope" \(fields: image, imagePullPolicy/],
   ];
@@ -258,6 +261,24 @@ test('usage errors exit 2 and say what is wrong', async () => {
     assert.equal(r.code, 2, args.join(' '));
     assert.match(r.stderr, message, args.join(' '));
   }
+});
+
+test('kubectl spellings: flags before the verb, -o=FORMAT, -n=NS, --dry-run=server', async (t) => {
+  const agent = await fakeAgent(t, (_req, res) => res.end('{"results":[]}'));
+  for (const args of [
+    ['-n', 'web', '--agent', agent.socket, 'apply', '-f', 'manifests/examples/hello.yaml', '--dry-run=server', '-o=name'],
+    ['--namespace=web', 'apply', '--agent=' + agent.socket, '-f=manifests/examples/hello.yaml', '--dry-run=server', '-oname'],
+    ['apply', '-n=web', '-fmanifests/examples/hello.yaml', '--agent', agent.socket, '--dry-run=server', '--output', 'name'],
+  ]) {
+    const r = await kratactl(args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+  }
+  assert.equal(agent.requests.length, 3);
+  for (const req of agent.requests)
+    assert.deepEqual(
+      req.body.objects.map((o: any) => o.metadata.namespace),
+      ['web'],
+    );
 });
 
 test('--dry-run=client is kubectl’s spelling of --dry-run', async () => {

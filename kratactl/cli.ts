@@ -16,6 +16,8 @@ import { RUN_HELP, run as runGuest } from './commands/run.js';
 import { SCALE_HELP, scale } from './commands/scale.js';
 import { TOP_HELP, top } from './commands/top.js';
 import { version } from './commands/version.js';
+import { FlagError } from '../lib/cli-flags.js';
+import { closest } from '../lib/closest.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
 
 interface Command {
@@ -59,8 +61,26 @@ ${Object.entries(COMMANDS)
 Run 'kratactl COMMAND --help' for a command's options.
 `;
 
+/** Flags kubectl users put before the verb (`kratactl -n web get`): moved after it, where commands parse them. */
+const GLOBAL_VALUE_FLAGS = new Set(['-n', '--namespace', '--agent']);
+
+function hoistGlobalFlags(argv: string[]): string[] {
+  const globals: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    const word = a.startsWith('--') ? a.split('=')[0]! : a.slice(0, 2);
+    if (!GLOBAL_VALUE_FLAGS.has(word)) break;
+    const joined = a.startsWith('--') ? a.includes('=') : a.length > 2;
+    globals.push(...argv.slice(i, joined ? i + 1 : i + 2));
+    i += joined ? 1 : 2;
+  }
+  if (globals.length === 0 || i >= argv.length) return argv;
+  return [argv[i]!, ...globals, ...argv.slice(i + 1)];
+}
+
 export async function run(argv: string[], io: IO): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...rest] = hoistGlobalFlags(argv);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined;
     io.stdout.write(topic && COMMANDS[topic] ? COMMANDS[topic].help : USAGE);
@@ -69,7 +89,12 @@ export async function run(argv: string[], io: IO): Promise<number> {
   if (name === '--version') return version([], io);
   const command = COMMANDS[name];
   if (!command) {
-    io.stderr.write(`error: unknown command "${name}"\n\n${USAGE}`);
+    const near = closest(name, Object.keys(COMMANDS));
+    io.stderr.write(
+      `error: unknown command "${name}" for "kratactl"\n` +
+        (near ? `\nDid you mean this?\n\t${near}\n` : '') +
+        `\nRun 'kratactl --help' for usage.\n`,
+    );
     return EXIT_USAGE;
   }
   // Words after -- belong to something else (the guest's command in `run` and `exec`).
@@ -82,7 +107,7 @@ export async function run(argv: string[], io: IO): Promise<number> {
     return await command.run(rest, io);
   } catch (err) {
     const e = err as Error & { code?: string };
-    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || err instanceof FlagError) {
       io.stderr.write(`error: ${e.message}\nRun 'kratactl ${name} --help' for usage.\n`);
       return EXIT_USAGE;
     }

@@ -1,19 +1,13 @@
 // Command-line parsing with kubectl's words: unknown flags refused by name, Guests named NAME or guest/NAME.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FlagError, parseFlags as parseKubectlFlags, type FlagSpecs } from '../lib/cli-flags.js';
 import { UsageError } from './io.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
-
-/** parseArgs, strict, with its errors said as kubectl says them ("unknown flag: --x"). */
-export function parseFlags<O extends Options>(args: string[], options: O) {
+/** kubectl's flag parsing (lib/cli-flags.ts), its errors as this CLI's usage errors. */
+export function parseFlags<O extends FlagSpecs>(args: string[], options: O) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: true });
+    return parseKubectlFlags(args, options);
   } catch (e) {
-    const err = e as Error & { code?: string };
-    const flag = /'(-[^']*)'/.exec(err.message)?.[1];
-    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag)
-      throw new UsageError(`unknown ${flag.startsWith('--') ? 'flag' : 'shorthand flag'}: ${flag}`);
-    if (err.code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message);
+    if (e instanceof FlagError) throw new UsageError(e.message);
     throw e;
   }
 }

@@ -1,5 +1,4 @@
 // kratactl apply -f PATH...: validate everything, then hand it to the node agent in one batch.
-import { parseArgs } from 'node:util';
 import { AgentClient, AgentError } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
@@ -7,6 +6,7 @@ import { formatProblem, loadManifests } from '../manifests.js';
 import { formatObjects, objectName, type OutputFormat } from '../output.js';
 import { stringify } from 'yaml';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const APPLY_HELP = `Create or update Guests, XenHosts and image pull Secrets from manifests.
 
@@ -33,19 +33,15 @@ and never shows their data; output here shows it as REDACTED.
 const FORMATS: OutputFormat[] = ['yaml', 'json', 'name'];
 
 export async function apply(argv: string[], io: IO): Promise<number> {
-  const { values } = parseArgs({
-    args: normalizeDryRun(argv),
-    options: {
-      filename: { type: 'string', short: 'f', multiple: true },
-      recursive: { type: 'boolean', short: 'R' },
-      namespace: { type: 'string', short: 'n' },
-      'dry-run': { type: 'string' },
-      output: { type: 'string', short: 'o' },
-      agent: { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: false,
+  const { values, positionals } = parseFlags(normalizeDryRun(argv), {
+    filename: { type: 'string', short: 'f', multiple: true },
+    recursive: { type: 'boolean', short: 'R' },
+    namespace: { type: 'string', short: 'n' },
+    'dry-run': { type: 'string' },
+    output: { type: 'string', short: 'o' },
+    agent: { type: 'string' },
   });
+  if (positionals.length) throw new UsageError(`apply takes files with -f, not arguments (got ${positionals.join(' ')})`);
   const files = values.filename ?? [];
   if (files.length === 0) throw new UsageError('apply needs at least one -f PATH (a file, a directory, or - for stdin)');
   const dryRun = values['dry-run'] ?? 'none';

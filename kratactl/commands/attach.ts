@@ -1,12 +1,12 @@
 // kratactl attach NAME: the terminal becomes the guest's console. Bytes go both ways untouched (raw
 // mode on a TTY, so Ctrl+C reaches the guest); Ctrl+] detaches here, without telling the guest.
-import { parseArgs } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { attachSession as attachTerminal } from '../../lib/terminal.js';
 import { onWindowResize, windowSize } from '../../lib/window-size.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const ATTACH_HELP = `Attach the terminal to a running guest's console.
 
@@ -36,7 +36,7 @@ export function followConsoleSize(client: AgentClient, namespace: string, name: 
 }
 
 export async function attach(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { ...AGENT_OPTIONS }, strict: true, allowPositionals: true });
+  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('attach takes one guest NAME');
   const name = checkGuestName(args[0]!);

@@ -1,5 +1,4 @@
 // kratactl delete guest NAME... | -f FILE: stop and remove Guests (shutdown, grace period, destroy).
-import { parseArgs } from 'node:util';
 import type { AgentError } from '../agent-client.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
@@ -16,6 +15,7 @@ import {
   isGuestSetKind,
   namespaceOf,
 } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.
 Image pull Secrets of a single host are deleted by name or from their manifests.
@@ -35,17 +35,12 @@ ${AGENT_HELP}
 `;
 
 export async function del(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      ...AGENT_OPTIONS,
-      filename: { type: 'string', short: 'f', multiple: true },
-      recursive: { type: 'boolean', short: 'R' },
-      wait: { type: 'boolean' },
-      'grace-period': { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseFlags(argv, {
+    ...AGENT_OPTIONS,
+    filename: { type: 'string', short: 'f', multiple: true },
+    recursive: { type: 'boolean', short: 'R' },
+    wait: { type: 'boolean' },
+    'grace-period': { type: 'string' },
   });
   const grace = values['grace-period'];
   if (grace !== undefined && !/^\d{1,5}$/.test(grace))

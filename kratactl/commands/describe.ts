@@ -1,6 +1,5 @@
 // kratactl describe guest NAME: one Guest for people, as kubectl describe prints a Pod: its spec in
 // short, its status, its usage while it runs, its conditions and the recent events about it.
-import { parseArgs } from 'node:util';
 import type { Guest, GuestSet, GuestSpec, Probe, ProbeStatus } from '../../crds/generated/types.js';
 import { quantityValue } from '../../crds/quantity.js';
 import { AgentError, type AgentClient, type GuestEvent, type GuestUsage } from '../agent-client.js';
@@ -20,6 +19,7 @@ import {
   namespaceOf,
 } from './common.js';
 import { usageFields } from '../../contracts/agent-api/usage-figures.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, usage (while it runs), conditions and recent events.
 
@@ -30,7 +30,7 @@ ${AGENT_HELP}
 `;
 
 export async function describe(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { ...AGENT_OPTIONS }, strict: true, allowPositionals: true });
+  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS });
   const [kind, ...names] = positionals;
   if (kind === undefined) throw new UsageError('describe needs a kind and a name: kratactl describe guest NAME');
   if (isGuestSetKind(kind)) {

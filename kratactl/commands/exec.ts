@@ -1,7 +1,6 @@
 // kratactl exec NAME -- CMD...: kubectl exec for krata. The command runs in the guest beside its main
 // process; stdin is passed with -i, a terminal with -t (raw, its size following the window), signals
 // kratactl receives go to the remote process group, and the remote exit code is kratactl's.
-import { parseArgs } from 'node:util';
 import type { ExecResult } from '../../contracts/agent-api/exec.js';
 import { checkExecFlags, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
 import { ExecStream } from '../../contracts/agent-api/exec-stream.js';
@@ -10,6 +9,7 @@ import { NO_TTY_WARNING } from '../../lib/terminal.js';
 import { AgentError } from '../agent-client.js';
 import { UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const EXEC_HELP = `Run a command in a running guest.
 
@@ -44,18 +44,13 @@ function splitCommand(argv: string[]): { own: string[]; command: string[] } {
 
 export async function exec(argv: string[], io: IO): Promise<number> {
   const { own, command } = splitCommand(argv);
-  const { values, positionals } = parseArgs({
-    args: own,
-    options: {
-      ...AGENT_OPTIONS,
-      stdin: { type: 'boolean', short: 'i' },
-      tty: { type: 'boolean', short: 't' },
-      env: { type: 'string', short: 'e', multiple: true },
-      workdir: { type: 'string', short: 'w' },
-      user: { type: 'string', short: 'u' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseFlags(own, {
+    ...AGENT_OPTIONS,
+    stdin: { type: 'boolean', short: 'i' },
+    tty: { type: 'boolean', short: 't' },
+    env: { type: 'string', short: 'e', multiple: true },
+    workdir: { type: 'string', short: 'w' },
+    user: { type: 'string', short: 'u' },
   });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('exec takes one guest NAME before --');

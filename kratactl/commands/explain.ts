@@ -1,8 +1,8 @@
 // kratactl explain guest.spec.resources: the API documentation, read from the CRD schema itself.
-import { parseArgs } from 'node:util';
 import type { JSONSchemaProps } from '../../crds/crd-types.js';
 import { KINDS, resolveKind } from '../../crds/validate.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const EXPLAIN_HELP = `Describe a kind or one of its fields, from the API schema.
 
@@ -14,12 +14,7 @@ Usage: kratactl explain KIND[.FIELD...] [--recursive]
 `;
 
 export async function explain(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { recursive: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
+  const { values, positionals } = parseFlags(argv, { recursive: { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError(`explain takes one KIND[.FIELD...] (kinds: ${[...KINDS.keys()].join(', ')})`);
   const [kindName, ...fields] = positionals[0]!.split('.');
   const info = resolveKind(kindName!);

@@ -1,5 +1,4 @@
 // kratactl get [guests] [NAME]: the node agent's Guests as a kubectl-style table, or as objects.
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import type { Guest, GuestSet } from '../../crds/generated/types.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
@@ -21,6 +20,7 @@ import {
   namespaceOf,
   untilInterrupted,
 } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const GET_HELP = `List Guests or GuestSets, or show one.
 
@@ -36,16 +36,11 @@ ${AGENT_HELP}
 const FORMATS = ['wide', 'yaml', 'json', 'name'];
 
 export async function get(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      ...AGENT_OPTIONS,
-      output: { type: 'string', short: 'o' },
-      watch: { type: 'boolean', short: 'w' },
-      'all-namespaces': { type: 'boolean', short: 'A' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseFlags(argv, {
+    ...AGENT_OPTIONS,
+    output: { type: 'string', short: 'o' },
+    watch: { type: 'boolean', short: 'w' },
+    'all-namespaces': { type: 'boolean', short: 'A' },
   });
   const args = [...positionals];
   const sets = args[0] !== undefined && isGuestSetKind(args[0]);

@@ -1,10 +1,10 @@
 // kratactl host status: what the node agent reports about its machine (Xen, capacity, guests).
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import type { HostTlsStatus } from '../../contracts/agent-api/types.js';
 import type { HostStatus } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { agentClient, agentFailure } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const HOST_HELP = `Show the node agent's host.
 
@@ -15,12 +15,7 @@ Usage: kratactl host status [options]
 `;
 
 export async function host(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { agent: { type: 'string' }, output: { type: 'string', short: 'o' } },
-    strict: true,
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseFlags(argv, { agent: { type: 'string' }, output: { type: 'string', short: 'o' } });
   const [sub, ...extra] = positionals;
   if (sub !== 'status') throw new UsageError(sub ? `unknown host command "${sub}" (status)` : 'host needs a command: status');
   if (extra.length) throw new UsageError(`host status takes no arguments (got ${extra.join(' ')})`);

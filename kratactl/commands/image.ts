@@ -5,7 +5,6 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { AgentClient, AgentError } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET, DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
 import { namespaceOf } from './common.js';
@@ -15,6 +14,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { ProgressBars } from '../progress.js';
 import { tarDirectory } from '../dir-tar.js';
 import { OfflineImages } from '../offline-images.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const IMAGE_HELP = `Manage the host's image cache: OCI images packed as squashfs root filesystems. The node agent owns
 the cache: kratactl image asks it (its registry settings and credentials apply). --offline works on
@@ -169,26 +169,21 @@ function offlineFlags(values: Record<string, unknown>, io: IO): string[] {
 
 export async function image(argv: string[], io: IO): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    options: {
-      offline: { type: 'boolean' },
-      store: { type: 'string' },
-      agent: { type: 'string' },
-      'insecure-registry': { type: 'string', multiple: true },
-      mirror: { type: 'string', multiple: true },
-      'docker-config': { type: 'string', multiple: true },
-      'pull-secret-file': { type: 'string', multiple: true },
-      'pull-secret': { type: 'string', multiple: true },
-      namespace: { type: 'string', short: 'n' },
-      platform: { type: 'string' },
-      name: { type: 'string' },
-      budget: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      output: { type: 'string', short: 'o' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseFlags(rest, {
+    offline: { type: 'boolean' },
+    store: { type: 'string' },
+    agent: { type: 'string' },
+    'insecure-registry': { type: 'string', multiple: true },
+    mirror: { type: 'string', multiple: true },
+    'docker-config': { type: 'string', multiple: true },
+    'pull-secret-file': { type: 'string', multiple: true },
+    'pull-secret': { type: 'string', multiple: true },
+    namespace: { type: 'string', short: 'n' },
+    platform: { type: 'string' },
+    name: { type: 'string' },
+    budget: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    output: { type: 'string', short: 'o' },
   });
   const output = values.output ?? 'table';
   if (!['table', 'wide', 'json'].includes(output)) throw new UsageError(`--output must be table, wide or json, not "${output}"`);

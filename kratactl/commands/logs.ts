@@ -1,6 +1,5 @@
 // kratactl logs NAME [-f] [--tail N]: what the guest printed on its console (the agent keeps a bounded
 // history per guest), then, with -f, its live output until the guest ends or kratactl is interrupted.
-import { parseArgs } from 'node:util';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import {
   AGENT_HELP,
@@ -12,6 +11,7 @@ import {
   namespaceOf,
   untilInterrupted,
 } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const LOGS_HELP = `Print a guest's console output.
 
@@ -23,12 +23,7 @@ ${AGENT_HELP}
 `;
 
 export async function logs(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { ...AGENT_OPTIONS, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } },
-    strict: true,
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('logs takes one guest NAME');
   const name = checkGuestName(args[0]!);

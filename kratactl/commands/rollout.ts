@@ -1,11 +1,11 @@
 // kratactl rollout status gs/NAME: waits until a GuestSet's rollout is complete, as kubectl's rollout
 // status does for a Deployment: the status is for the current generation and every replica is updated,
 // ready and available with no old Guest left. Fails on Stalled=True or when --timeout passes.
-import { parseArgs } from 'node:util';
 import type { GuestSet } from '../../crds/generated/types.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, namespaceOf, onInterrupt } from './common.js';
 import { setName } from './scale.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const ROLLOUT_HELP = `Follow a GuestSet's rollout.
 
@@ -49,15 +49,10 @@ export function rolloutState(set: GuestSet): { done: boolean; failed?: string; m
 }
 
 export async function rollout(argv: string[], io: IO): Promise<number> {
-  // kubectl spells it --watch=false; a boolean option of parseArgs takes no value.
-  const spelled = /^(--watch|-w)=(true|false)$/;
-  const once = argv.some((a) => spelled.exec(a)?.[2] === 'false');
-  const { values, positionals } = parseArgs({
-    args: argv.filter((a) => !spelled.test(a)),
-    options: { ...AGENT_OPTIONS, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' } },
-    strict: true,
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseFlags(
+    argv,
+    { ...AGENT_OPTIONS, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' } },
+  );
   const [sub, ...rest] = positionals;
   if (sub !== 'status') throw new UsageError(`rollout takes the subcommand status${sub === undefined ? '' : `, not "${sub}"`}`);
   const name = setName(rest, 'rollout status');
@@ -78,7 +73,7 @@ export async function rollout(argv: string[], io: IO): Promise<number> {
       }
       if (state.message !== last) io.stdout.write(state.message + '\n');
       last = state.message;
-      if (state.done || once) return EXIT_OK;
+      if (state.done || values.watch === false) return EXIT_OK;
       if (interrupted) return EXIT_FAILED;
       if (Date.now() >= deadline) {
         io.stderr.write(`error: timed out waiting for the rollout of guestset "${name}"\n`);

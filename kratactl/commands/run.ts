@@ -3,7 +3,6 @@
 // Progress goes to stderr so that stdout carries only the guest's own output.
 import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { parseArgs } from 'node:util';
 import type { Guest } from '../../crds/generated/types.js';
 import { formatPath, validateObject } from '../../crds/validate.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
@@ -11,6 +10,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { objectName } from '../output.js';
 import { attachSession, followConsoleSize } from './attach.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, namespaceOf, onInterrupt } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const RUN_HELP = `Run an image as a new Guest and attach to its console.
 
@@ -49,20 +49,15 @@ export function generateName(image: string): string {
 }
 
 export async function run(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      ...AGENT_OPTIONS,
-      name: { type: 'string' },
-      cpus: { type: 'string' },
-      memory: { type: 'string' },
-      env: { type: 'string', short: 'e', multiple: true },
-      tty: { type: 'boolean', short: 't' },
-      restart: { type: 'string' },
-      rm: { type: 'boolean' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseFlags(argv, {
+    ...AGENT_OPTIONS,
+    name: { type: 'string' },
+    cpus: { type: 'string' },
+    memory: { type: 'string' },
+    env: { type: 'string', short: 'e', multiple: true },
+    tty: { type: 'boolean', short: 't' },
+    restart: { type: 'string' },
+    rm: { type: 'boolean' },
   });
   const [image, ...command] = positionals;
   if (!image) throw new UsageError('run needs an IMAGE');

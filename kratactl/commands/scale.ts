@@ -1,5 +1,4 @@
 // kratactl scale gs NAME --replicas N: a GuestSet's scale subresource, as kubectl scale.
-import { parseArgs } from 'node:util';
 import { MAX_REPLICAS } from '../../contracts/agent-api/types.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { objectName } from '../output.js';
@@ -13,6 +12,7 @@ import {
   isGuestSetKind,
   namespaceOf,
 } from './common.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const SCALE_HELP = `Set how many Guests a GuestSet runs.
 
@@ -24,12 +24,7 @@ ${AGENT_HELP}
 `;
 
 export async function scale(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { ...AGENT_OPTIONS, replicas: { type: 'string' } },
-    strict: true,
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS, replicas: { type: 'string' } });
   const name = setName(positionals, 'scale');
   const replicas = values.replicas;
   if (replicas === undefined) throw new UsageError('scale needs --replicas N');

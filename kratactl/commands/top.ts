@@ -1,5 +1,4 @@
 // kratactl top [NAME]: what the running Guests use, as `kubectl top pods` prints it; -w refreshes.
-import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import type { AgentClient, GuestUsage } from '../agent-client.js';
@@ -15,6 +14,7 @@ import {
   untilInterrupted,
 } from './common.js';
 import { usageHeader, usageRow } from '../../contracts/agent-api/usage-figures.js';
+import { parseFlags } from '../../lib/cli-flags.js';
 
 export const TOP_HELP = `Show what running Guests use: CPU, memory, vCPUs, and the guest's own load and processes.
 
@@ -46,18 +46,13 @@ interface TopOptions {
 }
 
 export async function top(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      ...AGENT_OPTIONS,
-      'all-namespaces': { type: 'boolean', short: 'A' },
-      watch: { type: 'boolean', short: 'w' },
-      interval: { type: 'string' },
-      'no-headers': { type: 'boolean' },
-      output: { type: 'string', short: 'o' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseFlags(argv, {
+    ...AGENT_OPTIONS,
+    'all-namespaces': { type: 'boolean', short: 'A' },
+    watch: { type: 'boolean', short: 'w' },
+    interval: { type: 'string' },
+    'no-headers': { type: 'boolean' },
+    output: { type: 'string', short: 'o' },
   });
   if (positionals.length > 1) throw new UsageError(`top takes at most one NAME (got ${positionals.join(' ')})`);
   const name = positionals[0] === undefined ? undefined : checkGuestName(positionals[0]);

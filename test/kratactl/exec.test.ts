@@ -212,7 +212,7 @@ test("exec errors: no guest, no running domain, channel not up (exit 1 with the 
     [['exec', 'web', '-e', 'NOVALUE', '--', 'true'], /-e "NOVALUE": expected KEY=VALUE/],
     [['exec', 'web', '-w', 'rel', '--', 'true'], /-w "rel": the working directory must be an absolute path/],
     [['exec', 'Web', '--', 'true'], /not a valid guest name/],
-    [['exec', 'web', '--bogus', '--', 'true'], /Unknown option '--bogus'/],
+    [['exec', 'web', '--bogus', '--', 'true'], /unknown flag: --bogus/],
   ] as const) {
     const r = await kratactl(['exec', '--agent', socket, ...args.slice(1)]);
     assert.equal(r.code, 2, args.join(' '));

@@ -283,7 +283,7 @@ for (const [mode, newHost] of [
         [['ls', '-o', 'yaml'], /^error: --output must be table, wide or json, not "yaml"\n/],
         [['pull'], /^error: image pull takes one REFERENCE\n/],
         [['rm'], /^error: image rm takes one or more IMAGE/],
-        [['ls', '--frob'], /^error: Unknown option '--frob'/],
+        [['ls', '--frob'], /^error: unknown flag: --frob\n/],
       ];
       for (const [args, message] of cases) {
         const r = await host.run(args);

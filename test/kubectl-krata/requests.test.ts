@@ -198,7 +198,7 @@ test('usage: --help per command, unknown flags and commands refused, bad argumen
   assert.equal(unknown.code, 1);
   assert.equal(unknown.stderr, "error: unknown flag: --bogus\nSee 'kubectl krata logs --help' for usage.\n");
   const short = await plugin(['top', '-x', ...k]);
-  assert.equal(short.stderr, "error: unknown shorthand flag: -x\nSee 'kubectl krata top --help' for usage.\n");
+  assert.equal(short.stderr, "error: unknown shorthand flag: 'x' in -x\nSee 'kubectl krata top --help' for usage.\n");
   const cmd = await plugin(['frobnicate']);
   assert.equal(cmd.code, 1);
   assert.match(cmd.stderr, /^error: unknown command "frobnicate" for "kubectl krata"/);
