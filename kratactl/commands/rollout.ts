@@ -49,10 +49,11 @@ export function rolloutState(set: GuestSet): { done: boolean; failed?: string; m
 }
 
 export async function rollout(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(
-    argv,
-    { ...AGENT_OPTIONS, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' } },
-  );
+  const { values, positionals } = parseFlags(argv, {
+    ...AGENT_OPTIONS,
+    timeout: { type: 'string' },
+    watch: { type: 'boolean', short: 'w' },
+  });
   const [sub, ...rest] = positionals;
   if (sub !== 'status') throw new UsageError(`rollout takes the subcommand status${sub === undefined ? '' : `, not "${sub}"`}`);
   const name = setName(rest, 'rollout status');
