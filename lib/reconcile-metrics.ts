@@ -78,7 +78,10 @@ export class ReconcileMetrics {
 }
 
 /** `handler`, timed and told to `observe` (none: `handler` itself). */
-export function timed(handler: (key: string) => Promise<HandlerResult>, observe?: ReconcileObserver): (key: string) => Promise<HandlerResult> {
+export function timed(
+  handler: (key: string) => Promise<HandlerResult>,
+  observe?: ReconcileObserver,
+): (key: string) => Promise<HandlerResult> {
   if (!observe) return handler;
   return async (key) => {
     const t0 = performance.now();

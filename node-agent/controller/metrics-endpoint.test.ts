@@ -23,7 +23,8 @@ writeFileSync(image, 'not a real image');
 /** Every image is there but `absent/app:1`, which policy Never keeps from being pulled. */
 const images: ImageProvider = {
   ensure: async (reference) => {
-    if (reference.startsWith('absent/')) throw new ImageError('ErrImageNeverPull', 'the image is not in the cache and imagePullPolicy is Never');
+    if (reference.startsWith('absent/'))
+      throw new ImageError('ErrImageNeverPull', 'the image is not in the cache and imagePullPolicy is Never');
     return {
       digest: `sha256:${'ab'.repeat(32)}`,
       path: image,
