@@ -459,6 +459,17 @@ describe('krata-api through the kube-apiserver', { timeout: 180_000 }, () => {
     assert.match(text, /krata_api_requests_total\{subresource="log",code="200"\} [1-9]/);
     assert.match(text, /krata_api_requests_total\{subresource="top",code="403"\} [1-9]/);
     assert.match(text, /krata_api_requests_total\{subresource="exec",code="101"\} [1-9]/);
-    assert.match(text, /krata_api_access_reviews [1-9]/);
+    assert.match(text, /^krata_api_access_reviews_total [1-9]/m);
+    assert.match(text, /^krata_api_request_duration_seconds_count\{subresource="log"\} [1-9]/m);
+    for (const [name, type] of [
+      ['krata_api_requests_total', 'counter'],
+      ['krata_api_request_duration_seconds', 'histogram'],
+      ['krata_api_streams', 'gauge'],
+      ['krata_api_access_reviews_total', 'counter'],
+      ['krata_api_access_review_cache_hits_total', 'counter'],
+      ['process_cpu_seconds_total', 'counter'],
+      ['nodejs_eventloop_lag_seconds', 'gauge'],
+    ])
+      assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'));
   });
 });

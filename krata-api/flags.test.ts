@@ -22,6 +22,7 @@ describe('krata-api flags', () => {
         refreshMs: 60_000,
       },
       logLevel: 'info',
+      logFormat: process.env.KRATA_LOG_FORMAT === 'text' ? 'text' : 'json',
     });
     const f = parseFlags([...files, '--metrics=off', '--refresh=5m', '--kubeconfig=k', '--listen=10.0.0.1:9443']);
     assert.ok('config' in f);

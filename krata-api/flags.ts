@@ -1,6 +1,7 @@
 // krata-api's flags, and the configuration they make (container/config.ts).
 import { parseArgs } from 'node:util';
 import type { KrataApiConfig } from './container/config.js';
+import { logFlagsHelp, logFormat, type LogFormat } from '../lib/daemon-log.js';
 
 export const HELP = `Usage: krata-api [options]
 
@@ -14,11 +15,10 @@ export const HELP = `Usage: krata-api [options]
   --metrics ADDR:PORT             Prometheus metrics over plain HTTP (default :8080; "off" disables)
   --refresh DURATION              how often the requestheader ConfigMap and the serving certificate are
                                   read again (default 60s)
-  --log-level LEVEL               pino level (default info)
-  --version
+${logFlagsHelp(34)}  --version
 `;
 
-export type Flags = { help: true } | { version: true } | { config: KrataApiConfig; logLevel: string };
+export type Flags = { help: true } | { version: true } | { config: KrataApiConfig; logLevel: string; logFormat: LogFormat };
 
 /** 90s, 5m, or plain seconds. */
 function seconds(s: string, flag: string): number {
@@ -41,6 +41,7 @@ export function parseFlags(args: string[]): Flags {
       metrics: { type: 'string', default: ':8080' },
       refresh: { type: 'string', default: '60s' },
       'log-level': { type: 'string', default: 'info' },
+      'log-format': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -67,5 +68,5 @@ export function parseFlags(args: string[]): Flags {
     ...(values.metrics !== 'off' ? { metricsAddr: values.metrics! } : {}),
     refreshMs: seconds(values.refresh!, '--refresh'),
   };
-  return { config, logLevel: values['log-level']! };
+  return { config, logLevel: values['log-level']!, logFormat: logFormat(values['log-format']) };
 }

@@ -4,7 +4,7 @@
 // the front proxy, authorizing each subresource with a SubjectAccessReview, and reaching the agent of
 // the Guest's host over mutual TLS.
 import 'reflect-metadata';
-import { pino } from 'pino';
+import { daemonLogger } from '../lib/daemon-log.js';
 import { packageVersion } from '../lib/version.js';
 import { krataApiContainer, startKrataApi } from './container/daemon.js';
 import { HELP, parseFlags } from './flags.js';
@@ -19,7 +19,7 @@ async function main(): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const log = pino({ level: flags.logLevel, base: { component: 'krata-api' } });
+  const log = daemonLogger('krata-api', flags.logLevel, flags.logFormat);
   const running = await startKrataApi(krataApiContainer(flags.config, log));
   log.info({ version: packageVersion(), listen: flags.config.listen }, 'krata-api started');
   await new Promise<void>((done) => {

@@ -35,9 +35,10 @@ const AGENT_ROUTE: Record<GuestSubresource, { path: string; protocol?: string }>
   portforward: { path: 'portforward', protocol: PORTFORWARD_PROTOCOL },
 };
 
-/** What the metrics count (metrics.ts). */
+/** What the metrics count (container/modules.ts). */
 export interface SubresourceMeter {
-  answered(sub: GuestSubresource | 'other', code: number): void;
+  /** A request answered with `code` (101: a stream opened), `seconds` after it came in. */
+  answered(sub: GuestSubresource | 'other', code: number, seconds: number): void;
   streams(sub: GuestSubresource, delta: 1 | -1): void;
 }
 
@@ -103,6 +104,7 @@ export class Subresources {
 
   /** A plain request: log and top; a stream asked without an upgrade is a 400. */
   async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now();
     let sub = meterLabel(req);
     try {
       if (req.method !== 'GET') throw new StatusError(405, `${String(req.method).slice(0, 20)} is not supported; the subresources are GET`);
@@ -111,22 +113,22 @@ export class Subresources {
       const protocol = WEBSOCKET_PROTOCOL[sub];
       if (protocol) throw new StatusError(400, `guests/${sub} is a stream: upgrade to a websocket with subprotocol "${protocol}"`);
       const agentRes = await this.agents.request(p.agent, 'GET', p.agentPath);
-      if (sub === 'top') return await this.sendUsage(agentRes, res);
+      if (sub === 'top') return await this.sendUsage(agentRes, res, t0);
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
       res.flushHeaders();
-      this.meter.answered(sub, 200);
+      this.meter.answered(sub, 200, since(t0));
       agentRes.pipe(res);
       res.on('close', () => agentRes.destroy());
       agentRes.on('error', () => res.destroy());
     } catch (e) {
       const s = asStatus(e);
       if (s.code >= 500) this.log.warn({ url: req.url?.slice(0, 300), err: s.message }, 'request failed');
-      this.meter.answered(sub, s.code);
+      this.meter.answered(sub, s.code, since(t0));
       sendStatus(res, s);
     }
   }
 
-  private async sendUsage(agentRes: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async sendUsage(agentRes: IncomingMessage, res: ServerResponse, t0: number): Promise<void> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const d of agentRes as AsyncIterable<Buffer>) {
@@ -136,12 +138,13 @@ export class Subresources {
     }
     const body = Buffer.concat(chunks);
     JSON.parse(body.toString('utf8')); // a broken answer is a 500, not passed on
-    this.meter.answered('top', 200);
+    this.meter.answered('top', 200, since(t0));
     res.writeHead(200, { 'content-type': 'application/json' }).end(body);
   }
 
   /** An upgrade: exec, attach and portforward, as websockets relayed to the agent's upgrade. */
   async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const t0 = performance.now();
     let sub = meterLabel(req);
     let agentSocket: Duplex | undefined;
     try {
@@ -164,12 +167,12 @@ export class Subresources {
       const target = p;
       const subresource = sub;
       this.protocols.set(req, protocol);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.stream(ws, subresource, target, up.socket, up.head, size));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.stream(ws, subresource, target, up.socket, up.head, size, t0));
     } catch (e) {
       agentSocket?.destroy();
       const s = asStatus(e);
       if (s.code >= 500) this.log.warn({ url: req.url?.slice(0, 300), err: s.message }, 'stream refused');
-      this.meter.answered(sub, s.code);
+      this.meter.answered(sub, s.code, since(t0));
       refuseUpgrade(socket, s);
     }
   }
@@ -181,8 +184,9 @@ export class Subresources {
     agentSocket: Duplex,
     head: Buffer,
     size: { rows: number; cols: number } | undefined,
+    t0: number,
   ): void {
-    this.meter.answered(sub, 101);
+    this.meter.answered(sub, 101, since(t0));
     this.meter.streams(sub, 1);
     const resize = sub === 'attach' ? this.resizer(ws, p) : undefined;
     if (resize && size) resize(size);
@@ -228,6 +232,9 @@ export class Subresources {
 }
 
 /** The subresource a request names, for the metrics (`other` for any other path). */
+/** Seconds since `t0` (performance.now()). */
+const since = (t0: number) => (performance.now() - t0) / 1000;
+
 function meterLabel(req: IncomingMessage): GuestSubresource | 'other' {
   return parseSubresourcePath(new URL(req.url ?? '/', 'https://krata-api').pathname)?.subresource ?? 'other';
 }

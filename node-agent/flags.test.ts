@@ -43,3 +43,16 @@ test('bad TLS flags are usage errors naming the flag', () => {
     assert.throws(() => config(...args), why, args.join(' '));
   }
 });
+
+test('--log-format text or json; anything else is a usage error naming the flag', () => {
+  const format = (...args: string[]) => {
+    const f = parseFlags(['--fake-hypervisor', '1024', ...args]);
+    assert.ok('config' in f);
+    return f.logFormat;
+  };
+  assert.equal(format('--log-format', 'text'), 'text');
+  assert.equal(format('--log-format=json'), 'json');
+  assert.throws(() => format('--log-format', 'pretty'), { message: '--log-format: expected text or json, not "pretty"' });
+  // --help still answers.
+  assert.deepEqual(parseFlags(['--log-format', 'pretty', '--help']), { help: true });
+});

@@ -14,6 +14,7 @@ import { parseMirrorFlags } from '../lib/oci/registry.js';
 import type { AgentConfig } from './container/config.js';
 import { egressFlags, type DesiredNetworkOptions } from './net/desired.js';
 import { consoleFlags } from './xen/index.js';
+import { logFlagsHelp, logFormat, type LogFormat } from '../lib/daemon-log.js';
 
 export const HELP = `Usage: krata-node-agent [options]
        krata-node-agent image COMMAND --state DIR ...   the image cache while no agent runs (--help)
@@ -70,11 +71,10 @@ export const HELP = `Usage: krata-node-agent [options]
   --network-budget MIB    what all guests' flows may buffer in this host (default 1024)
   --ipv4-subnet CIDR      guest IPv4 addresses (default 10.75.0.0/16; the gateway is the first host)
   --ipv6-subnet CIDR      guest IPv6 addresses (default fdd4:1476:6c7e::/48)
-  --log-level LEVEL       pino level (default info)
-  --version
+${logFlagsHelp(26)}  --version
 `;
 
-export type Flags = { help: true } | { version: true } | { config: AgentConfig; logLevel: string };
+export type Flags = { help: true } | { version: true } | { config: AgentConfig; logLevel: string; logFormat: LogFormat };
 
 export function parseFlags(args: string[]): Flags {
   const { values } = parseArgs({
@@ -118,6 +118,7 @@ export function parseFlags(args: string[]): Flags {
       'ipv4-subnet': { type: 'string' },
       'ipv6-subnet': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
+      'log-format': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -191,7 +192,7 @@ export function parseFlags(args: string[]): Flags {
     ...(tls ? { tls } : {}),
     logEvents: true,
   };
-  return { config, logLevel: values['log-level']! };
+  return { config, logLevel: values['log-level']!, logFormat: logFormat(values['log-format']) };
 }
 
 /** ADDR:PORT (IPv6 in brackets); `ip` requires an IP address, else a DNS name will do. */

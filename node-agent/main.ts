@@ -6,7 +6,7 @@
 // krata-api once the operator has issued the agent a certificate.
 // Stopping the agent (SIGTERM) leaves guests running; the next agent adopts them.
 import 'reflect-metadata';
-import { pino } from 'pino';
+import { daemonLogger } from '../lib/daemon-log.js';
 import { packageVersion } from '../lib/version.js';
 import { resolve } from '../lib/container.js';
 import { agentContainer, startAgent } from './container/agent.js';
@@ -26,7 +26,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const { config } = flags;
-  const log = pino({ level: flags.logLevel, base: { component: 'krata-node-agent' } });
+  const log = daemonLogger('krata-node-agent', flags.logLevel, flags.logFormat);
   if (config.api && !config.api.group) log.info('no krata group on this host: only root can use the API socket');
   const container = agentContainer(config, log);
   const agent = await startAgent(container);

@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { OperatorConfig } from './container/config.js';
+import { logFlagsHelp, logFormat, type LogFormat } from '../lib/daemon-log.js';
 
 export const HELP = `Usage: krata-operator [options]
 
@@ -24,8 +25,7 @@ export const HELP = `Usage: krata-operator [options]
                                trading pull secrets for pull tokens (repeatable; tests only)
   --health-addr [HOST]:PORT    /healthz and /readyz (default :8081; "off" disables)
   --metrics-addr [HOST]:PORT   Prometheus metrics (default :8080; "off" disables)
-  --log-level LEVEL            pino level (default info)
-  --version
+${logFlagsHelp(31)}  --version
 `;
 
 /** 90s, 5m, 1h30m, or plain seconds. */
@@ -36,7 +36,7 @@ export function parseDuration(s: string, flag: string): number {
   return ((Number(m[2] ?? 0) * 60 + Number(m[4] ?? 0)) * 60 + Number(m[6] ?? 0)) * 1000;
 }
 
-export type Flags = { help: true } | { version: true } | { config: OperatorConfig; logLevel: string };
+export type Flags = { help: true } | { version: true } | { config: OperatorConfig; logLevel: string; logFormat: LogFormat };
 
 export function parseFlags(args: string[]): Flags {
   const { values } = parseArgs({
@@ -58,6 +58,7 @@ export function parseFlags(args: string[]): Flags {
       'health-addr': { type: 'string', default: ':8081' },
       'metrics-addr': { type: 'string', default: ':8080' },
       'log-level': { type: 'string', default: 'info' },
+      'log-format': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -87,5 +88,5 @@ export function parseFlags(args: string[]): Flags {
     ...(values['metrics-addr'] !== 'off' ? { metricsAddr: values['metrics-addr']! } : {}),
     ...(pkiNamespace ? { pki: { namespace: pkiNamespace } } : {}),
   };
-  return { config, logLevel: values['log-level']! };
+  return { config, logLevel: values['log-level']!, logFormat: logFormat(values['log-format']) };
 }

@@ -9,6 +9,7 @@ import { fieldOf } from '../contracts/redis/contract.js';
 import { formatPath, validateObject } from '../crds/validate.js';
 import type { Guest, GuestStatus, XenHost } from '../crds/generated/types.js';
 import { WorkQueue, type HandlerResult } from '../lib/work-queue.js';
+import { timed, type ReconcileObserver } from '../lib/reconcile-metrics.js';
 import { systemClock } from '../lib/clock.js';
 import { desiredRecord, type DesiredPublisher } from './desired-publisher.js';
 import type { PullTokenIssuer } from './pull-tokens.js';
@@ -37,6 +38,8 @@ export interface GuestControllerOptions {
   log?: (msg: string, err?: unknown) => void;
   /** Pull tokens for Guests that name imagePullSecrets (without it, records carry none). */
   pullTokens?: PullTokenIssuer;
+  /** Told each reconcile's duration and error (krata_reconcile_*{controller="guest"}). */
+  observe?: ReconcileObserver;
 }
 
 const finished = (s: GuestStatus | undefined) => s?.phase === 'Succeeded' || s?.phase === 'Failed';
@@ -57,7 +60,6 @@ export class GuestController {
   private readonly unschedulable = new Map<string, string>();
   /** Since when a transient status has been waiting to be written (ms). */
   private readonly pendingSince = new Map<string, number>();
-  reconciles = 0;
 
   constructor(
     private readonly kube: KubeClient,
@@ -69,7 +71,7 @@ export class GuestController {
     private readonly opts: GuestControllerOptions,
   ) {
     this.queue = new WorkQueue(
-      (key) => this.reconcile(key),
+      timed((key) => this.reconcile(key), opts.observe),
       { concurrency: opts.workers, clock: systemClock, baseDelayMs: 200, maxDelayMs: 60_000 },
       (key, err, retry) => opts.log?.(`reconcile ${key} failed; retrying in ${retry} ms`, err),
     );
@@ -173,7 +175,6 @@ export class GuestController {
   }
 
   async reconcile(key: string): Promise<HandlerResult> {
-    this.reconciles++;
     const g = this.guests.get(key);
     if (!g) return this.forgetGone(key);
     this.track(g, key);

@@ -6,6 +6,7 @@
 import type { Guest, GuestSet } from '../crds/generated/types.js';
 import { systemClock } from '../lib/clock.js';
 import { WorkQueue } from '../lib/work-queue.js';
+import { timed, type ReconcileObserver } from '../lib/reconcile-metrics.js';
 import { controllerOf, GuestSetController, setKeyOf } from '../workloads/guestset/controller.js';
 import { KubeGuestSetClient } from './guestset-client.js';
 import type { KubeClient } from './kube/client.js';
@@ -19,12 +20,12 @@ export class ClusterGuestSets {
     kube: KubeClient,
     readonly sets: Informer<GuestSet>,
     private readonly guests: Informer<Guest>,
-    opts: { workers: number; log: (msg: string, err?: unknown) => void },
+    opts: { workers: number; log: (msg: string, err?: unknown) => void; observe?: ReconcileObserver },
   ) {
     const client = new KubeGuestSetClient(kube, () => sets.list());
     const controller = new GuestSetController(client, { now: () => Date.now() });
     this.queue = new WorkQueue(
-      async (key) => {
+      timed(async (key) => {
         const [namespace, name] = key.split('/') as [string, string];
         const result = await controller.reconcile(namespace, name);
         // The Guests a deleted set (or an earlier set of this name) controlled.
@@ -35,7 +36,7 @@ export class ClusterGuestSets {
           await client.deleteGuest(namespace, g.metadata.name);
         }
         return result;
-      },
+      }, opts.observe),
       { concurrency: opts.workers, clock: systemClock },
       (key, err, retryInMs) => opts.log(`guestset ${key}: reconcile failed, retrying in ${retryInMs} ms`, err),
     );

@@ -4,6 +4,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Guest, XenHost } from '../crds/generated/types.js';
 import { redisOptions } from '../contracts/redis/options.js';
+import type { ReconcileObserver } from '../lib/reconcile-metrics.js';
 import { DesiredPublisher } from './desired-publisher.js';
 import { GuestController } from './guest-controller.js';
 import { HostTracker, XEN_NODE_LABEL } from './host-tracker.js';
@@ -24,6 +25,8 @@ export interface LeaderOptions {
   log: (msg: string, err?: unknown) => void;
   /** Registries (and token services) the operator reaches over plain http for pull tokens. */
   insecureRegistries?: string[];
+  /** Told each Guest reconcile's duration and error (metrics). */
+  observe?: ReconcileObserver;
 }
 
 /** What the leader's parts ask of the Operator. */
@@ -118,6 +121,7 @@ export function leaderParts(
     workers: opts.workers,
     log,
     pullTokens: new PullTokenIssuer(kube, { insecure: opts.insecureRegistries }),
+    ...(opts.observe ? { observe: opts.observe } : {}),
   });
   const endpoints = new ServiceEndpoints(kube, guests, hosts, { log });
   return { publisher, reports, tracker, controller, endpoints, disconnect: () => redis.forEach((r) => r.disconnect()) };

@@ -4,8 +4,8 @@
 // agents' reports back into status. Losing the Lease ends the process (a restart starts clean), as
 // controller-runtime does.
 import 'reflect-metadata';
-import { pino } from 'pino';
 import { resolve } from '../lib/container.js';
+import { daemonLogger } from '../lib/daemon-log.js';
 import { packageVersion } from '../lib/version.js';
 import { operatorContainer, startOperator } from './container/daemon.js';
 import { LEADERSHIP } from './container/ids.js';
@@ -22,7 +22,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const { config } = flags;
-  const log = pino({ level: flags.logLevel, base: { component: 'krata-operator' } });
+  const log = daemonLogger('krata-operator', flags.logLevel, flags.logFormat);
   const container = operatorContainer(config, log);
   const operator = await startOperator(container);
   const leadership = await resolve(container, LEADERSHIP);

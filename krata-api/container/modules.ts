@@ -3,7 +3,7 @@
 // modules krata-api is made of; tests rebind the Kubernetes client or the agents' TLS material.
 import { ContainerModule } from 'inversify';
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { provide } from '../../lib/container.js';
 import { AgentClient, tlsFromFiles } from '../agent-client.js';
 import { RequestHeaderSource } from '../authn.js';
@@ -60,30 +60,42 @@ export const meterModule = new ContainerModule(({ bind }) => {
       labelNames: ['subresource', 'code'],
       registers: [registry],
     });
+    const seconds = new Histogram({
+      name: 'krata_api_request_duration_seconds',
+      help: 'Time from a subresource request to its answer (for a stream: until it opened or was refused), by subresource',
+      labelNames: ['subresource'],
+      buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 30],
+      registers: [registry],
+    });
     const streams = new Gauge({
       name: 'krata_api_streams',
       help: 'Streams open now (exec, attach, portforward)',
       labelNames: ['subresource'],
       registers: [registry],
     });
-    new Gauge({
-      name: 'krata_api_access_reviews',
+    new Counter({
+      name: 'krata_api_access_reviews_total',
       help: 'SubjectAccessReviews sent to the apiserver since start',
       registers: [registry],
       collect() {
-        this.set(authz.reviews);
+        this.reset();
+        this.inc(authz.reviews);
       },
     });
-    new Gauge({
-      name: 'krata_api_access_review_cache_hits',
+    new Counter({
+      name: 'krata_api_access_review_cache_hits_total',
       help: 'Requests allowed by an answer kept from an earlier SubjectAccessReview',
       registers: [registry],
       collect() {
-        this.set(authz.cacheHits);
+        this.reset();
+        this.inc(authz.cacheHits);
       },
     });
     return {
-      answered: (sub, code) => requests.inc({ subresource: sub, code: String(code) }),
+      answered: (sub, code, s) => {
+        requests.inc({ subresource: sub, code: String(code) });
+        seconds.observe({ subresource: sub }, s);
+      },
       streams: (sub, delta) => streams.inc({ subresource: sub }, delta),
     };
   });

@@ -130,15 +130,17 @@ export const guestSetsModule = new ContainerModule(({ bind }) => {
     for (const p of problems) log.error({ problem: p }, 'a stored guestset could not be read; it is left in place');
     return store;
   });
-  provide(
-    bind,
-    GUESTSET_CONTROLLER,
-    [GUEST_STORE, GUESTSET_STORE, CLOCK, LOG],
-    (guests, sets, clock, log) =>
-      new HostGuestSets(guests, sets, clock, (key, err) =>
-        log.warn({ guestset: key }, `guestset: ${(err as Error)?.message ?? String(err)}`),
-      ),
-  );
+  provide(bind, GUESTSET_CONTROLLER, [GUEST_STORE, GUESTSET_STORE, CLOCK, LOG, optional(METRICS)], (guests, sets, clock, log, metrics) => {
+    const c = new HostGuestSets(
+      guests,
+      sets,
+      clock,
+      (key, err) => log.warn({ guestset: key }, `guestset: ${(err as Error)?.message ?? String(err)}`),
+      metrics?.reconciles.observer('guestset'),
+    );
+    metrics?.reconciles.queue('guestset', () => c.queue.length);
+    return c;
+  });
   provide(bind, COMPONENTS, [GUESTSET_CONTROLLER], (c): Component => ({
     name: 'guestset controller',
     start: () => c.start(),
@@ -317,7 +319,7 @@ export const controllerModule = new ContainerModule(({ bind }) => {
           ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
           pullSlots,
           ...(config.resyncMs !== undefined ? { resyncMs: config.resyncMs } : {}),
-          ...(metrics ? { observe: (ms: number, err?: unknown) => metrics.observe(ms, err) } : {}),
+          ...(metrics ? { observe: metrics.reconciles.observer('guest') } : {}),
           ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
           ...(writeConfigDisk ? { writeConfigDisk } : {}),
         },

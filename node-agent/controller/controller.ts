@@ -1,9 +1,10 @@
 // The controller, in controller-runtime's mould: it owns the work queue (per-key back-off, bounded
 // workers), starts the sources that feed it (store and domain events, finished pulls, the periodic
-// resync) and runs the Reconciler for each key, timing it for the metrics. A failed reconcile is a
-// ReconcileError event and a retry; it decides nothing itself.
+// resync) and runs the Reconciler for each key, timed for the metrics (lib/reconcile-metrics.ts). A
+// failed reconcile is a ReconcileError event and a retry; it decides nothing itself.
 import type { Clock } from '../../lib/clock.js';
-import { WorkQueue, type HandlerResult } from '../../lib/work-queue.js';
+import { timed, type ReconcileObserver } from '../../lib/reconcile-metrics.js';
+import { WorkQueue } from '../../lib/work-queue.js';
 import type { EventRecorder } from '../reconcile/events.js';
 import type { Reconciler } from '../reconcile/reconciler.js';
 import type { PeriodicResync } from './resync.js';
@@ -12,8 +13,8 @@ import type { Source, SourceSink } from './sources.js';
 export interface ControllerOptions {
   /** Reconciles at once (default 8). */
   concurrency?: number;
-  /** Called after each reconcile with its duration (metrics). */
-  observe?: (ms: number, error?: unknown) => void;
+  /** Called after each reconcile with its duration and error (metrics). */
+  observe?: ReconcileObserver;
 }
 
 export class GuestController {
@@ -23,15 +24,15 @@ export class GuestController {
 
   /** Event sources feed the queue from here on; the resync starts with run(). */
   constructor(
-    private readonly reconciler: Reconciler,
+    reconciler: Reconciler,
     sources: readonly Source[],
     private readonly resyncSource: PeriodicResync,
     private readonly recorder: EventRecorder,
     clock: Clock,
-    private readonly opts: ControllerOptions = {},
+    opts: ControllerOptions = {},
   ) {
     this.queue = new WorkQueue(
-      (key) => this.timed(key),
+      timed((key) => reconciler.reconcile(key), opts.observe),
       { concurrency: opts.concurrency ?? 8, clock },
       (key, err) => {
         // The same failure again counts up one event (kubectl's "x5 over 2m"), so no delay in the text.
@@ -61,17 +62,5 @@ export class GuestController {
   /** Work started outside the queue (resync, event handling): a failure is an event, not a crash. */
   private background(p: Promise<unknown>, reason: string): void {
     p.catch((e: Error) => this.recorder.host(reason, e?.message ?? String(e)));
-  }
-
-  private async timed(key: string): Promise<HandlerResult> {
-    const t0 = performance.now();
-    try {
-      const r = await this.reconciler.reconcile(key);
-      this.opts.observe?.(performance.now() - t0);
-      return r;
-    } catch (e) {
-      this.opts.observe?.(performance.now() - t0, e);
-      throw e;
-    }
   }
 }

@@ -5,6 +5,7 @@
 import type { Guest, GuestSet, GuestSetStatus } from '../../crds/generated/types.js';
 import { validateObject } from '../../crds/validate.js';
 import type { Clock } from '../../lib/clock.js';
+import { timed, type ReconcileObserver } from '../../lib/reconcile-metrics.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { WatchEvent } from '../../contracts/agent-api/types.js';
 import { GuestSetController, controllerOf, isOwnedBy, setKeyOf, type GuestSetClient } from '../../workloads/guestset/controller.js';
@@ -59,13 +60,14 @@ export class HostGuestSets {
     private readonly sets: GuestSetStore,
     private readonly clock: Clock,
     onError: (key: string, err: unknown) => void = () => undefined,
+    observe?: ReconcileObserver,
   ) {
     this.controller = new GuestSetController(new StoreGuestSetClient(guests, sets, clock), { now: () => clock.now() });
     this.queue = new WorkQueue(
-      async (key) => {
+      timed(async (key) => {
         const [namespace, name] = key.split('/') as [string, string];
         return this.controller.reconcile(namespace, name);
-      },
+      }, observe),
       { concurrency: 1, clock },
       onError,
     );

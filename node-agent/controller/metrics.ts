@@ -1,8 +1,10 @@
-// krata-node-agent's Prometheus metrics (prom-client): reconciles, the queue, guests by phase, the image
-// cache, console throttling, per-guest usage (usage/prometheus.ts), plus Node's process metrics. Served
-// on their own listener, apart from the local API.
+// krata-node-agent's Prometheus metrics (prom-client): reconciles and their queues (lib/reconcile-metrics.ts,
+// as in the operator), guests by phase, the image cache, console throttling, per-guest usage
+// (usage/prometheus.ts), plus Node's process metrics (unprefixed, as in the operator and krata-api).
+// Served on their own listener, apart from the local API.
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { ReconcileMetrics } from '../../lib/reconcile-metrics.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { WorkQueue } from '../../lib/work-queue.js';
 import type { ImageStore } from '../image/store.js';
@@ -13,24 +15,15 @@ import { registerGuestUsage } from '../usage/prometheus.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly reconciles = new Counter({
-    name: 'krata_reconcile_total',
-    help: 'Reconciles of a Guest, by result',
-    labelNames: ['result'] as const,
-    registers: [this.registry],
-  });
-  readonly reconcileSeconds = new Histogram({
-    name: 'krata_reconcile_duration_seconds',
-    help: 'Time one reconcile of a Guest took',
-    buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60],
-    registers: [this.registry],
-  });
+  /** The Guest controller's (`guest`, its queue read here) and the GuestSet controller's (`guestset`). */
+  readonly reconciles = new ReconcileMetrics(this.registry);
 
   /** `usage`: the running Guests' usage (usage/sampler.ts), for the krata_guest_* series. */
   constructor(store: GuestStore, queue: () => WorkQueue | undefined, images?: ImageStore, usage?: () => Promise<GuestUsage[]>) {
     // The event-loop-delay monitor samples every 10 ms by default, which alone kept an idle agent
     // near 1 % CPU; twice a second is enough to see a blocked loop.
-    collectDefaultMetrics({ register: this.registry, prefix: 'krata_agent_', eventLoopMonitoringPrecision: 500 });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 500 });
+    this.reconciles.queue('guest', () => queue()?.length ?? 0);
     new Gauge({
       name: 'krata_guests',
       help: 'Guests on this host, by phase',
@@ -39,14 +32,6 @@ export class AgentMetrics {
       collect() {
         this.reset();
         for (const g of store.list()) this.inc({ phase: g.status?.phase ?? 'Pending' });
-      },
-    });
-    new Gauge({
-      name: 'krata_reconcile_queue_depth',
-      help: 'Guests queued or being reconciled',
-      registers: [this.registry],
-      collect() {
-        this.set(queue()?.length ?? 0);
       },
     });
     // Counted by the console backend (no prom-client there); a counter that only grows.
@@ -105,12 +90,6 @@ export class AgentMetrics {
     if (usage) registerGuestUsage(this.registry, usage);
   }
 
-  observe(ms: number, error?: unknown): void {
-    this.reconciles.inc({ result: error ? 'error' : 'success' });
-    this.reconcileSeconds.observe(ms / 1000);
-  }
-
-  /** Serves /metrics on host:port ("127.0.0.1:9477"). */
   /** krata_agent_tls_refused_total: clients the TLS listener refused, counted there (api/tls-listener.ts). */
   countTlsRefusals(read: () => Readonly<Record<'handshake' | 'identity', number>>): void {
     new Counter({
@@ -125,6 +104,7 @@ export class AgentMetrics {
     });
   }
 
+  /** Serves /metrics on host:port ("127.0.0.1:9477"). */
   async listen(address: string): Promise<Server> {
     const m = /^(.*):(\d+)$/.exec(address);
     if (!m) throw new Error(`--metrics ${JSON.stringify(address)}: expected HOST:PORT`);

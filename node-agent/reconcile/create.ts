@@ -17,7 +17,7 @@ import { domainName, specHash } from './identity.js';
 import type { Ipam, Reservation } from './ipam.js';
 import type { ObservedDomains } from './observed-domains.js';
 import { ImageError, type ImagePulls } from './pulls.js';
-import { clearResources, Stalled, statusAddresses, type StatusWriter } from './status.js';
+import { clearResources, Retrying, Stalled, statusAddresses, type StatusWriter } from './status.js';
 
 export interface CreateOptions {
   /** This host's name in Guest status. */
@@ -85,7 +85,7 @@ export class CreateStep {
         status.condition(rec, s, 'ImageReady', 'False', reason, message);
       });
       if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
-      throw new Error(message, { cause: e });
+      throw new Retrying(reason, message, { cause: e });
     }
     if (!image) {
       status.set(key, (s) => {
@@ -125,7 +125,7 @@ export class CreateStep {
         s.reason = 'InsufficientMemory';
         s.message = `waiting for memory: ${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free`;
       });
-      throw new Error(`not enough free memory (${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free)`);
+      throw new Retrying('InsufficientMemory', `not enough free memory (${maxMemoryMiB} MiB needed, ${host.freeMemoryMiB} MiB free)`);
     }
     for (const [field, path] of [
       ['spec.kernel.path', g.spec.kernel?.path],
@@ -200,7 +200,7 @@ export class CreateStep {
         s.message = message;
         status.condition(rec, s, 'Ready', 'False', 'FailedCreate', message);
       });
-      throw new Error(`creating the domain failed: ${message}`, { cause: e });
+      throw new Retrying('FailedCreate', `creating the domain failed: ${message}`, { cause: e });
     }
     this.domains.created(dom);
     this.recorder.normal(key, 'Started', `domain ${dom.domid} (${dom.name}) started with ${image.digest}`);

@@ -1,6 +1,6 @@
 // Writing a Guest's status the way every reconcile step does: edits to a copy stamped with
 // observedGeneration, conditions whose lastTransitionTime moves only when their status does, and
-// Stalled, the failure that status records instead of a retry.
+// Stalled, the failure that status records instead of a retry; Retrying, one retried with the reason status shows.
 import type { Condition, GuestStatus } from '../../crds/generated/types.js';
 import { metaTime } from '../../crds/meta.js';
 import type { Clock } from '../../lib/clock.js';
@@ -14,6 +14,17 @@ export class Stalled extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** A failure retried with back-off, with the reason status shows for it (the metrics count by it). */
+export class Retrying extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
   }
 }
 

@@ -3,6 +3,7 @@
 import type { Registry } from 'prom-client';
 import { id } from '../../lib/container.js';
 import type { Component } from '../../lib/lifecycle.js';
+import type { ReconcileMetrics } from '../../lib/reconcile-metrics.js';
 import type { Guest, GuestSet, XenHost } from '../../crds/generated/types.js';
 import type { ClusterGuestSets } from '../guestsets.js';
 import type { KubeClient } from '../kube/client.js';
@@ -41,6 +42,8 @@ export const LEADERSHIP = id<Leadership>('Leadership');
 /** The certificate authority (operator/pki/), on the leader. */
 export const PKI = id<OperatorPki>('OperatorPki');
 export const METRICS_REGISTRY = id<Registry>('MetricsRegistry');
+/** The controllers' krata_reconcile_* series (bound with the metrics listener only). */
+export const RECONCILE_METRICS = id<ReconcileMetrics>('ReconcileMetrics');
 /** Multi-bound: what the operator starts, in binding order, and stops in reverse. */
 export const COMPONENTS = id<Component>('Component');
 

@@ -4,9 +4,10 @@
 import { ContainerModule } from 'inversify';
 import { Redis } from 'ioredis';
 import { createServer } from 'node:http';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Guest, GuestSet, XenHost } from '../../crds/generated/types.js';
-import { provide } from '../../lib/container.js';
+import { optional, provide } from '../../lib/container.js';
+import { ReconcileMetrics } from '../../lib/reconcile-metrics.js';
 import type { Component } from '../../lib/lifecycle.js';
 import { KubeClient } from '../kube/client.js';
 import { Informer } from '../kube/informer.js';
@@ -32,6 +33,7 @@ import {
   GUESTSETS,
   GUESTSET_INFORMER,
   READINESS,
+  RECONCILE_METRICS,
   REDIS_AUTH,
   SAY,
   START_LEADING,
@@ -66,8 +68,13 @@ export const guestSetModule = new ContainerModule(({ bind }) => {
   provide(
     bind,
     GUESTSETS,
-    [CONFIG, KUBE, GUESTSET_INFORMER, GUEST_INFORMER, SAY],
-    (config, kube, sets, guests, say) => new ClusterGuestSets(kube, sets, guests, { workers: config.workers, log: say }),
+    [CONFIG, KUBE, GUESTSET_INFORMER, GUEST_INFORMER, SAY, optional(RECONCILE_METRICS)],
+    (config, kube, sets, guests, say, metrics) => {
+      const observe = metrics?.observer('guestset');
+      const gs = new ClusterGuestSets(kube, sets, guests, { workers: config.workers, log: say, ...(observe ? { observe } : {}) });
+      metrics?.queue('guestset', () => gs.queue.length);
+      return gs;
+    },
   );
   provide(bind, COMPONENTS, [GUESTSETS, LEADERSHIP, SAY], (gs, leadership, say): Component => ({
     name: 'guestsets',
@@ -178,9 +185,11 @@ export const leaderModule = new ContainerModule(({ bind }) => {
   provide(
     bind,
     START_LEADING,
-    [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY],
-    (config, kube, guests, hosts, redisAuth, say): StartLeading => {
+    [CONFIG, KUBE, GUEST_INFORMER, HOST_INFORMER, REDIS_AUTH, SAY, optional(RECONCILE_METRICS)],
+    (config, kube, guests, hosts, redisAuth, say, metrics): StartLeading => {
+      const observe = metrics?.observer('guest');
       const opts = {
+        ...(observe ? { observe } : {}),
         redisUrl: config.redis.url,
         ...redisAuth,
         rescheduleAfterMs: config.rescheduleAfterMs,
@@ -254,57 +263,53 @@ export const healthModule = new ContainerModule(({ bind }) => {
   );
 });
 
-/** Prometheus metrics: the process, leadership, the queue, reconciles, unattributed hosts, Kubernetes writes. */
+/**
+ * Prometheus metrics: the process (unprefixed, as in the node agent and krata-api), the controllers'
+ * reconciles (lib/reconcile-metrics.ts, the node agent's names), leadership, unattributed hosts,
+ * Kubernetes writes.
+ */
 export const metricsModule = new ContainerModule(({ bind }) => {
-  provide(bind, METRICS_REGISTRY, [OPERATOR, KUBE], (operator, kube) => {
+  provide(bind, METRICS_REGISTRY, [], () => {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 500 });
-    new Gauge({
-      name: 'krata_operator_leader',
-      help: '1 while this replica holds the Lease',
-      registers: [registry],
-      collect() {
-        this.set(operator.isLeading ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'krata_operator_queue_depth',
-      help: 'Guests queued or being reconciled',
-      registers: [registry],
-      collect() {
-        this.set(operator.controller?.queue.length ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'krata_operator_reconciles',
-      help: 'Guest reconciles since start',
-      registers: [registry],
-      collect() {
-        this.set(operator.controller?.reconciles ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'krata_operator_unattributed_hosts',
-      help: 'Names heartbeating in Redis without a XenHost or a Node labelled krata.dev/xen=true (ignored)',
-      registers: [registry],
-      collect() {
-        this.set(operator.tracker?.ignoredHosts ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'krata_operator_kube_writes',
-      help: 'Writes to the Kubernetes API since start',
-      registers: [registry],
-      collect() {
-        this.set(kube.writes);
-      },
-    });
     return registry;
   });
-  provide(bind, COMPONENTS, [CONFIG, METRICS_REGISTRY], (config, registry) =>
-    serving('metrics', config.metricsAddr!, async (req, res) => {
-      if (req.url !== '/metrics') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
-    }),
+  provide(bind, RECONCILE_METRICS, [METRICS_REGISTRY], (registry) => new ReconcileMetrics(registry));
+  provide(
+    bind,
+    COMPONENTS,
+    [CONFIG, METRICS_REGISTRY, RECONCILE_METRICS, OPERATOR, KUBE],
+    (config, registry, reconciles, operator, kube) => {
+      reconciles.queue('guest', () => operator.controller?.queue.length ?? 0);
+      new Gauge({
+        name: 'krata_operator_leader',
+        help: '1 while this replica holds the Lease',
+        registers: [registry],
+        collect() {
+          this.set(operator.isLeading ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'krata_operator_unattributed_hosts',
+        help: 'Names heartbeating in Redis without a XenHost or a Node labelled krata.dev/xen=true (ignored)',
+        registers: [registry],
+        collect() {
+          this.set(operator.tracker?.ignoredHosts ?? 0);
+        },
+      });
+      new Counter({
+        name: 'krata_operator_kube_writes_total',
+        help: 'Writes to the Kubernetes API since start',
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(kube.writes);
+        },
+      });
+      return serving('metrics', config.metricsAddr!, async (req, res) => {
+        if (req.url !== '/metrics') return void res.writeHead(404).end();
+        res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+      });
+    },
   );
 });

@@ -18,7 +18,7 @@ mkdir -p /var/lib/krata/guest /run/krata
 node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /var/lib/krata/guest/initrd >/dev/null
 cp /opt/xenhost/guest/vmlinux /var/lib/krata/guest/vmlinuz
 kratactl image import --offline -q /krata/guest-init/target/demo/busybox.tar >/dev/null
-(setsid node /krata/dist/node-agent/main.js >>/var/log/krata-node-agent.log 2>&1 </dev/null &)
+(setsid node /krata/dist/node-agent/main.js --log-format text >>/var/log/krata-node-agent.log 2>&1 </dev/null &)
 for i in \$(seq 600); do kratactl host status >/dev/null 2>&1 && break; sleep 0.2; done
 kratactl host status >/dev/null" || { echo "xenhost: the node agent did not start (see /var/log/krata-node-agent.log in dom0)" >&2; }
 cat >&2 <<'MSG'
