@@ -8,7 +8,11 @@ export const guestCRD: CustomResourceDefinition = {
     "name": "guests.krata.dev",
     "labels": {
       "app.kubernetes.io/name": "krata",
-      "app.kubernetes.io/component": "api"
+      "app.kubernetes.io/instance": "krata",
+      "app.kubernetes.io/version": "0.1.0",
+      "app.kubernetes.io/component": "crd",
+      "app.kubernetes.io/part-of": "krata",
+      "app.kubernetes.io/managed-by": "kustomize"
     }
   },
   "spec": {
@@ -1290,7 +1294,11 @@ export const xenHostCRD: CustomResourceDefinition = {
     "name": "xenhosts.krata.dev",
     "labels": {
       "app.kubernetes.io/name": "krata",
-      "app.kubernetes.io/component": "api"
+      "app.kubernetes.io/instance": "krata",
+      "app.kubernetes.io/version": "0.1.0",
+      "app.kubernetes.io/component": "crd",
+      "app.kubernetes.io/part-of": "krata",
+      "app.kubernetes.io/managed-by": "kustomize"
     }
   },
   "spec": {
@@ -1634,7 +1642,11 @@ export const guestSetCRD: CustomResourceDefinition = {
     "name": "guestsets.krata.dev",
     "labels": {
       "app.kubernetes.io/name": "krata",
-      "app.kubernetes.io/component": "api"
+      "app.kubernetes.io/instance": "krata",
+      "app.kubernetes.io/version": "0.1.0",
+      "app.kubernetes.io/component": "crd",
+      "app.kubernetes.io/part-of": "krata",
+      "app.kubernetes.io/managed-by": "kustomize"
     }
   },
   "spec": {
