@@ -6,7 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
@@ -377,6 +378,34 @@ test('manifests/kube-1.20/ builds the same install, with the PodDisruptionBudget
     else assert.deepEqual(o, main.get(key), key);
   }
   assert.equal(old.get('PodDisruptionBudget/krata-operator')!.apiVersion, 'policy/v1beta1');
+});
+
+test("the node agent's init container installs the image's kernel and initrd, once, and replaces them when they change", async () => {
+  const agent = find(await kustomize('manifests/'), 'DaemonSet', 'krata-node-agent');
+  const install = (agent.spec.template.spec.initContainers as Obj[])[0]!;
+  assert.deepEqual(install.command, ['/bin/sh', '-ec']);
+  const dir = mkdtempSync(join(tmpdir(), 'krata-boot-files-'));
+  try {
+    // The script as the DaemonSet runs it, with the image's and the host's directories moved under `dir`.
+    const script = (install.args as string[])[0]!.replaceAll('/var/lib/krata', `${dir}/host`).replaceAll('/opt/krata', `${dir}/image`);
+    mkdirSync(join(dir, 'image/guest'), { recursive: true });
+    writeFileSync(join(dir, 'image/guest/kernel'), 'kernel 1');
+    writeFileSync(join(dir, 'image/guest/initrd'), 'initrd 1');
+    const runIt = () => run('/bin/sh', ['-ec', script]);
+    let r = await runIt();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `installed ${dir}/host/default/kernel\ninstalled ${dir}/host/default/initrd\n`);
+    assert.equal(readFileSync(join(dir, 'host/default/kernel'), 'utf8'), 'kernel 1');
+    r = await runIt();
+    assert.equal(r.stdout, '', 'nothing to do when the host has the same files');
+    writeFileSync(join(dir, 'image/guest/initrd'), 'initrd 2');
+    r = await runIt();
+    assert.equal(r.stdout, `installed ${dir}/host/default/initrd\n`);
+    assert.equal(readFileSync(join(dir, 'host/default/initrd'), 'utf8'), 'initrd 2');
+    assert.deepEqual(readdirSync(join(dir, 'host/default')).sort(), ['initrd', 'kernel'], 'no temporary file is left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const RECOMMENDED = ['name', 'instance', 'version', 'component', 'part-of', 'managed-by'].map((k) => `app.kubernetes.io/${k}`);
