@@ -1,5 +1,6 @@
-// Argo CD's health scripts for krata's kinds (manifests/gitops/argocd/), run in a real Lua interpreter
-// (Debian's lua5.4; scripts/install-deps) against statuses made by krata's own code: the node agent's
+// Argo CD's health scripts for krata's kinds (manifests/gitops/argocd/), run in real Lua interpreters
+// (Debian's lua5.4 and lua5.1, the language of Argo CD's gopher-lua; scripts/install-deps) against
+// statuses made by krata's own code: the node agent's
 // reconciler on the test-double hypervisor, the operator's deriveStatus on top of its reports, the
 // GuestSet controller's conditions and the operator's XenHost status. Each script gets only `obj` and
 // Lua's base, string, table and math (as Argo CD's sandbox gives it), and must say the expected verdict.
@@ -36,19 +37,31 @@ function lua(v: unknown): string {
     .join(',')}}`;
 }
 
-/** Argo CD's verdict on `obj`: the script run with `obj` and a sandbox of Lua's safe libraries. */
+const INTERPRETERS = ['lua5.4', 'lua5.1'];
+
+/** Argo CD's verdict on `obj`: the script run with `obj` and a sandbox of Lua's safe libraries, the same in each interpreter. */
 function health(kind: string, obj: unknown): { status: string; message: string } {
   const runner = `
 local env = { obj = ${lua(obj)}, ipairs = ipairs, pairs = pairs, tostring = tostring, tonumber = tonumber, type = type,
   string = string, table = table, math = math }
-local chunk = assert(loadfile(arg[1], "t", env))
+local chunk
+if setfenv then
+  chunk = assert(loadfile(arg[1]))
+  setfenv(chunk, env)
+else
+  chunk = assert(loadfile(arg[1], "t", env))
+end
 local hs = chunk()
 io.write(hs.status, "\\n", hs.message or "")
 `;
-  const r = spawnSync('lua5.4', ['-', script(kind)], { input: runner, encoding: 'utf8' });
-  assert.equal(r.status, 0, `lua5.4: ${r.stderr}${r.error ? String(r.error) : ''}`);
-  const [status, ...message] = r.stdout.split('\n');
-  return { status: status!, message: message.join('\n') };
+  const verdicts = INTERPRETERS.map((lua) => {
+    const r = spawnSync(lua, ['-', script(kind)], { input: runner, encoding: 'utf8' });
+    assert.equal(r.status, 0, `${lua}: ${r.stderr}${r.error ? String(r.error) : ''}`);
+    const [status, ...message] = r.stdout.split('\n');
+    return { status: status!, message: message.join('\n') };
+  });
+  assert.deepEqual(verdicts[1], verdicts[0], `${INTERPRETERS.join(' and ')} agree`);
+  return verdicts[0]!;
 }
 
 const VERDICTS = new Set(['Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown']);
