@@ -129,11 +129,31 @@ test('printer columns point at fields the schema has', () => {
   }
 });
 
-test('the Guest printer columns are the ones users expect from kubectl get', () => {
+test('every field has a description (kubectl explain and kratactl explain show it); metadata is ObjectMeta', () => {
+  const missing: string[] = [];
+  for (const { crd, schema } of roots) {
+    walk(schema, crd.spec.names.kind, (s, path) => {
+      // The apiserver refuses anything but `type: object` on the root's metadata (it is ObjectMeta, documented
+      // by Kubernetes; kratactl explain has its own, crds/object-meta-doc.ts).
+      if (path === `${crd.spec.names.kind}.metadata`) return;
+      if (!s.description?.trim()) missing.push(path);
+    });
+  }
+  assert.deepEqual(missing, [], `fields without a description: ${missing.join(', ')}`);
+});
+
+test('the Guest printer columns are the ones users expect from kubectl get (READY and RESTARTS as for Pods)', () => {
   const guest = roots.find((r) => r.crd.spec.names.kind === 'Guest')!;
   const columns = guest.version.additionalPrinterColumns!.filter((c) => !c.priority).map((c) => c.name);
-  assert.deepEqual(columns, ['Phase', 'Node', 'IPv4', 'Image', 'Age']);
+  assert.deepEqual(columns, ['Ready', 'Phase', 'Restarts', 'Node', 'IPv4', 'Age']);
+  const ready = guest.version.additionalPrinterColumns!.find((c) => c.name === 'Ready')!;
+  assert.equal(ready.jsonPath, '.status.conditions[?(@.type=="Ready")].status');
   assert.ok(guest.crd.spec.names.shortNames?.length);
   assert.equal(guest.crd.spec.scope, 'Namespaced');
   assert.equal(roots.find((r) => r.crd.spec.names.kind === 'XenHost')!.crd.spec.scope, 'Cluster');
+});
+
+test('categories: all three in krata (`kubectl get krata`), the workloads also in all', () => {
+  const categories = Object.fromEntries(allCRDs.map((c) => [c.spec.names.kind, c.spec.names.categories]));
+  assert.deepEqual(categories, { Guest: ['krata', 'all'], XenHost: ['krata'], GuestSet: ['krata', 'all'] });
 });

@@ -1,7 +1,8 @@
 // A Guest's status as the operator writes it: the agent's report for the Guest's current uid on its
 // host, plus what only the operator knows (placement, the host's health), shaped for GitOps tools:
-// observedGeneration, and Ready / Reconciling / Stalled conditions that Flux's kstatus and Argo CD's
-// health checks read. Pure, so the same inputs give the same status and unchanged status is no write.
+// observedGeneration, and Ready / Reconciling / Stalled conditions that Flux's kstatus reads, as do
+// krata's Argo CD health scripts (manifests/gitops/argocd/; Argo CD has none of its own for them).
+// Pure, so the same inputs give the same status and unchanged status is no write.
 import { isDeepStrictEqual } from 'node:util';
 import type { StatusReport } from '../contracts/redis/contract.js';
 import type { Condition, Guest, GuestStatus } from '../crds/generated/types.js';

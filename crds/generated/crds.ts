@@ -8,7 +8,11 @@ export const guestCRD: CustomResourceDefinition = {
     "name": "guests.krata.dev",
     "labels": {
       "app.kubernetes.io/name": "krata",
-      "app.kubernetes.io/component": "api"
+      "app.kubernetes.io/instance": "krata",
+      "app.kubernetes.io/version": "0.1.0",
+      "app.kubernetes.io/component": "crd",
+      "app.kubernetes.io/part-of": "krata",
+      "app.kubernetes.io/managed-by": "kustomize"
     }
   },
   "spec": {
@@ -23,7 +27,8 @@ export const guestCRD: CustomResourceDefinition = {
         "gst"
       ],
       "categories": [
-        "krata"
+        "krata",
+        "all"
       ]
     },
     "versions": [
@@ -36,9 +41,19 @@ export const guestCRD: CustomResourceDefinition = {
         },
         "additionalPrinterColumns": [
           {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"
+          },
+          {
             "name": "Phase",
             "type": "string",
             "jsonPath": ".status.phase"
+          },
+          {
+            "name": "Restarts",
+            "type": "integer",
+            "jsonPath": ".status.restartCount"
           },
           {
             "name": "Node",
@@ -51,26 +66,21 @@ export const guestCRD: CustomResourceDefinition = {
             "jsonPath": ".status.addresses.ipv4"
           },
           {
-            "name": "Image",
-            "type": "string",
-            "jsonPath": ".spec.image"
-          },
-          {
             "name": "Age",
             "type": "date",
             "jsonPath": ".metadata.creationTimestamp"
           },
           {
-            "name": "Ready",
+            "name": "Image",
             "type": "string",
             "priority": 1,
-            "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"
+            "jsonPath": ".spec.image"
           },
           {
-            "name": "Restarts",
-            "type": "integer",
+            "name": "UUID",
+            "type": "string",
             "priority": 1,
-            "jsonPath": ".status.restartCount"
+            "jsonPath": ".status.uuid"
           },
           {
             "name": "Domid",
@@ -137,12 +147,14 @@ export const guestCRD: CustomResourceDefinition = {
                       "required": [
                         "name"
                       ],
+                      "description": "A Secret in the Guest's namespace.",
                       "properties": {
                         "name": {
                           "type": "string",
                           "minLength": 1,
                           "maxLength": 253,
-                          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+                          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                          "description": "The Secret's name."
                         }
                       }
                     }
@@ -153,7 +165,8 @@ export const guestCRD: CustomResourceDefinition = {
                     "description": "Replaces the image's Entrypoint (and then its Cmd is not used), as for a Pod.",
                     "items": {
                       "type": "string",
-                      "maxLength": 65536
+                      "maxLength": 65536,
+                      "description": "One word of the command line, passed as it is (no shell, no variable expansion)."
                     }
                   },
                   "args": {
@@ -162,7 +175,8 @@ export const guestCRD: CustomResourceDefinition = {
                     "description": "Replaces the image's Cmd; appended to command, or to the image's Entrypoint.",
                     "items": {
                       "type": "string",
-                      "maxLength": 65536
+                      "maxLength": 65536,
+                      "description": "One argument, passed as it is (no shell, no variable expansion)."
                     }
                   },
                   "env": {
@@ -179,16 +193,19 @@ export const guestCRD: CustomResourceDefinition = {
                       "required": [
                         "name"
                       ],
+                      "description": "One environment variable.",
                       "properties": {
                         "name": {
                           "type": "string",
                           "minLength": 1,
                           "maxLength": 1024,
-                          "pattern": "^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+                          "pattern": "^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+                          "description": "The variable's name."
                         },
                         "value": {
                           "type": "string",
-                          "maxLength": 131072
+                          "maxLength": 131072,
+                          "description": "Its value, as it is (no variable expansion); unset means the empty string."
                         }
                       }
                     }
@@ -318,6 +335,7 @@ export const guestCRD: CustomResourceDefinition = {
                     "title": "GuestNetwork",
                     "type": "object",
                     "default": {},
+                    "description": "The guest's network interface on kratanet, and the ports published on the node.",
                     "properties": {
                       "enabled": {
                         "type": "boolean",
@@ -339,11 +357,13 @@ export const guestCRD: CustomResourceDefinition = {
                           "required": [
                             "containerPort"
                           ],
+                          "description": "One published port.",
                           "properties": {
                             "name": {
                               "type": "string",
                               "maxLength": 15,
-                              "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+                              "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                              "description": "A name for the port, by which probes may refer to it (a TCP port)."
                             },
                             "containerPort": {
                               "type": "integer",
@@ -363,7 +383,8 @@ export const guestCRD: CustomResourceDefinition = {
                                 "TCP",
                                 "UDP"
                               ],
-                              "default": "TCP"
+                              "default": "TCP",
+                              "description": "The port's protocol."
                             }
                           }
                         }
@@ -398,7 +419,8 @@ export const guestCRD: CustomResourceDefinition = {
                     "maxProperties": 64,
                     "description": "Only place the guest on XenHosts whose labels match all of these.",
                     "additionalProperties": {
-                      "type": "string"
+                      "type": "string",
+                      "description": "The value the XenHost's label of this key must have."
                     }
                   },
                   "startupProbe": {
@@ -418,9 +440,11 @@ export const guestCRD: CustomResourceDefinition = {
                             "type": "array",
                             "minItems": 1,
                             "maxItems": 256,
+                            "description": "The program and its arguments, run as they are (no shell).",
                             "items": {
                               "type": "string",
-                              "maxLength": 65536
+                              "maxLength": 65536,
+                              "description": "One word of the command line."
                             }
                           }
                         }
@@ -480,7 +504,8 @@ export const guestCRD: CustomResourceDefinition = {
                               "HTTP",
                               "HTTPS"
                             ],
-                            "default": "HTTP"
+                            "default": "HTTP",
+                            "description": "HTTP, or HTTPS (the guest's certificate is not verified)."
                           },
                           "httpHeaders": {
                             "type": "array",
@@ -493,17 +518,20 @@ export const guestCRD: CustomResourceDefinition = {
                                 "name",
                                 "value"
                               ],
+                              "description": "One request header.",
                               "properties": {
                                 "name": {
                                   "type": "string",
                                   "minLength": 1,
                                   "maxLength": 256,
-                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+                                  "description": "The header's name."
                                 },
                                 "value": {
                                   "type": "string",
                                   "maxLength": 4096,
-                                  "pattern": "^[^\\r\\n\\x00]*$"
+                                  "pattern": "^[^\\r\\n\\x00]*$",
+                                  "description": "The header's value (one line)."
                                 }
                               }
                             }
@@ -564,9 +592,11 @@ export const guestCRD: CustomResourceDefinition = {
                             "type": "array",
                             "minItems": 1,
                             "maxItems": 256,
+                            "description": "The program and its arguments, run as they are (no shell).",
                             "items": {
                               "type": "string",
-                              "maxLength": 65536
+                              "maxLength": 65536,
+                              "description": "One word of the command line."
                             }
                           }
                         }
@@ -626,7 +656,8 @@ export const guestCRD: CustomResourceDefinition = {
                               "HTTP",
                               "HTTPS"
                             ],
-                            "default": "HTTP"
+                            "default": "HTTP",
+                            "description": "HTTP, or HTTPS (the guest's certificate is not verified)."
                           },
                           "httpHeaders": {
                             "type": "array",
@@ -639,17 +670,20 @@ export const guestCRD: CustomResourceDefinition = {
                                 "name",
                                 "value"
                               ],
+                              "description": "One request header.",
                               "properties": {
                                 "name": {
                                   "type": "string",
                                   "minLength": 1,
                                   "maxLength": 256,
-                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+                                  "description": "The header's name."
                                 },
                                 "value": {
                                   "type": "string",
                                   "maxLength": 4096,
-                                  "pattern": "^[^\\r\\n\\x00]*$"
+                                  "pattern": "^[^\\r\\n\\x00]*$",
+                                  "description": "The header's value (one line)."
                                 }
                               }
                             }
@@ -710,9 +744,11 @@ export const guestCRD: CustomResourceDefinition = {
                             "type": "array",
                             "minItems": 1,
                             "maxItems": 256,
+                            "description": "The program and its arguments, run as they are (no shell).",
                             "items": {
                               "type": "string",
-                              "maxLength": 65536
+                              "maxLength": 65536,
+                              "description": "One word of the command line."
                             }
                           }
                         }
@@ -772,7 +808,8 @@ export const guestCRD: CustomResourceDefinition = {
                               "HTTP",
                               "HTTPS"
                             ],
-                            "default": "HTTP"
+                            "default": "HTTP",
+                            "description": "HTTP, or HTTPS (the guest's certificate is not verified)."
                           },
                           "httpHeaders": {
                             "type": "array",
@@ -785,17 +822,20 @@ export const guestCRD: CustomResourceDefinition = {
                                 "name",
                                 "value"
                               ],
+                              "description": "One request header.",
                               "properties": {
                                 "name": {
                                   "type": "string",
                                   "minLength": 1,
                                   "maxLength": 256,
-                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                  "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+                                  "description": "The header's name."
                                 },
                                 "value": {
                                   "type": "string",
                                   "maxLength": 4096,
-                                  "pattern": "^[^\\r\\n\\x00]*$"
+                                  "pattern": "^[^\\r\\n\\x00]*$",
+                                  "description": "The header's value (one line)."
                                 }
                               }
                             }
@@ -883,11 +923,13 @@ export const guestCRD: CustomResourceDefinition = {
                         "reason",
                         "message"
                       ],
+                      "description": "One aspect of the state, as a Kubernetes metav1.Condition.",
                       "properties": {
                         "type": {
                           "type": "string",
                           "maxLength": 316,
-                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+                          "description": "The condition's type, in CamelCase (Ready, ...)."
                         },
                         "status": {
                           "type": "string",
@@ -895,26 +937,31 @@ export const guestCRD: CustomResourceDefinition = {
                             "True",
                             "False",
                             "Unknown"
-                          ]
+                          ],
+                          "description": "Whether the condition holds."
                         },
                         "observedGeneration": {
                           "type": "integer",
                           "format": "int64",
-                          "minimum": 0
+                          "minimum": 0,
+                          "description": "The metadata.generation the condition was set for."
                         },
                         "lastTransitionTime": {
                           "type": "string",
-                          "format": "date-time"
+                          "format": "date-time",
+                          "description": "When status last changed."
                         },
                         "reason": {
                           "type": "string",
                           "minLength": 1,
                           "maxLength": 1024,
-                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+                          "description": "Why, in one CamelCase word, for programs."
                         },
                         "message": {
                           "type": "string",
-                          "maxLength": 32768
+                          "maxLength": 32768,
+                          "description": "Why, in words, for people."
                         }
                       }
                     }
@@ -944,30 +991,37 @@ export const guestCRD: CustomResourceDefinition = {
                   "addresses": {
                     "title": "GuestAddresses",
                     "type": "object",
+                    "description": "The guest's addresses on kratanet, and its gateway's (the node's end).",
                     "properties": {
                       "ipv4": {
                         "type": "string",
-                        "maxLength": 15
+                        "maxLength": 15,
+                        "description": "The guest's IPv4 address."
                       },
                       "ipv6": {
                         "type": "string",
-                        "maxLength": 45
+                        "maxLength": 45,
+                        "description": "The guest's IPv6 address."
                       },
                       "mac": {
                         "type": "string",
-                        "maxLength": 17
+                        "maxLength": 17,
+                        "description": "The guest interface's MAC address."
                       },
                       "gatewayIPv4": {
                         "type": "string",
-                        "maxLength": 15
+                        "maxLength": 15,
+                        "description": "The gateway's IPv4 address."
                       },
                       "gatewayIPv6": {
                         "type": "string",
-                        "maxLength": 45
+                        "maxLength": 45,
+                        "description": "The gateway's IPv6 address."
                       },
                       "gatewayMAC": {
                         "type": "string",
-                        "maxLength": 17
+                        "maxLength": 17,
+                        "description": "The gateway's MAC address."
                       }
                     }
                   },
@@ -1013,7 +1067,8 @@ export const guestCRD: CustomResourceDefinition = {
                       },
                       "message": {
                         "type": "string",
-                        "maxLength": 1024
+                        "maxLength": 1024,
+                        "description": "The difference, in words."
                       }
                     }
                   },
@@ -1044,7 +1099,8 @@ export const guestCRD: CustomResourceDefinition = {
                   "restartCount": {
                     "type": "integer",
                     "format": "int32",
-                    "minimum": 0
+                    "minimum": 0,
+                    "description": "How many times the process has been restarted (restartPolicy, after an exit or a probe's kill)."
                   },
                   "probes": {
                     "title": "GuestProbes",
@@ -1057,6 +1113,7 @@ export const guestCRD: CustomResourceDefinition = {
                         "required": [
                           "result"
                         ],
+                        "description": "The probe's result, as of the last change of result or message.",
                         "properties": {
                           "result": {
                             "type": "string",
@@ -1074,17 +1131,20 @@ export const guestCRD: CustomResourceDefinition = {
                           },
                           "lastProbeTime": {
                             "type": "string",
-                            "format": "date-time"
+                            "format": "date-time",
+                            "description": "When the probe ran, as of this write."
                           },
                           "consecutiveSuccesses": {
                             "type": "integer",
                             "format": "int32",
-                            "minimum": 0
+                            "minimum": 0,
+                            "description": "Successes in a row, as of this write."
                           },
                           "consecutiveFailures": {
                             "type": "integer",
                             "format": "int32",
-                            "minimum": 0
+                            "minimum": 0,
+                            "description": "Failures in a row, as of this write."
                           }
                         }
                       },
@@ -1094,6 +1154,7 @@ export const guestCRD: CustomResourceDefinition = {
                         "required": [
                           "result"
                         ],
+                        "description": "The probe's result, as of the last change of result or message.",
                         "properties": {
                           "result": {
                             "type": "string",
@@ -1111,17 +1172,20 @@ export const guestCRD: CustomResourceDefinition = {
                           },
                           "lastProbeTime": {
                             "type": "string",
-                            "format": "date-time"
+                            "format": "date-time",
+                            "description": "When the probe ran, as of this write."
                           },
                           "consecutiveSuccesses": {
                             "type": "integer",
                             "format": "int32",
-                            "minimum": 0
+                            "minimum": 0,
+                            "description": "Successes in a row, as of this write."
                           },
                           "consecutiveFailures": {
                             "type": "integer",
                             "format": "int32",
-                            "minimum": 0
+                            "minimum": 0,
+                            "description": "Failures in a row, as of this write."
                           }
                         }
                       },
@@ -1131,6 +1195,7 @@ export const guestCRD: CustomResourceDefinition = {
                         "required": [
                           "result"
                         ],
+                        "description": "The probe's result, as of the last change of result or message.",
                         "properties": {
                           "result": {
                             "type": "string",
@@ -1148,17 +1213,20 @@ export const guestCRD: CustomResourceDefinition = {
                           },
                           "lastProbeTime": {
                             "type": "string",
-                            "format": "date-time"
+                            "format": "date-time",
+                            "description": "When the probe ran, as of this write."
                           },
                           "consecutiveSuccesses": {
                             "type": "integer",
                             "format": "int32",
-                            "minimum": 0
+                            "minimum": 0,
+                            "description": "Successes in a row, as of this write."
                           },
                           "consecutiveFailures": {
                             "type": "integer",
                             "format": "int32",
-                            "minimum": 0
+                            "minimum": 0,
+                            "description": "Failures in a row, as of this write."
                           }
                         }
                       },
@@ -1176,20 +1244,24 @@ export const guestCRD: CustomResourceDefinition = {
                             "enum": [
                               "Liveness",
                               "Startup"
-                            ]
+                            ],
+                            "description": "The probe that stopped it."
                           },
                           "domid": {
                             "type": "integer",
                             "minimum": 1,
-                            "maximum": 32751
+                            "maximum": 32751,
+                            "description": "The Xen domain id it stopped."
                           },
                           "message": {
                             "type": "string",
-                            "maxLength": 1024
+                            "maxLength": 1024,
+                            "description": "Why the probe failed."
                           },
                           "time": {
                             "type": "string",
-                            "format": "date-time"
+                            "format": "date-time",
+                            "description": "When it stopped the domain."
                           }
                         }
                       }
@@ -1202,7 +1274,8 @@ export const guestCRD: CustomResourceDefinition = {
                   },
                   "message": {
                     "type": "string",
-                    "maxLength": 32768
+                    "maxLength": 32768,
+                    "description": "The phase's reason, in words."
                   }
                 }
               }
@@ -1221,7 +1294,11 @@ export const xenHostCRD: CustomResourceDefinition = {
     "name": "xenhosts.krata.dev",
     "labels": {
       "app.kubernetes.io/name": "krata",
-      "app.kubernetes.io/component": "api"
+      "app.kubernetes.io/instance": "krata",
+      "app.kubernetes.io/version": "0.1.0",
+      "app.kubernetes.io/component": "crd",
+      "app.kubernetes.io/part-of": "krata",
+      "app.kubernetes.io/managed-by": "kustomize"
     }
   },
   "spec": {
@@ -1310,6 +1387,7 @@ export const xenHostCRD: CustomResourceDefinition = {
               },
               "spec": {
                 "title": "XenHostSpec",
+                "description": "What admins set for the host; Guests' placement follows it.",
                 "type": "object",
                 "default": {},
                 "properties": {
@@ -1328,7 +1406,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 4096,
-                        "default": 0
+                        "default": 0,
+                        "description": "CPUs held back."
                       },
                       "memory": {
                         "x-kubernetes-int-or-string": true,
@@ -1341,7 +1420,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                           }
                         ],
                         "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
-                        "default": "0"
+                        "default": "0",
+                        "description": "Memory held back, a Kubernetes quantity (2Gi)."
                       }
                     }
                   },
@@ -1373,11 +1453,13 @@ export const xenHostCRD: CustomResourceDefinition = {
                             "from",
                             "to"
                           ],
+                          "description": "An inclusive range of ports.",
                           "properties": {
                             "from": {
                               "type": "integer",
                               "minimum": 1,
-                              "maximum": 65535
+                              "maximum": 65535,
+                              "description": "First port of the range."
                             },
                             "to": {
                               "type": "integer",
@@ -1394,6 +1476,7 @@ export const xenHostCRD: CustomResourceDefinition = {
               },
               "status": {
                 "title": "XenHostStatus",
+                "description": "What the node agent last reported in its heartbeats, written by the operator. Never written by users.",
                 "type": "object",
                 "properties": {
                   "capacity": {
@@ -1403,7 +1486,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                     "properties": {
                       "cpus": {
                         "type": "integer",
-                        "minimum": 0
+                        "minimum": 0,
+                        "description": "CPUs."
                       },
                       "memory": {
                         "x-kubernetes-int-or-string": true,
@@ -1415,7 +1499,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                             "type": "string"
                           }
                         ],
-                        "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$"
+                        "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+                        "description": "Memory, a Kubernetes quantity (16384Mi)."
                       }
                     }
                   },
@@ -1426,7 +1511,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                     "properties": {
                       "cpus": {
                         "type": "integer",
-                        "minimum": 0
+                        "minimum": 0,
+                        "description": "CPUs."
                       },
                       "memory": {
                         "x-kubernetes-int-or-string": true,
@@ -1438,7 +1524,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                             "type": "string"
                           }
                         ],
-                        "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$"
+                        "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+                        "description": "Memory, a Kubernetes quantity (16384Mi)."
                       }
                     }
                   },
@@ -1449,7 +1536,8 @@ export const xenHostCRD: CustomResourceDefinition = {
                   },
                   "agentVersion": {
                     "type": "string",
-                    "maxLength": 64
+                    "maxLength": 64,
+                    "description": "The node agent's version (krata's package version)."
                   },
                   "agentKey": {
                     "type": "string",
@@ -1479,6 +1567,7 @@ export const xenHostCRD: CustomResourceDefinition = {
                   "conditions": {
                     "type": "array",
                     "maxItems": 32,
+                    "description": "Ready: True while the node agent heartbeats (AgentReporting), Unknown once its last heartbeat is too old (AgentNotReporting).",
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": [
                       "type"
@@ -1493,11 +1582,13 @@ export const xenHostCRD: CustomResourceDefinition = {
                         "reason",
                         "message"
                       ],
+                      "description": "One aspect of the state, as a Kubernetes metav1.Condition.",
                       "properties": {
                         "type": {
                           "type": "string",
                           "maxLength": 316,
-                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+                          "description": "The condition's type, in CamelCase (Ready, ...)."
                         },
                         "status": {
                           "type": "string",
@@ -1505,26 +1596,31 @@ export const xenHostCRD: CustomResourceDefinition = {
                             "True",
                             "False",
                             "Unknown"
-                          ]
+                          ],
+                          "description": "Whether the condition holds."
                         },
                         "observedGeneration": {
                           "type": "integer",
                           "format": "int64",
-                          "minimum": 0
+                          "minimum": 0,
+                          "description": "The metadata.generation the condition was set for."
                         },
                         "lastTransitionTime": {
                           "type": "string",
-                          "format": "date-time"
+                          "format": "date-time",
+                          "description": "When status last changed."
                         },
                         "reason": {
                           "type": "string",
                           "minLength": 1,
                           "maxLength": 1024,
-                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+                          "description": "Why, in one CamelCase word, for programs."
                         },
                         "message": {
                           "type": "string",
-                          "maxLength": 32768
+                          "maxLength": 32768,
+                          "description": "Why, in words, for people."
                         }
                       }
                     }
@@ -1546,7 +1642,11 @@ export const guestSetCRD: CustomResourceDefinition = {
     "name": "guestsets.krata.dev",
     "labels": {
       "app.kubernetes.io/name": "krata",
-      "app.kubernetes.io/component": "api"
+      "app.kubernetes.io/instance": "krata",
+      "app.kubernetes.io/version": "0.1.0",
+      "app.kubernetes.io/component": "crd",
+      "app.kubernetes.io/part-of": "krata",
+      "app.kubernetes.io/managed-by": "kustomize"
     }
   },
   "spec": {
@@ -1561,7 +1661,8 @@ export const guestSetCRD: CustomResourceDefinition = {
         "gs"
       ],
       "categories": [
-        "krata"
+        "krata",
+        "all"
       ]
     },
     "versions": [
@@ -1662,7 +1763,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                         "type": "object",
                         "maxProperties": 64,
                         "additionalProperties": {
-                          "type": "string"
+                          "type": "string",
+                          "description": "The value the label of this key must have."
                         },
                         "description": "Labels a Guest must carry with these values."
                       },
@@ -1677,6 +1779,7 @@ export const guestSetCRD: CustomResourceDefinition = {
                             "key",
                             "operator"
                           ],
+                          "description": "One requirement on one label.",
                           "properties": {
                             "key": {
                               "type": "string",
@@ -1697,7 +1800,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                               "type": "array",
                               "maxItems": 64,
                               "items": {
-                                "type": "string"
+                                "type": "string",
+                                "description": "A label value."
                               },
                               "description": "The values for In and NotIn."
                             }
@@ -1722,14 +1826,17 @@ export const guestSetCRD: CustomResourceDefinition = {
                           "labels": {
                             "type": "object",
                             "additionalProperties": {
-                              "type": "string"
+                              "type": "string",
+                              "description": "The label's value."
                             },
                             "description": "Must satisfy the set's selector."
                           },
                           "annotations": {
                             "type": "object",
+                            "description": "Annotations every Guest of the set gets.",
                             "additionalProperties": {
-                              "type": "string"
+                              "type": "string",
+                              "description": "The annotation's value."
                             }
                           }
                         }
@@ -1772,12 +1879,14 @@ export const guestSetCRD: CustomResourceDefinition = {
                               "required": [
                                 "name"
                               ],
+                              "description": "A Secret in the Guest's namespace.",
                               "properties": {
                                 "name": {
                                   "type": "string",
                                   "minLength": 1,
                                   "maxLength": 253,
-                                  "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+                                  "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                                  "description": "The Secret's name."
                                 }
                               }
                             }
@@ -1788,7 +1897,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                             "description": "Replaces the image's Entrypoint (and then its Cmd is not used), as for a Pod.",
                             "items": {
                               "type": "string",
-                              "maxLength": 65536
+                              "maxLength": 65536,
+                              "description": "One word of the command line, passed as it is (no shell, no variable expansion)."
                             }
                           },
                           "args": {
@@ -1797,7 +1907,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                             "description": "Replaces the image's Cmd; appended to command, or to the image's Entrypoint.",
                             "items": {
                               "type": "string",
-                              "maxLength": 65536
+                              "maxLength": 65536,
+                              "description": "One argument, passed as it is (no shell, no variable expansion)."
                             }
                           },
                           "env": {
@@ -1814,16 +1925,19 @@ export const guestSetCRD: CustomResourceDefinition = {
                               "required": [
                                 "name"
                               ],
+                              "description": "One environment variable.",
                               "properties": {
                                 "name": {
                                   "type": "string",
                                   "minLength": 1,
                                   "maxLength": 1024,
-                                  "pattern": "^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+                                  "pattern": "^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+                                  "description": "The variable's name."
                                 },
                                 "value": {
                                   "type": "string",
-                                  "maxLength": 131072
+                                  "maxLength": 131072,
+                                  "description": "Its value, as it is (no variable expansion); unset means the empty string."
                                 }
                               }
                             }
@@ -1953,6 +2067,7 @@ export const guestSetCRD: CustomResourceDefinition = {
                             "title": "GuestNetwork",
                             "type": "object",
                             "default": {},
+                            "description": "The guest's network interface on kratanet, and the ports published on the node.",
                             "properties": {
                               "enabled": {
                                 "type": "boolean",
@@ -1974,11 +2089,13 @@ export const guestSetCRD: CustomResourceDefinition = {
                                   "required": [
                                     "containerPort"
                                   ],
+                                  "description": "One published port.",
                                   "properties": {
                                     "name": {
                                       "type": "string",
                                       "maxLength": 15,
-                                      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+                                      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                                      "description": "A name for the port, by which probes may refer to it (a TCP port)."
                                     },
                                     "containerPort": {
                                       "type": "integer",
@@ -1998,7 +2115,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                                         "TCP",
                                         "UDP"
                                       ],
-                                      "default": "TCP"
+                                      "default": "TCP",
+                                      "description": "The port's protocol."
                                     }
                                   }
                                 }
@@ -2033,7 +2151,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                             "maxProperties": 64,
                             "description": "Only place the guest on XenHosts whose labels match all of these.",
                             "additionalProperties": {
-                              "type": "string"
+                              "type": "string",
+                              "description": "The value the XenHost's label of this key must have."
                             }
                           },
                           "startupProbe": {
@@ -2053,9 +2172,11 @@ export const guestSetCRD: CustomResourceDefinition = {
                                     "type": "array",
                                     "minItems": 1,
                                     "maxItems": 256,
+                                    "description": "The program and its arguments, run as they are (no shell).",
                                     "items": {
                                       "type": "string",
-                                      "maxLength": 65536
+                                      "maxLength": 65536,
+                                      "description": "One word of the command line."
                                     }
                                   }
                                 }
@@ -2115,7 +2236,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                                       "HTTP",
                                       "HTTPS"
                                     ],
-                                    "default": "HTTP"
+                                    "default": "HTTP",
+                                    "description": "HTTP, or HTTPS (the guest's certificate is not verified)."
                                   },
                                   "httpHeaders": {
                                     "type": "array",
@@ -2128,17 +2250,20 @@ export const guestSetCRD: CustomResourceDefinition = {
                                         "name",
                                         "value"
                                       ],
+                                      "description": "One request header.",
                                       "properties": {
                                         "name": {
                                           "type": "string",
                                           "minLength": 1,
                                           "maxLength": 256,
-                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+                                          "description": "The header's name."
                                         },
                                         "value": {
                                           "type": "string",
                                           "maxLength": 4096,
-                                          "pattern": "^[^\\r\\n\\x00]*$"
+                                          "pattern": "^[^\\r\\n\\x00]*$",
+                                          "description": "The header's value (one line)."
                                         }
                                       }
                                     }
@@ -2199,9 +2324,11 @@ export const guestSetCRD: CustomResourceDefinition = {
                                     "type": "array",
                                     "minItems": 1,
                                     "maxItems": 256,
+                                    "description": "The program and its arguments, run as they are (no shell).",
                                     "items": {
                                       "type": "string",
-                                      "maxLength": 65536
+                                      "maxLength": 65536,
+                                      "description": "One word of the command line."
                                     }
                                   }
                                 }
@@ -2261,7 +2388,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                                       "HTTP",
                                       "HTTPS"
                                     ],
-                                    "default": "HTTP"
+                                    "default": "HTTP",
+                                    "description": "HTTP, or HTTPS (the guest's certificate is not verified)."
                                   },
                                   "httpHeaders": {
                                     "type": "array",
@@ -2274,17 +2402,20 @@ export const guestSetCRD: CustomResourceDefinition = {
                                         "name",
                                         "value"
                                       ],
+                                      "description": "One request header.",
                                       "properties": {
                                         "name": {
                                           "type": "string",
                                           "minLength": 1,
                                           "maxLength": 256,
-                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+                                          "description": "The header's name."
                                         },
                                         "value": {
                                           "type": "string",
                                           "maxLength": 4096,
-                                          "pattern": "^[^\\r\\n\\x00]*$"
+                                          "pattern": "^[^\\r\\n\\x00]*$",
+                                          "description": "The header's value (one line)."
                                         }
                                       }
                                     }
@@ -2345,9 +2476,11 @@ export const guestSetCRD: CustomResourceDefinition = {
                                     "type": "array",
                                     "minItems": 1,
                                     "maxItems": 256,
+                                    "description": "The program and its arguments, run as they are (no shell).",
                                     "items": {
                                       "type": "string",
-                                      "maxLength": 65536
+                                      "maxLength": 65536,
+                                      "description": "One word of the command line."
                                     }
                                   }
                                 }
@@ -2407,7 +2540,8 @@ export const guestSetCRD: CustomResourceDefinition = {
                                       "HTTP",
                                       "HTTPS"
                                     ],
-                                    "default": "HTTP"
+                                    "default": "HTTP",
+                                    "description": "HTTP, or HTTPS (the guest's certificate is not verified)."
                                   },
                                   "httpHeaders": {
                                     "type": "array",
@@ -2420,17 +2554,20 @@ export const guestSetCRD: CustomResourceDefinition = {
                                         "name",
                                         "value"
                                       ],
+                                      "description": "One request header.",
                                       "properties": {
                                         "name": {
                                           "type": "string",
                                           "minLength": 1,
                                           "maxLength": 256,
-                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+                                          "pattern": "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+                                          "description": "The header's name."
                                         },
                                         "value": {
                                           "type": "string",
                                           "maxLength": 4096,
-                                          "pattern": "^[^\\r\\n\\x00]*$"
+                                          "pattern": "^[^\\r\\n\\x00]*$",
+                                          "description": "The header's value (one line)."
                                         }
                                       }
                                     }
@@ -2602,11 +2739,13 @@ export const guestSetCRD: CustomResourceDefinition = {
                         "reason",
                         "message"
                       ],
+                      "description": "One aspect of the state, as a Kubernetes metav1.Condition.",
                       "properties": {
                         "type": {
                           "type": "string",
                           "maxLength": 316,
-                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+                          "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+                          "description": "The condition's type, in CamelCase (Ready, ...)."
                         },
                         "status": {
                           "type": "string",
@@ -2614,26 +2753,31 @@ export const guestSetCRD: CustomResourceDefinition = {
                             "True",
                             "False",
                             "Unknown"
-                          ]
+                          ],
+                          "description": "Whether the condition holds."
                         },
                         "observedGeneration": {
                           "type": "integer",
                           "format": "int64",
-                          "minimum": 0
+                          "minimum": 0,
+                          "description": "The metadata.generation the condition was set for."
                         },
                         "lastTransitionTime": {
                           "type": "string",
-                          "format": "date-time"
+                          "format": "date-time",
+                          "description": "When status last changed."
                         },
                         "reason": {
                           "type": "string",
                           "minLength": 1,
                           "maxLength": 1024,
-                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+                          "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+                          "description": "Why, in one CamelCase word, for programs."
                         },
                         "message": {
                           "type": "string",
-                          "maxLength": 32768
+                          "maxLength": 32768,
+                          "description": "Why, in words, for people."
                         }
                       }
                     }

@@ -2,11 +2,14 @@
 import type { ObjectMeta } from '../meta.js';
 
 export interface LocalObjectReference {
+  /** The Secret's name. */
   name: string;
 }
 
 export interface EnvVar {
+  /** The variable's name. */
   name: string;
+  /** Its value, as it is (no variable expansion); unset means the empty string. */
   value?: string;
 }
 
@@ -40,6 +43,7 @@ export interface InitrdSpec {
 }
 
 export interface GuestPort {
+  /** A name for the port, by which probes may refer to it (a TCP port). */
   name?: string;
   /** Port the guest listens on. */
   containerPort: number;
@@ -48,6 +52,7 @@ export interface GuestPort {
    * spec.guestPolicy.hostPorts, the agent's --host-ports; both default to 1024-65535) and free there.
    */
   hostPort?: number;
+  /** The port's protocol. */
   protocol: 'TCP' | 'UDP';
 }
 
@@ -59,6 +64,7 @@ export interface GuestNetwork {
 }
 
 export interface ExecAction {
+  /** The program and its arguments, run as they are (no shell). */
   command: string[];
 }
 
@@ -68,7 +74,9 @@ export interface TCPSocketAction {
 }
 
 export interface HTTPHeader {
+  /** The header's name. */
   name: string;
+  /** The header's value (one line). */
   value: string;
 }
 
@@ -77,6 +85,7 @@ export interface HTTPGetAction {
   path: string;
   /** Port number (1-65535), or the name of a spec.network.ports entry. */
   port: number | string;
+  /** HTTP, or HTTPS (the guest's certificate is not verified). */
   scheme: 'HTTP' | 'HTTPS';
   /** Request headers, added to (or replacing) Host, User-Agent and Accept. */
   httpHeaders?: HTTPHeader[];
@@ -155,6 +164,7 @@ export interface GuestSpec {
   kernel?: KernelSpec;
   /** The guest initrd holding krata's init. Unset uses the node's default. */
   initrd?: InitrdSpec;
+  /** The guest's network interface on kratanet, and the ports published on the node. */
   network: GuestNetwork;
   /**
    * What happens when the process ends: restarted with exponential backoff (10 s doubling to 5 min,
@@ -191,20 +201,32 @@ export interface GuestSpec {
 }
 
 export interface Condition {
+  /** The condition's type, in CamelCase (Ready, ...). */
   type: string;
+  /** Whether the condition holds. */
   status: 'True' | 'False' | 'Unknown';
+  /** The metadata.generation the condition was set for. */
   observedGeneration?: number;
+  /** When status last changed. */
   lastTransitionTime: string;
+  /** Why, in one CamelCase word, for programs. */
   reason: string;
+  /** Why, in words, for people. */
   message: string;
 }
 
 export interface GuestAddresses {
+  /** The guest's IPv4 address. */
   ipv4?: string;
+  /** The guest's IPv6 address. */
   ipv6?: string;
+  /** The guest interface's MAC address. */
   mac?: string;
+  /** The gateway's IPv4 address. */
   gatewayIPv4?: string;
+  /** The gateway's IPv6 address. */
   gatewayIPv6?: string;
+  /** The gateway's MAC address. */
   gatewayMAC?: string;
 }
 
@@ -221,6 +243,7 @@ export interface GuestResourceStatus {
   lastResizeTime?: string;
   /** Why what Xen observes differs from the targets. */
   reason?: 'BalloonPending' | 'VcpusPending';
+  /** The difference, in words. */
   message?: string;
 }
 
@@ -232,21 +255,31 @@ export interface ProbeStatus {
   result: 'Success' | 'Failure' | 'Unknown';
   /** Why the last probe failed. */
   message?: string;
+  /** When the probe ran, as of this write. */
   lastProbeTime?: string;
+  /** Successes in a row, as of this write. */
   consecutiveSuccesses?: number;
+  /** Failures in a row, as of this write. */
   consecutiveFailures?: number;
 }
 
 export interface ProbeKill {
+  /** The probe that stopped it. */
   probe: 'Liveness' | 'Startup';
+  /** The Xen domain id it stopped. */
   domid?: number;
+  /** Why the probe failed. */
   message?: string;
+  /** When it stopped the domain. */
   time: string;
 }
 
 export interface GuestProbes {
+  /** The probe's result, as of the last change of result or message. */
   startup?: ProbeStatus;
+  /** The probe's result, as of the last change of result or message. */
   readiness?: ProbeStatus;
+  /** The probe's result, as of the last change of result or message. */
   liveness?: ProbeStatus;
   /** The last domain a liveness or startup probe stopped. */
   lastKill?: ProbeKill;
@@ -274,6 +307,7 @@ export interface GuestStatus {
   uuid?: string;
   /** Manifest digest of the image that runs. */
   imageDigest?: string;
+  /** The guest's addresses on kratanet, and its gateway's (the node's end). */
   addresses?: GuestAddresses;
   /**
    * The running domain's resources: the targets applied to it (cpus, memory) and what Xen observes of
@@ -290,6 +324,7 @@ export interface GuestStatus {
   exitCode?: number;
   /** Signal that killed the last process, when it was killed. */
   signal?: number;
+  /** How many times the process has been restarted (restartPolicy, after an exit or a probe's kill). */
   restartCount?: number;
   /**
    * Each probe of the current domain: its result and message, written when either changes (the probe
@@ -298,6 +333,7 @@ export interface GuestStatus {
   probes?: GuestProbes;
   /** Short CamelCase reason for the phase (CrashLoopBackOff, ImagePullFailed, ...). */
   reason?: string;
+  /** The phase's reason, in words. */
   message?: string;
 }
 
@@ -320,11 +356,14 @@ export interface Guest {
 }
 
 export interface HostReserved {
+  /** CPUs held back. */
   cpus: number;
+  /** Memory held back, a Kubernetes quantity (2Gi). */
   memory: number | string;
 }
 
 export interface PortRange {
+  /** First port of the range. */
   from: number;
   /** Last port of the range (at least from). */
   to: number;
@@ -357,7 +396,9 @@ export interface XenHostSpec {
 }
 
 export interface HostResources {
+  /** CPUs. */
   cpus?: number;
+  /** Memory, a Kubernetes quantity (16384Mi). */
   memory?: number | string;
 }
 
@@ -368,6 +409,7 @@ export interface XenHostStatus {
   allocatable?: HostResources;
   /** Hypervisor version, e.g. 4.17.5. */
   xenVersion?: string;
+  /** The node agent's version (krata's package version). */
   agentVersion?: string;
   /**
    * The SHA-256 of the node agent's public key (sha256:HEX), pinned by the operator when it first issued
@@ -386,6 +428,10 @@ export interface XenHostStatus {
   guests?: number;
   /** Last report from the node agent; Ready turns Unknown when it is too old. */
   heartbeatTime?: string;
+  /**
+   * Ready: True while the node agent heartbeats (AgentReporting), Unknown once its last heartbeat is too
+   * old (AgentNotReporting).
+   */
   conditions?: Condition[];
 }
 
@@ -394,7 +440,12 @@ export interface XenHost {
   apiVersion: 'krata.dev/v1alpha1';
   kind: 'XenHost';
   metadata: ObjectMeta;
+  /** What admins set for the host; Guests' placement follows it. */
   spec: XenHostSpec;
+  /**
+   * What the node agent last reported in its heartbeats, written by the operator. Never written by
+   * users.
+   */
   status?: XenHostStatus;
 }
 
@@ -417,6 +468,7 @@ export interface LabelSelector {
 export interface GuestTemplateMetadata {
   /** Must satisfy the set's selector. */
   labels?: Record<string, string>;
+  /** Annotations every Guest of the set gets. */
   annotations?: Record<string, string>;
 }
 

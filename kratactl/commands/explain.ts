@@ -1,5 +1,6 @@
 // kratactl explain guest.spec.resources: the API documentation, read from the CRD schema itself.
 import type { JSONSchemaProps } from '../../crds/crd-types.js';
+import { OBJECT_META_DOC } from '../../crds/object-meta-doc.js';
 import { KINDS, resolveKind } from '../../crds/validate.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { parseFlags } from '../../lib/cli-flags.js';
@@ -19,7 +20,7 @@ export async function explain(argv: string[], io: IO): Promise<number> {
   const [kindName, ...fields] = positionals[0]!.split('.');
   const info = resolveKind(kindName!);
   if (!info) throw new UsageError(`unknown kind "${kindName}" (kinds: ${[...KINDS.keys()].join(', ')})`);
-  let schema = info.schema;
+  let schema = withObjectMeta(info.schema);
   const walked: string[] = [];
   for (const field of fields) {
     const next = childSchema(schema, field);
@@ -45,6 +46,11 @@ export async function explain(argv: string[], io: IO): Promise<number> {
   return EXIT_OK;
 }
 
+/** The kind's schema with metadata documented as the ObjectMeta it is (the CRD may only say `type: object`). */
+function withObjectMeta(root: JSONSchemaProps): JSONSchemaProps {
+  return { ...root, properties: { ...root.properties, metadata: OBJECT_META_DOC } };
+}
+
 function itemsOrSelf(schema: JSONSchemaProps): JSONSchemaProps {
   return schema.type === 'array' && schema.items ? schema.items : schema;
 }
@@ -58,6 +64,7 @@ function childSchema(schema: JSONSchemaProps, field: string): JSONSchemaProps | 
 }
 
 function typeName(s: JSONSchemaProps): string {
+  if (s === OBJECT_META_DOC) return 'ObjectMeta';
   if (s['x-kubernetes-int-or-string']) return 'quantity';
   if (s.type === 'array') return `[]${s.items?.properties ? 'Object' : typeName(s.items ?? {})}`;
   if (s.type === 'object') return s.properties ? 'Object' : 'map[string]string';

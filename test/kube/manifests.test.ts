@@ -6,7 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
@@ -65,7 +66,14 @@ async function kustomize(dir: string): Promise<Obj[]> {
   return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
 }
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'APIService']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'CustomResourceDefinition',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'APIService',
+  'PriorityClass',
+]);
 const byName = (objs: Obj[]) => new Map(objs.map((o) => [`${o.kind}/${o.metadata.name}`, o]));
 const find = (objs: Obj[], kind: string, name: string): Obj => {
   const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
@@ -140,6 +148,7 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
     'Namespace/krata-system',
     'NetworkPolicy/krata-redis',
     'PodDisruptionBudget/krata-operator',
+    'PriorityClass/krata-cluster-critical',
     'Role/krata-operator-leader-election',
     'Role/krata-operator-pki',
     'Role/krata-operator-redis-credentials',
@@ -148,6 +157,7 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
     'RoleBinding/krata-operator-redis-credentials',
     'Service/krata-api',
     'Service/krata-api-metrics',
+    'Service/krata-node-agent-metrics',
     'Service/krata-operator-metrics',
     'Service/krata-redis',
     'ServiceAccount/krata-api',
@@ -247,6 +257,18 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
   assert.equal(ap.terminationGracePeriodSeconds, 40);
   assert.deepEqual(ap.nodeSelector, { 'kubernetes.io/os': 'linux', 'krata.dev/xen': 'true' });
   assert.ok(ap.tolerations.some((t: Obj) => t.operator === 'Exists' && t.effect === 'NoSchedule'));
+  assert.ok(ap.tolerations.some((t: Obj) => t.operator === 'Exists' && t.effect === 'NoExecute' && !t.key));
+  // Above ordinary Pods: the agents, the operator and Redis (krata's control path); krata-api is not.
+  const priority = find(objs, 'PriorityClass', 'krata-cluster-critical');
+  assert.ok(!priority.globalDefault, 'not the default for every Pod');
+  assert.ok(priority.value >= 1_000_000 && priority.value <= 1_000_000_000, 'a user class, below the system classes');
+  assert.deepEqual(
+    workloads
+      .filter((w) => w.spec.template.spec.priorityClassName === priority.metadata.name)
+      .map((w) => w.metadata.name)
+      .sort(),
+    ['krata-node-agent', 'krata-operator', 'krata-redis'],
+  );
   assert.deepEqual(agent.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
   assert.deepEqual(ac.command, ['krata-node-agent']);
   assert.equal(flag(ac, '--redis'), 'redis://krata-agent@krata-redis.krata-system.svc:6379');
@@ -256,6 +278,27 @@ test('kubectl kustomize manifests/ builds the install the design describes', asy
     defaultMode: 0o400,
   });
   assert.equal(flag(ac, '--host'), '$(NODE_NAME)');
+  // The guest kernel and initrd: in the image, copied to the host by an init container, read there.
+  const [install] = ap.initContainers as Obj[];
+  assert.equal(ap.initContainers.length, 1);
+  assert.equal(install!.image, ac.image);
+  assert.ok(install!.volumeMounts.some((m: Obj) => m.name === 'state' && m.mountPath === '/var/lib/krata'));
+  const script = (install!.args as string[]).join('\n');
+  for (const f of ['kernel', 'initrd']) {
+    assert.equal(flag(ac, `--${f}`), `/var/lib/krata/default/${f}`);
+    const containerfile = readFileSync(join(root, 'Containerfile'), 'utf8');
+    assert.match(containerfile, new RegExp(`^COPY --from=\\S+ \\S+ /opt/krata/guest/${f}$`, 'm'), `the image holds /opt/krata/guest/${f}`);
+  }
+  assert.match(script, /for f in kernel initrd/);
+  assert.match(script, /dest=\/var\/lib\/krata\/default\n/);
+  assert.match(script, /mv -f "\$dest\/\.\$f\.new" "\$dest\/\$f"/, 'replaced by a rename');
+  // Metrics on the node's address, for Prometheus; the liveness probe reaches the same listener.
+  assert.equal(flag(ac, '--metrics'), '$(NODE_IP):9477');
+  assert.deepEqual(
+    ac.ports.map((p: Obj) => [p.name, p.containerPort]),
+    [['metrics', 9477]],
+  );
+  assert.deepEqual(ac.livenessProbe.httpGet, { path: '/metrics', port: 'metrics' });
   // Guests leave with the node's address: every private range (pod and Service ranges among them) is
   // denied, in a form the agent's own flag parser takes.
   const deny = (ac.args as string[]).flatMap((a, i, all) => (a === '--deny-cidr' ? [all[i + 1]!] : []));
@@ -335,6 +378,101 @@ test('manifests/kube-1.20/ builds the same install, with the PodDisruptionBudget
     else assert.deepEqual(o, main.get(key), key);
   }
   assert.equal(old.get('PodDisruptionBudget/krata-operator')!.apiVersion, 'policy/v1beta1');
+});
+
+test("the node agent's init container installs the image's kernel and initrd, once, and replaces them when they change", async () => {
+  const agent = find(await kustomize('manifests/'), 'DaemonSet', 'krata-node-agent');
+  const install = (agent.spec.template.spec.initContainers as Obj[])[0]!;
+  assert.deepEqual(install.command, ['/bin/sh', '-ec']);
+  const dir = mkdtempSync(join(tmpdir(), 'krata-boot-files-'));
+  try {
+    // The script as the DaemonSet runs it, with the image's and the host's directories moved under `dir`.
+    const script = (install.args as string[])[0]!.replaceAll('/var/lib/krata', `${dir}/host`).replaceAll('/opt/krata', `${dir}/image`);
+    mkdirSync(join(dir, 'image/guest'), { recursive: true });
+    writeFileSync(join(dir, 'image/guest/kernel'), 'kernel 1');
+    writeFileSync(join(dir, 'image/guest/initrd'), 'initrd 1');
+    const runIt = () => run('/bin/sh', ['-ec', script]);
+    let r = await runIt();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `installed ${dir}/host/default/kernel\ninstalled ${dir}/host/default/initrd\n`);
+    assert.equal(readFileSync(join(dir, 'host/default/kernel'), 'utf8'), 'kernel 1');
+    r = await runIt();
+    assert.equal(r.stdout, '', 'nothing to do when the host has the same files');
+    writeFileSync(join(dir, 'image/guest/initrd'), 'initrd 2');
+    r = await runIt();
+    assert.equal(r.stdout, `installed ${dir}/host/default/initrd\n`);
+    assert.equal(readFileSync(join(dir, 'host/default/initrd'), 'utf8'), 'initrd 2');
+    assert.deepEqual(readdirSync(join(dir, 'host/default')).sort(), ['initrd', 'kernel'], 'no temporary file is left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const RECOMMENDED = ['name', 'instance', 'version', 'component', 'part-of', 'managed-by'].map((k) => `app.kubernetes.io/${k}`);
+
+test("every object of the install and its pods carry Kubernetes' recommended labels (spelt out: no commonLabels)", async () => {
+  const objs = [...(await kustomize('manifests/')), ...(await kustomize('manifests/monitoring/'))];
+  const check = (labels: Record<string, string> | undefined, what: string) => {
+    for (const k of RECOMMENDED) assert.ok(labels?.[k], `${what} has ${k}`);
+    assert.equal(labels!['app.kubernetes.io/name'], 'krata', what);
+    assert.equal(labels!['app.kubernetes.io/instance'], 'krata', what);
+    assert.equal(labels!['app.kubernetes.io/part-of'], 'krata', what);
+    assert.equal(labels!['app.kubernetes.io/version'], VERSION, `${what}: the version label is package.json's`);
+    assert.equal(labels!['app.kubernetes.io/managed-by'], 'kustomize', what);
+  };
+  for (const o of objs) {
+    check(o.metadata.labels, `${o.kind}/${o.metadata.name}`);
+    if (o.spec?.template?.metadata) {
+      check(o.spec.template.metadata.labels, `${o.kind}/${o.metadata.name}'s pods`);
+      // Selectors stay what they were (immutable): name and component only, never the version.
+      assert.deepEqual(Object.keys(o.spec.selector.matchLabels).sort(), ['app.kubernetes.io/component', 'app.kubernetes.io/name']);
+    }
+  }
+});
+
+test('the Containerfile: Node 22 base, OCI labels with the package version, the guest kernel and initrd built in', () => {
+  const containerfile = readFileSync(join(root, 'Containerfile'), 'utf8');
+  assert.match(containerfile, /^ARG NODE_IMAGE=docker\.io\/library\/node:22-bookworm-slim$/m);
+  const labels = Object.fromEntries(
+    [...containerfile.matchAll(/(org\.opencontainers\.image\.[\w.]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]),
+  );
+  assert.equal(labels['org.opencontainers.image.version'], VERSION);
+  assert.equal(labels['org.opencontainers.image.licenses'], 'Apache-2.0');
+  for (const k of ['title', 'description', 'base.name']) assert.ok(labels[`org.opencontainers.image.${k}`], k);
+  // guest-init from guest-init/, the kernel from kernel/build.sh, the initrd from the agent's own writer.
+  assert.match(containerfile, /^COPY guest-init \.\/$/m);
+  assert.match(containerfile, /cargo build --offline --release/);
+  assert.match(containerfile, /\/src\/kernel\/build\.sh \/out/);
+  assert.match(containerfile, /buildInitrd\(guestInitrdEntries\(readFileSync\('\/guest-init'\), \[\]\)\)/);
+  assert.match(containerfile, /^COPY --from=kernel \/out\/bzImage \/opt\/krata\/guest\/kernel$/m);
+  assert.match(containerfile, /^COPY --from=build \/src\/initrd \/opt\/krata\/guest\/initrd$/m);
+});
+
+test('manifests/monitoring/: one ServiceMonitor scraping the operator, krata-api and every agent', async () => {
+  const install = await kustomize('manifests/');
+  const [sm, ...more] = await kustomize('manifests/monitoring/');
+  assert.equal(more.length, 0);
+  assert.equal(sm!.kind, 'ServiceMonitor');
+  assert.equal(sm!.metadata.namespace, 'krata-system');
+  const port = sm!.spec.endpoints[0].port as string;
+  const scraped = install.filter(
+    (o) =>
+      o.kind === 'Service' && matches(sm!.spec.selector.matchLabels, o.metadata.labels) && o.spec.ports.some((p: Obj) => p.name === port),
+  );
+  assert.deepEqual(scraped.map((o) => o.metadata.name).sort(), ['krata-api-metrics', 'krata-node-agent-metrics', 'krata-operator-metrics']);
+  const workloads = install.filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+  for (const svc of scraped) {
+    const target = svc.spec.ports.find((p: Obj) => p.name === port).targetPort as string;
+    const pods = workloads.filter((w) => matches(svc.spec.selector, w.spec.template.metadata.labels));
+    assert.equal(pods.length, 1, `${svc.metadata.name} selects one workload`);
+    const c = pods[0]!.spec.template.spec.containers[0];
+    assert.ok(
+      c.ports?.some((p: Obj) => p.name === target),
+      `${svc.metadata.name}: ${pods[0]!.metadata.name} has a port named ${target}`,
+    );
+  }
+  // The agents' Service is headless: one endpoint per agent (its node's address), not a load balancer.
+  assert.equal(find(install, 'Service', 'krata-node-agent-metrics').spec.clusterIP, 'None');
 });
 
 // Against a real kube-apiserver from here on. The tests below run in order: the install first.
