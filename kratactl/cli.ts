@@ -16,6 +16,7 @@ import { RUN_HELP, run as runGuest } from './commands/run.js';
 import { SCALE_HELP, scale } from './commands/scale.js';
 import { TOP_HELP, top } from './commands/top.js';
 import { version } from './commands/version.js';
+import { WAIT_HELP, wait } from './commands/wait.js';
 import { FlagError } from '../lib/cli-flags.js';
 import { closest } from '../lib/closest.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
@@ -31,6 +32,7 @@ const COMMANDS: Record<string, Command> = {
   get: { summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
   describe: { summary: 'show a guest or guestset in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
   delete: { summary: 'delete guests or guestsets by name or from manifests (-f)', help: DELETE_HELP, run: del },
+  wait: { summary: 'wait until guests or guestsets meet a condition (--for=condition=Ready|delete|jsonpath=...)', help: WAIT_HELP, run: wait },
   scale: { summary: 'set how many guests a guestset runs (--replicas N)', help: SCALE_HELP, run: scale },
   rollout: { summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)", help: ROLLOUT_HELP, run: rollout },
   run: { summary: 'run an image as a new guest and attach to it', help: RUN_HELP, run: runGuest },
