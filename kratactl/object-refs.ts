@@ -1,5 +1,5 @@
 // What kubectl's commands take as objects: `TYPE`, `TYPE NAME...`, `TYPE/NAME...`, `TYPE1,TYPE2`;
-// kratactl also reads a lone NAME as a Guest's (`kratactl get web`). The agent serves Guests and GuestSets.
+// `kratactl get` also reads NAMEs without a kind as Guests' (`kratactl get web`). The agent serves Guests and GuestSets.
 import { resolveKind } from '../crds/validate.js';
 import { UsageError } from './io.js';
 import { checkGuestName, checkKindWord } from './commands/common.js';
@@ -56,7 +56,8 @@ export function parseObjectRefs(words: string[], command: string, defaultKind?: 
     return { named, kinds: [], single: named.length === 1 };
   }
   if (types.length > 1) throw new UsageError(`the server doesn't have a resource type "${types.find((_, i) => !kinds[i])}"`);
-  // No kind first: every word is a Guest's name (kratactl's short form).
+  if (command !== 'get') throw new UsageError(`${command} needs a kind first: kratactl ${command} guest ${first}`);
+  // No kind first: every word is a Guest's name (get's short form).
   const named = words.map((n) => ({ kind: 'Guest' as const, name: checkGuestName(n) }));
   return { named, kinds: [], single: named.length === 1 };
 }

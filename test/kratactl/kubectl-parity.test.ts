@@ -256,3 +256,52 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
     assert.equal(want.stdout, 'guest.krata.dev/gone condition met\n');
   });
 });
+
+describe('kratactl delete: several names, TYPE/NAME, --all, -l, --ignore-not-found', { timeout: 120_000 }, () => {
+  let dir: string;
+  let socket: string;
+  let running: Running;
+  const k = (...args: string[]) => kratactl([...args, '--agent', socket]);
+  const names = async () => (await k('get', 'guests', '-o', 'jsonpath={.items[*].metadata.name}', '--sort-by=.metadata.name')).stdout;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'krata-delete-'));
+    socket = join(dir, 'agent.sock');
+    running = await startAgent(agentContainer(testAgentConfig(join(dir, 'state'), { api: { socketPath: socket } }), silentLog));
+    const p = join(dir, 'g.yaml');
+    writeFileSync(
+      p,
+      ['a', 'b', 'c', 'd', 'e']
+        .map((n) => guest(n, { app: n === 'e' ? 'keep' : 'del', ...(n === 'c' || n === 'd' ? { tier: 'x' } : {}) }))
+        .join('---\n'),
+    );
+    assert.equal((await k('apply', '-f', p)).code, 0);
+  });
+  after(async () => {
+    await running?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('names, missing names, selectors and --all', async () => {
+    let r = await k('delete', 'guest', 'a', 'nope');
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, 'guest.krata.dev/a deleted\n');
+    assert.equal(r.stderr, 'error: guest "nope" not found in namespace "default"\n');
+    r = await k('delete', 'guest/nope', '--ignore-not-found');
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, '', '']);
+    r = await k('delete', 'guest/b');
+    assert.deepEqual([r.code, r.stdout], [0, 'guest.krata.dev/b deleted\n']);
+    r = await k('delete', 'guests', '-l', 'app=del,tier');
+    assert.deepEqual([r.code, r.stdout], [0, 'guest.krata.dev/c deleted\nguest.krata.dev/d deleted\n']);
+    r = await k('delete', 'guests', '-l', 'app=nothing');
+    assert.deepEqual([r.code, r.stdout], [0, 'No resources found\n']);
+    r = await k('delete', 'guests');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^error: resource\(s\) were provided, but no name was specified\n/);
+    r = await k('delete', 'web');
+    assert.match(r.stderr, /^error: delete needs a kind first: kratactl delete guest web\n/);
+    assert.equal(await names(), 'e');
+    r = await k('delete', 'guests', '--all');
+    assert.deepEqual([r.code, r.stdout], [0, 'guest.krata.dev/e deleted\n']);
+  });
+});
