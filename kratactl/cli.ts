@@ -35,7 +35,11 @@ const COMMANDS: Record<string, Command> = {
   get: { summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
   describe: { summary: 'show a guest or guestset in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
   delete: { summary: 'delete guests or guestsets by name or from manifests (-f)', help: DELETE_HELP, run: del },
-  wait: { summary: 'wait until guests or guestsets meet a condition (--for=condition=Ready|delete|jsonpath=...)', help: WAIT_HELP, run: wait },
+  wait: {
+    summary: 'wait until guests or guestsets meet a condition (--for=condition=Ready|delete|jsonpath=...)',
+    help: WAIT_HELP,
+    run: wait,
+  },
   events: { summary: 'list the events recorded about guests (--for guest/NAME, -A, -w to follow)', help: EVENTS_HELP, run: events },
   scale: { summary: 'set how many guests a guestset runs (--replicas N)', help: SCALE_HELP, run: scale },
   rollout: { summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)", help: ROLLOUT_HELP, run: rollout },

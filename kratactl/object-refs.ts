@@ -38,7 +38,8 @@ export function parseObjectRefs(words: string[], command: string, defaultKind?: 
     }
     const named = words.map((w) => {
       const [type, name, extra] = w.split('/');
-      if (!type || !name || extra !== undefined) throw new UsageError(`arguments in resource/name form must have a single resource and name`);
+      if (!type || !name || extra !== undefined)
+        throw new UsageError(`arguments in resource/name form must have a single resource and name`);
       const kind = kindOf(type, command);
       if (!kind) throw new UsageError(`the server doesn't have a resource type "${type}"`);
       return { kind, name: checkGuestName(name) };

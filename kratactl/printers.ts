@@ -39,7 +39,9 @@ export function parseOutput(output: string | undefined): Printer {
     case 'custom-columns-file':
       return { kind: 'custom-columns', columns: customColumnsFile(readTemplate(arg, 'custom-columns-file')) };
     default:
-      throw new UsageError(`unable to match a printer suitable for the output format "${output}", allowed formats are: ${FORMATS.join(',')}`);
+      throw new UsageError(
+        `unable to match a printer suitable for the output format "${output}", allowed formats are: ${FORMATS.join(',')}`,
+      );
   }
 }
 
@@ -59,7 +61,8 @@ function column(header: string, expr: string): { header: string; path: JsonPath 
   try {
     return { header, path: new JsonPath(relaxedJsonPath(expr)) };
   } catch (e) {
-    if (e instanceof JsonPathError) throw new UsageError(`unexpected path string, expected a 'name1.name2' or '.name1.name2': ${e.message}`);
+    if (e instanceof JsonPathError)
+      throw new UsageError(`unexpected path string, expected a 'name1.name2' or '.name1.name2': ${e.message}`);
     throw e;
   }
 }
@@ -84,9 +87,15 @@ function customColumnsFile(text: string): { header: string; path: JsonPath }[] {
   return headers.map((h, i) => column(h, paths[i]!));
 }
 
-/** Control characters of a value are not sent to the terminal (kubectl's EscapeTerminal). */
+/** Control characters of a value are not sent to the terminal as they are (kubectl's EscapeTerminal): ^X. */
 function escapeTerminal(s: string): string {
-  return s.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `^${String.fromCharCode(c.charCodeAt(0) ^ 0x40)}`);
+  let out = '';
+  for (const c of s) {
+    const code = c.charCodeAt(0);
+    const control = (code < 0x20 && c !== '\t' && c !== '\n') || (code >= 0x7f && code <= 0x9f);
+    out += control ? `^${String.fromCharCode(code ^ 0x40)}` : c;
+  }
+  return out;
 }
 
 /** kubectl's custom-columns rows: `<none>` when a path finds nothing, several values joined by commas. */

@@ -13,7 +13,8 @@ test('label selectors: equality, sets, existence, numbers, as the apiserver matc
   assert.ok(m('app=web,tier in (front),!legacy') && !m('app=web,tier=back'));
   assert.ok(m('example.com/team!=data'));
   assert.deepEqual(parseLabelSelector(''), []);
-  for (const bad of ['app=web,', 'tier in (a', '=x', 'a b', 'app=-x-', 'n>x']) assert.throws(() => parseLabelSelector(bad), /unable to parse/, bad);
+  for (const bad of ['app=web,', 'tier in (a', '=x', 'a b', 'app=-x-', 'n>x'])
+    assert.throws(() => parseLabelSelector(bad), /unable to parse/, bad);
 });
 
 test('field selectors: =, ==, != over the fields Guests have; others are refused in the apiserver words', () => {

@@ -6,9 +6,7 @@ import { JsonPath, JsonPathError, relaxedJsonPath } from '../lib/jsonpath.js';
 import { UsageError } from './io.js';
 
 export type WaitFor =
-  | { kind: 'delete' }
-  | { kind: 'condition'; type: string; status: string }
-  | { kind: 'jsonpath'; path: JsonPath; value?: string };
+  { kind: 'delete' } | { kind: 'condition'; type: string; status: string } | { kind: 'jsonpath'; path: JsonPath; value?: string };
 
 export function parseWaitFor(forArg: string | undefined): WaitFor {
   const f = forArg ?? '';
@@ -33,7 +31,9 @@ export function parseWaitFor(forArg: string | undefined): WaitFor {
       if (value === '') throw new UsageError('jsonpath wait has to have a value after equal sign');
     }
     if (expr === '')
-      throw new UsageError(`jsonpath wait format must be --for=jsonpath='{.status.readyReplicas}'=3 or --for=jsonpath='{.status.readyReplicas}'`);
+      throw new UsageError(
+        `jsonpath wait format must be --for=jsonpath='{.status.readyReplicas}'=3 or --for=jsonpath='{.status.readyReplicas}'`,
+      );
     try {
       return { kind: 'jsonpath', path: new JsonPath(relaxedJsonPath(expr)), ...(value !== undefined ? { value } : {}) };
     } catch (e) {

@@ -74,7 +74,7 @@ test("client-go's parse and walk errors", () => {
   assert.throws(() => new JsonPath('{.a}'.repeat(20_000)), /longer than/);
 });
 
-test("values print as Go prints them: JSON with sorted keys and HTML escapes, %v for scalars", () => {
+test('values print as Go prints them: JSON with sorted keys and HTML escapes, %v for scalars', () => {
   assert.equal(run('{.items[0].meta}'), '{"b":{"c":"\\u003c\\u0026\\u003e"},"dotted.key":"d","z":1}');
   assert.equal(run('{.items[*].n}'), '1 2.5 10');
   assert.equal(run('{.items[1].nothing}'), '<nil>');

@@ -508,6 +508,7 @@ function compare(left: Value, right: Value, op: string): boolean {
 export function relaxedJsonPath(expr: string): string {
   if (expr.length === 0) return expr;
   const m = /^\{?(\.?[^{}]*)\}?$/.exec(expr);
-  if (!m) throw new JsonPathError('unexpected path string, expected a \'name1.name2\' or \'.name1.name2\' or \'{name1.name2}\' or \'{.name1.name2}\'');
+  if (!m)
+    throw new JsonPathError("unexpected path string, expected a 'name1.name2' or '.name1.name2' or '{name1.name2}' or '{.name1.name2}'");
   return `{${m[1]!.startsWith('.') ? m[1] : `.${m[1]}`}}`;
 }

@@ -30,7 +30,7 @@ function patch(a: string, diff: string): string {
     const start = m[2] === '0' ? Number(m[1]) : Number(m[1]) - 1;
     while (at < start) out.push(old[at++]!);
     for (const l of hunk.split('\n').slice(1, -1)) {
-      if (l[0] === ' ') (out.push(old[at]!), at++);
+      if (l[0] === ' ') out.push(old[at++]!);
       else if (l[0] === '-') at++;
       else out.push(l.slice(1));
     }

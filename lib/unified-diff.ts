@@ -36,13 +36,15 @@ function editScript(a: string[], b: string[]): { op: ' ' | '-' | '+'; line: stri
     const prevK = k === -d || (k !== d && vd[offset + k - 1]! < vd[offset + k + 1]!) ? k + 1 : k - 1;
     const prevX = d === 0 ? 0 : vd[offset + prevK]!;
     const prevY = prevX - prevK;
-    while (x > prevX && y > prevY) out.push({ op: ' ', line: a[--x]! }), y--;
+    while (x > prevX && y > prevY) {
+      out.push({ op: ' ', line: a[--x]! });
+      y--;
+    }
     if (d > 0) {
       if (x === prevX) out.push({ op: '+', line: b[--y]! });
       else out.push({ op: '-', line: a[--x]! });
     }
   }
-  while (x > 0 && y > 0) out.push({ op: ' ', line: a[--x]! }), y--;
   return out.reverse();
 }
 

@@ -65,7 +65,8 @@ export async function diff(argv: string[], io: IO): Promise<number> {
   } catch (err) {
     if (!(err instanceof AgentError)) throw err;
     io.stderr.write(`error: ${err.message}\n`);
-    for (const d of err.details) io.stderr.write(`  ${d.index !== undefined ? `[${d.index}] ` : ''}${d.path ? d.path + ': ' : ''}${d.message}\n`);
+    for (const d of err.details)
+      io.stderr.write(`  ${d.index !== undefined ? `[${d.index}] ` : ''}${d.path ? d.path + ': ' : ''}${d.message}\n`);
     return DIFF_ERROR;
   }
   const external = io.env.KRATA_EXTERNAL_DIFF?.trim();

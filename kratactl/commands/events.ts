@@ -36,7 +36,8 @@ export async function events(argv: string[], io: IO): Promise<number> {
   });
   if (positionals.length) throw new UsageError(`events takes no arguments (got ${positionals.join(' ')}); use --for guest/NAME`);
   const output = values.output;
-  if (output !== undefined && output !== 'yaml' && output !== 'json') throw new UsageError(`--output must be yaml or json, not "${output}"`);
+  if (output !== undefined && output !== 'yaml' && output !== 'json')
+    throw new UsageError(`--output must be yaml or json, not "${output}"`);
   if (values.watch && output) throw new UsageError('--watch prints rows; leave out -o');
   let name: string | undefined;
   if (values.for !== undefined) {

@@ -61,8 +61,9 @@ export async function get(argv: string[], io: IO): Promise<number> {
   } catch (err) {
     return printFailure(io, err);
   }
-  const watchable = refs.kinds.length === 1 && refs.kinds[0] === 'Guest' ? true : refs.named.length === 1 && refs.named[0]!.kind === 'Guest';
-  if (values.watch && (printer.kind !== 'table' && printer.kind !== 'name'))
+  const watchable =
+    refs.kinds.length === 1 && refs.kinds[0] === 'Guest' ? true : refs.named.length === 1 && refs.named[0]!.kind === 'Guest';
+  if (values.watch && printer.kind !== 'table' && printer.kind !== 'name')
     throw new UsageError('--watch prints table rows or names; use -o wide or -o name');
   if (values.watch && !watchable) throw new UsageError('--watch follows guests; for a set use kratactl rollout status gs/NAME');
   const client = agentClient(values, io);
@@ -86,7 +87,7 @@ export async function get(argv: string[], io: IO): Promise<number> {
       }),
     );
     for (const m of found.missing) io.stderr.write(`error: ${m.message}\n`);
-    if (objects.length === 0 && found.missing.length === 0 && (printer.kind === 'table' || printer.kind === 'name')) {
+    if (objects.length === 0 && found.missing.length === 0 && printer.kind === 'table') {
       const what = refs.kinds.length === 1 && refs.kinds[0] === 'GuestSet' ? 'guestsets' : refs.kinds.length === 1 ? 'guests' : 'resources';
       io.stderr.write(all ? `No ${what} found.\n` : `No ${what} found in namespace ${query.namespace}.\n`);
     }
@@ -122,9 +123,13 @@ function printObjects(
         if (ofKind.length === 0) continue;
         const header = kind === 'Guest' ? guestHeader(printer.wide, opts.allNamespaces) : guestSetHeader(printer.wide, opts.allNamespaces);
         const rows = ofKind.map((o) =>
-          kind === 'Guest' ? guestRow(o as Guest, printer.wide, opts.allNamespaces) : guestSetRow(o as GuestSet, printer.wide, opts.allNamespaces),
+          kind === 'Guest'
+            ? guestRow(o as Guest, printer.wide, opts.allNamespaces)
+            : guestSetRow(o as GuestSet, printer.wide, opts.allNamespaces),
         );
-        const labelled = opts.showLabels ? [[...header, 'LABELS'], ...rows.map((r, i) => [...r, labelsColumn(ofKind[i]!.metadata.labels)])] : [header, ...rows];
+        const labelled = opts.showLabels
+          ? [[...header, 'LABELS'], ...rows.map((r, i) => [...r, labelsColumn(ofKind[i]!.metadata.labels)])]
+          : [header, ...rows];
         tables.push(formatTable(opts.noHeaders ? labelled.slice(1) : labelled));
       }
       return tables.join('\n');

@@ -46,7 +46,8 @@ export async function wait(argv: string[], io: IO): Promise<number> {
     'all-namespaces': { type: 'boolean', short: 'A' },
   });
   const want = parseWaitFor(values.for);
-  if (positionals.length === 0) throw new UsageError('you must specify the type of resource to wait for (kratactl wait guest/NAME --for=...)');
+  if (positionals.length === 0)
+    throw new UsageError('you must specify the type of resource to wait for (kratactl wait guest/NAME --for=...)');
   const refs = parseObjectRefs(positionals, 'wait');
   const selecting = values.all === true || values.selector !== undefined || values['field-selector'] !== undefined;
   if (refs.kinds.length && !selecting) throw new UsageError('resource(s) were provided, but no name was specified');
@@ -54,7 +55,8 @@ export async function wait(argv: string[], io: IO): Promise<number> {
   const timeoutText = values.timeout ?? '30s';
   const negative = timeoutText.startsWith('-');
   const timeoutMs = negative ? FOREVER_MS : parseDuration(timeoutText);
-  if (timeoutMs === undefined) throw new UsageError(`invalid argument "${timeoutText}" for "--timeout" flag: a duration such as 30s, 5m or 1h`);
+  if (timeoutMs === undefined)
+    throw new UsageError(`invalid argument "${timeoutText}" for "--timeout" flag: a duration such as 30s, 5m or 1h`);
   const namespace = namespaceOf(values);
   const all = values['all-namespaces'] === true;
   const client = agentClient(values, io);
@@ -135,7 +137,7 @@ async function waitOne(client: AgentClient, guests: GuestWatch, obj: AgentObject
 /** The agent's Guests as its watch reports them (null: deleted), shared by every object waited for. */
 class GuestWatch {
   readonly state = new Map<string, Guest | null>();
-  failure: unknown;
+  failure: Error | undefined;
   private started = false;
   private wake: (() => void)[] = [];
 
@@ -153,7 +155,7 @@ class GuestWatch {
         for await (const e of this.client.watch({ namespace: this.namespace, signal: this.signal }))
           this.update(key(e.object), e.type === 'DELETED' ? null : e.object);
       } catch (e) {
-        if (!this.signal.aborted) this.failure = e;
+        if (!this.signal.aborted) this.failure = e as Error;
       }
       this.notify();
     })();
@@ -172,7 +174,7 @@ class GuestWatch {
 
   /** Resolves on the next change, or after `ms`; rejects if the watch failed. */
   async changed(ms: number): Promise<void> {
-    if (this.failure) throw this.failure;
+    this.rethrow();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
@@ -181,6 +183,10 @@ class GuestWatch {
       }
       this.wake.push(done);
     });
+    this.rethrow();
+  }
+
+  private rethrow(): void {
     if (this.failure) throw this.failure;
   }
 }

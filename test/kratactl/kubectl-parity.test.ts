@@ -113,9 +113,19 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
 
     const created = await kubectl('apply', '-f', manifests);
     assert.equal(created.code, 0, created.stderr);
-    const list = JSON.parse((await k('get', 'guests', '-o', 'json')).stdout) as { items: { metadata: { name: string }; status: unknown }[] };
+    const list = JSON.parse((await k('get', 'guests', '-o', 'json')).stdout) as {
+      items: { metadata: { name: string }; status: unknown }[];
+    };
     for (const g of list.items) {
-      const r = await kubectl('patch', 'guest', g.metadata.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: g.status }));
+      const r = await kubectl(
+        'patch',
+        'guest',
+        g.metadata.name,
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status: g.status }),
+      );
       assert.equal(r.code, 0, r.stderr);
     }
   });
@@ -200,6 +210,7 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
       'app in (db),tier=back',
     ];
     for (const l of selectors) await same(['get', 'guests', '-l', l, '-o', 'name']);
+    await same(['get', 'guests', '-l', 'app=nobody', '-o', 'name'], { stderr: true });
     await same(['get', 'guests', `--selector=app=web`, '-o', 'name']);
     for (const f of ['metadata.name=web-1', 'metadata.name==web-1', 'metadata.name!=web-1', 'metadata.namespace=default,metadata.name!=db'])
       await same(['get', 'guests', '--field-selector', f, '-o', 'name']);
@@ -212,7 +223,10 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
     await same(['get', 'guest', 'web-2', 'db', '-o', 'name']);
     await same(['get', 'guest/web-2', 'guests/db', 'gst/web-1', '-o', 'name']);
     // One name prints the object, several a List (uids and times differ: only the shape is compared).
-    for (const args of [['get', 'guest/web-2', '-o', 'json'], ['get', 'guest', 'web-2', 'db', '-o', 'json']]) {
+    for (const args of [
+      ['get', 'guest/web-2', '-o', 'json'],
+      ['get', 'guest', 'web-2', 'db', '-o', 'json'],
+    ]) {
       const [want, got] = await Promise.all([kubectl(...args), k(...args)]);
       const shape = (text: string) => {
         const o = JSON.parse(text) as { kind: string; items?: { metadata: { name: string } }[] };

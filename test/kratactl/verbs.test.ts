@@ -14,7 +14,11 @@ const set = (name: string, replicas = 1) =>
     apiVersion: 'krata.dev/v1alpha1',
     kind: 'GuestSet',
     metadata: { name, namespace: 'default', labels: { app: name } },
-    spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { image: 'app:1' } } },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: name } },
+      template: { metadata: { labels: { app: name } }, spec: { image: 'app:1' } },
+    },
   }) as unknown as KratObject;
 
 const labelled = (name: string, labels: Record<string, string>) => {
@@ -48,7 +52,10 @@ test('tables: --show-labels, --no-headers, several kinds, TYPE/NAME of two kinds
   r = await k('get', 'guests', '-o', 'jsonpath={.items[*]');
   assert.deepEqual([r.code, r.stderr.split('\n')[0]], [2, 'error: error parsing jsonpath {.items[*], unclosed action']);
   r = await k('get', 'guests', '-o', 'jsonpath={.items[9]}');
-  assert.deepEqual([r.code, r.stderr], [1, 'error: error executing jsonpath "{.items[9]}": array index out of bounds: index 9, length 2\n']);
+  assert.deepEqual(
+    [r.code, r.stderr],
+    [1, 'error: error executing jsonpath "{.items[9]}": array index out of bounds: index 9, length 2\n'],
+  );
   r = await k('get', 'guests', '-o', 'yamll');
   assert.match(r.stderr, /^error: unable to match a printer suitable for the output format "yamll"/);
 });
@@ -100,7 +107,10 @@ test('events -w prints the list, then new and repeated events', async (t) => {
   await p.until(() => p.stdout.includes('BackOff'), 'a new event');
   await server.close();
   await p.until(() => true, 'closed');
-  assert.match(p.stdout, /^LAST SEEN +TYPE +REASON +OBJECT +MESSAGE\n\d+s +Normal +Pulled +Guest\/web +pulled app:1\n\d+s +Warning +BackOff/);
+  assert.match(
+    p.stdout,
+    /^LAST SEEN +TYPE +REASON +OBJECT +MESSAGE\n\d+s +Normal +Pulled +Guest\/web +pulled app:1\n\d+s +Warning +BackOff/,
+  );
 });
 
 test('diff: nothing to change (0), changes as a unified diff (1), a new object, errors (2), an external program', async (t) => {
@@ -128,17 +138,17 @@ spec:
   r = await k('diff', '-f', file('v2.yaml', manifest('app:2', 'app: web, tier: front')));
   assert.equal(r.code, 1, r.stderr);
   const f = 'krata.dev.v1alpha1.Guest.default.web';
-  assert.equal(
-    r.stdout.split('\n').slice(0, 3).join('\n'),
-    `diff -u -N LIVE/${f} MERGED/${f}\n--- LIVE/${f}\n+++ MERGED/${f}`,
-  );
+  assert.equal(r.stdout.split('\n').slice(0, 3).join('\n'), `diff -u -N LIVE/${f} MERGED/${f}\n--- LIVE/${f}\n+++ MERGED/${f}`);
   assert.match(r.stdout, /\n     app: web\n\+    tier: front\n spec:\n-  image: app:1\n\+  image: app:2\n/);
   assert.doesNotMatch(r.stdout, /status|uid|creationTimestamp/);
   assert.equal(service.get('default', 'web')?.spec.image, 'app:1', 'a diff changes nothing');
 
   r = await k('diff', '-f', file('new.yaml', manifest('app:1', 'app: x').replace('name: web', 'name: other')));
   assert.equal(r.code, 1);
-  assert.match(r.stdout, /\n--- LIVE\/krata\.dev\.v1alpha1\.Guest\.default\.other\n\+\+\+ MERGED\/\S+\n@@ -0,0 \+1,\d+ @@\n\+apiVersion: krata\.dev\/v1alpha1\n/);
+  assert.match(
+    r.stdout,
+    /\n--- LIVE\/krata\.dev\.v1alpha1\.Guest\.default\.other\n\+\+\+ MERGED\/\S+\n@@ -0,0 \+1,\d+ @@\n\+apiVersion: krata\.dev\/v1alpha1\n/,
+  );
 
   r = await k('diff', '-f', file('bad.yaml', manifest('app:1', 'app: web').replace('image:', 'imag:')));
   assert.equal(r.code, 2);
