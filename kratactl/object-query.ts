@@ -37,10 +37,16 @@ export function checkQuery(refs: ObjectRefs, opts: QueryOptions): void {
   if (refs.named.length && opts.allNamespaces) throw new UsageError('a NAME needs a namespace: use -n rather than -A');
 }
 
-export async function queryObjects(client: AgentClient, refs: ObjectRefs, opts: QueryOptions): Promise<QueryResult> {
-  checkQuery(refs, opts);
+/** Whether an object passes the query's selectors (for watches, which see every object). */
+export function selectorMatcher(opts: QueryOptions): (o: AgentObject) => boolean {
   const labels = opts.selector === undefined ? [] : parseLabelSelector(opts.selector);
   const fields = opts.fieldSelector === undefined ? [] : parseFieldSelector(opts.fieldSelector);
+  return (o) => matchesLabels(labels, o.metadata.labels ?? {}) && matchesFields(fields, o);
+}
+
+export async function queryObjects(client: AgentClient, refs: ObjectRefs, opts: QueryOptions): Promise<QueryResult> {
+  checkQuery(refs, opts);
+  const matches = selectorMatcher(opts);
   const objects: AgentObject[] = [];
   const missing: QueryResult['missing'] = [];
   for (const { kind, name } of refs.named) {
@@ -54,7 +60,7 @@ export async function queryObjects(client: AgentClient, refs: ObjectRefs, opts: 
   const ns = opts.allNamespaces ? undefined : opts.namespace;
   for (const kind of refs.kinds) {
     const all: AgentObject[] = kind === 'Guest' ? await client.list(ns) : await client.listGuestSets(ns);
-    objects.push(...all.filter((o) => matchesLabels(labels, o.metadata.labels ?? {}) && matchesFields(fields, o)));
+    objects.push(...all.filter(matches));
   }
   return { objects, missing };
 }

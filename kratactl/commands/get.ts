@@ -17,7 +17,7 @@ import {
 } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
 import { parseObjectRefs } from '../object-refs.js';
-import { checkQuery, printFailure, queryObjects, type AgentObject } from '../object-query.js';
+import { checkQuery, printFailure, queryObjects, selectorMatcher, type AgentObject } from '../object-query.js';
 import { customColumnRows, executeJsonPath, labelsColumn, parseOutput, sortObjects, type Printer } from '../printers.js';
 
 export const GET_HELP = `List Guests or GuestSets, or show some.
@@ -74,6 +74,7 @@ export async function get(argv: string[], io: IO): Promise<number> {
         namespace: all ? undefined : query.namespace,
         name: refs.named[0]?.name,
         output: printer.kind === 'name' ? 'name' : values.output,
+        matches: selectorMatcher(query),
       });
     const found = await queryObjects(client, refs, query);
     let objects = found.objects;
@@ -154,7 +155,7 @@ function formatList(guests: (Guest | GuestSet)[], format: 'yaml' | 'json'): stri
 async function watchGuests(
   io: IO,
   client: ReturnType<typeof agentClient>,
-  opts: { namespace?: string; name?: string; output?: string },
+  opts: { namespace?: string; name?: string; output?: string; matches: (g: Guest) => boolean },
 ): Promise<number> {
   const wide = opts.output === 'wide';
   const all = opts.namespace === undefined;
@@ -167,7 +168,7 @@ async function watchGuests(
   return untilInterrupted(io, async (signal) => {
     for await (const e of client.watch({ namespace: opts.namespace, signal })) {
       const g = e.object;
-      if (opts.name && g.metadata.name !== opts.name) continue;
+      if ((opts.name && g.metadata.name !== opts.name) || !opts.matches(g)) continue;
       const id = `${g.metadata.namespace}/${g.metadata.name}`;
       if (opts.output === 'name') {
         if (e.type !== 'MODIFIED') io.stdout.write(`${objectName(g)}${e.type === 'DELETED' ? ' deleted' : ''}\n`);

@@ -190,3 +190,16 @@ test('wait: GuestSets by polling, usage errors', async (t) => {
   r = await k('wait', 'guest/x', '--for=delete', '--timeout=soon');
   assert.equal(r.code, 2);
 });
+
+test('get -w -l: only the guests the selector picks', async (t) => {
+  const { socket, service, server } = await startFakeAgentApi(t);
+  await service.apply([labelled('web', { app: 'web' }), testGuest('db')], false);
+  const p = startKratactl(['get', '-w', '-l', 'app=web', '-o', 'name', '--agent', socket]);
+  await p.until(() => p.stdout.includes('web'), 'the selected guest');
+  await p.until(() => service.watcherCount === 1, 'watching');
+  await service.apply([labelled('web-2', { app: 'web' }), testGuest('db-2')], false);
+  await p.until(() => p.stdout.includes('web-2'), 'a new selected guest');
+  await server.close();
+  assert.equal(await p.code, 0, p.stderr);
+  assert.equal(p.stdout, 'guest.krata.dev/web\nguest.krata.dev/web-2\n');
+});
