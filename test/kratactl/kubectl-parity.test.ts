@@ -237,6 +237,24 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
     await same(['get', 'guest/web-2', 'guest/db', '-o', 'jsonpath={.kind} {.items[*].kind}']);
   });
 
+  test('events: the rows kubectl events prints for the same events (ages aside)', async () => {
+    const got = JSON.parse((await k('events', '-o', 'json')).stdout) as { items: { metadata: object }[] };
+    assert.ok(got.items.length > 0, 'the agent recorded events');
+    // Named in the agent's order, so that the apiserver lists them in it (kubectl sorts by time, keeping ties).
+    const events = got.items.map((e, i) =>
+      JSON.stringify({ ...e, metadata: { name: `ev-${String(i).padStart(4, '0')}`, namespace: 'default' } }),
+    );
+    const created = await kubectl('create', '-f', file('events.json', `{"apiVersion":"v1","kind":"List","items":[${events.join(',')}]}`));
+    assert.equal(created.code, 0, created.stderr);
+    // Ages are read at different instants (kubectl's to the second): the age and its padding are left out.
+    const ages = (text: string) => text.replace(/^(LAST SEEN|\d+[smhd]) +/gm, 'AGE ');
+    for (const args of [['events'], ['events', '--for', 'guest/db'], ['events', '--types', 'Warning'], ['events', '--no-headers']]) {
+      const [want, mine] = await Promise.all([kubectl(...args), k(...args)]);
+      assert.equal(ages(mine.stdout), ages(want.stdout), `kratactl ${args.join(' ')}`);
+      assert.equal(mine.code, want.code);
+    }
+  });
+
   test('wait: condition met, jsonpath, timeouts, no matches, already gone', async () => {
     await same(['wait', 'guest/web-1', '--for=condition=Ready'], { stderr: true });
     await same(['wait', 'guest/web-1', '--for=condition=ready=True'], { stderr: true });
