@@ -113,18 +113,28 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
 
     const created = await kubectl('apply', '-f', manifests);
     assert.equal(created.code, 0, created.stderr);
-    const list = JSON.parse((await k('get', 'guests', '-o', 'json')).stdout) as {
-      items: { metadata: { name: string }; status: unknown }[];
+    // One more namespace, for -A (created last on the agent, which lists in the order of creation).
+    const team = file('team.yaml', guest('api', { app: 'api' }).replace('  name: api', '  name: api\n  namespace: team'));
+    assert.equal((await k('apply', '-f', team)).code, 0);
+    assert.equal((await kubectl('create', 'namespace', 'team')).code, 0);
+    assert.equal((await kubectl('apply', '-f', team)).code, 0);
+    const apiReady = await k('wait', 'guest/api', '-n', 'team', '--for=condition=Ready', '--timeout=60s');
+    assert.equal(apiReady.code, 0, apiReady.stderr);
+    const list = JSON.parse((await k('get', 'guests', '-A', '-o', 'json')).stdout) as {
+      items: { metadata: { name: string; namespace: string }; status: unknown }[];
     };
     for (const g of list.items) {
+      const status = JSON.stringify({ status: g.status });
       const r = await kubectl(
         'patch',
         'guest',
         g.metadata.name,
+        '-n',
+        g.metadata.namespace,
         '--subresource=status',
         '--type=merge',
         '-p',
-        JSON.stringify({ status: g.status }),
+        status,
       );
       assert.equal(r.code, 0, r.stderr);
     }
@@ -217,6 +227,22 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
     await same(['get', 'guests', '-l', 'app=web', '--field-selector', 'metadata.name!=web-2', '-o', 'name']);
     const bad = await same(['get', 'guests', '--field-selector', 'spec.bogus=x', '-o', 'name'], { stderr: true });
     assert.match(bad.stderr, /field label not supported: spec\.bogus/);
+  });
+
+  test('-A and -n: namespaces in jsonpath, custom-columns and field selectors', async () => {
+    await same(['get', 'guests', '-A', '-o', 'custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name', '--no-headers']);
+    await same(['get', 'guests', '-A', '--field-selector', 'metadata.namespace=team', '-o', 'name']);
+    await same([
+      'get',
+      'guests',
+      '-A',
+      '-l',
+      'app in (api,db)',
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}',
+    ]);
+    await same(['get', 'guest', 'api', '-n', 'team', '-o', 'jsonpath={.metadata.namespace}']);
+    await same(['wait', 'guests', '--all', '-n', 'team', '--for=condition=Ready'], { stderr: true });
   });
 
   test('several names and TYPE/NAME, as names and as JSON lists', async () => {
