@@ -165,10 +165,11 @@ test('-f URL is refused with the way to do it, in apply, delete and diff', async
   for (const verb of ['apply', 'delete', 'diff']) {
     const r = await kratactl([verb, '-f', 'https://example.com/guest.yaml', '--agent', socket]);
     assert.notEqual(r.code, 0);
-    assert.match(
-      r.stderr,
-      /https:\/\/example\.com\/guest\.yaml: error: kratactl does not fetch manifests from the network; fetch it and pass it on stdin: curl -fsSL 'https:\/\/example\.com\/guest\.yaml' \| kratactl apply -f -\n/,
-    );
+    const url = 'https://example.com/guest.yaml';
+    const want =
+      `${url}: error: kratactl does not fetch manifests from the network; ` +
+      `fetch it and pass it on stdin: curl -fsSL '${url}' | kratactl apply -f -\n`;
+    assert.ok(r.stderr.includes(want), r.stderr);
   }
 });
 
