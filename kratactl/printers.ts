@@ -126,7 +126,12 @@ export function executeJsonPath(printer: { template: string; path: JsonPath }, d
   try {
     return printer.path.execute(data);
   } catch (e) {
-    if (e instanceof JsonPathError) throw new JsonPathError(`error executing jsonpath ${JSON.stringify(printer.template)}: ${e.message}`);
+    // kubectl's words, but for its dump of the object (Go syntax, and as long as the object).
+    if (e instanceof JsonPathError)
+      throw new JsonPathError(
+        `error executing jsonpath ${JSON.stringify(printer.template)}: Error executing template: ${e.message}. ` +
+          `Printing more information for debugging the template:\n\ttemplate was:\n\t\t${printer.template}`,
+      );
     throw e;
   }
 }

@@ -39,7 +39,8 @@ const isAlphaNumeric = (c: string | undefined) => c !== undefined && /^[\p{L}\p{
 const isDigit = (c: string | undefined) => c !== undefined && /^\p{Nd}$/u.test(c);
 const SLICE = /^(-?\d*)(:-?\d*)?(:-?\d*)?$/;
 const DICT_KEY = /^'([^']*)'$/;
-const FILTER = /^([^!<>=]+)([!<>=~]+)(.+?)$/s;
+// kubectl 1.32's client-go: no `=~` (a later addition); `=~"x"` fails on the `~`, as there.
+const FILTER = /^([^!<>=]+)([!<>=]+)(.+?)$/s;
 /** Bounds for hostile or mistaken templates: they come from the command line, but can be long files. */
 const MAX_TEMPLATE = 64 * 1024;
 const MAX_DEPTH = 100;
@@ -310,7 +311,9 @@ export class JsonPath {
   /** The template's text for `data`, as kubectl prints it. */
   execute(data: unknown): string {
     return this.findResults(data)
-      .map((values) => values.map((v) => (v !== null && typeof v === 'object' ? goJson(v) : goText(v))).join(' '))
+      .map((values) =>
+        values.map((v) => (v instanceof GoFloat ? goText(v.value) : v !== null && typeof v === 'object' ? goJson(v) : goText(v))).join(' '),
+      )
       .join('');
   }
 
@@ -359,9 +362,10 @@ export class JsonPath {
       case 'filter':
         return this.evalFilter(input, node);
       case 'int':
-      case 'float':
       case 'bool':
         return input.map(() => node.value);
+      case 'float':
+        return input.map(() => new GoFloat(node.value));
       case 'wildcard':
         return input.flatMap(children);
       case 'recursive':
@@ -469,22 +473,34 @@ function recursive(v: Value): Value[] {
   return kids.length ? [v, ...kids.flatMap(recursive)] : [];
 }
 
-/** Go template's comparisons: numbers with numbers, strings with strings, bools for (in)equality. */
+/**
+ * A float literal of a template (`1.5`, `2.0`): Go compares it with float64 values only, and decoded
+ * JSON holds whole numbers as int64, so a literal's kind is kept apart from the number.
+ */
+class GoFloat {
+  constructor(readonly value: number) {}
+  toString(): string {
+    return goText(this.value);
+  }
+}
+
+/** Go's basic kind of a value, as text/template compares them. */
+function goKind(v: Value): string {
+  if (v instanceof GoFloat) return 'float';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
+  if (typeof v === 'string' || typeof v === 'boolean') return typeof v;
+  return 'other';
+}
+
+/** Go template's comparisons (eq, ne, lt, ...): values of one basic kind only. */
 function compare(left: Value, right: Value, op: string): boolean {
-  if (op === '=~') {
-    if (typeof left !== 'string' || typeof right !== 'string')
-      throw new JsonPathError(`regexp search only support string now but getting pattern: ${goText(right)}, data: ${goText(left)}`);
-    return new RegExp(right).test(left);
-  }
-  const kind = (v: Value) => (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean' ? typeof v : 'other');
-  if (kind(left) !== kind(right) || kind(left) === 'other') {
-    if (op === '==' || op === '!=') {
-      if (kind(left) === 'other' || kind(right) === 'other') throw new JsonPathError('invalid type for comparison');
-    }
-    throw new JsonPathError('incompatible types for comparison');
-  }
-  const l = left as number | string | boolean;
-  const r = right as number | string | boolean;
+  const kl = goKind(left);
+  const kr = goKind(right);
+  if (kl === 'other' || kr === 'other') throw new JsonPathError('invalid type for comparison');
+  if (kl !== kr) throw new JsonPathError('incompatible types for comparison');
+  const plain = (v: Value) => (v instanceof GoFloat ? v.value : v) as number | string | boolean;
+  const l = plain(left);
+  const r = plain(right);
   switch (op) {
     case '==':
       return l === r;
@@ -494,7 +510,7 @@ function compare(left: Value, right: Value, op: string): boolean {
     case '>':
     case '<=':
     case '>=':
-      if (typeof l === 'boolean') throw new JsonPathError('invalid type for comparison');
+      if (kl === 'bool') throw new JsonPathError('invalid type for comparison');
       return op === '<' ? l < r : op === '>' ? l > r : op === '<=' ? l <= r : l >= r;
     default:
       throw new JsonPathError(`unrecognized filter operator ${op}`);

@@ -54,7 +54,11 @@ test('tables: --show-labels, --no-headers, several kinds, TYPE/NAME of two kinds
   r = await k('get', 'guests', '-o', 'jsonpath={.items[9]}');
   assert.deepEqual(
     [r.code, r.stderr],
-    [1, 'error: error executing jsonpath "{.items[9]}": array index out of bounds: index 9, length 2\n'],
+    [
+      1,
+      'error: error executing jsonpath "{.items[9]}": Error executing template: array index out of bounds: index 9, length 2. ' +
+        'Printing more information for debugging the template:\n\ttemplate was:\n\t\t{.items[9]}\n',
+    ],
   );
   r = await k('get', 'guests', '-o', 'yamll');
   assert.match(r.stderr, /^error: unable to match a printer suitable for the output format "yamll"/);
