@@ -32,9 +32,13 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   apply: { summary: 'create or update objects from manifests (-f), or check them (--dry-run)', help: APPLY_HELP, run: apply },
   diff: { summary: 'show what apply -f would change, as a unified diff (exit 1 when it would)', help: DIFF_HELP, run: diff },
-  get: { summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
+  get: {
+    summary: 'list guests or guestsets, or show some (-l, -o wide|yaml|json|name|jsonpath=|custom-columns=, -w)',
+    help: GET_HELP,
+    run: get,
+  },
   describe: { summary: 'show a guest or guestset in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
-  delete: { summary: 'delete guests or guestsets by name or from manifests (-f)', help: DELETE_HELP, run: del },
+  delete: { summary: 'delete guests or guestsets by name, --all, -l SELECTOR, or from manifests (-f)', help: DELETE_HELP, run: del },
   wait: {
     summary: 'wait until guests or guestsets meet a condition (--for=condition=Ready|delete|jsonpath=...)',
     help: WAIT_HELP,
