@@ -5,7 +5,9 @@ import { ATTACH_HELP, attach } from './commands/attach.js';
 import { COMPLETION_HELP, completion } from './commands/completion.js';
 import { DELETE_HELP, del } from './commands/delete.js';
 import { DESCRIBE_HELP, describe } from './commands/describe.js';
+import { DIFF_HELP, diff } from './commands/diff.js';
 import { EXEC_HELP, exec } from './commands/exec.js';
+import { EVENTS_HELP, events } from './commands/events.js';
 import { EXPLAIN_HELP, explain } from './commands/explain.js';
 import { GET_HELP, get } from './commands/get.js';
 import { HOST_HELP, host } from './commands/host.js';
@@ -16,6 +18,7 @@ import { RUN_HELP, run as runGuest } from './commands/run.js';
 import { SCALE_HELP, scale } from './commands/scale.js';
 import { TOP_HELP, top } from './commands/top.js';
 import { version } from './commands/version.js';
+import { WAIT_HELP, wait } from './commands/wait.js';
 import { FlagError } from '../lib/cli-flags.js';
 import { closest } from '../lib/closest.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
@@ -28,9 +31,20 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   apply: { summary: 'create or update objects from manifests (-f), or check them (--dry-run)', help: APPLY_HELP, run: apply },
-  get: { summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
+  diff: { summary: 'show what apply -f would change, as a unified diff (exit 1 when it would)', help: DIFF_HELP, run: diff },
+  get: {
+    summary: 'list guests or guestsets, or show some (-l, -o wide|yaml|json|name|jsonpath=|custom-columns=, -w)',
+    help: GET_HELP,
+    run: get,
+  },
   describe: { summary: 'show a guest or guestset in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
-  delete: { summary: 'delete guests or guestsets by name or from manifests (-f)', help: DELETE_HELP, run: del },
+  delete: { summary: 'delete guests or guestsets by name, --all, -l SELECTOR, or from manifests (-f)', help: DELETE_HELP, run: del },
+  wait: {
+    summary: 'wait until guests or guestsets meet a condition (--for=condition=Ready|delete|jsonpath=...)',
+    help: WAIT_HELP,
+    run: wait,
+  },
+  events: { summary: 'list the events recorded about guests (--for guest/NAME, -A, -w to follow)', help: EVENTS_HELP, run: events },
   scale: { summary: 'set how many guests a guestset runs (--replicas N)', help: SCALE_HELP, run: scale },
   rollout: { summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)", help: ROLLOUT_HELP, run: rollout },
   run: { summary: 'run an image as a new guest and attach to it', help: RUN_HELP, run: runGuest },

@@ -38,6 +38,10 @@ export async function readSources(paths: string[], options: { recursive?: boolea
       addBytes(result, '<stdin>', bytes);
       continue;
     }
+    if (/^https?:\/\//i.test(path)) {
+      result.errors.push({ file: path, message: remoteRefusal(path) });
+      continue;
+    }
     let info;
     try {
       info = await stat(path);
@@ -52,6 +56,14 @@ export async function readSources(paths: string[], options: { recursive?: boolea
     } else await addFile(result, path);
   }
   return result;
+}
+
+/**
+ * kratactl does not fetch manifests: it often runs as root beside the agent, and what a URL serves is
+ * better seen, pinned and checked by the user. The message says how to do it in one line.
+ */
+function remoteRefusal(url: string): string {
+  return `kratactl does not fetch manifests from the network; fetch it and pass it on stdin: curl -fsSL '${url}' | kratactl apply -f -`;
 }
 
 async function listManifests(dir: string, recursive: boolean, errors: SourceError[]): Promise<string[]> {

@@ -24,6 +24,8 @@ interface CommandCompletion {
 const AGENT = ['-n', '--namespace', '--agent'];
 const AGENT_VALUES: Record<string, string[] | 'files'> = { '-n': [], '--namespace': [], '--agent': 'files' };
 
+const GET_OUTPUTS = ['wide', 'yaml', 'json', 'name', 'jsonpath=', 'jsonpath-file=', 'custom-columns=', 'custom-columns-file='];
+
 export const COMPLETIONS: Record<string, CommandCompletion> = {
   apply: {
     flags: ['-f', '--filename', '-R', '--recursive', '--dry-run', '--dry-run=client', '--dry-run=server', '-o', '--output', ...AGENT],
@@ -69,15 +71,81 @@ export const COMPLETIONS: Record<string, CommandCompletion> = {
   },
   version: { flags: [] },
   get: {
-    flags: ['-o', '--output', '-w', '--watch', '-A', '--all-namespaces', ...AGENT],
-    values: { '-o': ['wide', 'yaml', 'json', 'name'], '--output': ['wide', 'yaml', 'json', 'name'], ...AGENT_VALUES },
-    words: ['guests'],
+    flags: [
+      '-o',
+      '--output',
+      '-w',
+      '--watch',
+      '-A',
+      '--all-namespaces',
+      '-l',
+      '--selector',
+      '--field-selector',
+      '--sort-by',
+      '--no-headers',
+      '--show-labels',
+      ...AGENT,
+    ],
+    values: {
+      '-o': GET_OUTPUTS,
+      '--output': GET_OUTPUTS,
+      '-l': [],
+      '--selector': [],
+      '--field-selector': ['metadata.name=', 'metadata.namespace=', 'status.phase=', 'spec.nodeName=', 'status.node='],
+      '--sort-by': ['.metadata.name', '.metadata.creationTimestamp', '.status.phase', '.status.restartCount'],
+      ...AGENT_VALUES,
+    },
+    words: ['guests', 'guestsets'],
     guests: true,
+  },
+  wait: {
+    flags: ['--for', '--timeout', '--all', '-l', '--selector', '--field-selector', '-A', '--all-namespaces', ...AGENT],
+    values: {
+      '--for': ['condition=Ready', 'delete', 'jsonpath='],
+      '--timeout': [],
+      '-l': [],
+      '--selector': [],
+      '--field-selector': [],
+      ...AGENT_VALUES,
+    },
+    words: ['guest', 'guests', 'guestset'],
+    guests: true,
+  },
+  events: {
+    flags: ['--for', '--types', '-w', '--watch', '--no-headers', '-o', '--output', '-A', '--all-namespaces', ...AGENT],
+    values: { '--for': [], '--types': ['Normal', 'Warning'], '-o': ['yaml', 'json'], '--output': ['yaml', 'json'], ...AGENT_VALUES },
+  },
+  diff: {
+    flags: ['-f', '--filename', '-R', '--recursive', ...AGENT],
+    values: { '-f': 'files', '--filename': 'files', ...AGENT_VALUES },
   },
   describe: { flags: AGENT, values: AGENT_VALUES, words: ['guest'], guests: true },
   delete: {
-    flags: ['-f', '--filename', '-R', '--recursive', '--wait', '--grace-period', ...AGENT],
-    values: { '-f': 'files', '--filename': 'files', '--grace-period': [], ...AGENT_VALUES },
+    flags: [
+      '-f',
+      '--filename',
+      '-R',
+      '--recursive',
+      '--wait',
+      '--grace-period',
+      '--all',
+      '--ignore-not-found',
+      '-l',
+      '--selector',
+      '--field-selector',
+      '-A',
+      '--all-namespaces',
+      ...AGENT,
+    ],
+    values: {
+      '-f': 'files',
+      '--filename': 'files',
+      '--grace-period': [],
+      '-l': [],
+      '--selector': [],
+      '--field-selector': [],
+      ...AGENT_VALUES,
+    },
     words: ['guest'],
     guests: true,
   },

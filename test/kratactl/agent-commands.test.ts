@@ -399,7 +399,16 @@ _kratactl; printf '%s\\n' "\${COMPREPLY[@]}"`;
     return r.stdout.trim().split('\n').filter(Boolean).sort();
   };
   assert.deepEqual(complete('kratactl de'), ['delete', 'describe']);
-  assert.deepEqual(complete('kratactl get -o '), ['json', 'name', 'wide', 'yaml']);
+  assert.deepEqual(complete('kratactl get -o '), [
+    'custom-columns-file=',
+    'custom-columns=',
+    'json',
+    'jsonpath-file=',
+    'jsonpath=',
+    'name',
+    'wide',
+    'yaml',
+  ]);
   assert.deepEqual(complete('kratactl get --w'), ['--watch']);
   assert.deepEqual(complete(`kratactl logs --agent ${socket} w`), ['web']);
   assert.deepEqual(complete(`kratactl describe --agent ${socket} `), ['db', 'guest', 'web']);
