@@ -16,6 +16,7 @@ import {
   namespaceOf,
 } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuests } from '../guest-ref.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.
 Image pull Secrets of a single host are deleted by name or from their manifests.
@@ -89,11 +90,16 @@ export async function del(argv: string[], io: IO): Promise<number> {
       throw new UsageError(`delete needs a kind first: kratactl delete guest ${kind}`);
     }
     if (names.length === 0) throw new UsageError('delete guest needs at least one NAME');
-    for (const name of names) targets.push({ namespace, name: checkGuestName(name) });
+    for (const name of names) targets.push({ namespace, name: guestWord(name) });
   }
 
   const client = agentClient(values, io);
   let status = EXIT_OK;
+  try {
+    targets.splice(0, targets.length, ...(await resolveGuests(client, targets)));
+  } catch (err) {
+    return agentFailure(io, err);
+  }
   for (const t of secrets) {
     try {
       await client.deleteSecret(t.namespace, t.name);

@@ -21,6 +21,7 @@ import {
   untilInterrupted,
 } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const GET_HELP = `List Guests or GuestSets, or show one.
 
@@ -47,7 +48,7 @@ export async function get(argv: string[], io: IO): Promise<number> {
   if (sets || (args[0] !== undefined && isGuestKind(args[0]))) args.shift();
   else if (args[0] !== undefined) checkKindWord(args[0], 'get');
   if (args.length > 1) throw new UsageError(`get takes at most one NAME (got ${args.join(' ')})`);
-  const name = args[0] === undefined ? undefined : checkGuestName(args[0]);
+  const name = args[0] === undefined ? undefined : sets ? checkGuestName(args[0]) : guestWord(args[0]);
   const output = values.output;
   if (output !== undefined && !FORMATS.includes(output))
     throw new UsageError(`--output must be one of ${FORMATS.join(', ')}, not "${output}"`);
@@ -71,8 +72,9 @@ export async function get(argv: string[], io: IO): Promise<number> {
       }
       return EXIT_OK;
     }
-    if (values.watch) return await watchGuests(io, client, { namespace: all ? undefined : namespace, name, output });
-    const guests = name ? [await client.get(namespace, name)] : await client.list(all ? undefined : namespace);
+    const ref = name === undefined ? undefined : await resolveGuest(client, name, namespace);
+    if (values.watch) return await watchGuests(io, client, { namespace: all ? undefined : (ref?.namespace ?? namespace), name: ref?.name, output });
+    const guests = ref ? [await client.get(ref.namespace, ref.name)] : await client.list(all ? undefined : namespace);
     if (output === 'yaml' || output === 'json') {
       io.stdout.write(name ? formatObjects(guests, output) : formatList(guests, output));
     } else if (output === 'name') {
@@ -90,7 +92,7 @@ export async function get(argv: string[], io: IO): Promise<number> {
 }
 
 /** Lists print as kubectl prints them: one List object, items in the schema's key order. */
-function formatList(guests: (Guest | GuestSet)[], format: 'yaml' | 'json'): string {
+export function formatList(guests: (Guest | GuestSet)[], format: 'yaml' | 'json'): string {
   const list = { apiVersion: 'v1', kind: 'List', items: guests.map(canonical), metadata: { resourceVersion: '' } };
   return format === 'json' ? JSON.stringify(list, null, 2) + '\n' : stringify(list, { version: '1.1', lineWidth: 0 });
 }
