@@ -124,7 +124,8 @@ export class ApplySetRun {
         for (const s of await this.client.listGuestSets(ns)) if (ours(s.metadata.labels)) add('GuestSet', ns, s.metadata.name);
       if (kinds.has('Guest'))
         for (const g of await this.client.list(ns))
-          if (ours(g.metadata.labels) && !g.metadata.deletionTimestamp && !g.metadata.ownerReferences?.length) add('Guest', ns, g.metadata.name);
+          if (ours(g.metadata.labels) && !g.metadata.deletionTimestamp && !g.metadata.ownerReferences?.length)
+            add('Guest', ns, g.metadata.name);
       if (kinds.has('Secret')) for (const s of await this.client.listSecrets(ns)) if (ours(s.labels)) add('Secret', ns, s.name);
     }
     return out;

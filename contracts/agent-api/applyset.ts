@@ -52,19 +52,24 @@ export function listAnnotation(value: string | undefined): string[] {
 }
 
 /** Checks a parent the agent is asked to store (at `namespace`/`name` when given): bounded, labelled with its own id. */
-export function validateApplySetParent(input: unknown, at?: { namespace: string; name: string }): { object?: ApplySetParent; errors: FieldError[] } {
+export function validateApplySetParent(
+  input: unknown,
+  at?: { namespace: string; name: string },
+): { object?: ApplySetParent; errors: FieldError[] } {
   const errors: FieldError[] = [];
   const o = input as Partial<ApplySetParent> | null;
   if (o === null || typeof o !== 'object' || Array.isArray(o)) return { errors: [{ path: [], message: 'must be a mapping' }] };
   if (o.apiVersion !== 'v1' || o.kind !== 'Secret') errors.push({ path: ['kind'], message: 'expected apiVersion v1, kind Secret' });
   const m = o.metadata;
-  if (m === null || typeof m !== 'object' || Array.isArray(m)) return { errors: [...errors, { path: ['metadata'], message: 'must be a mapping' }] };
+  if (m === null || typeof m !== 'object' || Array.isArray(m))
+    return { errors: [...errors, { path: ['metadata'], message: 'must be a mapping' }] };
   if (!isPullSecretName(m.name)) errors.push({ path: ['metadata', 'name'], message: 'must be a DNS subdomain' });
   if (!isNamespaceName(m.namespace)) errors.push({ path: ['metadata', 'namespace'], message: 'must be a DNS label' });
   if (at && (m.name !== at.name || m.namespace !== at.namespace))
     errors.push({ path: ['metadata'], message: `name and namespace must be those of the path (${at.namespace}/${at.name})` });
   for (const k of Object.keys(o)) if (!['apiVersion', 'kind', 'metadata'].includes(k)) errors.push({ path: [k], message: 'unknown field' });
-  for (const k of Object.keys(m)) if (!['name', 'namespace', 'labels', 'annotations'].includes(k)) errors.push({ path: ['metadata', k], message: 'unknown field' });
+  for (const k of Object.keys(m))
+    if (!['name', 'namespace', 'labels', 'annotations'].includes(k)) errors.push({ path: ['metadata', k], message: 'unknown field' });
   for (const field of ['labels', 'annotations'] as const) {
     const map = m[field] as unknown;
     if (map === null || typeof map !== 'object' || Array.isArray(map)) {

@@ -92,15 +92,20 @@ export async function apply(argv: string[], io: IO): Promise<number> {
       .join(output === 'yaml' ? '---\n' : '');
   const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
   // Pruned objects are said as kubectl says them, on stdout unless it carries YAML or JSON.
+  const how = { client: ' (dry run)', server: ' (server dry run)' }[dryRun] ?? '';
   const pruned = (t: PruneTarget) =>
-    (output === 'yaml' || output === 'json' ? io.stderr : io.stdout).write(
-      `${objectName({ kind: t.kind, metadata: t })} pruned${dryRun === 'client' ? ' (dry run)' : dryRun === 'server' ? ' (server dry run)' : ''}\n`,
-    );
+    (output === 'yaml' || output === 'json' ? io.stderr : io.stdout).write(`${objectName({ kind: t.kind, metadata: t })} pruned${how}\n`);
   try {
     const set =
       setName === undefined
         ? undefined
-        : await ApplySetRun.begin(client, setName, setNamespace, [...loaded.secrets, ...loaded.objects].map((o) => o.object), dryRun !== 'none');
+        : await ApplySetRun.begin(
+            client,
+            setName,
+            setNamespace,
+            [...loaded.secrets, ...loaded.objects].map((o) => o.object),
+            dryRun !== 'none',
+          );
     if (dryRun === 'client') io.stdout.write(show());
     else {
       const results = await client.apply(

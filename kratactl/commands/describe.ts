@@ -64,7 +64,10 @@ export async function describe(argv: string[], io: IO): Promise<number> {
   const client = agentClient(values, io);
   try {
     const out: string[] = [];
-    for (const { namespace, name } of await resolveGuests(client, words.map((name) => ({ namespace: ns, name })))) {
+    for (const { namespace, name } of await resolveGuests(
+      client,
+      words.map((name) => ({ namespace: ns, name })),
+    )) {
       const guest = await client.get(namespace, name);
       out.push(describeGuest(guest, await client.events(namespace, name), Date.now(), await usageOf(client, guest)));
     }

@@ -73,7 +73,8 @@ export async function get(argv: string[], io: IO): Promise<number> {
       return EXIT_OK;
     }
     const ref = name === undefined ? undefined : await resolveGuest(client, name, namespace);
-    if (values.watch) return await watchGuests(io, client, { namespace: all ? undefined : (ref?.namespace ?? namespace), name: ref?.name, output });
+    if (values.watch)
+      return await watchGuests(io, client, { namespace: all ? undefined : (ref?.namespace ?? namespace), name: ref?.name, output });
     const guests = ref ? [await client.get(ref.namespace, ref.name)] : await client.list(all ? undefined : namespace);
     if (output === 'yaml' || output === 'json') {
       io.stdout.write(name ? formatObjects(guests, output) : formatList(guests, output));

@@ -9,7 +9,9 @@ import { parseFlags } from '../../lib/cli-flags.js';
 
 export const LAUNCH_HELP = `Launch an image as a new Guest and print its UUID (krata's launch).
 
-Usage: kratactl launch [options] IMAGE [--] [COMMAND [ARG...]]
+Usage: kratactl launch [options] IMAGE [COMMAND [ARG...]]
+
+Options go before IMAGE; every word after it is the guest's command (replacing the image's Cmd).
 
   -a, --attach           attach to the guest's console once it runs (Ctrl+] detaches)
   -k, --kernel PATH      a kernel on this host (spec.kernel.path; default: the node agent's)
@@ -25,19 +27,48 @@ The UUID (status.uuid, the Xen domain's handle) is printed once the domain exist
 takes a guest NAME takes it too.
 `;
 
+const OPTIONS = {
+  ...AGENT_OPTIONS,
+  attach: { type: 'boolean', short: 'a' },
+  kernel: { type: 'string', short: 'k' },
+  initrd: { type: 'string', short: 'r' },
+  cpus: { type: 'string', short: 'c' },
+  mem: { type: 'string', short: 'm' },
+  env: { type: 'string', short: 'e', multiple: true },
+  name: { type: 'string' },
+  restart: { type: 'string' },
+} as const;
+
+/**
+ * Where IMAGE is: launch's options come before it and every word after it is the guest's command, as
+ * krata's launch took them (`launch alpine ls -l` runs `ls -l`). The index of IMAGE, or of the end.
+ */
+export function imageIndex(argv: readonly string[]): number {
+  const takesValue = (name: string | undefined) => name !== undefined && OPTIONS[name as keyof typeof OPTIONS]?.type === 'string';
+  const byShort = new Map(Object.entries(OPTIONS).flatMap(([n, o]) => ('short' in o ? [[o.short as string, n]] : [])));
+  for (let i = 0; i < argv.length; i++) {
+    const w = argv[i]!;
+    if (w === '--') return i + 1;
+    if (!w.startsWith('-') || w === '-') return i;
+    if (w.startsWith('--')) {
+      if (!w.includes('=') && takesValue(w.slice(2))) i++;
+      continue;
+    }
+    // -ak PATH, -c2: the first short flag that takes a value takes the rest of the word, or the next one.
+    for (let j = 1; j < w.length; j++) {
+      if (!takesValue(byShort.get(w[j]!))) continue;
+      if (j === w.length - 1) i++;
+      break;
+    }
+  }
+  return argv.length;
+}
+
 export async function launch(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    attach: { type: 'boolean', short: 'a' },
-    kernel: { type: 'string', short: 'k' },
-    initrd: { type: 'string', short: 'r' },
-    cpus: { type: 'string', short: 'c' },
-    mem: { type: 'string', short: 'm' },
-    env: { type: 'string', short: 'e', multiple: true },
-    name: { type: 'string' },
-    restart: { type: 'string' },
-  });
-  const [image, ...command] = positionals;
+  const at = imageIndex(argv);
+  const own = argv.slice(0, at).filter((w, i) => !(w === '--' && i === at - 1));
+  const { values } = parseFlags(own, OPTIONS);
+  const [image, ...command] = argv.slice(at);
   if (!image) throw new UsageError('launch needs an IMAGE');
   const namespace = namespaceOf(values);
   // krata's launch took "auto" for the node's default kernel and initrd, and memory in MiB.

@@ -1,15 +1,7 @@
 // kratactl logs NAME [-f] [--tail N]: what the guest printed on its console (the agent keeps a bounded
 // history per guest), then, with -f, its live output until the guest ends or kratactl is interrupted.
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import {
-  AGENT_HELP,
-  AGENT_OPTIONS,
-  agentClient,
-  agentFailure,
-  isGuestKind,
-  namespaceOf,
-  untilInterrupted,
-} from './common.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf, untilInterrupted } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuest } from '../guest-ref.js';
 
@@ -33,7 +25,12 @@ export async function logs(argv: string[], io: IO): Promise<number> {
   const client = agentClient(values, io);
   const read = async (signal?: AbortSignal) => {
     const ref = await resolveGuest(client, word, namespace);
-    await client.logs(ref.namespace, ref.name, { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal }, io.stdout);
+    await client.logs(
+      ref.namespace,
+      ref.name,
+      { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal },
+      io.stdout,
+    );
   };
   if (values.follow) return untilInterrupted(io, read);
   try {

@@ -3,15 +3,7 @@ import type { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import type { AgentClient, GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import {
-  AGENT_HELP,
-  AGENT_OPTIONS,
-  agentClient,
-  agentFailure,
-  formatTable,
-  namespaceOf,
-  untilInterrupted,
-} from './common.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, formatTable, namespaceOf, untilInterrupted } from './common.js';
 import { usageHeader, usageRow } from '../../contracts/agent-api/usage-figures.js';
 import { parseFlags } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuest } from '../guest-ref.js';

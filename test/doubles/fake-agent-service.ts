@@ -409,7 +409,11 @@ export class FakeAgentService implements AgentService {
 
   putApplySet(namespace: string, name: string, input: unknown): { parent: ApplySetParent; action: 'created' | 'configured' | 'unchanged' } {
     const r = validateApplySetParent(input, { namespace, name });
-    if (!r.object) throw new InvalidRequest('the applyset parent is not valid', r.errors.map((e) => ({ path: formatPath(e.path), message: e.message })));
+    if (!r.object)
+      throw new InvalidRequest(
+        'the applyset parent is not valid',
+        r.errors.map((e) => ({ path: formatPath(e.path), message: e.message })),
+      );
     const old = this.applySets.get(key(namespace, name));
     this.applySets.set(key(namespace, name), r.object);
     return { parent: r.object, action: !old ? 'created' : JSON.stringify(old) === JSON.stringify(r.object) ? 'unchanged' : 'configured' };

@@ -35,11 +35,12 @@ spec:
     metadata: {labels: {app: pool}}
     spec: {image: app:1, resources: {memory: 64Mi}, terminationGracePeriodSeconds: 0}
 `;
+const dockerConfig = JSON.stringify({ auths: { 'registry.example': { auth: Buffer.from('u:p').toString('base64') } } });
 const secretYaml = `apiVersion: v1
 kind: Secret
 metadata: {name: regcred}
 type: kubernetes.io/dockerconfigjson
-data: {.dockerconfigjson: ${Buffer.from(JSON.stringify({ auths: { 'registry.example': { auth: Buffer.from('u:p').toString('base64') } } })).toString('base64')}}
+data: {.dockerconfigjson: ${Buffer.from(dockerConfig).toString('base64')}}
 `;
 
 /** The KEP's id, computed here from its definition rather than by the code under test. */
@@ -138,13 +139,18 @@ describe('kratactl apply --prune --applyset on a single host', { timeout: 120_00
     rmSync(join(dir, 'site/secret.yaml'));
     r = await k('apply', '-f', join(dir, 'site'), '--prune', '--applyset=site', '--dry-run', '-o', 'name');
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.split('\n').filter((l) => l.includes('pruned')).sort(), [
-      'guest.krata.dev/web pruned (dry run)',
-      'guestset.krata.dev/pool pruned (dry run)',
-      'secret/regcred pruned (dry run)',
-    ]);
+    assert.deepEqual(
+      r.stdout
+        .split('\n')
+        .filter((l) => l.includes('pruned'))
+        .sort(),
+      ['guest.krata.dev/web pruned (dry run)', 'guestset.krata.dev/pool pruned (dry run)', 'secret/regcred pruned (dry run)'],
+    );
     assert.ok(alive('default', 'web'));
-    assert.equal(agent.getApplySet('default', 'site')!.metadata.annotations['applyset.kubernetes.io/contains-group-kinds'], 'Guest.krata.dev,GuestSet.krata.dev,Secret');
+    assert.equal(
+      agent.getApplySet('default', 'site')!.metadata.annotations['applyset.kubernetes.io/contains-group-kinds'],
+      'Guest.krata.dev,GuestSet.krata.dev,Secret',
+    );
 
     // The agent restarts: the parent is in its store, so the set's old kinds are still pruned.
     await running!.stop();
@@ -156,11 +162,10 @@ describe('kratactl apply --prune --applyset on a single host', { timeout: 120_00
     r = await k('apply', '-f', join(dir, 'site'), '--prune', '--applyset=site');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /guest\.krata\.dev\/db unchanged\n/);
-    assert.deepEqual(r.stdout.split('\n').filter((l) => l.includes('pruned')), [
-      'guestset.krata.dev/pool pruned',
-      'guest.krata.dev/web pruned',
-      'secret/regcred pruned',
-    ]);
+    assert.deepEqual(
+      r.stdout.split('\n').filter((l) => l.includes('pruned')),
+      ['guestset.krata.dev/pool pruned', 'guest.krata.dev/web pruned', 'secret/regcred pruned'],
+    );
     assert.ok(!alive('default', 'web'), 'web is deleted');
     assert.equal(agent.getGuestSet('default', 'pool'), undefined);
     assert.equal(agent.listSecrets('default').length, 0);
