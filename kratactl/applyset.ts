@@ -107,8 +107,36 @@ export class ApplySetRun {
         ...new Set([namespace, ...listAnnotation(old?.metadata.annotations[APPLYSET_NAMESPACES_ANNOTATION]), ...now.namespaces]),
       ].sort(),
     };
+    const run = new ApplySetRun(client, name, namespace, id, scope, now);
+    const taken = await run.othersMembers();
+    if (taken.length)
+      throw new AgentError(
+        `${taken.join(', ')} belong${taken.length === 1 ? 's' : ''} to another applyset; nothing was applied ` +
+          `(delete ${taken.length === 1 ? 'it' : 'them'}, or apply ${taken.length === 1 ? 'it' : 'them'} with that set)`,
+        409,
+      );
     if (!dryRun) await client.putApplySet(parentOf(name, namespace, id, scope.kinds, scope.namespaces));
-    return new ApplySetRun(client, name, namespace, id, scope, now);
+    return run;
+  }
+
+  /** Objects about to be applied that exist labelled as another set's members: taking them would strip that set. */
+  private async othersMembers(): Promise<string[]> {
+    const theirs = (labels?: Record<string, string>) => {
+      const v = labels?.[APPLYSET_PART_OF_LABEL];
+      return v !== undefined && v !== this.id;
+    };
+    const out: string[] = [];
+    const check = (kind: PruneTarget['kind'], namespace: string, name: string, labels?: Record<string, string>) => {
+      if (this.now.keys.has(key(kind, namespace, name)) && theirs(labels)) out.push(`${kind} ${namespace}/${name}`);
+    };
+    for (const ns of this.now.namespaces) {
+      if (this.now.kinds.includes('Guest.krata.dev'))
+        for (const g of await this.client.list(ns)) check('Guest', ns, g.metadata.name, g.metadata.labels);
+      if (this.now.kinds.includes('GuestSet.krata.dev'))
+        for (const s of await this.client.listGuestSets(ns)) check('GuestSet', ns, s.metadata.name, s.metadata.labels);
+      if (this.now.kinds.includes('Secret')) for (const s of await this.client.listSecrets(ns)) check('Secret', ns, s.name, s.labels);
+    }
+    return out;
   }
 
   /** The set's members on the host that were not applied now: the set's kinds, in its namespaces, with its label. */

@@ -128,6 +128,12 @@ describe('kratactl apply --prune --applyset on a single host', { timeout: 120_00
     assert.equal(agent.get('default', 'manual')?.metadata.labels, undefined);
     assert.equal(agent.get('default', 'other')?.metadata.labels?.['applyset.kubernetes.io/part-of'], keyId('other', 'default'));
 
+    // A member of another set is not taken over: refused, nothing applied.
+    r = await k('apply', '-f', file('steal.yaml', guestYaml('other')), '--prune', '--applyset=site');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^error: Guest default\/other belongs to another applyset; nothing was applied/);
+    assert.equal(agent.get('default', 'other')?.metadata.labels?.['applyset.kubernetes.io/part-of'], keyId('other', 'default'));
+
     // The same directory again: nothing to prune.
     r = await k('apply', '-f', join(dir, 'site'), '--prune', '--applyset=site');
     assert.equal(r.code, 0, r.stderr);
