@@ -92,5 +92,7 @@ export async function launch(argv: string[], io: IO): Promise<number> {
       printed = true;
     },
   });
+  if (!printed && status === EXIT_OK)
+    io.stderr.write(`error: guest ${namespace}/${name} has no UUID in its status (an older node agent?)\n`);
   return printed ? status : EXIT_FAILED;
 }
