@@ -2,7 +2,7 @@
 // it (run.ts), handed to the node agent; once its domain exists the UUID is printed on stdout (the ID
 // `list`, `console` and `destroy` take), then with --attach the console is joined as `run` does.
 import { resolve } from 'node:path';
-import { EXIT_FAILED, UsageError, type IO } from '../io.js';
+import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, namespaceOf } from './common.js';
 import { createGuest, followGuest, guestFromFlags } from './run.js';
 import { parseFlags } from '../../lib/cli-flags.js';
