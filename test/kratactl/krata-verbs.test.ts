@@ -160,5 +160,13 @@ describe("krata's verbs and UUIDs through kratactl", { timeout: 120_000 }, () =>
     const g = agent.get('default', 'custom')!;
     assert.deepEqual([g.spec.kernel?.path, g.spec.initrd?.path], [join(dir, 'boot/other-kernel'), join(dir, 'boot/other-initrd')]);
     assert.equal(g.status?.phase, 'Running');
+    // A kernel the node does not have: the guest fails, and launch says why (no UUID).
+    const r = await launch('--name', 'nokernel', '-k', join(dir, 'boot/missing'), 'alpine:3.19');
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    assert.match(
+      r.stderr,
+      /error: guest default\/nokernel failed: InvalidSpec: spec\.kernel\.path: .*boot\/missing does not exist on this node/,
+    );
   });
 });
