@@ -12,6 +12,16 @@ import type { PullSecret } from '../contracts/agent-api/pull-secret.js';
 import type { Guest, GuestSet } from '../crds/generated/types.js';
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
 import type { ScaleRequest } from '../contracts/agent-api/types.js';
+import type { ApplySetParent } from '../contracts/agent-api/applyset.js';
+
+/** What GET /v1/secrets shows of a pull Secret. */
+export interface SecretSummary {
+  namespace: string;
+  name: string;
+  type: string;
+  registries: string[];
+  labels?: Record<string, string>;
+}
 import { IMPORT_CONTENT_TYPE, type PruneResult, type PullEvent, type StoredImage } from '../contracts/agent-api/types.js';
 
 export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
@@ -118,6 +128,26 @@ export class AgentClient {
   /** Removes an image pull Secret from a single host. */
   async deleteSecret(namespace: string, name: string): Promise<void> {
     await this.call('DELETE', `/v1/namespaces/${enc(namespace)}/secrets/${enc(name)}`);
+  }
+
+  /** A single host's image pull Secrets: names, types, registries and labels (never their data). */
+  async listSecrets(namespace?: string): Promise<SecretSummary[]> {
+    const body = await this.call('GET', `/v1/secrets${namespace === undefined ? '' : `?namespace=${enc(namespace)}`}`);
+    return (body as { items: SecretSummary[] }).items;
+  }
+
+  /** An ApplySet's parent (kratactl apply --prune), or undefined when the agent has none of that name. */
+  async getApplySet(namespace: string, name: string): Promise<ApplySetParent | undefined> {
+    try {
+      return (await this.call('GET', applySetPath(namespace, name))) as ApplySetParent;
+    } catch (err) {
+      if (err instanceof AgentError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async putApplySet(parent: ApplySetParent): Promise<void> {
+    await this.call('PUT', applySetPath(parent.metadata.namespace, parent.metadata.name), { body: parent });
   }
 
   /** Guest changes as they happen. Breaking out of the loop (or aborting) closes the stream. */
@@ -383,4 +413,8 @@ async function* ndjson<T>(res: IncomingMessage, signal?: AbortSignal): AsyncGene
 
 function guestSetPath(namespace: string, name: string): string {
   return `/v1/namespaces/${enc(namespace)}/guestsets/${enc(name)}`;
+}
+
+function applySetPath(namespace: string, name: string): string {
+  return `/v1/namespaces/${enc(namespace)}/applysets/${enc(name)}`;
 }

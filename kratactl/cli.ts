@@ -10,8 +10,11 @@ import { EXEC_HELP, exec } from './commands/exec.js';
 import { EVENTS_HELP, events } from './commands/events.js';
 import { EXPLAIN_HELP, explain } from './commands/explain.js';
 import { GET_HELP, get } from './commands/get.js';
+import { CONSOLE_HELP, DESTROY_HELP, destroy } from './commands/destroy.js';
 import { HOST_HELP, host } from './commands/host.js';
 import { IMAGE_HELP, image } from './commands/image.js';
+import { LAUNCH_HELP, launch } from './commands/launch.js';
+import { LIST_HELP, list } from './commands/list.js';
 import { LOGS_HELP, logs } from './commands/logs.js';
 import { ROLLOUT_HELP, rollout } from './commands/rollout.js';
 import { RUN_HELP, run as runGuest } from './commands/run.js';
@@ -55,6 +58,10 @@ const COMMANDS: Record<string, Command> = {
   image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
   top: { summary: 'show what running guests use: CPU, memory, load (-A, -w to refresh)', help: TOP_HELP, run: top },
   host: { summary: "show the node agent's host (status)", help: HOST_HELP, run: host },
+  launch: { summary: "launch an image as a new guest, print its UUID (krata's launch; -a attaches)", help: LAUNCH_HELP, run: launch },
+  list: { summary: 'list the guests of this host with their UUIDs and addresses', help: LIST_HELP, run: list },
+  destroy: { summary: 'destroy guests by NAME or UUID (as delete guest)', help: DESTROY_HELP, run: destroy },
+  console: { summary: "attach to a guest's console by NAME or UUID (as attach)", help: CONSOLE_HELP, run: attach },
   completion: {
     summary: 'print a bash or zsh completion script',
     help: COMPLETION_HELP,

@@ -9,6 +9,7 @@ import { agentFailure } from './commands/common.js';
 import type { AgentKind, ObjectRefs } from './object-refs.js';
 import { checkFields, FieldSelectorError, matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { resourceOf } from './object-refs.js';
+import { isUuid, resolveGuest } from './guest-ref.js';
 
 export type AgentObject = Guest | GuestSet;
 
@@ -49,8 +50,18 @@ export async function queryObjects(client: AgentClient, refs: ObjectRefs, opts: 
   const matches = selectorMatcher(opts);
   const objects: AgentObject[] = [];
   const missing: QueryResult['missing'] = [];
+  // A Guest named by its UUID is found in any namespace (guest-ref.ts); one list serves them all.
+  const byUuid = refs.named.some((r) => r.kind === 'Guest' && isUuid(r.name)) ? await client.list() : [];
   for (const { kind, name } of refs.named) {
     try {
+      if (kind === 'Guest' && isUuid(name)) {
+        const ref = await resolveGuest(client, name, opts.namespace, byUuid);
+        objects.push(
+          byUuid.find((g) => g.metadata.namespace === ref.namespace && g.metadata.name === ref.name) ??
+            (await client.get(ref.namespace, ref.name)),
+        );
+        continue;
+      }
       objects.push(kind === 'Guest' ? await client.get(opts.namespace, name) : await client.getGuestSet(opts.namespace, name));
     } catch (e) {
       if (!(e instanceof AgentError) || e.status !== 404) throw e;

@@ -3,6 +3,7 @@
 import { resolveKind } from '../crds/validate.js';
 import { UsageError } from './io.js';
 import { checkGuestName, checkKindWord } from './commands/common.js';
+import { guestWord } from './guest-ref.js';
 
 export type AgentKind = 'Guest' | 'GuestSet';
 
@@ -42,7 +43,7 @@ export function parseObjectRefs(words: string[], command: string, defaultKind?: 
         throw new UsageError(`arguments in resource/name form must have a single resource and name`);
       const kind = kindOf(type, command);
       if (!kind) throw new UsageError(`the server doesn't have a resource type "${type}"`);
-      return { kind, name: checkGuestName(name) };
+      return { kind, name: kind === 'Guest' ? guestWord(name) : checkGuestName(name) };
     });
     return { named, kinds: [], single: named.length === 1 };
   }
@@ -53,13 +54,13 @@ export function parseObjectRefs(words: string[], command: string, defaultKind?: 
     const unique = [...new Set(kinds)];
     if (names.length === 0) return { named: [], kinds: unique, single: false };
     if (unique.length > 1) throw new UsageError(`a name cannot be given with several types (${first}); use TYPE/NAME`);
-    const named = names.map((n) => ({ kind: unique[0]!, name: checkGuestName(n) }));
+    const named = names.map((n) => ({ kind: unique[0]!, name: unique[0] === 'Guest' ? guestWord(n) : checkGuestName(n) }));
     return { named, kinds: [], single: named.length === 1 };
   }
   if (types.length > 1) throw new UsageError(`the server doesn't have a resource type "${types.find((_, i) => !kinds[i])}"`);
   if (command !== 'get') throw new UsageError(`${command} needs a kind first: kratactl ${command} guest ${first}`);
   // No kind first: every word is a Guest's name (get's short form).
-  const named = words.map((n) => ({ kind: 'Guest' as const, name: checkGuestName(n) }));
+  const named = words.map((n) => ({ kind: 'Guest' as const, name: guestWord(n) }));
   return { named, kinds: [], single: named.length === 1 };
 }
 

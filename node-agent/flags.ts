@@ -1,7 +1,7 @@
 // krata-node-agent's flags, and the agent configuration they make (container/config.ts). Checked here,
 // before anything starts: a bad subnet, CIDR, port range or bound is a usage error naming its flag.
 import { DEFAULT_AGENT_SOCKET, DEFAULT_STATE_DIR } from '../contracts/agent-api/endpoints.js';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -23,8 +23,10 @@ export const HELP = `Usage: krata-node-agent [options]
   --socket PATH           local API socket (default /run/krata/agent.sock)
   --group NAME            group allowed to use the socket, besides root (default krata, if it exists)
   --metrics HOST:PORT     Prometheus endpoint, or "off" (default 127.0.0.1:9477)
-  --kernel PATH           default guest kernel (default STATE/guest/vmlinuz)
-  --initrd PATH           default guest initrd with guest-init (default STATE/guest/initrd)
+  --kernel PATH           default guest kernel (default STATE/guest/vmlinuz, else krata's
+                          STATE/default/kernel when only that exists)
+  --initrd PATH           default guest initrd with guest-init (default STATE/guest/initrd, else
+                          STATE/default/initrd when only that exists)
   --node-name NAME        this host's name in Guest status (default: the hostname)
   --redis URL             cluster mode: follow the desired state the operator writes to Redis
                           (redis://[user@]host[:port][/db]); local apply and delete are refused
@@ -168,8 +170,8 @@ export function parseFlags(args: string[]): Flags {
   const config: AgentConfig = {
     stateDir: state,
     hypervisor: fakeMiB ? { fake: { cpus: 64, memoryMiB: Number(fakeMiB) } } : { xen: { consoleLimits } },
-    kernel: values.kernel ?? join(state, 'guest/vmlinuz'),
-    initrd: values.initrd ?? join(state, 'guest/initrd'),
+    kernel: values.kernel ?? defaultBootFile(state, 'guest/vmlinuz', 'default/kernel'),
+    initrd: values.initrd ?? defaultBootFile(state, 'guest/initrd', 'default/initrd'),
     nodeName: cluster?.host ?? values['node-name'] ?? hostname(),
     ...(values.nameserver ? { nameservers: values.nameserver } : {}),
     ipam: { ...(ipv4Subnet ? { ipv4Subnet } : {}), ...(ipv6Subnet ? { ipv6Subnet } : {}) },
@@ -193,6 +195,15 @@ export function parseFlags(args: string[]): Flags {
     logEvents: true,
   };
   return { config, logLevel: values['log-level']!, logFormat: logFormat(values['log-format']) };
+}
+
+/**
+ * The default kernel or initrd under STATE: krata's own layout first, else the location krata's seed
+ * used (STATE/default/kernel, STATE/default/initrd), so a host set up for it needs no flag. When
+ * neither exists yet the first is used (and a Guest says it is missing when it starts).
+ */
+export function defaultBootFile(state: string, ...candidates: [string, ...string[]]): string {
+  return join(state, candidates.find((c) => existsSync(join(state, c))) ?? candidates[0]);
 }
 
 /** ADDR:PORT (IPv6 in brackets); `ip` requires an IP address, else a DNS name will do. */

@@ -7,6 +7,8 @@ import { formatObjects, objectName, type OutputFormat } from '../output.js';
 import { stringify } from 'yaml';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { applySetId } from '../../contracts/agent-api/applyset.js';
+import { ApplySetRun, applySetName, labelMember, type PruneTarget } from '../applyset.js';
 
 export const APPLY_HELP = `Create or update Guests, XenHosts and image pull Secrets from manifests.
 
@@ -20,6 +22,11 @@ Usage: kratactl apply -f PATH [-f PATH...] [options]
                         validate and default here and print the result (client, the
                         default), or also have the node agent check it (server); nothing changes
   -o, --output FORMAT   yaml (default with --dry-run), json, or name
+      --prune           with --applyset: delete the set's Guests, GuestSets and Secrets that these
+                        manifests no longer hold (with --dry-run: print them, delete nothing)
+      --applyset NAME   the set (KEP-3659 ApplySet) whose members are labelled
+                        applyset.kubernetes.io/part-of; its parent, NAME in -n's namespace, is kept
+                        by the node agent. Objects outside the set are never pruned
       --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or ${DEFAULT_AGENT_SOCKET})
 
 Every problem in every document is reported (file:line:column, the field's path, what is wrong),
@@ -40,7 +47,13 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     'dry-run': { type: 'string' },
     output: { type: 'string', short: 'o' },
     agent: { type: 'string' },
+    prune: { type: 'boolean' },
+    applyset: { type: 'string' },
   });
+  if (values.prune && values.applyset === undefined)
+    throw new UsageError('--prune needs --applyset=NAME: the set whose members may be pruned (its parent is kept by the node agent)');
+  if (values.applyset !== undefined && !values.prune) throw new UsageError('--applyset is for --prune');
+  const setName = values.applyset === undefined ? undefined : applySetName(values.applyset);
   if (positionals.length) throw new UsageError(`apply takes files with -f, not arguments (got ${positionals.join(' ')})`);
   const files = values.filename ?? [];
   if (files.length === 0) throw new UsageError('apply needs at least one -f PATH (a file, a directory, or - for stdin)');
@@ -61,6 +74,9 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     io.stderr.write(`${n} error${n === 1 ? '' : 's'}; nothing was applied\n`);
     return EXIT_FAILED;
   }
+  const setNamespace = values.namespace ?? 'default';
+  if (setName !== undefined)
+    for (const o of [...loaded.secrets, ...loaded.objects]) labelMember(o.object, applySetId(setName, setNamespace));
   const objects = loaded.objects.map((o) => o.object);
   // Secrets go first (the agent stores them before the Guests that name them); errors index this batch.
   const batch = [...loaded.secrets, ...loaded.objects];
@@ -74,19 +90,38 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     ]
       .filter(Boolean)
       .join(output === 'yaml' ? '---\n' : '');
-  if (dryRun === 'client') {
-    io.stdout.write(show());
-    return EXIT_OK;
-  }
-
   const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+  // Pruned objects are said as kubectl says them, on stdout unless it carries YAML or JSON.
+  const how = { client: ' (dry run)', server: ' (server dry run)' }[dryRun] ?? '';
+  const pruned = (t: PruneTarget) =>
+    (output === 'yaml' || output === 'json' ? io.stderr : io.stdout).write(`${objectName({ kind: t.kind, metadata: t })} pruned${how}\n`);
   try {
-    const results = await client.apply(
-      batch.map((o) => o.object),
-      dryRun === 'server',
-    );
-    if (output && output !== 'name') io.stdout.write(show());
-    else for (const r of results) io.stdout.write(`${objectName(r)} ${r.action}${dryRun === 'server' ? ' (server dry run)' : ''}\n`);
+    const set =
+      setName === undefined
+        ? undefined
+        : await ApplySetRun.begin(
+            client,
+            setName,
+            setNamespace,
+            [...loaded.secrets, ...loaded.objects].map((o) => o.object),
+            dryRun !== 'none',
+          );
+    if (dryRun === 'client') io.stdout.write(show());
+    else {
+      const results = await client.apply(
+        batch.map((o) => o.object),
+        dryRun === 'server',
+      );
+      if (output && output !== 'name') io.stdout.write(show());
+      else for (const r of results) io.stdout.write(`${objectName(r)} ${r.action}${dryRun === 'server' ? ' (server dry run)' : ''}\n`);
+    }
+    if (set) {
+      const stale = await set.stale();
+      if (dryRun === 'none') {
+        await set.prune(stale, pruned);
+        await set.finish();
+      } else stale.forEach(pruned);
+    }
     return EXIT_OK;
   } catch (err) {
     if (!(err instanceof AgentError)) throw err;

@@ -5,8 +5,9 @@ import { attachSession as attachTerminal } from '../../lib/terminal.js';
 import { onWindowResize, windowSize } from '../../lib/window-size.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const ATTACH_HELP = `Attach the terminal to a running guest's console.
 
@@ -39,10 +40,11 @@ export async function attach(argv: string[], io: IO): Promise<number> {
   const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('attach takes one guest NAME');
-  const name = checkGuestName(args[0]!);
-  const namespace = namespaceOf(values);
+  const word = guestWord(args[0]!);
+  const ns = namespaceOf(values);
   try {
     const client = agentClient(values, io);
+    const { namespace, name } = await resolveGuest(client, word, ns);
     const socket = await client.attach(namespace, name);
     const stopSize = followConsoleSize(client, namespace, name, io);
     try {

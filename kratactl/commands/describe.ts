@@ -20,6 +20,7 @@ import {
 } from './common.js';
 import { usageFields } from '../../contracts/agent-api/usage-figures.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuests } from '../guest-ref.js';
 
 export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, usage (while it runs), conditions and recent events.
 
@@ -58,12 +59,15 @@ export async function describe(argv: string[], io: IO): Promise<number> {
     throw new UsageError(`describe needs a kind first: kratactl describe guest ${kind}`);
   }
   if (names.length === 0) throw new UsageError('describe guest needs a NAME');
-  names.forEach(checkGuestName);
-  const namespace = namespaceOf(values);
+  const words = names.map(guestWord);
+  const ns = namespaceOf(values);
   const client = agentClient(values, io);
   try {
     const out: string[] = [];
-    for (const name of names) {
+    for (const { namespace, name } of await resolveGuests(
+      client,
+      words.map((name) => ({ namespace: ns, name })),
+    )) {
       const guest = await client.get(namespace, name);
       out.push(describeGuest(guest, await client.events(namespace, name), Date.now(), await usageOf(client, guest)));
     }

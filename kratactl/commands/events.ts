@@ -6,6 +6,7 @@ import type { GuestEvent } from '../../contracts/agent-api/types.js';
 import { parseFlags } from '../../lib/cli-flags.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { parseObjectRefs } from '../object-refs.js';
+import { isUuid, resolveGuest } from '../guest-ref.js';
 import { tabwrite } from '../printers.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, humanDuration, namespaceOf, untilInterrupted } from './common.js';
 
@@ -50,13 +51,14 @@ export async function events(argv: string[], io: IO): Promise<number> {
     if (t !== 'Normal' && t !== 'Warning') throw new UsageError(`--types: "${t}" is not an event type (Normal, Warning)`);
   const all = values['all-namespaces'] === true;
   if (all && name) throw new UsageError('--for needs a namespace: use -n rather than -A');
-  const namespace = all ? undefined : namespaceOf(values);
+  let namespace = all ? undefined : namespaceOf(values);
   const client = agentClient(values, io);
   const read = async () =>
     (await client.events(namespace, name)).filter((e) => e.namespace !== '' && (types === undefined || types.includes(e.type)));
 
   let list: GuestEvent[];
   try {
+    if (name !== undefined && isUuid(name)) ({ namespace, name } = await resolveGuest(client, name, namespace!));
     list = await read();
   } catch (err) {
     return agentFailure(io, err);

@@ -8,8 +8,9 @@ import { execSession } from '../../lib/exec-session.js';
 import { NO_TTY_WARNING } from '../../lib/terminal.js';
 import { AgentError } from '../agent-client.js';
 import { UsageError, type IO } from '../io.js';
-import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, isGuestKind, namespaceOf } from './common.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const EXEC_HELP = `Run a command in a running guest.
 
@@ -54,7 +55,7 @@ export async function exec(argv: string[], io: IO): Promise<number> {
   });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('exec takes one guest NAME before --');
-  const name = checkGuestName(args[0]!);
+  const word = guestWord(args[0]!);
   const namespace = namespaceOf(values);
   checkExecFlags(values, (m) => new UsageError(m));
 
@@ -63,7 +64,9 @@ export async function exec(argv: string[], io: IO): Promise<number> {
 
   let result: ExecResult;
   try {
-    const socket = await agentClient(values, io).exec(namespace, name, query);
+    const client = agentClient(values, io);
+    const ref = await resolveGuest(client, word, namespace);
+    const socket = await client.exec(ref.namespace, ref.name, query);
     const failure = (why: string) => new AgentError(why);
     result = await execSession(
       new ExecStream(socket, { ...(withStdin ? { stdin } : {}), stdout: io.stdout, stderr: io.stderr, failure }),

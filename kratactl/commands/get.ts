@@ -143,7 +143,7 @@ function listOf(items: AgentObject[]) {
 }
 
 /** Lists print as kubectl prints them: one List object, items in the schema's key order. */
-function formatList(guests: (Guest | GuestSet)[], format: 'yaml' | 'json'): string {
+export function formatList(guests: (Guest | GuestSet)[], format: 'yaml' | 'json'): string {
   const list = { apiVersion: 'v1', kind: 'List', items: guests.map(canonical), metadata: { resourceVersion: '' } };
   return format === 'json' ? JSON.stringify(list, null, 2) + '\n' : stringify(list, { version: '1.1', lineWidth: 0 });
 }

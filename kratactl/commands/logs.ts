@@ -1,17 +1,9 @@
 // kratactl logs NAME [-f] [--tail N]: what the guest printed on its console (the agent keeps a bounded
 // history per guest), then, with -f, its live output until the guest ends or kratactl is interrupted.
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import {
-  AGENT_HELP,
-  AGENT_OPTIONS,
-  agentClient,
-  agentFailure,
-  checkGuestName,
-  isGuestKind,
-  namespaceOf,
-  untilInterrupted,
-} from './common.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf, untilInterrupted } from './common.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const LOGS_HELP = `Print a guest's console output.
 
@@ -26,17 +18,20 @@ export async function logs(argv: string[], io: IO): Promise<number> {
   const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } });
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('logs takes one guest NAME');
-  const name = checkGuestName(args[0]!);
+  const word = guestWord(args[0]!);
   const tail = values.tail;
   if (tail !== undefined && !/^\d{1,9}$/.test(tail)) throw new UsageError(`--tail takes a number of lines, not "${tail}"`);
   const namespace = namespaceOf(values);
-  const read = (signal?: AbortSignal) =>
-    agentClient(values, io).logs(
-      namespace,
-      name,
+  const client = agentClient(values, io);
+  const read = async (signal?: AbortSignal) => {
+    const ref = await resolveGuest(client, word, namespace);
+    await client.logs(
+      ref.namespace,
+      ref.name,
       { follow: values.follow, ...(tail !== undefined ? { tail: Number(tail) } : {}), signal },
       io.stdout,
     );
+  };
   if (values.follow) return untilInterrupted(io, read);
   try {
     await read();

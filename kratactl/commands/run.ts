@@ -48,6 +48,53 @@ export function generateName(image: string): string {
   return `${base}-${suffix}`;
 }
 
+/** What `run` and `launch` build a Guest from: their flags, as strings, before any check. */
+export interface GuestFlags {
+  name?: string;
+  cpus?: string;
+  memory?: string;
+  env?: string[];
+  tty?: boolean;
+  restart?: string;
+  /** Absolute paths on the host (spec.kernel.path, spec.initrd.path). */
+  kernel?: string;
+  initrd?: string;
+}
+
+/** The Guest the flags describe, checked as apply would: the object, or the validator's errors (usage errors thrown). */
+export function guestFromFlags(flags: GuestFlags, image: string, command: string[], namespace: string) {
+  const name = flags.name === undefined ? generateName(image) : checkGuestName(flags.name);
+  if (flags.cpus !== undefined && !/^\d{1,3}$/.test(flags.cpus))
+    throw new UsageError(`--cpus takes a whole number of vCPUs, not "${flags.cpus}"`);
+  const restart = flags.restart ?? 'Never';
+  if (!['Never', 'OnFailure', 'Always'].includes(restart))
+    throw new UsageError(`--restart must be Never, OnFailure or Always, not "${restart}"`);
+  const env = (flags.env ?? []).map((kv) => {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new UsageError(`-e ${JSON.stringify(kv)}: expected KEY=VALUE`);
+    return { name: kv.slice(0, eq), value: kv.slice(eq + 1) };
+  });
+  const draft = {
+    apiVersion: 'krata.dev/v1alpha1',
+    kind: 'Guest',
+    metadata: { name, namespace },
+    spec: {
+      image,
+      ...(command.length ? { args: command } : {}),
+      ...(env.length ? { env } : {}),
+      ...(flags.tty ? { tty: true } : {}),
+      resources: {
+        ...(flags.cpus !== undefined ? { cpus: Number(flags.cpus) } : {}),
+        ...(flags.memory !== undefined ? { memory: flags.memory } : {}),
+      },
+      ...(flags.kernel !== undefined ? { kernel: { path: flags.kernel } } : {}),
+      ...(flags.initrd !== undefined ? { initrd: { path: flags.initrd } } : {}),
+      restartPolicy: restart,
+    },
+  };
+  return { name, checked: validateObject(draft) };
+}
+
 export async function run(argv: string[], io: IO): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     ...AGENT_OPTIONS,
@@ -62,52 +109,50 @@ export async function run(argv: string[], io: IO): Promise<number> {
   const [image, ...command] = positionals;
   if (!image) throw new UsageError('run needs an IMAGE');
   const namespace = namespaceOf(values);
-  const name = values.name === undefined ? generateName(image) : checkGuestName(values.name);
-  if (values.cpus !== undefined && !/^\d{1,3}$/.test(values.cpus))
-    throw new UsageError(`--cpus takes a whole number of vCPUs, not "${values.cpus}"`);
-  const restart = values.restart ?? 'Never';
-  if (!['Never', 'OnFailure', 'Always'].includes(restart))
-    throw new UsageError(`--restart must be Never, OnFailure or Always, not "${restart}"`);
-  const env = (values.env ?? []).map((kv) => {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new UsageError(`-e ${JSON.stringify(kv)}: expected KEY=VALUE`);
-    return { name: kv.slice(0, eq), value: kv.slice(eq + 1) };
-  });
-  const draft = {
-    apiVersion: 'krata.dev/v1alpha1',
-    kind: 'Guest',
-    metadata: { name, namespace },
-    spec: {
-      image,
-      ...(command.length ? { args: command } : {}),
-      ...(env.length ? { env } : {}),
-      ...(values.tty ? { tty: true } : {}),
-      resources: {
-        ...(values.cpus !== undefined ? { cpus: Number(values.cpus) } : {}),
-        ...(values.memory !== undefined ? { memory: values.memory } : {}),
-      },
-      restartPolicy: restart,
-    },
-  };
-  const checked = validateObject(draft);
+  const client = agentClient(values, io);
+  const name = await createGuest(client, guestFromFlags(values, image, command, namespace), namespace, io);
+  if (name === undefined) return EXIT_FAILED;
+  return followGuest(client, namespace, name, io, { attach: true, rm: values.rm === true });
+}
+
+/** Hands a built Guest to the agent (refusing a name in use); its name, or undefined once the failure is printed. */
+export async function createGuest(
+  client: AgentClient,
+  { name, checked }: ReturnType<typeof guestFromFlags>,
+  namespace: string,
+  io: IO,
+): Promise<string | undefined> {
   if (!checked.object) {
     for (const e of checked.errors) io.stderr.write(`error: Guest "${name}": ${formatPath(e.path)}: ${e.message}\n`);
-    return EXIT_FAILED;
+    return undefined;
   }
-
-  const client = agentClient(values, io);
-  const label = `${namespace}/${name}`;
   try {
     if (await exists(client, namespace, name)) {
       io.stderr.write(`error: guest "${name}" already exists in namespace "${namespace}"\n`);
-      return EXIT_FAILED;
+      return undefined;
     }
     await client.apply([checked.object]);
   } catch (err) {
-    return agentFailure(io, err);
+    agentFailure(io, err);
+    return undefined;
   }
   io.stderr.write(`${objectName(checked.object)} created\n`);
+  return name;
+}
 
+/**
+ * After createGuest: waits until the guest runs (phases on stderr), calls `onRunning` with it, then with
+ * `attach` joins its console until it ends or the user detaches and reports how it ended; `rm` deletes it
+ * at the end whatever happened.
+ */
+export async function followGuest(
+  client: AgentClient,
+  namespace: string,
+  name: string,
+  io: IO,
+  opts: { attach: boolean; rm?: boolean; onRunning?: (g: Guest) => void },
+): Promise<number> {
+  const label = `${namespace}/${name}`;
   const abort = new AbortController();
   let socket: Duplex | undefined;
   const stopSignals = onInterrupt(() => {
@@ -115,8 +160,10 @@ export async function run(argv: string[], io: IO): Promise<number> {
     socket?.destroy();
   });
   try {
-    const started = await waitUntilRunning(client, namespace, name, io, abort.signal);
-    if (started !== 'Running') return EXIT_FAILED;
+    const started = await waitUntilRunning(client, namespace, name, io, abort.signal, opts.attach);
+    if (started.guest) opts.onRunning?.(started.guest);
+    if (started.phase !== 'Running') return started.phase === 'Succeeded' && !opts.attach ? EXIT_OK : EXIT_FAILED;
+    if (!opts.attach) return EXIT_OK;
     try {
       socket = await client.attach(namespace, name, { logs: true });
     } catch (err) {
@@ -134,7 +181,7 @@ export async function run(argv: string[], io: IO): Promise<number> {
     return agentFailure(io, err);
   } finally {
     stopSignals();
-    if (values.rm) await remove(client, namespace, name, io);
+    if (opts.rm) await remove(client, namespace, name, io);
   }
 }
 
@@ -149,7 +196,14 @@ async function exists(client: AgentClient, namespace: string, name: string): Pro
 }
 
 /** Follows the guest until it runs; reports each phase on the way, and why it did not start. */
-async function waitUntilRunning(client: AgentClient, namespace: string, name: string, io: IO, signal: AbortSignal): Promise<string> {
+async function waitUntilRunning(
+  client: AgentClient,
+  namespace: string,
+  name: string,
+  io: IO,
+  signal: AbortSignal,
+  attaching = true,
+): Promise<{ phase: string; guest?: Guest }> {
   let shown = '';
   try {
     for await (const e of client.watch({ namespace, signal })) {
@@ -157,28 +211,28 @@ async function waitUntilRunning(client: AgentClient, namespace: string, name: st
       if (g.metadata.name !== name) continue;
       if (e.type === 'DELETED') {
         io.stderr.write(`error: guest ${namespace}/${name} was deleted before it ran\n`);
-        return 'Deleted';
+        return { phase: 'Deleted' };
       }
       const s = g.status ?? {};
       const phase = s.phase ?? 'Pending';
       const line = `${phase}${s.reason ? ` (${s.reason}${s.message ? `: ${s.message}` : ''})` : ''}`;
       if (line !== shown && phase !== 'Running') io.stderr.write(`waiting for ${namespace}/${name}: ${line}\n`);
       shown = line;
-      if (phase === 'Running') return phase;
+      if (phase === 'Running') return { phase, guest: g };
       if (phase === 'Failed') {
         io.stderr.write(`error: guest ${namespace}/${name} failed${s.reason ? `: ${s.reason}` : ''}${s.message ? `: ${s.message}` : ''}\n`);
-        return phase;
+        return { phase, guest: g };
       }
       if (phase === 'Succeeded') {
-        io.stderr.write(`guest ${namespace}/${name} finished before it could be attached; see kratactl logs ${name}\n`);
-        return phase;
+        if (attaching) io.stderr.write(`guest ${namespace}/${name} finished before it could be attached; see kratactl logs ${name}\n`);
+        return { phase, guest: g };
       }
     }
     throw new AgentError('the node agent closed the watch before the guest ran');
   } catch (err) {
     if (signal.aborted) {
       io.stderr.write('interrupted\n');
-      return 'Interrupted';
+      return { phase: 'Interrupted' };
     }
     throw err;
   }

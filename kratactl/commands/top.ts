@@ -3,18 +3,10 @@ import type { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import type { AgentClient, GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import {
-  AGENT_HELP,
-  AGENT_OPTIONS,
-  agentClient,
-  agentFailure,
-  checkGuestName,
-  formatTable,
-  namespaceOf,
-  untilInterrupted,
-} from './common.js';
+import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, formatTable, namespaceOf, untilInterrupted } from './common.js';
 import { usageHeader, usageRow } from '../../contracts/agent-api/usage-figures.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const TOP_HELP = `Show what running Guests use: CPU, memory, vCPUs, and the guest's own load and processes.
 
@@ -55,7 +47,7 @@ export async function top(argv: string[], io: IO): Promise<number> {
     output: { type: 'string', short: 'o' },
   });
   if (positionals.length > 1) throw new UsageError(`top takes at most one NAME (got ${positionals.join(' ')})`);
-  const name = positionals[0] === undefined ? undefined : checkGuestName(positionals[0]);
+  const name = positionals[0] === undefined ? undefined : guestWord(positionals[0]);
   const all = values['all-namespaces'] === true;
   if (all && name) throw new UsageError('a NAME needs a namespace: use -n rather than -A');
   const output = values.output;
@@ -66,6 +58,7 @@ export async function top(argv: string[], io: IO): Promise<number> {
   const opts: TopOptions = { namespace: all ? undefined : namespaceOf(values), name, noHeaders: values['no-headers'] === true };
   const client = agentClient(values, io);
   try {
+    if (name !== undefined) Object.assign(opts, await resolveGuest(client, name, opts.namespace!));
     if (values.watch) return await watch(io, client, opts, interval);
     const usage = await read(client, opts);
     if (output === 'json') io.stdout.write(JSON.stringify(name ? usage[0] : { items: usage }, null, 2) + '\n');

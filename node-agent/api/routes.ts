@@ -167,6 +167,43 @@ async function deleteSecret(r: Request): Promise<void> {
   sendJson(r.res, 200, { kind: 'Secret', metadata: { namespace, name }, status: 'deleted' });
 }
 
+async function listSecrets(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: r.ctx.service.listSecrets(optionalLabel(r.query, 'namespace')) });
+}
+
+function applySetName(r: Request): { namespace: string; name: string } {
+  const namespace = label(r.params.namespace!, 'namespace');
+  const name: string = r.params.name!;
+  if (!isPullSecretName(name))
+    throw new HttpError(400, `invalid applyset name ${JSON.stringify(String(name).slice(0, 100))}: must be a DNS subdomain`);
+  return { namespace, name };
+}
+
+async function listApplySets(r: Request): Promise<void> {
+  sendJson(r.res, 200, { items: r.ctx.service.listApplySets(optionalLabel(r.query, 'namespace')) });
+}
+
+async function getApplySet(r: Request): Promise<void> {
+  const { namespace, name } = applySetName(r);
+  const parent = r.ctx.service.getApplySet(namespace, name);
+  if (!parent) throw new HttpError(404, `applyset "${name}" not found in namespace "${namespace}"`);
+  sendJson(r.res, 200, parent);
+}
+
+/** PUT the parent (contracts/agent-api/applyset.ts): 200 with it and what was done. */
+async function putApplySet(r: Request): Promise<void> {
+  const { namespace, name } = applySetName(r);
+  const body = parseJsonBody(await readBody(r.req, r.ctx.maxBodyBytes));
+  const { parent, action } = r.ctx.service.putApplySet(namespace, name, body);
+  sendJson(r.res, 200, { ...parent, action });
+}
+
+async function deleteApplySet(r: Request): Promise<void> {
+  const { namespace, name } = applySetName(r);
+  r.ctx.service.deleteApplySet(namespace, name);
+  sendJson(r.res, 200, { kind: 'Secret', metadata: { namespace, name }, status: 'deleted' });
+}
+
 async function watch(r: Request): Promise<void> {
   const since = count(r.query, 'since', Number.MAX_SAFE_INTEGER) ?? 0;
   const namespace = optionalLabel(r.query, 'namespace');
@@ -436,6 +473,9 @@ export const ROUTES: Route[] = (
     [GUESTSET, { GET: getGuestSet, DELETE: deleteGuestSet }],
     [`${GUESTSET}/scale`, { PUT: scaleGuestSet }],
     ['/v1/namespaces/:namespace/secrets/:name', { DELETE: deleteSecret }],
+    ['/v1/secrets', { GET: listSecrets }],
+    ['/v1/applysets', { GET: listApplySets }],
+    ['/v1/namespaces/:namespace/applysets/:name', { GET: getApplySet, PUT: putApplySet, DELETE: deleteApplySet }],
     ['/v1/watch', { GET: watch }],
     ['/v1/events', { GET: events }],
     ['/v1/images/pull', { POST: pullImage }],

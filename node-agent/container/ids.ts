@@ -27,6 +27,7 @@ import type { GuestStore } from '../store/guest-store.js';
 import type { GuestSetStore } from '../store/guestset-store.js';
 import type { HostGuestSets } from '../controller/guestsets.js';
 import type { SecretStore } from '../store/secret-store.js';
+import type { ApplySetStore } from '../store/applyset-store.js';
 import type { UsageSampler } from '../usage/sampler.js';
 import type { Prober } from '../probe/prober.js';
 import type { AgentConfig } from './config.js';
@@ -49,6 +50,8 @@ export const PULL_SLOTS = id<Semaphore>('PullSlots');
 /** A Guest's pull credentials: its namespace's Secrets (single host) or the operator's tokens (cluster). */
 export const PULL_AUTH = id<(g: Guest) => PullAuth>('PullAuth');
 export const SECRET_STORE = id<SecretStore>('SecretStore');
+/** Single host: ApplySet parents (kratactl apply --prune). */
+export const APPLYSET_STORE = id<ApplySetStore>('ApplySetStore');
 export const PULL_TOKENS = id<PullTokens>('PullTokens');
 export const EVENT_RECORDER = id<EventRecorder>('EventRecorder');
 export const METRICS = id<AgentMetrics>('AgentMetrics');

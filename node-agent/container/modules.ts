@@ -31,6 +31,7 @@ import { GuestStore } from '../store/guest-store.js';
 import { GuestSetStore } from '../store/guestset-store.js';
 import { HostGuestSets } from '../controller/guestsets.js';
 import { SecretStore } from '../store/secret-store.js';
+import { ApplySetStore } from '../store/applyset-store.js';
 import { UsageSampler } from '../usage/sampler.js';
 import { Prober } from '../probe/prober.js';
 import type { AgentConfig } from './config.js';
@@ -60,6 +61,7 @@ import {
   GUEST_CONTROLLER,
   PROBER,
   SECRET_STORE,
+  APPLYSET_STORE,
   TLS_LISTENER,
   USAGE_SAMPLER,
   WRITE_CONFIG_DISK,
@@ -148,9 +150,15 @@ export const guestSetsModule = new ContainerModule(({ bind }) => {
   }));
 });
 
-/** Single host: pull credentials are the namespace's Secrets, applied through the local API. */
+/** Single host: pull credentials are the namespace's Secrets, applied through the local API; and ApplySet parents. */
 export const secretsModule = new ContainerModule(({ bind }) => {
   provide(bind, SECRET_STORE, [CONFIG], (config) => new SecretStore(config.stateDir));
+  provide(bind, APPLYSET_STORE, [CONFIG, LOG], (config, log) => {
+    const problems: string[] = [];
+    const store = new ApplySetStore(config.stateDir, problems);
+    for (const p of problems) log.error({ problem: p }, 'a stored applyset parent could not be read; it is left in place');
+    return store;
+  });
   provide(bind, PULL_AUTH, [SECRET_STORE], (secrets) => (g) => secrets.forGuest(g));
 });
 
@@ -181,13 +189,16 @@ export const serviceModule = new ContainerModule(({ bind }) => {
       USAGE_SAMPLER,
       optional(GUESTSET_STORE),
       GUEST_DIALER,
+      optional(APPLYSET_STORE),
     ],
-    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage, guestSets, dialer) =>
+    (config, store, hv, recorder, images, clock, pullSlots, secrets, usage, guestSets, dialer, applySets) =>
       new NodeAgentService(store, hv, recorder, images, clock, {
         pullSlots,
         usage,
         dialer,
-        ...(config.cluster ? { managedBy: `Redis ${config.cluster.redisName}` } : { secrets, ...(guestSets ? { guestSets } : {}) }),
+        ...(config.cluster
+          ? { managedBy: `Redis ${config.cluster.redisName}` }
+          : { secrets, ...(guestSets ? { guestSets } : {}), ...(applySets ? { applySets } : {}) }),
       }),
   );
 });

@@ -26,6 +26,9 @@ import { quantityValue } from '../../crds/quantity.js';
 import { UsageSampler } from '../usage/sampler.js';
 import { DialError, type GuestDialer } from '../net/guest-dialer.js';
 import type { Duplex } from 'node:stream';
+import { validateApplySetParent, type ApplySetParent } from '../../contracts/agent-api/applyset.js';
+import type { ApplySetStore } from '../store/applyset-store.js';
+import type { SecretInfo } from '../store/secret-store.js';
 
 /**
  * Images for the reconciler from the host's cache, under Kubernetes' pull policies. A cached image
@@ -95,6 +98,8 @@ export interface AgentOptions {
   channelReadyMs?: number;
   /** Reaches guests' ports through kratanet (port-forward); without it, port-forward says there is no network. */
   dialer?: GuestDialer;
+  /** ApplySet parents (single host); without them, kratactl apply --prune is refused. */
+  applySets?: ApplySetStore;
 }
 
 /** How long a port-forward waits for the guest to accept the connection. */
@@ -420,6 +425,45 @@ export class NodeAgentService implements AgentService {
 
   images(): StoredImage[] {
     return this.imageStore().list();
+  }
+
+  listSecrets(namespace?: string): SecretInfo[] {
+    return this.opts.secrets?.list(namespace) ?? [];
+  }
+
+  private applySetStore(): ApplySetStore {
+    this.refuseInCluster();
+    if (!this.opts.applySets) throw new InvalidRequest('this agent keeps no ApplySets', [], 409);
+    return this.opts.applySets;
+  }
+
+  listApplySets(namespace?: string): ApplySetParent[] {
+    return structuredClone(this.opts.applySets?.list(namespace) ?? []);
+  }
+
+  getApplySet(namespace: string, name: string): ApplySetParent | undefined {
+    return structuredClone(this.opts.applySets?.get(namespace, name));
+  }
+
+  putApplySet(namespace: string, name: string, input: unknown): { parent: ApplySetParent; action: 'created' | 'configured' | 'unchanged' } {
+    const store = this.applySetStore();
+    const r = validateApplySetParent(input, { namespace, name });
+    if (!r.object)
+      throw new InvalidRequest(
+        'the applyset parent is not valid; nothing was stored',
+        r.errors.map((e) => ({ path: formatPath(e.path), message: e.message })),
+      );
+    try {
+      return { parent: r.object, action: store.put(r.object) };
+    } catch (e) {
+      const full = storageFull(e);
+      if (full) throw new InvalidRequest(`${full}; the applyset parent was not stored`, [], 507);
+      throw e;
+    }
+  }
+
+  deleteApplySet(namespace: string, name: string): void {
+    if (!this.applySetStore().remove(namespace, name)) throw new NotFound(`applyset ${namespace}/${name} not found`);
   }
 
   importImage(

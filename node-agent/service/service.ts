@@ -9,6 +9,8 @@ import type { Console } from '../runtime/hypervisor.js';
 import type { ExecRequest, ExecSession, ExecSink } from '../channel/index.js';
 import type { GuestUsage } from '../../contracts/agent-api/types.js';
 import type { Duplex } from 'node:stream';
+import type { ApplySetParent } from '../../contracts/agent-api/applyset.js';
+import type { SecretInfo } from '../store/secret-store.js';
 
 /** Refused input: nothing was stored. `errors` locate each problem (index into the batch, field path). */
 export class InvalidRequest extends Error {
@@ -92,6 +94,15 @@ export interface AgentService {
   images(): StoredImage[];
   /** Removes an image pull Secret (single host); NotFound when there is none. Its data is never returned. */
   deleteSecret(namespace: string, name: string): void;
+  /** The image pull Secrets (single host): name, type, registries and labels, never data. */
+  listSecrets(namespace?: string): SecretInfo[];
+  /** ApplySet parents (single host, kratactl apply --prune). */
+  listApplySets(namespace?: string): ApplySetParent[];
+  getApplySet(namespace: string, name: string): ApplySetParent | undefined;
+  /** Checks and stores a parent (InvalidRequest with its field errors); refused in cluster mode. */
+  putApplySet(namespace: string, name: string, parent: unknown): { parent: ApplySetParent; action: 'created' | 'configured' | 'unchanged' };
+  /** NotFound when absent; the set's members are not touched. */
+  deleteApplySet(namespace: string, name: string): void;
   removeImage(refOrDigest: string): StoredImage;
   /** Removes images no Guest uses, least recently used first, until the cache fits (0: all of them). */
   pruneImages(budgetBytes: number): PruneResult;

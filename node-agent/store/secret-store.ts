@@ -15,6 +15,8 @@ export interface SecretInfo {
   name: string;
   type: PullSecret['type'];
   registries: string[];
+  /** Its labels (an ApplySet's members carry applyset.kubernetes.io/part-of). */
+  labels?: Record<string, string>;
 }
 
 export class SecretStore {
@@ -82,7 +84,13 @@ export class SecretStore {
         if (name === file || !isPullSecretName(name)) continue;
         const s = this.get(ns, name);
         if (s)
-          out.push({ namespace: ns, name, type: s.type, registries: CredentialStore.fromPullSecret(s, `Secret ${ns}/${name}`).registries });
+          out.push({
+            namespace: ns,
+            name,
+            type: s.type,
+            registries: CredentialStore.fromPullSecret(s, `Secret ${ns}/${name}`).registries,
+            ...(s.metadata.labels ? { labels: s.metadata.labels } : {}),
+          });
       }
     }
     return out;

@@ -12,6 +12,8 @@ import { InvalidRequest, NotFound, type AgentService } from '../../node-agent/se
 import { type ApplyResult, type GuestEvent, type HostStatus, type WatchEvent } from '../../contracts/agent-api/types.js';
 import { DialError, type GuestDialer } from '../../node-agent/net/guest-dialer.js';
 import type { Duplex } from 'node:stream';
+import { validateApplySetParent, type ApplySetParent } from '../../contracts/agent-api/applyset.js';
+import type { SecretInfo } from '../../node-agent/store/secret-store.js';
 
 export { FakeConsole };
 
@@ -385,6 +387,40 @@ export class FakeAgentService implements AgentService {
   deleteSecret(namespace: string, name: string): void {
     this.fail('deleteSecret');
     if (!this.secrets.delete(`${namespace}/${name}`)) throw new NotFound(`secret ${namespace}/${name} not found`);
+  }
+
+  listSecrets(namespace?: string): SecretInfo[] {
+    return [...this.secrets]
+      .map((k) => k.split('/') as [string, string])
+      .filter(([ns]) => namespace === undefined || ns === namespace)
+      .map(([ns, name]) => ({ namespace: ns, name, type: 'kubernetes.io/dockerconfigjson', registries: [] }));
+  }
+
+  /** ApplySet parents, checked as the agent checks them. */
+  readonly applySets = new Map<string, ApplySetParent>();
+
+  listApplySets(namespace?: string): ApplySetParent[] {
+    return [...this.applySets.values()].filter((p) => namespace === undefined || p.metadata.namespace === namespace);
+  }
+
+  getApplySet(namespace: string, name: string): ApplySetParent | undefined {
+    return this.applySets.get(key(namespace, name));
+  }
+
+  putApplySet(namespace: string, name: string, input: unknown): { parent: ApplySetParent; action: 'created' | 'configured' | 'unchanged' } {
+    const r = validateApplySetParent(input, { namespace, name });
+    if (!r.object)
+      throw new InvalidRequest(
+        'the applyset parent is not valid',
+        r.errors.map((e) => ({ path: formatPath(e.path), message: e.message })),
+      );
+    const old = this.applySets.get(key(namespace, name));
+    this.applySets.set(key(namespace, name), r.object);
+    return { parent: r.object, action: !old ? 'created' : JSON.stringify(old) === JSON.stringify(r.object) ? 'unchanged' : 'configured' };
+  }
+
+  deleteApplySet(namespace: string, name: string): void {
+    if (!this.applySets.delete(key(namespace, name))) throw new NotFound(`applyset ${namespace}/${name} not found`);
   }
 
   removeImage(refOrDigest: string): StoredImage {

@@ -398,7 +398,7 @@ _kratactl; printf '%s\\n' "\${COMPREPLY[@]}"`;
     assert.equal(r.stderr, '');
     return r.stdout.trim().split('\n').filter(Boolean).sort();
   };
-  assert.deepEqual(complete('kratactl de'), ['delete', 'describe']);
+  assert.deepEqual(complete('kratactl de'), ['delete', 'describe', 'destroy']);
   assert.deepEqual(complete('kratactl get -o '), [
     'custom-columns-file=',
     'custom-columns=',
