@@ -137,6 +137,8 @@ export class ObserveStep {
           s.message = what;
           status.condition(rec, s, 'Ready', 'False', s.reason, what);
           status.condition(rec, s, 'Reconciling', 'False', s.reason, '');
+          // A failure that will not be retried needs someone to act: kstatus (Flux) reads Stalled.
+          if (failed) status.condition(rec, s, 'Stalled', 'True', s.reason, what);
         }
       },
       restart ? { ...rec.internal, failures: crashes + 1, notBefore: now + delay } : rec.internal,

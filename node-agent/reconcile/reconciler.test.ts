@@ -58,6 +58,8 @@ test("behind the agent's back: a lost domain counts as a failed exit, duplicates
   await h.hv.destroy(h.agent.get('default', 'once')!.status!.domid!);
   await h.until(() => phase(h, 'once') === 'Failed');
   assert.match(h.agent.get('default', 'once')!.status!.message!, /disappeared without reporting an exit/);
+  const stalled = h.agent.get('default', 'once')!.status!.conditions!.find((c) => c.type === 'Stalled');
+  assert.equal(stalled?.status, 'True', 'a failure that is not retried is Stalled (kstatus: failed)');
   const creates = h.hv.calls.create;
   h.clock.advance(60_000);
   await h.until(() => true);
