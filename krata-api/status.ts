@@ -2,18 +2,9 @@
 // show the message as they show the apiserver's own.
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { STATUS_REASONS } from '../lib/status-reasons.js';
 
-const REASONS: Record<number, string> = {
-  400: 'BadRequest',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'NotFound',
-  405: 'MethodNotAllowed',
-  409: 'Conflict',
-  500: 'InternalError',
-  502: 'InternalError',
-  503: 'ServiceUnavailable',
-};
+const REASONS = STATUS_REASONS;
 
 export interface StatusDetails {
   name?: string;

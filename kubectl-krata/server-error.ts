@@ -1,21 +1,8 @@
 // The apiserver's refusals as kubectl prints them: a Status object (401/403/404/409/503...) becomes
 // "Error from server (Reason): message", and a 404 for a group the cluster does not serve says krata-api is missing.
+import { STATUS_REASONS } from '../lib/status-reasons.js';
 
-/** Reasons for a refusal that came without a Status body, as apimachinery names them. */
-const REASONS: Record<number, string> = {
-  400: 'BadRequest',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'NotFound',
-  405: 'MethodNotAllowed',
-  409: 'Conflict',
-  410: 'Expired',
-  422: 'Invalid',
-  429: 'TooManyRequests',
-  500: 'InternalError',
-  503: 'ServiceUnavailable',
-  504: 'Timeout',
-};
+const REASONS = STATUS_REASONS;
 
 /** At most this much of an error body is read and shown. */
 export const MAX_ERROR_BODY = 64 * 1024;

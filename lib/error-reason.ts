@@ -2,23 +2,10 @@
 // a Kubernetes-style reason an error carries (ErrImagePull, Conflict), else what its HTTP status says,
 // else its errno code (ENOSPC) or class (HypercallError), looked for along the `cause` chain. The words
 // come from code, never from the message, so the label stays bounded.
+import { STATUS_REASONS } from './status-reasons.js';
 
-/** Kubernetes' StatusReason for the HTTP codes its API answers with; 0 is a request that got no answer. */
-const HTTP_REASONS: Readonly<Record<number, string>> = {
-  0: 'Unreachable',
-  400: 'BadRequest',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'NotFound',
-  405: 'MethodNotAllowed',
-  409: 'Conflict',
-  410: 'Expired',
-  422: 'Invalid',
-  429: 'TooManyRequests',
-  500: 'InternalError',
-  503: 'ServiceUnavailable',
-  504: 'Timeout',
-};
+/** The reason for an HTTP code; 0 is a request that got no answer. */
+const HTTP_REASONS: Readonly<Record<number, string>> = { 0: 'Unreachable', ...STATUS_REASONS };
 
 const WORD = /^[A-Z][A-Za-z0-9]{0,47}$/;
 const ERRNO = /^E[A-Z0-9]{1,15}$/;
