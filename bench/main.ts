@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../lib/package-root.js';
 import { agentBench } from './agent.js';
+import { cliBench } from './cli.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
 import { netBench } from './net.js';
@@ -69,6 +70,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   operator: () => operatorBench(),
   /** kratanet vs slirp4netns and pasta: TCP throughput both ways, HTTP requests/s, CPU per GB, peak RSS, guest MTU 1500. */
   net: () => netBench(),
+  /** kratactl version, get (test-double agent) and apply --dry-run of the examples vs node -e 0: start-up cost. */
+  cli: () => cliBench(),
 };
 
 const name = process.argv[2];

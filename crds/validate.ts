@@ -3,8 +3,8 @@
 // plus what it cannot do without CEL (crds/semantics.ts) and strict unknown-field checks, all at once.
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { schemaAt, toAjvSchema } from './ajv-schema.js';
-import type { CustomResourceDefinition, JSONSchemaProps } from './crd-types.js';
-import { allCRDs } from './generated/crds.js';
+import type { JSONSchemaProps } from './crd-types.js';
+import { KINDS, type KindInfo } from './kinds.js';
 import * as generated from './generated/validators.js';
 import type { FieldError, KratObject, Path } from './field-error.js';
 import { PATTERN_NAMES } from './patterns.js';
@@ -12,51 +12,12 @@ import { semanticErrors } from './semantics.js';
 import { closest } from '../lib/closest.js';
 
 export type { FieldError, KratObject, Path } from './field-error.js';
+export { KINDS, resolveKind, type KindInfo } from './kinds.js';
 
 export interface ValidationResult {
   /** The defaulted object, when there were no errors. */
   object?: KratObject;
   errors: FieldError[];
-}
-
-export interface KindInfo {
-  kind: string;
-  apiVersion: string;
-  plural: string;
-  namespaced: boolean;
-  crd: CustomResourceDefinition;
-  /** The served schema, as written in the CRD. */
-  schema: JSONSchemaProps;
-}
-
-/** Every kind krata serves, by kind name. */
-export const KINDS: ReadonlyMap<string, KindInfo> = new Map(
-  allCRDs.flatMap((crd) =>
-    crd.spec.versions
-      .filter((v) => v.served)
-      .map((v): [string, KindInfo] => [
-        crd.spec.names.kind,
-        {
-          kind: crd.spec.names.kind,
-          apiVersion: `${crd.spec.group}/${v.name}`,
-          plural: crd.spec.names.plural,
-          namespaced: crd.spec.scope === 'Namespaced',
-          crd,
-          schema: v.schema.openAPIV3Schema,
-        },
-      ]),
-  ),
-);
-
-/** Find a kind by name, plural, singular or short name, case-insensitively (as kubectl does). */
-export function resolveKind(name: string): KindInfo | undefined {
-  const n = name.toLowerCase();
-  for (const info of KINDS.values()) {
-    const names = info.crd.spec.names;
-    const all = [names.kind, names.plural, names.singular, ...(names.shortNames ?? [])].map((s) => s.toLowerCase());
-    if (all.includes(n) || n === `${names.plural}.${info.crd.spec.group}`) return info;
-  }
-  return undefined;
 }
 
 /** The compiled validator of each kind (ajv's standalone code, generated: no schema is compiled at run time). */

@@ -1,52 +1,137 @@
 // kratactl's command dispatch. `run` returns the exit status instead of exiting, so tests drive the
 // real CLI in-process with their own streams.
-import { APPLY_HELP, apply } from './commands/apply.js';
-import { ATTACH_HELP, attach } from './commands/attach.js';
-import { COMPLETION_HELP, completion } from './commands/completion.js';
-import { DELETE_HELP, del } from './commands/delete.js';
-import { DESCRIBE_HELP, describe } from './commands/describe.js';
-import { EXEC_HELP, exec } from './commands/exec.js';
-import { EXPLAIN_HELP, explain } from './commands/explain.js';
-import { GET_HELP, get } from './commands/get.js';
-import { HOST_HELP, host } from './commands/host.js';
-import { IMAGE_HELP, image } from './commands/image.js';
-import { LOGS_HELP, logs } from './commands/logs.js';
-import { ROLLOUT_HELP, rollout } from './commands/rollout.js';
-import { RUN_HELP, run as runGuest } from './commands/run.js';
-import { SCALE_HELP, scale } from './commands/scale.js';
-import { TOP_HELP, top } from './commands/top.js';
-import { version } from './commands/version.js';
 import { FlagError } from '../lib/cli-flags.js';
 import { closest } from '../lib/closest.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
 
-interface Command {
-  summary: string;
+/** What a command's module gives the dispatcher. */
+export interface CommandModule {
   help: string;
   run: (argv: string[], io: IO) => Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = {
-  apply: { summary: 'create or update objects from manifests (-f), or check them (--dry-run)', help: APPLY_HELP, run: apply },
-  get: { summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)', help: GET_HELP, run: get },
-  describe: { summary: 'show a guest or guestset in detail: status, conditions, events', help: DESCRIBE_HELP, run: describe },
-  delete: { summary: 'delete guests or guestsets by name or from manifests (-f)', help: DELETE_HELP, run: del },
-  scale: { summary: 'set how many guests a guestset runs (--replicas N)', help: SCALE_HELP, run: scale },
-  rollout: { summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)", help: ROLLOUT_HELP, run: rollout },
-  run: { summary: 'run an image as a new guest and attach to it', help: RUN_HELP, run: runGuest },
-  logs: { summary: "print a guest's console output (-f to follow)", help: LOGS_HELP, run: logs },
-  attach: { summary: "attach the terminal to a guest's console (Ctrl+] detaches)", help: ATTACH_HELP, run: attach },
-  exec: { summary: 'run a command in a running guest (-i stdin, -t terminal)', help: EXEC_HELP, run: exec },
-  explain: { summary: 'document a kind or field of the API', help: EXPLAIN_HELP, run: explain },
-  image: { summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)', help: IMAGE_HELP, run: image },
-  top: { summary: 'show what running guests use: CPU, memory, load (-A, -w to refresh)', help: TOP_HELP, run: top },
-  host: { summary: "show the node agent's host (status)", help: HOST_HELP, run: host },
+/**
+ * A command: its one-line summary for the usage, and its module, imported only when the command runs
+ * (a start reads only what the command needs). Adding a command is one entry here.
+ */
+export interface Command {
+  summary: string;
+  load: () => Promise<CommandModule>;
+}
+
+export const COMMANDS: Record<string, Command> = {
+  apply: {
+    summary: 'create or update objects from manifests (-f), or check them (--dry-run)',
+    load: async () => {
+      const m = await import('./commands/apply.js');
+      return { help: m.APPLY_HELP, run: m.apply };
+    },
+  },
+  get: {
+    summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)',
+    load: async () => {
+      const m = await import('./commands/get.js');
+      return { help: m.GET_HELP, run: m.get };
+    },
+  },
+  describe: {
+    summary: 'show a guest or guestset in detail: status, conditions, events',
+    load: async () => {
+      const m = await import('./commands/describe.js');
+      return { help: m.DESCRIBE_HELP, run: m.describe };
+    },
+  },
+  delete: {
+    summary: 'delete guests or guestsets by name or from manifests (-f)',
+    load: async () => {
+      const m = await import('./commands/delete.js');
+      return { help: m.DELETE_HELP, run: m.del };
+    },
+  },
+  scale: {
+    summary: 'set how many guests a guestset runs (--replicas N)',
+    load: async () => {
+      const m = await import('./commands/scale.js');
+      return { help: m.SCALE_HELP, run: m.scale };
+    },
+  },
+  rollout: {
+    summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)",
+    load: async () => {
+      const m = await import('./commands/rollout.js');
+      return { help: m.ROLLOUT_HELP, run: m.rollout };
+    },
+  },
+  run: {
+    summary: 'run an image as a new guest and attach to it',
+    load: async () => {
+      const m = await import('./commands/run.js');
+      return { help: m.RUN_HELP, run: m.run };
+    },
+  },
+  logs: {
+    summary: "print a guest's console output (-f to follow)",
+    load: async () => {
+      const m = await import('./commands/logs.js');
+      return { help: m.LOGS_HELP, run: m.logs };
+    },
+  },
+  attach: {
+    summary: "attach the terminal to a guest's console (Ctrl+] detaches)",
+    load: async () => {
+      const m = await import('./commands/attach.js');
+      return { help: m.ATTACH_HELP, run: m.attach };
+    },
+  },
+  exec: {
+    summary: 'run a command in a running guest (-i stdin, -t terminal)',
+    load: async () => {
+      const m = await import('./commands/exec.js');
+      return { help: m.EXEC_HELP, run: m.exec };
+    },
+  },
+  explain: {
+    summary: 'document a kind or field of the API',
+    load: async () => {
+      const m = await import('./commands/explain.js');
+      return { help: m.EXPLAIN_HELP, run: m.explain };
+    },
+  },
+  image: {
+    summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)',
+    load: async () => {
+      const m = await import('./commands/image.js');
+      return { help: m.IMAGE_HELP, run: m.image };
+    },
+  },
+  top: {
+    summary: 'show what running guests use: CPU, memory, load (-A, -w to refresh)',
+    load: async () => {
+      const m = await import('./commands/top.js');
+      return { help: m.TOP_HELP, run: m.top };
+    },
+  },
+  host: {
+    summary: "show the node agent's host (status)",
+    load: async () => {
+      const m = await import('./commands/host.js');
+      return { help: m.HOST_HELP, run: m.host };
+    },
+  },
   completion: {
     summary: 'print a bash or zsh completion script',
-    help: COMPLETION_HELP,
-    run: (argv, io) => completion(argv, io, COMMANDS),
+    load: async () => {
+      const m = await import('./commands/completion.js');
+      return { help: m.COMPLETION_HELP, run: (argv, io) => m.completion(argv, io, COMMANDS) };
+    },
   },
-  version: { summary: 'print the version', help: 'Usage: kratactl version\n', run: version },
+  version: {
+    summary: 'print the version',
+    load: async () => {
+      const m = await import('./commands/version.js');
+      return { help: m.VERSION_HELP, run: m.version };
+    },
+  },
 };
 
 export const USAGE = `kratactl controls krata: OCI images as Xen PV guests, declared as Guest objects.
@@ -83,11 +168,10 @@ export async function run(argv: string[], io: IO): Promise<number> {
   const [name, ...rest] = hoistGlobalFlags(argv);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined;
-    io.stdout.write(topic && COMMANDS[topic] ? COMMANDS[topic].help : USAGE);
+    io.stdout.write(topic && COMMANDS[topic] ? (await COMMANDS[topic].load()).help : USAGE);
     return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  if (name === '--version') return version([], io);
-  const command = COMMANDS[name];
+  const command = COMMANDS[name === '--version' ? 'version' : name];
   if (!command) {
     const near = closest(name, Object.keys(COMMANDS));
     io.stderr.write(
@@ -99,12 +183,13 @@ export async function run(argv: string[], io: IO): Promise<number> {
   }
   // Words after -- belong to something else (the guest's command in `run` and `exec`).
   const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  const loaded = await command.load();
   if (own.includes('--help') || own.includes('-h')) {
-    io.stdout.write(command.help);
+    io.stdout.write(loaded.help);
     return EXIT_OK;
   }
   try {
-    return await command.run(rest, io);
+    return await loaded.run(name === '--version' ? ['--client'] : rest, io);
   } catch (err) {
     const e = err as Error & { code?: string };
     if (err instanceof UsageError || err instanceof FlagError) {

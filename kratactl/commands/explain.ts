@@ -1,6 +1,6 @@
 // kratactl explain guest.spec.resources: the API documentation, read from the CRD schema itself.
 import type { JSONSchemaProps } from '../../crds/crd-types.js';
-import { KINDS, resolveKind } from '../../crds/validate.js';
+import { KINDS, resolveKind } from '../../crds/kinds.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { parseFlags } from '../../lib/cli-flags.js';
 

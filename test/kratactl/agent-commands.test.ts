@@ -352,7 +352,13 @@ test('KRATA_AGENT_SOCKET picks the socket; an absent agent is exit 1 with a hint
   ]) {
     const r = await kratactl([...args, '--agent', nowhere]);
     assert.equal(r.code, 1, args.join(' '));
-    assert.equal(r.stderr, `error: cannot reach the node agent at ${nowhere}: is krata-node-agent running?\n`, args.join(' '));
+    assert.equal(
+      r.stderr,
+      `error: cannot reach the node agent at ${nowhere}: is krata-node-agent running?\n` +
+        '  another socket: --agent SOCKET or KRATA_AGENT_SOCKET=SOCKET\n' +
+        '  start the agent as root in dom0: krata-node-agent (its options: krata-node-agent --help)\n',
+      args.join(' '),
+    );
   }
   for (const args of [
     ['get', '--bogus'],

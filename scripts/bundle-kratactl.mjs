@@ -1,0 +1,23 @@
+// `npm run build` (after tsc): kratactl as a few ESM files, dist/kratactl/kratactl.mjs and the chunks its
+// commands load on demand, so a start reads a handful of files instead of hundreds (dist/ and node_modules/).
+import { build } from 'esbuild';
+
+const result = await build({
+  entryPoints: { kratactl: 'dist/kratactl/main.js' },
+  outdir: 'dist/kratactl',
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  // CommonJS dependencies (yaml's, ajv's runtime) call require(); an ES module has none of its own.
+  banner: { js: "import { createRequire as __krataRequire } from 'node:module'; const require = __krataRequire(import.meta.url);" },
+  external: ['koffi'],
+  metafile: true,
+  logLevel: 'warning',
+});
+const inputs = Object.keys(result.metafile.inputs).length;
+const outputs = Object.keys(result.metafile.outputs).filter((f) => !f.endsWith('.map'));
+console.log(`bundled kratactl: ${inputs} modules into ${outputs.length} files`);
