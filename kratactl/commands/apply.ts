@@ -1,5 +1,5 @@
 // kratactl apply -f PATH...: validate everything, then hand it to the node agent in one batch.
-import { AgentClient, AgentError } from '../agent-client.js';
+import { AgentClient, AgentError, agentSocket } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
 import { parseFlags } from '../../lib/cli-flags.js';
 
-export const APPLY_HELP = `Create or update Guests, XenHosts and image pull Secrets from manifests.
+export const APPLY_HELP = `Create or update Guests, GuestSets and image pull Secrets from manifests.
 
 Usage: kratactl apply -f PATH [-f PATH...] [options]
 
@@ -23,7 +23,8 @@ Usage: kratactl apply -f PATH [-f PATH...] [options]
       --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or ${DEFAULT_AGENT_SOCKET})
 
 Every problem in every document is reported (file:line:column, the field's path, what is wrong),
-and nothing is applied unless all documents are valid.
+and nothing is applied unless all documents are valid. XenHosts are validated too, but they live in
+the cluster (kubectl apply): sent to a node agent they are skipped with a note.
 
 A single host also takes v1 Secrets of type kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg):
 a Guest's spec.imagePullSecrets names them, in its own namespace. The agent keeps them (mode 0600)
@@ -31,6 +32,9 @@ and never shows their data; output here shows it as REDACTED.
 `;
 
 const FORMATS: OutputFormat[] = ['yaml', 'json', 'name'];
+
+/** Kinds a single node agent does not take: applied to an agent they are skipped with a note. */
+const CLUSTER_KINDS = new Set(['XenHost']);
 
 export async function apply(argv: string[], io: IO): Promise<number> {
   const { values, positionals } = parseFlags(normalizeDryRun(argv), {
@@ -61,9 +65,18 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     io.stderr.write(`${n} error${n === 1 ? '' : 's'}; nothing was applied\n`);
     return EXIT_FAILED;
   }
-  const objects = loaded.objects.map((o) => o.object);
+  // A node agent serves Guests, GuestSets and Secrets; XenHosts live in the cluster, so a directory that
+  // holds one (manifests/examples/) still applies on a single host. A client dry run shows everything.
+  const cluster = dryRun === 'client' ? [] : loaded.objects.filter((o) => CLUSTER_KINDS.has(o.object.kind));
+  for (const o of cluster)
+    io.stderr.write(
+      `note: ${o.file}:${o.line}: skipped ${o.object.kind} "${o.object.metadata.name}": ` +
+        `${o.object.kind} objects live in the cluster (kubectl apply); a node agent takes Guests, GuestSets and Secrets\n`,
+    );
+  const local = loaded.objects.filter((o) => !cluster.includes(o));
+  const objects = local.map((o) => o.object);
   // Secrets go first (the agent stores them before the Guests that name them); errors index this batch.
-  const batch = [...loaded.secrets, ...loaded.objects];
+  const batch = [...loaded.secrets, ...local];
   const show = () =>
     [
       formatSecrets(
@@ -78,8 +91,9 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     io.stdout.write(show());
     return EXIT_OK;
   }
+  if (batch.length === 0) return EXIT_OK;
 
-  const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+  const client = new AgentClient(agentSocket(values, io.env));
   try {
     const results = await client.apply(
       batch.map((o) => o.object),
