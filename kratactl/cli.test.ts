@@ -260,6 +260,9 @@ test('usage errors exit 2 and say what is wrong', async () => {
     [['apply', '-f'], /^error: flag needs an argument: 'f' in -f\n/],
     [['explain', 'pods'], /unknown kind "pods"/],
     [['explain', 'guest.spec.nope'], /Guest\.spec has no field "nope" \(fields: image, imagePullPolicy/],
+    [['explain', 'guest.spec.imagee'], /^error: Guest\.spec has no field "imagee": did you mean "guest\.spec\.image"\? \(fields: image, /],
+    [['explain', 'gst.spec.resources.memroy'], /has no field "memroy": did you mean "gst\.spec\.resources\.memory"\?/],
+    [['explain', 'guets'], /^error: unknown kind "guets": did you mean "guests"\? \(kinds: Guest, /],
   ];
   for (const [args, message] of cases) {
     const r = await kratactl(args);

@@ -3,6 +3,7 @@ import type { JSONSchemaProps } from '../../crds/crd-types.js';
 import { KINDS, resolveKind } from '../../crds/kinds.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { parseFlags } from '../../lib/cli-flags.js';
+import { closest } from '../../lib/closest.js';
 
 export const EXPLAIN_HELP = `Describe a kind or one of its fields, from the API schema.
 
@@ -18,15 +19,25 @@ export async function explain(argv: string[], io: IO): Promise<number> {
   if (positionals.length !== 1) throw new UsageError(`explain takes one KIND[.FIELD...] (kinds: ${[...KINDS.keys()].join(', ')})`);
   const [kindName, ...fields] = positionals[0]!.split('.');
   const info = resolveKind(kindName!);
-  if (!info) throw new UsageError(`unknown kind "${kindName}" (kinds: ${[...KINDS.keys()].join(', ')})`);
+  if (!info) {
+    const names = [...KINDS.values()].flatMap((k) => [
+      k.crd.spec.names.singular ?? '',
+      k.crd.spec.names.plural,
+      ...(k.crd.spec.names.shortNames ?? []),
+    ]);
+    const near = closest(kindName!, names.filter(Boolean));
+    throw new UsageError(`unknown kind "${kindName}"${near ? `: did you mean "${near}"?` : ''} (kinds: ${[...KINDS.keys()].join(', ')})`);
+  }
   let schema = info.schema;
   const walked: string[] = [];
   for (const field of fields) {
     const next = childSchema(schema, field);
     if (!next) {
       const known = Object.keys(fieldsOf(schema) ?? {});
+      const near = closest(field, known);
+      const suggestion = near ? `: did you mean "${[kindName, ...walked, near].join('.')}"?` : '';
       throw new UsageError(
-        `${[info.kind, ...walked].join('.')} has no field "${field}"${known.length ? ` (fields: ${known.join(', ')})` : ''}`,
+        `${[info.kind, ...walked].join('.')} has no field "${field}"${suggestion}` + (known.length ? ` (fields: ${known.join(', ')})` : ''),
       );
     }
     walked.push(field);
