@@ -1,12 +1,14 @@
 // kratactl's command dispatch. `run` returns the exit status instead of exiting, so tests drive the
 // real CLI in-process with their own streams.
-import { FlagError } from '../lib/cli-flags.js';
+import { FlagError, type FlagSpecs } from '../lib/cli-flags.js';
 import { closest } from '../lib/closest.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type IO } from './io.js';
 
 /** What a command's module gives the dispatcher. */
 export interface CommandModule {
   help: string;
+  /** Its flags, as it parses them (lib/cli-flags.ts); completion offers them. */
+  options: FlagSpecs;
   run: (argv: string[], io: IO) => Promise<number>;
 }
 
@@ -24,112 +26,112 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'create or update objects from manifests (-f), or check them (--dry-run)',
     load: async () => {
       const m = await import('./commands/apply.js');
-      return { help: m.APPLY_HELP, run: m.apply };
+      return { help: m.APPLY_HELP, options: m.APPLY_OPTIONS, run: m.apply };
     },
   },
   get: {
     summary: 'list guests or guestsets, or show one (-o wide|yaml|json|name, -w to watch)',
     load: async () => {
       const m = await import('./commands/get.js');
-      return { help: m.GET_HELP, run: m.get };
+      return { help: m.GET_HELP, options: m.GET_OPTIONS, run: m.get };
     },
   },
   describe: {
     summary: 'show a guest or guestset in detail: status, conditions, events',
     load: async () => {
       const m = await import('./commands/describe.js');
-      return { help: m.DESCRIBE_HELP, run: m.describe };
+      return { help: m.DESCRIBE_HELP, options: m.DESCRIBE_OPTIONS, run: m.describe };
     },
   },
   delete: {
     summary: 'delete guests or guestsets by name or from manifests (-f)',
     load: async () => {
       const m = await import('./commands/delete.js');
-      return { help: m.DELETE_HELP, run: m.del };
+      return { help: m.DELETE_HELP, options: m.DELETE_OPTIONS, run: m.del };
     },
   },
   scale: {
     summary: 'set how many guests a guestset runs (--replicas N)',
     load: async () => {
       const m = await import('./commands/scale.js');
-      return { help: m.SCALE_HELP, run: m.scale };
+      return { help: m.SCALE_HELP, options: m.SCALE_OPTIONS, run: m.scale };
     },
   },
   rollout: {
     summary: "wait for a guestset's rollout to finish (rollout status gs/NAME)",
     load: async () => {
       const m = await import('./commands/rollout.js');
-      return { help: m.ROLLOUT_HELP, run: m.rollout };
+      return { help: m.ROLLOUT_HELP, options: m.ROLLOUT_OPTIONS, run: m.rollout };
     },
   },
   run: {
     summary: 'run an image as a new guest and attach to it',
     load: async () => {
       const m = await import('./commands/run.js');
-      return { help: m.RUN_HELP, run: m.run };
+      return { help: m.RUN_HELP, options: m.RUN_OPTIONS, run: m.run };
     },
   },
   logs: {
     summary: "print a guest's console output (-f to follow)",
     load: async () => {
       const m = await import('./commands/logs.js');
-      return { help: m.LOGS_HELP, run: m.logs };
+      return { help: m.LOGS_HELP, options: m.LOGS_OPTIONS, run: m.logs };
     },
   },
   attach: {
     summary: "attach the terminal to a guest's console (Ctrl+] detaches)",
     load: async () => {
       const m = await import('./commands/attach.js');
-      return { help: m.ATTACH_HELP, run: m.attach };
+      return { help: m.ATTACH_HELP, options: m.ATTACH_OPTIONS, run: m.attach };
     },
   },
   exec: {
     summary: 'run a command in a running guest (-i stdin, -t terminal)',
     load: async () => {
       const m = await import('./commands/exec.js');
-      return { help: m.EXEC_HELP, run: m.exec };
+      return { help: m.EXEC_HELP, options: m.EXEC_OPTIONS, run: m.exec };
     },
   },
   explain: {
     summary: 'document a kind or field of the API',
     load: async () => {
       const m = await import('./commands/explain.js');
-      return { help: m.EXPLAIN_HELP, run: m.explain };
+      return { help: m.EXPLAIN_HELP, options: m.EXPLAIN_OPTIONS, run: m.explain };
     },
   },
   image: {
     summary: 'pull, import, list and remove cached images (pull|import|ls|rm|prune)',
     load: async () => {
       const m = await import('./commands/image.js');
-      return { help: m.IMAGE_HELP, run: m.image };
+      return { help: m.IMAGE_HELP, options: m.IMAGE_OPTIONS, run: m.image };
     },
   },
   top: {
     summary: 'show what running guests use: CPU, memory, load (-A, -w to refresh)',
     load: async () => {
       const m = await import('./commands/top.js');
-      return { help: m.TOP_HELP, run: m.top };
+      return { help: m.TOP_HELP, options: m.TOP_OPTIONS, run: m.top };
     },
   },
   host: {
     summary: "show the node agent's host (status)",
     load: async () => {
       const m = await import('./commands/host.js');
-      return { help: m.HOST_HELP, run: m.host };
+      return { help: m.HOST_HELP, options: m.HOST_OPTIONS, run: m.host };
     },
   },
   completion: {
-    summary: 'print a bash or zsh completion script',
+    summary: 'print a bash, zsh or fish completion script',
     load: async () => {
       const m = await import('./commands/completion.js');
-      return { help: m.COMPLETION_HELP, run: (argv, io) => m.completion(argv, io, COMMANDS) };
+      return { help: m.COMPLETION_HELP, options: {}, run: (argv, io) => m.completion(argv, io, COMMANDS) };
     },
   },
   version: {
     summary: 'print the version',
     load: async () => {
       const m = await import('./commands/version.js');
-      return { help: m.VERSION_HELP, run: m.version };
+      return { help: m.VERSION_HELP, options: m.VERSION_OPTIONS, run: m.version };
     },
   },
 };

@@ -6,7 +6,7 @@ import { formatProblem, loadManifests } from '../manifests.js';
 import { formatObjects, objectName, type OutputFormat } from '../output.js';
 import { stringify } from 'yaml';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const APPLY_HELP = `Create or update Guests, GuestSets and image pull Secrets from manifests.
 
@@ -36,15 +36,18 @@ const FORMATS: OutputFormat[] = ['yaml', 'json', 'name'];
 /** Kinds a single node agent does not take: applied to an agent they are skipped with a note. */
 const CLUSTER_KINDS = new Set(['XenHost']);
 
+/** The flags of `kratactl apply` (completion reads them too). */
+export const APPLY_OPTIONS = {
+  filename: { type: 'string', short: 'f', multiple: true },
+  recursive: { type: 'boolean', short: 'R' },
+  namespace: { type: 'string', short: 'n' },
+  'dry-run': { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  agent: { type: 'string' },
+} as const satisfies FlagSpecs;
+
 export async function apply(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(normalizeDryRun(argv), {
-    filename: { type: 'string', short: 'f', multiple: true },
-    recursive: { type: 'boolean', short: 'R' },
-    namespace: { type: 'string', short: 'n' },
-    'dry-run': { type: 'string' },
-    output: { type: 'string', short: 'o' },
-    agent: { type: 'string' },
-  });
+  const { values, positionals } = parseFlags(normalizeDryRun(argv), APPLY_OPTIONS);
   if (positionals.length) throw new UsageError(`apply takes files with -f, not arguments (got ${positionals.join(' ')})`);
   const files = values.filename ?? [];
   if (files.length === 0) throw new UsageError('apply needs at least one -f PATH (a file, a directory, or - for stdin)');

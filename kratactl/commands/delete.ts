@@ -15,7 +15,7 @@ import {
   isGuestSetKind,
   namespaceOf,
 } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.
 Image pull Secrets of a single host are deleted by name or from their manifests.
@@ -34,14 +34,17 @@ Usage:
 ${AGENT_HELP}
 `;
 
+/** The flags of `kratactl delete` (completion reads them too). */
+export const DELETE_OPTIONS = {
+  ...AGENT_OPTIONS,
+  filename: { type: 'string', short: 'f', multiple: true },
+  recursive: { type: 'boolean', short: 'R' },
+  wait: { type: 'boolean' },
+  'grace-period': { type: 'string' },
+} as const satisfies FlagSpecs;
+
 export async function del(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    filename: { type: 'string', short: 'f', multiple: true },
-    recursive: { type: 'boolean', short: 'R' },
-    wait: { type: 'boolean' },
-    'grace-period': { type: 'string' },
-  });
+  const { values, positionals } = parseFlags(argv, DELETE_OPTIONS);
   const grace = values['grace-period'];
   if (grace !== undefined && !/^\d{1,5}$/.test(grace))
     throw new UsageError(`--grace-period takes a whole number of seconds, not "${grace}"`);

@@ -2,7 +2,7 @@
 import type { JSONSchemaProps } from '../../crds/crd-types.js';
 import { KINDS, resolveKind } from '../../crds/kinds.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { closest } from '../../lib/closest.js';
 
 export const EXPLAIN_HELP = `Describe a kind or one of its fields, from the API schema.
@@ -14,8 +14,11 @@ Usage: kratactl explain KIND[.FIELD...] [--recursive]
   kratactl explain xenhost.status --recursive
 `;
 
+/** The flags of `kratactl explain` (completion reads them too). */
+export const EXPLAIN_OPTIONS = { recursive: { type: 'boolean' } } as const satisfies FlagSpecs;
+
 export async function explain(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { recursive: { type: 'boolean' } });
+  const { values, positionals } = parseFlags(argv, EXPLAIN_OPTIONS);
   if (positionals.length !== 1) throw new UsageError(`explain takes one KIND[.FIELD...] (kinds: ${[...KINDS.keys()].join(', ')})`);
   const [kindName, ...fields] = positionals[0]!.split('.');
   const info = resolveKind(kindName!);

@@ -20,7 +20,7 @@ import {
   namespaceOf,
   untilInterrupted,
 } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const GET_HELP = `List Guests or GuestSets, or show one.
 
@@ -35,13 +35,16 @@ ${AGENT_HELP}
 
 const FORMATS = ['wide', 'yaml', 'json', 'name'];
 
+/** The flags of `kratactl get` (completion reads them too). */
+export const GET_OPTIONS = {
+  ...AGENT_OPTIONS,
+  output: { type: 'string', short: 'o' },
+  watch: { type: 'boolean', short: 'w' },
+  'all-namespaces': { type: 'boolean', short: 'A' },
+} as const satisfies FlagSpecs;
+
 export async function get(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    output: { type: 'string', short: 'o' },
-    watch: { type: 'boolean', short: 'w' },
-    'all-namespaces': { type: 'boolean', short: 'A' },
-  });
+  const { values, positionals } = parseFlags(argv, GET_OPTIONS);
   const args = [...positionals];
   const sets = args[0] !== undefined && isGuestSetKind(args[0]);
   if (sets || (args[0] !== undefined && isGuestKind(args[0]))) args.shift();
