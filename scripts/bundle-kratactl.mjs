@@ -1,6 +1,9 @@
 // `npm run build` (after tsc): kratactl as a few ESM files, dist/kratactl/kratactl.mjs and the chunks its
 // commands load on demand, so a start reads a handful of files instead of hundreds (dist/ and node_modules/).
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+rmSync('dist/kratactl/chunks', { recursive: true, force: true }); // chunk names carry hashes: no stale ones
 
 const result = await build({
   entryPoints: { kratactl: 'dist/kratactl/main.js' },
@@ -16,6 +19,9 @@ const result = await build({
   banner: { js: "import { createRequire as __krataRequire } from 'node:module'; const require = __krataRequire(import.meta.url);" },
   external: ['koffi'],
   metafile: true,
+  // Less to read and parse at each start; names are kept, so a stack trace still reads.
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
 });
 const inputs = Object.keys(result.metafile.inputs).length;

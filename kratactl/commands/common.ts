@@ -5,7 +5,7 @@ import { resolveKind } from '../../crds/kinds.js';
 import { AgentClient, AgentError, agentSocket } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
-import { DEFAULT_NAMESPACE } from '../manifests.js';
+import { DEFAULT_NAMESPACE } from '../../crds/meta.js';
 import { humanDuration } from '../../lib/table.js';
 
 export { formatTable, humanDuration } from '../../lib/table.js';
