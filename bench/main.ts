@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../lib/package-root.js';
 import { agentBench } from './agent.js';
+import { cliBench } from './cli.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
 import { netBench } from './net.js';
@@ -69,6 +70,23 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   operator: () => operatorBench(),
   /** kratanet vs slirp4netns and pasta: TCP throughput both ways, HTTP requests/s, CPU per GB, peak RSS, guest MTU 1500. */
   net: () => netBench(),
+  /** kratactl version, get (test-double agent) and apply --dry-run of the examples vs node -e 0: start-up cost. */
+  cli: () => cliBench(),
+  /** The demo's kratactl commands (version, apply -f hello.yaml, get) in dom0 of the QEMU Xen host vs node -e 0 there. */
+  'cli-dom0': () => {
+    const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/cli-xen.sh')], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      encoding: 'utf8',
+    });
+    const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+    if (r.status !== 0 || !line) throw new Error(`cli-dom0 failed (exit ${r.status})`);
+    return {
+      bench: 'cli-dom0',
+      ...(JSON.parse(line.slice('RESULT '.length)) as Record<string, number>),
+      baseline: 'node -e 0 in dom0 of the QEMU Xen host (Xen 4.17 under TCG), interleaved',
+    };
+  },
 };
 
 const name = process.argv[2];

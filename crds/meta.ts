@@ -2,6 +2,9 @@
 // describe metadata (the API server owns it), so its rules live here and the validator adds them.
 import type { JSONSchemaProps } from './crd-types.js';
 
+/** The namespace of an object that names none (kubectl's and the API server's default). */
+export const DEFAULT_NAMESPACE = 'default';
+
 export interface OwnerReference {
   apiVersion: string;
   kind: string;

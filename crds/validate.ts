@@ -1,16 +1,18 @@
-// Validation and defaulting of krata objects, compiled from the CRD schemas (crds/generated/crds.ts):
+// Validation and defaulting of krata objects, compiled from the CRD schemas (crds/generated/validators.ts):
 // what the API server would do with the CRD (types, bounds, enums, patterns, defaults, list-map keys),
 // plus what it cannot do without CEL (crds/semantics.ts) and strict unknown-field checks, all at once.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import type { CustomResourceDefinition, JSONSchemaProps } from './crd-types.js';
-import { allCRDs } from './generated/crds.js';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { schemaAt, toAjvSchema } from './ajv-schema.js';
+import type { JSONSchemaProps } from './crd-types.js';
+import { KINDS, type KindInfo } from './kinds.js';
+import * as generated from './generated/validators.js';
 import type { FieldError, KratObject, Path } from './field-error.js';
-import { objectMetaSchema } from './meta.js';
 import { PATTERN_NAMES } from './patterns.js';
 import { semanticErrors } from './semantics.js';
 import { closest } from '../lib/closest.js';
 
 export type { FieldError, KratObject, Path } from './field-error.js';
+export { KINDS, resolveKind, type KindInfo } from './kinds.js';
 
 export interface ValidationResult {
   /** The defaulted object, when there were no errors. */
@@ -18,104 +20,22 @@ export interface ValidationResult {
   errors: FieldError[];
 }
 
-export interface KindInfo {
-  kind: string;
-  apiVersion: string;
-  plural: string;
-  namespaced: boolean;
-  crd: CustomResourceDefinition;
-  /** The served schema, as written in the CRD. */
-  schema: JSONSchemaProps;
-}
-
-/** Every kind krata serves, by kind name. */
-export const KINDS: ReadonlyMap<string, KindInfo> = new Map(
-  allCRDs.flatMap((crd) =>
-    crd.spec.versions
-      .filter((v) => v.served)
-      .map((v): [string, KindInfo] => [
-        crd.spec.names.kind,
-        {
-          kind: crd.spec.names.kind,
-          apiVersion: `${crd.spec.group}/${v.name}`,
-          plural: crd.spec.names.plural,
-          namespaced: crd.spec.scope === 'Namespaced',
-          crd,
-          schema: v.schema.openAPIV3Schema,
-        },
-      ]),
-  ),
-);
-
-/** Find a kind by name, plural, singular or short name, case-insensitively (as kubectl does). */
-export function resolveKind(name: string): KindInfo | undefined {
-  const n = name.toLowerCase();
-  for (const info of KINDS.values()) {
-    const names = info.crd.spec.names;
-    const all = [names.kind, names.plural, names.singular, ...(names.shortNames ?? [])].map((s) => s.toLowerCase());
-    if (all.includes(n) || n === `${names.plural}.${info.crd.spec.group}`) return info;
-  }
-  return undefined;
-}
-
-const KUBERNETES_EXTENSIONS = [
-  'x-kubernetes-int-or-string',
-  'x-kubernetes-preserve-unknown-fields',
-  'x-kubernetes-list-type',
-  'x-kubernetes-list-map-keys',
-  'x-kubernetes-map-type',
-  'x-kubernetes-embedded-resource',
-];
-
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-function newAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
-  ajv.addVocabulary(KUBERNETES_EXTENSIONS);
-  ajv.addFormat('date-time', { type: 'string', validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
-  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
-  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
-  return ajv;
-}
-
-/**
- * The schema as ajv should check it: the API server's strict field validation (unknown fields are
- * errors) becomes additionalProperties: false, int-or-string becomes a type union, and metadata gets
- * the ObjectMeta rules the API server applies itself.
- */
-export function toAjvSchema(schema: JSONSchemaProps, namespaced: boolean): JSONSchemaProps {
-  return strictCopy({
-    ...schema,
-    properties: { ...schema.properties, metadata: objectMetaSchema(namespaced) },
-    required: [...new Set(['apiVersion', 'kind', 'metadata', ...(schema.required ?? [])])],
-  });
-}
-
-function strictCopy(s: JSONSchemaProps): JSONSchemaProps {
-  const out: JSONSchemaProps & { type?: unknown } = { ...s };
-  if (s['x-kubernetes-int-or-string']) {
-    delete out.anyOf;
-    out.type = ['integer', 'string'] as unknown as 'string';
-  }
-  if (s.properties) {
-    out.properties = Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, strictCopy(v)]));
-    if (s.additionalProperties === undefined && !s['x-kubernetes-preserve-unknown-fields']) out.additionalProperties = false;
-  }
-  if (typeof s.additionalProperties === 'object') out.additionalProperties = strictCopy(s.additionalProperties);
-  if (s.items) out.items = strictCopy(s.items);
-  return out;
-}
-
-const ajv = newAjv();
-const compiled = new Map<string, ValidateFunction>();
+/** The compiled validator of each kind (ajv's standalone code, generated: no schema is compiled at run time). */
+const VALIDATORS = generated as unknown as Readonly<Record<string, ValidateFunction>>;
 
 function validatorFor(info: KindInfo): ValidateFunction {
-  let fn = compiled.get(info.kind);
-  if (!fn) {
-    fn = ajv.compile(toAjvSchema(info.schema, info.namespaced));
-    compiled.set(info.kind, fn);
-  }
+  const fn = VALIDATORS[info.kind];
+  if (!fn) throw new Error(`crds/generated/validators.ts has no validator for ${info.kind}: run npm run generate`);
   return fn;
+}
+
+const ajvSchemas = new Map<string, JSONSchemaProps>();
+
+/** The schema the validator of `info` checks, for reading what a failed keyword allowed. */
+function ajvSchemaOf(info: KindInfo): JSONSchemaProps {
+  let schema = ajvSchemas.get(info.kind);
+  if (!schema) ajvSchemas.set(info.kind, (schema = toAjvSchema(info.schema, info.namespaced)));
+  return schema;
 }
 
 /**
@@ -136,7 +56,7 @@ export function validateObject(input: unknown): ValidationResult {
   const obj = structuredClone(raw);
   const validate = validatorFor(info);
   const errors: FieldError[] = [];
-  if (!validate(obj)) errors.push(...uniqueErrors(dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj))));
+  if (!validate(obj)) errors.push(...uniqueErrors(dedupe(validate.errors ?? []).map((e) => toFieldError(e, obj, info))));
   errors.push(...listMapErrors(info.schema, obj, []));
   // Cross-field rules run on every part of the object the schema found sound, so one pass reports all.
   const broken = errors.map((e) => formatPath(e.path));
@@ -242,7 +162,7 @@ function uniqueErrors(errors: FieldError[]): FieldError[] {
 /** A number beyond a double (1e400 in YAML or JSON reads as Infinity, which JSON shows as null). */
 export const OUT_OF_RANGE = 'number out of range (beyond about ±1.8e308, so it reads as infinity)';
 
-function toFieldError(e: ErrorObject, root: unknown): FieldError {
+function toFieldError(e: ErrorObject, root: unknown, info: KindInfo): FieldError {
   const path = pointerToPath(e.instancePath, root);
   const value = valueAt(root, path);
   if (typeof value === 'number' && !Number.isFinite(value) && e.keyword !== 'required' && !e.keyword.startsWith('additionalProp')) {
@@ -256,7 +176,7 @@ function toFieldError(e: ErrorObject, root: unknown): FieldError {
     case 'additionalProperty':
     case 'additionalProperties': {
       const name = p.additionalProperty as string;
-      const parentSchema = e.parentSchema as JSONSchemaProps | undefined;
+      const parentSchema = schemaAt(ajvSchemaOf(info), e.schemaPath.replace(/\/additionalProperties$/, '')) as JSONSchemaProps | undefined;
       const suggestion = closest(name, Object.keys(parentSchema?.properties ?? {}));
       return {
         path: [...path, name],

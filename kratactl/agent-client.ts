@@ -1,7 +1,7 @@
 // Client of the node agent's local API: HTTP/1.1 with JSON bodies over a unix socket
 // (contracts/README.md, "The node agent's local API"). Streams (watch, logs, pull progress) are NDJSON or raw
 // bytes; the console is a raw byte stream after an HTTP upgrade, an exec a stream of frames after one.
-import { CONSOLE_PROTOCOL } from '../contracts/agent-api/endpoints.js';
+import { CONSOLE_PROTOCOL, DEFAULT_AGENT_SOCKET } from '../contracts/agent-api/endpoints.js';
 import { EXEC_PROTOCOL, execQueryString, type ExecQuery } from '../contracts/agent-api/exec.js';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
@@ -11,7 +11,7 @@ import type { KratObject } from '../crds/validate.js';
 import type { PullSecret } from '../contracts/agent-api/pull-secret.js';
 import type { Guest, GuestSet } from '../crds/generated/types.js';
 import type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
-import type { ScaleRequest } from '../contracts/agent-api/types.js';
+import type { AgentVersion, ScaleRequest } from '../contracts/agent-api/types.js';
 import type { ApplySetParent } from '../contracts/agent-api/applyset.js';
 
 /** What GET /v1/secrets shows of a pull Secret. */
@@ -27,6 +27,11 @@ import { IMPORT_CONTENT_TYPE, type PruneResult, type PullEvent, type StoredImage
 export type { ApplyResult, GuestEvent, HostStatus, WatchEvent } from '../contracts/agent-api/types.js';
 import type { GuestUsage } from '../contracts/agent-api/types.js';
 export type { GuestUsage } from '../contracts/agent-api/types.js';
+
+/** The socket a command talks to: --agent, else $KRATA_AGENT_SOCKET, else the default. */
+export function agentSocket(values: { agent?: string }, env: NodeJS.ProcessEnv): string {
+  return values.agent ?? env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
+}
 
 export class AgentError extends Error {
   constructor(
@@ -86,6 +91,11 @@ export class AgentClient {
   async apply(objects: (KratObject | PullSecret)[], dryRun = false): Promise<ApplyResult[]> {
     const body = await this.call('POST', '/v1/apply', { body: { objects, dryRun }, hint: ' (--dry-run only validates)' });
     return (body as { results: ApplyResult[] }).results;
+  }
+
+  /** The agent's release and the APIs it serves (GET /v1/version). */
+  async version(): Promise<AgentVersion> {
+    return (await this.call('GET', '/v1/version', { timeoutMs: 10_000 })) as AgentVersion;
   }
 
   async list(namespace?: string): Promise<Guest[]> {
@@ -345,14 +355,29 @@ export class AgentClient {
 
   private unreachable(err: NodeJS.ErrnoException, hint = ''): Error {
     if (err instanceof AgentError || err.name === 'AbortError') return err;
-    const why =
-      err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-        ? `is krata-node-agent running?${hint}`
-        : err.code === 'EACCES'
-          ? 'permission denied: run as root or as a member of the krata group'
-          : err.message;
-    return new AgentError(`cannot reach the node agent at ${this.socketPath}: ${why}`);
+    return new AgentError(unreachableMessage(this.socketPath, err, hint));
   }
+}
+
+/**
+ * Why the agent's socket could not be reached and what to do: which socket was tried, how to choose
+ * another, how to start the agent (or, for a socket that refuses this user, who may use it).
+ */
+export function unreachableMessage(socketPath: string, err: NodeJS.ErrnoException, hint = ''): string {
+  const head = `cannot reach the node agent at ${socketPath}`;
+  if (err.code === 'EACCES' || err.code === 'EPERM')
+    return `${head}: permission denied: the socket is for root and the krata group (run as root, or join the group)`;
+  const why =
+    err.code === 'ENOENT'
+      ? `is krata-node-agent running?${hint}`
+      : err.code === 'ECONNREFUSED'
+        ? `nothing listens there; is krata-node-agent running?${hint}`
+        : err.message;
+  return (
+    `${head}: ${why}\n` +
+    `  another socket: --agent SOCKET or KRATA_AGENT_SOCKET=SOCKET\n` +
+    `  start the agent as root in dom0: krata-node-agent (its options: krata-node-agent --help)`
+  );
 }
 
 function guestPath(namespace: string, name: string): string {

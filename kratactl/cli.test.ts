@@ -239,7 +239,12 @@ test('without a node agent, apply says where it looked and what to do', async ()
   const socket = join(tmpdir(), `krata-absent-${process.pid}.sock`);
   const r = await kratactl(['apply', '-f', 'manifests/examples/nginx.yaml'], { env: { KRATA_AGENT_SOCKET: socket } });
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `error: cannot reach the node agent at ${socket}: is krata-node-agent running? (--dry-run only validates)\n`);
+  assert.equal(
+    r.stderr,
+    `error: cannot reach the node agent at ${socket}: is krata-node-agent running? (--dry-run only validates)\n` +
+      '  another socket: --agent SOCKET or KRATA_AGENT_SOCKET=SOCKET\n' +
+      '  start the agent as root in dom0: krata-node-agent (its options: krata-node-agent --help)\n',
+  );
 });
 
 test('usage errors exit 2 and say what is wrong', async () => {
@@ -255,6 +260,9 @@ test('usage errors exit 2 and say what is wrong', async () => {
     [['apply', '-f'], /^error: flag needs an argument: 'f' in -f\n/],
     [['explain', 'pods'], /unknown kind "pods"/],
     [['explain', 'guest.spec.nope'], /Guest\.spec has no field "nope" \(fields: image, imagePullPolicy/],
+    [['explain', 'guest.spec.imagee'], /^error: Guest\.spec has no field "imagee": did you mean "guest\.spec\.image"\? \(fields: image, /],
+    [['explain', 'gst.spec.resources.memroy'], /has no field "memroy": did you mean "gst\.spec\.resources\.memory"\?/],
+    [['explain', 'guets'], /^error: unknown kind "guets": did you mean "guests"\? \(kinds: Guest, /],
   ];
   for (const [args, message] of cases) {
     const r = await kratactl(args);

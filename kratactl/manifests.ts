@@ -6,7 +6,8 @@ import { parseSource, type ParsedDocument } from './documents.js';
 import { readSources } from './sources.js';
 import { isSecretDocument, validatePullSecret, type PullSecret } from '../contracts/agent-api/pull-secret.js';
 
-export const DEFAULT_NAMESPACE = 'default';
+export { DEFAULT_NAMESPACE } from '../crds/meta.js';
+import { DEFAULT_NAMESPACE } from '../crds/meta.js';
 
 export interface Problem {
   file: string;

@@ -5,13 +5,14 @@
 // image-command.ts) and its stderr (credential warnings) is passed on.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { repoRoot } from '../lib/package-root.js';
 import { StringDecoder } from 'node:string_decoder';
 import type { PruneResult, PullEvent, StoredImage } from '../contracts/agent-api/types.js';
 import { UsageError, type IO } from './io.js';
 
-/** The node agent's image command, beside kratactl's folder in dist/ (a path to run, not an import). */
-export const AGENT_IMAGE_MAIN = fileURLToPath(new URL('../node-agent/image-main.js', import.meta.url));
+/** The node agent's image command in the package's dist/ (a path to run, not an import; found from the bundle too). */
+export const AGENT_IMAGE_MAIN = join(repoRoot(), 'dist', 'node-agent', 'image-main.js');
 
 /** The lock file's command of a running node agent (the agent's image/cache-lock.ts). */
 const AGENT_COMMAND = 'krata-node-agent';

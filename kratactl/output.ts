@@ -2,7 +2,8 @@
 // (apiVersion, kind, metadata, spec, status; spec fields as the CRD lists them), not insertion order.
 import { stringify } from 'yaml';
 import type { JSONSchemaProps } from '../crds/crd-types.js';
-import { KINDS, type KratObject } from '../crds/validate.js';
+import { KINDS } from '../crds/kinds.js';
+import type { KratObject } from '../crds/validate.js';
 
 const META_ORDER = [
   'name',

@@ -42,6 +42,13 @@ export interface HostInfo {
   kernelVersion: string;
 }
 
+/** GET /v1/version: the agent's release, the krata APIs it serves and its Node.js. */
+export interface AgentVersion {
+  agentVersion: string;
+  apiVersions: string[];
+  node: string;
+}
+
 export interface HostStatus extends HostInfo {
   agentVersion: string;
   guests: { total: number; running: number };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generate } from './generate.js';
-import { CRD_SOURCES, GENERATED_SCHEMAS, GENERATED_TYPES } from './paths.js';
+import { CRD_SOURCES, GENERATED_SCHEMAS, GENERATED_TYPES, GENERATED_VALIDATORS } from './paths.js';
 import { repoRoot } from '../../lib/package-root.js';
 
 const root = repoRoot();
@@ -13,6 +13,7 @@ test('crds/generated/ is what the CRD YAML generates (run `npm run generate` aft
   const out = generate(sources());
   assert.equal(readFileSync(join(root, GENERATED_TYPES), 'utf8'), out.types, `${GENERATED_TYPES} is stale`);
   assert.equal(readFileSync(join(root, GENERATED_SCHEMAS), 'utf8'), out.crds, `${GENERATED_SCHEMAS} is stale`);
+  assert.equal(readFileSync(join(root, GENERATED_VALIDATORS), 'utf8'), out.validators, `${GENERATED_VALIDATORS} is stale`);
   assert.deepEqual(Object.keys(out.manifests), ['manifests/crds/guestset.yaml']);
   for (const [path, text] of Object.entries(out.manifests)) assert.equal(readFileSync(join(root, path), 'utf8'), text, `${path} is stale`);
 });

@@ -2,10 +2,13 @@
 // the validator, `kratactl explain` and printer columns. Pure: text in, text out, so a test can compare.
 import { parse, stringify } from 'yaml';
 import type { CustomResourceDefinition, JSONSchemaProps } from '../crd-types.js';
+import { validatorsModule } from './validators.js';
 
 export interface GeneratedFiles {
   types: string;
   crds: string;
+  /** The compiled validators (crds/generated/validators.ts). */
+  validators: string;
   /** The CRDs whose source borrows schemas (x-krata-schema-from), filled in, by their path in manifests/crds/. */
   manifests: Record<string, string>;
 }
@@ -48,6 +51,7 @@ export function generate(sources: { path: string; text: string }[]): GeneratedFi
   return {
     types,
     crds: HEADER + "import type { CustomResourceDefinition } from '../crd-types.js';\n\n" + crdConsts + '\n' + all,
+    validators: validatorsModule(crds, HEADER),
     manifests,
   };
 }

@@ -1,16 +1,16 @@
 // kratactl apply -f PATH...: validate everything, then hand it to the node agent in one batch.
-import { AgentClient, AgentError } from '../agent-client.js';
+import { AgentClient, AgentError, agentSocket } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { formatProblem, loadManifests } from '../manifests.js';
 import { formatObjects, objectName, type OutputFormat } from '../output.js';
 import { stringify } from 'yaml';
 import type { PullSecret } from '../../contracts/agent-api/pull-secret.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { applySetId } from '../../contracts/agent-api/applyset.js';
 import { ApplySetRun, applySetName, labelMember, type PruneTarget } from '../applyset.js';
 
-export const APPLY_HELP = `Create or update Guests, XenHosts and image pull Secrets from manifests.
+export const APPLY_HELP = `Create or update Guests, GuestSets and image pull Secrets from manifests.
 
 Usage: kratactl apply -f PATH [-f PATH...] [options]
 
@@ -30,7 +30,8 @@ Usage: kratactl apply -f PATH [-f PATH...] [options]
       --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or ${DEFAULT_AGENT_SOCKET})
 
 Every problem in every document is reported (file:line:column, the field's path, what is wrong),
-and nothing is applied unless all documents are valid.
+and nothing is applied unless all documents are valid. XenHosts are validated too, but they live in
+the cluster (kubectl apply): sent to a node agent they are skipped with a note.
 
 A single host also takes v1 Secrets of type kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg):
 a Guest's spec.imagePullSecrets names them, in its own namespace. The agent keeps them (mode 0600)
@@ -39,17 +40,23 @@ and never shows their data; output here shows it as REDACTED.
 
 const FORMATS: OutputFormat[] = ['yaml', 'json', 'name'];
 
+/** Kinds a single node agent does not take: applied to an agent they are skipped with a note. */
+const CLUSTER_KINDS = new Set(['XenHost']);
+
+/** The flags of `kratactl apply` (completion reads them too). */
+export const APPLY_OPTIONS = {
+  filename: { type: 'string', short: 'f', multiple: true },
+  recursive: { type: 'boolean', short: 'R' },
+  namespace: { type: 'string', short: 'n' },
+  'dry-run': { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  agent: { type: 'string' },
+  prune: { type: 'boolean' },
+  applyset: { type: 'string' },
+} as const satisfies FlagSpecs;
+
 export async function apply(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(normalizeDryRun(argv), {
-    filename: { type: 'string', short: 'f', multiple: true },
-    recursive: { type: 'boolean', short: 'R' },
-    namespace: { type: 'string', short: 'n' },
-    'dry-run': { type: 'string' },
-    output: { type: 'string', short: 'o' },
-    agent: { type: 'string' },
-    prune: { type: 'boolean' },
-    applyset: { type: 'string' },
-  });
+  const { values, positionals } = parseFlags(normalizeDryRun(argv), APPLY_OPTIONS);
   if (values.prune && values.applyset === undefined)
     throw new UsageError('--prune needs --applyset=NAME: the set whose members may be pruned (its parent is kept by the node agent)');
   if (values.applyset !== undefined && !values.prune) throw new UsageError('--applyset is for --prune');
@@ -74,12 +81,20 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     io.stderr.write(`${n} error${n === 1 ? '' : 's'}; nothing was applied\n`);
     return EXIT_FAILED;
   }
+  // A node agent serves Guests, GuestSets and Secrets; XenHosts live in the cluster, so a directory that
+  // holds one (manifests/examples/) still applies on a single host. A client dry run shows everything.
+  const cluster = dryRun === 'client' ? [] : loaded.objects.filter((o) => CLUSTER_KINDS.has(o.object.kind));
+  for (const o of cluster)
+    io.stderr.write(
+      `note: ${o.file}:${o.line}: skipped ${o.object.kind} "${o.object.metadata.name}": ` +
+        `${o.object.kind} objects live in the cluster (kubectl apply); a node agent takes Guests, GuestSets and Secrets\n`,
+    );
+  const local = loaded.objects.filter((o) => !cluster.includes(o));
+  const objects = local.map((o) => o.object);
   const setNamespace = values.namespace ?? 'default';
-  if (setName !== undefined)
-    for (const o of [...loaded.secrets, ...loaded.objects]) labelMember(o.object, applySetId(setName, setNamespace));
-  const objects = loaded.objects.map((o) => o.object);
+  if (setName !== undefined) for (const o of [...loaded.secrets, ...local]) labelMember(o.object, applySetId(setName, setNamespace));
   // Secrets go first (the agent stores them before the Guests that name them); errors index this batch.
-  const batch = [...loaded.secrets, ...loaded.objects];
+  const batch = [...loaded.secrets, ...local];
   const show = () =>
     [
       formatSecrets(
@@ -90,7 +105,14 @@ export async function apply(argv: string[], io: IO): Promise<number> {
     ]
       .filter(Boolean)
       .join(output === 'yaml' ? '---\n' : '');
-  const client = new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+  // A client dry run needs no agent, unless it is to say what --prune would delete.
+  if (dryRun === 'client' && setName === undefined) {
+    io.stdout.write(show());
+    return EXIT_OK;
+  }
+  if (batch.length === 0 && setName === undefined) return EXIT_OK;
+
+  const client = new AgentClient(agentSocket(values, io.env));
   // Pruned objects are said as kubectl says them, on stdout unless it carries YAML or JSON.
   const how = { client: ' (dry run)', server: ' (server dry run)' }[dryRun] ?? '';
   const pruned = (t: PruneTarget) =>
@@ -103,11 +125,11 @@ export async function apply(argv: string[], io: IO): Promise<number> {
             client,
             setName,
             setNamespace,
-            [...loaded.secrets, ...loaded.objects].map((o) => o.object),
+            [...loaded.secrets, ...local].map((o) => o.object),
             dryRun !== 'none',
           );
     if (dryRun === 'client') io.stdout.write(show());
-    else {
+    else if (batch.length) {
       const results = await client.apply(
         batch.map((o) => o.object),
         dryRun === 'server',

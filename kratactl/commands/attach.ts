@@ -6,7 +6,7 @@ import { onWindowResize, windowSize } from '../../lib/window-size.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const ATTACH_HELP = `Attach the terminal to a running guest's console.
@@ -36,8 +36,11 @@ export function followConsoleSize(client: AgentClient, namespace: string, name: 
   return onWindowResize(io.stdout, put);
 }
 
+/** The flags of `kratactl attach` (completion reads them too). */
+export const ATTACH_OPTIONS = { ...AGENT_OPTIONS } as const satisfies FlagSpecs;
+
 export async function attach(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS });
+  const { values, positionals } = parseFlags(argv, ATTACH_OPTIONS);
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('attach takes one guest NAME');
   const word = guestWord(args[0]!);

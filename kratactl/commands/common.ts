@@ -1,11 +1,11 @@
 // What the commands that talk to the node agent share: the --agent and -n options, guest kind names,
 // kubectl-style tables and ages, and how an agent's refusal is printed.
 import type { Guest, GuestSet } from '../../crds/generated/types.js';
-import { resolveKind } from '../../crds/validate.js';
-import { AgentClient, AgentError } from '../agent-client.js';
+import { resolveKind } from '../../crds/kinds.js';
+import { AgentClient, AgentError, agentSocket } from '../agent-client.js';
 import { DEFAULT_AGENT_SOCKET } from '../../contracts/agent-api/endpoints.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
-import { DEFAULT_NAMESPACE } from '../manifests.js';
+import { DEFAULT_NAMESPACE } from '../../crds/meta.js';
 import { humanDuration } from '../../lib/table.js';
 
 export { formatTable, humanDuration } from '../../lib/table.js';
@@ -19,7 +19,7 @@ export const AGENT_HELP = `  -n, --namespace NS    the guests' namespace (defaul
       --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or ${DEFAULT_AGENT_SOCKET})`;
 
 export function agentClient(values: { agent?: string }, io: IO): AgentClient {
-  return new AgentClient(values.agent ?? io.env.KRATA_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+  return new AgentClient(agentSocket(values, io.env));
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -1,194 +1,120 @@
-// kratactl completion bash|zsh: shell completion for commands, subcommands, flags and their values.
-// The lists are static (one table below); guest names are asked of the agent at completion time
-// with `kratactl get -o name`, honouring -n and --agent already on the command line.
+// kratactl completion bash|zsh|fish: shell completion for commands, subcommands, flags and their values.
+// The commands come from cli.ts's table and each command's flags from its own option table (the one it
+// parses with), so the scripts follow both; the tables below add only what a flag's value or a
+// positional completes to. Guest names are asked of the agent at completion time with
+// `kratactl get -o name`, honouring -n and --agent already on the command line.
+import type { FlagSpecs } from '../../lib/cli-flags.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 
 export const COMPLETION_HELP = `Print a shell completion script.
 
-Usage: kratactl completion bash|zsh
+Usage: kratactl completion bash|zsh|fish
 
   bash:  source <(kratactl completion bash)       (or save it in /etc/bash_completion.d/kratactl)
   zsh:   source <(kratactl completion zsh)        (after compinit)
+  fish:  kratactl completion fish | source        (or save it in ~/.config/fish/completions/kratactl.fish)
 `;
 
-interface CommandCompletion {
-  flags: string[];
-  /** Flags that take a value, with the values to offer: a list, 'files', or nothing ([]). */
-  values?: Record<string, string[] | 'files'>;
-  /** Words offered for positionals (subcommands, kinds). */
-  words?: string[];
-  /** Offer the agent's guest names for positionals. */
-  guests?: boolean;
+export const SHELLS = ['bash', 'zsh', 'fish'] as const;
+
+/** What completion needs of cli.ts's command table. */
+export interface CompletableCommand {
+  summary: string;
+  load: () => Promise<{ options: FlagSpecs }>;
 }
 
-const AGENT = ['-n', '--namespace', '--agent'];
-const AGENT_VALUES: Record<string, string[] | 'files'> = { '-n': [], '--namespace': [], '--agent': 'files' };
+type Values = string[] | 'files';
 
-const GET_OUTPUTS = ['wide', 'yaml', 'json', 'name', 'jsonpath=', 'jsonpath-file=', 'custom-columns=', 'custom-columns-file='];
-
-export const COMPLETIONS: Record<string, CommandCompletion> = {
-  apply: {
-    flags: ['-f', '--filename', '-R', '--recursive', '--dry-run', '--dry-run=client', '--dry-run=server', '-o', '--output', ...AGENT],
-    values: { '-f': 'files', '--filename': 'files', '-o': ['yaml', 'json', 'name'], '--output': ['yaml', 'json', 'name'], ...AGENT_VALUES },
-  },
-  explain: { flags: ['--recursive'], words: ['guest', 'xenhost', 'guest.spec', 'guest.status', 'xenhost.spec', 'xenhost.status'] },
-  image: {
-    flags: [
-      '--store',
-      '--insecure-registry',
-      '--mirror',
-      '--docker-config',
-      '--pull-secret-file',
-      '--pull-secret',
-      '-n',
-      '--namespace',
-      '--agent',
-      '--platform',
-      '--name',
-      '--budget',
-      '-q',
-      '--quiet',
-      '-o',
-      '--output',
-    ],
-    values: {
-      '--store': 'files',
-      '--insecure-registry': [],
-      '--mirror': [],
-      '--docker-config': 'files',
-      '--pull-secret-file': 'files',
-      '--pull-secret': [],
-      '-n': [],
-      '--namespace': [],
-      '--agent': 'files',
-      '--platform': ['linux/amd64', 'linux/arm64'],
-      '--name': [],
-      '--budget': [],
-      '-o': ['table', 'wide', 'json'],
-      '--output': ['table', 'wide', 'json'],
-    },
-    words: ['pull', 'import', 'ls', 'rm', 'prune'],
-  },
-  version: { flags: [] },
-  get: {
-    flags: [
-      '-o',
-      '--output',
-      '-w',
-      '--watch',
-      '-A',
-      '--all-namespaces',
-      '-l',
-      '--selector',
-      '--field-selector',
-      '--sort-by',
-      '--no-headers',
-      '--show-labels',
-      ...AGENT,
-    ],
-    values: {
-      '-o': GET_OUTPUTS,
-      '--output': GET_OUTPUTS,
-      '-l': [],
-      '--selector': [],
-      '--field-selector': ['metadata.name=', 'metadata.namespace=', 'status.phase=', 'spec.nodeName=', 'status.node='],
-      '--sort-by': ['.metadata.name', '.metadata.creationTimestamp', '.status.phase', '.status.restartCount'],
-      ...AGENT_VALUES,
-    },
-    words: ['guests', 'guestsets'],
-    guests: true,
-  },
-  wait: {
-    flags: ['--for', '--timeout', '--all', '-l', '--selector', '--field-selector', '-A', '--all-namespaces', ...AGENT],
-    values: {
-      '--for': ['condition=Ready', 'delete', 'jsonpath='],
-      '--timeout': [],
-      '-l': [],
-      '--selector': [],
-      '--field-selector': [],
-      ...AGENT_VALUES,
-    },
-    words: ['guest', 'guests', 'guestset'],
-    guests: true,
-  },
-  events: {
-    flags: ['--for', '--types', '-w', '--watch', '--no-headers', '-o', '--output', '-A', '--all-namespaces', ...AGENT],
-    values: { '--for': [], '--types': ['Normal', 'Warning'], '-o': ['yaml', 'json'], '--output': ['yaml', 'json'], ...AGENT_VALUES },
-  },
-  diff: {
-    flags: ['-f', '--filename', '-R', '--recursive', ...AGENT],
-    values: { '-f': 'files', '--filename': 'files', ...AGENT_VALUES },
-  },
-  describe: { flags: AGENT, values: AGENT_VALUES, words: ['guest'], guests: true },
-  delete: {
-    flags: [
-      '-f',
-      '--filename',
-      '-R',
-      '--recursive',
-      '--wait',
-      '--grace-period',
-      '--all',
-      '--ignore-not-found',
-      '-l',
-      '--selector',
-      '--field-selector',
-      '-A',
-      '--all-namespaces',
-      ...AGENT,
-    ],
-    values: {
-      '-f': 'files',
-      '--filename': 'files',
-      '--grace-period': [],
-      '-l': [],
-      '--selector': [],
-      '--field-selector': [],
-      ...AGENT_VALUES,
-    },
-    words: ['guest'],
-    guests: true,
-  },
-  logs: { flags: ['-f', '--follow', '--tail', ...AGENT], values: { '--tail': [], ...AGENT_VALUES }, guests: true },
-  attach: { flags: AGENT, values: AGENT_VALUES, guests: true },
-  exec: {
-    flags: ['-i', '--stdin', '-t', '--tty', '-e', '--env', '-w', '--workdir', '-u', '--user', ...AGENT],
-    values: { '-e': [], '--env': [], '-w': [], '--workdir': [], '-u': [], '--user': [], ...AGENT_VALUES },
-    guests: true,
-  },
-  run: {
-    flags: ['--name', '--cpus', '--memory', '-e', '--env', '-t', '--tty', '--restart', '--rm', ...AGENT],
-    values: {
-      '--name': [],
-      '--cpus': [],
-      '--memory': [],
-      '-e': [],
-      '--env': [],
-      '--restart': ['Never', 'OnFailure', 'Always'],
-      ...AGENT_VALUES,
-    },
-  },
-  top: {
-    flags: ['-A', '--all-namespaces', '-w', '--watch', '--interval', '--no-headers', '-o', '--output', ...AGENT],
-    values: { '--interval': [], '-o': ['json', 'yaml'], '--output': ['json', 'yaml'], ...AGENT_VALUES },
-    guests: true,
-  },
-  host: {
-    flags: ['-o', '--output', '--agent'],
-    values: { '-o': ['yaml', 'json'], '--output': ['yaml', 'json'], '--agent': 'files' },
-    words: ['status'],
-  },
-  completion: { flags: [], words: ['bash', 'zsh'] },
+/** What a flag's value completes to, by the flag's long name, in every command; per command below. */
+const COMMON_VALUES: Record<string, Values> = {
+  agent: 'files',
+  filename: 'files',
+  store: 'files',
+  'docker-config': 'files',
+  'pull-secret-file': 'files',
 };
+
+/** A flag's value per command (by long name); a flag that takes a value and is in neither table completes to nothing. */
+export const VALUES: Record<string, Record<string, Values>> = {
+  apply: { output: ['yaml', 'json', 'name'] },
+  get: {
+    output: ['wide', 'yaml', 'json', 'name', 'jsonpath=', 'jsonpath-file=', 'custom-columns=', 'custom-columns-file='],
+    'field-selector': ['metadata.name=', 'metadata.namespace=', 'status.phase=', 'spec.nodeName=', 'status.node='],
+    'sort-by': ['.metadata.name', '.metadata.creationTimestamp', '.status.phase', '.status.restartCount'],
+  },
+  wait: { for: ['condition=Ready', 'delete', 'jsonpath='] },
+  events: { types: ['Normal', 'Warning'], output: ['yaml', 'json'] },
+  launch: { restart: ['Never', 'OnFailure', 'Always'], kernel: 'files', initrd: 'files' },
+  list: { output: ['yaml', 'json', 'name'] },
+  run: { restart: ['Never', 'OnFailure', 'Always'] },
+  top: { output: ['json', 'yaml'] },
+  host: { output: ['yaml', 'json'] },
+  image: { platform: ['linux/amd64', 'linux/arm64'], output: ['table', 'wide', 'json'] },
+  version: { output: ['json', 'yaml'] },
+};
+
+/** Flags whose value only follows '=' (`--dry-run` alone is a value of its own): offered as whole words. */
+export const EQUALS_ONLY: Record<string, Record<string, string[]>> = {
+  apply: { 'dry-run': ['client', 'server'] },
+};
+
+/** Words offered for positionals (subcommands, kinds), and whether the agent's guest names are. */
+export const POSITIONALS: Record<string, { words?: string[]; guests?: boolean }> = {
+  get: { words: ['guests', 'guestsets'], guests: true },
+  describe: { words: ['guest', 'guestset'], guests: true },
+  delete: { words: ['guest', 'guestset'], guests: true },
+  wait: { words: ['guest', 'guests', 'guestset'], guests: true },
+  destroy: { guests: true },
+  console: { guests: true },
+  scale: { words: ['guestset'] },
+  rollout: { words: ['status'] },
+  logs: { guests: true },
+  attach: { guests: true },
+  exec: { guests: true },
+  top: { guests: true },
+  explain: { words: ['guest', 'xenhost', 'guestset', 'guest.spec', 'guest.status', 'xenhost.spec', 'xenhost.status', 'guestset.spec'] },
+  image: { words: ['pull', 'import', 'ls', 'rm', 'prune'] },
+  host: { words: ['status'] },
+  completion: { words: [...SHELLS] },
+};
+
+/** One command's completion: its flags as typed (short and long, and `--flag=value` words), their values. */
+export interface CommandFlags {
+  flags: string[];
+  /** Flags that take the next word as their value, with what it completes to ([] for nothing). */
+  values: Record<string, Values>;
+  /** For fish, which knows flags by their letter and name. */
+  specs: { long: string; short?: string; value?: Values }[];
+}
+
+export function commandFlags(name: string, options: FlagSpecs): CommandFlags {
+  const out: CommandFlags = { flags: [], values: {}, specs: [] };
+  for (const [long, spec] of Object.entries(options)) {
+    const equalsOnly = EQUALS_ONLY[name]?.[long];
+    const words = [...(spec.short ? [`-${spec.short}`] : []), `--${long}`];
+    out.flags.push(...words);
+    if (equalsOnly) {
+      out.flags.push(...equalsOnly.map((v) => `--${long}=${v}`));
+      out.specs.push({ long });
+      continue;
+    }
+    const value = spec.type === 'string' ? (VALUES[name]?.[long] ?? COMMON_VALUES[long] ?? []) : undefined;
+    if (value) for (const w of words) out.values[w] = value;
+    out.specs.push({ long, ...(spec.short && { short: spec.short }), ...(value && { value }) });
+  }
+  return out;
+}
 
 const shellWords = (words: string[]) => words.join(' ');
 const quoteSingle = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The `case` arms that complete a flag's value, shared by both shells (their case syntax is the same). */
-function valueArms(file: string, list: (words: string[]) => string, none: string): string {
+type Table = [name: string, summary: string, flags: CommandFlags][];
+
+/** The `case` arms that complete a flag's value, shared by bash and zsh (their case syntax is the same). */
+function valueArms(table: Table, file: string, list: (words: string[]) => string, none: string): string {
   const arms: string[] = [];
-  for (const [cmd, spec] of Object.entries(COMPLETIONS)) {
-    for (const [flag, values] of Object.entries(spec.values ?? {})) {
+  for (const [cmd, , f] of table) {
+    for (const [flag, values] of Object.entries(f.values)) {
       const action = values === 'files' ? file : values.length ? list(values) : none;
       arms.push(`    ${cmd}:${flag}) ${action}; return ;;`);
     }
@@ -196,14 +122,12 @@ function valueArms(file: string, list: (words: string[]) => string, none: string
   return arms.join('\n');
 }
 
-function bash(commands: Record<string, { summary: string }>): string {
-  const flagArms = Object.entries(COMPLETIONS)
-    .map(([cmd, s]) => `    ${cmd}) words=${quoteSingle(shellWords(s.flags))} ;;`)
-    .join('\n');
-  const wordArms = Object.entries(COMPLETIONS)
-    .filter(([, s]) => s.words || s.guests)
+function bash(table: Table): string {
+  const flagArms = table.map(([cmd, , f]) => `    ${cmd}) words=${quoteSingle(shellWords(f.flags))} ;;`).join('\n');
+  const wordArms = Object.entries(POSITIONALS)
     .map(([cmd, s]) => `    ${cmd}) words=${quoteSingle(shellWords(s.words ?? []))}${s.guests ? '; guests=1' : ''} ;;`)
     .join('\n');
+  const names = table.map(([n]) => n);
   return `# bash completion for kratactl. Load with: source <(kratactl completion bash)
 
 # Guest names from the node agent, in the namespace and at the socket given on the command line.
@@ -222,11 +146,11 @@ _kratactl() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" prev="\${COMP_WORDS[COMP_CWORD-1]}" cmd="\${COMP_WORDS[1]}" words="" guests=0
   COMPREPLY=()
   if ((COMP_CWORD == 1)); then
-    COMPREPLY=($(compgen -W ${quoteSingle(shellWords([...Object.keys(commands), 'help']))} -- "$cur"))
+    COMPREPLY=($(compgen -W ${quoteSingle(shellWords([...names, 'help']))} -- "$cur"))
     return
   fi
   case "$cmd:$prev" in
-${valueArms('COMPREPLY=($(compgen -f -- "$cur"))', (w) => `COMPREPLY=($(compgen -W ${quoteSingle(shellWords(w))} -- "$cur"))`, ':')}
+${valueArms(table, 'COMPREPLY=($(compgen -f -- "$cur"))', (w) => `COMPREPLY=($(compgen -W ${quoteSingle(shellWords(w))} -- "$cur"))`, ':')}
   esac
   if [[ $cur == -* ]]; then
     case "$cmd" in
@@ -236,7 +160,7 @@ ${flagArms}
     return
   fi
   case "$cmd" in
-    help) words=${quoteSingle(shellWords(Object.keys(commands)))} ;;
+    help) words=${quoteSingle(shellWords(names))} ;;
 ${wordArms}
   esac
   if ((guests)); then words="$words $(_kratactl_guests)"; fi
@@ -247,14 +171,13 @@ complete -F _kratactl kratactl
 `;
 }
 
-function zsh(commands: Record<string, { summary: string }>): string {
-  const described = Object.entries(commands).map(([name, c]) => quoteSingle(`${name}:${c.summary}`));
-  const flagArms = Object.entries(COMPLETIONS)
-    .filter(([, s]) => s.flags.length)
-    .map(([cmd, s]) => `    ${cmd}) compadd -- ${shellWords(s.flags)} ;;`)
+function zsh(table: Table): string {
+  const described = table.map(([name, summary]) => quoteSingle(`${name}:${summary}`));
+  const flagArms = table
+    .filter(([, , f]) => f.flags.length)
+    .map(([cmd, , f]) => `    ${cmd}) compadd -- ${shellWords(f.flags)} ;;`)
     .join('\n');
-  const wordArms = Object.entries(COMPLETIONS)
-    .filter(([, s]) => s.words || s.guests)
+  const wordArms = Object.entries(POSITIONALS)
     .map(([cmd, s]) => `    ${cmd}) compadd -- ${shellWords(s.words ?? [])}${s.guests ? ' $(_kratactl_guests)' : ''} ;;`)
     .join('\n');
   return `#compdef kratactl
@@ -284,7 +207,7 @@ _kratactl() {
   fi
   local cmd=\${words[2]} prev=\${words[CURRENT-1]} cur=\${words[CURRENT]}
   case "$cmd:$prev" in
-${valueArms('_files', (w) => `compadd -- ${shellWords(w)}`, ':')}
+${valueArms(table, '_files', (w) => `compadd -- ${shellWords(w)}`, ':')}
   esac
   if [[ $cur == -* ]]; then
     case $cmd in
@@ -293,7 +216,7 @@ ${flagArms}
     return
   fi
   case $cmd in
-    help) compadd -- ${shellWords(Object.keys(commands))} ;;
+    help) compadd -- ${table.map(([n]) => n).join(' ')} ;;
 ${wordArms}
   esac
 }
@@ -302,8 +225,72 @@ compdef _kratactl kratactl
 `;
 }
 
-export async function completion(argv: string[], io: IO, commands: Record<string, { summary: string }>): Promise<number> {
-  if (argv.length !== 1 || (argv[0] !== 'bash' && argv[0] !== 'zsh')) throw new UsageError('completion takes one shell: bash or zsh');
-  io.stdout.write(argv[0] === 'bash' ? bash(commands) : zsh(commands));
+function fish(table: Table): string {
+  const lines: string[] = [];
+  for (const [name, summary] of table) lines.push(`complete -c kratactl -n __kratactl_no_command -a ${name} -d ${quoteSingle(summary)}`);
+  lines.push(`complete -c kratactl -n __kratactl_no_command -a help -d 'help for a command'`);
+  lines.push(`complete -c kratactl -n '__kratactl_command help' -a ${quoteSingle(shellWords(table.map(([n]) => n)))}`);
+  for (const [name, , f] of table) {
+    const when = `-n '__kratactl_command ${name}'`;
+    for (const s of f.specs) {
+      const flag = `${s.short ? `-s ${s.short} ` : ''}-l ${s.long}`;
+      const value =
+        s.value === undefined ? '' : s.value === 'files' ? ' -r -F' : s.value.length ? ` -x -a ${quoteSingle(shellWords(s.value))}` : ' -x';
+      lines.push(`complete -c kratactl ${when} ${flag}${value}`);
+    }
+    const pos = POSITIONALS[name];
+    if (pos?.words?.length) lines.push(`complete -c kratactl ${when} -a ${quoteSingle(shellWords(pos.words))}`);
+    if (pos?.guests) lines.push(`complete -c kratactl ${when} -a '(__kratactl_guests)'`);
+  }
+  return `# fish completion for kratactl. Load with: kratactl completion fish | source
+
+# No command yet: only the program's name on the line.
+function __kratactl_no_command
+    test (count (commandline -opc)) -eq 1
+end
+
+# The command (the word after kratactl) is $argv[1].
+function __kratactl_command
+    set -l words (commandline -opc)
+    test (count $words) -ge 2; and test "$words[2]" = "$argv[1]"
+end
+
+# Guest names from the node agent, in the namespace and at the socket given on the command line.
+function __kratactl_guests
+    set -l words (commandline -opc)
+    set -l args
+    for i in (seq 3 (count $words))
+        switch $words[$i]
+            case -n --namespace --agent
+                set -a args $words[$i] $words[(math $i + 1)]
+            case '--namespace=*' '--agent=*'
+                set -a args $words[$i]
+        end
+    end
+    type -q $words[1]; or return
+    $words[1] get -o name $args 2>/dev/null | string replace -r '.*/' ''
+end
+
+complete -c kratactl -f
+${lines.join('\n')}
+`;
+}
+
+/** Every command with its summary and flags, in the table's order (each command's module is loaded for its option table). */
+export async function completionTable(commands: Record<string, CompletableCommand>): Promise<Table> {
+  return Promise.all(
+    Object.entries(commands).map(async ([name, c]): Promise<Table[number]> => [
+      name,
+      c.summary,
+      commandFlags(name, (await c.load()).options),
+    ]),
+  );
+}
+
+export async function completion(argv: string[], io: IO, commands: Record<string, CompletableCommand>): Promise<number> {
+  const shell = argv[0] as (typeof SHELLS)[number];
+  if (argv.length !== 1 || !SHELLS.includes(shell)) throw new UsageError(`completion takes one shell: ${SHELLS.join(', ')}`);
+  const table = await completionTable(commands);
+  io.stdout.write(shell === 'bash' ? bash(table) : shell === 'zsh' ? zsh(table) : fish(table));
   return EXIT_OK;
 }

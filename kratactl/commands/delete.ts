@@ -7,7 +7,7 @@ import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, namespaceOf } from './common.js';
 import { parseObjectRefs } from '../object-refs.js';
 import { printFailure, queryObjects } from '../object-query.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const DELETE_HELP = `Delete Guests: their process is asked to stop, then the domain is destroyed after the grace period.
 Image pull Secrets of a single host are deleted by name or from their manifests.
@@ -33,19 +33,22 @@ Usage:
 ${AGENT_HELP}
 `;
 
+/** The flags of `kratactl delete` (completion reads them too). */
+export const DELETE_OPTIONS = {
+  ...AGENT_OPTIONS,
+  filename: { type: 'string', short: 'f', multiple: true },
+  recursive: { type: 'boolean', short: 'R' },
+  wait: { type: 'boolean' },
+  'grace-period': { type: 'string' },
+  all: { type: 'boolean' },
+  'ignore-not-found': { type: 'boolean' },
+  selector: { type: 'string', short: 'l' },
+  'field-selector': { type: 'string' },
+  'all-namespaces': { type: 'boolean', short: 'A' },
+} as const satisfies FlagSpecs;
+
 export async function del(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    filename: { type: 'string', short: 'f', multiple: true },
-    recursive: { type: 'boolean', short: 'R' },
-    wait: { type: 'boolean' },
-    'grace-period': { type: 'string' },
-    all: { type: 'boolean' },
-    'ignore-not-found': { type: 'boolean' },
-    selector: { type: 'string', short: 'l' },
-    'field-selector': { type: 'string' },
-    'all-namespaces': { type: 'boolean', short: 'A' },
-  });
+  const { values, positionals } = parseFlags(argv, DELETE_OPTIONS);
   const grace = values['grace-period'];
   if (grace !== undefined && !/^\d{1,5}$/.test(grace))
     throw new UsageError(`--grace-period takes a whole number of seconds, not "${grace}"`);

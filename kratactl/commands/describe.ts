@@ -19,7 +19,7 @@ import {
   namespaceOf,
 } from './common.js';
 import { usageFields } from '../../contracts/agent-api/usage-figures.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuests } from '../guest-ref.js';
 
 export const DESCRIBE_HELP = `Show a Guest in detail: spec, status, usage (while it runs), conditions and recent events.
@@ -30,8 +30,11 @@ Usage: kratactl describe guest NAME... [options]
 ${AGENT_HELP}
 `;
 
+/** The flags of `kratactl describe` (completion reads them too). */
+export const DESCRIBE_OPTIONS = { ...AGENT_OPTIONS } as const satisfies FlagSpecs;
+
 export async function describe(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS });
+  const { values, positionals } = parseFlags(argv, DESCRIBE_OPTIONS);
   const [kind, ...names] = positionals;
   if (kind === undefined) throw new UsageError('describe needs a kind and a name: kratactl describe guest NAME');
   if (isGuestSetKind(kind)) {

@@ -2,7 +2,8 @@
 // (guest-ref.ts). destroy is `delete guest` (stop, grace period, destroy); console is `attach`.
 import { type IO } from '../io.js';
 import { AGENT_HELP } from './common.js';
-import { del } from './delete.js';
+import { del, DELETE_OPTIONS } from './delete.js';
+import { attach, ATTACH_OPTIONS } from './attach.js';
 
 export const DESTROY_HELP = `Destroy guests by NAME or UUID (krata's destroy; as kratactl delete guest).
 
@@ -24,4 +25,12 @@ ${AGENT_HELP}
 
 export function destroy(argv: string[], io: IO): Promise<number> {
   return del(['guest', ...argv], io);
+}
+
+/** destroy takes delete's flags, console attach's. */
+export const DESTROY_OPTIONS = DELETE_OPTIONS;
+export const CONSOLE_OPTIONS = ATTACH_OPTIONS;
+
+export function consoleCommand(argv: string[], io: IO): Promise<number> {
+  return attach(argv, io);
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { KratObject } from '../../crds/validate.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { unifiedDiff } from '../../lib/unified-diff.js';
 import { AgentError } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
@@ -35,12 +35,15 @@ applied directory instead (its exit status is kratactl's).
 const DIFF_DIFFERENT = 1;
 const DIFF_ERROR = 2;
 
+/** The flags of `kratactl diff` (completion reads them too). */
+export const DIFF_OPTIONS = {
+  ...AGENT_OPTIONS,
+  filename: { type: 'string', short: 'f', multiple: true },
+  recursive: { type: 'boolean', short: 'R' },
+} as const satisfies FlagSpecs;
+
 export async function diff(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    filename: { type: 'string', short: 'f', multiple: true },
-    recursive: { type: 'boolean', short: 'R' },
-  });
+  const { values, positionals } = parseFlags(argv, DIFF_OPTIONS);
   if (positionals.length) throw new UsageError(`diff takes files with -f, not arguments (got ${positionals.join(' ')})`);
   const files = values.filename ?? [];
   if (files.length === 0) throw new UsageError('diff needs at least one -f PATH (a file, a directory, or - for stdin)');

@@ -3,7 +3,7 @@
 // with -A; -w follows new and repeated events (the agent has no event stream: it is read every 2 s).
 import { stringify } from 'yaml';
 import type { GuestEvent } from '../../contracts/agent-api/types.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { parseObjectRefs } from '../object-refs.js';
 import { isUuid, resolveGuest } from '../guest-ref.js';
@@ -25,16 +25,19 @@ ${AGENT_HELP}
 
 const POLL_MS = 2000;
 
+/** The flags of `kratactl events` (completion reads them too). */
+export const EVENTS_OPTIONS = {
+  ...AGENT_OPTIONS,
+  for: { type: 'string' },
+  types: { type: 'string' },
+  watch: { type: 'boolean', short: 'w' },
+  'no-headers': { type: 'boolean' },
+  output: { type: 'string', short: 'o' },
+  'all-namespaces': { type: 'boolean', short: 'A' },
+} as const satisfies FlagSpecs;
+
 export async function events(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    for: { type: 'string' },
-    types: { type: 'string' },
-    watch: { type: 'boolean', short: 'w' },
-    'no-headers': { type: 'boolean' },
-    output: { type: 'string', short: 'o' },
-    'all-namespaces': { type: 'boolean', short: 'A' },
-  });
+  const { values, positionals } = parseFlags(argv, EVENTS_OPTIONS);
   if (positionals.length) throw new UsageError(`events takes no arguments (got ${positionals.join(' ')}); use --for guest/NAME`);
   const output = values.output;
   if (output !== undefined && output !== 'yaml' && output !== 'json')

@@ -9,7 +9,7 @@ import { NO_TTY_WARNING } from '../../lib/terminal.js';
 import { AgentError } from '../agent-client.js';
 import { UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const EXEC_HELP = `Run a command in a running guest.
@@ -43,16 +43,19 @@ function splitCommand(argv: string[]): { own: string[]; command: string[] } {
   return { own: argv.slice(0, dash), command };
 }
 
+/** The flags of `kratactl exec` (completion reads them too). */
+export const EXEC_OPTIONS = {
+  ...AGENT_OPTIONS,
+  stdin: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
+  env: { type: 'string', short: 'e', multiple: true },
+  workdir: { type: 'string', short: 'w' },
+  user: { type: 'string', short: 'u' },
+} as const satisfies FlagSpecs;
+
 export async function exec(argv: string[], io: IO): Promise<number> {
   const { own, command } = splitCommand(argv);
-  const { values, positionals } = parseFlags(own, {
-    ...AGENT_OPTIONS,
-    stdin: { type: 'boolean', short: 'i' },
-    tty: { type: 'boolean', short: 't' },
-    env: { type: 'string', short: 'e', multiple: true },
-    workdir: { type: 'string', short: 'w' },
-    user: { type: 'string', short: 'u' },
-  });
+  const { values, positionals } = parseFlags(own, EXEC_OPTIONS);
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('exec takes one guest NAME before --');
   const word = guestWord(args[0]!);

@@ -1,9 +1,10 @@
 // kratactl explain guest.spec.resources: the API documentation, read from the CRD schema itself.
 import type { JSONSchemaProps } from '../../crds/crd-types.js';
 import { OBJECT_META_DOC } from '../../crds/object-meta-doc.js';
-import { KINDS, resolveKind } from '../../crds/validate.js';
+import { KINDS, resolveKind } from '../../crds/kinds.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
+import { closest } from '../../lib/closest.js';
 
 export const EXPLAIN_HELP = `Describe a kind or one of its fields, from the API schema.
 
@@ -14,20 +15,33 @@ Usage: kratactl explain KIND[.FIELD...] [--recursive]
   kratactl explain xenhost.status --recursive
 `;
 
+/** The flags of `kratactl explain` (completion reads them too). */
+export const EXPLAIN_OPTIONS = { recursive: { type: 'boolean' } } as const satisfies FlagSpecs;
+
 export async function explain(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { recursive: { type: 'boolean' } });
+  const { values, positionals } = parseFlags(argv, EXPLAIN_OPTIONS);
   if (positionals.length !== 1) throw new UsageError(`explain takes one KIND[.FIELD...] (kinds: ${[...KINDS.keys()].join(', ')})`);
   const [kindName, ...fields] = positionals[0]!.split('.');
   const info = resolveKind(kindName!);
-  if (!info) throw new UsageError(`unknown kind "${kindName}" (kinds: ${[...KINDS.keys()].join(', ')})`);
+  if (!info) {
+    const names = [...KINDS.values()].flatMap((k) => [
+      k.crd.spec.names.singular ?? '',
+      k.crd.spec.names.plural,
+      ...(k.crd.spec.names.shortNames ?? []),
+    ]);
+    const near = closest(kindName!, names.filter(Boolean));
+    throw new UsageError(`unknown kind "${kindName}"${near ? `: did you mean "${near}"?` : ''} (kinds: ${[...KINDS.keys()].join(', ')})`);
+  }
   let schema = withObjectMeta(info.schema);
   const walked: string[] = [];
   for (const field of fields) {
     const next = childSchema(schema, field);
     if (!next) {
       const known = Object.keys(fieldsOf(schema) ?? {});
+      const near = closest(field, known);
+      const suggestion = near ? `: did you mean "${[kindName, ...walked, near].join('.')}"?` : '';
       throw new UsageError(
-        `${[info.kind, ...walked].join('.')} has no field "${field}"${known.length ? ` (fields: ${known.join(', ')})` : ''}`,
+        `${[info.kind, ...walked].join('.')} has no field "${field}"${suggestion}` + (known.length ? ` (fields: ${known.join(', ')})` : ''),
       );
     }
     walked.push(field);

@@ -15,7 +15,7 @@ import {
   namespaceOf,
   untilInterrupted,
 } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { parseObjectRefs } from '../object-refs.js';
 import { checkQuery, printFailure, queryObjects, selectorMatcher, type AgentObject } from '../object-query.js';
 import { customColumnRows, executeJsonPath, labelsColumn, parseOutput, sortObjects, type Printer } from '../printers.js';
@@ -40,18 +40,21 @@ Usage: kratactl get [guests|guest|gst] [NAME...] [options]
 ${AGENT_HELP}
 `;
 
+/** The flags of `kratactl get` (completion reads them too). */
+export const GET_OPTIONS = {
+  ...AGENT_OPTIONS,
+  output: { type: 'string', short: 'o' },
+  watch: { type: 'boolean', short: 'w' },
+  'all-namespaces': { type: 'boolean', short: 'A' },
+  selector: { type: 'string', short: 'l' },
+  'field-selector': { type: 'string' },
+  'sort-by': { type: 'string' },
+  'no-headers': { type: 'boolean' },
+  'show-labels': { type: 'boolean' },
+} as const satisfies FlagSpecs;
+
 export async function get(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    output: { type: 'string', short: 'o' },
-    watch: { type: 'boolean', short: 'w' },
-    'all-namespaces': { type: 'boolean', short: 'A' },
-    selector: { type: 'string', short: 'l' },
-    'field-selector': { type: 'string' },
-    'sort-by': { type: 'string' },
-    'no-headers': { type: 'boolean' },
-    'show-labels': { type: 'boolean' },
-  });
+  const { values, positionals } = parseFlags(argv, GET_OPTIONS);
   const refs = parseObjectRefs(positionals, 'get', 'Guest');
   const printer = parseOutput(values.output);
   const all = values['all-namespaces'] === true;

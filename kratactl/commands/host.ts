@@ -4,7 +4,7 @@ import type { HostTlsStatus } from '../../contracts/agent-api/types.js';
 import type { HostStatus } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { agentClient, agentFailure } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const HOST_HELP = `Show the node agent's host.
 
@@ -14,8 +14,11 @@ Usage: kratactl host status [options]
       --agent SOCKET    node agent socket (default $KRATA_AGENT_SOCKET or /run/krata/agent.sock)
 `;
 
+/** The flags of `kratactl host` (completion reads them too). */
+export const HOST_OPTIONS = { agent: { type: 'string' }, output: { type: 'string', short: 'o' } } as const satisfies FlagSpecs;
+
 export async function host(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { agent: { type: 'string' }, output: { type: 'string', short: 'o' } });
+  const { values, positionals } = parseFlags(argv, HOST_OPTIONS);
   const [sub, ...extra] = positionals;
   if (sub !== 'status') throw new UsageError(sub ? `unknown host command "${sub}" (status)` : 'host needs a command: status');
   if (extra.length) throw new UsageError(`host status takes no arguments (got ${extra.join(' ')})`);

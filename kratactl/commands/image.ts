@@ -14,7 +14,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { ProgressBars } from '../progress.js';
 import { tarDirectory } from '../dir-tar.js';
 import { OfflineImages } from '../offline-images.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const IMAGE_HELP = `Manage the host's image cache: OCI images packed as squashfs root filesystems. The node agent owns
 the cache: kratactl image asks it (its registry settings and credentials apply). --offline works on
@@ -167,24 +167,27 @@ function offlineFlags(values: Record<string, unknown>, io: IO): string[] {
   ];
 }
 
+/** The flags of `kratactl image` (completion reads them too). */
+export const IMAGE_OPTIONS = {
+  offline: { type: 'boolean' },
+  store: { type: 'string' },
+  agent: { type: 'string' },
+  'insecure-registry': { type: 'string', multiple: true },
+  mirror: { type: 'string', multiple: true },
+  'docker-config': { type: 'string', multiple: true },
+  'pull-secret-file': { type: 'string', multiple: true },
+  'pull-secret': { type: 'string', multiple: true },
+  namespace: { type: 'string', short: 'n' },
+  platform: { type: 'string' },
+  name: { type: 'string' },
+  budget: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  output: { type: 'string', short: 'o' },
+} as const satisfies FlagSpecs;
+
 export async function image(argv: string[], io: IO): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = parseFlags(rest, {
-    offline: { type: 'boolean' },
-    store: { type: 'string' },
-    agent: { type: 'string' },
-    'insecure-registry': { type: 'string', multiple: true },
-    mirror: { type: 'string', multiple: true },
-    'docker-config': { type: 'string', multiple: true },
-    'pull-secret-file': { type: 'string', multiple: true },
-    'pull-secret': { type: 'string', multiple: true },
-    namespace: { type: 'string', short: 'n' },
-    platform: { type: 'string' },
-    name: { type: 'string' },
-    budget: { type: 'string' },
-    quiet: { type: 'boolean', short: 'q' },
-    output: { type: 'string', short: 'o' },
-  });
+  const { values, positionals } = parseFlags(rest, IMAGE_OPTIONS);
   const output = values.output ?? 'table';
   if (!['table', 'wide', 'json'].includes(output)) throw new UsageError(`--output must be table, wide or json, not "${output}"`);
   const withSecrets = values.namespace !== undefined || values['pull-secret'] !== undefined;

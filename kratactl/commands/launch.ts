@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, namespaceOf } from './common.js';
 import { createGuest, followGuest, guestFromFlags } from './run.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const LAUNCH_HELP = `Launch an image as a new Guest and print its UUID (krata's launch).
 
@@ -27,7 +27,8 @@ The UUID (status.uuid, the Xen domain's handle) is printed once the domain exist
 takes a guest NAME takes it too.
 `;
 
-const OPTIONS = {
+/** The flags of `kratactl launch` (completion reads them too). */
+export const LAUNCH_OPTIONS = {
   ...AGENT_OPTIONS,
   attach: { type: 'boolean', short: 'a' },
   kernel: { type: 'string', short: 'k' },
@@ -37,15 +38,16 @@ const OPTIONS = {
   env: { type: 'string', short: 'e', multiple: true },
   name: { type: 'string' },
   restart: { type: 'string' },
-} as const;
+} as const satisfies FlagSpecs;
 
 /**
  * Where IMAGE is: launch's options come before it and every word after it is the guest's command, as
  * krata's launch took them (`launch alpine ls -l` runs `ls -l`). The index of IMAGE, or of the end.
  */
 export function imageIndex(argv: readonly string[]): number {
-  const takesValue = (name: string | undefined) => name !== undefined && OPTIONS[name as keyof typeof OPTIONS]?.type === 'string';
-  const byShort = new Map(Object.entries(OPTIONS).flatMap(([n, o]) => ('short' in o ? [[o.short as string, n]] : [])));
+  const takesValue = (name: string | undefined) =>
+    name !== undefined && LAUNCH_OPTIONS[name as keyof typeof LAUNCH_OPTIONS]?.type === 'string';
+  const byShort = new Map(Object.entries(LAUNCH_OPTIONS).flatMap(([n, o]) => ('short' in o ? [[o.short as string, n]] : [])));
   for (let i = 0; i < argv.length; i++) {
     const w = argv[i]!;
     if (w === '--') return i + 1;
@@ -67,7 +69,7 @@ export function imageIndex(argv: readonly string[]): number {
 export async function launch(argv: string[], io: IO): Promise<number> {
   const at = imageIndex(argv);
   const own = argv.slice(0, at).filter((w, i) => !(w === '--' && i === at - 1));
-  const { values } = parseFlags(own, OPTIONS);
+  const { values } = parseFlags(own, LAUNCH_OPTIONS);
   const [image, ...command] = argv.slice(at);
   if (!image) throw new UsageError('launch needs an IMAGE');
   const namespace = namespaceOf(values);

@@ -5,7 +5,7 @@ import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { objectName } from '../output.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, formatTable, namespaceOf } from './common.js';
 import { formatList } from './get.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const LIST_HELP = `List the guests of this host with their UUIDs (krata's list).
 
@@ -33,12 +33,15 @@ export function listRow(g: Guest): string[] {
   ];
 }
 
+/** The flags of `kratactl list` (completion reads them too). */
+export const LIST_OPTIONS = {
+  ...AGENT_OPTIONS,
+  output: { type: 'string', short: 'o' },
+  'no-headers': { type: 'boolean' },
+} as const satisfies FlagSpecs;
+
 export async function list(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    output: { type: 'string', short: 'o' },
-    'no-headers': { type: 'boolean' },
-  });
+  const { values, positionals } = parseFlags(argv, LIST_OPTIONS);
   if (positionals.length) throw new UsageError(`list takes no arguments (got ${positionals.join(' ')}); see kratactl get NAME`);
   const output = values.output;
   if (output !== undefined && !FORMATS.includes(output))

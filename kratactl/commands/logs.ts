@@ -2,7 +2,7 @@
 // history per guest), then, with -f, its live output until the guest ends or kratactl is interrupted.
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, isGuestKind, namespaceOf, untilInterrupted } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const LOGS_HELP = `Print a guest's console output.
@@ -14,8 +14,15 @@ Usage: kratactl logs [guest] NAME [options]
 ${AGENT_HELP}
 `;
 
+/** The flags of `kratactl logs` (completion reads them too). */
+export const LOGS_OPTIONS = {
+  ...AGENT_OPTIONS,
+  follow: { type: 'boolean', short: 'f' },
+  tail: { type: 'string' },
+} as const satisfies FlagSpecs;
+
 export async function logs(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } });
+  const { values, positionals } = parseFlags(argv, LOGS_OPTIONS);
   const args = positionals.length === 2 && isGuestKind(positionals[0]!) ? positionals.slice(1) : positionals;
   if (args.length !== 1) throw new UsageError('logs takes one guest NAME');
   const word = guestWord(args[0]!);

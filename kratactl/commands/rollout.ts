@@ -5,7 +5,7 @@ import type { GuestSet } from '../../crds/generated/types.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, namespaceOf, onInterrupt } from './common.js';
 import { setName } from './scale.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const ROLLOUT_HELP = `Follow a GuestSet's rollout.
 
@@ -48,12 +48,15 @@ export function rolloutState(set: GuestSet): { done: boolean; failed?: string; m
   return { done: true, message: `${name} successfully rolled out` };
 }
 
+/** The flags of `kratactl rollout` (completion reads them too). */
+export const ROLLOUT_OPTIONS = {
+  ...AGENT_OPTIONS,
+  timeout: { type: 'string' },
+  watch: { type: 'boolean', short: 'w' },
+} as const satisfies FlagSpecs;
+
 export async function rollout(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    timeout: { type: 'string' },
-    watch: { type: 'boolean', short: 'w' },
-  });
+  const { values, positionals } = parseFlags(argv, ROLLOUT_OPTIONS);
   const [sub, ...rest] = positionals;
   if (sub !== 'status') throw new UsageError(`rollout takes the subcommand status${sub === undefined ? '' : `, not "${sub}"`}`);
   const name = setName(rest, 'rollout status');

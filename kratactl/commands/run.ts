@@ -10,7 +10,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { objectName } from '../output.js';
 import { attachSession, followConsoleSize } from './attach.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, checkGuestName, namespaceOf, onInterrupt } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const RUN_HELP = `Run an image as a new Guest and attach to its console.
 
@@ -94,18 +94,20 @@ export function guestFromFlags(flags: GuestFlags, image: string, command: string
   };
   return { name, checked: validateObject(draft) };
 }
+/** The flags of `kratactl run` (completion reads them too). */
+export const RUN_OPTIONS = {
+  ...AGENT_OPTIONS,
+  name: { type: 'string' },
+  cpus: { type: 'string' },
+  memory: { type: 'string' },
+  env: { type: 'string', short: 'e', multiple: true },
+  tty: { type: 'boolean', short: 't' },
+  restart: { type: 'string' },
+  rm: { type: 'boolean' },
+} as const satisfies FlagSpecs;
 
 export async function run(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    name: { type: 'string' },
-    cpus: { type: 'string' },
-    memory: { type: 'string' },
-    env: { type: 'string', short: 'e', multiple: true },
-    tty: { type: 'boolean', short: 't' },
-    restart: { type: 'string' },
-    rm: { type: 'boolean' },
-  });
+  const { values, positionals } = parseFlags(argv, RUN_OPTIONS);
   const [image, ...command] = positionals;
   if (!image) throw new UsageError('run needs an IMAGE');
   const namespace = namespaceOf(values);

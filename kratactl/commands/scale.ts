@@ -12,7 +12,7 @@ import {
   isGuestSetKind,
   namespaceOf,
 } from './common.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 
 export const SCALE_HELP = `Set how many Guests a GuestSet runs.
 
@@ -23,8 +23,11 @@ Usage: kratactl scale guestset|gs NAME --replicas N [options]
 ${AGENT_HELP}
 `;
 
+/** The flags of `kratactl scale` (completion reads them too). */
+export const SCALE_OPTIONS = { ...AGENT_OPTIONS, replicas: { type: 'string' } } as const satisfies FlagSpecs;
+
 export async function scale(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { ...AGENT_OPTIONS, replicas: { type: 'string' } });
+  const { values, positionals } = parseFlags(argv, SCALE_OPTIONS);
   const name = setName(positionals, 'scale');
   const replicas = values.replicas;
   if (replicas === undefined) throw new UsageError('scale needs --replicas N');

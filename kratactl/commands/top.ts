@@ -5,7 +5,7 @@ import type { AgentClient, GuestUsage } from '../agent-client.js';
 import { EXIT_OK, UsageError, type IO } from '../io.js';
 import { AGENT_HELP, AGENT_OPTIONS, agentClient, agentFailure, formatTable, namespaceOf, untilInterrupted } from './common.js';
 import { usageHeader, usageRow } from '../../contracts/agent-api/usage-figures.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { guestWord, resolveGuest } from '../guest-ref.js';
 
 export const TOP_HELP = `Show what running Guests use: CPU, memory, vCPUs, and the guest's own load and processes.
@@ -37,15 +37,18 @@ interface TopOptions {
   noHeaders: boolean;
 }
 
+/** The flags of `kratactl top` (completion reads them too). */
+export const TOP_OPTIONS = {
+  ...AGENT_OPTIONS,
+  'all-namespaces': { type: 'boolean', short: 'A' },
+  watch: { type: 'boolean', short: 'w' },
+  interval: { type: 'string' },
+  'no-headers': { type: 'boolean' },
+  output: { type: 'string', short: 'o' },
+} as const satisfies FlagSpecs;
+
 export async function top(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    'all-namespaces': { type: 'boolean', short: 'A' },
-    watch: { type: 'boolean', short: 'w' },
-    interval: { type: 'string' },
-    'no-headers': { type: 'boolean' },
-    output: { type: 'string', short: 'o' },
-  });
+  const { values, positionals } = parseFlags(argv, TOP_OPTIONS);
   if (positionals.length > 1) throw new UsageError(`top takes at most one NAME (got ${positionals.join(' ')})`);
   const name = positionals[0] === undefined ? undefined : guestWord(positionals[0]);
   const all = values['all-namespaces'] === true;

@@ -2,7 +2,7 @@
 // another against one deadline, "NAME condition met" for each, kubectl's timeout message and exit 1.
 // Guests are followed on the agent's watch; GuestSets (which it does not stream) are read every 500 ms.
 import type { Guest } from '../../crds/generated/types.js';
-import { parseFlags } from '../../lib/cli-flags.js';
+import { parseFlags, type FlagSpecs } from '../../lib/cli-flags.js';
 import { AgentError, type AgentClient } from '../agent-client.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, type IO } from '../io.js';
 import { printFailure, queryObjects, type AgentObject } from '../object-query.js';
@@ -35,16 +35,19 @@ Prints "guest.krata.dev/NAME condition met" for each object as it is met; exits 
 const POLL_MS = 500;
 const FOREVER_MS = 7 * 24 * 3600_000;
 
+/** The flags of `kratactl wait` (completion reads them too). */
+export const WAIT_OPTIONS = {
+  ...AGENT_OPTIONS,
+  for: { type: 'string' },
+  timeout: { type: 'string' },
+  all: { type: 'boolean' },
+  selector: { type: 'string', short: 'l' },
+  'field-selector': { type: 'string' },
+  'all-namespaces': { type: 'boolean', short: 'A' },
+} as const satisfies FlagSpecs;
+
 export async function wait(argv: string[], io: IO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...AGENT_OPTIONS,
-    for: { type: 'string' },
-    timeout: { type: 'string' },
-    all: { type: 'boolean' },
-    selector: { type: 'string', short: 'l' },
-    'field-selector': { type: 'string' },
-    'all-namespaces': { type: 'boolean', short: 'A' },
-  });
+  const { values, positionals } = parseFlags(argv, WAIT_OPTIONS);
   const want = parseWaitFor(values.for);
   if (positionals.length === 0)
     throw new UsageError('you must specify the type of resource to wait for (kratactl wait guest/NAME --for=...)');

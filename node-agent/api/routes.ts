@@ -12,6 +12,7 @@ import { isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
 import { HttpError, parseJsonBody, readBody, sendJson, startStream, writeChunk, writeLine } from './http.js';
 import { bool, count, label, optionalLabel, type RouteContext, type Upgrade } from './common.js';
 import { EXEC_UPGRADE } from './exec-route.js';
+import { agentVersion } from './version.js';
 import { PORTFORWARD_UPGRADE } from './portforward-route.js';
 
 export type { RouteContext } from './common.js';
@@ -450,6 +451,11 @@ async function guestUsage(r: Request): Promise<void> {
   sendJson(r.res, 200, usage);
 }
 
+/** GET /v1/version: what `kratactl version` prints for the server side; answers without touching Xen or the store. */
+async function version(r: Request): Promise<void> {
+  sendJson(r.res, 200, agentVersion());
+}
+
 async function host(r: Request): Promise<void> {
   const tls = r.ctx.tlsStatus?.();
   sendJson(r.res, 200, { ...(await r.ctx.service.host()), ...(tls ? { tls } : {}) });
@@ -484,6 +490,7 @@ export const ROUTES: Route[] = (
     ['/v1/images', { GET: listImages }],
     ['/v1/images/:ref', { DELETE: removeImage }],
     ['/v1/host', { GET: host }],
+    ['/v1/version', { GET: version }],
     ['/v1/usage', { GET: listUsage }],
     [`${GUEST}/usage`, { GET: guestUsage }],
   ] as [string, Record<string, Handler>, Upgrade?][]

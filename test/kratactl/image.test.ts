@@ -315,7 +315,9 @@ test('with no agent, kratactl image names the socket and suggests --offline', as
     assert.equal(
       r.stderr,
       `error: cannot reach the node agent at ${socket}: is krata-node-agent running? ` +
-        'Without one, add --offline to work on the cache itself (as root; --store DIR, default /var/lib/krata).\n',
+        'Without one, add --offline to work on the cache itself (as root; --store DIR, default /var/lib/krata).\n' +
+        '  another socket: --agent SOCKET or KRATA_AGENT_SOCKET=SOCKET\n' +
+        '  start the agent as root in dom0: krata-node-agent (its options: krata-node-agent --help)\n',
       args.join(' '),
     );
   }
