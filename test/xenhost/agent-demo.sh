@@ -13,7 +13,7 @@ echo "xenhost: preparing the node agent (guest-init, demo image, agent)..." >&2
 mkdir -p "$stage"
 node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" krata/busybox:demo
 x "set -e
-printf '#!/bin/sh\nexec node /krata/dist/kratactl/kratactl.mjs \"\$@\"\n' >/usr/bin/kratactl && chmod +x /usr/bin/kratactl
+sh /krata/test/xenhost/dom0/install-kratactl.sh
 mkdir -p /var/lib/krata/guest /run/krata
 node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /var/lib/krata/guest/initrd >/dev/null
 cp /opt/xenhost/guest/vmlinux /var/lib/krata/guest/vmlinuz
