@@ -11,7 +11,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 x "set -e; mkdir -p /run/krata /var/lib/krata
 sh /krata/test/xenhost/dom0/install-kratactl.sh
 (setsid node /krata/dist/node-agent/main.js --kernel /opt/xenhost/guest/vmlinux --metrics off --log-level warn >>/tmp/agent.log 2>&1 </dev/null &)
-for i in \$(seq 600); do node /krata/dist/kratactl/kratactl.mjs version >/dev/null 2>&1 && exit 0; sleep 0.2; done
+for i in \$(seq 600); do node /krata/dist/kratactl/kratactl.cjs version >/dev/null 2>&1 && exit 0; sleep 0.2; done
 echo 'the node agent did not start:' >&2; tail -20 /tmp/agent.log >&2; exit 1" >&2
 # dom0 sees this checkout at /krata: the run script goes beside the build.
 cat >"$repo/dist/bench/cli-dom0-run.sh" <<'SH'
@@ -29,7 +29,7 @@ t node node -e 0
 t version $k version
 t apply $k apply -f /krata/manifests/examples/hello.yaml
 t get $k get
-t version_share node /krata/dist/kratactl/kratactl.mjs version
+t version_share node /krata/dist/kratactl/kratactl.cjs version
 t version_unbundled node /krata/dist/kratactl/main.js version
 SH
 out=$(for i in $(seq "$runs"); do x "bash /krata/dist/bench/cli-dom0-run.sh" | tee /dev/stderr; done)

@@ -6,9 +6,7 @@ import { run } from './cli.js';
 // between runs; Node 20 has no such cache and goes on without it.
 (module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
-process.exitCode = await run(process.argv.slice(2), {
-  stdin: process.stdin,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
+// No top-level await: the same code runs bundled as a classic script (scripts/bundle-kratactl.mjs).
+void run(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }).then((code) => {
+  process.exitCode = code;
 });

@@ -4,7 +4,7 @@
 # and the domains, and the console of Guest $fail_logs if a scenario sets it).
 # dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
-k="node /krata/dist/kratactl/kratactl.mjs"
+k="node /krata/dist/kratactl/kratactl.cjs"
 agent="node /krata/dist/node-agent/main.js --state /var/lib/krata --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --metrics 127.0.0.1:9477"
 out=${KRATA_E2E_ARTIFACTS:-$(mktemp -d)}
 repo=${KRATA_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)}
