@@ -8,13 +8,9 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { replace, resolve } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
-import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
-import { AGENT, IMAGE_PROVIDER, IMAGE_STORE } from '../../node-agent/container/ids.js';
-import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import type { NodeAgentService } from '../../node-agent/service/agent-service.js';
-import { silentLog, testAgentConfig } from '../harness/node-agent.js';
+import { startSocketAgent, testAgentConfig } from '../harness/node-agent.js';
 import { kratactl } from '../harness/kratactl.js';
 
 const guestYaml = (name: string, namespace = 'default') => `apiVersion: krata.dev/v1alpha1
@@ -64,18 +60,10 @@ describe('kratactl apply --prune --applyset on a single host', { timeout: 120_00
   };
 
   async function start(state = 'state'): Promise<void> {
-    const container = agentContainer(testAgentConfig(join(dir, state), { api: { socketPath: socket } }), silentLog);
-    const images: ImageProvider = {
-      ensure: async () => ({
-        digest: `sha256:${'ab'.repeat(32)}`,
-        path: join(dir, 'image.sqfs'),
-        config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
-      }),
-    };
-    replace(container, IMAGE_PROVIDER, images);
-    container.unbind(IMAGE_STORE);
-    agent = await resolve(container, AGENT);
-    running = await startAgent(container);
+    ({ agent, running } = await startSocketAgent(
+      testAgentConfig(join(dir, state), { api: { socketPath: socket } }),
+      join(dir, 'image.sqfs'),
+    ));
   }
 
   before(async () => {

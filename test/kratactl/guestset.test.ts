@@ -9,13 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import { replace, resolve } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
-import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
-import { AGENT, IMAGE_PROVIDER, IMAGE_STORE } from '../../node-agent/container/ids.js';
-import { ImageError, type ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import type { NodeAgentService } from '../../node-agent/service/agent-service.js';
-import { silentLog, testAgentConfig } from '../harness/node-agent.js';
+import { startSocketAgent, testAgentConfig } from '../harness/node-agent.js';
 import { kratactl } from '../harness/kratactl.js';
 import { HASH_LABEL } from '../../workloads/guestset/controller.js';
 
@@ -79,22 +75,10 @@ describe('GuestSets on a single host through kratactl', { timeout: 120_000 }, ()
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'krata-guestset-'));
     socket = join(dir, 'agent.sock');
-    const image = file('image.sqfs', 'not a real image');
-    const images: ImageProvider = {
-      ensure: async (ref) => {
-        if (ref.startsWith('broken')) throw new ImageError('ErrImagePull', 'no such image', true);
-        return {
-          digest: `sha256:${'ab'.repeat(32)}`,
-          path: image,
-          config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
-        };
-      },
-    };
-    const container = agentContainer(testAgentConfig(join(dir, 'state'), { api: { socketPath: socket } }), silentLog);
-    replace(container, IMAGE_PROVIDER, images);
-    container.unbind(IMAGE_STORE);
-    agent = await resolve(container, AGENT);
-    running = await startAgent(container);
+    ({ agent, running } = await startSocketAgent(
+      testAgentConfig(join(dir, 'state'), { api: { socketPath: socket } }),
+      file('image.sqfs', 'not a real image'),
+    ));
   });
   after(async () => {
     await running?.stop();

@@ -7,13 +7,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { replace, resolve } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
-import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
-import { AGENT, IMAGE_PROVIDER, IMAGE_STORE } from '../../node-agent/container/ids.js';
-import type { ImageProvider } from '../../node-agent/reconcile/pulls.js';
 import type { NodeAgentService } from '../../node-agent/service/agent-service.js';
-import { silentLog, testAgentConfig } from '../harness/node-agent.js';
+import { startSocketAgent, testAgentConfig } from '../harness/node-agent.js';
 import { kratactl, startKratactl } from '../harness/kratactl.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -33,23 +29,12 @@ describe("krata's verbs and UUIDs through kratactl", { timeout: 120_000 }, () =>
     mkdirSync(join(dir, 'boot'));
     for (const f of ['vmlinuz', 'initrd', 'other-kernel', 'other-initrd', 'image.sqfs'])
       writeFileSync(join(dir, f.includes('.') ? f : `boot/${f}`), 'x');
-    const images: ImageProvider = {
-      ensure: async () => ({
-        digest: `sha256:${'ab'.repeat(32)}`,
-        path: join(dir, 'image.sqfs'),
-        config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
-      }),
-    };
     const config = testAgentConfig(join(dir, 'state'), {
       api: { socketPath: socket },
       kernel: join(dir, 'boot/vmlinuz'),
       initrd: join(dir, 'boot/initrd'),
     });
-    const container = agentContainer(config, silentLog);
-    replace(container, IMAGE_PROVIDER, images);
-    container.unbind(IMAGE_STORE);
-    agent = await resolve(container, AGENT);
-    running = await startAgent(container);
+    ({ agent, running } = await startSocketAgent(config, join(dir, 'image.sqfs')));
   });
   after(async () => {
     await running?.stop();

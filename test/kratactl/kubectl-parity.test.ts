@@ -10,12 +10,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { replace } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
 import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
-import { IMAGE_PROVIDER, IMAGE_STORE } from '../../node-agent/container/ids.js';
-import { ImageError, type ImageProvider } from '../../node-agent/reconcile/pulls.js';
-import { silentLog, testAgentConfig } from '../harness/node-agent.js';
+import { silentLog, startSocketAgent, testAgentConfig } from '../harness/node-agent.js';
 import { kratactl, startKratactl } from '../harness/kratactl.js';
 import { startKube, type TestKube } from '../kube/operator-env.js';
 
@@ -87,21 +84,12 @@ describe('kratactl and kubectl print the same for the same Guests', { timeout: 3
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'krata-parity-'));
     socket = join(dir, 'agent.sock');
-    const image = file('image.sqfs', 'not a real image');
-    const images: ImageProvider = {
-      ensure: async (ref) => {
-        if (ref.startsWith('broken')) throw new ImageError('ErrImagePull', 'no such image', true);
-        return {
-          digest: `sha256:${'ab'.repeat(32)}`,
-          path: image,
-          config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, diffIds: [] },
-        };
-      },
-    };
-    const container = agentContainer(testAgentConfig(join(dir, 'state'), { api: { socketPath: socket } }), silentLog);
-    replace(container, IMAGE_PROVIDER, images);
-    container.unbind(IMAGE_STORE);
-    [running, kube] = await Promise.all([startAgent(container), startKube()]);
+    let started: Awaited<ReturnType<typeof startSocketAgent>>;
+    [started, kube] = await Promise.all([
+      startSocketAgent(testAgentConfig(join(dir, 'state'), { api: { socketPath: socket } }), file('image.sqfs', 'not a real image')),
+      startKube(),
+    ]);
+    running = started.running;
 
     const manifests = file('guests.yaml', GUESTS);
     const applied = await k('apply', '-f', manifests);
