@@ -29,7 +29,8 @@ const BODY_BYTES = 100;
 const MTU = 1500;
 const JUMBO_MTU = 65520;
 const READY_TIMEOUT_MS = 20_000;
-const GOALS = { vs_slirp4netns: 1, vs_passt: 0.5 }; // ≥ slirp4netns's throughput, within 2× of passt's
+// ≥ slirp4netns's throughput, within 2× of passt's; requests/s (per-connection and per-packet cost) ≥ slirp4netns's
+const GOALS = { vs_slirp4netns: 1, vs_passt: 0.5, rps_vs_slirp4netns: 1 };
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (x: number, digits: number) => Number(x.toFixed(digits));
@@ -584,6 +585,8 @@ export async function netBench(): Promise<Record<string, unknown>> {
       console.log(`goal: ${text}: ${r === null ? 'not measured' : `${r}× (${r >= want ? 'met' : 'NOT met'})`}`);
     goal(vsSlirp, GOALS.vs_slirp4netns, 'kratanet throughput ≥ slirp4netns (ratio ≥ 1)');
     goal(vsPasst, GOALS.vs_passt, 'kratanet throughput within 2× of passt (ratio ≥ 0.5)');
+    const rpsVsSlirp = ratio(ours?.rps, slirp.rps);
+    goal(rpsVsSlirp, GOALS.rps_vs_slirp4netns, 'kratanet HTTP requests/s ≥ slirp4netns (ratio ≥ 1)');
     // The headline is the mean of both directions: a fast direction can hide a slow one, so each is shown too.
     const perDirection: Record<string, number | null> = {};
     for (const dir of ['to_host', 'to_guest'] as const) {
@@ -609,6 +612,8 @@ export async function netBench(): Promise<Record<string, unknown>> {
       ...prefixed('passt_', passt),
       ratio_vs_slirp4netns: vsSlirp,
       ratio_vs_passt: vsPasst,
+      rps_ratio_vs_slirp4netns: rpsVsSlirp,
+      rps_ratio_vs_passt: ratio(ours?.rps, passt.rps),
       goals: GOALS,
       goals_met: goalsMet,
       ...perDirection,
