@@ -57,3 +57,13 @@ test("errors are pflag's, with a suggestion for a mistyped long flag", () => {
   assert.throws(() => parseFlags(['--output'], OPTIONS), { message: 'flag needs an argument: --output' });
   assert.throws(() => parseFlags(['--output'], OPTIONS), FlagError);
 });
+
+test('interspersed: false ends the flags at the first word, as pflag does; -- still ends them too', () => {
+  const p = parseFlags(['-i', '-n', 'web', 'alpine', 'ls', '-l', '--output', 'x'], OPTIONS, { interspersed: false });
+  assert.deepEqual([p.values.stdin, p.values.namespace, p.positionals], [true, 'web', ['alpine', 'ls', '-l', '--output', 'x']]);
+  assert.equal(p.values.output, undefined);
+  const d = parseFlags(['-i', '--', '-image', '-x'], OPTIONS, { interspersed: false });
+  assert.deepEqual(d.positionals, ['-image', '-x']);
+  assert.deepEqual(parseFlags(['-', '-i'], OPTIONS, { interspersed: false }).positionals, ['-', '-i']);
+  assert.throws(() => parseFlags(['--bogus', 'alpine'], OPTIONS, { interspersed: false }), { message: 'unknown flag: --bogus' });
+});

@@ -36,7 +36,16 @@ export class FlagError extends Error {}
 const TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
 const FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
 
-export function parseFlags<O extends FlagSpecs>(args: readonly string[], options: O): ParsedFlags<O> {
+/**
+ * `interspersed: false` is pflag's SetInterspersed(false): the first word that is not a flag ends the
+ * flags, and it and every word after it are positionals (a command line for something else, as in
+ * `kratactl launch IMAGE CMD...`).
+ */
+export function parseFlags<O extends FlagSpecs>(
+  args: readonly string[],
+  options: O,
+  opts: { interspersed?: boolean } = {},
+): ParsedFlags<O> {
   const byShort = new Map<string, string>();
   for (const [name, spec] of Object.entries(options)) if (spec.short) byShort.set(spec.short, name);
   const values: Record<string, unknown> = {};
@@ -60,6 +69,10 @@ export function parseFlags<O extends FlagSpecs>(args: readonly string[], options
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (beforeDash !== undefined || arg === '-' || !arg.startsWith('-')) {
+      if (opts.interspersed === false && beforeDash === undefined) {
+        positionals.push(...args.slice(i));
+        break;
+      }
       positionals.push(arg);
       continue;
     }

@@ -40,37 +40,11 @@ export const LAUNCH_OPTIONS = {
   restart: { type: 'string' },
 } as const satisfies FlagSpecs;
 
-/**
- * Where IMAGE is: launch's options come before it and every word after it is the guest's command, as
- * krata's launch took them (`launch alpine ls -l` runs `ls -l`). The index of IMAGE, or of the end.
- */
-export function imageIndex(argv: readonly string[]): number {
-  const takesValue = (name: string | undefined) =>
-    name !== undefined && LAUNCH_OPTIONS[name as keyof typeof LAUNCH_OPTIONS]?.type === 'string';
-  const byShort = new Map(Object.entries(LAUNCH_OPTIONS).flatMap(([n, o]) => ('short' in o ? [[o.short as string, n]] : [])));
-  for (let i = 0; i < argv.length; i++) {
-    const w = argv[i]!;
-    if (w === '--') return i + 1;
-    if (!w.startsWith('-') || w === '-') return i;
-    if (w.startsWith('--')) {
-      if (!w.includes('=') && takesValue(w.slice(2))) i++;
-      continue;
-    }
-    // -ak PATH, -c2: the first short flag that takes a value takes the rest of the word, or the next one.
-    for (let j = 1; j < w.length; j++) {
-      if (!takesValue(byShort.get(w[j]!))) continue;
-      if (j === w.length - 1) i++;
-      break;
-    }
-  }
-  return argv.length;
-}
-
 export async function launch(argv: string[], io: IO): Promise<number> {
-  const at = imageIndex(argv);
-  const own = argv.slice(0, at).filter((w, i) => !(w === '--' && i === at - 1));
-  const { values } = parseFlags(own, LAUNCH_OPTIONS);
-  const [image, ...command] = argv.slice(at);
+  // launch's options come before IMAGE and every word after it is the guest's command, as krata's
+  // launch took them (`launch alpine ls -l` runs `ls -l`).
+  const { values, positionals } = parseFlags(argv, LAUNCH_OPTIONS, { interspersed: false });
+  const [image, ...command] = positionals;
   if (!image) throw new UsageError('launch needs an IMAGE');
   const namespace = namespaceOf(values);
   // krata's launch took "auto" for the node's default kernel and initrd, and memory in MiB.
