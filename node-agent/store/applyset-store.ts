@@ -3,8 +3,8 @@
 // writes them; they hold only the set's id, its tooling and the kinds and namespaces of its members.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../lib/atomic-file.js';
-import { isNamespaceName, isPullSecretName } from '../../contracts/agent-api/pull-secret.js';
+import { namespacedFile, writeNamespacedFile } from './namespaced-file.js';
+import { isNamespaceName } from '../../contracts/agent-api/pull-secret.js';
 import { validateApplySetParent, type ApplySetParent } from '../../contracts/agent-api/applyset.js';
 
 export class ApplySetStore {
@@ -34,10 +34,7 @@ export class ApplySetStore {
   }
 
   private path(namespace: string, name: string): string {
-    // Both are checked (DNS label, DNS subdomain): neither can hold "/" or be "..".
-    if (!isNamespaceName(namespace) || !isPullSecretName(name))
-      throw new Error(`invalid applyset name ${JSON.stringify(`${namespace}/${name}`.slice(0, 300))}`);
-    return join(this.dir, namespace, `${name}.json`);
+    return namespacedFile(this.dir, namespace, name, 'applyset');
   }
 
   list(namespace?: string): ApplySetParent[] {
@@ -55,8 +52,7 @@ export class ApplySetStore {
     const old = this.parents.get(`${namespace}/${name}`);
     const json = JSON.stringify(parent);
     if (old && JSON.stringify(old) === json) return 'unchanged';
-    mkdirSync(join(this.dir, namespace), { recursive: true, mode: 0o700 });
-    writeFileAtomic(file, json, 0o600);
+    writeNamespacedFile(file, json);
     this.parents.set(`${namespace}/${name}`, parent);
     return old ? 'configured' : 'created';
   }

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
-import { writeFileAtomic } from '../../lib/atomic-file.js';
+import { namespacedFile, writeNamespacedFile } from './namespaced-file.js';
 import { CredentialStore } from '../../lib/oci/credentials.js';
 import { isNamespaceName, isPullSecretName, validatePullSecret, type PullSecret } from '../../contracts/agent-api/pull-secret.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
@@ -28,10 +28,7 @@ export class SecretStore {
   }
 
   private path(namespace: string, name: string): string {
-    // Both were checked (DNS label, DNS subdomain): neither can hold "/" or be "..".
-    if (!isNamespaceName(namespace) || !isPullSecretName(name))
-      throw new Error(`invalid secret name ${JSON.stringify(`${namespace}/${name}`.slice(0, 300))}`);
-    return join(this.dir, namespace, `${name}.json`);
+    return namespacedFile(this.dir, namespace, name, 'secret');
   }
 
   /** Stores a validated Secret; returns whether it was created, changed or the same. */
@@ -41,8 +38,7 @@ export class SecretStore {
     const json = JSON.stringify({ ...secret, metadata: { ...secret.metadata, namespace } });
     const old = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
     if (old === json) return 'unchanged';
-    mkdirSync(join(this.dir, namespace), { recursive: true, mode: 0o700 });
-    writeFileAtomic(file, json, 0o600);
+    writeNamespacedFile(file, json);
     return old === undefined ? 'created' : 'configured';
   }
 
