@@ -5,6 +5,7 @@ import { NO_TTY_WARNING, canBeRaw } from '../../lib/terminal.js';
 import { windowSize } from '../../lib/window-size.js';
 import type { TerminalIO } from '../../lib/terminal.js';
 import type { ExecQuery } from './exec.js';
+import type { FlagSpecs } from '../../lib/cli-flags.js';
 
 export interface ExecFlags {
   stdin?: boolean;
@@ -13,6 +14,15 @@ export interface ExecFlags {
   workdir?: string;
   user?: string;
 }
+
+/** The flags that set them, as both clients parse them (lib/cli-flags.ts): -i, -t, -e, -w, -u. */
+export const EXEC_FLAG_SPECS = {
+  stdin: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
+  env: { type: 'string', short: 'e', multiple: true },
+  workdir: { type: 'string', short: 'w' },
+  user: { type: 'string', short: 'u' },
+} as const satisfies FlagSpecs;
 
 /** -e KEY=VALUE, an absolute -w, a non-empty -u; each refusal is `usage(message)`, thrown. */
 export function checkExecFlags(values: ExecFlags, usage: (message: string) => Error): void {

@@ -2,7 +2,7 @@
 // process; stdin is passed with -i, a terminal with -t (raw, its size following the window), signals
 // kratactl receives go to the remote process group, and the remote exit code is kratactl's.
 import type { ExecResult } from '../../contracts/agent-api/exec.js';
-import { checkExecFlags, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
+import { checkExecFlags, EXEC_FLAG_SPECS, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
 import { ExecStream } from '../../contracts/agent-api/exec-stream.js';
 import { execSession } from '../../lib/exec-session.js';
 import { NO_TTY_WARNING } from '../../lib/terminal.js';
@@ -44,14 +44,7 @@ function splitCommand(argv: string[]): { own: string[]; command: string[] } {
 }
 
 /** The flags of `kratactl exec` (completion reads them too). */
-export const EXEC_OPTIONS = {
-  ...AGENT_OPTIONS,
-  stdin: { type: 'boolean', short: 'i' },
-  tty: { type: 'boolean', short: 't' },
-  env: { type: 'string', short: 'e', multiple: true },
-  workdir: { type: 'string', short: 'w' },
-  user: { type: 'string', short: 'u' },
-} as const satisfies FlagSpecs;
+export const EXEC_OPTIONS = { ...AGENT_OPTIONS, ...EXEC_FLAG_SPECS } as const satisfies FlagSpecs;
 
 export async function exec(argv: string[], io: IO): Promise<number> {
   const { own, command } = splitCommand(argv);

@@ -4,7 +4,7 @@
 // exit code as ours.
 import { createWebSocketStream } from 'ws';
 import { execQueryString, type ExecResult } from '../../contracts/agent-api/exec.js';
-import { checkExecFlags, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
+import { checkExecFlags, EXEC_FLAG_SPECS, execQueryOf } from '../../contracts/agent-api/exec-flags.js';
 import { ExecStream } from '../../contracts/agent-api/exec-stream.js';
 import { WEBSOCKET_PROTOCOL } from '../../contracts/krata-api/subresources.js';
 import { execSession } from '../../lib/exec-session.js';
@@ -35,14 +35,7 @@ export async function exec(argv: string[], io: IO): Promise<number> {
   if (dash < 0) throw new UsageError('exec needs -- before the command: kubectl krata exec NAME -- COMMAND [ARG...]');
   const command = argv.slice(dash + 1);
   if (command.length === 0 || command[0] === '') throw new UsageError('exec needs a COMMAND after --');
-  const { values, positionals } = parseFlags(argv.slice(0, dash), {
-    ...KUBE_OPTIONS,
-    stdin: { type: 'boolean', short: 'i' },
-    tty: { type: 'boolean', short: 't' },
-    env: { type: 'string', short: 'e', multiple: true },
-    workdir: { type: 'string', short: 'w' },
-    user: { type: 'string', short: 'u' },
-  });
+  const { values, positionals } = parseFlags(argv.slice(0, dash), { ...KUBE_OPTIONS, ...EXEC_FLAG_SPECS });
   const name = oneGuest(positionals, 'exec');
   checkExecFlags(values, (m) => new UsageError(m));
   const kube = Kube.connect(values, io.env);
