@@ -24,6 +24,7 @@ import { writeDomainStore, type DomainRings } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../../../lib/c-layout.js';
 import type { Mapping } from '../../../lib/libc.js';
+import { noPhases, startPhaseTimer, type PhaseTimer } from '../../../lib/phase-timer.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { findKernelPayload } from './bzimage.js';
 import { decompressKernel } from './decompress.js';
@@ -57,6 +58,13 @@ export interface LaunchOptions {
    * first bytes are read as they come (the ring holds only 2 KiB).
    */
   beforeUnpause?: (domid: number) => Promise<void>;
+  /**
+   * Where the build's phases are marked (decompress, populate memory, page tables, …, unpause): the
+   * caller's timer, so one breakdown covers its own phases too. KRATA_TRACE prints them when not given.
+   */
+  phases?: PhaseTimer;
+  /** Leave the domain paused, ready for the caller to unpause (XenControl.unpause). */
+  startPaused?: boolean;
 }
 
 export interface BuiltDomain extends DomainRings {
@@ -83,15 +91,14 @@ export class DomainBuilder {
 
   /** Build, start and register a domain; the domain is running when this resolves. */
   async launch(config: DomainConfig, boot: BootFiles, opts: LaunchOptions = {}): Promise<BuiltDomain> {
-    const t0 = performance.now();
-    const trace = process.env.KRATA_TRACE
-      ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`)
-      : () => {};
+    const timer = opts.phases ?? (process.env.KRATA_TRACE ? startPhaseTimer(undefined, tracePhase) : noPhases);
+    const trace = (phase: string) => timer.mark(phase);
     const kernel = parseElfKernel(decompressKernel(findKernelPayload(boot.kernel).payload));
+    trace('decompress');
     const maxMiB = config.maxMemoryMiB;
     const maxVcpus = config.maxVcpus;
     const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: boot.initrd?.length ?? 0 });
-    trace('kernel parsed');
+    trace('plan');
     const uuid = opts.uuid ?? randomUUID();
     const loops: LoopDevice[] = [];
     let domid: number | undefined;
@@ -120,11 +127,12 @@ export class DomainBuilder {
         () => undefined,
         'set_address_size',
       );
+      trace('create domain');
       const p2m = this.populate(domid, plan.totalPages);
-      trace('memory populated');
+      trace('populate memory');
       const storeEvtchn = this.allocUnbound(domid);
       const consoleEvtchn = this.allocUnbound(domid);
-      trace('event channels allocated');
+      trace('event channels');
       const info = this.xen.domain(domid);
       if (!info) throw new Error(`domain ${domid} vanished while being built`);
       const storeMfn = p2m[plan.xenstore.pfn]!;
@@ -144,7 +152,7 @@ export class DomainBuilder {
       const firstPfn = plan.kernel.pfn;
       const endPfn = bootEndPfn(plan);
       const memory = await this.privcmd.mapForeign(domid, p2m.slice(firstPfn, endPfn));
-      trace('memory mapped');
+      trace('map');
       await breathe();
       try {
         const mem: GuestMemory = {
@@ -172,17 +180,17 @@ export class DomainBuilder {
           const from = (seg.pfn - firstPfn) * PAGE_SIZE + seg.pageOffset;
           memory.bytes.fill(0, from + seg.fileSize, from + seg.memSize);
         }
-        trace('memory cleared');
+        trace('clear');
         loadKernel(plan, kernel, mem);
-        trace('kernel loaded');
+        trace('copy kernel');
         await breathe();
         if (boot.initrd) loadInitrd(plan, boot.initrd, mem);
-        trace('initrd loaded');
+        trace('copy initrd');
         writeP2m(plan, mem);
-        trace('p2m written');
+        trace('p2m');
         await breathe();
         writePageTables(plan, mem);
-        trace('page tables written');
+        trace('page tables');
         writeStartInfo(plan, mem, {
           sharedInfoMfn: info.sharedInfoFrame,
           storeEvtchn,
@@ -200,24 +208,32 @@ export class DomainBuilder {
             'hypercall_init',
           );
         }
+        trace('start info');
       } finally {
         // Xen refuses to pin page tables that dom0 still maps writable.
         memory.unmap();
       }
-      trace('memory unmapped');
+      trace('unmap');
       this.pinL4(domid, p2m[plan.l4Pfn]!);
+      trace('pin page tables');
       await this.initSharedInfo(domid, info.sharedInfoFrame);
+      trace('shared info');
       this.setVcpu0(domid, plan, p2m);
+      trace('vcpu context');
       this.seedGrantTable(domid, storeMfn, consoleMfn);
+      trace('grant table');
       await stored;
-      trace('xenstore entries written');
+      trace('xenstore');
       // Only now hand the ring to xenstored: it maps it through grant reference 1 and refuses (EINVAL)
       // a domain whose grant table is not seeded yet.
       await this.xs.introduceDomain(domid, storeMfn, storeEvtchn);
-      trace('xenstore written');
+      trace('introduce');
       await opts.beforeUnpause?.(domid);
-      this.xen.unpause(domid);
-      trace('unpaused');
+      trace('before unpause');
+      if (!opts.startPaused) {
+        this.xen.unpause(domid);
+        trace('unpause');
+      }
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
       // Let the xenstore writes in flight finish first, or their commit could outlive the cleanup.
@@ -374,6 +390,11 @@ export class DomainBuilder {
       table.unmap();
     }
   }
+}
+
+/** KRATA_TRACE: each phase on stderr as it closes. */
+function tracePhase(p: { name: string; ms: number }): void {
+  process.stderr.write(`${p.name} ${p.ms}ms\n`);
 }
 
 /** One past the last pfn any boot structure uses. */
