@@ -7,7 +7,8 @@
 # xl is timed as a command (how it is used); krata inside one resident process (how the node agent
 # uses it: Node started and xenstore connected once), launch-main.js --serve, one launch per request.
 # Output: "OURS builder|first_byte {ms, phases}" and "XL builder|first_byte MS" per run, "XLLOG T LINE"
-# for one `xl -vvv create -p` with each line stamped on arrival (for xl's phases), then "RESULT ...".
+# for one `xl -vvv create -p` with each line stamped on arrival (bench/stamp-lines.mjs; xl's phases),
+# then "RESULT ...".
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 runs=${KRATA_BENCH_RUNS:-3}
@@ -45,19 +46,30 @@ ours first-byte >/dev/null
 x "$xl_builder" >/dev/null
 x "$xl_first_byte" >/dev/null
 
+# Xen scrubs a destroyed domain's memory in the background, or in the next populate if that comes
+# first (hundreds of ms for 128 MiB under TCG): each measured launch starts after the same quiet pause.
+settle=${KRATA_BENCH_SETTLE:-3}
 for i in $(seq "$runs"); do
   for what in builder first_byte; do
+    sleep "$settle"
     o=$(ours "$([ $what = builder ] && echo paused || echo first-byte)")
+    sleep "$settle"
     t=$(x "$([ $what = builder ] && echo "$xl_builder" || echo "$xl_first_byte")")
     echo "OURS $what $o"
     echo "XL $what $t"
-    echo "run $i $what: krata $(echo "$o" | grep -o '"ms":[0-9]*' | cut -d: -f2) ms, xl $t ms" >&2
+    echo "run $i $what: krata $(echo "$o" | grep -o '^{"ms":[0-9]*' | cut -d: -f2) ms, xl $t ms" >&2
   done
 done
 exec {OURS[1]}>&-
 wait "$OURS_PID" || true
 
 # xl's own phases: one verbose create, each line stamped in dom0 as it arrives.
-x 'echo "XLLOG ${EPOCHREALTIME/./} (start)"; xl -vvv create -p /tmp/bench-xl.cfg 2>&1 | while IFS= read -r l; do echo "XLLOG ${EPOCHREALTIME/./} $l"; done
-echo "XLLOG ${EPOCHREALTIME/./} (exit)"; xl destroy bench-xl'
+sleep "$settle"
+# The stamper (Node) is started and reading before xl starts, so its start-up is not in the stamps.
+x 'rm -f /tmp/bench-xl.log; mkfifo /tmp/bench-xl.log
+node /krata/bench/stamp-lines.mjs /tmp/bench-xl.log 2>/tmp/bench-stamp.ready & stamper=$!
+until [ -s /tmp/bench-stamp.ready ]; do read -t 0.01 -u 9 9<>/tmp/bench-wait || true; done
+exec 8>/tmp/bench-xl.log
+echo "(start)" >&8; xl -vvv create -p /tmp/bench-xl.cfg >&8 2>&1; echo "(exit)" >&8; exec 8>&-
+wait $stamper; xl destroy bench-xl'
 echo "RESULT $(x "free -m | awk '/Mem:/ {print \$3}'")"

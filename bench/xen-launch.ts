@@ -51,17 +51,21 @@ export function medianPhases(runs: Phase[][]): Phase[] {
  * Landmarks are matched in order; a missing one merges its phase into the next.
  */
 export const XL_LANDMARKS: [RegExp, string][] = [
-  [/libxl__domain_make|domain_make/, 'parse config, start libxl'],
-  [/xc_dom_allocate|xc_dom_kernel_file|xc_dom_malloc_filemap/, 'create domain'],
-  [/xc_dom_parse_image|xc_dom_find_loader/, 'read files'],
-  [/xc_dom_mem_init/, 'decompress, parse'],
-  [/xc_dom_boot_mem_init/, 'plan'],
-  [/xc_dom_build_image/, 'populate memory'],
-  [/xc_dom_alloc_segment:.*ramdisk|alloc_magic_pages|xc_dom_alloc_page/, 'map, copy kernel'],
-  [/xc_dom_boot_image/, 'copy initrd, p2m, start info'],
-  [/xc_dom_release|xc_dom_gnttab/, 'page tables, vcpu context, shared info'],
-  [/libxl__build_post|introduce|xs_introduce|libxl_dom\.c.*build_post/, 'grant table, release'],
-  [/\(exit\)/, 'xenstore, introduce, exit'],
+  [/^Parsing config/, 'start xl (exec, libraries)'],
+  [/libxl__domain_make/, 'parse config, start libxl'],
+  [/running bootloader/, 'create domain, xenstore'],
+  [/xc_dom_kernel_file/, 'bootloader, builder set-up'],
+  [/xc_dom_parse_image: called/, 'read files'],
+  [/xc_dom_boot_mem_init: called/, 'parse kernel, plan'],
+  [/xc_dom_build_image: called/, 'populate memory'],
+  [/xc_dom_alloc_page +: +start info/, 'map, copy kernel'],
+  [/xc_dom_boot_image: called/, 'map, decompress, copy initrd; map p2m'],
+  [/start_info_x86_64: called/, 'p2m, page tables'],
+  [/vcpu_x86_64: called/, 'start info, shared info'],
+  [/xc_dom_set_gnttab_entry/, 'vcpu context, pin page tables'],
+  [/xc_dom_release: called/, 'grant table'],
+  [/do_domain_create: .*inprogress/, 'unmap, xenstore, introduce'],
+  [/^\(exit\)$/, 'wait for xenconsoled, exit'],
 ];
 
 export function xlPhases(log: { us: number; text: string }[], landmarks = XL_LANDMARKS): Phase[] {

@@ -68,14 +68,27 @@ function mapFile(path: string): Buffer {
   }
 }
 
+interface ConsoleDevices {
+  evtchn: EventChannels;
+  grants?: GrantMapper;
+  /** Opened for one console, closed with it; otherwise the resident process's, kept open. */
+  own: boolean;
+}
+
+async function openConsoleDevices(own: boolean): Promise<ConsoleDevices> {
+  return { evtchn: await EventChannels.open(), grants: existsSync(GNTDEV_PATH) ? GrantMapper.open() : undefined, own };
+}
+
+/** --serve's event channel and grant devices, opened once as the node agent does. */
+let residentDevices: ConsoleDevices | undefined;
+
 async function openConsole(privcmd: Privcmd, xs: XenstoreClient, domid: number, timer?: PhaseTimer) {
-  const evtchn = await EventChannels.open();
-  const grants = existsSync(GNTDEV_PATH) ? GrantMapper.open() : undefined;
+  const { evtchn, grants, own } = residentDevices ?? (await openConsoleDevices(true));
   const session = await new ConsoleBackend(privcmd, evtchn, xs, grants).attach(domid);
   let firstByteMs: number | undefined;
   session.once('data', () => timer?.mark('first console byte'));
   session.on('data', () => (firstByteMs ??= performance.now()));
-  return { evtchn, grants, session, firstByte: () => firstByteMs };
+  return { evtchn, grants, own, session, firstByte: () => firstByteMs };
 }
 
 /** A mapped file kept while its identity (device, inode, size, change times) stays the same. */
@@ -125,8 +138,10 @@ async function streamConsoleUntil(
     return figures;
   } finally {
     session.close();
-    c.grants?.close();
-    await c.evtchn.close();
+    if (c.own) {
+      c.grants?.close();
+      await c.evtchn.close();
+    }
   }
 }
 
@@ -205,6 +220,7 @@ try {
   } else if (values.serve) {
     // Resident: Node started and xenstore connected once, as in the node agent. The first launch warms
     // the JIT and the page cache for the ones measured after it.
+    residentDevices = await openConsoleDevices(false);
     for await (const line of createInterface({ input: process.stdin })) {
       const mode = line.trim();
       if (mode !== 'paused' && mode !== 'first-byte') throw new Error(`--serve: expected "paused" or "first-byte", got "${mode}"`);
@@ -223,6 +239,8 @@ try {
   process.stderr.write(`${e instanceof NotOnXenError ? '' : 'launch failed: '}${(e as Error).message}\n`);
   process.exitCode = 1;
 } finally {
+  residentDevices?.grants?.close();
+  await residentDevices?.evtchn.close();
   xs?.close();
   privcmd?.close();
 }

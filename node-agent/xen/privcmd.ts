@@ -114,7 +114,7 @@ export class Privcmd {
    * Map frames of another domain into our address space (IOCTL_PRIVCMD_MMAPBATCH_V2). Frames Xen
    * reports as paged out (ENOENT) are retried briefly; any other per-frame error fails the mapping.
    */
-  async mapForeign(domid: number, frames: bigint[], writable = true): Promise<Mapping> {
+  async mapForeign(domid: number, frames: bigint[] | BigUint64Array, writable = true): Promise<Mapping> {
     const length = frames.length * PAGE_SIZE;
     const m = sysMmap(length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, this.fd, 0);
     // The frame and error arrays are read and written by the kernel through pointers in the request,

@@ -23,13 +23,11 @@ import type { DomainConfig } from '../domain-config.js';
 import { writeDomainStore, type DomainRings } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../../../lib/c-layout.js';
-import type { Mapping } from '../../../lib/libc.js';
 import { noPhases, startPhaseTimer, type PhaseTimer } from '../../../lib/phase-timer.js';
 import type { XenstoreClient } from '../xenstore/client.js';
-import { findKernelPayload } from './bzimage.js';
-import { decompressKernel } from './decompress.js';
-import { parseElfKernel } from './elf.js';
+import { KernelCache } from './kernel-cache.js';
 import type { GuestMemory } from './memory.js';
+import { newP2m, p2mWords, setExtent } from './p2m.js';
 import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
 import { planBoot, type BootPlan } from './plan.js';
 import { attachLoop, type LoopDevice } from '../devices/loop.js';
@@ -87,13 +85,15 @@ export class DomainBuilder {
     private readonly privcmd: Privcmd,
     private readonly xen: XenControl,
     private readonly xs: XenstoreClient,
+    /** Decompressed kernels, kept while this builder lives (bounded). */
+    private readonly kernels = new KernelCache(),
   ) {}
 
   /** Build, start and register a domain; the domain is running when this resolves. */
   async launch(config: DomainConfig, boot: BootFiles, opts: LaunchOptions = {}): Promise<BuiltDomain> {
     const timer = opts.phases ?? (process.env.KRATA_TRACE ? startPhaseTimer(undefined, tracePhase) : noPhases);
     const trace = (phase: string) => timer.mark(phase);
-    const kernel = parseElfKernel(decompressKernel(findKernelPayload(boot.kernel).payload));
+    const kernel = this.kernels.kernel(boot.kernel);
     trace('decompress');
     const maxMiB = config.maxMemoryMiB;
     const maxVcpus = config.maxVcpus;
@@ -148,12 +148,17 @@ export class DomainBuilder {
       );
       stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 
-      // Map only the frames boot writes (from the kernel up to the last boot structure), not all memory.
+      // Map only the frames boot writes (from the kernel up to the last boot structure), not all memory,
+      // and shared_info after them: one mapping, one unmap (each costs a hypercall batch per frame run).
       const firstPfn = plan.kernel.pfn;
       const endPfn = bootEndPfn(plan);
-      const memory = await this.privcmd.mapForeign(domid, p2m.slice(firstPfn, endPfn));
+      const frames = new BigUint64Array(endPfn - firstPfn + 1);
+      frames.set(p2m.subarray(firstPfn, endPfn));
+      frames[endPfn - firstPfn] = info.sharedInfoFrame;
+      const memory = await this.privcmd.mapForeign(domid, frames);
       trace('map');
       await breathe();
+      trace('event loop (xenstore replies)');
       try {
         const mem: GuestMemory = {
           page: (pfn) => {
@@ -170,6 +175,7 @@ export class DomainBuilder {
             if (m === undefined) throw new RangeError(`pfn ${pfn} beyond the guest's ${p2m.length} pages`);
             return m;
           },
+          p2m,
         };
         // Xen hands out scrubbed frames, so only what the kernel reads as zero-initialised is cleared:
         // each segment's tail beyond its file bytes, and the boot structures.
@@ -184,11 +190,13 @@ export class DomainBuilder {
         loadKernel(plan, kernel, mem);
         trace('copy kernel');
         await breathe();
+        trace('event loop (xenstore replies)');
         if (boot.initrd) loadInitrd(plan, boot.initrd, mem);
         trace('copy initrd');
         writeP2m(plan, mem);
         trace('p2m');
         await breathe();
+        trace('event loop (xenstore replies)');
         writePageTables(plan, mem);
         trace('page tables');
         writeStartInfo(plan, mem, {
@@ -209,6 +217,8 @@ export class DomainBuilder {
           );
         }
         trace('start info');
+        initSharedInfo(memory.bytes.subarray((endPfn - firstPfn) * PAGE_SIZE, (endPfn - firstPfn + 1) * PAGE_SIZE));
+        trace('shared info');
       } finally {
         // Xen refuses to pin page tables that dom0 still maps writable.
         memory.unmap();
@@ -216,8 +226,6 @@ export class DomainBuilder {
       trace('unmap');
       this.pinL4(domid, p2m[plan.l4Pfn]!);
       trace('pin page tables');
-      await this.initSharedInfo(domid, info.sharedInfoFrame);
-      trace('shared info');
       this.setVcpu0(domid, plan, p2m);
       trace('vcpu context');
       this.seedGrantTable(domid, storeMfn, consoleMfn);
@@ -263,40 +271,43 @@ export class DomainBuilder {
   }
 
   /** Give the domain `pages` frames; returns the p2m (pfn → mfn). Superpages first, then single pages. */
-  private populate(domid: number, pages: number): bigint[] {
-    const p2m = new Array<bigint>(pages);
+  private populate(domid: number, pages: number): BigUint64Array {
+    const p2m = newP2m(pages);
+    const words = p2mWords(p2m);
     const perSuper = 1 << SUPERPAGE_ORDER;
     let pfn = 0;
     const batch = 512;
     const buf = this.privcmd.buffer(batch * 8);
+    // In: the extents' first pfns; out: their first mfns. 32-bit halves, little-endian.
+    const extents = new Uint32Array(buf.bytes.buffer, buf.bytes.byteOffset, batch * 2);
     const res = this.privcmd.buffer(memoryReservation.size);
     try {
-      const call = (order: number, starts: number[]): number => {
-        starts.forEach((s, i) => buf.bytes.writeBigUInt64LE(BigInt(s), i * 8));
+      const call = (order: number, first: number, count: number): number => {
+        const step = 1 << order;
+        for (let i = 0; i < count; i++) {
+          extents[i * 2] = first + i * step;
+          extents[i * 2 + 1] = 0;
+        }
         res.bytes.fill(0);
         setField(res.bytes, memoryReservation, 'extent_start', buf.address);
-        setField(res.bytes, memoryReservation, 'nr_extents', BigInt(starts.length));
+        setField(res.bytes, memoryReservation, 'nr_extents', BigInt(count));
         setField(res.bytes, memoryReservation, 'extent_order', order);
         setField(res.bytes, memoryReservation, 'domid', domid);
         const done = this.privcmd.hypercall(Hypercall.memory_op, [BuildConst.XENMEM_populate_physmap, res.address], 'populate_physmap');
-        for (let i = 0; i < done; i++) {
-          const mfn = buf.bytes.readBigUInt64LE(i * 8);
-          for (let j = 0; j < 1 << order; j++) p2m[starts[i]! + j] = mfn + BigInt(j);
-        }
+        if (done > count) throw new Error(`populate_physmap claims ${done} of ${count} extents`);
+        for (let i = 0; i < done; i++) setExtent(words, first + i * step, extents[i * 2]!, extents[i * 2 + 1]!, order);
         return done;
       };
       let superOk = true;
       while (superOk && pages - pfn >= perSuper) {
-        const starts: number[] = [];
-        for (let s = pfn; starts.length < batch && s + perSuper <= pages; s += perSuper) starts.push(s);
-        const done = call(SUPERPAGE_ORDER, starts);
+        const count = Math.min(batch, Math.floor((pages - pfn) / perSuper));
+        const done = call(SUPERPAGE_ORDER, pfn, count);
         pfn += done * perSuper;
-        superOk = done === starts.length;
+        superOk = done === count;
       }
       while (pfn < pages) {
-        const starts: number[] = [];
-        for (let s = pfn; starts.length < batch && s < pages; s++) starts.push(s);
-        const done = call(0, starts);
+        const count = Math.min(batch, pages - pfn);
+        const done = call(0, pfn, count);
         if (done === 0) throw new Error(`Xen has no memory left for domain ${domid}: ${pfn} of ${pages} pages populated`);
         pfn += done;
       }
@@ -330,18 +341,7 @@ export class DomainBuilder {
     }
   }
 
-  /** Zero shared_info and mask event upcalls on every vCPU until the guest sets itself up. */
-  private async initSharedInfo(domid: number, frame: bigint): Promise<void> {
-    const m: Mapping = await this.privcmd.mapForeign(domid, [frame]);
-    try {
-      m.bytes.fill(0);
-      for (let v = 0; v < XEN_LEGACY_MAX_VCPUS; v++) m.bytes[v * VCPU_INFO_SIZE + 1] = 1; // evtchn_upcall_mask
-    } finally {
-      m.unmap();
-    }
-  }
-
-  private setVcpu0(domid: number, plan: BootPlan, p2m: bigint[]): void {
+  private setVcpu0(domid: number, plan: BootPlan, p2m: BigUint64Array): void {
     const ctx = this.privcmd.buffer(vcpuGuestContext.size);
     try {
       const c = ctx.bytes;
@@ -390,6 +390,12 @@ export class DomainBuilder {
       table.unmap();
     }
   }
+}
+
+/** Zero shared_info and mask event upcalls on every vCPU until the guest sets itself up. */
+export function initSharedInfo(page: Buffer): void {
+  page.fill(0);
+  for (let v = 0; v < XEN_LEGACY_MAX_VCPUS; v++) page[v * VCPU_INFO_SIZE + 1] = 1; // evtchn_upcall_mask
 }
 
 /** KRATA_TRACE: each phase on stderr as it closes. */
