@@ -70,6 +70,7 @@ x 'rm -f /tmp/bench-xl.log; mkfifo /tmp/bench-xl.log
 node /krata/bench/stamp-lines.mjs /tmp/bench-xl.log 2>/tmp/bench-stamp.ready & stamper=$!
 until [ -s /tmp/bench-stamp.ready ]; do read -t 0.01 -u 9 9<>/tmp/bench-wait || true; done
 exec 8>/tmp/bench-xl.log
-echo "(start)" >&8; xl -vvv create -p /tmp/bench-xl.cfg >&8 2>&1; echo "(exit)" >&8; exec 8>&-
+# 8>&-: the monitor xl leaves behind must not hold the fifo open (the stamper would never see its end).
+echo "(start)" >&8; xl -vvv create -p /tmp/bench-xl.cfg >&8 2>&1 8>&-; echo "(exit)" >&8; exec 8>&-
 wait $stamper; xl destroy bench-xl'
 echo "RESULT $(x "free -m | awk '/Mem:/ {print \$3}'")"
