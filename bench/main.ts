@@ -10,30 +10,12 @@ import { imageBench } from './image.js';
 import { netBench } from './net.js';
 import { operatorBench } from './operator.js';
 import { probesBench } from './probes.js';
+import { xenLaunchBench } from './xen-launch.js';
 
 const root = repoRoot();
 const benches: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
-  /** Create → first console byte: krata's builder and console backend vs xl create + xenconsoled. */
-  'xen-launch': () => {
-    const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/xen-launch.sh')], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-      encoding: 'utf8',
-    });
-    process.stdout.write(r.stdout);
-    const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-    if (r.status !== 0 || !line) throw new Error(`xen-launch failed (exit ${r.status})`);
-    const [ours, baseline, dom0UsedMb] = line.split(' ').slice(1).map(Number);
-    return {
-      bench: 'xen-launch',
-      ours_ms: ours,
-      baseline_ms: baseline,
-      baseline: 'xl create + xenconsoled (Xen 4.17, same QEMU host)',
-      ours: 'DomainBuilder + ConsoleBackend in a resident process',
-      ratio: Number((ours! / baseline!).toFixed(2)),
-      dom0_used_mb: dom0UsedMb,
-    };
-  },
+  /** krata's domain builder vs libxl's: create → paused (vs xl create -p) and → first console byte (vs + xenconsoled). */
+  'xen-launch': () => xenLaunchBench(),
   /** exec over the control channel vs TCP over kratanet to the same guest: latency and stdout throughput. */
   exec: () => {
     const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/exec-xen.sh')], {

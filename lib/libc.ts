@@ -24,6 +24,9 @@ export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_POPULATE = 0x8000;
+export const PROT_NONE = 0;
+export const MAP_FIXED = 0x10;
+export const MAP_NORESERVE = 0x4000;
 const MAP_FAILED = 0xffffffffffffffffn;
 
 // sys/file.h
@@ -196,6 +199,19 @@ export function sysMmap(length: number, prot: number, flags: number, fd = -1, of
       mapped = false;
     },
   };
+}
+
+/**
+ * mmap(2) with MAP_FIXED over the start of an existing mapping `at` (replacing what was there), without
+ * a new JavaScript view: the caller keeps using at.bytes. Lets a process reuse one view, and so V8 does
+ * not count a new external buffer (and collect garbage for it) per mapping.
+ */
+export function sysMmapOver(at: Mapping, length: number, prot: number, flags: number, fd = -1, offset: number | bigint = 0): void {
+  if (length > at.length) throw new RangeError(`mmap over ${at.length} bytes: ${length} asked`);
+  const pointer = libc().mmap(at.pointer, length, prot, flags | MAP_FIXED, fd, offset);
+  const address = koffi.address(pointer);
+  if (address === MAP_FAILED || address === 0n) throw new SysError('mmap', koffi.errno());
+  if (address !== at.address) throw new Error(`mmap MAP_FIXED at 0x${at.address.toString(16)} returned 0x${address.toString(16)}`);
 }
 
 export function sysMlock(m: Mapping): void {

@@ -2,11 +2,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { XenControl } from './control.js';
-import { NotOnXenError, Privcmd } from './privcmd.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, sysIoctl, sysMmap } from '../../lib/libc.js';
+import { NotOnXenError, Privcmd, WINDOW_BYTES } from './privcmd.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SysError, sysIoctl, sysMmap, sysMmapOver } from '../../lib/libc.js';
 
 const onXen = existsSync('/dev/xen/privcmd');
 
@@ -62,4 +62,43 @@ test('the probe command reports NotOnXen as one line and exit 1', { skip: onXen 
     r.stderr,
     'krata needs a Xen dom0: /dev/xen/privcmd is missing (is this machine running Xen as dom0, with the xen_privcmd module loaded?)\n',
   );
+});
+
+/** The process's mappings of exactly `bytes` bytes (from /proc/self/maps). */
+function mappingsOf(bytes: number): number {
+  return readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(l);
+      return m && BigInt(`0x${m[2]}`) - BigInt(`0x${m[1]}`) === BigInt(bytes);
+    }).length;
+}
+
+test('large foreign mappings reuse one reserved window: failures leave no mapping behind, close releases it', async () => {
+  // /dev/zero maps like a device but refuses the privcmd ioctl: every mapForeign fails after mapping.
+  const privcmd = Privcmd.open({ privcmd: '/dev/zero', hypercall: '/nonexistent' });
+  const before = mappingsOf(WINDOW_BYTES);
+  const frames = new BigUint64Array(1024); // 4 MiB: large enough for a window
+  try {
+    for (let i = 0; i < 4; i++) await assert.rejects(privcmd.mapForeign(1, frames), SysError);
+    assert.equal(mappingsOf(WINDOW_BYTES), before + 1, 'one window, reused');
+    await assert.rejects(privcmd.mapForeign(1, [1n]), SysError); // small: no window
+    assert.equal(mappingsOf(WINDOW_BYTES), before + 1);
+  } finally {
+    privcmd.close();
+  }
+  assert.equal(mappingsOf(WINDOW_BYTES), before);
+});
+
+test('sysMmapOver replaces a mapping in place and its view sees the new pages', () => {
+  const region = sysMmap(16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  try {
+    region.bytes.fill(7);
+    sysMmapOver(region, 8 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    assert.equal(region.bytes[0], 0, 'fresh pages under the old view');
+    assert.equal(region.bytes[8 * 4096], 7, 'the rest untouched');
+    assert.throws(() => sysMmapOver(region, 32 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS), RangeError);
+  } finally {
+    region.unmap();
+  }
 });

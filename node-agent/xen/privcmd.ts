@@ -6,8 +6,10 @@ import { PAGE_SIZE, PrivcmdIoctl, privcmdHypercall, privcmdMmapBatchV2, privcmdM
 import { setField } from '../../lib/c-layout.js';
 import {
   MAP_ANONYMOUS,
+  MAP_NORESERVE,
   MAP_PRIVATE,
   MAP_SHARED,
+  PROT_NONE,
   PROT_READ,
   PROT_WRITE,
   SysError,
@@ -16,6 +18,7 @@ import {
   sysIoctl,
   sysMlock,
   sysMmap,
+  sysMmapOver,
   sysOpen,
   type Mapping,
 } from '../../lib/libc.js';
@@ -48,7 +51,19 @@ export interface HypercallBuffer {
   release(): void;
 }
 
+/**
+ * Foreign mappings of at least WINDOW_MIN_BYTES go into reserved address-space windows reused from one
+ * mapping to the next: a new mapping's JavaScript view would be a new external buffer of tens of MiB,
+ * and V8 answers each with a full garbage collection (hundreds of ms on a slow dom0, mid-build).
+ */
+export const WINDOW_BYTES = 256 * 1024 * 1024;
+const WINDOW_MIN_BYTES = 1024 * 1024;
+/** Free windows kept for reuse; more are returned to the system. Each is address space only. */
+const WINDOWS_KEPT = 2;
+
 export class Privcmd {
+  private readonly windows: Mapping[] = [];
+
   private constructor(
     private readonly fd: number,
     private readonly bufferFd: number | undefined,
@@ -114,9 +129,9 @@ export class Privcmd {
    * Map frames of another domain into our address space (IOCTL_PRIVCMD_MMAPBATCH_V2). Frames Xen
    * reports as paged out (ENOENT) are retried briefly; any other per-frame error fails the mapping.
    */
-  async mapForeign(domid: number, frames: bigint[], writable = true): Promise<Mapping> {
+  async mapForeign(domid: number, frames: bigint[] | BigUint64Array, writable = true): Promise<Mapping> {
     const length = frames.length * PAGE_SIZE;
-    const m = sysMmap(length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, this.fd, 0);
+    const m = this.mapDevice(length, PROT_READ | (writable ? PROT_WRITE : 0));
     // The frame and error arrays are read and written by the kernel through pointers in the request,
     // so they live in memory whose address we know.
     const arrays = sysMmap(Math.ceil((frames.length * 12) / PAGE_SIZE) * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
@@ -159,6 +174,38 @@ export class Privcmd {
     }
   }
 
+  /** A fresh privcmd mapping of `length` bytes, in a reused window when it is large. */
+  private mapDevice(length: number, prot: number): Mapping {
+    if (length < WINDOW_MIN_BYTES || length > WINDOW_BYTES) return sysMmap(length, prot, MAP_SHARED, this.fd, 0);
+    const window = this.windows.pop() ?? sysMmap(WINDOW_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    try {
+      sysMmapOver(window, length, prot, MAP_SHARED, this.fd, 0);
+    } catch (e) {
+      window.unmap();
+      throw e;
+    }
+    let mapped = true;
+    return {
+      pointer: window.pointer,
+      address: window.address,
+      length,
+      bytes: window.bytes.subarray(0, length),
+      unmap: () => {
+        if (!mapped) return;
+        mapped = false;
+        // Replacing the foreign pages with reserved address space unmaps them, as munmap would.
+        try {
+          sysMmapOver(window, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+        } catch {
+          window.unmap();
+          return;
+        }
+        if (this.windows.length < WINDOWS_KEPT) this.windows.push(window);
+        else window.unmap();
+      },
+    };
+  }
+
   /** Map a domain's resource frames (IOCTL_PRIVCMD_MMAP_RESOURCE), e.g. its grant table. */
   mapResource(domid: number, type: number, id: number, index: number, frames: number): Mapping {
     const m = sysMmap(frames * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
@@ -179,6 +226,7 @@ export class Privcmd {
   }
 
   close(): void {
+    for (const w of this.windows.splice(0)) w.unmap();
     sysClose(this.fd);
     if (this.bufferFd !== undefined) sysClose(this.bufferFd);
   }

@@ -23,12 +23,11 @@ import type { DomainConfig } from '../domain-config.js';
 import { writeDomainStore, type DomainRings } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../../../lib/c-layout.js';
-import type { Mapping } from '../../../lib/libc.js';
+import { noPhases, startPhaseTimer, type PhaseTimer } from '../../../lib/phase-timer.js';
 import type { XenstoreClient } from '../xenstore/client.js';
-import { findKernelPayload } from './bzimage.js';
-import { decompressKernel } from './decompress.js';
-import { parseElfKernel } from './elf.js';
+import { KernelCache } from './kernel-cache.js';
 import type { GuestMemory } from './memory.js';
+import { newP2m, p2mWords, setExtent } from './p2m.js';
 import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
 import { planBoot, type BootPlan } from './plan.js';
 import { attachLoop, type LoopDevice } from '../devices/loop.js';
@@ -57,6 +56,13 @@ export interface LaunchOptions {
    * first bytes are read as they come (the ring holds only 2 KiB).
    */
   beforeUnpause?: (domid: number) => Promise<void>;
+  /**
+   * Where the build's phases are marked (decompress, populate memory, page tables, …, unpause): the
+   * caller's timer, so one breakdown covers its own phases too. KRATA_TRACE prints them when not given.
+   */
+  phases?: PhaseTimer;
+  /** Leave the domain paused, ready for the caller to unpause (XenControl.unpause). */
+  startPaused?: boolean;
 }
 
 export interface BuiltDomain extends DomainRings {
@@ -79,19 +85,20 @@ export class DomainBuilder {
     private readonly privcmd: Privcmd,
     private readonly xen: XenControl,
     private readonly xs: XenstoreClient,
+    /** Decompressed kernels, kept while this builder lives (bounded). */
+    private readonly kernels = new KernelCache(),
   ) {}
 
   /** Build, start and register a domain; the domain is running when this resolves. */
   async launch(config: DomainConfig, boot: BootFiles, opts: LaunchOptions = {}): Promise<BuiltDomain> {
-    const t0 = performance.now();
-    const trace = process.env.KRATA_TRACE
-      ? (what: string) => process.stderr.write(`${what} ${Math.round(performance.now() - t0)}ms\n`)
-      : () => {};
-    const kernel = parseElfKernel(decompressKernel(findKernelPayload(boot.kernel).payload));
+    const timer = opts.phases ?? (process.env.KRATA_TRACE ? startPhaseTimer(undefined, tracePhase) : noPhases);
+    const trace = (phase: string) => timer.mark(phase);
+    const kernel = this.kernels.kernel(boot.kernel);
+    trace('decompress');
     const maxMiB = config.maxMemoryMiB;
     const maxVcpus = config.maxVcpus;
     const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: boot.initrd?.length ?? 0 });
-    trace('kernel parsed');
+    trace('plan');
     const uuid = opts.uuid ?? randomUUID();
     const loops: LoopDevice[] = [];
     let domid: number | undefined;
@@ -120,11 +127,12 @@ export class DomainBuilder {
         () => undefined,
         'set_address_size',
       );
+      trace('create domain');
       const p2m = this.populate(domid, plan.totalPages);
-      trace('memory populated');
+      trace('populate memory');
       const storeEvtchn = this.allocUnbound(domid);
       const consoleEvtchn = this.allocUnbound(domid);
-      trace('event channels allocated');
+      trace('event channels');
       const info = this.xen.domain(domid);
       if (!info) throw new Error(`domain ${domid} vanished while being built`);
       const storeMfn = p2m[plan.xenstore.pfn]!;
@@ -140,12 +148,17 @@ export class DomainBuilder {
       );
       stored.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 
-      // Map only the frames boot writes (from the kernel up to the last boot structure), not all memory.
+      // Map only the frames boot writes (from the kernel up to the last boot structure), not all memory,
+      // and shared_info after them: one mapping, one unmap (each costs a hypercall batch per frame run).
       const firstPfn = plan.kernel.pfn;
       const endPfn = bootEndPfn(plan);
-      const memory = await this.privcmd.mapForeign(domid, p2m.slice(firstPfn, endPfn));
-      trace('memory mapped');
+      const frames = new BigUint64Array(endPfn - firstPfn + 1);
+      frames.set(p2m.subarray(firstPfn, endPfn));
+      frames[endPfn - firstPfn] = info.sharedInfoFrame;
+      const memory = await this.privcmd.mapForeign(domid, frames);
+      trace('map');
       await breathe();
+      trace('event loop (xenstore replies)');
       try {
         const mem: GuestMemory = {
           page: (pfn) => {
@@ -162,6 +175,7 @@ export class DomainBuilder {
             if (m === undefined) throw new RangeError(`pfn ${pfn} beyond the guest's ${p2m.length} pages`);
             return m;
           },
+          p2m,
         };
         // Xen hands out scrubbed frames, so only what the kernel reads as zero-initialised is cleared:
         // each segment's tail beyond its file bytes, and the boot structures.
@@ -172,17 +186,19 @@ export class DomainBuilder {
           const from = (seg.pfn - firstPfn) * PAGE_SIZE + seg.pageOffset;
           memory.bytes.fill(0, from + seg.fileSize, from + seg.memSize);
         }
-        trace('memory cleared');
+        trace('clear');
         loadKernel(plan, kernel, mem);
-        trace('kernel loaded');
+        trace('copy kernel');
         await breathe();
+        trace('event loop (xenstore replies)');
         if (boot.initrd) loadInitrd(plan, boot.initrd, mem);
-        trace('initrd loaded');
+        trace('copy initrd');
         writeP2m(plan, mem);
-        trace('p2m written');
+        trace('p2m');
         await breathe();
+        trace('event loop (xenstore replies)');
         writePageTables(plan, mem);
-        trace('page tables written');
+        trace('page tables');
         writeStartInfo(plan, mem, {
           sharedInfoMfn: info.sharedInfoFrame,
           storeEvtchn,
@@ -200,24 +216,32 @@ export class DomainBuilder {
             'hypercall_init',
           );
         }
+        trace('start info');
+        initSharedInfo(memory.bytes.subarray((endPfn - firstPfn) * PAGE_SIZE, (endPfn - firstPfn + 1) * PAGE_SIZE));
+        trace('shared info');
       } finally {
         // Xen refuses to pin page tables that dom0 still maps writable.
         memory.unmap();
       }
-      trace('memory unmapped');
+      trace('unmap');
       this.pinL4(domid, p2m[plan.l4Pfn]!);
-      await this.initSharedInfo(domid, info.sharedInfoFrame);
+      trace('pin page tables');
       this.setVcpu0(domid, plan, p2m);
+      trace('vcpu context');
       this.seedGrantTable(domid, storeMfn, consoleMfn);
+      trace('grant table');
       await stored;
-      trace('xenstore entries written');
+      trace('xenstore');
       // Only now hand the ring to xenstored: it maps it through grant reference 1 and refuses (EINVAL)
       // a domain whose grant table is not seeded yet.
       await this.xs.introduceDomain(domid, storeMfn, storeEvtchn);
-      trace('xenstore written');
+      trace('introduce');
       await opts.beforeUnpause?.(domid);
-      this.xen.unpause(domid);
-      trace('unpaused');
+      trace('before unpause');
+      if (!opts.startPaused) {
+        this.xen.unpause(domid);
+        trace('unpause');
+      }
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
       // Let the xenstore writes in flight finish first, or their commit could outlive the cleanup.
@@ -247,40 +271,43 @@ export class DomainBuilder {
   }
 
   /** Give the domain `pages` frames; returns the p2m (pfn → mfn). Superpages first, then single pages. */
-  private populate(domid: number, pages: number): bigint[] {
-    const p2m = new Array<bigint>(pages);
+  private populate(domid: number, pages: number): BigUint64Array {
+    const p2m = newP2m(pages);
+    const words = p2mWords(p2m);
     const perSuper = 1 << SUPERPAGE_ORDER;
     let pfn = 0;
     const batch = 512;
     const buf = this.privcmd.buffer(batch * 8);
+    // In: the extents' first pfns; out: their first mfns. 32-bit halves, little-endian.
+    const extents = new Uint32Array(buf.bytes.buffer, buf.bytes.byteOffset, batch * 2);
     const res = this.privcmd.buffer(memoryReservation.size);
     try {
-      const call = (order: number, starts: number[]): number => {
-        starts.forEach((s, i) => buf.bytes.writeBigUInt64LE(BigInt(s), i * 8));
+      const call = (order: number, first: number, count: number): number => {
+        const step = 1 << order;
+        for (let i = 0; i < count; i++) {
+          extents[i * 2] = first + i * step;
+          extents[i * 2 + 1] = 0;
+        }
         res.bytes.fill(0);
         setField(res.bytes, memoryReservation, 'extent_start', buf.address);
-        setField(res.bytes, memoryReservation, 'nr_extents', BigInt(starts.length));
+        setField(res.bytes, memoryReservation, 'nr_extents', BigInt(count));
         setField(res.bytes, memoryReservation, 'extent_order', order);
         setField(res.bytes, memoryReservation, 'domid', domid);
         const done = this.privcmd.hypercall(Hypercall.memory_op, [BuildConst.XENMEM_populate_physmap, res.address], 'populate_physmap');
-        for (let i = 0; i < done; i++) {
-          const mfn = buf.bytes.readBigUInt64LE(i * 8);
-          for (let j = 0; j < 1 << order; j++) p2m[starts[i]! + j] = mfn + BigInt(j);
-        }
+        if (done > count) throw new Error(`populate_physmap claims ${done} of ${count} extents`);
+        for (let i = 0; i < done; i++) setExtent(words, first + i * step, extents[i * 2]!, extents[i * 2 + 1]!, order);
         return done;
       };
       let superOk = true;
       while (superOk && pages - pfn >= perSuper) {
-        const starts: number[] = [];
-        for (let s = pfn; starts.length < batch && s + perSuper <= pages; s += perSuper) starts.push(s);
-        const done = call(SUPERPAGE_ORDER, starts);
+        const count = Math.min(batch, Math.floor((pages - pfn) / perSuper));
+        const done = call(SUPERPAGE_ORDER, pfn, count);
         pfn += done * perSuper;
-        superOk = done === starts.length;
+        superOk = done === count;
       }
       while (pfn < pages) {
-        const starts: number[] = [];
-        for (let s = pfn; starts.length < batch && s < pages; s++) starts.push(s);
-        const done = call(0, starts);
+        const count = Math.min(batch, pages - pfn);
+        const done = call(0, pfn, count);
         if (done === 0) throw new Error(`Xen has no memory left for domain ${domid}: ${pfn} of ${pages} pages populated`);
         pfn += done;
       }
@@ -314,18 +341,7 @@ export class DomainBuilder {
     }
   }
 
-  /** Zero shared_info and mask event upcalls on every vCPU until the guest sets itself up. */
-  private async initSharedInfo(domid: number, frame: bigint): Promise<void> {
-    const m: Mapping = await this.privcmd.mapForeign(domid, [frame]);
-    try {
-      m.bytes.fill(0);
-      for (let v = 0; v < XEN_LEGACY_MAX_VCPUS; v++) m.bytes[v * VCPU_INFO_SIZE + 1] = 1; // evtchn_upcall_mask
-    } finally {
-      m.unmap();
-    }
-  }
-
-  private setVcpu0(domid: number, plan: BootPlan, p2m: bigint[]): void {
+  private setVcpu0(domid: number, plan: BootPlan, p2m: BigUint64Array): void {
     const ctx = this.privcmd.buffer(vcpuGuestContext.size);
     try {
       const c = ctx.bytes;
@@ -374,6 +390,17 @@ export class DomainBuilder {
       table.unmap();
     }
   }
+}
+
+/** Zero shared_info and mask event upcalls on every vCPU until the guest sets itself up. */
+export function initSharedInfo(page: Buffer): void {
+  page.fill(0);
+  for (let v = 0; v < XEN_LEGACY_MAX_VCPUS; v++) page[v * VCPU_INFO_SIZE + 1] = 1; // evtchn_upcall_mask
+}
+
+/** KRATA_TRACE: each phase on stderr as it closes. */
+function tracePhase(p: { name: string; ms: number }): void {
+  process.stderr.write(`${p.name} ${p.ms}ms\n`);
 }
 
 /** One past the last pfn any boot structure uses. */

@@ -14,6 +14,7 @@ function flatMemory(pages: number, withSpan: boolean): GuestMemory & { all: Buff
     all,
     page,
     mfn: (pfn) => BigInt(pfn + 0x1000),
+    p2m: BigUint64Array.from({ length: pages }, (_, pfn) => BigInt(pfn + 0x1000)),
     span: withSpan
       ? (pfn, n) => {
           if (pfn < 0 || pfn + n > pages) throw new RangeError(`pfns ${pfn}+${n}`);

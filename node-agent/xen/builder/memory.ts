@@ -7,6 +7,8 @@ export interface GuestMemory {
   page(pfn: number): Buffer;
   /** The machine frame behind a guest frame. */
   mfn(pfn: number): bigint;
+  /** The whole guest's pfn → mfn table (p2m[pfn] === mfn(pfn)), read in bulk by the p2m and page-table writers. */
+  readonly p2m: BigUint64Array;
   /**
    * Frames pfn..pfn+pages-1 as one writable view, where the implementation maps them contiguously
    * (the real build does); undefined otherwise. Lets a segment be copied in one call, not per page.

@@ -17,10 +17,16 @@ import { planBoot, type BootPlan } from './plan.js';
 /** Guest memory with a scrambled pfn → mfn map, so that a pfn used where an mfn belongs shows. */
 class FakeMemory implements GuestMemory {
   readonly pages = new Map<number, Buffer>();
-  constructor(readonly totalPages: number) {}
+  readonly p2m: BigUint64Array;
+  constructor(
+    readonly totalPages: number,
+    mfnOf: (pfn: number) => bigint = (pfn) => BigInt(((pfn * 7919) % totalPages) + 0x40000),
+  ) {
+    this.p2m = BigUint64Array.from({ length: totalPages }, (_, pfn) => mfnOf(pfn));
+  }
   mfn(pfn: number): bigint {
     if (pfn < 0 || pfn >= this.totalPages) throw new Error(`pfn ${pfn} outside the guest`);
-    return BigInt(((pfn * 7919) % this.totalPages) + 0x40000);
+    return this.p2m[pfn]!;
   }
   page(pfn: number): Buffer {
     this.mfn(pfn);
