@@ -1,4 +1,4 @@
-// Run in dom0 by bench/density.sh: starts 64 MiB guests one after another until the host has no memory
+// Run in dom0 by bench/density.sh: starts guests (96 MiB by default) one after another until the host has no memory
 // for another, measures what dom0 spends on them, then removes them all. Prints one JSON line.
 //   dom0-density.js ours MAX   guests through the node agent's API (as `kratactl apply`), each to Running
 //                              with its network (kratanet) and console; stops when the agent reports
@@ -13,6 +13,8 @@ import { lastOverFirst, perGuest, snapshot, type Snapshot } from './dom0-density
 
 const [mode, maxArg] = process.argv.slice(2);
 const max = Number(maxArg ?? 64);
+/** Guest memory: 96 MiB, since Debian's kernel loads at 16 MiB and ends near 78 MiB with the initrd (64 MiB fails for both). */
+const guestMiB = Number(process.env.KRATA_DENSITY_GUEST_MIB ?? 96);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const log = (s: string): void => void process.stderr.write(`density ${mode}: ${s}\n`);
 
@@ -31,6 +33,7 @@ function report(extra: Record<string, unknown>, before: Snapshot, after: Snapsho
     JSON.stringify({
       mode,
       guests,
+      guest_mib: guestMiB,
       launch_ms: ms,
       last_over_first_launch: lastOverFirst(ms),
       xen_free_mib_at_end: xenFreeMiB(),
@@ -59,7 +62,7 @@ async function ours(): Promise<void> {
       spec: {
         image: 'bench/busybox:1',
         command: ['sh', '-c', 'while :; do sleep 60; done'],
-        resources: { cpus: 1, memory: '64Mi' },
+        resources: { cpus: 1, memory: `${guestMiB}Mi` },
         terminationGracePeriodSeconds: 1,
       },
     } as unknown as Guest;
@@ -117,7 +120,7 @@ async function xl(): Promise<void> {
         'kernel = "/opt/xenhost/guest/vmlinux"',
         'ramdisk = "/opt/xenhost/guest/initrd.gz"',
         `extra = "console=hvc0 quiet loglevel=3 krata_marker=${name} krata_devices=1 krata_ip=10.99.${i >> 8}.${(i & 255) + 1}"`,
-        'memory = 64',
+        `memory = ${guestMiB}`,
         'vcpus = 1',
         `disk = [ "format=raw,vdev=xvda,access=ro,target=/opt/xenhost/guest/disk.sqfs", "format=raw,vdev=xvdb,access=ro,target=${image}" ]`,
         `vif = [ "mac=00:16:3e:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')},bridge=xenbr0" ]`,

@@ -58,10 +58,10 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       baseline: 'TCP over kratanet to busybox nc in the same guest (connect, echo a line / download), from dom0',
     };
   },
-  /** 64 MiB guests until memory runs out, through the agent vs xl create (same boot): count, dom0 KiB per guest, launch slowdown. */
+  /** 96 MiB guests until memory runs out, through the agent vs xl create (same boot): count, dom0 KiB per guest, launch slowdown. */
   density: () => {
-    // 2560 MiB of QEMU memory: dom0 1 GiB, ~1.5 GiB for guests (~20 of 64 MiB), ~15 minutes under TCG.
-    const mem = process.env.KRATA_XENHOST_MEM ?? '2560';
+    // 3072 MiB of QEMU memory (boot.sh's default): dom0 1 GiB, ~2 GiB for guests, ~20 of 96 MiB, ~15 min under TCG.
+    const mem = process.env.KRATA_XENHOST_MEM ?? '3072';
     const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/density.sh')], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -85,6 +85,7 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       last_over_first_launch: ours.last_over_first_launch,
       xl_last_over_first_launch: xl.last_over_first_launch,
       xenhost_mem_mib: Number(mem),
+      guest_mib: ours.guest_mib,
       agent_rss_kib_per_guest: ours.agent_rss_kib_per_guest,
       kratanet_rss_kib_per_guest: ours.kratanet_rss_kib_per_guest,
       agent_threads_per_guest: ours.agent_threads_per_guest,
@@ -93,7 +94,7 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       kratanet_fds_per_guest: ours.kratanet_fds_per_guest,
       slab_kib_per_guest: ours.slab_kib_per_guest,
       xl_slab_kib_per_guest: xl.slab_kib_per_guest,
-      baseline: 'xl create (Xen 4.17): same kernel, 64 MiB, 2 ro vbds + vif via hotplug scripts, xenconsoled; same QEMU host',
+      baseline: 'xl create (Xen 4.17): same kernel and memory, 2 ro vbds + vif via hotplug scripts, xenconsoled; same QEMU host',
     };
   },
   /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
