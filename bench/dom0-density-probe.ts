@@ -97,8 +97,9 @@ export function classify(p: Proc, agentPid: number, selfPid: number): string {
   if (p.pid === agentPid) return 'agent';
   if (p.cmdline.includes('node-agent/net/main.js')) return 'kratanet';
   if (p.kernel) {
-    if (/^vif\d|^blkback|^xen[-_]?blkback/.test(p.comm)) return 'kthread_backends';
-    if (/^loop\d/.test(p.comm) || p.comm.startsWith('kworker')) return 'kthread_other';
+    // netback's vifD.Q-q0-* threads, blkback's D.xvdX-N ring threads, the loop devices' rescuers.
+    if (/^vif\d|^\d+\.xvd|^blkback/.test(p.comm)) return 'kthread_backends';
+    if (/^loop\d|^kworker\/R-loop/.test(p.comm)) return 'kthread_loop';
     return 'kthread_other';
   }
   if (p.comm === 'xenstored' || p.comm === 'xenconsoled' || p.comm === 'xl') return p.comm;
