@@ -3,7 +3,7 @@
 //   dom0-density.js ours MAX   guests through the node agent's API (as `kratactl apply`), each to Running
 //                              with its network (kratanet) and console; stops when the agent reports
 //                              InsufficientMemory or cannot create the domain
-//   dom0-density.js xl MAX     `xl create` of the same kernel and memory with two read-only vbds and a
+//   dom0-density.js xl MAX     `xl create` of the same kernel and memory with two read-only vbds (loop devices) and a
 //                              vif on xenbr0 (block and vif-bridge hotplug scripts, xenconsoled)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -107,7 +107,9 @@ async function ours(): Promise<void> {
 }
 
 async function xl(): Promise<void> {
-  const image = process.argv[4] ?? '/opt/xenhost/guest/disk.sqfs';
+  const diskImage = '/opt/xenhost/guest/disk.sqfs';
+  const image = process.argv[4] ?? diskImage;
+  const loopsOf = new Map<string, string[]>();
   const before = snapshot(-1);
   const ms: number[] = [];
   const names: string[] = [];
@@ -115,6 +117,14 @@ async function xl(): Promise<void> {
   for (let i = 1; i <= max && !stop; i++) {
     const name = `dx${String(i).padStart(3, '0')}`;
     const cfg = `/tmp/${name}.cfg`;
+    const t0 = performance.now();
+    // Read-only loop devices made here, as scenario 010 does: libxl's phy backend takes a plain file only
+    // through the block hotplug script, whose file path (locking, sharing checks) outlasts libxl's
+    // timeout under TCG on a loaded host; the phy path of the script still runs for each vbd.
+    const loops = [diskImage, image].map((f) =>
+      execFileSync('sh', ['-c', 'd=$(losetup -f) && losetup -r "$d" "$1" && echo "$d"', 'sh', f], { encoding: 'utf8' }).trim(),
+    );
+    loopsOf.set(name, loops);
     writeFileSync(
       cfg,
       [
@@ -125,16 +135,16 @@ async function xl(): Promise<void> {
         `extra = "console=hvc0 quiet loglevel=3 krata_marker=${name} krata_devices=1 krata_ip=10.99.${i >> 8}.${(i & 255) + 1}"`,
         `memory = ${guestMiB}`,
         'vcpus = 1',
-        `disk = [ "format=raw,vdev=xvda,access=ro,target=/opt/xenhost/guest/disk.sqfs", "format=raw,vdev=xvdb,access=ro,target=${image}" ]`,
+        `disk = [ "phy:${loops[0]},xvda,r", "phy:${loops[1]},xvdb,r" ]`,
         `vif = [ "mac=00:16:3e:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')},bridge=xenbr0" ]`,
         '',
       ].join('\n'),
     );
-    const t0 = performance.now();
     const r = spawnSync('xl', ['create', '-q', cfg], { encoding: 'utf8' });
     if (r.status !== 0) {
-      stop = `${name}: xl create exited ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`;
+      stop = `${name}: xl create exited ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(0, 4).join(' | ')}`;
       spawnSync('xl', ['destroy', name]);
+      for (const l of loops) spawnSync('losetup', ['-d', l]);
       break;
     }
     ms.push(Math.round(performance.now() - t0));
@@ -153,7 +163,10 @@ async function xl(): Promise<void> {
   }).length;
   const after = snapshot(-1);
   const t = performance.now();
-  for (const n of names) spawnSync('xl', ['destroy', n]);
+  for (const n of names) {
+    spawnSync('xl', ['destroy', n]);
+    for (const l of loopsOf.get(n) ?? []) spawnSync('losetup', ['-d', l]);
+  }
   const deleteMs = Math.round(performance.now() - t);
   await sleep(3000);
   const end = snapshot(-1);
