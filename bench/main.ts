@@ -40,6 +40,46 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       baseline: 'TCP over kratanet to busybox nc in the same guest (connect, echo a line / download), from dom0',
     };
   },
+  /** 96 MiB guests until memory runs out, through the agent vs xl create (same boot): count, dom0 KiB per guest, launch slowdown. */
+  density: () => {
+    // 2048 MiB of QEMU memory: dom0 1 GiB, 1 GiB for guests (~10 of 96 MiB); a launch takes 5-40 s under TCG
+    // on a loaded machine, so more guests would take the bench well past 15 minutes.
+    const mem = process.env.KRATA_XENHOST_MEM ?? '2048';
+    const r = spawnSync('bash', [join(root, 'test/xenhost/boot.sh'), join(root, 'bench/density.sh')], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      encoding: 'utf8',
+      env: { ...process.env, KRATA_XENHOST_MEM: mem },
+    });
+    process.stdout.write(r.stdout);
+    const pick = (tag: string): Record<string, unknown> | undefined => {
+      const line = r.stdout.split('\n').find((l) => l.startsWith(`${tag} `));
+      return line ? (JSON.parse(line.slice(tag.length + 1)) as Record<string, unknown>) : undefined;
+    };
+    const ours = pick('OURS');
+    const xl = pick('XL');
+    if (r.status !== 0 || !ours || !xl) throw new Error(`density failed (exit ${r.status})`);
+    return {
+      bench: 'density',
+      guests: ours.guests,
+      xl_guests: xl.guests,
+      dom0_kib_per_guest: ours.dom0_kib_per_guest,
+      xl_dom0_kib_per_guest: xl.dom0_kib_per_guest,
+      last_over_first_launch: ours.last_over_first_launch,
+      xl_last_over_first_launch: xl.last_over_first_launch,
+      xenhost_mem_mib: Number(mem),
+      guest_mib: ours.guest_mib,
+      agent_rss_kib_per_guest: ours.agent_rss_kib_per_guest,
+      kratanet_rss_kib_per_guest: ours.kratanet_rss_kib_per_guest,
+      agent_threads_per_guest: ours.agent_threads_per_guest,
+      agent_fds_per_guest: ours.agent_fds_per_guest,
+      kratanet_threads_per_guest: ours.kratanet_threads_per_guest,
+      kratanet_fds_per_guest: ours.kratanet_fds_per_guest,
+      slab_kib_per_guest: ours.slab_kib_per_guest,
+      xl_slab_kib_per_guest: xl.slab_kib_per_guest,
+      baseline: 'xl create (Xen 4.17): same kernel and memory, 2 ro vbds + vif via hotplug scripts, xenconsoled; same QEMU host',
+    };
+  },
   /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
   guest: () => guestBench(),
   /** 200 Guests on one agent with the test-double hypervisor: converge time, RSS, idle CPU. */

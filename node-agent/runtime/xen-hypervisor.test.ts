@@ -7,7 +7,17 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NotOnXenError, XenHypervisor, attachedLoops, domainNamed, domainState, domainStats, isUnder } from './xen-hypervisor.js';
+import {
+  NotOnXenError,
+  XenHypervisor,
+  attachedLoops,
+  domainNamed,
+  domainState,
+  domainStats,
+  isUnder,
+  watchedExit,
+} from './xen-hypervisor.js';
+import type { Watch } from '../xen/index.js';
 import { getDomainInfo } from '../xen/abi.js';
 import { parseDomainInfo } from '../xen/control.js';
 import { setField } from '../../lib/c-layout.js';
@@ -108,4 +118,16 @@ test("a domain's figures come from getdomaininfo: CPU time in seconds, pages as 
   setField(buf, getDomainInfo, 'max_vcpu_id', 0xffffffff);
   setField(buf, getDomainInfo, 'nr_online_vcpus', 0);
   assert.equal(domainStats(parseDomainInfo(buf, 0)).vcpusMax, 0, 'XEN_INVALID_MAX_VCPU_ID: no vCPUs');
+});
+
+test("list() takes a watched running domain's exit from its watch, and reads an ended or unwatched one's", () => {
+  const watch = {} as Watch;
+  const exit = { exitCode: 3 };
+  const t = { exit, exitKnown: true, exitCheckQueued: false, watch };
+  assert.deepEqual(watchedExit(t, 'running'), { exit });
+  assert.deepEqual(watchedExit({ ...t, exit: undefined }, 'paused'), { exit: undefined }, 'known: no exit yet');
+  for (const state of ['shutdown', 'crashed', 'dying'] as const) assert.equal(watchedExit(t, state), undefined, state);
+  assert.equal(watchedExit({ ...t, exitKnown: false }, 'running'), undefined, 'the watch has not delivered yet');
+  assert.equal(watchedExit({ ...t, exitCheckQueued: true }, 'running'), undefined, 'a newer event waits');
+  assert.equal(watchedExit({ ...t, watch: undefined }, 'running'), undefined, 'no watch');
 });

@@ -42,6 +42,7 @@ import {
   type ChannelLimits,
   type ConsoleLimits,
   type ConsoleSession,
+  type GuestExit,
   type GuestIdentity,
   type KrataDomainRecord,
   type ResizeResult,
@@ -55,6 +56,7 @@ import type { Console, DomainInfo, DomainState, DomainStats, GuestDomainConfig, 
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import { packageVersion } from '../../lib/version.js';
 import { GuestChannels, type ChannelFactory } from './guest-channels.js';
+import { DomainNames } from './domain-names.js';
 
 export { NotOnXenError } from '../xen/index.js';
 
@@ -173,6 +175,9 @@ interface Tracked {
   watch?: Watch;
   /** The last exit seen (JSON), so that only a new report emits 'change'. */
   exitKey: string;
+  /** The last exit seen, and whether it was read since the krata/guest watch was in place (list() may then use it). */
+  exit?: GuestExit;
+  exitKnown: boolean;
   exitChain: Promise<void>;
   exitCheckQueued: boolean;
 }
@@ -195,6 +200,8 @@ export class XenHypervisor implements Hypervisor {
   private readonly creating = new Map<string, string[]>();
   /** Domain names of creates in flight: two concurrent creates cannot both pass the name check. */
   private readonly naming = new Set<string>();
+  /** Live domains' names, read once per domain (the name check of a create is not n reads). */
+  private readonly names = new DomainNames();
   private readonly builder: DomainBuilder;
   private readonly backend: ConsoleBackend;
   private readonly channels: GuestChannels;
@@ -309,8 +316,12 @@ export class XenHypervisor implements Hypervisor {
       domains.map(async (d) => {
         // krata's keys never change (the guest cannot write them): a followed domain's are kept.
         const known = this.tracked.get(d.domid);
-        const meta = known?.uuid === d.uuid && known.meta ? known.meta : await readKrataDomain(this.xs, d.domid);
-        return meta ? { d, meta, exit: await readGuestExit(this.xs, d.domid) } : undefined;
+        const same = known?.uuid === d.uuid ? known : undefined;
+        const meta = same?.meta ?? (await readKrataDomain(this.xs, d.domid));
+        if (!meta) return undefined;
+        // A watched domain's exit is kept current by its watch: no three reads per domain per list.
+        const cached = same ? watchedExit(same, domainState(d)) : undefined;
+        return { d, meta, exit: cached ? cached.exit : await readGuestExit(this.xs, d.domid) };
       }),
     );
     const out: DomainInfo[] = [];
@@ -335,7 +346,7 @@ export class XenHypervisor implements Hypervisor {
     if (this.naming.has(name)) throw refuse('being used by another create in progress');
     this.naming.add(name);
     try {
-      const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), name);
+      const holder = await this.names.find(this.xs, this.xen.listDomains(), name);
       if (holder !== undefined) throw refuse(`already used by domain ${holder}`);
       return await this.build(config);
     } finally {
@@ -374,6 +385,7 @@ export class XenHypervisor implements Hypervisor {
         },
       );
       this.tracked.set(built.domid, tracked!);
+      this.names.remember(built.domid, uuid, config.name);
       // In the background: the guest's kernel offers the channel's ring once it has booted.
       this.channels.ensure(built.domid, true);
       // A guest that ended before it was followed still gets its 'change'.
@@ -598,7 +610,10 @@ export class XenHypervisor implements Hypervisor {
       .then(async () => {
         t.exitCheckQueued = false;
         if (this.closed || t.state === 'gone') return;
-        const key = JSON.stringify((await readGuestExit(this.xs, t.domid)) ?? null);
+        const exit = await readGuestExit(this.xs, t.domid);
+        const key = JSON.stringify(exit ?? null);
+        t.exit = exit;
+        t.exitKnown = true;
         if (key !== t.exitKey) {
           t.exitKey = key;
           this.emitChange(t.domid);
@@ -628,7 +643,20 @@ export class XenHypervisor implements Hypervisor {
 }
 
 function newTracked(domid: number, uuid: string, state: DomainState): Tracked {
-  return { domid, uuid, state, consoleRetryAt: 0, exitKey: 'null', exitChain: Promise.resolve(), exitCheckQueued: false };
+  return { domid, uuid, state, consoleRetryAt: 0, exitKey: 'null', exitKnown: false, exitChain: Promise.resolve(), exitCheckQueued: false };
+}
+
+/**
+ * The exit list() may take from a followed domain instead of reading xenstore: only while the domain
+ * runs (or is paused), its krata/guest watch has delivered and no newer event waits to be read. An
+ * ended domain's exit is always read afresh, since its reconcile decides on it.
+ */
+export function watchedExit(
+  t: Pick<Tracked, 'exit' | 'exitKnown' | 'exitCheckQueued' | 'watch'>,
+  state: DomainState,
+): { exit: GuestExit | undefined } | undefined {
+  if (!t.exitKnown || t.exitCheckQueued || !t.watch || (state !== 'running' && state !== 'paused')) return undefined;
+  return { exit: t.exit };
 }
 
 /** The Console view of a session; writes after the session closed are dropped. */

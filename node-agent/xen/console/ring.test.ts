@@ -61,6 +61,34 @@ test('history keeps the newest bytes within its limit', () => {
   assert.equal(h.contents().toString(), '3456789ABC');
 });
 
+test('history matches a plain concatenation for any split of the output, across growth and wrap', () => {
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  for (const limit of [1, 5, 4096, 5000, 10_000]) {
+    const h = new ConsoleHistory(limit);
+    let all = Buffer.alloc(0);
+    for (let i = 0; i < 400; i++) {
+      const chunk = Buffer.from(Array.from({ length: rand(i % 50 === 0 ? 12_000 : 300) }, () => rand(256)));
+      h.append(chunk);
+      all = Buffer.concat([all, chunk]).subarray(-limit);
+      assert.deepEqual(h.contents(), all, `limit ${limit}, append ${i}`);
+    }
+  }
+});
+
+test('history of a guest that writes a byte at a time holds one buffer of the limit, no more', () => {
+  const limit = 64 * 1024;
+  const h = new ConsoleHistory(limit);
+  h.append(Buffer.from('x'));
+  assert.ok(h.allocatedBytes <= 4096, 'small output, small buffer');
+  for (let i = 0; i < 3 * limit; i++) h.append(Buffer.of(i & 0xff));
+  assert.equal(h.allocatedBytes, limit);
+  const c = h.contents();
+  assert.equal(c.length, limit);
+  assert.equal(c[limit - 1], (3 * limit - 1) & 0xff);
+  assert.equal(c[0], (2 * limit) & 0xff);
+});
+
 /** A session over a plain page, with a clock and timers the test moves. */
 function session(limits: { rate: number; burst: number; input?: number }) {
   const page = Buffer.alloc(RING_BYTES);

@@ -141,31 +141,50 @@ export class ConsoleRing extends ByteRing {
   }
 }
 
-/** A bounded history of console output per guest, for `kratactl logs`: the newest bytes win. */
+/**
+ * A bounded history of console output per guest, for `kratactl logs`: the newest bytes win. One buffer,
+ * grown by doubling up to the limit and then used as a circular buffer, so a guest that writes a byte at
+ * a time holds no more than the limit (one Buffer per write would cost ~100 bytes of bookkeeping each).
+ */
 export class ConsoleHistory {
-  private chunks: Buffer[] = [];
+  private buf = Buffer.alloc(0);
+  /** Where the next byte goes, and how many bytes are held (<= buf.length). */
+  private head = 0;
   private size = 0;
 
   constructor(readonly limit = 256 * 1024) {}
 
+  /** Bytes of buffer the history holds: never more than the limit, however the output was split. */
+  get allocatedBytes(): number {
+    return this.buf.length;
+  }
+
   append(data: Buffer): void {
-    if (data.length === 0) return;
-    this.chunks.push(Buffer.from(data));
-    this.size += data.length;
-    while (this.size > this.limit) {
-      const first = this.chunks[0]!;
-      const excess = this.size - this.limit;
-      if (first.length <= excess) {
-        this.chunks.shift();
-        this.size -= first.length;
-      } else {
-        this.chunks[0] = first.subarray(excess);
-        this.size -= excess;
-      }
-    }
+    if (data.length === 0 || this.limit <= 0) return;
+    if (data.length >= this.limit) data = data.subarray(data.length - this.limit);
+    if (this.buf.length < this.limit && this.size + data.length > this.buf.length) this.grow(this.size + data.length);
+    const cap = this.buf.length;
+    const first = Math.min(data.length, cap - this.head);
+    data.copy(this.buf, this.head, 0, first);
+    data.copy(this.buf, 0, first);
+    this.head = (this.head + data.length) % cap;
+    this.size = Math.min(this.size + data.length, cap);
   }
 
   contents(): Buffer {
-    return Buffer.concat(this.chunks, this.size);
+    const cap = this.buf.length;
+    const start = (this.head - this.size + cap) % (cap || 1);
+    if (start + this.size <= cap) return Buffer.from(this.buf.subarray(start, start + this.size));
+    return Buffer.concat([this.buf.subarray(start), this.buf.subarray(0, this.head)], this.size);
+  }
+
+  /** A larger buffer (doubling, at least `need`, at most the limit) holding the same bytes from 0. */
+  private grow(need: number): void {
+    const cap = Math.min(this.limit, Math.max(need, this.buf.length * 2, 4096));
+    const old = this.contents();
+    this.buf = Buffer.alloc(cap);
+    old.copy(this.buf);
+    this.head = old.length % cap;
+    this.size = old.length;
   }
 }

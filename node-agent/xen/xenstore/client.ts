@@ -190,9 +190,14 @@ export class XenstoreClient extends XsOperations {
     const op = XsType[type]!.toLowerCase();
     return new Promise<XsMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
-        // A late reply to this req_id is dropped in receive(): the id is no longer pending.
-        this.pending.delete(reqId);
-        reject(new XenstoreError('ETIMEDOUT', op, path));
+        // After the event loop was blocked (a build's synchronous work under load), the timer runs before
+        // the poll phase that would read a reply already waiting: give that phase its turn first.
+        setImmediate(() => {
+          if (this.pending.get(reqId)?.timer !== timer) return;
+          // A late reply to this req_id is dropped in receive(): the id is no longer pending.
+          this.pending.delete(reqId);
+          reject(new XenstoreError('ETIMEDOUT', op, path));
+        });
       }, this.timeoutMs);
       this.pending.set(reqId, { resolve, reject, timer });
       this.transport.send(encodeMessage({ type, reqId, txId, payload }));
