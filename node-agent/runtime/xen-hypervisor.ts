@@ -51,7 +51,8 @@ import {
 } from '../xen/index.js';
 import type { GuestChannel } from '../channel/types.js';
 import { openGuestChannel } from '../channel/index.js';
-import type { Console, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
+import type { Console, CreateOptions, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
+import { noPhases, type PhaseTimer } from '../../lib/phase-timer.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import { packageVersion } from '../../lib/version.js';
 import { GuestChannels, type ChannelFactory } from './guest-channels.js';
@@ -327,7 +328,7 @@ export class XenHypervisor implements Hypervisor {
     return out;
   }
 
-  async create(config: GuestDomainConfig): Promise<DomainInfo> {
+  async create(config: GuestDomainConfig, opts: CreateOptions = {}): Promise<DomainInfo> {
     this.assertOpen();
     // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
     const name = config.name;
@@ -337,13 +338,15 @@ export class XenHypervisor implements Hypervisor {
     try {
       const holder = await domainNamed(this.xs, new Set(this.xen.listDomains().map((d) => d.domid)), name);
       if (holder !== undefined) throw refuse(`already used by domain ${holder}`);
-      return await this.build(config);
+      const phases = opts.phases ?? noPhases;
+      phases.mark('name check');
+      return await this.build(config, phases);
     } finally {
       this.naming.delete(name);
     }
   }
 
-  private async build(config: GuestDomainConfig): Promise<DomainInfo> {
+  private async build(config: GuestDomainConfig, phases: PhaseTimer): Promise<DomainInfo> {
     const createdAt = Date.now();
     const uuid = randomUUID();
     const flight = flightKey(config.guest, createdAt);
@@ -354,6 +357,13 @@ export class XenHypervisor implements Hypervisor {
     let tracked: Tracked | undefined;
     try {
       const [kernel, initrd] = await Promise.all([readFile(config.kernel), config.initrd ? readFile(config.initrd) : undefined]);
+      phases.mark('read boot files');
+      // A builder that marks no phases of its own shows as one "builder" phase.
+      let marked = phases.phases().length;
+      const markUnlessBuilderDid = (name: string) => {
+        if (phases.phases().length === marked) phases.mark(name);
+        marked = phases.phases().length;
+      };
       const meta: KrataDomainRecord = { name: config.name, guest: config.guest, createdAt };
       const built = await this.builder.launch(
         config,
@@ -364,15 +374,20 @@ export class XenHypervisor implements Hypervisor {
           consoleBackend: 'krata',
           controlChannel: true,
           // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
+          phases,
           beforeUnpause: async (domid) => {
+            markUnlessBuilderDid('builder');
             tracked = newTracked(domid, uuid, 'running');
             tracked.meta = meta;
             tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
             tracked.console = consoleOf(tracked.session);
             await this.watchGuest(tracked);
+            phases.mark('console attach and exit watch');
+            marked = phases.phases().length;
           },
         },
       );
+      markUnlessBuilderDid('unpause');
       this.tracked.set(built.domid, tracked!);
       // In the background: the guest's kernel offers the channel's ring once it has booted.
       this.channels.ensure(built.domid, true);

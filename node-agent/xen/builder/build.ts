@@ -24,6 +24,7 @@ import { writeDomainStore, type DomainRings } from '../domain-store.js';
 import type { Privcmd } from '../privcmd.js';
 import { setField } from '../../../lib/c-layout.js';
 import type { Mapping } from '../../../lib/libc.js';
+import type { PhaseTimer } from '../../../lib/phase-timer.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { findKernelPayload } from './bzimage.js';
 import { decompressKernel } from './decompress.js';
@@ -57,6 +58,8 @@ export interface LaunchOptions {
    * first bytes are read as they come (the ring holds only 2 KiB).
    */
   beforeUnpause?: (domid: number) => Promise<void>;
+  /** Where the build's phases are marked (lib/phase-timer.ts): the caller's breakdown of the whole launch. */
+  phases?: PhaseTimer;
 }
 
 export interface BuiltDomain extends DomainRings {
