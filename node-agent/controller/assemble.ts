@@ -46,7 +46,7 @@ export interface GuestControllerOptions extends CreateOptions, ControllerOptions
   pullSlots?: Semaphore;
   /** Full resync period (default 15 s). */
   resyncMs?: number;
-  /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
+  /** Writes the config disk; simulations of many hosts swap it for something cheaper. */
   writeConfigDisk?: typeof writeConfigDisk;
   /** Host ports Guests may publish here (--host-ports; default 1024-65535). */
   hostPorts?: readonly PortRange[];

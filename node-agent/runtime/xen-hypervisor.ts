@@ -11,7 +11,6 @@ import { DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import {
@@ -56,6 +55,7 @@ import { noPhases, type PhaseTimer } from '../../lib/phase-timer.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import { packageVersion } from '../../lib/version.js';
 import { GuestChannels, type ChannelFactory } from './guest-channels.js';
+import { BootFileCache } from './boot-files.js';
 
 export { NotOnXenError } from '../xen/index.js';
 
@@ -203,6 +203,8 @@ export class XenHypervisor implements Hypervisor {
   private readonly consoleLimits: ConsoleLimits;
   private readonly stateDir: string;
   private readonly destroyTimeoutMs: number;
+  /** Kernels and initrds, kept while unchanged: not read again for every launch. */
+  private readonly bootFiles = new BootFileCache();
   private closed = false;
 
   private constructor(
@@ -356,7 +358,10 @@ export class XenHypervisor implements Hypervisor {
     );
     let tracked: Tracked | undefined;
     try {
-      const [kernel, initrd] = await Promise.all([readFile(config.kernel), config.initrd ? readFile(config.initrd) : undefined]);
+      const [kernel, initrd] = await Promise.all([
+        this.bootFiles.get(config.kernel),
+        config.initrd ? this.bootFiles.get(config.initrd) : undefined,
+      ]);
       phases.mark('read boot files');
       // A builder that marks no phases of its own shows as one "builder" phase.
       let marked = phases.phases().length;
