@@ -8,6 +8,8 @@ import { AgentClient } from '../kratactl/agent-client.js';
 import type { Guest } from '../crds/generated/types.js';
 
 const METRICS = process.env.KRATA_BENCH_METRICS ?? '127.0.0.1:9477';
+/** The Guest's image (bench/cold-launch-xen.sh: one in a registry that is not cached). */
+const IMAGE = process.env.KRATA_BENCH_IMAGE ?? 'bench/busybox:1';
 
 /** The agent's per-phase sums (seconds) and its launch count, from /metrics. */
 async function launchSums(): Promise<{ launches: number; sums: Map<string, number> }> {
@@ -30,7 +32,7 @@ const guest = {
   kind: 'Guest',
   metadata: { name: 'bench', namespace: 'default' },
   spec: {
-    image: 'bench/busybox:1',
+    image: IMAGE,
     command: ['sh', '-c', 'while :; do sleep 1; done'],
     resources: { cpus: 1, memory: '96Mi' },
     network: { enabled: false },

@@ -87,6 +87,10 @@ test('a Guest waiting for its image reports once, when its domain starts', async
   h.images.release('registry.example/slow:1');
   await h.until(() => phase(h, 'slow') === 'Running');
   assert.equal(reports.length, 1);
-  assert.equal(reports[0]!.phases.at(-1)!.name, 'status Running');
+  // One breakdown from the apply: the first reconcile's phases, the pull, then the launch's.
+  const names = reports[0]!.phases.map((p) => p.name);
+  assert.deepEqual(names.slice(0, 3), ['queue pickup', 'domain list', 'image pull']);
+  assert.equal(names.at(-1), 'status Running');
+  assert.equal(names.filter((n) => n === 'image lookup').length, 1);
   h.stop();
 });

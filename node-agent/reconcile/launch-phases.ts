@@ -16,6 +16,8 @@ export interface LaunchReport {
 export class LaunchPhases {
   /** When each key was first queued since its last reconcile: at most one entry per Guest key. */
   private readonly queuedAt = new Map<string, number>();
+  /** Launches waiting for their image: the next reconcile of the key carries on with the same timer. */
+  private readonly parked = new Map<string, PhaseTimer>();
 
   constructor(
     private readonly onLaunch: (r: LaunchReport) => void = () => {},
@@ -29,11 +31,18 @@ export class LaunchPhases {
 
   /**
    * A reconcile of `key` starts: a timer from when it was queued (or from now), its first phase
-   * "queue pickup" already closed. The key's next change starts a new clock.
+   * "queue pickup" already closed; or the timer of the launch parked waiting for its image, whose
+   * "image pull" phase closes now. The key's next change starts a new clock.
    */
   begin(key: string): PhaseTimer {
     const since = this.queuedAt.get(key);
     this.queuedAt.delete(key);
+    const parked = this.parked.get(key);
+    if (parked) {
+      this.parked.delete(key);
+      parked.mark('image pull');
+      return parked;
+    }
     let start = since;
     const timer = startPhaseTimer(() => {
       if (start === undefined) return this.now();
@@ -45,9 +54,14 @@ export class LaunchPhases {
     return timer;
   }
 
-  /** The keys waiting with a clock (tests: nothing kept for Guests reconciled since). */
+  /** The launch of `key` waits for its image (pulled beside the workers): its next reconcile carries on. */
+  park(key: string, timer: PhaseTimer): void {
+    this.parked.set(key, timer);
+  }
+
+  /** The keys waiting with a clock or a parked launch (tests: nothing kept for Guests reconciled since). */
   get waiting(): number {
-    return this.queuedAt.size;
+    return this.queuedAt.size + this.parked.size;
   }
 
   /** A domain started and its status says Running: the breakdown goes out. A throwing listener is not the launch's failure. */

@@ -142,6 +142,7 @@ export class GuestReconciler implements Reconciler {
       if ('reason' in ports) throw new Stalled(ports.reason, ports.message);
       const domid = await this.creator.create(key, rec, timer);
       if (domid !== undefined) this.launches.finish(key, timer, domid);
+      else this.launches.park(key, timer);
     } catch (e) {
       if (e instanceof Stalled) {
         this.recorder.warning(key, e.reason, e.message);
