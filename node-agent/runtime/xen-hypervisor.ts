@@ -56,6 +56,7 @@ import type { HostInfo } from '../../contracts/agent-api/types.js';
 import { packageVersion } from '../../lib/version.js';
 import { GuestChannels, type ChannelFactory } from './guest-channels.js';
 import { BootFileCache } from './boot-files.js';
+import { settleAll } from './settle-all.js';
 
 export { NotOnXenError } from '../xen/index.js';
 
@@ -384,9 +385,16 @@ export class XenHypervisor implements Hypervisor {
             markUnlessBuilderDid('builder');
             tracked = newTracked(domid, uuid, 'running');
             tracked.meta = meta;
-            tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
-            tracked.console = consoleOf(tracked.session);
-            await this.watchGuest(tracked);
+            const t = tracked;
+            // Both are round trips to xenstored: sent together. Both settle before a failure goes on, so
+            // the cleanup (untrack) finds the session and the watch it must end.
+            await settleAll([
+              this.backend.attach(domid, this.historyBytes, this.consoleLimits).then((s) => {
+                t.session = s;
+                t.console = consoleOf(s);
+              }),
+              this.watchGuest(t),
+            ]);
             phases.mark('console attach and exit watch');
             marked = phases.phases().length;
           },
