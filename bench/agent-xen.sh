@@ -2,7 +2,8 @@
 # Part of `npm run bench -- agent`, run by bench/agent.ts inside test/xenhost/boot.sh: on the QEMU Xen
 # host, `kratactl apply` of a Guest whose image is cached → phase Running, against `xl create` of the
 # same guest (kernel, initrd with guest-init, memory, the same image and config disks, no NIC), timed
-# in dom0, alternating. Prints "RESULT <ours ms median> <xl ms median>".
+# in dom0, alternating. Prints "PHASES <json>" per run (the agent's breakdown of that launch, phase →
+# ms, from its krata_launch_phase_seconds) and last "RESULT <ours ms median> <xl ms median>".
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +28,7 @@ x "set -e; mkdir -p /var/lib/krata/guest /run/krata
 node /krata/dist/test/e2e/dom0/krata-initrd.js /krata/guest-init/target/release/guest-init /var/lib/krata/guest/initrd >/dev/null
 cp /opt/xenhost/guest/vmlinux /var/lib/krata/guest/vmlinuz
 $k image import --offline --store /var/lib/krata -q /krata/guest-init/target/bench-agent/busybox.tar >/dev/null
-(setsid node /krata/dist/node-agent/main.js --metrics off --log-level warn >>/tmp/agent.log 2>&1 </dev/null &)
+(setsid node /krata/dist/node-agent/main.js --metrics 127.0.0.1:9477 --log-level warn >>/tmp/agent.log 2>&1 </dev/null &)
 for i in \$(seq 600); do $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1" >&2
 # The timed parts run in dom0 (no SSH round trips inside the measurement). Ours is timed inside one
 # Node process (bench/dom0-apply.ts), from the API request to phase Running.
@@ -57,7 +58,9 @@ echo $(( (e - s) / 1000 ))
 SH
 ours=() theirs=()
 for i in $(seq "$runs"); do
-  ours+=("$(x "bash /krata/guest-init/target/bench-agent/ours.sh")")
+  out=$(x "bash /krata/guest-init/target/bench-agent/ours.sh")
+  ours+=("${out%% *}")
+  echo "PHASES ${out#* }"
   theirs+=("$(x "bash /krata/guest-init/target/bench-agent/theirs.sh")")
   echo "run $i: apply → Running ${ours[-1]} ms (agent API), xl create ${theirs[-1]} ms" >&2
 done

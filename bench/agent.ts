@@ -2,7 +2,7 @@
 // (--fake-hypervisor): time from one `apply` of all of them until every one is Running, the agent's
 // peak RSS, and its CPU use while idle afterwards (a resync falls inside the window). Then, on the
 // QEMU Xen host, apply → Running of one Guest against `xl create` of the same guest (agent-xen.sh). The agent
-// does its real work otherwise: durable store writes, IP reservations, a config disk (mksquashfs) per
+// does its real work otherwise: durable store writes, IP reservations, a config disk (squashfs) per
 // guest, status and events. Goals (issue 7): converge < 30 s, idle CPU < 1 %.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { repoRoot } from '../lib/package-root.js';
 import { AgentClient } from '../kratactl/agent-client.js';
 import { buildImage, writeDockerSave } from '../test/oci-images.js';
 import { buildTar } from '../lib/tar.js';
+import { formatPhases, type Phase } from '../lib/phase-timer.js';
 import type { Guest } from '../crds/generated/types.js';
 
 const GUESTS = Number(process.env.KRATA_BENCH_GUESTS ?? 200);
@@ -44,12 +45,39 @@ function xenFigures(root: string): Record<string, unknown> {
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (r.status !== 0 || !line) return { xen: `failed (exit ${r.status}); see the output above` };
   const [ours, xl] = line.split(' ').slice(1).map(Number);
+  const phases = medianPhases(
+    r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('PHASES '))
+      .map((l) => l.slice(7)),
+  );
+  console.error(`the agent's launch on Xen, median per phase over ${KRATA_RUNS} runs (queued → status Running):\n${formatPhases(phases)}`);
   return {
     xen_apply_to_running_ms: ours,
     xen_xl_create_ms: xl,
     xen_ratio: Number((ours! / xl!).toFixed(2)),
+    xen_phases_ms: Object.fromEntries(phases.map((p) => [p.name, p.ms])),
     xen_baseline: 'xl create of the same kernel, initrd, memory and disks (Xen 4.17 under QEMU TCG)',
   };
+}
+
+const KRATA_RUNS = Number(process.env.KRATA_BENCH_RUNS ?? 3);
+
+/** Each phase's median over the runs' breakdowns (JSON objects phase → ms), in the first run's order. */
+export function medianPhases(runs: string[]): Phase[] {
+  const parsed = runs.flatMap((r) => {
+    try {
+      const o = JSON.parse(r) as unknown;
+      return o && typeof o === 'object' ? [o as Record<string, number>] : [];
+    } catch {
+      return [];
+    }
+  });
+  const names = [...new Set(parsed.flatMap((o) => Object.keys(o)))];
+  return names.map((name) => {
+    const v = parsed.map((o) => Number(o[name] ?? 0)).sort((a, b) => a - b);
+    return { name, ms: v[Math.floor((v.length - 1) / 2)]! };
+  });
 }
 
 export async function agentBench(): Promise<Record<string, unknown>> {
@@ -136,7 +164,7 @@ export async function agentBench(): Promise<Record<string, unknown>> {
       idle_cpu_pct: Number(idlePct.toFixed(2)),
       with_addresses: withAddresses,
       idle_window_s: IDLE_WINDOW_S,
-      hypervisor: 'test double (--fake-hypervisor); store, IPAM, config disks (mksquashfs), status and API are real',
+      hypervisor: 'test double (--fake-hypervisor); store, IPAM, config disks (in-process squashfs), status and API are real',
       goals: { converge_s: 30, idle_cpu_pct: 1 },
       ...xen,
     };

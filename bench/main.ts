@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../lib/package-root.js';
 import { agentBench } from './agent.js';
 import { cliBench } from './cli.js';
+import { coldLaunchBench } from './cold-launch.js';
 import { guestBench } from './guest.js';
 import { imageBench } from './image.js';
 import { netBench } from './net.js';
@@ -84,6 +85,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
   guest: () => guestBench(),
   /** 200 Guests on one agent with the test-double hypervisor: converge time, RSS, idle CPU. */
   agent: () => agentBench(),
+  /** On Xen, an uncached image: apply → Running (pull, pack, launch) vs skopeo copy + umoci unpack + mksquashfs + xl create. */
+  'cold-launch': () => coldLaunchBench(),
   /** 200 Guests with a 1 s tcpSocket readiness probe each (test-double hypervisor, loopback servers): CPU with and without. */
   probes: () => probesBench(),
   /** Pull + pack of a ~150 MB, 5-layer image from a local registry vs skopeo copy + umoci unpack + mksquashfs. */

@@ -13,6 +13,7 @@ import { TlsApiListener } from '../api/tls-listener.js';
 import { AgentIdentity } from '../follower/agent-identity.js';
 import { AgentMetrics } from '../controller/metrics.js';
 import { assembleGuestController } from '../controller/assemble.js';
+import type { Phase } from '../../lib/phase-timer.js';
 import type { GuestController } from '../controller/controller.js';
 import { EventRecorder } from '../reconcile/events.js';
 import { Ipam } from '../reconcile/ipam.js';
@@ -291,6 +292,13 @@ export const probeModule = new ContainerModule(({ bind }) => {
  * machinery and the reconcile decisions together). Stopping lets a create or
  * stop in progress finish (bounded), so no half-built domain is left behind.
  */
+/** A launch's phases as one log field: {"queue pickup": 1.2, ...} in ms (a phase marked twice adds up). */
+function launchPhaseFields(phases: readonly Phase[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of phases) out[p.name] = Math.round(((out[p.name] ?? 0) + p.ms) * 10) / 10;
+  return out;
+}
+
 export const controllerModule = new ContainerModule(({ bind }) => {
   provide(bind, EVENT_RECORDER, [CONFIG, CLOCK, LOG], (config, clock, log) => {
     if (!config.logEvents) return new EventRecorder(clock, config.eventsPerGuest);
@@ -316,9 +324,11 @@ export const controllerModule = new ContainerModule(({ bind }) => {
       optional(METRICS),
       optional(WRITE_CONFIG_DISK),
       optional(PROBER),
+      LOG,
     ],
-    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk, probes) =>
-      assembleGuestController(
+    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk, probes, log) => {
+      const observeLaunch = metrics?.launchObserver();
+      return assembleGuestController(
         { store, hv, images, ipam, recorder, clock, ...(probes ? { probes } : {}) },
         {
           ...(pullAuth ? { pullAuth } : {}),
@@ -333,8 +343,13 @@ export const controllerModule = new ContainerModule(({ bind }) => {
           ...(metrics ? { observe: metrics.reconciles.observer('guest') } : {}),
           ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
           ...(writeConfigDisk ? { writeConfigDisk } : {}),
+          onLaunch: (r) => {
+            observeLaunch?.(r);
+            log.debug({ guest: r.key, domid: r.domid, phases: launchPhaseFields(r.phases) }, 'launched');
+          },
         },
-      ),
+      );
+    },
   );
   provide(bind, COMPONENTS, [GUEST_CONTROLLER], (controller): Component => ({
     name: 'controller',

@@ -17,6 +17,7 @@ import { ResizeStep } from '../reconcile/resize.js';
 import { ImagePulls, type ImageProvider } from '../reconcile/pulls.js';
 import { NO_PROBES, type GuestProber } from '../reconcile/probes.js';
 import { GuestReconciler } from '../reconcile/reconciler.js';
+import { LaunchPhases, type LaunchReport } from '../reconcile/launch-phases.js';
 import { StatusWriter } from '../reconcile/status.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
 import type { GuestStore } from '../store/guest-store.js';
@@ -45,10 +46,12 @@ export interface GuestControllerOptions extends CreateOptions, ControllerOptions
   pullSlots?: Semaphore;
   /** Full resync period (default 15 s). */
   resyncMs?: number;
-  /** Writes the config disk; simulations of many hosts swap mksquashfs for something cheaper. */
+  /** Writes the config disk; simulations of many hosts swap it for something cheaper. */
   writeConfigDisk?: typeof writeConfigDisk;
   /** Host ports Guests may publish here (--host-ports; default 1024-65535). */
   hostPorts?: readonly PortRange[];
+  /** Each launch's breakdown, queued → Running (reconcile/launch-phases.ts): metrics and the debug log. */
+  onLaunch?: (r: LaunchReport) => void;
 }
 
 export function assembleGuestController(deps: GuestControllerDeps, opts: GuestControllerOptions): GuestController {
@@ -58,6 +61,7 @@ export function assembleGuestController(deps: GuestControllerDeps, opts: GuestCo
   const status = new StatusWriter(store, clock);
   const disks = new ConfigDisks(opts.stateDir, opts.writeConfigDisk);
   const pulls = new ImagePulls(images, opts.pullSlots ?? new Semaphore(opts.pullConcurrency ?? 4), recorder);
+  const launches = new LaunchPhases(opts.onLaunch);
   const deleter = new DeleteStep(store, hv, cache, pulls, ipam, disks, status, recorder);
   const reconciler = new GuestReconciler(
     store,
@@ -72,9 +76,10 @@ export function assembleGuestController(deps: GuestControllerDeps, opts: GuestCo
     recorder,
     clock,
     deps.probes ?? NO_PROBES,
+    launches,
   );
   const sources: Source[] = [new StoreSource(store), new DomainEventSource(hv, store, cache), new PullSource(pulls)];
   if (deps.probes) sources.push(new ProbeSource(deps.probes));
   const resync = new PeriodicResync(store, cache, hashes, deleter, clock, opts.resyncMs);
-  return new GuestController(reconciler, sources, resync, recorder, clock, opts);
+  return new GuestController(reconciler, sources, resync, recorder, clock, { ...opts, launches });
 }

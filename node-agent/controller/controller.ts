@@ -6,6 +6,7 @@ import type { Clock } from '../../lib/clock.js';
 import { timed, type ReconcileObserver } from '../../lib/reconcile-metrics.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { EventRecorder } from '../reconcile/events.js';
+import type { LaunchPhases } from '../reconcile/launch-phases.js';
 import type { Reconciler } from '../reconcile/reconciler.js';
 import type { PeriodicResync } from './resync.js';
 import type { Source, SourceSink } from './sources.js';
@@ -15,6 +16,8 @@ export interface ControllerOptions {
   concurrency?: number;
   /** Called after each reconcile with its duration and error (metrics). */
   observe?: ReconcileObserver;
+  /** Told when a key is queued: a launch's breakdown starts there. */
+  launches?: Pick<LaunchPhases, 'queued'>;
 }
 
 export class GuestController {
@@ -39,7 +42,14 @@ export class GuestController {
         this.recorder.warning(key, 'ReconcileError', (err as Error).message);
       },
     );
-    this.sink = { add: (key) => this.queue.add(key), background: (p, reason) => this.background(p, reason) };
+    const launches = opts.launches;
+    this.sink = {
+      add: (key) => {
+        launches?.queued(key);
+        this.queue.add(key);
+      },
+      background: (p, reason) => this.background(p, reason),
+    };
     for (const s of sources) this.stops.push(s.start(this.sink));
   }
 

@@ -3,7 +3,8 @@
 // (usage/prometheus.ts), plus Node's process metrics (unprefixed, as in the operator and krata-api).
 // Served on their own listener, apart from the local API.
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { LaunchReport } from '../reconcile/launch-phases.js';
 import { ReconcileMetrics } from '../../lib/reconcile-metrics.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { WorkQueue } from '../../lib/work-queue.js';
@@ -88,6 +89,34 @@ export class AgentMetrics {
       });
     }
     if (usage) registerGuestUsage(this.registry, usage);
+  }
+
+  /**
+   * krata_launch_phase_seconds{phase} and krata_launch_seconds: each launch's breakdown from its
+   * Guest's change being queued to status Running (reconcile/launch-phases.ts). A phase marked twice
+   * in one launch counts once, with its times added.
+   */
+  launchObserver(): (r: LaunchReport) => void {
+    const buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    const phase = new Histogram({
+      name: 'krata_launch_phase_seconds',
+      help: "Time a Guest's launch spent in each phase, from its change being queued to status Running",
+      labelNames: ['phase'] as const,
+      buckets,
+      registers: [this.registry],
+    });
+    const total = new Histogram({
+      name: 'krata_launch_seconds',
+      help: "Time from a Guest's change being queued to its status Running, for launches that started a domain",
+      buckets,
+      registers: [this.registry],
+    });
+    return (r) => {
+      const byName = new Map<string, number>();
+      for (const p of r.phases) byName.set(p.name, (byName.get(p.name) ?? 0) + p.ms);
+      for (const [name, ms] of byName) phase.observe({ phase: name }, ms / 1000);
+      total.observe(r.phases.reduce((s, p) => s + p.ms, 0) / 1000);
+    };
   }
 
   /** krata_agent_tls_refused_total: clients the TLS listener refused, counted there (api/tls-listener.ts). */

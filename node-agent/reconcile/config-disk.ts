@@ -1,30 +1,22 @@
-// The guest's config disk (xvdb): a squashfs holding launch.json, written through the same tar →
-// mksquashfs path as images (no staging directory), under a temporary name and then renamed. A
+// The guest's config disk (xvdb): a squashfs holding launch.json, written in-process
+// (image/flat-squashfs.ts: no mksquashfs per launch) under a temporary name and then renamed. A
 // failure leaves neither the temporary nor a half disk; a full disk is said by name (ENOSPC, in the
-// image cache's words: lib/no-space.ts), not as the broken pipe mksquashfs leaves. One per Guest uid
-// in STATE/disks (ConfigDisks), removed with its Guest; a resync removes those whose Guest is gone.
+// image cache's words: lib/no-space.ts). One per Guest uid in STATE/disks (ConfigDisks), removed with
+// its Guest; a resync removes those whose Guest is gone.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serializeLaunchConfig, type LaunchConfigV1 } from '../guest/launch-config.js';
 import { asNoSpace } from '../../lib/no-space.js';
-import { SquashfsWriter } from '../image/squashfs.js';
-import { encodeHeader, TAR_END, tarPadding } from '../../lib/tar.js';
+import { flatSquashfs } from '../image/flat-squashfs.js';
 
 export async function writeConfigDisk(out: string, config: LaunchConfigV1): Promise<void> {
-  const data = serializeLaunchConfig(config);
+  const image = flatSquashfs([{ name: 'launch.json', data: serializeLaunchConfig(config), mode: 0o644 }]);
   const tmp = `${out}.partial`;
-  const writer = new SquashfsWriter(tmp, { compression: 'gzip' });
   try {
-    await writer.write([
-      encodeHeader({ path: 'launch.json', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: data.length }),
-      data,
-      tarPadding(data.length),
-      TAR_END,
-    ]);
-    await writer.close();
+    await writeFile(tmp, image);
     renameSync(tmp, out);
   } catch (e) {
-    await writer.abort();
     rmSync(tmp, { force: true });
     throw asNoSpace(e, `the config disk ${out}`) ?? e;
   }
@@ -36,7 +28,7 @@ export class ConfigDisks {
 
   constructor(
     stateDir: string,
-    /** Simulations of many hosts swap mksquashfs for something cheaper. */
+    /** Simulations of many hosts swap it for something cheaper. */
     private readonly writeDisk: typeof writeConfigDisk = writeConfigDisk,
   ) {
     this.dir = join(stateDir, 'disks');

@@ -8,6 +8,7 @@ import type { Guest } from '../../crds/generated/types.js';
 import { metaTime } from '../../crds/meta.js';
 import { quantityValue } from '../../crds/quantity.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
+import { noPhases, type PhaseTimer } from '../../lib/phase-timer.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
 import type { DomainInfo, GuestDomainConfig, Hypervisor } from '../runtime/hypervisor.js';
 import type { GuestRecord } from '../store/guest-store.js';
@@ -62,8 +63,11 @@ export class CreateStep {
     private readonly opts: CreateOptions,
   ) {}
 
-  /** One step towards the Guest's domain: done (Running), waiting for its image, or a throw. */
-  async create(key: string, rec: GuestRecord): Promise<void> {
+  /**
+   * One step towards the Guest's domain: done (Running: its domid), waiting for its image (undefined),
+   * or a throw. `phases` gets a mark per stage (launch-phases.ts).
+   */
+  async create(key: string, rec: GuestRecord, phases: PhaseTimer = noPhases): Promise<number | undefined> {
     const g = rec.guest;
     const uid = g.metadata.uid!;
     const { status } = this;
@@ -97,8 +101,9 @@ export class CreateStep {
         status.condition(rec, s, 'Reconciling', 'True', 'ImagePulling', s.message);
         status.condition(rec, s, 'Stalled', 'False', 'ImagePulling', '');
       });
-      return;
+      return undefined;
     }
+    phases.mark('image lookup');
     const pulled = image;
     status.set(key, (s) => {
       s.phase = 'Creating';
@@ -112,6 +117,7 @@ export class CreateStep {
       status.condition(rec, s, 'Stalled', 'False', 'Creating', '');
       status.condition(rec, s, 'ImageReady', 'True', 'Pulled', `${g.spec.image} is ${pulled.digest}`);
     });
+    phases.mark('status Creating');
     // Resources.
     const memoryMiB = mib(g.spec.resources.memory, 512);
     const maxMemoryMiB = Math.max(memoryMiB, mib(g.spec.resources.maxMemory, memoryMiB));
@@ -139,6 +145,7 @@ export class CreateStep {
         'kernel.image and initrd.image (kernels from OCI images) are not supported yet; use kernel.path/initrd.path or the node default',
       );
     }
+    phases.mark('host and boot files');
     // Network.
     let reservation: Reservation | undefined;
     let network: GuestNetworkConfig | undefined;
@@ -161,6 +168,7 @@ export class CreateStep {
         status.condition(rec, s, 'NetworkReady', 'True', 'AddressesAssigned', `${r.ipv4}, ${r.ipv6}`);
       });
     }
+    phases.mark('addresses');
     // Config disk.
     let launchConfig;
     try {
@@ -170,6 +178,7 @@ export class CreateStep {
       throw e;
     }
     const disk = await this.disks.write(uid, launchConfig);
+    phases.mark('config disk');
     // Domain.
     const launch: GuestDomainConfig = {
       name: domainName(g.metadata.namespace ?? 'default', g.metadata.name, uid),
@@ -191,7 +200,7 @@ export class CreateStep {
     };
     let dom: DomainInfo;
     try {
-      dom = await this.hv.create(launch);
+      dom = await this.hv.create(launch, { phases });
     } catch (e) {
       const message = (e as Error).message;
       status.set(key, (s) => {
@@ -215,6 +224,8 @@ export class CreateStep {
       status.condition(rec, s, 'Ready', 'True', 'Running', `domain ${dom.domid} is running`);
       status.condition(rec, s, 'Reconciling', 'False', 'Running', '');
     });
+    phases.mark('status Running');
+    return dom.domid;
   }
 
   private checkBootFile(field: string, path: string): void {

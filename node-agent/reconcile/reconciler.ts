@@ -15,6 +15,8 @@ import type { HostPortGuard } from './host-ports.js';
 import type { SpecHashes } from './identity.js';
 import type { ObservedDomains } from './observed-domains.js';
 import type { ObserveStep } from './observe.js';
+import { LaunchPhases } from './launch-phases.js';
+import type { PhaseTimer } from '../../lib/phase-timer.js';
 import { NO_PROBES, type GuestProber } from './probes.js';
 import type { ResizeStep } from './resize.js';
 import { clearResources, isStalled, Stalled, type StatusWriter } from './status.js';
@@ -45,11 +47,15 @@ export class GuestReconciler implements Reconciler {
     private readonly recorder: EventRecorder,
     private readonly clock: Clock,
     private readonly probes: GuestProber = NO_PROBES,
+    /** Times the reconciles that start a domain (only those report). */
+    private readonly launches: LaunchPhases = new LaunchPhases(),
   ) {}
 
   async reconcile(key: string): Promise<HandlerResult> {
+    const timer = this.launches.begin(key);
     const rec = this.store.get(key);
     const domains = (await this.domains.list()).filter((d) => domainGuestKey(d) === key);
+    timer.mark('domain list');
     // Probes run only while observe() sees the Guest's domain running; every other path ends them.
     if (!rec || rec.guest.metadata.deletionTimestamp) this.probes.stop(key);
     if (!rec) return this.deleter.removeOrphans(key, domains);
@@ -107,11 +113,11 @@ export class GuestReconciler implements Reconciler {
       const createdAt = Date.parse(st.startTime ?? '') || this.clock.now();
       return this.observer.exited(key, latest, { domid: st.domid, createdAt, lost: true });
     }
-    return this.startIfDue(key, latest);
+    return this.startIfDue(key, latest, timer);
   }
 
   /** No domain: start one unless the Guest ended for good, is Stalled, backs off, or waits for a port. */
-  private async startIfDue(key: string, rec: GuestRecord): Promise<HandlerResult> {
+  private async startIfDue(key: string, rec: GuestRecord, timer: PhaseTimer): Promise<HandlerResult> {
     const { status } = this;
     const s = rec.guest.status ?? {};
     const gen = rec.guest.metadata.generation ?? 1;
@@ -134,7 +140,9 @@ export class GuestReconciler implements Reconciler {
     }
     try {
       if ('reason' in ports) throw new Stalled(ports.reason, ports.message);
-      await this.creator.create(key, rec);
+      const domid = await this.creator.create(key, rec, timer);
+      if (domid !== undefined) this.launches.finish(key, timer, domid);
+      else this.launches.park(key, timer);
     } catch (e) {
       if (e instanceof Stalled) {
         this.recorder.warning(key, e.reason, e.message);

@@ -6,11 +6,16 @@ import type { HostInfo } from '../../contracts/agent-api/types.js';
 import type { DomainConfig, GuestExit, GuestIdentity, KrataDomainRecord, ResizeResult, ResourceTargets } from '../xen/index.js';
 import type { EventEmitter } from 'node:events';
 import type { GuestChannel } from '../channel/types.js';
+import type { PhaseTimer } from '../../lib/phase-timer.js';
 
 export type { DiskConfig, DomainConfig, GuestExit, GuestIdentity, NicConfig, ResizeResult, ResourceTargets } from '../xen/index.js';
 
 /** What create() takes: a domain configuration that names its Guest (xenstore krata/ keys). */
 export type GuestDomainConfig = DomainConfig & { guest: GuestIdentity };
+
+export interface CreateOptions {
+  phases?: PhaseTimer;
+}
 
 export type DomainState = 'running' | 'paused' | 'shutdown' | 'crashed' | 'dying';
 
@@ -56,8 +61,11 @@ export interface Hypervisor {
   host(): Promise<HostInfo>;
   /** krata's domains (those with a well-formed guest key), with their state and reported exit. */
   list(): Promise<DomainInfo[]>;
-  /** Builds and starts a domain; on failure nothing (domain, loop devices, xenstore) is left. */
-  create(config: GuestDomainConfig): Promise<DomainInfo>;
+  /**
+   * Builds and starts a domain; on failure nothing (domain, loop devices, xenstore) is left. `phases`
+   * gets the launch's phases from here on (the domain builder's included).
+   */
+  create(config: GuestDomainConfig, opts?: CreateOptions): Promise<DomainInfo>;
   /** control/shutdown, then destroy after `graceMs`; devices cleaned up either way. */
   shutdown(domid: number, graceMs: number): Promise<'graceful' | 'forced'>;
   /** Forced teardown with device cleanup; a domain that is already gone is not an error. */

@@ -11,7 +11,6 @@ import { DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import {
@@ -52,11 +51,14 @@ import {
 } from '../xen/index.js';
 import type { GuestChannel } from '../channel/types.js';
 import { openGuestChannel } from '../channel/index.js';
-import type { Console, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
+import type { Console, CreateOptions, DomainInfo, DomainState, DomainStats, GuestDomainConfig, Hypervisor } from './hypervisor.js';
+import { noPhases, type PhaseTimer } from '../../lib/phase-timer.js';
 import type { HostInfo } from '../../contracts/agent-api/types.js';
 import { packageVersion } from '../../lib/version.js';
 import { GuestChannels, type ChannelFactory } from './guest-channels.js';
 import { DomainNames } from './domain-names.js';
+import { BootFileCache } from './boot-files.js';
+import { settleAll } from './settle-all.js';
 
 export { NotOnXenError } from '../xen/index.js';
 
@@ -209,6 +211,8 @@ export class XenHypervisor implements Hypervisor {
   private readonly consoleLimits: ConsoleLimits;
   private readonly stateDir: string;
   private readonly destroyTimeoutMs: number;
+  /** Kernels and initrds, kept while unchanged: not read again for every launch. */
+  private readonly bootFiles = new BootFileCache();
   private closed = false;
 
   private constructor(
@@ -338,7 +342,7 @@ export class XenHypervisor implements Hypervisor {
     return out;
   }
 
-  async create(config: GuestDomainConfig): Promise<DomainInfo> {
+  async create(config: GuestDomainConfig, opts: CreateOptions = {}): Promise<DomainInfo> {
     this.assertOpen();
     // One name, one domain: checked against every live domain (krata's or not) and creates in flight.
     const name = config.name;
@@ -348,13 +352,15 @@ export class XenHypervisor implements Hypervisor {
     try {
       const holder = await this.names.find(this.xs, this.xen.listDomains(), name);
       if (holder !== undefined) throw refuse(`already used by domain ${holder}`);
-      return await this.build(config);
+      const phases = opts.phases ?? noPhases;
+      phases.mark('name check');
+      return await this.build(config, phases);
     } finally {
       this.naming.delete(name);
     }
   }
 
-  private async build(config: GuestDomainConfig): Promise<DomainInfo> {
+  private async build(config: GuestDomainConfig, phases: PhaseTimer): Promise<DomainInfo> {
     const createdAt = Date.now();
     const uuid = randomUUID();
     const flight = flightKey(config.guest, createdAt);
@@ -364,7 +370,11 @@ export class XenHypervisor implements Hypervisor {
     );
     let tracked: Tracked | undefined;
     try {
-      const [kernel, initrd] = await Promise.all([readFile(config.kernel), config.initrd ? readFile(config.initrd) : undefined]);
+      const [kernel, initrd] = await Promise.all([
+        this.bootFiles.get(config.kernel),
+        config.initrd ? this.bootFiles.get(config.initrd) : undefined,
+      ]);
+      phases.mark('read boot files');
       const meta: KrataDomainRecord = { name: config.name, guest: config.guest, createdAt };
       const built = await this.builder.launch(
         config,
@@ -375,12 +385,21 @@ export class XenHypervisor implements Hypervisor {
           consoleBackend: 'krata',
           controlChannel: true,
           // Console and exit watch are in place before the guest runs: nothing it prints or reports is missed.
+          phases,
           beforeUnpause: async (domid) => {
             tracked = newTracked(domid, uuid, 'running');
             tracked.meta = meta;
-            tracked.session = await this.backend.attach(domid, this.historyBytes, this.consoleLimits);
-            tracked.console = consoleOf(tracked.session);
-            await this.watchGuest(tracked);
+            const t = tracked;
+            // Both are round trips to xenstored: sent together. Both settle before a failure goes on, so
+            // the cleanup (untrack) finds the session and the watch it must end.
+            await settleAll([
+              this.backend.attach(domid, this.historyBytes, this.consoleLimits).then((s) => {
+                t.session = s;
+                t.console = consoleOf(s);
+              }),
+              this.watchGuest(t),
+            ]);
+            phases.mark('console attach and exit watch');
           },
         },
       );

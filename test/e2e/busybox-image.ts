@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { buildTar } from '../../lib/tar.js';
-import { buildImage, writeDockerSave } from '../oci-images.js';
+import { buildImage, writeDockerSave, type BuiltImage } from '../oci-images.js';
 
 export const APPLETS = [
   'sh',
@@ -34,6 +34,11 @@ export const APPLETS = [
 ];
 
 export function writeBusyboxImage(out: string, name = 'krata/busybox:demo', busybox = '/bin/busybox'): void {
+  writeDockerSave(out, busyboxImage(busybox), [name]);
+}
+
+/** The image itself (e.g. to push to a registry). */
+export function busyboxImage(busybox = '/bin/busybox'): BuiltImage {
   const tar = buildTar([
     { path: 'bin/busybox', data: readFileSync(busybox), mode: 0o755 },
     ...APPLETS.map((a) => ({ path: `bin/${a}`, type: 'symlink' as const, linkname: 'busybox' })),
@@ -43,7 +48,7 @@ export function writeBusyboxImage(out: string, name = 'krata/busybox:demo', busy
     { path: 'root', type: 'dir', mode: 0o700 },
     { path: 'tmp', type: 'dir', mode: 0o1777 },
   ]);
-  writeDockerSave(out, buildImage({ layers: [{ tar, compression: 'gzip' }], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } }), [name]);
+  return buildImage({ layers: [{ tar, compression: 'gzip' }], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
 import { validateObject } from '../../crds/validate.js';
-import { assembleGuestController } from '../../node-agent/controller/assemble.js';
+import { assembleGuestController, type GuestControllerOptions } from '../../node-agent/controller/assemble.js';
 import type { GuestController } from '../../node-agent/controller/controller.js';
 import { EventRecorder } from '../../node-agent/reconcile/events.js';
 import { Ipam } from '../../node-agent/reconcile/ipam.js';
@@ -89,6 +89,8 @@ export function harness(
   clock = new FakeClock(),
   /** Probes on: the prober with this dialer (tcpSocket, httpGet) and the fake hypervisor's channels. */
   probing?: { dialer?: GuestDialer },
+  /** More controller options (e.g. onLaunch). */
+  extra: Partial<GuestControllerOptions> = {},
 ): Harness {
   const images = new FakeImages(work);
   // The fake hypervisor's timers run on the same fake clock.
@@ -101,7 +103,7 @@ export function harness(
     : undefined;
   const controller = assembleGuestController(
     { store, hv, images, ipam, recorder, clock, ...(prober ? { probes: prober } : {}) },
-    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', resyncMs: 15_000 },
+    { stateDir: dir, kernel: '/k/vmlinuz', initrd: '/k/initrd', nodeName: 'host-1', resyncMs: 15_000, ...extra },
   );
   const agent = new NodeAgentService(store, hv, recorder, undefined, clock);
   controller.run();

@@ -13,7 +13,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 xh_require cpio:cpio depmod:kmod mksquashfs:squashfs-tools xz:xz-utils zstd:zstd \
-  ssh-keygen:openssh-client faketime:faketime redis-server:redis-server
+  ssh-keygen:openssh-client faketime:faketime redis-server:redis-server skopeo:skopeo umoci:umoci
 node_bin=$(readlink -f "$(command -v node)") || xh_die "node is not installed on this machine"
 
 pkgs=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
@@ -134,6 +134,8 @@ done
 # krata's image cache and config disks: mksquashfs -tar (with libfaketime for reproducible images),
 # unsquashfs, and zstd for zstd-compressed layers, as the node agent finds them on a Debian dom0.
 for b in mksquashfs unsquashfs zstd; do put_elf "$(readlink -f "$(command -v $b)")" "/usr/bin/$b"; done
+# The cold-launch benchmark's baseline (bench/cold-launch-xen.sh): skopeo copy + umoci unpack.
+for b in skopeo umoci; do put_elf "$(readlink -f "$(command -v $b)")" "/usr/bin/$b"; done
 put_elf /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
 ln -s /opt/xenhost/node/bin/node "$r/usr/bin/node"
 cp -a /lib/terminfo "$r/usr/lib/"   # line editing in the interactive shell
