@@ -43,8 +43,13 @@ export interface TcpWire {
   unreachable(flow: TcpFlow): void;
   /** The flow is gone: forget it. */
   closed(flow: TcpFlow): void;
-  /** Ask for an ACK at the end of this batch of frames (delayed ACK). */
+  /** Ask for an ACK at the end of this batch of frames. */
   wantAck(flow: TcpFlow): void;
+  /**
+   * Ask for an ACK within DELAYED_ACK_MS unless one leaves with data first (a delayed ACK, RFC 1122
+   * 4.2.3.2): a request's ACK then rides on its answer.
+   */
+  delayAck(flow: TcpFlow): void;
   /** Cork/uncork the socket around a batch of frames. */
   corked(flow: TcpFlow): void;
   /** The guest's byte budget for everything its flows buffer in dom0. */
@@ -432,11 +437,15 @@ export class TcpFlow {
       this.sendAck();
       return;
     }
+    // An ACK already owed (a segment not yet acknowledged) or a large segment: acknowledged at the end
+    // of the batch, so a sender never waits on us for more than one small segment.
+    const owed = this.lastAckSent !== this.rcvNxt;
     this.deliver(Buffer.from(p.buf.subarray(start, p.end)));
     if (this.ooo.length) {
       this.drainOoo();
       this.sendAck(); // at once: the guest is recovering
-    } else this.wire.wantAck(this);
+    } else if (owed || p.end - start >= 2 * this.mss) this.wire.wantAck(this);
+    else this.wire.delayAck(this);
   }
 
   private deliver(data: Buffer): void {
