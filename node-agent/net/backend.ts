@@ -5,7 +5,7 @@ import { createSocket as createUdpSocket, type Socket as UdpSocket } from 'node:
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gateway.js';
 import { IcmpEchoProxy } from './icmp-echo.js';
-import type { Link } from './link.js';
+import type { Link, TxOffload } from './link.js';
 import type { Policy, Verdict } from './policy.js';
 import { Budget, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
@@ -105,6 +105,7 @@ export class GuestBackend implements TcpWire, UdpWire {
   private readonly tcp = new Map<string, TcpFlow>();
   private readonly udp = new Map<string, UdpFlow>();
   private readonly acks = new Set<TcpFlow>();
+  private readonly tcpOffload: TxOffload = { csumStart: 0, csumOffset: 16, gso: undefined, gsoSize: 0, hdrLen: 0 };
   /** Flows owing a delayed ACK, sent by one timer for them all. */
   private readonly delayedAcks = new Set<TcpFlow>();
   private delayedAckTimer: NodeJS.Timeout | null = null;
@@ -366,12 +367,14 @@ export class GuestBackend implements TcpWire, UdpWire {
     if (flags & TCP_ACK) flow.lastAckSent = ack;
     if (this.link.offloads) {
       f.writeUInt16BE(fold(ps), l4 + 16);
-      const gso = len > flow.mss;
-      this.link.commit(total, {
-        csumStart: l4,
-        csumOffset: 16,
-        ...(gso ? { gso: v6 ? 'tcp6' : 'tcp4', gsoSize: flow.mss, hdrLen: l4 + tcpHlen } : {}),
-      });
+      const o = this.tcpOffload; // one object, reused for every segment (commit() reads it at once)
+      o.csumStart = l4;
+      if (len > flow.mss) {
+        o.gso = v6 ? 'tcp6' : 'tcp4';
+        o.gsoSize = flow.mss;
+        o.hdrLen = l4 + tcpHlen;
+      } else o.gso = undefined;
+      this.link.commit(total, o);
     } else {
       f.writeUInt16BE(finish(sum16(f, l4, total, ps)), l4 + 16);
       this.link.commit(total);

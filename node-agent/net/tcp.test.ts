@@ -463,6 +463,33 @@ test('delayed ACK: without an answer the timer sends it; a second small segment 
   await until(() => peer.received().length === 3 + 3 + 5 + 2 * 1460, 2000, 'everything at the server');
 });
 
+test('timer: request/answer/ACK exchanges arm no new timer each; an unacknowledged answer is still resent', async () => {
+  const peer = await server((c) => c.on('data', (d: Buffer) => c.write(d)));
+  const g = await established(peer);
+  let una = u32(g.ourIsn + 1);
+  const spy = mock.method(globalThis, 'setTimeout');
+  try {
+    for (let i = 0; i < 10; i++) {
+      const before = g.wire.segs.length;
+      g.data(Buffer.from(`ping ${i}`), una);
+      await until(() => g.wire.dataSegs(before).length === 1, 2000, 'the answer');
+      una = u32(una + `ping ${i}`.length);
+      g.ack(una);
+    }
+    const rtoTimers = spy.mock.calls.filter((c) => Number(c.arguments[1]) >= 200).length;
+    assert.ok(rtoTimers <= 2, `${rtoTimers} retransmission timers set for 10 exchanges`);
+  } finally {
+    spy.mock.restore();
+  }
+  // The timer still runs: an answer the guest does not acknowledge comes again after the RTO.
+  const before = g.wire.segs.length;
+  g.data(Buffer.from('lost'), una);
+  await until(() => g.wire.dataSegs(before).length === 2, 3000, 'the retransmission');
+  const [first, again] = g.wire.dataSegs(before);
+  assert.equal(again!.seq, first!.seq);
+  assert.equal(again!.data.toString(), 'lost');
+});
+
 // ---- budgets ----------------------------------------------------------------------------------------------
 
 test('budget: a guest budget under a host budget has the smaller room; draining the host wakes every guest', () => {

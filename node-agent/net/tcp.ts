@@ -174,6 +174,11 @@ export class TcpFlow {
   private oooBytes = 0;
   private lastOooSeq = 0;
 
+  /**
+   * The flow's one timer: `timerAt` is its deadline (0: none), `timerDue` when the Node timer fires.
+   * Clearing only zeroes the deadline and moving it later only moves `timerAt`: the Node timer fires,
+   * finds nothing due or re-arms for the rest, so a request and its ACK cost no setTimeout/clearTimeout.
+   */
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
   private timerDue = 0;
@@ -556,7 +561,7 @@ export class TcpFlow {
       if (unsent > 0) {
         const room = limit - inFlight;
         if (room <= 0) {
-          if (this.sndWnd === 0 && !this.timer) this.armTimer(this.rto); // persist: probe a zero window
+          if (this.sndWnd === 0 && !this.timerAt) this.armTimer(this.rto); // persist: probe a zero window
           break;
         }
         // Whole segments only, unless this is the tail of what we have.
@@ -583,7 +588,7 @@ export class TcpFlow {
   private advance(n: number): void {
     this.sndNxt = (this.sndNxt + n) >>> 0;
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
-    if (!this.timer) this.armTimer(this.rto);
+    if (!this.timerAt) this.armTimer(this.rto);
   }
 
   /** Copies `len` bytes starting `offset` bytes after snd.una into `dst` at `at`. */
@@ -644,22 +649,27 @@ export class TcpFlow {
     if (this.timer && this.timerDue <= at) return; // it fires first and re-arms for the rest
     if (this.timer) clearTimeout(this.timer);
     this.timerDue = at;
-    this.timer = setTimeout(() => this.onTimer(), ms);
+    this.timer = setTimeout(this.onTimer, ms);
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.timerAt = 0;
   }
 
-  private onTimer(): void {
+  private readonly onTimer = (): void => {
     this.timer = null;
+    if (this.timerAt === 0) return;
     const now = Date.now();
     if (now < this.timerAt) {
       this.timerDue = this.timerAt;
-      this.timer = setTimeout(() => this.onTimer(), this.timerAt - now);
+      this.timer = setTimeout(this.onTimer, this.timerAt - now);
       return;
     }
+    this.timerAt = 0;
+    this.expired();
+  };
+
+  private expired(): void {
     switch (this.state) {
       case 'Connecting':
         this.wire.unreachable(this);
@@ -753,7 +763,9 @@ export class TcpFlow {
   close(): void {
     if (this.state === 'Closed') return;
     this.state = 'Closed';
-    this.clearTimer();
+    this.timerAt = 0;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     const dialed = this.onDialed;
     if (dialed) {
       // The dialer answers on the socket; the listeners attach() left on it see a closed flow and do nothing.
