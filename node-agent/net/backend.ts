@@ -7,7 +7,7 @@ import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gatewa
 import { IcmpEchoProxy } from './icmp-echo.js';
 import type { Link, TxOffload } from './link.js';
 import type { Policy, Verdict } from './policy.js';
-import { Budget, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
+import { Budget, hostReader, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
 import {
   ETH_HLEN,
@@ -305,7 +305,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     this.tcp.set(key, f);
     this.stats.tcpOpened++;
     this.stats.tcpFlows = this.tcp.size;
-    const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true });
+    const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true, onread: hostReader(f) });
     if (!v.loopback && !this.policy.opts.hostAccess) {
       // A destination the kernel routes locally is one of dom0's own addresses, whatever the interface
       // list said (an interface without carrier is not in it): refused, before the guest hears of it.

@@ -6,7 +6,7 @@
 //
 // Loss on a local virtual link is rare (a full queue), so recovery is simple: go-back-N from the first
 // unacknowledged byte on three duplicate ACKs or a retransmission timeout, with a Reno-style window.
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type Packet } from './wire.js';
 
 export type TcpState =
@@ -115,6 +115,29 @@ const OOO_SEGMENTS = 512;
 const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
 const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
+
+/**
+ * Reads for an outbound flow's socket (net.connect's `onread`): into one buffer, without the stream's
+ * 'data' machinery and a fresh 64 KiB allocation per read. A small read is copied out (from Node's
+ * pool) and the buffer reused; a large one is handed over whole and the next read gets a new buffer,
+ * so no byte is copied twice and what a flow holds stays within twice its count in the budget.
+ */
+export function hostReader(flow: TcpFlow): OnReadOpts {
+  let buf = Buffer.allocUnsafeSlow(READ_BUF);
+  return {
+    buffer: () => buf,
+    callback: (n, b) => {
+      const read = b as Buffer;
+      if (n < READ_BUF / 2) flow.fromHost(Buffer.from(read.subarray(0, n)));
+      else {
+        buf = Buffer.allocUnsafeSlow(READ_BUF);
+        flow.fromHost(read.subarray(0, n));
+      }
+      return true; // the flow pauses the socket itself when it must
+    },
+  };
+}
+const READ_BUF = 64 << 10;
 
 /** How a dial from dom0 ended (backend.dial): accepted, reset by the guest, no SYN-ACK in time, or the flow went away. */
 export type DialOutcome = 'OK' | 'Refused' | 'Timeout' | 'Gone';
@@ -535,7 +558,8 @@ export class TcpFlow {
 
   // ---- bytes from the dom0 socket ------------------------------------------------------------------
 
-  private fromHost(chunk: Buffer): void {
+  /** Bytes read from the dom0 socket (its 'data' event, or the reader of hostReader()); the flow keeps `chunk`. */
+  fromHost(chunk: Buffer): void {
     if (this.state === 'Closed') return;
     this.sndBuf.push(chunk);
     this.sndBytes += chunk.length;
