@@ -496,7 +496,8 @@ async function measure(b: Backend, s: Servers): Promise<Figures> {
   );
   const cpuUsPerRequest = ((cpuSeconds(b.pid) - cpu0) / (http.rps * WRK_SECONDS)) * 1e6;
   console.error(
-    `  ${b.name} (MTU ${b.mtu}): ${http.rps.toFixed(0)} requests/s (${http.errors} errors), ${cpuUsPerRequest.toFixed(1)} CPU µs per request`,
+    `  ${b.name} (MTU ${b.mtu}): ${http.rps.toFixed(0)} requests/s (${http.errors} errors), ` +
+      `${cpuUsPerRequest.toFixed(1)} CPU µs per request`,
   );
   const gb = (up.bytes + down.bytes) / 1e9;
   return {
@@ -516,8 +517,8 @@ function line(name: string, mtu: number, f: Figures, what = ''): string {
   return (
     `${name.padEnd(11)} MTU ${String(mtu).padEnd(5)}  guest→host ${f.mbit_s_to_host.toFixed(0).padStart(6)} ` +
     `Mbit/s  host→guest ${f.mbit_s_to_guest.toFixed(0).padStart(6)} Mbit/s  ` +
-    `${f.rps.toFixed(0).padStart(6)} req/s (${f.cpu_us_per_request.toFixed(1)} CPU µs each)  ${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU ` +
-    `s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
+    `${f.rps.toFixed(0).padStart(6)} req/s (${f.cpu_us_per_request.toFixed(1)} CPU µs each)  ` +
+    `${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
   );
 }
 
@@ -673,7 +674,8 @@ export async function netBench(): Promise<Record<string, unknown>> {
       configs.filter((c) => c.mtu === JUMBO_MTU).flatMap((c) => Object.entries(prefixed(`${c.key}_`, fig.get(c.key)))),
     );
 
-    const ratio = (a: number | undefined, b: number) => (a === undefined ? null : round(a / b, 2));
+    // Not measured (kratanet skipped, or no iperf3 runs with KRATA_BENCH_NET_RPS_ONLY): null.
+    const ratio = (a: number | undefined, b: number) => (a === undefined || !b ? null : round(a / b, 2));
     const vsSlirp = ratio(ours?.mbit_s, slirp.mbit_s);
     const vsPasst = ratio(ours?.mbit_s, passt.mbit_s);
     const goalsMet = vsSlirp !== null && vsPasst !== null ? vsSlirp >= GOALS.vs_slirp4netns && vsPasst >= GOALS.vs_passt : null;
