@@ -12,6 +12,10 @@
 // KRATA_BENCH_NET_SECONDS sets the length of each iperf3 run (default 9), KRATA_BENCH_NET_JUMBO=0
 // skips the MTU 65520 set, KRATA_BENCH_NET_ROUNDS=N measures every backend N times, in turn, and
 // reports the medians (the machine's other load then biases no backend in particular).
+// KRATA_BENCH_NET_RPS_ONLY=1 skips the iperf3 runs (requests/s only: the per-connection and per-packet cost).
+// KRATA_BENCH_PROFILE=DIR runs kratanet with --cpu-prof --cpu-prof-dir=DIR (stopped with SIGTERM, so
+// the profile is written); KRATA_BENCH_SYSCALLS=PREFIX counts each backend's syscalls during its wrk run
+// (perf stat on the syscall tracepoints, all its threads; counts in PREFIX.NAME, per request on stderr).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -24,6 +28,9 @@ import { createBareGuest, createVethGuest, type GuestNs } from '../test/net/gues
 const SECONDS = Number(process.env.KRATA_BENCH_NET_SECONDS ?? 9);
 const WRK_SECONDS = 8;
 const ROUNDS = Math.max(1, Number(process.env.KRATA_BENCH_NET_ROUNDS ?? 1));
+const RPS_ONLY = process.env.KRATA_BENCH_NET_RPS_ONLY === '1';
+const PROFILE_DIR = process.env.KRATA_BENCH_PROFILE;
+const SYSCALLS_FILE = process.env.KRATA_BENCH_SYSCALLS;
 const WRK_CONNECTIONS = 32;
 const BODY_BYTES = 100;
 const MTU = 1500;
@@ -57,9 +64,18 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
-async function stopGroup(child: ChildProcess): Promise<void> {
+/** Stops the group; `gentle`: SIGTERM to the leader first (so a profile or strace summary is written), SIGKILL after 10 s. */
+async function stopGroup(child: ChildProcess, gentle = false): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  if (gentle && child.pid !== undefined) {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      // gone already
+    }
+    await Promise.race([exited, sleep(10_000)]);
+  }
   killGroup(child);
   await Promise.race([exited, sleep(3_000)]);
   groups.delete(child);
@@ -352,7 +368,12 @@ async function startKratanet(work: string): Promise<Backend> {
     };
     const file = join(work, 'kratanet.json');
     writeFileSync(file, JSON.stringify(config, null, 2));
-    const child = startGroup(process.execPath, [kratanetMain(), '--config', file]);
+    const child = startGroup(process.execPath, [
+      ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+      kratanetMain(),
+      '--config',
+      file,
+    ]);
     const log = capture(child.stderr);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -378,7 +399,7 @@ async function startKratanet(work: string): Promise<Backend> {
         hostIfSilent(guest.hostIf);
       },
       stop: async () => {
-        await stopGroup(child);
+        await stopGroup(child, PROFILE_DIR !== undefined);
         await guest.destroy();
       },
     };
@@ -405,6 +426,8 @@ interface Figures {
   mbit_s: number;
   rps: number;
   cpu_s_per_gb: number;
+  /** The backend's CPU (utime + stime) over the wrk run, per request. */
+  cpu_us_per_request: number;
   peak_rss_mb: number;
   http_errors: number;
   /** TCP retransmits the senders counted, both runs. */
@@ -454,19 +477,36 @@ async function measure(b: Backend, s: Servers): Promise<Figures> {
   // Warm-up, and the check that the host's loopback is reachable at all through the backend.
   const warm = await wrk(b, s.httpPort, 1);
   if (warm.rps <= 0) throw new Error(`${b.name}: no HTTP response through ${b.hostAddr}:\n${warm.text}`);
-  const up = await iperf(b, s.iperfPort, false);
-  console.error(`  ${b.name} (MTU ${b.mtu}): guest → host ${up.mbit_s.toFixed(0)} Mbit/s (${up.retransmits} retransmits)`);
-  const down = await iperf(b, s.iperfPort, true);
-  console.error(`  ${b.name} (MTU ${b.mtu}): host → guest ${down.mbit_s.toFixed(0)} Mbit/s (${down.retransmits} retransmits)`);
+  const none = { mbit_s: 0, bytes: 1, cpu_s: 0, retransmits: 0 };
+  const up = RPS_ONLY ? none : await iperf(b, s.iperfPort, false);
+  if (!RPS_ONLY) console.error(`  ${b.name} (MTU ${b.mtu}): guest → host ${up.mbit_s.toFixed(0)} Mbit/s (${up.retransmits} retransmits)`);
+  const down = RPS_ONLY ? none : await iperf(b, s.iperfPort, true);
+  if (!RPS_ONLY)
+    console.error(`  ${b.name} (MTU ${b.mtu}): host → guest ${down.mbit_s.toFixed(0)} Mbit/s (${down.retransmits} retransmits)`);
+  const cpu0 = cpuSeconds(b.pid);
+  const trace = SYSCALLS_FILE ? await syscallsStart(b, `${SYSCALLS_FILE}.${b.name}`) : undefined;
+  const frames0 = await guestFrames(b.guest);
   const http = await wrk(b, s.httpPort, WRK_SECONDS);
-  console.error(`  ${b.name} (MTU ${b.mtu}): ${http.rps.toFixed(0)} requests/s (${http.errors} errors)`);
+  const frames1 = await guestFrames(b.guest);
+  if (trace) await syscallsStop(trace, http.rps * WRK_SECONDS);
+  const perRequest = (n: number) => (n / (http.rps * WRK_SECONDS)).toFixed(2);
+  console.error(
+    `  ${b.name}: frames per request: ${perRequest(frames1.tx - frames0.tx)} guest → backend, ` +
+      `${perRequest(frames1.rx - frames0.rx)} backend → guest`,
+  );
+  const cpuUsPerRequest = ((cpuSeconds(b.pid) - cpu0) / (http.rps * WRK_SECONDS)) * 1e6;
+  console.error(
+    `  ${b.name} (MTU ${b.mtu}): ${http.rps.toFixed(0)} requests/s (${http.errors} errors), ` +
+      `${cpuUsPerRequest.toFixed(1)} CPU µs per request`,
+  );
   const gb = (up.bytes + down.bytes) / 1e9;
   return {
     mbit_s_to_host: round(up.mbit_s, 1),
     mbit_s_to_guest: round(down.mbit_s, 1),
     mbit_s: round((up.mbit_s + down.mbit_s) / 2, 1),
     rps: round(http.rps, 0),
-    cpu_s_per_gb: round((up.cpu_s + down.cpu_s) / gb, 2),
+    cpu_s_per_gb: RPS_ONLY ? 0 : round((up.cpu_s + down.cpu_s) / gb, 2),
+    cpu_us_per_request: round(cpuUsPerRequest, 1),
     peak_rss_mb: round(peakRssMb(b.pid), 1),
     http_errors: http.errors,
     retransmits: up.retransmits + down.retransmits,
@@ -477,8 +517,55 @@ function line(name: string, mtu: number, f: Figures, what = ''): string {
   return (
     `${name.padEnd(11)} MTU ${String(mtu).padEnd(5)}  guest→host ${f.mbit_s_to_host.toFixed(0).padStart(6)} ` +
     `Mbit/s  host→guest ${f.mbit_s_to_guest.toFixed(0).padStart(6)} Mbit/s  ` +
-    `${f.rps.toFixed(0).padStart(6)} req/s  ${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU ` +
-    `s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
+    `${f.rps.toFixed(0).padStart(6)} req/s (${f.cpu_us_per_request.toFixed(1)} CPU µs each)  ` +
+    `${f.cpu_s_per_gb.toFixed(2).padStart(6)} CPU s/GB  peak RSS ${f.peak_rss_mb.toFixed(1)} MB  ${f.retransmits} retransmits${what}`
+  );
+}
+
+/** Frames the guest's interfaces (all but lo) sent and received so far. */
+async function guestFrames(g: GuestNs): Promise<{ tx: number; rx: number }> {
+  const r = await g.exec(['ip', '-s', '-j', 'link', 'show']);
+  const links = JSON.parse(r.stdout.toString('utf8')) as Array<{
+    ifname: string;
+    stats64: { rx: { packets: number }; tx: { packets: number } };
+  }>;
+  let tx = 0;
+  let rx = 0;
+  for (const l of links) {
+    if (l.ifname === 'lo') continue;
+    tx += l.stats64.tx.packets;
+    rx += l.stats64.rx.packets;
+  }
+  return { tx, rx };
+}
+
+const SYSCALLS = ['sendmmsg', 'recvmmsg', 'write', 'writev', 'read', 'readv', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg'];
+const WAITS = ['epoll_wait', 'epoll_pwait', 'poll', 'ppoll', 'futex'];
+
+/** perf stat counting the backend's syscalls (all threads), by name: a tracepoint count, cheap enough not to change the figures. */
+async function syscallsStart(b: Backend, file: string): Promise<{ child: ChildProcess; file: string; name: string }> {
+  const events = ['raw_syscalls:sys_enter', ...[...SYSCALLS, ...WAITS].map((n) => `syscalls:sys_enter_${n}`)];
+  const child = startGroup('perf', ['stat', '-x', ',', '-o', file, ...events.flatMap((e) => ['-e', e]), '-p', tree(b.pid).join(',')]);
+  await sleep(300); // attached
+  return { child, file, name: b.name };
+}
+
+/** Stops perf (SIGINT: it writes its counts) and prints the syscalls per request. */
+async function syscallsStop(t: { child: ChildProcess; file: string; name: string }, requests: number): Promise<void> {
+  const exited = new Promise((resolve) => t.child.once('exit', resolve));
+  t.child.kill('SIGINT');
+  await Promise.race([exited, sleep(10_000)]);
+  await stopGroup(t.child);
+  const text = existsSync(t.file) ? readFileSync(t.file, 'utf8') : '';
+  const counts = new Map(
+    [...text.matchAll(/^(\d+),[^,]*,(?:raw_)?syscalls:sys_enter_?(\w*)/gm)].map((m) => [m[2] || 'total', Number(m[1]) / requests]),
+  );
+  const each = [...counts]
+    .filter(([n, c]) => n !== 'total' && c >= 0.01)
+    .sort((x, y) => y[1] - x[1])
+    .map(([n, c]) => `${n} ${c.toFixed(2)}`);
+  console.error(
+    `  ${t.name}: ${(counts.get('total') ?? NaN).toFixed(2)} syscalls per request (${each.join(', ')}); perf stat in ${t.file}`,
   );
 }
 
@@ -509,6 +596,7 @@ function combine(fs: Figures[]): Figures {
     mbit_s: med('mbit_s'),
     rps: med('rps'),
     cpu_s_per_gb: med('cpu_s_per_gb'),
+    cpu_us_per_request: med('cpu_us_per_request'),
     peak_rss_mb: Math.max(...fs.map((f) => f.peak_rss_mb)),
     http_errors: fs.reduce((n, f) => n + f.http_errors, 0),
     retransmits: med('retransmits'),
@@ -516,7 +604,16 @@ function combine(fs: Figures[]): Figures {
 }
 
 function prefixed(prefix: string, f: Figures | undefined): Record<string, number | null> {
-  const keys: Array<keyof Figures> = ['mbit_s', 'mbit_s_to_host', 'mbit_s_to_guest', 'rps', 'cpu_s_per_gb', 'peak_rss_mb', 'retransmits'];
+  const keys: Array<keyof Figures> = [
+    'mbit_s',
+    'mbit_s_to_host',
+    'mbit_s_to_guest',
+    'rps',
+    'cpu_us_per_request',
+    'cpu_s_per_gb',
+    'peak_rss_mb',
+    'retransmits',
+  ];
   return Object.fromEntries(keys.map((k) => [`${prefix}${k}`, f ? f[k] : null]));
 }
 
@@ -577,7 +674,8 @@ export async function netBench(): Promise<Record<string, unknown>> {
       configs.filter((c) => c.mtu === JUMBO_MTU).flatMap((c) => Object.entries(prefixed(`${c.key}_`, fig.get(c.key)))),
     );
 
-    const ratio = (a: number | undefined, b: number) => (a === undefined ? null : round(a / b, 2));
+    // Not measured (kratanet skipped, or no iperf3 runs with KRATA_BENCH_NET_RPS_ONLY): null.
+    const ratio = (a: number | undefined, b: number) => (a === undefined || !b ? null : round(a / b, 2));
     const vsSlirp = ratio(ours?.mbit_s, slirp.mbit_s);
     const vsPasst = ratio(ours?.mbit_s, passt.mbit_s);
     const goalsMet = vsSlirp !== null && vsPasst !== null ? vsSlirp >= GOALS.vs_slirp4netns && vsPasst >= GOALS.vs_passt : null;

@@ -131,6 +131,58 @@ export function libc(): Libc {
   return lib;
 }
 
+/**
+ * The main thread's libuv loop, from the node process itself (node exports libuv's API for addons): a
+ * uv_poll handle lets the event loop watch a descriptor Node has no handle type for (AF_PACKET, raw
+ * sockets), so readiness costs no thread hop. Main thread only (the loop and the callbacks are its).
+ */
+export interface Libuv {
+  /** uv_default_loop(): the main thread's loop. */
+  loop: Addr;
+  /** sizeof(uv_poll_t). */
+  pollSize: number;
+  /** uv_poll_event's UV_READABLE and UV_WRITABLE. */
+  READABLE: number;
+  WRITABLE: number;
+  poll_init(loop: Addr, handle: Addr, fd: number): number;
+  /** `cb` is `pollCallback(fn)`'s value: fn(handle, status, events). */
+  poll_start(handle: Addr, events: number, cb: unknown): number;
+  poll_stop(handle: Addr): number;
+  /** `cb` is `closeCallback(fn)`'s value: fn(handle), once libuv is done with the handle's memory. */
+  close(handle: Addr, cb: unknown): void;
+  pollCallback(fn: (handle: Addr, status: number, events: number) => void): unknown;
+  closeCallback(fn: (handle: Addr) => void): unknown;
+}
+
+// uv.h (libuv's ABI, stable since 1.0; not exported, so the gcc probe of libc's constants skips them)
+const UV_READABLE = 1; // enum uv_poll_event
+const UV_WRITABLE = 2;
+const UV_POLL = 8; // enum uv_handle_type
+
+let uv: Libuv | undefined;
+
+export function libuv(): Libuv {
+  if (!uv) {
+    const self = koffi.load(null);
+    const handleSize = self.func('size_t uv_handle_size(int type)') as (t: number) => number;
+    const PollCb = koffi.proto('void krata_uv_poll_cb(intptr_t handle, int status, int events)');
+    const CloseCb = koffi.proto('void krata_uv_close_cb(intptr_t handle)');
+    uv = {
+      loop: (self.func('intptr_t uv_default_loop()') as () => number)(),
+      pollSize: handleSize(UV_POLL),
+      READABLE: UV_READABLE,
+      WRITABLE: UV_WRITABLE,
+      poll_init: self.func('int uv_poll_init(intptr_t loop, intptr_t handle, int fd)'),
+      poll_start: self.func('int uv_poll_start(intptr_t handle, int events, krata_uv_poll_cb *cb)'),
+      poll_stop: self.func('int uv_poll_stop(intptr_t handle)'),
+      close: self.func('void uv_close(intptr_t handle, krata_uv_close_cb *cb)'),
+      pollCallback: (fn) => koffi.register(fn, koffi.pointer(PollCb)),
+      closeCallback: (fn) => koffi.register(fn, koffi.pointer(CloseCb)),
+    };
+  }
+  return uv;
+}
+
 /** The errno of the last failed call on this thread. */
 export function errno(): number {
   return koffi.errno();

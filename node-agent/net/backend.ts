@@ -5,9 +5,9 @@ import { createSocket as createUdpSocket, type Socket as UdpSocket } from 'node:
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gateway.js';
 import { IcmpEchoProxy } from './icmp-echo.js';
-import type { Link } from './link.js';
+import type { Link, TxOffload } from './link.js';
 import type { Policy, Verdict } from './policy.js';
-import { Budget, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
+import { Budget, hostReader, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
 import {
   ETH_HLEN,
@@ -85,6 +85,12 @@ const MAX_PINGS = 64;
 /** What all of a guest's flows may buffer in dom0 (see Budget). */
 export const GUEST_BUDGET = 256 << 20;
 const MAX_GSO_PAYLOAD = 65536 - 128;
+/**
+ * How long a small segment's ACK waits for data to ride on (the answer to a request, usually within a
+ * millisecond): one frame to the guest per request instead of two. Short, so a guest whose Nagle
+ * algorithm waits for the ACK stalls for little (Linux peers delay theirs by 40 ms).
+ */
+export const DELAYED_ACK_MS = 5;
 
 const ICMP_UNREACH_HOST = 1;
 const ICMP_UNREACH_PORT = 3;
@@ -99,6 +105,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   private readonly tcp = new Map<string, TcpFlow>();
   private readonly udp = new Map<string, UdpFlow>();
   private readonly acks = new Set<TcpFlow>();
+  private readonly tcpOffload: TxOffload = { csumStart: 0, csumOffset: 16, gso: undefined, gsoSize: 0, hdrLen: 0 };
+  /** Flows owing a delayed ACK, sent by one timer for them all. */
+  private readonly delayedAcks = new Set<TcpFlow>();
+  private delayedAckTimer: NodeJS.Timeout | null = null;
   private readonly corks = new Set<TcpFlow>();
   private readonly servers: (Server | UdpSocket)[] = [];
   private nextPort = 32768;
@@ -295,7 +305,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     this.tcp.set(key, f);
     this.stats.tcpOpened++;
     this.stats.tcpFlows = this.tcp.size;
-    const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true });
+    const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true, onread: hostReader(f) });
     if (!v.loopback && !this.policy.opts.hostAccess) {
       // A destination the kernel routes locally is one of dom0's own addresses, whatever the interface
       // list said (an interface without carrier is not in it): refused, before the guest hears of it.
@@ -357,12 +367,14 @@ export class GuestBackend implements TcpWire, UdpWire {
     if (flags & TCP_ACK) flow.lastAckSent = ack;
     if (this.link.offloads) {
       f.writeUInt16BE(fold(ps), l4 + 16);
-      const gso = len > flow.mss;
-      this.link.commit(total, {
-        csumStart: l4,
-        csumOffset: 16,
-        ...(gso ? { gso: v6 ? 'tcp6' : 'tcp4', gsoSize: flow.mss, hdrLen: l4 + tcpHlen } : {}),
-      });
+      const o = this.tcpOffload; // one object, reused for every segment (commit() reads it at once)
+      o.csumStart = l4;
+      if (len > flow.mss) {
+        o.gso = v6 ? 'tcp6' : 'tcp4';
+        o.gsoSize = flow.mss;
+        o.hdrLen = l4 + tcpHlen;
+      } else o.gso = undefined;
+      this.link.commit(total, o);
     } else {
       f.writeUInt16BE(finish(sum16(f, l4, total, ps)), l4 + 16);
       this.link.commit(total);
@@ -395,6 +407,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       if (flow.inbound && !this.dials.delete(flow)) this.inboundTcp--;
       if (this.tcp.get(flow.key) === flow) this.tcp.delete(flow.key);
       this.acks.delete(flow);
+      this.delayedAcks.delete(flow);
       this.corks.delete(flow);
       this.stats.tcpFlows = this.tcp.size;
     } else {
@@ -406,6 +419,21 @@ export class GuestBackend implements TcpWire, UdpWire {
   wantAck(flow: TcpFlow): void {
     this.acks.add(flow);
   }
+
+  delayAck(flow: TcpFlow): void {
+    this.delayedAcks.add(flow);
+    if (!this.delayedAckTimer) {
+      this.delayedAckTimer = setTimeout(this.sendDelayedAcks, DELAYED_ACK_MS);
+      this.delayedAckTimer.unref();
+    }
+  }
+
+  private readonly sendDelayedAcks = (): void => {
+    this.delayedAckTimer = null;
+    for (const f of this.delayedAcks) if (f.lastAckSent !== f.rcvNxt) f.sendAck();
+    this.delayedAcks.clear();
+    this.link.flush();
+  };
 
   corked(flow: TcpFlow): void {
     this.corks.add(flow);
@@ -667,6 +695,9 @@ export class GuestBackend implements TcpWire, UdpWire {
     for (const f of [...this.udp.values()]) f.close();
     this.link.flush();
     this.shut = true;
+    if (this.delayedAckTimer) clearTimeout(this.delayedAckTimer);
+    this.delayedAckTimer = null;
+    this.delayedAcks.clear();
     for (const s of this.servers) {
       if ('listen' in s) s.close();
       else s.close();

@@ -240,6 +240,11 @@ test('poller: readable handler, modify, remove; close releases its fds', async (
     assert.equal(reads, 2);
     poller.modify(efd, { readable });
     await until('readable after modify', () => reads === 3);
+    // An eventfd is writable: writable() is called, readable() is not (nothing to read).
+    let writes = 0;
+    poller.modify(efd, { readable, writable: () => (writes++ === 0 ? poller.modify(efd, { readable }) : undefined) });
+    await until('writable', () => writes === 1);
+    assert.equal(reads, 3);
     poller.remove(efd);
     poller.remove(efd);
     assert.equal(poller.size, 0);

@@ -94,10 +94,20 @@ class FakeWire implements TcpWire {
   closed(flow: TcpFlow): void {
     this.closedCalls++;
     this.acks.delete(flow);
+    this.delayed.delete(flow);
     this.corks.delete(flow);
   }
   wantAck(flow: TcpFlow): void {
     this.acks.add(flow);
+  }
+  /** Flows owing a delayed ACK: sent by sendDelayedAcks() (the backend's timer). */
+  readonly delayed = new Set<TcpFlow>();
+  delayAck(flow: TcpFlow): void {
+    this.delayed.add(flow);
+  }
+  sendDelayedAcks(): void {
+    for (const f of this.delayed) if (f.lastAckSent !== f.rcvNxt) f.sendAck();
+    this.delayed.clear();
   }
   corked(flow: TcpFlow): void {
     this.corks.add(flow);
@@ -365,9 +375,17 @@ test('outbound: guest data reaches the server in order; server data comes back w
 
   // Guest → server: several segments in order, in separate batches.
   const up = randomBytes(5000);
+  const upStart = g.nxt;
+  const acksBefore = g.wire.segs.length;
   for (let i = 0; i < up.length; i += 1000) g.data(up.subarray(i, i + 1000), ourFirst, WSCALE_WINDOW);
   await until(() => peer.received().length >= up.length, 2000, 'guest data at the server');
   assert.deepEqual(peer.received(), up);
+  // Every second small segment is acknowledged at once, the fifth waits for the delayed ACK.
+  assert.deepEqual(
+    g.wire.segs.slice(acksBefore).map((s) => s.ack),
+    [u32(upStart + 2000), u32(upStart + 4000)],
+  );
+  g.wire.sendDelayedAcks();
   const lastAck = g.wire.segs[g.wire.segs.length - 1]!;
   assert.equal(lastAck.ack, g.nxt, 'the delayed ACK covers everything');
   assert.equal(g.flow.rcvNxt, g.nxt);
@@ -399,6 +417,77 @@ test('outbound: guest data reaches the server in order; server data comes back w
     g.ack(una, WSCALE_WINDOW);
   }
   assert.deepEqual(Buffer.concat(got), down);
+});
+
+test('delayed ACK: a small request is acknowledged by its answer, in one segment, and nothing follows', async () => {
+  const peer = await server((c) => c.on('data', (d: Buffer) => c.write(Buffer.concat([Buffer.from('answer to '), d]))));
+  const g = await established(peer);
+  const ourFirst = u32(g.ourIsn + 1);
+  for (let i = 0; i < 3; i++) {
+    const before = g.wire.segs.length;
+    g.data(Buffer.from(`request ${i}`), u32(ourFirst + i * 19));
+    assert.equal(g.wire.segs.length, before, 'no pure ACK at the end of the batch');
+    await until(() => g.wire.segs.length > before, 2000, 'the answer');
+    const answer = g.wire.segs.slice(before);
+    assert.equal(answer.length, 1, 'one segment: the answer');
+    assert.equal(answer[0]!.data.toString(), `answer to request ${i}`);
+    assert.equal(answer[0]!.ack, g.nxt, 'the answer carries the ACK of the request');
+    g.wire.sendDelayedAcks();
+    assert.equal(g.wire.segs.length, before + 1, 'the delayed ACK is not sent: it left with the answer');
+  }
+});
+
+test('delayed ACK: without an answer the timer sends it; a second small segment or a large one is acked at once', async () => {
+  const peer = await server();
+  const g = await established(peer);
+  const ourFirst = u32(g.ourIsn + 1);
+  const before = g.wire.segs.length;
+  g.data(Buffer.from('one'), ourFirst);
+  assert.equal(g.wire.segs.length, before);
+  g.wire.sendDelayedAcks();
+  assert.equal(g.wire.segs.length, before + 1);
+  assert.equal(g.wire.segs[before]!.ack, g.nxt);
+  assert.equal(g.wire.segs[before]!.data.length, 0);
+  // Two small segments in one batch: the second finds an ACK owed and asks for one at the batch's end.
+  g.flow.input(frame(g.remotePort, { seq: g.nxt, ack: ourFirst, flags: TCP_ACK | TCP_PSH, data: Buffer.from('two') }));
+  g.nxt = u32(g.nxt + 3);
+  g.flow.input(frame(g.remotePort, { seq: g.nxt, ack: ourFirst, flags: TCP_ACK | TCP_PSH, data: Buffer.from('three') }));
+  g.nxt = u32(g.nxt + 5);
+  g.wire.batchEnd();
+  assert.equal(g.wire.segs.length, before + 2, 'one ACK for both');
+  assert.equal(g.wire.segs[before + 1]!.ack, g.nxt);
+  // A segment of two MSS or more (a GSO super-frame) is acked at the batch's end.
+  g.data(randomBytes(2 * 1460), ourFirst);
+  assert.equal(g.wire.segs.length, before + 3);
+  assert.equal(g.wire.segs[before + 2]!.ack, g.nxt);
+  await until(() => peer.received().length === 3 + 3 + 5 + 2 * 1460, 2000, 'everything at the server');
+});
+
+test('timer: request/answer/ACK exchanges arm no new timer each; an unacknowledged answer is still resent', async () => {
+  const peer = await server((c) => c.on('data', (d: Buffer) => c.write(d)));
+  const g = await established(peer);
+  let una = u32(g.ourIsn + 1);
+  const spy = mock.method(globalThis, 'setTimeout');
+  try {
+    for (let i = 0; i < 10; i++) {
+      const before = g.wire.segs.length;
+      g.data(Buffer.from(`ping ${i}`), una);
+      await until(() => g.wire.dataSegs(before).length === 1, 2000, 'the answer');
+      una = u32(una + `ping ${i}`.length);
+      g.ack(una);
+    }
+    const rtoTimers = spy.mock.calls.filter((c) => Number(c.arguments[1]) >= 200).length;
+    assert.ok(rtoTimers <= 2, `${rtoTimers} retransmission timers set for 10 exchanges`);
+  } finally {
+    spy.mock.restore();
+  }
+  // The timer still runs: an answer the guest does not acknowledge comes again after the RTO.
+  const before = g.wire.segs.length;
+  g.data(Buffer.from('lost'), una);
+  await until(() => g.wire.dataSegs(before).length === 2, 3000, 'the retransmission');
+  const [first, again] = g.wire.dataSegs(before);
+  assert.equal(again!.seq, first!.seq);
+  assert.equal(again!.data.toString(), 'lost');
 });
 
 // ---- budgets ----------------------------------------------------------------------------------------------

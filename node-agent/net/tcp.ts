@@ -6,7 +6,7 @@
 //
 // Loss on a local virtual link is rare (a full queue), so recovery is simple: go-back-N from the first
 // unacknowledged byte on three duplicate ACKs or a retransmission timeout, with a Reno-style window.
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type Packet } from './wire.js';
 
 export type TcpState =
@@ -43,8 +43,13 @@ export interface TcpWire {
   unreachable(flow: TcpFlow): void;
   /** The flow is gone: forget it. */
   closed(flow: TcpFlow): void;
-  /** Ask for an ACK at the end of this batch of frames (delayed ACK). */
+  /** Ask for an ACK at the end of this batch of frames. */
   wantAck(flow: TcpFlow): void;
+  /**
+   * Ask for an ACK within DELAYED_ACK_MS unless one leaves with data first (a delayed ACK, RFC 1122
+   * 4.2.3.2): a request's ACK then rides on its answer.
+   */
+  delayAck(flow: TcpFlow): void;
   /** Cork/uncork the socket around a batch of frames. */
   corked(flow: TcpFlow): void;
   /** The guest's byte budget for everything its flows buffer in dom0. */
@@ -111,6 +116,29 @@ const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
 const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
 
+/**
+ * Reads for an outbound flow's socket (net.connect's `onread`): into one buffer, without the stream's
+ * 'data' machinery and a fresh 64 KiB allocation per read. A small read is copied out (from Node's
+ * pool) and the buffer reused; a large one is handed over whole and the next read gets a new buffer,
+ * so no byte is copied twice and what a flow holds stays within twice its count in the budget.
+ */
+export function hostReader(flow: TcpFlow): OnReadOpts {
+  let buf = Buffer.allocUnsafeSlow(READ_BUF);
+  return {
+    buffer: () => buf,
+    callback: (n, b) => {
+      const read = b as Buffer;
+      if (n < READ_BUF / 2) flow.fromHost(Buffer.from(read.subarray(0, n)));
+      else {
+        buf = Buffer.allocUnsafeSlow(READ_BUF);
+        flow.fromHost(read.subarray(0, n));
+      }
+      return true; // the flow pauses the socket itself when it must
+    },
+  };
+}
+const READ_BUF = 64 << 10;
+
 /** How a dial from dom0 ended (backend.dial): accepted, reset by the guest, no SYN-ACK in time, or the flow went away. */
 export type DialOutcome = 'OK' | 'Refused' | 'Timeout' | 'Gone';
 
@@ -169,6 +197,11 @@ export class TcpFlow {
   private oooBytes = 0;
   private lastOooSeq = 0;
 
+  /**
+   * The flow's one timer: `timerAt` is its deadline (0: none), `timerDue` when the Node timer fires.
+   * Clearing only zeroes the deadline and moving it later only moves `timerAt`: the Node timer fires,
+   * finds nothing due or re-arms for the rest, so a request and its ACK cost no setTimeout/clearTimeout.
+   */
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
   private timerDue = 0;
@@ -432,11 +465,15 @@ export class TcpFlow {
       this.sendAck();
       return;
     }
+    // An ACK already owed (a segment not yet acknowledged) or a large segment: acknowledged at the end
+    // of the batch, so a sender never waits on us for more than one small segment.
+    const owed = this.lastAckSent !== this.rcvNxt;
     this.deliver(Buffer.from(p.buf.subarray(start, p.end)));
     if (this.ooo.length) {
       this.drainOoo();
       this.sendAck(); // at once: the guest is recovering
-    } else this.wire.wantAck(this);
+    } else if (owed || p.end - start >= 2 * this.mss) this.wire.wantAck(this);
+    else this.wire.delayAck(this);
   }
 
   private deliver(data: Buffer): void {
@@ -521,7 +558,8 @@ export class TcpFlow {
 
   // ---- bytes from the dom0 socket ------------------------------------------------------------------
 
-  private fromHost(chunk: Buffer): void {
+  /** Bytes read from the dom0 socket (its 'data' event, or the reader of hostReader()); the flow keeps `chunk`. */
+  fromHost(chunk: Buffer): void {
     if (this.state === 'Closed') return;
     this.sndBuf.push(chunk);
     this.sndBytes += chunk.length;
@@ -547,7 +585,7 @@ export class TcpFlow {
       if (unsent > 0) {
         const room = limit - inFlight;
         if (room <= 0) {
-          if (this.sndWnd === 0 && !this.timer) this.armTimer(this.rto); // persist: probe a zero window
+          if (this.sndWnd === 0 && !this.timerAt) this.armTimer(this.rto); // persist: probe a zero window
           break;
         }
         // Whole segments only, unless this is the tail of what we have.
@@ -574,7 +612,7 @@ export class TcpFlow {
   private advance(n: number): void {
     this.sndNxt = (this.sndNxt + n) >>> 0;
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
-    if (!this.timer) this.armTimer(this.rto);
+    if (!this.timerAt) this.armTimer(this.rto);
   }
 
   /** Copies `len` bytes starting `offset` bytes after snd.una into `dst` at `at`. */
@@ -635,22 +673,27 @@ export class TcpFlow {
     if (this.timer && this.timerDue <= at) return; // it fires first and re-arms for the rest
     if (this.timer) clearTimeout(this.timer);
     this.timerDue = at;
-    this.timer = setTimeout(() => this.onTimer(), ms);
+    this.timer = setTimeout(this.onTimer, ms);
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.timerAt = 0;
   }
 
-  private onTimer(): void {
+  private readonly onTimer = (): void => {
     this.timer = null;
+    if (this.timerAt === 0) return;
     const now = Date.now();
     if (now < this.timerAt) {
       this.timerDue = this.timerAt;
-      this.timer = setTimeout(() => this.onTimer(), this.timerAt - now);
+      this.timer = setTimeout(this.onTimer, this.timerAt - now);
       return;
     }
+    this.timerAt = 0;
+    this.expired();
+  };
+
+  private expired(): void {
     switch (this.state) {
       case 'Connecting':
         this.wire.unreachable(this);
@@ -744,7 +787,9 @@ export class TcpFlow {
   close(): void {
     if (this.state === 'Closed') return;
     this.state = 'Closed';
-    this.clearTimer();
+    this.timerAt = 0;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     const dialed = this.onDialed;
     if (dialed) {
       // The dialer answers on the socket; the listeners attach() left on it see a closed flow and do nothing.
