@@ -66,6 +66,8 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       xl_guests: xl.guests,
       dom0_kib_per_guest: ours.dom0_kib_per_guest,
       xl_dom0_kib_per_guest: xl.dom0_kib_per_guest,
+      first_guest_kib: ours.first_guest_kib,
+      xl_first_guest_kib: xl.first_guest_kib,
       last_over_first_launch: ours.last_over_first_launch,
       xl_last_over_first_launch: xl.last_over_first_launch,
       xenhost_mem_mib: Number(mem),
@@ -79,6 +81,7 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       slab_kib_per_guest: ours.slab_kib_per_guest,
       xl_slab_kib_per_guest: xl.slab_kib_per_guest,
       baseline: 'xl create (Xen 4.17): same kernel and memory, 2 ro vbds + vif via hotplug scripts, xenconsoled; same QEMU host',
+      per_guest: 'dom0 memory from the first guest to the last over guests - 1; first_guest_kib is what the first launch loads once',
     };
   },
   /** guest-init's size, resident memory and boot-to-exec vs busybox sh as PID 1, under QEMU. */
