@@ -12,7 +12,8 @@ import { repoRoot } from '../lib/package-root.js';
 import { AgentClient } from '../kratactl/agent-client.js';
 import { buildImage, writeDockerSave } from '../test/oci-images.js';
 import { buildTar } from '../lib/tar.js';
-import { formatPhases, type Phase } from '../lib/phase-timer.js';
+import { formatPhases } from '../lib/phase-timer.js';
+import { readAlternation } from './xen-alternate.js';
 import type { Guest } from '../crds/generated/types.js';
 
 const GUESTS = Number(process.env.KRATA_BENCH_GUESTS ?? 200);
@@ -42,43 +43,20 @@ function xenFigures(root: string): Record<string, unknown> {
     stdio: ['ignore', 'pipe', 'inherit'],
     encoding: 'utf8',
   });
-  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-  if (r.status !== 0 || !line) return { xen: `failed (exit ${r.status}); see the output above` };
-  const [ours, xl] = line.split(' ').slice(1).map(Number);
-  const phases = medianPhases(
-    r.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('PHASES '))
-      .map((l) => l.slice(7)),
-  );
+  const run = r.status === 0 ? readAlternation(r.stdout) : undefined;
+  if (!run) return { xen: `failed (exit ${r.status}); see the output above` };
+  const { ours, baseline: xl, phases } = run;
   console.error(`the agent's launch on Xen, median per phase over ${KRATA_RUNS} runs (queued → status Running):\n${formatPhases(phases)}`);
   return {
     xen_apply_to_running_ms: ours,
     xen_xl_create_ms: xl,
-    xen_ratio: Number((ours! / xl!).toFixed(2)),
+    xen_ratio: Number((ours / xl).toFixed(2)),
     xen_phases_ms: Object.fromEntries(phases.map((p) => [p.name, p.ms])),
     xen_baseline: 'xl create of the same kernel, initrd, memory and disks (Xen 4.17 under QEMU TCG)',
   };
 }
 
 const KRATA_RUNS = Number(process.env.KRATA_BENCH_RUNS ?? 3);
-
-/** Each phase's median over the runs' breakdowns (JSON objects phase → ms), in the first run's order. */
-export function medianPhases(runs: string[]): Phase[] {
-  const parsed = runs.flatMap((r) => {
-    try {
-      const o = JSON.parse(r) as unknown;
-      return o && typeof o === 'object' ? [o as Record<string, number>] : [];
-    } catch {
-      return [];
-    }
-  });
-  const names = [...new Set(parsed.flatMap((o) => Object.keys(o)))];
-  return names.map((name) => {
-    const v = parsed.map((o) => Number(o[name] ?? 0)).sort((a, b) => a - b);
-    return { name, ms: v[Math.floor((v.length - 1) / 2)]! };
-  });
-}
 
 export async function agentBench(): Promise<Record<string, unknown>> {
   const root = repoRoot();

@@ -53,13 +53,6 @@ e=\${EPOCHREALTIME/./}
 xl destroy bench-xl
 echo \$(( (e - s) / 1000 ))
 SH
-ours=() theirs=()
-for i in $(seq "$runs"); do
-  out=$(x "bash /krata/guest-init/target/bench-cold/ours.sh")
-  ours+=("${out%% *}")
-  echo "PHASES ${out#* }"
-  theirs+=("$(x "bash /krata/guest-init/target/bench-cold/theirs.sh")")
-  echo "run $i: cold apply → Running ${ours[-1]} ms (agent API), skopeo + umoci + mksquashfs + xl create ${theirs[-1]} ms" >&2
-done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "RESULT $(median "${ours[@]}") $(median "${theirs[@]}")"
+# shellcheck source=bench/xen-alternate.sh
+source "$repo/bench/xen-alternate.sh"
+alternate /krata/guest-init/target/bench-cold/ours.sh /krata/guest-init/target/bench-cold/theirs.sh 'cold apply → Running (agent API)' 'skopeo + umoci + mksquashfs + xl create'

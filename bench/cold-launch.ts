@@ -10,7 +10,7 @@ import { formatPhases } from '../lib/phase-timer.js';
 import { startRegistry } from '../test/registry.js';
 import { pushImage } from '../test/oci-images.js';
 import { busyboxImage } from '../test/e2e/busybox-image.js';
-import { medianPhases } from './agent.js';
+import { readAlternation } from './xen-alternate.js';
 
 export async function coldLaunchBench(): Promise<Record<string, unknown>> {
   const root = repoRoot();
@@ -26,22 +26,16 @@ export async function coldLaunchBench(): Promise<Record<string, unknown>> {
       encoding: 'utf8',
       env: { ...process.env, KRATA_BENCH_REGISTRY: `10.0.2.2:${port}` },
     });
-    const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-    if (r.status !== 0 || !line) throw new Error(`cold-launch failed (exit ${r.status}); see the output above`);
-    const [ours, baseline] = line.split(' ').slice(1).map(Number);
-    const phases = medianPhases(
-      r.stdout
-        .split('\n')
-        .filter((l) => l.startsWith('PHASES '))
-        .map((l) => l.slice(7)),
-    );
+    const run = r.status === 0 ? readAlternation(r.stdout) : undefined;
+    if (!run) throw new Error(`cold-launch failed (exit ${r.status}); see the output above`);
+    const { ours, baseline, phases } = run;
     console.error(`the agent's cold launch on Xen, median per phase over ${runs} runs (queued → status Running):\n${formatPhases(phases)}`);
     return {
       bench: 'cold-launch',
       image: `bench/busybox:1 (${img.layers.length} gzip layer, ${img.layers.reduce((s, l) => s + l.data.length, 0)} bytes)`,
       ours_ms: ours,
       baseline_ms: baseline,
-      cold_ratio: Number((ours! / baseline!).toFixed(2)),
+      cold_ratio: Number((ours / baseline).toFixed(2)),
       phases_ms: Object.fromEntries(phases.map((p) => [p.name, p.ms])),
       ours: 'kratactl apply → status Running, the image not cached (agent pull, pack, config disk, launch)',
       baseline:
