@@ -16,6 +16,7 @@
 // KRATA_BENCH_PROFILE=DIR runs kratanet with --cpu-prof --cpu-prof-dir=DIR (stopped with SIGTERM, so
 // the profile is written); KRATA_BENCH_SYSCALLS=PREFIX counts each backend's syscalls during its wrk run
 // (perf stat on the syscall tracepoints, all its threads; counts in PREFIX.NAME, per request on stderr).
+// KRATA_BENCH_KRATANET_NODE_ARGS='--flag ...' starts kratanet's node with those flags (V8 tuning trials).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -370,6 +371,7 @@ async function startKratanet(work: string): Promise<Backend> {
     writeFileSync(file, JSON.stringify(config, null, 2));
     const child = startGroup(process.execPath, [
       ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+      ...(process.env.KRATA_BENCH_KRATANET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
       kratanetMain(),
       '--config',
       file,
