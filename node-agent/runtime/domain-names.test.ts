@@ -72,3 +72,14 @@ test('a domain without a name yet is read again next time, and a failed read is 
   assert.equal(await cache.find(xs, [dom(3)], 'x'), 3);
   assert.equal(xs.reads, 3);
 });
+
+test("a name held by a live domain is found (any domain, not only krata's); dead entries and near names do not count", async () => {
+  // Domain 9's entry is a leftover of a dead domain: not in Xen's list.
+  const xs = store({ 0: 'Domain-0', 3: 'krata.a-b.c', 7: 'krata.a.b-c', 9: 'krata.x.y' });
+  const live = [dom(0), dom(3), dom(7)];
+  const names = new DomainNames();
+  assert.equal(await names.find(xs, live, 'krata.a.b-c'), 7);
+  assert.equal(await names.find(xs, live, 'krata.a-b.c'), 3);
+  assert.equal(await names.find(xs, live, 'krata.x.y'), undefined);
+  assert.equal(await names.find(xs, live, 'krata.a.b'), undefined);
+});

@@ -1,7 +1,9 @@
 // The xenstore names of live domains, cached by domid and Xen's handle (uuid): a create's "is this name
 // taken?" check reads only the names of domains it has not seen, not every domain's on every launch
 // (which made the n-th launch do n xenstore reads). A domid whose handle changed is a new domain.
-// Renaming a live domain (`xl rename`) is not seen until it is recreated; krata never renames.
+// Xen itself has no names and lets two domains share one; xl refuses that, and so does krata (console,
+// logs and operators go by it), for any domain, not only krata's. Renaming a live domain (`xl rename`)
+// is not seen until it is recreated; krata never renames.
 
 /** The xenstore reads the cache needs. */
 export interface NameReader {

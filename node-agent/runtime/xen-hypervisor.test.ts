@@ -7,16 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  NotOnXenError,
-  XenHypervisor,
-  attachedLoops,
-  domainNamed,
-  domainState,
-  domainStats,
-  isUnder,
-  watchedExit,
-} from './xen-hypervisor.js';
+import { NotOnXenError, XenHypervisor, attachedLoops, domainState, domainStats, isUnder, watchedExit } from './xen-hypervisor.js';
 import type { Watch } from '../xen/index.js';
 import { getDomainInfo } from '../xen/abi.js';
 import { parseDomainInfo } from '../xen/control.js';
@@ -73,29 +64,6 @@ test('a privcmd path that is no privcmd device: NotOnXenError, not a crash, noth
     (e: Error) => e instanceof NotOnXenError && /hypervisor does not answer/.test(e.message),
   );
   assert.equal(fds(), before, 'no descriptor leaked');
-});
-
-test("a domain name held by a live domain is found (any domain, not only krata's); dead entries do not count", async () => {
-  const tree: Record<string, string> = {
-    '/local/domain/0/name': 'Domain-0',
-    '/local/domain/3/name': 'krata.a-b.c',
-    '/local/domain/7/name': 'krata.a.b-c',
-    '/local/domain/9/name': 'krata.x.y', // a leftover entry of a dead domain
-  };
-  const xs = {
-    async tryList(path: string) {
-      assert.equal(path, '/local/domain');
-      return ['0', '3', '7', '9', 'junk'];
-    },
-    async tryRead(path: string) {
-      return tree[path];
-    },
-  };
-  const live = new Set([0, 3, 7]);
-  assert.equal(await domainNamed(xs, live, 'krata.a.b-c'), 7);
-  assert.equal(await domainNamed(xs, live, 'krata.a-b.c'), 3);
-  assert.equal(await domainNamed(xs, live, 'krata.x.y'), undefined);
-  assert.equal(await domainNamed(xs, live, 'krata.a.b'), undefined);
 });
 
 test("a domain's figures come from getdomaininfo: CPU time in seconds, pages as bytes, vCPUs online and in all", () => {

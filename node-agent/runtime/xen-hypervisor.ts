@@ -146,21 +146,6 @@ export function isUnder(file: string, dir: string): boolean {
   return file.startsWith(d) && file.length > d.length;
 }
 
-/**
- * The live domain (not `except`) whose xenstore name is `name`, if any. Xen itself has no names and
- * lets two domains share one; xl refuses that, and so does krata (console, logs and operators go by it).
- */
-export async function domainNamed(
-  xs: Pick<XenstoreClient, 'tryList' | 'tryRead'>,
-  live: ReadonlySet<number>,
-  name: string,
-): Promise<number | undefined> {
-  const ids = (await xs.tryList('/local/domain')).filter((id) => /^\d{1,5}$/.test(id) && live.has(Number(id)));
-  const names = await Promise.all(ids.map((id) => xs.tryRead(`/local/domain/${id}/name`).catch(() => undefined)));
-  const i = names.findIndex((n) => n === name);
-  return i < 0 ? undefined : Number(ids[i]);
-}
-
 // ---- The hypervisor ----------------------------------------------------------------------------------
 
 /** A krata domain this process serves (console, exit watch) and whose state it follows. */
