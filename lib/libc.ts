@@ -1,5 +1,5 @@
 // krata's one libc binding: the calls Node cannot make itself (ioctl, mmap, mlock for xen/; flock for the
-// image cache's lock; sockets, epoll, eventfd and raw frame I/O for net/), through koffi. Loaded once,
+// image cache's lock; sockets, eventfd and raw frame I/O for net/), through koffi. Loaded once,
 // lazily, so that importing it on a machine without it (or in tests) costs nothing. The calls net/ makes
 // per frame take native addresses as plain numbers (intptr_t): the tables and arenas they point at live in
 // anonymous mmaps whose addresses are computed once, so such a call creates no Buffer, no BigInt and
@@ -46,16 +46,6 @@ export const SO_RCVBUFFORCE = 33;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 
-// sys/epoll.h
-export const EPOLL_CLOEXEC = 0o2000000;
-export const EPOLLIN = 0x001;
-export const EPOLLOUT = 0x004;
-export const EPOLLERR = 0x008;
-export const EPOLLHUP = 0x010;
-export const EPOLL_CTL_ADD = 1;
-export const EPOLL_CTL_DEL = 2;
-export const EPOLL_CTL_MOD = 3;
-
 // sys/eventfd.h
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
@@ -80,7 +70,6 @@ export interface Libc {
   read(fd: number, buf: Addr, n: number): number;
   write(fd: number, buf: Addr, n: number): number;
   writev(fd: number, iov: Addr, iovcnt: number): number;
-  pipe2(fds: Addr, flags: number): number;
   socket(domain: number, type: number, protocol: number): number;
   bind(fd: number, addr: Buffer, len: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
@@ -89,9 +78,6 @@ export interface Libc {
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
   recvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrLen: Buffer | null): number;
   if_nametoindex(name: string): number;
-  epoll_create1(flags: number): number;
-  epoll_ctl(epfd: number, op: number, fd: number, event: Addr): number;
-  epoll_wait(epfd: number, events: Addr, maxevents: number, timeout: number): number;
   eventfd(initval: number, flags: number): number;
 }
 
@@ -113,7 +99,6 @@ export function libc(): Libc {
       read: l.func('long read(int fd, intptr_t buf, size_t n)'),
       write: l.func('long write(int fd, intptr_t buf, size_t n)'),
       writev: l.func('long writev(int fd, intptr_t iov, int iovcnt)'),
-      pipe2: l.func('int pipe2(intptr_t fds, int flags)'),
       socket: l.func('int socket(int domain, int type, int protocol)'),
       bind: l.func('int bind(int fd, const void *addr, uint32_t len)'),
       setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
@@ -122,9 +107,6 @@ export function libc(): Libc {
       sendto: l.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
       recvfrom: l.func('long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)'),
       if_nametoindex: l.func('unsigned int if_nametoindex(const char *name)'),
-      epoll_create1: l.func('int epoll_create1(int flags)'),
-      epoll_ctl: l.func('int epoll_ctl(int epfd, int op, int fd, intptr_t event)'),
-      epoll_wait: l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)'),
       eventfd: l.func('int eventfd(unsigned int initval, int flags)'),
     };
   }

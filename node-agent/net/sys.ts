@@ -94,12 +94,6 @@ export const ifreq = layout('struct ifreq', 40, {
   ifr_mtu: { offset: 16, type: 'i32' },
   ifr_ifindex: { offset: 16, type: 'i32' },
 });
-/** struct epoll_event (sys/epoll.h): packed on x86_64 (12 bytes), naturally aligned (16) elsewhere. */
-export const epollEvent =
-  process.arch === 'x64'
-    ? layout('struct epoll_event', 12, { events: { offset: 0, type: 'u32' }, data: { offset: 4, type: 'u64' } })
-    : layout('struct epoll_event', 16, { events: { offset: 0, type: 'u32' }, data: { offset: 8, type: 'u64' } });
-
 export const VNET_HDR_LEN = virtioNetHdr.size;
 export const MMSGHDR_SIZE = mmsghdr.size;
 export const IOVEC_SIZE = iovec.size;
