@@ -60,7 +60,7 @@ export function assembleGuestController(deps: GuestControllerDeps, opts: GuestCo
   const hashes = new SpecHashes();
   const status = new StatusWriter(store, clock);
   const disks = new ConfigDisks(opts.stateDir, opts.writeConfigDisk);
-  const pulls = new ImagePulls(images, opts.pullSlots ?? new Semaphore(opts.pullConcurrency ?? 4), recorder);
+  const pulls = new ImagePulls(images, opts.pullSlots ?? new Semaphore(opts.pullConcurrency ?? 4), recorder, clock);
   const launches = new LaunchPhases(opts.onLaunch);
   const deleter = new DeleteStep(store, hv, cache, pulls, ipam, disks, status, recorder);
   const reconciler = new GuestReconciler(

@@ -13,7 +13,8 @@ test('failures retry with exponential backoff and land in status; success clears
   const seen: string[] = [];
   h.store.on('change', (e: { object: Guest }) => seen.push(`${e.object.status?.phase}/${e.object.status?.reason ?? ''}`));
   await h.agent.apply([guest('flaky')], false);
-  await h.until(() => phase(h, 'flaky') === 'Running', 5);
+  // (The image's failure waits out the pull back-off, 10 s: larger clock steps.)
+  await h.until(() => phase(h, 'flaky') === 'Running', 50);
   assert.equal(h.hv.calls.create, 3);
   assert.ok(seen.includes('Pending/ErrImagePull'), seen.join(' '));
   assert.ok(seen.includes('Pending/FailedCreate'), seen.join(' '));

@@ -17,8 +17,8 @@ import type { EventRecorder } from './events.js';
 import { domainName, specHash } from './identity.js';
 import type { Ipam, Reservation } from './ipam.js';
 import type { ObservedDomains } from './observed-domains.js';
-import { ImageError, type ImagePulls } from './pulls.js';
-import { clearResources, Retrying, Stalled, statusAddresses, type StatusWriter } from './status.js';
+import { ImageError, PullBackOff, type ImagePulls } from './pulls.js';
+import { clearResources, Retrying, Stalled, statusAddresses, WaitFor, type StatusWriter } from './status.js';
 
 export interface CreateOptions {
   /** This host's name in Guest status. */
@@ -89,6 +89,10 @@ export class CreateStep {
         status.condition(rec, s, 'ImageReady', 'False', reason, message);
       });
       if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
+      if (e instanceof PullBackOff) {
+        this.recorder.normal(key, 'BackOff', message);
+        throw new WaitFor(reason, message, e.retryInMs);
+      }
       throw new Retrying(reason, message, { cause: e });
     }
     if (!image) {

@@ -11,7 +11,7 @@ test('deletion in every phase leaves nothing: no domain, reservation, config dis
   const h = harness();
   h.images.failures.push(...Array.from({ length: 50 }, () => new ImageError('ErrImagePull', 'registry down')));
   await h.agent.apply([guest('pending')], false);
-  await h.until(() => h.agent.get('default', 'pending')?.status?.reason === 'ErrImagePull', 1);
+  await h.until(() => /^(ErrImagePull|ImagePullBackOff)$/.test(h.agent.get('default', 'pending')?.status?.reason ?? ''), 1);
   await h.agent.delete('default', 'pending', {});
   await h.until(() => !h.agent.get('default', 'pending'));
   h.images.failures = [];

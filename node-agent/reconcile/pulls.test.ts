@@ -76,3 +76,36 @@ test('the image cache tells the reconciler which ensure() calls need no pull slo
   assert.equal(images.cached('registry.example/other:1', 'Never'), true, 'refused at once');
   assert.equal((await images.ensure('registry.example/cached:1', 'IfNotPresent')).digest, img.manifestDigest);
 });
+
+test('a failed pull is retried after the back-off, 10 s doubling, not at once; success or a new spec forgets it', async () => {
+  const h = harness();
+  const ref = 'registry.example/slow:backoff';
+  const pulls = () => h.images.asked.filter((r) => r === ref).length;
+  const reason = () => h.agent.get('default', 'bo')?.status?.reason;
+  await h.agent.apply([guest('bo', { image: ref })], false);
+  await h.until(() => pulls() === 1);
+  h.images.release(ref, new ImageError('ErrImagePull', 'no space left on device (ENOSPC) writing image'));
+  // The failure is in status, then the back-off with the failure's words; no second pull for 10 s.
+  await h.until(() => reason() === 'ImagePullBackOff');
+  assert.match(
+    h.agent.get('default', 'bo')!.status!.message!,
+    /back-off after a failed pull of registry\.example\/slow:backoff, retry in \d+ s: no space left on device \(ENOSPC\)/,
+  );
+  assert.ok(h.agent.events('default', 'bo').some((e) => e.reason === 'BackOff'));
+  await h.until(() => h.clock.now() >= 9_000, 500, 40);
+  assert.equal(pulls(), 1, 'no pull during the back-off');
+  await h.until(() => pulls() === 2, 500, 40);
+  // The second failure doubles the wait: 20 s.
+  const failedAt = h.clock.now();
+  h.images.release(ref, new ImageError('ErrImagePull', 'cannot reach the registry'));
+  await h.until(() => pulls() === 3, 1000, 60);
+  assert.ok(h.clock.now() - failedAt >= 20_000, `the third pull came ${h.clock.now() - failedAt} ms after the second failed`);
+  h.images.release(ref);
+  await h.until(() => phase(h, 'bo') === 'Running');
+  // A new spec (image) is not held back by the old image's failures.
+  const other = 'registry.example/slow:other';
+  await h.agent.apply([guest('bo', { image: other })], false);
+  await h.until(() => h.images.asked.includes(other), 5, 400);
+  h.images.release(other);
+  h.stop();
+});

@@ -2,6 +2,7 @@
 // pull (bounded by the host's pull slots; a cache hit skips the wait) and ends; when the pull
 // settles, listeners hear the Guest's key (the controller requeues it) and the next reconcile takes
 // the result, image or error.
+import type { Clock } from '../../lib/clock.js';
 import type { ImageConfig } from '../../lib/oci/manifest.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
 import type { Semaphore } from '../../lib/semaphore.js';
@@ -37,6 +38,38 @@ export class ImageError extends Error {
   }
 }
 
+/**
+ * The kubelet's image pull back-off: after a failed pull of a Guest's image the next one waits 10 s,
+ * doubling to 5 min, so an unreachable registry or a full disk is not hammered by a pull every few
+ * seconds. A success, a spec change or a delete forgets it.
+ */
+export const PULL_BACKOFF_INITIAL_MS = 10_000;
+export const PULL_BACKOFF_MAX_MS = 300_000;
+
+/** A pull not retried yet: `retryInMs` left of the back-off; the message keeps the last failure's words. */
+export class PullBackOff extends ImageError {
+  constructor(
+    reference: string,
+    readonly retryInMs: number,
+    last: unknown,
+  ) {
+    super(
+      'ImagePullBackOff',
+      `back-off after a failed pull of ${reference}, retry in ${Math.ceil(retryInMs / 1000)} s: ${(last as Error)?.message ?? String(last)}`,
+    );
+  }
+}
+
+interface PullFailures {
+  uid: string;
+  reference: string;
+  policy: string;
+  count: number;
+  /** No pull before this time (clock ms). */
+  until: number;
+  last: unknown;
+}
+
 /** A pull running outside the reconcile workers for one Guest (its uid and the spec it pulls for). */
 interface PullJob {
   uid: string;
@@ -51,11 +84,14 @@ export class ImagePulls {
   /** Pulls by Guest key; the image store shares one job per digest among them. */
   private readonly jobs = new Map<string, PullJob>();
   private readonly listeners = new Set<(key: string) => void>();
+  /** Failed pulls by Guest key, for the back-off. */
+  private readonly failures = new Map<string, PullFailures>();
 
   constructor(
     private readonly images: ImageProvider,
     private readonly slots: Semaphore,
     private readonly recorder: EventRecorder,
+    private readonly clock: Pick<Clock, 'now'>,
   ) {}
 
   /** Calls `listener` with the Guest's key when a pull its reconcile did not wait for settles. */
@@ -74,6 +110,9 @@ export class ImagePulls {
     // A job for an earlier spec or an earlier Guest of this name: its result is dropped.
     if (job && (job.uid !== uid || job.reference !== reference || job.policy !== policy)) job = undefined;
     if (!job) {
+      const failed = this.failures.get(key);
+      if (failed && (failed.uid !== uid || failed.reference !== reference || failed.policy !== policy)) this.failures.delete(key);
+      else if (failed && failed.until > this.clock.now()) throw new PullBackOff(reference, failed.until - this.clock.now(), failed.last);
       const j: PullJob = { uid, reference, policy };
       job = j;
       this.jobs.set(key, j);
@@ -97,12 +136,20 @@ export class ImagePulls {
     }
     if (!job.result) return undefined;
     this.jobs.delete(key);
-    if ('error' in job.result) throw job.result.error;
+    if ('error' in job.result) {
+      const error = job.result.error;
+      const count = (this.failures.get(key)?.count ?? 0) + 1;
+      const wait = Math.min(PULL_BACKOFF_INITIAL_MS * 2 ** Math.min(count - 1, 20), PULL_BACKOFF_MAX_MS);
+      this.failures.set(key, { uid, reference, policy, count, until: this.clock.now() + wait, last: error });
+      throw error;
+    }
+    this.failures.delete(key);
     return job.result.image;
   }
 
   /** Forgets the Guest's pull: one still running is not waited for; its result is dropped. */
   drop(key: string): void {
     this.jobs.delete(key);
+    this.failures.delete(key);
   }
 }

@@ -19,7 +19,7 @@ import { LaunchPhases } from './launch-phases.js';
 import type { PhaseTimer } from '../../lib/phase-timer.js';
 import { NO_PROBES, type GuestProber } from './probes.js';
 import type { ResizeStep } from './resize.js';
-import { clearResources, isStalled, Stalled, type StatusWriter } from './status.js';
+import { clearResources, isStalled, Stalled, WaitFor, type StatusWriter } from './status.js';
 
 /** What a controller runs: controller-runtime's Reconciler interface. */
 export interface Reconciler {
@@ -144,6 +144,7 @@ export class GuestReconciler implements Reconciler {
       if (domid !== undefined) this.launches.finish(key, timer, domid);
       else this.launches.park(key, timer);
     } catch (e) {
+      if (e instanceof WaitFor) return { requeueAfterMs: e.afterMs };
       if (e instanceof Stalled) {
         this.recorder.warning(key, e.reason, e.message);
         status.set(key, (st) => {

@@ -28,6 +28,17 @@ export class Retrying extends Error {
   }
 }
 
+/** A step that must wait (an image pull's back-off): no error, the Guest is looked at again in `afterMs`. */
+export class WaitFor extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly afterMs: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Whether the Guest's status carries Stalled=True. */
 export function isStalled(rec: GuestRecord): boolean {
   return rec.guest.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True') ?? false;
