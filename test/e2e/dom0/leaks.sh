@@ -75,7 +75,7 @@ while IFS= read -r f; do leak "image job left in $f"; done < <(find "$state/imag
 # kratanet: one process, the running agent's child (none left over from a killed agent).
 agent=$(cat /run/krata/agent.pid 2>/dev/null || true)
 for p in /proc/[0-9]*; do
-  args=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+  args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
   case $args in
     *node-agent/net/main.js*)
       ppid=$(awk '{print $4}' "$p/stat" 2>/dev/null)

@@ -22,10 +22,11 @@ start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </d
 stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i in \$(seq 100); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.1; done; exit 1"; }
 
 # agent_cleanup [DIR...]: kills the agent and every process whose pid file is in DIR, destroys krata's
-# domains (krata.NS.NAME and krata-UID), releases loop devices, removes the state and the DIRs.
+# domains (krata.NS.NAME and krata-UID), removes backends of gone domains (a killed agent leaves them),
+# releases loop devices (busybox's losetup has no -D), removes the state and the DIRs.
 agent_cleanup() {
   local dirs="$*"
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in $dirs; do for f in \$d/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $dirs" >/dev/null 2>&1 || true
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in $dirs; do for f in \$d/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; for t in vbd vif console; do for d in \$(xenstore-list /local/domain/0/backend/\$t 2>/dev/null); do xl list \$d >/dev/null 2>&1 || xenstore-rm /local/domain/0/backend/\$t/\$d; done; done; for l in \$(losetup -a | cut -d: -f1); do losetup -d \$l; done; rm -rf /var/lib/krata /run/krata $dirs" >/dev/null 2>&1 || true
 }
 
 # running NAME [TRIES]: waits (0.2 s between tries, 600 by default) until the Guest's phase is Running.
