@@ -90,7 +90,8 @@ export class CreateStep {
       });
       if (e instanceof ImageError && e.permanent) throw new Stalled(reason, message);
       if (e instanceof PullBackOff) {
-        this.recorder.normal(key, 'BackOff', message);
+        // One stable message, so the recorder counts the waits rather than logging each.
+        this.recorder.normal(key, 'BackOff', `back-off pulling image ${g.spec.image}`);
         throw new WaitFor(reason, message, e.retryInMs);
       }
       throw new Retrying(reason, message, { cause: e });
