@@ -57,12 +57,16 @@ for type in vbd qdisk; do
     done
   done
 done
-while IFS= read -r line; do
-  [ -n "$line" ] || continue
-  loopdev=${line%%:*}
-  case $line in *"$state"*) ;; *) continue ;; esac
-  [ -n "${served[$loopdev]:-}" ] || leak "loop device not serving a live domain: $line"
-done < <(losetup -a 2>/dev/null)
+# (sysfs, not `losetup -a`: busybox's cuts the file name to its last 64 characters)
+loops=0
+for b in /sys/block/loop*/loop/backing_file; do
+  [ -f "$b" ] || continue
+  file=$(cat "$b")
+  case $file in "$state"/*) ;; *) continue ;; esac
+  loops=$((loops + 1))
+  loopdev=/dev/$(basename "$(dirname "$(dirname "$b")")")
+  [ -n "${served[$loopdev]:-}" ] || leak "loop device not serving a live domain: $loopdev over $file"
+done
 
 # Config disks: one per live krata domain at most.
 disks=$(find "$state/disks" -maxdepth 1 -type f 2>/dev/null | wc -l)
@@ -84,5 +88,5 @@ for p in /proc/[0-9]*; do
   esac
 done
 
-echo "leaks: $leaks found ($krata krata domains, $(losetup -a 2>/dev/null | grep -c "$state") loop devices, $disks config disks)"
+echo "leaks: $leaks found ($krata krata domains, $loops loop devices, $disks config disks)"
 [ "$leaks" -eq 0 ]
