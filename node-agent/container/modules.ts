@@ -116,6 +116,7 @@ export const imagesModule = new ContainerModule(({ bind }) => {
     const { insecure, mirrors, dockerConfigs: _, ...bounds } = images;
     const store = new ImageStore({ root: join(stateDir, 'images'), registry: { credentials, mirrors, insecure }, ...bounds });
     const recovered = store.recover();
+    for (const d of recovered.damaged) log.error({ problem: d }, 'removed a cached image whose files disagree');
     if (recovered.removed.length) log.info({ removed: recovered.removed }, 'removed what interrupted image jobs left');
     return store;
   });
