@@ -66,7 +66,7 @@ spec:
   image: e2e/busybox:1
   restartPolicy: $p
   command: [sh, -c, 'echo KRATA-E2E-POWERCUT; while :; do sleep 1; done']
-  resources: {cpus: 1, memory: 64Mi}
+  resources: {cpus: 1, memory: 96Mi}
   terminationGracePeriodSeconds: 2
 YAML
 done >"$stage/guests.yaml"
@@ -77,7 +77,7 @@ ok "before the cut: pc-always, pc-onfailure, pc-never Running (boot id $boot1)"
 # (b) and (c): the apply stream and the import, then the cut at a seeded moment while both run. The
 # acknowledgements come back over SSH into a host file: they outlive dom0.
 RANDOM=$seed
-after_acks=$((8 + RANDOM % 23))
+after_acks=$((4 + RANDOM % 12))
 delay_ms=$((RANDOM % 500))
 echo "seed $seed: the cut comes after $after_acks acknowledged applies, once the import is under way, plus ${delay_ms} ms"
 "$KRATA_XENHOST_EXEC" "exec node /krata/dist/test/e2e/dom0/apply-stream.js /run/krata/agent.sock $seed" \
@@ -152,6 +152,7 @@ x "$k get -o wide" >"$out/get.txt" || true
 ok "pc-never Failed with reason HostRestarted, not started again; the agent's log says the host restarted"
 
 # Nothing left that nothing live owns: two domains (pc-always, pc-onfailure).
+x "losetup -a; xl list" >"$out/devices.txt" 2>&1 || true
 x "bash /krata/test/e2e/dom0/leaks.sh $state 2" >"$out/leaks.txt" 2>&1 || { cat "$out/leaks.txt" >&2; fail "leaks after the power cut"; }
 ok "$(tail -1 "$out/leaks.txt")"
 x "$k delete guest --all --wait" >"$out/delete.txt" || fail "delete --all failed"
