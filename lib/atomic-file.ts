@@ -19,6 +19,8 @@ export function fsyncDir(dir: string): void {
 /** A temporary written and fsynced beside its target: `commit` renames it in place, `abort` removes it. */
 export interface PreparedFile {
   readonly file: string;
+  /** The temporary (beside `file`) that `commit` renames. */
+  readonly tmp: string;
   /** Renames the temporary over the target (no fsync of the directory: the caller does that once per directory). */
   commit(): void;
   /** Removes the temporary; harmless after commit or a second abort. */
@@ -47,6 +49,7 @@ export function prepareFileAtomic(file: string, data: string | Buffer, mode = 0o
   let done = false;
   return {
     file,
+    tmp,
     commit() {
       if (done) throw new Error(`${file}: already committed or aborted`);
       renameSync(tmp, file);

@@ -140,7 +140,7 @@ async function openStore(root: string, values: Record<string, unknown>): Promise
   const registry = await registryOptions(values);
   lockImageCache(root, `krata-node-agent image`);
   const store = new ImageStore({ root, registry });
-  store.recover();
+  for (const d of store.recover().damaged) process.stderr.write(`warning: removed a cached image whose files disagree: ${d}\n`);
   return store;
 }
 

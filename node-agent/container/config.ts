@@ -12,6 +12,11 @@ export interface AgentConfig {
   stateDir: string;
   /** The guests' domains: Xen, or the in-memory test double with this capacity. */
   hypervisor: { xen: Pick<XenHypervisorOptions, 'consoleLimits'> } | { fake: { cpus: number; memoryMiB: number } };
+  /**
+   * The host's boot id, to tell a host restart (reconcile/host-restart.ts); with Xen, the kernel's when
+   * absent. The fake hypervisor's domains end with the agent, so it has none unless a test gives one.
+   */
+  bootId?: string;
   /** The default guest kernel and initrd, and this host's name in Guest status. */
   kernel: string;
   initrd: string;

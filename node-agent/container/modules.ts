@@ -17,6 +17,7 @@ import type { Phase } from '../../lib/phase-timer.js';
 import type { GuestController } from '../controller/controller.js';
 import { EventRecorder } from '../reconcile/events.js';
 import { Ipam } from '../reconcile/ipam.js';
+import { readBootId } from '../reconcile/host-restart.js';
 import { AGENT_COMMAND, waitForImageCache } from '../image/cache-lock.js';
 import type { ClusterMode } from '../follower/cluster-mode.js';
 import { PullTokens } from '../follower/pull-tokens.js';
@@ -115,6 +116,7 @@ export const imagesModule = new ContainerModule(({ bind }) => {
     const { insecure, mirrors, dockerConfigs: _, ...bounds } = images;
     const store = new ImageStore({ root: join(stateDir, 'images'), registry: { credentials, mirrors, insecure }, ...bounds });
     const recovered = store.recover();
+    for (const d of recovered.damaged) log.error({ problem: d }, 'removed a cached image whose files disagree');
     if (recovered.removed.length) log.info({ removed: recovered.removed }, 'removed what interrupted image jobs left');
     return store;
   });
@@ -328,6 +330,7 @@ export const controllerModule = new ContainerModule(({ bind }) => {
     ],
     (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk, probes, log) => {
       const observeLaunch = metrics?.launchObserver();
+      const bootId = config.bootId ?? ('xen' in config.hypervisor ? readBootId() : undefined);
       return assembleGuestController(
         { store, hv, images, ipam, recorder, clock, ...(probes ? { probes } : {}) },
         {
@@ -343,6 +346,19 @@ export const controllerModule = new ContainerModule(({ bind }) => {
           ...(metrics ? { observe: metrics.reconciles.observer('guest') } : {}),
           ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
           ...(writeConfigDisk ? { writeConfigDisk } : {}),
+          ...(bootId !== undefined ? { bootId } : {}),
+          onHostRestart: (r) => {
+            if (r.restarted)
+              log.warn(
+                {
+                  previousBootId: r.previous,
+                  bootId,
+                  restarted: r.settled.filter((g) => g.restart).map((g) => g.key),
+                  ended: r.settled.filter((g) => !g.restart).map((g) => g.key),
+                },
+                "the host restarted since the agent last ran: its guests' domains are gone (HostRestarted)",
+              );
+          },
           onLaunch: (r) => {
             observeLaunch?.(r);
             log.debug({ guest: r.key, domid: r.domid, phases: launchPhaseFields(r.phases) }, 'launched');

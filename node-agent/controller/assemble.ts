@@ -17,6 +17,7 @@ import { ResizeStep } from '../reconcile/resize.js';
 import { ImagePulls, type ImageProvider } from '../reconcile/pulls.js';
 import { NO_PROBES, type GuestProber } from '../reconcile/probes.js';
 import { GuestReconciler } from '../reconcile/reconciler.js';
+import { settleHostRestart, type HostRestart } from '../reconcile/host-restart.js';
 import { LaunchPhases, type LaunchReport } from '../reconcile/launch-phases.js';
 import { StatusWriter } from '../reconcile/status.js';
 import type { Hypervisor } from '../runtime/hypervisor.js';
@@ -52,10 +53,21 @@ export interface GuestControllerOptions extends CreateOptions, ControllerOptions
   hostPorts?: readonly PortRange[];
   /** Each launch's breakdown, queued → Running (reconcile/launch-phases.ts): metrics and the debug log. */
   onLaunch?: (r: LaunchReport) => void;
+  /**
+   * The host's boot id (reconcile/host-restart.ts): when it differs from the one the state dir
+   * recorded, the Guests the host restart ended are settled (HostRestarted) before the controller runs.
+   */
+  bootId?: string;
+  /** What settling a host restart did (for the log). */
+  onHostRestart?: (r: HostRestart) => void;
 }
 
 export function assembleGuestController(deps: GuestControllerDeps, opts: GuestControllerOptions): GuestController {
   const { store, hv, images, ipam, recorder, clock } = deps;
+  if (opts.bootId !== undefined) {
+    const settled = settleHostRestart(opts.stateDir, opts.bootId, store, recorder, clock);
+    opts.onHostRestart?.(settled);
+  }
   const cache = new DomainCache(hv, clock);
   const hashes = new SpecHashes();
   const status = new StatusWriter(store, clock);

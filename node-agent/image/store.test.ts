@@ -13,6 +13,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  truncateSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -361,6 +362,46 @@ test('kill -9 in the middle of a pull never leaves an image that is served; reco
   }
   const store = new ImageStore({ root, registry: { insecure: [reg.host] } });
   assert.equal((await store.pull(`${reg.host}/test/big:v1`)).digest, big.manifestDigest);
+});
+
+test('recover() removes committed images whose files disagree (a torn squashfs or metadata), and keeps the rest', async () => {
+  const root = join(work, `torn-${++n}`);
+  const store = new ImageStore({ root, registry: { insecure: [reg.host] } });
+  const imgs = ['a', 'b', 'c', 'd'].map((v) => appImage(`torn-${v}`));
+  for (const [i, img] of imgs.entries()) await pushImage(reg, 'test/torn', `v${i}`, img);
+  const pulled = [];
+  for (let i = 0; i < 4; i++) pulled.push(await store.pull(`${reg.host}/test/torn:v${i}`));
+  const [short, badMeta, noMagic] = pulled;
+  truncateSync(short!.path, short!.size - 1);
+  writeFileSync(join(root, `sha256-${badMeta!.digest.slice(7)}.json`), '{"digest": "sha256:');
+  const fd = openSync(noMagic!.path, 'r+');
+  writeSync(fd, Buffer.from('\0\0\0\0'), 0, 4, 0);
+  closeSync(fd);
+  const r = new ImageStore({ root }).recover();
+  assert.equal(r.damaged.length, 3, r.damaged.join('\n'));
+  assert.match(
+    r.damaged.find((d) => d.includes(short!.digest.slice(7)))!,
+    /the squashfs has \d+ bytes, the metadata says \d+/,
+  );
+  assert.match(
+    r.damaged.find((d) => d.includes(badMeta!.digest.slice(7)))!,
+    /unreadable metadata/,
+  );
+  assert.match(
+    r.damaged.find((d) => d.includes(noMagic!.digest.slice(7)))!,
+    /squashfs magic/,
+  );
+  assert.deepEqual(
+    new ImageStore({ root }).list().map((i) => i.digest),
+    [pulled[3]!.digest],
+  );
+  const kept = `sha256-${pulled[3]!.digest.slice(7)}`;
+  assert.deepEqual(
+    readdirSync(root).filter((f) => !f.startsWith('.') && !f.includes(kept)),
+    [],
+    'nothing of the damaged images is left',
+  );
+  assert.deepEqual(new ImageStore({ root }).recover(), { removed: [], damaged: [] }, 'a second recover finds nothing');
 });
 
 test('gc: removes unused images, least recently used first, down to the budget', async () => {

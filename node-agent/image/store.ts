@@ -1,10 +1,26 @@
 // The image cache: one squashfs per (manifest digest, format), content-addressed under
 // <root>/images. An image is committed by renaming its squashfs into place and then its metadata
 // file: the metadata is the commit point, so a kill -9 at any moment leaves either a whole image or
-// leftovers that `open()` removes. Concurrent pulls of one image share one job.
+// leftovers that `recover()` removes. The squashfs is fsynced before its rename and the metadata
+// written atomically (fsync, rename, fsync of the directory), so a power cut leaves the same; recover()
+// also removes a committed image whose files do not agree (metadata that does not parse or names
+// another digest, a squashfs of another size or without squashfs's magic), should a file system have
+// lost what it acknowledged. Concurrent pulls of one image share one job.
 import { FORMAT, type PullEvent, type StoredImage } from '../../contracts/agent-api/types.js';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  existsSync,
+} from 'node:fs';
 import { fsyncDir, writeFileAtomic } from '../../lib/atomic-file.js';
 import { basename, join } from 'node:path';
 import { packLayers, type PackLayer } from './pack.js';
@@ -65,9 +81,11 @@ export class ImageStore {
 
   /**
    * Removes what interrupted jobs left: work directories of jobs no longer running, and squashfs
-   * files that were never committed by their metadata. Call once at startup, before any pull.
+   * files that were never committed by their metadata; and committed images whose files disagree
+   * (`damaged`: each with why). Call once at startup, before any pull.
    */
-  recover(): { removed: string[] } {
+  recover(): { removed: string[]; damaged: string[] } {
+    const damaged: string[] = [];
     const removed: string[] = [];
     for (const name of readdirSync(this.tmpDir)) {
       rmSync(join(this.tmpDir, name), { recursive: true, force: true });
@@ -86,7 +104,49 @@ export class ImageStore {
         removed.push(full);
       }
     }
-    return { removed };
+    for (const name of readdirSync(this.imagesDir)) {
+      if (!/^sha256-[0-9a-f]{64}\.json$/.test(name)) continue;
+      const meta = join(this.imagesDir, name);
+      const why = this.disagreement(meta);
+      if (!why) continue;
+      const image = meta.replace(/\.json$/, `.${FORMAT}`);
+      rmSync(meta, { force: true });
+      fsyncDir(this.imagesDir);
+      rmSync(image, { force: true });
+      this.access.forget(`sha256:${name.slice(7, 71)}`);
+      damaged.push(`${meta}: ${why}`);
+      removed.push(meta, image);
+    }
+    return { removed, damaged };
+  }
+
+  /** Why a committed image's metadata and squashfs disagree, or undefined if they agree. */
+  private disagreement(meta: string): string | undefined {
+    let img: StoredImage;
+    try {
+      img = JSON.parse(readFileSync(meta, 'utf8')) as StoredImage;
+    } catch (e) {
+      return `unreadable metadata (${(e as Error).message})`;
+    }
+    const image = meta.replace(/\.json$/, `.${FORMAT}`);
+    if (typeof img !== 'object' || img === null || img.digest !== `sha256:${basename(meta).slice(7, 71)}` || img.path !== image)
+      return 'the metadata names another image';
+    let size: number;
+    const magic = Buffer.alloc(4);
+    try {
+      size = statSync(image).size;
+      const fd = openSync(image, 'r');
+      try {
+        readSync(fd, magic, 0, 4, 0);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      return `the squashfs cannot be read (${(e as Error).message})`;
+    }
+    if (size !== img.size) return `the squashfs has ${size} bytes, the metadata says ${img.size}`;
+    if (magic.toString('latin1') !== 'hsqs') return 'the squashfs does not start with squashfs magic';
+    return undefined;
   }
 
   private metaPath(digest: string): string {

@@ -38,6 +38,11 @@ export class DeleteStep {
     this.domains.removed(domid);
   }
 
+  /** A Guest whose process ended for good (Succeeded, Failed): its config disk goes (a new launch writes one). */
+  ended(uid: string): void {
+    this.disks.remove(uid);
+  }
+
   /** A Guest marked for deletion: its domains stop within its grace period, then all it held goes. */
   async finalize(key: string, rec: GuestRecord, domains: DomainInfo[]): Promise<void> {
     const grace = (rec.guest.metadata.deletionGracePeriodSeconds ?? rec.guest.spec.terminationGracePeriodSeconds) * 1000;

@@ -3,17 +3,28 @@
 // old or the new version, never a torn one). A batch (`putAll`, an apply) is all or nothing: every
 // file is written and fsynced under a temporary name before any is renamed into place, so a full disk
 // (ENOSPC) fails the batch with nothing stored, nothing left behind and nothing shown to watchers.
+// Across a power cut too: before its first rename a batch records its renames in guests/.batch.json
+// (fsynced), and a load that finds that record does the renames still missing (every temporary it
+// names was fsynced first). A batch cut short before the record is absent; once it exists, whole.
 // The store plays the API server's part: uid, generation (bumped when the spec changes),
 // resourceVersion, deletionTimestamp, and a revision counter for watches. Status lives in the same record; the reconciler writes it.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Guest, GuestStatus } from '../../crds/generated/types.js';
 import { fsyncDir, prepareFileAtomic, writeFileAtomic, type PreparedFile } from '../../lib/atomic-file.js';
 import type { WatchEvent } from '../../contracts/agent-api/types.js';
 import { metaTime } from '../../crds/meta.js';
+import { faultPoint } from '../../lib/fault-points.js';
+
+/** A batch's renames, recorded between prepare and commit (see the top of the file). */
+const BATCH_FILE = '.batch.json';
+interface BatchRecord {
+  /** Paths relative to guests/: "<namespace>/<name>.json" and its temporary. */
+  renames: { file: string; tmp: string }[];
+}
 
 /** What the agent keeps beside a Guest and does not show: restart bookkeeping. */
 export interface GuestInternal {
@@ -58,7 +69,9 @@ export class GuestStore extends EventEmitter {
     this.setMaxListeners(0);
     this.dir = join(stateDir, 'guests');
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.finishBatch(problems);
     for (const ns of readdirSync(this.dir)) {
+      if (ns.startsWith('.')) continue; // the batch record (namespaces are DNS labels)
       const nsDir = join(this.dir, ns);
       for (const file of readdirSync(nsDir)) {
         if (!file.endsWith('.json')) {
@@ -75,6 +88,37 @@ export class GuestStore extends EventEmitter {
         }
       }
     }
+  }
+
+  /**
+   * A batch cut short after its record was written: its temporaries are complete (fsynced before the
+   * record), so the renames still missing are done now. Then the leftovers (backups, temporaries)
+   * go with the rest in the constructor's scan.
+   */
+  private finishBatch(problems: string[]): void {
+    const file = join(this.dir, BATCH_FILE);
+    if (!existsSync(file)) return;
+    let batch: BatchRecord;
+    try {
+      batch = JSON.parse(readFileSync(file, 'utf8')) as BatchRecord;
+      const inside = /^[a-z0-9][a-z0-9-]*\/[^/]+$/;
+      if (!Array.isArray(batch.renames) || !batch.renames.every((r) => inside.test(r.file) && inside.test(r.tmp)))
+        throw new Error('not a batch record');
+    } catch (e) {
+      problems.push(`${file}: ${(e as Error).message}; the interrupted batch it described is not finished`);
+      rmSync(file, { force: true });
+      return;
+    }
+    const dirs = new Set<string>();
+    for (const r of batch.renames) {
+      const tmp = join(this.dir, r.tmp);
+      if (!existsSync(tmp)) continue; // renamed before the cut
+      renameSync(tmp, join(this.dir, r.file));
+      dirs.add(join(this.dir, r.file, '..'));
+    }
+    for (const d of dirs) fsyncDir(d);
+    rmSync(file, { force: true });
+    fsyncDir(this.dir);
   }
 
   keys(): string[] {
@@ -158,9 +202,31 @@ export class GuestStore extends EventEmitter {
       undoPrepare();
       throw e;
     }
+    const dirs = new Set(staged.map((s) => join(this.dir, s.namespace)));
+    // A batch of more than one file records its renames first (a single rename is atomic by itself).
+    const batchFile = prepared.length > 1 ? join(this.dir, BATCH_FILE) : undefined;
+    if (batchFile) {
+      faultPoint('store.batch-prepared');
+      try {
+        // The temporaries' names must be durable before the record that names them.
+        for (const dir of dirs) fsyncDir(dir);
+        const renames = prepared.map((p) => {
+          const ns = basename(join(p.file.file, '..'));
+          return { file: `${ns}/${basename(p.file.file)}`, tmp: `${ns}/${basename(p.file.tmp)}` };
+        });
+        writeFileAtomic(batchFile, JSON.stringify({ renames } satisfies BatchRecord), 0o600);
+      } catch (e) {
+        rmSync(batchFile, { force: true });
+        undoPrepare();
+        throw e;
+      }
+    }
     let committed = 0;
     try {
-      for (; committed < prepared.length; committed++) prepared[committed]!.file.commit();
+      for (; committed < prepared.length; committed++) {
+        if (batchFile) faultPoint('store.batch-rename');
+        prepared[committed]!.file.commit();
+      }
     } catch (e) {
       // Put back what was renamed: a new file goes, a replaced one returns from its backup (a rename
       // over an existing name, which allocates nothing).
@@ -173,11 +239,15 @@ export class GuestStore extends EventEmitter {
         }
       }
       undoPrepare();
+      // (A cut during this undo leaves the record: the next load finishes the batch with the
+      // temporaries not yet removed, and may mix old and new records. It needs a failed rename first.)
+      if (batchFile) rmSync(batchFile, { force: true });
       throw e;
     }
+    for (const dir of dirs) fsyncDir(dir);
+    if (batchFile) rmSync(batchFile, { force: true });
     for (const p of prepared) if (p.backup) rmSync(p.backup, { force: true });
-    for (const dir of new Set(staged.map((s) => join(this.dir, s.namespace)))) fsyncDir(dir);
-    if (madeDirs.length) fsyncDir(this.dir);
+    if (madeDirs.length || batchFile) fsyncDir(this.dir);
     this.revision = revision;
     for (const s of staged) {
       const key = guestKey(s.namespace, s.name);

@@ -44,31 +44,17 @@ fi
 artifacts=${KRATA_E2E_ARTIFACTS:-$(mktemp -d "$runs/$(date +%Y%m%d-%H%M%S).XXXX")}
 suite_start=$(ms)
 
-# dom0 runs node from /krata, the repo over virtio-9p without a cache: every file a program loads costs
-# round trips through QEMU (a kratactl call took 6 s instead of 3 on an idle machine, 50-140 s on a
-# loaded one). For the run, dist/ and node_modules/ are copied into dom0's memory and mounted over their
-# /krata paths; unmounted at the end, so /krata is live again for `npm run xenhost`'s shell. Copied
-# without what only the build (typescript, types, source maps) or the operator (@kubernetes; it does not
-# run in dom0) reads: ~32 MB, as one tar file that dom0 reads in large blocks (over ssh it took twice as
-# long), staged where the scenarios stage their disks. Scenarios write their files there too, not in dist/.
-code=guest-init/target/e2e-code.tar
-unstage() {
-  x "for d in /krata/dist /krata/node_modules; do grep -q \" \$d \" /proc/mounts && umount \$d; done; rm -rf /run/krata-e2e-code" \
-    >/dev/null 2>&1 || true
-}
-unstage
-mkdir -p "$repo/guest-init/target"
-if tar -C "$repo" -cf "$repo/$code" --exclude='*.map' --exclude='*.d.ts' --exclude=node_modules/typescript \
-  --exclude='node_modules/@types' --exclude='node_modules/@kubernetes' dist node_modules &&
-  x "mkdir -p /run/krata-e2e-code && dd if=/krata/$code bs=512k 2>/dev/null | tar -C /run/krata-e2e-code -xf - &&
-    mount --bind /run/krata-e2e-code/dist /krata/dist && mount --bind /run/krata-e2e-code/node_modules /krata/node_modules"; then
-  trap unstage EXIT
+# dist/ and node_modules/ are copied into dom0's memory for the run (stage-code.sh says why), and again
+# after a power cut (test/xenhost/powercut.sh runs KRATA_XENHOST_AFTER_BOOT); unmounted at the end, so
+# /krata is live again for `npm run xenhost`'s shell. Scenarios write their files in guest-init/target/,
+# not in dist/.
+if "$e2e/stage-code.sh"; then
+  trap '"$e2e/stage-code.sh" unstage' EXIT
+  export KRATA_XENHOST_AFTER_BOOT=$e2e/stage-code.sh
   echo "e2e: dist/ and node_modules/ copied into dom0's memory in $(fmt $(($(ms) - suite_start)))"
 else
-  unstage
   echo "e2e: copying dist/ and node_modules/ into dom0 failed; the scenarios read them over 9p (slower)" >&2
 fi
-rm -f "$repo/$code"
 results=() failed=0 ran=0
 
 while IFS= read -r s; do

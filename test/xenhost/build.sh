@@ -21,7 +21,7 @@ pkgs=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
   libxenmisc4.17 libxenstore4 libxentoollog1 libxentoolcore1 libyajl2
   busybox-static dropbear-bin libtomcrypt1 libtommath1)
 dom0_mods="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback loop
-  squashfs overlay bridge tun virtio_pci virtio_blk virtio_net 9pnet_virtio 9p"
+  squashfs overlay bridge tun virtio_pci virtio_blk virtio_net 9pnet_virtio 9p ext4"
 guest_mods="xen-blkfront xen-netfront squashfs"
 
 # The exact .debs (URL, file, size, checksum) apt would fetch now; the kernel is the one
