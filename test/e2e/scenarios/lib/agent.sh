@@ -25,7 +25,7 @@ stop_agent() { x "p=\$(cat /run/krata/agent.pid); kill -TERM \$p || true; for i 
 # domains (krata.NS.NAME and krata-UID), releases loop devices, removes the state and the DIRs.
 agent_cleanup() {
   local dirs="$*"
-  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in $dirs; do for f in \$d/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; losetup -D; rm -rf /var/lib/krata /run/krata $dirs" >/dev/null 2>&1 || true
+  x "[ -f /run/krata/agent.pid ] && kill -KILL \$(cat /run/krata/agent.pid); for d in $dirs; do for f in \$d/*.pid; do [ -f \$f ] && kill \$(cat \$f); done; done; for d in \$(xl list | awk '/^krata[-.]/ {print \$2}'); do xl destroy \$d; done; { losetup -D 2>/dev/null || for l in /dev/loop[0-9]*; do losetup -d \$l 2>/dev/null; done; }; rm -rf /var/lib/krata /run/krata $dirs" >/dev/null 2>&1 || true
 }
 
 # running NAME [TRIES]: waits (0.2 s between tries, 600 by default) until the Guest's phase is Running.
