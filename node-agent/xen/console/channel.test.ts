@@ -455,7 +455,7 @@ test('a frontend that starts closing (the guest shutting down) is answered with 
   assert.equal(f.xs.values.get(`${B}/state`), '6', "Linux's frontend waits for this before the guest powers off");
 });
 
-test('discard: a guest that goes on writing is drained at a console budget and thrown away, input dropped; close releases once', async () => {
+test('discard: a guest that goes on writing is drained at a console budget, thrown away, input dropped; close releases once', async () => {
   const h = transport();
   const got: Buffer[] = [];
   h.t.onData((d) => got.push(d));
