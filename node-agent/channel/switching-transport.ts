@@ -97,10 +97,12 @@ export class SwitchingTransport implements ChannelTransport {
    */
   discard(): void {
     if (this.ended) return;
-    this.bulk?.close();
+    // Ended first: the bulk ring's close listener ends this transport too, which would close the console.
+    const bulk = this.bulk;
     this.bulk = undefined;
     if (this.console.discard) this.end(() => this.console.discard!());
     else this.end();
+    bulk?.close();
   }
 
   private emitDrain(): void {
