@@ -18,7 +18,7 @@
 # RSS are sampled every second: growth over the baseline at most 64 MiB each, and levelled off (the
 # last third of the flood at most 16 MiB above the first two). The hostile's channel must be closed
 # for its protocol error and counted, and delete leaves nothing behind (dom0/leaks.sh).
-# e2e-timeout: 900
+# e2e-timeout: 1500
 set -euo pipefail
 . "$(dirname "$0")/lib/agent.sh"
 agent="$agent --host-loopback"
