@@ -207,3 +207,28 @@ test('closing the channel closes both transports; the bulk ring going away close
   assert.equal(r2.channel.state().phase, 'closed');
   assert.equal((await out.waitExit()).exitCode, 255, 'the session is lost with its transport');
 });
+
+test('after that protocol error the bulk ring is released and the console device discarded (the guest may go on writing)', async () => {
+  const r = await rig();
+  const calls: string[] = [];
+  const close = r.console.host.close.bind(r.console.host);
+  Object.assign(r.console.host, {
+    discard: () => void calls.push('discard'),
+    close: () => (calls.push('close'), close()),
+  });
+  // As the xen transport does, the bulk ring's close listeners run within close() (the pipe's run later).
+  let bulkClosed = false;
+  const bulkEnd = r.bulk.host as unknown as { closeCbs: (() => void)[]; close(): void };
+  const bulkClose = bulkEnd.close.bind(bulkEnd);
+  bulkEnd.close = () => {
+    bulkClosed = true;
+    const listeners = bulkEnd.closeCbs.splice(0);
+    bulkClose();
+    for (const cb of listeners) cb();
+  };
+  r.console.guest.write(Buffer.from('garbage from a process writing to /dev/hvc1'));
+  await settle(r);
+  assert.equal(r.channel.state().phase, 'closed');
+  assert.ok(bulkClosed, 'the bulk ring is released');
+  assert.deepEqual(calls, ['discard'], 'the console device is drained and discarded until its owner closes it');
+});

@@ -191,7 +191,7 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
   }
 
   close(reason: string): void {
-    this.shutdown(reason, true);
+    this.shutdown(reason, 'close');
   }
 
   /** From a session: it ended for the host. */
@@ -425,17 +425,18 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
   private violation(reason: string): void {
     this.stats.protocolErrors++;
     guestChannelStats.protocolErrors++;
-    this.shutdown(`protocol error: ${reason}`, true);
+    // The guest may go on writing: its console device is drained and discarded until the domain goes.
+    this.shutdown(`protocol error: ${reason}`, 'discard');
   }
 
   private transportClosed(): void {
     const why = this.decoder.midFrame
       ? "the guest's channel device went away in the middle of a frame (the domain is gone)"
       : "the guest's channel device went away (the domain is gone)";
-    this.shutdown(why, false);
+    this.shutdown(why, 'none');
   }
 
-  private shutdown(reason: string, closeTransport: boolean): void {
+  private shutdown(reason: string, transport: 'close' | 'discard' | 'none'): void {
     if (this.st.phase === 'closed') return;
     this.st = { phase: 'closed', reason };
     this.endConversation(`the guest's control channel closed: ${reason}`);
@@ -443,7 +444,8 @@ export class HostGuestChannel implements GuestChannel, SessionOwner {
     this.decoder.discard();
     this.outbox.clear();
     this.stopDrain();
-    if (closeTransport) this.link.close();
+    if (transport === 'close') this.link.close();
+    else if (transport === 'discard') this.link.discard();
   }
 
   private takeReadyWaiters(): ReadyWaiter[] {

@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeFrame, FrameType, HEADER_SIZE, MAX_PAYLOAD, windowPayload } from '../../contracts/guest-channel/frames.js';
-import { RecordingSink, SAMPLE_METRICS, scriptedChannel } from '../../test/doubles/scripted-guest.js';
-import { ChannelUnavailable, guestChannelStats, type ExecRequest } from './index.js';
+import { RecordingSink, SAMPLE_METRICS, ScriptedGuest, scriptedChannel, transportPair } from '../../test/doubles/scripted-guest.js';
+import { PendingTransport } from '../runtime/pending-transport.js';
+import { ChannelUnavailable, guestChannelStats, openGuestChannel, type ExecRequest } from './index.js';
+import type { ChannelTransport } from './types.js';
 
 const sleep: ExecRequest = { argv: ['sleep'], tty: false, stdin: false };
 
@@ -173,4 +175,41 @@ test('before the handshake, garbage and even malformed frames are skipped, not c
   guest.hello();
   await pair.settle();
   assert.equal(channel.state().phase, 'up');
+});
+
+test('a protocol error discards a ring transport (the guest may go on writing) rather than closing it; its owner closes it', async () => {
+  const pair = transportPair();
+  const calls: string[] = [];
+  // The xen transport's shape: one that can drain and throw away what the guest still writes.
+  const ring: ChannelTransport = {
+    onData: (cb) => pair.host.onData(cb),
+    write: (d) => pair.host.write(d),
+    onDrain: (cb) => pair.host.onDrain(cb),
+    onClose: (cb) => pair.host.onClose(cb),
+    close: () => {
+      calls.push('close');
+      pair.host.close();
+    },
+    discard: () => void calls.push('discard'),
+  };
+  const pending = new PendingTransport();
+  const guest = new ScriptedGuest(pair.guest, {});
+  const channel = openGuestChannel(pending, { software: 'test-agent 0.0.0' });
+  pending.attach(ring);
+  await pair.settle();
+  assert.equal(channel.state().phase, 'up');
+  const sink = new RecordingSink();
+  channel.exec(sleep, sink);
+  await pair.settle();
+  guest.sendRaw(header(0x7e, 0, 1, 0));
+  await pair.settle();
+  const st = channel.state();
+  assert.match(st.phase === 'closed' ? st.reason : '', /protocol error: .*unknown frame type 0x7e/);
+  assert.equal(sink.result?.exitCode, 255);
+  assert.deepEqual(calls, ['discard'], 'drained and discarded, not released');
+  // The owner (runtime/guest-channels.ts, when the domain goes) releases the ring, once.
+  channel.close('the domain is gone');
+  pending.close();
+  pending.close();
+  assert.deepEqual(calls, ['discard', 'close']);
 });

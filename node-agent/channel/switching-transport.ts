@@ -91,17 +91,31 @@ export class SwitchingTransport implements ChannelTransport {
     this.end();
   }
 
+  /**
+   * The channel is over: the bulk ring is released (guest-init's own pages), the console device drains
+   * and discards what the guest still writes until its owner closes it (ChannelTransport.discard).
+   */
+  discard(): void {
+    if (this.ended) return;
+    // Ended first: the bulk ring's close listener ends this transport too, which would close the console.
+    const bulk = this.bulk;
+    this.bulk = undefined;
+    if (this.console.discard) this.end(() => this.console.discard!());
+    else this.end();
+    bulk?.close();
+  }
+
   private emitDrain(): void {
     if (this.ended) return;
     for (const cb of [...this.drainListeners]) cb();
   }
 
-  private end(): void {
+  private end(release = () => this.console.close()): void {
     if (this.ended) return;
     this.ended = true;
     // Whichever went first (the domain is gone), the other is released with it.
     this.bulk?.close();
-    this.console.close();
+    release();
     for (const cb of this.closeListeners.splice(0)) {
       try {
         cb();

@@ -128,6 +128,12 @@ export interface ChannelTransport {
   onClose(cb: () => void): void;
   close(): void;
   /**
+   * The channel is over, but keep draining (and throwing away) what the guest writes until close(),
+   * within a small budget: a console ring left full wedges a Linux guest's hvc consoles. Absent where
+   * there is no ring (tests' pipes): the owner closes instead.
+   */
+  discard?(): void;
+  /**
    * Maps the guest's bulk ring: a second transport to the same guest, closed by its owner. Absent where
    * there is none (tests' pipes); throws when the offer cannot be mapped.
    */

@@ -70,6 +70,15 @@ export class PendingTransport implements ChannelTransport {
     if (wasFull && ok) this.emitDrain();
   }
 
+  /** The real transport drains and discards until close(); not connected yet, there is nothing to drain. */
+  discard(): void {
+    if (this.closed) return;
+    this.queued = [];
+    this.queuedBytes = 0;
+    if (this.real?.discard) this.real.discard();
+    else this.close();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -37,8 +37,8 @@ export function writeBusyboxImage(out: string, name = 'krata/busybox:demo', busy
   writeDockerSave(out, busyboxImage(busybox), [name]);
 }
 
-/** The image itself (e.g. to push to a registry). */
-export function busyboxImage(busybox = '/bin/busybox'): BuiltImage {
+/** The image itself (e.g. to push to a registry); `extra` files go into a second layer (e.g. a test program). */
+export function busyboxImage(busybox = '/bin/busybox', extra: { path: string; data: Buffer; mode?: number }[] = []): BuiltImage {
   const tar = buildTar([
     { path: 'bin/busybox', data: readFileSync(busybox), mode: 0o755 },
     ...APPLETS.map((a) => ({ path: `bin/${a}`, type: 'symlink' as const, linkname: 'busybox' })),
@@ -48,7 +48,9 @@ export function busyboxImage(busybox = '/bin/busybox'): BuiltImage {
     { path: 'root', type: 'dir', mode: 0o700 },
     { path: 'tmp', type: 'dir', mode: 0o1777 },
   ]);
-  return buildImage({ layers: [{ tar, compression: 'gzip' }], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } });
+  const layers = [{ tar, compression: 'gzip' as const }];
+  if (extra.length) layers.push({ tar: buildTar(extra), compression: 'gzip' });
+  return buildImage({ layers, config: { Env: ['PATH=/bin'], Cmd: ['sh'] } });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

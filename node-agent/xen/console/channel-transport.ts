@@ -7,6 +7,7 @@ import type { EventChannels } from '../evtchn.js';
 import type { Mapping } from '../../../lib/libc.js';
 import type { GuestRing } from './ring.js';
 import { RingPump, type RingLimits } from './ring-pump.js';
+import { DEFAULT_CONSOLE_BURST, DEFAULT_CONSOLE_RATE } from './throttle.js';
 
 /** Output drained per guest channel: far above a console's, since exec streams run through it. */
 export const DEFAULT_CHANNEL_RATE = 32 * 1024 * 1024;
@@ -31,6 +32,8 @@ export interface ChannelByteStream {
   onDrain(cb: () => void): () => void;
   onClose(cb: () => void): void;
   close(): void;
+  /** Keeps draining the guest's output, thrown away, until close(); see ChannelRingTransport.discard. */
+  discard?(): void;
   /** Maps the guest's bulk ring and binds its port: a second transport to the same guest. */
   openBulk?(offer: BulkRingOffer): ChannelByteStream;
 }
@@ -100,6 +103,16 @@ export class ChannelRingTransport implements ChannelByteStream {
   onClose(cb: () => void): void {
     if (this.isClosed) queueMicrotask(cb);
     else this.closeListeners.push(cb);
+  }
+
+  /**
+   * The channel above is over (the guest broke the protocol), but the guest may go on writing to the
+   * device: its output is drained at a console's budget (1 MiB/s, 256 KiB burst) and thrown away, input
+   * dropped, until close() releases the ring (the domain gone). Left full, the ring would wedge the
+   * guest's kernel (ring-pump.ts, discard). The close listeners do not hear of it: nothing is released yet.
+   */
+  discard(): void {
+    this.pump.discard(DEFAULT_CONSOLE_RATE, DEFAULT_CONSOLE_BURST);
   }
 
   /** Unbinds and unmaps; the device stays connected in xenstore, so a restarted agent can serve it again. */

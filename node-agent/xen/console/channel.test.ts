@@ -454,3 +454,36 @@ test('a frontend that starts closing (the guest shutting down) is answered with 
   assert.ok(closed, 'the transport closes');
   assert.equal(f.xs.values.get(`${B}/state`), '6', "Linux's frontend waits for this before the guest powers off");
 });
+
+test('discard: a guest that goes on writing is drained at a console budget, thrown away, input dropped; close releases once', async () => {
+  const h = transport();
+  const got: Buffer[] = [];
+  h.t.onData((d) => got.push(d));
+  await tick();
+  let closes = 0;
+  h.t.onClose(() => closes++);
+  h.t.discard();
+  h.t.write(Buffer.from('dropped'));
+  assert.equal(h.t.pendingInput, 0);
+  assert.equal(h.g.read().length, 0, 'nothing reaches the guest');
+  // The guest writes far more than the console's 256 KiB burst: each ring's worth is taken and dropped.
+  let written = 0;
+  const chunk = Buffer.alloc(OUT_SIZE, 0x41);
+  let t = 0;
+  while (written < 1024 * 1024) {
+    if (new ConsoleRing(h.page).outputPending() === 0) {
+      h.g.write(chunk);
+      written += chunk.length;
+      h.t.service();
+    } else h.advance((t += 10)); // the budget refills (1 MiB/s): a timer resumes draining
+  }
+  assert.deepEqual(got, [], 'nothing delivered');
+  assert.ok(t >= 700, `1 MiB at 1 MiB/s past a 256 KiB burst takes ~750 ms of budget, took ${t} ms`);
+  assert.equal(closes, 0, 'not closed: the ring is still served');
+  assert.equal(h.unmapped, 0);
+  h.t.close();
+  h.t.close();
+  assert.equal(h.unmapped, 1);
+  assert.equal(h.ev.log.filter((l) => l.startsWith('unbind')).length, 1);
+  assert.equal(closes, 1);
+});

@@ -38,11 +38,14 @@ export class RingPump {
   deliver?: (out: Buffer) => void;
   private readonly onThrottled?: (pendingBytes: number) => void;
   private readonly input: InputQueue;
-  private readonly budget: TokenBucket;
+  private budget: TokenBucket;
+  private readonly now?: () => number;
   private readonly setTimer: NonNullable<RingLimits['setTimer']>;
   /** The resume scheduled while over budget. */
   private resume?: { cancel(): void };
   private closed = false;
+  /** Output thrown away, input dropped (discard). */
+  private discarding = false;
 
   constructor(
     private readonly ring: GuestRing,
@@ -56,6 +59,7 @@ export class RingPump {
     this.deliver = hooks.deliver;
     this.onThrottled = hooks.onThrottled;
     this.input = new InputQueue(limits.inputLimitBytes ?? defaults.inputLimitBytes);
+    this.now = limits.now;
     this.budget = new TokenBucket(
       limits.rateBytesPerSecond ?? defaults.rateBytesPerSecond,
       limits.burstBytes ?? defaults.burstBytes,
@@ -111,7 +115,7 @@ export class RingPump {
 
   /** Queues bytes for the guest; false when over the bound: wait for onDrain. Dropped once closed. */
   write(data: Buffer): boolean {
-    if (this.closed) return true;
+    if (this.closed || this.discarding) return true;
     this.input.push(data);
     const before = this.input.pending;
     this.flushInput();
@@ -122,6 +126,21 @@ export class RingPump {
   /** `cb` runs when queued input has gone down enough for writers to go on. */
   onDrain(cb: () => void): () => void {
     return this.input.onDrain(cb);
+  }
+
+  /**
+   * Nobody reads this ring any more, but the guest may go on writing to it: from now on its output is
+   * drained within `rateBytesPerSecond` (and `burstBytes`) and thrown away, and input is dropped, until
+   * close(). A ring left full would not just hold the writer back: Linux's hvc_xen spins in the kernel
+   * while its ring is full, which wedges every hvc console of the guest, its console too.
+   */
+  discard(rateBytesPerSecond: number, burstBytes: number): void {
+    if (this.closed) return;
+    this.discarding = true;
+    this.deliver = () => {};
+    this.input.clear();
+    this.budget = new TokenBucket(rateBytesPerSecond, burstBytes, this.now);
+    this.service();
   }
 
   /** Stops serving and releases the ring and its port. Every call releases: an owner that must do it once checks isClosed. */
