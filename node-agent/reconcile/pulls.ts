@@ -53,10 +53,8 @@ export class PullBackOff extends ImageError {
     readonly retryInMs: number,
     last: unknown,
   ) {
-    super(
-      'ImagePullBackOff',
-      `back-off after a failed pull of ${reference}, retry in ${Math.ceil(retryInMs / 1000)} s: ${(last as Error)?.message ?? String(last)}`,
-    );
+    const words = (last as Error)?.message ?? String(last);
+    super('ImagePullBackOff', `back-off after a failed pull of ${reference}, retry in ${Math.ceil(retryInMs / 1000)} s: ${words}`);
   }
 }
 
