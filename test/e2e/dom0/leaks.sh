@@ -24,6 +24,10 @@ done
 if [ -n "$expected" ] && [ "$krata" != "$expected" ]; then
   leak "$krata krata domains, expected $expected: $(for id in "${!live[@]}"; do printf '%s(%s) ' "${live[$id]}" "$id"; done)"
 fi
+# A domain without a xenstore name: a build cut before its xenstore entries (krata's keys) existed.
+for id in "${!live[@]}"; do
+  xenstore-read "/local/domain/$id/name" >/dev/null 2>&1 || leak "domain $id (${live[$id]}) has no xenstore name: an interrupted build?"
+done
 # Two domains of one name: a Guest duplicated.
 dups=$(for id in "${!live[@]}"; do echo "${live[$id]}"; done | sort | uniq -d)
 [ -z "$dups" ] || leak "domains sharing a name: $dups"
