@@ -62,6 +62,7 @@ for (const p of points) if (!AGENT_FAULT_POINTS.some((q) => q.name === p)) throw
 
 // ---- dom0 ----------------------------------------------------------------------------------------
 function x(cmd: string, opts: { ok?: boolean } = {}): string {
+  if (process.env.CHAOS_DEBUG) console.log(`dom0: ${cmd.slice(0, 100)}`);
   const r = spawnSync(EXEC, [cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
   if (r.status !== 0 && !opts.ok)
     throw new Error(`dom0: ${cmd.slice(0, 120)}: exit ${r.status}: ${r.stderr.trim()} ${r.stdout.trim()}`.slice(0, 2000));
@@ -205,29 +206,19 @@ interface Dom {
   hash: string;
 }
 function domains(): Dom[] {
-  // Two reads in all (each process started in dom0 costs a second or two under emulation).
+  // One xenstore-read per domain: each process started in dom0 costs a second or two under emulation
+  // (and xenstore-ls a round trip per node). It stops at the first key missing: the keys come in order.
   const out = x(
-    "xl list | awk 'NR > 1 && $2 != 0 {print $2, $5}'; echo ---; " +
-      'xenstore-ls -f /local/domain 2>/dev/null | ' +
-      "grep -E '^/local/domain/[0-9]+/(name|krata/guest-key|krata/guest-uid|krata/spec-hash) = '; true",
+    'xl list | awk \'NR > 1 && $2 != 0 {print $2, $5}\' | while read id st; do echo "@$id $st"; h=/local/domain/$id; ' +
+      'xenstore-read $h/name $h/krata/guest-key $h/krata/guest-uid $h/krata/spec-hash 2>/dev/null; done; true',
   );
-  const [list, keys] = out.split('---\n');
-  const value = new Map<string, string>();
-  for (const m of (keys ?? '').matchAll(/^\/local\/domain\/(\d+)\/(\S+) = "(.*)"$/gm)) value.set(`${m[1]}/${m[2]}`, m[3]!);
-  return list!
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const [domid, state] = l.split(' ');
-      const v = (k: string) => value.get(`${domid}/${k}`) ?? '';
-      return {
-        domid: Number(domid),
-        state: state!,
-        name: v('name'),
-        key: v('krata/guest-key'),
-        uid: v('krata/guest-uid'),
-        hash: v('krata/spec-hash'),
-      };
+  return out
+    .split('@')
+    .filter((b) => b.trim())
+    .map((block) => {
+      const [head, name = '', key = '', uid = '', hash = ''] = block.trim().split('\n');
+      const [domid, state] = head!.split(' ');
+      return { domid: Number(domid), state: state!, name, key, uid, hash };
     });
 }
 
@@ -268,9 +259,11 @@ function differences(list: Guest[], doms: Dom[]): string[] {
   return diffs;
 }
 
-async function converge(label: string, timeoutS = 360): Promise<void> {
+async function converge(label: string, timeoutS = 600): Promise<void> {
   let diffs: string[] = [];
-  for (let i = 0; ; i++) {
+  const start = Date.now();
+  let shown = '';
+  for (;;) {
     let list: Guest[];
     try {
       list = await client.list(NS);
@@ -280,7 +273,9 @@ async function converge(label: string, timeoutS = 360): Promise<void> {
     }
     if (list.length || model.size === 0) diffs = differences(list, domains());
     if (diffs.length === 0) break;
-    if ((Date.now() - t0) / 1000 > 0 && i * 2 >= timeoutS) {
+    // What it waits for, whenever that changes: a stuck run says why while it runs.
+    if (diffs.join('; ') !== shown) console.log(`     [${secs()} s] ${label}: waiting for ${(shown = diffs.join('; '))}`);
+    if (Date.now() - start > timeoutS * 1000) {
       check(false, `${label}: converged within ${timeoutS} s`, diffs.join('; '));
       fatal(`${label}: not converged`);
     }

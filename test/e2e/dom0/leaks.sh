@@ -10,37 +10,23 @@ expected=${2:-}
 leaks=0
 leak() { echo "LEAK: $*"; leaks=$((leaks + 1)); }
 
-# xenstore in one read, the lines that matter picked by one grep: every process started in dom0 costs
-# a second or more when the emulated host is loaded, and a bash loop over all of xenstore is slower.
-declare -A homes=() names=() vms=() backends=() vmdirs=() served=()
-re_home='^/local/domain/([0-9]+)(/([a-z]+))? = "(.*)"$'
-re_backend='^/local/domain/0/backend/([a-z]+)/([0-9]+)(/([0-9]+)/params)? = "(.*)"$'
-re_vm='^/vm/([0-9a-f-]+) = '
-while IFS= read -r line; do
-  if [[ $line =~ $re_backend ]]; then
-    backends[${BASH_REMATCH[1]}/${BASH_REMATCH[2]}]=${BASH_REMATCH[2]}
-    case ${BASH_REMATCH[1]} in vbd | qdisk) [ -n "${BASH_REMATCH[4]}" ] && served[${BASH_REMATCH[5]}]=1 ;; esac
-  elif [[ $line =~ $re_home ]]; then
-    homes[${BASH_REMATCH[1]}]=1
-    case ${BASH_REMATCH[3]} in
-      name) names[${BASH_REMATCH[1]}]=${BASH_REMATCH[4]} ;;
-      vm) vms[${BASH_REMATCH[1]}]=${BASH_REMATCH[4]#/vm/} ;;
-    esac
-  elif [[ $line =~ $re_vm ]]; then
-    vmdirs[${BASH_REMATCH[1]}]=1
-  fi
-done < <({ xenstore-ls -f /local/domain; xenstore-ls -f /vm; } 2>/dev/null | grep -E '^/local/domain/[0-9]+(/name|/vm)? = |^/local/domain/0/backend/[a-z]+/[0-9]+(/[0-9]+/params)? = |^/vm/[0-9a-f-]+ = ')
-
 # Live domains (id, name, uuid) as Xen and xenstore see them.
 declare -A live=() uuids=()
 while read -r name id _; do
   [ "$id" = 0 ] && continue
   live[$id]=$name
 done < <(xl list 2>/dev/null | awk 'NR > 1 {print $1, $2}')
+# One xenstore-read per domain (each process started in dom0 costs a second or more when the host is
+# loaded; xenstore-ls a round trip per node): it stops at the first missing key, so the keys come in order.
+declare -A names=() served=()
 krata=0
 for id in "${!live[@]}"; do
   case ${live[$id]} in krata.* | krata-*) krata=$((krata + 1)) ;; esac
-  [ -n "${vms[$id]:-}" ] && uuids[${vms[$id]}]=1
+  h=/local/domain/$id
+  mapfile -t v < <(xenstore-read "$h/name" "$h/vm" "$h/krata/loops" 2>/dev/null)
+  [ -n "${v[0]:-}" ] && names[$id]=${v[0]}
+  [ -n "${v[1]:-}" ] && uuids[${v[1]#/vm/}]=1
+  for l in ${v[2]//,/ }; do served[$l]=1; done
 done
 if [ -n "$expected" ] && [ "$krata" != "$expected" ]; then
   leak "$krata krata domains, expected $expected: $(for id in "${!live[@]}"; do printf '%s(%s) ' "${live[$id]}" "$id"; done)"
@@ -54,13 +40,15 @@ dups=$(for id in "${!live[@]}"; do echo "${live[$id]}"; done | sort | uniq -d)
 [ -z "$dups" ] || leak "domains sharing a name: $dups"
 
 # xenstore: homes, backend directories and /vm entries of domains that are gone.
-for id in "${!homes[@]}"; do
+for id in $(xenstore-list /local/domain 2>/dev/null); do
   [ "$id" = 0 ] || [ -n "${live[$id]:-}" ] || leak "xenstore /local/domain/$id of a domain that is gone"
 done
-for b in "${!backends[@]}"; do
-  [ -n "${live[${backends[$b]}]:-}" ] || leak "xenstore /local/domain/0/backend/$b of a domain that is gone"
+for type in $(xenstore-list /local/domain/0/backend 2>/dev/null); do
+  for id in $(xenstore-list "/local/domain/0/backend/$type" 2>/dev/null); do
+    [ -n "${live[$id]:-}" ] || leak "xenstore /local/domain/0/backend/$type/$id of a domain that is gone"
+  done
 done
-for uuid in "${!vmdirs[@]}"; do
+for uuid in $(xenstore-list /vm 2>/dev/null); do
   [ -n "${uuids[$uuid]:-}" ] || leak "xenstore /vm/$uuid of no live domain"
 done
 
@@ -71,7 +59,7 @@ for dev in /sys/class/net/vif*; do
   [ -n "${live[${n%%.*}]:-}" ] || leak "interface ${dev##*/} of a domain that is gone"
 done
 
-# Loop devices over krata's files: each must back a vbd of a live domain (served: read above).
+# Loop devices over krata's files: each must be one a live domain's krata/loops records (read above).
 while IFS= read -r line; do
   [ -n "$line" ] || continue
   loopdev=${line%%:*}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e-timeout: 3300
+# e2e-timeout: 1800
 # Kill points on real Xen: a seeded churn of Guests in namespace chaos (create, a spec change that
 # replaces the domain, a resize that keeps it, delete; crash-looping guests among them; `web` serves
 # on a published port throughout) while the node agent is SIGKILLed at random moments and at each of
