@@ -2,15 +2,16 @@
 # e2e-timeout: 1800
 # Kill points on real Xen: a seeded churn of Guests in namespace chaos (create, a spec change that
 # replaces the domain, a resize that keeps it, delete; crash-looping guests among them; `web` serves
-# on a published port throughout) while the node agent is SIGKILLed at random moments and at each of
-# its named kill points (node-agent/fault-points.ts, armed by KRATA_FAULT_POINTS), and kratanet is
+# on a published port throughout) while the node agent is SIGKILLed at random moments and at its
+# named kill points (node-agent/fault-points.ts, armed by KRATA_FAULT_POINTS), and kratanet is
 # SIGKILLed alone. After each restart the agent must converge: one domain per Guest that should run,
 # on the uid and spec hash its status names (Xen's krata keys); none for deleted Guests; no Guest
 # forgotten; web answers through its port; dom0/leaks.sh finds no domain, loop device, vif, xenstore
 # tree, config disk, temporary or stray kratanet left over. The driver is test/e2e/chaos.ts.
 #   KRATA_CHAOS_SEED=N       replays a run (the seed is printed first)
-#   KRATA_CHAOS_ROUNDS=N     random kills (default 2; `KRATA_CHAOS_ROUNDS=50 npm run e2e -- chaos` soaks)
-#   KRATA_CHAOS_POINTS=LIST  named points (default all of them), comma-separated
+#   KRATA_CHAOS_ROUNDS=N     random kills (default 1), then every point: `KRATA_CHAOS_ROUNDS=50 npm run e2e -- chaos`
+#   KRATA_CHAOS_POINTS=LIST  named points, comma-separated, or all (default: create.domain-created and
+#                            teardown.domain-destroyed; every point once KRATA_CHAOS_ROUNDS is set)
 set -euo pipefail
 . "$(dirname "$0")/lib/agent.sh"
 export KRATA_CHAOS_SEED=${KRATA_CHAOS_SEED:-180}
