@@ -31,6 +31,7 @@ import { AccessRecords } from './access.js';
 import type { SquashfsOptions } from './squashfs.js';
 import type { UnionLimits } from './layer-union.js';
 import { asNoSpace } from '../../lib/no-space.js';
+import { faultPoint } from '../../lib/fault-points.js';
 
 export interface PullOptions {
   onEvent?: (e: PullEvent) => void;
@@ -309,8 +310,10 @@ export class ImageStore {
       } finally {
         closeSync(fd);
       }
+      faultPoint('image.packed'); // a packed squashfs in a job's work directory under .partial
       renameSync(packed, this.imagePath(digest));
       placed = true;
+      faultPoint('image.placed'); // a squashfs in the cache without its metadata
       const now = this.now().toISOString();
       const img: StoredImage = {
         digest,

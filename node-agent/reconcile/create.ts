@@ -9,6 +9,7 @@ import { metaTime } from '../../crds/meta.js';
 import { quantityValue } from '../../crds/quantity.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
 import { noPhases, type PhaseTimer } from '../../lib/phase-timer.js';
+import { faultPoint } from '../../lib/fault-points.js';
 import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
 import type { DomainInfo, GuestDomainConfig, Hypervisor } from '../runtime/hypervisor.js';
 import type { GuestRecord } from '../store/guest-store.js';
@@ -184,6 +185,7 @@ export class CreateStep {
     }
     const disk = await this.disks.write(uid, launchConfig);
     phases.mark('config disk');
+    faultPoint('create.config-disk-written'); // a config disk and an address reservation, no domain
     // Domain.
     const launch: GuestDomainConfig = {
       name: domainName(g.metadata.namespace ?? 'default', g.metadata.name, uid),
@@ -216,6 +218,7 @@ export class CreateStep {
       });
       throw new Retrying('FailedCreate', `creating the domain failed: ${message}`, { cause: e });
     }
+    faultPoint('create.domain-running'); // a running domain whose Guest's status does not name it
     this.domains.created(dom);
     this.recorder.normal(key, 'Started', `domain ${dom.domid} (${dom.name}) started with ${image.digest}`);
     status.set(key, (s) => {

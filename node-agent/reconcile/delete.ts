@@ -10,6 +10,7 @@ import type { Ipam } from './ipam.js';
 import type { ObservedDomains } from './observed-domains.js';
 import type { ImagePulls } from './pulls.js';
 import type { StatusWriter } from './status.js';
+import { faultPoint } from '../../lib/fault-points.js';
 
 /** guest-init kills the process at the grace period and powers off: give it this long to do so. */
 const POWEROFF_MARGIN_MS = 5_000;
@@ -57,9 +58,11 @@ export class DeleteStep {
         this.recorder.warning(key, 'ForcedStop', `domain ${d.domid} did not stop within ${grace / 1000} s and was destroyed`);
       }
     }
+    faultPoint('teardown.domains-stopped'); // a Guest being deleted that holds no domain
     this.ipam.release(key);
     this.pulls.drop(key); // a pull still running is not waited for; its result is dropped
     this.disks.remove(rec.guest.metadata.uid!);
+    faultPoint('teardown.disk-removed'); // the record of a deleted Guest whose config disk is gone
     this.store.remove(key);
     this.recorder.forget(key);
   }

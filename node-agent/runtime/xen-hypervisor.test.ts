@@ -7,8 +7,17 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NotOnXenError, XenHypervisor, attachedLoops, domainState, domainStats, isUnder, watchedExit } from './xen-hypervisor.js';
-import type { Watch } from '../xen/index.js';
+import {
+  NotOnXenError,
+  XenHypervisor,
+  attachedLoops,
+  domainState,
+  domainStats,
+  isUnder,
+  strayBuilds,
+  watchedExit,
+} from './xen-hypervisor.js';
+import { isKrataHandle, krataHandle, type Watch } from '../xen/index.js';
 import { getDomainInfo } from '../xen/abi.js';
 import { parseDomainInfo } from '../xen/control.js';
 import { setField } from '../../lib/c-layout.js';
@@ -98,4 +107,21 @@ test("list() takes a watched running domain's exit from its watch, and reads an 
   assert.equal(watchedExit({ ...t, exitKnown: false }, 'running'), undefined, 'the watch has not delivered yet');
   assert.equal(watchedExit({ ...t, exitCheckQueued: true }, 'running'), undefined, 'a newer event waits');
   assert.equal(watchedExit({ ...t, watch: undefined }, 'running'), undefined, 'no watch');
+});
+
+test('a domain with krata’s handle but no krata keys is a stray build, unless this process is building it', () => {
+  const stray = { domid: 7, uuid: krataHandle() };
+  const keyedDomain = { domid: 8, uuid: krataHandle() };
+  const mine = { domid: 9, uuid: krataHandle() };
+  const foreign = { domid: 10, uuid: '0b6a7c1e-3f1d-4c55-9d7e-1f2a3b4c5d6e' };
+  const dying = { domid: 11, uuid: krataHandle() };
+  const found = strayBuilds([{ domid: 0, uuid: '00000000-0000-0000-0000-000000000000' }, stray, keyedDomain, mine, foreign, dying], {
+    keyed: new Set([8]),
+    building: new Set([mine.uuid]),
+    destroying: new Set([11]),
+  });
+  assert.deepEqual(found, [stray]);
+  assert.match(stray.uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'still a version-4 UUID');
+  assert.ok(isKrataHandle(stray.uuid) && !isKrataHandle(foreign.uuid));
+  assert.notEqual(krataHandle(), krataHandle());
 });

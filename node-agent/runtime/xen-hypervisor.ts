@@ -8,7 +8,6 @@
 // its krata/guest subtree, the only place under krata/ the guest may write (how its process ended). What
 // the guest writes there is hostile: xen/krata-keys.ts reads it bounded and parses it strictly.
 import { DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { release } from 'node:os';
@@ -31,6 +30,8 @@ import {
   domainUuid,
   encodeGuestKey,
   hasGuestKey,
+  isKrataHandle,
+  krataHandle,
   krataPath,
   readGuestExit,
   readKrataDomain,
@@ -183,8 +184,8 @@ export class XenHypervisor implements Hypervisor {
   private readonly tracked = new Map<number, Tracked>();
   /** Domains being torn down by this process: never adopted again. */
   private readonly destroying = new Set<number>();
-  /** Creates in flight (flightKey), and their disk files (cleanupOrphans leaves those alone). */
-  private readonly creating = new Map<string, string[]>();
+  /** Creates in flight (flightKey): their domains' handles and disk files (cleanupOrphans leaves those alone). */
+  private readonly creating = new Map<string, { uuid: string; files: string[] }>();
   /** Domain names of creates in flight: two concurrent creates cannot both pass the name check. */
   private readonly naming = new Set<string>();
   /** Live domains' names, read once per domain (the name check of a create is not n reads). */
@@ -347,12 +348,9 @@ export class XenHypervisor implements Hypervisor {
 
   private async build(config: GuestDomainConfig, phases: PhaseTimer): Promise<DomainInfo> {
     const createdAt = Date.now();
-    const uuid = randomUUID();
+    const uuid = krataHandle();
     const flight = flightKey(config.guest, createdAt);
-    this.creating.set(
-      flight,
-      config.disks.map((d) => realpathOr(d.file)),
-    );
+    this.creating.set(flight, { uuid, files: config.disks.map((d) => realpathOr(d.file)) });
     let tracked: Tracked | undefined;
     try {
       const [kernel, initrd] = await Promise.all([
@@ -473,14 +471,35 @@ export class XenHypervisor implements Hypervisor {
     // after the snapshot set up cannot be in it (loops of creates in flight are excluded by file).
     const stateDir = realpathOr(this.stateDir);
     const loops = attachedLoops().filter((l) => isUnder(l.backingFile, stateDir) || isUnder(l.backingFile, this.stateDir));
-    const inFlight = new Set([...this.creating.values()].flat());
+    const inFlight = new Set([...this.creating.values()].flatMap((c) => c.files));
     const backends = {
       vbd: await this.xs.tryList('/local/domain/0/backend/vbd'),
       vif: await this.xs.tryList('/local/domain/0/backend/vif'),
       console: await this.xs.tryList('/local/domain/0/backend/console'),
     };
     const homes = await this.xs.tryList('/local/domain');
-    const live = new Set(this.xen.listDomains().map((d) => d.domid));
+    const domains = this.xen.listDomains();
+    const live = new Set(domains.map((d) => d.domid));
+
+    // Domains of builds an earlier agent did not finish before it wrote their xenstore entries: paused,
+    // nameless, known as krata's only by their handle. Their loop devices go below with the others.
+    // Read in this order: a build of ours in the list is either still in flight now or has written its
+    // keys before it ended (a build that starts after the list is not in it).
+    const building = new Set([...this.creating.values()].map((c) => c.uuid));
+    const keyed = new Set<number>();
+    await Promise.all(
+      domains.filter((d) => isKrataHandle(d.uuid)).map(async (d) => (await hasGuestKey(this.xs, d.domid)) && keyed.add(d.domid)),
+    );
+    for (const d of strayBuilds(domains, { keyed, building, destroying: this.destroying })) {
+      this.destroying.add(d.domid);
+      try {
+        await destroyDomain(this.xen, this.xs, d.domid, d.uuid);
+      } finally {
+        this.destroying.delete(d.domid);
+      }
+      live.delete(d.domid);
+      removed.push(`domain ${d.domid} (an interrupted build: no xenstore entries)`);
+    }
 
     const referenced = new Set<string>();
     await Promise.all(
@@ -644,6 +663,21 @@ export class XenHypervisor implements Hypervisor {
     t.watch = undefined;
     if (w && unwatch && !this.closed) void w.unwatch().catch(() => undefined);
   }
+}
+
+/**
+ * The domains a build left before it wrote their xenstore entries: krata's handle, no krata keys, and
+ * no create of this process building them. (A domain with keys is the reconciler's: it destroys a
+ * paused one and adopts a running one.)
+ */
+export function strayBuilds<D extends { domid: number; uuid: string }>(
+  domains: readonly D[],
+  known: { keyed: ReadonlySet<number>; building: ReadonlySet<string>; destroying: ReadonlySet<number> },
+): D[] {
+  return domains.filter(
+    (d) =>
+      d.domid !== 0 && isKrataHandle(d.uuid) && !known.keyed.has(d.domid) && !known.building.has(d.uuid) && !known.destroying.has(d.domid),
+  );
 }
 
 function newTracked(domid: number, uuid: string, state: DomainState): Tracked {

@@ -30,6 +30,7 @@ export { attachLoop, detachLoop, type LoopDevice } from './devices/loop.js';
 export { DomainBuilder, type BootFiles, type BuiltDomain, type LaunchOptions } from './builder/build.js';
 export { destroyDomain, domainUuid, requestPoweroff, type PoweroffOptions } from './teardown.js';
 export { removeDomainStore } from './domain-store.js';
+export { isKrataHandle, krataHandle } from './build-handle.js';
 export { readResourceTargets, writeResourceTargets, type ResizeResult, type ResourceTargets } from './resources.js';
 
 // Consoles.

@@ -6,6 +6,7 @@ import { detachLoop } from './devices/loop.js';
 import { removeDomainStore } from './domain-store.js';
 import { readLoops } from './krata-keys.js';
 import type { XenstoreClient } from './xenstore/client.js';
+import { faultPoint } from '../../lib/fault-points.js';
 
 /** What teardown needs of XenControl.domain(). */
 interface DomainLookup {
@@ -44,6 +45,7 @@ export async function requestPoweroff(
   };
   if (stopped()) return true;
   await xs.write(`/local/domain/${domid}/control/shutdown`, 'poweroff').catch(() => undefined);
+  faultPoint('teardown.shutdown-requested'); // the guest powers off with nobody waiting for it
   return new Promise<boolean>((resolve) => {
     let done = false;
     const finish = (ok: boolean) => {
@@ -80,7 +82,9 @@ export async function destroyDomain(
   } catch (e) {
     if ((e as { code?: string }).code !== 'ESRCH') throw e;
   }
+  faultPoint('teardown.domain-destroyed'); // the xenstore trees and loop devices of a domain that is gone
   await removeDomainStore(xs, domid, uuid);
+  faultPoint('teardown.store-removed'); // loop devices nothing in xenstore records any more
   // blkback closes the device once its backend directory is gone; LOOP_CLR_FD on a device still
   // open detaches it lazily, when the last user lets go.
   for (const path of loops) detachLoopQuietly(path);

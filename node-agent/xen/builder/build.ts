@@ -32,6 +32,7 @@ import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } fro
 import { planBoot, type BootPlan } from './plan.js';
 import { attachLoop, type LoopDevice } from '../devices/loop.js';
 import { destroyDomain, detachLoopQuietly } from '../teardown.js';
+import { faultPoint } from '../../../lib/fault-points.js';
 
 /** The kernel and initrd of a DomainConfig, read (or mapped) by the caller. */
 export interface BootFiles {
@@ -104,7 +105,10 @@ export class DomainBuilder {
     let domid: number | undefined;
     let stored: Promise<void> | undefined;
     try {
-      for (const disk of config.disks) loops.push(attachLoop(disk.file));
+      for (const disk of config.disks) {
+        loops.push(attachLoop(disk.file));
+        faultPoint('create.loop-attached'); // a loop device no xenstore entry records yet
+      }
       domid = this.createDomain(uuid, maxVcpus);
       this.xen.domctl(
         Domctl.max_vcpus,
@@ -128,6 +132,7 @@ export class DomainBuilder {
         'set_address_size',
       );
       trace('create domain');
+      faultPoint('create.domain-created'); // a paused domain without a xenstore home or krata keys
       const p2m = this.populate(domid, plan.totalPages);
       trace('populate memory');
       const storeEvtchn = this.allocUnbound(domid);
@@ -232,12 +237,14 @@ export class DomainBuilder {
       trace('grant table');
       await stored;
       trace('xenstore');
+      faultPoint('create.devices-written'); // paused, with krata keys, vbd/vif entries, not introduced
       // Only now hand the ring to xenstored: it maps it through grant reference 1 and refuses (EINVAL)
       // a domain whose grant table is not seeded yet.
       await this.xs.introduceDomain(domid, storeMfn, storeEvtchn);
       trace('introduce');
       await opts.beforeUnpause?.(domid);
       trace('before unpause');
+      faultPoint('create.before-unpause'); // introduced, console attached, still paused
       if (!opts.startPaused) {
         this.xen.unpause(domid);
         trace('unpause');

@@ -16,14 +16,25 @@ while read -r name id _; do
   [ "$id" = 0 ] && continue
   live[$id]=$name
 done < <(xl list 2>/dev/null | awk 'NR > 1 {print $1, $2}')
+# One xenstore-read per domain (each process started in dom0 costs a second or more when the host is
+# loaded; xenstore-ls a round trip per node): it stops at the first missing key, so the keys come in order.
+declare -A names=() served=()
 krata=0
 for id in "${!live[@]}"; do
   case ${live[$id]} in krata.* | krata-*) krata=$((krata + 1)) ;; esac
-  vm=$(xenstore-read "/local/domain/$id/vm" 2>/dev/null) && uuids[${vm#/vm/}]=1
+  h=/local/domain/$id
+  mapfile -t v < <(xenstore-read "$h/name" "$h/vm" "$h/krata/loops" 2>/dev/null)
+  [ -n "${v[0]:-}" ] && names[$id]=${v[0]}
+  [ -n "${v[1]:-}" ] && uuids[${v[1]#/vm/}]=1
+  for l in ${v[2]//,/ }; do served[$l]=1; done
 done
 if [ -n "$expected" ] && [ "$krata" != "$expected" ]; then
   leak "$krata krata domains, expected $expected: $(for id in "${!live[@]}"; do printf '%s(%s) ' "${live[$id]}" "$id"; done)"
 fi
+# A domain without a xenstore name: a build cut before its xenstore entries (krata's keys) existed.
+for id in "${!live[@]}"; do
+  [ -n "${names[$id]:-}" ] || leak "domain $id (${live[$id]}) has no xenstore name: an interrupted build?"
+done
 # Two domains of one name: a Guest duplicated.
 dups=$(for id in "${!live[@]}"; do echo "${live[$id]}"; done | sort | uniq -d)
 [ -z "$dups" ] || leak "domains sharing a name: $dups"
@@ -48,15 +59,7 @@ for dev in /sys/class/net/vif*; do
   [ -n "${live[${n%%.*}]:-}" ] || leak "interface ${dev##*/} of a domain that is gone"
 done
 
-# Loop devices over krata's files: each must back a vbd of a live domain.
-declare -A served=()
-for type in vbd qdisk; do
-  for id in $(xenstore-list "/local/domain/0/backend/$type" 2>/dev/null); do
-    for dev in $(xenstore-list "/local/domain/0/backend/$type/$id" 2>/dev/null); do
-      p=$(xenstore-read "/local/domain/0/backend/$type/$id/$dev/params" 2>/dev/null) && served[$p]=1
-    done
-  done
-done
+# Loop devices over krata's files: each must be one a live domain's krata/loops records (read above).
 # (sysfs, not `losetup -a`: busybox's cuts the file name to its last 64 characters)
 loops=0
 for b in /sys/block/loop*/loop/backing_file; do
@@ -68,9 +71,20 @@ for b in /sys/block/loop*/loop/backing_file; do
   [ -n "${served[$loopdev]:-}" ] || leak "loop device not serving a live domain: $loopdev over $file"
 done
 
-# Config disks: one per live krata domain at most.
-disks=$(find "$state/disks" -maxdepth 1 -type f 2>/dev/null | wc -l)
-[ "$disks" -le "$krata" ] || leak "$disks config disks in $state/disks for $krata krata domains: $(ls "$state/disks" | tr '\n' ' ')"
+# Config disks: each of a Guest in the store (a crash-looping Guest keeps its disk between domains),
+# none half-written.
+declare -A uids=()
+for u in $(cat "$state"/guests/*/*.json 2>/dev/null | grep -o '"uid": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'); do uids[$u]=1; done
+disks=0
+for f in "$state"/disks/*; do
+  [ -e "$f" ] || continue
+  disks=$((disks + 1))
+  u=${f##*/}
+  case $u in
+    *.sqfs) [ -n "${uids[${u%.sqfs}]:-}" ] || leak "config disk $f of no Guest in the store" ;;
+    *) leak "config disk temporary $f" ;;
+  esac
+done
 
 # Temporaries: interrupted atomic writes, image jobs.
 while IFS= read -r f; do leak "temporary file $f"; done < <(find "$state" -name '*.tmp-*' 2>/dev/null)
@@ -78,14 +92,12 @@ while IFS= read -r f; do leak "image job left in $f"; done < <(find "$state/imag
 
 # kratanet: one process, the running agent's child (none left over from a killed agent).
 agent=$(cat /run/krata/agent.pid 2>/dev/null || true)
-for p in /proc/[0-9]*; do
-  args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-  case $args in
-    *node-agent/net/main.js*)
-      ppid=$(awk '{print $4}' "$p/stat" 2>/dev/null)
-      [ -n "$agent" ] && [ "$ppid" = "$agent" ] || leak "kratanet pid ${p#/proc/} not the agent's child (parent $ppid): $args"
-      ;;
-  esac
+# (One grep over every process: a fork per process costs seconds under emulation. [m] keeps grep
+# from matching its own command line.)
+for f in $(grep -ls 'node-agent/net/[m]ain\.js' /proc/[0-9]*/cmdline 2>/dev/null); do
+  p=${f%/cmdline}
+  read -r _ _ _ ppid _ <"$p/stat" 2>/dev/null || continue
+  [ -n "$agent" ] && [ "$ppid" = "$agent" ] || leak "kratanet pid ${p#/proc/} not the agent's child (parent $ppid): $(tr '\0' ' ' <"$f")"
 done
 
 echo "leaks: $leaks found ($krata krata domains, $loops loop devices, $disks config disks)"

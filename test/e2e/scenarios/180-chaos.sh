@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# e2e-timeout: 1800
+# Kill points on real Xen: a seeded churn of Guests in namespace chaos (create, a spec change that
+# replaces the domain, a resize that keeps it, delete; crash-looping guests among them; `web` serves
+# on a published port throughout) while the node agent is SIGKILLed at random moments and at its
+# named kill points (node-agent/fault-points.ts, armed by KRATA_FAULT_POINTS), and kratanet is
+# SIGKILLed alone. After each restart the agent must converge: one domain per Guest that should run,
+# on the uid and spec hash its status names (Xen's krata keys); none for deleted Guests; no Guest
+# forgotten; web answers through its port; dom0/leaks.sh finds no domain, loop device, vif, xenstore
+# tree, config disk, temporary or stray kratanet left over. The driver is test/e2e/chaos.ts.
+#   KRATA_CHAOS_SEED=N       replays a run (the seed is printed first)
+#   KRATA_CHAOS_ROUNDS=N     random kills (default 1), then every point: `KRATA_CHAOS_ROUNDS=50 npm run e2e -- chaos`
+#   KRATA_CHAOS_POINTS=LIST  named points, comma-separated, or all (default: create.domain-created and
+#                            teardown.domain-destroyed; every point once KRATA_CHAOS_ROUNDS is set)
+set -euo pipefail
+. "$(dirname "$0")/lib/agent.sh"
+export KRATA_CHAOS_SEED=${KRATA_CHAOS_SEED:-180}
+agent="$agent --host-loopback --host-ports 18000-18099 --resync 5"
+relays=()
+cleanup() {
+  for p in "${relays[@]}"; do kill "$p" 2>/dev/null || true; done
+  agent_cleanup /run/krata-e2e-chaos
+  x "rm -f /tmp/chaos-trace" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# The image and initrd, as in 120-kratanet.
+. "$(dirname "$0")/lib/guest-init.sh"
+stage=$repo/guest-init/target/e2e-chaos
+gi_stage_image "$stage"
+node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
+gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+cleanup
+x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-chaos/busybox.tar" >"$out/import.txt" || fail "image import failed"
+x ": >/tmp/agent.log"
+
+# The agent's API on the host (its relay in dom0 outlives the agent's restarts).
+start_agent || fail "the agent did not start"
+host_kratactl 9480 /run/krata-e2e-chaos
+
+CHAOS_AGENT=$agent CHAOS_STAGE=$stage \
+  node "$repo/dist/test/e2e/chaos.js" || { x "tail -80 /tmp/agent.log" >"$out/agent-tail.log" 2>&1; x "cat /tmp/agent.log" >"$out/agent.log" 2>&1; fail "chaos (seed $KRATA_CHAOS_SEED): see above"; }
+x "cat /tmp/agent.log" >"$out/agent.log" 2>&1 || true
