@@ -7,7 +7,7 @@
 export interface AgentFaultPoint {
   name: string;
   /** The operation that reaches it: what the chaos scenario drives to get there. */
-  op: 'create' | 'teardown' | 'image';
+  op: 'create' | 'teardown' | 'image' | 'store';
   /** What a kill there leaves behind. */
   leaves: string;
 }
@@ -34,4 +34,10 @@ export const AGENT_FAULT_POINTS: readonly AgentFaultPoint[] = [
   { name: 'teardown.disk-removed', op: 'teardown', leaves: "a deleted Guest's record, its config disk already gone" },
   { name: 'image.packed', op: 'image', leaves: "an import's work directory with a packed squashfs under images/.partial" },
   { name: 'image.placed', op: 'image', leaves: 'a squashfs in images/ without its metadata' },
+  { name: 'store.batch-prepared', op: 'store', leaves: "an apply batch's fsynced temporaries, no batch record: the load drops them" },
+  {
+    name: 'store.batch-rename',
+    op: 'store',
+    leaves: 'a batch record and its temporaries, none or some renamed: the load finishes the renames',
+  },
 ];

@@ -336,6 +336,17 @@ async function drive(point: string): Promise<string> {
     await importImage();
     return 'image import';
   }
+  if (op === 'store') {
+    // Two new Guests in one apply: a batch. Cut before its record, neither is stored; after, both are
+    // (the next load finishes the renames).
+    const ws: Array<[string, Want]> = [0, 1].map(() => [`g${nextName++}`, { kind: 'steady', gen: 1, cpus: 1 }]);
+    await client.apply(ws.map(([n, w]) => guest(n, w))).catch(() => undefined);
+    for (const [n, w] of ws) {
+      if (point === 'store.batch-prepared') deleted.add(n);
+      else model.set(n, w);
+    }
+    return `apply batch ${ws.map(([n]) => n).join(' ')}`;
+  }
   // teardown: delete a steady guest (created first if there is none).
   const victim = [...model].find(([, w]) => w.kind === 'steady')?.[0];
   if (!victim) return churn('create').then((c) => `${c} (no steady Guest to delete; its replacement of nothing passes no teardown)`);
