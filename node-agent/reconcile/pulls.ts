@@ -136,6 +136,9 @@ export class ImagePulls {
     this.jobs.delete(key);
     if ('error' in job.result) {
       const error = job.result.error;
+      // Only a pull that went out backs off: a Never policy's missing image asks no registry (the
+      // kubelet keeps saying ErrImageNeverPull too), and a permanent error stalls the Guest anyway.
+      if (error instanceof ImageError && (error.permanent || error.reason === 'ErrImageNeverPull')) throw error;
       const count = (this.failures.get(key)?.count ?? 0) + 1;
       const wait = Math.min(PULL_BACKOFF_INITIAL_MS * 2 ** Math.min(count - 1, 20), PULL_BACKOFF_MAX_MS);
       this.failures.set(key, { uid, reference, policy, count, until: this.clock.now() + wait, last: error });
