@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ConsoleSession } from './backend.js';
 import { ConsoleHistory, ConsoleRing, IN_SIZE, OUT_SIZE, RING_BYTES } from './ring.js';
-import { consoleFlags, consoleStats, TokenBucket } from './throttle.js';
+import { consoleFlags, consoleStats } from './throttle.js';
 import { ringGuest } from '../../../test/doubles/console-ring-guest.js';
 import { RESULT, startConcurrentGuest } from '../../../test/doubles/concurrent-ring-guest.js';
 
@@ -180,19 +180,6 @@ test('console input queues up to its bound, then the writer is told to wait; a d
   }
   assert.deepEqual(Buffer.concat(received), data);
   assert.equal(h.s.pendingInput, 0);
-});
-
-test('the token bucket refills at its rate up to its burst', () => {
-  let now = 0;
-  const b = new TokenBucket(1000, 100, () => now);
-  assert.equal(b.available(), 100);
-  b.take(100);
-  assert.equal(b.available(), 0);
-  assert.equal(b.msUntil(50), 50);
-  now = 30;
-  assert.equal(b.available(), 30);
-  now = 10_000;
-  assert.equal(b.available(), 100, 'never above the burst');
 });
 
 test("--console-rate and --console-burst (KiB) set each session's budget; bad values name the flag", () => {

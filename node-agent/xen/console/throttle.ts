@@ -17,40 +17,6 @@ export const consoleStats = {
   throttledBytes: 0,
 };
 
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    readonly ratePerSecond: number,
-    readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
-  ) {
-    if (!(ratePerSecond > 0) || !(burst >= 1)) throw new RangeError('a token bucket needs a positive rate and a burst of at least 1');
-    this.tokens = burst;
-    this.last = now();
-  }
-
-  /** Whole tokens available now. */
-  available(): number {
-    const t = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.ratePerSecond) / 1000);
-    this.last = t;
-    return Math.floor(this.tokens);
-  }
-
-  take(n: number): void {
-    this.available();
-    this.tokens -= n;
-  }
-
-  /** Milliseconds until `n` (capped at the burst) tokens are available. */
-  msUntil(n: number): number {
-    const missing = Math.min(n, this.burst) - this.available();
-    return missing <= 0 ? 0 : Math.ceil((missing * 1000) / this.ratePerSecond);
-  }
-}
-
 /**
  * Input waiting for room in the guest's ring. `push` always keeps the data (nothing is dropped) and
  * says whether the writer may go on; once the queue is down to half the limit, 'drain' listeners run.
