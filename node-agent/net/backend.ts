@@ -7,6 +7,7 @@ import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gatewa
 import { IcmpEchoProxy } from './icmp-echo.js';
 import type { Link, TxOffload } from './link.js';
 import type { Policy, Verdict } from './policy.js';
+import { TokenBucket } from '../../lib/token-bucket.js';
 import { Budget, hostReader, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
 import {
@@ -71,6 +72,8 @@ export interface BackendStats {
   udpFlows: number;
   tcpOpened: number;
   refused: number;
+  /** New flows dropped for being over the guest's rate (flowRate). */
+  throttled: number;
 }
 
 export const MAX_TCP_FLOWS = 4096;
@@ -82,6 +85,12 @@ export const MAX_INBOUND_UDP = 256;
 export const MAX_DIALS = 64;
 /** Pings of one guest waiting for a reply. */
 const MAX_PINGS = 64;
+/**
+ * New flows a guest may open a second (TCP connections, UDP flows, pings), with a burst of twice that.
+ * Each costs dom0 a socket, a local port and far more work than a frame of an open flow; over the rate a
+ * SYN or a new flow's datagram is dropped, and the guest's own stack retries as for any loss.
+ */
+export const DEFAULT_FLOW_RATE = 1000;
 /** What all of a guest's flows may buffer in dom0 (see Budget). */
 export const GUEST_BUDGET = 256 << 20;
 const MAX_GSO_PAYLOAD = 65536 - 128;
@@ -120,8 +129,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   private readonly udpClients = new Map<string, UdpFlow>();
   private pings = 0;
   private refusalLoggedAt = 0;
+  private throttleLoggedAt = 0;
+  private readonly newFlows: TokenBucket;
   private shut = false;
-  readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0 };
+  readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0, throttled: 0 };
   /** Published ports that could not be bound, with the reason. */
   readonly portErrors: string[] = [];
 
@@ -133,8 +144,11 @@ export class GuestBackend implements TcpWire, UdpWire {
     private readonly logger: (msg: string) => void = () => {},
     /** The host-wide budget this guest's counts in too (kratanet's, across its guests). */
     hostBudget: Budget | null = null,
+    flowRate = DEFAULT_FLOW_RATE,
+    now?: () => number,
   ) {
     this.budget = new Budget(GUEST_BUDGET, hostBudget);
+    this.newFlows = new TokenBucket(flowRate, 2 * flowRate, now);
     const v4 = parseCidr(cfg.ipv4);
     const v6 = parseCidr(cfg.ipv6);
     this.link = openLink(cfg);
@@ -161,6 +175,17 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   log(msg: string): void {
     this.logger(`${this.cfg.id}: ${msg}`);
+  }
+
+  /** One line of counters: the backend's, its link's and its budget's (kratanet logs it on SIGUSR2). */
+  report(): string {
+    const s = this.stats;
+    const l = this.link.stats;
+    return (
+      `${this.cfg.id} on ${this.cfg.interface}: rx ${l.rxFrames} frames (${l.rxDropped} dropped), tx ${l.txFrames} frames ` +
+      `(${l.txDropped} dropped); tcp ${s.tcpFlows} flows (${s.tcpOpened} opened), udp ${s.udpFlows} flows; ` +
+      `refused ${s.refused}, throttled ${s.throttled}, spoofed ${s.spoofed}, dropped ${s.dropped}; buffered ${this.budget.used} bytes`
+    );
   }
 
   /** Binds the published ports; a port that cannot be bound is reported in portErrors. */
@@ -271,6 +296,21 @@ export class GuestBackend implements TcpWire, UdpWire {
     return v;
   }
 
+  /** Takes one of the guest's new-flow tokens; false (counted, logged at most once a second) when over its rate. */
+  private flowAllowed(): boolean {
+    if (this.newFlows.available() >= 1) {
+      this.newFlows.take(1);
+      return true;
+    }
+    this.stats.throttled++;
+    const now = Date.now();
+    if (now - this.throttleLoggedAt >= 1000) {
+      this.throttleLoggedAt = now;
+      this.log(`over ${this.newFlows.ratePerSecond} new flows a second: new flows dropped (${this.stats.throttled} so far)`);
+    }
+    return false;
+  }
+
   // ---- TCP -----------------------------------------------------------------------------------------
 
   private tcpIn(p: Packet): void {
@@ -294,6 +334,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       this.rstFor(p);
       return;
     }
+    if (!this.flowAllowed()) return; // no RST: the guest retransmits its SYN, as after a loss
     const f = new TcpFlow(this, {
       remote4: p.ip === 4 ? p.dst4 : 0,
       remote6: p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null,
@@ -461,6 +502,7 @@ export class GuestBackend implements TcpWire, UdpWire {
         );
         return;
       }
+      if (!this.flowAllowed()) return;
       flow = new UdpFlow(
         this,
         p.ip === 4 ? p.dst4 : 0,
@@ -510,7 +552,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     const remote4 = p.dst4;
     const remote6 = p.ip === 6 ? Buffer.from(p.buf.subarray(p.dst6, p.dst6 + 16)) : null;
     const data = Buffer.from(p.buf.subarray(p.payload, p.end));
-    if (this.pings >= MAX_PINGS) return;
+    if (this.pings >= MAX_PINGS || !this.flowAllowed()) return;
     this.pings++;
     const done = setTimeout(() => this.pings--, 10_000);
     done.unref();

@@ -19,6 +19,8 @@ export interface KratanetConfig {
   allowCidrs?: string[];
   /** Bytes all guests' flows together may buffer in dom0 (default 1 GiB; each guest also has 256 MiB). */
   hostBudget?: number;
+  /** New flows each guest may open a second (default 1000, a burst of twice that; over it they are dropped). */
+  flowRate?: number;
   /** The unix socket dom0 dials guests' ports through (dial-service.ts); its directory 0700. None without it. */
   dialSocket?: string;
   guests: GuestNetConfig[];
@@ -45,6 +47,7 @@ export const DEFAULT_GATEWAY_MAC = '02:4b:00:00:00:01';
 export const DEFAULT_GUEST_SUBNETS = ['10.75.0.0/16', 'fdd4:1476:6c7e::/48'];
 export const DEFAULT_HOST_BUDGET = 1 << 30;
 const MIN_HOST_BUDGET = 1 << 20;
+const MAX_FLOW_RATE = 1_000_000;
 /** sun_path holds 108 bytes with the terminating NUL. */
 export const MAX_SOCKET_PATH = 107;
 
@@ -85,6 +88,7 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
     'denyCidrs',
     'allowCidrs',
     'hostBudget',
+    'flowRate',
     'dialSocket',
     'guests',
     'portGroups',
@@ -128,6 +132,12 @@ export function validateConfig(raw: unknown, where = 'config'): KratanetConfig {
       }
       return s;
     });
+  }
+  if (o.flowRate !== undefined) {
+    const r = o.flowRate;
+    if (!Number.isInteger(r) || (r as number) < 1 || (r as number) > MAX_FLOW_RATE)
+      fail(where, 'flowRate', `must be a whole number of flows a second, 1-${MAX_FLOW_RATE}`);
+    cfg.flowRate = r as number;
   }
   if (o.hostBudget !== undefined) {
     const b = o.hostBudget;

@@ -63,6 +63,15 @@ if (cmd === 'udp') {
   const timer = setTimeout(() => { out({ error: 'timeout' }); process.exit(0); }, Number(a[3] || 5000));
   c.on('connect', () => { clearTimeout(timer); out({ connected: true, ms: Number(process.hrtime.bigint() - t0) / 1e6 }); c.destroy(); });
   c.on('error', (e) => { clearTimeout(timer); out({ error: e.code, ms: Number(process.hrtime.bigint() - t0) / 1e6 }); });
+} else if (cmd === 'udpflows') {
+  // N new UDP flows at once (a socket each, one datagram): how many were answered within 2 s.
+  let answered = 0;
+  for (let i = 0; i < Number(a[2]); i++) {
+    const s = dgram.createSocket('udp4');
+    s.on('message', () => { answered++; s.close(); });
+    s.send('flow ' + i, Number(a[1]), a[0]);
+  }
+  setTimeout(() => { out({ answered }); process.exit(0); }, 2000);
 } else if (cmd === 'serve') {
   net.createServer((c) => c.on('data', (d) => c.write('guest:' + d))).listen(Number(a[0]), () => {
     dgram.createSocket('udp4').on('message', function (m, r) { this.send('guest:' + m, r.port, r.address); })
@@ -394,6 +403,55 @@ except OSError as e:
     } finally {
       server.kill('SIGKILL');
     }
+  });
+});
+
+describe('kratanet: a guest over its rate of new flows', { concurrency: false }, () => {
+  let guest: VethGuest;
+  let kn: Kn;
+  let dir: string;
+  const udp = createSocket('udp4');
+
+  after(async () => {
+    kn?.proc.kill('SIGTERM');
+    udp.close();
+    await guest?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('new flows over flowRate are dropped and counted; the budget refills', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kratanet-rate-'));
+    const tool = join(dir, 'guest-tool.cjs');
+    writeFileSync(tool, GUEST_TOOL);
+    udp.on('message', (m, r) => udp.send(m, r.port, r.address));
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    guest = await createVethGuest({ ipv4: '10.75.0.5/16', ipv6: 'fdd4:1476:6c7e::5/64' });
+    const g = guest;
+    const cfg = {
+      hostLoopback: true,
+      flowRate: 20,
+      guests: [{ id: 'rate', interface: g.hostIf, mac: g.mac, ipv4: g.ipv4, ipv6: g.ipv6, gateway4: g.gateway4, gateway6: g.gateway6 }],
+    };
+    writeFileSync(join(dir, 'kratanet.json'), JSON.stringify(cfg));
+    kn = await startKratanet(join(dir, 'kratanet.json'));
+    const flows = async (n: number) => {
+      const r = await g.exec([process.execPath, tool, 'udpflows', g.gateway4, String(udp.address().port), String(n)]);
+      return (JSON.parse(r.stdout.toString().trim().split('\n').pop()!) as { answered: number }).answered;
+    };
+    // 300 at once against a burst of 40 and 20 a second: the burst and what refilled in the meantime.
+    const answered = await flows(300);
+    assert.ok(answered >= 20 && answered <= 40 + 20 * 4, `${answered} of 300 new flows answered`);
+    kn.proc.kill('SIGUSR2');
+    const line = async () => {
+      for (let i = 0; i < 100 && !/throttled [1-9]/.test(kn.stderr); i++) await new Promise((r) => setTimeout(r, 20));
+      return kn.stderr.split('\n').find((l) => l.startsWith('kratanet: rate on ')) ?? '';
+    };
+    const throttled = Number(/throttled (\d+)/.exec(await line())?.[1]);
+    assert.ok(throttled >= 300 - answered - 5, `report: ${await line()}`);
+    assert.match(kn.stderr, /rate: over 20 new flows a second: new flows dropped/);
+    // Two seconds later the bucket has refilled: a few new flows all pass.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(await flows(10), 10);
   });
 });
 

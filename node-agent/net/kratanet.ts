@@ -2,7 +2,7 @@
 // change is restarted (its flows reset); others keep their flows.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { GuestBackend, type GuestNetConfig, type LinkOpener } from './backend.js';
+import { DEFAULT_FLOW_RATE, GuestBackend, type GuestNetConfig, type LinkOpener } from './backend.js';
 import { DEFAULT_GATEWAY_MAC, DEFAULT_GUEST_SUBNETS, DEFAULT_HOST_BUDGET, type KratanetConfig } from './config.js';
 import { DialService } from './dial-service.js';
 import type { HostView } from './host-networks.js';
@@ -59,6 +59,8 @@ export class Kratanet {
   private policyJson = '';
   /** What all guests' flows together may buffer in dom0; each guest's budget is a child of it. */
   hostBudget = new Budget(DEFAULT_HOST_BUDGET);
+  /** New flows each guest may open a second. */
+  private flowRate = DEFAULT_FLOW_RATE;
   private dial: { path: string; service: DialService } | null = null;
   /** Shared host ports, by their binding (protocol, port, address). */
   private readonly groups = new Map<string, PortGroup>();
@@ -80,12 +82,14 @@ export class Kratanet {
       allowCidrs: cfg.allowCidrs ?? [],
     };
     const hostBudget = cfg.hostBudget ?? DEFAULT_HOST_BUDGET;
-    const pj = JSON.stringify({ ...policyOpts, gatewayMac: cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC, hostBudget });
+    const flowRate = cfg.flowRate ?? DEFAULT_FLOW_RATE;
+    const pj = JSON.stringify({ ...policyOpts, gatewayMac: cfg.gatewayMac ?? DEFAULT_GATEWAY_MAC, hostBudget, flowRate });
     if (pj !== this.policyJson) {
-      // A new policy (or budget) applies to new backends: restart them all.
+      // A new policy (or budget, or flow rate) applies to new backends: restart them all.
       for (const id of [...this.backends.keys()]) this.stop(id);
       this.policy = new Policy(this.hostView ? { ...policyOpts, hostView: this.hostView } : policyOpts);
       this.hostBudget = new Budget(hostBudget);
+      this.flowRate = flowRate;
       this.policyJson = pj;
     }
     const want = new Map(cfg.guests.map((g) => [g.id, g]));
@@ -149,7 +153,7 @@ export class Kratanet {
   private async start(g: GuestNetConfig, gatewayMac: Buffer): Promise<GuestResult> {
     let backend: GuestBackend;
     try {
-      backend = new GuestBackend(g, gatewayMac, this.policy!, this.openLink, this.log, this.hostBudget);
+      backend = new GuestBackend(g, gatewayMac, this.policy!, this.openLink, this.log, this.hostBudget, this.flowRate);
     } catch (e) {
       const error = `${g.interface}: ${(e as Error).message}`;
       this.log(`guest ${g.id}: ${error}`);
@@ -167,6 +171,11 @@ export class Kratanet {
     this.backends.delete(id);
     b.backend.close();
     this.log(`guest ${id}: stopped`);
+  }
+
+  /** Each guest's counters, one line each. */
+  report(): string[] {
+    return [...this.backends.values()].map((b) => b.backend.report());
   }
 
   backend(id: string): GuestBackend | undefined {

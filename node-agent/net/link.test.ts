@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as sys from './sys.js';
 import { Poller } from './poller.js';
-import { openPacketLink, openTapLink, type Link, type RxMeta } from './link.js';
+import { openPacketLink, openTapLink, RX_SLICE_MS, RX_SLOTS, type Link, type RxMeta } from './link.js';
 import type { Layout } from '../../lib/c-layout.js';
 import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
 import * as libcModule from '../../lib/libc.js';
@@ -338,6 +338,37 @@ async function gsoAcross(segmentOnTx: boolean): Promise<Got[]> {
     if (segmentOnTx) sh('ethtool', '-K', vethA, 'tso', 'on', 'tx', 'on');
   }
 }
+
+test('veth: a wake spends at most its slice on dear frames, each read sized to fit, none lost', async () => {
+  let clock = 0;
+  const a = openPacketLink(vethA);
+  const b = openPacketLink(vethB, { now: () => clock });
+  try {
+    const perWake: number[] = [];
+    let n = 0;
+    b.onFrame = (f) => {
+      if (!isTest(f)) return;
+      n++;
+      clock += 1; // each frame costs 1 ms (a flood of new flows)
+    };
+    b.onBatchEnd = () => {
+      perWake.push(n);
+      n = 0;
+    };
+    for (let i = 0; i < 100; i++) testFrame(a, macA, macB, i, 60);
+    a.flush();
+    await until('100 frames on b', () => perWake.reduce((x, y) => x + y, 0) + n >= 100);
+    assert.equal(perWake.reduce((x, y) => x + y, 0) + n, 100);
+    // The first read, the cost unknown, is a full one; from then on a wake reads what fits in the slice.
+    assert.ok(perWake[0]! <= RX_SLOTS);
+    const later = perWake.slice(1);
+    assert.ok(later.length >= (100 - RX_SLOTS) / RX_SLICE_MS, `wakes after the first: ${later.join(',')}`);
+    for (const k of later) assert.ok(k <= RX_SLICE_MS, `a wake handled ${k} frames of 1 ms in a ${RX_SLICE_MS} ms slice`);
+  } finally {
+    a.close();
+    b.close();
+  }
+});
 
 test('veth: a GSO TCPv4 super-frame with NEEDS_CSUM crosses intact (super-frame with gso meta)', async () => {
   const got = await gsoAcross(false);

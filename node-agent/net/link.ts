@@ -131,6 +131,8 @@ export interface LinkOptions {
   rcvbuf?: number;
   sndbuf?: number;
   offloads?: boolean /* default true */;
+  /** The clock that times a wake's slice (ms; default performance.now), for tests. */
+  now?: () => number;
 }
 
 /** Largest frame alloc() accepts (an IP datagram of 65535 bytes behind an Ethernet header, and a VLAN tag). */
@@ -140,6 +142,13 @@ export const RX_SLOTS = 32;
 export const RX_SLOT = 65600;
 /** Frames read per readable wake before yielding to the other fds (level-triggered: the rest come next wake). */
 export const RX_CAP = 256;
+/**
+ * Milliseconds of handling one wake may spend on a link's frames before yielding, frames that open flows
+ * being far dearer than others: a guest flooding new flows is served in slices, and another guest's
+ * frames wait about one slice per busy link, not for a whole batch of the flood. Reads are sized to what
+ * fits in the slice at the link's recent cost per frame, so no frame is read and then left unhandled.
+ */
+export const RX_SLICE_MS = 2;
 /** Transmit arena bytes and table entries (sendmmsg takes at most UIO_MAXIOV = 1024 messages). */
 export const TX_ARENA = 1 << 20;
 export const TX_MAX = 1024;
@@ -225,6 +234,8 @@ abstract class FrameLink implements Link {
   protected closed = false;
   private stopped = false;
   private readonly handlers: { readable: () => void; writable?: () => void };
+  /** What handling one of this link's frames has cost lately (ms, a moving average): sizes reads to the slice. */
+  private frameMs = 0;
 
   constructor(
     readonly name: string,
@@ -233,6 +244,7 @@ abstract class FrameLink implements Link {
     protected readonly fd: number,
     poller: Poller,
     packetTable: boolean,
+    protected readonly now: () => number = () => performance.now(),
   ) {
     this.hdr = offloads ? VNET_HDR_LEN : 0;
     this.poller = poller;
@@ -346,6 +358,17 @@ abstract class FrameLink implements Link {
     this.tableMap.unmap();
   }
 
+  /** How many frames (1..max) to read next, `spent` ms of this wake's slice gone. */
+  protected fitSlice(spent: number, max: number): number {
+    if (this.frameMs <= 0) return max;
+    return Math.max(1, Math.min(max, Math.floor((RX_SLICE_MS - spent) / this.frameMs)));
+  }
+
+  /** Records that `frames` frames took `ms` to handle. */
+  protected costed(ms: number, frames: number): void {
+    if (frames > 0) this.frameMs = this.frameMs === 0 ? ms / frames : this.frameMs * 0.75 + (ms / frames) * 0.25;
+  }
+
   /** Sends queued entries [head, count), advancing head; false if the kernel pushed back (retry on writable). */
   protected abstract transmit(): boolean;
   protected abstract drain(): void;
@@ -449,8 +472,10 @@ class PacketLink extends FrameLink {
     const { data, table, tableAddr } = this.rx;
     const stats = this.stats;
     let total = 0;
+    const start = this.now();
+    let t = start;
     while (total < RX_CAP && !this.closed) {
-      const want = Math.min(RX_SLOTS, RX_CAP - total);
+      const want = this.fitSlice(t - start, Math.min(RX_SLOTS, RX_CAP - total));
       const n = lib.recvmmsg(this.fd, tableAddr, want, MSG_DONTWAIT, null);
       if (n < 0) {
         const e = errno();
@@ -472,7 +497,10 @@ class PacketLink extends FrameLink {
         this.deliver(data, i * RX_SLOT, table.readUInt32LE(m + MMSG_LEN));
       }
       total += n;
-      if (n < want) break;
+      const now = this.now();
+      this.costed(now - t, n);
+      t = now;
+      if (n < want || t - start >= RX_SLICE_MS) break;
     }
     if (total > 0 && !this.closed) this.onBatchEnd();
   }
@@ -499,7 +527,7 @@ export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
     sll.writeUInt16LE(htons(ETH_P_ALL), sockaddrLl.fields.sll_protocol.offset);
     sll.writeInt32LE(ifindex, sockaddrLl.fields.sll_ifindex.offset);
     check(`bind AF_PACKET ${ifname}`, lib.bind(fd, sll, sll.length));
-    return new PacketLink(ifname, mtu, offloads, fd, opts.poller ?? Poller.shared(), true);
+    return new PacketLink(ifname, mtu, offloads, fd, opts.poller ?? Poller.shared(), true, opts.now);
   } catch (e) {
     sysClose(fd);
     throw e;
@@ -545,7 +573,8 @@ class TapLink extends FrameLink {
     const lib = libc();
     const { data, dataAddr } = this.rx;
     let total = 0;
-    while (total < RX_CAP && !this.closed) {
+    const start = this.now();
+    while (total < RX_CAP && !this.closed && this.now() - start < RX_SLICE_MS) {
       const n = lib.read(this.fd, dataAddr, RX_SLOT);
       if (n < 0) {
         const e = errno();
@@ -574,7 +603,7 @@ export function openTapLink(name: string, opts: LinkOptions = {}): Link {
     const actual = ifreqName(req);
     if (offloads) check('TUNSETOFFLOAD', libc().ioctl(fd, TUNSETOFFLOAD, 'unsigned long', TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
     const mtu = ifMtuAndUp(actual);
-    return new TapLink(actual, mtu, offloads, fd, opts.poller ?? Poller.shared(), false);
+    return new TapLink(actual, mtu, offloads, fd, opts.poller ?? Poller.shared(), false, opts.now);
   } catch (e) {
     sysClose(fd);
     throw e;

@@ -8,10 +8,10 @@ import { Kratanet } from './kratanet.js';
 
 const HELP = `Usage: kratanet --config FILE
   --config FILE   JSON: { hostLoopback?, hostAccess?, gatewayMac?, guestSubnets?, denyCidrs?: [CIDR],
-                  allowCidrs?: ["CIDR[:PORTS]"], hostBudget?: BYTES, dialSocket?: PATH, guests: [{ id,
+                  allowCidrs?: ["CIDR[:PORTS]"], hostBudget?: BYTES, flowRate?: N, dialSocket?: PATH, guests: [{ id,
                   interface, mac, ipv4, ipv6, gateway4, gateway6, ports?: [{ protocol, hostPort, guestPort }] }],
                   portGroups?: [{ protocol, hostPort, members: [{ guest: ID, guestPort, ready }] }] }
-                  re-read on SIGHUP
+                  re-read on SIGHUP; each guest's counters logged on SIGUSR2
 Without --config it takes its configuration from the node agent over IPC.`;
 
 function log(msg: string): void {
@@ -47,6 +47,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  process.on('SIGUSR2', () => {
+    for (const line of net.report()) log(line);
+  });
   if (values.config) {
     const file = values.config;
     const results = await net.apply(load(file));

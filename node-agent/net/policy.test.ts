@@ -228,6 +228,9 @@ test('rules, configuration and flags: bad input is refused with the field or fla
     /config: hostBudget: must be a whole number of bytes, at least 1048576/,
   );
   assert.throws(() => validateConfig({ guests: [], hostBudget: 1.5e9 + 0.5 }), /hostBudget/);
+  assert.throws(() => validateConfig({ guests: [], flowRate: 0 }), /config: flowRate: must be a whole number of flows a second, 1-1000000/);
+  assert.throws(() => validateConfig({ guests: [], flowRate: '100' }), /flowRate/);
+  assert.equal(validateConfig({ guests: [], flowRate: 50 }).flowRate, 50);
   const ok = validateConfig({ guests: [], denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.96.0.10/32:53'], hostBudget: 1 << 30 });
   assert.deepEqual([ok.denyCidrs, ok.allowCidrs, ok.hostBudget], [['10.96.0.0/12'], ['10.96.0.10/32:53'], 1 << 30]);
   assert.throws(() => egressFlags(['10.96.0.0/12', 'nope']), /^Error: --deny-cidr: "nope" is not CIDR$/);
