@@ -148,7 +148,7 @@ export const RX_CAP = 256;
  * frames wait about one slice per busy link, not for a whole batch of the flood. Reads are sized to what
  * fits in the slice at the link's recent cost per frame, so no frame is read and then left unhandled.
  */
-export const RX_SLICE_MS = 2;
+export const RX_SLICE_MS = 10;
 /** Transmit arena bytes and table entries (sendmmsg takes at most UIO_MAXIOV = 1024 messages). */
 export const TX_ARENA = 1 << 20;
 export const TX_MAX = 1024;

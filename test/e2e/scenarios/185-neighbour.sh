@@ -19,7 +19,7 @@
 # last third of the flood at most 16 MiB above the first two). The hostile's channel must be closed
 # for its protocol error and counted, and delete leaves nothing behind (dom0/leaks.sh).
 #
-# What made it pass (issue 23): kratanet serves each link's frames in 2 ms slices a wake and caps new
+# What made it pass (issue 23): kratanet serves each link's frames in 10 ms slices a wake and caps new
 # flows per guest (node-agent/net/link.ts, backend.ts); a channel ring's output may take a quarter of
 # the agent's time (xen/console/ring-pump.ts). KRATA_NEIGHBOUR_FLOODS="tcp udp ..." runs some floods only.
 # e2e-timeout: 1500
