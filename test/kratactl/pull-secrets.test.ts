@@ -77,9 +77,10 @@ describe('image pull Secrets on a single host', { timeout: 120_000 }, () => {
   });
 
   const phaseOf = (ns: string, name: string) => agent.get(ns, name)?.status;
-  async function until(pred: () => boolean, what: string): Promise<void> {
+  /** Polls `pred`; `what` is built after the wait, so a failure shows the state that failed. */
+  async function until(pred: () => boolean, what: () => string): Promise<void> {
     for (let i = 0; i < 600 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(pred(), what);
+    assert.ok(pred(), what());
   }
 
   test('a Secret applied with kratactl serves its namespace only', async () => {
@@ -104,7 +105,10 @@ spec:
     const applied = await kratactl(['apply', '-f', file, '--agent', socket]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, /secret\/regcred created/);
-    await until(() => phaseOf('team-a', 'app')?.phase === 'Running', `team-a's Guest runs: ${JSON.stringify(phaseOf('team-a', 'app'))}`);
+    await until(
+      () => phaseOf('team-a', 'app')?.phase === 'Running',
+      () => `team-a's Guest runs: ${JSON.stringify(phaseOf('team-a', 'app'))}`,
+    );
 
     // The file is the agent's alone; the password is in no other file of its state.
     const secretFile = join(dir, 'secrets', 'team-a', 'regcred.json');
@@ -120,12 +124,19 @@ spec:
     for (const e of others) assert.ok(!readFileSync(join(e.parentPath, e.name)).includes(config), `${e.name} holds the Secret`);
 
     // Another namespace naming a Secret of that name in team-a cannot use it: names are per namespace.
+    // Its check asks the registry with no credentials: never with team-a's password or token.
+    const tokens = reg.tokenServer!.requests;
+    tokens.length = 0;
     writeFileSync(file, guest('team-b', ['regcred']));
     assert.equal((await kratactl(['apply', '-f', file, '--agent', socket])).code, 0);
+    // A failed pull shows ErrImagePull only until the work queue's retry, a few ms later, finds the
+    // pull back-off (pulls.ts): then ImagePullBackOff, whose message keeps the failure's words.
     await until(
-      () => phaseOf('team-b', 'app')?.reason === 'ErrImagePull',
-      `team-b is refused: ${JSON.stringify(phaseOf('team-b', 'app'))}`,
+      () => ['ErrImagePull', 'ImagePullBackOff'].includes(phaseOf('team-b', 'app')?.reason ?? ''),
+      () => `team-b is refused: ${JSON.stringify(phaseOf('team-b', 'app'))}`,
     );
+    assert.ok(tokens.length > 0, 'team-b asked the token service');
+    for (const t of tokens) assert.deepEqual([t.via, t.access], ['anonymous', []], JSON.stringify(t));
     assert.match(
       phaseOf('team-b', 'app')!.message!,
       /not authorized to use the cached image .*image pull secret team-b\/regcred not found/,
