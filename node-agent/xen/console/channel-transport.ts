@@ -12,12 +12,6 @@ import { DEFAULT_CONSOLE_BURST, DEFAULT_CONSOLE_RATE } from './throttle.js';
 /** Output drained per guest channel: far above a console's, since exec streams run through it. */
 export const DEFAULT_CHANNEL_RATE = 32 * 1024 * 1024;
 export const DEFAULT_CHANNEL_BURST = 256 * 1024;
-/**
- * The agent's time one of a guest's channel rings may take handing its output on, ms a second: a
- * quarter, so that one guest's streams leave the agent (other guests' exec and logs, the API, the
- * reconciler) the rest on any machine, however dear a byte is there.
- */
-export const DEFAULT_CHANNEL_TIME_SHARE_MS = 250;
 /** Frames queued for the guest before the channel is asked to wait (a stdin window's worth). */
 export const DEFAULT_CHANNEL_INPUT_LIMIT = 256 * 1024;
 
@@ -66,7 +60,7 @@ export class ChannelRingTransport implements ChannelByteStream {
     localPort: number,
     limits: ChannelLimits = {},
   ) {
-    this.pump = new RingPump(ring, mapping, evtchn, localPort, { timeShareMs: DEFAULT_CHANNEL_TIME_SHARE_MS, ...limits }, CHANNEL_BOUNDS);
+    this.pump = new RingPump(ring, mapping, evtchn, localPort, limits, CHANNEL_BOUNDS);
   }
 
   get isClosed(): boolean {

@@ -13,12 +13,6 @@ export interface RingLimits {
   burstBytes?: number;
   /** Input queued before writers are asked to wait (`write` returns false until drained). */
   inputLimitBytes?: number;
-  /**
-   * Milliseconds a second of the agent's own time that handing this ring's output on may take (burst:
-   * a tenth of a second, or the share if smaller). Bytes alone do not bound it: what a byte costs depends
-   * on the machine and on what the output asks of the agent. Unset: no bound but the bytes'.
-   */
-  timeShareMs?: number;
   /** For tests: the clock and timer the output budget uses. */
   now?: () => number;
   setTimer?: (fn: () => void, ms: number) => { cancel(): void };
@@ -34,8 +28,6 @@ export interface RingPumpHooks {
   onThrottled?: (pendingBytes: number) => void;
 }
 
-const EMPTY = Buffer.alloc(0);
-
 const realTimer = (fn: () => void, ms: number) => {
   const t = setTimeout(fn, ms);
   t.unref?.();
@@ -48,8 +40,6 @@ export class RingPump {
   private readonly onThrottled?: (pendingBytes: number) => void;
   private readonly input: InputQueue;
   private budget: TokenBucket;
-  /** The agent's time delivery may take (timeShareMs), charged after each delivery. */
-  private readonly time?: TokenBucket;
   private readonly now?: () => number;
   private readonly setTimer: NonNullable<RingLimits['setTimer']>;
   /** The resume scheduled while over budget. */
@@ -77,8 +67,6 @@ export class RingPump {
       limits.now,
     );
     this.setTimer = limits.setTimer ?? realTimer;
-    const share = limits.timeShareMs;
-    if (share !== undefined) this.time = new TokenBucket(share, Math.min(100, share), limits.now);
   }
 
   get isClosed(): boolean {
@@ -99,14 +87,11 @@ export class RingPump {
     if (this.closed) return;
     let consumed = false;
     if (this.deliver && !this.resume) {
-      const time = this.time;
-      const out = time && time.available() < 1 ? EMPTY : this.ring.readOutput(this.budget.available());
+      const out = this.ring.readOutput(this.budget.available());
       if (out.length) {
         consumed = true;
         this.budget.take(out.length);
-        const t0 = time ? this.clock() : 0;
         this.deliver(out);
-        time?.take(this.clock() - t0);
         // Delivery may have closed the pump: the page is unmapped, and touching it would SIGSEGV the agent.
         if (this.closed) return;
       }
@@ -118,7 +103,7 @@ export class RingPump {
             this.resume = undefined;
             this.service();
           },
-          Math.max(1, this.budget.msUntil(left), time?.msUntil(1) ?? 0),
+          Math.max(1, this.budget.msUntil(left)),
         );
       }
     }
@@ -169,10 +154,6 @@ export class RingPump {
     this.input.clear();
     this.evtchn.unbind(this.localPort);
     this.mapping.unmap();
-  }
-
-  private clock(): number {
-    return this.now ? this.now() : performance.now();
   }
 
   private flushInput(): void {

@@ -20,8 +20,8 @@
 # for its protocol error and counted, and delete leaves nothing behind (dom0/leaks.sh).
 #
 # What made it pass (issue 23): kratanet serves each link's frames in 10 ms slices a wake and caps new
-# flows per guest (node-agent/net/link.ts, backend.ts); a channel ring's output may take a quarter of
-# the agent's time (xen/console/ring-pump.ts). KRATA_NEIGHBOUR_FLOODS="tcp udp ..." runs some floods only.
+# flows per guest (node-agent/net/link.ts, backend.ts). KRATA_NEIGHBOUR_FLOODS="tcp udp ..." runs some
+# floods only.
 # e2e-timeout: 1500
 set -euo pipefail
 . "$(dirname "$0")/lib/agent.sh"
