@@ -908,7 +908,7 @@ export const guestCRD: CustomResourceDefinition = {
                   "conditions": {
                     "type": "array",
                     "maxItems": 32,
-                    "description": "Scheduled, ImageReady, NetworkReady, Ready (the domain runs, the startup probe succeeded and the readiness probe passes), Reconciling, Stalled.",
+                    "description": "Scheduled, ImageReady, NetworkReady, Ready (the domain runs, the startup probe succeeded and the readiness probe passes), Reconciling, Stalled. While the Guest is not running, Ready=False carries the phase's reason (status.reason: CrashLoopBackOff, HostRestarted, Error, ...), and so does Reconciling=True or Stalled=True.",
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": [
                       "type"
@@ -1270,7 +1270,7 @@ export const guestCRD: CustomResourceDefinition = {
                   "reason": {
                     "type": "string",
                     "maxLength": 1024,
-                    "description": "Short CamelCase reason for the phase (CrashLoopBackOff, ImagePullFailed, ...)."
+                    "description": "Short CamelCase reason for the phase, as the node agent sets it. Pending: CrashLoopBackOff (waiting out the restart back-off), HostRestarted (the host restarted under the Guest's domain; started again at once), ErrImagePull, ErrImageNeverPull, ImagePullBackOff, ImagePulling, InsufficientMemory (waiting for free memory), HostPortConflict, FailedCreate (retried). Creating: SpecChanged, Replaced (the old domain is stopped first). Succeeded: Completed. Failed: Error, HostRestarted (restartPolicy Never), and with Stalled=True: InvalidSpec, HostPortNotAllowed, KernelImageUnsupported, InsufficientMemory (more than the host has), or a permanent image error."
                   },
                   "message": {
                     "type": "string",

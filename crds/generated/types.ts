@@ -296,7 +296,9 @@ export interface GuestStatus {
   observedGeneration?: number;
   /**
    * Scheduled, ImageReady, NetworkReady, Ready (the domain runs, the startup probe succeeded and the
-   * readiness probe passes), Reconciling, Stalled.
+   * readiness probe passes), Reconciling, Stalled. While the Guest is not running, Ready=False carries
+   * the phase's reason (status.reason: CrashLoopBackOff, HostRestarted, Error, ...), and so does
+   * Reconciling=True or Stalled=True.
    */
   conditions?: Condition[];
   /** The XenHost the guest is placed on. */
@@ -331,7 +333,15 @@ export interface GuestStatus {
    * time and streaks are as of that write), and the last time a probe stopped a domain.
    */
   probes?: GuestProbes;
-  /** Short CamelCase reason for the phase (CrashLoopBackOff, ImagePullFailed, ...). */
+  /**
+   * Short CamelCase reason for the phase, as the node agent sets it. Pending: CrashLoopBackOff (waiting
+   * out the restart back-off), HostRestarted (the host restarted under the Guest's domain; started again
+   * at once), ErrImagePull, ErrImageNeverPull, ImagePullBackOff, ImagePulling, InsufficientMemory
+   * (waiting for free memory), HostPortConflict, FailedCreate (retried). Creating: SpecChanged, Replaced
+   * (the old domain is stopped first). Succeeded: Completed. Failed: Error, HostRestarted (restartPolicy
+   * Never), and with Stalled=True: InvalidSpec, HostPortNotAllowed, KernelImageUnsupported,
+   * InsufficientMemory (more than the host has), or a permanent image error.
+   */
   reason?: string;
   /** The phase's reason, in words. */
   message?: string;

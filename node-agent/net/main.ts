@@ -83,6 +83,9 @@ async function main(): Promise<void> {
     void net.apply(cfg).then((results) => process.send!({ type: 'applied', seq: m.seq, results }));
   });
   process.on('disconnect', shutdown);
+  // An agent killed while this process loaded its modules closed the channel before the handler above
+  // existed; a send on it would end this process with an unhandled ERR_IPC_CHANNEL_CLOSED instead.
+  if (!process.connected) shutdown();
   process.send({ type: 'ready' });
 }
 

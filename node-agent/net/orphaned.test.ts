@@ -48,3 +48,28 @@ test('kratanet exits when the agent that forked it is SIGKILLed', async () => {
   for (let i = 0; i < 600 && !exited(pid); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(exited(pid), `kratanet ${pid} still runs 30 s after its agent was killed`);
 });
+
+test('kratanet exits cleanly when its agent is gone before it is ready', async () => {
+  // The "agent" forks kratanet and drops the channel at once, as a SIGKILL during kratanet's start does.
+  const agent = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { fork } from 'node:child_process';
+       const c = fork(${JSON.stringify(MAIN)}, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [], serialization: 'json' });
+       let err = '';
+       c.stderr.on('data', (d) => (err += d));
+       c.disconnect();
+       c.on('exit', (code) => process.stdout.write(JSON.stringify({ code, err })));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  agent.stdout.setEncoding('utf8');
+  agent.stdout.on('data', (d: string) => (out += d));
+  await once(agent, 'exit');
+  const { code, err } = JSON.parse(out) as { code: number; err: string };
+  assert.doesNotMatch(err, /ERR_IPC_CHANNEL_CLOSED/);
+  assert.equal(code, 0);
+});

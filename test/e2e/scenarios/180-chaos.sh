@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # e2e-timeout: 1800
 # Kill points on real Xen: a seeded churn of Guests in namespace chaos (create, a spec change that
-# replaces the domain, a resize that keeps it, delete; crash-looping guests among them; `web` serves
-# on a published port throughout) while the node agent is SIGKILLed at random moments and at its
-# named kill points (node-agent/fault-points.ts, armed by KRATA_FAULT_POINTS), and kratanet is
-# SIGKILLed alone. After each restart the agent must converge: one domain per Guest that should run,
-# on the uid and spec hash its status names (Xen's krata keys); none for deleted Guests; no Guest
-# forgotten; web answers through its port; dom0/leaks.sh finds no domain, loop device, vif, xenstore
-# tree, config disk, temporary or stray kratanet left over. The driver is test/e2e/chaos.ts.
+# replaces the domain, a resize that keeps it, delete; crash-looping guests among them; throughout,
+# `web` serves on a published port and `loop` crash-loops) while the node agent is SIGKILLed at random
+# moments and at its named kill points (node-agent/fault-points.ts, armed by KRATA_FAULT_POINTS), and
+# kratanet is SIGKILLed alone. After each restart the agent must converge: one domain per Guest that
+# should run, on the uid and spec hash its status names (Xen's krata keys); at most one per
+# crash-looping Guest, its restart count and back-off never lower, its restart not overdue; none for
+# deleted Guests; no Guest forgotten; web answers through its port; dom0/leaks.sh finds no domain,
+# loop device, vif, xenstore tree, config disk, temporary or stray kratanet left over. At the end the
+# last agent must restart `loop` once more. The driver is test/e2e/chaos.ts.
 #   KRATA_CHAOS_SEED=N       replays a run (the seed is printed first)
 #   KRATA_CHAOS_ROUNDS=N     random kills (default 1), then every point: `KRATA_CHAOS_ROUNDS=50 npm run e2e -- chaos`
 #   KRATA_CHAOS_POINTS=LIST  named points, comma-separated, or all (default: create.domain-created and
