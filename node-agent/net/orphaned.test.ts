@@ -20,19 +20,18 @@ function exited(pid: number): boolean {
   }
 }
 
+/** A stand-in for the agent: node running `script` (an ES module), its stdout piped. */
+function fakeAgent(script: string) {
+  return spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
 test('kratanet exits when the agent that forked it is SIGKILLed', async () => {
   // The "agent": forks kratanet as NetSupervisor does, prints its pid once kratanet says ready.
-  const agent = spawn(
-    process.execPath,
-    [
-      '--input-type=module',
-      '-e',
-      `import { fork } from 'node:child_process';
+  const agent = fakeAgent(
+    `import { fork } from 'node:child_process';
        const c = fork(${JSON.stringify(MAIN)}, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [], serialization: 'json' });
        c.on('message', (m) => { if (m.type === 'ready') process.stdout.write(c.pid + '\\n'); });
        setInterval(() => {}, 1 << 30);`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
   agent.stdout.setEncoding('utf8');
@@ -51,19 +50,13 @@ test('kratanet exits when the agent that forked it is SIGKILLed', async () => {
 
 test('kratanet exits cleanly when its agent is gone before it is ready', async () => {
   // The "agent" forks kratanet and drops the channel at once, as a SIGKILL during kratanet's start does.
-  const agent = spawn(
-    process.execPath,
-    [
-      '--input-type=module',
-      '-e',
-      `import { fork } from 'node:child_process';
+  const agent = fakeAgent(
+    `import { fork } from 'node:child_process';
        const c = fork(${JSON.stringify(MAIN)}, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [], serialization: 'json' });
        let err = '';
        c.stderr.on('data', (d) => (err += d));
        c.disconnect();
        c.on('exit', (code) => process.stdout.write(JSON.stringify({ code, err })));`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
   agent.stdout.setEncoding('utf8');
