@@ -439,6 +439,9 @@ describe('kratanet: a guest over its rate of new flows', { concurrency: false },
       return JSON.parse(r.stdout.toString().trim().split('\n').pop()!) as { sent: number; answered: number };
     };
     // 300 at once against a burst of 40 and 20 a second: the burst and what refilled in the meantime.
+    // One flow first, so the guest knows its gateway's MAC: datagrams sent while ARP is pending are
+    // dropped by the guest's own stack beyond a few, and would never reach kratanet.
+    assert.equal((await flows(1)).answered, 1);
     const t0 = Date.now();
     const { sent, answered } = await flows(300);
     const secs = (Date.now() - t0) / 1000;
@@ -452,7 +455,7 @@ describe('kratanet: a guest over its rate of new flows', { concurrency: false },
     // Every datagram kratanet read either opened one of the few flows or was throttled.
     const report = await line();
     const [udpFlows, throttled] = [/udp (\d+) flows/, /throttled (\d+)/].map((re) => Number(re.exec(report)?.[1]));
-    assert.ok(udpFlows <= 40 + 20 * secs && throttled >= sent - udpFlows - 5, `${sent} sent; report: ${report}`);
+    assert.ok(udpFlows <= 1 + 40 + 20 * secs && throttled >= sent + 1 - udpFlows - 5, `${sent} sent; report: ${report}`);
     assert.match(kn.stderr, /rate: over 20 new flows a second: new flows dropped/);
     // Two seconds later the bucket has refilled: a few new flows all pass.
     await new Promise((r) => setTimeout(r, 2000));
