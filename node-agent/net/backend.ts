@@ -145,10 +145,9 @@ export class GuestBackend implements TcpWire, UdpWire {
     /** The host-wide budget this guest's counts in too (kratanet's, across its guests). */
     hostBudget: Budget | null = null,
     flowRate = DEFAULT_FLOW_RATE,
-    now?: () => number,
   ) {
     this.budget = new Budget(GUEST_BUDGET, hostBudget);
-    this.newFlows = new TokenBucket(flowRate, 2 * flowRate, now);
+    this.newFlows = new TokenBucket(flowRate, 2 * flowRate);
     const v4 = parseCidr(cfg.ipv4);
     const v6 = parseCidr(cfg.ipv6);
     this.link = openLink(cfg);
