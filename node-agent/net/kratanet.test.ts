@@ -80,6 +80,14 @@ if (cmd === 'udp') {
 }
 `;
 
+/** A temporary directory holding the guest tool (GUEST_TOOL), for one describe block. */
+function toolDir(prefix: string): { dir: string; tool: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const tool = join(dir, 'guest-tool.cjs');
+  writeFileSync(tool, GUEST_TOOL);
+  return { dir, tool };
+}
+
 interface Kn {
   proc: ChildProcess;
   stderr: string;
@@ -131,9 +139,7 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kratanet-test-'));
-    tool = join(dir, 'guest-tool.cjs');
-    writeFileSync(tool, GUEST_TOOL);
+    ({ dir, tool } = toolDir('kratanet-test-'));
     guest = await createVethGuest();
     other = await createVethGuest({ ipv4: '10.75.0.3/16', ipv6: 'fdd4:1476:6c7e::3/64' });
     // Servers on the host's loopback, which guests reach at their gateway address.
@@ -420,9 +426,8 @@ describe('kratanet: a guest over its rate of new flows', { concurrency: false },
   });
 
   test('new flows over flowRate are dropped and counted; the budget refills', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kratanet-rate-'));
-    const tool = join(dir, 'guest-tool.cjs');
-    writeFileSync(tool, GUEST_TOOL);
+    let tool: string;
+    ({ dir, tool } = toolDir('kratanet-rate-'));
     udp.on('message', (m, r) => udp.send(m, r.port, r.address));
     await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
     guest = await createVethGuest({ ipv4: '10.75.0.5/16', ipv6: 'fdd4:1476:6c7e::5/64' });
@@ -477,9 +482,8 @@ describe('kratanet on a TAP device', { concurrency: false }, () => {
   });
 
   test('the same backend serves a TAP: ping, HTTP and 20 MB each way', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kratanet-tap-'));
-    const tool = join(dir, 'guest-tool.cjs');
-    writeFileSync(tool, GUEST_TOOL);
+    let tool: string;
+    ({ dir, tool } = toolDir('kratanet-tap-'));
     ns = await createBareGuest();
     const tap = `kp${randomBytes(4).toString('hex')}`;
     const mac = '02:4b:00:00:00:09';
