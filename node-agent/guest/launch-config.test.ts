@@ -2,12 +2,18 @@
 // cargo, offline) reads and resolves as the container process. Also runs guest-init's own cargo tests.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { composeLaunchConfig, LaunchConfigError, serializeLaunchConfig } from './launch-config.js';
+import {
+  composeLaunchConfig,
+  LAUNCH_CONFIG_PATH,
+  launchConfigArchive,
+  LaunchConfigError,
+  serializeLaunchConfig,
+} from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 // Debian's toolchain (scripts/install-deps), never a rustup one that may shadow it in PATH.
@@ -125,4 +131,18 @@ test('the agent refuses what guest-init would, with the Guest field named', () =
     () => serializeLaunchConfig(composeLaunchConfig('g', base, { Env: ['X=' + 'y'.repeat(1 << 20)] })),
     /launch\.json: \d+ bytes, more than 1048576/,
   );
+});
+
+test('the archive appended to the initrd holds krata/launch.json, for PID 1 only', () => {
+  const config = composeLaunchConfig('web', { env: [{ name: 'A', value: '1' }], tty: false, terminationGracePeriodSeconds: 30 }, nginx);
+  const archive = launchConfigArchive(config);
+  const dir = mkdtempSync(join(tmpdir(), 'krata-launch-archive-'));
+  try {
+    execFileSync('cpio', ['-i', '--quiet', '--make-directories', '--no-absolute-filenames'], { cwd: dir, input: archive });
+    const file = join(dir, LAUNCH_CONFIG_PATH);
+    assert.ok(readFileSync(file).equals(serializeLaunchConfig(config)));
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

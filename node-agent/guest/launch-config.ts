@@ -1,7 +1,9 @@
-// The launch config the node agent writes for guest-init (`launch.json` on the guest's config disk),
-// version 1. guest-init/CONFIG.md is the format; guest-init/src/config.rs is the reader. The agent
-// composes it from the Guest's spec and the image's OCI config and refuses what the reader would.
+// The launch config the node agent writes for guest-init (`/krata/launch.json` in the guest's
+// initramfs), version 1. guest-init/CONFIG.md is the format; guest-init/src/config.rs is the reader.
+// The agent composes it from the Guest's spec and the image's OCI config and refuses what the reader
+// would.
 import type { GuestSpec } from '../../crds/generated/types.js';
+import { buildInitrd } from './initrd.js';
 
 export const LAUNCH_CONFIG_VERSION = 1;
 export const LAUNCH_CONFIG_MAX_BYTES = 1 << 20;
@@ -104,4 +106,15 @@ export function serializeLaunchConfig(config: LaunchConfigV1): Buffer {
   if (bytes.length > LAUNCH_CONFIG_MAX_BYTES)
     throw new LaunchConfigError('launch.json', `${bytes.length} bytes, more than ${LAUNCH_CONFIG_MAX_BYTES}`);
   return bytes;
+}
+
+/** Where guest-init reads the launch config: a file of its initramfs (guest-init's default). */
+export const LAUNCH_CONFIG_PATH = 'krata/launch.json';
+
+/**
+ * The launch config as a cpio archive the builder loads after the shared initrd (DomainConfig's
+ * initrdAppend): readable by PID 1 only, gone from view once guest-init switches to the image's root.
+ */
+export function launchConfigArchive(config: LaunchConfigV1): Buffer {
+  return buildInitrd([{ path: LAUNCH_CONFIG_PATH, data: serializeLaunchConfig(config), mode: 0o600 }]);
 }

@@ -39,8 +39,13 @@ export interface DomainConfig {
   /** dom0 paths of the kernel (bzImage or ELF) and the initrd. */
   kernel: string;
   initrd?: string;
+  /**
+   * A cpio archive loaded after the initrd (builder/initrd-parts.ts) and unpacked over it: for
+   * krata's guests, guest-init's krata/launch.json.
+   */
+  initrdAppend?: Buffer;
   cmdline: string;
-  /** In order: for krata's guests xvda = the image squashfs, xvdb = the config squashfs. */
+  /** In order: for krata's guests xvda = the image squashfs. */
   disks: DiskConfig[];
   nics: NicConfig[];
 }

@@ -4,6 +4,7 @@
 //   launch-main.js --name NAME --kernel PATH [--initrd PATH] [--cmdline STR]
 //                  [--memory MiB] [--max-memory MiB] [--vcpus N] [--max-vcpus N]
 //                  [--disk FILE:xvdX ...]   read-only, through a loop device and blkback
+//                  [--initrd-append FILE]   a cpio archive loaded after the initrd (krata/launch.json)
 //                  [--mac MAC ...]          a vif per MAC, served by netback
 //                  [--console xenconsoled|krata] [--attach-until TEXT [--attach-timeout SECONDS]]
 //     With --console krata and --attach-until, krata's own console backend (attached before the guest
@@ -15,7 +16,7 @@
 //     ms is to the paused domain ready to run, or to the first console byte. EOF ends.
 //   launch-main.js --destroy DOMID                 forced
 //   launch-main.js --shutdown DOMID [--grace SEC]  control/shutdown=poweroff, then destroy
-import { existsSync, fstatSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, readFileSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { startPhaseTimer, type PhaseTimer } from '../../lib/phase-timer.js';
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     console: { type: 'string', default: 'krata' },
     destroy: { type: 'string' },
     disk: { type: 'string', multiple: true },
+    'initrd-append': { type: 'string' },
     mac: { type: 'string', multiple: true },
     'attach-until': { type: 'string' },
     'attach-timeout': { type: 'string', default: '60' },
@@ -172,6 +174,7 @@ async function launchOnce(
     vcpus: Number(values.vcpus),
     maxVcpus: Number(values['max-vcpus'] ?? values.vcpus),
     cmdline: values.cmdline!,
+    initrdAppend: values['initrd-append'] ? readFileSync(values['initrd-append']) : undefined,
     disks: (values.disk ?? []).map((d) => {
       const at = d.lastIndexOf(':');
       if (at < 0) throw new Error(`--disk ${d}: expected FILE:xvdX`);

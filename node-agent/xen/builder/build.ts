@@ -28,6 +28,7 @@ import type { XenstoreClient } from '../xenstore/client.js';
 import { KernelCache } from './kernel-cache.js';
 import type { GuestMemory } from './memory.js';
 import { newP2m, p2mWords, setExtent } from './p2m.js';
+import { initrdParts } from './initrd-parts.js';
 import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
 import { planBoot, type BootPlan } from './plan.js';
 import { attachLoop, type LoopDevice } from '../devices/loop.js';
@@ -98,7 +99,9 @@ export class DomainBuilder {
     trace('decompress');
     const maxMiB = config.maxMemoryMiB;
     const maxVcpus = config.maxVcpus;
-    const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes: boot.initrd?.length ?? 0 });
+    const initrd = initrdParts(boot.initrd, config.initrdAppend);
+    const initrdBytes = initrd.reduce((n, part) => n + part.length, 0);
+    const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes });
     trace('plan');
     const uuid = opts.uuid ?? randomUUID();
     const loops: LoopDevice[] = [];
@@ -196,7 +199,7 @@ export class DomainBuilder {
         trace('copy kernel');
         await breathe();
         trace('event loop (xenstore replies)');
-        if (boot.initrd) loadInitrd(plan, boot.initrd, mem);
+        loadInitrd(plan, initrd, mem);
         trace('copy initrd');
         writeP2m(plan, mem);
         trace('p2m');
@@ -209,7 +212,7 @@ export class DomainBuilder {
           storeEvtchn,
           consoleEvtchn,
           cmdline: config.cmdline,
-          initrdBytes: boot.initrd?.length ?? 0,
+          initrdBytes,
         });
         if (kernel.notes.hypercallPage !== undefined) {
           const pfn = Number((kernel.notes.hypercallPage - plan.virtBase) / BigInt(PAGE_SIZE));

@@ -110,7 +110,12 @@ export function writeStartInfo(plan: BootPlan, mem: GuestMemory, p: StartInfoPar
   setField(page, startInfo, 'nr_p2m_frames', BigInt(plan.p2m.pages));
 }
 
-export function loadInitrd(plan: BootPlan, data: Buffer, mem: GuestMemory): void {
+/** Copies the initrd's parts one after another (initrd-parts.ts). */
+export function loadInitrd(plan: BootPlan, parts: readonly Buffer[], mem: GuestMemory): void {
   if (!plan.initrd) return;
-  copyToGuest(mem, plan.initrd.pfn, 0, data);
+  let offset = 0;
+  for (const part of parts) {
+    copyToGuest(mem, plan.initrd.pfn, offset, part);
+    offset += part.length;
+  }
 }

@@ -60,7 +60,7 @@ function build(kernel: ElfKernel, totalPages: number, initrd = Buffer.alloc(0)) 
   const plan = planBoot({ kernel, totalPages, initrdBytes: initrd.length });
   const mem = new FakeMemory(totalPages);
   loadKernel(plan, kernel, mem);
-  loadInitrd(plan, initrd, mem);
+  loadInitrd(plan, [initrd], mem);
   writeP2m(plan, mem);
   writePageTables(plan, mem);
   writeStartInfo(plan, mem, {
