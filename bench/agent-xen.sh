@@ -36,19 +36,19 @@ cat >"$stage/ours.sh" <<'SH'
 node /krata/dist/bench/dom0-apply.js
 SH
 cat >"$stage/theirs.sh" <<'SH'
-# xl gets the disks the agent used for this guest: the cached image and a copy of its config disk.
+# xl gets the disk the agent used for this guest (the cached image) and the initrd with a launch config.
 img=$(ls /var/lib/krata/images/*.squashfs | head -1)
-cp "$(ls /var/lib/krata/disks/*.sqfs | head -1)" /tmp/bench-config.sqfs
+node /krata/dist/bench/launch-initrd.js /var/lib/krata/guest/initrd /tmp/bench-initrd
 node /krata/dist/kratactl/main.js delete guest bench --wait >/dev/null
 cat >/tmp/bench-xl.cfg <<CFG
 name = "bench-xl"
 type = "pv"
 kernel = "/var/lib/krata/guest/vmlinuz"
-ramdisk = "/var/lib/krata/guest/initrd"
+ramdisk = "/tmp/bench-initrd"
 extra = "console=hvc0 quiet loglevel=3"
 memory = 96
 vcpus = 1
-disk = [ "format=raw,vdev=xvda,access=ro,target=$img", "format=raw,vdev=xvdb,access=ro,target=/tmp/bench-config.sqfs" ]
+disk = [ "format=raw,vdev=xvda,access=ro,target=$img" ]
 CFG
 s=${EPOCHREALTIME/./}
 xl create -q /tmp/bench-xl.cfg

@@ -2,7 +2,7 @@
 // (--fake-hypervisor): time from one `apply` of all of them until every one is Running, the agent's
 // peak RSS, and its CPU use while idle afterwards (a resync falls inside the window). Then, on the
 // QEMU Xen host, apply → Running of one Guest against `xl create` of the same guest (agent-xen.sh). The agent
-// does its real work otherwise: durable store writes, IP reservations, a config disk (squashfs) per
+// does its real work otherwise: durable store writes, IP reservations, a launch config archive per
 // guest, status and events. Goals (issue 7): converge < 30 s, idle CPU < 1 %.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -142,7 +142,7 @@ export async function agentBench(): Promise<Record<string, unknown>> {
       idle_cpu_pct: Number(idlePct.toFixed(2)),
       with_addresses: withAddresses,
       idle_window_s: IDLE_WINDOW_S,
-      hypervisor: 'test double (--fake-hypervisor); store, IPAM, config disks (in-process squashfs), status and API are real',
+      hypervisor: 'test double (--fake-hypervisor); store, IPAM, launch configs, status and API are real',
       goals: { converge_s: 30, idle_cpu_pct: 1 },
       ...xen,
     };

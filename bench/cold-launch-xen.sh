@@ -30,19 +30,19 @@ $k image rm $ref >/dev/null 2>&1 || true
 KRATA_BENCH_IMAGE=$ref node /krata/dist/bench/dom0-apply.js
 SH
 cat >"$stage/theirs.sh" <<SH
-# The baseline gets the config disk the agent wrote for its Guest.
-cp "\$(ls /var/lib/krata/disks/*.sqfs | head -1)" /tmp/bench-config.sqfs
+# The baseline gets the initrd with a launch config, as the agent's guest.
+node /krata/dist/bench/launch-initrd.js /var/lib/krata/guest/initrd /tmp/bench-initrd
 $k delete guest bench --wait >/dev/null
 rm -rf /tmp/cold && mkdir -p /tmp/cold
 cat >/tmp/bench-xl.cfg <<CFG
 name = "bench-xl"
 type = "pv"
 kernel = "/var/lib/krata/guest/vmlinuz"
-ramdisk = "/var/lib/krata/guest/initrd"
+ramdisk = "/tmp/bench-initrd"
 extra = "console=hvc0 quiet loglevel=3"
 memory = 96
 vcpus = 1
-disk = [ "format=raw,vdev=xvda,access=ro,target=/tmp/cold/image.sqfs", "format=raw,vdev=xvdb,access=ro,target=/tmp/bench-config.sqfs" ]
+disk = [ "format=raw,vdev=xvda,access=ro,target=/tmp/cold/image.sqfs" ]
 CFG
 s=\${EPOCHREALTIME/./}
 TMPDIR=/tmp skopeo copy -q --insecure-policy --src-tls-verify=false docker://$ref oci:/tmp/cold/oci:1

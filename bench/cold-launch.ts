@@ -1,7 +1,7 @@
 // `npm run bench -- cold-launch`: a Guest whose image is not cached, on the QEMU Xen host: apply →
-// Running through the agent (pull from a registry, pack to squashfs, config disk, launch) against
-// `skopeo copy` + `umoci unpack` + `mksquashfs` + `xl create` of the same image, kernel, initrd,
-// memory and config disk (bench/cold-launch-xen.sh). The registry is Debian's docker-registry on
+// Running through the agent (pull from a registry, pack to squashfs, launch config, launch) against
+// `skopeo copy` + `umoci unpack` + `mksquashfs` + `xl create` of the same image, kernel, memory and
+// initrd with a launch config (bench/cold-launch-xen.sh). The registry is Debian's docker-registry on
 // this machine's loopback, which dom0 reaches as 10.0.2.2 through QEMU's user network.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -37,7 +37,7 @@ export async function coldLaunchBench(): Promise<Record<string, unknown>> {
       baseline_ms: baseline,
       cold_ratio: Number((ours / baseline).toFixed(2)),
       phases_ms: Object.fromEntries(phases.map((p) => [p.name, p.ms])),
-      ours: 'kratactl apply → status Running, the image not cached (agent pull, pack, config disk, launch)',
+      ours: 'kratactl apply → status Running, the image not cached (agent pull, pack, launch config, launch)',
       baseline:
         'skopeo copy + umoci unpack + mksquashfs (zstd) + xl create, same kernel, initrd, memory and disks (Xen 4.17 under QEMU TCG)',
     };

@@ -141,7 +141,7 @@ async function xl(): Promise<void> {
     // Read-only loop devices made here, as scenario 010 does: libxl's phy backend takes a plain file only
     // through the block hotplug script, whose file path (locking, sharing checks) outlasts libxl's
     // timeout under TCG on a loaded host; the phy path of the script still runs for each vbd.
-    const loops = [diskImage, image].map((f) =>
+    const loops = [image].map((f) =>
       execFileSync('sh', ['-c', 'd=$(losetup -f) && losetup -r "$d" "$1" && echo "$d"', 'sh', f], { encoding: 'utf8' }).trim(),
     );
     loopsOf.set(name, loops);
@@ -155,7 +155,7 @@ async function xl(): Promise<void> {
         `extra = "console=hvc0 quiet loglevel=3 krata_marker=${name} krata_devices=1 krata_ip=10.99.${i >> 8}.${(i & 255) + 1}"`,
         `memory = ${guestMiB}`,
         'vcpus = 1',
-        `disk = [ "phy:${loops[0]},xvda,r", "phy:${loops[1]},xvdb,r" ]`,
+        `disk = [ "phy:${loops[0]},xvda,r" ]`,
         `vif = [ "mac=00:16:3e:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')},bridge=xenbr0" ]`,
         '',
       ].join('\n'),

@@ -4,11 +4,11 @@ import { readAlternation } from './xen-alternate.js';
 
 test("the medians and each phase's median come back from the script's output", () => {
   const out = [
-    'PHASES {"builder":30,"config disk":5}',
+    'PHASES {"builder":30,"launch config":5}',
     'noise',
-    'PHASES {"builder":10,"config disk":7,"image pull":900}',
+    'PHASES {"builder":10,"launch config":7,"image pull":900}',
     'PHASES not json',
-    'PHASES {"builder":20,"config disk":6}',
+    'PHASES {"builder":20,"launch config":6}',
     'RESULT 1567 10684',
   ].join('\n');
   assert.deepEqual(readAlternation(out), {
@@ -16,7 +16,7 @@ test("the medians and each phase's median come back from the script's output", (
     baseline: 10684,
     phases: [
       { name: 'builder', ms: 20 },
-      { name: 'config disk', ms: 6 },
+      { name: 'launch config', ms: 6 },
       { name: 'image pull', ms: 0 },
     ],
   });

@@ -54,7 +54,12 @@ test('a create and a delete on the fake hypervisor pass the reconcile points in 
     await h.until(() => !h.agent.get('default', 'traced'));
     h.stop();
     const passed = readFileSync(trace, 'utf8').trim().split('\n');
-    assert.deepEqual(passed, ['create.config-disk-written', 'create.domain-running', 'teardown.domains-stopped', 'teardown.disk-removed']);
+    assert.deepEqual(passed, [
+      'create.addresses-reserved',
+      'create.domain-running',
+      'teardown.domains-stopped',
+      'teardown.address-released',
+    ]);
   } finally {
     delete process.env.KRATA_FAULT_TRACE;
     resetFaultPoints();

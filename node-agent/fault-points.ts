@@ -13,8 +13,8 @@ export interface AgentFaultPoint {
 }
 
 export const AGENT_FAULT_POINTS: readonly AgentFaultPoint[] = [
-  { name: 'create.config-disk-written', op: 'create', leaves: 'a config disk and an address reservation, no domain' },
-  { name: 'create.loop-attached', op: 'create', leaves: 'a loop device that no xenstore entry records (the image; xvdb not attached)' },
+  { name: 'create.addresses-reserved', op: 'create', leaves: 'an address reservation, no domain' },
+  { name: 'create.loop-attached', op: 'create', leaves: "a loop device that no xenstore entry records (the image's)" },
   { name: 'create.domain-created', op: 'create', leaves: 'a paused domain with no xenstore home and no krata keys, its loop devices' },
   {
     name: 'create.devices-written',
@@ -29,9 +29,9 @@ export const AGENT_FAULT_POINTS: readonly AgentFaultPoint[] = [
   {
     name: 'teardown.domains-stopped',
     op: 'teardown',
-    leaves: 'a deleted Guest with no domain, still holding its reservation and config disk',
+    leaves: 'a deleted Guest with no domain, still holding its reservation',
   },
-  { name: 'teardown.disk-removed', op: 'teardown', leaves: "a deleted Guest's record, its config disk already gone" },
+  { name: 'teardown.address-released', op: 'teardown', leaves: "a deleted Guest's record, its reservation already released" },
   { name: 'image.packed', op: 'image', leaves: "an import's work directory with a packed squashfs under images/.partial" },
   { name: 'image.placed', op: 'image', leaves: 'a squashfs in images/ without its metadata' },
   { name: 'store.batch-prepared', op: 'store', leaves: "an apply batch's fsynced temporaries, no batch record: the load drops them" },

@@ -8,7 +8,7 @@ import type { DesiredNetworkOptions } from '../net/desired.js';
 import type { XenHypervisorOptions } from '../runtime/xen-hypervisor.js';
 
 export interface AgentConfig {
-  /** Durable state: guests, images, IP reservations, pull Secrets, config disks. */
+  /** Durable state: guests, images, IP reservations, pull Secrets. */
   stateDir: string;
   /** The guests' domains: Xen, or the in-memory test double with this capacity. */
   hypervisor: { xen: Pick<XenHypervisorOptions, 'consoleLimits'> } | { fake: { cpus: number; memoryMiB: number } };

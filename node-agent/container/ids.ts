@@ -14,7 +14,6 @@ import type { Ipam } from '../reconcile/ipam.js';
 import type { AgentMetrics } from '../controller/metrics.js';
 import type { GuestController } from '../controller/controller.js';
 import type { ImageProvider } from '../reconcile/pulls.js';
-import type { writeConfigDisk } from '../reconcile/config-disk.js';
 import type { ClusterMode } from '../follower/cluster-mode.js';
 import type { PullTokens } from '../follower/pull-tokens.js';
 import type { Log } from '../follower/redis-link.js';
@@ -55,8 +54,6 @@ export const APPLYSET_STORE = id<ApplySetStore>('ApplySetStore');
 export const PULL_TOKENS = id<PullTokens>('PullTokens');
 export const EVENT_RECORDER = id<EventRecorder>('EventRecorder');
 export const METRICS = id<AgentMetrics>('AgentMetrics');
-/** Optional: how config disks are written; many simulated hosts bind a cheaper one than mksquashfs. */
-export const WRITE_CONFIG_DISK = id<typeof writeConfigDisk>('WriteConfigDisk');
 export const GUEST_CONTROLLER = id<GuestController>('GuestController');
 /** The node's probes of running guests; the controller reads their verdicts. */
 export const PROBER = id<Prober>('Prober');

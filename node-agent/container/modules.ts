@@ -66,7 +66,6 @@ import {
   APPLYSET_STORE,
   TLS_LISTENER,
   USAGE_SAMPLER,
-  WRITE_CONFIG_DISK,
 } from './ids.js';
 
 /** What the agent is told, where it logs, and its time (the system clock; tests rebind CLOCK). */
@@ -324,11 +323,10 @@ export const controllerModule = new ContainerModule(({ bind }) => {
       PULL_SLOTS,
       optional(PULL_AUTH),
       optional(METRICS),
-      optional(WRITE_CONFIG_DISK),
       optional(PROBER),
       LOG,
     ],
-    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, writeConfigDisk, probes, log) => {
+    (config, store, hv, images, ipam, recorder, clock, pullSlots, pullAuth, metrics, probes, log) => {
       const observeLaunch = metrics?.launchObserver();
       const bootId = config.bootId ?? ('xen' in config.hypervisor ? readBootId() : undefined);
       return assembleGuestController(
@@ -345,7 +343,6 @@ export const controllerModule = new ContainerModule(({ bind }) => {
           ...(config.resyncMs !== undefined ? { resyncMs: config.resyncMs } : {}),
           ...(metrics ? { observe: metrics.reconciles.observer('guest') } : {}),
           ...(config.hostPorts ? { hostPorts: config.hostPorts } : {}),
-          ...(writeConfigDisk ? { writeConfigDisk } : {}),
           ...(bootId !== undefined ? { bootId } : {}),
           onHostRestart: (r) => {
             if (r.restarted)

@@ -1,11 +1,12 @@
 // One node's Guest controller put together from its parts: the decisions (reconcile/) over the
 // store, the hypervisor and the image provider, and the machinery that runs them (this folder).
 // main.ts, the test harnesses and the benchmarks build it here, so the parts are wired once.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { PortRange } from '../../crds/generated/types.js';
 import { DEFAULT_HOST_PORTS } from '../../crds/host-ports.js';
 import type { Clock } from '../../lib/clock.js';
 import { Semaphore } from '../../lib/semaphore.js';
-import { ConfigDisks, writeConfigDisk } from '../reconcile/config-disk.js';
 import { CreateStep, type CreateOptions } from '../reconcile/create.js';
 import { DeleteStep } from '../reconcile/delete.js';
 import type { EventRecorder } from '../reconcile/events.js';
@@ -39,7 +40,7 @@ export interface GuestControllerDeps {
 }
 
 export interface GuestControllerOptions extends CreateOptions, ControllerOptions {
-  /** The agent's state directory: config disks live in its disks/. */
+  /** The agent's state directory (host-restart.ts keeps the boot id there). */
   stateDir: string;
   /** Image pulls at once (default 4): they run beside the reconcile workers, never in them. */
   pullConcurrency?: number;
@@ -47,8 +48,6 @@ export interface GuestControllerOptions extends CreateOptions, ControllerOptions
   pullSlots?: Semaphore;
   /** Full resync period (default 15 s). */
   resyncMs?: number;
-  /** Writes the config disk; simulations of many hosts swap it for something cheaper. */
-  writeConfigDisk?: typeof writeConfigDisk;
   /** Host ports Guests may publish here (--host-ports; default 1024-65535). */
   hostPorts?: readonly PortRange[];
   /** Each launch's breakdown, queued → Running (reconcile/launch-phases.ts): metrics and the debug log. */
@@ -71,16 +70,18 @@ export function assembleGuestController(deps: GuestControllerDeps, opts: GuestCo
   const cache = new DomainCache(hv, clock);
   const hashes = new SpecHashes();
   const status = new StatusWriter(store, clock);
-  const disks = new ConfigDisks(opts.stateDir, opts.writeConfigDisk);
+  // Agents before the launch config rode on the initrd kept a config disk per Guest here. A guest
+  // still running from one keeps the file open through its loop device until it stops.
+  rmSync(join(opts.stateDir, 'disks'), { recursive: true, force: true });
   const pulls = new ImagePulls(images, opts.pullSlots ?? new Semaphore(opts.pullConcurrency ?? 4), recorder, clock);
   const launches = new LaunchPhases(opts.onLaunch);
-  const deleter = new DeleteStep(store, hv, cache, pulls, ipam, disks, status, recorder);
+  const deleter = new DeleteStep(store, hv, cache, pulls, ipam, status, recorder);
   const reconciler = new GuestReconciler(
     store,
     cache,
     hashes,
     new HostPortGuard(store, opts.hostPorts ?? DEFAULT_HOST_PORTS),
-    new CreateStep(hv, cache, pulls, ipam, disks, status, recorder, opts),
+    new CreateStep(hv, cache, pulls, ipam, status, recorder, opts),
     deleter,
     new ObserveStep(store, ipam, deleter, status, recorder, clock, opts.nodeName, deps.probes ?? NO_PROBES),
     new ResizeStep(store, hv, status, recorder, clock),

@@ -36,15 +36,15 @@ test('a launch breakdown reaches krata_launch_phase_seconds by phase, and krata_
     domid: 3,
     phases: [
       { name: 'queue pickup', ms: 2 },
-      { name: 'config disk', ms: 250 },
-      { name: 'config disk', ms: 50 }, // marked twice: one observation of the sum
+      { name: 'launch config', ms: 250 },
+      { name: 'launch config', ms: 50 }, // marked twice: one observation of the sum
     ],
   });
   const text = await metrics.registry.metrics();
   const read = (re: RegExp) => Number(re.exec(text)?.[1]);
-  assert.equal(read(/^krata_launch_phase_seconds_sum\{phase="config disk"\} (\S+)$/m), 0.3);
-  assert.equal(read(/^krata_launch_phase_seconds_count\{phase="config disk"\} (\S+)$/m), 1);
-  assert.equal(read(/^krata_launch_phase_seconds_bucket\{le="0.25",phase="config disk"\} (\S+)$/m), 0);
+  assert.equal(read(/^krata_launch_phase_seconds_sum\{phase="launch config"\} (\S+)$/m), 0.3);
+  assert.equal(read(/^krata_launch_phase_seconds_count\{phase="launch config"\} (\S+)$/m), 1);
+  assert.equal(read(/^krata_launch_phase_seconds_bucket\{le="0.25",phase="launch config"\} (\S+)$/m), 0);
   assert.equal(read(/^krata_launch_phase_seconds_sum\{phase="queue pickup"\} (\S+)$/m), 0.002);
   assert.equal(read(/^krata_launch_seconds_count (\S+)$/m), 1);
   assert.equal(read(/^krata_launch_seconds_sum (\S+)$/m), 0.302);

@@ -53,7 +53,7 @@ export class PeriodicResync implements Source {
         if (!this.firstDone || !this.inSync(key, byKey.get(key) ?? [])) sink.add(key);
       }
       this.firstDone = true;
-      await this.cleanup.cleanupHost(domains);
+      await this.cleanup.cleanupHost();
     } finally {
       if (!this.stopped) this.timer = this.clock.setTimeout(() => sink.background(this.resync(), 'ResyncFailed'), this.periodMs);
     }

@@ -7,7 +7,7 @@ import { formatPath, validateObject } from '../../crds/validate.js';
 
 /** The largest field value accepted (the local API takes manifests up to 1 MiB too). */
 export const MAX_DESIRED_BYTES = 1024 * 1024;
-/** Kubernetes uids are UUIDs; the agent names config disks after them, so nothing else gets through. */
+/** Kubernetes uids are UUIDs; the agent puts them in domain names and xenstore keys, so nothing else gets through. */
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function desiredGuest(field: string, raw: string): Guest {

@@ -1,5 +1,5 @@
 // The create step through the controller (test-double hypervisor, fake clock): a Guest's domain gets
-// its spec, image, config disk and addresses; bad input (memory beyond the host, boot files outside
+// its spec, image, launch config and addresses; bad input (memory beyond the host, boot files outside
 // the node's directories, an invalid batch) lands in status with no domain; domain names never collide.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { specHash } from './identity.js';
 import { ImageError } from './pulls.js';
 import type { Guest } from '../../crds/generated/types.js';
 
-test('apply → Running: the domain gets the spec, the image, a config disk, addresses; status and events say so', async () => {
+test('apply → Running: the domain gets the spec, the image, a launch config, addresses; status and events say so', async () => {
   const h = harness();
   await h.agent.apply([guest('web', { env: [{ name: 'A', value: 'b' }] })], false);
   await h.until(() => phase(h, 'web') === 'Running');
@@ -22,7 +22,8 @@ test('apply → Running: the domain gets the spec, the image, a config disk, add
   assert.equal(dom.launch.kernel, '/k/vmlinuz');
   assert.deepEqual(
     dom.launch.disks.map((d) => d.vdev),
-    ['xvda', 'xvdb'],
+    ['xvda'],
+    'one disk: the launch config rides on the initrd',
   );
   assert.equal(dom.launch.disks[0]!.file, h.images.path);
   assert.equal(dom.launch.nics[0]!.mac, g.status!.addresses!.mac);
@@ -31,7 +32,8 @@ test('apply → Running: the domain gets the spec, the image, a config disk, add
   assert.equal(g.status!.imageDigest, `sha256:${'ab'.repeat(32)}`);
   const ready = g.status!.conditions!.find((c) => c.type === 'Ready')!;
   assert.equal(ready.status, 'True');
-  const launch = JSON.parse(execFileSync('unsquashfs', ['-cat', dom.launch.disks[1]!.file, 'launch.json']).toString());
+  const archive = dom.launch.initrdAppend!;
+  const launch = JSON.parse(execFileSync('cpio', ['-i', '--quiet', '--to-stdout', 'krata/launch.json'], { input: archive }).toString());
   assert.deepEqual(launch.process.env, [{ name: 'A', value: 'b' }]);
   assert.equal(launch.image.user, 'app');
   assert.equal(launch.network.interfaces[0].addresses[0], '10.75.0.2/16');

@@ -1,7 +1,8 @@
 // The create step: a Guest that should run and has no domain gets one. Its image is resolved (pulled
 // beside the workers: the step ends while the pull runs), its resources and boot files are checked
-// against the host, its addresses reserved, its config disk written, and the domain launched through
-// the Hypervisor. Each stage says itself in status; a failure is a retry (thrown) or Stalled.
+// against the host, its addresses reserved, its launch config composed (an archive loaded after the
+// initrd: no disk of its own), and the domain launched through the Hypervisor. Each stage says itself
+// in status; a failure is a retry (thrown) or Stalled.
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
@@ -10,10 +11,9 @@ import { quantityValue } from '../../crds/quantity.js';
 import type { PullAuth } from '../../lib/oci/registry.js';
 import { noPhases, type PhaseTimer } from '../../lib/phase-timer.js';
 import { faultPoint } from '../../lib/fault-points.js';
-import { composeLaunchConfig, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
+import { composeLaunchConfig, launchConfigArchive, LaunchConfigError, type GuestNetworkConfig } from '../guest/launch-config.js';
 import type { DomainInfo, GuestDomainConfig, Hypervisor } from '../runtime/hypervisor.js';
 import type { GuestRecord } from '../store/guest-store.js';
-import type { ConfigDisks } from './config-disk.js';
 import type { EventRecorder } from './events.js';
 import { domainName, specHash } from './identity.js';
 import type { Ipam, Reservation } from './ipam.js';
@@ -58,7 +58,6 @@ export class CreateStep {
     private readonly domains: ObservedDomains,
     private readonly pulls: ImagePulls,
     private readonly ipam: Ipam,
-    private readonly disks: ConfigDisks,
     private readonly status: StatusWriter,
     private readonly recorder: EventRecorder,
     private readonly opts: CreateOptions,
@@ -175,17 +174,16 @@ export class CreateStep {
       });
     }
     phases.mark('addresses');
-    // Config disk.
+    // Launch config.
     let launchConfig;
     try {
-      launchConfig = composeLaunchConfig(g.metadata.name, g.spec, image.config.config, network);
+      launchConfig = launchConfigArchive(composeLaunchConfig(g.metadata.name, g.spec, image.config.config, network));
     } catch (e) {
       if (e instanceof LaunchConfigError) throw new Stalled('InvalidSpec', e.message);
       throw e;
     }
-    const disk = await this.disks.write(uid, launchConfig);
-    phases.mark('config disk');
-    faultPoint('create.config-disk-written'); // a config disk and an address reservation, no domain
+    phases.mark('launch config');
+    faultPoint('create.addresses-reserved'); // an address reservation, no domain
     // Domain.
     const launch: GuestDomainConfig = {
       name: domainName(g.metadata.namespace ?? 'default', g.metadata.name, uid),
@@ -199,10 +197,8 @@ export class CreateStep {
       cmdline: ['console=hvc0', g.spec.kernel?.verbose ? '' : 'quiet loglevel=3', this.opts.cmdline ?? '', g.spec.kernel?.cmdline ?? '']
         .filter(Boolean)
         .join(' '),
-      disks: [
-        { file: image.path, vdev: 'xvda' },
-        { file: disk, vdev: 'xvdb' },
-      ],
+      initrdAppend: launchConfig,
+      disks: [{ file: image.path, vdev: 'xvda' }],
       nics: reservation ? [{ mac: reservation.mac }] : [],
     };
     let dom: DomainInfo;

@@ -1,5 +1,5 @@
 // The delete step (test-double hypervisor, fake clock): deleting a Guest in any phase, or while its
-// domain is being created, leaves no domain, reservation, config disk or record.
+// domain is being created, leaves no domain, reservation or record.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { guest, harness, phase } from '../../test/harness/node-controller.js';
 import { ImageError } from './pulls.js';
 
-test('deletion in every phase leaves nothing: no domain, reservation, config disk or record', async () => {
+test('deletion in every phase leaves nothing: no domain, reservation or record', async () => {
   const h = harness();
   h.images.failures.push(...Array.from({ length: 50 }, () => new ImageError('ErrImagePull', 'registry down')));
   await h.agent.apply([guest('pending')], false);
@@ -45,7 +45,6 @@ test('deletion in every phase leaves nothing: no domain, reservation, config dis
   await Promise.all(waits);
   assert.equal(h.hv.count, 0);
   assert.deepEqual(h.ipam.keys(), []);
-  assert.deepEqual(readdirSync(join(h.dir, 'disks')), []);
   assert.deepEqual(readdirSync(join(h.dir, 'guests/default')), []);
   assert.ok(h.recorder.list().length >= 0);
   await assert.rejects(h.agent.delete('default', 'running', {}), /not found/);

@@ -1,10 +1,8 @@
 // The delete and cleanup step: domains go (shut down within a grace period, or destroyed), and with a
-// deleted Guest everything it held: its address reservation, its pull, its config disk, its record.
-// Also what belongs to no Guest: domains left by one deleted while the agent was down, config disks
-// and devices left by a crash.
+// deleted Guest everything it held: its address reservation, its pull, its record. Also what belongs
+// to no Guest: domains left by one deleted while the agent was down, devices left by a crash.
 import type { DomainInfo, Hypervisor } from '../runtime/hypervisor.js';
 import type { GuestRecord, GuestStore } from '../store/guest-store.js';
-import type { ConfigDisks } from './config-disk.js';
 import type { EventRecorder } from './events.js';
 import type { Ipam } from './ipam.js';
 import type { ObservedDomains } from './observed-domains.js';
@@ -22,7 +20,6 @@ export class DeleteStep {
     private readonly domains: ObservedDomains,
     private readonly pulls: ImagePulls,
     private readonly ipam: Ipam,
-    private readonly disks: ConfigDisks,
     private readonly status: StatusWriter,
     private readonly recorder: EventRecorder,
   ) {}
@@ -37,11 +34,6 @@ export class DeleteStep {
   async destroy(domid: number): Promise<void> {
     await this.hv.destroy(domid);
     this.domains.removed(domid);
-  }
-
-  /** A Guest whose process ended for good (Succeeded, Failed): its config disk goes (a new launch writes one). */
-  ended(uid: string): void {
-    this.disks.remove(uid);
   }
 
   /** A Guest marked for deletion: its domains stop within its grace period, then all it held goes. */
@@ -61,8 +53,7 @@ export class DeleteStep {
     faultPoint('teardown.domains-stopped'); // a Guest being deleted that holds no domain
     this.ipam.release(key);
     this.pulls.drop(key); // a pull still running is not waited for; its result is dropped
-    this.disks.remove(rec.guest.metadata.uid!);
-    faultPoint('teardown.disk-removed'); // the record of a deleted Guest whose config disk is gone
+    faultPoint('teardown.address-released'); // the record of a deleted Guest whose address is free
     this.store.remove(key);
     this.recorder.forget(key);
   }
@@ -72,16 +63,13 @@ export class DeleteStep {
     for (const d of domains) {
       await this.destroy(d.domid);
       this.recorder.host('OrphanRemoved', `destroyed domain ${d.domid} (${d.name}): no Guest ${key}`);
-      this.disks.remove(d.guest.uid);
     }
     if (!this.store.get(key)) this.ipam.release(key);
     this.pulls.drop(key);
   }
 
-  /** Host-wide, at each resync: devices that belong to no domain, config disks that belong to no Guest. */
-  async cleanupHost(domains: DomainInfo[]): Promise<void> {
+  /** Host-wide, at each resync: devices that belong to no domain. */
+  async cleanupHost(): Promise<void> {
     for (const o of await this.hv.cleanupOrphans()) this.recorder.host('OrphanRemoved', `removed ${o}, which belonged to no domain`);
-    const wanted = this.store.keys().map((k) => this.store.get(k)?.guest.metadata.uid);
-    this.disks.removeStray(new Set([...wanted, ...domains.map((d) => d.guest.uid)]));
   }
 }

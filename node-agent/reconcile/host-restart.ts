@@ -5,8 +5,7 @@
 // before the controller runs, by its restartPolicy, with reason HostRestarted:
 // - Always, OnFailure: Pending (restartCount + 1), started again at once: a restart the Guest did not
 //   cause earns no CrashLoopBackOff, and the crash count starts afresh.
-// - Never: Failed (Stalled=True), as Kubernetes ends a Pod with restartPolicy Never whose node rebooted;
-//   its config disk goes, as for any Guest that ended for good.
+// - Never: Failed (Stalled=True), as Kubernetes ends a Pod with restartPolicy Never whose node rebooted.
 // The new boot id is stored only after every Guest is settled, so an agent killed in between settles
 // the rest at its next start.
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,7 +15,6 @@ import { writeFileAtomic } from '../../lib/atomic-file.js';
 import type { Clock } from '../../lib/clock.js';
 import type { GuestStore } from '../store/guest-store.js';
 import type { EventRecorder } from './events.js';
-import { ConfigDisks } from './config-disk.js';
 import { clearResources, StatusWriter } from './status.js';
 
 export const HOST_RESTARTED = 'HostRestarted';
@@ -81,8 +79,6 @@ export function settleHostRestart(stateDir: string, bootId: string, store: Guest
         },
         restart ? {} : rec.internal,
       );
-      // Ended for good: nothing will launch from its config disk (a spec change writes a new one).
-      if (!restart) new ConfigDisks(stateDir).remove(rec.guest.metadata.uid!);
       settled.push({ key, restart });
     }
   }

@@ -66,7 +66,16 @@ test('apply → Running reports one breakdown with the create step phases in ord
   assert.equal(r.domid, h.agent.get('default', 'web')!.status!.domid);
   assert.deepEqual(
     r.phases.map((p) => p.name),
-    ['queue pickup', 'domain list', 'image lookup', 'status Creating', 'host and boot files', 'addresses', 'config disk', 'status Running'],
+    [
+      'queue pickup',
+      'domain list',
+      'image lookup',
+      'status Creating',
+      'host and boot files',
+      'addresses',
+      'launch config',
+      'status Running',
+    ],
   );
   assert.ok(r.phases.every((p) => p.ms >= 0));
   // Observing the running domain, and a resync, start no launch.

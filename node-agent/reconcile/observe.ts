@@ -31,7 +31,7 @@ export class ObserveStep {
   constructor(
     private readonly store: GuestStore,
     private readonly ipam: Ipam,
-    private readonly teardown: Pick<DeleteStep, 'destroy' | 'shutdown' | 'ended'>,
+    private readonly teardown: Pick<DeleteStep, 'destroy' | 'shutdown'>,
     private readonly status: StatusWriter,
     private readonly recorder: EventRecorder,
     private readonly clock: Clock,
@@ -148,7 +148,6 @@ export class ObserveStep {
     else if (!dom.lost) {
       await this.teardown.destroy(dom.domid);
     }
-    if (!restart) this.teardown.ended(rec.guest.metadata.uid!);
     return restart ? { requeueAfterMs: delay } : undefined;
   }
 }

@@ -203,7 +203,9 @@ export class FakeHypervisor implements Hypervisor {
 
   /** The domains, as Xen would still hold them after the agent's process dies. */
   snapshot(): FakeSnapshot {
-    return { nextDomid: this.nextDomid, domains: [...this.domains.values()].map((d) => ({ info: d.info, launch: d.launch })) };
+    // Without the launch config's archive: saved as JSON on every change by the simulated hosts.
+    const launch = ({ initrdAppend: _, ...rest }: GuestDomainConfig) => rest;
+    return { nextDomid: this.nextDomid, domains: [...this.domains.values()].map((d) => ({ info: d.info, launch: launch(d.launch) })) };
   }
 
   /** Domains from a snapshot keep "running" (their scripted behaviour is not re-armed). */

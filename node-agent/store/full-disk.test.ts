@@ -1,22 +1,18 @@
 // "All or nothing" on a real full disk: a tiny tmpfs is the state directory (the tests run as root, as
 // the agent does). A batch that does not fit stores nothing, leaves no temporary, shows watchers
-// nothing and is answered 507 naming ENOSPC; retries on a full disk do not fill it further; a config
-// disk that does not fit leaves neither a partial nor a final file.
+// nothing and is answered 507 naming ENOSPC; retries on a full disk do not fill it further.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
-import type { LaunchConfigV1 } from '../guest/launch-config.js';
 import { validateObject } from '../../crds/validate.js';
 import { startApiServer } from '../api/server.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { NodeAgentService } from '../service/agent-service.js';
-import { writeConfigDisk } from '../reconcile/config-disk.js';
 import { EventRecorder } from '../reconcile/events.js';
 import { FakeClock } from '../../test/doubles/fake-clock.js';
 import { FakeHypervisor } from '../runtime/fake-hypervisor.js';
@@ -156,28 +152,6 @@ test('retries on a full disk leave no temporaries (store status writes, writeFil
   }
   assert.deepEqual(files(state), before, 'no .tmp- file accumulated');
   assert.equal(store.get('default/web')!.guest.status!.phase, 'Pending', 'a failed status write changes nothing in memory');
-});
-
-test('a config disk that does not fit leaves no partial and no final file, and says ENOSPC', async (t) => {
-  const state = tinyDisk(t, '64k');
-  fill(state);
-  const out = join(state, 'config.sqfs');
-  // Random bytes do not compress: the disk cannot hold them however mksquashfs packs.
-  const noise = randomBytes(96 * 1024).toString('base64');
-  const config: LaunchConfigV1 = {
-    version: 1,
-    hostname: 'web',
-    image: { entrypoint: [], cmd: ['/bin/sh'], env: [], workingDir: '/', user: '' },
-    process: { env: [{ name: 'NOISE', value: noise }], tty: false },
-    shutdownGraceSeconds: 10,
-  };
-  await assert.rejects(writeConfigDisk(out, config), /ENOSPC/);
-  assert.equal(existsSync(out), false);
-  assert.deepEqual(
-    files(state).filter((f) => !f.startsWith('filler-')),
-    [],
-    'nothing but the filler is left',
-  );
 });
 
 test('a batch whose commit fails half way is rolled back: the renamed record is put back from its backup', (t) => {

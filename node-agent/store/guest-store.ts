@@ -333,7 +333,7 @@ export class GuestStore extends EventEmitter {
    * deletionGracePeriodSeconds). Status is kept. A different uid under the same name is a Guest that
    * was deleted and created again: the old record is marked deleted (the reconciler stops its domain
    * and releases what it had) and the new one waits in memory until `remove` drops the old one, so
-   * the two never share a domain, addresses or a config disk. A Guest listed again while its record
+   * the two never share a domain or addresses. A Guest listed again while its record
    * is being torn down (taken off the host and given back) waits the same way and starts afresh. The
    * wait is not persisted: after an agent restart the cluster hands the Guest over again. An older
    * generation of the same uid is a stale read and ignored.

@@ -1,6 +1,6 @@
 // Simulated Xen hosts for the operator's tests and benchmark: each host is a real node agent in
 // cluster mode (store, reconciler, Redis follower, status publisher, heartbeat) on the test-double
-// hypervisor, with a stand-in image provider and config-disk writer (no registry, no mksquashfs).
+// hypervisor, with a stand-in image provider (no registry, no mksquashfs).
 // Many hosts share one process; the fake domains of each host are saved on every change, so killing
 // the process and starting it again behaves like an agent restart on a machine whose domains live on.
 //
@@ -29,7 +29,6 @@ import {
   IMAGE_PROVIDER,
   IMAGE_STORE,
   GUEST_CONTROLLER,
-  WRITE_CONFIG_DISK,
 } from '../../node-agent/container/ids.js';
 
 export interface SimHostsOptions {
@@ -94,7 +93,6 @@ export async function startSimHosts(o: SimHostsOptions): Promise<{ hosts: SimHos
       replace(container, HYPERVISOR, hv);
       replace(container, IMAGE_PROVIDER, images);
       container.unbind(IMAGE_STORE);
-      replace(container, WRITE_CONFIG_DISK, async (out, config) => writeFileSync(out, JSON.stringify(config)));
       running.push(await startAgent(container));
       const store = await resolve(container, GUEST_STORE);
       const controller = await resolve(container, GUEST_CONTROLLER);

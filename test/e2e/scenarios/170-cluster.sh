@@ -5,8 +5,8 @@
 # (through an SSH forward). Checked: kubectl apply of manifests/examples/hello.yaml → a real domain,
 # Ready with its domid and addresses; `kubectl krata` logs, exec, attach (a typed command) and
 # port-forward (a guest's httpd); RBAC (a viewer may read logs, not exec); the agent killed with
-# SIGKILL and started again adopts the same domain; kubectl delete leaves no domain, loop device, vif,
-# config disk or Guest behind.
+# SIGKILL and started again adopts the same domain; kubectl delete leaves no domain, loop device, vif
+# or Guest behind.
 # e2e-timeout: 1200
 set -euo pipefail
 . "$(dirname "$0")/lib/agent.sh"
@@ -139,11 +139,11 @@ done
 [ "$(x "xl list | grep -c '^krata\.default\.hello '")" = 1 ] || fail "not exactly one domain for hello: $(x 'xl list')"
 echo "agent killed and restarted: domain $domid adopted, exec works again"
 
-# kubectl delete: the domain, loop devices and config disks go, the finalizer is cleared, the Guest is gone.
+# kubectl delete: the domain, loop devices and vifs go, the finalizer is cleared, the Guest is gone.
 kubectl delete guest hello shell --timeout=180s >/dev/null || fail "kubectl delete failed"
 [ -z "$(kubectl get guests -o name)" ] || fail "Guests left: $(kubectl get guests -o name)"
-left() { x "! xl list | grep -qE '^krata[-.]' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && [ -z \"\$(ls /var/lib/krata/disks)\" ] && ! ip -o link show | grep -q ' vif'"; }
+left() { x "! xl list | grep -qE '^krata[-.]' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && ! ip -o link show | grep -q ' vif'"; }
 for i in $(seq 20); do left && break; sleep 1; done
 left ||
-  fail "something was left after delete: $(x "xl list; losetup -a; ls /var/lib/krata/disks; ip -o link show | grep vif" 2>&1 | tr '\n' ' ')"
-echo "kubectl delete: domains, loop devices, vifs and config disks gone, finalizers cleared"
+  fail "something was left after delete: $(x "xl list; losetup -a; ip -o link show | grep vif" 2>&1 | tr '\n' ' ')"
+echo "kubectl delete: domains, loop devices and vifs gone, finalizers cleared"

@@ -8,7 +8,7 @@
 # should run, on the uid and spec hash its status names (Xen's krata keys); at most one per
 # crash-looping Guest, its restart count and back-off never lower, its restart not overdue; none for
 # deleted Guests; no Guest forgotten; web answers through its port; dom0/leaks.sh finds no domain,
-# loop device, vif, xenstore tree, config disk, temporary or stray kratanet left over. At the end the
+# loop device, vif, xenstore tree, old config disk, temporary or stray kratanet left over. At the end the
 # last agent must restart `loop` once more. The driver is test/e2e/chaos.ts.
 #   KRATA_CHAOS_SEED=N       replays a run (the seed is printed first)
 #   KRATA_CHAOS_ROUNDS=N     random kills (default 1), then every point: a soak is
