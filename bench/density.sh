@@ -3,7 +3,7 @@
 # Debian guest kernel with an initrd needs ~78 MiB to boot, so 64 MiB fails for xl and krata alike) started one
 # after another until the QEMU Xen host has no memory for another, first through the node agent (each
 # Running with its network and console), then, after they are all gone and the agent is stopped, with
-# `xl create` (same kernel and memory, two read-only vbds and a vif through Xen's hotplug scripts,
+# `xl create` (same kernel and memory, one read-only vbd and a vif through Xen's hotplug scripts,
 # xenconsoled) in the same boot. bench/dom0-density.ts does the work in dom0 and measures dom0's cost
 # per guest. Prints "OURS {json}" and "XL {json}".
 set -euo pipefail
