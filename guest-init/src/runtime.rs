@@ -4,9 +4,9 @@
 //! The launch config is a file, /krata/launch.json of the initramfs (the node agent appends it to the
 //! initrd as a cpio archive), or `krata.config=` on the kernel command line, or `--config` (tests).
 //! The image (squashfs) is /dev/xvda, or `krata.image=` / `--image`. The control channel's device
-//! (channel/) is /dev/hvc1, or `krata.channel=` / `--channel`. The process's end is printed on the console as one
-//! line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init failure as
-//! `KRATA-INIT-ERROR <reason>`.
+//! (channel/) is /dev/hvc1, or `krata.channel=` / `--channel`. The process's end is printed on the
+//! console as one line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init
+//! failure as `KRATA-INIT-ERROR <reason>`.
 
 use crate::channel;
 use crate::config::Network;
