@@ -7,8 +7,8 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, syml
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { busyboxImage, configDisk } from '../test/guest-disks.js';
-import { bootUnderQemu, buildGuestInit, guestInitrd, kernelAndModules } from '../test/guest-boot.js';
+import { busyboxImage, launchArchive } from '../test/guest-disks.js';
+import { appendToInitrd, bootUnderQemu, buildGuestInit, guestInitrd, kernelAndModules } from '../test/guest-boot.js';
 
 // smaps_rollup, not VmRSS: a sleeping PID 1's VmRSS can lag (per-task RSS counters sync late), the
 // page-table walk behind smaps_rollup does not.
@@ -29,9 +29,13 @@ export function guestBench(runs = Number(process.env.KRATA_BENCH_RUNS ?? 3)): Re
     const init = buildGuestInit('release');
     const initBytes = statSync(init).size;
     const { vmlinuz, modules } = kernelAndModules(['virtio_pci', 'virtio_blk', 'squashfs', 'overlay']);
-    const initrd = guestInitrd(join(work, 'initrd.cpio'), init, modules);
     const image = busyboxImage(work, ['sh', 'grep', 'sleep']);
-    const config = configDisk(work, 'bench', { Cmd: ['sh', '-c', PROBE] }, { tty: false, terminationGracePeriodSeconds: 5 });
+    // As the builder loads a guest's: the shared initrd, then its launch config archive.
+    const initrd = appendToInitrd(
+      join(work, 'initrd-bench.cpio'),
+      guestInitrd(join(work, 'initrd.cpio'), init, modules),
+      launchArchive(work, 'bench', { Cmd: ['sh', '-c', PROBE] }, { tty: false, terminationGracePeriodSeconds: 5 }),
+    );
     // The baseline's initrd: busybox as /init running the same probe, then powering off.
     const base = join(work, 'baseline');
     mkdirSync(join(base, 'bin'), { recursive: true });
@@ -46,7 +50,7 @@ export function guestBench(runs = Number(process.env.KRATA_BENCH_RUNS ?? 3)): Re
     const ours: { bootToExecMs: number; rssKb: number }[] = [];
     const theirs: { bootToExecMs: number; rssKb: number }[] = [];
     for (let i = 0; i < runs; i++) {
-      ours.push(measure(bootUnderQemu(vmlinuz, initrd, [image, config], 'krata.image=/dev/vda krata.config=/dev/vdb').serial));
+      ours.push(measure(bootUnderQemu(vmlinuz, initrd, [image], 'krata.image=/dev/vda').serial));
       theirs.push(measure(bootUnderQemu(vmlinuz, baseInitrd, [], '').serial));
       console.log(
         `run ${i + 1}: guest-init ${ours.at(-1)!.bootToExecMs} ms, ${ours.at(-1)!.rssKb} ` +

@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { buildInitrd, guestInitrdEntries } from '../node-agent/guest/initrd.js';
+import { initrdParts } from '../node-agent/xen/builder/initrd-parts.js';
 import { repoRoot } from '../lib/package-root.js';
 
 export const repo = repoRoot();
@@ -46,6 +47,15 @@ export function guestInitrd(out: string, init: string, modules: string[]): strin
       ),
     ),
   );
+  return out;
+}
+
+/**
+ * `out`: the initrd with `archive` after it, laid out as krata's builder loads a guest's (QEMU's
+ * -initrd takes one file); the kernel unpacks both into its rootfs.
+ */
+export function appendToInitrd(out: string, initrd: string, archive: string): string {
+  writeFileSync(out, Buffer.concat(initrdParts(readFileSync(initrd), readFileSync(archive))));
   return out;
 }
 

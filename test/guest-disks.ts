@@ -1,11 +1,12 @@
-// Test helpers for guest-init: the disks a guest gets, made with mksquashfs (squashfs-tools) — an
-// image holding a static busybox with a user and group of its own, and a config disk with launch.json.
+// Test helpers for guest-init: what a guest gets besides the shared initrd — its image disk, made
+// with mksquashfs (squashfs-tools), holding a static busybox with a user and group of its own, and the
+// launch config archive the agent appends to the initrd (krata/launch.json).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   composeLaunchConfig,
-  serializeLaunchConfig,
+  launchConfigArchive,
   type GuestNetworkConfig,
   type OciImageConfig,
 } from '../node-agent/guest/launch-config.js';
@@ -28,12 +29,9 @@ export function busyboxImage(dir: string, applets: string[]): string {
   return out;
 }
 
-/** `dir/config-NAME.sqfs` with the launch.json the agent would write. */
-export function configDisk(dir: string, name: string, image: OciImageConfig, spec: GuestSpecPart, network?: GuestNetworkConfig): string {
-  const configDir = join(dir, `config-${name}`);
-  mkdirSync(configDir);
-  writeFileSync(join(configDir, 'launch.json'), serializeLaunchConfig(composeLaunchConfig(name, spec, image, network)));
-  const out = join(dir, `config-${name}.sqfs`);
-  execFileSync('mksquashfs', [configDir, out, '-quiet', '-noappend', '-all-root']);
+/** `dir/launch-NAME.cpio`: the archive the agent would append to the initrd, holding its launch.json. */
+export function launchArchive(dir: string, name: string, image: OciImageConfig, spec: GuestSpecPart, network?: GuestNetworkConfig): string {
+  const out = join(dir, `launch-${name}.cpio`);
+  writeFileSync(out, launchConfigArchive(composeLaunchConfig(name, spec, image, network)));
   return out;
 }

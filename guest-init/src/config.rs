@@ -1,4 +1,4 @@
-//! The launch config the host writes for the guest (`launch.json` on the config disk), version 1.
+//! The launch config the host writes for the guest (`/krata/launch.json` in its initramfs), version 1.
 //! Format: guest-init/CONFIG.md. Parsed by hand from a JSON value so that every error names the
 //! field's path; unknown fields are errors too (a newer host must bump the version instead).
 

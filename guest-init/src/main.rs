@@ -1,7 +1,8 @@
-//! krata's guest init. As PID 1 it sets the guest up from its disks and runs the container process
-//! (runtime.rs). `guest-init plan CONFIG ROOT` prints what it would run, as JSON; the node agent's
-//! tests use it to check both sides of the launch config format. `guest-init channel --stdio` serves
-//! the guest channel on stdin/stdout in an ordinary process, for tests (channel/).
+//! krata's guest init. As PID 1 it sets the guest up from its launch config and image disk and runs
+//! the container process (runtime.rs). `guest-init plan CONFIG ROOT` prints what it would run, as
+//! JSON; the node agent's tests use it to check both sides of the launch config format.
+//! `guest-init channel --stdio` serves the guest channel on stdin/stdout in an ordinary process, for
+//! tests (channel/).
 mod channel;
 mod config;
 mod cpus;

@@ -1,12 +1,12 @@
-//! PID 1: set the guest up from its disks, run the container process as the image's user, reap
-//! everything, stop on request, report how the process ended, power off.
+//! PID 1: set the guest up from its launch config and image disk, run the container process as the
+//! image's user, reap everything, stop on request, report how the process ended, power off.
 //!
-//! Disks: the image (squashfs) and the config disk (squashfs holding launch.json), by default
-//! /dev/xvda and /dev/xvdb, or `krata.image=` / `krata.config=` on the kernel command line, or
-//! `--image` / `--config` arguments (tests). The control channel's device (channel/) is /dev/hvc1, or
-//! `krata.channel=` / `--channel`. The process's end is printed on the console as one
-//! line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init failure as
-//! `KRATA-INIT-ERROR <reason>`.
+//! The launch config is a file, /krata/launch.json of the initramfs (the node agent appends it to the
+//! initrd as a cpio archive), or `krata.config=` on the kernel command line, or `--config` (tests).
+//! The image (squashfs) is /dev/xvda, or `krata.image=` / `--image`. The control channel's device
+//! (channel/) is /dev/hvc1, or `krata.channel=` / `--channel`. The process's end is printed on the
+//! console as one line, `KRATA-EXIT {"exitCode":N}` or `KRATA-EXIT {"signal":N}`, and an init
+//! failure as `KRATA-INIT-ERROR <reason>`.
 
 use crate::channel;
 use crate::config::Network;
@@ -18,7 +18,9 @@ use std::ffi::CString;
 use std::fs;
 
 pub struct Options {
+    /// The image's block device.
     pub image: String,
+    /// The launch config file.
     pub config: String,
     /// Size of the writable layer over the image (tmpfs), MiB.
     pub rw_mib: u64,
@@ -26,9 +28,12 @@ pub struct Options {
     pub channel: String,
 }
 
+/// Where the node agent's archive, unpacked by the kernel into the initramfs, puts the launch config.
+pub const DEFAULT_CONFIG: &str = "/krata/launch.json";
+
 impl Options {
     pub fn from_cmdline(cmdline: &str, args: &[String]) -> Options {
-        let mut o = Options { image: "/dev/xvda".into(), config: "/dev/xvdb".into(), rw_mib: 256, channel: channel::DEFAULT_DEVICE.into() };
+        let mut o = Options { image: "/dev/xvda".into(), config: DEFAULT_CONFIG.into(), rw_mib: 256, channel: channel::DEFAULT_DEVICE.into() };
         for word in cmdline.split_whitespace() {
             if let Some(v) = word.strip_prefix("krata.image=") {
                 o.image = v.to_string();
@@ -91,20 +96,17 @@ fn load_modules() -> Result<(), String> {
     Ok(())
 }
 
-/// Mount the disks and build the root: the image read-only under a size-limited writable layer.
+/// Read the launch config, mount the image and build the root: the image read-only under a
+/// size-limited writable layer.
 fn build_root(o: &Options) -> Result<(String, plan::Plan, crate::config::LaunchConfig), String> {
+    let config = plan::read_config(&o.config)?;
     // The root is assembled outside /run: /run itself is moved into it afterwards.
-    let (config_dir, lower, rw, root) = (format!("{}/config", RUN), format!("{}/image", RUN), format!("{}/rw", RUN), NEW_ROOT.to_string());
-    for d in [&config_dir, &lower, &rw, &root] {
+    let (lower, rw, root) = (format!("{}/image", RUN), format!("{}/rw", RUN), NEW_ROOT.to_string());
+    for d in [&lower, &rw, &root] {
         sys::mkdir_p(d)?;
     }
-    // Block devices appear asynchronously once their frontend driver (just loaded) connects.
-    for dev in [&o.config, &o.image] {
-        wait_for(dev, 20_000)?;
-    }
-    let ro = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
-    sys::mount(&o.config, &config_dir, "squashfs", ro | libc::MS_NOEXEC, "")?;
-    let config = plan::read_config(&format!("{}/launch.json", config_dir))?;
+    // The block device appears asynchronously once its frontend driver (just loaded) connects.
+    wait_for(&o.image, 20_000)?;
     sys::mount(&o.image, &lower, "squashfs", libc::MS_RDONLY | libc::MS_NODEV, "")?;
     sys::mount("tmpfs", &rw, "tmpfs", libc::MS_NODEV, &format!("mode=0755,size={}m", o.rw_mib))?;
     sys::mkdir_p(&format!("{}/upper", rw))?;
@@ -419,11 +421,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn disks_from_cmdline_and_arguments() {
+    fn paths_from_cmdline_and_arguments() {
         let o = Options::from_cmdline("console=hvc0 krata.image=/dev/vda krata.rw_mib=64", &[]);
-        assert_eq!((o.image.as_str(), o.config.as_str(), o.rw_mib), ("/dev/vda", "/dev/xvdb", 64));
-        let o = Options::from_cmdline("", &["guest-init".into(), "--config".into(), "/dev/loop3".into()]);
-        assert_eq!((o.image.as_str(), o.config.as_str(), o.channel.as_str()), ("/dev/xvda", "/dev/loop3", "/dev/hvc1"));
+        assert_eq!((o.image.as_str(), o.config.as_str(), o.rw_mib), ("/dev/vda", "/krata/launch.json", 64));
+        let o = Options::from_cmdline("krata.config=/etc/other.json", &[]);
+        assert_eq!(o.config, "/etc/other.json");
+        let o = Options::from_cmdline("krata.config=/etc/other.json", &["guest-init".into(), "--config".into(), "/tmp/launch.json".into()]);
+        assert_eq!((o.image.as_str(), o.config.as_str(), o.channel.as_str()), ("/dev/xvda", "/tmp/launch.json", "/dev/hvc1"));
         let o = Options::from_cmdline("krata.channel=/dev/hvc2", &[]);
         assert_eq!(o.channel, "/dev/hvc2");
         let o = Options::from_cmdline("krata.channel=/dev/hvc2", &["--channel".into(), "/proc/self/fd/3".into()]);

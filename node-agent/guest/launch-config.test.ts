@@ -7,13 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  composeLaunchConfig,
-  LAUNCH_CONFIG_PATH,
-  launchConfigArchive,
-  LaunchConfigError,
-  serializeLaunchConfig,
-} from './launch-config.js';
+import { composeLaunchConfig, LAUNCH_CONFIG_PATH, launchConfigArchive, LaunchConfigError, serializeLaunchConfig } from './launch-config.js';
 
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 // Debian's toolchain (scripts/install-deps), never a rustup one that may shadow it in PATH.

@@ -1,18 +1,19 @@
 // guest-init as PID 1, for real but without a kernel boot: in a new PID, mount and UTS namespace,
-// chrooted into an initrd-like directory, with the image and the config disk as squashfs files on
-// read-only loop devices (as in a guest, where they are xvda and xvdb). It mounts what a guest needs,
-// builds the overlay root, switches into it, runs the process as the image's user and reports how
-// the process ended on its console (stdout here). Needs root, loop devices, squashfs-tools and
-// busybox-static (scripts/install-deps).
+// chrooted into an initrd-like directory (/init, and the launch config archive unpacked over it as
+// the kernel does: krata/launch.json), with the image as a squashfs file on a read-only loop device
+// (as in a guest, where it is xvda). It mounts what a guest needs, builds the overlay root, switches
+// into it, runs the process as the image's user and reports how the process ended on its console
+// (stdout here). Needs root, loop devices, squashfs-tools, cpio and busybox-static
+// (scripts/install-deps).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachLoop, detachLoop } from '../xen/index.js';
-import { configDisk, busyboxImage, type GuestSpecPart } from '../../test/guest-disks.js';
+import { busyboxImage, launchArchive, type GuestSpecPart } from '../../test/guest-disks.js';
 import { ChannelPeer, T } from '../../test/doubles/guest-channel-peer.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 
@@ -29,9 +30,6 @@ before(() => {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   imageFile = busyboxImage(work, ['sh', 'id', 'hostname', 'cat', 'sleep', 'kill', 'ping', 'ip', 'tty', 'touch', 'stty']);
-  // The initrd: only /init.
-  mkdirSync(join(work, 'initrd'));
-  copyFileSync(init, join(work, 'initrd/init'));
 });
 
 after(() => {
@@ -39,25 +37,21 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/** The guest's initrd as the kernel would unpack it: /init, then the launch config archive over it. */
+function initrdRoot(name: string, archive: string): string {
+  const root = join(work, `initrd-${name}`);
+  mkdirSync(root);
+  linkSync(init, join(root, 'init'));
+  execFileSync('cpio', ['-i', '--quiet', '--make-directories', '--no-absolute-filenames'], { cwd: root, input: readFileSync(archive) });
+  return root;
+}
+
+/** unshare's arguments for a guest: guest-init reads its default /krata/launch.json, the image is a loop device. */
 function disks(name: string, image: OciImageConfig, spec: GuestSpecPart, network?: GuestNetworkConfig): string[] {
-  const config = configDisk(work, name, image, spec, network);
+  const root = initrdRoot(name, launchArchive(work, name, image, spec, network));
   const imageLoop = attachLoop(imageFile).path;
-  const configLoop = attachLoop(config).path;
-  loops.push(imageLoop, configLoop);
-  return [
-    '--pid',
-    '--mount',
-    '--uts',
-    '--fork',
-    '--kill-child',
-    'chroot',
-    join(work, 'initrd'),
-    '/init',
-    '--image',
-    imageLoop,
-    '--config',
-    configLoop,
-  ];
+  loops.push(imageLoop);
+  return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', root, '/init', '--image', imageLoop];
 }
 
 /** unshare --fork: the namespace's PID 1 is unshare's only child (waited for briefly as it starts). */
@@ -196,6 +190,13 @@ test('init failures are reported with their reason', () => {
   assert.match(r.stdout, /KRATA-INIT-ERROR "no-such-command": executable file not found in PATH/, r.stdout);
   r = boot('workdir', { Cmd: ['id'] }, { ...base, workingDir: '/nonexistent' });
   assert.match(r.stdout, /KRATA-INIT-ERROR chdir \/nonexistent: No such file or directory/, r.stdout);
+});
+
+test('a guest without its launch config is an init failure naming the file', () => {
+  const args = disks('noconfig', { Cmd: ['id'] }, base);
+  rmSync(join(work, 'initrd-noconfig/krata'), { recursive: true });
+  const r = spawnSync('unshare', args, { encoding: 'utf8', timeout: 60_000 });
+  assert.match(r.stdout + r.stderr, /KRATA-INIT-ERROR \/krata\/launch\.json: No such file or directory/, r.stdout + r.stderr);
 });
 
 test('a shutdown request reaches the process as SIGTERM', async () => {

@@ -5,8 +5,6 @@
 // the guest, Xen's figures for the domain, and no console backend is left after destroy. One JSON line.
 //   node dist/test/e2e/dom0/channel.js '{"stateDir","name"}'
 // Used by scenario 105.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { gzipSync } from 'node:zlib';
 import { XenHypervisor } from '../../../node-agent/runtime/xen-hypervisor.js';
 import type { ChannelTransport, GuestChannel } from '../../../node-agent/channel/types.js';
 import { XenstoreClient } from '../../../node-agent/xen/index.js';
@@ -32,7 +30,8 @@ async function waitFor<T>(what: string, timeoutMs: number, get: () => T | undefi
   }
 }
 
-// The stock e2e initrd with its /init replaced (a second archive appended: the kernel unpacks both).
+// The stock e2e initrd with its /init replaced: an archive loaded after it (initrdAppend, as a guest's
+// launch config is), which the kernel unpacks over it.
 const INIT = `#!/bin/sh
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
@@ -51,14 +50,6 @@ echo KRATA-CHANNEL-END >&3
 echo KRATA-CHANNEL-WRITTEN
 while :; do sleep 3600; done
 `;
-const initrd = `${args.stateDir}/channel-initrd`;
-writeFileSync(
-  initrd,
-  Buffer.concat([
-    readFileSync('/opt/xenhost/guest/initrd.gz'),
-    gzipSync(buildInitrd([{ path: 'init', data: Buffer.from(INIT), mode: 0o755 }])),
-  ]),
-);
 
 // The protocol's stand-in: records what the guest sends, sends a line once.
 let received = Buffer.alloc(0);
@@ -83,7 +74,8 @@ try {
     memoryMiB: 128,
     maxMemoryMiB: 128,
     kernel: '/opt/xenhost/guest/vmlinux',
-    initrd,
+    initrd: '/opt/xenhost/guest/initrd.gz',
+    initrdAppend: buildInitrd([{ path: 'init', data: Buffer.from(INIT), mode: 0o755 }]),
     cmdline: 'console=hvc0 quiet loglevel=3',
     disks: [],
     nics: [],

@@ -5,7 +5,9 @@
 //   node dist/test/e2e/dom0/hypervisor.js adopt  '{"domid","uuid","guestKey","guestUid","specHash","stateDir","orphan"}'
 //   node dist/test/e2e/dom0/hypervisor.js exit \
 //     '{"name","guestKey","guestUid","specHash","stateDir","initrd","image","config","exitCode"}'
+// "config" is the guest's launch config archive (cpio), loaded after the initrd (initrdAppend).
 // Used by scenario 100.
+import { readFileSync } from 'node:fs';
 import { XenHypervisor } from '../../../node-agent/runtime/xen-hypervisor.js';
 import type { Console, DomainInfo, GuestDomainConfig } from '../../../node-agent/runtime/hypervisor.js';
 
@@ -52,11 +54,9 @@ function launchOf(a: Args): GuestDomainConfig {
     maxMemoryMiB: 160,
     kernel: '/opt/xenhost/guest/vmlinux',
     initrd: a.initrd,
+    initrdAppend: readFileSync(a.config),
     cmdline: 'console=hvc0 quiet loglevel=3',
-    disks: [
-      { file: a.image, vdev: 'xvda' },
-      { file: a.config, vdev: 'xvdb' },
-    ],
+    disks: [{ file: a.image, vdev: 'xvda' }],
     nics: [],
   };
 }

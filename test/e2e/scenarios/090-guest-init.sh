@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # krata's guest-init as PID 1 of a real PV guest: Debian's kernel, an initrd made by krata's own cpio
-# writer (guest-init plus the stock kernel's modules), the image and the config disk as read-only
-# vbds (xvda, xvdb) over loop devices, the console on krata's backend. The image's process runs as
-# the image's user with the Guest's env, its exit code comes back on the console, and the guest
-# powers itself off; then nothing is left.
+# writer (guest-init plus the stock kernel's modules) with the launch config archive loaded after it
+# by the builder (krata/launch.json, no disk), the image as a read-only vbd (xvda) over a loop device,
+# the console on krata's backend. The image's process runs as the image's user with the Guest's env,
+# its exit code comes back on the console, and the guest powers itself off; then nothing is left.
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -13,7 +13,7 @@ name=e2e-guest-init
 launch="node /krata/dist/node-agent/xen/launch-main.js"
 trap 'x "d=\$(xl domid $name 2>/dev/null) && $launch --destroy \$d" >/dev/null 2>&1 || true' EXIT
 
-# guest-init, static, with Debian's toolchain; the disks, staged where dom0 sees them (/krata).
+# guest-init, static, with Debian's toolchain; image and configs staged where dom0 sees them (/krata).
 . "$(dirname "$0")/lib/guest-init.sh"
 stage=$repo/guest-init/target/e2e
 gi_stage_image "$stage"
@@ -23,11 +23,11 @@ gi_config "$stage" config "$name" \
 gi_config "$stage" config-stop "$name" '{"tty":false,"terminationGracePeriodSeconds":20}' \
   '{"Cmd":["sh","-c","trap \"echo got-term; exit 0\" TERM; echo KRATA-TEST-READY; while :; do sleep 1; done"]}'
 
-x "cp /krata/guest-init/target/e2e/image.sqfs /tmp/gi-image.sqfs && cp /krata/guest-init/target/e2e/config.sqfs /tmp/gi-config.sqfs && cp /krata/guest-init/target/e2e/config-stop.sqfs /tmp/gi-config-stop.sqfs" \
-  || fail "copying the disks failed"
+x "cp /krata/guest-init/target/e2e/image.sqfs /tmp/gi-image.sqfs && cp /krata/guest-init/target/e2e/config.cpio /tmp/gi-config.cpio && cp /krata/guest-init/target/e2e/config-stop.cpio /tmp/gi-config-stop.cpio" \
+  || fail "copying the image and configs failed"
 gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --memory 128 \
-    --disk /tmp/gi-image.sqfs:xvda --disk /tmp/gi-config.sqfs:xvdb --console krata \
+    --disk /tmp/gi-image.sqfs:xvda --initrd-append /tmp/gi-config.cpio --console krata \
     --attach-until 'KRATA-EXIT' --attach-timeout 120 --cmdline 'console=hvc0 quiet loglevel=3'" >"$out/console.txt" 2>&1 \
   || { tail -30 "$out/console.txt" >&2; fail "launch or console failed"; }
 grep -q 'uid=1000(app) gid=1000(app)' "$out/console.txt" || { tail -30 "$out/console.txt" >&2; fail "the process did not run as the image's user"; }
@@ -38,6 +38,9 @@ x "for i in \$(seq 150); do xl list $name 2>/dev/null | awk 'NR==2 {print \$5}' 
   || fail "the guest did not power itself off after its process ended"
 d=$(x "xl domid $name")
 [ "$(x "xenstore-read /local/domain/$d/krata/guest/exit-code")" = 7 ] || fail "krata/guest/exit-code in xenstore is not 7"
+# The launch config came in the initrd: xvda (51712) is the domain's only vbd.
+vbds=$(x "xenstore-list /local/domain/0/backend/vbd/$d" | tr '\n' ' ')
+[ "$vbds" = "51712 " ] || fail "vbds other than xvda: $vbds"
 x "$launch --destroy $d" >/dev/null
 x "! xl domid $name >/dev/null 2>&1 && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$d" || fail "domain, loop devices or xenstore entries left"
 grep -E 'uid=|GREETING=|KRATA-EXIT' "$out/console.txt"
@@ -46,7 +49,7 @@ echo "guest-init ran the image's process as its user and reported its exit (cons
 # The graceful stop: control/shutdown=poweroff -> guest-init's watch -> SIGTERM to the process,
 # which exits 0; the guest powers itself off within the grace period.
 x "$launch --name $name --kernel /opt/xenhost/guest/vmlinux --initrd /tmp/krata-initrd.cpio --memory 128 \
-    --disk /tmp/gi-image.sqfs:xvda --disk /tmp/gi-config-stop.sqfs:xvdb --console krata \
+    --disk /tmp/gi-image.sqfs:xvda --initrd-append /tmp/gi-config-stop.cpio --console krata \
     --attach-until 'KRATA-TEST-READY' --attach-timeout 120 --cmdline 'console=hvc0 quiet loglevel=3'" >"$out/console-stop.txt" 2>&1 \
   || { tail -30 "$out/console-stop.txt" >&2; fail "launch of the second guest failed"; }
 d=$(x "xl domid $name")

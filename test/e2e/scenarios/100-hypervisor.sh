@@ -32,7 +32,8 @@ gi_config "$stage" config-tick e2e-hv-tick '{"tty":false,"terminationGracePeriod
   '{"Cmd":["sh","-c","trap \"echo got-term; exit 0\" TERM; echo KRATA-HV-READY; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 1; done"]}'
 gi_config "$stage" config-exit e2e-hv-exit '{"tty":false,"terminationGracePeriodSeconds":5}' \
   '{"Cmd":["sh","-c","echo KRATA-HV-EXIT3; sleep 1; exit 3"]}'
-x "rm -rf $sd && mkdir -p $sd && cp /krata/guest-init/target/e2e-hv/{image,config-tick,config-exit}.sqfs $sd/" || fail "staging the disks failed"
+x "rm -rf $sd && mkdir -p $sd && cp /krata/guest-init/target/e2e-hv/image.sqfs /krata/guest-init/target/e2e-hv/config-{tick,exit}.cpio $sd/" \
+  || fail "staging the image and configs failed"
 gi_initrd $sd/initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
 
 common="\"stateDir\":\"$sd\",\"initrd\":\"$sd/initrd.cpio\",\"image\":\"$sd/image.sqfs\""
@@ -40,7 +41,7 @@ tick="\"name\":\"e2e-hv-tick\",\"guestKey\":\"e2e/hv-tick\",\"guestUid\":\"uid-$
 field() { node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"))[process.argv[1]] ?? "")' "$1" "$2"; }
 
 # 1. create, list, console history; then the process ends (the "agent" stops).
-x "$drive start '{$common,$tick,\"config\":\"$sd/config-tick.sqfs\",\"until\":\"KRATA-HV-READY\"}'" >"$out/start.json" 2>"$out/start.err" \
+x "$drive start '{$common,$tick,\"config\":\"$sd/config-tick.cpio\",\"until\":\"KRATA-HV-READY\"}'" >"$out/start.json" 2>"$out/start.err" \
   || { cat "$out/start.json" "$out/start.err" >&2; fail "start phase failed"; }
 cat "$out/start.json"
 domid=$(field domid "$out/start.json") uuid=$(field uuid "$out/start.json")
@@ -71,7 +72,7 @@ echo "adopted domain $domid in a new process, live console, graceful stop with e
 
 # 3. a process that exits 3 by itself.
 exitg="\"name\":\"e2e-hv-exit\",\"guestKey\":\"e2e/hv-exit\",\"guestUid\":\"uid-$RANDOM\",\"specHash\":\"hash-$RANDOM\""
-x "$drive exit '{$common,$exitg,\"config\":\"$sd/config-exit.sqfs\",\"exitCode\":3}'" >"$out/exit.json" 2>"$out/exit.err" \
+x "$drive exit '{$common,$exitg,\"config\":\"$sd/config-exit.cpio\",\"exitCode\":3}'" >"$out/exit.json" 2>"$out/exit.err" \
   || { cat "$out/exit.json" "$out/exit.err" >&2; fail "exit phase failed"; }
 cat "$out/exit.json"
 nothing_left exit "$(field domid "$out/exit.json")"

@@ -1,6 +1,7 @@
 # Staging for scenarios that boot krata's guest-init (sourced, not run: 090, 100). On the host:
-# guest-init built static with Debian's toolchain, a busybox image and launch configs as squashfs
-# files under the repo (dom0 sees them at /krata); in dom0: krata's initrd for the stock guest kernel.
+# guest-init built static with Debian's toolchain, a busybox image (squashfs) and launch config
+# archives (cpio, loaded after the initrd) under the repo (dom0 sees them at /krata); in dom0: krata's
+# initrd for the stock guest kernel.
 # Needs $repo (the repo root on the host) and x() (a command in dom0).
 
 # gi_stage_image STAGE: builds guest-init; STAGE/image.sqfs holds busybox (sh id echo cat sleep),
@@ -16,18 +17,16 @@ gi_stage_image() {
   mksquashfs "$stage/image" "$stage/image.sqfs" -quiet -noappend -all-root >/dev/null
 }
 
-# gi_config STAGE OUT GUEST_NAME SPEC_JSON IMAGE_CONFIG_JSON: STAGE/OUT.sqfs, a config disk whose
-# launch.json is composeLaunchConfig(GUEST_NAME, SPEC, IMAGE_CONFIG) (needs dist/ built on the host).
+# gi_config STAGE OUT GUEST_NAME SPEC_JSON IMAGE_CONFIG_JSON: STAGE/OUT.cpio, the archive the agent
+# appends to the initrd (launch-main --initrd-append), its krata/launch.json
+# composeLaunchConfig(GUEST_NAME, SPEC, IMAGE_CONFIG) (needs dist/ built on the host).
 gi_config() {
-  local stage=$1 out=$2
-  rm -rf "${stage:?}/$out" && mkdir -p "$stage/$out"
-  GI_NAME=$3 GI_SPEC=$4 GI_IMAGE=$5 GI_OUT=$stage/$out/launch.json node --input-type=module -e "
-import { composeLaunchConfig, serializeLaunchConfig } from '$repo/dist/node-agent/guest/launch-config.js';
+  GI_NAME=$3 GI_SPEC=$4 GI_IMAGE=$5 GI_OUT=$1/$2.cpio node --input-type=module -e "
+import { composeLaunchConfig, launchConfigArchive } from '$repo/dist/node-agent/guest/launch-config.js';
 import { writeFileSync } from 'node:fs';
 const { GI_NAME, GI_SPEC, GI_IMAGE, GI_OUT } = process.env;
-writeFileSync(GI_OUT, serializeLaunchConfig(composeLaunchConfig(GI_NAME, JSON.parse(GI_SPEC), JSON.parse(GI_IMAGE))));
+writeFileSync(GI_OUT, launchConfigArchive(composeLaunchConfig(GI_NAME, JSON.parse(GI_SPEC), JSON.parse(GI_IMAGE))));
 "
-  mksquashfs "$stage/$out" "$stage/$out.sqfs" -quiet -noappend -all-root >/dev/null
 }
 
 # gi_initrd OUT: (in dom0) krata's initrd with the guest-init built by gi_stage_image; prints its JSON line.
