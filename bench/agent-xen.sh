@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Part of `npm run bench -- agent`, run by bench/agent.ts inside test/xenhost/boot.sh: on the QEMU Xen
 # host, `kratactl apply` of a Guest whose image is cached → phase Running, against `xl create` of the
-# same guest (kernel, initrd with guest-init, memory, the same image and config disks, no NIC), timed
+# same guest (kernel, initrd with guest-init and a launch config, memory, the same image disk, no NIC), timed
 # in dom0, alternating. Prints "PHASES <json>" per run (the agent's breakdown of that launch, phase →
 # ms, from its krata_launch_phase_seconds) and last "RESULT <ours ms median> <xl ms median>".
 set -euo pipefail

@@ -2,9 +2,9 @@
 # Part of `npm run bench -- cold-launch`, run by bench/cold-launch.ts inside test/xenhost/boot.sh with
 # KRATA_BENCH_REGISTRY (the host's registry as dom0 reaches it, 10.0.2.2:PORT) holding
 # bench/busybox:1. On the QEMU Xen host, with nothing cached: `kratactl apply` of a Guest of that
-# image → phase Running (the agent pulls, packs, writes the config disk and launches), against
+# image → phase Running (the agent pulls, packs, composes the launch config and launches), against
 # `skopeo copy` + `umoci unpack` + `mksquashfs` + `xl create` of the same image (same kernel, initrd,
-# memory, config disk, no NIC), alternating; each run of ours starts with the image removed from the
+# memory, initrd with a launch config, no NIC), alternating; each run of ours starts with the image removed from the
 # agent's cache. Prints "PHASES <json>" per run of ours and last "RESULT <ours ms median> <baseline ms median>".
 set -euo pipefail
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }

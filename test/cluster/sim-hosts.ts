@@ -22,14 +22,7 @@ import { replace, resolve } from '../../lib/container.js';
 import type { Running } from '../../lib/lifecycle.js';
 import { agentContainer, startAgent } from '../../node-agent/container/agent.js';
 import { testAgentConfig } from '../harness/node-agent.js';
-import {
-  CLUSTER_MODE,
-  GUEST_STORE,
-  HYPERVISOR,
-  IMAGE_PROVIDER,
-  IMAGE_STORE,
-  GUEST_CONTROLLER,
-} from '../../node-agent/container/ids.js';
+import { CLUSTER_MODE, GUEST_STORE, HYPERVISOR, IMAGE_PROVIDER, IMAGE_STORE, GUEST_CONTROLLER } from '../../node-agent/container/ids.js';
 
 export interface SimHostsOptions {
   redisUrl: string;

@@ -11,7 +11,10 @@ test('an appended archive starts at the next 4-byte boundary, after zeros', () =
     assert.equal(at % 4, 0, `initrd of ${size} bytes`);
     assert.ok(at - size < 4 && at >= size);
     assert.ok(all.subarray(0, size).equals(initrd));
-    assert.ok(all.subarray(size, at).every((b) => b === 0), 'the gap is zeros: the kernel skips zeros between archives');
+    assert.ok(
+      all.subarray(size, at).every((b) => b === 0),
+      'the gap is zeros: the kernel skips zeros between archives',
+    );
     assert.ok(all.subarray(at).equals(archive));
   }
   assert.deepEqual([0, 1, 2, 3, 4].map(alignPadding), [0, 3, 2, 1, 0]);
