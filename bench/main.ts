@@ -80,7 +80,7 @@ const benches: Record<string, () => Record<string, unknown> | Promise<Record<str
       kratanet_fds_per_guest: ours.kratanet_fds_per_guest,
       slab_kib_per_guest: ours.slab_kib_per_guest,
       xl_slab_kib_per_guest: xl.slab_kib_per_guest,
-      baseline: 'xl create (Xen 4.17): same kernel and memory, 2 ro vbds + vif via hotplug scripts, xenconsoled; same QEMU host',
+      baseline: 'xl create (Xen 4.17): same kernel and memory, 1 ro vbd + vif via hotplug scripts, xenconsoled; same QEMU host',
       per_guest: 'dom0 memory from the first guest to the last over guests - 1; first_guest_kib is what the first launch loads once',
     };
   },

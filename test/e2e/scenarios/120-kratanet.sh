@@ -21,13 +21,9 @@ kratanet_pid() { x "a=\$(cat /run/krata/agent.pid); for p in /proc/[0-9]*; do tr
 packet_sockets() { x "for f in /proc/$1/fd/*; do readlink \$f; done 2>/dev/null | sed -n 's/^socket:\\[\\([0-9]*\\)\\]\$/\\1/p' >/tmp/krata-e2e-120.inodes; awk 'NR == FNR {s[\$1] = 1; next} FNR > 1 && (\$9 in s)' /tmp/krata-e2e-120.inodes /proc/net/packet"; }
 
 # The image and initrd: as scenario 110 (busybox from a docker save archive, krata's initrd).
-. "$(dirname "$0")/lib/guest-init.sh"
-stage=$repo/guest-init/target/e2e-kratanet
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox kratanet
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-kratanet/busybox.tar" >"$out/import.txt" || fail "image import failed"
+import_busybox
 
 # dom0's loopback services: busybox httpd on 127.0.0.1 and ::1, a marker file and 20 MiB of random bytes.
 x "mkdir -p $www/www && echo $marker >$www/www/marker.txt && dd if=/dev/urandom of=$www/www/big.bin bs=1M count=20 2>/dev/null && sha256sum $www/www/big.bin | cut -d' ' -f1 >$www/big.sha256" \

@@ -27,13 +27,9 @@ for _ in $(seq 50); do [ -s "$out/listener.port" ] && break; sleep 0.1; done
 hport=$(cat "$out/listener.port")
 [ -n "$hport" ] || fail "the listener on this machine did not start"
 
-. "$(dirname "$0")/lib/guest-init.sh"
-stage=$repo/guest-init/target/e2e-isolation
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox isolation
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-isolation/busybox.tar" >"$out/import.txt" || fail "image import failed"
+import_busybox
 
 # dom0's services on every address: a Redis as the old manifests ran it, and an httpd.
 dom0ip=$(x "node -p \"Object.values(require('os').networkInterfaces()).flat().find((a) => a.family === 'IPv4' && !a.internal)?.address ?? ''\"")

@@ -16,13 +16,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$(dirname "$0")/lib/guest-init.sh"
-stage=$repo/guest-init/target/e2e-exec
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox exec
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-exec/busybox.tar" >"$out/import.txt" || fail "image import failed"
+import_busybox
 start_agent || fail "the agent did not start"
 
 host_kratactl 9478 /run/krata-e2e-exec

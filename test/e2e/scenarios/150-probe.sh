@@ -9,13 +9,9 @@ set -euo pipefail
 cleanup() { agent_cleanup; }
 trap cleanup EXIT
 
-. "$(dirname "$0")/lib/guest-init.sh"
-stage=$repo/guest-init/target/e2e-probe
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox probe
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-probe/busybox.tar" >"$out/import.txt" || fail "image import failed"
+import_busybox
 start_agent || fail "the agent did not start"
 
 # status NAME JS: the JS expression over the Guest `g` and its Ready condition `r`, read in dom0.

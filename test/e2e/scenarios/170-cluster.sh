@@ -22,12 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-stage=$repo/guest-init/target/e2e-cluster
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" krata/busybox:demo
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox cluster krata/busybox:demo
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-cluster/busybox.tar" >/dev/null || fail "image import failed"
+import_busybox
 
 # The control plane on the host.
 node "$repo/dist/test/e2e/cluster-control-plane.js" "$out/cluster" 2>"$out/control-plane.log" &

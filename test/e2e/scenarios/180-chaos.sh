@@ -32,13 +32,9 @@ cleanup() {
 trap cleanup EXIT
 
 # The image and initrd, as in 120-kratanet.
-. "$(dirname "$0")/lib/guest-init.sh"
-stage=$repo/guest-init/target/e2e-chaos
-gi_stage_image "$stage"
-node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" e2e/busybox:1
-gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+stage_busybox chaos
 cleanup
-x "$k image import --offline --store /var/lib/krata -q /krata/guest-init/target/e2e-chaos/busybox.tar" >"$out/import.txt" || fail "image import failed"
+import_busybox
 x ": >/tmp/agent.log"
 
 # The agent's API on the host (its relay in dom0 outlives the agent's restarts).

@@ -15,6 +15,22 @@ fail() {
   exit 1
 }
 
+# stage_busybox NAME [REF]: guest-init built and its initrd in dom0 (/tmp/krata-initrd.cpio, the
+# agent's --initrd), and busybox (REF, default e2e/busybox:1) as a docker save archive in
+# $stage = guest-init/target/e2e-NAME, which dom0 sees under /krata. Sets $stage.
+stage_busybox() {
+  . "$repo/test/e2e/scenarios/lib/guest-init.sh"
+  stage=$repo/guest-init/target/e2e-$1
+  gi_stage_image "$stage"
+  node "$repo/dist/test/e2e/busybox-image.js" "$stage/busybox.tar" "${2:-e2e/busybox:1}"
+  gi_initrd /tmp/krata-initrd.cpio >"$out/initrd.json" || fail "building the initrd failed"
+}
+
+# import_busybox: stage_busybox's image into the agent's store (/var/lib/krata), offline.
+import_busybox() {
+  x "$k image import --offline --store /var/lib/krata -q /krata/${stage#"$repo"/}/busybox.tar" >"$out/import.txt" || fail "image import failed"
+}
+
 # start_agent: starts $agent (log /tmp/agent.log) and waits until its API answers.
 start_agent() { x "mkdir -p /run/krata; (setsid $agent >>/tmp/agent.log 2>&1 </dev/null & echo \$! >/run/krata/agent.pid); for i in \$(seq 600); do [ -S /run/krata/agent.sock ] && $k host status >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"; }
 
