@@ -14,7 +14,11 @@ export interface AgentFaultPoint {
 
 export const AGENT_FAULT_POINTS: readonly AgentFaultPoint[] = [
   { name: 'create.addresses-reserved', op: 'create', leaves: 'an address reservation, no domain' },
-  { name: 'create.loop-attached', op: 'create', leaves: "a loop device that no xenstore entry records (the image's)" },
+  {
+    name: 'create.loop-attached',
+    op: 'create',
+    leaves: "the image's loop device, held by the dead agent: it detaches itself unless another guest uses it",
+  },
   { name: 'create.domain-created', op: 'create', leaves: 'a paused domain with no xenstore home and no krata keys, its loop devices' },
   {
     name: 'create.devices-written',

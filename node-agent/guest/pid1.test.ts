@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { attachLoop, detachLoop } from '../xen/index.js';
+import { holdLoop, type HeldLoop } from '../xen/index.js';
 import { busyboxImage, launchArchive, type GuestSpecPart } from '../../test/guest-disks.js';
 import { ChannelPeer, T } from '../../test/doubles/guest-channel-peer.js';
 import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
@@ -20,7 +20,7 @@ import type { GuestNetworkConfig, OciImageConfig } from './launch-config.js';
 const crate = resolve(dirname(fileURLToPath(import.meta.url)), '../../../guest-init');
 const init = join(crate, 'target/debug/guest-init');
 const work = mkdtempSync(join(tmpdir(), 'krata-pid1-'));
-const loops: string[] = [];
+const loops: HeldLoop[] = [];
 let imageFile = '';
 
 before(() => {
@@ -33,7 +33,7 @@ before(() => {
 });
 
 after(() => {
-  for (const l of loops) detachLoop(l);
+  for (const l of loops) l.release(); // autoclear: each goes once its guest's mount is gone
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -49,9 +49,9 @@ function initrdRoot(name: string, archive: string): string {
 /** unshare's arguments for a guest: guest-init reads its default /krata/launch.json, the image is a loop device. */
 function disks(name: string, image: OciImageConfig, spec: GuestSpecPart, network?: GuestNetworkConfig): string[] {
   const root = initrdRoot(name, launchArchive(work, name, image, spec, network));
-  const imageLoop = attachLoop(imageFile).path;
+  const imageLoop = holdLoop(imageFile);
   loops.push(imageLoop);
-  return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', root, '/init', '--image', imageLoop];
+  return ['--pid', '--mount', '--uts', '--fork', '--kill-child', 'chroot', root, '/init', '--image', imageLoop.path];
 }
 
 /** unshare --fork: the namespace's PID 1 is unshare's only child (waited for briefly as it starts). */

@@ -24,6 +24,7 @@ const layouts: Layout[] = [
   abi.evtchnAllocUnbound,
   abi.grantEntryV1,
   abi.loopConfig,
+  abi.loopInfo64,
   abi.gntdevMapGrantRef,
   abi.gntdevUnmapGrantRef,
 ];

@@ -293,7 +293,13 @@ export const loopConfig = layout('struct loop_config', 304, {
   lo_flags: { offset: 8 + 52, type: 'u32', c: 'info.lo_flags' },
   lo_file_name: { offset: 8 + 56, type: 'bytes', length: 64, c: 'info.lo_file_name' },
 });
-export const LoopIoctl = { CLR_FD: 0x4c01, CONFIGURE: 0x4c0a, CTL_GET_FREE: 0x4c82 } as const;
+/** What LOOP_GET_STATUS64 reports: the backing file's device and inode, and the flags. */
+export const loopInfo64 = layout('struct loop_info64', 232, {
+  lo_device: { offset: 0, type: 'u64' },
+  lo_inode: { offset: 8, type: 'u64' },
+  lo_flags: { offset: 52, type: 'u32' },
+});
+export const LoopIoctl = { CLR_FD: 0x4c01, GET_STATUS64: 0x4c05, CONFIGURE: 0x4c0a, CTL_GET_FREE: 0x4c82 } as const;
 export const LoopFlag = { READ_ONLY: 1, AUTOCLEAR: 4 } as const;
 
 /** gntdev (xen/gntdev.h): map other domains' grants into our address space. */

@@ -31,8 +31,9 @@ import { newP2m, p2mWords, setExtent } from './p2m.js';
 import { initrdParts } from './initrd-parts.js';
 import { loadInitrd, loadKernel, writeP2m, writePageTables, writeStartInfo } from './pagetables.js';
 import { planBoot, type BootPlan } from './plan.js';
-import { attachLoop, type LoopDevice } from '../devices/loop.js';
-import { destroyDomain, detachLoopQuietly } from '../teardown.js';
+import { holdLoop, type HeldLoop } from '../devices/loop.js';
+import { blkbackOpened } from '../devices/vbd.js';
+import { destroyDomain } from '../teardown.js';
 import { faultPoint } from '../../../lib/fault-points.js';
 
 /** The kernel and initrd of a DomainConfig, read (or mapped) by the caller. */
@@ -104,13 +105,14 @@ export class DomainBuilder {
     const plan = planBoot({ kernel, totalPages: maxMiB * 256, initrdBytes });
     trace('plan');
     const uuid = opts.uuid ?? randomUUID();
-    const loops: LoopDevice[] = [];
+    // Held until blkback has them open (devices/loop.ts), then released whatever happens.
+    const loops: HeldLoop[] = [];
     let domid: number | undefined;
     let stored: Promise<void> | undefined;
     try {
       for (const disk of config.disks) {
-        loops.push(attachLoop(disk.file));
-        faultPoint('create.loop-attached'); // a loop device no xenstore entry records yet
+        loops.push(holdLoop(disk.file));
+        faultPoint('create.loop-attached'); // a loop device (held, autoclear) no xenstore entry records yet
       }
       domid = this.createDomain(uuid, maxVcpus);
       this.xen.domctl(
@@ -240,6 +242,12 @@ export class DomainBuilder {
       trace('grant table');
       await stored;
       trace('xenstore');
+      // blkback opens the devices while the domain is introduced (it needs nothing from the guest).
+      const opened = blkbackOpened(
+        domid,
+        config.disks.map((d) => d.vdev),
+      );
+      opened.catch(() => undefined); // awaited below
       faultPoint('create.devices-written'); // paused, with krata keys, vbd/vif entries, not introduced
       // Only now hand the ring to xenstored: it maps it through grant reference 1 and refuses (EINVAL)
       // a domain whose grant table is not seeded yet.
@@ -252,13 +260,18 @@ export class DomainBuilder {
         this.xen.unpause(domid);
         trace('unpause');
       }
+      await opened;
+      trace('disks opened');
       return { domid, uuid, storeEvtchn, consoleEvtchn, storeMfn, consoleMfn, plan };
     } catch (e) {
       // Let the xenstore writes in flight finish first, or their commit could outlive the cleanup.
       await stored?.catch(() => undefined);
       if (domid !== undefined) await destroyDomain(this.xen, this.xs, domid, uuid).catch(() => undefined);
-      for (const l of loops) detachLoopQuietly(l.path);
+      // The devices go by themselves once released, unless another guest's blkback holds them.
+      for (const l of loops) l.release();
       throw e;
+    } finally {
+      for (const l of loops) l.release();
     }
   }
 

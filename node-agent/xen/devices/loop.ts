@@ -1,12 +1,18 @@
-// Read-only loop devices for guest disks (blkback serves block devices, not files). Attached with
-// LOOP_CONFIGURE (file, read-only flag and name in one ioctl) and detached with LOOP_CLR_FD.
-import { fstatSync } from 'node:fs';
-import { LoopFlag, LoopIoctl, loopConfig } from '../abi.js';
-import { setField } from '../../../lib/c-layout.js';
+// Read-only loop devices for guest disks (blkback serves block devices, not files). One device per
+// image, shared by every guest of it: attached with LOOP_CONFIGURE (file, read-only and autoclear
+// flags, name in one ioctl), so the kernel detaches it when its last user closes it. The agent holds
+// the device open from the moment it picks it until blkback has opened it too (HeldLoop.release), so
+// it cannot be detached, and its number reused for another file, in between. A kill of the agent
+// closes what it held: a device no blkback took goes with it.
+import { fstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { LoopFlag, LoopIoctl, loopConfig, loopInfo64 } from '../abi.js';
+import { getField, setField } from '../../../lib/c-layout.js';
 import { O_CLOEXEC, SysError, sysClose, sysIoctl, sysOpen } from '../../../lib/libc.js';
 
 const O_RDONLY = 0;
 const O_RDWR = 2;
+const SHARED_FLAGS = LoopFlag.READ_ONLY | LoopFlag.AUTOCLEAR;
 
 export interface LoopDevice {
   path: string;
@@ -14,8 +20,73 @@ export interface LoopDevice {
   minor: number;
 }
 
-/** Attach `file` read-only to a free loop device; retried when another process takes the same one. */
-export function attachLoop(file: string): LoopDevice {
+/** A loop device the caller holds open: while held it stays attached to its file. */
+export interface HeldLoop extends LoopDevice {
+  /** Whether it was already serving the file (another guest's) rather than attached now. */
+  shared: boolean;
+  /** Lets go (idempotent): the device goes once nobody else (blkback) holds it. */
+  release(): void;
+}
+
+function held(path: string, fd: number, shared: boolean): HeldLoop {
+  const rdev = fstatSync(fd).rdev;
+  let open = true;
+  return {
+    path,
+    major: Math.floor(rdev / 256) & 0xfff,
+    minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+    shared,
+    release: () => {
+      if (open) sysClose(fd);
+      open = false;
+    },
+  };
+}
+
+/**
+ * A loop device already serving `file` read-only with autoclear (holdLoop's, for another guest), held
+ * open; undefined when there is none. sysfs names the candidates; the device's own status, read while
+ * we hold it, decides: the same file by device and inode, not a namesake, and still attached.
+ */
+function findShared(file: string, sysBlock: string): HeldLoop | undefined {
+  const st = statSync(file, { bigint: true });
+  let names: string[];
+  try {
+    names = readdirSync(sysBlock).filter((n) => /^loop\d+$/.test(n));
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    let backing: string;
+    try {
+      backing = readFileSync(join(sysBlock, name, 'loop', 'backing_file'), 'utf8').replace(/\n$/, '');
+    } catch {
+      continue; // not attached
+    }
+    if (backing !== file) continue;
+    let fd: number;
+    try {
+      fd = sysOpen(`/dev/${name}`, O_RDONLY | O_CLOEXEC);
+    } catch {
+      continue;
+    }
+    try {
+      const info = Buffer.alloc(loopInfo64.size);
+      sysIoctl(fd, LoopIoctl.GET_STATUS64, info, `LOOP_GET_STATUS64 /dev/${name}`);
+      const flags = getField(info, loopInfo64, 'lo_flags') as number;
+      // lo_device is the kernel's huge_encode_dev, the same number as glibc's dev_t below major 4096.
+      const same = getField(info, loopInfo64, 'lo_inode') === st.ino && getField(info, loopInfo64, 'lo_device') === st.dev;
+      if (same && (flags & SHARED_FLAGS) === SHARED_FLAGS) return held(`/dev/${name}`, fd, true);
+    } catch {
+      // detached meanwhile (ENXIO)
+    }
+    sysClose(fd);
+  }
+  return undefined;
+}
+
+/** Attach `file` read-only and autoclear to a free loop device, held; retried when another process takes it first. */
+function attachNew(file: string): HeldLoop {
   const backing = sysOpen(file, O_RDONLY | O_CLOEXEC);
   try {
     for (let attempt = 0; attempt < 10; attempt++) {
@@ -31,15 +102,13 @@ export function attachLoop(file: string): LoopDevice {
       try {
         const config = Buffer.alloc(loopConfig.size);
         setField(config, loopConfig, 'fd', backing);
-        setField(config, loopConfig, 'lo_flags', LoopFlag.READ_ONLY);
+        setField(config, loopConfig, 'lo_flags', SHARED_FLAGS);
         setField(config, loopConfig, 'lo_file_name', Buffer.from(file).subarray(-63));
         sysIoctl(loop, LoopIoctl.CONFIGURE, config, `LOOP_CONFIGURE ${path}`);
-        const rdev = fstatSync(loop).rdev;
-        return { path, major: Math.floor(rdev / 256) & 0xfff, minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
+        return held(path, loop, false);
       } catch (e) {
-        if ((e as SysError).code !== 'EBUSY') throw e;
-      } finally {
         sysClose(loop);
+        if ((e as SysError).code !== 'EBUSY') throw e;
       }
     }
     throw new Error(`no free loop device for ${file} after 10 attempts`);
@@ -48,10 +117,21 @@ export function attachLoop(file: string): LoopDevice {
   }
 }
 
+/**
+ * A read-only loop device over `file` for a guest's disk, held until release(): the one already serving
+ * the file when there is one, else a free one attached now. The file is named by its real path (what
+ * sysfs shows), so two paths to one image share too.
+ */
+export function holdLoop(file: string, sysBlock = '/sys/block'): HeldLoop {
+  const real = realpathSync(file);
+  return findShared(real, sysBlock) ?? attachNew(real);
+}
+
 export function detachLoop(path: string): void {
   if (!/^\/dev\/loop\d+$/.test(path)) throw new Error(`refusing to detach ${path}: not a loop device`);
   const loop = sysOpen(path, O_RDONLY | O_CLOEXEC);
   try {
+    // On a device others hold open (another guest's blkback) this only marks it autoclear.
     sysIoctl(loop, LoopIoctl.CLR_FD, null, `LOOP_CLR_FD ${path}`);
   } catch (e) {
     if ((e as SysError).code !== 'ENXIO') throw e; // not attached: nothing to do

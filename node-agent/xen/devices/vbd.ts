@@ -1,6 +1,7 @@
 // Xen virtual block devices for PV guests: the xenstore handshake blkback and blkfront read (libxl's
 // layout, test/e2e/fixtures/xl-pv-guest.xenstore.txt), for a read-only loop device in dom0. We write
-// physical-device ourselves, so no hotplug script runs.
+// physical-device ourselves, so no hotplug script runs; blkbackOpened says when blkback holds it.
+import { existsSync } from 'node:fs';
 import type { Transaction } from '../xenstore/client.js';
 import { backendRoot, writeDeviceHandshake } from './handshake.js';
 import type { LoopDevice } from './loop.js';
@@ -42,4 +43,30 @@ export async function writeVbd(tx: Transaction, domid: number, vbd: VbdSpec): Pr
 /** Where a domain's vbd backends live: blkback lets go of the devices when the directory disappears. */
 export function vbdBackendRoot(domid: number): string {
   return backendRoot('vbd', domid);
+}
+
+const XEN_BACKEND_DEVICES = '/sys/bus/xen-backend/devices';
+
+/**
+ * Resolves once blkback holds each of the domain's vbds' devices open: it adds the vbd's
+ * physical_device attribute to sysfs only after opening the device named by physical-device, which
+ * it does as soon as the backend's xenstore entries appear (before the guest connects).
+ */
+export async function blkbackOpened(
+  domid: number,
+  vdevs: readonly string[],
+  opts: { timeoutMs?: number; devices?: string } = {},
+): Promise<void> {
+  const devices = opts.devices ?? XEN_BACKEND_DEVICES;
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const t0 = Date.now();
+  let pending = vdevs.map((v) => ({ vdev: v, attr: `${devices}/vbd-${domid}-${xvdDeviceNumber(v)}/physical_device` }));
+  for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
+    pending = pending.filter((p) => !existsSync(p.attr));
+    if (pending.length === 0) return;
+    if (Date.now() - t0 > timeoutMs) {
+      throw new Error(`blkback did not open the device of ${pending.map((p) => p.vdev).join(', ')} within ${timeoutMs / 1000} s`);
+    }
+    await new Promise((r) => setTimeout(r, wait));
+  }
 }

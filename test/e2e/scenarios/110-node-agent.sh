@@ -2,7 +2,7 @@
 # krata's main job on one host, end to end: krata-node-agent in dom0 with the real Xen layer,
 # `kratactl apply -f` of Guests whose image comes from a `docker save` archive imported into the
 # agent's cache; Running with addresses; logs; attach and run a command in a shell; an agent restart
-# that adopts the running guests; bad input (an image that cannot be pulled, memory beyond the host)
+# that adopts the running guests; both guests of one image share its loop device; bad input (an image that cannot be pulled, memory beyond the host)
 # lands in status; delete --wait leaves no domain, loop device, xenstore entry or file behind.
 set -euo pipefail
 . "$(dirname "$0")/lib/agent.sh"
@@ -43,6 +43,13 @@ x "$k get web -o json" >"$out/web.json"
 node -e "const g=require('$out/web.json'); if(!/^10\.75\./.test(g.status.addresses?.ipv4)) process.exit(1)" || fail "web has no IPv4 address in status"
 domid=$(node -p "require('$out/web.json').status.domid")
 x "xl list | grep -q '^krata\.default\.web '" || fail "no Xen domain krata.default.web"
+# One loop device serves the image to both guests (autoclear: it goes with the last of them).
+x "$k get shell -o json" >"$out/shell.json"
+shell_domid=$(node -p "require('$out/shell.json').status.domid")
+x "xenstore-read /local/domain/$domid/krata/loops /local/domain/$shell_domid/krata/loops; for b in /sys/block/loop*/loop/backing_file; do cat \$b; done 2>/dev/null | grep -c /var/lib/krata/" >"$out/loops.txt" || true
+[ "$(sed -n 1p "$out/loops.txt")" = "$(sed -n 2p "$out/loops.txt")" ] || fail "web and shell do not share their image's loop device: $(tr '\n' ' ' <"$out/loops.txt")"
+[ "$(sed -n 3p "$out/loops.txt")" = 1 ] || fail "not one loop device over the agent's files: $(tr '\n' ' ' <"$out/loops.txt")"
+echo "web and shell share one loop device for their image ($(sed -n 1p "$out/loops.txt"))"
 
 # Logs: the process's output through krata's console backend.
 x "for i in \$(seq 150); do $k logs web | grep -q 'KRATA-E2E-HELLO web' && exit 0; sleep 0.2; done; exit 1" || fail "logs do not show the process's output"
