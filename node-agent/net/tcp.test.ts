@@ -554,6 +554,23 @@ test('budget: two guests streaming from the world hold no more than the host-wid
   assert.ok(peak <= LIMIT + 2 * (64 << 10), `the guests held ${peak} bytes while draining`);
 });
 
+test('budget: a keep-alive flow of small requests gives each one back once the socket has sent it', async () => {
+  const peer = await server();
+  const g = await established(peer);
+  const ourFirst = u32(g.ourIsn + 1);
+  const full = g.flow.window();
+  // 300 requests of 1000 bytes, each in its own batch: the socket never buffers past its high-water
+  // mark, so it never emits 'drain'.
+  for (let i = 0; i < 300; i++) {
+    g.data(randomBytes(1000), ourFirst, 0xffff);
+    g.wire.sendDelayedAcks();
+    if (i % 50 === 49) await sleep(1);
+  }
+  await until(() => peer.received().length === 300_000, 2000, 'every request at the server');
+  await until(() => g.wire.budget.used === 0, 2000, `the budget given back (still ${g.wire.budget.used} bytes)`);
+  assert.equal(g.flow.window(), full, 'the full window is offered again');
+});
+
 // ---- 2. refused and unreachable --------------------------------------------------------------------------
 
 test('refused: a closed port gives exactly one RST|ACK (ack = isn+1), then closed()', async () => {

@@ -192,7 +192,7 @@ export class TcpFlow {
   private sackOk = false;
   /** Segments received beyond a hole, in sequence order (SACKed to the guest). */
   private readonly ooo: { seq: number; data: Buffer; fin: boolean }[] = [];
-  /** Bytes written to the socket and counted in the budget, released when it drains. */
+  /** Bytes written to the socket and counted in the budget, released once the socket has sent them. */
   private pendingWrite = 0;
   private oooBytes = 0;
   private lastOooSeq = 0;
@@ -293,9 +293,7 @@ export class TcpFlow {
       this.output();
     });
     socket.on('drain', () => {
-      const n = this.pendingWrite;
-      this.pendingWrite = 0;
-      this.wire.budget.release(n);
+      this.written();
       this.maybeWindowUpdate();
     });
     socket.on('error', (e: NodeJS.ErrnoException) => this.hostError(e));
@@ -486,9 +484,24 @@ export class TcpFlow {
         s.cork();
         this.wire.corked(this);
       }
-      s.write(data);
+      s.write(data, this.written);
     }
   }
+
+  /**
+   * Gives back the budget of what the socket has passed to the kernel: after each write, not only on
+   * 'drain', which fires only after the socket's buffer went past its high-water mark (a keep-alive
+   * connection of small requests never gets one, and would hold every byte it ever sent). No window
+   * update here: a window the budget shrank reopens through budgetFreed, one the socket's buffer shrank
+   * on 'drain'; an ACK per write would undo the delayed ACK.
+   */
+  private readonly written = (): void => {
+    const queued = this.socket ? this.socket.writableLength : 0;
+    const sent = this.pendingWrite - queued;
+    if (sent <= 0) return;
+    this.pendingWrite = queued;
+    this.wire.budget.release(sent);
+  };
 
   private holdOoo(seq: number, buf: Buffer, start: number, end: number, fin: boolean): void {
     const len = end - start;
