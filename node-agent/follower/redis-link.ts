@@ -20,6 +20,12 @@ export interface Log {
  */
 const LEAST_COMMANDS = { enableReadyCheck: false } as const;
 
+/**
+ * A connection that lost Redis, not a command Redis refused: BullMQ's own connections (the jobs worker)
+ * can see it before the command connection does (a Redis restart).
+ */
+const CONNECTION_LOST = /\b(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EHOSTUNREACH)\b|Connection is closed|Socket closed unexpectedly/;
+
 /** Reconnect soon after a blip, then every 2 s at most: cheap, and Redis is back within 2 s of returning. */
 const retryStrategy = (attempt: number) => Math.min(100 * attempt, 2000);
 
@@ -92,7 +98,9 @@ export class RedisLink {
     const message = (err as Error)?.message ?? String(err);
     if (this.failing.get(source) === message) return;
     this.failing.set(source, message);
-    this.log.error({ redis: this.name, source, err: message }, 'Redis operation failed; retrying');
+    if (CONNECTION_LOST.test(message)) {
+      this.log.warn({ redis: this.name, source, err: message }, 'Redis is unreachable from one connection; it reconnects');
+    } else this.log.error({ redis: this.name, source, err: message }, 'Redis operation failed; retrying');
   }
 
   /** The source works again (after a problem). */
