@@ -7,17 +7,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  NotOnXenError,
-  XenHypervisor,
-  attachedLoops,
-  domainState,
-  domainStats,
-  isUnder,
-  strayBuilds,
-  watchedExit,
-} from './xen-hypervisor.js';
-import { isKrataHandle, krataHandle, type Watch } from '../xen/index.js';
+import { NotOnXenError, XenHypervisor, domainState, domainStats, isUnder, strayBuilds, watchedExit } from './xen-hypervisor.js';
+import { attachedLoops, isKrataHandle, krataHandle, type Watch } from '../xen/index.js';
 import { getDomainInfo } from '../xen/abi.js';
 import { parseDomainInfo } from '../xen/control.js';
 import { setField } from '../../lib/c-layout.js';

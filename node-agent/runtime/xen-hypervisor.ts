@@ -9,9 +9,9 @@
 // the guest writes there is hostile: xen/krata-keys.ts reads it bounded and parses it strictly.
 import { DEFAULT_STATE_DIR } from '../../contracts/agent-api/endpoints.js';
 import { EventEmitter } from 'node:events';
-import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { release } from 'node:os';
-import { join, resolve, sep } from 'node:path';
+import { resolve, sep } from 'node:path';
 import {
   ChannelBackend,
   ConsoleBackend,
@@ -26,6 +26,7 @@ import {
   XenControl,
   XenstoreClient,
   destroyDomain,
+  attachedLoops,
   detachLoop,
   domainUuid,
   encodeGuestKey,
@@ -112,34 +113,6 @@ export function domainStats(info: Pick<XenDomainInfo, 'cpuTimeNs' | 'totalPages'
 const XEN_PAGE_BYTES = 4096;
 
 // ---- Loop devices ------------------------------------------------------------------------------------
-
-export interface AttachedLoop {
-  path: string;
-  backingFile: string;
-}
-
-/** Every attached loop device and its backing file, from sysfs (a deleted file's " (deleted)" dropped). */
-export function attachedLoops(sysBlock = '/sys/block'): AttachedLoop[] {
-  let names: string[];
-  try {
-    names = readdirSync(sysBlock);
-  } catch {
-    return [];
-  }
-  const out: AttachedLoop[] = [];
-  for (const name of names) {
-    if (!/^loop\d+$/.test(name)) continue;
-    let backing: string;
-    try {
-      backing = readFileSync(join(sysBlock, name, 'loop', 'backing_file'), 'utf8').replace(/\n$/, '');
-    } catch {
-      continue; // not attached
-    }
-    if (backing === '') continue;
-    out.push({ path: `/dev/${name}`, backingFile: backing.replace(/ \(deleted\)$/, '') });
-  }
-  return out.sort((a, b) => Number(a.path.slice(9)) - Number(b.path.slice(9)));
-}
 
 /** Whether `file` lies below `dir` (both absolute; `dir` itself does not count). */
 export function isUnder(file: string, dir: string): boolean {

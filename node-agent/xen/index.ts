@@ -24,7 +24,7 @@ export { XenControl, type DomainInfo as XenDomainInfo } from './control.js';
 export { EventChannels } from './evtchn.js';
 export { GNTDEV_PATH, GrantMapper } from './gntdev.js';
 export { XenstoreClient, type Watch } from './xenstore/client.js';
-export { detachLoop, holdLoop, type HeldLoop, type LoopDevice } from './devices/loop.js';
+export { attachedLoops, detachLoop, holdLoop, type AttachedLoop, type HeldLoop, type LoopDevice } from './devices/loop.js';
 
 // Building, stopping and cleaning up domains.
 export { DomainBuilder, type BootFiles, type BuiltDomain, type LaunchOptions } from './builder/build.js';

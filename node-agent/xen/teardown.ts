@@ -1,9 +1,8 @@
 // Stopping a domain, in one place for every caller (XenHypervisor, the builder when a build fails,
 // launch-main): ask the guest to power off, then destroy the domain and remove what it leaves behind
 // (device backends, its xenstore home and /vm entry, its loop devices).
-import { readFileSync } from 'node:fs';
 import type { DomainInfo, XenControl } from './control.js';
-import { detachLoop } from './devices/loop.js';
+import { detachLoop, isAutoclear } from './devices/loop.js';
 import { removeDomainStore } from './domain-store.js';
 import { readLoops } from './krata-keys.js';
 import type { XenstoreClient } from './xenstore/client.js';
@@ -90,15 +89,6 @@ export async function destroyDomain(
   // (shared by the guests of an image) and go with their last user; an older agent's are detached,
   // lazily (LOOP_CLR_FD on a device still open waits for the last user).
   for (const path of loops) if (!isAutoclear(path)) detachLoopQuietly(path);
-}
-
-/** Whether the kernel detaches the device by itself when its last user closes it (sysfs). */
-export function isAutoclear(path: string, sysBlock = '/sys/block'): boolean {
-  try {
-    return readFileSync(`${sysBlock}/${path.replace(/^\/dev\//, '')}/loop/autoclear`, 'utf8').trim() === '1';
-  } catch {
-    return false; // not attached
-  }
 }
 
 export function detachLoopQuietly(path: string): void {

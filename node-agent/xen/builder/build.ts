@@ -267,10 +267,10 @@ export class DomainBuilder {
       // Let the xenstore writes in flight finish first, or their commit could outlive the cleanup.
       await stored?.catch(() => undefined);
       if (domid !== undefined) await destroyDomain(this.xen, this.xs, domid, uuid).catch(() => undefined);
-      // The devices go by themselves once released, unless another guest's blkback holds them.
-      for (const l of loops) l.release();
       throw e;
     } finally {
+      // Released (after the failure's teardown, too): the devices go by themselves unless another
+      // guest's blkback holds them.
       for (const l of loops) l.release();
     }
   }

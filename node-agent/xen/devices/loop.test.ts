@@ -5,9 +5,8 @@ import assert from 'node:assert/strict';
 import { closeSync, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { detachLoop, holdLoop } from './loop.js';
+import { detachLoop, holdLoop, isAutoclear } from './loop.js';
 import { blkbackOpened, xvdDeviceNumber } from './vbd.js';
-import { isAutoclear } from '../teardown.js';
 
 const attached = (path: string) => existsSync(`/sys/block/${path.replace('/dev/', '')}/loop/backing_file`);
 

@@ -43,6 +43,43 @@ function held(path: string, fd: number, shared: boolean): HeldLoop {
   };
 }
 
+export interface AttachedLoop {
+  path: string;
+  backingFile: string;
+}
+
+/** Every attached loop device and its backing file, from sysfs (a deleted file's " (deleted)" dropped). */
+export function attachedLoops(sysBlock = '/sys/block'): AttachedLoop[] {
+  let names: string[];
+  try {
+    names = readdirSync(sysBlock);
+  } catch {
+    return [];
+  }
+  const out: AttachedLoop[] = [];
+  for (const name of names) {
+    if (!/^loop\d+$/.test(name)) continue;
+    let backing: string;
+    try {
+      backing = readFileSync(join(sysBlock, name, 'loop', 'backing_file'), 'utf8').replace(/\n$/, '');
+    } catch {
+      continue; // not attached
+    }
+    if (backing === '') continue;
+    out.push({ path: `/dev/${name}`, backingFile: backing.replace(/ \(deleted\)$/, '') });
+  }
+  return out.sort((a, b) => Number(a.path.slice(9)) - Number(b.path.slice(9)));
+}
+
+/** Whether the kernel detaches the device by itself when its last user closes it (sysfs). */
+export function isAutoclear(path: string, sysBlock = '/sys/block'): boolean {
+  try {
+    return readFileSync(`${sysBlock}/${path.replace(/^\/dev\//, '')}/loop/autoclear`, 'utf8').trim() === '1';
+  } catch {
+    return false; // not attached
+  }
+}
+
 /**
  * A loop device already serving `file` read-only with autoclear (holdLoop's, for another guest), held
  * open; undefined when there is none. sysfs names the candidates; the device's own status, read while
@@ -50,33 +87,21 @@ function held(path: string, fd: number, shared: boolean): HeldLoop {
  */
 function findShared(file: string, sysBlock: string): HeldLoop | undefined {
   const st = statSync(file, { bigint: true });
-  let names: string[];
-  try {
-    names = readdirSync(sysBlock).filter((n) => /^loop\d+$/.test(n));
-  } catch {
-    return undefined;
-  }
-  for (const name of names) {
-    let backing: string;
-    try {
-      backing = readFileSync(join(sysBlock, name, 'loop', 'backing_file'), 'utf8').replace(/\n$/, '');
-    } catch {
-      continue; // not attached
-    }
-    if (backing !== file) continue;
+  // attachedLoops drops " (deleted)": a namesake of a replaced file is told apart by its inode below.
+  for (const { path } of attachedLoops(sysBlock).filter((l) => l.backingFile === file)) {
     let fd: number;
     try {
-      fd = sysOpen(`/dev/${name}`, O_RDONLY | O_CLOEXEC);
+      fd = sysOpen(path, O_RDONLY | O_CLOEXEC);
     } catch {
       continue;
     }
     try {
       const info = Buffer.alloc(loopInfo64.size);
-      sysIoctl(fd, LoopIoctl.GET_STATUS64, info, `LOOP_GET_STATUS64 /dev/${name}`);
+      sysIoctl(fd, LoopIoctl.GET_STATUS64, info, `LOOP_GET_STATUS64 ${path}`);
       const flags = getField(info, loopInfo64, 'lo_flags') as number;
       // lo_device is the kernel's huge_encode_dev, the same number as glibc's dev_t below major 4096.
       const same = getField(info, loopInfo64, 'lo_inode') === st.ino && getField(info, loopInfo64, 'lo_device') === st.dev;
-      if (same && (flags & SHARED_FLAGS) === SHARED_FLAGS) return held(`/dev/${name}`, fd, true);
+      if (same && (flags & SHARED_FLAGS) === SHARED_FLAGS) return held(path, fd, true);
     } catch {
       // detached meanwhile (ENXIO)
     }
