@@ -35,6 +35,21 @@ export const LOCK_NB = 4;
 
 // sys/socket.h, bits/socket_type.h
 export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
+export const SO_ERROR = 4;
+export const SO_LINGER = 13;
+export const SHUT_WR = 1;
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+export const EPOLLIN = 0x001;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
 export const AF_PACKET = 17;
 export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
@@ -53,6 +68,7 @@ export const EFD_NONBLOCK = 0o4000;
 // errno (asm-generic/errno-base.h, errno.h)
 export const EINTR = 4;
 export const EAGAIN = 11;
+export const EINPROGRESS = 115;
 export const ENOBUFS = 105;
 
 /** A native address passed as a number (intptr_t); user-space addresses fit in 53 bits. */
@@ -70,6 +86,17 @@ export interface Libc {
   read(fd: number, buf: Addr, n: number): number;
   write(fd: number, buf: Addr, n: number): number;
   writev(fd: number, iov: Addr, iovcnt: number): number;
+  /** read(2) and send(2) straight to and from a Buffer's memory (koffi passes its pointer, no copy). */
+  readBuf(fd: number, buf: Buffer, n: number): number;
+  send(fd: number, buf: Buffer, n: number, flags: number): number;
+  connect(fd: number, addr: Buffer, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
+  getsockname(fd: number, addr: Buffer, len: Buffer): number;
+  getpeername(fd: number, addr: Buffer, len: Buffer): number;
+  shutdown(fd: number, how: number): number;
+  epoll_create1(flags: number): number;
+  epoll_ctl(epfd: number, op: number, fd: number, event: Buffer | null): number;
+  epoll_wait(epfd: number, events: Addr, max: number, timeout: number): number;
   socket(domain: number, type: number, protocol: number): number;
   bind(fd: number, addr: Buffer, len: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
@@ -99,6 +126,16 @@ export function libc(): Libc {
       read: l.func('long read(int fd, intptr_t buf, size_t n)'),
       write: l.func('long write(int fd, intptr_t buf, size_t n)'),
       writev: l.func('long writev(int fd, intptr_t iov, int iovcnt)'),
+      readBuf: l.func('long read(int fd, void *buf, size_t n)'),
+      send: l.func('long send(int fd, const void *buf, size_t n, int flags)'),
+      connect: l.func('int connect(int fd, const void *addr, uint32_t len)'),
+      getsockopt: l.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+      getsockname: l.func('int getsockname(int fd, void *addr, void *len)'),
+      getpeername: l.func('int getpeername(int fd, void *addr, void *len)'),
+      shutdown: l.func('int shutdown(int fd, int how)'),
+      epoll_create1: l.func('int epoll_create1(int flags)'),
+      epoll_ctl: l.func('int epoll_ctl(int epfd, int op, int fd, const void *event)'),
+      epoll_wait: l.func('int epoll_wait(int epfd, intptr_t events, int maxevents, int timeout)'),
       socket: l.func('int socket(int domain, int type, int protocol)'),
       bind: l.func('int bind(int fd, const void *addr, uint32_t len)'),
       setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),

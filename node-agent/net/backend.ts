@@ -2,13 +2,16 @@
 // addresses only), the gateway virtual host, the NAT tables (TCP, UDP, ICMP echo) and its published
 // ports. Frames to the guest are built here.
 import { createSocket as createUdpSocket, type Socket as UdpSocket } from 'node:dgram';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { answerArp, answerEcho4, answerIcmp6, type GatewayAddrs } from './gateway.js';
 import { IcmpEchoProxy } from './icmp-echo.js';
 import type { Link, TxOffload } from './link.js';
 import type { Policy, Verdict } from './policy.js';
 import { TokenBucket } from '../../lib/token-bucket.js';
-import { Budget, hostReader, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
+import { TcpFlowTable } from './flow-table.js';
+import { NodeHostSocket } from './host-socket.js';
+import { RawHostSocket } from './raw-host-socket.js';
+import { Budget, TcpFlow, type DialOutcome, type TcpWire } from './tcp.js';
 import { UdpFlow, type UdpWire } from './udp.js';
 import {
   ETH_HLEN,
@@ -111,7 +114,7 @@ export class GuestBackend implements TcpWire, UdpWire {
   readonly g: GatewayAddrs;
   private readonly link: Link;
   private readonly pkt = new Packet();
-  private readonly tcp = new Map<string, TcpFlow>();
+  private readonly tcp = new TcpFlowTable();
   private readonly udp = new Map<string, UdpFlow>();
   private readonly acks = new Set<TcpFlow>();
   private readonly tcpOffload: TxOffload = { csumStart: 0, csumOffset: 16, gso: undefined, gsoSize: 0, hdrLen: 0 };
@@ -268,7 +271,7 @@ export class GuestBackend implements TcpWire, UdpWire {
   private batchEnd(): void {
     for (const f of this.acks) if (f.lastAckSent !== f.rcvNxt) f.sendAck();
     this.acks.clear();
-    for (const f of this.corks) f.socket?.uncork();
+    for (const f of this.corks) f.host?.flush();
     this.corks.clear();
     this.link.flush();
   }
@@ -317,8 +320,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       this.stats.dropped++;
       return;
     }
-    const key = this.remoteKey(p, p.dstPort, p.srcPort);
-    const flow = this.tcp.get(key);
+    const flow = this.tcp.forSegment(p);
     if (flow) {
       flow.input(p);
       return;
@@ -341,20 +343,26 @@ export class GuestBackend implements TcpWire, UdpWire {
       guestPort: p.srcPort,
       inbound: false,
     });
-    f.key = key;
-    this.tcp.set(key, f);
+    this.tcp.add(f);
     this.stats.tcpOpened++;
     this.stats.tcpFlows = this.tcp.size;
-    const socket = connect({ host: v.host, port: p.dstPort, allowHalfOpen: true, noDelay: true, onread: hostReader(f) });
+    let socket: RawHostSocket;
+    try {
+      socket = RawHostSocket.connect(v.host, p.dstPort, f);
+    } catch (e) {
+      // No socket to be had (EMFILE...): the guest retransmits its SYN, as after a loss.
+      this.log(`connect to port ${p.dstPort}: ${(e as Error).message}`);
+      f.close();
+      return;
+    }
     if (!v.loopback && !this.policy.opts.hostAccess) {
       // A destination the kernel routes locally is one of dom0's own addresses, whatever the interface
       // list said (an interface without carrier is not in it): refused, before the guest hears of it.
-      socket.once('connect', () => {
-        if (socket.localAddress === socket.remoteAddress) {
-          this.stats.refused++;
-          f.refuse();
-        }
-      });
+      f.connectCheck = () => {
+        if (!socket.loopsBack()) return true;
+        this.stats.refused++;
+        return false;
+      };
     }
     f.startOutbound(p, socket);
   }
@@ -445,7 +453,7 @@ export class GuestBackend implements TcpWire, UdpWire {
   closed(flow: TcpFlow | UdpFlow): void {
     if (flow instanceof TcpFlow) {
       if (flow.inbound && !this.dials.delete(flow)) this.inboundTcp--;
-      if (this.tcp.get(flow.key) === flow) this.tcp.delete(flow.key);
+      this.tcp.delete(flow);
       this.acks.delete(flow);
       this.delayedAcks.delete(flow);
       this.corks.delete(flow);
@@ -603,28 +611,32 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   // ---- published ports -----------------------------------------------------------------------------
 
-  private allocPort(guestPort: number, map: Map<string, unknown>): number {
+  /** A port of the gateway that `taken` says is free, for a connection from outside; 0 if none is. */
+  private allocPort(taken: (port: number) => boolean): number {
     for (let i = 0; i < 28232; i++) {
       const port = this.nextPort;
       this.nextPort = this.nextPort >= 60999 ? 32768 : this.nextPort + 1;
-      if (!map.has(`${this.g.gw4}|${port}|${guestPort}`)) return port;
+      if (!taken(port)) return port;
     }
     return 0;
+  }
+
+  private tcpPortTaken(guestPort: number): (port: number) => boolean {
+    return (port) => this.tcp.find(this.g.gw4, null, 0, port, guestPort) !== undefined;
   }
 
   /** A client's connection to a published port (this guest's or a port group's): false when refused. */
   acceptTcp(socket: Socket, guestPort: number): boolean {
     if (this.shut || this.inboundTcp >= MAX_INBOUND_TCP) return false;
-    const remotePort = this.allocPort(guestPort, this.tcp);
+    const remotePort = this.allocPort(this.tcpPortTaken(guestPort));
     if (!remotePort) return false;
     // The guest sees connections from its gateway (its own address space), whoever the client is.
     const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort, inbound: true });
-    f.key = `${this.g.gw4}|${remotePort}|${guestPort}`;
     f.inbound = true;
     this.inboundTcp++;
-    this.tcp.set(f.key, f);
+    this.tcp.add(f);
     this.stats.tcpFlows = this.tcp.size;
-    f.startInbound(socket);
+    f.startInbound(new NodeHostSocket(socket, f));
     return true;
   }
 
@@ -642,7 +654,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     let flow = this.udpClients.get(client);
     if (!flow) {
       if (this.inboundUdp >= MAX_INBOUND_UDP) return false;
-      const remotePort = this.allocPort(guestPort, this.udp);
+      const remotePort = this.allocPort((port) => this.udp.has(`${this.g.gw4}|${port}|${guestPort}`));
       if (!remotePort) return false;
       const f = new UdpFlow(
         {
@@ -716,23 +728,22 @@ export class GuestBackend implements TcpWire, UdpWire {
   dial(socket: Socket, guestPort: number, answer: (outcome: DialOutcome) => void): TcpFlow | 'Busy' | 'Gone' {
     if (this.shut) return 'Gone';
     if (this.dials.size >= MAX_DIALS) return 'Busy';
-    const remotePort = this.allocPort(guestPort, this.tcp);
+    const remotePort = this.allocPort(this.tcpPortTaken(guestPort));
     if (!remotePort) return 'Busy';
     const f = new TcpFlow(this, { remote4: this.g.gw4, remote6: null, remotePort, guestPort, inbound: true });
-    f.key = `${this.g.gw4}|${remotePort}|${guestPort}`;
     f.inbound = true;
     f.onDialed = answer;
     this.dials.add(f);
-    this.tcp.set(f.key, f);
+    this.tcp.add(f);
     this.stats.tcpFlows = this.tcp.size;
-    f.startInbound(socket, true);
+    f.startInbound(new NodeHostSocket(socket, f), true);
     return f;
   }
 
   /** Tears everything down: flows reset, ports closed, link closed. */
   close(): void {
     if (this.shut) return;
-    for (const f of [...this.tcp.values()]) f.reset();
+    for (const f of this.tcp.values()) f.reset();
     for (const f of [...this.udp.values()]) f.close();
     this.link.flush();
     this.shut = true;

@@ -6,6 +6,8 @@ import { afterEach, mock, test } from 'node:test';
 import { connect, createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Budget, TcpFlow, type TcpState, type TcpWire } from './tcp.js';
+import { NodeHostSocket } from './host-socket.js';
+import { RawHostSocket } from './raw-host-socket.js';
 import {
   ETH_HLEN,
   ETHERTYPE_IPV4,
@@ -119,7 +121,7 @@ class FakeWire implements TcpWire {
   batchEnd(): void {
     for (const f of this.acks) if (f.lastAckSent !== f.rcvNxt) f.sendAck();
     this.acks.clear();
-    for (const f of this.corks) f.socket?.uncork();
+    for (const f of this.corks) f.host?.flush();
     this.corks.clear();
   }
   dataSegs(from = 0): Seg[] {
@@ -285,9 +287,7 @@ class Guest {
 function outboundSyn(port: number, synOpts = synOptions(1460, 7, true), window = 0xffff, hostBudget: Budget | null = null): Guest {
   const g = new Guest(port, hostBudget);
   const flow = g.make(false);
-  const sock = connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true });
-  sockets.push(sock);
-  flow.startOutbound(frame(port, { seq: g.isn, flags: TCP_SYN, window, options: synOpts }), sock);
+  flow.startOutbound(frame(port, { seq: g.isn, flags: TCP_SYN, window, options: synOpts }), RawHostSocket.connect('127.0.0.1', port, flow));
   return g;
 }
 
@@ -597,7 +597,7 @@ test('unreachable: a connect failing with EHOSTUNREACH tells the guest unreachab
   const flow = g.make(false);
   const sock = connect({ host: '127.0.0.1', port: peer.port, allowHalfOpen: true });
   sockets.push(sock);
-  flow.startOutbound(frame(peer.port, { seq: g.isn, flags: TCP_SYN, options: synOptions(1460, 7, true) }), sock);
+  flow.startOutbound(frame(peer.port, { seq: g.isn, flags: TCP_SYN, options: synOptions(1460, 7, true) }), new NodeHostSocket(sock, flow));
   sock.destroy(Object.assign(new Error('connect EHOSTUNREACH'), { code: 'EHOSTUNREACH' }));
   await until(() => g.wire.closedCalls > 0, 2000, 'closed()');
   await sleep(20);
@@ -613,7 +613,7 @@ test('unreachable: a connect that never completes times out into unreachable() (
   const flow = g.make(false);
   const sock = new Socket(); // never connects
   sockets.push(sock);
-  flow.startOutbound(frame(9, { seq: g.isn, flags: TCP_SYN, options: synOptions(1460, 7, true) }), sock);
+  flow.startOutbound(frame(9, { seq: g.isn, flags: TCP_SYN, options: synOptions(1460, 7, true) }), new NodeHostSocket(sock, flow));
   mock.timers.tick(29_000);
   assert.equal(g.wire.unreachableCalls, 0);
   assert.equal(flow.state, 'Connecting');
@@ -846,7 +846,7 @@ async function inbound(hello: string): Promise<Inbound> {
     const flow = new TcpFlow(g.wire, { remote4: LOOPBACK, remote6: null, remotePort: 8080, guestPort: 80, inbound: true });
     flows.push(flow);
     g.flow = flow;
-    flow.startInbound(s);
+    flow.startInbound(new NodeHostSocket(s, flow));
     flowStarted = true;
   });
   servers.push(srv);

@@ -1,12 +1,12 @@
 // One TCP connection between a guest and a dom0 socket, terminated here: towards the guest we are the
-// remote peer (our own TCP state machine, RFC 793 states), towards the world a net.Socket carries the
-// bytes. Outbound flows start with the guest's SYN and a non-blocking connect (the SYN-ACK waits for
-// it, so a refusal becomes an RST and no flow waits on another); inbound flows (published ports) start
-// with our SYN to the guest.
+// remote peer (our own TCP state machine, RFC 793 states), towards the world a host socket carries the
+// bytes (host-socket.ts). Outbound flows start with the guest's SYN and a non-blocking connect (the
+// SYN-ACK waits for it, so a refusal becomes an RST and no flow waits on another); inbound flows
+// (published ports) start with our SYN to the guest.
 //
 // Loss on a local virtual link is rare (a full queue), so recovery is simple: go-back-N from the first
 // unacknowledged byte on three duplicate ACKs or a retransmission timeout, with a Reno-style window.
-import type { OnReadOpts, Socket } from 'node:net';
+import type { HostSink, HostSocket } from './host-socket.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type Packet } from './wire.js';
 
 export type TcpState =
@@ -50,7 +50,7 @@ export interface TcpWire {
    * 4.2.3.2): a request's ACK then rides on its answer.
    */
   delayAck(flow: TcpFlow): void;
-  /** Cork/uncork the socket around a batch of frames. */
+  /** The flow's host socket holds writes: flush() it at the end of this batch of frames. */
   corked(flow: TcpFlow): void;
   /** The guest's byte budget for everything its flows buffer in dom0. */
   readonly budget: Budget;
@@ -116,36 +116,12 @@ const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
 const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
 
-/**
- * Reads for an outbound flow's socket (net.connect's `onread`): into one buffer, without the stream's
- * 'data' machinery and a fresh 64 KiB allocation per read. A small read is copied out (from Node's
- * pool) and the buffer reused; a large one is handed over whole and the next read gets a new buffer,
- * so no byte is copied twice and what a flow holds stays within twice its count in the budget.
- */
-export function hostReader(flow: TcpFlow): OnReadOpts {
-  let buf = Buffer.allocUnsafeSlow(READ_BUF);
-  return {
-    buffer: () => buf,
-    callback: (n, b) => {
-      const read = b as Buffer;
-      if (n < READ_BUF / 2) flow.fromHost(Buffer.from(read.subarray(0, n)));
-      else {
-        buf = Buffer.allocUnsafeSlow(READ_BUF);
-        flow.fromHost(read.subarray(0, n));
-      }
-      return true; // the flow pauses the socket itself when it must
-    },
-  };
-}
-const READ_BUF = 64 << 10;
 
 /** How a dial from dom0 ended (backend.dial): accepted, reset by the guest, no SYN-ACK in time, or the flow went away. */
 export type DialOutcome = 'OK' | 'Refused' | 'Timeout' | 'Gone';
 
-export class TcpFlow {
+export class TcpFlow implements HostSink {
   state: TcpState;
-  /** The backend's key for this flow. */
-  key = '';
   /** A connection to a published port (counted apart from the guest's own). */
   inbound = false;
   /** The last ACK number sent to the guest (so a delayed ACK is skipped when data carried it). */
@@ -155,7 +131,12 @@ export class TcpFlow {
   readonly remote6: Buffer | null;
   readonly remotePort: number;
   readonly guestPort: number;
-  socket: Socket | null = null;
+  host: HostSocket | null = null;
+  /**
+   * Asked once the connect completed, for an outbound flow: false refuses the flow after the fact
+   * (the destination turned out to be one of dom0's own addresses).
+   */
+  connectCheck: (() => boolean) | null = null;
   /**
    * A dial from dom0: told once whether the guest accepted ('OK', before any of its bytes reach the
    * socket) or why not; on a failure the flow lets go of the socket first, so the answer can go on it.
@@ -226,34 +207,38 @@ export class TcpFlow {
 
   // ---- outbound: the guest's SYN and the dom0 connect --------------------------------------------
 
-  /** The guest's SYN for a new outbound flow; `socket` is connecting. */
-  startOutbound(p: Packet, socket: Socket): void {
+  /** The guest's SYN for a new outbound flow; `host` is connecting (and reports to this flow). */
+  startOutbound(p: Packet, host: HostSocket): void {
     this.irs = p.seq;
     this.rcvNxt = (p.seq + 1) >>> 0;
     this.synOptions(p);
-    this.attach(socket);
+    this.host = host;
     this.armTimer(CONNECT_TIMEOUT_MS);
-    socket.once('connect', () => {
-      if (this.state !== 'Connecting') return;
-      this.state = 'SynReceived';
-      this.rto = RTO_MIN_MS;
-      this.retries = 0;
-      this.sendSyn();
-    });
+  }
+
+  hostConnected(): void {
+    if (this.state !== 'Connecting') return;
+    if (this.connectCheck && !this.connectCheck()) {
+      this.refuse();
+      return;
+    }
+    this.state = 'SynReceived';
+    this.rto = RTO_MIN_MS;
+    this.retries = 0;
+    this.sendSyn();
   }
 
   /**
-   * Our SYN to the guest for an accepted connection on a published port; `socket` is paused until
+   * Our SYN to the guest for an accepted connection on a published port; `host` is paused until
    * established, or with `readEarly` (a dial) read at once, so a client that hangs up is seen: what
    * it sends is held within the usual bounds until then.
    */
-  startInbound(socket: Socket, readEarly = false): void {
+  startInbound(host: HostSocket, readEarly = false): void {
+    this.host = host;
     if (!readEarly) {
-      socket.pause();
+      host.pause();
       this.paused = true;
-    }
-    this.attach(socket);
-    if (readEarly) socket.resume();
+    } else host.resume();
     this.rto = 1000;
     this.sendSyn();
   }
@@ -285,28 +270,29 @@ export class TcpFlow {
     this.armTimer(this.rto);
   }
 
-  private attach(socket: Socket): void {
-    this.socket = socket;
-    socket.on('data', (chunk: Buffer) => this.fromHost(chunk));
-    socket.on('end', () => {
-      this.finQueued = true;
-      this.output();
-    });
-    socket.on('drain', () => {
-      this.written();
-      this.maybeWindowUpdate();
-    });
-    socket.on('error', (e: NodeJS.ErrnoException) => this.hostError(e));
-    socket.on('close', () => {
-      // A socket that closes without an error after both FINs is the normal end; anything else resets.
-      if (this.state !== 'Closed' && this.state !== 'TimeWait' && !(this.finQueued && this.guestFin)) this.reset();
-    });
+  hostEnded(): void {
+    this.finQueued = true;
+    this.output();
   }
 
-  private hostError(e: NodeJS.ErrnoException): void {
+  hostWritten(): void {
+    this.written();
+  }
+
+  hostDrained(): void {
+    this.written();
+    this.maybeWindowUpdate();
+  }
+
+  hostClosed(): void {
+    // A socket that closes without an error after both FINs is the normal end; anything else resets.
+    if (this.state !== 'Closed' && this.state !== 'TimeWait' && !(this.finQueued && this.guestFin)) this.reset();
+  }
+
+  hostError(code: string): void {
     if (this.state === 'Connecting') {
-      this.wire.log(`connect to port ${this.remotePort} failed: ${e.code ?? e.message}`);
-      if (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET') {
+      this.wire.log(`connect to port ${this.remotePort} failed: ${code}`);
+      if (code === 'ECONNREFUSED' || code === 'ECONNRESET') {
         this.wire.segment(this, 0, this.rcvNxt, TCP_RST | TCP_ACK, 0, null, 0, 0);
       } else this.wire.unreachable(this);
       this.close();
@@ -343,7 +329,7 @@ export class TcpFlow {
           this.sendAck();
           if (this.paused) {
             this.paused = false;
-            this.socket?.resume();
+            this.host?.resume();
           }
           this.output();
         } else if (flags & TCP_ACK) this.wire.segment(this, p.ack, 0, TCP_RST, 0, null, 0, 0);
@@ -416,7 +402,7 @@ export class TcpFlow {
       else this.armTimer(this.rto);
       if (this.paused && this.sndBytes < SND_LOW && this.state !== 'SynSent' && this.wire.budget.free > 0) {
         this.paused = false;
-        this.socket?.resume();
+        this.host?.resume();
       }
       if (finAcked) {
         if (this.state === 'FinWait1') this.state = 'FinWait2';
@@ -459,14 +445,14 @@ export class TcpFlow {
       return;
     }
     // A guest that ignores the window we offered cannot make dom0 buffer without bound.
-    if (this.socket && this.socket.writableLength > 2 * RCV_BUF) {
+    if (this.host && this.host.queued > 2 * RCV_BUF) {
       this.sendAck();
       return;
     }
     // An ACK already owed (a segment not yet acknowledged) or a large segment: acknowledged at the end
     // of the batch, so a sender never waits on us for more than one small segment.
     const owed = this.lastAckSent !== this.rcvNxt;
-    this.deliver(Buffer.from(p.buf.subarray(start, p.end)));
+    this.deliver(p.buf.subarray(start, p.end));
     if (this.ooo.length) {
       this.drainOoo();
       this.sendAck(); // at once: the guest is recovering
@@ -474,34 +460,32 @@ export class TcpFlow {
     else this.wire.delayAck(this);
   }
 
+  /** Bytes for the dom0 socket: `data` may be a view of a received frame (the host socket copies what it keeps). */
   private deliver(data: Buffer): void {
     this.rcvNxt = (this.rcvNxt + data.length) >>> 0;
-    const s = this.socket;
-    if (s && !s.destroyed) {
+    const h = this.host;
+    if (h && !h.destroyed) {
       this.pendingWrite += data.length;
       this.wire.budget.take(data.length);
-      if (!s.writableCorked) {
-        s.cork();
-        this.wire.corked(this);
-      }
-      s.write(data, this.written);
+      if (h.write(data)) this.wire.corked(this);
+      this.written();
     }
   }
 
   /**
    * Gives back the budget of what the socket has passed to the kernel: after each write, not only on
-   * 'drain', which fires only after the socket's buffer went past its high-water mark (a keep-alive
+   * drain, which comes only after the socket's queue went past its high-water mark (a keep-alive
    * connection of small requests never gets one, and would hold every byte it ever sent). No window
-   * update here: a window the budget shrank reopens through budgetFreed, one the socket's buffer shrank
-   * on 'drain'; an ACK per write would undo the delayed ACK.
+   * update here: a window the budget shrank reopens through budgetFreed, one the socket's queue shrank
+   * on drain; an ACK per write would undo the delayed ACK.
    */
-  private readonly written = (): void => {
-    const queued = this.socket ? this.socket.writableLength : 0;
+  private written(): void {
+    const queued = this.host ? this.host.queued : 0;
     const sent = this.pendingWrite - queued;
     if (sent <= 0) return;
     this.pendingWrite = queued;
     this.wire.budget.release(sent);
-  };
+  }
 
   private holdOoo(seq: number, buf: Buffer, start: number, end: number, fin: boolean): void {
     const len = end - start;
@@ -562,7 +546,7 @@ export class TcpFlow {
   private onFin(): void {
     this.rcvNxt = (this.rcvNxt + 1) >>> 0;
     this.guestFin = true;
-    this.socket?.end();
+    this.host?.end();
     if (this.state === 'Established' || this.state === 'SynReceived') this.state = 'CloseWait';
     else if (this.state === 'FinWait1') this.state = 'Closing';
     else if (this.state === 'FinWait2') this.timeWait();
@@ -571,7 +555,7 @@ export class TcpFlow {
 
   // ---- bytes from the dom0 socket ------------------------------------------------------------------
 
-  /** Bytes read from the dom0 socket (its 'data' event, or the reader of hostReader()); the flow keeps `chunk`. */
+  /** Bytes read from the dom0 socket; the flow keeps `chunk`. */
   fromHost(chunk: Buffer): void {
     if (this.state === 'Closed') return;
     this.sndBuf.push(chunk);
@@ -579,7 +563,7 @@ export class TcpFlow {
     this.wire.budget.take(chunk.length);
     if (!this.paused && (this.sndBytes > SND_HIGH || this.wire.budget.free === 0)) {
       this.paused = true;
-      this.socket?.pause();
+      this.host?.pause();
       if (this.wire.budget.free === 0) this.wire.budget.hold(this);
     }
     this.output();
@@ -662,7 +646,7 @@ export class TcpFlow {
 
   /** The window we advertise (already shifted): what the dom0 socket can still take. */
   window(): number {
-    const buffered = this.socket ? this.socket.writableLength : 0;
+    const buffered = this.host ? this.host.queued : 0;
     const w = Math.max(0, Math.min(RCV_BUF - buffered, this.wire.budget.free)) >> this.rcvWscale;
     this.lastWindow = w > 0xffff ? 0xffff : w;
     return this.lastWindow;
@@ -765,7 +749,7 @@ export class TcpFlow {
     }
     if (this.paused && this.state !== 'SynSent' && this.sndBytes < SND_HIGH) {
       this.paused = false;
-      this.socket?.resume();
+      this.host?.resume();
     }
   }
 
@@ -793,7 +777,7 @@ export class TcpFlow {
   /** The guest reset the flow: the dom0 side is reset too. */
   abort(): void {
     if (this.onDialed) this.dialFailure = 'Refused';
-    else this.socket?.resetAndDestroy();
+    else this.host?.reset();
     this.close();
   }
 
@@ -805,14 +789,14 @@ export class TcpFlow {
     this.timer = null;
     const dialed = this.onDialed;
     if (dialed) {
-      // The dialer answers on the socket; the listeners attach() left on it see a closed flow and do nothing.
+      // The dialer answers on the socket; the listeners its host socket left on it see a closed flow and do nothing.
       this.onDialed = null;
-      this.socket = null;
+      this.host = null;
     }
-    const s = this.socket;
-    if (s && !s.destroyed) {
-      if (this.finQueued && this.guestFin) s.destroySoon();
-      else s.destroy();
+    const h = this.host;
+    if (h && !h.destroyed) {
+      if (this.finQueued && this.guestFin) h.destroySoon();
+      else h.destroy();
     }
     this.sndBuf.length = 0;
     this.wire.budget.forget(this);
