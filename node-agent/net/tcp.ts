@@ -116,7 +116,6 @@ const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
 const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
 const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
 
-
 /** How a dial from dom0 ended (backend.dial): accepted, reset by the guest, no SYN-ACK in time, or the flow went away. */
 export type DialOutcome = 'OK' | 'Refused' | 'Timeout' | 'Gone';
 
