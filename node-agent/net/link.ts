@@ -242,6 +242,8 @@ abstract class FrameLink implements Link {
     readonly mtu: number,
     readonly offloads: boolean,
     protected readonly fd: number,
+    /** The fd frames are sent on: `fd`, or (packet links) a socket of its own that receives nothing. */
+    protected readonly txFd: number,
     poller: Poller,
     packetTable: boolean,
     protected readonly now: () => number = () => performance.now(),
@@ -354,6 +356,10 @@ abstract class FrameLink implements Link {
     this.head = this.count = 0;
     this.poller.remove(this.fd);
     sysClose(this.fd);
+    if (this.txFd !== this.fd) {
+      this.poller.remove(this.txFd);
+      sysClose(this.txFd);
+    }
     this.txMap.unmap();
     this.tableMap.unmap();
   }
@@ -395,6 +401,12 @@ abstract class FrameLink implements Link {
   private setWritable(want: boolean): void {
     if (want === this.wantWritable || this.closed || this.stopped) return;
     this.wantWritable = want;
+    if (this.txFd !== this.fd) {
+      // The transmit socket is watched only while the kernel pushes back.
+      if (want) this.poller.add(this.txFd, { writable: this.onWritable });
+      else this.poller.remove(this.txFd);
+      return;
+    }
     this.handlers.writable = want ? this.onWritable : undefined;
     this.poller.modify(this.fd, this.handlers);
   }
@@ -445,7 +457,7 @@ class PacketLink extends FrameLink {
     const lens = this.lens;
     const stats = this.stats;
     while (this.head < this.count) {
-      const n = lib.sendmmsg(this.fd, this.tableAddr + this.head * MMSGHDR_SIZE, this.count - this.head, MSG_DONTWAIT);
+      const n = lib.sendmmsg(this.txFd, this.tableAddr + this.head * MMSGHDR_SIZE, this.count - this.head, MSG_DONTWAIT);
       if (n < 0) {
         const e = errno();
         if (e === EINTR) continue;
@@ -506,30 +518,49 @@ class PacketLink extends FrameLink {
   }
 }
 
-/** AF_PACKET SOCK_RAW ETH_P_ALL bound to the interface (a Xen netback vif<domid>.<n>, or the host end of a veth). */
+/**
+ * AF_PACKET SOCK_RAW sockets bound to the interface (a Xen netback vif<domid>.<n>, or the host end of a
+ * veth): one receiving (ETH_P_ALL), one sending that receives nothing. Apart, because a sent frame's
+ * memory is charged to its socket and freed once the device has it (netback's copy to the guest's
+ * ring, a veth peer's receive): each free wakes whatever waits on that socket, and the receiving one
+ * always has the event loop's epoll waiting on it. The sending one has a waiter only while the kernel
+ * pushes back.
+ */
 export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
   const lib = libc();
   const offloads = opts.offloads !== false;
-  // Protocol 0 until bind(): the socket receives nothing, rather than every interface's frames, before it
-  // is bound to ours with ETH_P_ALL.
+  // Protocol 0 until bind(): a socket receives nothing, rather than every interface's frames, before it
+  // is bound to ours with ETH_P_ALL; the sending one stays at 0.
   const fd = check('socket AF_PACKET', lib.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const txFd = lib.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (txFd < 0) {
+    const e = errno();
+    sysClose(fd);
+    throw new SysError('socket AF_PACKET', e);
+  }
   try {
-    if (offloads) setIntOpt(fd, SOL_PACKET, PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+    if (offloads) {
+      setIntOpt(fd, SOL_PACKET, PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+      setIntOpt(txFd, SOL_PACKET, PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+    }
+    // The sending socket's frames are outgoing on the interface: not ours to receive.
     setIntOpt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
     setBuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, opts.rcvbuf ?? DEFAULT_RCVBUF, 'SO_RCVBUF');
-    setBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, opts.sndbuf ?? DEFAULT_SNDBUF, 'SO_SNDBUF');
+    setBuf(txFd, SO_SNDBUFFORCE, SO_SNDBUF, opts.sndbuf ?? DEFAULT_SNDBUF, 'SO_SNDBUF');
     ifreqFor(ifname); // validates the name
     const ifindex = lib.if_nametoindex(ifname);
     if (ifindex === 0) throw new SysError(`if_nametoindex ${ifname}`, errno());
     const mtu = ifMtuAndUp(ifname);
     const sll = Buffer.alloc(sockaddrLl.size);
     sll.writeUInt16LE(AF_PACKET, sockaddrLl.fields.sll_family.offset);
-    sll.writeUInt16LE(htons(ETH_P_ALL), sockaddrLl.fields.sll_protocol.offset);
     sll.writeInt32LE(ifindex, sockaddrLl.fields.sll_ifindex.offset);
+    check(`bind AF_PACKET ${ifname} (sending)`, lib.bind(txFd, sll, sll.length));
+    sll.writeUInt16LE(htons(ETH_P_ALL), sockaddrLl.fields.sll_protocol.offset);
     check(`bind AF_PACKET ${ifname}`, lib.bind(fd, sll, sll.length));
-    return new PacketLink(ifname, mtu, offloads, fd, opts.poller ?? Poller.shared(), true, opts.now);
+    return new PacketLink(ifname, mtu, offloads, fd, txFd, opts.poller ?? Poller.shared(), true, opts.now);
   } catch (e) {
     sysClose(fd);
+    sysClose(txFd);
     throw e;
   }
 }
@@ -603,7 +634,7 @@ export function openTapLink(name: string, opts: LinkOptions = {}): Link {
     const actual = ifreqName(req);
     if (offloads) check('TUNSETOFFLOAD', libc().ioctl(fd, TUNSETOFFLOAD, 'unsigned long', TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
     const mtu = ifMtuAndUp(actual);
-    return new TapLink(actual, mtu, offloads, fd, opts.poller ?? Poller.shared(), false, opts.now);
+    return new TapLink(actual, mtu, offloads, fd, fd, opts.poller ?? Poller.shared(), false, opts.now);
   } catch (e) {
     sysClose(fd);
     throw e;
