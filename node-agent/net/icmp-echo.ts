@@ -13,6 +13,7 @@
 import { randomFillSync } from 'node:crypto';
 import {
   AF_INET,
+  AF_INET6,
   EAGAIN,
   EINTR,
   errno,
@@ -26,10 +27,10 @@ import {
   sysSendto,
 } from '../../lib/libc.js';
 import { Poller } from './poller.js';
+import { SIN6_ADDR, SIN_ADDR, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE } from './sys.js';
 import { finish, fold, ipv6Equal, parseIpv4, parseIpv6, sum16 } from './wire.js';
 
-// sys/socket.h, netinet/in.h
-export const AF_INET6 = 10;
+// netinet/in.h
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_ICMPV6 = 58;
 // linux/socket.h (SOL_RAW), linux/icmp.h (ICMP_FILTER), netinet/icmp6.h (ICMP6_FILTER, at level IPPROTO_ICMPV6)
@@ -41,14 +42,9 @@ export const ICMP_ECHOREPLY = 0;
 export const ICMP_ECHO = 8;
 export const ICMP6_ECHO_REQUEST = 128;
 export const ICMP6_ECHO_REPLY = 129;
-/** sizeof(struct sockaddr_in), sizeof(struct sockaddr_in6), sizeof(struct icmp_filter), sizeof(struct icmp6_filter) */
-export const SOCKADDR_IN_SIZE = 16;
-export const SOCKADDR_IN6_SIZE = 28;
+/** sizeof(struct icmp_filter), sizeof(struct icmp6_filter) */
 export const ICMP_FILTER_SIZE = 4;
 export const ICMP6_FILTER_SIZE = 32;
-/** offsetof(struct sockaddr_in, sin_addr), offsetof(struct sockaddr_in6, sin6_addr) */
-export const SIN_ADDR = 4;
-export const SIN6_ADDR = 8;
 
 /** Most requests pending at once (over both families). */
 export const MAX_PENDING = 4096;

@@ -16,7 +16,16 @@ import { check, EFD_CLOEXEC, EFD_NONBLOCK, libc, sysMmap, MAP_ANONYMOUS, MAP_PRI
 
 // ---- ABI --------------------------------------------------------------------------------------------------
 
-const layouts: Layout[] = [sys.iovec, sys.msghdr, sys.mmsghdr, sys.sockaddrLl, sys.virtioNetHdr, sys.ifreq];
+const layouts: Layout[] = [
+  sys.iovec,
+  sys.msghdr,
+  sys.mmsghdr,
+  sys.sockaddrLl,
+  sys.sockaddrIn,
+  sys.sockaddrIn6,
+  sys.virtioNetHdr,
+  sys.ifreq,
+];
 /** Exported numbers of sys.ts that are ours (offsets, sizes), not header constants; lib/libc.ts exports only constants. */
 const derived = new Set([
   'VNET_HDR_LEN',
@@ -31,6 +40,10 @@ const derived = new Set([
   'IOV_BASE',
   'IOV_LEN',
   'SLL_PKTTYPE',
+  'SOCKADDR_IN_SIZE',
+  'SOCKADDR_IN6_SIZE',
+  'SIN_ADDR',
+  'SIN6_ADDR',
 ]);
 const constants = [...Object.entries(libcModule), ...Object.entries(sys)].filter(
   (e): e is [string, number] => typeof e[1] === 'number' && /^[A-Z][A-Z0-9_]*$/.test(e[0]) && !derived.has(e[0]),

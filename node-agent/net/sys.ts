@@ -78,6 +78,20 @@ export const sockaddrLl = layout('struct sockaddr_ll', 20, {
   sll_halen: { offset: 11, type: 'u8' },
   sll_addr: { offset: 12, type: 'bytes', length: 8 },
 });
+/** struct sockaddr_in (netinet/in.h); the port and address in network byte order. */
+export const sockaddrIn = layout('struct sockaddr_in', 16, {
+  sin_family: { offset: 0, type: 'u16' },
+  sin_port: { offset: 2, type: 'u16' },
+  sin_addr: { offset: 4, type: 'bytes', length: 4 },
+});
+/** struct sockaddr_in6 (netinet/in.h) */
+export const sockaddrIn6 = layout('struct sockaddr_in6', 28, {
+  sin6_family: { offset: 0, type: 'u16' },
+  sin6_port: { offset: 2, type: 'u16' },
+  sin6_flowinfo: { offset: 4, type: 'u32' },
+  sin6_addr: { offset: 8, type: 'bytes', length: 16 },
+  sin6_scope_id: { offset: 24, type: 'u32' },
+});
 /** struct virtio_net_hdr (linux/virtio_net.h): the 10-byte header PACKET_VNET_HDR and IFF_VNET_HDR use. */
 export const virtioNetHdr = layout('struct virtio_net_hdr', 10, {
   flags: { offset: 0, type: 'u8' },
@@ -106,6 +120,10 @@ export const MSG_FLAGS = msghdr.fields.msg_flags.offset;
 export const IOV_BASE = iovec.fields.iov_base.offset;
 export const IOV_LEN = iovec.fields.iov_len.offset;
 export const SLL_PKTTYPE = sockaddrLl.fields.sll_pkttype.offset;
+export const SOCKADDR_IN_SIZE = sockaddrIn.size;
+export const SOCKADDR_IN6_SIZE = sockaddrIn6.size;
+export const SIN_ADDR = sockaddrIn.fields.sin_addr.offset;
+export const SIN6_ADDR = sockaddrIn6.fields.sin6_addr.offset;
 
 export function htons(v: number): number {
   return ((v & 0xff) << 8) | ((v >> 8) & 0xff);
