@@ -98,6 +98,19 @@ function open(port: number, sink: Sink, host = '127.0.0.1'): RawHostSocket {
   return r;
 }
 
+/** A raw socket connected to a fresh server; `conn` is the server's end (`onConn` sees it first). */
+async function connected(onConn?: (s: Socket) => void): Promise<{ peer: Peer; conn: Socket; sink: Sink; r: RawHostSocket }> {
+  let conn: Socket | undefined;
+  const peer = await server((s) => {
+    conn = s;
+    onConn?.(s);
+  });
+  const sink = new Sink();
+  const r = open(peer.port, sink);
+  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
+  return { peer, conn: conn!, sink, r };
+}
+
 function openFds(): number {
   return readdirSync('/proc/self/fd').filter((fd) => {
     try {
@@ -157,12 +170,8 @@ test('a connect that fails at once is reported on the next tick, not from inside
 });
 
 test('the peer FIN is hostEnded once; end() sends ours after the queue; the fd stays until destroy()', async () => {
-  let conn: Socket | undefined;
-  const peer = await server((s) => (conn = s));
-  const sink = new Sink();
-  const r = open(peer.port, sink);
-  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
-  conn!.end('bye');
+  const { peer, conn, sink, r } = await connected();
+  conn.end('bye');
   await until(() => sink.ended === 1, 2000, 'the FIN');
   assert.equal(sink.got().toString(), 'bye');
   r.write(Buffer.from('last words'));
@@ -175,14 +184,8 @@ test('the peer FIN is hostEnded once; end() sends ours after the queue; the fd s
 });
 
 test('what the kernel does not take is queued (a copy), written when there is room, then hostDrained', async () => {
-  let conn: Socket | undefined;
-  const peer = await server((s) => {
-    conn = s;
-    s.pause(); // the peer reads nothing until told: the socket buffers fill
-  });
-  const sink = new Sink();
-  const r = open(peer.port, sink);
-  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
+  // The peer reads nothing until told: the socket buffers fill.
+  const { peer, conn, sink, r } = await connected((s) => s.pause());
   const block = Buffer.alloc(256 << 10, 0x61);
   let sent = 0;
   // Until the kernel pushes back, then past the queue's high-water mark.
@@ -193,7 +196,7 @@ test('what the kernel does not take is queued (a copy), written when there is ro
   assert.ok(r.queued >= 64 << 10, 'the kernel pushed back');
   block.fill(0x62); // the caller's memory is reused: what was queued is a copy
   assert.equal(sink.drained, 0);
-  conn!.resume();
+  conn.resume();
   await until(() => sink.drained === 1, 10_000, 'the drain');
   assert.equal(r.queued, 0);
   assert.ok(sink.written >= 1);
@@ -202,14 +205,8 @@ test('what the kernel does not take is queued (a copy), written when there is ro
 });
 
 test('destroySoon() writes what is queued, then closes', async () => {
-  let conn: Socket | undefined;
-  const peer = await server((s) => {
-    conn = s;
-    s.pause();
-  });
-  const sink = new Sink();
-  const r = open(peer.port, sink);
-  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
+  // The peer reads nothing until told: the socket buffers fill.
+  const { peer, conn, r } = await connected((s) => s.pause());
   const block = Buffer.alloc(256 << 10, 0x63);
   let sent = 0;
   for (let i = 0; i < 64 && r.queued === 0; i++) {
@@ -219,18 +216,14 @@ test('destroySoon() writes what is queued, then closes', async () => {
   assert.ok(r.queued > 0);
   r.destroySoon();
   assert.equal(r.destroyed, false, 'not while bytes are queued');
-  conn!.resume();
+  conn.resume();
   await until(() => r.destroyed, 10_000, 'the close');
   await until(() => peer.ended(), 10_000, 'the FIN');
   assert.equal(peer.received().length, sent);
 });
 
 test('reset() closes with an RST: the peer sees ECONNRESET', async () => {
-  let conn: Socket | undefined;
-  const peer = await server((s) => (conn = s));
-  const sink = new Sink();
-  const r = open(peer.port, sink);
-  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
+  const { peer, r } = await connected();
   r.reset();
   assert.equal(r.destroyed, true);
   await until(() => peer.errors.length > 0, 2000, 'the reset at the peer');
@@ -239,13 +232,9 @@ test('reset() closes with an RST: the peer sees ECONNRESET', async () => {
 
 test('a peer RST is hostError(ECONNRESET); while paused, once reading resumes (as a paused net.Socket)', async () => {
   for (const paused of [false, true]) {
-    let conn: Socket | undefined;
-    const peer = await server((s) => (conn = s));
-    const sink = new Sink();
-    const r = open(peer.port, sink);
-    await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
+    const { conn, sink, r } = await connected();
     if (paused) r.pause();
-    conn!.resetAndDestroy();
+    conn.resetAndDestroy();
     if (paused) {
       await sleep(50);
       assert.deepEqual(sink.errors, [], 'a paused socket is out of the epoll set: no wake-ups');
@@ -258,14 +247,10 @@ test('a peer RST is hostError(ECONNRESET); while paused, once reading resumes (a
 });
 
 test('pause() stops reads until resume(); nothing is lost', async () => {
-  let conn: Socket | undefined;
-  const peer = await server((s) => (conn = s));
-  const sink = new Sink();
-  const r = open(peer.port, sink);
-  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
+  const { conn, sink, r } = await connected();
   r.pause();
-  conn!.write('one');
-  conn!.end('two');
+  conn.write('one');
+  conn.end('two');
   await sleep(50);
   assert.equal(sink.chunks.length, 0);
   assert.equal(sink.ended, 0);
@@ -275,15 +260,11 @@ test('pause() stops reads until resume(); nothing is lost', async () => {
 });
 
 test('a large read is handed over whole; small ones are copies that later reads do not overwrite', async () => {
-  let conn: Socket | undefined;
-  const peer = await server((s) => (conn = s));
-  const sink = new Sink();
-  open(peer.port, sink);
-  await until(() => sink.connected === 1 && conn !== undefined, 2000, 'the connect');
-  conn!.write('first');
+  const { conn, sink } = await connected();
+  conn.write('first');
   await until(() => sink.chunks.length === 1, 2000, 'the first read');
   const big = Buffer.alloc(1 << 20, 0x7a);
-  conn!.write(big);
+  conn.write(big);
   await until(() => sink.got().length === 5 + big.length, 5000, 'the large write');
   assert.equal(sink.chunks[0]!.toString(), 'first');
   assert.ok(
