@@ -80,7 +80,12 @@ export class RawHostSocket implements HostSocket {
       s.fail(errno(), true);
       return s;
     }
-    set.add(fd, EPOLLOUT, s.onReady);
+    try {
+      set.add(fd, EPOLLOUT, s.onReady);
+    } catch (e) {
+      s.destroy();
+      throw e;
+    }
     return s;
   }
 
