@@ -13,6 +13,10 @@
 // skips the MTU 65520 set, KRATA_BENCH_NET_ROUNDS=N measures every backend N times, in turn, and
 // reports the medians (the machine's other load then biases no backend in particular).
 // KRATA_BENCH_NET_RPS_ONLY=1 skips the iperf3 runs (requests/s only: the per-connection and per-packet cost).
+// KRATA_BENCH_NET_TAP=1 also measures kratanet over a TAP (kratanet_tap_* in the JSON, for reference, not
+// a goal): the transport slirp4netns and pasta use, where a frame to the guest skips the veth's
+// transmit, backlog and softirq; krata's guests are packet sockets on interfaces (Xen vifs), as the
+// veth stands in for.
 // KRATA_BENCH_PROFILE=DIR runs kratanet with --cpu-prof --cpu-prof-dir=DIR (stopped with SIGTERM, so
 // the profile is written); KRATA_BENCH_SYSCALLS=PREFIX counts each backend's syscalls during its wrk run
 // (perf stat on the syscall tracepoints, all its threads; counts in PREFIX.NAME, per request on stderr).
@@ -20,16 +24,18 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/free-port.js';
-import { createBareGuest, createVethGuest, type GuestNs } from '../test/net/guest-ns.js';
+import { createBareGuest, createTapGuest, createVethGuest, GUEST_DEFAULTS, type GuestNs, type VethGuest } from '../test/net/guest-ns.js';
 
 const SECONDS = Number(process.env.KRATA_BENCH_NET_SECONDS ?? 9);
 const WRK_SECONDS = 8;
 const ROUNDS = Math.max(1, Number(process.env.KRATA_BENCH_NET_ROUNDS ?? 1));
 const RPS_ONLY = process.env.KRATA_BENCH_NET_RPS_ONLY === '1';
+const TAP = process.env.KRATA_BENCH_NET_TAP === '1';
 const PROFILE_DIR = process.env.KRATA_BENCH_PROFILE;
 const SYSCALLS_FILE = process.env.KRATA_BENCH_SYSCALLS;
 const WRK_CONNECTIONS = 32;
@@ -349,20 +355,28 @@ function kratanetMain(): string {
   return fileURLToPath(new URL('../node-agent/net/main.js', import.meta.url));
 }
 
-async function startKratanet(work: string): Promise<Backend> {
-  const guest = await createVethGuest({ mtu: MTU });
+/** kratanet on a veth (its host end read and written through AF_PACKET, as a Xen vif), or with `tap` on a TAP it makes, then moved into the guest. */
+async function startKratanet(work: string, tap = false): Promise<Backend> {
+  // A TAP must exist before it can be moved in: kratanet makes it, the guest takes it once kratanet is ready.
+  const tapName = `kbt${randomBytes(4).toString('hex')}`;
+  const mac = `02:6b:62:${randomBytes(3)
+    .toString('hex')
+    .replace(/(..)(?!$)/g, '$1:')}`;
+  let guest: VethGuest | undefined = tap ? undefined : await createVethGuest({ mtu: MTU });
   try {
+    const addrs = guest ?? { ...GUEST_DEFAULTS, mac };
     const config = {
       hostLoopback: true,
       guests: [
         {
           id: 'bench',
-          interface: guest.hostIf,
-          mac: guest.mac,
-          ipv4: guest.ipv4,
-          ipv6: guest.ipv6,
-          gateway4: guest.gateway4,
-          gateway6: guest.gateway6,
+          interface: guest ? guest.hostIf : tapName,
+          ...(tap ? { tap: true } : {}),
+          mac: addrs.mac,
+          ipv4: addrs.ipv4,
+          ipv6: addrs.ipv6,
+          gateway4: addrs.gateway4,
+          gateway6: addrs.gateway6,
           ports: [],
         },
       ],
@@ -381,32 +395,41 @@ async function startKratanet(work: string): Promise<Backend> {
     child.stdout!.on('data', (d: Buffer) => {
       out = (out + d.toString('utf8')).slice(-4096);
     });
-    await waitFor(
-      'kratanet',
-      () => /^kratanet ready$/m.test(out),
-      child,
-      () => `${out}\n${log()}`,
-    );
-    hostIfSilent(guest.hostIf);
+    try {
+      await waitFor(
+        'kratanet',
+        () => /^kratanet ready$/m.test(out),
+        child,
+        () => `${out}\n${log()}`,
+      );
+      guest ??= await createTapGuest(tapName, { mac, mtu: MTU });
+    } catch (e) {
+      await stopGroup(child, false);
+      throw e;
+    }
+    const g = guest;
+    if (!tap) hostIfSilent(g.hostIf);
     return {
-      name: 'kratanet',
+      name: tap ? 'kratanet_tap' : 'kratanet',
       mtu: MTU,
-      guest,
-      hostAddr: guest.gateway4,
+      guest: g,
+      hostAddr: g.gateway4,
       pid: child.pid!,
-      describe: `node ${kratanetMain()} --config FILE (veth ${guest.hostIf}, hostLoopback: gateway ${guest.gateway4} → 127.0.0.1)`,
+      describe:
+        `node ${kratanetMain()} --config FILE (${tap ? `TAP ${tapName}, moved into NS` : `veth ${g.hostIf}`}, ` +
+        `hostLoopback: gateway ${g.gateway4} → 127.0.0.1)`,
       check: () => {
         if (child.exitCode !== null || child.signalCode !== null)
           throw new Error(`kratanet exited (${child.exitCode ?? child.signalCode}) during the bench:\n${out}\n${log()}`);
-        hostIfSilent(guest.hostIf);
+        if (!tap) hostIfSilent(g.hostIf);
       },
       stop: async () => {
         await stopGroup(child, PROFILE_DIR !== undefined);
-        await guest.destroy();
+        await g.destroy();
       },
     };
   } catch (e) {
-    await guest.destroy();
+    await guest?.destroy();
     throw e;
   }
 }
@@ -649,8 +672,10 @@ export async function netBench(): Promise<Record<string, unknown>> {
     // kratanet first in every round: if it is broken, fail before spending a minute on the baselines.
     const configs: Array<{ key: string; mtu: number; start: () => Promise<Backend> }> = [];
     let skipped: string | undefined;
-    if (existsSync(kratanetMain())) configs.push({ key: 'kratanet', mtu: MTU, start: () => startKratanet(work) });
-    else {
+    if (existsSync(kratanetMain())) {
+      configs.push({ key: 'kratanet', mtu: MTU, start: () => startKratanet(work) });
+      if (TAP) configs.push({ key: 'kratanet_tap', mtu: MTU, start: () => startKratanet(work, true) });
+    } else {
       skipped = `${kratanetMain()} does not exist (build node-agent/net first): kratanet NOT measured`;
       console.log(`kratanet    SKIPPED: ${skipped}`);
     }
@@ -687,6 +712,12 @@ export async function netBench(): Promise<Record<string, unknown>> {
     goal(vsPasst, GOALS.vs_passt, 'kratanet throughput within 2× of passt (ratio ≥ 0.5)');
     const rpsVsSlirp = ratio(ours?.rps, slirp.rps);
     goal(rpsVsSlirp, GOALS.rps_vs_slirp4netns, 'kratanet HTTP requests/s ≥ slirp4netns (ratio ≥ 1)');
+    const overTap = fig.get('kratanet_tap');
+    const tapFigures = overTap
+      ? { ...prefixed('kratanet_tap_', overTap), rps_ratio_tap_vs_slirp4netns: ratio(overTap.rps, slirp.rps) }
+      : {};
+    if (overTap)
+      console.log(`reference: kratanet over a TAP (slirp4netns's transport): ${ratio(overTap.rps, slirp.rps)}× slirp4netns's requests/s`);
     // The headline is the mean of both directions: a fast direction can hide a slow one, so each is shown too.
     const perDirection: Record<string, number | null> = {};
     for (const dir of ['to_host', 'to_guest'] as const) {
@@ -704,7 +735,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
             perDirection[`ratio_vs_slirp4netns_${d}`]! >= GOALS.vs_slirp4netns && perDirection[`ratio_vs_passt_${d}`]! >= GOALS.vs_passt,
         )
       : null;
-    const httpErrors = [ours, slirp, passt].reduce((n, f) => n + (f?.http_errors ?? 0), 0);
+    const httpErrors = [ours, slirp, passt, overTap].reduce((n, f) => n + (f?.http_errors ?? 0), 0);
     return {
       bench: 'net',
       ...prefixed('', ours),
@@ -721,6 +752,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
       ...(skipped ? { kratanet: `skipped: ${skipped}` } : {}),
       mtu: MTU,
       ...jumbo,
+      ...tapFigures,
       http_errors: httpErrors,
       iperf3_seconds: SECONDS,
       wrk: `wrk -t1 -c${WRK_CONNECTIONS} -d${WRK_SECONDS}s, ${BODY_BYTES}-byte body from nginx (1 worker) on 127.0.0.1`,

@@ -6,7 +6,8 @@
 // createVethGuest: a veth pair, eth0 inside the namespace and `hostIf` in the root namespace, up with
 // no addresses, IPv6 off and ARP silenced, so only a userspace backend (AF_PACKET on hostIf) talks to
 // the guest. createBareGuest: a namespace with only lo, for slirp4netns and pasta, which make their
-// own tap inside (they take the namespace's path or name).
+// own tap inside (they take the namespace's path or name). createTapGuest: eth0 is a TAP a backend
+// made outside, moved in.
 //
 // Needs root. Names are random per process, so test processes running at once never collide, and a
 // guest left behind by a killed process is swept by the next process (of the same PID namespace) to
@@ -277,8 +278,10 @@ class Veth extends Guest implements VethGuest {
     readonly ipv6: string,
     readonly gateway6: string,
     readonly mtu: number,
+    /** Whether hostIf is the guest's to delete (a veth's end; a TAP goes with its backend's fd). */
+    ownsHostIf = true,
   ) {
-    super(ns, hostIf);
+    super(ns, ownsHostIf ? hostIf : undefined);
   }
 }
 
@@ -314,6 +317,15 @@ function addNamespace(name: string | undefined): string {
   }
 }
 
+/** The options with their defaults, and eth0's MAC. */
+function guestConfig(opts: GuestNsOptions): { cfg: typeof GUEST_DEFAULTS & GuestNsOptions; mac: string } {
+  const cfg = {
+    ...GUEST_DEFAULTS,
+    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+  } as typeof GUEST_DEFAULTS & GuestNsOptions;
+  return { cfg, mac: opts.mac ?? randomMac() };
+}
+
 /** A namespace with only lo, up. */
 export async function createBareGuest(opts: Pick<GuestNsOptions, 'name'> = {}): Promise<GuestNs> {
   const name = addNamespace(opts.name);
@@ -328,13 +340,43 @@ export async function createBareGuest(opts: Pick<GuestNsOptions, 'name'> = {}): 
   return g;
 }
 
+/**
+ * A namespace configured like a krata guest whose eth0 is `tap`: a TAP device a userspace backend made in
+ * the root namespace and holds open, moved in (its fd keeps working). hostIf is the TAP's name before the
+ * move; it goes with the backend's fd or the namespace.
+ */
+export async function createTapGuest(tap: string, opts: GuestNsOptions = {}): Promise<VethGuest> {
+  const { cfg, mac } = guestConfig(opts);
+  const name = addNamespace(opts.name);
+  const g = new Veth(name, tap, mac, cfg.ipv4, cfg.gateway4, cfg.ipv6, cfg.gateway6, cfg.mtu, false);
+  live.add(g);
+  try {
+    ip(['link', 'set', tap, 'netns', name]);
+    ip(
+      ['-n', name, '-batch', '-'],
+      [
+        'link set lo up',
+        `link set ${tap} down`,
+        `link set ${tap} name eth0`,
+        `link set eth0 address ${mac} mtu ${cfg.mtu}`,
+        'link set eth0 up',
+        `addr add ${cfg.ipv4} dev eth0`,
+        `addr add ${cfg.ipv6} dev eth0 nodad`,
+        `route add default via ${cfg.gateway4} dev eth0`,
+        `route add ::/0 via ${cfg.gateway6} dev eth0`,
+        '',
+      ].join('\n'),
+    );
+  } catch (e) {
+    g.destroySync();
+    throw e;
+  }
+  return g;
+}
+
 /** A namespace configured like a krata guest, its eth0 one end of a veth whose other end (hostIf) stays in the root namespace. */
 export async function createVethGuest(opts: GuestNsOptions = {}): Promise<VethGuest> {
-  const cfg = {
-    ...GUEST_DEFAULTS,
-    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
-  } as typeof GUEST_DEFAULTS & GuestNsOptions;
-  const mac = opts.mac ?? randomMac();
+  const { cfg, mac } = guestConfig(opts);
   const name = addNamespace(opts.name);
   const g = new Veth(name, name, mac, cfg.ipv4, cfg.gateway4, cfg.ipv6, cfg.gateway6, cfg.mtu);
   live.add(g);
