@@ -355,7 +355,10 @@ function kratanetMain(): string {
   return fileURLToPath(new URL('../node-agent/net/main.js', import.meta.url));
 }
 
-/** kratanet on a veth (its host end read and written through AF_PACKET, as a Xen vif), or with `tap` on a TAP it makes, then moved into the guest. */
+/**
+ * kratanet on a veth (its host end read and written through AF_PACKET, as a Xen vif), or with `tap` on a
+ * TAP it makes, moved into the guest.
+ */
 async function startKratanet(work: string, tap = false): Promise<Backend> {
   // A TAP must exist before it can be moved in: kratanet makes it, the guest takes it once kratanet is ready.
   const tapName = `kbt${randomBytes(4).toString('hex')}`;
