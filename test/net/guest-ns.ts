@@ -326,6 +326,23 @@ function guestConfig(opts: GuestNsOptions): { cfg: typeof GUEST_DEFAULTS & Guest
   return { cfg, mac: opts.mac ?? randomMac() };
 }
 
+/** In namespace `ns`: lo up, then `first` (ip commands), then eth0 up with the guest's addresses and default routes. */
+function upEth0(ns: string, cfg: typeof GUEST_DEFAULTS, first: string[] = []): void {
+  ip(
+    ['-n', ns, '-batch', '-'],
+    [
+      'link set lo up',
+      ...first,
+      'link set eth0 up',
+      `addr add ${cfg.ipv4} dev eth0`,
+      `addr add ${cfg.ipv6} dev eth0 nodad`,
+      `route add default via ${cfg.gateway4} dev eth0`,
+      `route add ::/0 via ${cfg.gateway6} dev eth0`,
+      '',
+    ].join('\n'),
+  );
+}
+
 /** A namespace with only lo, up. */
 export async function createBareGuest(opts: Pick<GuestNsOptions, 'name'> = {}): Promise<GuestNs> {
   const name = addNamespace(opts.name);
@@ -352,21 +369,7 @@ export async function createTapGuest(tap: string, opts: GuestNsOptions = {}): Pr
   live.add(g);
   try {
     ip(['link', 'set', tap, 'netns', name]);
-    ip(
-      ['-n', name, '-batch', '-'],
-      [
-        'link set lo up',
-        `link set ${tap} down`,
-        `link set ${tap} name eth0`,
-        `link set eth0 address ${mac} mtu ${cfg.mtu}`,
-        'link set eth0 up',
-        `addr add ${cfg.ipv4} dev eth0`,
-        `addr add ${cfg.ipv6} dev eth0 nodad`,
-        `route add default via ${cfg.gateway4} dev eth0`,
-        `route add ::/0 via ${cfg.gateway6} dev eth0`,
-        '',
-      ].join('\n'),
-    );
+    upEth0(name, cfg, [`link set ${tap} down`, `link set ${tap} name eth0`, `link set eth0 address ${mac} mtu ${cfg.mtu}`]);
   } catch (e) {
     g.destroySync();
     throw e;
@@ -405,18 +408,7 @@ export async function createVethGuest(opts: GuestNsOptions = {}): Promise<VethGu
     writeFileSync(`/proc/sys/net/ipv4/conf/${name}/arp_ignore`, '8');
     writeFileSync(`/proc/sys/net/ipv4/conf/${name}/forwarding`, '0');
     ip(['link', 'set', name, 'up']);
-    ip(
-      ['-n', name, '-batch', '-'],
-      [
-        'link set lo up',
-        'link set eth0 up',
-        `addr add ${cfg.ipv4} dev eth0`,
-        `addr add ${cfg.ipv6} dev eth0 nodad`,
-        `route add default via ${cfg.gateway4} dev eth0`,
-        `route add ::/0 via ${cfg.gateway6} dev eth0`,
-        '',
-      ].join('\n'),
-    );
+    upEth0(name, cfg);
   } catch (e) {
     g.destroySync();
     throw e;
