@@ -133,6 +133,7 @@ export class GuestBackend implements TcpWire, UdpWire {
   private pings = 0;
   private refusalLoggedAt = 0;
   private throttleLoggedAt = 0;
+  private socketErrorLoggedAt = 0;
   private readonly newFlows: TokenBucket;
   private shut = false;
   readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0, throttled: 0 };
@@ -350,8 +351,13 @@ export class GuestBackend implements TcpWire, UdpWire {
     try {
       socket = RawHostSocket.connect(v.host, p.dstPort, f);
     } catch (e) {
-      // No socket to be had (EMFILE...): the guest retransmits its SYN, as after a loss.
-      this.log(`connect to port ${p.dstPort}: ${(e as Error).message}`);
+      // No socket to be had (EMFILE...): the guest retransmits its SYN, as after a loss. Said at most
+      // once a second: every retransmitted SYN would say it again.
+      const now = Date.now();
+      if (now - this.socketErrorLoggedAt >= 1000) {
+        this.socketErrorLoggedAt = now;
+        this.log(`connect to port ${p.dstPort}: ${(e as Error).message}`);
+      }
       f.close();
       return;
     }
