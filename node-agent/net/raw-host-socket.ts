@@ -38,6 +38,11 @@ import { parseIpv4, parseIpv6 } from './wire.js';
 const MSG_NOSIGNAL = 0x4000;
 /** Bytes per read; a read that fills it is handed over whole and the next gets a new buffer. */
 export const READ_BUF = 64 << 10;
+/**
+ * The buffer every raw socket reads into (reads are synchronous, on the main thread): not 64 KiB per
+ * connection. A read that fills half of it or more is handed over whole and a new one takes its place.
+ */
+let readBuf = Buffer.allocUnsafeSlow(READ_BUF);
 /** Reads per wake before yielding to the other sockets (level-triggered: the rest comes next wake). */
 const READS_PER_WAKE = 4;
 /** Queued bytes past which the flow hears hostDrained() once the queue empties (net.Socket's default high-water mark). */
@@ -99,7 +104,6 @@ export class RawHostSocket implements HostSocket {
   private wasHigh = false;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
-  private buf = Buffer.allocUnsafeSlow(READ_BUF);
 
   private constructor(
     readonly fd: number,
@@ -250,9 +254,9 @@ export class RawHostSocket implements HostSocket {
   private readSome(): void {
     const lib = libc();
     for (let i = 0; i < READS_PER_WAKE && this.reading && !this.closed; i++) {
-      const n = lib.readBuf(this.fd, this.buf, READ_BUF);
+      const b = readBuf;
+      const n = lib.readBuf(this.fd, b, READ_BUF);
       if (n > 0) {
-        const b = this.buf;
         if (n < READ_BUF / 2) {
           // Copied out (Buffer.from's type dispatch is megamorphic: a measurable share of a small read).
           const c = Buffer.allocUnsafe(n);
@@ -260,7 +264,7 @@ export class RawHostSocket implements HostSocket {
           this.sink.fromHost(c);
         } else {
           // Handed over whole: no byte copied twice; what a flow holds stays within twice its count.
-          this.buf = Buffer.allocUnsafeSlow(READ_BUF);
+          readBuf = Buffer.allocUnsafeSlow(READ_BUF);
           this.sink.fromHost(b.subarray(0, n));
         }
         if (n < READ_BUF) return;
