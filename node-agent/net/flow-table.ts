@@ -47,10 +47,12 @@ export class TcpFlowTable {
   delete(flow: TcpFlow): boolean {
     const k = portsKey(flow.remotePort, flow.guestPort);
     const e = this.byPorts.get(k);
+    const i = Array.isArray(e) ? e.indexOf(flow) : -1;
     if (e === flow) this.byPorts.delete(k);
-    else if (Array.isArray(e) && e.includes(flow)) {
-      e.splice(e.indexOf(flow), 1);
-      if (e.length === 1) this.byPorts.set(k, e[0]!);
+    else if (i >= 0) {
+      const side = e as TcpFlow[];
+      side.splice(i, 1);
+      if (side.length === 1) this.byPorts.set(k, side[0]!);
     } else return false;
     this.count--;
     return true;
