@@ -29,7 +29,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/free-port.js';
-import { createBareGuest, createTapGuest, createVethGuest, GUEST_DEFAULTS, type GuestNs, type VethGuest } from '../test/net/guest-ns.js';
+import {
+  createBareGuest,
+  createTapGuest,
+  createVethGuest,
+  GUEST_DEFAULTS,
+  randomMac,
+  type GuestNs,
+  type VethGuest,
+} from '../test/net/guest-ns.js';
 
 const SECONDS = Number(process.env.KRATA_BENCH_NET_SECONDS ?? 9);
 const WRK_SECONDS = 8;
@@ -362,9 +370,7 @@ function kratanetMain(): string {
 async function startKratanet(work: string, tap = false): Promise<Backend> {
   // A TAP must exist before it can be moved in: kratanet makes it, the guest takes it once kratanet is ready.
   const tapName = `kbt${randomBytes(4).toString('hex')}`;
-  const mac = `02:6b:62:${randomBytes(3)
-    .toString('hex')
-    .replace(/(..)(?!$)/g, '$1:')}`;
+  const mac = randomMac();
   let guest: VethGuest | undefined = tap ? undefined : await createVethGuest({ mtu: MTU });
   try {
     const addrs = guest ?? { ...GUEST_DEFAULTS, mac };

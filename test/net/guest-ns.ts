@@ -197,7 +197,8 @@ function deleteLink(name: string): void {
   }
 }
 
-function randomMac(): string {
+/** A random MAC, unicast and locally administered. */
+export function randomMac(): string {
   const b = randomBytes(6);
   b[0] = (b[0]! & 0xfc) | 0x02; // unicast, locally administered
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
