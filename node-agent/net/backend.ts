@@ -36,6 +36,7 @@ import {
   PROTO_UDP,
   pseudoSum4,
   pseudoSum6,
+  put16,
   sum16,
   TCP_ACK,
   TCP_RST,
@@ -420,7 +421,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     if (len > 0) flow.copyOut(f, l4 + tcpHlen, offset, len);
     if (flags & TCP_ACK) flow.lastAckSent = ack;
     if (this.link.offloads) {
-      f.writeUInt16BE(fold(ps), l4 + 16);
+      put16(f, l4 + 16, fold(ps));
       const o = this.tcpOffload; // one object, reused for every segment (commit() reads it at once)
       o.csumStart = l4;
       if (len > flow.mss) {
@@ -430,7 +431,7 @@ export class GuestBackend implements TcpWire, UdpWire {
       } else o.gso = undefined;
       this.link.commit(total, o);
     } else {
-      f.writeUInt16BE(finish(sum16(f, l4, total, ps)), l4 + 16);
+      put16(f, l4 + 16, finish(sum16(f, l4, total, ps)));
       this.link.commit(total);
     }
   }
@@ -543,10 +544,10 @@ export class GuestBackend implements TcpWire, UdpWire {
     writeUdp(f, l4, flow.remotePort, flow.guestPort, udpLen);
     payload.copy(f, l4 + 8);
     if (this.link.offloads) {
-      f.writeUInt16BE(fold(ps), l4 + 6);
+      put16(f, l4 + 6, fold(ps));
       this.link.commit(total, { csumStart: l4, csumOffset: 6 });
     } else {
-      f.writeUInt16BE(finish(sum16(f, l4, total, ps)) || 0xffff, l4 + 6);
+      put16(f, l4 + 6, finish(sum16(f, l4, total, ps)) || 0xffff);
       this.link.commit(total);
     }
   }

@@ -227,6 +227,20 @@ after(() => {
   quiet('ip', 'netns', 'del', netns);
 });
 
+test("little-endian table stores agree with Buffer's methods; native addresses above 2^32 split exactly", () => {
+  const b = Buffer.alloc(16);
+  for (const v of [0, 1, 0x1234, 0x7fffffff, 0x80000000, 0xffffffff, ...Array.from({ length: 32 }, () => randomBytes(4).readUInt32LE())]) {
+    sys.put32le(b, 4, v);
+    assert.equal(b.readUInt32LE(4), v);
+    assert.equal(sys.get32le(b, 4), v);
+    sys.put16le(b, 1, v & 0xffff);
+    assert.equal(b.readUInt16LE(1), v & 0xffff);
+  }
+  const addr = 0x7f12_3456_789a; // a typical mmap address, above 2^32
+  sys.writeAddr(b, 8, addr);
+  assert.equal(b.readBigUInt64LE(8), BigInt(addr));
+});
+
 test('poller: readable handler, modify, remove; close releases its fds', async () => {
   const base = fdCount();
   const poller = new Poller();

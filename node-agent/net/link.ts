@@ -62,6 +62,9 @@ import {
   PACKET_IGNORE_OUTGOING,
   PACKET_OUTGOING,
   PACKET_VNET_HDR,
+  get32le,
+  put16le,
+  put32le,
   setIntOpt,
   SLL_PKTTYPE,
   sockaddrLl,
@@ -313,20 +316,16 @@ abstract class FrameLink implements Link {
         }
         b[cur] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
         b[cur + 1] = gso;
-        b.writeUInt16LE(hdrLen, cur + 2);
-        b.writeUInt16LE(gsoSize, cur + 4);
-        b.writeUInt16LE(offload.csumStart, cur + 6);
-        b.writeUInt16LE(offload.csumOffset, cur + 8);
-      } else {
-        b.writeUInt32LE(0, cur);
-        b.writeUInt32LE(0, cur + 4);
-        b.writeUInt16LE(0, cur + 8);
-      }
+        put16le(b, cur + 2, hdrLen);
+        put16le(b, cur + 4, gsoSize);
+        put16le(b, cur + 6, offload.csumStart);
+        put16le(b, cur + 8, offload.csumOffset);
+      } else for (let k = 0; k < VNET_HDR_LEN; k++) b[cur + k] = 0;
     }
     const i = this.count++;
     const v = TX_IOV_AT + i * IOVEC_SIZE;
     writeAddr(this.table, v + IOV_BASE, this.txAddr + cur);
-    this.table.writeUInt32LE(this.hdr + len, v + IOV_LEN);
+    put32le(this.table, v + IOV_LEN, this.hdr + len);
     this.lens[i] = len;
     this.off = cur + ((this.hdr + len + 7) & ~7);
     if (!this.immediate) this.immediate = setImmediate(this.onImmediate);
@@ -440,7 +439,7 @@ abstract class FrameLink implements Link {
               : gso === VIRTIO_NET_HDR_GSO_UDP || gso === VIRTIO_NET_HDR_GSO_UDP_L4
                 ? 'udp'
                 : 'none';
-        meta.gsoSize = data.readUInt16LE(at + 4);
+        meta.gsoSize = data[at + 4]! | (data[at + 5]! << 8);
       }
     }
     this.stats.rxFrames++;
@@ -502,11 +501,11 @@ class PacketLink extends FrameLink {
       for (let i = 0; i < n && !this.closed; i++) {
         const m = i * MMSGHDR_SIZE;
         if (table[RX_SLL_AT + i * RX_SLL_STRIDE + SLL_PKTTYPE] === PACKET_OUTGOING) continue;
-        if (table.readInt32LE(m + MSG_FLAGS) & MSG_TRUNC) {
+        if (get32le(table, m + MSG_FLAGS) & MSG_TRUNC) {
           stats.rxDropped++;
           continue;
         }
-        this.deliver(data, i * RX_SLOT, table.readUInt32LE(m + MMSG_LEN));
+        this.deliver(data, i * RX_SLOT, get32le(table, m + MMSG_LEN));
       }
       total += n;
       const now = this.now();

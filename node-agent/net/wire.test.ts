@@ -11,6 +11,8 @@ import {
   fold,
   formatIpv4,
   formatIpv6,
+  get16,
+  get32,
   ipv4InPrefix,
   ipv6InPrefix,
   Packet,
@@ -23,6 +25,8 @@ import {
   PROTO_UDP,
   pseudoSum4,
   pseudoSum6,
+  put16,
+  put32,
   sum16,
   TCP_SYN,
   writeEth,
@@ -44,6 +48,26 @@ function tcp4(payload: Buffer, options?: Buffer): Buffer {
   payload.copy(f, ETH_HLEN + 20 + th);
   return f;
 }
+
+test("byte loads and stores agree with Buffer's big-endian methods, sequence numbers past 2^31 included", () => {
+  const b = Buffer.alloc(16);
+  const values = [0, 1, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, ...Array.from({ length: 64 }, () => randomBytes(4).readUInt32BE())];
+  for (const v of values) {
+    put32(b, 3, v);
+    assert.equal(b.readUInt32BE(3), v >>> 0);
+    assert.equal(get32(b, 3), v >>> 0);
+    // What a TCP flow passes: sums that wrapped past 2^32 or went negative with | 0.
+    put32(b, 8, v | 0);
+    assert.equal(b.readUInt32BE(8), v >>> 0);
+    put16(b, 1, v & 0xffff);
+    assert.equal(b.readUInt16BE(1), v & 0xffff);
+    assert.equal(get16(b, 1), v & 0xffff);
+  }
+  // Neighbours are left alone.
+  const c = Buffer.alloc(8, 0xaa);
+  put32(c, 2, 0);
+  assert.deepEqual([...c], [0xaa, 0xaa, 0, 0, 0, 0, 0xaa, 0xaa]);
+});
 
 test('addresses: parse and format round trips, RFC 5952 text, prefixes', () => {
   assert.equal(formatIpv4(parseIpv4('10.75.0.1')), '10.75.0.1');
