@@ -22,7 +22,7 @@ import {
   type Mapping,
 } from '../../lib/libc.js';
 import { Poller } from './poller.js';
-import { addrNumber } from './sys.js';
+import { addrNumber, get32le, put32le } from './sys.js';
 
 export type ReadyHandler = (events: number) => void;
 
@@ -125,9 +125,9 @@ export class EpollSet {
       op = EPOLL_CTL_DEL;
     } else op = e.events < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     const ev = this.event;
-    ev.writeUInt32LE(events, 0);
-    ev.writeUInt32LE(fd, 4);
-    ev.writeUInt32LE(e.serial, 8);
+    put32le(ev, 0, events);
+    put32le(ev, 4, fd);
+    put32le(ev, 8, e.serial);
     if (libc().epoll_ctl(this.epfd, op, fd, op === EPOLL_CTL_DEL ? null : ev) < 0) throw new SysError(`epoll_ctl fd ${fd}`, errno());
     e.events = events === 0 ? -1 : events;
   }
@@ -142,11 +142,11 @@ export class EpollSet {
     const ring = this.ring.bytes;
     for (let i = 0; i < n; i++) {
       const at = i * EVENT_SIZE;
-      const fd = ring.readUInt32LE(at + 4);
+      const fd = get32le(ring, at + 4);
       const e = this.entries[fd];
       // A handler earlier in this batch may have closed the fd and another socket taken its number.
-      if (!e || e.serial !== ring.readUInt32LE(at + 8)) continue;
-      e.handler(ring.readUInt32LE(at));
+      if (!e || e.serial !== get32le(ring, at + 8)) continue;
+      e.handler(get32le(ring, at));
     }
   };
 }

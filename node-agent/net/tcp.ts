@@ -632,7 +632,9 @@ export class TcpFlow implements HostSink {
     n += this.sndHead;
     let i = 0;
     while (i < this.sndBuf.length && n >= this.sndBuf[i]!.length) n -= this.sndBuf[i++]!.length;
-    if (i > 0) this.sndBuf.splice(0, i);
+    // One chunk (a small answer, acknowledged whole) is the common case: shift is cheaper than splice.
+    if (i === 1) this.sndBuf.shift();
+    else if (i > 0) this.sndBuf.splice(0, i);
     this.sndHead = n;
   }
 
