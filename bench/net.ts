@@ -11,7 +11,9 @@
 // Then slirp4netns and pasta again at MTU 65520 (their own defaults), for reference. Needs root.
 // KRATA_BENCH_NET_SECONDS sets the length of each iperf3 run (default 9), KRATA_BENCH_NET_JUMBO=0
 // skips the MTU 65520 set, KRATA_BENCH_NET_ROUNDS=N measures every backend N times, in turn, and
-// reports the medians (the machine's other load then biases no backend in particular).
+// reports the medians (the machine's other load then biases no backend in particular), with each round's
+// requests/s ratio to slirp4netns and the ratio of the median CPU per request (rps_ratio_vs_slirp4netns_each_round,
+// cpu_per_request_ratio_vs_slirp4netns).
 // KRATA_BENCH_NET_RPS_ONLY=1 skips the iperf3 runs (requests/s only: the per-connection and per-packet cost).
 // KRATA_BENCH_NET_TAP=1 also measures kratanet over a TAP (kratanet_tap_* in the JSON, for reference, not
 // a goal): the transport slirp4netns and pasta use, where a frame to the guest skips the veth's
@@ -721,6 +723,12 @@ export async function netBench(): Promise<Record<string, unknown>> {
     goal(vsPasst, GOALS.vs_passt, 'kratanet throughput within 2× of passt (ratio ≥ 0.5)');
     const rpsVsSlirp = ratio(ours?.rps, slirp.rps);
     goal(rpsVsSlirp, GOALS.rps_vs_slirp4netns, 'kratanet HTTP requests/s ≥ slirp4netns (ratio ≥ 1)');
+    // Each round's own ratio (the two ran seconds apart) and CPU per request, which the machine's other
+    // load moves less than requests/s: how far the median stands from 1 against the spread.
+    const rpsRounds = ours ? samples.get('kratanet')!.map((f, i) => ratio(f.rps, samples.get('slirp4netns')![i]!.rps)) : [];
+    const cpuVsSlirp = ratio(ours?.cpu_us_per_request, slirp.cpu_us_per_request);
+    if (ours && ROUNDS > 1)
+      console.log(`      requests/s each round: ${rpsRounds.join(' ')}× slirp4netns; CPU per request ${cpuVsSlirp}× its`);
     const overTap = fig.get('kratanet_tap');
     const tapFigures = overTap
       ? { ...prefixed('kratanet_tap_', overTap), rps_ratio_tap_vs_slirp4netns: ratio(overTap.rps, slirp.rps) }
@@ -754,6 +762,8 @@ export async function netBench(): Promise<Record<string, unknown>> {
       ratio_vs_passt: vsPasst,
       rps_ratio_vs_slirp4netns: rpsVsSlirp,
       rps_ratio_vs_passt: ratio(ours?.rps, passt.rps),
+      rps_ratio_vs_slirp4netns_each_round: rpsRounds,
+      cpu_per_request_ratio_vs_slirp4netns: cpuVsSlirp,
       goals: GOALS,
       goals_met: goalsMet,
       ...perDirection,
