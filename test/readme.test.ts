@@ -2,6 +2,7 @@
 // command works on a checkout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../lib/package-root.js';
@@ -19,6 +20,24 @@ test('README starts with two set-up commands: the main job, then the tests', () 
 test(".ci/run runs the README's test command", () => {
   const ci = readFileSync(join(root, '.ci/run'), 'utf8');
   assert.ok(ci.split('\n').includes(commands[1]!), `.ci/run must contain the line: ${commands[1]}`);
+});
+
+test('.ci/run stops when a step before npm test fails (set -e alone goes on past a && list)', () => {
+  const lines = readFileSync(join(root, '.ci/run'), 'utf8').split('\n');
+  const at = lines.indexOf(commands[1]!);
+  assert.ok(at > 0);
+  // The script's options, the command with its lint step failing, what follows the command up to the
+  // next blank line (the guard), then a marker the run must not reach.
+  const end = lines.indexOf('', at);
+  const script = [
+    ...lines.slice(0, at).filter((l) => /^set /.test(l)),
+    'true && true && false && true',
+    ...lines.slice(at + 1, end),
+    'echo reached-e2e',
+  ].join('\n');
+  const r = spawnSync('bash', ['-c', script], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.doesNotMatch(r.stdout, /reached-e2e/);
 });
 
 test("the README's main-job command names an npm script of this package, whose program exists", () => {
