@@ -14,3 +14,15 @@ test('the token bucket refills at its rate up to its burst', () => {
   now = 10_000;
   assert.equal(b.available(), 100, 'never above the burst');
 });
+
+test('tryTake takes one whole token or none: a bucket of 1 a second says yes at most once a second', () => {
+  let now = 0;
+  const b = new TokenBucket(1, 1, () => now);
+  assert.equal(b.tryTake(), true);
+  assert.equal(b.tryTake(), false);
+  now = 999;
+  assert.equal(b.tryTake(), false, 'a partial token is not one');
+  now = 1000;
+  assert.equal(b.tryTake(), true);
+  assert.equal(b.available(), 0);
+});

@@ -28,6 +28,13 @@ export class TokenBucket {
     this.tokens -= n;
   }
 
+  /** Takes one token if there is one: whether there was. */
+  tryTake(): boolean {
+    if (this.available() < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
   /** Milliseconds until `n` (capped at the burst) tokens are available. */
   msUntil(n: number): number {
     const missing = Math.min(n, this.burst) - this.available();

@@ -132,9 +132,10 @@ export class GuestBackend implements TcpWire, UdpWire {
   /** Flows of published ports' UDP clients, by port and client address (see udpFromClient). */
   private readonly udpClients = new Map<string, UdpFlow>();
   private pings = 0;
-  private refusalLoggedAt = 0;
-  private throttleLoggedAt = 0;
-  private socketErrorLoggedAt = 0;
+  // Messages a guest can repeat as fast as it sends frames: each said at most once a second.
+  private readonly refusalLog = new TokenBucket(1, 1);
+  private readonly throttleLog = new TokenBucket(1, 1);
+  private readonly socketErrorLog = new TokenBucket(1, 1);
   private readonly newFlows: TokenBucket;
   private shut = false;
   readonly stats: BackendStats = { spoofed: 0, dropped: 0, tcpFlows: 0, udpFlows: 0, tcpOpened: 0, refused: 0, throttled: 0 };
@@ -288,9 +289,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     const v = p.ip === 4 ? this.policy.v4(p.dst4, port, this.g.gw4) : this.policy.v6(p.buf, p.dst6, port, this.g.gw6);
     if (!v.allow) {
       // Which rule refused it, for the operator; at most once a second per guest (a guest could flood the log).
-      const now = Date.now();
-      if (now - this.refusalLoggedAt >= 1000) {
-        this.refusalLoggedAt = now;
+      if (this.refusalLog.tryTake()) {
         const proto = p.proto === PROTO_TCP ? 'TCP' : p.proto === PROTO_UDP ? 'UDP' : 'ping';
         this.log(
           `refused ${proto} to ${p.ip === 4 ? formatIpv4(p.dst4) : `[${formatIpv6(p.buf, p.dst6)}]`}${port ? `:${port}` : ''}: ${v.reason}`,
@@ -302,14 +301,9 @@ export class GuestBackend implements TcpWire, UdpWire {
 
   /** Takes one of the guest's new-flow tokens; false (counted, logged at most once a second) when over its rate. */
   private flowAllowed(): boolean {
-    if (this.newFlows.available() >= 1) {
-      this.newFlows.take(1);
-      return true;
-    }
+    if (this.newFlows.tryTake()) return true;
     this.stats.throttled++;
-    const now = Date.now();
-    if (now - this.throttleLoggedAt >= 1000) {
-      this.throttleLoggedAt = now;
+    if (this.throttleLog.tryTake()) {
       this.log(`over ${this.newFlows.ratePerSecond} new flows a second: new flows dropped (${this.stats.throttled} so far)`);
     }
     return false;
@@ -354,9 +348,7 @@ export class GuestBackend implements TcpWire, UdpWire {
     } catch (e) {
       // No socket to be had (EMFILE...): the guest retransmits its SYN, as after a loss. Said at most
       // once a second: every retransmitted SYN would say it again.
-      const now = Date.now();
-      if (now - this.socketErrorLoggedAt >= 1000) {
-        this.socketErrorLoggedAt = now;
+      if (this.socketErrorLog.tryTake()) {
         this.log(`connect to port ${p.dstPort}: ${(e as Error).message}`);
       }
       f.close();
