@@ -36,7 +36,7 @@ import { SIN6_ADDR, SIN_ADDR, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, sockaddrIn } 
 import { parseIpv4, parseIpv6 } from './wire.js';
 
 const MSG_NOSIGNAL = 0x4000;
-/** Bytes per read; a read that fills it is handed over whole and the next gets a new buffer. */
+/** Bytes per read (see readBuf for what happens to a large one). */
 export const READ_BUF = 64 << 10;
 /**
  * The buffer every raw socket reads into (reads are synchronous, on the main thread): not 64 KiB per

@@ -235,20 +235,20 @@ export function parse(p: Packet, buf: Buffer, len = buf.length): boolean {
   p.proto = 0;
   p.fragment = false;
   if (len < ETH_HLEN) return false;
-  p.ethertype = (buf[12]! << 8) | buf[13]!;
+  p.ethertype = get16(buf, 12);
   p.l3 = ETH_HLEN;
   if (p.ethertype === ETHERTYPE_IPV4) {
     if (len < ETH_HLEN + 20) return false;
     const vihl = buf[ETH_HLEN]!;
     const ihl = (vihl & 15) * 4;
     if (vihl >> 4 !== 4 || ihl < 20 || ETH_HLEN + ihl > len) return false;
-    let total = (buf[ETH_HLEN + 2]! << 8) | buf[ETH_HLEN + 3]!;
+    let total = get16(buf, ETH_HLEN + 2);
     // A GSO super-frame may carry 0 or a stale total length; the frame's own length is the bound.
     if (total === 0 || ETH_HLEN + total > len) total = len - ETH_HLEN;
     if (total < ihl) return false;
     p.ip = 4;
     p.end = ETH_HLEN + total;
-    const frag = ((buf[ETH_HLEN + 6]! << 8) | buf[ETH_HLEN + 7]!) & 0x3fff;
+    const frag = get16(buf, ETH_HLEN + 6) & 0x3fff;
     p.fragment = frag !== 0;
     p.ttl = buf[ETH_HLEN + 8]!;
     p.proto = buf[ETH_HLEN + 9]!;
@@ -257,7 +257,7 @@ export function parse(p: Packet, buf: Buffer, len = buf.length): boolean {
     p.l4 = ETH_HLEN + ihl;
   } else if (p.ethertype === ETHERTYPE_IPV6) {
     if (len < ETH_HLEN + 40 || buf[ETH_HLEN]! >> 4 !== 6) return false;
-    let plen = (buf[ETH_HLEN + 4]! << 8) | buf[ETH_HLEN + 5]!;
+    let plen = get16(buf, ETH_HLEN + 4);
     if (plen === 0 || ETH_HLEN + 40 + plen > len) plen = len - ETH_HLEN - 40;
     p.ip = 6;
     p.end = ETH_HLEN + 40 + plen;
@@ -275,14 +275,14 @@ export function parse(p: Packet, buf: Buffer, len = buf.length): boolean {
   const end = p.end;
   if (p.proto === PROTO_TCP) {
     if (l4 + 20 > end) return false;
-    p.srcPort = (buf[l4]! << 8) | buf[l4 + 1]!;
-    p.dstPort = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
+    p.srcPort = get16(buf, l4);
+    p.dstPort = get16(buf, l4 + 2);
     p.seq = get32(buf, l4 + 4);
     p.ack = get32(buf, l4 + 8);
     const doff = (buf[l4 + 12]! >> 4) * 4;
     if (doff < 20 || l4 + doff > end) return false;
     p.flags = buf[l4 + 13]!;
-    p.window = (buf[l4 + 14]! << 8) | buf[l4 + 15]!;
+    p.window = get16(buf, l4 + 14);
     p.payload = l4 + doff;
     p.mss = 0;
     p.wscale = -1;
@@ -290,9 +290,9 @@ export function parse(p: Packet, buf: Buffer, len = buf.length): boolean {
     if (doff > 20 && p.flags & TCP_SYN) parseTcpOptions(p, l4 + 20, l4 + doff);
   } else if (p.proto === PROTO_UDP) {
     if (l4 + 8 > end) return false;
-    p.srcPort = (buf[l4]! << 8) | buf[l4 + 1]!;
-    p.dstPort = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
-    const ulen = (buf[l4 + 4]! << 8) | buf[l4 + 5]!;
+    p.srcPort = get16(buf, l4);
+    p.dstPort = get16(buf, l4 + 2);
+    const ulen = get16(buf, l4 + 4);
     if (ulen < 8 || l4 + ulen > end) return false;
     p.end = l4 + ulen;
     p.payload = l4 + 8;
@@ -317,7 +317,7 @@ function parseTcpOptions(p: Packet, at: number, end: number): void {
     if (at + 1 >= end) return;
     const olen = b[at + 1]!;
     if (olen < 2 || at + olen > end) return;
-    if (kind === 2 && olen === 4) p.mss = (b[at + 2]! << 8) | b[at + 3]!;
+    if (kind === 2 && olen === 4) p.mss = get16(b, at + 2);
     else if (kind === 3 && olen === 3) p.wscale = Math.min(b[at + 2]!, 14);
     else if (kind === 4 && olen === 2) p.sackOk = true;
     at += olen;
@@ -376,16 +376,13 @@ export function writeTcp(
   options?: Buffer,
 ): number {
   const hlen = 20 + (options ? options.length : 0);
-  buf[off] = sport >> 8;
-  buf[off + 1] = sport & 255;
-  buf[off + 2] = dport >> 8;
-  buf[off + 3] = dport & 255;
+  put16(buf, off, sport);
+  put16(buf, off + 2, dport);
   put32(buf, off + 4, seq);
   put32(buf, off + 8, ack);
   buf[off + 12] = (hlen / 4) << 4;
   buf[off + 13] = flags;
-  buf[off + 14] = window >> 8;
-  buf[off + 15] = window & 255;
+  put16(buf, off + 14, window);
   buf[off + 16] = 0;
   buf[off + 17] = 0;
   buf[off + 18] = 0;
