@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,23 @@ test('free ports come from below the ephemeral range and can be listened on', as
     const s = createServer();
     await new Promise<void>((resolve, reject) => s.once('error', reject).listen(port, '127.0.0.1', resolve));
     await new Promise((r) => s.close(r));
+  }
+});
+
+test('with udp, a port held by a UDP socket is passed over; without, it is not checked', async () => {
+  const held = await freePort({ udp: true });
+  const other = await freePort({ udp: true });
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => s.once('error', reject).bind(held, '127.0.0.1', resolve));
+  try {
+    const candidates = () => {
+      const list = [held, other];
+      return () => list.shift() ?? other;
+    };
+    assert.equal(await freePort({ udp: true, pick: candidates() }), other);
+    assert.equal(await freePort({ pick: candidates() }), held);
+  } finally {
+    await new Promise<void>((r) => s.close(() => r()));
   }
 });
 

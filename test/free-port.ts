@@ -2,6 +2,7 @@
 // Chosen below the kernel's ephemeral range: a port from that range (what listen(0) hands out) can be
 // taken by any outbound connection on the machine between our check and the server's bind, which
 // failed etcd's start in CI ("bind: address already in use").
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
@@ -17,7 +18,7 @@ export function ephemeralLow(file = '/proc/sys/net/ipv4/ip_local_port_range'): n
   }
 }
 
-function bindable(port: number): Promise<boolean> {
+function tcpBindable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer();
     s.once('error', () => resolve(false));
@@ -25,11 +26,24 @@ function bindable(port: number): Promise<boolean> {
   });
 }
 
-export async function freePort(): Promise<number> {
+function udpBindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    s.once('error', () => (s.close(), resolve(false)));
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A port free for TCP, and for UDP too with `udp` (a published port serves both). `pick` chooses the
+ * candidates (random below the ephemeral range; tests pass their own).
+ */
+export async function freePort(opts: { udp?: boolean; pick?: () => number } = {}): Promise<number> {
   const high = ephemeralLow();
+  const pick = opts.pick ?? (() => LOWEST + Math.floor(Math.random() * (high - LOWEST)));
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = LOWEST + Math.floor(Math.random() * (high - LOWEST));
-    if (await bindable(port)) return port;
+    const port = pick();
+    if ((await tcpBindable(port)) && (!opts.udp || (await udpBindable(port)))) return port;
   }
   throw new Error(`no free port on 127.0.0.1 between ${LOWEST} and ${high} after 50 tries`);
 }

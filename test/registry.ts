@@ -6,10 +6,10 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, createPrivateKey, createPublicKey, randomUUID, sign, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './free-port.js';
 
 export interface Registry {
   /** "127.0.0.1:PORT", as image references name it. */
@@ -71,16 +71,6 @@ const START_TIMEOUT_MS = 20_000;
 const POLL_MS = 50;
 const KILL_GRACE_MS = 2_000;
 const LOG_LIMIT = 64 * 1024;
-
-/** A port nobody listens on right now (the kernel picks it; racy in theory, fine on a test machine). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP port from the kernel');
-  return address.port;
-}
 
 function registryConfig(dir: string, port: number, htpasswdPath?: string, token?: { realm: string; certPath: string }): string {
   // YAML is a superset of JSON: quoting paths through JSON.stringify keeps odd TMPDIRs safe.

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { KratanetConfig } from '../../node-agent/net/config.js';
 import { Kratanet } from '../../node-agent/net/kratanet.js';
+import { freePort } from '../free-port.js';
 import { createVethGuest, type VethGuest } from './guest-ns.js';
 
 // TCP: says NAME: then echoes; UDP: answers NAME:datagram.
@@ -22,11 +23,12 @@ u.on('message', (m, r) => u.send(name + ':' + m, r.port, r.address));
 u.bind(80, up);
 `;
 
-const HOST_PORT = 20000 + (process.pid % 20000);
+// Chosen in before(): free for TCP and UDP, picked again if another process takes it first.
+let hostPort = 0;
 
 /** Connects to the shared port; resolves with what arrives first ('' when the connection closes without a byte). */
 async function open(): Promise<{ socket: Socket; first: string }> {
-  const socket = connect(HOST_PORT, '127.0.0.1');
+  const socket = connect(hostPort, '127.0.0.1');
   socket.on('error', () => {});
   const first = await new Promise<string>((resolve) => {
     socket.once('data', (d: Buffer) => resolve(d.toString()));
@@ -47,7 +49,7 @@ function exchange(s: UdpSocket, text: string): Promise<string> {
       resolve(m.toString());
     };
     s.on('message', onMessage);
-    s.send(text, HOST_PORT, '127.0.0.1');
+    s.send(text, hostPort, '127.0.0.1');
   });
 }
 
@@ -82,8 +84,8 @@ describe('a published port shared by guests, balanced over the ready ones', { co
     return {
       guests: [guest(a, 'shop/a'), guest(b, 'shop/b')],
       portGroups: [
-        { protocol: 'TCP', hostPort: HOST_PORT, members },
-        { protocol: 'UDP', hostPort: HOST_PORT, members },
+        { protocol: 'TCP', hostPort: hostPort, members },
+        { protocol: 'UDP', hostPort: hostPort, members },
       ],
     };
   }
@@ -114,6 +116,12 @@ describe('a published port shared by guests, balanced over the ready ones', { co
     b = await createVethGuest({ ipv4: '10.75.0.3/16', ipv6: 'fdd4:1476:6c7e::3/64' });
     await serve(a, 'a');
     await serve(b, 'b');
+    // The port is free when picked but not reserved: another process can bind it before kratanet does.
+    for (let attempt = 1; ; attempt++) {
+      hostPort = await freePort({ udp: true });
+      const results = await net.apply(config(true, true));
+      if (attempt === 3 || !results.some((r) => r.portErrors.some((e) => e.includes('EADDRINUSE')))) break;
+    }
     await apply(true, true);
   });
 
