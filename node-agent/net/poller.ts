@@ -99,7 +99,8 @@ export class Poller {
       free.push(handle);
       throw new Error(`uv_poll_init fd ${fd}: libuv error ${rc}`);
     }
-    const w: Watch = { fd, handle, handlers: { ...handlers }, poller: this, events: 0 };
+    // Both fields always present: one object shape for dispatch's loads, whichever handlers a watch has.
+    const w: Watch = { fd, handle, handlers: { readable: handlers.readable, writable: handlers.writable }, poller: this, events: 0 };
     this.watches.set(fd, w);
     byHandle.set(handle, w);
     this.restart(w);
