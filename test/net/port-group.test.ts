@@ -84,8 +84,8 @@ describe('a published port shared by guests, balanced over the ready ones', { co
     return {
       guests: [guest(a, 'shop/a'), guest(b, 'shop/b')],
       portGroups: [
-        { protocol: 'TCP', hostPort: hostPort, members },
-        { protocol: 'UDP', hostPort: hostPort, members },
+        { protocol: 'TCP', hostPort, members },
+        { protocol: 'UDP', hostPort, members },
       ],
     };
   }
