@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../test/free-port.js';
 import { createBareGuest, createVethGuest, type GuestNs, type VethGuest } from '../../test/net/guest-ns.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -167,14 +168,10 @@ describe('kratanet with a namespace guest', { concurrency: false }, () => {
     await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
     udpPort = udp.address().port;
     servers.push(http, http6, echo, sink, source, { close: () => udp.close() });
-    // Published ports: free host ports.
-    const probe = createServer();
-    inTcp = await listen(probe, '127.0.0.1');
-    probe.close();
-    const probeU = createSocket('udp4');
-    await new Promise<void>((r) => probeU.bind(0, '127.0.0.1', r));
-    inUdp = probeU.address().port;
-    probeU.close();
+    // Published ports: free host ports from below the ephemeral range (one from listen(0) can be taken
+    // by any outbound connection before kratanet binds it).
+    inTcp = await freePort();
+    inUdp = await freePort({ udp: true });
     const entry = (g: VethGuest, id: string, ports: unknown[]) => ({
       id,
       interface: g.hostIf,
