@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { desiredKey, EPOCH_KEY, HEARTBEAT_TTL_S, heartbeatKey, parseHeartbeat } from '../../contracts/redis/contract.js';
 import { packageVersion } from '../../lib/version.js';
+import { freePort } from '../../test/free-port.js';
 import { startRedis } from '../../test/redis.js';
 import { startApiServer } from '../api/server.js';
 import { redactedUrl, redisOptions } from '../../contracts/redis/options.js';
@@ -38,7 +39,8 @@ async function partitionable(
         client.pipe(upstream).pipe(client);
       }).listen(port, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
     });
-  const port = await listen(0);
+  // heal() listens on it again: a port from below the ephemeral range, which no outbound connection takes meanwhile.
+  const port = await listen(await freePort());
   let listening = true;
   const cut = async () => {
     if (!listening) return;
