@@ -7,7 +7,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { KratanetConfig } from '../../node-agent/net/config.js';
-import { Kratanet } from '../../node-agent/net/kratanet.js';
+import { Kratanet, type GuestResult } from '../../node-agent/net/kratanet.js';
 import { freePort } from '../free-port.js';
 import { createVethGuest, type VethGuest } from './guest-ns.js';
 
@@ -99,8 +99,7 @@ describe('a published port shared by guests, balanced over the ready ones', { co
     });
   }
 
-  async function apply(readyA: boolean, readyB: boolean): Promise<void> {
-    const results = await net.apply(config(readyA, readyB));
+  function assertApplied(results: GuestResult[]): void {
     assert.deepEqual(
       results.map((r) => [r.id, r.ok, r.portErrors]),
       [
@@ -111,18 +110,23 @@ describe('a published port shared by guests, balanced over the ready ones', { co
     );
   }
 
+  async function apply(readyA: boolean, readyB: boolean): Promise<void> {
+    assertApplied(await net.apply(config(readyA, readyB)));
+  }
+
   before(async () => {
     a = await createVethGuest();
     b = await createVethGuest({ ipv4: '10.75.0.3/16', ipv6: 'fdd4:1476:6c7e::3/64' });
     await serve(a, 'a');
     await serve(b, 'b');
     // The port is free when picked but not reserved: another process can bind it before kratanet does.
-    for (let attempt = 1; ; attempt++) {
+    let results: GuestResult[] = [];
+    for (let attempt = 1; attempt <= 3; attempt++) {
       hostPort = await freePort({ udp: true });
-      const results = await net.apply(config(true, true));
-      if (attempt === 3 || !results.some((r) => r.portErrors.some((e) => e.includes('EADDRINUSE')))) break;
+      results = await net.apply(config(true, true));
+      if (!results.some((r) => r.portErrors.some((e) => e.includes('EADDRINUSE')))) break;
     }
-    await apply(true, true);
+    assertApplied(results);
   });
 
   after(async () => {
