@@ -5,10 +5,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as sys from './sys.js';
 import { Poller } from './poller.js';
-import { openPacketLink, openTapLink, RX_SLICE_MS, RX_SLOTS, type Link, type RxMeta } from './link.js';
+import { openPacketLink, openTapLink, RX_RING_FRAME, RX_RING_FRAMES, RX_SLICE_MS, RX_SLOTS, type Link, type RxMeta } from './link.js';
 import type { Layout } from '../../lib/c-layout.js';
 import { layoutKey, layoutLines, runCProbe, valueLines } from '../../test/c-probe.js';
 import * as libcModule from '../../lib/libc.js';
@@ -25,6 +25,9 @@ const layouts: Layout[] = [
   sys.sockaddrIn6,
   sys.virtioNetHdr,
   sys.ifreq,
+  sys.tpacketReq,
+  sys.tpacket2Hdr,
+  sys.tpacketStats,
 ];
 /** Exported numbers of sys.ts that are ours (offsets, sizes), not header constants; lib/libc.ts exports only constants. */
 const derived = new Set([
@@ -300,6 +303,9 @@ test('veth: frames cross both ways, bytes intact, own transmits not read back', 
     b.onBatchEnd = () => batchesB++;
     const sent: Buffer[] = [];
     let bytes = 0;
+    // Sizes on both sides of what a ring slot holds: small frames are read from the ring, the others
+    // from the socket's queue, and they must come out in the order they were sent.
+    assert.ok(RX_RING_FRAME - 100 > 60 && RX_RING_FRAME < 1514);
     for (let i = 0; i < 300; i++) {
       const len = 14 + 46 + ((i * 97) % (1500 - 46 + 1)); // 60..1514
       sent.push(testFrame(a, macA, macB, i, len));
@@ -368,6 +374,32 @@ async function gsoAcross(segmentOnTx: boolean): Promise<Got[]> {
     if (segmentOnTx) sh('ethtool', '-K', vethA, 'tso', 'on', 'tx', 'on');
   }
 }
+
+test('veth: a burst beyond the ring is dropped and counted; the ring goes on in order', async () => {
+  const a = openPacketLink(vethA);
+  const b = openPacketLink(vethB);
+  try {
+    const got = collect(b, isTest);
+    // Sent in one sendmmsg: the veth hands each frame to b's ring inside the call, before b can read.
+    const burst = RX_RING_FRAMES + 200;
+    for (let i = 0; i < burst; i++) testFrame(a, macA, macB, i, i % 3 === 0 ? 1000 : 80);
+    a.flush();
+    assert.equal(a.stats.txFrames, burst);
+    await until('the ring drained', () => got.length >= RX_RING_FRAMES);
+    // The next frame carries TP_STATUS_LOSING: the drops are counted when it is read.
+    testFrame(a, macA, macB, burst, 80);
+    await until('the frame after the burst', () => got.length === RX_RING_FRAMES + 1);
+    assert.equal(got.length + b.stats.rxDropped, burst + 1, `received ${got.length}, dropped ${b.stats.rxDropped}`);
+    assert.equal(b.stats.rxDropped, burst - RX_RING_FRAMES);
+    const seqs = got.map((g) => g.frame.readUInt32BE(14));
+    assert.deepEqual(seqs.slice(0, -1), [...Array(RX_RING_FRAMES).keys()], 'the first ring-full, in order');
+    assert.equal(seqs.at(-1), burst);
+    for (const [i, g] of got.slice(0, -1).entries()) assert.equal(g.frame.length, i % 3 === 0 ? 1000 : 80, `frame ${i}`);
+  } finally {
+    a.close();
+    b.close();
+  }
+});
 
 test('veth: a wake spends at most its slice on dear frames, each read sized to fit, none lost', async () => {
   let clock = 0;
@@ -470,12 +502,43 @@ test('veth: back-pressure keeps frames pending until writable; alloc() with a fu
   }
 });
 
+test('veth: close() from onFrame ends the read there, frames still in the ring and queue', async () => {
+  const a = openPacketLink(vethA);
+  const b = openPacketLink(vethB);
+  try {
+    let seen = 0;
+    let batches = 0;
+    b.onFrame = (f) => {
+      if (!isTest(f)) return;
+      seen++;
+      if (seen === 2) b.close();
+    };
+    b.onBatchEnd = () => batches++;
+    // Small (ring) and big (queue) frames mixed.
+    for (let i = 0; i < 20; i++) testFrame(a, macA, macB, i, i % 2 ? 1200 : 80);
+    a.flush();
+    await until('the second frame', () => seen >= 2);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(seen, 2);
+    assert.equal(batches, 0, 'no batch end after close');
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
 test('close() is idempotent and leaks no fds; alloc() after close throws, flush() does not', async () => {
   Poller.shared(); // registers its libuv callbacks once, before the fds are counted
   const base = fdCount();
+  const rings = () =>
+    readFileSync('/proc/self/maps', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('socket:[')).length;
+  const baseRings = rings();
   const poller = new Poller();
   for (let round = 0; round < 3; round++) {
     const links = [openPacketLink(vethA), openPacketLink(vethB, { offloads: false }), openPacketLink(vethA, { poller })];
+    assert.equal(rings(), baseRings + 3, 'a ring mapped for each packet link');
     testFrame(links[0]!, macA, macB, round, 64);
     for (const l of links) l.close();
     for (const l of links) l.close();
@@ -484,6 +547,7 @@ test('close() is idempotent and leaks no fds; alloc() after close throws, flush(
   }
   poller.close();
   await until('the links and the poller released their fds', () => fdCount() === base);
+  assert.equal(rings(), baseRings, 'every packet link unmapped its ring');
 });
 
 // ---- TAP --------------------------------------------------------------------------------------------------

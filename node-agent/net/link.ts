@@ -3,9 +3,11 @@
 // (PACKET_VNET_HDR / IFF_VNET_HDR), so TCP segmentation offload super-frames and partial checksums pass both
 // ways untouched.
 //
-// Memory: one process-wide receive arena (anonymous mmap, RX_SLOTS slots) with a prebuilt native
-// mmsghdr/iovec/sockaddr_ll table, drained with recvmmsg; frames handed to onFrame are views into it, valid
-// only during the call. Each link has its own transmit arena (bump-allocated, reset when everything queued
+// Memory: a packet link receives into its own TPACKET_V2 ring, mapped from the kernel (small frames, no
+// syscall), and frames too big for a ring slot, like a TAP's, into one process-wide receive arena
+// (anonymous mmap, RX_SLOTS slots) with a prebuilt native mmsghdr/iovec/sockaddr_ll table, drained with
+// recvmmsg (read for a TAP). Frames handed to onFrame are views into the ring or the arena, valid only
+// during the call. Each link has its own transmit arena (bump-allocated, reset when everything queued
 // has been sent) with a prebuilt mmsghdr/iovec table for sendmmsg (packet) or writev (tap). The hot path
 // allocates nothing but the Buffer views, uses no BigInt, and passes native addresses to koffi as numbers.
 import {
@@ -17,6 +19,7 @@ import {
   libc,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
+  MAP_SHARED,
   MSG_DONTWAIT,
   MSG_TRUNC,
   O_CLOEXEC,
@@ -62,6 +65,10 @@ import {
   MSG_NAMELEN,
   PACKET_IGNORE_OUTGOING,
   PACKET_OUTGOING,
+  PACKET_COPY_THRESH,
+  PACKET_RX_RING,
+  PACKET_STATISTICS,
+  PACKET_VERSION,
   PACKET_VNET_HDR,
   put16le,
   put32le,
@@ -69,6 +76,16 @@ import {
   SLL_PKTTYPE,
   sockaddrLl,
   SOL_PACKET,
+  takeSocketError,
+  TP_STATUS_COPY,
+  TP_STATUS_KERNEL,
+  TP_STATUS_LOSING,
+  TP_STATUS_USER,
+  TPACKET_ALIGNMENT,
+  TPACKET_V2,
+  tpacket2Hdr,
+  tpacketReq,
+  tpacketStats,
   TUN_F_CSUM,
   TUN_F_TSO4,
   TUN_F_TSO6,
@@ -450,7 +467,54 @@ abstract class FrameLink implements Link {
 
 // ---- AF_PACKET --------------------------------------------------------------------------------------------
 
+/**
+ * The receiving socket's TPACKET_V2 ring (PACKET_RX_RING), mapped into the process: RX_RING_FRAMES slots
+ * of RX_RING_FRAME bytes. The kernel copies each frame into the next free slot as it arrives, in the
+ * sender's context (netback's thread, a veth peer's softirq), so reading one costs no syscall and no
+ * socket buffer. Slots are small, because every frame takes one and their number is the burst the ring
+ * absorbs: ACKs, requests and other small frames fit; a bigger one (an MTU-sized segment, a GSO
+ * super-frame) takes its slot marked TP_STATUS_COPY and waits whole on the socket's queue
+ * (PACKET_COPY_THRESH, within SO_RCVBUF), read with recvmmsg in ring order. 512 slots of 512 bytes:
+ * 256 KiB a link, a virtual NIC's ring (netfront's is 256).
+ */
+export const RX_RING_FRAME = 512;
+export const RX_RING_FRAMES = 512;
+const RX_RING_BLOCK = 4096;
+/** Where a ring slot's sockaddr_ll starts: after its tpacket2_hdr, aligned. */
+const RING_SLL_AT = (tpacket2Hdr.size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1);
+const TP_LEN = tpacket2Hdr.fields.tp_len.offset;
+const TP_SNAPLEN = tpacket2Hdr.fields.tp_snaplen.offset;
+const TP_MAC = tpacket2Hdr.fields.tp_mac.offset;
+
 class PacketLink extends FrameLink {
+  /** The ring's status words (one 32-bit load or store each), indexed by byte offset / 4. */
+  private readonly status: Uint32Array;
+  private readonly ringBytes: Buffer;
+  /** The next ring frame to read. */
+  private next = 0;
+  private readonly statsBuf = Buffer.alloc(tpacketStats.size);
+
+  constructor(
+    name: string,
+    mtu: number,
+    offloads: boolean,
+    fd: number,
+    txFd: number,
+    poller: Poller,
+    private readonly ring: Mapping,
+    now?: () => number,
+  ) {
+    super(name, mtu, offloads, fd, txFd, poller, true, now);
+    this.ringBytes = ring.bytes;
+    this.status = new Uint32Array(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.length >>> 2);
+  }
+
+  override close(): void {
+    const was = this.closed;
+    super.close();
+    if (!was) this.ring.unmap();
+  }
+
   protected transmit(): boolean {
     const lib = libc();
     const lens = this.lens;
@@ -479,41 +543,97 @@ class PacketLink extends FrameLink {
   }
 
   protected drain(): void {
-    const lib = libc();
-    const { data, table, tableAddr } = this.rx;
-    const stats = this.stats;
     let total = 0;
     const start = this.now();
     let t = start;
     while (total < RX_CAP && !this.closed) {
       const want = this.fitSlice(t - start, Math.min(RX_SLOTS, RX_CAP - total));
-      const n = lib.recvmmsg(this.fd, tableAddr, want, MSG_DONTWAIT, null);
-      if (n < 0) {
-        const e = errno();
-        if (e === EAGAIN) break;
-        if (e === EINTR) continue;
-        // A pending socket error (ENETDOWN...) or a frame the kernel could not describe with a
-        // virtio_net_hdr (EINVAL): the frame, if any, is gone.
-        stats.rxDropped++;
-        total++;
-        continue;
-      }
-      for (let i = 0; i < n && !this.closed; i++) {
-        const m = i * MMSGHDR_SIZE;
-        if (table[RX_SLL_AT + i * RX_SLL_STRIDE + SLL_PKTTYPE] === PACKET_OUTGOING) continue;
-        if (get32le(table, m + MSG_FLAGS) & MSG_TRUNC) {
-          stats.rxDropped++;
-          continue;
-        }
-        this.deliver(data, i * RX_SLOT, get32le(table, m + MMSG_LEN));
-      }
+      const n = this.readRing(want);
       total += n;
       const now = this.now();
       this.costed(now - t, n);
       t = now;
       if (n < want || t - start >= RX_SLICE_MS) break;
     }
+    // A pending socket error (ENETDOWN when the interface goes down) is reported with the ring empty:
+    // take it, or level-triggered polling would spin on it. (Not with a read: the socket's queue holds
+    // the TP_STATUS_COPY frames, in ring order.)
+    if (total === 0 && !this.closed && takeSocketError(this.fd) !== 0) this.stats.rxDropped++;
     if (total > 0 && !this.closed) this.onBatchEnd();
+  }
+
+  /** Hands up to `want` ring frames to onFrame, returning each slot to the kernel; how many were taken. */
+  private readRing(want: number): number {
+    const status = this.status;
+    const ring = this.ringBytes;
+    const hdr = this.hdr;
+    let n = 0;
+    while (n < want && !this.closed) {
+      const at = this.next * RX_RING_FRAME;
+      const st = status[at >>> 2]!;
+      if (!(st & TP_STATUS_USER)) break;
+      // Frames were lost before this one (the ring was full): count them.
+      if (st & TP_STATUS_LOSING) this.countRingDrops();
+      if (st & TP_STATUS_COPY) {
+        n += this.readCopies(want - n);
+        continue;
+      }
+      const snap = get32le(ring, at + TP_SNAPLEN);
+      if (ring[at + RING_SLL_AT + SLL_PKTTYPE] === PACKET_OUTGOING) {
+        // not ours (PACKET_IGNORE_OUTGOING keeps these out; older kernels may not)
+      } else if (snap < get32le(ring, at + TP_LEN)) {
+        // Too big for the slot with the socket's queue full: only its head was kept.
+        this.stats.rxDropped++;
+      } else {
+        const mac = ring[at + TP_MAC]! | (ring[at + TP_MAC + 1]! << 8);
+        this.deliver(ring, at + mac - hdr, hdr + snap);
+        // Closed by onFrame: the ring is unmapped.
+        if (this.closed) return n + 1;
+      }
+      status[at >>> 2] = TP_STATUS_KERNEL;
+      this.next = this.next + 1 === RX_RING_FRAMES ? 0 : this.next + 1;
+      n++;
+    }
+    return n;
+  }
+
+  /** Adds the frames the ring had no slot for since the last count (PACKET_STATISTICS, which resets it). */
+  private countRingDrops(): void {
+    const v = this.statsBuf;
+    const len = Buffer.from([tpacketStats.size, 0, 0, 0]);
+    if (libc().getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, v, len) === 0)
+      this.stats.rxDropped += v.readUInt32LE(tpacketStats.fields.tp_drops.offset);
+  }
+
+  /**
+   * The run of TP_STATUS_COPY frames at `next` (at most `max`, and RX_SLOTS), read whole from the socket's
+   * queue, where they wait in ring order, with one recvmmsg; their slots returned.
+   */
+  private readCopies(max: number): number {
+    const status = this.status;
+    let run = 0;
+    for (let i = this.next; run < max && run < RX_SLOTS; i = i + 1 === RX_RING_FRAMES ? 0 : i + 1) {
+      const st = status[(i * RX_RING_FRAME) >>> 2]!;
+      if (!(st & TP_STATUS_USER) || !(st & TP_STATUS_COPY)) break;
+      run++;
+    }
+    const { data, table, tableAddr } = this.rx;
+    let got = -1;
+    // A pending socket error (ENETDOWN) is reported, and cleared, by the first call: read again, or the
+    // queue would fall out of step with the ring. EAGAIN (nothing queued): the frames are lost.
+    for (let tries = 0; got < 0 && tries < 3; tries++) {
+      got = libc().recvmmsg(this.fd, tableAddr, run, MSG_DONTWAIT, null);
+      if (got < 0 && errno() === EAGAIN) break;
+    }
+    if (got < 0) got = 0;
+    for (let i = 0; i < run; i++) {
+      if (i >= got || get32le(table, i * MMSGHDR_SIZE + MSG_FLAGS) & MSG_TRUNC) this.stats.rxDropped++;
+      else if (!this.closed) this.deliver(data, i * RX_SLOT, get32le(table, i * MMSGHDR_SIZE + MMSG_LEN));
+      if (this.closed) return run;
+      status[(this.next * RX_RING_FRAME) >>> 2] = TP_STATUS_KERNEL;
+      this.next = this.next + 1 === RX_RING_FRAMES ? 0 : this.next + 1;
+    }
+    return run;
   }
 }
 
@@ -537,6 +657,7 @@ export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
     sysClose(fd);
     throw new SysError('socket AF_PACKET', e);
   }
+  let ring: Mapping | undefined;
   try {
     if (offloads) {
       setIntOpt(fd, SOL_PACKET, PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
@@ -544,6 +665,16 @@ export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
     }
     // The sending socket's frames are outgoing on the interface: not ours to receive.
     setIntOpt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
+    // The ring: after PACKET_VNET_HDR (which a socket with a ring refuses), before any frame arrives.
+    setIntOpt(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, 'PACKET_VERSION');
+    setIntOpt(fd, SOL_PACKET, PACKET_COPY_THRESH, 1, 'PACKET_COPY_THRESH');
+    const req = Buffer.alloc(tpacketReq.size);
+    req.writeUInt32LE(RX_RING_BLOCK, tpacketReq.fields.tp_block_size.offset);
+    req.writeUInt32LE((RX_RING_FRAMES * RX_RING_FRAME) / RX_RING_BLOCK, tpacketReq.fields.tp_block_nr.offset);
+    req.writeUInt32LE(RX_RING_FRAME, tpacketReq.fields.tp_frame_size.offset);
+    req.writeUInt32LE(RX_RING_FRAMES, tpacketReq.fields.tp_frame_nr.offset);
+    check('setsockopt PACKET_RX_RING', lib.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, req.length));
+    ring = sysMmap(RX_RING_FRAMES * RX_RING_FRAME, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
     setBuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, opts.rcvbuf ?? DEFAULT_RCVBUF, 'SO_RCVBUF');
     setBuf(txFd, SO_SNDBUFFORCE, SO_SNDBUF, opts.sndbuf ?? DEFAULT_SNDBUF, 'SO_SNDBUF');
     ifreqFor(ifname); // validates the name
@@ -556,8 +687,9 @@ export function openPacketLink(ifname: string, opts: LinkOptions = {}): Link {
     check(`bind AF_PACKET ${ifname} (sending)`, lib.bind(txFd, sll, sll.length));
     sll.writeUInt16LE(htons(ETH_P_ALL), sockaddrLl.fields.sll_protocol.offset);
     check(`bind AF_PACKET ${ifname}`, lib.bind(fd, sll, sll.length));
-    return new PacketLink(ifname, mtu, offloads, fd, txFd, opts.poller ?? Poller.shared(), true, opts.now);
+    return new PacketLink(ifname, mtu, offloads, fd, txFd, opts.poller ?? Poller.shared(), ring, opts.now);
   } catch (e) {
+    ring?.unmap();
     sysClose(fd);
     sysClose(txFd);
     throw e;

@@ -20,7 +20,6 @@ import {
   IPPROTO_TCP,
   libc,
   SHUT_WR,
-  SO_ERROR,
   SO_LINGER,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
@@ -32,7 +31,7 @@ import {
 } from '../../lib/libc.js';
 import { EpollSet } from './epoll-set.js';
 import type { HostSink, HostSocket } from './host-socket.js';
-import { SIN6_ADDR, SIN_ADDR, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, sockaddrIn } from './sys.js';
+import { SIN6_ADDR, SIN_ADDR, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, sockaddrIn, takeSocketError } from './sys.js';
 import { parseIpv4, parseIpv6 } from './wire.js';
 
 const MSG_NOSIGNAL = 0x4000;
@@ -222,7 +221,7 @@ export class RawHostSocket implements HostSocket {
     if (this.closed) return;
     if (!this.connected) {
       if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-      const err = this.soError();
+      const err = takeSocketError(this.fd);
       if (err !== 0) {
         this.fail(err, false);
         return;
@@ -238,18 +237,11 @@ export class RawHostSocket implements HostSocket {
     else if (events & (EPOLLERR | EPOLLHUP)) {
       // Not reading (paused, or at EOF): a pending error is the flow's now; a hang-up with nothing to
       // write leaves the set until the flow reads again.
-      const err = this.soError();
+      const err = takeSocketError(this.fd);
       if (err !== 0) this.fail(err, false);
       else if (this.queuedBytes === 0) this.set.modify(this.fd, 0);
     }
   };
-
-  private soError(): number {
-    const v = Buffer.alloc(4);
-    const len = Buffer.from([4, 0, 0, 0]);
-    if (libc().getsockopt(this.fd, SOL_SOCKET, SO_ERROR, v, len) < 0) return errno();
-    return v.readInt32LE(0);
-  }
 
   private readSome(): void {
     const lib = libc();

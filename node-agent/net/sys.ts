@@ -2,7 +2,7 @@
 // struct layouts of packet sockets, tun/tap, virtio-net headers and interface ioctls, and small helpers on
 // them. Struct layouts and constants are written here from the Linux/glibc headers named next to them and
 // checked against those headers by a gcc probe in link.test.ts.
-import { AF_INET, check, libc, SOCK_CLOEXEC, SOCK_DGRAM } from '../../lib/libc.js';
+import { AF_INET, check, errno, libc, SO_ERROR, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET } from '../../lib/libc.js';
 import { ioc, IOC_WRITE, layout } from '../../lib/c-layout.js';
 
 // ---- constants -------------------------------------------------------------------------------------------
@@ -16,6 +16,16 @@ export const SOL_PACKET = 263;
 export const PACKET_VNET_HDR = 15;
 export const PACKET_IGNORE_OUTGOING = 23;
 export const PACKET_OUTGOING = 4;
+export const PACKET_RX_RING = 5;
+export const PACKET_STATISTICS = 6;
+export const PACKET_COPY_THRESH = 7;
+export const PACKET_VERSION = 10;
+export const TPACKET_V2 = 1;
+export const TPACKET_ALIGNMENT = 16;
+export const TP_STATUS_KERNEL = 0;
+export const TP_STATUS_USER = 1;
+export const TP_STATUS_COPY = 2;
+export const TP_STATUS_LOSING = 4;
 
 // linux/virtio_net.h
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
@@ -92,6 +102,31 @@ export const sockaddrIn6 = layout('struct sockaddr_in6', 28, {
   sin6_addr: { offset: 8, type: 'bytes', length: 16 },
   sin6_scope_id: { offset: 24, type: 'u32' },
 });
+/** struct tpacket_req (linux/if_packet.h): the shape of a packet socket's ring. */
+export const tpacketReq = layout('struct tpacket_req', 16, {
+  tp_block_size: { offset: 0, type: 'u32' },
+  tp_block_nr: { offset: 4, type: 'u32' },
+  tp_frame_size: { offset: 8, type: 'u32' },
+  tp_frame_nr: { offset: 12, type: 'u32' },
+});
+/** struct tpacket2_hdr (linux/if_packet.h): the head of each TPACKET_V2 ring frame, a sockaddr_ll after it. */
+export const tpacket2Hdr = layout('struct tpacket2_hdr', 32, {
+  tp_status: { offset: 0, type: 'u32' },
+  tp_len: { offset: 4, type: 'u32' },
+  tp_snaplen: { offset: 8, type: 'u32' },
+  tp_mac: { offset: 12, type: 'u16' },
+  tp_net: { offset: 14, type: 'u16' },
+  tp_sec: { offset: 16, type: 'u32' },
+  tp_nsec: { offset: 20, type: 'u32' },
+  tp_vlan_tci: { offset: 24, type: 'u16' },
+  tp_vlan_tpid: { offset: 26, type: 'u16' },
+  tp_padding: { offset: 28, type: 'bytes', length: 4 },
+});
+/** struct tpacket_stats (linux/if_packet.h): PACKET_STATISTICS's counts since the last read. */
+export const tpacketStats = layout('struct tpacket_stats', 8, {
+  tp_packets: { offset: 0, type: 'u32' },
+  tp_drops: { offset: 4, type: 'u32' },
+});
 /** struct virtio_net_hdr (linux/virtio_net.h): the 10-byte header PACKET_VNET_HDR and IFF_VNET_HDR use. */
 export const virtioNetHdr = layout('struct virtio_net_hdr', 10, {
   flags: { offset: 0, type: 'u8' },
@@ -165,6 +200,14 @@ export function setIntOpt(fd: number, level: number, name: number, value: number
   const b = Buffer.alloc(4);
   b.writeInt32LE(value);
   check(`setsockopt ${what}`, libc().setsockopt(fd, level, name, b, 4));
+}
+
+/** Takes (and so clears) a socket's pending error: SO_ERROR's value, or getsockopt's own errno. */
+export function takeSocketError(fd: number): number {
+  const v = Buffer.alloc(4);
+  const len = Buffer.from([4, 0, 0, 0]);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_ERROR, v, len) < 0) return errno();
+  return v.readInt32LE(0);
 }
 
 export function ifreqFor(name: string): Buffer {
