@@ -474,11 +474,11 @@ abstract class FrameLink implements Link {
  * socket buffer. Slots are small, because every frame takes one and their number is the burst the ring
  * absorbs: ACKs, requests and other small frames fit; a bigger one (an MTU-sized segment, a GSO
  * super-frame) takes its slot marked TP_STATUS_COPY and waits whole on the socket's queue
- * (PACKET_COPY_THRESH, within SO_RCVBUF), read with recvmmsg in ring order. 512 slots of 512 bytes:
- * 256 KiB a link, a virtual NIC's ring (netfront's is 256).
+ * (PACKET_COPY_THRESH, within SO_RCVBUF), read with recvmmsg in ring order. 256 slots of 512 bytes:
+ * 128 KiB of dom0's memory a link, and as many frames as a netfront queue's ring holds.
  */
 export const RX_RING_FRAME = 512;
-export const RX_RING_FRAMES = 512;
+export const RX_RING_FRAMES = 256;
 const RX_RING_BLOCK = 4096;
 /** Where a ring slot's sockaddr_ll starts: after its tpacket2_hdr, aligned. */
 const RING_SLL_AT = (tpacket2Hdr.size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1);
