@@ -504,6 +504,34 @@ test('veth: back-pressure keeps frames pending until writable; alloc() with a fu
   }
 });
 
+test('veth: the interface down and up again: its error taken (no busy loop), frames flow again', async () => {
+  const a = openPacketLink(vethA);
+  const b = openPacketLink(vethB);
+  try {
+    const got = collect(b, isTest);
+    sh('ip', 'link', 'set', vethB, 'down');
+    // ENETDOWN is pending on b's socket, its fd reported readable with the ring empty: b takes it.
+    await until('the error taken', () => b.stats.rxDropped >= 1);
+    const cpu = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 300));
+    const used = process.cpuUsage(cpu);
+    assert.ok(used.user + used.system < 150_000, `${(used.user + used.system) / 1000} ms of CPU in 300 ms while down`);
+    sh('ip', 'link', 'set', vethB, 'up');
+    sh('ip', 'link', 'set', vethA, 'up');
+    // The kernel re-attaches a bound packet socket when its interface comes up.
+    let i = 0;
+    await until('frames after up', () => {
+      testFrame(a, macA, macB, i++, 200);
+      return got.length >= 3;
+    });
+    assert.ok(got.every((g) => g.frame.length === 200));
+  } finally {
+    quiet('ip', 'link', 'set', vethB, 'up');
+    a.close();
+    b.close();
+  }
+});
+
 test('veth: close() from onFrame ends the read there, frames still in the ring and queue', async () => {
   const a = openPacketLink(vethA);
   const b = openPacketLink(vethB);
