@@ -131,7 +131,7 @@ export interface Link {
   readonly mtu: number;
   /** True when frames carry virtio-net headers (offloads: GSO in both directions, partial checksums). */
   readonly offloads: boolean;
-  /** Called for each received Ethernet frame; `frame` is a view into a shared arena, valid only during the call. `meta` is reused too. */
+  /** Called for each received Ethernet frame; `frame` is a view into the link's ring or a shared arena, valid only during the call. `meta` is reused too. */
   onFrame: (frame: Buffer, meta: RxMeta) => void;
   /** Called after each batch of received frames (a good moment to flush replies). */
   onBatchEnd: () => void;
@@ -580,7 +580,7 @@ class PacketLink extends FrameLink {
       }
       const snap = get32le(ring, at + TP_SNAPLEN);
       if (ring[at + RING_SLL_AT + SLL_PKTTYPE] === PACKET_OUTGOING) {
-        // not ours (PACKET_IGNORE_OUTGOING keeps these out; older kernels may not)
+        // Our own transmission: PACKET_IGNORE_OUTGOING keeps these out; a guard, as the queue's reads had.
       } else if (snap < get32le(ring, at + TP_LEN)) {
         // Too big for the slot with the socket's queue full: only its head was kept.
         this.stats.rxDropped++;
