@@ -131,7 +131,10 @@ export interface Link {
   readonly mtu: number;
   /** True when frames carry virtio-net headers (offloads: GSO in both directions, partial checksums). */
   readonly offloads: boolean;
-  /** Called for each received Ethernet frame; `frame` is a view into the link's ring or a shared arena, valid only during the call. `meta` is reused too. */
+  /**
+   * Called for each received Ethernet frame; `frame` is a view into the link's ring or a shared arena,
+   * valid only during the call. `meta` is reused too.
+   */
   onFrame: (frame: Buffer, meta: RxMeta) => void;
   /** Called after each batch of received frames (a good moment to flush replies). */
   onBatchEnd: () => void;
