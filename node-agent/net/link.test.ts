@@ -391,7 +391,9 @@ test('veth: a burst beyond the ring is dropped and counted; the ring goes on in 
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
     assert.equal(a.stats.txFrames, burst);
     await until('the ring drained', () => got.length >= RX_RING_FRAMES);
-    // The next frame carries TP_STATUS_LOSING: the drops are counted when it is read.
+    // Counted when the stats are read (the kernel's count, PACKET_STATISTICS)...
+    assert.equal(b.stats.rxDropped, burst - RX_RING_FRAMES);
+    // ...and not again when the next frame comes (TP_STATUS_LOSING, had nobody read them).
     testFrame(a, macA, macB, burst, 80);
     await until('the frame after the burst', () => got.length === RX_RING_FRAMES + 1);
     assert.equal(got.length + b.stats.rxDropped, burst + 1, `received ${got.length}, dropped ${b.stats.rxDropped}`);

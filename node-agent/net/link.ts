@@ -230,7 +230,16 @@ function noop(): void {}
 abstract class FrameLink implements Link {
   onFrame: (frame: Buffer, meta: RxMeta) => void = noop;
   onBatchEnd: () => void = noop;
-  readonly stats: LinkStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txDropped: 0, rxDropped: 0 };
+  protected readonly counters: LinkStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txDropped: 0, rxDropped: 0 };
+
+  /** The counters, brought up to date first (a packet link's ring drops are counted by the kernel). */
+  get stats(): LinkStats {
+    if (!this.closed) this.refreshStats();
+    return this.counters;
+  }
+
+  /** Folds counts kept elsewhere into `counters`; nothing to do for a TAP. */
+  protected refreshStats(): void {}
 
   /** Bytes of virtio_net_hdr in front of every frame: 10 with offloads, else 0. */
   protected readonly hdr: number;
@@ -371,7 +380,7 @@ abstract class FrameLink implements Link {
     this.closed = true;
     if (this.immediate) clearImmediate(this.immediate);
     this.immediate = undefined;
-    this.stats.txDropped += this.count - this.head;
+    this.counters.txDropped += this.count - this.head;
     this.head = this.count = 0;
     this.poller.remove(this.fd);
     sysClose(this.fd);
@@ -412,7 +421,7 @@ abstract class FrameLink implements Link {
   };
 
   private dropPending(): void {
-    this.stats.txDropped += this.count - this.head;
+    this.counters.txDropped += this.count - this.head;
     this.head = this.count = 0;
     this.setWritable(false);
   }
@@ -440,7 +449,7 @@ abstract class FrameLink implements Link {
   protected deliver(data: Buffer, at: number, len: number): void {
     const hdr = this.hdr;
     if (len < hdr + ETH_HLEN) {
-      this.stats.rxDropped++;
+      this.counters.rxDropped++;
       return;
     }
     const meta = this.meta;
@@ -462,8 +471,8 @@ abstract class FrameLink implements Link {
         meta.gsoSize = data[at + 4]! | (data[at + 5]! << 8);
       }
     }
-    this.stats.rxFrames++;
-    this.stats.rxBytes += len - hdr;
+    this.counters.rxFrames++;
+    this.counters.rxBytes += len - hdr;
     this.onFrame(data.subarray(at + hdr, at + len), meta);
   }
 }
@@ -477,11 +486,12 @@ abstract class FrameLink implements Link {
  * socket buffer. Slots are small, because every frame takes one and their number is the burst the ring
  * absorbs: ACKs, requests and other small frames fit; a bigger one (an MTU-sized segment, a GSO
  * super-frame) takes its slot marked TP_STATUS_COPY and waits whole on the socket's queue
- * (PACKET_COPY_THRESH, within SO_RCVBUF), read with recvmmsg in ring order. 256 slots of 512 bytes:
- * 128 KiB of dom0's memory a link, and as many frames as a netfront queue's ring holds.
+ * (PACKET_COPY_THRESH, within SO_RCVBUF), read with recvmmsg in ring order. 512 slots of 256 bytes
+ * (frames up to 180 bytes in the slot): 128 KiB of dom0's memory a link, and a burst of 512 frames
+ * absorbed while kratanet is busy (twice what a netfront queue's ring holds).
  */
-export const RX_RING_FRAME = 512;
-export const RX_RING_FRAMES = 256;
+export const RX_RING_FRAME = 256;
+export const RX_RING_FRAMES = 512;
 const RX_RING_BLOCK = 4096;
 /** Where a ring slot's sockaddr_ll starts: after its tpacket2_hdr, aligned. */
 const RING_SLL_AT = (tpacket2Hdr.size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1);
@@ -521,7 +531,7 @@ class PacketLink extends FrameLink {
   protected transmit(): boolean {
     const lib = libc();
     const lens = this.lens;
-    const stats = this.stats;
+    const stats = this.counters;
     while (this.head < this.count) {
       const n = lib.sendmmsg(this.txFd, this.tableAddr + this.head * MMSGHDR_SIZE, this.count - this.head, MSG_DONTWAIT);
       if (n < 0) {
@@ -561,7 +571,7 @@ class PacketLink extends FrameLink {
     // A pending socket error (ENETDOWN when the interface goes down) is reported with the ring empty:
     // take it, or level-triggered polling would spin on it. (Not with a read: the socket's queue holds
     // the TP_STATUS_COPY frames, in ring order.)
-    if (total === 0 && !this.closed && takeSocketError(this.fd) !== 0) this.stats.rxDropped++;
+    if (total === 0 && !this.closed && takeSocketError(this.fd) !== 0) this.counters.rxDropped++;
     if (total > 0 && !this.closed) this.onBatchEnd();
   }
 
@@ -586,7 +596,7 @@ class PacketLink extends FrameLink {
         // Our own transmission: PACKET_IGNORE_OUTGOING keeps these out; a guard, as the queue's reads had.
       } else if (snap < get32le(ring, at + TP_LEN)) {
         // Too big for the slot with the socket's queue full: only its head was kept.
-        this.stats.rxDropped++;
+        this.counters.rxDropped++;
       } else {
         const mac = ring[at + TP_MAC]! | (ring[at + TP_MAC + 1]! << 8);
         this.deliver(ring, at + mac - hdr, hdr + snap);
@@ -600,12 +610,16 @@ class PacketLink extends FrameLink {
     return n;
   }
 
+  protected override refreshStats(): void {
+    this.countRingDrops();
+  }
+
   /** Adds the frames the ring had no slot for since the last count (PACKET_STATISTICS, which resets it). */
   private countRingDrops(): void {
     const v = this.statsBuf;
     const len = Buffer.from([tpacketStats.size, 0, 0, 0]);
     if (libc().getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, v, len) === 0)
-      this.stats.rxDropped += v.readUInt32LE(tpacketStats.fields.tp_drops.offset);
+      this.counters.rxDropped += v.readUInt32LE(tpacketStats.fields.tp_drops.offset);
   }
 
   /**
@@ -630,7 +644,7 @@ class PacketLink extends FrameLink {
     }
     if (got < 0) got = 0;
     for (let i = 0; i < run; i++) {
-      if (i >= got || get32le(table, i * MMSGHDR_SIZE + MSG_FLAGS) & MSG_TRUNC) this.stats.rxDropped++;
+      if (i >= got || get32le(table, i * MMSGHDR_SIZE + MSG_FLAGS) & MSG_TRUNC) this.counters.rxDropped++;
       else if (!this.closed) this.deliver(data, i * RX_SLOT, get32le(table, i * MMSGHDR_SIZE + MMSG_LEN));
       if (this.closed) return run;
       status[(this.next * RX_RING_FRAME) >>> 2] = TP_STATUS_KERNEL;
@@ -714,7 +728,7 @@ class TapLink extends FrameLink {
   protected transmit(): boolean {
     const lib = libc();
     const lens = this.lens;
-    const stats = this.stats;
+    const stats = this.counters;
     const iov = this.tableAddr + TX_IOV_AT;
     while (this.head < this.count) {
       const n = lib.writev(this.fd, iov + this.head * IOVEC_SIZE, 1);
