@@ -586,7 +586,7 @@ class PacketLink extends FrameLink {
       const st = status[at >>> 2]!;
       if (!(st & TP_STATUS_USER)) break;
       // Frames were lost before this one (the ring was full): count them.
-      if (st & TP_STATUS_LOSING) this.countRingDrops();
+      if (st & TP_STATUS_LOSING) this.refreshStats();
       if (st & TP_STATUS_COPY) {
         n += this.readCopies(want - n);
         continue;
@@ -603,19 +603,20 @@ class PacketLink extends FrameLink {
         // Closed by onFrame: the ring is unmapped.
         if (this.closed) return n + 1;
       }
-      status[at >>> 2] = TP_STATUS_KERNEL;
-      this.next = this.next + 1 === RX_RING_FRAMES ? 0 : this.next + 1;
+      this.releaseSlot();
       n++;
     }
     return n;
   }
 
-  protected override refreshStats(): void {
-    this.countRingDrops();
+  /** Returns the slot at `next` to the kernel and moves on. */
+  private releaseSlot(): void {
+    this.status[(this.next * RX_RING_FRAME) >>> 2] = TP_STATUS_KERNEL;
+    this.next = this.next + 1 === RX_RING_FRAMES ? 0 : this.next + 1;
   }
 
   /** Adds the frames the ring had no slot for since the last count (PACKET_STATISTICS, which resets it). */
-  private countRingDrops(): void {
+  protected override refreshStats(): void {
     const v = this.statsBuf;
     const len = Buffer.from([tpacketStats.size, 0, 0, 0]);
     if (libc().getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, v, len) === 0)
@@ -647,8 +648,7 @@ class PacketLink extends FrameLink {
       if (i >= got || get32le(table, i * MMSGHDR_SIZE + MSG_FLAGS) & MSG_TRUNC) this.counters.rxDropped++;
       else if (!this.closed) this.deliver(data, i * RX_SLOT, get32le(table, i * MMSGHDR_SIZE + MMSG_LEN));
       if (this.closed) return run;
-      status[(this.next * RX_RING_FRAME) >>> 2] = TP_STATUS_KERNEL;
-      this.next = this.next + 1 === RX_RING_FRAMES ? 0 : this.next + 1;
+      this.releaseSlot();
     }
     return run;
   }
