@@ -72,6 +72,7 @@ spec:
 YAML
 done >"$stage/guests.yaml"
 x "$k apply -f /krata/guest-init/target/e2e-powercut/guests.yaml" >"$out/apply.txt" || fail "apply failed"
+fail_logs='pc-always pc-onfailure'
 for g in pc-always pc-onfailure pc-never; do running $g || fail "$g did not reach Running"; done
 ok "before the cut: pc-always, pc-onfailure, pc-never Running (boot id $boot1)"
 

@@ -1,7 +1,7 @@
 # The node agent in dom0 for scenarios that drive it (sourced, not run: 110, 120, 130).
 # Defines x() (a command in dom0), $k (kratactl in dom0), $agent (the agent's command line in dom0: a
-# scenario appends its own flags), $out and $repo, and fail() (which shows the agent's log, the Guests
-# and the domains, and the console of Guest $fail_logs if a scenario sets it).
+# scenario appends its own flags), $out and $repo, and fail() (which shows the agent's log, the Guests,
+# the domains and Xen's log, and the events and console of each Guest named in $fail_logs if a scenario sets it).
 # dom0's busybox has no pkill/pgrep: the agent's pid is kept in a file.
 x() { "$KRATA_XENHOST_EXEC" "$@" </dev/null; }
 k="node /krata/dist/kratactl/kratactl.cjs"
@@ -11,7 +11,9 @@ repo=${KRATA_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)}
 fail_logs=
 fail() {
   echo "FAIL: $*" >&2
-  x "tail -60 /tmp/agent.log; $k get -o wide; ${fail_logs:+$k logs $fail_logs --tail 40;} xl list" >&2 || true
+  local g shown=''
+  for g in $fail_logs; do shown="$shown echo '== $g'; $k describe guest $g | tail -15; $k logs $g --tail 40;"; done
+  x "tail -60 /tmp/agent.log; $k get -o wide; $shown xl list; echo '== xl dmesg'; xl dmesg | tail -20" >&2 || true
   exit 1
 }
 
