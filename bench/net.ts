@@ -23,6 +23,11 @@
 // the profile is written); KRATA_BENCH_SYSCALLS=PREFIX counts each backend's syscalls during its wrk run
 // (perf stat on the syscall tracepoints, all its threads; counts in PREFIX.NAME, per request on stderr).
 // KRATA_BENCH_KRATANET_NODE_ARGS='--flag ...' starts kratanet's node with those flags (V8 tuning trials).
+// KRATA_BENCH_NET_VARIANT=NAME=VALUE also measures a second kratanet (kratanet_variant) with NAME=VALUE in
+// its environment, right after the first in every round: an A/B trial of a change behind a temporary
+// switch. The pair runs seconds apart, so drift in the machine's load between rounds falls on both, and
+// swaps places every other round (roundOrder): run an even number of rounds. In the JSON:
+// kratanet_variant_*, rps_ratio_variant_vs_kratanet[_each_round].
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -47,6 +52,7 @@ const ROUNDS = Math.max(1, Number(process.env.KRATA_BENCH_NET_ROUNDS ?? 1));
 const RPS_ONLY = process.env.KRATA_BENCH_NET_RPS_ONLY === '1';
 const TAP = process.env.KRATA_BENCH_NET_TAP === '1';
 const PROFILE_DIR = process.env.KRATA_BENCH_PROFILE;
+const VARIANT = variantEnv(process.env.KRATA_BENCH_NET_VARIANT);
 const SYSCALLS_FILE = process.env.KRATA_BENCH_SYSCALLS;
 const WRK_CONNECTIONS = 32;
 const BODY_BYTES = 100;
@@ -64,8 +70,35 @@ const round = (x: number, digits: number) => Number(x.toFixed(digits));
 /** Host-side processes we started, each leading its own process group (nginx's worker, a backend's helpers). */
 const groups = new Set<ChildProcess>();
 
-function startGroup(cmd: string, args: string[], stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe']): ChildProcess {
-  const child = spawn(cmd, args, { stdio, detached: true });
+/**
+ * The backends in the order a round measures them: as configured, except that kratanet and its variant
+ * swap places every other round (A B, B A, ...), as the slot after another backend's teardown is not a
+ * neutral one (an A/A trial here: the second kratanet 1.04-1.06× the first, two rounds of two).
+ */
+function roundOrder<T extends { key: string }>(configs: T[], round: number): T[] {
+  const a = configs.findIndex((c) => c.key === 'kratanet');
+  const b = configs.findIndex((c) => c.key === 'kratanet_variant');
+  if (a < 0 || b < 0 || round % 2 === 0) return configs;
+  const order = [...configs];
+  [order[a], order[b]] = [order[b]!, order[a]!];
+  return order;
+}
+
+/** KRATA_BENCH_NET_VARIANT's NAME=VALUE as an environment entry. */
+function variantEnv(text: string | undefined): [string, string] | undefined {
+  if (!text) return undefined;
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(text);
+  if (!m) throw new Error(`KRATA_BENCH_NET_VARIANT must be NAME=VALUE, not ${JSON.stringify(text)}`);
+  return [m[1]!, m[2]!];
+}
+
+function startGroup(
+  cmd: string,
+  args: string[],
+  stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe'],
+  env: NodeJS.ProcessEnv = process.env,
+): ChildProcess {
+  const child = spawn(cmd, args, { stdio, detached: true, env });
   groups.add(child);
   child.once('exit', () => groups.delete(child));
   child.once('error', () => groups.delete(child));
@@ -367,9 +400,9 @@ function kratanetMain(): string {
 
 /**
  * kratanet on a veth (its host end read and written through AF_PACKET, as a Xen vif), or with `tap` on a
- * TAP it makes, moved into the guest.
+ * TAP it makes, moved into the guest; with `variant`, on a veth with that variable in its environment.
  */
-async function startKratanet(work: string, tap = false): Promise<Backend> {
+async function startKratanet(work: string, tap = false, variant?: [string, string]): Promise<Backend> {
   // A TAP must exist before it can be moved in: kratanet makes it, the guest takes it once kratanet is ready.
   const tapName = `kbt${randomBytes(4).toString('hex')}`;
   const mac = randomMac();
@@ -394,13 +427,18 @@ async function startKratanet(work: string, tap = false): Promise<Backend> {
     };
     const file = join(work, 'kratanet.json');
     writeFileSync(file, JSON.stringify(config, null, 2));
-    const child = startGroup(process.execPath, [
-      ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
-      ...(process.env.KRATA_BENCH_KRATANET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
-      kratanetMain(),
-      '--config',
-      file,
-    ]);
+    const child = startGroup(
+      process.execPath,
+      [
+        ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+        ...(process.env.KRATA_BENCH_KRATANET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+        kratanetMain(),
+        '--config',
+        file,
+      ],
+      undefined,
+      variant ? { ...process.env, [variant[0]]: variant[1] } : process.env,
+    );
     const log = capture(child.stderr);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -421,13 +459,14 @@ async function startKratanet(work: string, tap = false): Promise<Backend> {
     const g = guest;
     if (!tap) hostIfSilent(g.hostIf);
     return {
-      name: tap ? 'kratanet_tap' : 'kratanet',
+      name: tap ? 'kratanet_tap' : variant ? 'kratanet_variant' : 'kratanet',
       mtu: MTU,
       guest: g,
       hostAddr: g.gateway4,
       pid: child.pid!,
       describe:
-        `node ${kratanetMain()} --config FILE (${tap ? `TAP ${tapName}, moved into NS` : `veth ${g.hostIf}`}, ` +
+        `${variant ? `${variant[0]}=${variant[1]} ` : ''}node ${kratanetMain()} --config FILE ` +
+        `(${tap ? `TAP ${tapName}, moved into NS` : `veth ${g.hostIf}`}, ` +
         `hostLoopback: gateway ${g.gateway4} → 127.0.0.1)`,
       check: () => {
         if (child.exitCode !== null || child.signalCode !== null)
@@ -685,6 +724,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
     let skipped: string | undefined;
     if (existsSync(kratanetMain())) {
       configs.push({ key: 'kratanet', mtu: MTU, start: () => startKratanet(work) });
+      if (VARIANT) configs.push({ key: 'kratanet_variant', mtu: MTU, start: () => startKratanet(work, false, VARIANT) });
       if (TAP) configs.push({ key: 'kratanet_tap', mtu: MTU, start: () => startKratanet(work, true) });
     } else {
       skipped = `${kratanetMain()} does not exist (build node-agent/net first): kratanet NOT measured`;
@@ -700,7 +740,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
     const samples = new Map<string, Figures[]>(configs.map((c) => [c.key, []]));
     for (let round = 0; round < ROUNDS; round++) {
       if (ROUNDS > 1) console.error(`round ${round + 1} of ${ROUNDS}`);
-      for (const c of configs) samples.get(c.key)!.push(await run(c.start, s, describe));
+      for (const c of roundOrder(configs, round)) samples.get(c.key)!.push(await run(c.start, s, describe));
     }
     const fig = new Map([...samples].map(([k, fs]) => [k, combine(fs)]));
     if (ROUNDS > 1)
@@ -735,6 +775,20 @@ export async function netBench(): Promise<Record<string, unknown>> {
       : {};
     if (overTap)
       console.log(`reference: kratanet over a TAP (slirp4netns's transport): ${ratio(overTap.rps, slirp.rps)}× slirp4netns's requests/s`);
+    const variant = fig.get('kratanet_variant');
+    const variantRounds = variant ? samples.get('kratanet_variant')!.map((f, i) => ratio(f.rps, samples.get('kratanet')![i]!.rps)) : [];
+    const variantFigures = variant
+      ? {
+          ...prefixed('kratanet_variant_', variant),
+          rps_ratio_variant_vs_kratanet: ratio(variant.rps, ours!.rps),
+          rps_ratio_variant_vs_kratanet_each_round: variantRounds,
+        }
+      : {};
+    if (variant)
+      console.log(
+        `variant ${VARIANT![0]}=${VARIANT![1]}: ${ratio(variant.rps, ours!.rps)}× kratanet's requests/s ` +
+          `(rounds ${variantRounds.join(' ')}), CPU per request ${ratio(variant.cpu_us_per_request, ours!.cpu_us_per_request)}× its`,
+      );
     // The headline is the mean of both directions: a fast direction can hide a slow one, so each is shown too.
     const perDirection: Record<string, number | null> = {};
     for (const dir of ['to_host', 'to_guest'] as const) {
@@ -772,6 +826,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
       mtu: MTU,
       ...jumbo,
       ...tapFigures,
+      ...variantFigures,
       http_errors: httpErrors,
       iperf3_seconds: SECONDS,
       wrk: `wrk -t1 -c${WRK_CONNECTIONS} -d${WRK_SECONDS}s, ${BODY_BYTES}-byte body from nginx (1 worker) on 127.0.0.1`,
