@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Guest } from '../../crds/generated/types.js';
-import { AgentClient } from '../../kratactl/agent-client.js';
+import { AgentClient, AgentError } from '../../kratactl/agent-client.js';
 import { AGENT_FAULT_POINTS } from '../../node-agent/fault-points.js';
 import { specHash } from '../../node-agent/reconcile/identity.js';
 import { buildTar } from '../../lib/tar.js';
@@ -422,8 +422,24 @@ async function drive(point: string): Promise<string> {
   if (!victim) return churn('create').then((c) => `${c} (no steady Guest to delete; its replacement of nothing passes no teardown)`);
   model.delete(victim);
   deleted.add(victim);
-  await client.delete(NS, victim).catch(() => undefined);
+  // The armed point may be reached first by another Guest's teardown (the crash-looping one's), the
+  // agent dying before it stored this delete: unanswered, it is sent again once the agent is back.
+  await client.delete(NS, victim).catch(() => unanswered.add(victim));
   return `delete ${victim}`;
+}
+
+/** Deletes the agent died without answering: sent again, as a client retries, once it is back. */
+const unanswered = new Set<string>();
+
+async function resendUnanswered(): Promise<void> {
+  for (const name of unanswered) {
+    await client.delete(NS, name).catch((e: unknown) => {
+      // Stored before the agent died: gone by now, or going.
+      if (!(e instanceof AgentError && e.status === 404)) throw e;
+    });
+    console.log(`resent the unanswered delete of ${name}`);
+  }
+  unanswered.clear();
 }
 
 async function main(): Promise<void> {
@@ -492,6 +508,7 @@ async function main(): Promise<void> {
     console.log(`${point}: ${did}`);
     await awaitDeath(point);
     if (!(await startAgent())) fatal(`${point}: the agent did not start again`);
+    await resendUnanswered();
     await converge(point);
   }
   await crashLoopGoesOn('loop');
