@@ -765,7 +765,8 @@ export async function netBench(): Promise<Record<string, unknown>> {
     goal(rpsVsSlirp, GOALS.rps_vs_slirp4netns, 'kratanet HTTP requests/s ≥ slirp4netns (ratio ≥ 1)');
     // Each round's own ratio (the two ran seconds apart) and CPU per request, which the machine's other
     // load moves less than requests/s: how far the median stands from 1 against the spread.
-    const rpsRounds = ours ? samples.get('kratanet')!.map((f, i) => ratio(f.rps, samples.get('slirp4netns')![i]!.rps)) : [];
+    const roundRatios = (a: string, b: string) => samples.get(a)!.map((f, i) => ratio(f.rps, samples.get(b)![i]!.rps));
+    const rpsRounds = ours ? roundRatios('kratanet', 'slirp4netns') : [];
     const cpuVsSlirp = ratio(ours?.cpu_us_per_request, slirp.cpu_us_per_request);
     if (ours && ROUNDS > 1)
       console.log(`      requests/s each round: ${rpsRounds.join(' ')}× slirp4netns; CPU per request ${cpuVsSlirp}× its`);
@@ -776,7 +777,7 @@ export async function netBench(): Promise<Record<string, unknown>> {
     if (overTap)
       console.log(`reference: kratanet over a TAP (slirp4netns's transport): ${ratio(overTap.rps, slirp.rps)}× slirp4netns's requests/s`);
     const variant = fig.get('kratanet_variant');
-    const variantRounds = variant ? samples.get('kratanet_variant')!.map((f, i) => ratio(f.rps, samples.get('kratanet')![i]!.rps)) : [];
+    const variantRounds = variant ? roundRatios('kratanet_variant', 'kratanet') : [];
     const variantFigures = variant
       ? {
           ...prefixed('kratanet_variant_', variant),
